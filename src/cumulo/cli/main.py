@@ -1,0 +1,89 @@
+"""`cumulo` command line: `cumulo up` runs the all-in-one cloud in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from cumulo import conf as conf_mod
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cumulo", description="Cumulo compute cloud")
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the all-in-one cloud in the foreground")
+    # These flags are a stable interface: automation depends on them.
+    up.add_argument("--state-dir", type=Path, default=None, help="where the DB, images and clouds.yaml live")
+    up.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=None, help="port to listen on (default 8080)")
+    up.add_argument("--fake-hosts", type=int, default=None, help="add N simulated compute hosts (fake driver)")
+    up.add_argument("--config", type=Path, default=None, help="settings file (YAML)")
+    up.add_argument("--log-level", default="warning")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "up":
+        return _up(args)
+    return 2
+
+
+def _up(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = conf_mod.load(
+        args.config,
+        state_dir=args.state_dir,
+        host=args.host,
+        port=args.port,
+        fake_hosts=args.fake_hosts,
+    )
+    if settings.fake_hosts < 0:
+        print("--fake-hosts must be 0 or more", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(settings, args.log_level))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _serve(settings: conf_mod.Settings, log_level: str) -> None:
+    import uvicorn
+
+    from cumulo.runtime import Cloud
+
+    cloud = Cloud(settings)
+    await cloud.start()
+    config = uvicorn.Config(
+        cloud.asgi_app(),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+
+    async def announce() -> None:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        clouds = cloud.clouds_yaml_path().resolve()
+        print(f"Cumulo is ready. Auth URL: {settings.public_url}/identity/v3", flush=True)
+        print(f"  export OS_CLIENT_CONFIG_FILE={clouds}", flush=True)
+        print("  openstack --os-cloud cumulo server list       # as admin", flush=True)
+        print("  openstack --os-cloud cumulo-demo server list  # as the demo user", flush=True)
+
+    notifier = asyncio.create_task(announce())
+    try:
+        await server.serve()
+    finally:
+        notifier.cancel()
+        await cloud.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The Nova-compatible compute API (v2.1 with microversions), mounted at /compute."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
+
+from cumulo.compute.api.microversion import MicroversionMiddleware
+from cumulo.web.http import family_app, json_response
+
+if TYPE_CHECKING:
+    from cumulo.runtime import Services
+
+# Nova's fault names by HTTP status; anything else is computeFault.
+FAULT_NAMES = {
+    400: "badRequest",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "itemNotFound",
+    405: "badMethod",
+    409: "conflictingRequest",
+    413: "overLimit",
+    415: "badMediaType",
+    429: "overLimit",
+    501: "notImplemented",
+    503: "serviceUnavailable",
+}
+
+
+def render_fault(status: int, message: str, request: Request) -> Response:
+    name = FAULT_NAMES.get(status, "computeFault")
+    return json_response({name: {"code": status, "message": message}}, status=status)
+
+
+def make_app(services: Services) -> ASGIApp:
+    from cumulo.compute.api import (
+        admin,
+        flavors,
+        keypairs,
+        quotas,
+        server_actions,
+        server_resources,
+        servers,
+        versions,
+    )
+
+    routes: list[BaseRoute] = []
+    for module in (versions, servers, server_actions, server_resources, flavors, keypairs, quotas, admin):
+        routes.extend(module.ROUTES)
+    return MicroversionMiddleware(family_app(services, routes, render_fault))

@@ -1,0 +1,114 @@
+"""Compute microversions: negotiation from headers, and helpers to keep differences in schemas.
+
+Both headers are honoured: `OpenStack-API-Version: compute X.Y` and `X-OpenStack-Nova-API-Version`.
+No header means the minimum; "latest" means the maximum; outside the range is 406.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, NamedTuple
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class Version(NamedTuple):
+    major: int
+    minor: int
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    @classmethod
+    def parse(cls, text: str) -> Version:
+        m = re.fullmatch(r"\s*([1-9]\d*)\.(0|[1-9]\d*)\s*", text)
+        if not m:
+            raise ValueError(text)
+        return cls(int(m.group(1)), int(m.group(2)))
+
+
+MIN_VERSION = Version(2, 1)
+MAX_VERSION = Version(2, 79)
+
+SCOPE_KEY = "cumulo.microversion"
+
+
+def v(text: str) -> Version:
+    return Version.parse(text)
+
+
+def request_version(request: Request) -> Version:
+    return request.scope.get(SCOPE_KEY, MIN_VERSION)  # type: ignore[no-any-return]
+
+
+def requested_text(headers: dict[str, str]) -> str | None:
+    value = headers.get("openstack-api-version")
+    if value:
+        # "compute 2.47" (may be a comma-separated list for several services)
+        for part in value.split(","):
+            words = part.strip().split()
+            if len(words) == 2 and words[0].lower() == "compute":
+                return words[1]
+    legacy = headers.get("x-openstack-nova-api-version")
+    return legacy.strip() if legacy else None
+
+
+def _fault(status: int, name: str, message: str) -> tuple[int, bytes]:
+    return status, json.dumps({name: {"code": status, "message": message}}).encode()
+
+
+class MicroversionMiddleware:
+    """Negotiates the version for /v2.1 requests and echoes it in the response headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        text = requested_text(headers)
+        version = MIN_VERSION
+        error: tuple[int, bytes] | None = None
+        if text is not None:
+            if text.strip().lower() == "latest":
+                version = MAX_VERSION
+            else:
+                try:
+                    version = Version.parse(text)
+                except ValueError:
+                    error = _fault(400, "badRequest", f"API Version String {text} is of invalid format. Must be of format MajorNum.MinorNum.")
+                else:
+                    if not (MIN_VERSION <= version <= MAX_VERSION):
+                        error = _fault(
+                            406,
+                            "computeFault",
+                            f"Version {text} is not supported by the API. Minimum is {MIN_VERSION} and maximum is {MAX_VERSION}.",
+                        )
+        scope[SCOPE_KEY] = version
+        extra = [
+            (b"openstack-api-version", f"compute {version}".encode()),
+            (b"x-openstack-nova-api-version", str(version).encode()),
+            (b"vary", b"OpenStack-API-Version, X-OpenStack-Nova-API-Version"),
+        ]
+        if error is not None:
+            status, body = error
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def send_with_version(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)

@@ -1,0 +1,196 @@
+"""The driver contract: small Protocols a driver implements as far as it can, plus DriverInfo.
+
+A driver declares what it supports in `DriverInfo.capabilities`; the manager and the API consult
+that instead of probing. Drivers never import the DB, any API or each other: everything they need
+arrives in an `InstanceSpec`, and everything they produce is returned.
+
+Contract rules that every driver honours (the contract test suite checks them):
+- `spawn` either leaves a running instance or raises DriverError and leaves nothing behind.
+- `destroy` of an instance that does not exist succeeds.
+- Every operation is idempotent where it can be (power_off of a stopped instance succeeds).
+- `list_instances` reports what really exists on the host, so the agent can adopt and reap.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class PowerState(enum.IntEnum):
+    """Nova's power_state values, as stored and shown in OS-EXT-STS:power_state."""
+
+    NOSTATE = 0
+    RUNNING = 1
+    PAUSED = 3
+    SHUTDOWN = 4
+    CRASHED = 6
+    SUSPENDED = 7
+
+
+class Capability(enum.StrEnum):
+    POWER = "power"  # power_off / power_on / reboot
+    PAUSE = "pause"
+    SUSPEND = "suspend"
+    RESIZE = "resize"
+    REBUILD = "rebuild"
+    SNAPSHOT = "snapshot"
+    CONSOLE = "console"
+    DIAGNOSTICS = "diagnostics"
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    name: str  # registry name: "fake", "runc", "qemu"
+    hypervisor_type: str  # shown by os-hypervisors
+    instance_types: tuple[str, ...]  # what images may ask for with hypervisor_type
+    version: int = 1
+    capabilities: frozenset[Capability] = frozenset(Capability)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FlavorSpec:
+    vcpus: int
+    memory_mb: int
+    root_gb: int
+    ephemeral_gb: int = 0
+    swap: int = 0
+    extra_specs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    id: str
+    path: str  # local file holding the image bytes (content-addressed store)
+    disk_format: str
+    container_format: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    uuid: str
+    name: str
+    hostname: str
+    project_id: str
+    flavor: FlavorSpec
+    image: ImageSpec | None
+    user_data: bytes | None = None
+    key_data: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    # Rendered openstack/latest/meta_data.json for the config drive.
+    meta_data: dict[str, Any] = field(default_factory=dict)
+    network_info: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HostResources:
+    vcpus: int
+    memory_mb: int
+    local_gb: int
+    cpu_info: dict[str, Any] = field(default_factory=dict)
+    host_ip: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    uuid: str
+    power_state: PowerState
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    path: str  # file the driver wrote; the agent moves it into the image store
+    disk_format: str
+    container_format: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Host(Protocol):
+    info: DriverInfo
+
+    async def init_host(self) -> None: ...
+
+    async def get_host_resources(self) -> HostResources: ...
+
+    async def list_instances(self) -> list[InstanceStatus]: ...
+
+    async def cleanup_orphans(self, known_uuids: set[str]) -> list[str]:
+        """Remove host artefacts that no known instance owns; return what was removed."""
+        ...
+
+
+@runtime_checkable
+class Lifecycle(Protocol):
+    async def spawn(self, spec: InstanceSpec) -> None: ...
+
+    async def destroy(self, uuid: str) -> None: ...
+
+    async def get_power_state(self, uuid: str) -> PowerState: ...
+
+
+@runtime_checkable
+class Power(Protocol):
+    async def power_off(self, uuid: str, timeout: float = 10.0) -> None: ...
+
+    async def power_on(self, spec: InstanceSpec) -> None: ...
+
+    async def reboot(self, spec: InstanceSpec, hard: bool) -> None: ...
+
+
+@runtime_checkable
+class Pause(Protocol):
+    async def pause(self, uuid: str) -> None: ...
+
+    async def unpause(self, uuid: str) -> None: ...
+
+
+@runtime_checkable
+class Suspend(Protocol):
+    async def suspend(self, uuid: str) -> None: ...
+
+    async def resume(self, spec: InstanceSpec) -> None: ...
+
+
+@runtime_checkable
+class Rebuild(Protocol):
+    async def rebuild(self, spec: InstanceSpec) -> None:
+        """Replace the instance's root with spec.image, keeping its identity; leaves it running."""
+        ...
+
+
+@runtime_checkable
+class Resize(Protocol):
+    async def resize(self, spec: InstanceSpec, old_flavor: FlavorSpec) -> None:
+        """Apply spec.flavor; keep enough to revert until confirm_resize."""
+        ...
+
+    async def confirm_resize(self, uuid: str) -> None: ...
+
+    async def revert_resize(self, spec: InstanceSpec) -> None:
+        """Go back to spec.flavor (the old one) and the pre-resize disk."""
+        ...
+
+
+@runtime_checkable
+class Snapshot(Protocol):
+    async def snapshot(self, uuid: str, workdir: str) -> SnapshotResult: ...
+
+
+@runtime_checkable
+class Console(Protocol):
+    async def get_console_output(self, uuid: str, max_bytes: int = 65536) -> str: ...
+
+
+@runtime_checkable
+class Diagnostics(Protocol):
+    async def get_diagnostics(self, uuid: str) -> dict[str, Any]:
+        """Nova's standard diagnostics shape (microversion 2.48)."""
+        ...
+
+
+class Driver(Host, Lifecycle, Protocol):
+    """The least a driver is: a host it describes and instances it can make and remove."""

@@ -1,0 +1,198 @@
+"""Compute tables: instances and their history, flavors, keypairs, quotas, services, compute nodes."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from cumulo.db import metadata, utcnow
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    # Integer id gives a stable tie-break for sorting and marker pagination.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("project_id", sa.String(64), nullable=False, index=True),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("display_name", sa.String(255), nullable=False),
+    sa.Column("display_description", sa.Text),
+    sa.Column("hostname", sa.String(255)),
+    sa.Column("image_ref", sa.String(36), nullable=False, default=""),
+    # Snapshot of the flavor at boot (and during resize: old/new), as Nova keeps it.
+    sa.Column("flavor", sa.JSON, nullable=False),
+    sa.Column("old_flavor", sa.JSON),
+    sa.Column("new_flavor", sa.JSON),
+    sa.Column("vcpus", sa.Integer, nullable=False),
+    sa.Column("memory_mb", sa.Integer, nullable=False),
+    sa.Column("root_gb", sa.Integer, nullable=False),
+    sa.Column("ephemeral_gb", sa.Integer, nullable=False, default=0),
+    sa.Column("key_name", sa.String(255)),
+    sa.Column("key_data", sa.Text),
+    sa.Column("user_data", sa.Text),
+    sa.Column("metadata", sa.JSON, nullable=False, default=dict),
+    sa.Column("system_metadata", sa.JSON, nullable=False, default=dict),
+    sa.Column("tags", sa.JSON, nullable=False, default=list),
+    sa.Column("vm_state", sa.String(32), nullable=False, index=True),
+    sa.Column("task_state", sa.String(64)),
+    sa.Column("power_state", sa.Integer, nullable=False, default=0),
+    sa.Column("locked", sa.Boolean, nullable=False, default=False),
+    sa.Column("locked_by", sa.String(16)),
+    sa.Column("locked_reason", sa.String(255)),
+    sa.Column("host", sa.String(255), index=True),
+    sa.Column("node", sa.String(255)),
+    sa.Column("availability_zone", sa.String(255)),
+    sa.Column("reservation_id", sa.String(255), nullable=False),
+    sa.Column("launch_index", sa.Integer, nullable=False, default=0),
+    sa.Column("access_ip_v4", sa.String(39)),
+    sa.Column("access_ip_v6", sa.String(39)),
+    sa.Column("config_drive", sa.String(255), nullable=False, default=""),
+    sa.Column("progress", sa.Integer, nullable=False, default=0),
+    # Everything the scheduler needs to place (and re-place) the server.
+    sa.Column("request_spec", sa.JSON, nullable=False, default=dict),
+    sa.Column("security_groups", sa.JSON, nullable=False, default=list),
+    sa.Column("requested_networks", sa.JSON),
+    # {network_name: [{"addr":..., "version":4, "OS-EXT-IPS:type":..., "OS-EXT-IPS-MAC:mac_addr":...}]}
+    sa.Column("addresses", sa.JSON, nullable=False, default=dict),
+    sa.Column("hypervisor_type", sa.String(32)),
+    sa.Column("launched_at", sa.DateTime),
+    sa.Column("terminated_at", sa.DateTime),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow, index=True),
+    sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow, index=True),
+    sa.Column("deleted_at", sa.DateTime),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False, index=True),
+)
+
+instance_faults = sa.Table(
+    "instance_faults",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("instance_uuid", sa.String(36), nullable=False, index=True),
+    sa.Column("code", sa.Integer, nullable=False),
+    sa.Column("message", sa.String(255), nullable=False),
+    sa.Column("details", sa.Text),
+    sa.Column("host", sa.String(255)),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+)
+
+instance_actions = sa.Table(
+    "instance_actions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("action", sa.String(255), nullable=False),
+    sa.Column("instance_uuid", sa.String(36), nullable=False, index=True),
+    sa.Column("request_id", sa.String(255), nullable=False),
+    sa.Column("user_id", sa.String(255)),
+    sa.Column("project_id", sa.String(255)),
+    sa.Column("start_time", sa.DateTime, nullable=False, default=utcnow),
+    sa.Column("finish_time", sa.DateTime),
+    sa.Column("message", sa.String(255)),
+    sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+instance_action_events = sa.Table(
+    "instance_action_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("action_id", sa.Integer, sa.ForeignKey("instance_actions.id", ondelete="CASCADE"), index=True),
+    sa.Column("event", sa.String(255), nullable=False),
+    sa.Column("start_time", sa.DateTime, nullable=False, default=utcnow),
+    sa.Column("finish_time", sa.DateTime),
+    sa.Column("result", sa.String(255)),
+    sa.Column("traceback", sa.Text),
+    sa.Column("host", sa.String(255)),
+    sa.Column("details", sa.Text),
+)
+
+flavors = sa.Table(
+    "flavors",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("flavorid", sa.String(255), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("memory_mb", sa.Integer, nullable=False),
+    sa.Column("vcpus", sa.Integer, nullable=False),
+    sa.Column("root_gb", sa.Integer, nullable=False),
+    sa.Column("ephemeral_gb", sa.Integer, nullable=False, default=0),
+    sa.Column("swap", sa.Integer, nullable=False, default=0),
+    sa.Column("rxtx_factor", sa.Float, nullable=False, default=1.0),
+    sa.Column("is_public", sa.Boolean, nullable=False, default=True),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("description", sa.Text),
+    sa.Column("extra_specs", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+flavor_projects = sa.Table(
+    "flavor_projects",
+    metadata,
+    sa.Column("flavor_id", sa.Integer, sa.ForeignKey("flavors.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("project_id", sa.String(255), primary_key=True),
+)
+
+key_pairs = sa.Table(
+    "key_pairs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("user_id", sa.String(255), nullable=False, index=True),
+    sa.Column("project_id", sa.String(255)),
+    sa.Column("fingerprint", sa.String(255), nullable=False),
+    sa.Column("public_key", sa.Text, nullable=False),
+    sa.Column("type", sa.String(16), nullable=False, default="ssh"),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.UniqueConstraint("user_id", "name", name="uq_key_pairs_user_id_name"),
+)
+
+quotas = sa.Table(
+    "quotas",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.String(255), nullable=False, index=True),
+    sa.Column("resource", sa.String(255), nullable=False),
+    sa.Column("hard_limit", sa.Integer, nullable=False),
+    sa.UniqueConstraint("project_id", "resource", name="uq_quotas_project_id_resource"),
+)
+
+services = sa.Table(
+    "services",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("binary", sa.String(255), nullable=False),
+    sa.Column("topic", sa.String(255)),
+    sa.Column("availability_zone", sa.String(255)),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("disabled_reason", sa.String(255)),
+    sa.Column("forced_down", sa.Boolean, nullable=False, default=False),
+    sa.Column("last_seen_up", sa.DateTime),
+    sa.Column("report_count", sa.Integer, nullable=False, default=0),
+    sa.Column("version", sa.Integer, nullable=False, default=1),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    sa.UniqueConstraint("host", "binary", name="uq_services_host_binary"),
+)
+
+compute_nodes = sa.Table(
+    "compute_nodes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("service_id", sa.Integer, sa.ForeignKey("services.id", ondelete="CASCADE")),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("hypervisor_hostname", sa.String(255), nullable=False, unique=True),
+    sa.Column("hypervisor_type", sa.String(255), nullable=False),
+    sa.Column("hypervisor_version", sa.Integer, nullable=False, default=1),
+    # Instance types this node runs, e.g. ["fake"], ["container"], ["qemu"]; see drivers.base.DriverInfo.
+    sa.Column("instance_types", sa.JSON, nullable=False, default=list),
+    sa.Column("vcpus", sa.Integer, nullable=False),
+    sa.Column("memory_mb", sa.Integer, nullable=False),
+    sa.Column("local_gb", sa.Integer, nullable=False),
+    sa.Column("host_ip", sa.String(39), nullable=False, default="127.0.0.1"),
+    sa.Column("cpu_info", sa.JSON, nullable=False, default=dict),
+    # Driver-reported details (e.g. which suspend mechanism, KVM or TCG).
+    sa.Column("details", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)

@@ -1,0 +1,92 @@
+"""One typed settings object. Only this module reads the environment.
+
+Precedence: explicit overrides (CLI flags) > CUMULO_* environment > settings file (YAML) > defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path = Path("./state")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # SQLAlchemy URL; empty means SQLite file in the state dir.
+    database: str = ""
+    # "inproc" or an amqp:// URL (later).
+    transport: str = "inproc"
+    region: str = "RegionOne"
+    # Name of the compute host this process runs an agent for.
+    host_name: str = "cumulo-local"
+    local_driver: str = "fake"
+    fake_hosts: int = 0
+    fake_host_vcpus: int = 16
+    fake_host_ram_mb: int = 32768
+    fake_host_disk_gb: int = 500
+    # Simulated latency of fake driver operations (seconds); for crash and scale tests.
+    fake_spawn_delay: float = 0.0
+    cpu_allocation_ratio: float = 4.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    token_ttl_seconds: int = 3600
+    power_sync_interval: float = 5.0
+    default_availability_zone: str = "nova"
+    # Default quotas per project (Nova's defaults).
+    quota_instances: int = 10
+    quota_cores: int = 20
+    quota_ram: int = 51200
+    quota_key_pairs: int = 100
+    quota_metadata_items: int = 128
+    quota_server_groups: int = 10
+    quota_server_group_members: int = 10
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite+aiosqlite:///{self.state_dir / 'cumulo.sqlite'}"
+
+    @property
+    def public_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(kind: Any, raw: Any) -> Any:
+    text = str(raw)
+    if kind in (int, "int"):
+        return int(text)
+    if kind in (float, "float"):
+        return float(text)
+    if kind in (bool, "bool"):
+        return text.lower() in ("1", "true", "yes", "on")
+    if kind in (Path, "Path"):
+        return Path(text)
+    return raw
+
+
+def load(config_file: Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    env = dict(os.environ) if env is None else env
+    values: dict[str, Any] = {}
+    if config_file is not None and config_file.exists():
+        values.update(yaml.safe_load(config_file.read_text()) or {})
+    known = {f.name: f for f in fields(Settings)}
+    for name, f in known.items():
+        key = "CUMULO_" + name.upper()
+        if key in env:
+            values[name] = env[key]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+    typed = {k: _coerce(known[k].type, v) for k, v in values.items()}
+    return Settings(**typed)

@@ -1,0 +1,54 @@
+"""The only place that runs host commands: argv lists, a timeout, stderr captured into the error."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+
+from cumulo.errors import HostError
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode(errors="replace")
+
+
+async def run(
+    argv: list[str],
+    *,
+    timeout: float = 60.0,
+    check: bool = True,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+) -> Result:
+    """Run argv (never through a shell). Raise HostError quoting stderr when it fails and check is set."""
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise HostError(f"bad argv: {argv!r}")
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env} if env else None,
+        cwd=cwd,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise HostError(f"{argv[0]} timed out after {timeout:.0f}s") from None
+    result = Result(tuple(argv), proc.returncode or 0, out, err)
+    if check and result.returncode != 0:
+        msg = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
+        raise HostError(f"{' '.join(argv[:3])} failed ({result.returncode}): {msg[-2000:]}")
+    return result
