@@ -99,22 +99,28 @@ class Cloud:
         await s.images.bootstrap()
         self.write_clouds_yaml()
 
-        self.bus.serve("scheduler", SchedulerManager(self.db, conf, s.placement))
-        self.bus.serve("conductor", Conductor(self.db, self.bus, conf, s.placement))
+        scheduler = SchedulerManager(self.db, conf, s.placement)
+        conductor = Conductor(self.db, self.bus, conf, s.placement)
+        self.bus.serve("scheduler", scheduler)
+        self.bus.serve("conductor", conductor)
+        self.workers: list[Any] = [scheduler, conductor]
         hosts = [(conf.host_name, conf.local_driver, True)]
         hosts += [(f"fake-host-{i}", "fake", False) for i in range(1, conf.fake_hosts + 1)]
         for host_name, driver_name, is_local in hosts:
             driver = load_driver(driver_name, conf, host_name, local=is_local)
-            mgr = ComputeManager(self.db, self.bus, conf, host_name, driver, s.placement)
+            mgr = ComputeManager(self.db, self.bus, conf, host_name, driver, s.placement, s.images)
             self.bus.serve(compute_topic(host_name), mgr)
             self.managers.append(mgr)
         await self.bus.start()
         # Register hosts and reconcile what was in flight before a crash, then start periodic work.
+        await asyncio.gather(*(w.start() for w in self.workers))
         await asyncio.gather(*(m.start() for m in self.managers))
 
     async def stop(self) -> None:
         for m in self.managers:
             await m.stop()
+        for w in getattr(self, "workers", []):
+            await w.stop()
         await self.bus.stop()
         await self.db.dispose()
 

@@ -1,0 +1,1 @@
+"""Identity tables (filled in by the identity service)."""

@@ -1,0 +1,1 @@
+"""Image tables (filled in by the image service)."""

@@ -1,0 +1,73 @@
+"""Shared fixtures: an in-process cloud on a temp SQLite DB, and API clients acting as a given caller.
+
+`cloud` runs the real services and workers (fake driver) in the test's event loop. `as_ctx(ctx)`
+returns an httpx client whose requests carry that RequestContext without a token round-trip, for
+fast API tests; `token_client(...)` goes through real Keystone authentication.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cumulo import conf as conf_mod
+from cumulo.context import RequestContext, expand_roles
+
+
+class ContextInjector:
+    """ASGI wrapper: every request is made as `ctx` (authenticate() picks it up from the scope)."""
+
+    def __init__(self, app: Any, ctx: RequestContext) -> None:
+        self.app, self.ctx = app, ctx
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope = dict(scope)
+            scope["cumulo.context"] = self.ctx
+        await self.app(scope, receive, send)
+
+
+def make_ctx(project_id: str | None = None, roles: tuple[str, ...] = ("member",), user_id: str | None = None) -> RequestContext:
+    return RequestContext(
+        user_id=user_id or uuid.uuid4().hex,
+        project_id=project_id or uuid.uuid4().hex,
+        roles=expand_roles(list(roles)),
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> conf_mod.Settings:
+    return conf_mod.load(env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0)
+
+
+@pytest.fixture
+async def cloud(settings: conf_mod.Settings) -> AsyncIterator[Any]:
+    from cumulo.runtime import Cloud
+
+    c = Cloud(settings)
+    await c.start()
+    try:
+        yield c
+    finally:
+        await c.stop()
+
+
+@pytest.fixture
+def as_ctx(cloud: Any) -> Callable[[RequestContext], httpx.AsyncClient]:
+    app = cloud.asgi_app()
+
+    def factory(ctx: RequestContext) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=ContextInjector(app, ctx)), base_url="http://cumulo.test")
+
+    return factory
+
+
+@pytest.fixture
+def anon_client(cloud: Any) -> httpx.AsyncClient:
+    """A client with no injected context: requests must authenticate with X-Auth-Token."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=cloud.asgi_app()), base_url="http://cumulo.test")
