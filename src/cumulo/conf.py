@@ -80,7 +80,7 @@ def load(config_file: Path | None = None, env: dict[str, str] | None = None, **o
     if config_file is not None and config_file.exists():
         values.update(yaml.safe_load(config_file.read_text()) or {})
     known = {f.name: f for f in fields(Settings)}
-    for name, f in known.items():
+    for name in known:
         key = "CUMULO_" + name.upper()
         if key in env:
             values[name] = env[key]

@@ -75,7 +75,14 @@ class InprocBus:
             await sem.acquire()
             task = asyncio.create_task(self._dispatch(topic, msg, fut))
             self._tasks.add(task)
-            task.add_done_callback(lambda t: (self._tasks.discard(t), sem.release()))
+            task.add_done_callback(self._finisher(sem))
+
+    def _finisher(self, sem: asyncio.Semaphore) -> Any:
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            sem.release()
+
+        return done
 
     async def _dispatch(self, topic: str, msg: dict[str, Any], fut: asyncio.Future[Any] | None) -> None:
         method = msg.get("method", "")

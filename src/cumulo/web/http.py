@@ -83,7 +83,7 @@ async def authenticate(request: Request) -> RequestContext:
     token = request.headers.get("x-auth-token")
     if not token:
         raise errors.Unauthorized("The request you have made requires authentication.")
-    ctx = await services_of(request).identity.validate_token(token)
+    ctx: RequestContext = await services_of(request).identity.validate_token(token)
     rid = request.scope.get("cumulo.request_id")
     if rid:
         ctx = dataclasses.replace(ctx, request_id=rid)
