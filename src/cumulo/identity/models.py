@@ -1,1 +1,104 @@
-"""Identity tables (filled in by the identity service)."""
+"""Identity tables: one domain, projects, users, roles, role assignments and issued tokens."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from cumulo.db import metadata, utcnow
+
+DEFAULT_DOMAIN_ID = "default"
+DEFAULT_DOMAIN_NAME = "Default"
+
+domains = sa.Table(
+    "identity_domains",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+)
+
+projects = sa.Table(
+    "identity_projects",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("domain_id", sa.String(64), sa.ForeignKey("identity_domains.id"), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("tags", sa.JSON, nullable=False, default=list),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    sa.UniqueConstraint("domain_id", "name", name="uq_identity_projects_domain_name"),
+)
+
+users = sa.Table(
+    "identity_users",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("domain_id", sa.String(64), sa.ForeignKey("identity_domains.id"), nullable=False),
+    # argon2id PHC string ("$argon2id$..."); NULL means the user cannot log in with a password.
+    sa.Column("password_hash", sa.String(255)),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    # Keystone lets this dangle (the project need not exist), so no foreign key.
+    sa.Column("default_project_id", sa.String(64)),
+    sa.Column("description", sa.Text),
+    sa.Column("email", sa.String(255)),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    sa.UniqueConstraint("domain_id", "name", name="uq_identity_users_domain_name"),
+)
+
+roles = sa.Table(
+    "identity_roles",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("description", sa.Text),
+    # Keystone's "immutable" resource option: bootstrap roles cannot be changed or deleted.
+    sa.Column("immutable", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+)
+
+role_assignments = sa.Table(
+    "identity_role_assignments",
+    metadata,
+    sa.Column(
+        "user_id", sa.String(64), sa.ForeignKey("identity_users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "project_id",
+        sa.String(64),
+        sa.ForeignKey("identity_projects.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "role_id", sa.String(64), sa.ForeignKey("identity_roles.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.Index("ix_identity_role_assignments_project", "project_id"),
+)
+
+tokens = sa.Table(
+    "identity_tokens",
+    metadata,
+    # SHA-256 (hex) of the bearer token; the token itself is never stored.
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "user_id", sa.String(64), sa.ForeignKey("identity_users.id", ondelete="CASCADE"), nullable=False
+    ),
+    # NULL = unscoped. Roles are re-read at validation (as Fernet tokens do), so role changes apply at once.
+    sa.Column("project_id", sa.String(64), sa.ForeignKey("identity_projects.id", ondelete="CASCADE")),
+    sa.Column("methods", sa.JSON, nullable=False),
+    # Role names at issue time, kept for audit only.
+    sa.Column("roles", sa.JSON, nullable=False, default=list),
+    sa.Column("issued_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False, index=True),
+    sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+    sa.Column("audit_id", sa.String(32), nullable=False),
+    # Audit id of the first token in a chain of token-method re-authentications.
+    sa.Column("audit_chain_id", sa.String(32)),
+    sa.Index("ix_identity_tokens_user", "user_id"),
+)
