@@ -1,0 +1,317 @@
+"""The Glance-compatible image API (v2), mounted at /image.
+
+Faults: Glance's errors come from WebOb, which (for JSON-accepting clients such as openstacksdk)
+renders {"message": ..., "code": "404 Not Found", "title": "Not Found"}. We send that shape; the SDK
+and OSC show the "message" text. Links inside bodies (`self`, `file`, `schema`, `first`, `next`) are
+relative to the API root ("/v2/..."), exactly as Glance writes them; clients resolve them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from cumulo import errors
+from cumulo.identity import policy
+from cumulo.image import _patch, _schemas, members
+from cumulo.image.service import POLICY_RULES, ImageService
+from cumulo.web.http import authenticate, base_url, empty, family_app, json_body, json_response, services_of
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from cumulo.runtime import Services
+
+policy.register(POLICY_RULES)
+
+OCTET_STREAM = "application/octet-stream"
+
+
+def render_fault(status: int, message: str, request: Request) -> Response:
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    return json_response({"message": message, "code": f"{status} {title}", "title": title}, status=status)
+
+
+def _svc(request: Request) -> ImageService:
+    return services_of(request).images
+
+
+async def _ctx(request: Request, rule: str) -> Any:
+    ctx = await authenticate(request)
+    policy.authorize(ctx, rule)
+    return ctx
+
+
+# ---- version discovery ----------------------------------------------------------------------
+
+
+async def versions(request: Request) -> Response:
+    """GET / answers 300 Multiple Choices and GET /versions 200, as Glance does."""
+    status = 200 if request.url.path.rstrip("/").endswith("/versions") else 300
+    return json_response(_schemas.versions_document(base_url(request)), status=status)
+
+
+# ---- images ---------------------------------------------------------------------------------
+
+
+async def list_images(request: Request) -> Response:
+    ctx = await _ctx(request, "image:get_images")
+    params = list(request.query_params.multi_items())
+    page, next_marker = await _svc(request).list_images(ctx, params)
+    without_marker = [(k, v) for k, v in params if k != "marker"]
+    body: dict[str, Any] = {
+        "images": page,
+        "first": "/v2/images" + (f"?{urlencode(without_marker)}" if without_marker else ""),
+        "schema": "/v2/schemas/images",
+    }
+    if next_marker is not None:
+        body["next"] = "/v2/images?" + urlencode([*without_marker, ("marker", next_marker)])
+    return json_response(body)
+
+
+async def create_image(request: Request) -> Response:
+    ctx = await _ctx(request, "image:add_image")
+    image = await _svc(request).create(ctx, await json_body(request))
+    return json_response(image, status=201, headers={"Location": f"{base_url(request)}/v2/images/{image['id']}"})
+
+
+async def show_image(request: Request) -> Response:
+    ctx = await _ctx(request, "image:get_image")
+    return json_response(await _svc(request).get(ctx, request.path_params["image_id"]))
+
+
+async def update_image(request: Request) -> Response:
+    ctx = await _ctx(request, "image:modify_image")
+    try:
+        draft = _patch.media_version(request.headers.get("content-type"))
+    except errors.UnsupportedMediaType as exc:
+        resp = render_fault(415, exc.message, request)
+        resp.headers["Accept-Patch"] = ", ".join(sorted(_patch.MEDIA_TYPES))
+        return resp
+    changes = _patch.parse(await json_body(request), draft)
+    return json_response(await _svc(request).update(ctx, request.path_params["image_id"], changes))
+
+
+async def delete_image(request: Request) -> Response:
+    ctx = await _ctx(request, "image:delete_image")
+    await _svc(request).delete(ctx, request.path_params["image_id"])
+    return empty(204)
+
+
+# ---- data -----------------------------------------------------------------------------------
+
+
+def _header_int(request: Request, name: str) -> int | None:
+    raw = request.headers.get(name)
+    if raw is None:
+        return None
+    if not raw.strip().isdigit():
+        raise errors.Invalid("Invalid or missing image size in request headers.")
+    return int(raw)
+
+
+async def upload_data(request: Request) -> Response:
+    ctx = await _ctx(request, "image:upload_image")
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if ctype != OCTET_STREAM:
+        raise errors.UnsupportedMediaType(f"Content type '{ctype or None}' is not supported; use {OCTET_STREAM}")
+    svc = _svc(request)
+    expected = _header_int(request, "x-openstack-image-size")
+    length = _header_int(request, "content-length")
+    if length is not None and length > svc.size_cap:
+        raise errors.PayloadTooLarge(f"The incoming image is too large: it exceeds {svc.size_cap} bytes.")
+    await svc.upload(ctx, request.path_params["image_id"], _body_chunks(request), expected)
+    return empty(204)
+
+
+async def _body_chunks(request: Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives; a client that hangs up mid-upload is a client error."""
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        raise errors.Invalid("The client disconnected before the image data was complete.") from None
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(offset, length) for a single "bytes=a-b" / "bytes=-n" range; 416 when unsatisfiable."""
+    if header is None:
+        return None
+    m = _RANGE.match(header.strip())
+    if m is None or (not m.group(1) and not m.group(2)):
+        raise _RangeError(size)
+    if not m.group(1):
+        n = min(int(m.group(2)), size)
+        start, end = size - n, size - 1
+    else:
+        start = int(m.group(1))
+        end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+    if start >= size or end < start:
+        raise _RangeError(size)
+    return start, end - start + 1
+
+
+class _RangeError(errors.CumuloError):
+    code = 416
+
+    def __init__(self, size: int) -> None:
+        super().__init__("Requested range not satisfiable")
+        self.size = size
+
+
+async def download_data(request: Request) -> Response:
+    ctx = await _ctx(request, "image:download_image")
+    svc = _svc(request)
+    row, key = await svc.download(ctx, request.path_params["image_id"])
+    if key is None:
+        return empty(204)  # Glance: an image without data answers 204 No Content
+    size = int(row["size"] or 0)
+    headers = {"Content-Type": OCTET_STREAM}
+    if row["checksum"]:
+        headers["Content-MD5"] = row["checksum"]
+    try:
+        rng = _byte_range(request.headers.get("range"), size)
+    except _RangeError as exc:
+        resp = render_fault(416, exc.message, request)
+        resp.headers["Content-Range"] = f"bytes */{exc.size}"
+        return resp
+    status = 200
+    offset, length = 0, size
+    if rng is not None:
+        offset, length = rng
+        status = 206
+        headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{size}"
+    headers["Content-Length"] = str(length)
+    return StreamingResponse(svc.store.read(key, offset, length), status_code=status, headers=headers)
+
+
+# ---- tags and actions -----------------------------------------------------------------------
+
+
+async def add_tag(request: Request) -> Response:
+    ctx = await _ctx(request, "image:modify_image")
+    await _svc(request).add_tag(ctx, request.path_params["image_id"], request.path_params["tag"])
+    return empty(204)
+
+
+async def delete_tag(request: Request) -> Response:
+    ctx = await _ctx(request, "image:modify_image")
+    await _svc(request).remove_tag(ctx, request.path_params["image_id"], request.path_params["tag"])
+    return empty(204)
+
+
+async def deactivate(request: Request) -> Response:
+    ctx = await _ctx(request, "image:deactivate")
+    await _svc(request).set_active(ctx, request.path_params["image_id"], False)
+    return empty(204)
+
+
+async def reactivate(request: Request) -> Response:
+    ctx = await _ctx(request, "image:reactivate")
+    await _svc(request).set_active(ctx, request.path_params["image_id"], True)
+    return empty(204)
+
+
+# ---- members --------------------------------------------------------------------------------
+
+
+async def list_members(request: Request) -> Response:
+    ctx = await _ctx(request, "image:get_members")
+    found = await members.list_members(_svc(request), ctx, request.path_params["image_id"])
+    return json_response({"members": found, "schema": "/v2/schemas/members"})
+
+
+async def add_member(request: Request) -> Response:
+    ctx = await _ctx(request, "image:add_member")
+    body = await json_body(request)
+    member_id = body.get("member") if isinstance(body, dict) else None
+    if not isinstance(member_id, str) or not member_id or len(member_id) > 255:
+        raise errors.Invalid("Member to be added not specified")
+    found = await members.add_member(_svc(request), ctx, request.path_params["image_id"], member_id)
+    return json_response(found)
+
+
+async def show_member(request: Request) -> Response:
+    ctx = await _ctx(request, "image:get_member")
+    p = request.path_params
+    return json_response(await members.get_member(_svc(request), ctx, p["image_id"], p["member_id"]))
+
+
+async def update_member(request: Request) -> Response:
+    ctx = await _ctx(request, "image:modify_member")
+    body = await json_body(request)
+    status = body.get("status") if isinstance(body, dict) else None
+    if not isinstance(status, str):
+        raise errors.Invalid("Status not specified")
+    p = request.path_params
+    return json_response(await members.update_member(_svc(request), ctx, p["image_id"], p["member_id"], status))
+
+
+async def delete_member(request: Request) -> Response:
+    ctx = await _ctx(request, "image:delete_member")
+    p = request.path_params
+    await members.remove_member(_svc(request), ctx, p["image_id"], p["member_id"])
+    return empty(204)
+
+
+# ---- schemas and discovery ------------------------------------------------------------------
+
+
+def _schema_route(path: str, build: Any) -> Route:
+    async def handler(request: Request) -> Response:
+        await authenticate(request)
+        return json_response(build())
+
+    return Route(path, handler, methods=["GET"])
+
+
+async def import_info(request: Request) -> Response:
+    """No interoperable-import method is offered: clients upload with PUT /file."""
+    await authenticate(request)
+    return json_response(
+        {"import-methods": {"description": "Import methods available.", "type": "array", "value": []}}
+    )
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/", versions, methods=["GET"]),
+    Route("/versions", versions, methods=["GET"]),
+    Route("/v2/images", list_images, methods=["GET"]),
+    Route("/v2/images", create_image, methods=["POST"]),
+    Route("/v2/images/{image_id}", show_image, methods=["GET"]),
+    Route("/v2/images/{image_id}", update_image, methods=["PATCH"]),
+    Route("/v2/images/{image_id}", delete_image, methods=["DELETE"]),
+    Route("/v2/images/{image_id}/file", upload_data, methods=["PUT"]),
+    Route("/v2/images/{image_id}/file", download_data, methods=["GET"]),
+    Route("/v2/images/{image_id}/tags/{tag:path}", add_tag, methods=["PUT"]),
+    Route("/v2/images/{image_id}/tags/{tag:path}", delete_tag, methods=["DELETE"]),
+    Route("/v2/images/{image_id}/actions/deactivate", deactivate, methods=["POST"]),
+    Route("/v2/images/{image_id}/actions/reactivate", reactivate, methods=["POST"]),
+    Route("/v2/images/{image_id}/members", list_members, methods=["GET"]),
+    Route("/v2/images/{image_id}/members", add_member, methods=["POST"]),
+    Route("/v2/images/{image_id}/members/{member_id}", show_member, methods=["GET"]),
+    Route("/v2/images/{image_id}/members/{member_id}", update_member, methods=["PUT"]),
+    Route("/v2/images/{image_id}/members/{member_id}", delete_member, methods=["DELETE"]),
+    _schema_route("/v2/schemas/image", _schemas.image_schema),
+    _schema_route("/v2/schemas/images", _schemas.images_schema),
+    _schema_route("/v2/schemas/member", _schemas.member_schema),
+    _schema_route("/v2/schemas/members", _schemas.members_schema),
+    Route("/v2/info/import", import_info, methods=["GET"]),
+]
+
+
+def make_app(services: Services) -> ASGIApp:
+    return family_app(services, ROUTES, render_fault)
