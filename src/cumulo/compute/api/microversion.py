@@ -48,9 +48,9 @@ def requested_text(headers: dict[str, str]) -> str | None:
     if value:
         # "compute 2.47" (may be a comma-separated list for several services)
         for part in value.split(","):
-            words = part.strip().split()
-            if len(words) == 2 and words[0].lower() == "compute":
-                return words[1]
+            service, _, version = part.strip().partition(" ")
+            if service.lower() == "compute":
+                return version.strip()
     legacy = headers.get("x-openstack-nova-api-version")
     return legacy.strip() if legacy else None
 
