@@ -1,0 +1,33 @@
+"""Host filters, pluggable by name. `conf.extra["scheduler_filters"]` (a list or comma string) picks them.
+
+Default order (cheap and decisive first, as Nova runs them): ComputeFilter, AvailabilityZoneFilter,
+ComputeCapabilitiesFilter, ImagePropertiesFilter, CoreFilter, RamFilter, DiskFilter.
+"""
+
+from __future__ import annotations
+
+from cumulo.conf import Settings
+from cumulo.scheduler.filters import builtin as _builtin  # noqa: F401  (registers the standard filters)
+from cumulo.scheduler.filters.base import REGISTRY, BaseHostFilter, register
+
+DEFAULT_FILTERS = (
+    "ComputeFilter",
+    "AvailabilityZoneFilter",
+    "ComputeCapabilitiesFilter",
+    "ImagePropertiesFilter",
+    "CoreFilter",
+    "RamFilter",
+    "DiskFilter",
+)
+
+
+def configured_filters(conf: Settings) -> list[BaseHostFilter]:
+    raw = conf.extra.get("scheduler_filters") or DEFAULT_FILTERS
+    names = [n.strip() for n in raw.split(",")] if isinstance(raw, str) else [str(n) for n in raw]
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown scheduler filters: {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}")
+    return [REGISTRY[n](conf) for n in names if n]
+
+
+__all__ = ["DEFAULT_FILTERS", "REGISTRY", "BaseHostFilter", "configured_filters", "register"]

@@ -1,0 +1,24 @@
+"""Host weighers, pluggable by name. `conf.extra["scheduler_weighers"]` (list or comma string) picks them.
+
+The default is RAMWeigher alone: spread instances by free RAM, as Nova does by default.
+"""
+
+from __future__ import annotations
+
+from cumulo.conf import Settings
+from cumulo.scheduler.weighers import builtin as _builtin  # noqa: F401  (registers the standard weighers)
+from cumulo.scheduler.weighers.base import REGISTRY, BaseHostWeigher, normalize, register, weigh_hosts
+
+DEFAULT_WEIGHERS = ("RAMWeigher",)
+
+
+def configured_weighers(conf: Settings) -> list[BaseHostWeigher]:
+    raw = conf.extra.get("scheduler_weighers") or DEFAULT_WEIGHERS
+    names = [n.strip() for n in raw.split(",")] if isinstance(raw, str) else [str(n) for n in raw]
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown scheduler weighers: {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}")
+    return [REGISTRY[n](conf) for n in names if n]
+
+
+__all__ = ["DEFAULT_WEIGHERS", "REGISTRY", "BaseHostWeigher", "configured_weighers", "normalize", "register", "weigh_hosts"]

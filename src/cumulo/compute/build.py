@@ -1,0 +1,186 @@
+"""Build, rebuild and terminate on the agent.
+
+Build: BUILD/scheduling (host set by the conductor) → spawning → ACTIVE/running with launched_at.
+A failed spawn leaves nothing: the driver cleans up, the allocation is released, host/node are
+cleared (as Nova does) and the instance goes to ERROR with a fault quoting the driver error.
+Terminate: destroy, release the allocation, soft-delete the row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from cumulo.compute import actions, worker_events
+from cumulo.compute import instances as inst_db
+from cumulo.compute import states as s
+from cumulo.compute.drivers.base import Capability, PowerState
+from cumulo.compute.faults import fault_text
+from cumulo.compute.power import power_driver, rebuild_driver
+from cumulo.db import utcnow
+
+if TYPE_CHECKING:
+    from cumulo.compute.manager import ComputeManager
+
+LOG = logging.getLogger(__name__)
+
+# task_states a building instance may carry when the agent starts on it.
+BUILD_TASK_STATES = frozenset({s.SCHEDULING, s.NETWORKING, s.BLOCK_DEVICE_MAPPING, s.SPAWNING})
+BUILD_EVENT = "compute_build_and_run_instance"
+REBUILD_TASK_STATES = frozenset({s.REBUILDING, s.REBUILD_SPAWNING, "rebuild_block_device_mapping"})
+
+
+async def build_and_run(mgr: ComputeManager, uuid: str, request_id: str | None) -> None:
+    async with mgr.locks.hold(uuid):
+        inst = await mgr.load(uuid)
+        if inst is None:
+            # Deleted before we got here: make sure nothing of it lingers on this host.
+            await _forget(mgr, uuid)
+            return
+        if inst["vm_state"] != s.BUILDING or inst["host"] != mgr.host or inst["task_state"] not in BUILD_TASK_STATES:
+            LOG.info("build of %s skipped: vm_state=%s task_state=%s host=%s", uuid, inst["vm_state"],
+                     inst["task_state"], inst["host"])
+            return
+        req = await mgr.request_id_for(uuid, request_id, actions.CREATE)
+        # spawning and the event's start in one transaction (the build path is the hot one)
+        async with mgr.db.write() as conn:
+            if not await inst_db.cas_update(
+                conn, uuid, {"task_state": s.SPAWNING}, expected_task_state=inst["task_state"],
+                expected_vm_state=s.BUILDING,
+            ):
+                return
+            event = await worker_events.begin(conn, uuid, req, BUILD_EVENT, mgr.host)
+        try:
+            await mgr.driver.spawn(await mgr.spec(inst))
+        except Exception as exc:
+            LOG.warning("build of %s failed: %s", uuid, exc)
+            await fail_build(mgr, uuid, exc, expected_task_state=s.SPAWNING, event=event)
+            return
+        power = await mgr.power_of(uuid)
+        done = await mgr.set_state(
+            uuid,
+            {"vm_state": s.ACTIVE, "task_state": None, "power_state": int(power), "launched_at": utcnow()},
+            expected_task_state=s.SPAWNING,
+            expected_vm_state=s.BUILDING,
+            event=event,
+        )
+        if not done:
+            await _after_lost_race(mgr, uuid)
+
+
+async def fail_build(
+    mgr: ComputeManager,
+    uuid: str,
+    error: BaseException | str,
+    *,
+    expected_task_state: Any = ...,
+    event: worker_events.EventHandle | None = None,
+) -> None:
+    """ERROR with a fault, nothing left on the host, no allocation, no host (Nova's build abort)."""
+    with contextlib.suppress(Exception):
+        await mgr.driver.destroy(uuid)
+    await mgr.placement.release(uuid)
+    if isinstance(error, str):
+        reason, details = error, error
+    else:
+        reason, details = fault_text(error)
+    await mgr.set_state(
+        uuid,
+        {"vm_state": s.ERROR, "task_state": None, "power_state": int(PowerState.NOSTATE), "host": None, "node": None},
+        expected_task_state=expected_task_state,
+        expected_vm_state=s.BUILDING,
+        fault=f"Build of instance {uuid} aborted: {reason}",
+        fault_details=details,
+        event=event,
+        event_error=error if isinstance(error, BaseException) else None,
+    )
+
+
+async def _forget(mgr: ComputeManager, uuid: str) -> None:
+    with contextlib.suppress(Exception):
+        await mgr.driver.destroy(uuid)
+    async with mgr.db.read() as conn:
+        row = await inst_db.get(conn, uuid, include_deleted=True)
+    if row is None or row["deleted"]:
+        await mgr.placement.release(uuid)
+
+
+async def _after_lost_race(mgr: ComputeManager, uuid: str) -> None:
+    """The row changed during spawn: a delete won. Terminate (queued behind our lock) cleans up;
+    if the row is already gone, clean up here."""
+    async with mgr.db.read() as conn:
+        row = await inst_db.get(conn, uuid, include_deleted=True)
+    if row is None or row["deleted"]:
+        await _forget(mgr, uuid)
+
+
+async def rebuild(mgr: ComputeManager, uuid: str, image_ref: str, request_id: str | None) -> None:
+    async with mgr.locks.hold(uuid):
+        inst = await mgr.load(uuid)
+        if inst is None or inst["task_state"] not in REBUILD_TASK_STATES:
+            LOG.info("rebuild of %s skipped (task_state %s)", uuid, inst and inst["task_state"])
+            return
+        task = inst["task_state"]
+        req = await mgr.request_id_for(uuid, request_id, actions.REBUILD)
+        was_stopped = inst["vm_state"] == s.STOPPED
+        try:
+            async with actions.event(mgr.db, uuid, req, "compute_rebuild_instance", mgr.host):
+                driver = rebuild_driver(mgr)
+                await driver.rebuild(await mgr.spec(inst, image_ref=image_ref))
+                if was_stopped and mgr.supports(Capability.POWER):
+                    # Nova keeps a stopped server stopped across a rebuild.
+                    await power_driver(mgr).power_off(uuid)
+        except Exception as exc:
+            LOG.warning("rebuild of %s failed: %s", uuid, exc)
+            await mgr.set_state(
+                uuid,
+                {"vm_state": s.ERROR, "task_state": None, "power_state": int(await mgr.power_of(uuid))},
+                expected_task_state=task,
+                fault=exc,
+            )
+            return
+        power = await mgr.power_of(uuid)
+        await mgr.set_state(
+            uuid,
+            {
+                "vm_state": s.STOPPED if was_stopped else s.ACTIVE,
+                "task_state": None,
+                "power_state": int(power),
+                "image_ref": image_ref,
+                "launched_at": utcnow(),
+            },
+            expected_task_state=task,
+        )
+
+
+async def terminate(mgr: ComputeManager, uuid: str, request_id: str | None) -> None:
+    async with mgr.locks.hold(uuid):
+        inst = await mgr.load(uuid)
+        if inst is None:
+            await _forget(mgr, uuid)
+            return
+        req = await mgr.request_id_for(uuid, request_id, actions.DELETE)
+        try:
+            async with actions.event(mgr.db, uuid, req, "compute_terminate_instance", mgr.host):
+                await mgr.driver.destroy(uuid)
+        except Exception as exc:
+            LOG.warning("terminate of %s failed: %s", uuid, exc)
+            await mgr.set_state(
+                uuid, {"vm_state": s.ERROR, "task_state": None, "power_state": int(await mgr.power_of(uuid))},
+                fault=exc,
+            )
+            return
+        await mgr.placement.release(uuid)
+        now = utcnow()
+        await mgr.set_state(
+            uuid,
+            {
+                "vm_state": s.DELETED,
+                "task_state": None,
+                "power_state": int(PowerState.NOSTATE),
+                "deleted": True,
+                "deleted_at": now,
+                "terminated_at": now,
+            },
+        )

@@ -1,0 +1,310 @@
+"""The conductor: turns a BUILD request into a placed, claimed instance and hands it to an agent.
+
+build_instances: select (scheduler, over the bus) → claim in placement (atomic; a lost claim
+tries the alternates, then reselects) → set host/node/availability_zone with a CAS that still
+expects vm_state building / task_state scheduling / no host → cast build_and_run_instance to
+compute.<host>. The instance keeps task_state "scheduling" until the agent takes it to
+"spawning". No host → ERROR with a fault naming each filter's toll and an Error event in the
+"create" action.
+
+In one process, selection and claim run under one lock, so concurrent builds see each other's
+claims and spread instead of all trying the same host; across processes the placement generation
+check is what keeps claims from overcommitting.
+
+On start it recovers builds that a crash left before any host took them (see `recover`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+
+from cumulo.bus import Bus
+from cumulo.compute import actions, servicegroup, worker_events
+from cumulo.compute import instances as inst_db
+from cumulo.compute import states as s
+from cumulo.compute.models import compute_nodes, instances, services
+from cumulo.compute.rpc import ComputeAPI, SchedulerAPI
+from cumulo.compute.specs import action_request_id, instance_resources
+from cumulo.conf import Settings
+from cumulo.db import Database, utcnow
+from cumulo.errors import CumuloError, NoValidHost
+from cumulo.scheduler.placement import DISK_GB, MEMORY_MB, VCPU, Placement, resources_from_flavor
+
+LOG = logging.getLogger(__name__)
+
+RESELECT_ATTEMPTS = 3
+SCHEDULE_EVENT = "conductor_schedule_and_build_instances"
+RECOVERY_WAIT_SECONDS = 10.0
+_FILTER_OF = {VCPU: "CoreFilter", MEMORY_MB: "RamFilter", DISK_GB: "DiskFilter"}
+
+
+def _first(items: Any) -> Any:
+    return items[0] if isinstance(items, list) and items else None
+
+
+def _is_no_valid_host(exc: BaseException) -> bool:
+    # Across a broker the exception arrives as RemoteError carrying the class name.
+    return isinstance(exc, NoValidHost) or getattr(exc, "exc_type", None) == "NoValidHost"
+
+
+class Conductor:
+    def __init__(self, db: Database, bus: Bus, conf: Settings, placement: Placement) -> None:
+        self.db = db
+        self.bus = bus
+        self.conf = conf
+        self.placement = placement
+        self.scheduler = SchedulerAPI(bus)
+        self.compute = ComputeAPI(bus)
+        self.service = servicegroup.WorkerService(db, conf, "nova-conductor", "conductor")
+        self._select_lock = asyncio.Lock()
+        # Scheduling is serial anyway (the lock above); more builds in flight would only queue
+        # for DB connections that the API and the agents need too.
+        self._build_slots = asyncio.Semaphore(int(conf.extra.get("conductor_build_concurrency", 8)))
+        self._in_flight: set[str] = set()
+        self._recovery: asyncio.Task[None] | None = None
+        self.started_at = utcnow()
+
+    async def start(self) -> None:
+        self.started_at = utcnow()
+        await self.service.start()
+        self._recovery = asyncio.create_task(self.recover())
+
+    async def stop(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+            await asyncio.gather(self._recovery, return_exceptions=True)
+        await self.service.stop()
+
+    # -- builds ---------------------------------------------------------------------------------
+
+    async def build_instances(self, instance_uuids: list[str]) -> None:
+        for uuid in instance_uuids:
+            if uuid in self._in_flight:
+                continue  # the same build arriving twice (recovery and a redelivered cast)
+            self._in_flight.add(uuid)
+            try:
+                async with self._build_slots:
+                    await self._build_one(uuid)
+            except Exception as exc:
+                LOG.exception("build of %s failed in the conductor", uuid)
+                await self._fail_build(uuid, f"Scheduling failed in the conductor: {type(exc).__name__}: {exc}")
+            finally:
+                self._in_flight.discard(uuid)
+
+    async def _build_one(self, uuid: str) -> None:
+        async with self.db.read() as conn:
+            inst = await inst_db.get(conn, uuid)
+            req = await action_request_id(conn, uuid, actions.CREATE)
+        if inst is None or inst["vm_state"] != s.BUILDING or inst["task_state"] != s.SCHEDULING or inst["host"]:
+            LOG.info("build of %s: nothing to schedule", uuid)
+            return
+        spec = self.scheduler_spec(inst)
+        started = utcnow()
+        try:
+            dest = await self._select_and_claim(uuid, spec)
+        except Exception as exc:
+            if not _is_no_valid_host(exc):
+                raise
+            message = exc.message if isinstance(exc, CumuloError) else str(exc)
+            await self._fail_build(uuid, message, req=req, started=started, exc=exc)
+            return
+        if not await self._set_host(inst, dest, req, started):
+            # Deleted (or changed) while we scheduled: give the capacity back.
+            await self.placement.release(uuid)
+            return
+        await self.compute.cast(dest["host"], "build_and_run_instance", instance_uuid=uuid, request_id=req)
+
+    def scheduler_spec(self, inst: dict[str, Any]) -> dict[str, Any]:
+        """The scheduler request (RequestSpec.from_dict) from the row and the API's request_spec."""
+        rs = dict(inst.get("request_spec") or {})
+        flavor = inst.get("flavor") or rs.get("flavor") or {}
+        return {
+            "instance_uuid": inst["uuid"],
+            "resources": instance_resources(inst),
+            "flavor": {"extra_specs": dict(flavor.get("extra_specs") or {})},
+            "availability_zone": rs.get("availability_zone") or inst.get("availability_zone"),
+            "image": rs.get("image") or {},
+            "image_properties": rs.get("image_properties") or {},
+            # The API keeps Nova's list forms (force_hosts/force_nodes) and 2.74's requested_host/node.
+            "force_host": rs.get("force_host") or _first(rs.get("force_hosts")) or rs.get("requested_host"),
+            "force_node": rs.get("force_node") or _first(rs.get("force_nodes")) or rs.get("requested_node"),
+            "ignore_hosts": list(rs.get("ignore_hosts") or []),
+        }
+
+    async def _select_and_claim(self, uuid: str, spec: dict[str, Any]) -> dict[str, Any]:
+        for _ in range(RESELECT_ATTEMPTS):
+            async with self._select_lock:
+                dests = await self.scheduler.select_destinations(spec, 1)
+                first = dests[0]
+                candidates: list[dict[str, Any]] = [first, *first.get("alternates", [])]
+                for dest in candidates:
+                    claim = await self.placement.claim(uuid, dest["provider_uuid"], spec["resources"])
+                    if claim:
+                        return dest
+                    LOG.info("claim of %s on %s failed (%s); trying the next host", uuid, dest["host"], claim.reason)
+        raise NoValidHost(
+            "No valid host was found. Every host the scheduler chose lost its free capacity to concurrent builds."
+        )
+
+    async def _set_host(self, inst: dict[str, Any], dest: dict[str, Any], req: str, started: dt.datetime) -> bool:
+        """Place the instance (CAS: still building/scheduling, still no host) and record the event."""
+        az = inst.get("availability_zone")
+        if not az or ":" in str(az):
+            az = dest.get("availability_zone") or self.conf.default_availability_zone
+        async with self.db.write() as conn:
+            res = await conn.execute(
+                sa.update(instances)
+                .where(
+                    instances.c.uuid == inst["uuid"],
+                    instances.c.deleted.is_(False),
+                    instances.c.vm_state == s.BUILDING,
+                    instances.c.task_state == s.SCHEDULING,
+                    instances.c.host.is_(None),
+                )
+                .values(
+                    host=dest["host"], node=dest["node"], availability_zone=az,
+                    hypervisor_type=dest.get("hypervisor_type"), updated_at=utcnow(),
+                )
+            )
+            placed = bool(res.rowcount)
+            if placed:
+                await worker_events.record(conn, inst["uuid"], req, SCHEDULE_EVENT, None, started)
+            return placed
+
+    async def _fail_build(
+        self, uuid: str, message: str, *, req: str = "", started: dt.datetime | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        """ERROR with a fault (and the scheduling event as Error), in one transaction; no claim left."""
+        async with self.db.write() as conn:
+            ok = await inst_db.cas_update(
+                conn, uuid, {"vm_state": s.ERROR, "task_state": None, "host": None, "node": None},
+                expected_vm_state=s.BUILDING, expected_task_state=s.SCHEDULING,
+            )
+            if ok:
+                await inst_db.add_fault(conn, uuid, 500, message, details=message)
+                if exc is not None:
+                    await worker_events.record(conn, uuid, req, SCHEDULE_EVENT, None, started or utcnow(), exc)
+        await self.placement.release(uuid)
+
+    # -- resize ---------------------------------------------------------------------------------
+
+    async def resize_instance(self, instance_uuid: str, new_flavor: dict[str, Any], request_id: str) -> None:
+        """Same-host resize: hold old + new in placement, then let the agent do it."""
+        uuid = instance_uuid
+        async with self.db.read() as conn:
+            inst = await inst_db.get(conn, uuid)
+            node = None
+            if inst is not None and inst["host"]:
+                node = (
+                    await conn.execute(
+                        sa.select(compute_nodes.c.uuid).where(
+                            compute_nodes.c.hypervisor_hostname == (inst["node"] or inst["host"])
+                        )
+                    )
+                ).scalar()
+        if inst is None or inst["task_state"] != s.RESIZE_PREP:
+            LOG.info("resize of %s: nothing to do", uuid)
+            return
+        try:
+            async with actions.event(self.db, uuid, request_id, "conductor_migrate_server", None):
+                if node is None:
+                    raise NoValidHost(f"No valid host was found. Instance {uuid} is not on a compute host.")
+                claim = await self.placement.claim_resize(uuid, node, resources_from_flavor(new_flavor))
+                if not claim:
+                    removed = ", ".join(sorted({_FILTER_OF.get(rc, rc) for rc in claim.short}))
+                    raise NoValidHost(
+                        f"No valid host was found. There are not enough hosts available. Filters: {removed} "
+                        f"removed 1 of 1 hosts ({inst['host']}: {claim.reason})"
+                    )
+        except NoValidHost as exc:
+            async with self.db.write() as conn:
+                if await inst_db.cas_update(
+                    conn, uuid, {"task_state": None, "new_flavor": None}, expected_task_state=s.RESIZE_PREP
+                ):
+                    await inst_db.add_fault(conn, uuid, 500, exc.message, details=exc.message)
+            return
+        async with self.db.write() as conn:
+            ok = await inst_db.cas_update(conn, uuid, {"new_flavor": new_flavor}, expected_task_state=s.RESIZE_PREP)
+        if not ok:
+            await self.placement.revert_resize(uuid)
+            return
+        await self.compute.cast(
+            inst["host"], "resize_instance", instance_uuid=uuid, new_flavor=new_flavor, request_id=request_id
+        )
+
+    # -- crash recovery -------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Builds a crash left without a (living) host are scheduled again; interrupted deletes
+        of never-placed instances are finished. Runs once the compute agents have re-registered,
+        so the scheduler sees them up."""
+        try:
+            await self._wait_for_computes()
+            async with self.db.read() as conn:
+                known_hosts = {r[0] for r in await conn.execute(sa.select(compute_nodes.c.host))}
+                rows = (
+                    await conn.execute(
+                        sa.select(instances.c.uuid, instances.c.vm_state, instances.c.task_state, instances.c.host)
+                        .where(
+                            instances.c.deleted.is_(False),
+                            instances.c.created_at <= self.started_at,
+                            sa.or_(instances.c.vm_state == s.BUILDING, instances.c.task_state == s.DELETING),
+                        )
+                        .order_by(instances.c.id)
+                    )
+                ).all()
+            for uuid, vm, task, host in rows:
+                if host and host in known_hosts:
+                    continue  # that host's agent reconciles it
+                try:
+                    await self._recover_one(uuid, vm, task)
+                except Exception:
+                    LOG.exception("recovery of %s failed", uuid)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            LOG.exception("conductor recovery failed")
+
+    async def _recover_one(self, uuid: str, vm: str, task: str | None) -> None:
+        await self.placement.release(uuid)
+        if task == s.DELETING:
+            now = utcnow()
+            async with self.db.write() as conn:
+                await inst_db.cas_update(
+                    conn, uuid,
+                    {"vm_state": s.DELETED, "task_state": None, "deleted": True, "deleted_at": now, "terminated_at": now},
+                    expected_task_state=s.DELETING,
+                )
+            return
+        async with self.db.write() as conn:
+            ok = await inst_db.cas_update(
+                conn, uuid, {"task_state": s.SCHEDULING, "host": None, "node": None},
+                expected_vm_state=s.BUILDING, expected_task_state=task,
+            )
+        if ok:
+            LOG.info("re-scheduling %s, whose build a restart interrupted", uuid)
+            await self.build_instances([uuid])
+
+    async def _wait_for_computes(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RECOVERY_WAIT_SECONDS
+        while loop.time() < deadline:
+            async with self.db.read() as conn:
+                stale = (
+                    await conn.execute(
+                        sa.select(sa.func.count(services.c.id)).where(
+                            services.c.binary == "nova-compute",
+                            services.c.disabled.is_(False),
+                            sa.or_(services.c.last_seen_up.is_(None), services.c.last_seen_up < self.started_at),
+                        )
+                    )
+                ).scalar_one()
+            if not stale:
+                return
+            await asyncio.sleep(0.2)

@@ -1,0 +1,291 @@
+"""The compute agent of one host: registers the host, reconciles after a restart, runs the driver.
+
+Each bus message (see compute.rpc.AGENT_METHODS) is one async method here; the workflows live in
+build.py (build, rebuild, terminate), power.py (power/pause/suspend and the power-state sync),
+resize.py, snapshot.py and reconcile.py. Every method serialises on a per-instance lock, checks
+the task_state the API set, records an instance-action event around the driver call, and ends
+with a compare-and-swap that clears task_state — on success and on failure alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+from cumulo.bus import Bus, compute_topic
+from cumulo.compute import build, power, reconcile, resize, servicegroup, snapshot, specs, worker_events
+from cumulo.compute import instances as inst_db
+from cumulo.compute.drivers.base import Capability, Driver, HostResources, InstanceSpec, PowerState
+from cumulo.compute.faults import fault_text
+from cumulo.compute.models import compute_nodes
+from cumulo.conf import Settings
+from cumulo.db import Database, new_uuid, utcnow
+from cumulo.errors import DriverError, InvalidState, NotFound
+from cumulo.scheduler.placement import Placement
+
+LOG = logging.getLogger(__name__)
+
+
+class _Locks:
+    """Per-instance asyncio locks that disappear when nobody holds or waits for them."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def busy(self, key: str) -> bool:
+        return key in self._locks
+
+
+class ComputeManager:
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        conf: Settings,
+        host_name: str,
+        driver: Driver,
+        placement: Placement,
+        images: specs.ImageBackend | None,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.conf = conf
+        self.host = host_name
+        self.driver = driver
+        self.placement = placement
+        self.images = images
+        self.node_uuid: str | None = None
+        self.service_id: int | None = None
+        self.locks = _Locks()
+        self.periodic = servicegroup.Periodic()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.driver.init_host()
+        resources = await self.driver.get_host_resources()
+        self.service_id = await servicegroup.register_service(
+            self.db, self.host, "nova-compute", compute_topic(self.host), self.conf.default_availability_zone,
+            mark_up=False,
+        )
+        self.node_uuid = await self._register_node(resources)
+        await self.placement.ensure_provider(
+            self.node_uuid, self.host,
+            vcpus=resources.vcpus, memory_mb=resources.memory_mb, disk_gb=resources.local_gb,
+        )
+        await reconcile.reconcile_host(self)
+        sid = self.service_id
+        await servicegroup.heartbeat(self.db, sid)  # up only now that the host is reconciled
+        self.periodic.start("heartbeat", servicegroup.report_interval(self.conf), lambda: servicegroup.heartbeat(self.db, sid))
+        self.periodic.start("power_sync", self.conf.power_sync_interval, lambda: power.sync_power_states(self))
+        LOG.info("compute agent %s ready (node %s)", self.host, self.node_uuid)
+
+    async def stop(self) -> None:
+        await self.periodic.stop()
+        tasks = list(self._background)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _register_node(self, res: HostResources) -> str:
+        info = self.driver.info
+        values: dict[str, Any] = {
+            "service_id": self.service_id,
+            "host": self.host,
+            "hypervisor_type": info.hypervisor_type,
+            "hypervisor_version": info.version,
+            "instance_types": list(info.instance_types),
+            "vcpus": res.vcpus,
+            "memory_mb": res.memory_mb,
+            "local_gb": res.local_gb,
+            "host_ip": res.host_ip,
+            "cpu_info": dict(res.cpu_info),
+            # Capabilities ride along so the API can refuse what a host's driver cannot do.
+            "details": {**info.details, "driver": info.name, "capabilities": sorted(c.value for c in info.capabilities)},
+            "updated_at": utcnow(),
+        }
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(compute_nodes.c.uuid).where(compute_nodes.c.hypervisor_hostname == self.host)
+                )
+            ).first()
+            if row is not None:
+                await conn.execute(
+                    sa.update(compute_nodes).where(compute_nodes.c.hypervisor_hostname == self.host).values(**values)
+                )
+                return str(row[0])
+            uuid = new_uuid()
+            await conn.execute(
+                sa.insert(compute_nodes).values(uuid=uuid, hypervisor_hostname=self.host, created_at=utcnow(), **values)
+            )
+            return uuid
+
+    # -- helpers the workflows share ---------------------------------------------------------
+
+    def supports(self, cap: Capability) -> bool:
+        return cap in self.driver.info.capabilities
+
+    def require(self, cap: Capability) -> None:
+        if not self.supports(cap):
+            raise InvalidState(f"The {self.driver.info.name} driver of host {self.host} does not support {cap.value}")
+
+    async def load(self, uuid: str) -> dict[str, Any] | None:
+        async with self.db.read() as conn:
+            return await inst_db.get(conn, uuid)
+
+    async def request_id_for(self, uuid: str, request_id: str | None, action: str) -> str:
+        if request_id:
+            return request_id
+        async with self.db.read() as conn:
+            return await specs.action_request_id(conn, uuid, action)
+
+    async def set_state(
+        self,
+        uuid: str,
+        values: dict[str, Any],
+        *,
+        expected_task_state: Any = ...,
+        expected_vm_state: Any = ...,
+        fault: BaseException | str | None = None,
+        fault_details: str | None = None,
+        fault_code: int = 500,
+        event: worker_events.EventHandle | None = None,
+        event_error: BaseException | None = None,
+    ) -> bool:
+        """CAS the row (Ellipsis = no expectation) and, when it wins, record a fault, in one transaction.
+
+        `event` (from worker_events.begin) is finished in the same transaction whether or not the
+        CAS wins: the step it timed did happen."""
+        kwargs: dict[str, Any] = {}
+        if expected_task_state is not ...:
+            kwargs["expected_task_state"] = expected_task_state
+        if expected_vm_state is not ...:
+            kwargs["expected_vm_state"] = expected_vm_state
+        async with self.db.write() as conn:
+            ok = await inst_db.cas_update(conn, uuid, values, **kwargs)
+            if ok and fault is not None:
+                if isinstance(fault, BaseException):
+                    message, details = fault_text(fault)
+                else:
+                    message, details = fault, fault_details or fault
+                await inst_db.add_fault(conn, uuid, fault_code, message, details, host=self.host)
+            await worker_events.finish(conn, event, event_error)
+        if not ok:
+            LOG.info("instance %s changed under us; not applying %s", uuid, sorted(values))
+        return ok
+
+    async def power_of(self, uuid: str) -> PowerState:
+        try:
+            return await self.driver.get_power_state(uuid)
+        except Exception:
+            LOG.exception("get_power_state(%s) failed", uuid)
+            return PowerState.NOSTATE
+
+    async def spec(self, inst: dict[str, Any], **overrides: Any) -> InstanceSpec:
+        return await specs.instance_spec(inst, self.images, **overrides)
+
+    def in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- bus endpoints (compute.rpc.AGENT_METHODS) ------------------------------------------
+
+    async def build_and_run_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
+        await build.build_and_run(self, instance_uuid, request_id)
+
+    async def rebuild_instance(self, instance_uuid: str, image_ref: str, request_id: str | None = None) -> None:
+        await build.rebuild(self, instance_uuid, image_ref, request_id)
+
+    async def terminate_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
+        await build.terminate(self, instance_uuid, request_id)
+
+    async def stop_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
+        await power.run(self, power.STOP, instance_uuid, request_id)
+
+    async def start_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
+        await power.run(self, power.START, instance_uuid, request_id)
+
+    async def reboot_instance(self, instance_uuid: str, reboot_type: str = "SOFT", request_id: str | None = None) -> None:
+        op = power.HARD_REBOOT if str(reboot_type).upper() == "HARD" else power.SOFT_REBOOT
+        await power.run(self, op, instance_uuid, request_id)
+
+    async def pause_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
+        await power.run(self, power.PAUSE, instance_uuid, request_id)
+
+    async def unpause_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
+        await power.run(self, power.UNPAUSE, instance_uuid, request_id)
+
+    async def suspend_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
+        await power.run(self, power.SUSPEND, instance_uuid, request_id)
+
+    async def resume_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
+        await power.run(self, power.RESUME, instance_uuid, request_id)
+
+    async def resize_instance(
+        self, instance_uuid: str, new_flavor: dict[str, Any], request_id: str | None = None
+    ) -> None:
+        await resize.resize(self, instance_uuid, new_flavor, request_id)
+
+    async def confirm_resize(self, instance_uuid: str, request_id: str | None = None) -> None:
+        await resize.confirm(self, instance_uuid, request_id)
+
+    async def revert_resize(self, instance_uuid: str, request_id: str | None = None) -> None:
+        await resize.revert(self, instance_uuid, request_id)
+
+    async def snapshot_instance(self, instance_uuid: str, image_id: str, request_id: str | None = None) -> None:
+        await snapshot.snapshot(self, instance_uuid, image_id, request_id)
+
+    async def get_console_output(
+        self, instance_uuid: str, length: int | None = None, request_id: str | None = None
+    ) -> str:
+        if await self.load(instance_uuid) is None:
+            raise NotFound(f"Instance {instance_uuid} could not be found.")
+        try:
+            text = await power.console_driver(self).get_console_output(instance_uuid)
+        except DriverError as exc:
+            raise InvalidState(f"Instance {instance_uuid} has no console output: {exc.message}") from exc
+        if length is None or int(length) < 0:
+            return text
+        lines = text.splitlines(keepends=True)
+        return "".join(lines[-int(length):]) if int(length) > 0 else ""
+
+    async def get_diagnostics(self, instance_uuid: str, request_id: str | None = None) -> dict[str, Any]:
+        if await self.load(instance_uuid) is None:
+            raise NotFound(f"Instance {instance_uuid} could not be found.")
+        try:
+            return await power.diagnostics_driver(self).get_diagnostics(instance_uuid)
+        except DriverError as exc:
+            raise InvalidState(f"Instance {instance_uuid} has no diagnostics: {exc.message}") from exc
+
+    # -- queries used by reconcile and the power sync --------------------------------------
+
+    async def host_instances(self, *, vm_states: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        from cumulo.compute.models import instances
+
+        q = sa.select(instances).where(instances.c.host == self.host, instances.c.deleted.is_(False))
+        if vm_states is not None:
+            q = q.where(instances.c.vm_state.in_(list(vm_states)))
+        async with self.db.read() as conn:
+            return [dict(r) for r in (await conn.execute(q.order_by(instances.c.id))).mappings()]

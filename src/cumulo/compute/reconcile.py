@@ -1,0 +1,206 @@
+"""Crash recovery when an agent starts: the DB and the host are brought back into agreement.
+
+For each instance of this host:
+- building: running on the host → ACTIVE; otherwise the half-made guest is destroyed and the
+  build runs once more (in the background); a second interruption → ERROR with a fault
+  ("Build interrupted by a restart of the compute service").
+- deleting → the delete is finished.
+- any other task_state → finished or rolled back from the driver's real power state, task_state
+  cleared (rebuild → ERROR as Nova does; resize → reverted; snapshot → its image marked failed).
+- stable states → power_state refreshed.
+Then guests that no live instance owns are destroyed (driver.destroy + cleanup_orphans), and the
+allocations on this host's provider are made equal to the live instances (Placement.reconcile).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from cumulo.compute import build, power, resize, snapshot
+from cumulo.compute import states as s
+from cumulo.compute.drivers.base import Capability, PowerState
+from cumulo.compute.models import instances
+from cumulo.compute.power import resize_driver
+from cumulo.compute.specs import instance_resources
+from cumulo.db import utcnow
+from cumulo.scheduler.placement import Resources, migration_consumer, resources_from_flavor
+
+if TYPE_CHECKING:
+    from cumulo.compute.manager import ComputeManager
+
+LOG = logging.getLogger(__name__)
+
+BUILD_ATTEMPTS_KEY = "build_attempts"
+MAX_BUILD_RETRIES = 1
+_REBUILDING = build.REBUILD_TASK_STATES
+_RESIZE_UNDO = frozenset({s.RESIZE_MIGRATING, s.RESIZE_MIGRATED, s.RESIZE_FINISH})
+
+
+async def reconcile_host(mgr: ComputeManager) -> None:
+    reported = {st.uuid: st.power_state for st in await mgr.driver.list_instances()}
+    for inst in await mgr.host_instances():
+        try:
+            await reconcile_instance(mgr, inst, reported.get(inst["uuid"]))
+        except Exception:
+            LOG.exception("reconcile of instance %s failed", inst["uuid"])
+    await reap_orphans(mgr)
+    await reconcile_allocations(mgr)
+
+
+async def reconcile_instance(mgr: ComputeManager, inst: dict[str, Any], reported: PowerState | None) -> None:
+    uuid, vm, task = inst["uuid"], inst["vm_state"], inst["task_state"]
+    if task == s.DELETING:
+        LOG.info("finishing the interrupted delete of %s", uuid)
+        await build.terminate(mgr, uuid, None)
+        return
+    if vm == s.BUILDING:
+        await _recover_build(mgr, inst, reported)
+        return
+    if task is None:
+        actual = reported if reported is not None else PowerState.NOSTATE
+        if int(inst["power_state"] or 0) != int(actual):
+            await mgr.set_state(uuid, {"power_state": int(actual)}, expected_task_state=None)
+        return
+    LOG.info("instance %s was interrupted in %s/%s", uuid, vm, task)
+    if task in (s.RESIZE_CONFIRMING,) and vm == s.RESIZED:
+        await resize.confirm(mgr, uuid, None)
+        return
+    async with mgr.locks.hold(uuid):
+        fresh = await mgr.load(uuid)
+        if fresh is None or fresh["task_state"] != task:
+            return
+        await _settle_locked(mgr, fresh, reported)
+
+
+async def _settle_locked(mgr: ComputeManager, inst: dict[str, Any], reported: PowerState | None) -> None:
+    uuid, vm, task = inst["uuid"], inst["vm_state"], inst["task_state"]
+    actual = reported if reported is not None else PowerState.NOSTATE
+    if task == s.RESIZE_REVERTING and vm == s.RESIZED:
+        await resize.revert_locked(mgr, inst, None)
+        return
+    if task == s.RESIZE_PREP:
+        # The conductor may have claimed the new flavor; the agent never started.
+        await mgr.placement.revert_resize(uuid)
+        await mgr.set_state(uuid, {"task_state": None, "new_flavor": None, "power_state": int(actual)},
+                            expected_task_state=task)
+        return
+    if task in _RESIZE_UNDO:
+        await _undo_resize(mgr, inst, actual)
+        return
+    if task in snapshot.SNAPSHOT_TASK_STATES:
+        sysmeta = dict(inst["system_metadata"] or {})
+        await snapshot.mark_failed(mgr, sysmeta.pop(snapshot.SNAPSHOT_IMAGE_KEY, None))
+        await mgr.set_state(uuid, {"task_state": None, "system_metadata": sysmeta, "power_state": int(actual)},
+                            expected_task_state=task)
+        return
+    if task in _REBUILDING:
+        await mgr.set_state(
+            uuid, {"vm_state": s.ERROR, "task_state": None, "power_state": int(actual)}, expected_task_state=task,
+            fault="Rebuild interrupted by a restart of the compute service",
+        )
+        return
+    # Power-type operations: the driver's real state says how far it got.
+    target = power.VM_STATE_FOR_POWER.get(actual)
+    if target is None:
+        await mgr.set_state(
+            uuid, {"vm_state": s.ERROR, "task_state": None, "power_state": int(actual)}, expected_task_state=task,
+            fault=f"Instance disappeared from the hypervisor during {task}",
+        )
+        return
+    await mgr.set_state(uuid, {"vm_state": target, "task_state": None, "power_state": int(actual)},
+                        expected_task_state=task)
+
+
+async def _undo_resize(mgr: ComputeManager, inst: dict[str, Any], actual: PowerState) -> None:
+    """The driver may or may not have resized: put the old flavor back everywhere."""
+    uuid = inst["uuid"]
+    if actual != PowerState.NOSTATE and mgr.supports(Capability.RESIZE):
+        try:
+            await resize_driver(mgr).revert_resize(await mgr.spec(inst))
+        except Exception:
+            LOG.exception("driver revert of interrupted resize of %s failed", uuid)
+    await mgr.placement.revert_resize(uuid)
+    sysmeta = dict(inst["system_metadata"] or {})
+    previous = sysmeta.pop(resize.OLD_VM_STATE, s.ACTIVE)
+    await mgr.set_state(
+        uuid,
+        {
+            "vm_state": resize.settled_vm_state(actual, previous) if actual != PowerState.NOSTATE else s.ERROR,
+            "task_state": None,
+            "new_flavor": None,
+            "power_state": int(actual),
+            "system_metadata": sysmeta,
+        },
+        expected_task_state=inst["task_state"],
+        fault=None if actual != PowerState.NOSTATE else "Instance disappeared from the hypervisor during resize",
+    )
+
+
+async def _recover_build(mgr: ComputeManager, inst: dict[str, Any], reported: PowerState | None) -> None:
+    uuid = inst["uuid"]
+    async with mgr.locks.hold(uuid):
+        fresh = await mgr.load(uuid)
+        if fresh is None or fresh["vm_state"] != s.BUILDING or fresh["host"] != mgr.host:
+            return
+        task = fresh["task_state"]
+        if reported == PowerState.RUNNING:
+            LOG.info("adopting %s: it was built before the restart", uuid)
+            await mgr.set_state(
+                uuid,
+                {"vm_state": s.ACTIVE, "task_state": None, "power_state": int(PowerState.RUNNING),
+                 "launched_at": fresh["launched_at"] or utcnow()},
+                expected_task_state=task, expected_vm_state=s.BUILDING,
+            )
+            return
+        if reported is not None:
+            await mgr.driver.destroy(uuid)  # a half-made guest: start from nothing
+        sysmeta = dict(fresh["system_metadata"] or {})
+        attempts = int(sysmeta.get(BUILD_ATTEMPTS_KEY, 0))
+        if attempts >= MAX_BUILD_RETRIES:
+            await build.fail_build(
+                mgr, uuid, "Build interrupted by a restart of the compute service", expected_task_state=task
+            )
+            return
+        sysmeta[BUILD_ATTEMPTS_KEY] = attempts + 1
+        if await mgr.set_state(uuid, {"task_state": s.SCHEDULING, "system_metadata": sysmeta},
+                               expected_task_state=task, expected_vm_state=s.BUILDING):
+            LOG.info("retrying the build of %s interrupted by a restart", uuid)
+            mgr.in_background(build.build_and_run(mgr, uuid, None))
+
+
+async def reap_orphans(mgr: ComputeManager) -> list[str]:
+    """Destroy guests no live instance of this host owns."""
+    known = {i["uuid"] for i in await mgr.host_instances()}
+    reaped: list[str] = []
+    for st in await mgr.driver.list_instances():
+        if st.uuid not in known:
+            LOG.warning("destroying orphan guest %s on %s", st.uuid, mgr.host)
+            await mgr.driver.destroy(st.uuid)
+            reaped.append(st.uuid)
+    reaped += [r for r in await mgr.driver.cleanup_orphans(known) if r not in reaped]
+    return reaped
+
+
+async def reconcile_allocations(mgr: ComputeManager) -> dict[str, int]:
+    """Allocations on this node = the live instances of this host (plus pending resizes' old flavors)."""
+    assert mgr.node_uuid is not None
+    # Builds the conductor is placing right now (no host yet, or another host) are its business.
+    # Read them BEFORE the live set: a build placed here in between is then in one set or the other.
+    async with mgr.db.read() as conn:
+        rows = await conn.execute(
+            sa.select(instances.c.uuid).where(
+                instances.c.deleted.is_(False),
+                instances.c.vm_state == s.BUILDING,
+                sa.or_(instances.c.host.is_(None), instances.c.host != mgr.host),
+            )
+        )
+        in_flight = [r[0] for r in rows]
+    live: dict[str, tuple[str, Resources]] = {}
+    for inst in await mgr.host_instances():
+        live[inst["uuid"]] = (mgr.node_uuid, instance_resources(inst))
+        if inst["vm_state"] == s.RESIZED and inst["old_flavor"]:
+            live[migration_consumer(inst["uuid"])] = (mgr.node_uuid, resources_from_flavor(inst["old_flavor"]))
+    return await mgr.placement.reconcile(live, providers=[mgr.node_uuid], ignore=in_flight)

@@ -1,0 +1,159 @@
+"""Resize on the agent (always in place, on the instance's own host).
+
+The conductor has already claimed the new flavor with Placement.claim_resize (old + new held).
+resize: driver.resize → vm_state resized (VERIFY_RESIZE), flavor = new, old_flavor kept.
+confirm: the new flavor stays, the old allocation goes. revert: the old flavor, its columns and
+its allocation come back. A failure sets ERROR with a fault and puts allocations back to the
+flavor the row shows.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from cumulo.compute import actions
+from cumulo.compute import states as s
+from cumulo.compute.drivers.base import PowerState
+from cumulo.compute.power import resize_driver
+from cumulo.compute.specs import flavor_columns, flavor_spec
+
+if TYPE_CHECKING:
+    from cumulo.compute.manager import ComputeManager
+
+LOG = logging.getLogger(__name__)
+
+RESIZE_TASK_STATES = frozenset({s.RESIZE_PREP, s.RESIZE_MIGRATING, s.RESIZE_MIGRATED, s.RESIZE_FINISH})
+CONFIRM_TASK_STATES = frozenset({None, s.RESIZE_CONFIRMING})
+REVERT_TASK_STATES = frozenset({None, s.RESIZE_REVERTING})
+OLD_VM_STATE = "old_vm_state"
+
+
+def settled_vm_state(power: PowerState, fallback: str = s.ACTIVE) -> str:
+    """After a resize settles, running means ACTIVE and shut down means STOPPED (as in Nova)."""
+    if power == PowerState.RUNNING:
+        return s.ACTIVE
+    if power in (PowerState.SHUTDOWN, PowerState.CRASHED):
+        return s.STOPPED
+    return fallback
+
+
+async def resize(mgr: ComputeManager, uuid: str, new_flavor: dict[str, Any], request_id: str | None) -> None:
+    async with mgr.locks.hold(uuid):
+        inst = await mgr.load(uuid)
+        if inst is None or inst["task_state"] not in RESIZE_TASK_STATES:
+            LOG.info("resize of %s skipped (task_state %s)", uuid, inst and inst["task_state"])
+            return
+        req = await mgr.request_id_for(uuid, request_id, actions.RESIZE)
+        old_flavor = inst["flavor"]
+        sysmeta = dict(inst["system_metadata"] or {})
+        sysmeta[OLD_VM_STATE] = inst["vm_state"]
+        if not await mgr.set_state(
+            uuid,
+            {"task_state": s.RESIZE_MIGRATING, "new_flavor": new_flavor, "system_metadata": sysmeta},
+            expected_task_state=inst["task_state"],
+        ):
+            return
+        try:
+            async with actions.event(mgr.db, uuid, req, "compute_resize_instance", mgr.host):
+                driver = resize_driver(mgr)
+                await driver.resize(await mgr.spec(inst, flavor=new_flavor), flavor_spec(old_flavor))
+        except Exception as exc:
+            LOG.warning("resize of %s failed: %s", uuid, exc)
+            await mgr.placement.revert_resize(uuid)
+            await mgr.set_state(
+                uuid,
+                {"vm_state": s.ERROR, "task_state": None, "new_flavor": None,
+                 "power_state": int(await mgr.power_of(uuid))},
+                expected_task_state=s.RESIZE_MIGRATING,
+                fault=exc,
+            )
+            return
+        await mgr.set_state(
+            uuid,
+            {
+                "vm_state": s.RESIZED,
+                "task_state": None,
+                "flavor": new_flavor,
+                "old_flavor": old_flavor,
+                "new_flavor": new_flavor,
+                "power_state": int(await mgr.power_of(uuid)),
+                **flavor_columns(new_flavor),
+            },
+            expected_task_state=s.RESIZE_MIGRATING,
+        )
+
+
+async def confirm(mgr: ComputeManager, uuid: str, request_id: str | None) -> None:
+    async with mgr.locks.hold(uuid):
+        inst = await mgr.load(uuid)
+        if inst is None or inst["vm_state"] != s.RESIZED or inst["task_state"] not in CONFIRM_TASK_STATES:
+            LOG.info("confirm_resize of %s skipped", uuid)
+            return
+        task = inst["task_state"]
+        req = await mgr.request_id_for(uuid, request_id, actions.CONFIRM_RESIZE)
+        try:
+            async with actions.event(mgr.db, uuid, req, "compute_confirm_resize", mgr.host):
+                await resize_driver(mgr).confirm_resize(uuid)
+        except Exception as exc:
+            await mgr.set_state(
+                uuid, {"vm_state": s.ERROR, "task_state": None}, expected_task_state=task,
+                expected_vm_state=s.RESIZED, fault=exc,
+            )
+            return
+        await mgr.placement.confirm_resize(uuid)
+        power = await mgr.power_of(uuid)
+        sysmeta = {k: v for k, v in (inst["system_metadata"] or {}).items() if k != OLD_VM_STATE}
+        await mgr.set_state(
+            uuid,
+            {
+                "vm_state": settled_vm_state(power),
+                "task_state": None,
+                "old_flavor": None,
+                "new_flavor": None,
+                "power_state": int(power),
+                "system_metadata": sysmeta,
+            },
+            expected_task_state=task,
+            expected_vm_state=s.RESIZED,
+        )
+
+
+async def revert(mgr: ComputeManager, uuid: str, request_id: str | None) -> None:
+    async with mgr.locks.hold(uuid):
+        inst = await mgr.load(uuid)
+        if inst is None or inst["vm_state"] != s.RESIZED or inst["task_state"] not in REVERT_TASK_STATES:
+            LOG.info("revert_resize of %s skipped", uuid)
+            return
+        await revert_locked(mgr, inst, request_id)
+
+
+async def revert_locked(mgr: ComputeManager, inst: dict[str, Any], request_id: str | None) -> bool:
+    """Put the old flavor back (driver, placement, row). The caller holds the instance lock."""
+    uuid, task = inst["uuid"], inst["task_state"]
+    old_flavor = inst["old_flavor"] or inst["flavor"]
+    req = await mgr.request_id_for(uuid, request_id, actions.REVERT_RESIZE)
+    try:
+        async with actions.event(mgr.db, uuid, req, "compute_revert_resize", mgr.host):
+            await resize_driver(mgr).revert_resize(await mgr.spec(inst, flavor=old_flavor))
+    except Exception as exc:
+        await mgr.set_state(uuid, {"vm_state": s.ERROR, "task_state": None}, expected_task_state=task, fault=exc)
+        return False
+    await mgr.placement.revert_resize(uuid)
+    power = await mgr.power_of(uuid)
+    sysmeta = dict(inst["system_metadata"] or {})
+    previous = sysmeta.pop(OLD_VM_STATE, s.ACTIVE)
+    return await mgr.set_state(
+        uuid,
+        {
+            "vm_state": settled_vm_state(power, previous),
+            "task_state": None,
+            "flavor": old_flavor,
+            "old_flavor": None,
+            "new_flavor": None,
+            "power_state": int(power),
+            "system_metadata": sysmeta,
+            **flavor_columns(old_flavor),
+        },
+        expected_task_state=task,
+    )

@@ -1,0 +1,146 @@
+"""Service rows and liveness: every worker registers itself and heartbeats; `is_up` judges the rows.
+
+Nova's rule: a service is up when its last heartbeat is newer than `service_down_time` (60 s by
+default, `conf.extra["service_down_time"]`) and it is not forced down. Workers heartbeat every
+`conf.extra["report_interval"]` seconds (10 by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from cumulo.compute.models import services
+from cumulo.conf import Settings
+from cumulo.db import Database, new_uuid, utcnow
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_SERVICE_DOWN_TIME = 60.0
+DEFAULT_REPORT_INTERVAL = 10.0
+
+
+def service_down_time(conf: Settings) -> float:
+    return float(conf.extra.get("service_down_time", DEFAULT_SERVICE_DOWN_TIME))
+
+
+def report_interval(conf: Settings) -> float:
+    return float(conf.extra.get("report_interval", DEFAULT_REPORT_INTERVAL))
+
+
+def is_up(row: Mapping[str, Any], conf: Settings, now: dt.datetime | None = None) -> bool:
+    """Whether a services row counts as up (recent heartbeat, not forced down)."""
+    if row.get("forced_down"):
+        return False
+    seen: dt.datetime | None = row.get("last_seen_up") or row.get("updated_at") or row.get("created_at")
+    if seen is None:
+        return False
+    now = now or utcnow()
+    return abs((now - seen).total_seconds()) <= service_down_time(conf)
+
+
+async def register_service(
+    db: Database, host: str, binary: str, topic: str, availability_zone: str, *, mark_up: bool = True
+) -> int:
+    """Create or refresh the (host, binary) row; keeps the admin's disabled flag. Returns its id.
+
+    mark_up=False registers without a heartbeat: a compute agent reports up only once it has
+    reconciled, which is what the conductor's crash recovery waits for."""
+    now = utcnow()
+    seen = {"last_seen_up": now, "report_count": services.c.report_count + 1} if mark_up else {}
+    async with db.write() as conn:
+        row = (
+            await conn.execute(sa.select(services.c.id).where(services.c.host == host, services.c.binary == binary))
+        ).first()
+        if row is not None:
+            await conn.execute(
+                sa.update(services)
+                .where(services.c.id == row[0])
+                .values(topic=topic, availability_zone=availability_zone, updated_at=now, **seen)
+            )
+            return int(row[0])
+        res = await conn.execute(
+            sa.insert(services).values(
+                uuid=new_uuid(),
+                host=host,
+                binary=binary,
+                topic=topic,
+                availability_zone=availability_zone,
+                disabled=False,
+                forced_down=False,
+                last_seen_up=now if mark_up else None,
+                report_count=1 if mark_up else 0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def heartbeat(db: Database, service_id: int) -> None:
+    now = utcnow()
+    async with db.write() as conn:
+        await conn.execute(
+            sa.update(services)
+            .where(services.c.id == service_id)
+            .values(last_seen_up=now, report_count=services.c.report_count + 1, updated_at=now)
+        )
+
+
+class Periodic:
+    """Runs named coroutines every N seconds until stopped; one failure never stops the loop."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self, name: str, interval: float, fn: Callable[[], Awaitable[Any]], *, initial_delay: float | None = None) -> None:
+        async def loop() -> None:
+            await asyncio.sleep(interval if initial_delay is None else initial_delay)
+            while True:
+                try:
+                    await fn()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    LOG.exception("periodic task %s failed", name)
+                await asyncio.sleep(interval)
+
+        self.stop_one(name)
+        self._tasks[name] = asyncio.create_task(loop(), name=f"periodic:{name}")
+
+    def stop_one(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class WorkerService:
+    """Registration plus heartbeat, shared by the scheduler and the conductor."""
+
+    def __init__(self, db: Database, conf: Settings, binary: str, topic: str, availability_zone: str = "internal") -> None:
+        self.db, self.conf = db, conf
+        self.binary, self.topic, self.availability_zone = binary, topic, availability_zone
+        self.service_id: int | None = None
+        self.periodic = Periodic()
+
+    async def start(self) -> None:
+        self.service_id = await register_service(
+            self.db, self.conf.host_name, self.binary, self.topic, self.availability_zone
+        )
+        sid = self.service_id
+        self.periodic.start("heartbeat", report_interval(self.conf), lambda: heartbeat(self.db, sid))
+
+    async def stop(self) -> None:
+        await self.periodic.stop()

@@ -1,0 +1,159 @@
+"""What the scheduler reasons about: the request (RequestSpec) and each compute node (HostState)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from cumulo.compute.models import compute_nodes, services
+from cumulo.db import Database
+from cumulo.scheduler.placement import Inventory, Placement, Resources, resources_from_flavor
+
+# Image properties the ImagePropertiesFilter understands, with their legacy/short aliases.
+_IMAGE_KEYS = (
+    "hypervisor_type", "img_hv_type", "architecture", "hw_architecture", "vm_mode", "hw_vm_mode",
+    "img_hv_requested_version", "hypervisor_version_requires",
+)
+
+
+@dataclass
+class RequestSpec:
+    """The scheduler's view of a request; built from the JSON the conductor sends.
+
+    Keys read (all optional): resources {rc: n} or flavor {vcpus, memory_mb, root_gb, ephemeral_gb,
+    swap, extra_specs}; availability_zone ("az", "az:host" or "az:host:node" to force a host);
+    force_host, force_node; image {id, properties{...}} and/or image_properties {...};
+    ignore_hosts [host...]; instance_uuid.
+    """
+
+    resources: Resources = field(default_factory=dict)
+    availability_zone: str | None = None
+    force_host: str | None = None
+    force_node: str | None = None
+    image_properties: dict[str, Any] = field(default_factory=dict)
+    flavor_extra_specs: dict[str, str] = field(default_factory=dict)
+    ignore_hosts: set[str] = field(default_factory=set)
+    instance_uuid: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RequestSpec:
+        flavor = d.get("flavor") or {}
+        resources = d.get("resources")
+        if not resources:
+            resources = resources_from_flavor(flavor) if flavor else {}
+        az, host, node = _split_az(d.get("availability_zone"))
+        image = d.get("image") or {}
+        props: dict[str, Any] = {}
+        if isinstance(image, Mapping):
+            props.update(image.get("properties") or {})
+            props.update({k: image[k] for k in _IMAGE_KEYS if k in image and image[k] is not None})
+        props.update(d.get("image_properties") or {})
+        return cls(
+            resources={str(k): int(v) for k, v in dict(resources).items() if int(v) > 0},
+            availability_zone=az,
+            force_host=d.get("force_host") or host,
+            force_node=d.get("force_node") or node,
+            image_properties=props,
+            flavor_extra_specs={str(k): str(v) for k, v in (flavor.get("extra_specs") or {}).items()},
+            ignore_hosts=set(d.get("ignore_hosts") or ()),
+            instance_uuid=d.get("instance_uuid"),
+        )
+
+
+def _split_az(value: Any) -> tuple[str | None, str | None, str | None]:
+    """Nova's "az", "az:host", "az:host:node" (and ":host") forms."""
+    if not value:
+        return None, None, None
+    parts = str(value).split(":")
+    az = parts[0] or None
+    host = parts[1] if len(parts) > 1 and parts[1] else None
+    node = parts[2] if len(parts) > 2 and parts[2] else None
+    return az, host, node
+
+
+@dataclass
+class HostState:
+    host: str
+    node: str
+    provider_uuid: str
+    hypervisor_type: str
+    hypervisor_version: int
+    instance_types: tuple[str, ...]
+    cpu_info: dict[str, Any]
+    details: dict[str, Any]
+    availability_zone: str | None
+    service: dict[str, Any] | None
+    inventory: dict[str, Inventory]
+    usage: Resources
+
+    def free(self, rc: str) -> int:
+        inv = self.inventory.get(rc)
+        return 0 if inv is None else inv.capacity - self.usage.get(rc, 0)
+
+    def consume(self, resources: Mapping[str, int]) -> None:
+        """Account for a pick within one request, so several instances do not all land on one host."""
+        for rc, n in resources.items():
+            self.usage[rc] = self.usage.get(rc, 0) + n
+
+    def destination(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "node": self.node,
+            "provider_uuid": self.provider_uuid,
+            "availability_zone": self.availability_zone,
+            "hypervisor_type": self.hypervisor_type,
+        }
+
+
+async def load_host_states(db: Database, placement: Placement) -> list[HostState]:
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(
+                    compute_nodes,
+                    services.c.disabled.label("svc_disabled"),
+                    services.c.forced_down.label("svc_forced_down"),
+                    services.c.last_seen_up.label("svc_last_seen_up"),
+                    services.c.availability_zone.label("svc_az"),
+                    services.c.id.label("svc_id"),
+                )
+                .select_from(
+                    compute_nodes.outerjoin(
+                        services, sa.and_(services.c.host == compute_nodes.c.host, services.c.binary == "nova-compute")
+                    )
+                )
+                .order_by(compute_nodes.c.host, compute_nodes.c.hypervisor_hostname)
+            )
+        ).mappings().all()
+    summaries = await placement.summaries([r["uuid"] for r in rows])
+    out: list[HostState] = []
+    for r in rows:
+        summary = summaries.get(r["uuid"])
+        service: dict[str, Any] | None = None
+        if r["svc_id"] is not None:
+            service = {
+                "disabled": bool(r["svc_disabled"]),
+                "forced_down": bool(r["svc_forced_down"]),
+                "last_seen_up": r["svc_last_seen_up"],
+            }
+        out.append(
+            HostState(
+                host=r["host"],
+                node=r["hypervisor_hostname"],
+                provider_uuid=r["uuid"],
+                hypervisor_type=r["hypervisor_type"],
+                hypervisor_version=int(r["hypervisor_version"] or 0),
+                instance_types=tuple(str(t).lower() for t in (r["instance_types"] or ())),
+                cpu_info=dict(r["cpu_info"] or {}),
+                details=dict(r["details"] or {}),
+                availability_zone=r["svc_az"],
+                service=service,
+                inventory=dict(summary.inventory) if summary else {},
+                usage=dict(summary.usage) if summary else {},
+            )
+        )
+    return out
+

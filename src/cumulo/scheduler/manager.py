@@ -1,0 +1,95 @@
+"""The scheduler: filters then weighers over the compute nodes, answering `select_destinations`.
+
+It only chooses; the conductor claims in placement (atomically) and re-asks when a claim loses a
+race. When nothing fits, NoValidHost says which filter removed how many hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from cumulo.compute.servicegroup import WorkerService
+from cumulo.conf import Settings
+from cumulo.db import Database
+from cumulo.errors import NoValidHost
+from cumulo.scheduler.filters import BaseHostFilter, configured_filters
+from cumulo.scheduler.hoststate import HostState, RequestSpec, load_host_states
+from cumulo.scheduler.placement import Placement
+from cumulo.scheduler.weighers import BaseHostWeigher, configured_weighers, weigh_hosts
+
+LOG = logging.getLogger(__name__)
+
+MAX_ALTERNATES = 3
+FAULT_MESSAGE_MAX = 255
+
+
+def no_valid_host_message(total: int, removed: Sequence[tuple[str, int, int]], scope: str = "") -> str:
+    """Nova's sentence plus, per filter run, how many hosts it removed (fits the 255-char fault message)."""
+    head = "No valid host was found."
+    if total == 0:
+        return f"{head} There are no compute hosts{scope}."
+    # Longest form that fits: Nova's full sentence, then without it, then without the "of N".
+    tolls = "; ".join(f"{name} removed {n} of {before} hosts" for name, n, before in removed)
+    candidates = (
+        f"{head} There are not enough hosts available. Filters: {tolls}",
+        f"{head} Filters: " + "; ".join(f"{name} removed {n} of {before}" for name, n, before in removed),
+        f"{head} Filters ({total} hosts): " + ", ".join(f"{name} removed {n}" for name, n, _ in removed),
+    )
+    for text in candidates:
+        if len(text) <= FAULT_MESSAGE_MAX:
+            return text
+    return candidates[-1]
+
+
+class SchedulerManager:
+    def __init__(self, db: Database, conf: Settings, placement: Placement) -> None:
+        self.db = db
+        self.conf = conf
+        self.placement = placement
+        self.filters: list[BaseHostFilter] = configured_filters(conf)
+        self.weighers: list[BaseHostWeigher] = configured_weighers(conf)
+        self.service = WorkerService(db, conf, "nova-scheduler", "scheduler")
+
+    async def start(self) -> None:
+        await self.service.start()
+
+    async def stop(self) -> None:
+        await self.service.stop()
+
+    async def select_destinations(self, request_spec: dict[str, Any], num_instances: int = 1) -> list[dict[str, Any]]:
+        """One destination per instance, best first, each with up to 3 alternates; or NoValidHost."""
+        spec = RequestSpec.from_dict(request_spec)
+        hosts = await load_host_states(self.db, self.placement)
+        out: list[dict[str, Any]] = []
+        for _ in range(max(1, int(num_instances))):
+            ranked = self.rank(hosts, spec)
+            chosen = ranked[0]
+            chosen.consume(spec.resources)
+            dest = chosen.destination()
+            dest["alternates"] = [h.destination() for h in ranked[1 : 1 + MAX_ALTERNATES]]
+            out.append(dest)
+        return out
+
+    def rank(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+        """Filter then weigh; raise NoValidHost naming each filter's toll."""
+        candidates = [h for h in hosts if h.host not in spec.ignore_hosts]
+        if spec.force_host:
+            candidates = [h for h in candidates if h.host == spec.force_host]
+        if spec.force_node:
+            candidates = [h for h in candidates if h.node == spec.force_node]
+        total = len(candidates)
+        removed: list[tuple[str, int, int]] = []
+        for f in self.filters:
+            before = len(candidates)
+            candidates = f.filter_all(candidates, spec)
+            removed.append((f.name, before - len(candidates), before))
+            if not candidates:
+                break
+        if not candidates:
+            scope = f" matching host {spec.force_host}" if spec.force_host else ""
+            message = no_valid_host_message(total, removed, scope)
+            LOG.info("%s (request %s)", message, spec.resources)
+            raise NoValidHost(message)
+        return [h for _, h in weigh_hosts(self.weighers, candidates, spec)]

@@ -1,0 +1,461 @@
+"""Placement: resource providers (one per compute node), their inventories, and allocations.
+
+A claim is atomic without table locks: inside one transaction it reads the provider's generation
+FIRST, then inventory and usage, checks capacity, and bumps the generation with
+`UPDATE resource_providers SET generation = g + 1 WHERE id = :id AND generation = g`. Any claim that
+committed in between changed the generation, so the UPDATE matches no row and the claim retries on
+fresh numbers. On SQLite writers are serialised anyway; on PostgreSQL (READ COMMITTED) the UPDATE
+waits for the competing transaction and re-checks the generation, so two claims can never both
+pass on stale usage. Reading the generation before the usage matters: a usage read that is newer
+than the generation read is only ever conservative.
+
+Consumers are instance uuids. While a resize waits for confirmation the old flavor's allocation is
+held by `migration_consumer(uuid)` on the same provider, so old + new both count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cumulo.conf import Settings
+from cumulo.db import Database, utcnow
+from cumulo.errors import Conflict, NotFound
+from cumulo.scheduler.models import allocations, inventories, resource_providers
+
+LOG = logging.getLogger(__name__)
+
+VCPU = "VCPU"
+MEMORY_MB = "MEMORY_MB"
+DISK_GB = "DISK_GB"
+RESOURCE_CLASSES = (VCPU, MEMORY_MB, DISK_GB)
+CLAIM_ATTEMPTS = 8
+
+Resources = dict[str, int]
+
+
+def migration_consumer(instance_uuid: str) -> str:
+    """The consumer holding an instance's old flavor during a resize."""
+    return f"{instance_uuid}:resize"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    total: int
+    reserved: int = 0
+    min_unit: int = 1
+    max_unit: int = 0
+    step_size: int = 1
+    allocation_ratio: float = 1.0
+
+    @property
+    def capacity(self) -> int:
+        return int((self.total - self.reserved) * self.allocation_ratio)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Outcome of a claim: falsy when it does not fit; `short` names what was missing and why."""
+
+    ok: bool
+    short: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(f"{rc}: {why}" for rc, why in self.short.items())
+
+
+@dataclass(frozen=True)
+class ProviderSummary:
+    uuid: str
+    name: str
+    generation: int
+    inventory: dict[str, Inventory]
+    usage: Resources
+
+    def free(self, rc: str) -> int:
+        inv = self.inventory.get(rc)
+        return 0 if inv is None else inv.capacity - self.usage.get(rc, 0)
+
+
+def resources_from_flavor(flavor: Mapping[str, Any]) -> Resources:
+    """VCPU/MEMORY_MB/DISK_GB a flavor asks for (disk = root + ephemeral + swap rounded up to GB)."""
+    vcpus = int(flavor.get("vcpus", 0) or 0)
+    ram = int(flavor.get("memory_mb", flavor.get("ram", 0)) or 0)
+    root = int(flavor.get("root_gb", flavor.get("disk", 0)) or 0)
+    eph = int(flavor.get("ephemeral_gb", flavor.get("OS-FLV-EXT-DATA:ephemeral", flavor.get("ephemeral", 0))) or 0)
+    swap_mb = flavor.get("swap", 0)
+    swap = int(swap_mb) if isinstance(swap_mb, int | float) or str(swap_mb).isdigit() else 0
+    disk = root + eph + (swap + 1023) // 1024
+    out = {VCPU: vcpus, MEMORY_MB: ram, DISK_GB: disk}
+    return {rc: n for rc, n in out.items() if n > 0}
+
+
+class Placement:
+    def __init__(self, db: Database, conf: Settings) -> None:
+        self.db = db
+        self.conf = conf
+
+    # -- providers and inventory ---------------------------------------------------------------
+
+    def default_inventory(self, vcpus: int, memory_mb: int, disk_gb: int) -> dict[str, Inventory]:
+        extra = self.conf.extra
+        reserved = {
+            VCPU: int(extra.get("reserved_host_cpus", 0)),
+            MEMORY_MB: int(extra.get("reserved_host_memory_mb", 0)),
+            DISK_GB: int(extra.get("reserved_host_disk_gb", 0)),
+        }
+        ratios = {
+            VCPU: self.conf.cpu_allocation_ratio,
+            MEMORY_MB: self.conf.ram_allocation_ratio,
+            DISK_GB: self.conf.disk_allocation_ratio,
+        }
+        totals = {VCPU: vcpus, MEMORY_MB: memory_mb, DISK_GB: disk_gb}
+        return {
+            rc: Inventory(total=totals[rc], reserved=reserved[rc], max_unit=totals[rc], allocation_ratio=ratios[rc])
+            for rc in RESOURCE_CLASSES
+            if totals[rc] > 0
+        }
+
+    async def ensure_provider(self, uuid: str, name: str, *, vcpus: int, memory_mb: int, disk_gb: int) -> None:
+        """Create or update a compute node's provider with VCPU/MEMORY_MB/DISK_GB inventory."""
+        await self.set_inventory(uuid, name, self.default_inventory(vcpus, memory_mb, disk_gb))
+
+    async def set_inventory(self, uuid: str, name: str, inventory: Mapping[str, Inventory]) -> None:
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(sa.select(resource_providers.c.id).where(resource_providers.c.uuid == uuid))
+            ).first()
+            if row is None:
+                # A node re-registered under a new uuid keeps its name: drop the stale provider.
+                await conn.execute(sa.delete(resource_providers).where(resource_providers.c.name == name))
+                res = await conn.execute(
+                    sa.insert(resource_providers).values(uuid=uuid, name=name, generation=0, created_at=utcnow())
+                )
+                pid = int(res.inserted_primary_key[0])  # type: ignore[index]
+            else:
+                pid = int(row[0])
+                await conn.execute(sa.update(resource_providers).where(resource_providers.c.id == pid).values(name=name))
+            await conn.execute(sa.delete(inventories).where(inventories.c.provider_id == pid))
+            for rc, inv in inventory.items():
+                await conn.execute(
+                    sa.insert(inventories).values(
+                        provider_id=pid,
+                        resource_class=rc,
+                        total=inv.total,
+                        reserved=inv.reserved,
+                        min_unit=inv.min_unit,
+                        max_unit=inv.max_unit or inv.total,
+                        step_size=inv.step_size,
+                        allocation_ratio=inv.allocation_ratio,
+                    )
+                )
+            await self._bump(conn, [pid])
+
+    async def delete_provider(self, uuid: str) -> None:
+        async with self.db.write() as conn:
+            pid = await self._provider_id(conn, uuid)
+            await conn.execute(sa.delete(allocations).where(allocations.c.provider_id == pid))
+            await conn.execute(sa.delete(inventories).where(inventories.c.provider_id == pid))
+            await conn.execute(sa.delete(resource_providers).where(resource_providers.c.id == pid))
+
+    async def get_inventory(self, uuid: str) -> dict[str, Inventory]:
+        async with self.db.read() as conn:
+            pid = await self._provider_id(conn, uuid)
+            return await self._inventory(conn, pid)
+
+    async def usage(self, uuid: str) -> Resources:
+        async with self.db.read() as conn:
+            pid = await self._provider_id(conn, uuid)
+            return await self._usage(conn, pid)
+
+    async def summaries(self, uuids: Iterable[str] | None = None) -> dict[str, ProviderSummary]:
+        """Inventory and usage of many providers in two queries (what the scheduler reads)."""
+        wanted = list(uuids) if uuids is not None else None
+        rp = resource_providers
+        q = sa.select(rp.c.uuid, rp.c.name, rp.c.generation, inventories).select_from(
+            rp.outerjoin(inventories, inventories.c.provider_id == rp.c.id)
+        )
+        u = (
+            sa.select(rp.c.uuid, allocations.c.resource_class, sa.func.sum(allocations.c.used))
+            .select_from(allocations.join(rp, rp.c.id == allocations.c.provider_id))
+            .group_by(rp.c.uuid, allocations.c.resource_class)
+        )
+        if wanted is not None:
+            q = q.where(rp.c.uuid.in_(wanted))
+            u = u.where(rp.c.uuid.in_(wanted))
+        async with self.db.read() as conn:
+            inv_rows = (await conn.execute(q)).mappings().all()
+            use_rows = (await conn.execute(u)).all()
+        heads: dict[str, tuple[str, int]] = {}
+        invs: dict[str, dict[str, Inventory]] = {}
+        for r in inv_rows:
+            heads[r["uuid"]] = (r["name"], int(r["generation"]))
+            if r["resource_class"] is not None:
+                invs.setdefault(r["uuid"], {})[r["resource_class"]] = _inv(r)
+        uses: dict[str, Resources] = {}
+        for puuid, rc, used in use_rows:
+            uses.setdefault(puuid, {})[rc] = int(used)
+        return {
+            puuid: ProviderSummary(puuid, name, gen, invs.get(puuid, {}), uses.get(puuid, {}))
+            for puuid, (name, gen) in heads.items()
+        }
+
+    async def allocations_for(self, consumer_id: str) -> dict[str, Resources]:
+        """{provider_uuid: {rc: used}} of one consumer."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                sa.select(resource_providers.c.uuid, allocations.c.resource_class, allocations.c.used)
+                .join(resource_providers, resource_providers.c.id == allocations.c.provider_id)
+                .where(allocations.c.consumer_id == consumer_id)
+            )
+            out: dict[str, Resources] = {}
+            for puuid, rc, used in rows:
+                out.setdefault(puuid, {})[rc] = int(used)
+            return out
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    async def claim(self, consumer_id: str, provider_uuid: str, resources: Mapping[str, int]) -> Claim:
+        """Allocate `resources` on the provider for the consumer (replacing what it held), if they fit."""
+        return await self._with_retries(
+            lambda conn: self._claim_once(conn, consumer_id, provider_uuid, dict(resources), hold_old=False)
+        )
+
+    async def claim_resize(self, consumer_id: str, provider_uuid: str, new_resources: Mapping[str, int]) -> Claim:
+        """Same-host resize: keep the old allocation under migration_consumer(), claim the new one too."""
+        return await self._with_retries(
+            lambda conn: self._claim_once(conn, consumer_id, provider_uuid, dict(new_resources), hold_old=True)
+        )
+
+    async def release(self, consumer_id: str, *, include_migration: bool = True) -> None:
+        """Drop every allocation of the consumer (and of its pending resize)."""
+        consumers = [consumer_id, migration_consumer(consumer_id)] if include_migration else [consumer_id]
+        held = sa.select(allocations.c.provider_id).where(allocations.c.consumer_id.in_(consumers))
+        async with self.db.write() as conn:
+            # Bump the providers that held something (placement's rule: allocations change generations).
+            await conn.execute(
+                sa.update(resource_providers)
+                .where(resource_providers.c.id.in_(held.scalar_subquery()))
+                .values(generation=resource_providers.c.generation + 1, updated_at=utcnow())
+            )
+            await conn.execute(sa.delete(allocations).where(allocations.c.consumer_id.in_(consumers)))
+
+    async def confirm_resize(self, consumer_id: str) -> None:
+        """The new flavor stays: drop the old allocation."""
+        await self.release(migration_consumer(consumer_id), include_migration=False)
+
+    async def revert_resize(self, consumer_id: str) -> None:
+        """The old flavor comes back: drop the new allocation and give the old one back to the consumer."""
+        mig = migration_consumer(consumer_id)
+        async with self.db.write() as conn:
+            if not await self._consumer_providers(conn, [mig]):
+                return  # nothing held: the resize never claimed, or was already reverted
+            pids = await self._consumer_providers(conn, [consumer_id, mig])
+            await conn.execute(sa.delete(allocations).where(allocations.c.consumer_id == consumer_id))
+            await conn.execute(
+                sa.update(allocations).where(allocations.c.consumer_id == mig).values(consumer_id=consumer_id)
+            )
+            await self._bump(conn, pids)
+
+    async def reconcile(
+        self,
+        live: Mapping[str, tuple[str, Mapping[str, int]]],
+        *,
+        providers: Iterable[str] | None = None,
+        ignore: Iterable[str] = (),
+    ) -> dict[str, int]:
+        """Make allocations equal the live consumers: {consumer_id: (provider_uuid, resources)}.
+
+        `providers` limits the work to those providers (an agent reconciles its own node): stale
+        allocations elsewhere are left alone. Consumers in `ignore` (e.g. builds the conductor is
+        scheduling right now) are never touched. Live reality wins over capacity.
+        """
+        skip = set(ignore)
+        async with self.db.write() as conn:
+            prov_rows = (await conn.execute(sa.select(resource_providers.c.id, resource_providers.c.uuid))).all()
+            pid_of = {u: i for i, u in prov_rows}
+            scope = set(pid_of.values()) if providers is None else {pid_of[u] for u in providers if u in pid_of}
+            live_ids = [c for c in live if c not in skip]
+            q = sa.select(allocations.c.consumer_id, allocations.c.provider_id, allocations.c.resource_class,
+                          allocations.c.used)
+            q = q.where(sa.or_(allocations.c.provider_id.in_(scope), allocations.c.consumer_id.in_(live_ids)))
+            current: dict[str, dict[int, Resources]] = {}
+            for consumer, pid, rc, used in await conn.execute(q):
+                current.setdefault(consumer, {}).setdefault(pid, {})[rc] = int(used)
+            touched: set[int] = set()
+            removed = fixed = 0
+            for consumer, held in current.items():
+                if consumer in skip or consumer in live:
+                    continue
+                stale = [pid for pid in held if pid in scope]
+                if stale:
+                    await conn.execute(
+                        sa.delete(allocations).where(
+                            allocations.c.consumer_id == consumer, allocations.c.provider_id.in_(stale)
+                        )
+                    )
+                    touched.update(stale)
+                    removed += 1
+            for consumer in live_ids:
+                puuid, res = live[consumer]
+                pid = pid_of.get(puuid)
+                if pid is None or pid not in scope:
+                    continue
+                want = {pid: {rc: int(n) for rc, n in res.items() if n > 0}} if any(n > 0 for n in res.values()) else {}
+                if current.get(consumer, {}) == want:
+                    continue
+                touched.update(current.get(consumer, {}))
+                touched.add(pid)
+                await conn.execute(sa.delete(allocations).where(allocations.c.consumer_id == consumer))
+                for rc, n in want.get(pid, {}).items():
+                    await conn.execute(
+                        sa.insert(allocations).values(
+                            provider_id=pid, consumer_id=consumer, resource_class=rc, used=n, created_at=utcnow()
+                        )
+                    )
+                fixed += 1
+            await self._bump(conn, touched)
+        if removed or fixed:
+            LOG.info("placement reconcile: removed %d stale consumers, fixed %d", removed, fixed)
+        return {"removed": removed, "fixed": fixed}
+
+    # -- internals ------------------------------------------------------------------------------
+
+    async def _with_retries(self, attempt: Callable[[AsyncConnection], Awaitable[Claim | None]]) -> Claim:
+        for n in range(CLAIM_ATTEMPTS):
+            try:
+                async with self.db.write() as conn:
+                    result: Claim | None = await attempt(conn)
+            except sa.exc.OperationalError as exc:
+                # Serialisation failures and deadlocks on PostgreSQL: try again on fresh numbers.
+                LOG.debug("claim attempt failed: %s", exc)
+                result = None
+            if result is not None:
+                return result
+            await asyncio.sleep(random.uniform(0.001, 0.01) * (n + 1))
+        raise Conflict("Placement: the claim lost the generation race too many times; try again")
+
+    async def _claim_once(
+        self, conn: AsyncConnection, consumer_id: str, provider_uuid: str, resources: Resources, *, hold_old: bool
+    ) -> Claim | None:
+        """One attempt. None means the generation moved under us (retry)."""
+        # Generation and inventory in one statement, before the usage (see the module docstring).
+        rows = (
+            await conn.execute(
+                sa.select(
+                    resource_providers.c.id.label("rp_id"), resource_providers.c.generation.label("rp_gen"), inventories
+                )
+                .select_from(
+                    resource_providers.outerjoin(inventories, inventories.c.provider_id == resource_providers.c.id)
+                )
+                .where(resource_providers.c.uuid == provider_uuid)
+            )
+        ).mappings().all()
+        if not rows:
+            raise NotFound(f"Resource provider {provider_uuid} not found")
+        pid, gen = int(rows[0]["rp_id"]), int(rows[0]["rp_gen"])
+        inventory = {r["resource_class"]: _inv(r) for r in rows if r["resource_class"] is not None}
+        mig = migration_consumer(consumer_id)
+        if hold_old:
+            held = await self._consumer_providers(conn, [mig])
+            if held:
+                return Claim(False, {"resize": "a resize of this instance is already in progress"})
+            usage = await self._usage(conn, pid)
+        else:
+            # A re-claim replaces what the consumer already holds on this provider.
+            usage = await self._usage(conn, pid, exclude=consumer_id)
+        short: dict[str, str] = {}
+        for rc, amount in resources.items():
+            inv = inventory.get(rc)
+            if inv is None:
+                short[rc] = "no inventory"
+            elif amount > (inv.max_unit or inv.total) or amount < inv.min_unit:
+                short[rc] = f"requested {amount} is outside {inv.min_unit}..{inv.max_unit or inv.total}"
+            elif usage.get(rc, 0) + amount > inv.capacity:
+                short[rc] = f"requested {amount}, free {inv.capacity - usage.get(rc, 0)} of {inv.capacity}"
+        if short:
+            return Claim(False, short)
+        res = await conn.execute(
+            sa.update(resource_providers)
+            .where(resource_providers.c.id == pid, resource_providers.c.generation == gen)
+            .values(generation=gen + 1, updated_at=utcnow())
+        )
+        if res.rowcount != 1:
+            return None
+        if hold_old:
+            await conn.execute(sa.update(allocations).where(allocations.c.consumer_id == consumer_id).values(consumer_id=mig))
+        else:
+            # Dropping what the consumer held elsewhere only frees capacity there: no generation bump needed.
+            await conn.execute(sa.delete(allocations).where(allocations.c.consumer_id == consumer_id))
+        now = utcnow()
+        if resources:
+            await conn.execute(
+                sa.insert(allocations),
+                [
+                    {"provider_id": pid, "consumer_id": consumer_id, "resource_class": rc, "used": n, "created_at": now}
+                    for rc, n in resources.items()
+                ],
+            )
+        return Claim(True)
+
+    @staticmethod
+    async def _provider_id(conn: AsyncConnection, uuid: str) -> int:
+        row = (await conn.execute(sa.select(resource_providers.c.id).where(resource_providers.c.uuid == uuid))).first()
+        if row is None:
+            raise NotFound(f"Resource provider {uuid} not found")
+        return int(row[0])
+
+    @staticmethod
+    async def _inventory(conn: AsyncConnection, pid: int) -> dict[str, Inventory]:
+        rows = (await conn.execute(sa.select(inventories).where(inventories.c.provider_id == pid))).mappings()
+        return {r["resource_class"]: _inv(r) for r in rows}
+
+    @staticmethod
+    async def _usage(conn: AsyncConnection, pid: int, exclude: str | None = None) -> Resources:
+        q = (
+            sa.select(allocations.c.resource_class, sa.func.sum(allocations.c.used))
+            .where(allocations.c.provider_id == pid)
+            .group_by(allocations.c.resource_class)
+        )
+        if exclude is not None:
+            q = q.where(allocations.c.consumer_id != exclude)
+        return {rc: int(n) for rc, n in await conn.execute(q)}
+
+    @staticmethod
+    async def _consumer_providers(conn: AsyncConnection, consumers: list[str]) -> list[int]:
+        rows = await conn.execute(
+            sa.select(allocations.c.provider_id).where(allocations.c.consumer_id.in_(consumers)).distinct()
+        )
+        return [int(r[0]) for r in rows]
+
+    @staticmethod
+    async def _bump(conn: AsyncConnection, pids: Iterable[int]) -> None:
+        ids = sorted(set(pids))
+        if ids:
+            await conn.execute(
+                sa.update(resource_providers)
+                .where(resource_providers.c.id.in_(ids))
+                .values(generation=resource_providers.c.generation + 1, updated_at=utcnow())
+            )
+
+
+def _inv(r: Any) -> Inventory:
+    return Inventory(
+        total=int(r["total"]),
+        reserved=int(r["reserved"]),
+        min_unit=int(r["min_unit"]),
+        max_unit=int(r["max_unit"]),
+        step_size=int(r["step_size"]),
+        allocation_ratio=float(r["allocation_ratio"]),
+    )

@@ -1,0 +1,53 @@
+"""Host weighers: the interface, Nova's normalisation, and the registry."""
+
+from __future__ import annotations
+
+from typing import ClassVar, TypeVar
+
+from cumulo.conf import Settings
+from cumulo.scheduler.hoststate import HostState, RequestSpec
+
+
+class BaseHostWeigher:
+    """Gives each host a raw number; higher wins once multiplied (a negative multiplier stacks)."""
+
+    name: ClassVar[str] = ""
+    multiplier_key: ClassVar[str] = ""
+
+    def __init__(self, conf: Settings) -> None:
+        self.conf = conf
+        self.multiplier = float(conf.extra.get(self.multiplier_key, 1.0)) if self.multiplier_key else 1.0
+
+    def weigh(self, host: HostState, spec: RequestSpec) -> float:
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[BaseHostWeigher]] = {}
+W = TypeVar("W", bound=type[BaseHostWeigher])
+
+
+def register(cls: W) -> W:
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} has no name")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def normalize(values: list[float]) -> list[float]:
+    """Scale to 0..1 across the candidate hosts, as Nova does, so weighers can be summed."""
+    if not values:
+        return []
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        return [0.0 for _ in values]
+    return [(v - lo) / (hi - lo) for v in values]
+
+
+def weigh_hosts(weighers: list[BaseHostWeigher], hosts: list[HostState], spec: RequestSpec) -> list[tuple[float, HostState]]:
+    """Hosts best first; ties go to the host name so choices are reproducible."""
+    totals = [0.0 for _ in hosts]
+    for w in weighers:
+        for i, norm in enumerate(normalize([w.weigh(h, spec) for h in hosts])):
+            totals[i] += w.multiplier * norm
+    ranked = sorted(zip(totals, hosts, strict=True), key=lambda t: (-t[0], t[1].host, t[1].node))
+    return ranked

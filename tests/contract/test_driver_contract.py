@@ -1,0 +1,317 @@
+"""The driver contract (drivers/base.py), checked on every driver the same way.
+
+Each driver joins by adding a DriverCase: how to make it, a spec that spawns, and a spec whose
+spawn must fail. Tests of a capability run only on drivers that declare it, and a declared
+capability must come with its Protocol. Today: "fake"; runc and qemu join in later issues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid as uuidlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cumulo import conf as conf_mod
+from cumulo.compute.drivers import load_driver
+from cumulo.compute.drivers.base import (
+    Capability,
+    Console,
+    Diagnostics,
+    Driver,
+    FlavorSpec,
+    Host,
+    ImageSpec,
+    InstanceSpec,
+    Lifecycle,
+    Pause,
+    Power,
+    PowerState,
+    Rebuild,
+    Resize,
+    Snapshot,
+    SnapshotResult,
+    Suspend,
+)
+from cumulo.conf import Settings
+from cumulo.errors import DriverError
+
+PROTOCOL_OF = {
+    Capability.POWER: Power,
+    Capability.PAUSE: Pause,
+    Capability.SUSPEND: Suspend,
+    Capability.RESIZE: Resize,
+    Capability.REBUILD: Rebuild,
+    Capability.SNAPSHOT: Snapshot,
+    Capability.CONSOLE: Console,
+    Capability.DIAGNOSTICS: Diagnostics,
+}
+DIAGNOSTICS_KEYS = {
+    "state", "driver", "hypervisor", "hypervisor_os", "uptime", "config_drive", "num_cpus", "num_nics",
+    "num_disks", "memory_details", "cpu_details", "nic_details", "disk_details",
+}
+SMALL = FlavorSpec(vcpus=1, memory_mb=256, root_gb=1)
+BIGGER = FlavorSpec(vcpus=2, memory_mb=512, root_gb=2)
+
+
+@dataclass(frozen=True)
+class DriverCase:
+    name: str
+    make: Callable[[Settings, str], Driver]
+    image: Callable[[Path], ImageSpec | None]  # an image that boots
+    failing_image: Callable[[Path], ImageSpec | None]  # an image whose spawn must fail
+    cancellable_spawn: bool = True  # spawn can be slowed down (conf.fake_spawn_delay) and cancelled
+
+
+def _fake_image(tmp: Path, **props: Any) -> ImageSpec:
+    path = tmp / "fake.img"
+    path.write_bytes(b"fake image")
+    return ImageSpec(id=str(uuidlib.uuid4()), path=str(path), disk_format="raw", container_format="bare",
+                     properties=props)
+
+
+CASES = [
+    DriverCase(
+        name="fake",
+        make=lambda conf, host: load_driver("fake", conf, host, local=False),
+        image=lambda tmp: _fake_image(tmp),
+        failing_image=lambda tmp: _fake_image(tmp, cumulo_fake_fail="spawn"),
+    ),
+]
+
+
+@pytest.fixture(params=CASES, ids=[c.name for c in CASES])
+def case(request: pytest.FixtureRequest) -> DriverCase:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return conf_mod.load(env={}, state_dir=tmp_path / "state")
+
+
+@pytest.fixture
+async def driver(case: DriverCase, settings: Settings) -> AsyncIterator[Driver]:
+    drv = case.make(settings, "contract-host")
+    await drv.init_host()
+    yield drv
+    for st in await drv.list_instances():
+        await drv.destroy(st.uuid)
+
+
+def make_spec(case: DriverCase, tmp: Path, *, flavor: FlavorSpec = SMALL, failing: bool = False,
+              user_data: bytes | None = None) -> InstanceSpec:
+    uid = str(uuidlib.uuid4())
+    image = (case.failing_image if failing else case.image)(tmp)
+    return InstanceSpec(uuid=uid, name=f"contract-{uid[:8]}", hostname=f"contract-{uid[:8]}",
+                        project_id="p", flavor=flavor, image=image, user_data=user_data)
+
+
+def needs(drv: Driver, cap: Capability) -> None:
+    if cap not in drv.info.capabilities:
+        pytest.skip(f"{drv.info.name} does not declare {cap.value}")
+
+
+async def listed(drv: Driver) -> dict[str, PowerState]:
+    return {st.uuid: st.power_state for st in await drv.list_instances()}
+
+
+# -- what every driver is --------------------------------------------------------------------
+
+
+async def test_info_and_protocols(driver: Driver) -> None:
+    assert isinstance(driver, Host) and isinstance(driver, Lifecycle)
+    info = driver.info
+    assert info.name and info.hypervisor_type and info.instance_types
+    for cap in info.capabilities:
+        assert isinstance(driver, PROTOCOL_OF[cap]), f"{info.name} declares {cap} without implementing it"
+
+
+async def test_host_resources_are_positive(driver: Driver) -> None:
+    res = await driver.get_host_resources()
+    assert res.vcpus > 0 and res.memory_mb > 0 and res.local_gb >= 0
+    assert isinstance(res.cpu_info, dict)
+
+
+async def test_spawn_destroy_and_list(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+    assert (await listed(driver))[spec.uuid] == PowerState.RUNNING
+    await driver.destroy(spec.uuid)
+    assert spec.uuid not in await listed(driver)
+    assert await driver.get_power_state(spec.uuid) == PowerState.NOSTATE
+
+
+async def test_destroy_of_missing_instance_succeeds(driver: Driver) -> None:
+    missing = str(uuidlib.uuid4())
+    await driver.destroy(missing)
+    await driver.destroy(missing)
+    assert missing not in await listed(driver)
+
+
+async def test_failed_spawn_leaves_nothing(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    before = await listed(driver)
+    spec = make_spec(case, tmp_path, failing=True)
+    with pytest.raises(DriverError):
+        await driver.spawn(spec)
+    assert await listed(driver) == before
+    assert await driver.cleanup_orphans(set(before)) == []
+
+
+async def test_cancelled_spawn_leaves_nothing(case: DriverCase, settings: Settings, tmp_path: Path) -> None:
+    if not case.cancellable_spawn:
+        pytest.skip("spawn cannot be slowed down on this driver")
+    drv = case.make(settings.replace(fake_spawn_delay=5.0), "slow-host")
+    await drv.init_host()
+    spec = make_spec(case, tmp_path)
+    task = asyncio.create_task(drv.spawn(spec))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert spec.uuid not in await listed(drv)
+
+
+async def test_list_instances_survives_a_driver_restart(case: DriverCase, settings: Settings, tmp_path: Path) -> None:
+    first = case.make(settings, "restart-host")
+    await first.init_host()
+    spec = make_spec(case, tmp_path)
+    await first.spawn(spec)
+    second = case.make(settings, "restart-host")  # what a restarted agent builds
+    await second.init_host()
+    assert (await listed(second)).get(spec.uuid) == PowerState.RUNNING
+    await second.destroy(spec.uuid)
+    assert spec.uuid not in await listed(second)
+
+
+async def test_cleanup_orphans_keeps_known_and_removes_the_rest(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    keep, drop = make_spec(case, tmp_path), make_spec(case, tmp_path)
+    await driver.spawn(keep)
+    await driver.spawn(drop)
+    removed = await driver.cleanup_orphans({keep.uuid})
+    assert drop.uuid in removed
+    now = await listed(driver)
+    assert keep.uuid in now and drop.uuid not in now
+
+
+async def test_spawn_of_an_existing_uuid_is_refused_without_harm(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    with pytest.raises(DriverError):
+        await driver.spawn(spec)
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+
+
+# -- capabilities ----------------------------------------------------------------------------
+
+
+async def test_power_cycle_is_idempotent(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    needs(driver, Capability.POWER)
+    assert isinstance(driver, Power)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    await driver.power_off(spec.uuid)
+    await driver.power_off(spec.uuid)
+    assert await driver.get_power_state(spec.uuid) == PowerState.SHUTDOWN
+    await driver.power_on(spec)
+    await driver.power_on(spec)
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+    await driver.reboot(spec, hard=False)
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+    await driver.power_off(spec.uuid)
+    await driver.reboot(spec, hard=True)  # a hard reboot starts a stopped instance
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+
+
+async def test_power_ops_on_missing_instance_raise(driver: Driver) -> None:
+    needs(driver, Capability.POWER)
+    assert isinstance(driver, Power)
+    with pytest.raises(DriverError):
+        await driver.power_off(str(uuidlib.uuid4()))
+
+
+async def test_pause_and_unpause(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    needs(driver, Capability.PAUSE)
+    assert isinstance(driver, Pause)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    await driver.pause(spec.uuid)
+    await driver.pause(spec.uuid)
+    assert await driver.get_power_state(spec.uuid) == PowerState.PAUSED
+    await driver.unpause(spec.uuid)
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+
+
+async def test_suspend_and_resume(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    needs(driver, Capability.SUSPEND)
+    assert isinstance(driver, Suspend)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    await driver.suspend(spec.uuid)
+    assert await driver.get_power_state(spec.uuid) == PowerState.SUSPENDED
+    await driver.resume(spec)
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+
+
+async def test_rebuild_keeps_identity_and_runs(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    needs(driver, Capability.REBUILD)
+    assert isinstance(driver, Rebuild)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    await driver.rebuild(spec)
+    assert (await listed(driver))[spec.uuid] == PowerState.RUNNING
+
+
+async def test_resize_confirm_and_revert(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    needs(driver, Capability.RESIZE)
+    assert isinstance(driver, Resize)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    bigger = InstanceSpec(**{**spec.__dict__, "flavor": BIGGER})
+    await driver.resize(bigger, SMALL)
+    await driver.confirm_resize(spec.uuid)
+    await driver.resize(InstanceSpec(**{**spec.__dict__, "flavor": SMALL}), BIGGER)
+    await driver.revert_resize(bigger)
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+
+
+async def test_snapshot_writes_into_the_workdir(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    needs(driver, Capability.SNAPSHOT)
+    assert isinstance(driver, Snapshot)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    workdir = tmp_path / "snap"
+    workdir.mkdir()
+    result = await driver.snapshot(spec.uuid, str(workdir))
+    assert isinstance(result, SnapshotResult)
+    assert Path(result.path).parent == workdir and os.path.getsize(result.path) > 0
+    assert result.disk_format and result.container_format
+
+
+async def test_console_output(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    needs(driver, Capability.CONSOLE)
+    assert isinstance(driver, Console)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    text = await driver.get_console_output(spec.uuid)
+    assert isinstance(text, str) and text.strip()
+    assert len((await driver.get_console_output(spec.uuid, max_bytes=10)).encode()) <= 10
+
+
+async def test_diagnostics_have_the_248_shape(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    needs(driver, Capability.DIAGNOSTICS)
+    assert isinstance(driver, Diagnostics)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    diag = await driver.get_diagnostics(spec.uuid)
+    assert set(diag) == DIAGNOSTICS_KEYS
+    assert diag["state"] == "running" and diag["num_cpus"] == SMALL.vcpus
+    assert set(diag["memory_details"]) == {"maximum", "used"}
+    assert all(set(d) == {"read_bytes", "read_requests", "write_bytes", "write_requests", "errors_count"}
+               for d in diag["disk_details"])
