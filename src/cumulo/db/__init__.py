@@ -54,8 +54,14 @@ class Database:
             kwargs["connect_args"] = {"timeout": 30}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # On SQLite the single writer gets its own connection, so a write never queues behind readers
+        # for a pooled connection while holding the write lock.
+        self.write_engine: AsyncEngine = (
+            create_async_engine(url, pool_size=1, max_overflow=0, **kwargs) if self.is_sqlite else self.engine
+        )
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            for engine in (self.engine, self.write_engine):
+                event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
 
     async def create_all(self) -> None:
         # Import every domain's models so their tables join the metadata.
@@ -77,11 +83,13 @@ class Database:
                 yield conn
             return
         async with self._write_lock:
-            async with self.engine.begin() as conn:
+            async with self.write_engine.begin() as conn:
                 yield conn
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
