@@ -38,6 +38,11 @@ LEGACY_DEFAULTS = {
     "networks": -1,
 }
 
+# Quota classes keep their rows in the quotas table under this pseudo project id prefix; only the
+# "default" class affects limits, as in Nova.
+CLASS_PREFIX = "quota-class:"
+DEFAULT_CLASS = "default"
+
 
 class QuotaEngine:
     def __init__(self, conf: Settings) -> None:
@@ -56,8 +61,19 @@ class QuotaEngine:
             **LEGACY_DEFAULTS,
         }
 
+    async def class_limits(self, conn: AsyncConnection, quota_class: str = DEFAULT_CLASS) -> dict[str, int]:
+        """A quota class's limits: its rows over the "default" class's rows over the settings."""
+        out = self.defaults() if quota_class == DEFAULT_CLASS else await self.class_limits(conn)
+        rows = await conn.execute(
+            sa.select(quotas.c.resource, quotas.c.hard_limit).where(quotas.c.project_id == CLASS_PREFIX + quota_class)
+        )
+        for resource, hard_limit in rows:
+            out[resource] = hard_limit
+        return out
+
     async def limits(self, conn: AsyncConnection, project_id: str) -> dict[str, int]:
-        out = self.defaults()
+        # Like Nova: project overrides, else the "default" quota class, else the settings.
+        out = await self.class_limits(conn)
         rows = await conn.execute(sa.select(quotas.c.resource, quotas.c.hard_limit).where(quotas.c.project_id == project_id))
         for resource, hard_limit in rows:
             out[resource] = hard_limit

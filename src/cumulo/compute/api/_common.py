@@ -1,0 +1,84 @@
+"""Helpers shared by the server API modules: the caller, bodies, links and version gates."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+
+from cumulo import errors
+from cumulo.compute.api.microversion import Version, request_version, v
+from cumulo.compute.api.schemas import Versioned, validate
+from cumulo.context import RequestContext
+from cumulo.web.http import authenticate, base_url, json_body, services_of
+
+if TYPE_CHECKING:
+    from cumulo.compute.service import ComputeService
+
+
+async def caller(request: Request) -> RequestContext:
+    """The authenticated caller, carrying this request's id (ties instance actions to requests)."""
+    ctx = await authenticate(request)
+    rid = request.scope.get("cumulo.request_id")
+    if rid and ctx.request_id != rid:
+        ctx = dataclasses.replace(ctx, request_id=rid)
+        request.scope["cumulo.context"] = ctx
+    return ctx
+
+
+def version(request: Request) -> Version:
+    return request_version(request)
+
+
+def require(request: Request, minimum: str) -> None:
+    """Routes added in a later microversion are 404 before it, as in Nova."""
+    if request_version(request) < v(minimum):
+        raise errors.NotFound("The resource could not be found.")
+
+
+def compute_service(request: Request) -> ComputeService:
+    return services_of(request).compute
+
+
+async def body(request: Request, schema: Versioned | dict[str, Any]) -> dict[str, Any]:
+    data = await json_body(request)
+    if isinstance(schema, Versioned):
+        schema.validate(request_version(request), data)
+    else:
+        validate(schema, data)
+    if not isinstance(data, dict):
+        raise errors.Invalid("Malformed request body")
+    return data
+
+
+def root(request: Request) -> str:
+    """The compute API root without version, e.g. http://host:8080/compute."""
+    return base_url(request)
+
+
+def api_root(request: Request) -> str:
+    return base_url(request) + "/v2.1"
+
+
+def links(request: Request, collection: str, ident: str) -> list[dict[str, str]]:
+    return [
+        {"rel": "self", "href": f"{api_root(request)}/{collection}/{ident}"},
+        {"rel": "bookmark", "href": f"{root(request)}/{collection}/{ident}"},
+    ]
+
+
+def query_lists(request: Request) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def next_link(request: Request, collection: str, marker: str) -> list[dict[str, str]]:
+    """Nova's "next" link: the request's parameters (sorted, last value wins) with a new marker."""
+    from urllib.parse import urlencode
+
+    params = dict(sorted(request.query_params.multi_items()))
+    params["marker"] = marker
+    return [{"rel": "next", "href": f"{api_root(request)}/{collection}?{urlencode(params)}"}]

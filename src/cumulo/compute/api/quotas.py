@@ -1,0 +1,246 @@
+"""Nova limits, os-quota-sets (show, detail, defaults, update, delete) and os-quota-class-sets."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cumulo.compute.api.microversion import Version, v
+from cumulo.compute.api.schemas import quota_sets as schemas
+from cumulo.compute.api.schemas import resource_types as t
+from cumulo.compute.api.schemas.resource_types import Field
+from cumulo.compute.quotas import CLASS_PREFIX, QuotaEngine
+from cumulo.context import RequestContext
+from cumulo.errors import Forbidden, Invalid
+from cumulo.identity import policy
+from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
+
+if TYPE_CHECKING:
+    from cumulo.runtime import Services
+
+policy.register(
+    {
+        "os_compute_api:limits": policy.READER,
+        "os_compute_api:limits:other_project": policy.ADMIN,
+        "os_compute_api:os-quota-sets:show": policy.READER,
+        "os_compute_api:os-quota-sets:detail": policy.READER,
+        "os_compute_api:os-quota-sets:defaults": policy.READER,
+        # Reading another project's quotas.
+        "os_compute_api:os-quota-sets:other_project": policy.ADMIN,
+        "os_compute_api:os-quota-sets:update": policy.ADMIN,
+        "os_compute_api:os-quota-sets:delete": policy.ADMIN,
+        "os_compute_api:os-quota-class-sets:show": policy.ADMIN,
+        "os_compute_api:os-quota-class-sets:update": policy.ADMIN,
+    }
+)
+
+V2_75 = v("2.75")
+
+
+def _lim(name: str) -> Any:
+    return lambda d: d["limit"][name]
+
+
+def _used(name: str) -> Any:
+    return lambda d: d["used"].get(name, 0)
+
+
+# GET /limits "absolute": Nova's names for the quota resources, by microversion.
+ABSOLUTE = (
+    Field("maxTotalRAMSize", _lim("ram")),
+    Field("maxTotalInstances", _lim("instances")),
+    Field("maxTotalCores", _lim("cores")),
+    Field("maxTotalKeypairs", _lim("key_pairs")),
+    Field("maxServerMeta", _lim("metadata_items")),
+    Field("maxImageMeta", _lim("metadata_items"), max=v("2.38")),
+    Field("maxPersonality", _lim("injected_files"), max=v("2.56")),
+    Field("maxPersonalitySize", _lim("injected_file_content_bytes"), max=v("2.56")),
+    Field("maxTotalFloatingIps", _lim("floating_ips"), max=v("2.35")),
+    Field("maxSecurityGroups", _lim("security_groups"), max=v("2.35")),
+    Field("maxSecurityGroupRules", _lim("security_group_rules"), max=v("2.35")),
+    Field("maxServerGroups", _lim("server_groups")),
+    Field("maxServerGroupMembers", _lim("server_group_members")),
+    Field("totalRAMUsed", _used("ram")),
+    Field("totalCoresUsed", _used("cores")),
+    Field("totalInstancesUsed", _used("instances")),
+    Field("totalFloatingIpsUsed", _used("floating_ips"), max=v("2.35")),
+    Field("totalSecurityGroupsUsed", _used("security_groups"), max=v("2.35")),
+    Field("totalServerGroupsUsed", _used("server_groups")),
+)
+
+
+async def _usage(engine: QuotaEngine, conn: AsyncConnection, project_id: str, user_id: str | None) -> dict[str, int]:
+    used = await engine.usage(conn, project_id, user_id)
+    # Keypairs are per user: the project-level view always shows 0 in use, as Nova documents.
+    if user_id is None:
+        used["key_pairs"] = 0
+    return used
+
+
+async def limits(request: Request) -> Response:
+    ctx = await authenticate(request)
+    policy.authorize(ctx, "os_compute_api:limits")
+    version = t.version_of(request)
+    t.check_query(request, schemas.LIMITS_QUERY, strict=version >= V2_75)
+    project_id = ctx.project_id or ""
+    if "tenant_id" in request.query_params:
+        policy.authorize(ctx, "os_compute_api:limits:other_project")
+        project_id = request.query_params["tenant_id"]
+    s = services_of(request)
+    engine = QuotaEngine(s.conf)
+    async with s.db.read() as conn:
+        data = {"limit": await engine.limits(conn, project_id), "used": await _usage(engine, conn, project_id, None)}
+    return json_response({"limits": {"rate": [], "absolute": t.render(ABSOLUTE, data, version)}})
+
+
+# --- os-quota-sets ------------------------------------------------------------------------------
+
+def _quota_body(values: dict[str, Any], version: Version, ident: str | None, table: Any = schemas.QUOTA_SET_RESOURCES) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": ident} if ident is not None else {}
+    for name in schemas.resources_at(table, version):
+        out[name] = values[name]
+    return out
+
+
+async def _authorize_project(request: Request, ctx: RequestContext, rule: str, project_id: str) -> Services:
+    """Policy for this project (another project's quotas need admin), then the project must exist."""
+    policy.authorize(ctx, rule)
+    if project_id != ctx.project_id and not policy.allowed(ctx, "os_compute_api:os-quota-sets:other_project"):
+        raise Forbidden(f"Policy doesn't allow {rule} to be performed.")
+    s = services_of(request)
+    await _verify_project(s, ctx, project_id)
+    return s
+
+
+async def _verify_project(s: Services, ctx: RequestContext, project_id: str) -> None:
+    """Nova asks Keystone whether the project exists; the caller's own (token-scoped) one does."""
+    if project_id != ctx.project_id and await s.identity.get_project(project_id) is None:
+        raise Invalid(f"Project ID {project_id} is not a valid project.")
+
+
+async def quota_show(request: Request) -> Response:
+    ctx = await authenticate(request)
+    version = t.version_of(request)
+    t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
+    project_id = request.path_params["project_id"]
+    s = await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:show", project_id)
+    async with s.db.read() as conn:
+        values = await QuotaEngine(s.conf).limits(conn, project_id)
+    return json_response({"quota_set": _quota_body(values, version, project_id)})
+
+
+async def quota_detail(request: Request) -> Response:
+    ctx = await authenticate(request)
+    version = t.version_of(request)
+    t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
+    project_id = request.path_params["project_id"]
+    s = await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:detail", project_id)
+    engine = QuotaEngine(s.conf)
+    async with s.db.read() as conn:
+        values = await engine.limits(conn, project_id)
+        used = await _usage(engine, conn, project_id, request.query_params.get("user_id"))
+    detail = {k: {"in_use": used.get(k, 0), "limit": val, "reserved": 0} for k, val in values.items()}
+    return json_response({"quota_set": _quota_body(detail, version, project_id)})
+
+
+async def quota_defaults(request: Request) -> Response:
+    ctx = await authenticate(request)
+    policy.authorize(ctx, "os_compute_api:os-quota-sets:defaults")
+    project_id = request.path_params["project_id"]
+    s = services_of(request)
+    await _verify_project(s, ctx, project_id)
+    async with s.db.read() as conn:
+        values = await QuotaEngine(s.conf).class_limits(conn)
+    return json_response({"quota_set": _quota_body(values, t.version_of(request), project_id)})
+
+
+async def quota_update(request: Request) -> Response:
+    ctx = await authenticate(request)
+    version = t.version_of(request)
+    t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
+    project_id = request.path_params["project_id"]
+    s = await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:update", project_id)
+    if request.query_params.get("user_id"):
+        raise Invalid("Per-user quotas are not supported; set the project's quota instead.")
+    body = await json_body(request)
+    t.validate(schemas.quota_set_update_for(version), body)
+    requested = dict(body["quota_set"])
+    force = t.to_bool(requested.pop("force", False), strict=False)
+    engine = QuotaEngine(s.conf)
+    async with s.db.write() as conn:
+        await engine.lock(conn, project_id)
+        used = await _usage(engine, conn, project_id, None)
+        updates: dict[str, int] = {}
+        for key, raw in requested.items():
+            value = int(raw)
+            # Unless forced, a limit may not go below what is already in use (-1 is unlimited).
+            if not force and value != -1 and value < used.get(key, 0):
+                raise Invalid(
+                    f"Quota limit {value} for {key} must be greater than or equal to already used and reserved {used[key]}."
+                )
+            updates[key] = value
+        await engine.set_limits(conn, project_id, updates)
+        values = await engine.limits(conn, project_id)
+    return json_response({"quota_set": _quota_body(values, version, None)})
+
+
+async def quota_delete(request: Request) -> Response:
+    ctx = await authenticate(request)
+    policy.authorize(ctx, "os_compute_api:os-quota-sets:delete")
+    version = t.version_of(request)
+    t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
+    s = services_of(request)
+    async with s.db.write() as conn:
+        await QuotaEngine(s.conf).delete_limits(conn, request.path_params["project_id"])
+    return empty(202)
+
+
+# --- os-quota-class-sets ------------------------------------------------------------------------
+
+def _class_name(request: Request) -> str:
+    name: str = request.path_params["class_name"]
+    if len(name) > 255:
+        raise Invalid("quota_class_name has more than 255 characters.")
+    return name
+
+
+async def quota_class_show(request: Request) -> Response:
+    ctx = await authenticate(request)
+    policy.authorize(ctx, "os_compute_api:os-quota-class-sets:show")
+    name = _class_name(request)
+    s = services_of(request)
+    async with s.db.read() as conn:
+        values = await QuotaEngine(s.conf).class_limits(conn, name)
+    body = _quota_body(values, t.version_of(request), name, schemas.QUOTA_CLASS_RESOURCES)
+    return json_response({"quota_class_set": body})
+
+
+async def quota_class_update(request: Request) -> Response:
+    ctx = await authenticate(request)
+    policy.authorize(ctx, "os_compute_api:os-quota-class-sets:update")
+    version = t.version_of(request)
+    name = _class_name(request)
+    body = await json_body(request)
+    t.validate(schemas.quota_class_update_for(version), body)
+    s = services_of(request)
+    engine = QuotaEngine(s.conf)
+    async with s.db.write() as conn:
+        await engine.set_limits(conn, CLASS_PREFIX + name, {k: int(val) for k, val in body["quota_class_set"].items()})
+        values = await engine.class_limits(conn, name)
+    return json_response({"quota_class_set": _quota_body(values, version, None, schemas.QUOTA_CLASS_RESOURCES)})
+
+
+ROUTES = [
+    Route("/v2.1/limits", limits, methods=["GET"]),
+    Route("/v2.1/os-quota-sets/{project_id}", quota_show, methods=["GET"]),
+    Route("/v2.1/os-quota-sets/{project_id}", quota_update, methods=["PUT"]),
+    Route("/v2.1/os-quota-sets/{project_id}", quota_delete, methods=["DELETE"]),
+    Route("/v2.1/os-quota-sets/{project_id}/defaults", quota_defaults, methods=["GET"]),
+    Route("/v2.1/os-quota-sets/{project_id}/detail", quota_detail, methods=["GET"]),
+    Route("/v2.1/os-quota-class-sets/{class_name}", quota_class_show, methods=["GET"]),
+    Route("/v2.1/os-quota-class-sets/{class_name}", quota_class_update, methods=["PUT"]),
+]

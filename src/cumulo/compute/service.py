@@ -1,0 +1,571 @@
+"""The API side of compute: validates against the domain (images, flavors, keys, quotas), changes
+instance rows with compare-and-swap, records instance actions and casts to the workers.
+
+Nothing slow runs here: every method returns as soon as the DB says yes and the cast is queued.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cumulo import errors
+from cumulo.bus import Bus
+from cumulo.compute import actions as act
+from cumulo.compute import instances as inst_db
+from cumulo.compute import states as st
+from cumulo.compute import transitions as tr
+from cumulo.compute.boot import (
+    CreateRequest,
+    check_image_fits,
+    flavor_snapshot,
+    image_summary,
+    reservation_id,
+    sanitize_hostname,
+)
+from cumulo.compute.listing import ListQuery, install_sqlite_functions, list_instances
+from cumulo.compute.models import compute_nodes, instance_actions, instances, services
+from cumulo.compute.quotas import QuotaEngine
+from cumulo.compute.rpc import ComputeAPI, ConductorAPI
+from cumulo.conf import Settings
+from cumulo.context import RequestContext
+from cumulo.db import Database, new_uuid, utcnow
+from cumulo.identity import policy
+
+if TYPE_CHECKING:
+    from cumulo.image.service import ImageService
+    from cumulo.scheduler.placement import Placement
+
+class ServiceUnavailable(errors.CumuloError):
+    code = 503
+
+
+def headroom(limits: dict[str, int], used: dict[str, int], vcpus: int, ram: int) -> int:
+    """How many more instances of this size the limits allow (-1: unlimited), as Nova computes it."""
+    fits: list[int] = []
+    for res, per in (("instances", 1), ("cores", vcpus), ("ram", ram)):
+        if limits[res] >= 0 and per:
+            fits.append(max(0, (limits[res] - used[res]) // per))
+    return min(fits) if fits else 1 << 30
+
+
+class ComputeService:
+    def __init__(self, db: Database, bus: Bus, conf: Settings, images: ImageService, placement: Placement) -> None:
+        self.db, self.bus, self.conf = db, bus, conf
+        self.images = images
+        self.placement = placement
+        self.quotas = QuotaEngine(conf)
+        self.conductor = ConductorAPI(bus)
+        self.agents = ComputeAPI(bus)
+        if db.is_sqlite:
+            event.listen(db.engine.sync_engine, "connect", install_sqlite_functions)
+
+    async def bootstrap(self) -> None:
+        from cumulo.compute import flavors  # written alongside; imported late on purpose
+
+        await flavors.ensure_default_flavors(self.db)
+
+    # --- lookups ---
+
+    async def get(self, ctx: RequestContext, uuid: str, *, include_deleted: bool = False) -> dict[str, Any]:
+        """The instance if the caller may see it (admins see every project), else NotFound."""
+        async with self.db.read() as conn:
+            return await self._get(conn, ctx, uuid, include_deleted=include_deleted)
+
+    @staticmethod
+    async def _get(conn: AsyncConnection, ctx: RequestContext, uuid: str, *, include_deleted: bool = False) -> dict[str, Any]:
+        row = await inst_db.get(conn, uuid, include_deleted=include_deleted)
+        if row is None or (not ctx.is_admin and row["project_id"] != ctx.project_id):
+            raise errors.NotFound(f"Instance {uuid} could not be found.")
+        return row
+
+    async def list_servers(
+        self, q: ListQuery, *, with_faults: bool, with_host_status: bool
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, str]]:
+        async with self.db.read() as conn:
+            rows = await list_instances(conn, q)
+            faults: dict[str, dict[str, Any]] = {}
+            if with_faults:
+                failed = [r["uuid"] for r in rows if r["vm_state"] == st.ERROR or r["deleted"]]
+                faults = await inst_db.latest_faults(conn, failed)
+            statuses: dict[str, str] = {}
+            if with_host_status:
+                statuses = await self._host_statuses(conn, {r["host"] for r in rows if r.get("host")})
+        return rows, faults, statuses
+
+    async def extras_for(self, inst: dict[str, Any], *, with_host_status: bool) -> tuple[dict[str, Any] | None, str | None]:
+        """(fault, host_status) for one server view."""
+        if not (with_host_status or inst["vm_state"] == st.ERROR or inst["deleted"]):
+            return None, None
+        async with self.db.read() as conn:
+            fault = None
+            if inst["vm_state"] == st.ERROR or inst["deleted"]:
+                fault = (await inst_db.latest_faults(conn, [inst["uuid"]])).get(inst["uuid"])
+            host_status = None
+            if with_host_status:
+                host = inst.get("host")
+                host_status = (await self._host_statuses(conn, {host})).get(host, "UNKNOWN") if host else ""
+        return fault, host_status
+
+    async def _host_statuses(self, conn: AsyncConnection, hosts: set[str]) -> dict[str, str]:
+        """Nova's host_status: UP, DOWN, MAINTENANCE (disabled but up), UNKNOWN (no service)."""
+        from cumulo.compute import hostinfo, servicegroup
+
+        if not hosts:
+            return {}
+        rows = await conn.execute(sa.select(services).where(services.c.host.in_(hosts)))
+        now = utcnow()
+        out: dict[str, str] = {}
+        for svc in rows.mappings():
+            if not hostinfo.is_compute(svc["binary"]):
+                continue
+            if not servicegroup.is_up(dict(svc), self.conf, now):
+                out[svc["host"]] = "DOWN"
+            else:
+                out[svc["host"]] = "MAINTENANCE" if svc["disabled"] else "UP"
+        return out
+
+    async def availability_zones(self, conn: AsyncConnection) -> set[str]:
+        rows = await conn.execute(
+            sa.select(services.c.availability_zone).distinct().where(services.c.availability_zone.is_not(None))
+        )
+        return {self.conf.default_availability_zone, *(r[0] for r in rows)}
+
+    # --- create ---
+
+    def parse_availability_zone(self, ctx: RequestContext, raw: str | None) -> tuple[str | None, str | None, str | None]:
+        """Nova's "zone", "zone:host", "zone:host:node", "zone::node" forms; host/node need admin."""
+        if not raw:
+            return None, None, None
+        az, host, node = raw, None, None
+        if ":" in raw:
+            count = raw.count(":")
+            if count == 1:
+                az, host = raw.split(":", 1)
+            elif count == 2:
+                if "::" in raw:
+                    az, node = raw.split("::", 1)
+                else:
+                    az, host, node = raw.split(":", 2)
+            else:
+                raise errors.Invalid("Unable to parse availability_zone")
+        if host or node:
+            policy.authorize(ctx, "compute:servers:create:forced_host")
+        return az or None, host or None, node or None
+
+    async def get_image(self, ctx: RequestContext, image_ref: str, missing: str) -> dict[str, Any]:
+        try:
+            return await self.images.get(ctx, image_ref)
+        except errors.NotFound:
+            raise errors.Invalid(missing) from None
+
+    async def flavor_for(self, conn: AsyncConnection, ctx: RequestContext, flavor_ref: str) -> dict[str, Any]:
+        from cumulo.compute import flavors
+
+        try:
+            return await flavors.get_flavor_for(conn, ctx, flavor_ref)
+        except errors.NotFound:
+            raise errors.Invalid(f"Flavor {flavor_ref} could not be found.") from None
+
+    async def keypair_for(self, conn: AsyncConnection, ctx: RequestContext, key_name: str) -> dict[str, Any]:
+        from cumulo.compute import keypairs
+
+        try:
+            return await keypairs.get_keypair(conn, ctx.user_id or "", key_name)
+        except errors.NotFound:
+            raise errors.Invalid("Invalid key_name provided.") from None
+
+    async def create_servers(self, ctx: RequestContext, req: CreateRequest) -> tuple[list[dict[str, Any]], str]:
+        project = ctx.project_id or ""
+        az, force_host, force_node = self.parse_availability_zone(ctx, req.availability_zone)
+        async with self.db.read() as conn:
+            flavor = await self.flavor_for(conn, ctx, req.flavor_ref)
+            keypair = await self.keypair_for(conn, ctx, req.key_name) if req.key_name else None
+            if az is not None and az not in await self.availability_zones(conn):
+                raise errors.Invalid("The requested availability zone is not available")
+            for wanted, column in ((req.requested_host, compute_nodes.c.host), (req.requested_node, compute_nodes.c.hypervisor_hostname)):
+                if wanted and (await conn.execute(sa.select(column).where(column == wanted).limit(1))).first() is None:
+                    raise errors.Invalid(f"Compute host {wanted} could not be found.")
+            # Limits are read before the write lock (they change rarely); usage is counted under it.
+            limits = await self.quotas.limits(conn, project)
+        if int(flavor["root_gb"]) == 0 and not ctx.is_admin:
+            raise errors.Forbidden("Only volume-backed servers are allowed for flavors with zero disk.")
+        image = await self.get_image(ctx, req.image_ref, "Can not find requested image")
+        check_image_fits(image, flavor)
+
+        snap = flavor_snapshot(flavor)
+        resv = reservation_id()
+        now = utcnow()
+        if 0 <= limits["metadata_items"] < len(req.metadata):
+            raise errors.OverQuota(f"Maximum number of metadata items exceeds {limits['metadata_items']}")
+        # Few awaits while holding the write lock: under load each one waits a turn of the event loop.
+        async with self.db.write() as conn:
+            await self.quotas.lock(conn, project)
+            fits = headroom(limits, await self._instance_usage(conn, project), snap["vcpus"], snap["memory_mb"])
+            count = min(req.max_count, fits)
+            if count < req.min_count:
+                await self.quotas.check_instances(conn, project, req.max_count, snap["vcpus"], snap["memory_mb"])
+                raise errors.OverQuota("Quota exceeded for instances: Cannot run any more instances of this type.")
+            uuids = [new_uuid() for _ in range(count)]
+            spec = {
+                "flavor": snap,
+                "image": image_summary(image),
+                "availability_zone": az,
+                "force_hosts": [force_host] if force_host else [],
+                "force_nodes": [force_node] if force_node else [],
+                "requested_host": req.requested_host,
+                "requested_node": req.requested_node,
+                "scheduler_hints": req.scheduler_hints,
+                "num_instances": count,
+                "instance_uuids": uuids,
+                "project_id": project,
+                "user_id": ctx.user_id,
+            }
+            rows = []
+            for index, uuid in enumerate(uuids):
+                # Nova's multi_instance_display_name_template: "%(name)s-%(count)d".
+                display = f"{req.name}-{index + 1}" if count > 1 else req.name
+                rows.append(
+                    {
+                        "uuid": uuid, "project_id": project, "user_id": ctx.user_id or "", "display_name": display,
+                        "display_description": req.description, "hostname": sanitize_hostname(display, f"Server-{uuid}"),
+                        "image_ref": image["id"], "flavor": snap, "vcpus": snap["vcpus"],
+                        "memory_mb": snap["memory_mb"], "root_gb": snap["root_gb"],
+                        "ephemeral_gb": snap["ephemeral_gb"], "key_name": req.key_name,
+                        "key_data": keypair["public_key"] if keypair else None, "user_data": req.user_data,
+                        "metadata": dict(req.metadata),
+                        "system_metadata": {"auto_disk_config": req.auto_disk_config, "trusted_certs": req.trusted_certs},
+                        "tags": list(req.tags), "vm_state": st.BUILDING, "task_state": st.SCHEDULING,
+                        "power_state": 0, "locked": False, "availability_zone": az, "reservation_id": resv,
+                        "launch_index": index, "access_ip_v4": req.access_ip_v4, "access_ip_v6": req.access_ip_v6,
+                        "config_drive": "True" if req.config_drive else "", "progress": 0, "request_spec": spec,
+                        "security_groups": list(req.security_groups), "requested_networks": req.requested_networks,
+                        "addresses": {}, "created_at": now, "updated_at": now, "deleted": False,
+                    }
+                )
+            await conn.execute(sa.insert(instances), rows)
+            await conn.execute(
+                sa.insert(instance_actions),
+                [
+                    {"action": act.CREATE, "instance_uuid": uuid, "request_id": ctx.request_id, "user_id": ctx.user_id,
+                     "project_id": ctx.project_id, "start_time": now, "updated_at": now}
+                    for uuid in uuids
+                ],
+            )
+        await self.conductor.build_instances(uuids)
+        return rows, resv
+
+    @staticmethod
+    async def _instance_usage(conn: AsyncConnection, project: str) -> dict[str, int]:
+        row = (
+            await conn.execute(
+                sa.select(
+                    sa.func.count(instances.c.id),
+                    sa.func.coalesce(sa.func.sum(instances.c.vcpus), 0),
+                    sa.func.coalesce(sa.func.sum(instances.c.memory_mb), 0),
+                ).where(instances.c.project_id == project, instances.c.deleted.is_(False))
+            )
+        ).one()
+        return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
+
+    async def _check_metadata_quota(self, conn: AsyncConnection, project: str, items: int) -> None:
+        if not items:
+            return
+        limit = (await self.quotas.limits(conn, project))["metadata_items"]
+        if 0 <= limit < items:
+            raise errors.OverQuota(f"Maximum number of metadata items exceeds {limit}")
+
+    # --- update / delete ---
+
+    async def update(self, ctx: RequestContext, inst: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        if values:
+            async with self.db.write() as conn:
+                if not await inst_db.cas_update(conn, inst["uuid"], values):
+                    raise errors.NotFound(f"Instance {inst['uuid']} could not be found.")
+        return await self.get(ctx, inst["uuid"])
+
+    async def delete(self, ctx: RequestContext, inst: dict[str, Any]) -> None:
+        tr.check_lock(ctx, inst)
+        uuid = inst["uuid"]
+        now = utcnow()
+        async with self.db.write() as conn:
+            # Never scheduled: nothing exists on a host, so the row goes at once. `host IS NULL`
+            # in the WHERE makes this lose cleanly against a conductor placing it right now.
+            gone = await conn.execute(
+                sa.update(instances)
+                .where(instances.c.uuid == uuid, instances.c.deleted.is_(False), instances.c.host.is_(None))
+                .values(
+                    deleted=True, deleted_at=now, terminated_at=now, vm_state=st.DELETED, task_state=None,
+                    progress=0, updated_at=now,
+                )
+            )
+            if gone.rowcount:
+                await act.record_action(conn, ctx, uuid, act.DELETE)
+                return
+            started = await conn.execute(
+                sa.update(instances)
+                .where(
+                    instances.c.uuid == uuid,
+                    instances.c.deleted.is_(False),
+                    sa.or_(instances.c.task_state.is_(None), instances.c.task_state != st.DELETING),
+                )
+                .values(task_state=st.DELETING, progress=0, updated_at=now)
+            )
+            if not started.rowcount:
+                return  # already being deleted (or gone): delete is idempotent
+            await act.record_action(conn, ctx, uuid, act.DELETE)
+            host = (await conn.execute(sa.select(instances.c.host).where(instances.c.uuid == uuid))).scalar_one()
+        await self.agents.cast(host, "terminate_instance", instance_uuid=uuid, request_id=ctx.request_id)
+
+    # --- state-changing actions ---
+
+    async def begin(
+        self,
+        ctx: RequestContext,
+        inst: dict[str, Any],
+        key: str,
+        values: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Check and CAS the transition `key`, record the action; returns the row as it now is."""
+        t = tr.TRANSITIONS[key]
+        tr.check(ctx, inst, t)
+        changes = {"task_state": t.new_task_state, **(values or {})}
+        if key == "stop":
+            changes["progress"] = 0
+        async with self.db.write() as conn:
+            ok = await inst_db.cas_update(
+                conn,
+                inst["uuid"],
+                changes,
+                expected_task_state=list(t.task_states) if t.task_states is not None else inst["task_state"],
+                expected_vm_state=list(t.vm_states) if t.vm_states is not None else inst["vm_state"],
+            )
+            if not ok:
+                # Re-check against what won the race, for Nova's precise 409 wording.
+                current = await inst_db.get(conn, inst["uuid"])
+                if current is None:
+                    raise errors.NotFound(f"Instance {inst['uuid']} could not be found.")
+                tr.check(ctx, current, t)
+                raise errors.Conflict(f"Conflict updating instance {inst['uuid']}.")
+            await act.record_action(conn, ctx, inst["uuid"], t.action)
+            row = await inst_db.get(conn, inst["uuid"])
+        assert row is not None
+        return row
+
+    async def run_action(self, ctx: RequestContext, inst: dict[str, Any], key: str, **cast_args: Any) -> None:
+        """A plain action: transition, then cast its agent method to the instance's host."""
+        row = await self.begin(ctx, inst, key)
+        method = tr.TRANSITIONS[key].agent_method
+        assert method is not None
+        await self.agents.cast(row["host"], method, instance_uuid=row["uuid"], request_id=ctx.request_id, **cast_args)
+
+    async def rebuild(
+        self, ctx: RequestContext, inst: dict[str, Any], image_ref: str, values: dict[str, Any], key_name: Any
+    ) -> dict[str, Any]:
+        tr.check(ctx, inst, tr.TRANSITIONS["rebuild"])
+        image = await self.get_image(ctx, image_ref, "Cannot find image for rebuild")
+        check_image_fits(image, inst["flavor"])
+        changes = dict(values, image_ref=image["id"], progress=0)
+        if key_name is not None:
+            if key_name:
+                async with self.db.read() as conn:
+                    kp = await self.keypair_for(conn, ctx, key_name)
+                changes.update(key_name=key_name, key_data=kp["public_key"])
+            else:
+                changes.update(key_name=None, key_data=None)
+        spec = dict(inst.get("request_spec") or {}, image=image_summary(image))
+        changes["request_spec"] = spec
+        if "metadata" in changes:
+            async with self.db.read() as conn:
+                await self._check_metadata_quota(conn, inst["project_id"], len(changes["metadata"]))
+        row = await self.begin(ctx, inst, "rebuild", changes)
+        await self.agents.cast(
+            row["host"], "rebuild_instance", instance_uuid=row["uuid"], request_id=ctx.request_id, image_ref=image["id"]
+        )
+        return row
+
+    async def resize(self, ctx: RequestContext, inst: dict[str, Any], flavor_ref: str, auto_disk: bool | None) -> None:
+        tr.check(ctx, inst, tr.TRANSITIONS["resize"])
+        async with self.db.read() as conn:
+            new = await self.flavor_for(conn, ctx, flavor_ref)
+        new_snap = flavor_snapshot(new)
+        if new_snap["flavorid"] == str((inst["flavor"] or {}).get("flavorid")):
+            raise errors.Invalid("When resizing, instances must change flavor!")
+        image = (inst.get("request_spec") or {}).get("image") or {}
+        if new_snap["memory_mb"] < int(image.get("min_ram") or 0):
+            raise errors.Invalid("Flavor's memory is too small for requested image.")
+        if new_snap["root_gb"] and new_snap["root_gb"] < int(image.get("min_disk") or 0):
+            raise errors.Invalid("Flavor's disk is too small for requested image.")
+        values: dict[str, Any] = {"new_flavor": new_snap}
+        if auto_disk is not None:
+            values["system_metadata"] = dict(inst["system_metadata"] or {}, auto_disk_config=auto_disk)
+        async with self.db.read() as conn:
+            await self._check_upsize_quota(conn, inst, new_snap)
+        await self.begin(ctx, inst, "resize", values)
+        await self.conductor.resize_instance(inst["uuid"], new_snap, ctx.request_id)
+
+    async def _check_upsize_quota(self, conn: AsyncConnection, inst: dict[str, Any], new: dict[str, Any]) -> None:
+        deltas = {"cores": new["vcpus"] - int(inst["vcpus"]), "ram": new["memory_mb"] - int(inst["memory_mb"])}
+        if all(d <= 0 for d in deltas.values()):
+            return
+        limits = await self.quotas.limits(conn, inst["project_id"])
+        used = await self.quotas.usage(conn, inst["project_id"])
+        overs = [r for r in ("cores", "ram") if deltas[r] > 0 and 0 <= limits[r] < used[r] + deltas[r]]
+        if overs:
+            names = ", ".join(overs)
+            raise errors.OverQuota(
+                f"Quota exceeded for {names}: Requested {', '.join(str(deltas[r]) for r in overs)}, but already used "
+                f"{', '.join(str(used[r]) for r in overs)} of {', '.join(str(limits[r]) for r in overs)} {names}"
+            )
+
+    async def snapshot(self, ctx: RequestContext, inst: dict[str, Any], name: str, metadata: dict[str, str]) -> str:
+        t = tr.TRANSITIONS["createImage"]
+        tr.check(ctx, inst, t)
+        base = (inst.get("request_spec") or {}).get("image") or {}
+        properties: dict[str, Any] = {
+            **{k: val for k, val in (base.get("properties") or {}).items() if isinstance(val, str | int | float | bool)},
+            "instance_uuid": inst["uuid"],
+            "user_id": ctx.user_id,
+            "image_type": "snapshot",
+            "base_image_ref": inst.get("image_ref") or "",
+            **metadata,
+        }
+        image = await self.images.create_snapshot_record(
+            ctx, name, properties, base.get("disk_format") or "raw", base.get("container_format") or "bare"
+        )
+        try:
+            row = await self.begin(ctx, inst, "createImage")
+        except errors.CumuloError:
+            await self.images.mark_failed(image["id"])
+            raise
+        await self.agents.cast(
+            row["host"], "snapshot_instance", instance_uuid=row["uuid"], request_id=ctx.request_id, image_id=image["id"]
+        )
+        return str(image["id"])
+
+    async def agent_call(self, inst: dict[str, Any], method: str, ctx: RequestContext, **args: Any) -> Any:
+        if not inst.get("host"):
+            raise errors.Conflict(f"Instance {inst['uuid']} is not ready")
+        try:
+            return await self.agents.call(
+                inst["host"], method, timeout=30.0, instance_uuid=inst["uuid"], request_id=ctx.request_id, **args
+            )
+        except TimeoutError:
+            raise ServiceUnavailable(f"Compute host {inst['host']} did not answer in time") from None
+
+    async def lock(self, ctx: RequestContext, inst: dict[str, Any], reason: str | None) -> None:
+        is_owner = inst["project_id"] == ctx.project_id
+        if inst["locked"] and is_owner:
+            return
+        values = {"locked": True, "locked_by": "owner" if is_owner else "admin"}
+        if reason:
+            values["locked_reason"] = reason
+        await self._api_event(ctx, inst, act.LOCK, "api_lock", values)
+
+    async def unlock(self, ctx: RequestContext, inst: dict[str, Any]) -> None:
+        expected = "owner" if inst["project_id"] == ctx.project_id else "admin"
+        if inst["locked_by"] and inst["locked_by"] != expected:
+            policy.authorize(ctx, "compute:servers:unlock:unlock_override")
+        await self._api_event(ctx, inst, act.UNLOCK, "api_unlock", {"locked": False, "locked_by": None, "locked_reason": None})
+
+    async def _api_event(self, ctx: RequestContext, inst: dict[str, Any], action: str, event_name: str, values: dict[str, Any]) -> None:
+        async with self.db.write() as conn:
+            await act.record_action(conn, ctx, inst["uuid"], action)
+        async with act.event(self.db, inst["uuid"], ctx.request_id, event_name, None):
+            async with self.db.write() as conn:
+                await inst_db.cas_update(conn, inst["uuid"], values)
+
+    # --- metadata and tags (read-modify-write inside one write transaction) ---
+
+    async def change_metadata(
+        self, ctx: RequestContext, inst: dict[str, Any], api_name: str, update: dict[str, str], *, replace: bool = False,
+        delete_key: str | None = None,
+    ) -> dict[str, str]:
+        tr.check_lock(ctx, inst)
+        tr.check_state(inst, api_name, tr.METADATA_VM_STATES, None, True)
+        async with self.db.write() as conn:
+            current = await self._locked_row(conn, inst["uuid"])
+            md = {} if replace else dict(current["metadata"] or {})
+            if delete_key is not None:
+                if delete_key not in md:
+                    raise errors.NotFound("Metadata item was not found")
+                del md[delete_key]
+            md.update(update)
+            await self._check_metadata_quota(conn, inst["project_id"], len(md))
+            await inst_db.cas_update(conn, inst["uuid"], {"metadata": md})
+        return md
+
+    async def change_tags(
+        self, inst: dict[str, Any], api_name: str, *, replace: list[str] | None = None, add: str | None = None,
+        remove: str | None = None,
+    ) -> tuple[list[str], bool]:
+        """Returns (tags, changed). Tags change only in stable vm_states, as in Nova."""
+        if inst["vm_state"] not in tr.METADATA_VM_STATES:
+            raise tr.invalid_state(api_name, inst["uuid"], "vm_state", inst["vm_state"])
+        async with self.db.write() as conn:
+            tags = list((await self._locked_row(conn, inst["uuid"]))["tags"] or [])
+            before = list(tags)
+            if replace is not None:
+                tags = list(dict.fromkeys(replace))
+            if add is not None and add not in tags:
+                if len(tags) >= 50:
+                    raise errors.Invalid("The number of tags exceeded the per-server limit 50")
+                tags.append(add)
+            if remove is not None:
+                if remove not in tags:
+                    raise errors.NotFound(f"Instance {inst['uuid']} has no tag '{remove}'")
+                tags.remove(remove)
+            if tags != before:
+                await inst_db.cas_update(conn, inst["uuid"], {"tags": tags})
+        return tags, tags != before
+
+    # --- instance actions (os-instance-actions) ---
+
+    async def list_actions(
+        self,
+        uuid: str,
+        *,
+        limit: int | None = None,
+        marker: str | None = None,
+        since: dt.datetime | None = None,
+        before: dt.datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        ia = instance_actions
+        q = sa.select(ia).where(ia.c.instance_uuid == uuid)
+        if since is not None:
+            q = q.where(ia.c.updated_at >= since)
+        if before is not None:
+            q = q.where(ia.c.updated_at <= before)
+        async with self.db.read() as conn:
+            if marker is not None:
+                m = (
+                    await conn.execute(
+                        sa.select(ia.c.start_time, ia.c.id).where(ia.c.instance_uuid == uuid, ia.c.request_id == marker)
+                    )
+                ).first()
+                if m is None:
+                    raise errors.Invalid(f"Marker {marker} could not be found.")
+                q = q.where(sa.or_(ia.c.start_time < m[0], sa.and_(ia.c.start_time == m[0], ia.c.id < m[1])))
+            q = q.order_by(ia.c.start_time.desc(), ia.c.id.desc())
+            if limit is not None:
+                q = q.limit(limit)
+            return [dict(r) for r in (await conn.execute(q)).mappings()]
+
+    async def get_action(self, uuid: str, request_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        async with self.db.read() as conn:
+            return await act.get_action(conn, uuid, request_id)
+
+    @staticmethod
+    async def _locked_row(conn: AsyncConnection, uuid: str) -> dict[str, Any]:
+        q = sa.select(instances.c.metadata, instances.c.tags).where(instances.c.uuid == uuid, instances.c.deleted.is_(False))
+        if conn.dialect.name != "sqlite":
+            q = q.with_for_update()
+        row = (await conn.execute(q)).mappings().first()
+        if row is None:
+            raise errors.NotFound(f"Instance {uuid} could not be found.")
+        return dict(row)
+
