@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from cumulo import conf as conf_mod
 
@@ -45,10 +47,20 @@ def _up(args: argparse.Namespace) -> int:
         print("--fake-hosts must be 0 or more", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(settings, args.log_level))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(settings, args.log_level))
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _loop_factory() -> Any:
+    """uvloop when installed (it comes with uvicorn[standard]): measured faster on the create path."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _serve(settings: conf_mod.Settings, log_level: str) -> None:
@@ -67,6 +79,10 @@ async def _serve(settings: conf_mod.Settings, log_level: str) -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with the default handlers that
+    # kills the process before cloud.stop() below runs. No-op handlers let the shutdown finish.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _sig, _frame: None)
 
     async def announce() -> None:
         while not server.started:
