@@ -12,7 +12,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from cumulo.compute import actions, worker_events
+from cumulo.compute import actions, netinfo, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
 from cumulo.compute.drivers.base import Capability, PowerState
@@ -60,7 +60,13 @@ async def build_and_run(mgr: ComputeManager, uuid: str, request_id: str | None) 
         power = await mgr.power_of(uuid)
         done = await mgr.set_state(
             uuid,
-            {"vm_state": s.ACTIVE, "task_state": None, "power_state": int(power), "launched_at": utcnow()},
+            {
+                "vm_state": s.ACTIVE,
+                "task_state": None,
+                "power_state": int(power),
+                "launched_at": utcnow(),
+                "addresses": netinfo.addresses_for(netinfo.vifs_for(inst)),
+            },
             expected_task_state=s.SPAWNING,
             expected_vm_state=s.BUILDING,
             event=event,

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cumulo.compute import netinfo
 from cumulo.compute.drivers.base import FlavorSpec, ImageSpec, InstanceSpec
 from cumulo.compute.models import instance_actions
 from cumulo.scheduler.placement import Resources, resources_from_flavor
@@ -165,7 +166,7 @@ async def instance_spec(
         key_data=inst.get("key_data"),
         metadata=metadata,
         meta_data=meta_data,
-        network_info=[],
+        network_info=netinfo.vifs_for(inst),
     )
 
 
