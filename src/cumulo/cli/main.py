@@ -77,6 +77,8 @@ async def _serve(settings: conf_mod.Settings, log_level: str) -> None:
         log_level=log_level,
         access_log=False,
         lifespan="on",
+        # Clients poll every 5 s (osc --wait); uvicorn's 5 s default races them on pooled connections.
+        timeout_keep_alive=75,
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with the default handlers that
