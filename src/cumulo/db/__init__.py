@@ -67,11 +67,12 @@ class Database:
                 event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
 
     async def create_all(self) -> None:
-        # Import every domain's models so their tables join the metadata.
-        from cumulo.db import models  # noqa: F401
+        """Bring the schema to the newest Alembic revision (creating it on a new database)."""
+        await self.migrate()
 
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+    async def migrate(self, revision: str = "head") -> None:
+        async with self.write() as conn:
+            await conn.run_sync(_upgrade, revision)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -102,3 +103,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def alembic_config() -> Any:
+    from pathlib import Path
+
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return cfg
+
+
+def _upgrade(sync_conn: Any, revision: str) -> None:
+    from alembic import command
+
+    cfg = alembic_config()
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, revision)
