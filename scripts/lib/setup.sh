@@ -1,0 +1,68 @@
+# shellcheck shell=bash
+# Sourced by scripts/up.sh and scripts/test.sh (from the repository root).
+#
+# cumulo_setup [EXTRA]  makes sure a Python >= 3.11 with venv, a C compiler and the Python
+# headers are present (apt-get only when something is missing: `apt-get update` once, then
+# install), then installs Cumulo (editable, plus the optional EXTRA: "client" or "test") into
+# ./.venv.
+# Debian's system pip is externally managed, hence the venv. A stamp in the venv makes a second
+# run skip pip unless pyproject.toml changed.
+
+cumulo_log() { printf '==> %s\n' "$*" >&2; }
+
+_cumulo_python_ok() {
+  command -v python3 >/dev/null 2>&1 && python3 - <<'PY' >/dev/null 2>&1
+import os, sys, sysconfig
+assert sys.version_info >= (3, 11)
+import venv, ensurepip  # noqa: F401  (Debian ships ensurepip in python3-venv)
+assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
+PY
+}
+
+cumulo_system_deps() {
+  if _cumulo_python_ok && command -v gcc >/dev/null 2>&1; then
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "Cumulo needs Python >= 3.11 with venv, its headers and gcc; install them and rerun." >&2
+    return 1
+  fi
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
+  cumulo_log "installing system packages (python3, python3-venv, python3-dev, gcc)"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc
+  if ! _cumulo_python_ok; then
+    echo "python3 is still not usable (need >= 3.11 with venv and headers): $(command -v python3)" >&2
+    return 1
+  fi
+}
+
+cumulo_venv() {
+  local extra="${1:-}" spec="." stamp want
+  if [ -n "$extra" ]; then spec=".[${extra}]"; fi
+  if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+    cumulo_log "recreating a broken or too old .venv"
+    rm -rf .venv
+  fi
+  if [ ! -x .venv/bin/python ]; then
+    cumulo_log "creating .venv"
+    python3 -m venv .venv
+  fi
+  stamp=".venv/.cumulo-installed-${extra:-base}"
+  want="$(cat pyproject.toml)"
+  want="$(printf '%s' "$want" | .venv/bin/python -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/cumulo ] \
+     && .venv/bin/python -c 'import cumulo' 2>/dev/null; then
+    return 0
+  fi
+  cumulo_log "installing Cumulo${extra:+ with [$extra]} into .venv"
+  .venv/bin/python -m pip install --disable-pip-version-check --no-input --progress-bar off -q -e "$spec"
+  printf '%s\n' "$want" >"$stamp"
+}
+
+cumulo_setup() {
+  cumulo_system_deps
+  cumulo_venv "${1:-}"
+}

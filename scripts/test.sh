@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the tests need (apt + ./.venv with the [test] extra), then runs every check:
+# ruff, mypy --strict, import-linter contracts, and the whole pytest suite (unit, contract,
+# system). All of them run; the script fails if any of them fails.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k smoke`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib/setup.sh
+source scripts/lib/setup.sh
+cumulo_setup test
+
+failed=()
+check() {
+  cumulo_log "$*"
+  if ! "$@"; then
+    failed+=("$1")
+  fi
+}
+
+check .venv/bin/ruff check src
+check .venv/bin/mypy
+check .venv/bin/lint-imports
+# Per-test limit: a hung server or client fails one test instead of the whole run.
+# pytest exits 5 when it collects no test; that is a failure here like any other non-zero.
+check .venv/bin/pytest tests -q --timeout=300 "$@"
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "FAILED: ${failed[*]}" >&2
+  exit 1
+fi

@@ -1,0 +1,488 @@
+"""System-test harness: the real `cumulo up` as a subprocess on loopback, driven by real clients.
+
+Fixtures (every test under tests/system/ is marked `system` automatically):
+
+- `cumulo` (module scope): a running `CumuloCloud` with its own temp state dir and a free port.
+  A test module may set `cumulo_options = {"fake_hosts": 4, "env": {...}, "args": [...]}` to
+  change how its cloud starts (default: two fake hosts besides the local one).
+- `osc` (module): `cumulo.osc`, which runs the real `openstack` CLI from this venv.
+- `sdk`, `sdk_demo` (module): openstacksdk Connections for the `cumulo` and `cumulo-demo` clouds.
+- `cumulo_launcher` (session): a factory for more clouds, e.g. for crash and scheduler tests:
+  `c = cumulo_launcher(fake_hosts=3, env={"CUMULO_FAKE_SPAWN_DELAY": "0.5"})`; `c.kill()`
+  (kill -9), `c.restart()` (same state dir and port); `c.close()` when done (or at session end).
+
+`cumulo.osc("server", "list")` adds `--os-cloud`, and `-f json` when the command is a display
+command (list/show/create...), and returns the parsed JSON; commands without formatter output
+(delete, set, console log show...) return their text. A failure raises `CumuloCloud.OscError`
+carrying the command's stderr.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json as jsonlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+READY_LINE = "Cumulo is ready"
+START_TIMEOUT = float(os.environ.get("CUMULO_TEST_START_TIMEOUT", "90"))
+STOP_TIMEOUT = 30.0
+# Set CUMULO_TEST_KEEP=1 to keep state dirs and logs of system-test clouds for a post-mortem.
+KEEP = os.environ.get("CUMULO_TEST_KEEP", "") not in ("", "0")
+
+# Processes still alive if pytest dies without running teardown; killed by their own PID at exit.
+_LIVE: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _kill_leftovers() -> None:
+    for proc in list(_LIVE.values()):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+atexit.register(_kill_leftovers)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> Any:
+    """Poll `predicate` until it returns something truthy; return that, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate!r}")
+        time.sleep(interval)
+
+
+def _clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without OS_* / CUMULO_* settings that would leak into a test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "CUMULO_"))}
+    env.update(extra or {})
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# Which `openstack` commands take `-f json`: those whose cliff class is a display command.
+
+_SKIP_GROUPS = {"openstack.identity.v2", "openstack.image.v1", "openstack.volume.v2"}
+# Global options of `openstack` that take no value (all others before the command take one).
+_GLOBAL_FLAGS = {"--debug", "-v", "--verbose", "-q", "--quiet", "--insecure", "--no-cache", "--os-beta-command"}
+
+
+@functools.cache
+def _command_table() -> dict[str, str]:
+    table: dict[str, str] = {}
+    eps = entry_points()
+    for group in sorted(eps.groups):
+        if not group.startswith("openstack.") or group in _SKIP_GROUPS:
+            continue
+        for ep in eps.select(group=group):
+            table.setdefault(ep.name, ep.value)
+    return table
+
+
+@functools.cache
+def _is_display_command(name: str) -> bool:
+    import importlib
+
+    from cliff.display import DisplayCommandBase
+
+    module, _, attr = _command_table()[name].partition(":")
+    with warnings.catch_warnings():  # osc_lib's own deprecation noise on import
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cls = getattr(importlib.import_module(module), attr)
+    return isinstance(cls, type) and issubclass(cls, DisplayCommandBase)
+
+
+def command_name(args: Sequence[str]) -> str | None:
+    """The OSC command named by `args` ("server_resize_confirm"), skipping leading global options."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 1 if (args[i] in _GLOBAL_FLAGS or "=" in args[i]) else 2
+    words: list[str] = []
+    for a in args[i:]:
+        if a.startswith("-"):
+            break
+        words.append(a)
+    table = _command_table()
+    for n in range(len(words), 0, -1):
+        name = "_".join(words[:n])
+        if name in table:
+            return name
+    return None
+
+
+def wants_format(args: Sequence[str]) -> bool:
+    if any(a in ("-f", "--format") or a.startswith(("-f=", "--format=")) for a in args):
+        return False
+    name = command_name(args)
+    return name is not None and _is_display_command(name)
+
+
+class OscError(RuntimeError):
+    """An `openstack` CLI command failed; `stderr` has the client's message (e.g. "... (HTTP 409)")."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.argv, self.returncode, self.stdout, self.stderr = list(argv), returncode, stdout, stderr
+        super().__init__(
+            f"`{' '.join(argv)}` exited {returncode}\n--- stderr ---\n{stderr.strip()}\n--- stdout ---\n{stdout.strip()}"
+        )
+
+
+class CumuloStartError(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class CumuloCloud:
+    """One `cumulo up` process and its state dir. Start, stop, kill -9 and restart it."""
+
+    OscError = OscError
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        fake_hosts: int = 0,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.root = root
+        self.state_dir = root / "state"
+        self.host = host
+        self.port = free_port(host)
+        self.fake_hosts = fake_hosts
+        self.args = list(args)
+        self.env = dict(env or {})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+        self._out: Path | None = None
+        self._err: Path | None = None
+        self._tokens: dict[str, str] = {}
+
+    # -- addresses and files ------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def auth_url(self) -> str:
+        return f"{self.base_url}/identity/v3"
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.state_dir / "clouds.yaml"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def clouds(self) -> dict[str, Any]:
+        data = yaml.safe_load(self.clouds_yaml.read_text()) or {}
+        clouds: dict[str, Any] = data.get("clouds", {})
+        return clouds
+
+    def log(self) -> str:
+        """stdout and stderr of the current (or last) run."""
+        parts = []
+        for label, path in (("stdout", self._out), ("stderr", self._err)):
+            if path and path.exists():
+                parts.append(f"--- {label} ({path.name}) ---\n{path.read_text(errors='replace')}")
+        return "\n".join(parts)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        script = BIN / "cumulo"
+        prog = [str(script)] if script.exists() else [sys.executable, "-m", "cumulo.cli.main"]
+        argv = prog + ["up", "--state-dir", str(self.state_dir), "--host", self.host, "--port", str(self.port)]
+        if self.fake_hosts:
+            argv += ["--fake-hosts", str(self.fake_hosts)]
+        return argv + ["--log-level", "info", *self.args]
+
+    def start(self, timeout: float = START_TIMEOUT) -> CumuloCloud:
+        """Start `cumulo up` and wait for its ready line. Retries on a port someone else took."""
+        assert not self.running, "already running"
+        for attempt in range(3):
+            try:
+                self._spawn_and_wait(timeout)
+                return self
+            except CumuloStartError as exc:
+                if "address already in use" not in str(exc).lower() or attempt == 2:
+                    raise
+                self.port = free_port(self.host)
+        return self
+
+    def _spawn_and_wait(self, timeout: float) -> None:
+        self.runs += 1
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._out = self.root / f"run-{self.runs}.out"
+        self._err = self.root / f"run-{self.runs}.err"
+        env = _clean_env({"PYTHONUNBUFFERED": "1", **self.env})
+        with open(self._out, "wb") as out, open(self._err, "wb") as err:
+            # Own session: a Ctrl-C at the terminal goes to pytest, which then stops us by PID.
+            self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, start_new_session=True
+            )
+        _LIVE[self.proc.pid] = self.proc
+        self._tokens.clear()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                _LIVE.pop(self.proc.pid, None)
+                raise CumuloStartError(f"cumulo up exited {code} before it was ready\n{self.log()}")
+            if READY_LINE in self._out.read_text(errors="replace") and self._root_answers():
+                return
+            if time.monotonic() > deadline:
+                self.kill()
+                raise CumuloStartError(f"cumulo up was not ready after {timeout:.0f}s\n{self.log()}")
+            time.sleep(0.05)
+
+    def _root_answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.base_url + "/", timeout=5) as resp:  # noqa: S310 - loopback
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM, wait, then SIGKILL; by this process's own PID. Returns the exit code."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        _LIVE.pop(proc.pid, None)
+        return proc.returncode
+
+    def kill(self) -> None:
+        """kill -9 (a crash): no shutdown code runs."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        _LIVE.pop(proc.pid, None)
+
+    def restart(self, *, crash: bool = False, timeout: float = START_TIMEOUT) -> CumuloCloud:
+        """Stop (or kill -9 with crash=True) and start again on the same state dir and port."""
+        if crash:
+            self.kill()
+        else:
+            self.stop()
+        return self.start(timeout=timeout)
+
+    def close(self) -> None:
+        self.stop()
+        if not KEEP:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- clients ------------------------------------------------------------------------------
+
+    def osc_env(self) -> dict[str, str]:
+        return _clean_env({"OS_CLIENT_CONFIG_FILE": str(self.clouds_yaml), "PYTHONWARNINGS": "ignore"})
+
+    def osc_run(
+        self, *args: str, cloud: str = "cumulo", timeout: float = 180.0, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `openstack --os-cloud CLOUD ARGS...` and return the finished process as is."""
+        argv = [str(BIN / "openstack"), "--os-cloud", cloud, *args]
+        return subprocess.run(  # noqa: S603 - fixed argv, no shell
+            argv,
+            env=self.osc_env(),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def osc(
+        self,
+        *args: str,
+        cloud: str = "cumulo",
+        json: bool = True,
+        microversion: str | None = None,
+        timeout: float = 180.0,
+        input: str | None = None,
+    ) -> Any:
+        """Run the real `openstack` CLI. With json=True, display commands get `-f json` and the
+        parsed result comes back (dict or list); other commands (and json=False) return stdout."""
+        argv = list(args)
+        if microversion:
+            argv = ["--os-compute-api-version", microversion, *argv]
+        as_json = json and wants_format(argv)
+        if as_json:
+            argv += ["-f", "json"]
+        done = self.osc_run(*argv, cloud=cloud, timeout=timeout, input=input)
+        if done.returncode != 0:
+            raise OscError(["openstack", "--os-cloud", cloud, *argv], done.returncode, done.stdout, done.stderr)
+        if as_json:
+            try:
+                return jsonlib.loads(done.stdout)
+            except ValueError:
+                return done.stdout  # e.g. `keypair create` prints a generated private key first
+        return done.stdout
+
+    def connect(self, cloud: str = "cumulo") -> Any:
+        """An openstacksdk Connection from this cloud's clouds.yaml (no other config is read)."""
+        from openstack import config as os_config
+        from openstack import connection
+
+        none = str(self.root / "absent.yaml")  # empty lists would mean "the default files"
+        loader = os_config.OpenStackConfig(
+            config_files=[str(self.clouds_yaml)], vendor_files=[none], secure_files=[none], load_envvars=False
+        )
+        return connection.Connection(config=loader.get_one(cloud=cloud))
+
+    def token(self, cloud: str = "cumulo", *, fresh: bool = False) -> str:
+        """A project-scoped token for `cloud`'s user, straight from Keystone's API (cached)."""
+        if fresh or cloud not in self._tokens:
+            auth = self.clouds()[cloud]["auth"]
+            body = {
+                "auth": {
+                    "identity": {
+                        "methods": ["password"],
+                        "password": {
+                            "user": {
+                                "name": auth["username"],
+                                "password": auth["password"],
+                                "domain": {"name": auth.get("user_domain_name", "Default")},
+                            }
+                        },
+                    },
+                    "scope": {
+                        "project": {
+                            "name": auth["project_name"],
+                            "domain": {"name": auth.get("project_domain_name", "Default")},
+                        }
+                    },
+                }
+            }
+            resp = httpx.post(f"{self.auth_url}/auth/tokens", json=body, timeout=30)
+            assert resp.status_code == 201, resp.text
+            self._tokens[cloud] = resp.headers["X-Subject-Token"]
+        return self._tokens[cloud]
+
+    def client(self, cloud: str | None = "cumulo", **kwargs: Any) -> httpx.Client:
+        """A raw HTTP client on the base URL, authenticated as `cloud`'s user (None: anonymous)."""
+        headers = dict(kwargs.pop("headers", {}))
+        if cloud is not None:
+            headers["X-Auth-Token"] = self.token(cloud)
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=kwargs.pop("timeout", 60), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# pytest wiring
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.system)
+
+
+@pytest.fixture(scope="session")
+def cumulo_launcher() -> Iterator[Callable[..., CumuloCloud]]:
+    """Factory: `cumulo_launcher(fake_hosts=0, args=(), env=None, start=True)` → a CumuloCloud
+    in its own temp dir. Whatever is still running at the end of the session is closed."""
+    made: list[CumuloCloud] = []
+
+    def launch(
+        *, fake_hosts: int = 0, args: Sequence[str] = (), env: Mapping[str, str] | None = None, start: bool = True
+    ) -> CumuloCloud:
+        root = Path(tempfile.mkdtemp(prefix="cumulo-sys-"))
+        cloud = CumuloCloud(root, fake_hosts=fake_hosts, args=args, env=env)
+        made.append(cloud)
+        if start:
+            cloud.start()
+        return cloud
+
+    yield launch
+    for cloud in made:
+        cloud.close()
+
+
+@pytest.fixture(scope="module")
+def cumulo(request: pytest.FixtureRequest, cumulo_launcher: Callable[..., CumuloCloud]) -> Iterator[CumuloCloud]:
+    options = {"fake_hosts": 2, **getattr(request.module, "cumulo_options", {})}
+    cloud = cumulo_launcher(**options)
+    yield cloud
+    cloud.close()
+
+
+@pytest.fixture(scope="module")
+def osc(cumulo: CumuloCloud) -> Callable[..., Any]:
+    return cumulo.osc
+
+
+@pytest.fixture(scope="module")
+def clouds_yaml(cumulo: CumuloCloud) -> Path:
+    return cumulo.clouds_yaml
+
+
+@pytest.fixture(scope="module")
+def base_url(cumulo: CumuloCloud) -> str:
+    return cumulo.base_url
+
+
+@pytest.fixture(scope="module")
+def state_dir(cumulo: CumuloCloud) -> Path:
+    return cumulo.state_dir
+
+
+@pytest.fixture(scope="module")
+def sdk(cumulo: CumuloCloud) -> Iterator[Any]:
+    conn = cumulo.connect("cumulo")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def sdk_demo(cumulo: CumuloCloud) -> Iterator[Any]:
+    conn = cumulo.connect("cumulo-demo")
+    yield conn
+    conn.close()
