@@ -44,6 +44,15 @@ CLASS_PREFIX = "quota-class:"
 DEFAULT_CLASS = "default"
 
 
+def headroom(limits: dict[str, int], used: dict[str, int], vcpus: int, ram: int) -> int:
+    """How many more instances of this size the limits allow (-1 limits are unlimited), as Nova computes it."""
+    fits: list[int] = []
+    for res, per in (("instances", 1), ("cores", vcpus), ("ram", ram)):
+        if limits[res] >= 0 and per:
+            fits.append(max(0, (limits[res] - used[res]) // per))
+    return min(fits) if fits else 1 << 30
+
+
 class QuotaEngine:
     def __init__(self, conf: Settings) -> None:
         self.conf = conf
@@ -79,7 +88,9 @@ class QuotaEngine:
             out[resource] = hard_limit
         return out
 
-    async def usage(self, conn: AsyncConnection, project_id: str, user_id: str | None = None) -> dict[str, int]:
+    @staticmethod
+    async def instance_usage(conn: AsyncConnection, project_id: str) -> dict[str, int]:
+        """instances, cores and ram in use by the project's live servers (one query)."""
         row = (
             await conn.execute(
                 sa.select(
@@ -89,7 +100,10 @@ class QuotaEngine:
                 ).where(instances.c.project_id == project_id, instances.c.deleted.is_(False))
             )
         ).one()
-        usage = {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
+        return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
+
+    async def usage(self, conn: AsyncConnection, project_id: str, user_id: str | None = None) -> dict[str, int]:
+        usage = await self.instance_usage(conn, project_id)
         kp = sa.select(sa.func.count(key_pairs.c.id))
         kp = kp.where(key_pairs.c.user_id == user_id) if user_id else kp.where(key_pairs.c.project_id == project_id)
         usage["key_pairs"] = int((await conn.execute(kp)).scalar_one())
@@ -99,17 +113,6 @@ class QuotaEngine:
         """Serialise quota checks for a project on databases with concurrent writers."""
         if conn.dialect.name != "sqlite":
             await conn.execute(sa.select(quotas.c.id).where(quotas.c.project_id == project_id).with_for_update())
-
-    async def instance_headroom(self, conn: AsyncConnection, project_id: str, vcpus: int, ram: int) -> int:
-        """How many more instances of this size fit in the project's quota."""
-        limits = await self.limits(conn, project_id)
-        used = await self.usage(conn, project_id)
-        fits: list[int] = []
-        for res, per in (("instances", 1), ("cores", vcpus), ("ram", ram)):
-            if limits[res] < 0 or per == 0:
-                continue
-            fits.append(max(0, (limits[res] - used[res]) // per))
-        return min(fits) if fits else 1 << 30
 
     async def check_instances(self, conn: AsyncConnection, project_id: str, count: int, vcpus: int, ram: int) -> None:
         """Raise OverQuota in Nova's words unless `count` instances of this size fit."""
@@ -130,11 +133,6 @@ class QuotaEngine:
         used = await self.usage(conn, project_id, user_id)
         if 0 <= limits["key_pairs"] <= used["key_pairs"]:
             raise OverQuota("Quota exceeded, too many key pairs.")
-
-    async def check_metadata(self, conn: AsyncConnection, project_id: str, items: int) -> None:
-        limits = await self.limits(conn, project_id)
-        if 0 <= limits["metadata_items"] < items:
-            raise OverQuota("Quota exceeded for metadata_items: too many metadata items")
 
     async def set_limits(self, conn: AsyncConnection, project_id: str, updates: dict[str, Any]) -> None:
         known = set(self.defaults())

@@ -29,7 +29,7 @@ from cumulo.compute.boot import (
 )
 from cumulo.compute.listing import ListQuery, install_sqlite_functions, list_instances
 from cumulo.compute.models import compute_nodes, instance_actions, instances, services
-from cumulo.compute.quotas import QuotaEngine
+from cumulo.compute.quotas import QuotaEngine, headroom
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
 from cumulo.conf import Settings
 from cumulo.context import RequestContext
@@ -42,15 +42,6 @@ if TYPE_CHECKING:
 
 class ServiceUnavailable(errors.CumuloError):
     code = 503
-
-
-def headroom(limits: dict[str, int], used: dict[str, int], vcpus: int, ram: int) -> int:
-    """How many more instances of this size the limits allow (-1: unlimited), as Nova computes it."""
-    fits: list[int] = []
-    for res, per in (("instances", 1), ("cores", vcpus), ("ram", ram)):
-        if limits[res] >= 0 and per:
-            fits.append(max(0, (limits[res] - used[res]) // per))
-    return min(fits) if fits else 1 << 30
 
 
 class ComputeService:
@@ -205,7 +196,7 @@ class ComputeService:
         # Few awaits while holding the write lock: under load each one waits a turn of the event loop.
         async with self.db.write() as conn:
             await self.quotas.lock(conn, project)
-            fits = headroom(limits, await self._instance_usage(conn, project), snap["vcpus"], snap["memory_mb"])
+            fits = headroom(limits, await self.quotas.instance_usage(conn, project), snap["vcpus"], snap["memory_mb"])
             count = min(req.max_count, fits)
             if count < req.min_count:
                 await self.quotas.check_instances(conn, project, req.max_count, snap["vcpus"], snap["memory_mb"])
@@ -258,19 +249,6 @@ class ComputeService:
             )
         await self.conductor.build_instances(uuids)
         return rows, resv
-
-    @staticmethod
-    async def _instance_usage(conn: AsyncConnection, project: str) -> dict[str, int]:
-        row = (
-            await conn.execute(
-                sa.select(
-                    sa.func.count(instances.c.id),
-                    sa.func.coalesce(sa.func.sum(instances.c.vcpus), 0),
-                    sa.func.coalesce(sa.func.sum(instances.c.memory_mb), 0),
-                ).where(instances.c.project_id == project, instances.c.deleted.is_(False))
-            )
-        ).one()
-        return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
 
     async def _check_metadata_quota(self, conn: AsyncConnection, project: str, items: int) -> None:
         if not items:
