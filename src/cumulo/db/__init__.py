@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from cumulo.db import inline_sqlite
+from cumulo.errors import Invalid
 
 metadata = sa.MetaData(
     naming_convention={
@@ -76,24 +77,39 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
+        with _out_of_range_is_invalid():
+            async with self.engine.connect() as conn:
+                yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that commits on success and rolls back on any exception."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock:
-            async with self.write_engine.begin() as conn:
-                yield conn
+        with _out_of_range_is_invalid():
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self._write_lock:
+                async with self.write_engine.begin() as conn:
+                    yield conn
 
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
+
+
+@contextmanager
+def _out_of_range_is_invalid() -> Iterator[None]:
+    """A number from a request that the database cannot hold (beyond 64 bits) is bad input, not a crash."""
+    try:
+        yield
+    except OverflowError:
+        raise Invalid("A number in the request is out of range") from None
+    except sa.exc.DataError as exc:
+        if "out of range" not in str(exc):
+            raise
+        raise Invalid("A number in the request is out of range") from None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -147,7 +147,10 @@ def _parse_time(text: str, *, quiet: bool = False) -> dt.datetime | None:
             return None
         raise errors.Invalid(f'Bad "{text}" query filter format. Use ISO 8601 DateTime notation.') from None
     if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise errors.Invalid(f'Bad "{text}" query filter: the date is out of range.') from None
     return value
 
 

@@ -314,4 +314,6 @@ ROUTES: list[BaseRoute] = [
 
 
 def make_app(services: Services) -> ASGIApp:
-    return family_app(services, ROUTES, render_fault)
+    from cumulo.web.openapi import openapi_route  # late: openapi imports this module's schemas
+
+    return family_app(services, [*ROUTES, openapi_route("image")], render_fault)

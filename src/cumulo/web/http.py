@@ -64,6 +64,8 @@ async def json_body(request: Request, *, required: bool = True) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.Invalid(f"Malformed request body: {exc}") from None
+    except RecursionError:
+        raise errors.Invalid("Malformed request body: JSON nested too deeply") from None
 
 
 def services_of(request: Request) -> Services:

@@ -47,8 +47,9 @@ def make_app(services: Services) -> ASGIApp:
         servers,
         versions,
     )
+    from cumulo.web.openapi import openapi_route  # late: openapi imports the API schema modules
 
-    routes: list[BaseRoute] = []
+    routes: list[BaseRoute] = [openapi_route("compute")]
     for module in (versions, servers, server_actions, server_resources, flavors, keypairs, quotas, admin):
         routes.extend(module.ROUTES)
     return MicroversionMiddleware(family_app(services, routes, render_fault))

@@ -112,7 +112,7 @@ def _check_datetime(instance: object) -> bool:
         return True
     try:
         parse_isotime(instance)
-    except ValueError:
+    except (ValueError, OverflowError):
         return False
     return True
 
@@ -167,7 +167,10 @@ def parse_isotime(text: str) -> dt.datetime:
         sign = 1 if tz[0] == "+" else -1
         digits = tz[1:].replace(":", "")
         offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-        value -= sign * offset
+        try:
+            value -= sign * offset
+        except OverflowError:
+            raise ValueError(f"{text} is out of range") from None
     return value
 
 
