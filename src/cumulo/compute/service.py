@@ -122,7 +122,10 @@ class ComputeService:
 
     async def availability_zones(self, conn: AsyncConnection) -> set[str]:
         rows = await conn.execute(
-            sa.select(services.c.availability_zone).distinct().where(services.c.availability_zone.is_not(None))
+            # Only zones that hold compute hosts: "internal" (conductor, scheduler) can run nothing.
+            sa.select(services.c.availability_zone)
+            .distinct()
+            .where(services.c.availability_zone.is_not(None), services.c.binary.like("%-compute"))
         )
         return {self.conf.default_availability_zone, *(r[0] for r in rows)}
 
