@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -109,8 +110,18 @@ def _command_table() -> dict[str, str]:
     return table
 
 
-@functools.cache
+# Importing openstackclient modules from several osc() threads at once races inside the import
+# system ("partially initialized module"); one lock serialises the first imports.
+_IMPORT_LOCK = threading.Lock()
+
+
 def _is_display_command(name: str) -> bool:
+    with _IMPORT_LOCK:
+        return _is_display_command_locked(name)
+
+
+@functools.cache
+def _is_display_command_locked(name: str) -> bool:
     import importlib
 
     from cliff.display import DisplayCommandBase
