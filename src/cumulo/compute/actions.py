@@ -48,12 +48,16 @@ async def record_action(conn: AsyncConnection, ctx: RequestContext, instance_uui
     return int(res.inserted_primary_key[0])  # type: ignore[index]
 
 
-async def _action_id(conn: AsyncConnection, instance_uuid: str, request_id: str) -> int | None:
+async def action_id(conn: AsyncConnection, instance_uuid: str, request_id: str) -> int | None:
+    """The id of the instance's action recorded for this request (None when there is none)."""
+    if not request_id:
+        return None
     row = (
         await conn.execute(
             sa.select(instance_actions.c.id)
             .where(instance_actions.c.instance_uuid == instance_uuid, instance_actions.c.request_id == request_id)
             .order_by(instance_actions.c.id.desc())
+            .limit(1)
         )
     ).first()
     return int(row[0]) if row else None
@@ -63,11 +67,11 @@ async def _action_id(conn: AsyncConnection, instance_uuid: str, request_id: str)
 async def event(db: Database, instance_uuid: str, request_id: str, name: str, host: str | None) -> AsyncIterator[None]:
     """Record an event (e.g. compute_stop_instance) around a worker step: Success, or Error with traceback."""
     async with db.write() as conn:
-        action_id = await _action_id(conn, instance_uuid, request_id)
+        found = await action_id(conn, instance_uuid, request_id)
         event_id: int | None = None
-        if action_id is not None:
+        if found is not None:
             res = await conn.execute(
-                sa.insert(instance_action_events).values(action_id=action_id, event=name, start_time=utcnow(), host=host)
+                sa.insert(instance_action_events).values(action_id=found, event=name, start_time=utcnow(), host=host)
             )
             event_id = int(res.inserted_primary_key[0])  # type: ignore[index]
     result, trace = "Success", None
@@ -85,7 +89,7 @@ async def event(db: Database, instance_uuid: str, request_id: str, name: str, ho
                     .values(finish_time=utcnow(), result=result, traceback=trace)
                 )
                 await conn.execute(
-                    sa.update(instance_actions).where(instance_actions.c.id == action_id).values(updated_at=utcnow())
+                    sa.update(instance_actions).where(instance_actions.c.id == found).values(updated_at=utcnow())
                 )
 
 

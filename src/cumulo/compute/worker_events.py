@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cumulo.compute import actions
 from cumulo.compute.models import instance_action_events, instance_actions
 from cumulo.db import utcnow
 
@@ -25,20 +26,6 @@ class EventHandle:
     event_id: int
 
 
-async def _action_id(conn: AsyncConnection, instance_uuid: str, request_id: str) -> int | None:
-    if not request_id:
-        return None
-    row = (
-        await conn.execute(
-            sa.select(instance_actions.c.id)
-            .where(instance_actions.c.instance_uuid == instance_uuid, instance_actions.c.request_id == request_id)
-            .order_by(instance_actions.c.id.desc())
-            .limit(1)
-        )
-    ).first()
-    return int(row[0]) if row else None
-
-
 def _outcome(exc: BaseException | None) -> tuple[str, str | None]:
     if exc is None:
         return "Success", None
@@ -47,7 +34,7 @@ def _outcome(exc: BaseException | None) -> tuple[str, str | None]:
 
 async def begin(conn: AsyncConnection, instance_uuid: str, request_id: str, name: str, host: str | None) -> EventHandle | None:
     """Start an event in the caller's transaction (None when the request recorded no action)."""
-    action_id = await _action_id(conn, instance_uuid, request_id)
+    action_id = await actions.action_id(conn, instance_uuid, request_id)
     if action_id is None:
         return None
     res = await conn.execute(
@@ -79,7 +66,7 @@ async def record(
     exc: BaseException | None = None,
 ) -> None:
     """A whole event at once, for a step that ran before its outcome was written."""
-    action_id = await _action_id(conn, instance_uuid, request_id)
+    action_id = await actions.action_id(conn, instance_uuid, request_id)
     if action_id is None:
         return
     result, trace = _outcome(exc)
