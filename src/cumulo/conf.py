@@ -55,7 +55,12 @@ class Settings:
 
     @property
     def public_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """Where local clients reach the cloud (clouds.yaml). A wildcard bind is reached on loopback;
+        remote clients get URLs from the catalog, which uses the address they connected to."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(self.host, self.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -105,3 +105,10 @@ def test_status_mapping() -> None:
     pairs = states.filters_for_status("reboot")
     assert (states.ACTIVE, states.REBOOTING, True) in pairs
     assert all(vm == states.ACTIVE for vm, _, _ in pairs)
+
+
+def test_public_url_for_wildcard_and_ipv6_binds() -> None:
+    assert conf_mod.load(env={}, host="0.0.0.0", port=8080).public_url == "http://127.0.0.1:8080"
+    assert conf_mod.load(env={}, host="::", port=9).public_url == "http://[::1]:9"
+    assert conf_mod.load(env={}, host="::1", port=9).public_url == "http://[::1]:9"
+    assert conf_mod.load(env={}, host="127.0.0.2", port=9).public_url == "http://127.0.0.2:9"
