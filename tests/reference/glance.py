@@ -39,8 +39,9 @@ IMAGE_STATUSES = (
     "deactivated",
 )
 VISIBILITIES = ("public", "private", "shared", "community")
-# Glance's default [image_format] lists; null until set.
-CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
+# Glance's default [image_format] lists; null until set. Cumulo configures container_formats with
+# "oci" added (an operator setting in Glance), for OCI image-layout tarballs.
+CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "oci", "compressed")
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 
 # "Show image" response parameters, all required; direct_url and locations are only sent when the

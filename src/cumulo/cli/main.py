@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cumulo import conf as conf_mod
+from cumulo.cli import image_build
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--fake-hosts", type=int, default=None, help="add N simulated compute hosts (fake driver)")
     up.add_argument("--config", type=Path, default=None, help="settings file (YAML)")
     up.add_argument("--log-level", default="warning")
+    image_build.add_parser(sub)
     return p
 
 
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "up":
         return _up(args)
+    if args.command == "image":
+        return image_build.run(args)
     return 2
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 # Glance's default [image_format] lists. Keep in step with formats the drivers can use.
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
-CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
+CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "oci", "compressed")
 STATUSES = ("queued", "saving", "active", "killed", "deleted", "uploading", "importing", "pending_delete", "deactivated")
 VISIBILITIES = ("community", "public", "private", "shared")
 MEMBER_STATUSES = ("pending", "accepted", "rejected")
