@@ -96,7 +96,8 @@ class Cloud:
         await self.db.create_all()
         self.credentials = await s.identity.bootstrap()
         await s.compute.bootstrap()
-        await s.images.bootstrap()
+        admin = await s.identity.directory.list_projects({"name": "admin", "domain_id": "default"})
+        await s.images.bootstrap(admin_project_id=admin[0]["id"] if admin else None)  # + the demo image
         self.write_clouds_yaml()
 
         scheduler = SchedulerManager(self.db, conf, s.placement)

@@ -42,6 +42,7 @@ from cumulo.image._schemas import (
     WRITABLE_CORE,
     create_body_schema,
 )
+from cumulo.image.formats.unpack import check_image, remove_stale_unpacks
 from cumulo.image.models import image_members, image_properties, image_tags, images
 from cumulo.image.store import Digest, ImageStore, StoreWriter
 
@@ -74,6 +75,10 @@ MAX_PROPERTIES = 128  # Glance's image_property_quota
 MAX_MEMBERS = 128  # Glance's image_member_quota
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _CREATE_VALIDATOR = jsonschema.Draft4Validator(create_body_schema())
+CONTAINER_IMAGE_FORMATS = ("docker", "oci")  # container formats whose bytes are checked at upload
+ERROR_PROPERTY = "cumulo_error"  # why an image was killed
+DEMO_IMAGE = "busybox"
+DEMO_PROPERTIES = {"hypervisor_type": "container", "os_distro": "busybox"}
 _CORE_CREATE = ("id", "name", "visibility", "protected", "os_hidden", "owner", "container_format",
                 "disk_format", "min_ram", "min_disk")
 
@@ -141,11 +146,16 @@ class ImageService:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    async def bootstrap(self) -> None:
+    async def bootstrap(self, admin_project_id: str | None = None) -> None:
         """Make the store, and reconcile after a crash: uploads cut short go back to queued,
-        their temp files and any bytes no live image references are removed."""
+        their temp files, half-done unpacks and any bytes (or unpacked roots) no live image
+        references are removed. With `admin_project_id`, register the public demo image
+        (once; skipped with a warning when it cannot be built)."""
         await self.store.ensure_dirs()
         await self.store.sweep_tmp()
+        stale = await asyncio.to_thread(remove_stale_unpacks, self.store.root)
+        if stale:
+            LOG.info("image store: removed %d interrupted unpacks", len(stale))
         async with self.db.write() as conn:
             await conn.execute(
                 sa.update(images)
@@ -158,6 +168,46 @@ class ImageService:
             removed = await self.store.remove_unreferenced(keys)
         if removed:
             LOG.info("image store: removed %d unreferenced blobs", len(removed))
+        if admin_project_id is not None:
+            try:
+                await self._ensure_demo_image(admin_project_id)
+            except Exception:  # the demo image is a convenience: never fail start-up over it
+                LOG.exception("could not register the %s demo image", DEMO_IMAGE)
+
+    async def _ensure_demo_image(self, admin_project_id: str) -> None:
+        """Register the public busybox demo image owned by the admin project, unless it exists."""
+        async with self.db.read() as conn:
+            q = sa.select(images.c.id, images.c.status).where(
+                images.c.name == DEMO_IMAGE, images.c.owner == admin_project_id, images.c.deleted.is_(False)
+            )
+            found = (await conn.execute(q.order_by(images.c.created_at))).first()
+        if found is not None and found.status != "queued":
+            return
+        from cumulo.cli.image_build import BusyboxMissing, build_busybox
+
+        cached = self.store.root / "demo" / "busybox.tar"
+
+        def build() -> Path:
+            if not cached.is_file():
+                cached.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+                tmp = cached.with_name(f".{cached.name}.tmp")
+                build_busybox(tmp)
+                tmp.replace(cached)
+            return cached
+
+        try:
+            path = await asyncio.to_thread(build)
+        except BusyboxMissing as exc:
+            LOG.warning("no %s demo image: %s", DEMO_IMAGE, exc)
+            return
+        if found is None:
+            admin = RequestContext(user_id=None, project_id=admin_project_id, roles=frozenset({"admin", "member", "reader"}))
+            core = {"name": DEMO_IMAGE, "visibility": "public", "disk_format": "raw", "container_format": "docker"}
+            image_id = (await self._insert(admin, core, dict(DEMO_PROPERTIES), []))["id"]
+        else:
+            image_id = found.id  # a registration cut short by a crash: finish it
+        await self.upload_from_path(image_id, str(path))
+        LOG.info("registered the public %s demo image %s", DEMO_IMAGE, image_id)
 
     # ---- loading and visibility ------------------------------------------------------------
 
@@ -224,6 +274,9 @@ class ImageService:
             q = sa.select(sa.func.count()).where(images.c.store_key == key, images.c.deleted.is_(False))
             users = (await conn.execute(q)).scalar_one()
         if not users:
+            # The unpacked root (images/rootfs/<key>) stays: a running container may still use it as
+            # its overlay lower dir, as Nova lets servers outlive their image. The compute driver,
+            # which knows what its servers use, owns removing roots.
             await self.store.remove(key)
 
     # ---- interface for other parts of Cumulo -------------------------------------------------
@@ -287,7 +340,7 @@ class ImageService:
         except BaseException:
             await self._restore_queued(image_id)
             raise
-        await self._activate(image_id, writer, digest, row["disk_format"])
+        await self._activate(image_id, writer, digest, row)
 
     async def mark_failed(self, image_id: str) -> None:
         """A snapshot that could not be taken: its image is deleted, as Nova deletes it."""
@@ -502,9 +555,40 @@ class ImageService:
                 await writer.abort()
             await self._restore_queued(image_id)
             raise
-        await self._activate(image_id, writer, digest, row["disk_format"])
+        await self._activate(image_id, writer, digest, row)
 
-    async def _activate(self, image_id: str, writer: StoreWriter, digest: Digest, disk_format: str | None) -> None:
+    async def _check_container(self, image_id: str, writer: StoreWriter, container_format: str | None) -> None:
+        """A docker/OCI upload must be a readable image archive: otherwise the image is killed
+        (the reason in its `cumulo_error` property), the bytes dropped, and Invalid raised."""
+        if container_format not in CONTAINER_IMAGE_FORMATS:
+            return
+        try:
+            await asyncio.to_thread(check_image, writer.path)
+            return
+        except errors.Invalid as exc:
+            reason = str(exc.args[0] if exc.args else exc)
+        except BaseException:
+            await writer.abort()
+            await self._restore_queued(image_id)
+            raise
+        await writer.abort()
+        message = f"Image {image_id} is not a valid {container_format} image: {reason}"
+        async with self.db.write() as conn:
+            if await self._set_status(conn, image_id, ("saving",), "killed"):
+                await conn.execute(
+                    sa.delete(image_properties).where(
+                        image_properties.c.image_id == image_id, image_properties.c.name == ERROR_PROPERTY
+                    )
+                )
+                await conn.execute(
+                    sa.insert(image_properties).values(image_id=image_id, name=ERROR_PROPERTY, value=reason[:65535])
+                )
+        LOG.info("%s", message)
+        raise errors.Invalid(message)
+
+    async def _activate(self, image_id: str, writer: StoreWriter, digest: Digest, row: dict[str, Any]) -> None:
+        await self._check_container(image_id, writer, row["container_format"])
+        disk_format = row["disk_format"]
         async with self._refs:
             try:
                 await self.store.commit(writer, digest)

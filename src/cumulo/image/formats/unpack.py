@@ -359,3 +359,46 @@ async def cached_rootfs(store_root: Path, image_id_or_digest: str, image_file: P
                 if not (dest / CONFIG).is_file():
                     raise  # a stray dir that is not a finished unpack; leave it to the operator
         return dest / ROOTFS, await asyncio.to_thread(load_config, dest)
+
+
+def remove_unpacked(store_root: Path, key: str) -> bool:
+    """Delete the unpacked root of the image bytes `key` (their sha256), if there is one.
+
+    Blocking: call in a thread. Returns whether something was removed. Only a 64-hex-digit key
+    is accepted, so nothing outside `<store_root>/rootfs` can be named.
+    """
+    m = _KEY.fullmatch(key)
+    if m is None:
+        raise ValueError(f"not a content key: {key!r}")
+    dest = Path(store_root) / "rootfs" / m.group(1)
+    if not dest.is_dir() or dest.is_symlink():
+        return False
+    _rmtree(str(dest))
+    return True
+
+
+def check_image(image_file: Path) -> ImageConfig:
+    """Read an image tarball and every layer's member list without writing anything (blocking).
+
+    Refuses (`errors.Invalid`) what `unpack_rootfs` would refuse from names alone: an unreadable
+    archive or layer, absolute or `..` member names and hard-link targets, unsupported member
+    types. Escapes through symlinks are caught at unpack time, which follows links in the root.
+    """
+    with _archive.open_archive(Path(image_file)) as tf:
+        parsed = read_parsed(tf)
+        for name in parsed.layers:
+            raw, layer = _open_layer(tf, name)
+            with raw, layer:
+                try:
+                    for info in layer:
+                        _clean_name(info.name)
+                        if info.islnk():
+                            _clean_name(info.linkname, "hard link target")
+                        elif not (info.isdir() or info.isfile() or info.issym() or info.ischr()
+                                  or info.isblk() or info.isfifo()):
+                            raise _bad(f"layer member {info.name!r} has an unsupported type {info.type!r}.")
+                except (tarfile.TarError, EOFError, UnicodeError) as exc:
+                    raise _bad(f"a layer is corrupt: {exc}") from None
+                except OSError as exc:
+                    raise _bad(f"a layer cannot be read: {exc}") from None
+    return parsed.config
