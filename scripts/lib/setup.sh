@@ -2,7 +2,8 @@
 # Sourced by scripts/up.sh and scripts/test.sh (from the repository root).
 #
 # cumulo_setup [EXTRA]  makes sure a Python >= 3.11 with venv, a C compiler, the Python
-# headers and a static busybox (/bin/busybox, for the demo container image) are present (apt-get
+# headers, a static busybox (/bin/busybox, for the demo container image) and runc (the container
+# driver) are present (apt-get
 # only when something is missing: `apt-get update` once, then install), then installs Cumulo (editable, plus the optional EXTRA: "client" or "test") into
 # ./.venv.
 # Debian's system pip is externally managed, hence the venv. A stamp in the venv makes a second
@@ -20,25 +21,30 @@ PY
 }
 
 cumulo_system_deps() {
-  if _cumulo_python_ok && command -v gcc >/dev/null 2>&1 && [ -x /bin/busybox ]; then
+  if _cumulo_python_ok && command -v gcc >/dev/null 2>&1 && [ -x /bin/busybox ] \
+    && command -v runc >/dev/null 2>&1; then
     return 0
   fi
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "Cumulo needs Python >= 3.11 with venv, its headers, gcc and a static /bin/busybox; install them and rerun." >&2
+    echo "Cumulo needs Python >= 3.11 with venv, its headers, gcc, a static /bin/busybox and runc; install them and rerun." >&2
     return 1
   fi
   local sudo=()
   if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
-  cumulo_log "installing system packages (python3, python3-venv, python3-dev, gcc, busybox-static)"
+  cumulo_log "installing system packages (python3, python3-venv, python3-dev, gcc, busybox-static, runc)"
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update
-  "${sudo[@]}" apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc busybox-static
+  "${sudo[@]}" apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc busybox-static runc
   if ! _cumulo_python_ok; then
     echo "python3 is still not usable (need >= 3.11 with venv and headers): $(command -v python3)" >&2
     return 1
   fi
   if [ ! -x /bin/busybox ]; then
     echo "busybox-static did not install /bin/busybox (needed for the demo container image)" >&2
+    return 1
+  fi
+  if ! command -v runc >/dev/null 2>&1; then
+    echo "runc did not install (needed by the runc container driver)" >&2
     return 1
   fi
 }

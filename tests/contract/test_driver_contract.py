@@ -2,13 +2,15 @@
 
 Each driver joins by adding a DriverCase: how to make it, a spec that spawns, and a spec whose
 spawn must fail. Tests of a capability run only on drivers that declare it, and a declared
-capability must come with its Protocol. Today: "fake"; runc and qemu join in later issues.
+capability must come with its Protocol. Today: "fake" and "runc" (skipped unless runc is installed
+and we are root); qemu joins in a later issue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 
 from cumulo import conf as conf_mod
+from cumulo.cli.image_build import BUSYBOX, build_busybox
 from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import (
     Capability,
@@ -75,6 +78,21 @@ def _fake_image(tmp: Path, **props: Any) -> ImageSpec:
                      properties=props)
 
 
+def _busybox_image(tmp: Path, **props: Any) -> ImageSpec:
+    path = tmp / "busybox.tar"
+    if not path.exists():
+        build_busybox(path)
+    return ImageSpec(id=str(uuidlib.uuid4()), path=str(path), disk_format="raw", container_format="docker",
+                     properties=props)
+
+
+RUNC_MISSING = (
+    "runc is not installed" if shutil.which("runc") is None
+    else "the runc driver needs root" if os.geteuid() != 0
+    else f"{BUSYBOX} is missing (apt-get install busybox-static)" if not BUSYBOX.is_file()
+    else ""
+)
+
 CASES = [
     DriverCase(
         name="fake",
@@ -82,10 +100,25 @@ CASES = [
         image=lambda tmp: _fake_image(tmp),
         failing_image=lambda tmp: _fake_image(tmp, cumulo_fake_fail="spawn"),
     ),
+    DriverCase(
+        name="runc",
+        # PID 1 of the busybox image ignores SIGTERM: a short grace keeps power tests quick.
+        make=lambda conf, host: load_driver(
+            "runc", conf.replace(extra={**conf.extra, "runc_stop_grace": 0.5}), host, local=True
+        ),
+        image=lambda tmp: _busybox_image(tmp),
+        failing_image=lambda tmp: _busybox_image(tmp, os_command_line="/no/such/command"),
+        cancellable_spawn=False,
+    ),
 ]
 
 
-@pytest.fixture(params=CASES, ids=[c.name for c in CASES])
+def _param(c: DriverCase) -> Any:
+    skip = RUNC_MISSING if c.name == "runc" else ""
+    return pytest.param(c, id=c.name, marks=[pytest.mark.skipif(bool(skip), reason=skip)])
+
+
+@pytest.fixture(params=[_param(c) for c in CASES])
 def case(request: pytest.FixtureRequest) -> DriverCase:
     return request.param  # type: ignore[no-any-return]
 

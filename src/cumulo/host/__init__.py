@@ -52,3 +52,26 @@ async def run(
         msg = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
         raise HostError(f"{' '.join(argv[:3])} failed ({result.returncode}): {msg[-2000:]}")
     return result
+
+
+async def run_to_file(argv: list[str], output: str, *, timeout: float = 60.0) -> int:
+    """Run argv with stdout and stderr appended to the file `output`; return the exit code.
+
+    For commands whose children inherit stdio and outlive them (`runc run -d`): runc's init
+    keeps a pipe open forever, so its stdio must be a file. The caller reads errors from the file.
+    """
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise HostError(f"bad argv: {argv!r}")
+    fd = os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd
+        )
+    finally:
+        os.close(fd)
+    try:
+        return await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise HostError(f"{argv[0]} timed out after {timeout:.0f}s") from None

@@ -15,4 +15,8 @@ def load_driver(name: str, conf: Settings, host_name: str, *, local: bool) -> Dr
         from cumulo.compute.drivers.fake import FakeDriver
 
         return FakeDriver(conf, host_name, local=local)
+    if name == "runc":
+        from cumulo.compute.drivers.runc import RuncDriver
+
+        return RuncDriver(conf, host_name, local=local)
     raise ValueError(f"unknown compute driver {name!r}")

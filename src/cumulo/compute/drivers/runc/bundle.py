@@ -1,0 +1,116 @@
+"""The OCI runtime config (config.json) of one container, built from an InstanceSpec and its image.
+
+Isolation: private pid, mount, uts, ipc and network namespaces (the network namespace holds only
+loopback until NICs are plugged), runc's default capabilities, no new privileges, and no host path
+mounted: only proc, sysfs (read-only), a tmpfs /dev and the container's own cgroup (read-only).
+Limits: memory = flavor RAM (no extra swap), CPU quota = vCPUs x period, a pids limit.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from cumulo.compute.drivers.base import InstanceSpec
+from cumulo.errors import DriverError
+from cumulo.image.formats import ImageConfig
+
+CPU_PERIOD_US = 100_000
+DEFAULT_PIDS_LIMIT = 1024
+DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+# What `runc spec` grants: enough for a service, nothing that reaches the host.
+DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+MASKED_PATHS = [
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+def process_args(spec: InstanceSpec, image: ImageConfig) -> list[str]:
+    """The image's Entrypoint + Cmd, or the `os_command_line` image property (nova-docker's override)."""
+    props = spec.image.properties if spec.image is not None else {}
+    override = props.get("os_command_line")
+    if override:
+        try:
+            args = shlex.split(str(override))
+        except ValueError as exc:
+            raise DriverError(f"Image property os_command_line cannot be parsed: {exc}") from None
+    else:
+        args = list(image.argv)
+    if not args:
+        raise DriverError("The image has no command (no Entrypoint, Cmd or os_command_line property)")
+    return args
+
+
+def _user(image: ImageConfig, rootfs: Path) -> dict[str, int]:
+    """uid/gid of the image's User ("uid[:gid]" or a name from the image's /etc/passwd); root if unset."""
+    raw = image.user.strip()
+    if not raw:
+        return {"uid": 0, "gid": 0}
+    name, _, group = raw.partition(":")
+    if name.isdigit() and (not group or group.isdigit()):
+        return {"uid": int(name), "gid": int(group or 0)}
+    try:
+        for line in (rootfs / "etc" / "passwd").read_text(errors="replace").splitlines():
+            fields = line.split(":")
+            if len(fields) >= 4 and fields[0] == name and fields[2].isdigit() and fields[3].isdigit():
+                gid = int(group) if group.isdigit() else int(fields[3])
+                return {"uid": int(fields[2]), "gid": gid}
+    except OSError:
+        pass
+    raise DriverError(f"Image user {raw!r} is not in the image's /etc/passwd")
+
+
+def runtime_config(
+    spec: InstanceSpec, image: ImageConfig, rootfs: Path, *, cgroups_path: str, pids_limit: int = DEFAULT_PIDS_LIMIT
+) -> dict[str, Any]:
+    """config.json for runc; `root.path` is "rootfs" relative to the bundle (the overlay mount)."""
+    env = list(image.env) or list(DEFAULT_ENV)
+    if not any(e.startswith("HOSTNAME=") for e in env):
+        env.append(f"HOSTNAME={spec.hostname}")
+    caps = list(DEFAULT_CAPS)
+    memory = spec.flavor.memory_mb * 1024 * 1024
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": _user(image, rootfs),
+            "args": process_args(spec, image),
+            "env": env,
+            "cwd": image.working_dir or "/",
+            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": False},
+        "hostname": spec.hostname,
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        ],
+        "linux": {
+            "cgroupsPath": cgroups_path,
+            "resources": {
+                "devices": [{"allow": False, "access": "rwm"}],
+                "memory": {"limit": memory, "swap": memory},
+                "cpu": {"quota": spec.flavor.vcpus * CPU_PERIOD_US, "period": CPU_PERIOD_US},
+                "pids": {"limit": pids_limit},
+            },
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+        },
+    }

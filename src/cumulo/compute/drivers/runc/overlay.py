@@ -1,0 +1,54 @@
+"""The overlayfs root of one container: the shared, read-only image root below a private upper dir."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from cumulo import host
+
+
+def _unescape(field: str) -> str:
+    # /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def _mount_points() -> list[str]:
+    with open("/proc/self/mountinfo") as fh:
+        return [_unescape(line.split()[4]) for line in fh if len(line.split()) > 4]
+
+
+async def mounts_under(base: Path) -> list[str]:
+    """Mount points at or below `base`, deepest first (the order to unmount them)."""
+    prefix = str(base.resolve()) if base.exists() else str(base)
+    points = await asyncio.to_thread(_mount_points)
+    found = [p for p in points if p == prefix or p.startswith(prefix.rstrip("/") + "/")]
+    return sorted(set(found), key=len, reverse=True)
+
+
+async def is_mounted(path: Path) -> bool:
+    return str(path.resolve()) in await asyncio.to_thread(_mount_points)
+
+
+async def mount(lower: Path, upper: Path, work: Path, merged: Path) -> None:
+    opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    await host.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], timeout=30)
+
+
+async def unmount_all(base: Path) -> list[str]:
+    """Unmount everything at or below `base` (lazily if busy); return what was unmounted."""
+    gone = []
+    for point in await mounts_under(base):
+        res = await host.run(["umount", point], timeout=30, check=False)
+        if res.returncode != 0:
+            await host.run(["umount", "-l", point], timeout=30)
+        gone.append(point)
+    return gone
