@@ -23,13 +23,12 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import shlex
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from cumulo.compute.drivers import hostres
 from cumulo.compute.drivers.base import (
     Capability,
     DriverInfo,
@@ -97,17 +96,6 @@ def _user_data_echoes(user_data: bytes | None) -> list[str]:
             words = [line[5:]]
         out.append(" ".join(w for w in words if w not in (">", ">>")))
     return out
-
-
-def _meminfo_mb() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return 1024
 
 
 class FakeDriver:
@@ -207,24 +195,15 @@ class FakeDriver:
         self._loaded = True
 
     async def get_host_resources(self) -> HostResources:
-        arch = platform.machine() or "x86_64"
         if self.local:
-            vcpus = os.cpu_count() or 1
-            memory_mb = _meminfo_mb()
-            Path(self.conf.state_dir).mkdir(parents=True, exist_ok=True)
-            disk_gb = shutil.disk_usage(self.conf.state_dir).total // (1 << 30)
-        else:
-            vcpus = self.conf.fake_host_vcpus
-            memory_mb = self.conf.fake_host_ram_mb
-            disk_gb = self.conf.fake_host_disk_gb
-        cpu_info = {
-            "arch": arch,
-            "model": "fake",
-            "vendor": "cumulo",
-            "topology": {"sockets": 1, "cores": vcpus, "threads": 1},
-            "features": [],
-        }
-        return HostResources(vcpus=vcpus, memory_mb=memory_mb, local_gb=int(disk_gb), cpu_info=cpu_info)
+            return hostres.local_host_resources(Path(self.conf.state_dir), model="fake", vendor="cumulo")
+        vcpus = self.conf.fake_host_vcpus
+        return HostResources(
+            vcpus=vcpus,
+            memory_mb=self.conf.fake_host_ram_mb,
+            local_gb=self.conf.fake_host_disk_gb,
+            cpu_info=hostres.cpu_info(vcpus, "fake", "cumulo"),
+        )
 
     async def list_instances(self) -> list[InstanceStatus]:
         return [InstanceStatus(uuid, self._power_of(rec)) for uuid, rec in sorted(self._instances.items())]

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import shlex
 import shutil
 import time
 from pathlib import Path
 
+from cumulo.compute.drivers import hostres
 from cumulo.compute.drivers.base import (
     Capability,
     DriverInfo,
@@ -40,17 +40,6 @@ CONSOLE_MAX_BYTES = 1 << 20  # console.log is cut to this on every (re)start
 _RECORD = "instance.json"
 _POWER = {"running": PowerState.RUNNING, "paused": PowerState.PAUSED, "stopped": PowerState.SHUTDOWN,
           "created": PowerState.NOSTATE}
-
-
-def _meminfo_mb() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return 1024
 
 
 def _trim(path: Path, keep: int) -> None:
@@ -117,17 +106,7 @@ class RuncDriver:
         await asyncio.to_thread(self.runc.root.mkdir, parents=True, exist_ok=True)
 
     async def get_host_resources(self) -> HostResources:
-        vcpus = os.cpu_count() or 1
-        self.dir.mkdir(parents=True, exist_ok=True)
-        disk_gb = shutil.disk_usage(self.dir).total // (1 << 30)
-        cpu_info = {
-            "arch": platform.machine() or "x86_64",
-            "model": "host",
-            "vendor": "linux",
-            "topology": {"sockets": 1, "cores": vcpus, "threads": 1},
-            "features": [],
-        }
-        return HostResources(vcpus=vcpus, memory_mb=_meminfo_mb(), local_gb=int(disk_gb), cpu_info=cpu_info)
+        return hostres.local_host_resources(self.dir)
 
     async def _dirs(self) -> list[str]:
         if not self.dir.is_dir():
