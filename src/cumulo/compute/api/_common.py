@@ -82,3 +82,20 @@ def next_link(request: Request, collection: str, marker: str) -> list[dict[str, 
     params = dict(sorted(request.query_params.multi_items()))
     params["marker"] = marker
     return [{"rel": "next", "href": f"{api_root(request)}/{collection}?{urlencode(params)}"}]
+
+
+# Server body fields that rename straight onto instance columns (update and rebuild share them).
+_SERVER_COLUMNS = {
+    "name": "display_name",
+    "description": "display_description",
+    "accessIPv4": "access_ip_v4",
+    "accessIPv6": "access_ip_v6",
+}
+
+
+def server_columns(body: dict[str, Any]) -> dict[str, Any]:
+    """Instance column values for the renamed fields present in a validated server body."""
+    values = {col: body[key] for key, col in _SERVER_COLUMNS.items() if key in body}
+    if "display_name" in values:
+        values["display_name"] = values["display_name"].strip()
+    return values

@@ -83,17 +83,9 @@ async def _unlock(request: Request, ctx: RequestContext, svc: ComputeService, ro
 async def _rebuild(request: Request, ctx: RequestContext, svc: ComputeService, row: dict[str, Any], arg: Any) -> Response:
     policy.authorize(ctx, "compute:servers:rebuild")
     ver = _common.version(request)
-    values: dict[str, Any] = {}
-    if "name" in arg:
-        values["display_name"] = arg["name"].strip()
-    if "description" in arg:
-        values["display_description"] = arg["description"]
+    values = _common.server_columns(arg)
     if "metadata" in arg:
         values["metadata"] = arg["metadata"]
-    if "accessIPv4" in arg:
-        values["access_ip_v4"] = arg["accessIPv4"]
-    if "accessIPv6" in arg:
-        values["access_ip_v6"] = arg["accessIPv6"]
     if ver >= v("2.57") and "user_data" in arg:
         values["user_data"] = arg["user_data"]
     sysmeta = dict(row["system_metadata"] or {})

@@ -368,15 +368,7 @@ async def update(request: Request) -> Response:
     policy.authorize(ctx, "compute:servers:update")
     data = await _common.body(request, schema.UPDATE)
     server = data["server"]
-    values: dict[str, Any] = {}
-    if "name" in server:
-        values["display_name"] = server["name"].strip()
-    if "description" in server:
-        values["display_description"] = server["description"]
-    if "accessIPv4" in server:
-        values["access_ip_v4"] = server["accessIPv4"]
-    if "accessIPv6" in server:
-        values["access_ip_v6"] = server["accessIPv6"]
+    values = _common.server_columns(server)
     if "OS-DCF:diskConfig" in server:
         values["system_metadata"] = dict(row["system_metadata"] or {}, auto_disk_config=server["OS-DCF:diskConfig"] == "AUTO")
     row = await svc.update(ctx, row, values)
