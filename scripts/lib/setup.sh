@@ -1,10 +1,9 @@
 # shellcheck shell=bash
 # Sourced by scripts/up.sh and scripts/test.sh (from the repository root).
 #
-# cumulo_setup [EXTRA]  makes sure a Python >= 3.11 with venv, a C compiler, the Python
-# headers, a static busybox (/bin/busybox, for the demo container image) and runc (the container
-# driver) are present (apt-get
-# only when something is missing: `apt-get update` once, then install), then installs Cumulo (editable, plus the optional EXTRA: "client" or "test") into
+# cumulo_setup [EXTRA]  makes sure a Python >= 3.11 with venv and headers and the packages in
+# CUMULO_APT_NEEDS are present (apt-get only for what is missing: `apt-get update` once, then
+# install), then installs Cumulo (editable, plus the optional EXTRA: "client" or "test") into
 # ./.venv.
 # Debian's system pip is externally managed, hence the venv. A stamp in the venv makes a second
 # run skip pip unless pyproject.toml changed.
@@ -20,31 +19,48 @@ assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")
 PY
 }
 
+# What the host must have: "test:package" pairs; a test is a command name or an absolute path.
+CUMULO_APT_NEEDS=(
+  "gcc:gcc"
+  "/bin/busybox:busybox-static" # the demo container image
+  "runc:runc"                   # the container driver
+  "ip:iproute2"                 # per-server network namespaces
+)
+
+_cumulo_have() {
+  case "$1" in
+    /*) [ -x "$1" ] ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
+
+_cumulo_missing() {
+  local need
+  _cumulo_python_ok || printf '%s\n' python3 python3-venv python3-dev
+  for need in "${CUMULO_APT_NEEDS[@]}"; do
+    _cumulo_have "${need%%:*}" || printf '%s\n' "${need#*:}"
+  done
+}
+
 cumulo_system_deps() {
-  if _cumulo_python_ok && command -v gcc >/dev/null 2>&1 && [ -x /bin/busybox ] \
-    && command -v runc >/dev/null 2>&1; then
+  local missing
+  mapfile -t missing < <(_cumulo_missing)
+  if [ "${#missing[@]}" = 0 ]; then
     return 0
   fi
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "Cumulo needs Python >= 3.11 with venv, its headers, gcc, a static /bin/busybox and runc; install them and rerun." >&2
+    echo "Cumulo needs these Debian packages (or their equivalents): ${missing[*]}; install them and rerun." >&2
     return 1
   fi
   local sudo=()
   if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
-  cumulo_log "installing system packages (python3, python3-venv, python3-dev, gcc, busybox-static, runc)"
+  cumulo_log "installing system packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update
-  "${sudo[@]}" apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc busybox-static runc
-  if ! _cumulo_python_ok; then
-    echo "python3 is still not usable (need >= 3.11 with venv and headers): $(command -v python3)" >&2
-    return 1
-  fi
-  if [ ! -x /bin/busybox ]; then
-    echo "busybox-static did not install /bin/busybox (needed for the demo container image)" >&2
-    return 1
-  fi
-  if ! command -v runc >/dev/null 2>&1; then
-    echo "runc did not install (needed by the runc container driver)" >&2
+  "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+  mapfile -t missing < <(_cumulo_missing)
+  if [ "${#missing[@]}" != 0 ]; then
+    echo "still missing after apt-get install: ${missing[*]}" >&2
     return 1
   fi
 }
