@@ -68,7 +68,8 @@ class DriverCase:
     make: Callable[[Settings, str], Driver]
     image: Callable[[Path], ImageSpec | None]  # an image that boots
     failing_image: Callable[[Path], ImageSpec | None]  # an image whose spawn must fail
-    cancellable_spawn: bool = True  # spawn can be slowed down (conf.fake_spawn_delay) and cancelled
+    slow: Callable[[Settings], Settings]  # settings whose spawn takes seconds (to cancel it midway)
+    leftovers: Callable[[Driver, str], list[str]]  # what the host still holds of an instance
 
 
 def _fake_image(tmp: Path, **props: Any) -> ImageSpec:
@@ -93,12 +94,37 @@ RUNC_MISSING = (
     else ""
 )
 
+def _fake_leftovers(drv: Driver, uuid: str) -> list[str]:
+    from cumulo.compute.drivers.fake import FakeDriver
+
+    assert isinstance(drv, FakeDriver)
+    d = drv.dir
+    return [str(p) for p in d.glob(f"{uuid}*")] if d.is_dir() else []
+
+
+def _runc_leftovers(drv: Driver, uuid: str) -> list[str]:
+    """runc container, mounts, instance dir and per-container cgroup dirs of one instance."""
+    from cumulo.compute.drivers.runc import RuncDriver
+
+    assert isinstance(drv, RuncDriver)
+    cid = f"cumulo-{uuid}"
+    out = [f"runc container {cid}"] if (drv.runc.root / cid).exists() else []
+    idir = drv.dir / uuid
+    with open("/proc/self/mountinfo") as fh:
+        out += [f"mount {line.split()[4]}" for line in fh if str(idir) in line]
+    out += [str(idir)] if idir.exists() else []
+    out += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/cumulo/{cid}")]
+    return out
+
+
 CASES = [
     DriverCase(
         name="fake",
         make=lambda conf, host: load_driver("fake", conf, host, local=False),
         image=lambda tmp: _fake_image(tmp),
         failing_image=lambda tmp: _fake_image(tmp, cumulo_fake_fail="spawn"),
+        slow=lambda conf: conf.replace(fake_spawn_delay=5.0),
+        leftovers=_fake_leftovers,
     ),
     DriverCase(
         name="runc",
@@ -108,7 +134,8 @@ CASES = [
         ),
         image=lambda tmp: _busybox_image(tmp),
         failing_image=lambda tmp: _busybox_image(tmp, os_command_line="/no/such/command"),
-        cancellable_spawn=False,
+        slow=lambda conf: conf.replace(extra={**conf.extra, "runc_spawn_delay": 5.0}),  # test-only hook
+        leftovers=_runc_leftovers,
     ),
 ]
 
@@ -194,21 +221,39 @@ async def test_failed_spawn_leaves_nothing(case: DriverCase, driver: Driver, tmp
     with pytest.raises(DriverError):
         await driver.spawn(spec)
     assert await listed(driver) == before
+    assert case.leftovers(driver, spec.uuid) == []
     assert await driver.cleanup_orphans(set(before)) == []
 
 
 async def test_cancelled_spawn_leaves_nothing(case: DriverCase, settings: Settings, tmp_path: Path) -> None:
-    if not case.cancellable_spawn:
-        pytest.skip("spawn cannot be slowed down on this driver")
-    drv = case.make(settings.replace(fake_spawn_delay=5.0), "slow-host")
+    drv = case.make(case.slow(settings), "slow-host")
     await drv.init_host()
     spec = make_spec(case, tmp_path)
     task = asyncio.create_task(drv.spawn(spec))
     await asyncio.sleep(0.1)
+    assert not task.done()  # still under way: the cancel lands mid-spawn
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert spec.uuid not in await listed(drv)
+    assert case.leftovers(drv, spec.uuid) == []
+    assert await drv.cleanup_orphans(set()) == []
+
+
+async def test_destroy_leaves_nothing_on_the_host(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    assert case.leftovers(driver, spec.uuid) != []  # the probe sees a live instance
+    if isinstance(driver, Pause) and Capability.PAUSE in driver.info.capabilities:
+        await driver.pause(spec.uuid)  # a frozen instance must go too
+    await driver.destroy(spec.uuid)
+    assert case.leftovers(driver, spec.uuid) == []
+    stopped = make_spec(case, tmp_path)
+    await driver.spawn(stopped)
+    if isinstance(driver, Power) and Capability.POWER in driver.info.capabilities:
+        await driver.power_off(stopped.uuid)
+    await driver.destroy(stopped.uuid)
+    assert case.leftovers(driver, stopped.uuid) == []
 
 
 async def test_list_instances_survives_a_driver_restart(case: DriverCase, settings: Settings, tmp_path: Path) -> None:
@@ -231,6 +276,7 @@ async def test_cleanup_orphans_keeps_known_and_removes_the_rest(case: DriverCase
     assert drop.uuid in removed
     now = await listed(driver)
     assert keep.uuid in now and drop.uuid not in now
+    assert case.leftovers(driver, drop.uuid) == [] and case.leftovers(driver, keep.uuid) != []
 
 
 async def test_spawn_of_an_existing_uuid_is_refused_without_harm(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
@@ -277,18 +323,69 @@ async def test_pause_and_unpause(case: DriverCase, driver: Driver, tmp_path: Pat
     await driver.pause(spec.uuid)
     await driver.pause(spec.uuid)
     assert await driver.get_power_state(spec.uuid) == PowerState.PAUSED
+    assert (await listed(driver))[spec.uuid] == PowerState.PAUSED
     await driver.unpause(spec.uuid)
+    await driver.unpause(spec.uuid)
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+    if isinstance(driver, Power) and Capability.POWER in driver.info.capabilities:
+        await driver.power_off(spec.uuid)
+        with pytest.raises(DriverError):  # only a running instance can be paused
+            await driver.pause(spec.uuid)
+        assert await driver.get_power_state(spec.uuid) == PowerState.SHUTDOWN
+
+
+async def test_paused_instance_can_be_stopped_and_started(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    needs(driver, Capability.PAUSE)
+    needs(driver, Capability.POWER)
+    assert isinstance(driver, Pause) and isinstance(driver, Power)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    await driver.pause(spec.uuid)
+    await driver.power_off(spec.uuid)
+    assert await driver.get_power_state(spec.uuid) == PowerState.SHUTDOWN
+    await driver.power_on(spec)
     assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
 
 
-async def test_suspend_and_resume(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+async def test_suspend_and_resume(case: DriverCase, driver: Driver, settings: Settings, tmp_path: Path) -> None:
     needs(driver, Capability.SUSPEND)
     assert isinstance(driver, Suspend)
     spec = make_spec(case, tmp_path)
     await driver.spawn(spec)
     await driver.suspend(spec.uuid)
-    assert await driver.get_power_state(spec.uuid) == PowerState.SUSPENDED
+    await driver.suspend(spec.uuid)
+    assert await driver.get_power_state(spec.uuid) == PowerState.SUSPENDED  # not PAUSED
+    assert (await listed(driver))[spec.uuid] == PowerState.SUSPENDED
+    if isinstance(driver, Pause) and Capability.PAUSE in driver.info.capabilities:
+        with pytest.raises(DriverError):  # a suspended instance is not a paused one
+            await driver.unpause(spec.uuid)
+        assert await driver.get_power_state(spec.uuid) == PowerState.SUSPENDED
+    if isinstance(driver, Power) and Capability.POWER in driver.info.capabilities:
+        with pytest.raises(DriverError):  # start is for a stopped instance
+            await driver.power_on(spec)
     await driver.resume(spec)
+    await driver.resume(spec)
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+    # A driver restart keeps telling suspended from paused.
+    await driver.suspend(spec.uuid)
+    again = case.make(settings, "contract-host")  # what the driver fixture built
+    await again.init_host()
+    assert (await listed(again))[spec.uuid] == PowerState.SUSPENDED
+
+
+async def test_suspended_instance_can_be_stopped_and_started(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    needs(driver, Capability.SUSPEND)
+    needs(driver, Capability.POWER)
+    assert isinstance(driver, Suspend) and isinstance(driver, Power)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    await driver.suspend(spec.uuid)
+    await driver.power_off(spec.uuid)
+    assert await driver.get_power_state(spec.uuid) == PowerState.SHUTDOWN
+    await driver.power_on(spec)
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+    await driver.suspend(spec.uuid)
+    await driver.reboot(spec, hard=True)  # Nova allows a hard reboot of a suspended server
     assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
 
 
@@ -308,10 +405,40 @@ async def test_resize_confirm_and_revert(case: DriverCase, driver: Driver, tmp_p
     await driver.spawn(spec)
     bigger = InstanceSpec(**{**spec.__dict__, "flavor": BIGGER})
     await driver.resize(bigger, SMALL)
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+    await assert_flavor(driver, spec.uuid, BIGGER)
     await driver.confirm_resize(spec.uuid)
+    await assert_flavor(driver, spec.uuid, BIGGER)
     await driver.resize(InstanceSpec(**{**spec.__dict__, "flavor": SMALL}), BIGGER)
+    await assert_flavor(driver, spec.uuid, SMALL)
     await driver.revert_resize(bigger)
     assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+    await assert_flavor(driver, spec.uuid, BIGGER)
+
+
+async def test_resize_of_a_stopped_instance_lasts_over_a_start(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
+    needs(driver, Capability.RESIZE)
+    needs(driver, Capability.POWER)
+    assert isinstance(driver, Resize) and isinstance(driver, Power)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    await driver.power_off(spec.uuid)
+    bigger = InstanceSpec(**{**spec.__dict__, "flavor": BIGGER})
+    await driver.resize(bigger, SMALL)
+    await driver.confirm_resize(spec.uuid)
+    await driver.power_on(bigger)
+    assert await driver.get_power_state(spec.uuid) == PowerState.RUNNING
+    await assert_flavor(driver, spec.uuid, BIGGER)
+
+
+async def assert_flavor(driver: Driver, uuid: str, flavor: FlavorSpec) -> None:
+    """Diagnostics, where the driver has them, show the flavor now in force."""
+    if Capability.DIAGNOSTICS not in driver.info.capabilities:
+        return
+    assert isinstance(driver, Diagnostics)
+    diag = await driver.get_diagnostics(uuid)
+    assert diag["memory_details"]["maximum"] == flavor.memory_mb
+    assert diag["num_cpus"] == flavor.vcpus
 
 
 async def test_snapshot_writes_into_the_workdir(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
@@ -345,6 +472,15 @@ async def test_diagnostics_have_the_248_shape(case: DriverCase, driver: Driver, 
     diag = await driver.get_diagnostics(spec.uuid)
     assert set(diag) == DIAGNOSTICS_KEYS
     assert diag["state"] == "running" and diag["num_cpus"] == SMALL.vcpus
+    assert diag["driver"] == driver.info.name and isinstance(diag["uptime"], int) and diag["uptime"] >= 0
     assert set(diag["memory_details"]) == {"maximum", "used"}
+    assert diag["memory_details"]["maximum"] == SMALL.memory_mb
+    assert 0 <= diag["memory_details"]["used"] <= SMALL.memory_mb
+    assert diag["cpu_details"] and all({"id", "time", "utilisation"} <= set(d) for d in diag["cpu_details"])
+    assert diag["num_nics"] == len(diag["nic_details"]) and diag["num_disks"] == len(diag["disk_details"])
     assert all(set(d) == {"read_bytes", "read_requests", "write_bytes", "write_requests", "errors_count"}
                for d in diag["disk_details"])
+    if isinstance(driver, Power) and Capability.POWER in driver.info.capabilities:
+        await driver.power_off(spec.uuid)
+        off = await driver.get_diagnostics(spec.uuid)
+        assert off["state"] == "shutdown" and off["uptime"] == 0 and off["memory_details"]["used"] == 0

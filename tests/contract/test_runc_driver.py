@@ -60,15 +60,24 @@ def runc_ids(drv: RuncDriver) -> list[str]:
     return [c["id"] for c in json.loads(out or b"null") or []]
 
 
+MADE: list[str] = []  # uuids of every spec made here: none may keep a cgroup once its test ends
+
+
+def cgroup_dirs(uuid: str) -> list[Path]:
+    return sorted(Path("/sys/fs/cgroup").glob(f"*/cumulo/cumulo-{uuid}"))
+
+
 def assert_nothing_left(drv: RuncDriver, tmp_path: Path) -> None:
     assert runc_ids(drv) == []
     with open("/proc/self/mountinfo") as fh:
         assert not [line for line in fh if str(tmp_path) in line]
     assert not drv.dir.exists() or list(drv.dir.iterdir()) == []
+    assert [d for uuid in MADE for d in cgroup_dirs(uuid)] == []
 
 
 def spec_for(tmp_path: Path, name: str, memory_mb: int = 128, **props: str) -> InstanceSpec:
     uid = str(uuidlib.uuid4())
+    MADE.append(uid)
     return InstanceSpec(uuid=uid, name=name, hostname=name, project_id="p",
                         flavor=FlavorSpec(vcpus=1, memory_mb=memory_mb, root_gb=1),
                         image=_busybox_image(tmp_path, **props))
@@ -88,9 +97,9 @@ async def test_container_sees_its_hostname_and_memory_limit(runc_driver: RuncDri
     limit = runc_exec(runc_driver, spec.uuid, "sh", "-c",
                       "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes")
     assert int(limit) == 96 * 1024 * 1024
-    # No host filesystem: the container's root is the image's.
+    # No host filesystem: the container's root is the image's (plus /mnt, for the config drive).
     assert runc_exec(runc_driver, spec.uuid, "ls", "/").split() == sorted(
-        ["bin", "dev", "etc", "home", "proc", "root", "run", "sys", "tmp", "var"])
+        ["bin", "dev", "etc", "home", "mnt", "proc", "root", "run", "sys", "tmp", "var"])
     await runc_driver.destroy(spec.uuid)
     assert_nothing_left(runc_driver, tmp_path)
 
@@ -135,3 +144,166 @@ async def test_cleanup_orphans_removes_containers_mounts_and_dirs(runc_driver: R
     assert [p.name for p in runc_driver.dir.iterdir()] == [keep.uuid]
     assert await runc_driver.cleanup_orphans(set()) == [keep.uuid]
     assert_nothing_left(runc_driver, tmp_path)
+
+
+# -- cgroup-side operations -------------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def host_limit(uuid: str) -> int:
+    return int(Path(f"/sys/fs/cgroup/memory/cumulo/cumulo-{uuid}/memory.limit_in_bytes").read_text())
+
+
+def inside_limit(drv: RuncDriver, uuid: str) -> int:
+    return int(runc_exec(drv, uuid, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def with_flavor(spec: InstanceSpec, vcpus: int, memory_mb: int) -> InstanceSpec:
+    return InstanceSpec(**{**spec.__dict__, "flavor": FlavorSpec(vcpus=vcpus, memory_mb=memory_mb, root_gb=1)})
+
+
+async def test_resize_updates_the_live_cgroup_and_survives_a_restart(runc_driver: RuncDriver, tmp_path: Path) -> None:
+    spec = spec_for(tmp_path, "resizer", memory_mb=128)
+    await runc_driver.spawn(spec)
+    cid_cpu = Path(f"/sys/fs/cgroup/cpu/cumulo/cumulo-{spec.uuid}")
+    assert host_limit(spec.uuid) == inside_limit(runc_driver, spec.uuid) == 128 * MIB
+    bigger = with_flavor(spec, 2, 256)
+    await runc_driver.resize(bigger, spec.flavor)
+    assert host_limit(spec.uuid) == inside_limit(runc_driver, spec.uuid) == 256 * MIB
+    assert int((cid_cpu / "cpu.cfs_quota_us").read_text()) == 2 * int((cid_cpu / "cpu.cfs_period_us").read_text())
+    assert (runc_driver.dir / spec.uuid / "resize-old-flavor.json").is_file()  # kept until confirm/revert
+    # A stop/start in VERIFY_RESIZE keeps the new limits (config.json was rewritten).
+    await runc_driver.power_off(spec.uuid)
+    await runc_driver.power_on(bigger)
+    assert host_limit(spec.uuid) == inside_limit(runc_driver, spec.uuid) == 256 * MIB
+    await runc_driver.revert_resize(spec)
+    assert host_limit(spec.uuid) == inside_limit(runc_driver, spec.uuid) == 128 * MIB
+    assert int((cid_cpu / "cpu.cfs_quota_us").read_text()) == int((cid_cpu / "cpu.cfs_period_us").read_text())
+    assert not (runc_driver.dir / spec.uuid / "resize-old-flavor.json").exists()
+    await runc_driver.reboot(spec, hard=True)  # ... and the old ones after a revert
+    assert host_limit(spec.uuid) == inside_limit(runc_driver, spec.uuid) == 128 * MIB
+    pids = Path(f"/sys/fs/cgroup/pids/cumulo/cumulo-{spec.uuid}/pids.max").read_text().strip()
+    assert pids == str(runc_driver.pids_limit)  # resize keeps the pids limit
+    await runc_driver.destroy(spec.uuid)
+    assert_nothing_left(runc_driver, tmp_path)
+
+
+async def test_resize_below_usage_fails_and_keeps_the_limits(runc_driver: RuncDriver, tmp_path: Path) -> None:
+    spec = spec_for(tmp_path, "hog", memory_mb=64,
+                    os_command_line="/bin/sh -c 'mkdir -p /dev/shm/x; head -c 20000000 /dev/zero > /dev/shm/x/f; exec sleep 60'")
+    await runc_driver.spawn(spec)
+    for _ in range(100):
+        if (await runc_driver.get_diagnostics(spec.uuid))["memory_details"]["used"] >= 19:
+            break
+        await asyncio.sleep(0.05)
+    with pytest.raises(DriverError, match="update"):
+        await runc_driver.resize(with_flavor(spec, 1, 4), spec.flavor)  # 4 MB < the 20 MB in use
+    assert host_limit(spec.uuid) == 64 * MIB
+    config = json.loads((runc_driver.dir / spec.uuid / "config.json").read_text())
+    assert config["linux"]["resources"]["memory"]["limit"] == 64 * MIB
+
+
+async def test_diagnostics_read_the_cgroup(runc_driver: RuncDriver, tmp_path: Path) -> None:
+    spec = spec_for(tmp_path, "diag", memory_mb=96,
+                    os_command_line="/bin/sh -c 'sleep 300 & sleep 300 & i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; wait'")
+    await runc_driver.spawn(spec)
+    await asyncio.sleep(0.3)
+    diag = await runc_driver.get_diagnostics(spec.uuid)
+    cg = f"cumulo/cumulo-{spec.uuid}"
+    cpu = diag["cpu_details"][0]
+    assert diag["memory_details"]["maximum"] == 96
+    assert cpu["pids"] == int(Path(f"/sys/fs/cgroup/pids/{cg}/pids.current").read_text()) >= 3
+    assert cpu["pids_limit"] == runc_driver.pids_limit
+    assert 0 < cpu["time"] <= int(Path(f"/sys/fs/cgroup/cpuacct/{cg}/cpuacct.usage").read_text())
+    assert cpu["utilisation"] is None or 0 <= cpu["utilisation"] <= 100
+    used = int(Path(f"/sys/fs/cgroup/memory/{cg}/memory.usage_in_bytes").read_text())
+    assert abs(diag["memory_details"]["used"] - used // MIB) <= 1
+    assert diag["nic_details"] == [] and diag["num_nics"] == 0  # loopback only until NICs are plugged
+
+
+async def test_suspend_uses_the_freezer_when_criu_fails_and_says_so(runc_driver: RuncDriver, tmp_path: Path) -> None:
+    details = runc_driver.info.details
+    criu = shutil.which("criu")
+    criu_ok = criu is not None and subprocess.run([criu, "check"],  # noqa: S603  # fixed argv, no shell
+                                                  capture_output=True, timeout=30).returncode == 0
+    assert details["suspend"] == ("criu" if criu_ok else "freezer")
+    if not criu_ok:
+        assert details["suspend_reason"].startswith(("criu check failed:", "criu is not installed"))
+        assert "exited, status" not in details["suspend_reason"]  # the telling line, not the wrapper's
+    spec = spec_for(tmp_path, "sleeper")
+    await runc_driver.spawn(spec)
+    await runc_driver.suspend(spec.uuid)
+    assert await runc_driver.get_power_state(spec.uuid) == PowerState.SUSPENDED
+    if not criu_ok:
+        state = Path(f"/sys/fs/cgroup/freezer/cumulo/cumulo-{spec.uuid}/freezer.state").read_text().strip()
+        assert state == "FROZEN"
+    with pytest.raises(DriverError):
+        await runc_driver.pause(spec.uuid)  # suspended is not running
+    await runc_driver.resume(spec)
+    assert await runc_driver.get_power_state(spec.uuid) == PowerState.RUNNING
+    assert runc_exec(runc_driver, spec.uuid, "echo", "thawed") == "thawed"
+    console = await runc_driver.get_console_output(spec.uuid)
+    assert "suspended" in console and "resumed" in console
+
+
+async def test_an_exit_is_told_once_and_a_stop_is_not_an_exit(runc_driver: RuncDriver, tmp_path: Path) -> None:
+    short = spec_for(tmp_path, "brief", os_command_line="/bin/sh -c 'echo bye; exit 3'")
+    long = spec_for(tmp_path, "stays")
+    await runc_driver.spawn(short)
+    await runc_driver.spawn(long)
+    for _ in range(100):
+        if (await runc_driver.list_instances()) and await runc_driver.get_power_state(short.uuid) == PowerState.SHUTDOWN:
+            break
+        await asyncio.sleep(0.05)
+    for _ in range(3):  # the power sync lists every few seconds
+        statuses = {st.uuid: st.power_state for st in await runc_driver.list_instances()}
+    assert statuses[short.uuid] == PowerState.SHUTDOWN
+    console = await runc_driver.get_console_output(short.uuid)
+    assert console.count("container process exited") == 1 and "bye" in console
+    # Started again, it exits again: told once more.
+    await runc_driver.power_on(short)
+    for _ in range(100):
+        await runc_driver.list_instances()
+        if (await runc_driver.get_console_output(short.uuid)).count("container process exited") == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert (await runc_driver.get_console_output(short.uuid)).count("container process exited") == 2
+    await runc_driver.power_off(long.uuid)
+    await runc_driver.list_instances()
+    console = await runc_driver.get_console_output(long.uuid)
+    assert "stopping container (power off" in console and "container process exited" not in console
+
+
+async def test_console_log_stays_bounded_while_the_container_runs(tmp_path: Path) -> None:
+    settings = conf_mod.load(env={}, state_dir=tmp_path / "state")
+    bound = 8192
+    drv = load_driver("runc", settings.replace(extra={"runc_stop_grace": 0.5, "runc_console_max_bytes": bound}),
+                      "runc-host", local=True)
+    assert isinstance(drv, RuncDriver)
+    await drv.init_host()
+    script = ("i=0; while [ $i -lt 2000 ]; do echo line-$i-abcdefghijklmnopqrstuvwxyz; i=$((i+1)); done; "
+              "echo phase-one-done; sleep 1; echo written-after-the-trim; exec sleep 60")
+    spec = spec_for(tmp_path, "chatty", os_command_line=f"/bin/sh -c '{script}'")
+    try:
+        await drv.spawn(spec)
+        log = drv.dir / spec.uuid / "console.log"
+        for _ in range(100):
+            if b"phase-one-done" in log.read_bytes():
+                break
+            await asyncio.sleep(0.02)
+        assert log.stat().st_size > bound
+        await drv.list_instances()  # the power sync's call trims
+        data = log.read_bytes()
+        assert len(data) <= bound and b"phase-one-done" in data and data.startswith(b"line-")
+        for _ in range(100):
+            if b"written-after-the-trim" in log.read_bytes():
+                break
+            await asyncio.sleep(0.05)
+        data = log.read_bytes()
+        # The container's fd is O_APPEND: its next line lands after the kept tail, with no hole.
+        assert b"\0" not in data and data.rstrip().endswith(b"written-after-the-trim")
+        assert len(data) <= bound
+    finally:
+        await drv.destroy(spec.uuid)
+    assert_nothing_left(drv, tmp_path)

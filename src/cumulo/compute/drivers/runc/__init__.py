@@ -9,28 +9,37 @@ the private `upper` and `work` dirs), console.log (the container's stdout and st
 instance.json (written last: a dir without it is a spawn that never finished). runc keeps its
 state under `<state_dir>/runc-state`. A stopped server keeps its dir and mount but has no runc
 container; power_on runs the bundle again.
+
+Also per server: `config-drive/` (bind-mounted read-only at /mnt/config, configdrive.py) and the
+named network namespace `cumulo-<uuid>` (netns.py). Rebuild and snapshot live in imageops.py.
+Stop, pause, suspend (freezer, or CRIU where `criu check` passes), resize, diagnostics and the
+console upkeep (exit notes, the bound while running) live in ops.py; cgroup v1 reads in cgroup.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shlex
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from cumulo.compute.drivers import hostres
 from cumulo.compute.drivers.base import (
     Capability,
     DriverInfo,
+    FlavorSpec,
     HostResources,
     InstanceSpec,
     InstanceStatus,
     PowerState,
+    SnapshotResult,
 )
-from cumulo.compute.drivers.runc import bundle, overlay
+from cumulo.compute.drivers.runc import bundle, cgroup, imageops, netns, ops, overlay
 from cumulo.compute.drivers.runc.state import Runc, container_id, uuid_of
 from cumulo.conf import Settings
 from cumulo.errors import CumuloError, DriverError
@@ -85,13 +94,19 @@ class RuncDriver:
         self.runc = Runc(state / "runc-state")
         self.stop_grace = float(conf.extra.get("runc_stop_grace", 10.0))
         self.pids_limit = int(conf.extra.get("runc_pids_limit", bundle.DEFAULT_PIDS_LIMIT))
+        # Bound of console.log while the container runs (trimmed by list_instances) and on restart.
+        self.console_max = int(conf.extra.get("runc_console_max_bytes", CONSOLE_MAX_BYTES))
+        self.spawn_delay = float(conf.extra.get("runc_spawn_delay", 0.0))  # test hook: a cancellable spawn
+        self._cgroup_parents: set[Path] = set()  # /sys/fs/cgroup/*/cumulo made since init_host
         self.info = DriverInfo(
             name="runc",
             hypervisor_type="container",
             instance_types=("container",),
             version=1,
-            capabilities=frozenset({Capability.POWER, Capability.CONSOLE}),
-            details={"runtime": "runc", "rootfs": "overlayfs"},
+            capabilities=frozenset({Capability.POWER, Capability.CONSOLE, Capability.PAUSE, Capability.SUSPEND,
+                                    Capability.RESIZE, Capability.DIAGNOSTICS, Capability.REBUILD,
+                                    Capability.SNAPSHOT}),
+            details={"runtime": "runc", "rootfs": "overlayfs", "suspend": "freezer"},
         )
 
     def _idir(self, uuid: str) -> Path:
@@ -104,6 +119,10 @@ class RuncDriver:
     async def init_host(self) -> None:
         await asyncio.to_thread(self.dir.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(self.runc.root.mkdir, parents=True, exist_ok=True)
+        # Suspend is CRIU only where `criu check` passes; details say which and why.
+        details = await ops.suspend_details(str(self.conf.extra.get("runc_suspend", "auto")))
+        self.info = dataclasses.replace(self.info, details={**self.info.details, **details})
+        self._cgroup_parents = await asyncio.to_thread(cgroup.missing_parents)
 
     async def get_host_resources(self) -> HostResources:
         return hostres.local_host_resources(self.dir)
@@ -114,15 +133,22 @@ class RuncDriver:
         return sorted(p.name for p in await asyncio.to_thread(lambda: list(self.dir.iterdir())) if p.is_dir())
 
     async def list_instances(self) -> list[InstanceStatus]:
-        containers = await self.runc.list()
+        listing = await self.runc.list_full()
+        containers = {cid: str(c.get("status")) for cid, c in listing.items()}
         out = []
-        for uuid in await self._dirs():
+        uuids = await self._dirs()
+        for uuid in uuids:
             out.append(InstanceStatus(uuid, self._power(uuid, containers.get(container_id(uuid)))))
+        # The power sync calls this every few seconds: tell exits once, keep running logs bounded.
+        await ops.housekeep(self, uuids, listing)
         return out
 
     def _power(self, uuid: str, status: str | None) -> PowerState:
         if not (self.dir / uuid / _RECORD).is_file():
             return PowerState.NOSTATE  # a spawn under way, or one a crash cut short
+        suspended = ops.suspended_state(self.dir / uuid, status)
+        if suspended is not None:
+            return suspended
         if status is None:
             return PowerState.SHUTDOWN
         return _POWER.get(status, PowerState.NOSTATE)
@@ -133,12 +159,15 @@ class RuncDriver:
             uuid = uuid_of(cid)
             if uuid is not None and uuid not in known_uuids:
                 await self.runc.delete(cid)
+                await netns.delete(uuid)  # a container in our runc root: its netns is ours too
                 removed.append(uuid)
         for uuid in await self._dirs():
             if uuid not in known_uuids:
                 await self._remove_dir(self.dir / uuid)
                 if uuid not in removed:
                     removed.append(uuid)
+        for uuid in removed:  # cgroups a crash left behind (rmdir only: the kernel keeps busy ones)
+            await asyncio.to_thread(cgroup.remove, container_id(uuid))
         return removed
 
     # -- Lifecycle ------------------------------------------------------------------------------
@@ -154,18 +183,19 @@ class RuncDriver:
         except FileExistsError:
             raise DriverError(f"Instance {spec.uuid} already exists on runc host {self.host_name}") from None
         try:
+            if self.spawn_delay > 0:
+                await asyncio.sleep(self.spawn_delay)
             lower, image_cfg = await cached_rootfs(self.images, spec.image.id, Path(spec.image.path))
-            config = bundle.runtime_config(
-                spec, image_cfg, lower, cgroups_path=f"/cumulo/{cid}", pids_limit=self.pids_limit
-            )
+            config = imageops.runtime_config(spec, image_cfg, lower, idir, self.pids_limit)
             merged = idir / "rootfs"
             for sub in ("upper", "work", "rootfs"):
                 await asyncio.to_thread((idir / sub).mkdir)
             await asyncio.to_thread((idir / "config.json").write_text, json.dumps(config, indent=1))
             await overlay.mount(lower, idir / "upper", idir / "work", merged)
+            await imageops.provision(idir, spec)  # config drive, authorized_keys
+            await netns.create(spec.uuid)
             await self._start(cid, idir, config["process"]["args"])
-            record = {"uuid": spec.uuid, "hostname": spec.hostname, "image_id": spec.image.id,
-                      "created_at": time.time()}
+            record = imageops.record(spec, image_cfg, time.time())
             await asyncio.to_thread((idir / _RECORD).write_text, json.dumps(record))
         except BaseException as exc:
             # Contract: a failed (or cancelled) spawn leaves nothing behind.
@@ -178,13 +208,18 @@ class RuncDriver:
 
     async def _start(self, cid: str, idir: Path, args: list[str]) -> None:
         await asyncio.to_thread(_note, idir / "console.log", f"starting container {cid}: {shlex.join(args)}")
+        await netns.ensure(idir.name)  # gone after a host reboot (/run is a tmpfs)
         await self.runc.run_detached(cid, idir, idir / "console.log")
 
     async def _undo(self, uuid: str) -> None:
         await self.runc.delete(container_id(uuid))
         await self._remove_dir(self.dir / uuid)
+        # runc delete removes the container's cgroups; make sure, and drop /cumulo parents we caused.
+        await asyncio.to_thread(cgroup.remove, container_id(uuid))
+        await asyncio.to_thread(cgroup.remove_empty_parents, self._cgroup_parents)
 
     async def _remove_dir(self, idir: Path) -> None:
+        await netns.delete(idir.name)  # made only while its instance dir exists
         await overlay.unmount_all(idir)
         if idir.exists():
             await asyncio.to_thread(shutil.rmtree, idir)
@@ -206,10 +241,7 @@ class RuncDriver:
         return idir
 
     async def power_off(self, uuid: str, timeout: float = 10.0) -> None:
-        self._existing(uuid)
-        cid = container_id(uuid)
-        await self.runc.stop(cid, min(timeout, self.stop_grace))
-        await self.runc.delete(cid)
+        await ops.stop(self, uuid, min(timeout, self.stop_grace), "power off")
 
     async def power_on(self, spec: InstanceSpec) -> None:
         idir = self._existing(spec.uuid)
@@ -217,13 +249,13 @@ class RuncDriver:
         status = await self.runc.status(cid)
         if status == "running":
             return
-        if status == "paused":
-            raise DriverError(f"Instance {spec.uuid} is paused, not shut down")
+        if status == "paused" or self._power(spec.uuid, status) == PowerState.SUSPENDED:
+            raise DriverError(f"Instance {spec.uuid} is {self._power(spec.uuid, status).name.lower()}, not shut down")
         if status is not None:  # stopped by itself, or a leftover "created"
             await self.runc.delete(cid)
         if not await overlay.is_mounted(idir / "rootfs"):
             raise DriverError(f"The root of instance {spec.uuid} is not mounted")
-        await asyncio.to_thread(_trim, idir / "console.log", CONSOLE_MAX_BYTES)
+        await asyncio.to_thread(_trim, idir / "console.log", self.console_max)
         config = json.loads(await asyncio.to_thread((idir / "config.json").read_text))
         await self._start(cid, idir, config["process"]["args"])
 
@@ -232,9 +264,42 @@ class RuncDriver:
         cid = container_id(spec.uuid)
         if not hard and await self.runc.status(cid) != "running":
             raise DriverError(f"Instance {spec.uuid} is not running; a soft reboot needs a running container")
-        await self.runc.stop(cid, 0 if hard else self.stop_grace)
-        await self.runc.delete(cid)
+        await ops.stop(self, spec.uuid, 0 if hard else self.stop_grace, "hard reboot" if hard else "reboot")
         await self.power_on(spec)
+
+    # -- Pause / Suspend / Resize / Diagnostics (cgroup side, in ops.py) --------------------------
+
+    async def pause(self, uuid: str) -> None:
+        await ops.pause(self, uuid)
+
+    async def unpause(self, uuid: str) -> None:
+        await ops.unpause(self, uuid)
+
+    async def suspend(self, uuid: str) -> None:
+        await ops.suspend(self, uuid)
+
+    async def resume(self, spec: InstanceSpec) -> None:
+        await ops.resume(self, spec)
+
+    async def resize(self, spec: InstanceSpec, old_flavor: FlavorSpec) -> None:
+        await ops.resize(self, spec, old_flavor)
+
+    async def confirm_resize(self, uuid: str) -> None:
+        await ops.confirm_resize(self, uuid)
+
+    async def revert_resize(self, spec: InstanceSpec) -> None:
+        await ops.revert_resize(self, spec)
+
+    async def get_diagnostics(self, uuid: str) -> dict[str, Any]:
+        return await ops.diagnostics(self, uuid)
+
+    # -- Rebuild / Snapshot (imageops.py) ---------------------------------------------------------
+
+    async def rebuild(self, spec: InstanceSpec) -> None:
+        await imageops.rebuild(self, spec)
+
+    async def snapshot(self, uuid: str, workdir: str) -> SnapshotResult:
+        return await imageops.snapshot(self, uuid, workdir)
 
     # -- Console --------------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """The OCI runtime config (config.json) of one container, built from an InstanceSpec and its image.
 
-Isolation: private pid, mount, uts, ipc and network namespaces (the network namespace holds only
-loopback until NICs are plugged), runc's default capabilities, no new privileges, and no host path
-mounted: only proc, sysfs (read-only), a tmpfs /dev and the container's own cgroup (read-only).
+Isolation: private pid, mount, uts, ipc and network namespaces (the network namespace is the
+server's named one, `netns.py`, holding only loopback until NICs are plugged), runc's default
+capabilities, no new privileges, and no host path mounted but the server's own config drive
+(read-only at /mnt/config, `configdrive.py`): otherwise only proc, sysfs (read-only), a tmpfs /dev
+and the container's own cgroup (read-only).
 Limits: memory = flavor RAM (no extra swap), CPU quota = vCPUs x period, a pids limit.
 """
 
@@ -64,9 +66,14 @@ def _user(image: ImageConfig, rootfs: Path) -> dict[str, int]:
 
 
 def runtime_config(
-    spec: InstanceSpec, image: ImageConfig, rootfs: Path, *, cgroups_path: str, pids_limit: int = DEFAULT_PIDS_LIMIT
+    spec: InstanceSpec, image: ImageConfig, rootfs: Path, *, cgroups_path: str, pids_limit: int = DEFAULT_PIDS_LIMIT,
+    netns_path: str | None = None, extra_mounts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """config.json for runc; `root.path` is "rootfs" relative to the bundle (the overlay mount)."""
+    """config.json for runc; `root.path` is "rootfs" relative to the bundle (the overlay mount).
+
+    `netns_path` names an existing network namespace to join (else runc makes an anonymous one);
+    `extra_mounts` come after the standard ones (the config drive).
+    """
     env = list(image.env) or list(DEFAULT_ENV)
     if not any(e.startswith("HOSTNAME=") for e in env):
         env.append(f"HOSTNAME={spec.hostname}")
@@ -100,6 +107,7 @@ def runtime_config(
              "options": ["nosuid", "noexec", "nodev", "ro"]},
             {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
              "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+            *(extra_mounts or []),
         ],
         "linux": {
             "cgroupsPath": cgroups_path,
@@ -109,8 +117,24 @@ def runtime_config(
                 "cpu": {"quota": spec.flavor.vcpus * CPU_PERIOD_US, "period": CPU_PERIOD_US},
                 "pids": {"limit": pids_limit},
             },
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "namespaces": [
+                {"type": t, "path": netns_path} if t == "network" and netns_path else {"type": t}
+                for t in ("pid", "network", "ipc", "uts", "mount")
+            ],
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
         },
     }
+
+
+LIMIT_KEYS = ("memory", "cpu", "pids")
+
+
+def keep_limits(config: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`config` with the memory/cpu/pids limits of `current` (a server's config.json, maybe resized)."""
+    old = (current.get("linux") or {}).get("resources") or {}
+    resources = config["linux"]["resources"]
+    for key in LIMIT_KEYS:
+        if isinstance(old.get(key), dict):
+            resources[key] = old[key]
+    return config

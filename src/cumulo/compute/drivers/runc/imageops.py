@@ -1,0 +1,149 @@
+"""The image side of the runc driver: what spawn puts in a server's bundle, rebuild, and snapshot.
+
+- `runtime_config` + `provision`: config.json (joining the server's named netns, with the config
+  drive mounted read-only at /mnt/config) and, once the overlay is mounted, the config drive and
+  /root/.ssh/authorized_keys.
+- `rebuild`: same uuid, hostname, netns and config drive identity; the private upper layer is
+  discarded (Nova's rebuild wipes the root disk), the overlay is mounted again on the new image's
+  cached root, config.json is rewritten with the new image's process/env/cwd but the server's
+  current limits (read from its config.json: a resize may have changed them), then it starts.
+- `snapshot`: see snapshot.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cumulo.compute.drivers.base import InstanceSpec, SnapshotResult
+from cumulo.compute.drivers.runc import bundle, configdrive, netns, ops, overlay
+from cumulo.compute.drivers.runc import snapshot as snap
+from cumulo.compute.drivers.runc.state import container_id
+from cumulo.errors import CumuloError, DriverError
+from cumulo.image.formats import ImageConfig
+from cumulo.image.formats.unpack import cached_rootfs
+
+if TYPE_CHECKING:
+    from cumulo.compute.drivers.runc import RuncDriver
+
+RECORD = "instance.json"
+CONFIG = "config.json"
+# Image properties a server keeps in its record, for a snapshot to run the same way.
+KEPT_PROPERTIES = ("os_command_line",)
+
+
+def runtime_config(spec: InstanceSpec, image: ImageConfig, lower: Path, idir: Path, pids_limit: int) -> dict[str, Any]:
+    return bundle.runtime_config(
+        spec, image, lower, cgroups_path=f"/cumulo/{container_id(spec.uuid)}", pids_limit=pids_limit,
+        netns_path=str(netns.path_for(spec.uuid)),
+        extra_mounts=[configdrive.mount_entry(idir / configdrive.DRIVE_DIR)],
+    )
+
+
+def record(spec: InstanceSpec, image: ImageConfig, created_at: float) -> dict[str, Any]:
+    """instance.json: identity, and the image config a snapshot needs."""
+    props = spec.image.properties if spec.image is not None else {}
+    return {
+        "uuid": spec.uuid, "hostname": spec.hostname, "image_id": spec.image.id if spec.image else None,
+        "created_at": created_at, "image_config": image.to_json(),
+        "image_properties": {k: str(props[k]) for k in KEPT_PROPERTIES if props.get(k)},
+    }
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Atomically (blocking)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, path)
+
+
+async def provision(idir: Path, spec: InstanceSpec) -> None:
+    """The config drive, and the SSH key in the (mounted) root."""
+    await asyncio.to_thread(configdrive.write_drive, idir, spec)
+    if spec.key_data:
+        try:
+            await asyncio.to_thread(configdrive.install_authorized_key, idir / "rootfs", spec.key_data)
+        except OSError as exc:
+            raise DriverError(f"cannot put the key into /root/.ssh/authorized_keys: {exc}") from exc
+
+
+def _wipe(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir()
+
+
+async def rebuild(drv: RuncDriver, spec: InstanceSpec) -> None:
+    if spec.image is None:
+        raise DriverError("The runc driver needs a container image (docker or oci) to rebuild onto")
+    idir = drv._existing(spec.uuid)
+    cid = container_id(spec.uuid)
+    image_id = spec.image.id
+    try:
+        # Everything that can be checked is checked before the old root goes.
+        lower, image_cfg = await cached_rootfs(drv.images, image_id, Path(spec.image.path))
+        current = json.loads(await asyncio.to_thread((idir / CONFIG).read_text))
+        config = bundle.keep_limits(runtime_config(spec, image_cfg, lower, idir, drv.pids_limit), current)
+        old = json.loads(await asyncio.to_thread((idir / RECORD).read_text))
+    except (CumuloError, OSError, ValueError) as exc:
+        raise DriverError(f"rebuild of {spec.uuid} onto image {image_id} failed: {exc}") from exc
+    try:
+        await ops.stop(drv, spec.uuid, drv.stop_grace, "rebuild")
+        merged = idir / "rootfs"
+        await overlay.unmount_all(merged)
+        for sub in ("upper", "work"):
+            await asyncio.to_thread(_wipe, idir / sub)
+        await overlay.mount(lower, idir / "upper", idir / "work", merged)
+        await provision(idir, spec)
+        await asyncio.to_thread(write_json, idir / CONFIG, config)
+        await asyncio.to_thread(write_json, idir / RECORD, record(spec, image_cfg, float(old.get("created_at", 0))))
+        await drv._start(cid, idir, config["process"]["args"])
+    except (CumuloError, OSError) as exc:
+        await drv.runc.delete(cid)  # a container that was made but did not start
+        raise DriverError(f"rebuild of {spec.uuid} onto image {image_id} failed: {exc}") from exc
+
+
+def _config_from_runtime(config: dict[str, Any]) -> ImageConfig:
+    """The image config of a server whose record predates image_config: its process as the command."""
+    proc = config.get("process") or {}
+    user = proc.get("user") or {}
+    return ImageConfig(
+        cmd=tuple(str(a) for a in proc.get("args") or ()),
+        env=tuple(str(e) for e in proc.get("env") or () if not str(e).startswith("HOSTNAME=")),
+        working_dir=str(proc.get("cwd") or "/"),
+        user=f"{int(user.get('uid', 0))}:{int(user.get('gid', 0))}",
+    )
+
+
+async def snapshot(drv: RuncDriver, uuid: str, workdir: str) -> SnapshotResult:
+    idir = drv._existing(uuid)
+    merged = idir / "rootfs"
+    if not await overlay.is_mounted(merged):
+        raise DriverError(f"The root of instance {uuid} is not mounted; cannot snapshot it")
+    try:
+        rec = json.loads(await asyncio.to_thread((idir / RECORD).read_text))
+        if isinstance(rec.get("image_config"), dict):
+            image_cfg = ImageConfig.from_json(rec["image_config"])
+        else:
+            image_cfg = _config_from_runtime(json.loads(await asyncio.to_thread((idir / CONFIG).read_text)))
+    except (OSError, ValueError) as exc:
+        raise DriverError(f"cannot read the record of instance {uuid}: {exc}") from exc
+    props = {str(k): str(v) for k, v in (rec.get("image_properties") or {}).items()}
+    doc = snap.image_config_doc(image_cfg, props)
+    out = Path(workdir) / f"{uuid}.tar"
+    cid = container_id(uuid)
+    frozen = False
+    if await drv.runc.status(cid) == "running":
+        await drv.runc.pause(cid)  # a consistent view; a paused or suspended one stays as it is
+        frozen = True
+    try:
+        await asyncio.to_thread(snap.write_image, merged, out, doc, f"cumulo-snapshot/{uuid}:latest")
+    finally:
+        if frozen:
+            await asyncio.shield(drv.runc.resume(cid))
+    return SnapshotResult(path=str(out), disk_format="raw", container_format="docker",
+                          properties={"hypervisor_type": "container", **props})

@@ -1,0 +1,476 @@
+"""The runc driver's cgroup-side operations: pause, suspend, resize, diagnostics, console upkeep.
+
+Functions here take the RuncDriver; its methods delegate to them. State they keep lives in the
+instance dir, so a restarted agent sees the same thing:
+- `suspended.json` {"mechanism": "freezer"|"criu"}: the server is SUSPENDED, not PAUSED. With the
+  freezer the container is frozen exactly as by pause; with CRIU it is checkpointed into
+  `checkpoint/` and has no runc container until resume restores it. A marker that does not match
+  what runc shows (frozen, or gone) is stale and ignored.
+- `resize-old-flavor.json`: the flavor before a resize, kept until confirm_resize or revert_resize.
+- `exited`: the `created` stamp of the container whose stop is already told in the console log,
+  so the power sync (list_instances every few seconds) writes the "exited" line once per run.
+
+Suspend uses CRIU only where `criu check` passes on the host (probed once per process, with a
+timeout), else the freezer; DriverInfo.details says which and why ("suspend", "suspend_reason").
+`conf.extra["runc_suspend"] = "freezer"` forces the freezer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cumulo import host
+from cumulo.compute.drivers.base import FlavorSpec, InstanceSpec, PowerState
+from cumulo.compute.drivers.runc import cgroup
+from cumulo.compute.drivers.runc.bundle import CPU_PERIOD_US
+from cumulo.compute.drivers.runc.state import container_id
+from cumulo.errors import DriverError, HostError
+
+if TYPE_CHECKING:
+    from cumulo.compute.drivers.runc import RuncDriver
+
+MIB = 1024 * 1024
+SUSPENDED = "suspended.json"
+OLD_FLAVOR = "resize-old-flavor.json"
+EXITED = "exited"
+CHECKPOINT = "checkpoint"
+CRIU_WORK = "criu-work"
+CONSOLE = "console.log"
+RECORD = "instance.json"
+
+_DIAG_STATE = {
+    PowerState.NOSTATE: "pending",
+    PowerState.RUNNING: "running",
+    PowerState.PAUSED: "paused",
+    PowerState.SHUTDOWN: "shutdown",
+    PowerState.CRASHED: "crashed",
+    PowerState.SUSPENDED: "suspended",
+}
+_CRIU_PROBE: list[tuple[bool, str]] = []  # one probe per process: `criu check` does not change
+
+
+# -- small file helpers (run in threads) -------------------------------------------------------
+
+
+def note(idir: Path, line: str) -> None:
+    """Append a line of ours to an existing console log (never creates it: a dir being removed)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        fd = os.open(idir / CONSOLE, os.O_WRONLY | os.O_APPEND)
+    except OSError:
+        return
+    with os.fdopen(fd, "a") as fh:
+        fh.write(f"[cumulo {stamp}] {line}\n")
+
+
+def trim_in_place(path: Path, bound: int) -> bool:
+    """Cut a log that passed `bound` to its last 3/4 x bound bytes (from a line start), in place.
+
+    In place because a running container's stdout/stderr hold the file open with O_APPEND
+    (host.run_to_file): they keep appending at the new end. A replace would cut them off.
+    What is written between our read and truncate is lost: a few bytes, once per trim.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    with os.fdopen(fd, "r+b") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size <= bound:
+            return False
+        keep = max(1, bound * 3 // 4)
+        fh.seek(size - keep)
+        tail = fh.read(keep)
+        nl = tail.find(b"\n")
+        if 0 <= nl < len(tail) - 1:
+            tail = tail[nl + 1 :]
+        fh.seek(0)
+        fh.write(tail)
+        fh.truncate(len(tail))
+    return True
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def suspend_mechanism(idir: Path) -> str | None:
+    rec = _read_json(idir / SUSPENDED)
+    return str(rec.get("mechanism")) if rec else None
+
+
+def suspended_state(idir: Path, status: str | None) -> PowerState | None:
+    """SUSPENDED when the marker matches what runc shows; None to let the runc status speak."""
+    mech = suspend_mechanism(idir)
+    if (mech == "freezer" and status == "paused") or (mech == "criu" and status is None):
+        return PowerState.SUSPENDED
+    return None
+
+
+def clear_suspend(idir: Path) -> None:
+    """Forget a suspend (after a stop, reboot or resume): the marker and any CRIU images."""
+    (idir / SUSPENDED).unlink(missing_ok=True)
+    for sub in (CHECKPOINT, CRIU_WORK):
+        shutil.rmtree(idir / sub, ignore_errors=True)
+
+
+def mark_stop_told(idir: Path, created: str | None, line: str) -> None:
+    """A stop we make ourselves: tell it now, so the power sync does not call it an exit."""
+    if created:
+        (idir / EXITED).write_text(created)
+    note(idir, line)
+
+
+# -- CRIU probe ---------------------------------------------------------------------------------
+
+
+def _criu_reason(output: str) -> str:
+    """The most telling error line of `criu check` (its first lines are often just "exited, status=1")."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "rror" in ln] or lines
+    for ln in errors:
+        if "exited, status" not in ln:
+            return ln[:300]
+    return errors[0][:300] if errors else "no output"
+
+
+async def probe_criu(timeout: float = 10.0) -> tuple[bool, str]:
+    """(usable, why): does `criu check` pass here? Probed once per process."""
+    if _CRIU_PROBE:
+        return _CRIU_PROBE[0]
+    if shutil.which("criu") is None:
+        result = (False, "criu is not installed")
+    else:
+        try:
+            res = await host.run(["criu", "check"], timeout=timeout, check=False)
+        except (HostError, OSError) as exc:
+            result = (False, f"criu check failed: {exc}")
+        else:
+            if res.returncode == 0:
+                result = (True, "criu check passed")
+            else:
+                out = res.stderr.decode(errors="replace") + res.stdout.decode(errors="replace")
+                result = (False, f"criu check failed: {_criu_reason(out)}")
+    _CRIU_PROBE.append(result)
+    return result
+
+
+async def suspend_details(conf_value: str) -> dict[str, str]:
+    """DriverInfo.details entries saying which suspend this host does and why."""
+    if conf_value == "freezer":
+        return {"suspend": "freezer", "suspend_reason": "runc_suspend=freezer in the settings"}
+    ok, why = await probe_criu()
+    return {"suspend": "criu" if ok else "freezer", "suspend_reason": why}
+
+
+# -- power-state housekeeping (from list_instances) ----------------------------------------------
+
+
+def _housekeep_one(idir: Path, entry: dict[str, Any] | None, bound: int) -> None:
+    if not (idir / RECORD).is_file():
+        return  # a spawn under way: not ours to touch yet
+    if entry is not None and entry.get("status") == "stopped":
+        created = str(entry.get("created") or "")
+        try:
+            told = (idir / EXITED).read_text()
+        except OSError:
+            told = None
+        if told != created:
+            # runc keeps no exit status of a detached container (its init is reaped elsewhere).
+            note(idir, "container process exited; the server is shut down")
+            (idir / EXITED).write_text(created)
+    trim_in_place(idir / CONSOLE, bound)
+
+
+async def housekeep(drv: RuncDriver, uuids: list[str], listing: dict[str, dict[str, Any]]) -> None:
+    """Tell exits in the console log once, and keep running containers' logs bounded."""
+
+    def work() -> None:
+        for uuid in uuids:
+            _housekeep_one(drv.dir / uuid, listing.get(container_id(uuid)), drv.console_max)
+
+    await asyncio.to_thread(work)
+
+
+# -- pause / suspend ----------------------------------------------------------------------------
+
+
+async def _current(drv: RuncDriver, uuid: str) -> tuple[Path, str, str | None, PowerState]:
+    idir = drv._existing(uuid)
+    cid = container_id(uuid)
+    status = await drv.runc.status(cid)
+    power = drv._power(uuid, status)
+    if power != PowerState.SUSPENDED and (idir / SUSPENDED).exists():
+        await asyncio.to_thread(clear_suspend, idir)  # stale: e.g. a crash between marker and freeze
+    return idir, cid, status, power
+
+
+def _cannot(op: str, uuid: str, power: PowerState) -> DriverError:
+    return DriverError(f"Cannot {op} instance {uuid} in power state {power.name}")
+
+
+async def pause(drv: RuncDriver, uuid: str) -> None:
+    idir, cid, _, power = await _current(drv, uuid)
+    if power == PowerState.PAUSED:
+        return
+    if power != PowerState.RUNNING:
+        raise _cannot("pause", uuid, power)
+    await drv.runc.pause(cid)
+    await asyncio.to_thread(note, idir, "container paused (cgroup freezer)")
+
+
+async def unpause(drv: RuncDriver, uuid: str) -> None:
+    idir, cid, _, power = await _current(drv, uuid)
+    if power == PowerState.RUNNING:
+        return
+    if power != PowerState.PAUSED:
+        raise _cannot("unpause", uuid, power)
+    await drv.runc.resume(cid)
+    await asyncio.to_thread(note, idir, "container unpaused")
+
+
+async def suspend(drv: RuncDriver, uuid: str) -> None:
+    idir, cid, _, power = await _current(drv, uuid)
+    if power == PowerState.SUSPENDED:
+        return
+    if power != PowerState.RUNNING:
+        raise _cannot("suspend", uuid, power)
+    mech = str(drv.info.details.get("suspend", "freezer"))
+    # The marker goes first: a frozen container without it would read as PAUSED.
+    await asyncio.to_thread(_write_json, idir / SUSPENDED, {"mechanism": mech, "at": time.time()})
+    try:
+        if mech == "criu":
+            try:
+                await asyncio.to_thread((idir / CRIU_WORK).mkdir, exist_ok=True)
+                await drv.runc.checkpoint(cid, idir / CHECKPOINT, idir / CRIU_WORK)
+                await drv.runc.delete(cid)  # checkpoint leaves it stopped or gone
+                await asyncio.to_thread(note, idir, "container suspended (CRIU checkpoint)")
+                return
+            except DriverError as exc:
+                if await drv.runc.status(cid) != "running":
+                    raise
+                # The container still runs: suspend it the other way rather than fail.
+                await asyncio.to_thread(clear_suspend, idir)
+                await asyncio.to_thread(_write_json, idir / SUSPENDED, {"mechanism": "freezer", "at": time.time()})
+                await asyncio.to_thread(note, idir, f"CRIU checkpoint failed, using the freezer: {exc}")
+        await drv.runc.pause(cid)
+        await asyncio.to_thread(note, idir, "container suspended (cgroup freezer)")
+    except BaseException:
+        if await drv.runc.status(cid) == "running":
+            await asyncio.shield(asyncio.to_thread(clear_suspend, idir))
+        raise
+
+
+async def resume(drv: RuncDriver, spec: InstanceSpec) -> None:
+    idir, cid, _, power = await _current(drv, spec.uuid)
+    if power == PowerState.RUNNING:
+        return
+    if power != PowerState.SUSPENDED:
+        raise _cannot("resume", spec.uuid, power)
+    if suspend_mechanism(idir) == "criu":
+        await drv.runc.restore(cid, idir, idir / CHECKPOINT, idir / CRIU_WORK, idir / CONSOLE)
+        line = "container resumed (CRIU restore)"
+    else:
+        await drv.runc.resume(cid)
+        line = "container resumed (thawed)"
+    await asyncio.to_thread(clear_suspend, idir)
+    await asyncio.to_thread(note, idir, line)
+
+
+# -- resize -------------------------------------------------------------------------------------
+
+
+def _flavor_dict(f: FlavorSpec) -> dict[str, Any]:
+    return {"vcpus": f.vcpus, "memory_mb": f.memory_mb, "root_gb": f.root_gb,
+            "ephemeral_gb": f.ephemeral_gb, "swap": f.swap, "extra_specs": dict(f.extra_specs)}
+
+
+async def apply_flavor(drv: RuncDriver, uuid: str, flavor: FlavorSpec) -> None:
+    """The flavor's limits, live (`runc update`) when a container exists, and in config.json for later starts."""
+    idir = drv._existing(uuid)
+    cid = container_id(uuid)
+    config = await asyncio.to_thread(_read_json, idir / "config.json")
+    if config is None:
+        raise DriverError(f"The config.json of instance {uuid} is missing or unreadable")
+    res = config.setdefault("linux", {}).setdefault("resources", {})
+    memory = flavor.memory_mb * MIB
+    period = int(res.get("cpu", {}).get("period") or CPU_PERIOD_US)
+    pids = int(res.get("pids", {}).get("limit") or drv.pids_limit)
+    res["memory"] = {**res.get("memory", {}), "limit": memory, "swap": memory}
+    res["cpu"] = {**res.get("cpu", {}), "quota": flavor.vcpus * period, "period": period}
+    res["pids"] = {"limit": pids}
+    if await drv.runc.status(cid) in ("running", "paused", "created"):
+        # Live first: a limit the kernel refuses (memory below usage) leaves config.json as it was.
+        await drv.runc.update(cid, memory=memory, cpu_quota=flavor.vcpus * period, cpu_period=period, pids=pids)
+    await asyncio.to_thread(_write_json, idir / "config.json", config)
+
+
+async def resize(drv: RuncDriver, spec: InstanceSpec, old_flavor: FlavorSpec) -> None:
+    idir = drv._existing(spec.uuid)
+    if not (idir / OLD_FLAVOR).exists():  # a retried resize keeps the first old flavor
+        await asyncio.to_thread(_write_json, idir / OLD_FLAVOR, _flavor_dict(old_flavor))
+    await apply_flavor(drv, spec.uuid, spec.flavor)
+    await asyncio.to_thread(
+        note, idir, f"resized to {spec.flavor.vcpus} vCPUs, {spec.flavor.memory_mb} MB (live cgroup update)")
+
+
+async def confirm_resize(drv: RuncDriver, uuid: str) -> None:
+    idir = drv._existing(uuid)
+    await asyncio.to_thread((idir / OLD_FLAVOR).unlink, missing_ok=True)
+
+
+async def revert_resize(drv: RuncDriver, spec: InstanceSpec) -> None:
+    """Back to spec.flavor (the manager passes the old one; the kept copy is what we had saved)."""
+    idir = drv._existing(spec.uuid)
+    await apply_flavor(drv, spec.uuid, spec.flavor)
+    await asyncio.to_thread((idir / OLD_FLAVOR).unlink, missing_ok=True)
+    await asyncio.to_thread(
+        note, idir, f"resize reverted to {spec.flavor.vcpus} vCPUs, {spec.flavor.memory_mb} MB")
+
+
+# -- diagnostics --------------------------------------------------------------------------------
+
+
+def _uptime(created: Any) -> int:
+    """Seconds since runc's `created` stamp (RFC 3339 with nanoseconds)."""
+    raw = str(created or "")
+    if not raw:
+        return 0
+    head, dot, frac = raw.partition(".")
+    if dot:  # fromisoformat takes at most microseconds: cut the fraction, keep the zone
+        digits = "".join(c for c in frac if c.isdigit())
+        raw = f"{head}.{digits[:6]}{frac[len(digits):]}"
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    return max(0, int(time.time() - when.timestamp()))
+
+
+def _nics(pid: int) -> list[dict[str, Any]]:
+    """Counters of the container's own interfaces (loopback aside), from its /proc/<pid>/net/dev."""
+    out: list[dict[str, Any]] = []
+    try:
+        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return out
+    for line in lines:
+        name, _, rest = line.partition(":")
+        name = name.strip()
+        f = rest.split()
+        if name == "lo" or len(f) < 12:
+            continue
+        try:
+            mac = Path(f"/proc/{pid}/root/sys/class/net/{name}/address").read_text().strip()
+        except OSError:
+            mac = None
+        out.append({
+            "mac_address": mac,
+            "rx_octets": int(f[0]), "rx_packets": int(f[1]), "rx_errors": int(f[2]), "rx_drop": int(f[3]),
+            "rx_rate": None,
+            "tx_octets": int(f[8]), "tx_packets": int(f[9]), "tx_errors": int(f[10]), "tx_drop": int(f[11]),
+            "tx_rate": None,
+        })
+    return out
+
+
+def _has_config_drive(config: dict[str, Any], idir: Path) -> bool:
+    """A bind mount of something inside the instance dir is the config drive."""
+    for m in config.get("mounts", []):
+        src = str(m.get("source", ""))
+        is_bind = m.get("type") == "bind" or {"bind", "rbind"} & set(m.get("options") or [])
+        if is_bind and src.startswith(str(idir) + "/"):
+            return True
+    return False
+
+
+async def diagnostics(drv: RuncDriver, uuid: str) -> dict[str, Any]:
+    """Nova's 2.48 shape, read from the container's cgroup (v1).
+
+    cpu_details holds one entry for the whole container (a container has no vCPUs of its own):
+    `time` is cpuacct.usage in ns, `utilisation` the average % of the flavor's CPU quota since
+    the container started, and two extra keys, `pids` (pids.current) and `pids_limit` (pids.max).
+    memory_details is in MiB: `used` = memory.usage_in_bytes, `maximum` = memory.limit_in_bytes.
+    disk_details has the blkio counters of the container's cgroup.
+    """
+    idir = drv._existing(uuid)
+    cid = container_id(uuid)
+    st = await drv.runc.state(cid)
+    status = None if st is None else str(st.get("status"))
+    power = drv._power(uuid, status)
+    config = await asyncio.to_thread(_read_json, idir / "config.json") or {}
+    res = config.get("linux", {}).get("resources", {})
+    period = int(res.get("cpu", {}).get("period") or CPU_PERIOD_US)
+    quota = int(res.get("cpu", {}).get("quota") or period)
+    vcpus = max(1, -(-quota // period))
+    live = st is not None and status in ("running", "paused")
+    use = await asyncio.to_thread(cgroup.usage, cid) if st is not None else None
+    pid = int(st.get("pid") or 0) if st is not None else 0
+    nics = await asyncio.to_thread(_nics, pid) if live and pid > 0 else []
+    uptime = _uptime(st.get("created")) if live and st is not None else 0
+    cpu_ns = use.cpu_ns if use else None
+    util = None
+    if cpu_ns is not None and uptime > 0:
+        util = min(100, int(100 * cpu_ns / (uptime * 1e9 * quota / period)))
+    limit = (use.memory_limit if use else None) or int(res.get("memory", {}).get("limit") or 0)
+    return {
+        "state": _DIAG_STATE.get(power, "pending"),
+        "driver": "runc",
+        "hypervisor": "runc",
+        "hypervisor_os": "linux",
+        "uptime": uptime,
+        "config_drive": _has_config_drive(config, idir),
+        "num_cpus": vcpus,
+        "num_nics": len(nics),
+        "num_disks": 1,
+        "memory_details": {"maximum": limit // MIB,
+                           "used": (use.memory_used or 0) // MIB if use and live else 0},
+        "cpu_details": [{
+            "id": None, "time": cpu_ns if live else None, "utilisation": util if live else None,
+            "pids": (use.pids if use else None) if live else 0,
+            "pids_limit": (use.pids_limit if use else None) or int(res.get("pids", {}).get("limit") or 0) or None,
+        }],
+        "nic_details": nics,
+        "disk_details": [{
+            "read_bytes": use.read_bytes if use else 0, "read_requests": use.read_requests if use else 0,
+            "write_bytes": use.write_bytes if use else 0, "write_requests": use.write_requests if use else 0,
+            "errors_count": 0,
+        }],
+    }
+
+
+# -- stop (power_off, reboot) -------------------------------------------------------------------
+
+
+async def stop(drv: RuncDriver, uuid: str, grace: float, why: str) -> None:
+    """Stop and delete the container (SIGTERM, `grace` s, SIGKILL), telling it in the console log.
+
+    A suspended server is stopped too (Nova allows stop and hard reboot of one): the freezer thaws
+    it first (Runc.stop), CRIU images are dropped.
+    """
+    idir = drv._existing(uuid)
+    cid = container_id(uuid)
+    st = await drv.runc.state(cid)
+    if st is not None and st.get("status") != "stopped":
+        how = "SIGKILL" if grace <= 0 else f"SIGTERM, SIGKILL after {grace:g}s"
+        await asyncio.to_thread(mark_stop_told, idir, str(st.get("created") or ""), f"stopping container ({why}: {how})")
+    await drv.runc.stop(cid, grace)
+    await drv.runc.delete(cid)
+    await asyncio.to_thread(clear_suspend, idir)
