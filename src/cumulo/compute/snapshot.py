@@ -52,6 +52,9 @@ async def snapshot(mgr: ComputeManager, uuid: str, image_id: str, request_id: st
                 result = await snapshot_driver(mgr).snapshot(uuid, workdir)
                 if await mgr.set_state(uuid, {"task_state": s.IMAGE_UPLOADING}, expected_task_state=task):
                     task = s.IMAGE_UPLOADING
+                await mgr.images.describe_snapshot(
+                    image_id, result.disk_format, result.container_format, result.properties
+                )
                 await mgr.images.upload_from_path(image_id, result.path)
         except Exception as exc:
             LOG.warning("snapshot of %s failed: %s", uuid, exc)

@@ -136,6 +136,16 @@ def render(row: Any, props: dict[str, str], tags: list[str]) -> dict[str, Any]:
     return view
 
 
+def _settable(properties: dict[str, Any]) -> dict[str, str]:
+    """The extra properties a server snapshot may carry (never a core or reserved field)."""
+    return {
+        str(k): str(v)
+        for k, v in properties.items()
+        if v is not None and len(str(k)) <= 255 and str(k) not in (*RESERVED, *READ_ONLY)
+        and not str(k).startswith(RESERVED_PREFIX) and str(k) not in WRITABLE_CORE
+    }
+
+
 class ImageService:
     def __init__(self, db: Database, conf: Settings) -> None:
         self.db = db
@@ -316,15 +326,30 @@ class ImageService:
         """A queued, private image owned by ctx's project, for a server snapshot to fill."""
         if disk_format not in DISK_FORMATS or container_format not in CONTAINER_FORMATS:
             raise errors.Invalid(f"Invalid image formats {disk_format}/{container_format}")
-        extra = {
-            str(k): str(v)
-            for k, v in properties.items()
-            if v is not None and len(str(k)) <= 255 and str(k) not in (*RESERVED, *READ_ONLY)
-            and not str(k).startswith(RESERVED_PREFIX) and str(k) not in WRITABLE_CORE
-        }
+        extra = _settable(properties)
         core = {"name": name[:255], "visibility": "private", "disk_format": disk_format,
                 "container_format": container_format}
         return await self._insert(ctx, core, extra, [])
+
+    async def describe_snapshot(
+        self, image_id: str, disk_format: str, container_format: str, properties: dict[str, Any]
+    ) -> None:
+        """Before a snapshot's bytes arrive: the formats and properties the driver says they have
+        (they win over what was copied from the base image)."""
+        if disk_format not in DISK_FORMATS or container_format not in CONTAINER_FORMATS:
+            raise errors.Invalid(f"Invalid image formats {disk_format}/{container_format}")
+        async with self.db.write() as conn:
+            row = await self._row(conn, image_id)
+            if row is None or row["status"] != "queued":
+                raise errors.InvalidState(f"Image {image_id} is not a queued snapshot")
+            old, _tags = await self._decorations(conn, [image_id])
+            props = dict(old.get(image_id, {}))
+            props.update(_settable(properties))
+            await conn.execute(
+                sa.update(images).where(images.c.id == image_id)
+                .values(disk_format=disk_format, container_format=container_format)
+            )
+            await self._write_props(conn, image_id, old.get(image_id, {}), props)
 
     async def upload_from_path(self, image_id: str, path: str) -> None:
         """Copy a local file into the store as the image's data: queued → saving → active."""

@@ -160,6 +160,8 @@ async def test_snapshot_uploads_and_clears_task(tmp_path: Path) -> None:
                                   image_id=image_id)
         assert row["vm_state"] == st.ACTIVE and "snapshot_image_id" not in row["system_metadata"]
         assert uuid.encode() in rig.images.uploads[image_id]
+        # The driver's word on what the file is reaches the image record before the bytes do.
+        assert rig.images.described[image_id]["container_format"] == "bare"
         assert not list((rig.conf.state_dir / "snapshots").iterdir())  # the work dir is gone
 
 

@@ -48,6 +48,7 @@ class FakeImages:
         self.images: dict[str, dict[str, Any]] = {}
         self.uploads: dict[str, bytes] = {}
         self.failed: list[str] = []
+        self.described: dict[str, dict[str, Any]] = {}
 
     def add(self, **props: Any) -> str:
         image_id = new_uuid()
@@ -63,6 +64,12 @@ class FakeImages:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"image-bytes")
         return str(path)
+
+    async def describe_snapshot(
+        self, image_id: str, disk_format: str, container_format: str, properties: dict[str, Any]
+    ) -> None:
+        self.described[image_id] = {"disk_format": disk_format, "container_format": container_format,
+                                    "properties": dict(properties)}
 
     async def upload_from_path(self, image_id: str, path: str) -> None:
         self.uploads[image_id] = Path(path).read_bytes()

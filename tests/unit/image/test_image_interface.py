@@ -71,3 +71,15 @@ async def test_upload_from_missing_path_restores_queued(svc: ImageService, ctx: 
 async def test_invalid_snapshot_formats(svc: ImageService, ctx: Any) -> None:
     with pytest.raises(errors.Invalid):
         await svc.create_snapshot_record(ctx("p"), "s", {}, "floppy", "bare")
+
+
+async def test_describe_snapshot_sets_formats_and_driver_properties(svc: ImageService, ctx: Any) -> None:
+    image = await svc.create_snapshot_record(ctx("project-a"), "snap", {"hypervisor_type": "qemu", "keep": "1"}, "raw", "bare")
+    await svc.describe_snapshot(image["id"], "raw", "docker", {"hypervisor_type": "container", "id": "evil"})
+    got = await svc.get_internal(image["id"])
+    assert got is not None
+    assert (got["disk_format"], got["container_format"]) == ("raw", "docker")
+    assert got["hypervisor_type"] == "container" and got["keep"] == "1"
+    assert got["id"] == image["id"]  # a core field is never overwritten by a property
+    with pytest.raises(errors.Invalid):
+        await svc.describe_snapshot(image["id"], "raw", "nope", {})
