@@ -29,6 +29,17 @@ class PowerState(enum.IntEnum):
     SUSPENDED = 7
 
 
+# The "state" field of Nova's standard diagnostics (microversion 2.48) for each power state.
+DIAGNOSTICS_STATE = {
+    PowerState.NOSTATE: "pending",
+    PowerState.RUNNING: "running",
+    PowerState.PAUSED: "paused",
+    PowerState.SHUTDOWN: "shutdown",
+    PowerState.CRASHED: "crashed",
+    PowerState.SUSPENDED: "suspended",
+}
+
+
 class Capability(enum.StrEnum):
     POWER = "power"  # power_off / power_on / reboot
     PAUSE = "pause"

@@ -30,6 +30,7 @@ from typing import Any
 
 from cumulo.compute.drivers import hostres
 from cumulo.compute.drivers.base import (
+    DIAGNOSTICS_STATE,
     Capability,
     DriverInfo,
     FlavorSpec,
@@ -48,14 +49,6 @@ CONSOLE_MAX_LINES = 1000
 # Records written while spawn or rebuild is still under way; a crash leaves them half-made.
 _BUILDING = "building"
 
-_DIAG_STATE = {
-    PowerState.NOSTATE: "pending",
-    PowerState.RUNNING: "running",
-    PowerState.PAUSED: "paused",
-    PowerState.SHUTDOWN: "shutdown",
-    PowerState.CRASHED: "crashed",
-    PowerState.SUSPENDED: "suspended",
-}
 
 
 def _flavor_dict(f: FlavorSpec) -> dict[str, Any]:
@@ -408,7 +401,7 @@ class FakeDriver:
         flavor = rec["flavor"]
         num_nics = int(rec.get("num_nics", 0))
         return {
-            "state": _DIAG_STATE.get(power, "pending"),
+            "state": DIAGNOSTICS_STATE.get(power, "pending"),
             "driver": "fake",
             "hypervisor": "fake",
             "hypervisor_os": "linux",

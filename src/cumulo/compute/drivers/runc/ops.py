@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cumulo import host
-from cumulo.compute.drivers.base import FlavorSpec, InstanceSpec, PowerState
+from cumulo.compute.drivers.base import DIAGNOSTICS_STATE, FlavorSpec, InstanceSpec, PowerState
 from cumulo.compute.drivers.runc import cgroup
 from cumulo.compute.drivers.runc.bundle import CPU_PERIOD_US
 from cumulo.compute.drivers.runc.state import container_id
@@ -45,14 +45,6 @@ CRIU_WORK = "criu-work"
 CONSOLE = "console.log"
 RECORD = "instance.json"
 
-_DIAG_STATE = {
-    PowerState.NOSTATE: "pending",
-    PowerState.RUNNING: "running",
-    PowerState.PAUSED: "paused",
-    PowerState.SHUTDOWN: "shutdown",
-    PowerState.CRASHED: "crashed",
-    PowerState.SUSPENDED: "suspended",
-}
 _CRIU_PROBE: list[tuple[bool, str]] = []  # one probe per process: `criu check` does not change
 
 
@@ -431,7 +423,7 @@ async def diagnostics(drv: RuncDriver, uuid: str) -> dict[str, Any]:
         util = min(100, int(100 * cpu_ns / (uptime * 1e9 * quota / period)))
     limit = (use.memory_limit if use else None) or int(res.get("memory", {}).get("limit") or 0)
     return {
-        "state": _DIAG_STATE.get(power, "pending"),
+        "state": DIAGNOSTICS_STATE.get(power, "pending"),
         "driver": "runc",
         "hypervisor": "runc",
         "hypervisor_os": "linux",
