@@ -288,7 +288,7 @@ async def test_console_log_stays_bounded_while_the_container_runs(tmp_path: Path
     try:
         await drv.spawn(spec)
         log = drv.dir / spec.uuid / "console.log"
-        for _ in range(100):
+        for _ in range(500):  # generous: the machine may be busy
             if b"phase-one-done" in log.read_bytes():
                 break
             await asyncio.sleep(0.02)
@@ -296,7 +296,7 @@ async def test_console_log_stays_bounded_while_the_container_runs(tmp_path: Path
         await drv.list_instances()  # the power sync's call trims
         data = log.read_bytes()
         assert len(data) <= bound and b"phase-one-done" in data and data.startswith(b"line-")
-        for _ in range(100):
+        for _ in range(200):
             if b"written-after-the-trim" in log.read_bytes():
                 break
             await asyncio.sleep(0.05)

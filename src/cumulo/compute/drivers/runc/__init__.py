@@ -43,7 +43,6 @@ from cumulo.compute.drivers.runc import bundle, cgroup, imageops, netns, ops, ov
 from cumulo.compute.drivers.runc.state import Runc, container_id, uuid_of
 from cumulo.conf import Settings
 from cumulo.errors import CumuloError, DriverError
-from cumulo.image.formats.unpack import cached_rootfs
 
 CONSOLE_MAX_BYTES = 1 << 20  # console.log is cut to this on every (re)start
 _RECORD = "instance.json"
@@ -185,7 +184,7 @@ class RuncDriver:
         try:
             if self.spawn_delay > 0:
                 await asyncio.sleep(self.spawn_delay)
-            lower, image_cfg = await cached_rootfs(self.images, spec.image.id, Path(spec.image.path))
+            lower, image_cfg = await imageops.image_root(self.images, spec.image)
             config = imageops.runtime_config(spec, image_cfg, lower, idir, self.pids_limit)
             merged = idir / "rootfs"
             for sub in ("upper", "work", "rootfs"):

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cumulo.compute.drivers.base import InstanceSpec, SnapshotResult
+from cumulo.compute.drivers.base import ImageSpec, InstanceSpec, SnapshotResult
 from cumulo.compute.drivers.runc import bundle, configdrive, netns, ops, overlay
 from cumulo.compute.drivers.runc import snapshot as snap
 from cumulo.compute.drivers.runc.state import container_id
@@ -77,6 +77,12 @@ def _wipe(path: Path) -> None:
     path.mkdir()
 
 
+async def image_root(images: Path, image: ImageSpec) -> tuple[Path, ImageConfig]:
+    """The image's cached root. The image store names each file by its sha256, which is the cache
+    key: passing it saves hashing the whole file on every spawn (cached_rootfs hashes otherwise)."""
+    return await cached_rootfs(images, Path(image.path).name, Path(image.path))
+
+
 async def rebuild(drv: RuncDriver, spec: InstanceSpec) -> None:
     if spec.image is None:
         raise DriverError("The runc driver needs a container image (docker or oci) to rebuild onto")
@@ -85,7 +91,7 @@ async def rebuild(drv: RuncDriver, spec: InstanceSpec) -> None:
     image_id = spec.image.id
     try:
         # Everything that can be checked is checked before the old root goes.
-        lower, image_cfg = await cached_rootfs(drv.images, image_id, Path(spec.image.path))
+        lower, image_cfg = await image_root(drv.images, spec.image)
         current = json.loads(await asyncio.to_thread((idir / CONFIG).read_text))
         config = bundle.keep_limits(runtime_config(spec, image_cfg, lower, idir, drv.pids_limit), current)
         old = json.loads(await asyncio.to_thread((idir / RECORD).read_text))
