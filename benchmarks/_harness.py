@@ -98,6 +98,8 @@ class CloudProcess:
         env = dict(os.environ)
         # No periodic power sync while measuring: it is background noise, not what is measured.
         env.setdefault("CUMULO_POWER_SYNC_INTERVAL", "3600")
+        # The fake driver unless a benchmark asks for another (`up` may default to runc as root).
+        env.setdefault("CUMULO_LOCAL_DRIVER", "fake")
         env.update(self.env)
         self.log_path = self.state_dir.parent / f"cumulo-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed in stop()
