@@ -42,7 +42,8 @@ def make_ctx(project_id: str | None = None, roles: tuple[str, ...] = ("member",)
 
 @pytest.fixture
 def settings(tmp_path: Path) -> conf_mod.Settings:
-    return conf_mod.load(env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0)
+    # The fake local driver: in-process tests must not depend on root or runc ("auto" would pick runc).
+    return conf_mod.load(env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0, local_driver="fake")
 
 
 @pytest.fixture

@@ -26,7 +26,9 @@ class Settings:
     region: str = "RegionOne"
     # Name of the compute host this process runs an agent for.
     host_name: str = "cumulo-local"
-    local_driver: str = "fake"
+    # Driver of the local compute host: "runc" (real containers), "fake" (simulated), or "auto":
+    # runc when this process is root and `runc` is on PATH, else fake (with a warning in the log).
+    local_driver: str = "auto"
     fake_hosts: int = 0
     fake_host_vcpus: int = 16
     fake_host_ram_mb: int = 32768

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,34 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("compute", "nova", "/compute/v2.1"),
     CatalogEntry("image", "glance", "/image"),
 )
+
+
+LOCAL_DRIVERS = ("fake", "runc")
+
+
+def local_driver_name(conf: Settings) -> str:
+    """The driver of the local host: conf.local_driver, with "auto" = runc when we are root and
+    `runc` is on PATH (real containers), else fake. Falling back is loud: it is rarely wanted."""
+    wanted = conf.local_driver.strip().lower()
+    if wanted not in (*LOCAL_DRIVERS, "auto"):
+        raise ValueError(f"unknown local_driver {conf.local_driver!r}: use auto, runc or fake")
+    if wanted == "fake":
+        return wanted
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("not running as root")
+    if shutil.which("runc") is None:
+        missing.append("`runc` is not on PATH (apt-get install runc)")
+    if missing and wanted == "runc":
+        raise ValueError(f"the runc driver cannot run here: {'; '.join(missing)}")
+    if missing:
+        LOG.warning(
+            "local compute host %s uses the FAKE driver (simulated servers, no containers): %s. "
+            "Set CUMULO_LOCAL_DRIVER=fake to silence this, or fix the above for real containers.",
+            conf.host_name, "; ".join(missing),
+        )
+        return "fake"
+    return "runc"
 
 
 @dataclass
@@ -83,6 +112,7 @@ class Cloud:
             compute=ComputeService(self.db, self.bus, conf, images=images, placement=placement),
             placement=placement,
         )
+        self.local_driver = local_driver_name(conf)  # fails early on a bad name
         self.managers: list[ComputeManager] = []
         self.credentials: dict[str, dict[str, str]] = {}
 
@@ -105,7 +135,8 @@ class Cloud:
         self.bus.serve("scheduler", scheduler)
         self.bus.serve("conductor", conductor)
         self.workers: list[Any] = [scheduler, conductor]
-        hosts = [(conf.host_name, conf.local_driver, True)]
+        LOG.info("local compute host %s runs the %s driver", conf.host_name, self.local_driver)
+        hosts = [(conf.host_name, self.local_driver, True)]
         hosts += [(f"fake-host-{i}", "fake", False) for i in range(1, conf.fake_hosts + 1)]
         for host_name, driver_name, is_local in hosts:
             driver = load_driver(driver_name, conf, host_name, local=is_local)

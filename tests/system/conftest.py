@@ -4,11 +4,13 @@ Fixtures (every test under tests/system/ is marked `system` automatically):
 
 - `cumulo` (module scope): a running `CumuloCloud` with its own temp state dir and a free port.
   A test module may set `cumulo_options = {"fake_hosts": 4, "env": {...}, "args": [...]}` to
-  change how its cloud starts (default: two fake hosts besides the local one).
+  change how its cloud starts (default: two fake hosts besides the local one). The local host
+  runs the fake driver unless the module asks for `"driver": "runc"` (real containers; such
+  modules skip when not root or runc is missing): API tests stay deterministic.
 - `osc` (module): `cumulo.osc`, which runs the real `openstack` CLI from this venv.
 - `sdk`, `sdk_demo` (module): openstacksdk Connections for the `cumulo` and `cumulo-demo` clouds.
 - `cumulo_launcher` (session): a factory for more clouds, e.g. for crash and scheduler tests:
-  `c = cumulo_launcher(fake_hosts=3, env={"CUMULO_FAKE_SPAWN_DELAY": "0.5"})`; `c.kill()`
+  `c = cumulo_launcher(fake_hosts=3, env={"CUMULO_FAKE_SPAWN_DELAY": "0.5"}, driver="fake")`; `c.kill()`
   (kill -9), `c.restart()` (same state dir and port); `c.close()` when done (or at session end).
 
 `cumulo.osc("server", "list")` adds `--os-cloud`, and `-f json` when the command is a display
@@ -188,8 +190,10 @@ class CumuloCloud:
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
+        driver: str = "fake",
     ) -> None:
         self.root = root
+        self.driver = driver
         self.state_dir = root / "state"
         self.host = host
         self.port = free_port(host)
@@ -265,7 +269,7 @@ class CumuloCloud:
         self.root.mkdir(parents=True, exist_ok=True)
         self._out = self.root / f"run-{self.runs}.out"
         self._err = self.root / f"run-{self.runs}.err"
-        env = _clean_env({"PYTHONUNBUFFERED": "1", **self.env})
+        env = _clean_env({"PYTHONUNBUFFERED": "1", "CUMULO_LOCAL_DRIVER": self.driver, **self.env})
         with open(self._out, "wb") as out, open(self._err, "wb") as err:
             # Own session: a Ctrl-C at the terminal goes to pytest, which then stops us by PID.
             self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
@@ -430,6 +434,12 @@ class CumuloCloud:
 # pytest wiring
 
 
+def skip_unless_runc() -> None:
+    """Real-container tests need root and Debian's runc."""
+    if os.geteuid() != 0 or shutil.which("runc") is None:
+        pytest.skip("needs root and runc for the runc driver")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
@@ -438,15 +448,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def cumulo_launcher() -> Iterator[Callable[..., CumuloCloud]]:
-    """Factory: `cumulo_launcher(fake_hosts=0, args=(), env=None, start=True)` → a CumuloCloud
+    """Factory: `cumulo_launcher(fake_hosts=0, args=(), env=None, start=True, driver="fake")` → a CumuloCloud
     in its own temp dir. Whatever is still running at the end of the session is closed."""
     made: list[CumuloCloud] = []
 
     def launch(
-        *, fake_hosts: int = 0, args: Sequence[str] = (), env: Mapping[str, str] | None = None, start: bool = True
+        *,
+        fake_hosts: int = 0,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        start: bool = True,
+        driver: str = "fake",
     ) -> CumuloCloud:
+        if driver == "runc":
+            skip_unless_runc()
         root = Path(tempfile.mkdtemp(prefix="cumulo-sys-"))
-        cloud = CumuloCloud(root, fake_hosts=fake_hosts, args=args, env=env)
+        cloud = CumuloCloud(root, fake_hosts=fake_hosts, args=args, env=env, driver=driver)
         made.append(cloud)
         if start:
             cloud.start()

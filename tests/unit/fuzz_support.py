@@ -170,7 +170,9 @@ async def start_world(tmp: Path) -> AsyncIterator[World]:
     """A started Cloud (fake driver, one extra fake host) and the world on it."""
     from cumulo.runtime import Cloud
 
-    settings = conf_mod.load(env={}, state_dir=tmp / "state", port=8080, power_sync_interval=3600.0, fake_hosts=1)
+    settings = conf_mod.load(
+        env={}, state_dir=tmp / "state", port=8080, power_sync_interval=3600.0, fake_hosts=1, local_driver="fake"
+    )
     cloud = Cloud(settings)
     await cloud.start()
     app = cloud.asgi_app()

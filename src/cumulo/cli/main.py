@@ -23,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=None, help="port to listen on (default 8080)")
     up.add_argument("--fake-hosts", type=int, default=None, help="add N simulated compute hosts (fake driver)")
+    up.add_argument(
+        "--driver", choices=["auto", "runc", "fake"], default=None,
+        help="driver of the local compute host: runc (real containers), fake (simulated) or auto "
+        "(runc when root and runc is installed; the default)",
+    )
     up.add_argument("--config", type=Path, default=None, help="settings file (YAML)")
     up.add_argument("--log-level", default="warning")
     image_build.add_parser(sub)
@@ -46,9 +51,18 @@ def _up(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         fake_hosts=args.fake_hosts,
+        local_driver=args.driver,
     )
     if settings.fake_hosts < 0:
         print("--fake-hosts must be 0 or more", file=sys.stderr)
+        return 2
+    from cumulo.runtime import local_driver_name
+
+    try:
+        # Resolved once here ("auto" → runc or fake, with its warning), so the cloud gets a name.
+        settings = settings.replace(local_driver=local_driver_name(settings))
+    except ValueError as exc:
+        print(f"cumulo up: {exc}", file=sys.stderr)
         return 2
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -95,6 +109,7 @@ async def _serve(settings: conf_mod.Settings, log_level: str) -> None:
             await asyncio.sleep(0.02)
         clouds = cloud.clouds_yaml_path().resolve()
         print(f"Cumulo is ready. Auth URL: {settings.public_url}/identity/v3", flush=True)
+        print(f"  local compute host {settings.host_name}: {cloud.local_driver} driver", flush=True)
         print(f"  export OS_CLIENT_CONFIG_FILE={clouds}", flush=True)
         print("  openstack --os-cloud cumulo server list       # as admin", flush=True)
         print("  openstack --os-cloud cumulo-demo server list  # as the demo user", flush=True)

@@ -35,7 +35,9 @@ def make_ctx(project_id: str, *roles: str, user_id: str | None = None) -> Reques
 
 @pytest.fixture
 def settings(tmp_path: Path) -> conf_mod.Settings:
-    return conf_mod.load(env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0, fake_hosts=2)
+    return conf_mod.load(
+        env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0, fake_hosts=2, local_driver="fake"
+    )
 
 
 @dataclass

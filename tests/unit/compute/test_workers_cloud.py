@@ -19,7 +19,7 @@ H = {"OpenStack-API-Version": "compute 2.79"}
 @pytest.fixture
 def settings(tmp_path: Path) -> conf_mod.Settings:
     return conf_mod.load(env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0, fake_hosts=2, quota_ram=-1,
-                         fake_host_ram_mb=8192)
+                         fake_host_ram_mb=8192, local_driver="fake")
 
 
 def admin() -> RequestContext:

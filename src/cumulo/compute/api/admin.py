@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid as uuidlib
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -248,6 +249,18 @@ async def services_delete(request: Request) -> Response:
 
 # --- hypervisors --------------------------------------------------------------------------------
 
+def _cpu_info(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The host CPU plus what its driver declares. Nova leaves cpu_info's content to the driver, and
+    it is the one driver-defined field `openstack hypervisor show` prints: so containers and VMs are
+    told apart here (driver, instance_types, driver_details such as the suspend mechanism)."""
+    out = dict(node["cpu_info"] or {})
+    details = dict(node.get("details") or {})
+    out["driver"] = details.pop("driver", None) or node["hypervisor_type"]
+    out["instance_types"] = list(node.get("instance_types") or [])
+    out["driver_details"] = details
+    return out
+
+
 BRIEF = (
     Field("id", lambda n: n["id"], max=v("2.52")),
     Field("id", lambda n: n["uuid"], min=V2_53),
@@ -274,8 +287,8 @@ DETAIL = (
     Field("running_vms", lambda n: n["running_vms"]),
     Field("disk_available_least", lambda n: n["disk_available_least"]),
     # A JSON string until 2.28, an object since.
-    Field("cpu_info", lambda n: json.dumps(n["cpu_info"] or {}), max=v("2.27")),
-    Field("cpu_info", lambda n: dict(n["cpu_info"] or {}), min=V2_28),
+    Field("cpu_info", lambda n: json.dumps(_cpu_info(n)), max=v("2.27")),
+    Field("cpu_info", _cpu_info, min=V2_28),
 )
 STAT_KEYS = (
     "vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used", "free_ram_mb",

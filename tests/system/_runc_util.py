@@ -1,0 +1,201 @@
+"""Helpers for system tests of the runc driver: a `cumulo up` with real containers, what is on the
+host per server (runc container, mounts, bundle dir, netns, cgroups), and commands run inside.
+
+Everything here is looked up by this cloud's own state dir and server uuids: other clouds on the
+machine (parallel test runs) are never touched.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from conftest import CumuloCloud
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Short grace: busybox `sleep` as pid 1 ignores SIGTERM, so every stop would wait the whole grace.
+RUNC_CONFIG = {"extra": {"runc_stop_grace": 1.0}, "power_sync_interval": 5.0}
+
+
+def write_config(root: Path, settings: dict[str, Any] | None = None, **extra: Any) -> Path:
+    """A settings file for `cumulo up --config`: `settings` at the top, `extra` under conf.extra."""
+    root.mkdir(parents=True, exist_ok=True)
+    data = {**RUNC_CONFIG, **(settings or {}), "extra": {**RUNC_CONFIG["extra"], **extra}}
+    path = root / "cumulo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def launch_runc(
+    launcher: Callable[..., CumuloCloud], tmp: Path, *, fake_hosts: int = 0, settings: dict[str, Any] | None = None,
+    **extra: Any,
+) -> CumuloCloud:
+    config = write_config(tmp, settings, **extra)
+    return launcher(fake_hosts=fake_hosts, driver="runc", args=["--config", str(config)])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1, what: str = "") -> Any:
+    """Poll `predicate` until it returns something truthy; return that, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate!r}")
+        time.sleep(interval)
+
+
+# -- the API, polled directly (osc --wait polls every 5 s: too slow for these tests) ----------
+
+
+def server(cloud: CumuloCloud, uuid: str) -> dict[str, Any] | None:
+    with cloud.client("cumulo", headers={"X-OpenStack-Nova-API-Version": "2.79"}) as c:
+        r = c.get(f"/compute/v2.1/servers/{uuid}")
+    if r.status_code == 404:
+        return None
+    r.raise_for_status()
+    body: dict[str, Any] = r.json()["server"]
+    return body
+
+
+def wait_status(cloud: CumuloCloud, uuid: str, *statuses: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until the server shows one of `statuses` with no task in flight; ERROR fails at once
+    unless asked for."""
+
+    def ready() -> dict[str, Any] | None:
+        s = server(cloud, uuid)
+        assert s is not None, f"server {uuid} disappeared"
+        if s["status"] == "ERROR" and "ERROR" not in statuses:
+            raise AssertionError(f"server {uuid} went ERROR: {s.get('fault')}\n{cloud.log()[-4000:]}")
+        if s["status"] in statuses and s.get("OS-EXT-STS:task_state") is None:
+            return s
+        return None
+
+    result: dict[str, Any] = wait_for(ready, timeout=timeout, interval=0.1, what=f"{uuid} to be {statuses}")
+    return result
+
+
+def wait_gone(cloud: CumuloCloud, uuid: str, timeout: float = 60.0) -> None:
+    wait_for(lambda: server(cloud, uuid) is None, timeout=timeout, interval=0.1, what=f"{uuid} deleted")
+
+
+def wait_image_active(cloud: CumuloCloud, image_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        with cloud.client("cumulo") as c:
+            img: dict[str, Any] = c.get(f"/image/v2/images/{image_id}").json()
+        assert img.get("status") not in ("killed", "deleted"), img
+        return img if img.get("status") == "active" else None
+
+    result: dict[str, Any] = wait_for(ready, timeout=timeout, interval=0.2, what=f"image {image_id} active")
+    return result
+
+
+# -- the host --------------------------------------------------------------------------------
+
+
+def runc(cloud: CumuloCloud, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    argv = ["runc", "--root", str(cloud.state_dir / "runc-state"), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
+
+
+def runc_state(cloud: CumuloCloud, uuid: str) -> dict[str, Any] | None:
+    done = runc(cloud, "state", f"cumulo-{uuid}")
+    if done.returncode != 0:
+        return None
+    state: dict[str, Any] = json.loads(done.stdout)
+    return state
+
+
+def inside(cloud: CumuloCloud, uuid: str, script: str) -> str:
+    """Run `sh -c script` inside the server's container; its stdout (fails on a non-zero exit)."""
+    done = runc(cloud, "exec", f"cumulo-{uuid}", "/bin/sh", "-c", script)
+    assert done.returncode == 0, f"exec in {uuid} failed ({done.returncode}): {done.stderr}{done.stdout}"
+    return done.stdout
+
+
+def memory_limit(uuid: str) -> int:
+    return int((CGROUP_ROOT / "memory" / "cumulo" / f"cumulo-{uuid}" / "memory.limit_in_bytes").read_text())
+
+
+def leftovers(cloud: CumuloCloud, uuid: str) -> list[str]:
+    """Whatever of this server is still on the host: runc container, mounts, bundle dir, netns, cgroups."""
+    found: list[str] = []
+    if runc_state(cloud, uuid) is not None:
+        found.append(f"runc container cumulo-{uuid}")
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            if uuid in line:
+                found.append(f"mount {line.split()[4]}")
+    bundle = cloud.state_dir / "runc" / uuid
+    if bundle.exists():
+        found.append(f"dir {bundle}")
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        found += [f"netns {p.name}" for p in netns.iterdir() if uuid in p.name or uuid[:8] in p.name]
+    for ctrl in ("memory", "cpu", "pids", "freezer", "cpuacct", "blkio", "devices", "cpuset"):
+        cg = CGROUP_ROOT / ctrl / "cumulo" / f"cumulo-{uuid}"
+        if cg.exists():
+            found.append(f"cgroup {cg}")
+    return found
+
+
+# -- images ----------------------------------------------------------------------------------
+
+
+def _layer(files: dict[str, bytes], dirs: tuple[str, ...] = ()) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for d in dirs:
+            info = tarfile.TarInfo(d)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 1_700_000_000
+            tf.addfile(info)
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def layered_image(out: Path) -> Path:
+    """A three-layer Docker-format image: busybox; /data/{keep,gone}.txt; a whiteout of gone.txt
+    plus /data/new.txt. Its command lists /data, so the console shows what the root holds."""
+    from cumulo.cli.image_build import busybox_layer
+    from cumulo.image.formats.docker import write_docker_archive
+    from cumulo.image.formats.oci import host_arch
+
+    layers = [
+        busybox_layer(),
+        _layer({"data/keep.txt": b"kept\n", "data/gone.txt": b"to be removed\n"}, dirs=("data/",)),
+        _layer({"data/.wh.gone.txt": b"", "data/new.txt": b"added\n"}, dirs=("data/",)),
+    ]
+    config = {
+        "architecture": host_arch(),
+        "os": "linux",
+        "config": {
+            "Env": ["PATH=/bin", "LAYERED=yes"],
+            "Cmd": ["/bin/sh", "-c", "echo layered listing: $(ls /data); exec sleep 3600"],
+            "WorkingDir": "/data",
+        },
+    }
+    return write_docker_archive(out, layers, config, "cumulo/layered:test")
+
+
+def demo_image_file(cloud: CumuloCloud) -> Path:
+    return cloud.state_dir / "images" / "demo" / "busybox.tar"
+
+
+def until(predicate: Callable[[], Any], timeout: float, what: str) -> float:
+    """Seconds until `predicate` holds (fails after `timeout`)."""
+    t0 = time.monotonic()
+    wait_for(predicate, timeout=timeout, interval=0.1, what=what)
+    return time.monotonic() - t0
