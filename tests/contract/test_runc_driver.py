@@ -307,3 +307,19 @@ async def test_console_log_stays_bounded_while_the_container_runs(tmp_path: Path
     finally:
         await drv.destroy(spec.uuid)
     assert_nothing_left(drv, tmp_path)
+
+
+async def test_start_after_a_host_reboot_mounts_the_root_again(runc_driver: RuncDriver, tmp_path: Path) -> None:
+    """A host reboot drops the overlay mount (and the netns) but keeps the private upper dir."""
+    spec = spec_for(tmp_path, "survivor")
+    await runc_driver.spawn(spec)
+    runc_exec(runc_driver, spec.uuid, "sh", "-c", "echo kept > /root/written-before")
+    await runc_driver.power_off(spec.uuid, timeout=0)
+    merged = runc_driver.dir / spec.uuid / "rootfs"
+    subprocess.run(["umount", str(merged)], check=True, timeout=30)  # noqa: S603,S607  # fixed argv
+    subprocess.run(["ip", "netns", "del", f"cumulo-{spec.uuid}"], check=True, timeout=30)  # noqa: S603,S607
+    await runc_driver.power_on(spec)
+    assert await runc_driver.get_power_state(spec.uuid) == PowerState.RUNNING
+    assert runc_exec(runc_driver, spec.uuid, "cat", "/root/written-before") == "kept"
+    await runc_driver.destroy(spec.uuid)
+    assert_nothing_left(runc_driver, tmp_path)

@@ -253,7 +253,14 @@ class RuncDriver:
         if status is not None:  # stopped by itself, or a leftover "created"
             await self.runc.delete(cid)
         if not await overlay.is_mounted(idir / "rootfs"):
-            raise DriverError(f"The root of instance {spec.uuid} is not mounted")
+            # After a host reboot: the private upper dir is still on disk; put the overlay back.
+            if spec.image is None:
+                raise DriverError(f"The root of instance {spec.uuid} is not mounted and it has no image")
+            try:
+                lower, _cfg = await imageops.image_root(self.images, spec.image)
+                await overlay.mount(lower, idir / "upper", idir / "work", idir / "rootfs")
+            except (CumuloError, OSError) as exc:
+                raise DriverError(f"The root of instance {spec.uuid} could not be mounted again: {exc}") from exc
         await asyncio.to_thread(_trim, idir / "console.log", self.console_max)
         config = json.loads(await asyncio.to_thread((idir / "config.json").read_text))
         await self._start(cid, idir, config["process"]["args"])
