@@ -78,6 +78,10 @@ class ImageSpec:
     disk_format: str
     container_format: str
     properties: dict[str, Any] = field(default_factory=dict)
+    # Direct-kernel boot (the OpenStack AKI/ARI convention): local files of the images named by the
+    # kernel_id and ramdisk_id properties, resolved by the agent; "" when the image names none.
+    kernel_path: str = ""
+    ramdisk_path: str = ""
 
 
 @dataclass(frozen=True)
