@@ -2,8 +2,9 @@
 
 Each driver joins by adding a DriverCase: how to make it, a spec that spawns, and a spec whose
 spawn must fail. Tests of a capability run only on drivers that declare it, and a declared
-capability must come with its Protocol. Today: "fake" and "runc" (skipped unless runc is installed
-and we are root); qemu joins in a later issue.
+capability must come with its Protocol. Today: "fake", "runc" (skipped unless runc is installed
+and we are root) and "qemu" (skipped unless QEMU is installed and the tiny VM can be built; its
+guests boot under TCG, so its cases take seconds each).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import _qemu_guest
 import pytest
 
 from cumulo import conf as conf_mod
@@ -117,6 +119,16 @@ def _runc_leftovers(drv: Driver, uuid: str) -> list[str]:
     return out
 
 
+def _qemu_leftovers(drv: Driver, uuid: str) -> list[str]:
+    """QEMU processes named for the instance, and its instance dir."""
+    from cumulo.compute.drivers.qemu import QemuDriver
+
+    assert isinstance(drv, QemuDriver)
+    out = [f"qemu pid {pid}" for pid in _qemu_guest.qemu_pids(uuid)]
+    idir = drv.dir / uuid
+    return out + ([str(idir)] if idir.exists() else [])
+
+
 CASES = [
     DriverCase(
         name="fake",
@@ -137,17 +149,35 @@ CASES = [
         slow=lambda conf: conf.replace(extra={**conf.extra, "runc_spawn_delay": 5.0}),  # test-only hook
         leftovers=_runc_leftovers,
     ),
+    DriverCase(
+        name="qemu",
+        # The tiny VM powers off on the ACPI button; the boot timeout allows for a busy 2-core host.
+        make=lambda conf, host: load_driver(
+            "qemu", conf.replace(extra={**conf.extra, "qemu_boot_timeout": 120.0}), host, local=True
+        ),
+        image=lambda tmp: _qemu_guest.tiny_image(),
+        failing_image=lambda tmp: _qemu_guest.tiny_image(_qemu_guest.corrupt_qcow2(tmp)),
+        slow=lambda conf: conf.replace(extra={**conf.extra, "qemu_spawn_delay": 5.0}),  # test-only hook
+        leftovers=_qemu_leftovers,
+    ),
 ]
 
 
 def _param(c: DriverCase) -> Any:
-    skip = RUNC_MISSING if c.name == "runc" else ""
+    skip = {"runc": RUNC_MISSING, "qemu": _qemu_guest.QEMU_MISSING}.get(c.name, "")
     return pytest.param(c, id=c.name, marks=[pytest.mark.skipif(bool(skip), reason=skip)])
 
 
 @pytest.fixture(params=[_param(c) for c in CASES])
 def case(request: pytest.FixtureRequest) -> DriverCase:
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _no_qemu_left(tmp_path: Path) -> Any:
+    """Whatever a test does, no QEMU whose pidfile is under its tmp dir outlives it (killed by pid)."""
+    yield
+    _qemu_guest.kill_under(tmp_path)
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ async def run(
     return result
 
 
-async def run_to_file(argv: list[str], output: str, *, timeout: float = 60.0) -> int:
+async def run_to_file(argv: list[str], output: str, *, timeout: float = 60.0, cwd: str | None = None) -> int:
     """Run argv with stdout and stderr appended to the file `output`; return the exit code.
 
     For commands whose children inherit stdio and outlive them (`runc run -d`): runc's init
@@ -65,7 +65,7 @@ async def run_to_file(argv: list[str], output: str, *, timeout: float = 60.0) ->
     fd = os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd, cwd=cwd
         )
     finally:
         os.close(fd)

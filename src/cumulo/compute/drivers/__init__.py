@@ -19,4 +19,8 @@ def load_driver(name: str, conf: Settings, host_name: str, *, local: bool) -> Dr
         from cumulo.compute.drivers.runc import RuncDriver
 
         return RuncDriver(conf, host_name, local=local)
+    if name == "qemu":
+        from cumulo.compute.drivers.qemu import QemuDriver
+
+        return QemuDriver(conf, host_name, local=local)
     raise ValueError(f"unknown compute driver {name!r}")
