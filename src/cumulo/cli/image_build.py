@@ -1,4 +1,4 @@
-"""`cumulo image build busybox`: a small Docker-format demo image, built offline.
+"""`cumulo image build busybox`: a small Docker-format demo image, built offline (tiny-vm: image_build_vm).
 
 The root is Debian's static busybox (`busybox-static`) plus applet symlinks, /etc/passwd,
 /etc/group and the usual empty dirs. Every mtime, owner and name order is fixed, so the same
@@ -84,11 +84,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     image = sub.add_parser("image", help="container image tools")
     image_sub = image.add_subparsers(dest="image_command", required=True)
     build = image_sub.add_parser("build", help="build a demo image offline")
-    build.add_argument("name", choices=["busybox"], help="which image to build")
-    build.add_argument("--output", "-o", type=Path, default=DEFAULT_OUTPUT, help="where to write it (busybox.tar)")
+    build.add_argument("name", choices=["busybox", "tiny-vm"], help="which image to build")
+    build.add_argument("--output", "-o", type=Path, default=None,
+                       help="where to write it (busybox: busybox.tar; tiny-vm: a directory, ./tiny-vm)")
+    build.add_argument("--cache-dir", type=Path, default=None,
+                       help="tiny-vm: where the kernel .deb is cached (./tiny-vm-cache); a cached kernel builds offline")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.name == "tiny-vm":
+        from cumulo.cli.image_build_vm import run_tiny_vm
+
+        return run_tiny_vm(args.output or Path("tiny-vm"), args.cache_dir or Path("tiny-vm-cache"))
+    args.output = args.output or DEFAULT_OUTPUT
     try:
         out = build_busybox(args.output)
     except BusyboxMissing as exc:

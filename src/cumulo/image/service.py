@@ -153,6 +153,7 @@ class ImageService:
         self.store = ImageStore(Path(conf.state_dir) / "images")
         self.size_cap = int(conf.extra.get("image_size_cap", DEFAULT_SIZE_CAP))
         self._refs = asyncio.Lock()
+        self._demo_vm_build: asyncio.Task[None] | None = None  # see bootstrap
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -183,6 +184,19 @@ class ImageService:
                 await self._ensure_demo_image(admin_project_id)
             except Exception:  # the demo image is a convenience: never fail start-up over it
                 LOG.exception("could not register the %s demo image", DEMO_IMAGE)
+            try:  # the tiny VM: records now, bytes from a background build (demo_vm explains why)
+                from cumulo.image import demo_vm
+
+                self._demo_vm_build = await demo_vm.ensure(self, admin_project_id)
+            except Exception:
+                LOG.exception("could not register the tiny-vm demo image")
+
+    async def stop(self) -> None:
+        """Cancel a tiny-vm build still running (its images stay queued; the next start builds)."""
+        task, self._demo_vm_build = self._demo_vm_build, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _ensure_demo_image(self, admin_project_id: str) -> None:
         """Register the public busybox demo image owned by the admin project, unless it exists."""

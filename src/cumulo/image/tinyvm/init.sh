@@ -1,0 +1,116 @@
+#!/bin/sh
+# Cumulo tiny-vm init: set the guest up from its config drive, then hand PID 1 to busybox init,
+# which keeps a root shell on the console (ttyS0) and powers off on the ACPI power button.
+# Module lists (@STAGE1@, @STAGE2@) are filled in at build time, in dependency order.
+export PATH=/bin HOME=/root
+echo "Cumulo tiny-vm booting (kernel $(uname -r))"
+mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev 2>/dev/null
+mount -t proc -o nosuid,nodev,noexec proc /proc
+mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts 2>/dev/null
+mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
+KVER=$(uname -r)
+CONFIG_DIR=/mnt/config
+LATEST=$CONFIG_DIR/openstack/latest
+
+load_modules() {
+    for m in "$@"; do
+        insmod "/lib/modules/$KVER/$m.ko" 2>/dev/null
+    done
+}
+
+# The value of the first "key": "string" in a JSON file (flattened to one line). Values holding
+# escaped quotes are not matched; callers filter the characters they accept anyway.
+json_str() {
+    tr -d '\r\n' < "$2" | sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\\([^\"\\\\]*\\)\".*/\\1/p" | head -n 1
+}
+
+# The string values of the JSON object under "key" ({"name": "value", ...}), one per line.
+json_obj_values() {
+    tr -d '\r\n' < "$2" | sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*{\\([^}]*\\)}.*/\\1/p" \
+        | awk -F'"' '{ for (i = 4; i <= NF; i += 4) print $i }'
+}
+
+find_config_drive() {
+    for label in config-2 CONFIG-2; do
+        dev=$(findfs "LABEL=$label" 2>/dev/null) && { echo "$dev"; return 0; }
+    done
+    return 1
+}
+
+load_modules @STAGE1@
+
+# The config drive: on virtio-blk usually; a CD-ROM (IDE/SATA) needs the second module set.
+dev=""
+i=0
+while [ $i -lt 30 ]; do
+    dev=$(find_config_drive) && break
+    [ $i -eq 2 ] && load_modules @STAGE2@
+    i=$((i + 1))
+    sleep 0.1
+done
+if [ -n "$dev" ] && mkdir -p $CONFIG_DIR && { mount -o ro -t iso9660 "$dev" $CONFIG_DIR 2>/dev/null \
+        || mount -o ro -t vfat "$dev" $CONFIG_DIR 2>/dev/null; }; then
+    echo "cumulo-tiny-vm: config drive $dev mounted on $CONFIG_DIR"
+else
+    echo "cumulo-tiny-vm: no config drive found"
+fi
+
+# Hostname: letters, digits, '-' and '.', at most 63 characters (a DNS label, as Nova makes them).
+name=""
+[ -f $LATEST/meta_data.json ] && name=$(json_str hostname $LATEST/meta_data.json | tr -cd 'A-Za-z0-9.-' | cut -c1-63)
+[ -n "$name" ] || name=tiny-vm
+hostname "$name"
+echo "$name" > /etc/hostname
+printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n' "$name" > /etc/hosts
+
+# Public keys from meta_data.json ("public_keys": {"name": "ssh-... key"}).
+if [ -f $LATEST/meta_data.json ]; then
+    json_obj_values public_keys $LATEST/meta_data.json | grep -E '^(ssh-|ecdsa-|sk-)' > /run/keys
+    if [ -s /run/keys ]; then
+        mkdir -p /root/.ssh && chmod 700 /root/.ssh
+        cat /run/keys > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys
+        echo "cumulo-tiny-vm: installed $(wc -l < /root/.ssh/authorized_keys) public key(s)"
+    fi
+    rm -f /run/keys
+fi
+
+# NICs: static IPv4 from network_data.json when it gives an address and netmask, else DHCP in
+# the background (it must not hold the boot up when the network has no DHCP server).
+nd=$LATEST/network_data.json
+ip link set lo up
+addr="" mask="" gw=""
+if [ -f $nd ]; then
+    addr=$(json_str ip_address $nd | tr -cd '0-9.')
+    mask=$(json_str netmask $nd | tr -cd '0-9.')
+    gw=$(json_str gateway $nd | tr -cd '0-9.')
+fi
+first=1
+for path in /sys/class/net/*; do
+    nic=${path##*/}
+    [ "$nic" = lo ] && continue
+    ip link set "$nic" up
+    if [ $first -eq 1 ] && [ -n "$addr" ] && [ -n "$mask" ]; then
+        eval "$(ipcalc -p "$addr" "$mask")"
+        ip addr add "$addr/$PREFIX" dev "$nic" && echo "cumulo-tiny-vm: $nic $addr/$PREFIX"
+        [ -n "$gw" ] && ip route add default via "$gw" dev "$nic" 2>/dev/null
+    else
+        udhcpc -i "$nic" -b -q -t 5 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1 &
+        echo "cumulo-tiny-vm: $nic up (DHCP in the background)"
+    fi
+    first=0
+done
+
+# ACPI power button -> orderly poweroff (the host's "stop" is an ACPI powerdown).
+acpid -c /etc/acpi 2>/dev/null
+
+# user_data runs when it is a script (starts with "#!"); its output goes to the console.
+if [ -f $LATEST/user_data ] && [ "$(head -c 2 $LATEST/user_data)" = "#!" ]; then
+    cp $LATEST/user_data /run/user_data && chmod 700 /run/user_data
+    echo "cumulo-tiny-vm: running user_data"
+    /run/user_data
+    echo "cumulo-tiny-vm: user_data exited $?"
+fi
+
+echo "cumulo-tiny-vm ready hostname=$(hostname) uptime=$(cut -d' ' -f1 /proc/uptime)"
+exec /bin/init

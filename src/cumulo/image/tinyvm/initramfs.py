@@ -1,0 +1,101 @@
+"""The tiny VM's initramfs: static busybox, the virtio modules of the kernel, and /init (init.sh).
+
+Stage 1 modules load on every boot (virtio PCI, disk, NIC; the config drive's file systems; the
+ACPI power button). Stage 2 (ATA/SATA CD-ROM) loads only when no config drive shows up on virtio,
+because probing the ATA ports costs boot time under TCG.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from cumulo.image.tinyvm.cpio import Entry, gzip_bytes, write_newc
+from cumulo.image.tinyvm.kernel import Kernel
+
+BUSYBOX = Path("/bin/busybox")
+STAGE1_MODULES = [
+    "virtio_pci", "virtio_blk", "virtio_net",
+    "isofs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
+    "button", "evdev",
+]
+STAGE2_MODULES = ["ata_piix", "sr_mod"]  # the cloud kernel has no AHCI: on q35 use virtio-blk
+# Every busybox applet the init script, the udhcpc script and a console user need; linked in /bin.
+APPLETS = (
+    "acpid", "awk", "cat", "chmod", "cp", "cttyhack", "cut", "date", "df", "dmesg", "echo", "env", "false",
+    "findfs", "free", "grep", "halt", "head", "hostname", "id", "ifconfig", "init", "insmod", "ip", "ipcalc",
+    "kill", "less", "ln", "ls", "lsmod", "mkdir", "mknod", "more", "mount", "mv", "nc", "netstat", "ping",
+    "poweroff", "printf", "ps", "pwd", "reboot", "rm", "rmdir", "route", "run-parts", "sed", "seq", "sh",
+    "sleep", "sort", "stat", "sync", "tail", "tee", "test", "top", "touch", "tr", "true", "udhcpc", "umount",
+    "uname", "uptime", "vi", "wc", "wget", "which", "xargs",
+)
+INITTAB = b"""\
+# busybox init: a root shell on the console (ttyS0), respawned when it exits.
+::respawn:/bin/cttyhack /bin/sh -l
+::ctrlaltdel:/bin/reboot
+::shutdown:/bin/sync
+"""
+PROFILE = b'export PATH=/bin HOME=/root\nPS1="$(hostname) # "\ncd /root\n'
+PASSWD = b"root:x:0:0:root:/root:/bin/sh\n"
+GROUP = b"root:x:0:\n"
+POWER_BUTTON = b"#!/bin/sh\n# busybox acpid runs this on the ACPI power button: the host asked for a stop.\npoweroff\n"
+# udhcpc's hook: apply the lease (busybox ships none).
+UDHCPC_SCRIPT = b"""\
+#!/bin/sh
+case "$1" in
+    deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
+    bound|renew)
+        ip -4 addr flush dev "$interface"
+        ip addr add "$ip/${mask:-24}" dev "$interface"
+        for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+        : > /etc/resolv.conf
+        for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+        echo "cumulo-tiny-vm: $interface $ip/${mask:-24} (DHCP)" > /dev/console ;;
+esac
+exit 0
+"""
+
+
+class BusyboxMissing(Exception):
+    pass
+
+
+def init_script(kernel: Kernel) -> bytes:
+    """/init with the module lists of `kernel` in load order."""
+    text = resources.files("cumulo.image.tinyvm").joinpath("init.sh").read_text()
+    stage1 = kernel.load_order(STAGE1_MODULES)
+    stage2 = [m for m in kernel.load_order(STAGE1_MODULES + STAGE2_MODULES) if m not in stage1]
+    return text.replace("@STAGE1@", " ".join(stage1)).replace("@STAGE2@", " ".join(stage2)).encode()
+
+
+def initramfs_entries(kernel: Kernel, busybox: Path = BUSYBOX) -> list[Entry]:
+    if not busybox.is_file():
+        raise BusyboxMissing(f"{busybox} not found: install Debian's static busybox (apt-get install busybox-static)")
+    entries = [
+        Entry.file("init", init_script(kernel), 0o755),
+        Entry.file("bin/busybox", busybox.read_bytes(), 0o755),
+        Entry.symlink("sbin", "bin"),
+        Entry.dir("usr"),
+        Entry.symlink("usr/bin", "../bin"),
+        Entry.symlink("usr/sbin", "../bin"),
+        Entry.chardev("dev/console", 5, 1),
+        Entry.chardev("dev/null", 1, 3, 0o666),
+        Entry.dir("proc"), Entry.dir("sys"), Entry.dir("run"), Entry.dir("mnt/config"),
+        Entry.dir("tmp", 0o1777), Entry.dir("root", 0o700), Entry.dir("var/log"),
+        Entry.symlink("var/run", "../run"),
+        Entry.file("etc/inittab", INITTAB),
+        Entry.file("etc/profile", PROFILE),
+        Entry.file("etc/passwd", PASSWD),
+        Entry.file("etc/group", GROUP),
+        Entry.file("etc/acpi/PWRF/00000080", POWER_BUTTON, 0o755),
+        Entry.file("etc/udhcpc.script", UDHCPC_SCRIPT, 0o755),
+    ]
+    entries += [Entry.symlink(f"bin/{a}", "busybox") for a in sorted(set(APPLETS))]
+    modules = kernel.load_order(STAGE1_MODULES + STAGE2_MODULES)
+    entries += [Entry.file(f"lib/modules/{kernel.release}/{m}.ko", kernel.module_path(m).read_bytes()) for m in modules]
+    return entries
+
+
+def build_initramfs(kernel: Kernel, busybox: Path = BUSYBOX) -> bytes:
+    """The gzip'd newc initramfs (deterministic for a given kernel and busybox). Blocking."""
+    return gzip_bytes(write_newc(initramfs_entries(kernel, busybox)))
