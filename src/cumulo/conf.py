@@ -26,9 +26,14 @@ class Settings:
     region: str = "RegionOne"
     # Name of the compute host this process runs an agent for.
     host_name: str = "cumulo-local"
-    # Driver of the local compute host: "runc" (real containers), "fake" (simulated), or "auto":
-    # runc when this process is root and `runc` is on PATH, else fake (with a warning in the log).
+    # Drivers of the local compute host, a comma list: "runc" (real containers), "qemu" (real VMs),
+    # "fake" (simulated), e.g. "runc,qemu"; each becomes one compute node of the host. "auto":
+    # runc when this process is root and `runc` is on PATH, plus qemu when qemu-system-x86_64 and
+    # qemu-img are installed; fake (with a warning in the log) when neither can run.
     local_driver: str = "auto"
+    # How the machine's vCPUs, memory and disk are split between the local nodes, as weights:
+    # "runc=1,qemu=3" gives QEMU three quarters. Empty: an equal split. See docs/architecture.md.
+    local_node_shares: str = ""
     fake_hosts: int = 0
     fake_host_vcpus: int = 16
     fake_host_ram_mb: int = 32768

@@ -21,7 +21,7 @@ from cumulo.db import Database
 from cumulo.web.http import PrefixDispatcher, RequestIdMiddleware
 
 if TYPE_CHECKING:
-    from cumulo.compute.manager import ComputeManager
+    from cumulo.compute.manager import ComputeHost, ComputeManager
     from cumulo.compute.service import ComputeService
     from cumulo.identity.service import IdentityService
     from cumulo.image.service import ImageService
@@ -45,32 +45,123 @@ CATALOG: tuple[CatalogEntry, ...] = (
 )
 
 
-LOCAL_DRIVERS = ("fake", "runc")
+LOCAL_DRIVERS = ("fake", "runc", "qemu")
+QEMU_BINARIES = ("qemu-system-x86_64", "qemu-img")
 
 
-def local_driver_name(conf: Settings) -> str:
-    """The driver of the local host: conf.local_driver, with "auto" = runc when we are root and
-    `runc` is on PATH (real containers), else fake. Falling back is loud: it is rarely wanted."""
-    wanted = conf.local_driver.strip().lower()
-    if wanted not in (*LOCAL_DRIVERS, "auto"):
-        raise ValueError(f"unknown local_driver {conf.local_driver!r}: use auto, runc or fake")
-    if wanted == "fake":
-        return wanted
+@dataclass(frozen=True)
+class NodePlan:
+    """One compute node of a host: its name (hypervisor_hostname), driver and resource share."""
+
+    host: str
+    node: str
+    driver: str
+    local: bool
+    share: float = 1.0
+
+
+def _runc_missing() -> list[str]:
     missing = []
     if os.geteuid() != 0:
         missing.append("not running as root")
     if shutil.which("runc") is None:
         missing.append("`runc` is not on PATH (apt-get install runc)")
-    if missing and wanted == "runc":
-        raise ValueError(f"the runc driver cannot run here: {'; '.join(missing)}")
-    if missing:
+    return missing
+
+
+def _qemu_missing(conf: Settings) -> list[str]:
+    missing = [f"`{b}` is not on PATH (apt-get install qemu-system-x86 qemu-utils)"
+               for b in QEMU_BINARIES if shutil.which(b) is None]
+    if not missing:
+        try:
+            from cumulo.compute.drivers import load_driver
+
+            load_driver("qemu", conf, conf.host_name, local=True)  # cheap: no host work in __init__
+        except Exception as exc:  # ImportError, or a registry without qemu
+            missing.append(f"the QEMU driver cannot be loaded ({type(exc).__name__}: {exc})")
+    return missing
+
+
+def local_driver_names(conf: Settings) -> list[str]:
+    """The drivers of the local host, in order: conf.local_driver, a comma list of runc, qemu and
+    fake, or "auto" = runc when we are root and `runc` is on PATH (real containers) plus qemu when
+    QEMU is installed (real VMs); fake when neither can run. Falling back is loud: it is rarely wanted."""
+    wanted = [w.strip().lower() for w in conf.local_driver.split(",") if w.strip()] or ["auto"]
+    for w in wanted:
+        if w not in (*LOCAL_DRIVERS, "auto"):
+            raise ValueError(f"unknown local_driver {w!r}: use auto, or a comma list of runc, qemu and fake")
+    if "auto" in wanted:
+        if len(wanted) > 1:
+            raise ValueError("local_driver auto cannot be combined with other drivers")
+        runc_missing, qemu_missing = _runc_missing(), _qemu_missing(conf)
+        chosen = [d for d, miss in (("runc", runc_missing), ("qemu", qemu_missing)) if not miss]
+        for name, miss in (("runc", runc_missing), ("qemu", qemu_missing)):
+            if miss and chosen:
+                LOG.info("local compute host %s: no %s node (%s)", conf.host_name, name, "; ".join(miss))
+        if chosen:
+            return chosen
         LOG.warning(
-            "local compute host %s uses the FAKE driver (simulated servers, no containers): %s. "
-            "Set CUMULO_LOCAL_DRIVER=fake to silence this, or fix the above for real containers.",
-            conf.host_name, "; ".join(missing),
+            "local compute host %s uses the FAKE driver (simulated servers, no containers or VMs): %s. "
+            "Set CUMULO_LOCAL_DRIVER=fake to silence this, or fix the above for real containers or VMs.",
+            conf.host_name, "; ".join(runc_missing + qemu_missing),
         )
-        return "fake"
-    return "runc"
+        return ["fake"]
+    out: list[str] = []
+    for w in wanted:
+        if w in out:
+            continue
+        missing = _runc_missing() if w == "runc" else _qemu_missing(conf) if w == "qemu" else []
+        if missing:
+            raise ValueError(f"the {w} driver cannot run here: {'; '.join(missing)}")
+        out.append(w)
+    return out
+
+
+def local_driver_name(conf: Settings) -> str:
+    """local_driver_names as the comma list conf.local_driver takes ("runc,qemu")."""
+    return ",".join(local_driver_names(conf))
+
+
+def node_name(host: str, driver: str, drivers: list[str]) -> str:
+    """The node a driver is on a host. Stable whatever else the host runs, so instance rows keep
+    pointing at their node across restarts with other drivers: containers (runc, or fake) use the
+    host name itself (as before nodes per host existed); QEMU is "<host>-qemu"; fake next to runc
+    is "<host>-fake"."""
+    if driver == "runc" or (driver == "fake" and "runc" not in drivers):
+        return host
+    return f"{host}-{driver}"
+
+
+def node_shares(conf: Settings, drivers: list[str]) -> dict[str, float]:
+    """Each local node's share of the machine (sums to 1), from conf.local_node_shares weights."""
+    weights = {d: 1.0 for d in drivers}
+    for item in conf.local_node_shares.split(","):
+        name, _, raw = item.partition("=")
+        name = name.strip().lower()
+        if not name:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"bad local_node_shares entry {item!r}: use driver=weight, e.g. qemu=3") from None
+        if value <= 0:
+            raise ValueError(f"bad local_node_shares entry {item!r}: weights are positive")
+        if name in weights:
+            weights[name] = value
+    total = sum(weights.values())
+    return {d: w / total for d, w in weights.items()}
+
+
+def plan_nodes(conf: Settings, local_drivers: list[str]) -> list[NodePlan]:
+    """Every compute node this process runs: the local host's (one per driver) and the fake hosts'."""
+    shares = node_shares(conf, local_drivers)
+    host = conf.host_name
+    plans = [NodePlan(host, node_name(host, d, local_drivers), d, True, shares[d]) for d in local_drivers]
+    names = [p.node for p in plans]
+    if len(set(names)) != len(names):
+        raise ValueError(f"local drivers {','.join(local_drivers)} give two nodes the same name")
+    plans += [NodePlan(f"fake-host-{i}", f"fake-host-{i}", "fake", False) for i in range(1, conf.fake_hosts + 1)]
+    return plans
 
 
 @dataclass
@@ -112,14 +203,17 @@ class Cloud:
             compute=ComputeService(self.db, self.bus, conf, images=images, placement=placement),
             placement=placement,
         )
-        self.local_driver = local_driver_name(conf)  # fails early on a bad name
+        self.local_drivers = local_driver_names(conf)  # fails early on a bad name
+        self.local_driver = ",".join(self.local_drivers)
+        self.nodes = plan_nodes(conf, self.local_drivers)
         self.managers: list[ComputeManager] = []
+        self.hosts: list[ComputeHost] = []
         self.credentials: dict[str, dict[str, str]] = {}
 
     async def start(self) -> None:
         from cumulo.compute.conductor import Conductor
         from cumulo.compute.drivers import load_driver
-        from cumulo.compute.manager import ComputeManager
+        from cumulo.compute.manager import ComputeHost, ComputeManager
         from cumulo.scheduler.manager import SchedulerManager
 
         conf, s = self.conf, self.services
@@ -135,24 +229,33 @@ class Cloud:
         self.bus.serve("scheduler", scheduler)
         self.bus.serve("conductor", conductor)
         self.workers: list[Any] = [scheduler, conductor]
-        LOG.info("local compute host %s runs the %s driver", conf.host_name, self.local_driver)
-        hosts = [(conf.host_name, self.local_driver, True)]
-        hosts += [(f"fake-host-{i}", "fake", False) for i in range(1, conf.fake_hosts + 1)]
-        for host_name, driver_name, is_local in hosts:
-            driver = load_driver(driver_name, conf, host_name, local=is_local)
-            mgr = ComputeManager(self.db, self.bus, conf, host_name, driver, s.placement, s.images)
-            self.bus.serve(compute_topic(host_name), mgr)
+        by_host: dict[str, list[ComputeManager]] = {}
+        for plan in self.nodes:
+            if plan.local:
+                LOG.info("local compute host %s: node %s runs the %s driver (%.0f%% of the machine)",
+                         plan.host, plan.node, plan.driver, plan.share * 100)
+            # The driver is named for its node: per-node state (e.g. the fake driver's dir) stays apart.
+            driver = load_driver(plan.driver, conf, plan.node, local=plan.local)
+            mgr = ComputeManager(self.db, self.bus, conf, plan.host, driver, s.placement, s.images,
+                                 node_name=plan.node, share=plan.share)
+            by_host.setdefault(plan.host, []).append(mgr)
             self.managers.append(mgr)
+        for host_name, nodes in by_host.items():
+            # One agent (one nova-compute service, one bus topic) per host, dispatching to its nodes.
+            agent = ComputeHost(self.db, self.bus, conf, host_name, nodes)
+            self.bus.serve(compute_topic(host_name), agent)
+            self.hosts.append(agent)
         await self.bus.start()
         # Register hosts and reconcile what was in flight before a crash, then start periodic work.
         await asyncio.gather(*(w.start() for w in self.workers))
-        await asyncio.gather(*(m.start() for m in self.managers))
+        await asyncio.gather(*(h.start() for h in self.hosts))
 
     async def stop(self) -> None:
-        for m in self.managers:
-            await m.stop()
+        for h in self.hosts:
+            await h.stop()
         for w in getattr(self, "workers", []):
             await w.stop()
+        await self.services.images.stop()  # a background tiny-vm build
         await self.bus.stop()
         await self.db.dispose()
 

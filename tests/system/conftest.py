@@ -5,8 +5,9 @@ Fixtures (every test under tests/system/ is marked `system` automatically):
 - `cumulo` (module scope): a running `CumuloCloud` with its own temp state dir and a free port.
   A test module may set `cumulo_options = {"fake_hosts": 4, "env": {...}, "args": [...]}` to
   change how its cloud starts (default: two fake hosts besides the local one). The local host
-  runs the fake driver unless the module asks for `"driver": "runc"` (real containers; such
-  modules skip when not root or runc is missing): API tests stay deterministic.
+  runs the fake driver unless the module asks for `"driver": "runc"` (real containers), "qemu"
+  (real VMs) or a comma list such as "runc,qemu" (one compute node per driver); such modules skip
+  when root, runc or QEMU is missing. API tests stay deterministic.
 - `osc` (module): `cumulo.osc`, which runs the real `openstack` CLI from this venv.
 - `sdk`, `sdk_demo` (module): openstacksdk Connections for the `cumulo` and `cumulo-demo` clouds.
 - `cumulo_launcher` (session): a factory for more clouds, e.g. for crash and scheduler tests:
@@ -440,6 +441,25 @@ def skip_unless_runc() -> None:
         pytest.skip("needs root and runc for the runc driver")
 
 
+def skip_unless_qemu() -> None:
+    """Real-VM tests need QEMU (qemu-system-x86, qemu-utils) and the QEMU driver."""
+    if shutil.which("qemu-system-x86_64") is None or shutil.which("qemu-img") is None:
+        pytest.skip("needs qemu-system-x86_64 and qemu-img for the qemu driver")
+    try:
+        import cumulo.compute.drivers.qemu  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"the QEMU driver is not available: {exc}")
+
+
+def skip_unless_drivers(driver: str) -> None:
+    """`driver` is what CUMULO_LOCAL_DRIVER takes: one name or a comma list ("runc,qemu")."""
+    names = {n.strip() for n in driver.split(",")}
+    if "runc" in names:
+        skip_unless_runc()
+    if "qemu" in names:
+        skip_unless_qemu()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
@@ -460,8 +480,7 @@ def cumulo_launcher() -> Iterator[Callable[..., CumuloCloud]]:
         start: bool = True,
         driver: str = "fake",
     ) -> CumuloCloud:
-        if driver == "runc":
-            skip_unless_runc()
+        skip_unless_drivers(driver)
         root = Path(tempfile.mkdtemp(prefix="cumulo-sys-"))
         cloud = CumuloCloud(root, fake_hosts=fake_hosts, args=args, env=env, driver=driver)
         made.append(cloud)

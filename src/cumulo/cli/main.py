@@ -24,14 +24,25 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=None, help="port to listen on (default 8080)")
     up.add_argument("--fake-hosts", type=int, default=None, help="add N simulated compute hosts (fake driver)")
     up.add_argument(
-        "--driver", choices=["auto", "runc", "fake"], default=None,
-        help="driver of the local compute host: runc (real containers), fake (simulated) or auto "
-        "(runc when root and runc is installed; the default)",
+        "--driver", type=_driver_list, default=None, metavar="DRIVERS",
+        help="drivers of the local compute host, a comma list (each is one compute node): runc (real "
+        "containers), qemu (real VMs), fake (simulated); or auto (the default): runc when root and runc "
+        "is installed, plus qemu when QEMU is installed",
     )
     up.add_argument("--config", type=Path, default=None, help="settings file (YAML)")
     up.add_argument("--log-level", default="warning")
     image_build.add_parser(sub)
     return p
+
+
+def _driver_list(text: str) -> str:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in ("auto", "runc", "qemu", "fake")]
+    if not names or bad or ("auto" in names and len(names) > 1):
+        raise argparse.ArgumentTypeError(
+            f"invalid driver list {text!r}: use auto, or a comma list of runc, qemu and fake (e.g. runc,qemu)"
+        )
+    return ",".join(names)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,11 +67,14 @@ def _up(args: argparse.Namespace) -> int:
     if settings.fake_hosts < 0:
         print("--fake-hosts must be 0 or more", file=sys.stderr)
         return 2
-    from cumulo.runtime import local_driver_name
+    from cumulo.runtime import local_driver_names, plan_nodes
 
     try:
-        # Resolved once here ("auto" → runc or fake, with its warning), so the cloud gets a name.
-        settings = settings.replace(local_driver=local_driver_name(settings))
+        # Resolved once here ("auto" → runc and/or qemu, or fake with its warning), so the cloud
+        # gets explicit names; the node plan checks local_node_shares.
+        drivers = local_driver_names(settings)
+        plan_nodes(settings, drivers)
+        settings = settings.replace(local_driver=",".join(drivers))
     except ValueError as exc:
         print(f"cumulo up: {exc}", file=sys.stderr)
         return 2
@@ -77,7 +91,7 @@ def _loop_factory(local_driver: str) -> Any:
     driver runs host commands: libuv starts a child with fork(), copying the page tables of the
     whole cloud (4-7 ms per command, with the loop blocked), where CPython uses vfork(). Measured
     in benchmarks/README.md: a runc boot runs five commands and gets 20 ms faster."""
-    if local_driver != "fake":
+    if local_driver.split(",") != ["fake"]:
         return None
     try:
         import uvloop
@@ -114,7 +128,10 @@ async def _serve(settings: conf_mod.Settings, log_level: str) -> None:
             await asyncio.sleep(0.02)
         clouds = cloud.clouds_yaml_path().resolve()
         print(f"Cumulo is ready. Auth URL: {settings.public_url}/identity/v3", flush=True)
-        print(f"  local compute host {settings.host_name}: {cloud.local_driver} driver", flush=True)
+        for plan in cloud.nodes:
+            if plan.local:
+                share = f", {plan.share:.0%} of the machine" if plan.share < 1.0 else ""
+                print(f"  local compute host {plan.host}: node {plan.node}, {plan.driver} driver{share}", flush=True)
         print(f"  export OS_CLIENT_CONFIG_FILE={clouds}", flush=True)
         print("  openstack --os-cloud cumulo server list       # as admin", flush=True)
         print("  openstack --os-cloud cumulo-demo server list  # as the demo user", flush=True)

@@ -38,9 +38,9 @@ async def build_and_run(mgr: ComputeManager, uuid: str, request_id: str | None) 
             # Deleted before we got here: make sure nothing of it lingers on this host.
             await _forget(mgr, uuid)
             return
-        if inst["vm_state"] != s.BUILDING or inst["host"] != mgr.host or inst["task_state"] not in BUILD_TASK_STATES:
-            LOG.info("build of %s skipped: vm_state=%s task_state=%s host=%s", uuid, inst["vm_state"],
-                     inst["task_state"], inst["host"])
+        if inst["vm_state"] != s.BUILDING or not mgr.owns(inst) or inst["task_state"] not in BUILD_TASK_STATES:
+            LOG.info("build of %s skipped on node %s: vm_state=%s task_state=%s host=%s node=%s", uuid, mgr.node,
+                     inst["vm_state"], inst["task_state"], inst["host"], inst["node"])
             return
         req = await mgr.request_id_for(uuid, request_id, actions.CREATE)
         # spawning and the event's start in one transaction (the build path is the hot one)
@@ -52,7 +52,7 @@ async def build_and_run(mgr: ComputeManager, uuid: str, request_id: str | None) 
                 return
             event = await worker_events.begin(conn, uuid, req, BUILD_EVENT, mgr.host)
         try:
-            await mgr.driver.spawn(await mgr.spec(inst))
+            await mgr.driver.spawn(await mgr.spec(inst, strict=True))
         except Exception as exc:
             LOG.warning("build of %s failed: %s", uuid, exc)
             await fail_build(mgr, uuid, exc, expected_task_state=s.SPAWNING, event=event)
@@ -133,7 +133,7 @@ async def rebuild(mgr: ComputeManager, uuid: str, image_ref: str, request_id: st
         try:
             async with actions.event(mgr.db, uuid, req, "compute_rebuild_instance", mgr.host):
                 driver = rebuild_driver(mgr)
-                await driver.rebuild(await mgr.spec(inst, image_ref=image_ref))
+                await driver.rebuild(await mgr.spec(inst, image_ref=image_ref, strict=True))
                 if was_stopped and mgr.supports(Capability.POWER):
                     # Nova keeps a stopped server stopped across a rebuild.
                     await power_driver(mgr).power_off(uuid)

@@ -3,7 +3,7 @@
 build_instances: select (scheduler, over the bus) → claim in placement (atomic; a lost claim
 tries the alternates, then reselects) → set host/node/availability_zone with a CAS that still
 expects vm_state building / task_state scheduling / no host → cast build_and_run_instance to
-compute.<host>. The instance keeps task_state "scheduling" until the agent takes it to
+compute.<host> naming the node. The instance keeps task_state "scheduling" until the agent takes it to
 "spawning". No host → ERROR with a fault naming each filter's toll and an Error event in the
 "create" action.
 
@@ -117,7 +117,10 @@ class Conductor:
             # Deleted (or changed) while we scheduled: give the capacity back.
             await self.placement.release(uuid)
             return
-        await self.compute.cast(dest["host"], "build_and_run_instance", instance_uuid=uuid, request_id=req)
+        # The host's agent hands the build to the chosen node (a host may run several drivers).
+        await self.compute.cast(
+            dest["host"], "build_and_run_instance", instance_uuid=uuid, request_id=req, node=dest["node"]
+        )
 
     def scheduler_spec(self, inst: dict[str, Any]) -> dict[str, Any]:
         """The scheduler request (RequestSpec.from_dict) from the row and the API's request_spec."""

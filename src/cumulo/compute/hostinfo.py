@@ -126,7 +126,9 @@ async def list_nodes(
         if svc is None:
             continue
         node["service"] = service_view(svc, conf)
-        used = usage.get(node["hypervisor_hostname"]) or usage.get(node["host"]) or {}
+        # By node only: a host's other nodes have usage of their own (rows without a node are
+        # keyed by their host, which is the name of the host's first node).
+        used = usage.get(node["hypervisor_hostname"]) or {}
         node["vcpus_used"] = used.get("vcpus", 0)
         node["memory_mb_used"] = used.get("memory_mb", 0)
         node["local_gb_used"] = used.get("local_gb", 0)
@@ -141,12 +143,15 @@ async def list_nodes(
     return out
 
 
-async def servers_on(conn: AsyncConnection, host: str) -> list[dict[str, str]]:
+async def servers_on(conn: AsyncConnection, host: str, node: str | None = None) -> list[dict[str, str]]:
+    """Live servers of a host, or of one of its nodes (rows without a node count as the host's)."""
     q = (
         sa.select(instances.c.uuid, instances.c.display_name)
         .where(instances.c.host == host, instances.c.deleted.is_(False))
         .order_by(instances.c.id)
     )
+    if node is not None:
+        q = q.where(sa.func.coalesce(instances.c.node, instances.c.host) == node)
     return [{"name": name, "uuid": uuid} for uuid, name in await conn.execute(q)]
 
 

@@ -10,8 +10,10 @@ with a compare-and-swap that clears task_state — on success and on failure ali
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +25,7 @@ from cumulo.compute import instances as inst_db
 from cumulo.compute.drivers.base import Capability, Driver, HostResources, InstanceSpec, PowerState
 from cumulo.compute.faults import fault_text
 from cumulo.compute.models import compute_nodes
+from cumulo.compute.rpc import AGENT_METHODS
 from cumulo.conf import Settings
 from cumulo.db import Database, new_uuid, utcnow
 from cumulo.errors import DriverError, InvalidState, NotFound
@@ -65,16 +68,24 @@ class ComputeManager:
         driver: Driver,
         placement: Placement,
         images: specs.ImageBackend | None,
+        *,
+        node_name: str | None = None,
+        share: float = 1.0,
     ) -> None:
         self.db = db
         self.bus = bus
         self.conf = conf
         self.host = host_name
+        # The compute node this manager runs (hypervisor_hostname): the host itself unless the
+        # host has several drivers (see ComputeHost).
+        self.node = node_name or host_name
+        self.share = share
         self.driver = driver
         self.placement = placement
         self.images = images
         self.node_uuid: str | None = None
         self.service_id: int | None = None
+        self._whole = HostResources(vcpus=0, memory_mb=0, local_gb=0)
         self.locks = _Locks()
         self.periodic = servicegroup.Periodic()
         self._background: set[asyncio.Task[Any]] = set()
@@ -82,23 +93,47 @@ class ComputeManager:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.driver.init_host()
-        resources = await self.driver.get_host_resources()
+        """Run as a host of one node: register the service, the node, reconcile, then heartbeat."""
         self.service_id = await servicegroup.register_service(
             self.db, self.host, "nova-compute", compute_topic(self.host), self.conf.default_availability_zone,
             mark_up=False,
         )
-        self.node_uuid = await self._register_node(resources)
-        await self.placement.ensure_provider(
-            self.node_uuid, self.host,
-            vcpus=resources.vcpus, memory_mb=resources.memory_mb, disk_gb=resources.local_gb,
-        )
-        await reconcile.reconcile_host(self)
+        await self.start_node(self.service_id)
         sid = self.service_id
         await servicegroup.heartbeat(self.db, sid)  # up only now that the host is reconciled
         self.periodic.start("heartbeat", servicegroup.report_interval(self.conf), lambda: servicegroup.heartbeat(self.db, sid))
+
+    async def start_node(self, service_id: int) -> None:
+        """Bring the node up under the host's service: driver, node row, provider, reconcile, power sync."""
+        self.service_id = service_id
+        await self.driver.init_host()
+        resources = self.node_resources(await self.driver.get_host_resources())
+        self.node_uuid = await self._register_node(resources)
+        whole = self._whole
+        await self.placement.ensure_provider(
+            self.node_uuid, self.node,
+            vcpus=resources.vcpus, memory_mb=resources.memory_mb, disk_gb=resources.local_gb,
+            max_units={"VCPU": whole.vcpus, "MEMORY_MB": whole.memory_mb, "DISK_GB": whole.local_gb},
+        )
+        await reconcile.reconcile_host(self)
         self.periodic.start("power_sync", self.conf.power_sync_interval, lambda: power.sync_power_states(self))
-        LOG.info("compute agent %s ready (node %s)", self.host, self.node_uuid)
+        LOG.info("compute node %s of host %s ready (%s driver, %s)", self.node, self.host, self.driver.info.name,
+                 self.node_uuid)
+
+    def node_resources(self, whole: HostResources) -> HostResources:
+        """This node's part of the machine. Nodes of one host share its CPUs, memory and disk, so
+        each offers its share (conf.local_node_shares) and nothing is counted twice; one guest may
+        still be as big as the whole machine (placement's max_unit)."""
+        self._whole = whole
+        if self.share >= 1.0:
+            return whole
+
+        def part(n: int) -> int:
+            return max(1, int(n * self.share)) if n > 0 else n
+
+        return dataclasses.replace(
+            whole, vcpus=part(whole.vcpus), memory_mb=part(whole.memory_mb), local_gb=part(whole.local_gb)
+        )
 
     async def stop(self) -> None:
         await self.periodic.stop()
@@ -121,23 +156,26 @@ class ComputeManager:
             "host_ip": res.host_ip,
             "cpu_info": dict(res.cpu_info),
             # Capabilities ride along so the API can refuse what a host's driver cannot do.
-            "details": {**info.details, "driver": info.name, "capabilities": sorted(c.value for c in info.capabilities)},
+            "details": {
+                **info.details, "driver": info.name, "capabilities": sorted(c.value for c in info.capabilities),
+                **({"machine_share": round(self.share, 4)} if self.share < 1.0 else {}),
+            },
             "updated_at": utcnow(),
         }
         async with self.db.write() as conn:
             row = (
                 await conn.execute(
-                    sa.select(compute_nodes.c.uuid).where(compute_nodes.c.hypervisor_hostname == self.host)
+                    sa.select(compute_nodes.c.uuid).where(compute_nodes.c.hypervisor_hostname == self.node)
                 )
             ).first()
             if row is not None:
                 await conn.execute(
-                    sa.update(compute_nodes).where(compute_nodes.c.hypervisor_hostname == self.host).values(**values)
+                    sa.update(compute_nodes).where(compute_nodes.c.hypervisor_hostname == self.node).values(**values)
                 )
                 return str(row[0])
             uuid = new_uuid()
             await conn.execute(
-                sa.insert(compute_nodes).values(uuid=uuid, hypervisor_hostname=self.host, created_at=utcnow(), **values)
+                sa.insert(compute_nodes).values(uuid=uuid, hypervisor_hostname=self.node, created_at=utcnow(), **values)
             )
             return uuid
 
@@ -148,7 +186,7 @@ class ComputeManager:
 
     def require(self, cap: Capability) -> None:
         if not self.supports(cap):
-            raise InvalidState(f"The {self.driver.info.name} driver of host {self.host} does not support {cap.value}")
+            raise InvalidState(f"The {self.driver.info.name} driver of node {self.node} does not support {cap.value}")
 
     async def load(self, uuid: str) -> dict[str, Any] | None:
         async with self.db.read() as conn:
@@ -212,7 +250,10 @@ class ComputeManager:
 
     # -- bus endpoints (compute.rpc.AGENT_METHODS) ------------------------------------------
 
-    async def build_and_run_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
+    async def build_and_run_instance(
+        self, instance_uuid: str, request_id: str | None = None, node: str | None = None
+    ) -> None:
+        """`node`: the one the scheduler chose (a host with one node ignores it)."""
         await build.build_and_run(self, instance_uuid, request_id)
 
     async def rebuild_instance(self, instance_uuid: str, image_ref: str, request_id: str | None = None) -> None:
@@ -281,11 +322,135 @@ class ComputeManager:
 
     # -- queries used by reconcile and the power sync --------------------------------------
 
-    async def host_instances(self, *, vm_states: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def owns_clause(self) -> Any:
+        """SQL: an instance row of this node. Rows without a node (older ones) belong to the node
+        named like the host."""
         from cumulo.compute.models import instances
 
-        q = sa.select(instances).where(instances.c.host == self.host, instances.c.deleted.is_(False))
+        return sa.and_(instances.c.host == self.host, sa.func.coalesce(instances.c.node, instances.c.host) == self.node)
+
+    def owns(self, inst: Mapping[str, Any]) -> bool:
+        return inst.get("host") == self.host and (inst.get("node") or inst.get("host")) == self.node
+
+    async def host_instances(self, *, vm_states: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The live instances of this node (not of the host's other nodes)."""
+        from cumulo.compute.models import instances
+
+        q = sa.select(instances).where(self.owns_clause(), instances.c.deleted.is_(False))
         if vm_states is not None:
             q = q.where(instances.c.vm_state.in_(list(vm_states)))
         async with self.db.read() as conn:
             return [dict(r) for r in (await conn.execute(q.order_by(instances.c.id))).mappings()]
+
+    async def all_host_uuids(self) -> set[str]:
+        """Live instances of the whole host, every node (what orphan cleanup must never touch)."""
+        from cumulo.compute.models import instances
+
+        q = sa.select(instances.c.uuid).where(instances.c.host == self.host, instances.c.deleted.is_(False))
+        async with self.db.read() as conn:
+            return {r[0] for r in await conn.execute(q)}
+
+
+class ComputeHost:
+    """The agent of one host, served on its bus topic compute.<host>: one nova-compute service and
+    one or more compute nodes (a ComputeManager per driver, as Nova runs one service per host with a
+    node per hypervisor). Each message goes to the node of its instance: a build to the node the
+    scheduler chose (the conductor passes it), everything else to the node the instance row names."""
+
+    def __init__(self, db: Database, bus: Bus, conf: Settings, host_name: str, nodes: list[ComputeManager]) -> None:
+        if not nodes or any(n.host != host_name for n in nodes):
+            raise ValueError(f"host {host_name} needs nodes of its own")
+        self.db, self.bus, self.conf, self.host = db, bus, conf, host_name
+        self.nodes = {n.node: n for n in nodes}
+        self.placement = nodes[0].placement
+        self.service_id: int | None = None
+        self.periodic = servicegroup.Periodic()
+
+    async def start(self) -> None:
+        self.service_id = await servicegroup.register_service(
+            self.db, self.host, "nova-compute", compute_topic(self.host), self.conf.default_availability_zone,
+            mark_up=False,
+        )
+        sid = self.service_id
+        await asyncio.gather(*(n.start_node(sid) for n in self.nodes.values()))
+        await self.retire_stale_nodes()
+        await servicegroup.heartbeat(self.db, sid)  # up only once every node is reconciled
+        self.periodic.start("heartbeat", servicegroup.report_interval(self.conf), lambda: servicegroup.heartbeat(self.db, sid))
+
+    async def stop(self) -> None:
+        await self.periodic.stop()
+        for n in self.nodes.values():
+            await n.stop()
+
+    async def retire_stale_nodes(self) -> list[str]:
+        """Nodes of this host whose driver no longer runs here (the driver list changed): without
+        servers the node and its provider go; with servers it stays, but with no inventory, so the
+        scheduler never sends a build to a node nobody would take it on."""
+        from cumulo.compute.models import instances
+
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(compute_nodes.c.uuid, compute_nodes.c.hypervisor_hostname).where(
+                        compute_nodes.c.host == self.host, compute_nodes.c.hypervisor_hostname.not_in(list(self.nodes))
+                    )
+                )
+            ).all()
+            busy = {
+                r[0] for r in await conn.execute(
+                    sa.select(sa.func.coalesce(instances.c.node, instances.c.host)).where(
+                        instances.c.host == self.host, instances.c.deleted.is_(False)
+                    )
+                )
+            }
+        for node_uuid, name in rows:
+            if name in busy:
+                LOG.warning("host %s no longer runs node %s, which still has servers: it takes no new ones",
+                            self.host, name)
+                await self.placement.set_inventory(node_uuid, name, {})
+                continue
+            LOG.info("host %s no longer runs node %s: removed", self.host, name)
+            async with self.db.write() as conn:
+                await conn.execute(sa.delete(compute_nodes).where(compute_nodes.c.uuid == node_uuid))
+            with contextlib.suppress(NotFound):
+                await self.placement.delete_provider(node_uuid)
+        return [str(r[1]) for r in rows]
+
+    async def nodes_for(self, instance_uuid: str, node: str | None = None) -> list[ComputeManager]:
+        """Where a message about the instance goes; every node when no row says (a build or a delete
+        of a row that is gone: each node makes sure nothing of it is left)."""
+        if len(self.nodes) == 1:
+            return list(self.nodes.values())
+        if node and node in self.nodes:
+            return [self.nodes[node]]
+        async with self.db.read() as conn:
+            row = await inst_db.get(conn, instance_uuid, include_deleted=True)
+        if row is not None and row["host"] == self.host:
+            named = row["node"] or row["host"]
+            if named in self.nodes:
+                return [self.nodes[named]]
+        if row is not None and row["host"] == self.host:
+            LOG.warning("instance %s names node %s, which host %s does not run", instance_uuid, row["node"], self.host)
+        return list(self.nodes.values())
+
+    async def dispatch(self, method: str, instance_uuid: str, args: dict[str, Any]) -> Any:
+        targets = await self.nodes_for(instance_uuid, args.get("node"))
+        if len(targets) > 1 and method not in ("build_and_run_instance", "terminate_instance"):
+            targets = targets[:1]  # the first node answers "not found" as a single node would
+        result: Any = None
+        for target in targets:
+            result = await getattr(target, method)(instance_uuid=instance_uuid, **args)
+        return result
+
+
+def _dispatcher(method: str) -> Any:
+    async def endpoint(self: ComputeHost, instance_uuid: str, **args: Any) -> Any:
+        return await self.dispatch(method, instance_uuid, args)
+
+    endpoint.__name__ = endpoint.__qualname__ = method
+    endpoint.__doc__ = f"compute.rpc {method}, on the instance's node."
+    return endpoint
+
+
+for _method in AGENT_METHODS:
+    setattr(ComputeHost, _method, _dispatcher(_method))

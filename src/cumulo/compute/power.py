@@ -50,7 +50,7 @@ def _driver_as(mgr: ComputeManager, proto: Any, cap: Capability) -> Any:
     """The driver seen through one of its Protocols, if it declares the capability."""
     mgr.require(cap)
     if not isinstance(mgr.driver, proto):
-        raise InvalidState(f"The {mgr.driver.info.name} driver does not implement {proto.__name__}")
+        raise InvalidState(f"The {mgr.driver.info.name} driver of node {mgr.node} does not implement {proto.__name__}")
     return mgr.driver
 
 
@@ -177,7 +177,7 @@ async def sync_power_states(mgr: ComputeManager) -> int:
     changed = 0
     # Only the columns the comparison needs: a host may carry thousands of instances.
     q = sa.select(instances.c.uuid, instances.c.vm_state, instances.c.power_state).where(
-        instances.c.host == mgr.host, instances.c.deleted.is_(False), instances.c.task_state.is_(None),
+        mgr.owns_clause(), instances.c.deleted.is_(False), instances.c.task_state.is_(None),
         instances.c.vm_state.not_in([s.BUILDING, s.DELETED]),
     )
     async with mgr.db.read() as conn:

@@ -1,6 +1,7 @@
 """Crash recovery when an agent starts: the DB and the host are brought back into agreement.
 
-For each instance of this host:
+Per compute node (a host with several drivers reconciles each node over its own instances).
+For each instance of this node:
 - building: running on the host → ACTIVE; otherwise the half-made guest is destroyed and the
   build runs once more (in the background); a second interruption → ERROR with a fault
   ("Build interrupted by a restart of the compute service").
@@ -9,7 +10,7 @@ For each instance of this host:
   cleared (rebuild → ERROR as Nova does; resize → reverted; snapshot → its image marked failed).
 - stable states → power_state refreshed.
 Then guests that no live instance owns are destroyed (driver.destroy + cleanup_orphans), and the
-allocations on this host's provider are made equal to the live instances (Placement.reconcile).
+allocations on this node's provider are made equal to the live instances (Placement.reconcile).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from cumulo.compute import build, power, resize, snapshot
+from cumulo.compute import build, netinfo, power, resize, snapshot
 from cumulo.compute import states as s
 from cumulo.compute.drivers.base import Capability, PowerState
 from cumulo.compute.models import instances
@@ -143,15 +144,18 @@ async def _recover_build(mgr: ComputeManager, inst: dict[str, Any], reported: Po
     uuid = inst["uuid"]
     async with mgr.locks.hold(uuid):
         fresh = await mgr.load(uuid)
-        if fresh is None or fresh["vm_state"] != s.BUILDING or fresh["host"] != mgr.host:
+        if fresh is None or fresh["vm_state"] != s.BUILDING or not mgr.owns(fresh):
             return
         task = fresh["task_state"]
         if reported == PowerState.RUNNING:
+            # The driver finished the guest (a QEMU or runc process outlives the agent): the build
+            # did happen, only its last CAS did not. Finish it as build_and_run would have.
             LOG.info("adopting %s: it was built before the restart", uuid)
             await mgr.set_state(
                 uuid,
                 {"vm_state": s.ACTIVE, "task_state": None, "power_state": int(PowerState.RUNNING),
-                 "launched_at": fresh["launched_at"] or utcnow()},
+                 "launched_at": fresh["launched_at"] or utcnow(),
+                 "addresses": netinfo.addresses_for(netinfo.vifs_for(fresh))},
                 expected_task_state=task, expected_vm_state=s.BUILDING,
             )
             return
@@ -172,29 +176,38 @@ async def _recover_build(mgr: ComputeManager, inst: dict[str, Any], reported: Po
 
 
 async def reap_orphans(mgr: ComputeManager) -> list[str]:
-    """Destroy guests no live instance of this host owns."""
+    """Destroy guests of this node's driver that no live instance of this node owns.
+
+    A guest whose instance lives on another node of the same host is left alone (and logged):
+    drivers keep their guests apart, so that would be a naming clash, not an orphan."""
     known = {i["uuid"] for i in await mgr.host_instances()}
+    elsewhere = await mgr.all_host_uuids() - known
     reaped: list[str] = []
     for st in await mgr.driver.list_instances():
-        if st.uuid not in known:
-            LOG.warning("destroying orphan guest %s on %s", st.uuid, mgr.host)
-            await mgr.driver.destroy(st.uuid)
-            reaped.append(st.uuid)
-    reaped += [r for r in await mgr.driver.cleanup_orphans(known) if r not in reaped]
+        if st.uuid in known:
+            continue
+        if st.uuid in elsewhere:
+            LOG.warning("node %s reports guest %s, which belongs to another node of host %s; left alone",
+                        mgr.node, st.uuid, mgr.host)
+            continue
+        LOG.warning("destroying orphan guest %s on node %s", st.uuid, mgr.node)
+        await mgr.driver.destroy(st.uuid)
+        reaped.append(st.uuid)
+    reaped += [r for r in await mgr.driver.cleanup_orphans(known | elsewhere) if r not in reaped]
     return reaped
 
 
 async def reconcile_allocations(mgr: ComputeManager) -> dict[str, int]:
-    """Allocations on this node = the live instances of this host (plus pending resizes' old flavors)."""
+    """Allocations on this node = the live instances of this node (plus pending resizes' old flavors)."""
     assert mgr.node_uuid is not None
-    # Builds the conductor is placing right now (no host yet, or another host) are its business.
+    # Builds the conductor is placing right now (no host yet, or another node) are its business.
     # Read them BEFORE the live set: a build placed here in between is then in one set or the other.
     async with mgr.db.read() as conn:
         rows = await conn.execute(
             sa.select(instances.c.uuid).where(
                 instances.c.deleted.is_(False),
                 instances.c.vm_state == s.BUILDING,
-                sa.or_(instances.c.host.is_(None), instances.c.host != mgr.host),
+                sa.or_(instances.c.host.is_(None), sa.not_(mgr.owns_clause())),
             )
         )
         in_flight = [r[0] for r in rows]

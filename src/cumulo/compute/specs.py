@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo.compute import netinfo
 from cumulo.compute.drivers.base import FlavorSpec, ImageSpec, InstanceSpec
 from cumulo.compute.models import instance_actions
+from cumulo.context import RequestContext
+from cumulo.errors import CumuloError, InvalidState, NotFound
 from cumulo.scheduler.placement import Resources, resources_from_flavor
 
 LOG = logging.getLogger(__name__)
@@ -111,8 +113,52 @@ def image_properties(image: Mapping[str, Any]) -> dict[str, Any]:
     return props
 
 
-async def image_spec(images: ImageBackend | None, image_ref: str | None) -> ImageSpec | None:
-    """The image for a driver, or None when there is none (boot-from-nothing on the fake driver)."""
+BOOT_FILE_PROPERTIES = (("kernel_id", "kernel"), ("ramdisk_id", "ramdisk"))
+
+
+async def _visible_to(images: ImageBackend, image: Mapping[str, Any], project_id: str) -> bool:
+    """Glance's rule for the instance's project: public, community, its own, or shared with it."""
+    visibility = str(image.get("visibility") or "")
+    if visibility in ("public", "community") or (project_id and image.get("owner") == project_id):
+        return True
+    get = getattr(images, "get", None)  # ImageService.get knows the members of shared images
+    if visibility != "shared" or get is None or not project_id:
+        return False
+    ctx = RequestContext(user_id=None, project_id=project_id, roles=frozenset({"member", "reader"}))
+    try:
+        await get(ctx, str(image["id"]))
+    except CumuloError:
+        return False
+    return True
+
+
+async def boot_file(
+    images: ImageBackend, image_id: str, prop: str, what: str, root_id: str, project_id: str
+) -> str:
+    """The local file of the image a kernel_id/ramdisk_id property names, as the instance's
+    project may see it; NotFound/InvalidState with a message fit for the instance fault."""
+    where = f"the {what} image {image_id} ({prop} of image {root_id})"
+    image = await images.get_internal(image_id)
+    if image is None or not await _visible_to(images, image, project_id):
+        raise NotFound(f"Image {image_id} could not be found: {where} does not exist or is not visible "
+                       f"to project {project_id}.")
+    if image.get("status") not in (None, "active"):
+        raise InvalidState(f"Cannot boot: {where} is {image.get('status')}, not active.")
+    try:
+        return await images.local_path(image_id)
+    except CumuloError as exc:
+        raise InvalidState(f"Cannot boot: {where} has no data: {exc.message}") from exc
+
+
+async def image_spec(
+    images: ImageBackend | None, image_ref: str | None, *, project_id: str = "", strict: bool = False
+) -> ImageSpec | None:
+    """The image for a driver, or None when there is none (boot-from-nothing on the fake driver).
+
+    The kernel_id/ramdisk_id properties are resolved to local files (ImageSpec.kernel_path,
+    ramdisk_path). `strict` (build, rebuild): a named kernel or ramdisk that is missing, not
+    visible to the project or without data fails the operation. Otherwise (power operations of a
+    running server, whose driver keeps its own copies) it is logged and left empty."""
     if not image_ref or images is None:
         return None
     try:
@@ -127,12 +173,26 @@ async def image_spec(images: ImageBackend | None, image_ref: str | None) -> Imag
     except Exception as exc:
         LOG.info("image %s has no local data: %s", image_ref, exc)
         path = ""
+    props = image_properties(image)
+    files: dict[str, str] = {}
+    for prop, what in BOOT_FILE_PROPERTIES:
+        ref = str(props.get(prop) or "").strip()
+        if not ref:
+            continue
+        try:
+            files[what] = await boot_file(images, ref, prop, what, image_ref, project_id)
+        except CumuloError as exc:
+            if strict:
+                raise
+            LOG.info("image %s: %s", image_ref, exc.message)
     return ImageSpec(
         id=image_ref,
         path=path,
         disk_format=str(image.get("disk_format") or ""),
         container_format=str(image.get("container_format") or ""),
-        properties=image_properties(image),
+        properties=props,
+        kernel_path=files.get("kernel", ""),
+        ramdisk_path=files.get("ramdisk", ""),
     )
 
 
@@ -142,10 +202,12 @@ async def instance_spec(
     *,
     flavor: Mapping[str, Any] | None = None,
     image_ref: str | None = None,
+    strict: bool = False,
 ) -> InstanceSpec:
-    """InstanceSpec from the DB row; `flavor`/`image_ref` override (resize, rebuild)."""
+    """InstanceSpec from the DB row; `flavor`/`image_ref` override (resize, rebuild); `strict`
+    (build, rebuild): the image's kernel and ramdisk must resolve (see image_spec)."""
     ref = image_ref if image_ref is not None else inst.get("image_ref")
-    image = await image_spec(images, ref)
+    image = await image_spec(images, ref, project_id=str(inst.get("project_id") or ""), strict=strict)
     metadata = {str(k): str(v) for k, v in (inst.get("metadata") or {}).items()}
     hostname = hostname_of(inst)
     meta_data: dict[str, Any] = {

@@ -26,7 +26,8 @@ class RequestSpec:
     Keys read (all optional): resources {rc: n} or flavor {vcpus, memory_mb, root_gb, ephemeral_gb,
     swap, extra_specs}; availability_zone ("az", "az:host" or "az:host:node" to force a host);
     force_host, force_node; image {id, properties{...}} and/or image_properties {...};
-    ignore_hosts [host...]; instance_uuid.
+    ignore_hosts [host...]; instance_uuid. image {disk_format, container_format} say what kind of
+    guest an image without hypervisor_type makes (see filters.builtin.ImagePropertiesFilter).
     """
 
     resources: Resources = field(default_factory=dict)
@@ -37,6 +38,9 @@ class RequestSpec:
     flavor_extra_specs: dict[str, str] = field(default_factory=dict)
     ignore_hosts: set[str] = field(default_factory=set)
     instance_uuid: str | None = None
+    # The image's formats: what kind of guest it makes when it names no hypervisor_type.
+    disk_format: str | None = None
+    container_format: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RequestSpec:
@@ -60,6 +64,8 @@ class RequestSpec:
             flavor_extra_specs={str(k): str(v) for k, v in (flavor.get("extra_specs") or {}).items()},
             ignore_hosts=set(d.get("ignore_hosts") or ()),
             instance_uuid=d.get("instance_uuid"),
+            disk_format=(image.get("disk_format") or None) if isinstance(image, Mapping) else None,
+            container_format=(image.get("container_format") or None) if isinstance(image, Mapping) else None,
         )
 
 

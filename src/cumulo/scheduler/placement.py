@@ -108,7 +108,11 @@ class Placement:
 
     # -- providers and inventory ---------------------------------------------------------------
 
-    def default_inventory(self, vcpus: int, memory_mb: int, disk_gb: int) -> dict[str, Inventory]:
+    def default_inventory(
+        self, vcpus: int, memory_mb: int, disk_gb: int, max_units: Mapping[str, int] | None = None
+    ) -> dict[str, Inventory]:
+        """`max_units`: the most one allocation may take per class (default: the total). A node
+        that offers a share of a machine lets one guest be as big as the machine."""
         extra = self.conf.extra
         reserved = {
             VCPU: int(extra.get("reserved_host_cpus", 0)),
@@ -121,15 +125,19 @@ class Placement:
             DISK_GB: self.conf.disk_allocation_ratio,
         }
         totals = {VCPU: vcpus, MEMORY_MB: memory_mb, DISK_GB: disk_gb}
+        caps = {rc: max(totals[rc], int((max_units or {}).get(rc, 0) or 0)) for rc in totals}
         return {
-            rc: Inventory(total=totals[rc], reserved=reserved[rc], max_unit=totals[rc], allocation_ratio=ratios[rc])
+            rc: Inventory(total=totals[rc], reserved=reserved[rc], max_unit=caps[rc], allocation_ratio=ratios[rc])
             for rc in RESOURCE_CLASSES
             if totals[rc] > 0
         }
 
-    async def ensure_provider(self, uuid: str, name: str, *, vcpus: int, memory_mb: int, disk_gb: int) -> None:
+    async def ensure_provider(
+        self, uuid: str, name: str, *, vcpus: int, memory_mb: int, disk_gb: int,
+        max_units: Mapping[str, int] | None = None,
+    ) -> None:
         """Create or update a compute node's provider with VCPU/MEMORY_MB/DISK_GB inventory."""
-        await self.set_inventory(uuid, name, self.default_inventory(vcpus, memory_mb, disk_gb))
+        await self.set_inventory(uuid, name, self.default_inventory(vcpus, memory_mb, disk_gb, max_units))
 
     async def set_inventory(self, uuid: str, name: str, inventory: Mapping[str, Inventory]) -> None:
         async with self.db.write() as conn:

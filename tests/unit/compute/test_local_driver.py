@@ -1,4 +1,5 @@
-"""Which driver the local compute host gets: `local_driver` auto/runc/fake, and the CLI's --driver."""
+"""Which drivers (nodes) the local compute host gets: `local_driver` auto or a comma list of runc,
+qemu and fake; node names and machine shares; and the CLI's --driver."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ def _settings(tmp_path: Path, **kw: object) -> conf_mod.Settings:
     return conf_mod.load(env={}, state_dir=tmp_path / "state", **kw)
 
 
-def _host(monkeypatch: pytest.MonkeyPatch, *, root: bool, runc: bool) -> None:
+def _host(monkeypatch: pytest.MonkeyPatch, *, root: bool, runc: bool, qemu: bool = False) -> None:
+    tools = {"runc"} if runc else set()
+    if qemu:
+        tools |= set(runtime.QEMU_BINARIES)
     monkeypatch.setattr(runtime.os, "geteuid", lambda: 0 if root else 1000)
-    monkeypatch.setattr(runtime.shutil, "which", lambda name: "/usr/sbin/runc" if runc and name == "runc" else None)
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: f"/usr/bin/{name}" if name in tools else None)
 
 
 def test_default_is_auto(tmp_path: Path) -> None:
@@ -47,8 +51,66 @@ def test_explicit_choices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert runtime.local_driver_name(_settings(tmp_path, local_driver="fake")) == "fake"
     with pytest.raises(ValueError, match="runc driver cannot run here"):
         runtime.local_driver_name(_settings(tmp_path, local_driver="runc"))
-    with pytest.raises(ValueError, match="unknown local_driver"):
+    with pytest.raises(ValueError, match="qemu driver cannot run here.*qemu-system-x86_64"):
         runtime.local_driver_name(_settings(tmp_path, local_driver="qemu"))
+    with pytest.raises(ValueError, match="unknown local_driver 'xen'"):
+        runtime.local_driver_name(_settings(tmp_path, local_driver="runc,xen"))
+    with pytest.raises(ValueError, match="cannot be combined"):
+        runtime.local_driver_name(_settings(tmp_path, local_driver="auto,fake"))
+
+
+def _qemu_loadable(monkeypatch: pytest.MonkeyPatch, ok: bool) -> None:
+    from cumulo.compute import drivers
+
+    real = drivers.load_driver
+
+    def load(name: str, conf: conf_mod.Settings, host_name: str, *, local: bool) -> object:
+        if name == "qemu":
+            if not ok:
+                raise ImportError("no module named cumulo.compute.drivers.qemu")
+            return object()
+        return real(name, conf, host_name, local=local)
+
+    monkeypatch.setattr(drivers, "load_driver", load)
+
+
+def test_auto_offers_runc_and_qemu_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _host(monkeypatch, root=True, runc=True, qemu=True)
+    _qemu_loadable(monkeypatch, True)
+    assert runtime.local_driver_names(_settings(tmp_path)) == ["runc", "qemu"]
+    _host(monkeypatch, root=False, runc=True, qemu=True)  # QEMU needs no root; runc does
+    assert runtime.local_driver_names(_settings(tmp_path)) == ["qemu"]
+    _qemu_loadable(monkeypatch, False)  # installed, but the driver does not import: no qemu node
+    with pytest.raises(ValueError, match="QEMU driver cannot be loaded"):
+        runtime.local_driver_names(_settings(tmp_path, local_driver="qemu"))
+    assert runtime.local_driver_names(_settings(tmp_path)) == ["fake"]
+
+
+def test_comma_lists_from_env_and_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _host(monkeypatch, root=True, runc=True, qemu=True)
+    _qemu_loadable(monkeypatch, True)
+    conf = conf_mod.load(env={"CUMULO_LOCAL_DRIVER": " RUNC, qemu ,runc"}, state_dir=tmp_path)
+    assert runtime.local_driver_names(conf) == ["runc", "qemu"]
+    assert runtime.local_driver_name(_settings(tmp_path, local_driver="qemu")) == "qemu"
+
+
+def test_node_names_and_shares(tmp_path: Path) -> None:
+    conf = _settings(tmp_path, host_name="h1", fake_hosts=2)
+    plans = runtime.plan_nodes(conf, ["runc", "qemu"])
+    assert [(p.host, p.node, p.driver, p.local, p.share) for p in plans] == [
+        ("h1", "h1", "runc", True, 0.5),
+        ("h1", "h1-qemu", "qemu", True, 0.5),
+        ("fake-host-1", "fake-host-1", "fake", False, 1.0),
+        ("fake-host-2", "fake-host-2", "fake", False, 1.0),
+    ]
+    # A node keeps its name whatever else the host runs (instance rows point at it).
+    assert [p.node for p in runtime.plan_nodes(conf, ["qemu"]) if p.local] == ["h1-qemu"]
+    assert [p.node for p in runtime.plan_nodes(conf, ["fake"]) if p.local] == ["h1"]
+    assert [p.node for p in runtime.plan_nodes(conf, ["runc", "fake"]) if p.local] == ["h1", "h1-fake"]
+    weighted = runtime.plan_nodes(conf.replace(local_node_shares="qemu=3"), ["runc", "qemu"])
+    assert [p.share for p in weighted if p.local] == [0.25, 0.75]
+    with pytest.raises(ValueError, match="bad local_node_shares"):
+        runtime.plan_nodes(conf.replace(local_node_shares="qemu=-1"), ["runc", "qemu"])
 
 
 def test_cli_refuses_an_unusable_driver(
@@ -58,4 +120,8 @@ def test_cli_refuses_an_unusable_driver(
     assert cli.main(["up", "--state-dir", str(tmp_path / "s"), "--driver", "runc"]) == 2
     assert "runc driver cannot run here" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cli.main(["up", "--driver", "qemu"])
+        cli.main(["up", "--driver", "xen"])
+    with pytest.raises(SystemExit):
+        cli.main(["up", "--driver", "auto,runc"])
+    assert cli.main(["up", "--state-dir", str(tmp_path / "s"), "--driver", "runc,qemu"]) == 2
+    assert "runc driver cannot run here" in capsys.readouterr().err

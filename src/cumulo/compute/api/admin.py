@@ -305,7 +305,7 @@ async def _hyp_view(request: Request, node: dict[str, Any], version: Version, *,
     out = t.render(DETAIL if detail else BRIEF, node, version)
     if with_servers:
         async with services_of(request).db.read() as conn:
-            servers = await hostinfo.servers_on(conn, node["host"])
+            servers = await hostinfo.servers_on(conn, node["host"], node["hypervisor_hostname"])
         # From 2.75 the key is there (maybe empty) whenever servers were asked for.
         if servers or version >= V2_75:
             out["servers"] = servers

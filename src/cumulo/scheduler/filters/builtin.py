@@ -3,7 +3,10 @@
 - ComputeFilter: the host's nova-compute service exists, is enabled and is up.
 - AvailabilityZoneFilter: the host is in the requested availability zone.
 - ImagePropertiesFilter: image `hypervisor_type` (alias img_hv_type) is one of the host's
-  instance_types (or its hypervisor_type); `architecture` (hw_architecture) equals the host CPU
+  instance_types (or its hypervisor_type). An image that names none goes by its formats (Nova would
+  take any host; here a container node cannot boot a disk image, nor a VM node a container image):
+  container_format docker/oci → a "container" node; any other disk image → a "qemu" (or "kvm")
+  node; no image or no formats → any node. `architecture` (hw_architecture) equals the host CPU
   arch; `vm_mode` is among the host's details["vm_modes"] when the host lists any;
   `img_hv_requested_version` (e.g. ">=2") holds for the host's hypervisor_version.
 - ComputeCapabilitiesFilter: flavor extra_specs scoped `capabilities:` (e.g.
@@ -56,9 +59,13 @@ class ImagePropertiesFilter(BaseHostFilter):
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         props = spec.image_properties
         hv = props.get("hypervisor_type") or props.get("img_hv_type")
+        offered = set(host.instance_types) | {host.hypervisor_type.lower()}
         if hv:
-            offered = set(host.instance_types) | {host.hypervisor_type.lower()}
             if str(hv).strip().lower() not in offered:
+                return False
+        else:
+            kinds = implied_instance_types(spec)
+            if kinds and not kinds & offered:
                 return False
         arch = props.get("architecture") or props.get("hw_architecture")
         if arch:
@@ -117,6 +124,21 @@ class RamFilter(_ResourceFilter):
 class DiskFilter(_ResourceFilter):
     name = "DiskFilter"
     resource_class = DISK_GB
+
+
+CONTAINER_IMAGE_FORMATS = frozenset({"docker", "oci"})
+VM_INSTANCE_TYPES = frozenset({"qemu", "kvm"})
+
+
+def implied_instance_types(spec: RequestSpec) -> frozenset[str]:
+    """The instance types an image without hypervisor_type can run on, from its formats; empty
+    means any (no image, or formats unknown)."""
+    container = (spec.container_format or "").lower()
+    if container in CONTAINER_IMAGE_FORMATS:
+        return frozenset({"container"})
+    if spec.disk_format:
+        return VM_INSTANCE_TYPES
+    return frozenset()
 
 
 def _lookup(host: HostState, path: list[str]) -> Any:

@@ -1,0 +1,242 @@
+"""One host, several compute nodes (Nova's model): a node per driver, one service and bus topic per
+host, messages dispatched to the instance's node, scheduling by image kind, per-node periodic work,
+the machine split between the nodes, and kernel/ramdisk resolution for direct-kernel boot.
+
+Two fake drivers stand in for runc and QEMU: node "cumulo-local" offers containers, node
+"cumulo-local-qemu" offers qemu.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from workers_harness import FLAVOR_SMALL, Rig
+
+from cumulo.bus import compute_topic
+from cumulo.bus.inproc import InprocBus
+from cumulo.compute import hostinfo, specs
+from cumulo.compute import states as st
+from cumulo.compute.conductor import Conductor
+from cumulo.compute.drivers.base import InstanceSpec, PowerState
+from cumulo.compute.drivers.fake import FakeDriver
+from cumulo.compute.manager import ComputeHost, ComputeManager
+from cumulo.compute.models import instances, services
+from cumulo.compute.power import sync_power_states
+from cumulo.compute.specs import flavor_spec
+from cumulo.db import Database
+from cumulo.errors import NotFound
+from cumulo.scheduler.manager import SchedulerManager
+from cumulo.scheduler.placement import Placement
+
+HOST = "cumulo-local"
+VM_NODE = f"{HOST}-qemu"
+NODE_TYPES: dict[str, tuple[str, ...]] = {HOST: ("container",), VM_NODE: ("qemu",)}
+
+
+class TwoNodeRig(Rig):
+    """The local host runs two nodes behind one ComputeHost; fake hosts stay one node each."""
+
+    node_types: dict[str, tuple[str, ...]] = NODE_TYPES
+
+    async def start(self) -> TwoNodeRig:
+        self.conf.state_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.conf.database_url)
+        await self.db.create_all()
+        self.bus = InprocBus()
+        self.placement = Placement(self.db, self.conf)
+        self.scheduler = SchedulerManager(self.db, self.conf, self.placement)
+        self.conductor = Conductor(self.db, self.bus, self.conf, self.placement)
+        self.bus.serve("scheduler", self.scheduler)
+        self.bus.serve("conductor", self.conductor)
+        self.managers = {}
+        self.agents: list[ComputeHost] = []
+        for node, types in self.node_types.items():
+            driver = FakeDriver(self.conf, node, local=False)
+            driver.info = dataclasses.replace(driver.info, instance_types=types)
+            self.managers[node] = ComputeManager(self.db, self.bus, self.conf, HOST, driver, self.placement,
+                                                 self.images, node_name=node, share=0.5)
+        self.agents.append(ComputeHost(self.db, self.bus, self.conf, HOST, list(self.managers.values())))
+        for i in range(1, self.conf.fake_hosts + 1):
+            name = f"fake-host-{i}"
+            self.managers[name] = ComputeManager(self.db, self.bus, self.conf, name, FakeDriver(self.conf, name),
+                                                 self.placement, self.images)
+            self.agents.append(ComputeHost(self.db, self.bus, self.conf, name, [self.managers[name]]))
+        for agent in self.agents:
+            self.bus.serve(compute_topic(agent.host), agent)
+        await self.bus.start()
+        await asyncio.gather(self.scheduler.start(), self.conductor.start())
+        await asyncio.gather(*(a.start() for a in self.agents))
+        self.started = True
+        return self
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        for a in self.agents:
+            await a.stop()
+        await self.conductor.stop()
+        await self.scheduler.stop()
+        await self.bus.stop()
+        await self.db.dispose()
+
+    async def boot(self, **image: Any) -> str:
+        """Create a server from a new image (formats and properties as given) and wait for it."""
+        props = dict(image)
+        image_id = self.images.add(**props)
+        summary = {"id": image_id, "disk_format": props.pop("disk_format", "raw"),
+                   "container_format": props.pop("container_format", "bare"), "properties": props}
+        uuid = await self.create(FLAVOR_SMALL, image_ref=image_id,
+                                 request_spec={"flavor": FLAVOR_SMALL, "image": summary})
+        await self.wait_settled(uuid)
+        return uuid
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> Any:
+    r = await TwoNodeRig(tmp_path, fake_host_vcpus=8, fake_host_ram_mb=8192, fake_host_disk_gb=100).start()
+    try:
+        yield r
+    finally:
+        await r.stop()
+
+
+async def _on(rig: TwoNodeRig, node: str) -> set[str]:
+    return {s.uuid for s in await rig.managers[node].driver.list_instances()}
+
+
+async def test_each_image_kind_lands_on_its_node(rig: TwoNodeRig) -> None:
+    vm = await rig.boot(hypervisor_type="qemu")
+    ct = await rig.boot(disk_format="raw", container_format="docker")  # no hypervisor_type: by format
+    disk = await rig.boot(disk_format="qcow2", container_format="bare")  # a disk image: a VM
+    rows = {u: await rig.get(u) for u in (vm, ct, disk)}
+    assert {u: (r["vm_state"], r["host"], r["node"]) for u, r in rows.items()} == {
+        vm: (st.ACTIVE, HOST, VM_NODE), ct: (st.ACTIVE, HOST, HOST), disk: (st.ACTIVE, HOST, VM_NODE)}
+    assert await _on(rig, VM_NODE) == {vm, disk} and await _on(rig, HOST) == {ct}
+    # Each build ran on the node the scheduler chose; its placement allocation is on that node too.
+    usage = await rig.placement_usage()
+    assert usage[VM_NODE]["VCPU"] == 2 and usage[HOST]["VCPU"] == 1
+
+
+async def test_an_image_for_a_kind_nobody_offers_gets_no_valid_host(rig: TwoNodeRig) -> None:
+    uuid = await rig.boot(hypervisor_type="xen")
+    row = await rig.get(uuid)
+    assert row["vm_state"] == st.ERROR and row["node"] is None
+    assert "ImagePropertiesFilter removed 2 of 2" in (await rig.faults(uuid))[-1]["message"]
+
+
+async def test_operations_reach_the_instance_node(rig: TwoNodeRig) -> None:
+    vm = await rig.boot(hypervisor_type="qemu")
+    ct = await rig.boot(hypervisor_type="container")
+    await rig.act(vm, "stop_instance", "stop", st.POWERING_OFF)
+    assert (await rig.wait_settled(vm))["vm_state"] == st.STOPPED
+    assert await rig.managers[VM_NODE].driver.get_power_state(vm) == PowerState.SHUTDOWN
+    assert await rig.managers[HOST].driver.get_power_state(ct) == PowerState.RUNNING
+    console = await rig.bus.call(compute_topic(HOST), "get_console_output", instance_uuid=ct, length=5)
+    assert isinstance(console, str) and console
+    await rig.act_delete(vm)
+    await rig.wait(vm, lambda r: r["deleted"])
+    assert await _on(rig, VM_NODE) == set() and await _on(rig, HOST) == {ct}
+    with pytest.raises(NotFound):
+        await rig.bus.call(compute_topic(HOST), "get_diagnostics", instance_uuid=vm)
+
+
+async def test_hypervisors_services_and_the_machine_split(rig: TwoNodeRig) -> None:
+    await rig.boot(hypervisor_type="qemu")
+    async with rig.db.read() as conn:
+        nodes = {n["hypervisor_hostname"]: n for n in await hostinfo.list_nodes(conn, rig.conf)}
+        svc = (await conn.execute(sa.select(services.c.host).where(services.c.binary == "nova-compute"))).all()
+        on_vm = await hostinfo.servers_on(conn, HOST, VM_NODE)
+        on_ct = await hostinfo.servers_on(conn, HOST, HOST)
+    assert [r[0] for r in svc] == [HOST]  # one service for the host, whatever its nodes
+    assert set(nodes) == {HOST, VM_NODE}
+    assert {n["host"] for n in nodes.values()} == {HOST}
+    assert nodes[VM_NODE]["instance_types"] == ["qemu"] and nodes[HOST]["instance_types"] == ["container"]
+    # Half of the 8-vCPU, 8 GiB, 100 GB machine each: nothing is counted twice.
+    assert [(n["vcpus"], n["memory_mb"], n["local_gb"]) for n in nodes.values()] == [(4, 4096, 50)] * 2
+    assert nodes[VM_NODE]["running_vms"] == 1 and nodes[HOST]["running_vms"] == 0
+    assert nodes[VM_NODE]["vcpus_used"] == 1 and nodes[HOST]["vcpus_used"] == 0
+    assert len(on_vm) == 1 and on_ct == []
+    inv = await rig.placement.get_inventory(rig.managers[VM_NODE].node_uuid or "")
+    assert inv["VCPU"].total == 4 and inv["VCPU"].max_unit == 8  # one guest may be machine-sized
+
+
+async def test_power_sync_runs_per_node(rig: TwoNodeRig) -> None:
+    vm = await rig.boot(hypervisor_type="qemu")
+    ct = await rig.boot(hypervisor_type="container")
+    vm_driver = rig.managers[VM_NODE].driver
+    assert isinstance(vm_driver, FakeDriver)
+    await vm_driver.power_off(vm)  # the guest shut itself down
+    assert await sync_power_states(rig.managers[HOST]) == 0  # not its instance
+    assert await sync_power_states(rig.managers[VM_NODE]) == 1
+    assert (await rig.get(vm))["vm_state"] == st.STOPPED and (await rig.get(ct))["vm_state"] == st.ACTIVE
+
+
+async def test_restart_reconciles_each_node(rig: TwoNodeRig) -> None:
+    vm = await rig.boot(hypervisor_type="qemu")
+    ct = await rig.boot(hypervisor_type="container")
+    # Mid-build at the crash: the VM node's driver already runs it (QEMU outlives the agent).
+    building = await rig.insert_instance(FLAVOR_SMALL, host=HOST, node=VM_NODE, task_state=st.SPAWNING)
+    vm_driver = rig.managers[VM_NODE].driver
+    assert isinstance(vm_driver, FakeDriver)
+    await vm_driver.spawn(InstanceSpec(uuid=building, name="b", hostname="b", project_id="p1",
+                                       flavor=flavor_spec(FLAVOR_SMALL), image=None))
+    orphan = "00000000-0000-4000-8000-0000000000aa"
+    await vm_driver.spawn(InstanceSpec(uuid=orphan, name="o", hostname="o", project_id="p1",
+                                       flavor=flavor_spec(FLAVOR_SMALL), image=None))
+    await rig.restart()
+    adopted = await rig.get(building)
+    assert (adopted["vm_state"], adopted["task_state"], adopted["node"]) == (st.ACTIVE, None, VM_NODE)
+    assert (await rig.get(vm))["vm_state"] == st.ACTIVE and (await rig.get(ct))["vm_state"] == st.ACTIVE
+    # The orphan went; each node kept its own guests and never reaped the other's.
+    assert await _on(rig, VM_NODE) == {vm, building} and await _on(rig, HOST) == {ct}
+    usage = await rig.placement_usage()
+    assert usage[VM_NODE]["VCPU"] == 2 and usage[HOST]["VCPU"] == 1
+
+
+async def test_kernel_and_ramdisk_resolve_for_the_project(rig: TwoNodeRig) -> None:
+    kernel = rig.images.add(disk_format="aki", container_format="aki", visibility="public")
+    ramdisk = rig.images.add(disk_format="ari", container_format="ari", visibility="private", owner="p1")
+    root = rig.images.add(disk_format="qcow2", kernel_id=kernel, ramdisk_id=ramdisk, hypervisor_type="qemu")
+    spec = await specs.image_spec(rig.images, root, project_id="p1", strict=True)
+    assert spec is not None and spec.kernel_path.endswith(f"{kernel}.img") and spec.ramdisk_path.endswith(f"{ramdisk}.img")
+    assert spec.properties["kernel_id"] == kernel  # the properties stay as they are
+    # Another project cannot use p1's private ramdisk: a build fails, a power operation only logs.
+    with pytest.raises(NotFound, match=f"ramdisk image {ramdisk}.*not visible to project p2"):
+        await specs.image_spec(rig.images, root, project_id="p2", strict=True)
+    lenient = await specs.image_spec(rig.images, root, project_id="p2")
+    assert lenient is not None and lenient.ramdisk_path == "" and lenient.kernel_path
+
+
+async def test_a_missing_kernel_fails_the_build_with_a_clear_fault(rig: TwoNodeRig) -> None:
+    gone = "11111111-2222-4333-8444-555555555555"
+    uuid = await rig.boot(hypervisor_type="qemu", kernel_id=gone)
+    row = await rig.get(uuid)
+    assert row["vm_state"] == st.ERROR and row["host"] is None
+    message = (await rig.faults(uuid))[-1]["message"]
+    assert f"Image {gone} could not be found" in message and "kernel image" in message
+    assert await _on(rig, VM_NODE) == set()
+    assert await rig.placement_usage() == {}
+
+
+async def test_a_node_whose_driver_went_takes_no_new_servers(rig: TwoNodeRig) -> None:
+    vm = await rig.boot(hypervisor_type="qemu")
+    rig.node_types = {HOST: ("container",)}  # restarted without the VM driver
+    await rig.restart()
+    async with rig.db.read() as conn:
+        names = {n["hypervisor_hostname"] for n in await hostinfo.list_nodes(conn, rig.conf)}
+    assert names == {HOST, VM_NODE}  # kept: it still has vm
+    late = await rig.boot(hypervisor_type="qemu")
+    assert (await rig.get(late))["vm_state"] == st.ERROR  # NoValidHost, not a build stuck on a ghost node
+    assert (await rig.get(vm))["node"] == VM_NODE
+    async with rig.db.write() as conn:  # vm goes (as an admin would clean up)
+        await conn.execute(sa.update(instances).where(instances.c.uuid == vm).values(deleted=True))
+    await rig.restart()
+    async with rig.db.read() as conn:
+        names = {n["hypervisor_hostname"] for n in await hostinfo.list_nodes(conn, rig.conf)}
+    assert names == {HOST}
