@@ -9,7 +9,6 @@ import fcntl
 import os
 import shutil
 import subprocess
-import tempfile
 import uuid as uuidlib
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,9 @@ from typing import Any
 import pytest
 
 from cumulo.compute.drivers.base import ImageSpec
+from cumulo.image import tinyvm
 
-CACHE = Path(os.environ.get("CUMULO_TEST_BUILD_CACHE") or Path(tempfile.gettempdir()) / "cumulo-test-build-cache")
+CACHE = Path(os.environ.get("CUMULO_TEST_BUILD_CACHE") or tinyvm.default_cache())
 BIOS_BANNER = "CUMULO-BIOS-BOOT"
 QEMU_MISSING = (
     "QEMU is not installed (apt-get install qemu-system-x86 qemu-utils)"
@@ -31,8 +31,6 @@ def tiny_vm() -> Any:
     """The tiny VM's artifacts (cumulo.image.tinyvm.Artifacts); skips the test when they cannot be built."""
     if _BUILT:
         return _BUILT[0]
-    from cumulo.image import tinyvm
-
     out = CACHE / "tiny-vm-artifacts"
     out.mkdir(parents=True, exist_ok=True)
     with open(CACHE / ".tiny-vm.lock", "w") as lock:

@@ -163,7 +163,7 @@ def test_config_drive_layout(tmp_path: Path) -> None:
     bare = InstanceSpec(**{**spec.__dict__, "user_data": None, "key_data": None, "meta_data": {},
                            "network_info": []})
     configdrive.write_drive(tmp_path, bare)
-    assert sorted(p.name for p in latest.iterdir()) == ["meta_data.json", "network_data.json"]
+    assert sorted(p.name for p in latest.iterdir()) == ["meta_data.json", "network_data.json", "vendor_data.json"]
     assert json.loads((latest / "network_data.json").read_text()) == {"links": [], "networks": [], "services": []}
     assert sorted(p.name for p in tmp_path.iterdir()) == [configdrive.DRIVE_DIR]
 
@@ -341,7 +341,7 @@ async def test_names_metadata_and_user_data_stay_verbatim(drv: RuncDriver, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busybox.tar", "state"]
     assert sorted(p.name for p in drv.dir.iterdir()) == [spec.uuid]
     assert sorted(p.name for p in latest.iterdir()) == ["meta_data.json", "network_data.json", "public_key",
-                                                        "user_data"]
+                                                        "user_data", "vendor_data.json"]
 
 
 # -- rebuild -----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ the serial console, the hostname and public key from a config drive we make, use
 shell that answers commands typed on ttyS0, and an orderly poweroff on the ACPI power button.
 
 One boot for all of it (TCG eats a core). The kernel .deb is cached in CUMULO_TEST_BUILD_CACHE
-(default: <tmp>/cumulo-test-build-cache), so only the first run needs the network.
+(default: the host-wide cache, tinyvm.default_cache()), so only the first run needs the network.
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from cumulo.compute.drivers.base import FlavorSpec, InstanceSpec
+from cumulo.compute.drivers.qemu.configdrive import build_iso
 from cumulo.image import tinyvm
 from cumulo.image.tinyvm.bareboot import qemu_argv
-from cumulo.image.tinyvm.configdrive import write_config_drive
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU not installed")
 
-CACHE = Path(os.environ.get("CUMULO_TEST_BUILD_CACHE") or Path(tempfile.gettempdir()) / "cumulo-test-build-cache")
+CACHE = Path(os.environ.get("CUMULO_TEST_BUILD_CACHE") or tinyvm.default_cache())
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheTinyVmBootTest tiny@test"
 
 
@@ -95,12 +95,12 @@ def test_build_is_reproducible_and_offline_once_cached(artifacts: tinyvm.Artifac
 
 
 def test_bare_qemu_boots_to_banner_and_uses_the_config_drive(artifacts: tinyvm.Artifacts, tmp_path: Path) -> None:
-    drive = write_config_drive(
-        tmp_path / "config.iso",
-        {"uuid": "5a6c4f4e-0000-4000-8000-000000000001", "name": "boot test vm", "hostname": "boot-test-vm",
-         "public_keys": {"default": KEY}},
+    drive = tmp_path / "config.iso"
+    build_iso(drive, InstanceSpec(
+        uuid="5a6c4f4e-0000-4000-8000-000000000001", name="boot test vm", hostname="boot-test-vm", project_id="p",
+        flavor=FlavorSpec(vcpus=1, memory_mb=256, root_gb=0), image=None, key_data=KEY,
         user_data=b"#!/bin/sh\necho USERDATA-MARKER-$((40 + 2)) on $(hostname)\n",
-    )
+    ))  # the QEMU driver's own config drive
     qmp = tmp_path / "qmp.sock"
     argv = qemu_argv(artifacts.kernel, artifacts.ramdisk, config_drive=drive, qmp=qmp)
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603  # fixed argv, no shell

@@ -17,13 +17,14 @@ import contextlib
 import os
 import re
 import signal
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from _runc_util import server, wait_for, wait_gone, wait_status, write_config
+
+from cumulo.image import tinyvm
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud
@@ -38,7 +39,7 @@ USER_DATA = (
     "grep MemTotal /proc/meminfo\n"
     "( while :; do echo \"tick up=$(cut -d' ' -f1 /proc/uptime)\"; sleep 2; done ) &\n"
 )
-BUILD_CACHE = os.environ.get("CUMULO_TEST_BUILD_CACHE") or str(Path(tempfile.gettempdir()) / "cumulo-test-build-cache")
+BUILD_CACHE = os.environ.get("CUMULO_TEST_BUILD_CACHE") or str(tinyvm.default_cache())
 TICK = re.compile(r"tick up=([0-9.]+)")
 MEMTOTAL = re.compile(r"MemTotal:\s+(\d+) kB")
 

@@ -1,10 +1,8 @@
 """The config drive of a VM: an ISO9660 image labelled `config-2`, as Nova's libvirt driver makes
 with genisoimage (Rock Ridge + Joliet, so the guest sees the long names):
 
-    openstack/latest/meta_data.json     identity, hostname, meta, public_keys
-    openstack/latest/network_data.json  links/networks/services from spec.network_info
-    openstack/latest/user_data          spec.user_data, byte for byte (only when given)
-    openstack/latest/vendor_data.json   {} (cloud-init reads it when present)
+    openstack/latest/{meta_data.json, network_data.json, vendor_data.json, user_data, public_key}
+    (what each holds: drivers/configdata.py, shared with the runc driver)
 
 It is attached read-only as a raw virtio disk; cloud-init (and tiny-vm's init) find it by label.
 Written with pycdlib in-process: no genisoimage on the host, and no value ever becomes a path.
@@ -13,67 +11,16 @@ Written with pycdlib in-process: no genisoimage on the host, and no value ever b
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pycdlib
 
+from cumulo.compute.drivers import configdata
 from cumulo.compute.drivers.base import InstanceSpec
 
-LABEL = "config-2"
+LABEL = configdata.LABEL
 MAX_USER_DATA = 64 * 1024  # Nova's limit on user_data (65535 bytes base64 in the API)
-
-
-def meta_data(spec: InstanceSpec) -> dict[str, Any]:
-    """spec.meta_data completed with the instance's identity and key (Nova's meta_data.json)."""
-    doc: dict[str, Any] = dict(spec.meta_data)
-    doc.setdefault("uuid", spec.uuid)
-    doc.setdefault("name", spec.name)
-    doc.setdefault("hostname", spec.hostname)
-    doc.setdefault("project_id", spec.project_id)
-    doc.setdefault("launch_index", 0)
-    doc.setdefault("availability_zone", "nova")
-    doc.setdefault("meta", dict(spec.metadata))
-    keys = doc.get("public_keys")
-    if not isinstance(keys, dict) or not keys:
-        keys = {"default": spec.key_data} if spec.key_data else {}
-    if keys:
-        doc["public_keys"] = keys
-        doc.setdefault("keys", [{"name": str(n), "type": "ssh", "data": str(k)} for n, k in keys.items()])
-    return doc
-
-
-def network_data(spec: InstanceSpec) -> dict[str, Any]:
-    """Nova's network_data.json from the NICs in spec.network_info (empty lists when none)."""
-    links: list[dict[str, Any]] = []
-    networks: list[dict[str, Any]] = []
-    for i, vif in enumerate(spec.network_info):
-        link_id = f"tap{i}"
-        links.append({"id": link_id, "type": "phy", "ethernet_mac_address": vif.get("mac"), "mtu": 1500,
-                      "vif_id": vif.get("id", link_id)})
-        if vif.get("address"):
-            ipv6 = int(vif.get("version") or 4) == 6
-            net: dict[str, Any] = {"id": f"network{i}", "link": link_id, "type": "ipv6" if ipv6 else "ipv4",
-                                   "ip_address": vif["address"], "network_id": str(vif.get("network", ""))}
-            for key in ("netmask", "gateway", "routes", "dns_nameservers"):
-                if vif.get(key):
-                    net[key] = vif[key]
-            networks.append(net)
-    return {"links": links, "networks": networks, "services": []}
-
-
-def files(spec: InstanceSpec) -> dict[str, bytes]:
-    """Path under the drive root → content."""
-    out = {
-        "openstack/latest/meta_data.json": json.dumps(meta_data(spec), indent=1, sort_keys=True).encode(),
-        "openstack/latest/network_data.json": json.dumps(network_data(spec), indent=1, sort_keys=True).encode(),
-        "openstack/latest/vendor_data.json": b"{}",
-    }
-    if spec.user_data is not None:
-        out["openstack/latest/user_data"] = bytes(spec.user_data)
-    return out
 
 
 def _iso_name(name: str, used: set[str], is_dir: bool) -> str:
@@ -100,7 +47,7 @@ def build_iso(path: Path, spec: InstanceSpec) -> None:
     used: dict[str, set[str]] = {"/": set()}
     handles: list[io.BytesIO] = []
     try:
-        for rel, data in sorted(files(spec).items()):
+        for rel, data in sorted(configdata.files(spec).items()):
             parts = rel.split("/")
             for depth in range(1, len(parts)):
                 d = "/".join(parts[:depth])

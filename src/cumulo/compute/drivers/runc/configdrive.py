@@ -2,10 +2,8 @@
 
 Per server, `<idir>/config-drive/` holds what Nova's config drive (label `config-2`) holds:
 
-    openstack/latest/meta_data.json     spec.meta_data (uuid, name, hostname, meta, public_keys, keys)
-    openstack/latest/network_data.json  links/networks/services from spec.network_info
-    openstack/latest/user_data          spec.user_data, byte for byte (only when given)
-    openstack/latest/public_key         spec.key_data, the same key as in meta_data.json
+    openstack/latest/{meta_data.json, network_data.json, vendor_data.json, user_data, public_key}
+    (what each holds: drivers/configdata.py, shared with the QEMU driver)
 
 It is bind-mounted READ-ONLY into the container at `/mnt/config` (MOUNT_POINT), where cloud-init
 users mount `config-2` on a VM, so the same scripts work. It is rewritten (never edited in place)
@@ -26,52 +24,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from cumulo.compute.drivers import configdata
 from cumulo.compute.drivers.base import InstanceSpec
 
 DRIVE_DIR = "config-drive"
 MOUNT_POINT = "/mnt/config"
-LATEST = ("openstack", "latest")
 _FILE_MODE = 0o644  # like Nova's metadata service: any user of the guest may read it
 _DIR_MODE = 0o755
-
-
-def meta_data(spec: InstanceSpec) -> dict[str, Any]:
-    """spec.meta_data completed with the instance's identity and key (Nova's meta_data.json)."""
-    doc: dict[str, Any] = dict(spec.meta_data)
-    doc.setdefault("uuid", spec.uuid)
-    doc.setdefault("name", spec.name)
-    doc.setdefault("hostname", spec.hostname)
-    doc.setdefault("project_id", spec.project_id)
-    doc.setdefault("launch_index", 0)
-    doc.setdefault("meta", dict(spec.metadata))
-    keys = doc.get("public_keys")
-    if not isinstance(keys, dict) or not keys:
-        keys = {"default": spec.key_data} if spec.key_data else {}
-    if keys:
-        doc["public_keys"] = keys
-        doc.setdefault("keys", [{"name": str(n), "type": "ssh", "data": str(k)} for n, k in keys.items()])
-    return doc
-
-
-def network_data(spec: InstanceSpec) -> dict[str, Any]:
-    """Nova's network_data.json from the NICs in spec.network_info (empty lists when there are none)."""
-    links: list[dict[str, Any]] = []
-    networks: list[dict[str, Any]] = []
-    for i, vif in enumerate(spec.network_info):
-        link_id = f"tap{i}"
-        links.append({"id": link_id, "type": "phy", "ethernet_mac_address": vif.get("mac"), "mtu": 1500,
-                      "vif_id": vif.get("id", link_id)})
-        if vif.get("address"):
-            ipv6 = int(vif.get("version") or 4) == 6
-            networks.append({"id": f"network{i}", "link": link_id, "type": "ipv6" if ipv6 else "ipv4",
-                             "ip_address": vif["address"], "network_id": str(vif.get("network", ""))})
-    return {"links": links, "networks": networks, "services": []}
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -89,16 +53,15 @@ def write_drive(idir: Path, spec: InstanceSpec) -> Path:
     final = idir / DRIVE_DIR
     tmp = idir / f".{DRIVE_DIR}.new"
     shutil.rmtree(tmp, ignore_errors=True)
-    latest = tmp.joinpath(*LATEST)
-    latest.mkdir(parents=True, mode=_DIR_MODE)
-    for d in (tmp, tmp / LATEST[0], latest):
-        os.chmod(d, _DIR_MODE)
-    _write(latest / "meta_data.json", json.dumps(meta_data(spec), indent=1, sort_keys=True).encode())
-    _write(latest / "network_data.json", json.dumps(network_data(spec), indent=1, sort_keys=True).encode())
-    if spec.user_data is not None:
-        _write(latest / "user_data", bytes(spec.user_data))
-    if spec.key_data:
-        _write(latest / "public_key", spec.key_data.encode().rstrip(b"\n") + b"\n")
+    tmp.mkdir(mode=_DIR_MODE)
+    os.chmod(tmp, _DIR_MODE)
+    for rel, data in sorted(configdata.files(spec).items()):
+        path = tmp / rel
+        for d in reversed(path.relative_to(tmp).parents[:-1]):
+            if not (tmp / d).is_dir():
+                (tmp / d).mkdir(mode=_DIR_MODE)
+                os.chmod(tmp / d, _DIR_MODE)
+        _write(path, data)
     old = idir / f".{DRIVE_DIR}.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
