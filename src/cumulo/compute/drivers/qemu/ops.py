@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cumulo.compute.drivers.base import DIAGNOSTICS_STATE, FlavorSpec, InstanceSpec, PowerState
+from cumulo.compute.drivers.files import read_json
 from cumulo.compute.drivers.qemu import disks, process, qmp
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.errors import CumuloError, DriverError
@@ -253,7 +254,7 @@ async def resume(drv: QemuDriver, spec: InstanceSpec) -> None:
             return
         if power != PowerState.SUSPENDED:
             raise _cannot("resume", spec.uuid, power)
-        marker = await asyncio.to_thread(_read_json, _marker(layout)) or {}
+        marker = await asyncio.to_thread(read_json, _marker(layout)) or {}
         name = str(marker.get("state_file") or STATE_FILE)
         state = layout.dir / name
         if "/" in name or not state.is_file():
@@ -298,14 +299,6 @@ async def _wait_incoming(drv: QemuDriver, layout: Layout, conn: FdQmp, timeout: 
             raise DriverError(f"loading the guest state did not finish within {timeout:.0f}s")
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 0.2)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # -- resize -------------------------------------------------------------------------------------
@@ -409,7 +402,7 @@ async def _undo_resize(drv: QemuDriver, layout: Layout, old_rec: dict[str, Any],
     await process.kill(layout, scan=True)
     with contextlib.suppress(OSError):
         if first:
-            old = await asyncio.to_thread(_read_json, layout.dir / OLD) or {}
+            old = await asyncio.to_thread(read_json, layout.dir / OLD) or {}
             await asyncio.to_thread(_restore_pre_resize, layout, old)
         await drv._save_record(layout, old_rec)
     if running:
@@ -430,7 +423,7 @@ async def revert_resize(drv: QemuDriver, spec: InstanceSpec) -> None:
         power = await drv._state(layout)
         running = power in (PowerState.RUNNING, PowerState.PAUSED)
         rec = drv._record(layout)
-        old = await asyncio.to_thread(_read_json, layout.dir / OLD)
+        old = await asyncio.to_thread(read_json, layout.dir / OLD)
         base = VmConfig.from_json(old["vm"]) if old and isinstance(old.get("vm"), dict) else drv._vm_config(layout)
         cfg = dataclasses.replace(base, memory_mb=spec.flavor.memory_mb, vcpus=spec.flavor.vcpus)
         await drv._stop(layout, STOP_GRACE if power == PowerState.RUNNING else 0, "revert resize")

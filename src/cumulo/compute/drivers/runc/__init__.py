@@ -21,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import shlex
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from cumulo.compute.drivers import hostres
+from cumulo.compute.drivers import files, hostres
 from cumulo.compute.drivers.base import (
     Capability,
     DriverInfo,
@@ -48,38 +47,6 @@ CONSOLE_MAX_BYTES = 1 << 20  # console.log is cut to this on every (re)start
 _RECORD = "instance.json"
 _POWER = {"running": PowerState.RUNNING, "paused": PowerState.PAUSED, "stopped": PowerState.SHUTDOWN,
           "created": PowerState.NOSTATE}
-
-
-def _trim(path: Path, keep: int) -> None:
-    """Keep the last `keep` bytes of a log (the bound on the console log)."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return
-    if size > keep:
-        with open(path, "rb") as fh:
-            fh.seek(size - keep)
-            tail = fh.read()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(tail)
-        os.replace(tmp, path)
-
-
-def _note(path: Path, line: str) -> None:
-    """A line of our own in the console log, so it tells when and what was started."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    with open(path, "a") as fh:
-        fh.write(f"[cumulo {stamp}] {line}\n")
-
-
-def _tail(path: Path, max_bytes: int) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, fh.seek(0, os.SEEK_END) - max_bytes))
-            data = fh.read(max_bytes)
-    except OSError:
-        return ""
-    return data.decode(errors="ignore")
 
 
 class RuncDriver:
@@ -206,7 +173,7 @@ class RuncDriver:
             raise
 
     async def _start(self, cid: str, idir: Path, args: list[str]) -> None:
-        await asyncio.to_thread(_note, idir / "console.log", f"starting container {cid}: {shlex.join(args)}")
+        await asyncio.to_thread(files.note, idir / "console.log", f"starting container {cid}: {shlex.join(args)}")
         await netns.ensure(idir.name)  # gone after a host reboot (/run is a tmpfs)
         await self.runc.run_detached(cid, idir, idir / "console.log")
 
@@ -261,7 +228,7 @@ class RuncDriver:
                 await overlay.mount(lower, idir / "upper", idir / "work", idir / "rootfs")
             except (CumuloError, OSError) as exc:
                 raise DriverError(f"The root of instance {spec.uuid} could not be mounted again: {exc}") from exc
-        await asyncio.to_thread(_trim, idir / "console.log", self.console_max)
+        await asyncio.to_thread(files.trim_in_place, idir / "console.log", self.console_max)
         config = json.loads(await asyncio.to_thread((idir / "config.json").read_text))
         await self._start(cid, idir, config["process"]["args"])
 
@@ -311,12 +278,7 @@ class RuncDriver:
 
     async def get_console_output(self, uuid: str, max_bytes: int = 65536) -> str:
         idir = self._existing(uuid)
-        if max_bytes <= 0:
-            return ""
-        text = await asyncio.to_thread(_tail, idir / "console.log", max_bytes)
-        while len(text.encode()) > max_bytes:
-            text = text[1:]
-        return text
+        return await asyncio.to_thread(files.console_text, idir / "console.log", max_bytes)
 
 
 __all__ = ["RuncDriver"]

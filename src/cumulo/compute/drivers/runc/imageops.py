@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cumulo.compute.drivers.base import ImageSpec, InstanceSpec, SnapshotResult
+from cumulo.compute.drivers.files import write_json
 from cumulo.compute.drivers.runc import bundle, configdrive, netns, ops, overlay
 from cumulo.compute.drivers.runc import snapshot as snap
 from cumulo.compute.drivers.runc.state import container_id
@@ -52,13 +52,6 @@ def record(spec: InstanceSpec, image: ImageConfig, created_at: float) -> dict[st
         "created_at": created_at, "image_config": image.to_json(),
         "image_properties": {k: str(props[k]) for k in KEPT_PROPERTIES if props.get(k)},
     }
-
-
-def write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Atomically (blocking)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
 
 
 async def provision(idir: Path, spec: InstanceSpec) -> None:

@@ -18,8 +18,6 @@ timeout), else the freezer; DriverInfo.details says which and why ("suspend", "s
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import shutil
 import time
 from datetime import datetime
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cumulo import host
+from cumulo.compute.drivers import files
 from cumulo.compute.drivers.base import DIAGNOSTICS_STATE, FlavorSpec, InstanceSpec, PowerState
 from cumulo.compute.drivers.runc import cgroup
 from cumulo.compute.drivers.runc.bundle import CPU_PERIOD_US
@@ -52,59 +51,12 @@ _CRIU_PROBE: list[tuple[bool, str]] = []  # one probe per process: `criu check` 
 
 
 def note(idir: Path, line: str) -> None:
-    """Append a line of ours to an existing console log (never creates it: a dir being removed)."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    try:
-        fd = os.open(idir / CONSOLE, os.O_WRONLY | os.O_APPEND)
-    except OSError:
-        return
-    with os.fdopen(fd, "a") as fh:
-        fh.write(f"[cumulo {stamp}] {line}\n")
-
-
-def trim_in_place(path: Path, bound: int) -> bool:
-    """Cut a log that passed `bound` to its last 3/4 x bound bytes (from a line start), in place.
-
-    In place because a running container's stdout/stderr hold the file open with O_APPEND
-    (host.run_to_file): they keep appending at the new end. A replace would cut them off.
-    What is written between our read and truncate is lost: a few bytes, once per trim.
-    """
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError:
-        return False
-    with os.fdopen(fd, "r+b") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        if size <= bound:
-            return False
-        keep = max(1, bound * 3 // 4)
-        fh.seek(size - keep)
-        tail = fh.read(keep)
-        nl = tail.find(b"\n")
-        if 0 <= nl < len(tail) - 1:
-            tail = tail[nl + 1 :]
-        fh.seek(0)
-        fh.write(tail)
-        fh.truncate(len(tail))
-    return True
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    """A line of ours in an existing console log (never creates it: a dir being removed)."""
+    files.note(idir / CONSOLE, line, create=False)
 
 
 def suspend_mechanism(idir: Path) -> str | None:
-    rec = _read_json(idir / SUSPENDED)
+    rec = files.read_json(idir / SUSPENDED)
     return str(rec.get("mechanism")) if rec else None
 
 
@@ -188,7 +140,7 @@ def _housekeep_one(idir: Path, entry: dict[str, Any] | None, bound: int) -> None
             # runc keeps no exit status of a detached container (its init is reaped elsewhere).
             note(idir, "container process exited; the server is shut down")
             (idir / EXITED).write_text(created)
-    trim_in_place(idir / CONSOLE, bound)
+    files.trim_in_place(idir / CONSOLE, bound)
 
 
 async def housekeep(drv: RuncDriver, uuids: list[str], listing: dict[str, dict[str, Any]]) -> None:
@@ -246,7 +198,7 @@ async def suspend(drv: RuncDriver, uuid: str) -> None:
         raise _cannot("suspend", uuid, power)
     mech = str(drv.info.details.get("suspend", "freezer"))
     # The marker goes first: a frozen container without it would read as PAUSED.
-    await asyncio.to_thread(_write_json, idir / SUSPENDED, {"mechanism": mech, "at": time.time()})
+    await asyncio.to_thread(files.write_json, idir / SUSPENDED, {"mechanism": mech, "at": time.time()})
     try:
         if mech == "criu":
             try:
@@ -260,7 +212,7 @@ async def suspend(drv: RuncDriver, uuid: str) -> None:
                     raise
                 # The container still runs: suspend it the other way rather than fail.
                 await asyncio.to_thread(clear_suspend, idir)
-                await asyncio.to_thread(_write_json, idir / SUSPENDED, {"mechanism": "freezer", "at": time.time()})
+                await asyncio.to_thread(files.write_json, idir / SUSPENDED, {"mechanism": "freezer", "at": time.time()})
                 await asyncio.to_thread(note, idir, f"CRIU checkpoint failed, using the freezer: {exc}")
         await drv.runc.pause(cid)
         await asyncio.to_thread(note, idir, "container suspended (cgroup freezer)")
@@ -298,7 +250,7 @@ async def apply_flavor(drv: RuncDriver, uuid: str, flavor: FlavorSpec) -> None:
     """The flavor's limits, live (`runc update`) when a container exists, and in config.json for later starts."""
     idir = drv._existing(uuid)
     cid = container_id(uuid)
-    config = await asyncio.to_thread(_read_json, idir / "config.json")
+    config = await asyncio.to_thread(files.read_json, idir / "config.json")
     if config is None:
         raise DriverError(f"The config.json of instance {uuid} is missing or unreadable")
     res = config.setdefault("linux", {}).setdefault("resources", {})
@@ -311,13 +263,13 @@ async def apply_flavor(drv: RuncDriver, uuid: str, flavor: FlavorSpec) -> None:
     if await drv.runc.status(cid) in ("running", "paused", "created"):
         # Live first: a limit the kernel refuses (memory below usage) leaves config.json as it was.
         await drv.runc.update(cid, memory=memory, cpu_quota=flavor.vcpus * period, cpu_period=period, pids=pids)
-    await asyncio.to_thread(_write_json, idir / "config.json", config)
+    await asyncio.to_thread(files.write_json, idir / "config.json", config)
 
 
 async def resize(drv: RuncDriver, spec: InstanceSpec, old_flavor: FlavorSpec) -> None:
     idir = drv._existing(spec.uuid)
     if not (idir / OLD_FLAVOR).exists():  # a retried resize keeps the first old flavor
-        await asyncio.to_thread(_write_json, idir / OLD_FLAVOR, _flavor_dict(old_flavor))
+        await asyncio.to_thread(files.write_json, idir / OLD_FLAVOR, _flavor_dict(old_flavor))
     await apply_flavor(drv, spec.uuid, spec.flavor)
     await asyncio.to_thread(
         note, idir, f"resized to {spec.flavor.vcpus} vCPUs, {spec.flavor.memory_mb} MB (live cgroup update)")
@@ -407,7 +359,7 @@ async def diagnostics(drv: RuncDriver, uuid: str) -> dict[str, Any]:
     st = await drv.runc.state(cid)
     status = None if st is None else str(st.get("status"))
     power = drv._power(uuid, status)
-    config = await asyncio.to_thread(_read_json, idir / "config.json") or {}
+    config = await asyncio.to_thread(files.read_json, idir / "config.json") or {}
     res = config.get("linux", {}).get("resources", {})
     period = int(res.get("cpu", {}).get("period") or CPU_PERIOD_US)
     quota = int(res.get("cpu", {}).get("quota") or period)

@@ -1,0 +1,84 @@
+"""File helpers every real driver needs (blocking: call them in a thread): the console log, which
+the guest keeps appending to (notes of ours, an in-place bound, tails), and atomic JSON records."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+
+def note(path: Path, line: str, *, create: bool = True) -> None:
+    """A line of ours in a console log, stamped, so the log tells when and what the driver did.
+    create=False: never make the file (its dir may be being removed)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0), 0o644)
+    except OSError:
+        return
+    with os.fdopen(fd, "a") as fh:
+        fh.write(f"[cumulo {stamp}] {line}\n")
+
+
+def trim_in_place(path: Path, bound: int) -> bool:
+    """Cut a log past `bound` to its last 3/4 x bound bytes from a line start, in place.
+
+    In place because the guest's writer (a container's stdout, QEMU's serial chardev) holds the
+    file open with O_APPEND and keeps appending at the new end; a replace would cut it off. What
+    is written between our read and the truncate is lost: a few bytes, once per trim.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    with os.fdopen(fd, "r+b") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size <= bound:
+            return False
+        keep = max(1, bound * 3 // 4)
+        fh.seek(size - keep)
+        tail = fh.read(keep)
+        nl = tail.find(b"\n")
+        if 0 <= nl < len(tail) - 1:
+            tail = tail[nl + 1 :]
+        fh.seek(0)
+        fh.write(tail)
+        fh.truncate(len(tail))
+    return True
+
+
+def tail_bytes(path: Path, max_bytes: int) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - max_bytes))
+            return fh.read(max_bytes)
+    except OSError:
+        return b""
+
+
+def console_text(path: Path, max_bytes: int) -> str:
+    """The last `max_bytes` of a console log as text, never more than max_bytes once encoded."""
+    if max_bytes <= 0:
+        return ""
+    text = tail_bytes(path, max_bytes).decode(errors="ignore")
+    while len(text.encode()) > max_bytes:
+        text = text[1:]
+    return text
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object, or None when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Atomically: a crash leaves the old record or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, path)
