@@ -55,8 +55,10 @@ class ComputeAPI:
         return await self.bus.call(compute_topic(host), method, timeout=timeout, **args)
 
 
-# Agent methods (all take instance_uuid and request_id, plus what is listed):
-#   cast build_and_run_instance()
+# Agent methods (all take instance_uuid and request_id, plus what is listed). The topic is the
+# host's; the host hands each message to one of its nodes (one per driver): a build to the node
+# the scheduler chose, anything else to the node on the instance row.
+#   cast build_and_run_instance(node)    node: the compute node (hypervisor_hostname) chosen
 #   cast stop_instance()                 cast start_instance()
 #   cast reboot_instance(reboot_type)    "SOFT" | "HARD"
 #   cast pause_instance()                cast unpause_instance()
