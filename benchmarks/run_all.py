@@ -23,6 +23,7 @@ from typing import Any
 
 import boot_container
 import boot_fake
+import boot_vm
 import create_rate
 import list_detail
 
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "create_rate": create_rate,
     "list_detail": list_detail,
     "boot_container": boot_container,
+    "boot_vm": boot_vm,
 }
 
 
