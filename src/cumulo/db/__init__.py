@@ -71,7 +71,9 @@ class Database:
         """Bring the schema to the newest Alembic revision (creating it on a new database)."""
         await self.migrate()
 
-    async def migrate(self, revision: str = "head") -> None:
+    async def migrate(self, revision: str = "heads") -> None:
+        # "heads": migrations written side by side may branch from one parent until a merge
+        # revision joins them; every branch is applied either way.
         async with self.write() as conn:
             await conn.run_sync(_upgrade, revision)
 
