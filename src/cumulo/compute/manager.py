@@ -309,8 +309,9 @@ class ComputeManager:
             raise InvalidState(f"Instance {instance_uuid} has no console output: {exc.message}") from exc
         if length is None or int(length) < 0:
             return text
-        lines = text.splitlines(keepends=True)
-        return "".join(lines[-int(length):]) if int(length) > 0 else ""
+        # Nova's tail: the last `length` pieces of the text split on "\n", so a trailing newline
+        # counts as one of them (Tempest counts lines that way).
+        return "\n".join(text.split("\n")[-int(length):]) if int(length) > 0 else ""
 
     async def get_diagnostics(self, instance_uuid: str, request_id: str | None = None) -> dict[str, Any]:
         if await self.load(instance_uuid) is None:

@@ -259,6 +259,10 @@ async def test_show_update_delete_and_error_fault(world: World) -> None:
     full = resp.json()["server"]
     assert resp.status_code == 200 and full["description"] == "desc" and full["accessIPv6"] == "2001:db8::1"
     assert full["OS-EXT-STS:vm_state"] == "active" and "server_groups" in full
+    # Nova stores accessIPv6 compressed: Tempest sends the long form and expects this one back.
+    resp = await world.member.put(f"{API}/servers/{server['id']}",
+                                  json={"server": {"accessIPv6": "0000:0000:0000:0000:0000:babe:220.12.22.2"}})
+    assert resp.status_code == 200 and resp.json()["server"]["accessIPv6"] == "::babe:dc0c:1602", resp.text
     resp = await world.member.put(f"{API}/servers/{server['id']}", json={"server": {"name": "x" * 256}})
     assert resp.status_code == 400
     resp = await world.member.put(f"{API}/servers/{server['id']}", json={"server": {"hostname": "h"}})

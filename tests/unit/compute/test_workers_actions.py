@@ -185,7 +185,7 @@ async def test_console_output_and_diagnostics(tmp_path: Path) -> None:
         assert row["hostname"] in log and "hello from user data" in log
         tail = await compute.call(rig.conf.host_name, "get_console_output", instance_uuid=uuid, length=2,
                                   request_id="r")
-        assert len(tail.splitlines()) == 2 and tail.rstrip().endswith("login:")
+        assert len(tail.split("\n")) == 2 and tail.rstrip().endswith("login:")
         diag = await compute.call(rig.conf.host_name, "get_diagnostics", instance_uuid=uuid, request_id="r")
         assert diag["state"] == "running" and diag["num_cpus"] == 1 and diag["driver"] == "fake"
         with pytest.raises(NotFound):

@@ -93,9 +93,23 @@ _SERVER_COLUMNS = {
 }
 
 
+def canonical_ipv6(value: str | None) -> str | None:
+    """An IPv6 address in its compressed form, as Nova stores accessIPv6 ("::babe:dc0c:1602")."""
+    if not value:
+        return value
+    import ipaddress
+
+    try:
+        return ipaddress.IPv6Address(value).compressed
+    except ValueError:
+        return value  # the schema's "ipv6" format already refused it; nothing to normalise
+
+
 def server_columns(body: dict[str, Any]) -> dict[str, Any]:
     """Instance column values for the renamed fields present in a validated server body."""
     values = {col: body[key] for key, col in _SERVER_COLUMNS.items() if key in body}
     if "display_name" in values:
         values["display_name"] = values["display_name"].strip()
+    if "access_ip_v6" in values:
+        values["access_ip_v6"] = canonical_ipv6(values["access_ip_v6"])
     return values

@@ -318,7 +318,7 @@ async def create(request: Request) -> Response:
         security_groups=sorted({g["name"] for g in groups if g.get("name")}) if groups is not None else ["default"],
         requested_networks=_networks(server.get("networks"), ver, max_count),
         access_ip_v4=server.get("accessIPv4"),
-        access_ip_v6=server.get("accessIPv6"),
+        access_ip_v6=_common.canonical_ipv6(server.get("accessIPv6")),
         config_drive=bool_from_string(server.get("config_drive", False)),
         auto_disk_config=server.get("OS-DCF:diskConfig") == "AUTO",
         tags=list(dict.fromkeys(server.get("tags") or [])) if ver >= v("2.52") else [],
