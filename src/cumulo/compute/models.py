@@ -196,3 +196,30 @@ compute_nodes = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
     sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
 )
+
+# Server groups (Nova's instance_groups in the API database). The policy (affinity,
+# anti-affinity, soft-*) and its rules live on the group row (Nova keeps them in a side table).
+instance_groups = sa.Table(
+    "instance_groups",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("project_id", sa.String(255), nullable=False, index=True),
+    sa.Column("user_id", sa.String(255), nullable=False),
+    sa.Column("policy", sa.String(255), nullable=False),
+    # {"max_server_per_host": n} for anti-affinity from 2.64; {} otherwise.
+    sa.Column("rules", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+instance_group_member = sa.Table(
+    "instance_group_member",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("group_id", sa.Integer, sa.ForeignKey("instance_groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("instance_uuid", sa.String(36), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.UniqueConstraint("group_id", "instance_uuid", name="uq_instance_group_member_group_id_instance_uuid"),
+)
