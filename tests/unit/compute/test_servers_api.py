@@ -462,6 +462,23 @@ async def test_versions_documents(world: World) -> None:
         doc = (await world.member.get(path)).json()["version"]
         assert doc["id"] == "v2.1" and doc["links"][0] == {"rel": "self", "href": "http://cumulo.test/compute/v2.1/"}
         assert doc["media-types"][0]["type"] == "application/vnd.openstack.compute+json;version=2.1"
+    # Every advertised link is followable and describes itself with the same self link (Tempest's
+    # test_get_version_details), the legacy v2.0 one included.
+    for listed in root["versions"]:
+        href = listed["links"][0]["href"]
+        resp = await world.member.get(href.replace("http://cumulo.test", ""))
+        assert resp.status_code == 200, (href, resp.text)
+        assert [x for x in resp.json()["version"]["links"] if x["rel"] == "self"] == listed["links"]
+
+
+async def test_legacy_v2_endpoint_serves_the_api_at_2_1(world: World) -> None:
+    server = await world.create("legacy")
+    for prefix in ("/compute/v2", f"/compute/v2/{world.project_id}"):
+        resp = await world.member.get(f"{prefix}/servers/{server['id']}", headers=mv("2.79"))
+        assert resp.status_code == 200, resp.text
+        assert "openstack-api-version" not in resp.headers  # no microversions on v2
+        assert "OS-EXT-STS:vm_state" in resp.json()["server"] and "tags" not in resp.json()["server"]
+    assert (await world.member.get("/compute/v2/servers/nope")).status_code == 404
 
 
 async def test_unauthenticated_requests_are_401(anon_client: httpx.AsyncClient) -> None:

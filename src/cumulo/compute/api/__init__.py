@@ -52,4 +52,4 @@ def make_app(services: Services) -> ASGIApp:
     routes: list[BaseRoute] = [openapi_route("compute")]
     for module in (versions, servers, server_actions, server_resources, flavors, keypairs, quotas, admin):
         routes.extend(module.ROUTES)
-    return MicroversionMiddleware(family_app(services, routes, render_fault))
+    return versions.LegacyV2(MicroversionMiddleware(family_app(services, routes, render_fault)))
