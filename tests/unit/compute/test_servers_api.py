@@ -512,3 +512,16 @@ async def test_host_targeting_is_admin_only(world: World) -> None:
         assert resp.status_code == 202, resp.text
         shown = await wait_status(world.admin, resp.json()["server"]["id"], "ACTIVE")
         assert shown["OS-EXT-SRV-ATTR:host"] == host
+
+
+async def test_extensions_list_and_show(world: World, anon_client: httpx.AsyncClient) -> None:
+    resp = await world.member.get(f"{API}/extensions")
+    assert resp.status_code == 200, resp.text
+    listed = resp.json()["extensions"]
+    assert "Hosts" in [e["name"] for e in listed]
+    assert all(set(e) == {"alias", "description", "links", "name", "namespace", "updated"} for e in listed)
+    one = (await world.member.get(f"{API}/extensions/os-consoles")).json()["extension"]
+    assert one["alias"] == "os-consoles" and one in listed
+    missing = await world.member.get(f"{API}/extensions/os-nope")
+    assert missing.status_code == 404 and fault_of(missing)[0] == "itemNotFound"
+    assert (await anon_client.get(f"{API}/extensions")).status_code == 401

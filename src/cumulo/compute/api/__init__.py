@@ -39,6 +39,7 @@ def render_fault(status: int, message: str, request: Request) -> Response:
 def make_app(services: Services) -> ASGIApp:
     from cumulo.compute.api import (
         admin,
+        extensions,
         flavors,
         keypairs,
         quotas,
@@ -50,6 +51,6 @@ def make_app(services: Services) -> ASGIApp:
     from cumulo.web.openapi import openapi_route  # late: openapi imports the API schema modules
 
     routes: list[BaseRoute] = [openapi_route("compute")]
-    for module in (versions, servers, server_actions, server_resources, flavors, keypairs, quotas, admin):
+    for module in (versions, extensions, servers, server_actions, server_resources, flavors, keypairs, quotas, admin):
         routes.extend(module.ROUTES)
     return versions.LegacyV2(MicroversionMiddleware(family_app(services, routes, render_fault)))
