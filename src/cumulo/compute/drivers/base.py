@@ -49,6 +49,7 @@ class Capability(enum.StrEnum):
     SNAPSHOT = "snapshot"
     CONSOLE = "console"
     DIAGNOSTICS = "diagnostics"
+    METRICS = "metrics"  # sample_instances: per-server usage for Prometheus (the Metrics Protocol)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,56 @@ class SnapshotResult:
     disk_format: str
     container_format: str
     properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiskSample:
+    """Counters of one guest disk since it was attached (a container: its cgroup's blkio)."""
+
+    read_bytes: int = 0
+    read_requests: int = 0
+    write_bytes: int = 0
+    write_requests: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class NicSample:
+    """Counters of one guest NIC, as the guest's side of it sees them."""
+
+    mac_address: str | None = None
+    rx_octets: int = 0
+    rx_packets: int = 0
+    rx_errors: int = 0
+    rx_drop: int = 0
+    tx_octets: int = 0
+    tx_packets: int = 0
+    tx_errors: int = 0
+    tx_drop: int = 0
+
+
+@dataclass(frozen=True)
+class InstanceSample:
+    """What one instance uses now: the one reading behind both its diagnostics and its metrics.
+
+    None means "not known" (the guest does not run, or the driver cannot tell), never zero.
+    """
+
+    uuid: str
+    power_state: PowerState
+    uptime: int = 0  # seconds the guest has run (0 when it does not run)
+    cpu_ns: tuple[int | None, ...] = ()  # CPU time per vCPU (a container: one entry for all)
+    memory_used: int | None = None  # bytes the host holds for the guest
+    memory_limit: int | None = None  # bytes the guest may use (flavor RAM, the cgroup limit)
+    pids: int | None = None  # processes (containers)
+    pids_limit: int | None = None
+    disks: tuple[DiskSample, ...] = ()
+    nics: tuple[NicSample, ...] = ()
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        known = [t for t in self.cpu_ns if t is not None]
+        return sum(known) / 1e9 if known else None
 
 
 @runtime_checkable
@@ -204,6 +255,14 @@ class Console(Protocol):
 class Diagnostics(Protocol):
     async def get_diagnostics(self, uuid: str) -> dict[str, Any]:
         """Nova's standard diagnostics shape (microversion 2.48)."""
+        ...
+
+
+@runtime_checkable
+class Metrics(Protocol):
+    async def sample_instances(self, uuids: list[str]) -> list[InstanceSample]:
+        """A sample of each of `uuids` that exists on this host (missing ones are left out). Reads
+        files in threads, never on the event loop; the same reading serves get_diagnostics."""
         ...
 
 

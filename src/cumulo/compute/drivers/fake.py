@@ -32,11 +32,14 @@ from cumulo.compute.drivers import hostres
 from cumulo.compute.drivers.base import (
     DIAGNOSTICS_STATE,
     Capability,
+    DiskSample,
     DriverInfo,
     FlavorSpec,
     HostResources,
+    InstanceSample,
     InstanceSpec,
     InstanceStatus,
+    NicSample,
     PowerState,
     SnapshotResult,
 )
@@ -393,35 +396,55 @@ class FakeDriver:
         data = text.encode()
         return data[-max_bytes:].decode(errors="replace") if max_bytes > 0 else ""
 
-    async def get_diagnostics(self, uuid: str) -> dict[str, Any]:
-        rec = self._get(uuid)
+    def _sample(self, rec: dict[str, Any]) -> InstanceSample:
+        """The one (synthetic) reading behind diagnostics and metrics: every vCPU busy since the
+        start, half the flavor's RAM in use while running."""
         power = self._power_of(rec)
         running = power == PowerState.RUNNING
         uptime = int(time.time() - rec.get("started_at", time.time())) if running else 0
         flavor = rec["flavor"]
-        num_nics = int(rec.get("num_nics", 0))
+        mib = 1 << 20
+        return InstanceSample(
+            uuid=str(rec["uuid"]), power_state=power, uptime=uptime,
+            cpu_ns=tuple(uptime * 10**9 for _ in range(flavor["vcpus"])),
+            memory_used=flavor["memory_mb"] // 2 * mib if running else 0,
+            memory_limit=flavor["memory_mb"] * mib,
+            disks=(DiskSample(),),
+            nics=tuple(NicSample(mac_address=f"fa:16:3e:00:00:{i:02x}") for i in range(int(rec.get("num_nics", 0)))),
+        )
+
+    async def sample_instances(self, uuids: list[str]) -> list[InstanceSample]:
+        return [self._sample(self._instances[u]) for u in uuids if u in self._instances]
+
+    async def get_diagnostics(self, uuid: str) -> dict[str, Any]:
+        s = self._sample(self._get(uuid))
+        running = s.power_state == PowerState.RUNNING
         return {
-            "state": DIAGNOSTICS_STATE.get(power, "pending"),
+            "state": DIAGNOSTICS_STATE.get(s.power_state, "pending"),
             "driver": "fake",
             "hypervisor": "fake",
             "hypervisor_os": "linux",
-            "uptime": uptime,
+            "uptime": s.uptime,
             "config_drive": False,
-            "num_cpus": flavor["vcpus"],
-            "num_nics": num_nics,
-            "num_disks": 1,
-            "memory_details": {"maximum": flavor["memory_mb"], "used": flavor["memory_mb"] // 2 if running else 0},
-            "cpu_details": [{"id": i, "time": uptime * 10**9, "utilisation": 1 if running else 0} for i in range(flavor["vcpus"])],
+            "num_cpus": len(s.cpu_ns),
+            "num_nics": len(s.nics),
+            "num_disks": len(s.disks),
+            "memory_details": {"maximum": (s.memory_limit or 0) >> 20, "used": (s.memory_used or 0) >> 20},
+            "cpu_details": [{"id": i, "time": t, "utilisation": 1 if running else 0} for i, t in enumerate(s.cpu_ns)],
             "nic_details": [
                 {
-                    "mac_address": f"fa:16:3e:00:00:{i:02x}",
-                    "rx_octets": 0, "rx_errors": 0, "rx_drop": 0, "rx_packets": 0, "rx_rate": None,
-                    "tx_octets": 0, "tx_errors": 0, "tx_drop": 0, "tx_packets": 0, "tx_rate": None,
+                    "mac_address": n.mac_address,
+                    "rx_octets": n.rx_octets, "rx_errors": n.rx_errors, "rx_drop": n.rx_drop, "rx_packets": n.rx_packets,
+                    "rx_rate": None,
+                    "tx_octets": n.tx_octets, "tx_errors": n.tx_errors, "tx_drop": n.tx_drop, "tx_packets": n.tx_packets,
+                    "tx_rate": None,
                 }
-                for i in range(num_nics)
+                for n in s.nics
             ],
             "disk_details": [
-                {"read_bytes": 0, "read_requests": 0, "write_bytes": 0, "write_requests": 0, "errors_count": 0}
+                {"read_bytes": d.read_bytes, "read_requests": d.read_requests, "write_bytes": d.write_bytes,
+                 "write_requests": d.write_requests, "errors_count": d.errors}
+                for d in s.disks
             ],
         }
 

@@ -15,8 +15,8 @@ A dir without instance.json is a spawn that never finished (NOSTATE).
 
 QEMU is daemonized (process.py): it outlives the agent, and a restarted agent adopts it when the
 pidfile names a live QEMU whose -name is cumulo-<uuid> and whose QMP answers. Power, pause and the
-console live here; suspend/resume, resize and diagnostics in ops.py, rebuild and snapshot in
-imageops.py; qemu-img in disks.py, QMP in qmp.py, the process and its argv in process.py, the
+console live here; suspend/resume and resize in ops.py, diagnostics and metrics in metrics.py,
+rebuild and snapshot in imageops.py; qemu-img in disks.py, QMP in qmp.py, the process and its argv in process.py, the
 KVM probe in accel.py, small file helpers in files.py.
 
 spawn waits for the guest: QEMU up and QMP "running", then the first console output, or the
@@ -46,12 +46,13 @@ from cumulo.compute.drivers.base import (
     DriverInfo,
     FlavorSpec,
     HostResources,
+    InstanceSample,
     InstanceSpec,
     InstanceStatus,
     PowerState,
     SnapshotResult,
 )
-from cumulo.compute.drivers.qemu import accel, configdrive, disks, imageops, ops, process, qmp
+from cumulo.compute.drivers.qemu import accel, configdrive, disks, imageops, metrics, ops, process, qmp
 from cumulo.compute.drivers.qemu.files import (
     last_lines,
     note,
@@ -112,7 +113,7 @@ class QemuDriver:
             version=1,
             capabilities=frozenset({Capability.POWER, Capability.PAUSE, Capability.CONSOLE, Capability.SUSPEND,
                                     Capability.RESIZE, Capability.REBUILD, Capability.SNAPSHOT,
-                                    Capability.DIAGNOSTICS}),
+                                    Capability.DIAGNOSTICS, Capability.METRICS}),
             details={"accel": "tcg", "accel_reason": "not probed yet", "machine": self.machine,
                      "suspend": "migrate-to-file", "resize": "cold"},
         )
@@ -525,7 +526,7 @@ class QemuDriver:
             await self._qmp(layout, "cont")
             await asyncio.to_thread(note, layout, "unpaused (QMP cont)")
 
-    # -- Suspend / Resize / Diagnostics (ops.py), Rebuild / Snapshot (imageops.py) ---------------
+    # -- Suspend / Resize (ops.py), Diagnostics (metrics.py), Rebuild / Snapshot (imageops.py) ---------------
 
     async def suspend(self, uuid: str) -> None:
         await ops.suspend(self, uuid)
@@ -543,7 +544,10 @@ class QemuDriver:
         await ops.revert_resize(self, spec)
 
     async def get_diagnostics(self, uuid: str) -> dict[str, Any]:
-        return await ops.diagnostics(self, uuid)
+        return await metrics.diagnostics(self, uuid)
+
+    async def sample_instances(self, uuids: list[str]) -> list[InstanceSample]:
+        return await metrics.sample_instances(self, uuids)
 
     async def rebuild(self, spec: InstanceSpec) -> None:
         await imageops.rebuild(self, spec)

@@ -1,4 +1,4 @@
-"""The QEMU driver's state operations: suspend/resume, cold resize, diagnostics.
+"""The QEMU driver's state operations: suspend/resume, cold resize (diagnostics: metrics.py).
 
 Functions here take the QemuDriver; its methods delegate to them. What they keep lives in the
 instance dir, so a restarted agent sees the same thing:
@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cumulo.compute.drivers.base import DIAGNOSTICS_STATE, FlavorSpec, InstanceSpec, PowerState
+from cumulo.compute.drivers.base import FlavorSpec, InstanceSpec, PowerState
 from cumulo.compute.drivers.files import read_json
 from cumulo.compute.drivers.qemu import disks, process, qmp
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
@@ -432,133 +432,3 @@ async def revert_resize(drv: QemuDriver, spec: InstanceSpec) -> None:
             await asyncio.to_thread(_restore_pre_resize, layout, old)
         await _apply(drv, layout, rec, cfg, flavor_dict(spec.flavor), running, "revert resize")
         await _note(layout, f"resize reverted to {spec.flavor.vcpus} vCPUs, {spec.flavor.memory_mb} MB")
-
-
-# -- diagnostics --------------------------------------------------------------------------------
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat_fields(path: str) -> list[str]:
-    """Fields of a /proc stat file after the command name (field 3 of proc(5) is index 0)."""
-    with open(path) as fh:
-        return fh.read().rsplit(")", 1)[1].split()
-
-
-def _uptime(pid: int) -> int:
-    """Seconds since the QEMU process started (field 22 of /proc/<pid>/stat)."""
-    try:
-        start = int(_stat_fields(f"/proc/{pid}/stat")[19]) / _TICK
-        with open("/proc/uptime") as fh:
-            now = float(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0
-    return max(0, int(now - start))
-
-
-def _thread_cpu_ns(pid: int, tid: int) -> int | None:
-    """utime + stime of one vCPU thread, in ns."""
-    try:
-        f = _stat_fields(f"/proc/{pid}/task/{tid}/stat")
-        return (int(f[11]) + int(f[12])) * 10**9 // _TICK
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _guest_ram_used(pid: int, memory_mb: int) -> int:
-    """MiB of guest RAM the host really holds: the RSS of QEMU's anonymous mapping of the RAM
-    (the one of exactly -m size); the process RSS (which also counts QEMU's own and TCG's buffers)
-    bounded by -m when no such mapping shows."""
-    want_kb = memory_mb * 1024
-    best = -1
-    size_kb = 0
-    try:
-        with open(f"/proc/{pid}/smaps") as fh:
-            for line in fh:
-                if line.startswith("Size:"):
-                    size_kb = int(line.split()[1])
-                elif line.startswith("Rss:") and size_kb == want_kb:
-                    best = max(best, int(line.split()[1]))
-    except (OSError, ValueError, IndexError):
-        pass
-    if best >= 0:
-        return min(memory_mb, best // 1024)
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return min(memory_mb, int(line.split()[1]) // 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _disk(stats: dict[str, Any] | None) -> dict[str, int]:
-    s = stats or {}
-    return {
-        "read_bytes": int(s.get("rd_bytes") or 0), "read_requests": int(s.get("rd_operations") or 0),
-        "write_bytes": int(s.get("wr_bytes") or 0), "write_requests": int(s.get("wr_operations") or 0),
-        "errors_count": int(s.get("failed_rd_operations") or 0) + int(s.get("failed_wr_operations") or 0)
-        + int(s.get("failed_flush_operations") or 0),
-    }
-
-
-async def diagnostics(drv: QemuDriver, uuid: str) -> dict[str, Any]:
-    """Nova's 2.48 shape, from QMP and /proc.
-
-    cpu_details: one entry per vCPU (QMP query-cpus-fast): `id` its index, `time` the ns its
-    thread ran (/proc/<pid>/task/<tid>/stat), `utilisation` its average % since QEMU started.
-    memory_details in MiB: `maximum` the guest's RAM (-m), `used` what the host holds of it.
-    disk_details: QMP query-blockstats of each attached disk (root, ephemeral, config drive).
-    uptime: seconds since the QEMU process started (0 when no guest runs).
-    """
-    layout = drv._existing(uuid)
-    cfg = drv._vm_config(layout)
-    status = await drv._qmp_status(layout)
-    power = drv._power(layout, status)
-    pid = process.live_pid(layout) if status else None
-    cpus: list[dict[str, Any]] = []
-    blocks: list[dict[str, Any]] = []
-    memory_mb = cfg.memory_mb
-    if pid is not None:
-        with contextlib.suppress(DriverError):
-            cpus = [c for c in await drv._qmp(layout, "query-cpus-fast") or [] if isinstance(c, dict)]
-            blocks = [b for b in await drv._qmp(layout, "query-blockstats") or []
-                      if isinstance(b, dict) and b.get("qdev")]
-            summary = await drv._qmp(layout, "query-memory-size-summary") or {}
-            memory_mb = int(summary.get("base-memory") or memory_mb * MIB) // MIB
-
-    def host_side() -> tuple[int, list[int | None], int]:
-        assert pid is not None
-        times = [_thread_cpu_ns(pid, int(c.get("thread-id") or 0)) for c in cpus]
-        return _uptime(pid), times, _guest_ram_used(pid, memory_mb)
-
-    uptime, times, used = (await asyncio.to_thread(host_side)) if pid is not None else (0, [], 0)
-    if cpus:
-        cpu_details = [
-            {"id": int(c.get("cpu-index", i)), "time": t,
-             "utilisation": min(100, int(100 * t / (uptime * 1e9))) if t is not None and uptime > 0 else None}
-            for i, (c, t) in enumerate(zip(cpus, times, strict=True))
-        ]
-    else:
-        cpu_details = [{"id": i, "time": None, "utilisation": None} for i in range(cfg.vcpus)]
-    if blocks:
-        disk_details = [_disk(b.get("stats")) for b in blocks]
-    else:  # no QEMU: the disks it would have, with nothing counted
-        disk_details = [_disk(None) for _ in range(1 + int(cfg.ephemeral) + int(cfg.config_drive))]
-    return {
-        "state": DIAGNOSTICS_STATE.get(power, "pending"),
-        "driver": drv.info.name,
-        "hypervisor": "kvm" if cfg.accel == "kvm" else "qemu",
-        "hypervisor_os": "linux",
-        "uptime": uptime,
-        "config_drive": bool(cfg.config_drive),
-        "num_cpus": len(cpus) or cfg.vcpus,
-        "num_nics": 0,
-        "num_disks": len(disk_details),
-        "memory_details": {"maximum": memory_mb, "used": used},
-        "cpu_details": cpu_details,
-        "nic_details": [],
-        "disk_details": disk_details,
-    }

@@ -1,4 +1,4 @@
-"""The runc driver's cgroup-side operations: pause, suspend, resize, diagnostics, console upkeep.
+"""The runc driver's cgroup-side operations: pause, suspend, resize, console upkeep (diagnostics: metrics.py).
 
 Functions here take the RuncDriver; its methods delegate to them. State they keep lives in the
 instance dir, so a restarted agent sees the same thing:
@@ -20,14 +20,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cumulo import host
 from cumulo.compute.drivers import files
-from cumulo.compute.drivers.base import DIAGNOSTICS_STATE, FlavorSpec, InstanceSpec, PowerState
-from cumulo.compute.drivers.runc import cgroup
+from cumulo.compute.drivers.base import FlavorSpec, InstanceSpec, PowerState
 from cumulo.compute.drivers.runc.bundle import CPU_PERIOD_US
 from cumulo.compute.drivers.runc.state import container_id
 from cumulo.errors import DriverError, HostError
@@ -263,6 +261,7 @@ async def apply_flavor(drv: RuncDriver, uuid: str, flavor: FlavorSpec) -> None:
     if await drv.runc.status(cid) in ("running", "paused", "created"):
         # Live first: a limit the kernel refuses (memory below usage) leaves config.json as it was.
         await drv.runc.update(cid, memory=memory, cpu_quota=flavor.vcpus * period, cpu_period=period, pids=pids)
+    await drv.disks.grow(idir, flavor.root_gb)  # online; never shrinks (rootdisk.py)
     await asyncio.to_thread(files.write_json, idir / "config.json", config)
 
 
@@ -287,117 +286,6 @@ async def revert_resize(drv: RuncDriver, spec: InstanceSpec) -> None:
     await asyncio.to_thread((idir / OLD_FLAVOR).unlink, missing_ok=True)
     await asyncio.to_thread(
         note, idir, f"resize reverted to {spec.flavor.vcpus} vCPUs, {spec.flavor.memory_mb} MB")
-
-
-# -- diagnostics --------------------------------------------------------------------------------
-
-
-def _uptime(created: Any) -> int:
-    """Seconds since runc's `created` stamp (RFC 3339 with nanoseconds)."""
-    raw = str(created or "")
-    if not raw:
-        return 0
-    head, dot, frac = raw.partition(".")
-    if dot:  # fromisoformat takes at most microseconds: cut the fraction, keep the zone
-        digits = "".join(c for c in frac if c.isdigit())
-        raw = f"{head}.{digits[:6]}{frac[len(digits):]}"
-    try:
-        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return 0
-    return max(0, int(time.time() - when.timestamp()))
-
-
-def _nics(pid: int) -> list[dict[str, Any]]:
-    """Counters of the container's own interfaces (loopback aside), from its /proc/<pid>/net/dev."""
-    out: list[dict[str, Any]] = []
-    try:
-        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
-    except OSError:
-        return out
-    for line in lines:
-        name, _, rest = line.partition(":")
-        name = name.strip()
-        f = rest.split()
-        if name == "lo" or len(f) < 12:
-            continue
-        try:
-            mac = Path(f"/proc/{pid}/root/sys/class/net/{name}/address").read_text().strip()
-        except OSError:
-            mac = None
-        out.append({
-            "mac_address": mac,
-            "rx_octets": int(f[0]), "rx_packets": int(f[1]), "rx_errors": int(f[2]), "rx_drop": int(f[3]),
-            "rx_rate": None,
-            "tx_octets": int(f[8]), "tx_packets": int(f[9]), "tx_errors": int(f[10]), "tx_drop": int(f[11]),
-            "tx_rate": None,
-        })
-    return out
-
-
-def _has_config_drive(config: dict[str, Any], idir: Path) -> bool:
-    """A bind mount of something inside the instance dir is the config drive."""
-    for m in config.get("mounts", []):
-        src = str(m.get("source", ""))
-        is_bind = m.get("type") == "bind" or {"bind", "rbind"} & set(m.get("options") or [])
-        if is_bind and src.startswith(str(idir) + "/"):
-            return True
-    return False
-
-
-async def diagnostics(drv: RuncDriver, uuid: str) -> dict[str, Any]:
-    """Nova's 2.48 shape, read from the container's cgroup (v1).
-
-    cpu_details holds one entry for the whole container (a container has no vCPUs of its own):
-    `time` is cpuacct.usage in ns, `utilisation` the average % of the flavor's CPU quota since
-    the container started, and two extra keys, `pids` (pids.current) and `pids_limit` (pids.max).
-    memory_details is in MiB: `used` = memory.usage_in_bytes, `maximum` = memory.limit_in_bytes.
-    disk_details has the blkio counters of the container's cgroup.
-    """
-    idir = drv._existing(uuid)
-    cid = container_id(uuid)
-    st = await drv.runc.state(cid)
-    status = None if st is None else str(st.get("status"))
-    power = drv._power(uuid, status)
-    config = await asyncio.to_thread(files.read_json, idir / "config.json") or {}
-    res = config.get("linux", {}).get("resources", {})
-    period = int(res.get("cpu", {}).get("period") or CPU_PERIOD_US)
-    quota = int(res.get("cpu", {}).get("quota") or period)
-    vcpus = max(1, -(-quota // period))
-    live = st is not None and status in ("running", "paused")
-    use = await asyncio.to_thread(cgroup.usage, cid) if st is not None else None
-    pid = int(st.get("pid") or 0) if st is not None else 0
-    nics = await asyncio.to_thread(_nics, pid) if live and pid > 0 else []
-    uptime = _uptime(st.get("created")) if live and st is not None else 0
-    cpu_ns = use.cpu_ns if use else None
-    util = None
-    if cpu_ns is not None and uptime > 0:
-        util = min(100, int(100 * cpu_ns / (uptime * 1e9 * quota / period)))
-    limit = (use.memory_limit if use else None) or int(res.get("memory", {}).get("limit") or 0)
-    return {
-        "state": DIAGNOSTICS_STATE.get(power, "pending"),
-        "driver": "runc",
-        "hypervisor": "runc",
-        "hypervisor_os": "linux",
-        "uptime": uptime,
-        "config_drive": _has_config_drive(config, idir),
-        "num_cpus": vcpus,
-        "num_nics": len(nics),
-        "num_disks": 1,
-        "memory_details": {"maximum": limit // MIB,
-                           "used": (use.memory_used or 0) // MIB if use and live else 0},
-        "cpu_details": [{
-            "id": None, "time": cpu_ns if live else None, "utilisation": util if live else None,
-            "pids": (use.pids if use else None) if live else 0,
-            "pids_limit": (use.pids_limit if use else None) or int(res.get("pids", {}).get("limit") or 0) or None,
-        }],
-        "nic_details": nics,
-        "disk_details": [{
-            "read_bytes": use.read_bytes if use else 0, "read_requests": use.read_requests if use else 0,
-            "write_bytes": use.write_bytes if use else 0, "write_requests": use.write_requests if use else 0,
-            "errors_count": 0,
-        }],
-    }
 
 
 # -- stop (power_off, reboot) -------------------------------------------------------------------
