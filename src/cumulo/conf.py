@@ -44,6 +44,8 @@ class Settings:
     ram_allocation_ratio: float = 1.0
     disk_allocation_ratio: float = 1.0
     token_ttl_seconds: int = 3600
+    # The largest image upload, in bytes (Glance's image_size_cap; 1 TiB). JSON bodies: 1 MiB.
+    image_size_cap: int = 1 << 40
     power_sync_interval: float = 5.0
     default_availability_zone: str = "nova"
     # Default quotas per project (Nova's defaults).

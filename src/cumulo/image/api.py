@@ -22,10 +22,20 @@ from cumulo import errors
 from cumulo.identity import policy
 from cumulo.image import _patch, _schemas, members
 from cumulo.image.service import POLICY_RULES, ImageService
-from cumulo.web.http import authenticate, base_url, empty, family_app, json_body, json_response, services_of
+from cumulo.web.http import (
+    MAX_JSON_BODY,
+    authenticate,
+    base_url,
+    empty,
+    family_app,
+    json_body,
+    json_response,
+    route_path,
+    services_of,
+)
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp
+    from starlette.types import ASGIApp, Scope
 
     from cumulo.runtime import Services
 
@@ -313,7 +323,16 @@ ROUTES: list[BaseRoute] = [
 ]
 
 
+_DATA_PATH = re.compile(r"^/v2/images/[^/]+/file$")
+
+
 def make_app(services: Services) -> ASGIApp:
     from cumulo.web.openapi import openapi_route  # late: openapi imports this module's schemas
 
-    return family_app(services, [*ROUTES, openapi_route("image")], render_fault)
+    def body_limit(scope: Scope) -> int:
+        """Image data streams to disk up to image_size_cap; every other body is JSON (1 MiB)."""
+        if scope.get("method") == "PUT" and _DATA_PATH.match(route_path(scope)):
+            return int(services.images.size_cap)
+        return MAX_JSON_BODY
+
+    return family_app(services, [*ROUTES, openapi_route("image")], render_fault, body_limit)

@@ -151,7 +151,7 @@ class ImageService:
         self.db = db
         self.conf = conf
         self.store = ImageStore(Path(conf.state_dir) / "images")
-        self.size_cap = int(conf.extra.get("image_size_cap", DEFAULT_SIZE_CAP))
+        self.size_cap = int(conf.extra.get("image_size_cap", conf.image_size_cap))
         self._refs = asyncio.Lock()
         self._demo_vm_build: asyncio.Task[None] | None = None  # see bootstrap
 

@@ -2,6 +2,12 @@
 
 Each family (identity, compute, image, ...) is a Starlette app built with `family_app`, which maps
 domain errors to that family's native fault body. Nothing here knows a family's wire format.
+
+Hostile clients: every request body is counted while it streams (`BodyLimitMiddleware`), so no
+route, authenticated or not, can be made to hold more than its limit in memory; a body without
+Content-Length is cut off as soon as it passes the limit (413 in the family's fault format). Every
+JSON body is parsed by `parse_json`, which refuses what Python's json accepts but nothing
+downstream can store or print: lone UTF-16 surrogates.
 """
 
 from __future__ import annotations
@@ -9,15 +15,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cumulo import errors
 from cumulo.context import RequestContext
@@ -31,13 +39,105 @@ MAX_JSON_BODY = 1 << 20  # 1 MiB is far more than any JSON body the APIs accept.
 
 # (status, message, request) -> Response in the family's native fault format.
 FaultRenderer = Callable[[int, str, Request], Response]
+# scope -> the most bytes this request's body may carry.
+BodyLimit = Callable[[Scope], int]
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class JSON(JSONResponse):
     """Compact JSON, non-ASCII kept as is."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+        text = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+        try:
+            return text.encode()
+        except UnicodeEncodeError:  # a lone surrogate got this far: escape it rather than crash
+            return json.dumps(content, separators=(",", ":")).encode()
+
+
+def _too_large(limit: int) -> errors.PayloadTooLarge:
+    size = "1 MiB" if limit == MAX_JSON_BODY else f"{limit} bytes"
+    return errors.PayloadTooLarge(f"Request body is larger than {size}")
+
+
+class BodyLimitMiddleware:
+    """Counts the request body as the app receives it; past the limit, the receive call raises
+    PayloadTooLarge, which the family renders as its own 413. A Content-Length over the limit
+    fails on the first read, before any byte is taken. Routes that never read the body are not
+    affected (the server does not buffer an unread body beyond its flow-control window)."""
+
+    def __init__(self, app: ASGIApp, limit: BodyLimit | None = None) -> None:
+        self.app = app
+        self.limit = limit or (lambda scope: MAX_JSON_BODY)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit(scope)
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            if declared.isdigit() and int(declared) > limit:
+                raise _too_large(limit)
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _too_large(limit)
+            return message
+
+        await self.app(scope, receive if limit < 0 else limited, send)  # < 0: no limit
+
+
+def route_path(scope: Scope) -> str:
+    """The request path inside its family app (without the /compute, /image ... prefix)."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+def _check_text(value: Any, where: str = "") -> None:
+    """Refuse lone UTF-16 surrogates in any string or key: they cannot be stored, logged or sent."""
+    if isinstance(value, str):
+        m = _SURROGATE.search(value)
+        if m is not None:
+            raise errors.Invalid(
+                f"Invalid input{' for field ' + where if where else ''}: the string holds a lone UTF-16"
+                f" surrogate (\\u{ord(m.group()):04x} at position {m.start()}), which is not valid Unicode"
+            )
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_text(k, where)
+            _check_text(v, f"{where}/{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_text(v, f"{where}/{i}")
+
+
+def parse_json(raw: bytes) -> Any:
+    """The one JSON decoder of request bodies: malformed input, bad UTF-8, nesting too deep and
+    lone surrogates are Invalid (400), never an exception further down."""
+    try:
+        # Strict decoding (json.loads would pass encoded surrogates such as ED A0 80 through).
+        text = raw.decode(json.detect_encoding(raw))
+        value = json.loads(text)
+        if "\\u" in text:  # after strict decoding, a surrogate can only come from a \\u escape
+            _check_text(value)
+    except errors.Invalid:
+        raise
+    except UnicodeDecodeError as exc:
+        raise errors.Invalid(
+            f"Malformed request body: not valid {exc.encoding.upper()} ({exc.reason} at byte {exc.start})"
+        ) from None
+    except ValueError as exc:
+        raise errors.Invalid(f"Malformed request body: {exc}") from None
+    except RecursionError:
+        raise errors.Invalid("Malformed request body: JSON nested too deeply") from None
+    return value
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -52,20 +152,21 @@ async def json_body(request: Request, *, required: bool = True) -> Any:
     """Parse the request body as JSON, or raise Invalid naming what is wrong."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_JSON_BODY:
-        raise errors.PayloadTooLarge("Request body is larger than 1 MiB")
-    raw = await request.body()
-    if len(raw) > MAX_JSON_BODY:
-        raise errors.PayloadTooLarge("Request body is larger than 1 MiB")
+        raise _too_large(MAX_JSON_BODY)
+    # Read as it streams and stop at the limit: a chunked body is never held whole first.
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BODY:
+            raise _too_large(MAX_JSON_BODY)
+        parts.append(chunk)
+    raw = b"".join(parts)
     if not raw.strip():
         if required:
             raise errors.Invalid("The request body is empty; a JSON document is required")
         return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.Invalid(f"Malformed request body: {exc}") from None
-    except RecursionError:
-        raise errors.Invalid("Malformed request body: JSON nested too deeply") from None
+    return parse_json(raw)
 
 
 def services_of(request: Request) -> Services:
@@ -93,8 +194,14 @@ async def authenticate(request: Request) -> RequestContext:
     return ctx
 
 
-def family_app(services: Services, routes: Sequence[BaseRoute], render_fault: FaultRenderer) -> Starlette:
-    """A Starlette app whose every error, including unknown routes and crashes, uses render_fault."""
+def family_app(
+    services: Services,
+    routes: Sequence[BaseRoute],
+    render_fault: FaultRenderer,
+    body_limit: BodyLimit | None = None,
+) -> Starlette:
+    """A Starlette app whose every error, including unknown routes and crashes, uses render_fault.
+    Request bodies are limited to `body_limit(scope)` bytes (default: MAX_JSON_BODY for every route)."""
 
     async def on_domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, errors.CumuloError)
@@ -118,6 +225,7 @@ def family_app(services: Services, routes: Sequence[BaseRoute], render_fault: Fa
 
     app = Starlette(
         routes=list(routes),
+        middleware=[Middleware(BodyLimitMiddleware, limit=body_limit)],
         exception_handlers={
             errors.CumuloError: on_domain_error,
             HTTPException: on_http_error,
