@@ -5,8 +5,7 @@ hypervisor_type is "container" (shown by os-hypervisors; images ask for it with 
 
 Per server, `<state_dir>/runc/<uuid>/` is the OCI bundle: config.json, `rootfs` (an overlayfs of
 the image root shared by every server of that image, `<state_dir>/images/rootfs/<sha>/rootfs`, under
-the private `upper` and `work` dirs, which live on the server's own root disk `disk.ext4`, mounted
-at `disk/` and sized to the flavor: rootdisk.py), console.log (the container's stdout and stderr) and
+the private `upper` and `work` dirs), console.log (the container's stdout and stderr) and
 instance.json (written last: a dir without it is a spawn that never finished). runc keeps its
 state under `<state_dir>/runc-state`. A stopped server keeps its dir and mount but has no runc
 container; power_on runs the bundle again.
@@ -41,7 +40,7 @@ from cumulo.compute.drivers.base import (
     PowerState,
     SnapshotResult,
 )
-from cumulo.compute.drivers.runc import bundle, cgroup, imageops, metrics, netns, ops, overlay, rootdisk
+from cumulo.compute.drivers.runc import bundle, cgroup, imageops, metrics, netns, ops, overlay
 from cumulo.compute.drivers.runc.state import Runc, container_id, uuid_of
 from cumulo.conf import Settings
 from cumulo.errors import CumuloError, DriverError
@@ -67,9 +66,6 @@ class RuncDriver:
         self.console_max = int(conf.extra.get("runc_console_max_bytes", CONSOLE_MAX_BYTES))
         self.spawn_delay = float(conf.extra.get("runc_spawn_delay", 0.0))  # test hook: a cancellable spawn
         self._cgroup_parents: set[Path] = set()  # /sys/fs/cgroup/*/cumulo made since init_host
-        # The root disk bound to the flavor (rootdisk.py): "auto", "ext4" or "none".
-        self.disks = rootdisk.RootDisks(state, str(conf.extra.get("runc_root_disk", "auto")),
-                                        int(conf.extra.get("runc_default_root_gb", 1)))
         self.info = DriverInfo(
             name="runc",
             hypervisor_type="container",
@@ -93,7 +89,6 @@ class RuncDriver:
         await asyncio.to_thread(self.runc.root.mkdir, parents=True, exist_ok=True)
         # Suspend is CRIU only where `criu check` passes; details say which and why.
         details = await ops.suspend_details(str(self.conf.extra.get("runc_suspend", "auto")))
-        details.update(await self.disks.probe())
         self.info = dataclasses.replace(self.info, details={**self.info.details, **details})
         self._cgroup_parents = await asyncio.to_thread(cgroup.missing_parents)
 
@@ -159,13 +154,12 @@ class RuncDriver:
             if self.spawn_delay > 0:
                 await asyncio.sleep(self.spawn_delay)
             lower, image_cfg = await imageops.image_root(self.images, spec.image)
-            # In a thread: a named image user is read from the image's /etc/passwd.
-            config = await asyncio.to_thread(imageops.runtime_config, spec, image_cfg, lower, idir, self.pids_limit)
+            config = imageops.runtime_config(spec, image_cfg, lower, idir, self.pids_limit)
             merged = idir / "rootfs"
-            upper, work = await self.disks.create(idir, spec.flavor.root_gb)
-            await asyncio.to_thread(merged.mkdir)
+            for sub in ("upper", "work", "rootfs"):
+                await asyncio.to_thread((idir / sub).mkdir)
             await asyncio.to_thread((idir / "config.json").write_text, json.dumps(config, indent=1))
-            await overlay.mount(lower, upper, work, merged)
+            await overlay.mount(lower, idir / "upper", idir / "work", merged)
             await imageops.provision(idir, spec)  # config drive, authorized_keys
             await netns.create(spec.uuid)
             await self._start(cid, idir, config["process"]["args"])
@@ -233,8 +227,7 @@ class RuncDriver:
                 raise DriverError(f"The root of instance {spec.uuid} is not mounted and it has no image")
             try:
                 lower, _cfg = await imageops.image_root(self.images, spec.image)
-                upper, work = await self.disks.ensure_mounted(idir)
-                await overlay.mount(lower, upper, work, idir / "rootfs")
+                await overlay.mount(lower, idir / "upper", idir / "work", idir / "rootfs")
             except (CumuloError, OSError) as exc:
                 raise DriverError(f"The root of instance {spec.uuid} could not be mounted again: {exc}") from exc
         await asyncio.to_thread(files.trim_in_place, idir / "console.log", self.console_max)

@@ -261,7 +261,6 @@ async def apply_flavor(drv: RuncDriver, uuid: str, flavor: FlavorSpec) -> None:
     if await drv.runc.status(cid) in ("running", "paused", "created"):
         # Live first: a limit the kernel refuses (memory below usage) leaves config.json as it was.
         await drv.runc.update(cid, memory=memory, cpu_quota=flavor.vcpus * period, cpu_period=period, pids=pids)
-    await drv.disks.grow(idir, flavor.root_gb)  # online; never shrinks (rootdisk.py)
     await asyncio.to_thread(files.write_json, idir / "config.json", config)
 
 
