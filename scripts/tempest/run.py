@@ -1,0 +1,294 @@
+"""Run Tempest (release 47, in its own venv) against a fresh `cumulo up` with its defaults.
+
+    .venv/bin/python scripts/tempest/run.py [--regex REGEX] [--concurrency 2] [--workspace DIR]
+
+What it does, in order:
+  1. makes the Tempest venv ($HOME/tempest-venv, `pip install tempest==47.0.0`) if it is missing;
+  2. starts `cumulo up` (default drivers: runc containers + QEMU VMs) in a temp state dir on a free
+     loopback port;
+  3. as the cloud's admin (from its clouds.yaml): uploads a second container image (Tempest wants two
+     distinct images), raises the admin project's quotas;
+  4. writes tempest.conf from shared/tempest/tempest.conf.tmpl's settings (dynamic credentials: Tempest
+     creates a project and users per test class through Keystone's admin API) into the workspace;
+  5. runs `tempest run --regex ...`, prints the totals and keeps the subunit stream and the log in
+     the workspace (default ./tempest-ws, git-ignored);
+  6. deletes what the run left (servers of every project), stops the cloud and removes its state.
+docs/conformance.md records the command, the config, the counts and every skip with its reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import openstack
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPEST_VENV = Path(os.environ.get("TEMPEST_VENV", Path.home() / "tempest-venv"))
+TEMPEST_VERSION = "47.0.0"
+DEFAULT_REGEX = r"^tempest\.api\.(identity\.v3|compute|image\.v2)\."
+
+CONF = """\
+[DEFAULT]
+log_dir = {ws}/logs
+log_file = tempest.log
+debug = true
+
+[oslo_concurrency]
+lock_path = {ws}/tempest_lock
+
+[auth]
+# Pre-provisioned accounts (made by this script): with dynamic credentials Tempest's cleanup calls
+# Neutron, which this cloud does not have yet.
+use_dynamic_credentials = false
+test_accounts_file = {ws}/etc/accounts.yaml
+create_isolated_networks = false
+default_credentials_domain_name = Default
+admin_username = {admin_user}
+admin_password = {admin_password}
+admin_project_name = {admin_project}
+admin_domain_name = Default
+
+[identity]
+uri_v3 = {auth_url}/v3
+auth_version = v3
+region = RegionOne
+v3_endpoint_type = public
+catalog_type = identity
+
+[identity-feature-enabled]
+api_v2 = false
+api_v3 = true
+trust = false
+access_rules = false
+security_compliance = false
+application_credentials = false
+project_tags = false
+
+[service_available]
+nova = true
+glance = true
+cinder = false
+neutron = true
+swift = false
+horizon = false
+
+[compute]
+catalog_type = compute
+endpoint_type = publicURL
+region = RegionOne
+image_ref = {image}
+image_ref_alt = {image_alt}
+flavor_ref = {flavor}
+flavor_ref_alt = {flavor_alt}
+build_timeout = 300
+build_interval = 1
+min_microversion = 2.1
+max_microversion = {max_mv}
+min_compute_nodes = 1
+
+[compute-feature-enabled]
+resize = true
+pause = true
+suspend = true
+shelve = false
+rescue = false
+stable_rescue = false
+snapshot = true
+console_output = true
+change_password = false
+interface_attach = false
+live_migration = false
+cold_migration = false
+metadata_service = false
+config_drive = true
+personality = false
+vnc_console = false
+spice_console = false
+serial_console = false
+attach_encrypted_volume = false
+swap_volume = false
+volume_multiattach = false
+disk_config = true
+enable_instance_password = true
+
+[image]
+catalog_type = image
+endpoint_type = publicURL
+build_timeout = 300
+build_interval = 1
+container_formats = bare,docker
+disk_formats = qcow2,raw
+
+[image-feature-enabled]
+api_v2 = true
+import_image = false
+
+[network]
+catalog_type = network
+project_network_cidr = 10.100.0.0/16
+project_network_mask_bits = 28
+
+[validation]
+run_validation = false
+
+[service-clients]
+http_timeout = 60
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_tempest() -> Path:
+    tempest = TEMPEST_VENV / "bin" / "tempest"
+    if not tempest.exists():
+        subprocess.run(["python3", "-m", "venv", str(TEMPEST_VENV)], check=True)  # noqa: S607
+        subprocess.run([str(TEMPEST_VENV / "bin" / "pip"), "install", "-q", f"tempest=={TEMPEST_VERSION}"],
+                       check=True)
+    return tempest
+
+
+class Cloud:
+    def __init__(self, state: Path, port: int) -> None:
+        self.state, self.port = state, port
+        self.log = open(state.parent / "cumulo.log", "wb")  # noqa: SIM115
+        # This checkout's code (PYTHONPATH), whichever venv runs the script: a second worktree can
+        # run Tempest on a fixed commit with the main checkout's venv.
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        self.proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "cumulo.cli.main", "up", "--state-dir", str(state), "--port", str(port)],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 120
+        while b"Cumulo is ready" not in (state.parent / "cumulo.log").read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"cumulo up did not start; see {state.parent / 'cumulo.log'}")
+            time.sleep(0.2)
+        os.environ["OS_CLIENT_CONFIG_FILE"] = str(state / "clouds.yaml")
+        self.auth = yaml.safe_load((state / "clouds.yaml").read_text())["clouds"]["cumulo"]["auth"]
+        self.admin = openstack.connect(cloud="cumulo")
+
+    def stop(self) -> None:
+        try:
+            for server in self.admin.compute.servers(all_projects=True):
+                self.admin.compute.delete_server(server, force=True)
+            deadline = time.monotonic() + 120
+            while list(self.admin.compute.servers(all_projects=True)) and time.monotonic() < deadline:
+                time.sleep(0.5)
+        finally:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+
+
+ACCOUNT_SETS = 8  # per set: a member+reader user and a reader-only user, each in a project of its own
+ADMIN_ACCOUNTS = 3
+
+
+def make_accounts(conn: openstack.connection.Connection, password: str) -> list[dict[str, object]]:
+    """Tempest's pre-provisioned accounts: each test class locks distinct entries for its personas."""
+    roles = {r.name: r for r in conn.identity.roles()}
+    accounts: list[dict[str, object]] = []
+
+    def account(user: str, project: str, wanted: list[str]) -> None:
+        proj = conn.identity.find_project(project) or conn.identity.create_project(name=project, domain_id="default")
+        usr = conn.identity.find_user(user) or conn.identity.create_user(
+            name=user, password=password, domain_id="default", default_project_id=proj.id)
+        for role in wanted:
+            conn.identity.assign_project_role_to_user(proj, usr, roles[role])
+        accounts.append({"username": user, "project_name": project, "password": password,
+                         "domain_name": "Default", "roles": wanted})
+
+    for i in range(1, ACCOUNT_SETS + 1):
+        account(f"tempest-user{i}", f"tempest-project{i}", ["member", "reader"])
+        account(f"tempest-reader{i}", f"tempest-reader-project{i}", ["reader"])
+    for i in range(1, ADMIN_ACCOUNTS + 1):
+        account(f"tempest-admin{i}", f"tempest-admin-project{i}", ["admin", "member", "reader"])
+    for proj in conn.identity.projects():
+        if proj.name.startswith("tempest-"):
+            conn.compute.update_quota_set(proj.id, instances=-1, cores=-1, ram=-1)  # type: ignore[arg-type]
+    return accounts
+
+
+def prepare(cloud: Cloud) -> dict[str, str]:
+    conn = cloud.admin
+    deadline = time.monotonic() + 120
+    while True:  # the demo images are registered at start; tiny-vm turns active once built
+        images = {i.name: i for i in conn.image.images()}
+        if "busybox" in images and images["busybox"].status == "active":
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit("the busybox demo image never became active")
+        time.sleep(0.5)
+    busybox = images["busybox"]
+    alt = images.get("busybox-alt")
+    if alt is None:
+        data = conn.image.download_image(busybox).content
+        alt = conn.image.create_image(name="busybox-alt", data=data, disk_format=busybox.disk_format,
+                                      container_format=busybox.container_format, visibility="public",
+                                      hypervisor_type="container")
+    flavors = {f.name: f for f in conn.compute.flavors()}
+    project = conn.identity.find_project(cloud.auth["project_name"])
+    conn.compute.update_quota_set(project.id, instances=-1, cores=-1, ram=-1)  # type: ignore[arg-type]
+    max_mv = conn.compute.get("/").json()["version"]["version"]  # the v2.1 document
+    return {"image": busybox.id, "image_alt": alt.id, "flavor": flavors["m1.nano"].id,
+            "flavor_alt": flavors["m1.micro"].id if "m1.micro" in flavors else flavors["m1.tiny"].id,
+            "max_mv": max_mv}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--regex", default=DEFAULT_REGEX)
+    ap.add_argument("--concurrency", type=int, default=2)
+    ap.add_argument("--workspace", type=Path, default=ROOT / "tempest-ws")
+    ap.add_argument("--list", action="store_true", help="only list the tests the regex selects")
+    args = ap.parse_args()
+    tempest = ensure_tempest()
+    ws = args.workspace.resolve()
+    if not (ws / "etc").exists():
+        subprocess.run([str(tempest), "init", str(ws)], check=True)  # noqa: S603
+    tmp = Path(tempfile.mkdtemp(prefix="cumulo-tempest-"))
+    (tmp / "state").mkdir(mode=0o700)
+    try:
+        cloud = Cloud(tmp / "state", free_port())
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        values = prepare(cloud)
+        conf = CONF.format(ws=ws, auth_url=f"http://127.0.0.1:{cloud.port}/identity",
+                           admin_user=cloud.auth["username"], admin_password=cloud.auth["password"],
+                           admin_project=cloud.auth["project_name"], **values)
+        (ws / "etc" / "tempest.conf").write_text(conf)
+        accounts = make_accounts(cloud.admin, cloud.auth["password"])
+        (ws / "etc" / "accounts.yaml").write_text(yaml.safe_dump(accounts, sort_keys=False))
+        cmd = [str(tempest), "run", "--concurrency", str(args.concurrency), "--regex", args.regex]
+        if args.list:
+            cmd = [str(tempest), "run", "--list-tests", "--regex", args.regex]
+        print("+", " ".join(cmd), f"(in {ws})", flush=True)
+        rc = subprocess.run(cmd, cwd=ws).returncode  # noqa: S603
+        shutil.copy(tmp / "cumulo.log", ws / "logs" / "cumulo.log") if (ws / "logs").exists() else None
+        return rc
+    finally:
+        cloud.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
