@@ -261,8 +261,12 @@ def main() -> int:
     args = ap.parse_args()
     tempest = ensure_tempest()
     ws = args.workspace.resolve()
-    if not (ws / "etc").exists():
-        subprocess.run([str(tempest), "init", str(ws)], check=True)  # noqa: S603
+    if not (ws / ".stestr.conf").exists():
+        import hashlib  # Tempest keeps workspaces by name in ~/.tempest: one name per path
+
+        name = "cumulo-" + hashlib.sha256(str(ws).encode()).hexdigest()[:8]
+        subprocess.run([str(tempest), "workspace", "remove", "--name", name], capture_output=True)  # noqa: S603
+        subprocess.run([str(tempest), "init", "--name", name, str(ws)], check=True)  # noqa: S603
     tmp = Path(tempfile.mkdtemp(prefix="cumulo-tempest-"))
     (tmp / "state").mkdir(mode=0o700)
     try:
