@@ -1,5 +1,7 @@
-"""File helpers every real driver needs (blocking: call them in a thread): the console log, which
-the guest keeps appending to (notes of ours, an in-place bound, tails), and atomic JSON records."""
+"""File helpers every real driver needs (blocking: call them in a thread): private dirs, the console
+log, which the guest keeps appending to (notes of ours, an in-place bound, tails), and atomic JSON
+records. Files of ours are 0600 and dirs 0700: the state dir is private to the cloud's user
+(docs/operations.md lists what is shared and why)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def private_dir(path: Path, *, parents: bool = True) -> Path:
+    """`path` as a directory only the cloud's user can enter: made 0700, or chmod'ed to 0700."""
+    path.mkdir(mode=PRIVATE_DIR, parents=parents, exist_ok=True)
+    if path.stat().st_mode & 0o777 != PRIVATE_DIR:
+        os.chmod(path, PRIVATE_DIR)
+    return path
+
 
 def note(path: Path, line: str, *, create: bool = True) -> None:
     """A line of ours in a console log, stamped, so the log tells when and what the driver did.
     create=False: never make the file (its dir may be being removed)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0), 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0), PRIVATE_FILE)
     except OSError:
         return
     with os.fdopen(fd, "a") as fh:
@@ -80,5 +93,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def write_json(path: Path, doc: dict[str, Any]) -> None:
     """Atomically: a crash leaves the old record or the new one."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(doc, indent=1))
     os.replace(tmp, path)

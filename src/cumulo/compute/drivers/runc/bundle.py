@@ -14,6 +14,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from cumulo.compute.drivers import rootfs as rootfs_files
 from cumulo.compute.drivers.base import InstanceSpec
 from cumulo.errors import DriverError
 from cumulo.image.formats import ImageConfig
@@ -46,23 +47,53 @@ def process_args(spec: InstanceSpec, image: ImageConfig) -> list[str]:
     return args
 
 
-def _user(image: ImageConfig, rootfs: Path) -> dict[str, int]:
-    """uid/gid of the image's User ("uid[:gid]" or a name from the image's /etc/passwd); root if unset."""
+CONTAINER_UMASK = 0o022
+PASSWD_MAX_BYTES = 1 << 20  # /etc/passwd and /etc/group of an image: more is refused
+
+
+def _image_file(rootfs: Path, rel: str) -> list[list[str]] | None:
+    """The colon-separated lines of an image's /etc/passwd or /etc/group, read inside the root
+    (rootfs.read_file: links stay in the image, FIFOs and devices are refused); None if missing."""
+    try:
+        data = rootfs_files.read_file(rootfs, rel, max_bytes=PASSWD_MAX_BYTES)
+    except FileNotFoundError:
+        return None
+    except rootfs_files.UnsafeFile as exc:
+        raise DriverError(f"Refusing the image: {exc.strerror}") from None
+    except OSError as exc:
+        raise DriverError(f"Cannot read the image's /{rel}: {exc.strerror or exc}") from None
+    return [line.split(":") for line in data.decode(errors="replace").splitlines()]
+
+
+def resolve_user(image: ImageConfig, rootfs: Path) -> dict[str, int]:
+    """uid/gid of the image's User, as Docker reads it: "uid[:gid]", or names from the image's own
+    /etc/passwd and /etc/group ("name", "name:group", "uid:group"); root if unset.
+
+    Blocking (it reads the image): call in a thread.
+    """
     raw = image.user.strip()
     if not raw:
         return {"uid": 0, "gid": 0}
     name, _, group = raw.partition(":")
-    if name.isdigit() and (not group or group.isdigit()):
-        return {"uid": int(name), "gid": int(group or 0)}
-    try:
-        for line in (rootfs / "etc" / "passwd").read_text(errors="replace").splitlines():
-            fields = line.split(":")
+    uid: int | None = int(name) if name.isdigit() else None
+    gid: int | None = int(group) if group.isdigit() else (0 if not group and uid is not None else None)
+    if uid is None:
+        for fields in _image_file(rootfs, "etc/passwd") or []:
             if len(fields) >= 4 and fields[0] == name and fields[2].isdigit() and fields[3].isdigit():
-                gid = int(group) if group.isdigit() else int(fields[3])
-                return {"uid": int(fields[2]), "gid": gid}
-    except OSError:
-        pass
-    raise DriverError(f"Image user {raw!r} is not in the image's /etc/passwd")
+                uid = int(fields[2])
+                if not group:
+                    gid = int(fields[3])
+                break
+        else:
+            raise DriverError(f"Image user {raw!r} is not in the image's /etc/passwd")
+    if gid is None:
+        for fields in _image_file(rootfs, "etc/group") or []:
+            if len(fields) >= 3 and fields[0] == group and fields[2].isdigit():
+                gid = int(fields[2])
+                break
+        else:
+            raise DriverError(f"Image group {group!r} (of user {raw!r}) is not in the image's /etc/group")
+    return {"uid": uid, "gid": gid}
 
 
 def runtime_config(
@@ -70,6 +101,8 @@ def runtime_config(
     netns_path: str | None = None, extra_mounts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """config.json for runc; `root.path` is "rootfs" relative to the bundle (the overlay mount).
+
+    Blocking: a named image user is looked up in the image's /etc/passwd (call in a thread).
 
     `netns_path` names an existing network namespace to join (else runc makes an anonymous one);
     `extra_mounts` come after the standard ones (the config drive).
@@ -83,7 +116,8 @@ def runtime_config(
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
-            "user": _user(image, rootfs),
+            # Docker's umask for the container's processes, whatever the cloud's own (077).
+            "user": {**resolve_user(image, rootfs), "umask": CONTAINER_UMASK},
             "args": process_args(spec, image),
             "env": env,
             "cwd": image.working_dir or "/",

@@ -13,8 +13,13 @@ on spawn and rebuild, while the container is stopped.
 The image is untrusted: `/root` or `/root/.ssh` may be symlinks to anywhere (the host's /etc,
 `../../..`). No symlink is ever followed: each component is opened with O_NOFOLLOW relative to a
 directory fd of the root, and a component that is a symlink (or not a directory) is replaced by
-a real directory. Unlinking a symlink in the overlay only whites it out in the private upper
-layer; nothing outside the container root is touched.
+a real directory (the writers of drivers/rootfs.py, the one module for files in a tenant's root).
+Unlinking a symlink in the overlay only whites it out in the private upper layer; nothing outside
+the container root is touched.
+
+The drive's files are 0644 and its dirs 0755 on purpose: any user of the container may read it, as
+any user of a VM may read its config drive. They are reachable on the host only through the
+instance dir, which is 0700 (the state dir's modes: docs/operations.md).
 
 Names, metadata and user data are written as JSON or raw bytes under fixed file names: no value
 ever becomes part of a path or reaches a shell.
@@ -22,14 +27,12 @@ ever becomes part of a path or reaches a shell.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from cumulo.compute.drivers import configdata
+from cumulo.compute.drivers import configdata, rootfs
 from cumulo.compute.drivers.base import InstanceSpec
 
 DRIVE_DIR = "config-drive"
@@ -71,6 +74,23 @@ def write_drive(idir: Path, spec: InstanceSpec) -> Path:
     return final
 
 
+def prepare_mount_point(root: Path) -> None:
+    """/mnt/config in the container's root as real 0755 dirs, made here (never through an image's
+    link) rather than by runc, which would make them with the cloud's umask 077 and lock non-root
+    users of the container out of /mnt. Blocking: call in a thread, once the root is mounted."""
+    root_fd = rootfs.open_dir(root)
+    fds = [root_fd]
+    try:
+        for name in MOUNT_POINT.strip("/").split("/"):
+            fd, created = rootfs.ensure_dir_at(fds[-1], name, _DIR_MODE)
+            fds.append(fd)
+            if created:
+                os.fchmod(fd, _DIR_MODE)
+    finally:
+        for fd in reversed(fds):
+            os.close(fd)
+
+
 def mount_entry(drive: Path) -> dict[str, Any]:
     """The OCI mount of the drive: a read-only bind at MOUNT_POINT."""
     return {"destination": MOUNT_POINT, "type": "bind", "source": str(drive),
@@ -79,81 +99,35 @@ def mount_entry(drive: Path) -> dict[str, Any]:
 
 # -- /root/.ssh/authorized_keys --------------------------------------------------------------------
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _remove_dir_at(dir_fd: int, name: str) -> None:
-    """Remove the directory `name` in dir_fd; rmtree's fd-based walk never follows a symlink."""
-    shutil.rmtree(name, dir_fd=dir_fd)
-
-
-def _open_dir(parent_fd: int, name: str, mode: int) -> tuple[int, bool]:
-    """A real directory `name` in parent_fd, made if missing, replacing a symlink or a non-dir.
-
-    Returns (fd, created).
-    """
-    for _ in range(3):
-        try:
-            return os.open(name, _DIR_FLAGS, dir_fd=parent_fd), False
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                raise
-            # A symlink (ELOOP under O_NOFOLLOW) or a file: unlink it, then make a real dir.
-            os.unlink(name, dir_fd=parent_fd)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(name, mode, dir_fd=parent_fd)
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-            return fd, True
-    raise OSError(errno.EAGAIN, f"{name!r} keeps changing under us")
-
 
 def install_authorized_key(root: Path, key: str) -> Path:
     """Add `key` to <root>/root/.ssh/authorized_keys (0600, dir 0700, owned by root), never following links.
 
     Blocking: call in a thread. `root` itself is ours (the overlay mount point); everything below
-    it comes from the image. Returns the path written (inside root).
+    it comes from the image: rootfs.py's writers replace a link or a non-directory instead of
+    following it, and an existing authorized_keys is read only when it is a regular file (at most
+    1 MiB; a FIFO or device is replaced unread). Returns the path written (inside root).
     """
     line = key.strip().replace("\n", " ").encode() + b"\n"
-    root_fd = os.open(root, _DIR_FLAGS)
+    root_fd = rootfs.open_dir(root)
     fds = [root_fd]
     try:
-        home_fd, created = _open_dir(root_fd, "root", 0o700)
+        home_fd, created = rootfs.ensure_dir_at(root_fd, "root", 0o700)
         fds.append(home_fd)
         if created:
             os.fchown(home_fd, 0, 0)
-        ssh_fd, _ = _open_dir(home_fd, ".ssh", 0o700)
+        ssh_fd, _ = rootfs.ensure_dir_at(home_fd, ".ssh", 0o700)
         fds.append(ssh_fd)
         os.fchown(ssh_fd, 0, 0)
         os.fchmod(ssh_fd, 0o700)
-        existing = b""
         try:
-            fd = os.open("authorized_keys", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=ssh_fd)
-        except OSError:
-            fd = -1  # missing, or a symlink/special file: replaced below without being read
-        if fd >= 0:
-            with os.fdopen(fd, "rb") as fh:
-                if os.fstat(fh.fileno()).st_mode & 0o170000 == 0o100000:
-                    existing = fh.read(1 << 20)
+            existing = rootfs.read_file_at(ssh_fd, "authorized_keys", max_bytes=1 << 20) or b""
+        except rootfs.UnsafeFile:
+            existing = b""  # too large: replaced by our key alone
         if existing and not existing.endswith(b"\n"):
             existing += b"\n"
         content = existing if line in existing.splitlines(keepends=True) else existing + line
-        tmp = ".authorized_keys.cumulo"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=ssh_fd)
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=ssh_fd)
-        with os.fdopen(out, "wb") as fh:
-            fh.write(content)
-            os.fchown(fh.fileno(), 0, 0)
-            os.fchmod(fh.fileno(), 0o600)
-        try:
-            os.rename(tmp, "authorized_keys", src_dir_fd=ssh_fd, dst_dir_fd=ssh_fd)
-        except OSError as exc:  # an image's authorized_keys that is a directory
-            if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
-                raise
-            _remove_dir_at(ssh_fd, "authorized_keys")
-            os.rename(tmp, "authorized_keys", src_dir_fd=ssh_fd, dst_dir_fd=ssh_fd)
+        rootfs.replace_file_at(ssh_fd, "authorized_keys", content, mode=0o600, uid=0, gid=0)
     finally:
         for fd in reversed(fds):
             os.close(fd)
