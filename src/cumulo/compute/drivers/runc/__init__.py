@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import shlex
 import shutil
 import time
@@ -49,6 +50,12 @@ CONSOLE_MAX_BYTES = 1 << 20  # console.log is cut to this on every (re)start
 _RECORD = "instance.json"
 _POWER = {"running": PowerState.RUNNING, "paused": PowerState.PAUSED, "stopped": PowerState.SHUTDOWN,
           "created": PowerState.NOSTATE}
+
+
+def root_mode_from(lower: Path, upper: Path) -> None:
+    """The top of the upper layer is the container's "/": give it the image root's mode (not the
+    cloud's umask 077, which would lock every non-root user of the container out of /)."""
+    os.chmod(upper, os.stat(lower).st_mode & 0o7777)
 
 
 class RuncDriver:
@@ -85,8 +92,9 @@ class RuncDriver:
     # -- Host -----------------------------------------------------------------------------------
 
     async def init_host(self) -> None:
-        await asyncio.to_thread(self.dir.mkdir, parents=True, exist_ok=True)
-        await asyncio.to_thread(self.runc.root.mkdir, parents=True, exist_ok=True)
+        # 0700: the host's other users never reach a tenant's files, nor runc's state.
+        for d in (self.dir, self.runc.root, self.images):
+            await asyncio.to_thread(files.private_dir, d)
         # Suspend is CRIU only where `criu check` passes; details say which and why.
         details = await ops.suspend_details(str(self.conf.extra.get("runc_suspend", "auto")))
         self.info = dataclasses.replace(self.info, details={**self.info.details, **details})
@@ -145,19 +153,21 @@ class RuncDriver:
             raise DriverError("The runc driver needs a container image (docker or oci)")
         idir = self._idir(spec.uuid)
         cid = container_id(spec.uuid)
-        await asyncio.to_thread(self.dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(files.private_dir, self.dir)
         try:
-            await asyncio.to_thread(idir.mkdir)
+            await asyncio.to_thread(idir.mkdir, files.PRIVATE_DIR)
         except FileExistsError:
             raise DriverError(f"Instance {spec.uuid} already exists on runc host {self.host_name}") from None
         try:
             if self.spawn_delay > 0:
                 await asyncio.sleep(self.spawn_delay)
             lower, image_cfg = await imageops.image_root(self.images, spec.image)
-            config = imageops.runtime_config(spec, image_cfg, lower, idir, self.pids_limit)
+            # In a thread: a named image user is read from the image's /etc/passwd.
+            config = await asyncio.to_thread(imageops.runtime_config, spec, image_cfg, lower, idir, self.pids_limit)
             merged = idir / "rootfs"
             for sub in ("upper", "work", "rootfs"):
-                await asyncio.to_thread((idir / sub).mkdir)
+                await asyncio.to_thread((idir / sub).mkdir, files.PRIVATE_DIR)
+            await asyncio.to_thread(root_mode_from, lower, idir / "upper")
             await asyncio.to_thread((idir / "config.json").write_text, json.dumps(config, indent=1))
             await overlay.mount(lower, idir / "upper", idir / "work", merged)
             await imageops.provision(idir, spec)  # config drive, authorized_keys

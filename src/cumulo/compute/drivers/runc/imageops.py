@@ -57,6 +57,7 @@ def record(spec: InstanceSpec, image: ImageConfig, created_at: float) -> dict[st
 async def provision(idir: Path, spec: InstanceSpec) -> None:
     """The config drive, and the SSH key in the (mounted) root."""
     await asyncio.to_thread(configdrive.write_drive, idir, spec)
+    await asyncio.to_thread(configdrive.prepare_mount_point, idir / "rootfs")
     if spec.key_data:
         try:
             await asyncio.to_thread(configdrive.install_authorized_key, idir / "rootfs", spec.key_data)
@@ -86,7 +87,8 @@ async def rebuild(drv: RuncDriver, spec: InstanceSpec) -> None:
         # Everything that can be checked is checked before the old root goes.
         lower, image_cfg = await image_root(drv.images, spec.image)
         current = json.loads(await asyncio.to_thread((idir / CONFIG).read_text))
-        config = bundle.keep_limits(runtime_config(spec, image_cfg, lower, idir, drv.pids_limit), current)
+        fresh = await asyncio.to_thread(runtime_config, spec, image_cfg, lower, idir, drv.pids_limit)  # reads /etc/passwd
+        config = bundle.keep_limits(fresh, current)
         old = json.loads(await asyncio.to_thread((idir / RECORD).read_text))
     except (CumuloError, OSError, ValueError) as exc:
         raise DriverError(f"rebuild of {spec.uuid} onto image {image_id} failed: {exc}") from exc

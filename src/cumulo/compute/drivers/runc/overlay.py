@@ -39,7 +39,8 @@ async def is_mounted(path: Path) -> bool:
 
 
 async def mount(lower: Path, upper: Path, work: Path, merged: Path) -> None:
-    opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    # nosuid,nodev: a tenant's setuid binary or device node is inert in the host's view of the root.
+    opts = f"lowerdir={lower},upperdir={upper},workdir={work},nosuid,nodev"
     await host.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], timeout=30)
 
 
