@@ -179,6 +179,14 @@ class Services:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def private_state_dir(path: Path) -> None:
+    """The state dir, 0700 (an existing one is chmod'ed): the database, images, instance dirs and
+    container roots below it are the cloud user's alone (docs/operations.md: modes and exceptions)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != 0o700:
+        os.chmod(path, 0o700)
+
+
 class Cloud:
     """The whole cloud in one process. `start()` brings it up, `asgi_app()` serves it."""
 
@@ -189,7 +197,7 @@ class Cloud:
         from cumulo.scheduler.placement import Placement
 
         self.conf = conf
-        conf.state_dir.mkdir(parents=True, exist_ok=True)
+        private_state_dir(conf.state_dir)
         self.db = Database(conf.database_url)
         self.bus = make_bus(conf.transport)
         placement = Placement(self.db, conf)

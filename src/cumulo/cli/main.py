@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -54,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+CLOUD_UMASK = 0o077
+
+
 def _up(args: argparse.Namespace) -> int:
+    # Everything the cloud and its helpers (qemu-img, runc, SQLite) create is private to its user;
+    # what a guest must read gets an explicit mode (docs/operations.md, "The state dir").
+    os.umask(CLOUD_UMASK)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = conf_mod.load(
         args.config,

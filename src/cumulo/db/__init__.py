@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -55,6 +56,7 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             path = sa.engine.make_url(url).database or ":memory:"
+            _private_sqlite_file(path)
             kwargs["async_creator"] = inline_sqlite.creator(path, timeout=30.0)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
@@ -112,6 +114,24 @@ def _out_of_range_is_invalid() -> Iterator[None]:
         if "out of range" not in str(exc):
             raise
         raise Invalid("A number in the request is out of range") from None
+
+
+def _private_sqlite_file(path: str) -> None:
+    """The database file 0600 before SQLite opens it (its -wal and -shm files take the same mode):
+    it holds password hashes and user data."""
+    if path == ":memory:" or path.startswith("file:") or not path:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o777 != 0o600:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        try:
+            os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -213,7 +213,7 @@ class ImageService:
 
         def build() -> Path:
             if not cached.is_file():
-                cached.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+                cached.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 tmp = cached.with_name(f".{cached.name}.tmp")
                 build_busybox(tmp)
                 tmp.replace(cached)

@@ -112,7 +112,7 @@ class ImageStore:
     async def ensure_dirs(self) -> None:
         def run() -> None:
             for d in (self.root, self.data_dir, self.tmp_dir):
-                d.mkdir(parents=True, exist_ok=True, mode=0o750)
+                d.mkdir(parents=True, exist_ok=True, mode=0o700)
 
         await asyncio.to_thread(run)
 
@@ -128,7 +128,7 @@ class ImageStore:
 
     async def open_writer(self, limit: int | None = None) -> StoreWriter:
         def run() -> tuple[int, str]:
-            self.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+            self.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             return tempfile.mkstemp(prefix="upload-", dir=self.tmp_dir)
 
         fd, name = await asyncio.to_thread(run)
@@ -160,11 +160,11 @@ class ImageStore:
         target = self.path_for(digest.sha256)
 
         def run() -> Path:
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if target.exists() and target.stat().st_size == digest.size:
                 writer.path.unlink(missing_ok=True)
             else:
-                os.chmod(writer.path, 0o640)
+                os.chmod(writer.path, 0o600)  # private to the cloud's user, as the whole state dir
                 os.replace(writer.path, target)
             return target
 
