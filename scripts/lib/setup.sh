@@ -27,6 +27,7 @@ CUMULO_APT_NEEDS=(
   "ip:iproute2"                 # per-server network namespaces
   "qemu-system-x86_64:qemu-system-x86" # the QEMU driver
   "qemu-img:qemu-utils"         # VM disks: overlays, conversion, snapshots
+  "mkfs.ext4:e2fsprogs"         # containers' root disks (mkfs.ext4, e2fsck, resize2fs)
 )
 
 _cumulo_have() {

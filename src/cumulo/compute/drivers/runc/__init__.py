@@ -5,7 +5,8 @@ hypervisor_type is "container" (shown by os-hypervisors; images ask for it with 
 
 Per server, `<state_dir>/runc/<uuid>/` is the OCI bundle: config.json, `rootfs` (an overlayfs of
 the image root shared by every server of that image, `<state_dir>/images/rootfs/<sha>/rootfs`, under
-the private `upper` and `work` dirs), console.log (the container's stdout and stderr) and
+the private `upper` and `work` dirs, which live on the server's own root disk `disk.ext4`, mounted
+at `disk/` and sized to the flavor: rootdisk.py), console.log (the container's stdout and stderr) and
 instance.json (written last: a dir without it is a spawn that never finished). runc keeps its
 state under `<state_dir>/runc-state`. A stopped server keeps its dir and mount but has no runc
 container; power_on runs the bundle again.
@@ -41,7 +42,7 @@ from cumulo.compute.drivers.base import (
     PowerState,
     SnapshotResult,
 )
-from cumulo.compute.drivers.runc import bundle, cgroup, imageops, metrics, netns, ops, overlay
+from cumulo.compute.drivers.runc import bundle, cgroup, imageops, metrics, netns, ops, overlay, rootdisk
 from cumulo.compute.drivers.runc.state import Runc, container_id, uuid_of
 from cumulo.conf import Settings
 from cumulo.errors import CumuloError, DriverError
@@ -73,6 +74,9 @@ class RuncDriver:
         self.console_max = int(conf.extra.get("runc_console_max_bytes", CONSOLE_MAX_BYTES))
         self.spawn_delay = float(conf.extra.get("runc_spawn_delay", 0.0))  # test hook: a cancellable spawn
         self._cgroup_parents: set[Path] = set()  # /sys/fs/cgroup/*/cumulo made since init_host
+        # The root disk bound to the flavor (rootdisk.py): "auto", "ext4" or "none".
+        self.disks = rootdisk.RootDisks(state, str(conf.extra.get("runc_root_disk", "auto")),
+                                        int(conf.extra.get("runc_default_root_gb", 1)))
         self.info = DriverInfo(
             name="runc",
             hypervisor_type="container",
@@ -97,6 +101,7 @@ class RuncDriver:
             await asyncio.to_thread(files.private_dir, d)
         # Suspend is CRIU only where `criu check` passes; details say which and why.
         details = await ops.suspend_details(str(self.conf.extra.get("runc_suspend", "auto")))
+        details.update(await self.disks.probe())
         self.info = dataclasses.replace(self.info, details={**self.info.details, **details})
         self._cgroup_parents = await asyncio.to_thread(cgroup.missing_parents)
 
@@ -165,15 +170,15 @@ class RuncDriver:
             # In a thread: a named image user is read from the image's /etc/passwd.
             config = await asyncio.to_thread(imageops.runtime_config, spec, image_cfg, lower, idir, self.pids_limit)
             merged = idir / "rootfs"
-            for sub in ("upper", "work", "rootfs"):
-                await asyncio.to_thread((idir / sub).mkdir, files.PRIVATE_DIR)
-            await asyncio.to_thread(root_mode_from, lower, idir / "upper")
+            upper, work = await self.disks.create(idir, spec.flavor.root_gb)
+            await asyncio.to_thread(merged.mkdir, files.PRIVATE_DIR)
+            await asyncio.to_thread(root_mode_from, lower, upper)
             await asyncio.to_thread((idir / "config.json").write_text, json.dumps(config, indent=1))
-            await overlay.mount(lower, idir / "upper", idir / "work", merged)
+            await overlay.mount(lower, upper, work, merged)
             await imageops.provision(idir, spec)  # config drive, authorized_keys
             await netns.create(spec.uuid)
             await self._start(cid, idir, config["process"]["args"])
-            record = imageops.record(spec, image_cfg, time.time())
+            record = imageops.record(spec, image_cfg, time.time(), lower)
             await asyncio.to_thread((idir / _RECORD).write_text, json.dumps(record))
         except BaseException as exc:
             # Contract: a failed (or cancelled) spawn leaves nothing behind.
@@ -237,7 +242,8 @@ class RuncDriver:
                 raise DriverError(f"The root of instance {spec.uuid} is not mounted and it has no image")
             try:
                 lower, _cfg = await imageops.image_root(self.images, spec.image)
-                await overlay.mount(lower, idir / "upper", idir / "work", idir / "rootfs")
+                upper, work = await self.disks.ensure_mounted(idir)
+                await overlay.mount(lower, upper, work, idir / "rootfs")
             except (CumuloError, OSError) as exc:
                 raise DriverError(f"The root of instance {spec.uuid} could not be mounted again: {exc}") from exc
         await asyncio.to_thread(files.trim_in_place, idir / "console.log", self.console_max)
@@ -274,6 +280,9 @@ class RuncDriver:
 
     async def revert_resize(self, spec: InstanceSpec) -> None:
         await ops.revert_resize(self, spec)
+
+    async def resize_root_disk(self, uuid: str, root_gb: int) -> None:
+        await imageops.resize_disk(self, uuid, root_gb)
 
     async def get_diagnostics(self, uuid: str) -> dict[str, Any]:
         return await metrics.diagnostics(self, uuid)

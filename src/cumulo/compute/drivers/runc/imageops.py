@@ -4,7 +4,8 @@
   drive mounted read-only at /mnt/config) and, once the overlay is mounted, the config drive and
   /root/.ssh/authorized_keys.
 - `rebuild`: same uuid, hostname, netns and config drive identity; the private upper layer is
-  discarded (Nova's rebuild wipes the root disk), the overlay is mounted again on the new image's
+  discarded with its root disk, a fresh one of the flavor's size replaces it (Nova's rebuild wipes
+  the root disk), the overlay is mounted again on the new image's
   cached root, config.json is rewritten with the new image's process/env/cwd but the server's
   current limits (read from its config.json: a resize may have changed them), then it starts.
 - `snapshot`: see snapshot.py.
@@ -14,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cumulo.compute.drivers.base import ImageSpec, InstanceSpec, SnapshotResult
-from cumulo.compute.drivers.files import write_json
+from cumulo.compute.drivers.files import read_json, write_json
 from cumulo.compute.drivers.runc import bundle, configdrive, netns, ops, overlay
 from cumulo.compute.drivers.runc import snapshot as snap
 from cumulo.compute.drivers.runc.state import container_id
@@ -44,11 +45,13 @@ def runtime_config(spec: InstanceSpec, image: ImageConfig, lower: Path, idir: Pa
     )
 
 
-def record(spec: InstanceSpec, image: ImageConfig, created_at: float) -> dict[str, Any]:
-    """instance.json: identity, and the image config a snapshot needs."""
+def record(spec: InstanceSpec, image: ImageConfig, created_at: float, lower: Path | None = None) -> dict[str, Any]:
+    """instance.json: identity, the image config a snapshot needs, and the cached image root it
+    stands on (`rootfs_key`: what the image cache's collection keeps while the server exists)."""
     props = spec.image.properties if spec.image is not None else {}
     return {
         "uuid": spec.uuid, "hostname": spec.hostname, "image_id": spec.image.id if spec.image else None,
+        "rootfs_key": lower.parent.name if lower is not None else None,
         "created_at": created_at, "image_config": image.to_json(),
         "image_properties": {k: str(props[k]) for k in KEPT_PROPERTIES if props.get(k)},
     }
@@ -63,12 +66,6 @@ async def provision(idir: Path, spec: InstanceSpec) -> None:
             await asyncio.to_thread(configdrive.install_authorized_key, idir / "rootfs", spec.key_data)
         except OSError as exc:
             raise DriverError(f"cannot put the key into /root/.ssh/authorized_keys: {exc}") from exc
-
-
-def _wipe(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir()
 
 
 async def image_root(images: Path, image: ImageSpec) -> tuple[Path, ImageConfig]:
@@ -96,16 +93,58 @@ async def rebuild(drv: RuncDriver, spec: InstanceSpec) -> None:
         await ops.stop(drv, spec.uuid, drv.stop_grace, "rebuild")
         merged = idir / "rootfs"
         await overlay.unmount_all(merged)
-        for sub in ("upper", "work"):
-            await asyncio.to_thread(_wipe, idir / sub)
-        await overlay.mount(lower, idir / "upper", idir / "work", merged)
+        # A fresh root disk of the flavor's size: the old upper layer goes, the limit stays.
+        upper, work = await drv.disks.recreate(idir, spec.flavor.root_gb)
+        await asyncio.to_thread(os.chmod, upper, (await asyncio.to_thread(os.stat, lower)).st_mode & 0o7777)
+        await overlay.mount(lower, upper, work, merged)
         await provision(idir, spec)
         await asyncio.to_thread(write_json, idir / CONFIG, config)
-        await asyncio.to_thread(write_json, idir / RECORD, record(spec, image_cfg, float(old.get("created_at", 0))))
+        await asyncio.to_thread(write_json, idir / RECORD, record(spec, image_cfg, float(old.get("created_at", 0)), lower))
         await drv._start(cid, idir, config["process"]["args"])
     except (CumuloError, OSError) as exc:
         await drv.runc.delete(cid)  # a container that was made but did not start
         raise DriverError(f"rebuild of {spec.uuid} onto image {image_id} failed: {exc}") from exc
+
+
+async def _lower(drv: RuncDriver, idir: Path) -> Path | None:
+    """The image root under a server: its mounted overlay's, else the cached root its record names."""
+    lower = await overlay.lower_of(idir / "rootfs")
+    if lower is not None:
+        return lower
+    rec = await asyncio.to_thread(read_json, idir / RECORD) or {}
+    key = str(rec.get("rootfs_key") or "")
+    if not key:
+        return None
+    root = drv.images / "rootfs" / key / "rootfs"
+    return root if await asyncio.to_thread(root.is_dir) else None
+
+
+async def resize_disk(drv: RuncDriver, uuid: str, root_gb: int) -> None:
+    """A resize to another disk size (rootdisk.py): stop, resize the disk offline, start again if it ran."""
+    idir = drv._existing(uuid)
+    if not drv.disks.resize_needed(idir, root_gb):
+        return
+    cid = container_id(uuid)
+    status = await drv.runc.status(cid)
+    if status == "paused":
+        raise DriverError(f"Instance {uuid} is paused; its root disk cannot be resized")
+    merged = idir / "rootfs"
+    was_mounted = await overlay.is_mounted(merged)
+    lower = await _lower(drv, idir)
+    if was_mounted and lower is None:
+        raise DriverError(f"cannot tell the image root of instance {uuid}; its root disk is not resized")
+    await ops.stop(drv, uuid, drv.stop_grace, "resize of the root disk")
+    await overlay.unmount_all(merged)
+    try:
+        line = await drv.disks.resize_offline(idir, root_gb)
+    finally:
+        if was_mounted and lower is not None:
+            upper, work = await drv.disks.ensure_mounted(idir)
+            await overlay.mount(lower, upper, work, merged)
+    await asyncio.to_thread(ops.note, idir, line)
+    if status == "running":
+        config = json.loads(await asyncio.to_thread((idir / CONFIG).read_text))
+        await drv._start(cid, idir, config["process"]["args"])
 
 
 def _config_from_runtime(config: dict[str, Any]) -> ImageConfig:

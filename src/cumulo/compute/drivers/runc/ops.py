@@ -262,6 +262,7 @@ async def apply_flavor(drv: RuncDriver, uuid: str, flavor: FlavorSpec) -> None:
         # Live first: a limit the kernel refuses (memory below usage) leaves config.json as it was.
         await drv.runc.update(cid, memory=memory, cpu_quota=flavor.vcpus * period, cpu_period=period, pids=pids)
     await asyncio.to_thread(files.write_json, idir / "config.json", config)
+    await drv.resize_root_disk(uuid, flavor.root_gb)  # another disk size: a restart (rootdisk.py)
 
 
 async def resize(drv: RuncDriver, spec: InstanceSpec, old_flavor: FlavorSpec) -> None:

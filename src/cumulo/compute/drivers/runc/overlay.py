@@ -34,6 +34,24 @@ async def mounts_under(base: Path) -> list[str]:
     return sorted(set(found), key=len, reverse=True)
 
 
+def _lower_of(point: str) -> str | None:
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            f, r = left.split(), right.split()
+            if len(f) > 4 and _unescape(f[4]) == point and len(r) > 2 and r[0] == "overlay":
+                for opt in r[2].split(","):
+                    if opt.startswith("lowerdir="):
+                        return _unescape(opt[len("lowerdir="):])
+    return None
+
+
+async def lower_of(merged: Path) -> Path | None:
+    """The lower dir of the overlay mounted at `merged` (None when there is none)."""
+    found = await asyncio.to_thread(_lower_of, str(merged.resolve()))
+    return Path(found) if found else None
+
+
 async def is_mounted(path: Path) -> bool:
     return str(path.resolve()) in await asyncio.to_thread(_mount_points)
 
