@@ -19,6 +19,10 @@ class Settings:
     state_dir: Path = Path("./state")
     host: str = "127.0.0.1"
     port: int = 8080
+    # The Prometheus endpoint (GET /metrics, admins only): its own listen address, loopback by
+    # default, never the API port. Port 0 turns it off. See docs/operations.md ("Monitoring").
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9180
     # SQLAlchemy URL; empty means SQLite file in the state dir.
     database: str = ""
     # "inproc" or an amqp:// URL (later).

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cumulo.bus import Bus, compute_topic, make_bus
 from cumulo.conf import Settings
 from cumulo.db import Database
+from cumulo.metrics.http import RouteMetrics
 from cumulo.web.http import PrefixDispatcher, RequestIdMiddleware
 
 if TYPE_CHECKING:
@@ -329,10 +330,10 @@ class Cloud:
                 scope, receive, send
             )
 
-        apps: dict[str, ASGIApp] = {
-            "/identity": identity_app(s),
-            "/compute": compute_app(s),
-            "/image": image_app(s),
+        apps: dict[str, ASGIApp] = {  # each family's requests timed by route template
+            "/identity": RouteMetrics(identity_app(s), "identity"),
+            "/compute": RouteMetrics(compute_app(s), "compute"),
+            "/image": RouteMetrics(image_app(s), "image"),
         }
         return RequestIdMiddleware(
             PrefixDispatcher(apps, root), header_names=("x-openstack-request-id", "x-compute-request-id")

@@ -198,6 +198,8 @@ class CumuloCloud:
         self.state_dir = root / "state"
         self.host = host
         self.port = free_port(host)
+        # Every cloud gets its own metrics port: clouds of parallel test runs never share 9180.
+        self.metrics_port = free_port(host)
         self.fake_hosts = fake_hosts
         self.args = list(args)
         self.env = dict(env or {})
@@ -247,7 +249,8 @@ class CumuloCloud:
     def command(self) -> list[str]:
         script = BIN / "cumulo"
         prog = [str(script)] if script.exists() else [sys.executable, "-m", "cumulo.cli.main"]
-        argv = prog + ["up", "--state-dir", str(self.state_dir), "--host", self.host, "--port", str(self.port)]
+        argv = prog + ["up", "--state-dir", str(self.state_dir), "--host", self.host, "--port", str(self.port),
+                       "--metrics-port", str(self.metrics_port)]
         if self.fake_hosts:
             argv += ["--fake-hosts", str(self.fake_hosts)]
         return argv + ["--log-level", "info", *self.args]
@@ -263,6 +266,7 @@ class CumuloCloud:
                 if "address already in use" not in str(exc).lower() or attempt == 2:
                     raise
                 self.port = free_port(self.host)
+                self.metrics_port = free_port(self.host)
         return self
 
     def _spawn_and_wait(self, timeout: float) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from cumulo.bus import ENVELOPE_VERSION
 from cumulo.errors import CumuloError
+from cumulo.metrics import control
 
 LOG = logging.getLogger(__name__)
 
@@ -40,10 +41,12 @@ class InprocBus:
         return json.loads(json.dumps({"v": ENVELOPE_VERSION, "method": method, "args": args}))  # type: ignore[no-any-return]
 
     async def cast(self, topic: str, method: str, **args: Any) -> None:
+        control.bus_message(topic, method, "cast")
         await self._queue(topic).put((self._envelope(method, args), None))
 
     async def call(self, topic: str, method: str, *, timeout: float = 60.0, **args: Any) -> Any:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        control.bus_message(topic, method, "call")
         await self._queue(topic).put((self._envelope(method, args), fut))
         return await asyncio.wait_for(fut, timeout)
 
@@ -99,6 +102,7 @@ class InprocBus:
                 fut.cancel()
             raise
         except Exception as exc:
+            control.bus_failure(topic, str(method) if handler is not None else "(unknown)")
             if fut is not None:
                 if not fut.done():
                     err = exc if isinstance(exc, CumuloError) else RemoteError(type(exc).__name__, str(exc))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--state-dir", type=Path, default=None, help="where the DB, images and clouds.yaml live")
     up.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=None, help="port to listen on (default 8080)")
+    up.add_argument("--metrics-host", default=None,
+                    help="address of the admin-only Prometheus endpoint /metrics (default 127.0.0.1)")
+    up.add_argument("--metrics-port", type=int, default=None,
+                    help="port of the Prometheus endpoint (default 9180; 0 turns it off)")
     up.add_argument("--fake-hosts", type=int, default=None, help="add N simulated compute hosts (fake driver)")
     up.add_argument(
         "--driver", type=_driver_list, default=None, metavar="DRIVERS",
@@ -68,6 +74,8 @@ def _up(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         host=args.host,
         port=args.port,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
         fake_hosts=args.fake_hosts,
         local_driver=args.driver,
     )
@@ -85,9 +93,19 @@ def _up(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"cumulo up: {exc}", file=sys.stderr)
         return 2
+    metrics_sock = None
+    if settings.metrics_port:
+        from cumulo.metrics import endpoint
+
+        try:  # before anything starts: a taken port is an error now, not a cloud without metrics
+            metrics_sock = endpoint.bind(settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            print(f"cumulo up: cannot listen for metrics on {settings.metrics_host}:{settings.metrics_port}: "
+                  f"{exc} (choose another --metrics-port, or 0 to turn metrics off)", file=sys.stderr)
+            return 2
     try:
         with asyncio.Runner(loop_factory=_loop_factory(settings.local_driver)) as runner:
-            runner.run(_serve(settings, args.log_level))
+            runner.run(_serve(settings, args.log_level, metrics_sock))
     except KeyboardInterrupt:
         pass
     return 0
@@ -107,7 +125,7 @@ def _loop_factory(local_driver: str) -> Any:
     return uvloop.new_event_loop
 
 
-async def _serve(settings: conf_mod.Settings, log_level: str) -> None:
+async def _serve(settings: conf_mod.Settings, log_level: str, metrics_sock: socket.socket | None = None) -> None:
     import uvicorn
 
     from cumulo.runtime import Cloud
@@ -129,9 +147,10 @@ async def _serve(settings: conf_mod.Settings, log_level: str) -> None:
     # kills the process before cloud.stop() below runs. No-op handlers let the shutdown finish.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _sig, _frame: None)
+    metrics = await _start_metrics(cloud, settings, log_level, metrics_sock)
 
     async def announce() -> None:
-        while not server.started:
+        while not server.started or (metrics is not None and not metrics[0].started):
             await asyncio.sleep(0.02)
         clouds = cloud.clouds_yaml_path().resolve()
         print(f"Cumulo is ready. Auth URL: {settings.public_url}/identity/v3", flush=True)
@@ -139,6 +158,11 @@ async def _serve(settings: conf_mod.Settings, log_level: str) -> None:
             if plan.local:
                 share = f", {plan.share:.0%} of the machine" if plan.share < 1.0 else ""
                 print(f"  local compute host {plan.host}: node {plan.node}, {plan.driver} driver{share}", flush=True)
+        if metrics is not None and metrics_sock is not None:
+            from cumulo.metrics import endpoint
+
+            print(f"  metrics (admins only): {endpoint.url(settings.metrics_host, metrics_sock)}, "
+                  f"scrape secret in {(settings.state_dir / endpoint.SECRET_FILE).resolve()}", flush=True)
         print(f"  export OS_CLIENT_CONFIG_FILE={clouds}", flush=True)
         print("  openstack --os-cloud cumulo server list       # as admin", flush=True)
         print("  openstack --os-cloud cumulo-demo server list  # as the demo user", flush=True)
@@ -148,7 +172,24 @@ async def _serve(settings: conf_mod.Settings, log_level: str) -> None:
         await server.serve()
     finally:
         notifier.cancel()
+        if metrics is not None:
+            metrics[0].should_exit = True
+            with contextlib.suppress(Exception):
+                await metrics[1]
         await cloud.stop()
+
+
+async def _start_metrics(cloud: Any, settings: conf_mod.Settings, log_level: str,
+                         sock: socket.socket | None) -> tuple[Any, asyncio.Task[None]] | None:
+    """The admin-only Prometheus endpoint on its own socket (metrics/endpoint.py), or None when off."""
+    if sock is None:
+        return None
+    from cumulo.metrics import endpoint
+
+    registry = endpoint.build_registry(cloud.managers, cloud.db, asyncio.get_running_loop())
+    secret = await asyncio.to_thread(endpoint.ensure_secret, settings.state_dir)
+    server = endpoint.make_server(endpoint.MetricsApp(registry, cloud.services.identity, secret), log_level)
+    return server, asyncio.create_task(server.serve(sockets=[sock]))
 
 
 if __name__ == "__main__":

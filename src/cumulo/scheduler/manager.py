@@ -14,6 +14,7 @@ from cumulo.compute.servicegroup import WorkerService
 from cumulo.conf import Settings
 from cumulo.db import Database
 from cumulo.errors import NoValidHost
+from cumulo.metrics import control
 from cumulo.scheduler.filters import BaseHostFilter, configured_filters
 from cumulo.scheduler.hoststate import HostState, RequestSpec, load_host_states
 from cumulo.scheduler.placement import Placement
@@ -70,6 +71,7 @@ class SchedulerManager:
             dest = chosen.destination()
             dest["alternates"] = [h.destination() for h in ranked[1 : 1 + MAX_ALTERNATES]]
             out.append(dest)
+            control.scheduled("selected")
         return out
 
     def rank(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
@@ -91,5 +93,6 @@ class SchedulerManager:
             scope = f" matching host {spec.force_host}" if spec.force_host else ""
             message = no_valid_host_message(total, removed, scope)
             LOG.info("%s (request %s)", message, spec.resources)
+            control.scheduled("no_valid_host")
             raise NoValidHost(message)
         return [h for _, h in weigh_hosts(self.weighers, candidates, spec)]
