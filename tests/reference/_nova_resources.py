@@ -329,7 +329,35 @@ _META_ITEM = envelope("meta", {**str_map(STR), "minProperties": 1, "maxPropertie
 # [os-server-tags.inc] (available since 2.26): {"tags": [...]}.
 _TAGS = envelope("tags", array(STR, maxItems=50))
 
+# --- server groups [os-server-groups.inc] ----------------------------------------------------------
+# "Show Server Group Details" / "Create" / "List": id, name, members; policies (a one-item list)
+# and metadata (always {}) until 2.63; project_id and user_id from 2.13; policy and rules from 2.64.
+_POLICIES_21 = ("anti-affinity", "affinity")
+_POLICIES_215 = (*_POLICIES_21, "soft-anti-affinity", "soft-affinity")
+
+
+def _server_group_fields(v: Version) -> tuple[Field, ...]:
+    allowed = _POLICIES_215 if v >= (2, 15) else _POLICIES_21
+    return (
+        Field("id", UUID),
+        Field("name", STR),
+        Field("members", array(UUID)),
+        Field("policies", array(enum(*allowed), minItems=1, maxItems=1), max="2.63"),
+        Field("metadata", obj({}), max="2.63"),
+        Field("project_id", STR, min="2.13"),
+        Field("user_id", STR, min="2.13"),
+        Field("policy", enum(*_POLICIES_215), min="2.64"),
+        Field("rules", obj({"max_server_per_host": INT}, optional=["max_server_per_host"]), min="2.64"),
+    )
+
+
+def server_group_entry(v: Version, admin: bool) -> Schema:
+    return build(_server_group_fields(v), v, admin)
+
+
 RESOURCES: dict[str, Builder] = {
+    "server_group": lambda v, a: envelope("server_group", server_group_entry(v, a)),
+    "server_groups": lambda v, a: envelope("server_groups", array(server_group_entry(v, a))),
     "flavor": lambda v, a: envelope("flavor", flavor_entry(v, a)),
     "flavor_detail_entry": flavor_entry,
     "flavor_list_entry": flavor_list_entry,

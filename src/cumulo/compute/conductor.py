@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cumulo.bus import Bus
-from cumulo.compute import actions, servicegroup, worker_events
+from cumulo.compute import actions, server_groups, servicegroup, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
 from cumulo.compute.models import compute_nodes, instances, services
@@ -38,6 +38,8 @@ from cumulo.scheduler.placement import DISK_GB, MEMORY_MB, VCPU, Placement, reso
 LOG = logging.getLogger(__name__)
 
 RESELECT_ATTEMPTS = 3
+# Placements a build may lose to its server group's late check before it fails.
+GROUP_ATTEMPTS = 5
 SCHEDULE_EVENT = "conductor_schedule_and_build_instances"
 RECOVERY_WAIT_SECONDS = 10.0
 _FILTER_OF = {VCPU: "CoreFilter", MEMORY_MB: "RamFilter", DISK_GB: "DiskFilter"}
@@ -105,15 +107,31 @@ class Conductor:
             return
         spec = self.scheduler_spec(inst)
         started = utcnow()
-        try:
-            dest = await self._select_and_claim(uuid, spec)
-        except Exception as exc:
-            if not _is_no_valid_host(exc):
-                raise
-            message = exc.message if isinstance(exc, CumuloError) else str(exc)
-            await self._fail_build(uuid, message, req=req, started=started, exc=exc)
+        violated: server_groups.GroupPolicyViolated | None = None
+        for _ in range(GROUP_ATTEMPTS):
+            try:
+                dest = await self._select_and_claim(uuid, spec)
+            except Exception as exc:
+                if not _is_no_valid_host(exc):
+                    raise
+                message = exc.message if isinstance(exc, CumuloError) else str(exc)
+                await self._fail_build(uuid, message, req=req, started=started, exc=exc)
+                return
+            try:
+                placed = await self._set_host(inst, dest, req, started)
+                break
+            except server_groups.GroupPolicyViolated as exc:
+                # A member of the same group was placed meanwhile (Nova's late affinity check).
+                await self.placement.release(uuid)
+                LOG.info("placing %s on %s: %s; choosing again", uuid, exc.host, exc.message)
+                if exc.policy == server_groups.ANTI_AFFINITY:
+                    spec["ignore_hosts"].append(exc.host)
+                violated = exc
+        else:
+            message = f"No valid host was found. {violated.message if violated else ''}"
+            await self._fail_build(uuid, message, req=req, started=started, exc=NoValidHost(message))
             return
-        if not await self._set_host(inst, dest, req, started):
+        if not placed:
             # Deleted (or changed) while we scheduled: give the capacity back.
             await self.placement.release(uuid)
             return
@@ -142,6 +160,8 @@ class Conductor:
     async def _select_and_claim(self, uuid: str, spec: dict[str, Any]) -> dict[str, Any]:
         for _ in range(RESELECT_ATTEMPTS):
             async with self._select_lock:
+                # Fresh each time: where the other members of the server group are now.
+                spec["instance_group"] = await server_groups.scheduler_group(self.db, uuid)
                 dests = await self.scheduler.select_destinations(spec, 1)
                 first = dests[0]
                 candidates: list[dict[str, Any]] = [first, *first.get("alternates", [])]
@@ -160,6 +180,8 @@ class Conductor:
         if not az or ":" in str(az):
             az = dest.get("availability_zone") or self.conf.default_availability_zone
         async with self.db.write() as conn:
+            # Raises GroupPolicyViolated when a member placed meanwhile makes this host wrong.
+            await server_groups.check_late(conn, inst["uuid"], dest["host"])
             res = await conn.execute(
                 sa.update(instances)
                 .where(

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cumulo.compute.models import instances, key_pairs, quotas
+from cumulo.compute.models import instance_groups, instances, key_pairs, quotas
 from cumulo.conf import Settings
 from cumulo.errors import Invalid, OverQuota
 
@@ -107,6 +107,8 @@ class QuotaEngine:
         kp = sa.select(sa.func.count(key_pairs.c.id))
         kp = kp.where(key_pairs.c.user_id == user_id) if user_id else kp.where(key_pairs.c.project_id == project_id)
         usage["key_pairs"] = int((await conn.execute(kp)).scalar_one())
+        groups = sa.select(sa.func.count(instance_groups.c.id)).where(instance_groups.c.project_id == project_id)
+        usage["server_groups"] = int((await conn.execute(groups)).scalar_one())
         return usage
 
     async def lock(self, conn: AsyncConnection, project_id: str) -> None:

@@ -17,6 +17,7 @@ from cumulo import errors
 from cumulo.bus import Bus
 from cumulo.compute import actions as act
 from cumulo.compute import instances as inst_db
+from cumulo.compute import server_groups
 from cumulo.compute import states as st
 from cumulo.compute import transitions as tr
 from cumulo.compute.boot import (
@@ -186,6 +187,7 @@ class ComputeService:
                     raise errors.Invalid(f"Compute host {wanted} could not be found.")
             # Limits are read before the write lock (they change rarely); usage is counted under it.
             limits = await self.quotas.limits(conn, project)
+            group = await server_groups.group_for_create(conn, ctx, req.scheduler_hints)
         if int(flavor["root_gb"]) == 0 and not ctx.is_admin:
             raise errors.Forbidden("Only volume-backed servers are allowed for flavors with zero disk.")
         image = await self.get_image(ctx, req.image_ref, "Can not find requested image")
@@ -242,6 +244,8 @@ class ComputeService:
                     }
                 )
             await conn.execute(sa.insert(instances), rows)
+            if group is not None:
+                await server_groups.add_members(conn, group, uuids, ctx.user_id or "", limits["server_group_members"])
             await conn.execute(
                 sa.insert(instance_actions),
                 [

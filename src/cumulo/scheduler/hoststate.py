@@ -41,6 +41,8 @@ class RequestSpec:
     # The image's formats: what kind of guest it makes when it names no hypervisor_type.
     disk_format: str | None = None
     container_format: str | None = None
+    # The server group the instance joined: {uuid, policy, rules, hosts (one per placed member)}.
+    instance_group: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RequestSpec:
@@ -66,6 +68,7 @@ class RequestSpec:
             instance_uuid=d.get("instance_uuid"),
             disk_format=(image.get("disk_format") or None) if isinstance(image, Mapping) else None,
             container_format=(image.get("container_format") or None) if isinstance(image, Mapping) else None,
+            instance_group=dict(d["instance_group"]) if d.get("instance_group") else None,
         )
 
 

@@ -37,6 +37,8 @@ def no_valid_host_message(total: int, removed: Sequence[tuple[str, int, int]], s
         f"{head} There are not enough hosts available. Filters: {tolls}",
         f"{head} Filters: " + "; ".join(f"{name} removed {n} of {before}" for name, n, before in removed),
         f"{head} Filters ({total} hosts): " + ", ".join(f"{name} removed {n}" for name, n, _ in removed),
+        # Many filters (the server group ones run last): only those that removed hosts.
+        f"{head} Filters ({total} hosts): " + ", ".join(f"{name} removed {n}" for name, n, _ in removed if n),
     )
     for text in candidates:
         if len(text) <= FAULT_MESSAGE_MAX:

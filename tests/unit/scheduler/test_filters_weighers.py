@@ -155,9 +155,13 @@ def test_no_valid_host_message_names_filters() -> None:
     msg = no_valid_host_message(3, [("ComputeFilter", 0, 3), ("RamFilter", 3, 3)])
     assert msg.startswith("No valid host was found.")
     assert "ComputeFilter removed 0 of 3 hosts" in msg and "RamFilter removed 3 of 3 hosts" in msg
-    many = [(f, 0, 3) for f in filters_mod.DEFAULT_FILTERS[:-1]] + [("DiskFilter", 3, 3)]
-    compact = no_valid_host_message(3, many)
-    assert len(compact) <= 255 and all(f"{f} removed" in compact for f in filters_mod.DEFAULT_FILTERS)
+    many = [(f, 0, 3) for f in filters_mod.DEFAULT_FILTERS[:7]]
+    compact = no_valid_host_message(3, [*many[:-1], ("DiskFilter", 3, 3)])
+    assert len(compact) <= 255 and all(f"{f} removed" in compact for f in filters_mod.DEFAULT_FILTERS[:7])
+    # Every default filter run (the server group ones last): the one that removed the hosts is named.
+    every = [(f, 0, 3) for f in filters_mod.DEFAULT_FILTERS[:-1]] + [(filters_mod.DEFAULT_FILTERS[-1], 3, 3)]
+    shortest = no_valid_host_message(3, every)
+    assert len(shortest) <= 255 and f"{filters_mod.DEFAULT_FILTERS[-1]} removed 3" in shortest
     assert "no compute hosts" in no_valid_host_message(0, [])
 
 

@@ -44,6 +44,7 @@ def make_app(services: Services) -> ASGIApp:
         keypairs,
         quotas,
         server_actions,
+        server_groups,
         server_resources,
         servers,
         versions,
@@ -51,6 +52,6 @@ def make_app(services: Services) -> ASGIApp:
     from cumulo.web.openapi import openapi_route  # late: openapi imports the API schema modules
 
     routes: list[BaseRoute] = [openapi_route("compute")]
-    for module in (versions, extensions, servers, server_actions, server_resources, flavors, keypairs, quotas, admin):
+    for module in (versions, extensions, servers, server_actions, server_resources, server_groups, flavors, keypairs, quotas, admin):
         routes.extend(module.ROUTES)
     return versions.LegacyV2(MicroversionMiddleware(family_app(services, routes, render_fault)))

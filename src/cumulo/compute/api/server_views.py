@@ -226,7 +226,8 @@ FIELDS: tuple[Field, ...] = (
     Field("description", lambda r, vc: r.get("display_description"), since="2.19"),
     Field("tags", lambda r, vc: list(r.get("tags") or []), since="2.26"),
     Field("trusted_image_certificates", lambda r, vc: _sm(r, "trusted_certs"), since="2.63"),
-    Field("server_groups", lambda r, vc: [], since="2.71", views=frozenset({SHOW, UPDATE, REBUILD})),
+    # The groups the server belongs to (at most one in Nova); filled in by the server's handler.
+    Field("server_groups", lambda r, vc: list(r.get("_server_groups") or []), since="2.71", views=frozenset({SHOW, UPDATE, REBUILD})),
     Field("locked_reason", lambda r, vc: r.get("locked_reason"), since="2.73"),
     Field("user_data", lambda r, vc: r.get("user_data"), since="2.57", views=frozenset({REBUILD})),
 )

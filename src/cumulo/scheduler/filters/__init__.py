@@ -1,12 +1,14 @@
 """Host filters, pluggable by name. `conf.extra["scheduler_filters"]` (a list or comma string) picks them.
 
 Default order (cheap and decisive first, as Nova runs them): ComputeFilter, AvailabilityZoneFilter,
-ComputeCapabilitiesFilter, ImagePropertiesFilter, CoreFilter, RamFilter, DiskFilter.
+ComputeCapabilitiesFilter, ImagePropertiesFilter, CoreFilter, RamFilter, DiskFilter, then the server
+group filters ServerGroupAntiAffinityFilter and ServerGroupAffinityFilter (filters.affinity).
 """
 
 from __future__ import annotations
 
 from cumulo.conf import Settings
+from cumulo.scheduler.filters import affinity as _affinity  # noqa: F401  (registers the server group filters)
 from cumulo.scheduler.filters import builtin as _builtin  # noqa: F401  (registers the standard filters)
 from cumulo.scheduler.filters.base import REGISTRY, BaseHostFilter, register
 
@@ -18,6 +20,8 @@ DEFAULT_FILTERS = (
     "CoreFilter",
     "RamFilter",
     "DiskFilter",
+    "ServerGroupAntiAffinityFilter",
+    "ServerGroupAffinityFilter",
 )
 
 
