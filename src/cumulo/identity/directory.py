@@ -1,8 +1,9 @@
 """Directory administration: the Default domain, projects, users, roles and role assignments.
 
 Every change that could alter what an existing token means empties the token cache, and changes
-that Keystone treats as revoking (disabling or deleting a user or project, a password change)
-also mark the affected tokens revoked in the DB, so re-enabling does not bring them back.
+that Keystone treats as revoking (removing a role, deleting a role, disabling or deleting a user or
+project, a password change) record a revocation event (tokens.record_revocation), so that giving
+the access back does not bring the old tokens back.
 Rows come back as plain dicts with DB field names; the API turns them into Keystone shapes.
 """
 
@@ -151,6 +152,7 @@ class Directory:
                 )
             if changes.get("enabled") is False:
                 await token_store.revoke_where(conn, tokens.c.project_id == project_id)
+                await token_store.record_revocation(conn, project_id=project_id)
         self.cache.invalidate()
         return await self.require_project(project_id)
 
@@ -160,6 +162,7 @@ class Directory:
             res = await conn.execute(projects.delete().where(projects.c.id == project_id))
             if res.rowcount == 0:
                 raise errors.NotFound(f"Could not find project: {project_id}.")
+            await token_store.record_revocation(conn, project_id=project_id)
         self.cache.invalidate()
 
     # -- users ------------------------------------------------------------------------------
@@ -227,6 +230,7 @@ class Directory:
                 )
             if revoke:
                 await token_store.revoke_where(conn, tokens.c.user_id == user_id)
+                await token_store.record_revocation(conn, user_id=user_id)
         self.cache.invalidate()
         return await self.require_user(user_id)
 
@@ -245,6 +249,7 @@ class Directory:
             res = await conn.execute(users.delete().where(users.c.id == user_id))
             if res.rowcount == 0:
                 raise errors.NotFound(f"Could not find user: {user_id}.")
+            await token_store.record_revocation(conn, user_id=user_id)
         self.cache.invalidate()
 
     async def user_projects(self, user_id: str) -> list[dict[str, Any]]:
@@ -319,6 +324,13 @@ class Directory:
                 raise errors.NotFound(f"Could not find role: {role_id}.")
             if row.immutable:
                 raise errors.Forbidden(f"Role {role_id} is immutable and cannot be deleted.")
+            holders = await conn.execute(
+                sa.select(role_assignments.c.user_id, role_assignments.c.project_id).where(
+                    role_assignments.c.role_id == role_id
+                )
+            )
+            for holder in holders.all():
+                await token_store.record_revocation(conn, user_id=holder.user_id, project_id=holder.project_id)
             await conn.execute(roles.delete().where(roles.c.id == role_id))
         self.cache.invalidate()
 
@@ -372,6 +384,9 @@ class Directory:
             )
             if res.rowcount == 0:
                 raise errors.NotFound(_no_grant(project_id, user_id, role_id))
+            # Keystone's revoke-by-grant: the user's tokens on that project end, and stay ended
+            # when the role is granted again (roles are read at validation, so this is needed).
+            await token_store.record_revocation(conn, user_id=user_id, project_id=project_id)
         self.cache.invalidate()
 
     async def _has_grant(self, conn: AsyncConnection, project_id: str, user_id: str, role_id: str) -> bool:

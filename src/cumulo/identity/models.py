@@ -102,3 +102,22 @@ tokens = sa.Table(
     sa.Column("audit_chain_id", sa.String(32)),
     sa.Index("ix_identity_tokens_user", "user_id"),
 )
+
+# Keystone's revocation events: a token matching every non-NULL field of an event (user, project,
+# audit id) and issued at or before `issued_before` is refused, even after the access comes back.
+# No foreign keys: an event outlives the user or project it names. Pruned once no live token
+# predates it (tokens.purge_expired).
+revocation_events = sa.Table(
+    "identity_revocation_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.String(64)),
+    sa.Column("project_id", sa.String(64)),
+    sa.Column("audit_id", sa.String(32)),
+    sa.Column("issued_before", sa.DateTime, nullable=False),
+    sa.Column("revoked_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.Index("ix_identity_revocation_events_user", "user_id"),
+    sa.Index("ix_identity_revocation_events_project", "project_id"),
+    sa.Index("ix_identity_revocation_events_audit", "audit_id"),
+    sa.Index("ix_identity_revocation_events_issued_before", "issued_before"),
+)

@@ -173,6 +173,10 @@ class IdentityService:
             row = await token_store.load(conn, token_hash)
             if row is None or row.revoked or row.expires_at <= now:
                 raise errors.Unauthorized(AUTH_FAILED)
+            if await token_store.is_revoked(
+                conn, user_id=row.user_id, project_id=row.project_id, audit_id=row.audit_id, issued_at=row.issued_at
+            ):
+                raise errors.Unauthorized(AUTH_FAILED)
             info = await self._resolve(
                 conn,
                 token_hash=token_hash,
@@ -195,9 +199,13 @@ class IdentityService:
             raise errors.NotFound("Failed to validate token") from None
 
     async def revoke_token(self, token: str) -> None:
+        """DELETE /v3/auth/tokens: this token only (by its audit id, as Keystone records it)."""
         token_hash = token_store.hash_token(token)
         async with self.db.write() as conn:
+            row = await token_store.load(conn, token_hash)
             await token_store.revoke_where(conn, tokens.c.token_hash == token_hash)
+            if row is not None:
+                await token_store.record_revocation(conn, audit_id=row.audit_id, when=row.issued_at)
         self.cache.invalidate()
 
     async def authenticate(self, identity: dict[str, Any], scope: Any) -> IssuedToken:

@@ -5,6 +5,12 @@ hash until it expires. Any identity change that could alter a token's meaning (r
 project, role or assignment changes) bumps the cache generation and empties it; a DB read that
 started before such a change is then not cached. Entries are also re-read after MAX_AGE seconds so
 that another API process's revocations are seen within that bound.
+
+Revocation works as Keystone's revocation events do: removing a role, disabling or deleting a user
+or project, a password change and DELETE /v3/auth/tokens record an event naming a user, a project
+and/or a token's audit id, and a token issued at or before an event that matches it is refused for
+good, even once the access comes back. The check is one indexed query on a cache miss; an event is
+pruned once no live token was issued before it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.context import RequestContext
-from cumulo.identity.models import tokens
+from cumulo.db import utcnow
+from cumulo.identity.models import revocation_events, tokens
 
 
 def new_token() -> str:
@@ -140,4 +147,49 @@ async def revoke_where(conn: AsyncConnection, *conditions: sa.ColumnElement[bool
 
 
 async def purge_expired(conn: AsyncConnection, now: dt.datetime) -> None:
+    """Drop expired tokens, then the revocation events that no live token predates."""
     await conn.execute(tokens.delete().where(tokens.c.expires_at < now))
+    oldest_live = await conn.scalar(sa.select(sa.func.min(tokens.c.issued_at)).where(tokens.c.expires_at >= now))
+    cutoff = now if oldest_live is None else min(now, oldest_live)
+    await conn.execute(revocation_events.delete().where(revocation_events.c.issued_before < cutoff))
+
+
+async def record_revocation(
+    conn: AsyncConnection,
+    *,
+    user_id: str | None = None,
+    project_id: str | None = None,
+    audit_id: str | None = None,
+    when: dt.datetime | None = None,
+) -> None:
+    """Every token matching the given fields and issued at or before `when` (now) is revoked."""
+    if user_id is None and project_id is None and audit_id is None:
+        raise ValueError("a revocation event must name a user, a project or an audit id")
+    now = utcnow()
+    await conn.execute(
+        revocation_events.insert().values(
+            user_id=user_id, project_id=project_id, audit_id=audit_id, issued_before=when or now, revoked_at=now
+        )
+    )
+
+
+async def is_revoked(
+    conn: AsyncConnection, *, user_id: str, project_id: str | None, audit_id: str, issued_at: dt.datetime
+) -> bool:
+    """Whether a revocation event matches this token: each field the event names equals the
+    token's, and the token was issued at or before the event."""
+    ev = revocation_events.c
+    named = [ev.user_id == user_id, ev.audit_id == audit_id]
+    if project_id is not None:
+        named.append(ev.project_id == project_id)
+    rows = await conn.execute(
+        sa.select(ev.user_id, ev.project_id, ev.audit_id).where(ev.issued_before >= issued_at, sa.or_(*named))
+    )
+    for r in rows:
+        if (
+            (r.user_id is None or r.user_id == user_id)
+            and (r.project_id is None or r.project_id == project_id)
+            and (r.audit_id is None or r.audit_id == audit_id)
+        ):
+            return True
+    return False

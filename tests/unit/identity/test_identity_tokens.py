@@ -303,13 +303,20 @@ async def test_context_and_cache_follow_identity_changes(env: Any) -> None:
     # A new role shows up at once (roles are read at validation, like Fernet tokens).
     await d.grant(project["id"], demo["id"], roles["admin"]["id"])
     assert (await env.svc.validate_token(token)).is_admin
+    # Removing a role ends the user's tokens on that project, for good (a revocation event; see
+    # test_identity_revocation.py): re-granting does not bring them back.
     await d.revoke_grant(project["id"], demo["id"], roles["admin"]["id"])
+    with pytest.raises(errors.Unauthorized):
+        await env.svc.validate_token(token)
+    token, _ = await env.login("demo")
     assert not (await env.svc.validate_token(token)).is_admin
-    # Losing every role on the scoped project ends the token.
     await d.revoke_grant(project["id"], demo["id"], roles["member"]["id"])
     with pytest.raises(errors.Unauthorized):
         await env.svc.validate_token(token)
     await d.grant(project["id"], demo["id"], roles["member"]["id"])
+    with pytest.raises(errors.Unauthorized):
+        await env.svc.validate_token(token)
+    token, _ = await env.login("demo")
     assert (await env.svc.validate_token(token)).roles == frozenset({"member", "reader"})
     # Disabling the user revokes its tokens for good.
     await d.update_user(demo["id"], {"enabled": False})
