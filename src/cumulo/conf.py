@@ -51,6 +51,9 @@ class Settings:
     # The largest image upload, in bytes (Glance's image_size_cap; 1 TiB). JSON bodies: 1 MiB.
     image_size_cap: int = 1 << 40
     power_sync_interval: float = 5.0
+    # Seconds a deleted server stays SOFT_DELETED (restorable) before the compute agent reclaims it
+    # (Nova's reclaim_instance_interval). 0, the default, deletes at once.
+    reclaim_instance_interval: int = 0
     default_availability_zone: str = "nova"
     # Default quotas per project (Nova's defaults).
     quota_instances: int = 10

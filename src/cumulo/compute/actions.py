@@ -31,6 +31,8 @@ RESIZE = "resize"
 CONFIRM_RESIZE = "confirmResize"
 REVERT_RESIZE = "revertResize"
 CREATE_IMAGE = "createImage"
+BACKUP = "createBackup"
+RESTORE = "restore"
 
 
 async def record_action(conn: AsyncConnection, ctx: RequestContext, instance_uuid: str, action: str) -> int:

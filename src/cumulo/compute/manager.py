@@ -20,7 +20,18 @@ from typing import Any
 import sqlalchemy as sa
 
 from cumulo.bus import Bus, compute_topic
-from cumulo.compute import build, power, reconcile, resize, servicegroup, snapshot, specs, worker_events
+from cumulo.compute import (
+    backup_rotation,
+    build,
+    power,
+    reclaim,
+    reconcile,
+    resize,
+    servicegroup,
+    snapshot,
+    specs,
+    worker_events,
+)
 from cumulo.compute import instances as inst_db
 from cumulo.compute.drivers.base import Capability, Driver, HostResources, InstanceSpec, PowerState
 from cumulo.compute.faults import fault_text
@@ -117,6 +128,9 @@ class ComputeManager:
         )
         await reconcile.reconcile_host(self)
         self.periodic.start("power_sync", self.conf.power_sync_interval, lambda: power.sync_power_states(self))
+        if self.conf.reclaim_instance_interval > 0:
+            self.periodic.start("reclaim", reclaim.reclaim_spacing(self.conf.reclaim_instance_interval),
+                                lambda: reclaim.reclaim(self))
         LOG.info("compute node %s of host %s ready (%s driver, %s)", self.node, self.host, self.driver.info.name,
                  self.node_uuid)
 
@@ -297,6 +311,17 @@ class ComputeManager:
 
     async def snapshot_instance(self, instance_uuid: str, image_id: str, request_id: str | None = None) -> None:
         await snapshot.snapshot(self, instance_uuid, image_id, request_id)
+
+    async def backup_instance(
+        self, instance_uuid: str, image_id: str, backup_type: str, rotation: int, request_id: str | None = None
+    ) -> None:
+        await backup_rotation.backup(self, instance_uuid, image_id, backup_type, int(rotation), request_id)
+
+    async def soft_delete_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
+        await reclaim.soft_delete(self, instance_uuid, request_id)
+
+    async def restore_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
+        await reclaim.restore(self, instance_uuid, request_id)
 
     async def get_console_output(
         self, instance_uuid: str, length: int | None = None, request_id: str | None = None

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.compute.models import instance_groups, instances, key_pairs, quotas
+from cumulo.compute.states import SOFT_DELETED
 from cumulo.conf import Settings
 from cumulo.errors import Invalid, OverQuota
 
@@ -90,14 +91,18 @@ class QuotaEngine:
 
     @staticmethod
     async def instance_usage(conn: AsyncConnection, project_id: str) -> dict[str, int]:
-        """instances, cores and ram in use by the project's live servers (one query)."""
+        """instances, cores and ram in use by the project's live servers (one query). Like Nova's
+        count, a SOFT_DELETED server is not counted (its restore checks the quota again)."""
         row = (
             await conn.execute(
                 sa.select(
                     sa.func.count(instances.c.id),
                     sa.func.coalesce(sa.func.sum(instances.c.vcpus), 0),
                     sa.func.coalesce(sa.func.sum(instances.c.memory_mb), 0),
-                ).where(instances.c.project_id == project_id, instances.c.deleted.is_(False))
+                ).where(
+                    instances.c.project_id == project_id, instances.c.deleted.is_(False),
+                    sa.or_(instances.c.vm_state.is_(None), instances.c.vm_state != SOFT_DELETED),
+                )
             )
         ).one()
         return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from cumulo.compute import build, netinfo, power, resize, snapshot
+from cumulo.compute import build, netinfo, power, reclaim, resize, snapshot
 from cumulo.compute import states as s
 from cumulo.compute.drivers.base import Capability, PowerState
 from cumulo.compute.models import instances
@@ -96,6 +96,9 @@ async def _settle_locked(mgr: ComputeManager, inst: dict[str, Any], reported: Po
         await snapshot.mark_failed(mgr, sysmeta.pop(snapshot.SNAPSHOT_IMAGE_KEY, None))
         await mgr.set_state(uuid, {"task_state": None, "system_metadata": sysmeta, "power_state": int(actual)},
                             expected_task_state=task)
+        return
+    if task in reclaim.TASK_STATES:
+        await reclaim.settle_locked(mgr, inst)
         return
     if task in _REBUILDING:
         await mgr.set_state(

@@ -66,6 +66,8 @@ class ComputeAPI:
 #   cast rebuild_instance(image_ref)
 #   cast resize_instance(new_flavor)     cast confirm_resize()      cast revert_resize()
 #   cast snapshot_instance(image_id)
+#   cast backup_instance(image_id, backup_type, rotation)   snapshot, then rotation of older backups
+#   cast soft_delete_instance()          cast restore_instance()   (deferred delete)
 #   cast terminate_instance()
 #   call get_console_output(length)  -> str
 #   call get_diagnostics()           -> dict (Nova 2.48 shape)
@@ -73,5 +75,5 @@ AGENT_METHODS = (
     "build_and_run_instance", "stop_instance", "start_instance", "reboot_instance", "pause_instance",
     "unpause_instance", "suspend_instance", "resume_instance", "rebuild_instance", "resize_instance",
     "confirm_resize", "revert_resize", "snapshot_instance", "terminate_instance", "get_console_output",
-    "get_diagnostics",
+    "get_diagnostics", "backup_instance", "soft_delete_instance", "restore_instance",
 )

@@ -46,6 +46,9 @@ RESIZE_FINISH = "resize_finish"
 RESIZE_REVERTING = "resize_reverting"
 RESIZE_CONFIRMING = "resize_confirming"
 DELETING = "deleting"
+SOFT_DELETING = "soft-deleting"
+RESTORING = "restoring"
+IMAGE_BACKUP = "image_backup"
 
 ALL_VM_STATES = (
     ACTIVE, BUILDING, PAUSED, SUSPENDED, STOPPED, RESIZED, ERROR, DELETED, SOFT_DELETED, RESCUED,

@@ -62,6 +62,11 @@ TRANSITIONS: dict[str, Transition] = {
         "createImage", act.CREATE_IMAGE, (st.ACTIVE, st.STOPPED, st.PAUSED, st.SUSPENDED), st.IMAGE_SNAPSHOT_PENDING,
         "snapshot_instance", check_lock=False,
     ),
+    # A backup is a snapshot plus rotation (compute.backup); no lock check either, as in Nova.
+    "createBackup": _t(
+        "createBackup", act.BACKUP, (st.ACTIVE, st.STOPPED, st.PAUSED, st.SUSPENDED), st.IMAGE_BACKUP,
+        "backup_instance", check_lock=False,
+    ),
 }
 
 # Metadata changes: lock and vm_state are checked, task_state is not (Nova passes task_state=None).

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import errors
-from cumulo.compute import server_groups
+from cumulo.compute import server_groups, softdelete
 from cumulo.compute import states as st
 from cumulo.compute.api import _common
 from cumulo.compute.api import server_views as views
@@ -384,7 +384,7 @@ async def delete(request: Request) -> Response:
     svc = _common.compute_service(request)
     row = await svc.get(ctx, request.path_params["server_id"])
     policy.authorize(ctx, "compute:servers:delete")
-    await svc.delete(ctx, row)
+    await softdelete.delete(svc, ctx, row)  # a soft delete when reclaim_instance_interval > 0
     return empty(204)
 
 
