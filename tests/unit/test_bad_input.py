@@ -310,7 +310,8 @@ async def _token(anon: httpx.AsyncClient, creds: dict[str, str], user: str) -> s
         "auth": {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": user, "domain": {"id": "default"}, "password": creds["password"]}}},
-            "scope": {"project": {"name": creds["project"], "domain": {"id": "default"}}},
+            "scope": {"project": {"id": creds["project_id"]} if creds.get("project_id")
+                      else {"name": creds["project"], "domain": {"id": "default"}}},
         }
     }
     resp = await anon.post(f"{IDN}/auth/tokens", json=body)
@@ -397,3 +398,69 @@ async def test_extreme_values_are_client_errors(world: World, role: str, method:
     assert resp.status_code < 500, resp.text
     if resp.status_code >= 400:
         assert_fault(resp, resp.status_code)
+
+
+# ---- another project's servers are hidden (Nova: 404, never 403) -------------------------------
+# Tempest test_update_server_of_another_tenant / test_delete_a_server_of_another_tenant: the lookup
+# is scoped to the caller's project before any policy check, so a stranger cannot even learn that
+# the server exists, whatever its role there.
+
+FOREIGN: list[tuple[str, str, Any]] = [
+    ("PUT", "", {"server": {"name": "stolen"}}),
+    ("DELETE", "", None),
+    ("GET", "", None),
+    ("POST", "/action", {"os-stop": None}),
+    ("POST", "/action", {"os-start": None}),
+    ("POST", "/action", {"reboot": {"type": "HARD"}}),
+    ("POST", "/action", {"lock": None}),
+    ("POST", "/action", {"unlock": None}),
+    ("POST", "/action", {"pause": None}),
+    ("POST", "/action", {"suspend": None}),
+    ("POST", "/action", {"createImage": {"name": "stolen"}}),
+    ("POST", "/action", {"os-getConsoleOutput": {"length": 3}}),
+    ("POST", "/action", {"rebuild": {"imageRef": "{image}"}}),
+    ("POST", "/action", {"resize": {"flavorRef": "1"}}),
+    ("POST", "/action", {"confirmResize": None}),
+    ("GET", "/metadata", None),
+    ("POST", "/metadata", {"metadata": {"a": "b"}}),
+    ("PUT", "/metadata/k", {"meta": {"k": "x"}}),
+    ("DELETE", "/metadata/k", None),
+    ("GET", "/os-instance-actions", None),
+    ("GET", "/ips", None),
+    ("GET", "/diagnostics", None),
+]
+
+
+@pytest.mark.parametrize("role", ["member", "reader", "admin-less-stranger"])
+async def test_another_projects_server_is_404(world: World, role: str) -> None:
+    await world.ensure()
+    if role == "admin-less-stranger":
+        # A real user with a real token in another project (the whole Keystone path).
+        anon = await _client(world, "anon")
+        admin = world.cloud.credentials["admin"]
+        admin_token = await _token(anon, admin, "admin")
+        h = {"X-Auth-Token": admin_token}
+        name = f"stranger-{uuid.uuid4().hex[:6]}"
+        r = await anon.post(f"{IDN}/users", json={"user": {"name": name, "password": "pw-stranger-1"}}, headers=h)
+        assert r.status_code == 201, r.text
+        uid = r.json()["user"]["id"]
+        roles = {x["name"]: x["id"] for x in (await anon.get(f"{IDN}/roles", headers=h)).json()["roles"]}
+        r = await anon.put(f"{IDN}/projects/{world.other_project}/users/{uid}/roles/{roles['member']}", headers=h)
+        assert r.status_code == 204, r.text
+        token = await _token(anon, {"password": "pw-stranger-1", "project": "", "project_id": world.other_project}, name)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=world.cloud.asgi_app()), base_url="http://cumulo.test",
+                                   headers={"X-Auth-Token": token})
+    else:
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=AsCtx(world.cloud.asgi_app(), make_ctx(world.other_project, role))),
+                                   base_url="http://cumulo.test")
+    async with client:
+        for version in ("2.1", "latest"):
+            for method, sub, body in FOREIGN:
+                url = f"{API}/servers/{world.server_id}{sub}"
+                kwargs: dict[str, Any] = {} if body is None else {"json": _fill_json(body, world)}
+                resp = await client.request(method, url, headers=mv(version), **kwargs)
+                assert_fault(resp, 404)
+                assert "could not be found" in resp.text, (version, method, sub, resp.text)
+    # The server is untouched, and an admin of any project still sees it.
+    seen = await world.admin.get(f"{API}/servers/{world.server_id}")
+    assert seen.status_code == 200 and seen.json()["server"]["name"] != "stolen", seen.text
