@@ -35,15 +35,18 @@ class Settings:
     # runc when this process is root and `runc` is on PATH, plus qemu when qemu-system-x86_64 and
     # qemu-img are installed; fake (with a warning in the log) when neither can run.
     local_driver: str = "auto"
-    # How the machine's vCPUs, memory and disk are split between the local nodes, as weights:
-    # "runc=1,qemu=3" gives QEMU three quarters. Empty: an equal split. See docs/architecture.md.
-    local_node_shares: str = ""
+    # The local nodes share one pool of the machine's CPUs, memory and disk; each node weighs its
+    # claims by its own allocation ratios: "runc:cpu=50,qemu:cpu=2,qemu:ram=1.0" (cpu, ram, disk).
+    # Built-in: runc cpu 50, qemu cpu 2; what is not named comes from cpu_/ram_/disk_allocation_ratio.
+    # See docs/architecture.md ("One host, one pool") and docs/operations.md.
+    local_node_ratios: str = ""
     fake_hosts: int = 0
     fake_host_vcpus: int = 16
     fake_host_ram_mb: int = 32768
     fake_host_disk_gb: int = 500
     # Simulated latency of fake driver operations (seconds); for crash and scale tests.
     fake_spawn_delay: float = 0.0
+    # Nodes without a ratio of their own (fake hosts, the fake driver; see local_node_ratios).
     cpu_allocation_ratio: float = 4.0
     ram_allocation_ratio: float = 1.0
     disk_allocation_ratio: float = 1.0

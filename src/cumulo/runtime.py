@@ -52,13 +52,19 @@ QEMU_BINARIES = ("qemu-system-x86_64", "qemu-img")
 
 @dataclass(frozen=True)
 class NodePlan:
-    """One compute node of a host: its name (hypervisor_hostname), driver and resource share."""
+    """One compute node of a host: its name (hypervisor_hostname), its driver, whether it draws
+    from the local host's shared pool, and its allocation ratios ({"VCPU": 50.0, ...}; empty = the
+    cpu_/ram_/disk_allocation_ratio settings)."""
 
     host: str
     node: str
     driver: str
     local: bool
-    share: float = 1.0
+    ratios: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pooled(self) -> bool:
+        return self.local
 
 
 def _runc_missing() -> list[str]:
@@ -133,31 +139,46 @@ def node_name(host: str, driver: str, drivers: list[str]) -> str:
     return f"{host}-{driver}"
 
 
-def node_shares(conf: Settings, drivers: list[str]) -> dict[str, float]:
-    """Each local node's share of the machine (sums to 1), from conf.local_node_shares weights."""
-    weights = {d: 1.0 for d in drivers}
-    for item in conf.local_node_shares.split(","):
-        name, _, raw = item.partition("=")
-        name = name.strip().lower()
-        if not name:
+# Allocation ratios of the local nodes by driver, unless local_node_ratios says otherwise. A
+# container's vCPU is a CPU-time limit (cpu.max), not a reserved core, so containers overcommit CPU
+# as LXD and Docker do; a VM's vCPU is a host thread its guest keeps scheduled. On a 2-core host
+# 50 m1.nano containers take one core of the pool and 2 m1.tiny VMs the other: see
+# docs/architecture.md ("One host, one pool"). Memory and disk stay 1.0 (hard limits).
+DEFAULT_NODE_RATIOS: dict[str, dict[str, float]] = {"runc": {"cpu": 50.0}, "qemu": {"cpu": 2.0}}
+_RATIO_CLASSES = {"cpu": "VCPU", "vcpu": "VCPU", "ram": "MEMORY_MB", "memory_mb": "MEMORY_MB",
+                  "disk": "DISK_GB", "disk_gb": "DISK_GB"}
+
+
+def node_ratios(conf: Settings, drivers: list[str]) -> dict[str, dict[str, float]]:
+    """Each local node's allocation ratios by placement class ({"runc": {"VCPU": 50.0}}): the
+    built-in DEFAULT_NODE_RATIOS, then conf.local_node_ratios ("runc:cpu=64,qemu:cpu=4,qemu:ram=1.0")
+    entry by entry. A class a node does not name falls back to the cpu_/ram_/disk_allocation_ratio
+    settings."""
+    wanted: dict[str, dict[str, float]] = {d: dict(r) for d, r in DEFAULT_NODE_RATIOS.items()}
+    for item in conf.local_node_ratios.split(","):
+        if not item.strip():
             continue
+        key, _, raw = item.partition("=")
+        driver, _, kind = key.strip().lower().partition(":")
         try:
             value = float(raw)
         except ValueError:
-            raise ValueError(f"bad local_node_shares entry {item!r}: use driver=weight, e.g. qemu=3") from None
-        if value <= 0:
-            raise ValueError(f"bad local_node_shares entry {item!r}: weights are positive")
-        if name in weights:
-            weights[name] = value
-    total = sum(weights.values())
-    return {d: w / total for d, w in weights.items()}
+            value = -1.0
+        if not driver or kind not in _RATIO_CLASSES or not value > 0:
+            raise ValueError(
+                f"bad local_node_ratios entry {item.strip()!r}: use driver:cpu|ram|disk=ratio (a positive "
+                "number), e.g. runc:cpu=50,qemu:cpu=2"
+            )
+        wanted.setdefault(driver, {})[kind] = value
+    return {d: {_RATIO_CLASSES[k]: v for k, v in wanted.get(d, {}).items()} for d in drivers}
 
 
 def plan_nodes(conf: Settings, local_drivers: list[str]) -> list[NodePlan]:
-    """Every compute node this process runs: the local host's (one per driver) and the fake hosts'."""
-    shares = node_shares(conf, local_drivers)
+    """Every compute node this process runs: the local host's (one per driver, all drawing from the
+    host's one pool) and the fake hosts' (one node each, no pool)."""
+    ratios = node_ratios(conf, local_drivers)
     host = conf.host_name
-    plans = [NodePlan(host, node_name(host, d, local_drivers), d, True, shares[d]) for d in local_drivers]
+    plans = [NodePlan(host, node_name(host, d, local_drivers), d, True, ratios[d]) for d in local_drivers]
     names = [p.node for p in plans]
     if len(set(names)) != len(names):
         raise ValueError(f"local drivers {','.join(local_drivers)} give two nodes the same name")
@@ -241,12 +262,12 @@ class Cloud:
         by_host: dict[str, list[ComputeManager]] = {}
         for plan in self.nodes:
             if plan.local:
-                LOG.info("local compute host %s: node %s runs the %s driver (%.0f%% of the machine)",
-                         plan.host, plan.node, plan.driver, plan.share * 100)
+                LOG.info("local compute host %s: node %s runs the %s driver (shared pool, ratios %s)",
+                         plan.host, plan.node, plan.driver, plan.ratios or "from the settings")
             # The driver is named for its node: per-node state (e.g. the fake driver's dir) stays apart.
             driver = load_driver(plan.driver, conf, plan.node, local=plan.local)
             mgr = ComputeManager(self.db, self.bus, conf, plan.host, driver, s.placement, s.images,
-                                 node_name=plan.node, share=plan.share)
+                                 node_name=plan.node, ratios=plan.ratios, pooled=plan.pooled)
             by_host.setdefault(plan.host, []).append(mgr)
             self.managers.append(mgr)
         for host_name, nodes in by_host.items():

@@ -86,7 +86,7 @@ def _up(args: argparse.Namespace) -> int:
 
     try:
         # Resolved once here ("auto" → runc and/or qemu, or fake with its warning), so the cloud
-        # gets explicit names; the node plan checks local_node_shares.
+        # gets explicit names; the node plan checks local_node_ratios.
         drivers = local_driver_names(settings)
         plan_nodes(settings, drivers)
         settings = settings.replace(local_driver=",".join(drivers))
@@ -156,8 +156,9 @@ async def _serve(settings: conf_mod.Settings, log_level: str, metrics_sock: sock
         print(f"Cumulo is ready. Auth URL: {settings.public_url}/identity/v3", flush=True)
         for plan in cloud.nodes:
             if plan.local:
-                share = f", {plan.share:.0%} of the machine" if plan.share < 1.0 else ""
-                print(f"  local compute host {plan.host}: node {plan.node}, {plan.driver} driver{share}", flush=True)
+                cpu = f", vCPU allocation ratio {plan.ratios['VCPU']:g}" if "VCPU" in plan.ratios else ""
+                print(f"  local compute host {plan.host}: node {plan.node}, {plan.driver} driver{cpu}, "
+                      "shared pool", flush=True)
         if metrics is not None and metrics_sock is not None:
             from cumulo.metrics import endpoint
 

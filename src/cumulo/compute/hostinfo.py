@@ -1,7 +1,10 @@
 """Read models for the admin APIs: services with their zone and liveness, compute nodes with usage.
 
 Usage comes from the instances table (non-deleted instances placed on the node), so it always
-matches the servers the API shows.
+matches the servers the API shows. The local nodes of one host share one pool of the machine
+(scheduler/pools.py): each reports the whole machine (vcpus, memory_mb, local_gb), its own servers'
+use (*_used, running_vms), and what the pool has left (free_ram_mb, free_disk_gb); statistics count
+each pool once.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,8 +64,23 @@ async def get_service(conn: AsyncConnection, conf: Settings, *, id: int | None =
     return service_view(row, conf) if row else None
 
 
-async def count_instances_on_host(conn: AsyncConnection, host: str) -> int:
-    q = sa.select(sa.func.count(instances.c.id)).where(instances.c.host == host, instances.c.deleted.is_(False))
+async def service_nodes(conn: AsyncConnection, service: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(uuid, hypervisor_hostname) of the compute nodes a nova-compute service runs: those naming
+    it, or (rows from before a service per node) those of its host naming none."""
+    q = sa.select(compute_nodes.c.uuid, compute_nodes.c.hypervisor_hostname).where(
+        sa.or_(
+            compute_nodes.c.service_id == service["id"],
+            sa.and_(compute_nodes.c.service_id.is_(None), compute_nodes.c.host == service["host"]),
+        )
+    )
+    return [(str(u), str(n)) for u, n in await conn.execute(q)]
+
+
+async def count_instances_on_nodes(conn: AsyncConnection, host: str, nodes: list[str]) -> int:
+    """Live instances of a service: on its nodes (rows without a node count as the host-named one's),
+    or of its host when it runs no node."""
+    on = sa.func.coalesce(instances.c.node, instances.c.host).in_(nodes) if nodes else instances.c.host == host
+    q = sa.select(sa.func.count(instances.c.id)).where(instances.c.deleted.is_(False), on)
     return int((await conn.execute(q)).scalar_one())
 
 
@@ -120,6 +139,7 @@ async def list_nodes(
     by_id = {s["id"]: s for s in svc_rows}
     by_host = {s["host"]: s for s in svc_rows if is_compute(s["binary"])}
     usage = await _usage(conn) if rows else {}
+    pools = await _pool_usage(conn, usage) if rows else {}
     out: list[dict[str, Any]] = []
     for node in rows:
         svc = by_id.get(node["service_id"]) or by_host.get(node["host"])
@@ -134,13 +154,66 @@ async def list_nodes(
         node["local_gb_used"] = used.get("local_gb", 0)
         node["running_vms"] = used.get("running_vms", 0)
         node["current_workload"] = used.get("busy", 0)
-        node["free_ram_mb"] = node["memory_mb"] - node["memory_mb_used"]
-        node["free_disk_gb"] = node["local_gb"] - node["local_gb_used"]
+        pool = pool_of(node)
+        # A pooled node's free memory and disk are what its host's pool has left, whoever took it.
+        taken = pools.get(pool, {}) if pool else used
+        node["free_ram_mb"] = node["memory_mb"] - taken.get("memory_mb", 0)
+        node["free_disk_gb"] = node["local_gb"] - taken.get("local_gb", 0)
         node["disk_available_least"] = node["free_disk_gb"]
         out.append(node)
         if limit is not None and len(out) >= limit:
             break
     return out
+
+
+def pool_of(node: Mapping[str, Any]) -> str | None:
+    """The shared pool a node draws from (its details name it), or None."""
+    pool = (node.get("details") or {}).get("pool")
+    return str(pool) if pool else None
+
+
+async def _pool_usage(conn: AsyncConnection, usage: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """{pool: summed use of every node drawing from it}, over all nodes (not just those listed)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, details in await conn.execute(sa.select(compute_nodes.c.hypervisor_hostname, compute_nodes.c.details)):
+        pool = pool_of({"details": details})
+        if pool is None:
+            continue
+        acc = out.setdefault(pool, {})
+        for key, n in (usage.get(name) or {}).items():
+            acc[key] = acc.get(key, 0) + int(n)
+    return out
+
+
+STAT_KEYS = (
+    "vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used", "free_ram_mb",
+    "free_disk_gb", "current_workload", "running_vms", "disk_available_least",
+)
+_MACHINE_KEYS = ("vcpus", "memory_mb", "local_gb", "free_ram_mb", "free_disk_gb", "disk_available_least")
+
+
+def statistics(nodes: list[dict[str, Any]]) -> dict[str, int]:
+    """os-hypervisors/statistics over list_nodes: the enabled nodes, with each shared pool's machine
+    (vcpus, memory, disk and what is free of them) counted once, and every server of a counted pool
+    counted (a disabled node's servers still run on the machine)."""
+    enabled = [n for n in nodes if not n["service"]["disabled"]]
+    counted_pools = {pool_of(n) for n in enabled} - {None}
+    stats = {"count": len(enabled), **{k: 0 for k in STAT_KEYS}}
+    seen: set[str] = set()
+    for n in nodes:
+        pool = pool_of(n)
+        if pool is None and n["service"]["disabled"]:
+            continue
+        if pool is not None and pool not in counted_pools:
+            continue
+        first = pool is None or pool not in seen
+        if pool is not None:
+            seen.add(pool)
+        for k in STAT_KEYS:
+            if k in _MACHINE_KEYS and not first:
+                continue
+            stats[k] += int(n[k])
+    return stats
 
 
 async def servers_on(conn: AsyncConnection, host: str, node: str | None = None) -> list[dict[str, str]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -35,12 +34,13 @@ from cumulo.compute import (
 from cumulo.compute import instances as inst_db
 from cumulo.compute.drivers.base import Capability, Driver, HostResources, InstanceSpec, PowerState
 from cumulo.compute.faults import fault_text
-from cumulo.compute.models import compute_nodes
+from cumulo.compute.models import compute_nodes, services
 from cumulo.compute.rpc import AGENT_METHODS
 from cumulo.conf import Settings
 from cumulo.db import Database, new_uuid, utcnow
 from cumulo.errors import DriverError, InvalidState, NotFound
 from cumulo.scheduler.placement import Placement
+from cumulo.scheduler.pools import pool_name, pool_uuid
 
 LOG = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ class ComputeManager:
         images: specs.ImageBackend | None,
         *,
         node_name: str | None = None,
-        share: float = 1.0,
+        ratios: Mapping[str, float] | None = None,
+        pooled: bool = False,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -90,13 +91,16 @@ class ComputeManager:
         # The compute node this manager runs (hypervisor_hostname): the host itself unless the
         # host has several drivers (see ComputeHost).
         self.node = node_name or host_name
-        self.share = share
+        # This node's allocation ratios ({"VCPU": 50.0}; the settings' for what it does not name),
+        # and whether it draws from its host's shared pool (the local host's nodes do).
+        self.ratios = dict(ratios or {})
+        self.pooled = pooled
         self.driver = driver
         self.placement = placement
         self.images = images
         self.node_uuid: str | None = None
         self.service_id: int | None = None
-        self._whole = HostResources(vcpus=0, memory_mb=0, local_gb=0)
+        self.whole = HostResources(vcpus=0, memory_mb=0, local_gb=0)
         self.locks = _Locks()
         self.periodic = servicegroup.Periodic()
         self._background: set[asyncio.Task[Any]] = set()
@@ -118,13 +122,14 @@ class ComputeManager:
         """Bring the node up under the host's service: driver, node row, provider, reconcile, power sync."""
         self.service_id = service_id
         await self.driver.init_host()
-        resources = self.node_resources(await self.driver.get_host_resources())
+        # The whole machine: a pooled node may take all of it, as long as its host's pool has it
+        # left (scheduler/pools.py); nothing is split statically.
+        self.whole = resources = await self.driver.get_host_resources()
         self.node_uuid = await self._register_node(resources)
-        whole = self._whole
         await self.placement.ensure_provider(
             self.node_uuid, self.node,
             vcpus=resources.vcpus, memory_mb=resources.memory_mb, disk_gb=resources.local_gb,
-            max_units={"VCPU": whole.vcpus, "MEMORY_MB": whole.memory_mb, "DISK_GB": whole.local_gb},
+            ratios=self.ratios, pool=pool_uuid(self.host) if self.pooled else None,
         )
         await reconcile.reconcile_host(self)
         self.periodic.start("power_sync", self.conf.power_sync_interval, lambda: power.sync_power_states(self))
@@ -133,21 +138,6 @@ class ComputeManager:
                                 lambda: reclaim.reclaim(self))
         LOG.info("compute node %s of host %s ready (%s driver, %s)", self.node, self.host, self.driver.info.name,
                  self.node_uuid)
-
-    def node_resources(self, whole: HostResources) -> HostResources:
-        """This node's part of the machine. Nodes of one host share its CPUs, memory and disk, so
-        each offers its share (conf.local_node_shares) and nothing is counted twice; one guest may
-        still be as big as the whole machine (placement's max_unit)."""
-        self._whole = whole
-        if self.share >= 1.0:
-            return whole
-
-        def part(n: int) -> int:
-            return max(1, int(n * self.share)) if n > 0 else n
-
-        return dataclasses.replace(
-            whole, vcpus=part(whole.vcpus), memory_mb=part(whole.memory_mb), local_gb=part(whole.local_gb)
-        )
 
     async def stop(self) -> None:
         await self.periodic.stop()
@@ -172,7 +162,8 @@ class ComputeManager:
             # Capabilities ride along so the API can refuse what a host's driver cannot do.
             "details": {
                 **info.details, "driver": info.name, "capabilities": sorted(c.value for c in info.capabilities),
-                **({"machine_share": round(self.share, 4)} if self.share < 1.0 else {}),
+                "allocation_ratios": self.allocation_ratios(),
+                **({"pool": pool_name(self.host)} if self.pooled else {}),
             },
             "updated_at": utcnow(),
         }
@@ -192,6 +183,13 @@ class ComputeManager:
                 sa.insert(compute_nodes).values(uuid=uuid, hypervisor_hostname=self.node, created_at=utcnow(), **values)
             )
             return uuid
+
+    def allocation_ratios(self) -> dict[str, float]:
+        """The ratios this node's inventory carries (what `hypervisor show` reports)."""
+        conf = self.conf
+        base = {"VCPU": conf.cpu_allocation_ratio, "MEMORY_MB": conf.ram_allocation_ratio,
+                "DISK_GB": conf.disk_allocation_ratio}
+        return {**base, **self.ratios}
 
     # -- helpers the workflows share ---------------------------------------------------------
 
@@ -390,18 +388,34 @@ class ComputeHost:
         self.nodes = {n.node: n for n in nodes}
         self.placement = nodes[0].placement
         self.service_id: int | None = None
+        # One nova-compute service per node, named like the node (the host-named node's is the
+        # host's), all on the host's topic: an admin disables one node with `openstack compute
+        # service set --disable <node> nova-compute` and the host's other nodes keep taking work.
+        self.service_ids: dict[str, int] = {}
         self.periodic = servicegroup.Periodic()
 
     async def start(self) -> None:
-        self.service_id = await servicegroup.register_service(
-            self.db, self.host, "nova-compute", compute_topic(self.host), self.conf.default_availability_zone,
-            mark_up=False,
-        )
-        sid = self.service_id
-        await asyncio.gather(*(n.start_node(sid) for n in self.nodes.values()))
+        for name in self.nodes:
+            self.service_ids[name] = await servicegroup.register_service(
+                self.db, name, "nova-compute", compute_topic(self.host), self.conf.default_availability_zone,
+                mark_up=False,
+            )
+        self.service_id = self.service_ids.get(self.host) or next(iter(self.service_ids.values()))
+        await asyncio.gather(*(n.start_node(self.service_ids[n.node]) for n in self.nodes.values()))
+        pooled = [n for n in self.nodes.values() if n.pooled]
+        if pooled:
+            # The host's one pool: the machine as its drivers report it (they all see the same one).
+            await self.placement.ensure_pool(
+                self.host, vcpus=max(n.whole.vcpus for n in pooled),
+                memory_mb=max(n.whole.memory_mb for n in pooled), disk_gb=max(n.whole.local_gb for n in pooled),
+            )
         await self.retire_stale_nodes()
-        await servicegroup.heartbeat(self.db, sid)  # up only once every node is reconciled
-        self.periodic.start("heartbeat", servicegroup.report_interval(self.conf), lambda: servicegroup.heartbeat(self.db, sid))
+        await self.heartbeat()  # up only once every node is reconciled
+        self.periodic.start("heartbeat", servicegroup.report_interval(self.conf), self.heartbeat)
+
+    async def heartbeat(self) -> None:
+        for sid in list(self.service_ids.values()):
+            await servicegroup.heartbeat(self.db, sid)
 
     async def stop(self) -> None:
         await self.periodic.stop()
@@ -433,11 +447,21 @@ class ComputeHost:
             if name in busy:
                 LOG.warning("host %s no longer runs node %s, which still has servers: it takes no new ones",
                             self.host, name)
+                # Its servers still hold their allocations, and still count in the host's pool.
                 await self.placement.set_inventory(node_uuid, name, {})
+                async with self.db.read() as conn:
+                    sid = (await conn.execute(sa.select(services.c.id).where(
+                        services.c.host == name, services.c.binary == "nova-compute"))).scalar()
+                if sid is not None:
+                    self.service_ids.setdefault(name, int(sid))  # the host still answers for its servers
                 continue
             LOG.info("host %s no longer runs node %s: removed", self.host, name)
             async with self.db.write() as conn:
                 await conn.execute(sa.delete(compute_nodes).where(compute_nodes.c.uuid == node_uuid))
+                if name != self.host:  # the node's own service goes with it
+                    await conn.execute(
+                        sa.delete(services).where(services.c.host == name, services.c.binary == "nova-compute")
+                    )
             with contextlib.suppress(NotFound):
                 await self.placement.delete_provider(node_uuid)
         return [str(r[1]) for r in rows]

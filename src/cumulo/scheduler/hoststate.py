@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from cumulo.compute.models import compute_nodes, services
 from cumulo.db import Database
 from cumulo.scheduler.placement import Inventory, Placement, Resources, resources_from_flavor
+from cumulo.scheduler.pools import PoolState
 
 # Image properties the ImagePropertiesFilter understands, with their legacy/short aliases.
 _IMAGE_KEYS = (
@@ -97,15 +98,26 @@ class HostState:
     service: dict[str, Any] | None
     inventory: dict[str, Inventory]
     usage: Resources
+    # The host's shared pool this node draws from (one object for all its nodes), or None.
+    pool: PoolState | None = None
 
     def free(self, rc: str) -> int:
+        """What the node may still take: its own capacity, bounded by what its pool has left."""
         inv = self.inventory.get(rc)
-        return 0 if inv is None else inv.capacity - self.usage.get(rc, 0)
+        if inv is None:
+            return 0
+        own = inv.capacity - self.usage.get(rc, 0)
+        shared = self.pool.free_for(rc, inv.allocation_ratio) if self.pool is not None else None
+        return own if shared is None else min(own, shared)
 
     def consume(self, resources: Mapping[str, int]) -> None:
-        """Account for a pick within one request, so several instances do not all land on one host."""
+        """Account for a pick within one request, so several instances do not all land on one host
+        (nor on two nodes of one pool)."""
         for rc, n in resources.items():
             self.usage[rc] = self.usage.get(rc, 0) + n
+            if self.pool is not None:
+                inv = self.inventory.get(rc)
+                self.pool.consume(rc, n, inv.allocation_ratio if inv is not None else 1.0)
 
     def destination(self) -> dict[str, Any]:
         return {
@@ -130,14 +142,25 @@ async def load_host_states(db: Database, placement: Placement) -> list[HostState
                     services.c.id.label("svc_id"),
                 )
                 .select_from(
+                    # A node's own service (one per local node, see compute.manager.ComputeHost); rows
+                    # from before that have only the host's.
                     compute_nodes.outerjoin(
-                        services, sa.and_(services.c.host == compute_nodes.c.host, services.c.binary == "nova-compute")
+                        services,
+                        sa.or_(
+                            services.c.id == compute_nodes.c.service_id,
+                            sa.and_(
+                                compute_nodes.c.service_id.is_(None),
+                                services.c.host == compute_nodes.c.host,
+                                services.c.binary == "nova-compute",
+                            ),
+                        ),
                     )
                 )
                 .order_by(compute_nodes.c.host, compute_nodes.c.hypervisor_hostname)
             )
         ).mappings().all()
     summaries = await placement.summaries([r["uuid"] for r in rows])
+    shared = await placement.pools_of([r["uuid"] for r in rows])
     out: list[HostState] = []
     for r in rows:
         summary = summaries.get(r["uuid"])
@@ -162,6 +185,7 @@ async def load_host_states(db: Database, placement: Placement) -> list[HostState
                 service=service,
                 inventory=dict(summary.inventory) if summary else {},
                 usage=dict(summary.usage) if summary else {},
+                pool=shared.get(r["uuid"]),
             )
         )
     return out

@@ -46,6 +46,29 @@ def no_valid_host_message(total: int, removed: Sequence[tuple[str, int, int]], s
     return candidates[-1]
 
 
+def _shortage(f: BaseHostFilter, hosts: list[HostState], spec: RequestSpec) -> str:
+    """"Not enough VCPU: ..." when a resource filter removed the last hosts, else ""."""
+    rc = str(getattr(f, "resource_class", "") or "")
+    want = spec.resources.get(rc, 0)
+    if not rc or want <= 0 or not hosts:
+        return ""
+    best = max(h.free(rc) for h in hosts)
+    return f"Not enough {rc}: requested {want}, at most {max(best, 0)} free on any host."
+
+
+def _with_shortage(message: str, lack: str) -> str:
+    """The shortage right after Nova's first sentence, in full or as "Out of VCPU." when the
+    filter tolls need the room; the tolls are cut last."""
+    head = "No valid host was found."
+    rest = message[len(head):]
+    short = "Out of " + lack.split(":", 1)[0].removeprefix("Not enough ") + "."
+    for note in (lack, short):
+        if len(head) + 1 + len(note) + len(rest) <= FAULT_MESSAGE_MAX:
+            return f"{head} {note}{rest}"
+    text = f"{head} {short}{rest}"
+    return text[: FAULT_MESSAGE_MAX - 3] + "..."
+
+
 class SchedulerManager:
     def __init__(self, db: Database, conf: Settings, placement: Placement) -> None:
         self.db = db
@@ -85,15 +108,20 @@ class SchedulerManager:
             candidates = [h for h in candidates if h.node == spec.force_node]
         total = len(candidates)
         removed: list[tuple[str, int, int]] = []
+        lack = ""
         for f in self.filters:
             before = len(candidates)
+            last = candidates
             candidates = f.filter_all(candidates, spec)
             removed.append((f.name, before - len(candidates), before))
             if not candidates:
+                lack = _shortage(f, last, spec)
                 break
         if not candidates:
             scope = f" matching host {spec.force_host}" if spec.force_host else ""
             message = no_valid_host_message(total, removed, scope)
+            if lack:  # name the resource that ran out first: it is what the user needs to know
+                message = _with_shortage(message, lack)
             LOG.info("%s (request %s)", message, spec.resources)
             control.scheduled("no_valid_host")
             raise NoValidHost(message)

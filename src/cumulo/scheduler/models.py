@@ -43,3 +43,24 @@ allocations = sa.Table(
     sa.Column("used", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
 )
+
+# Placement's aggregates and traits, as far as sharing providers need them: a provider with the
+# trait MISC_SHARES_VIA_AGGREGATE shares its inventory with every provider of its aggregates (the
+# local host's pool; see scheduler/pools.py).
+resource_provider_aggregates = sa.Table(
+    "resource_provider_aggregates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("provider_id", sa.Integer, sa.ForeignKey("resource_providers.id", ondelete="CASCADE"), index=True),
+    sa.Column("aggregate_uuid", sa.String(36), nullable=False, index=True),
+    sa.UniqueConstraint("provider_id", "aggregate_uuid", name="uq_resource_provider_aggregates_provider_aggregate"),
+)
+
+resource_provider_traits = sa.Table(
+    "resource_provider_traits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("provider_id", sa.Integer, sa.ForeignKey("resource_providers.id", ondelete="CASCADE"), index=True),
+    sa.Column("trait", sa.String(255), nullable=False),
+    sa.UniqueConstraint("provider_id", "trait", name="uq_resource_provider_traits_provider_trait"),
+)

@@ -11,6 +11,10 @@ than the generation read is only ever conservative.
 
 Consumers are instance uuids. While a resize waits for confirmation the old flavor's allocation is
 held by `migration_consumer(uuid)` on the same provider, so old + new both count.
+
+The local nodes of one host also draw from the host's pool, a sharing provider (pools.py): a claim
+on such a node checks the pool too, weighing each allocation by its node's allocation ratio, and
+bumps the pool's generation with the same compare-and-swap.
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo.conf import Settings
 from cumulo.db import Database, utcnow
 from cumulo.errors import Conflict, NotFound
-from cumulo.scheduler.models import allocations, inventories, resource_providers
+from cumulo.scheduler import pools
+from cumulo.scheduler.models import (
+    allocations,
+    inventories,
+    resource_provider_aggregates,
+    resource_provider_traits,
+    resource_providers,
+)
+from cumulo.scheduler.pools import PoolState
 
 LOG = logging.getLogger(__name__)
 
@@ -108,21 +120,28 @@ class Placement:
 
     # -- providers and inventory ---------------------------------------------------------------
 
-    def default_inventory(
-        self, vcpus: int, memory_mb: int, disk_gb: int, max_units: Mapping[str, int] | None = None
-    ) -> dict[str, Inventory]:
-        """`max_units`: the most one allocation may take per class (default: the total). A node
-        that offers a share of a machine lets one guest be as big as the machine."""
+    def reserved(self) -> Resources:
+        """What the host keeps for itself (Nova's reserved_host_*), from the settings file's extra."""
         extra = self.conf.extra
-        reserved = {
+        return {
             VCPU: int(extra.get("reserved_host_cpus", 0)),
             MEMORY_MB: int(extra.get("reserved_host_memory_mb", 0)),
             DISK_GB: int(extra.get("reserved_host_disk_gb", 0)),
         }
+
+    def default_inventory(
+        self, vcpus: int, memory_mb: int, disk_gb: int, max_units: Mapping[str, int] | None = None,
+        *, ratios: Mapping[str, float] | None = None, pooled: bool = False,
+    ) -> dict[str, Inventory]:
+        """`max_units`: the most one allocation may take per class (default: the total).
+        `ratios`: this node's allocation ratio per class (default: the cpu_/ram_/disk_allocation_ratio
+        settings). A `pooled` node reserves nothing itself: its host's pool holds the reservation."""
+        reserved = {rc: 0 for rc in RESOURCE_CLASSES} if pooled else self.reserved()
         ratios = {
             VCPU: self.conf.cpu_allocation_ratio,
             MEMORY_MB: self.conf.ram_allocation_ratio,
             DISK_GB: self.conf.disk_allocation_ratio,
+            **(ratios or {}),
         }
         totals = {VCPU: vcpus, MEMORY_MB: memory_mb, DISK_GB: disk_gb}
         caps = {rc: max(totals[rc], int((max_units or {}).get(rc, 0) or 0)) for rc in totals}
@@ -134,10 +153,33 @@ class Placement:
 
     async def ensure_provider(
         self, uuid: str, name: str, *, vcpus: int, memory_mb: int, disk_gb: int,
-        max_units: Mapping[str, int] | None = None,
+        max_units: Mapping[str, int] | None = None, ratios: Mapping[str, float] | None = None,
+        pool: str | None = None,
     ) -> None:
-        """Create or update a compute node's provider with VCPU/MEMORY_MB/DISK_GB inventory."""
-        await self.set_inventory(uuid, name, self.default_inventory(vcpus, memory_mb, disk_gb, max_units))
+        """Create or update a compute node's provider with VCPU/MEMORY_MB/DISK_GB inventory, at the
+        node's own allocation `ratios`; `pool`: the uuid of the host pool it draws from."""
+        inventory = self.default_inventory(vcpus, memory_mb, disk_gb, max_units, ratios=ratios, pooled=pool is not None)
+        await self.set_inventory(uuid, name, inventory)
+        if pool is not None:
+            async with self.db.write() as conn:
+                await pools.join(conn, await self._provider_id(conn, uuid), pool)
+
+    async def ensure_pool(self, host: str, *, vcpus: int, memory_mb: int, disk_gb: int) -> str:
+        """Create or update a host's pool: a sharing provider holding the whole machine (physical
+        units, ratio 1, minus the host's reservation). Returns its uuid, which is also its aggregate."""
+        uuid = pools.pool_uuid(host)
+        reserved = self.reserved()
+        totals = {VCPU: vcpus, MEMORY_MB: memory_mb, DISK_GB: disk_gb}
+        inventory = {rc: Inventory(total=n, reserved=reserved[rc], max_unit=n) for rc, n in totals.items() if n > 0}
+        await self.set_inventory(uuid, pools.pool_name(host), inventory)
+        async with self.db.write() as conn:
+            await pools.make_sharing(conn, await self._provider_id(conn, uuid), uuid)
+        return uuid
+
+    async def pools_of(self, provider_uuids: Iterable[str]) -> dict[str, PoolState]:
+        """{provider uuid: the pool it draws from, with the pool's weighed usage} (scheduler, APIs)."""
+        async with self.db.read() as conn:
+            return await pools.pools_for(conn, provider_uuids)
 
     async def set_inventory(self, uuid: str, name: str, inventory: Mapping[str, Inventory]) -> None:
         async with self.db.write() as conn:
@@ -173,8 +215,8 @@ class Placement:
     async def delete_provider(self, uuid: str) -> None:
         async with self.db.write() as conn:
             pid = await self._provider_id(conn, uuid)
-            await conn.execute(sa.delete(allocations).where(allocations.c.provider_id == pid))
-            await conn.execute(sa.delete(inventories).where(inventories.c.provider_id == pid))
+            for table in (allocations, inventories, resource_provider_aggregates, resource_provider_traits):
+                await conn.execute(sa.delete(table).where(table.c.provider_id == pid))
             await conn.execute(sa.delete(resource_providers).where(resource_providers.c.id == pid))
 
     async def get_inventory(self, uuid: str) -> dict[str, Inventory]:
@@ -345,6 +387,8 @@ class Placement:
             try:
                 async with self.db.write() as conn:
                     result: Claim | None = await attempt(conn)
+            except _GenerationMoved:
+                result = None  # the write transaction rolled back: try again on fresh numbers
             except sa.exc.OperationalError as exc:
                 # Serialisation failures and deadlocks on PostgreSQL: try again on fresh numbers.
                 LOG.debug("claim attempt failed: %s", exc)
@@ -374,15 +418,20 @@ class Placement:
             raise NotFound(f"Resource provider {provider_uuid} not found")
         pid, gen = int(rows[0]["rp_id"]), int(rows[0]["rp_gen"])
         inventory = {r["resource_class"]: _inv(r) for r in rows if r["resource_class"] is not None}
+        pool = await pools.pool_of(conn, pid)  # its generation, too, before any usage
         mig = migration_consumer(consumer_id)
         if hold_old:
             held = await self._consumer_providers(conn, [mig])
             if held:
                 return Claim(False, {"resize": "a resize of this instance is already in progress"})
             usage = await self._usage(conn, pid)
+            if pool is not None:
+                await pools.load_usage(conn, pool)
         else:
             # A re-claim replaces what the consumer already holds on this provider.
             usage = await self._usage(conn, pid, exclude=consumer_id)
+            if pool is not None:
+                await pools.load_usage(conn, pool, exclude=consumer_id)
         short: dict[str, str] = {}
         for rc, amount in resources.items():
             inv = inventory.get(rc)
@@ -392,15 +441,20 @@ class Placement:
                 short[rc] = f"requested {amount} is outside {inv.min_unit}..{inv.max_unit or inv.total}"
             elif usage.get(rc, 0) + amount > inv.capacity:
                 short[rc] = f"requested {amount}, free {inv.capacity - usage.get(rc, 0)} of {inv.capacity}"
+        if pool is not None:
+            short = {**pool.shortfall({rc: n for rc, n in resources.items() if rc not in short}, inventory), **short}
         if short:
             return Claim(False, short)
-        res = await conn.execute(
-            sa.update(resource_providers)
-            .where(resource_providers.c.id == pid, resource_providers.c.generation == gen)
-            .values(generation=gen + 1, updated_at=utcnow())
-        )
-        if res.rowcount != 1:
-            return None
+        cas = [(pid, gen)] + ([(pool.provider_id, pool.generation)] if pool is not None else [])
+        for cas_id, cas_gen in cas:
+            res = await conn.execute(
+                sa.update(resource_providers)
+                .where(resource_providers.c.id == cas_id, resource_providers.c.generation == cas_gen)
+                .values(generation=cas_gen + 1, updated_at=utcnow())
+            )
+            if res.rowcount != 1:
+                # Lost the race; on PostgreSQL the transaction's earlier bump must not stick.
+                raise _GenerationMoved
         if hold_old:
             await conn.execute(sa.update(allocations).where(allocations.c.consumer_id == consumer_id).values(consumer_id=mig))
         else:
@@ -456,6 +510,10 @@ class Placement:
                 .where(resource_providers.c.id.in_(ids))
                 .values(generation=resource_providers.c.generation + 1, updated_at=utcnow())
             )
+
+
+class _GenerationMoved(Exception):
+    """A provider's (or its pool's) generation changed under a claim; raised to roll it back."""
 
 
 def _inv(r: Any) -> Inventory:

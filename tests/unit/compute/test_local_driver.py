@@ -1,5 +1,5 @@
 """Which drivers (nodes) the local compute host gets: `local_driver` auto or a comma list of runc,
-qemu and fake; node names and machine shares; and the CLI's --driver."""
+qemu and fake; node names and allocation ratios; and the CLI's --driver."""
 
 from __future__ import annotations
 
@@ -94,23 +94,27 @@ def test_comma_lists_from_env_and_settings(tmp_path: Path, monkeypatch: pytest.M
     assert runtime.local_driver_name(_settings(tmp_path, local_driver="qemu")) == "qemu"
 
 
-def test_node_names_and_shares(tmp_path: Path) -> None:
+def test_node_names_and_ratios(tmp_path: Path) -> None:
     conf = _settings(tmp_path, host_name="h1", fake_hosts=2)
     plans = runtime.plan_nodes(conf, ["runc", "qemu"])
-    assert [(p.host, p.node, p.driver, p.local, p.share) for p in plans] == [
-        ("h1", "h1", "runc", True, 0.5),
-        ("h1", "h1-qemu", "qemu", True, 0.5),
-        ("fake-host-1", "fake-host-1", "fake", False, 1.0),
-        ("fake-host-2", "fake-host-2", "fake", False, 1.0),
+    assert [(p.host, p.node, p.driver, p.local, p.pooled, p.ratios) for p in plans] == [
+        ("h1", "h1", "runc", True, True, {"VCPU": 50.0}),
+        ("h1", "h1-qemu", "qemu", True, True, {"VCPU": 2.0}),
+        ("fake-host-1", "fake-host-1", "fake", False, False, {}),
+        ("fake-host-2", "fake-host-2", "fake", False, False, {}),
     ]
     # A node keeps its name whatever else the host runs (instance rows point at it).
     assert [p.node for p in runtime.plan_nodes(conf, ["qemu"]) if p.local] == ["h1-qemu"]
     assert [p.node for p in runtime.plan_nodes(conf, ["fake"]) if p.local] == ["h1"]
     assert [p.node for p in runtime.plan_nodes(conf, ["runc", "fake"]) if p.local] == ["h1", "h1-fake"]
-    weighted = runtime.plan_nodes(conf.replace(local_node_shares="qemu=3"), ["runc", "qemu"])
-    assert [p.share for p in weighted if p.local] == [0.25, 0.75]
-    with pytest.raises(ValueError, match="bad local_node_shares"):
-        runtime.plan_nodes(conf.replace(local_node_shares="qemu=-1"), ["runc", "qemu"])
+    # local_node_ratios overrides entry by entry; the rest stays built-in.
+    tuned = runtime.plan_nodes(conf.replace(local_node_ratios="qemu:cpu=4, qemu:ram=1.5,fake:disk=2"),
+                               ["runc", "qemu", "fake"])
+    assert [p.ratios for p in tuned if p.local] == [
+        {"VCPU": 50.0}, {"VCPU": 4.0, "MEMORY_MB": 1.5}, {"DISK_GB": 2.0}]
+    for bad in ("qemu=4", "qemu:cpu=-1", "qemu:gpu=2", "qemu:cpu=x"):
+        with pytest.raises(ValueError, match="bad local_node_ratios"):
+            runtime.plan_nodes(conf.replace(local_node_ratios=bad), ["runc", "qemu"])
 
 
 def test_cli_refuses_an_unusable_driver(

@@ -1,6 +1,7 @@
 """One host, several compute nodes (Nova's model): a node per driver, one service and bus topic per
 host, messages dispatched to the instance's node, scheduling by image kind, per-node periodic work,
-the machine split between the nodes, and kernel/ramdisk resolution for direct-kernel boot.
+one pool of the machine shared by the nodes (each weighing its claims by its own ratios), a
+nova-compute service per node, and kernel/ramdisk resolution for direct-kernel boot.
 
 Two fake drivers stand in for runc and QEMU: node "cumulo-local" offers containers, node
 "cumulo-local-qemu" offers qemu.
@@ -36,6 +37,8 @@ from cumulo.scheduler.placement import Placement
 HOST = "cumulo-local"
 VM_NODE = f"{HOST}-qemu"
 NODE_TYPES: dict[str, tuple[str, ...]] = {HOST: ("container",), VM_NODE: ("qemu",)}
+# Per-node CPU overcommit over the 8-core pool: containers 4:1, VMs 2:1.
+NODE_RATIOS: dict[str, dict[str, float]] = {HOST: {"VCPU": 4.0}, VM_NODE: {"VCPU": 2.0}}
 
 
 class TwoNodeRig(Rig):
@@ -59,7 +62,7 @@ class TwoNodeRig(Rig):
             driver = FakeDriver(self.conf, node, local=False)
             driver.info = dataclasses.replace(driver.info, instance_types=types)
             self.managers[node] = ComputeManager(self.db, self.bus, self.conf, HOST, driver, self.placement,
-                                                 self.images, node_name=node, share=0.5)
+                                                 self.images, node_name=node, ratios=NODE_RATIOS[node], pooled=True)
         self.agents.append(ComputeHost(self.db, self.bus, self.conf, HOST, list(self.managers.values())))
         for i in range(1, self.conf.fake_hosts + 1):
             name = f"fake-host-{i}"
@@ -85,14 +88,14 @@ class TwoNodeRig(Rig):
         await self.bus.stop()
         await self.db.dispose()
 
-    async def boot(self, **image: Any) -> str:
+    async def boot(self, flavor: dict[str, Any] | None = None, **image: Any) -> str:
         """Create a server from a new image (formats and properties as given) and wait for it."""
+        flavor = flavor or FLAVOR_SMALL
         props = dict(image)
         image_id = self.images.add(**props)
         summary = {"id": image_id, "disk_format": props.pop("disk_format", "raw"),
                    "container_format": props.pop("container_format", "bare"), "properties": props}
-        uuid = await self.create(FLAVOR_SMALL, image_ref=image_id,
-                                 request_spec={"flavor": FLAVOR_SMALL, "image": summary})
+        uuid = await self.create(flavor, image_ref=image_id, request_spec={"flavor": flavor, "image": summary})
         await self.wait_settled(uuid)
         return uuid
 
@@ -146,24 +149,91 @@ async def test_operations_reach_the_instance_node(rig: TwoNodeRig) -> None:
         await rig.bus.call(compute_topic(HOST), "get_diagnostics", instance_uuid=vm)
 
 
-async def test_hypervisors_services_and_the_machine_split(rig: TwoNodeRig) -> None:
+async def test_hypervisors_services_and_the_shared_pool(rig: TwoNodeRig) -> None:
     await rig.boot(hypervisor_type="qemu")
+    await rig.boot(hypervisor_type="container")
     async with rig.db.read() as conn:
         nodes = {n["hypervisor_hostname"]: n for n in await hostinfo.list_nodes(conn, rig.conf)}
         svc = (await conn.execute(sa.select(services.c.host).where(services.c.binary == "nova-compute"))).all()
         on_vm = await hostinfo.servers_on(conn, HOST, VM_NODE)
         on_ct = await hostinfo.servers_on(conn, HOST, HOST)
-    assert [r[0] for r in svc] == [HOST]  # one service for the host, whatever its nodes
+    # One nova-compute service per node, named like it (the container node's is the host's).
+    assert sorted(r[0] for r in svc) == [HOST, VM_NODE]
     assert set(nodes) == {HOST, VM_NODE}
     assert {n["host"] for n in nodes.values()} == {HOST}
+    assert nodes[VM_NODE]["service"]["host"] == VM_NODE and nodes[HOST]["service"]["host"] == HOST
     assert nodes[VM_NODE]["instance_types"] == ["qemu"] and nodes[HOST]["instance_types"] == ["container"]
-    # Half of the 8-vCPU, 8 GiB, 100 GB machine each: nothing is counted twice.
-    assert [(n["vcpus"], n["memory_mb"], n["local_gb"]) for n in nodes.values()] == [(4, 4096, 50)] * 2
-    assert nodes[VM_NODE]["running_vms"] == 1 and nodes[HOST]["running_vms"] == 0
-    assert nodes[VM_NODE]["vcpus_used"] == 1 and nodes[HOST]["vcpus_used"] == 0
-    assert len(on_vm) == 1 and on_ct == []
+    # Each node offers the whole 8-vCPU, 8 GiB, 100 GB machine; its own servers' use; the pool's free.
+    assert [(n["vcpus"], n["memory_mb"], n["local_gb"]) for n in nodes.values()] == [(8, 8192, 100)] * 2
+    assert [(n["running_vms"], n["vcpus_used"], n["memory_mb_used"]) for n in nodes.values()] == [(1, 1, 2048)] * 2
+    assert [(n["free_ram_mb"], n["free_disk_gb"]) for n in nodes.values()] == [(8192 - 4096, 100 - 40)] * 2
+    assert nodes[HOST]["details"]["pool"] == nodes[VM_NODE]["details"]["pool"] == f"{HOST}:pool"
+    assert nodes[HOST]["details"]["allocation_ratios"]["VCPU"] == 4.0
+    assert nodes[VM_NODE]["details"]["allocation_ratios"]["VCPU"] == 2.0
+    assert len(on_vm) == 1 and len(on_ct) == 1
+    # Statistics count the machine once and every server.
+    stats = hostinfo.statistics(list(nodes.values()))
+    assert (stats["count"], stats["vcpus"], stats["memory_mb"], stats["local_gb"]) == (2, 8, 8192, 100)
+    assert (stats["vcpus_used"], stats["memory_mb_used"], stats["free_ram_mb"], stats["running_vms"]) == (2, 4096, 4096, 2)
     inv = await rig.placement.get_inventory(rig.managers[VM_NODE].node_uuid or "")
-    assert inv["VCPU"].total == 4 and inv["VCPU"].max_unit == 8  # one guest may be machine-sized
+    assert inv["VCPU"].total == 8 and inv["VCPU"].allocation_ratio == 2.0
+
+
+FLAVOR_WIDE = {"flavorid": "w4", "name": "w4", "vcpus": 4, "memory_mb": 64, "root_gb": 1, "ephemeral_gb": 0,
+               "swap": 0, "extra_specs": {}}
+
+
+async def test_vms_and_containers_draw_from_one_pool_weighed_by_their_ratios(rig: TwoNodeRig) -> None:
+    # 8 cores: a 4-vCPU VM at 2:1 takes 2 cores, a 4-vCPU container at 4:1 takes 1 core.
+    vms = [await rig.boot(FLAVOR_WIDE, hypervisor_type="qemu") for _ in range(3)]  # 6 cores
+    cts = [await rig.boot(FLAVOR_WIDE, hypervisor_type="container") for _ in range(2)]  # 2 cores: full
+    assert [(await rig.get(u))["vm_state"] for u in vms + cts] == [st.ACTIVE] * 5
+    late = await rig.boot(FLAVOR_WIDE, hypervisor_type="container")
+    assert (await rig.get(late))["vm_state"] == st.ERROR
+    fault = (await rig.faults(late))[-1]["message"]
+    assert fault.startswith("No valid host was found. Not enough VCPU: requested 4, at most 0 free"), fault
+    # The container node alone would have had 32 vCPUs: the VMs' claims shrank it.
+    # A VM going gives its 2 cores back: two more containers fit, not more.
+    await rig.act_delete(vms[0])
+    await rig.wait(vms[0], lambda r: r["deleted"])
+    more = [await rig.boot(FLAVOR_WIDE, hypervisor_type="container") for _ in range(3)]
+    assert [(await rig.get(u))["vm_state"] for u in more] == [st.ACTIVE, st.ACTIVE, st.ERROR]
+
+
+async def test_memory_is_one_pool_and_not_overcommitted(rig: TwoNodeRig) -> None:
+    # 8 GiB: two 2 GiB VMs and two 2 GiB containers fill it whichever node holds what.
+    for kind in ("qemu", "container", "qemu", "container"):
+        assert (await rig.get(await rig.boot(hypervisor_type=kind)))["vm_state"] == st.ACTIVE
+    late = await rig.boot(hypervisor_type="container")
+    assert (await rig.get(late))["vm_state"] == st.ERROR
+    assert "Not enough MEMORY_MB: requested 2048, at most 0 free" in (await rig.faults(late))[-1]["message"]
+
+
+async def test_claims_on_two_nodes_of_one_pool_never_overcommit_it(rig: TwoNodeRig) -> None:
+    ct, vm = rig.managers[HOST].node_uuid or "", rig.managers[VM_NODE].node_uuid or ""
+    # 8 cores = 32 container vCPUs or 16 VM vCPUs; 40 racing 1-vCPU claims on each node.
+    claims = [rig.placement.claim(f"{kind}-{i}", node, {"VCPU": 1}) for i in range(40) for kind, node in
+              (("c", ct), ("v", vm))]
+    won = [bool(c) for c in await asyncio.gather(*claims)]
+    used = await rig.placement_usage()
+    n_ct, n_vm = used.get(HOST, {}).get("VCPU", 0), used.get(VM_NODE, {}).get("VCPU", 0)
+    assert n_ct + n_vm == sum(won) and n_ct and n_vm
+    assert n_ct / 4 + n_vm / 2 <= 8 and n_ct / 4 + n_vm / 2 > 8 - 0.5  # full, never over
+    # Neither node is full on its own: the pool is what says no.
+    assert n_ct < 32 and n_vm < 16
+    assert "in the host's shared pool" in (await rig.placement.claim("one-more", ct, {"VCPU": 1})).reason
+
+
+async def test_disabling_one_node_sends_new_work_to_the_other(rig: TwoNodeRig) -> None:
+    async with rig.db.write() as conn:
+        await conn.execute(sa.update(services).where(services.c.host == VM_NODE).values(disabled=True))
+    vm = await rig.boot(hypervisor_type="qemu")
+    ct = await rig.boot(hypervisor_type="container")
+    assert (await rig.get(vm))["vm_state"] == st.ERROR and (await rig.get(ct))["vm_state"] == st.ACTIVE
+    assert "ComputeFilter removed 1 of 2 hosts" in (await rig.faults(vm))[-1]["message"]
+    async with rig.db.write() as conn:
+        await conn.execute(sa.update(services).where(services.c.host == VM_NODE).values(disabled=False))
+    assert (await rig.get(await rig.boot(hypervisor_type="qemu")))["vm_state"] == st.ACTIVE
 
 
 async def test_power_sync_runs_per_node(rig: TwoNodeRig) -> None:

@@ -230,13 +230,14 @@ async def services_delete(request: Request) -> Response:
             raise NotFound(f"Service {ident} not found.")
         node_uuids: list[str] = []
         if hostinfo.is_compute(svc["binary"]):
-            if await hostinfo.count_instances_on_host(conn, svc["host"]):
+            # A service runs its own nodes (one per local node; see compute.manager.ComputeHost).
+            nodes = await hostinfo.service_nodes(conn, svc)
+            if await hostinfo.count_instances_on_nodes(conn, svc["host"], [name for _, name in nodes]):
                 raise Conflict(
                     "Unable to delete compute service that is hosting instances. Migrate or delete the instances first."
                 )
-            nodes = await conn.execute(sa.select(compute_nodes.c.uuid).where(compute_nodes.c.host == svc["host"]))
-            node_uuids = [r[0] for r in nodes]
-            await conn.execute(sa.delete(compute_nodes).where(compute_nodes.c.host == svc["host"]))
+            node_uuids = [u for u, _ in nodes]
+            await conn.execute(sa.delete(compute_nodes).where(compute_nodes.c.uuid.in_(node_uuids)))
         await conn.execute(sa.delete(services).where(services.c.id == svc["id"]))
     # The nodes' resource providers go too, or placement would keep offering them.
     for node_uuid in node_uuids:
@@ -290,12 +291,6 @@ DETAIL = (
     Field("cpu_info", lambda n: json.dumps(_cpu_info(n)), max=v("2.27")),
     Field("cpu_info", _cpu_info, min=V2_28),
 )
-STAT_KEYS = (
-    "vcpus", "memory_mb", "local_gb", "vcpus_used", "memory_mb_used", "local_gb_used", "free_ram_mb",
-    "free_disk_gb", "current_workload", "running_vms", "disk_available_least",
-)
-
-
 def _with_servers(request: Request, version: Version) -> bool:
     raw = request.query_params.get("with_servers")
     return version >= V2_53 and raw is not None and t.to_bool(raw)
@@ -401,9 +396,9 @@ async def hyp_statistics(request: Request) -> Response:
     policy.authorize(ctx, "os_compute_api:os-hypervisors:statistics")
     s = services_of(request)
     async with s.db.read() as conn:
-        nodes = [n for n in await hostinfo.list_nodes(conn, s.conf) if not n["service"]["disabled"]]
-    stats = {"count": len(nodes), **{k: sum(int(n[k]) for n in nodes) for k in STAT_KEYS}}
-    return json_response({"hypervisor_statistics": stats})
+        nodes = await hostinfo.list_nodes(conn, s.conf)
+    # A host's shared pool counts once, however many nodes draw from it.
+    return json_response({"hypervisor_statistics": hostinfo.statistics(nodes)})
 
 
 async def _hyp_by_pattern(request: Request, *, with_servers: bool) -> Response:

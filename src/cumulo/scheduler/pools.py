@@ -1,0 +1,201 @@
+"""One host, one pool: the local nodes of a host draw from one sharing provider.
+
+The host's CPUs, memory and disk are the inventory of ONE resource provider, the host's pool
+(named "<host>:pool"), which carries placement's trait MISC_SHARES_VIA_AGGREGATE and sits in an
+aggregate (uuid = the pool's uuid) with every node provider of the host. A node provider keeps its
+own inventory (the whole machine, at the node's own allocation ratios) and the allocations of its
+servers, in the node's units (vCPUs, MB, GB), so `hypervisor show` and the filters read them as
+Nova does. A claim on a member node must also fit the pool:
+
+    sum over the pool's members m of  used_m(rc) / ratio_m(rc)  +  amount / ratio_node(rc)
+        <=  (pool.total(rc) - pool.reserved(rc)) * pool.ratio(rc)
+
+i.e. every allocation is weighed by the allocation ratio of the node that holds it, which turns
+it into physical CPUs (or MB, GB) of the host: a VM vCPU at ratio 2 takes half a core of the pool,
+a container vCPU at ratio 50 takes a fiftieth. Nothing is counted twice and a VM's claim shrinks
+what the containers can take, and the other way round. Every claim on a member bumps the pool's
+generation with the same compare-and-swap as the node's (placement.py), so two nodes' claims can
+never both pass on stale pool usage.
+
+Why not Nova's plain sharing-provider allocation (the resources allocated against the sharing
+provider itself)? Placement has one allocation ratio per inventory, so a pool could not overcommit
+container vCPUs 50:1 and VM vCPUs 2:1; keeping the allocation on the node keeps its ratio.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cumulo.scheduler.models import (
+    allocations,
+    inventories,
+    resource_provider_aggregates,
+    resource_provider_traits,
+    resource_providers,
+)
+
+if TYPE_CHECKING:
+    from cumulo.scheduler.placement import Inventory
+
+SHARING_TRAIT = "MISC_SHARES_VIA_AGGREGATE"
+_POOL_NS = uuidlib.UUID("6f1d3c52-8f0e-4c1b-9a7e-1c2f5b0d9e41")
+
+
+def pool_uuid(host: str) -> str:
+    """The pool provider's uuid: stable per host, so restarts find it."""
+    return str(uuidlib.uuid5(_POOL_NS, host))
+
+
+def pool_name(host: str) -> str:
+    return f"{host}:pool"
+
+
+def _ratio(value: float) -> Fraction:
+    return Fraction(value).limit_denominator(10**6) if value > 0 else Fraction(1)
+
+
+@dataclass
+class PoolState:
+    """A pool's inventory and its members' usage weighed into physical units; what claims and the
+    scheduler check a node's request against."""
+
+    uuid: str
+    name: str
+    provider_id: int
+    generation: int
+    inventory: dict[str, Inventory]
+    weighted: dict[str, Fraction] = field(default_factory=dict)
+
+    def capacity(self, rc: str) -> Fraction | None:
+        inv = self.inventory.get(rc)
+        if inv is None:
+            return None
+        return (inv.total - inv.reserved) * _ratio(inv.allocation_ratio)
+
+    def free_for(self, rc: str, node_ratio: float) -> int | None:
+        """How much a node at `node_ratio` may still take of `rc`; None: the pool does not bound rc."""
+        cap = self.capacity(rc)
+        if cap is None:
+            return None
+        left = (cap - self.weighted.get(rc, Fraction(0))) * _ratio(node_ratio)
+        return max(0, int(left))  # floor of a non-negative Fraction
+
+    def consume(self, rc: str, amount: int, node_ratio: float) -> None:
+        self.weighted[rc] = self.weighted.get(rc, Fraction(0)) + Fraction(amount) / _ratio(node_ratio)
+
+    def shortfall(self, resources: Mapping[str, int], node_inventory: Mapping[str, Inventory]) -> dict[str, str]:
+        """What of `resources` (claimed by a node with `node_inventory`) the pool cannot give."""
+        short: dict[str, str] = {}
+        for rc, amount in resources.items():
+            inv = node_inventory.get(rc)
+            ratio = inv.allocation_ratio if inv is not None else 1.0
+            free = self.free_for(rc, ratio)
+            if free is not None and amount > free:
+                short[rc] = f"requested {amount}, free {free} in the host's shared pool {self.name}"
+        return short
+
+
+async def pool_of(conn: AsyncConnection, provider_id: int) -> PoolState | None:
+    """The sharing provider of a provider's aggregates (generation and inventory read here, before
+    any usage), or None when it draws from no pool."""
+    from cumulo.scheduler.placement import _inv
+
+    agg = resource_provider_aggregates
+    mine = sa.select(agg.c.aggregate_uuid).where(agg.c.provider_id == provider_id)
+    rp = resource_providers
+    rows = (
+        await conn.execute(
+            sa.select(rp.c.id.label("rp_id"), rp.c.uuid.label("rp_uuid"), rp.c.name.label("rp_name"),
+                      rp.c.generation.label("rp_gen"), inventories)
+            .select_from(rp.outerjoin(inventories, inventories.c.provider_id == rp.c.id))
+            .where(
+                rp.c.id != provider_id,
+                rp.c.id.in_(sa.select(agg.c.provider_id).where(agg.c.aggregate_uuid.in_(mine.scalar_subquery()))),
+                rp.c.id.in_(
+                    sa.select(resource_provider_traits.c.provider_id).where(
+                        resource_provider_traits.c.trait == SHARING_TRAIT
+                    )
+                ),
+            )
+            .order_by(rp.c.id)
+        )
+    ).mappings().all()
+    if not rows:
+        return None
+    first = rows[0]
+    pid = int(first["rp_id"])
+    inventory = {r["resource_class"]: _inv(r) for r in rows if r["rp_id"] == pid and r["resource_class"] is not None}
+    return PoolState(str(first["rp_uuid"]), str(first["rp_name"]), pid, int(first["rp_gen"]), inventory)
+
+
+async def load_usage(conn: AsyncConnection, pool: PoolState, *, exclude: str | None = None) -> None:
+    """Fill pool.weighted: every member's allocations, each divided by its node's ratio."""
+    agg = resource_provider_aggregates
+    members = sa.select(agg.c.provider_id).where(agg.c.aggregate_uuid.in_(
+        sa.select(agg.c.aggregate_uuid).where(agg.c.provider_id == pool.provider_id).scalar_subquery()
+    ))
+    q = (
+        sa.select(allocations.c.resource_class, inventories.c.allocation_ratio, sa.func.sum(allocations.c.used))
+        .select_from(
+            allocations.outerjoin(
+                inventories,
+                sa.and_(inventories.c.provider_id == allocations.c.provider_id,
+                        inventories.c.resource_class == allocations.c.resource_class),
+            )
+        )
+        .where(allocations.c.provider_id.in_(members.scalar_subquery()), allocations.c.provider_id != pool.provider_id)
+        .group_by(allocations.c.resource_class, inventories.c.allocation_ratio)
+    )
+    if exclude is not None:
+        q = q.where(allocations.c.consumer_id != exclude)
+    weighted: dict[str, Fraction] = {}
+    for rc, ratio, used in await conn.execute(q):
+        # A node without inventory (its driver is gone, its servers stay) weighs 1:1: conservative.
+        weighted[rc] = weighted.get(rc, Fraction(0)) + Fraction(int(used)) / _ratio(float(ratio or 1.0))
+    pool.weighted = weighted
+
+
+async def pools_for(conn: AsyncConnection, provider_uuids: Iterable[str]) -> dict[str, PoolState]:
+    """{member provider uuid: its pool with usage}; members of one pool share one PoolState."""
+    rp = resource_providers
+    rows = (await conn.execute(sa.select(rp.c.id, rp.c.uuid).where(rp.c.uuid.in_(list(provider_uuids))))).all()
+    by_pool: dict[int, PoolState] = {}
+    out: dict[str, PoolState] = {}
+    for pid, puuid in rows:
+        pool = await pool_of(conn, int(pid))
+        if pool is None:
+            continue
+        if pool.provider_id not in by_pool:
+            await load_usage(conn, pool)
+            by_pool[pool.provider_id] = pool
+        out[str(puuid)] = by_pool[pool.provider_id]
+    return out
+
+
+async def make_sharing(conn: AsyncConnection, provider_id: int, aggregate: str) -> None:
+    """Give the provider the sharing trait and put it in the aggregate (idempotent)."""
+    await join(conn, provider_id, aggregate)
+    t = resource_provider_traits
+    found = (await conn.execute(
+        sa.select(t.c.id).where(t.c.provider_id == provider_id, t.c.trait == SHARING_TRAIT)
+    )).first()
+    if found is None:
+        await conn.execute(sa.insert(t).values(provider_id=provider_id, trait=SHARING_TRAIT))
+
+
+async def join(conn: AsyncConnection, provider_id: int, aggregate: str) -> None:
+    agg = resource_provider_aggregates
+    found = (await conn.execute(
+        sa.select(agg.c.id).where(agg.c.provider_id == provider_id, agg.c.aggregate_uuid == aggregate)
+    )).first()
+    if found is None:
+        await conn.execute(sa.insert(agg).values(provider_id=provider_id, aggregate_uuid=aggregate))
+
+
