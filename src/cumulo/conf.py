@@ -54,6 +54,13 @@ class Settings:
     # The largest image upload, in bytes (Glance's image_size_cap; 1 TiB). JSON bodies: 1 MiB.
     image_size_cap: int = 1 << 40
     power_sync_interval: float = 5.0
+    # Seconds between collections of image copies no live image and no server uses (unpacked
+    # container roots, verified QEMU bases) on each compute host; 0: never (Nova's
+    # [image_cache] manager_interval). See docs/operations.md.
+    image_cache_interval: float = 300.0
+    # A copy handed to a spawn less than this many seconds ago is never collected (it may not be
+    # mounted or backed onto yet); Nova's remove_unused_original_minimum_age_seconds.
+    image_cache_min_age: float = 600.0
     # Seconds a deleted server stays SOFT_DELETED (restorable) before the compute agent reclaims it
     # (Nova's reclaim_instance_interval). 0, the default, deletes at once.
     reclaim_instance_interval: int = 0

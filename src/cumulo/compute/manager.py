@@ -22,6 +22,7 @@ from cumulo.bus import Bus, compute_topic
 from cumulo.compute import (
     backup_rotation,
     build,
+    imagecache,
     power,
     reclaim,
     reconcile,
@@ -136,6 +137,8 @@ class ComputeManager:
         if self.conf.reclaim_instance_interval > 0:
             self.periodic.start("reclaim", reclaim.reclaim_spacing(self.conf.reclaim_instance_interval),
                                 lambda: reclaim.reclaim(self))
+        if self.conf.image_cache_interval > 0:  # unused image copies (compute/imagecache.py)
+            self.periodic.start("image_cache", self.conf.image_cache_interval, lambda: imagecache.collect(self))
         LOG.info("compute node %s of host %s ready (%s driver, %s)", self.node, self.host, self.driver.info.name,
                  self.node_uuid)
 

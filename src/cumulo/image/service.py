@@ -316,6 +316,12 @@ class ImageService:
             row = await self._row(conn, image_id)
             return await self._render(conn, row) if row else None
 
+    async def live_content_keys(self) -> set[str]:
+        """The store keys (sha256 of the bytes) of every image not deleted, whoever owns it: the
+        compute agents keep their local copies of these (unpacked roots, verified bases)."""
+        async with self.db.read() as conn:
+            return await self._live_keys(conn)
+
     async def local_path(self, image_id: str) -> str:
         """The file holding the image's bytes (read-only; shared with identical images)."""
         async with self.db.read() as conn:

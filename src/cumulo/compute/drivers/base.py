@@ -266,5 +266,14 @@ class Metrics(Protocol):
         ...
 
 
+@runtime_checkable
+class ImageCache(Protocol):
+    async def collect_image_cache(self, keep: set[str]) -> list[str]:
+        """Remove local copies of images (unpacked roots, verified bases) whose content key (the
+        image store's sha256) is not in `keep` (the live images' keys) and that no instance on this
+        host uses; never one a spawn in progress holds. Returns what was removed."""
+        ...
+
+
 class Driver(Host, Lifecycle, Protocol):
     """The least a driver is: a host it describes and instances it can make and remove."""

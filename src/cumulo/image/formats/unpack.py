@@ -30,6 +30,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -339,6 +340,11 @@ def _lock(key: str) -> asyncio.Lock:
     return locks.setdefault(key, asyncio.Lock())
 
 
+# When each cached root was last handed out (time.monotonic()), per process: a spawn holds its
+# root between cached_rootfs and mounting it, which no record or mount shows yet.
+_LEASES: dict[str, float] = {}
+
+
 async def cached_rootfs(store_root: Path, image_id_or_digest: str, image_file: Path) -> tuple[Path, ImageConfig]:
     """The unpacked root of an image, unpacking it on first use: `(…/rootfs, config)`.
 
@@ -351,6 +357,7 @@ async def cached_rootfs(store_root: Path, image_id_or_digest: str, image_file: P
     key = m.group(1) if m else await asyncio.to_thread(_sha256_file, Path(image_file))
     dest = Path(store_root) / "rootfs" / key
     async with _lock(key):
+        _LEASES[key] = time.monotonic()
         if not (dest / CONFIG).is_file():
             try:
                 config = await unpack_rootfs(image_file, dest)
@@ -375,6 +382,50 @@ def remove_unpacked(store_root: Path, key: str) -> bool:
         return False
     _rmtree(str(dest))
     return True
+
+
+def _mount_table() -> str:
+    with open("/proc/self/mountinfo") as fh:
+        return fh.read()
+
+
+def _removable(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+async def collect_unpacked(store_root: Path, keep: set[str], *, grace: float = 600.0) -> list[str]:
+    """Remove cached roots whose key is not in `keep` and that no caller was handed in the last
+    `grace` seconds; returns the keys removed.
+
+    `keep` is the caller's whole truth: the content keys of live images and of every root its
+    servers stand on (records, mounts). The lease covers what neither shows yet: a spawn between
+    `cached_rootfs` and its mount. Each removal holds the key's lock (the one `cached_rootfs`
+    unpacks under), re-checks the lease and renames the dir away atomically before deleting it,
+    so a concurrent spawn either sees the whole root or none and unpacks it again.
+    """
+    base = await asyncio.to_thread(lambda: Path(store_root).resolve() / "rootfs")
+    if not await asyncio.to_thread(base.is_dir):
+        return []
+    names = await asyncio.to_thread(lambda: sorted(p.name for p in base.iterdir()))
+    mounts = await asyncio.to_thread(_mount_table)
+    removed: list[str] = []
+    for key in names:
+        if f"{base}/{key}/" in mounts:
+            continue  # defence in depth: a mounted overlay stands on it, whatever `keep` says
+        if _KEY.fullmatch(key) is None or key in keep:
+            continue  # temp dirs of unpacks (their own sweep) and anything that is not a cache entry
+        async with _lock(key):
+            if time.monotonic() - _LEASES.get(key, float("-inf")) < grace:
+                continue
+            src = base / key
+            if not await asyncio.to_thread(_removable, src):
+                continue
+            trash = base / f"{UNPACK_PREFIX}gc-{key}-{os.getpid()}-{time.monotonic_ns()}"
+            await asyncio.to_thread(os.rename, src, trash)
+            _LEASES.pop(key, None)
+        await asyncio.to_thread(_rmtree, str(trash))
+        removed.append(key)
+    return removed
 
 
 def check_image(image_file: Path) -> ImageConfig:

@@ -215,6 +215,10 @@ class QemuDriver:
                 await asyncio.to_thread(trim_in_place, layout.console, self.console_max)
         return out
 
+    async def collect_image_cache(self, keep: set[str]) -> list[str]:
+        """Verified bases no live image (`keep`) and no server disk here uses (disks.collect_bases)."""
+        return await disks.collect_bases(self.base_dir, self.dir, keep, grace=self.conf.image_cache_min_age)
+
     async def cleanup_orphans(self, known_uuids: set[str]) -> list[str]:
         removed: list[str] = []
         for uuid in await self._dirs():

@@ -9,7 +9,8 @@ address space), as Nova does, so a crafted header cannot exhaust the host.
 A verified image is hard-linked (copied across filesystems) to `<state>/qemu-base/<key>.<fmt>`,
 keyed by the store file's name (its sha256; other files by path, inode, size and mtime): later
 spawns of the same image skip the checks, and the base outlives the image's deletion from the
-store while overlays still need it. (Nothing removes unused bases yet.)
+store while overlays still need it. `collect_bases` removes bases that no live image and no
+server's disk uses (the image cache collection of the compute agent).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import hashlib
 import json
 import os
 import shutil
+import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +129,17 @@ def _meta_path(base: Path) -> Path:
 
 
 async def cached_base(base_dir: Path, image: ImageSpec) -> tuple[Path, str, int]:
-    """The verified base of an image: (path, qemu format, virtual size)."""
+    """The verified base of an image: (path, qemu format, virtual size).
+
+    Under the base's lock, which `collect_bases` takes too, and leased: the spawn holds the base
+    between here and creating its overlay, which no disk shows yet."""
+    name = f"{_cache_key(Path(image.path))}.{FORMATS.get(image.disk_format)}"
+    async with _lock(name):
+        _LEASES[name] = time.monotonic()
+        return await _cached_base(base_dir, image)
+
+
+async def _cached_base(base_dir: Path, image: ImageSpec) -> tuple[Path, str, int]:
     fmt = FORMATS.get(image.disk_format)
     src = Path(image.path)
     if fmt is None:
@@ -184,3 +197,74 @@ async def convert(src: Path, src_fmt: str, dst: Path, dst_fmt: str = "qcow2", *,
 
 async def virtual_size(path: Path, fmt: str) -> int:
     return int((await info(path, fmt)).get("virtual-size") or 0)
+
+
+# -- collecting unused bases ----------------------------------------------------------------------
+
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+_LEASES: dict[str, float] = {}  # base name -> when cached_base last handed it out (monotonic)
+_QCOW2_MAGIC = b"QFI\xfb"
+
+
+def _lock(name: str) -> asyncio.Lock:
+    return _LOCKS.setdefault(asyncio.get_running_loop(), {}).setdefault(name, asyncio.Lock())
+
+
+def _backing_name(path: Path) -> str | None:
+    """The backing file a qcow2 names in its header (our own files: servers' disks), else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(20)
+            if len(head) < 20 or head[:4] != _QCOW2_MAGIC:
+                return None
+            offset = int.from_bytes(head[8:16], "big")
+            size = int.from_bytes(head[16:20], "big")
+            if not offset or not 0 < size <= 4096:
+                return None
+            fh.seek(offset)
+            return fh.read(size).decode(errors="replace")
+    except OSError:
+        return None
+
+
+def bases_in_use(instances_dir: Path) -> set[str]:
+    """Names of the files every server disk under `<state>/qemu/<uuid>/` backs onto (blocking)."""
+    used: set[str] = set()
+    if not instances_dir.is_dir():
+        return used
+    for idir in instances_dir.iterdir():
+        if not idir.is_dir() or idir.is_symlink():
+            continue
+        for f in idir.iterdir():
+            if f.is_file() and not f.is_symlink():
+                backing = _backing_name(f)
+                if backing:
+                    used.add(Path(backing).name)
+    return used
+
+
+def _remove_base(base: Path) -> None:
+    _meta_path(base).unlink(missing_ok=True)
+    base.unlink(missing_ok=True)
+
+
+async def collect_bases(base_dir: Path, instances_dir: Path, keep: set[str], *, grace: float = 600.0) -> list[str]:
+    """Remove verified bases (and their records) that no live image (`keep`: content keys) and no
+    server disk under `instances_dir` uses, and that no spawn was handed in the last `grace`
+    seconds; under each base's lock, as cached_base. Returns the base names removed."""
+    if not await asyncio.to_thread(base_dir.is_dir):
+        return []
+    names = await asyncio.to_thread(lambda: sorted(p.name for p in base_dir.iterdir()))
+    used = await asyncio.to_thread(bases_in_use, instances_dir)
+    removed: list[str] = []
+    for name in names:
+        key, dot, fmt = name.partition(".")
+        if name.startswith(".") or not dot or fmt not in FORMATS.values() or key in keep or name in used:
+            continue
+        async with _lock(name):
+            if time.monotonic() - _LEASES.get(name, float("-inf")) < grace:
+                continue
+            await asyncio.to_thread(_remove_base, base_dir / name)
+            _LEASES.pop(name, None)
+        removed.append(name)
+    return removed

@@ -281,6 +281,9 @@ class RuncDriver:
     async def revert_resize(self, spec: InstanceSpec) -> None:
         await ops.revert_resize(self, spec)
 
+    async def collect_image_cache(self, keep: set[str]) -> list[str]:
+        return await imageops.collect_image_cache(self, keep)
+
     async def resize_root_disk(self, uuid: str, root_gb: int) -> None:
         await imageops.resize_disk(self, uuid, root_gb)
 

@@ -26,7 +26,7 @@ from cumulo.compute.drivers.runc import snapshot as snap
 from cumulo.compute.drivers.runc.state import container_id
 from cumulo.errors import CumuloError, DriverError
 from cumulo.image.formats import ImageConfig
-from cumulo.image.formats.unpack import cached_rootfs
+from cumulo.image.formats.unpack import cached_rootfs, collect_unpacked
 
 if TYPE_CHECKING:
     from cumulo.compute.drivers.runc import RuncDriver
@@ -145,6 +145,40 @@ async def resize_disk(drv: RuncDriver, uuid: str, root_gb: int) -> None:
     if status == "running":
         config = json.loads(await asyncio.to_thread((idir / CONFIG).read_text))
         await drv._start(cid, idir, config["process"]["args"])
+
+
+def _roots_in_use(instances: Path) -> tuple[set[str], list[str]]:
+    """Cache keys of the image roots the servers of this node stand on (from their records, else
+    their mounted overlays), and the servers for which neither tells (blocking)."""
+    used: set[str] = set()
+    unknown: list[str] = []
+    if not instances.is_dir():
+        return used, unknown
+    for idir in instances.iterdir():
+        if not idir.is_dir():
+            continue
+        if not (idir / RECORD).exists():
+            continue  # a spawn under way (its root is leased) or one a crash cut short (an orphan)
+        key = (read_json(idir / RECORD) or {}).get("rootfs_key")
+        if not key:
+            lower = overlay.lower_of_sync(idir / "rootfs")
+            key = Path(lower).parent.name if lower else None
+        if key:
+            used.add(str(key))
+        else:
+            unknown.append(idir.name)
+    return used, unknown
+
+
+async def collect_image_cache(drv: RuncDriver, keep: set[str]) -> list[str]:
+    """Remove unpacked image roots (`<state>/images/rootfs/<key>`) that no live image (`keep`) and
+    no server of this node uses. A server whose root cannot be told (a record older than
+    `rootfs_key`, not mounted) makes it remove nothing."""
+    used, unknown = await asyncio.to_thread(_roots_in_use, drv.dir)
+    if unknown:
+        raise DriverError(f"cannot tell which image root servers {', '.join(sorted(unknown))} use; "
+                          "no image root is collected")
+    return await collect_unpacked(drv.images, keep | used, grace=drv.conf.image_cache_min_age)
 
 
 def _config_from_runtime(config: dict[str, Any]) -> ImageConfig:

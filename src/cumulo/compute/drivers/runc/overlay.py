@@ -46,6 +46,11 @@ def _lower_of(point: str) -> str | None:
     return None
 
 
+def lower_of_sync(merged: Path) -> str | None:
+    """Blocking `lower_of`."""
+    return _lower_of(str(merged.resolve()))
+
+
 async def lower_of(merged: Path) -> Path | None:
     """The lower dir of the overlay mounted at `merged` (None when there is none)."""
     found = await asyncio.to_thread(_lower_of, str(merged.resolve()))
