@@ -100,6 +100,8 @@ class CloudProcess:
         env.setdefault("CUMULO_POWER_SYNC_INTERVAL", "3600")
         # The fake driver unless a benchmark asks for another (`up` may default to runc as root).
         env.setdefault("CUMULO_LOCAL_DRIVER", "fake")
+        # The metrics endpoint stays on (as by default) on a port of its own: runs side by side never clash on 9180.
+        env.setdefault("CUMULO_METRICS_PORT", str(free_port()))
         env.update(self.env)
         self.log_path = self.state_dir.parent / f"cumulo-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed in stop()

@@ -167,7 +167,9 @@ class Cloud:
         self.log = open(state.parent / "cumulo.log", "wb")  # noqa: SIM115
         # This checkout's code (PYTHONPATH), whichever venv runs the script: a second worktree can
         # run Tempest on a fixed commit with the main checkout's venv.
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        # No metrics endpoint (CUMULO_METRICS_PORT=0): Tempest does not scrape, and 9180 may be taken.
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"),
+               "CUMULO_METRICS_PORT": os.environ.get("CUMULO_METRICS_PORT", "0")}
         self.proc = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "cumulo.cli.main", "up", "--state-dir", str(state), "--port", str(port)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
