@@ -62,6 +62,41 @@ def trim_in_place(path: Path, bound: int) -> bool:
     return True
 
 
+def _whole_lines(buf: bytes, at_line_start: bool) -> bytes:
+    """`buf` from its first line start (all of it when it starts one; a line of no newline stays)."""
+    if at_line_start:
+        return buf
+    nl = buf.find(b"\n")
+    return buf[nl + 1 :] if nl >= 0 else buf
+
+
+def append_bounded(path: Path, data: bytes, bound: int) -> None:
+    """Append `data` to a log that never grows past `bound` bytes: when it would, the log is first
+    cut in place to its last bound/2 bytes (whole lines), so each byte is copied about once more.
+    `data` longer than bound/2 keeps only its own tail. Blocking: call in a thread."""
+    half = max(1, bound // 2)
+    cut = len(data) > half
+    if cut:  # what came before is older than what is dropped here: none of it is kept
+        data = _whole_lines(data[-half:], data[-half - 1 : -half] == b"\n")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
+    with os.fdopen(fd, "r+b") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if cut or size + len(data) > bound:
+            keep = 0 if cut else min(size, max(0, half - len(data)))
+            tail = b""
+            if keep:
+                fh.seek(size - keep - 1 if keep < size else 0)
+                raw = fh.read(keep + 1 if keep < size else keep)
+                tail = _whole_lines(raw[1:], raw[:1] == b"\n") if keep < size else raw
+            fh.seek(0)
+            fh.write(tail)
+            fh.truncate(len(tail))
+    # O_APPEND: a note written meanwhile (files.note) is kept, not overwritten.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
 def tail_bytes(path: Path, max_bytes: int) -> bytes:
     try:
         with open(path, "rb") as fh:

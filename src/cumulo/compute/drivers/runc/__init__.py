@@ -27,6 +27,7 @@ import os
 import shlex
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +43,37 @@ from cumulo.compute.drivers.base import (
     PowerState,
     SnapshotResult,
 )
-from cumulo.compute.drivers.runc import bundle, cgroup, imageops, metrics, netns, ops, overlay, rootdisk
+from cumulo.compute.drivers.runc import (
+    bundle,
+    cgroup,
+    console,
+    imageops,
+    metrics,
+    netns,
+    ops,
+    overlay,
+    rootdisk,
+)
 from cumulo.compute.drivers.runc.state import Runc, container_id, uuid_of
 from cumulo.conf import Settings
 from cumulo.errors import CumuloError, DriverError
 
-CONSOLE_MAX_BYTES = 1 << 20  # console.log is cut to this on every (re)start
+CONSOLE_MAX_BYTES = 1 << 20  # console.log never grows past this (console.py)
 _RECORD = "instance.json"
 _POWER = {"running": PowerState.RUNNING, "paused": PowerState.PAUSED, "stopped": PowerState.SHUTDOWN,
           "created": PowerState.NOSTATE}
+
+
+class _Fd:
+    """An fd closed once, whoever closes it first (a closed number may be reused by another open)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def root_mode_from(lower: Path, upper: Path) -> None:
@@ -70,8 +93,9 @@ class RuncDriver:
         self.runc = Runc(state / "runc-state")
         self.stop_grace = float(conf.extra.get("runc_stop_grace", 10.0))
         self.pids_limit = int(conf.extra.get("runc_pids_limit", bundle.DEFAULT_PIDS_LIMIT))
-        # Bound of console.log while the container runs (trimmed by list_instances) and on restart.
+        # Bound of console.log, kept while the container writes (console.py) and on restart.
         self.console_max = int(conf.extra.get("runc_console_max_bytes", CONSOLE_MAX_BYTES))
+        self.consoles = console.Consoles(self.console_max)  # bounds console.log while it is written
         self.spawn_delay = float(conf.extra.get("runc_spawn_delay", 0.0))  # test hook: a cancellable spawn
         self._cgroup_parents: set[Path] = set()  # /sys/fs/cgroup/*/cumulo made since init_host
         # The root disk bound to the flavor (rootdisk.py): "auto", "ext4" or "none".
@@ -122,6 +146,11 @@ class RuncDriver:
             out.append(InstanceStatus(uuid, self._power(uuid, containers.get(container_id(uuid)))))
         # The power sync calls this every few seconds: tell exits once, keep running logs bounded.
         await ops.housekeep(self, uuids, listing)
+        # Adopt the consoles of live containers no drain reads (after an agent restart).
+        for uuid in uuids:
+            entry = listing.get(container_id(uuid))
+            if entry is not None and entry.get("status") in ("running", "paused") and not self.consoles.running(uuid):
+                await self.consoles.start(self.dir / uuid)
         return out
 
     def _power(self, uuid: str, status: str | None) -> PowerState:
@@ -192,7 +221,30 @@ class RuncDriver:
     async def _start(self, cid: str, idir: Path, args: list[str]) -> None:
         await asyncio.to_thread(files.note, idir / "console.log", f"starting container {cid}: {shlex.join(args)}")
         await netns.ensure(idir.name)  # gone after a host reboot (/run is a tmpfs)
-        await self.runc.run_detached(cid, idir, idir / "console.log")
+        writer = _Fd(await self.console_writer(idir))
+        try:
+            await self.runc.run_detached(cid, idir, idir / "console.log", writer.fd,
+                                         flush=self._console_flush(idir, writer))
+        finally:
+            writer.close()
+
+    async def console_writer(self, idir: Path) -> int:
+        """The container's stdout/stderr: the console FIFO, read-write, with its drain running
+        (console.py). The caller closes it once runc has handed it to the container."""
+        stdio = await asyncio.to_thread(console.open_writer, idir)
+        try:
+            await self.consoles.start(idir)
+        except BaseException:
+            os.close(stdio)
+            raise
+        return stdio
+
+    def _console_flush(self, idir: Path, writer: _Fd) -> Callable[[], Awaitable[None]]:
+        """After a failed runc: close our writer, so the drain reaches EOF with runc's error in the log."""
+        async def flush() -> None:
+            writer.close()
+            await self.consoles.wait(idir.name)
+        return flush
 
     async def _undo(self, uuid: str) -> None:
         await self.runc.delete(container_id(uuid))
@@ -202,6 +254,7 @@ class RuncDriver:
         await asyncio.to_thread(cgroup.remove_empty_parents, self._cgroup_parents)
 
     async def _remove_dir(self, idir: Path) -> None:
+        await self.consoles.wait(idir.name, timeout=2.0)  # its container is gone: the drain ends
         await netns.delete(idir.name)  # made only while its instance dir exists
         await overlay.unmount_all(idir)
         if idir.exists():

@@ -18,6 +18,7 @@ timeout), else the freezer; DriverInfo.details says which and why ("suspend", "s
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from pathlib import Path
@@ -227,7 +228,11 @@ async def resume(drv: RuncDriver, spec: InstanceSpec) -> None:
     if power != PowerState.SUSPENDED:
         raise _cannot("resume", spec.uuid, power)
     if suspend_mechanism(idir) == "criu":
-        await drv.runc.restore(cid, idir, idir / CHECKPOINT, idir / CRIU_WORK, idir / CONSOLE)
+        stdio = await drv.console_writer(idir)  # the restored container's stdio: the console FIFO
+        try:
+            await drv.runc.restore(cid, idir, idir / CHECKPOINT, idir / CRIU_WORK, idir / CONSOLE, stdio)
+        finally:
+            os.close(stdio)
         line = "container resumed (CRIU restore)"
     else:
         await drv.runc.resume(cid)

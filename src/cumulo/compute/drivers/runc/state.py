@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from cumulo import host
 from cumulo.errors import DriverError, HostError
 
 PREFIX = "cumulo-"
+Flush = Callable[[], Awaitable[None]]
 RUNC = "runc"
 
 
@@ -90,24 +93,30 @@ class Runc:
         await self._checked("checkpoint", cid, "checkpoint", "--image-path", str(image_dir),
                             "--work-path", str(work_dir), cid, timeout=120)
 
-    async def restore(self, cid: str, bundle: Path, image_dir: Path, work_dir: Path, log: Path) -> None:
-        """CRIU restore, detached, with the container's stdio on `log` (a file: runc hangs on pipes)."""
-        start = log.stat().st_size if log.exists() else 0
+    async def restore(self, cid: str, bundle: Path, image_dir: Path, work_dir: Path, log: Path,
+                      stdio: int | None = None, flush: Flush | None = None) -> None:
+        """CRIU restore, detached, with the container's stdio on `stdio` (see run_detached) or `log`."""
         argv = self._argv("restore", "--detach", "--bundle", str(bundle), "--image-path", str(image_dir),
                           "--work-path", str(work_dir), "--pid-file", str(bundle / "pid"), cid)
-        code = await host.run_to_file(argv, str(log), timeout=120)
-        if code != 0:
-            msg = await asyncio.to_thread(_read_from, log, start)
-            raise DriverError(f"runc restore of {cid} failed ({code}): {msg.strip()[-2000:] or 'no output'}")
+        await self._detached("restore", cid, argv, log, stdio, flush, 120)
 
-    async def run_detached(self, cid: str, bundle: Path, log: Path) -> None:
-        """`runc run -d`; the container's stdout/stderr (and runc's errors) go to `log`."""
-        start = log.stat().st_size if log.exists() else 0
+    async def run_detached(self, cid: str, bundle: Path, log: Path, stdio: int | None = None,
+                           flush: Flush | None = None) -> None:
+        """`runc run -d`; the container's stdout/stderr (and runc's errors) go to the fd `stdio` (the
+        console FIFO, drained into `log`; `flush` waits for that on a failure) or else to the file `log`
+        (a file or our own fd, never an asyncio pipe: runc's init would keep it open forever)."""
         argv = self._argv("run", "--detach", "--bundle", str(bundle), "--pid-file", str(bundle / "pid"), cid)
-        code = await host.run_to_file(argv, str(log), timeout=60)
+        await self._detached("run", cid, argv, log, stdio, flush, 60)
+
+    async def _detached(self, what: str, cid: str, argv: Sequence[str], log: Path, stdio: int | None,
+                        flush: Flush | None, timeout: float) -> None:
+        start = await asyncio.to_thread(lambda: log.stat().st_size if log.exists() else 0)
+        code = await host.run_to_file([*argv], str(log) if stdio is None else stdio, timeout=timeout)
         if code != 0:
+            if flush is not None:
+                await flush()  # runc's error is on its way through the FIFO
             msg = await asyncio.to_thread(_read_from, log, start)
-            raise DriverError(f"runc run of {cid} failed ({code}): {msg.strip()[-2000:] or 'no output'}")
+            raise DriverError(f"runc {what} of {cid} failed ({code}): {msg.strip()[-2000:] or 'no output'}")
 
     async def kill(self, cid: str, signal: str) -> None:
         await host.run(self._argv("kill", cid, signal), timeout=30, check=False)
@@ -206,9 +215,11 @@ def _read_or_none(path: Path) -> str | None:
 
 
 def _read_from(path: Path, offset: int) -> str:
+    """From `offset` on (or the last 64 KiB, when the log was cut meanwhile)."""
     try:
         with open(path, "rb") as fh:
-            fh.seek(offset)
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(offset if offset <= size else max(0, size - 65536))
             return fh.read(65536).decode(errors="replace")
     except OSError:
         return ""
