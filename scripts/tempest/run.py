@@ -199,8 +199,9 @@ class Cloud:
             self.log.close()
 
 
-ACCOUNT_SETS = 8  # per set: a member+reader user and a reader-only user, each in a project of its own
-ADMIN_ACCOUNTS = 3
+ACCOUNT_SETS = 12  # per set, one project: a member+reader user and a reader-only user (Tempest takes a
+# class's project_reader from its primary's project)
+ADMIN_ACCOUNTS = 6
 
 
 def make_accounts(conn: openstack.connection.Connection, password: str) -> list[dict[str, object]]:
@@ -219,7 +220,7 @@ def make_accounts(conn: openstack.connection.Connection, password: str) -> list[
 
     for i in range(1, ACCOUNT_SETS + 1):
         account(f"tempest-user{i}", f"tempest-project{i}", ["member", "reader"])
-        account(f"tempest-reader{i}", f"tempest-reader-project{i}", ["reader"])
+        account(f"tempest-reader{i}", f"tempest-project{i}", ["reader"])
     for i in range(1, ADMIN_ACCOUNTS + 1):
         account(f"tempest-admin{i}", f"tempest-admin-project{i}", ["admin", "member", "reader"])
     for proj in conn.identity.projects():
