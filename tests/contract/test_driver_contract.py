@@ -34,6 +34,7 @@ from cumulo.compute.drivers.base import (
     ImageSpec,
     InstanceSpec,
     Lifecycle,
+    Metrics,
     Pause,
     Power,
     PowerState,
@@ -514,3 +515,24 @@ async def test_diagnostics_have_the_248_shape(case: DriverCase, driver: Driver, 
         await driver.power_off(spec.uuid)
         off = await driver.get_diagnostics(spec.uuid)
         assert off["state"] == "shutdown" and off["uptime"] == 0 and off["memory_details"]["used"] == 0
+
+
+async def test_metrics_sample_is_the_reading_behind_diagnostics(case: DriverCase, driver: Driver,
+                                                                tmp_path: Path) -> None:
+    """Issue 8: sample_instances samples what exists, and diagnostics read the same counters."""
+    needs(driver, Capability.METRICS)
+    assert isinstance(driver, Metrics)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    assert await driver.sample_instances([str(uuidlib.uuid4()), "../x"]) == []
+    (first,) = await driver.sample_instances([spec.uuid])
+    assert first.uuid == spec.uuid and first.power_state == PowerState.RUNNING
+    assert first.cpu_seconds is not None and first.memory_used is not None
+    assert first.memory_limit == SMALL.memory_mb * 2**20 and first.disks
+    diag = await driver.get_diagnostics(spec.uuid)
+    (second,) = await driver.sample_instances([spec.uuid])
+    assert second.cpu_seconds is not None
+    # Counters only grow: the diagnostics taken between two samples fall between them.
+    assert first.cpu_seconds <= sum(c["time"] or 0 for c in diag["cpu_details"]) / 1e9 <= second.cpu_seconds
+    assert diag["memory_details"]["maximum"] * 2**20 == second.memory_limit
+    assert len(diag["disk_details"]) == len(second.disks) and len(diag["nic_details"]) == len(second.nics)
