@@ -3,9 +3,10 @@
 Requests come from `cumulo.web.openapi.build_openapi`: for an operation, hypothesis draws path
 values (real ids of a small world, or hostile strings), query strings from the declared parameters
 (plus unknown ones), and a body that is valid by the operation's own request schema, a valid body
-with one field broken, arbitrary JSON, malformed bytes, or a wrong content type. Every answer must
-be below 500, and every 4xx must be the family's native fault, checked against the fault schema the
-document declares.
+with one field broken, arbitrary JSON, malformed bytes, or a wrong content type. Strings may carry
+lone UTF-16 surrogates ("\\ud800", as JSON escapes or as raw ED A0 80 bytes), and a body may be sent
+without Content-Length (chunked, in pieces). Every answer must be below 500, and every 4xx must be
+the family's native fault, checked against the fault schema the document declares.
 
 Bodies come from `from_schema` below, not hypothesis-jsonschema: its 0.23.1 release calls a
 Hypothesis internal (`many.more`) that Hypothesis 6.170 no longer has, so every object schema fails.
@@ -238,17 +239,23 @@ CUSTOM_FORMATS: dict[str, st.SearchStrategy[str]] = {
     "base64": st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode()),
 }
 
+# Text with a lone UTF-16 surrogate: json.dumps writes it as a "\\ud800" escape, which Python's
+# json.loads accepts but nothing downstream can encode (issue 8: a 500 in 15 fields).
+SURROGATE_TEXT: st.SearchStrategy[str] = st.tuples(
+    st.text(max_size=8), st.characters(categories=["Cs"]), st.text(max_size=8)
+).map("".join)
+
 # Values that break things: wrong types, sizes and shapes.
 HOSTILE: st.SearchStrategy[Any] = st.sampled_from(
     [
         None, True, False, 0, -1, -(2**63), 2**64, 1.5, -0.0, 1e308, "", " ", "-1", "0", "abc", "\x00", "\u202e",
         "x" * 256, "y" * 70000, [], [None], {}, {"a": "b"}, "not-a-uuid", str(uuid.uuid4()),
-        "1; DROP TABLE instances", "../../etc/passwd", "%s%s%n", "🙂" * 300,
+        "1; DROP TABLE instances", "../../etc/passwd", "%s%s%n", "🙂" * 300, "\ud800", "a\udfffb", {"\udc80": "v"},
     ]
-) | st.text(max_size=30) | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
+) | st.text(max_size=30) | SURROGATE_TEXT | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
 
 ANY_JSON: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40) | SURROGATE_TEXT,
     lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=15), c, max_size=4),
     max_leaves=12,
 )
@@ -258,6 +265,8 @@ MALFORMED: st.SearchStrategy[bytes] = st.sampled_from(
         b"", b" ", b"{", b"}", b"{'a': 1}", b'{"a": }', b"\xff\xfe\x00", b"[" * 50, b'{"a": 1}{', b"nul", b"NaN",
         b'{"server": {"name": "\xc3\x28"}}', b"\x00" * 16, b'"just a string"', b"12", b"true",
         b'{"a":' * 30 + b"1" + b"}" * 30, b"[" * 5000, b"[" * 3000 + b"]" * 3000,
+        b'"\\ud800"', b'{"name": "\\udfff"}', b'{"\\ud800": 1}', b'[{"op": "add", "path": "/\\udc80", "value": 1}]',
+        b'{"name": "\xed\xa0\x80"}', b'{"server": {"name": "a\\ud800b"}}', b"\xef\xbb\xbf{}", b'{"name": "\\ud83d\\ude00"}',
     ]
 ) | st.binary(max_size=64)
 
@@ -453,7 +462,7 @@ def _mutate(body: Any, draw: Callable[[Any], Any]) -> Any:
     if how == "replace":
         parent[last] = draw(HOSTILE)
     elif how == "unknown" and isinstance(parent, dict):
-        parent[draw(st.sampled_from(["bogus", "x" * 300, "", "__proto__"]) | st.text(max_size=10))] = draw(HOSTILE)
+        parent[draw(st.sampled_from(["bogus", "x" * 300, "", "__proto__", "\ud800"]) | st.text(max_size=10))] = draw(HOSTILE)
     elif isinstance(parent, dict):
         parent.pop(last, None)
     else:
@@ -468,10 +477,25 @@ class Call:
     params: list[tuple[str, str]]
     headers: dict[str, str]
     content: bytes | None
+    # Sent without Content-Length, in pieces of this many bytes (Transfer-Encoding: chunked); 0: whole.
+    chunked: int = 0
 
     def describe(self) -> str:
         shown = (self.content or b"")[:400]
-        return f"{self.method} {self.url} params={self.params!r} headers={self.headers!r} body={shown!r}"
+        how = f" chunked={self.chunked}" if self.chunked else ""
+        return f"{self.method} {self.url} params={self.params!r} headers={self.headers!r}{how} body={shown!r}"
+
+    def body(self) -> Any:
+        """The content as httpx sends it: bytes (with Content-Length) or an async stream (without)."""
+        if not self.chunked or self.content is None:
+            return self.content
+        data, size = self.content, max(self.chunked, len(self.content) // 64 + 1)  # at most ~64 pieces
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for i in range(0, len(data), size):
+                yield data[i:i + size]
+
+        return pieces()
 
 
 def _dumps(value: Any) -> bytes:
@@ -540,7 +564,9 @@ def call_strategy(path: str, method: str, operation: JSON, ids: dict[str, list[s
             # A body where none is expected.
             headers["Content-Type"] = "application/json"
             content = draw(MALFORMED | ANY_JSON.map(_dumps))
-        return Call(method.upper(), url, params, headers, content)
+        # A quarter of the bodies come without Content-Length, in pieces (as a chunked upload does).
+        chunked = draw(st.sampled_from([1, 7, 4096])) if content and draw(st.integers(0, 3)) == 0 else 0
+        return Call(method.upper(), url, params, headers, content, chunked)
 
     return build()
 
@@ -553,7 +579,7 @@ async def send(client: httpx.AsyncClient, call: Call, template: str = "") -> htt
     headers = {k: v for k, v in call.headers.items() if v != ""}
     try:
         resp = await asyncio.wait_for(
-            client.request(call.method, call.url, params=tuple(call.params), headers=headers, content=call.content), timeout=30
+            client.request(call.method, call.url, params=tuple(call.params), headers=headers, content=call.body()), timeout=30
         )
     except Exception as exc:  # the app crashed: in a real server this is a 500
         raise AssertionError(f"app raised {exc!r} for {call.describe()}") from exc
