@@ -38,6 +38,7 @@ from ._common import (
     parse_version,
     str_map,
 )
+from ._nova_images import RESOURCES as _IMAGE_RESOURCES
 from ._nova_resources import RESOURCES as _OTHER_RESOURCES
 
 MIN_VERSION = "2.1"
@@ -296,7 +297,7 @@ _SERVER_RESOURCES: dict[str, Builder] = {
     "fault": lambda v, a: fault(),
 }
 
-RESOURCES: dict[str, Builder] = {**_SERVER_RESOURCES, **_OTHER_RESOURCES}
+RESOURCES: dict[str, Builder] = {**_SERVER_RESOURCES, **_OTHER_RESOURCES, **_IMAGE_RESOURCES}
 
 
 def schema(resource: str, version: str = MIN_VERSION, admin: bool = False) -> Schema:

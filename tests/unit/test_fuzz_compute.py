@@ -62,6 +62,7 @@ _ACTIONS: list[Any] = [
     {"lock": None}, {"unlock": None}, {"pause": None}, {"unpause": None}, {"suspend": None}, {"resume": None},
     {"createImage": {"name": "fuzz-snap"}}, {"os-getConsoleOutput": {"length": 10}}, {"os-getConsoleOutput": {}},
     {"resize": {"flavorRef": "1"}}, {"confirmResize": None}, {"revertResize": None},
+    {"createBackup": {"name": "fuzz-backup", "backup_type": "daily", "rotation": 1}}, {"restore": None},
 ]
 
 
@@ -91,6 +92,9 @@ def _seeds(w: World, method: str, path: str) -> Any:
         ],
         ("put", "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}"): lambda: [{"k": "v2"}],
         ("put", "/compute/v2.1/servers/{server_id}/metadata/{key}"): lambda: [{"meta": {"k": "v2"}}],
+        ("put", "/compute/v2.1/images/{image_id}/metadata/{key}"): lambda: [{"meta": {"k": "v2"}}],
+        ("post", "/compute/v2.1/images/{image_id}/metadata"): lambda: [{"metadata": {"k": "v"}}],
+        ("put", "/compute/v2.1/images/{image_id}/metadata"): lambda: [{"metadata": {"k": "v"}}],
     }
     return table.get((method, path))
 
@@ -149,12 +153,25 @@ async def test_fuzz_got_past_validation(world: World) -> None:
 
 async def test_document_covers_every_route() -> None:
     """Every compute route the app serves is in the document (so the fuzz reaches it)."""
-    from cumulo.compute.api import admin, flavors, keypairs, quotas, server_actions, server_resources, servers
+    from cumulo.compute.api import (
+        admin,
+        flavors,
+        image_metadata,
+        images,
+        keypairs,
+        quotas,
+        server_actions,
+        server_password,
+        server_resources,
+        servers,
+    )
 
     documented = {(m.upper(), p) for p, m, _ in operations(build_openapi(None, families=("compute",), compute_version="2.52"))}
     documented |= {(m.upper(), p) for p, m, _ in operations(DOC)}
+    documented |= {(m.upper(), p) for p, m, _ in operations(DOC_21)}  # the proxies end before 2.52
     missing = []
-    for module in (servers, server_actions, server_resources, flavors, keypairs, quotas, admin):
+    for module in (servers, server_actions, server_resources, flavors, keypairs, quotas, admin, images, image_metadata,
+                   server_password):
         for route in module.ROUTES:
             assert isinstance(route, Route)
             for method in route.methods or ():

@@ -23,7 +23,9 @@ from starlette.routing import Route
 from cumulo import errors
 from cumulo.compute.api.microversion import MAX_VERSION, MIN_VERSION, Version, v
 from cumulo.compute.api.schemas import Versioned
+from cumulo.compute.api.schemas import deferred_actions as deferred_s
 from cumulo.compute.api.schemas import flavors as flavor_s
+from cumulo.compute.api.schemas import images as cimage_s
 from cumulo.compute.api.schemas import instance_actions as ia_s
 from cumulo.compute.api.schemas import keypairs as keypair_s
 from cumulo.compute.api.schemas import quota_sets as quota_s
@@ -122,7 +124,8 @@ KEYSTONE_FAULT: Schema = {
 
 # POST /servers/{id}/action: exactly one of the action schemas (each requires its own key).
 def _server_action(version: Version) -> Schema:
-    chosen = [s for s in (vs.for_version(version) for vs in action_s.SCHEMAS.values()) if s is not None]
+    schemas = [*action_s.SCHEMAS.values(), *deferred_s.SCHEMAS.values()]
+    chosen = [s for s in (vs.for_version(version) for vs in schemas) if s is not None]
     return {"oneOf": chosen}
 
 
@@ -200,6 +203,23 @@ COMPUTE_OPS: tuple[Op, ...] = (
     op("GET", f"{S}/diagnostics", "Server diagnostics", admin=True),
     op("GET", f"{S}/ips", "List server addresses"),
     op("GET", f"{S}/ips/{{network}}", "Show server addresses of a network"),
+    op("GET", f"{S}/os-server-password", "Show server password"),
+    op("DELETE", f"{S}/os-server-password", "Clear server password", status=204),
+    # Nova's deprecated image proxy (to 2.35) and image metadata (to 2.38).
+    op("GET", "/v2.1/images", "List images (proxy)", query=cimage_s.index_query, until="2.35"),
+    op("GET", "/v2.1/images/detail", "List images with details (proxy)", query=cimage_s.index_query, until="2.35"),
+    op("GET", "/v2.1/images/{image_id}", "Show image (proxy)", until="2.35"),
+    op("DELETE", "/v2.1/images/{image_id}", "Delete image (proxy)", status=204, until="2.35"),
+    op("GET", "/v2.1/images/{image_id}/metadata", "List image metadata (proxy)", until="2.38"),
+    op("POST", "/v2.1/images/{image_id}/metadata", "Merge image metadata (proxy)", body=cimage_s.create_metadata,
+       until="2.38"),
+    op("PUT", "/v2.1/images/{image_id}/metadata", "Replace image metadata (proxy)",
+       body=cimage_s.update_all_metadata, until="2.38"),
+    op("GET", "/v2.1/images/{image_id}/metadata/{key}", "Show image metadata item (proxy)", until="2.38"),
+    op("PUT", "/v2.1/images/{image_id}/metadata/{key}", "Set image metadata item (proxy)", body=cimage_s.update_item,
+       until="2.38"),
+    op("DELETE", "/v2.1/images/{image_id}/metadata/{key}", "Delete image metadata item (proxy)", status=204,
+       until="2.38"),
     op("GET", "/v2.1/flavors", "List flavors", query=flavor_s.LIST_QUERY),
     op("POST", "/v2.1/flavors", "Create flavor", body=flavor_s.CREATE, admin=True),
     op("GET", "/v2.1/flavors/detail", "List flavors with details", query=flavor_s.LIST_QUERY),

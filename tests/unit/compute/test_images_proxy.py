@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,9 @@ from servers_support import (  # noqa: F401  (settings is a fixture override)
     upload_image,
     wait_status,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for `reference`
+from reference import check, nova  # noqa: E402
 
 OLD = mv("2.35")
 META = mv("2.38")
@@ -210,3 +215,21 @@ async def test_metadata_bad_input_and_scope(world: World) -> None:
     assert (await world.member.get(missing, headers=META)).status_code == 404
     assert (await world.member.put(f"{missing}/k", json={"meta": {"k": "v"}}, headers=META)).status_code == 404
     assert (await world.member.delete(f"{missing}/k", headers=META)).status_code == 404
+
+
+async def test_shapes_match_the_reference(world: World) -> None:
+    sid = (await world.active())["id"]
+    snap = await _snapshot(world, sid, "shape-snap")
+    await upload_image(world.member, "shape-plain", os_distro="x")
+    for version in ("2.1", "2.35"):
+        h = mv(version)
+        check((await world.member.get(f"{API}/images/{snap}", headers=h)).json(), nova.schema("image", version), "show")
+        check((await world.member.get(f"{API}/images", headers=h)).json(), nova.schema("images", version), "index")
+        body = (await world.member.get(f"{API}/images/detail", params={"limit": "1"}, headers=h)).json()
+        check(body, nova.schema("images_detail", version), "detail")
+        meta = (await world.member.get(f"{API}/images/{snap}/metadata", headers=h)).json()
+        check(meta, nova.schema("image_metadata", version), "metadata")
+        item = (await world.member.get(f"{API}/images/{snap}/metadata/image_type", headers=h)).json()
+        check(item, nova.schema("image_metadata_item", version), "metadata item")
+    body = (await world.member.get(f"{API}/servers/{sid}/os-server-password", headers=mv("2.79"))).json()
+    check(body, nova.schema("server_password", "2.79"), "os-server-password")
