@@ -141,11 +141,13 @@ class ServerCollector:
         loop_thread = getattr(self.loop, "_thread_id", None)
         if loop_thread == threading.get_ident():
             raise RuntimeError("ServerCollector.collect() runs in a worker thread, never on the event loop")
-        future = asyncio.run_coroutine_threadsafe(gather(self.managers, self.db), self.loop)
+        future = None
         try:
+            future = asyncio.run_coroutine_threadsafe(gather(self.managers, self.db), self.loop)
             nodes, builds = future.result(self.timeout)
-        except Exception:
-            future.cancel()
+        except Exception:  # the loop is gone (shutting down) or too slow: no server series this time
+            if future is not None:
+                future.cancel()
             LOG.warning("metrics: gathering server series failed", exc_info=True)
             return []
         return families(nodes, builds)
