@@ -274,8 +274,9 @@ DETAIL = (
     Field("hypervisor_type", lambda n: n["hypervisor_type"]),
     Field("hypervisor_version", lambda n: n["hypervisor_version"]),
     Field("host_ip", lambda n: n["host_ip"]),
-    Field("service", lambda n: {"host": n["host"], "id": n["service"]["id"], "disabled_reason": n["service"]["disabled_reason"]}, max=v("2.52")),
-    Field("service", lambda n: {"host": n["host"], "id": n["service"]["uuid"], "disabled_reason": n["service"]["disabled_reason"]}, min=V2_53),
+    # The node's own service (a local host runs one per node, named like the node).
+    Field("service", lambda n: {"host": n["service"]["host"], "id": n["service"]["id"], "disabled_reason": n["service"]["disabled_reason"]}, max=v("2.52")),
+    Field("service", lambda n: {"host": n["service"]["host"], "id": n["service"]["uuid"], "disabled_reason": n["service"]["disabled_reason"]}, min=V2_53),
     Field("vcpus", lambda n: n["vcpus"]),
     Field("memory_mb", lambda n: n["memory_mb"]),
     Field("local_gb", lambda n: n["local_gb"]),
