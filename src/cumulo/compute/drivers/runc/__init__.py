@@ -192,14 +192,17 @@ class RuncDriver:
             await asyncio.to_thread(idir.mkdir, files.PRIVATE_DIR)
         except FileExistsError:
             raise DriverError(f"Instance {spec.uuid} already exists on runc host {self.host_name}") from None
+        disk: asyncio.Future[tuple[Path, Path]] | None = None
         try:
             if self.spawn_delay > 0:
                 await asyncio.sleep(self.spawn_delay)
+            # The root disk (rootdisk.py) is made while the image root and the config are read.
+            disk = asyncio.ensure_future(self.disks.create(idir, spec.flavor.root_gb))
             lower, image_cfg = await imageops.image_root(self.images, spec.image)
             # In a thread: a named image user is read from the image's /etc/passwd.
             config = await asyncio.to_thread(imageops.runtime_config, spec, image_cfg, lower, idir, self.pids_limit)
             merged = idir / "rootfs"
-            upper, work = await self.disks.create(idir, spec.flavor.root_gb)
+            upper, work = await asyncio.shield(disk)  # a cancel waits for it in _undo
             await asyncio.to_thread(merged.mkdir, files.PRIVATE_DIR)
             await asyncio.to_thread(root_mode_from, lower, upper)
             await asyncio.to_thread((idir / "config.json").write_text, json.dumps(config, indent=1))
@@ -210,8 +213,9 @@ class RuncDriver:
             record = imageops.record(spec, image_cfg, time.time(), lower)
             await asyncio.to_thread((idir / _RECORD).write_text, json.dumps(record))
         except BaseException as exc:
-            # Contract: a failed (or cancelled) spawn leaves nothing behind.
-            await asyncio.shield(self._undo(spec.uuid))
+            # Contract: a failed (or cancelled) spawn leaves nothing behind (the disk's mount too:
+            # its thread cannot be cancelled, so it is waited for).
+            await asyncio.shield(self._undo(spec.uuid, disk))
             if isinstance(exc, DriverError) or not isinstance(exc, Exception):
                 raise
             if isinstance(exc, CumuloError | OSError):
@@ -246,7 +250,9 @@ class RuncDriver:
             await self.consoles.wait(idir.name)
         return flush
 
-    async def _undo(self, uuid: str) -> None:
+    async def _undo(self, uuid: str, pending: asyncio.Future[Any] | None = None) -> None:
+        if pending is not None:
+            await asyncio.gather(pending, return_exceptions=True)
         await self.runc.delete(container_id(uuid))
         await self._remove_dir(self.dir / uuid)
         # runc delete removes the container's cgroups; make sure, and drop /cumulo parents we caused.
