@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cumulo.compute.drivers.base import DIAGNOSTICS_STATE, DiskSample, InstanceSample
-from cumulo.compute.drivers.qemu import process
+from cumulo.compute.drivers.qemu import process, qmp
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.errors import DriverError
 
@@ -108,11 +108,13 @@ async def read_sample(drv: QemuDriver, layout: Layout) -> Reading:
     blocks: list[dict[str, Any]] = []
     memory_mb = cfg.memory_mb
     if pid is not None:
-        with contextlib.suppress(DriverError):
-            cpus = [c for c in await drv._qmp(layout, "query-cpus-fast") or [] if isinstance(c, dict)]
-            blocks = [b for b in await drv._qmp(layout, "query-blockstats") or []
-                      if isinstance(b, dict) and b.get("qdev")]
-            summary = await drv._qmp(layout, "query-memory-size-summary") or {}
+        # One QMP session for the three queries, under the driver's per-server QMP lock.
+        with contextlib.suppress(DriverError, OSError, asyncio.TimeoutError):
+            async with drv._qmp_locks.setdefault(layout.uuid, asyncio.Lock()), qmp.session(layout.qmp) as q:
+                cpus = [c for c in await q.execute("query-cpus-fast") or [] if isinstance(c, dict)]
+                blocks = [b for b in await q.execute("query-blockstats") or []
+                          if isinstance(b, dict) and b.get("qdev")]
+                summary = await q.execute("query-memory-size-summary") or {}
             memory_mb = int(summary.get("base-memory") or memory_mb * MIB) // MIB
 
     def host_side() -> tuple[int, list[int | None], int]:
