@@ -288,6 +288,14 @@ def _schema_route(path: str, build: Any) -> Route:
     return Route(path, handler, methods=["GET"])
 
 
+async def image_tasks(request: Request) -> Response:
+    """GET /v2/images/{id}/tasks (2.12): the image's import tasks. Images arrive only by upload
+    (PUT /file), so there are none; Tempest waits on this list after every snapshot."""
+    ctx = await _ctx(request, "image:get_image")
+    await _svc(request).get(ctx, request.path_params["image_id"])  # 404 unless visible
+    return json_response({"tasks": []})
+
+
 async def import_info(request: Request) -> Response:
     """No interoperable-import method is offered: clients upload with PUT /file."""
     await authenticate(request)
@@ -304,6 +312,7 @@ ROUTES: list[BaseRoute] = [
     Route("/v2/images/{image_id}", show_image, methods=["GET"]),
     Route("/v2/images/{image_id}", update_image, methods=["PATCH"]),
     Route("/v2/images/{image_id}", delete_image, methods=["DELETE"]),
+    Route("/v2/images/{image_id}/tasks", image_tasks, methods=["GET"]),
     Route("/v2/images/{image_id}/file", upload_data, methods=["PUT"]),
     Route("/v2/images/{image_id}/file", download_data, methods=["GET"]),
     Route("/v2/images/{image_id}/tags/{tag:path}", add_tag, methods=["PUT"]),

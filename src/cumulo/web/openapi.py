@@ -31,6 +31,7 @@ from cumulo.compute.api.schemas import keypairs as keypair_s
 from cumulo.compute.api.schemas import quota_sets as quota_s
 from cumulo.compute.api.schemas import resource_types as rt
 from cumulo.compute.api.schemas import server_actions as action_s
+from cumulo.compute.api.schemas import server_groups as group_s
 from cumulo.compute.api.schemas import server_metadata as md_s
 from cumulo.compute.api.schemas import server_tags as tag_s
 from cumulo.compute.api.schemas import servers as server_s
@@ -237,6 +238,10 @@ COMPUTE_OPS: tuple[Op, ...] = (
     op("POST", "/v2.1/os-keypairs", "Create or import keypair", body=keypair_s.CREATE),
     op("GET", "/v2.1/os-keypairs/{name}", "Show keypair", query=keypair_s.ITEM_QUERY),
     op("DELETE", "/v2.1/os-keypairs/{name}", "Delete keypair", status=202, query=keypair_s.ITEM_QUERY),
+    op("GET", "/v2.1/os-server-groups", "List server groups", query=group_s.INDEX_QUERY),
+    op("POST", "/v2.1/os-server-groups", "Create server group", body=group_s.CREATE),
+    op("GET", "/v2.1/os-server-groups/{group_id}", "Show server group"),
+    op("DELETE", "/v2.1/os-server-groups/{group_id}", "Delete server group", status=204),
     op("GET", "/v2.1/limits", "Show rate and absolute limits", query=quota_s.LIMITS_QUERY),
     op("GET", Q, "Show quotas", query=quota_s.QUOTA_QUERY),
     op("PUT", Q, "Update quotas", body=quota_s.quota_set_update_for, query=quota_s.QUOTA_QUERY, admin=True),
@@ -266,6 +271,7 @@ IMAGE_OPS: tuple[Op, ...] = (
     op("GET", "/v2/images/{image_id}", "Show image"),
     op("PATCH", "/v2/images/{image_id}", "Update image (JSON patch)", body=_IMAGE_PATCH, media=PATCH_MEDIA),
     op("DELETE", "/v2/images/{image_id}", "Delete image", status=204),
+    op("GET", "/v2/images/{image_id}/tasks", "List image tasks"),
     op("PUT", "/v2/images/{image_id}/file", "Upload image data", body=_BINARY, media=OCTET_STREAM, status=204),
     op("GET", "/v2/images/{image_id}/file", "Download image data"),
     op("PUT", "/v2/images/{image_id}/tags/{tag}", "Add image tag", status=204),

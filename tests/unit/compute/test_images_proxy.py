@@ -233,3 +233,13 @@ async def test_shapes_match_the_reference(world: World) -> None:
         check(item, nova.schema("image_metadata_item", version), "metadata item")
     body = (await world.member.get(f"{API}/servers/{sid}/os-server-password", headers=mv("2.79"))).json()
     check(body, nova.schema("server_password", "2.79"), "os-server-password")
+
+
+async def test_glance_image_tasks_list(world: World) -> None:
+    """Glance's GET /v2/images/{id}/tasks (Tempest waits on it after snapshots and backups)."""
+    sid = (await world.active())["id"]
+    snap = await _snapshot(world, sid, "tasks-snap")
+    resp = await world.member.get(f"/image/v2/images/{snap}/tasks")
+    assert resp.status_code == 200 and resp.json() == {"tasks": []}
+    assert (await world.other.get(f"/image/v2/images/{snap}/tasks")).status_code == 404
+    assert (await world.member.get("/image/v2/images/2d6c1f1b-8a2d-4f4e-9d51-2c4e3b9d7a10/tasks")).status_code == 404
