@@ -503,7 +503,9 @@ class Placement:
 
     @staticmethod
     async def _bump(conn: AsyncConnection, pids: Iterable[int]) -> None:
+        """Bump the providers' generations, and their pools' (a member's usage is the pool's)."""
         ids = sorted(set(pids))
+        ids = sorted(set(ids) | set(await pools.sharing_peers(conn, ids)))
         if ids:
             await conn.execute(
                 sa.update(resource_providers)

@@ -179,6 +179,21 @@ async def pools_for(conn: AsyncConnection, provider_uuids: Iterable[str]) -> dic
     return out
 
 
+async def sharing_peers(conn: AsyncConnection, provider_ids: Iterable[int]) -> list[int]:
+    """The pools (sharing providers) the given providers draw from."""
+    ids = list(provider_ids)
+    if not ids:
+        return []
+    agg = resource_provider_aggregates
+    q = sa.select(agg.c.provider_id).distinct().where(
+        agg.c.aggregate_uuid.in_(sa.select(agg.c.aggregate_uuid).where(agg.c.provider_id.in_(ids)).scalar_subquery()),
+        agg.c.provider_id.in_(
+            sa.select(resource_provider_traits.c.provider_id).where(resource_provider_traits.c.trait == SHARING_TRAIT)
+        ),
+    )
+    return [int(r[0]) for r in await conn.execute(q)]
+
+
 async def make_sharing(conn: AsyncConnection, provider_id: int, aggregate: str) -> None:
     """Give the provider the sharing trait and put it in the aggregate (idempotent)."""
     await join(conn, provider_id, aggregate)
