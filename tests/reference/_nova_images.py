@@ -4,7 +4,22 @@ image-metadata.inc] (max_version 2.35 and 2.38 in parameters.yaml) and os-server
 
 from __future__ import annotations
 
-from ._common import INT, NEXT_LINKS, STR, TS, UUID, Schema, array, enum, envelope, link, links, nullable, obj, str_map
+from ._common import (
+    INT,
+    NEXT_LINKS,
+    STR,
+    TS,
+    UUID,
+    Schema,
+    array,
+    enum,
+    envelope,
+    link,
+    links,
+    nullable,
+    obj,
+    str_map,
+)
 
 # "links": self, bookmark and an "alternate" link to Glance with "type": application/vnd.openstack.image.
 _IMAGE_LINKS: Schema = array(link(enum("self", "bookmark", "alternate"), with_type=True), minItems=3, maxItems=3)
