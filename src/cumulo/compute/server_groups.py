@@ -210,6 +210,7 @@ async def add_members(
         raise errors.Invalid(not_found(group["uuid"]).message)  # deleted while the create ran
     if 0 <= limit < await count_members_by_user(conn, group["id"], user_id) + len(instance_uuids):
         raise errors.OverQuota(MEMBER_QUOTA_MESSAGE)
+    await forget_deleted_members(conn, group["id"])
     now = utcnow()
     await conn.execute(
         sa.insert(instance_group_member),
@@ -217,10 +218,14 @@ async def add_members(
     )
 
 
-async def forget_deleted_members(conn: AsyncConnection) -> int:
-    """Drop membership rows of deleted (or vanished) servers; reads already ignore them."""
+async def forget_deleted_members(conn: AsyncConnection, group_id: int | None = None) -> int:
+    """Drop membership rows of deleted (or vanished) servers, of one group or of all; reads
+    already ignore them, so this only keeps the table small."""
     m = instance_group_member
-    res = await conn.execute(sa.delete(m).where(~_live_member(m.c.instance_uuid)))
+    stmt = sa.delete(m).where(~_live_member(m.c.instance_uuid))
+    if group_id is not None:
+        stmt = stmt.where(m.c.group_id == group_id)
+    res = await conn.execute(stmt)
     return int(res.rowcount or 0)
 
 

@@ -26,7 +26,6 @@ create: Schema = {
                     # One policy only; a string from 2.64.
                     "type": "array",
                     "prefixItems": [{"type": "string", "enum": ["anti-affinity", "affinity"]}],
-                    "items": False,
                     "uniqueItems": True,
                     "minItems": 1,
                     "maxItems": 1,
