@@ -334,3 +334,38 @@ async def test_soft_anti_affinity_spreads_but_never_refuses(world: World) -> Non
     placed = await settle(world, uuids)
     assert {s["status"] for s in placed.values()} == {"ACTIVE"}
     assert len({s["OS-EXT-SRV-ATTR:host"] for s in placed.values()}) == hosts
+
+
+# The API reference's own samples (doc/api_samples/os-server-groups) fit the reference shapes used above.
+_SAMPLE_21 = {"id": "5bbcc3c4-1da2-4437-a48a-66f15b1b13f9", "name": "test", "policies": ["anti-affinity"],
+              "members": [], "metadata": {}}
+_SAMPLE_213 = {**_SAMPLE_21, "project_id": "6f70656e737461636b20342065766572", "user_id": "fake"}
+_SAMPLE_264 = {"id": "5bbcc3c4-1da2-4437-a48a-66f15b1b13f9", "name": "test", "policy": "anti-affinity",
+               "rules": {"max_server_per_host": 3}, "members": [],
+               "project_id": "6f70656e737461636b20342065766572", "user_id": "fake"}
+
+
+@pytest.mark.parametrize(("version", "sample"), [("2.1", _SAMPLE_21), ("2.13", _SAMPLE_213), ("2.64", _SAMPLE_264)])
+def test_reference_samples_fit_the_reference_shapes(version: str, sample: JSON) -> None:
+    check({"server_group": sample}, nova.schema("server_group", version))
+    check({"server_groups": [sample]}, nova.schema("server_groups", version))
+    wrong = "2.64" if version != "2.64" else "2.63"
+    with pytest.raises(AssertionError):
+        check({"server_group": sample}, nova.schema("server_group", wrong))
+
+
+async def test_group_hint_as_a_list_and_rebuild_view(world: World) -> None:
+    group = await create_group(world.member, "affinity")
+    body: JSON = {
+        "server": {"name": "listed", "imageRef": world.image_id, "flavorRef": NANO},
+        "os:scheduler_hints": {"group": [group["id"]]},
+    }
+    resp = await world.member.post(f"{API}/servers", json=body)
+    assert resp.status_code == 202, resp.text
+    sid = resp.json()["server"]["id"]
+    await wait_status(world.member, sid, "ACTIVE")
+    rebuilt = await world.action(sid, {"rebuild": {"imageRef": world.image_id}}, version="2.71")
+    assert rebuilt.status_code == 202 and rebuilt.json()["server"]["server_groups"] == [group["id"]]
+    two = {**body, "os:scheduler_hints": {"group": [group["id"], group["id"]]}}
+    resp = await world.member.post(f"{API}/servers", json=two)
+    assert resp.status_code == 400 and "Only one server group" in fault_of(resp)[2]
