@@ -192,12 +192,15 @@ class RuncDriver:
             await asyncio.to_thread(idir.mkdir, files.PRIVATE_DIR)
         except FileExistsError:
             raise DriverError(f"Instance {spec.uuid} already exists on runc host {self.host_name}") from None
-        disk: asyncio.Future[tuple[Path, Path]] | None = None
+        pending: list[asyncio.Future[Any]] = []
         try:
             if self.spawn_delay > 0:
                 await asyncio.sleep(self.spawn_delay)
-            # The root disk (rootdisk.py) is made while the image root and the config are read.
+            # The root disk (rootdisk.py) and the netns are made while the image root and the config
+            # are read: none needs another, and each waits mostly on the kernel or a process.
             disk = asyncio.ensure_future(self.disks.create(idir, spec.flavor.root_gb))
+            pending.append(disk)
+            pending.append(asyncio.ensure_future(netns.create(spec.uuid)))
             lower, image_cfg = await imageops.image_root(self.images, spec.image)
             # In a thread: a named image user is read from the image's /etc/passwd.
             config = await asyncio.to_thread(imageops.runtime_config, spec, image_cfg, lower, idir, self.pids_limit)
@@ -208,14 +211,14 @@ class RuncDriver:
             await asyncio.to_thread((idir / "config.json").write_text, json.dumps(config, indent=1))
             await overlay.mount(lower, upper, work, merged)
             await imageops.provision(idir, spec)  # config drive, authorized_keys
-            await netns.create(spec.uuid)
+            await asyncio.shield(pending[1])  # the netns
             await self._start(cid, idir, config["process"]["args"])
             record = imageops.record(spec, image_cfg, time.time(), lower)
             await asyncio.to_thread((idir / _RECORD).write_text, json.dumps(record))
         except BaseException as exc:
-            # Contract: a failed (or cancelled) spawn leaves nothing behind (the disk's mount too:
-            # its thread cannot be cancelled, so it is waited for).
-            await asyncio.shield(self._undo(spec.uuid, disk))
+            # Contract: a failed (or cancelled) spawn leaves nothing behind (the disk's mount and
+            # the netns too: what is under way is waited for, a thread cannot be cancelled).
+            await asyncio.shield(self._undo(spec.uuid, *pending))
             if isinstance(exc, DriverError) or not isinstance(exc, Exception):
                 raise
             if isinstance(exc, CumuloError | OSError):
@@ -250,9 +253,8 @@ class RuncDriver:
             await self.consoles.wait(idir.name)
         return flush
 
-    async def _undo(self, uuid: str, pending: asyncio.Future[Any] | None = None) -> None:
-        if pending is not None:
-            await asyncio.gather(pending, return_exceptions=True)
+    async def _undo(self, uuid: str, *pending: asyncio.Future[Any]) -> None:
+        await asyncio.gather(*pending, return_exceptions=True)
         await self.runc.delete(container_id(uuid))
         await self._remove_dir(self.dir / uuid)
         # runc delete removes the container's cgroups; make sure, and drop /cumulo parents we caused.

@@ -122,7 +122,7 @@ async def _lower(drv: RuncDriver, idir: Path) -> Path | None:
 async def resize_disk(drv: RuncDriver, uuid: str, root_gb: int) -> None:
     """A resize to another disk size (rootdisk.py): stop, resize the disk offline, start again if it ran."""
     idir = drv._existing(uuid)
-    if not drv.disks.resize_needed(idir, root_gb):
+    if not await asyncio.to_thread(drv.disks.resize_needed, idir, root_gb):
         return
     cid = container_id(uuid)
     status = await drv.runc.status(cid)
@@ -134,7 +134,7 @@ async def resize_disk(drv: RuncDriver, uuid: str, root_gb: int) -> None:
     if was_mounted and lower is None:
         raise DriverError(f"cannot tell the image root of instance {uuid}; its root disk is not resized")
     await ops.stop(drv, uuid, drv.stop_grace, "resize of the root disk")
-    await overlay.unmount_all(merged)
+    await overlay.unmount_strict(merged)
     try:
         line = await drv.disks.resize_offline(idir, root_gb)
     finally:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from cumulo import host
+from cumulo.errors import DriverError
 
 
 def _unescape(field: str) -> str:
@@ -65,6 +66,22 @@ async def mount(lower: Path, upper: Path, work: Path, merged: Path) -> None:
     # nosuid,nodev: a tenant's setuid binary or device node is inert in the host's view of the root.
     opts = f"lowerdir={lower},upperdir={upper},workdir={work},nosuid,nodev"
     await host.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], timeout=30)
+
+
+async def unmount_strict(point: Path, timeout: float = 10.0) -> None:
+    """Unmount `point` for real, retrying while it is busy (a dying container's mount namespace
+    lets go of its root a moment after its processes exit); never lazily: a lazily detached
+    overlay keeps its upper filesystem alive, which a disk check or resize must not race."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while await is_mounted(point):
+        res = await host.run(["umount", str(point)], timeout=30, check=False)
+        if res.returncode == 0:
+            return
+        if loop.time() > deadline:
+            msg = res.stderr.decode(errors="replace").strip()
+            raise DriverError(f"{point} stays busy: {msg or 'umount failed'}")
+        await asyncio.sleep(0.05)
 
 
 async def unmount_all(base: Path) -> list[str]:

@@ -160,7 +160,8 @@ def _unmount(target: Path) -> None:
 
 
 def _mount_source(target: Path) -> str | None:
-    want = str(target)
+    """The device mounted at `target` (None when nothing is); blocking."""
+    want = str(target.resolve())
     with open("/proc/self/mountinfo") as fh:
         for line in fh:
             left, _, right = line.partition(" - ")
@@ -168,6 +169,19 @@ def _mount_source(target: Path) -> str | None:
             if len(fields) > 4 and fields[4] == want:
                 return right.split()[1] if len(right.split()) > 1 else None
     return None
+
+
+def _loops_of(image: Path) -> list[str]:
+    """Loop devices bound to `image` (sysfs), mounted or not."""
+    want = str(image)
+    found = []
+    for f in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if f.read_text().strip() == want:
+                found.append(f.parent.parent.name)
+        except OSError:
+            continue
+    return found
 
 
 def _probe(template: Path) -> None:
@@ -205,6 +219,7 @@ class RootDisks:
         self.default_gb = max(1, int(default_gb))
         self.enabled = False
         self.reason = "not probed yet"
+        self._made: set[int] = set()  # sizes whose template is known to exist
 
     def size_gb(self, root_gb: int) -> int:
         """A flavor without a root disk (0) still gets a bounded one, of `runc_default_root_gb`."""
@@ -236,10 +251,11 @@ class RootDisks:
     async def template(self, gb: int) -> Path:
         """The formatted, empty ext4 image of `gb` GiB (made once per size)."""
         path = self.templates / f"ext4-{int(gb)}g.img"
-        if path.is_file():
+        if gb in self._made:
             return path
         async with _lock(str(path)):
-            if path.is_file():
+            if await asyncio.to_thread(path.is_file):
+                self._made.add(gb)
                 return path
             await asyncio.to_thread(self.templates.mkdir, mode=0o700, parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -250,39 +266,45 @@ class RootDisks:
                                 str(tmp), f"{int(gb)}G"], timeout=120)
                 await asyncio.to_thread(os.chmod, tmp, 0o600)
                 await asyncio.to_thread(os.replace, tmp, path)
+                self._made.add(gb)
             except (HostError, OSError) as exc:
                 await asyncio.to_thread(tmp.unlink, missing_ok=True)
                 raise DriverError(f"cannot format a root disk template of {gb} GiB: {exc}") from exc
         return path
 
     async def create(self, idir: Path, root_gb: int) -> tuple[Path, Path]:
-        """Give a new server its disk (when enabled); return its (upper, work) dirs, made empty."""
-        if self.enabled:
-            template = await self.template(self.size_gb(root_gb))
+        """Give a new server its disk (when enabled); return its (upper, work) dirs, made empty.
+        One thread does it all: the copy, the loop device, the mount and the two dirs."""
+        template = await self.template(self.size_gb(root_gb)) if self.enabled else None
+        base = idir / DISK_DIR if template is not None else idir
+        upper, work = base / "upper", base / "work"
 
-            def make() -> None:
+        def make() -> None:
+            if template is not None:
                 _copy_sparse(template, idir / DISK_FILE)
                 (idir / DISK_DIR).mkdir(mode=0o700)
                 _mount_image(idir / DISK_FILE, idir / DISK_DIR)
+            upper.mkdir(mode=0o755)
+            work.mkdir(mode=0o755)
 
-            try:
-                await asyncio.to_thread(make)
-            except OSError as exc:
-                raise DriverError(f"cannot make the root disk of {idir.name}: {exc}") from exc
-        upper, work = layers(idir)
-        for d in (upper, work):
-            await asyncio.to_thread(d.mkdir, mode=0o755)
+        try:
+            await asyncio.to_thread(make)
+        except OSError as exc:
+            if template is not None and not template.exists():
+                self._made.discard(self.size_gb(root_gb))  # removed behind our back: made again next time
+            raise DriverError(f"cannot make the root disk of {idir.name}: {exc}") from exc
         return upper, work
 
     async def ensure_mounted(self, idir: Path) -> tuple[Path, Path]:
         """The server's disk mounted (again, after a host reboot: checked with e2fsck first)."""
-        if (idir / DISK_FILE).exists() and _mount_source(idir / DISK_DIR) is None:
+        if await asyncio.to_thread(lambda: (idir / DISK_FILE).exists() and _mount_source(idir / DISK_DIR) is None):
+            await self._wait_released(idir)
             await self._fsck(idir)
             try:
                 await asyncio.to_thread(_mount_image, idir / DISK_FILE, idir / DISK_DIR)
             except OSError as exc:
                 raise DriverError(f"cannot mount the root disk of {idir.name} again: {exc}") from exc
-        return layers(idir)
+        return await asyncio.to_thread(layers, idir)
 
     def resize_needed(self, idir: Path, root_gb: int) -> bool:
         """Whether the server's disk is not the flavor's size (servers without a disk: never)."""
@@ -304,6 +326,7 @@ class RootDisks:
         except OSError as exc:
             raise DriverError(f"cannot resize the root disk of {idir.name}: {exc}") from exc
         try:
+            await self._wait_released(idir)
             await self._fsck(idir, force=True)
             if new > old:
                 await asyncio.to_thread(os.truncate, image, new)
@@ -319,6 +342,18 @@ class RootDisks:
         finally:
             await self.ensure_mounted(idir)
         return line
+
+    async def _wait_released(self, idir: Path, timeout: float = 10.0) -> None:
+        """Wait until no loop device holds the disk: its filesystem is really closed (unmounted
+        from everywhere). A new loop device on a file another still holds would be a second,
+        corrupting mount of one filesystem; checking or resizing it live would be no better."""
+        image = (idir / DISK_FILE).resolve()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while busy := await asyncio.to_thread(_loops_of, image):
+            if loop.time() > deadline:
+                raise DriverError(f"the root disk of {idir.name} is still in use ({', '.join(busy)})")
+            await asyncio.sleep(0.05)
 
     async def _fsck(self, idir: Path, *, force: bool = False) -> None:
         argv = ["e2fsck", "-p", *(["-f"] if force else []), str(idir / DISK_FILE)]
