@@ -106,6 +106,8 @@ class Conductor:
             LOG.info("build of %s: nothing to schedule", uuid)
             return
         spec = self.scheduler_spec(inst)
+        if server_groups.in_group(inst.get("request_spec")):
+            spec["instance_group"] = None  # read afresh before each scheduling attempt
         started = utcnow()
         violated: server_groups.GroupPolicyViolated | None = None
         for _ in range(GROUP_ATTEMPTS):
@@ -160,8 +162,8 @@ class Conductor:
     async def _select_and_claim(self, uuid: str, spec: dict[str, Any]) -> dict[str, Any]:
         for _ in range(RESELECT_ATTEMPTS):
             async with self._select_lock:
-                # Fresh each time: where the other members of the server group are now.
-                spec["instance_group"] = await server_groups.scheduler_group(self.db, uuid)
+                if "instance_group" in spec:  # where the other members of its server group are now
+                    spec["instance_group"] = await server_groups.scheduler_group(self.db, uuid)
                 dests = await self.scheduler.select_destinations(spec, 1)
                 first = dests[0]
                 candidates: list[dict[str, Any]] = [first, *first.get("alternates", [])]
@@ -180,8 +182,9 @@ class Conductor:
         if not az or ":" in str(az):
             az = dest.get("availability_zone") or self.conf.default_availability_zone
         async with self.db.write() as conn:
-            # Raises GroupPolicyViolated when a member placed meanwhile makes this host wrong.
-            await server_groups.check_late(conn, inst["uuid"], dest["host"])
+            if server_groups.in_group(inst.get("request_spec")):
+                # Raises GroupPolicyViolated when a member placed meanwhile makes this host wrong.
+                await server_groups.check_late(conn, inst["uuid"], dest["host"])
             res = await conn.execute(
                 sa.update(instances)
                 .where(

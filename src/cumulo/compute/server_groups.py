@@ -190,6 +190,13 @@ def group_hint(hints: Mapping[str, Any]) -> str | None:
     return str(raw)
 
 
+def in_group(request_spec: Mapping[str, Any] | None) -> bool:
+    """Whether a server was created into a group (only the hint makes members), so the
+    conductor can skip the group queries for every other build."""
+    hints = (request_spec or {}).get("scheduler_hints") or {}
+    return isinstance(hints, Mapping) and bool(hints.get("group"))
+
+
 async def group_for_create(conn: AsyncConnection, ctx: RequestContext, hints: Mapping[str, Any]) -> dict[str, Any] | None:
     """The group a create joins, or None. An unknown (or another project's) group is a 400, as in Nova."""
     uuid = group_hint(hints)
