@@ -191,8 +191,38 @@ def test_a_container_and_a_vm_are_metered_and_only_admins_see_it(world: World) -
     assert resp.status_code == 401 and "cumulo_server" not in resp.text
     resp = world.get({"X-Auth-Token": member}, url=f"{cloud.base_url}/metrics")
     assert resp.status_code == 404 and "cumulo_server" not in resp.text
-    # The scrape secret in the state dir (0600) is what a Prometheus on this host would use.
+    # The start banner names the endpoint; the scrape secret in the state dir (0600) is what a
+    # Prometheus on this host would use.
+    assert f"metrics (admins only): {world.metrics_url}" in cloud.log()
     secret_file = cloud.state_dir / "metrics-token"
     assert secret_file.stat().st_mode & 0o777 == 0o600
     resp = world.get({"Authorization": f"Bearer {secret_file.read_text().strip()}"})
     assert resp.status_code == 200 and f'server_id="{ct}"' in resp.text
+
+
+def test_a_taken_metrics_port_stops_the_start_and_port_0_turns_metrics_off(
+        cumulo_launcher: Callable[..., CumuloCloud], tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        cumulo = Path(sys.executable).parent / "cumulo"
+        done = subprocess.run(  # noqa: S603 - fixed argv
+            [str(cumulo), "up", "--state-dir", str(tmp_path / "state"), "--port", "0", "--metrics-port", str(port)],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "CUMULO_LOCAL_DRIVER": "fake"}, check=False)
+    assert done.returncode == 2, done
+    assert f"cannot listen for metrics on 127.0.0.1:{port}" in done.stderr and "--metrics-port" in done.stderr
+    assert not (tmp_path / "state" / "cumulo.sqlite").exists()  # nothing started
+    off = cumulo_launcher(driver="fake", args=["--metrics-port", "0"])
+    try:
+        out = off.log()
+        assert "Cumulo is ready" in out and "metrics (admins only)" not in out
+        assert not (off.state_dir / "metrics-token").exists()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{off.metrics_port}/metrics", timeout=5)
+    finally:
+        off.close()
