@@ -92,6 +92,9 @@ def _seeds(w: World, method: str, path: str) -> Any:
         ],
         ("put", "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}"): lambda: [{"k": "v2"}],
         ("put", "/compute/v2.1/servers/{server_id}/metadata/{key}"): lambda: [{"meta": {"k": "v2"}}],
+        ("put", "/compute/v2.1/os-quota-sets/{project_id}"): lambda: [
+            {"quota_set": {"instances": 30}}, {"quota_set": {"cores": -1, "ram": 100000}}, {"quota_set": {"key_pairs": 50, "force": True}},
+        ],
         ("put", "/compute/v2.1/images/{image_id}/metadata/{key}"): lambda: [{"meta": {"k": "v2"}}],
         ("post", "/compute/v2.1/images/{image_id}/metadata"): lambda: [{"metadata": {"k": "v"}}],
         ("put", "/compute/v2.1/images/{image_id}/metadata"): lambda: [{"metadata": {"k": "v"}}],
