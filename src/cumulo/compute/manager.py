@@ -398,12 +398,13 @@ class ComputeHost:
         self.periodic = servicegroup.Periodic()
 
     async def start(self) -> None:
-        for name in self.nodes:
+        for name, service_host in self.service_hosts().items():
             self.service_ids[name] = await servicegroup.register_service(
-                self.db, name, "nova-compute", compute_topic(self.host), self.conf.default_availability_zone,
+                self.db, service_host, "nova-compute", compute_topic(self.host), self.conf.default_availability_zone,
                 mark_up=False,
             )
-        self.service_id = self.service_ids.get(self.host) or next(iter(self.service_ids.values()))
+        first = next(iter(self.nodes))
+        self.service_id = self.service_ids.get(self.host) or self.service_ids[first]
         await asyncio.gather(*(n.start_node(self.service_ids[n.node]) for n in self.nodes.values()))
         pooled = [n for n in self.nodes.values() if n.pooled]
         if pooled:
@@ -415,6 +416,15 @@ class ComputeHost:
         await self.retire_stale_nodes()
         await self.heartbeat()  # up only once every node is reconciled
         self.periodic.start("heartbeat", servicegroup.report_interval(self.conf), self.heartbeat)
+
+    def service_hosts(self) -> dict[str, str]:
+        """{node: the `host` of its nova-compute service}: the node's own name, except that a host
+        without a node named like it gives its first node the host's name (so a one-node host has
+        one service named like the host, as before nodes per host existed)."""
+        out = {name: name for name in self.nodes}
+        if self.host not in out:
+            out[next(iter(self.nodes))] = self.host
+        return out
 
     async def heartbeat(self) -> None:
         for sid in list(self.service_ids.values()):
@@ -467,7 +477,22 @@ class ComputeHost:
                     )
             with contextlib.suppress(NotFound):
                 await self.placement.delete_provider(node_uuid)
+        await self._drop_stale_services()
         return [str(r[1]) for r in rows]
+
+    async def _drop_stale_services(self) -> None:
+        """nova-compute services on this host's topic that run no node any more (their node went, or
+        got the host's name): gone, or they would show down forever."""
+        async with self.db.write() as conn:
+            used = sa.select(compute_nodes.c.service_id).where(compute_nodes.c.service_id.is_not(None))
+            await conn.execute(
+                sa.delete(services).where(
+                    services.c.topic == compute_topic(self.host),
+                    services.c.binary == "nova-compute",
+                    services.c.id.not_in(list(self.service_ids.values())),
+                    services.c.id.not_in(used.scalar_subquery()),
+                )
+            )
 
     async def nodes_for(self, instance_uuid: str, node: str | None = None) -> list[ComputeManager]:
         """Where a message about the instance goes; every node when no row says (a build or a delete

@@ -315,3 +315,23 @@ async def test_a_node_whose_driver_went_takes_no_new_servers(rig: TwoNodeRig) ->
     async with rig.db.read() as conn:
         names = {n["hypervisor_hostname"] for n in await hostinfo.list_nodes(conn, rig.conf)}
     assert names == {HOST}
+
+
+async def test_a_host_without_a_node_named_like_it_keeps_one_service_named_like_it(rig: TwoNodeRig) -> None:
+    vm = await rig.boot(hypervisor_type="qemu")
+    rig.node_types = {VM_NODE: ("qemu",)}  # restarted with QEMU only
+    await rig.restart()
+    async with rig.db.read() as conn:
+        names = sorted(r[0] for r in await conn.execute(
+            sa.select(services.c.host).where(services.c.binary == "nova-compute")))
+        nodes = {n["hypervisor_hostname"]: n for n in await hostinfo.list_nodes(conn, rig.conf)}
+    # The host's service now runs the QEMU node; the QEMU node's own one went with no node to run.
+    assert names == [HOST] and set(nodes) == {VM_NODE}
+    assert nodes[VM_NODE]["service"]["host"] == HOST and nodes[VM_NODE]["service"]["up"]
+    assert (await rig.get(vm))["vm_state"] == st.ACTIVE
+    rig.node_types = NODE_TYPES  # both again: each node its own service
+    await rig.restart()
+    async with rig.db.read() as conn:
+        names = sorted(r[0] for r in await conn.execute(
+            sa.select(services.c.host).where(services.c.binary == "nova-compute")))
+    assert names == [HOST, VM_NODE]
