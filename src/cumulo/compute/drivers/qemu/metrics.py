@@ -101,21 +101,27 @@ class Reading:
 async def read_sample(drv: QemuDriver, layout: Layout) -> Reading:
     """THE sampling function of the QEMU driver: QMP on the loop, /proc reads in a thread."""
     cfg = await asyncio.to_thread(drv._vm_config, layout)
-    status = await drv._qmp_status(layout)
-    power = await asyncio.to_thread(drv._power, layout, status)
-    pid = await asyncio.to_thread(process.live_pid, layout) if status else None
+    pid = await asyncio.to_thread(process.live_pid, layout)
+    status: str | None = None  # QMP's run state; None: no QEMU; "": QEMU runs but QMP is silent
     cpus: list[dict[str, Any]] = []
     blocks: list[dict[str, Any]] = []
     memory_mb = cfg.memory_mb
     if pid is not None:
-        # One QMP session for the three queries, under the driver's per-server QMP lock.
+        status = ""
+        # One QMP session for the four queries, under the driver's per-server QMP lock.
         with contextlib.suppress(DriverError, OSError, asyncio.TimeoutError):
             async with drv._qmp_locks.setdefault(layout.uuid, asyncio.Lock()), qmp.session(layout.qmp) as q:
+                res = await q.execute("query-status")
+                status = str(res.get("status", "")) if isinstance(res, dict) else ""
                 cpus = [c for c in await q.execute("query-cpus-fast") or [] if isinstance(c, dict)]
                 blocks = [b for b in await q.execute("query-blockstats") or []
                           if isinstance(b, dict) and b.get("qdev")]
                 summary = await q.execute("query-memory-size-summary") or {}
             memory_mb = int(summary.get("base-memory") or memory_mb * MIB) // MIB
+        if not status:  # QMP failed: QEMU quit meanwhile (None), or runs without answering ("")
+            status = "" if await asyncio.to_thread(process.live_pid, layout) is not None else None
+            pid = None
+    power = await asyncio.to_thread(drv._power, layout, status)
 
     def host_side() -> tuple[int, list[int | None], int]:
         assert pid is not None
