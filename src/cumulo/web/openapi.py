@@ -32,7 +32,6 @@ from cumulo.compute.api.schemas import quota_sets as quota_s
 from cumulo.compute.api.schemas import resource_types as rt
 from cumulo.compute.api.schemas import server_actions as action_s
 from cumulo.compute.api.schemas import server_groups as group_s
-from cumulo.compute.api.schemas import server_groups as group_s
 from cumulo.compute.api.schemas import server_metadata as md_s
 from cumulo.compute.api.schemas import server_tags as tag_s
 from cumulo.compute.api.schemas import servers as server_s
@@ -239,10 +238,6 @@ COMPUTE_OPS: tuple[Op, ...] = (
     op("POST", "/v2.1/os-keypairs", "Create or import keypair", body=keypair_s.CREATE),
     op("GET", "/v2.1/os-keypairs/{name}", "Show keypair", query=keypair_s.ITEM_QUERY),
     op("DELETE", "/v2.1/os-keypairs/{name}", "Delete keypair", status=202, query=keypair_s.ITEM_QUERY),
-    op("GET", "/v2.1/os-server-groups", "List server groups", query=group_s.INDEX_QUERY),
-    op("POST", "/v2.1/os-server-groups", "Create server group", body=group_s.CREATE),
-    op("GET", "/v2.1/os-server-groups/{group_id}", "Show server group"),
-    op("DELETE", "/v2.1/os-server-groups/{group_id}", "Delete server group", status=204),
     op("GET", "/v2.1/os-server-groups", "List server groups", query=group_s.INDEX_QUERY),
     op("POST", "/v2.1/os-server-groups", "Create server group", body=group_s.CREATE),
     op("GET", "/v2.1/os-server-groups/{group_id}", "Show server group"),
