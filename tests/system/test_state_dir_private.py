@@ -1,9 +1,11 @@
 """The host's view of a running cloud (issue 8, items 1.2 and 1.5): the state dir is private to the
 cloud's user, container roots are mounted nosuid,nodev, and the host user `nobody` reaches nothing.
 
-One `cumulo up` on the runc driver, started on a state dir that already exists with mode 0755 in a
-dir everyone may enter (so only the cloud's own modes stand between `nobody` and the files). A
-container boots from an image holding a setuid-root copy of busybox, with user data and a key. Then:
+One `cumulo up` on the runc driver (and the QEMU driver where QEMU is installed), started on a state
+dir that already exists with mode 0755 in a dir everyone may enter (so only the cloud's own modes
+stand between `nobody` and the files). A container boots from an image holding a setuid-root copy
+of busybox, with user data and a key; a tiny-vm VM boots with user data and a key too (its disk
+overlay and config-drive ISO are made by qemu-img and the driver under the cloud's umask). Then:
 - every file and dir under the state dir is neither group- nor world-readable or -writable, except
   the documented ones (docs/operations.md, "The state dir"), each for a named reason;
 - the container's overlay is mounted nosuid,nodev (/proc/self/mountinfo);
@@ -24,12 +26,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from _runc_util import server, wait_gone, wait_image_active, wait_status, write_config
+from _runc_util import server, wait_for, wait_gone, wait_image_active, wait_status, write_config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from cumulo.image import tinyvm
+
 if TYPE_CHECKING:
     from conftest import CumuloCloud
+
+WITH_QEMU = shutil.which("qemu-system-x86_64") is not None and shutil.which("qemu-img") is not None
+BUILD_CACHE = os.environ.get("CUMULO_TEST_BUILD_CACHE") or str(tinyvm.default_cache())
 
 # Through a shell: setpriv itself may start its program before it drops to the new uid.
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", "-c", 'exec "$@"', "sh"]
@@ -87,7 +94,10 @@ def _walk(state: Path) -> tuple[list[str], dict[str, str]]:
             st = os.lstat(path)
             if stat.S_ISLNK(st.st_mode):
                 continue
-            if st.st_mode & 0o066:
+            # A socket is reached by connect(), which needs write permission: QEMU's daemon makes its
+            # QMP socket under its own umask 027 (srwxr-x---), which no other user can connect to.
+            shared = st.st_mode & (0o022 if stat.S_ISSOCK(st.st_mode) else 0o066)
+            if shared:
                 problems.append(f"{rel} {stat.filemode(st.st_mode)}")
     return problems, met
 
@@ -97,8 +107,8 @@ def cloud(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is missing")
     tmp = tmp_path_factory.mktemp("private-state")
-    config = write_config(tmp)
-    c = cumulo_launcher(driver="runc", args=["--config", str(config)], start=False)
+    config = write_config(tmp, image_build_cache=BUILD_CACHE)
+    c = cumulo_launcher(driver="runc,qemu" if WITH_QEMU else "runc", args=["--config", str(config)], start=False)
     # A dir `nobody` may enter, and a state dir a previous, laxer cloud made 0755.
     os.chmod(c.root, 0o755)
     c.state_dir.mkdir(mode=0o755)
@@ -121,7 +131,16 @@ def test_state_dir_is_private_and_container_roots_are_nosuid_nodev(cloud: Cumulo
     (tmp_path / "ud").write_text("#!/bin/sh\necho secret user data\n")
     uuid = str(cloud.osc("server", "create", "--image", "suid-image", "--flavor", "m1.nano", "--key-name",
                          "private-key", "--user-data", str(tmp_path / "ud"), "private-one")["id"])
+    vm = None
     try:
+        if WITH_QEMU:
+            # The tiny VM is built in the background on first start (seconds with a warm cache).
+            image_id = wait_for(lambda: next((i["ID"] for i in cloud.osc("image", "list") if i["Name"] == "tiny-vm"),
+                                             None), timeout=60, what="the tiny-vm image record")
+            wait_image_active(cloud, image_id, timeout=300)
+            vm = str(cloud.osc("server", "create", "--image", "tiny-vm", "--flavor", "m1.tiny", "--key-name",
+                               "private-key", "--user-data", str(tmp_path / "ud"), "private-vm")["id"])
+            wait_status(cloud, vm, "ACTIVE", timeout=180)
         wait_status(cloud, uuid, "ACTIVE", timeout=120)
         state = cloud.state_dir
         # 1. Modes: the state dir 0700 (narrowed from 0755), and nothing below it shared but the exceptions.
@@ -130,6 +149,9 @@ def test_state_dir_is_private_and_container_roots_are_nosuid_nodev(cloud: Cumulo
                     f"runc/{uuid}/console.log", f"runc/{uuid}/config.json"):
             mode = (state / rel).stat().st_mode & 0o777
             assert mode & 0o077 == 0, f"{rel} is {oct(mode)}"
+        if vm is not None:
+            vm_files = [p for p in (state / "qemu" / vm).iterdir() if not p.is_symlink()]
+            assert vm_files and (state / "qemu" / vm).stat().st_mode & 0o777 == 0o700
         problems, met = _walk(state)
         assert problems == [], "shared with other host users:\n" + "\n".join(problems)
         assert any(k.startswith("runc/") and "config-drive" in k for k in met), met  # the walk saw the drive
@@ -153,6 +175,9 @@ def test_state_dir_is_private_and_container_roots_are_nosuid_nodev(cloud: Cumulo
                              text=True, timeout=30, check=False)
         assert res.returncode != 0, res
     finally:
-        if server(cloud, uuid) is not None:
-            cloud.osc_run("server", "delete", uuid)
-        wait_gone(cloud, uuid, timeout=60)
+        for sid in (uuid, vm):
+            if sid is not None and server(cloud, sid) is not None:
+                cloud.osc_run("server", "delete", sid)
+        for sid in (uuid, vm):
+            if sid is not None:
+                wait_gone(cloud, sid, timeout=90)
