@@ -78,7 +78,7 @@ project_tags = false
 nova = true
 glance = true
 cinder = false
-neutron = true
+neutron = {neutron}
 swift = false
 horizon = false
 
@@ -223,9 +223,6 @@ def make_accounts(conn: openstack.connection.Connection, password: str) -> list[
         account(f"tempest-reader{i}", f"tempest-project{i}", ["reader"])
     for i in range(1, ADMIN_ACCOUNTS + 1):
         account(f"tempest-admin{i}", f"tempest-admin-project{i}", ["admin", "member", "reader"])
-    for proj in conn.identity.projects():
-        if proj.name.startswith("tempest-"):
-            conn.compute.update_quota_set(proj.id, instances=-1, cores=-1, ram=-1)  # type: ignore[arg-type]
     return accounts
 
 
@@ -261,6 +258,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--workspace", type=Path, default=ROOT / "tempest-ws")
     ap.add_argument("--list", action="store_true", help="only list the tests the regex selects")
+    ap.add_argument("--neutron", choices=("true", "false"), default="true")
     args = ap.parse_args()
     tempest = ensure_tempest()
     ws = args.workspace.resolve()
@@ -281,7 +279,7 @@ def main() -> int:
         values = prepare(cloud)
         conf = CONF.format(ws=ws, auth_url=f"http://127.0.0.1:{cloud.port}/identity",
                            admin_user=cloud.auth["username"], admin_password=cloud.auth["password"],
-                           admin_project=cloud.auth["project_name"], **values)
+                           admin_project=cloud.auth["project_name"], neutron=args.neutron, **values)
         (ws / "etc" / "tempest.conf").write_text(conf)
         accounts = make_accounts(cloud.admin, cloud.auth["password"])
         (ws / "etc" / "accounts.yaml").write_text(yaml.safe_dump(accounts, sort_keys=False))
