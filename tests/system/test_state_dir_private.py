@@ -181,3 +181,37 @@ def test_state_dir_is_private_and_container_roots_are_nosuid_nodev(cloud: Cumulo
         for sid in (uuid, vm):
             if sid is not None:
                 wait_gone(cloud, sid, timeout=90)
+
+
+def _fifo_passwd_image(out: Path) -> Path:
+    from cumulo.cli.image_build import busybox_layer
+    from cumulo.image.formats.docker import write_docker_archive
+    from cumulo.image.formats.oci import host_arch
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        info = tarfile.TarInfo("etc/passwd")
+        info.type, info.mode, info.mtime = tarfile.FIFOTYPE, 0o644, 1_700_000_000
+        tf.addfile(info)
+    config = {"architecture": host_arch(), "os": "linux",
+              "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh", "-c", "exec sleep 3600"], "User": "app"}}
+    return write_docker_archive(out, [busybox_layer(), buf.getvalue()], config, "cumulo/fifo-passwd:test")
+
+
+def test_an_image_whose_passwd_is_a_fifo_fails_its_build_and_the_cloud_keeps_answering(
+    cloud: CumuloCloud, tmp_path: Path,
+) -> None:
+    made = cloud.osc("image", "create", "--container-format", "docker", "--disk-format", "raw",
+                     "--property", "hypervisor_type=container", "--file", str(_fifo_passwd_image(tmp_path / "f.tar")),
+                     "fifo-passwd")
+    wait_image_active(cloud, made["id"])
+    uuid = str(cloud.osc("server", "create", "--image", "fifo-passwd", "--flavor", "m1.nano", "fifo-one")["id"])
+    try:
+        # Polled through the API: a loop blocked on the FIFO would answer nothing (the old bug).
+        shown = wait_status(cloud, uuid, "ERROR", timeout=120)
+        assert "/etc/passwd is a FIFO" in str(shown.get("fault")), shown.get("fault")
+        assert cloud.osc("server", "list")  # still answering
+    finally:
+        if server(cloud, uuid) is not None:
+            cloud.osc_run("server", "delete", uuid)
+        wait_gone(cloud, uuid, timeout=60)
