@@ -331,6 +331,7 @@ async def test_console_output_survives_the_agent_going_away(tmp_path: Path) -> N
               + CHATTY.format(n=4000, tag="two"))
     spec = spec_for(tmp_path, "survivor-console", os_command_line=f"/bin/sh -c '{script}'")
     await first.spawn(spec)
+    owner = first  # the driver whose drain runs: it removes the server (waiting for its drain)
     try:
         await _wait_console(first, spec.uuid, b"before-the-restart", 8192)
         await first.consoles.stop_all()  # the agent is gone: nobody drains the FIFO
@@ -339,12 +340,13 @@ async def test_console_output_survives_the_agent_going_away(tmp_path: Path) -> N
         second = load_driver("runc", settings, "runc-host", local=True)
         assert isinstance(second, RuncDriver)
         await second.init_host()
+        owner = second
         assert [s.power_state for s in await second.list_instances()] == [PowerState.RUNNING]
         data = await _wait_console(second, spec.uuid, b"end-of-output-two", 8192)
         assert data.splitlines()[-2].startswith(b"line-3999-")
         assert await second.get_power_state(spec.uuid) == PowerState.RUNNING
     finally:
-        await first.destroy(spec.uuid)
+        await owner.destroy(spec.uuid)
     assert_nothing_left(first, tmp_path)
 
 
