@@ -159,8 +159,7 @@ async def load_host_states(db: Database, placement: Placement) -> list[HostState
                 .order_by(compute_nodes.c.host, compute_nodes.c.hypervisor_hostname)
             )
         ).mappings().all()
-    summaries = await placement.summaries([r["uuid"] for r in rows])
-    shared = await placement.pools_of([r["uuid"] for r in rows])
+    summaries, shared = await placement.summaries_and_pools([r["uuid"] for r in rows])
     out: list[HostState] = []
     for r in rows:
         summary = summaries.get(r["uuid"])

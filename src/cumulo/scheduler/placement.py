@@ -230,7 +230,14 @@ class Placement:
             return await self._usage(conn, pid)
 
     async def summaries(self, uuids: Iterable[str] | None = None) -> dict[str, ProviderSummary]:
-        """Inventory and usage of many providers in two queries (what the scheduler reads)."""
+        """Inventory and usage of many providers in two queries."""
+        return (await self.summaries_and_pools(uuids, with_pools=False))[0]
+
+    async def summaries_and_pools(
+        self, uuids: Iterable[str] | None = None, *, with_pools: bool = True
+    ) -> tuple[dict[str, ProviderSummary], dict[str, PoolState]]:
+        """What the scheduler reads, in one read transaction: summaries (inventory and usage) of the
+        providers, and {provider uuid: its pool} for those that draw from one."""
         wanted = list(uuids) if uuids is not None else None
         rp = resource_providers
         q = sa.select(rp.c.uuid, rp.c.name, rp.c.generation, inventories).select_from(
@@ -244,9 +251,12 @@ class Placement:
         if wanted is not None:
             q = q.where(rp.c.uuid.in_(wanted))
             u = u.where(rp.c.uuid.in_(wanted))
+        shared: dict[str, PoolState] = {}
         async with self.db.read() as conn:
             inv_rows = (await conn.execute(q)).mappings().all()
             use_rows = (await conn.execute(u)).all()
+            if with_pools:
+                shared = await pools.pools_for(conn, wanted if wanted is not None else [r["uuid"] for r in inv_rows])
         heads: dict[str, tuple[str, int]] = {}
         invs: dict[str, dict[str, Inventory]] = {}
         for r in inv_rows:
@@ -259,7 +269,7 @@ class Placement:
         return {
             puuid: ProviderSummary(puuid, name, gen, invs.get(puuid, {}), uses.get(puuid, {}))
             for puuid, (name, gen) in heads.items()
-        }
+        }, shared
 
     async def allocations_for(self, consumer_id: str) -> dict[str, Resources]:
         """{provider_uuid: {rc: used}} of one consumer."""

@@ -163,19 +163,59 @@ async def load_usage(conn: AsyncConnection, pool: PoolState, *, exclude: str | N
 
 
 async def pools_for(conn: AsyncConnection, provider_uuids: Iterable[str]) -> dict[str, PoolState]:
-    """{member provider uuid: its pool with usage}; members of one pool share one PoolState."""
-    rp = resource_providers
-    rows = (await conn.execute(sa.select(rp.c.id, rp.c.uuid).where(rp.c.uuid.in_(list(provider_uuids))))).all()
+    """{member provider uuid: its pool with usage}; members of one pool share one PoolState. Two
+    queries whatever the number of nodes (the scheduler runs this for every request)."""
+    from cumulo.scheduler.placement import _inv
+
+    wanted = list(provider_uuids)
+    if not wanted:
+        return {}
+    agg, rp = resource_provider_aggregates, resource_providers
+    member_agg, pool_agg, member = agg.alias("member_agg"), agg.alias("pool_agg"), rp.alias("member")
+    traits = resource_provider_traits
+    rows = (
+        await conn.execute(
+            sa.select(member.c.uuid.label("member_uuid"), rp.c.id.label("rp_id"), rp.c.uuid.label("rp_uuid"),
+                      rp.c.name.label("rp_name"), rp.c.generation.label("rp_gen"), inventories)
+            .select_from(
+                member.join(member_agg, member_agg.c.provider_id == member.c.id)
+                .join(pool_agg, sa.and_(pool_agg.c.aggregate_uuid == member_agg.c.aggregate_uuid,
+                                        pool_agg.c.provider_id != member.c.id))
+                .join(traits, sa.and_(traits.c.provider_id == pool_agg.c.provider_id, traits.c.trait == SHARING_TRAIT))
+                .join(rp, rp.c.id == pool_agg.c.provider_id)
+                .outerjoin(inventories, inventories.c.provider_id == rp.c.id)
+            )
+            .where(member.c.uuid.in_(wanted))
+            .order_by(rp.c.id)
+        )
+    ).mappings().all()
     by_pool: dict[int, PoolState] = {}
     out: dict[str, PoolState] = {}
-    for pid, puuid in rows:
-        pool = await pool_of(conn, int(pid))
+    for r in rows:
+        pid = int(r["rp_id"])
+        pool = by_pool.get(pid)
         if pool is None:
-            continue
-        if pool.provider_id not in by_pool:
-            await load_usage(conn, pool)
-            by_pool[pool.provider_id] = pool
-        out[str(puuid)] = by_pool[pool.provider_id]
+            pool = by_pool[pid] = PoolState(str(r["rp_uuid"]), str(r["rp_name"]), pid, int(r["rp_gen"]), {})
+        if r["resource_class"] is not None:
+            pool.inventory[r["resource_class"]] = _inv(r)
+        out.setdefault(str(r["member_uuid"]), pool)
+    if by_pool:
+        usage = (
+            sa.select(pool_agg.c.provider_id, allocations.c.resource_class, inventories.c.allocation_ratio,
+                      sa.func.sum(allocations.c.used))
+            .select_from(
+                allocations.join(member_agg, member_agg.c.provider_id == allocations.c.provider_id)
+                .join(pool_agg, sa.and_(pool_agg.c.aggregate_uuid == member_agg.c.aggregate_uuid,
+                                        pool_agg.c.provider_id != allocations.c.provider_id))
+                .outerjoin(inventories, sa.and_(inventories.c.provider_id == allocations.c.provider_id,
+                                                inventories.c.resource_class == allocations.c.resource_class))
+            )
+            .where(pool_agg.c.provider_id.in_(list(by_pool)))
+            .group_by(pool_agg.c.provider_id, allocations.c.resource_class, inventories.c.allocation_ratio)
+        )
+        for pid, rc, ratio, used in await conn.execute(usage):
+            pool = by_pool[int(pid)]
+            pool.weighted[rc] = pool.weighted.get(rc, Fraction(0)) + Fraction(int(used)) / _ratio(float(ratio or 1.0))
     return out
 
 
