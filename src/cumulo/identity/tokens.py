@@ -179,17 +179,20 @@ async def is_revoked(
     """Whether a revocation event matches this token: each field the event names equals the
     token's, and the token was issued at or before the event."""
     ev = revocation_events.c
-    named = [ev.user_id == user_id, ev.audit_id == audit_id]
+    # One of the indexed columns names this token (that drives the lookup); every named field
+    # matches; LIMIT 1 stops at the first hit. All in SQL: no rows come back to Python.
+    anchor = [ev.user_id == user_id, ev.audit_id == audit_id]
     if project_id is not None:
-        named.append(ev.project_id == project_id)
-    rows = await conn.execute(
-        sa.select(ev.user_id, ev.project_id, ev.audit_id).where(ev.issued_before >= issued_at, sa.or_(*named))
+        anchor.append(ev.project_id == project_id)
+    query = (
+        sa.select(sa.literal(1))
+        .where(
+            sa.or_(*anchor),
+            ev.issued_before >= issued_at,
+            sa.or_(ev.user_id.is_(None), ev.user_id == user_id),
+            ev.project_id.is_(None) if project_id is None else sa.or_(ev.project_id.is_(None), ev.project_id == project_id),
+            sa.or_(ev.audit_id.is_(None), ev.audit_id == audit_id),
+        )
+        .limit(1)
     )
-    for r in rows:
-        if (
-            (r.user_id is None or r.user_id == user_id)
-            and (r.project_id is None or r.project_id == project_id)
-            and (r.audit_id is None or r.audit_id == audit_id)
-        ):
-            return True
-    return False
+    return (await conn.execute(query)).first() is not None
