@@ -258,7 +258,8 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--workspace", type=Path, default=ROOT / "tempest-ws")
     ap.add_argument("--list", action="store_true", help="only list the tests the regex selects")
-    ap.add_argument("--neutron", choices=("true", "false"), default="true")
+    ap.add_argument("--neutron", choices=("true", "false"), default="false",
+                    help="[service_available] neutron: false until the cloud has a network service")
     args = ap.parse_args()
     tempest = ensure_tempest()
     ws = args.workspace.resolve()
