@@ -155,8 +155,8 @@ def free_port() -> int:
 def ensure_tempest() -> Path:
     tempest = TEMPEST_VENV / "bin" / "tempest"
     if not tempest.exists():
-        subprocess.run(["python3", "-m", "venv", str(TEMPEST_VENV)], check=True)  # noqa: S607
-        subprocess.run([str(TEMPEST_VENV / "bin" / "pip"), "install", "-q", f"tempest=={TEMPEST_VERSION}"],
+        subprocess.run(["python3", "-m", "venv", str(TEMPEST_VENV)], check=True)  # noqa: S603,S607
+        subprocess.run([str(TEMPEST_VENV / "bin" / "pip"), "install", "-q", f"tempest=={TEMPEST_VERSION}"],  # noqa: S603
                        check=True)
     return tempest
 
