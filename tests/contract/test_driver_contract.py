@@ -56,6 +56,7 @@ PROTOCOL_OF = {
     Capability.SNAPSHOT: Snapshot,
     Capability.CONSOLE: Console,
     Capability.DIAGNOSTICS: Diagnostics,
+    Capability.METRICS: Metrics,
 }
 DIAGNOSTICS_KEYS = {
     "state", "driver", "hypervisor", "hypervisor_os", "uptime", "config_drive", "num_cpus", "num_nics",
