@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from cumulo import errors
 from cumulo.identity import policy
 from cumulo.image import _patch, _schemas, members
+from cumulo.image.metadefs import api as metadefs_api
 from cumulo.image.service import POLICY_RULES, ImageService
 from cumulo.web.http import (
     MAX_JSON_BODY,
@@ -332,6 +333,21 @@ ROUTES: list[BaseRoute] = [
 ]
 
 
+async def blank_image_id(request: Request) -> Response:
+    """GET/DELETE /v2/images/ (an empty id): Glance answers 404; without this route the router
+    would redirect to /v2/images and a GET would list the images."""
+    await authenticate(request)
+    raise errors.NotFound("The resource could not be found.")
+
+
+# Served but kept out of ROUTES' OpenAPI coverage: the blank-id answer, and the metadefs catalog
+# (its own module; see cumulo.image.metadefs).
+EXTRA_ROUTES: list[BaseRoute] = [
+    Route("/v2/images/", blank_image_id, methods=["GET", "DELETE"]),
+    *metadefs_api.ROUTES,
+]
+
+
 _DATA_PATH = re.compile(r"^/v2/images/[^/]+/file$")
 
 
@@ -344,4 +360,4 @@ def make_app(services: Services) -> ASGIApp:
             return int(services.images.size_cap)
         return MAX_JSON_BODY
 
-    return family_app(services, [*ROUTES, openapi_route("image")], render_fault, body_limit)
+    return family_app(services, [*ROUTES, *EXTRA_ROUTES, openapi_route("image")], render_fault, body_limit)

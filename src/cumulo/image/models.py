@@ -70,3 +70,6 @@ image_members = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow),
     sa.UniqueConstraint("image_id", "member", name="uq_image_members_image_id_member"),
 )
+
+# The metadata definitions catalog's tables live beside the image tables (registered with the same metadata).
+from cumulo.image.metadefs import models as _metadef_models  # noqa: E402, F401
