@@ -175,7 +175,7 @@ async def test_image_upload_has_its_own_limit(world: World, monkeypatch: pytest.
     assert list(images.store.tmp_dir.iterdir()) == []
 
 
-def test_image_size_cap_is_a_setting() -> None:
+async def test_image_size_cap_is_a_setting() -> None:
     assert conf_mod.load(env={}).image_size_cap == 1 << 40  # Glance's default: 1 TiB
     assert conf_mod.load(env={"CUMULO_IMAGE_SIZE_CAP": "12345"}).image_size_cap == 12345
 
