@@ -151,6 +151,8 @@ async def test_scope_and_delete(world: World) -> None:
     assert (await world.reader.delete(f"{API}/images/{mine}", headers=OLD)).status_code == 403
     for bad in ("-1", "nothex-0000", "9f3c3c8a-0a52-4f57-9f7e-6bd0f4b9c37j", mine + "1"):
         assert (await world.member.delete(f"{API}/images/{bad}", headers=OLD)).status_code == 404
+    resp = await world.member.delete(f"{API}/images/", headers=OLD)  # a blank id: 404, not a redirect
+    assert resp.status_code == 404 and fault_of(resp) == ("itemNotFound", 404, "Image not found.")
     assert (await world.member.delete(f"{API}/images/{mine}", headers=mv("2.36"))).status_code == 404
     resp = await world.member.delete(f"{API}/images/{mine}", headers=OLD)
     assert resp.status_code == 204 and resp.content == b""

@@ -170,6 +170,8 @@ async def test_diagnostics_admin_only(world: World) -> None:
         "num_disks", "disk_details", "cpu_details", "nic_details", "memory_details",
     }
     assert set(std["memory_details"]) == {"maximum", "used"}
+    # Only Nova's driver names are valid here; the real one is in "hypervisor".
+    assert std["driver"] == "libvirt" and std["hypervisor"] == "fake" and std["state"] == "running"
     legacy = (await world.admin.get(path)).json()
     assert "memory" in legacy and "state" not in legacy
 

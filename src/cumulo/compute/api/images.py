@@ -167,8 +167,18 @@ async def delete(request: Request) -> Response:
     return empty(204)
 
 
+async def delete_blank(request: Request) -> Response:
+    """DELETE /images/ (an empty id): Nova answers 404 for the image "", not a redirect to the
+    collection (which has no DELETE)."""
+    check_version(request)
+    ctx = await _common.caller(request)
+    policy.authorize(ctx, "compute:images:delete")
+    raise errors.NotFound(_NOT_FOUND)
+
+
 ROUTES = [
     Route("/v2.1/images", index, methods=["GET"]),
+    Route("/v2.1/images/", delete_blank, methods=["DELETE"]),
     Route("/v2.1/images/detail", detail, methods=["GET"]),
     Route("/v2.1/images/{image_id}", show, methods=["GET"]),
     Route("/v2.1/images/{image_id}", delete, methods=["DELETE"]),

@@ -250,6 +250,10 @@ _LISTS = {
 def standard_diagnostics(raw: dict[str, Any]) -> dict[str, Any]:
     """The 2.48 shape: exactly these keys, missing values as null."""
     out: dict[str, Any] = {k: raw.get(k) for k in _PRIMITIVES}
+    # The reference admits only Nova's driver names (libvirt, xenapi, vmwareapi, ironic, hyperv).
+    # Nova's own fake and libvirt-lxc drivers say "libvirt"; so do ours, with runc, qemu or kvm in
+    # "hypervisor" (the drivers keep their own name in the metrics that share this reading).
+    out["driver"] = "libvirt"
     for name, keys in _LISTS.items():
         out[name] = [{k: item.get(k) for k in keys} for item in raw.get(name) or []]
     mem = raw.get("memory_details") or {}
