@@ -409,6 +409,9 @@ async def collect_unpacked(store_root: Path, keep: set[str], *, grace: float = 6
     names = await asyncio.to_thread(lambda: sorted(p.name for p in base.iterdir()))
     mounts = await asyncio.to_thread(_mount_table)
     removed: list[str] = []
+    for name in names:  # trash a crash left mid-delete (ours are removed before we return)
+        if name.startswith(f"{UNPACK_PREFIX}gc-") and f"-{os.getpid()}-" not in name:
+            await asyncio.to_thread(_rmtree, str(base / name))
     for key in names:
         if f"{base}/{key}/" in mounts:
             continue  # defence in depth: a mounted overlay stands on it, whatever `keep` says
