@@ -250,3 +250,10 @@ async def test_surrogate_pairs_are_fine(world: World) -> None:
     resp = await world.member.post(f"{IMG}/images", content=b'{"name": "smile \\ud83d\\ude00"}', headers=JSONH)
     assert resp.status_code == 201, resp.text
     assert resp.json()["name"] == "smile \U0001f600"
+
+
+async def test_a_surrogate_that_reaches_a_response_is_escaped_not_a_crash() -> None:
+    """Belt and braces: the response encoder never raises on a lone surrogate (it escapes it)."""
+    body = json_response({"name": "a\ud800b"}).body
+    assert body == b'{"name":"a\\ud800b"}'
+    assert json_response({"name": "ü"}).body == '{"name":"ü"}'.encode()
