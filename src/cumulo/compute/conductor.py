@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cumulo.bus import Bus
-from cumulo.compute import actions, server_groups, servicegroup, worker_events
+from cumulo.compute import actions, migration_records, server_groups, servicegroup, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
 from cumulo.compute.models import compute_nodes, instances, services
@@ -256,6 +256,7 @@ class Conductor:
                     conn, uuid, {"task_state": None, "new_flavor": None}, expected_task_state=s.RESIZE_PREP
                 ):
                     await inst_db.add_fault(conn, uuid, 500, exc.message, details=exc.message)
+            await migration_records.set_status(self.db, uuid, migration_records.ERROR)
             return
         async with self.db.write() as conn:
             ok = await inst_db.cas_update(conn, uuid, {"new_flavor": new_flavor}, expected_task_state=s.RESIZE_PREP)

@@ -223,3 +223,28 @@ instance_group_member = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
     sa.UniqueConstraint("group_id", "instance_uuid", name="uq_instance_group_member_group_id_instance_uuid"),
 )
+
+# Migrations (Nova's migrations table): one row per resize (and, later, per move to another host),
+# listed by GET /os-migrations. status follows Nova's: pre-migrating, migrating, finished,
+# confirmed, reverted, error.
+migrations = sa.Table(
+    "migrations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("instance_uuid", sa.String(36), nullable=False, index=True),
+    sa.Column("project_id", sa.String(64)),
+    sa.Column("user_id", sa.String(64)),
+    sa.Column("source_compute", sa.String(255)),
+    sa.Column("dest_compute", sa.String(255)),
+    sa.Column("source_node", sa.String(255)),
+    sa.Column("dest_node", sa.String(255)),
+    sa.Column("dest_host", sa.String(255)),
+    sa.Column("old_instance_type_id", sa.Integer),
+    sa.Column("new_instance_type_id", sa.Integer),
+    sa.Column("status", sa.String(255), nullable=False),
+    sa.Column("migration_type", sa.String(32), nullable=False),
+    sa.Column("hidden", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow, index=True),
+    sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)

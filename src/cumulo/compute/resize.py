@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from cumulo.compute import actions
+from cumulo.compute import actions, migration_records
 from cumulo.compute import states as s
 from cumulo.compute.drivers.base import PowerState
 from cumulo.compute.power import resize_driver
@@ -54,6 +54,7 @@ async def resize(mgr: ComputeManager, uuid: str, new_flavor: dict[str, Any], req
             expected_task_state=inst["task_state"],
         ):
             return
+        await migration_records.set_status(mgr.db, uuid, migration_records.MIGRATING)
         try:
             async with actions.event(mgr.db, uuid, req, "compute_resize_instance", mgr.host):
                 driver = resize_driver(mgr)
@@ -68,6 +69,7 @@ async def resize(mgr: ComputeManager, uuid: str, new_flavor: dict[str, Any], req
                 expected_task_state=s.RESIZE_MIGRATING,
                 fault=exc,
             )
+            await migration_records.set_status(mgr.db, uuid, migration_records.ERROR)
             return
         await mgr.set_state(
             uuid,
@@ -82,6 +84,7 @@ async def resize(mgr: ComputeManager, uuid: str, new_flavor: dict[str, Any], req
             },
             expected_task_state=s.RESIZE_MIGRATING,
         )
+        await migration_records.set_status(mgr.db, uuid, migration_records.FINISHED)
 
 
 async def confirm(mgr: ComputeManager, uuid: str, request_id: str | None) -> None:
@@ -100,8 +103,10 @@ async def confirm(mgr: ComputeManager, uuid: str, request_id: str | None) -> Non
                 uuid, {"vm_state": s.ERROR, "task_state": None}, expected_task_state=task,
                 expected_vm_state=s.RESIZED, fault=exc,
             )
+            await migration_records.set_status(mgr.db, uuid, migration_records.ERROR)
             return
         await mgr.placement.confirm_resize(uuid)
+        await migration_records.set_status(mgr.db, uuid, migration_records.CONFIRMED)
         power = await mgr.power_of(uuid)
         sysmeta = {k: v for k, v in (inst["system_metadata"] or {}).items() if k != OLD_VM_STATE}
         await mgr.set_state(
@@ -138,8 +143,10 @@ async def revert_locked(mgr: ComputeManager, inst: dict[str, Any], request_id: s
             await resize_driver(mgr).revert_resize(await mgr.spec(inst, flavor=old_flavor))
     except Exception as exc:
         await mgr.set_state(uuid, {"vm_state": s.ERROR, "task_state": None}, expected_task_state=task, fault=exc)
+        await migration_records.set_status(mgr.db, uuid, migration_records.ERROR)
         return False
     await mgr.placement.revert_resize(uuid)
+    await migration_records.set_status(mgr.db, uuid, migration_records.REVERTED)
     power = await mgr.power_of(uuid)
     sysmeta = dict(inst["system_metadata"] or {})
     previous = sysmeta.pop(OLD_VM_STATE, s.ACTIVE)

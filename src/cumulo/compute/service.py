@@ -17,7 +17,7 @@ from cumulo import errors
 from cumulo.bus import Bus
 from cumulo.compute import actions as act
 from cumulo.compute import instances as inst_db
-from cumulo.compute import server_groups
+from cumulo.compute import migration_records, server_groups
 from cumulo.compute import states as st
 from cumulo.compute import transitions as tr
 from cumulo.compute.boot import (
@@ -391,6 +391,8 @@ class ComputeService:
         async with self.db.read() as conn:
             await self._check_upsize_quota(conn, inst, new_snap)
         await self.begin(ctx, inst, "resize", values)
+        async with self.db.write() as conn:
+            await migration_records.start_resize(conn, ctx, inst, new_snap)
         await self.conductor.resize_instance(inst["uuid"], new_snap, ctx.request_id)
 
     async def _check_upsize_quota(self, conn: AsyncConnection, inst: dict[str, Any], new: dict[str, Any]) -> None:

@@ -44,6 +44,7 @@ def make_app(services: Services) -> ASGIApp:
         image_metadata,
         images,
         keypairs,
+        migrations,
         quotas,
         server_actions,
         server_groups,
@@ -58,6 +59,6 @@ def make_app(services: Services) -> ASGIApp:
     for module in (versions, extensions, servers, server_actions, server_resources, server_groups, flavors, keypairs, quotas, admin):
         routes.extend(module.ROUTES)
     # Nova's deprecated proxies and os-server-password (kept apart from the line above, which others edit).
-    for extra in (images, image_metadata, server_password):
+    for extra in (images, image_metadata, server_password, migrations):
         routes.extend(extra.ROUTES)
     return versions.LegacyV2(MicroversionMiddleware(family_app(services, routes, render_fault)))

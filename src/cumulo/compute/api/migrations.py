@@ -1,0 +1,130 @@
+"""GET /os-migrations (admin): Nova's migration records, here the resizes (compute.migration_records),
+and GET /servers/{id}/migrations[/{id}] (2.23+), which lists in-progress live migrations: always none,
+since Cumulo does not live-migrate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cumulo import errors
+from cumulo.compute.api import _common
+from cumulo.compute.api.microversion import v
+from cumulo.compute.api.schemas import bool_from_string, parse_isotime, validate_query
+from cumulo.compute.api.schemas.migrations import INDEX_QUERY
+from cumulo.compute.models import migrations
+from cumulo.identity import policy
+from cumulo.web.http import json_response, services_of
+
+policy.register(
+    {
+        "os_compute_api:os-migrations:index": policy.ADMIN,
+        "os_compute_api:servers:migrations:index": policy.ADMIN,
+        "os_compute_api:servers:migrations:show": policy.ADMIN,
+    }
+)
+
+MAX_LIMIT = 1000  # Nova's [api] max_limit
+_KEYS = (
+    "id", "status", "instance_uuid", "source_node", "source_compute", "dest_node", "dest_compute", "dest_host",
+    "old_instance_type_id", "new_instance_type_id",
+)
+
+
+def _time(value: Any) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%f") if value is not None else None
+
+
+def _view(row: dict[str, Any], ver: Any) -> dict[str, Any]:
+    out = {k: row[k] for k in _KEYS}
+    out["created_at"] = _time(row["created_at"])
+    out["updated_at"] = _time(row["updated_at"])
+    if ver >= v("2.23"):
+        out["migration_type"] = row["migration_type"]
+    if ver >= v("2.59"):
+        out["uuid"] = row["uuid"]
+    return out
+
+
+def _time_param(params: dict[str, list[str]], key: str) -> Any:
+    if key not in params:
+        return None
+    try:
+        return parse_isotime(params[key][0])
+    except ValueError:
+        raise errors.Invalid(f"Invalid input for query parameters {key}.") from None
+
+
+async def index(request: Request) -> Response:
+    ctx = await _common.caller(request)
+    policy.authorize(ctx, "os_compute_api:os-migrations:index")
+    ver = _common.version(request)
+    params = _common.query_lists(request)
+    schema = INDEX_QUERY.for_version(ver)
+    if schema is not None:
+        validate_query(schema, params)
+    m = migrations.c
+    q = sa.select(migrations)
+    if not bool_from_string((params.get("hidden") or ["0"])[-1]):
+        q = q.where(m.hidden.is_(False))
+    for key in ("instance_uuid", "source_compute", "migration_type"):
+        if key in params:
+            q = q.where(getattr(m, key) == params[key][-1])
+    if "status" in params:
+        q = q.where(m.status == params["status"][-1])
+    if "host" in params:
+        host = params["host"][-1]
+        q = q.where(sa.or_(m.source_compute == host, m.dest_compute == host))
+    limit = MAX_LIMIT
+    marker = None
+    if ver >= v("2.59"):
+        since, before = _time_param(params, "changes-since"), _time_param(params, "changes-before")
+        if since and before and before < since:
+            raise errors.Invalid("The value of changes-since must be less than or equal to changes-before.")
+        if since is not None:
+            q = q.where(m.updated_at >= since)
+        if before is not None:
+            q = q.where(m.updated_at <= before)
+        if "limit" in params:
+            limit = min(int(params["limit"][0]), MAX_LIMIT)
+        marker = params["marker"][0] if "marker" in params else None
+    db = services_of(request).db
+    async with db.read() as conn:
+        if marker is not None:
+            found = (await conn.execute(sa.select(m.created_at, m.id).where(m.uuid == marker))).first()
+            if found is None:
+                raise errors.Invalid(f"Marker {marker} could not be found.")
+            q = q.where(sa.or_(m.created_at < found[0], sa.and_(m.created_at == found[0], m.id < found[1])))
+        rows = [dict(r) for r in (await conn.execute(q.order_by(m.created_at.desc(), m.id.desc()).limit(limit))).mappings()]
+    body: dict[str, Any] = {"migrations": [_view(r, ver) for r in rows]}
+    if ver >= v("2.59") and rows and len(rows) == limit:
+        body["migrations_links"] = _common.next_link(request, "os-migrations", rows[-1]["uuid"])
+    return json_response(body)
+
+
+async def server_index(request: Request) -> Response:
+    _common.require(request, "2.23")
+    ctx = await _common.caller(request)
+    policy.authorize(ctx, "os_compute_api:servers:migrations:index")
+    await _common.compute_service(request).get(ctx, request.path_params["server_id"])
+    return json_response({"migrations": []})
+
+
+async def server_show(request: Request) -> Response:
+    _common.require(request, "2.23")
+    ctx = await _common.caller(request)
+    policy.authorize(ctx, "os_compute_api:servers:migrations:show")
+    server_id, migration_id = request.path_params["server_id"], request.path_params["migration_id"]
+    await _common.compute_service(request).get(ctx, server_id)
+    raise errors.NotFound(f"In-progress live migration {migration_id} is not found for server {server_id}.")
+
+
+ROUTES = [
+    Route("/v2.1/os-migrations", index, methods=["GET"]),
+    Route("/v2.1/servers/{server_id}/migrations", server_index, methods=["GET"]),
+    Route("/v2.1/servers/{server_id}/migrations/{migration_id}", server_show, methods=["GET"]),
+]
