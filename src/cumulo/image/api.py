@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from cumulo import errors
 from cumulo.identity import policy
-from cumulo.image import _patch, _schemas, members
+from cumulo.image import _patch, _schemas, members, tasks
 from cumulo.image.metadefs import api as metadefs_api
 from cumulo.image.service import POLICY_RULES, ImageService
 from cumulo.web.http import (
@@ -340,10 +340,10 @@ async def blank_image_id(request: Request) -> Response:
     raise errors.NotFound("The resource could not be found.")
 
 
-# Served but kept out of ROUTES' OpenAPI coverage: the blank-id answer, and the metadefs catalog
-# (its own module; see cumulo.image.metadefs).
+# Routes of their own modules (the tasks API and the metadefs catalog), and the blank-id answer.
 EXTRA_ROUTES: list[BaseRoute] = [
     Route("/v2/images/", blank_image_id, methods=["GET", "DELETE"]),
+    *tasks.ROUTES,
     *metadefs_api.ROUTES,
 ]
 

@@ -1,0 +1,140 @@
+"""Glance's tasks API (v2.2, admin-only by default), present but empty: this cloud never imports
+an image from a URL. A task of type "import" would make the cloud fetch whatever address the
+caller names (a server-side request on a tenant's behalf), so POST /v2/tasks validates the body
+as Glance does and then refuses with a 400 that names the alternative (upload with PUT /file).
+Glance's newer interoperable import (POST /v2/images/{id}/import) is not offered either:
+GET /v2/info/import lists no methods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from cumulo import errors
+from cumulo.identity import policy
+from cumulo.image._schemas import UUID_PATTERN
+from cumulo.web.http import authenticate, json_body, json_response
+
+POLICY_RULES = {
+    "image:get_tasks": policy.ADMIN,
+    "image:get_task": policy.ADMIN,
+    "image:add_task": policy.ADMIN,
+}
+policy.register(POLICY_RULES)
+
+STATUSES = ("pending", "processing", "success", "failure")
+TYPES = ("import",)
+
+
+def task_schema() -> dict[str, Any]:
+    """GET /v2/schemas/task, as the Image API v2 reference shows it."""
+    return {
+        "name": "task",
+        "properties": {
+            "id": {"type": "string", "description": "An identifier for the task", "pattern": UUID_PATTERN},
+            "type": {"type": "string", "description": "The type of task represented by this content",
+                     "enum": list(TYPES)},
+            "status": {"type": "string", "description": "The current status of this task", "enum": list(STATUSES)},
+            "input": {"type": ["null", "object"], "description": "The parameters required by task, JSON blob"},
+            "result": {"type": ["null", "object"], "description": "The result of current task, JSON blob"},
+            "owner": {"type": "string", "description": "An identifier for the owner of this task"},
+            "message": {
+                "type": "string",
+                "description": "Human-readable informative message only included when appropriate (usually on failure)",
+            },
+            "expires_at": {"type": ["null", "string"],
+                           "description": "Datetime when this resource would be subject to removal"},
+            "created_at": {"type": "string", "description": "Datetime when this resource was created"},
+            "updated_at": {"type": "string", "description": "Datetime when this resource was updated"},
+            "self": {"type": "string", "readOnly": True},
+            "schema": {"type": "string", "readOnly": True},
+        },
+    }
+
+
+def tasks_schema() -> dict[str, Any]:
+    item = task_schema()
+    return {
+        "name": "tasks",
+        "properties": {
+            "tasks": {"type": "array", "items": item},
+            "first": {"type": "string"},
+            "next": {"type": "string"},
+            "schema": {"type": "string"},
+        },
+        "links": [
+            {"rel": "first", "href": "{first}"},
+            {"rel": "next", "href": "{next}"},
+            {"rel": "describedby", "href": "{schema}"},
+        ],
+    }
+
+
+# What POST /v2/tasks accepts (Glance: type and input required; "import" input names its source).
+_CREATE = jsonschema.Draft4Validator(
+    {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string"},
+            "input": {
+                "type": "object",
+                "properties": {
+                    "import_from": {"type": "string"},
+                    "import_from_format": {"type": "string"},
+                    "image_properties": {"type": "object"},
+                },
+                "required": ["import_from", "import_from_format", "image_properties"],
+            },
+        },
+        "required": ["type", "input"],
+    }
+)
+
+
+async def create_task(request: Request) -> Response:
+    ctx = await authenticate(request)
+    policy.authorize(ctx, "image:add_task")
+    body = await json_body(request)
+    if isinstance(body, dict) and "type" in body and body.get("type") not in TYPES:
+        raise errors.Invalid(f"Invalid type value: {body.get('type')}")
+    error = jsonschema.exceptions.best_match(_CREATE.iter_errors(body))
+    if error is not None:
+        raise errors.Invalid(f"Provided object does not match schema 'task': {error.message}")
+    raise errors.Invalid(
+        "Importing an image from a URL is not supported by this cloud (it never fetches a caller's URL): "
+        "create the image with POST /v2/images and upload its data with PUT /v2/images/{image_id}/file."
+    )
+
+
+async def list_tasks(request: Request) -> Response:
+    ctx = await authenticate(request)
+    policy.authorize(ctx, "image:get_tasks")
+    for key, allowed in (("status", STATUSES), ("type", TYPES)):
+        value = request.query_params.get(key)
+        if value is not None and value not in allowed:
+            raise errors.Invalid(f"Invalid {key} value: {value}")
+    return json_response({"tasks": [], "first": "/v2/tasks", "schema": "/v2/schemas/tasks"})
+
+
+async def show_task(request: Request) -> Response:
+    ctx = await authenticate(request)
+    policy.authorize(ctx, "image:get_task")
+    raise errors.NotFound(f"Task with the given ID {request.path_params['task_id']} was not found")
+
+
+async def _schema(request: Request) -> Response:
+    await authenticate(request)
+    return json_response(task_schema() if request.url.path.endswith("/task") else tasks_schema())
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/v2/tasks", list_tasks, methods=["GET"]),
+    Route("/v2/tasks", create_task, methods=["POST"]),
+    Route("/v2/tasks/{task_id}", show_task, methods=["GET"]),
+    Route("/v2/schemas/task", _schema, methods=["GET"]),
+    Route("/v2/schemas/tasks", _schema, methods=["GET"]),
+]
