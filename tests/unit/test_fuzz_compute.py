@@ -162,6 +162,7 @@ async def test_document_covers_every_route() -> None:
         image_metadata,
         images,
         keypairs,
+        migrations,
         quotas,
         server_actions,
         server_password,
@@ -174,7 +175,7 @@ async def test_document_covers_every_route() -> None:
     documented |= {(m.upper(), p) for p, m, _ in operations(DOC_21)}  # the proxies end before 2.52
     missing = []
     for module in (servers, server_actions, server_resources, flavors, keypairs, quotas, admin, images, image_metadata,
-                   server_password):
+                   server_password, migrations):
         for route in module.ROUTES:
             assert isinstance(route, Route)
             for method in route.methods or ():

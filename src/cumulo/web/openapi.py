@@ -23,11 +23,13 @@ from starlette.routing import Route
 from cumulo import errors
 from cumulo.compute.api.microversion import MAX_VERSION, MIN_VERSION, Version, v
 from cumulo.compute.api.schemas import Versioned
+from cumulo.compute.api.schemas import admin_actions as admin_action_s
 from cumulo.compute.api.schemas import deferred_actions as deferred_s
 from cumulo.compute.api.schemas import flavors as flavor_s
 from cumulo.compute.api.schemas import images as cimage_s
 from cumulo.compute.api.schemas import instance_actions as ia_s
 from cumulo.compute.api.schemas import keypairs as keypair_s
+from cumulo.compute.api.schemas import migrations as migration_s
 from cumulo.compute.api.schemas import quota_sets as quota_s
 from cumulo.compute.api.schemas import resource_types as rt
 from cumulo.compute.api.schemas import server_actions as action_s
@@ -125,7 +127,7 @@ KEYSTONE_FAULT: Schema = {
 
 # POST /servers/{id}/action: exactly one of the action schemas (each requires its own key).
 def _server_action(version: Version) -> Schema:
-    schemas = [*action_s.SCHEMAS.values(), *deferred_s.SCHEMAS.values()]
+    schemas = [*action_s.SCHEMAS.values(), *deferred_s.SCHEMAS.values(), *admin_action_s.SCHEMAS.values()]
     chosen = [s for s in (vs.for_version(version) for vs in schemas) if s is not None]
     return {"oneOf": chosen}
 
@@ -206,11 +208,15 @@ COMPUTE_OPS: tuple[Op, ...] = (
     op("GET", f"{S}/ips/{{network}}", "Show server addresses of a network"),
     op("GET", f"{S}/os-server-password", "Show server password"),
     op("DELETE", f"{S}/os-server-password", "Clear server password", status=204),
+    op("GET", f"{S}/migrations", "List in-progress live migrations", since="2.23", admin=True),
+    op("GET", f"{S}/migrations/{{migration_id}}", "Show an in-progress live migration", since="2.23", admin=True),
+    op("GET", "/v2.1/os-migrations", "List migrations", query=migration_s.INDEX_QUERY, admin=True),
     # Nova's deprecated image proxy (to 2.35) and image metadata (to 2.38).
     op("GET", "/v2.1/images", "List images (proxy)", query=cimage_s.index_query, until="2.35"),
     op("GET", "/v2.1/images/detail", "List images with details (proxy)", query=cimage_s.index_query, until="2.35"),
     op("GET", "/v2.1/images/{image_id}", "Show image (proxy)", until="2.35"),
     op("DELETE", "/v2.1/images/{image_id}", "Delete image (proxy)", status=204, until="2.35"),
+    op("DELETE", "/v2.1/images/", "Delete image with a blank id (proxy): always 404", status=404, until="2.35"),
     op("GET", "/v2.1/images/{image_id}/metadata", "List image metadata (proxy)", until="2.38"),
     op("POST", "/v2.1/images/{image_id}/metadata", "Merge image metadata (proxy)", body=cimage_s.create_metadata,
        until="2.38"),
