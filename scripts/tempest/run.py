@@ -199,14 +199,16 @@ class Cloud:
             self.log.close()
 
 
-ACCOUNT_SETS = 12  # per set, one project: a member+reader user and a reader-only user (Tempest takes a
-# class's project_reader from its primary's project)
+ACCOUNT_SETS = 12  # per set, one project: a member+reader user, a reader-only user and a manager user
+# (Tempest takes a class's project_reader and project_manager from its primary's project)
 ADMIN_ACCOUNTS = 6
 
 
 def make_accounts(conn: openstack.connection.Connection, password: str) -> list[dict[str, object]]:
     """Tempest's pre-provisioned accounts: each test class locks distinct entries for its personas."""
     roles = {r.name: r for r in conn.identity.roles()}
+    if "manager" not in roles:  # Keystone's project-manager persona (Tempest's project_manager credentials)
+        roles["manager"] = conn.identity.create_role(name="manager")
     accounts: list[dict[str, object]] = []
 
     def account(user: str, project: str, wanted: list[str]) -> None:
@@ -221,6 +223,7 @@ def make_accounts(conn: openstack.connection.Connection, password: str) -> list[
     for i in range(1, ACCOUNT_SETS + 1):
         account(f"tempest-user{i}", f"tempest-project{i}", ["member", "reader"])
         account(f"tempest-reader{i}", f"tempest-project{i}", ["reader"])
+        account(f"tempest-manager{i}", f"tempest-project{i}", ["manager"])
     for i in range(1, ADMIN_ACCOUNTS + 1):
         account(f"tempest-admin{i}", f"tempest-admin-project{i}", ["admin", "member", "reader"])
     return accounts

@@ -486,6 +486,38 @@ async def test_snapshot_writes_into_the_workdir(case: DriverCase, driver: Driver
     assert result.disk_format and result.container_format
 
 
+@pytest.mark.parametrize("state", ["paused", "shutdown", "suspended"])
+async def test_snapshot_in_each_snapshottable_state_keeps_it(
+    case: DriverCase, driver: Driver, tmp_path: Path, state: str
+) -> None:
+    """Nova snapshots ACTIVE, SHUTOFF, PAUSED and SUSPENDED servers; each stays as it was."""
+    needs(driver, Capability.SNAPSHOT)
+    cap, expected = {
+        "paused": (Capability.PAUSE, PowerState.PAUSED),
+        "shutdown": (Capability.POWER, PowerState.SHUTDOWN),
+        "suspended": (Capability.SUSPEND, PowerState.SUSPENDED),
+    }[state]
+    needs(driver, cap)
+    assert isinstance(driver, Snapshot)
+    spec = make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    if state == "paused":
+        assert isinstance(driver, Pause)
+        await driver.pause(spec.uuid)
+    elif state == "shutdown":
+        assert isinstance(driver, Power)
+        await driver.power_off(spec.uuid)
+    else:
+        assert isinstance(driver, Suspend)
+        await driver.suspend(spec.uuid)
+    workdir = tmp_path / "snap"
+    workdir.mkdir()
+    result = await driver.snapshot(spec.uuid, str(workdir))
+    assert Path(result.path).parent == workdir and os.path.getsize(result.path) > 0
+    assert await driver.get_power_state(spec.uuid) == expected
+    assert (await listed(driver))[spec.uuid] == expected
+
+
 async def test_console_output(case: DriverCase, driver: Driver, tmp_path: Path) -> None:
     needs(driver, Capability.CONSOLE)
     assert isinstance(driver, Console)
