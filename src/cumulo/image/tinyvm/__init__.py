@@ -4,6 +4,10 @@ Built from Debian packages only (`linux-image-cloud-amd64`, `busybox-static`), o
 kernel .deb is cached. Registered the OpenStack way: an AKI (kernel) and an ARI (ramdisk) image,
 named by the `kernel_id` / `ramdisk_id` properties of the root-disk image, whose
 `os_command_line` is KERNEL_CMDLINE. See init.sh for what the guest does at boot.
+
+The AKI is the kernel's uncompressed vmlinux when it has a PVH entry (the Debian cloud kernel
+does: CONFIG_PVH=y), so the QEMU driver boots it on its fast path (microvm, PVH entry: no
+firmware, no in-guest decompression); otherwise the bzImage (vmlinuz), booted on q35.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from cumulo.image.tinyvm.initramfs import (
     BUSYBOX,
     STAGE1_MODULES,
     STAGE2_MODULES,
+    VFAT_MODULES,
     BusyboxMissing,
     build_initramfs,
 )
-from cumulo.image.tinyvm.kernel import KernelUnavailable, fetch_kernel
+from cumulo.image.tinyvm.kernel import KernelUnavailable, fetch_kernel, pvh_vmlinux
 
 __all__ = [
     "BANNER", "READY", "KERNEL_CMDLINE", "NAME", "KERNEL_NAME", "RAMDISK_NAME", "ROOT_DISK_SIZE",
@@ -44,6 +49,7 @@ KERNEL_CMDLINE = (
 )
 ROOT_DISK_SIZE = 64 << 20
 KERNEL_FILE, RAMDISK_FILE, DISK_FILE = "vmlinuz", "initramfs.cpio.gz", "disk.qcow2"
+PVH_KERNEL_FILE = "vmlinux"
 
 
 class BuildFailed(Exception):
@@ -58,6 +64,7 @@ class Artifacts:
     kernel_release: str
     kernel_package: str
     cmdline: str = KERNEL_CMDLINE
+    pvh: bool = False  # `kernel` is an ELF vmlinux with a PVH entry (else a bzImage)
 
 
 def default_cache() -> Path:
@@ -80,8 +87,9 @@ async def build_tiny_vm(output: Path, cache: Path, busybox: Path = BUSYBOX) -> A
     host's busybox, byte for byte the same each time. Raises BuildFailed naming the cause.
     """
     try:
-        kernel = await fetch_kernel(cache, STAGE1_MODULES + STAGE2_MODULES)
+        kernel = await fetch_kernel(cache, STAGE1_MODULES + VFAT_MODULES + STAGE2_MODULES)
         ramdisk = await asyncio.to_thread(build_initramfs, kernel, busybox)
+        pvh = await asyncio.to_thread(pvh_vmlinux, kernel)
     except (KernelUnavailable, BusyboxMissing) as exc:
         raise BuildFailed(str(exc)) from exc
     except OSError as exc:
@@ -89,10 +97,12 @@ async def build_tiny_vm(output: Path, cache: Path, busybox: Path = BUSYBOX) -> A
 
     def write() -> Artifacts:
         output.mkdir(parents=True, exist_ok=True)
-        _write_atomic(output / KERNEL_FILE, kernel.vmlinuz.read_bytes())
+        kernel_out = output / (PVH_KERNEL_FILE if pvh else KERNEL_FILE)
+        _write_atomic(kernel_out, (pvh or kernel.vmlinuz).read_bytes())
         _write_atomic(output / RAMDISK_FILE, ramdisk)
         _write_atomic(output / DISK_FILE, empty_qcow2(ROOT_DISK_SIZE))
-        return Artifacts(output / KERNEL_FILE, output / RAMDISK_FILE, output / DISK_FILE, kernel.release, kernel.package)
+        return Artifacts(kernel_out, output / RAMDISK_FILE, output / DISK_FILE, kernel.release, kernel.package,
+                         pvh=pvh is not None)
 
     try:
         return await asyncio.to_thread(write)

@@ -13,8 +13,13 @@ KVER=$(uname -r)
 CONFIG_DIR=/mnt/config
 LATEST=$CONFIG_DIR/openstack/latest
 
+# No PCI bus (microvm: virtio over MMIO, pci=off): the virtio PCI modules would find nothing.
+PCI=0
+[ -n "$(ls /sys/bus/pci/devices 2>/dev/null)" ] && PCI=1
+
 load_modules() {
     for m in "$@"; do
+        case "$m" in virtio_pci*) [ $PCI -eq 1 ] || continue ;; esac
         insmod "/lib/modules/$KVER/$m.ko" 2>/dev/null
     done
 }
@@ -40,6 +45,9 @@ find_config_drive() {
 
 load_modules @STAGE1@
 
+# ACPI power button -> orderly poweroff (the host's "stop" is an ACPI powerdown), from now on.
+acpid -c /etc/acpi 2>/dev/null
+
 # The config drive: on virtio-blk usually; a CD-ROM (IDE/SATA) needs the second module set.
 dev=""
 i=0
@@ -49,8 +57,9 @@ while [ $i -lt 30 ]; do
     i=$((i + 1))
     sleep 0.1
 done
+# ISO9660 (what Cumulo and Nova make); a VFAT config drive loads its modules only when it shows.
 if [ -n "$dev" ] && mkdir -p $CONFIG_DIR && { mount -o ro -t iso9660 "$dev" $CONFIG_DIR 2>/dev/null \
-        || mount -o ro -t vfat "$dev" $CONFIG_DIR 2>/dev/null; }; then
+        || { load_modules @VFAT@; mount -o ro -t vfat "$dev" $CONFIG_DIR 2>/dev/null; }; }; then
     echo "cumulo-tiny-vm: config drive $dev mounted on $CONFIG_DIR"
 else
     echo "cumulo-tiny-vm: no config drive found"
@@ -101,9 +110,6 @@ for path in /sys/class/net/*; do
     first=0
 done
 
-# ACPI power button -> orderly poweroff (the host's "stop" is an ACPI powerdown).
-acpid -c /etc/acpi 2>/dev/null
-
 # user_data runs when it is a script (starts with "#!"); its output goes to the console.
 if [ -f $LATEST/user_data ] && [ "$(head -c 2 $LATEST/user_data)" = "#!" ]; then
     cp $LATEST/user_data /run/user_data && chmod 700 /run/user_data
@@ -113,4 +119,5 @@ if [ -f $LATEST/user_data ] && [ "$(head -c 2 $LATEST/user_data)" = "#!" ]; then
 fi
 
 echo "cumulo-tiny-vm ready hostname=$(hostname) uptime=$(cut -d' ' -f1 /proc/uptime)"
+: > /run/init-handoff  # the power button's script: busybox init (PID 1) now handles poweroff
 exec /bin/init

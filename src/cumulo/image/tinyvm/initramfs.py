@@ -1,7 +1,8 @@
 """The tiny VM's initramfs: static busybox, the virtio modules of the kernel, and /init (init.sh).
 
-Stage 1 modules load on every boot (virtio PCI, disk, NIC; the config drive's file systems; the
-ACPI power button). Stage 2 (ATA/SATA CD-ROM) loads only when no config drive shows up on virtio,
+Stage 1 modules load on every boot (virtio over PCI (q35; skipped without a PCI bus) and over MMIO
+(microvm), disk, NIC; ISO9660 for the config drive; the ACPI power button). The VFAT modules load
+only for a VFAT config drive. Stage 2 (ATA/SATA CD-ROM) loads only when no config drive shows up on virtio,
 because probing the ATA ports costs boot time under TCG.
 """
 
@@ -15,10 +16,10 @@ from cumulo.image.tinyvm.kernel import Kernel
 
 BUSYBOX = Path("/bin/busybox")
 STAGE1_MODULES = [
-    "virtio_pci", "virtio_blk", "virtio_net",
-    "isofs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
-    "button", "evdev",
+    "virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net",  # virtio_pci* skipped without a PCI bus
+    "isofs", "button", "evdev",
 ]
+VFAT_MODULES = ["vfat", "nls_cp437", "nls_ascii", "nls_utf8"]  # only for a VFAT config drive
 STAGE2_MODULES = ["ata_piix", "sr_mod"]  # the cloud kernel has no AHCI: on q35 use virtio-blk
 # Every busybox applet the init script, the udhcpc script and a console user need; linked in /bin.
 APPLETS = (
@@ -38,7 +39,14 @@ INITTAB = b"""\
 PROFILE = b'export PATH=/bin HOME=/root\nPS1="$(hostname) # "\ncd /root\n'
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\n"
 GROUP = b"root:x:0:\n"
-POWER_BUTTON = b"#!/bin/sh\n# busybox acpid runs this on the ACPI power button: the host asked for a stop.\npoweroff\n"
+# busybox acpid runs this on the ACPI power button: the host asked for a stop. Until /init hands
+# PID 1 to busybox init, nothing would act on `poweroff`'s signal: then sync and power off at once.
+POWER_BUTTON = b"""\
+#!/bin/sh
+[ -e /run/init-handoff ] && exec poweroff
+sync
+exec poweroff -f
+"""
 # udhcpc's hook: apply the lease (busybox ships none).
 UDHCPC_SCRIPT = b"""\
 #!/bin/sh
@@ -64,8 +72,10 @@ def init_script(kernel: Kernel) -> bytes:
     """/init with the module lists of `kernel` in load order."""
     text = resources.files("cumulo.image.tinyvm").joinpath("init.sh").read_text()
     stage1 = kernel.load_order(STAGE1_MODULES)
+    vfat = [m for m in kernel.load_order(STAGE1_MODULES + VFAT_MODULES) if m not in stage1]
     stage2 = [m for m in kernel.load_order(STAGE1_MODULES + STAGE2_MODULES) if m not in stage1]
-    return text.replace("@STAGE1@", " ".join(stage1)).replace("@STAGE2@", " ".join(stage2)).encode()
+    return (text.replace("@STAGE1@", " ".join(stage1)).replace("@STAGE2@", " ".join(stage2))
+            .replace("@VFAT@", " ".join(vfat)).encode())
 
 
 def initramfs_entries(kernel: Kernel, busybox: Path = BUSYBOX) -> list[Entry]:
@@ -91,7 +101,7 @@ def initramfs_entries(kernel: Kernel, busybox: Path = BUSYBOX) -> list[Entry]:
         Entry.file("etc/udhcpc.script", UDHCPC_SCRIPT, 0o755),
     ]
     entries += [Entry.symlink(f"bin/{a}", "busybox") for a in sorted(set(APPLETS))]
-    modules = kernel.load_order(STAGE1_MODULES + STAGE2_MODULES)
+    modules = kernel.load_order(STAGE1_MODULES + VFAT_MODULES + STAGE2_MODULES)
     entries += [Entry.file(f"lib/modules/{kernel.release}/{m}.ko", kernel.module_path(m).read_bytes()) for m in modules]
     return entries
 

@@ -212,3 +212,26 @@ def config_options(kernel: Kernel, names: list[str]) -> dict[str, str]:
         if sep and key.startswith("CONFIG_"):
             values[key.removeprefix("CONFIG_")] = value
     return {n: values.get(n, "n") for n in names}
+
+
+def pvh_vmlinux(kernel: Kernel) -> Path | None:
+    """The kernel's vmlinux (ELF with a PVH entry), extracted from vmlinuz once and cached beside
+    it; None when it has no PVH entry or a compression vmlinux.py does not read. Blocking."""
+    from cumulo.image.tinyvm import vmlinux
+
+    out, none = kernel.dir / "vmlinux", kernel.dir / "vmlinux.none"
+    if out.is_file():
+        return out
+    if none.is_file():
+        return None
+    try:
+        inner = vmlinux.extract_pvh_vmlinux(kernel.vmlinuz.read_bytes())
+    except vmlinux.BadKernel:
+        inner = None
+    if inner is None:
+        none.write_text("no PVH entry, or a compression not read here\n")
+        return None
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(inner)
+    os.replace(tmp, out)
+    return out

@@ -80,11 +80,12 @@ def _drop_staged(layout: Layout) -> None:
         path.unlink(missing_ok=True)
 
 
-def _vm_config(drv: QemuDriver, current: VmConfig, image: ImageSpec) -> VmConfig:
-    """The server's settings (size, ephemeral disk) with the new image's boot method."""
+def _vm_config(drv: QemuDriver, layout: Layout, current: VmConfig, image: ImageSpec) -> VmConfig:
+    """The server's settings (size, ephemeral disk) with the new image's boot method (blocking:
+    reads the new kernel's headers, swapped in already)."""
     props = image.properties
     kernel = bool(image.kernel_path)
-    machine = str(props.get("hw_machine_type") or drv.machine) if drv._machine_ok(props) else drv.machine
+    machine, _why = drv.choose_machine(props, layout.kernel if kernel else None)
     return VmConfig(
         memory_mb=current.memory_mb, vcpus=current.vcpus, accel=drv.accel, machine=machine,
         kernel=kernel, initrd=kernel and bool(image.ramdisk_path),
@@ -122,7 +123,7 @@ async def rebuild(drv: QemuDriver, spec: InstanceSpec) -> None:
             await asyncio.to_thread(drv._forget_suspend, layout)
             await asyncio.to_thread(_swap_in, layout)
             await asyncio.to_thread(configdrive.build_iso, layout.config_iso, spec)
-            cfg = _vm_config(drv, current, image)
+            cfg = await asyncio.to_thread(_vm_config, drv, layout, current, image)
             props = image.properties
             rec.update({
                 "name": spec.name, "hostname": spec.hostname, "image_id": image.id,

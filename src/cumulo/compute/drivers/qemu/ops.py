@@ -263,7 +263,7 @@ async def resume(drv: QemuDriver, spec: InstanceSpec) -> None:
         rec = drv._record(layout)
         cfg = drv._vm_config(layout)
         started = time.monotonic()
-        await drv._start(layout, cfg, rec, why="resume", wait_boot=False, extra_argv=["-incoming", "defer"])
+        await drv._start(layout, cfg, rec, why="resume", extra_argv=["-incoming", "defer"])
         try:
             async with fd_session(drv, layout) as conn:
                 await _pass_file(conn, state, os.O_RDONLY)

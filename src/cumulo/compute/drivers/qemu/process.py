@@ -97,6 +97,7 @@ class VmConfig:
     root_format: str = "qcow2"
     ephemeral: bool = False
     config_drive: bool = True
+    tsc_khz: int = 0  # microvm under TCG: the host TSC rate, passed to the guest (boot.py)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -107,17 +108,37 @@ class VmConfig:
         return cls(**known)
 
 
-def _drive(path: Path, node: str, fmt: str, *, readonly: bool = False, bootindex: int | None = None) -> list[str]:
+def _drive(path: Path, node: str, fmt: str, *, readonly: bool = False, bootindex: int | None = None,
+           mmio: bool = False) -> list[str]:
     # -blockdev (protocol node + format node) and an explicit device: the format is always given,
     # never probed (untrusted images). Not -drive: QEMU 7.2 cannot inactivate a writable -drive at
     # the end of a migration ("bdrv_inactivate_all() failed"), so suspend (migrate to a file) fails.
     ro = ",read-only=on" if readonly else ",discard=unmap"
     proto = f"driver=file,filename={path},node-name={node}-file{ro}"
     fmt_node = f"driver={fmt},file={node}-file,node-name={node}{ro}"
-    dev = f"virtio-blk-pci,drive={node},id={node}-dev"
-    if bootindex is not None:
+    # microvm has no PCI: virtio over MMIO, found by the guest through QEMU's ACPI tables.
+    dev = f"virtio-blk-{'device' if mmio else 'pci'},drive={node},id={node}-dev"
+    if bootindex is not None and not mmio:
         dev += f",bootindex={bootindex}"
     return ["-blockdev", proto, "-blockdev", fmt_node, "-device", dev]
+
+
+def machine_option(cfg: VmConfig) -> str:
+    if cfg.machine == "microvm":
+        # The fast path (boot.py): ACPI on (virtio-mmio discovery, the power button); no i8259
+        # PIC or i8254 PIT (the guest runs on the LAPIC timer and the TSC); the RTC and the ISA
+        # serial port (ttyS0) stay.
+        return f"microvm,accel={cfg.accel},acpi=on,pic=off,pit=off,rtc=on,isa-serial=on"
+    return f"{cfg.machine},accel={cfg.accel}"
+
+
+def kernel_append(cfg: VmConfig) -> str:
+    append = cfg.append or DEFAULT_APPEND
+    if cfg.machine == "microvm":
+        append += " pci=off"  # there is no PCI bus: no probing for one
+        if cfg.accel != "kvm" and cfg.tsc_khz > 0:
+            append += f" tsc_early_khz={int(cfg.tsc_khz)}"
+    return append
 
 
 def build_argv(layout: Layout, cfg: VmConfig) -> list[str]:
@@ -125,11 +146,12 @@ def build_argv(layout: Layout, cfg: VmConfig) -> list[str]:
     command line (`-append`, one argv element) and sizes (integers)."""
     if "," in str(layout.dir):
         raise DriverError(f"the state dir {layout.dir} holds a comma, which QEMU options cannot carry")
+    mmio = cfg.machine == "microvm"
     argv = [
         QEMU,
         "-name", process_name(layout.uuid),
         "-nodefaults", "-no-user-config", "-display", "none",
-        "-machine", f"{cfg.machine},accel={cfg.accel}",
+        "-machine", machine_option(cfg),
         "-cpu", "host" if cfg.accel == "kvm" else "max",
         "-m", str(int(cfg.memory_mb)),
         "-smp", str(int(cfg.vcpus)),
@@ -144,13 +166,13 @@ def build_argv(layout: Layout, cfg: VmConfig) -> list[str]:
         "-serial", "chardev:ser0",
         "-nic", "none",
     ]
-    argv += _drive(layout.disk, "root", cfg.root_format, bootindex=None if cfg.kernel else 1)
+    argv += _drive(layout.disk, "root", cfg.root_format, bootindex=None if cfg.kernel else 1, mmio=mmio)
     if cfg.ephemeral:
-        argv += _drive(layout.ephemeral, "ephemeral", "qcow2")
+        argv += _drive(layout.ephemeral, "ephemeral", "qcow2", mmio=mmio)
     if cfg.config_drive:
-        argv += _drive(layout.config_iso, "config", "raw", readonly=True)
+        argv += _drive(layout.config_iso, "config", "raw", readonly=True, mmio=mmio)
     if cfg.kernel:
-        argv += ["-kernel", str(layout.kernel), "-append", cfg.append or DEFAULT_APPEND]
+        argv += ["-kernel", str(layout.kernel), "-append", kernel_append(cfg)]
         if cfg.initrd:
             argv += ["-initrd", str(layout.initrd)]
     return argv
