@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from cumulo.compute import build, netinfo, power, reclaim, resize, snapshot
+from cumulo.compute import build, migration_records, netinfo, power, reclaim, resize, snapshot
 from cumulo.compute import states as s
 from cumulo.compute.drivers.base import Capability, PowerState
 from cumulo.compute.models import instances
@@ -87,6 +87,7 @@ async def _settle_locked(mgr: ComputeManager, inst: dict[str, Any], reported: Po
         await mgr.placement.revert_resize(uuid)
         await mgr.set_state(uuid, {"task_state": None, "new_flavor": None, "power_state": int(actual)},
                             expected_task_state=task)
+        await migration_records.set_status(mgr.db, uuid, migration_records.ERROR)  # it never happened
         return
     if task in _RESIZE_UNDO:
         await _undo_resize(mgr, inst, actual)
@@ -140,6 +141,9 @@ async def _undo_resize(mgr: ComputeManager, inst: dict[str, Any], actual: PowerS
         },
         expected_task_state=inst["task_state"],
         fault=None if actual != PowerState.NOSTATE else "Instance disappeared from the hypervisor during resize",
+    )
+    await migration_records.set_status(
+        mgr.db, uuid, migration_records.REVERTED if actual != PowerState.NOSTATE else migration_records.ERROR
     )
 
 

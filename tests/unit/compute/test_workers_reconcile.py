@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from workers_harness import FLAVOR_MEDIUM, FLAVOR_SMALL, Rig, running, start_resize, write_partial_fake_guest
 
 from cumulo.compute import actions
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as st
 from cumulo.compute.drivers.base import InstanceSpec, PowerState
+from cumulo.compute.models import migrations
 from cumulo.compute.specs import flavor_spec
 from cumulo.db import Database
 from cumulo.scheduler.placement import migration_consumer
@@ -155,11 +158,19 @@ async def test_interrupted_resizes_roll_back(tmp_path: Path) -> None:
                                  system_metadata={"old_vm_state": st.STOPPED})
         await guest(rig, migrating, PowerState.SHUTDOWN)
         assert await rig.placement.claim_resize(migrating, node, {"MEMORY_MB": 4096})
+        async with rig.db.write() as conn:  # their os-migrations records, as the API and agent left them
+            for u, status in ((prep, "pre-migrating"), (migrating, "migrating")):
+                await conn.execute(sa.insert(migrations).values(
+                    uuid=str(uuidlib.uuid4()), instance_uuid=u, status=status, migration_type="resize", hidden=False))
         await rig.restart()
-        for u, want in ((prep, st.ACTIVE), (migrating, st.STOPPED)):
+        # The one the agent never started failed; the one it had started was reverted.
+        for u, want, record in ((prep, st.ACTIVE, "error"), (migrating, st.STOPPED, "reverted")):
             row = await rig.get(u)
             assert (row["vm_state"], row["task_state"], row["new_flavor"]) == (want, None, None)
             assert await rig.placement.allocations_for(migration_consumer(u)) == {}
+            async with rig.db.read() as conn:
+                status = (await conn.execute(sa.select(migrations.c.status).where(migrations.c.instance_uuid == u))).scalar()
+            assert status == record
         await assert_consistent(rig)
 
 
