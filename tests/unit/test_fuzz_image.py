@@ -42,6 +42,10 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         assert r.status_code == 200, r.text
         w.ids["shared_image"] = [shared]
         w.ids["tag"] = ["t", "nope", "x" * 255]
+        w.ids["namespace"] = [FUZZ_NS]
+        w.ids["name"] = ["nope"]
+        w.ids["resource_type"] = ["OS::Glance::Image"]
+        w.ids["kind"] = ["namespace", "objects", "property", "resource_types", "tag"]
         yield w
 
 
@@ -53,7 +57,50 @@ async def fresh(world: World) -> World:
                                                           "container_format": "bare"})
     assert r.status_code == 201, r.text
     world.ids["image_id"] = [*world.ids["image_id"], *world.ids["shared_image"], r.json()["id"]]
+    await _metadefs(world)
+    for path, method, op in OPS:  # the seeded metadefs writes get their strategies here, with their seeds
+        seeds = _SEEDS.get((path, method))
+        if seeds and (path, method) not in _STRATEGIES:
+            _STRATEGIES[(path, method)] = call_strategy(path, method, op, world.ids, _refs(world), {},
+                                                        lambda seeds=seeds: seeds)
     return world
+
+
+FUZZ_NS = "Fuzz::NS"
+
+
+async def _metadefs(w: World) -> None:
+    """A public metadefs namespace holding an object, a property and a tag named "nope" and an
+    association with OS::Glance::Image, put back before each test (the fuzz renames and deletes)."""
+    ns = f"/image/v2/metadefs/namespaces/{FUZZ_NS}"
+    r = await w.admin.get(ns)
+    if r.status_code == 200 and r.json().get("protected"):
+        await w.admin.put(ns, json={"namespace": FUZZ_NS, "visibility": "public"})
+    elif r.status_code == 404:
+        await w.admin.post("/image/v2/metadefs/namespaces", json={"namespace": FUZZ_NS, "visibility": "public"})
+    for path, body in (
+        ("objects", {"name": "nope"}),
+        ("properties", {"name": "nope", "title": "Nope", "type": "string"}),
+        ("tags/nope", None),
+        ("resource_types", {"name": "OS::Glance::Image"}),
+    ):
+        r = await w.admin.post(f"{ns}/{path}", json=body)
+        assert r.status_code in (201, 409), r.text
+
+
+# Known-good bodies for the metadefs writes (names a URL can carry), sent as they are and broken.
+_NS_PATH = "/image/v2/metadefs/namespaces"
+_SEEDS: dict[tuple[str, str], list[Any]] = {
+    (_NS_PATH, "post"): [{"namespace": "Fuzz::New", "visibility": "public", "protected": False}],
+    (f"{_NS_PATH}/{{namespace}}", "put"): [{"namespace": FUZZ_NS, "visibility": "public", "protected": False}],
+    (f"{_NS_PATH}/{{namespace}}/objects", "post"): [{"name": "obj", "required": [], "properties": {}}],
+    (f"{_NS_PATH}/{{namespace}}/objects/{{name}}", "put"): [{"name": "nope", "description": "d"}],
+    (f"{_NS_PATH}/{{namespace}}/properties", "post"): [{"name": "prop", "title": "P", "type": "integer"}],
+    (f"{_NS_PATH}/{{namespace}}/properties/{{name}}", "put"): [{"name": "nope", "title": "P", "type": "string"}],
+    (f"{_NS_PATH}/{{namespace}}/tags", "post"): [{"tags": [{"name": "nope"}, {"name": "two"}]}],
+    (f"{_NS_PATH}/{{namespace}}/tags/{{name}}", "put"): [{"name": "nope"}],
+    (f"{_NS_PATH}/{{namespace}}/resource_types", "post"): [{"name": "OS::Nova::Flavor", "prefix": "hw:"}],
+}
 
 
 def _refs(w: World) -> dict[str, list[Any]]:

@@ -41,6 +41,7 @@ from cumulo.compute.api.schemas import services as service_s
 from cumulo.identity import schemas as identity_s
 from cumulo.image import _patch as image_patch
 from cumulo.image import _schemas as image_s
+from cumulo.image.metadefs import api as metadefs_api
 from cumulo.web.http import json_response
 
 if TYPE_CHECKING:
@@ -294,6 +295,8 @@ IMAGE_OPS: tuple[Op, ...] = (
     op("GET", "/v2/schemas/member", "Member schema"),
     op("GET", "/v2/schemas/members", "Members schema"),
     op("GET", "/v2/info/import", "Import methods"),
+    # Glance's metadata definitions catalog (its module lists its operations).
+    *(op(m, p, summary, **kw) for m, p, summary, kw in metadefs_api.OPENAPI_OPS),
 )
 
 P = "/v3/projects/{project_id}"

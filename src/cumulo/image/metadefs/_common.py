@@ -39,11 +39,11 @@ def check_body(body: Any, check: jsonschema.Draft4Validator, what: str) -> dict[
 
 
 def check_name(value: Any, what: str) -> str:
-    """A name is part of a URL path: it must be non-empty and free of '/' (and of control characters)."""
-    if not isinstance(value, str) or not value.strip():
+    """A name is a URL path segment: it must be non-empty and free of '/' (which no URL could address)."""
+    if not isinstance(value, str) or not value:
         raise errors.Invalid(f"The {what} name must be a non-empty string.")
-    if "/" in value or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise errors.Invalid(f"The {what} name {value!r} may not contain '/' or control characters.")
+    if "/" in value:
+        raise errors.Invalid(f"The {what} name {value!r} may not contain '/'.")
     return value
 
 

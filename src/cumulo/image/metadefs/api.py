@@ -299,3 +299,54 @@ ROUTES: list[BaseRoute] = [
     Route(f"{N}/tags/{{name}}", update_tag, methods=["PUT"]),
     Route(f"{N}/tags/{{name}}", delete_tag, methods=["DELETE"]),
 ]
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return schemas.inlined(schemas.request_schema(schema))
+
+
+_LIST_QUERY = ("limit", "marker", "sort_key", "sort_dir", "visibility", "resource_types")
+_TAGS_BODY = {
+    "type": "object",
+    "properties": {"tags": {"type": "array", "items": _body(schemas.tag_schema())}},
+    "required": ["tags"],
+    "additionalProperties": False,
+}
+# The catalog's operations for the OpenAPI document (cumulo.web.openapi builds Ops from these):
+# (method, path, summary, Op keyword arguments).
+OPENAPI_OPS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("GET", "/v2/schemas/metadefs/{kind}", "Metadefs schema", {}),
+    ("GET", "/v2/metadefs/resource_types", "List resource types", {}),
+    ("GET", NS, "List metadef namespaces", {"query": _LIST_QUERY}),
+    ("POST", NS, "Create metadef namespace", {"body": _body(schemas.namespace_schema()), "status": 201, "admin": True}),
+    ("GET", N, "Show metadef namespace", {"query": ("resource_type",)}),
+    ("PUT", N, "Update metadef namespace", {"body": _body(schemas.namespace_schema()), "admin": True}),
+    ("DELETE", N, "Delete metadef namespace", {"status": 204, "admin": True}),
+    ("GET", f"{N}/resource_types", "List resource type associations", {}),
+    ("POST", f"{N}/resource_types", "Create resource type association",
+     {"body": _body(schemas.resource_type_association_schema()), "status": 201, "admin": True}),
+    ("DELETE", f"{N}/resource_types/{{resource_type}}", "Delete resource type association",
+     {"status": 204, "admin": True}),
+    ("GET", f"{N}/objects", "List metadef objects", {}),
+    ("POST", f"{N}/objects", "Create metadef object", {"body": _body(schemas.object_schema()), "status": 201,
+                                                       "admin": True}),
+    ("DELETE", f"{N}/objects", "Delete all metadef objects", {"status": 204, "admin": True}),
+    ("GET", f"{N}/objects/{{name}}", "Show metadef object", {}),
+    ("PUT", f"{N}/objects/{{name}}", "Update metadef object", {"body": _body(schemas.object_schema()), "admin": True}),
+    ("DELETE", f"{N}/objects/{{name}}", "Delete metadef object", {"status": 204, "admin": True}),
+    ("GET", f"{N}/properties", "List metadef properties", {}),
+    ("POST", f"{N}/properties", "Create metadef property", {"body": _body(schemas.property_schema()), "status": 201,
+                                                            "admin": True}),
+    ("DELETE", f"{N}/properties", "Delete all metadef properties", {"status": 204, "admin": True}),
+    ("GET", f"{N}/properties/{{name}}", "Show metadef property", {"query": ("resource_type",)}),
+    ("PUT", f"{N}/properties/{{name}}", "Update metadef property", {"body": _body(schemas.property_schema()),
+                                                                    "admin": True}),
+    ("DELETE", f"{N}/properties/{{name}}", "Delete metadef property", {"status": 204, "admin": True}),
+    ("GET", f"{N}/tags", "List metadef tags", {}),
+    ("POST", f"{N}/tags", "Create metadef tags", {"body": _TAGS_BODY, "status": 201, "admin": True}),
+    ("DELETE", f"{N}/tags", "Delete all metadef tags", {"status": 204, "admin": True}),
+    ("GET", f"{N}/tags/{{name}}", "Show metadef tag", {}),
+    ("POST", f"{N}/tags/{{name}}", "Create metadef tag", {"status": 201, "admin": True}),
+    ("PUT", f"{N}/tags/{{name}}", "Update metadef tag", {"body": _body(schemas.tag_schema()), "admin": True}),
+    ("DELETE", f"{N}/tags/{{name}}", "Delete metadef tag", {"status": 204, "admin": True}),
+)

@@ -23,7 +23,8 @@ from cumulo.image.metadefs.models import metadef_tags as tags
 _OBJECT = validator(schemas.object_schema())
 _PROPERTY = validator(schemas.property_schema())
 _TAG = validator(schemas.tag_schema())
-_TAGS = validator({"type": "object", "properties": {"tags": schemas.tags_schema()["properties"]["tags"]},
+_TAGS = validator({"type": "object",
+                   "properties": {"tags": {"type": "array", "items": schemas.request_schema(schemas.tag_schema())}},
                    "required": ["tags"], "additionalProperties": False})
 MAX_TAGS = 128  # refuse bulk bodies beyond this many tags per request (Glance's metadef tag quota)
 

@@ -275,3 +275,22 @@ def request_schema(schema: dict[str, Any]) -> dict[str, Any]:
     for key in READ_ONLY:
         body["properties"].pop(key, None)
     return body
+
+
+def inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with its "#/definitions/..." references replaced by their targets, for documents
+    (OpenAPI) where a local definitions section does not resolve."""
+    defs = schema.get("definitions", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/definitions/"):
+                return walk(defs[ref.rsplit("/", 1)[1]])
+            return {k: walk(v) for k, v in node.items() if k != "definitions"}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    out: dict[str, Any] = walk(schema)
+    return out
