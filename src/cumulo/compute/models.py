@@ -248,3 +248,35 @@ migrations = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow, index=True),
     sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
 )
+
+# Host aggregates (Nova's aggregates, aggregate_hosts, aggregate_metadata in the API database).
+# Hosts are nova-compute service host names; the "availability_zone" metadata key puts them in
+# that zone (compute.aggregates writes it through to services.availability_zone).
+aggregates = sa.Table(
+    "aggregates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", sa.DateTime),
+)
+
+aggregate_hosts = sa.Table(
+    "aggregate_hosts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("aggregate_id", sa.Integer, sa.ForeignKey("aggregates.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("host", sa.String(255), nullable=False, index=True),
+    sa.UniqueConstraint("aggregate_id", "host", name="uq_aggregate_hosts_aggregate_id_host"),
+)
+
+aggregate_metadata = sa.Table(
+    "aggregate_metadata",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("aggregate_id", sa.Integer, sa.ForeignKey("aggregates.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("value", sa.String(255), nullable=False),
+    sa.UniqueConstraint("aggregate_id", "key", name="uq_aggregate_metadata_aggregate_id_key"),
+)

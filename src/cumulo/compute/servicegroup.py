@@ -54,6 +54,12 @@ async def register_service(
     now = utcnow()
     seen = {"last_seen_up": now, "report_count": services.c.report_count + 1} if mark_up else {}
     async with db.write() as conn:
+        if binary.endswith("-compute"):
+            # Late: aggregates reads hostinfo, which reads this module. A host an aggregate put in a
+            # zone stays there.
+            from cumulo.compute.aggregates import zone_of_host
+
+            availability_zone = await zone_of_host(conn, host) or availability_zone
         row = (
             await conn.execute(sa.select(services.c.id).where(services.c.host == host, services.c.binary == binary))
         ).first()

@@ -61,4 +61,8 @@ def make_app(services: Services) -> ASGIApp:
     # Nova's deprecated proxies and os-server-password (kept apart from the line above, which others edit).
     for extra in (images, image_metadata, server_password, migrations):
         routes.extend(extra.ROUTES)
+    # Aggregates, os-hosts, usage, external events, server security groups (their modules list them).
+    from cumulo.compute.api import admin_extras
+
+    routes.extend(admin_extras.ROUTES)
     return versions.LegacyV2(MicroversionMiddleware(family_app(services, routes, render_fault)))

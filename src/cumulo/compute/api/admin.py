@@ -1,5 +1,5 @@
-"""Nova admin APIs: os-availability-zone, os-services, os-hypervisors (and an empty os-aggregates,
-which `openstack hypervisor show` reads)."""
+"""Nova admin APIs: os-availability-zone, os-services, os-hypervisors (os-aggregates is in
+aggregates.py)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,6 @@ policy.register(
         "os_compute_api:os-hypervisors:uptime": policy.ADMIN,
         "os_compute_api:os-hypervisors:search": policy.ADMIN,
         "os_compute_api:os-hypervisors:servers": policy.ADMIN,
-        "os_compute_api:os-aggregates:index": policy.ADMIN,
     }
 )
 
@@ -429,13 +428,6 @@ async def hyp_servers(request: Request) -> Response:
     return await _hyp_by_pattern(request, with_servers=True)
 
 
-async def aggregates_index(request: Request) -> Response:
-    ctx = await authenticate(request)
-    policy.authorize(ctx, "os_compute_api:os-aggregates:index")
-    # Host aggregates are not implemented; the CLI lists them for `hypervisor show`.
-    return json_response({"aggregates": []})
-
-
 ROUTES = [
     Route("/v2.1/os-availability-zone", az_index, methods=["GET"]),
     Route("/v2.1/os-availability-zone/detail", az_detail, methods=["GET"]),
@@ -449,5 +441,4 @@ ROUTES = [
     Route("/v2.1/os-hypervisors/{hypervisor_id}/uptime", hyp_uptime, methods=["GET"]),
     Route("/v2.1/os-hypervisors/{pattern}/search", hyp_search, methods=["GET"]),
     Route("/v2.1/os-hypervisors/{pattern}/servers", hyp_servers, methods=["GET"]),
-    Route("/v2.1/os-aggregates", aggregates_index, methods=["GET"]),
 ]
