@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.identity import policy, schemas, views
+from cumulo.identity.api_credentials import ROUTES as CREDENTIAL_ROUTES
 from cumulo.identity.service import IdentityService
 from cumulo.web.http import authenticate, base_url, empty, family_app, json_body, json_response, services_of
 
@@ -228,7 +229,9 @@ async def list_projects(request: Request) -> Response:
 
 async def create_project(request: Request) -> Response:
     await _caller(request, "identity:create_project")
-    fields = schemas.validate(schemas.PROJECT_CREATE, await json_body(request))["project"]
+    body = schemas.validate(schemas.PROJECT_CREATE, await json_body(request))["project"]
+    fields, extra = schemas.split_extras("project", body, schemas.PROJECT_KNOWN)
+    fields["extra"] = extra
     domain_id = fields.get("domain_id") or "default"
     if fields.get("parent_id") not in (None, domain_id):
         raise errors.Invalid(
@@ -248,8 +251,11 @@ async def get_project(request: Request) -> Response:
 
 async def update_project(request: Request) -> Response:
     await _caller(request, "identity:update_project")
-    fields = schemas.validate(schemas.PROJECT_UPDATE, await json_body(request))["project"]
+    body = schemas.validate(schemas.PROJECT_UPDATE, await json_body(request))["project"]
+    fields, extra = schemas.split_extras("project", body, schemas.PROJECT_KNOWN, schemas.PROJECT_FIXED)
     changes = {k: v for k, v in fields.items() if k in ("name", "description", "enabled", "tags")}
+    if extra:
+        changes["extra"] = extra
     if "description" in changes and changes["description"] is None:
         changes["description"] = ""
     updated = await _identity(request).directory.update_project(_param(request, "project_id"), changes)
@@ -283,7 +289,9 @@ async def _check_default_project(request: Request, fields: dict[str, Any]) -> No
 
 async def create_user(request: Request) -> Response:
     await _caller(request, "identity:create_user")
-    fields = schemas.validate(schemas.USER_CREATE, await json_body(request))["user"]
+    body = schemas.validate(schemas.USER_CREATE, await json_body(request))["user"]
+    fields, extra = schemas.split_extras("user", body, schemas.USER_KNOWN)
+    fields["extra"] = extra
     await _check_default_project(request, fields)
     created = await _identity(request).directory.create_user(fields)
     return json_response({"user": views.user(request, created)}, 201)
@@ -298,9 +306,12 @@ async def get_user(request: Request) -> Response:
 
 async def update_user(request: Request) -> Response:
     await _caller(request, "identity:update_user")
-    fields = schemas.validate(schemas.USER_UPDATE, await json_body(request))["user"]
+    body = schemas.validate(schemas.USER_UPDATE, await json_body(request))["user"]
+    fields, extra = schemas.split_extras("user", body, schemas.USER_KNOWN, schemas.USER_FIXED)
     await _check_default_project(request, fields)
     changes = {k: v for k, v in fields.items() if k != "options"}
+    if extra:
+        changes["extra"] = extra
     updated = await _identity(request).directory.update_user(_param(request, "user_id"), changes)
     return json_response({"user": views.user(request, updated)})
 
@@ -586,4 +597,4 @@ ROUTES: list[BaseRoute] = [
 
 
 def make_app(services: Services) -> ASGIApp:
-    return family_app(services, ROUTES, render_fault)
+    return family_app(services, ROUTES + CREDENTIAL_ROUTES, render_fault)

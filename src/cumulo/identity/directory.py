@@ -22,6 +22,7 @@ from cumulo.db import Database, utcnow
 from cumulo.identity import tokens as token_store
 from cumulo.identity.models import (
     DEFAULT_DOMAIN_ID,
+    application_credentials,
     domains,
     projects,
     role_assignments,
@@ -30,10 +31,11 @@ from cumulo.identity.models import (
     users,
 )
 from cumulo.identity.passwords import hash_password, verify_password
+from cumulo.identity.schemas import check_extra_size
 from cumulo.identity.tokens import TokenCache
 
-PROJECT_FIELDS = ("id", "name", "domain_id", "description", "enabled", "tags")
-USER_FIELDS = ("id", "name", "domain_id", "enabled", "default_project_id", "description", "email")
+PROJECT_FIELDS = ("id", "name", "domain_id", "description", "enabled", "tags", "extra")
+USER_FIELDS = ("id", "name", "domain_id", "enabled", "default_project_id", "description", "email", "extra")
 ROLE_FIELDS = ("id", "name", "description", "immutable")
 
 
@@ -52,6 +54,13 @@ def _no_grant(project_id: str, user_id: str, role_id: str) -> str:
         f"Could not find role assignment with role: {role_id}, user or group: {user_id},"
         f" project, domain, or system: {project_id}."
     )
+
+
+def _merged_extra(kind: str, current: Any, changes: dict[str, Any]) -> dict[str, Any] | None:
+    """Keystone's PATCH on extras: the named attributes are set (null included), others kept."""
+    merged = {**(current or {}), **changes}
+    check_extra_size(kind, merged)
+    return merged or None
 
 
 def _duplicate(kind: str, name: str, domain_id: str | None = DEFAULT_DOMAIN_ID) -> errors.Conflict:
@@ -127,6 +136,7 @@ class Directory:
             "description": fields.get("description") or "",
             "enabled": fields.get("enabled", True),
             "tags": list(fields.get("tags") or []),
+            "extra": fields.get("extra") or None,
         }
         async with self.db.write() as conn:
             await self._check_domain(conn, values["domain_id"])
@@ -144,6 +154,8 @@ class Directory:
                 raise errors.NotFound(f"Could not find project: {project_id}.")
             if "name" in changes and changes["name"] != row.name:
                 await self._unique_name(conn, projects, "project", changes["name"], row.domain_id)
+            if "extra" in changes:
+                changes = {**changes, "extra": _merged_extra("project", row.extra, changes["extra"])}
             if changes:
                 await conn.execute(
                     projects.update()
@@ -200,6 +212,7 @@ class Directory:
             "default_project_id": fields.get("default_project_id"),
             "description": fields.get("description"),
             "email": fields.get("email"),
+            "extra": fields.get("extra") or None,
             # Hash before taking the write lock: argon2 is slow on purpose.
             "password_hash": await hash_password(password) if password is not None else None,
         }
@@ -224,6 +237,8 @@ class Directory:
                 raise errors.NotFound(f"Could not find user: {user_id}.")
             if "name" in changes and changes["name"] != row.name:
                 await self._unique_name(conn, users, "user", changes["name"], row.domain_id)
+            if "extra" in changes:
+                changes["extra"] = _merged_extra("user", row.extra, changes["extra"])
             if changes:
                 await conn.execute(
                     users.update().where(users.c.id == user_id).values(**changes, updated_at=utcnow())
@@ -387,6 +402,14 @@ class Directory:
             # Keystone's revoke-by-grant: the user's tokens on that project end, and stay ended
             # when the role is granted again (roles are read at validation, so this is needed).
             await token_store.record_revocation(conn, user_id=user_id, project_id=project_id)
+            # Keystone's rule: losing a role on a project ends the user's application credentials
+            # there (and with them their tokens).
+            await conn.execute(
+                application_credentials.delete().where(
+                    application_credentials.c.user_id == user_id,
+                    application_credentials.c.project_id == project_id,
+                )
+            )
         self.cache.invalidate()
 
     async def _has_grant(self, conn: AsyncConnection, project_id: str, user_id: str, role_id: str) -> bool:

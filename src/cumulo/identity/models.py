@@ -1,4 +1,5 @@
-"""Identity tables: one domain, projects, users, roles, role assignments and issued tokens."""
+"""Identity tables: one domain, projects, users, roles, role assignments, issued tokens,
+application credentials and EC2 credentials."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ projects = sa.Table(
     sa.Column("description", sa.Text, nullable=False, default=""),
     sa.Column("enabled", sa.Boolean, nullable=False, default=True),
     sa.Column("tags", sa.JSON, nullable=False, default=list),
+    # Keystone's "extra": attributes a client set that the schema does not know (NULL = none).
+    sa.Column("extra", sa.JSON),
     sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
     sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
     sa.UniqueConstraint("domain_id", "name", name="uq_identity_projects_domain_name"),
@@ -46,6 +49,7 @@ users = sa.Table(
     sa.Column("default_project_id", sa.String(64)),
     sa.Column("description", sa.Text),
     sa.Column("email", sa.String(255)),
+    sa.Column("extra", sa.JSON),
     sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
     sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
     sa.UniqueConstraint("domain_id", "name", name="uq_identity_users_domain_name"),
@@ -100,6 +104,13 @@ tokens = sa.Table(
     sa.Column("audit_id", sa.String(32), nullable=False),
     # Audit id of the first token in a chain of token-method re-authentications.
     sa.Column("audit_chain_id", sa.String(32)),
+    # Set when the token came from an application credential: deleting it deletes its tokens.
+    sa.Column(
+        "app_cred_id",
+        sa.String(64),
+        sa.ForeignKey("identity_application_credentials.id", ondelete="CASCADE"),
+        index=True,
+    ),
     sa.Index("ix_identity_tokens_user", "user_id"),
 )
 
@@ -120,4 +131,48 @@ revocation_events = sa.Table(
     sa.Index("ix_identity_revocation_events_project", "project_id"),
     sa.Index("ix_identity_revocation_events_audit", "audit_id"),
     sa.Index("ix_identity_revocation_events_issued_before", "issued_before"),
+)
+
+# Keystone's application credentials: a secret (argon2id hash only) standing for its user on one
+# project with a subset of the user's roles there. Deleted with the user, the project, or when the
+# user loses a role on the project (as Keystone does).
+application_credentials = sa.Table(
+    "identity_application_credentials",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column(
+        "user_id", sa.String(64), sa.ForeignKey("identity_users.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column(
+        "project_id",
+        sa.String(64),
+        sa.ForeignKey("identity_projects.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("secret_hash", sa.String(255), nullable=False),
+    sa.Column("expires_at", sa.DateTime),
+    sa.Column("unrestricted", sa.Boolean, nullable=False, default=False),
+    # Role ids (implied roles included); a deleted role simply stops matching.
+    sa.Column("roles", sa.JSON, nullable=False, default=list),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.UniqueConstraint("user_id", "name", name="uq_identity_application_credentials_user_name"),
+)
+
+# Keystone's OS-EC2 credentials. The secret must be shown again and checked against signatures, so
+# it is encrypted (Fernet, key file in the state dir), not hashed.
+ec2_credentials = sa.Table(
+    "identity_ec2_credentials",
+    metadata,
+    sa.Column("access", sa.String(64), primary_key=True),
+    sa.Column(
+        "user_id", sa.String(64), sa.ForeignKey("identity_users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column(
+        "project_id", sa.String(64), sa.ForeignKey("identity_projects.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("secret_encrypted", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
 )

@@ -20,8 +20,10 @@ from cumulo import errors
 from cumulo.conf import Settings
 from cumulo.context import RequestContext, expand_roles
 from cumulo.db import Database, isotime, utcnow
+from cumulo.identity import app_creds
 from cumulo.identity import tokens as token_store
 from cumulo.identity.directory import Directory, new_id
+from cumulo.identity.ec2 import EC2Credentials
 from cumulo.identity.models import (
     DEFAULT_DOMAIN_ID,
     DEFAULT_DOMAIN_NAME,
@@ -33,13 +35,13 @@ from cumulo.identity.models import (
     users,
 )
 from cumulo.identity.passwords import generate_password, hash_password, verify_password
-from cumulo.identity.tokens import RoleRef, TokenCache, TokenInfo
+from cumulo.identity.tokens import AppCredRef, RoleRef, TokenCache, TokenInfo
 
 LOG = logging.getLogger(__name__)
 
 # One message for every failed login, so callers cannot tell unknown users from wrong passwords.
 AUTH_FAILED = "The request you have made requires authentication."
-SUPPORTED_METHODS = ("password", "token")
+SUPPORTED_METHODS = ("password", "token", "application_credential")
 # (role, description) created by bootstrap; implication is fixed in cumulo.context.IMPLIED_ROLES.
 BOOTSTRAP_ROLES = (
     ("admin", "Administrator of the cloud"),
@@ -67,6 +69,8 @@ class IdentityService:
         self.conf = conf
         self.cache = TokenCache()
         self.directory = Directory(db, self.cache)
+        self.app_creds = app_creds.AppCredentials(db, self.cache)
+        self.ec2 = EC2Credentials(db, conf.state_dir)
         self._last_purge = 0.0
 
     # -- bootstrap --------------------------------------------------------------------------
@@ -187,6 +191,7 @@ class IdentityService:
                 expires_at=row.expires_at,
                 audit_id=row.audit_id,
                 audit_chain_id=row.audit_chain_id,
+                app_cred_id=row.app_cred_id,
             )
         self.cache.put(info, generation)
         return info
@@ -218,9 +223,27 @@ class IdentityService:
                 raise errors.Invalid(f"Expecting to find {m} in identity." + _MALFORMED)
         user_id: str | None = None
         parent: TokenInfo | None = None
+        app_cred_id: str | None = None
+        if "application_credential" in methods:
+            if len(methods) > 1:
+                raise errors.Unauthorized("The application_credential method cannot be combined with others.")
+            if scope is not None:
+                # Keystone: the credential fixes the scope.
+                raise errors.Unauthorized(
+                    "Error authenticating with application credential: "
+                    "Application credentials cannot request a scope."
+                )
+            user_id, app_cred_id = await self._check_app_cred(identity["application_credential"])
         if "token" in methods:
             parent = await self.token_info(identity["token"]["id"])
             user_id = parent.user_id
+            if parent.app_cred is not None:
+                if scope is not None:
+                    raise errors.Forbidden(
+                        "You are not authorized to perform the requested action: Using an application"
+                        " credential token to create a scoped token is not allowed."
+                    )
+                app_cred_id = parent.app_cred.id
         if "password" in methods:
             pw_user = await self._check_password(identity["password"]["user"])
             if user_id is not None and user_id != pw_user:
@@ -241,7 +264,16 @@ class IdentityService:
         audit_id = token_store.new_audit_id()
         async with self.db.write() as conn:
             user = await self._enabled_user(conn, user_id)
-            project_id = await self._scope_project(conn, user, scope, use_default="password" in methods)
+            if app_cred_id is not None:
+                cred_row = await app_creds.load_for_auth(conn, {"id": app_cred_id}, None)
+                if cred_row is None or (cred_row.expires_at is not None and cred_row.expires_at <= issued_at):
+                    raise errors.Unauthorized(AUTH_FAILED)
+                project_id: str | None = str(cred_row.project_id)
+                if cred_row.expires_at is not None:
+                    # A token never outlives its credential (Keystone, CVE-2022-2447).
+                    expires_at = min(expires_at, cred_row.expires_at)
+            else:
+                project_id = await self._scope_project(conn, user, scope, use_default="password" in methods)
             info = await self._resolve(
                 conn,
                 token_hash=token_hash,
@@ -252,6 +284,7 @@ class IdentityService:
                 expires_at=expires_at,
                 audit_id=audit_id,
                 audit_chain_id=audit_chain_id,
+                app_cred_id=app_cred_id,
             )
             await token_store.insert(
                 conn,
@@ -264,6 +297,7 @@ class IdentityService:
                 expires_at=expires_at,
                 audit_id=audit_id,
                 audit_chain_id=audit_chain_id,
+                app_cred_id=app_cred_id,
             )
             if time.monotonic() - self._last_purge > PURGE_INTERVAL:
                 self._last_purge = time.monotonic()
@@ -289,6 +323,32 @@ class IdentityService:
         if row is None or not ok:
             raise errors.Unauthorized(AUTH_FAILED)
         return str(row.id)
+
+    async def _check_app_cred(self, spec: dict[str, Any]) -> tuple[str, str]:
+        """(user id, credential id) if the secret matches a live credential; Unauthorized otherwise."""
+        async with self.db.read() as conn:
+            user_id: str | None = None
+            if "id" not in spec:
+                if "user" not in spec:
+                    raise errors.Invalid("Expecting to find id or name and user in application_credential." + _MALFORMED)
+                user_id = await self._user_id(conn, spec["user"])
+            row = await app_creds.load_for_auth(conn, spec, user_id)
+        # Always one argon2 verification, found or not, so timing does not enumerate credentials.
+        ok = await verify_password(row.secret_hash if row is not None else None, spec["secret"])
+        if row is None or not ok or (row.expires_at is not None and row.expires_at <= utcnow()):
+            raise errors.Unauthorized(AUTH_FAILED)
+        return str(row.user_id), str(row.id)
+
+    async def _user_id(self, conn: AsyncConnection, ref: dict[str, Any]) -> str | None:
+        if "id" in ref:
+            return str(ref["id"])
+        if "domain" not in ref:
+            raise errors.Invalid("Expecting to find domain in user." + _MALFORMED)
+        domain_id = await self._domain_id(conn, ref["domain"])
+        found = await conn.scalar(
+            sa.select(users.c.id).where(users.c.name == ref["name"], users.c.domain_id == (domain_id or ""))
+        )
+        return None if found is None else str(found)
 
     async def _domain_id(self, conn: AsyncConnection, ref: dict[str, Any]) -> str | None:
         query = sa.select(domains.c.id).where(domains.c.enabled.is_(True))
@@ -361,12 +421,22 @@ class IdentityService:
         expires_at: dt.datetime,
         audit_id: str,
         audit_chain_id: str | None,
+        app_cred_id: str | None = None,
     ) -> TokenInfo:
-        """What a token means now: enabled user, enabled project, effective roles."""
+        """What a token means now: enabled user, enabled project, effective roles (for a token made
+        with an application credential: those of the live credential the user still holds)."""
         user = await self._enabled_user(conn, user_id)
         project_name = None
         role_refs: tuple[RoleRef, ...] = ()
         role_names: frozenset[str] = frozenset()
+        cred: AppCredRef | None = None
+        cred_roles: set[str] | None = None
+        if app_cred_id is not None:
+            loaded = await app_creds.load_ref(conn, app_cred_id, utcnow())
+            if loaded is None:
+                raise errors.Unauthorized(AUTH_FAILED)
+            cred, ids = loaded
+            cred_roles = set(ids)
         if project_id is not None:
             project = (await conn.execute(sa.select(projects).where(projects.c.id == project_id))).first()
             if project is None or not project.enabled:
@@ -380,6 +450,11 @@ class IdentityService:
                 sa.select(roles.c.id, roles.c.name).where(roles.c.name.in_(sorted(role_names)))
             )
             role_refs = tuple(sorted((RoleRef(str(r.id), str(r.name)) for r in res), key=lambda r: r.name))
+            if cred_roles is not None:
+                role_refs = tuple(r for r in role_refs if r.id in cred_roles)
+                role_names = frozenset(r.name for r in role_refs)
+                if not role_refs:
+                    raise errors.Unauthorized(AUTH_FAILED)
         ctx = RequestContext(
             user_id=user_id,
             project_id=project_id,
@@ -402,4 +477,5 @@ class IdentityService:
             audit_id=audit_id,
             audit_chain_id=audit_chain_id,
             ctx=ctx,
+            app_cred=cred,
         )

@@ -50,6 +50,15 @@ class RoleRef:
 
 
 @dataclass(frozen=True)
+class AppCredRef:
+    """The application credential a token was made with, as the token body shows it."""
+
+    id: str
+    name: str
+    unrestricted: bool
+
+
+@dataclass(frozen=True)
 class TokenInfo:
     """Everything a token means right now; enough to render Keystone's token body."""
 
@@ -65,6 +74,7 @@ class TokenInfo:
     audit_id: str
     audit_chain_id: str | None
     ctx: RequestContext
+    app_cred: AppCredRef | None = None
 
     @property
     def audit_ids(self) -> list[str]:
@@ -117,9 +127,11 @@ async def insert(
     expires_at: dt.datetime,
     audit_id: str,
     audit_chain_id: str | None,
+    app_cred_id: str | None = None,
 ) -> None:
     await conn.execute(
         tokens.insert().values(
+            app_cred_id=app_cred_id,
             token_hash=token_hash,
             user_id=user_id,
             project_id=project_id,

@@ -139,6 +139,12 @@ def token(info: TokenInfo, catalog_entries: list[dict[str, Any]] | None) -> dict
         body["roles"] = [{"id": r.id, "name": r.name} for r in info.roles]
         if catalog_entries is not None:
             body["catalog"] = catalog_entries
+    if info.app_cred is not None:
+        body["application_credential"] = {
+            "id": info.app_cred.id,
+            "name": info.app_cred.name,
+            "restricted": not info.app_cred.unrestricted,
+        }
     return {"token": body}
 
 
@@ -158,7 +164,9 @@ def domain(request: Request, d: dict[str, Any]) -> dict[str, Any]:
 
 
 def project(request: Request, p: dict[str, Any]) -> dict[str, Any]:
+    # Extra attributes first: a known field always wins (the schemas also refuse such names).
     return {
+        **(p.get("extra") or {}),
         "id": p["id"],
         "name": p["name"],
         "domain_id": p["domain_id"],
@@ -174,6 +182,7 @@ def project(request: Request, p: dict[str, Any]) -> dict[str, Any]:
 
 def user(request: Request, u: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
+        **(u.get("extra") or {}),
         "id": u["id"],
         "name": u["name"],
         "domain_id": u["domain_id"],
@@ -224,3 +233,44 @@ def assignment(request: Request, a: dict[str, Any], *, names: bool) -> dict[str,
         user_part.update(name=a["user_name"], domain=dict(DOMAIN_REF))
         project_part.update(name=a["project_name"], domain=dict(DOMAIN_REF))
     return {"links": links, "role": role_part, "scope": {"project": project_part}, "user": user_part}
+
+
+def app_cred(request: Request, c: dict[str, Any], secret: str | None = None) -> dict[str, Any]:
+    """Keystone's application credential; `secret` only in the create response."""
+    expires = c["expires_at"]
+    out: dict[str, Any] = {
+        "id": c["id"],
+        "name": c["name"],
+        "description": c["description"],
+        "user_id": c["user_id"],
+        "project_id": c["project_id"],
+        "system": None,
+        # Naive UTC in Python's isoformat, as Keystone renders it (no "Z").
+        "expires_at": None if expires is None else expires.isoformat(),
+        "unrestricted": bool(c["unrestricted"]),
+        "roles": [
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "domain_id": None,
+                "description": r.get("description"),
+                "options": {"immutable": True} if r.get("immutable") else {},
+            }
+            for r in c["role_refs"]
+        ],
+        "links": link(request, f"/v3/users/{c['user_id']}/application_credentials/{c['id']}"),
+    }
+    if secret is not None:
+        out["secret"] = secret
+    return out
+
+
+def ec2_credential(request: Request, c: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "user_id": c["user_id"],
+        "tenant_id": c["project_id"],
+        "access": c["access"],
+        "secret": c["secret"],
+        "trust_id": None,
+        "links": link(request, f"/v3/users/{c['user_id']}/credentials/OS-EC2/{c['access']}"),
+    }

@@ -38,6 +38,7 @@ from cumulo.compute.api.schemas import server_metadata as md_s
 from cumulo.compute.api.schemas import server_tags as tag_s
 from cumulo.compute.api.schemas import servers as server_s
 from cumulo.compute.api.schemas import services as service_s
+from cumulo.identity import api_credentials as identity_credentials_api
 from cumulo.identity import schemas as identity_s
 from cumulo.image import _patch as image_patch
 from cumulo.image import _schemas as image_s
@@ -340,6 +341,8 @@ IDENTITY_OPS: tuple[Op, ...] = (
     op("GET", "/v3/endpoints/{endpoint_id}", "Show endpoint"),
     op("GET", "/v3/regions", "List regions"),
     op("GET", "/v3/regions/{region_id}", "Show region"),
+    # Application and EC2 credentials (their module lists its operations).
+    *(op(m, p, summary, **kw) for m, p, summary, kw in identity_credentials_api.OPENAPI_OPS),
 )
 
 FAMILIES: dict[str, Family] = {

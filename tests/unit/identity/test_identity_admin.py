@@ -323,7 +323,14 @@ async def test_reader_can_list_but_not_change(env: Any) -> None:
     [
         ("POST", "/projects", {"project": {"name": "x" * 65}}),
         ("POST", "/projects", {"project": {"name": ""}}),
-        ("POST", "/projects", {"project": {"name": "ok", "bogus": 1}}),
+        # Extra attributes are kept (Keystone's "extra"), but not under a rendered field's name,
+        # nor too many or too large.
+        ("POST", "/projects", {"project": {"name": "ok", "links": 1}}),
+        ("POST", "/projects", {"project": {"name": "ok", "id": "mine"}}),
+        ("POST", "/users", {"user": {"name": "ok", **{f"k{i}": i for i in range(40)}}}),
+        ("POST", "/users", {"user": {"name": "ok", "blob": "x" * 20000}}),
+        ("POST", "/users", {"user": {"name": "ok", "": 1}}),
+        ("PATCH", "/users/UID", {"user": {"password_expires_at": "never"}}),
         ("POST", "/projects", {"project": {"name": "ok", "enabled": "yes"}}),
         ("POST", "/projects", {"project": {"name": "ok", "is_domain": True}}),
         ("POST", "/projects", {"project": {"name": "ok", "parent_id": "abc"}}),
