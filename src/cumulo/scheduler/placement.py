@@ -434,14 +434,12 @@ class Placement:
             held = await self._consumer_providers(conn, [mig])
             if held:
                 return Claim(False, {"resize": "a resize of this instance is already in progress"})
-            usage = await self._usage(conn, pid)
-            if pool is not None:
-                await pools.load_usage(conn, pool)
+        # A re-claim replaces what the consumer already holds (on this provider, or in its pool).
+        exclude = None if hold_old else consumer_id
+        if pool is not None:  # the node's usage comes with its pool's, in one query
+            usage = (await pools.load_usage(conn, pool, exclude=exclude)).get(pid, {})
         else:
-            # A re-claim replaces what the consumer already holds on this provider.
-            usage = await self._usage(conn, pid, exclude=consumer_id)
-            if pool is not None:
-                await pools.load_usage(conn, pool, exclude=consumer_id)
+            usage = await self._usage(conn, pid, exclude=exclude)
         short: dict[str, str] = {}
         for rc, amount in resources.items():
             inv = inventory.get(rc)
@@ -455,16 +453,17 @@ class Placement:
             short = {**pool.shortfall({rc: n for rc, n in resources.items() if rc not in short}, inventory), **short}
         if short:
             return Claim(False, short)
+        # One compare-and-swap over the node's generation and its pool's: both or nothing.
         cas = [(pid, gen)] + ([(pool.provider_id, pool.generation)] if pool is not None else [])
-        for cas_id, cas_gen in cas:
-            res = await conn.execute(
-                sa.update(resource_providers)
-                .where(resource_providers.c.id == cas_id, resource_providers.c.generation == cas_gen)
-                .values(generation=cas_gen + 1, updated_at=utcnow())
-            )
-            if res.rowcount != 1:
-                # Lost the race; on PostgreSQL the transaction's earlier bump must not stick.
-                raise _GenerationMoved
+        res = await conn.execute(
+            sa.update(resource_providers)
+            .where(sa.or_(*(sa.and_(resource_providers.c.id == i, resource_providers.c.generation == g)
+                            for i, g in cas)))
+            .values(generation=resource_providers.c.generation + 1, updated_at=utcnow())
+        )
+        if res.rowcount != len(cas):
+            # Lost the race; the rollback undoes a bump that did match.
+            raise _GenerationMoved
         if hold_old:
             await conn.execute(sa.update(allocations).where(allocations.c.consumer_id == consumer_id).values(consumer_id=mig))
         else:

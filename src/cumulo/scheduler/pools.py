@@ -135,14 +135,16 @@ async def pool_of(conn: AsyncConnection, provider_id: int) -> PoolState | None:
     return PoolState(str(first["rp_uuid"]), str(first["rp_name"]), pid, int(first["rp_gen"]), inventory)
 
 
-async def load_usage(conn: AsyncConnection, pool: PoolState, *, exclude: str | None = None) -> None:
-    """Fill pool.weighted: every member's allocations, each divided by its node's ratio."""
+async def load_usage(conn: AsyncConnection, pool: PoolState, *, exclude: str | None = None) -> dict[int, dict[str, int]]:
+    """Fill pool.weighted (every member's allocations, each divided by its node's ratio) and return
+    each member's own usage {provider id: {rc: used}}: one query for both."""
     agg = resource_provider_aggregates
     members = sa.select(agg.c.provider_id).where(agg.c.aggregate_uuid.in_(
         sa.select(agg.c.aggregate_uuid).where(agg.c.provider_id == pool.provider_id).scalar_subquery()
     ))
     q = (
-        sa.select(allocations.c.resource_class, inventories.c.allocation_ratio, sa.func.sum(allocations.c.used))
+        sa.select(allocations.c.provider_id, allocations.c.resource_class, inventories.c.allocation_ratio,
+                  sa.func.sum(allocations.c.used))
         .select_from(
             allocations.outerjoin(
                 inventories,
@@ -151,15 +153,19 @@ async def load_usage(conn: AsyncConnection, pool: PoolState, *, exclude: str | N
             )
         )
         .where(allocations.c.provider_id.in_(members.scalar_subquery()), allocations.c.provider_id != pool.provider_id)
-        .group_by(allocations.c.resource_class, inventories.c.allocation_ratio)
+        .group_by(allocations.c.provider_id, allocations.c.resource_class, inventories.c.allocation_ratio)
     )
     if exclude is not None:
         q = q.where(allocations.c.consumer_id != exclude)
     weighted: dict[str, Fraction] = {}
-    for rc, ratio, used in await conn.execute(q):
+    by_member: dict[int, dict[str, int]] = {}
+    for pid, rc, ratio, used in await conn.execute(q):
         # A node without inventory (its driver is gone, its servers stay) weighs 1:1: conservative.
         weighted[rc] = weighted.get(rc, Fraction(0)) + Fraction(int(used)) / _ratio(float(ratio or 1.0))
+        mine = by_member.setdefault(int(pid), {})
+        mine[rc] = mine.get(rc, 0) + int(used)
     pool.weighted = weighted
+    return by_member
 
 
 async def pools_for(conn: AsyncConnection, provider_uuids: Iterable[str]) -> dict[str, PoolState]:
