@@ -272,3 +272,58 @@ async def test_deleting_a_namespace_removes_its_contents(admin: httpx.AsyncClien
 async def test_blank_image_id_is_404(member: httpx.AsyncClient) -> None:
     _fault(await member.get("/v2/images/"), 404)
     _fault(await member.delete("/v2/images/"), 404)
+
+
+# Response keys per the Image API v2 reference (metadefs-*.inc response parameters and samples).
+_NS_KEYS = {"created_at", "description", "display_name", "namespace", "owner", "protected", "schema", "self",
+            "updated_at", "visibility"}
+_SCHEMA_PROPS = {
+    "namespace": {"namespace", "display_name", "description", "visibility", "protected", "owner", "created_at",
+                  "updated_at", "schema", "self", "resource_type_associations", "properties", "objects", "tags"},
+    "object": {"name", "description", "required", "properties", "schema", "self", "created_at", "updated_at"},
+    "property": {"name", "title", "description", "operators", "type", "required", "minimum", "maximum", "maxLength",
+                 "minLength", "pattern", "enum", "readonly", "default", "items", "maxItems", "minItems",
+                 "uniqueItems", "additionalItems"},
+    "tag": {"name", "created_at", "updated_at"},
+    "resource_type": {"name", "prefix", "properties_target", "created_at", "updated_at"},
+}
+_SCHEMA_REQUIRED = {"namespace": ["namespace"], "object": ["name"], "property": ["type", "title", "name"],
+                    "tag": ["name"], "resource_type": ["name"]}
+_COLLECTIONS = {"namespaces": "namespaces", "objects": "objects", "properties": "properties", "tags": "tags",
+                "resource_types": "resource_type_associations"}
+
+
+@pytest.mark.parametrize("kind", sorted(_SCHEMA_PROPS))
+async def test_item_schemas_match_the_reference(member: httpx.AsyncClient, kind: str) -> None:
+    body = (await member.get(f"/v2/schemas/metadefs/{kind}")).json()
+    assert set(body["properties"]) == _SCHEMA_PROPS[kind]
+    assert body["required"] == _SCHEMA_REQUIRED[kind] and body["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(("kind", "key"), sorted(_COLLECTIONS.items()))
+async def test_collection_schemas_match_the_reference(member: httpx.AsyncClient, kind: str, key: str) -> None:
+    body = (await member.get(f"/v2/schemas/metadefs/{kind}")).json()
+    assert set(body["properties"]) == {key, "first", "next", "schema"}
+    assert [link["rel"] for link in body["links"]] == ["first", "next", "describedby"]
+    assert "$ref" not in str(body) or "definitions" in body  # every reference resolves inside the document
+
+
+async def test_response_keys_match_the_reference(admin: httpx.AsyncClient) -> None:
+    r = await admin.post(NS, json={"namespace": "Cumulo::Shape", "description": "d", "display_name": "Shape",
+                                   "visibility": "public"})
+    assert r.headers["location"] == f"http://cumulo.test/image{NS}/Cumulo::Shape"
+    created = r.json()
+    assert set(created) == _NS_KEYS
+    updated = (await admin.put(f"{NS}/Cumulo::Shape", json={"namespace": "Cumulo::Shape", "description": "d",
+                                                            "display_name": "S", "visibility": "public"})).json()
+    assert set(updated) == _NS_KEYS
+    listed = (await admin.get(NS)).json()
+    assert set(listed) == {"first", "namespaces", "schema"} and set(listed["namespaces"][0]) == _NS_KEYS
+    base = f"{NS}/Cumulo::Shape"
+    assert set((await admin.get(f"{base}/objects")).json()) == {"objects", "schema"}
+    assert set((await admin.get(f"{base}/properties")).json()) == {"properties"}
+    assert set((await admin.get(f"{base}/tags")).json()) == {"tags"}
+    assert set((await admin.get(f"{base}/resource_types")).json()) == {"resource_type_associations"}
+    prop = {"name": "p", "title": "P", "type": "string", "description": "d", "enum": ["a"]}
+    assert (await admin.post(f"{base}/properties", json=prop)).json() == prop
+    assert (await admin.get(f"{base}/properties/p")).json() == prop

@@ -15,7 +15,7 @@ from cumulo.context import RequestContext
 from cumulo.db import Database
 from cumulo.identity import policy
 from cumulo.image.metadefs import children, namespaces, schemas
-from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
+from cumulo.web.http import authenticate, base_url, empty, json_body, json_response, services_of
 
 # Glance's default metadef policies: reads for any reader (namespace visibility applies), writes admin-only.
 POLICY_RULES = {
@@ -87,7 +87,8 @@ async def list_namespaces(request: Request) -> Response:
 async def create_namespace(request: Request) -> Response:
     ctx = await _ctx(request, "add_metadef_namespace")
     found = await namespaces.create_namespace(_db(request), ctx, await json_body(request))
-    return json_response(found, status=201)
+    location = base_url(request) + namespaces.namespace_href(found["namespace"])
+    return json_response(found, status=201, headers={"Location": location})
 
 
 async def show_namespace(request: Request) -> Response:
