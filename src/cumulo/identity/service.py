@@ -235,7 +235,8 @@ class IdentityService:
                 )
             user_id, app_cred_id = await self._check_app_cred(identity["application_credential"])
         if "token" in methods:
-            parent = await self.token_info(identity["token"]["id"])
+            # An unknown, expired or revoked token here is a 404, as Keystone's token plugin answers.
+            parent = await self.subject_token(identity["token"]["id"])
             user_id = parent.user_id
             if parent.app_cred is not None:
                 if scope is not None:

@@ -366,3 +366,23 @@ async def test_bootstrap_is_idempotent(env: Any) -> None:
     assert await env.svc.get_project("nope") is None
     demo = (await env.svc.directory.list_projects({"name": "demo"}))[0]
     assert (await env.svc.get_project(demo["id"]))["name"] == "demo"  # type: ignore[index]
+
+
+async def test_token_method_with_a_dead_token_is_404_as_in_keystone(env: Any) -> None:
+    """Keystone's token plugin answers TokenNotFound (404) for a revoked or unknown token; Tempest's
+    test_user_update_own_password expects exactly that after a password change."""
+    token, _ = await env.login("demo")
+    uid = (await env.svc.directory.list_users({"name": "demo"}))[0]["id"]
+    resp = await env.client.post(
+        f"/identity/v3/users/{uid}/password",
+        json={"user": {"original_password": env.creds["demo"]["password"], "password": "n3w-pass"}},
+        headers={"X-Auth-Token": token},
+    )
+    assert resp.status_code == 204, resp.text
+    for dead in (token, "never-issued"):
+        body = {"auth": {"identity": {"methods": ["token"], "token": {"id": dead}}}}
+        resp = await env.client.post("/identity/v3/auth/tokens", json=body)
+        assert resp.status_code == 404, resp.text
+        assert resp.json()["error"]["message"] == "Failed to validate token" and dead not in resp.text
+    # As X-Auth-Token it stays a 401.
+    assert (await env.client.get("/identity/v3/auth/projects", headers={"X-Auth-Token": token})).status_code == 401
