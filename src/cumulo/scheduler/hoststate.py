@@ -159,7 +159,8 @@ async def load_host_states(db: Database, placement: Placement) -> list[HostState
                 .order_by(compute_nodes.c.host, compute_nodes.c.hypervisor_hostname)
             )
         ).mappings().all()
-    summaries, shared = await placement.summaries_and_pools([r["uuid"] for r in rows])
+        # The same read transaction: nodes, their providers and pools are one consistent view.
+        summaries, shared = await placement.summaries_and_pools([r["uuid"] for r in rows], conn=conn)
     out: list[HostState] = []
     for r in rows:
         summary = summaries.get(r["uuid"])

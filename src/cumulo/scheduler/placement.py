@@ -234,10 +234,13 @@ class Placement:
         return (await self.summaries_and_pools(uuids, with_pools=False))[0]
 
     async def summaries_and_pools(
-        self, uuids: Iterable[str] | None = None, *, with_pools: bool = True
+        self, uuids: Iterable[str] | None = None, *, with_pools: bool = True, conn: AsyncConnection | None = None
     ) -> tuple[dict[str, ProviderSummary], dict[str, PoolState]]:
-        """What the scheduler reads, in one read transaction: summaries (inventory and usage) of the
-        providers, and {provider uuid: its pool} for those that draw from one."""
+        """What the scheduler reads, in one read transaction (`conn`, or one of its own): summaries
+        (inventory and usage) of the providers, and {provider uuid: its pool} for those in one."""
+        if conn is None:
+            async with self.db.read() as own:
+                return await self.summaries_and_pools(uuids, with_pools=with_pools, conn=own)
         wanted = list(uuids) if uuids is not None else None
         rp = resource_providers
         q = sa.select(rp.c.uuid, rp.c.name, rp.c.generation, inventories).select_from(
@@ -252,11 +255,10 @@ class Placement:
             q = q.where(rp.c.uuid.in_(wanted))
             u = u.where(rp.c.uuid.in_(wanted))
         shared: dict[str, PoolState] = {}
-        async with self.db.read() as conn:
-            inv_rows = (await conn.execute(q)).mappings().all()
-            use_rows = (await conn.execute(u)).all()
-            if with_pools:
-                shared = await pools.pools_for(conn, wanted if wanted is not None else [r["uuid"] for r in inv_rows])
+        inv_rows = (await conn.execute(q)).mappings().all()
+        use_rows = (await conn.execute(u)).all()
+        if with_pools:
+            shared = await pools.pools_for(conn, wanted if wanted is not None else [r["uuid"] for r in inv_rows])
         heads: dict[str, tuple[str, int]] = {}
         invs: dict[str, dict[str, Inventory]] = {}
         for r in inv_rows:
