@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import errors
-from cumulo.compute.api import _common, admin_actions, deferred_actions
+from cumulo.compute.api import _common, admin_actions, deferred_actions, server_security_groups
 from cumulo.compute.api import server_views as views
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas.server_actions import SCHEMAS
@@ -155,6 +155,7 @@ ACTIONS: dict[str, Handler] = {
     "os-getConsoleOutput": _console_output,
     **deferred_actions.ACTIONS,  # restore, forceDelete, createBackup
     **admin_actions.ACTIONS,  # os-resetState, injectNetworkInfo, migrate
+    **server_security_groups.ACTIONS,  # addSecurityGroup, removeSecurityGroup
 }
 
 
@@ -167,7 +168,9 @@ async def action(request: Request) -> Response:
     handler = ACTIONS.get(name)
     if handler is None:
         raise errors.Invalid(f"There is no such action: {name}")
-    (SCHEMAS.get(name) or deferred_actions.SCHEMAS.get(name) or admin_actions.SCHEMAS[name]).validate(_common.version(request), data)
+    schema = (SCHEMAS.get(name) or deferred_actions.SCHEMAS.get(name) or server_security_groups.SCHEMAS.get(name)
+              or admin_actions.SCHEMAS[name])
+    schema.validate(_common.version(request), data)
     svc = _common.compute_service(request)
     row = await svc.get(ctx, request.path_params["server_id"])
     return await handler(request, ctx, svc, row, data[name])

@@ -1,0 +1,99 @@
+"""os-server-external-events (Nova's ServerExternalEventsController): how Neutron, Cinder or
+Ironic tell Nova that something happened to a server.
+
+Callers: the "service" role (Nova's default policy) or an admin. Each event is answered on its own:
+200 "completed" for a live server placed on a host, 404 for an unknown (or deleted) server, 422 for
+a server with no host yet, 400 for an event that needs a tag and has none; the whole response is
+207 when any event failed. Accepted events are logged: no Cumulo agent waits on one yet (the
+network service of issue 10 will send and await network-vif-plugged).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cumulo.compute.api.microversion import request_version
+from cumulo.compute.api.schemas import Schema, Versioned, derive
+from cumulo.compute.models import instances
+from cumulo.errors import Forbidden
+from cumulo.web.http import authenticate, json_body, json_response, services_of
+
+LOG = logging.getLogger(__name__)
+RULE = "os_compute_api:os-server-external-events:create"
+SERVICE_ROLE = "service"
+
+create: Schema = {
+    "type": "object",
+    "properties": {
+        "events": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "enum": ["network-changed", "network-vif-plugged", "network-vif-unplugged", "network-vif-deleted"],
+                    },
+                    "server_uuid": {"type": "string", "format": "uuid"},
+                    "status": {"type": "string", "enum": ["failed", "completed", "in-progress"]},
+                    "tag": {"type": "string", "maxLength": 255},
+                },
+                "required": ["name", "server_uuid"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["events"],
+    "additionalProperties": False,
+}
+
+
+def _with_name(schema: Schema, name: str) -> Schema:
+    out = derive(schema)
+    out["properties"]["events"]["items"]["properties"]["name"]["enum"].append(name)
+    return out
+
+
+create_v251 = _with_name(create, "volume-extended")
+create_v276 = _with_name(create_v251, "power-update")
+SCHEMA = Versioned(("2.0", "2.50", create), ("2.51", "2.75", create_v251), ("2.76", None, create_v276))
+# Events Nova drops without a tag (the volume id; the power state).
+_NEEDS_TAG = ("volume-extended", "power-update")
+
+
+async def create_events(request: Request) -> Response:
+    ctx = await authenticate(request)
+    body = await json_body(request)
+    SCHEMA.validate(request_version(request), body)
+    if SERVICE_ROLE not in ctx.roles and not ctx.is_admin:
+        raise Forbidden(f"Policy doesn't allow {RULE} to be performed.")
+    events: list[dict[str, Any]] = body["events"]
+    uuids = sorted({e["server_uuid"] for e in events})
+    async with services_of(request).db.read() as conn:
+        q = sa.select(instances.c.uuid, instances.c.host).where(instances.c.uuid.in_(uuids), instances.c.deleted.is_(False))
+        hosts = {u: h for u, h in await conn.execute(q)}
+    result = 200
+    for event in events:
+        uuid = event["server_uuid"]
+        if uuid not in hosts:
+            event.update(status="failed", code=404)
+        elif event["name"] in _NEEDS_TAG and "tag" not in event:
+            event.update(status="failed", code=400)
+        elif hosts[uuid]:
+            LOG.info("event %s:%s for server %s on %s", event["name"], event.get("tag"), uuid, hosts[uuid])
+            event.update(status="completed", code=200)
+            continue
+        else:
+            event.update(status="failed", code=422)
+        result = 207
+    return json_response({"events": events}, status=result)
+
+
+ROUTES = [Route("/v2.1/os-server-external-events", create_events, methods=["POST"])]

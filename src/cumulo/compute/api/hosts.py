@@ -1,0 +1,154 @@
+"""os-hosts (Nova's HostController, deprecated: served up to 2.42, 404 from 2.43 as in Nova).
+
+A host is a service host: the list has one entry per enabled service (host_name, the service's
+kind, zone), and a compute host's page has its node's resources and its servers' use, in total and
+per project. Host power actions and maintenance/status updates are answered as Nova answers them
+with the libvirt driver: 501 once the host is known (use os-services to disable a compute service).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cumulo.compute import hostinfo
+from cumulo.compute.api.microversion import v
+from cumulo.compute.api.schemas import resource_types as t
+from cumulo.compute.models import instances, services
+from cumulo.errors import Invalid, NotFound
+from cumulo.identity import policy
+from cumulo.web.http import authenticate, json_body, json_response, services_of
+
+policy.register(
+    {
+        "os_compute_api:os-hosts:list": policy.ADMIN,
+        "os_compute_api:os-hosts:show": policy.ADMIN,
+        "os_compute_api:os-hosts:update": policy.ADMIN,
+        "os_compute_api:os-hosts:reboot": policy.ADMIN,
+        "os_compute_api:os-hosts:shutdown": policy.ADMIN,
+        "os_compute_api:os-hosts:start": policy.ADMIN,
+    }
+)
+
+LAST = v("2.42")
+NOT_SUPPORTED = "The requested functionality is not supported."
+_ENABLE = ["enable", "disable", "Enable", "Disable", "ENABLE", "DISABLE"]
+UPDATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {"status": {"type": "string", "enum": _ENABLE}, "maintenance_mode": {"type": "string", "enum": _ENABLE}},
+    "anyOf": [{"required": ["status"]}, {"required": ["maintenance_mode"]}],
+    "additionalProperties": False,
+}
+# Services Nova leaves out of the list (API services).
+_API_BINARIES = ("nova-osapi_compute", "nova-metadata")
+
+
+async def _authorized(request: Request, action: str) -> None:
+    ctx = await authenticate(request)
+    if t.version_of(request) > LAST:
+        raise NotFound("The resource could not be found.")
+    policy.authorize(ctx, f"os_compute_api:os-hosts:{action}")
+
+
+def _kind(binary: str) -> str:
+    """The service's topic as Nova names it (nova-compute → compute)."""
+    return binary.removeprefix("nova-")
+
+
+async def index(request: Request) -> Response:
+    await _authorized(request, "list")
+    zone = request.query_params.get("zone") or None
+    s = services_of(request)
+    async with s.db.read() as conn:
+        rows = await hostinfo.list_services(conn, s.conf)
+    hosts = [
+        {"host_name": r["host"], "service": _kind(r["binary"]), "zone": r["zone"]}
+        for r in rows
+        if not r["disabled"] and r["binary"] not in _API_BINARIES and (zone is None or r["zone"] == zone)
+    ]
+    return json_response({"hosts": hosts})
+
+
+async def _compute_service(conn: Any, host: str) -> dict[str, Any]:
+    q = sa.select(services).where(services.c.host == host, services.c.binary.like("%-compute"))
+    row = (await conn.execute(q)).mappings().first()
+    if row is None:
+        raise NotFound(f"Compute host {host} could not be found.")
+    return dict(row)
+
+
+def _resource(host: str, project: str, cpu: int, memory_mb: int, disk_gb: int) -> dict[str, Any]:
+    return {"resource": {"host": host, "project": project, "cpu": cpu, "memory_mb": memory_mb, "disk_gb": disk_gb}}
+
+
+async def show(request: Request) -> Response:
+    await _authorized(request, "show")
+    host = request.path_params["host_name"]
+    s = services_of(request)
+    async with s.db.read() as conn:
+        svc = await _compute_service(conn, host)
+        node_names = [name for _, name in await hostinfo.service_nodes(conn, svc)]
+        nodes = [n for n in await hostinfo.list_nodes(conn, s.conf) if n["hypervisor_hostname"] in node_names]
+        if not nodes:
+            raise NotFound(f"Compute host {host} could not be found.")
+        on = sa.func.coalesce(instances.c.node, instances.c.host).in_(node_names)
+        q = sa.select(instances.c.project_id, instances.c.vcpus, instances.c.memory_mb, instances.c.root_gb,
+                      instances.c.ephemeral_gb).where(instances.c.deleted.is_(False), on).order_by(instances.c.id)
+        rows = (await conn.execute(q)).all()
+    node = nodes[0]  # Nova's "first node of the host" (a service here runs one)
+    out = [
+        _resource(host, "(total)", node["vcpus"], node["memory_mb"], node["local_gb"]),
+        _resource(host, "(used_now)", node["vcpus_used"], node["memory_mb_used"], node["local_gb_used"]),
+    ]
+    per_project: dict[str, list[int]] = {}
+    total = [0, 0, 0]
+    for project, vcpus, ram, root, eph in rows:
+        acc = per_project.setdefault(project, [0, 0, 0])
+        for i, n in enumerate((vcpus, ram, root + eph)):
+            acc[i] += int(n)
+            total[i] += int(n)
+    out.append(_resource(host, "(used_max)", *total))
+    out += [_resource(host, project, *acc) for project, acc in per_project.items()]
+    return json_response({"host": out})
+
+
+async def _known_compute_host(request: Request) -> str:
+    host = str(request.path_params["host_name"])
+    async with services_of(request).db.read() as conn:
+        await _compute_service(conn, host)
+    return host
+
+
+async def update(request: Request) -> Response:
+    await _authorized(request, "update")
+    body = await json_body(request)
+    t.validate(UPDATE, body)
+    if not isinstance(body, dict):
+        raise Invalid("Malformed request body")
+    await _known_compute_host(request)
+    raise HTTPException(status_code=501, detail=NOT_SUPPORTED)
+
+
+def _power(action: str, rule: str) -> Any:
+    async def handler(request: Request) -> Response:
+        await _authorized(request, rule)
+        await _known_compute_host(request)
+        raise HTTPException(status_code=501, detail=NOT_SUPPORTED)
+
+    handler.__name__ = f"host_{action}"
+    return handler
+
+
+ROUTES = [
+    Route("/v2.1/os-hosts", index, methods=["GET"]),
+    Route("/v2.1/os-hosts/{host_name}", show, methods=["GET"]),
+    Route("/v2.1/os-hosts/{host_name}", update, methods=["PUT"]),
+    Route("/v2.1/os-hosts/{host_name}/reboot", _power("reboot", "reboot"), methods=["GET"]),
+    Route("/v2.1/os-hosts/{host_name}/shutdown", _power("shutdown", "shutdown"), methods=["GET"]),
+    Route("/v2.1/os-hosts/{host_name}/startup", _power("startup", "start"), methods=["GET"]),
+]
