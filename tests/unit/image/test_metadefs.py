@@ -3,6 +3,7 @@ v2 reference shows them, Glance's faults for bad input, admin-only writes and vi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -327,3 +328,15 @@ async def test_response_keys_match_the_reference(admin: httpx.AsyncClient) -> No
     prop = {"name": "p", "title": "P", "type": "string", "description": "d", "enum": ["a"]}
     assert (await admin.post(f"{base}/properties", json=prop)).json() == prop
     assert (await admin.get(f"{base}/properties/p")).json() == prop
+
+
+@pytest.mark.parametrize("kind", ["objects", "tags", "resource_type_associations"])
+async def test_duplicate_names_inside_a_create_body_are_409(admin: httpx.AsyncClient, kind: str) -> None:
+    _fault(await admin.post(NS, json={"namespace": "Cumulo::Twice", kind: [{"name": "a"}, {"name": "a"}]}), 409)
+    _fault(await admin.get(f"{NS}/Cumulo::Twice"), 404)  # nothing was left half-made
+
+
+async def test_concurrent_creates_of_one_name_give_one_201_and_409s(admin: httpx.AsyncClient) -> None:
+    results = await asyncio.gather(*(admin.post(NS, json={"namespace": "Cumulo::Race"}) for _ in range(5)))
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201, 409, 409, 409, 409], codes

@@ -3,14 +3,18 @@ the namespace lookup every child resource starts from."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import jsonschema
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo import errors
 from cumulo.context import RequestContext
+from cumulo.db import Database
 from cumulo.image.metadefs import schemas
 from cumulo.image.metadefs.models import metadef_namespaces
 
@@ -81,3 +85,14 @@ def parse_sort_dir(raw: str | None) -> str:
     if value not in ("asc", "desc"):
         raise errors.Invalid(f"Invalid sort direction: {value}")
     return value
+
+
+@asynccontextmanager
+async def writing(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A write transaction where a unique name taken meanwhile (a concurrent create or rename that
+    passed the same check) is a 409, not a 500. The checks before each insert give the precise message."""
+    try:
+        async with db.write() as conn:
+            yield conn
+    except IntegrityError as exc:
+        raise errors.Conflict("A metadata definition with this name already exists.") from exc

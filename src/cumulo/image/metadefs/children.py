@@ -13,7 +13,7 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.db import Database, isotime, utcnow
 from cumulo.image.metadefs import schemas
-from cumulo.image.metadefs._common import check_body, check_name, load_namespace, validator
+from cumulo.image.metadefs._common import check_body, check_name, load_namespace, validator, writing
 from cumulo.image.metadefs.models import metadef_namespace_resource_types as assocs
 from cumulo.image.metadefs.models import metadef_objects as objects
 from cumulo.image.metadefs.models import metadef_properties as properties
@@ -137,7 +137,7 @@ async def list_objects(db: Database, ctx: RequestContext, ns: str) -> list[dict[
 
 async def create_object(db: Database, ctx: RequestContext, ns: str, body: Any) -> dict[str, Any]:
     body = check_body(body, _OBJECT, "object")
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, ns)
         await _taken(conn, objects, row["id"], check_name(body["name"], "object"), "object", ns)
         return render_object(await insert_object(conn, row["id"], body), ns)
@@ -155,7 +155,7 @@ async def show_object(db: Database, ctx: RequestContext, ns: str, name: str) -> 
 async def update_object(db: Database, ctx: RequestContext, ns: str, name: str, body: Any) -> dict[str, Any]:
     body = check_body(body, _OBJECT, "object")
     new_name = check_name(body["name"], "object")
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, ns)
         found = await _row(conn, objects, row["id"], name)
         if found is None:
@@ -186,7 +186,7 @@ async def list_properties(db: Database, ctx: RequestContext, ns: str) -> dict[st
 async def create_property(db: Database, ctx: RequestContext, ns: str, body: Any) -> dict[str, Any]:
     body = check_body(body, _PROPERTY, "property")
     name = check_name(body["name"], "property")
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, ns)
         await _taken(conn, properties, row["id"], name, "property", ns)
         return render_property(await insert_property(conn, row["id"], name, body))
@@ -221,7 +221,7 @@ async def show_property(
 async def update_property(db: Database, ctx: RequestContext, ns: str, name: str, body: Any) -> dict[str, Any]:
     body = check_body(body, _PROPERTY, "property")
     new_name = check_name(body["name"], "property")
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, ns)
         found = await _row(conn, properties, row["id"], name)
         if found is None:
@@ -251,7 +251,7 @@ async def create_tag(db: Database, ctx: RequestContext, ns: str, name: str) -> d
     check_name(name, "tag")
     if len(name) > 255:
         raise errors.Invalid("The tag name may be at most 255 characters long.")
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, ns)
         await _taken(conn, tags, row["id"], name, "tag", ns)
         return render_tag(await insert_tag(conn, row["id"], name))
@@ -266,7 +266,7 @@ async def create_tags(db: Database, ctx: RequestContext, ns: str, body: Any, app
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise errors.Conflict(f"A metadata tag with name={dup} already exists in namespace={ns}.")
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, ns)
         if append:
             for name in names:
@@ -290,7 +290,7 @@ async def show_tag(db: Database, ctx: RequestContext, ns: str, name: str) -> dic
 async def update_tag(db: Database, ctx: RequestContext, ns: str, name: str, body: Any) -> dict[str, Any]:
     body = check_body(body, _TAG, "tag")
     new_name = check_name(body["name"], "tag")
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, ns)
         found = await _row(conn, tags, row["id"], name)
         if found is None:
@@ -310,7 +310,7 @@ async def delete_tag(db: Database, ctx: RequestContext, ns: str, name: str) -> N
 
 
 async def _delete_one(db: Database, ctx: RequestContext, ns: str, table: sa.Table, kind: str, name: str) -> None:
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, ns)
         found = await _row(conn, table, row["id"], name)
         if found is None:
@@ -326,7 +326,7 @@ KINDS = {"objects": objects, "properties": properties, "tags": tags}
 async def delete_all(db: Database, ctx: RequestContext, ns: str, kind: str) -> None:
     """DELETE .../objects, .../properties or .../tags: everything of that kind in the namespace."""
     table = KINDS[kind]
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, ns)
         if row["protected"]:
             raise errors.Forbidden(f"Metadata definition namespace {ns} is protected: its {kind} cannot be deleted.")

@@ -23,6 +23,7 @@ from cumulo.image.metadefs._common import (
     parse_limit,
     parse_sort_dir,
     validator,
+    writing,
 )
 from cumulo.image.metadefs.models import (
     metadef_namespace_resource_types as assocs,
@@ -147,8 +148,13 @@ async def list_namespaces(
 async def create_namespace(db: Database, ctx: RequestContext, body: Any) -> dict[str, Any]:
     body = check_body(body, _NAMESPACE, "namespace")
     name = check_name(body["namespace"], "namespace")
+    for kind in ("objects", "tags", "resource_type_associations"):
+        names = [item.get("name") for item in body.get(kind, [])]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise errors.Conflict(f"Duplicate name {dup!r} in the namespace's {kind}.")
     now = utcnow()
-    async with db.write() as conn:
+    async with writing(db) as conn:
         taken = (await conn.execute(sa.select(namespaces.c.id).where(namespaces.c.namespace == name))).first()
         if taken is not None:
             raise errors.Conflict(f"The metadata definition namespace={name} already exists.")
@@ -223,7 +229,7 @@ async def update_namespace(db: Database, ctx: RequestContext, name: str, body: A
     """PUT replaces the namespace's own attributes (what it holds is managed through its sub-resources)."""
     body = check_body(body, _NAMESPACE, "namespace")
     new_name = check_name(body["namespace"], "namespace")
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, name)
         if new_name != name:
             taken = (await conn.execute(sa.select(namespaces.c.id).where(namespaces.c.namespace == new_name))).first()
@@ -247,7 +253,7 @@ async def update_namespace(db: Database, ctx: RequestContext, name: str, body: A
 
 
 async def delete_namespace(db: Database, ctx: RequestContext, name: str) -> None:
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, name)
         if row["protected"]:
             raise errors.Forbidden(f"Metadata definition namespace {name} is protected and cannot be deleted.")
@@ -256,7 +262,7 @@ async def delete_namespace(db: Database, ctx: RequestContext, name: str) -> None
 
 
 async def delete_contents(conn: AsyncConnection, ns_id: int) -> None:
-    """Children first (SQLite does not enforce the ON DELETE CASCADE unless asked to)."""
+    """Children first, explicitly (the foreign keys cascade too, but this does not rely on it)."""
     for table in (metadef_objects, metadef_properties, metadef_tags, assocs):
         await conn.execute(sa.delete(table).where(table.c.namespace_id == ns_id))
 
@@ -281,7 +287,7 @@ async def list_associations(db: Database, ctx: RequestContext, name: str) -> lis
 
 async def create_association(db: Database, ctx: RequestContext, name: str, body: Any) -> dict[str, Any]:
     body = check_body(body, _ASSOCIATION, "resource_type_association")
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, name)
         return await _associate(conn, row["id"], name, body)
 
@@ -315,7 +321,7 @@ async def _associate(conn: AsyncConnection, ns_id: int, ns_name: str, body: dict
 
 
 async def delete_association(db: Database, ctx: RequestContext, name: str, rt_name: str) -> None:
-    async with db.write() as conn:
+    async with writing(db) as conn:
         row = await load_namespace(conn, ctx, name)
         rt_id = (await conn.execute(sa.select(resource_types.c.id).where(resource_types.c.name == rt_name))).scalar()
         missing = errors.NotFound(
