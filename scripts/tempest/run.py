@@ -202,6 +202,7 @@ class Cloud:
 ACCOUNT_SETS = 12  # per set, one project: a member+reader user, a reader-only user and a manager user
 # (Tempest takes a class's project_reader and project_manager from its primary's project)
 ADMIN_ACCOUNTS = 6
+SERVICE_ACCOUNTS = 2
 
 
 def make_accounts(conn: openstack.connection.Connection, password: str) -> list[dict[str, object]]:
@@ -209,6 +210,8 @@ def make_accounts(conn: openstack.connection.Connection, password: str) -> list[
     roles = {r.name: r for r in conn.identity.roles()}
     if "manager" not in roles:  # Keystone's project-manager persona (Tempest's project_manager credentials)
         roles["manager"] = conn.identity.create_role(name="manager")
+    if "service" not in roles:  # what services (Neutron, Cinder) hold: os-server-external-events' policy
+        roles["service"] = conn.identity.create_role(name="service")
     accounts: list[dict[str, object]] = []
 
     def account(user: str, project: str, wanted: list[str]) -> None:
@@ -226,6 +229,8 @@ def make_accounts(conn: openstack.connection.Connection, password: str) -> list[
         account(f"tempest-manager{i}", f"tempest-project{i}", ["manager"])
     for i in range(1, ADMIN_ACCOUNTS + 1):
         account(f"tempest-admin{i}", f"tempest-admin-project{i}", ["admin", "member", "reader"])
+    for i in range(1, SERVICE_ACCOUNTS + 1):  # ServerExternalEventsTest's service_user: admin + service
+        account(f"tempest-service{i}", f"tempest-service-project{i}", ["admin", "service"])
     return accounts
 
 
