@@ -64,7 +64,7 @@ def install() -> None:
     from cumulo.bus import inproc
     from cumulo.compute import build, conductor, manager, service
     from cumulo.compute.drivers import runc as runc_driver
-    from cumulo.compute.drivers.runc import overlay, state
+    from cumulo.compute.drivers.runc import imageops, overlay, rootdisk, state
     from cumulo.scheduler import manager as sched
 
     _wrap_async(service.ComputeService, "create_servers", "api.create_servers")
@@ -82,7 +82,8 @@ def install() -> None:
     )
     _wrap_async(runc_driver.RuncDriver, "spawn", "runc.spawn")
     _wrap_async(runc_driver.RuncDriver, "get_power_state", "runc.get_power_state")
-    _wrap_async(runc_driver, "cached_rootfs", "runc.cached_rootfs")
+    _wrap_async(imageops, "cached_rootfs", "runc.cached_rootfs")
+    _wrap_async(rootdisk.RootDisks, "create", "runc.root_disk")
     _wrap_async(overlay, "mount", "runc.overlay_mount")
     _wrap_async(state.Runc, "run_detached", "runc.run_detached")
     _wrap_async(state.Runc, "status", "runc.status")
