@@ -1,7 +1,10 @@
 """One named network namespace per server: `cumulo-<uuid>`, at /var/run/netns/cumulo-<uuid>.
 
-Made with iproute2 (`ip netns add`, then `ip -n <ns> link set lo up`: a fresh namespace has its
-loopback DOWN) before the container starts; config.json's network namespace names its path, so
+Made before the container starts, the way `ip netns add` makes one: unshare(CLONE_NEWNET) in a
+short-lived thread of our own, the thread's namespace bind-mounted on /var/run/netns/<name>, and its
+loopback set UP with SIOCSIFFLAGS (a fresh namespace has it DOWN): no process forked on the boot
+path. iproute2 (`ip netns add`, `ip -n <ns> link set lo up`) is the fallback, and does it the first
+time, when /var/run/netns is not yet the shared mount point iproute2 sets up; config.json's network namespace names its path, so
 runc joins it instead of making an anonymous one. Being named, it outlives the container across
 stop/start and is where the network service plugs the server's veths. Deleted on destroy and on a
 failed spawn; `ensure` re-creates it when the host rebooted (/run is a tmpfs).
@@ -13,7 +16,13 @@ the instance dir of its uuid; the driver reaps only namespaces of its own instan
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import fcntl
 import os
+import socket
+import struct
+import threading
 from pathlib import Path
 
 from cumulo import host
@@ -38,11 +47,73 @@ def exists(uuid: str) -> bool:
     return path_for(uuid).exists()
 
 
+_CLONE_NEWNET = 0x40000000
+_MS_BIND = 0x1000
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def _netns_dir_ready() -> bool:
+    """Whether /var/run/netns is a mount point already (iproute2 makes it one, shared, on its first
+    `ip netns add`): only then is a bind mount on a file in it all that `ip netns add` would do."""
+    target = str(NETNS_DIR.resolve()) if NETNS_DIR.exists() else str(NETNS_DIR)
+    with open("/proc/self/mountinfo") as fh:
+        return any(line.split()[4] == target for line in fh if len(line.split()) > 4)
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _make_in_thread(path: Path) -> None:
+    """In the calling (throw-away) thread: a new network namespace, pinned at `path`, lo up."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    os.close(fd)
+    _check(_LIBC.unshare(_CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+    _check(_LIBC.mount(b"/proc/thread-self/ns/net", os.fsencode(path), b"none", ctypes.c_ulong(_MS_BIND), None),
+           f"bind mount on {path}")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # in the new namespace
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack_from("16sH", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
+def _create_sync(path: Path) -> None:
+    """Run _make_in_thread in a thread that ends right after, so no pooled thread is ever left
+    in a tenant's namespace; undo a half-made namespace on failure."""
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            _make_in_thread(path)
+        except BaseException as exc:  # handed to the caller
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name=f"netns-{path.name}", daemon=True)
+    worker.start()
+    worker.join()
+    if failure:
+        _LIBC.umount2(os.fsencode(path), 2)  # MNT_DETACH; harmless when nothing is mounted
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        raise failure[0]
+
+
 async def create(uuid: str) -> Path:
     """A fresh namespace with loopback up (a stale one of the same uuid is replaced)."""
     name = name_for(uuid)
     if exists(uuid):
         await delete(uuid)
+    if os.geteuid() == 0 and await asyncio.to_thread(_netns_dir_ready):
+        try:
+            await asyncio.to_thread(_create_sync, path_for(uuid))
+            return path_for(uuid)
+        except OSError as exc:
+            raise DriverError(f"cannot create network namespace {name}: {exc}") from exc
     try:
         await host.run([IP, "netns", "add", name], timeout=30)
         await host.run([IP, "-n", name, "link", "set", "lo", "up"], timeout=30)
