@@ -158,6 +158,7 @@ async def test_document_covers_every_route() -> None:
     """Every compute route the app serves is in the document (so the fuzz reaches it)."""
     from cumulo.compute.api import (
         admin,
+        admin_extras,
         flavors,
         image_metadata,
         images,
@@ -175,7 +176,7 @@ async def test_document_covers_every_route() -> None:
     documented |= {(m.upper(), p) for p, m, _ in operations(DOC_21)}  # the proxies end before 2.52
     missing = []
     for module in (servers, server_actions, server_resources, flavors, keypairs, quotas, admin, images, image_metadata,
-                   server_password, migrations):
+                   server_password, migrations, admin_extras):
         for route in module.ROUTES:
             assert isinstance(route, Route)
             for method in route.methods or ():

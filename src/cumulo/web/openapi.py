@@ -24,6 +24,8 @@ from cumulo import errors
 from cumulo.compute.api.microversion import MAX_VERSION, MIN_VERSION, Version, v
 from cumulo.compute.api.schemas import Versioned
 from cumulo.compute.api.schemas import admin_actions as admin_action_s
+from cumulo.compute.api.schemas import admin_extras as extras_s
+from cumulo.compute.api.schemas import aggregates as aggregate_s
 from cumulo.compute.api.schemas import deferred_actions as deferred_s
 from cumulo.compute.api.schemas import flavors as flavor_s
 from cumulo.compute.api.schemas import images as cimage_s
@@ -129,7 +131,8 @@ KEYSTONE_FAULT: Schema = {
 
 # POST /servers/{id}/action: exactly one of the action schemas (each requires its own key).
 def _server_action(version: Version) -> Schema:
-    schemas = [*action_s.SCHEMAS.values(), *deferred_s.SCHEMAS.values(), *admin_action_s.SCHEMAS.values()]
+    schemas = [*action_s.SCHEMAS.values(), *deferred_s.SCHEMAS.values(), *admin_action_s.SCHEMAS.values(),
+               *extras_s.SECURITY_GROUP_ACTIONS.values()]
     chosen = [s for s in (vs.for_version(version) for vs in schemas) if s is not None]
     return {"oneOf": chosen}
 
@@ -181,6 +184,7 @@ S = "/v2.1/servers/{server_id}"
 F = "/v2.1/flavors/{flavor_id}"
 Q = "/v2.1/os-quota-sets/{project_id}"
 H = "/v2.1/os-hypervisors"
+AG = "/v2.1/os-aggregates"
 _HYP_QUERY = ("limit", "marker", "hypervisor_hostname_pattern", "with_servers")
 
 COMPUTE_OPS: tuple[Op, ...] = (
@@ -270,7 +274,28 @@ COMPUTE_OPS: tuple[Op, ...] = (
     op("GET", f"{H}/{{hypervisor_id}}/uptime", "Show hypervisor uptime", admin=True),
     op("GET", f"{H}/{{pattern}}/search", "Search hypervisors", admin=True, until="2.52"),
     op("GET", f"{H}/{{pattern}}/servers", "List servers of hypervisors", admin=True, until="2.52"),
-    op("GET", "/v2.1/os-aggregates", "List host aggregates", admin=True),
+    op("GET", AG, "List host aggregates", admin=True),
+    op("POST", AG, "Create host aggregate", body=aggregate_s.create, admin=True),
+    op("GET", f"{AG}/{{aggregate_id}}", "Show host aggregate", admin=True),
+    op("PUT", f"{AG}/{{aggregate_id}}", "Update host aggregate", body=aggregate_s.update, admin=True),
+    op("DELETE", f"{AG}/{{aggregate_id}}", "Delete host aggregate", admin=True),
+    op("POST", f"{AG}/{{aggregate_id}}/action", "Host aggregate action (add_host, remove_host, set_metadata)",
+       body={"oneOf": list(aggregate_s.ACTIONS.values())}, admin=True),
+    op("GET", "/v2.1/os-hosts", "List hosts", query=("zone",), admin=True, until="2.42"),
+    op("GET", "/v2.1/os-hosts/{host_name}", "Show host resources", admin=True, until="2.42"),
+    op("PUT", "/v2.1/os-hosts/{host_name}", "Update host (not supported: 501)", body=extras_s.host_update, admin=True,
+       until="2.42"),
+    *(op("GET", f"/v2.1/os-hosts/{{host_name}}/{a}", f"Host {a} (not supported: 501)", admin=True, until="2.42")
+      for a in ("reboot", "shutdown", "startup")),
+    op("GET", "/v2.1/os-simple-tenant-usage", "List usage of all projects", admin=True,
+       query=((v("2.1"), extras_s.USAGE_LIST_QUERY), (v("2.40"), extras_s.USAGE_LIST_QUERY + extras_s.PAGING))),
+    op("GET", "/v2.1/os-simple-tenant-usage/", "Show usage of a blank project id: always 404", status=404),
+    op("GET", "/v2.1/os-simple-tenant-usage/{tenant_id}", "Show a project's usage",
+       query=((v("2.1"), extras_s.USAGE_SHOW_QUERY), (v("2.40"), extras_s.USAGE_SHOW_QUERY + extras_s.PAGING))),
+    op("GET", "/v2.1/os-instance_usage_audit_log", "List instance usage audit logs", admin=True),
+    op("GET", "/v2.1/os-instance_usage_audit_log/{before_timestamp}", "Show instance usage audit log", admin=True),
+    op("POST", "/v2.1/os-server-external-events", "Run server external events", body=extras_s.EVENTS),
+    op("GET", f"{S}/os-security-groups", "List a server's security groups"),
 )
 
 IMAGE_OPS: tuple[Op, ...] = (
@@ -388,6 +413,8 @@ def _query_parameters(spec: Spec, version: Version) -> list[Schema]:
 def _operation_id(family: str, method: str, path: str) -> str:
     path = re.sub(r"^/v[0-9.]+", "", path)
     words = [w for w in re.split(r"[^A-Za-z0-9]+", _PARAM.sub(r"by \1", path)) if w]
+    if path.endswith("/") and words:  # a blank-id route beside its collection's (e.g. GET /os-simple-tenant-usage/)
+        words.append("blank")
     return f"{family}_{method.lower()}_" + ("_".join(words) or "root")
 
 

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo.compute.api.microversion import request_version
-from cumulo.compute.api.schemas import Schema, Versioned, derive
+from cumulo.compute.api.schemas.admin_extras import EVENTS
 from cumulo.compute.models import instances
 from cumulo.errors import Forbidden
 from cumulo.web.http import authenticate, json_body, json_response, services_of
@@ -28,42 +28,6 @@ LOG = logging.getLogger(__name__)
 RULE = "os_compute_api:os-server-external-events:create"
 SERVICE_ROLE = "service"
 
-create: Schema = {
-    "type": "object",
-    "properties": {
-        "events": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "properties": {
-                    "name": {
-                        "type": "string",
-                        "enum": ["network-changed", "network-vif-plugged", "network-vif-unplugged", "network-vif-deleted"],
-                    },
-                    "server_uuid": {"type": "string", "format": "uuid"},
-                    "status": {"type": "string", "enum": ["failed", "completed", "in-progress"]},
-                    "tag": {"type": "string", "maxLength": 255},
-                },
-                "required": ["name", "server_uuid"],
-                "additionalProperties": False,
-            },
-        },
-    },
-    "required": ["events"],
-    "additionalProperties": False,
-}
-
-
-def _with_name(schema: Schema, name: str) -> Schema:
-    out = derive(schema)
-    out["properties"]["events"]["items"]["properties"]["name"]["enum"].append(name)
-    return out
-
-
-create_v251 = _with_name(create, "volume-extended")
-create_v276 = _with_name(create_v251, "power-update")
-SCHEMA = Versioned(("2.0", "2.50", create), ("2.51", "2.75", create_v251), ("2.76", None, create_v276))
 # Events Nova drops without a tag (the volume id; the power state).
 _NEEDS_TAG = ("volume-extended", "power-update")
 
@@ -71,7 +35,7 @@ _NEEDS_TAG = ("volume-extended", "power-update")
 async def create_events(request: Request) -> Response:
     ctx = await authenticate(request)
     body = await json_body(request)
-    SCHEMA.validate(request_version(request), body)
+    EVENTS.validate(request_version(request), body)
     if SERVICE_ROLE not in ctx.roles and not ctx.is_admin:
         raise Forbidden(f"Policy doesn't allow {RULE} to be performed.")
     events: list[dict[str, Any]] = body["events"]

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from cumulo.compute import hostinfo
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import resource_types as t
+from cumulo.compute.api.schemas.admin_extras import host_update
 from cumulo.compute.models import instances, services
 from cumulo.errors import Invalid, NotFound
 from cumulo.identity import policy
@@ -37,13 +38,6 @@ policy.register(
 
 LAST = v("2.42")
 NOT_SUPPORTED = "The requested functionality is not supported."
-_ENABLE = ["enable", "disable", "Enable", "Disable", "ENABLE", "DISABLE"]
-UPDATE: dict[str, Any] = {
-    "type": "object",
-    "properties": {"status": {"type": "string", "enum": _ENABLE}, "maintenance_mode": {"type": "string", "enum": _ENABLE}},
-    "anyOf": [{"required": ["status"]}, {"required": ["maintenance_mode"]}],
-    "additionalProperties": False,
-}
 # Services Nova leaves out of the list (API services).
 _API_BINARIES = ("nova-osapi_compute", "nova-metadata")
 
@@ -127,7 +121,7 @@ async def _known_compute_host(request: Request) -> str:
 async def update(request: Request) -> Response:
     await _authorized(request, "update")
     body = await json_body(request)
-    t.validate(UPDATE, body)
+    t.validate(host_update, body)
     if not isinstance(body, dict):
         raise Invalid("Malformed request body")
     await _known_compute_host(request)

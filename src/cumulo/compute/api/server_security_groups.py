@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from cumulo import errors
 from cumulo.compute.api import _common
-from cumulo.compute.api.schemas import Versioned
+from cumulo.compute.api.schemas.admin_extras import SECURITY_GROUP_ACTIONS
 from cumulo.compute.models import instances
 from cumulo.compute.service import ComputeService
 from cumulo.context import RequestContext
@@ -39,12 +39,7 @@ policy.register(
 
 Handler = Callable[[Request, RequestContext, ComputeService, dict[str, Any], Any], Awaitable[Response]]
 DEFAULT = "default"
-# Nova has no schema for these actions (it parses the body by hand, below).
-_ANY_BODY = {"type": "object"}
-SCHEMAS: dict[str, Versioned] = {
-    "addSecurityGroup": Versioned(("2.1", None, _ANY_BODY)),
-    "removeSecurityGroup": Versioned(("2.1", None, _ANY_BODY)),
-}
+SCHEMAS = SECURITY_GROUP_ACTIONS
 _NAMESPACE = uuidlib.UUID("5b0c1d2e-7f8a-4c3b-9d6e-0a1b2c3d4e5f")
 
 

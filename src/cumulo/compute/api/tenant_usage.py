@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import resource_types as t
+from cumulo.compute.api.schemas.admin_extras import PAGING, USAGE_LIST_QUERY, USAGE_SHOW_QUERY
 from cumulo.compute.models import instances
 from cumulo.context import RequestContext
 from cumulo.db import utcnow
@@ -138,7 +139,7 @@ def usages(rows: list[dict[str, Any]], start: dt.datetime, stop: dt.datetime, *,
 
 def _paging(request: Request, version: Version, allowed: tuple[str, ...]) -> tuple[int, str | None, bool]:
     paged = version >= V2_40
-    t.check_query(request, allowed + (("limit", "marker") if paged else ()), strict=version >= V2_75)
+    t.check_query(request, allowed + (PAGING if paged else ()), strict=version >= V2_75)
     if not paged:
         return t.MAX_LIMIT, None, False
     limit, marker = t.limit_and_marker(request)
@@ -149,7 +150,7 @@ async def index(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-simple-tenant-usage:list")
     version = t.version_of(request)
-    limit, marker, paged = _paging(request, version, ("start", "end", "detailed"))
+    limit, marker, paged = _paging(request, version, USAGE_LIST_QUERY)
     start, stop, detailed = period(request)
     rows = await _instances(request, start, stop, None, limit, marker)
     summaries, servers = usages(rows, start, stop, detailed=detailed)
@@ -172,7 +173,7 @@ async def show(request: Request) -> Response:
     project = request.path_params["tenant_id"]
     _authorize_show(ctx, project)
     version = t.version_of(request)
-    limit, marker, paged = _paging(request, version, ("start", "end"))
+    limit, marker, paged = _paging(request, version, USAGE_SHOW_QUERY)
     start, stop, _ = period(request)
     rows = await _instances(request, start, stop, project, limit, marker)
     summaries, servers = usages(rows, start, stop, detailed=True)
