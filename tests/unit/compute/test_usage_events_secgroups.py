@@ -139,3 +139,23 @@ async def test_server_security_groups(world: World) -> None:
     assert (await world.action(sid, {"addSecurityGroup": {"name": "default"}}, client=world.reader)).status_code == 403
     assert (await world.action(sid, {"addSecurityGroup": {"name": "default"}}, client=world.other)).status_code == 404
     assert (await world.other.get(f"{API}/servers/{sid}/os-security-groups")).status_code == 404
+
+
+async def test_aggregate_zone_places_servers(world: World) -> None:
+    """An aggregate's zone reaches the scheduler: a server asking for it lands on its host and shows it."""
+    services = (await world.admin.get(f"{API}/os-services", params={"binary": "nova-compute"})).json()["services"]
+    host = sorted(s["host"] for s in services)[0]
+    r = await world.admin.post(f"{API}/os-aggregates", json={"aggregate": {"name": "az-agg", "availability_zone": "zone-x"}})
+    agg = r.json()["aggregate"]
+    r = await world.admin.post(f"{API}/os-aggregates/{agg['id']}/action", json={"add_host": {"host": host}})
+    assert r.status_code == 200, r.text
+    zones = (await world.member.get(f"{API}/os-availability-zone")).json()["availabilityZoneInfo"]
+    assert "zone-x" in {z["zoneName"] for z in zones}
+    for _ in range(2):
+        server = await world.active(availability_zone="zone-x")
+        shown = (await world.admin.get(f"{API}/servers/{server['id']}")).json()["server"]
+        assert shown["OS-EXT-AZ:availability_zone"] == "zone-x"
+        assert host in (shown["OS-EXT-SRV-ATTR:host"], shown["OS-EXT-SRV-ATTR:hypervisor_hostname"])
+    # Its servers pin the host's zone: removing the host would move them, so it is refused.
+    r = await world.admin.post(f"{API}/os-aggregates/{agg['id']}/action", json={"remove_host": {"host": host}})
+    assert r.status_code == 409
