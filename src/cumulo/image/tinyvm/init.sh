@@ -1,39 +1,60 @@
 #!/bin/sh
 # Cumulo tiny-vm init: set the guest up from its config drive, then hand PID 1 to busybox init,
 # which keeps a root shell on the console (ttyS0) and powers off on the ACPI power button.
-# Module lists (@STAGE1@, @STAGE2@) are filled in at build time, in dependency order.
+# Module lists (@STAGE1@, @STAGE2@, @VFAT@) are filled in at build time, in dependency order.
+# Under TCG every process this script forks costs milliseconds: it uses shell builtins where it can.
 export PATH=/bin HOME=/root
-echo "Cumulo tiny-vm booting (kernel $(uname -r))"
+KVER=$(uname -r)
+echo "Cumulo tiny-vm booting (kernel $KVER)"
 mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev 2>/dev/null
 mount -t proc -o nosuid,nodev,noexec proc /proc
 mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts 2>/dev/null
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
-KVER=$(uname -r)
 CONFIG_DIR=/mnt/config
 LATEST=$CONFIG_DIR/openstack/latest
 
 # No PCI bus (microvm: virtio over MMIO, pci=off): the virtio PCI modules would find nothing.
 PCI=0
-[ -n "$(ls /sys/bus/pci/devices 2>/dev/null)" ] && PCI=1
+for d in /sys/bus/pci/devices/*; do [ -e "$d" ] && PCI=1 && break; done
+
+# Whether a virtio NIC is there (virtio device id 1), once the virtio transports are loaded.
+virtio_net_present() {
+    for d in /sys/bus/virtio/devices/*; do
+        [ -r "$d/device" ] && read -r id < "$d/device" && [ "$id" = 0x0001 ] && return 0
+    done
+    return 1
+}
 
 load_modules() {
     for m in "$@"; do
-        case "$m" in virtio_pci*) [ $PCI -eq 1 ] || continue ;; esac
+        case "$m" in
+            virtio_pci*) [ $PCI -eq 1 ] || continue ;;
+            failover|net_failover|virtio_net) virtio_net_present || continue ;;
+        esac
         insmod "/lib/modules/$KVER/$m.ko" 2>/dev/null
     done
 }
 
-# The value of the first "key": "string" in a JSON file (flattened to one line). Values holding
-# escaped quotes are not matched; callers filter the characters they accept anyway.
-json_str() {
-    tr -d '\r\n' < "$2" | sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\\([^\"\\\\]*\\)\".*/\\1/p" | head -n 1
+# A JSON file flattened to one line (one process; json_str and json_obj_values read the result).
+json_flat() {
+    [ -f "$1" ] && tr -d '\r\n' < "$1"
 }
 
-# The string values of the JSON object under "key" ({"name": "value", ...}), one per line.
+# The value of the first "key": "string" in flattened JSON ($2). Values holding escaped quotes
+# are not matched; callers filter the characters they accept anyway.
+json_str() {
+    sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\\([^\"\\\\]*\\)\".*/\\1/p" <<EOF
+$2
+EOF
+}
+
+# The string values of the JSON object under "key" ({"name": "value", ...}) in flattened JSON
+# ($2), one per line.
 json_obj_values() {
-    tr -d '\r\n' < "$2" | sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*{\\([^}]*\\)}.*/\\1/p" \
-        | awk -F'"' '{ for (i = 4; i <= NF; i += 4) print $i }'
+    sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*{\\([^}]*\\)}.*/\\1/p" <<EOF | awk -F'"' '{ for (i = 4; i <= NF; i += 4) print $i }'
+$2
+EOF
 }
 
 find_config_drive() {
@@ -66,38 +87,45 @@ else
 fi
 
 # Hostname: letters, digits, '-' and '.', at most 63 characters (a DNS label, as Nova makes them).
+META=$(json_flat $LATEST/meta_data.json)
 name=""
-[ -f $LATEST/meta_data.json ] && name=$(json_str hostname $LATEST/meta_data.json | tr -cd 'A-Za-z0-9.-' | cut -c1-63)
+[ -n "$META" ] && name=$(json_str hostname "$META" | tr -cd 'A-Za-z0-9.-' | cut -c1-63)
 [ -n "$name" ] || name=tiny-vm
 hostname "$name"
 echo "$name" > /etc/hostname
 printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n' "$name" > /etc/hosts
 
 # Public keys from meta_data.json ("public_keys": {"name": "ssh-... key"}).
-if [ -f $LATEST/meta_data.json ]; then
-    json_obj_values public_keys $LATEST/meta_data.json | grep -E '^(ssh-|ecdsa-|sk-)' > /run/keys
-    if [ -s /run/keys ]; then
-        mkdir -p /root/.ssh && chmod 700 /root/.ssh
-        cat /run/keys > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys
-        echo "cumulo-tiny-vm: installed $(wc -l < /root/.ssh/authorized_keys) public key(s)"
-    fi
-    rm -f /run/keys
-fi
+case "$META" in *'"public_keys"'*)
+    keys=$(json_obj_values public_keys "$META" | grep -E '^(ssh-|ecdsa-|sk-)')
+    if [ -n "$keys" ]; then
+        mkdir -p -m 700 /root/.ssh
+        (umask 077; echo "$keys" > /root/.ssh/authorized_keys)
+        n=0
+        while read -r _key; do n=$((n + 1)); done <<EOF
+$keys
+EOF
+        echo "cumulo-tiny-vm: installed $n public key(s)"
+    fi ;;
+esac
 
 # NICs: static IPv4 from network_data.json when it gives an address and netmask, else DHCP in
 # the background (it must not hold the boot up when the network has no DHCP server).
-nd=$LATEST/network_data.json
 ip link set lo up
-addr="" mask="" gw=""
-if [ -f $nd ]; then
-    addr=$(json_str ip_address $nd | tr -cd '0-9.')
-    mask=$(json_str netmask $nd | tr -cd '0-9.')
-    gw=$(json_str gateway $nd | tr -cd '0-9.')
-fi
-first=1
+nics=""
 for path in /sys/class/net/*; do
     nic=${path##*/}
-    [ "$nic" = lo ] && continue
+    [ "$nic" = lo ] || [ ! -e "$path" ] || nics="$nics $nic"
+done
+addr="" mask="" gw=""
+if [ -n "$nics" ]; then
+    ND=$(json_flat $LATEST/network_data.json)
+    addr=$(json_str ip_address "$ND" | tr -cd '0-9.')
+    mask=$(json_str netmask "$ND" | tr -cd '0-9.')
+    gw=$(json_str gateway "$ND" | tr -cd '0-9.')
+fi
+first=1
+for nic in $nics; do
     ip link set "$nic" up
     if [ $first -eq 1 ] && [ -n "$addr" ] && [ -n "$mask" ]; then
         eval "$(ipcalc -p "$addr" "$mask")"
@@ -111,13 +139,16 @@ for path in /sys/class/net/*; do
 done
 
 # user_data runs when it is a script (starts with "#!"); its output goes to the console.
-if [ -f $LATEST/user_data ] && [ "$(head -c 2 $LATEST/user_data)" = "#!" ]; then
+magic=""
+[ -f $LATEST/user_data ] && IFS= read -r magic < $LATEST/user_data
+if [ "${magic%"${magic#??}"}" = "#!" ]; then
     cp $LATEST/user_data /run/user_data && chmod 700 /run/user_data
     echo "cumulo-tiny-vm: running user_data"
     /run/user_data
     echo "cumulo-tiny-vm: user_data exited $?"
 fi
 
-echo "cumulo-tiny-vm ready hostname=$(hostname) uptime=$(cut -d' ' -f1 /proc/uptime)"
+read -r up _ < /proc/uptime
+echo "cumulo-tiny-vm ready hostname=$name uptime=$up"
 : > /run/init-handoff  # the power button's script: busybox init (PID 1) now handles poweroff
 exec /bin/init
