@@ -51,6 +51,15 @@ class Settings:
     ram_allocation_ratio: float = 1.0
     disk_allocation_ratio: float = 1.0
     token_ttl_seconds: int = 3600
+    # Keystone's [security_compliance] options, off by default as in Keystone (see
+    # docs/operations.md, "Identity security compliance"): after this many consecutive failed
+    # password logins a user is locked out for identity_lockout_duration seconds (0: until an admin
+    # sets enabled=true on it); a self-service password change may not repeat one of the last N
+    # passwords (at most 24), nor come sooner than N days after the previous self-service one.
+    identity_lockout_failure_attempts: int = 0
+    identity_lockout_duration: int = 1800
+    identity_unique_last_password_count: int = 0
+    identity_minimum_password_age_days: int = 0
     # The largest image upload, in bytes (Glance's image_size_cap; 1 TiB). JSON bodies: 1 MiB.
     image_size_cap: int = 1 << 40
     power_sync_interval: float = 5.0

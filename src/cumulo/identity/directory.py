@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo import errors
 from cumulo.context import IMPLIED_ROLES
 from cumulo.db import Database, utcnow
+from cumulo.identity import compliance
 from cumulo.identity import tokens as token_store
+from cumulo.identity.compliance import SecurityRules
 from cumulo.identity.models import (
     DEFAULT_DOMAIN_ID,
     application_credentials,
@@ -30,7 +32,7 @@ from cumulo.identity.models import (
     tokens,
     users,
 )
-from cumulo.identity.passwords import hash_password, verify_password
+from cumulo.identity.passwords import hash_password
 from cumulo.identity.schemas import check_extra_size
 from cumulo.identity.tokens import TokenCache
 
@@ -71,9 +73,10 @@ def _duplicate(kind: str, name: str, domain_id: str | None = DEFAULT_DOMAIN_ID) 
 
 
 class Directory:
-    def __init__(self, db: Database, cache: TokenCache) -> None:
+    def __init__(self, db: Database, cache: TokenCache, rules: SecurityRules | None = None) -> None:
         self.db = db
         self.cache = cache
+        self.rules = rules or SecurityRules()
 
     # -- domains (only Default exists) -------------------------------------------------------
 
@@ -215,6 +218,8 @@ class Directory:
             "extra": fields.get("extra") or None,
             # Hash before taking the write lock: argon2 is slow on purpose.
             "password_hash": await hash_password(password) if password is not None else None,
+            "password_created_at": utcnow() if password is not None else None,
+            "password_self_service": False,
         }
         async with self.db.write() as conn:
             await self._check_domain(conn, values["domain_id"])
@@ -225,7 +230,9 @@ class Directory:
                 raise _duplicate("user", values["name"], values["domain_id"]) from None
         return await self.require_user(uid)
 
-    async def update_user(self, user_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update_user(
+        self, user_id: str, changes: dict[str, Any], *, self_service: bool = False
+    ) -> dict[str, Any]:
         changes = dict(changes)
         revoke = changes.get("enabled") is False or "password" in changes
         if "password" in changes:
@@ -235,6 +242,13 @@ class Directory:
             row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
             if row is None:
                 raise errors.NotFound(f"Could not find user: {user_id}.")
+            if "password_hash" in changes:
+                changes["password_history"] = compliance.history_after_change(row)
+                changes["password_created_at"] = utcnow()
+                changes["password_self_service"] = self_service
+            if changes.get("enabled") is True:
+                # An admin enabling the user also lifts a lockout (Keystone's way to unlock).
+                changes.update(failed_auth_count=0, failed_auth_at=None)
             if "name" in changes and changes["name"] != row.name:
                 await self._unique_name(conn, users, "user", changes["name"], row.domain_id)
             if "extra" in changes:
@@ -255,9 +269,11 @@ class Directory:
             row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
         if row is None:
             raise errors.NotFound(f"Could not find user: {user_id}.")
-        if not row.enabled or not await verify_password(row.password_hash, original):
+        if not await compliance.verify_login(self.db, self.rules, row, original) or not row.enabled:
             raise errors.Unauthorized("The request you have made requires authentication.")
-        await self.update_user(user_id, {"password": new})
+        compliance.check_password_age(self.rules, row)
+        await compliance.check_history(self.rules, row, new)
+        await self.update_user(user_id, {"password": new}, self_service=True)
 
     async def delete_user(self, user_id: str) -> None:
         async with self.db.write() as conn:

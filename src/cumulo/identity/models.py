@@ -50,6 +50,14 @@ users = sa.Table(
     sa.Column("description", sa.Text),
     sa.Column("email", sa.String(255)),
     sa.Column("extra", sa.JSON),
+    # Security compliance (conf identity_*): consecutive failed password logins and the last one;
+    # earlier password hashes, newest last (at most compliance.HISTORY_KEEP); when and how the
+    # current password was set (self-service or by an admin).
+    sa.Column("failed_auth_count", sa.Integer),
+    sa.Column("failed_auth_at", sa.DateTime),
+    sa.Column("password_history", sa.JSON),
+    sa.Column("password_created_at", sa.DateTime),
+    sa.Column("password_self_service", sa.Boolean),
     sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
     sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
     sa.UniqueConstraint("domain_id", "name", name="uq_identity_users_domain_name"),

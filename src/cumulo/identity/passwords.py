@@ -28,6 +28,11 @@ def _verify(stored: str | None, password: str) -> bool:
         return False
 
 
+def matches(stored: str, password: str) -> bool:
+    """One blocking argon2 verification (call it from a thread)."""
+    return _verify(stored, password)
+
+
 async def verify_password(stored: str | None, password: str) -> bool:
     """True when `password` matches `stored`; always spends one argon2 verification."""
     return await asyncio.to_thread(_verify, stored, password)

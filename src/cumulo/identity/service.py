@@ -22,6 +22,7 @@ from cumulo.context import RequestContext, expand_roles
 from cumulo.db import Database, isotime, utcnow
 from cumulo.identity import app_creds
 from cumulo.identity import tokens as token_store
+from cumulo.identity.compliance import SecurityRules, verify_login
 from cumulo.identity.directory import Directory, new_id
 from cumulo.identity.ec2 import EC2Credentials
 from cumulo.identity.models import (
@@ -68,7 +69,8 @@ class IdentityService:
         self.db = db
         self.conf = conf
         self.cache = TokenCache()
-        self.directory = Directory(db, self.cache)
+        self.rules = SecurityRules.from_settings(conf)
+        self.directory = Directory(db, self.cache, self.rules)
         self.app_creds = app_creds.AppCredentials(db, self.cache)
         self.ec2 = EC2Credentials(db, conf.state_dir)
         self._last_purge = 0.0
@@ -310,7 +312,7 @@ class IdentityService:
     async def _check_password(self, spec: dict[str, Any]) -> str:
         """The id of the user `spec` names if its password matches; Unauthorized otherwise."""
         async with self.db.read() as conn:
-            query = sa.select(users.c.id, users.c.password_hash)
+            query = sa.select(users)
             if "id" in spec:
                 query = query.where(users.c.id == spec["id"])
             else:
@@ -319,9 +321,9 @@ class IdentityService:
                 domain_id = await self._domain_id(conn, spec["domain"])
                 query = query.where(users.c.name == spec["name"], users.c.domain_id == (domain_id or ""))
             row = (await conn.execute(query)).first()
-        # Always run one argon2 verification, found or not, so timing does not enumerate users.
-        ok = await verify_password(row.password_hash if row is not None else None, spec["password"])
-        if row is None or not ok:
+        # Always one argon2 verification, found or not (locked or not), so timing does not
+        # enumerate users; failures count toward the lockout when it is on.
+        if row is None or not await verify_login(self.db, self.rules, row, spec["password"]):
             raise errors.Unauthorized(AUTH_FAILED)
         return str(row.id)
 
