@@ -64,13 +64,17 @@ auth_version = v3
 region = RegionOne
 v3_endpoint_type = public
 catalog_type = identity
+# The cloud runs with the same security compliance settings (Cloud: CUMULO_IDENTITY_*).
+user_lockout_failure_attempts = 2
+user_lockout_duration = 5
+user_unique_last_password_count = 2
 
 [identity-feature-enabled]
 api_v2 = false
 api_v3 = true
 trust = false
 access_rules = false
-security_compliance = false
+security_compliance = true
 application_credentials = false
 project_tags = false
 
@@ -168,8 +172,11 @@ class Cloud:
         # This checkout's code (PYTHONPATH), whichever venv runs the script: a second worktree can
         # run Tempest on a fixed commit with the main checkout's venv.
         # No metrics endpoint (CUMULO_METRICS_PORT=0): Tempest does not scrape, and 9180 may be taken.
+        # Keystone's security compliance on (off by default), as [identity] in tempest.conf says.
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"),
-               "CUMULO_METRICS_PORT": os.environ.get("CUMULO_METRICS_PORT", "0")}
+               "CUMULO_METRICS_PORT": os.environ.get("CUMULO_METRICS_PORT", "0"),
+               "CUMULO_IDENTITY_LOCKOUT_FAILURE_ATTEMPTS": "2", "CUMULO_IDENTITY_LOCKOUT_DURATION": "5",
+               "CUMULO_IDENTITY_UNIQUE_LAST_PASSWORD_COUNT": "2"}
         self.proc = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "cumulo.cli.main", "up", "--state-dir", str(state), "--port", str(port)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
