@@ -74,7 +74,7 @@ async def test_create_with_every_option(world: World) -> None:
             "user_data": user_data,
             "availability_zone": "nova",
             "networks": [{"uuid": "0e44cc9c-e052-415d-afbf-469b0d384170", "tag": "mgmt"}],
-            "security_groups": [{"name": "web"}, {"name": "web"}],
+            "security_groups": [{"name": "default"}, {"name": "default"}],  # the one group a project has
             "accessIPv4": "192.0.2.5",
             "description": "a database",
             "tags": ["alpha", "beta"],
@@ -90,7 +90,7 @@ async def test_create_with_every_option(world: World) -> None:
     resp = await world.member.post(f"{API}/servers", json=body, headers=mv("2.79"))
     assert resp.status_code == 202, resp.text
     created = resp.json()["server"]
-    assert created["security_groups"] == [{"name": "web"}, {"name": "web"}]
+    assert created["security_groups"] == [{"name": "default"}, {"name": "default"}]
     assert created["OS-DCF:diskConfig"] == "AUTO"
     await wait_status(world.member, created["id"], "ACTIVE")
     s = (await world.admin.get(f"{API}/servers/{created['id']}", headers=mv("2.79"))).json()["server"]
@@ -98,7 +98,7 @@ async def test_create_with_every_option(world: World) -> None:
     assert s["OS-EXT-SRV-ATTR:user_data"] == user_data
     assert s["description"] == "a database" and sorted(s["tags"]) == ["alpha", "beta"]
     assert s["config_drive"] == "True" and s["accessIPv4"] == "192.0.2.5"
-    assert s["security_groups"] == [{"name": "web"}]
+    assert s["security_groups"] == [{"name": "default"}]
     assert s["OS-DCF:diskConfig"] == "AUTO"
     # "auto", "none" and a port are accepted too (recorded; there is no networking service yet).
     for networks in ("auto", "none", [{"port": "70a599e0-31e7-49b7-b260-868f441e862b"}], []):

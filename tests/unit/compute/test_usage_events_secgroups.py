@@ -112,9 +112,20 @@ async def test_external_events(world: World) -> None:
 
 
 async def test_server_security_groups(world: World) -> None:
-    server = await world.active(security_groups=[{"name": "default"}, {"name": "web"}])
+    import sqlalchemy as sa
+
+    from cumulo.compute.models import instances
+
+    server = await world.active()
     sid = server["id"]
-    await world.create("web-too", security_groups=[{"name": "web"}])  # keeps "web" known to the project
+    # A group named on create must exist: only "default" does (no network service yet).
+    r = await world.member.post(f"{API}/servers", json={"server": {"name": "x", "imageRef": world.image_id,
+                                                                     "flavorRef": "1", "security_groups": [{"name": "nope"}]}})
+    assert r.status_code == 400 and r.json()["badRequest"]["message"] == "Security group nope not found."
+    # A server from before that rule may carry another name: it is known to its project.
+    async with world.cloud.services.db.write() as conn:
+        await conn.execute(sa.update(instances).where(instances.c.uuid == sid).values(security_groups=["default", "web"]))
+    other = await world.active("other")
 
     async def names() -> list[str]:
         shown = (await world.member.get(f"{API}/servers/{sid}")).json()["server"]
@@ -123,6 +134,7 @@ async def test_server_security_groups(world: World) -> None:
     listed = (await world.member.get(f"{API}/servers/{sid}/os-security-groups")).json()["security_groups"]
     assert sorted(g["name"] for g in listed) == ["default", "web"]
     assert set(listed[0]) == {"id", "name", "description", "tenant_id", "rules"}
+    assert (await world.action(other["id"], {"addSecurityGroup": {"name": "web"}})).status_code == 202
     assert (await world.action(sid, {"removeSecurityGroup": {"name": "web"}})).status_code == 202
     assert await names() == ["default"]
     r = await world.action(sid, {"removeSecurityGroup": {"name": "web"}})  # known to the project, not on the server
@@ -131,6 +143,7 @@ async def test_server_security_groups(world: World) -> None:
     assert (await world.action(sid, {"addSecurityGroup": {"name": "nosuch"}})).status_code == 404
     assert (await world.action(sid, {"removeSecurityGroup": {"name": "default"}})).status_code == 202
     assert await names() == []  # Nova leaves the key out when the server has no group
+    assert (await world.action(sid, {"removeSecurityGroup": {"name": "default"}})).status_code == 400
     assert (await world.action(sid, {"addSecurityGroup": {"name": "default"}})).status_code == 202
     assert (await world.action(sid, {"addSecurityGroup": {"name": "default"}})).status_code == 202
     assert await names() == ["default"]

@@ -1,9 +1,10 @@
 """addSecurityGroup / removeSecurityGroup and GET /servers/{id}/os-security-groups, on the security
 group names a server records (instances.security_groups).
 
-Cumulo has no network service yet (issue 10), so a security group is a name: "default", or one
-that some server of the project already carries (servers may be booted with any name). Nova with
-Neutron answers 404 for a group that does not exist and 400 for a group that exists but is not on
+Cumulo has no network service yet (issue 10), so a project has one security group, "default" (as
+Neutron makes for every project), plus any name a server of it already carries (rows from before
+names were checked). Creating a server with another name is a 400 (Nova: SecurityGroupNotFound);
+Nova with Neutron answers 404 for an unknown group and 400 for a group that exists but is not on
 the server (remove); the same holds here over that set of names. Adding a group the server already
 has is accepted and changes nothing, as Neutron's port update does.
 """
@@ -57,12 +58,25 @@ def _group_name(arg: Any) -> str:
 
 async def _known(svc: ComputeService, project: str, name: str) -> bool:
     """Whether the project has a group by this name: "default", or one a server of it carries."""
-    if name == DEFAULT:
-        return True
+    return not await _unknown(svc, project, [name])
+
+
+async def _unknown(svc: ComputeService, project: str, names: list[str]) -> list[str]:
+    wanted = [n for n in names if n != DEFAULT]
+    if not wanted:
+        return []
     async with svc.db.read() as conn:
         rows = await conn.execute(sa.select(instances.c.security_groups).where(instances.c.project_id == project,
                                                                              instances.c.deleted.is_(False)))
-        return any(name in (groups or []) for (groups,) in rows)
+        carried = {g for (groups,) in rows for g in (groups or [])}
+    return [n for n in wanted if n not in carried]
+
+
+async def check_known(svc: ComputeService, project: str, names: list[str]) -> None:
+    """A server is created with groups the project has, else 400 (Nova: SecurityGroupNotFound)."""
+    unknown = await _unknown(svc, project, names)
+    if unknown:
+        raise errors.Invalid(f"Security group {unknown[0]} not found.")
 
 
 async def _change(svc: ComputeService, row: dict[str, Any], change: Callable[[list[str]], list[str]]) -> None:

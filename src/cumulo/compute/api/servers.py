@@ -11,7 +11,7 @@ from starlette.routing import Route
 from cumulo import errors
 from cumulo.compute import server_groups, softdelete
 from cumulo.compute import states as st
-from cumulo.compute.api import _common
+from cumulo.compute.api import _common, server_security_groups
 from cumulo.compute.api import server_views as views
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import (
@@ -305,6 +305,9 @@ async def create(request: Request) -> Response:
                 "mutually exclusive."
             )
     groups = server.get("security_groups")
+    group_names = sorted({g["name"] for g in groups if g.get("name")}) if groups is not None else ["default"]
+    # No network service yet: a project's groups are "default" and those its servers carry (400 as Nova).
+    await server_security_groups.check_known(_common.compute_service(request), ctx.project_id or "", group_names)
     req = CreateRequest(
         name=name,
         flavor_ref=str(server["flavorRef"]).rstrip("/").split("/")[-1],
@@ -316,7 +319,7 @@ async def create(request: Request) -> Response:
         availability_zone=server.get("availability_zone"),
         min_count=min_count,
         max_count=max_count,
-        security_groups=sorted({g["name"] for g in groups if g.get("name")}) if groups is not None else ["default"],
+        security_groups=group_names,
         requested_networks=_networks(server.get("networks"), ver, max_count),
         access_ip_v4=server.get("accessIPv4"),
         access_ip_v6=_common.canonical_ipv6(server.get("accessIPv6")),
