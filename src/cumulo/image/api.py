@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from cumulo import errors
 from cumulo.identity import policy
-from cumulo.image import _patch, _schemas, members, tasks
+from cumulo.image import _patch, _schemas, imports, members, tasks
 from cumulo.image.metadefs import api as metadefs_api
 from cumulo.image.service import POLICY_RULES, ImageService
 from cumulo.web.http import (
@@ -290,18 +290,18 @@ def _schema_route(path: str, build: Any) -> Route:
 
 
 async def image_tasks(request: Request) -> Response:
-    """GET /v2/images/{id}/tasks (2.12): the image's import tasks. Images arrive only by upload
-    (PUT /file), so there are none; Tempest waits on this list after every snapshot."""
+    """GET /v2/images/{id}/tasks (2.12): the image's import tasks (glance-direct imports; an image
+    uploaded with PUT /file or made by a snapshot has none). Tempest waits on this list after snapshots."""
     ctx = await _ctx(request, "image:get_image")
-    await _svc(request).get(ctx, request.path_params["image_id"])  # 404 unless visible
-    return json_response({"tasks": []})
+    return json_response({"tasks": await imports.tasks_of_image(_svc(request), ctx, request.path_params["image_id"])})
 
 
 async def import_info(request: Request) -> Response:
-    """No interoperable-import method is offered: clients upload with PUT /file."""
+    """The interoperable-import methods offered: glance-direct only (see image/imports.py)."""
     await authenticate(request)
     return json_response(
-        {"import-methods": {"description": "Import methods available.", "type": "array", "value": []}}
+        {"import-methods": {"description": "Import methods available.", "type": "array",
+                            "value": list(imports.METHODS)}}
     )
 
 
@@ -342,22 +342,23 @@ async def blank_image_id(request: Request) -> Response:
 
 
 # Kept out of the OpenAPI document (whose fuzz expects each operation to succeed sometimes): the
-# blank-id answer and the tasks API, which never does (tests/unit/image/test_metadefs_fuzz.py
-# fuzzes it).
+# blank-id answer, the tasks API (task create never does) and stage/import (an import needs a staged
+# image first); tests/unit/image/test_metadefs_fuzz.py and test_image_import.py cover them.
 EXTRA_ROUTES: list[BaseRoute] = [
     Route("/v2/images/", blank_image_id, methods=["GET", "DELETE"]),
     *tasks.ROUTES,
+    *imports.ROUTES,
 ]
 
 
-_DATA_PATH = re.compile(r"^/v2/images/[^/]+/file$")
+_DATA_PATH = re.compile(r"^/v2/images/[^/]+/(file|stage)$")
 
 
 def make_app(services: Services) -> ASGIApp:
     from cumulo.web.openapi import openapi_route  # late: openapi imports this module's schemas
 
     def body_limit(scope: Scope) -> int:
-        """Image data streams to disk up to image_size_cap; every other body is JSON (1 MiB)."""
+        """Image data (PUT /file or /stage) streams to disk up to image_size_cap; every other body is JSON (1 MiB)."""
         if scope.get("method") == "PUT" and _DATA_PATH.match(route_path(scope)):
             return int(services.images.size_cap)
         return MAX_JSON_BODY

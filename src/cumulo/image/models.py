@@ -71,5 +71,24 @@ image_members = sa.Table(
     sa.UniqueConstraint("image_id", "member", name="uq_image_members_image_id_member"),
 )
 
+# Interoperable-import tasks (Glance's api_image_import tasks), shown at /v2/images/{id}/tasks and /v2/tasks.
+image_tasks = sa.Table(
+    "image_tasks",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("type", sa.String(30), nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("owner", sa.String(255), nullable=False, index=True),
+    sa.Column("image_id", sa.String(36), index=True),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("user_id", sa.String(64)),
+    sa.Column("input", sa.JSON),
+    sa.Column("result", sa.JSON),
+    sa.Column("message", sa.Text, nullable=False, default=""),
+    sa.Column("expires_at", sa.DateTime),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow),
+)
+
 # The metadata definitions catalog's tables live beside the image tables (registered with the same metadata).
 from cumulo.image.metadefs import models as _metadef_models  # noqa: E402, F401

@@ -43,7 +43,7 @@ from cumulo.image._schemas import (
     create_body_schema,
 )
 from cumulo.image.formats.unpack import check_image, remove_stale_unpacks
-from cumulo.image.models import image_members, image_properties, image_tags, images
+from cumulo.image.models import image_members, image_properties, image_tags, image_tasks, images
 from cumulo.image.store import Digest, ImageStore, StoreWriter
 
 LOG = logging.getLogger(__name__)
@@ -172,6 +172,17 @@ class ImageService:
                 sa.update(images)
                 .where(images.c.status == "saving", images.c.deleted.is_(False))
                 .values(status="queued", updated_at=utcnow())
+            )
+            # An import cut short keeps its staged bytes: back to uploading, so it can be imported again.
+            await conn.execute(
+                sa.update(images)
+                .where(images.c.status == "importing", images.c.deleted.is_(False))
+                .values(status="uploading", updated_at=utcnow())
+            )
+            await conn.execute(
+                sa.update(image_tasks)
+                .where(image_tasks.c.status.in_(("pending", "processing")))
+                .values(status="failure", message="The cloud restarted during the import.", updated_at=utcnow())
             )
         async with self._refs:
             async with self.db.read() as conn:
@@ -574,9 +585,11 @@ class ImageService:
             await self._set_status(conn, image_id, ("saving",), "queued")
 
     async def upload(
-        self, ctx: RequestContext, image_id: str, chunks: AsyncIterator[bytes], expected_size: int | None
+        self, ctx: RequestContext, image_id: str, chunks: AsyncIterator[bytes], expected_size: int | None,
+        final: str = "active",
     ) -> None:
-        """PUT /file: stream `chunks` into the store; queued → saving → active."""
+        """PUT /file: stream `chunks` into the store; queued → saving → active. PUT /stage ends in
+        `final="uploading"` instead (the bytes wait for POST /import, see image/imports.py)."""
         if expected_size is not None and expected_size > self.size_cap:
             raise errors.PayloadTooLarge(f"The incoming image is too large: it exceeds {self.size_cap} bytes.")
         async with self.db.write() as conn:
@@ -600,7 +613,7 @@ class ImageService:
                 await writer.abort()
             await self._restore_queued(image_id)
             raise
-        await self._activate(image_id, writer, digest, row)
+        await self._activate(image_id, writer, digest, row, final)
 
     async def _check_container(self, image_id: str, writer: StoreWriter, container_format: str | None) -> None:
         """A docker/OCI upload must be a readable image archive: otherwise the image is killed
@@ -631,7 +644,9 @@ class ImageService:
         LOG.info("%s", message)
         raise errors.Invalid(message)
 
-    async def _activate(self, image_id: str, writer: StoreWriter, digest: Digest, row: dict[str, Any]) -> None:
+    async def _activate(
+        self, image_id: str, writer: StoreWriter, digest: Digest, row: dict[str, Any], final: str = "active"
+    ) -> None:
         await self._check_container(image_id, writer, row["container_format"])
         disk_format = row["disk_format"]
         async with self._refs:
@@ -643,7 +658,7 @@ class ImageService:
                 raise
             async with self.db.write() as conn:
                 done = await self._set_status(
-                    conn, image_id, ("saving",), "active",
+                    conn, image_id, ("saving",), final,
                     size=digest.size, virtual_size=_size_of(digest, disk_format), checksum=digest.md5,
                     os_hash_algo=HASH_ALGO, os_hash_value=digest.sha512, store_key=digest.sha256,
                 )
@@ -660,6 +675,8 @@ class ImageService:
             row = await self._load(conn, ctx, image_id)
         if row["status"] == "deactivated" and not ctx.is_admin:
             raise errors.Forbidden("The requested image has been deactivated. Image data download is forbidden.")
+        if row["status"] not in ("active", "deactivated"):  # staged bytes are not the image's data yet
+            return row, None
         if row["store_key"] is None or not await self.store.exists(row["store_key"]):
             return row, None
         return row, row["store_key"]

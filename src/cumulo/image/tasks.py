@@ -16,8 +16,9 @@ from starlette.routing import BaseRoute, Route
 
 from cumulo import errors
 from cumulo.identity import policy
+from cumulo.image import imports
 from cumulo.image._schemas import UUID_PATTERN
-from cumulo.web.http import authenticate, json_body, json_response
+from cumulo.web.http import authenticate, json_body, json_response, services_of
 
 POLICY_RULES = {
     "image:get_tasks": policy.ADMIN,
@@ -27,7 +28,7 @@ POLICY_RULES = {
 policy.register(POLICY_RULES)
 
 STATUSES = ("pending", "processing", "success", "failure")
-TYPES = ("import",)
+TYPES = ("import", "api_image_import")  # what GET /v2/tasks?type= accepts; POST takes "import" only
 
 
 def task_schema() -> dict[str, Any]:
@@ -37,7 +38,7 @@ def task_schema() -> dict[str, Any]:
         "properties": {
             "id": {"type": "string", "description": "An identifier for the task", "pattern": UUID_PATTERN},
             "type": {"type": "string", "description": "The type of task represented by this content",
-                     "enum": list(TYPES)},
+                     "enum": ["import"]},
             "status": {"type": "string", "description": "The current status of this task", "enum": list(STATUSES)},
             "input": {"type": ["null", "object"], "description": "The parameters required by task, JSON blob"},
             "result": {"type": ["null", "object"], "description": "The result of current task, JSON blob"},
@@ -99,7 +100,7 @@ async def create_task(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "image:add_task")
     body = await json_body(request)
-    if isinstance(body, dict) and "type" in body and body.get("type") not in TYPES:
+    if isinstance(body, dict) and "type" in body and body.get("type") != "import":
         raise errors.Invalid(f"Invalid type value: {body.get('type')}")
     error = jsonschema.exceptions.best_match(_CREATE.iter_errors(body))
     if error is not None:
@@ -117,13 +118,20 @@ async def list_tasks(request: Request) -> Response:
         value = request.query_params.get(key)
         if value is not None and value not in allowed:
             raise errors.Invalid(f"Invalid {key} value: {value}")
-    return json_response({"tasks": [], "first": "/v2/tasks", "schema": "/v2/schemas/tasks"})
+    found = await imports.all_tasks(services_of(request).images)
+    for key in ("status", "type"):
+        if request.query_params.get(key) is not None:
+            found = [t for t in found if t[key] == request.query_params[key]]
+    return json_response({"tasks": found, "first": "/v2/tasks", "schema": "/v2/schemas/tasks"})
 
 
 async def show_task(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "image:get_task")
-    raise errors.NotFound(f"Task with the given ID {request.path_params['task_id']} was not found")
+    task = await imports.one_task(services_of(request).images, request.path_params["task_id"])
+    if task is None:
+        raise errors.NotFound(f"Task with the given ID {request.path_params['task_id']} was not found")
+    return json_response(task)
 
 
 async def _schema(request: Request) -> Response:
