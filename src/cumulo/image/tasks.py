@@ -1,9 +1,8 @@
-"""Glance's tasks API (v2.2, admin-only by default), present but empty: this cloud never imports
-an image from a URL. A task of type "import" would make the cloud fetch whatever address the
-caller names (a server-side request on a tenant's behalf), so POST /v2/tasks validates the body
-as Glance does and then refuses with a 400 that names the alternative (upload with PUT /file).
-Glance's newer interoperable import (POST /v2/images/{id}/import) is not offered either:
-GET /v2/info/import lists no methods."""
+"""Glance's tasks API (v2.2, admin-only by default). Tasks of type "import" are refused: such a
+task would make the cloud fetch whatever address the caller names (a server-side request on a
+tenant's behalf), so POST /v2/tasks validates the body as Glance does and then answers 400 naming
+the alternatives (glance-direct import, or PUT /file). GET /v2/tasks and /v2/tasks/{id} show the
+api_image_import tasks that glance-direct imports record (image/imports.py)."""
 
 from __future__ import annotations
 
