@@ -153,3 +153,13 @@ async def test_zone_change_refused_with_servers(h: Harness) -> None:
     assert (await act(h, plain["id"], {"add_host": {"host": "host1"}})).status_code == 200
     r = await act(h, plain["id"], {"set_metadata": {"metadata": {"availability_zone": "zone-b"}}})
     assert r.status_code == 400 and "contain instances" in r.json()["badRequest"]["message"]
+
+
+async def test_concurrent_adds_and_creates(h: Harness) -> None:
+    import asyncio
+
+    agg = await create(h, "race")
+    adds = await asyncio.gather(*(act(h, agg["id"], {"add_host": {"host": "host1"}}) for _ in range(6)))
+    assert sorted(r.status_code for r in adds) == [200] + [409] * 5
+    made = await asyncio.gather(*(h.call(ADMIN, "POST", "/os-aggregates", json={"aggregate": {"name": "same"}}) for _ in range(6)))
+    assert sorted(r.status_code for r in made) == [200] + [409] * 5

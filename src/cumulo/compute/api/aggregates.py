@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,7 +19,7 @@ from cumulo.compute import aggregates as store
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import aggregates as schemas
 from cumulo.compute.api.schemas import resource_types as t
-from cumulo.errors import Invalid, NotFound
+from cumulo.errors import Conflict, Invalid, NotFound
 from cumulo.identity import policy
 from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
 
@@ -91,8 +92,12 @@ async def create(request: Request) -> Response:
     t.validate(schemas.create, body)
     spec = body["aggregate"]
     zone = spec.get("availability_zone")
-    async with services_of(request).db.write() as conn:
-        agg = await store.create(conn, spec["name"].strip(), zone.strip() if zone else None)
+    name = spec["name"].strip()
+    try:
+        async with services_of(request).db.write() as conn:
+            agg = await store.create(conn, name, zone.strip() if zone else None)
+    except IntegrityError:  # a concurrent create took the name between the check and the insert
+        raise Conflict(f"Aggregate {name} already exists.") from None
     return json_response({"aggregate": view(agg, version, brief=True)})
 
 
@@ -113,8 +118,11 @@ async def update(request: Request) -> Response:
     if "name" in values:
         values["name"] = values["name"].strip()
     s = services_of(request)
-    async with s.db.write() as conn:
-        agg = await store.update(conn, s.conf, agg_id, values)
+    try:
+        async with s.db.write() as conn:
+            agg = await store.update(conn, s.conf, agg_id, values)
+    except IntegrityError:
+        raise Conflict(f"Aggregate {values.get('name')} already exists.") from None
     return json_response({"aggregate": view(agg, version)})
 
 
@@ -138,13 +146,20 @@ async def action(request: Request) -> Response:
     policy.authorize(ctx, f"os_compute_api:os-aggregates:{name}")
     agg_id = _id(request)
     s = services_of(request)
+    try:
+        return await _act(request, s, name, agg_id, body[name], version)
+    except IntegrityError:  # a concurrent add of the same host
+        raise Conflict(f"Aggregate {agg_id} already has host {body[name].get('host')}.") from None
+
+
+async def _act(request: Request, s: Any, name: str, agg_id: int, arg: dict[str, Any], version: Version) -> Response:
     async with s.db.write() as conn:
         if name == "add_host":
-            agg = await store.add_host(conn, s.conf, agg_id, body[name]["host"])
+            agg = await store.add_host(conn, s.conf, agg_id, arg["host"])
         elif name == "remove_host":
-            agg = await store.remove_host(conn, s.conf, agg_id, body[name]["host"])
+            agg = await store.remove_host(conn, s.conf, agg_id, arg["host"])
         else:
-            agg = await store.set_metadata(conn, s.conf, agg_id, body[name]["metadata"])
+            agg = await store.set_metadata(conn, s.conf, agg_id, arg["metadata"])
     return json_response({"aggregate": view(agg, version)})
 
 
