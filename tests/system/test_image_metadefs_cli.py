@@ -73,3 +73,27 @@ def test_metadef_catalog_through_the_cli(cumulo: CumuloCloud) -> None:
         cumulo.osc_run("image", "metadef", "namespace", "set", "--unprotected", ns)
         cumulo.osc_run("image", "metadef", "namespace", "delete", ns)
     _fails(cumulo, "image", "metadef", "namespace", "show", ns)
+
+
+def test_glance_direct_import_through_the_cli(cumulo: CumuloCloud, tmp_path: object) -> None:
+    """`openstack image create --import` stages and imports (glance-direct); the admin sees the task."""
+    from pathlib import Path
+
+    data = secrets.token_bytes(64 * 1024)
+    src = Path(str(tmp_path)) / "blob.raw"
+    src.write_bytes(data)
+    info = cumulo.osc("image", "import", "info")
+    assert "glance-direct" in json.dumps(info)
+    name = f"imported-{secrets.token_hex(3)}"
+    image = cumulo.osc("image", "create", "--import", "--file", str(src), "--disk-format", "raw",
+                       "--container-format", "bare", name, cloud=DEMO)
+    try:
+        shown = cumulo.osc("image", "show", image["id"], cloud=DEMO)
+        assert shown["status"] == "active" and shown["size"] == len(data)
+        out = Path(str(tmp_path)) / "back.raw"
+        cumulo.osc("image", "save", "--file", str(out), image["id"], cloud=DEMO, json=False)
+        assert out.read_bytes() == data
+        tasks = cumulo.osc("image", "task", "list")
+        assert any(t["Type"] == "api_image_import" and t["Status"] == "success" for t in tasks), tasks
+    finally:
+        cumulo.osc_run("image", "delete", image["id"], cloud=DEMO)

@@ -93,7 +93,11 @@ async def list_images(request: Request) -> Response:
 async def create_image(request: Request) -> Response:
     ctx = await _ctx(request, "image:add_image")
     image = await _svc(request).create(ctx, await json_body(request))
-    return json_response(image, status=201, headers={"Location": f"{base_url(request)}/v2/images/{image['id']}"})
+    headers = {
+        "Location": f"{base_url(request)}/v2/images/{image['id']}",
+        "OpenStack-image-import-methods": ",".join(imports.METHODS),  # as Glance does when import is on
+    }
+    return json_response(image, status=201, headers=headers)
 
 
 async def show_image(request: Request) -> Response:

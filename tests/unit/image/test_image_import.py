@@ -38,6 +38,8 @@ async def _image(c: httpx.AsyncClient, **extra: Any) -> str:
 async def test_info_import_offers_glance_direct(member: httpx.AsyncClient) -> None:
     body = (await member.get("/v2/info/import")).json()
     assert body["import-methods"]["value"] == ["glance-direct"]
+    r = await member.post("/v2/images", json={"name": "x"})
+    assert r.headers["openstack-image-import-methods"] == "glance-direct"  # openstacksdk reads it
 
 
 async def test_stage_then_import_activates_and_records_the_task(member: httpx.AsyncClient) -> None:
