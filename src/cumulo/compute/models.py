@@ -154,6 +154,18 @@ quotas = sa.Table(
     sa.UniqueConstraint("project_id", "resource", name="uq_quotas_project_id_resource"),
 )
 
+# Nova's project_user_quotas: a user's own limits inside a project (unset ones are the project's).
+project_user_quotas = sa.Table(
+    "project_user_quotas",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.String(255), nullable=False, index=True),
+    sa.Column("user_id", sa.String(255), nullable=False),
+    sa.Column("resource", sa.String(255), nullable=False),
+    sa.Column("hard_limit", sa.Integer, nullable=False),
+    sa.UniqueConstraint("project_id", "user_id", "resource", name="uq_project_user_quotas_project_id_user_id_resource"),
+)
+
 services = sa.Table(
     "services",
     metadata,

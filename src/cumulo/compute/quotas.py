@@ -1,8 +1,14 @@
-"""Compute quotas: per-project limits (defaults from settings, overrides in the DB) and usage.
+"""Compute quotas: per-project and per-user limits (defaults from settings, overrides in the DB) and usage.
 
 Checks run inside the same write transaction that creates the resources, so concurrent requests
 cannot both pass (SQLite serialises writers; on PostgreSQL the project's quota rows are locked).
 -1 means unlimited.
+
+Per-user limits work as Nova's project_user_quotas: a user's unset limits are the project's; a
+user with their own instances/cores/ram limit is checked against it (counting only their servers)
+as well as the project against its own; key_pairs and server_group_members are counted per user
+and bound by the user's limit. Without `force`, the users' limits of a project add up to at most
+the project's limit.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cumulo.compute.models import instance_groups, instances, key_pairs, quotas
+from cumulo.compute.models import instance_groups, instances, key_pairs, project_user_quotas, quotas
 from cumulo.compute.states import SOFT_DELETED
 from cumulo.conf import Settings
 from cumulo.errors import Invalid, OverQuota
@@ -43,6 +49,22 @@ LEGACY_DEFAULTS = {
 # "default" class affects limits, as in Nova.
 CLASS_PREFIX = "quota-class:"
 DEFAULT_CLASS = "default"
+
+# Nova keeps these per project only: a per-user update of them sets the project's limit.
+PER_PROJECT = frozenset({"fixed_ips", "floating_ips", "networks"})
+INSTANCE_RESOURCES = ("cores", "instances", "ram")
+
+
+def over_quota(limits: dict[str, int], used: dict[str, int], wanted: dict[str, int]) -> OverQuota | None:
+    """Nova's TooManyInstances wording for the resources `wanted` more of would exceed, or None."""
+    overs = [r for r in INSTANCE_RESOURCES if wanted.get(r, 0) > 0 and 0 <= limits[r] < used[r] + wanted[r]]
+    if not overs:
+        return None
+    names = ", ".join(overs)
+    req = ", ".join(str(wanted[r]) for r in overs)
+    usd = ", ".join(str(used[r]) for r in overs)
+    allowed = ", ".join(str(limits[r]) for r in overs)
+    return OverQuota(f"Quota exceeded for {names}: Requested {req}, but already used {usd} of {allowed} {names}")
 
 
 def headroom(limits: dict[str, int], used: dict[str, int], vcpus: int, ram: int) -> int:
@@ -81,38 +103,66 @@ class QuotaEngine:
             out[resource] = hard_limit
         return out
 
-    async def limits(self, conn: AsyncConnection, project_id: str) -> dict[str, int]:
-        # Like Nova: project overrides, else the "default" quota class, else the settings.
+    async def limits(self, conn: AsyncConnection, project_id: str, user_id: str | None = None) -> dict[str, int]:
+        """Like Nova: the user's own limits (with user_id), else the project's overrides, else the
+        "default" quota class, else the settings."""
         out = await self.class_limits(conn)
         rows = await conn.execute(sa.select(quotas.c.resource, quotas.c.hard_limit).where(quotas.c.project_id == project_id))
         for resource, hard_limit in rows:
             out[resource] = hard_limit
+        if user_id:
+            out.update(await self.user_overrides(conn, project_id, user_id))
         return out
 
     @staticmethod
-    async def instance_usage(conn: AsyncConnection, project_id: str) -> dict[str, int]:
-        """instances, cores and ram in use by the project's live servers (one query). Like Nova's
-        count, a SOFT_DELETED server is not counted (its restore checks the quota again)."""
+    async def user_overrides(conn: AsyncConnection, project_id: str, user_id: str) -> dict[str, int]:
+        """The limits set for this user in this project (only those set)."""
+        t = project_user_quotas
+        rows = await conn.execute(
+            sa.select(t.c.resource, t.c.hard_limit).where(t.c.project_id == project_id, t.c.user_id == user_id)
+        )
+        return {resource: int(hard_limit) for resource, hard_limit in rows}
+
+    async def user_instance_limits(self, conn: AsyncConnection, project_id: str, user_id: str | None) -> dict[str, int] | None:
+        """The user's limits when they have their own instances/cores/ram limit, else None: as in Nova,
+        a user without one is bound by the project's quota alone (and nothing is counted per user)."""
+        if not user_id:
+            return None
+        own = await self.user_overrides(conn, project_id, user_id)
+        if not any(r in own for r in INSTANCE_RESOURCES):
+            return None
+        return {**await self.limits(conn, project_id), **own}
+
+    @staticmethod
+    async def instance_usage(conn: AsyncConnection, project_id: str, user_id: str | None = None) -> dict[str, int]:
+        """instances, cores and ram in use by the project's (or one user's) live servers, in one query.
+        Like Nova's count, a SOFT_DELETED server is not counted (its restore checks the quota again)."""
+        where = [
+            instances.c.project_id == project_id, instances.c.deleted.is_(False),
+            sa.or_(instances.c.vm_state.is_(None), instances.c.vm_state != SOFT_DELETED),
+        ]
+        if user_id:
+            where.append(instances.c.user_id == user_id)
         row = (
             await conn.execute(
                 sa.select(
                     sa.func.count(instances.c.id),
                     sa.func.coalesce(sa.func.sum(instances.c.vcpus), 0),
                     sa.func.coalesce(sa.func.sum(instances.c.memory_mb), 0),
-                ).where(
-                    instances.c.project_id == project_id, instances.c.deleted.is_(False),
-                    sa.or_(instances.c.vm_state.is_(None), instances.c.vm_state != SOFT_DELETED),
-                )
+                ).where(*where)
             )
         ).one()
         return {"instances": int(row[0]), "cores": int(row[1]), "ram": int(row[2])}
 
     async def usage(self, conn: AsyncConnection, project_id: str, user_id: str | None = None) -> dict[str, int]:
-        usage = await self.instance_usage(conn, project_id)
+        """What the project uses, or (with user_id) what that user uses inside it."""
+        usage = await self.instance_usage(conn, project_id, user_id)
         kp = sa.select(sa.func.count(key_pairs.c.id))
         kp = kp.where(key_pairs.c.user_id == user_id) if user_id else kp.where(key_pairs.c.project_id == project_id)
         usage["key_pairs"] = int((await conn.execute(kp)).scalar_one())
         groups = sa.select(sa.func.count(instance_groups.c.id)).where(instance_groups.c.project_id == project_id)
+        if user_id:
+            groups = groups.where(instance_groups.c.user_id == user_id)
         usage["server_groups"] = int((await conn.execute(groups)).scalar_one())
         return usage
 
@@ -121,37 +171,87 @@ class QuotaEngine:
         if conn.dialect.name != "sqlite":
             await conn.execute(sa.select(quotas.c.id).where(quotas.c.project_id == project_id).with_for_update())
 
-    async def check_instances(self, conn: AsyncConnection, project_id: str, count: int, vcpus: int, ram: int) -> None:
+    async def check_instance_delta(
+        self, conn: AsyncConnection, project_id: str, user_id: str | None, wanted: dict[str, int]
+    ) -> None:
+        """Raise OverQuota in Nova's words unless `wanted` more instances/cores/ram fit the project's
+        quota and, when the user has their own limits, the user's. Call under the project's lock."""
+        exc = over_quota(await self.limits(conn, project_id), await self.instance_usage(conn, project_id), wanted)
+        if exc is None:
+            user_limits = await self.user_instance_limits(conn, project_id, user_id)
+            if user_limits is not None:
+                exc = over_quota(user_limits, await self.instance_usage(conn, project_id, user_id), wanted)
+        if exc is not None:
+            raise exc
+
+    async def check_instances(
+        self, conn: AsyncConnection, project_id: str, count: int, vcpus: int, ram: int, user_id: str | None = None
+    ) -> None:
         """Raise OverQuota in Nova's words unless `count` instances of this size fit."""
         await self.lock(conn, project_id)
-        limits = await self.limits(conn, project_id)
-        used = await self.usage(conn, project_id)
-        requested = {"instances": count, "cores": vcpus * count, "ram": ram * count}
-        overs = [r for r in ("cores", "instances", "ram") if limits[r] >= 0 and used[r] + requested[r] > limits[r]]
-        if overs:
-            names = ", ".join(overs)
-            req = ", ".join(str(requested[r]) for r in overs)
-            usd = ", ".join(str(used[r]) for r in overs)
-            allowed = ", ".join(str(limits[r]) for r in overs)
-            raise OverQuota(f"Quota exceeded for {names}: Requested {req}, but already used {usd} of {allowed} {names}")
+        await self.check_instance_delta(conn, project_id, user_id, {"instances": count, "cores": vcpus * count, "ram": ram * count})
 
     async def check_key_pairs(self, conn: AsyncConnection, project_id: str, user_id: str) -> None:
-        limits = await self.limits(conn, project_id)
+        limits = await self.limits(conn, project_id, user_id)
         used = await self.usage(conn, project_id, user_id)
         if 0 <= limits["key_pairs"] <= used["key_pairs"]:
             raise OverQuota("Quota exceeded, too many key pairs.")
 
-    async def set_limits(self, conn: AsyncConnection, project_id: str, updates: dict[str, Any]) -> None:
+    async def set_limits(
+        self, conn: AsyncConnection, project_id: str, updates: dict[str, Any], user_id: str | None = None
+    ) -> None:
+        """Store limits for the project, or for one user in it (Nova's per-project-only resources
+        always go to the project)."""
         known = set(self.defaults())
         for resource, value in updates.items():
             if resource not in known:
                 raise Invalid(f"Bad key(s) {resource} in quota_set")
             if not isinstance(value, int) or isinstance(value, bool) or value < -1:
                 raise Invalid(f"Quota limit {value!r} for {resource} must be an integer of -1 or more")
+            if user_id and resource not in PER_PROJECT:
+                t = project_user_quotas
+                where = (t.c.project_id == project_id, t.c.user_id == user_id, t.c.resource == resource)
+                res = await conn.execute(sa.update(t).where(*where).values(hard_limit=value))
+                if res.rowcount == 0:
+                    await conn.execute(
+                        sa.insert(t).values(project_id=project_id, user_id=user_id, resource=resource, hard_limit=value)
+                    )
+                continue
             stmt = sa.update(quotas).where(quotas.c.project_id == project_id, quotas.c.resource == resource)
             res = await conn.execute(stmt.values(hard_limit=value))
             if res.rowcount == 0:
                 await conn.execute(sa.insert(quotas).values(project_id=project_id, resource=resource, hard_limit=value))
 
-    async def delete_limits(self, conn: AsyncConnection, project_id: str) -> None:
+    async def delete_limits(self, conn: AsyncConnection, project_id: str, user_id: str | None = None) -> None:
+        """Back to defaults: a user's limits revert to the project's; a project's delete also drops
+        every per-user limit in it, as Nova's does."""
+        t = project_user_quotas
+        if user_id:
+            await conn.execute(sa.delete(t).where(t.c.project_id == project_id, t.c.user_id == user_id))
+            return
         await conn.execute(sa.delete(quotas).where(quotas.c.project_id == project_id))
+        await conn.execute(sa.delete(t).where(t.c.project_id == project_id))
+
+    async def settable(self, conn: AsyncConnection, project_id: str, user_id: str | None) -> dict[str, tuple[int, int]]:
+        """Nova's settable range (minimum, maximum; -1 is unbounded) per resource for an unforced update.
+
+        A project's limit may not go below what it uses nor below the sum of its users' limits. A
+        user's may not go below what the user uses, nor above the project's limit less the other
+        users' limits in it. Unlimited (-1) user limits add nothing to the sums.
+        """
+        t = project_user_quotas
+        rows = (await conn.execute(sa.select(t.c.user_id, t.c.resource, t.c.hard_limit).where(t.c.project_id == project_id))).all()
+        project = await self.limits(conn, project_id)
+        used = await self.usage(conn, project_id, user_id)
+        if not user_id:
+            used["key_pairs"] = 0  # keypairs are per user: nothing binds a project's limit to them
+        out: dict[str, tuple[int, int]] = {}
+        for resource, limit in project.items():
+            others = sum(int(h) for u, r, h in rows if r == resource and int(h) > 0 and u != user_id)
+            if not user_id:
+                out[resource] = (max(others, used.get(resource, 0)), -1)
+            elif limit < 0 or resource in PER_PROJECT:
+                out[resource] = (used.get(resource, 0), -1 if limit < 0 else limit)
+            else:
+                out[resource] = (used.get(resource, 0), max(0, limit - others))
+        return out

@@ -71,8 +71,10 @@ def _row(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 # --- the group resource ---------------------------------------------------------------------------
 
-async def count_groups(conn: AsyncConnection, project_id: str) -> int:
+async def count_groups(conn: AsyncConnection, project_id: str, user_id: str | None = None) -> int:
     q = sa.select(sa.func.count(instance_groups.c.id)).where(instance_groups.c.project_id == project_id)
+    if user_id is not None:
+        q = q.where(instance_groups.c.user_id == user_id)
     return int((await conn.execute(q)).scalar_one())
 
 
@@ -94,6 +96,10 @@ async def create_group(
         await quotas.lock(conn, project)
         limit = (await quotas.limits(conn, project))["server_groups"]
         if 0 <= limit <= await count_groups(conn, project):
+            raise errors.OverQuota(GROUP_QUOTA_MESSAGE)
+        # A user with their own server_groups limit is also bound by it, counting their groups.
+        own = (await quotas.user_overrides(conn, project, ctx.user_id or "")).get("server_groups")
+        if own is not None and 0 <= own <= await count_groups(conn, project, ctx.user_id or ""):
             raise errors.OverQuota(GROUP_QUOTA_MESSAGE)
         res = await conn.execute(sa.insert(instance_groups).values(**values))
         values["id"] = int(res.inserted_primary_key[0])  # type: ignore[index]

@@ -187,6 +187,9 @@ class ComputeService:
                     raise errors.Invalid(f"Compute host {wanted} could not be found.")
             # Limits are read before the write lock (they change rarely); usage is counted under it.
             limits = await self.quotas.limits(conn, project)
+            # A user with their own instances/cores/ram limits is bound by them too (None: the project's alone).
+            user_limits = await self.quotas.user_instance_limits(conn, project, ctx.user_id)
+            members_limit = (await self.quotas.limits(conn, project, ctx.user_id))["server_group_members"]
             group = await server_groups.group_for_create(conn, ctx, req.scheduler_hints)
         if int(flavor["root_gb"]) == 0 and not ctx.is_admin:
             raise errors.Forbidden("Only volume-backed servers are allowed for flavors with zero disk.")
@@ -202,9 +205,14 @@ class ComputeService:
         async with self.db.write() as conn:
             await self.quotas.lock(conn, project)
             fits = headroom(limits, await self.quotas.instance_usage(conn, project), snap["vcpus"], snap["memory_mb"])
+            if user_limits is not None:
+                user_used = await self.quotas.instance_usage(conn, project, ctx.user_id)
+                fits = min(fits, headroom(user_limits, user_used, snap["vcpus"], snap["memory_mb"]))
             count = min(req.max_count, fits)
             if count < req.min_count:
-                await self.quotas.check_instances(conn, project, req.max_count, snap["vcpus"], snap["memory_mb"])
+                await self.quotas.check_instances(
+                    conn, project, req.max_count, snap["vcpus"], snap["memory_mb"], user_id=ctx.user_id
+                )
                 raise errors.OverQuota("Quota exceeded for instances: Cannot run any more instances of this type.")
             uuids = [new_uuid() for _ in range(count)]
             spec = {
@@ -245,7 +253,7 @@ class ComputeService:
                 )
             await conn.execute(sa.insert(instances), rows)
             if group is not None:
-                await server_groups.add_members(conn, group, uuids, ctx.user_id or "", limits["server_group_members"])
+                await server_groups.add_members(conn, group, uuids, ctx.user_id or "", members_limit)
             await conn.execute(
                 sa.insert(instance_actions),
                 [
@@ -399,15 +407,8 @@ class ComputeService:
         deltas = {"cores": new["vcpus"] - int(inst["vcpus"]), "ram": new["memory_mb"] - int(inst["memory_mb"])}
         if all(d <= 0 for d in deltas.values()):
             return
-        limits = await self.quotas.limits(conn, inst["project_id"])
-        used = await self.quotas.usage(conn, inst["project_id"])
-        overs = [r for r in ("cores", "ram") if deltas[r] > 0 and 0 <= limits[r] < used[r] + deltas[r]]
-        if overs:
-            names = ", ".join(overs)
-            raise errors.OverQuota(
-                f"Quota exceeded for {names}: Requested {', '.join(str(deltas[r]) for r in overs)}, but already used "
-                f"{', '.join(str(used[r]) for r in overs)} of {', '.join(str(limits[r]) for r in overs)} {names}"
-            )
+        # The project's quota, and the owner's own limits if they have any, as Nova's upsize check.
+        await self.quotas.check_instance_delta(conn, inst["project_id"], inst.get("user_id"), deltas)
 
     async def snapshot(self, ctx: RequestContext, inst: dict[str, Any], name: str, metadata: dict[str, str]) -> str:
         t = tr.TRANSITIONS["createImage"]

@@ -72,16 +72,8 @@ async def restore(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any]
     project = inst["project_id"]
     async with svc.db.write() as conn:
         await svc.quotas.lock(conn, project)
-        limits = await svc.quotas.limits(conn, project)
-        used = await svc.quotas.instance_usage(conn, project)
         wanted = {"instances": 1, "cores": int(inst["vcpus"] or 0), "ram": int(inst["memory_mb"] or 0)}
-        overs = [r for r in ("cores", "instances", "ram") if 0 <= limits[r] < used[r] + wanted[r]]
-        if overs:
-            names = ", ".join(overs)
-            raise errors.OverQuota(
-                f"Quota exceeded for {names}: Requested {', '.join(str(wanted[r]) for r in overs)}, but already used "
-                f"{', '.join(str(used[r]) for r in overs)} of {', '.join(str(limits[r]) for r in overs)} {names}"
-            )
+        await svc.quotas.check_instance_delta(conn, project, inst.get("user_id"), wanted)
         host = inst.get("host")
         values: dict[str, Any] = {"deleted_at": None}
         values.update({"task_state": st.RESTORING} if host else {"vm_state": st.ACTIVE, "task_state": None})

@@ -1,4 +1,5 @@
-"""Nova limits, os-quota-sets (show, detail, defaults, update, delete) and os-quota-class-sets."""
+"""Nova limits, os-quota-sets (show, detail, defaults, update, delete; per project or, with
+?user_id=, per user in the project) and os-quota-class-sets."""
 
 from __future__ import annotations
 
@@ -122,14 +123,23 @@ async def _verify_project(s: Services, ctx: RequestContext, project_id: str) -> 
         raise Invalid(f"Project ID {project_id} is not a valid project.")
 
 
+def _user_id(request: Request) -> str | None:
+    """The `user_id` query parameter, as Nova reads it: the first non-blank value, else None."""
+    user_id = next((u for u in request.query_params.getlist("user_id") if u), None)
+    if user_id is not None and len(user_id) > 255:
+        raise Invalid("Invalid input for query parameters user_id. Value: too long; at most 255 characters.")
+    return user_id
+
+
 async def quota_show(request: Request) -> Response:
     ctx = await authenticate(request)
     version = t.version_of(request)
     t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
     project_id = request.path_params["project_id"]
+    user_id = _user_id(request)
     s = await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:show", project_id)
     async with s.db.read() as conn:
-        values = await QuotaEngine(s.conf).limits(conn, project_id)
+        values = await QuotaEngine(s.conf).limits(conn, project_id, user_id)
     return json_response({"quota_set": _quota_body(values, version, project_id)})
 
 
@@ -138,11 +148,12 @@ async def quota_detail(request: Request) -> Response:
     version = t.version_of(request)
     t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
     project_id = request.path_params["project_id"]
+    user_id = _user_id(request)
     s = await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:detail", project_id)
     engine = QuotaEngine(s.conf)
     async with s.db.read() as conn:
-        values = await engine.limits(conn, project_id)
-        used = await _usage(engine, conn, project_id, request.query_params.get("user_id"))
+        values = await engine.limits(conn, project_id, user_id)
+        used = await _usage(engine, conn, project_id, user_id)
     detail = {k: {"in_use": used.get(k, 0), "limit": val, "reserved": 0} for k, val in values.items()}
     return json_response({"quota_set": _quota_body(detail, version, project_id)})
 
@@ -163,9 +174,8 @@ async def quota_update(request: Request) -> Response:
     version = t.version_of(request)
     t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
     project_id = request.path_params["project_id"]
+    user_id = _user_id(request)
     s = await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:update", project_id)
-    if request.query_params.get("user_id"):
-        raise Invalid("Per-user quotas are not supported; set the project's quota instead.")
     body = await json_body(request)
     t.validate(schemas.quota_set_update_for(version), body)
     requested = dict(body["quota_set"])
@@ -173,19 +183,29 @@ async def quota_update(request: Request) -> Response:
     engine = QuotaEngine(s.conf)
     async with s.db.write() as conn:
         await engine.lock(conn, project_id)
-        used = await _usage(engine, conn, project_id, None)
+        settable = None if force else await engine.settable(conn, project_id, user_id)
         updates: dict[str, int] = {}
         for key, raw in requested.items():
             value = int(raw)
-            # Unless forced, a limit may not go below what is already in use (-1 is unlimited).
-            if not force and value != -1 and value < used.get(key, 0):
-                raise Invalid(
-                    f"Quota limit {value} for {key} must be greater than or equal to already used and reserved {used[key]}."
-                )
+            # Unless forced, a limit stays within Nova's settable range (-1 is unlimited).
+            if settable is not None:
+                _check_settable(key, value, *settable[key])
             updates[key] = value
-        await engine.set_limits(conn, project_id, updates)
-        values = await engine.limits(conn, project_id)
+        await engine.set_limits(conn, project_id, updates, user_id)
+        values = await engine.limits(conn, project_id, user_id)
     return json_response({"quota_set": _quota_body(values, version, None)})
+
+
+def _check_settable(resource: str, limit: int, minimum: int, maximum: int) -> None:
+    def inf(n: int) -> float:
+        return float("inf") if n == -1 else n
+
+    if inf(limit) < inf(minimum):
+        raise Invalid(
+            f"Quota limit {limit} for {resource} must be greater than or equal to already used and reserved {minimum}."
+        )
+    if inf(limit) > inf(maximum):
+        raise Invalid(f"Quota limit {limit} for {resource} must be less than or equal to {maximum}.")
 
 
 async def quota_delete(request: Request) -> Response:
@@ -193,9 +213,10 @@ async def quota_delete(request: Request) -> Response:
     policy.authorize(ctx, "os_compute_api:os-quota-sets:delete")
     version = t.version_of(request)
     t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
+    user_id = _user_id(request)
     s = services_of(request)
     async with s.db.write() as conn:
-        await QuotaEngine(s.conf).delete_limits(conn, request.path_params["project_id"])
+        await QuotaEngine(s.conf).delete_limits(conn, request.path_params["project_id"], user_id)
     return empty(202)
 
 
