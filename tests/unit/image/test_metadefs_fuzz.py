@@ -1,4 +1,4 @@
-"""Fuzz of the metadefs catalog and the tasks API: random, hostile and malformed bodies, names
+"""Fuzz of the metadefs catalog, the tasks API and glance-direct import: random, hostile and malformed bodies, names
 and queries on every write and list route, as the admin (who gets past policy). Nothing may answer
 5xx, and every 4xx is Glance's fault body."""
 
@@ -45,6 +45,7 @@ _ROUTES = [
     ("POST", NS), ("PUT", f"{NS}/{{n}}"), ("POST", f"{NS}/{{n}}/objects"), ("PUT", f"{NS}/{{n}}/objects/{{m}}"),
     ("POST", f"{NS}/{{n}}/properties"), ("PUT", f"{NS}/{{n}}/properties/{{m}}"), ("POST", f"{NS}/{{n}}/tags"),
     ("PUT", f"{NS}/{{n}}/tags/{{m}}"), ("POST", f"{NS}/{{n}}/resource_types"), ("POST", "/v2/tasks"),
+    ("POST", "/v2/images/{staged}/import"), ("POST", "/v2/images/{m}/import"),
 ]
 _GETS = [NS, f"{NS}/{{n}}", f"{NS}/{{n}}/objects", f"{NS}/{{n}}/properties/{{m}}", f"{NS}/{{n}}/tags",
          f"{NS}/{{n}}/resource_types", "/v2/metadefs/resource_types", "/v2/tasks", "/v2/tasks/{m}",
@@ -62,6 +63,7 @@ class _AsCtx:
 
 
 SEEN: dict[int, int] = {}
+STAGED: list[str] = []
 
 
 def _check(r: httpx.Response, what: Any) -> None:
@@ -88,6 +90,11 @@ def test_metadefs_never_5xx(tmp_path: Path) -> None:
         r = await c.post(NS, json={"namespace": "Fuzz::NS", "objects": [{"name": "nope"}], "tags": [{"name": "nope"}],
                                    "properties": {"nope": {"title": "t", "type": "string"}}})
         assert r.status_code == 201, r.text
+        r = await c.post("/v2/images", json={"name": "staged", "disk_format": "raw", "container_format": "bare"})
+        STAGED.append(r.json()["id"])
+        r = await c.put(f"/v2/images/{STAGED[0]}/stage", content=b"x" * 100,
+                        headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 204, r.text
         return c
 
     client = loop.run_until_complete(setup())
@@ -100,6 +107,7 @@ def test_metadefs_never_5xx(tmp_path: Path) -> None:
         def run(route: tuple[str, str], get: str, body: Any, n: str, m: str, query: list[tuple[str, str]],
                 raw: bytes) -> None:
             def fill(path: str) -> str:
+                path = path.replace("{staged}", STAGED[0])
                 return path.replace("{n}", quote(n, safe="")).replace("{m}", quote(m, safe=""))
 
             async def go() -> None:
