@@ -102,8 +102,7 @@ async def import_image(request: Request) -> Response:
                              "(PUT /v2/images/{image_id}/stage, then import) or upload with PUT /file.")
     if method not in METHODS:
         raise errors.Invalid(f"Unknown import method name '{method}'.")
-    if body.get("stores") or body.get("all_stores"):
-        raise errors.Conflict("This cloud has a single store: do not name stores.")
+    # `stores` / `all_stores` are ignored, as a single-store Glance ignores them: the one store is all of them.
     await run_glance_direct(_svc(request), ctx, request.path_params["image_id"], body,
                             request.scope.get("cumulo.request_id"))
     return empty(202)
