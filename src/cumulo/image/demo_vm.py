@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 ERROR_PROPERTY = "cumulo_error"
-BANNER_PROPERTY = "cumulo_boot_banner"  # what the QEMU driver waits for on the console
+BANNER_PROPERTY = "cumulo_boot_banner"  # a boot signal for benchmarks and diagnostics (not a build condition)
 # (name, disk_format, container_format) in creation order: the disk names the other two.
 RECORDS = (
     (tinyvm.KERNEL_NAME, "aki", "aki"),

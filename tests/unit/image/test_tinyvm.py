@@ -127,7 +127,7 @@ def test_cmdline_has_the_facts_of_the_issue() -> None:
 def _helpers() -> str:
     text = INIT_SH.read_text()
     found = re.findall(r"^(json_\w+\(\) \{\n.*?^\})", text, flags=re.M | re.S)
-    assert len(found) == 2
+    assert len(found) == 3  # json_flat, json_str, json_obj_values
     return "\n".join(found)
 
 
@@ -147,9 +147,11 @@ def test_init_reads_hostname_and_keys(tmp_path: Path, indent: int | None) -> Non
         "keys": [{"name": "default", "type": "ssh", "data": "ssh-ed25519 AAAAC3Nza me@host"}],
     }
     (tmp_path / "meta.json").write_text(json.dumps(meta, indent=indent, sort_keys=True))
-    assert _sh('echo "$(json_str hostname meta.json)"', tmp_path) == "my-server\n"
-    assert _sh('echo "$(json_str missing meta.json)"', tmp_path) == "\n"
-    keys = _sh("json_obj_values public_keys meta.json", tmp_path).splitlines()
+    flat = 'META=$(json_flat meta.json); '  # the file read once, as /init does
+    assert _sh(flat + 'echo "$(json_str hostname "$META")"', tmp_path) == "my-server\n"
+    assert _sh(flat + 'echo "$(json_str missing "$META")"', tmp_path) == "\n"
+    assert _sh('echo "[$(json_flat missing.json)]"', tmp_path) == "[]\n"
+    keys = _sh(flat + 'json_obj_values public_keys "$META"', tmp_path).splitlines()
     assert keys == ["ssh-ed25519 AAAAC3Nza me@host", "ssh-rsa AAAAB3 other"]
 
 
@@ -162,7 +164,8 @@ def test_init_reads_static_network(tmp_path: Path) -> None:
           "services": []}
     (tmp_path / "nd.json").write_text(json.dumps(nd, indent=1))
     # The first ip_address and netmask are the NIC's (routes come after in Nova's layout).
-    assert _sh('echo "$(json_str ip_address nd.json) $(json_str gateway nd.json)"', tmp_path) == "10.0.0.5 10.0.0.1\n"
+    script = 'ND=$(json_flat nd.json); echo "$(json_str ip_address "$ND") $(json_str gateway "$ND")"'
+    assert _sh(script, tmp_path) == "10.0.0.5 10.0.0.1\n"
 
 
 # -- registration of the demo image ----------------------------------------------------------------

@@ -48,7 +48,7 @@ KERNEL_CMDLINE = (
     "8250.nr_uarts=1 rcupdate.rcu_expedited=1"
 )
 ROOT_DISK_SIZE = 64 << 20
-KERNEL_FILE, RAMDISK_FILE, DISK_FILE = "vmlinuz", "initramfs.cpio.gz", "disk.qcow2"
+KERNEL_FILE, RAMDISK_FILE, DISK_FILE = "vmlinuz", "initramfs.cpio", "disk.qcow2"
 PVH_KERNEL_FILE = "vmlinux"
 
 
@@ -81,7 +81,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 async def build_tiny_vm(output: Path, cache: Path, busybox: Path = BUSYBOX) -> Artifacts:
-    """Write vmlinuz, initramfs.cpio.gz and disk.qcow2 into `output`.
+    """Write the kernel (vmlinux or vmlinuz), initramfs.cpio and disk.qcow2 into `output`.
 
     The kernel comes from `cache` (downloaded once with apt); the rest is rebuilt from it and the
     host's busybox, byte for byte the same each time. Raises BuildFailed naming the cause.

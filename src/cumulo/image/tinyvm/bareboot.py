@@ -1,6 +1,6 @@
 """A bare `qemu-system-x86_64` command line for the tiny VM: no driver, the console on stdio.
 
-For the boot test and benchmarks/boot_vm.py (the baseline the QEMU driver is measured against).
+For the boot test (tests/contract/test_tinyvm_boot.py): the image booting without the driver.
 """
 
 from __future__ import annotations
