@@ -135,7 +135,7 @@ disk_formats = qcow2,raw
 
 [image-feature-enabled]
 api_v2 = true
-import_image = false
+import_image = true
 
 [network]
 catalog_type = network
