@@ -121,7 +121,8 @@ async def run_glance_direct(
             raise errors.Conflict("Image with status active cannot be target for import")
         if row["status"] != "uploading":
             raise errors.Conflict("Image needs to be staged before 'glance-direct' method can be used")
-        await svc._set_status(conn, image_id, ("uploading",), "importing")
+        if not await svc._set_status(conn, image_id, ("uploading",), "importing"):  # a concurrent import won
+            raise errors.Conflict("Image needs to be staged before 'glance-direct' method can be used")
         await conn.execute(
             sa.insert(image_tasks).values(
                 id=task_id, type="api_image_import", status="processing", owner=row["owner"], image_id=image_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -147,3 +148,12 @@ async def test_a_restart_mid_import_puts_the_image_back_to_uploading(member: htt
     assert (await member.get(f"/v2/images/{image_id}/tasks")).json()["tasks"][0]["status"] == "failure"
     r = await member.post(f"/v2/images/{image_id}/import", json={"method": {"name": "glance-direct"}})
     assert r.status_code == 202 and (await member.get(f"/v2/images/{image_id}")).json()["status"] == "active"
+
+
+async def test_concurrent_imports_make_one_task(member: httpx.AsyncClient) -> None:
+    image_id = await _image(member)
+    await member.put(f"/v2/images/{image_id}/stage", content=DATA, headers=OCTET)
+    body = {"method": {"name": "glance-direct"}}
+    results = await asyncio.gather(*(member.post(f"/v2/images/{image_id}/import", json=body) for _ in range(4)))
+    assert sorted(r.status_code for r in results) == [202, 409, 409, 409]
+    assert len((await member.get(f"/v2/images/{image_id}/tasks")).json()["tasks"]) == 1
