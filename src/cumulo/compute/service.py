@@ -30,7 +30,7 @@ from cumulo.compute.boot import (
 )
 from cumulo.compute.listing import ListQuery, install_sqlite_functions, list_instances
 from cumulo.compute.models import compute_nodes, instance_actions, instances, services
-from cumulo.compute.quotas import QuotaEngine, headroom
+from cumulo.compute.quotas import INSTANCE_RESOURCES, QuotaEngine, headroom
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
 from cumulo.conf import Settings
 from cumulo.context import RequestContext
@@ -188,8 +188,9 @@ class ComputeService:
             # Limits are read before the write lock (they change rarely); usage is counted under it.
             limits = await self.quotas.limits(conn, project)
             # A user with their own instances/cores/ram limits is bound by them too (None: the project's alone).
-            user_limits = await self.quotas.user_instance_limits(conn, project, ctx.user_id)
-            members_limit = (await self.quotas.limits(conn, project, ctx.user_id))["server_group_members"]
+            own = await self.quotas.user_overrides(conn, project, ctx.user_id) if ctx.user_id else {}
+            user_limits = {**limits, **own} if any(r in own for r in INSTANCE_RESOURCES) else None
+            members_limit = own.get("server_group_members", limits["server_group_members"])
             group = await server_groups.group_for_create(conn, ctx, req.scheduler_hints)
         if int(flavor["root_gb"]) == 0 and not ctx.is_admin:
             raise errors.Forbidden("Only volume-backed servers are allowed for flavors with zero disk.")

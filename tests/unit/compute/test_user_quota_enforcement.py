@@ -118,3 +118,16 @@ async def test_resize_checks_the_owners_limit(world: World) -> None:
     assert fault_of(over) == ("forbidden", 403, "Quota exceeded for ram: Requested 448, but already used 64 of 256 ram")
     await set_quota(world, {"ram": 1024}, alice)
     assert (await a.post(f"{API}/servers/{sid}/action", json={"resize": {"flavorRef": TINY}})).status_code == 202
+
+
+async def test_server_group_members_uses_the_users_limit(world: World) -> None:
+    alice = uuid.uuid4().hex
+    await set_quota(world, {"server_group_members": 1}, alice)
+    a, b = user_client(world, alice), user_client(world, uuid.uuid4().hex)
+    group = (await a.post(f"{API}/os-server-groups", json={"server_group": {"name": "g", "policies": ["affinity"]}})).json()
+    hint = {"os:scheduler_hints": {"group": group["server_group"]["id"]}}
+    body = {"server": {"name": "m", "imageRef": world.image_id, "flavorRef": NANO}, **hint}
+    assert (await a.post(f"{API}/servers", json=body)).status_code == 202
+    over = await a.post(f"{API}/servers", json=body)
+    assert fault_of(over) == ("forbidden", 403, "Quota exceeded, too many servers in group")
+    assert (await b.post(f"{API}/servers", json=body)).status_code == 202  # the project's limit (10) for others
