@@ -257,3 +257,14 @@ def test_demo_vm_wanted() -> None:
     assert not demo_vm.wanted(base)
     assert demo_vm.wanted(base.replace(extra={"tiny_vm_image": "on"}))
     assert not demo_vm.wanted(base.replace(local_driver="runc", extra={"tiny_vm_image": "off"}))
+
+
+def test_module_signatures_are_stripped_and_unsigned_modules_kept() -> None:
+    from cumulo.image.tinyvm.initramfs import MODULE_SIG_MAGIC, strip_signature
+
+    body = b"\x7fELF" + b"m" * 100
+    sig = b"s" * 40
+    info = bytes([0, 0, 2, 0, 0, 0, 0, 0]) + len(sig).to_bytes(4, "big")  # struct module_signature
+    assert strip_signature(body + sig + info + MODULE_SIG_MAGIC) == body
+    assert strip_signature(body) == body
+    assert strip_signature(b"\xff" * 4 + MODULE_SIG_MAGIC) == b"\xff" * 4 + MODULE_SIG_MAGIC  # too short: as is

@@ -64,8 +64,24 @@ exit 0
 """
 
 
+MODULE_SIG_MAGIC = b"~Module signature appended~\n"
+
+
 class BusyboxMissing(Exception):
     pass
+
+
+def strip_signature(module: bytes) -> bytes:
+    """The module without its appended signature. The kernel verifies a signature on every insmod
+    even when it does not enforce one (Debian: CONFIG_MODULE_SIG=y, not forced); under TCG that
+    costs about 0.1 s over the tiny VM's modules, and an unsigned one only taints the kernel ('E').
+    Layout: module, signature, struct module_signature (12 bytes, sig_len big-endian last), magic."""
+    if not module.endswith(MODULE_SIG_MAGIC) or len(module) < len(MODULE_SIG_MAGIC) + 12:
+        return module
+    body = module[:-len(MODULE_SIG_MAGIC)]
+    sig_len = int.from_bytes(body[-4:], "big")
+    end = len(body) - 12 - sig_len
+    return body[:end] if end > 0 else module
 
 
 def init_script(kernel: Kernel) -> bytes:
@@ -102,7 +118,8 @@ def initramfs_entries(kernel: Kernel, busybox: Path = BUSYBOX) -> list[Entry]:
     ]
     entries += [Entry.symlink(f"bin/{a}", "busybox") for a in sorted(set(APPLETS))]
     modules = kernel.load_order(STAGE1_MODULES + VFAT_MODULES + STAGE2_MODULES)
-    entries += [Entry.file(f"lib/modules/{kernel.release}/{m}.ko", kernel.module_path(m).read_bytes()) for m in modules]
+    entries += [Entry.file(f"lib/modules/{kernel.release}/{m}.ko", strip_signature(kernel.module_path(m).read_bytes()))
+                for m in modules]
     return entries
 
 
