@@ -7,8 +7,11 @@ machine (parallel test runs) are never touched.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import signal
 import subprocess
 import tarfile
 import time
@@ -199,3 +202,15 @@ def until(predicate: Callable[[], Any], timeout: float, what: str) -> float:
     t0 = time.monotonic()
     wait_for(predicate, timeout=timeout, interval=0.1, what=what)
     return time.monotonic() - t0
+
+
+def kill_our_qemus(state_dir: Path) -> None:
+    """Last resort at teardown: QEMU outlives the cloud by design, so kill what our pidfiles name."""
+    root = state_dir / "qemu"
+    if not root.is_dir():
+        return
+    for d in root.iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((d / "qemu.pid").read_text().strip())
+            if d.name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)

@@ -15,14 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from _runc_util import demo_image_file, server, wait_for, wait_gone, wait_status, write_config
+from _runc_util import demo_image_file, kill_our_qemus, server, wait_for, wait_gone, wait_status, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
 from cumulo.image import tinyvm
@@ -71,16 +70,6 @@ def one(samples: Samples, name: str, sid: str) -> float:
     return found[0][1]
 
 
-def kill_our_qemus(state_dir: Path) -> None:
-    """Last resort at teardown: QEMU outlives the cloud by design, so kill what our pidfiles name."""
-    root = state_dir / "qemu"
-    if not root.is_dir():
-        return
-    for d in root.iterdir():
-        with contextlib.suppress(OSError, ValueError):
-            pid = int((d / "qemu.pid").read_text().strip())
-            if d.name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")

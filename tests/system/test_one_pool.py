@@ -17,13 +17,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _runc_util import leftovers, wait_for, write_config
+from _runc_util import kill_our_qemus, leftovers, wait_for, write_config
 from _util_resilience import all_servers, delete_servers, post_servers, server_body
 
 from cumulo.image import tinyvm
@@ -96,15 +95,6 @@ def qemu_processes_of(uuid: str) -> list[int]:
     return found
 
 
-def kill_our_qemus(state_dir: Path) -> None:
-    """Last resort at teardown: QEMU outlives the cloud by design, so kill what our pidfiles name."""
-    root = state_dir / "qemu"
-    if root.is_dir():
-        for d in root.iterdir():
-            with contextlib.suppress(OSError, ValueError):
-                pid = int((d / "qemu.pid").read_text().strip())
-                if d.name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _runc_util import server, wait_for, wait_gone, wait_status, write_config
+from _runc_util import kill_our_qemus, server, wait_for, wait_gone, wait_status, write_config
 
 from cumulo.image import tinyvm
 
@@ -111,16 +110,6 @@ def qemu_processes_of(uuid: str) -> list[int]:
     return found
 
 
-def kill_our_qemus(state_dir: Path) -> None:
-    """Last resort at teardown: QEMU outlives the cloud by design, so kill what our pidfiles name."""
-    root = state_dir / "qemu"
-    if not root.is_dir():
-        return
-    for d in root.iterdir():
-        with contextlib.suppress(OSError, ValueError):
-            pid = int((d / "qemu.pid").read_text().strip())
-            if d.name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
