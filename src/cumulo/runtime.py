@@ -19,7 +19,7 @@ from cumulo.bus import Bus, compute_topic, make_bus
 from cumulo.conf import Settings
 from cumulo.db import Database
 from cumulo.metrics.http import RouteMetrics
-from cumulo.web.http import PrefixDispatcher, RequestIdMiddleware
+from cumulo.web.http import PrefixDispatcher, RequestIdMiddleware, answer_lifespan
 
 if TYPE_CHECKING:
     from cumulo.compute.manager import ComputeHost, ComputeManager
@@ -335,14 +335,8 @@ class Cloud:
 
         async def root(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "lifespan":
-                # The CLI starts and stops the cloud around the server; nothing to do here.
-                while True:
-                    message = await receive()
-                    if message["type"] == "lifespan.startup":
-                        await send({"type": "lifespan.startup.complete"})
-                    elif message["type"] == "lifespan.shutdown":
-                        await send({"type": "lifespan.shutdown.complete"})
-                        return
+                await answer_lifespan(receive, send)
+                return
             request = Request(scope, receive)
             base = str(request.base_url).rstrip("/")
             body = {"services": [{"type": e.type, "name": e.name, "url": base + e.path} for e in s.catalog]}

@@ -32,6 +32,7 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.metrics import control
 from cumulo.metrics.servers import ServerCollector
+from cumulo.web.http import answer_lifespan
 
 if TYPE_CHECKING:
     from cumulo.compute.manager import ComputeManager
@@ -108,13 +109,8 @@ class MetricsApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         headers: list[tuple[bytes, bytes]] = []

@@ -169,6 +169,18 @@ async def json_body(request: Request, *, required: bool = True) -> Any:
     return parse_json(raw)
 
 
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """Acknowledge ASGI lifespan startup and shutdown: the CLI starts and stops the cloud around the
+    HTTP servers, so there is nothing to do in them."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 def services_of(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
