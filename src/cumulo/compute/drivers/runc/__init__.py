@@ -82,6 +82,18 @@ def root_mode_from(lower: Path, upper: Path) -> None:
     os.chmod(upper, os.stat(lower).st_mode & 0o7777)
 
 
+def _prepare_root(idir: Path, spec: InstanceSpec, config: dict[str, Any], lower: Path, upper: Path,
+                  work: Path) -> None:
+    """The bundle's file work, in one thread hop (each hop costs the boot ~0.2 ms): the merged root
+    mounted, config.json, the config drive and the key."""
+    merged = idir / "rootfs"
+    merged.mkdir(files.PRIVATE_DIR)
+    root_mode_from(lower, upper)
+    (idir / "config.json").write_text(json.dumps(config, indent=1))
+    overlay.mount_sync(lower, upper, work, merged)
+    imageops.provision_sync(idir, spec)
+
+
 class RuncDriver:
     def __init__(self, conf: Settings, host_name: str, *, local: bool = True) -> None:
         self.conf = conf
@@ -204,13 +216,8 @@ class RuncDriver:
             lower, image_cfg = await imageops.image_root(self.images, spec.image)
             # In a thread: a named image user is read from the image's /etc/passwd.
             config = await asyncio.to_thread(imageops.runtime_config, spec, image_cfg, lower, idir, self.pids_limit)
-            merged = idir / "rootfs"
             upper, work = await asyncio.shield(disk)  # a cancel waits for it in _undo
-            await asyncio.to_thread(merged.mkdir, files.PRIVATE_DIR)
-            await asyncio.to_thread(root_mode_from, lower, upper)
-            await asyncio.to_thread((idir / "config.json").write_text, json.dumps(config, indent=1))
-            await overlay.mount(lower, upper, work, merged)
-            await imageops.provision(idir, spec)  # config drive, authorized_keys
+            await asyncio.to_thread(_prepare_root, idir, spec, config, lower, upper, work)
             await asyncio.shield(pending[1])  # the netns
             await self._start(cid, idir, config["process"]["args"])
             record = imageops.record(spec, image_cfg, time.time(), lower)

@@ -57,15 +57,19 @@ def record(spec: InstanceSpec, image: ImageConfig, created_at: float, lower: Pat
     }
 
 
-async def provision(idir: Path, spec: InstanceSpec) -> None:
-    """The config drive, and the SSH key in the (mounted) root."""
-    await asyncio.to_thread(configdrive.write_drive, idir, spec)
-    await asyncio.to_thread(configdrive.prepare_mount_point, idir / "rootfs")
+def provision_sync(idir: Path, spec: InstanceSpec) -> None:
+    """The config drive, and the SSH key in the (mounted) root. Blocking: call it in a thread."""
+    configdrive.write_drive(idir, spec)
+    configdrive.prepare_mount_point(idir / "rootfs")
     if spec.key_data:
         try:
-            await asyncio.to_thread(configdrive.install_authorized_key, idir / "rootfs", spec.key_data)
+            configdrive.install_authorized_key(idir / "rootfs", spec.key_data)
         except OSError as exc:
             raise DriverError(f"cannot put the key into /root/.ssh/authorized_keys: {exc}") from exc
+
+
+async def provision(idir: Path, spec: InstanceSpec) -> None:
+    await asyncio.to_thread(provision_sync, idir, spec)
 
 
 async def image_root(images: Path, image: ImageSpec) -> tuple[Path, ImageConfig]:

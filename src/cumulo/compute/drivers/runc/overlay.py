@@ -63,18 +63,22 @@ async def is_mounted(path: Path) -> bool:
     return str(path.resolve()) in await asyncio.to_thread(_mount_points)
 
 
-async def mount(lower: Path, upper: Path, work: Path, merged: Path) -> None:
+def mount_sync(lower: Path, upper: Path, work: Path, merged: Path) -> None:
+    """Blocking `mount`, for callers already in a thread."""
     # nosuid,nodev: a tenant's setuid binary or device node is inert in the host's view of the root.
-    # mount(2) from a thread rather than mount(8): no process forked on the boot path.
+    # mount(2) rather than mount(8): no process forked on the boot path.
     for p in (lower, upper, work):
         if "," in str(p) or ":" in str(p):  # overlay options cannot escape these; our paths never hold them
             raise DriverError(f"cannot mount an overlay over {p}: the path holds ',' or ':'")
     opts = f"lowerdir={lower},upperdir={upper},workdir={work}".encode()
     try:
-        await asyncio.to_thread(rootdisk.sys_mount, "overlay", merged, "overlay", rootdisk.MS_NOSUID | rootdisk.MS_NODEV,
-                                opts)
+        rootdisk.sys_mount("overlay", merged, "overlay", rootdisk.MS_NOSUID | rootdisk.MS_NODEV, opts)
     except OSError as exc:
         raise DriverError(f"overlay mount on {merged} failed: {exc.strerror or exc}") from None
+
+
+async def mount(lower: Path, upper: Path, work: Path, merged: Path) -> None:
+    await asyncio.to_thread(mount_sync, lower, upper, work, merged)
 
 
 async def unmount_strict(point: Path, timeout: float = 10.0) -> None:
