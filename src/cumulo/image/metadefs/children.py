@@ -152,21 +152,27 @@ async def show_object(db: Database, ctx: RequestContext, ns: str, name: str) -> 
         return render_object(found, ns)
 
 
+async def _update(db: Database, ctx: RequestContext, ns: str, table: sa.Table, kind: str, name: str,
+                  new_name: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Rename and rewrite one object, property or tag of a namespace; the updated row."""
+    async with writing(db) as conn:
+        row = await load_namespace(conn, ctx, ns)
+        found = await _row(conn, table, row["id"], name)
+        if found is None:
+            raise _not_found(kind, name, ns)
+        if new_name != name:
+            await _taken(conn, table, row["id"], new_name, kind, ns)
+        values = {"name": new_name, **fields, "updated_at": utcnow()}
+        await conn.execute(sa.update(table).where(table.c.id == found["id"]).values(**values))
+        return {**found, **values}
+
+
 async def update_object(db: Database, ctx: RequestContext, ns: str, name: str, body: Any) -> dict[str, Any]:
     body = check_body(body, _OBJECT, "object")
     new_name = check_name(body["name"], "object")
-    async with writing(db) as conn:
-        row = await load_namespace(conn, ctx, ns)
-        found = await _row(conn, objects, row["id"], name)
-        if found is None:
-            raise _not_found("object", name, ns)
-        if new_name != name:
-            await _taken(conn, objects, row["id"], new_name, "object", ns)
-        values = {"name": new_name, "description": body.get("description"),
-                  "required": list(body.get("required") or []), "json_schema": dict(body.get("properties") or {}),
-                  "updated_at": utcnow()}
-        await conn.execute(sa.update(objects).where(objects.c.id == found["id"]).values(**values))
-        return render_object({**found, **values}, ns)
+    fields = {"description": body.get("description"), "required": list(body.get("required") or []),
+              "json_schema": dict(body.get("properties") or {})}
+    return render_object(await _update(db, ctx, ns, objects, "object", name, new_name, fields), ns)
 
 
 async def delete_object(db: Database, ctx: RequestContext, ns: str, name: str) -> None:
@@ -221,16 +227,8 @@ async def show_property(
 async def update_property(db: Database, ctx: RequestContext, ns: str, name: str, body: Any) -> dict[str, Any]:
     body = check_body(body, _PROPERTY, "property")
     new_name = check_name(body["name"], "property")
-    async with writing(db) as conn:
-        row = await load_namespace(conn, ctx, ns)
-        found = await _row(conn, properties, row["id"], name)
-        if found is None:
-            raise _not_found("property", name, ns)
-        if new_name != name:
-            await _taken(conn, properties, row["id"], new_name, "property", ns)
-        values = {"name": new_name, "json_schema": _property_fields(body), "updated_at": utcnow()}
-        await conn.execute(sa.update(properties).where(properties.c.id == found["id"]).values(**values))
-        return render_property({**found, **values})
+    fields = {"json_schema": _property_fields(body)}
+    return render_property(await _update(db, ctx, ns, properties, "property", name, new_name, fields))
 
 
 async def delete_property(db: Database, ctx: RequestContext, ns: str, name: str) -> None:
@@ -290,16 +288,7 @@ async def show_tag(db: Database, ctx: RequestContext, ns: str, name: str) -> dic
 async def update_tag(db: Database, ctx: RequestContext, ns: str, name: str, body: Any) -> dict[str, Any]:
     body = check_body(body, _TAG, "tag")
     new_name = check_name(body["name"], "tag")
-    async with writing(db) as conn:
-        row = await load_namespace(conn, ctx, ns)
-        found = await _row(conn, tags, row["id"], name)
-        if found is None:
-            raise _not_found("tag", name, ns)
-        if new_name != name:
-            await _taken(conn, tags, row["id"], new_name, "tag", ns)
-        values = {"name": new_name, "updated_at": utcnow()}
-        await conn.execute(sa.update(tags).where(tags.c.id == found["id"]).values(**values))
-        return render_tag({**found, **values})
+    return render_tag(await _update(db, ctx, ns, tags, "tag", name, new_name, {}))
 
 
 async def delete_tag(db: Database, ctx: RequestContext, ns: str, name: str) -> None:
