@@ -103,6 +103,15 @@ def wait_image_active(cloud: CumuloCloud, image_id: str, timeout: float = 60.0) 
     return result
 
 
+def wait_tiny_vm(cloud: CumuloCloud, timeout: float = 300.0) -> str:
+    """The tiny-vm demo image's id once it is active: `cumulo up` builds it in the background on its
+    first start (seconds with a warm build cache)."""
+    image_id: str = wait_for(lambda: next((i["ID"] for i in cloud.osc("image", "list") if i["Name"] == "tiny-vm"),
+                                          None), timeout=60, what="the tiny-vm image record")
+    wait_image_active(cloud, image_id, timeout=timeout)
+    return image_id
+
+
 # -- the host --------------------------------------------------------------------------------
 
 

@@ -21,7 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from _runc_util import demo_image_file, kill_our_qemus, server, wait_for, wait_gone, wait_status, write_config
+from _runc_util import (
+    demo_image_file,
+    kill_our_qemus,
+    server,
+    wait_for,
+    wait_gone,
+    wait_status,
+    wait_tiny_vm,
+    write_config,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from cumulo.image import tinyvm
@@ -83,11 +92,7 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
         cloud.osc("image", "create", "--container-format", "docker", "--disk-format", "raw",
                   "--property", "hypervisor_type=container", "--property", f"os_command_line=/bin/sh -c '{WORK}'",
                   "--file", str(demo_image_file(cloud)), "busy-box")
-        # The tiny VM is built in the background on first start (seconds with a warm cache).
-        image = wait_for(lambda: next((i for i in cloud.osc("image", "list") if i["Name"] == "tiny-vm"), None),
-                         timeout=30, what="the tiny-vm image record")
-        wait_for(lambda: cloud.osc("image", "show", image["ID"])["status"] == "active", timeout=300, interval=1.0,
-                 what="the tiny-vm image to be built")
+        wait_tiny_vm(cloud)
         yield w
     finally:
         for uuid in w.servers.values():

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _runc_util import kill_our_qemus, leftovers, wait_for, write_config
+from _runc_util import kill_our_qemus, leftovers, wait_for, wait_tiny_vm, write_config
 from _util_resilience import all_servers, delete_servers, post_servers, server_body
 
 from cumulo.image import tinyvm
@@ -106,11 +106,7 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
     w = World(cloud)
     try:
         w.images = {i["Name"]: i["ID"] for i in w.osc("image", "list")}
-        vm_image = wait_for(lambda: next((i for i in w.osc("image", "list") if i["Name"] == "tiny-vm"), None),
-                            timeout=30, what="the tiny-vm image record")
-        wait_for(lambda: w.osc("image", "show", vm_image["ID"])["status"] == "active", timeout=300, interval=1.0,
-                 what="the tiny-vm image to be built")
-        w.images["tiny-vm"] = vm_image["ID"]
+        w.images["tiny-vm"] = wait_tiny_vm(cloud)
         project = w.osc("project", "show", "admin")["id"]
         w.osc("quota", "set", "--instances", "100", "--cores", "200", "--ram", "204800", project)
         yield w

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _runc_util import kill_our_qemus, server, wait_for, wait_gone, wait_status, write_config
+from _runc_util import kill_our_qemus, server, wait_for, wait_gone, wait_status, wait_tiny_vm, write_config
 
 from cumulo.image import tinyvm
 
@@ -120,11 +120,7 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
     w = World(cloud, tmp)
     (tmp / "user-data.sh").write_text(USER_DATA)
     try:
-        # The tiny VM is built in the background on first start (seconds with a warm cache).
-        image = wait_for(lambda: next((i for i in w.osc("image", "list") if i["Name"] == "tiny-vm"), None),
-                         timeout=30, what="the tiny-vm image record")
-        wait_for(lambda: w.osc("image", "show", image["ID"])["status"] == "active", timeout=300, interval=1.0,
-                 what="the tiny-vm image to be built")
+        wait_tiny_vm(cloud)
         yield w
     finally:
         for uuid in w.servers.values():

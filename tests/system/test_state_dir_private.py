@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from _runc_util import server, wait_for, wait_gone, wait_image_active, wait_status, write_config
+from _runc_util import server, wait_gone, wait_image_active, wait_status, wait_tiny_vm, write_config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -134,10 +134,7 @@ def test_state_dir_is_private_and_container_roots_are_nosuid_nodev(cloud: Cumulo
     vm = None
     try:
         if WITH_QEMU:
-            # The tiny VM is built in the background on first start (seconds with a warm cache).
-            image_id = wait_for(lambda: next((i["ID"] for i in cloud.osc("image", "list") if i["Name"] == "tiny-vm"),
-                                             None), timeout=60, what="the tiny-vm image record")
-            wait_image_active(cloud, image_id, timeout=300)
+            wait_tiny_vm(cloud)
             vm = str(cloud.osc("server", "create", "--image", "tiny-vm", "--flavor", "m1.tiny", "--key-name",
                                "private-key", "--user-data", str(tmp_path / "ud"), "private-vm")["id"])
             wait_status(cloud, vm, "ACTIVE", timeout=180)
