@@ -1,8 +1,9 @@
 """The conductor: turns a BUILD request into a placed, claimed instance and hands it to an agent.
 
 build_instances: select (scheduler, over the bus) → claim in placement (atomic; a lost claim
-tries the alternates, then reselects) → set host/node/availability_zone with a CAS that still
-expects vm_state building / task_state scheduling / no host → cast build_and_run_instance to
+tries the alternates, then reselects) and, in the claim's own write transaction, set
+host/node/availability_zone with a CAS that still expects vm_state building / task_state
+scheduling / no host (a failed CAS or a late server-group check rolls the claim back) → cast build_and_run_instance to
 compute.<host> naming the node. The instance keeps task_state "scheduling" until the agent takes it to
 "spawning". No host → ERROR with a fault naming each filter's toll and an Error event in the
 "create" action.
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.bus import Bus
 from cumulo.compute import actions, migration_records, server_groups, servicegroup, worker_events
@@ -52,6 +55,10 @@ def _first(items: Any) -> Any:
 def _is_no_valid_host(exc: BaseException) -> bool:
     # Across a broker the exception arrives as RemoteError carrying the class name.
     return isinstance(exc, NoValidHost) or getattr(exc, "exc_type", None) == "NoValidHost"
+
+
+class _NotPlaced(Exception):
+    """The instance was deleted or changed while it was scheduled; raised to roll its claim back."""
 
 
 class Conductor:
@@ -112,30 +119,26 @@ class Conductor:
         violated: server_groups.GroupPolicyViolated | None = None
         for _ in range(GROUP_ATTEMPTS):
             try:
-                dest = await self._select_and_claim(uuid, spec)
+                dest = await self._select_and_claim(uuid, spec, inst, req, started)
+                break
+            except server_groups.GroupPolicyViolated as exc:
+                # A member of the same group was placed meanwhile (Nova's late affinity check); the
+                # claim rolled back with the placement.
+                LOG.info("placing %s on %s: %s; choosing again", uuid, exc.host, exc.message)
+                if exc.policy == server_groups.ANTI_AFFINITY:
+                    spec["ignore_hosts"].append(exc.host)
+                violated = exc
+            except _NotPlaced:
+                return  # deleted (or changed) while we scheduled: the claim rolled back with it
             except Exception as exc:
                 if not _is_no_valid_host(exc):
                     raise
                 message = exc.message if isinstance(exc, CumuloError) else str(exc)
                 await self._fail_build(uuid, message, req=req, started=started, exc=exc)
                 return
-            try:
-                placed = await self._set_host(inst, dest, req, started)
-                break
-            except server_groups.GroupPolicyViolated as exc:
-                # A member of the same group was placed meanwhile (Nova's late affinity check).
-                await self.placement.release(uuid)
-                LOG.info("placing %s on %s: %s; choosing again", uuid, exc.host, exc.message)
-                if exc.policy == server_groups.ANTI_AFFINITY:
-                    spec["ignore_hosts"].append(exc.host)
-                violated = exc
         else:
             message = f"No valid host was found. {violated.message if violated else ''}"
             await self._fail_build(uuid, message, req=req, started=started, exc=NoValidHost(message))
-            return
-        if not placed:
-            # Deleted (or changed) while we scheduled: give the capacity back.
-            await self.placement.release(uuid)
             return
         # The host's agent hands the build to the chosen node (a host may run several drivers).
         await self.compute.cast(
@@ -159,7 +162,14 @@ class Conductor:
             "ignore_hosts": list(rs.get("ignore_hosts") or []),
         }
 
-    async def _select_and_claim(self, uuid: str, spec: dict[str, Any]) -> dict[str, Any]:
+    async def _select_and_claim(
+        self, uuid: str, spec: dict[str, Any], inst: dict[str, Any], req: str, started: dt.datetime
+    ) -> dict[str, Any]:
+        """Select, then claim on the first candidate that still fits and place the instance there.
+
+        The claim and the placement (`_set_host`) are one write transaction: GroupPolicyViolated or
+        _NotPlaced out of it leave no allocation behind.
+        """
         for _ in range(RESELECT_ATTEMPTS):
             async with self._select_lock:
                 if "instance_group" in spec:  # where the other members of its server group are now
@@ -168,7 +178,10 @@ class Conductor:
                 first = dests[0]
                 candidates: list[dict[str, Any]] = [first, *first.get("alternates", [])]
                 for dest in candidates:
-                    claim = await self.placement.claim(uuid, dest["provider_uuid"], spec["resources"])
+                    claim = await self.placement.claim(
+                        uuid, dest["provider_uuid"], spec["resources"],
+                        then=functools.partial(self._set_host, inst=inst, dest=dest, req=req, started=started),
+                    )
                     if claim:
                         return dest
                     LOG.info("claim of %s on %s failed (%s); trying the next host", uuid, dest["host"], claim.reason)
@@ -176,33 +189,36 @@ class Conductor:
             "No valid host was found. Every host the scheduler chose lost its free capacity to concurrent builds."
         )
 
-    async def _set_host(self, inst: dict[str, Any], dest: dict[str, Any], req: str, started: dt.datetime) -> bool:
-        """Place the instance (CAS: still building/scheduling, still no host) and record the event."""
+    async def _set_host(
+        self, conn: AsyncConnection, *, inst: dict[str, Any], dest: dict[str, Any], req: str, started: dt.datetime
+    ) -> None:
+        """Place the instance (CAS: still building/scheduling, still no host) and record the event.
+
+        Runs inside the claim's transaction; raises _NotPlaced (or GroupPolicyViolated) to roll both back.
+        """
         az = inst.get("availability_zone")
         if not az or ":" in str(az):
             az = dest.get("availability_zone") or self.conf.default_availability_zone
-        async with self.db.write() as conn:
-            if server_groups.in_group(inst.get("request_spec")):
-                # Raises GroupPolicyViolated when a member placed meanwhile makes this host wrong.
-                await server_groups.check_late(conn, inst["uuid"], dest["host"])
-            res = await conn.execute(
-                sa.update(instances)
-                .where(
-                    instances.c.uuid == inst["uuid"],
-                    instances.c.deleted.is_(False),
-                    instances.c.vm_state == s.BUILDING,
-                    instances.c.task_state == s.SCHEDULING,
-                    instances.c.host.is_(None),
-                )
-                .values(
-                    host=dest["host"], node=dest["node"], availability_zone=az,
-                    hypervisor_type=dest.get("hypervisor_type"), updated_at=utcnow(),
-                )
+        if server_groups.in_group(inst.get("request_spec")):
+            # Raises GroupPolicyViolated when a member placed meanwhile makes this host wrong.
+            await server_groups.check_late(conn, inst["uuid"], dest["host"])
+        res = await conn.execute(
+            sa.update(instances)
+            .where(
+                instances.c.uuid == inst["uuid"],
+                instances.c.deleted.is_(False),
+                instances.c.vm_state == s.BUILDING,
+                instances.c.task_state == s.SCHEDULING,
+                instances.c.host.is_(None),
             )
-            placed = bool(res.rowcount)
-            if placed:
-                await worker_events.record(conn, inst["uuid"], req, SCHEDULE_EVENT, None, started)
-            return placed
+            .values(
+                host=dest["host"], node=dest["node"], availability_zone=az,
+                hypervisor_type=dest.get("hypervisor_type"), updated_at=utcnow(),
+            )
+        )
+        if not res.rowcount:
+            raise _NotPlaced
+        await worker_events.record(conn, inst["uuid"], req, SCHEDULE_EVENT, None, started)
 
     async def _fail_build(
         self, uuid: str, message: str, *, req: str = "", started: dt.datetime | None = None,

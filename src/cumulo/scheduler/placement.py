@@ -78,6 +78,7 @@ class Claim:
 
     ok: bool
     short: dict[str, str] = field(default_factory=dict)
+    result: Any = None  # what the claim's `then` returned, in the claim's own transaction
 
     def __bool__(self) -> bool:
         return self.ok
@@ -288,10 +289,18 @@ class Placement:
 
     # -- claims ---------------------------------------------------------------------------------
 
-    async def claim(self, consumer_id: str, provider_uuid: str, resources: Mapping[str, int]) -> Claim:
-        """Allocate `resources` on the provider for the consumer (replacing what it held), if they fit."""
+    async def claim(
+        self, consumer_id: str, provider_uuid: str, resources: Mapping[str, int],
+        *, then: Callable[[AsyncConnection], Awaitable[Any]] | None = None,
+    ) -> Claim:
+        """Allocate `resources` on the provider for the consumer (replacing what it held), if they fit.
+
+        `then(conn)` runs after a successful claim inside the same write transaction (its result is
+        `Claim.result`): the caller's own write commits with the allocation or not at all, and an
+        exception it raises rolls the claim back and propagates.
+        """
         return await self._with_retries(
-            lambda conn: self._claim_once(conn, consumer_id, provider_uuid, dict(resources), hold_old=False)
+            lambda conn: self._claim_once(conn, consumer_id, provider_uuid, dict(resources), hold_old=False, then=then)
         )
 
     async def claim_resize(self, consumer_id: str, provider_uuid: str, new_resources: Mapping[str, int]) -> Claim:
@@ -411,7 +420,8 @@ class Placement:
         raise Conflict("Placement: the claim lost the generation race too many times; try again")
 
     async def _claim_once(
-        self, conn: AsyncConnection, consumer_id: str, provider_uuid: str, resources: Resources, *, hold_old: bool
+        self, conn: AsyncConnection, consumer_id: str, provider_uuid: str, resources: Resources, *, hold_old: bool,
+        then: Callable[[AsyncConnection], Awaitable[Any]] | None = None,
     ) -> Claim | None:
         """One attempt. None means the generation moved under us (retry)."""
         # Generation and inventory in one statement, before the usage (see the module docstring).
@@ -480,7 +490,7 @@ class Placement:
                     for rc, n in resources.items()
                 ],
             )
-        return Claim(True)
+        return Claim(True, result=None if then is None else await then(conn))
 
     @staticmethod
     async def _provider_id(conn: AsyncConnection, uuid: str) -> int:

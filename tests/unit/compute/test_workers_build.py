@@ -10,7 +10,7 @@ from workers_harness import FLAVOR_MEDIUM, FLAVOR_SMALL, running
 
 from cumulo.compute import states as st
 from cumulo.compute.drivers.base import PowerState
-from cumulo.compute.models import compute_nodes, services
+from cumulo.compute.models import compute_nodes, instances, services
 
 BIG = {**FLAVOR_SMALL, "flavorid": "9", "name": "huge", "memory_mb": 10**6}
 
@@ -172,3 +172,26 @@ async def test_build_of_a_row_deleted_meanwhile_is_a_no_op(tmp_path: Path) -> No
         await rig.managers[rig.conf.host_name].build_and_run_instance(uuid, None)
         assert await rig.driver().list_instances() == []
         assert await rig.placement.allocations_for(uuid) == {}
+
+
+async def test_row_deleted_while_scheduled_rolls_the_claim_back(tmp_path: Path) -> None:
+    """The claim and the placement share one transaction: a row deleted meanwhile keeps no allocation."""
+    async with running(tmp_path) as rig:
+        uuid = await rig.insert_instance(FLAVOR_SMALL)
+        scheduler = rig.conductor.scheduler
+
+        class DeletingScheduler:
+            async def select_destinations(self, spec: dict[str, object], n: int) -> list[dict[str, object]]:
+                dests = await scheduler.select_destinations(spec, n)
+                async with rig.db.write() as conn:  # the API's delete lands between selection and claim
+                    await conn.execute(sa.update(instances).where(instances.c.uuid == uuid)
+                                       .values(deleted=True, vm_state=st.DELETED, task_state=None))
+                return dests
+
+        rig.conductor.scheduler = DeletingScheduler()  # type: ignore[assignment]
+        await rig.conductor.build_instances([uuid])
+        row = await rig.get(uuid)
+        assert row["host"] is None and row["vm_state"] == st.DELETED
+        assert await rig.placement.allocations_for(uuid) == {}
+        assert await rig.placement_usage() == {}
+        assert await rig.events(uuid, "create") == []

@@ -93,6 +93,31 @@ async def test_claim_replaces_and_release_frees(hosts: Hosts, placement: Placeme
     await placement.release("c")  # releasing nothing is fine
 
 
+async def test_then_commits_with_the_claim_or_rolls_it_back(hosts: Hosts, placement: Placement) -> None:
+    p = await hosts.add("h1", memory_mb=4096)
+    gen = await generation(placement.db, p)
+    seen: list[int] = []
+
+    async def record(conn: Any) -> str:
+        seen.append(len((await conn.execute(sa.select(allocations).where(allocations.c.consumer_id == "a"))).all()))
+        return "placed"
+
+    claim = await placement.claim("a", p, {MEMORY_MB: 1024}, then=record)
+    assert claim and claim.result == "placed" and seen == [1]  # it sees the claim's own rows
+
+    class Refused(Exception):
+        pass
+
+    async def refuse(conn: Any) -> None:
+        raise Refused
+
+    with pytest.raises(Refused):
+        await placement.claim("b", p, {MEMORY_MB: 1024}, then=refuse)
+    assert await placement.allocations_for("b") == {}  # rolled back with the caller's refusal
+    assert await generation(placement.db, p) == gen + 1  # only the first claim moved it
+    assert not await placement.claim("c", p, {MEMORY_MB: 4096}, then=refuse)  # no fit: `then` never runs
+
+
 async def test_resize_holds_old_and_new_then_confirm(hosts: Hosts, placement: Placement) -> None:
     p = await hosts.add("h1", memory_mb=4096)
     assert await placement.claim("i", p, {MEMORY_MB: 1024})
