@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.bus import Bus
 from cumulo.compute import actions as act
 from cumulo.compute import instances as inst_db
@@ -35,7 +35,6 @@ from cumulo.compute.rpc import ComputeAPI, ConductorAPI
 from cumulo.conf import Settings
 from cumulo.context import RequestContext
 from cumulo.db import Database, new_uuid, utcnow
-from cumulo.identity import policy
 
 if TYPE_CHECKING:
     from cumulo.image.service import ImageService

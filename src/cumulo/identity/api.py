@@ -16,9 +16,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.context import RequestContext
-from cumulo.identity import policy, schemas, views
+from cumulo.identity import schemas, views
 from cumulo.identity.api_credentials import ROUTES as CREDENTIAL_ROUTES
 from cumulo.identity.service import IdentityService
 from cumulo.web.http import authenticate, base_url, empty, family_app, json_body, json_response, services_of

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from cumulo import errors
-from cumulo.identity import policy, schemas, views
+from cumulo import errors, policy
+from cumulo.identity import schemas, views
 from cumulo.identity.service import IdentityService
 from cumulo.identity.tokens import TokenInfo
 from cumulo.web.http import authenticate, empty, json_body, json_response, services_of

@@ -18,8 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from cumulo import errors
-from cumulo.identity import policy
+from cumulo import errors, policy
 from cumulo.image import _patch, _schemas, imports, members, tasks
 from cumulo.image.metadefs import api as metadefs_api
 from cumulo.image.service import POLICY_RULES, ImageService

@@ -18,10 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.context import RequestContext
 from cumulo.db import isotime, new_uuid, utcnow
-from cumulo.identity import policy
 from cumulo.image.models import image_tasks
 from cumulo.image.service import ImageService
 from cumulo.web.http import authenticate, empty, json_body, services_of

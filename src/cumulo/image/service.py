@@ -24,11 +24,10 @@ import jsonschema
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.conf import Settings
 from cumulo.context import RequestContext
 from cumulo.db import Database, isotime, new_uuid, utcnow
-from cumulo.identity import policy
 from cumulo.image import _query
 from cumulo.image._patch import Change
 from cumulo.image._schemas import (

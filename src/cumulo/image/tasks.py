@@ -13,8 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from cumulo import errors
-from cumulo.identity import policy
+from cumulo import errors, policy
 from cumulo.image import imports
 from cumulo.image._schemas import UUID_PATTERN
 from cumulo.web.http import authenticate, json_body, json_response, services_of

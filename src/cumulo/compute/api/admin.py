@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cumulo import policy
 from cumulo.compute import hostinfo
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import resource_types as t
@@ -20,7 +21,6 @@ from cumulo.compute.api.schemas import services as schemas
 from cumulo.compute.api.schemas.resource_types import Field
 from cumulo.compute.models import compute_nodes, services
 from cumulo.errors import Conflict, Invalid, NotFound
-from cumulo.identity import policy
 from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
 
 policy.register(

@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cumulo import policy
 from cumulo.compute.api import _common
 from cumulo.errors import NotFound
-from cumulo.identity import policy
 from cumulo.web.http import json_response
 
 policy.register({"os_compute_api:extensions": policy.READER})

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cumulo import policy
 from cumulo.compute import flavors as service
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import flavors as schemas
@@ -15,7 +16,6 @@ from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.resource_types import Field
 from cumulo.context import RequestContext
 from cumulo.errors import Invalid, NotFound
-from cumulo.identity import policy
 from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
 
 policy.register(

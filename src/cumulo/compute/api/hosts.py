@@ -16,13 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cumulo import policy
 from cumulo.compute import hostinfo
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.admin_extras import host_update
 from cumulo.compute.models import instances, services
 from cumulo.errors import Invalid, NotFound
-from cumulo.identity import policy
 from cumulo.web.http import authenticate, json_body, json_response, services_of
 
 policy.register(

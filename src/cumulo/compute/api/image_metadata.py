@@ -14,13 +14,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.compute.api import _common
 from cumulo.compute.api.images import check_version as _check_version
 from cumulo.compute.api.images import get_image, properties
 from cumulo.compute.api.schemas import images as schema
 from cumulo.context import RequestContext
-from cumulo.identity import policy
 from cumulo.image._patch import Change
 from cumulo.image._schemas import CORE_FIELDS, READ_ONLY, RESERVED, RESERVED_PREFIX
 from cumulo.web.http import empty, json_response, services_of

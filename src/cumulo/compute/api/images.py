@@ -14,13 +14,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import bool_from_string, validate_query
 from cumulo.compute.api.schemas import images as schema
 from cumulo.context import RequestContext
-from cumulo.identity import policy
 from cumulo.image._schemas import CORE_FIELDS
 from cumulo.web.http import empty, json_response, services_of
 

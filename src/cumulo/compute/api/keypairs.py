@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cumulo import policy
 from cumulo.compute import keypairs as service
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import keypairs as schemas
@@ -16,7 +17,6 @@ from cumulo.compute.api.schemas.resource_types import Field
 from cumulo.compute.quotas import QuotaEngine
 from cumulo.context import RequestContext
 from cumulo.errors import Invalid
-from cumulo.identity import policy
 from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
 
 policy.register(

@@ -11,13 +11,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import bool_from_string, parse_isotime, validate_query
 from cumulo.compute.api.schemas.migrations import INDEX_QUERY
 from cumulo.compute.models import migrations
-from cumulo.identity import policy
 from cumulo.web.http import json_response, services_of
 
 policy.register(

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cumulo import policy
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import quota_sets as schemas
 from cumulo.compute.api.schemas import resource_types as t
@@ -17,7 +18,6 @@ from cumulo.compute.api.schemas.resource_types import Field
 from cumulo.compute.quotas import CLASS_PREFIX, QuotaEngine
 from cumulo.context import RequestContext
 from cumulo.errors import Forbidden, Invalid
-from cumulo.identity import policy
 from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.compute.api import _common, admin_actions, deferred_actions, server_security_groups
 from cumulo.compute.api import server_views as views
 from cumulo.compute.api.microversion import v
@@ -19,7 +19,6 @@ from cumulo.compute.api.servers import server_body
 from cumulo.compute.boot import generate_password
 from cumulo.compute.service import ComputeService
 from cumulo.context import RequestContext
-from cumulo.identity import policy
 from cumulo.web.http import empty, json_body, json_response, services_of
 
 policy.register(

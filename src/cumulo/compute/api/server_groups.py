@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cumulo import policy
 from cumulo.compute import server_groups as service
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import resource_types as t
@@ -24,7 +25,6 @@ from cumulo.compute.api.schemas import server_groups as schemas
 from cumulo.compute.api.schemas import validate_query
 from cumulo.compute.api.schemas.resource_types import Field
 from cumulo.compute.quotas import QuotaEngine
-from cumulo.identity import policy
 from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
 
 policy.register(

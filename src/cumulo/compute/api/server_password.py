@@ -14,11 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.compute import instances as inst_db
 from cumulo.compute.api import _common
 from cumulo.compute.models import instances
-from cumulo.identity import policy
 from cumulo.web.http import empty, json_response
 
 policy.register(

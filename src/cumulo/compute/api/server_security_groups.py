@@ -20,14 +20,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.compute.api import _common
 from cumulo.compute.api.schemas.admin_extras import SECURITY_GROUP_ACTIONS
 from cumulo.compute.models import instances
 from cumulo.compute.service import ComputeService
 from cumulo.context import RequestContext
 from cumulo.db import utcnow
-from cumulo.identity import policy
 from cumulo.web.http import empty, json_response
 
 policy.register(

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.compute import server_groups, softdelete
 from cumulo.compute import states as st
 from cumulo.compute.api import _common, server_security_groups
@@ -25,7 +25,6 @@ from cumulo.compute.api.schemas import servers as schema
 from cumulo.compute.boot import CreateRequest, generate_password
 from cumulo.compute.listing import ListQuery, normalise_sort
 from cumulo.context import RequestContext
-from cumulo.identity import policy
 from cumulo.web.http import empty, json_response, services_of
 
 policy.register(

@@ -15,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cumulo import policy
 from cumulo.compute import hostinfo
 from cumulo.db import utcnow
 from cumulo.errors import Invalid
-from cumulo.identity import policy
 from cumulo.web.http import authenticate, json_response, services_of
 
 policy.register(

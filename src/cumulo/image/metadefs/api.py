@@ -10,10 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.context import RequestContext
 from cumulo.db import Database
-from cumulo.identity import policy
 from cumulo.image.metadefs import children, namespaces, schemas
 from cumulo.web.http import authenticate, base_url, empty, json_body, json_response, services_of
 
