@@ -16,12 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.compute import hostinfo
-from cumulo.compute.models import aggregate_hosts, aggregate_metadata, aggregates, services
 from cumulo.conf import Settings
 from cumulo.db import new_uuid, utcnow
 from cumulo.errors import Conflict, Invalid, NotFound
-
-AZ_KEY = "availability_zone"
+from cumulo.hosts.models import aggregate_hosts, aggregate_metadata, aggregates, services
+from cumulo.hosts.zones import AZ_KEY
 
 
 async def _row(conn: AsyncConnection, agg_id: int) -> dict[str, Any]:
@@ -76,18 +75,6 @@ async def create(conn: AsyncConnection, name: str, zone: str | None) -> dict[str
     if zone:
         await conn.execute(sa.insert(aggregate_metadata).values(aggregate_id=agg_id, key=AZ_KEY, value=zone))
     return await get(conn, agg_id)
-
-
-async def zone_of_host(conn: AsyncConnection, host: str) -> str | None:
-    """The zone an aggregate gives this compute host, or None (the default zone then)."""
-    q = (
-        sa.select(aggregate_metadata.c.value)
-        .select_from(aggregate_metadata.join(aggregate_hosts, aggregate_hosts.c.aggregate_id == aggregate_metadata.c.aggregate_id))
-        .where(aggregate_hosts.c.host == host, aggregate_metadata.c.key == AZ_KEY)
-        .order_by(aggregate_metadata.c.aggregate_id)
-        .limit(1)
-    )
-    return (await conn.execute(q)).scalar()
 
 
 async def _zones_of(conn: AsyncConnection, hosts: list[str], *, without: int | None = None) -> dict[str, str]:

@@ -27,15 +27,17 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.bus import Bus
-from cumulo.compute import actions, migration_records, server_groups, servicegroup, worker_events
+from cumulo.compute import actions, migration_records, server_groups, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
-from cumulo.compute.models import compute_nodes, instances, services
+from cumulo.compute.models import instances
 from cumulo.compute.rpc import ComputeAPI, SchedulerAPI
 from cumulo.compute.specs import action_request_id, instance_resources
 from cumulo.conf import Settings
 from cumulo.db import Database, utcnow
 from cumulo.errors import CumuloError, NoValidHost
+from cumulo.hosts import servicegroup
+from cumulo.hosts.models import compute_nodes, services
 from cumulo.scheduler.placement import DISK_GB, MEMORY_MB, VCPU, Placement, resources_from_flavor
 
 LOG = logging.getLogger(__name__)

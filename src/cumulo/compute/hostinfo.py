@@ -18,9 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cumulo.compute import servicegroup
-from cumulo.compute.models import compute_nodes, instances, services
+from cumulo.compute.models import instances
 from cumulo.conf import Settings
+from cumulo.hosts import servicegroup
+from cumulo.hosts.models import compute_nodes, services
 
 COMPUTE_BINARY = "nova-compute"
 # Where Nova puts services that do not host instances (conductor, scheduler).

@@ -27,7 +27,6 @@ from cumulo.compute import (
     reclaim,
     reconcile,
     resize,
-    servicegroup,
     snapshot,
     specs,
     worker_events,
@@ -35,11 +34,12 @@ from cumulo.compute import (
 from cumulo.compute import instances as inst_db
 from cumulo.compute.drivers.base import Capability, Driver, HostResources, InstanceSpec, PowerState
 from cumulo.compute.faults import fault_text
-from cumulo.compute.models import compute_nodes, services
 from cumulo.compute.rpc import AGENT_METHODS
 from cumulo.conf import Settings
 from cumulo.db import Database, new_uuid, utcnow
 from cumulo.errors import DriverError, InvalidState, NotFound
+from cumulo.hosts import servicegroup
+from cumulo.hosts.models import compute_nodes, services
 from cumulo.scheduler.placement import Placement
 from cumulo.scheduler.pools import pool_name, pool_uuid
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cumulo.compute.models import compute_nodes, services
 from cumulo.db import Database
+from cumulo.hosts.models import compute_nodes, services
 from cumulo.scheduler.placement import Inventory, Placement, Resources, resources_from_flavor
 from cumulo.scheduler.pools import PoolState
 

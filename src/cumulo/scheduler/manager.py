@@ -10,10 +10,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from cumulo.compute.servicegroup import WorkerService
 from cumulo.conf import Settings
 from cumulo.db import Database
 from cumulo.errors import NoValidHost
+from cumulo.hosts.servicegroup import WorkerService
 from cumulo.metrics import control
 from cumulo.scheduler.filters import BaseHostFilter, configured_filters
 from cumulo.scheduler.hoststate import HostState, RequestSpec, load_host_states

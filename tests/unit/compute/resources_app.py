@@ -17,10 +17,11 @@ import httpx
 import sqlalchemy as sa
 
 from cumulo import conf as conf_mod
-from cumulo.compute import flavors as flavor_service
-from cumulo.compute.models import compute_nodes, instances, services
+from cumulo.compute.models import instances
+from cumulo.compute.service import flavors as flavor_service
 from cumulo.context import RequestContext, expand_roles
 from cumulo.db import Database, new_uuid, utcnow
+from cumulo.hosts.models import compute_nodes, services
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for `reference`
 from reference import check, nova  # noqa: E402

@@ -26,11 +26,12 @@ from cumulo.compute.conductor import Conductor
 from cumulo.compute.drivers.base import InstanceSpec, PowerState
 from cumulo.compute.drivers.fake import FakeDriver
 from cumulo.compute.manager import ComputeHost, ComputeManager
-from cumulo.compute.models import instances, services
+from cumulo.compute.models import instances
 from cumulo.compute.power import sync_power_states
 from cumulo.compute.specs import flavor_spec
 from cumulo.db import Database
 from cumulo.errors import NotFound
+from cumulo.hosts.models import services
 from cumulo.scheduler.manager import SchedulerManager
 from cumulo.scheduler.placement import Placement
 

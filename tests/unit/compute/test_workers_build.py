@@ -10,7 +10,8 @@ from workers_harness import FLAVOR_MEDIUM, FLAVOR_SMALL, running
 
 from cumulo.compute import states as st
 from cumulo.compute.drivers.base import PowerState
-from cumulo.compute.models import compute_nodes, instances, services
+from cumulo.compute.models import instances
+from cumulo.hosts.models import compute_nodes, services
 
 BIG = {**FLAVOR_SMALL, "flavorid": "9", "name": "huge", "memory_mb": 10**6}
 

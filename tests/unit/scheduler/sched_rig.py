@@ -6,10 +6,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cumulo.compute.models import compute_nodes
-from cumulo.compute.servicegroup import register_service
 from cumulo.conf import Settings
 from cumulo.db import Database, new_uuid, utcnow
+from cumulo.hosts.models import compute_nodes
+from cumulo.hosts.servicegroup import register_service
 from cumulo.scheduler.placement import Placement
 
 

@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from sched_rig import Hosts
 
-from cumulo.compute.models import services
 from cumulo.conf import Settings
 from cumulo.db import Database, utcnow
 from cumulo.errors import NoValidHost
+from cumulo.hosts.models import services
 from cumulo.scheduler import filters as filters_mod
 from cumulo.scheduler import weighers as weighers_mod
 from cumulo.scheduler.filters.base import BaseHostFilter

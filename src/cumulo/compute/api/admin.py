@@ -19,8 +19,8 @@ from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas import services as schemas
 from cumulo.compute.api.schemas.resource_types import Field
-from cumulo.compute.models import compute_nodes, services
 from cumulo.errors import Conflict, Invalid, NotFound
+from cumulo.hosts.models import compute_nodes, services
 from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
 
 policy.register(

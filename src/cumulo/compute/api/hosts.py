@@ -21,8 +21,9 @@ from cumulo.compute import hostinfo
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.admin_extras import host_update
-from cumulo.compute.models import instances, services
+from cumulo.compute.models import instances
 from cumulo.errors import Invalid, NotFound
+from cumulo.hosts.models import services
 from cumulo.web.http import authenticate, json_body, json_response, services_of
 
 policy.register(

@@ -21,8 +21,8 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from cumulo.compute.servicegroup import is_up
 from cumulo.db import utcnow
+from cumulo.hosts.servicegroup import is_up
 from cumulo.scheduler.filters.base import BaseHostFilter, register
 from cumulo.scheduler.hoststate import HostState, RequestSpec
 from cumulo.scheduler.placement import DISK_GB, MEMORY_MB, VCPU

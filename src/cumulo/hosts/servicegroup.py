@@ -15,9 +15,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cumulo.compute.models import services
 from cumulo.conf import Settings
 from cumulo.db import Database, new_uuid, utcnow
+from cumulo.hosts.models import services
+from cumulo.hosts.zones import zone_of_host
 
 LOG = logging.getLogger(__name__)
 
@@ -55,10 +56,7 @@ async def register_service(
     seen = {"last_seen_up": now, "report_count": services.c.report_count + 1} if mark_up else {}
     async with db.write() as conn:
         if binary.endswith("-compute"):
-            # Late: aggregates reads hostinfo, which reads this module. A host an aggregate put in a
-            # zone stays there.
-            from cumulo.compute.aggregates import zone_of_host
-
+            # A host an aggregate put in a zone stays there.
             availability_zone = await zone_of_host(conn, host) or availability_zone
         row = (
             await conn.execute(sa.select(services.c.id).where(services.c.host == host, services.c.binary == binary))
