@@ -28,8 +28,8 @@ from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import FlavorSpec, ImageSpec, InstanceSpec
 from cumulo.compute.drivers.runc import RuncDriver, netns
 from cumulo.errors import DriverError
-from cumulo.image.formats.docker import FIXED_MTIME, write_docker_archive
-from cumulo.image.formats.oci import host_arch
+from cumulo.oci.docker import FIXED_MTIME, write_docker_archive
+from cumulo.oci.layout import host_arch
 
 RUNC_MISSING = (
     "runc is not installed" if shutil.which("runc") is None

@@ -26,9 +26,9 @@ from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import Capability, FlavorSpec, ImageSpec, InstanceSpec, PowerState
 from cumulo.compute.drivers.runc import RuncDriver, configdrive, netns
 from cumulo.errors import DriverError
-from cumulo.image.formats import read_image
-from cumulo.image.formats.docker import FIXED_MTIME, write_docker_archive
-from cumulo.image.formats.oci import host_arch
+from cumulo.oci import read_image
+from cumulo.oci.docker import FIXED_MTIME, write_docker_archive
+from cumulo.oci.layout import host_arch
 
 RUNC_MISSING = (
     "runc is not installed" if shutil.which("runc") is None

@@ -182,8 +182,8 @@ def layered_image(out: Path) -> Path:
     """A three-layer Docker-format image: busybox; /data/{keep,gone}.txt; a whiteout of gone.txt
     plus /data/new.txt. Its command lists /data, so the console shows what the root holds."""
     from cumulo.cli.image_build import busybox_layer
-    from cumulo.image.formats.docker import write_docker_archive
-    from cumulo.image.formats.oci import host_arch
+    from cumulo.oci.docker import write_docker_archive
+    from cumulo.oci.layout import host_arch
 
     layers = [
         busybox_layer(),

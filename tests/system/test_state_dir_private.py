@@ -44,8 +44,8 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "
 
 def _suid_image(out: Path) -> Path:
     from cumulo.cli.image_build import BUSYBOX, busybox_layer
-    from cumulo.image.formats.docker import write_docker_archive
-    from cumulo.image.formats.oci import host_arch
+    from cumulo.oci.docker import write_docker_archive
+    from cumulo.oci.layout import host_arch
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
@@ -182,8 +182,8 @@ def test_state_dir_is_private_and_container_roots_are_nosuid_nodev(cloud: Cumulo
 
 def _fifo_passwd_image(out: Path) -> Path:
     from cumulo.cli.image_build import busybox_layer
-    from cumulo.image.formats.docker import write_docker_archive
-    from cumulo.image.formats.oci import host_arch
+    from cumulo.oci.docker import write_docker_archive
+    from cumulo.oci.layout import host_arch
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:

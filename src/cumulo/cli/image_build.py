@@ -13,8 +13,8 @@ import sys
 import tarfile
 from pathlib import Path
 
-from cumulo.image.formats.docker import FIXED_MTIME, write_docker_archive
-from cumulo.image.formats.oci import host_arch
+from cumulo.oci.docker import FIXED_MTIME, write_docker_archive
+from cumulo.oci.layout import host_arch
 
 BUSYBOX = Path("/bin/busybox")
 REPO_TAG = "cumulo/busybox:latest"

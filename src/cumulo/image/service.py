@@ -41,9 +41,9 @@ from cumulo.image._schemas import (
     WRITABLE_CORE,
     create_body_schema,
 )
-from cumulo.image.formats.unpack import check_image, remove_stale_unpacks
 from cumulo.image.models import image_members, image_properties, image_tags, image_tasks, images
 from cumulo.image.store import Digest, ImageStore, StoreWriter
+from cumulo.oci.unpack import check_image, remove_stale_unpacks
 
 LOG = logging.getLogger(__name__)
 

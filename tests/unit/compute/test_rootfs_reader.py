@@ -14,7 +14,7 @@ import pytest
 from cumulo.compute.drivers import rootfs
 from cumulo.compute.drivers.runc import bundle
 from cumulo.errors import DriverError
-from cumulo.image.formats import ImageConfig
+from cumulo.oci import ImageConfig
 
 both = pytest.mark.parametrize("use_openat2", [True, False], ids=["openat2", "walk"])
 

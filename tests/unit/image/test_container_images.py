@@ -13,8 +13,8 @@ import pytest
 
 from cumulo.cli import image_build
 from cumulo.context import RequestContext, expand_roles
-from cumulo.image.formats import write_docker_archive
 from cumulo.image.service import ERROR_PROPERTY, ImageService
+from cumulo.oci import write_docker_archive
 
 OCTET = {"Content-Type": "application/octet-stream"}
 
@@ -109,7 +109,7 @@ async def test_upload_from_path_checks_container_images(
 async def test_released_bytes_keep_the_unpacked_root_for_running_servers(
     alice: httpx.AsyncClient, svc: ImageService, tmp_path: Path
 ) -> None:
-    from cumulo.image.formats.unpack import cached_rootfs
+    from cumulo.oci.unpack import cached_rootfs
 
     image_id = await _create(alice)
     r = await alice.put(f"/v2/images/{image_id}/file", content=_docker(tmp_path, {"f": b"1"}), headers=OCTET)

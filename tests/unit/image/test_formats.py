@@ -19,9 +19,9 @@ from cumulo import errors
 from cumulo.cli import image_build
 from cumulo.cli.main import main as cli_main
 from cumulo.image._schemas import create_body_schema
-from cumulo.image.formats import ImageConfig, read_image, write_docker_archive
-from cumulo.image.formats import unpack as unpack_mod
-from cumulo.image.formats.unpack import cached_rootfs, unpack_rootfs
+from cumulo.oci import ImageConfig, read_image, write_docker_archive
+from cumulo.oci import unpack as unpack_mod
+from cumulo.oci.unpack import cached_rootfs, unpack_rootfs
 
 # An entry: (name, kind, payload) with kind "dir", "file" (payload: bytes), "sym"/"hard" (payload: target).
 Entry = tuple[str, str, Any]

@@ -17,7 +17,7 @@ from typing import Any
 from cumulo.compute.drivers import rootfs as rootfs_files
 from cumulo.compute.drivers.base import InstanceSpec
 from cumulo.errors import DriverError
-from cumulo.image.formats import ImageConfig
+from cumulo.oci import ImageConfig
 
 CPU_PERIOD_US = 100_000
 DEFAULT_PIDS_LIMIT = 1024

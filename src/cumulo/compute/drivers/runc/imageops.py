@@ -25,8 +25,8 @@ from cumulo.compute.drivers.runc import bundle, configdrive, netns, ops, overlay
 from cumulo.compute.drivers.runc import snapshot as snap
 from cumulo.compute.drivers.runc.state import container_id
 from cumulo.errors import CumuloError, DriverError
-from cumulo.image.formats import ImageConfig
-from cumulo.image.formats.unpack import cached_rootfs, collect_unpacked
+from cumulo.oci import ImageConfig
+from cumulo.oci.unpack import cached_rootfs, collect_unpacked
 
 if TYPE_CHECKING:
     from cumulo.compute.drivers.runc import RuncDriver

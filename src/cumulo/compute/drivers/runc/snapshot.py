@@ -32,9 +32,9 @@ from typing import IO, Any
 
 from cumulo.compute.drivers.runc.configdrive import MOUNT_POINT
 from cumulo.errors import DriverError
-from cumulo.image.formats import ImageConfig
-from cumulo.image.formats.docker import FIXED_MTIME
-from cumulo.image.formats.oci import host_arch
+from cumulo.oci import ImageConfig
+from cumulo.oci.docker import FIXED_MTIME
+from cumulo.oci.layout import host_arch
 
 # Paths (relative to the root) whose contents are never captured; the first three stay as empty dirs.
 EMPTIED = ("proc", "sys", "dev")

@@ -16,8 +16,8 @@ import tarfile
 from typing import Any
 
 from cumulo import errors
-from cumulo.image.formats import _archive
-from cumulo.image.formats.config import ParsedImage, parse_config
+from cumulo.oci import _archive
+from cumulo.oci.config import ParsedImage, parse_config
 
 _DIGEST = re.compile(r"(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})")
 _INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")

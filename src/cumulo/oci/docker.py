@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from cumulo import errors
-from cumulo.image.formats import _archive
-from cumulo.image.formats.config import ParsedImage, parse_config
+from cumulo.oci import _archive
+from cumulo.oci.config import ParsedImage, parse_config
 
 FIXED_MTIME = 1704067200  # 2024-01-01T00:00:00Z: fixed so identical inputs give identical bytes
 

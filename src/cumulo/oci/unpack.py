@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from cumulo import errors
-from cumulo.image.formats import _archive, read_parsed
-from cumulo.image.formats.config import ImageConfig
+from cumulo.oci import _archive, read_parsed
+from cumulo.oci.config import ImageConfig
 
 ROOTFS = "rootfs"
 CONFIG = "config.json"

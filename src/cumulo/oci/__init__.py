@@ -1,4 +1,4 @@
-"""Container image formats: `docker save` and OCI image-layout tarballs, unpacked to a root.
+"""OCI and Docker container images (`cumulo.oci`): `docker save` and OCI image-layout tarballs, unpacked to a root.
 
 `read_image(path)` tells the two apart (manifest.json → docker, else oci-layout → OCI) and returns
 the config and the layer member names, base first. `unpack_rootfs` and `cached_rootfs` (in
@@ -11,10 +11,10 @@ import tarfile
 from pathlib import Path
 
 from cumulo import errors
-from cumulo.image.formats import _archive
-from cumulo.image.formats.config import ImageConfig, ParsedImage, parse_config
-from cumulo.image.formats.docker import read_docker, write_docker_archive
-from cumulo.image.formats.oci import read_oci
+from cumulo.oci import _archive
+from cumulo.oci.config import ImageConfig, ParsedImage, parse_config
+from cumulo.oci.docker import read_docker, write_docker_archive
+from cumulo.oci.layout import read_oci
 
 __all__ = ["ImageConfig", "ParsedImage", "parse_config", "read_image", "read_parsed", "write_docker_archive"]
 
