@@ -28,7 +28,7 @@ import _harness as h
 import sqlalchemy as sa
 
 from cumulo.compute.models import instance_actions, instances
-from cumulo.scheduler.models import allocations
+from cumulo.placement.models import allocations
 
 TARGET_S = 0.5
 NOVA_MEDIAN_S = 14.4

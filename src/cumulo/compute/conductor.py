@@ -38,7 +38,8 @@ from cumulo.db import Database, utcnow
 from cumulo.errors import CumuloError, NoValidHost
 from cumulo.hosts import servicegroup
 from cumulo.hosts.models import compute_nodes, services
-from cumulo.scheduler.placement import DISK_GB, MEMORY_MB, VCPU, Placement, resources_from_flavor
+from cumulo.placement.inventory import DISK_GB, MEMORY_MB, VCPU
+from cumulo.placement.service import Placement, resources_from_flavor
 
 LOG = logging.getLogger(__name__)
 

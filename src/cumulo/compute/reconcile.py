@@ -27,7 +27,8 @@ from cumulo.compute.models import instances
 from cumulo.compute.power import resize_driver
 from cumulo.compute.specs import instance_resources
 from cumulo.db import utcnow
-from cumulo.scheduler.placement import Resources, migration_consumer, resources_from_flavor
+from cumulo.placement.inventory import Resources
+from cumulo.placement.service import migration_consumer, resources_from_flavor
 
 if TYPE_CHECKING:
     from cumulo.compute.manager import ComputeManager

@@ -20,7 +20,8 @@ from cumulo.compute.drivers.base import FlavorSpec, ImageSpec, InstanceSpec
 from cumulo.compute.models import instance_actions
 from cumulo.context import RequestContext
 from cumulo.errors import CumuloError, InvalidState, NotFound
-from cumulo.scheduler.placement import Resources, resources_from_flavor
+from cumulo.placement.inventory import Resources
+from cumulo.placement.service import resources_from_flavor
 
 LOG = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from cumulo.db import Database
 from cumulo.hosts.models import compute_nodes, services
-from cumulo.scheduler.placement import Inventory, Placement, Resources, resources_from_flavor
-from cumulo.scheduler.pools import PoolState
+from cumulo.placement.inventory import Inventory, Resources
+from cumulo.placement.pools import PoolState
+from cumulo.placement.service import Placement, resources_from_flavor
 
 # Image properties the ImagePropertiesFilter understands, with their legacy/short aliases.
 _IMAGE_KEYS = (

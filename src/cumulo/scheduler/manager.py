@@ -15,9 +15,9 @@ from cumulo.db import Database
 from cumulo.errors import NoValidHost
 from cumulo.hosts.servicegroup import WorkerService
 from cumulo.metrics import control
+from cumulo.placement.service import Placement
 from cumulo.scheduler.filters import BaseHostFilter, configured_filters
 from cumulo.scheduler.hoststate import HostState, RequestSpec, load_host_states
-from cumulo.scheduler.placement import Placement
 from cumulo.scheduler.weighers import BaseHostWeigher, configured_weighers, weigh_hosts
 
 LOG = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from cumulo.compute.drivers.base import InstanceSpec, PowerState
 from cumulo.compute.models import migrations
 from cumulo.compute.specs import flavor_spec
 from cumulo.db import Database
-from cumulo.scheduler.placement import migration_consumer
+from cumulo.placement.service import migration_consumer
 
 
 async def placed(rig: Rig, flavor: dict[str, Any] | None = None, host: str | None = None, **values: Any) -> str:

@@ -11,7 +11,7 @@ from sched_rig import Hosts
 from cumulo import conf as conf_mod
 from cumulo.conf import Settings
 from cumulo.db import Database
-from cumulo.scheduler.placement import Placement
+from cumulo.placement.service import Placement
 
 
 @pytest.fixture

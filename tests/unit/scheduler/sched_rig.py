@@ -10,7 +10,7 @@ from cumulo.conf import Settings
 from cumulo.db import Database, new_uuid, utcnow
 from cumulo.hosts.models import compute_nodes
 from cumulo.hosts.servicegroup import register_service
-from cumulo.scheduler.placement import Placement
+from cumulo.placement.service import Placement
 
 
 class Hosts:

@@ -13,6 +13,8 @@ from cumulo.conf import Settings
 from cumulo.db import Database, utcnow
 from cumulo.errors import NoValidHost
 from cumulo.hosts.models import services
+from cumulo.placement.inventory import DISK_GB, MEMORY_MB, VCPU, Inventory
+from cumulo.placement.service import Placement
 from cumulo.scheduler import filters as filters_mod
 from cumulo.scheduler import weighers as weighers_mod
 from cumulo.scheduler.filters.base import BaseHostFilter
@@ -28,7 +30,6 @@ from cumulo.scheduler.filters.builtin import (
 )
 from cumulo.scheduler.hoststate import HostState, RequestSpec
 from cumulo.scheduler.manager import SchedulerManager, no_valid_host_message
-from cumulo.scheduler.placement import DISK_GB, MEMORY_MB, VCPU, Inventory, Placement
 from cumulo.scheduler.weighers import normalize, weigh_hosts
 
 

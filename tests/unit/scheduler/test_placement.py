@@ -10,15 +10,9 @@ import sqlalchemy as sa
 from sched_rig import Hosts
 
 from cumulo.db import Database
-from cumulo.scheduler.models import allocations, resource_providers
-from cumulo.scheduler.placement import (
-    DISK_GB,
-    MEMORY_MB,
-    VCPU,
-    Placement,
-    migration_consumer,
-    resources_from_flavor,
-)
+from cumulo.placement.inventory import DISK_GB, MEMORY_MB, VCPU
+from cumulo.placement.models import allocations, resource_providers
+from cumulo.placement.service import Placement, migration_consumer, resources_from_flavor
 
 
 async def generation(db: Database, uuid: str) -> int:

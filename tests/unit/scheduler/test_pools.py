@@ -1,4 +1,4 @@
-"""The local host's shared pool in placement (scheduler/pools.py): a sharing provider whose
+"""The local host's shared pool in placement (placement/pools.py): a sharing provider whose
 inventory bounds the weighed usage of its member nodes; claims, reconcile and the scheduler's view."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from cumulo.db import Database
-from cumulo.scheduler.models import resource_providers
-from cumulo.scheduler.placement import Placement
-from cumulo.scheduler.pools import pool_name, pool_uuid
+from cumulo.placement.models import resource_providers
+from cumulo.placement.pools import pool_name, pool_uuid
+from cumulo.placement.service import Placement
 
 CT, VM = "11111111-0000-4000-8000-000000000001", "11111111-0000-4000-8000-000000000002"
 

@@ -23,9 +23,9 @@ from typing import Any
 
 from cumulo.db import utcnow
 from cumulo.hosts.servicegroup import is_up
+from cumulo.placement.inventory import DISK_GB, MEMORY_MB, VCPU
 from cumulo.scheduler.filters.base import BaseHostFilter, register
 from cumulo.scheduler.hoststate import HostState, RequestSpec
-from cumulo.scheduler.placement import DISK_GB, MEMORY_MB, VCPU
 
 _ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "i386": "i686", "x86": "i686"}
 

@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
+from cumulo.placement.inventory import DISK_GB, MEMORY_MB, VCPU
 from cumulo.scheduler.hoststate import HostState, RequestSpec
-from cumulo.scheduler.placement import DISK_GB, MEMORY_MB, VCPU
 from cumulo.scheduler.weighers.base import BaseHostWeigher, register
 
 

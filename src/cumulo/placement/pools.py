@@ -28,21 +28,18 @@ import uuid as uuidlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cumulo.scheduler.models import (
+from cumulo.placement.inventory import Inventory, inventory_from_row
+from cumulo.placement.models import (
     allocations,
     inventories,
     resource_provider_aggregates,
     resource_provider_traits,
     resource_providers,
 )
-
-if TYPE_CHECKING:
-    from cumulo.scheduler.placement import Inventory
 
 SHARING_TRAIT = "MISC_SHARES_VIA_AGGREGATE"
 _POOL_NS = uuidlib.UUID("6f1d3c52-8f0e-4c1b-9a7e-1c2f5b0d9e41")
@@ -105,8 +102,6 @@ class PoolState:
 async def pool_of(conn: AsyncConnection, provider_id: int) -> PoolState | None:
     """The sharing provider of a provider's aggregates (generation and inventory read here, before
     any usage), or None when it draws from no pool."""
-    from cumulo.scheduler.placement import _inv
-
     agg = resource_provider_aggregates
     mine = sa.select(agg.c.aggregate_uuid).where(agg.c.provider_id == provider_id)
     rp = resource_providers
@@ -131,7 +126,7 @@ async def pool_of(conn: AsyncConnection, provider_id: int) -> PoolState | None:
         return None
     first = rows[0]
     pid = int(first["rp_id"])
-    inventory = {r["resource_class"]: _inv(r) for r in rows if r["rp_id"] == pid and r["resource_class"] is not None}
+    inventory = {r["resource_class"]: inventory_from_row(r) for r in rows if r["rp_id"] == pid and r["resource_class"] is not None}
     return PoolState(str(first["rp_uuid"]), str(first["rp_name"]), pid, int(first["rp_gen"]), inventory)
 
 
@@ -171,8 +166,6 @@ async def load_usage(conn: AsyncConnection, pool: PoolState, *, exclude: str | N
 async def pools_for(conn: AsyncConnection, provider_uuids: Iterable[str]) -> dict[str, PoolState]:
     """{member provider uuid: its pool with usage}; members of one pool share one PoolState. Two
     queries whatever the number of nodes (the scheduler runs this for every request)."""
-    from cumulo.scheduler.placement import _inv
-
     wanted = list(provider_uuids)
     if not wanted:
         return {}
@@ -203,7 +196,7 @@ async def pools_for(conn: AsyncConnection, provider_uuids: Iterable[str]) -> dic
         if pool is None:
             pool = by_pool[pid] = PoolState(str(r["rp_uuid"]), str(r["rp_name"]), pid, int(r["rp_gen"]), {})
         if r["resource_class"] is not None:
-            pool.inventory[r["resource_class"]] = _inv(r)
+            pool.inventory[r["resource_class"]] = inventory_from_row(r)
         out.setdefault(str(r["member_uuid"]), pool)
     if by_pool:
         usage = (

@@ -46,7 +46,7 @@ allocations = sa.Table(
 
 # Placement's aggregates and traits, as far as sharing providers need them: a provider with the
 # trait MISC_SHARES_VIA_AGGREGATE shares its inventory with every provider of its aggregates (the
-# local host's pool; see scheduler/pools.py).
+# local host's pool; see placement/pools.py).
 resource_provider_aggregates = sa.Table(
     "resource_provider_aggregates",
     metadata,

@@ -32,44 +32,32 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo.conf import Settings
 from cumulo.db import Database, utcnow
 from cumulo.errors import Conflict, NotFound
-from cumulo.scheduler import pools
-from cumulo.scheduler.models import (
+from cumulo.placement import pools
+from cumulo.placement.inventory import (
+    DISK_GB,
+    MEMORY_MB,
+    RESOURCE_CLASSES,
+    VCPU,
+    Inventory,
+    Resources,
+    inventory_from_row,
+)
+from cumulo.placement.models import (
     allocations,
     inventories,
     resource_provider_aggregates,
     resource_provider_traits,
     resource_providers,
 )
-from cumulo.scheduler.pools import PoolState
+from cumulo.placement.pools import PoolState
 
 LOG = logging.getLogger(__name__)
 
-VCPU = "VCPU"
-MEMORY_MB = "MEMORY_MB"
-DISK_GB = "DISK_GB"
-RESOURCE_CLASSES = (VCPU, MEMORY_MB, DISK_GB)
 CLAIM_ATTEMPTS = 8
-
-Resources = dict[str, int]
-
 
 def migration_consumer(instance_uuid: str) -> str:
     """The consumer holding an instance's old flavor during a resize."""
     return f"{instance_uuid}:resize"
-
-
-@dataclass(frozen=True)
-class Inventory:
-    total: int
-    reserved: int = 0
-    min_unit: int = 1
-    max_unit: int = 0
-    step_size: int = 1
-    allocation_ratio: float = 1.0
-
-    @property
-    def capacity(self) -> int:
-        return int((self.total - self.reserved) * self.allocation_ratio)
 
 
 @dataclass(frozen=True)
@@ -265,7 +253,7 @@ class Placement:
         for r in inv_rows:
             heads[r["uuid"]] = (r["name"], int(r["generation"]))
             if r["resource_class"] is not None:
-                invs.setdefault(r["uuid"], {})[r["resource_class"]] = _inv(r)
+                invs.setdefault(r["uuid"], {})[r["resource_class"]] = inventory_from_row(r)
         uses: dict[str, Resources] = {}
         for puuid, rc, used in use_rows:
             uses.setdefault(puuid, {})[rc] = int(used)
@@ -439,7 +427,7 @@ class Placement:
         if not rows:
             raise NotFound(f"Resource provider {provider_uuid} not found")
         pid, gen = int(rows[0]["rp_id"]), int(rows[0]["rp_gen"])
-        inventory = {r["resource_class"]: _inv(r) for r in rows if r["resource_class"] is not None}
+        inventory = {r["resource_class"]: inventory_from_row(r) for r in rows if r["resource_class"] is not None}
         pool = await pools.pool_of(conn, pid)  # its generation, too, before any usage
         mig = migration_consumer(consumer_id)
         if hold_old:
@@ -502,7 +490,7 @@ class Placement:
     @staticmethod
     async def _inventory(conn: AsyncConnection, pid: int) -> dict[str, Inventory]:
         rows = (await conn.execute(sa.select(inventories).where(inventories.c.provider_id == pid))).mappings()
-        return {r["resource_class"]: _inv(r) for r in rows}
+        return {r["resource_class"]: inventory_from_row(r) for r in rows}
 
     @staticmethod
     async def _usage(conn: AsyncConnection, pid: int, exclude: str | None = None) -> Resources:
@@ -537,14 +525,3 @@ class Placement:
 
 class _GenerationMoved(Exception):
     """A provider's (or its pool's) generation changed under a claim; raised to roll it back."""
-
-
-def _inv(r: Any) -> Inventory:
-    return Inventory(
-        total=int(r["total"]),
-        reserved=int(r["reserved"]),
-        min_unit=int(r["min_unit"]),
-        max_unit=int(r["max_unit"]),
-        step_size=int(r["step_size"]),
-        allocation_ratio=float(r["allocation_ratio"]),
-    )
