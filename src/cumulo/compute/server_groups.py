@@ -25,16 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo import errors
 from cumulo.compute.models import instance_group_member, instance_groups, instances
-from cumulo.compute.quotas import QuotaEngine
+from cumulo.compute.service.quotas import QuotaEngine
 from cumulo.context import RequestContext
 from cumulo.db import Database, new_uuid, utcnow
-
-AFFINITY = "affinity"
-ANTI_AFFINITY = "anti-affinity"
-SOFT_AFFINITY = "soft-affinity"
-SOFT_ANTI_AFFINITY = "soft-anti-affinity"
-POLICIES = (ANTI_AFFINITY, AFFINITY, SOFT_ANTI_AFFINITY, SOFT_AFFINITY)
-HARD_POLICIES = frozenset({AFFINITY, ANTI_AFFINITY})
+from cumulo.scheduler.groups import (
+    ANTI_AFFINITY,
+    HARD_POLICIES,
+    POLICIES,
+    violation,
+)
 
 GROUP_QUOTA_MESSAGE = "Quota exceeded, too many server groups."
 MEMBER_QUOTA_MESSAGE = "Quota exceeded, too many servers in group"
@@ -278,20 +277,6 @@ async def scheduler_group(db: Database, instance_uuid: str) -> dict[str, Any] | 
             return None
         hosts = await _member_hosts(conn, group["id"], instance_uuid)
     return {"uuid": group["uuid"], "policy": group["policy"], "rules": group["rules"], "hosts": hosts}
-
-
-def max_server_per_host(rules: Mapping[str, Any] | None) -> int:
-    value = (rules or {}).get("max_server_per_host")
-    return int(value) if value else 1
-
-
-def violation(policy: str, rules: Mapping[str, Any] | None, member_hosts: list[str], host: str) -> str | None:
-    """Why placing one more member on `host` breaks a hard policy (Nova's words), or None."""
-    if policy == ANTI_AFFINITY and member_hosts.count(host) >= max_server_per_host(rules):
-        return "Anti-affinity instance group policy was violated."
-    if policy == AFFINITY and member_hosts and host not in member_hosts:
-        return "Affinity instance group policy was violated."
-    return None
 
 
 async def check_late(conn: AsyncConnection, instance_uuid: str, host: str) -> None:

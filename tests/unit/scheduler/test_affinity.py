@@ -12,11 +12,12 @@ from test_filters_weighers import host_state
 
 from cumulo.compute import server_groups as sg
 from cumulo.compute.models import instances
-from cumulo.compute.quotas import QuotaEngine
+from cumulo.compute.service.quotas import QuotaEngine
 from cumulo.conf import Settings
 from cumulo.context import RequestContext, expand_roles
 from cumulo.db import Database, new_uuid, utcnow
 from cumulo.scheduler import filters as filters_mod
+from cumulo.scheduler import groups
 from cumulo.scheduler import weighers as weighers_mod
 from cumulo.scheduler.filters.affinity import ServerGroupAffinityFilter, ServerGroupAntiAffinityFilter
 from cumulo.scheduler.hoststate import RequestSpec
@@ -99,10 +100,10 @@ def test_soft_weighers(sched_conf: Settings, policy: str | None, best: str) -> N
 
 
 def test_violation_wording() -> None:
-    assert sg.violation("anti-affinity", {}, ["a"], "a") == "Anti-affinity instance group policy was violated."
-    assert sg.violation("affinity", {}, ["a"], "b") == "Affinity instance group policy was violated."
-    assert sg.violation("anti-affinity", {"max_server_per_host": 2}, ["a"], "a") is None
-    assert sg.violation("soft-anti-affinity", {}, ["a"], "a") is None
+    assert groups.violation("anti-affinity", {}, ["a"], "a") == "Anti-affinity instance group policy was violated."
+    assert groups.violation("affinity", {}, ["a"], "b") == "Affinity instance group policy was violated."
+    assert groups.violation("anti-affinity", {"max_server_per_host": 2}, ["a"], "a") is None
+    assert groups.violation("soft-anti-affinity", {}, ["a"], "a") is None
 
 
 # --- the late check, on a real DB ---------------------------------------------------------------

@@ -11,8 +11,8 @@ again when it records the chosen host, so concurrent builds of one group cannot 
 
 from __future__ import annotations
 
-from cumulo.compute.server_groups import AFFINITY, ANTI_AFFINITY, violation
 from cumulo.scheduler.filters.base import BaseHostFilter, register
+from cumulo.scheduler.groups import AFFINITY, ANTI_AFFINITY, violation
 from cumulo.scheduler.hoststate import HostState, RequestSpec
 
 

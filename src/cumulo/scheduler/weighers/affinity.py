@@ -9,7 +9,7 @@ with another policy, weighs 0 everywhere, so the other weighers decide.
 
 from __future__ import annotations
 
-from cumulo.compute.server_groups import SOFT_AFFINITY, SOFT_ANTI_AFFINITY
+from cumulo.scheduler.groups import SOFT_AFFINITY, SOFT_ANTI_AFFINITY
 from cumulo.scheduler.hoststate import HostState, RequestSpec
 from cumulo.scheduler.weighers.base import BaseHostWeigher, register
 
