@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cumulo.bus import Bus, compute_topic, make_bus
+from cumulo.catalog import CATALOG, CatalogEntry
 from cumulo.conf import Settings
 from cumulo.db import Database
 from cumulo.metrics.http import RouteMetrics
@@ -29,21 +30,6 @@ if TYPE_CHECKING:
     from cumulo.scheduler.placement import Placement
 
 LOG = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    type: str
-    name: str
-    path: str  # appended to the public URL, e.g. "/compute/v2.1"
-
-
-# The services this build offers; the Keystone catalog lists exactly these.
-CATALOG: tuple[CatalogEntry, ...] = (
-    CatalogEntry("identity", "keystone", "/identity"),
-    CatalogEntry("compute", "nova", "/compute/v2.1"),
-    CatalogEntry("image", "glance", "/image"),
-)
 
 
 LOCAL_DRIVERS = ("fake", "runc", "qemu")

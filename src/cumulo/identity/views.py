@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 
+from cumulo.catalog import CatalogEntry
 from cumulo.db import isotime
 from cumulo.identity.models import DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME
 from cumulo.identity.tokens import TokenInfo
 from cumulo.web.http import base_url
-
-if TYPE_CHECKING:
-    from cumulo.runtime import CatalogEntry
 
 # Keystone's current v3 minor version and its date, as Keystone itself reports them.
 VERSION_ID = "v3.14"

@@ -1,0 +1,23 @@
+"""The services this build offers: what the Keystone catalog and the cloud's root document list.
+
+Bottom layer: it imports nothing of cumulo's. Each entry's `path` is appended to the public URL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    type: str
+    name: str
+    path: str  # appended to the public URL, e.g. "/compute/v2.1"
+
+
+# The services this build offers; the Keystone catalog lists exactly these.
+CATALOG: tuple[CatalogEntry, ...] = (
+    CatalogEntry("identity", "keystone", "/identity"),
+    CatalogEntry("compute", "nova", "/compute/v2.1"),
+    CatalogEntry("image", "glance", "/image"),
+)
