@@ -314,7 +314,7 @@ class Cloud:
 
     def asgi_app(self) -> ASGIApp:
         from cumulo.compute.api import make_app as compute_app
-        from cumulo.identity.api import make_app as identity_app
+        from cumulo.identity.api.app import make_app as identity_app
         from cumulo.image.api import make_app as image_app
 
         s = self.services

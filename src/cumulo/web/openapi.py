@@ -40,8 +40,8 @@ from cumulo.compute.api.schemas import server_metadata as md_s
 from cumulo.compute.api.schemas import server_tags as tag_s
 from cumulo.compute.api.schemas import servers as server_s
 from cumulo.compute.api.schemas import services as service_s
-from cumulo.identity import api_credentials as identity_credentials_api
 from cumulo.identity import schemas as identity_s
+from cumulo.identity.api import credentials as identity_credentials_api
 from cumulo.image import _patch as image_patch
 from cumulo.image import _schemas as image_s
 from cumulo.image.metadefs import api as metadefs_api

@@ -16,7 +16,7 @@ import pytest
 from cumulo import conf as conf_mod
 from cumulo.db import Database
 from cumulo.identity import passwords
-from cumulo.identity.api import make_app
+from cumulo.identity.api.app import make_app
 from cumulo.identity.service import IdentityService
 from cumulo.runtime import CATALOG
 from cumulo.web.http import PrefixDispatcher

@@ -15,9 +15,9 @@ from starlette.routing import BaseRoute, Route
 
 from cumulo import errors, policy
 from cumulo.identity import schemas, views
-from cumulo.identity.service import IdentityService
+from cumulo.identity.api._common import identity as _identity
 from cumulo.identity.tokens import TokenInfo
-from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
+from cumulo.web.http import authenticate, empty, json_body, json_response
 
 A = policy.ADMIN
 policy.register(
@@ -32,10 +32,6 @@ policy.register(
         "identity:ec2_delete_credential": A,
     }
 )
-
-
-def _identity(request: Request) -> IdentityService:
-    return services_of(request).identity
 
 
 async def _caller_for_user(request: Request, rule: str) -> tuple[TokenInfo, str]:
