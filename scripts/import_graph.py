@@ -4,10 +4,10 @@ The layers, top to bottom (the same as the import-linter `layers` contract in py
 
     1. cli
     2. runtime
-    3. the service packages (compute, identity, image, metrics, ...)
+    3. the service packages (compute, identity, image, monitoring, ...)
     4. scheduler
     5. placement, hosts
-    6. web, db, bus, host, oci
+    6. web, db, bus, host, oci, metrics
     7. policy, catalog, conf, errors, context
 
 A module may import from its own layer or any layer below it. `TYPE_CHECKING` imports count here
@@ -28,10 +28,10 @@ import grimp
 LAYERS: list[set[str]] = [
     {"cli"},
     {"runtime"},
-    {"compute", "identity", "image", "metrics", "network", "volume", "occi", "paas"},
+    {"compute", "identity", "image", "monitoring", "network", "volume", "occi", "paas"},
     {"scheduler"},
     {"placement", "hosts"},
-    {"web", "db", "bus", "host", "oci"},
+    {"web", "db", "bus", "host", "oci", "metrics"},
     {"policy", "catalog", "conf", "errors", "context"},
 ]
 

@@ -95,7 +95,7 @@ def _up(args: argparse.Namespace) -> int:
         return 2
     metrics_sock = None
     if settings.metrics_port:
-        from cumulo.metrics import endpoint
+        from cumulo.monitoring import endpoint
 
         try:  # before anything starts: a taken port is an error now, not a cloud without metrics
             metrics_sock = endpoint.bind(settings.metrics_host, settings.metrics_port)
@@ -160,7 +160,7 @@ async def _serve(settings: conf_mod.Settings, log_level: str, metrics_sock: sock
                 print(f"  local compute host {plan.host}: node {plan.node}, {plan.driver} driver{cpu}, "
                       "shared pool", flush=True)
         if metrics is not None and metrics_sock is not None:
-            from cumulo.metrics import endpoint
+            from cumulo.monitoring import endpoint
 
             print(f"  metrics (admins only): {endpoint.url(settings.metrics_host, metrics_sock)}, "
                   f"scrape secret in {(settings.state_dir / endpoint.SECRET_FILE).resolve()}", flush=True)
@@ -182,10 +182,10 @@ async def _serve(settings: conf_mod.Settings, log_level: str, metrics_sock: sock
 
 async def _start_metrics(cloud: Any, settings: conf_mod.Settings, log_level: str,
                          sock: socket.socket | None) -> tuple[Any, asyncio.Task[None]] | None:
-    """The admin-only Prometheus endpoint on its own socket (metrics/endpoint.py), or None when off."""
+    """The admin-only Prometheus endpoint on its own socket (monitoring/endpoint.py), or None when off."""
     if sock is None:
         return None
-    from cumulo.metrics import endpoint
+    from cumulo.monitoring import endpoint
 
     registry = endpoint.build_registry(cloud.managers, cloud.db, asyncio.get_running_loop())
     secret = await asyncio.to_thread(endpoint.ensure_secret, settings.state_dir)

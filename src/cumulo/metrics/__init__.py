@@ -1,7 +1,5 @@
-"""Prometheus metrics: the control plane's instruments (control.py), the per-server series the
-compute agents sample from their drivers at scrape time (servers.py), request latency per API
-route (http.py) and the admin-only scrape endpoint on its own listen address (endpoint.py).
-
-The instruments are process-wide; `endpoint.build_registry` puts them, the process collector and
-one cloud's server collector into the registry a scrape renders.
+"""Prometheus instruments of the control plane (control.py) and request latency per API route
+(http.py). They are process-wide and import nothing above them; the bus and the scheduler record
+into them. cumulo.monitoring's `endpoint.build_registry` puts them, the process collector and one
+cloud's server collector into the registry a scrape renders.
 """

@@ -18,8 +18,8 @@ from servers_support import (  # noqa: F401  (settings is a fixture override)
     settings,
 )
 
-from cumulo.metrics import endpoint
-from cumulo.metrics.servers import ServerCollector
+from cumulo.monitoring import endpoint
+from cumulo.monitoring.servers import ServerCollector
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 

@@ -3,7 +3,7 @@
 prometheus_client calls `collect()` synchronously; the endpoint renders in a worker thread
 (endpoint.py), so `collect()` never runs on the event loop. It hands the gathering to the loop
 (`run_coroutine_threadsafe`): each compute agent samples its own servers through its driver
-(compute/usage.py; drivers read files in threads, QEMU answers QMP on the loop), and the builds in
+(compute/agent/usage.py; drivers read files in threads, QEMU answers QMP on the loop), and the builds in
 flight come from the DB. A node that fails or is too slow is reported by
 `cumulo_node_scrape_success 0` and leaves its servers out of that scrape, never the whole answer.
 """
@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from cumulo.compute.usage import ServerUsage, node_usage, supports_metrics
+from cumulo.compute.agent.usage import ServerUsage, node_usage, supports_metrics
 
 if TYPE_CHECKING:
-    from cumulo.compute.manager import ComputeManager
+    from cumulo.compute.agent.manager import ComputeManager
     from cumulo.db import Database
 
 LOG = logging.getLogger(__name__)

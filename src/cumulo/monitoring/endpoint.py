@@ -31,11 +31,11 @@ from starlette.types import Receive, Scope, Send
 from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.metrics import control
-from cumulo.metrics.servers import ServerCollector
+from cumulo.monitoring.servers import ServerCollector
 from cumulo.web.http import answer_lifespan
 
 if TYPE_CHECKING:
-    from cumulo.compute.manager import ComputeManager
+    from cumulo.compute.agent.manager import ComputeManager
     from cumulo.db import Database
     from cumulo.identity.service import IdentityService
 
