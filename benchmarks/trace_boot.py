@@ -62,7 +62,9 @@ def install() -> None:
 
     from cumulo import host
     from cumulo.bus import inproc
-    from cumulo.compute import build, conductor, manager, service
+    from cumulo.compute import service
+    from cumulo.compute.agent import build, manager
+    from cumulo.compute.conductor import manager as conductor
     from cumulo.compute.drivers import runc as runc_driver
     from cumulo.compute.drivers.runc import imageops, overlay, rootdisk, state
     from cumulo.scheduler import manager as sched

@@ -23,7 +23,7 @@ from cumulo.metrics.http import RouteMetrics
 from cumulo.web.http import PrefixDispatcher, RequestIdMiddleware, answer_lifespan
 
 if TYPE_CHECKING:
-    from cumulo.compute.manager import ComputeHost, ComputeManager
+    from cumulo.compute.agent.manager import ComputeHost, ComputeManager
     from cumulo.compute.service import ComputeService
     from cumulo.identity.service import IdentityService
     from cumulo.image.service import ImageService
@@ -227,9 +227,9 @@ class Cloud:
         self.credentials: dict[str, dict[str, str]] = {}
 
     async def start(self) -> None:
-        from cumulo.compute.conductor import Conductor
+        from cumulo.compute.conductor.manager import Conductor
         from cumulo.compute.drivers import load_driver
-        from cumulo.compute.manager import ComputeHost, ComputeManager
+        from cumulo.compute.agent.manager import ComputeHost, ComputeManager
         from cumulo.scheduler.manager import SchedulerManager
 
         conf, s = self.conf, self.services

@@ -1,7 +1,7 @@
 """The compute message API: every cast and call between the API, conductor, scheduler and agents.
 
 Callers use these functions; endpoints implement async methods with the same names and keyword
-arguments (see compute.conductor.Conductor, compute.manager.ComputeManager,
+arguments (see compute.conductor.manager.Conductor, compute.agent.manager.ComputeManager,
 scheduler.manager.SchedulerManager). Arguments are JSON primitives only, so any transport works.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cumulo.bus import Bus, compute_topic
+from cumulo.bus.base import Bus, compute_topic
 
 CONDUCTOR = "conductor"
 SCHEDULER = "scheduler"

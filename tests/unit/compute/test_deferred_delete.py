@@ -12,8 +12,8 @@ import pytest
 from servers_support import API, World, fault_of, make_world, mv, wait_gone, wait_status
 
 from cumulo import conf as conf_mod
-from cumulo.compute import reclaim
 from cumulo.compute import states as st
+from cumulo.compute.agent import reclaim
 from cumulo.db import utcnow
 
 INTERVAL = 3600  # long: the periodic pass never runs on its own during a test; tests drive it
@@ -198,7 +198,7 @@ async def test_soft_deleted_servers_leave_the_quota_and_restore_rechecks(world: 
 
 async def test_interrupted_soft_delete_and_restore_finish_on_restart(world: World, cloud: Any) -> None:
     from cumulo.compute import instances as inst_db
-    from cumulo.compute import reconcile
+    from cumulo.compute.agent import reconcile
 
     sid = (await world.active())["id"]
     row = await _row(cloud, sid)

@@ -1,4 +1,4 @@
-"""The compute agent's image cache job (compute/imagecache.py): it hands the live images' content
+"""The compute agent's image cache job (compute/agent/imagecache.py): it hands the live images' content
 keys to a driver that collects, skips drivers that do not, and a failure costs one round only."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cumulo.compute import imagecache
+from cumulo.compute.agent import imagecache
 from cumulo.compute.drivers.base import ImageCache
 from cumulo.errors import DriverError
 

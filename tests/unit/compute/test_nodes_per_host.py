@@ -22,12 +22,12 @@ from cumulo.bus import compute_topic
 from cumulo.bus.inproc import InprocBus
 from cumulo.compute import hostinfo, specs
 from cumulo.compute import states as st
-from cumulo.compute.conductor import Conductor
+from cumulo.compute.conductor.manager import Conductor
 from cumulo.compute.drivers.base import InstanceSpec, PowerState
 from cumulo.compute.drivers.fake import FakeDriver
-from cumulo.compute.manager import ComputeHost, ComputeManager
+from cumulo.compute.agent.manager import ComputeHost, ComputeManager
 from cumulo.compute.models import instances
-from cumulo.compute.power import sync_power_states
+from cumulo.compute.agent.power import sync_power_states
 from cumulo.compute.specs import flavor_spec
 from cumulo.db import Database
 from cumulo.errors import NotFound

@@ -11,11 +11,11 @@ from workers_harness import FLAVOR_MEDIUM, FLAVOR_SMALL, Rig, running, start_res
 
 from cumulo.compute import actions
 from cumulo.compute import states as st
+from cumulo.compute.agent.power import sync_power_states
 from cumulo.compute.drivers.base import PowerState
-from cumulo.compute.power import sync_power_states
 from cumulo.compute.rpc import ComputeAPI
 from cumulo.errors import InvalidState, NotFound
-from cumulo.scheduler.placement import migration_consumer
+from cumulo.placement.service import migration_consumer
 
 
 async def active_server(rig: Rig, flavor: dict[str, Any] | None = None, **kw: Any) -> str:

@@ -24,9 +24,9 @@ from cumulo.bus.inproc import InprocBus
 from cumulo.compute import actions
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as st
-from cumulo.compute.conductor import Conductor
+from cumulo.compute.conductor.manager import Conductor
 from cumulo.compute.drivers.fake import FakeDriver
-from cumulo.compute.manager import ComputeManager
+from cumulo.compute.agent.manager import ComputeManager
 from cumulo.compute.models import instance_faults, instances
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
 from cumulo.context import RequestContext

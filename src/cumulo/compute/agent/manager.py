@@ -18,8 +18,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from cumulo.bus import Bus, compute_topic
-from cumulo.compute import (
+from cumulo.bus.base import Bus, compute_topic
+from cumulo.compute import instances as inst_db
+from cumulo.compute import specs, worker_events
+from cumulo.compute.agent import (
     backup_rotation,
     build,
     imagecache,
@@ -28,10 +30,7 @@ from cumulo.compute import (
     reconcile,
     resize,
     snapshot,
-    specs,
-    worker_events,
 )
-from cumulo.compute import instances as inst_db
 from cumulo.compute.drivers.base import Capability, Driver, HostResources, InstanceSpec, PowerState
 from cumulo.compute.faults import fault_text
 from cumulo.compute.rpc import AGENT_METHODS
@@ -40,8 +39,8 @@ from cumulo.db import Database, new_uuid, utcnow
 from cumulo.errors import DriverError, InvalidState, NotFound
 from cumulo.hosts import servicegroup
 from cumulo.hosts.models import compute_nodes, services
-from cumulo.scheduler.placement import Placement
-from cumulo.scheduler.pools import pool_name, pool_uuid
+from cumulo.placement.pools import pool_name, pool_uuid
+from cumulo.placement.service import Placement
 
 LOG = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ class ComputeManager:
         self.service_id = service_id
         await self.driver.init_host()
         # The whole machine: a pooled node may take all of it, as long as its host's pool has it
-        # left (scheduler/pools.py); nothing is split statically.
+        # left (placement/pools.py); nothing is split statically.
         self.whole = resources = await self.driver.get_host_resources()
         self.node_uuid = await self._register_node(resources)
         await self.placement.ensure_provider(
@@ -137,7 +136,7 @@ class ComputeManager:
         if self.conf.reclaim_instance_interval > 0:
             self.periodic.start("reclaim", reclaim.reclaim_spacing(self.conf.reclaim_instance_interval),
                                 lambda: reclaim.reclaim(self))
-        if self.conf.image_cache_interval > 0:  # unused image copies (compute/imagecache.py)
+        if self.conf.image_cache_interval > 0:  # unused image copies (compute/agent/imagecache.py)
             self.periodic.start("image_cache", self.conf.image_cache_interval, lambda: imagecache.collect(self))
         LOG.info("compute node %s of host %s ready (%s driver, %s)", self.node, self.host, self.driver.info.name,
                  self.node_uuid)

@@ -20,18 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from cumulo.compute import build, migration_records, netinfo, power, reclaim, resize, snapshot
+from cumulo.compute import migration_records, netinfo
 from cumulo.compute import states as s
+from cumulo.compute.agent import build, power, reclaim, resize, snapshot
+from cumulo.compute.agent.power import resize_driver
 from cumulo.compute.drivers.base import Capability, PowerState
 from cumulo.compute.models import instances
-from cumulo.compute.power import resize_driver
 from cumulo.compute.specs import instance_resources
 from cumulo.db import utcnow
 from cumulo.placement.inventory import Resources
 from cumulo.placement.service import migration_consumer, resources_from_flavor
 
 if TYPE_CHECKING:
-    from cumulo.compute.manager import ComputeManager
+    from cumulo.compute.agent.manager import ComputeManager
 
 LOG = logging.getLogger(__name__)
 

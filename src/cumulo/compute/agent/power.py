@@ -32,7 +32,7 @@ from cumulo.compute.models import instances
 from cumulo.errors import InvalidState
 
 if TYPE_CHECKING:
-    from cumulo.compute.manager import ComputeManager
+    from cumulo.compute.agent.manager import ComputeManager
 
 LOG = logging.getLogger(__name__)
 

@@ -14,16 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from cumulo.compute import actions, build
+from cumulo.compute import actions
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
+from cumulo.compute.agent import build
+from cumulo.compute.agent.power import power_driver
 from cumulo.compute.drivers.base import Capability, PowerState
 from cumulo.compute.models import instances
-from cumulo.compute.power import power_driver
 from cumulo.db import utcnow
 
 if TYPE_CHECKING:
-    from cumulo.compute.manager import ComputeManager
+    from cumulo.compute.agent.manager import ComputeManager
 
 LOG = logging.getLogger(__name__)
 

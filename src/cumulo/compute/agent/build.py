@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 from cumulo.compute import actions, netinfo, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
+from cumulo.compute.agent.power import power_driver, rebuild_driver
 from cumulo.compute.drivers.base import Capability, PowerState
 from cumulo.compute.faults import fault_text
-from cumulo.compute.power import power_driver, rebuild_driver
 from cumulo.db import utcnow
 
 if TYPE_CHECKING:
-    from cumulo.compute.manager import ComputeManager
+    from cumulo.compute.agent.manager import ComputeManager
 
 LOG = logging.getLogger(__name__)
 

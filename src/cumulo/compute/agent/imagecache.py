@@ -19,7 +19,7 @@ from cumulo.compute.drivers.base import ImageCache
 from cumulo.errors import CumuloError
 
 if TYPE_CHECKING:
-    from cumulo.compute.manager import ComputeManager
+    from cumulo.compute.agent.manager import ComputeManager
 
 LOG = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from cumulo.compute import actions, migration_records
 from cumulo.compute import states as s
+from cumulo.compute.agent.power import resize_driver
 from cumulo.compute.drivers.base import PowerState
-from cumulo.compute.power import resize_driver
 from cumulo.compute.specs import flavor_columns, flavor_spec
 
 if TYPE_CHECKING:
-    from cumulo.compute.manager import ComputeManager
+    from cumulo.compute.agent.manager import ComputeManager
 
 LOG = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from cumulo import errors
-from cumulo.compute import snapshot
-from cumulo.compute.backup import IMAGE_TYPE
+from cumulo.compute.agent import snapshot
+from cumulo.compute.service.backup import IMAGE_TYPE
 from cumulo.context import RequestContext, expand_roles
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from cumulo.compute.manager import ComputeManager
+    from cumulo.compute.agent.manager import ComputeManager
 
 LOG = logging.getLogger(__name__)
 

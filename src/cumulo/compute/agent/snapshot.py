@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from cumulo.compute import actions
 from cumulo.compute import states as s
-from cumulo.compute.power import snapshot_driver
+from cumulo.compute.agent.power import snapshot_driver
 
 if TYPE_CHECKING:
-    from cumulo.compute.manager import ComputeManager
+    from cumulo.compute.agent.manager import ComputeManager
 
 LOG = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cumulo.bus import Bus
+from cumulo.bus.base import Bus
 from cumulo.compute import actions, migration_records, server_groups, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
@@ -40,6 +40,7 @@ from cumulo.hosts import servicegroup
 from cumulo.hosts.models import compute_nodes, services
 from cumulo.placement.inventory import DISK_GB, MEMORY_MB, VCPU
 from cumulo.placement.service import Placement, resources_from_flavor
+from cumulo.scheduler import groups
 
 LOG = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class Conductor:
                 # A member of the same group was placed meanwhile (Nova's late affinity check); the
                 # claim rolled back with the placement.
                 LOG.info("placing %s on %s: %s; choosing again", uuid, exc.host, exc.message)
-                if exc.policy == server_groups.ANTI_AFFINITY:
+                if exc.policy == groups.ANTI_AFFINITY:
                     spec["ignore_hosts"].append(exc.host)
                 violated = exc
             except _NotPlaced:

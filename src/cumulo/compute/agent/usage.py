@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, cast
 from cumulo.compute.drivers.base import Capability, InstanceSample, Metrics
 
 if TYPE_CHECKING:
-    from cumulo.compute.manager import ComputeManager
+    from cumulo.compute.agent.manager import ComputeManager
 
 
 @dataclass(frozen=True)
