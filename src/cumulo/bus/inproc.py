@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from cumulo.bus import ENVELOPE_VERSION
+from cumulo.bus.base import ENVELOPE_VERSION
 from cumulo.errors import CumuloError
 from cumulo.metrics import control
 
