@@ -8,8 +8,8 @@ from typing import Any
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from cumulo import schema as _schema  # noqa: F401
 from cumulo.db import Database, metadata
-from cumulo.db import models as _models  # noqa: F401
 
 
 async def test_migrations_match_models(tmp_path: Path) -> None:
