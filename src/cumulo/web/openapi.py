@@ -22,7 +22,6 @@ from starlette.routing import Route
 
 from cumulo import errors
 from cumulo.compute.api.microversion import MAX_VERSION, MIN_VERSION, Version, v
-from cumulo.compute.api.schemas import Versioned
 from cumulo.compute.api.schemas import admin_actions as admin_action_s
 from cumulo.compute.api.schemas import admin_extras as extras_s
 from cumulo.compute.api.schemas import aggregates as aggregate_s
@@ -40,6 +39,7 @@ from cumulo.compute.api.schemas import server_metadata as md_s
 from cumulo.compute.api.schemas import server_tags as tag_s
 from cumulo.compute.api.schemas import servers as server_s
 from cumulo.compute.api.schemas import services as service_s
+from cumulo.compute.api.schemas._base import Versioned
 from cumulo.identity import schemas as identity_s
 from cumulo.identity.api import credentials as identity_credentials_api
 from cumulo.image import _patch as image_patch

@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from cumulo import errors
 from cumulo.compute.api.microversion import Version, request_version, v
-from cumulo.compute.api.schemas import Versioned, validate
+from cumulo.compute.api.schemas._base import Versioned, validate
 from cumulo.context import RequestContext
 from cumulo.web.http import authenticate, base_url, json_body, services_of
 

@@ -13,9 +13,9 @@ from cumulo import errors, policy
 from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import instance_actions as ia_schema
-from cumulo.compute.api.schemas import parse_isotime, validate, validate_query
 from cumulo.compute.api.schemas import server_metadata as md_schema
 from cumulo.compute.api.schemas import server_tags as tag_schema
+from cumulo.compute.api.schemas._base import parse_isotime, validate, validate_query
 from cumulo.compute.api.server_views import host_id
 from cumulo.web.http import empty, json_body, json_response
 

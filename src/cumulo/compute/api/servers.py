@@ -14,14 +14,14 @@ from cumulo.compute import states as st
 from cumulo.compute.api import _common, server_security_groups
 from cumulo.compute.api import server_views as views
 from cumulo.compute.api.microversion import Version, v
-from cumulo.compute.api.schemas import (
+from cumulo.compute.api.schemas import servers as schema
+from cumulo.compute.api.schemas._base import (
     b64decode_strict,
     bool_from_string,
     is_uuid_like,
     parse_isotime,
     validate_query,
 )
-from cumulo.compute.api.schemas import servers as schema
 from cumulo.compute.boot import CreateRequest, generate_password
 from cumulo.compute.listing import ListQuery, normalise_sort
 from cumulo.context import RequestContext

@@ -3,7 +3,7 @@ admin_actions) and migrate (Nova's migrate_server)."""
 
 from __future__ import annotations
 
-from cumulo.compute.api.schemas import Schema, Versioned, derive, fqdn
+from cumulo.compute.api.schemas._base import Schema, Versioned, derive, fqdn
 
 reset_state: Schema = {
     "type": "object",

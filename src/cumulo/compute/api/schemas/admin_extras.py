@@ -4,7 +4,7 @@ parameters of os-simple-tenant-usage."""
 
 from __future__ import annotations
 
-from cumulo.compute.api.schemas import Schema, Versioned, derive
+from cumulo.compute.api.schemas._base import Schema, Versioned, derive
 
 _ENABLE = ["enable", "disable", "Enable", "Disable", "ENABLE", "DISABLE"]
 host_update: Schema = {

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from cumulo.compute.api.schemas import (
+from cumulo.compute.api.schemas._base import (
     FORMAT_CHECKER,
     InvalidName,
     Schema,

@@ -3,7 +3,7 @@ deferred_delete and create_backup schemas)."""
 
 from __future__ import annotations
 
-from cumulo.compute.api.schemas import Schema, Versioned, metadata, name, non_negative_integer
+from cumulo.compute.api.schemas._base import Schema, Versioned, metadata, name, non_negative_integer
 
 
 def _any_body(action: str) -> Schema:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cumulo.compute.api.schemas import Schema, metadata, multi, positive_integer
+from cumulo.compute.api.schemas._base import Schema, metadata, multi, positive_integer
 
 # Nova never validated the filters themselves; only the paging parameters are checked.
 index_query: Schema = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cumulo.compute.api.schemas import Schema, Versioned, derive, non_negative_integer
+from cumulo.compute.api.schemas._base import Schema, Versioned, derive, non_negative_integer
 
 
 def _single(item: Schema) -> Schema:

@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 
-from cumulo.compute.api import schemas as _common_schemas
 from cumulo.compute.api.microversion import MAX_VERSION, MIN_VERSION, Version, request_version
+from cumulo.compute.api.schemas import _base as _common_schemas
 from cumulo.errors import Invalid
 from cumulo.web.http import base_url
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cumulo.compute.api.microversion import v
-from cumulo.compute.api.schemas import derive, multi, name, non_negative_integer, positive_integer
+from cumulo.compute.api.schemas._base import derive, multi, name, non_negative_integer, positive_integer
 
 Schema = dict[str, Any]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cumulo.compute.api.schemas import Schema, derive, metadata
+from cumulo.compute.api.schemas._base import Schema, derive, metadata
 
 create: Schema = {
     "type": "object",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cumulo.compute.api.schemas import MAX_TAG_COUNT, Schema, tag
+from cumulo.compute.api.schemas._base import MAX_TAG_COUNT, Schema, tag
 
 update_all: Schema = {
     "type": "object",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cumulo.compute.api.schemas import (
+from cumulo.compute.api.schemas._base import (
     MAX_TAG_COUNT,
     Schema,
     Versioned,
