@@ -1,0 +1,1 @@
+"""Alembic migrations: the environment and one revision per schema change (versions/)."""
