@@ -24,7 +24,7 @@ from cumulo.web.http import PrefixDispatcher, RequestIdMiddleware, answer_lifesp
 
 if TYPE_CHECKING:
     from cumulo.compute.agent.manager import ComputeHost, ComputeManager
-    from cumulo.compute.service import ComputeService
+    from cumulo.compute.service.servers import ComputeService
     from cumulo.identity.service import IdentityService
     from cumulo.image.service import ImageService
     from cumulo.scheduler.placement import Placement
@@ -199,7 +199,7 @@ class Cloud:
     """The whole cloud in one process. `start()` brings it up, `asgi_app()` serves it."""
 
     def __init__(self, conf: Settings) -> None:
-        from cumulo.compute.service import ComputeService
+        from cumulo.compute.service.servers import ComputeService
         from cumulo.identity.service import IdentityService
         from cumulo.image.service import ImageService
         from cumulo.scheduler.placement import Placement

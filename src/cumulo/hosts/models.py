@@ -52,7 +52,7 @@ compute_nodes = sa.Table(
 
 # Host aggregates (Nova's aggregates, aggregate_hosts, aggregate_metadata in the API database).
 # Hosts are nova-compute service host names; the "availability_zone" metadata key puts them in
-# that zone (compute.aggregates writes it through to services.availability_zone).
+# that zone (compute.service.aggregates writes it through to services.availability_zone).
 aggregates = sa.Table(
     "aggregates",
     metadata,

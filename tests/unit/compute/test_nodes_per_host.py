@@ -18,22 +18,23 @@ import pytest
 import sqlalchemy as sa
 from workers_harness import FLAVOR_SMALL, Rig
 
-from cumulo.bus import compute_topic
+from cumulo.bus.base import compute_topic
 from cumulo.bus.inproc import InprocBus
-from cumulo.compute import hostinfo, specs
+from cumulo.compute import specs
 from cumulo.compute import states as st
+from cumulo.compute.agent.manager import ComputeHost, ComputeManager
+from cumulo.compute.agent.power import sync_power_states
 from cumulo.compute.conductor.manager import Conductor
 from cumulo.compute.drivers.base import InstanceSpec, PowerState
 from cumulo.compute.drivers.fake import FakeDriver
-from cumulo.compute.agent.manager import ComputeHost, ComputeManager
 from cumulo.compute.models import instances
-from cumulo.compute.agent.power import sync_power_states
+from cumulo.compute.service import hostinfo
 from cumulo.compute.specs import flavor_spec
 from cumulo.db import Database
 from cumulo.errors import NotFound
 from cumulo.hosts.models import services
+from cumulo.placement.service import Placement
 from cumulo.scheduler.manager import SchedulerManager
-from cumulo.scheduler.placement import Placement
 
 HOST = "cumulo-local"
 VM_NODE = f"{HOST}-qemu"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from resources_app import Harness, check, ctx, make_harness, nova
 
-from cumulo.compute import flavors as service
+from cumulo.compute.service import flavors as service
 from cumulo.errors import Invalid, NotFound
 
 ADMIN = ctx("admin-proj", "admin")

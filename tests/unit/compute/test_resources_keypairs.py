@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 from resources_app import Harness, check, ctx, make_harness, nova
 
-from cumulo.compute import keypairs as service
+from cumulo.compute.service import keypairs as service
 from cumulo.errors import NotFound
 
 ADMIN = ctx("admin-proj", "admin", user="admin-user")

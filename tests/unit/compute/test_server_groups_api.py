@@ -27,7 +27,7 @@ from servers_support import (  # noqa: F401  (settings is a fixture override)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for `reference`
 from reference import check, nova  # noqa: E402
 
-from cumulo.compute.quotas import QuotaEngine  # noqa: E402
+from cumulo.compute.service.quotas import QuotaEngine  # noqa: E402
 
 GROUPS = f"{API}/os-server-groups"
 JSON = dict[str, Any]

@@ -9,17 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cumulo.compute.boot import sanitize_hostname
-from cumulo.compute.listing import ListQuery, install_sqlite_functions, list_instances, normalise_sort
 
 from cumulo.compute import states as st
-from cumulo.compute import transitions as tr
 from cumulo.compute.api import server_views as views
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import servers as schema
 from cumulo.compute.api.schemas._base import b64decode_strict, parse_isotime, validate
 from cumulo.compute.api.servers import _states_for
 from cumulo.compute.models import instances
+from cumulo.compute.service import transitions as tr
+from cumulo.compute.service.boot import sanitize_hostname
+from cumulo.compute.service.listing import ListQuery, install_sqlite_functions, list_instances, normalise_sort
 from cumulo.context import RequestContext
 from cumulo.db import Database, utcnow
 from cumulo.errors import Conflict, Invalid

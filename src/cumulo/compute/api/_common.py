@@ -14,7 +14,7 @@ from cumulo.context import RequestContext
 from cumulo.web.http import authenticate, base_url, json_body, services_of
 
 if TYPE_CHECKING:
-    from cumulo.compute.service import ComputeService
+    from cumulo.compute.service.servers import ComputeService
 
 
 async def caller(request: Request) -> RequestContext:

@@ -10,11 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cumulo import policy
-from cumulo.compute import admin_actions
 from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas.admin_actions import SCHEMAS as SCHEMAS
-from cumulo.compute.service import ComputeService
+from cumulo.compute.service import admin_actions
+from cumulo.compute.service.servers import ComputeService
 from cumulo.context import RequestContext
 from cumulo.web.http import empty
 

@@ -17,11 +17,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
-from cumulo.compute import hostinfo
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.admin_extras import host_update
 from cumulo.compute.models import instances
+from cumulo.compute.service import hostinfo
 from cumulo.errors import Invalid, NotFound
 from cumulo.hosts.models import services
 from cumulo.web.http import authenticate, json_body, json_response, services_of

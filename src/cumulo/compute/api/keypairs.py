@@ -9,12 +9,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
-from cumulo.compute import keypairs as service
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import keypairs as schemas
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.resource_types import Field
-from cumulo.compute.quotas import QuotaEngine
+from cumulo.compute.service import keypairs as service
+from cumulo.compute.service.quotas import QuotaEngine
 from cumulo.context import RequestContext
 from cumulo.errors import Invalid
 from cumulo.web.http import authenticate, empty, json_body, json_response, services_of

@@ -15,7 +15,7 @@ from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import quota_sets as schemas
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.resource_types import Field
-from cumulo.compute.quotas import CLASS_PREFIX, QuotaEngine
+from cumulo.compute.service.quotas import CLASS_PREFIX, QuotaEngine
 from cumulo.context import RequestContext
 from cumulo.errors import Forbidden, Invalid
 from cumulo.web.http import authenticate, empty, json_body, json_response, services_of

@@ -16,8 +16,8 @@ from cumulo.compute.api import server_views as views
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas.server_actions import SCHEMAS
 from cumulo.compute.api.servers import server_body
-from cumulo.compute.boot import generate_password
-from cumulo.compute.service import ComputeService
+from cumulo.compute.service.boot import generate_password
+from cumulo.compute.service.servers import ComputeService
 from cumulo.context import RequestContext
 from cumulo.web.http import empty, json_body, json_response, services_of
 

@@ -24,7 +24,7 @@ from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas import server_groups as schemas
 from cumulo.compute.api.schemas._base import validate_query
 from cumulo.compute.api.schemas.resource_types import Field
-from cumulo.compute.quotas import QuotaEngine
+from cumulo.compute.service.quotas import QuotaEngine
 from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
 
 policy.register(

@@ -24,7 +24,7 @@ from cumulo import errors, policy
 from cumulo.compute.api import _common
 from cumulo.compute.api.schemas.admin_extras import SECURITY_GROUP_ACTIONS
 from cumulo.compute.models import instances
-from cumulo.compute.service import ComputeService
+from cumulo.compute.service.servers import ComputeService
 from cumulo.context import RequestContext
 from cumulo.db import utcnow
 from cumulo.web.http import empty, json_response

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import errors, policy
-from cumulo.compute import server_groups, softdelete
+from cumulo.compute import server_groups
 from cumulo.compute import states as st
 from cumulo.compute.api import _common, server_security_groups
 from cumulo.compute.api import server_views as views
@@ -22,8 +22,9 @@ from cumulo.compute.api.schemas._base import (
     parse_isotime,
     validate_query,
 )
-from cumulo.compute.boot import CreateRequest, generate_password
-from cumulo.compute.listing import ListQuery, normalise_sort
+from cumulo.compute.service import softdelete
+from cumulo.compute.service.boot import CreateRequest, generate_password
+from cumulo.compute.service.listing import ListQuery, normalise_sort
 from cumulo.context import RequestContext
 from cumulo.web.http import empty, json_response, services_of
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
-from cumulo.compute import hostinfo
+from cumulo.compute.service import hostinfo
 from cumulo.db import utcnow
 from cumulo.errors import Invalid
 from cumulo.web.http import authenticate, json_response, services_of

@@ -11,7 +11,7 @@ from typing import Any
 
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import resource_types as t
-from cumulo.compute.keypairs import ALGORITHMS, KEY_TYPES
+from cumulo.compute.service.keypairs import ALGORITHMS, KEY_TYPES
 
 keypair_name: dict[str, Any] = {
     "allOf": [t.name, {"type": "string", "pattern": r"^[_\- a-zA-Z0-9]+$", "minLength": 1, "maxLength": 255}]

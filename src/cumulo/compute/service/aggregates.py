@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cumulo.compute import hostinfo
+from cumulo.compute.service import hostinfo
 from cumulo.conf import Settings
 from cumulo.db import new_uuid, utcnow
 from cumulo.errors import Conflict, Invalid, NotFound

@@ -23,13 +23,13 @@ from cumulo import errors
 from cumulo.compute import actions as act
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as st
-from cumulo.compute import transitions as tr
 from cumulo.compute.models import instances
+from cumulo.compute.service import transitions as tr
 from cumulo.context import RequestContext
 from cumulo.db import utcnow
 
 if TYPE_CHECKING:
-    from cumulo.compute.service import ComputeService
+    from cumulo.compute.service.servers import ComputeService
 
 _RESTORE = tr.Transition("restore", act.RESTORE, frozenset({st.SOFT_DELETED}), st.RESTORING, "restore_instance")
 # forceDelete: any vm_state, no task in flight, launched or not.

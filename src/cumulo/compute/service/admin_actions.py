@@ -22,14 +22,14 @@ from cumulo import errors
 from cumulo.compute import actions as act
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as st
-from cumulo.compute import transitions as tr
-from cumulo.compute.models import compute_nodes
 from cumulo.compute.rpc import SchedulerAPI
+from cumulo.compute.service import transitions as tr
 from cumulo.context import RequestContext
-from cumulo.scheduler.placement import resources_from_flavor
+from cumulo.hosts.models import compute_nodes
+from cumulo.placement.service import resources_from_flavor
 
 if TYPE_CHECKING:
-    from cumulo.compute.service import ComputeService
+    from cumulo.compute.service.servers import ComputeService
 
 RESET_STATE = "resetState"
 INJECT_NETWORK_INFO = "injectNetworkInfo"

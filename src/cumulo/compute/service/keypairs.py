@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.compute.models import key_pairs
-from cumulo.compute.quotas import QuotaEngine
+from cumulo.compute.service.quotas import QuotaEngine
 from cumulo.db import Database, utcnow
 from cumulo.errors import Conflict, Invalid, NotFound
 

@@ -14,13 +14,15 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo import errors, policy
-from cumulo.bus import Bus
+from cumulo.bus.base import Bus
 from cumulo.compute import actions as act
 from cumulo.compute import instances as inst_db
 from cumulo.compute import migration_records, server_groups
 from cumulo.compute import states as st
-from cumulo.compute import transitions as tr
-from cumulo.compute.boot import (
+from cumulo.compute.models import instance_actions, instances
+from cumulo.compute.rpc import ComputeAPI, ConductorAPI
+from cumulo.compute.service import transitions as tr
+from cumulo.compute.service.boot import (
     CreateRequest,
     check_image_fits,
     flavor_snapshot,
@@ -28,17 +30,16 @@ from cumulo.compute.boot import (
     reservation_id,
     sanitize_hostname,
 )
-from cumulo.compute.listing import ListQuery, install_sqlite_functions, list_instances
-from cumulo.compute.models import compute_nodes, instance_actions, instances, services
-from cumulo.compute.quotas import INSTANCE_RESOURCES, QuotaEngine, headroom
-from cumulo.compute.rpc import ComputeAPI, ConductorAPI
+from cumulo.compute.service.listing import ListQuery, install_sqlite_functions, list_instances
+from cumulo.compute.service.quotas import INSTANCE_RESOURCES, QuotaEngine, headroom
 from cumulo.conf import Settings
 from cumulo.context import RequestContext
 from cumulo.db import Database, new_uuid, utcnow
+from cumulo.hosts.models import compute_nodes, services
 
 if TYPE_CHECKING:
     from cumulo.image.service import ImageService
-    from cumulo.scheduler.placement import Placement
+    from cumulo.placement.service import Placement
 
 class ServiceUnavailable(errors.CumuloError):
     code = 503
@@ -56,7 +57,7 @@ class ComputeService:
             event.listen(db.engine.sync_engine, "connect", install_sqlite_functions)
 
     async def bootstrap(self) -> None:
-        from cumulo.compute import flavors  # written alongside; imported late on purpose
+        from cumulo.compute.service import flavors  # written alongside; imported late on purpose
 
         await flavors.ensure_default_flavors(self.db)
 
@@ -104,7 +105,8 @@ class ComputeService:
 
     async def _host_statuses(self, conn: AsyncConnection, hosts: set[str]) -> dict[str, str]:
         """Nova's host_status: UP, DOWN, MAINTENANCE (disabled but up), UNKNOWN (no service)."""
-        from cumulo.compute import hostinfo, servicegroup
+        from cumulo.compute.service import hostinfo
+        from cumulo.hosts import servicegroup
 
         if not hosts:
             return {}
@@ -158,7 +160,7 @@ class ComputeService:
             raise errors.Invalid(missing) from None
 
     async def flavor_for(self, conn: AsyncConnection, ctx: RequestContext, flavor_ref: str) -> dict[str, Any]:
-        from cumulo.compute import flavors
+        from cumulo.compute.service import flavors
 
         try:
             return await flavors.get_flavor_for(conn, ctx, flavor_ref)
@@ -166,7 +168,7 @@ class ComputeService:
             raise errors.Invalid(f"Flavor {flavor_ref} could not be found.") from None
 
     async def keypair_for(self, conn: AsyncConnection, ctx: RequestContext, key_name: str) -> dict[str, Any]:
-        from cumulo.compute import keypairs
+        from cumulo.compute.service import keypairs
 
         try:
             return await keypairs.get_keypair(conn, ctx.user_id or "", key_name)

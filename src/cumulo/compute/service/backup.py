@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cumulo import errors
-from cumulo.compute import transitions as tr
+from cumulo.compute.service import transitions as tr
 
 if TYPE_CHECKING:
-    from cumulo.compute.service import ComputeService
+    from cumulo.compute.service.servers import ComputeService
     from cumulo.context import RequestContext
 
 IMAGE_TYPE = "backup"

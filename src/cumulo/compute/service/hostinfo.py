@@ -2,7 +2,7 @@
 
 Usage comes from the instances table (non-deleted instances placed on the node), so it always
 matches the servers the API shows. The local nodes of one host share one pool of the machine
-(scheduler/pools.py): each reports the whole machine (vcpus, memory_mb, local_gb), its own servers'
+(placement/pools.py): each reports the whole machine (vcpus, memory_mb, local_gb), its own servers'
 use (*_used, running_vms), and what the pool has left (free_ram_mb, free_disk_gb); statistics count
 each pool once.
 """

@@ -28,7 +28,7 @@ FLAVOR_KEYS = (
 
 
 def flavor_snapshot(flavor: dict[str, Any]) -> dict[str, Any]:
-    """What an instance keeps of its flavor (cumulo.compute.flavors' snapshot, made JSON-safe)."""
+    """What an instance keeps of its flavor (cumulo.compute.service.flavors' snapshot, made JSON-safe)."""
     out = {k: flavor.get(k) for k in FLAVOR_KEYS}
     out["flavorid"] = str(out["flavorid"])
     out["extra_specs"] = dict(out.get("extra_specs") or {})
