@@ -47,10 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
 
-from cumulo.image import tinyvm  # noqa: E402
-from cumulo.image.tinyvm import initramfs  # noqa: E402
-from cumulo.image.tinyvm.cpio import Entry, gzip_bytes, write_newc  # noqa: E402
-from cumulo.image.tinyvm.kernel import fetch_kernel  # noqa: E402
+from cumulo.image.demo import tinyvm  # noqa: E402
+from cumulo.image.demo.tinyvm import initramfs  # noqa: E402
+from cumulo.image.demo.tinyvm.cpio import Entry, gzip_bytes, write_newc  # noqa: E402
+from cumulo.image.demo.tinyvm.kernel import fetch_kernel  # noqa: E402
 
 MARKER = b"cumulo-bench-user-data-marker"
 USER_DATA = b"#!/bin/sh\necho cumulo-bench-user-data-marker\n"

@@ -131,9 +131,9 @@ async def spawn_pair(n: int) -> dict[str, Any]:
     import uuid as uuidlib
 
     from cumulo import conf as conf_mod
-    from cumulo.cli.image_build import build_busybox
     from cumulo.compute.drivers.base import FlavorSpec, ImageSpec, InstanceSpec
     from cumulo.compute.drivers.runc import RuncDriver
+    from cumulo.image.demo.busybox import build_busybox
 
     base = Path(tempfile.mkdtemp(prefix="cumulo-rootdisk-spawn-"))
     try:

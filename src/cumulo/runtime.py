@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cumulo.compute.agent.manager import ComputeHost, ComputeManager
     from cumulo.compute.service.servers import ComputeService
     from cumulo.identity.service import IdentityService
+    from cumulo.image.demo.seeder import DemoSeeder
     from cumulo.image.service import ImageService
     from cumulo.scheduler.placement import Placement
 
@@ -225,6 +226,7 @@ class Cloud:
         self.managers: list[ComputeManager] = []
         self.hosts: list[ComputeHost] = []
         self.credentials: dict[str, dict[str, str]] = {}
+        self.demo: DemoSeeder | None = None  # seeds the demo images; owns the tiny-vm build
 
     async def start(self) -> None:
         from cumulo.compute.conductor.manager import Conductor
@@ -237,7 +239,12 @@ class Cloud:
         self.credentials = await s.identity.bootstrap()
         await s.compute.bootstrap()
         admin = await s.identity.directory.list_projects({"name": "admin", "domain_id": "default"})
-        await s.images.bootstrap(admin_project_id=admin[0]["id"] if admin else None)  # + the demo image
+        await s.images.bootstrap()
+        if admin:  # the demo images, after the image service is up
+            from cumulo.image.demo.seeder import DemoSeeder
+
+            self.demo = DemoSeeder(s.images)
+            await self.demo.start(admin[0]["id"])
         self.write_clouds_yaml()
 
         scheduler = SchedulerManager(self.db, conf, s.placement)
@@ -271,7 +278,8 @@ class Cloud:
             await h.stop()
         for w in getattr(self, "workers", []):
             await w.stop()
-        await self.services.images.stop()  # a background tiny-vm build
+        if self.demo is not None:
+            await self.demo.stop()  # a background tiny-vm build
         await self.bus.stop()
         await self.db.dispose()
 

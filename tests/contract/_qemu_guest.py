@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cumulo.compute.drivers.base import ImageSpec
-from cumulo.image import tinyvm
+from cumulo.image.demo import tinyvm
 
 CACHE = Path(os.environ.get("CUMULO_TEST_BUILD_CACHE") or tinyvm.default_cache())
 BIOS_BANNER = "CUMULO-BIOS-BOOT"
@@ -28,7 +28,7 @@ _BUILT: list[Any] = []
 
 
 def tiny_vm() -> Any:
-    """The tiny VM's artifacts (cumulo.image.tinyvm.Artifacts); skips the test when they cannot be built."""
+    """The tiny VM's artifacts (cumulo.image.demo.tinyvm.Artifacts); skips the test when they cannot be built."""
     if _BUILT:
         return _BUILT[0]
     out = CACHE / "tiny-vm-artifacts"
@@ -55,7 +55,7 @@ def _build_in_thread(out: Path) -> Any:
     """build_tiny_vm from inside a running event loop (an async test): in a thread of its own."""
     import concurrent.futures
 
-    from cumulo.image import tinyvm
+    from cumulo.image.demo import tinyvm
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, tinyvm.build_tiny_vm(out, CACHE)).result()
@@ -63,7 +63,7 @@ def _build_in_thread(out: Path) -> Any:
 
 def tiny_image(disk: Path | None = None, disk_format: str = "qcow2", **props: Any) -> ImageSpec:
     """The tiny VM's root-disk image (or `disk`), booting its kernel and ramdisk (AKI/ARI)."""
-    from cumulo.image import tinyvm
+    from cumulo.image.demo import tinyvm
 
     art = tiny_vm()
     return ImageSpec(

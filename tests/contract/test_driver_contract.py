@@ -22,7 +22,6 @@ import _qemu_guest
 import pytest
 
 from cumulo import conf as conf_mod
-from cumulo.cli.image_build import BUSYBOX, build_busybox
 from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import (
     Capability,
@@ -46,6 +45,7 @@ from cumulo.compute.drivers.base import (
 )
 from cumulo.conf import Settings
 from cumulo.errors import DriverError
+from cumulo.image.demo.busybox import BUSYBOX, build_busybox
 
 PROTOCOL_OF = {
     Capability.POWER: Power,

@@ -28,7 +28,7 @@ from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import Capability, FlavorSpec, ImageSpec, InstanceSpec, PowerState
 from cumulo.compute.drivers.qemu import QemuDriver, ops, process
 from cumulo.errors import DriverError
-from cumulo.image import tinyvm
+from cumulo.image.demo import tinyvm
 
 pytestmark = pytest.mark.skipif(bool(_qemu_guest.QEMU_MISSING), reason=_qemu_guest.QEMU_MISSING or "QEMU here")
 

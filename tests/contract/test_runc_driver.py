@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from cumulo import conf as conf_mod
-from cumulo.cli.image_build import BUSYBOX, build_busybox
 from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import FlavorSpec, ImageSpec, InstanceSpec, PowerState
 from cumulo.compute.drivers.runc import RuncDriver
 from cumulo.errors import DriverError
+from cumulo.image.demo.busybox import BUSYBOX, build_busybox
 
 RUNC_MISSING = (
     "runc is not installed" if shutil.which("runc") is None

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 
 from cumulo import conf as conf_mod
-from cumulo.cli.image_build import BUSYBOX, busybox_layer
 from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import FlavorSpec, ImageSpec, InstanceSpec
 from cumulo.compute.drivers.runc import RuncDriver, netns
 from cumulo.errors import DriverError
+from cumulo.image.demo.busybox import BUSYBOX, busybox_layer
 from cumulo.oci.docker import FIXED_MTIME, write_docker_archive
 from cumulo.oci.layout import host_arch
 

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from cumulo import conf as conf_mod
-from cumulo.cli.image_build import BUSYBOX, build_busybox, busybox_layer
 from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import Capability, FlavorSpec, ImageSpec, InstanceSpec, PowerState
 from cumulo.compute.drivers.runc import RuncDriver, configdrive, netns
 from cumulo.errors import DriverError
+from cumulo.image.demo.busybox import BUSYBOX, build_busybox, busybox_layer
 from cumulo.oci import read_image
 from cumulo.oci.docker import FIXED_MTIME, write_docker_archive
 from cumulo.oci.layout import host_arch

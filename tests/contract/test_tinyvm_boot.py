@@ -21,8 +21,8 @@ import pytest
 
 from cumulo.compute.drivers.base import FlavorSpec, InstanceSpec
 from cumulo.compute.drivers.qemu.configdrive import build_iso
-from cumulo.image import tinyvm
-from cumulo.image.tinyvm.bareboot import qemu_argv
+from cumulo.image.demo import tinyvm
+from cumulo.image.demo.tinyvm.bareboot import qemu_argv
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="QEMU not installed")
 

@@ -181,7 +181,7 @@ def _layer(files: dict[str, bytes], dirs: tuple[str, ...] = ()) -> bytes:
 def layered_image(out: Path) -> Path:
     """A three-layer Docker-format image: busybox; /data/{keep,gone}.txt; a whiteout of gone.txt
     plus /data/new.txt. Its command lists /data, so the console shows what the root holds."""
-    from cumulo.cli.image_build import busybox_layer
+    from cumulo.image.demo.busybox import busybox_layer
     from cumulo.oci.docker import write_docker_archive
     from cumulo.oci.layout import host_arch
 

@@ -33,7 +33,7 @@ from _runc_util import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from cumulo.image import tinyvm
+from cumulo.image.demo import tinyvm
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud

@@ -25,7 +25,7 @@ import pytest
 from _runc_util import kill_our_qemus, leftovers, wait_for, wait_tiny_vm, write_config
 from _util_resilience import all_servers, delete_servers, post_servers, server_body
 
-from cumulo.image import tinyvm
+from cumulo.image.demo import tinyvm
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from _runc_util import kill_our_qemus, server, wait_for, wait_gone, wait_status, wait_tiny_vm, write_config
 
-from cumulo.image import tinyvm
+from cumulo.image.demo import tinyvm
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud

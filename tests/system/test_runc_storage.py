@@ -102,7 +102,7 @@ def test_a_full_root_disk_is_enospc_and_the_host_is_unharmed(cloud: CumuloCloud)
 
 def tagged_image(out: Path, tag: str) -> str:
     """A busybox image with a file of its own (distinct bytes, so its own cache key); its sha256."""
-    from cumulo.cli.image_build import busybox_layer
+    from cumulo.image.demo.busybox import busybox_layer
     from cumulo.oci.docker import write_docker_archive
     from cumulo.oci.layout import host_arch
 

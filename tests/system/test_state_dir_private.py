@@ -30,7 +30,7 @@ from _runc_util import server, wait_gone, wait_image_active, wait_status, wait_t
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from cumulo.image import tinyvm
+from cumulo.image.demo import tinyvm
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud
@@ -43,7 +43,7 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "
 
 
 def _suid_image(out: Path) -> Path:
-    from cumulo.cli.image_build import BUSYBOX, busybox_layer
+    from cumulo.image.demo.busybox import BUSYBOX, busybox_layer
     from cumulo.oci.docker import write_docker_archive
     from cumulo.oci.layout import host_arch
 
@@ -181,7 +181,7 @@ def test_state_dir_is_private_and_container_roots_are_nosuid_nodev(cloud: Cumulo
 
 
 def _fifo_passwd_image(out: Path) -> Path:
-    from cumulo.cli.image_build import busybox_layer
+    from cumulo.image.demo.busybox import busybox_layer
     from cumulo.oci.docker import write_docker_archive
     from cumulo.oci.layout import host_arch
 

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from cumulo.image import tinyvm
+from cumulo.image.demo import tinyvm
 
 
 def run_tiny_vm(output: Path, cache: Path) -> int:

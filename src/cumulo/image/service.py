@@ -76,8 +76,6 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _CREATE_VALIDATOR = jsonschema.Draft4Validator(create_body_schema())
 CONTAINER_IMAGE_FORMATS = ("docker", "oci")  # container formats whose bytes are checked at upload
 ERROR_PROPERTY = "cumulo_error"  # why an image was killed
-DEMO_IMAGE = "busybox"
-DEMO_PROPERTIES = {"hypervisor_type": "container", "os_distro": "busybox"}
 _CORE_CREATE = ("id", "name", "visibility", "protected", "os_hidden", "owner", "container_format",
                 "disk_format", "min_ram", "min_disk")
 
@@ -152,15 +150,13 @@ class ImageService:
         self.store = ImageStore(Path(conf.state_dir) / "images")
         self.size_cap = int(conf.extra.get("image_size_cap", conf.image_size_cap))
         self._refs = asyncio.Lock()
-        self._demo_vm_build: asyncio.Task[None] | None = None  # see bootstrap
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    async def bootstrap(self, admin_project_id: str | None = None) -> None:
+    async def bootstrap(self) -> None:
         """Make the store, and reconcile after a crash: uploads cut short go back to queued,
         their temp files, half-done unpacks and any bytes (or unpacked roots) no live image
-        references are removed. With `admin_project_id`, register the public demo image
-        (once; skipped with a warning when it cannot be built)."""
+        references are removed. (The demo images are seeded after this: cumulo.image.demo.)"""
         await self.store.ensure_dirs()
         await self.store.sweep_tmp()
         stale = await asyncio.to_thread(remove_stale_unpacks, self.store.root)
@@ -189,59 +185,6 @@ class ImageService:
             removed = await self.store.remove_unreferenced(keys)
         if removed:
             LOG.info("image store: removed %d unreferenced blobs", len(removed))
-        if admin_project_id is not None:
-            try:
-                await self._ensure_demo_image(admin_project_id)
-            except Exception:  # the demo image is a convenience: never fail start-up over it
-                LOG.exception("could not register the %s demo image", DEMO_IMAGE)
-            try:  # the tiny VM: records now, bytes from a background build (demo_vm explains why)
-                from cumulo.image import demo_vm
-
-                self._demo_vm_build = await demo_vm.ensure(self, admin_project_id)
-            except Exception:
-                LOG.exception("could not register the tiny-vm demo image")
-
-    async def stop(self) -> None:
-        """Cancel a tiny-vm build still running (its images stay queued; the next start builds)."""
-        task, self._demo_vm_build = self._demo_vm_build, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    async def _ensure_demo_image(self, admin_project_id: str) -> None:
-        """Register the public busybox demo image owned by the admin project, unless it exists."""
-        async with self.db.read() as conn:
-            q = sa.select(images.c.id, images.c.status).where(
-                images.c.name == DEMO_IMAGE, images.c.owner == admin_project_id, images.c.deleted.is_(False)
-            )
-            found = (await conn.execute(q.order_by(images.c.created_at))).first()
-        if found is not None and found.status != "queued":
-            return
-        from cumulo.cli.image_build import BusyboxMissing, build_busybox
-
-        cached = self.store.root / "demo" / "busybox.tar"
-
-        def build() -> Path:
-            if not cached.is_file():
-                cached.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                tmp = cached.with_name(f".{cached.name}.tmp")
-                build_busybox(tmp)
-                tmp.replace(cached)
-            return cached
-
-        try:
-            path = await asyncio.to_thread(build)
-        except BusyboxMissing as exc:
-            LOG.warning("no %s demo image: %s", DEMO_IMAGE, exc)
-            return
-        if found is None:
-            admin = RequestContext(user_id=None, project_id=admin_project_id, roles=frozenset({"admin", "member", "reader"}))
-            core = {"name": DEMO_IMAGE, "visibility": "public", "disk_format": "raw", "container_format": "docker"}
-            image_id = (await self._insert(admin, core, dict(DEMO_PROPERTIES), []))["id"]
-        else:
-            image_id = found.id  # a registration cut short by a crash: finish it
-        await self.upload_from_path(image_id, str(path))
-        LOG.info("registered the public %s demo image %s", DEMO_IMAGE, image_id)
 
     # ---- loading and visibility ------------------------------------------------------------
 

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from cumulo.cli import image_build
 from cumulo.context import RequestContext, expand_roles
+from cumulo.image.demo import busybox
 from cumulo.image.service import ERROR_PROPERTY, ImageService
 from cumulo.oci import write_docker_archive
 
@@ -134,7 +134,7 @@ def _demo(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [i for i in images if i["name"] == "busybox"]
 
 
-@pytest.mark.skipif(not image_build.BUSYBOX.is_file(), reason="busybox-static is not installed")
+@pytest.mark.skipif(not busybox.BUSYBOX.is_file(), reason="busybox-static is not installed")
 async def test_demo_image_is_public_and_registered_once(cloud: Any, as_ctx: Any) -> None:
     from cumulo.runtime import Cloud
 
@@ -161,9 +161,9 @@ async def test_demo_image_is_public_and_registered_once(cloud: Any, as_ctx: Any)
 async def test_missing_busybox_skips_the_demo_image(settings: Any, monkeypatch: Any, caplog: Any) -> None:
     from cumulo.runtime import Cloud
 
-    monkeypatch.setattr(image_build, "BUSYBOX", Path("/nonexistent/busybox"))
-    monkeypatch.setattr(image_build.busybox_layer, "__defaults__", (Path("/nonexistent/busybox"),))
-    monkeypatch.setattr(image_build.build_busybox, "__defaults__", (Path("/nonexistent/busybox"),))
+    monkeypatch.setattr(busybox, "BUSYBOX", Path("/nonexistent/busybox"))
+    monkeypatch.setattr(busybox.busybox_layer, "__defaults__", (Path("/nonexistent/busybox"),))
+    monkeypatch.setattr(busybox.build_busybox, "__defaults__", (Path("/nonexistent/busybox"),))
     c = Cloud(settings)
     await c.start()
     try:

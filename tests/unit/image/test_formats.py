@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from cumulo import errors
-from cumulo.cli import image_build
 from cumulo.cli.main import main as cli_main
 from cumulo.image._schemas import create_body_schema
+from cumulo.image.demo import busybox
 from cumulo.oci import ImageConfig, read_image, write_docker_archive
 from cumulo.oci import unpack as unpack_mod
 from cumulo.oci.unpack import cached_rootfs, unpack_rootfs
@@ -329,10 +329,10 @@ def test_oci_is_an_allowed_container_format() -> None:
     jsonschema.Draft4Validator(create_body_schema()).validate({"container_format": "oci"})
 
 
-@pytest.mark.skipif(not image_build.BUSYBOX.is_file(), reason="busybox-static is not installed")
+@pytest.mark.skipif(not busybox.BUSYBOX.is_file(), reason="busybox-static is not installed")
 async def test_busybox_build_is_deterministic_and_boots_to_sh(tmp_path: Path) -> None:
     assert cli_main(["image", "build", "busybox", "--output", str(tmp_path / "one.tar")]) == 0
-    image_build.build_busybox(tmp_path / "two.tar")
+    busybox.build_busybox(tmp_path / "two.tar")
     assert (tmp_path / "one.tar").read_bytes() == (tmp_path / "two.tar").read_bytes()
     root, config = await cached_rootfs(tmp_path / "images", "busybox", tmp_path / "one.tar")
     assert os.readlink(root / "bin/sh") == "busybox"
@@ -344,8 +344,8 @@ async def test_busybox_build_is_deterministic_and_boots_to_sh(tmp_path: Path) ->
 
 
 def test_busybox_build_explains_a_missing_busybox(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr(image_build, "BUSYBOX", tmp_path / "nope")
-    monkeypatch.setattr(image_build.build_busybox, "__defaults__", (tmp_path / "nope",))
+    monkeypatch.setattr(busybox, "BUSYBOX", tmp_path / "nope")
+    monkeypatch.setattr(busybox.build_busybox, "__defaults__", (tmp_path / "nope",))
     assert cli_main(["image", "build", "busybox", "--output", str(tmp_path / "x.tar")]) == 1
     assert "apt-get install busybox-static" in capsys.readouterr().err
     assert not (tmp_path / "x.tar").exists()

@@ -19,12 +19,13 @@ import sqlalchemy as sa
 
 from cumulo import conf as conf_mod
 from cumulo.db import Database
-from cumulo.image import demo_vm, tinyvm
+from cumulo.image.demo import tinyvm, vm
+from cumulo.image.demo.seeder import DemoSeeder
+from cumulo.image.demo.tinyvm.cpio import Entry, gzip_bytes, read_newc, write_newc
+from cumulo.image.demo.tinyvm.disk import CLUSTER, empty_qcow2
+from cumulo.image.demo.tinyvm.kernel import Kernel, KernelUnavailable
 from cumulo.image.models import images
 from cumulo.image.service import ImageService
-from cumulo.image.tinyvm.cpio import Entry, gzip_bytes, read_newc, write_newc
-from cumulo.image.tinyvm.disk import CLUSTER, empty_qcow2
-from cumulo.image.tinyvm.kernel import Kernel, KernelUnavailable
 
 BUSYBOX = Path("/bin/busybox")
 INIT_SH = Path(tinyvm.__file__).with_name("init.sh")
@@ -181,7 +182,6 @@ async def vm_svc(tmp_path: Path) -> Any:
     svc = ImageService(db, conf)
     await svc.store.ensure_dirs()
     yield svc
-    await svc.stop()
     await db.dispose()
 
 
@@ -202,7 +202,7 @@ async def test_demo_vm_failure_kills_with_reason_then_restart_retries(vm_svc: Im
         raise tinyvm.BuildFailed("cannot download linux-image-x (no network?): Temporary failure resolving")
 
     monkeypatch.setattr(tinyvm, "build_tiny_vm", no_network)
-    task = await demo_vm.ensure(vm_svc, "admin-project")
+    task = await vm.ensure(vm_svc, "admin-project")
     assert task is not None
     await task  # never raises
     rows = await _rows(vm_svc)
@@ -216,7 +216,7 @@ async def test_demo_vm_failure_kills_with_reason_then_restart_retries(vm_svc: Im
         return tinyvm.Artifacts(output / "vmlinuz", output / "initramfs.cpio.gz", output / "disk.qcow2", "6.1.0-t", "p")
 
     monkeypatch.setattr(tinyvm, "build_tiny_vm", fake_build)
-    task = await demo_vm.ensure(vm_svc, "admin-project")  # a restart: same records, built now
+    task = await vm.ensure(vm_svc, "admin-project")  # a restart: same records, built now
     assert task is not None
     await task
     rows = await _rows(vm_svc)
@@ -231,7 +231,7 @@ async def test_demo_vm_failure_kills_with_reason_then_restart_retries(vm_svc: Im
     assert disk["visibility"] == "public" and disk["owner"] == "admin-project"
     assert disk["virtual_size"] == 1 << 20
     assert Path(await vm_svc.local_path(kernel["id"])).read_bytes() == b"kernel"
-    assert await demo_vm.ensure(vm_svc, "admin-project") is None  # all active: nothing to do
+    assert await vm.ensure(vm_svc, "admin-project") is None  # all active: nothing to do
     await _rows(vm_svc)  # still one record each
     assert not list(Path(vm_svc.conf.extra["image_build_cache"]).glob(".tiny-vm-*"))  # output dirs removed
 
@@ -245,22 +245,24 @@ async def test_demo_vm_stop_cancels_build_and_leaves_queued(vm_svc: ImageService
         raise AssertionError("not reached")
 
     monkeypatch.setattr(tinyvm, "build_tiny_vm", slow)
-    await vm_svc.bootstrap(admin_project_id="admin-project")
+    await vm_svc.bootstrap()
+    seeder = DemoSeeder(vm_svc)
+    await seeder.start("admin-project")
     await asyncio.wait_for(started.wait(), 5)
-    await vm_svc.stop()
+    await seeder.stop()
     rows = await _rows(vm_svc)
     assert {r["status"] for r in rows.values()} == {"queued"}
 
 
 def test_demo_vm_wanted() -> None:
     base = conf_mod.load(env={}, local_driver="fake")
-    assert not demo_vm.wanted(base)
-    assert demo_vm.wanted(base.replace(extra={"tiny_vm_image": "on"}))
-    assert not demo_vm.wanted(base.replace(local_driver="runc", extra={"tiny_vm_image": "off"}))
+    assert not vm.wanted(base)
+    assert vm.wanted(base.replace(extra={"tiny_vm_image": "on"}))
+    assert not vm.wanted(base.replace(local_driver="runc", extra={"tiny_vm_image": "off"}))
 
 
 def test_module_signatures_are_stripped_and_unsigned_modules_kept() -> None:
-    from cumulo.image.tinyvm.initramfs import MODULE_SIG_MAGIC, strip_signature
+    from cumulo.image.demo.tinyvm.initramfs import MODULE_SIG_MAGIC, strip_signature
 
     body = b"\x7fELF" + b"m" * 100
     sig = b"s" * 40

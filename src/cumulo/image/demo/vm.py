@@ -28,17 +28,15 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from cumulo.context import RequestContext
 from cumulo.db import utcnow
-from cumulo.image import tinyvm
+from cumulo.image.demo import tinyvm
 from cumulo.image.models import image_properties, images
-
-if TYPE_CHECKING:
-    from cumulo.image.service import ImageService
+from cumulo.image.service import ImageService
 
 LOG = logging.getLogger(__name__)
 ERROR_PROPERTY = "cumulo_error"

@@ -217,7 +217,7 @@ def config_options(kernel: Kernel, names: list[str]) -> dict[str, str]:
 def pvh_vmlinux(kernel: Kernel) -> Path | None:
     """The kernel's vmlinux (ELF with a PVH entry), extracted from vmlinuz once and cached beside
     it; None when it has no PVH entry or a compression vmlinux.py does not read. Blocking."""
-    from cumulo.image.tinyvm import vmlinux
+    from cumulo.image.demo.tinyvm import vmlinux
 
     out, none = kernel.dir / "vmlinux", kernel.dir / "vmlinux.none"
     if out.is_file():

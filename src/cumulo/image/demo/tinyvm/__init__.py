@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cumulo.image.tinyvm.disk import empty_qcow2
-from cumulo.image.tinyvm.initramfs import (
+from cumulo.image.demo.tinyvm.disk import empty_qcow2
+from cumulo.image.demo.tinyvm.initramfs import (
     BUSYBOX,
     STAGE1_MODULES,
     STAGE2_MODULES,
@@ -26,7 +26,7 @@ from cumulo.image.tinyvm.initramfs import (
     BusyboxMissing,
     build_initramfs,
 )
-from cumulo.image.tinyvm.kernel import KernelUnavailable, fetch_kernel, pvh_vmlinux
+from cumulo.image.demo.tinyvm.kernel import KernelUnavailable, fetch_kernel, pvh_vmlinux
 
 __all__ = [
     "BANNER", "READY", "KERNEL_CMDLINE", "NAME", "KERNEL_NAME", "RAMDISK_NAME", "ROOT_DISK_SIZE",

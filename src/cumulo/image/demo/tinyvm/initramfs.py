@@ -11,8 +11,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from cumulo.image.tinyvm.cpio import Entry, write_newc
-from cumulo.image.tinyvm.kernel import Kernel
+from cumulo.image.demo.tinyvm.cpio import Entry, write_newc
+from cumulo.image.demo.tinyvm.kernel import Kernel
 
 BUSYBOX = Path("/bin/busybox")
 STAGE1_MODULES = [
@@ -86,7 +86,7 @@ def strip_signature(module: bytes) -> bytes:
 
 def init_script(kernel: Kernel) -> bytes:
     """/init with the module lists of `kernel` in load order."""
-    text = resources.files("cumulo.image.tinyvm").joinpath("init.sh").read_text()
+    text = resources.files("cumulo.image.demo.tinyvm").joinpath("init.sh").read_text()
     stage1 = kernel.load_order(STAGE1_MODULES)
     vfat = [m for m in kernel.load_order(STAGE1_MODULES + VFAT_MODULES) if m not in stage1]
     stage2 = [m for m in kernel.load_order(STAGE1_MODULES + STAGE2_MODULES) if m not in stage1]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cumulo.image.tinyvm import KERNEL_CMDLINE
+from cumulo.image.demo.tinyvm import KERNEL_CMDLINE
 
 
 def qemu_argv(
