@@ -11,6 +11,7 @@ from cumulo.conf import Settings
 from cumulo.scheduler.filters import affinity as _affinity  # noqa: F401  (registers the server group filters)
 from cumulo.scheduler.filters import builtin as _builtin  # noqa: F401  (registers the standard filters)
 from cumulo.scheduler.filters.base import REGISTRY, BaseHostFilter, register
+from cumulo.scheduler.loadables import names_of
 
 DEFAULT_FILTERS = (
     "ComputeFilter",
@@ -26,12 +27,7 @@ DEFAULT_FILTERS = (
 
 
 def configured_filters(conf: Settings) -> list[BaseHostFilter]:
-    raw = conf.extra.get("scheduler_filters") or DEFAULT_FILTERS
-    names = [n.strip() for n in raw.split(",")] if isinstance(raw, str) else [str(n) for n in raw]
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        raise ValueError(f"unknown scheduler filters: {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}")
-    return [REGISTRY[n](conf) for n in names if n]
+    return REGISTRY.load(names_of(conf.extra.get("scheduler_filters") or DEFAULT_FILTERS), conf)
 
 
 __all__ = ["DEFAULT_FILTERS", "REGISTRY", "BaseHostFilter", "configured_filters", "register"]

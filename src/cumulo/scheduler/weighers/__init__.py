@@ -7,6 +7,7 @@ group weighers, which weigh nothing unless the request's group has their policy.
 from __future__ import annotations
 
 from cumulo.conf import Settings
+from cumulo.scheduler.loadables import names_of
 from cumulo.scheduler.weighers import affinity as _affinity  # noqa: F401  (registers the server group weighers)
 from cumulo.scheduler.weighers import builtin as _builtin  # noqa: F401  (registers the standard weighers)
 from cumulo.scheduler.weighers.base import REGISTRY, BaseHostWeigher, normalize, register, weigh_hosts
@@ -15,12 +16,7 @@ DEFAULT_WEIGHERS = ("RAMWeigher", "ServerGroupSoftAffinityWeigher", "ServerGroup
 
 
 def configured_weighers(conf: Settings) -> list[BaseHostWeigher]:
-    raw = conf.extra.get("scheduler_weighers") or DEFAULT_WEIGHERS
-    names = [n.strip() for n in raw.split(",")] if isinstance(raw, str) else [str(n) for n in raw]
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        raise ValueError(f"unknown scheduler weighers: {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}")
-    return [REGISTRY[n](conf) for n in names if n]
+    return REGISTRY.load(names_of(conf.extra.get("scheduler_weighers") or DEFAULT_WEIGHERS), conf)
 
 
 __all__ = ["DEFAULT_WEIGHERS", "REGISTRY", "BaseHostWeigher", "configured_weighers", "normalize", "register", "weigh_hosts"]

@@ -1,36 +1,29 @@
-"""Host weighers: the interface, Nova's normalisation, and the registry."""
+"""Host weighers: the interface, Nova's normalisation, and the registry (scheduler.loadables)."""
 
 from __future__ import annotations
 
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 from cumulo.conf import Settings
 from cumulo.scheduler.hoststate import HostState, RequestSpec
+from cumulo.scheduler.loadables import Loadable, Registry
 
 
-class BaseHostWeigher:
+class BaseHostWeigher(Loadable):
     """Gives each host a raw number; higher wins once multiplied (a negative multiplier stacks)."""
 
-    name: ClassVar[str] = ""
     multiplier_key: ClassVar[str] = ""
 
     def __init__(self, conf: Settings) -> None:
-        self.conf = conf
+        super().__init__(conf)
         self.multiplier = float(conf.extra.get(self.multiplier_key, 1.0)) if self.multiplier_key else 1.0
 
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         raise NotImplementedError
 
 
-REGISTRY: dict[str, type[BaseHostWeigher]] = {}
-W = TypeVar("W", bound=type[BaseHostWeigher])
-
-
-def register(cls: W) -> W:
-    if not cls.name:
-        raise ValueError(f"{cls.__qualname__} has no name")
-    REGISTRY[cls.name] = cls
-    return cls
+REGISTRY: Registry[BaseHostWeigher] = Registry("weighers")
+register = REGISTRY.register
 
 
 def normalize(values: list[float]) -> list[float]:
