@@ -14,6 +14,7 @@ from cumulo.context import RequestContext
 from cumulo.web.http import authenticate, base_url, json_body, services_of
 
 if TYPE_CHECKING:
+    from cumulo.compute.service.flavors import FlavorService
     from cumulo.compute.service.servers import ComputeService
 
 
@@ -39,6 +40,12 @@ def require(request: Request, minimum: str) -> None:
 
 def compute_service(request: Request) -> ComputeService:
     return services_of(request).compute
+
+
+def flavor_service(request: Request) -> FlavorService:
+    from cumulo.compute.service.flavors import FlavorService
+
+    return FlavorService(services_of(request).db)
 
 
 async def body(request: Request, schema: Versioned | dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
+from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import flavors as schemas
 from cumulo.compute.api.schemas import resource_types as t
@@ -117,11 +118,10 @@ async def _list(request: Request, *, detail: bool) -> Response:
     # Only admins choose public/private; everyone else gets what they may use.
     is_public = _parse_is_public(q.get("is_public")) if ctx.is_admin else True
     min_ram, min_disk = _int_filter(request, "minRam"), _int_filter(request, "minDisk")
-    async with services_of(request).db.read() as conn:
-        rows = await service.list_rows(
-            conn, ctx, is_public=is_public, min_ram=min_ram, min_disk=min_disk,
-            sort_key=sort_key, sort_dir=sort_dir, limit=limit, marker=marker,
-        )
+    rows = await _common.flavor_service(request).list_flavors(
+        ctx, is_public=is_public, min_ram=min_ram, min_disk=min_disk,
+        sort_key=sort_key, sort_dir=sort_dir, limit=limit, marker=marker,
+    )
     body: dict[str, Any] = {"flavors": [_view(request, ctx, r, detail=detail) for r in rows]}
     links = t.collection_links(
         request, len(rows), "flavors/detail" if detail else "flavors", rows[-1]["flavorid"] if rows else None
@@ -142,8 +142,7 @@ async def detail(request: Request) -> Response:
 async def show(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:flavors:show")
-    async with services_of(request).db.read() as conn:
-        row = await service.get_row(conn, ctx, request.path_params["flavor_id"])
+    row = await _common.flavor_service(request).get(ctx, request.path_params["flavor_id"])
     return json_response({"flavor": _view(request, ctx, row)})
 
 
@@ -176,8 +175,7 @@ async def create(request: Request) -> Response:
         "is_public": t.to_bool(vals.get("os-flavor-access:is_public", True)),
         "description": vals.get("description") if version >= V2_55 else None,
     }
-    async with services_of(request).db.write() as conn:
-        row = await service.create(conn, values)
+    row = await _common.flavor_service(request).create(values)
     return json_response({"flavor": _view(request, ctx, row)})
 
 
@@ -188,16 +186,16 @@ async def update(request: Request) -> Response:
     policy.authorize(ctx, "os_compute_api:os-flavor-manage:update")
     body = await json_body(request)
     t.validate(schemas.update, body)
-    async with services_of(request).db.write() as conn:
-        row = await service.update_description(conn, request.path_params["flavor_id"], body["flavor"]["description"])
+    row = await _common.flavor_service(request).update_description(
+        request.path_params["flavor_id"], body["flavor"]["description"]
+    )
     return json_response({"flavor": _view(request, ctx, row)})
 
 
 async def delete(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-flavor-manage:delete")
-    async with services_of(request).db.write() as conn:
-        await service.delete(conn, request.path_params["flavor_id"])
+    await _common.flavor_service(request).delete(request.path_params["flavor_id"])
     return empty(202)
 
 
@@ -213,8 +211,7 @@ def _check_spec_values(specs: dict[str, Any]) -> None:
 async def extra_specs_index(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-flavor-extra-specs:index")
-    async with services_of(request).db.read() as conn:
-        row = await service.get_row(conn, ctx, request.path_params["flavor_id"])
+    row = await _common.flavor_service(request).get(ctx, request.path_params["flavor_id"])
     return json_response({"extra_specs": dict(row["extra_specs"] or {})})
 
 
@@ -224,8 +221,7 @@ async def extra_specs_create(request: Request) -> Response:
     body = await json_body(request)
     t.validate(schemas.extra_specs_create, body)
     _check_spec_values(body["extra_specs"])
-    async with services_of(request).db.write() as conn:
-        await service.merge_extra_specs(conn, ctx, request.path_params["flavor_id"], body["extra_specs"])
+    await _common.flavor_service(request).merge_extra_specs(ctx, request.path_params["flavor_id"], body["extra_specs"])
     # Nova answers with the request body as sent.
     return json_response(body)
 
@@ -234,8 +230,7 @@ async def extra_spec_show(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-flavor-extra-specs:show")
     flavor_id, key = request.path_params["flavor_id"], request.path_params["key"]
-    async with services_of(request).db.read() as conn:
-        row = await service.get_row(conn, ctx, flavor_id)
+    row = await _common.flavor_service(request).get(ctx, flavor_id)
     specs = row["extra_specs"] or {}
     if key not in specs:
         raise NotFound(f"Flavor {flavor_id} has no extra specs with key {key}.")
@@ -250,16 +245,14 @@ async def extra_spec_update(request: Request) -> Response:
     _check_spec_values(body)
     if request.path_params["key"] not in body:
         raise Invalid("Request body and URI mismatch")
-    async with services_of(request).db.write() as conn:
-        await service.merge_extra_specs(conn, ctx, request.path_params["flavor_id"], body)
+    await _common.flavor_service(request).merge_extra_specs(ctx, request.path_params["flavor_id"], body)
     return json_response(body)
 
 
 async def extra_spec_delete(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-flavor-extra-specs:delete")
-    async with services_of(request).db.write() as conn:
-        await service.delete_extra_spec(conn, ctx, request.path_params["flavor_id"], request.path_params["key"])
+    await _common.flavor_service(request).delete_extra_spec(ctx, request.path_params["flavor_id"], request.path_params["key"])
     return empty(200)
 
 
@@ -273,11 +266,7 @@ async def access_index(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-flavor-access")
     flavorid = request.path_params["flavor_id"]
-    async with services_of(request).db.read() as conn:
-        row = await service.get_row(conn, ctx, flavorid)
-        if row["is_public"]:
-            raise NotFound("Access list not available for public flavors.")
-        projects = await service.access_projects(conn, row["id"])
+    projects = await _common.flavor_service(request).access_list(ctx, flavorid)
     return json_response(_access_body(flavorid, projects))
 
 
@@ -289,20 +278,19 @@ async def action(request: Request) -> Response:
     name = next(iter(body))
     flavorid = request.path_params["flavor_id"]
     s = services_of(request)
+    flavors = _common.flavor_service(request)
     if name == "addTenantAccess":
         policy.authorize(ctx, "os_compute_api:os-flavor-access:add_tenant_access")
         t.validate(schemas.add_tenant_access, body)
         tenant = body[name]["tenant"]
         if await s.identity.get_project(tenant) is None:
             raise Invalid(f"Project ID {tenant} is not a valid project.")
-        async with s.db.write() as conn:
-            projects = await service.add_access(conn, flavorid, tenant, reject_public=t.version_of(request) >= v("2.7"))
+        projects = await flavors.add_access(flavorid, tenant, reject_public=t.version_of(request) >= v("2.7"))
     elif name == "removeTenantAccess":
         policy.authorize(ctx, "os_compute_api:os-flavor-access:remove_tenant_access")
         t.validate(schemas.remove_tenant_access, body)
         # Removing a grant of a project that no longer exists is fine.
-        async with s.db.write() as conn:
-            projects = await service.remove_access(conn, flavorid, body[name]["tenant"])
+        projects = await flavors.remove_access(flavorid, body[name]["tenant"])
     else:
         raise Invalid(f"There is no such action: {name}")
     return json_response(_access_body(flavorid, projects))

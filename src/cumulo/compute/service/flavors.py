@@ -282,3 +282,56 @@ async def remove_access(conn: AsyncConnection, flavorid: str, project_id: str) -
     if not res.rowcount:
         raise NotFound(f"Flavor access not found for {flavorid} / {project_id} combination.")
     return await access_projects(conn, row["id"])
+
+
+class FlavorService:
+    """What the flavor API asks for, one transaction per call (the functions above take a connection
+    so that server create can read a flavor inside its own transaction)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def list_flavors(self, ctx: RequestContext, **query: Any) -> list[dict[str, Any]]:
+        """`list_rows`' filters and paging (is_public, min_ram, min_disk, sort_key, sort_dir, limit, marker)."""
+        async with self.db.read() as conn:
+            return await list_rows(conn, ctx, **query)
+
+    async def get(self, ctx: RequestContext, flavorid: str) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            return await get_row(conn, ctx, flavorid)
+
+    async def create(self, values: dict[str, Any]) -> dict[str, Any]:
+        async with self.db.write() as conn:
+            return await create(conn, values)
+
+    async def update_description(self, flavorid: str, description: str | None) -> dict[str, Any]:
+        async with self.db.write() as conn:
+            return await update_description(conn, flavorid, description)
+
+    async def delete(self, flavorid: str) -> None:
+        async with self.db.write() as conn:
+            await delete(conn, flavorid)
+
+    async def merge_extra_specs(self, ctx: RequestContext, flavorid: str, specs: dict[str, Any]) -> None:
+        async with self.db.write() as conn:
+            await merge_extra_specs(conn, ctx, flavorid, specs)
+
+    async def delete_extra_spec(self, ctx: RequestContext, flavorid: str, key: str) -> None:
+        async with self.db.write() as conn:
+            await delete_extra_spec(conn, ctx, flavorid, key)
+
+    async def access_list(self, ctx: RequestContext, flavorid: str) -> list[str]:
+        """The projects granted a private flavor; a public flavor has no access list (NotFound)."""
+        async with self.db.read() as conn:
+            row = await get_row(conn, ctx, flavorid)
+            if row["is_public"]:
+                raise NotFound("Access list not available for public flavors.")
+            return await access_projects(conn, row["id"])
+
+    async def add_access(self, flavorid: str, project_id: str, *, reject_public: bool) -> list[str]:
+        async with self.db.write() as conn:
+            return await add_access(conn, flavorid, project_id, reject_public=reject_public)
+
+    async def remove_access(self, flavorid: str, project_id: str) -> list[str]:
+        async with self.db.write() as conn:
+            return await remove_access(conn, flavorid, project_id)
