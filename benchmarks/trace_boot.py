@@ -62,7 +62,7 @@ def install() -> None:
 
     from cumulo import host
     from cumulo.bus import inproc
-    from cumulo.compute.agent import build, manager
+    from cumulo.compute.agent import build, node
     from cumulo.compute.conductor import manager as conductor
     from cumulo.compute.drivers import runc as runc_driver
     from cumulo.compute.drivers.runc import imageops, overlay, rootdisk, state
@@ -77,9 +77,9 @@ def install() -> None:
     _wrap_async(sched.SchedulerManager, "select_destinations", "scheduler.select_destinations")
     _wrap_async(build, "build_and_run", "agent.build_and_run")
     for name in ("load", "request_id_for", "spec", "power_of"):
-        _wrap_async(manager.ComputeManager, name, f"agent.{name}")
+        _wrap_async(node.Node, name, f"agent.{name}")
     _wrap_async(
-        manager.ComputeManager, "set_state",
+        node.Node, "set_state",
         labeler=lambda _self, uuid, values, **kw: f"agent.set_state({values.get('vm_state', '-')})",
     )
     _wrap_async(runc_driver.RuncDriver, "spawn", "runc.spawn")

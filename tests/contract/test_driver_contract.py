@@ -24,6 +24,7 @@ import pytest
 from cumulo import conf as conf_mod
 from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import (
+    CAPABILITY_PROTOCOLS,
     Capability,
     Console,
     Diagnostics,
@@ -47,17 +48,6 @@ from cumulo.conf import Settings
 from cumulo.errors import DriverError
 from cumulo.image.demo.busybox import BUSYBOX, build_busybox
 
-PROTOCOL_OF = {
-    Capability.POWER: Power,
-    Capability.PAUSE: Pause,
-    Capability.SUSPEND: Suspend,
-    Capability.RESIZE: Resize,
-    Capability.REBUILD: Rebuild,
-    Capability.SNAPSHOT: Snapshot,
-    Capability.CONSOLE: Console,
-    Capability.DIAGNOSTICS: Diagnostics,
-    Capability.METRICS: Metrics,
-}
 DIAGNOSTICS_KEYS = {
     "state", "driver", "hypervisor", "hypervisor_os", "uptime", "config_drive", "num_cpus", "num_nics",
     "num_disks", "memory_details", "cpu_details", "nic_details", "disk_details",
@@ -223,7 +213,7 @@ async def test_info_and_protocols(driver: Driver) -> None:
     info = driver.info
     assert info.name and info.hypervisor_type and info.instance_types
     for cap in info.capabilities:
-        assert isinstance(driver, PROTOCOL_OF[cap]), f"{info.name} declares {cap} without implementing it"
+        assert isinstance(driver, CAPABILITY_PROTOCOLS[cap]), f"{info.name} declares {cap} without implementing it"
 
 
 async def test_host_resources_are_positive(driver: Driver) -> None:

@@ -40,12 +40,12 @@ class NodeResult:
 async def _sample_node(mgr: ComputeManager) -> NodeResult:
     started = time.monotonic()
     try:
-        usage = await asyncio.wait_for(node_usage(mgr), NODE_TIMEOUT)
+        usage = await asyncio.wait_for(node_usage(mgr.node), NODE_TIMEOUT)
         ok = True
     except Exception:  # one broken node must not hide the others
-        LOG.warning("metrics: sampling the servers of node %s failed", mgr.node, exc_info=True)
+        LOG.warning("metrics: sampling the servers of node %s failed", mgr.name, exc_info=True)
         usage, ok = [], False
-    return NodeResult(mgr.node, mgr.host, usage, ok, time.monotonic() - started)
+    return NodeResult(mgr.name, mgr.host, usage, ok, time.monotonic() - started)
 
 
 async def builds_in_flight(db: Database) -> dict[str, int]:
@@ -60,7 +60,7 @@ async def builds_in_flight(db: Database) -> dict[str, int]:
 
 
 async def gather(managers: Sequence[ComputeManager], db: Database) -> tuple[list[NodeResult], dict[str, int]]:
-    nodes = await asyncio.gather(*(_sample_node(m) for m in managers if supports_metrics(m)))
+    nodes = await asyncio.gather(*(_sample_node(m) for m in managers if supports_metrics(m.node)))
     return list(nodes), await builds_in_flight(db)
 
 

@@ -39,7 +39,7 @@ def _later() -> dt.datetime:
 async def _reclaim_all(cloud: Any, now: dt.datetime | None = None) -> list[str]:
     out: list[str] = []
     for mgr in cloud.managers:
-        out += await reclaim.reclaim(mgr, now=now or _later())
+        out += await reclaim.reclaim(mgr.node, now=now or _later())
     return out
 
 
@@ -115,8 +115,8 @@ async def test_reclaim_deletes_only_servers_older_than_the_interval(world: World
 async def test_restore_after_reclaim_claimed_it_is_409(world: World, cloud: Any) -> None:
     sid = await _soft_deleted(world)
     row = await _row(cloud, sid)
-    mgr = next(m for m in cloud.managers if m.owns(row))
-    assert await reclaim.claim_for_reclaim(mgr, sid, _later())
+    mgr = next(m for m in cloud.managers if m.node.owns(row))
+    assert await reclaim.claim_for_reclaim(mgr.node, sid, _later())
     resp = await world.action(sid, {"restore": None})
     assert resp.status_code == 409
     assert fault_of(resp)[2] == f"Cannot 'restore' instance {sid} while it is in task_state deleting"
@@ -125,9 +125,9 @@ async def test_restore_after_reclaim_claimed_it_is_409(world: World, cloud: Any)
 async def test_reclaim_after_restore_claimed_it_loses(world: World, cloud: Any) -> None:
     sid = await _soft_deleted(world)
     row = await _row(cloud, sid)
-    mgr = next(m for m in cloud.managers if m.owns(row))
+    mgr = next(m for m in cloud.managers if m.node.owns(row))
     assert (await world.action(sid, {"restore": None})).status_code == 202
-    assert not await reclaim.claim_for_reclaim(mgr, sid, _later())
+    assert not await reclaim.claim_for_reclaim(mgr.node, sid, _later())
     await wait_status(world.member, sid, "ACTIVE")
 
 
@@ -202,14 +202,14 @@ async def test_interrupted_soft_delete_and_restore_finish_on_restart(world: Worl
 
     sid = (await world.active())["id"]
     row = await _row(cloud, sid)
-    mgr = next(m for m in cloud.managers if m.owns(row))
+    mgr = next(m for m in cloud.managers if m.node.owns(row))
     async with cloud.db.write() as conn:
         await inst_db.cas_update(conn, sid, {"task_state": st.SOFT_DELETING, "deleted_at": utcnow()})
-    await reconcile.reconcile_host(mgr)
+    await reconcile.reconcile_host(mgr.node)
     await wait_status(world.member, sid, "SOFT_DELETED")
     async with cloud.db.write() as conn:
         await inst_db.cas_update(conn, sid, {"task_state": st.RESTORING, "deleted_at": None})
-    await reconcile.reconcile_host(mgr)
+    await reconcile.reconcile_host(mgr.node)
     await wait_status(world.member, sid, "ACTIVE")
 
 

@@ -35,16 +35,16 @@ class CollectingDriver:
 
 
 @dataclass
-class Manager:
+class Node:
     driver: Any
     images: Any
-    node: str = "node-1"
+    name: str = "node-1"
 
 
 async def test_the_driver_gets_the_live_keys_and_removes_the_rest() -> None:
     drv = CollectingDriver(cached={"a" * 64, "b" * 64})
     assert isinstance(drv, ImageCache)
-    removed = await imagecache.collect(Manager(drv, Images({"a" * 64})))  # type: ignore[arg-type]
+    removed = await imagecache.collect(Node(drv, Images({"a" * 64})))  # type: ignore[arg-type]
     assert removed == ["b" * 64]
     assert drv.calls == [{"a" * 64}] and drv.cached == {"a" * 64}
 
@@ -53,13 +53,13 @@ async def test_drivers_without_the_capability_or_agents_without_images_are_skipp
     class Plain:
         pass
 
-    assert await imagecache.collect(Manager(Plain(), Images(set()))) == []  # type: ignore[arg-type]
+    assert await imagecache.collect(Node(Plain(), Images(set()))) == []  # type: ignore[arg-type]
     drv = CollectingDriver(cached={"a" * 64})
-    assert await imagecache.collect(Manager(drv, None)) == []  # type: ignore[arg-type]
+    assert await imagecache.collect(Node(drv, None)) == []  # type: ignore[arg-type]
     assert drv.calls == []
 
 
 async def test_a_driver_that_cannot_tell_removes_nothing_and_the_job_goes_on() -> None:
     drv = CollectingDriver(cached={"a" * 64}, fail=True)
-    assert await imagecache.collect(Manager(drv, Images(set()))) == []  # type: ignore[arg-type]
+    assert await imagecache.collect(Node(drv, Images(set()))) == []  # type: ignore[arg-type]
     assert drv.cached == {"a" * 64}

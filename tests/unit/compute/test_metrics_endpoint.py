@@ -100,7 +100,7 @@ async def test_server_series_carry_labels_and_agree_with_diagnostics(cloud: Any,
     labelled = [labels for labels, _ in samples.get("cumulo_server_cpu_seconds_total", []) if labels["server_id"] == sid]
     assert len(labelled) == 1
     assert labelled[0]["project_id"] == world.project_id
-    assert labelled[0]["node"] in {m.node for m in cloud.managers} and (node is None or labelled[0]["node"] == node)
+    assert labelled[0]["node"] in {m.name for m in cloud.managers} and (node is None or labelled[0]["node"] == node)
     for name in ("cumulo_server_memory_used_bytes", "cumulo_server_memory_limit_bytes",
                  "cumulo_server_disk_read_bytes_total", "cumulo_server_power_state"):
         assert value(samples, name, server_id=sid) is not None, name

@@ -177,7 +177,7 @@ async def test_hypervisors_services_and_the_shared_pool(rig: TwoNodeRig) -> None
     stats = hostinfo.statistics(list(nodes.values()))
     assert (stats["count"], stats["vcpus"], stats["memory_mb"], stats["local_gb"]) == (2, 8, 8192, 100)
     assert (stats["vcpus_used"], stats["memory_mb_used"], stats["free_ram_mb"], stats["running_vms"]) == (2, 4096, 4096, 2)
-    inv = await rig.placement.get_inventory(rig.managers[VM_NODE].node_uuid or "")
+    inv = await rig.placement.get_inventory(rig.managers[VM_NODE].node.node_uuid or "")
     assert inv["VCPU"].total == 8 and inv["VCPU"].allocation_ratio == 2.0
 
 
@@ -217,7 +217,7 @@ async def test_memory_is_one_pool_and_not_overcommitted(rig: TwoNodeRig) -> None
 
 
 async def test_claims_on_two_nodes_of_one_pool_never_overcommit_it(rig: TwoNodeRig) -> None:
-    ct, vm = rig.managers[HOST].node_uuid or "", rig.managers[VM_NODE].node_uuid or ""
+    ct, vm = rig.managers[HOST].node.node_uuid or "", rig.managers[VM_NODE].node.node_uuid or ""
     # 8 cores = 32 container vCPUs or 16 VM vCPUs; 40 racing 1-vCPU claims on each node.
     claims = [rig.placement.claim(f"{kind}-{i}", node, {"VCPU": 1}) for i in range(40) for kind, node in
               (("c", ct), ("v", vm))]
@@ -249,8 +249,8 @@ async def test_power_sync_runs_per_node(rig: TwoNodeRig) -> None:
     vm_driver = rig.managers[VM_NODE].driver
     assert isinstance(vm_driver, FakeDriver)
     await vm_driver.power_off(vm)  # the guest shut itself down
-    assert await sync_power_states(rig.managers[HOST]) == 0  # not its instance
-    assert await sync_power_states(rig.managers[VM_NODE]) == 1
+    assert await sync_power_states(rig.managers[HOST].node) == 0  # not its instance
+    assert await sync_power_states(rig.managers[VM_NODE].node) == 1
     assert (await rig.get(vm))["vm_state"] == st.STOPPED and (await rig.get(ct))["vm_state"] == st.ACTIVE
 
 

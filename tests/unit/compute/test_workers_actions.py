@@ -204,12 +204,12 @@ async def test_power_sync_follows_the_driver(tmp_path: Path) -> None:
         drv = rig.driver()
         await drv.power_off(a)  # the guest shut itself down
         await drv.destroy(b)  # the guest vanished
-        await drv.power_on(await rig.managers[rig.conf.host_name].spec(await rig.get(c)))  # started behind our back
-        changed = await sync_power_states(rig.managers[rig.conf.host_name])
+        await drv.power_on(await rig.managers[rig.conf.host_name].node.spec(await rig.get(c)))  # started behind our back
+        changed = await sync_power_states(rig.managers[rig.conf.host_name].node)
         assert changed == 3
         ra, rb, rc = await rig.get(a), await rig.get(b), await rig.get(c)
         assert (ra["vm_state"], ra["power_state"]) == (st.STOPPED, PowerState.SHUTDOWN)
         assert (rb["vm_state"], rb["power_state"]) == (st.ACTIVE, PowerState.NOSTATE)
         assert (rc["vm_state"], rc["power_state"]) == (st.STOPPED, PowerState.SHUTDOWN)
         assert await drv.get_power_state(c) == PowerState.SHUTDOWN
-        assert await sync_power_states(rig.managers[rig.conf.host_name]) == 0
+        assert await sync_power_states(rig.managers[rig.conf.host_name].node) == 0

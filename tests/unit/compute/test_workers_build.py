@@ -113,7 +113,7 @@ async def test_twenty_concurrent_builds_never_double_claim(tmp_path: Path) -> No
     # Three hosts with room for two 2 GiB servers each: exactly six of twenty fit.
     async with running(tmp_path, fake_hosts=2, fake_host_ram_mb=4096, fake_spawn_delay=0.05) as rig:
         for mgr in rig.managers.values():
-            await rig.placement.ensure_provider(mgr.node_uuid or "", mgr.host, vcpus=16, memory_mb=4096, disk_gb=500)
+            await rig.placement.ensure_provider(mgr.node.node_uuid or "", mgr.host, vcpus=16, memory_mb=4096, disk_gb=500)
         uuids = [await rig.insert_instance(FLAVOR_SMALL) for _ in range(20)]
         from cumulo.compute.rpc import ConductorAPI
 

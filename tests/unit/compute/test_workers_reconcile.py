@@ -25,7 +25,7 @@ async def placed(rig: Rig, flavor: dict[str, Any] | None = None, host: str | Non
     host = host or rig.conf.host_name
     flavor = flavor or FLAVOR_SMALL
     uuid = await rig.insert_instance(flavor, host=host, node=host, **values)
-    node = rig.managers[host].node_uuid
+    node = rig.managers[host].node.node_uuid
     assert node is not None
     assert await rig.placement.claim(uuid, node, {"VCPU": flavor["vcpus"], "MEMORY_MB": flavor["memory_mb"],
                                                   "DISK_GB": flavor["root_gb"]})
@@ -94,7 +94,7 @@ async def test_build_without_a_host_is_rescheduled_and_its_stale_claim_dropped(t
     async with running(tmp_path, fake_hosts=1) as rig:
         # Crash between the claim and setting the host: a claim on fake-host-1, no host on the row.
         uuid = await rig.insert_instance(FLAVOR_SMALL)
-        node = rig.managers["fake-host-1"].node_uuid
+        node = rig.managers["fake-host-1"].node.node_uuid
         assert node is not None and await rig.placement.claim(uuid, node, {"MEMORY_MB": 999})
         lost = await rig.insert_instance(FLAVOR_SMALL, host="gone-host", node="gone-host", task_state=st.SPAWNING)
         await rig.restart()
@@ -149,7 +149,7 @@ async def test_transitional_states_settle_from_the_real_power_state(tmp_path: Pa
 
 async def test_interrupted_resizes_roll_back(tmp_path: Path) -> None:
     async with running(tmp_path) as rig:
-        node = rig.managers[rig.conf.host_name].node_uuid
+        node = rig.managers[rig.conf.host_name].node.node_uuid
         assert node is not None
         prep = await placed(rig, vm_state=st.ACTIVE, task_state=st.RESIZE_PREP, new_flavor=FLAVOR_MEDIUM)
         await guest(rig, prep)
@@ -204,7 +204,7 @@ async def test_orphans_are_reaped_and_allocations_match_live(tmp_path: Path) -> 
         await guest(rig, "00000000-0000-0000-0000-00000000dead")  # nobody owns it
         stray = rig.conf.state_dir / "fake" / rig.conf.host_name / "junk.json.tmp"
         stray.write_text("{")
-        node = rig.managers[rig.conf.host_name].node_uuid
+        node = rig.managers[rig.conf.host_name].node.node_uuid
         assert node is not None
         await rig.placement.claim("11111111-0000-0000-0000-000000000000", node, {"MEMORY_MB": 1})  # stale
         missing = await rig.insert_instance(FLAVOR_SMALL, host=rig.conf.host_name, node=rig.conf.host_name,

@@ -19,20 +19,20 @@ from typing import Any
 import sqlalchemy as sa
 
 from cumulo import conf as conf_mod
-from cumulo.bus import compute_topic
+from cumulo.bus.base import compute_topic
 from cumulo.bus.inproc import InprocBus
 from cumulo.compute import actions
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as st
+from cumulo.compute.agent.manager import ComputeManager
 from cumulo.compute.conductor.manager import Conductor
 from cumulo.compute.drivers.fake import FakeDriver
-from cumulo.compute.agent.manager import ComputeManager
 from cumulo.compute.models import instance_faults, instances
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
 from cumulo.context import RequestContext
 from cumulo.db import Database, new_uuid, utcnow
+from cumulo.placement.service import Placement
 from cumulo.scheduler.manager import SchedulerManager
-from cumulo.scheduler.placement import Placement
 
 FLAVOR_SMALL = {"flavorid": "2", "name": "m1.small", "vcpus": 1, "memory_mb": 2048, "root_gb": 20,
                 "ephemeral_gb": 0, "swap": 0, "extra_specs": {}}

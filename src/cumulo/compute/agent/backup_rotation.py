@@ -19,7 +19,7 @@ from cumulo.context import RequestContext, expand_roles
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from cumulo.compute.agent.manager import ComputeManager
+    from cumulo.compute.agent.node import Node
 
 LOG = logging.getLogger(__name__)
 
@@ -40,17 +40,17 @@ class BackupImages(Protocol):
 
 
 async def backup(
-    mgr: ComputeManager, uuid: str, image_id: str, backup_type: str, rotation: int, request_id: str | None
+    node: Node, uuid: str, image_id: str, backup_type: str, rotation: int, request_id: str | None
 ) -> None:
-    await snapshot.snapshot(mgr, uuid, image_id, request_id)
-    if mgr.images is None:
+    await snapshot.snapshot(node, uuid, image_id, request_id)
+    if node.images is None:
         return
-    images = cast(BackupImages, mgr.images)
+    images = cast(BackupImages, node.images)
     made = await images.get_internal(image_id)
     if made is None or made.get("status") != "active":
         LOG.info("backup %s of %s did not complete: no rotation", image_id, uuid)
         return
-    inst = await mgr.load(uuid)
+    inst = await node.load(uuid)
     owner = (inst or {}).get("project_id") or made.get("owner")
     user = (inst or {}).get("user_id")
     await rotate(images, RequestContext(user_id=user, project_id=owner, roles=expand_roles(["member"])),

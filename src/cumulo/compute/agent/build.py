@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 from cumulo.compute import actions, netinfo, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
-from cumulo.compute.agent.power import power_driver, rebuild_driver
-from cumulo.compute.drivers.base import Capability, PowerState
+from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.faults import fault_text
 from cumulo.db import utcnow
 
 if TYPE_CHECKING:
-    from cumulo.compute.agent.manager import ComputeManager
+    from cumulo.compute.agent.node import Node
 
 LOG = logging.getLogger(__name__)
 
@@ -31,34 +30,34 @@ BUILD_EVENT = "compute_build_and_run_instance"
 REBUILD_TASK_STATES = frozenset({s.REBUILDING, s.REBUILD_SPAWNING, "rebuild_block_device_mapping"})
 
 
-async def build_and_run(mgr: ComputeManager, uuid: str, request_id: str | None) -> None:
-    async with mgr.locks.hold(uuid):
-        inst = await mgr.load(uuid)
+async def build_and_run(node: Node, uuid: str, request_id: str | None) -> None:
+    async with node.locks.hold(uuid):
+        inst = await node.load(uuid)
         if inst is None:
             # Deleted before we got here: make sure nothing of it lingers on this host.
-            await _forget(mgr, uuid)
+            await _forget(node, uuid)
             return
-        if inst["vm_state"] != s.BUILDING or not mgr.owns(inst) or inst["task_state"] not in BUILD_TASK_STATES:
-            LOG.info("build of %s skipped on node %s: vm_state=%s task_state=%s host=%s node=%s", uuid, mgr.node,
+        if inst["vm_state"] != s.BUILDING or not node.owns(inst) or inst["task_state"] not in BUILD_TASK_STATES:
+            LOG.info("build of %s skipped on node %s: vm_state=%s task_state=%s host=%s node=%s", uuid, node.name,
                      inst["vm_state"], inst["task_state"], inst["host"], inst["node"])
             return
-        req = await mgr.request_id_for(uuid, request_id, actions.CREATE)
+        req = await node.request_id_for(uuid, request_id, actions.CREATE)
         # spawning and the event's start in one transaction (the build path is the hot one)
-        async with mgr.db.write() as conn:
+        async with node.db.write() as conn:
             if not await inst_db.cas_update(
                 conn, uuid, {"task_state": s.SPAWNING}, expected_task_state=inst["task_state"],
                 expected_vm_state=s.BUILDING,
             ):
                 return
-            event = await worker_events.begin(conn, uuid, req, BUILD_EVENT, mgr.host)
+            event = await worker_events.begin(conn, uuid, req, BUILD_EVENT, node.host)
         try:
-            await mgr.driver.spawn(await mgr.spec(inst, strict=True))
+            await node.driver.spawn(await node.spec(inst, strict=True))
         except Exception as exc:
             LOG.warning("build of %s failed: %s", uuid, exc)
-            await fail_build(mgr, uuid, exc, expected_task_state=s.SPAWNING, event=event)
+            await fail_build(node, uuid, exc, expected_task_state=s.SPAWNING, event=event)
             return
-        power = await mgr.power_of(uuid)
-        done = await mgr.set_state(
+        power = await node.power_of(uuid)
+        done = await node.set_state(
             uuid,
             {
                 "vm_state": s.ACTIVE,
@@ -72,11 +71,11 @@ async def build_and_run(mgr: ComputeManager, uuid: str, request_id: str | None) 
             event=event,
         )
         if not done:
-            await _after_lost_race(mgr, uuid)
+            await _after_lost_race(node, uuid)
 
 
 async def fail_build(
-    mgr: ComputeManager,
+    node: Node,
     uuid: str,
     error: BaseException | str,
     *,
@@ -85,13 +84,13 @@ async def fail_build(
 ) -> None:
     """ERROR with a fault, nothing left on the host, no allocation, no host (Nova's build abort)."""
     with contextlib.suppress(Exception):
-        await mgr.driver.destroy(uuid)
-    await mgr.placement.release(uuid)
+        await node.driver.destroy(uuid)
+    await node.placement.release(uuid)
     if isinstance(error, str):
         reason, details = error, error
     else:
         reason, details = fault_text(error)
-    await mgr.set_state(
+    await node.set_state(
         uuid,
         {"vm_state": s.ERROR, "task_state": None, "power_state": int(PowerState.NOSTATE), "host": None, "node": None},
         expected_task_state=expected_task_state,
@@ -103,51 +102,51 @@ async def fail_build(
     )
 
 
-async def _forget(mgr: ComputeManager, uuid: str) -> None:
+async def _forget(node: Node, uuid: str) -> None:
     with contextlib.suppress(Exception):
-        await mgr.driver.destroy(uuid)
-    async with mgr.db.read() as conn:
+        await node.driver.destroy(uuid)
+    async with node.db.read() as conn:
         row = await inst_db.get(conn, uuid, include_deleted=True)
     if row is None or row["deleted"]:
-        await mgr.placement.release(uuid)
+        await node.placement.release(uuid)
 
 
-async def _after_lost_race(mgr: ComputeManager, uuid: str) -> None:
+async def _after_lost_race(node: Node, uuid: str) -> None:
     """The row changed during spawn: a delete won. Terminate (queued behind our lock) cleans up;
     if the row is already gone, clean up here."""
-    async with mgr.db.read() as conn:
+    async with node.db.read() as conn:
         row = await inst_db.get(conn, uuid, include_deleted=True)
     if row is None or row["deleted"]:
-        await _forget(mgr, uuid)
+        await _forget(node, uuid)
 
 
-async def rebuild(mgr: ComputeManager, uuid: str, image_ref: str, request_id: str | None) -> None:
-    async with mgr.locks.hold(uuid):
-        inst = await mgr.load(uuid)
+async def rebuild(node: Node, uuid: str, image_ref: str, request_id: str | None) -> None:
+    async with node.locks.hold(uuid):
+        inst = await node.load(uuid)
         if inst is None or inst["task_state"] not in REBUILD_TASK_STATES:
             LOG.info("rebuild of %s skipped (task_state %s)", uuid, inst and inst["task_state"])
             return
         task = inst["task_state"]
-        req = await mgr.request_id_for(uuid, request_id, actions.REBUILD)
+        req = await node.request_id_for(uuid, request_id, actions.REBUILD)
         was_stopped = inst["vm_state"] == s.STOPPED
         try:
-            async with actions.event(mgr.db, uuid, req, "compute_rebuild_instance", mgr.host):
-                driver = rebuild_driver(mgr)
-                await driver.rebuild(await mgr.spec(inst, image_ref=image_ref, strict=True))
-                if was_stopped and mgr.supports(Capability.POWER):
+            async with actions.event(node.db, uuid, req, "compute_rebuild_instance", node.host):
+                driver = driver_for(node.driver, Capability.REBUILD, node=node.name)
+                await driver.rebuild(await node.spec(inst, image_ref=image_ref, strict=True))
+                if was_stopped and node.supports(Capability.POWER):
                     # Nova keeps a stopped server stopped across a rebuild.
-                    await power_driver(mgr).power_off(uuid)
+                    await driver_for(node.driver, Capability.POWER, node=node.name).power_off(uuid)
         except Exception as exc:
             LOG.warning("rebuild of %s failed: %s", uuid, exc)
-            await mgr.set_state(
+            await node.set_state(
                 uuid,
-                {"vm_state": s.ERROR, "task_state": None, "power_state": int(await mgr.power_of(uuid))},
+                {"vm_state": s.ERROR, "task_state": None, "power_state": int(await node.power_of(uuid))},
                 expected_task_state=task,
                 fault=exc,
             )
             return
-        power = await mgr.power_of(uuid)
-        await mgr.set_state(
+        power = await node.power_of(uuid)
+        await node.set_state(
             uuid,
             {
                 "vm_state": s.STOPPED if was_stopped else s.ACTIVE,
@@ -160,26 +159,26 @@ async def rebuild(mgr: ComputeManager, uuid: str, image_ref: str, request_id: st
         )
 
 
-async def terminate(mgr: ComputeManager, uuid: str, request_id: str | None) -> None:
-    async with mgr.locks.hold(uuid):
-        inst = await mgr.load(uuid)
+async def terminate(node: Node, uuid: str, request_id: str | None) -> None:
+    async with node.locks.hold(uuid):
+        inst = await node.load(uuid)
         if inst is None:
-            await _forget(mgr, uuid)
+            await _forget(node, uuid)
             return
-        req = await mgr.request_id_for(uuid, request_id, actions.DELETE)
+        req = await node.request_id_for(uuid, request_id, actions.DELETE)
         try:
-            async with actions.event(mgr.db, uuid, req, "compute_terminate_instance", mgr.host):
-                await mgr.driver.destroy(uuid)
+            async with actions.event(node.db, uuid, req, "compute_terminate_instance", node.host):
+                await node.driver.destroy(uuid)
         except Exception as exc:
             LOG.warning("terminate of %s failed: %s", uuid, exc)
-            await mgr.set_state(
-                uuid, {"vm_state": s.ERROR, "task_state": None, "power_state": int(await mgr.power_of(uuid))},
+            await node.set_state(
+                uuid, {"vm_state": s.ERROR, "task_state": None, "power_state": int(await node.power_of(uuid))},
                 fault=exc,
             )
             return
-        await mgr.placement.release(uuid)
+        await node.placement.release(uuid)
         now = utcnow()
-        await mgr.set_state(
+        await node.set_state(
             uuid,
             {
                 "vm_state": s.DELETED,

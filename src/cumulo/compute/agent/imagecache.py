@@ -19,23 +19,23 @@ from cumulo.compute.drivers.base import ImageCache
 from cumulo.errors import CumuloError
 
 if TYPE_CHECKING:
-    from cumulo.compute.agent.manager import ComputeManager
+    from cumulo.compute.agent.node import Node
 
 LOG = logging.getLogger(__name__)
 
 
-async def collect(mgr: ComputeManager) -> list[str]:
+async def collect(node: Node) -> list[str]:
     """One collection on the manager's node; returns what its driver removed."""
-    drv = mgr.driver
-    live_keys = getattr(mgr.images, "live_content_keys", None)
+    drv = node.driver
+    live_keys = getattr(node.images, "live_content_keys", None)
     if not isinstance(drv, ImageCache) or live_keys is None:
         return []
     try:
         keep = set(await live_keys())
         removed = await drv.collect_image_cache(keep)
     except (CumuloError, OSError) as exc:
-        LOG.warning("image cache of node %s: nothing collected: %s", mgr.node, exc)
+        LOG.warning("image cache of node %s: nothing collected: %s", node.name, exc)
         return []
     if removed:
-        LOG.info("image cache of node %s: removed %d unused copies: %s", mgr.node, len(removed), ", ".join(removed))
+        LOG.info("image cache of node %s: removed %d unused copies: %s", node.name, len(removed), ", ".join(removed))
     return removed

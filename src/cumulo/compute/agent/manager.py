@@ -1,8 +1,11 @@
 """The compute agent of one host: registers the host, reconciles after a restart, runs the driver.
 
-Each bus message (see compute.rpc.AGENT_METHODS) is one async method here; the workflows live in
-build.py (build, rebuild, terminate), power.py (power/pause/suspend and the power-state sync),
-resize.py, snapshot.py and reconcile.py. Every method serialises on a per-instance lock, checks
+ComputeHost serves the host's bus topic and hands each message to one of its nodes; a
+ComputeManager runs one node: its lifecycle and its bus endpoints (see compute.rpc.AGENT_METHODS),
+each one call of a workflow on the node's `Node` (node.py). The workflows live in build.py (build,
+rebuild, terminate), power.py (power/pause/suspend, the power-state sync, console and
+diagnostics), resize.py, snapshot.py, backup_rotation.py, reclaim.py and reconcile.py; they never
+see the manager. Every workflow serialises on a per-instance lock, checks
 the task_state the API set, records an instance-action event around the driver call, and ends
 with a compare-and-swap that clears task_state — on success and on failure alike.
 """
@@ -12,15 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
 from cumulo.bus.base import Bus, compute_topic
 from cumulo.compute import instances as inst_db
-from cumulo.compute import specs, worker_events
+from cumulo.compute import specs
 from cumulo.compute.agent import (
     backup_rotation,
     build,
@@ -31,12 +33,12 @@ from cumulo.compute.agent import (
     resize,
     snapshot,
 )
-from cumulo.compute.drivers.base import Capability, Driver, HostResources, InstanceSpec, PowerState
-from cumulo.compute.faults import fault_text
+from cumulo.compute.agent.node import Node
+from cumulo.compute.drivers.base import Driver, HostResources, capabilities_of
 from cumulo.compute.rpc import AGENT_METHODS
 from cumulo.conf import Settings
 from cumulo.db import Database, new_uuid, utcnow
-from cumulo.errors import DriverError, InvalidState, NotFound
+from cumulo.errors import NotFound
 from cumulo.hosts import servicegroup
 from cumulo.hosts.models import compute_nodes, services
 from cumulo.placement.pools import pool_name, pool_uuid
@@ -45,31 +47,10 @@ from cumulo.placement.service import Placement
 LOG = logging.getLogger(__name__)
 
 
-class _Locks:
-    """Per-instance asyncio locks that disappear when nobody holds or waits for them."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def busy(self, key: str) -> bool:
-        return key in self._locks
-
-
 class ComputeManager:
+    """One compute node of a host: its lifecycle (driver, node row, provider, reconcile, periodic
+    jobs) and its bus endpoints. The work itself is in the workflows, which see only `self.node`."""
+
     def __init__(
         self,
         db: Database,
@@ -90,20 +71,17 @@ class ComputeManager:
         self.host = host_name
         # The compute node this manager runs (hypervisor_hostname): the host itself unless the
         # host has several drivers (see ComputeHost).
-        self.node = node_name or host_name
+        self.name = node_name or host_name
+        self.node = Node(db, conf, host_name, self.name, driver, placement, images)
         # This node's allocation ratios ({"VCPU": 50.0}; the settings' for what it does not name),
         # and whether it draws from its host's shared pool (the local host's nodes do).
         self.ratios = dict(ratios or {})
         self.pooled = pooled
         self.driver = driver
         self.placement = placement
-        self.images = images
-        self.node_uuid: str | None = None
         self.service_id: int | None = None
         self.whole = HostResources(vcpus=0, memory_mb=0, local_gb=0)
-        self.locks = _Locks()
         self.periodic = servicegroup.Periodic()
-        self._background: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -121,32 +99,30 @@ class ComputeManager:
     async def start_node(self, service_id: int) -> None:
         """Bring the node up under the host's service: driver, node row, provider, reconcile, power sync."""
         self.service_id = service_id
+        node = self.node
         await self.driver.init_host()
         # The whole machine: a pooled node may take all of it, as long as its host's pool has it
         # left (placement/pools.py); nothing is split statically.
         self.whole = resources = await self.driver.get_host_resources()
-        self.node_uuid = await self._register_node(resources)
+        node.node_uuid = await self._register_node(resources)
         await self.placement.ensure_provider(
-            self.node_uuid, self.node,
+            node.node_uuid, self.name,
             vcpus=resources.vcpus, memory_mb=resources.memory_mb, disk_gb=resources.local_gb,
             ratios=self.ratios, pool=pool_uuid(self.host) if self.pooled else None,
         )
-        await reconcile.reconcile_host(self)
-        self.periodic.start("power_sync", self.conf.power_sync_interval, lambda: power.sync_power_states(self))
+        await reconcile.reconcile_host(node)
+        self.periodic.start("power_sync", self.conf.power_sync_interval, lambda: power.sync_power_states(node))
         if self.conf.reclaim_instance_interval > 0:
             self.periodic.start("reclaim", reclaim.reclaim_spacing(self.conf.reclaim_instance_interval),
-                                lambda: reclaim.reclaim(self))
+                                lambda: reclaim.reclaim(node))
         if self.conf.image_cache_interval > 0:  # unused image copies (compute/agent/imagecache.py)
-            self.periodic.start("image_cache", self.conf.image_cache_interval, lambda: imagecache.collect(self))
-        LOG.info("compute node %s of host %s ready (%s driver, %s)", self.node, self.host, self.driver.info.name,
-                 self.node_uuid)
+            self.periodic.start("image_cache", self.conf.image_cache_interval, lambda: imagecache.collect(node))
+        LOG.info("compute node %s of host %s ready (%s driver, %s)", self.name, self.host, self.driver.info.name,
+                 node.node_uuid)
 
     async def stop(self) -> None:
         await self.periodic.stop()
-        tasks = list(self._background)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.node.cancel_background()
 
     async def _register_node(self, res: HostResources) -> str:
         info = self.driver.info
@@ -161,9 +137,11 @@ class ComputeManager:
             "local_gb": res.local_gb,
             "host_ip": res.host_ip,
             "cpu_info": dict(res.cpu_info),
-            # Capabilities ride along so the API can refuse what a host's driver cannot do.
+            # Capabilities ride along so the API can refuse what a host's driver cannot do: what it
+            # declares and implements (drivers/base.py: capabilities fail closed).
             "details": {
-                **info.details, "driver": info.name, "capabilities": sorted(c.value for c in info.capabilities),
+                **info.details, "driver": info.name,
+                "capabilities": sorted(c.value for c in capabilities_of(self.driver)),
                 "allocation_ratios": self.allocation_ratios(),
                 **({"pool": pool_name(self.host)} if self.pooled else {}),
             },
@@ -172,17 +150,17 @@ class ComputeManager:
         async with self.db.write() as conn:
             row = (
                 await conn.execute(
-                    sa.select(compute_nodes.c.uuid).where(compute_nodes.c.hypervisor_hostname == self.node)
+                    sa.select(compute_nodes.c.uuid).where(compute_nodes.c.hypervisor_hostname == self.name)
                 )
             ).first()
             if row is not None:
                 await conn.execute(
-                    sa.update(compute_nodes).where(compute_nodes.c.hypervisor_hostname == self.node).values(**values)
+                    sa.update(compute_nodes).where(compute_nodes.c.hypervisor_hostname == self.name).values(**values)
                 )
                 return str(row[0])
             uuid = new_uuid()
             await conn.execute(
-                sa.insert(compute_nodes).values(uuid=uuid, hypervisor_hostname=self.node, created_at=utcnow(), **values)
+                sa.insert(compute_nodes).values(uuid=uuid, hypervisor_hostname=self.name, created_at=utcnow(), **values)
             )
             return uuid
 
@@ -193,188 +171,74 @@ class ComputeManager:
                 "DISK_GB": conf.disk_allocation_ratio}
         return {**base, **self.ratios}
 
-    # -- helpers the workflows share ---------------------------------------------------------
-
-    def supports(self, cap: Capability) -> bool:
-        return cap in self.driver.info.capabilities
-
-    def require(self, cap: Capability) -> None:
-        if not self.supports(cap):
-            raise InvalidState(f"The {self.driver.info.name} driver of node {self.node} does not support {cap.value}")
-
-    async def load(self, uuid: str) -> dict[str, Any] | None:
-        async with self.db.read() as conn:
-            return await inst_db.get(conn, uuid)
-
-    async def request_id_for(self, uuid: str, request_id: str | None, action: str) -> str:
-        if request_id:
-            return request_id
-        async with self.db.read() as conn:
-            return await specs.action_request_id(conn, uuid, action)
-
-    async def set_state(
-        self,
-        uuid: str,
-        values: dict[str, Any],
-        *,
-        expected_task_state: Any = ...,
-        expected_vm_state: Any = ...,
-        fault: BaseException | str | None = None,
-        fault_details: str | None = None,
-        fault_code: int = 500,
-        event: worker_events.EventHandle | None = None,
-        event_error: BaseException | None = None,
-    ) -> bool:
-        """CAS the row (Ellipsis = no expectation) and, when it wins, record a fault, in one transaction.
-
-        `event` (from worker_events.begin) is finished in the same transaction whether or not the
-        CAS wins: the step it timed did happen."""
-        kwargs: dict[str, Any] = {}
-        if expected_task_state is not ...:
-            kwargs["expected_task_state"] = expected_task_state
-        if expected_vm_state is not ...:
-            kwargs["expected_vm_state"] = expected_vm_state
-        async with self.db.write() as conn:
-            ok = await inst_db.cas_update(conn, uuid, values, **kwargs)
-            if ok and fault is not None:
-                if isinstance(fault, BaseException):
-                    message, details = fault_text(fault)
-                else:
-                    message, details = fault, fault_details or fault
-                await inst_db.add_fault(conn, uuid, fault_code, message, details, host=self.host)
-            await worker_events.finish(conn, event, event_error)
-        if not ok:
-            LOG.info("instance %s changed under us; not applying %s", uuid, sorted(values))
-        return ok
-
-    async def power_of(self, uuid: str) -> PowerState:
-        try:
-            return await self.driver.get_power_state(uuid)
-        except Exception:
-            LOG.exception("get_power_state(%s) failed", uuid)
-            return PowerState.NOSTATE
-
-    async def spec(self, inst: dict[str, Any], **overrides: Any) -> InstanceSpec:
-        return await specs.instance_spec(inst, self.images, **overrides)
-
-    def in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     # -- bus endpoints (compute.rpc.AGENT_METHODS) ------------------------------------------
 
     async def build_and_run_instance(
         self, instance_uuid: str, request_id: str | None = None, node: str | None = None
     ) -> None:
         """`node`: the one the scheduler chose (a host with one node ignores it)."""
-        await build.build_and_run(self, instance_uuid, request_id)
+        await build.build_and_run(self.node, instance_uuid, request_id)
 
     async def rebuild_instance(self, instance_uuid: str, image_ref: str, request_id: str | None = None) -> None:
-        await build.rebuild(self, instance_uuid, image_ref, request_id)
+        await build.rebuild(self.node, instance_uuid, image_ref, request_id)
 
     async def terminate_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
-        await build.terminate(self, instance_uuid, request_id)
+        await build.terminate(self.node, instance_uuid, request_id)
 
     async def stop_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
-        await power.run(self, power.STOP, instance_uuid, request_id)
+        await power.run(self.node, power.STOP, instance_uuid, request_id)
 
     async def start_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
-        await power.run(self, power.START, instance_uuid, request_id)
+        await power.run(self.node, power.START, instance_uuid, request_id)
 
     async def reboot_instance(self, instance_uuid: str, reboot_type: str = "SOFT", request_id: str | None = None) -> None:
         op = power.HARD_REBOOT if str(reboot_type).upper() == "HARD" else power.SOFT_REBOOT
-        await power.run(self, op, instance_uuid, request_id)
+        await power.run(self.node, op, instance_uuid, request_id)
 
     async def pause_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
-        await power.run(self, power.PAUSE, instance_uuid, request_id)
+        await power.run(self.node, power.PAUSE, instance_uuid, request_id)
 
     async def unpause_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
-        await power.run(self, power.UNPAUSE, instance_uuid, request_id)
+        await power.run(self.node, power.UNPAUSE, instance_uuid, request_id)
 
     async def suspend_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
-        await power.run(self, power.SUSPEND, instance_uuid, request_id)
+        await power.run(self.node, power.SUSPEND, instance_uuid, request_id)
 
     async def resume_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
-        await power.run(self, power.RESUME, instance_uuid, request_id)
+        await power.run(self.node, power.RESUME, instance_uuid, request_id)
 
     async def resize_instance(
         self, instance_uuid: str, new_flavor: dict[str, Any], request_id: str | None = None
     ) -> None:
-        await resize.resize(self, instance_uuid, new_flavor, request_id)
+        await resize.resize(self.node, instance_uuid, new_flavor, request_id)
 
     async def confirm_resize(self, instance_uuid: str, request_id: str | None = None) -> None:
-        await resize.confirm(self, instance_uuid, request_id)
+        await resize.confirm(self.node, instance_uuid, request_id)
 
     async def revert_resize(self, instance_uuid: str, request_id: str | None = None) -> None:
-        await resize.revert(self, instance_uuid, request_id)
+        await resize.revert(self.node, instance_uuid, request_id)
 
     async def snapshot_instance(self, instance_uuid: str, image_id: str, request_id: str | None = None) -> None:
-        await snapshot.snapshot(self, instance_uuid, image_id, request_id)
+        await snapshot.snapshot(self.node, instance_uuid, image_id, request_id)
 
     async def backup_instance(
         self, instance_uuid: str, image_id: str, backup_type: str, rotation: int, request_id: str | None = None
     ) -> None:
-        await backup_rotation.backup(self, instance_uuid, image_id, backup_type, int(rotation), request_id)
+        await backup_rotation.backup(self.node, instance_uuid, image_id, backup_type, int(rotation), request_id)
 
     async def soft_delete_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
-        await reclaim.soft_delete(self, instance_uuid, request_id)
+        await reclaim.soft_delete(self.node, instance_uuid, request_id)
 
     async def restore_instance(self, instance_uuid: str, request_id: str | None = None) -> None:
-        await reclaim.restore(self, instance_uuid, request_id)
+        await reclaim.restore(self.node, instance_uuid, request_id)
 
     async def get_console_output(
         self, instance_uuid: str, length: int | None = None, request_id: str | None = None
     ) -> str:
-        if await self.load(instance_uuid) is None:
-            raise NotFound(f"Instance {instance_uuid} could not be found.")
-        try:
-            text = await power.console_driver(self).get_console_output(instance_uuid)
-        except DriverError as exc:
-            raise InvalidState(f"Instance {instance_uuid} has no console output: {exc.message}") from exc
-        if length is None or int(length) < 0:
-            return text
-        # Nova's tail: the last `length` pieces of the text split on "\n", so a trailing newline
-        # counts as one of them (Tempest counts lines that way).
-        return "\n".join(text.split("\n")[-int(length):]) if int(length) > 0 else ""
+        return await power.console_output(self.node, instance_uuid, length)
 
     async def get_diagnostics(self, instance_uuid: str, request_id: str | None = None) -> dict[str, Any]:
-        if await self.load(instance_uuid) is None:
-            raise NotFound(f"Instance {instance_uuid} could not be found.")
-        try:
-            return await power.diagnostics_driver(self).get_diagnostics(instance_uuid)
-        except DriverError as exc:
-            raise InvalidState(f"Instance {instance_uuid} has no diagnostics: {exc.message}") from exc
-
-    # -- queries used by reconcile and the power sync --------------------------------------
-
-    def owns_clause(self) -> Any:
-        """SQL: an instance row of this node. Rows without a node (older ones) belong to the node
-        named like the host."""
-        from cumulo.compute.models import instances
-
-        return sa.and_(instances.c.host == self.host, sa.func.coalesce(instances.c.node, instances.c.host) == self.node)
-
-    def owns(self, inst: Mapping[str, Any]) -> bool:
-        return inst.get("host") == self.host and (inst.get("node") or inst.get("host")) == self.node
-
-    async def host_instances(self, *, vm_states: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """The live instances of this node (not of the host's other nodes)."""
-        from cumulo.compute.models import instances
-
-        q = sa.select(instances).where(self.owns_clause(), instances.c.deleted.is_(False))
-        if vm_states is not None:
-            q = q.where(instances.c.vm_state.in_(list(vm_states)))
-        async with self.db.read() as conn:
-            return [dict(r) for r in (await conn.execute(q.order_by(instances.c.id))).mappings()]
-
-    async def all_host_uuids(self) -> set[str]:
-        """Live instances of the whole host, every node (what orphan cleanup must never touch)."""
-        from cumulo.compute.models import instances
-
-        q = sa.select(instances.c.uuid).where(instances.c.host == self.host, instances.c.deleted.is_(False))
-        async with self.db.read() as conn:
-            return {r[0] for r in await conn.execute(q)}
+        return await power.diagnostics(self.node, instance_uuid)
 
 
 class ComputeHost:
@@ -387,7 +251,7 @@ class ComputeHost:
         if not nodes or any(n.host != host_name for n in nodes):
             raise ValueError(f"host {host_name} needs nodes of its own")
         self.db, self.bus, self.conf, self.host = db, bus, conf, host_name
-        self.nodes = {n.node: n for n in nodes}
+        self.nodes = {n.name: n for n in nodes}
         self.placement = nodes[0].placement
         self.service_id: int | None = None
         # One nova-compute service per node, named like the node (the host-named node's is the
@@ -404,7 +268,7 @@ class ComputeHost:
             )
         first = next(iter(self.nodes))
         self.service_id = self.service_ids.get(self.host) or self.service_ids[first]
-        await asyncio.gather(*(n.start_node(self.service_ids[n.node]) for n in self.nodes.values()))
+        await asyncio.gather(*(n.start_node(self.service_ids[n.name]) for n in self.nodes.values()))
         pooled = [n for n in self.nodes.values() if n.pooled]
         if pooled:
             # The host's one pool: the machine as its drivers report it (they all see the same one).

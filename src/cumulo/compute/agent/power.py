@@ -1,4 +1,5 @@
-"""Power workflows (stop, start, reboot, pause, unpause, suspend, resume) and the power-state sync.
+"""Power workflows (stop, start, reboot, pause, unpause, suspend, resume), the power-state sync, and
+the two reads of a guest (console output, diagnostics).
 
 Each operation is a row in a table: the task_states the API may have set, the capability and
 driver call, and the vm_state on success. On a driver failure the vm_state stays what it was,
@@ -10,29 +11,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from cumulo.compute import actions
 from cumulo.compute import states as s
-from cumulo.compute.drivers.base import (
-    Capability,
-    Console,
-    Diagnostics,
-    Pause,
-    Power,
-    PowerState,
-    Rebuild,
-    Resize,
-    Snapshot,
-    Suspend,
-)
+from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.models import instances
-from cumulo.errors import InvalidState
+from cumulo.errors import DriverError, InvalidState, NotFound
 
 if TYPE_CHECKING:
-    from cumulo.compute.agent.manager import ComputeManager
+    from cumulo.compute.agent.node import Node
 
 LOG = logging.getLogger(__name__)
 
@@ -46,85 +36,45 @@ VM_STATE_FOR_POWER = {
 }
 
 
-def _driver_as(mgr: ComputeManager, proto: Any, cap: Capability) -> Any:
-    """The driver seen through one of its Protocols, if it declares the capability."""
-    mgr.require(cap)
-    if not isinstance(mgr.driver, proto):
-        raise InvalidState(f"The {mgr.driver.info.name} driver of node {mgr.node} does not implement {proto.__name__}")
-    return mgr.driver
-
-
-def power_driver(mgr: ComputeManager) -> Power:
-    return cast(Power, _driver_as(mgr, Power, Capability.POWER))
-
-
-def pause_driver(mgr: ComputeManager) -> Pause:
-    return cast(Pause, _driver_as(mgr, Pause, Capability.PAUSE))
-
-
-def suspend_driver(mgr: ComputeManager) -> Suspend:
-    return cast(Suspend, _driver_as(mgr, Suspend, Capability.SUSPEND))
-
-
-def rebuild_driver(mgr: ComputeManager) -> Rebuild:
-    return cast(Rebuild, _driver_as(mgr, Rebuild, Capability.REBUILD))
-
-
-def resize_driver(mgr: ComputeManager) -> Resize:
-    return cast(Resize, _driver_as(mgr, Resize, Capability.RESIZE))
-
-
-def snapshot_driver(mgr: ComputeManager) -> Snapshot:
-    return cast(Snapshot, _driver_as(mgr, Snapshot, Capability.SNAPSHOT))
-
-
-def console_driver(mgr: ComputeManager) -> Console:
-    return cast(Console, _driver_as(mgr, Console, Capability.CONSOLE))
-
-
-def diagnostics_driver(mgr: ComputeManager) -> Diagnostics:
-    return cast(Diagnostics, _driver_as(mgr, Diagnostics, Capability.DIAGNOSTICS))
-
-
 @dataclass(frozen=True)
 class PowerOp:
     method: str  # bus method name; the event is "compute_<method>"
     action: str  # the instance action the API recorded
     task_states: frozenset[str]
     success_vm_state: str
-    call: Callable[[ComputeManager, dict[str, Any]], Awaitable[None]]
+    call: Callable[[Node, dict[str, Any]], Awaitable[None]]
 
 
-async def _stop(mgr: ComputeManager, inst: dict[str, Any]) -> None:
-    await power_driver(mgr).power_off(inst["uuid"])
+async def _stop(node: Node, inst: dict[str, Any]) -> None:
+    await driver_for(node.driver, Capability.POWER, node=node.name).power_off(inst["uuid"])
 
 
-async def _start(mgr: ComputeManager, inst: dict[str, Any]) -> None:
-    await power_driver(mgr).power_on(await mgr.spec(inst))
+async def _start(node: Node, inst: dict[str, Any]) -> None:
+    await driver_for(node.driver, Capability.POWER, node=node.name).power_on(await node.spec(inst))
 
 
-async def _soft_reboot(mgr: ComputeManager, inst: dict[str, Any]) -> None:
-    await power_driver(mgr).reboot(await mgr.spec(inst), hard=False)
+async def _soft_reboot(node: Node, inst: dict[str, Any]) -> None:
+    await driver_for(node.driver, Capability.POWER, node=node.name).reboot(await node.spec(inst), hard=False)
 
 
-async def _hard_reboot(mgr: ComputeManager, inst: dict[str, Any]) -> None:
-    await power_driver(mgr).reboot(await mgr.spec(inst), hard=True)
+async def _hard_reboot(node: Node, inst: dict[str, Any]) -> None:
+    await driver_for(node.driver, Capability.POWER, node=node.name).reboot(await node.spec(inst), hard=True)
 
 
-async def _pause(mgr: ComputeManager, inst: dict[str, Any]) -> None:
-    await pause_driver(mgr).pause(inst["uuid"])
+async def _pause(node: Node, inst: dict[str, Any]) -> None:
+    await driver_for(node.driver, Capability.PAUSE, node=node.name).pause(inst["uuid"])
 
 
-async def _unpause(mgr: ComputeManager, inst: dict[str, Any]) -> None:
-    await pause_driver(mgr).unpause(inst["uuid"])
+async def _unpause(node: Node, inst: dict[str, Any]) -> None:
+    await driver_for(node.driver, Capability.PAUSE, node=node.name).unpause(inst["uuid"])
 
 
-async def _suspend(mgr: ComputeManager, inst: dict[str, Any]) -> None:
-    await suspend_driver(mgr).suspend(inst["uuid"])
+async def _suspend(node: Node, inst: dict[str, Any]) -> None:
+    await driver_for(node.driver, Capability.SUSPEND, node=node.name).suspend(inst["uuid"])
 
 
-async def _resume(mgr: ComputeManager, inst: dict[str, Any]) -> None:
-    await suspend_driver(mgr).resume(await mgr.spec(inst))
+async def _resume(node: Node, inst: dict[str, Any]) -> None:
+    await driver_for(node.driver, Capability.SUSPEND, node=node.name).resume(await node.spec(inst))
 
 
 _REBOOT_TASKS = frozenset(
@@ -140,9 +90,9 @@ SUSPEND = PowerOp("suspend_instance", actions.SUSPEND, frozenset({s.SUSPENDING})
 RESUME = PowerOp("resume_instance", actions.RESUME, frozenset({s.RESUMING}), s.ACTIVE, _resume)
 
 
-async def run(mgr: ComputeManager, op: PowerOp, uuid: str, request_id: str | None) -> None:
-    async with mgr.locks.hold(uuid):
-        inst = await mgr.load(uuid)
+async def run(node: Node, op: PowerOp, uuid: str, request_id: str | None) -> None:
+    async with node.locks.hold(uuid):
+        inst = await node.load(uuid)
         if inst is None:
             LOG.info("%s: instance %s is gone", op.method, uuid)
             return
@@ -151,58 +101,81 @@ async def run(mgr: ComputeManager, op: PowerOp, uuid: str, request_id: str | Non
             LOG.info("%s: instance %s has task_state %s, not one of %s; ignoring", op.method, uuid, task,
                      sorted(op.task_states))
             return
-        req = await mgr.request_id_for(uuid, request_id, op.action)
+        req = await node.request_id_for(uuid, request_id, op.action)
         try:
-            async with actions.event(mgr.db, uuid, req, f"compute_{op.method}", mgr.host):
-                await op.call(mgr, inst)
+            async with actions.event(node.db, uuid, req, f"compute_{op.method}", node.host):
+                await op.call(node, inst)
         except Exception as exc:
             LOG.warning("%s of %s failed: %s", op.method, uuid, exc)
-            await mgr.set_state(
-                uuid, {"task_state": None, "power_state": int(await mgr.power_of(uuid))},
+            await node.set_state(
+                uuid, {"task_state": None, "power_state": int(await node.power_of(uuid))},
                 expected_task_state=task, fault=exc,
             )
             return
-        await mgr.set_state(
+        await node.set_state(
             uuid,
-            {"vm_state": op.success_vm_state, "task_state": None, "power_state": int(await mgr.power_of(uuid))},
+            {"vm_state": op.success_vm_state, "task_state": None, "power_state": int(await node.power_of(uuid))},
             expected_task_state=task,
         )
 
 
-async def sync_power_states(mgr: ComputeManager) -> int:
+async def console_output(node: Node, uuid: str, length: int | None) -> str:
+    if await node.load(uuid) is None:
+        raise NotFound(f"Instance {uuid} could not be found.")
+    try:
+        text = await driver_for(node.driver, Capability.CONSOLE, node=node.name).get_console_output(uuid)
+    except DriverError as exc:
+        raise InvalidState(f"Instance {uuid} has no console output: {exc.message}") from exc
+    if length is None or int(length) < 0:
+        return text
+    # Nova's tail: the last `length` pieces of the text split on "\n", so a trailing newline
+    # counts as one of them (Tempest counts lines that way).
+    return "\n".join(text.split("\n")[-int(length):]) if int(length) > 0 else ""
+
+
+async def diagnostics(node: Node, uuid: str) -> dict[str, Any]:
+    if await node.load(uuid) is None:
+        raise NotFound(f"Instance {uuid} could not be found.")
+    try:
+        return await driver_for(node.driver, Capability.DIAGNOSTICS, node=node.name).get_diagnostics(uuid)
+    except DriverError as exc:
+        raise InvalidState(f"Instance {uuid} has no diagnostics: {exc.message}") from exc
+
+
+async def sync_power_states(node: Node) -> int:
     """Nova's _sync_power_states: DB power_state follows the driver; a guest that shut itself down
     while ACTIVE becomes STOPPED; a STOPPED instance found running is powered off again.
     Instances with a task in flight are skipped. Returns how many rows changed."""
-    reported = {st.uuid: st.power_state for st in await mgr.driver.list_instances()}
+    reported = {st.uuid: st.power_state for st in await node.driver.list_instances()}
     changed = 0
     # Only the columns the comparison needs: a host may carry thousands of instances.
     q = sa.select(instances.c.uuid, instances.c.vm_state, instances.c.power_state).where(
-        mgr.owns_clause(), instances.c.deleted.is_(False), instances.c.task_state.is_(None),
+        node.owns_clause(), instances.c.deleted.is_(False), instances.c.task_state.is_(None),
         instances.c.vm_state.not_in([s.BUILDING, s.DELETED]),
     )
-    async with mgr.db.read() as conn:
+    async with node.db.read() as conn:
         rows = [dict(r) for r in (await conn.execute(q)).mappings()]
     for row in rows:
-        if mgr.locks.busy(row["uuid"]):
+        if node.locks.busy(row["uuid"]):
             continue
         if _wanted(row, reported.get(row["uuid"], PowerState.NOSTATE)) is None:
             continue
-        async with mgr.locks.hold(row["uuid"]):
-            inst = await mgr.load(row["uuid"])
+        async with node.locks.hold(row["uuid"]):
+            inst = await node.load(row["uuid"])
             if inst is None or inst["task_state"] is not None:
                 continue
-            power = await mgr.power_of(inst["uuid"])
+            power = await node.power_of(inst["uuid"])
             values = _wanted(inst, power)
             if values is None:
                 continue
             if values.pop("_power_off", False):
                 try:
-                    await power_driver(mgr).power_off(inst["uuid"])
-                    values["power_state"] = int(await mgr.power_of(inst["uuid"]))
+                    await driver_for(node.driver, Capability.POWER, node=node.name).power_off(inst["uuid"])
+                    values["power_state"] = int(await node.power_of(inst["uuid"]))
                 except Exception:
                     LOG.exception("power sync could not stop %s", inst["uuid"])
                     continue
-            if await mgr.set_state(inst["uuid"], values, expected_task_state=None, expected_vm_state=inst["vm_state"]):
+            if await node.set_state(inst["uuid"], values, expected_task_state=None, expected_vm_state=inst["vm_state"]):
                 changed += 1
     return changed
 

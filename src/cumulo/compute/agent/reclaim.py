@@ -18,13 +18,12 @@ from cumulo.compute import actions
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
 from cumulo.compute.agent import build
-from cumulo.compute.agent.power import power_driver
-from cumulo.compute.drivers.base import Capability, PowerState
+from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.models import instances
 from cumulo.db import utcnow
 
 if TYPE_CHECKING:
-    from cumulo.compute.agent.manager import ComputeManager
+    from cumulo.compute.agent.node import Node
 
 LOG = logging.getLogger(__name__)
 
@@ -38,77 +37,77 @@ def reclaim_spacing(interval: float) -> float:
     return max(0.5, min(interval / 2.0, 60.0))
 
 
-async def _power_off(mgr: ComputeManager, uuid: str) -> None:
-    if mgr.supports(Capability.POWER) and await mgr.power_of(uuid) not in _OFF:
-        await power_driver(mgr).power_off(uuid)
+async def _power_off(node: Node, uuid: str) -> None:
+    if node.supports(Capability.POWER) and await node.power_of(uuid) not in _OFF:
+        await driver_for(node.driver, Capability.POWER, node=node.name).power_off(uuid)
 
 
-async def soft_delete(mgr: ComputeManager, uuid: str, request_id: str | None) -> None:
-    async with mgr.locks.hold(uuid):
-        inst = await mgr.load(uuid)
+async def soft_delete(node: Node, uuid: str, request_id: str | None) -> None:
+    async with node.locks.hold(uuid):
+        inst = await node.load(uuid)
         if inst is None or inst["task_state"] != s.SOFT_DELETING:
             LOG.info("soft delete of %s skipped (task_state %s)", uuid, inst and inst["task_state"])
             return
-        await soft_delete_locked(mgr, inst, request_id)
+        await soft_delete_locked(node, inst, request_id)
 
 
-async def soft_delete_locked(mgr: ComputeManager, inst: dict[str, Any], request_id: str | None) -> None:
+async def soft_delete_locked(node: Node, inst: dict[str, Any], request_id: str | None) -> None:
     uuid = inst["uuid"]
-    req = await mgr.request_id_for(uuid, request_id, actions.DELETE)
+    req = await node.request_id_for(uuid, request_id, actions.DELETE)
     try:
-        async with actions.event(mgr.db, uuid, req, "compute_soft_delete_instance", mgr.host):
-            await _power_off(mgr, uuid)
+        async with actions.event(node.db, uuid, req, "compute_soft_delete_instance", node.host):
+            await _power_off(node, uuid)
     except Exception as exc:
         # Nova's reverts_task_state: the server stays as it was, with a fault, and is not queued.
         LOG.warning("soft delete of %s failed: %s", uuid, exc)
-        await mgr.set_state(uuid, {"task_state": None, "deleted_at": None, "power_state": int(await mgr.power_of(uuid))},
+        await node.set_state(uuid, {"task_state": None, "deleted_at": None, "power_state": int(await node.power_of(uuid))},
                             expected_task_state=s.SOFT_DELETING, fault=exc)
         return
-    await mgr.set_state(
-        uuid, {"vm_state": s.SOFT_DELETED, "task_state": None, "power_state": int(await mgr.power_of(uuid))},
+    await node.set_state(
+        uuid, {"vm_state": s.SOFT_DELETED, "task_state": None, "power_state": int(await node.power_of(uuid))},
         expected_task_state=s.SOFT_DELETING,
     )
 
 
-async def restore(mgr: ComputeManager, uuid: str, request_id: str | None) -> None:
-    async with mgr.locks.hold(uuid):
-        inst = await mgr.load(uuid)
+async def restore(node: Node, uuid: str, request_id: str | None) -> None:
+    async with node.locks.hold(uuid):
+        inst = await node.load(uuid)
         if inst is None or inst["task_state"] != s.RESTORING:
             LOG.info("restore of %s skipped (task_state %s)", uuid, inst and inst["task_state"])
             return
-        await restore_locked(mgr, inst, request_id)
+        await restore_locked(node, inst, request_id)
 
 
-async def restore_locked(mgr: ComputeManager, inst: dict[str, Any], request_id: str | None) -> None:
+async def restore_locked(node: Node, inst: dict[str, Any], request_id: str | None) -> None:
     uuid = inst["uuid"]
-    req = await mgr.request_id_for(uuid, request_id, actions.RESTORE)
+    req = await node.request_id_for(uuid, request_id, actions.RESTORE)
     try:
-        async with actions.event(mgr.db, uuid, req, "compute_restore_instance", mgr.host):
-            if await mgr.power_of(uuid) != PowerState.RUNNING:
-                await power_driver(mgr).power_on(await mgr.spec(inst))
+        async with actions.event(node.db, uuid, req, "compute_restore_instance", node.host):
+            if await node.power_of(uuid) != PowerState.RUNNING:
+                await driver_for(node.driver, Capability.POWER, node=node.name).power_on(await node.spec(inst))
     except Exception as exc:
         # Still soft-deleted; its clock restarts so that the owner has a full interval to retry.
         LOG.warning("restore of %s failed: %s", uuid, exc)
-        await mgr.set_state(uuid, {"task_state": None, "deleted_at": utcnow(), "power_state": int(await mgr.power_of(uuid))},
+        await node.set_state(uuid, {"task_state": None, "deleted_at": utcnow(), "power_state": int(await node.power_of(uuid))},
                             expected_task_state=s.RESTORING, fault=exc)
         return
-    await mgr.set_state(
-        uuid, {"vm_state": s.ACTIVE, "task_state": None, "power_state": int(await mgr.power_of(uuid))},
+    await node.set_state(
+        uuid, {"vm_state": s.ACTIVE, "task_state": None, "power_state": int(await node.power_of(uuid))},
         expected_task_state=s.RESTORING,
     )
 
 
-async def settle_locked(mgr: ComputeManager, inst: dict[str, Any]) -> None:
+async def settle_locked(node: Node, inst: dict[str, Any]) -> None:
     """After a restart: finish a soft delete or a restore that was interrupted."""
     if inst["task_state"] == s.SOFT_DELETING:
-        await soft_delete_locked(mgr, inst, None)
+        await soft_delete_locked(node, inst, None)
     elif inst["task_state"] == s.RESTORING:
-        await restore_locked(mgr, inst, None)
+        await restore_locked(node, inst, None)
 
 
-async def claim_for_reclaim(mgr: ComputeManager, uuid: str, cutoff: dt.datetime) -> bool:
+async def claim_for_reclaim(node: Node, uuid: str, cutoff: dt.datetime) -> bool:
     """(soft-delete, no task, deleted before cutoff) → deleting; False when a restore came first."""
-    async with mgr.db.write() as conn:
+    async with node.db.write() as conn:
         res = await conn.execute(
             sa.update(instances)
             .where(
@@ -121,25 +120,25 @@ async def claim_for_reclaim(mgr: ComputeManager, uuid: str, cutoff: dt.datetime)
         return bool(res.rowcount)
 
 
-async def reclaim(mgr: ComputeManager, now: dt.datetime | None = None) -> list[str]:
+async def reclaim(node: Node, now: dt.datetime | None = None) -> list[str]:
     """Delete this node's servers soft-deleted for longer than the interval; their uuids."""
-    interval = mgr.conf.reclaim_instance_interval
+    interval = node.conf.reclaim_instance_interval
     if interval <= 0:
         return []
     cutoff = (now or utcnow()) - dt.timedelta(seconds=interval)
     q = sa.select(instances.c.uuid).where(
-        mgr.owns_clause(), instances.c.deleted.is_(False), instances.c.vm_state == s.SOFT_DELETED,
+        node.owns_clause(), instances.c.deleted.is_(False), instances.c.vm_state == s.SOFT_DELETED,
         instances.c.task_state.is_(None), sa.or_(instances.c.deleted_at.is_(None), instances.c.deleted_at <= cutoff),
     )
-    async with mgr.db.read() as conn:
+    async with node.db.read() as conn:
         due = [r[0] for r in await conn.execute(q)]
     reclaimed: list[str] = []
     for uuid in due:
-        if not await claim_for_reclaim(mgr, uuid, cutoff):
+        if not await claim_for_reclaim(node, uuid, cutoff):
             continue
         LOG.info("reclaiming soft-deleted instance %s", uuid)
-        await build.terminate(mgr, uuid, None)
-        async with mgr.db.read() as conn:
+        await build.terminate(node, uuid, None)
+        async with node.db.read() as conn:
             if await inst_db.get(conn, uuid) is None:
                 reclaimed.append(uuid)
     return reclaimed

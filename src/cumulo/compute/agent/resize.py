@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from cumulo.compute import actions, migration_records
 from cumulo.compute import states as s
-from cumulo.compute.agent.power import resize_driver
-from cumulo.compute.drivers.base import PowerState
+from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.specs import flavor_columns, flavor_spec
 
 if TYPE_CHECKING:
-    from cumulo.compute.agent.manager import ComputeManager
+    from cumulo.compute.agent.node import Node
 
 LOG = logging.getLogger(__name__)
 
@@ -38,40 +37,40 @@ def settled_vm_state(power: PowerState, fallback: str = s.ACTIVE) -> str:
     return fallback
 
 
-async def resize(mgr: ComputeManager, uuid: str, new_flavor: dict[str, Any], request_id: str | None) -> None:
-    async with mgr.locks.hold(uuid):
-        inst = await mgr.load(uuid)
+async def resize(node: Node, uuid: str, new_flavor: dict[str, Any], request_id: str | None) -> None:
+    async with node.locks.hold(uuid):
+        inst = await node.load(uuid)
         if inst is None or inst["task_state"] not in RESIZE_TASK_STATES:
             LOG.info("resize of %s skipped (task_state %s)", uuid, inst and inst["task_state"])
             return
-        req = await mgr.request_id_for(uuid, request_id, actions.RESIZE)
+        req = await node.request_id_for(uuid, request_id, actions.RESIZE)
         old_flavor = inst["flavor"]
         sysmeta = dict(inst["system_metadata"] or {})
         sysmeta[OLD_VM_STATE] = inst["vm_state"]
-        if not await mgr.set_state(
+        if not await node.set_state(
             uuid,
             {"task_state": s.RESIZE_MIGRATING, "new_flavor": new_flavor, "system_metadata": sysmeta},
             expected_task_state=inst["task_state"],
         ):
             return
-        await migration_records.set_status(mgr.db, uuid, migration_records.MIGRATING)
+        await migration_records.set_status(node.db, uuid, migration_records.MIGRATING)
         try:
-            async with actions.event(mgr.db, uuid, req, "compute_resize_instance", mgr.host):
-                driver = resize_driver(mgr)
-                await driver.resize(await mgr.spec(inst, flavor=new_flavor), flavor_spec(old_flavor))
+            async with actions.event(node.db, uuid, req, "compute_resize_instance", node.host):
+                driver = driver_for(node.driver, Capability.RESIZE, node=node.name)
+                await driver.resize(await node.spec(inst, flavor=new_flavor), flavor_spec(old_flavor))
         except Exception as exc:
             LOG.warning("resize of %s failed: %s", uuid, exc)
-            await mgr.placement.revert_resize(uuid)
-            await mgr.set_state(
+            await node.placement.revert_resize(uuid)
+            await node.set_state(
                 uuid,
                 {"vm_state": s.ERROR, "task_state": None, "new_flavor": None,
-                 "power_state": int(await mgr.power_of(uuid))},
+                 "power_state": int(await node.power_of(uuid))},
                 expected_task_state=s.RESIZE_MIGRATING,
                 fault=exc,
             )
-            await migration_records.set_status(mgr.db, uuid, migration_records.ERROR)
+            await migration_records.set_status(node.db, uuid, migration_records.ERROR)
             return
-        await mgr.set_state(
+        await node.set_state(
             uuid,
             {
                 "vm_state": s.RESIZED,
@@ -79,37 +78,37 @@ async def resize(mgr: ComputeManager, uuid: str, new_flavor: dict[str, Any], req
                 "flavor": new_flavor,
                 "old_flavor": old_flavor,
                 "new_flavor": new_flavor,
-                "power_state": int(await mgr.power_of(uuid)),
+                "power_state": int(await node.power_of(uuid)),
                 **flavor_columns(new_flavor),
             },
             expected_task_state=s.RESIZE_MIGRATING,
         )
-        await migration_records.set_status(mgr.db, uuid, migration_records.FINISHED)
+        await migration_records.set_status(node.db, uuid, migration_records.FINISHED)
 
 
-async def confirm(mgr: ComputeManager, uuid: str, request_id: str | None) -> None:
-    async with mgr.locks.hold(uuid):
-        inst = await mgr.load(uuid)
+async def confirm(node: Node, uuid: str, request_id: str | None) -> None:
+    async with node.locks.hold(uuid):
+        inst = await node.load(uuid)
         if inst is None or inst["vm_state"] != s.RESIZED or inst["task_state"] not in CONFIRM_TASK_STATES:
             LOG.info("confirm_resize of %s skipped", uuid)
             return
         task = inst["task_state"]
-        req = await mgr.request_id_for(uuid, request_id, actions.CONFIRM_RESIZE)
+        req = await node.request_id_for(uuid, request_id, actions.CONFIRM_RESIZE)
         try:
-            async with actions.event(mgr.db, uuid, req, "compute_confirm_resize", mgr.host):
-                await resize_driver(mgr).confirm_resize(uuid)
+            async with actions.event(node.db, uuid, req, "compute_confirm_resize", node.host):
+                await driver_for(node.driver, Capability.RESIZE, node=node.name).confirm_resize(uuid)
         except Exception as exc:
-            await mgr.set_state(
+            await node.set_state(
                 uuid, {"vm_state": s.ERROR, "task_state": None}, expected_task_state=task,
                 expected_vm_state=s.RESIZED, fault=exc,
             )
-            await migration_records.set_status(mgr.db, uuid, migration_records.ERROR)
+            await migration_records.set_status(node.db, uuid, migration_records.ERROR)
             return
-        await mgr.placement.confirm_resize(uuid)
-        await migration_records.set_status(mgr.db, uuid, migration_records.CONFIRMED)
-        power = await mgr.power_of(uuid)
+        await node.placement.confirm_resize(uuid)
+        await migration_records.set_status(node.db, uuid, migration_records.CONFIRMED)
+        power = await node.power_of(uuid)
         sysmeta = {k: v for k, v in (inst["system_metadata"] or {}).items() if k != OLD_VM_STATE}
-        await mgr.set_state(
+        await node.set_state(
             uuid,
             {
                 "vm_state": settled_vm_state(power),
@@ -124,33 +123,33 @@ async def confirm(mgr: ComputeManager, uuid: str, request_id: str | None) -> Non
         )
 
 
-async def revert(mgr: ComputeManager, uuid: str, request_id: str | None) -> None:
-    async with mgr.locks.hold(uuid):
-        inst = await mgr.load(uuid)
+async def revert(node: Node, uuid: str, request_id: str | None) -> None:
+    async with node.locks.hold(uuid):
+        inst = await node.load(uuid)
         if inst is None or inst["vm_state"] != s.RESIZED or inst["task_state"] not in REVERT_TASK_STATES:
             LOG.info("revert_resize of %s skipped", uuid)
             return
-        await revert_locked(mgr, inst, request_id)
+        await revert_locked(node, inst, request_id)
 
 
-async def revert_locked(mgr: ComputeManager, inst: dict[str, Any], request_id: str | None) -> bool:
+async def revert_locked(node: Node, inst: dict[str, Any], request_id: str | None) -> bool:
     """Put the old flavor back (driver, placement, row). The caller holds the instance lock."""
     uuid, task = inst["uuid"], inst["task_state"]
     old_flavor = inst["old_flavor"] or inst["flavor"]
-    req = await mgr.request_id_for(uuid, request_id, actions.REVERT_RESIZE)
+    req = await node.request_id_for(uuid, request_id, actions.REVERT_RESIZE)
     try:
-        async with actions.event(mgr.db, uuid, req, "compute_revert_resize", mgr.host):
-            await resize_driver(mgr).revert_resize(await mgr.spec(inst, flavor=old_flavor))
+        async with actions.event(node.db, uuid, req, "compute_revert_resize", node.host):
+            await driver_for(node.driver, Capability.RESIZE, node=node.name).revert_resize(await node.spec(inst, flavor=old_flavor))
     except Exception as exc:
-        await mgr.set_state(uuid, {"vm_state": s.ERROR, "task_state": None}, expected_task_state=task, fault=exc)
-        await migration_records.set_status(mgr.db, uuid, migration_records.ERROR)
+        await node.set_state(uuid, {"vm_state": s.ERROR, "task_state": None}, expected_task_state=task, fault=exc)
+        await migration_records.set_status(node.db, uuid, migration_records.ERROR)
         return False
-    await mgr.placement.revert_resize(uuid)
-    await migration_records.set_status(mgr.db, uuid, migration_records.REVERTED)
-    power = await mgr.power_of(uuid)
+    await node.placement.revert_resize(uuid)
+    await migration_records.set_status(node.db, uuid, migration_records.REVERTED)
+    power = await node.power_of(uuid)
     sysmeta = dict(inst["system_metadata"] or {})
     previous = sysmeta.pop(OLD_VM_STATE, s.ACTIVE)
-    return await mgr.set_state(
+    return await node.set_state(
         uuid,
         {
             "vm_state": settled_vm_state(power, previous),

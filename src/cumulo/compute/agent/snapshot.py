@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 from cumulo.compute import actions
 from cumulo.compute import states as s
-from cumulo.compute.agent.power import snapshot_driver
+from cumulo.compute.drivers.base import Capability, driver_for
 
 if TYPE_CHECKING:
-    from cumulo.compute.agent.manager import ComputeManager
+    from cumulo.compute.agent.node import Node
 
 LOG = logging.getLogger(__name__)
 
@@ -29,47 +29,47 @@ SNAPSHOT_TASK_STATES = frozenset(
 SNAPSHOT_IMAGE_KEY = "snapshot_image_id"
 
 
-async def snapshot(mgr: ComputeManager, uuid: str, image_id: str, request_id: str | None) -> None:
-    async with mgr.locks.hold(uuid):
-        inst = await mgr.load(uuid)
+async def snapshot(node: Node, uuid: str, image_id: str, request_id: str | None) -> None:
+    async with node.locks.hold(uuid):
+        inst = await node.load(uuid)
         if inst is None or inst["task_state"] not in SNAPSHOT_TASK_STATES:
             LOG.info("snapshot of %s skipped (task_state %s)", uuid, inst and inst["task_state"])
-            await mark_failed(mgr, image_id)
+            await mark_failed(node, image_id)
             return
-        req = await mgr.request_id_for(uuid, request_id, actions.CREATE_IMAGE)
+        req = await node.request_id_for(uuid, request_id, actions.CREATE_IMAGE)
         sysmeta = dict(inst["system_metadata"] or {})
         sysmeta[SNAPSHOT_IMAGE_KEY] = image_id
-        if not await mgr.set_state(
+        if not await node.set_state(
             uuid, {"task_state": s.IMAGE_PENDING_UPLOAD, "system_metadata": sysmeta},
             expected_task_state=inst["task_state"],
         ):
-            await mark_failed(mgr, image_id)
+            await mark_failed(node, image_id)
             return
         task = s.IMAGE_PENDING_UPLOAD
-        workdir = await asyncio.to_thread(_make_workdir, mgr.conf.state_dir)
+        workdir = await asyncio.to_thread(_make_workdir, node.conf.state_dir)
         try:
-            async with actions.event(mgr.db, uuid, req, "compute_snapshot_instance", mgr.host):
-                if mgr.images is None:
+            async with actions.event(node.db, uuid, req, "compute_snapshot_instance", node.host):
+                if node.images is None:
                     raise RuntimeError("no image service to upload the snapshot to")
-                result = await snapshot_driver(mgr).snapshot(uuid, workdir)
-                if await mgr.set_state(uuid, {"task_state": s.IMAGE_UPLOADING}, expected_task_state=task):
+                result = await driver_for(node.driver, Capability.SNAPSHOT, node=node.name).snapshot(uuid, workdir)
+                if await node.set_state(uuid, {"task_state": s.IMAGE_UPLOADING}, expected_task_state=task):
                     task = s.IMAGE_UPLOADING
-                await mgr.images.describe_snapshot(
+                await node.images.describe_snapshot(
                     image_id, result.disk_format, result.container_format, result.properties
                 )
-                await mgr.images.upload_from_path(image_id, result.path)
+                await node.images.upload_from_path(image_id, result.path)
         except Exception as exc:
             LOG.warning("snapshot of %s failed: %s", uuid, exc)
-            await mark_failed(mgr, image_id)
+            await mark_failed(node, image_id)
             sysmeta.pop(SNAPSHOT_IMAGE_KEY, None)
-            await mgr.set_state(
+            await node.set_state(
                 uuid, {"task_state": None, "system_metadata": sysmeta}, expected_task_state=task, fault=exc
             )
             return
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         sysmeta.pop(SNAPSHOT_IMAGE_KEY, None)
-        await mgr.set_state(uuid, {"task_state": None, "system_metadata": sysmeta}, expected_task_state=task)
+        await node.set_state(uuid, {"task_state": None, "system_metadata": sysmeta}, expected_task_state=task)
 
 
 def _make_workdir(state_dir: Path) -> str:
@@ -78,10 +78,10 @@ def _make_workdir(state_dir: Path) -> str:
     return tempfile.mkdtemp(prefix="snap-", dir=base)
 
 
-async def mark_failed(mgr: ComputeManager, image_id: str | None) -> None:
-    if not image_id or mgr.images is None:
+async def mark_failed(node: Node, image_id: str | None) -> None:
+    if not image_id or node.images is None:
         return
     try:
-        await mgr.images.mark_failed(image_id)
+        await node.images.mark_failed(image_id)
     except Exception:
         LOG.exception("could not mark image %s as failed", image_id)

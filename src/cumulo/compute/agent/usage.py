@@ -8,12 +8,12 @@ for each server the node owns and runs, and never for a guest no instance owns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from cumulo.compute.drivers.base import Capability, InstanceSample, Metrics
+from cumulo.compute.drivers.base import Capability, InstanceSample, capabilities_of, driver_for
 
 if TYPE_CHECKING:
-    from cumulo.compute.agent.manager import ComputeManager
+    from cumulo.compute.agent.node import Node
 
 
 @dataclass(frozen=True)
@@ -26,19 +26,19 @@ class ServerUsage:
     sample: InstanceSample
 
 
-def supports_metrics(mgr: ComputeManager) -> bool:
-    return Capability.METRICS in mgr.driver.info.capabilities and isinstance(mgr.driver, Metrics)
+def supports_metrics(node: Node) -> bool:
+    return Capability.METRICS in capabilities_of(node.driver)
 
 
-async def node_usage(mgr: ComputeManager) -> list[ServerUsage]:
+async def node_usage(node: Node) -> list[ServerUsage]:
     """Every server of this node that its driver can sample now."""
-    if not supports_metrics(mgr):
+    if not supports_metrics(node):
         return []
-    rows = {str(r["uuid"]): r for r in await mgr.host_instances()}
+    rows = {str(r["uuid"]): r for r in await node.host_instances()}
     if not rows:
         return []
-    samples = await cast(Metrics, mgr.driver).sample_instances(sorted(rows))
+    samples = await driver_for(node.driver, Capability.METRICS).sample_instances(sorted(rows))
     return [
-        ServerUsage(s.uuid, str(rows[s.uuid].get("project_id") or ""), mgr.host, mgr.node, mgr.driver.info.name, s)
+        ServerUsage(s.uuid, str(rows[s.uuid].get("project_id") or ""), node.host, node.name, node.driver.info.name, s)
         for s in samples if s.uuid in rows
     ]

@@ -1,7 +1,9 @@
 """The driver contract: small Protocols a driver implements as far as it can, plus DriverInfo.
 
-A driver declares what it supports in `DriverInfo.capabilities`; the manager and the API consult
-that instead of probing. Drivers never import the DB, any API or each other: everything they need
+A driver declares what it supports in `DriverInfo.capabilities` (none unless it says so: they fail
+closed, as in Nova); the manager and the API consult that instead of probing. `CAPABILITY_PROTOCOLS`
+names the Protocol each capability stands for, and `driver_for` is the one way the agent reaches a
+driver through one of them. Drivers never import the DB, any API or each other: everything they need
 arrives in an `InstanceSpec`, and everything they produce is returned.
 
 Contract rules that every driver honours (the contract test suite checks them):
@@ -15,7 +17,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import Any, Literal, Protocol, overload, runtime_checkable
+
+from cumulo.errors import InvalidState
 
 
 class PowerState(enum.IntEnum):
@@ -58,7 +63,7 @@ class DriverInfo:
     hypervisor_type: str  # shown by os-hypervisors
     instance_types: tuple[str, ...]  # what images may ask for with hypervisor_type
     version: int = 1
-    capabilities: frozenset[Capability] = frozenset(Capability)
+    capabilities: frozenset[Capability] = frozenset()  # fail closed: a driver names what it does
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -277,3 +282,59 @@ class ImageCache(Protocol):
 
 class Driver(Host, Lifecycle, Protocol):
     """The least a driver is: a host it describes and instances it can make and remove."""
+
+
+# The Protocol a driver implements when it declares each capability (the contract tests check both).
+CAPABILITY_PROTOCOLS: MappingProxyType[Capability, type] = MappingProxyType({
+    Capability.POWER: Power,
+    Capability.PAUSE: Pause,
+    Capability.SUSPEND: Suspend,
+    Capability.RESIZE: Resize,
+    Capability.REBUILD: Rebuild,
+    Capability.SNAPSHOT: Snapshot,
+    Capability.CONSOLE: Console,
+    Capability.DIAGNOSTICS: Diagnostics,
+    Capability.METRICS: Metrics,
+})
+
+
+def supports(driver: Host, capability: Capability) -> bool:
+    """Whether the driver declares the capability and implements its Protocol (fail closed)."""
+    return capability in driver.info.capabilities and isinstance(driver, CAPABILITY_PROTOCOLS[capability])
+
+
+def capabilities_of(driver: Host) -> frozenset[Capability]:
+    """What the driver supports: what it declares and also implements (what its node advertises)."""
+    return frozenset(c for c in driver.info.capabilities if supports(driver, c))
+
+
+@overload
+def driver_for(driver: Host, capability: Literal[Capability.POWER], *, node: str | None = None) -> Power: ...
+@overload
+def driver_for(driver: Host, capability: Literal[Capability.PAUSE], *, node: str | None = None) -> Pause: ...
+@overload
+def driver_for(driver: Host, capability: Literal[Capability.SUSPEND], *, node: str | None = None) -> Suspend: ...
+@overload
+def driver_for(driver: Host, capability: Literal[Capability.RESIZE], *, node: str | None = None) -> Resize: ...
+@overload
+def driver_for(driver: Host, capability: Literal[Capability.REBUILD], *, node: str | None = None) -> Rebuild: ...
+@overload
+def driver_for(driver: Host, capability: Literal[Capability.SNAPSHOT], *, node: str | None = None) -> Snapshot: ...
+@overload
+def driver_for(driver: Host, capability: Literal[Capability.CONSOLE], *, node: str | None = None) -> Console: ...
+@overload
+def driver_for(
+    driver: Host, capability: Literal[Capability.DIAGNOSTICS], *, node: str | None = None
+) -> Diagnostics: ...
+@overload
+def driver_for(driver: Host, capability: Literal[Capability.METRICS], *, node: str | None = None) -> Metrics: ...
+def driver_for(driver: Host, capability: Capability, *, node: str | None = None) -> object:
+    """The driver seen through the Protocol of `capability`; InvalidState when it does not declare
+    the capability or does not implement its Protocol. `node` names the node in the message."""
+    where = f" of node {node}" if node else ""
+    if capability not in driver.info.capabilities:
+        raise InvalidState(f"The {driver.info.name} driver{where} does not support {capability.value}")
+    proto = CAPABILITY_PROTOCOLS[capability]
+    if not isinstance(driver, proto):
+        raise InvalidState(f"The {driver.info.name} driver{where} does not implement {proto.__name__}")
+    return driver
