@@ -1,17 +1,210 @@
 """One typed settings object. Only this module reads the environment.
 
 Precedence: explicit overrides (CLI flags) > CUMULO_* environment > settings file (YAML) > defaults.
+
+The less common knobs of one driver or subsystem sit, flat, under the settings file's `extra:`
+mapping (`runc_stop_grace: 1.0`). They are parsed once, when the Settings object is made, into one
+typed dataclass per driver or subsystem (`conf.runc.stop_grace`, `conf.scheduler.filters`, ...);
+an unknown key, or a value of the wrong type, is a ValueError that names the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
+
+
+def _key(name: str) -> dict[str, str]:
+    """Field metadata: the `extra:` key of a section field whose key is not PREFIX + its name."""
+    return {"key": name}
+
+
+@dataclass(frozen=True)
+class RuncSettings:
+    """The runc driver (`extra` keys runc_*)."""
+
+    PREFIX: ClassVar[str] = "runc_"
+    # Seconds between SIGTERM and SIGKILL when a container stops (a shell as pid 1 ignores SIGTERM).
+    stop_grace: float = 10.0
+    # The pids cgroup limit of every container.
+    pids_limit: int = 1024
+    # Bound of each container's console log.
+    console_max_bytes: int = 1 << 20
+    # "auto" (CRIU where `criu check` passes, else the freezer) or "freezer".
+    suspend: str = "auto"
+    # Test hook: seconds each spawn waits (a cancellable spawn, for crash tests).
+    spawn_delay: float = 0.0
+    # Each container's root disk: "auto", "ext4" or "none" (drivers/runc/rootdisk.py).
+    root_disk: str = "auto"
+    # The root disk of a container whose flavor has root_gb 0.
+    default_root_gb: int = 1
+
+
+@dataclass(frozen=True)
+class QemuSettings:
+    """The QEMU driver (`extra` keys qemu_*)."""
+
+    PREFIX: ClassVar[str] = "qemu_"
+    # "auto" (KVM only where a probe guest really runs under it), "kvm" or "tcg".
+    accel: str = "auto"
+    # The longest a hard reboot of a q35 VM waits for SeaBIOS's own reset.
+    boot_timeout: float = 90.0
+    # Seconds an ACPI power-down may take before QEMU is quit.
+    stop_timeout: float = 60.0
+    # Bound of each VM's serial console log.
+    console_max_bytes: int = 1 << 20
+    # Machine type of disk images and bzImage kernels; an image's hw_machine_type wins.
+    machine: str = "q35"
+    # Machine of direct-kernel (AKI/ARI) images whose kernel has a PVH entry: "microvm" or "q35".
+    direct_kernel_machine: str = "microvm"
+    # The TSC rate (kHz) a microvm guest under TCG is told; 0: measured at start.
+    tsc_khz: int = 0
+    # Test hook: seconds each VM spawn waits (crash tests).
+    spawn_delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class FakeSettings:
+    """The fake driver (`extra` keys fake_*; the fake hosts' sizes are top-level settings)."""
+
+    PREFIX: ClassVar[str] = "fake_"
+    # The image hypervisor_type values fake hosts accept; empty: the driver's default list.
+    instance_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConductorSettings:
+    """The conductor (`extra` keys conductor_*)."""
+
+    PREFIX: ClassVar[str] = "conductor_"
+    # Builds in flight at once (scheduling is serial anyway; more would queue for DB connections).
+    build_concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """The scheduler's filters and weighers (Nova's [filter_scheduler] names)."""
+
+    PREFIX: ClassVar[str] = ""
+    # Host filters and weighers in order, by name; empty: the scheduler's defaults.
+    filters: tuple[str, ...] = field(default=(), metadata=_key("scheduler_filters"))
+    weighers: tuple[str, ...] = field(default=(), metadata=_key("scheduler_weighers"))
+    # Weigher multipliers: positive spreads, negative stacks.
+    ram_weight_multiplier: float = 1.0
+    cpu_weight_multiplier: float = 1.0
+    disk_weight_multiplier: float = 1.0
+    soft_affinity_weight_multiplier: float = 1.0
+    soft_anti_affinity_weight_multiplier: float = 1.0
+
+
+@dataclass(frozen=True)
+class ServiceGroupSettings:
+    """Service liveness (Nova's servicegroup options)."""
+
+    PREFIX: ClassVar[str] = ""
+    # Seconds without a heartbeat before a service counts as down.
+    service_down_time: float = 60.0
+    # Seconds between service heartbeats.
+    report_interval: float = 10.0
+
+
+@dataclass(frozen=True)
+class ReservedHostSettings:
+    """Capacity every host keeps for itself (Nova's reserved_host_*; `extra` keys reserved_host_*)."""
+
+    PREFIX: ClassVar[str] = "reserved_host_"
+    cpus: int = 0
+    memory_mb: int = 0
+    disk_gb: int = 0
+
+
+@dataclass(frozen=True)
+class DemoImageSettings:
+    """The demo images seeded at start-up."""
+
+    PREFIX: ClassVar[str] = ""
+    # Register and build the tiny-vm demo image: "auto", "on" or "off" (image/demo).
+    tiny_vm_image: str = "auto"
+    # Where the kernel package is cached; None: ~/.cache/cumulo/build ($XDG_CACHE_HOME honoured).
+    image_build_cache: Path | None = None
+
+
+# Settings attribute -> the typed section it holds, parsed from `extra`.
+SECTIONS: dict[str, type[Any]] = {
+    "runc": RuncSettings,
+    "qemu": QemuSettings,
+    "fake": FakeSettings,
+    "conductor": ConductorSettings,
+    "scheduler": SchedulerSettings,
+    "servicegroup": ServiceGroupSettings,
+    "reserved_host": ReservedHostSettings,
+    "demo_images": DemoImageSettings,
+}
+# `extra` keys that are older spellings of a top-level setting (and win over it, as they did).
+ALIASES = ("image_size_cap",)
+
+
+def _section_keys(cls: type[Any]) -> dict[str, str]:
+    """`extra` key -> field name of one section."""
+    return {f.metadata.get("key", cls.PREFIX + f.name): f.name for f in fields(cls)}
+
+
+def _names(raw: Any) -> tuple[str, ...]:
+    """A list of names: a list, or a comma-separated string."""
+    return tuple(n.strip() for n in raw.split(",")) if isinstance(raw, str) else tuple(str(n) for n in raw)
+
+
+_LABELS: dict[Any, str] = {
+    float: "a number",
+    int: "an integer",
+    str: "a string",
+    tuple[str, ...]: "a list of names (or a comma-separated string)",
+    Path | None: "a path",
+}
+
+
+def _typed(key: str, kind: Any, raw: Any) -> Any:
+    try:
+        if kind is float:
+            return float(raw)
+        if kind is int:
+            return int(raw)
+        if kind is str:
+            return str(raw)
+        if kind == tuple[str, ...]:
+            return _names(raw)
+        if kind == Path | None:
+            return Path(str(raw))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting extra.{key}: {raw!r} is not {_LABELS.get(kind, kind)}") from exc
+    raise TypeError(f"setting extra.{key}: no parser for {kind}")  # a section field of a new type
+
+
+def parse_extra(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The typed sections (Settings attribute -> dataclass) of an `extra` mapping. An unset, null
+    or empty value keeps the field's default; an unknown key is a ValueError naming it."""
+    if not isinstance(extra, Mapping):
+        raise ValueError(f"setting extra: expected a mapping of keys to values, not {extra!r}")
+    known = set(ALIASES)
+    out: dict[str, Any] = {}
+    for attr, cls in SECTIONS.items():
+        keys = _section_keys(cls)
+        known.update(keys)
+        hints = typing.get_type_hints(cls)
+        values = {name: _typed(key, hints[name], extra[key]) for key, name in keys.items()
+                  if extra.get(key) not in (None, "", [], ())}
+        out[attr] = cls(**values)
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise ValueError(f"unknown setting under extra: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return out
 
 
 @dataclass(frozen=True)
@@ -82,7 +275,23 @@ class Settings:
     quota_metadata_items: int = 128
     quota_server_groups: int = 10
     quota_server_group_members: int = 10
+    # The settings file's `extra:` mapping as written. Read the typed sections below instead.
     extra: dict[str, Any] = field(default_factory=dict)
+    # The typed sections, parsed from `extra` when the object is made (SECTIONS).
+    runc: RuncSettings = field(init=False)
+    qemu: QemuSettings = field(init=False)
+    fake: FakeSettings = field(init=False)
+    conductor: ConductorSettings = field(init=False)
+    scheduler: SchedulerSettings = field(init=False)
+    servicegroup: ServiceGroupSettings = field(init=False)
+    reserved_host: ReservedHostSettings = field(init=False)
+    demo_images: DemoImageSettings = field(init=False)
+
+    def __post_init__(self) -> None:
+        for attr, section in parse_extra(self.extra).items():
+            object.__setattr__(self, attr, section)
+        if self.extra.get("image_size_cap") not in (None, ""):
+            object.__setattr__(self, "image_size_cap", _typed("image_size_cap", int, self.extra["image_size_cap"]))
 
     @property
     def database_url(self) -> str:
@@ -119,7 +328,7 @@ def load(config_file: Path | None = None, env: dict[str, str] | None = None, **o
     values: dict[str, Any] = {}
     if config_file is not None and config_file.exists():
         values.update(yaml.safe_load(config_file.read_text()) or {})
-    known = {f.name: f for f in fields(Settings)}
+    known = {f.name: f for f in fields(Settings) if f.init}
     for name in known:
         key = "CUMULO_" + name.upper()
         if key in env:

@@ -48,8 +48,3 @@ class Registry(dict[str, type[L]], Generic[L]):
                 f"unknown scheduler {self.kind}: {', '.join(unknown)}; known: {', '.join(sorted(self))}"
             )
         return [self[n](conf) for n in names if n]
-
-
-def names_of(raw: str | Sequence[str]) -> list[str]:
-    """A configured list of names: a list, or a comma-separated string."""
-    return [n.strip() for n in raw.split(",")] if isinstance(raw, str) else [str(n) for n in raw]

@@ -1,4 +1,4 @@
-"""Host filters, pluggable by name. `conf.extra["scheduler_filters"]` (a list or comma string) picks them.
+"""Host filters, pluggable by name. `conf.scheduler.filters` (extra key scheduler_filters) picks them.
 
 Default order (cheap and decisive first, as Nova runs them): ComputeFilter, AvailabilityZoneFilter,
 ComputeCapabilitiesFilter, ImagePropertiesFilter, CoreFilter, RamFilter, DiskFilter, then the server
@@ -11,7 +11,6 @@ from cumulo.conf import Settings
 from cumulo.scheduler.filters import affinity as _affinity  # noqa: F401  (registers the server group filters)
 from cumulo.scheduler.filters import builtin as _builtin  # noqa: F401  (registers the standard filters)
 from cumulo.scheduler.filters.base import REGISTRY, BaseHostFilter, register
-from cumulo.scheduler.loadables import names_of
 
 DEFAULT_FILTERS = (
     "ComputeFilter",
@@ -27,7 +26,7 @@ DEFAULT_FILTERS = (
 
 
 def configured_filters(conf: Settings) -> list[BaseHostFilter]:
-    return REGISTRY.load(names_of(conf.extra.get("scheduler_filters") or DEFAULT_FILTERS), conf)
+    return REGISTRY.load(conf.scheduler.filters or DEFAULT_FILTERS, conf)
 
 
 __all__ = ["DEFAULT_FILTERS", "REGISTRY", "BaseHostFilter", "configured_filters", "register"]

@@ -1,4 +1,4 @@
-"""Host weighers, pluggable by name. `conf.extra["scheduler_weighers"]` (list or comma string) picks them.
+"""Host weighers, pluggable by name. `conf.scheduler.weighers` (extra key scheduler_weighers) picks them.
 
 The default is RAMWeigher (spread instances by free RAM, as Nova does by default) and the soft server
 group weighers, which weigh nothing unless the request's group has their policy.
@@ -7,7 +7,6 @@ group weighers, which weigh nothing unless the request's group has their policy.
 from __future__ import annotations
 
 from cumulo.conf import Settings
-from cumulo.scheduler.loadables import names_of
 from cumulo.scheduler.weighers import affinity as _affinity  # noqa: F401  (registers the server group weighers)
 from cumulo.scheduler.weighers import builtin as _builtin  # noqa: F401  (registers the standard weighers)
 from cumulo.scheduler.weighers.base import REGISTRY, BaseHostWeigher, normalize, register, weigh_hosts
@@ -16,7 +15,7 @@ DEFAULT_WEIGHERS = ("RAMWeigher", "ServerGroupSoftAffinityWeigher", "ServerGroup
 
 
 def configured_weighers(conf: Settings) -> list[BaseHostWeigher]:
-    return REGISTRY.load(names_of(conf.extra.get("scheduler_weighers") or DEFAULT_WEIGHERS), conf)
+    return REGISTRY.load(conf.scheduler.weighers or DEFAULT_WEIGHERS, conf)
 
 
 __all__ = ["DEFAULT_WEIGHERS", "REGISTRY", "BaseHostWeigher", "configured_weighers", "normalize", "register", "weigh_hosts"]

@@ -1,14 +1,15 @@
 """Soft server group policies as weighers, named as in Nova (weights/affinity.py).
 
 The raw weight is the number of the group's other members on the candidate's HOST:
-ServerGroupSoftAffinityWeigher prefers more (multiplier conf.extra["soft_affinity_weight_multiplier"],
+ServerGroupSoftAffinityWeigher prefers more (multiplier conf.scheduler.soft_affinity_weight_multiplier,
 default 1.0), ServerGroupSoftAntiAffinityWeigher prefers fewer (its raw weight is negated;
-conf.extra["soft_anti_affinity_weight_multiplier"], default 1.0). A request without a group, or
+conf.scheduler.soft_anti_affinity_weight_multiplier, default 1.0). A request without a group, or
 with another policy, weighs 0 everywhere, so the other weighers decide.
 """
 
 from __future__ import annotations
 
+from cumulo.conf import SchedulerSettings
 from cumulo.scheduler.groups import SOFT_AFFINITY, SOFT_ANTI_AFFINITY
 from cumulo.scheduler.hoststate import HostState, RequestSpec
 from cumulo.scheduler.weighers.base import BaseHostWeigher, register
@@ -27,8 +28,10 @@ class _SoftAffinityWeigherBase(BaseHostWeigher):
 @register
 class ServerGroupSoftAffinityWeigher(_SoftAffinityWeigherBase):
     name = "ServerGroupSoftAffinityWeigher"
-    multiplier_key = "soft_affinity_weight_multiplier"
     policy = SOFT_AFFINITY
+
+    def multiplier_of(self, settings: SchedulerSettings) -> float:
+        return settings.soft_affinity_weight_multiplier
 
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         return float(self.members_on_host(host, spec))
@@ -37,8 +40,10 @@ class ServerGroupSoftAffinityWeigher(_SoftAffinityWeigherBase):
 @register
 class ServerGroupSoftAntiAffinityWeigher(_SoftAffinityWeigherBase):
     name = "ServerGroupSoftAntiAffinityWeigher"
-    multiplier_key = "soft_anti_affinity_weight_multiplier"
     policy = SOFT_ANTI_AFFINITY
+
+    def multiplier_of(self, settings: SchedulerSettings) -> float:
+        return settings.soft_anti_affinity_weight_multiplier
 
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         return -float(self.members_on_host(host, spec))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from cumulo.conf import Settings
+from cumulo.conf import SchedulerSettings, Settings
 from cumulo.scheduler.hoststate import HostState, RequestSpec
 from cumulo.scheduler.loadables import Loadable, Registry
 
@@ -12,11 +10,13 @@ from cumulo.scheduler.loadables import Loadable, Registry
 class BaseHostWeigher(Loadable):
     """Gives each host a raw number; higher wins once multiplied (a negative multiplier stacks)."""
 
-    multiplier_key: ClassVar[str] = ""
-
     def __init__(self, conf: Settings) -> None:
         super().__init__(conf)
-        self.multiplier = float(conf.extra.get(self.multiplier_key, 1.0)) if self.multiplier_key else 1.0
+        self.multiplier = self.multiplier_of(conf.scheduler)
+
+    def multiplier_of(self, settings: SchedulerSettings) -> float:
+        """This weigher's multiplier (1.0 unless a subclass reads one of the settings)."""
+        return 1.0
 
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         raise NotImplementedError
