@@ -1,8 +1,8 @@
 """Service rows and liveness: every worker registers itself and heartbeats; `is_up` judges the rows.
 
 Nova's rule: a service is up when its last heartbeat is newer than `service_down_time` (60 s by
-default, `conf.extra["service_down_time"]`) and it is not forced down. Workers heartbeat every
-`conf.extra["report_interval"]` seconds (10 by default).
+default, `conf.servicegroup.service_down_time`) and it is not forced down. Workers heartbeat every
+`conf.servicegroup.report_interval` seconds (10 by default).
 """
 
 from __future__ import annotations
@@ -22,16 +22,13 @@ from cumulo.hosts.zones import zone_of_host
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_SERVICE_DOWN_TIME = 60.0
-DEFAULT_REPORT_INTERVAL = 10.0
-
 
 def service_down_time(conf: Settings) -> float:
-    return float(conf.extra.get("service_down_time", DEFAULT_SERVICE_DOWN_TIME))
+    return conf.servicegroup.service_down_time
 
 
 def report_interval(conf: Settings) -> float:
-    return float(conf.extra.get("report_interval", DEFAULT_REPORT_INTERVAL))
+    return conf.servicegroup.report_interval
 
 
 def is_up(row: Mapping[str, Any], conf: Settings, now: dt.datetime | None = None) -> bool:

@@ -110,13 +110,9 @@ class Placement:
     # -- providers and inventory ---------------------------------------------------------------
 
     def reserved(self) -> Resources:
-        """What the host keeps for itself (Nova's reserved_host_*), from the settings file's extra."""
-        extra = self.conf.extra
-        return {
-            VCPU: int(extra.get("reserved_host_cpus", 0)),
-            MEMORY_MB: int(extra.get("reserved_host_memory_mb", 0)),
-            DISK_GB: int(extra.get("reserved_host_disk_gb", 0)),
-        }
+        """What the host keeps for itself (Nova's reserved_host_*, conf.reserved_host)."""
+        reserved = self.conf.reserved_host
+        return {VCPU: reserved.cpus, MEMORY_MB: reserved.memory_mb, DISK_GB: reserved.disk_gb}
 
     def default_inventory(
         self, vcpus: int, memory_mb: int, disk_gb: int, max_units: Mapping[str, int] | None = None,

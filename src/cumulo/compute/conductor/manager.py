@@ -77,7 +77,7 @@ class Conductor:
         self._select_lock = asyncio.Lock()
         # Scheduling is serial anyway (the lock above); more builds in flight would only queue
         # for DB connections that the API and the agents need too.
-        self._build_slots = asyncio.Semaphore(int(conf.extra.get("conductor_build_concurrency", 8)))
+        self._build_slots = asyncio.Semaphore(conf.conductor.build_concurrency)
         self._in_flight: set[str] = set()
         self._recovery: asyncio.Task[None] | None = None
         self.started_at = utcnow()

@@ -14,7 +14,7 @@ down, for crash and scale tests.
 instance_types is ("fake", "container", "qemu", "kvm"): a fake host stands in for both real drivers,
 so images meant for containers or VMs can be scheduled in tests; any other hypervisor_type
 (e.g. "xen") is refused by the scheduler's ImagePropertiesFilter. Override with
-`conf.extra["fake_instance_types"]` (a list).
+`conf.fake.instance_types` (extra key fake_instance_types: a list or a comma string).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class FakeDriver:
         self.host_name = host_name
         self.local = local
         self.dir = Path(conf.state_dir) / "fake" / host_name
-        types = conf.extra.get("fake_instance_types") or DEFAULT_INSTANCE_TYPES
+        types = conf.fake.instance_types or DEFAULT_INSTANCE_TYPES
         self.info = DriverInfo(
             name="fake",
             hypervisor_type="fake",

@@ -102,7 +102,7 @@ async def kvm_works() -> tuple[bool, str]:
 
 
 async def choose(setting: str) -> tuple[str, str]:
-    """(accel, reason) for conf.extra["qemu_accel"] ("auto", "kvm" or "tcg")."""
+    """(accel, reason) for conf.qemu.accel ("auto", "kvm" or "tcg")."""
     if setting == "tcg":
         return "tcg", "qemu_accel=tcg in the settings"
     ok, why = await kvm_works()

@@ -212,7 +212,7 @@ def _lock(key: str) -> asyncio.Lock:
 
 
 class RootDisks:
-    """Root disks of one runc node. `mode` (conf.extra["runc_root_disk"]): "auto" (ext4 where loop
+    """Root disks of one runc node. `mode` (conf.runc.root_disk): "auto" (ext4 where loop
     devices work, else unlimited with the reason in the driver details), "ext4" (required) or "none"."""
 
     def __init__(self, state_dir: Path, mode: str = "auto", default_gb: int = 1) -> None:
