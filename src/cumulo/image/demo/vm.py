@@ -16,7 +16,7 @@ active, with the cause in their `cumulo_error` property; the next start tries ag
 here ever raises into start-up. Records are found by name and owner, so restarts never
 duplicate them.
 
-Settings (conf.extra): `tiny_vm_image` = auto (when the local host is not fake and QEMU is
+Settings (conf.demo_images, from the extra keys): `tiny_vm_image` = auto (when the local host is not fake and QEMU is
 installed; the default) | on | off; `image_build_cache` = where the kernel .deb is cached
 (default ~/.cache/cumulo/build, or under $XDG_CACHE_HOME: shared by every cloud on the host).
 """
@@ -51,7 +51,7 @@ RECORDS = (
 
 def wanted(conf: Any) -> bool:
     """Whether this cloud registers the tiny VM (see the module docstring)."""
-    mode = str(conf.extra.get("tiny_vm_image", "auto")).strip().lower()
+    mode = str(conf.demo_images.tiny_vm_image).strip().lower()
     if mode in ("off", "false", "no", "0"):
         return False
     if mode in ("on", "true", "yes", "1"):
@@ -60,7 +60,7 @@ def wanted(conf: Any) -> bool:
 
 
 def build_cache(conf: Any) -> Path:
-    configured = conf.extra.get("image_build_cache")
+    configured = conf.demo_images.image_build_cache
     return Path(configured) if configured else tinyvm.default_cache()
 
 
