@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil
@@ -15,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cumulo.bus import Bus, compute_topic, make_bus
+from cumulo.bus import Bus, make_bus
 from cumulo.catalog import CATALOG, CatalogEntry
 from cumulo.conf import Settings
 from cumulo.db import Database
@@ -25,6 +24,7 @@ from cumulo.web.http import PrefixDispatcher, RequestIdMiddleware, answer_lifesp
 if TYPE_CHECKING:
     from cumulo.compute.agent.manager import ComputeHost, ComputeManager
     from cumulo.compute.service.servers import ComputeService
+    from cumulo.compute.workers import Workers
     from cumulo.identity.service import IdentityService
     from cumulo.image.demo.seeder import DemoSeeder
     from cumulo.image.service import ImageService
@@ -223,16 +223,15 @@ class Cloud:
         self.local_drivers = local_driver_names(conf)  # fails early on a bad name
         self.local_driver = ",".join(self.local_drivers)
         self.nodes = plan_nodes(conf, self.local_drivers)
+        self.workers: Workers | None = None  # scheduler, conductor and the compute hosts, once started
         self.managers: list[ComputeManager] = []
         self.hosts: list[ComputeHost] = []
         self.credentials: dict[str, dict[str, str]] = {}
         self.demo: DemoSeeder | None = None  # seeds the demo images; owns the tiny-vm build
 
     async def start(self) -> None:
-        from cumulo.compute.conductor.manager import Conductor
         from cumulo.compute.drivers import load_driver
-        from cumulo.compute.agent.manager import ComputeHost, ComputeManager
-        from cumulo.scheduler.manager import SchedulerManager
+        from cumulo.compute.workers import NodeSetup, assemble
 
         conf, s = self.conf, self.services
         await self.db.create_all()
@@ -247,37 +246,23 @@ class Cloud:
             await self.demo.start(admin[0]["id"])
         self.write_clouds_yaml()
 
-        scheduler = SchedulerManager(self.db, conf, s.placement)
-        conductor = Conductor(self.db, self.bus, conf, s.placement)
-        self.bus.serve("scheduler", scheduler)
-        self.bus.serve("conductor", conductor)
-        self.workers: list[Any] = [scheduler, conductor]
-        by_host: dict[str, list[ComputeManager]] = {}
+        setups: list[NodeSetup] = []
         for plan in self.nodes:
             if plan.local:
                 LOG.info("local compute host %s: node %s runs the %s driver (shared pool, ratios %s)",
                          plan.host, plan.node, plan.driver, plan.ratios or "from the settings")
             # The driver is named for its node: per-node state (e.g. the fake driver's dir) stays apart.
             driver = load_driver(plan.driver, conf, plan.node, local=plan.local)
-            mgr = ComputeManager(self.db, self.bus, conf, plan.host, driver, s.placement, s.images,
-                                 node_name=plan.node, ratios=plan.ratios, pooled=plan.pooled)
-            by_host.setdefault(plan.host, []).append(mgr)
-            self.managers.append(mgr)
-        for host_name, nodes in by_host.items():
-            # One agent (one nova-compute service, one bus topic) per host, dispatching to its nodes.
-            agent = ComputeHost(self.db, self.bus, conf, host_name, nodes)
-            self.bus.serve(compute_topic(host_name), agent)
-            self.hosts.append(agent)
+            setups.append(NodeSetup(plan.host, plan.node, driver, plan.ratios, plan.pooled))
+        # One agent (one nova-compute service, one bus topic) per host, dispatching to its nodes.
+        self.workers = assemble(self.db, self.bus, conf, s.placement, s.images, setups)
+        self.managers, self.hosts = self.workers.managers, self.workers.hosts
         await self.bus.start()
-        # Register hosts and reconcile what was in flight before a crash, then start periodic work.
-        await asyncio.gather(*(w.start() for w in self.workers))
-        await asyncio.gather(*(h.start() for h in self.hosts))
+        await self.workers.start()
 
     async def stop(self) -> None:
-        for h in self.hosts:
-            await h.stop()
-        for w in getattr(self, "workers", []):
-            await w.stop()
+        if self.workers is not None:
+            await self.workers.stop()
         if self.demo is not None:
             await self.demo.stop()  # a background tiny-vm build
         await self.bus.stop()

@@ -19,22 +19,17 @@ import sqlalchemy as sa
 from workers_harness import FLAVOR_SMALL, Rig
 
 from cumulo.bus.base import compute_topic
-from cumulo.bus.inproc import InprocBus
 from cumulo.compute import specs
 from cumulo.compute import states as st
-from cumulo.compute.agent.manager import ComputeHost, ComputeManager
 from cumulo.compute.agent.power import sync_power_states
-from cumulo.compute.conductor.manager import Conductor
 from cumulo.compute.drivers.base import InstanceSpec, PowerState
 from cumulo.compute.drivers.fake import FakeDriver
 from cumulo.compute.models import instances
 from cumulo.compute.service import hostinfo
 from cumulo.compute.specs import flavor_spec
-from cumulo.db import Database
+from cumulo.compute.workers import NodeSetup
 from cumulo.errors import NotFound
 from cumulo.hosts.models import services
-from cumulo.placement.service import Placement
-from cumulo.scheduler.manager import SchedulerManager
 
 HOST = "cumulo-local"
 VM_NODE = f"{HOST}-qemu"
@@ -48,47 +43,16 @@ class TwoNodeRig(Rig):
 
     node_types: dict[str, tuple[str, ...]] = NODE_TYPES
 
-    async def start(self) -> TwoNodeRig:
-        self.conf.state_dir.mkdir(parents=True, exist_ok=True)
-        self.db = Database(self.conf.database_url)
-        await self.db.create_all()
-        self.bus = InprocBus()
-        self.placement = Placement(self.db, self.conf)
-        self.scheduler = SchedulerManager(self.db, self.conf, self.placement)
-        self.conductor = Conductor(self.db, self.bus, self.conf, self.placement)
-        self.bus.serve("scheduler", self.scheduler)
-        self.bus.serve("conductor", self.conductor)
-        self.managers = {}
-        self.agents: list[ComputeHost] = []
+    def node_setups(self) -> list[NodeSetup]:
+        setups = []
         for node, types in self.node_types.items():
             driver = FakeDriver(self.conf, node, local=False)
             driver.info = dataclasses.replace(driver.info, instance_types=types)
-            self.managers[node] = ComputeManager(self.db, self.bus, self.conf, HOST, driver, self.placement,
-                                                 self.images, node_name=node, ratios=NODE_RATIOS[node], pooled=True)
-        self.agents.append(ComputeHost(self.db, self.bus, self.conf, HOST, list(self.managers.values())))
+            setups.append(NodeSetup(HOST, node, driver, NODE_RATIOS[node], pooled=True))
         for i in range(1, self.conf.fake_hosts + 1):
             name = f"fake-host-{i}"
-            self.managers[name] = ComputeManager(self.db, self.bus, self.conf, name, FakeDriver(self.conf, name),
-                                                 self.placement, self.images)
-            self.agents.append(ComputeHost(self.db, self.bus, self.conf, name, [self.managers[name]]))
-        for agent in self.agents:
-            self.bus.serve(compute_topic(agent.host), agent)
-        await self.bus.start()
-        await asyncio.gather(self.scheduler.start(), self.conductor.start())
-        await asyncio.gather(*(a.start() for a in self.agents))
-        self.started = True
-        return self
-
-    async def stop(self) -> None:
-        if not self.started:
-            return
-        self.started = False
-        for a in self.agents:
-            await a.stop()
-        await self.conductor.stop()
-        await self.scheduler.stop()
-        await self.bus.stop()
-        await self.db.dispose()
+            setups.append(NodeSetup(name, name, FakeDriver(self.conf, name)))
+        return setups
 
     async def boot(self, flavor: dict[str, Any] | None = None, **image: Any) -> str:
         """Create a server from a new image (formats and properties as given) and wait for it."""

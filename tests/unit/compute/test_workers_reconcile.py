@@ -231,6 +231,8 @@ async def test_crash_during_ten_concurrent_builds(tmp_path: Path) -> None:
         await rig.bus.stop()
         for m in rig.managers.values():
             await m.periodic.stop()
+        for h in rig.workers.hosts:
+            await h.periodic.stop()
         await rig.conductor.stop()
         await rig.scheduler.stop()
         await rig.db.dispose()

@@ -19,20 +19,18 @@ from typing import Any
 import sqlalchemy as sa
 
 from cumulo import conf as conf_mod
-from cumulo.bus.base import compute_topic
 from cumulo.bus.inproc import InprocBus
 from cumulo.compute import actions
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as st
 from cumulo.compute.agent.manager import ComputeManager
-from cumulo.compute.conductor.manager import Conductor
 from cumulo.compute.drivers.fake import FakeDriver
 from cumulo.compute.models import instance_faults, instances
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
+from cumulo.compute.workers import NodeSetup, assemble
 from cumulo.context import RequestContext
 from cumulo.db import Database, new_uuid, utcnow
 from cumulo.placement.service import Placement
-from cumulo.scheduler.manager import SchedulerManager
 
 FLAVOR_SMALL = {"flavorid": "2", "name": "m1.small", "vcpus": 1, "memory_mb": 2048, "root_gb": 20,
                 "ephemeral_gb": 0, "swap": 0, "extra_specs": {}}
@@ -91,25 +89,22 @@ class Rig:
     def hosts(self) -> list[str]:
         return [self.conf.host_name] + [f"fake-host-{i}" for i in range(1, self.conf.fake_hosts + 1)]
 
+    def node_setups(self) -> list[NodeSetup]:
+        """One node per host, each a fake driver of its own (a rig with other nodes overrides this)."""
+        return [NodeSetup(host, host, FakeDriver(self.conf, host, local=False)) for host in self.hosts]
+
     async def start(self) -> Rig:
         self.conf.state_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.conf.database_url)
         await self.db.create_all()
         self.bus = InprocBus()
         self.placement = Placement(self.db, self.conf)
-        self.scheduler = SchedulerManager(self.db, self.conf, self.placement)
-        self.conductor = Conductor(self.db, self.bus, self.conf, self.placement)
-        self.bus.serve("scheduler", self.scheduler)
-        self.bus.serve("conductor", self.conductor)
-        self.managers: dict[str, ComputeManager] = {}
-        for host in self.hosts:
-            driver = FakeDriver(self.conf, host, local=False)
-            mgr = ComputeManager(self.db, self.bus, self.conf, host, driver, self.placement, self.images)
-            self.bus.serve(compute_topic(host), mgr)
-            self.managers[host] = mgr
+        # Wired as `cumulo up` wires them (compute/workers.py).
+        self.workers = assemble(self.db, self.bus, self.conf, self.placement, self.images, self.node_setups())
+        self.scheduler, self.conductor = self.workers.scheduler, self.workers.conductor
+        self.managers: dict[str, ComputeManager] = {m.name: m for m in self.workers.managers}
         await self.bus.start()
-        await asyncio.gather(self.scheduler.start(), self.conductor.start())
-        await asyncio.gather(*(m.start() for m in self.managers.values()))
+        await self.workers.start()
         self.started = True
         return self
 
@@ -117,10 +112,7 @@ class Rig:
         if not self.started:
             return
         self.started = False
-        for m in self.managers.values():
-            await m.stop()
-        await self.conductor.stop()
-        await self.scheduler.stop()
+        await self.workers.stop()
         await self.bus.stop()
         await self.db.dispose()
 

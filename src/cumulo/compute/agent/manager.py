@@ -85,17 +85,6 @@ class ComputeManager:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Run as a host of one node: register the service, the node, reconcile, then heartbeat."""
-        self.service_id = await servicegroup.register_service(
-            self.db, self.host, "nova-compute", compute_topic(self.host), self.conf.default_availability_zone,
-            mark_up=False,
-        )
-        await self.start_node(self.service_id)
-        sid = self.service_id
-        await servicegroup.heartbeat(self.db, sid)  # up only now that the host is reconciled
-        self.periodic.start("heartbeat", servicegroup.report_interval(self.conf), lambda: servicegroup.heartbeat(self.db, sid))
-
     async def start_node(self, service_id: int) -> None:
         """Bring the node up under the host's service: driver, node row, provider, reconcile, power sync."""
         self.service_id = service_id
