@@ -26,7 +26,7 @@ import pytest
 from cumulo import conf as conf_mod
 from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import Capability, FlavorSpec, ImageSpec, InstanceSpec, PowerState
-from cumulo.compute.drivers.qemu import QemuDriver, ops, process
+from cumulo.compute.drivers.qemu import QemuDriver, process, resize, suspend
 from cumulo.errors import DriverError
 from cumulo.image.demo import tinyvm
 
@@ -155,7 +155,7 @@ async def test_suspend_resume_diagnostics_and_resize(driver: QemuDriver, artifac
     suspend_s = time.monotonic() - t0
     await driver.suspend(uid)  # idempotent
     assert process.scan_pids(uid) == [] and not process.is_ours(pid, uid)  # gone (or a zombie of init)
-    assert (idir / ops.STATE_FILE).stat().st_size > 1 << 20 and (idir / ops.SUSPENDED).is_file()
+    assert (idir / suspend.STATE_FILE).stat().st_size > 1 << 20 and (idir / suspend.SUSPENDED).is_file()
     assert not list(idir.glob(".*tmp"))
     assert await driver.get_power_state(uid) == PowerState.SUSPENDED
     assert {s.uuid: s.power_state for s in await driver.list_instances()}[uid] == PowerState.SUSPENDED
@@ -177,7 +177,7 @@ async def test_suspend_resume_diagnostics_and_resize(driver: QemuDriver, artifac
     resume_s = time.monotonic() - t0
     await driver.resume(spec)  # idempotent
     assert await driver.get_power_state(uid) == PowerState.RUNNING
-    assert not (idir / ops.STATE_FILE).exists() and not (idir / ops.SUSPENDED).exists()
+    assert not (idir / suspend.STATE_FILE).exists() and not (idir / suspend.SUSPENDED).exists()
     m = await wait_console(driver, uid, r"tick ", mark)
     await wait_console(driver, uid, r"tick ", m.end())
     after = console(driver, uid)[mark:]
@@ -196,7 +196,7 @@ async def test_suspend_resume_diagnostics_and_resize(driver: QemuDriver, artifac
     argv = record(driver, uid)["argv"]
     assert argv_value(argv, "-m") == "384" and argv_value(argv, "-smp") == "2"
     assert img_info(idir / "disk.qcow2")["virtual-size"] == 2 * GIB
-    assert img_info(idir / ops.PRE_DISK)["virtual-size"] == 1 * GIB
+    assert img_info(idir / resize.PRE_DISK)["virtual-size"] == 1 * GIB
     diag = await driver.get_diagnostics(uid)
     assert diag["memory_details"]["maximum"] == 384 and diag["num_cpus"] == 2 and len(diag["cpu_details"]) == 2
 
@@ -207,14 +207,14 @@ async def test_suspend_resume_diagnostics_and_resize(driver: QemuDriver, artifac
     m = await wait_console(driver, uid, r"memtotal (\d+) kB", mark)
     assert int(m.group(1)) == small_mem
     assert img_info(idir / "disk.qcow2")["virtual-size"] == 1 * GIB
-    assert not (idir / ops.PRE_DISK).exists() and not (idir / ops.OLD).exists()
+    assert not (idir / resize.PRE_DISK).exists() and not (idir / resize.OLD).exists()
     assert argv_value(record(driver, uid)["argv"], "-m") == "256"
 
     # Suspend again, then stop: the saved state is dropped (a start boots afresh).
     await driver.suspend(uid)
     await driver.power_off(uid)
     assert await driver.get_power_state(uid) == PowerState.SHUTDOWN
-    assert not (idir / ops.STATE_FILE).exists() and not (idir / ops.SUSPENDED).exists()
+    assert not (idir / suspend.STATE_FILE).exists() and not (idir / suspend.SUSPENDED).exists()
     with pytest.raises(DriverError):
         await driver.suspend(uid)  # only a running guest
     await driver.destroy(uid)
@@ -276,19 +276,19 @@ async def test_snapshot_boots_and_rebuild(driver: QemuDriver, artifacts: tinyvm.
     assert (await driver.get_diagnostics(uid))["num_disks"] == 3
     await driver.revert_resize(rebuilt)
     assert await driver.get_power_state(uid) == PowerState.SHUTDOWN
-    assert not (idir / "ephemeral.qcow2").exists() and not (idir / ops.PRE_DISK).exists()
+    assert not (idir / "ephemeral.qcow2").exists() and not (idir / resize.PRE_DISK).exists()
     assert img_info(idir / "disk.qcow2")["virtual-size"] == GIB
     assert argv_value(record(driver, uid)["argv"], "-m") == "256"
     await driver.resize(resized(rebuilt, BIGGER), SMALL)
     assert await driver.get_power_state(uid) == PowerState.SHUTDOWN
-    assert (idir / ops.PRE_DISK).exists()
+    assert (idir / resize.PRE_DISK).exists()
     assert argv_value(record(driver, uid)["argv"], "-m") == "384"
     diag = await driver.get_diagnostics(uid)
     assert diag["state"] == "shutdown" and diag["memory_details"] == {"maximum": 384, "used": 0}
     assert diag["num_cpus"] == 2 and diag["uptime"] == 0 and diag["num_disks"] == len(diag["disk_details"]) == 2
     await driver.confirm_resize(uid)
     await driver.confirm_resize(uid)
-    assert not (idir / ops.PRE_DISK).exists() and not (idir / ops.OLD).exists()
+    assert not (idir / resize.PRE_DISK).exists() and not (idir / resize.OLD).exists()
     assert img_info(idir / "disk.qcow2")["virtual-size"] == 2 * GIB
     (tmp_path / "snap2").mkdir()
     stopped = await driver.snapshot(uid, str(tmp_path / "snap2"))

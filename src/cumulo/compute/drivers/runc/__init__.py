@@ -12,10 +12,14 @@ state under `<state_dir>/runc-state`. A stopped server keeps its dir and mount b
 container; power_on runs the bundle again.
 
 Also per server: `config-drive/` (bind-mounted read-only at /mnt/config, configdrive.py) and the
-named network namespace `cumulo-<uuid>` (netns.py). Rebuild and snapshot live in imageops.py.
-Stop, pause, suspend (freezer, or CRIU where `criu check` passes), resize and the
-console upkeep (exit notes, the bound while running) live in ops.py; cgroup v1 reads in cgroup.py;
-diagnostics and metrics (one sampling function) in metrics.py.
+named network namespace `cumulo-<uuid>` (netns.py).
+
+The driver is one class made of facets, one module each (Incus's driver_lxc_*.go): what they
+stand on (settings, power state, start and stop, console upkeep) in core.py; pause in freeze.py;
+suspend (freezer, or CRIU where `criu check` passes) in suspend.py; resize in resize.py; rebuild
+in rebuild.py; snapshot in snapshot.py; the image cache in imagecache.py; diagnostics and metrics
+(one sampling function) in metrics.py; what spawn puts in the bundle in provision.py. cgroup v1
+reads are in cgroup.py. Lifecycle, power and the console are here.
 """
 
 from __future__ import annotations
@@ -24,56 +28,29 @@ import asyncio
 import dataclasses
 import json
 import os
-import shlex
 import shutil
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from cumulo.compute.drivers import files, hostres
 from cumulo.compute.drivers.base import (
-    Capability,
-    DriverInfo,
-    FlavorSpec,
     HostResources,
-    InstanceSample,
     InstanceSpec,
     InstanceStatus,
     PowerState,
-    SnapshotResult,
 )
-from cumulo.compute.drivers.runc import (
-    bundle,
-    cgroup,
-    console,
-    imageops,
-    metrics,
-    netns,
-    ops,
-    overlay,
-    rootdisk,
-)
-from cumulo.compute.drivers.runc.state import Runc, container_id, uuid_of
-from cumulo.conf import Settings
+from cumulo.compute.drivers.runc import cgroup, netns, overlay, provision
+from cumulo.compute.drivers.runc.core import CONFIG, CONSOLE, RECORD
+from cumulo.compute.drivers.runc.freeze import Freeze
+from cumulo.compute.drivers.runc.imagecache import ImageCache
+from cumulo.compute.drivers.runc.metrics import Metrics
+from cumulo.compute.drivers.runc.rebuild import Rebuild
+from cumulo.compute.drivers.runc.resize import Resize
+from cumulo.compute.drivers.runc.snapshot import Snapshot
+from cumulo.compute.drivers.runc.state import container_id, uuid_of
+from cumulo.compute.drivers.runc.suspend import Suspend, suspend_details
 from cumulo.errors import CumuloError, DriverError
-
-CONSOLE_MAX_BYTES = 1 << 20  # console.log never grows past this (console.py)
-_RECORD = "instance.json"
-_POWER = {"running": PowerState.RUNNING, "paused": PowerState.PAUSED, "stopped": PowerState.SHUTDOWN,
-          "created": PowerState.NOSTATE}
-
-
-class _Fd:
-    """An fd closed once, whoever closes it first (a closed number may be reused by another open)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 def root_mode_from(lower: Path, upper: Path) -> None:
@@ -89,46 +66,12 @@ def _prepare_root(idir: Path, spec: InstanceSpec, config: dict[str, Any], lower:
     merged = idir / "rootfs"
     merged.mkdir(files.PRIVATE_DIR)
     root_mode_from(lower, upper)
-    (idir / "config.json").write_text(json.dumps(config, indent=1))
+    (idir / CONFIG).write_text(json.dumps(config, indent=1))
     overlay.mount_sync(lower, upper, work, merged)
-    imageops.provision_sync(idir, spec)
+    provision.provision_sync(idir, spec)
 
 
-class RuncDriver:
-    def __init__(self, conf: Settings, host_name: str, *, local: bool = True) -> None:
-        self.conf = conf
-        self.host_name = host_name
-        self.local = local
-        state = Path(conf.state_dir).absolute()
-        self.dir = state / "runc"
-        self.images = state / "images"
-        self.runc = Runc(state / "runc-state")
-        self.stop_grace = float(conf.extra.get("runc_stop_grace", 10.0))
-        self.pids_limit = int(conf.extra.get("runc_pids_limit", bundle.DEFAULT_PIDS_LIMIT))
-        # Bound of console.log, kept while the container writes (console.py) and on restart.
-        self.console_max = int(conf.extra.get("runc_console_max_bytes", CONSOLE_MAX_BYTES))
-        self.consoles = console.Consoles(self.console_max)  # bounds console.log while it is written
-        self.spawn_delay = float(conf.extra.get("runc_spawn_delay", 0.0))  # test hook: a cancellable spawn
-        self._cgroup_parents: set[Path] = set()  # /sys/fs/cgroup/*/cumulo made since init_host
-        # The root disk bound to the flavor (rootdisk.py): "auto", "ext4" or "none".
-        self.disks = rootdisk.RootDisks(state, str(conf.extra.get("runc_root_disk", "auto")),
-                                        int(conf.extra.get("runc_default_root_gb", 1)))
-        self.info = DriverInfo(
-            name="runc",
-            hypervisor_type="container",
-            instance_types=("container",),
-            version=1,
-            capabilities=frozenset({Capability.POWER, Capability.CONSOLE, Capability.PAUSE, Capability.SUSPEND,
-                                    Capability.RESIZE, Capability.DIAGNOSTICS, Capability.REBUILD,
-                                    Capability.SNAPSHOT, Capability.METRICS}),
-            details={"runtime": "runc", "rootfs": "overlayfs", "suspend": "freezer"},
-        )
-
-    def _idir(self, uuid: str) -> Path:
-        if not uuid or "/" in uuid or uuid in (".", ".."):
-            raise DriverError(f"bad instance uuid {uuid!r}")
-        return self.dir / uuid
-
+class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics):
     # -- Host -----------------------------------------------------------------------------------
 
     async def init_host(self) -> None:
@@ -136,7 +79,7 @@ class RuncDriver:
         for d in (self.dir, self.runc.root, self.images):
             await asyncio.to_thread(files.private_dir, d)
         # Suspend is CRIU only where `criu check` passes; details say which and why.
-        details = await ops.suspend_details(str(self.conf.extra.get("runc_suspend", "auto")))
+        details = await suspend_details(self.conf.runc.suspend)
         details.update(await self.disks.probe())
         self.info = dataclasses.replace(self.info, details={**self.info.details, **details})
         self._cgroup_parents = await asyncio.to_thread(cgroup.missing_parents)
@@ -157,23 +100,13 @@ class RuncDriver:
         for uuid in uuids:
             out.append(InstanceStatus(uuid, self._power(uuid, containers.get(container_id(uuid)))))
         # The power sync calls this every few seconds: tell exits once, keep running logs bounded.
-        await ops.housekeep(self, uuids, listing)
+        await self._housekeep(uuids, listing)
         # Adopt the consoles of live containers no drain reads (after an agent restart).
         for uuid in uuids:
             entry = listing.get(container_id(uuid))
             if entry is not None and entry.get("status") in ("running", "paused") and not self.consoles.running(uuid):
                 await self.consoles.start(self.dir / uuid)
         return out
-
-    def _power(self, uuid: str, status: str | None) -> PowerState:
-        if not (self.dir / uuid / _RECORD).is_file():
-            return PowerState.NOSTATE  # a spawn under way, or one a crash cut short
-        suspended = ops.suspended_state(self.dir / uuid, status)
-        if suspended is not None:
-            return suspended
-        if status is None:
-            return PowerState.SHUTDOWN
-        return _POWER.get(status, PowerState.NOSTATE)
 
     async def cleanup_orphans(self, known_uuids: set[str]) -> list[str]:
         removed: list[str] = []
@@ -213,15 +146,15 @@ class RuncDriver:
             disk = asyncio.ensure_future(self.disks.create(idir, spec.flavor.root_gb))
             pending.append(disk)
             pending.append(asyncio.ensure_future(netns.create(spec.uuid)))
-            lower, image_cfg = await imageops.image_root(self.images, spec.image)
+            lower, image_cfg = await provision.image_root(self.images, spec.image)
             # In a thread: a named image user is read from the image's /etc/passwd.
-            config = await asyncio.to_thread(imageops.runtime_config, spec, image_cfg, lower, idir, self.pids_limit)
+            config = await asyncio.to_thread(provision.runtime_config, spec, image_cfg, lower, idir, self.pids_limit)
             upper, work = await asyncio.shield(disk)  # a cancel waits for it in _undo
             await asyncio.to_thread(_prepare_root, idir, spec, config, lower, upper, work)
             await asyncio.shield(pending[1])  # the netns
             await self._start(cid, idir, config["process"]["args"])
-            record = imageops.record(spec, image_cfg, time.time(), lower)
-            await asyncio.to_thread((idir / _RECORD).write_text, json.dumps(record))
+            record = provision.record(spec, image_cfg, time.time(), lower)
+            await asyncio.to_thread((idir / RECORD).write_text, json.dumps(record))
         except BaseException as exc:
             # Contract: a failed (or cancelled) spawn leaves nothing behind (the disk's mount and
             # the netns too: what is under way is waited for, a thread cannot be cancelled).
@@ -231,34 +164,6 @@ class RuncDriver:
             if isinstance(exc, CumuloError | OSError):
                 raise DriverError(f"spawn of {spec.uuid} failed: {exc}") from exc
             raise
-
-    async def _start(self, cid: str, idir: Path, args: list[str]) -> None:
-        await asyncio.to_thread(files.note, idir / "console.log", f"starting container {cid}: {shlex.join(args)}")
-        await netns.ensure(idir.name)  # gone after a host reboot (/run is a tmpfs)
-        writer = _Fd(await self.console_writer(idir))
-        try:
-            await self.runc.run_detached(cid, idir, idir / "console.log", writer.fd,
-                                         flush=self._console_flush(idir, writer))
-        finally:
-            writer.close()
-
-    async def console_writer(self, idir: Path) -> int:
-        """The container's stdout/stderr: the console FIFO, read-write, with its drain running
-        (console.py). The caller closes it once runc has handed it to the container."""
-        stdio = await asyncio.to_thread(console.open_writer, idir)
-        try:
-            await self.consoles.start(idir)
-        except BaseException:
-            os.close(stdio)
-            raise
-        return stdio
-
-    def _console_flush(self, idir: Path, writer: _Fd) -> Callable[[], Awaitable[None]]:
-        """After a failed runc: close our writer, so the drain reaches EOF with runc's error in the log."""
-        async def flush() -> None:
-            writer.close()
-            await self.consoles.wait(idir.name)
-        return flush
 
     async def _undo(self, uuid: str, *pending: asyncio.Future[Any]) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
@@ -285,14 +190,8 @@ class RuncDriver:
 
     # -- Power ----------------------------------------------------------------------------------
 
-    def _existing(self, uuid: str) -> Path:
-        idir = self._idir(uuid)
-        if not (idir / _RECORD).is_file():
-            raise DriverError(f"Instance {uuid} does not exist on runc host {self.host_name}")
-        return idir
-
     async def power_off(self, uuid: str, timeout: float = 10.0) -> None:
-        await ops.stop(self, uuid, min(timeout, self.stop_grace), "power off")
+        await self._stop(uuid, min(timeout, self.stop_grace), "power off")
 
     async def power_on(self, spec: InstanceSpec) -> None:
         idir = self._existing(spec.uuid)
@@ -309,13 +208,13 @@ class RuncDriver:
             if spec.image is None:
                 raise DriverError(f"The root of instance {spec.uuid} is not mounted and it has no image")
             try:
-                lower, _cfg = await imageops.image_root(self.images, spec.image)
+                lower, _cfg = await provision.image_root(self.images, spec.image)
                 upper, work = await self.disks.ensure_mounted(idir)
                 await overlay.mount(lower, upper, work, idir / "rootfs")
             except (CumuloError, OSError) as exc:
                 raise DriverError(f"The root of instance {spec.uuid} could not be mounted again: {exc}") from exc
-        await asyncio.to_thread(files.trim_in_place, idir / "console.log", self.console_max)
-        config = json.loads(await asyncio.to_thread((idir / "config.json").read_text))
+        await asyncio.to_thread(files.trim_in_place, idir / CONSOLE, self.console_max)
+        config = json.loads(await asyncio.to_thread((idir / CONFIG).read_text))
         await self._start(cid, idir, config["process"]["args"])
 
     async def reboot(self, spec: InstanceSpec, hard: bool) -> None:
@@ -323,57 +222,14 @@ class RuncDriver:
         cid = container_id(spec.uuid)
         if not hard and await self.runc.status(cid) != "running":
             raise DriverError(f"Instance {spec.uuid} is not running; a soft reboot needs a running container")
-        await ops.stop(self, spec.uuid, 0 if hard else self.stop_grace, "hard reboot" if hard else "reboot")
+        await self._stop(spec.uuid, 0 if hard else self.stop_grace, "hard reboot" if hard else "reboot")
         await self.power_on(spec)
-
-    # -- Pause / Suspend / Resize / Diagnostics (cgroup side, in ops.py) --------------------------
-
-    async def pause(self, uuid: str) -> None:
-        await ops.pause(self, uuid)
-
-    async def unpause(self, uuid: str) -> None:
-        await ops.unpause(self, uuid)
-
-    async def suspend(self, uuid: str) -> None:
-        await ops.suspend(self, uuid)
-
-    async def resume(self, spec: InstanceSpec) -> None:
-        await ops.resume(self, spec)
-
-    async def resize(self, spec: InstanceSpec, old_flavor: FlavorSpec) -> None:
-        await ops.resize(self, spec, old_flavor)
-
-    async def confirm_resize(self, uuid: str) -> None:
-        await ops.confirm_resize(self, uuid)
-
-    async def revert_resize(self, spec: InstanceSpec) -> None:
-        await ops.revert_resize(self, spec)
-
-    async def collect_image_cache(self, keep: set[str]) -> list[str]:
-        return await imageops.collect_image_cache(self, keep)
-
-    async def resize_root_disk(self, uuid: str, root_gb: int) -> None:
-        await imageops.resize_disk(self, uuid, root_gb)
-
-    async def get_diagnostics(self, uuid: str) -> dict[str, Any]:
-        return await metrics.diagnostics(self, uuid)
-
-    async def sample_instances(self, uuids: list[str]) -> list[InstanceSample]:
-        return await metrics.sample_instances(self, uuids)
-
-    # -- Rebuild / Snapshot (imageops.py) ---------------------------------------------------------
-
-    async def rebuild(self, spec: InstanceSpec) -> None:
-        await imageops.rebuild(self, spec)
-
-    async def snapshot(self, uuid: str, workdir: str) -> SnapshotResult:
-        return await imageops.snapshot(self, uuid, workdir)
 
     # -- Console --------------------------------------------------------------------------------
 
     async def get_console_output(self, uuid: str, max_bytes: int = 65536) -> str:
         idir = self._existing(uuid)
-        return await asyncio.to_thread(files.console_text, idir / "console.log", max_bytes)
+        return await asyncio.to_thread(files.console_text, idir / CONSOLE, max_bytes)
 
 
 __all__ = ["RuncDriver"]

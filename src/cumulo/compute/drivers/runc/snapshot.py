@@ -19,6 +19,7 @@ held in memory; the outer tar has `write_docker_archive`'s layout (manifest.json
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import io
@@ -30,7 +31,11 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from cumulo.compute.drivers.base import SnapshotResult
+from cumulo.compute.drivers.runc import overlay
 from cumulo.compute.drivers.runc.configdrive import MOUNT_POINT
+from cumulo.compute.drivers.runc.core import CONFIG, RECORD, RuncCore
+from cumulo.compute.drivers.runc.state import container_id
 from cumulo.errors import DriverError
 from cumulo.oci import ImageConfig
 from cumulo.oci.docker import FIXED_MTIME
@@ -153,3 +158,46 @@ def write_image(root: Path, out: Path, config: dict[str, Any], repo_tag: str) ->
             layer.unlink()
     return out
 
+
+
+def _config_from_runtime(config: dict[str, Any]) -> ImageConfig:
+    """The image config of a server whose record predates image_config: its process as the command."""
+    proc = config.get("process") or {}
+    user = proc.get("user") or {}
+    return ImageConfig(
+        cmd=tuple(str(a) for a in proc.get("args") or ()),
+        env=tuple(str(e) for e in proc.get("env") or () if not str(e).startswith("HOSTNAME=")),
+        working_dir=str(proc.get("cwd") or "/"),
+        user=f"{int(user.get('uid', 0))}:{int(user.get('gid', 0))}",
+    )
+
+
+class Snapshot(RuncCore):
+    async def snapshot(self, uuid: str, workdir: str) -> SnapshotResult:
+        idir = self._existing(uuid)
+        merged = idir / "rootfs"
+        if not await overlay.is_mounted(merged):
+            raise DriverError(f"The root of instance {uuid} is not mounted; cannot snapshot it")
+        try:
+            rec = json.loads(await asyncio.to_thread((idir / RECORD).read_text))
+            if isinstance(rec.get("image_config"), dict):
+                image_cfg = ImageConfig.from_json(rec["image_config"])
+            else:
+                image_cfg = _config_from_runtime(json.loads(await asyncio.to_thread((idir / CONFIG).read_text)))
+        except (OSError, ValueError) as exc:
+            raise DriverError(f"cannot read the record of instance {uuid}: {exc}") from exc
+        props = {str(k): str(v) for k, v in (rec.get("image_properties") or {}).items()}
+        doc = image_config_doc(image_cfg, props)
+        out = Path(workdir) / f"{uuid}.tar"
+        cid = container_id(uuid)
+        frozen = False
+        if await self.runc.status(cid) == "running":
+            await self.runc.pause(cid)  # a consistent view; a paused or suspended one stays as it is
+            frozen = True
+        try:
+            await asyncio.to_thread(write_image, merged, out, doc, f"cumulo-snapshot/{uuid}:latest")
+        finally:
+            if frozen:
+                await asyncio.shield(self.runc.resume(cid))
+        return SnapshotResult(path=str(out), disk_format="raw", container_format="docker",
+                              properties={"hypervisor_type": "container", **props})
