@@ -65,7 +65,7 @@ def install() -> None:
     from cumulo.compute.agent import build, node
     from cumulo.compute.conductor import manager as conductor
     from cumulo.compute.drivers import runc as runc_driver
-    from cumulo.compute.drivers.runc import imageops, overlay, rootdisk, state
+    from cumulo.compute.drivers.runc import overlay, provision, rootdisk, state
     from cumulo.compute.service import servers
     from cumulo.scheduler import manager as sched
 
@@ -84,7 +84,7 @@ def install() -> None:
     )
     _wrap_async(runc_driver.RuncDriver, "spawn", "runc.spawn")
     _wrap_async(runc_driver.RuncDriver, "get_power_state", "runc.get_power_state")
-    _wrap_async(imageops, "cached_rootfs", "runc.cached_rootfs")
+    _wrap_async(provision, "cached_rootfs", "runc.cached_rootfs")
     _wrap_async(rootdisk.RootDisks, "create", "runc.root_disk")
     _wrap_async(overlay, "mount", "runc.overlay_mount")
     _wrap_async(state.Runc, "run_detached", "runc.run_detached")
