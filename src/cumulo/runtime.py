@@ -175,7 +175,9 @@ def plan_nodes(conf: Settings, local_drivers: list[str]) -> list[NodePlan]:
 
 @dataclass
 class Services:
-    """What the API layer may reach. Workers are not here on purpose: APIs talk to them by bus."""
+    """The cloud's API-side services, as the assembly holds them (the CLI and tests reach into a
+    running cloud through `Cloud.services`). No lower layer sees this type: `asgi_app` hands each
+    API family only its own dependencies. Workers are not here on purpose: APIs talk to them by bus."""
 
     conf: Settings
     db: Database
@@ -306,11 +308,17 @@ class Cloud:
         os.chmod(path, 0o600)
 
     def asgi_app(self) -> ASGIApp:
-        from cumulo.compute.api import make_app as compute_app
+        from cumulo.compute.api import openapi_ops as compute_openapi
+        from cumulo.compute.api.app import make_app as compute_app
+        from cumulo.compute.api.deps import ComputeDeps
         from cumulo.identity.api.app import make_app as identity_app
         from cumulo.image.api import make_app as image_app
 
         s = self.services
+        axis = compute_openapi.MICROVERSIONS  # the image API's OpenAPI document states the compute microversion too
+        compute_deps = ComputeDeps(
+            conf=s.conf, db=s.db, compute=s.compute, images=s.images, identity=s.identity, placement=s.placement
+        )
 
         async def root(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "lifespan":
@@ -325,9 +333,9 @@ class Cloud:
             )
 
         apps: dict[str, ASGIApp] = {  # each family's requests timed by route template
-            "/identity": RouteMetrics(identity_app(s), "identity"),
-            "/compute": RouteMetrics(compute_app(s), "compute"),
-            "/image": RouteMetrics(image_app(s), "image"),
+            "/identity": RouteMetrics(identity_app(s.identity, s.conf, s.catalog), "identity"),
+            "/compute": RouteMetrics(compute_app(compute_deps, authenticator=s.identity), "compute"),
+            "/image": RouteMetrics(image_app(s.images, axis=axis, authenticator=s.identity), "image"),
         }
         return RequestIdMiddleware(
             PrefixDispatcher(apps, root), header_names=("x-openstack-request-id", "x-compute-request-id")

@@ -30,8 +30,10 @@ import jsonschema
 from hypothesis import strategies as st
 
 from cumulo import conf as conf_mod
+from cumulo.compute.api.openapi_ops import NOVA_FAULT
 from cumulo.context import RequestContext, expand_roles
-from cumulo.web.openapi import GLANCE_FAULT, KEYSTONE_FAULT, NOVA_FAULT
+from cumulo.identity.api.openapi_ops import KEYSTONE_FAULT
+from cumulo.image.openapi_ops import GLANCE_FAULT
 
 JSON = dict[str, Any]
 API = "/compute/v2.1"

@@ -4,7 +4,7 @@ Malformed JSON, unknown fields, wrong types, bad UUIDs, names over 255 character
 sizes → 400; unknown ids → 404; quota → 403 with Nova's wording; non-admins on admin APIs → 403;
 readers list but do not change (403); expired or revoked tokens → 401; 20 parallel creates
 against a quota of 10 instances make exactly 10 servers. Every error body is checked against the
-family's native fault format (the fault schemas of cumulo.web.openapi).
+family's native fault format (the fault schemas of each family's openapi_ops module).
 """
 
 from __future__ import annotations

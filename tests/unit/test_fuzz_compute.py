@@ -16,12 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 
+from cumulo.compute.api import openapi_ops
+from cumulo.compute.api.openapi_ops import MICROVERSIONS
 from cumulo.web.openapi import build_openapi
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-DOC = build_openapi(None, families=("compute",))
-DOC_21 = build_openapi(None, families=("compute",), compute_version="2.1")
+DOC = build_openapi([openapi_ops.FAMILY], axis=MICROVERSIONS)
+DOC_21 = build_openapi([openapi_ops.FAMILY], axis=MICROVERSIONS, version="2.1")
 FAULT = DOC["components"]["schemas"]["ComputeFault"]
 ROLES = ("member", "reader", "admin")
 
@@ -171,7 +173,7 @@ async def test_document_covers_every_route() -> None:
         servers,
     )
 
-    documented = {(m.upper(), p) for p, m, _ in operations(build_openapi(None, families=("compute",), compute_version="2.52"))}
+    documented = {(m.upper(), p) for p, m, _ in operations(build_openapi([openapi_ops.FAMILY], axis=MICROVERSIONS, version="2.52"))}
     documented |= {(m.upper(), p) for p, m, _ in operations(DOC)}
     documented |= {(m.upper(), p) for p, m, _ in operations(DOC_21)}  # the proxies end before 2.52
     missing = []
@@ -209,7 +211,10 @@ async def test_openapi_document_is_well_formed() -> None:
     """Unique operation ids, every {param} declared, request schemas valid JSON Schema 2020-12."""
     import re
 
-    doc = build_openapi(None, families=("compute", "image", "identity"))
+    from cumulo.identity.api import openapi_ops as identity_ops
+    from cumulo.image import openapi_ops as image_ops
+
+    doc = build_openapi([openapi_ops.FAMILY, image_ops.FAMILY, identity_ops.FAMILY], axis=MICROVERSIONS)
     assert doc["openapi"].startswith("3.1")
     ids = [o["operationId"] for _, _, o in operations(doc)]
     assert len(ids) == len(set(ids)) and len(ids) > 100
@@ -232,11 +237,11 @@ async def test_openapi_document_is_well_formed() -> None:
 async def test_openapi_route_serves_the_document() -> None:
     import httpx
 
-    from cumulo.compute.api import render_fault
+    from cumulo.compute.api.app import render_fault
     from cumulo.web.http import family_app
     from cumulo.web.openapi import openapi_route
 
-    app = family_app(None, [openapi_route("compute")], render_fault)  # type: ignore[arg-type]
+    app = family_app(None, [openapi_route(openapi_ops.FAMILY, MICROVERSIONS)], render_fault)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         r = await c.get("/openapi.json")
         assert r.status_code == 200 and "/compute/v2.1/servers" in r.json()["paths"]

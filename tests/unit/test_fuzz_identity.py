@@ -19,11 +19,13 @@ from fuzz_support import World, call_strategy, check, operations, send, start_wo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cumulo.compute.api.openapi_ops import MICROVERSIONS
+from cumulo.identity.api import openapi_ops
 from cumulo.web.openapi import build_openapi
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-DOC = build_openapi(None, families=("identity",))
+DOC = build_openapi([openapi_ops.FAMILY], axis=MICROVERSIONS)
 FAULT = DOC["components"]["schemas"]["IdentityFault"]
 ROLES = ("anon", "member", "admin")
 OPS = operations(DOC)

@@ -131,7 +131,7 @@ async def test_a_route_that_buffers_the_whole_body_is_still_bounded() -> None:
     def fault(status: int, message: str, request: Request) -> Response:
         return json_response({"error": {"code": status, "message": message}}, status=status)
 
-    app = family_app(None, [Route("/greedy", greedy, methods=["POST"]), Route("/json", via_json_body, methods=["POST"])], fault)  # type: ignore[arg-type]
+    app = family_app(None, [Route("/greedy", greedy, methods=["POST"]), Route("/json", via_json_body, methods=["POST"])], fault)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         body = Counting(5 << 20)
         r = await c.post("/greedy", content=body)

@@ -19,11 +19,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from cumulo import errors, policy
-from cumulo.image import _patch, _schemas, imports, members, tasks
+from cumulo.image import _patch, _schemas, imports, members, openapi_ops, tasks
+from cumulo.image.deps import ImageDeps, services_of
 from cumulo.image.metadefs import api as metadefs_api
 from cumulo.image.service import POLICY_RULES, ImageService
 from cumulo.web.http import (
     MAX_JSON_BODY,
+    Authenticator,
     authenticate,
     base_url,
     empty,
@@ -31,13 +33,12 @@ from cumulo.web.http import (
     json_body,
     json_response,
     route_path,
-    services_of,
 )
+from cumulo.web.openapi import Microversions, openapi_route
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Scope
 
-    from cumulo.runtime import Services
 
 policy.register(POLICY_RULES)
 
@@ -357,13 +358,17 @@ EXTRA_ROUTES: list[BaseRoute] = [
 _DATA_PATH = re.compile(r"^/v2/images/[^/]+/(file|stage)$")
 
 
-def make_app(services: Services) -> ASGIApp:
-    from cumulo.web.openapi import openapi_route  # late: openapi imports this module's schemas
+def make_app(images: ImageService, *, axis: Microversions, authenticator: Authenticator | None = None) -> ASGIApp:
+    """The image family's ASGI app over `images`. Its OpenAPI document is described along `axis`
+    (the assembly passes compute's microversions, which every Cumulo document states); tokens are
+    checked by `authenticator` (without one, only requests that arrive with a context get past
+    `authenticate`)."""
 
     def body_limit(scope: Scope) -> int:
         """Image data (PUT /file or /stage) streams to disk up to image_size_cap; every other body is JSON (1 MiB)."""
         if scope.get("method") == "PUT" and _DATA_PATH.match(route_path(scope)):
-            return int(services.images.size_cap)
+            return int(images.size_cap)
         return MAX_JSON_BODY
 
-    return family_app(services, [*ROUTES, *EXTRA_ROUTES, openapi_route("image")], render_fault, body_limit)
+    routes = [*ROUTES, *EXTRA_ROUTES, openapi_route(openapi_ops.FAMILY, axis, public_url=images.conf.public_url)]
+    return family_app(ImageDeps(images), routes, render_fault, body_limit, authenticator=authenticator)

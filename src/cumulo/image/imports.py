@@ -21,9 +21,10 @@ from starlette.routing import BaseRoute, Route
 from cumulo import errors, policy
 from cumulo.context import RequestContext
 from cumulo.db import isotime, new_uuid, utcnow
+from cumulo.image.deps import services_of
 from cumulo.image.models import image_tasks
 from cumulo.image.service import ImageService
-from cumulo.web.http import authenticate, empty, json_body, services_of
+from cumulo.web.http import authenticate, empty, json_body
 
 METHODS = ("glance-direct",)
 ABSENT = ("web-download", "glance-download", "copy-image")

@@ -16,7 +16,8 @@ from starlette.routing import BaseRoute, Route
 from cumulo import errors, policy
 from cumulo.image import imports
 from cumulo.image._schemas import UUID_PATTERN
-from cumulo.web.http import authenticate, json_body, json_response, services_of
+from cumulo.image.deps import services_of
+from cumulo.web.http import authenticate, json_body, json_response
 
 POLICY_RULES = {
     "image:get_tasks": policy.ADMIN,

@@ -1,7 +1,9 @@
 """Shared HTTP plumbing for every API family: JSON in and out, faults, authentication, dispatch.
 
 Each family (identity, compute, image, ...) is a Starlette app built with `family_app`, which maps
-domain errors to that family's native fault body. Nothing here knows a family's wire format.
+domain errors to that family's native fault body. Nothing here knows a family's wire format or its
+services: a family app holds the dependencies its factory was given (`deps_of` reads them back,
+typed) and an `Authenticator`, the one thing `authenticate` needs to turn a token into a context.
 
 Hostile clients: every request body is counted while it streams (`BodyLimitMiddleware`), so no
 route, authenticated or not, can be made to hold more than its limit in memory; a body without
@@ -17,7 +19,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -30,9 +32,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cumulo import errors
 from cumulo.context import RequestContext
 
-if TYPE_CHECKING:
-    from cumulo.runtime import Services
-
 LOG = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 1 << 20  # 1 MiB is far more than any JSON body the APIs accept.
@@ -43,6 +42,16 @@ FaultRenderer = Callable[[int, str, Request], Response]
 BodyLimit = Callable[[Scope], int]
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+T = TypeVar("T")
+
+
+class Authenticator(Protocol):
+    """What `authenticate` asks who a token stands for (the identity service implements it)."""
+
+    async def validate_token(self, token: str) -> RequestContext:
+        """The context the token stands for; Unauthorized if it is unknown, expired or revoked."""
+        ...
 
 
 class JSON(JSONResponse):
@@ -181,8 +190,13 @@ async def answer_lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def services_of(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+def deps_of(request: Request, kind: type[T]) -> T:
+    """The dependencies the request's family app was built with (family_app's `deps`), which the
+    family's factory gave as a `kind`."""
+    deps = getattr(request.app.state, "deps", None)
+    if not isinstance(deps, kind):
+        raise TypeError(f"this app was built with {type(deps).__name__} dependencies, not {kind.__name__}")
+    return deps
 
 
 def base_url(request: Request) -> str:
@@ -191,14 +205,18 @@ def base_url(request: Request) -> str:
 
 
 async def authenticate(request: Request) -> RequestContext:
-    """The caller's context from X-Auth-Token, or Unauthorized."""
+    """The caller's context from X-Auth-Token, or Unauthorized. The token is checked by the
+    app's `Authenticator` (family_app's `authenticator`); an app without one takes no token."""
     cached = request.scope.get("cumulo.context")
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     token = request.headers.get("x-auth-token")
     if not token:
         raise errors.Unauthorized("The request you have made requires authentication.")
-    ctx: RequestContext = await services_of(request).identity.validate_token(token)
+    authenticator: Authenticator | None = getattr(request.app.state, "authenticator", None)
+    if authenticator is None:
+        raise errors.Unauthorized("The request you have made requires authentication.")
+    ctx = await authenticator.validate_token(token)
     rid = request.scope.get("cumulo.request_id")
     if rid:
         ctx = dataclasses.replace(ctx, request_id=rid)
@@ -207,13 +225,16 @@ async def authenticate(request: Request) -> RequestContext:
 
 
 def family_app(
-    services: Services,
+    deps: object,
     routes: Sequence[BaseRoute],
     render_fault: FaultRenderer,
     body_limit: BodyLimit | None = None,
+    *,
+    authenticator: Authenticator | None = None,
 ) -> Starlette:
     """A Starlette app whose every error, including unknown routes and crashes, uses render_fault.
-    Request bodies are limited to `body_limit(scope)` bytes (default: MAX_JSON_BODY for every route)."""
+    Request bodies are limited to `body_limit(scope)` bytes (default: MAX_JSON_BODY for every route).
+    Its handlers read `deps` back with `deps_of`; `authenticate` checks tokens with `authenticator`."""
 
     async def on_domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, errors.CumuloError)
@@ -244,7 +265,8 @@ def family_app(
             Exception: on_crash,
         },
     )
-    app.state.services = services
+    app.state.deps = deps
+    app.state.authenticator = authenticator
     return app
 
 

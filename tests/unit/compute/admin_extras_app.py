@@ -12,11 +12,12 @@ from resources_app import Harness, make_harness
 
 @asynccontextmanager
 async def make_extras_harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    from cumulo.compute.api import admin, admin_extras, render_fault
+    from cumulo.compute.api import admin, admin_extras
+    from cumulo.compute.api.app import render_fault
     from cumulo.compute.api.microversion import MicroversionMiddleware
     from cumulo.web.http import family_app
 
     async with make_harness(tmp_path) as h:
         routes = [*admin.ROUTES, *admin_extras.ROUTES]
-        h.app = MicroversionMiddleware(family_app(h.services, routes, render_fault))  # type: ignore[arg-type]
+        h.app = MicroversionMiddleware(family_app(h.deps, routes, render_fault))
         yield h

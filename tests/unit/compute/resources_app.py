@@ -1,6 +1,7 @@
 """A small stand-alone compute app for the resource API tests (flavors, keypairs, quotas, admin):
-a temp SQLite DB, the real routes and fault renderer behind the microversion middleware, a real
-(in-memory) project directory and a recording placement. Requests act as a chosen RequestContext.
+a temp SQLite DB, the real routes and fault renderer behind the microversion middleware, the real
+compute and image services (unstarted: nothing here casts to a worker), a real (in-memory) project
+directory and a recording placement. Requests act as a chosen RequestContext.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,16 @@ import httpx
 import sqlalchemy as sa
 
 from cumulo import conf as conf_mod
+from cumulo.bus.transports import make_bus
+from cumulo.compute.api.deps import ComputeDeps
 from cumulo.compute.models import instances
 from cumulo.compute.service import flavors as flavor_service
+from cumulo.compute.service.servers import ComputeService
 from cumulo.context import RequestContext, expand_roles
 from cumulo.db import Database, new_uuid, utcnow
 from cumulo.hosts.models import compute_nodes, services
+from cumulo.image.service import ImageService
+from cumulo.placement.service import Placement
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for `reference`
 from reference import check, nova  # noqa: E402
@@ -53,15 +59,6 @@ class RecordingPlacement:
         self.deleted.append(uuid)
 
 
-@dataclass
-class MiniServices:
-    conf: conf_mod.Settings
-    db: Database
-    identity: Directory
-    placement: RecordingPlacement
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class _AsCtx:
     def __init__(self, app: Any, context: RequestContext) -> None:
         self.app, self.context = app, context
@@ -75,12 +72,13 @@ class _AsCtx:
 
 @dataclass
 class Harness:
-    services: MiniServices
+    deps: ComputeDeps
+    placement: RecordingPlacement  # the same object as deps.placement, with what it recorded
     app: Any
 
     @property
     def db(self) -> Database:
-        return self.services.db
+        return self.deps.db
 
     def client(self, context: RequestContext, version: str | None = None) -> httpx.AsyncClient:
         headers = {"OpenStack-API-Version": f"compute {version}"} if version else {}
@@ -145,7 +143,8 @@ PROJECTS = {"proj-a", "proj-b", "admin-proj"}
 @asynccontextmanager
 async def make_harness(tmp_path: Path) -> AsyncIterator[Harness]:
     """Use from a fixture: `async with make_harness(tmp_path) as h: yield h`."""
-    from cumulo.compute.api import admin, flavors, keypairs, quotas, render_fault
+    from cumulo.compute.api import admin, flavors, keypairs, quotas
+    from cumulo.compute.api.app import render_fault
     from cumulo.compute.api.microversion import MicroversionMiddleware
     from cumulo.web.http import family_app
 
@@ -154,11 +153,15 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[Harness]:
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/res.db")
     await db.create_all()
     await flavor_service.ensure_default_flavors(db)
-    svc = MiniServices(conf=settings, db=db, identity=Directory(set(PROJECTS)), placement=RecordingPlacement())
+    images = ImageService(db, settings)
+    compute = ComputeService(db, make_bus(settings.transport), settings, images=images, placement=Placement(db, settings))
+    placement = RecordingPlacement()
+    deps = ComputeDeps(conf=settings, db=db, compute=compute, images=images, identity=Directory(set(PROJECTS)),
+                       placement=placement)
     routes = [*flavors.ROUTES, *keypairs.ROUTES, *quotas.ROUTES, *admin.ROUTES]
-    app = MicroversionMiddleware(family_app(svc, routes, render_fault))  # type: ignore[arg-type]
+    app = MicroversionMiddleware(family_app(deps, routes, render_fault))
     try:
-        yield Harness(svc, app)
+        yield Harness(deps, placement, app)
     finally:
         await db.dispose()
 

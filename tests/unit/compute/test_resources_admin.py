@@ -117,7 +117,7 @@ async def test_services_delete(harness: Harness) -> None:
     assert (await harness.call(MEMBER, "DELETE", f"/os-services/{rows['c2']['id']}", "2.1")).status_code == 403
     gone = await harness.call(ADMIN, "DELETE", f"/os-services/{rows['c2']['id']}", "2.1")
     assert gone.status_code == 204
-    assert harness.services.placement.deleted == [rows["n2"]["uuid"]]
+    assert harness.placement.deleted == [rows["n2"]["uuid"]]
     names = [h["hypervisor_hostname"] for h in (await harness.call(ADMIN, "GET", "/os-hypervisors")).json()["hypervisors"]]
     assert names == ["host1"]
 

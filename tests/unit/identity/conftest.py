@@ -4,7 +4,6 @@ tokens (X-Auth-Token), so the whole Keystone path is exercised."""
 
 from __future__ import annotations
 
-import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +13,11 @@ import httpx
 import pytest
 
 from cumulo import conf as conf_mod
+from cumulo.catalog import CATALOG
 from cumulo.db import Database
 from cumulo.identity import passwords
 from cumulo.identity.api.app import make_app
 from cumulo.identity.service import IdentityService
-from cumulo.runtime import CATALOG
 from cumulo.web.http import PrefixDispatcher
 
 
@@ -87,8 +86,7 @@ async def make_env(id_conf: conf_mod.Settings) -> AsyncIterator[Callable[..., Aw
         await db.create_all()
         svc = IdentityService(db, conf)
         creds = await svc.bootstrap()
-        services = types.SimpleNamespace(identity=svc, conf=conf, db=db, catalog=CATALOG)
-        app = PrefixDispatcher({"/identity": make_app(services)}, _no_root)  # type: ignore[arg-type]
+        app = PrefixDispatcher({"/identity": make_app(svc, conf, CATALOG)}, _no_root)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cumulo.test")
         env = IdentityEnv(svc=svc, creds=creds, client=client, db=db)
         opened.append(env)

@@ -3,7 +3,6 @@ same prefix dispatcher the cloud uses, with requests made as a chosen RequestCon
 
 from __future__ import annotations
 
-import types
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from cumulo import conf as conf_mod
+from cumulo.compute.api.openapi_ops import MICROVERSIONS
 from cumulo.context import RequestContext, expand_roles
 from cumulo.db import Database
 from cumulo.image.api import make_app
@@ -67,8 +67,7 @@ def ctx() -> Callable[..., RequestContext]:
 @pytest.fixture
 def client(svc: ImageService) -> Callable[[RequestContext], httpx.AsyncClient]:
     """client(ctx) → an httpx client whose base URL is the /image endpoint of the catalog."""
-    services = types.SimpleNamespace(images=svc, conf=svc.conf, db=svc.db)
-    app = PrefixDispatcher({"/image": make_app(services)}, _no_root)  # type: ignore[arg-type]
+    app = PrefixDispatcher({"/image": make_app(svc, axis=MICROVERSIONS)}, _no_root)
 
     def factory(ctx: RequestContext) -> httpx.AsyncClient:
         return httpx.AsyncClient(

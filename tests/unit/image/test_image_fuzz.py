@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cumulo import conf as conf_mod
+from cumulo.compute.api.openapi_ops import MICROVERSIONS
 from cumulo.context import RequestContext, expand_roles
 from cumulo.db import Database
 from cumulo.image.api import make_app
@@ -61,9 +62,8 @@ def test_no_5xx(tmp_path: Path) -> None:
     async def setup() -> tuple[httpx.AsyncClient, str]:
         await db.create_all()
         await svc.bootstrap()
-        services: Any = type("S", (), {"images": svc, "conf": conf, "db": db})()
         ctx = RequestContext(user_id="u", project_id="p", roles=expand_roles(["member"]))
-        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=_AsCtx(make_app(services), ctx)), base_url="http://t")
+        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=_AsCtx(make_app(svc, axis=MICROVERSIONS), ctx)), base_url="http://t")
         r = await c.post("/v2/images", json={"name": "target", "disk_format": "raw", "container_format": "bare"})
         return c, r.json()["id"]
 

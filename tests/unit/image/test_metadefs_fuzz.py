@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cumulo import conf as conf_mod
+from cumulo.compute.api.openapi_ops import MICROVERSIONS
 from cumulo.context import RequestContext, expand_roles
 from cumulo.db import Database
 from cumulo.image.api import make_app
@@ -84,9 +85,8 @@ def test_metadefs_never_5xx(tmp_path: Path) -> None:
     async def setup() -> httpx.AsyncClient:
         await db.create_all()
         await svc.bootstrap()
-        services: Any = type("S", (), {"images": svc, "conf": conf, "db": db})()
         ctx = RequestContext(user_id="u", project_id="p", roles=expand_roles(["admin"]))
-        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=_AsCtx(make_app(services), ctx)), base_url="http://t")
+        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=_AsCtx(make_app(svc, axis=MICROVERSIONS), ctx)), base_url="http://t")
         r = await c.post(NS, json={"namespace": "Fuzz::NS", "objects": [{"name": "nope"}], "tags": [{"name": "nope"}],
                                    "properties": {"nope": {"title": "t", "type": "string"}}})
         assert r.status_code == 201, r.text

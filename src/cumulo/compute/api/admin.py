@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas import services as schemas
@@ -21,7 +22,7 @@ from cumulo.compute.api.schemas.resource_types import Field
 from cumulo.compute.service import hostinfo
 from cumulo.errors import Conflict, Invalid, NotFound
 from cumulo.hosts.models import compute_nodes, services
-from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
+from cumulo.web.http import authenticate, empty, json_body, json_response
 
 policy.register(
     {

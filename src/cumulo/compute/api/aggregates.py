@@ -16,12 +16,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import aggregates as schemas
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.service import aggregates as store
 from cumulo.errors import Conflict, Invalid, NotFound
-from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
+from cumulo.web.http import authenticate, empty, json_body, json_response
 
 policy.register(
     {

@@ -18,11 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import request_version
 from cumulo.compute.api.schemas.admin_extras import EVENTS
 from cumulo.compute.models import instances
 from cumulo.errors import Forbidden
-from cumulo.web.http import authenticate, json_body, json_response, services_of
+from cumulo.web.http import authenticate, json_body, json_response
 
 LOG = logging.getLogger(__name__)
 RULE = "os_compute_api:os-server-external-events:create"

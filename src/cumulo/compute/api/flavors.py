@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from cumulo import policy
 from cumulo.compute.api import _common
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import flavors as schemas
 from cumulo.compute.api.schemas import resource_types as t
@@ -17,7 +18,7 @@ from cumulo.compute.api.schemas.resource_types import Field
 from cumulo.compute.service import flavors as service
 from cumulo.context import RequestContext
 from cumulo.errors import Invalid, NotFound
-from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
+from cumulo.web.http import authenticate, empty, json_body, json_response
 
 policy.register(
     {

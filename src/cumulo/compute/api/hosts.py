@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.admin_extras import host_update
@@ -24,7 +25,7 @@ from cumulo.compute.models import instances
 from cumulo.compute.service import hostinfo
 from cumulo.errors import Invalid, NotFound
 from cumulo.hosts.models import services
-from cumulo.web.http import authenticate, json_body, json_response, services_of
+from cumulo.web.http import authenticate, json_body, json_response
 
 policy.register(
     {

@@ -16,13 +16,14 @@ from starlette.routing import Route
 
 from cumulo import errors, policy
 from cumulo.compute.api import _common
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.images import check_version as _check_version
 from cumulo.compute.api.images import get_image, properties
 from cumulo.compute.api.schemas import images as schema
 from cumulo.context import RequestContext
 from cumulo.image._patch import Change
 from cumulo.image._schemas import CORE_FIELDS, READ_ONLY, RESERVED, RESERVED_PREFIX
-from cumulo.web.http import empty, json_response, services_of
+from cumulo.web.http import empty, json_response
 
 policy.register({"compute:image_metadata:show": policy.READER, "compute:image_metadata:update": policy.MEMBER})
 

@@ -16,12 +16,13 @@ from starlette.routing import Route
 
 from cumulo import errors, policy
 from cumulo.compute.api import _common
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import images as schema
 from cumulo.compute.api.schemas._base import bool_from_string, validate_query
 from cumulo.context import RequestContext
 from cumulo.image._schemas import CORE_FIELDS
-from cumulo.web.http import empty, json_response, services_of
+from cumulo.web.http import empty, json_response
 
 policy.register({"compute:images:list": policy.READER, "compute:images:delete": policy.MEMBER})
 

@@ -13,11 +13,12 @@ from starlette.routing import Route
 
 from cumulo import errors, policy
 from cumulo.compute.api import _common
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas._base import bool_from_string, parse_isotime, validate_query
 from cumulo.compute.api.schemas.migrations import INDEX_QUERY
 from cumulo.compute.models import migrations
-from cumulo.web.http import json_response, services_of
+from cumulo.web.http import json_response
 
 policy.register(
     {

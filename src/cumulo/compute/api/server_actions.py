@@ -13,13 +13,14 @@ from starlette.routing import Route
 from cumulo import errors, policy
 from cumulo.compute.api import _common, admin_actions, deferred_actions, server_security_groups
 from cumulo.compute.api import server_views as views
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas.server_actions import SCHEMAS
 from cumulo.compute.api.servers import server_body
 from cumulo.compute.service.boot import generate_password
 from cumulo.compute.service.servers import ComputeService
 from cumulo.context import RequestContext
-from cumulo.web.http import empty, json_body, json_response, services_of
+from cumulo.web.http import empty, json_body, json_response
 
 policy.register(
     {

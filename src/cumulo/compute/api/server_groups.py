@@ -19,13 +19,14 @@ from starlette.routing import Route
 
 from cumulo import policy
 from cumulo.compute import server_groups as service
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas import server_groups as schemas
 from cumulo.compute.api.schemas._base import validate_query
 from cumulo.compute.api.schemas.resource_types import Field
 from cumulo.compute.service.quotas import QuotaEngine
-from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
+from cumulo.web.http import authenticate, empty, json_body, json_response
 
 policy.register(
     {

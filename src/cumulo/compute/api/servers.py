@@ -13,6 +13,7 @@ from cumulo.compute import server_groups
 from cumulo.compute import states as st
 from cumulo.compute.api import _common, server_security_groups
 from cumulo.compute.api import server_views as views
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import servers as schema
 from cumulo.compute.api.schemas._base import (
@@ -26,7 +27,7 @@ from cumulo.compute.service import softdelete
 from cumulo.compute.service.boot import CreateRequest, generate_password
 from cumulo.compute.service.listing import ListQuery, normalise_sort
 from cumulo.context import RequestContext
-from cumulo.web.http import empty, json_response, services_of
+from cumulo.web.http import empty, json_response
 
 policy.register(
     {

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.admin_extras import PAGING, USAGE_LIST_QUERY, USAGE_SHOW_QUERY
@@ -26,7 +27,7 @@ from cumulo.compute.models import instances
 from cumulo.context import RequestContext
 from cumulo.db import utcnow
 from cumulo.errors import Forbidden, Invalid, NotFound
-from cumulo.web.http import authenticate, json_response, services_of
+from cumulo.web.http import authenticate, json_response
 
 policy.register(
     {

@@ -16,10 +16,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.service import hostinfo
 from cumulo.db import utcnow
 from cumulo.errors import Invalid
-from cumulo.web.http import authenticate, json_response, services_of
+from cumulo.web.http import authenticate, json_response
 
 policy.register(
     {

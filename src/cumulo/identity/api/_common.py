@@ -4,19 +4,17 @@ and the identity service, catalog and region of the app that serves the request.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
+from cumulo.catalog import CatalogEntry
 from cumulo.context import RequestContext
+from cumulo.identity.api.deps import services_of
 from cumulo.identity.service import IdentityService
-from cumulo.web.http import authenticate, services_of
-
-if TYPE_CHECKING:
-    from cumulo.runtime import CatalogEntry
+from cumulo.web.http import authenticate
 
 A, R = policy.ADMIN, policy.READER
 

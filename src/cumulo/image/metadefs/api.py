@@ -13,8 +13,9 @@ from starlette.routing import BaseRoute, Route
 from cumulo import errors, policy
 from cumulo.context import RequestContext
 from cumulo.db import Database
+from cumulo.image.deps import services_of
 from cumulo.image.metadefs import children, namespaces, schemas
-from cumulo.web.http import authenticate, base_url, empty, json_body, json_response, services_of
+from cumulo.web.http import authenticate, base_url, empty, json_body, json_response
 
 # Glance's default metadef policies: reads for any reader (namespace visibility applies), writes admin-only.
 POLICY_RULES = {

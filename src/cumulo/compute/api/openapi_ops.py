@@ -1,0 +1,182 @@
+"""The compute family's operations for its OpenAPI document (`cumulo.web.openapi` builds it):
+one `Op` per route, whose bodies and queries are the schemas the handlers validate with, and the
+compute microversion axis every Cumulo document is described along."""
+
+from __future__ import annotations
+
+from cumulo.compute.api.microversion import MAX_VERSION, MIN_VERSION, Version, v
+from cumulo.compute.api.schemas import admin_actions as admin_action_s
+from cumulo.compute.api.schemas import admin_extras as extras_s
+from cumulo.compute.api.schemas import aggregates as aggregate_s
+from cumulo.compute.api.schemas import deferred_actions as deferred_s
+from cumulo.compute.api.schemas import flavors as flavor_s
+from cumulo.compute.api.schemas import images as cimage_s
+from cumulo.compute.api.schemas import instance_actions as ia_s
+from cumulo.compute.api.schemas import keypairs as keypair_s
+from cumulo.compute.api.schemas import migrations as migration_s
+from cumulo.compute.api.schemas import quota_sets as quota_s
+from cumulo.compute.api.schemas import server_actions as action_s
+from cumulo.compute.api.schemas import server_groups as group_s
+from cumulo.compute.api.schemas import server_metadata as md_s
+from cumulo.compute.api.schemas import server_tags as tag_s
+from cumulo.compute.api.schemas import servers as server_s
+from cumulo.compute.api.schemas import services as service_s
+from cumulo.web.openapi import Family, Microversions, Op, Schema, op
+
+# The compute microversions: the axis of every document (?microversion= on each /openapi.json).
+MICROVERSIONS = Microversions("compute", MIN_VERSION, MAX_VERSION, Version.parse)
+
+NOVA_FAULT: Schema = {
+    "description": 'Nova fault: {"<faultName>": {"code": <status>, "message": "..."}}',
+    "type": "object",
+    "minProperties": 1,
+    "maxProperties": 1,
+    "additionalProperties": {
+        "type": "object",
+        "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
+        "required": ["code", "message"],
+    },
+}
+
+
+# ---- bodies the handlers check in code rather than with a schema module ----------------------
+
+# POST /servers/{id}/action: exactly one of the action schemas (each requires its own key).
+def _server_action(version: Version) -> Schema:
+    schemas = [*action_s.SCHEMAS.values(), *deferred_s.SCHEMAS.values(), *admin_action_s.SCHEMAS.values(),
+               *extras_s.SECURITY_GROUP_ACTIONS.values()]
+    chosen = [s for s in (vs.for_version(version) for vs in schemas) if s is not None]
+    return {"oneOf": chosen}
+
+
+_FLAVOR_ACTION: Schema = {"oneOf": [flavor_s.add_tenant_access, flavor_s.remove_tenant_access]}
+
+
+def _services_update(version: Version) -> Schema:
+    if version >= v("2.53"):
+        return service_s.update_v253
+    return service_s.update_v211 if version >= v("2.11") else service_s.update
+
+
+# ---- the operation table ----------------------------------------------------------------------
+
+S = "/v2.1/servers/{server_id}"
+F = "/v2.1/flavors/{flavor_id}"
+Q = "/v2.1/os-quota-sets/{project_id}"
+H = "/v2.1/os-hypervisors"
+AG = "/v2.1/os-aggregates"
+_HYP_QUERY = ("limit", "marker", "hypervisor_hostname_pattern", "with_servers")
+
+COMPUTE_OPS: tuple[Op, ...] = (
+    op("GET", "/v2.1/servers", "List servers", query=server_s.INDEX_QUERY),
+    op("POST", "/v2.1/servers", "Create server", body=server_s.CREATE, status=202),
+    op("GET", "/v2.1/servers/detail", "List servers with details", query=server_s.INDEX_QUERY),
+    op("GET", S, "Show server"),
+    op("PUT", S, "Update server", body=server_s.UPDATE),
+    op("DELETE", S, "Delete server", status=204),
+    op("POST", f"{S}/action", "Server action", body=_server_action, status=202),
+    op("GET", f"{S}/metadata", "List server metadata"),
+    op("POST", f"{S}/metadata", "Merge server metadata", body=md_s.create),
+    op("PUT", f"{S}/metadata", "Replace server metadata", body=md_s.update_all),
+    op("GET", f"{S}/metadata/{{key}}", "Show server metadata item"),
+    op("PUT", f"{S}/metadata/{{key}}", "Set server metadata item", body=md_s.update),
+    op("DELETE", f"{S}/metadata/{{key}}", "Delete server metadata item", status=204),
+    op("GET", f"{S}/tags", "List server tags", since="2.26"),
+    op("PUT", f"{S}/tags", "Replace server tags", body=tag_s.update_all, since="2.26"),
+    op("DELETE", f"{S}/tags", "Delete all server tags", status=204, since="2.26"),
+    op("GET", f"{S}/tags/{{tag}}", "Check server tag", status=204, since="2.26"),
+    op("PUT", f"{S}/tags/{{tag}}", "Add server tag", status=201, since="2.26"),
+    op("DELETE", f"{S}/tags/{{tag}}", "Delete server tag", status=204, since="2.26"),
+    op("GET", f"{S}/os-instance-actions", "List instance actions", query=ia_s.INDEX_QUERY),
+    op("GET", f"{S}/os-instance-actions/{{request_id}}", "Show instance action"),
+    op("GET", f"{S}/diagnostics", "Server diagnostics", admin=True),
+    op("GET", f"{S}/ips", "List server addresses"),
+    op("GET", f"{S}/ips/{{network}}", "Show server addresses of a network"),
+    op("GET", f"{S}/os-server-password", "Show server password"),
+    op("DELETE", f"{S}/os-server-password", "Clear server password", status=204),
+    op("GET", f"{S}/migrations", "List in-progress live migrations", since="2.23", admin=True),
+    op("GET", f"{S}/migrations/{{migration_id}}", "Show an in-progress live migration", since="2.23", admin=True),
+    op("GET", "/v2.1/os-migrations", "List migrations", query=migration_s.INDEX_QUERY, admin=True),
+    # Nova's deprecated image proxy (to 2.35) and image metadata (to 2.38).
+    op("GET", "/v2.1/images", "List images (proxy)", query=cimage_s.index_query, until="2.35"),
+    op("GET", "/v2.1/images/detail", "List images with details (proxy)", query=cimage_s.index_query, until="2.35"),
+    op("GET", "/v2.1/images/{image_id}", "Show image (proxy)", until="2.35"),
+    op("DELETE", "/v2.1/images/{image_id}", "Delete image (proxy)", status=204, until="2.35"),
+    op("DELETE", "/v2.1/images/", "Delete image with a blank id (proxy): always 404", status=404, until="2.35"),
+    op("GET", "/v2.1/images/{image_id}/metadata", "List image metadata (proxy)", until="2.38"),
+    op("POST", "/v2.1/images/{image_id}/metadata", "Merge image metadata (proxy)", body=cimage_s.create_metadata,
+       until="2.38"),
+    op("PUT", "/v2.1/images/{image_id}/metadata", "Replace image metadata (proxy)",
+       body=cimage_s.update_all_metadata, until="2.38"),
+    op("GET", "/v2.1/images/{image_id}/metadata/{key}", "Show image metadata item (proxy)", until="2.38"),
+    op("PUT", "/v2.1/images/{image_id}/metadata/{key}", "Set image metadata item (proxy)", body=cimage_s.update_item,
+       until="2.38"),
+    op("DELETE", "/v2.1/images/{image_id}/metadata/{key}", "Delete image metadata item (proxy)", status=204,
+       until="2.38"),
+    op("GET", "/v2.1/flavors", "List flavors", query=flavor_s.LIST_QUERY),
+    op("POST", "/v2.1/flavors", "Create flavor", body=flavor_s.CREATE, admin=True),
+    op("GET", "/v2.1/flavors/detail", "List flavors with details", query=flavor_s.LIST_QUERY),
+    op("GET", F, "Show flavor"),
+    op("PUT", F, "Update flavor description", body=flavor_s.update, since="2.55", admin=True),
+    op("DELETE", F, "Delete flavor", status=202, admin=True),
+    op("POST", f"{F}/action", "Flavor access action", body=_FLAVOR_ACTION, admin=True),
+    op("GET", f"{F}/os-flavor-access", "List flavor access", admin=True),
+    op("GET", f"{F}/os-extra_specs", "List flavor extra specs"),
+    op("POST", f"{F}/os-extra_specs", "Create flavor extra specs", body=flavor_s.extra_specs_create, admin=True),
+    op("GET", f"{F}/os-extra_specs/{{key}}", "Show flavor extra spec"),
+    op("PUT", f"{F}/os-extra_specs/{{key}}", "Update flavor extra spec", body=flavor_s.extra_spec_update, admin=True),
+    op("DELETE", f"{F}/os-extra_specs/{{key}}", "Delete flavor extra spec", admin=True),
+    op("GET", "/v2.1/os-keypairs", "List keypairs", query=keypair_s.INDEX_QUERY),
+    op("POST", "/v2.1/os-keypairs", "Create or import keypair", body=keypair_s.CREATE),
+    op("GET", "/v2.1/os-keypairs/{name}", "Show keypair", query=keypair_s.ITEM_QUERY),
+    op("DELETE", "/v2.1/os-keypairs/{name}", "Delete keypair", status=202, query=keypair_s.ITEM_QUERY),
+    op("GET", "/v2.1/os-server-groups", "List server groups", query=group_s.INDEX_QUERY),
+    op("POST", "/v2.1/os-server-groups", "Create server group", body=group_s.CREATE),
+    op("GET", "/v2.1/os-server-groups/{group_id}", "Show server group"),
+    op("DELETE", "/v2.1/os-server-groups/{group_id}", "Delete server group", status=204),
+    op("GET", "/v2.1/limits", "Show rate and absolute limits", query=quota_s.LIMITS_QUERY),
+    op("GET", Q, "Show quotas", query=quota_s.QUOTA_QUERY),
+    op("PUT", Q, "Update quotas", body=quota_s.quota_set_update_for, query=quota_s.QUOTA_QUERY, admin=True),
+    op("DELETE", Q, "Revert quotas to defaults", status=202, query=quota_s.QUOTA_QUERY, admin=True),
+    op("GET", f"{Q}/defaults", "Show default quotas"),
+    op("GET", f"{Q}/detail", "Show quota usage", query=quota_s.QUOTA_QUERY),
+    op("GET", "/v2.1/os-quota-class-sets/{class_name}", "Show quota class", admin=True),
+    op("PUT", "/v2.1/os-quota-class-sets/{class_name}", "Update quota class", body=quota_s.quota_class_update_for, admin=True),
+    op("GET", "/v2.1/os-availability-zone", "List availability zones"),
+    op("GET", "/v2.1/os-availability-zone/detail", "List availability zones with hosts", admin=True),
+    op("GET", "/v2.1/os-services", "List compute services", query=("host", "binary"), admin=True),
+    op("PUT", "/v2.1/os-services/{service_id}", "Update compute service", body=_services_update, admin=True),
+    op("DELETE", "/v2.1/os-services/{service_id}", "Delete compute service", status=204, admin=True),
+    op("GET", H, "List hypervisors", query=_HYP_QUERY, admin=True),
+    op("GET", f"{H}/detail", "List hypervisors with details", query=_HYP_QUERY, admin=True),
+    op("GET", f"{H}/statistics", "Hypervisor statistics", admin=True, until="2.87"),
+    op("GET", f"{H}/{{hypervisor_id}}", "Show hypervisor", query=((v("2.1"), ()), (v("2.53"), ("with_servers",))), admin=True),
+    op("GET", f"{H}/{{hypervisor_id}}/uptime", "Show hypervisor uptime", admin=True),
+    op("GET", f"{H}/{{pattern}}/search", "Search hypervisors", admin=True, until="2.52"),
+    op("GET", f"{H}/{{pattern}}/servers", "List servers of hypervisors", admin=True, until="2.52"),
+    op("GET", AG, "List host aggregates", admin=True),
+    op("POST", AG, "Create host aggregate", body=aggregate_s.create, admin=True),
+    op("GET", f"{AG}/{{aggregate_id}}", "Show host aggregate", admin=True),
+    op("PUT", f"{AG}/{{aggregate_id}}", "Update host aggregate", body=aggregate_s.update, admin=True),
+    op("DELETE", f"{AG}/{{aggregate_id}}", "Delete host aggregate", admin=True),
+    op("POST", f"{AG}/{{aggregate_id}}/action", "Host aggregate action (add_host, remove_host, set_metadata)",
+       body={"oneOf": list(aggregate_s.ACTIONS.values())}, admin=True),
+    op("GET", "/v2.1/os-hosts", "List hosts", query=("zone",), admin=True, until="2.42"),
+    op("GET", "/v2.1/os-hosts/{host_name}", "Show host resources", admin=True, until="2.42"),
+    op("PUT", "/v2.1/os-hosts/{host_name}", "Update host (not supported: 501)", body=extras_s.host_update, admin=True,
+       until="2.42"),
+    *(op("GET", f"/v2.1/os-hosts/{{host_name}}/{a}", f"Host {a} (not supported: 501)", admin=True, until="2.42")
+      for a in ("reboot", "shutdown", "startup")),
+    op("GET", "/v2.1/os-simple-tenant-usage", "List usage of all projects", admin=True,
+       query=((v("2.1"), extras_s.USAGE_LIST_QUERY), (v("2.40"), extras_s.USAGE_LIST_QUERY + extras_s.PAGING))),
+    op("GET", "/v2.1/os-simple-tenant-usage/", "Show usage of a blank project id: always 404", status=404),
+    op("GET", "/v2.1/os-simple-tenant-usage/{tenant_id}", "Show a project's usage",
+       query=((v("2.1"), extras_s.USAGE_SHOW_QUERY), (v("2.40"), extras_s.USAGE_SHOW_QUERY + extras_s.PAGING))),
+    op("GET", "/v2.1/os-instance_usage_audit_log", "List instance usage audit logs", admin=True),
+    op("GET", "/v2.1/os-instance_usage_audit_log/{before_timestamp}", "Show instance usage audit log", admin=True),
+    op("POST", "/v2.1/os-server-external-events", "Run server external events", body=extras_s.EVENTS),
+    op("GET", f"{S}/os-security-groups", "List a server's security groups"),
+)
+
+FAMILY = Family("compute", "/compute", "Cumulo Compute API (Nova v2.1)", NOVA_FAULT, COMPUTE_OPS,
+                microversions=MICROVERSIONS)

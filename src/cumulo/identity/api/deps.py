@@ -1,0 +1,29 @@
+"""What the identity API reaches: the identity service, the settings (region, public URL) and the
+catalog it lists, handed over by the family's app factory, and `services_of`, the handlers' typed
+accessor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+
+from cumulo.catalog import CatalogEntry
+from cumulo.conf import Settings
+from cumulo.web.http import deps_of
+
+if TYPE_CHECKING:
+    from cumulo.identity.service import IdentityService
+
+
+@dataclass(frozen=True)
+class IdentityDeps:
+    identity: IdentityService
+    conf: Settings
+    catalog: tuple[CatalogEntry, ...]  # the services the Keystone catalog lists
+
+
+def services_of(request: Request) -> IdentityDeps:
+    """The dependencies the identity app serving this request was built with."""
+    return deps_of(request, IdentityDeps)

@@ -1,0 +1,24 @@
+"""What the image API reaches: the image service (records, data path and store), handed over by
+the family's app factory, and `services_of`, the handlers' typed accessor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+
+from cumulo.web.http import deps_of
+
+if TYPE_CHECKING:
+    from cumulo.image.service import ImageService
+
+
+@dataclass(frozen=True)
+class ImageDeps:
+    images: ImageService
+
+
+def services_of(request: Request) -> ImageDeps:
+    """The dependencies the image app serving this request was built with."""
+    return deps_of(request, ImageDeps)
