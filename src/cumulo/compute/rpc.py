@@ -1,7 +1,7 @@
 """The compute message API: every cast and call between the API, conductor, scheduler and agents.
 
-Callers use these functions; endpoints implement async methods with the same names and keyword
-arguments (see compute.conductor.manager.Conductor, compute.agent.manager.ComputeManager,
+Callers use these typed methods (one per message); endpoints implement async methods with the
+same names and keyword arguments (see compute.conductor.manager.Conductor, compute.agent.manager.ComputeManager,
 scheduler.manager.SchedulerManager). Arguments are JSON primitives only, so any transport works.
 """
 
@@ -43,34 +43,106 @@ class SchedulerAPI:
 
 
 class ComputeAPI:
-    """Casts to the agent on a host. `request_id` ties the agent's events to the instance action."""
+    """Casts and calls to the agent on a host: one typed method per agent message (as Nova's
+    compute/rpcapi.py), each naming the message and its arguments once. `request_id` ties the
+    agent's events to the instance action the API recorded."""
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
 
-    async def cast(self, host: str, method: str, **args: Any) -> None:
+    async def _cast(self, host: str, method: str, **args: Any) -> None:
         await self.bus.cast(compute_topic(host), method, **args)
 
-    async def call(self, host: str, method: str, *, timeout: float = 60.0, **args: Any) -> Any:
+    async def _call(self, host: str, method: str, *, timeout: float, **args: Any) -> Any:
         return await self.bus.call(compute_topic(host), method, timeout=timeout, **args)
 
+    async def build_and_run_instance(self, host: str, instance_uuid: str, *, node: str, request_id: str) -> None:
+        """Spawn on `node`, the compute node of `host` the scheduler chose."""
+        await self._cast(host, "build_and_run_instance", instance_uuid=instance_uuid, request_id=request_id, node=node)
 
-# Agent methods (all take instance_uuid and request_id, plus what is listed). The topic is the
-# host's; the host hands each message to one of its nodes (one per driver): a build to the node
-# the scheduler chose, anything else to the node on the instance row.
-#   cast build_and_run_instance(node)    node: the compute node (hypervisor_hostname) chosen
-#   cast stop_instance()                 cast start_instance()
-#   cast reboot_instance(reboot_type)    "SOFT" | "HARD"
-#   cast pause_instance()                cast unpause_instance()
-#   cast suspend_instance()              cast resume_instance()
-#   cast rebuild_instance(image_ref)
-#   cast resize_instance(new_flavor)     cast confirm_resize()      cast revert_resize()
-#   cast snapshot_instance(image_id)
-#   cast backup_instance(image_id, backup_type, rotation)   snapshot, then rotation of older backups
-#   cast soft_delete_instance()          cast restore_instance()   (deferred delete)
-#   cast terminate_instance()
-#   call get_console_output(length)  -> str
-#   call get_diagnostics()           -> dict (Nova 2.48 shape)
+    async def terminate_instance(self, host: str, instance_uuid: str, *, request_id: str) -> None:
+        await self._cast(host, "terminate_instance", instance_uuid=instance_uuid, request_id=request_id)
+
+    async def stop_instance(self, host: str, instance_uuid: str, *, request_id: str) -> None:
+        await self._cast(host, "stop_instance", instance_uuid=instance_uuid, request_id=request_id)
+
+    async def start_instance(self, host: str, instance_uuid: str, *, request_id: str) -> None:
+        await self._cast(host, "start_instance", instance_uuid=instance_uuid, request_id=request_id)
+
+    async def reboot_instance(
+        self, host: str, instance_uuid: str, *, request_id: str, reboot_type: str = "SOFT"
+    ) -> None:
+        """`reboot_type`: "SOFT" or "HARD"."""
+        await self._cast(
+            host, "reboot_instance", instance_uuid=instance_uuid, request_id=request_id, reboot_type=reboot_type
+        )
+
+    async def pause_instance(self, host: str, instance_uuid: str, *, request_id: str) -> None:
+        await self._cast(host, "pause_instance", instance_uuid=instance_uuid, request_id=request_id)
+
+    async def unpause_instance(self, host: str, instance_uuid: str, *, request_id: str) -> None:
+        await self._cast(host, "unpause_instance", instance_uuid=instance_uuid, request_id=request_id)
+
+    async def suspend_instance(self, host: str, instance_uuid: str, *, request_id: str) -> None:
+        await self._cast(host, "suspend_instance", instance_uuid=instance_uuid, request_id=request_id)
+
+    async def resume_instance(self, host: str, instance_uuid: str, *, request_id: str) -> None:
+        await self._cast(host, "resume_instance", instance_uuid=instance_uuid, request_id=request_id)
+
+    async def rebuild_instance(self, host: str, instance_uuid: str, *, image_ref: str, request_id: str) -> None:
+        await self._cast(host, "rebuild_instance", instance_uuid=instance_uuid, request_id=request_id,
+                         image_ref=image_ref)
+
+    async def resize_instance(
+        self, host: str, instance_uuid: str, *, new_flavor: dict[str, Any], request_id: str
+    ) -> None:
+        """In place: the conductor has claimed the new flavor on the instance's own node."""
+        await self._cast(host, "resize_instance", instance_uuid=instance_uuid, request_id=request_id,
+                         new_flavor=new_flavor)
+
+    async def confirm_resize(self, host: str, instance_uuid: str, *, request_id: str) -> None:
+        await self._cast(host, "confirm_resize", instance_uuid=instance_uuid, request_id=request_id)
+
+    async def revert_resize(self, host: str, instance_uuid: str, *, request_id: str) -> None:
+        await self._cast(host, "revert_resize", instance_uuid=instance_uuid, request_id=request_id)
+
+    async def snapshot_instance(self, host: str, instance_uuid: str, *, image_id: str, request_id: str) -> None:
+        await self._cast(host, "snapshot_instance", instance_uuid=instance_uuid, request_id=request_id,
+                         image_id=image_id)
+
+    async def backup_instance(
+        self, host: str, instance_uuid: str, *, image_id: str, backup_type: str, rotation: int, request_id: str
+    ) -> None:
+        """The snapshot, then the rotation of older backups of that type."""
+        await self._cast(host, "backup_instance", instance_uuid=instance_uuid, request_id=request_id,
+                         image_id=image_id, backup_type=backup_type, rotation=rotation)
+
+    async def soft_delete_instance(self, host: str, instance_uuid: str, *, request_id: str) -> None:
+        await self._cast(host, "soft_delete_instance", instance_uuid=instance_uuid, request_id=request_id)
+
+    async def restore_instance(self, host: str, instance_uuid: str, *, request_id: str) -> None:
+        await self._cast(host, "restore_instance", instance_uuid=instance_uuid, request_id=request_id)
+
+    async def get_console_output(
+        self, host: str, instance_uuid: str, *, length: int | None, request_id: str, timeout: float = 60.0
+    ) -> str:
+        """The console log, its last `length` lines (None: all of it)."""
+        out = await self._call(host, "get_console_output", timeout=timeout, instance_uuid=instance_uuid,
+                               request_id=request_id, length=length)
+        return str(out)
+
+    async def get_diagnostics(
+        self, host: str, instance_uuid: str, *, request_id: str, timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """Nova's standard diagnostics (microversion 2.48 shape)."""
+        out = await self._call(host, "get_diagnostics", timeout=timeout, instance_uuid=instance_uuid,
+                               request_id=request_id)
+        return dict(out)
+
+
+# The agent's messages, one ComputeAPI method each (all take instance_uuid and request_id). The
+# topic is the host's; the host hands each message to one of its nodes (one per driver): a build
+# to the node the scheduler chose, anything else to the node on the instance row.
 AGENT_METHODS = (
     "build_and_run_instance", "stop_instance", "start_instance", "reboot_instance", "pause_instance",
     "unpause_instance", "suspend_instance", "resume_instance", "rebuild_instance", "resize_instance",

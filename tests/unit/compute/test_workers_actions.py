@@ -179,20 +179,18 @@ async def test_console_output_and_diagnostics(tmp_path: Path) -> None:
         script = base64.b64encode(b"#!/bin/sh\necho 'hello from user data'\n").decode()
         uuid = await active_server(rig, user_data=script)
         compute = ComputeAPI(rig.bus)
-        log = await compute.call(rig.conf.host_name, "get_console_output", instance_uuid=uuid, length=None,
-                                 request_id="r")
+        log = await compute.get_console_output(rig.conf.host_name, uuid, length=None, request_id="r")
         row = await rig.get(uuid)
         assert row["hostname"] in log and "hello from user data" in log
-        tail = await compute.call(rig.conf.host_name, "get_console_output", instance_uuid=uuid, length=2,
-                                  request_id="r")
+        tail = await compute.get_console_output(rig.conf.host_name, uuid, length=2, request_id="r")
         assert len(tail.split("\n")) == 2 and tail.rstrip().endswith("login:")
-        diag = await compute.call(rig.conf.host_name, "get_diagnostics", instance_uuid=uuid, request_id="r")
+        diag = await compute.get_diagnostics(rig.conf.host_name, uuid, request_id="r")
         assert diag["state"] == "running" and diag["num_cpus"] == 1 and diag["driver"] == "fake"
         with pytest.raises(NotFound):
-            await compute.call(rig.conf.host_name, "get_diagnostics", instance_uuid="nope", request_id="r")
+            await compute.get_diagnostics(rig.conf.host_name, "nope", request_id="r")
         await rig.driver().destroy(uuid)  # the guest is gone: a 409 for the API, not a 500
         with pytest.raises(InvalidState):
-            await compute.call(rig.conf.host_name, "get_console_output", instance_uuid=uuid, length=1, request_id="r")
+            await compute.get_console_output(rig.conf.host_name, uuid, length=1, request_id="r")
 
 
 async def test_power_sync_follows_the_driver(tmp_path: Path) -> None:

@@ -169,7 +169,8 @@ class Rig:
             assert await inst_db.cas_update(conn, uuid, {"task_state": task_state}, expected_task_state=None)
             await actions.record_action(conn, ctx, uuid, action)
         inst = await self.get(uuid)
-        await ComputeAPI(self.bus).cast(inst["host"], method, instance_uuid=uuid, request_id=ctx.request_id, **args)
+        cast = getattr(ComputeAPI(self.bus), method)  # the typed rpc method of that agent message
+        await cast(inst["host"], uuid, request_id=ctx.request_id, **args)
         return ctx.request_id
 
     async def act_delete(self, uuid: str) -> str:
@@ -179,7 +180,7 @@ class Rig:
             assert await inst_db.cas_update(conn, uuid, {"task_state": st.DELETING})
             await actions.record_action(conn, ctx, uuid, actions.DELETE)
         inst = await self.get(uuid)
-        await ComputeAPI(self.bus).cast(inst["host"], "terminate_instance", instance_uuid=uuid, request_id=ctx.request_id)
+        await ComputeAPI(self.bus).terminate_instance(inst["host"], uuid, request_id=ctx.request_id)
         return ctx.request_id
 
     async def get(self, uuid: str) -> dict[str, Any]:

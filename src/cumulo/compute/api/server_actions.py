@@ -133,7 +133,7 @@ async def _console_output(request: Request, ctx: RequestContext, svc: ComputeSer
     policy.authorize(ctx, "compute:servers:console_output")
     length = arg.get("length")
     tail = None if length is None or int(length) == -1 else int(length)
-    output = await svc.agent_call(row, "get_console_output", ctx, length=tail)
+    output = await svc.console_output(ctx, row, tail)
     return json_response({"output": _CONTROL.sub("", str(output or ""))})
 
 

@@ -283,7 +283,7 @@ def legacy_diagnostics(raw: dict[str, Any]) -> dict[str, Any]:
 
 async def diagnostics(request: Request) -> Response:
     ctx, svc, row = await _server(request, "compute:server-diagnostics")
-    raw = await svc.agent_call(row, "get_diagnostics", ctx)
+    raw = await svc.diagnostics(ctx, row)
     raw = raw if isinstance(raw, dict) else {}
     if _common.version(request) >= v("2.48"):
         return json_response(standard_diagnostics(raw))

@@ -145,9 +145,7 @@ class Conductor:
             await self._fail_build(uuid, message, req=req, started=started, exc=NoValidHost(message))
             return
         # The host's agent hands the build to the chosen node (a host may run several drivers).
-        await self.compute.cast(
-            dest["host"], "build_and_run_instance", instance_uuid=uuid, request_id=req, node=dest["node"]
-        )
+        await self.compute.build_and_run_instance(dest["host"], uuid, node=dest["node"], request_id=req)
 
     def scheduler_spec(self, inst: dict[str, Any]) -> dict[str, Any]:
         """The scheduler request (RequestSpec.from_dict) from the row and the API's request_spec."""
@@ -283,9 +281,7 @@ class Conductor:
         if not ok:
             await self.placement.revert_resize(uuid)
             return
-        await self.compute.cast(
-            inst["host"], "resize_instance", instance_uuid=uuid, new_flavor=new_flavor, request_id=request_id
-        )
+        await self.compute.resize_instance(inst["host"], uuid, new_flavor=new_flavor, request_id=request_id)
 
     # -- crash recovery -------------------------------------------------------------------------
 

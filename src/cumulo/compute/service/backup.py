@@ -56,8 +56,8 @@ async def create_backup(
     except errors.CumuloError:
         await svc.images.mark_failed(image["id"])
         raise
-    await svc.agents.cast(
-        row["host"], "backup_instance", instance_uuid=row["uuid"], request_id=ctx.request_id, image_id=image["id"],
-        backup_type=backup_type, rotation=rotation,
+    await svc.agents.backup_instance(
+        row["host"], row["uuid"], image_id=image["id"], backup_type=backup_type, rotation=rotation,
+        request_id=ctx.request_id,
     )
     return str(image["id"])

@@ -314,7 +314,7 @@ class ComputeService:
                 return  # already being deleted (or gone): delete is idempotent
             await act.record_action(conn, ctx, uuid, act.DELETE)
             host = (await conn.execute(sa.select(instances.c.host).where(instances.c.uuid == uuid))).scalar_one()
-        await self.agents.cast(host, "terminate_instance", instance_uuid=uuid, request_id=ctx.request_id)
+        await self.agents.terminate_instance(host, uuid, request_id=ctx.request_id)
 
     # --- state-changing actions ---
 
@@ -354,9 +354,9 @@ class ComputeService:
     async def run_action(self, ctx: RequestContext, inst: dict[str, Any], key: str, **cast_args: Any) -> None:
         """A plain action: transition, then cast its agent method to the instance's host."""
         row = await self.begin(ctx, inst, key)
-        method = tr.TRANSITIONS[key].agent_method
-        assert method is not None
-        await self.agents.cast(row["host"], method, instance_uuid=row["uuid"], request_id=ctx.request_id, **cast_args)
+        cast = tr.TRANSITIONS[key].agent
+        assert cast is not None
+        await cast(self.agents, row["host"], row["uuid"], request_id=ctx.request_id, **cast_args)
 
     async def rebuild(
         self, ctx: RequestContext, inst: dict[str, Any], image_ref: str, values: dict[str, Any], key_name: Any
@@ -378,9 +378,7 @@ class ComputeService:
             async with self.db.read() as conn:
                 await self._check_metadata_quota(conn, inst["project_id"], len(changes["metadata"]))
         row = await self.begin(ctx, inst, "rebuild", changes)
-        await self.agents.cast(
-            row["host"], "rebuild_instance", instance_uuid=row["uuid"], request_id=ctx.request_id, image_ref=image["id"]
-        )
+        await self.agents.rebuild_instance(row["host"], row["uuid"], image_ref=image["id"], request_id=ctx.request_id)
         return row
 
     async def resize(self, ctx: RequestContext, inst: dict[str, Any], flavor_ref: str, auto_disk: bool | None) -> None:
@@ -432,20 +430,28 @@ class ComputeService:
         except errors.CumuloError:
             await self.images.mark_failed(image["id"])
             raise
-        await self.agents.cast(
-            row["host"], "snapshot_instance", instance_uuid=row["uuid"], request_id=ctx.request_id, image_id=image["id"]
-        )
+        await self.agents.snapshot_instance(row["host"], row["uuid"], image_id=image["id"], request_id=ctx.request_id)
         return str(image["id"])
 
-    async def agent_call(self, inst: dict[str, Any], method: str, ctx: RequestContext, **args: Any) -> Any:
-        if not inst.get("host"):
-            raise errors.Conflict(f"Instance {inst['uuid']} is not ready")
+    async def console_output(self, ctx: RequestContext, inst: dict[str, Any], length: int | None) -> str:
+        """The last `length` lines of the server's console log (None: all), from its agent."""
+        host = _ready_host(inst)
         try:
-            return await self.agents.call(
-                inst["host"], method, timeout=30.0, instance_uuid=inst["uuid"], request_id=ctx.request_id, **args
+            return await self.agents.get_console_output(
+                host, inst["uuid"], length=length, request_id=ctx.request_id, timeout=_AGENT_CALL_TIMEOUT
             )
         except TimeoutError:
-            raise ServiceUnavailable(f"Compute host {inst['host']} did not answer in time") from None
+            raise ServiceUnavailable(f"Compute host {host} did not answer in time") from None
+
+    async def diagnostics(self, ctx: RequestContext, inst: dict[str, Any]) -> dict[str, Any]:
+        """The server's diagnostics as its driver reports them (Nova's 2.48 shape), from its agent."""
+        host = _ready_host(inst)
+        try:
+            return await self.agents.get_diagnostics(
+                host, inst["uuid"], request_id=ctx.request_id, timeout=_AGENT_CALL_TIMEOUT
+            )
+        except TimeoutError:
+            raise ServiceUnavailable(f"Compute host {host} did not answer in time") from None
 
     async def lock(self, ctx: RequestContext, inst: dict[str, Any], reason: str | None) -> None:
         is_owner = inst["project_id"] == ctx.project_id
@@ -559,3 +565,12 @@ class ComputeService:
             raise errors.NotFound(f"Instance {uuid} could not be found.")
         return dict(row)
 
+
+_AGENT_CALL_TIMEOUT = 30.0  # seconds an API request waits for an agent's answer
+
+
+def _ready_host(inst: dict[str, Any]) -> str:
+    """The host an agent call about `inst` goes to; 409 while the server has none."""
+    if not inst.get("host"):
+        raise errors.Conflict(f"Instance {inst['uuid']} is not ready")
+    return str(inst["host"])

@@ -24,6 +24,7 @@ from cumulo.compute import actions as act
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as st
 from cumulo.compute.models import instances
+from cumulo.compute.rpc import ComputeAPI
 from cumulo.compute.service import transitions as tr
 from cumulo.context import RequestContext
 from cumulo.db import utcnow
@@ -31,9 +32,11 @@ from cumulo.db import utcnow
 if TYPE_CHECKING:
     from cumulo.compute.service.servers import ComputeService
 
-_RESTORE = tr.Transition("restore", act.RESTORE, frozenset({st.SOFT_DELETED}), st.RESTORING, "restore_instance")
+_RESTORE = tr.Transition(
+    "restore", act.RESTORE, frozenset({st.SOFT_DELETED}), st.RESTORING, ComputeAPI.restore_instance
+)
 # forceDelete: any vm_state, no task in flight, launched or not.
-_FORCE_DELETE = tr.Transition("forceDelete", act.DELETE, None, st.DELETING, "terminate_instance",
+_FORCE_DELETE = tr.Transition("forceDelete", act.DELETE, None, st.DELETING, ComputeAPI.terminate_instance,
                               must_have_launched=False)
 
 
@@ -63,7 +66,7 @@ async def delete(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any])
         if not res.rowcount:
             return  # a delete won the race
         await act.record_action(conn, ctx, inst["uuid"], act.DELETE)
-    await svc.agents.cast(inst["host"], "soft_delete_instance", instance_uuid=inst["uuid"], request_id=ctx.request_id)
+    await svc.agents.soft_delete_instance(inst["host"], inst["uuid"], request_id=ctx.request_id)
 
 
 async def restore(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any]) -> None:
@@ -87,7 +90,7 @@ async def restore(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any]
             raise errors.Conflict(f"Conflict updating instance {inst['uuid']}.")
         await act.record_action(conn, ctx, inst["uuid"], act.RESTORE)
     if host:
-        await svc.agents.cast(host, "restore_instance", instance_uuid=inst["uuid"], request_id=ctx.request_id)
+        await svc.agents.restore_instance(host, inst["uuid"], request_id=ctx.request_id)
 
 
 async def force_delete(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any]) -> None:
@@ -113,4 +116,4 @@ async def force_delete(svc: ComputeService, ctx: RequestContext, inst: dict[str,
             raise errors.Conflict(f"Conflict updating instance {uuid}.")
         await act.record_action(conn, ctx, uuid, act.DELETE)
     if inst.get("host"):
-        await svc.agents.cast(inst["host"], "terminate_instance", instance_uuid=uuid, request_id=ctx.request_id)
+        await svc.agents.terminate_instance(inst["host"], uuid, request_id=ctx.request_id)

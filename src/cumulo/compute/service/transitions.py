@@ -7,11 +7,13 @@ task_state (and vm_state) so that two racing requests cannot both start an actio
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cumulo.compute import actions as act
 from cumulo.compute import states as st
+from cumulo.compute.rpc import ComputeAPI
 from cumulo.context import RequestContext
 from cumulo.errors import Conflict, InvalidState
 
@@ -22,6 +24,9 @@ ALLOW_HARD_REBOOT_TASKS = frozenset(
 )
 _ONLY_IDLE: frozenset[str | None] = frozenset({None})
 
+# An rpc.ComputeAPI method that tells the agent: (api, host, instance_uuid, *, request_id, ...).
+AgentCast = Callable[..., Awaitable[None]]
+
 
 @dataclass(frozen=True)
 class Transition:
@@ -29,43 +34,45 @@ class Transition:
     action: str  # instance action record name (os-instance-actions)
     vm_states: frozenset[str] | None  # None: any vm_state
     new_task_state: str | None
-    agent_method: str | None = None  # cast to compute.<host> (None: the caller casts elsewhere)
+    agent: AgentCast | None = None  # cast to compute.<host> (None: the caller casts elsewhere)
     task_states: frozenset[str | None] | None = _ONLY_IDLE  # None: any task_state
     must_have_launched: bool = True
     needs_host: bool = False
     check_lock: bool = True
 
 
-def _t(api_name: str, action: str, vm: tuple[str, ...], new_task: str, agent: str | None, **kw: Any) -> Transition:
+def _t(
+    api_name: str, action: str, vm: tuple[str, ...], new_task: str, agent: AgentCast | None, **kw: Any
+) -> Transition:
     return Transition(api_name, action, frozenset(vm), new_task, agent, **kw)
 
 
 TRANSITIONS: dict[str, Transition] = {
-    "stop": _t("stop", act.STOP, (st.ACTIVE, st.ERROR), st.POWERING_OFF, "stop_instance", needs_host=True),
-    "start": _t("start", act.START, (st.STOPPED,), st.POWERING_ON, "start_instance", needs_host=True),
-    "reboot_soft": _t("reboot", act.REBOOT, (st.ACTIVE,), st.REBOOTING, "reboot_instance"),
+    "stop": _t("stop", act.STOP, (st.ACTIVE, st.ERROR), st.POWERING_OFF, ComputeAPI.stop_instance, needs_host=True),
+    "start": _t("start", act.START, (st.STOPPED,), st.POWERING_ON, ComputeAPI.start_instance, needs_host=True),
+    "reboot_soft": _t("reboot", act.REBOOT, (st.ACTIVE,), st.REBOOTING, ComputeAPI.reboot_instance),
     "reboot_hard": _t(
         "reboot", act.REBOOT, (st.ACTIVE, st.STOPPED, st.PAUSED, st.SUSPENDED, st.ERROR), st.REBOOTING_HARD,
-        "reboot_instance", task_states=ALLOW_HARD_REBOOT_TASKS,
+        ComputeAPI.reboot_instance, task_states=ALLOW_HARD_REBOOT_TASKS,
     ),
-    "pause": _t("pause", act.PAUSE, (st.ACTIVE,), st.PAUSING, "pause_instance"),
-    "unpause": _t("unpause", act.UNPAUSE, (st.PAUSED,), st.UNPAUSING, "unpause_instance"),
-    "suspend": _t("suspend", act.SUSPEND, (st.ACTIVE,), st.SUSPENDING, "suspend_instance"),
-    "resume": _t("resume", act.RESUME, (st.SUSPENDED,), st.RESUMING, "resume_instance"),
-    "rebuild": _t("rebuild", act.REBUILD, (st.ACTIVE, st.STOPPED, st.ERROR), st.REBUILDING, "rebuild_instance"),
+    "pause": _t("pause", act.PAUSE, (st.ACTIVE,), st.PAUSING, ComputeAPI.pause_instance),
+    "unpause": _t("unpause", act.UNPAUSE, (st.PAUSED,), st.UNPAUSING, ComputeAPI.unpause_instance),
+    "suspend": _t("suspend", act.SUSPEND, (st.ACTIVE,), st.SUSPENDING, ComputeAPI.suspend_instance),
+    "resume": _t("resume", act.RESUME, (st.SUSPENDED,), st.RESUMING, ComputeAPI.resume_instance),
+    "rebuild": _t("rebuild", act.REBUILD, (st.ACTIVE, st.STOPPED, st.ERROR), st.REBUILDING, ComputeAPI.rebuild_instance),
     # Resize goes through the conductor (claim on the new flavor first).
     "resize": _t("resize", act.RESIZE, (st.ACTIVE, st.STOPPED), st.RESIZE_PREP, None, needs_host=True),
-    "confirmResize": _t("confirmResize", act.CONFIRM_RESIZE, (st.RESIZED,), st.RESIZE_CONFIRMING, "confirm_resize"),
-    "revertResize": _t("revertResize", act.REVERT_RESIZE, (st.RESIZED,), st.RESIZE_REVERTING, "revert_resize"),
+    "confirmResize": _t("confirmResize", act.CONFIRM_RESIZE, (st.RESIZED,), st.RESIZE_CONFIRMING, ComputeAPI.confirm_resize),
+    "revertResize": _t("revertResize", act.REVERT_RESIZE, (st.RESIZED,), st.RESIZE_REVERTING, ComputeAPI.revert_resize),
     # Nova does not check the lock for snapshots: a lock guards against change, a snapshot changes nothing.
     "createImage": _t(
         "createImage", act.CREATE_IMAGE, (st.ACTIVE, st.STOPPED, st.PAUSED, st.SUSPENDED), st.IMAGE_SNAPSHOT_PENDING,
-        "snapshot_instance", check_lock=False,
+        ComputeAPI.snapshot_instance, check_lock=False,
     ),
     # A backup is a snapshot plus rotation (compute.backup); no lock check either, as in Nova.
     "createBackup": _t(
         "createBackup", act.BACKUP, (st.ACTIVE, st.STOPPED, st.PAUSED, st.SUSPENDED), st.IMAGE_BACKUP,
-        "backup_instance", check_lock=False,
+        ComputeAPI.backup_instance, check_lock=False,
     ),
 }
 
@@ -104,6 +111,6 @@ def check(ctx: RequestContext, inst: dict[str, Any], t: Transition) -> None:
     if t.needs_host and not inst.get("host"):
         raise Conflict(f"Instance {inst['uuid']} is not ready")
     check_state(inst, t.api_name, t.vm_states, t.task_states, t.must_have_launched)
-    if t.agent_method and not inst.get("host"):
+    if t.agent and not inst.get("host"):
         # Nothing to cast to: the action could never finish.
         raise Conflict(f"Instance {inst['uuid']} is not ready")

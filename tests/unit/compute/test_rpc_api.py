@@ -1,0 +1,53 @@
+"""rpc.ComputeAPI: one typed method per agent message, and each sends what the agent's endpoint takes."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+
+from cumulo.compute.agent.manager import ComputeHost, ComputeManager
+from cumulo.compute.rpc import AGENT_METHODS, ComputeAPI
+
+CALLS = {"get_console_output", "get_diagnostics"}
+
+
+class RecordingBus:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str, dict[str, Any]]] = []
+
+    async def cast(self, topic: str, method: str, **kwargs: Any) -> None:
+        self.sent.append(("cast", topic, method, kwargs))
+
+    async def call(self, topic: str, method: str, *, timeout: float = 60.0, **kwargs: Any) -> Any:
+        self.sent.append(("call", topic, method, kwargs))
+        return {} if method == "get_diagnostics" else ""
+
+
+def _public(cls: type) -> set[str]:
+    return {n for n, f in inspect.getmembers(cls, inspect.iscoroutinefunction) if not n.startswith("_")}
+
+
+def test_one_method_per_agent_message() -> None:
+    assert _public(ComputeAPI) == set(AGENT_METHODS)
+    assert set(AGENT_METHODS) <= _public(ComputeManager) and set(AGENT_METHODS) <= _public(ComputeHost)
+
+
+@pytest.mark.parametrize("method", AGENT_METHODS)
+async def test_each_method_sends_its_message_with_the_endpoint_arguments(method: str) -> None:
+    bus = RecordingBus()
+    api = ComputeAPI(bus)  # type: ignore[arg-type]
+    sig = inspect.signature(getattr(api, method))
+    samples: dict[str, Any] = {"node": "n1", "reboot_type": "HARD", "image_ref": "img", "image_id": "img",
+                               "new_flavor": {"flavorid": "1"}, "backup_type": "daily", "rotation": 2, "length": 3}
+    kwargs = {n: samples[n] for n, p in sig.parameters.items()
+              if p.kind is p.KEYWORD_ONLY and n not in ("request_id", "timeout") and n in samples}
+    await getattr(api, method)("host-1", "uuid-1", request_id="req-1", **kwargs)
+    [(kind, topic, name, sent)] = bus.sent
+    assert (kind, topic, name) == ("call" if method in CALLS else "cast", "compute.host-1", method)
+    assert sent == {"instance_uuid": "uuid-1", "request_id": "req-1", **kwargs}
+    endpoint = inspect.signature(getattr(ComputeManager, method)).parameters
+    assert set(sent) <= set(endpoint), f"{method} sends {set(sent) - set(endpoint)} the agent does not take"
+    required = {n for n, p in endpoint.items() if n != "self" and p.default is p.empty}
+    assert required <= set(sent)
