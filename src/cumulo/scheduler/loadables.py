@@ -1,7 +1,6 @@
-"""One registry type for the scheduler's pluggable classes, host filters and host weighers, as
-Nova's loadables.py serves both.
+"""One registry type for the scheduler's filters and weighers, as Nova's loadables.py.
 
-A class registers under its `name` (a plugin registers the same way, with the registry's
+Host filters and host weighers are both loadables. A class registers under its `name` (a plugin registers the same way, with the registry's
 `register` as a class decorator). A configured list of names becomes instances in that order, or
 a ValueError that names every unknown one and lists the known ones.
 """

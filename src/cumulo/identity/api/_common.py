@@ -1,5 +1,6 @@
-"""What the identity API's resource modules share: the caller checks, query and path parsing,
-and the identity service, catalog and region of the app that serves the request."""
+"""What the identity API's resource modules share: caller checks, query and path parsing.
+
+Also the identity service, catalog and region of the app that serves the request."""
 
 from __future__ import annotations
 

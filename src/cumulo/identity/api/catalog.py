@@ -1,5 +1,6 @@
-"""Keystone's catalog administration: /v3/services, /v3/endpoints and /v3/regions. Read-only:
-the catalog is what this build serves, in the one region the cloud is configured with."""
+"""Keystone's catalog administration, read-only: /v3/services, /v3/endpoints and /v3/regions.
+
+The catalog is what this build serves, in the one region the cloud is configured with."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Keystone's /v3/roles and the implied-role rules (/v3/roles/{id}/implies, /v3/role_inferences):
-readable by any reader, administered by admins."""
+"""Keystone's /v3/roles and the implied-role rules (/v3/roles/{id}/implies, /v3/role_inferences).
+
+Readable by any reader, administered by admins."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Keystone's /v3/auth: issue, validate and revoke tokens, and what a token reaches (its projects,
-catalog, domains and system)."""
+"""Keystone's /v3/auth: issue, validate and revoke tokens, and what a token reaches.
+
+What a token reaches: its projects, catalog, domains and system."""
 
 from __future__ import annotations
 

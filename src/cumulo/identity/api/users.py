@@ -1,5 +1,6 @@
-"""Keystone's /v3/users: admins administer users; a user may read itself and its projects, and
-change its own password."""
+"""Keystone's /v3/users: admins administer users; a user reads itself and changes its password.
+
+A user may also list its own projects."""
 
 from __future__ import annotations
 
