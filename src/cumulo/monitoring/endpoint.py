@@ -32,12 +32,11 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.metrics import control
 from cumulo.monitoring.servers import ServerCollector
-from cumulo.web.http import answer_lifespan
+from cumulo.web.http import Authenticator, answer_lifespan
 
 if TYPE_CHECKING:
     from cumulo.compute.agent.manager import ComputeManager
     from cumulo.db import Database
-    from cumulo.identity.service import IdentityService
 
 LOG = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ def _credential(scope: Scope) -> str | None:
 class MetricsApp:
     """ASGI app serving GET /metrics to admins (see the module docstring)."""
 
-    def __init__(self, registry: CollectorRegistry, identity: IdentityService, secret: str) -> None:
+    def __init__(self, registry: CollectorRegistry, identity: Authenticator, secret: str) -> None:
         self.registry = registry
         self.identity = identity
         self.secret = secret
