@@ -1,8 +1,8 @@
 """The compute message API: every cast and call between the API, conductor, scheduler and agents.
 
 Callers use these typed methods (one per message); endpoints implement async methods with the
-same names and keyword arguments (see compute.conductor.manager.Conductor, compute.agent.manager.ComputeManager,
-scheduler.manager.SchedulerManager). Arguments are JSON primitives only, so any transport works.
+same names and keyword arguments (see compute.conductor.manager.Conductor,
+compute.agent.manager.ComputeManager, scheduler.manager.SchedulerManager). Arguments are JSON primitives only, so any transport works.
 """
 
 from __future__ import annotations

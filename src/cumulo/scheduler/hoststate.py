@@ -143,7 +143,7 @@ async def load_host_states(db: Database, placement: Placement) -> list[HostState
                     services.c.id.label("svc_id"),
                 )
                 .select_from(
-                    # A node's own service (one per local node, see compute.manager.ComputeHost); rows
+                    # A node's own service (one per local node, see compute.agent.manager.ComputeHost); rows
                     # from before that have only the host's.
                     compute_nodes.outerjoin(
                         services,

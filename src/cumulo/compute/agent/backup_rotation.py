@@ -1,4 +1,4 @@
-"""createBackup on the agent: the snapshot (compute.snapshot), then rotation.
+"""createBackup on the agent: the snapshot (compute.agent.snapshot), then rotation.
 
 Once the new image is active, the oldest backups of that server and type beyond `rotation` are
 deleted (0 deletes them all, the new one included), as Nova's _rotate_backups does. Rotation runs

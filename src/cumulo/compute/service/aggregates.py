@@ -1,6 +1,6 @@
 """Host aggregates (Nova's AggregateAPI): named groups of compute hosts with metadata.
 
-Hosts are nova-compute service host names (one service per local node, see compute.manager), as
+Hosts are nova-compute service host names (one service per local node, see compute.agent.manager), as
 in Nova. The "availability_zone" metadata key puts an aggregate's hosts in that zone. Everything
 that reads zones (os-availability-zone, os-services, the scheduler's AvailabilityZoneFilter, the
 zone a server is given at scheduling) reads services.availability_zone, so a change here is written

@@ -1,9 +1,9 @@
 """createBackup on the API side: a snapshot whose image says it is a backup (the agent side, with
-the rotation of older backups, is compute.backup_rotation).
+the rotation of older backups, is compute.agent.backup_rotation).
 
 The API side creates the queued image (image_type=backup, backup_type, instance_uuid) and moves the
 server to task_state image_backup with a compare-and-swap; the agent takes the snapshot through
-the same path as createImage (compute.snapshot) and, once the image is active, deletes the oldest
+the same path as createImage (compute.agent.snapshot) and, once the image is active, deletes the oldest
 backups of that server and type beyond `rotation` (0 deletes them all, the new one included), as
 Nova's _rotate_backups does. Rotation runs with the rights of the server's project: an image that
 project may not delete (protected, or not its own) is kept and logged.

@@ -2,7 +2,7 @@
 
 With conf.reclaim_instance_interval > 0, DELETE /servers/{id} of a server that has launched moves it
 to task_state soft-deleting with deleted_at set, and the agent powers the guest off and marks it
-SOFT_DELETED (compute.reclaim). Until the agent's reclaim pass deletes it for real, `restore` brings
+SOFT_DELETED (compute.agent.reclaim). Until the agent's reclaim pass deletes it for real, `restore` brings
 it back (task_state restoring → ACTIVE, powered on) and `forceDelete` deletes it at once.
 
 Every change is a compare-and-swap on task_state and vm_state: a restore and the reclaim pass both

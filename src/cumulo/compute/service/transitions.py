@@ -69,7 +69,7 @@ TRANSITIONS: dict[str, Transition] = {
         "createImage", act.CREATE_IMAGE, (st.ACTIVE, st.STOPPED, st.PAUSED, st.SUSPENDED), st.IMAGE_SNAPSHOT_PENDING,
         ComputeAPI.snapshot_instance, check_lock=False,
     ),
-    # A backup is a snapshot plus rotation (compute.backup); no lock check either, as in Nova.
+    # A backup is a snapshot plus rotation (compute.service.backup); no lock check either, as in Nova.
     "createBackup": _t(
         "createBackup", act.BACKUP, (st.ACTIVE, st.STOPPED, st.PAUSED, st.SUSPENDED), st.IMAGE_BACKUP,
         ComputeAPI.backup_instance, check_lock=False,
