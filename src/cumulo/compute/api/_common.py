@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from cumulo import errors
-from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import Version, request_version, v
 from cumulo.compute.api.schemas._base import Versioned, validate
 from cumulo.context import RequestContext
-from cumulo.web.http import authenticate, base_url, json_body
+from cumulo.web.http import authenticate, base_url, json_body, services_of
 
 if TYPE_CHECKING:
     from cumulo.compute.service.flavors import FlavorService
+    from cumulo.compute.service.hosts import HostService
+    from cumulo.compute.service.keypairs import KeypairService
+    from cumulo.compute.service.quotas import QuotaService
     from cumulo.compute.service.servers import ComputeService
 
 
@@ -47,6 +49,27 @@ def flavor_service(request: Request) -> FlavorService:
     from cumulo.compute.service.flavors import FlavorService
 
     return FlavorService(services_of(request).db)
+
+
+def keypair_service(request: Request) -> KeypairService:
+    from cumulo.compute.service.keypairs import KeypairService
+
+    s = services_of(request)
+    return KeypairService(s.db, s.conf)
+
+
+def quota_service(request: Request) -> QuotaService:
+    from cumulo.compute.service.quotas import QuotaService
+
+    s = services_of(request)
+    return QuotaService(s.db, s.conf)
+
+
+def host_service(request: Request) -> HostService:
+    from cumulo.compute.service.hosts import HostService
+
+    s = services_of(request)
+    return HostService(s.db, s.conf, s.placement)
 
 
 async def body(request: Request, schema: Versioned | dict[str, Any]) -> dict[str, Any]:

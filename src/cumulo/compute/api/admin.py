@@ -8,20 +8,18 @@ import uuid as uuidlib
 from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
-from cumulo.compute.api.deps import services_of
+from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas import services as schemas
 from cumulo.compute.api.schemas.resource_types import Field
 from cumulo.compute.service import hostinfo
-from cumulo.errors import Conflict, Invalid, NotFound
-from cumulo.hosts.models import compute_nodes, services
+from cumulo.errors import Invalid, NotFound
 from cumulo.web.http import authenticate, empty, json_body, json_response
 
 policy.register(
@@ -59,22 +57,10 @@ def _is_uuid(text: str) -> bool:
 
 # --- availability zones -------------------------------------------------------------------------
 
-async def _zones(request: Request) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """(available zones, unavailable zones, enabled services): a zone is available when one of its
-    enabled services is up."""
-    s = services_of(request)
-    async with s.db.read() as conn:
-        svcs = await hostinfo.list_services(conn, s.conf)
-    enabled = [x for x in svcs if not x["disabled"]]
-    available = sorted({x["zone"] for x in enabled if x["up"]})
-    unavailable = sorted({x["zone"] for x in svcs} - set(available))
-    return available, unavailable, enabled
-
-
 async def az_index(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-availability-zone:list")
-    available, unavailable, _ = await _zones(request)
+    available, unavailable, _ = await _common.host_service(request).zones()
     info = [{"zoneName": z, "zoneState": {"available": True}, "hosts": None} for z in available if z != hostinfo.INTERNAL_ZONE]
     info += [{"zoneName": z, "zoneState": {"available": False}, "hosts": None} for z in unavailable if z != hostinfo.INTERNAL_ZONE]
     return json_response({"availabilityZoneInfo": info})
@@ -83,7 +69,7 @@ async def az_index(request: Request) -> Response:
 async def az_detail(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-availability-zone:detail")
-    available, unavailable, enabled = await _zones(request)
+    available, unavailable, enabled = await _common.host_service(request).zones()
     info: list[dict[str, Any]] = []
     for zone in available:
         hosts: dict[str, dict[str, Any]] = {}
@@ -120,25 +106,14 @@ async def services_index(request: Request) -> Response:
     policy.authorize(ctx, "os_compute_api:os-services:list")
     version = t.version_of(request)
     t.check_query(request, ("host", "binary"), strict=version >= V2_75)
-    s = services_of(request)
     q = request.query_params
-    async with s.db.read() as conn:
-        rows = await hostinfo.list_services(conn, s.conf, host=q.get("host") or None, binary=q.get("binary") or None)
+    rows = await _common.host_service(request).list_services(host=q.get("host") or None, binary=q.get("binary") or None)
     return json_response({"services": [t.render(SERVICE, r, version) for r in rows]})
 
 
 def _require_compute(binary: str) -> None:
     if not hostinfo.is_compute(binary):
         raise Invalid(f"Updating a {binary} service is not supported. Only nova-compute services can be updated.")
-
-
-async def _set_service(request: Request, service_id: int, values: dict[str, Any]) -> dict[str, Any]:
-    s = services_of(request)
-    async with s.db.write() as conn:
-        await conn.execute(sa.update(services).where(services.c.id == service_id).values(**values))
-        row = await hostinfo.get_service(conn, s.conf, id=service_id)
-    assert row is not None
-    return row
 
 
 async def _legacy_update(request: Request, action: str, version: Version) -> Response:
@@ -154,22 +129,21 @@ async def _legacy_update(request: Request, action: str, version: Version) -> Res
     if action == "force-down" and "forced_down" not in body:
         raise Invalid("Missing forced_down field")
     _require_compute(binary)
-    s = services_of(request)
-    async with s.db.read() as conn:
-        found = (await conn.execute(sa.select(services.c.id).where(services.c.host == host, services.c.binary == binary))).first()
+    hosts = _common.host_service(request)
+    found = await hosts.find_service_id(host, binary)
     if found is None:
         raise NotFound(f"Could not find binary {binary} on host {host}.")
     out: dict[str, Any] = {"host": host, "binary": binary}
     if action == "force-down":
         forced = t.to_bool(body["forced_down"], strict=False)
-        await _set_service(request, found[0], {"forced_down": forced})
+        await hosts.update_service(found, {"forced_down": forced})
         out["forced_down"] = forced
     elif action == "enable":
-        await _set_service(request, found[0], {"disabled": False, "disabled_reason": None})
+        await hosts.update_service(found, {"disabled": False, "disabled_reason": None})
         out["status"] = "enabled"
     else:
         reason = body.get("disabled_reason") if action == "disable-log-reason" else None
-        await _set_service(request, found[0], {"disabled": True, "disabled_reason": reason})
+        await hosts.update_service(found, {"disabled": True, "disabled_reason": reason})
         out["status"] = "disabled"
         if reason:
             out["disabled_reason"] = reason
@@ -188,9 +162,8 @@ async def services_update(request: Request) -> Response:
     policy.authorize(ctx, "os_compute_api:os-services:update")
     body = await json_body(request)
     t.validate(schemas.update_v253, body)
-    s = services_of(request)
-    async with s.db.read() as conn:
-        svc = await hostinfo.get_service(conn, s.conf, uuid=ident)
+    hosts = _common.host_service(request)
+    svc = await hosts.get_service(uuid=ident)
     if svc is None:
         raise NotFound(f"Service {ident} could not be found.")
     _require_compute(svc["binary"])
@@ -206,7 +179,7 @@ async def services_update(request: Request) -> Response:
         values["forced_down"] = t.to_bool(body["forced_down"])
     if not values:
         raise Invalid("No updates were requested. Fields 'status' or 'forced_down' should be specified.")
-    row = await _set_service(request, svc["id"], values)
+    row = await hosts.update_service(svc["id"], values)
     return json_response({"service": t.render(SERVICE, row, version)})
 
 
@@ -215,7 +188,6 @@ async def services_delete(request: Request) -> Response:
     policy.authorize(ctx, "os_compute_api:os-services:delete")
     version = t.version_of(request)
     ident = request.path_params["service_id"]
-    s = services_of(request)
     if version >= V2_53:
         if not _is_uuid(ident):
             raise Invalid(f"Invalid uuid {ident}")
@@ -224,27 +196,7 @@ async def services_delete(request: Request) -> Response:
         if not ident.lstrip("-").isdigit():
             raise Invalid("id must be an integer")
         lookup = {"id": int(ident)}
-    async with s.db.write() as conn:
-        svc = await hostinfo.get_service(conn, s.conf, **lookup)
-        if svc is None:
-            raise NotFound(f"Service {ident} not found.")
-        node_uuids: list[str] = []
-        if hostinfo.is_compute(svc["binary"]):
-            # A service runs its own nodes (one per local node; see compute.manager.ComputeHost).
-            nodes = await hostinfo.service_nodes(conn, svc)
-            if await hostinfo.count_instances_on_nodes(conn, svc["host"], [name for _, name in nodes]):
-                raise Conflict(
-                    "Unable to delete compute service that is hosting instances. Migrate or delete the instances first."
-                )
-            node_uuids = [u for u, _ in nodes]
-            await conn.execute(sa.delete(compute_nodes).where(compute_nodes.c.uuid.in_(node_uuids)))
-        await conn.execute(sa.delete(services).where(services.c.id == svc["id"]))
-    # The nodes' resource providers go too, or placement would keep offering them.
-    for node_uuid in node_uuids:
-        try:
-            await s.placement.delete_provider(node_uuid)
-        except NotFound:
-            pass
+    await _common.host_service(request).delete_service(ident, **lookup)
     return empty(204)
 
 
@@ -300,8 +252,7 @@ def _with_servers(request: Request, version: Version) -> bool:
 async def _hyp_view(request: Request, node: dict[str, Any], version: Version, *, detail: bool, with_servers: bool) -> dict[str, Any]:
     out = t.render(DETAIL if detail else BRIEF, node, version)
     if with_servers:
-        async with services_of(request).db.read() as conn:
-            servers = await hostinfo.servers_on(conn, node["host"], node["hypervisor_hostname"])
+        servers = await _common.host_service(request).servers_on(node["host"], node["hypervisor_hostname"])
         # From 2.75 the key is there (maybe empty) whenever servers were asked for.
         if servers or version >= V2_75:
             out["servers"] = servers
@@ -318,25 +269,16 @@ async def _hyp_list(request: Request, *, detail: bool) -> Response:
     with_servers = _with_servers(request, version)
     paged = version >= V2_33
     limit, marker = t.limit_and_marker(request) if paged else (None, None)
-    s = services_of(request)
-    async with s.db.read() as conn:
-        if pattern is not None:
-            if "limit" in q or marker:
-                raise Invalid("Paging over hypervisors with the hypervisor_hostname_pattern query parameter is not supported.")
-            nodes = await hostinfo.list_nodes(conn, s.conf, pattern=pattern)
-            if not nodes:
-                raise NotFound(f"No hypervisor matching '{pattern}' could be found.")
-            paged = False
-        else:
-            after = None
-            if marker is not None:
-                col = compute_nodes.c.uuid if version >= V2_53 else compute_nodes.c.id
-                key: Any = marker if version >= V2_53 else (int(marker) if marker.isdigit() else None)
-                found = None if key is None else (await conn.execute(sa.select(compute_nodes.c.id).where(col == key))).first()
-                if found is None:
-                    raise Invalid(f"marker [{marker}] not found")
-                after = found[0]
-            nodes = await hostinfo.list_nodes(conn, s.conf, after=after, limit=limit)
+    hosts = _common.host_service(request)
+    if pattern is not None:
+        if "limit" in q or marker:
+            raise Invalid("Paging over hypervisors with the hypervisor_hostname_pattern query parameter is not supported.")
+        nodes = await hosts.list_nodes(pattern=pattern)
+        if not nodes:
+            raise NotFound(f"No hypervisor matching '{pattern}' could be found.")
+        paged = False
+    else:
+        nodes = await hosts.page_nodes(marker, by_uuid=version >= V2_53, limit=limit)
     items = [await _hyp_view(request, n, version, detail=detail, with_servers=with_servers) for n in nodes]
     body: dict[str, Any] = {"hypervisors": items}
     if paged:
@@ -364,9 +306,7 @@ async def _node_by_id(request: Request, ident: str, version: Version) -> dict[st
         if not ident.isdigit():
             raise NotFound(f"Hypervisor with ID '{ident}' could not be found.")
         lookup = {"node_id": int(ident)}
-    s = services_of(request)
-    async with s.db.read() as conn:
-        nodes = await hostinfo.list_nodes(conn, s.conf, **lookup)
+    nodes = await _common.host_service(request).list_nodes(**lookup)
     if not nodes:
         raise NotFound(f"Hypervisor with ID '{ident}' could not be found.")
     return nodes[0]
@@ -395,11 +335,7 @@ async def hyp_uptime(request: Request) -> Response:
 async def hyp_statistics(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-hypervisors:statistics")
-    s = services_of(request)
-    async with s.db.read() as conn:
-        nodes = await hostinfo.list_nodes(conn, s.conf)
-    # A host's shared pool counts once, however many nodes draw from it.
-    return json_response({"hypervisor_statistics": hostinfo.statistics(nodes)})
+    return json_response({"hypervisor_statistics": await _common.host_service(request).statistics()})
 
 
 async def _hyp_by_pattern(request: Request, *, with_servers: bool) -> Response:
@@ -408,9 +344,7 @@ async def _hyp_by_pattern(request: Request, *, with_servers: bool) -> Response:
         # Replaced by query parameters of GET /os-hypervisors in 2.53.
         raise NotFound(NOT_FOUND)
     pattern = request.path_params["pattern"]
-    s = services_of(request)
-    async with s.db.read() as conn:
-        nodes = await hostinfo.list_nodes(conn, s.conf, pattern=pattern)
+    nodes = await _common.host_service(request).list_nodes(pattern=pattern)
     if not nodes:
         raise NotFound(f"No hypervisor matching '{pattern}' could be found.")
     items = [await _hyp_view(request, n, version, detail=False, with_servers=with_servers) for n in nodes]

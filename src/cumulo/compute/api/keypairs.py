@@ -9,15 +9,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
+from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import keypairs as schemas
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.resource_types import Field
-from cumulo.compute.service import keypairs as service
-from cumulo.compute.service.quotas import QuotaEngine
 from cumulo.context import RequestContext
 from cumulo.errors import Invalid
-from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
+from cumulo.web.http import authenticate, empty, json_body, json_response
 
 policy.register(
     {
@@ -80,8 +79,7 @@ async def index(request: Request) -> Response:
     marker: str | None = None
     if version >= V2_35:
         limit, marker = t.limit_and_marker(request)
-    async with services_of(request).db.read() as conn:
-        rows = await service.list_keypairs(conn, user_id, limit, marker)
+    rows = await _common.keypair_service(request).list_keypairs(user_id, limit, marker)
     body: dict[str, Any] = {"keypairs": [{"keypair": t.render(INDEX, r, version)} for r in rows]}
     if version >= V2_35:
         links = t.collection_links(request, len(rows), "os-keypairs", rows[-1]["name"] if rows else None)
@@ -102,10 +100,7 @@ async def create(request: Request) -> Response:
     algorithm = params.get("key_algorithm")
     if algorithm is not None and ("public_key" in params or key_type != "ssh"):
         raise Invalid("key_algorithm applies only when an SSH key pair is generated (no public_key, type ssh)")
-    s = services_of(request)
-    keypair = await service.create_keypair(
-        s.db,
-        QuotaEngine(s.conf),
+    keypair = await _common.keypair_service(request).create(
         user_id=user_id,
         project_id=ctx.project_id or "",
         name=params["name"],
@@ -125,8 +120,7 @@ async def show(request: Request) -> Response:
     version = t.version_of(request)
     t.check_query(request, t.by_version(schemas.ITEM_QUERY, version), strict=version >= V2_75)
     user_id = _target_user(request, ctx, version)
-    async with services_of(request).db.read() as conn:
-        keypair = await service.get_keypair(conn, user_id, request.path_params["name"])
+    keypair = await _common.keypair_service(request).get(user_id, request.path_params["name"])
     return json_response({"keypair": t.render(SHOW, keypair, version)})
 
 
@@ -136,8 +130,7 @@ async def delete(request: Request) -> Response:
     version = t.version_of(request)
     t.check_query(request, t.by_version(schemas.ITEM_QUERY, version), strict=version >= V2_75)
     user_id = _target_user(request, ctx, version)
-    async with services_of(request).db.write() as conn:
-        await service.delete_keypair(conn, user_id, request.path_params["name"])
+    await _common.keypair_service(request).delete(user_id, request.path_params["name"])
     return empty(204 if version >= V2_2 else 202)
 
 

@@ -3,23 +3,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
-from cumulo.compute.api.deps import ComputeDeps, services_of
+from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import quota_sets as schemas
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.resource_types import Field
-from cumulo.compute.service.quotas import CLASS_PREFIX, QuotaEngine
 from cumulo.context import RequestContext
 from cumulo.errors import Forbidden, Invalid
-from cumulo.web.http import authenticate, empty, json_body, json_response
+from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
+
+if TYPE_CHECKING:
+    from cumulo.runtime import Services
 
 policy.register(
     {
@@ -72,14 +73,6 @@ ABSOLUTE = (
 )
 
 
-async def _usage(engine: QuotaEngine, conn: AsyncConnection, project_id: str, user_id: str | None) -> dict[str, int]:
-    used = await engine.usage(conn, project_id, user_id)
-    # Keypairs are per user: the project-level view always shows 0 in use, as Nova documents.
-    if user_id is None:
-        used["key_pairs"] = 0
-    return used
-
-
 async def limits(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:limits")
@@ -89,10 +82,8 @@ async def limits(request: Request) -> Response:
     if "tenant_id" in request.query_params:
         policy.authorize(ctx, "os_compute_api:limits:other_project")
         project_id = request.query_params["tenant_id"]
-    s = services_of(request)
-    engine = QuotaEngine(s.conf)
-    async with s.db.read() as conn:
-        data = {"limit": await engine.limits(conn, project_id), "used": await _usage(engine, conn, project_id, None)}
+    limit, used = await _common.quota_service(request).limits_and_usage(project_id)
+    data = {"limit": limit, "used": used}
     return json_response({"limits": {"rate": [], "absolute": t.render(ABSOLUTE, data, version)}})
 
 
@@ -105,7 +96,7 @@ def _quota_body(values: dict[str, Any], version: Version, ident: str | None, tab
     return out
 
 
-async def _authorize_project(request: Request, ctx: RequestContext, rule: str, project_id: str) -> ComputeDeps:
+async def _authorize_project(request: Request, ctx: RequestContext, rule: str, project_id: str) -> Services:
     """Policy for this project (another project's quotas need admin), then the project must exist."""
     policy.authorize(ctx, rule)
     if project_id != ctx.project_id and not policy.allowed(ctx, "os_compute_api:os-quota-sets:other_project"):
@@ -115,7 +106,7 @@ async def _authorize_project(request: Request, ctx: RequestContext, rule: str, p
     return s
 
 
-async def _verify_project(s: ComputeDeps, ctx: RequestContext, project_id: str) -> None:
+async def _verify_project(s: Services, ctx: RequestContext, project_id: str) -> None:
     """Nova asks Keystone whether the project exists; the caller's own (token-scoped) one does."""
     if project_id != ctx.project_id and await s.identity.get_project(project_id) is None:
         raise Invalid(f"Project ID {project_id} is not a valid project.")
@@ -135,9 +126,8 @@ async def quota_show(request: Request) -> Response:
     t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
     project_id = request.path_params["project_id"]
     user_id = _user_id(request)
-    s = await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:show", project_id)
-    async with s.db.read() as conn:
-        values = await QuotaEngine(s.conf).limits(conn, project_id, user_id)
+    await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:show", project_id)
+    values = await _common.quota_service(request).limits(project_id, user_id)
     return json_response({"quota_set": _quota_body(values, version, project_id)})
 
 
@@ -147,11 +137,8 @@ async def quota_detail(request: Request) -> Response:
     t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
     project_id = request.path_params["project_id"]
     user_id = _user_id(request)
-    s = await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:detail", project_id)
-    engine = QuotaEngine(s.conf)
-    async with s.db.read() as conn:
-        values = await engine.limits(conn, project_id, user_id)
-        used = await _usage(engine, conn, project_id, user_id)
+    await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:detail", project_id)
+    values, used = await _common.quota_service(request).limits_and_usage(project_id, user_id)
     detail = {k: {"in_use": used.get(k, 0), "limit": val, "reserved": 0} for k, val in values.items()}
     return json_response({"quota_set": _quota_body(detail, version, project_id)})
 
@@ -162,8 +149,7 @@ async def quota_defaults(request: Request) -> Response:
     project_id = request.path_params["project_id"]
     s = services_of(request)
     await _verify_project(s, ctx, project_id)
-    async with s.db.read() as conn:
-        values = await QuotaEngine(s.conf).class_limits(conn)
+    values = await _common.quota_service(request).class_limits()
     return json_response({"quota_set": _quota_body(values, t.version_of(request), project_id)})
 
 
@@ -173,37 +159,14 @@ async def quota_update(request: Request) -> Response:
     t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
     project_id = request.path_params["project_id"]
     user_id = _user_id(request)
-    s = await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:update", project_id)
+    await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:update", project_id)
     body = await json_body(request)
     t.validate(schemas.quota_set_update_for(version), body)
     requested = dict(body["quota_set"])
     force = t.to_bool(requested.pop("force", False), strict=False)
-    engine = QuotaEngine(s.conf)
-    async with s.db.write() as conn:
-        await engine.lock(conn, project_id)
-        settable = None if force else await engine.settable(conn, project_id, user_id)
-        updates: dict[str, int] = {}
-        for key, raw in requested.items():
-            value = int(raw)
-            # Unless forced, a limit stays within Nova's settable range (-1 is unlimited).
-            if settable is not None:
-                _check_settable(key, value, *settable[key])
-            updates[key] = value
-        await engine.set_limits(conn, project_id, updates, user_id)
-        values = await engine.limits(conn, project_id, user_id)
+    # Unless forced, a limit stays within Nova's settable range (-1 is unlimited).
+    values = await _common.quota_service(request).update(project_id, user_id, requested, force=force)
     return json_response({"quota_set": _quota_body(values, version, None)})
-
-
-def _check_settable(resource: str, limit: int, minimum: int, maximum: int) -> None:
-    def inf(n: int) -> float:
-        return float("inf") if n == -1 else n
-
-    if inf(limit) < inf(minimum):
-        raise Invalid(
-            f"Quota limit {limit} for {resource} must be greater than or equal to already used and reserved {minimum}."
-        )
-    if inf(limit) > inf(maximum):
-        raise Invalid(f"Quota limit {limit} for {resource} must be less than or equal to {maximum}.")
 
 
 async def quota_delete(request: Request) -> Response:
@@ -212,9 +175,7 @@ async def quota_delete(request: Request) -> Response:
     version = t.version_of(request)
     t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
     user_id = _user_id(request)
-    s = services_of(request)
-    async with s.db.write() as conn:
-        await QuotaEngine(s.conf).delete_limits(conn, request.path_params["project_id"], user_id)
+    await _common.quota_service(request).delete(request.path_params["project_id"], user_id)
     return empty(202)
 
 
@@ -231,9 +192,7 @@ async def quota_class_show(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-quota-class-sets:show")
     name = _class_name(request)
-    s = services_of(request)
-    async with s.db.read() as conn:
-        values = await QuotaEngine(s.conf).class_limits(conn, name)
+    values = await _common.quota_service(request).class_limits(name)
     body = _quota_body(values, t.version_of(request), name, schemas.QUOTA_CLASS_RESOURCES)
     return json_response({"quota_class_set": body})
 
@@ -245,11 +204,7 @@ async def quota_class_update(request: Request) -> Response:
     name = _class_name(request)
     body = await json_body(request)
     t.validate(schemas.quota_class_update_for(version), body)
-    s = services_of(request)
-    engine = QuotaEngine(s.conf)
-    async with s.db.write() as conn:
-        await engine.set_limits(conn, CLASS_PREFIX + name, {k: int(val) for k, val in body["quota_class_set"].items()})
-        values = await engine.class_limits(conn, name)
+    values = await _common.quota_service(request).update_class(name, body["quota_class_set"])
     return json_response({"quota_class_set": _quota_body(values, version, None, schemas.QUOTA_CLASS_RESOURCES)})
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.compute.models import key_pairs
 from cumulo.compute.service.quotas import QuotaEngine
+from cumulo.conf import Settings
 from cumulo.db import Database, utcnow
 from cumulo.errors import Conflict, Invalid, NotFound
 
@@ -199,3 +200,31 @@ async def delete_keypair(conn: AsyncConnection, user_id: str, name: str) -> None
     res = await conn.execute(sa.delete(key_pairs).where(key_pairs.c.user_id == user_id, key_pairs.c.name == name))
     if not res.rowcount:
         raise not_found(user_id, name)
+
+
+class KeypairService:
+    """What the keypair API asks for, one transaction per call."""
+
+    def __init__(self, db: Database, conf: Settings) -> None:
+        self.db = db
+        self.quotas = QuotaEngine(conf)
+
+    async def list_keypairs(self, user_id: str, limit: int | None = None, marker: str | None = None) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            return await list_keypairs(conn, user_id, limit, marker)
+
+    async def get(self, user_id: str, name: str) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            return await get_keypair(conn, user_id, name)
+
+    async def create(
+        self, *, user_id: str, project_id: str, name: str, key_type: str, public_key: str | None, algorithm: str | None
+    ) -> dict[str, Any]:
+        return await create_keypair(
+            self.db, self.quotas, user_id=user_id, project_id=project_id, name=name,
+            key_type=key_type, public_key=public_key, algorithm=algorithm,
+        )
+
+    async def delete(self, user_id: str, name: str) -> None:
+        async with self.db.write() as conn:
+            await delete_keypair(conn, user_id, name)

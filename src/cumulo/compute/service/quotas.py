@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo.compute.models import instance_groups, instances, key_pairs, project_user_quotas, quotas
 from cumulo.compute.states import SOFT_DELETED
 from cumulo.conf import Settings
+from cumulo.db import Database
 from cumulo.errors import Invalid, OverQuota
 
 # Resources Nova's os-quota-sets shows at 2.57+ (older versions add legacy ones, rendered as defaults).
@@ -255,3 +256,67 @@ class QuotaEngine:
             else:
                 out[resource] = (used.get(resource, 0), max(0, limit - others))
         return out
+
+
+def _check_settable(resource: str, limit: int, minimum: int, maximum: int) -> None:
+    def inf(n: int) -> float:
+        return float("inf") if n == -1 else n
+
+    if inf(limit) < inf(minimum):
+        raise Invalid(
+            f"Quota limit {limit} for {resource} must be greater than or equal to already used and reserved {minimum}."
+        )
+    if inf(limit) > inf(maximum):
+        raise Invalid(f"Quota limit {limit} for {resource} must be less than or equal to {maximum}.")
+
+
+class QuotaService:
+    """What the limits, os-quota-sets and os-quota-class-sets APIs ask for, one transaction per call."""
+
+    def __init__(self, db: Database, conf: Settings) -> None:
+        self.db = db
+        self.engine = QuotaEngine(conf)
+
+    async def _usage(self, conn: AsyncConnection, project_id: str, user_id: str | None) -> dict[str, int]:
+        used = await self.engine.usage(conn, project_id, user_id)
+        # Keypairs are per user: the project-level view always shows 0 in use, as Nova documents.
+        if user_id is None:
+            used["key_pairs"] = 0
+        return used
+
+    async def limits(self, project_id: str, user_id: str | None = None) -> dict[str, int]:
+        async with self.db.read() as conn:
+            return await self.engine.limits(conn, project_id, user_id)
+
+    async def limits_and_usage(self, project_id: str, user_id: str | None = None) -> tuple[dict[str, int], dict[str, int]]:
+        """(limits, usage) read together; at project level keypairs show 0 in use."""
+        async with self.db.read() as conn:
+            return await self.engine.limits(conn, project_id, user_id), await self._usage(conn, project_id, user_id)
+
+    async def class_limits(self, quota_class: str = DEFAULT_CLASS) -> dict[str, int]:
+        async with self.db.read() as conn:
+            return await self.engine.class_limits(conn, quota_class)
+
+    async def update(self, project_id: str, user_id: str | None, requested: dict[str, Any], *, force: bool) -> dict[str, int]:
+        """Set limits (values are ints or int strings) and return the new ones. Unless forced, each
+        stays within Nova's settable range (-1 is unlimited), checked under the project's lock."""
+        async with self.db.write() as conn:
+            await self.engine.lock(conn, project_id)
+            settable = None if force else await self.engine.settable(conn, project_id, user_id)
+            updates: dict[str, int] = {}
+            for key, raw in requested.items():
+                value = int(raw)
+                if settable is not None:
+                    _check_settable(key, value, *settable[key])
+                updates[key] = value
+            await self.engine.set_limits(conn, project_id, updates, user_id)
+            return await self.engine.limits(conn, project_id, user_id)
+
+    async def delete(self, project_id: str, user_id: str | None = None) -> None:
+        async with self.db.write() as conn:
+            await self.engine.delete_limits(conn, project_id, user_id)
+
+    async def update_class(self, quota_class: str, values: dict[str, Any]) -> dict[str, int]:
+        async with self.db.write() as conn:
+            await self.engine.set_limits(conn, CLASS_PREFIX + quota_class, {k: int(val) for k, val in values.items()})
+            return await self.engine.class_limits(conn, quota_class)
