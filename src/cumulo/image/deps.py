@@ -1,5 +1,8 @@
-"""What the image API reaches: the image service (records, data path and store), handed over by
-the family's app factory, and `services_of`, the handlers' typed accessor."""
+"""What the image API reaches: its app factory's dependencies and the handlers' typed accessor.
+
+The image service (records, data path and store), handed over by the family's app factory; handlers
+read it back with `services_of(request)`.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The image family's operations for its OpenAPI document (`cumulo.web.openapi` builds it): one
-`Op` per route, the metadata definitions catalog's from its own module."""
+"""The image family's OpenAPI operations (`cumulo.web.openapi` builds the document from them).
+
+One `Op` per route; the metadata definitions catalog's come from its own module.
+"""
 
 from __future__ import annotations
 

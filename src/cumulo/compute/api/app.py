@@ -1,5 +1,8 @@
-"""The compute family's app: Nova's fault format and every resource module's routes, behind the
-microversion negotiation and the legacy /v2 prefix."""
+"""The compute family's app: Nova's fault format and every resource module's routes.
+
+`make_app` puts them behind the microversion negotiation and the legacy /v2 prefix, over the
+dependencies the assembly hands it (`deps.ComputeDeps`) and an `Authenticator` for tokens.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
-"""What the compute API reaches, and nothing more: the dependencies its app factory takes
-(Warehouse's `includeme` model: a family names its own needs, the assembly in runtime hands them
-over) and `services_of`, the handlers' typed accessor. Workers are not here on purpose: the API
-talks to them by bus, through the compute service."""
+"""What the compute API reaches: its app factory's dependencies and the handlers' typed accessor.
+
+Warehouse's `includeme` model: a family names its own narrow needs (Protocols where a narrower
+interface suffices) and the assembly in runtime hands them over; handlers read them back with
+`services_of(request)`. Workers are not here on purpose: the API talks to them by bus, through the
+compute service.
+"""
 
 from __future__ import annotations
 

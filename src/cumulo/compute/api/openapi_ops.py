@@ -1,6 +1,8 @@
-"""The compute family's operations for its OpenAPI document (`cumulo.web.openapi` builds it):
-one `Op` per route, whose bodies and queries are the schemas the handlers validate with, and the
-compute microversion axis every Cumulo document is described along."""
+"""The compute family's OpenAPI operations and microversion axis (`cumulo.web.openapi` builds it).
+
+One `Op` per route, whose bodies and queries are the schemas the handlers validate with; the
+compute microversions are the axis every Cumulo document is described along.
+"""
 
 from __future__ import annotations
 

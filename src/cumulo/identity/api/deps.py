@@ -1,6 +1,8 @@
-"""What the identity API reaches: the identity service, the settings (region, public URL) and the
-catalog it lists, handed over by the family's app factory, and `services_of`, the handlers' typed
-accessor."""
+"""What the identity API reaches: its app factory's dependencies and the handlers' typed accessor.
+
+The identity service, the settings (region, public URL) and the catalog it lists, handed over by
+the family's app factory; handlers read them back with `services_of(request)`.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The identity family's operations for its OpenAPI document (`cumulo.web.openapi` builds it):
-one `Op` per route, the credentials' from their own module."""
+"""The identity family's OpenAPI operations (the fuzz and bad-input suites build from them).
+
+One `Op` per route; the credentials' come from their own module. The identity app serves no
+/openapi.json of its own.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The compute schemas' shared helpers: Nova's parameter types, format checks and error wording,
-`validate` / `validate_query`, and `Versioned` (schemas by microversion range)."""
+"""The compute schemas' shared helpers: parameter types, format checks, validate and Versioned.
+
+Nova's parameter types and error wording, `validate` / `validate_query`, and `Versioned` (schemas
+by microversion range).
+"""
 
 from __future__ import annotations
 
