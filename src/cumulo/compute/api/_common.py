@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from cumulo import errors
+from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import Version, request_version, v
 from cumulo.compute.api.schemas._base import Versioned, validate
 from cumulo.context import RequestContext
-from cumulo.web.http import authenticate, base_url, json_body, services_of
+from cumulo.web.http import authenticate, base_url, json_body
 
 if TYPE_CHECKING:
     from cumulo.compute.service.flavors import FlavorService

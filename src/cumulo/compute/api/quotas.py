@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,16 +11,14 @@ from starlette.routing import Route
 
 from cumulo import policy
 from cumulo.compute.api import _common
+from cumulo.compute.api.deps import ComputeDeps, services_of
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import quota_sets as schemas
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.resource_types import Field
 from cumulo.context import RequestContext
 from cumulo.errors import Forbidden, Invalid
-from cumulo.web.http import authenticate, empty, json_body, json_response, services_of
-
-if TYPE_CHECKING:
-    from cumulo.runtime import Services
+from cumulo.web.http import authenticate, empty, json_body, json_response
 
 policy.register(
     {
@@ -96,7 +94,7 @@ def _quota_body(values: dict[str, Any], version: Version, ident: str | None, tab
     return out
 
 
-async def _authorize_project(request: Request, ctx: RequestContext, rule: str, project_id: str) -> Services:
+async def _authorize_project(request: Request, ctx: RequestContext, rule: str, project_id: str) -> ComputeDeps:
     """Policy for this project (another project's quotas need admin), then the project must exist."""
     policy.authorize(ctx, rule)
     if project_id != ctx.project_id and not policy.allowed(ctx, "os_compute_api:os-quota-sets:other_project"):
@@ -106,7 +104,7 @@ async def _authorize_project(request: Request, ctx: RequestContext, rule: str, p
     return s
 
 
-async def _verify_project(s: Services, ctx: RequestContext, project_id: str) -> None:
+async def _verify_project(s: ComputeDeps, ctx: RequestContext, project_id: str) -> None:
     """Nova asks Keystone whether the project exists; the caller's own (token-scoped) one does."""
     if project_id != ctx.project_id and await s.identity.get_project(project_id) is None:
         raise Invalid(f"Project ID {project_id} is not a valid project.")
