@@ -22,7 +22,8 @@ from cumulo import errors, policy
 from cumulo.image import _patch, _schemas, imports, members, openapi_ops, tasks
 from cumulo.image.deps import ImageDeps, services_of
 from cumulo.image.metadefs import api as metadefs_api
-from cumulo.image.service import POLICY_RULES, ImageService
+from cumulo.image.records import POLICY_RULES
+from cumulo.image.service import ImageService
 from cumulo.web.http import (
     MAX_JSON_BODY,
     Authenticator,

@@ -116,12 +116,12 @@ async def run_glance_direct(
     now = utcnow()
     task_id = new_uuid()
     async with svc.db.write() as conn:
-        row = await svc._load_owned(conn, ctx, image_id, "import_image")
+        row = await svc.load_owned(conn, ctx, image_id, "import_image")
         if row["status"] == "active":
             raise errors.Conflict("Image with status active cannot be target for import")
         if row["status"] != "uploading":
             raise errors.Conflict("Image needs to be staged before 'glance-direct' method can be used")
-        if not await svc._set_status(conn, image_id, ("uploading",), "importing"):  # a concurrent import won
+        if not await svc.set_status(conn, image_id, ("uploading",), "importing"):  # a concurrent import won
             raise errors.Conflict("Image needs to be staged before 'glance-direct' method can be used")
         await conn.execute(
             sa.insert(image_tasks).values(
@@ -132,7 +132,7 @@ async def run_glance_direct(
             )
         )
     async with svc.db.write() as conn:
-        done = await svc._set_status(conn, image_id, ("importing",), "active")
+        done = await svc.set_status(conn, image_id, ("importing",), "active")
         await conn.execute(
             sa.update(image_tasks).where(image_tasks.c.id == task_id).values(
                 status="success" if done else "failure", updated_at=utcnow(),
@@ -144,7 +144,7 @@ async def run_glance_direct(
 
 async def tasks_of_image(svc: ImageService, ctx: RequestContext, image_id: str) -> list[dict[str, Any]]:
     async with svc.db.read() as conn:
-        await svc._load(conn, ctx, image_id)  # 404 unless visible
+        await svc.load(conn, ctx, image_id)  # 404 unless visible
         q = sa.select(image_tasks).where(image_tasks.c.image_id == image_id).order_by(image_tasks.c.created_at)
         return [render_task(r) for r in (await conn.execute(q)).mappings()]
 

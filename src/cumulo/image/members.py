@@ -50,7 +50,7 @@ def _is_owner(ctx: RequestContext, image: dict[str, Any]) -> bool:
 async def list_members(svc: ImageService, ctx: RequestContext, image_id: str) -> list[dict[str, Any]]:
     """The owner sees every member; a member sees only its own membership."""
     async with svc.db.read() as conn:
-        image = await svc._load(conn, ctx, image_id)
+        image = await svc.load(conn, ctx, image_id)
         _only_shared(image)
         q = sa.select(image_members).where(image_members.c.image_id == image_id).order_by(image_members.c.id)
         if not _is_owner(ctx, image):
@@ -60,7 +60,7 @@ async def list_members(svc: ImageService, ctx: RequestContext, image_id: str) ->
 
 async def get_member(svc: ImageService, ctx: RequestContext, image_id: str, member_id: str) -> dict[str, Any]:
     async with svc.db.read() as conn:
-        image = await svc._load(conn, ctx, image_id)
+        image = await svc.load(conn, ctx, image_id)
         row = await _member_row(conn, image_id, member_id)
         if row is None or not (_is_owner(ctx, image) or member_id == ctx.project_id):
             raise errors.NotFound(f"Member {member_id} not found for image {image_id}")
@@ -69,7 +69,7 @@ async def get_member(svc: ImageService, ctx: RequestContext, image_id: str, memb
 
 async def add_member(svc: ImageService, ctx: RequestContext, image_id: str, member_id: str) -> dict[str, Any]:
     async with svc.db.write() as conn:
-        image = await svc._load_owned(conn, ctx, image_id, "add_member")
+        image = await svc.load_owned(conn, ctx, image_id, "add_member")
         _only_shared(image)
         if await _member_row(conn, image_id, member_id) is not None:
             raise errors.Conflict(f"Member {member_id} already associated with image {image_id}")
@@ -96,7 +96,7 @@ async def update_member(
         raise errors.Invalid(f"Provided object does not match schema 'member': {status!r} is not one of "
                              f"{list(MEMBER_STATUSES)}")
     async with svc.db.write() as conn:
-        image = await svc._load(conn, ctx, image_id)
+        image = await svc.load(conn, ctx, image_id)
         row = await _member_row(conn, image_id, member_id)
         if row is None or not (_is_owner(ctx, image) or member_id == ctx.project_id):
             raise errors.NotFound(f"Member {member_id} not found for image {image_id}")
@@ -114,7 +114,7 @@ async def update_member(
 
 async def remove_member(svc: ImageService, ctx: RequestContext, image_id: str, member_id: str) -> None:
     async with svc.db.write() as conn:
-        image = await svc._load(conn, ctx, image_id)
+        image = await svc.load(conn, ctx, image_id)
         row = await _member_row(conn, image_id, member_id)
         if not _is_owner(ctx, image):
             if row is not None and member_id == ctx.project_id:

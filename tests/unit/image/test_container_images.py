@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from cumulo.context import RequestContext, expand_roles
+from cumulo.image.data import ERROR_PROPERTY
 from cumulo.image.demo import busybox
-from cumulo.image.service import ERROR_PROPERTY, ImageService
+from cumulo.image.service import ImageService
 from cumulo.oci import write_docker_archive
 
 OCTET = {"Content-Type": "application/octet-stream"}

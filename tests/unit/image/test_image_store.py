@@ -114,7 +114,7 @@ async def test_bootstrap_reconciles_after_a_crash(alice: httpx.AsyncClient, make
     stuck = await make_image(alice, name="stuck")
     # Simulate a crash mid-upload: status left at saving, a temp file, and an orphan blob.
     async with svc.db.write() as conn:
-        await svc._set_status(conn, stuck["id"], ("queued",), "saving")
+        await svc.set_status(conn, stuck["id"], ("queued",), "saving")
     writer = await svc.store.open_writer()
     await writer.write(b"partial")
     orphan_writer = await svc.store.open_writer()

@@ -51,7 +51,7 @@ async def ensure_busybox(svc: ImageService, admin_project_id: str) -> None:
     if found is None:
         admin = RequestContext(user_id=None, project_id=admin_project_id, roles=frozenset({"admin", "member", "reader"}))
         core = {"name": DEMO_IMAGE, "visibility": "public", "disk_format": "raw", "container_format": "docker"}
-        image_id = (await svc._insert(admin, core, dict(DEMO_PROPERTIES), []))["id"]
+        image_id = (await svc.insert(admin, core, dict(DEMO_PROPERTIES), []))["id"]
     else:
         image_id = found.id  # a registration cut short by a crash: finish it
     await svc.upload_from_path(image_id, str(path))

@@ -106,7 +106,7 @@ async def register(svc: ImageService, admin_project_id: str) -> dict[str, str] |
                     "os_command_line": tinyvm.KERNEL_CMDLINE, "os_distro": "cumulo-tiny-vm",
                     BANNER_PROPERTY: tinyvm.BANNER,
                 })
-            row = {"id": (await svc._insert(admin, core, props, []))["id"], "status": "queued"}
+            row = {"id": (await svc.insert(admin, core, props, []))["id"], "status": "queued"}
         elif row["status"] == "killed":
             await _requeue(svc, row["id"])
             row["status"] = "queued"
