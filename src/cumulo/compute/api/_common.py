@@ -15,6 +15,7 @@ from cumulo.context import RequestContext
 from cumulo.web.http import authenticate, base_url, json_body
 
 if TYPE_CHECKING:
+    from cumulo.compute.service.aggregates import AggregateService
     from cumulo.compute.service.flavors import FlavorService
     from cumulo.compute.service.hosts import HostService
     from cumulo.compute.service.keypairs import KeypairService
@@ -44,6 +45,13 @@ def require(request: Request, minimum: str) -> None:
 
 def compute_service(request: Request) -> ComputeService:
     return services_of(request).compute
+
+
+def aggregate_service(request: Request) -> AggregateService:
+    from cumulo.compute.service.aggregates import AggregateService
+
+    s = services_of(request)
+    return AggregateService(s.db, s.conf)
 
 
 def flavor_service(request: Request) -> FlavorService:

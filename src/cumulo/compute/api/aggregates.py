@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
-from cumulo.compute.api.deps import services_of
+from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import aggregates as schemas
 from cumulo.compute.api.schemas import resource_types as t
-from cumulo.compute.service import aggregates as store
-from cumulo.errors import Conflict, Invalid, NotFound
+from cumulo.errors import Invalid, NotFound
 from cumulo.web.http import authenticate, empty, json_body, json_response
 
 policy.register(
@@ -82,8 +80,7 @@ async def _authorized(request: Request, action: str) -> Version:
 
 async def index(request: Request) -> Response:
     version = await _authorized(request, "index")
-    async with services_of(request).db.read() as conn:
-        rows = await store.list_all(conn)
+    rows = await _common.aggregate_service(request).list_all()
     return json_response({"aggregates": [view(a, version) for a in rows]})
 
 
@@ -94,19 +91,14 @@ async def create(request: Request) -> Response:
     spec = body["aggregate"]
     zone = spec.get("availability_zone")
     name = spec["name"].strip()
-    try:
-        async with services_of(request).db.write() as conn:
-            agg = await store.create(conn, name, zone.strip() if zone else None)
-    except IntegrityError:  # a concurrent create took the name between the check and the insert
-        raise Conflict(f"Aggregate {name} already exists.") from None
+    agg = await _common.aggregate_service(request).create(name, zone.strip() if zone else None)
     return json_response({"aggregate": view(agg, version, brief=True)})
 
 
 async def show(request: Request) -> Response:
     version = await _authorized(request, "show")
     agg_id = _id(request)
-    async with services_of(request).db.read() as conn:
-        agg = await store.get(conn, agg_id)
+    agg = await _common.aggregate_service(request).get(agg_id)
     return json_response({"aggregate": view(agg, version)})
 
 
@@ -118,20 +110,14 @@ async def update(request: Request) -> Response:
     values = dict(body["aggregate"])
     if "name" in values:
         values["name"] = values["name"].strip()
-    s = services_of(request)
-    try:
-        async with s.db.write() as conn:
-            agg = await store.update(conn, s.conf, agg_id, values)
-    except IntegrityError:
-        raise Conflict(f"Aggregate {values.get('name')} already exists.") from None
+    agg = await _common.aggregate_service(request).update(agg_id, values)
     return json_response({"aggregate": view(agg, version)})
 
 
 async def delete(request: Request) -> Response:
     await _authorized(request, "delete")
     agg_id = _id(request)
-    async with services_of(request).db.write() as conn:
-        await store.delete(conn, agg_id)
+    await _common.aggregate_service(request).delete(agg_id)
     return empty(200)
 
 
@@ -146,21 +132,7 @@ async def action(request: Request) -> Response:
     t.validate(schemas.ACTIONS[name], body)
     policy.authorize(ctx, f"os_compute_api:os-aggregates:{name}")
     agg_id = _id(request)
-    s = services_of(request)
-    try:
-        return await _act(request, s, name, agg_id, body[name], version)
-    except IntegrityError:  # a concurrent add of the same host
-        raise Conflict(f"Aggregate {agg_id} already has host {body[name].get('host')}.") from None
-
-
-async def _act(request: Request, s: Any, name: str, agg_id: int, arg: dict[str, Any], version: Version) -> Response:
-    async with s.db.write() as conn:
-        if name == "add_host":
-            agg = await store.add_host(conn, s.conf, agg_id, arg["host"])
-        elif name == "remove_host":
-            agg = await store.remove_host(conn, s.conf, agg_id, arg["host"])
-        else:
-            agg = await store.set_metadata(conn, s.conf, agg_id, arg["metadata"])
+    agg = await _common.aggregate_service(request).act(name, agg_id, body[name])
     return json_response({"aggregate": view(agg, version)})
 
 

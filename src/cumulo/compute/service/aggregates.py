@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.compute.service import hostinfo
 from cumulo.conf import Settings
-from cumulo.db import new_uuid, utcnow
+from cumulo.db import Database, new_uuid, utcnow
 from cumulo.errors import Conflict, Invalid, NotFound
 from cumulo.hosts.models import aggregate_hosts, aggregate_metadata, aggregates, services
 from cumulo.hosts.zones import AZ_KEY
@@ -236,3 +237,49 @@ async def remove_host(conn: AsyncConnection, conf: Settings, agg_id: int, host: 
     await conn.execute(sa.delete(aggregate_hosts).where(aggregate_hosts.c.aggregate_id == agg_id, aggregate_hosts.c.host == host))
     await sync_zones(conn, conf, [host])
     return await get(conn, agg_id)
+
+
+class AggregateService:
+    """What os-aggregates asks for, one transaction per call. A unique-key race lost to a
+    concurrent request (a name or a host taken between the check and the write) is a 409."""
+
+    def __init__(self, db: Database, conf: Settings) -> None:
+        self.db, self.conf = db, conf
+
+    async def list_all(self) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            return await list_all(conn)
+
+    async def get(self, agg_id: int) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            return await get(conn, agg_id)
+
+    async def create(self, name: str, zone: str | None) -> dict[str, Any]:
+        try:
+            async with self.db.write() as conn:
+                return await create(conn, name, zone)
+        except IntegrityError:
+            raise Conflict(f"Aggregate {name} already exists.") from None
+
+    async def update(self, agg_id: int, values: dict[str, Any]) -> dict[str, Any]:
+        try:
+            async with self.db.write() as conn:
+                return await update(conn, self.conf, agg_id, values)
+        except IntegrityError:
+            raise Conflict(f"Aggregate {values.get('name')} already exists.") from None
+
+    async def delete(self, agg_id: int) -> None:
+        async with self.db.write() as conn:
+            await delete(conn, agg_id)
+
+    async def act(self, name: str, agg_id: int, arg: dict[str, Any]) -> dict[str, Any]:
+        """One aggregate action: add_host, remove_host or set_metadata, with its body's argument."""
+        try:
+            async with self.db.write() as conn:
+                if name == "add_host":
+                    return await add_host(conn, self.conf, agg_id, arg["host"])
+                if name == "remove_host":
+                    return await remove_host(conn, self.conf, agg_id, arg["host"])
+                return await set_metadata(conn, self.conf, agg_id, arg["metadata"])
+        except IntegrityError:  # a concurrent add of the same host
+            raise Conflict(f"Aggregate {agg_id} already has host {arg.get('host')}.") from None
