@@ -10,21 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
-from cumulo.compute.api.deps import services_of
+from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.admin_extras import host_update
-from cumulo.compute.models import instances
-from cumulo.compute.service import hostinfo
 from cumulo.errors import Invalid, NotFound
-from cumulo.hosts.models import services
 from cumulo.web.http import authenticate, json_body, json_response
 
 policy.register(
@@ -59,23 +55,13 @@ def _kind(binary: str) -> str:
 async def index(request: Request) -> Response:
     await _authorized(request, "list")
     zone = request.query_params.get("zone") or None
-    s = services_of(request)
-    async with s.db.read() as conn:
-        rows = await hostinfo.list_services(conn, s.conf)
+    rows = await _common.host_service(request).list_services()
     hosts = [
         {"host_name": r["host"], "service": _kind(r["binary"]), "zone": r["zone"]}
         for r in rows
         if not r["disabled"] and r["binary"] not in _API_BINARIES and (zone is None or r["zone"] == zone)
     ]
     return json_response({"hosts": hosts})
-
-
-async def _compute_service(conn: Any, host: str) -> dict[str, Any]:
-    q = sa.select(services).where(services.c.host == host, services.c.binary.like("%-compute"))
-    row = (await conn.execute(q)).mappings().first()
-    if row is None:
-        raise NotFound(f"Compute host {host} could not be found.")
-    return dict(row)
 
 
 def _resource(host: str, project: str, cpu: int, memory_mb: int, disk_gb: int) -> dict[str, Any]:
@@ -85,29 +71,11 @@ def _resource(host: str, project: str, cpu: int, memory_mb: int, disk_gb: int) -
 async def show(request: Request) -> Response:
     await _authorized(request, "show")
     host = request.path_params["host_name"]
-    s = services_of(request)
-    async with s.db.read() as conn:
-        svc = await _compute_service(conn, host)
-        node_names = [name for _, name in await hostinfo.service_nodes(conn, svc)]
-        nodes = [n for n in await hostinfo.list_nodes(conn, s.conf) if n["hypervisor_hostname"] in node_names]
-        if not nodes:
-            raise NotFound(f"Compute host {host} could not be found.")
-        on = sa.func.coalesce(instances.c.node, instances.c.host).in_(node_names)
-        q = sa.select(instances.c.project_id, instances.c.vcpus, instances.c.memory_mb, instances.c.root_gb,
-                      instances.c.ephemeral_gb).where(instances.c.deleted.is_(False), on).order_by(instances.c.id)
-        rows = (await conn.execute(q)).all()
-    node = nodes[0]  # Nova's "first node of the host" (a service here runs one)
+    node, per_project, total = await _common.host_service(request).host_usage(host)
     out = [
         _resource(host, "(total)", node["vcpus"], node["memory_mb"], node["local_gb"]),
         _resource(host, "(used_now)", node["vcpus_used"], node["memory_mb_used"], node["local_gb_used"]),
     ]
-    per_project: dict[str, list[int]] = {}
-    total = [0, 0, 0]
-    for project, vcpus, ram, root, eph in rows:
-        acc = per_project.setdefault(project, [0, 0, 0])
-        for i, n in enumerate((vcpus, ram, root + eph)):
-            acc[i] += int(n)
-            total[i] += int(n)
     out.append(_resource(host, "(used_max)", *total))
     out += [_resource(host, project, *acc) for project, acc in per_project.items()]
     return json_response({"host": out})
@@ -115,8 +83,7 @@ async def show(request: Request) -> Response:
 
 async def _known_compute_host(request: Request) -> str:
     host = str(request.path_params["host_name"])
-    async with services_of(request).db.read() as conn:
-        await _compute_service(conn, host)
+    await _common.host_service(request).compute_host(host)
     return host
 
 

@@ -16,8 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
-from cumulo.compute.api.deps import services_of
-from cumulo.compute.service import hostinfo
+from cumulo.compute.api import _common
 from cumulo.db import utcnow
 from cumulo.errors import Invalid
 from cumulo.web.http import authenticate, json_response
@@ -41,11 +40,8 @@ def last_completed_month(before: dt.datetime) -> tuple[dt.datetime, dt.datetime]
 
 async def _report(request: Request, before: dt.datetime) -> dict[str, Any]:
     begin, end = last_completed_month(before)
-    s = services_of(request)
-    async with s.db.read() as conn:
-        # Disabled compute services count too: they may hold servers (as in Nova).
-        svcs = await hostinfo.list_services(conn, s.conf)
-    hosts = sorted({x["host"] for x in svcs if hostinfo.is_compute(x["binary"])})
+    # Disabled compute services count too: they may hold servers (as in Nova).
+    hosts = await _common.host_service(request).compute_hosts()
     return {
         "period_beginning": str(begin),
         "period_ending": str(end),

@@ -1,6 +1,6 @@
 """The admin side of compute's hosts: services (list, enable/disable, force down, delete with their
 compute nodes) and hypervisors (nodes with usage, paging, servers on a node), for os-services,
-os-availability-zone and os-hypervisors. One transaction per call; the read models are hostinfo's.
+os-availability-zone, os-hypervisors and os-hosts. One transaction per call; the read models are hostinfo's.
 """
 
 from __future__ import annotations
@@ -8,12 +8,22 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cumulo.compute.models import instances
 from cumulo.compute.service import hostinfo
 from cumulo.conf import Settings
 from cumulo.db import Database
 from cumulo.errors import Conflict, Invalid, NotFound
 from cumulo.hosts.models import compute_nodes, services
+
+
+async def _compute_service(conn: AsyncConnection, host: str) -> dict[str, Any]:
+    q = sa.select(services).where(services.c.host == host, services.c.binary.like("%-compute"))
+    row = (await conn.execute(q)).mappings().first()
+    if row is None:
+        raise NotFound(f"Compute host {host} could not be found.")
+    return dict(row)
 
 
 class ProviderRegistry(Protocol):
@@ -40,6 +50,11 @@ class HostService:
         available = sorted({x["zone"] for x in enabled if x["up"]})
         unavailable = sorted({x["zone"] for x in svcs} - set(available))
         return available, unavailable, enabled
+
+    async def compute_hosts(self) -> list[str]:
+        """The hosts running a compute service, sorted; disabled ones count (they may hold servers)."""
+        svcs = await self.list_services()
+        return sorted({x["host"] for x in svcs if hostinfo.is_compute(x["binary"])})
 
     async def get_service(self, *, id: int | None = None, uuid: str | None = None) -> dict[str, Any] | None:
         async with self.db.read() as conn:
@@ -85,6 +100,33 @@ class HostService:
                 await self.placement.delete_provider(node_uuid)
             except NotFound:
                 pass
+
+    async def compute_host(self, host: str) -> dict[str, Any]:
+        """The compute service row of a host (os-hosts' host), else NotFound."""
+        async with self.db.read() as conn:
+            return await _compute_service(conn, host)
+
+    async def host_usage(self, host: str) -> tuple[dict[str, Any], dict[str, list[int]], list[int]]:
+        """os-hosts' page of a compute host: (its first node, [cpu, memory_mb, disk_gb] per project
+        of its live servers, the same summed over them all)."""
+        async with self.db.read() as conn:
+            svc = await _compute_service(conn, host)
+            node_names = [name for _, name in await hostinfo.service_nodes(conn, svc)]
+            nodes = [n for n in await hostinfo.list_nodes(conn, self.conf) if n["hypervisor_hostname"] in node_names]
+            if not nodes:
+                raise NotFound(f"Compute host {host} could not be found.")
+            on = sa.func.coalesce(instances.c.node, instances.c.host).in_(node_names)
+            q = sa.select(instances.c.project_id, instances.c.vcpus, instances.c.memory_mb, instances.c.root_gb,
+                          instances.c.ephemeral_gb).where(instances.c.deleted.is_(False), on).order_by(instances.c.id)
+            rows = (await conn.execute(q)).all()
+        per_project: dict[str, list[int]] = {}
+        total = [0, 0, 0]
+        for project, vcpus, ram, root, eph in rows:
+            acc = per_project.setdefault(project, [0, 0, 0])
+            for i, n in enumerate((vcpus, ram, root + eph)):
+                acc[i] += int(n)
+                total[i] += int(n)
+        return nodes[0], per_project, total  # Nova's "first node of the host" (a service here runs one)
 
     # --- hypervisors (compute nodes) ---
 
