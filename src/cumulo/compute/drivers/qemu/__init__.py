@@ -58,7 +58,7 @@ from cumulo.compute.drivers.base import (
 )
 from cumulo.compute.drivers.qemu import accel, boot, configdrive, disks, process, qmp
 from cumulo.compute.drivers.qemu.core import KEPT_PROPERTIES
-from cumulo.compute.drivers.qemu.files import note, tail_bytes, trim_in_place
+from cumulo.compute.drivers.qemu.files import note
 from cumulo.compute.drivers.qemu.freeze import Freeze
 from cumulo.compute.drivers.qemu.metrics import Metrics
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
@@ -90,18 +90,13 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics):
         return hostres.local_host_resources(self.dir, model="qemu64" if self.accel == "tcg" else "host",
                                             vendor="QEMU")
 
-    async def _dirs(self) -> list[str]:
-        if not self.dir.is_dir():
-            return []
-        return sorted(p.name for p in await asyncio.to_thread(lambda: list(self.dir.iterdir())) if p.is_dir())
-
     async def list_instances(self) -> list[InstanceStatus]:
         out = []
-        for uuid in await self._dirs():
+        for uuid in await self.instance_uuids():
             layout = Layout(self.dir / uuid)
             out.append(InstanceStatus(uuid, await self._state(layout)))
-            if layout.record.is_file():  # the power sync calls this every few seconds
-                await asyncio.to_thread(trim_in_place, layout.console, self.console_max)
+            if self.has_record(layout.dir):  # the power sync calls this every few seconds
+                await asyncio.to_thread(self.trim_console, layout.dir)
         return out
 
     async def collect_image_cache(self, keep: set[str]) -> list[str]:
@@ -109,28 +104,22 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics):
         return await disks.collect_bases(self.base_dir, self.dir, keep, grace=self.conf.image_cache_min_age)
 
     async def cleanup_orphans(self, known_uuids: set[str]) -> list[str]:
-        removed: list[str] = []
-        for uuid in await self._dirs():
-            if uuid in known_uuids:
-                continue
+        async def remove(uuid: str) -> bool:
             with contextlib.suppress(DriverError):
                 layout = self._layout(uuid)
                 await process.kill(layout, scan=True)  # only a QEMU named for this very dir
                 await self._remove_dir(layout)
-                removed.append(uuid)
-        return removed
+                return True
+            return False
+
+        return await self.sweep_dirs(known_uuids, remove)
 
     # -- Lifecycle ------------------------------------------------------------------------------
 
     async def spawn(self, spec: InstanceSpec) -> None:
         if spec.image is None:
             raise DriverError("The QEMU driver needs an image to boot (boot from volume is not supported)")
-        layout = self._layout(spec.uuid)
-        await asyncio.to_thread(self.dir.mkdir, parents=True, exist_ok=True)
-        try:
-            await asyncio.to_thread(layout.dir.mkdir)
-        except FileExistsError:
-            raise DriverError(f"Instance {spec.uuid} already exists on QEMU host {self.host_name}") from None
+        layout = Layout(await self.make_instance_dir(spec.uuid))
         try:
             async with self._op_lock(spec.uuid):
                 if self.spawn_delay > 0:
@@ -220,8 +209,8 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics):
             return
         if power != PowerState.SHUTDOWN:
             raise DriverError(f"Instance {spec.uuid} is {power.name.lower()}, not shut down")
-        await asyncio.to_thread(trim_in_place, layout.console, self.console_max)
-        rec = self._record(layout)
+        await asyncio.to_thread(self.trim_console, layout.dir)
+        rec = self.read_record(layout.dir)
         await self._start(layout, self._vm_config(layout), rec, why="power on")
 
     async def reboot(self, spec: InstanceSpec, hard: bool) -> None:
@@ -281,15 +270,5 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics):
             if layout.console.exists() and layout.console.stat().st_size > offset:
                 return
 
-    # -- Console --------------------------------------------------------------------------------
-
-    async def get_console_output(self, uuid: str, max_bytes: int = 65536) -> str:
-        layout = self._existing(uuid)
-        if max_bytes <= 0:
-            return ""
-        text = (await asyncio.to_thread(tail_bytes, layout.console, max_bytes)).decode(errors="ignore")
-        while len(text.encode()) > max_bytes:
-            text = text[1:]
-        return text
 
 __all__ = ["QemuDriver"]

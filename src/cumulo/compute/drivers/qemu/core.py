@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from cumulo.compute.drivers.base import Capability, DriverInfo, PowerState
+from cumulo.compute.drivers.local import LocalInstances
 from cumulo.compute.drivers.qemu import boot, process, qmp
-from cumulo.compute.drivers.qemu.files import last_lines, note, read_json, read_tail, write_json
+from cumulo.compute.drivers.qemu.files import last_lines, note, read_json, read_tail
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.conf import Settings
 from cumulo.errors import DriverError
@@ -46,7 +47,10 @@ _STATUS_POWER = {
 }
 
 
-class QemuCore:
+class QemuCore(LocalInstances):
+    label = "QEMU"
+    unsafe = "/,"  # -drive file=...,: a comma would split QEMU's options
+
     def __init__(self, conf: Settings, host_name: str, *, local: bool = True) -> None:
         self.conf = conf
         self.host_name = host_name
@@ -82,31 +86,17 @@ class QemuCore:
     # -- helpers shared with the sibling modules --------------------------------------------------
 
     def _layout(self, uuid: str) -> Layout:
-        if not uuid or "/" in uuid or uuid in (".", "..") or "," in uuid:
-            raise DriverError(f"bad instance uuid {uuid!r}")
-        return Layout(self.dir / uuid)
+        return Layout(self.instance_dir(uuid))
 
     def _existing(self, uuid: str) -> Layout:
-        layout = self._layout(uuid)
-        if not layout.record.is_file():
-            raise DriverError(f"Instance {uuid} does not exist on QEMU host {self.host_name}")
-        return layout
+        return Layout(self.existing_dir(uuid))
 
     def _op_lock(self, uuid: str) -> asyncio.Lock:
         """Serialises operations on one server (start/stop/pause/... never interleave)."""
         return self._op_locks.setdefault(uuid, asyncio.Lock())
 
-    def _record(self, layout: Layout) -> dict[str, Any]:
-        rec = read_json(layout.record)
-        if rec is None:
-            raise DriverError(f"the record of instance {layout.uuid} is missing or unreadable")
-        return rec
-
     def _vm_config(self, layout: Layout) -> VmConfig:
-        return VmConfig.from_json(self._record(layout).get("vm") or {})
-
-    async def _save_record(self, layout: Layout, rec: dict[str, Any]) -> None:
-        await asyncio.to_thread(write_json, layout.record, rec)
+        return VmConfig.from_json(self.read_record(layout.dir).get("vm") or {})
 
     async def _qmp(self, layout: Layout, command: str, arguments: dict[str, Any] | None = None,
                    timeout: float = 10.0) -> Any:
@@ -137,7 +127,7 @@ class QemuCore:
             (layout.dir / state_file).unlink(missing_ok=True)
 
     def _power(self, layout: Layout, status: str | None) -> PowerState:
-        if not layout.record.is_file():
+        if not self.has_record(layout.dir):
             return PowerState.NOSTATE  # a spawn under way, or one a crash cut short
         if status is None:
             return PowerState.SUSPENDED if self._suspended(layout) else PowerState.SHUTDOWN
@@ -184,7 +174,7 @@ class QemuCore:
         rec["vm"] = cfg.to_json()
         rec["argv"] = argv
         rec["started_at"] = time.time()
-        await self._save_record(layout, rec)
+        await self.write_record(layout.dir, rec)
 
     async def _wait_status(self, layout: Layout, pid: int, wanted: tuple[str, ...]) -> str:
         """QMP answers and shows one of `wanted` (QEMU is up)."""
@@ -242,8 +232,4 @@ class QemuCore:
         self._qmp_locks.pop(layout.uuid, None)
 
     def _argv_text(self, layout: Layout) -> str:
-        return shlex.join(self._record(layout).get("argv") or [])
-
-
-def cannot(op: str, uuid: str, power: PowerState) -> DriverError:
-    return DriverError(f"Cannot {op} instance {uuid} in power state {power.name}")
+        return shlex.join(self.read_record(layout.dir).get("argv") or [])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from cumulo.compute.drivers.base import PowerState
-from cumulo.compute.drivers.qemu.core import QemuCore, cannot
+from cumulo.compute.drivers.local import guard
+from cumulo.compute.drivers.qemu.core import QemuCore
 from cumulo.compute.drivers.qemu.files import note
 
 
@@ -14,10 +15,8 @@ class Freeze(QemuCore):
         layout = self._existing(uuid)
         async with self._op_lock(uuid):
             power = await self._state(layout)
-            if power == PowerState.PAUSED:
+            if not guard("pause", uuid, power, done=PowerState.PAUSED, allowed=(PowerState.RUNNING,)):
                 return
-            if power != PowerState.RUNNING:
-                raise cannot("pause", uuid, power)
             await self._qmp(layout, "stop")
             await asyncio.to_thread(note, layout, "paused (QMP stop)")
 
@@ -25,9 +24,7 @@ class Freeze(QemuCore):
         layout = self._existing(uuid)
         async with self._op_lock(uuid):
             power = await self._state(layout)
-            if power == PowerState.RUNNING:
+            if not guard("unpause", uuid, power, done=PowerState.RUNNING, allowed=(PowerState.PAUSED,)):
                 return
-            if power != PowerState.PAUSED:
-                raise cannot("unpause", uuid, power)
             await self._qmp(layout, "cont")
             await asyncio.to_thread(note, layout, "unpaused (QMP cont)")

@@ -81,7 +81,7 @@ class Rebuild(QemuCore):
             return DriverError(f"rebuild of {spec.uuid} onto image {image.id} failed: {exc}")
 
         async with self._op_lock(spec.uuid):
-            rec = self._record(layout)
+            rec = self.read_record(layout.dir)
             current = self._vm_config(layout)
             try:
                 # Everything that can be checked and made is, before the old server is touched.
@@ -105,7 +105,7 @@ class Rebuild(QemuCore):
                     "image_properties": {k: str(props[k]) for k in KEPT_PROPERTIES if props.get(k)},
                     "vm": cfg.to_json(), "argv": process.build_argv(layout, cfg),
                 })
-                await self._save_record(layout, rec)
+                await self.write_record(layout.dir, rec)
                 await self._start(layout, cfg, rec, why=f"rebuild onto image {image.id}")
             except (CumuloError, OSError) as exc:
                 await asyncio.to_thread(_drop_staged, layout)

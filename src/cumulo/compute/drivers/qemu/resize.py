@@ -18,8 +18,9 @@ from typing import Any
 
 from cumulo.compute.drivers.base import FlavorSpec, InstanceSpec, PowerState
 from cumulo.compute.drivers.files import read_json
+from cumulo.compute.drivers.local import guard
 from cumulo.compute.drivers.qemu import disks, process
-from cumulo.compute.drivers.qemu.core import STOP_GRACE, QemuCore, cannot
+from cumulo.compute.drivers.qemu.core import STOP_GRACE, QemuCore
 from cumulo.compute.drivers.qemu.files import note
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.errors import CumuloError, DriverError
@@ -82,7 +83,7 @@ async def _apply(drv: QemuCore, layout: Layout, rec: dict[str, Any], cfg: VmConf
     if running:
         await drv._start(layout, cfg, rec, why=why)  # saves the record
     else:
-        await drv._save_record(layout, rec)
+        await drv.write_record(layout.dir, rec)
 
 
 async def _undo_resize(drv: QemuCore, layout: Layout, old_rec: dict[str, Any], old_cfg: VmConfig,
@@ -93,7 +94,7 @@ async def _undo_resize(drv: QemuCore, layout: Layout, old_rec: dict[str, Any], o
         if first:
             old = await asyncio.to_thread(read_json, layout.dir / OLD) or {}
             await asyncio.to_thread(_restore_pre_resize, layout, old)
-        await drv._save_record(layout, old_rec)
+        await drv.write_record(layout.dir, old_rec)
     if running:
         with contextlib.suppress(CumuloError, OSError):
             await drv._start(layout, old_cfg, old_rec, why="resize failed; old size")
@@ -105,10 +106,9 @@ class Resize(QemuCore):
         new = spec.flavor
         async with self._op_lock(spec.uuid):
             power = await self._state(layout)
-            if power not in (PowerState.RUNNING, PowerState.SHUTDOWN):
-                raise cannot("resize", spec.uuid, power)
+            guard("resize", spec.uuid, power, done=None, allowed=(PowerState.RUNNING, PowerState.SHUTDOWN))
             running = power == PowerState.RUNNING
-            rec = self._record(layout)
+            rec = self.read_record(layout.dir)
             old_rec = json.loads(json.dumps(rec))
             old_cfg = self._vm_config(layout)
             cfg = dataclasses.replace(old_cfg, memory_mb=new.memory_mb, vcpus=new.vcpus,
@@ -146,7 +146,7 @@ class Resize(QemuCore):
         async with self._op_lock(spec.uuid):
             power = await self._state(layout)
             running = power in (PowerState.RUNNING, PowerState.PAUSED)
-            rec = self._record(layout)
+            rec = self.read_record(layout.dir)
             old = await asyncio.to_thread(read_json, layout.dir / OLD)
             base = VmConfig.from_json(old["vm"]) if old and isinstance(old.get("vm"), dict) else self._vm_config(layout)
             cfg = dataclasses.replace(base, memory_mb=spec.flavor.memory_mb, vcpus=spec.flavor.vcpus)

@@ -42,7 +42,7 @@ class Snapshot(QemuCore):
         layout = self._existing(uuid)
         out = Path(workdir) / f"{uuid}.qcow2"
         async with self._op_lock(uuid):
-            rec = self._record(layout)
+            rec = self.read_record(layout.dir)
             power = await self._state(layout)
             paused = False
             if power == PowerState.RUNNING:

@@ -24,8 +24,9 @@ from typing import Any
 
 from cumulo.compute.drivers.base import InstanceSpec, PowerState
 from cumulo.compute.drivers.files import read_json
+from cumulo.compute.drivers.local import guard
 from cumulo.compute.drivers.qemu import process, qmp
-from cumulo.compute.drivers.qemu.core import SUSPENDED_MARKER, QemuCore, cannot
+from cumulo.compute.drivers.qemu.core import SUSPENDED_MARKER, QemuCore
 from cumulo.compute.drivers.qemu.files import note
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.errors import DriverError
@@ -203,10 +204,8 @@ class Suspend(QemuCore):
         layout = self._existing(uuid)
         async with self._op_lock(uuid):
             power = await self._state(layout)
-            if power == PowerState.SUSPENDED:
+            if not guard("suspend", uuid, power, done=PowerState.SUSPENDED, allowed=(PowerState.RUNNING,)):
                 return
-            if power != PowerState.RUNNING:
-                raise cannot("suspend", uuid, power)
             await asyncio.to_thread(self._forget_suspend, layout)  # stale: a suspend that never finished
             pid = process.live_pid(layout)
             cfg = self._vm_config(layout)
@@ -245,17 +244,15 @@ class Suspend(QemuCore):
         layout = self._existing(spec.uuid)
         async with self._op_lock(spec.uuid):
             power = await self._state(layout)
-            if power == PowerState.RUNNING:
+            if not guard("resume", spec.uuid, power, done=PowerState.RUNNING, allowed=(PowerState.SUSPENDED,)):
                 return
-            if power != PowerState.SUSPENDED:
-                raise cannot("resume", spec.uuid, power)
             marker = await asyncio.to_thread(read_json, _marker(layout)) or {}
             name = str(marker.get("state_file") or STATE_FILE)
             state = layout.dir / name
             if "/" in name or not state.is_file():
                 raise DriverError(f"The saved state of suspended instance {spec.uuid} is missing; "
                                   "stop and start it to boot it afresh")
-            rec = self._record(layout)
+            rec = self.read_record(layout.dir)
             cfg = self._vm_config(layout)
             started = time.monotonic()
             await self._start(layout, cfg, rec, why="resume", extra_argv=["-incoming", "defer"])
@@ -275,5 +272,5 @@ class Suspend(QemuCore):
             await asyncio.to_thread(self._forget_suspend, layout)
             # _start recorded the argv with -incoming; a later start boots with the plain one.
             rec["argv"] = process.build_argv(layout, dataclasses.replace(cfg, accel=self.accel))
-            await self._save_record(layout, rec)
+            await self.write_record(layout.dir, rec)
             await asyncio.to_thread(note, layout, f"resumed from the saved state ({time.monotonic() - started:.2f}s)")

@@ -41,7 +41,7 @@ from cumulo.compute.drivers.base import (
     PowerState,
 )
 from cumulo.compute.drivers.runc import cgroup, netns, overlay, provision
-from cumulo.compute.drivers.runc.core import CONFIG, CONSOLE, RECORD
+from cumulo.compute.drivers.runc.core import CONFIG
 from cumulo.compute.drivers.runc.freeze import Freeze
 from cumulo.compute.drivers.runc.imagecache import ImageCache
 from cumulo.compute.drivers.runc.metrics import Metrics
@@ -87,16 +87,11 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
     async def get_host_resources(self) -> HostResources:
         return hostres.local_host_resources(self.dir)
 
-    async def _dirs(self) -> list[str]:
-        if not self.dir.is_dir():
-            return []
-        return sorted(p.name for p in await asyncio.to_thread(lambda: list(self.dir.iterdir())) if p.is_dir())
-
     async def list_instances(self) -> list[InstanceStatus]:
         listing = await self.runc.list_full()
         containers = {cid: str(c.get("status")) for cid, c in listing.items()}
         out = []
-        uuids = await self._dirs()
+        uuids = await self.instance_uuids()
         for uuid in uuids:
             out.append(InstanceStatus(uuid, self._power(uuid, containers.get(container_id(uuid)))))
         # The power sync calls this every few seconds: tell exits once, keep running logs bounded.
@@ -116,11 +111,12 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
                 await self.runc.delete(cid)
                 await netns.delete(uuid)  # a container in our runc root: its netns is ours too
                 removed.append(uuid)
-        for uuid in await self._dirs():
-            if uuid not in known_uuids:
-                await self._remove_dir(self.dir / uuid)
-                if uuid not in removed:
-                    removed.append(uuid)
+
+        async def remove(uuid: str) -> bool:
+            await self._remove_dir(self.dir / uuid)
+            return True
+
+        removed += [u for u in await self.sweep_dirs(known_uuids, remove) if u not in removed]
         for uuid in removed:  # cgroups a crash left behind (rmdir only: the kernel keeps busy ones)
             await asyncio.to_thread(cgroup.remove, container_id(uuid))
         return removed
@@ -130,13 +126,8 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
     async def spawn(self, spec: InstanceSpec) -> None:
         if spec.image is None:
             raise DriverError("The runc driver needs a container image (docker or oci)")
-        idir = self._idir(spec.uuid)
         cid = container_id(spec.uuid)
-        await asyncio.to_thread(files.private_dir, self.dir)
-        try:
-            await asyncio.to_thread(idir.mkdir, files.PRIVATE_DIR)
-        except FileExistsError:
-            raise DriverError(f"Instance {spec.uuid} already exists on runc host {self.host_name}") from None
+        idir = await self.make_instance_dir(spec.uuid)
         pending: list[asyncio.Future[Any]] = []
         try:
             if self.spawn_delay > 0:
@@ -154,7 +145,7 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
             await asyncio.shield(pending[1])  # the netns
             await self._start(cid, idir, config["process"]["args"])
             record = provision.record(spec, image_cfg, time.time(), lower)
-            await asyncio.to_thread((idir / RECORD).write_text, json.dumps(record))
+            await self.write_record(idir, record)
         except BaseException as exc:
             # Contract: a failed (or cancelled) spawn leaves nothing behind (the disk's mount and
             # the netns too: what is under way is waited for, a thread cannot be cancelled).
@@ -181,10 +172,10 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
             await asyncio.to_thread(shutil.rmtree, idir)
 
     async def destroy(self, uuid: str) -> None:
-        await self._undo(self._idir(uuid).name)
+        await self._undo(self.instance_dir(uuid).name)
 
     async def get_power_state(self, uuid: str) -> PowerState:
-        if not self._idir(uuid).is_dir():
+        if not self.instance_dir(uuid).is_dir():
             return PowerState.NOSTATE
         return self._power(uuid, await self.runc.status(container_id(uuid)))
 
@@ -194,7 +185,7 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
         await self._stop(uuid, min(timeout, self.stop_grace), "power off")
 
     async def power_on(self, spec: InstanceSpec) -> None:
-        idir = self._existing(spec.uuid)
+        idir = self.existing_dir(spec.uuid)
         cid = container_id(spec.uuid)
         status = await self.runc.status(cid)
         if status == "running":
@@ -213,23 +204,17 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
                 await overlay.mount(lower, upper, work, idir / "rootfs")
             except (CumuloError, OSError) as exc:
                 raise DriverError(f"The root of instance {spec.uuid} could not be mounted again: {exc}") from exc
-        await asyncio.to_thread(files.trim_in_place, idir / CONSOLE, self.console_max)
+        await asyncio.to_thread(self.trim_console, idir)
         config = json.loads(await asyncio.to_thread((idir / CONFIG).read_text))
         await self._start(cid, idir, config["process"]["args"])
 
     async def reboot(self, spec: InstanceSpec, hard: bool) -> None:
-        self._existing(spec.uuid)
+        self.existing_dir(spec.uuid)
         cid = container_id(spec.uuid)
         if not hard and await self.runc.status(cid) != "running":
             raise DriverError(f"Instance {spec.uuid} is not running; a soft reboot needs a running container")
         await self._stop(spec.uuid, 0 if hard else self.stop_grace, "hard reboot" if hard else "reboot")
         await self.power_on(spec)
-
-    # -- Console --------------------------------------------------------------------------------
-
-    async def get_console_output(self, uuid: str, max_bytes: int = 65536) -> str:
-        idir = self._existing(uuid)
-        return await asyncio.to_thread(files.console_text, idir / CONSOLE, max_bytes)
 
 
 __all__ = ["RuncDriver"]

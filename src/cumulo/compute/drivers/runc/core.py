@@ -25,15 +25,13 @@ from typing import Any
 
 from cumulo.compute.drivers import files
 from cumulo.compute.drivers.base import Capability, DriverInfo, PowerState
+from cumulo.compute.drivers.local import CONSOLE, LocalInstances
 from cumulo.compute.drivers.runc import console, netns, rootdisk
 from cumulo.compute.drivers.runc.state import Runc, container_id
 from cumulo.conf import Settings
-from cumulo.errors import DriverError
 
 CONSOLE_MAX_BYTES = 1 << 20  # console.log never grows past this (console.py)
-RECORD = "instance.json"
 CONFIG = "config.json"
-CONSOLE = "console.log"
 SUSPENDED = "suspended.json"
 EXITED = "exited"
 CHECKPOINT = "checkpoint"
@@ -77,9 +75,8 @@ def mark_stop_told(idir: Path, created: str | None, line: str) -> None:
     note(idir, line)
 
 
-def _housekeep_one(idir: Path, entry: dict[str, Any] | None, bound: int) -> None:
-    if not (idir / RECORD).is_file():
-        return  # a spawn under way: not ours to touch yet
+def _tell_exit(idir: Path, entry: dict[str, Any] | None) -> None:
+    """The "exited" line in the console log, once per run of a container that stopped by itself."""
     if entry is not None and entry.get("status") == "stopped":
         created = str(entry.get("created") or "")
         try:
@@ -90,7 +87,6 @@ def _housekeep_one(idir: Path, entry: dict[str, Any] | None, bound: int) -> None
             # runc keeps no exit status of a detached container (its init is reaped elsewhere).
             note(idir, "container process exited; the server is shut down")
             (idir / EXITED).write_text(created)
-    files.trim_in_place(idir / CONSOLE, bound)
 
 
 class _Fd:
@@ -105,7 +101,9 @@ class _Fd:
             self.fd = -1
 
 
-class RuncCore:
+class RuncCore(LocalInstances):
+    label = "runc"
+
     def __init__(self, conf: Settings, host_name: str, *, local: bool = True) -> None:
         self.conf = conf
         self.host_name = host_name
@@ -134,19 +132,8 @@ class RuncCore:
             details={"runtime": "runc", "rootfs": "overlayfs", "suspend": "freezer"},
         )
 
-    def _idir(self, uuid: str) -> Path:
-        if not uuid or "/" in uuid or uuid in (".", ".."):
-            raise DriverError(f"bad instance uuid {uuid!r}")
-        return self.dir / uuid
-
-    def _existing(self, uuid: str) -> Path:
-        idir = self._idir(uuid)
-        if not (idir / RECORD).is_file():
-            raise DriverError(f"Instance {uuid} does not exist on runc host {self.host_name}")
-        return idir
-
     def _power(self, uuid: str, status: str | None) -> PowerState:
-        if not (self.dir / uuid / RECORD).is_file():
+        if not self.has_record(self.dir / uuid):
             return PowerState.NOSTATE  # a spawn under way, or one a crash cut short
         suspended = suspended_state(self.dir / uuid, status)
         if suspended is not None:
@@ -157,7 +144,7 @@ class RuncCore:
 
     async def _current(self, uuid: str) -> tuple[Path, str, str | None, PowerState]:
         """The server's dir, container id, runc status and power state; a stale suspend marker goes."""
-        idir = self._existing(uuid)
+        idir = self.existing_dir(uuid)
         cid = container_id(uuid)
         status = await self.runc.status(cid)
         power = self._power(uuid, status)
@@ -170,7 +157,11 @@ class RuncCore:
 
         def work() -> None:
             for uuid in uuids:
-                _housekeep_one(self.dir / uuid, listing.get(container_id(uuid)), self.console_max)
+                idir = self.dir / uuid
+                if not self.has_record(idir):
+                    continue  # a spawn under way: not ours to touch yet
+                _tell_exit(idir, listing.get(container_id(uuid)))
+                self.trim_console(idir)
 
         await asyncio.to_thread(work)
 
@@ -210,7 +201,7 @@ class RuncCore:
         A suspended server is stopped too (Nova allows stop and hard reboot of one): the freezer thaws
         it first (Runc.stop), CRIU images are dropped.
         """
-        idir = self._existing(uuid)
+        idir = self.existing_dir(uuid)
         cid = container_id(uuid)
         st = await self.runc.state(cid)
         if st is not None and st.get("status") != "stopped":
@@ -219,7 +210,3 @@ class RuncCore:
         await self.runc.stop(cid, grace)
         await self.runc.delete(cid)
         await asyncio.to_thread(clear_suspend, idir)
-
-
-def cannot(op: str, uuid: str, power: PowerState) -> DriverError:
-    return DriverError(f"Cannot {op} instance {uuid} in power state {power.name}")

@@ -5,24 +5,21 @@ from __future__ import annotations
 import asyncio
 
 from cumulo.compute.drivers.base import PowerState
-from cumulo.compute.drivers.runc.core import RuncCore, cannot, note
+from cumulo.compute.drivers.local import guard
+from cumulo.compute.drivers.runc.core import RuncCore, note
 
 
 class Freeze(RuncCore):
     async def pause(self, uuid: str) -> None:
         idir, cid, _, power = await self._current(uuid)
-        if power == PowerState.PAUSED:
+        if not guard("pause", uuid, power, done=PowerState.PAUSED, allowed=(PowerState.RUNNING,)):
             return
-        if power != PowerState.RUNNING:
-            raise cannot("pause", uuid, power)
         await self.runc.pause(cid)
         await asyncio.to_thread(note, idir, "container paused (cgroup freezer)")
 
     async def unpause(self, uuid: str) -> None:
         idir, cid, _, power = await self._current(uuid)
-        if power == PowerState.RUNNING:
+        if not guard("unpause", uuid, power, done=PowerState.RUNNING, allowed=(PowerState.PAUSED,)):
             return
-        if power != PowerState.PAUSED:
-            raise cannot("unpause", uuid, power)
         await self.runc.resume(cid)
         await asyncio.to_thread(note, idir, "container unpaused")

@@ -7,8 +7,9 @@ import asyncio
 from pathlib import Path
 
 from cumulo.compute.drivers.files import read_json
+from cumulo.compute.drivers.local import RECORD
 from cumulo.compute.drivers.runc import overlay
-from cumulo.compute.drivers.runc.core import RECORD, RuncCore
+from cumulo.compute.drivers.runc.core import RuncCore
 from cumulo.errors import DriverError
 from cumulo.oci.unpack import collect_unpacked
 

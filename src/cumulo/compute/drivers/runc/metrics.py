@@ -20,8 +20,9 @@ from cumulo.compute.drivers import files
 from cumulo.compute.drivers.base import DIAGNOSTICS_STATE, DiskSample, InstanceSample, NicSample
 from cumulo.compute.drivers.runc import cgroup
 from cumulo.compute.drivers.runc.bundle import CPU_PERIOD_US
-from cumulo.compute.drivers.runc.core import CONFIG, RECORD, RuncCore
+from cumulo.compute.drivers.runc.core import CONFIG, RuncCore
 from cumulo.compute.drivers.runc.state import container_id
+from cumulo.errors import DriverError
 
 MIB = 1024 * 1024
 
@@ -129,7 +130,11 @@ class Metrics(RuncCore):
         def read_all() -> list[InstanceSample]:
             out = []
             for uuid in uuids:
-                if not uuid or "/" in uuid or uuid in (".", "..") or not (self.dir / uuid / RECORD).is_file():
+                try:
+                    idir = self.instance_dir(uuid)
+                except DriverError:
+                    continue
+                if not self.has_record(idir):
                     continue
                 out.append(self.read_sample(uuid, listing.get(container_id(uuid))).sample)
             return out
@@ -145,7 +150,7 @@ class Metrics(RuncCore):
         memory_details is in MiB: `used` = memory.usage_in_bytes, `maximum` = memory.limit_in_bytes.
         disk_details has the blkio counters of the container's cgroup.
         """
-        idir = self._existing(uuid)
+        idir = self.existing_dir(uuid)
         st = await self.runc.state(container_id(uuid))
         reading = await asyncio.to_thread(self.read_sample, uuid, st)
         s = reading.sample

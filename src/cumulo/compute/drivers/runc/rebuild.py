@@ -15,8 +15,9 @@ import os
 
 from cumulo.compute.drivers.base import InstanceSpec
 from cumulo.compute.drivers.files import write_json
+from cumulo.compute.drivers.local import RECORD
 from cumulo.compute.drivers.runc import bundle, overlay, provision
-from cumulo.compute.drivers.runc.core import CONFIG, RECORD, RuncCore
+from cumulo.compute.drivers.runc.core import CONFIG, RuncCore
 from cumulo.compute.drivers.runc.state import container_id
 from cumulo.errors import CumuloError, DriverError
 
@@ -25,7 +26,7 @@ class Rebuild(RuncCore):
     async def rebuild(self, spec: InstanceSpec) -> None:
         if spec.image is None:
             raise DriverError("The runc driver needs a container image (docker or oci) to rebuild onto")
-        idir = self._existing(spec.uuid)
+        idir = self.existing_dir(spec.uuid)
         cid = container_id(spec.uuid)
         image_id = spec.image.id
         try:

@@ -13,9 +13,10 @@ from typing import Any
 
 from cumulo.compute.drivers import files
 from cumulo.compute.drivers.base import FlavorSpec, InstanceSpec
+from cumulo.compute.drivers.local import RECORD
 from cumulo.compute.drivers.runc import overlay
 from cumulo.compute.drivers.runc.bundle import CPU_PERIOD_US
-from cumulo.compute.drivers.runc.core import CONFIG, RECORD, RuncCore, note
+from cumulo.compute.drivers.runc.core import CONFIG, RuncCore, note
 from cumulo.compute.drivers.runc.state import container_id
 from cumulo.errors import DriverError
 
@@ -30,7 +31,7 @@ def _flavor_dict(f: FlavorSpec) -> dict[str, Any]:
 
 class Resize(RuncCore):
     async def resize(self, spec: InstanceSpec, old_flavor: FlavorSpec) -> None:
-        idir = self._existing(spec.uuid)
+        idir = self.existing_dir(spec.uuid)
         if not (idir / OLD_FLAVOR).exists():  # a retried resize keeps the first old flavor
             await asyncio.to_thread(files.write_json, idir / OLD_FLAVOR, _flavor_dict(old_flavor))
         await self._apply_flavor(spec.uuid, spec.flavor)
@@ -38,12 +39,12 @@ class Resize(RuncCore):
             note, idir, f"resized to {spec.flavor.vcpus} vCPUs, {spec.flavor.memory_mb} MB (live cgroup update)")
 
     async def confirm_resize(self, uuid: str) -> None:
-        idir = self._existing(uuid)
+        idir = self.existing_dir(uuid)
         await asyncio.to_thread((idir / OLD_FLAVOR).unlink, missing_ok=True)
 
     async def revert_resize(self, spec: InstanceSpec) -> None:
         """Back to spec.flavor (the manager passes the old one; the kept copy is what we had saved)."""
-        idir = self._existing(spec.uuid)
+        idir = self.existing_dir(spec.uuid)
         await self._apply_flavor(spec.uuid, spec.flavor)
         await asyncio.to_thread((idir / OLD_FLAVOR).unlink, missing_ok=True)
         await asyncio.to_thread(
@@ -51,7 +52,7 @@ class Resize(RuncCore):
 
     async def _apply_flavor(self, uuid: str, flavor: FlavorSpec) -> None:
         """The flavor's limits, live (`runc update`) when a container exists, and in config.json for later starts."""
-        idir = self._existing(uuid)
+        idir = self.existing_dir(uuid)
         cid = container_id(uuid)
         config = await asyncio.to_thread(files.read_json, idir / CONFIG)
         if config is None:
@@ -71,7 +72,7 @@ class Resize(RuncCore):
 
     async def resize_root_disk(self, uuid: str, root_gb: int) -> None:
         """A resize to another disk size (rootdisk.py): stop, resize the disk offline, start again if it ran."""
-        idir = self._existing(uuid)
+        idir = self.existing_dir(uuid)
         if not await asyncio.to_thread(self.disks.resize_needed, idir, root_gb):
             return
         cid = container_id(uuid)

@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from cumulo.compute.drivers.base import SnapshotResult
+from cumulo.compute.drivers.local import RECORD
 from cumulo.compute.drivers.runc import overlay
 from cumulo.compute.drivers.runc.configdrive import MOUNT_POINT
-from cumulo.compute.drivers.runc.core import CONFIG, RECORD, RuncCore
+from cumulo.compute.drivers.runc.core import CONFIG, RuncCore
 from cumulo.compute.drivers.runc.state import container_id
 from cumulo.errors import DriverError
 from cumulo.oci import ImageConfig
@@ -174,7 +175,7 @@ def _config_from_runtime(config: dict[str, Any]) -> ImageConfig:
 
 class Snapshot(RuncCore):
     async def snapshot(self, uuid: str, workdir: str) -> SnapshotResult:
-        idir = self._existing(uuid)
+        idir = self.existing_dir(uuid)
         merged = idir / "rootfs"
         if not await overlay.is_mounted(merged):
             raise DriverError(f"The root of instance {uuid} is not mounted; cannot snapshot it")

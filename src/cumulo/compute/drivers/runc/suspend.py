@@ -17,13 +17,12 @@ import time
 from cumulo import host
 from cumulo.compute.drivers import files
 from cumulo.compute.drivers.base import InstanceSpec, PowerState
+from cumulo.compute.drivers.local import CONSOLE, guard
 from cumulo.compute.drivers.runc.core import (
     CHECKPOINT,
-    CONSOLE,
     CRIU_WORK,
     SUSPENDED,
     RuncCore,
-    cannot,
     clear_suspend,
     note,
     suspend_mechanism,
@@ -75,10 +74,8 @@ async def suspend_details(conf_value: str) -> dict[str, str]:
 class Suspend(RuncCore):
     async def suspend(self, uuid: str) -> None:
         idir, cid, _, power = await self._current(uuid)
-        if power == PowerState.SUSPENDED:
+        if not guard("suspend", uuid, power, done=PowerState.SUSPENDED, allowed=(PowerState.RUNNING,)):
             return
-        if power != PowerState.RUNNING:
-            raise cannot("suspend", uuid, power)
         mech = str(self.info.details.get("suspend", "freezer"))
         # The marker goes first: a frozen container without it would read as PAUSED.
         await asyncio.to_thread(files.write_json, idir / SUSPENDED, {"mechanism": mech, "at": time.time()})
@@ -107,10 +104,8 @@ class Suspend(RuncCore):
 
     async def resume(self, spec: InstanceSpec) -> None:
         idir, cid, _, power = await self._current(spec.uuid)
-        if power == PowerState.RUNNING:
+        if not guard("resume", spec.uuid, power, done=PowerState.RUNNING, allowed=(PowerState.SUSPENDED,)):
             return
-        if power != PowerState.SUSPENDED:
-            raise cannot("resume", spec.uuid, power)
         if suspend_mechanism(idir) == "criu":
             stdio = await self.console_writer(idir)  # the restored container's stdio: the console FIFO
             try:
