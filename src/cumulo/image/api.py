@@ -9,17 +9,16 @@ relative to the API root ("/v2/..."), exactly as Glance writes them; clients res
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from cumulo import errors, policy
-from cumulo.image import _patch, _schemas, imports, members, openapi_ops, tasks
+from cumulo.image import _patch, _schemas, _upload, imports, members, openapi_ops, tasks
 from cumulo.image.deps import ImageDeps, services_of
 from cumulo.image.metadefs import api as metadefs_api
 from cumulo.image.records import POLICY_RULES
@@ -42,8 +41,6 @@ if TYPE_CHECKING:
 
 
 policy.register(POLICY_RULES)
-
-OCTET_STREAM = "application/octet-stream"
 
 
 def render_fault(status: int, message: str, request: Request) -> Response:
@@ -127,36 +124,10 @@ async def delete_image(request: Request) -> Response:
 # ---- data -----------------------------------------------------------------------------------
 
 
-def _header_int(request: Request, name: str) -> int | None:
-    raw = request.headers.get(name)
-    if raw is None:
-        return None
-    if not raw.strip().isdigit():
-        raise errors.Invalid("Invalid or missing image size in request headers.")
-    return int(raw)
-
-
 async def upload_data(request: Request) -> Response:
     ctx = await _ctx(request, "image:upload_image")
-    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if ctype != OCTET_STREAM:
-        raise errors.UnsupportedMediaType(f"Content type '{ctype or None}' is not supported; use {OCTET_STREAM}")
-    svc = _svc(request)
-    expected = _header_int(request, "x-openstack-image-size")
-    length = _header_int(request, "content-length")
-    if length is not None and length > svc.size_cap:
-        raise errors.PayloadTooLarge(f"The incoming image is too large: it exceeds {svc.size_cap} bytes.")
-    await svc.upload(ctx, request.path_params["image_id"], _body_chunks(request), expected)
+    await _upload.receive(request, _svc(request), ctx)
     return empty(204)
-
-
-async def _body_chunks(request: Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives; a client that hangs up mid-upload is a client error."""
-    try:
-        async for chunk in request.stream():
-            yield chunk
-    except ClientDisconnect:
-        raise errors.Invalid("The client disconnected before the image data was complete.") from None
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -195,7 +166,7 @@ async def download_data(request: Request) -> Response:
     if key is None:
         return empty(204)  # Glance: an image without data answers 204 No Content
     size = int(row["size"] or 0)
-    headers = {"Content-Type": OCTET_STREAM}
+    headers = {"Content-Type": _upload.OCTET_STREAM}
     if row["checksum"]:
         headers["Content-MD5"] = row["checksum"]
     try:

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from cumulo import errors, policy
 from cumulo.context import RequestContext
 from cumulo.db import isotime, new_uuid, utcnow
+from cumulo.image import _upload
 from cumulo.image.deps import services_of
 from cumulo.image.models import image_tasks
 from cumulo.image.service import ImageService
@@ -28,7 +29,6 @@ from cumulo.web.http import authenticate, empty, json_body
 
 METHODS = ("glance-direct",)
 ABSENT = ("web-download", "glance-download", "copy-image")
-OCTET_STREAM = "application/octet-stream"
 
 _IMPORT = jsonschema.Draft4Validator(
     {
@@ -75,17 +75,7 @@ def _svc(request: Request) -> ImageService:
 async def stage(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "image:upload_image")
-    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if ctype != OCTET_STREAM:
-        raise errors.UnsupportedMediaType(f"Content type '{ctype or None}' is not supported; use {OCTET_STREAM}")
-    from cumulo.image.api import _body_chunks, _header_int  # late: image.api mounts these routes
-
-    svc = _svc(request)
-    expected = _header_int(request, "x-openstack-image-size")
-    length = _header_int(request, "content-length")
-    if length is not None and length > svc.size_cap:
-        raise errors.PayloadTooLarge(f"The incoming image is too large: it exceeds {svc.size_cap} bytes.")
-    await svc.upload(ctx, request.path_params["image_id"], _body_chunks(request), expected, final="uploading")
+    await _upload.receive(request, _svc(request), ctx, final="uploading")
     return empty(204)
 
 
