@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cumulo.bus import Bus, make_bus
+from cumulo.bus.base import Bus
+from cumulo.bus.transports import make_bus
 from cumulo.catalog import CATALOG, CatalogEntry
 from cumulo.conf import Settings
 from cumulo.db import Database
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from cumulo.identity.service import IdentityService
     from cumulo.image.demo.seeder import DemoSeeder
     from cumulo.image.service import ImageService
-    from cumulo.scheduler.placement import Placement
+    from cumulo.placement.service import Placement
 
 LOG = logging.getLogger(__name__)
 
@@ -187,7 +188,6 @@ class Services:
     compute: ComputeService
     placement: Placement
     catalog: tuple[CatalogEntry, ...] = CATALOG
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def private_state_dir(path: Path) -> None:
@@ -205,7 +205,7 @@ class Cloud:
         from cumulo.compute.service.servers import ComputeService
         from cumulo.identity.service import IdentityService
         from cumulo.image.service import ImageService
-        from cumulo.scheduler.placement import Placement
+        from cumulo.placement.service import Placement
 
         self.conf = conf
         private_state_dir(conf.state_dir)
