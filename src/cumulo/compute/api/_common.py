@@ -1,15 +1,22 @@
-"""Helpers shared by the server API modules: the caller, bodies, links and version gates."""
+"""The compute API's request helpers, for every handler module: the caller, bodies, version gates,
+the services a handler calls, query checks, versioned views (`Field` tables), links and paging.
+
+Version differences stay declarative: a response is a table of `Field`s, each with the
+microversion range it appears in, and request schemas are picked with `by_version`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 
 from cumulo import errors
 from cumulo.compute.api.deps import services_of
-from cumulo.compute.api.microversion import Version, request_version, v
+from cumulo.compute.api.microversion import MAX_VERSION, MIN_VERSION, Version, request_version, v
 from cumulo.compute.api.schemas._base import Versioned, validate
 from cumulo.context import RequestContext
 from cumulo.web.http import authenticate, base_url, json_body
@@ -101,13 +108,6 @@ def api_root(request: Request) -> str:
     return base_url(request) + "/v2.1"
 
 
-def links(request: Request, collection: str, ident: str) -> list[dict[str, str]]:
-    return [
-        {"rel": "self", "href": f"{api_root(request)}/{collection}/{ident}"},
-        {"rel": "bookmark", "href": f"{root(request)}/{collection}/{ident}"},
-    ]
-
-
 def query_lists(request: Request) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
@@ -115,13 +115,102 @@ def query_lists(request: Request) -> dict[str, list[str]]:
     return out
 
 
-def next_link(request: Request, collection: str, marker: str) -> list[dict[str, str]]:
-    """Nova's "next" link: the request's parameters (sorted, last value wins) with a new marker."""
-    from urllib.parse import urlencode
+def check_query(request: Request, allowed: Sequence[str], *, strict: bool) -> None:
+    """Nova ignores unknown query parameters until 2.75, then rejects them."""
+    if not strict:
+        return
+    unknown = sorted({k for k in request.query_params.keys() if k not in allowed})
+    if unknown:
+        listed = ", ".join(repr(u) for u in unknown)
+        verb = "were" if len(unknown) > 1 else "was"
+        raise errors.Invalid(f"Additional properties are not allowed ({listed} {verb} unexpected)")
 
-    params = dict(sorted(request.query_params.multi_items()))
+
+# --- versioned views ----------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One response key, its value, and the microversions that carry it."""
+
+    key: str
+    value: Callable[[Mapping[str, Any]], Any]
+    min: Version = MIN_VERSION
+    max: Version = MAX_VERSION
+
+    def applies(self, version: Version) -> bool:
+        return self.min <= version <= self.max
+
+
+def render(fields: Sequence[Field], obj: Mapping[str, Any], version: Version) -> dict[str, Any]:
+    return {f.key: f.value(obj) for f in fields if f.applies(version)}
+
+
+def keys_for(fields: Sequence[Field], version: Version) -> list[str]:
+    return [f.key for f in fields if f.applies(version)]
+
+
+def by_version(table: Sequence[tuple[Version, T]], version: Version) -> T:
+    """The entry of the newest version not above `version` (table sorted by version)."""
+    chosen = table[0][1]
+    for since, item in table:
+        if since <= version:
+            chosen = item
+    return chosen
+
+
+# --- links and paging ---------------------------------------------------------------------------
+
+# CONF.api.max_limit in Nova: the largest page any list returns.
+MAX_LIMIT = 1000
+
+
+def links(request: Request, collection: str, ident: str) -> list[dict[str, str]]:
+    return [
+        {"rel": "self", "href": f"{api_root(request)}/{collection}/{ident}"},
+        {"rel": "bookmark", "href": f"{root(request)}/{collection}/{ident}"},
+    ]
+
+
+def _next(request: Request, collection: str, params: dict[str, str], marker: str) -> list[dict[str, str]]:
     params["marker"] = marker
     return [{"rel": "next", "href": f"{api_root(request)}/{collection}?{urlencode(params)}"}]
+
+
+def next_link(request: Request, collection: str, marker: str) -> list[dict[str, str]]:
+    """Nova's "next" link: the request's parameters (sorted, last value wins) with a new marker."""
+    return _next(request, collection, dict(sorted(request.query_params.multi_items())), marker)
+
+
+def collection_links(request: Request, count: int, collection: str, last_id: str | None) -> list[dict[str, str]]:
+    """A 'next' link when the page is full, as Nova's _get_collection_links decides (the resource
+    APIs: the request's parameters, each with its last value, sorted, and a new marker)."""
+    raw = request.query_params.get("limit")
+    try:
+        max_items = min(int(raw), MAX_LIMIT) if raw is not None else MAX_LIMIT
+    except ValueError:
+        max_items = MAX_LIMIT
+    if not max_items or max_items != count or last_id is None:
+        return []
+    return _next(request, collection, dict(sorted((k, v) for k, v in request.query_params.items())), last_id)
+
+
+def limit_and_marker(request: Request) -> tuple[int, str | None]:
+    """Nova's get_limit_and_marker: limit defaults to and is capped by MAX_LIMIT."""
+    q = request.query_params
+    limit = MAX_LIMIT
+    if "limit" in q:
+        try:
+            asked = int(q["limit"])
+        except ValueError:
+            raise errors.Invalid("limit param must be an integer") from None
+        if asked < 0:
+            raise errors.Invalid("limit param must be positive")
+        limit = min(MAX_LIMIT, asked)
+    marker = q.get("marker")
+    return limit, marker
 
 
 # Server body fields that rename straight onto instance columns (update and rebuild share them).

@@ -14,10 +14,10 @@ from starlette.routing import Route
 
 from cumulo import policy
 from cumulo.compute.api import _common
+from cumulo.compute.api._common import Field
 from cumulo.compute.api.microversion import Version, v
-from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas import services as schemas
-from cumulo.compute.api.schemas.resource_types import Field
+from cumulo.compute.api.schemas._base import bool_from_string, validate
 from cumulo.compute.service import hostinfo
 from cumulo.errors import Invalid, NotFound
 from cumulo.web.http import authenticate, empty, json_body, json_response
@@ -104,11 +104,11 @@ SERVICE = (
 async def services_index(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-services:list")
-    version = t.version_of(request)
-    t.check_query(request, ("host", "binary"), strict=version >= V2_75)
+    version = _common.version(request)
+    _common.check_query(request, ("host", "binary"), strict=version >= V2_75)
     q = request.query_params
     rows = await _common.host_service(request).list_services(host=q.get("host") or None, binary=q.get("binary") or None)
-    return json_response({"services": [t.render(SERVICE, r, version) for r in rows]})
+    return json_response({"services": [_common.render(SERVICE, r, version) for r in rows]})
 
 
 def _require_compute(binary: str) -> None:
@@ -122,7 +122,7 @@ async def _legacy_update(request: Request, action: str, version: Version) -> Res
     if action not in actions:
         raise NotFound("Unknown action")
     body = await json_body(request)
-    t.validate(schemas.update_v211 if version >= V2_11 else schemas.update, body)
+    validate(schemas.update_v211 if version >= V2_11 else schemas.update, body)
     host, binary = body["host"], body["binary"]
     if action == "disable-log-reason" and "disabled_reason" not in body:
         raise Invalid("Missing disabled reason field")
@@ -135,7 +135,7 @@ async def _legacy_update(request: Request, action: str, version: Version) -> Res
         raise NotFound(f"Could not find binary {binary} on host {host}.")
     out: dict[str, Any] = {"host": host, "binary": binary}
     if action == "force-down":
-        forced = t.to_bool(body["forced_down"], strict=False)
+        forced = bool_from_string(body["forced_down"])
         await hosts.update_service(found, {"forced_down": forced})
         out["forced_down"] = forced
     elif action == "enable":
@@ -152,7 +152,7 @@ async def _legacy_update(request: Request, action: str, version: Version) -> Res
 
 async def services_update(request: Request) -> Response:
     ctx = await authenticate(request)
-    version = t.version_of(request)
+    version = _common.version(request)
     ident = request.path_params["service_id"]
     if version < V2_53:
         policy.authorize(ctx, "os_compute_api:os-services:update")
@@ -161,7 +161,7 @@ async def services_update(request: Request) -> Response:
         raise Invalid(f"Invalid uuid {ident}")
     policy.authorize(ctx, "os_compute_api:os-services:update")
     body = await json_body(request)
-    t.validate(schemas.update_v253, body)
+    validate(schemas.update_v253, body)
     hosts = _common.host_service(request)
     svc = await hosts.get_service(uuid=ident)
     if svc is None:
@@ -176,17 +176,17 @@ async def services_update(request: Request) -> Response:
         else:
             values.update(disabled=True, disabled_reason=body.get("disabled_reason"))
     if "forced_down" in body:
-        values["forced_down"] = t.to_bool(body["forced_down"])
+        values["forced_down"] = bool_from_string(body["forced_down"], strict=True)
     if not values:
         raise Invalid("No updates were requested. Fields 'status' or 'forced_down' should be specified.")
     row = await hosts.update_service(svc["id"], values)
-    return json_response({"service": t.render(SERVICE, row, version)})
+    return json_response({"service": _common.render(SERVICE, row, version)})
 
 
 async def services_delete(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-services:delete")
-    version = t.version_of(request)
+    version = _common.version(request)
     ident = request.path_params["service_id"]
     if version >= V2_53:
         if not _is_uuid(ident):
@@ -246,11 +246,11 @@ DETAIL = (
 )
 def _with_servers(request: Request, version: Version) -> bool:
     raw = request.query_params.get("with_servers")
-    return version >= V2_53 and raw is not None and t.to_bool(raw)
+    return version >= V2_53 and raw is not None and bool_from_string(raw, strict=True)
 
 
 async def _hyp_view(request: Request, node: dict[str, Any], version: Version, *, detail: bool, with_servers: bool) -> dict[str, Any]:
-    out = t.render(DETAIL if detail else BRIEF, node, version)
+    out = _common.render(DETAIL if detail else BRIEF, node, version)
     if with_servers:
         servers = await _common.host_service(request).servers_on(node["host"], node["hypervisor_hostname"])
         # From 2.75 the key is there (maybe empty) whenever servers were asked for.
@@ -262,13 +262,13 @@ async def _hyp_view(request: Request, node: dict[str, Any], version: Version, *,
 async def _hyp_list(request: Request, *, detail: bool) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-hypervisors:list-detail" if detail else "os_compute_api:os-hypervisors:list")
-    version = t.version_of(request)
+    version = _common.version(request)
     q = request.query_params
-    t.check_query(request, ("limit", "marker", "hypervisor_hostname_pattern", "with_servers"), strict=version >= V2_53)
+    _common.check_query(request, ("limit", "marker", "hypervisor_hostname_pattern", "with_servers"), strict=version >= V2_53)
     pattern = q.get("hypervisor_hostname_pattern") if version >= V2_53 else None
     with_servers = _with_servers(request, version)
     paged = version >= V2_33
-    limit, marker = t.limit_and_marker(request) if paged else (None, None)
+    limit, marker = _common.limit_and_marker(request) if paged else (None, None)
     hosts = _common.host_service(request)
     if pattern is not None:
         if "limit" in q or marker:
@@ -283,7 +283,7 @@ async def _hyp_list(request: Request, *, detail: bool) -> Response:
     body: dict[str, Any] = {"hypervisors": items}
     if paged:
         coll = "os-hypervisors/detail" if detail else "os-hypervisors"
-        links = t.collection_links(request, len(items), coll, str(items[-1]["id"]) if items else None)
+        links = _common.collection_links(request, len(items), coll, str(items[-1]["id"]) if items else None)
         if links:
             body["hypervisors_links"] = links
     return json_response(body)
@@ -315,8 +315,8 @@ async def _node_by_id(request: Request, ident: str, version: Version) -> dict[st
 async def hyp_show(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-hypervisors:show")
-    version = t.version_of(request)
-    t.check_query(request, ("with_servers",), strict=version >= V2_53)
+    version = _common.version(request)
+    _common.check_query(request, ("with_servers",), strict=version >= V2_53)
     with_servers = _with_servers(request, version)
     node = await _node_by_id(request, request.path_params["hypervisor_id"], version)
     return json_response({"hypervisor": await _hyp_view(request, node, version, detail=True, with_servers=with_servers)})
@@ -325,9 +325,9 @@ async def hyp_show(request: Request) -> Response:
 async def hyp_uptime(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-hypervisors:uptime")
-    version = t.version_of(request)
+    version = _common.version(request)
     node = await _node_by_id(request, request.path_params["hypervisor_id"], version)
-    out = t.render(BRIEF, node, version)
+    out = _common.render(BRIEF, node, version)
     out["uptime"] = await hostinfo.host_uptime() if node["service"]["up"] else None
     return json_response({"hypervisor": out})
 
@@ -339,7 +339,7 @@ async def hyp_statistics(request: Request) -> Response:
 
 
 async def _hyp_by_pattern(request: Request, *, with_servers: bool) -> Response:
-    version = t.version_of(request)
+    version = _common.version(request)
     if version >= V2_53:
         # Replaced by query parameters of GET /os-hypervisors in 2.53.
         raise NotFound(NOT_FOUND)

@@ -18,7 +18,7 @@ from cumulo import policy
 from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import aggregates as schemas
-from cumulo.compute.api.schemas import resource_types as t
+from cumulo.compute.api.schemas._base import validate
 from cumulo.errors import Invalid, NotFound
 from cumulo.web.http import authenticate, empty, json_body, json_response
 
@@ -75,7 +75,7 @@ def _id(request: Request) -> int:
 async def _authorized(request: Request, action: str) -> Version:
     ctx = await authenticate(request)
     policy.authorize(ctx, f"os_compute_api:os-aggregates:{action}")
-    return t.version_of(request)
+    return _common.version(request)
 
 
 async def index(request: Request) -> Response:
@@ -87,7 +87,7 @@ async def index(request: Request) -> Response:
 async def create(request: Request) -> Response:
     version = await _authorized(request, "create")
     body = await json_body(request)
-    t.validate(schemas.create, body)
+    validate(schemas.create, body)
     spec = body["aggregate"]
     zone = spec.get("availability_zone")
     name = spec["name"].strip()
@@ -105,7 +105,7 @@ async def show(request: Request) -> Response:
 async def update(request: Request) -> Response:
     version = await _authorized(request, "update")
     body = await json_body(request)
-    t.validate(schemas.update, body)
+    validate(schemas.update, body)
     agg_id = _id(request)
     values = dict(body["aggregate"])
     if "name" in values:
@@ -123,13 +123,13 @@ async def delete(request: Request) -> Response:
 
 async def action(request: Request) -> Response:
     ctx = await authenticate(request)
-    version = t.version_of(request)
+    version = _common.version(request)
     body = await json_body(request)
     if not isinstance(body, dict) or len(body) != 1 or next(iter(body)) not in schemas.ACTIONS:
         name = next(iter(body)) if isinstance(body, dict) and len(body) == 1 else None
         raise Invalid(f"There is no such action: {name}" if name else "Malformed request body")
     name = next(iter(body))
-    t.validate(schemas.ACTIONS[name], body)
+    validate(schemas.ACTIONS[name], body)
     policy.authorize(ctx, f"os_compute_api:os-aggregates:{name}")
     agg_id = _id(request)
     agg = await _common.aggregate_service(request).act(name, agg_id, body[name])

@@ -10,11 +10,11 @@ from starlette.routing import Route
 
 from cumulo import policy
 from cumulo.compute.api import _common
+from cumulo.compute.api._common import Field
 from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import flavors as schemas
-from cumulo.compute.api.schemas import resource_types as t
-from cumulo.compute.api.schemas.resource_types import Field
+from cumulo.compute.api.schemas._base import NAME_ERROR, bool_from_string, validate
 from cumulo.compute.service import flavors as service
 from cumulo.context import RequestContext
 from cumulo.errors import Invalid, NotFound
@@ -78,8 +78,8 @@ def _fields(ctx: RequestContext, detail: bool) -> tuple[Field, ...]:
 
 
 def _view(request: Request, ctx: RequestContext, row: dict[str, Any], *, detail: bool = True) -> dict[str, Any]:
-    obj = {**row, "links": t.self_links(request, "flavors", row["flavorid"])}
-    return t.render(_fields(ctx, detail), obj, t.version_of(request))
+    obj = {**row, "links": _common.links(request, "flavors", row["flavorid"])}
+    return _common.render(_fields(ctx, detail), obj, _common.version(request))
 
 
 def _parse_is_public(raw: str | None) -> bool | None:
@@ -88,7 +88,7 @@ def _parse_is_public(raw: str | None) -> bool | None:
     if raw.strip().lower() == "none":
         return None
     try:
-        return t.to_bool(raw)
+        return bool_from_string(raw, strict=True)
     except Invalid:
         raise Invalid(f"Invalid is_public filter [{raw}]") from None
 
@@ -106,16 +106,16 @@ def _int_filter(request: Request, name: str) -> int | None:
 async def _list(request: Request, *, detail: bool) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:flavors:index")
-    version = t.version_of(request)
+    version = _common.version(request)
     q = request.query_params
-    t.check_query(request, schemas.LIST_QUERY, strict=version >= V2_75)
+    _common.check_query(request, schemas.LIST_QUERY, strict=version >= V2_75)
     sort_key = q.get("sort_key") or "flavorid"
     sort_dir = q.get("sort_dir") or "asc"
     if sort_key not in service.SORT_KEYS:
         raise Invalid(f"Invalid input for query parameters sort_key. Value: {sort_key}. '{sort_key}' is not one of {sorted(service.SORT_KEYS)}")
     if sort_dir not in schemas.SORT_DIRS:
         raise Invalid(f"Invalid input for query parameters sort_dir. Value: {sort_dir}. '{sort_dir}' is not one of ['asc', 'desc']")
-    limit, marker = t.limit_and_marker(request)
+    limit, marker = _common.limit_and_marker(request)
     # Only admins choose public/private; everyone else gets what they may use.
     is_public = _parse_is_public(q.get("is_public")) if ctx.is_admin else True
     min_ram, min_disk = _int_filter(request, "minRam"), _int_filter(request, "minDisk")
@@ -124,7 +124,7 @@ async def _list(request: Request, *, detail: bool) -> Response:
         sort_key=sort_key, sort_dir=sort_dir, limit=limit, marker=marker,
     )
     body: dict[str, Any] = {"flavors": [_view(request, ctx, r, detail=detail) for r in rows]}
-    links = t.collection_links(
+    links = _common.collection_links(
         request, len(rows), "flavors/detail" if detail else "flavors", rows[-1]["flavorid"] if rows else None
     )
     if links:
@@ -150,14 +150,14 @@ async def show(request: Request) -> Response:
 async def create(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-flavor-manage:create")
-    version = t.version_of(request)
+    version = _common.version(request)
     body = await json_body(request)
-    t.validate(t.by_version(schemas.CREATE, version), body)
+    validate(_common.by_version(schemas.CREATE, version), body)
     vals = body["flavor"]
     fid = vals.get("id")
     name = vals["name"].strip()
     if not name:
-        raise Invalid(t.NAME_ERROR)
+        raise Invalid(NAME_ERROR)
     try:
         rxtx = float(vals.get("rxtx_factor", 1.0))
         if not 0 < rxtx <= 3.40282e38:
@@ -173,7 +173,7 @@ async def create(request: Request) -> Response:
         "ephemeral_gb": int(vals.get("OS-FLV-EXT-DATA:ephemeral", 0)),
         "swap": int(vals.get("swap", 0)),
         "rxtx_factor": rxtx,
-        "is_public": t.to_bool(vals.get("os-flavor-access:is_public", True)),
+        "is_public": bool_from_string(vals.get("os-flavor-access:is_public", True), strict=True),
         "description": vals.get("description") if version >= V2_55 else None,
     }
     row = await _common.flavor_service(request).create(values)
@@ -182,11 +182,11 @@ async def create(request: Request) -> Response:
 
 async def update(request: Request) -> Response:
     ctx = await authenticate(request)
-    if t.version_of(request) < V2_55:
+    if _common.version(request) < V2_55:
         raise NotFound("The resource could not be found.")
     policy.authorize(ctx, "os_compute_api:os-flavor-manage:update")
     body = await json_body(request)
-    t.validate(schemas.update, body)
+    validate(schemas.update, body)
     row = await _common.flavor_service(request).update_description(
         request.path_params["flavor_id"], body["flavor"]["description"]
     )
@@ -220,7 +220,7 @@ async def extra_specs_create(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-flavor-extra-specs:create")
     body = await json_body(request)
-    t.validate(schemas.extra_specs_create, body)
+    validate(schemas.extra_specs_create, body)
     _check_spec_values(body["extra_specs"])
     await _common.flavor_service(request).merge_extra_specs(ctx, request.path_params["flavor_id"], body["extra_specs"])
     # Nova answers with the request body as sent.
@@ -242,7 +242,7 @@ async def extra_spec_update(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-flavor-extra-specs:update")
     body = await json_body(request)
-    t.validate(schemas.extra_spec_update, body)
+    validate(schemas.extra_spec_update, body)
     _check_spec_values(body)
     if request.path_params["key"] not in body:
         raise Invalid("Request body and URI mismatch")
@@ -282,14 +282,14 @@ async def action(request: Request) -> Response:
     flavors = _common.flavor_service(request)
     if name == "addTenantAccess":
         policy.authorize(ctx, "os_compute_api:os-flavor-access:add_tenant_access")
-        t.validate(schemas.add_tenant_access, body)
+        validate(schemas.add_tenant_access, body)
         tenant = body[name]["tenant"]
         if await s.identity.get_project(tenant) is None:
             raise Invalid(f"Project ID {tenant} is not a valid project.")
-        projects = await flavors.add_access(flavorid, tenant, reject_public=t.version_of(request) >= v("2.7"))
+        projects = await flavors.add_access(flavorid, tenant, reject_public=_common.version(request) >= v("2.7"))
     elif name == "removeTenantAccess":
         policy.authorize(ctx, "os_compute_api:os-flavor-access:remove_tenant_access")
-        t.validate(schemas.remove_tenant_access, body)
+        validate(schemas.remove_tenant_access, body)
         # Removing a grant of a project that no longer exists is fine.
         projects = await flavors.remove_access(flavorid, body[name]["tenant"])
     else:

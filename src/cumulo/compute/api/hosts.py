@@ -18,7 +18,7 @@ from starlette.routing import Route
 from cumulo import policy
 from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import v
-from cumulo.compute.api.schemas import resource_types as t
+from cumulo.compute.api.schemas._base import validate
 from cumulo.compute.api.schemas.admin_extras import host_update
 from cumulo.errors import Invalid, NotFound
 from cumulo.web.http import authenticate, json_body, json_response
@@ -42,7 +42,7 @@ _API_BINARIES = ("nova-osapi_compute", "nova-metadata")
 
 async def _authorized(request: Request, action: str) -> None:
     ctx = await authenticate(request)
-    if t.version_of(request) > LAST:
+    if _common.version(request) > LAST:
         raise NotFound("The resource could not be found.")
     policy.authorize(ctx, f"os_compute_api:os-hosts:{action}")
 
@@ -90,7 +90,7 @@ async def _known_compute_host(request: Request) -> str:
 async def update(request: Request) -> Response:
     await _authorized(request, "update")
     body = await json_body(request)
-    t.validate(host_update, body)
+    validate(host_update, body)
     if not isinstance(body, dict):
         raise Invalid("Malformed request body")
     await _known_compute_host(request)

@@ -10,10 +10,10 @@ from starlette.routing import Route
 
 from cumulo import policy
 from cumulo.compute.api import _common
+from cumulo.compute.api._common import Field
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import keypairs as schemas
-from cumulo.compute.api.schemas import resource_types as t
-from cumulo.compute.api.schemas.resource_types import Field
+from cumulo.compute.api.schemas._base import validate
 from cumulo.context import RequestContext
 from cumulo.errors import Invalid
 from cumulo.web.http import authenticate, empty, json_body, json_response
@@ -72,17 +72,17 @@ def _target_user(request: Request, ctx: RequestContext, version: Version, reques
 async def index(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-keypairs:index")
-    version = t.version_of(request)
-    t.check_query(request, t.by_version(schemas.INDEX_QUERY, version), strict=version >= V2_75)
+    version = _common.version(request)
+    _common.check_query(request, _common.by_version(schemas.INDEX_QUERY, version), strict=version >= V2_75)
     user_id = _target_user(request, ctx, version)
     limit: int | None = None
     marker: str | None = None
     if version >= V2_35:
-        limit, marker = t.limit_and_marker(request)
+        limit, marker = _common.limit_and_marker(request)
     rows = await _common.keypair_service(request).list_keypairs(user_id, limit, marker)
-    body: dict[str, Any] = {"keypairs": [{"keypair": t.render(INDEX, r, version)} for r in rows]}
+    body: dict[str, Any] = {"keypairs": [{"keypair": _common.render(INDEX, r, version)} for r in rows]}
     if version >= V2_35:
-        links = t.collection_links(request, len(rows), "os-keypairs", rows[-1]["name"] if rows else None)
+        links = _common.collection_links(request, len(rows), "os-keypairs", rows[-1]["name"] if rows else None)
         if links:
             body["keypairs_links"] = links
     return json_response(body)
@@ -90,9 +90,9 @@ async def index(request: Request) -> Response:
 
 async def create(request: Request) -> Response:
     ctx = await authenticate(request)
-    version = t.version_of(request)
+    version = _common.version(request)
     body = await json_body(request)
-    t.validate(t.by_version(schemas.CREATE, version), body)
+    validate(_common.by_version(schemas.CREATE, version), body)
     params = body["keypair"]
     user_id = _target_user(request, ctx, version, params.get("user_id"))
     policy.authorize(ctx, "os_compute_api:os-keypairs:create")
@@ -108,7 +108,7 @@ async def create(request: Request) -> Response:
         public_key=params.get("public_key"),
         algorithm=algorithm,
     )
-    out = t.render(CREATE, keypair, version)
+    out = _common.render(CREATE, keypair, version)
     if "private_key" in keypair:
         out["private_key"] = keypair["private_key"]
     return json_response({"keypair": out}, status=201 if version >= V2_2 else 200)
@@ -117,18 +117,18 @@ async def create(request: Request) -> Response:
 async def show(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-keypairs:show")
-    version = t.version_of(request)
-    t.check_query(request, t.by_version(schemas.ITEM_QUERY, version), strict=version >= V2_75)
+    version = _common.version(request)
+    _common.check_query(request, _common.by_version(schemas.ITEM_QUERY, version), strict=version >= V2_75)
     user_id = _target_user(request, ctx, version)
     keypair = await _common.keypair_service(request).get(user_id, request.path_params["name"])
-    return json_response({"keypair": t.render(SHOW, keypair, version)})
+    return json_response({"keypair": _common.render(SHOW, keypair, version)})
 
 
 async def delete(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-keypairs:delete")
-    version = t.version_of(request)
-    t.check_query(request, t.by_version(schemas.ITEM_QUERY, version), strict=version >= V2_75)
+    version = _common.version(request)
+    _common.check_query(request, _common.by_version(schemas.ITEM_QUERY, version), strict=version >= V2_75)
     user_id = _target_user(request, ctx, version)
     await _common.keypair_service(request).delete(user_id, request.path_params["name"])
     return empty(204 if version >= V2_2 else 202)

@@ -11,11 +11,11 @@ from starlette.routing import Route
 
 from cumulo import policy
 from cumulo.compute.api import _common
+from cumulo.compute.api._common import Field
 from cumulo.compute.api.deps import ComputeDeps, services_of
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas import quota_sets as schemas
-from cumulo.compute.api.schemas import resource_types as t
-from cumulo.compute.api.schemas.resource_types import Field
+from cumulo.compute.api.schemas._base import bool_from_string, validate
 from cumulo.context import RequestContext
 from cumulo.errors import Forbidden, Invalid
 from cumulo.web.http import authenticate, empty, json_body, json_response
@@ -74,15 +74,15 @@ ABSOLUTE = (
 async def limits(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:limits")
-    version = t.version_of(request)
-    t.check_query(request, schemas.LIMITS_QUERY, strict=version >= V2_75)
+    version = _common.version(request)
+    _common.check_query(request, schemas.LIMITS_QUERY, strict=version >= V2_75)
     project_id = ctx.project_id or ""
     if "tenant_id" in request.query_params:
         policy.authorize(ctx, "os_compute_api:limits:other_project")
         project_id = request.query_params["tenant_id"]
     limit, used = await _common.quota_service(request).limits_and_usage(project_id)
     data = {"limit": limit, "used": used}
-    return json_response({"limits": {"rate": [], "absolute": t.render(ABSOLUTE, data, version)}})
+    return json_response({"limits": {"rate": [], "absolute": _common.render(ABSOLUTE, data, version)}})
 
 
 # --- os-quota-sets ------------------------------------------------------------------------------
@@ -120,8 +120,8 @@ def _user_id(request: Request) -> str | None:
 
 async def quota_show(request: Request) -> Response:
     ctx = await authenticate(request)
-    version = t.version_of(request)
-    t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
+    version = _common.version(request)
+    _common.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
     project_id = request.path_params["project_id"]
     user_id = _user_id(request)
     await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:show", project_id)
@@ -131,8 +131,8 @@ async def quota_show(request: Request) -> Response:
 
 async def quota_detail(request: Request) -> Response:
     ctx = await authenticate(request)
-    version = t.version_of(request)
-    t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
+    version = _common.version(request)
+    _common.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
     project_id = request.path_params["project_id"]
     user_id = _user_id(request)
     await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:detail", project_id)
@@ -148,20 +148,20 @@ async def quota_defaults(request: Request) -> Response:
     s = services_of(request)
     await _verify_project(s, ctx, project_id)
     values = await _common.quota_service(request).class_limits()
-    return json_response({"quota_set": _quota_body(values, t.version_of(request), project_id)})
+    return json_response({"quota_set": _quota_body(values, _common.version(request), project_id)})
 
 
 async def quota_update(request: Request) -> Response:
     ctx = await authenticate(request)
-    version = t.version_of(request)
-    t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
+    version = _common.version(request)
+    _common.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
     project_id = request.path_params["project_id"]
     user_id = _user_id(request)
     await _authorize_project(request, ctx, "os_compute_api:os-quota-sets:update", project_id)
     body = await json_body(request)
-    t.validate(schemas.quota_set_update_for(version), body)
+    validate(schemas.quota_set_update_for(version), body)
     requested = dict(body["quota_set"])
-    force = t.to_bool(requested.pop("force", False), strict=False)
+    force = bool_from_string(requested.pop("force", False))
     # Unless forced, a limit stays within Nova's settable range (-1 is unlimited).
     values = await _common.quota_service(request).update(project_id, user_id, requested, force=force)
     return json_response({"quota_set": _quota_body(values, version, None)})
@@ -170,8 +170,8 @@ async def quota_update(request: Request) -> Response:
 async def quota_delete(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-quota-sets:delete")
-    version = t.version_of(request)
-    t.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
+    version = _common.version(request)
+    _common.check_query(request, schemas.QUOTA_QUERY, strict=version >= V2_75)
     user_id = _user_id(request)
     await _common.quota_service(request).delete(request.path_params["project_id"], user_id)
     return empty(202)
@@ -191,17 +191,17 @@ async def quota_class_show(request: Request) -> Response:
     policy.authorize(ctx, "os_compute_api:os-quota-class-sets:show")
     name = _class_name(request)
     values = await _common.quota_service(request).class_limits(name)
-    body = _quota_body(values, t.version_of(request), name, schemas.QUOTA_CLASS_RESOURCES)
+    body = _quota_body(values, _common.version(request), name, schemas.QUOTA_CLASS_RESOURCES)
     return json_response({"quota_class_set": body})
 
 
 async def quota_class_update(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-quota-class-sets:update")
-    version = t.version_of(request)
+    version = _common.version(request)
     name = _class_name(request)
     body = await json_body(request)
-    t.validate(schemas.quota_class_update_for(version), body)
+    validate(schemas.quota_class_update_for(version), body)
     values = await _common.quota_service(request).update_class(name, body["quota_class_set"])
     return json_response({"quota_class_set": _quota_body(values, version, None, schemas.QUOTA_CLASS_RESOURCES)})
 

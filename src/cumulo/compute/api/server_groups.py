@@ -19,12 +19,12 @@ from starlette.routing import Route
 
 from cumulo import policy
 from cumulo.compute import server_groups as service
+from cumulo.compute.api import _common
+from cumulo.compute.api._common import Field
 from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import v
-from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas import server_groups as schemas
-from cumulo.compute.api.schemas._base import validate_query
-from cumulo.compute.api.schemas.resource_types import Field
+from cumulo.compute.api.schemas._base import validate, validate_query
 from cumulo.compute.service.quotas import QuotaEngine
 from cumulo.web.http import authenticate, empty, json_body, json_response
 
@@ -61,30 +61,30 @@ def _last_int(params: dict[str, list[str]], key: str, default: int) -> int:
 async def index(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-server-groups:index")
-    version = t.version_of(request)
+    version = _common.version(request)
     params: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
         params.setdefault(key, []).append(value)
-    validate_query(t.by_version(schemas.INDEX_QUERY, version), params)
+    validate_query(_common.by_version(schemas.INDEX_QUERY, version), params)
     project: str | None = ctx.project_id or ""
     # Like Nova: a non-admin asking for all_projects simply gets their own groups.
     if "all_projects" in params and ctx.is_admin:
         policy.authorize(ctx, "os_compute_api:os-server-groups:index:all_projects")
         project = None
     # Nova's common.limited: limit 0 or absent means the maximum page.
-    limit = min(_last_int(params, "limit", 0) or t.MAX_LIMIT, t.MAX_LIMIT)
+    limit = min(_last_int(params, "limit", 0) or _common.MAX_LIMIT, _common.MAX_LIMIT)
     offset = _last_int(params, "offset", 0)
     async with services_of(request).db.read() as conn:
         groups = await service.list_groups(conn, project, limit=limit, offset=offset)
-    return json_response({"server_groups": [t.render(GROUP, g, version) for g in groups]})
+    return json_response({"server_groups": [_common.render(GROUP, g, version) for g in groups]})
 
 
 async def create(request: Request) -> Response:
     ctx = await authenticate(request)
-    version = t.version_of(request)
+    version = _common.version(request)
     policy.authorize(ctx, "os_compute_api:os-server-groups:create")
     body = await json_body(request)
-    t.validate(t.by_version(schemas.CREATE, version), body)
+    validate(_common.by_version(schemas.CREATE, version), body)
     params: dict[str, Any] = body["server_group"]
     if version >= V2_64:
         chosen = params["policy"]
@@ -93,16 +93,16 @@ async def create(request: Request) -> Response:
         chosen, rules = params["policies"][0], {}
     s = services_of(request)
     group = await service.create_group(s.db, QuotaEngine(s.conf), ctx, params["name"], chosen, rules)
-    return json_response({"server_group": t.render(GROUP, group, version)})
+    return json_response({"server_group": _common.render(GROUP, group, version)})
 
 
 async def show(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-server-groups:show")
-    version = t.version_of(request)
+    version = _common.version(request)
     async with services_of(request).db.read() as conn:
         group = await service.get_group(conn, ctx, request.path_params["group_id"])
-    return json_response({"server_group": t.render(GROUP, group, version)})
+    return json_response({"server_group": _common.render(GROUP, group, version)})
 
 
 async def delete(request: Request) -> Response:

@@ -19,9 +19,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
+from cumulo.compute.api import _common
 from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import Version, v
-from cumulo.compute.api.schemas import resource_types as t
 from cumulo.compute.api.schemas.admin_extras import PAGING, USAGE_LIST_QUERY, USAGE_SHOW_QUERY
 from cumulo.compute.models import instances
 from cumulo.context import RequestContext
@@ -140,24 +140,24 @@ def usages(rows: list[dict[str, Any]], start: dt.datetime, stop: dt.datetime, *,
 
 def _paging(request: Request, version: Version, allowed: tuple[str, ...]) -> tuple[int, str | None, bool]:
     paged = version >= V2_40
-    t.check_query(request, allowed + (PAGING if paged else ()), strict=version >= V2_75)
+    _common.check_query(request, allowed + (PAGING if paged else ()), strict=version >= V2_75)
     if not paged:
-        return t.MAX_LIMIT, None, False
-    limit, marker = t.limit_and_marker(request)
+        return _common.MAX_LIMIT, None, False
+    limit, marker = _common.limit_and_marker(request)
     return limit, marker, True
 
 
 async def index(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-simple-tenant-usage:list")
-    version = t.version_of(request)
+    version = _common.version(request)
     limit, marker, paged = _paging(request, version, USAGE_LIST_QUERY)
     start, stop, detailed = period(request)
     rows = await _instances(request, start, stop, None, limit, marker)
     summaries, servers = usages(rows, start, stop, detailed=detailed)
     body: dict[str, Any] = {"tenant_usages": summaries}
     if paged:
-        links = t.collection_links(request, len(servers), "os-simple-tenant-usage", servers[-1]["instance_id"] if servers else None)
+        links = _common.collection_links(request, len(servers), "os-simple-tenant-usage", servers[-1]["instance_id"] if servers else None)
         if links:
             body["tenant_usages_links"] = links
     return json_response(body)
@@ -173,7 +173,7 @@ async def show(request: Request) -> Response:
     ctx = await authenticate(request)
     project = request.path_params["tenant_id"]
     _authorize_show(ctx, project)
-    version = t.version_of(request)
+    version = _common.version(request)
     limit, marker, paged = _paging(request, version, USAGE_SHOW_QUERY)
     start, stop, _ = period(request)
     rows = await _instances(request, start, stop, project, limit, marker)
@@ -181,7 +181,7 @@ async def show(request: Request) -> Response:
     body: dict[str, Any] = {"tenant_usage": summaries[0] if summaries else {}}
     if paged:
         coll = f"os-simple-tenant-usage/{project}"
-        links = t.collection_links(request, len(servers), coll, servers[-1]["instance_id"] if servers else None)
+        links = _common.collection_links(request, len(servers), coll, servers[-1]["instance_id"] if servers else None)
         if links:
             body["tenant_usage_links"] = links
     return json_response(body)

@@ -329,6 +329,15 @@ personality: Schema = {
     },
 }
 
+# The resource APIs' (flavors, keypairs, quotas, services) integer and key types.
+MAX_INT = 0x7FFFFFFF
+positive_int: Schema = {"type": ["integer", "string"], "pattern": "^[0-9]+$", "minimum": 1, "maximum": MAX_INT}
+non_negative_int: Schema = {"type": ["integer", "string"], "pattern": "^[0-9]+$", "minimum": 0, "maximum": MAX_INT}
+quota_value: Schema = {"type": ["integer", "string"], "pattern": "^-?[0-9]+$", "minimum": -1, "maximum": MAX_INT}
+# Metadata-style maps (flavor extra specs).
+metadata_key = "^[a-zA-Z0-9-_:. ]{1,255}$"
+NAME_ERROR = "An invalid 'name' value was provided. The name must be: " + NAME_REASON
+
 
 def multi(item: Schema) -> Schema:
     """A query parameter that may repeat (values arrive as a list)."""

@@ -6,19 +6,19 @@ import copy
 from typing import Any
 
 from cumulo.compute.api.microversion import v
-from cumulo.compute.api.schemas import resource_types as t
+from cumulo.compute.api.schemas import _base
 
 _flavor_props: dict[str, Any] = {
-    "name": t.name,
+    "name": _base.name,
     # No leading/trailing spaces; letters, digits, '.', ' ', '_' and '-'.
     "id": {"type": ["string", "number", "null"], "minLength": 1, "maxLength": 255, "pattern": "^(?! )[a-zA-Z0-9. _-]+(?<! )$"},
-    "ram": t.positive_int,
-    "vcpus": t.positive_int,
-    "disk": t.non_negative_int,
-    "OS-FLV-EXT-DATA:ephemeral": t.non_negative_int,
-    "swap": t.non_negative_int,
+    "ram": _base.positive_int,
+    "vcpus": _base.positive_int,
+    "disk": _base.non_negative_int,
+    "OS-FLV-EXT-DATA:ephemeral": _base.non_negative_int,
+    "swap": _base.non_negative_int,
     "rxtx_factor": {"type": ["number", "string"], "pattern": r"^[0-9]+(\.[0-9]+)?$", "exclusiveMinimum": 0, "maximum": 3.40282e38},
-    "os-flavor-access:is_public": t.boolean,
+    "os-flavor-access:is_public": _base.boolean,
 }
 
 create: dict[str, Any] = {
@@ -59,7 +59,7 @@ update: dict[str, Any] = {
 
 _spec_map: dict[str, Any] = {
     "type": "object",
-    "patternProperties": {t.metadata_key: {"type": ["string", "number"], "minLength": 0, "maxLength": 255}},
+    "patternProperties": {_base.metadata_key: {"type": ["string", "number"], "minLength": 0, "maxLength": 255}},
     "additionalProperties": False,
 }
 

@@ -10,11 +10,11 @@ import copy
 from typing import Any
 
 from cumulo.compute.api.microversion import v
-from cumulo.compute.api.schemas import resource_types as t
+from cumulo.compute.api.schemas import _base
 from cumulo.compute.service.keypairs import ALGORITHMS, KEY_TYPES
 
 keypair_name: dict[str, Any] = {
-    "allOf": [t.name, {"type": "string", "pattern": r"^[_\- a-zA-Z0-9]+$", "minLength": 1, "maxLength": 255}]
+    "allOf": [_base.name, {"type": "string", "pattern": r"^[_\- a-zA-Z0-9]+$", "minLength": 1, "maxLength": 255}]
 }
 
 create: dict[str, Any] = {

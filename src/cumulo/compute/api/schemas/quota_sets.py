@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cumulo.compute.api.microversion import MAX_VERSION, MIN_VERSION, Version, v
-from cumulo.compute.api.schemas import resource_types as t
+from cumulo.compute.api.schemas import _base
 
 # (resource, first version, last version) for os-quota-sets.
 QUOTA_SET_RESOURCES: tuple[tuple[str, Version, Version], ...] = (
@@ -58,7 +58,7 @@ def _update_schema(envelope: str, names: list[str], extra: dict[str, Any]) -> di
         "properties": {
             envelope: {
                 "type": "object",
-                "properties": {**{n: t.quota_value for n in names}, **extra},
+                "properties": {**{n: _base.quota_value for n in names}, **extra},
                 "additionalProperties": False,
             }
         },
@@ -69,7 +69,7 @@ def _update_schema(envelope: str, names: list[str], extra: dict[str, Any]) -> di
 
 def quota_set_update(version: Version) -> dict[str, Any]:
     """The PUT body at this version: the resources the version shows, plus `force`."""
-    return _update_schema("quota_set", resources_at(QUOTA_SET_RESOURCES, version), {"force": t.boolean})
+    return _update_schema("quota_set", resources_at(QUOTA_SET_RESOURCES, version), {"force": _base.boolean})
 
 
 def quota_class_update(version: Version) -> dict[str, Any]:

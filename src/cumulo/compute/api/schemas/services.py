@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from cumulo.compute.api.schemas import resource_types as t
+from cumulo.compute.api.schemas import _base
 
 _host: dict[str, Any] = {"type": "string", "pattern": "^[a-zA-Z0-9-._]*$", "minLength": 1, "maxLength": 255}
 _text: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 255}
@@ -19,7 +19,7 @@ update: dict[str, Any] = {
 
 # 2.11 adds force-down.
 update_v211 = copy.deepcopy(update)
-update_v211["properties"]["forced_down"] = t.boolean
+update_v211["properties"]["forced_down"] = _base.boolean
 
 # 2.53: the service is named by its uuid in the path; nothing is required in the body.
 update_v253: dict[str, Any] = {
@@ -27,7 +27,7 @@ update_v253: dict[str, Any] = {
     "properties": {
         "status": {"type": "string", "enum": ["enabled", "disabled"]},
         "disabled_reason": _text,
-        "forced_down": t.boolean,
+        "forced_down": _base.boolean,
     },
     "additionalProperties": False,
 }
