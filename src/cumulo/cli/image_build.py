@@ -1,5 +1,6 @@
-"""`cumulo image build busybox|tiny-vm`: the demo images built offline into files (the builders
-live in `cumulo.image.demo`; tiny-vm's output: image_build_vm)."""
+"""`cumulo image build busybox|tiny-vm`: the demo images built offline into files.
+
+The builders live in `cumulo.image.demo`; tiny-vm's output: image_build_vm."""
 
 from __future__ import annotations
 

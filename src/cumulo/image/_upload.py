@@ -1,5 +1,6 @@
-"""The request side of image data uploads, shared by PUT /file (`api`) and PUT /stage (`imports`):
-the content type, the size headers, and the body streamed as it arrives."""
+"""The request side of image uploads (PUT /file and PUT /stage): content type, size headers, body.
+
+Shared by `api` (PUT /file) and `imports` (PUT /stage); the body is streamed as it arrives."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The data path of images: upload (streamed by the API, or a local file for snapshots and the demo
-images), the check of container images, activation, download; and, at start, the reconcile of
-the store after a crash.
+"""The data path of images: upload, the check of container images, activation and download.
+
+Uploads are streamed by the API, or a local file for snapshots and the demo images. At start,
+`bootstrap` reconciles the store after a crash.
 
 Bytes go queued → saving → active (or `uploading` for a staged import). A docker/OCI upload is
 checked as an image archive before it is activated (`cumulo.oci`); a bad one ends killed with the
@@ -24,7 +25,7 @@ from cumulo.db import utcnow
 from cumulo.image._schemas import HASH_ALGO
 from cumulo.image.models import image_properties, image_tasks, images
 from cumulo.image.records import ImageRecords, not_found
-from cumulo.image.store import Digest, StoreWriter
+from cumulo.image.store import Digest, StoreUpload
 from cumulo.oci.unpack import check_image, remove_stale_unpacks
 
 LOG = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class ImageData(ImageRecords):
                 raise errors.Invalid("Properties disk_format, container_format must be set prior to saving data.")
             if not await self.set_status(conn, image_id, ("queued",), "saving"):
                 raise errors.Conflict(f"Image status transition from {row['status']} to saving is not allowed")
-        writer: StoreWriter | None = None
+        writer: StoreUpload | None = None
         try:
             writer = await self.store.open_writer(self.size_cap)
             async for chunk in chunks:
@@ -140,7 +141,7 @@ class ImageData(ImageRecords):
             raise
         await self._activate(image_id, writer, digest, row, final)
 
-    async def _check_container(self, image_id: str, writer: StoreWriter, container_format: str | None) -> None:
+    async def _check_container(self, image_id: str, writer: StoreUpload, container_format: str | None) -> None:
         """A docker/OCI upload must be a readable image archive: otherwise the image is killed
         (the reason in its `cumulo_error` property), the bytes dropped, and Invalid raised."""
         if container_format not in CONTAINER_IMAGE_FORMATS:
@@ -170,7 +171,7 @@ class ImageData(ImageRecords):
         raise errors.Invalid(message)
 
     async def _activate(
-        self, image_id: str, writer: StoreWriter, digest: Digest, row: dict[str, Any], final: str = "active"
+        self, image_id: str, writer: StoreUpload, digest: Digest, row: dict[str, Any], final: str = "active"
     ) -> None:
         await self._check_container(image_id, writer, row["container_format"])
         disk_format = row["disk_format"]

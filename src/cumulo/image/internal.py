@@ -1,8 +1,10 @@
-"""The internal backend of the image service: what the rest of Cumulo uses without a tenant's
-request (compute's API side and agents: `compute.specs.ImageBackend`), where the caller, not
-Glance's visibility rules, vouches for the access: a live image whoever owns it, the local file of
-its bytes, the content keys to keep, and the records of server snapshots (made queued, described
-by the driver, filled through the data path, or deleted when the snapshot fails).
+"""The image service's internal backend: what compute uses, without a tenant's visibility rules.
+
+What the rest of Cumulo uses without a tenant's request (compute's API side and agents:
+`compute.specs.ImageBackend`), where the caller, not Glance's visibility rules, vouches for the
+access: a live image whoever owns it, the local file of its bytes, the content keys to keep, and
+the records of server snapshots (made queued, described by the driver, filled through the data
+path, or deleted when the snapshot fails).
 """
 
 from __future__ import annotations

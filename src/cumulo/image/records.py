@@ -1,5 +1,7 @@
-"""Image records and their visibility: Glance's image rows, extra properties and tags, and who
-may see and change them (create, list, show, update, delete, tags, deactivate/reactivate).
+"""Image records and their visibility: create, list, show, update, delete and tag images, Glance's way.
+
+Glance's image rows, extra properties and tags, and who may see and change them (also
+deactivate/reactivate).
 
 Visibility (Glance's rules): a project sees its own images, public and community ones, and shared
 ones it is a member of; the admin sees all. Anything else is NotFound, so ids of other projects'
@@ -43,7 +45,7 @@ from cumulo.image._schemas import (
     create_body_schema,
 )
 from cumulo.image.models import image_members, image_properties, image_tags, images
-from cumulo.image.store import ImageStore
+from cumulo.image.store import ContentStore, ImageStore
 
 LOG = logging.getLogger(__name__)
 
@@ -119,7 +121,7 @@ class ImageRecords:
     def __init__(self, db: Database, conf: Settings) -> None:
         self.db = db
         self.conf = conf
-        self.store = ImageStore(Path(conf.state_dir) / "images")
+        self.store: ContentStore = ImageStore(Path(conf.state_dir) / "images")
         self.size_cap = conf.image_size_cap  # an `extra: image_size_cap` already won in conf
         self._refs = asyncio.Lock()
 

@@ -1,5 +1,6 @@
-"""The image service: Glance's images over the DB and the content-addressed store, one object in
-three facets, each its own module:
+"""The image service: one object over image records, the data path and compute's internal backend.
+
+Glance's images over the DB and the content-addressed store, in three facets, each its own module:
 
 - `records`: image records and their visibility (create, list, show, update, delete, tags);
 - `data`: the data path (upload, check, activate, download) and the store's crash reconcile;

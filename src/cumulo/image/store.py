@@ -7,6 +7,10 @@ Bytes are hashed (md5, sha256, sha512) while they stream to a temp file, then re
 Identical content is stored once. The store knows nothing about images: callers decide when a
 key is no longer referenced and call `remove`. All file work runs in threads so the event loop
 never blocks on disk.
+
+`ContentStore` and `StoreUpload` are the seam the image service uses; `ImageStore` and
+`StoreWriter` are its implementation on the local filesystem. Every implementation passes
+tests/contract/test_image_store_contract.py.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from cumulo import errors
 
@@ -35,6 +39,70 @@ class Digest:
     sha256: str
     sha512: str
     head: bytes  # the first HEAD_BYTES bytes, for format sniffing
+
+
+@runtime_checkable
+class StoreUpload(Protocol):
+    """One upload in progress: `write` chunks, then `finish` (the Digest) or `abort` (nothing left)."""
+
+    path: Path  # a local file with the bytes written so far (the container check reads it)
+
+    @property
+    def size(self) -> int: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def finish(self) -> Digest: ...
+
+    async def abort(self) -> None: ...
+
+
+@runtime_checkable
+class ContentStore(Protocol):
+    """Bytes by content key (the sha256 of the bytes, 64 lowercase hex digits), as the image service
+    uses them. Anything that is not a key is refused (ValueError) before any storage is touched."""
+
+    root: Path  # a local directory the image service and the drivers keep derived files under
+
+    async def ensure_dirs(self) -> None: ...
+
+    def path_for(self, key: str) -> Path:
+        """A local file with the bytes of `key` (the drivers read images from local files)."""
+        ...
+
+    async def open_writer(self, limit: int | None = None) -> StoreUpload:
+        """A new upload; writing past `limit` bytes raises PayloadTooLarge."""
+        ...
+
+    async def import_file(
+        self, source: str | os.PathLike[str], limit: int | None = None
+    ) -> tuple[StoreUpload, Digest]:
+        """A local file copied into a finished upload, for the caller to commit or abort."""
+        ...
+
+    async def commit(self, writer: StoreUpload, digest: Digest) -> Path:
+        """Place a finished upload under its key; bytes already stored are kept once."""
+        ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def remove(self, key: str) -> None:
+        """Drop the bytes of `key` (nothing when they are not there)."""
+        ...
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Stream `length` bytes (all when None) of `key` from `offset`."""
+        ...
+
+    async def keys(self) -> list[str]: ...
+
+    async def sweep_tmp(self) -> int:
+        """Drop uploads a crash interrupted (only when none runs); how many."""
+        ...
+
+    async def remove_unreferenced(self, referenced: Iterable[str]) -> list[str]:
+        """Drop every key not in `referenced`; the keys dropped."""
+        ...
 
 
 class StoreWriter:
@@ -155,7 +223,7 @@ class ImageStore:
             raise
         return writer, digest
 
-    async def commit(self, writer: StoreWriter, digest: Digest) -> Path:
+    async def commit(self, writer: StoreUpload, digest: Digest) -> Path:
         """Move a finished upload to its content address; if those bytes are already stored, keep one copy."""
         target = self.path_for(digest.sha256)
 

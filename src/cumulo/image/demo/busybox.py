@@ -1,5 +1,6 @@
-"""The busybox demo image: a small Docker-format image, built offline (`cumulo image build busybox`
-writes it to a file; the demo seeder registers it at start-up).
+"""The busybox demo image: a small deterministic Docker-format image, built offline.
+
+`cumulo image build busybox` writes it to a file; the demo seeder registers it at start-up.
 
 The root is Debian's static busybox (`busybox-static`) plus applet symlinks, /etc/passwd,
 /etc/group and the usual empty dirs. Every mtime, owner and name order is fixed, so the same
