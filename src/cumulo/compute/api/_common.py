@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cumulo.compute.service.hosts import HostService
     from cumulo.compute.service.keypairs import KeypairService
     from cumulo.compute.service.quotas import QuotaService
+    from cumulo.compute.service.security_groups import SecurityGroupService
     from cumulo.compute.service.servers import ComputeService
 
 
@@ -79,6 +80,12 @@ def quota_service(request: Request) -> QuotaService:
 
     s = services_of(request)
     return QuotaService(s.db, s.conf)
+
+
+def security_group_service(request: Request) -> SecurityGroupService:
+    from cumulo.compute.service.security_groups import SecurityGroupService
+
+    return SecurityGroupService(services_of(request).db)
 
 
 def host_service(request: Request) -> HostService:

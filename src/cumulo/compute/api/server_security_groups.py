@@ -15,7 +15,6 @@ import uuid as uuidlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,10 +22,9 @@ from starlette.routing import Route
 from cumulo import errors, policy
 from cumulo.compute.api import _common
 from cumulo.compute.api.schemas.admin_extras import SECURITY_GROUP_ACTIONS
-from cumulo.compute.models import instances
+from cumulo.compute.service.security_groups import DEFAULT
 from cumulo.compute.service.servers import ComputeService
 from cumulo.context import RequestContext
-from cumulo.db import utcnow
 from cumulo.web.http import empty, json_response
 
 policy.register(
@@ -38,7 +36,6 @@ policy.register(
 )
 
 Handler = Callable[[Request, RequestContext, ComputeService, dict[str, Any], Any], Awaitable[Response]]
-DEFAULT = "default"
 SCHEMAS = SECURITY_GROUP_ACTIONS
 _NAMESPACE = uuidlib.UUID("5b0c1d2e-7f8a-4c3b-9d6e-0a1b2c3d4e5f")
 
@@ -55,67 +52,15 @@ def _group_name(arg: Any) -> str:
     return name
 
 
-async def _known(svc: ComputeService, project: str, name: str) -> bool:
-    """Whether the project has a group by this name: "default", or one a server of it carries."""
-    return not await _unknown(svc, project, [name])
-
-
-async def _unknown(svc: ComputeService, project: str, names: list[str]) -> list[str]:
-    wanted = [n for n in names if n != DEFAULT]
-    if not wanted:
-        return []
-    async with svc.db.read() as conn:
-        rows = await conn.execute(sa.select(instances.c.security_groups).where(instances.c.project_id == project,
-                                                                             instances.c.deleted.is_(False)))
-        carried = {g for (groups,) in rows for g in (groups or [])}
-    return [n for n in wanted if n not in carried]
-
-
-async def check_known(svc: ComputeService, project: str, names: list[str]) -> None:
-    """A server is created with groups the project has, else 400 (Nova: SecurityGroupNotFound)."""
-    unknown = await _unknown(svc, project, names)
-    if unknown:
-        raise errors.Invalid(f"Security group {unknown[0]} not found.")
-
-
-async def _change(svc: ComputeService, row: dict[str, Any], change: Callable[[list[str]], list[str]]) -> None:
-    """Compare-and-swap on updated_at, retried when a concurrent update won."""
-    for _ in range(5):
-        new = change(list(row["security_groups"] or []))
-        async with svc.db.write() as conn:
-            res = await conn.execute(
-                sa.update(instances)
-                .where(instances.c.uuid == row["uuid"], instances.c.deleted.is_(False), instances.c.updated_at == row["updated_at"])
-                .values(security_groups=new, updated_at=utcnow())
-            )
-            if res.rowcount:
-                return
-            fresh = (await conn.execute(sa.select(instances).where(instances.c.uuid == row["uuid"],
-                                                                   instances.c.deleted.is_(False)))).mappings().first()
-        if fresh is None:
-            raise errors.NotFound(f"Instance {row['uuid']} could not be found.")
-        row = dict(fresh)
-    raise errors.Conflict("The server's security groups changed concurrently; try again.")
-
-
 async def _add(request: Request, ctx: RequestContext, svc: ComputeService, row: dict[str, Any], arg: Any) -> Response:
     policy.authorize(ctx, "os_compute_api:os-security-groups:add")
-    name = _group_name(arg)
-    if name not in (row["security_groups"] or []):
-        if not await _known(svc, row["project_id"], name):
-            raise errors.NotFound(f"Security group {name} not found.")
-        await _change(svc, row, lambda groups: groups if name in groups else [*groups, name])
+    await _common.security_group_service(request).add(row, _group_name(arg))
     return empty(202)
 
 
 async def _remove(request: Request, ctx: RequestContext, svc: ComputeService, row: dict[str, Any], arg: Any) -> Response:
     policy.authorize(ctx, "os_compute_api:os-security-groups:remove")
-    name = _group_name(arg)
-    if name not in (row["security_groups"] or []):
-        if await _known(svc, row["project_id"], name):
-            raise errors.Invalid(f"Security group {name} not assigned to the instance {row['uuid']}")
-        raise errors.NotFound(f"Security group {name} not found.")
-    await _change(svc, row, lambda groups: [g for g in groups if g != name])
+    await _common.security_group_service(request).remove(row, _group_name(arg))
     return empty(202)
 
 

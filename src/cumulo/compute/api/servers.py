@@ -11,7 +11,7 @@ from starlette.routing import Route
 from cumulo import errors, policy
 from cumulo.compute import server_groups
 from cumulo.compute import states as st
-from cumulo.compute.api import _common, server_security_groups
+from cumulo.compute.api import _common
 from cumulo.compute.api import server_views as views
 from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import Version, v
@@ -308,7 +308,7 @@ async def create(request: Request) -> Response:
     groups = server.get("security_groups")
     group_names = sorted({g["name"] for g in groups if g.get("name")}) if groups is not None else ["default"]
     # No network service yet: a project's groups are "default" and those its servers carry (400 as Nova).
-    await server_security_groups.check_known(_common.compute_service(request), ctx.project_id or "", group_names)
+    await _common.security_group_service(request).check_known(ctx.project_id or "", group_names)
     req = CreateRequest(
         name=name,
         flavor_ref=str(server["flavorRef"]).rstrip("/").split("/")[-1],
