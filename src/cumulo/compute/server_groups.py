@@ -25,13 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo import errors
 from cumulo.compute.models import instance_group_member, instance_groups, instances
-from cumulo.compute.service.quotas import QuotaEngine
 from cumulo.context import RequestContext
-from cumulo.db import Database, new_uuid, utcnow
+from cumulo.db import Database, utcnow
 from cumulo.scheduler.groups import (
-    ANTI_AFFINITY,
     HARD_POLICIES,
-    POLICIES,
     violation,
 )
 
@@ -77,34 +74,6 @@ async def count_groups(conn: AsyncConnection, project_id: str, user_id: str | No
     return int((await conn.execute(q)).scalar_one())
 
 
-async def create_group(
-    db: Database, quotas: QuotaEngine, ctx: RequestContext, name: str, policy: str, rules: Mapping[str, int]
-) -> dict[str, Any]:
-    """Create a group; the server_groups quota is checked under the project's quota lock."""
-    if policy not in POLICIES:
-        raise errors.Invalid(f"Invalid server group policy {policy!r}")
-    if rules and policy != ANTI_AFFINITY:
-        raise errors.Invalid("Only anti-affinity policy supports rules.")
-    project = ctx.project_id or ""
-    now = utcnow()
-    values = {
-        "uuid": new_uuid(), "name": name, "project_id": project, "user_id": ctx.user_id or "",
-        "policy": policy, "rules": {k: int(n) for k, n in rules.items()}, "created_at": now, "updated_at": now,
-    }
-    async with db.write() as conn:
-        await quotas.lock(conn, project)
-        limit = (await quotas.limits(conn, project))["server_groups"]
-        if 0 <= limit <= await count_groups(conn, project):
-            raise errors.OverQuota(GROUP_QUOTA_MESSAGE)
-        # A user with their own server_groups limit is also bound by it, counting their groups.
-        own = (await quotas.user_overrides(conn, project, ctx.user_id or "")).get("server_groups")
-        if own is not None and 0 <= own <= await count_groups(conn, project, ctx.user_id or ""):
-            raise errors.OverQuota(GROUP_QUOTA_MESSAGE)
-        res = await conn.execute(sa.insert(instance_groups).values(**values))
-        values["id"] = int(res.inserted_primary_key[0])  # type: ignore[index]
-    return _row(values)
-
-
 async def get_group(conn: AsyncConnection, ctx: RequestContext, uuid: str) -> dict[str, Any]:
     """The group with its live members; another project's group is not found (admins see all)."""
     row = (await conn.execute(sa.select(instance_groups).where(instance_groups.c.uuid == uuid))).mappings().first()
@@ -131,16 +100,6 @@ async def list_groups(
     for g in groups:
         g["members"] = members.get(g["id"], [])
     return groups
-
-
-async def delete_group(db: Database, ctx: RequestContext, uuid: str) -> None:
-    """Delete the group and its membership rows; the servers stay as they are."""
-    async with db.write() as conn:
-        group = await get_group(conn, ctx, uuid)
-        await conn.execute(sa.delete(instance_group_member).where(instance_group_member.c.group_id == group["id"]))
-        res = await conn.execute(sa.delete(instance_groups).where(instance_groups.c.id == group["id"]))
-        if not res.rowcount:
-            raise not_found(uuid)
 
 
 async def members_by_group(conn: AsyncConnection, group_ids: Iterable[int]) -> dict[int, list[str]]:

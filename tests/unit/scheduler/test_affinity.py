@@ -12,6 +12,7 @@ from test_filters_weighers import host_state
 
 from cumulo.compute import server_groups as sg
 from cumulo.compute.models import instances
+from cumulo.compute.service import server_groups as group_service
 from cumulo.compute.service.quotas import QuotaEngine
 from cumulo.conf import Settings
 from cumulo.context import RequestContext, expand_roles
@@ -127,7 +128,7 @@ async def _instance(db: Database, host: str | None = None, deleted: bool = False
 
 
 async def _group(db: Database, sched_conf: Settings, policy: str, members: list[str], **rules: int) -> dict[str, Any]:
-    group = await sg.create_group(db, QuotaEngine(sched_conf), _ctx(), "g", policy, rules)
+    group = await group_service.create_group(db, QuotaEngine(sched_conf), _ctx(), "g", policy, rules)
     async with db.write() as conn:
         await sg.add_members(conn, group, members, "u", -1)
     return group
@@ -179,7 +180,7 @@ async def test_groups_and_members(db: Database, sched_conf: Settings) -> None:
         assert await sg.groups_of_server(conn, live) == [group["uuid"]]
     async with db.write() as conn:
         assert await sg.forget_deleted_members(conn) == 1
-    await sg.delete_group(db, _ctx(), group["uuid"])
+    await group_service.delete_group(db, _ctx(), group["uuid"])
     async with db.read() as conn:
         assert await sg.groups_of_server(conn, live) == []
         assert (await conn.execute(sa.select(instances.c.deleted).where(instances.c.uuid == live))).scalar_one() is False

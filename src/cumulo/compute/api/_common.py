@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cumulo.compute.service.keypairs import KeypairService
     from cumulo.compute.service.quotas import QuotaService
     from cumulo.compute.service.security_groups import SecurityGroupService
+    from cumulo.compute.service.server_groups import ServerGroupService
     from cumulo.compute.service.servers import ComputeService
 
 
@@ -86,6 +87,13 @@ def security_group_service(request: Request) -> SecurityGroupService:
     from cumulo.compute.service.security_groups import SecurityGroupService
 
     return SecurityGroupService(services_of(request).db)
+
+
+def server_group_service(request: Request) -> ServerGroupService:
+    from cumulo.compute.service.server_groups import ServerGroupService
+
+    s = services_of(request)
+    return ServerGroupService(s.db, s.conf)
 
 
 def host_service(request: Request) -> HostService:

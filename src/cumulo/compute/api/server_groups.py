@@ -18,14 +18,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
-from cumulo.compute import server_groups as service
 from cumulo.compute.api import _common
 from cumulo.compute.api._common import Field
-from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas import server_groups as schemas
 from cumulo.compute.api.schemas._base import validate, validate_query
-from cumulo.compute.service.quotas import QuotaEngine
 from cumulo.web.http import authenticate, empty, json_body, json_response
 
 policy.register(
@@ -74,8 +71,7 @@ async def index(request: Request) -> Response:
     # Nova's common.limited: limit 0 or absent means the maximum page.
     limit = min(_last_int(params, "limit", 0) or _common.MAX_LIMIT, _common.MAX_LIMIT)
     offset = _last_int(params, "offset", 0)
-    async with services_of(request).db.read() as conn:
-        groups = await service.list_groups(conn, project, limit=limit, offset=offset)
+    groups = await _common.server_group_service(request).list_groups(project, limit=limit, offset=offset)
     return json_response({"server_groups": [_common.render(GROUP, g, version) for g in groups]})
 
 
@@ -91,8 +87,7 @@ async def create(request: Request) -> Response:
         rules = {k: int(n) for k, n in (params.get("rules") or {}).items()}
     else:
         chosen, rules = params["policies"][0], {}
-    s = services_of(request)
-    group = await service.create_group(s.db, QuotaEngine(s.conf), ctx, params["name"], chosen, rules)
+    group = await _common.server_group_service(request).create(ctx, params["name"], chosen, rules)
     return json_response({"server_group": _common.render(GROUP, group, version)})
 
 
@@ -100,15 +95,14 @@ async def show(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-server-groups:show")
     version = _common.version(request)
-    async with services_of(request).db.read() as conn:
-        group = await service.get_group(conn, ctx, request.path_params["group_id"])
+    group = await _common.server_group_service(request).get(ctx, request.path_params["group_id"])
     return json_response({"server_group": _common.render(GROUP, group, version)})
 
 
 async def delete(request: Request) -> Response:
     ctx = await authenticate(request)
     policy.authorize(ctx, "os_compute_api:os-server-groups:delete")
-    await service.delete_group(services_of(request).db, ctx, request.path_params["group_id"])
+    await _common.server_group_service(request).delete(ctx, request.path_params["group_id"])
     return empty(204)
 
 

@@ -9,7 +9,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import errors, policy
-from cumulo.compute import server_groups
 from cumulo.compute import states as st
 from cumulo.compute.api import _common
 from cumulo.compute.api import server_views as views
@@ -353,8 +352,7 @@ async def server_body(request: Request, ctx: RequestContext, row: dict[str, Any]
     fault, host_status = await _common.compute_service(request).extras_for(row, with_host_status=needs_status)
     vc = _view_ctx(request, ctx, view)
     if ver >= v("2.71"):
-        async with services_of(request).db.read() as conn:
-            row["_server_groups"] = await server_groups.groups_of_server(conn, row["uuid"])
+        row["_server_groups"] = await _common.server_group_service(request).groups_of_server(row["uuid"])
     if fault is not None:
         vc.faults[row["uuid"]] = fault
     if host_status is not None and row.get("host"):
