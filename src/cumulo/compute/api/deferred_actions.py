@@ -50,8 +50,7 @@ async def _create_backup(request: Request, ctx: RequestContext, svc: ComputeServ
     props = {str(k): str(val) for k, val in (arg.get("metadata") or {}).items()}
     if ver < v("2.39") and props:
         # Before 2.39 the image metadata quota applies (Nova's check_img_metadata_properties_quota).
-        async with svc.db.read() as conn:
-            limit = (await svc.quotas.limits(conn, row["project_id"]))["metadata_items"]
+        limit = (await _common.quota_service(request).limits(row["project_id"]))["metadata_items"]
         if 0 <= limit < len(props):
             raise errors.Forbidden("Image metadata limit exceeded")
     image_id = await backup.create_backup(svc, ctx, row, arg["name"].strip(), arg["backup_type"], rotation, props)

@@ -13,15 +13,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cumulo.compute.api.deps import services_of
+from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import request_version
 from cumulo.compute.api.schemas.admin_extras import EVENTS
-from cumulo.compute.models import instances
 from cumulo.errors import Forbidden
 from cumulo.web.http import authenticate, json_body, json_response
 
@@ -41,9 +39,7 @@ async def create_events(request: Request) -> Response:
         raise Forbidden(f"Policy doesn't allow {RULE} to be performed.")
     events: list[dict[str, Any]] = body["events"]
     uuids = sorted({e["server_uuid"] for e in events})
-    async with services_of(request).db.read() as conn:
-        q = sa.select(instances.c.uuid, instances.c.host).where(instances.c.uuid.in_(uuids), instances.c.deleted.is_(False))
-        hosts = {u: h for u, h in await conn.execute(q)}
+    hosts = await _common.compute_service(request).hosts_of(uuids)
     result = 200
     for event in events:
         uuid = event["server_uuid"]

@@ -47,9 +47,7 @@ async def _write(request: Request, ctx: RequestContext, image: dict[str, Any], n
     for key in new:
         if key in CORE_FIELDS or key in READ_ONLY or key in RESERVED or key.startswith(RESERVED_PREFIX):
             raise errors.Forbidden(f"Attribute '{key}' is reserved.")
-    svc = _common.compute_service(request)
-    async with svc.db.read() as conn:
-        limit = (await svc.quotas.limits(conn, ctx.project_id or ""))["metadata_items"]
+    limit = (await _common.quota_service(request).limits(ctx.project_id or ""))["metadata_items"]
     if 0 <= limit < len(new):
         raise errors.Forbidden("Image metadata limit exceeded")
     old = properties(image)

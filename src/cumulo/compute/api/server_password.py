@@ -7,17 +7,13 @@ nothing stores one yet: GET answers "" unless a password is there, and DELETE cl
 
 from __future__ import annotations
 
-from typing import Any
-
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cumulo import errors, policy
-from cumulo.compute import instances as inst_db
+from cumulo import policy
 from cumulo.compute.api import _common
-from cumulo.compute.models import instances
+from cumulo.compute.service.passwords import extract_password
 from cumulo.web.http import empty, json_response
 
 policy.register(
@@ -26,20 +22,6 @@ policy.register(
         "compute:os-server-password:clear": policy.MEMBER,
     }
 )
-
-CHUNKS = 4
-CHUNK_LENGTH = 255
-
-
-def extract_password(system_metadata: dict[str, Any] | None) -> str:
-    """The stored password: the password_N chunks in key order (Nova's extract_password)."""
-    meta = system_metadata or {}
-    return "".join(str(meta[k] or "") for k in sorted(meta) if k.startswith("password_"))
-
-
-def cleared(system_metadata: dict[str, Any] | None) -> dict[str, Any]:
-    """system_metadata with empty password chunks (Nova's convert_password(None))."""
-    return {**(system_metadata or {}), **{f"password_{i}": "" for i in range(CHUNKS)}}
 
 
 async def show(request: Request) -> Response:
@@ -54,15 +36,7 @@ async def clear(request: Request) -> Response:
     svc = _common.compute_service(request)
     row = await svc.get(ctx, request.path_params["server_id"])
     policy.authorize(ctx, "compute:os-server-password:clear")
-    # Read-modify-write in one write transaction: an agent may change other system_metadata keys.
-    async with svc.db.write() as conn:
-        q = sa.select(instances.c.system_metadata).where(instances.c.uuid == row["uuid"], instances.c.deleted.is_(False))
-        if conn.dialect.name != "sqlite":
-            q = q.with_for_update()
-        current = (await conn.execute(q)).first()
-        if current is None:
-            raise errors.NotFound(f"Instance {row['uuid']} could not be found.")
-        await inst_db.cas_update(conn, row["uuid"], {"system_metadata": cleared(current[0])})
+    await svc.clear_password(row)
     return empty(204)
 
 

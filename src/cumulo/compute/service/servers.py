@@ -21,6 +21,7 @@ from cumulo.compute import migration_records, server_groups
 from cumulo.compute import states as st
 from cumulo.compute.models import instance_actions, instances
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
+from cumulo.compute.service import passwords
 from cumulo.compute.service import transitions as tr
 from cumulo.compute.service.boot import (
     CreateRequest,
@@ -102,6 +103,16 @@ class ComputeService:
                 host = inst.get("host")
                 host_status = (await self._host_statuses(conn, {host})).get(host, "UNKNOWN") if host else ""
         return fault, host_status
+
+    async def hosts_of(self, uuids: list[str]) -> dict[str, str | None]:
+        """The host of each live server among `uuids` (None while unplaced); the rest are left out."""
+        async with self.db.read() as conn:
+            q = sa.select(instances.c.uuid, instances.c.host).where(instances.c.uuid.in_(uuids), instances.c.deleted.is_(False))
+            return {u: h for u, h in await conn.execute(q)}
+
+    async def clear_password(self, inst: dict[str, Any]) -> None:
+        """Empty the server's stored encrypted admin password (os-server-password DELETE)."""
+        await passwords.clear(self.db, inst["uuid"])
 
     async def _host_statuses(self, conn: AsyncConnection, hosts: set[str]) -> dict[str, str]:
         """Nova's host_status: UP, DOWN, MAINTENANCE (disabled but up), UNKNOWN (no service)."""
