@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cumulo.bus.base import Bus
 from cumulo.bus.transports import make_bus
 from cumulo.catalog import CATALOG, CatalogEntry
+from cumulo.compute import drivers as registry
+from cumulo.compute.drivers import probe
 from cumulo.conf import Settings
 from cumulo.db import Database
 from cumulo.metrics.http import RouteMetrics
@@ -24,6 +25,7 @@ from cumulo.web.http import PrefixDispatcher, RequestIdMiddleware, answer_lifesp
 
 if TYPE_CHECKING:
     from cumulo.compute.agent.manager import ComputeHost, ComputeManager
+    from cumulo.compute.drivers.probe import HostFacts
     from cumulo.compute.service.servers import ComputeService
     from cumulo.compute.workers import Workers
     from cumulo.identity.service import IdentityService
@@ -32,10 +34,6 @@ if TYPE_CHECKING:
     from cumulo.placement.service import Placement
 
 LOG = logging.getLogger(__name__)
-
-
-LOCAL_DRIVERS = ("fake", "runc", "qemu")
-QEMU_BINARIES = ("qemu-system-x86_64", "qemu-img")
 
 
 @dataclass(frozen=True)
@@ -55,42 +53,32 @@ class NodePlan:
         return self.local
 
 
-def _runc_missing() -> list[str]:
-    missing = []
-    if os.geteuid() != 0:
-        missing.append("not running as root")
-    if shutil.which("runc") is None:
-        missing.append("`runc` is not on PATH (apt-get install runc)")
-    return missing
+def why_not(name: str, host: HostFacts) -> list[str]:
+    """Why driver `name` cannot run on `host` (its class's probe); none when it can."""
+    try:
+        cls = registry.driver_class(name)
+    except Exception as exc:  # ImportError: an install without that driver's dependencies
+        label = registry.REGISTRY[name].label
+        return [f"the {label} driver cannot be loaded ({type(exc).__name__}: {exc})"]
+    return cls.probe(host)
 
 
-def _qemu_missing(conf: Settings) -> list[str]:
-    missing = [f"`{b}` is not on PATH (apt-get install qemu-system-x86 qemu-utils)"
-               for b in QEMU_BINARIES if shutil.which(b) is None]
-    if not missing:
-        try:
-            from cumulo.compute.drivers import load_driver
-
-            load_driver("qemu", conf, conf.host_name, local=True)  # cheap: no host work in __init__
-        except Exception as exc:  # ImportError, or a registry without qemu
-            missing.append(f"the QEMU driver cannot be loaded ({type(exc).__name__}: {exc})")
-    return missing
-
-
-def local_driver_names(conf: Settings) -> list[str]:
-    """The drivers of the local host, in order: conf.local_driver, a comma list of runc, qemu and
-    fake, or "auto" = runc when we are root and `runc` is on PATH (real containers) plus qemu when
-    QEMU is installed (real VMs); fake when neither can run. Falling back is loud: it is rarely wanted."""
+def local_driver_names(conf: Settings, host: HostFacts | None = None) -> list[str]:
+    """The drivers of the local host, in order: conf.local_driver, a comma list of the registered
+    drivers (runc, qemu, fake), or "auto" = each of registry.AUTO whose probe passes on this host
+    (runc when we are root and `runc` is on PATH: real containers; qemu when QEMU is installed: real
+    VMs); fake when none can run. Falling back is loud: it is rarely wanted."""
+    host = host or probe.LOCAL_HOST
     wanted = [w.strip().lower() for w in conf.local_driver.split(",") if w.strip()] or ["auto"]
     for w in wanted:
-        if w not in (*LOCAL_DRIVERS, "auto"):
+        if w not in (*registry.REGISTRY, "auto"):
             raise ValueError(f"unknown local_driver {w!r}: use auto, or a comma list of runc, qemu and fake")
     if "auto" in wanted:
         if len(wanted) > 1:
             raise ValueError("local_driver auto cannot be combined with other drivers")
-        runc_missing, qemu_missing = _runc_missing(), _qemu_missing(conf)
-        chosen = [d for d, miss in (("runc", runc_missing), ("qemu", qemu_missing)) if not miss]
-        for name, miss in (("runc", runc_missing), ("qemu", qemu_missing)):
+        missing = {name: why_not(name, host) for name in registry.AUTO}
+        chosen = [name for name, miss in missing.items() if not miss]
+        for name, miss in missing.items():
             if miss and chosen:
                 LOG.info("local compute host %s: no %s node (%s)", conf.host_name, name, "; ".join(miss))
         if chosen:
@@ -98,23 +86,23 @@ def local_driver_names(conf: Settings) -> list[str]:
         LOG.warning(
             "local compute host %s uses the FAKE driver (simulated servers, no containers or VMs): %s. "
             "Set CUMULO_LOCAL_DRIVER=fake to silence this, or fix the above for real containers or VMs.",
-            conf.host_name, "; ".join(runc_missing + qemu_missing),
+            conf.host_name, "; ".join(r for miss in missing.values() for r in miss),
         )
         return ["fake"]
     out: list[str] = []
     for w in wanted:
         if w in out:
             continue
-        missing = _runc_missing() if w == "runc" else _qemu_missing(conf) if w == "qemu" else []
-        if missing:
-            raise ValueError(f"the {w} driver cannot run here: {'; '.join(missing)}")
+        miss = why_not(w, host)
+        if miss:
+            raise ValueError(f"the {w} driver cannot run here: {'; '.join(miss)}")
         out.append(w)
     return out
 
 
-def local_driver_name(conf: Settings) -> str:
+def local_driver_name(conf: Settings, host: HostFacts | None = None) -> str:
     """local_driver_names as the comma list conf.local_driver takes ("runc,qemu")."""
-    return ",".join(local_driver_names(conf))
+    return ",".join(local_driver_names(conf, host))
 
 
 def node_name(host: str, driver: str, drivers: list[str]) -> str:

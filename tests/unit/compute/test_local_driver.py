@@ -11,18 +11,21 @@ import pytest
 from cumulo import conf as conf_mod
 from cumulo import runtime
 from cumulo.cli import main as cli
+from cumulo.compute import drivers
+from cumulo.compute.drivers import probe
+from cumulo.compute.drivers.qemu import QemuDriver
 
 
 def _settings(tmp_path: Path, **kw: object) -> conf_mod.Settings:
     return conf_mod.load(env={}, state_dir=tmp_path / "state", **kw)
 
 
-def _host(monkeypatch: pytest.MonkeyPatch, *, root: bool, runc: bool, qemu: bool = False) -> None:
+def _host(*, root: bool, runc: bool, qemu: bool = False) -> probe.FixedHost:
+    """A host for the drivers' probes: root or not, with runc and QEMU's binaries on PATH or not."""
     tools = {"runc"} if runc else set()
     if qemu:
-        tools |= set(runtime.QEMU_BINARIES)
-    monkeypatch.setattr(runtime.os, "geteuid", lambda: 0 if root else 1000)
-    monkeypatch.setattr(runtime.shutil, "which", lambda name: f"/usr/bin/{name}" if name in tools else None)
+        tools |= set(QemuDriver.BINARIES)
+    return probe.FixedHost(root=root, programs=frozenset(tools))
 
 
 def test_default_is_auto(tmp_path: Path) -> None:
@@ -31,67 +34,56 @@ def test_default_is_auto(tmp_path: Path) -> None:
     assert conf_mod.load(env=env, state_dir=tmp_path).local_driver == "fake"
 
 
-def test_auto_picks_runc_as_root_with_runc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _host(monkeypatch, root=True, runc=True)
-    assert runtime.local_driver_name(_settings(tmp_path)) == "runc"
+def test_auto_picks_runc_as_root_with_runc(tmp_path: Path) -> None:
+    assert runtime.local_driver_name(_settings(tmp_path), _host(root=True, runc=True)) == "runc"
 
 
 @pytest.mark.parametrize(("root", "runc", "why"), [(False, True, "not running as root"), (True, False, "not on PATH")])
 def test_auto_falls_back_to_fake_loudly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, root: bool, runc: bool, why: str
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, root: bool, runc: bool, why: str
 ) -> None:
-    _host(monkeypatch, root=root, runc=runc)
     with caplog.at_level(logging.WARNING, logger="cumulo.runtime"):
-        assert runtime.local_driver_name(_settings(tmp_path)) == "fake"
+        assert runtime.local_driver_name(_settings(tmp_path), _host(root=root, runc=runc)) == "fake"
     assert "FAKE driver" in caplog.text and why in caplog.text
 
 
-def test_explicit_choices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _host(monkeypatch, root=False, runc=False)
-    assert runtime.local_driver_name(_settings(tmp_path, local_driver="fake")) == "fake"
+def test_explicit_choices(tmp_path: Path) -> None:
+    bare = _host(root=False, runc=False)
+    assert runtime.local_driver_name(_settings(tmp_path, local_driver="fake"), bare) == "fake"
     with pytest.raises(ValueError, match="runc driver cannot run here"):
-        runtime.local_driver_name(_settings(tmp_path, local_driver="runc"))
+        runtime.local_driver_name(_settings(tmp_path, local_driver="runc"), bare)
     with pytest.raises(ValueError, match="qemu driver cannot run here.*qemu-system-x86_64"):
-        runtime.local_driver_name(_settings(tmp_path, local_driver="qemu"))
+        runtime.local_driver_name(_settings(tmp_path, local_driver="qemu"), bare)
     with pytest.raises(ValueError, match="unknown local_driver 'xen'"):
-        runtime.local_driver_name(_settings(tmp_path, local_driver="runc,xen"))
+        runtime.local_driver_name(_settings(tmp_path, local_driver="runc,xen"), bare)
     with pytest.raises(ValueError, match="cannot be combined"):
-        runtime.local_driver_name(_settings(tmp_path, local_driver="auto,fake"))
+        runtime.local_driver_name(_settings(tmp_path, local_driver="auto,fake"), bare)
 
 
-def _qemu_loadable(monkeypatch: pytest.MonkeyPatch, ok: bool) -> None:
-    from cumulo.compute import drivers
+def _qemu_unloadable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry's qemu entry as on an install whose QEMU driver does not import."""
 
-    real = drivers.load_driver
+    def load() -> drivers.DriverClass:
+        raise ImportError("no module named cumulo.compute.drivers.qemu")
 
-    def load(name: str, conf: conf_mod.Settings, host_name: str, *, local: bool) -> object:
-        if name == "qemu":
-            if not ok:
-                raise ImportError("no module named cumulo.compute.drivers.qemu")
-            return object()
-        return real(name, conf, host_name, local=local)
-
-    monkeypatch.setattr(drivers, "load_driver", load)
+    monkeypatch.setitem(drivers.REGISTRY, "qemu", drivers.Registered("QEMU", load))
 
 
 def test_auto_offers_runc_and_qemu_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _host(monkeypatch, root=True, runc=True, qemu=True)
-    _qemu_loadable(monkeypatch, True)
-    assert runtime.local_driver_names(_settings(tmp_path)) == ["runc", "qemu"]
-    _host(monkeypatch, root=False, runc=True, qemu=True)  # QEMU needs no root; runc does
-    assert runtime.local_driver_names(_settings(tmp_path)) == ["qemu"]
-    _qemu_loadable(monkeypatch, False)  # installed, but the driver does not import: no qemu node
+    assert runtime.local_driver_names(_settings(tmp_path), _host(root=True, runc=True, qemu=True)) == ["runc", "qemu"]
+    qemu_only = _host(root=False, runc=True, qemu=True)  # QEMU needs no root; runc does
+    assert runtime.local_driver_names(_settings(tmp_path), qemu_only) == ["qemu"]
+    _qemu_unloadable(monkeypatch)  # installed, but the driver does not import: no qemu node
     with pytest.raises(ValueError, match="QEMU driver cannot be loaded"):
-        runtime.local_driver_names(_settings(tmp_path, local_driver="qemu"))
-    assert runtime.local_driver_names(_settings(tmp_path)) == ["fake"]
+        runtime.local_driver_names(_settings(tmp_path, local_driver="qemu"), qemu_only)
+    assert runtime.local_driver_names(_settings(tmp_path), qemu_only) == ["fake"]
 
 
-def test_comma_lists_from_env_and_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _host(monkeypatch, root=True, runc=True, qemu=True)
-    _qemu_loadable(monkeypatch, True)
+def test_comma_lists_from_env_and_settings(tmp_path: Path) -> None:
+    both = _host(root=True, runc=True, qemu=True)
     conf = conf_mod.load(env={"CUMULO_LOCAL_DRIVER": " RUNC, qemu ,runc"}, state_dir=tmp_path)
-    assert runtime.local_driver_names(conf) == ["runc", "qemu"]
-    assert runtime.local_driver_name(_settings(tmp_path, local_driver="qemu")) == "qemu"
+    assert runtime.local_driver_names(conf, both) == ["runc", "qemu"]
+    assert runtime.local_driver_name(_settings(tmp_path, local_driver="qemu"), both) == "qemu"
 
 
 def test_node_names_and_ratios(tmp_path: Path) -> None:
@@ -120,7 +112,7 @@ def test_node_names_and_ratios(tmp_path: Path) -> None:
 def test_cli_refuses_an_unusable_driver(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _host(monkeypatch, root=False, runc=False)
+    monkeypatch.setattr(probe, "LOCAL_HOST", _host(root=False, runc=False))  # the host the CLI's probes see
     assert cli.main(["up", "--state-dir", str(tmp_path / "s"), "--driver", "runc"]) == 2
     assert "runc driver cannot run here" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -43,6 +43,7 @@ from cumulo.compute.drivers.base import (
     PowerState,
     SnapshotResult,
 )
+from cumulo.compute.drivers.probe import HostFacts
 from cumulo.conf import Settings
 from cumulo.errors import DriverError
 
@@ -95,6 +96,11 @@ def _user_data_echoes(user_data: bytes | None) -> list[str]:
 
 
 class FakeDriver:
+    @classmethod
+    def probe(cls, host: HostFacts) -> list[str]:
+        """The fake driver simulates its servers: it runs anywhere."""
+        return []
+
     def __init__(self, conf: Settings, host_name: str, *, local: bool = False) -> None:
         self.conf = conf
         self.host_name = host_name

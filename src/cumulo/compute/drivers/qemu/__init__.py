@@ -56,6 +56,7 @@ from cumulo.compute.drivers.base import (
     InstanceStatus,
     PowerState,
 )
+from cumulo.compute.drivers.probe import HostFacts, missing_programs
 from cumulo.compute.drivers.qemu import accel, boot, configdrive, disks, process, qmp
 from cumulo.compute.drivers.qemu.core import KEPT_PROPERTIES
 from cumulo.compute.drivers.qemu.files import note
@@ -70,6 +71,13 @@ from cumulo.errors import CumuloError, DriverError
 
 
 class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics):
+    BINARIES = (process.QEMU, "qemu-img")
+
+    @classmethod
+    def probe(cls, host: HostFacts) -> list[str]:
+        """QEMU needs its two binaries, not root (KVM or TCG is chosen at init_host: accel.py)."""
+        return missing_programs(host, cls.BINARIES, "qemu-system-x86 qemu-utils")
+
     # -- Host -----------------------------------------------------------------------------------
 
     async def init_host(self) -> None:

@@ -40,6 +40,7 @@ from cumulo.compute.drivers.base import (
     InstanceStatus,
     PowerState,
 )
+from cumulo.compute.drivers.probe import HostFacts, missing_programs
 from cumulo.compute.drivers.runc import cgroup, netns, overlay, provision
 from cumulo.compute.drivers.runc.core import CONFIG
 from cumulo.compute.drivers.runc.freeze import Freeze
@@ -72,6 +73,12 @@ def _prepare_root(idir: Path, spec: InstanceSpec, config: dict[str, Any], lower:
 
 
 class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics):
+    @classmethod
+    def probe(cls, host: HostFacts) -> list[str]:
+        """runc needs root (namespaces, cgroups, mounts) and the `runc` binary."""
+        missing = [] if host.is_root() else ["not running as root"]
+        return missing + missing_programs(host, ("runc",), "runc")
+
     # -- Host -----------------------------------------------------------------------------------
 
     async def init_host(self) -> None:
