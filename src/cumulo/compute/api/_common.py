@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cumulo.compute.service.flavors import FlavorService
     from cumulo.compute.service.hosts import HostService
     from cumulo.compute.service.keypairs import KeypairService
+    from cumulo.compute.service.migrations import MigrationService
     from cumulo.compute.service.quotas import QuotaService
     from cumulo.compute.service.security_groups import SecurityGroupService
     from cumulo.compute.service.server_groups import ServerGroupService
@@ -74,6 +75,12 @@ def keypair_service(request: Request) -> KeypairService:
 
     s = services_of(request)
     return KeypairService(s.db, s.conf)
+
+
+def migration_service(request: Request) -> MigrationService:
+    from cumulo.compute.service.migrations import MigrationService
+
+    return MigrationService(services_of(request).db)
 
 
 def quota_service(request: Request) -> QuotaService:

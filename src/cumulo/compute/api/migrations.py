@@ -6,18 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import errors, policy
 from cumulo.compute.api import _common
-from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas._base import bool_from_string, parse_isotime, validate_query
 from cumulo.compute.api.schemas.migrations import INDEX_QUERY
-from cumulo.compute.models import migrations
+from cumulo.compute.service.migrations import MigrationQuery
 from cumulo.web.http import json_response
 
 policy.register(
@@ -67,41 +65,23 @@ async def index(request: Request) -> Response:
     schema = INDEX_QUERY.for_version(ver)
     if schema is not None:
         validate_query(schema, params)
-    m = migrations.c
-    q = sa.select(migrations)
-    if not bool_from_string((params.get("hidden") or ["0"])[-1]):
-        q = q.where(m.hidden.is_(False))
-    for key in ("instance_uuid", "source_compute", "migration_type"):
+    query = MigrationQuery(hidden=bool_from_string((params.get("hidden") or ["0"])[-1]), limit=MAX_LIMIT)
+    for key in ("instance_uuid", "source_compute", "migration_type", "status"):
         if key in params:
-            q = q.where(getattr(m, key) == params[key][-1])
-    if "status" in params:
-        q = q.where(m.status == params["status"][-1])
+            query.equal[key] = params[key][-1]
     if "host" in params:
-        host = params["host"][-1]
-        q = q.where(sa.or_(m.source_compute == host, m.dest_compute == host))
-    limit = MAX_LIMIT
-    marker = None
+        query.host = params["host"][-1]
     if ver >= v("2.59"):
         since, before = _time_param(params, "changes-since"), _time_param(params, "changes-before")
         if since and before and before < since:
             raise errors.Invalid("The value of changes-since must be less than or equal to changes-before.")
-        if since is not None:
-            q = q.where(m.updated_at >= since)
-        if before is not None:
-            q = q.where(m.updated_at <= before)
+        query.since, query.before = since, before
         if "limit" in params:
-            limit = min(int(params["limit"][0]), MAX_LIMIT)
-        marker = params["marker"][0] if "marker" in params else None
-    db = services_of(request).db
-    async with db.read() as conn:
-        if marker is not None:
-            found = (await conn.execute(sa.select(m.created_at, m.id).where(m.uuid == marker))).first()
-            if found is None:
-                raise errors.Invalid(f"Marker {marker} could not be found.")
-            q = q.where(sa.or_(m.created_at < found[0], sa.and_(m.created_at == found[0], m.id < found[1])))
-        rows = [dict(r) for r in (await conn.execute(q.order_by(m.created_at.desc(), m.id.desc()).limit(limit))).mappings()]
+            query.limit = min(int(params["limit"][0]), MAX_LIMIT)
+        query.marker = params["marker"][0] if "marker" in params else None
+    rows = await _common.migration_service(request).list_migrations(query)
     body: dict[str, Any] = {"migrations": [_view(r, ver) for r in rows]}
-    if ver >= v("2.59") and rows and len(rows) == limit:
+    if ver >= v("2.59") and rows and len(rows) == query.limit:
         body["migrations_links"] = _common.next_link(request, "os-migrations", rows[-1]["uuid"])
     return json_response(body)
 
