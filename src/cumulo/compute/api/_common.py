@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cumulo.compute.service.security_groups import SecurityGroupService
     from cumulo.compute.service.server_groups import ServerGroupService
     from cumulo.compute.service.servers import ComputeService
+    from cumulo.compute.service.tenant_usage import TenantUsageService
 
 
 async def caller(request: Request) -> RequestContext:
@@ -101,6 +102,12 @@ def server_group_service(request: Request) -> ServerGroupService:
 
     s = services_of(request)
     return ServerGroupService(s.db, s.conf)
+
+
+def tenant_usage_service(request: Request) -> TenantUsageService:
+    from cumulo.compute.service.tenant_usage import TenantUsageService
+
+    return TenantUsageService(services_of(request).db)
 
 
 def host_service(request: Request) -> HostService:

@@ -13,17 +13,14 @@ import datetime as dt
 from collections import OrderedDict
 from typing import Any
 
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import policy
 from cumulo.compute.api import _common
-from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import Version, v
 from cumulo.compute.api.schemas.admin_extras import PAGING, USAGE_LIST_QUERY, USAGE_SHOW_QUERY
-from cumulo.compute.models import instances
 from cumulo.context import RequestContext
 from cumulo.db import utcnow
 from cumulo.errors import Forbidden, Invalid, NotFound
@@ -75,27 +72,6 @@ def hours_for(launched: dt.datetime | None, terminated: dt.datetime | None, star
     begin = max(launched, start)
     end = min(stop, terminated) if terminated is not None else stop
     return (end - begin).total_seconds() / 3600.0
-
-
-async def _instances(request: Request, start: dt.datetime, stop: dt.datetime, project: str | None,
-                     limit: int, marker: str | None) -> list[dict[str, Any]]:
-    c = instances.c
-    q = (
-        sa.select(c.id, c.uuid, c.display_name, c.project_id, c.flavor, c.vcpus, c.memory_mb, c.root_gb, c.ephemeral_gb,
-                  c.vm_state, c.launched_at, c.terminated_at, c.created_at)
-        .where(sa.or_(c.terminated_at.is_(None), c.terminated_at > start), c.launched_at < stop)
-        .order_by(c.created_at, c.id)
-        .limit(limit)
-    )
-    if project is not None:
-        q = q.where(c.project_id == project)
-    async with services_of(request).db.read() as conn:
-        if marker is not None:
-            after = (await conn.execute(sa.select(c.created_at, c.id).where(c.uuid == marker))).first()
-            if after is None:
-                raise Invalid(f"Marker {marker} could not be found.")
-            q = q.where(sa.or_(c.created_at > after[0], sa.and_(c.created_at == after[0], c.id > after[1])))
-        return [dict(r) for r in (await conn.execute(q)).mappings()]
 
 
 def usages(rows: list[dict[str, Any]], start: dt.datetime, stop: dt.datetime, *, detailed: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -153,7 +129,7 @@ async def index(request: Request) -> Response:
     version = _common.version(request)
     limit, marker, paged = _paging(request, version, USAGE_LIST_QUERY)
     start, stop, detailed = period(request)
-    rows = await _instances(request, start, stop, None, limit, marker)
+    rows = await _common.tenant_usage_service(request).instances_in(start, stop, None, limit, marker)
     summaries, servers = usages(rows, start, stop, detailed=detailed)
     body: dict[str, Any] = {"tenant_usages": summaries}
     if paged:
@@ -176,7 +152,7 @@ async def show(request: Request) -> Response:
     version = _common.version(request)
     limit, marker, paged = _paging(request, version, USAGE_SHOW_QUERY)
     start, stop, _ = period(request)
-    rows = await _instances(request, start, stop, project, limit, marker)
+    rows = await _common.tenant_usage_service(request).instances_in(start, stop, project, limit, marker)
     summaries, servers = usages(rows, start, stop, detailed=True)
     body: dict[str, Any] = {"tenant_usage": summaries[0] if summaries else {}}
     if paged:
