@@ -1,5 +1,5 @@
-"""Container image formats: docker save and OCI layouts, whiteouts, escapes, malformed input,
-the unpack cache and the busybox demo image."""
+"""Container image formats (cumulo.oci): docker save and OCI layouts, whiteouts, escapes,
+malformed input and the unpack cache."""
 
 from __future__ import annotations
 
@@ -16,9 +16,6 @@ from typing import Any
 import pytest
 
 from cumulo import errors
-from cumulo.cli.main import main as cli_main
-from cumulo.image._schemas import create_body_schema
-from cumulo.image.demo import busybox
 from cumulo.oci import ImageConfig, read_image, write_docker_archive
 from cumulo.oci import unpack as unpack_mod
 from cumulo.oci.unpack import cached_rootfs, unpack_rootfs
@@ -321,31 +318,3 @@ async def test_stale_unpack_dirs_are_removed(tmp_path: Path) -> None:
     (stale / "rootfs/ro").chmod(0o555)
     assert unpack_mod.remove_stale_unpacks(store) == [stale.name]
     assert sorted(os.listdir(store / "rootfs")) == [root.parent.name]
-
-
-def test_oci_is_an_allowed_container_format() -> None:
-    import jsonschema
-
-    jsonschema.Draft4Validator(create_body_schema()).validate({"container_format": "oci"})
-
-
-@pytest.mark.skipif(not busybox.BUSYBOX.is_file(), reason="busybox-static is not installed")
-async def test_busybox_build_is_deterministic_and_boots_to_sh(tmp_path: Path) -> None:
-    assert cli_main(["image", "build", "busybox", "--output", str(tmp_path / "one.tar")]) == 0
-    busybox.build_busybox(tmp_path / "two.tar")
-    assert (tmp_path / "one.tar").read_bytes() == (tmp_path / "two.tar").read_bytes()
-    root, config = await cached_rootfs(tmp_path / "images", "busybox", tmp_path / "one.tar")
-    assert os.readlink(root / "bin/sh") == "busybox"
-    assert (root / "bin/sh").resolve() == (root / "bin/busybox").resolve()
-    assert os.access(root / "bin/busybox", os.X_OK)
-    assert "root:x:0:0" in (root / "etc/passwd").read_text()
-    assert (root / "tmp").stat().st_mode & 0o1777 == 0o1777
-    assert config.argv[:2] == ("/bin/sh", "-c") and "PATH=/bin" in config.env
-
-
-def test_busybox_build_explains_a_missing_busybox(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr(busybox, "BUSYBOX", tmp_path / "nope")
-    monkeypatch.setattr(busybox.build_busybox, "__defaults__", (tmp_path / "nope",))
-    assert cli_main(["image", "build", "busybox", "--output", str(tmp_path / "x.tar")]) == 1
-    assert "apt-get install busybox-static" in capsys.readouterr().err
-    assert not (tmp_path / "x.tar").exists()
