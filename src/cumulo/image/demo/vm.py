@@ -34,12 +34,12 @@ import sqlalchemy as sa
 
 from cumulo.context import RequestContext
 from cumulo.db import utcnow
+from cumulo.image.data import ERROR_PROPERTY
 from cumulo.image.demo import tinyvm
 from cumulo.image.models import image_properties, images
 from cumulo.image.service import ImageService
 
 LOG = logging.getLogger(__name__)
-ERROR_PROPERTY = "cumulo_error"
 BANNER_PROPERTY = "cumulo_boot_banner"  # a boot signal for benchmarks and diagnostics (not a build condition)
 # (name, disk_format, container_format) in creation order: the disk names the other two.
 RECORDS = (
