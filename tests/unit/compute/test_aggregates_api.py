@@ -136,7 +136,7 @@ async def test_zone_follows_aggregate(h: Harness) -> None:
 
 
 async def test_zone_survives_service_registration(h: Harness) -> None:
-    from cumulo.compute import servicegroup
+    from cumulo.hosts import servicegroup
 
     agg = await create(h, "keep", "zone-k")
     await act(h, agg["id"], {"add_host": {"host": "host2"}})
