@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from cumulo import errors
 from cumulo.compute.agent import snapshot
-from cumulo.compute.service.backup import IMAGE_TYPE
+from cumulo.compute.specs import BACKUP_IMAGE_TYPE
 from cumulo.context import RequestContext, expand_roles
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ async def rotate(images: BackupImages, ctx: RequestContext, uuid: str, backup_ty
     """Delete the backups of `uuid` and `backup_type` beyond the newest `rotation`; their ids."""
     found: list[str] = []
     params: list[tuple[str, str]] = [
-        ("image_type", IMAGE_TYPE), ("backup_type", backup_type), ("instance_uuid", uuid),
+        ("image_type", BACKUP_IMAGE_TYPE), ("backup_type", backup_type), ("instance_uuid", uuid),
         ("sort_key", "created_at"), ("sort_dir", "desc"), ("limit", str(_PAGE)),
     ]
     marker: str | None = None

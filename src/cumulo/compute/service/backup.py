@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from cumulo import errors
 from cumulo.compute.service import transitions as tr
+from cumulo.compute.specs import BACKUP_IMAGE_TYPE
 
 if TYPE_CHECKING:
     from cumulo.compute.service.servers import ComputeService
     from cumulo.context import RequestContext
-
-IMAGE_TYPE = "backup"
 
 
 def backup_properties(
@@ -34,7 +33,7 @@ def backup_properties(
         "backup_type": backup_type,
         "instance_uuid": inst["uuid"],
         "user_id": ctx.user_id,
-        "image_type": IMAGE_TYPE,
+        "image_type": BACKUP_IMAGE_TYPE,
         "base_image_ref": inst.get("image_ref") or "",
     }
 
