@@ -32,9 +32,6 @@ _GLANCE_CORE = {
     "disk_format", "container_format", "direct_url", "locations", "os_hidden", "stores", "properties",
 }
 
-# The image_type property of a createBackup snapshot: the API sets it, the agent rotates by it.
-BACKUP_IMAGE_TYPE = "backup"
-
 
 class ImageBackend(Protocol):
     """The part of ImageService the agent uses (see the brief's images interface)."""

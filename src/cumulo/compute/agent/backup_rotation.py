@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from cumulo import errors
 from cumulo.compute.agent import snapshot
-from cumulo.compute.specs import BACKUP_IMAGE_TYPE
+from cumulo.compute.backups import BACKUP_IMAGE_TYPE
 from cumulo.context import RequestContext, expand_roles
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cumulo import errors
+from cumulo.compute.backups import BACKUP_IMAGE_TYPE
 from cumulo.compute.service import transitions as tr
-from cumulo.compute.specs import BACKUP_IMAGE_TYPE
 
 if TYPE_CHECKING:
     from cumulo.compute.service.servers import ComputeService
