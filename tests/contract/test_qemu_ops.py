@@ -26,7 +26,7 @@ import pytest
 from cumulo import conf as conf_mod
 from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import Capability, FlavorSpec, ImageSpec, InstanceSpec, PowerState
-from cumulo.compute.drivers.qemu import QemuDriver, process, resize, suspend
+from cumulo.compute.drivers.qemu import QemuDriver, disks, process, resize, suspend
 from cumulo.errors import DriverError
 from cumulo.image.demo import tinyvm
 
@@ -296,3 +296,35 @@ async def test_snapshot_boots_and_rebuild(driver: QemuDriver, artifacts: tinyvm.
     assert await driver.get_power_state(uid) == PowerState.SHUTDOWN
     await driver.destroy(uid)
     assert not idir.exists()
+
+
+# -- a failed resize: the reverter puts everything back --------------------------------------------
+
+
+async def test_a_failed_resize_puts_the_old_size_back_and_runs_again(
+    driver: QemuDriver, artifacts: tinyvm.Artifacts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_spec(tiny_image(artifacts))
+    uid = spec.uuid
+    idir = driver.dir / uid
+    await driver.spawn(spec)
+    await wait_console(driver, uid, r"memtotal \d+ kB")
+    before = record(driver, uid)
+
+    async def no_room(path: Path, size_gb: int) -> None:
+        raise DriverError(f"no room for {path.name}")  # the step after the copies and the root disk
+
+    monkeypatch.setattr(disks, "create_blank", no_room)
+    mark = len(console(driver, uid))
+    with pytest.raises(DriverError, match=r"failed \(the old size is back\): no room for ephemeral.qcow2"):
+        await driver.resize(resized(spec, WITH_EPHEMERAL), SMALL)
+    # Undone, the last step first: the kept disks back (and gone as copies), the old record, the
+    # guest running again at its old size.
+    assert await driver.get_power_state(uid) == PowerState.RUNNING
+    assert not (idir / resize.PRE_DISK).exists() and not (idir / resize.OLD).exists()
+    assert not (idir / "ephemeral.qcow2").exists()
+    assert img_info(idir / "disk.qcow2")["virtual-size"] == GIB
+    after = record(driver, uid)
+    assert after["flavor"] == before["flavor"] and argv_value(after["argv"], "-m") == "256"
+    assert "resize failed; old size: starting QEMU" in console(driver, uid)[mark:]
+    await wait_console(driver, uid, r"memtotal \d+ kB", mark)  # booted again

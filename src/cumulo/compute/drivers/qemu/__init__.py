@@ -68,6 +68,7 @@ from cumulo.compute.drivers.qemu.resize import Resize
 from cumulo.compute.drivers.qemu.snapshot import Snapshot
 from cumulo.compute.drivers.qemu.suspend import Suspend
 from cumulo.errors import CumuloError, DriverError
+from cumulo.host.revert import Reverter
 
 
 class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics):
@@ -129,20 +130,21 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics):
             raise DriverError("The QEMU driver needs an image to boot (boot from volume is not supported)")
         layout = Layout(await self.make_instance_dir(spec.uuid))
         try:
-            async with self._op_lock(spec.uuid):
-                if self.spawn_delay > 0:
-                    await asyncio.sleep(self.spawn_delay)
-                cfg = await self._provision(layout, spec)
-                rec = self._new_record(spec, cfg)
-                await self._start(layout, cfg, rec, why="spawn")
-        except BaseException as exc:
             # Contract: a failed (or cancelled) spawn leaves nothing behind.
-            await asyncio.shield(self._undo(layout))
-            if isinstance(exc, DriverError) or not isinstance(exc, Exception):
-                raise
-            if isinstance(exc, CumuloError | OSError):
-                raise DriverError(f"spawn of {spec.uuid} failed: {exc}") from exc
+            async with Reverter() as revert:
+                revert.add(self._remove_dir, layout)  # the disks, config drive and kernel files are in it
+                revert.add(process.kill, layout, scan=True)  # only a QEMU named for this very dir
+                async with self._op_lock(spec.uuid):
+                    if self.spawn_delay > 0:
+                        await asyncio.sleep(self.spawn_delay)
+                    cfg = await self._provision(layout, spec)
+                    rec = self._new_record(spec, cfg)
+                    await self._start(layout, cfg, rec, why="spawn")
+                revert.commit()
+        except DriverError:
             raise
+        except (CumuloError, OSError) as exc:
+            raise DriverError(f"spawn of {spec.uuid} failed: {exc}") from exc
 
     async def _provision(self, layout: Layout, spec: InstanceSpec) -> VmConfig:
         """Disks, config drive and kernel files of a new server; returns its VmConfig."""
@@ -183,13 +185,10 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics):
             "vm": cfg.to_json(), "argv": [],
         }
 
-    async def _undo(self, layout: Layout) -> None:
-        await process.kill(layout, scan=True)
-        await self._remove_dir(layout)
-
     async def destroy(self, uuid: str) -> None:
         layout = self._layout(uuid)
-        await self._undo(layout)
+        await process.kill(layout, scan=True)
+        await self._remove_dir(layout)
         self._op_locks.pop(uuid, None)
 
     async def get_power_state(self, uuid: str) -> PowerState:

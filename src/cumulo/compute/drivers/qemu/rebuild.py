@@ -18,6 +18,7 @@ from cumulo.compute.drivers.qemu import configdrive, disks, process
 from cumulo.compute.drivers.qemu.core import KEPT_PROPERTIES, STOP_GRACE, QemuCore
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.errors import CumuloError, DriverError
+from cumulo.host.revert import Reverter
 
 NEW_DISK = ".disk.rebuild.qcow2"
 
@@ -84,29 +85,27 @@ class Rebuild(QemuCore):
             rec = self.read_record(layout.dir)
             current = self._vm_config(layout)
             try:
-                # Everything that can be checked and made is, before the old server is touched.
-                _check_kernel_files(image)
-                base = await disks.cached_base(self.base_dir, image)
-                await asyncio.to_thread(_drop_staged, layout)
-                await disks.create_overlay(layout.dir / NEW_DISK, base, spec.flavor.root_gb)
-                await asyncio.to_thread(_stage_kernel_files, layout, image)
+                async with Reverter() as revert:
+                    revert.add(asyncio.to_thread, _drop_staged, layout)  # a failed rebuild leaves no staged files
+                    # Everything that can be checked and made is, before the old server is touched.
+                    _check_kernel_files(image)
+                    base = await disks.cached_base(self.base_dir, image)
+                    await asyncio.to_thread(_drop_staged, layout)
+                    await disks.create_overlay(layout.dir / NEW_DISK, base, spec.flavor.root_gb)
+                    await asyncio.to_thread(_stage_kernel_files, layout, image)
+                    await self._stop(layout, STOP_GRACE, "rebuild")
+                    await asyncio.to_thread(self._forget_suspend, layout)
+                    await asyncio.to_thread(_swap_in, layout)
+                    await asyncio.to_thread(configdrive.build_iso, layout.config_iso, spec)
+                    cfg = await asyncio.to_thread(_vm_config, self, layout, current, image)
+                    props = image.properties
+                    rec.update({
+                        "name": spec.name, "hostname": spec.hostname, "image_id": image.id,
+                        "image_properties": {k: str(props[k]) for k in KEPT_PROPERTIES if props.get(k)},
+                        "vm": cfg.to_json(), "argv": process.build_argv(layout, cfg),
+                    })
+                    await self.write_record(layout.dir, rec)
+                    await self._start(layout, cfg, rec, why=f"rebuild onto image {image.id}")
+                    revert.commit()
             except (CumuloError, OSError) as exc:
-                await asyncio.to_thread(_drop_staged, layout)
-                raise failed(exc) from exc
-            try:
-                await self._stop(layout, STOP_GRACE, "rebuild")
-                await asyncio.to_thread(self._forget_suspend, layout)
-                await asyncio.to_thread(_swap_in, layout)
-                await asyncio.to_thread(configdrive.build_iso, layout.config_iso, spec)
-                cfg = await asyncio.to_thread(_vm_config, self, layout, current, image)
-                props = image.properties
-                rec.update({
-                    "name": spec.name, "hostname": spec.hostname, "image_id": image.id,
-                    "image_properties": {k: str(props[k]) for k in KEPT_PROPERTIES if props.get(k)},
-                    "vm": cfg.to_json(), "argv": process.build_argv(layout, cfg),
-                })
-                await self.write_record(layout.dir, rec)
-                await self._start(layout, cfg, rec, why=f"rebuild onto image {image.id}")
-            except (CumuloError, OSError) as exc:
-                await asyncio.to_thread(_drop_staged, layout)
                 raise failed(exc) from exc

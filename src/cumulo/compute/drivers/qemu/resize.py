@@ -8,7 +8,6 @@ and disks from before a resize, kept until confirm_resize or revert_resize.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import os
@@ -24,6 +23,7 @@ from cumulo.compute.drivers.qemu.core import STOP_GRACE, QemuCore
 from cumulo.compute.drivers.qemu.files import note
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.errors import CumuloError, DriverError
+from cumulo.host.revert import Reverter
 
 OLD = "resize-old.json"
 PRE_DISK = "disk.pre-resize.qcow2"
@@ -86,18 +86,9 @@ async def _apply(drv: QemuCore, layout: Layout, rec: dict[str, Any], cfg: VmConf
         await drv.write_record(layout.dir, rec)
 
 
-async def _undo_resize(drv: QemuCore, layout: Layout, old_rec: dict[str, Any], old_cfg: VmConfig,
-                       running: bool, first: bool) -> None:
-    """Best effort after a failed resize: the old disks, record and power state."""
-    await process.kill(layout, scan=True)
-    with contextlib.suppress(OSError):
-        if first:
-            old = await asyncio.to_thread(read_json, layout.dir / OLD) or {}
-            await asyncio.to_thread(_restore_pre_resize, layout, old)
-        await drv.write_record(layout.dir, old_rec)
-    if running:
-        with contextlib.suppress(CumuloError, OSError):
-            await drv._start(layout, old_cfg, old_rec, why="resize failed; old size")
+def _restore_kept(layout: Layout) -> None:
+    """The disks kept at the start of a failed resize back in place (blocking)."""
+    _restore_pre_resize(layout, read_json(layout.dir / OLD) or {})
 
 
 class Resize(QemuCore):
@@ -117,19 +108,26 @@ class Resize(QemuCore):
                 await self._stop(layout, STOP_GRACE, "resize")
             first = not (layout.dir / OLD).exists()  # a retried resize keeps the first copies
             try:
-                if first:
-                    old = {"flavor": flavor_dict(old_flavor), "vm": old_cfg.to_json(),
-                           "ephemeral_existed": layout.ephemeral.exists(), "was_running": running}
-                    await asyncio.to_thread(_keep_pre_resize, layout, old)
-                await _grow(layout.disk, new.root_gb * disks.GIB)
-                if new.ephemeral_gb > 0:
-                    if layout.ephemeral.exists():
-                        await _grow(layout.ephemeral, new.ephemeral_gb * disks.GIB)
-                    else:
-                        await disks.create_blank(layout.ephemeral, new.ephemeral_gb)
-                await _apply(self, layout, rec, cfg, flavor_dict(new), running, "resize")
+                # A failed resize puts the old disks, record and power state back.
+                async with Reverter() as revert:
+                    if running:
+                        revert.add(self._start, layout, old_cfg, old_rec, why="resize failed; old size")
+                    revert.add(self.write_record, layout.dir, old_rec)
+                    if first:
+                        revert.add(asyncio.to_thread, _restore_kept, layout)
+                        old = {"flavor": flavor_dict(old_flavor), "vm": old_cfg.to_json(),
+                               "ephemeral_existed": layout.ephemeral.exists(), "was_running": running}
+                        await asyncio.to_thread(_keep_pre_resize, layout, old)
+                    await _grow(layout.disk, new.root_gb * disks.GIB)
+                    if new.ephemeral_gb > 0:
+                        if layout.ephemeral.exists():
+                            await _grow(layout.ephemeral, new.ephemeral_gb * disks.GIB)
+                        else:
+                            await disks.create_blank(layout.ephemeral, new.ephemeral_gb)
+                    revert.add(process.kill, layout, scan=True)
+                    await _apply(self, layout, rec, cfg, flavor_dict(new), running, "resize")
+                    revert.commit()
             except (CumuloError, OSError) as exc:
-                await _undo_resize(self, layout, old_rec, old_cfg, running, first)
                 raise DriverError(f"resize of {spec.uuid} to {new.vcpus} vCPUs, {new.memory_mb} MB, "
                                   f"{new.root_gb} GB failed (the old size is back): {exc}") from exc
             await asyncio.to_thread(note, layout, f"resized to {new.vcpus} vCPUs, {new.memory_mb} MB, {new.root_gb} GB root disk "

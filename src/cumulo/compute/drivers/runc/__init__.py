@@ -52,6 +52,12 @@ from cumulo.compute.drivers.runc.snapshot import Snapshot
 from cumulo.compute.drivers.runc.state import container_id, uuid_of
 from cumulo.compute.drivers.runc.suspend import Suspend, suspend_details
 from cumulo.errors import CumuloError, DriverError
+from cumulo.host.revert import Reverter
+
+
+async def _settle(step: asyncio.Future[Any]) -> None:
+    """Wait for a step under way to end, however it ends (its undo comes after)."""
+    await asyncio.gather(step, return_exceptions=True)
 
 
 def root_mode_from(lower: Path, upper: Path) -> None:
@@ -135,40 +141,39 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
             raise DriverError("The runc driver needs a container image (docker or oci)")
         cid = container_id(spec.uuid)
         idir = await self.make_instance_dir(spec.uuid)
-        pending: list[asyncio.Future[Any]] = []
         try:
-            if self.spawn_delay > 0:
-                await asyncio.sleep(self.spawn_delay)
-            # The root disk (rootdisk.py) and the netns are made while the image root and the config
-            # are read: none needs another, and each waits mostly on the kernel or a process.
-            disk = asyncio.ensure_future(self.disks.create(idir, spec.flavor.root_gb))
-            pending.append(disk)
-            pending.append(asyncio.ensure_future(netns.create(spec.uuid)))
-            lower, image_cfg = await provision.image_root(self.images, spec.image)
-            # In a thread: a named image user is read from the image's /etc/passwd.
-            config = await asyncio.to_thread(provision.runtime_config, spec, image_cfg, lower, idir, self.pids_limit)
-            upper, work = await asyncio.shield(disk)  # a cancel waits for it in _undo
-            await asyncio.to_thread(_prepare_root, idir, spec, config, lower, upper, work)
-            await asyncio.shield(pending[1])  # the netns
-            await self._start(cid, idir, config["process"]["args"])
-            record = provision.record(spec, image_cfg, time.time(), lower)
-            await self.write_record(idir, record)
-        except BaseException as exc:
-            # Contract: a failed (or cancelled) spawn leaves nothing behind (the disk's mount and
-            # the netns too: what is under way is waited for, a thread cannot be cancelled).
-            await asyncio.shield(self._undo(spec.uuid, *pending))
-            if isinstance(exc, DriverError) or not isinstance(exc, Exception):
-                raise
-            if isinstance(exc, CumuloError | OSError):
-                raise DriverError(f"spawn of {spec.uuid} failed: {exc}") from exc
+            # Contract: a failed (or cancelled) spawn leaves nothing behind: each step registers its
+            # undo, and what is under way is waited for (a thread cannot be cancelled).
+            async with Reverter() as revert:
+                revert.add(self._remove_dir, idir)  # the dir, the mounts under it and the netns
+                if self.spawn_delay > 0:
+                    await asyncio.sleep(self.spawn_delay)
+                # The root disk (rootdisk.py) and the netns are made while the image root and the config
+                # are read: none needs another, and each waits mostly on the kernel or a process.
+                disk = asyncio.ensure_future(self.disks.create(idir, spec.flavor.root_gb))
+                revert.add(_settle, disk)
+                made = asyncio.ensure_future(netns.create(spec.uuid))
+                revert.add(_settle, made)
+                lower, image_cfg = await provision.image_root(self.images, spec.image)
+                # In a thread: a named image user is read from the image's /etc/passwd.
+                config = await asyncio.to_thread(provision.runtime_config, spec, image_cfg, lower, idir,
+                                                 self.pids_limit)
+                upper, work = await asyncio.shield(disk)  # a cancel waits for it in the undo
+                await asyncio.to_thread(_prepare_root, idir, spec, config, lower, upper, work)
+                await asyncio.shield(made)
+                revert.add(self._drop_container, cid)  # a container runc made, even half
+                await self._start(cid, idir, config["process"]["args"])
+                await self.write_record(idir, provision.record(spec, image_cfg, time.time(), lower))
+                revert.commit()
+        except DriverError:
             raise
+        except (CumuloError, OSError) as exc:
+            raise DriverError(f"spawn of {spec.uuid} failed: {exc}") from exc
 
-    async def _undo(self, uuid: str, *pending: asyncio.Future[Any]) -> None:
-        await asyncio.gather(*pending, return_exceptions=True)
-        await self.runc.delete(container_id(uuid))
-        await self._remove_dir(self.dir / uuid)
+    async def _drop_container(self, cid: str) -> None:
+        await self.runc.delete(cid)
         # runc delete removes the container's cgroups; make sure, and drop /cumulo parents we caused.
-        await asyncio.to_thread(cgroup.remove, container_id(uuid))
+        await asyncio.to_thread(cgroup.remove, cid)
         await asyncio.to_thread(cgroup.remove_empty_parents, self._cgroup_parents)
 
     async def _remove_dir(self, idir: Path) -> None:
@@ -179,7 +184,9 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
             await asyncio.to_thread(shutil.rmtree, idir)
 
     async def destroy(self, uuid: str) -> None:
-        await self._undo(self.instance_dir(uuid).name)
+        idir = self.instance_dir(uuid)
+        await self._drop_container(container_id(uuid))
+        await self._remove_dir(idir)
 
     async def get_power_state(self, uuid: str) -> PowerState:
         if not self.instance_dir(uuid).is_dir():

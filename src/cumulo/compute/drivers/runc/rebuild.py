@@ -20,6 +20,7 @@ from cumulo.compute.drivers.runc import bundle, overlay, provision
 from cumulo.compute.drivers.runc.core import CONFIG, RuncCore
 from cumulo.compute.drivers.runc.state import container_id
 from cumulo.errors import CumuloError, DriverError
+from cumulo.host.revert import Reverter
 
 
 class Rebuild(RuncCore):
@@ -40,18 +41,19 @@ class Rebuild(RuncCore):
         except (CumuloError, OSError, ValueError) as exc:
             raise DriverError(f"rebuild of {spec.uuid} onto image {image_id} failed: {exc}") from exc
         try:
-            await self._stop(spec.uuid, self.stop_grace, "rebuild")
-            merged = idir / "rootfs"
-            await overlay.unmount_all(merged)
-            # A fresh root disk of the flavor's size: the old upper layer goes, the limit stays.
-            upper, work = await self.disks.recreate(idir, spec.flavor.root_gb)
-            await asyncio.to_thread(os.chmod, upper, (await asyncio.to_thread(os.stat, lower)).st_mode & 0o7777)
-            await overlay.mount(lower, upper, work, merged)
-            await provision.provision(idir, spec)
-            await asyncio.to_thread(write_json, idir / CONFIG, config)
-            await asyncio.to_thread(write_json, idir / RECORD,
-                                    provision.record(spec, image_cfg, float(old.get("created_at", 0)), lower))
-            await self._start(cid, idir, config["process"]["args"])
+            async with Reverter() as revert:
+                revert.add(self.runc.delete, cid)  # a container that was made but did not start
+                await self._stop(spec.uuid, self.stop_grace, "rebuild")
+                merged = idir / "rootfs"
+                await overlay.unmount_all(merged)
+                # A fresh root disk of the flavor's size: the old upper layer goes, the limit stays.
+                upper, work = await self.disks.recreate(idir, spec.flavor.root_gb)
+                await asyncio.to_thread(os.chmod, upper, (await asyncio.to_thread(os.stat, lower)).st_mode & 0o7777)
+                await overlay.mount(lower, upper, work, merged)
+                await provision.provision(idir, spec)
+                await asyncio.to_thread(write_json, idir / CONFIG, config)
+                await self.write_record(idir, provision.record(spec, image_cfg, float(old.get("created_at", 0)), lower))
+                await self._start(cid, idir, config["process"]["args"])
+                revert.commit()
         except (CumuloError, OSError) as exc:
-            await self.runc.delete(cid)  # a container that was made but did not start
             raise DriverError(f"rebuild of {spec.uuid} onto image {image_id} failed: {exc}") from exc
