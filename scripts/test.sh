@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need (apt + ./.venv with the [test] extra), then runs every check:
-# ruff, mypy --strict, import-linter contracts, and the whole pytest suite (unit, contract,
-# system). All of them run; the script fails if any of them fails.
+# ruff, mypy --strict, import-linter contracts, the layering script (no import up the layers, no
+# circle), the 600-line module limit, the generated layout in docs/architecture.md, and the whole
+# pytest suite (unit, contract, system). All of them run; the script fails if any of them fails.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k smoke`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +21,9 @@ check() {
 check .venv/bin/ruff check src
 check .venv/bin/mypy
 check .venv/bin/lint-imports
+check .venv/bin/python scripts/import_graph.py
+check .venv/bin/python scripts/module_sizes.py
+check .venv/bin/python scripts/layout.py --check
 # Per-test limit: a hung server or client fails one test instead of the whole run.
 # pytest exits 5 when it collects no test; that is a failure here like any other non-zero.
 check .venv/bin/pytest tests -q --timeout=300 "$@"
