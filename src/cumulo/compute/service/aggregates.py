@@ -103,14 +103,6 @@ async def sync_zones(conn: AsyncConnection, conf: Settings, hosts: list[str]) ->
         )
 
 
-async def _compute_service(conn: AsyncConnection, host: str) -> dict[str, Any]:
-    q = sa.select(services).where(services.c.host == host, services.c.binary.like("%-compute"))
-    row = (await conn.execute(q)).mappings().first()
-    if row is None:
-        raise NotFound(f"Compute host {host} could not be found.")
-    return dict(row)
-
-
 async def _instances_on(conn: AsyncConnection, hosts: list[str]) -> int:
     """Live instances on these compute service hosts (on the nodes each service runs)."""
     total = 0
@@ -187,7 +179,7 @@ async def delete(conn: AsyncConnection, agg_id: int) -> None:
 
 
 async def add_host(conn: AsyncConnection, conf: Settings, agg_id: int, host: str) -> dict[str, Any]:
-    await _compute_service(conn, host)
+    await hostinfo.compute_service(conn, host)
     agg = await get(conn, agg_id)
     if host in agg["hosts"]:
         raise Conflict(f"Aggregate {agg_id} already has host {host}.")
@@ -216,7 +208,7 @@ async def add_host(conn: AsyncConnection, conf: Settings, agg_id: int, host: str
 async def remove_host(conn: AsyncConnection, conf: Settings, agg_id: int, host: str) -> dict[str, Any]:
     missing = f"Cannot remove host {host} in aggregate {agg_id}"
     try:
-        await _compute_service(conn, host)
+        await hostinfo.compute_service(conn, host)
         agg = await get(conn, agg_id)
     except NotFound:
         raise NotFound(missing) from None

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.compute.models import instances
 from cumulo.conf import Settings
+from cumulo.errors import NotFound
 from cumulo.hosts import servicegroup
 from cumulo.hosts.models import compute_nodes, services
 
@@ -248,3 +249,12 @@ async def host_uptime() -> str | None:
         return await asyncio.to_thread(_uptime_text)
     except (OSError, ValueError, IndexError):
         return None
+
+
+async def compute_service(conn: AsyncConnection, host: str) -> dict[str, Any]:
+    """The nova-compute service row of `host`, or NotFound in Nova's words."""
+    q = sa.select(services).where(services.c.host == host, services.c.binary.like("%-compute"))
+    row = (await conn.execute(q)).mappings().first()
+    if row is None:
+        raise NotFound(f"Compute host {host} could not be found.")
+    return dict(row)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.compute.models import instances
 from cumulo.compute.service import hostinfo
@@ -16,14 +15,6 @@ from cumulo.conf import Settings
 from cumulo.db import Database
 from cumulo.errors import Conflict, Invalid, NotFound
 from cumulo.hosts.models import compute_nodes, services
-
-
-async def _compute_service(conn: AsyncConnection, host: str) -> dict[str, Any]:
-    q = sa.select(services).where(services.c.host == host, services.c.binary.like("%-compute"))
-    row = (await conn.execute(q)).mappings().first()
-    if row is None:
-        raise NotFound(f"Compute host {host} could not be found.")
-    return dict(row)
 
 
 class ProviderRegistry(Protocol):
@@ -104,13 +95,13 @@ class HostService:
     async def compute_host(self, host: str) -> dict[str, Any]:
         """The compute service row of a host (os-hosts' host), else NotFound."""
         async with self.db.read() as conn:
-            return await _compute_service(conn, host)
+            return await hostinfo.compute_service(conn, host)
 
     async def host_usage(self, host: str) -> tuple[dict[str, Any], dict[str, list[int]], list[int]]:
         """os-hosts' page of a compute host: (its first node, [cpu, memory_mb, disk_gb] per project
         of its live servers, the same summed over them all)."""
         async with self.db.read() as conn:
-            svc = await _compute_service(conn, host)
+            svc = await hostinfo.compute_service(conn, host)
             node_names = [name for _, name in await hostinfo.service_nodes(conn, svc)]
             nodes = [n for n in await hostinfo.list_nodes(conn, self.conf) if n["hypervisor_hostname"] in node_names]
             if not nodes:
