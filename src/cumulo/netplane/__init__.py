@@ -1,0 +1,1 @@
+"""The host data plane of Cumulo's networks: namespaces, bridges, veth and tap devices, nftables, dnsmasq and routers (no DB, no bus)."""
