@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"compute", "identity", "image", "monitoring", "network", "volume", "occi", "paas"},
     {"scheduler"},
     {"placement", "hosts"},
-    {"web", "db", "bus", "host", "oci", "metrics"},
+    {"web", "db", "bus", "host", "netplane", "oci", "metrics"},
     {"policy", "catalog", "conf", "errors", "context"},
 ]
 
