@@ -9,4 +9,5 @@ from cumulo.compute import models as compute_models  # noqa: F401
 from cumulo.hosts import models as hosts_models  # noqa: F401
 from cumulo.identity import models as identity_models  # noqa: F401
 from cumulo.image import models as image_models  # noqa: F401
+from cumulo.network import models as network_models  # noqa: F401
 from cumulo.placement import models as placement_models  # noqa: F401
