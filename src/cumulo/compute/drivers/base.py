@@ -55,6 +55,7 @@ class Capability(enum.StrEnum):
     CONSOLE = "console"
     DIAGNOSTICS = "diagnostics"
     METRICS = "metrics"  # sample_instances: per-server usage for Prometheus (the Metrics Protocol)
+    NICS = "nics"  # attach_nic / detach_nic on a running server (the Nics Protocol)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,24 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class NicSpec:
+    """One NIC of a server, as the network side describes it (Incus's device run-config): the
+    driver applies it its own way (runc: a veth, QEMU: a tap and a virtio-net NIC; both through
+    cumulo.netplane.nic). Names derive from ids only (docs: NET names)."""
+
+    port_id: str
+    mac: str  # "fa:16:3e:xx:xx:xx"
+    netns: str  # the network's namespace, "cnet-<network uuid>"
+    bridge: str  # "br0"
+    device: str  # the bridge end: "tap<port hex[:11]>"
+    addresses: tuple[str, ...]  # CIDR form, e.g. ("10.0.0.5/24",)
+    gateway: str | None  # default route via, or None
+    routes: tuple[tuple[str, str], ...] = ()  # (destination cidr, nexthop)
+    mtu: int = 1500
+    dns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     uuid: str
     name: str
@@ -104,6 +123,8 @@ class InstanceSpec:
     # Rendered openstack/latest/meta_data.json for the config drive.
     meta_data: dict[str, Any] = field(default_factory=dict)
     network_info: list[dict[str, Any]] = field(default_factory=list)
+    # The NICs plugged at spawn (and at every start), in guest order (eth0, eth1, ...); () is none.
+    nics: tuple[NicSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -280,6 +301,17 @@ class ImageCache(Protocol):
         ...
 
 
+@runtime_checkable
+class Nics(Protocol):
+    async def attach_nic(self, uuid: str, nic: NicSpec) -> None:
+        """Plug `nic` into the running (or stopped) server; it stays across stop and start."""
+        ...
+
+    async def detach_nic(self, uuid: str, port_id: str) -> None:
+        """Unplug the NIC of `port_id`; one that is not plugged is fine."""
+        ...
+
+
 class Driver(Host, Lifecycle, Protocol):
     """The least a driver is: a host it describes and instances it can make and remove."""
 
@@ -295,6 +327,7 @@ CAPABILITY_PROTOCOLS: MappingProxyType[Capability, type] = MappingProxyType({
     Capability.CONSOLE: Console,
     Capability.DIAGNOSTICS: Diagnostics,
     Capability.METRICS: Metrics,
+    Capability.NICS: Nics,
 })
 
 
@@ -328,6 +361,8 @@ def driver_for(
 ) -> Diagnostics: ...
 @overload
 def driver_for(driver: Host, capability: Literal[Capability.METRICS], *, node: str | None = None) -> Metrics: ...
+@overload
+def driver_for(driver: Host, capability: Literal[Capability.NICS], *, node: str | None = None) -> Nics: ...
 def driver_for(driver: Host, capability: Capability, *, node: str | None = None) -> object:
     """The driver seen through the Protocol of `capability`; InvalidState when it does not declare
     the capability or does not implement its Protocol. `node` names the node in the message."""

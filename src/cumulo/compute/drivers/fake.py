@@ -40,6 +40,7 @@ from cumulo.compute.drivers.base import (
     InstanceSpec,
     InstanceStatus,
     NicSample,
+    NicSpec,
     PowerState,
     SnapshotResult,
 )
@@ -93,6 +94,10 @@ def _user_data_echoes(user_data: bytes | None) -> list[str]:
             words = [line[5:]]
         out.append(" ".join(w for w in words if w not in (">", ">>")))
     return out
+
+
+def _nic_dict(nic: NicSpec) -> dict[str, Any]:
+    return {"port_id": nic.port_id, "mac": nic.mac, "device": nic.device, "addresses": list(nic.addresses)}
 
 
 class FakeDriver:
@@ -252,6 +257,7 @@ class FakeDriver:
             "flavor": _flavor_dict(spec.flavor),
             "image_id": spec.image.id if spec.image else None,
             "num_nics": len(spec.network_info),
+            **({"nics": [_nic_dict(n) for n in spec.nics]} if spec.nics else {}),
             "fail": _fail_ops(spec),
             "state": _BUILDING,
             "power": int(PowerState.NOSTATE),
@@ -395,6 +401,25 @@ class FakeDriver:
     def _write_bytes(path: Path, content: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
+
+    # -- Nics: recorded, nothing plumbed ----------------------------------------------------------
+
+    async def attach_nic(self, uuid: str, nic: NicSpec) -> None:
+        rec = self._get(uuid)
+        self._check_fail(rec, "attach_nic")
+        nics = [n for n in rec.get("nics", []) if n.get("port_id") != nic.port_id]
+        rec["nics"] = [*nics, _nic_dict(nic)]
+        self._log(rec, f"fake: NIC {nic.mac} (port {nic.port_id}) attached")
+        await self._save(rec)
+
+    async def detach_nic(self, uuid: str, port_id: str) -> None:
+        rec = self._get(uuid)
+        nics = rec.get("nics", [])
+        if any(n.get("port_id") == port_id for n in nics):
+            self._check_fail(rec, "detach_nic")
+            rec["nics"] = [n for n in nics if n.get("port_id") != port_id]
+            self._log(rec, f"fake: NIC of port {port_id} detached")
+            await self._save(rec)
 
     async def get_console_output(self, uuid: str, max_bytes: int = 65536) -> str:
         rec = self._get(uuid)
