@@ -1,0 +1,227 @@
+"""What every network service facet shares: the DB, visibility rules, quotas, tags and revisions.
+
+Visibility (Neutron's default policy): a project sees its own resources; networks that are shared
+or external are seen by every project (and so are their subnets); the admin sees all. A resource
+the caller cannot see is NotFound (NetworkNotFound, ...), so ids of other projects do not leak; one
+it can see but not change is Forbidden. The facets (`networks`, `ports`, and L3API's routers,
+floating IPs and security groups) subclass `NetworkBase`; `service.NetworkService` combines them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cumulo import policy
+from cumulo.conf import Settings
+from cumulo.context import RequestContext
+from cumulo.db import Database, utcnow
+from cumulo.network import faults
+from cumulo.network.models import (
+    floating_ips,
+    network_quotas,
+    network_tags,
+    networks,
+    ports,
+    routers,
+    security_group_rules,
+    security_groups,
+    subnets,
+)
+
+# Neutron's default policies, by least role; ownership is checked on the row.
+POLICY_RULES = {
+    "network:get": policy.READER,
+    "network:create": policy.MEMBER,
+    "network:update": policy.MEMBER,
+    "network:delete": policy.MEMBER,
+    "network:create:shared": policy.ADMIN,
+    "network:create:router:external": policy.ADMIN,
+    "network:create:provider": policy.ADMIN,
+    "network:create:is_default": policy.ADMIN,
+    "subnet:get": policy.READER,
+    "subnet:create": policy.MEMBER,
+    "subnet:update": policy.MEMBER,
+    "subnet:delete": policy.MEMBER,
+    "port:get": policy.READER,
+    "port:create": policy.MEMBER,
+    "port:update": policy.MEMBER,
+    "port:delete": policy.MEMBER,
+    "port:binding": policy.ADMIN,
+    "quota:get": policy.READER,
+    "quota:update": policy.ADMIN,
+    "quota:list": policy.ADMIN,
+    "tag:get": policy.READER,
+    "tag:update": policy.MEMBER,
+    "extension:get": policy.READER,
+}
+policy.register(POLICY_RULES)
+
+# Neutron's default quotas (neutron.conf [quotas]); -1 is unlimited.
+DEFAULT_QUOTAS: dict[str, int] = {
+    "network": 100,
+    "subnet": 100,
+    "port": 500,
+    "router": 10,
+    "floatingip": 50,
+    "security_group": 10,
+    "security_group_rule": 100,
+}
+# The table each quota counts, by project_id.
+QUOTA_TABLES: dict[str, sa.Table] = {
+    "network": networks,
+    "subnet": subnets,
+    "port": ports,
+    "router": routers,
+    "floatingip": floating_ips,
+    "security_group": security_groups,
+    "security_group_rule": security_group_rules,
+}
+
+# Resources that take tags (the URL collection name -> table); L3API's collections are listed too.
+TAGGABLE: dict[str, sa.Table] = {
+    "networks": networks,
+    "subnets": subnets,
+    "ports": ports,
+    "routers": routers,
+    "floatingips": floating_ips,
+    "security-groups": security_groups,
+    "security_groups": security_groups,
+}
+TAG_MAX = 60
+
+
+def authorize(ctx: RequestContext, rule: str) -> None:
+    if not policy.allowed(ctx, rule):
+        raise faults.forbidden(f"({rule}) is disallowed by policy")
+
+
+def owns(ctx: RequestContext, row: Any) -> bool:
+    return ctx.is_admin or (ctx.project_id is not None and row["project_id"] == ctx.project_id)
+
+
+class NetworkBase:
+    """The DB and the rules every facet of the network service shares."""
+
+    def __init__(self, db: Database, conf: Settings) -> None:
+        self.db = db
+        self.conf = conf
+
+    # ---- visibility -------------------------------------------------------------------------
+
+    @staticmethod
+    def visible_networks_clause(ctx: RequestContext) -> Any:
+        if ctx.is_admin:
+            return sa.true()
+        return sa.or_(networks.c.project_id == ctx.project_id, networks.c.shared, networks.c.external)
+
+    async def network_row(self, conn: AsyncConnection, ctx: RequestContext, network_id: str) -> Any:
+        """The network row the caller may see, or NetworkNotFound."""
+        row = (await conn.execute(sa.select(networks).where(networks.c.id == network_id))).first()
+        if row is None or not (owns(ctx, row) or row.shared or row.external):
+            raise faults.not_found("Network", network_id)
+        return row
+
+    # ---- revisions --------------------------------------------------------------------------
+
+    @staticmethod
+    async def bump(conn: AsyncConnection, table: sa.Table, resource_id: str, **values: Any) -> None:
+        """Update a row, its updated_at and its revision_number (Neutron bumps it on every change)."""
+        await conn.execute(
+            table.update()
+            .where(table.c.id == resource_id)
+            .values(updated_at=utcnow(), revision_number=table.c.revision_number + 1, **values)
+        )
+
+    # ---- quotas -----------------------------------------------------------------------------
+
+    async def quota_limits(self, conn: AsyncConnection, project_id: str) -> dict[str, int]:
+        limits = dict(DEFAULT_QUOTAS)
+        rows = await conn.execute(
+            sa.select(network_quotas.c.resource, network_quotas.c.limit).where(network_quotas.c.project_id == project_id)
+        )
+        for resource, limit in rows:
+            if resource in limits:
+                limits[resource] = limit
+        return limits
+
+    async def quota_usage(self, conn: AsyncConnection, project_id: str) -> dict[str, int]:
+        used: dict[str, int] = {}
+        for resource, table in QUOTA_TABLES.items():
+            count = await conn.scalar(sa.select(sa.func.count()).select_from(table).where(table.c.project_id == project_id))
+            used[resource] = int(count or 0)
+        return used
+
+    async def check_quota(self, conn: AsyncConnection, project_id: str, resource: str, adding: int = 1) -> None:
+        """OverQuota (409) when `adding` more of `resource` would pass the project's limit. Runs inside
+        the write transaction that inserts, so two creates cannot both take the last unit (on SQLite
+        writers are serialised; elsewhere the count is advisory, as in Neutron without reservations)."""
+        limit = (await self.quota_limits(conn, project_id))[resource]
+        if limit < 0:
+            return
+        table = QUOTA_TABLES[resource]
+        count = await conn.scalar(sa.select(sa.func.count()).select_from(table).where(table.c.project_id == project_id))
+        if int(count or 0) + adding > limit:
+            raise faults.over_quota(resource)
+
+    # ---- tags -------------------------------------------------------------------------------
+
+    @staticmethod
+    async def tags_of(conn: AsyncConnection, resource_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        rows = await conn.execute(
+            sa.select(network_tags.c.resource_id, network_tags.c.tag)
+            .where(network_tags.c.resource_type == resource_type, network_tags.c.resource_id.in_(list(ids)))
+            .order_by(network_tags.c.id)
+        )
+        for rid, tag in rows:
+            out.setdefault(rid, []).append(tag)
+        return out
+
+    @staticmethod
+    async def drop_tags(conn: AsyncConnection, resource_type: str, resource_id: str) -> None:
+        await conn.execute(
+            network_tags.delete().where(
+                network_tags.c.resource_type == resource_type, network_tags.c.resource_id == resource_id
+            )
+        )
+
+    @staticmethod
+    async def write_tags(conn: AsyncConnection, resource_type: str, resource_id: str, tags: Sequence[str]) -> None:
+        await NetworkBase.drop_tags(conn, resource_type, resource_id)
+        for tag in tags:
+            await conn.execute(network_tags.insert().values(resource_type=resource_type, resource_id=resource_id, tag=tag))
+
+
+def check_tag(tag: Any) -> str:
+    """A tag as Neutron takes it: a non-empty string of at most 60 characters without ',' or '/'."""
+    if not isinstance(tag, str) or not tag or len(tag) > TAG_MAX or "," in tag or "/" in tag:
+        raise faults.typed(faults.bad_request(f"Invalid input for tags. Reason: '{tag}' is not a valid tag."), "InvalidInput")
+    return tag
+
+
+def check_tags(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise faults.bad_request("Invalid input for tags. Reason: tags must be a list of strings.")
+    out: list[str] = []
+    for tag in value:
+        tag = check_tag(tag)
+        if tag not in out:
+            out.append(tag)
+    return out
+
+
+def stamps(row: Any) -> dict[str, Any]:
+    """created_at / updated_at / revision_number, rendered as Neutron renders them."""
+    from cumulo.db import isotime
+
+    return {
+        "created_at": isotime(row.created_at),
+        "updated_at": isotime(row.updated_at),
+        "revision_number": row.revision_number,
+    }

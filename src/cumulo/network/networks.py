@@ -1,0 +1,449 @@
+"""Networks and subnets: create, list, show, update, delete, Neutron's shapes and rules.
+
+Admin-only attributes (policy): `shared`, `router:external`, `provider:*` and `is_default` on
+create and update. A network that still has ports (other than DHCP ports) cannot be deleted (409
+NetworkInUse); its subnets go with it. A subnet with allocated addresses cannot be deleted (409
+SubnetInUse). Only the network's owner (or the admin) adds subnets to it, even to a shared one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cumulo.context import RequestContext
+from cumulo.db import new_uuid
+from cumulo.network import attrs, faults, ipam
+from cumulo.network.base import NetworkBase, authorize, check_tags, owns, stamps
+from cumulo.network.models import ip_allocations, networks, ports, subnets
+
+PROVIDER = ("provider:network_type", "provider:physical_network", "provider:segmentation_id")
+NETWORK_CREATE = (
+    "name", "description", "admin_state_up", "shared", "router:external", "mtu", "port_security_enabled",
+    "tenant_id", "project_id", "is_default", "availability_zone_hints", "tags", *PROVIDER,
+)
+NETWORK_UPDATE = (
+    "name", "description", "admin_state_up", "shared", "router:external", "mtu", "port_security_enabled",
+    "is_default", *PROVIDER,
+)
+NETWORK_TYPES = ("local", "flat", "vlan", "vxlan", "geneve", "gre")
+SUBNET_CREATE = (
+    "name", "description", "network_id", "cidr", "ip_version", "gateway_ip", "enable_dhcp", "allocation_pools",
+    "dns_nameservers", "host_routes", "ipv6_ra_mode", "ipv6_address_mode", "tenant_id", "project_id",
+    "subnetpool_id", "prefixlen", "use_default_subnetpool", "segment_id", "service_types", "tags",
+)
+SUBNET_UPDATE = (
+    "name", "description", "gateway_ip", "enable_dhcp", "allocation_pools", "dns_nameservers", "host_routes",
+    "service_types", "segment_id",
+)
+SUBNET_READ_ONLY = ("id", "network_id", "cidr", "ip_version", "tenant_id", "project_id", "ipv6_ra_mode",
+                    "ipv6_address_mode", "subnetpool_id")
+MAX_DNS = 5
+MAX_ROUTES = 20
+# Ports that go with their network or subnet (Neutron deletes DHCP ports itself).
+AUTO_DELETED_OWNERS = ("network:dhcp",)
+
+
+def _admin_attrs(ctx: RequestContext, item: dict[str, Any], action: str) -> None:
+    for key, rule in (("shared", "shared"), ("router:external", "router:external"), ("is_default", "is_default")):
+        if key in item:
+            authorize(ctx, f"network:create:{rule}")  # the same admin rule for create and update
+    if any(k in item for k in PROVIDER):
+        authorize(ctx, "network:create:provider")
+
+
+def _provider(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "provider:network_type" in item:
+        kind = attrs.string(item, "provider:network_type")
+        if kind not in NETWORK_TYPES:
+            raise faults.bad_request(f"Invalid input for provider:network_type. Reason: '{kind}' is not supported.")
+        out["provider_network_type"] = kind
+    if "provider:physical_network" in item:
+        out["provider_physical_network"] = attrs.string(item, "provider:physical_network", max_len=64)
+    if "provider:segmentation_id" in item:
+        out["provider_segmentation_id"] = attrs.integer(item, "provider:segmentation_id", lo=0, hi=16777215)
+    return out
+
+
+class Networks(NetworkBase):
+    """Networks and subnets."""
+
+    # ---- rendering --------------------------------------------------------------------------
+
+    async def render_networks(self, conn: AsyncConnection, ctx: RequestContext, rows: list[Any]) -> list[dict[str, Any]]:
+        ids = [r.id for r in rows]
+        subnet_ids: dict[str, list[str]] = {i: [] for i in ids}
+        if ids:
+            for sid, nid in await conn.execute(
+                sa.select(subnets.c.id, subnets.c.network_id).where(subnets.c.network_id.in_(ids)).order_by(subnets.c.created_at)
+            ):
+                subnet_ids[nid].append(sid)
+        tags = await self.tags_of(conn, "networks", ids)
+        out = []
+        for r in rows:
+            body: dict[str, Any] = {
+                "id": r.id,
+                "name": r.name,
+                "description": r.description,
+                "tenant_id": r.project_id,
+                "project_id": r.project_id,
+                "admin_state_up": r.admin_state_up,
+                "status": r.status,
+                "shared": r.shared,
+                "router:external": r.external,
+                "mtu": r.mtu,
+                "port_security_enabled": r.port_security_enabled,
+                "subnets": subnet_ids[r.id],
+                "availability_zone_hints": [],
+                "availability_zones": [],
+                "ipv4_address_scope": None,
+                "ipv6_address_scope": None,
+                "l2_adjacency": True,
+                "is_default": r.is_default,
+                "tags": tags[r.id],
+                **stamps(r),
+            }
+            if ctx.is_admin:  # provider attributes are admin-only (Neutron's policy)
+                body["provider:network_type"] = r.provider_network_type
+                body["provider:physical_network"] = r.provider_physical_network
+                body["provider:segmentation_id"] = r.provider_segmentation_id
+            out.append(body)
+        return out
+
+    async def _render_network(self, conn: AsyncConnection, ctx: RequestContext, network_id: str) -> dict[str, Any]:
+        row = (await conn.execute(sa.select(networks).where(networks.c.id == network_id))).one()
+        return (await self.render_networks(conn, ctx, [row]))[0]
+
+    # ---- networks ---------------------------------------------------------------------------
+
+    async def create_network(self, ctx: RequestContext, item: dict[str, Any]) -> dict[str, Any]:
+        authorize(ctx, "network:create")
+        attrs.check_attrs(item, NETWORK_CREATE)
+        _admin_attrs(ctx, item, "create")
+        project_id = attrs.project_of(ctx.project_id, ctx.is_admin, item)
+        tags = check_tags(item["tags"]) if "tags" in item else []
+        if attrs.list_of(item, "availability_zone_hints"):
+            raise faults.bad_request("Invalid input for availability_zone_hints. Reason: no availability zone is known.")
+        external = attrs.boolean(item, "router:external", False)
+        values: dict[str, Any] = {
+            "id": new_uuid(),
+            "project_id": project_id,
+            "name": attrs.string(item, "name", ""),
+            "description": attrs.string(item, "description", "", attrs.DESCRIPTION_MAX),
+            "admin_state_up": attrs.boolean(item, "admin_state_up", True),
+            "status": "ACTIVE",
+            "shared": attrs.boolean(item, "shared", False),
+            "external": external,
+            "mtu": attrs.integer(item, "mtu", 1500, lo=68, hi=9000),
+            "port_security_enabled": attrs.boolean(item, "port_security_enabled", True),
+            "provider_network_type": "flat" if external else "local",
+            "provider_physical_network": None,
+            "provider_segmentation_id": None,
+            "is_default": attrs.boolean(item, "is_default", False),
+            **_provider(item),
+        }
+        async with self.db.write() as conn:
+            await self.check_quota(conn, project_id, "network")
+            await conn.execute(networks.insert().values(**values))
+            if tags:
+                await self.write_tags(conn, "networks", values["id"], tags)
+            return await self._render_network(conn, ctx, values["id"])
+
+    async def list_networks(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        authorize(ctx, "network:get")
+        async with self.db.read() as conn:
+            rows = list(
+                await conn.execute(
+                    sa.select(networks).where(self.visible_networks_clause(ctx)).order_by(networks.c.created_at, networks.c.id)
+                )
+            )
+            return await self.render_networks(conn, ctx, rows)
+
+    async def get_network(self, ctx: RequestContext, network_id: str) -> dict[str, Any]:
+        authorize(ctx, "network:get")
+        async with self.db.read() as conn:
+            row = await self.network_row(conn, ctx, network_id)
+            return (await self.render_networks(conn, ctx, [row]))[0]
+
+    async def _owned_network(self, conn: AsyncConnection, ctx: RequestContext, network_id: str, action: str) -> Any:
+        row = await self.network_row(conn, ctx, network_id)
+        if not owns(ctx, row):
+            raise faults.forbidden(f"(rule:{action}_network) is disallowed by policy")
+        return row
+
+    async def update_network(self, ctx: RequestContext, network_id: str, item: dict[str, Any]) -> dict[str, Any]:
+        authorize(ctx, "network:update")
+        attrs.check_attrs(item, NETWORK_UPDATE, read_only=("id", "tenant_id", "project_id", "status", "subnets"))
+        _admin_attrs(ctx, item, "update")
+        values: dict[str, Any] = {}
+        for key, col in (("name", "name"), ("description", "description")):
+            if key in item:
+                values[col] = attrs.string(item, key, "", attrs.NAME_MAX)
+        for key, col in (("admin_state_up", "admin_state_up"), ("shared", "shared"), ("router:external", "external"),
+                         ("port_security_enabled", "port_security_enabled"), ("is_default", "is_default")):
+            if key in item:
+                values[col] = attrs.boolean(item, key)
+        if "mtu" in item:
+            values["mtu"] = attrs.integer(item, "mtu", lo=68, hi=9000)
+        values.update(_provider(item))
+        async with self.db.write() as conn:
+            row = await self._owned_network(conn, ctx, network_id, "update")
+            if values.get("shared") is False and row.shared:
+                others = await conn.scalar(
+                    sa.select(sa.func.count()).select_from(ports)
+                    .where(ports.c.network_id == network_id, ports.c.project_id != row.project_id)
+                )
+                if others:
+                    raise faults.conflict(
+                        "InvalidSharedSetting",
+                        f"Unable to reconfigure sharing settings for network {network_id}. Multiple tenants are using it.",
+                    )
+            if values:
+                await self.bump(conn, networks, network_id, **values)
+            return await self._render_network(conn, ctx, network_id)
+
+    async def delete_network(self, ctx: RequestContext, network_id: str) -> None:
+        authorize(ctx, "network:delete")
+        async with self.db.write() as conn:
+            await self._owned_network(conn, ctx, network_id, "delete")
+            busy = await conn.scalar(
+                sa.select(sa.func.count()).select_from(ports)
+                .where(ports.c.network_id == network_id, ports.c.device_owner.not_in(AUTO_DELETED_OWNERS))
+            )
+            if busy:
+                raise faults.conflict(
+                    "NetworkInUse",
+                    f"Unable to complete operation on network {network_id}. "
+                    "There are one or more ports still in use on the network.",
+                )
+            await self.delete_ports_where(conn, ports.c.network_id == network_id)
+            for (sid,) in await conn.execute(sa.select(subnets.c.id).where(subnets.c.network_id == network_id)):
+                await self.drop_tags(conn, "subnets", sid)
+            await conn.execute(subnets.delete().where(subnets.c.network_id == network_id))
+            await self.drop_tags(conn, "networks", network_id)
+            await conn.execute(networks.delete().where(networks.c.id == network_id))
+
+    async def delete_ports_where(self, conn: AsyncConnection, clause: Any) -> None:
+        """Delete ports (and their allocations, bindings and tags) chosen by `clause`; the ports
+        facet extends it (security group bindings)."""
+        ids = [r[0] for r in await conn.execute(sa.select(ports.c.id).where(clause))]
+        for pid in ids:
+            await self.drop_tags(conn, "ports", pid)
+        if ids:
+            await conn.execute(ip_allocations.delete().where(ip_allocations.c.port_id.in_(ids)))
+            await conn.execute(ports.delete().where(ports.c.id.in_(ids)))
+
+    # ---- subnets ----------------------------------------------------------------------------
+
+    async def render_subnets(self, conn: AsyncConnection, rows: list[Any]) -> list[dict[str, Any]]:
+        tags = await self.tags_of(conn, "subnets", [r.id for r in rows])
+        return [
+            {
+                "id": r.id,
+                "name": r.name,
+                "description": r.description,
+                "tenant_id": r.project_id,
+                "project_id": r.project_id,
+                "network_id": r.network_id,
+                "cidr": r.cidr,
+                "ip_version": r.ip_version,
+                "gateway_ip": r.gateway_ip,
+                "enable_dhcp": r.enable_dhcp,
+                "allocation_pools": list(r.allocation_pools),
+                "dns_nameservers": list(r.dns_nameservers),
+                "host_routes": list(r.host_routes),
+                "ipv6_ra_mode": r.ipv6_ra_mode,
+                "ipv6_address_mode": r.ipv6_address_mode,
+                "subnetpool_id": r.subnetpool_id,
+                "segment_id": None,
+                "service_types": [],
+                "dns_publish_fixed_ip": False,
+                "tags": tags[r.id],
+                **stamps(r),
+            }
+            for r in rows
+        ]
+
+    async def subnet_row(self, conn: AsyncConnection, ctx: RequestContext, subnet_id: str) -> Any:
+        """The subnet the caller may see (its own, or on a network it sees), or SubnetNotFound."""
+        row = (await conn.execute(sa.select(subnets).where(subnets.c.id == subnet_id))).first()
+        if row is None:
+            raise faults.not_found("Subnet", subnet_id)
+        if not owns(ctx, row):
+            net = (await conn.execute(sa.select(networks).where(networks.c.id == row.network_id))).first()
+            if net is None or not (owns(ctx, net) or net.shared or net.external):
+                raise faults.not_found("Subnet", subnet_id)
+        return row
+
+    async def create_subnet(self, ctx: RequestContext, item: dict[str, Any]) -> dict[str, Any]:
+        authorize(ctx, "subnet:create")
+        attrs.check_attrs(item, SUBNET_CREATE)
+        if "network_id" not in item:
+            raise faults.bad_request("Failed to parse request. Required attribute 'network_id' not specified")
+        network_id = attrs.uuid_value(item["network_id"], "network_id")
+        for unsupported in ("subnetpool_id", "prefixlen", "use_default_subnetpool"):
+            if item.get(unsupported):
+                raise faults.bad_request(f"Invalid input for {unsupported}. Reason: subnet pools are not supported.")
+        if attrs.list_of(item, "service_types"):
+            raise faults.bad_request("Invalid input for service_types. Reason: service types are not supported.")
+        if item.get("segment_id") is not None:
+            raise faults.bad_request("Invalid input for segment_id. Reason: segments are not supported.")
+        if "cidr" not in item:
+            raise faults.bad_request("a cidr must be specified in the absence of a subnet pool")
+        version = attrs.integer(item, "ip_version", None, lo=0, hi=6)
+        if version not in (4, 6):
+            raise faults.bad_request(f"Invalid input for ip_version. Reason: '{item.get('ip_version')}' is not a valid IP version.")
+        net = ipam.parse_cidr(item["cidr"], version)
+        gateway = ipam.check_gateway(net, item["gateway_ip"]) if "gateway_ip" in item else ipam.default_gateway(net)
+        pools = (
+            ipam.check_pools(net, item["allocation_pools"], gateway)
+            if item.get("allocation_pools") is not None and item.get("allocation_pools") != []
+            else ipam.default_pools(net, gateway)
+        )
+        ra_mode, addr_mode = self._ipv6_modes(item, version)
+        values: dict[str, Any] = {
+            "id": new_uuid(),
+            "network_id": network_id,
+            "name": attrs.string(item, "name", ""),
+            "description": attrs.string(item, "description", "", attrs.DESCRIPTION_MAX),
+            "cidr": str(net),
+            "ip_version": version,
+            "gateway_ip": gateway,
+            "enable_dhcp": attrs.boolean(item, "enable_dhcp", True),
+            "allocation_pools": pools,
+            "dns_nameservers": _dns(item, version) or [],
+            "host_routes": _routes(item, version) or [],
+            "ipv6_ra_mode": ra_mode,
+            "ipv6_address_mode": addr_mode,
+        }
+        tags = check_tags(item["tags"]) if "tags" in item else []
+        async with self.db.write() as conn:
+            row = await self.network_row(conn, ctx, network_id)
+            if not owns(ctx, row):
+                raise faults.forbidden("(rule:create_subnet) is disallowed by policy")
+            project_id = attrs.project_of(ctx.project_id, ctx.is_admin, item) if not ctx.is_admin or (
+                "tenant_id" in item or "project_id" in item) else row.project_id
+            others = [c for (c,) in await conn.execute(sa.select(subnets.c.cidr).where(subnets.c.network_id == network_id))]
+            ipam.check_no_overlap(net, network_id, others)
+            await self.check_quota(conn, project_id, "subnet")
+            await conn.execute(subnets.insert().values(project_id=project_id, **values))
+            if tags:
+                await self.write_tags(conn, "subnets", values["id"], tags)
+            new = (await conn.execute(sa.select(subnets).where(subnets.c.id == values["id"]))).one()
+            return (await self.render_subnets(conn, [new]))[0]
+
+    @staticmethod
+    def _ipv6_modes(item: dict[str, Any], version: int) -> tuple[str | None, str | None]:
+        ra, addr = item.get("ipv6_ra_mode"), item.get("ipv6_address_mode")
+        for key, value in (("ipv6_ra_mode", ra), ("ipv6_address_mode", addr)):
+            if value is not None and value not in ipam.IPV6_MODES:
+                raise faults.bad_request(f"Invalid input for {key}. Reason: '{value}' is not in {list(ipam.IPV6_MODES)}.")
+        if version == 4 and (ra or addr):
+            raise faults.invalid_input("ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to "
+                                       "False or ip_version is 4.")
+        if ra and addr and ra != addr:
+            raise faults.invalid_input(f"ipv6_ra_mode set to '{ra}' with ipv6_address_mode set to '{addr}' is not "
+                                       "valid. If both attributes are set, they must be the same value")
+        return ra, addr
+
+    async def list_subnets(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        authorize(ctx, "subnet:get")
+        async with self.db.read() as conn:
+            query = sa.select(subnets).order_by(subnets.c.created_at, subnets.c.id)
+            if not ctx.is_admin:
+                visible = sa.select(networks.c.id).where(self.visible_networks_clause(ctx))
+                query = query.where(sa.or_(subnets.c.project_id == ctx.project_id, subnets.c.network_id.in_(visible)))
+            return await self.render_subnets(conn, list(await conn.execute(query)))
+
+    async def get_subnet(self, ctx: RequestContext, subnet_id: str) -> dict[str, Any]:
+        authorize(ctx, "subnet:get")
+        async with self.db.read() as conn:
+            return (await self.render_subnets(conn, [await self.subnet_row(conn, ctx, subnet_id)]))[0]
+
+    async def update_subnet(self, ctx: RequestContext, subnet_id: str, item: dict[str, Any]) -> dict[str, Any]:
+        authorize(ctx, "subnet:update")
+        attrs.check_attrs(item, SUBNET_UPDATE, read_only=SUBNET_READ_ONLY)
+        async with self.db.write() as conn:
+            row = await self.subnet_row(conn, ctx, subnet_id)
+            if not owns(ctx, row):
+                raise faults.forbidden("(rule:update_subnet) is disallowed by policy")
+            net = ipam.parse_cidr(row.cidr)
+            values: dict[str, Any] = {}
+            for key in ("name", "description"):
+                if key in item:
+                    values[key] = attrs.string(item, key, "")
+            if "enable_dhcp" in item:
+                values["enable_dhcp"] = attrs.boolean(item, "enable_dhcp")
+            gateway = row.gateway_ip
+            if "gateway_ip" in item:
+                gateway = values["gateway_ip"] = ipam.check_gateway(net, item["gateway_ip"])
+            if "allocation_pools" in item:
+                values["allocation_pools"] = ipam.check_pools(net, item["allocation_pools"] or [], gateway)
+            elif "gateway_ip" in item:
+                ipam.check_pools(net, list(row.allocation_pools), gateway)
+            if "dns_nameservers" in item:
+                values["dns_nameservers"] = _dns(item, row.ip_version) or []
+            if "host_routes" in item:
+                values["host_routes"] = _routes(item, row.ip_version) or []
+            if attrs.list_of(item, "service_types") or item.get("segment_id") is not None:
+                raise faults.bad_request("Invalid input: service types and segments are not supported.")
+            if values:
+                await self.bump(conn, subnets, subnet_id, **values)
+            new = (await conn.execute(sa.select(subnets).where(subnets.c.id == subnet_id))).one()
+            return (await self.render_subnets(conn, [new]))[0]
+
+    async def delete_subnet(self, ctx: RequestContext, subnet_id: str) -> None:
+        authorize(ctx, "subnet:delete")
+        async with self.db.write() as conn:
+            row = await self.subnet_row(conn, ctx, subnet_id)
+            if not owns(ctx, row):
+                raise faults.forbidden("(rule:delete_subnet) is disallowed by policy")
+            busy = await conn.scalar(
+                sa.select(sa.func.count()).select_from(ip_allocations.join(ports, ports.c.id == ip_allocations.c.port_id))
+                .where(ip_allocations.c.subnet_id == subnet_id, ports.c.device_owner.not_in(AUTO_DELETED_OWNERS))
+            )
+            if busy:
+                raise faults.conflict(
+                    "SubnetInUse",
+                    f"Unable to complete operation on subnet {subnet_id}: One or more ports have an IP allocation "
+                    "from this subnet.",
+                )
+            await conn.execute(ip_allocations.delete().where(ip_allocations.c.subnet_id == subnet_id))
+            await self.drop_tags(conn, "subnets", subnet_id)
+            await conn.execute(subnets.delete().where(subnets.c.id == subnet_id))
+            await self.bump(conn, networks, row.network_id)
+
+
+def _dns(item: dict[str, Any], version: int) -> list[str] | None:
+    values = attrs.list_of(item, "dns_nameservers", MAX_DNS)
+    if values is None:
+        return None
+    out: list[str] = []
+    for v in values:
+        ip = str(ipam.parse_ip(v, "dns_nameservers"))
+        if ip in out:
+            raise faults.bad_request(f"Invalid input for dns_nameservers. Reason: Duplicate nameserver '{v}'.")
+        out.append(ip)
+    return out
+
+
+def _routes(item: dict[str, Any], version: int) -> list[dict[str, str]] | None:
+    values = attrs.list_of(item, "host_routes", MAX_ROUTES)
+    if values is None:
+        return None
+    out: list[dict[str, str]] = []
+    for v in values:
+        if not isinstance(v, dict) or set(v) != {"destination", "nexthop"}:
+            raise faults.bad_request("Invalid input for host_routes. Reason: each route is {destination, nexthop}.")
+        dest = ipam.parse_cidr_loose(v["destination"])
+        hop = ipam.parse_ip(v["nexthop"], "host_routes")
+        if dest.version != version or hop.version != version:
+            raise faults.bad_request(f"Invalid input for host_routes. Reason: route {v} is not IPv{version}.")
+        route = {"destination": str(dest), "nexthop": str(hop)}
+        if route in out:
+            raise faults.bad_request(f"Invalid input for host_routes. Reason: Duplicate hostroute '{v}'.")
+        out.append(route)
+    return out
