@@ -100,7 +100,8 @@ def authorize(ctx: RequestContext, rule: str) -> None:
 
 
 def owns(ctx: RequestContext, row: Any) -> bool:
-    return ctx.is_admin or (ctx.project_id is not None and row["project_id"] == ctx.project_id)
+    project = row["project_id"] if isinstance(row, dict) else row.project_id
+    return ctx.is_admin or (ctx.project_id is not None and project == ctx.project_id)
 
 
 class NetworkBase:

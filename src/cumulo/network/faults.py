@@ -50,6 +50,10 @@ def not_found(kind: str, resource_id: str) -> errors.NotFound:
     return typed(errors.NotFound(f"{label} {resource_id} could not be found."), f"{kind}NotFound")
 
 
+def not_found_route() -> errors.NotFound:
+    return typed(errors.NotFound("The resource could not be found."), "HTTPNotFound")
+
+
 def bad_request(message: str) -> errors.Invalid:
     return typed(errors.Invalid(message), "HTTPBadRequest")
 

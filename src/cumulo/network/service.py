@@ -1,0 +1,20 @@
+"""The network service: one object over networks, subnets, ports, quotas and tags (and L3's facets).
+
+Neutron's resources over the DB, in facets, each its own module, stacked by inheritance:
+
+- `networks`: networks and subnets (IPAM rules from `ipam`);
+- `ports`: ports (fixed IPs, MACs, port security, address pairs, DHCP options, binding);
+- `ports_sys`: the seam Nova's side calls (allocate_ports_for_server, ports_of_device, bind_port);
+- `quotas_tags`: quotas and tags.
+
+Every method takes the caller's RequestContext and returns Neutron-shaped dicts, raising
+cumulo.errors stamped with Neutron's fault type (`faults`).
+"""
+
+from __future__ import annotations
+
+from cumulo.network.quotas_tags import QuotasAndTags
+
+
+class NetworkService(QuotasAndTags):
+    """Neutron's core resources: networks, subnets, ports, quotas and tags."""
