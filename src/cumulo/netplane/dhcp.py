@@ -185,10 +185,10 @@ def render_opts(cfg: Config) -> str:
         lines.append(_option(4, tag, "router", gateway) if gateway else _option(4, tag, "router"))
     for h in sorted(cfg.hosts, key=lambda h: h.port_id):
         versions: set[int] = {nft.address(ip).version for _, ip in h.fixed_ips}
-        for name, value, version in h.extra_dhcp_opts:
-            if version not in versions or not _OPT_NAME.match(name) or _BAD_VALUE.search(value):
+        for name, value, opt_version in h.extra_dhcp_opts:
+            if opt_version not in versions or not _OPT_NAME.match(name) or _BAD_VALUE.search(value):
                 continue  # the API refuses these; a stale row never reaches dnsmasq's parser
-            lines.append(_option(version, f"port-{_hex(h.port_id)}", name, value))
+            lines.append(_option(opt_version, f"port-{_hex(h.port_id)}", name, value))
     return "".join(line + "\n" for line in lines)
 
 
