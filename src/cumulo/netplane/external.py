@@ -1,0 +1,106 @@
+"""The external network's link to the host: one veth pair, `cxh<net hex[:11]>` in the host's
+root namespace carrying the external subnet's gateway address (e.g. 172.24.4.1/24), its peer
+`cxn<net hex[:11]>` on the bridge of the external network's namespace.
+
+This is the only change Cumulo makes in the root namespace: an address on a veth of its own,
+and so a connected route to the external subnet. It never touches the default route, never
+bridges a physical interface and never NATs anything to the outside world; from the host,
+floating IPs are on-link. `--no-external` simply never calls `ensure_host_link`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import uuid as uuidlib
+
+from cumulo import host
+from cumulo.errors import HostError, Invalid
+from cumulo.host.revert import Reverter
+from cumulo.netplane import bridge, netns
+from cumulo.netplane.netns import IP
+
+HOST_PREFIX = "cxh"
+NS_PREFIX = "cxn"
+
+
+def _hex(ident: str) -> str:
+    try:
+        return uuidlib.UUID(str(ident)).hex
+    except ValueError:
+        raise Invalid(f"not a uuid: {ident!r}") from None
+
+
+def host_device(network_id: str) -> str:
+    return HOST_PREFIX + _hex(network_id)[:11]
+
+
+def ns_device(network_id: str) -> str:
+    return NS_PREFIX + _hex(network_id)[:11]
+
+
+async def _root_link(dev: str) -> dict[str, object] | None:
+    res = await host.run([IP, "-j", "link", "show", "dev", dev], timeout=30, check=False)
+    if res.returncode != 0:
+        return None
+    data = json.loads(res.text or "[]")
+    return data[0] if data and isinstance(data[0], dict) else None
+
+
+async def _root_addresses(dev: str) -> set[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+    res = await host.run([IP, "-j", "addr", "show", "dev", dev], timeout=30)
+    out: set[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = set()
+    for link in json.loads(res.text or "[]"):
+        for info in link.get("addr_info", []):
+            if info.get("scope") == "global" and info.get("local"):
+                out.add(ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}"))
+    return out
+
+
+async def ensure_host_link(network_id: str, addresses: tuple[str, ...], *, mtu: int = 1500) -> None:
+    """The external network's namespace and bridge, and the host link with exactly `addresses`
+    (CIDR form, e.g. ("172.24.4.1/24",)) on its host end (idempotent)."""
+    wanted = {ipaddress.ip_interface(a) for a in addresses}
+    if any(a.network.prefixlen == 0 for a in wanted):
+        raise Invalid("the host link's prefix cannot be a default route")
+    ns = netns.network_ns(network_id)
+    hdev, ndev = host_device(network_id), ns_device(network_id)
+    async with Reverter() as revert:
+        await bridge.ensure(ns, mtu=mtu)
+        if await _root_link(hdev) is None:
+            await bridge.delete_link(ns, ndev)
+            await host.run([IP, "link", "add", hdev, "mtu", str(int(mtu)), "type", "veth", "peer", "name", ndev,
+                            "netns", ns], timeout=30)
+            revert.add(delete_host_link, network_id)
+        await host.run([IP, "-n", ns, "link", "set", ndev, "master", bridge.BRIDGE, "mtu", str(int(mtu)), "up"],
+                       timeout=30)
+        have = await _root_addresses(hdev)
+        for a in sorted(wanted - have, key=str):
+            await host.run([IP, "addr", "replace", str(a), "dev", hdev], timeout=30)
+        for a in have - wanted:
+            await host.run([IP, "addr", "del", str(a), "dev", hdev], timeout=30, check=False)
+        await host.run([IP, "link", "set", hdev, "mtu", str(int(mtu)), "up"], timeout=30)
+        revert.commit()
+
+
+async def delete_host_link(network_id: str) -> bool:
+    """The host link gone (its peer goes with it); a missing one is fine."""
+    return await delete_host_device(host_device(network_id))
+
+
+async def delete_host_device(dev: str) -> bool:
+    if not dev.startswith(HOST_PREFIX) or len(dev) > 15:
+        raise Invalid(f"not a Cumulo host link: {dev!r}")
+    if await _root_link(dev) is None:
+        return False
+    res = await host.run([IP, "link", "del", "dev", dev], timeout=30, check=False)
+    if res.returncode != 0 and await _root_link(dev) is not None:
+        raise HostError(f"cannot delete {dev}: {res.stderr.decode(errors='replace').strip()}")
+    return True
+
+
+async def list_host_links() -> list[str]:
+    """Names of the Cumulo host links (cxh...) in the root namespace."""
+    res = await host.run([IP, "-j", "link", "show", "type", "veth"], timeout=30)
+    return sorted(str(d.get("ifname")) for d in json.loads(res.text or "[]")
+                  if isinstance(d, dict) and str(d.get("ifname", "")).startswith(HOST_PREFIX))
