@@ -118,12 +118,11 @@ async def plug_veth(nic: Nic, target_ns: str, dev: str) -> None:
         await bridge.delete_link(nic.netns, nic.device)
     async with Reverter() as revert:
         mtu = str(int(nic.mtu))
+        # One command: both ends made, the bridge end enslaved and up (two processes per NIC in all).
         await host.run([IP, "-n", nic.netns, "link", "add", "dev", nic.device, "address", host_mac(nic.mac),
-                        "mtu", mtu, "type", "veth", "peer", "name", dev, "address", nic.mac.lower(), "mtu", mtu,
-                        "netns", target_ns], timeout=30)
+                        "mtu", mtu, "master", nic.bridge, "up", "type", "veth", "peer", "name", dev,
+                        "address", nic.mac.lower(), "mtu", mtu, "netns", target_ns], timeout=30)
         revert.add(bridge.delete_link, nic.netns, nic.device)
-        await host.run([IP, "-n", nic.netns, "link", "set", "dev", nic.device, "master", nic.bridge, "up"],
-                       timeout=30)
         await configure(nic, target_ns, dev)
         revert.commit()
 

@@ -11,8 +11,9 @@ instance.json (written last: a dir without it is a spawn that never finished). r
 state under `<state_dir>/runc-state`. A stopped server keeps its dir and mount but has no runc
 container; power_on runs the bundle again.
 
-Also per server: `config-drive/` (bind-mounted read-only at /mnt/config, configdrive.py) and the
-named network namespace `cumulo-<uuid>` (netns.py).
+Also per server: `config-drive/` (bind-mounted read-only at /mnt/config, configdrive.py), the
+named network namespace `cumulo-<uuid>` (netns.py) and its NICs, veths plugged before the
+container runs and hot attached later (nics.py, listed in `nics.json`).
 
 The driver is one class made of facets, one module each (Incus's driver_lxc_*.go): what they
 stand on (settings, power state, start and stop, console upkeep) in core.py; pause in freeze.py;
@@ -38,10 +39,11 @@ from cumulo.compute.drivers.base import (
     HostResources,
     InstanceSpec,
     InstanceStatus,
+    NicSpec,
     PowerState,
 )
 from cumulo.compute.drivers.probe import HostFacts, missing_programs
-from cumulo.compute.drivers.runc import cgroup, netns, overlay, provision
+from cumulo.compute.drivers.runc import cgroup, netns, nics, overlay, provision
 from cumulo.compute.drivers.runc.core import CONFIG
 from cumulo.compute.drivers.runc.freeze import Freeze
 from cumulo.compute.drivers.runc.imagecache import ImageCache
@@ -161,6 +163,7 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
                 upper, work = await asyncio.shield(disk)  # a cancel waits for it in the undo
                 await asyncio.to_thread(_prepare_root, idir, spec, config, lower, upper, work)
                 await asyncio.shield(made)
+                await nics.plug_all(idir, spec.uuid, spec.nics)  # undone by _remove_dir (nics.json)
                 revert.add(self._drop_container, cid)  # a container runc made, even half
                 await self._start(cid, idir, config["process"]["args"])
                 await self.write_record(idir, provision.record(spec, image_cfg, time.time(), lower))
@@ -178,6 +181,7 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
 
     async def _remove_dir(self, idir: Path) -> None:
         await self.consoles.wait(idir.name, timeout=2.0)  # its container is gone: the drain ends
+        await nics.unplug_all(idir)  # the bridge ends, in the networks' namespaces
         await netns.delete(idir.name)  # made only while its instance dir exists
         await overlay.unmount_all(idir)
         if idir.exists():
@@ -187,11 +191,24 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
         idir = self.instance_dir(uuid)
         await self._drop_container(container_id(uuid))
         await self._remove_dir(idir)
+        self._nic_locks.pop(uuid, None)
 
     async def get_power_state(self, uuid: str) -> PowerState:
         if not self.instance_dir(uuid).is_dir():
             return PowerState.NOSTATE
         return self._power(uuid, await self.runc.status(container_id(uuid)))
+
+    # -- Nics (nics.py): hot attach and detach, running or stopped --------------------------------
+
+    async def attach_nic(self, uuid: str, nic: NicSpec) -> None:
+        idir = self.existing_dir(uuid)
+        async with self._nic_lock(uuid):
+            await nics.attach(idir, uuid, nic)
+
+    async def detach_nic(self, uuid: str, port_id: str) -> None:
+        idir = self.existing_dir(uuid)
+        async with self._nic_lock(uuid):
+            await nics.detach(idir, port_id)
 
     # -- Power ----------------------------------------------------------------------------------
 

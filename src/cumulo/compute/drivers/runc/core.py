@@ -26,7 +26,7 @@ from typing import Any
 from cumulo.compute.drivers import files
 from cumulo.compute.drivers.base import Capability, DriverInfo, PowerState
 from cumulo.compute.drivers.local import CONSOLE, LocalInstances
-from cumulo.compute.drivers.runc import console, netns, rootdisk
+from cumulo.compute.drivers.runc import console, netns, nics, rootdisk
 from cumulo.compute.drivers.runc.state import Runc, container_id
 from cumulo.conf import Settings
 
@@ -119,6 +119,7 @@ class RuncCore(LocalInstances):
         self.consoles = console.Consoles(self.console_max)  # bounds console.log while it is written
         self.spawn_delay = conf.runc.spawn_delay  # test hook: a cancellable spawn
         self._cgroup_parents: set[Path] = set()  # /sys/fs/cgroup/*/cumulo made since init_host
+        self._nic_locks: dict[str, asyncio.Lock] = {}  # one NIC change at a time per server
         # The root disk bound to the flavor (rootdisk.py): "auto", "ext4" or "none".
         self.disks = rootdisk.RootDisks(state, conf.runc.root_disk, conf.runc.default_root_gb)
         self.info = DriverInfo(
@@ -128,9 +129,12 @@ class RuncCore(LocalInstances):
             version=1,
             capabilities=frozenset({Capability.POWER, Capability.CONSOLE, Capability.PAUSE, Capability.SUSPEND,
                                     Capability.RESIZE, Capability.DIAGNOSTICS, Capability.REBUILD,
-                                    Capability.SNAPSHOT, Capability.METRICS}),
+                                    Capability.SNAPSHOT, Capability.METRICS, Capability.NICS}),
             details={"runtime": "runc", "rootfs": "overlayfs", "suspend": "freezer"},
         )
+
+    def _nic_lock(self, uuid: str) -> asyncio.Lock:
+        return self._nic_locks.setdefault(uuid, asyncio.Lock())
 
     def _power(self, uuid: str, status: str | None) -> PowerState:
         if not self.has_record(self.dir / uuid):
@@ -169,7 +173,10 @@ class RuncCore(LocalInstances):
 
     async def _start(self, cid: str, idir: Path, args: list[str]) -> None:
         await asyncio.to_thread(files.note, idir / CONSOLE, f"starting container {cid}: {shlex.join(args)}")
+        fresh = not netns.exists(idir.name)
         await netns.ensure(idir.name)  # gone after a host reboot (/run is a tmpfs)
+        if fresh:
+            await nics.replug(idir, idir.name)  # ... and so are its NICs then
         writer = _Fd(await self.console_writer(idir))
         try:
             await self.runc.run_detached(cid, idir, idir / CONSOLE, writer.fd,
