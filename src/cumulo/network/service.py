@@ -5,7 +5,8 @@ Neutron's resources over the DB, in facets, each its own module, stacked by inhe
 - `networks`: networks and subnets (IPAM rules from `ipam`);
 - `ports`: ports (fixed IPs, MACs, port security, address pairs, DHCP options, binding);
 - `ports_sys`: the seam Nova's side calls (allocate_ports_for_server, ports_of_device, bind_port);
-- `quotas_tags`: quotas and tags.
+- `quotas_tags`: quotas and tags;
+- `routers`, `floatingips`, `secgroups` (L3API): routers, floating IPs, security groups and rules.
 
 Every method takes the caller's RequestContext and returns Neutron-shaped dicts, raising
 cumulo.errors stamped with Neutron's fault type (`faults`).
@@ -13,8 +14,12 @@ cumulo.errors stamped with Neutron's fault type (`faults`).
 
 from __future__ import annotations
 
+from cumulo.network.floatingips import FloatingIPs
 from cumulo.network.quotas_tags import QuotasAndTags
+from cumulo.network.routers import Routers
+from cumulo.network.secgroups import SecurityGroups
 
 
-class NetworkService(QuotasAndTags):
-    """Neutron's core resources: networks, subnets, ports, quotas and tags."""
+class NetworkService(SecurityGroups, FloatingIPs, Routers, QuotasAndTags):
+    """Neutron's resources: networks, subnets, ports, quotas and tags; routers, floating IPs and
+    security groups."""
