@@ -25,6 +25,8 @@ CUMULO_APT_NEEDS=(
   "/bin/busybox:busybox-static" # the demo container image
   "runc:runc"                   # the container driver
   "ip:iproute2"                 # per-server network namespaces
+  "nft:nftables"                # networks: security groups, router NAT (netplane)
+  "dnsmasq:dnsmasq-base"        # networks: DHCP, one dnsmasq per network namespace (netplane)
   "qemu-system-x86_64:qemu-system-x86" # the QEMU driver
   "qemu-img:qemu-utils"         # VM disks: overlays, conversion, snapshots
   "mkfs.ext4:e2fsprogs"         # containers' root disks (mkfs.ext4, e2fsck, resize2fs)
