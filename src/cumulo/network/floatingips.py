@@ -1,5 +1,6 @@
-"""Floating IPs (Neutron's l3_db): an address of an external network, owned by a network:floatingip
-port, associated with a fixed IP of a tenant port through a router.
+"""Floating IPs (Neutron's l3_db): external addresses, each held by a network:floatingip port.
+
+A floating IP is associated with a fixed IP of a tenant port through a router.
 
 Allocation is from the external network's IPv4 subnets (a network that is not router:external is
 400). Association needs a router with an interface on the fixed IP's subnet and its gateway on the

@@ -1,5 +1,6 @@
-"""The ports routers and floating IPs own (Neutron's service ports), made inside the caller's write
-transaction: a router interface (network:router_interface, holding its subnet's gateway IP), a
+"""The service ports of routers and floating IPs, made inside the caller's write transaction.
+
+They are a router interface (network:router_interface, holding its subnet's gateway IP), a
 router gateway (network:router_gateway) and a floating IP's port (network:floatingip, holding the
 floating address). IPs come from network.ipam, and the unique (network_id, ip_address) constraint of
 ip_allocations stays the final word against a double allocation.
@@ -23,7 +24,7 @@ from cumulo.db import new_uuid, utcnow
 from cumulo.network import ipam
 from cumulo.network import l3_errors as e
 from cumulo.network.base import owns
-from cumulo.network.models import ip_allocations, networks, ports, subnets
+from cumulo.network.models import ip_allocations, network_tags, networks, port_security_groups, ports, subnets
 
 ROUTER_INTERFACE = "network:router_interface"
 ROUTER_GATEWAY = "network:router_gateway"
@@ -161,8 +162,12 @@ async def _allocate_requested(
 
 
 async def delete_service_ports(conn: AsyncConnection, port_ids: Sequence[str]) -> None:
-    """Delete ports and their addresses (security group bindings and tags: service ports have none)."""
+    """Delete ports with their addresses, security group bindings and tags (a port attached to a
+    router by port_id may carry the last two)."""
     ids = [p for p in port_ids if p]
     if ids:
         await conn.execute(ip_allocations.delete().where(ip_allocations.c.port_id.in_(ids)))
+        await conn.execute(port_security_groups.delete().where(port_security_groups.c.port_id.in_(ids)))
+        await conn.execute(network_tags.delete().where(network_tags.c.resource_type == "ports",
+                                                       network_tags.c.resource_id.in_(ids)))
         await conn.execute(ports.delete().where(ports.c.id.in_(ids)))

@@ -48,7 +48,6 @@ def rule_view(row: Any, default_group_id: str | None = None) -> dict[str, Any]:
         "port_range_min": row.port_range_min,
         "port_range_max": row.port_range_max,
         "remote_ip_prefix": row.remote_ip_prefix,
-        "remote_address_group_id": row.remote_address_group_id,
         "normalized_cidr": sg_rules.normalized_cidr(row.remote_ip_prefix),
         "remote_group_id": row.remote_group_id,
         "belongs_to_default_sg": row.security_group_id == default_group_id if default_group_id else False,
