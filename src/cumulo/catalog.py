@@ -20,4 +20,5 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("identity", "keystone", "/identity"),
     CatalogEntry("compute", "nova", "/compute/v2.1"),
     CatalogEntry("image", "glance", "/image"),
+    CatalogEntry("network", "neutron", "/networking"),
 )

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cumulo.identity.service import IdentityService
     from cumulo.image.demo.seeder import DemoSeeder
     from cumulo.image.service import ImageService
+    from cumulo.network.service import NetworkService
     from cumulo.placement.service import Placement
 
 LOG = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ class Services:
     images: ImageService
     compute: ComputeService
     placement: Placement
+    network: NetworkService
     catalog: tuple[CatalogEntry, ...] = CATALOG
 
 
@@ -193,6 +195,7 @@ class Cloud:
         from cumulo.compute.service.servers import ComputeService
         from cumulo.identity.service import IdentityService
         from cumulo.image.service import ImageService
+        from cumulo.network.service import NetworkService
         from cumulo.placement.service import Placement
 
         self.conf = conf
@@ -209,6 +212,7 @@ class Cloud:
             images=images,
             compute=ComputeService(self.db, self.bus, conf, images=images, placement=placement),
             placement=placement,
+            network=NetworkService(self.db, conf),
         )
         self.local_drivers = local_driver_names(conf)  # fails early on a bad name
         self.local_driver = ",".join(self.local_drivers)
@@ -301,6 +305,7 @@ class Cloud:
         from cumulo.compute.api.deps import ComputeDeps
         from cumulo.identity.api.app import make_app as identity_app
         from cumulo.image.api import make_app as image_app
+        from cumulo.network.api import make_app as network_app
 
         s = self.services
         axis = compute_openapi.MICROVERSIONS  # the image API's OpenAPI document states the compute microversion too
@@ -324,6 +329,7 @@ class Cloud:
             "/identity": RouteMetrics(identity_app(s.identity, s.conf, s.catalog), "identity"),
             "/compute": RouteMetrics(compute_app(compute_deps, authenticator=s.identity), "compute"),
             "/image": RouteMetrics(image_app(s.images, axis=axis, authenticator=s.identity), "image"),
+            "/networking": RouteMetrics(network_app(s.network, axis=axis, authenticator=s.identity), "network"),
         }
         return RequestIdMiddleware(
             PrefixDispatcher(apps, root), header_names=("x-openstack-request-id", "x-compute-request-id")

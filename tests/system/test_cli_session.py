@@ -233,10 +233,11 @@ def test_token_issue_and_catalog(cumulo: CumuloCloud) -> None:
     assert resp.status_code == 200, resp.text
     assert resp.json()["token"]["project"]["id"] == token["project_id"]
     by_type = {entry["Type"]: entry for entry in catalog}
-    assert set(by_type) == {"identity", "compute", "image"}
+    assert set(by_type) == {"identity", "compute", "image", "network"}
     assert by_type["compute"]["Name"] == "nova"
     assert by_type["image"]["Name"] == "glance"
     assert by_type["identity"]["Name"] == "keystone"
+    assert by_type["network"]["Name"] == "neutron"
     for entry in catalog:
         assert any(
             ep["interface"] == "public" and ep["url"].startswith(f"{cumulo.base_url}/{entry['Type']}")

@@ -177,7 +177,6 @@ class Networks(NetworkBase):
     async def update_network(self, ctx: RequestContext, network_id: str, item: dict[str, Any]) -> dict[str, Any]:
         authorize(ctx, "network:update")
         attrs.check_attrs(item, NETWORK_UPDATE, read_only=("id", "tenant_id", "project_id", "status", "subnets"))
-        _admin_attrs(ctx, item, "update")
         values: dict[str, Any] = {}
         for key, col in (("name", "name"), ("description", "description")):
             if key in item:
@@ -191,6 +190,7 @@ class Networks(NetworkBase):
         values.update(_provider(item))
         async with self.db.write() as conn:
             row = await self._owned_network(conn, ctx, network_id, "update")
+            _admin_attrs(ctx, item, "update")  # after the lookup: a stranger gets 404, as elsewhere
             if values.get("shared") is False and row.shared:
                 others = await conn.scalar(
                     sa.select(sa.func.count()).select_from(ports)

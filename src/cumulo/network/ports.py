@@ -213,10 +213,10 @@ class Ports(Networks):
     async def update_port(self, ctx: RequestContext, port_id: str, item: dict[str, Any]) -> dict[str, Any]:
         authorize(ctx, "port:update")
         attrs.check_attrs(item, PORT_UPDATE, read_only=PORT_READ_ONLY)
-        if any(k.startswith("binding:") and k != "binding:vnic_type" for k in item):
-            authorize(ctx, "port:binding")
         async with self.db.write() as conn:
             row = await self.port_row(conn, ctx, port_id)
+            if any(k.startswith("binding:") and k != "binding:vnic_type" for k in item):
+                authorize(ctx, "port:binding")
             net = await self.network_row(conn, ctx, row.network_id)
             net_owner = owns(ctx, net)
             values: dict[str, Any] = {}

@@ -4,8 +4,9 @@
 `networks` (each {"uuid": network} or {"port": port}, optionally "fixed_ip"), all in one write
 transaction: either every port is made or taken, or none is. A given port must be visible to the
 caller and not attached elsewhere (409 PortInUse). Ports made here carry device_owner
-"compute:<zone>" and the server's uuid as device_id. `release_ports_of_device` undoes it on server
-delete: ports it made go, given ports are detached.
+"compute:<zone>" and the server's uuid as device_id (a given port takes them too, as Nova sets them).
+`release_ports_of_device` undoes it on server delete: ports made for the server go, the given ports
+(which the caller names in `keep`, from the server's requested networks) are detached.
 """
 
 from __future__ import annotations
