@@ -9,8 +9,8 @@ floating IPs and security groups) subclass `NetworkBase`; `service.NetworkServic
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,6 +31,8 @@ from cumulo.network.models import (
     security_groups,
     subnets,
 )
+
+T = TypeVar("T")
 
 # Neutron's default policies, by least role; ownership is checked on the row.
 POLICY_RULES = {
@@ -125,6 +127,23 @@ class NetworkBase:
         if row is None or not (owns(ctx, row) or row.shared or row.external):
             raise faults.not_found("Network", network_id)
         return row
+
+    # ---- concurrent writers -----------------------------------------------------------------
+
+    @staticmethod
+    async def retry_unique(write: Callable[[], Awaitable[T]], attempts: int = 3) -> T:
+        """Run a write transaction again when a unique constraint stopped it: two writers picked
+        the same free address or MAC at once (possible on PostgreSQL, where writers run side by
+        side; SQLite serialises them). The last failure is a 409, never a 500."""
+        for attempt in range(attempts):
+            try:
+                return await write()
+            except sa.exc.IntegrityError:
+                if attempt == attempts - 1:
+                    raise faults.conflict(
+                        "HTTPConflict", "A concurrent request took the same address or MAC address; try again"
+                    ) from None
+        raise AssertionError("unreachable")
 
     # ---- revisions --------------------------------------------------------------------------
 

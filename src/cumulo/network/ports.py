@@ -128,9 +128,13 @@ class Ports(Networks):
             raise faults.bad_request("Failed to parse request. Required attribute 'network_id' not specified")
         project_id = attrs.project_of(ctx.project_id, ctx.is_admin, item)
         default_group = await self._default_group_for(ctx, project_id, item)
-        async with self.db.write() as conn:
-            port_id = await self.insert_port(conn, ctx, project_id, item, default_group)
-            return await self._render_port(conn, ctx, port_id)
+
+        async def write() -> dict[str, Any]:
+            async with self.db.write() as conn:
+                port_id = await self.insert_port(conn, ctx, project_id, item, default_group)
+                return await self._render_port(conn, ctx, port_id)
+
+        return await self.retry_unique(write)
 
     async def _default_group_for(self, ctx: RequestContext, project_id: str, item: dict[str, Any]) -> str | None:
         """The project's default security group (made on first use) when the new port will want it."""
@@ -213,6 +217,9 @@ class Ports(Networks):
     async def update_port(self, ctx: RequestContext, port_id: str, item: dict[str, Any]) -> dict[str, Any]:
         authorize(ctx, "port:update")
         attrs.check_attrs(item, PORT_UPDATE, read_only=PORT_READ_ONLY)
+        return await self.retry_unique(lambda: self._update_port(ctx, port_id, item))
+
+    async def _update_port(self, ctx: RequestContext, port_id: str, item: dict[str, Any]) -> dict[str, Any]:
         async with self.db.write() as conn:
             row = await self.port_row(conn, ctx, port_id)
             if any(k.startswith("binding:") and k != "binding:vnic_type" for k in item):

@@ -43,6 +43,14 @@ class PortsForServers(Ports):
             ensure = getattr(self, "ensure_default", None)  # the security groups facet
             if ensure is not None:
                 default_group = await ensure(ctx, ctx.project_id)
+        return await self.retry_unique(
+            lambda: self._allocate_for_server(ctx, instance_uuid, requested, device_owner, default_group))
+
+    async def _allocate_for_server(
+        self, ctx: RequestContext, instance_uuid: str, requested: Sequence[dict[str, Any]], device_owner: str,
+        default_group: str | None,
+    ) -> list[dict[str, Any]]:
+        assert ctx.project_id is not None
         ids: list[str] = []
         async with self.db.write() as conn:
             for req in requested:

@@ -41,3 +41,26 @@ async def test_allocate_find_bind_release(svc: NetworkService) -> None:
     assert await svc.ports_of_device("srv-1") == []
     left = await svc.list_ports(ALICE)
     assert [p["id"] for p in left] == [given["id"]] and left[0]["device_id"] == ""
+
+
+async def test_a_lost_race_on_a_unique_address_is_retried_then_409() -> None:
+    import sqlalchemy as sa
+
+    from cumulo.network.base import NetworkBase
+
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise sa.exc.IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+        return "ok"
+
+    assert await NetworkBase.retry_unique(flaky) == "ok" and calls == 3
+
+    async def always() -> str:
+        raise sa.exc.IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+
+    with pytest.raises(errors.Conflict):
+        await NetworkBase.retry_unique(always)
