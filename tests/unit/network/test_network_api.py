@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from net_support import fault, make_net, make_port, make_subnet
 
@@ -377,3 +379,12 @@ async def test_openapi_document(svc: Any) -> None:
                                  base_url="http://cumulo.test/networking") as c:
         doc = (await c.get("/openapi.json")).json()
     assert "/networking/v2.0/ports/{port_id}" in doc["paths"]
+    ids = []
+    for path, methods in doc["paths"].items():
+        for method, o in methods.items():
+            ids.append(o["operationId"])
+            declared = {p["name"] for p in o.get("parameters", []) if p["in"] == "path"}
+            assert declared == set(re.findall(r"{([^}]+)}", path)), (method, path)
+            for media in o.get("requestBody", {}).get("content", {}).values():
+                jsonschema.Draft202012Validator.check_schema(media["schema"])
+    assert len(ids) == len(set(ids))
