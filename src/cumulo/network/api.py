@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from cumulo import errors
 from cumulo.context import RequestContext
-from cumulo.network import extensions, faults, openapi_ops, query
+from cumulo.network import api_l3, extensions, faults, openapi_ops, query
 from cumulo.network.deps import NetworkDeps, services_of
 from cumulo.network.service import NetworkService
 from cumulo.web.http import Authenticator, authenticate, base_url, empty, family_app, json_body, json_response
@@ -306,7 +306,7 @@ ROUTES: list[BaseRoute] = [
 ]
 
 # Routers, floating IPs and security groups (L3API) append their routes here.
-L3_ROUTES: list[BaseRoute] = []
+L3_ROUTES: list[BaseRoute] = list(api_l3.ROUTES)
 
 
 def make_app(

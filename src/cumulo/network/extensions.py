@@ -45,6 +45,16 @@ L3_EXTENSIONS: list[tuple[str, str, str]] = [
     ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for "
      "specifying whether SNAT should occur on the external gateway"),
     ("security-group", "security-group", "The security groups extension."),
+    ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
+    ("fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource"),
+    ("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not"),
+    ("security-groups-normalized-cidr", "Normalized CIDR field for security group rules",
+     "Add new field with normalized remote_ip_prefix cidr in SG rule"),
+    ("security-groups-rules-belongs-to-default-sg",
+     "Security group rule belongs to the project's default security group",
+     "Flag to determine if the security group rule belongs to the project's default security group"),
+    ("security-groups-shared-filtering", "Security group filtering on the shared field",
+     "Support filtering security groups on the shared field"),
 ]
 
 # (resource, collection) of the L3 facets, for GET /v2.0/.

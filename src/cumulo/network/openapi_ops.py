@@ -64,7 +64,16 @@ NETWORK_OPS: tuple[Op, ...] = (
 )
 
 # Routers, floating IPs and security groups (L3API) append their operations here.
-L3_OPS: list[Op] = []
+L3_OPS: list[Op] = [
+    *_crud("router", "routers"),
+    op("PUT", "/v2.0/routers/{router_id}/add_router_interface", "Add an interface to a router",
+       body={"type": "object", "properties": {"subnet_id": {"type": "string"}, "port_id": {"type": "string"}}}),
+    op("PUT", "/v2.0/routers/{router_id}/remove_router_interface", "Remove an interface from a router",
+       body={"type": "object", "properties": {"subnet_id": {"type": "string"}, "port_id": {"type": "string"}}}),
+    *_crud("floatingip", "floatingips"),
+    *_crud("security_group", "security-groups"),
+    *_crud("security_group_rule", "security-group-rules"),
+]
 
 
 def family() -> Family:
