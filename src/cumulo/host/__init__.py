@@ -54,19 +54,21 @@ async def run(
     return result
 
 
-async def run_to_file(argv: list[str], output: str | int, *, timeout: float = 60.0, cwd: str | None = None) -> int:
+async def run_to_file(argv: list[str], output: str | int, *, timeout: float = 60.0, cwd: str | None = None,
+                      pass_fds: tuple[int, ...] = ()) -> int:
     """Run argv with stdout and stderr appended to the file `output`; return the exit code.
 
     For commands whose children inherit stdio and outlive them (`runc run -d`): runc's init
     keeps a pipe open forever, so its stdio must be a file. The caller reads errors from the file.
     `output` may also be an open fd (the caller's, left open), e.g. a FIFO the caller drains.
+    `pass_fds` are inherited by the command under the same numbers (a tap's fd for QEMU).
     """
     if not argv or not all(isinstance(a, str) for a in argv):
         raise HostError(f"bad argv: {argv!r}")
     fd = output if isinstance(output, int) else os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd, cwd=cwd
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=fd, stderr=fd, cwd=cwd, pass_fds=pass_fds
         )
     finally:
         if not isinstance(output, int):

@@ -57,11 +57,12 @@ from cumulo.compute.drivers.base import (
     PowerState,
 )
 from cumulo.compute.drivers.probe import HostFacts, missing_programs
-from cumulo.compute.drivers.qemu import accel, boot, configdrive, disks, process, qmp
+from cumulo.compute.drivers.qemu import accel, boot, configdrive, disks, netdev, process, qmp
 from cumulo.compute.drivers.qemu.core import KEPT_PROPERTIES
 from cumulo.compute.drivers.qemu.files import note
 from cumulo.compute.drivers.qemu.freeze import Freeze
 from cumulo.compute.drivers.qemu.metrics import Metrics
+from cumulo.compute.drivers.qemu.nics import Nics
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.compute.drivers.qemu.rebuild import Rebuild
 from cumulo.compute.drivers.qemu.resize import Resize
@@ -71,7 +72,7 @@ from cumulo.errors import CumuloError, DriverError
 from cumulo.host.revert import Reverter
 
 
-class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics):
+class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics):
     BINARIES = (process.QEMU, "qemu-img")
 
     @classmethod
@@ -171,12 +172,14 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics):
             kernel=kernel, initrd=kernel and bool(image.ramdisk_path),
             append=str(props.get("os_command_line") or "") if kernel else "",
             root_format="qcow2", ephemeral=spec.flavor.ephemeral_gb > 0, config_drive=True,
+            hotplug_ports=netdev.hotplug_ports(machine, len(spec.nics)),
         )
 
     def _new_record(self, spec: InstanceSpec, cfg: VmConfig) -> dict[str, Any]:
         props = spec.image.properties if spec.image is not None else {}
         f = spec.flavor
-        return {
+        nics = {"nics": netdev.record_docs(netdev.boot_nics(cfg, spec.nics))} if spec.nics else {}
+        return {**nics,
             "uuid": spec.uuid, "name": spec.name, "hostname": spec.hostname,
             "image_id": spec.image.id if spec.image else None, "created_at": time.time(),
             "flavor": {"vcpus": f.vcpus, "memory_mb": f.memory_mb, "root_gb": f.root_gb,

@@ -20,7 +20,7 @@ from typing import Any
 
 from cumulo.compute.drivers.base import Capability, DriverInfo, PowerState
 from cumulo.compute.drivers.local import LocalInstances
-from cumulo.compute.drivers.qemu import boot, process, qmp
+from cumulo.compute.drivers.qemu import boot, netdev, process, qmp
 from cumulo.compute.drivers.qemu.files import last_lines, note, read_json, read_tail
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.conf import Settings
@@ -78,7 +78,7 @@ class QemuCore(LocalInstances):
             version=1,
             capabilities=frozenset({Capability.POWER, Capability.PAUSE, Capability.CONSOLE, Capability.SUSPEND,
                                     Capability.RESIZE, Capability.REBUILD, Capability.SNAPSHOT,
-                                    Capability.DIAGNOSTICS, Capability.METRICS}),
+                                    Capability.DIAGNOSTICS, Capability.METRICS, Capability.NICS}),
             details={"accel": "tcg", "accel_reason": "not probed yet", "machine": self.machine,
                      "suspend": "migrate-to-file", "resize": "cold"},
         )
@@ -160,17 +160,27 @@ class QemuCore(LocalInstances):
         On failure QEMU is killed and DriverError quotes QEMU's stderr / the console's last lines;
         the dir stays (spawn removes it)."""
         cfg = self._runtime(cfg)
-        argv = process.build_argv(layout, cfg) + list(extra_argv or [])
-        await asyncio.to_thread(note, layout, f"{why}: starting QEMU ({cfg.accel}, {cfg.machine}, "
-                                              f"{cfg.memory_mb} MB, {cfg.vcpus} vCPU)")
-        started = time.monotonic()
+        # The NICs' taps (netdev.py): a spawn fails without one; a later start leaves out a NIC
+        # whose network is gone, and says so in the console log.
+        skipped: list[str] = []
+        taps = await netdev.open_taps(netdev.recorded(rec), strict=why == "spawn", skipped=skipped)
         try:
-            pid = await process.start(layout, argv)
-            await self._wait_status(layout, pid, ("running",) if not extra_argv else ("running", "inmigrate", "paused"))
-            rec.setdefault("timings", {})["qemu_running_s"] = round(time.monotonic() - started, 3)
-        except BaseException:
-            await asyncio.shield(process.kill(layout, scan=True))
-            raise
+            argv = process.build_argv(layout, cfg) + netdev.nic_argv(cfg, taps) + list(extra_argv or [])
+            for msg in skipped:
+                await asyncio.to_thread(note, layout, f"{why}: left out {msg}")
+            await asyncio.to_thread(note, layout, f"{why}: starting QEMU ({cfg.accel}, {cfg.machine}, "
+                                                  f"{cfg.memory_mb} MB, {cfg.vcpus} vCPU)")
+            started = time.monotonic()
+            try:
+                pid = await process.start(layout, argv, pass_fds=tuple(fd for _e, _b, fd in taps))
+                await self._wait_status(layout, pid,
+                                        ("running",) if not extra_argv else ("running", "inmigrate", "paused"))
+                rec.setdefault("timings", {})["qemu_running_s"] = round(time.monotonic() - started, 3)
+            except BaseException:
+                await asyncio.shield(process.kill(layout, scan=True))
+                raise
+        finally:
+            netdev.close_fds(taps)  # QEMU holds its own copies
         rec["vm"] = cfg.to_json()
         rec["argv"] = argv
         rec["started_at"] = time.time()
@@ -227,6 +237,10 @@ class QemuCore(LocalInstances):
         await asyncio.to_thread(note, layout, f"{why}: QEMU killed")
 
     async def _remove_dir(self, layout: Layout) -> None:
+        """The server's files (its QEMU is gone: the taps went with it; any left are removed)."""
+        rec = await asyncio.to_thread(read_json, layout.record)
+        if rec and rec.get("nics"):
+            await netdev.unplug_all(rec)
         if layout.dir.exists():
             await asyncio.to_thread(shutil.rmtree, layout.dir, True)
         self._qmp_locks.pop(layout.uuid, None)

@@ -98,6 +98,7 @@ class VmConfig:
     ephemeral: bool = False
     config_drive: bool = True
     tsc_khz: int = 0  # microvm under TCG: the host TSC rate, passed to the guest (boot.py)
+    hotplug_ports: int = 0  # q35: PCIe root ports hp0.. for NICs (netdev.py); 0 for a server without NICs
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -141,6 +142,10 @@ def kernel_append(cfg: VmConfig) -> str:
     return append
 
 
+def root_port(k: int) -> str:
+    return f"hp{k}"
+
+
 def build_argv(layout: Layout, cfg: VmConfig) -> list[str]:
     """QEMU's command line for one server. No value from the user reaches it except the kernel
     command line (`-append`, one argv element) and sizes (integers)."""
@@ -166,6 +171,8 @@ def build_argv(layout: Layout, cfg: VmConfig) -> list[str]:
         "-serial", "chardev:ser0",
         "-nic", "none",
     ]
+    for k in range(cfg.hotplug_ports if cfg.machine == "q35" else 0):  # the NICs' slots (netdev.py)
+        argv += ["-device", f"pcie-root-port,id={root_port(k)},bus=pcie.0,chassis={k + 1}"]
     argv += _drive(layout.disk, "root", cfg.root_format, bootindex=None if cfg.kernel else 1, mmio=mmio)
     if cfg.ephemeral:
         argv += _drive(layout.ephemeral, "ephemeral", "qcow2", mmio=mmio)
@@ -268,13 +275,15 @@ def _tail_text(path: Path, max_bytes: int = 4000) -> str:
         return ""
 
 
-async def start(layout: Layout, argv: list[str], timeout: float = 60.0) -> int:
-    """Run QEMU daemonized; return the VM's pid once the parent reports it set up."""
+async def start(layout: Layout, argv: list[str], timeout: float = 60.0, pass_fds: tuple[int, ...] = ()) -> int:
+    """Run QEMU daemonized; return the VM's pid once the parent reports it set up. `pass_fds`
+    (the NICs' taps) are inherited under the numbers the argv names."""
     for stale in (layout.pidfile, layout.qmp):
         stale.unlink(missing_ok=True)
     size = layout.qemu_log.stat().st_size if layout.qemu_log.exists() else 0
     try:
-        code = await host.run_to_file(argv, str(layout.qemu_log), timeout=timeout, cwd=str(layout.dir))
+        code = await host.run_to_file(argv, str(layout.qemu_log), timeout=timeout, cwd=str(layout.dir),
+                                      pass_fds=pass_fds)
     except HostError as exc:
         await kill(layout, scan=True)
         raise DriverError(f"QEMU of instance {layout.uuid} did not start: {exc}") from exc

@@ -168,6 +168,65 @@ class Qmp:
             await self._task
 
 
+class FdQmp(Qmp):
+    """A QMP session over a socket we hold, so that a command can carry a descriptor (SCM_RIGHTS)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock: socket.socket) -> None:
+        super().__init__(reader, writer)
+        self.sock = sock
+
+    @classmethod
+    async def open(cls, path: Path, timeout: float = 5.0) -> FdQmp:
+        sock = await open_socket(path, timeout)  # any path length (qemu-core)
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_LIMIT)
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            raise QmpClosed(f"cannot connect to QMP at {path}: {exc or 'timed out'}") from exc
+        conn = cls(reader, writer, sock)
+        try:
+            await asyncio.wait_for(asyncio.shield(conn._greeting), timeout)
+            await conn.execute("qmp_capabilities", timeout=timeout)
+        except BaseException as exc:
+            await conn.close()
+            if isinstance(exc, TimeoutError):
+                raise QmpClosed(f"QMP at {path} did not greet within {timeout:.0f}s") from exc
+            raise
+        return conn
+
+    async def execute_with_fd(self, command: str, arguments: dict[str, Any], fd: int, *,
+                              timeout: float = 10.0) -> Any:
+        """Like execute, with `fd` attached to the command's bytes (for getfd / add-fd)."""
+        if self.closed:
+            raise QmpClosed(f"QMP connection closed before {command}")
+        ident = str(next(self._ids))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[ident] = fut
+        data = json.dumps({"execute": command, "id": ident, "arguments": arguments}).encode() + b"\n"
+        try:
+            # Straight onto the socket, so the descriptor rides with these very bytes: first let
+            # the transport flush anything it still holds (nothing, in practice: commands are tiny).
+            while self._writer.transport.get_write_buffer_size():
+                await asyncio.sleep(0.001)
+            if socket.send_fds(self.sock, [data], [fd]) != len(data):
+                raise QmpClosed(f"QMP {command}: short write")
+            reply = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise DriverError(f"QMP {command} got no answer within {timeout:.0f}s") from None
+        except OSError as exc:
+            raise QmpClosed(f"QMP connection lost during {command}: {exc}") from exc
+        finally:
+            self._pending.pop(ident, None)
+        if "error" in reply:
+            err = reply["error"] or {}
+            raise QmpError(command, str(err.get("class", "")), str(err.get("desc", "")))
+        return reply.get("return")
+
+    async def close(self) -> None:
+        await super().close()
+        self.sock.close()
+
+
 async def open_socket(path: Path | str, timeout: float = 5.0) -> socket.socket:
     """A non-blocking unix socket connected to `path`, however long the path is.
 

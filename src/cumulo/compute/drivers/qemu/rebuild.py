@@ -68,6 +68,7 @@ def _vm_config(drv: QemuCore, layout: Layout, current: VmConfig, image: ImageSpe
         kernel=kernel, initrd=kernel and bool(image.ramdisk_path),
         append=str(props.get("os_command_line") or "") if kernel else "",
         root_format="qcow2", ephemeral=current.ephemeral, config_drive=True,
+        hotplug_ports=current.hotplug_ports,  # the NICs' root ports stay (netdev.py)
     )
 
 

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -45,80 +44,21 @@ def _qmp_lock(drv: QemuCore, uuid: str) -> asyncio.Lock:
     return drv._qmp_locks.setdefault(uuid, asyncio.Lock())
 
 
-# -- a QMP session that can pass a file descriptor ---------------------------------------------
-
-
-class FdQmp(qmp.Qmp):
-    """A QMP session over a socket we hold, so that a command can carry a descriptor (SCM_RIGHTS)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock: socket.socket) -> None:
-        super().__init__(reader, writer)
-        self.sock = sock
-
-    @classmethod
-    async def open(cls, path: Path, timeout: float = 5.0) -> FdQmp:
-        sock = await qmp.open_socket(path, timeout)  # any path length (qemu-core)
-        try:
-            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=qmp._LIMIT)
-        except (OSError, TimeoutError) as exc:
-            sock.close()
-            raise qmp.QmpClosed(f"cannot connect to QMP at {path}: {exc or 'timed out'}") from exc
-        conn = cls(reader, writer, sock)
-        try:
-            await asyncio.wait_for(asyncio.shield(conn._greeting), timeout)
-            await conn.execute("qmp_capabilities", timeout=timeout)
-        except BaseException as exc:
-            await conn.close()
-            if isinstance(exc, TimeoutError):
-                raise qmp.QmpClosed(f"QMP at {path} did not greet within {timeout:.0f}s") from exc
-            raise
-        return conn
-
-    async def execute_with_fd(self, command: str, arguments: dict[str, Any], fd: int, *,
-                              timeout: float = 10.0) -> Any:
-        """Like execute, with `fd` attached to the command's bytes (for getfd / add-fd)."""
-        if self.closed:
-            raise qmp.QmpClosed(f"QMP connection closed before {command}")
-        ident = str(next(self._ids))
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[ident] = fut
-        data = json.dumps({"execute": command, "id": ident, "arguments": arguments}).encode() + b"\n"
-        try:
-            # Straight onto the socket, so the descriptor rides with these very bytes: first let
-            # the transport flush anything it still holds (nothing, in practice: commands are tiny).
-            while self._writer.transport.get_write_buffer_size():
-                await asyncio.sleep(0.001)
-            if socket.send_fds(self.sock, [data], [fd]) != len(data):
-                raise qmp.QmpClosed(f"QMP {command}: short write")
-            reply = await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            raise DriverError(f"QMP {command} got no answer within {timeout:.0f}s") from None
-        except OSError as exc:
-            raise qmp.QmpClosed(f"QMP connection lost during {command}: {exc}") from exc
-        finally:
-            self._pending.pop(ident, None)
-        if "error" in reply:
-            err = reply["error"] or {}
-            raise qmp.QmpError(command, str(err.get("class", "")), str(err.get("desc", "")))
-        return reply.get("return")
-
-    async def close(self) -> None:
-        await super().close()
-        self.sock.close()
+# -- a QMP session that can pass a file descriptor (qmp.FdQmp) --------------------------------
 
 
 @contextlib.asynccontextmanager
-async def fd_session(drv: QemuCore, layout: Layout) -> AsyncIterator[FdQmp]:
-    """An FdQmp session holding the driver's QMP lock for this server."""
+async def fd_session(drv: QemuCore, layout: Layout) -> AsyncIterator[qmp.FdQmp]:
+    """A qmp.FdQmp session holding the driver's QMP lock for this server."""
     async with _qmp_lock(drv, layout.uuid):
-        conn = await FdQmp.open(layout.qmp)
+        conn = await qmp.FdQmp.open(layout.qmp)
         try:
             yield conn
         finally:
             await asyncio.shield(conn.close())
 
 
-async def _pass_file(conn: FdQmp, path: Path, flags: int) -> None:
+async def _pass_file(conn: qmp.FdQmp, path: Path, flags: int) -> None:
     """Open `path` and hand the descriptor to QEMU as FD_NAME (QEMU keeps its own copy)."""
     with contextlib.suppress(DriverError):
         await conn.execute("closefd", {"fdname": FD_NAME})  # one a failed attempt left behind
@@ -158,7 +98,7 @@ def _commit_state(layout: Layout, tmp: Path) -> int:
     return size
 
 
-async def _save_state(conn: FdQmp, tmp: Path, timeout: float) -> dict[str, Any]:
+async def _save_state(conn: qmp.FdQmp, tmp: Path, timeout: float) -> dict[str, Any]:
     """Stop the vCPUs and migrate the guest into `tmp`; the query-migrate result once completed."""
     await conn.execute("stop")
     await conn.execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
@@ -182,7 +122,7 @@ async def _save_state(conn: FdQmp, tmp: Path, timeout: float) -> dict[str, Any]:
         delay = min(delay * 1.5, 0.2)
 
 
-async def _wait_incoming(drv: QemuCore, layout: Layout, conn: FdQmp, timeout: float) -> None:
+async def _wait_incoming(drv: QemuCore, layout: Layout, conn: qmp.FdQmp, timeout: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     delay = 0.01

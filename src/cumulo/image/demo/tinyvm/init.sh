@@ -30,7 +30,8 @@ load_modules() {
     for m in "$@"; do
         case "$m" in
             virtio_pci*) [ $PCI -eq 1 ] || continue ;;
-            failover|net_failover|virtio_net) virtio_net_present || continue ;;
+            # A PCI machine may get a NIC later (hot plug): the driver is there for it.
+            failover|net_failover|virtio_net) [ $PCI -eq 1 ] || virtio_net_present || continue ;;
         esac
         insmod "/lib/modules/$KVER/$m.ko" 2>/dev/null
     done
@@ -146,6 +147,30 @@ if [ "${magic%"${magic#??}"}" = "#!" ]; then
     echo "cumulo-tiny-vm: running user_data"
     /run/user_data
     echo "cumulo-tiny-vm: user_data exited $?"
+fi
+
+# A NIC that shows up later (hot plug: only a PCI machine has it) comes up by itself, with DHCP.
+# This kernel runs no uevent helper, so a watcher looks at /sys/class/net once a second; it waits
+# with `read -t` on a FIFO, a shell builtin, so it forks nothing while no NIC comes or goes.
+if [ $PCI -eq 1 ] && mkfifo /run/nic-tick 2>/dev/null; then
+    (
+        exec 3<>/run/nic-tick
+        seen=" lo$nics "
+        while :; do
+            read -t 1 -u 3 _
+            now=" "
+            for path in /sys/class/net/*; do
+                nic=${path##*/}
+                [ -e "$path" ] || continue
+                now="$now$nic "
+                case "$seen" in *" $nic "*) continue ;; esac
+                ip link set "$nic" up
+                echo "cumulo-tiny-vm: $nic hot-plugged, up (DHCP in the background)"
+                udhcpc -i "$nic" -b -q -t 5 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1 &
+            done
+            seen=$now
+        done
+    ) </dev/null >/dev/console 2>&1 &
 fi
 
 read -r up _ < /proc/uptime

@@ -25,7 +25,7 @@ STAGE2_MODULES = ["ata_piix", "sr_mod"]  # the cloud kernel has no AHCI: on q35 
 APPLETS = (
     "acpid", "awk", "cat", "chmod", "cp", "cttyhack", "cut", "date", "df", "dmesg", "echo", "env", "false",
     "findfs", "free", "grep", "halt", "head", "hostname", "id", "ifconfig", "init", "insmod", "ip", "ipcalc",
-    "kill", "less", "ln", "ls", "lsmod", "mkdir", "mknod", "more", "mount", "mv", "nc", "netstat", "ping",
+    "kill", "less", "ln", "ls", "lsmod", "mkdir", "mkfifo", "mknod", "more", "mount", "mv", "nc", "netstat", "ping",
     "poweroff", "printf", "ps", "pwd", "reboot", "rm", "rmdir", "route", "run-parts", "sed", "seq", "sh",
     "sleep", "sort", "stat", "sync", "tail", "tee", "test", "top", "touch", "tr", "true", "udhcpc", "umount",
     "uname", "uptime", "vi", "wc", "wget", "which", "xargs",

@@ -1,0 +1,138 @@
+"""A VM's NICs on QEMU's command line: a tap made in the network's namespace
+(cumulo.netplane.nic.open_tap) whose fd QEMU inherits, `-netdev tap,fd=N` and a virtio-net NIC
+with the port's MAC.
+
+The record (instance.json, "nics") lists each NIC with its slot (ids `net<slot>` for the netdev,
+`nic<slot>` for the device) and, on q35, the PCIe root port it sits in (`hp<k>`): a q35 server
+made with NICs gets one root port per NIC plus SPARE_PORTS empty ones at every start, because a
+device on the root complex itself (pcie.0) can be neither plugged nor unplugged while the guest
+runs. A start puts every recorded NIC back in its own port, so the device layout (which a resume
+from a saved state needs) stays the same. microvm has virtio-mmio only: NICs at boot
+(virtio-net-device), no hot plug. The taps are not persistent: they go with QEMU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from cumulo.compute.drivers import nicrecord
+from cumulo.compute.drivers.base import NicSpec
+from cumulo.compute.drivers.nicrecord import PluggedNic
+from cumulo.compute.drivers.qemu.process import VmConfig, root_port
+from cumulo.errors import CumuloError, DriverError
+from cumulo.netplane import nic as plane
+
+SPARE_PORTS = 4  # empty PCIe root ports of a q35 server with NICs, for hot plug
+MICROVM = "microvm"
+
+
+def netdev_id(slot: int) -> str:
+    return f"net{slot}"
+
+
+def device_id(slot: int) -> str:
+    return f"nic{slot}"
+
+
+def hotplug_ports(machine: str, nics: int) -> int:
+    """Root ports a new server gets (process.build_argv makes them): one per boot NIC and
+    SPARE_PORTS more, on q35 with NICs."""
+    return nics + SPARE_PORTS if machine == "q35" and nics else 0
+
+
+def device_props(cfg: VmConfig, entry: PluggedNic, bus: str) -> dict[str, Any]:
+    """The virtio-net device's properties (QMP device_add arguments; -device renders them)."""
+    props: dict[str, Any] = {
+        "driver": "virtio-net-device" if cfg.machine == MICROVM else "virtio-net-pci",
+        "netdev": netdev_id(entry.slot), "id": device_id(entry.slot), "mac": entry.nic.mac.lower(),
+    }
+    if bus and cfg.machine == "q35" and cfg.hotplug_ports:  # a rebuild may change the machine
+        props["bus"] = bus
+    if entry.nic.mtu != 1500:
+        props["host_mtu"] = int(entry.nic.mtu)
+    return props
+
+
+def device_option(props: dict[str, Any]) -> str:
+    return ",".join([str(props["driver"])] + [f"{k}={v}" for k, v in props.items() if k != "driver"])
+
+
+def recorded(rec: dict[str, Any]) -> list[tuple[PluggedNic, str]]:
+    """(NIC, bus) of each NIC in the record, by slot."""
+    out = []
+    for doc in rec.get("nics") or []:
+        entries = nicrecord.load([doc])
+        if entries:
+            out.append((entries[0], str(doc.get("bus") or "")))
+    return sorted(out, key=lambda e: e[0].slot)
+
+
+def record_docs(nics: list[tuple[PluggedNic, str]]) -> list[dict[str, Any]]:
+    return [{**nicrecord.to_json(e), "bus": bus} for e, bus in nics]
+
+
+def boot_nics(cfg: VmConfig, nics: tuple[NicSpec, ...]) -> list[tuple[PluggedNic, str]]:
+    """The NICs of a new server: slot i, in root port i on q35."""
+    return [(PluggedNic(i, n), root_port(i) if cfg.hotplug_ports else "") for i, n in enumerate(nics)]
+
+
+def free_port(cfg: VmConfig, nics: list[tuple[PluggedNic, str]], *, live: bool) -> str:
+    """The root port an attached NIC goes into: "" where the bus takes one itself (pc, and
+    microvm's boot-time virtio-mmio slots: a stopped microvm server gets the NIC at its next start)."""
+    if cfg.machine == MICROVM and live:
+        raise DriverError("a running microvm server has no PCI bus, so no NIC hot plug: stop it first, or "
+                          "boot its image with hw_machine_type=q35")
+    if cfg.machine != "q35":
+        return ""
+    used = {bus for _e, bus in nics}
+    for k in range(cfg.hotplug_ports):
+        if root_port(k) not in used:
+            return root_port(k)
+    raise DriverError(f"no free PCIe slot for another NIC ({cfg.hotplug_ports} root ports, all taken; "
+                      "a q35 server made without NICs has none)")
+
+
+async def open_taps(nics: list[tuple[PluggedNic, str]], *, strict: bool,
+                    skipped: list[str]) -> list[tuple[PluggedNic, str, int]]:
+    """A tap per NIC, its fd open (the caller closes them once QEMU has them). strict: any failure
+    fails (and closes what was opened); else a NIC whose tap cannot be made is left out and named
+    in `skipped`."""
+    out: list[tuple[PluggedNic, str, int]] = []
+    try:
+        for entry, bus in nics:
+            try:
+                fd = await plane.open_tap(entry.nic)
+            except CumuloError as exc:
+                msg = f"NIC {entry.nic.mac} (port {entry.nic.port_id}): {exc}"
+                if strict:
+                    raise DriverError(f"cannot plug {msg}") from exc
+                skipped.append(msg)
+                continue
+            out.append((entry, bus, fd))
+    except BaseException:
+        close_fds(out)
+        raise
+    return out
+
+
+def close_fds(taps: list[tuple[PluggedNic, str, int]]) -> None:
+    for _e, _b, fd in taps:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def nic_argv(cfg: VmConfig, taps: list[tuple[PluggedNic, str, int]]) -> list[str]:
+    out: list[str] = []
+    for entry, bus, fd in taps:
+        out += ["-netdev", f"tap,id={netdev_id(entry.slot)},fd={fd}",
+                "-device", device_option(device_props(cfg, entry, bus))]
+    return out
+
+
+async def unplug_all(rec: dict[str, Any]) -> None:
+    """The taps of every recorded NIC gone (they go with QEMU anyway); errors ignored."""
+    for entry, _bus in recorded(rec):
+        with contextlib.suppress(CumuloError, OSError):
+            await plane.unplug(entry.nic.netns, entry.nic.device)
