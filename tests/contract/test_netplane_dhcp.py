@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid as uuidlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,12 +24,16 @@ pytestmark = pytest.mark.skipif(bool(MISSING or DNSMASQ_MISSING),
 
 
 @pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    lab = Lab(state_dir=tmp_path / "state")
+async def lab() -> AsyncIterator[Lab]:
+    # dnsmasq reads its files as `nobody`: a run dir it can reach (pytest's tmp dirs are 0700).
+    run_dir = Path(tempfile.mkdtemp(prefix="cdpt-dhcp-"))
+    os.chmod(run_dir, 0o755)
+    lab = Lab(state_dir=run_dir)
     try:
         yield lab
     finally:
         await lab.cleanup()
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def lease(server: Server, tmp_path: Path) -> dict[str, str]:
@@ -70,7 +76,7 @@ async def test_dnsmasq_hands_the_ports_address_and_reloads_on_change(lab: Lab, t
     moved = dhcp.Config(net_id, (subnet,), (dhcp.Host(client.port_id, client.mac, ((subnet.id, "10.71.0.44"),)),),
                         mtu=1400)
     assert await dhcp.ensure(lab.state_dir, ns, moved, iface) == pid
-    assert (lab.state_dir / "dhcp" / net_id / "host").read_text().startswith(f"{client.mac},host-10-71-0-44,")
+    assert (lab.state_dir / net_id / "host").read_text().startswith(f"{client.mac},host-10-71-0-44,")
     got = await asyncio.to_thread(lease, client, tmp_path)
     assert got.get("ip") == "10.71.0.44"
 
@@ -81,6 +87,6 @@ async def test_dnsmasq_hands_the_ports_address_and_reloads_on_change(lab: Lab, t
     # Nothing left to serve: stopped, its files gone.
     assert await dhcp.ensure(lab.state_dir, ns, dhcp.Config(net_id, ()), iface) == 0
     assert await dhcp.list_running(lab.state_dir) == {}
-    assert not (lab.state_dir / "dhcp" / net_id).exists()
+    assert not (lab.state_dir / net_id).exists()
     assert not os.path.exists(f"/proc/{pid}/cmdline") or b"dnsmasq" not in Path(f"/proc/{pid}/cmdline").read_bytes()
 

@@ -3,7 +3,7 @@ serving every subnet of the network that has DHCP enabled, each port's fixed IP 
 
 dnsmasq listens on an interface of its own on the network's bridge: a veth pair in `cnet-<net>`,
 `tap<port hex[:11]>` on `br0` and `ns-<port hex[:11]>` holding the DHCP port's addresses (the
-network:dhcp port's MAC and fixed IPs). Its files live in `<state_dir>/dhcp/<network id>/`:
+network:dhcp port's MAC and fixed IPs). Its files live in `<run_dir>/<network id>/`:
 
 - `host`: one line per fixed IP, `mac,host-10-0-0-5,10.0.0.5[,set:port-<id>]` (the tag only for a
   port with extra_dhcp_opts);
@@ -16,6 +16,11 @@ A change to hosts or options is a SIGHUP (dnsmasq re-reads both files); a change
 (the command line) is a restart. dnsmasq is stopped by the pid in its pid file, after checking
 that the process is the dnsmasq of that file (a pid can be reused). Its DNS is off (`--port=0`):
 servers get the subnet's dns_nameservers, as Neutron does when they are set.
+
+dnsmasq drops root for `nobody` before it reads the hosts and options files (at start and at
+each SIGHUP), so `run_dir` must be reachable by `nobody`: not under the cloud's private (0700)
+state dir. The default is `RUN_DIR` (/run/cumulo/dhcp, made 0755; the files in it are 0644 and
+hold only what DHCP hands out anyway), as libvirt keeps its dnsmasq files in a world-readable dir.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from cumulo.netplane import bridge, netns, nft
 from cumulo.netplane.netns import IP
 
 DNSMASQ = "dnsmasq"
+RUN_DIR = Path("/run/cumulo/dhcp")
 DOMAIN = "openstacklocal"
 _OPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _BAD_VALUE = re.compile(r"[\x00-\x1f\x7f]")
@@ -96,8 +102,8 @@ class Paths:
     dir: Path
 
     @classmethod
-    def of(cls, state_dir: Path, network_id: str) -> Paths:
-        return cls(Path(state_dir) / "dhcp" / str(uuidlib.UUID(_hex(network_id))))
+    def of(cls, run_dir: Path, network_id: str) -> Paths:
+        return cls(Path(run_dir) / str(uuidlib.UUID(_hex(network_id))))
 
     @property
     def hosts(self) -> Path:
@@ -227,9 +233,20 @@ def _write(path: Path, text: str) -> bool:
     return True
 
 
+def _make_dirs(path: Path) -> None:
+    """path and any missing parent, 0755 whatever the umask (`cumulo up` runs with 077)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        os.chmod(d, 0o755)
+
+
 def _write_files(paths: Paths, hosts_text: str, opts_text: str) -> bool:
-    paths.dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(paths.dir, 0o755)
+    _make_dirs(paths.dir)
+    os.chmod(paths.dir.parent, 0o755)
     changed = _write(paths.hosts, hosts_text)
     return _write(paths.opts, opts_text) or changed
 
@@ -294,12 +311,12 @@ async def _wait_pid(paths: Paths, deadline: float) -> int:
         await asyncio.sleep(0.02)
 
 
-async def ensure(state_dir: Path, ns: str, cfg: Config, iface: Interface) -> int:
+async def ensure(run_dir: Path, ns: str, cfg: Config, iface: Interface) -> int:
     """dnsmasq serving `cfg` in `ns` on `iface`: started, reloaded (SIGHUP) or restarted as needed.
     Returns its pid. With no subnet to serve it is stopped instead (and 0 returned)."""
-    paths = Paths.of(state_dir, cfg.network_id)
+    paths = Paths.of(run_dir, cfg.network_id)
     if not _served(cfg):
-        await stop(state_dir, cfg.network_id)
+        await stop(run_dir, cfg.network_id)
         return 0
     await ensure_interface(ns, iface)
     changed = await asyncio.to_thread(_write_files, paths, render_hosts(cfg), render_opts(cfg))
@@ -310,7 +327,7 @@ async def ensure(state_dir: Path, ns: str, cfg: Config, iface: Interface) -> int
             os.kill(pid, signal.SIGHUP)
         return pid
     if pid is not None:
-        await stop(state_dir, cfg.network_id, keep_files=True)
+        await stop(run_dir, cfg.network_id, keep_files=True)
     rc = await host.run_to_file([IP, "netns", "exec", netns.check_name(ns), *want], str(paths.log), timeout=30)
     if rc != 0:
         text = await asyncio.to_thread(lambda: paths.log.read_text(errors="replace") if paths.log.exists() else "")
@@ -318,10 +335,10 @@ async def ensure(state_dir: Path, ns: str, cfg: Config, iface: Interface) -> int
     return await _wait_pid(paths, time.monotonic() + 10)
 
 
-async def stop(state_dir: Path, network_id: str, *, keep_files: bool = False) -> bool:
+async def stop(run_dir: Path, network_id: str, *, keep_files: bool = False) -> bool:
     """Stop the network's dnsmasq (SIGTERM, then SIGKILL after 5 s) and drop its files. Returns
     whether one was running."""
-    paths = Paths.of(state_dir, network_id)
+    paths = Paths.of(run_dir, network_id)
     pid = await asyncio.to_thread(running_pid, paths)
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
@@ -343,10 +360,10 @@ def _remove_dir(path: Path) -> None:
     path.rmdir()
 
 
-async def list_running(state_dir: Path) -> dict[str, int]:
+async def list_running(run_dir: Path) -> dict[str, int]:
     """network id -> pid of every dnsmasq Cumulo runs (by the pid files under the state dir)."""
     def scan() -> dict[str, int]:
-        root = Path(state_dir) / "dhcp"
+        root = Path(run_dir)
         out: dict[str, int] = {}
         if not root.is_dir():
             return out
@@ -359,10 +376,10 @@ async def list_running(state_dir: Path) -> dict[str, int]:
     return await asyncio.to_thread(scan)
 
 
-async def list_dirs(state_dir: Path) -> list[str]:
+async def list_dirs(run_dir: Path) -> list[str]:
     """network ids with a DHCP directory under the state dir, running or not."""
     def scan() -> list[str]:
-        root = Path(state_dir) / "dhcp"
+        root = Path(run_dir)
         return sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
 
     return await asyncio.to_thread(scan)

@@ -40,7 +40,7 @@ def _id(name: str, prefix: str) -> str | None:
         return None
 
 
-async def discover(state_dir: Path) -> Inventory:
+async def discover(dhcp_dir: Path) -> Inventory:
     net_ns = await netns.list_names(netns.NETWORK_PREFIX)
     rtr_ns = await netns.list_names(netns.ROUTER_PREFIX)
     networks = tuple(i for i in (_id(n, netns.NETWORK_PREFIX) for n in net_ns) if i)
@@ -55,7 +55,7 @@ async def discover(state_dir: Path) -> Inventory:
         ns = netns.router_ns(r)
         tables[ns] = tuple(await nft.cumulo_tables(ns))
     return Inventory(networks=networks, routers=routers, bridge_ports=ports, tables=tables,
-                     dnsmasq=await dhcp.list_running(state_dir), dhcp_dirs=tuple(await dhcp.list_dirs(state_dir)),
+                     dnsmasq=await dhcp.list_running(dhcp_dir), dhcp_dirs=tuple(await dhcp.list_dirs(dhcp_dir)),
                      host_links=tuple(await external.list_host_links()))
 
 
@@ -98,10 +98,10 @@ def _owned_ns(ns: str, nets: set[str], rtrs: set[str]) -> bool:
     return ns[len(netns.ROUTER_PREFIX):] in rtrs
 
 
-async def reap(state_dir: Path, stale: Inventory) -> None:
+async def reap(dhcp_dir: Path, stale: Inventory) -> None:
     """Remove everything in `stale` (an `orphans` result): dnsmasq first, then namespaces."""
     for n in sorted(set(stale.dnsmasq) | set(stale.dhcp_dirs)):
-        await dhcp.stop(state_dir, n)
+        await dhcp.stop(dhcp_dir, n)
     for n in stale.networks:
         await netns.delete(netns.network_ns(n))
     for r in stale.routers:
