@@ -88,7 +88,8 @@ async def until(pred: Callable[[], bool], what: str, timeout: float = 60.0) -> N
 async def test_two_containers_ping_each_other_and_a_hot_nic(
         runc_driver: RuncDriver, nets: Callable[[], Awaitable[str]], tmp_path: Path) -> None:  # noqa: F811
     net, net2 = await nets(), await nets()
-    nic_a, nic_b = nic_on(net, "10.77.0.11"), nic_on(net, "10.77.0.12")
+    nic_a = dataclasses.replace(nic_on(net, "10.77.0.11"), dns=("192.0.2.53", "192.0.2.54"))
+    nic_b = nic_on(net, "10.77.0.12")
     a = dataclasses.replace(spec_for(tmp_path, "nic-a", os_command_line=SLEEPER), nics=(nic_a,))
     b = dataclasses.replace(spec_for(tmp_path, "nic-b", os_command_line=SLEEPER), nics=(nic_b,))
     await runc_driver.spawn(a)
@@ -96,6 +97,8 @@ async def test_two_containers_ping_each_other_and_a_hot_nic(
     assert await bridge.ports(net) == sorted([nic_a.device, nic_b.device])
     shown = in_container(runc_driver, a.uuid, "ip", "addr", "show", "eth0").stdout
     assert nic_a.mac in shown and "10.77.0.11/24" in shown
+    assert in_container(runc_driver, a.uuid, "cat", "/etc/resolv.conf").stdout.split() == [
+        "nameserver", "192.0.2.53", "nameserver", "192.0.2.54"]
     assert ping(runc_driver, a.uuid, "10.77.0.12")
     assert ping(runc_driver, b.uuid, "10.77.0.11")
 

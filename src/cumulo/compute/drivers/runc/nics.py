@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import os
 from pathlib import Path
 
-from cumulo.compute.drivers import files, nicrecord
+from cumulo.compute.drivers import files, nicrecord, rootfs
 from cumulo.compute.drivers.base import NicSpec
 from cumulo.compute.drivers.local import CONSOLE
 from cumulo.compute.drivers.nicrecord import PluggedNic
@@ -49,15 +51,39 @@ async def _plug(uuid: str, entry: PluggedNic) -> None:
         raise DriverError(f"cannot plug NIC {entry.nic.mac} (port {entry.nic.port_id}) of {uuid}: {exc}") from exc
 
 
+def write_resolv_conf(root: Path, nameservers: list[str]) -> None:
+    """/etc/resolv.conf in the container's (mounted) root naming the NICs' DNS servers, at most
+    three (the resolver reads no more). Blocking. Never follows a link of the image: rootfs.py's
+    writers replace whatever /etc or resolv.conf is."""
+    try:
+        servers = list(dict.fromkeys(str(ipaddress.ip_address(n)) for n in nameservers))[:3]
+    except ValueError as exc:
+        raise DriverError(f"bad DNS server address: {exc}") from None
+    root_fd = rootfs.open_dir(root)
+    try:
+        etc_fd, _created = rootfs.ensure_dir_at(root_fd, "etc", 0o755)
+        try:
+            data = "".join(f"nameserver {s}\n" for s in servers).encode()
+            rootfs.replace_file_at(etc_fd, "resolv.conf", data, mode=0o644, uid=0, gid=0)
+        finally:
+            os.close(etc_fd)
+    finally:
+        os.close(root_fd)
+
+
 async def plug_all(idir: Path, uuid: str, nics: tuple[NicSpec, ...]) -> None:
-    """At spawn, in the new namespace before the container runs: eth0, eth1, ... in spec order.
-    On failure the caller removes the dir, which unplugs them (unplug_all)."""
+    """At spawn, in the new namespace before the container runs: eth0, eth1, ... in spec order,
+    and the NICs' DNS servers in /etc/resolv.conf. On failure the caller removes the dir, which
+    unplugs them (unplug_all)."""
     if not nics:
         return
     entries = [PluggedNic(i, n) for i, n in enumerate(nics)]
     await asyncio.to_thread(write, idir, entries)
     for entry in entries:
         await _plug(uuid, entry)
+    dns = [d for n in nics for d in n.dns]
+    if dns:
+        await asyncio.to_thread(write_resolv_conf, idir / "rootfs", dns)
 
 
 async def replug(idir: Path, uuid: str) -> None:
