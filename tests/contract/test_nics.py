@@ -132,6 +132,21 @@ async def test_two_containers_ping_each_other_and_a_hot_nic(
     assert_nothing_left(runc_driver, tmp_path)
 
 
+async def test_a_rebuilt_container_keeps_its_nics_and_dns(
+        runc_driver: RuncDriver, nets: Callable[[], Awaitable[str]], tmp_path: Path) -> None:  # noqa: F811
+    net = await nets()
+    nic = dataclasses.replace(nic_on(net, "10.82.0.5"), dns=("192.0.2.53",))
+    peer = nic_on(net, "10.82.0.6")
+    spec = dataclasses.replace(spec_for(tmp_path, "nic-rb", os_command_line=SLEEPER), nics=(nic,))
+    other = dataclasses.replace(spec_for(tmp_path, "nic-rb-peer", os_command_line=SLEEPER), nics=(peer,))
+    await runc_driver.spawn(spec)
+    await runc_driver.spawn(other)
+    await runc_driver.rebuild(spec)
+    assert "10.82.0.5/24" in in_container(runc_driver, spec.uuid, "ip", "addr", "show", "eth0").stdout
+    assert "nameserver 192.0.2.53" in in_container(runc_driver, spec.uuid, "cat", "/etc/resolv.conf").stdout
+    assert ping(runc_driver, spec.uuid, "10.82.0.6")
+
+
 async def test_spawn_onto_a_missing_network_fails_and_leaves_nothing(
         runc_driver: RuncDriver, nets: Callable[[], Awaitable[str]], tmp_path: Path) -> None:  # noqa: F811
     net = await nets()
@@ -241,6 +256,14 @@ async def test_hot_plug_of_a_nic_on_a_running_vm(
         # The guest brings the new NIC up by itself and asks DHCP for its address.
         await wait_console(qemu_driver, vm.uuid, lambda t: "10.81.0.42/24 (DHCP)" in t, "DHCP lease on the new NIC")
         await until(lambda: _ns_ping(net2, "10.81.0.42"), "ping of the hot-plugged NIC")
+
+        # Suspend and resume: the taps go with QEMU and come back in the same slots (the saved
+        # device state must match), and the guest's addresses are still there.
+        await qemu_driver.suspend(vm.uuid)
+        assert hot.device not in await bridge.ports(net2)
+        await qemu_driver.resume(vm)
+        assert hot.device in await bridge.ports(net2) and boot_nic.device in await bridge.ports(net)
+        await until(lambda: _ns_ping(net2, "10.81.0.42"), "ping of the hot-plugged NIC after resume")
 
         await qemu_driver.detach_nic(vm.uuid, hot.port_id)
         assert hot.device not in await bridge.ports(net2)

@@ -81,7 +81,13 @@ async def plug_all(idir: Path, uuid: str, nics: tuple[NicSpec, ...]) -> None:
     await asyncio.to_thread(write, idir, entries)
     for entry in entries:
         await _plug(uuid, entry)
-    dns = [d for n in nics for d in n.dns]
+    await write_dns(idir)
+
+
+async def write_dns(idir: Path) -> None:
+    """/etc/resolv.conf from the recorded NICs' DNS servers, when they name any (at spawn, hot
+    attach and rebuild, whose fresh root has the image's own)."""
+    dns = [d for e in await asyncio.to_thread(read, idir) for d in e.nic.dns]
     if dns:
         await asyncio.to_thread(write_resolv_conf, idir / "rootfs", dns)
 
@@ -122,6 +128,8 @@ async def attach(idir: Path, uuid: str, nic: NicSpec) -> None:
         revert.add(plane.unplug, nic.netns, nic.device)
         await _plug(uuid, entry)
         revert.commit()
+    if nic.dns:
+        await write_dns(idir)
     await asyncio.to_thread(files.note, idir / CONSOLE, f"NIC {ifname(entry)} ({nic.mac}) attached")
 
 

@@ -16,7 +16,7 @@ import os
 from cumulo.compute.drivers.base import InstanceSpec
 from cumulo.compute.drivers.files import write_json
 from cumulo.compute.drivers.local import RECORD
-from cumulo.compute.drivers.runc import bundle, overlay, provision
+from cumulo.compute.drivers.runc import bundle, nics, overlay, provision
 from cumulo.compute.drivers.runc.core import CONFIG, RuncCore
 from cumulo.compute.drivers.runc.state import container_id
 from cumulo.errors import CumuloError, DriverError
@@ -51,6 +51,7 @@ class Rebuild(RuncCore):
                 await asyncio.to_thread(os.chmod, upper, (await asyncio.to_thread(os.stat, lower)).st_mode & 0o7777)
                 await overlay.mount(lower, upper, work, merged)
                 await provision.provision(idir, spec)
+                await nics.write_dns(idir)  # the fresh root has the image's own resolv.conf
                 await asyncio.to_thread(write_json, idir / CONFIG, config)
                 await self.write_record(idir, provision.record(spec, image_cfg, float(old.get("created_at", 0)), lower))
                 await self._start(cid, idir, config["process"]["args"])
