@@ -115,7 +115,7 @@ class FloatingIPs(NetworkBase):
         if "floating_network_id" not in item:
             raise faults.bad_request("Failed to parse request. Required attribute 'floating_network_id' not specified")
         network_id = attrs.uuid_value(item["floating_network_id"], "floating_network_id")
-        project = attrs.project_of(ctx.project_id, ctx.is_admin, item)
+        project = l3_ports.owner_project(ctx, item)
         requested: dict[str, Any] = {}
         if item.get("subnet_id") is not None:
             requested["subnet_id"] = attrs.uuid_value(item["subnet_id"], "subnet_id")

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
-from cumulo.network import ipam
+from cumulo.network import attrs, ipam
 from cumulo.network import l3_errors as e
 from cumulo.network.base import owns
 from cumulo.network.models import ip_allocations, network_tags, networks, port_security_groups, ports, subnets
@@ -30,6 +30,15 @@ ROUTER_INTERFACE = "network:router_interface"
 ROUTER_GATEWAY = "network:router_gateway"
 FLOATINGIP = "network:floatingip"
 SERVICE_OWNERS = (ROUTER_INTERFACE, ROUTER_GATEWAY, FLOATINGIP)
+
+
+def owner_project(ctx: RequestContext, item: dict[str, Any]) -> str:
+    """attrs.project_of, after checking that tenant_id/project_id are strings (a list or an object
+    there is 400, not a crash)."""
+    for key in ("tenant_id", "project_id"):
+        if key in item and not isinstance(item[key], str):
+            raise e.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: '{item[key]}' is not a valid string.")
+    return attrs.project_of(ctx.project_id, ctx.is_admin, item)
 
 
 async def subnet_row(conn: AsyncConnection, ctx: RequestContext, subnet_id: str) -> Any:

@@ -170,7 +170,7 @@ class Routers(NetworkBase):
     async def create_router(self, ctx: RequestContext, item: dict[str, Any]) -> dict[str, Any]:
         _authorize(ctx, "router:create")
         attrs.check_attrs(item, ROUTER_CREATE)
-        project = attrs.project_of(ctx.project_id, ctx.is_admin, item)
+        project = l3_ports.owner_project(ctx, item)
         gateway = _gateway_request(ctx, item.get("external_gateway_info"))
         tags = check_tags(item["tags"]) if "tags" in item else []
         router_id = new_uuid()

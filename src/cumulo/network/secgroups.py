@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo import policy
 from cumulo.context import RequestContext
 from cumulo.db import isotime, new_uuid, utcnow
-from cumulo.network import attrs, faults, sg_rules
+from cumulo.network import attrs, faults, l3_ports, sg_rules
 from cumulo.network import l3_errors as e
 from cumulo.network.base import NetworkBase
 from cumulo.network.models import (
@@ -155,7 +155,7 @@ class SecurityGroups(NetworkBase):
     async def create_group(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         _authorize(ctx, "security_group:create")
         attrs.check_attrs(body, GROUP_ATTRIBUTES)
-        project = attrs.project_of(ctx.project_id, ctx.is_admin, body)
+        project = l3_ports.owner_project(ctx, body)
         name = attrs.string(body, "name", "") or ""
         if name.lower() == DEFAULT_NAME:
             raise e.SecurityGroupDefaultAlreadyExists()
@@ -244,7 +244,7 @@ class SecurityGroups(NetworkBase):
     async def create_rule(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         _authorize(ctx, "security_group_rule:create")
         rule = sg_rules.normalize_rule(body)
-        attrs.project_of(ctx.project_id, ctx.is_admin, body)  # naming another project needs admin
+        l3_ports.owner_project(ctx, body)  # naming another project needs admin
         async with self.db.write() as conn:
             if rule["remote_group_id"]:
                 await self._visible_group(conn, ctx, rule["remote_group_id"])
