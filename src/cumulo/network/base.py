@@ -1,7 +1,8 @@
 """What every network service facet shares: the DB, visibility rules, quotas, tags and revisions.
 
 Visibility (Neutron's default policy): a project sees its own resources; networks that are shared
-or external are seen by every project (and so are their subnets); the admin sees all. A resource
+or external are seen by every project, and the subnets of shared ones (an external network's
+subnets stay hidden unless it is shared too, as Tempest checks); the admin sees all. A resource
 the caller cannot see is NotFound (NetworkNotFound, ...), so ids of other projects do not leak; one
 it can see but not change is Forbidden. The facets (`networks`, `ports`, and L3API's routers,
 floating IPs and security groups) subclass `NetworkBase`; `service.NetworkService` combines them.

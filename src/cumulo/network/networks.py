@@ -268,13 +268,15 @@ class Networks(NetworkBase):
         ]
 
     async def subnet_row(self, conn: AsyncConnection, ctx: RequestContext, subnet_id: str) -> Any:
-        """The subnet the caller may see (its own, or on a network it sees), or SubnetNotFound."""
+        """The subnet the caller may see (its own, or on a network it owns or that is shared), or
+        SubnetNotFound."""
         row = (await conn.execute(sa.select(subnets).where(subnets.c.id == subnet_id))).first()
         if row is None:
             raise faults.not_found("Subnet", subnet_id)
         if not owns(ctx, row):
             net = (await conn.execute(sa.select(networks).where(networks.c.id == row.network_id))).first()
-            if net is None or not (owns(ctx, net) or net.shared or net.external):
+            # an external network's subnets stay its owner's unless it is shared too (Neutron's policy)
+            if net is None or not (owns(ctx, net) or net.shared):
                 raise faults.not_found("Subnet", subnet_id)
         return row
 
@@ -354,7 +356,8 @@ class Networks(NetworkBase):
         async with self.db.read() as conn:
             query = sa.select(subnets).order_by(subnets.c.created_at, subnets.c.id)
             if not ctx.is_admin:
-                visible = sa.select(networks.c.id).where(self.visible_networks_clause(ctx))
+                visible = sa.select(networks.c.id).where(
+                    sa.or_(networks.c.project_id == ctx.project_id, networks.c.shared))
                 query = query.where(sa.or_(subnets.c.project_id == ctx.project_id, subnets.c.network_id.in_(visible)))
             return await self.render_subnets(conn, list(await conn.execute(query)))
 

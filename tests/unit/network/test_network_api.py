@@ -388,3 +388,15 @@ async def test_openapi_document(svc: Any) -> None:
             for media in o.get("requestBody", {}).get("content", {}).values():
                 jsonschema.Draft202012Validator.check_schema(media["schema"])
     assert len(ids) == len(set(ids))
+
+
+async def test_external_network_is_visible_but_its_subnets_only_when_shared(
+    alice: httpx.AsyncClient, admin: httpx.AsyncClient
+) -> None:
+    ext = await make_net(admin, **{"router:external": True})
+    sub = await make_subnet(admin, ext["id"], "172.24.4.0/24")
+    assert [n["id"] for n in (await alice.get("/v2.0/networks")).json()["networks"]] == [ext["id"]]
+    assert (await alice.get("/v2.0/subnets", params={"network_id": ext["id"]})).json()["subnets"] == []
+    fault(await alice.get(f"/v2.0/subnets/{sub['id']}"), 404, "SubnetNotFound")
+    assert (await admin.put(f"/v2.0/networks/{ext['id']}", json={"network": {"shared": True}})).status_code == 200
+    assert [s["id"] for s in (await alice.get("/v2.0/subnets")).json()["subnets"]] == [sub["id"]]
