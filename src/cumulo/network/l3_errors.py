@@ -79,6 +79,10 @@ class IpAddressAlreadyAllocated(_Templated, errors.Conflict):
     template = "IP address %(ip)s already allocated in subnet %(subnet_id)s"
 
 
+class MacAddressInUse(_Templated, errors.Conflict):
+    template = "Unable to complete operation for network %(net_id)s. The mac address %(mac)s is in use."
+
+
 class IpAddressGenerationFailure(_Templated, errors.Conflict):
     template = "No more IP addresses available for subnet %(subnet_id)s."
 

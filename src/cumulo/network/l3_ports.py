@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.context import RequestContext
@@ -88,8 +89,11 @@ async def _allocate(conn: AsyncConnection, subnet: Any, port_id: str, ip: str | 
             ip_allocations.c.network_id == subnet.network_id, ip_allocations.c.ip_address == ip))
         if holder:
             raise e.IpAddressAlreadyAllocated(ip=ip, subnet_id=subnet.id)
-    await conn.execute(ip_allocations.insert().values(
-        port_id=port_id, subnet_id=subnet.id, network_id=subnet.network_id, ip_address=ip))
+    try:
+        await conn.execute(ip_allocations.insert().values(
+            port_id=port_id, subnet_id=subnet.id, network_id=subnet.network_id, ip_address=ip))
+    except IntegrityError:  # a concurrent writer (PostgreSQL) took it first: a lost race is a 409
+        raise e.IpAddressAlreadyAllocated(ip=ip, subnet_id=subnet.id) from None
     return ip
 
 
@@ -124,13 +128,16 @@ async def create_service_port(
             ports.c.network_id == network_id, ports.c.mac_address == mac))
         if not taken:
             break
-    await conn.execute(ports.insert().values(
-        id=port_id, project_id=project_id, network_id=network_id, name="", description="", mac_address=mac,
-        device_id=device_id, device_owner=device_owner, binding_host_id="", binding_vnic_type="normal",
-        binding_profile={}, admin_state_up=True, status="ACTIVE" if device_owner != FLOATINGIP else "N/A",
-        port_security_enabled=False, allowed_address_pairs=[], extra_dhcp_opts=[],
-        created_at=now, updated_at=now, revision_number=0,
-    ))
+    try:
+        await conn.execute(ports.insert().values(
+            id=port_id, project_id=project_id, network_id=network_id, name="", description="", mac_address=mac,
+            device_id=device_id, device_owner=device_owner, binding_host_id="", binding_vnic_type="normal",
+            binding_profile={}, admin_state_up=True, status="ACTIVE" if device_owner != FLOATINGIP else "N/A",
+            port_security_enabled=False, allowed_address_pairs=[], extra_dhcp_opts=[],
+            created_at=now, updated_at=now, revision_number=0,
+        ))
+    except IntegrityError:  # a concurrent writer took the MAC (PostgreSQL): a lost race is a 409
+        raise e.MacAddressInUse(net_id=network_id, mac=mac) from None
     net_subnets = list(await conn.execute(
         sa.select(subnets).where(subnets.c.network_id == network_id).order_by(subnets.c.created_at, subnets.c.id)))
     if requested:
