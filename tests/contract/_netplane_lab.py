@@ -55,7 +55,8 @@ class Server:
 
 def listen_in(ns: str | None, port: int, address: str = "0.0.0.0") -> socket.socket:  # noqa: S104
     def make() -> socket.socket:
-        sock = socket.create_server((address, port), reuse_port=False)
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.create_server((address, port), family=family, reuse_port=False)
         sock.settimeout(5)
         return sock
 
@@ -67,7 +68,7 @@ def connect_from(ns: str | None, address: str, port: int, source: str | None = N
     """Connect from namespace `ns` (None: the host) and read one line; None when it fails.
     The listener side answers with the peer address it saw (see `serve_peer`)."""
     def make() -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
         if source:
             s.bind((source, 0))
         return s
@@ -125,7 +126,7 @@ class Lab:
         ip("-n", net_ns, "link", "set", device, "master", bridge.BRIDGE, "up")
         ip("-n", name, "link", "set", "eth0", "address", mac, "up")
         if cidr:
-            ip("-n", name, "addr", "add", cidr, "dev", "eth0")
+            ip("-n", name, "addr", "add", cidr, "dev", "eth0", *(["nodad"] if ":" in cidr else []))
         if gateway:
             ip("-n", name, "route", "add", "default", "via", gateway)
         return Server(name, port_id, device, mac, cidr.split("/")[0])

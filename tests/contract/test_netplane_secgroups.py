@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
 import uuid as uuidlib
 from collections.abc import AsyncIterator
 
 import pytest
-from _netplane_lab import MISSING, Lab, Server, ip, serve_peer
+from _netplane_lab import BUSYBOX, MISSING, Lab, Server, ip, serve_peer
 
 from cumulo.netplane import nft, secgroups
 from cumulo.netplane.secgroups import Firewall, Port, Rule
@@ -46,7 +47,7 @@ def stop(listener: socket.socket) -> None:
 async def reaches(client: Server, target: Server, port: int, source: str | None = None) -> str | None:
     """Whether a TCP connection from client to target:port gets through (the peer address the
     target saw, or None). A dropped SYN shows as a 1 s connect timeout."""
-    listener = target.listen(port)
+    listener = target.listen(port, "::" if ":" in target.address else "0.0.0.0")  # noqa: S104
     server = threading.Thread(target=serve_peer, args=(listener,), daemon=True)
     server.start()
     try:
@@ -134,3 +135,27 @@ async def test_port_security_off_lifts_filtering_for_that_port_only(lab: Lab) ->
         ip("-n", s.ns, "addr", "add", f"10.64.0.{98 if s is a else 99}/24", "dev", "eth0")
     assert await reaches(c, b, 8080, source="10.64.0.99") == "10.64.0.99"  # C may use any source
     assert await reaches(a, b, 8080, source="10.64.0.98") is None  # A may not
+
+
+def pings(client: Server, target: Server) -> bool:
+    return subprocess.run(["ip", "netns", "exec", client.ns, BUSYBOX, "ping", "-c", "1", "-W", "1",  # noqa: S603,S607
+                           target.address], check=False, capture_output=True, timeout=30).returncode == 0
+
+
+async def test_icmp_rules_and_ipv6(lab: Lab) -> None:
+    _, ns = await lab.network()
+    a, b = lab.server(ns, "10.65.0.5/24"), lab.server(ns, "10.65.0.6/24")
+    a6, b6 = lab.server(ns, "fd00:65::5/64"), lab.server(ns, "fd00:65::6/64")
+    g = str(uuidlib.uuid4())
+    ping_in = Rule("ingress", "IPv4", "icmp", 8)
+    tcp6_in = Rule("ingress", "IPv6", "tcp", 8080, 8080, "fd00:65::/64")
+    ports = (port_of(a, g), port_of(b, g), port_of(a6, g), port_of(b6, g))
+    await secgroups.apply(ns, Firewall(ports=ports, rules={g: (*EGRESS_ALL, ping_in, tcp6_in)}))
+    assert await asyncio.to_thread(pings, a, b)
+    assert await reaches(a6, b6, 8080) == a6.address  # neighbour discovery passes; the rule admits it
+    assert await reaches(a6, b6, 8081) is None
+    ip("-n", a6.ns, "addr", "add", "fd00:65::99/64", "dev", "eth0", "nodad")
+    assert await reaches(a6, b6, 8080, source="fd00:65::99") is None  # not A6's address: dropped
+
+    await secgroups.apply_script(ns, secgroups.render_group(g, (*EGRESS_ALL, tcp6_in), {}))
+    assert not await asyncio.to_thread(pings, a, b)
