@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from _netplane_lab import MISSING, Lab, connect_from, listen_in, new_mac, serve_peer
 
-from cumulo.netplane import external, netns, nft, orphans, router
+from cumulo.netplane import external, netns, nft, orphans, router, secgroups
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING or "root, ip, nft and busybox present")
 
@@ -128,3 +128,19 @@ async def test_snat_floating_ip_and_host_protection(lab: Lab) -> None:
     after = await orphans.discover(lab.state_dir)
     assert not mine & set(after.networks) and router_id not in after.routers
     assert external.host_device(ext_id) not in after.host_links
+
+
+async def test_servers_on_the_external_network_cannot_open_connections_to_the_host(lab: Lab) -> None:
+    ext = f"198.18.{os.urandom(1)[0] % 250 + 2}"
+    ext_id, ext_ns = await lab.network()
+    await external.ensure_host_link(ext_id, (f"{ext}.1/24",))
+    lab.host_links.append(external.host_device(ext_id))
+    server = lab.server(ext_ns, f"{ext}.60/24")
+    assert await seen_by(None, f"{ext}.1", 7101, server.ns) == server.address  # open before
+
+    host_port = await external.host_port(ext_id)
+    assert host_port.fixed_ips == (f"{ext}.1",)
+    await secgroups.apply(ext_ns, secgroups.Firewall(ports=(host_port,),
+                                                     rules={external.HOST_GROUP: external.HOST_RULES}))
+    assert await seen_by(None, f"{ext}.1", 7102, server.ns) is None  # the host's services: out of reach
+    assert await seen_by(server.ns, server.address, 7103, None) == f"{ext}.1"  # the host still reaches it

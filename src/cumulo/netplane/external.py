@@ -6,6 +6,12 @@ This is the only change Cumulo makes in the root namespace: an address on a veth
 and so a connected route to the external subnet. It never touches the default route, never
 bridges a physical interface and never NATs anything to the outside world; from the host,
 floating IPs are on-link. `--no-external` simply never calls `ensure_host_link`.
+
+Servers plugged straight into the external network would reach the host's end of the link (and
+the cloud's API behind it) but for `host_port`: the link's bridge end as a port with port
+security in the external network's security group tables, in the group `HOST_GROUP` whose rules
+(`HOST_RULES`) let the host open connections and answer pings, and nothing else in. Routers keep
+tenants away from it on their side (router.py).
 """
 
 from __future__ import annotations
@@ -19,9 +25,13 @@ from cumulo.errors import HostError, Invalid
 from cumulo.host.revert import Reverter
 from cumulo.netplane import bridge, netns
 from cumulo.netplane.netns import IP
+from cumulo.netplane.secgroups import Port, Rule
 
 HOST_PREFIX = "cxh"
 NS_PREFIX = "cxn"
+HOST_GROUP = str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, "cumulo:netplane:external-host-link"))
+HOST_RULES = (Rule("egress", "IPv4"), Rule("egress", "IPv6"), Rule("ingress", "IPv4", "icmp"),
+              Rule("ingress", "IPv6", "icmp"))
 
 
 def _hex(ident: str) -> str:
@@ -104,3 +114,15 @@ async def list_host_links() -> list[str]:
     res = await host.run([IP, "-j", "link", "show", "type", "veth"], timeout=30)
     return sorted(str(d.get("ifname")) for d in json.loads(res.text or "[]")
                   if isinstance(d, dict) and str(d.get("ifname", "")).startswith(HOST_PREFIX))
+
+
+async def host_port(network_id: str) -> Port:
+    """The host link's bridge end as a port for the external network's security group tables
+    (with `HOST_GROUP: HOST_RULES` among their rules): the host's MAC and addresses on the link."""
+    hdev = host_device(network_id)
+    link = await _root_link(hdev)
+    if link is None:
+        raise HostError(f"no host link {hdev}")
+    addrs = await _root_addresses(hdev)
+    return Port(id=network_id, device=ns_device(network_id), mac=str(link.get("address")),
+                fixed_ips=tuple(str(a.ip) for a in sorted(addrs, key=str)), security_groups=(HOST_GROUP,))
