@@ -58,6 +58,7 @@ class Subnet:
     dns_nameservers: tuple[str, ...] = ()
     host_routes: tuple[tuple[str, str], ...] = ()  # (destination, nexthop)
     ipv6_address_mode: str | None = None
+    metadata_nexthop: str | None = None  # 169.254.169.254/32 via this address (Neutron: the router, or the DHCP port)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,8 @@ def render_opts(cfg: Config) -> str:
                 gateway = gateway or str(hop)
             else:
                 routes.append(f"{net},{hop}")
+        if s.metadata_nexthop:
+            routes.append(f"169.254.169.254/32,{nft.address(s.metadata_nexthop)}")
         if routes:
             if gateway:
                 routes.append(f"0.0.0.0/0,{gateway}")

@@ -127,3 +127,9 @@ def test_orphans_are_what_the_db_does_not_own() -> None:
     assert stale.bridge_ports == {n1: ("tap2",)}
     assert stale.tables == {f"cnet-{n1}": (("inet", "cumulo_planted"),)}
     assert stale.dnsmasq == {n2: 11} and stale.dhcp_dirs == (n2,) and stale.host_links == ()
+
+
+def test_dhcp_metadata_route_goes_before_the_default_route() -> None:
+    s = dhcp.Subnet("6a3a8c56-2cf3-4bd6-a6a7-9d2bbbd6cd11", "10.0.0.0/24", "10.0.0.1", metadata_nexthop="10.0.0.2")
+    opts = dhcp.render_opts(dhcp.Config("f3d1b1f0-7e4a-4c55-8a8b-1b2c3d4e5f60", (s,)))
+    assert "option:classless-static-route,169.254.169.254/32,10.0.0.2,0.0.0.0/0,10.0.0.1" in opts
