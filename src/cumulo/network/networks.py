@@ -209,6 +209,9 @@ class Networks(NetworkBase):
         authorize(ctx, "network:delete")
         async with self.db.write() as conn:
             await self._owned_network(conn, ctx, network_id, "delete")
+            drop_fips = getattr(self, "delete_disassociated_floatingips", None)  # the floating IP facet
+            if drop_fips is not None:
+                await drop_fips(conn, network_id)
             busy = await conn.scalar(
                 sa.select(sa.func.count()).select_from(ports)
                 .where(ports.c.network_id == network_id, ports.c.device_owner.not_in(AUTO_DELETED_OWNERS))
@@ -332,10 +335,24 @@ class Networks(NetworkBase):
             ipam.check_no_overlap(net, network_id, others)
             await self.check_quota(conn, project_id, "subnet")
             await conn.execute(subnets.insert().values(project_id=project_id, **values))
+            if addr_mode in ipam.AUTO_ADDRESS_MODES:
+                await self._auto_address_ports(conn, net, network_id, values["id"])
             if tags:
                 await self.write_tags(conn, "subnets", values["id"], tags)
             new = (await conn.execute(sa.select(subnets).where(subnets.c.id == values["id"]))).one()
             return (await self.render_subnets(conn, [new]))[0]
+
+    @staticmethod
+    async def _auto_address_ports(conn: AsyncConnection, net: ipam.IPNetwork, network_id: str, subnet_id: str) -> None:
+        """A new SLAAC (or DHCPv6-stateless) subnet gives every port already on the network its EUI-64
+        address there, as Neutron does (router ports take theirs when attached)."""
+        rows = await conn.execute(
+            sa.select(ports.c.id, ports.c.mac_address, ports.c.device_owner).where(ports.c.network_id == network_id))
+        for port_id, mac, owner in list(rows):
+            if owner.startswith("network:router"):
+                continue
+            await conn.execute(ip_allocations.insert().values(
+                port_id=port_id, subnet_id=subnet_id, network_id=network_id, ip_address=ipam.eui64(net, mac)))
 
     @staticmethod
     def _ipv6_modes(item: dict[str, Any], version: int) -> tuple[str | None, str | None]:
@@ -404,9 +421,12 @@ class Networks(NetworkBase):
             row = await self.subnet_row(conn, ctx, subnet_id)
             if not owns(ctx, row):
                 raise faults.forbidden("(rule:delete_subnet) is disallowed by policy")
+            # A SLAAC subnet's addresses are the ports' own (EUI-64): only a router interface holds it.
+            holders = (ports.c.device_owner.like("network:router%") if row.ipv6_address_mode in ipam.AUTO_ADDRESS_MODES
+                       else ports.c.device_owner.not_in(AUTO_DELETED_OWNERS))
             busy = await conn.scalar(
                 sa.select(sa.func.count()).select_from(ip_allocations.join(ports, ports.c.id == ip_allocations.c.port_id))
-                .where(ip_allocations.c.subnet_id == subnet_id, ports.c.device_owner.not_in(AUTO_DELETED_OWNERS))
+                .where(ip_allocations.c.subnet_id == subnet_id, holders)
             )
             if busy:
                 raise faults.conflict(

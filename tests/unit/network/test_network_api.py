@@ -400,3 +400,19 @@ async def test_external_network_is_visible_but_its_subnets_only_when_shared(
     fault(await alice.get(f"/v2.0/subnets/{sub['id']}"), 404, "SubnetNotFound")
     assert (await admin.put(f"/v2.0/networks/{ext['id']}", json={"network": {"shared": True}})).status_code == 200
     assert [s["id"] for s in (await alice.get("/v2.0/subnets")).json()["subnets"]] == [sub["id"]]
+
+
+async def test_a_new_slaac_subnet_addresses_the_ports_already_there(alice: httpx.AsyncClient) -> None:
+    net = await make_net(alice)
+    await make_subnet(alice, net["id"], "10.3.0.0/24")
+    port = await make_port(alice, net["id"])
+    slaac = await make_subnet(alice, net["id"], "fd00:3::/64", ipv6_address_mode="slaac", ipv6_ra_mode="slaac")
+    shown = (await alice.get(f"/v2.0/ports/{port['id']}")).json()["port"]
+    v6 = [ip for ip in shown["fixed_ips"] if ip["subnet_id"] == slaac["id"]]
+    mac = port["mac_address"].split(":")
+    assert len(v6) == 1 and int(ipaddress.ip_address(v6[0]["ip_address"])) & 0xFFFF == int(mac[4] + mac[5], 16)
+    # the SLAAC subnet goes with its addresses; the IPv4 one is still in use
+    assert (await alice.delete(f"/v2.0/subnets/{slaac['id']}")).status_code == 204
+    shown = (await alice.get(f"/v2.0/ports/{port['id']}")).json()["port"]
+    assert [ip["subnet_id"] for ip in shown["fixed_ips"]] == [port["fixed_ips"][0]["subnet_id"]]
+    fault(await alice.delete(f"/v2.0/subnets/{port['fixed_ips'][0]['subnet_id']}"), 409, "SubnetInUse")
