@@ -250,3 +250,15 @@ class FloatingIPs(NetworkBase):
             return first
         raise e.ExternalGatewayForFloatingIPNotFound(
             subnet_id=subnet_id, external_network_id=external_network_id, port_id=port.id)
+
+    # ---- for the networks facet ---------------------------------------------------------------
+
+    async def delete_disassociated_floatingips(self, conn: AsyncConnection, network_id: str) -> None:
+        """Before an external network is deleted, its unassociated floating IPs go with it (Neutron's
+        _process_l3_delete); an associated one keeps the network in use."""
+        rows = list(await conn.execute(sa.select(floating_ips).where(
+            floating_ips.c.floating_network_id == network_id, floating_ips.c.port_id.is_(None))))
+        for row in rows:
+            await self.drop_tags(conn, TAG_TYPE, row.id)
+            await conn.execute(floating_ips.delete().where(floating_ips.c.id == row.id))
+        await l3_ports.delete_service_ports(conn, [r.floating_port_id for r in rows if r.floating_port_id])

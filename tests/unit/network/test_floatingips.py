@@ -168,3 +168,17 @@ async def test_projects_are_isolated(svc: NetworkService) -> None:
     await fails(svc.update_floatingip(BOB, bob_fip["id"], {"port_id": w["port"]["id"]}), 404, "PortNotFound")
     await svc.update_quota(ADMIN, "proj-b", {"floatingip": 1})
     await fails(svc.create_floatingip(BOB, {"floating_network_id": w["ext"]["id"]}), 409, "OverQuota")
+
+
+async def test_deleting_the_external_network_takes_unassociated_floating_ips(svc: NetworkService) -> None:
+    w = await routed(svc)
+    spare = await svc.create_floatingip(ALICE, {"floating_network_id": w["ext"]["id"]})
+    used = await svc.create_floatingip(ALICE, {"floating_network_id": w["ext"]["id"], "port_id": w["port"]["id"]})
+    # The router's gateway and the associated floating IP keep the network in use.
+    await fails(svc.delete_network(ADMIN, w["ext"]["id"]), 409, "NetworkInUse")
+    assert {f["id"] for f in await svc.list_floatingips(ALICE)} == {spare["id"], used["id"]}  # rolled back
+    await svc.update_floatingip(ALICE, used["id"], {"port_id": None})
+    await svc.update_router(ALICE, w["router"]["id"], {"external_gateway_info": None})
+    await svc.delete_network(ADMIN, w["ext"]["id"])
+    assert await svc.list_floatingips(ALICE) == []
+    assert not [p for p in await svc.list_ports(ADMIN) if p["device_owner"] == "network:floatingip"]
