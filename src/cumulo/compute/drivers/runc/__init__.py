@@ -62,6 +62,11 @@ async def _settle(step: asyncio.Future[Any]) -> None:
     await asyncio.gather(step, return_exceptions=True)
 
 
+async def _plug_nics(made: asyncio.Future[Any], idir: Path, spec: InstanceSpec) -> None:
+    await asyncio.shield(made)
+    await nics.plug_all(idir, spec.uuid, spec.nics)
+
+
 def root_mode_from(lower: Path, upper: Path) -> None:
     """The top of the upper layer is the container's "/": give it the image root's mode (not the
     cloud's umask 077, which would lock every non-root user of the container out of /)."""
@@ -156,6 +161,10 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
                 revert.add(_settle, disk)
                 made = asyncio.ensure_future(netns.create(spec.uuid))
                 revert.add(_settle, made)
+                # The NICs' veths (nics.py) go into the netns as soon as it is there.
+                plugged = asyncio.ensure_future(_plug_nics(made, idir, spec)) if spec.nics else None
+                if plugged is not None:
+                    revert.add(_settle, plugged)
                 lower, image_cfg = await provision.image_root(self.images, spec.image)
                 # In a thread: a named image user is read from the image's /etc/passwd.
                 config = await asyncio.to_thread(provision.runtime_config, spec, image_cfg, lower, idir,
@@ -163,7 +172,9 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
                 upper, work = await asyncio.shield(disk)  # a cancel waits for it in the undo
                 await asyncio.to_thread(_prepare_root, idir, spec, config, lower, upper, work)
                 await asyncio.shield(made)
-                await nics.plug_all(idir, spec.uuid, spec.nics)  # undone by _remove_dir (nics.json)
+                if plugged is not None:
+                    await asyncio.shield(plugged)  # undone by _remove_dir (nics.json)
+                    await nics.write_dns(idir)  # into the mounted root
                 revert.add(self._drop_container, cid)  # a container runc made, even half
                 await self._start(cid, idir, config["process"]["args"])
                 await self.write_record(idir, provision.record(spec, image_cfg, time.time(), lower))

@@ -72,8 +72,8 @@ def write_resolv_conf(root: Path, nameservers: list[str]) -> None:
 
 
 async def plug_all(idir: Path, uuid: str, nics: tuple[NicSpec, ...]) -> None:
-    """At spawn, in the new namespace before the container runs: eth0, eth1, ... in spec order,
-    and the NICs' DNS servers in /etc/resolv.conf. On failure the caller removes the dir, which
+    """At spawn, in the new namespace before the container runs: eth0, eth1, ... in spec order
+    (write_dns follows once the root is mounted). On failure the caller removes the dir, which
     unplugs them (unplug_all)."""
     if not nics:
         return
@@ -81,7 +81,6 @@ async def plug_all(idir: Path, uuid: str, nics: tuple[NicSpec, ...]) -> None:
     await asyncio.to_thread(write, idir, entries)
     for entry in entries:
         await _plug(uuid, entry)
-    await write_dns(idir)
 
 
 async def write_dns(idir: Path) -> None:
