@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # the harness lives in tests/system/conftest.py
 
 pytestmark = pytest.mark.system
 
-EXPECTED_SERVICES = {"identity", "compute", "image"}
+EXPECTED_SERVICES = {"identity", "compute", "image", "network"}
 
 
 def test_ready_output_says_how_to_connect(cumulo: CumuloCloud) -> None:

@@ -260,6 +260,7 @@ async def test_domains_and_catalog_admin(env: Any) -> None:
         "http://cumulo.test/identity",
         "http://cumulo.test/compute/v2.1",
         "http://cumulo.test/image",
+        "http://cumulo.test/networking",
     }
     svcs = await env.client.get(f"{V3}/services", headers=h)
     assert {s["id"] for s in svcs.json()["services"]} == {e["service_id"] for e in eps.json()["endpoints"]}

@@ -53,7 +53,7 @@ async def test_issue_by_names_with_catalog(env: Any) -> None:
     assert ISO_MICRO.match(t["expires_at"]) and ISO_MICRO.match(t["issued_at"])
     assert len(t["audit_ids"]) == 1 and len(t["audit_ids"][0]) == 22
     by_type = {s["type"]: s for s in t["catalog"]}
-    assert set(by_type) == {"identity", "compute", "image"}
+    assert set(by_type) == {"identity", "compute", "image", "network"}
     ident = by_type["identity"]
     assert {e["interface"] for e in ident["endpoints"]} == {"public", "internal", "admin"}
     assert all(e["url"] == "http://cumulo.test/identity" for e in ident["endpoints"])
@@ -70,6 +70,7 @@ async def test_catalog_follows_the_host_the_client_reached(env: Any) -> None:
     urls = {s["type"]: s["endpoints"][0]["url"] for s in body["token"]["catalog"]}
     assert urls["identity"] == "http://10.1.2.3:9999/identity"
     assert urls["image"] == "http://10.1.2.3:9999/image"
+    assert urls["network"] == "http://10.1.2.3:9999/networking"
 
 
 async def test_issue_by_ids_and_nocatalog(env: Any) -> None:
@@ -352,6 +353,7 @@ async def test_auth_projects_and_catalog(env: Any) -> None:
         "identity",
         "compute",
         "image",
+        "network",
     }
     doms = await env.client.get("/identity/v3/auth/domains", headers=scoped)
     assert doms.status_code == 200 and doms.json()["domains"] == []
