@@ -110,7 +110,9 @@ def runtime_config(
     env = list(image.env) or list(DEFAULT_ENV)
     if not any(e.startswith("HOSTNAME=") for e in env):
         env.append(f"HOSTNAME={spec.hostname}")
-    caps = list(DEFAULT_CAPS)
+    # A server on a network may ping, as Docker's containers may: raw sockets reach only its own
+    # namespace (port security drops what it would spoof). Without NICs, today's set.
+    caps = list(DEFAULT_CAPS) + (["CAP_NET_RAW"] if spec.nics else [])
     memory = spec.flavor.memory_mb * 1024 * 1024
     return {
         "ociVersion": "1.0.2",
