@@ -43,6 +43,9 @@ def test_network_subnet_port_lifecycle(cumulo: CumuloCloud) -> None:
         assert net["id"] in {n["ID"] for n in listed}
         shown = cumulo.osc("network", "show", net_name, cloud=DEMO)
         assert shown["id"] == net["id"] and shown["description"] == "made by the CLI test"
+        cumulo.osc("network", "set", "--tag", f"t-{tag}", "--name", f"{net_name}-x", net["id"], cloud=DEMO)
+        assert [n["ID"] for n in cumulo.osc("network", "list", "--tags", f"t-{tag}", cloud=DEMO)] == [net["id"]]
+        cumulo.osc("network", "set", "--name", net_name, net["id"], cloud=DEMO)
 
         sub = cumulo.osc("subnet", "create", "--network", net_name, "--subnet-range", "10.20.0.0/24",
                          "--allocation-pool", "start=10.20.0.10,end=10.20.0.20", "--gateway", "10.20.0.1",
