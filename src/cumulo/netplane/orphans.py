@@ -15,10 +15,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cumulo.netplane import bridge, dhcp, external, netns, nft, router, secgroups
+from cumulo.netplane import bridge, dhcp, external, metadata, netns, nft, router, secgroups
 
 # The tables each kind of namespace may hold; any other `cumulo...` table is an orphan.
-NETWORK_TABLES = frozenset({("bridge", secgroups.TABLE), ("inet", secgroups.TABLE), ("inet", "cumulo")})
+NETWORK_TABLES = frozenset({("bridge", secgroups.TABLE), ("inet", secgroups.TABLE), ("inet", "cumulo"),
+                            ("bridge", metadata.TABLE)})
 ROUTER_TABLES = frozenset({("ip", router.NAT_TABLE), ("inet", router.FILTER_TABLE)})
 
 

@@ -132,7 +132,7 @@ PORT_CHAIN = Template("""\
 \t\tct state invalid drop
 \t\tmeta nfproto ipv4 udp sport $dhcp4 accept
 \t\tmeta nfproto ipv6 udp sport $dhcp6 accept
-$jumps\t\tdrop
+$metadata$jumps\t\tdrop
 \t}
 """)
 
@@ -146,6 +146,10 @@ $rules\t}
 _ND_OUT = "nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, " \
           "mld2-listener-report, mld-listener-done"
 _ND_IN = "nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-query"
+
+# The metadata service (netplane/metadata.py), reachable whatever the port's groups say, as
+# Neutron's agents allow it: a server's TCP to 169.254.169.254:80.
+METADATA_ALLOWANCE = "\t\tmeta nfproto ipv4 ip daddr 169.254.169.254 tcp dport 80 accept\n"
 
 
 @dataclass(frozen=True)
@@ -358,7 +362,8 @@ def _port_chain(port: Port, direction: str) -> str:
     return PORT_CHAIN.substitute(
         name=port_chain(port.device, direction), nd=_ND_IN if direction == INGRESS else _ND_OUT,
         dhcp4="67 udp dport 68" if direction == INGRESS else "68 udp dport 67",
-        dhcp6="547 udp dport 546" if direction == INGRESS else "546 udp dport 547", jumps=jumps)
+        dhcp6="547 udp dport 546" if direction == INGRESS else "546 udp dport 547", jumps=jumps,
+        metadata="" if direction == INGRESS else METADATA_ALLOWANCE)
 
 
 def _group_chain(group_id: str, rules: Iterable[Rule], direction: str) -> str:
