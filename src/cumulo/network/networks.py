@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid
 from cumulo.network import attrs, faults, ipam
-from cumulo.network.base import NetworkBase, authorize, check_tags, owns, stamps
+from cumulo.network.base import NetworkBase, authorize, check_tags, notifies, owns, stamps
 from cumulo.network.models import ip_allocations, networks, ports, subnets
 
 PROVIDER = ("provider:network_type", "provider:physical_network", "provider:segmentation_id")
@@ -201,10 +201,23 @@ class Networks(NetworkBase):
                         "InvalidSharedSetting",
                         f"Unable to reconfigure sharing settings for network {network_id}. Multiple tenants are using it.",
                     )
+            if values.get("external") is False and row.external:
+                gateways = await conn.scalar(
+                    sa.select(sa.func.count()).select_from(ports).where(
+                        ports.c.network_id == network_id,
+                        ports.c.device_owner.in_(("network:router_gateway", "network:floatingip")))
+                )
+                if gateways:
+                    raise faults.conflict(
+                        "ExternalNetworkInUse",
+                        f"External network {network_id} cannot be updated to be made non-external, since it has "
+                        "existing gateway ports.",
+                    )
             if values:
                 await self.bump(conn, networks, network_id, **values)
             return await self._render_network(conn, ctx, network_id)
 
+    @notifies
     async def delete_network(self, ctx: RequestContext, network_id: str) -> None:
         authorize(ctx, "network:delete")
         async with self.db.write() as conn:
@@ -383,6 +396,7 @@ class Networks(NetworkBase):
         async with self.db.read() as conn:
             return (await self.render_subnets(conn, [await self.subnet_row(conn, ctx, subnet_id)]))[0]
 
+    @notifies
     async def update_subnet(self, ctx: RequestContext, subnet_id: str, item: dict[str, Any]) -> dict[str, Any]:
         authorize(ctx, "subnet:update")
         attrs.check_attrs(item, SUBNET_UPDATE, read_only=SUBNET_READ_ONLY)

@@ -64,3 +64,14 @@ async def test_a_lost_race_on_a_unique_address_is_retried_then_409() -> None:
 
     with pytest.raises(errors.Conflict):
         await NetworkBase.retry_unique(always)
+
+
+async def test_an_external_network_with_gateway_ports_stays_external(svc: NetworkService) -> None:
+    admin = ctx_for("project-admin", "admin")
+    ext = await svc.create_network(admin, {"name": "public", "router:external": True})
+    await svc.create_subnet(admin, {"network_id": ext["id"], "cidr": "172.24.4.0/24", "ip_version": 4})
+    await svc.create_port(admin, {"network_id": ext["id"], "device_owner": "network:router_gateway"})
+    with pytest.raises(errors.Conflict) as exc:
+        await svc.update_network(admin, ext["id"], {"router:external": False})
+    assert type_of(exc.value, 409) == "ExternalNetworkInUse"
+    assert (await svc.update_network(admin, ext["id"], {"name": "renamed"}))["router:external"] is True
