@@ -416,3 +416,16 @@ async def test_a_new_slaac_subnet_addresses_the_ports_already_there(alice: httpx
     shown = (await alice.get(f"/v2.0/ports/{port['id']}")).json()["port"]
     assert [ip["subnet_id"] for ip in shown["fixed_ips"]] == [port["fixed_ips"][0]["subnet_id"]]
     fault(await alice.delete(f"/v2.0/subnets/{port['fixed_ips'][0]['subnet_id']}"), 409, "SubnetInUse")
+
+
+async def test_no_token_is_401_but_version_discovery_is_open(svc: Any) -> None:
+    from net_support import no_root
+
+    from cumulo.network.api import make_app
+    from cumulo.web.http import PrefixDispatcher
+
+    app = PrefixDispatcher({"/networking": make_app(svc)}, no_root)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cumulo.test") as c:
+        assert (await c.get("/networking")).json()["versions"][0]["id"] == "v2.0"
+        fault(await c.get("/networking/v2.0/networks"), 401, "HTTPUnauthorized")
+        fault(await c.get("/networking/v2.0/networks", headers={"X-Auth-Token": "bogus"}), 401)
