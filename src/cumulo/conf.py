@@ -234,6 +234,13 @@ class Settings:
     # See docs/architecture.md ("One host, one pool") and docs/operations.md.
     local_node_ratios: str = ""
     fake_hosts: int = 0
+    # The networks `cumulo up` makes at first start (as DevStack does): the shared external network
+    # `public` on external_cidr, its gateway address on the host's end of one veth pair (the host
+    # link; external_link false, or `cumulo up --no-external`, leaves it off), and for the demo
+    # project a `private` network on private_cidr with a router to public (SNAT on).
+    external_cidr: str = "172.24.4.0/24"
+    external_link: bool = True
+    private_cidr: str = "10.0.0.0/26"
     fake_host_vcpus: int = 16
     fake_host_ram_mb: int = 32768
     fake_host_disk_gb: int = 500

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cumulo.identity.service import IdentityService
     from cumulo.image.demo.seeder import DemoSeeder
     from cumulo.image.service import ImageService
+    from cumulo.network.agent.wiring import NetworkAgents
     from cumulo.network.service import NetworkService
     from cumulo.placement.service import Placement
 
@@ -222,6 +223,7 @@ class Cloud:
         self.hosts: list[ComputeHost] = []
         self.credentials: dict[str, dict[str, str]] = {}
         self.demo: DemoSeeder | None = None  # seeds the demo images; owns the tiny-vm build
+        self.network_agents: NetworkAgents | None = None  # one network agent per compute host
 
     async def start(self) -> None:
         from cumulo.compute.drivers import load_driver
@@ -251,10 +253,36 @@ class Cloud:
         # One agent (one nova-compute service, one bus topic) per host, dispatching to its nodes.
         self.workers = assemble(self.db, self.bus, conf, s.placement, s.images, setups)
         self.managers, self.hosts = self.workers.managers, self.workers.hosts
+        self.network_agents = self.assemble_network_agents()
         await self.bus.start()
+        await self.first_start_networks(admin[0]["id"] if admin else None)
+        await self.network_agents.start()  # the host made to match the DB, orphans reaped
         await self.workers.start()
 
+    def assemble_network_agents(self) -> NetworkAgents:
+        """One network agent per compute host; the local one plumbs when it runs a real driver."""
+        from cumulo.network.agent.wiring import assemble_agents, listener
+
+        conf, s = self.conf, self.services
+        real = any(p.local and p.driver != "fake" for p in self.nodes)
+        agents = assemble_agents(self.db, self.bus, s.network, [p.host for p in self.nodes], local_host=conf.host_name,
+                                 real_local=real, external_link=conf.external_link)
+        s.network.dataplane_listener = listener(self.db, self.bus, agents)
+        return agents
+
+    async def first_start_networks(self, admin_project: str | None) -> None:
+        """public, and the demo project's private network and router (network.topology)."""
+        from cumulo.network.topology import ensure_default_topology
+
+        if admin_project is None:
+            return
+        demo = await self.services.identity.directory.list_projects({"name": "demo", "domain_id": "default"})
+        await ensure_default_topology(self.services.network, self.conf, admin_project=admin_project,
+                                      demo_project=demo[0]["id"] if demo else None)
+
     async def stop(self) -> None:
+        if self.network_agents is not None:
+            await self.network_agents.stop()
         if self.workers is not None:
             await self.workers.stop()
         if self.demo is not None:

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         "containers), qemu (real VMs), fake (simulated); or auto (the default): runc when root and runc "
         "is installed, plus qemu when QEMU is installed",
     )
+    up.add_argument("--no-external", dest="external_link", action="store_const", const=False, default=None,
+                    help="no host link to the external network `public` (floating IPs are then not reachable "
+                    "from the host)")
     up.add_argument("--config", type=Path, default=None, help="settings file (YAML)")
     up.add_argument("--log-level", default="warning")
     image_build.add_parser(sub)
@@ -78,6 +81,7 @@ def _up(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         fake_hosts=args.fake_hosts,
         local_driver=args.driver,
+        external_link=args.external_link,
     )
     if settings.fake_hosts < 0:
         print("--fake-hosts must be 0 or more", file=sys.stderr)

@@ -10,6 +10,8 @@ floating IPs and security groups) subclass `NetworkBase`; `service.NetworkServic
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -34,6 +36,7 @@ from cumulo.network.models import (
 )
 
 T = TypeVar("T")
+LOG = logging.getLogger(__name__)
 
 # Neutron's default policies, by least role; ownership is checked on the row.
 POLICY_RULES = {
@@ -107,12 +110,39 @@ def owns(ctx: RequestContext, row: Any) -> bool:
     return ctx.is_admin or (ctx.project_id is not None and project == ctx.project_id)
 
 
+R = TypeVar("R")
+
+
+def notifies(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """A write the hosts' data plane follows: once it succeeded (committed), the agents are told."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: NetworkBase, *args: Any, **kwargs: Any) -> R:
+        out = await fn(self, *args, **kwargs)
+        await self.dataplane_changed()
+        return out
+
+    return wrapper
+
+
 class NetworkBase:
     """The DB and the rules every facet of the network service shares."""
 
     def __init__(self, db: Database, conf: Settings) -> None:
         self.db = db
         self.conf = conf
+        # Told after a committed change the hosts' data plane follows (security groups, routers,
+        # floating IPs, ports): the runtime casts `sync` to the network agents (network.agent.wiring).
+        self.dataplane_listener: Callable[[], Awaitable[None]] | None = None
+
+    async def dataplane_changed(self) -> None:
+        """Tell the agents (best effort: their next sync catches up anyway)."""
+        if self.dataplane_listener is None:
+            return
+        try:
+            await self.dataplane_listener()
+        except Exception as exc:  # noqa: BLE001 - an API write succeeded; the agents resync later
+            LOG.warning("network agents not told of a change: %s", exc)
 
     # ---- visibility -------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.network import attrs, faults, ipam, l3_ports
 from cumulo.network import l3_errors as e
-from cumulo.network.base import NetworkBase, check_tags, owns, stamps
+from cumulo.network.base import NetworkBase, check_tags, notifies, owns, stamps
 from cumulo.network.models import floating_ips, ip_allocations, ports, routers, subnets
 
 POLICY_RULES = {
@@ -109,6 +109,7 @@ class FloatingIPs(NetworkBase):
             row = await self.floatingip_row(conn, ctx, fip_id)
             return (await self.render_floatingips(conn, [row]))[0]
 
+    @notifies
     async def create_floatingip(self, ctx: RequestContext, item: dict[str, Any]) -> dict[str, Any]:
         _authorize(ctx, "floatingip:create")
         attrs.check_attrs(item, FIP_CREATE)
@@ -161,6 +162,7 @@ class FloatingIPs(NetworkBase):
                 await self._associate(conn, ctx, row, assoc)
             return await self._render_fip(conn, fip_id)
 
+    @notifies
     async def update_floatingip(self, ctx: RequestContext, fip_id: str, item: dict[str, Any]) -> dict[str, Any]:
         _authorize(ctx, "floatingip:update")
         attrs.check_attrs(item, FIP_UPDATE, read_only=("id", "floating_network_id", "floating_ip_address",
@@ -181,6 +183,7 @@ class FloatingIPs(NetworkBase):
                 await self.bump(conn, floating_ips, fip_id, **values)
             return await self._render_fip(conn, fip_id)
 
+    @notifies
     async def delete_floatingip(self, ctx: RequestContext, fip_id: str) -> None:
         _authorize(ctx, "floatingip:delete")
         async with self.db.write() as conn:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid
 from cumulo.network import attrs, faults, ipam
-from cumulo.network.base import authorize, check_tags, owns, stamps
+from cumulo.network.base import authorize, check_tags, notifies, owns, stamps
 from cumulo.network.models import floating_ips, ip_allocations, networks, port_security_groups, ports, subnets
 from cumulo.network.networks import Networks
 
@@ -214,6 +214,7 @@ class Ports(Networks):
         async with self.db.read() as conn:
             return (await self.render_ports(conn, ctx, [await self.port_row(conn, ctx, port_id)]))[0]
 
+    @notifies
     async def update_port(self, ctx: RequestContext, port_id: str, item: dict[str, Any]) -> dict[str, Any]:
         authorize(ctx, "port:update")
         attrs.check_attrs(item, PORT_UPDATE, read_only=PORT_READ_ONLY)
@@ -283,6 +284,7 @@ class Ports(Networks):
             await self.bump(conn, ports, port_id, **values)
             return await self._render_port(conn, ctx, port_id)
 
+    @notifies
     async def delete_port(self, ctx: RequestContext, port_id: str) -> None:
         authorize(ctx, "port:delete")
         async with self.db.write() as conn:

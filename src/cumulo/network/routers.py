@@ -25,7 +25,7 @@ from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.network import attrs, faults, ipam, l3_ports
 from cumulo.network import l3_errors as e
-from cumulo.network.base import NetworkBase, check_tags, owns, stamps
+from cumulo.network.base import NetworkBase, check_tags, notifies, owns, stamps
 from cumulo.network.models import floating_ips, ip_allocations, ports, routers, subnets
 
 POLICY_RULES = {
@@ -167,6 +167,7 @@ class Routers(NetworkBase):
             row = await self.router_row(conn, ctx, router_id)
             return (await self.render_routers(conn, [row]))[0]
 
+    @notifies
     async def create_router(self, ctx: RequestContext, item: dict[str, Any]) -> dict[str, Any]:
         _authorize(ctx, "router:create")
         attrs.check_attrs(item, ROUTER_CREATE)
@@ -191,6 +192,7 @@ class Routers(NetworkBase):
                 await self._set_gateway(conn, ctx, row, gateway)
             return await self._render_router(conn, router_id)
 
+    @notifies
     async def update_router(self, ctx: RequestContext, router_id: str, item: dict[str, Any]) -> dict[str, Any]:
         _authorize(ctx, "router:update")
         attrs.check_attrs(item, ROUTER_UPDATE, read_only=("id", "tenant_id", "project_id", "status"))
@@ -215,6 +217,7 @@ class Routers(NetworkBase):
             await self.bump(conn, routers, router_id, **values)
             return await self._render_router(conn, router_id)
 
+    @notifies
     async def delete_router(self, ctx: RequestContext, router_id: str) -> None:
         _authorize(ctx, "router:delete")
         async with self.db.write() as conn:
@@ -301,6 +304,7 @@ class Routers(NetworkBase):
             for s in new:
                 _raise_on_overlap(a, s)
 
+    @notifies
     async def add_router_interface(self, ctx: RequestContext, router_id: str, body: Any) -> dict[str, Any]:
         _authorize(ctx, "router:add_router_interface")
         port_id, subnet_id = _interface_info(body, for_removal=False)
@@ -337,6 +341,7 @@ class Routers(NetworkBase):
             await self.bump(conn, routers, router_id)
             return await self._interface_reply(conn, row, the_port, network_id, [s.id for s in new])
 
+    @notifies
     async def remove_router_interface(self, ctx: RequestContext, router_id: str, body: Any) -> dict[str, Any]:
         _authorize(ctx, "router:remove_router_interface")
         port_id, subnet_id = _interface_info(body, for_removal=True)

@@ -22,7 +22,7 @@ from cumulo.context import RequestContext
 from cumulo.db import isotime, new_uuid, utcnow
 from cumulo.network import attrs, faults, l3_ports, sg_rules
 from cumulo.network import l3_errors as e
-from cumulo.network.base import NetworkBase
+from cumulo.network.base import NetworkBase, notifies
 from cumulo.network.models import (
     default_security_groups,
     port_security_groups,
@@ -33,7 +33,7 @@ from cumulo.network.models import (
 DEFAULT_NAME = "default"
 DEFAULT_DESCRIPTION = "Default security group"
 TAG_TYPE = "security-groups"  # the tags URL collection (network.base.TAGGABLE)
-GROUP_ATTRIBUTES = {"name", "description", "stateful", "tenant_id", "project_id"}
+GROUP_ATTRIBUTES = {"name", "description", "stateful", "tenant_id", "project_id", "tags"}
 
 
 def rule_view(row: Any, default_group_id: str | None = None) -> dict[str, Any]:
@@ -161,6 +161,7 @@ class SecurityGroups(NetworkBase):
             raise e.SecurityGroupDefaultAlreadyExists()
         description = attrs.string(body, "description", "", attrs.DESCRIPTION_MAX) or ""
         stateful = bool(attrs.boolean(body, "stateful", True))
+        tags = check_tags(body["tags"]) if "tags" in body else []
         await self.ensure_default(ctx, project)
         gid = new_uuid()
         async with self.db.write() as conn:
@@ -173,6 +174,8 @@ class SecurityGroups(NetworkBase):
             ))
             for ethertype in sg_rules.ETHERTYPES:
                 await _insert_rule(conn, project, gid, "egress", ethertype, now=now)
+            if tags:
+                await self.write_tags(conn, TAG_TYPE, gid, tags)
             row = (await conn.execute(sa.select(security_groups).where(security_groups.c.id == gid))).one()
             return (await self._render_groups(conn, [row]))[0]
 
@@ -241,6 +244,7 @@ class SecurityGroups(NetworkBase):
             row = await self._visible_rule(conn, ctx, rule_id)
             return rule_view(row, await _default_id(conn, row.project_id))
 
+    @notifies
     async def create_rule(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         _authorize(ctx, "security_group_rule:create")
         rule = sg_rules.normalize_rule(body)
@@ -280,6 +284,7 @@ class SecurityGroups(NetworkBase):
             fresh = (await conn.execute(sa.select(security_group_rules).where(security_group_rules.c.id == rule_id))).one()
             return rule_view(fresh, await _default_id(conn, row.project_id))
 
+    @notifies
     async def delete_rule(self, ctx: RequestContext, rule_id: str) -> None:
         _authorize(ctx, "security_group_rule:delete")
         async with self.db.write() as conn:

@@ -1,0 +1,124 @@
+"""Applying a host plan: `RealPlumbing` with cumulo.netplane, `NoPlumbing` on a fake host.
+
+Every step ensures, never recreates: a namespace, bridge, veth or dnsmasq that is there stays,
+nftables tables are replaced in one transaction (conntrack, and so established flows, survive)
+and only when their text changed since this process last applied them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+from cumulo.netplane import bridge, dhcp, external, netns, orphans, router, secgroups
+from cumulo.network.agent.state import HostPlan, NetworkPlan
+from cumulo.network.metadata import MetadataService
+
+LOG = logging.getLogger(__name__)
+
+
+class Plumbing(Protocol):
+    real: bool
+
+    async def ensure_network(self, plan: NetworkPlan) -> None: ...
+
+    async def drop_network(self, network_id: str) -> None: ...
+
+    async def ensure_router(self, plan: router.Router) -> None: ...
+
+    async def reap(self, plan: HostPlan) -> orphans.Inventory: ...
+
+
+class NoPlumbing:
+    """A fake host: IPAM and bindings happen in the DB, nothing on the machine."""
+
+    real = False
+
+    async def ensure_network(self, plan: NetworkPlan) -> None:
+        return None
+
+    async def drop_network(self, network_id: str) -> None:
+        return None
+
+    async def ensure_router(self, plan: router.Router) -> None:
+        return None
+
+    async def reap(self, plan: HostPlan) -> orphans.Inventory:
+        return orphans.Inventory()
+
+
+def keep_devices(plan: HostPlan, found: orphans.Inventory) -> dict[str, frozenset[str]]:
+    """Per network, the bridge devices reaping leaves: the plan's, and anything not named like a
+    Cumulo port end (`tap...`, `cxn...`), which other parts (the metadata service) may own."""
+    wanted = plan.devices()
+    out: dict[str, frozenset[str]] = {}
+    for net_id, have in found.bridge_ports.items():
+        foreign = {d for d in have if not d.startswith(("tap", external.NS_PREFIX))}
+        out[net_id] = wanted.get(net_id, frozenset()) | foreign
+    return out
+
+
+def stale_of(plan: HostPlan, found: orphans.Inventory) -> orphans.Inventory:
+    """What reaping removes: everything found that the plan does not own (a pure function)."""
+    return orphans.orphans(found, networks=plan.networks, routers=[r.id for r in plan.routers],
+                           external_networks=plan.external_links, devices=keep_devices(plan, found))
+
+
+def is_empty(inv: orphans.Inventory) -> bool:
+    return not (inv.networks or inv.routers or inv.bridge_ports or any(inv.tables.values()) or inv.dnsmasq
+                or inv.dhcp_dirs or inv.host_links)
+
+
+class RealPlumbing:
+    real = True
+
+    def __init__(self, run_dir: Path = dhcp.RUN_DIR, metadata: MetadataService | None = None) -> None:
+        self.run_dir = run_dir
+        self.metadata = metadata  # 169.254.169.254 in every network namespace (network/metadata.py)
+        self._firewalls: dict[str, str] = {}  # namespace -> the rules last applied by this process
+
+    async def ensure_network(self, plan: NetworkPlan) -> None:
+        ns = plan.ns
+        fw = plan.firewall
+        if plan.host_link is not None:
+            await external.ensure_host_link(plan.id, plan.host_link, mtu=plan.mtu)
+            host_port = await external.host_port(plan.id)
+            fw = secgroups.Firewall(ports=(*fw.ports, host_port), rules={**fw.rules, external.HOST_GROUP: external.HOST_RULES},
+                                    members=fw.members)
+        else:
+            await bridge.ensure(ns, mtu=plan.mtu)
+        script = secgroups.render(fw)
+        if self._firewalls.get(ns) != script:
+            await secgroups.apply(ns, fw)
+            self._firewalls[ns] = script
+        if plan.dhcp_port is not None and plan.wants_dhcp:
+            await dhcp.ensure(self.run_dir, ns, plan.dhcp_config, plan.dhcp_port)
+        elif not plan.wants_dhcp:
+            await dhcp.stop(self.run_dir, plan.id)
+        if self.metadata is not None:
+            await self.metadata.serve(plan.id)
+
+    async def drop_network(self, network_id: str) -> None:
+        ns = netns.network_ns(network_id)
+        if self.metadata is not None:
+            await self.metadata.stop(network_id)  # its socket would keep the namespace alive
+        await dhcp.stop(self.run_dir, network_id)
+        await netns.delete(ns)
+        self._firewalls.pop(ns, None)
+
+    async def ensure_router(self, plan: router.Router) -> None:
+        await router.ensure(plan)
+
+    async def reap(self, plan: HostPlan) -> orphans.Inventory:
+        found = await orphans.discover(self.run_dir)
+        stale = stale_of(plan, found)
+        if not is_empty(stale):
+            LOG.info("network agent %s: reaping orphans %s", plan.host, stale)
+            if self.metadata is not None:
+                for n in stale.networks:
+                    await self.metadata.stop(n)
+            await orphans.reap(self.run_dir, stale)
+            for n in stale.networks:
+                self._firewalls.pop(netns.network_ns(n), None)
+        return stale
