@@ -201,6 +201,18 @@ class Networks(NetworkBase):
                         "InvalidSharedSetting",
                         f"Unable to reconfigure sharing settings for network {network_id}. Multiple tenants are using it.",
                     )
+            if values.get("external") is False and row.external:
+                gateways = await conn.scalar(
+                    sa.select(sa.func.count()).select_from(ports).where(
+                        ports.c.network_id == network_id,
+                        ports.c.device_owner.in_(("network:router_gateway", "network:floatingip")))
+                )
+                if gateways:
+                    raise faults.conflict(
+                        "ExternalNetworkInUse",
+                        f"External network {network_id} cannot be updated to be made non-external, since it has "
+                        "existing gateway ports.",
+                    )
             if values:
                 await self.bump(conn, networks, network_id, **values)
             return await self._render_network(conn, ctx, network_id)

@@ -22,7 +22,7 @@ from cumulo.context import RequestContext
 from cumulo.db import isotime, new_uuid, utcnow
 from cumulo.network import attrs, faults, l3_ports, sg_rules
 from cumulo.network import l3_errors as e
-from cumulo.network.base import NetworkBase, notifies
+from cumulo.network.base import NetworkBase, check_tags, notifies
 from cumulo.network.models import (
     default_security_groups,
     port_security_groups,
