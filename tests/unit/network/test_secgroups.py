@@ -4,6 +4,7 @@ in use, quotas, and isolation between projects."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,18 @@ async def test_quotas(svc: NetworkService) -> None:
                       409, "OverQuota")
     assert "security_group_rule" in exc.message
     await svc.create_group(BOB, {"name": "web"})  # another project's quota is its own
+
+
+async def test_concurrent_first_uses_make_one_default_group(svc: NetworkService) -> None:
+    answers = await asyncio.gather(*(svc.list_groups(ALICE) for _ in range(5)), svc.ensure_default(ALICE, "proj-a"))
+    ids = {g["id"] for groups in answers[:-1] for g in groups}  # type: ignore[union-attr]
+    assert len(ids) == 1 and answers[-1] in ids
+
+
+async def test_tags_on_create_and_through_the_tag_api(svc: NetworkService) -> None:
+    g = await svc.create_group(ALICE, {"name": "web", "tags": ["blue", "green"]})
+    assert g["tags"] == ["blue", "green"]
+    assert await svc.replace_tags(ALICE, "security-groups", g["id"], ["red"]) == ["red"]
+    assert (await svc.get_group(ALICE, g["id"]))["tags"] == ["red"]
+    await fails(svc.create_group(ALICE, {"name": "x", "tags": ["a/b"]}), 400, "InvalidInput")
+    await fails(svc.get_tags(BOB, "security-groups", g["id"]), 404, "SecurityGroupNotFound")
