@@ -261,12 +261,15 @@ class Cloud:
 
     def assemble_network_agents(self) -> NetworkAgents:
         """One network agent per compute host; the local one plumbs when it runs a real driver."""
+        from cumulo.compute.metadata_docs import documents
         from cumulo.network.agent.wiring import assemble_agents, listener
+        from cumulo.network.metadata import MetadataService
 
         conf, s = self.conf, self.services
         real = any(p.local and p.driver != "fake" for p in self.nodes)
+        metadata = MetadataService(self.db, documents(self.db)) if real else None  # 169.254.169.254
         agents = assemble_agents(self.db, self.bus, s.network, [p.host for p in self.nodes], local_host=conf.host_name,
-                                 real_local=real, external_link=conf.external_link)
+                                 real_local=real, external_link=conf.external_link, metadata=metadata)
         s.network.dataplane_listener = listener(self.db, self.bus, agents)
         return agents
 

@@ -165,3 +165,14 @@ async def test_serve_replaces_a_listener_of_a_recreated_namespace(svc: NetworkSe
         assert status == 200 and json.loads(body) == {"uuid": u}, body
     finally:
         await md.close()
+
+
+async def test_a_network_without_namespace_is_not_served_and_nothing_raises(svc: NetworkService) -> None:
+    async def documents(uuid: str) -> dict[str, Any] | None:
+        return None
+
+    md = MetadataService(svc.db, documents)
+    net = str(uuidlib.uuid4())
+    await md.serve(net)  # no cnet namespace here: logged, the agent's sync goes on
+    assert md.serving() == []
+    assert not netns.exists(netns.network_ns(net))

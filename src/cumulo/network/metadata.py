@@ -207,7 +207,8 @@ class MetadataService:
 
     async def serve(self, network_id: str) -> None:
         """Make the network's namespace answer on 169.254.169.254:80 (idempotent: a live listener
-        of the same namespace is kept; one of a namespace since recreated is replaced)."""
+        of the same namespace is kept; one of a namespace since recreated is replaced). A failure
+        is logged, not raised: the agent's sync goes on, and its next run tries again."""
         ns = netns.network_ns(network_id)
         async with self._lock:
             current = self._servers.get(network_id)
@@ -217,7 +218,11 @@ class MetadataService:
             if current is not None:
                 await self._close(current[0])
                 self._servers.pop(network_id, None)
-            sock = await plane.ensure(ns)
+            try:
+                sock = await plane.ensure(ns)
+            except Exception:  # the network works without it; the agent's next sync tries again
+                LOG.exception("metadata service for network %s: cannot listen in %s", network_id, ns)
+                return
             try:
                 server = await asyncio.start_server(partial(self._handle, network_id), sock=sock)
             except BaseException:
