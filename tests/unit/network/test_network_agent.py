@@ -206,3 +206,29 @@ async def test_rpc_names_its_topic() -> None:
     assert calls == [(network_topic("h1"), "plug_ports", {"port_ids": ["p"], "instance_uuid": INSTANCE}),
                      (network_topic("h1"), "unplug_ports", {"port_ids": ["p"]}),
                      ("network.h1", "sync", {}), ("network.h2", "sync", {})]
+
+
+def test_another_live_cloud_keeps_its_own(tmp_path: Any) -> None:
+    """Ids another live process registered are never orphans to this one; a dead one's entry goes."""
+    import os
+    import subprocess
+    import sys
+
+    from cumulo.network.agent.plumbing import others_of, register
+
+    theirs = "3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / f"{live.pid}.json").write_text(f'["{theirs}"]')
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        (tmp_path / f"{int(dead.stdout)}.json").write_text('["4b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"]')
+        register(tmp_path, {"mine"})
+        assert others_of(tmp_path) == frozenset({theirs})
+        assert not (tmp_path / f"{int(dead.stdout)}.json").exists() and (tmp_path / f"{os.getpid()}.json").exists()
+        found = orphans.Inventory(networks=(theirs,), bridge_ports={theirs: ("tap0123456789a",)},
+                                  host_links=(external.host_device(theirs),))
+        assert is_empty(stale_of(HostPlan(host="local"), found, frozenset({theirs})))
+        assert stale_of(HostPlan(host="local"), found).networks == (theirs,)
+    finally:
+        live.kill()
+        live.wait()

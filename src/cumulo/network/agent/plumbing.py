@@ -7,7 +7,10 @@ and only when their text changed since this process last applied them.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +19,9 @@ from cumulo.network.agent.state import HostPlan, NetworkPlan
 from cumulo.network.metadata import MetadataService
 
 LOG = logging.getLogger(__name__)
+# Which live process owns which networks and routers on this host (one file per process): a cloud
+# never reaps what another running cloud on the same host owns (tests run several at once).
+REGISTRY = Path("/run/cumulo/netplane-owners")
 
 
 class Plumbing(Protocol):
@@ -48,21 +54,67 @@ class NoPlumbing:
         return orphans.Inventory()
 
 
-def keep_devices(plan: HostPlan, found: orphans.Inventory) -> dict[str, frozenset[str]]:
+def keep_devices(plan: HostPlan, found: orphans.Inventory, others: frozenset[str] = frozenset()) -> dict[str, frozenset[str]]:
     """Per network, the bridge devices reaping leaves: the plan's, and anything not named like a
-    Cumulo port end (`tap...`, `cxn...`), which other parts (the metadata service) may own."""
+    Cumulo port end (`tap...`, `cxn...`), which other parts (the metadata service) may own; all
+    of a network another live cloud owns."""
     wanted = plan.devices()
     out: dict[str, frozenset[str]] = {}
     for net_id, have in found.bridge_ports.items():
-        foreign = {d for d in have if not d.startswith(("tap", external.NS_PREFIX))}
+        foreign = {d for d in have if net_id in others or not d.startswith(("tap", external.NS_PREFIX))}
         out[net_id] = wanted.get(net_id, frozenset()) | foreign
     return out
 
 
-def stale_of(plan: HostPlan, found: orphans.Inventory) -> orphans.Inventory:
-    """What reaping removes: everything found that the plan does not own (a pure function)."""
-    return orphans.orphans(found, networks=plan.networks, routers=[r.id for r in plan.routers],
-                           external_networks=plan.external_links, devices=keep_devices(plan, found))
+def stale_of(plan: HostPlan, found: orphans.Inventory, others: frozenset[str] = frozenset()) -> orphans.Inventory:
+    """What reaping removes: everything found that neither the plan nor another live cloud on the
+    host (`others`: the network and router ids it registered) owns (a pure function)."""
+    return orphans.orphans(found, networks={*plan.networks, *others}, routers={*(r.id for r in plan.routers), *others},
+                           external_networks={*plan.external_links, *others},
+                           devices=keep_devices(plan, found, others))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def register(registry: Path, ids: set[str]) -> None:
+    """Blocking: record this process's network and router ids, so another cloud on the same host
+    (tests run several) never takes them for orphans."""
+    registry.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = registry / f".{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(sorted(ids)))
+    tmp.replace(registry / f"{os.getpid()}.json")
+
+
+def others_of(registry: Path) -> frozenset[str]:
+    """Blocking: the ids other live processes registered (entries of dead ones are dropped)."""
+    out: set[str] = set()
+    try:
+        entries = list(registry.glob("*.json"))
+    except OSError:
+        return frozenset()
+    for entry in entries:
+        try:
+            pid = int(entry.stem)
+        except ValueError:
+            continue
+        if pid == os.getpid():
+            continue
+        if not _alive(pid):
+            entry.unlink(missing_ok=True)
+            continue
+        try:
+            out.update(str(i) for i in json.loads(entry.read_text()))
+        except (OSError, ValueError):
+            continue
+    return frozenset(out)
 
 
 def is_empty(inv: orphans.Inventory) -> bool:
@@ -73,12 +125,21 @@ def is_empty(inv: orphans.Inventory) -> bool:
 class RealPlumbing:
     real = True
 
-    def __init__(self, run_dir: Path = dhcp.RUN_DIR, metadata: MetadataService | None = None) -> None:
+    def __init__(self, run_dir: Path = dhcp.RUN_DIR, metadata: MetadataService | None = None,
+                 registry: Path | None = None) -> None:
         self.run_dir = run_dir
+        self.registry = registry or REGISTRY
         self.metadata = metadata  # 169.254.169.254 in every network namespace (network/metadata.py)
         self._firewalls: dict[str, str] = {}  # namespace -> the rules last applied by this process
+        self._owned: set[str] = set()  # the network and router ids registered as this process's
+
+    async def _own(self, ident: str) -> None:
+        if ident not in self._owned:
+            self._owned.add(ident)
+            await asyncio.to_thread(register, self.registry, set(self._owned))
 
     async def ensure_network(self, plan: NetworkPlan) -> None:
+        await self._own(plan.id)
         ns = plan.ns
         fw = plan.firewall
         if plan.host_link is not None:
@@ -108,11 +169,15 @@ class RealPlumbing:
         self._firewalls.pop(ns, None)
 
     async def ensure_router(self, plan: router.Router) -> None:
+        await self._own(plan.id)
         await router.ensure(plan)
 
     async def reap(self, plan: HostPlan) -> orphans.Inventory:
+        self._owned = {*plan.networks, *(r.id for r in plan.routers)}
+        await asyncio.to_thread(register, self.registry, set(self._owned))
+        others = await asyncio.to_thread(others_of, self.registry)
         found = await orphans.discover(self.run_dir)
-        stale = stale_of(plan, found)
+        stale = stale_of(plan, found, others)
         if not is_empty(stale):
             LOG.info("network agent %s: reaping orphans %s", plan.host, stale)
             if self.metadata is not None:
