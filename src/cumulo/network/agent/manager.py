@@ -56,6 +56,9 @@ class NetworkAgent:
                 await task
             except BaseException:  # cancelled or failed: we are stopping
                 pass
+        close = getattr(self.plumbing, "close", None)
+        if close is not None:
+            await close()
 
     # ---- bus endpoints ----------------------------------------------------------------------
 

@@ -133,6 +133,10 @@ class RealPlumbing:
         self._firewalls: dict[str, str] = {}  # namespace -> the rules last applied by this process
         self._owned: set[str] = set()  # the network and router ids registered as this process's
 
+    async def close(self) -> None:
+        """A clean stop: this process's registry entry goes (the data plane itself stays, serving)."""
+        await asyncio.to_thread((self.registry / f"{os.getpid()}.json").unlink, missing_ok=True)
+
     async def _own(self, ident: str) -> None:
         if ident not in self._owned:
             self._owned.add(ident)
