@@ -269,7 +269,8 @@ class Cloud:
         real = any(p.local and p.driver != "fake" for p in self.nodes)
         metadata = MetadataService(self.db, documents(self.db)) if real else None  # 169.254.169.254
         agents = assemble_agents(self.db, self.bus, s.network, [p.host for p in self.nodes], local_host=conf.host_name,
-                                 real_local=real, external_link=conf.external_link, metadata=metadata)
+                                 real_local=real, external_link=conf.external_link, metadata=metadata,
+                                 owner=str(conf.state_dir.resolve()))
         s.network.dataplane_listener = listener(self.db, self.bus, agents)
         return agents
 

@@ -208,23 +208,31 @@ async def test_rpc_names_its_topic() -> None:
                      ("network.h1", "sync", {}), ("network.h2", "sync", {})]
 
 
-def test_another_live_cloud_keeps_its_own(tmp_path: Any) -> None:
-    """Ids another live process registered are never orphans to this one; a dead one's entry goes."""
-    import os
+def test_another_cloud_keeps_its_own(tmp_path: Any) -> None:
+    """Ids another cloud registered are never orphans to this one while it runs or its state dir
+    exists; an entry of a dead process without a state dir goes."""
+    import json
     import subprocess
     import sys
 
     from cumulo.network.agent.plumbing import others_of, register
 
-    theirs = "3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    registry = tmp_path / "owners"
+    live_ids, kept_ids, gone_ids = ["3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"], ["5c1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"], ["x"]
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
     try:
-        (tmp_path / f"{live.pid}.json").write_text(f'["{theirs}"]')
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-        (tmp_path / f"{int(dead.stdout)}.json").write_text('["4b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"]')
-        register(tmp_path, {"mine"})
-        assert others_of(tmp_path) == frozenset({theirs})
-        assert not (tmp_path / f"{int(dead.stdout)}.json").exists() and (tmp_path / f"{os.getpid()}.json").exists()
+        register(registry, "mine", {"m"})
+        (tmp_path / "stopped-cloud").mkdir()
+        for name, pid, owner, ids in (("a", live.pid, str(tmp_path / "gone1"), live_ids),
+                                      ("b", dead, str(tmp_path / "stopped-cloud"), kept_ids),
+                                      ("c", dead, str(tmp_path / "gone2"), gone_ids)):
+            (registry / f"{name}.json").write_text(json.dumps({"owner": owner, "pid": pid, "ids": ids}))
+        assert others_of(registry, "mine") == frozenset(live_ids + kept_ids)
+        assert sorted(p.name for p in registry.glob("*.json") if p.name in ("a.json", "b.json", "c.json")) == \
+            ["a.json", "b.json"]
+        theirs = live_ids[0]
         found = orphans.Inventory(networks=(theirs,), bridge_ports={theirs: ("tap0123456789a",)},
                                   host_links=(external.host_device(theirs),))
         assert is_empty(stale_of(HostPlan(host="local"), found, frozenset({theirs})))

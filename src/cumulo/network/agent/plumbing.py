@@ -8,6 +8,7 @@ and only when their text changed since this process last applied them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -19,8 +20,8 @@ from cumulo.network.agent.state import HostPlan, NetworkPlan
 from cumulo.network.metadata import MetadataService
 
 LOG = logging.getLogger(__name__)
-# Which live process owns which networks and routers on this host (one file per process): a cloud
-# never reaps what another running cloud on the same host owns (tests run several at once).
+# Which cloud (state dir) owns which networks and routers on this host, one file each: a cloud never
+# reaps what another cloud on the same host owns while that one runs or its state dir exists.
 REGISTRY = Path("/run/cumulo/netplane-owners")
 
 
@@ -84,36 +85,41 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def register(registry: Path, ids: set[str]) -> None:
-    """Blocking: record this process's network and router ids, so another cloud on the same host
-    (tests run several) never takes them for orphans."""
+def _entry(registry: Path, owner: str) -> Path:
+    return registry / (hashlib.sha256(owner.encode()).hexdigest()[:16] + ".json")
+
+
+def register(registry: Path, owner: str, ids: set[str]) -> None:
+    """Blocking: record the network and router ids of the cloud whose state dir is `owner` (and
+    this process), so another cloud on the same host never takes them for orphans."""
     registry.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = registry / f".{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(sorted(ids)))
-    tmp.replace(registry / f"{os.getpid()}.json")
+    tmp.write_text(json.dumps({"owner": owner, "pid": os.getpid(), "ids": sorted(ids)}))
+    tmp.replace(_entry(registry, owner))
 
 
-def others_of(registry: Path) -> frozenset[str]:
-    """Blocking: the ids other live processes registered (entries of dead ones are dropped)."""
+def others_of(registry: Path, owner: str) -> frozenset[str]:
+    """Blocking: the ids other clouds registered, while their process lives or their state dir
+    (their DB: what owns them) is still there; other entries are dropped."""
     out: set[str] = set()
+    mine = _entry(registry, owner)
     try:
         entries = list(registry.glob("*.json"))
     except OSError:
         return frozenset()
     for entry in entries:
+        if entry == mine:
+            continue
         try:
-            pid = int(entry.stem)
-        except ValueError:
-            continue
-        if pid == os.getpid():
-            continue
-        if not _alive(pid):
+            data = json.loads(entry.read_text())
+            pid, other, ids = int(data["pid"]), str(data["owner"]), [str(i) for i in data["ids"]]
+        except (OSError, ValueError, KeyError, TypeError):
             entry.unlink(missing_ok=True)
             continue
-        try:
-            out.update(str(i) for i in json.loads(entry.read_text()))
-        except (OSError, ValueError):
+        if not _alive(pid) and not Path(other).exists():
+            entry.unlink(missing_ok=True)
             continue
+        out.update(ids)
     return frozenset(out)
 
 
@@ -126,21 +132,18 @@ class RealPlumbing:
     real = True
 
     def __init__(self, run_dir: Path = dhcp.RUN_DIR, metadata: MetadataService | None = None,
-                 registry: Path | None = None) -> None:
+                 registry: Path | None = None, owner: str = "") -> None:
         self.run_dir = run_dir
         self.registry = registry or REGISTRY
+        self.owner = owner or f"pid:{os.getpid()}"  # the cloud's state dir: what owns this data plane
         self.metadata = metadata  # 169.254.169.254 in every network namespace (network/metadata.py)
         self._firewalls: dict[str, str] = {}  # namespace -> the rules last applied by this process
         self._owned: set[str] = set()  # the network and router ids registered as this process's
 
-    async def close(self) -> None:
-        """A clean stop: this process's registry entry goes (the data plane itself stays, serving)."""
-        await asyncio.to_thread((self.registry / f"{os.getpid()}.json").unlink, missing_ok=True)
-
     async def _own(self, ident: str) -> None:
         if ident not in self._owned:
             self._owned.add(ident)
-            await asyncio.to_thread(register, self.registry, set(self._owned))
+            await asyncio.to_thread(register, self.registry, self.owner, set(self._owned))
 
     async def ensure_network(self, plan: NetworkPlan) -> None:
         await self._own(plan.id)
@@ -178,8 +181,8 @@ class RealPlumbing:
 
     async def reap(self, plan: HostPlan) -> orphans.Inventory:
         self._owned = {*plan.networks, *(r.id for r in plan.routers)}
-        await asyncio.to_thread(register, self.registry, set(self._owned))
-        others = await asyncio.to_thread(others_of, self.registry)
+        await asyncio.to_thread(register, self.registry, self.owner, set(self._owned))
+        others = await asyncio.to_thread(others_of, self.registry, self.owner)
         found = await orphans.discover(self.run_dir)
         stale = stale_of(plan, found, others)
         if not is_empty(stale):

@@ -46,13 +46,14 @@ class NetworkAgents:
 
 def assemble_agents(db: Database, bus: Bus, service: NetworkService, hosts: Iterable[str], *, local_host: str,
                     real_local: bool, external_link: bool = True,
-                    metadata: MetadataService | None = None) -> NetworkAgents:
+                    metadata: MetadataService | None = None, owner: str = "") -> NetworkAgents:
     """Build and serve one agent per host (not started). `real_local`: the local host plumbs (and
-    serves `metadata` at 169.254.169.254 in its network namespaces)."""
+    serves `metadata` at 169.254.169.254 in its network namespaces); `owner`: the cloud's state dir,
+    under which it registers its data plane on the host (plumbing.register)."""
     agents: list[NetworkAgent] = []
     for h in sorted(set(hosts)):
         local = h == local_host
-        plumbing: Plumbing = RealPlumbing(metadata=metadata) if local and real_local else NoPlumbing()
+        plumbing: Plumbing = RealPlumbing(metadata=metadata, owner=owner) if local and real_local else NoPlumbing()
         agent = NetworkAgent(db, service, h, plumbing, l3=local, external_link=external_link)
         bus.serve(network_topic(h), agent)
         agents.append(agent)
