@@ -205,15 +205,16 @@ class Cloud:
         self.bus = make_bus(conf.transport)
         placement = Placement(self.db, conf)
         images = ImageService(self.db, conf)
+        network = NetworkService(self.db, conf)
         self.services = Services(
             conf=conf,
             db=self.db,
             bus=self.bus,
             identity=IdentityService(self.db, conf),
             images=images,
-            compute=ComputeService(self.db, self.bus, conf, images=images, placement=placement),
+            compute=ComputeService(self.db, self.bus, conf, images=images, placement=placement, network=network),
             placement=placement,
-            network=NetworkService(self.db, conf),
+            network=network,
         )
         self.local_drivers = local_driver_names(conf)  # fails early on a bad name
         self.local_driver = ",".join(self.local_drivers)
@@ -251,7 +252,10 @@ class Cloud:
             driver = load_driver(plan.driver, conf, plan.node, local=plan.local)
             setups.append(NodeSetup(plan.host, plan.node, driver, plan.ratios, plan.pooled))
         # One agent (one nova-compute service, one bus topic) per host, dispatching to its nodes.
-        self.workers = assemble(self.db, self.bus, conf, s.placement, s.images, setups)
+        from cumulo.network.rpc import NetworkAgentAPI
+
+        self.workers = assemble(self.db, self.bus, conf, s.placement, s.images, setups, network=s.network,
+                                nics=NetworkAgentAPI(self.bus))
         self.managers, self.hosts = self.workers.managers, self.workers.hosts
         self.network_agents = self.assemble_network_agents()
         await self.bus.start()

@@ -136,6 +136,31 @@ class World:
         self.ids.update(
             server_id=[self.server_id], request_id=actions[:1], name=[self.keypair],
         )
+        await self._network_ids()
+
+    async def _network_ids(self) -> None:
+        """Ids for the network proxies (below 2.36) and os-interface: a group with a rule, a floating
+        IP, the server's port (each made again when a fuzz example deleted it)."""
+        m, v21 = self.member, {"OpenStack-API-Version": "compute 2.1"}
+        r = await m.get(f"{API}/os-security-groups", headers=v21)
+        fuzz = [g for g in (r.json().get("security_groups", []) if r.status_code == 200 else []) if g["name"] == "fuzz-sg"]
+        if not fuzz:
+            r = await m.post(f"{API}/os-security-groups", headers=v21,
+                             json={"security_group": {"name": "fuzz-sg", "description": ""}})
+            fuzz = [r.json()["security_group"]] if r.status_code == 200 else []
+        rules = [x["id"] for g in fuzz[:1] for x in g["rules"]]
+        if fuzz and not rules:
+            r = await m.post(f"{API}/os-security-group-rules", headers=v21, json={"security_group_rule": {
+                "parent_group_id": fuzz[0]["id"], "ip_protocol": "tcp", "from_port": 22, "to_port": 22}})
+            rules = [r.json()["security_group_rule"]["id"]] if r.status_code == 200 else []
+        r = await m.get(f"{API}/os-floating-ips", headers=v21)
+        fips = [f["id"] for f in r.json().get("floating_ips", [])] if r.status_code == 200 else []
+        if not fips:
+            r = await m.post(f"{API}/os-floating-ips", headers=v21, json={})
+            fips = [r.json()["floating_ip"]["id"]] if r.status_code == 200 else []
+        r = await m.get(f"{API}/servers/{self.server_id}/os-interface")
+        ports = [i["port_id"] for i in r.json().get("interfaceAttachments", [])] if r.status_code == 200 else []
+        self.ids.update(group_id=[g["id"] for g in fuzz[:1]], rule_id=rules[:1], fip_id=fips[:1], port_id=ports[:1])
 
     async def _image(self) -> str:
         if self.image_id:

@@ -99,6 +99,14 @@ def _seeds(w: World, method: str, path: str) -> Any:
         ],
         ("put", "/compute/v2.1/images/{image_id}/metadata/{key}"): lambda: [{"meta": {"k": "v2"}}],
         ("post", "/compute/v2.1/images/{image_id}/metadata"): lambda: [{"metadata": {"k": "v"}}],
+        ("post", "/compute/v2.1/os-security-groups"): lambda: [{"security_group": {"name": "fz-sg", "description": "d"}}],
+        ("put", "/compute/v2.1/os-security-groups/{group_id}"): lambda: [
+            {"security_group": {"name": "fuzz-sg", "description": "again"}}],
+        ("post", "/compute/v2.1/os-security-group-rules"): lambda: [
+            {"security_group_rule": {"parent_group_id": gid, "ip_protocol": "tcp", "from_port": 80, "to_port": 80}}
+            for gid in w.ids.get("group_id", [])[:1]],
+        ("post", "/compute/v2.1/os-floating-ips"): lambda: [{}],
+        ("post", "/compute/v2.1/servers/{server_id}/os-interface"): lambda: [{"interfaceAttachment": {}}],
         ("put", "/compute/v2.1/images/{image_id}/metadata"): lambda: [{"metadata": {"k": "v"}}],
     }
     return table.get((method, path))

@@ -139,6 +139,20 @@ class ComputeAPI:
                                request_id=request_id)
         return dict(out)
 
+    async def attach_interface(
+        self, host: str, instance_uuid: str, *, port_id: str, request_id: str, timeout: float = 120.0
+    ) -> None:
+        """Plug the port (made or taken by the API) into the server, hot when it runs."""
+        await self._call(host, "attach_interface", timeout=timeout, instance_uuid=instance_uuid,
+                         request_id=request_id, port_id=port_id)
+
+    async def detach_interface(
+        self, host: str, instance_uuid: str, *, port_id: str, request_id: str, timeout: float = 120.0
+    ) -> None:
+        """Unplug the port from the server and from the host."""
+        await self._call(host, "detach_interface", timeout=timeout, instance_uuid=instance_uuid,
+                         request_id=request_id, port_id=port_id)
+
 
 # The agent's messages, one ComputeAPI method each (all take instance_uuid and request_id). The
 # topic is the host's; the host hands each message to one of its nodes (one per driver): a build
@@ -147,5 +161,6 @@ AGENT_METHODS = (
     "build_and_run_instance", "stop_instance", "start_instance", "reboot_instance", "pause_instance",
     "unpause_instance", "suspend_instance", "resume_instance", "rebuild_instance", "resize_instance",
     "confirm_resize", "revert_resize", "snapshot_instance", "terminate_instance", "get_console_output",
-    "get_diagnostics", "backup_instance", "soft_delete_instance", "restore_instance",
+    "get_diagnostics", "backup_instance", "soft_delete_instance", "restore_instance", "attach_interface",
+    "detach_interface",
 )

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cumulo.compute import netinfo
 from cumulo.compute.drivers.base import FlavorSpec, ImageSpec, InstanceSpec
 from cumulo.compute.models import instance_actions
 from cumulo.context import RequestContext
@@ -233,7 +232,6 @@ async def instance_spec(
         key_data=inst.get("key_data"),
         metadata=metadata,
         meta_data=meta_data,
-        network_info=netinfo.vifs_for(inst),
     )
 
 

@@ -18,6 +18,7 @@ from cumulo.compute import specs
 from cumulo.compute.agent.manager import ComputeHost, ComputeManager
 from cumulo.compute.conductor.manager import Conductor
 from cumulo.compute.drivers.base import Driver
+from cumulo.compute.netports import NetworkPorts, NicPlugger
 from cumulo.compute.rpc import CONDUCTOR, SCHEDULER
 from cumulo.conf import Settings
 from cumulo.db import Database
@@ -64,6 +65,9 @@ def assemble(
     placement: Placement,
     images: specs.ImageBackend | None,
     nodes: Iterable[NodeSetup],
+    *,
+    network: NetworkPorts | None = None,
+    nics: NicPlugger | None = None,
 ) -> Workers:
     """Build the workers and serve them on the bus (not started: start the bus, then `start()`)."""
     scheduler = SchedulerManager(db, conf, placement)
@@ -75,6 +79,7 @@ def assemble(
     for n in nodes:
         mgr = ComputeManager(db, bus, conf, n.host, n.driver, placement, images,
                              node_name=n.node, ratios=n.ratios, pooled=n.pooled)
+        mgr.node.network, mgr.node.nics = network, nics
         by_host.setdefault(n.host, []).append(mgr)
         managers.append(mgr)
     hosts: list[ComputeHost] = []

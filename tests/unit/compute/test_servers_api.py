@@ -16,6 +16,7 @@ from servers_support import (  # noqa: F401  (settings is a fixture override)
     World,
     fault_of,
     make_ctx,
+    make_network,
     make_world,
     mv,
     settings,
@@ -64,6 +65,7 @@ async def test_create_with_every_option(world: World) -> None:
     kp = await world.member.post(f"{API}/os-keypairs", json={"keypair": {"name": "k1"}})
     assert kp.status_code == 200, kp.text
     user_data = base64.b64encode(b"#!/bin/sh\necho hi\n").decode()
+    net = (await make_network(world.member, "full-net"))["network"]
     body = {
         "server": {
             "name": "full",
@@ -73,7 +75,7 @@ async def test_create_with_every_option(world: World) -> None:
             "metadata": {"role": "db", "tier": "2"},
             "user_data": user_data,
             "availability_zone": "nova",
-            "networks": [{"uuid": "0e44cc9c-e052-415d-afbf-469b0d384170", "tag": "mgmt"}],
+            "networks": [{"uuid": net["id"], "tag": "mgmt"}],
             "security_groups": [{"name": "default"}, {"name": "default"}],  # the one group a project has
             "accessIPv4": "192.0.2.5",
             "description": "a database",
@@ -100,8 +102,9 @@ async def test_create_with_every_option(world: World) -> None:
     assert s["config_drive"] == "True" and s["accessIPv4"] == "192.0.2.5"
     assert s["security_groups"] == [{"name": "default"}]
     assert s["OS-DCF:diskConfig"] == "AUTO"
-    # "auto", "none" and a port are accepted too (recorded; there is no networking service yet).
-    for networks in ("auto", "none", [{"port": "70a599e0-31e7-49b7-b260-868f441e862b"}], []):
+    # "auto" (the project's one network), "none", a port of the project and no NIC at all are accepted too.
+    port = (await world.member.post("/networking/v2.0/ports", json={"port": {"network_id": net["id"]}})).json()["port"]
+    for networks in ("auto", "none", [{"port": port["id"]}], []):
         r = await world.member.post(
             f"{API}/servers",
             json={"server": {"name": "n", "imageRef": world.image_id, "flavorRef": NANO, "networks": networks}},

@@ -12,6 +12,7 @@ from servers_support import (  # noqa: F401  (settings is a fixture override)
     API,
     World,
     make_ctx,
+    make_network,
     make_world,
     mv,
     settings,
@@ -112,29 +113,35 @@ async def test_external_events(world: World) -> None:
 
 
 async def test_server_security_groups(world: World) -> None:
-    import sqlalchemy as sa
-
-    from cumulo.compute.models import instances
-
-    server = await world.active()
+    """A server's groups are its ports' Neutron groups, found by name in its project."""
+    net = await make_network(world.member, "sg-net", "10.30.0.0/24")
+    nets = [{"uuid": net["network"]["id"]}]
+    server = await world.active(networks=nets)
     sid = server["id"]
-    # A group named on create must exist: only "default" does (no network service yet).
+    # A group named on create must exist in the project: 400 as Nova.
     r = await world.member.post(f"{API}/servers", json={"server": {"name": "x", "imageRef": world.image_id,
                                                                      "flavorRef": "1", "security_groups": [{"name": "nope"}]}})
     assert r.status_code == 400 and r.json()["badRequest"]["message"] == "Security group nope not found."
-    # A server from before that rule may carry another name: it is known to its project.
-    async with world.cloud.services.db.write() as conn:
-        await conn.execute(sa.update(instances).where(instances.c.uuid == sid).values(security_groups=["default", "web"]))
-    other = await world.active("other")
+    web = (await world.member.post("/networking/v2.0/security-groups", json={"security_group": {"name": "web"}})).json()
+    web_id = web["security_group"]["id"]
+    other = await world.active("other", networks=nets, security_groups=[{"name": "web"}])
+    ports = (await world.member.get("/networking/v2.0/ports", params={"device_id": other["id"]})).json()["ports"]
+    assert [p["security_groups"] for p in ports] == [[web_id]]
 
-    async def names() -> list[str]:
-        shown = (await world.member.get(f"{API}/servers/{sid}")).json()["server"]
+    async def names(uuid: str = sid) -> list[str]:
+        shown = (await world.member.get(f"{API}/servers/{uuid}")).json()["server"]
         return [g["name"] for g in shown.get("security_groups", [])]
 
+    assert await names(other["id"]) == ["web"]
+    assert (await world.action(sid, {"addSecurityGroup": {"name": "web"}})).status_code == 202
     listed = (await world.member.get(f"{API}/servers/{sid}/os-security-groups")).json()["security_groups"]
     assert sorted(g["name"] for g in listed) == ["default", "web"]
     assert set(listed[0]) == {"id", "name", "description", "tenant_id", "rules"}
-    assert (await world.action(other["id"], {"addSecurityGroup": {"name": "web"}})).status_code == 202
+    default = next(g for g in listed if g["name"] == "default")
+    # Neutron's default group: ingress from the same group (Nova shows ingress rules only).
+    assert default["rules"] and all(r["group"] == {"name": "default", "tenant_id": world.project_id}
+                                    for r in default["rules"])
+    assert await names() == ["default", "web"]
     assert (await world.action(sid, {"removeSecurityGroup": {"name": "web"}})).status_code == 202
     assert await names() == ["default"]
     r = await world.action(sid, {"removeSecurityGroup": {"name": "web"}})  # known to the project, not on the server

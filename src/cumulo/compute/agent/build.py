@@ -12,9 +12,10 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from cumulo.compute import actions, netinfo, worker_events
+from cumulo.compute import actions, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
+from cumulo.compute.agent import nics
 from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.faults import fault_text
 from cumulo.db import utcnow
@@ -51,7 +52,7 @@ async def build_and_run(node: Node, uuid: str, request_id: str | None) -> None:
                 return
             event = await worker_events.begin(conn, uuid, req, BUILD_EVENT, node.host)
         try:
-            await node.driver.spawn(await node.spec(inst, strict=True))
+            await node.driver.spawn(await nics.with_nics(node, inst, await node.spec(inst, strict=True)))
         except Exception as exc:
             LOG.warning("build of %s failed: %s", uuid, exc)
             await fail_build(node, uuid, exc, expected_task_state=s.SPAWNING, event=event)
@@ -64,7 +65,6 @@ async def build_and_run(node: Node, uuid: str, request_id: str | None) -> None:
                 "task_state": None,
                 "power_state": int(power),
                 "launched_at": utcnow(),
-                "addresses": netinfo.addresses_for(netinfo.vifs_for(inst)),
             },
             expected_task_state=s.SPAWNING,
             expected_vm_state=s.BUILDING,
@@ -176,6 +176,7 @@ async def terminate(node: Node, uuid: str, request_id: str | None) -> None:
                 fault=exc,
             )
             return
+        await nics.release(node, inst)
         await node.placement.release(uuid)
         now = utcnow()
         await node.set_state(

@@ -27,6 +27,7 @@ from cumulo.compute.agent import (
     backup_rotation,
     build,
     imagecache,
+    nics,
     power,
     reclaim,
     reconcile,
@@ -228,6 +229,12 @@ class ComputeManager:
 
     async def get_diagnostics(self, instance_uuid: str, request_id: str | None = None) -> dict[str, Any]:
         return await power.diagnostics(self.node, instance_uuid)
+
+    async def attach_interface(self, instance_uuid: str, port_id: str, request_id: str | None = None) -> None:
+        await nics.attach(self.node, instance_uuid, port_id)
+
+    async def detach_interface(self, instance_uuid: str, port_id: str, request_id: str | None = None) -> None:
+        await nics.detach(self.node, instance_uuid, port_id)
 
 
 class ComputeHost:

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from cumulo.compute import instances as inst_db
-from cumulo.compute import specs, worker_events
+from cumulo.compute import netports, specs, worker_events
 from cumulo.compute.drivers.base import Capability, Driver, InstanceSpec, PowerState, supports
 from cumulo.compute.faults import fault_text
 from cumulo.compute.models import instances
@@ -77,6 +77,10 @@ class Node:
         self.node_uuid: str | None = None  # its compute_nodes row and resource provider, once registered
         self.locks = Locks()
         self._background: set[asyncio.Task[Any]] = set()
+        # The network service and the network agents' client, when the cloud has networking
+        # (runtime hands them over through workers.assemble); None: servers get no NICs.
+        self.network: netports.NetworkPorts | None = None
+        self.nics: netports.NicPlugger | None = None
 
     def supports(self, cap: Capability) -> bool:
         return supports(self.driver, cap)

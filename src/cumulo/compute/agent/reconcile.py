@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from cumulo.compute import migration_records, netinfo
+from cumulo.compute import migration_records
 from cumulo.compute import states as s
 from cumulo.compute.agent import build, power, reclaim, resize, snapshot
 from cumulo.compute.drivers.base import Capability, PowerState, driver_for
@@ -162,8 +162,7 @@ async def _recover_build(node: Node, inst: dict[str, Any], reported: PowerState 
             await node.set_state(
                 uuid,
                 {"vm_state": s.ACTIVE, "task_state": None, "power_state": int(PowerState.RUNNING),
-                 "launched_at": fresh["launched_at"] or utcnow(),
-                 "addresses": netinfo.addresses_for(netinfo.vifs_for(fresh))},
+                 "launched_at": fresh["launched_at"] or utcnow()},
                 expected_task_state=task, expected_vm_state=s.BUILDING,
             )
             return

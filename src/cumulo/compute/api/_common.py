@@ -94,7 +94,8 @@ def quota_service(request: Request) -> QuotaService:
 def security_group_service(request: Request) -> SecurityGroupService:
     from cumulo.compute.service.security_groups import SecurityGroupService
 
-    return SecurityGroupService(services_of(request).db)
+    s = services_of(request)
+    return SecurityGroupService(s.db, s.compute.network)
 
 
 def server_group_service(request: Request) -> ServerGroupService:

@@ -18,8 +18,10 @@ from cumulo.compute.api import (
     flavors,
     image_metadata,
     images,
+    interfaces,
     keypairs,
     migrations,
+    network_proxies,
     openapi_ops,
     quotas,
     server_actions,
@@ -68,5 +70,7 @@ def make_app(deps: ComputeDeps, *, authenticator: Authenticator | None = None) -
         routes.extend(extra.ROUTES)
     # Aggregates, os-hosts, usage, external events, server security groups (their modules list them).
     routes.extend(admin_extras.ROUTES)
+    routes.extend(interfaces.ROUTES)  # os-interface (the network service's ports)
+    routes.extend(network_proxies.ROUTES)  # os-security-groups & co. below 2.36
     app = family_app(deps, routes, render_fault, authenticator=authenticator)
     return versions.LegacyV2(MicroversionMiddleware(app))

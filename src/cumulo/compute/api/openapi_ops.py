@@ -14,6 +14,7 @@ from cumulo.compute.api.schemas import deferred_actions as deferred_s
 from cumulo.compute.api.schemas import flavors as flavor_s
 from cumulo.compute.api.schemas import images as cimage_s
 from cumulo.compute.api.schemas import instance_actions as ia_s
+from cumulo.compute.api.schemas import interfaces as iface_s
 from cumulo.compute.api.schemas import keypairs as keypair_s
 from cumulo.compute.api.schemas import migrations as migration_s
 from cumulo.compute.api.schemas import quota_sets as quota_s
@@ -178,6 +179,24 @@ COMPUTE_OPS: tuple[Op, ...] = (
     op("GET", "/v2.1/os-instance_usage_audit_log/{before_timestamp}", "Show instance usage audit log", admin=True),
     op("POST", "/v2.1/os-server-external-events", "Run server external events", body=extras_s.EVENTS),
     op("GET", f"{S}/os-security-groups", "List a server's security groups"),
+    op("GET", f"{S}/os-interface", "List port interfaces"),
+    op("POST", f"{S}/os-interface", "Create interface (attach a port or a network)", body=iface_s.ATTACH),
+    op("GET", f"{S}/os-interface/{{port_id}}", "Show port interface details"),
+    op("DELETE", f"{S}/os-interface/{{port_id}}", "Detach interface", status=202),
+    op("GET", "/v2.1/os-security-groups", "List security groups (proxy)", until="2.35"),
+    op("POST", "/v2.1/os-security-groups", "Create security group (proxy)", until="2.35"),
+    op("GET", "/v2.1/os-security-groups/{group_id}", "Show security group (proxy)", until="2.35"),
+    op("PUT", "/v2.1/os-security-groups/{group_id}", "Update security group (proxy)", until="2.35"),
+    op("DELETE", "/v2.1/os-security-groups/{group_id}", "Delete security group (proxy)", status=202, until="2.35"),
+    op("POST", "/v2.1/os-security-group-rules", "Create security group rule (proxy)", until="2.35"),
+    op("DELETE", "/v2.1/os-security-group-rules/{rule_id}", "Delete security group rule (proxy)", status=202,
+       until="2.35"),
+    op("GET", "/v2.1/os-floating-ip-pools", "List floating IP pools (proxy)", until="2.35"),
+    op("GET", "/v2.1/os-floating-ips", "List floating IPs (proxy)", until="2.35"),
+    op("POST", "/v2.1/os-floating-ips", "Create (allocate) floating IP (proxy)", until="2.35"),
+    op("GET", "/v2.1/os-floating-ips/{fip_id}", "Show floating IP (proxy)", until="2.35"),
+    op("DELETE", "/v2.1/os-floating-ips/{fip_id}", "Delete (deallocate) floating IP (proxy)", status=202,
+       until="2.35"),
 )
 
 FAMILY = Family("compute", "/compute", "Cumulo Compute API (Nova v2.1)", NOVA_FAULT, COMPUTE_OPS,

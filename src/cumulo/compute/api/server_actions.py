@@ -11,7 +11,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import errors, policy
-from cumulo.compute.api import _common, admin_actions, deferred_actions, server_security_groups
+from cumulo.compute.api import (
+    _common,
+    admin_actions,
+    deferred_actions,
+    network_actions,
+    server_security_groups,
+)
 from cumulo.compute.api import server_views as views
 from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import v
@@ -156,6 +162,7 @@ ACTIONS: dict[str, Handler] = {
     **deferred_actions.ACTIONS,  # restore, forceDelete, createBackup
     **admin_actions.ACTIONS,  # os-resetState, injectNetworkInfo, migrate
     **server_security_groups.ACTIONS,  # addSecurityGroup, removeSecurityGroup
+    **network_actions.ACTIONS,  # addFixedIp, removeFixedIp, addFloatingIp, removeFloatingIp (< 2.44)
 }
 
 
@@ -169,7 +176,7 @@ async def action(request: Request) -> Response:
     if handler is None:
         raise errors.Invalid(f"There is no such action: {name}")
     schema = (SCHEMAS.get(name) or deferred_actions.SCHEMAS.get(name) or server_security_groups.SCHEMAS.get(name)
-              or admin_actions.SCHEMAS[name])
+              or network_actions.SCHEMAS.get(name) or admin_actions.SCHEMAS[name])
     schema.validate(_common.version(request), data)
     svc = _common.compute_service(request)
     row = await svc.get(ctx, request.path_params["server_id"])

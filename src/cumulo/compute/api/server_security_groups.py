@@ -1,12 +1,10 @@
-"""addSecurityGroup / removeSecurityGroup and GET /servers/{id}/os-security-groups, on the security
-group names a server records (instances.security_groups).
+"""addSecurityGroup / removeSecurityGroup and GET /servers/{id}/os-security-groups, on the network
+service's security groups (compute/service/security_groups.py): a server's groups are its ports'.
 
-Cumulo has no network service yet (issue 10), so a project has one security group, "default" (as
-Neutron makes for every project), plus any name a server of it already carries (rows from before
-names were checked). Creating a server with another name is a 400 (Nova: SecurityGroupNotFound);
-Nova with Neutron answers 404 for an unknown group and 400 for a group that exists but is not on
-the server (remove); the same holds here over that set of names. Adding a group the server already
-has is accepted and changes nothing, as Neutron's port update does.
+Creating a server with an unknown name is a 400 (Nova: SecurityGroupNotFound); Nova with Neutron
+answers 404 for an unknown group and 400 for a group that exists but is not on the server (remove).
+Adding a group the server already has is accepted and changes nothing, as Neutron's port update does.
+Without a network service only "default" exists, recorded by name.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import errors, policy
-from cumulo.compute.api import _common
+from cumulo.compute.api import _common, network_proxies
 from cumulo.compute.api.schemas.admin_extras import SECURITY_GROUP_ACTIONS
 from cumulo.compute.service.security_groups import DEFAULT
 from cumulo.compute.service.servers import ComputeService
@@ -83,6 +81,10 @@ async def server_groups(request: Request) -> Response:
     svc = _common.compute_service(request)
     row = await svc.get(ctx, request.path_params["server_id"])
     policy.authorize(ctx, "os_compute_api:os-security-groups:list")
+    sgs = _common.security_group_service(request)
+    if sgs.network is not None:  # the Neutron groups on the server's ports, in Nova's view
+        groups = await sgs.server_groups(row)
+        return json_response({"security_groups": await network_proxies.views_of(sgs.network, ctx, groups)})
     return json_response({"security_groups": [group_view(row["project_id"], n) for n in row["security_groups"] or []]})
 
 

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import errors, policy
+from cumulo.compute import netports
 from cumulo.compute import states as st
 from cumulo.compute.api import _common
 from cumulo.compute.api import server_views as views
@@ -306,7 +307,7 @@ async def create(request: Request) -> Response:
             )
     groups = server.get("security_groups")
     group_names = sorted({g["name"] for g in groups if g.get("name")}) if groups is not None else ["default"]
-    # No network service yet: a project's groups are "default" and those its servers carry (400 as Nova).
+    # The project's Neutron groups, by name (400 as Nova for an unknown one).
     await _common.security_group_service(request).check_known(ctx.project_id or "", group_names)
     req = CreateRequest(
         name=name,
@@ -333,6 +334,10 @@ async def create(request: Request) -> Response:
     )
     admin_pass = server.get("adminPass") or generate_password()
     rows, resv = await _common.compute_service(request).create_servers(ctx, req)
+    sgs = _common.security_group_service(request)
+    for row in rows:  # the requested groups on the ports the create made
+        made = [{"id": p} for p in netports.port_ids_of(row) if p not in netports.user_ports_of(row)]
+        await sgs.apply_on_create(ctx.project_id or "", group_names, made)
     if bool_from_string(server.get("return_reservation_id", False)):
         return json_response({"reservation_id": resv}, status=202)
     vc = _view_ctx(request, ctx, views.SHOW)

@@ -17,11 +17,11 @@ from cumulo import errors, policy
 from cumulo.bus.base import Bus
 from cumulo.compute import actions as act
 from cumulo.compute import instances as inst_db
-from cumulo.compute import migration_records, server_groups
+from cumulo.compute import migration_records, netports, server_groups
 from cumulo.compute import states as st
 from cumulo.compute.models import instance_actions, instances
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
-from cumulo.compute.service import passwords
+from cumulo.compute.service import networking, passwords
 from cumulo.compute.service import transitions as tr
 from cumulo.compute.service.boot import (
     CreateRequest,
@@ -47,8 +47,10 @@ class ServiceUnavailable(errors.CumuloError):
 
 
 class ComputeService:
-    def __init__(self, db: Database, bus: Bus, conf: Settings, images: ImageService, placement: Placement) -> None:
+    def __init__(self, db: Database, bus: Bus, conf: Settings, images: ImageService, placement: Placement,
+                 network: netports.NetworkPorts | None = None) -> None:
         self.db, self.bus, self.conf = db, bus, conf
+        self.network = network  # None: no network service (servers get no NICs)
         self.images = images
         self.placement = placement
         self.quotas = QuotaEngine(conf)
@@ -209,6 +211,7 @@ class ComputeService:
         image = await self.get_image(ctx, req.image_ref, "Can not find requested image")
         check_image_fits(image, flavor)
 
+        nets = await networking.requested_ports(self.network, ctx, req.requested_networks) if self.network else []
         snap = flavor_snapshot(flavor)
         resv = reservation_id()
         now = utcnow()
@@ -275,6 +278,8 @@ class ComputeService:
                     for uuid in uuids
                 ],
             )
+        if nets and self.network is not None:
+            await networking.allocate_for_rows(self.db, self.network, ctx, rows, nets)
         await self.conductor.build_instances(uuids)
         return rows, resv
 
@@ -311,7 +316,11 @@ class ComputeService:
             )
             if gone.rowcount:
                 await act.record_action(conn, ctx, uuid, act.DELETE)
-                return
+        if gone.rowcount:
+            if self.network is not None and netports.port_ids_of(inst):
+                await self.network.release_ports_of_device(uuid, keep=netports.user_ports_of(inst))
+            return
+        async with self.db.write() as conn:
             started = await conn.execute(
                 sa.update(instances)
                 .where(

@@ -1,0 +1,149 @@
+"""Nova's side of a server's networks on the API: which networks a create means, the ports made for
+it through the network service, and Neutron's refusals turned into Nova's faults.
+
+- `networks: "none"`: no port. `networks: "auto"` (2.37+) or no `networks` (before 2.37): the one
+  network available, as Nova's get-me-a-network picks it without creating topology: the project's
+  own networks first, then the shared ones, then the shared external ones; two candidates in the
+  first tier that has any is 409 (NetworkAmbiguous); none at all is 400 with `auto` and a server
+  without NICs before 2.37 (Nova's behaviour when no network is available).
+- a list: each entry a network uuid (optionally with a fixed_ip) or a port; the network service
+  validates them (visibility, ports in use, addresses taken or outside the subnet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from cumulo import errors
+from cumulo.compute import netports
+from cumulo.compute import states as st
+from cumulo.compute.models import instances
+from cumulo.context import RequestContext
+from cumulo.db import Database, utcnow
+
+# Neutron's fault types (stamped on the network service's errors) that Nova answers with a 409.
+_CONFLICTS = {"PortInUse", "NetworkAmbiguous", "MacAddressInUse"}
+_AUTO_MISSING = "Unable to automatically allocate a network for project {project}"
+
+
+def nova_error(exc: errors.CumuloError) -> errors.CumuloError:
+    """A network service refusal as Nova's create answers it: 400 for what the request names badly,
+    409 for a port or address in use, 403 for a quota."""
+    kind = getattr(exc, "neutron_type", "")
+    message = str(exc)
+    if kind == "NetworkNotFound" or kind == "PortNotFound":
+        return errors.Invalid(message.replace("Port ", "Port id ", 1) if kind == "PortNotFound" else message)
+    if kind == "IpAddressAlreadyAllocated":
+        return errors.Invalid(message)
+    if kind in _CONFLICTS:
+        return errors.Conflict(message)
+    if isinstance(exc, errors.OverQuota):
+        return errors.Forbidden(f"Maximum number of ports exceeded: {message}")
+    if isinstance(exc, (errors.NotFound, errors.Forbidden, errors.Invalid, errors.Conflict)):
+        return errors.Invalid(message)
+    return exc
+
+
+async def choose_network(net: netports.NetworkPorts, ctx: RequestContext) -> dict[str, Any] | None:
+    """The network a server gets when it names none: None when nothing is available."""
+    project = ctx.project_id
+    usable = [n for n in await net.list_networks(ctx) if n.get("admin_state_up", True)]
+    tiers = [
+        [n for n in usable if n.get("project_id") == project and not n.get("shared") and not n.get("router:external")],
+        [n for n in usable if n.get("shared") and not n.get("router:external")],
+        [n for n in usable if n.get("shared") and n.get("router:external")],
+    ]
+    for tier in tiers:
+        if len(tier) > 1:
+            raise errors.Conflict("Multiple possible networks found, use a Network ID to be more specific.")
+        if tier:
+            return tier[0]
+    return None
+
+
+async def requested_ports(net: netports.NetworkPorts, ctx: RequestContext, requested: Any) -> list[dict[str, Any]]:
+    """The entries to allocate for each server of a create (see the module's rules)."""
+    if requested == "none":
+        return []
+    if requested is None or requested == "auto":
+        chosen = await choose_network(net, ctx)
+        if chosen is None:
+            if requested == "auto":
+                raise errors.Invalid(_AUTO_MISSING.format(project=ctx.project_id))
+            return []
+        return [{"uuid": chosen["id"]}]
+    out: list[dict[str, Any]] = []
+    for entry in requested:
+        if entry.get("port"):
+            out.append({"port": entry["port"]})
+            continue
+        try:
+            await net.get_network(ctx, entry["uuid"])
+        except errors.NotFound as exc:
+            raise errors.Invalid(f"Network {entry['uuid']} could not be found.") from exc
+        out.append({k: entry[k] for k in ("uuid", "fixed_ip") if entry.get(k) is not None})
+    return out
+
+
+async def allocate(
+    net: netports.NetworkPorts, ctx: RequestContext, uuid: str, wanted: Sequence[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Make or take the server's ports: (the ports, the ids of those the user brought)."""
+    if not wanted:
+        return [], []
+    try:
+        ports = await net.allocate_ports_for_server(ctx, uuid, list(wanted))
+    except errors.CumuloError as exc:
+        raise nova_error(exc) from exc
+    return ports, [str(w["port"]) for w in wanted if w.get("port")]
+
+
+async def addresses(net: netports.NetworkPorts, ctx: RequestContext, ports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Nova's `addresses` of the ports, named by their networks (a network the caller cannot see
+    any longer keeps its id as the name)."""
+    names: dict[str, str] = {}
+    for nid in {str(p["network_id"]) for p in ports}:
+        try:
+            names[nid] = str((await net.get_network(ctx, nid)).get("name") or nid)
+        except errors.CumuloError:
+            names[nid] = nid
+    return netports.addresses_for(ports, names)
+
+
+def recorded(sysmeta: dict[str, Any] | None, ports: Sequence[dict[str, Any]], user_ports: Sequence[str]) -> dict[str, Any]:
+    """The instance's system_metadata with its ports recorded."""
+    out = dict(sysmeta or {})
+    out[netports.PORTS_KEY] = [str(p["id"]) for p in ports]
+    out[netports.USER_PORTS_KEY] = list(user_ports)
+    return out
+
+
+async def allocate_for_rows(
+    db: Database, net: netports.NetworkPorts, ctx: RequestContext, rows: list[dict[str, Any]],
+    wanted: list[dict[str, Any]],
+) -> None:
+    """Each new server's ports (Nova allocates them before the build), recorded on its row (and in
+    `rows`); a refusal undoes the create: the rows are deleted and the ports made so far released."""
+    done: list[str] = []
+    try:
+        for row in rows:
+            ports, user_ports = await allocate(net, ctx, row["uuid"], wanted)
+            done.append(row["uuid"])
+            row["system_metadata"] = recorded(row["system_metadata"], ports, user_ports)
+            row["addresses"] = await addresses(net, ctx, ports)
+            async with db.write() as conn:
+                await conn.execute(sa.update(instances).where(instances.c.uuid == row["uuid"]).values(
+                    system_metadata=row["system_metadata"], addresses=row["addresses"]))
+    except BaseException:
+        now = utcnow()
+        for row in rows:
+            if row["uuid"] in done:
+                await net.release_ports_of_device(row["uuid"], keep=netports.user_ports_of(row))
+        async with db.write() as conn:
+            await conn.execute(sa.update(instances).where(instances.c.uuid.in_([r["uuid"] for r in rows])).values(
+                deleted=True, deleted_at=now, terminated_at=now, vm_state=st.DELETED, task_state=None,
+                updated_at=now))
+        raise

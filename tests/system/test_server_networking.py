@@ -1,0 +1,120 @@
+"""Servers on a real tenant network (issue 10, acceptance items 1 and 5 for containers): the demo
+user boots two runc containers with `openstack server create --network private`, and they ping each
+other by the addresses their ports got; then `openstack server add port` hot plugs a second NIC into
+a running container, which answers on it, and `server remove port` unplugs it again.
+
+One `cumulo up` for the module (its local host on the runc driver, which makes the demo's `private`
+network at first start). Pings run inside the containers (`runc exec`, busybox ping). Everything the
+module makes is deleted at the end, and nothing of the servers may remain on the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from _runc_util import launch_runc, leftovers, runc, server, wait_for, wait_gone, wait_status
+
+if TYPE_CHECKING:
+    from conftest import CumuloCloud
+
+DEMO = "cumulo-demo"
+
+
+class World:
+    def __init__(self, cloud: CumuloCloud) -> None:
+        self.cloud = cloud
+        self.servers: list[str] = []
+        self.ports: list[str] = []
+        self.networks: list[str] = []
+
+    def osc(self, *args: str, **kw: Any) -> Any:
+        return self.cloud.osc(*args, cloud=DEMO, **kw)
+
+    def boot(self, name: str, *networks: str) -> dict[str, Any]:
+        nets = [arg for net in (networks or ("private",)) for arg in ("--network", net)]
+        made = self.osc("server", "create", "--image", "busybox", "--flavor", "m1.tiny", *nets, name)
+        self.servers.append(str(made["id"]))
+        return wait_status(self.cloud, str(made["id"]), "ACTIVE", timeout=120)
+
+
+@pytest.fixture(scope="module")
+def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp: Path = tmp_path_factory.mktemp("server-net")
+    w = World(launch_runc(cumulo_launcher, tmp))
+    yield w
+    for uuid in w.servers:
+        if server(w.cloud, uuid) is not None:
+            w.cloud.osc_run("server", "delete", uuid)
+    for uuid in w.servers:
+        try:
+            wait_gone(w.cloud, uuid, timeout=60)
+        except AssertionError:
+            pass
+    for port in w.ports:
+        w.cloud.osc_run("port", "delete", port, cloud=DEMO)
+    for net in w.networks:
+        w.cloud.osc_run("network", "delete", net, cloud=DEMO)
+    w.cloud.close()
+
+
+def ips(s: dict[str, Any], net: str = "private") -> list[str]:
+    return [a["addr"] for a in s["addresses"].get(net, []) if a["version"] == 4]
+
+
+def pings(w: World, uuid: str, ip: str) -> bool:
+    done = runc(w.cloud, "exec", f"cumulo-{uuid}", "ping", "-c", "1", "-W", "1", ip)
+    return done.returncode == 0
+
+
+def test_two_containers_on_private_ping_each_other(world: World) -> None:
+    a, b = world.boot("net-a"), world.boot("net-b")
+    [ip_a], [ip_b] = ips(a), ips(b)
+    assert ip_a != ip_b and ip_a.startswith("10.0.0.") and ip_b.startswith("10.0.0."), (a["addresses"], b["addresses"])
+    # The container's eth0 carries its port's address and MAC.
+    ports = world.osc("port", "list", "--server", a["id"], "--long")
+    assert len(ports) == 1 and ports[0]["Status"] in ("ACTIVE", "DOWN", "BUILD")
+    mac = a["addresses"]["private"][0]["OS-EXT-IPS-MAC:mac_addr"]
+    eth0 = runc(world.cloud, "exec", f"cumulo-{a['id']}", "ip", "addr", "show", "eth0")
+    assert eth0.returncode == 0 and ip_a in eth0.stdout and mac in eth0.stdout.lower(), eth0.stdout + eth0.stderr
+    wait_for(lambda: pings(world, a["id"], ip_b), timeout=20, what=f"{ip_a} pings {ip_b}")
+    wait_for(lambda: pings(world, b["id"], ip_a), timeout=20, what=f"{ip_b} pings {ip_a}")
+
+
+def test_add_and_remove_port_on_a_running_container(world: World) -> None:
+    # The hot-plugged port is on a second network, which b also has: the reply leaves a by that NIC
+    # (on one subnet, a's two NICs would each claim both addresses and anti-spoofing drops the
+    # replies that leave by the other one).
+    net = world.osc("network", "create", "hotnet")
+    world.networks.append(str(net["id"]))
+    world.osc("subnet", "create", "--network", "hotnet", "--subnet-range", "10.77.0.0/24", "hotsub")
+    a, b = world.boot("hot-a"), world.boot("hot-b", "private", "hotnet")
+    assert len(ips(b, "hotnet")) == 1
+    port = world.osc("port", "create", "--network", "hotnet", "hot-port")
+    world.ports.append(str(port["id"]))
+    new_ip = port["fixed_ips"][0]["ip_address"]
+    world.osc("server", "add", "port", a["id"], port["id"], json=False)
+    shown = wait_for(lambda: (s := server(world.cloud, a["id"])) and new_ip in ips(s, "hotnet") and s, timeout=30,
+                     what="the new address in server show")
+    assert ips(shown) == ips(a)
+    eth1 = runc(world.cloud, "exec", f"cumulo-{a['id']}", "ip", "addr", "show", "eth1")
+    assert eth1.returncode == 0 and new_ip in eth1.stdout, eth1.stdout + eth1.stderr
+    wait_for(lambda: pings(world, b["id"], new_ip), timeout=20, what=f"the hot-plugged {new_ip} answers")
+    assert world.osc("port", "show", port["id"])["device_id"] == a["id"]
+    world.osc("server", "remove", "port", a["id"], port["id"], json=False)
+    wait_for(lambda: not pings(world, b["id"], new_ip), timeout=20, what=f"{new_ip} gone after remove port")
+    kept = world.osc("port", "show", port["id"])  # the user's port stays, detached
+    assert kept["device_id"] == ""
+    assert (server(world.cloud, a["id"]) or {})["addresses"] == a["addresses"]
+    assert runc(world.cloud, "exec", f"cumulo-{a['id']}", "ip", "link", "show", "eth1").returncode != 0
+    wait_for(lambda: pings(world, b["id"], ips(a)[0]), timeout=20, what="the first NIC answers after remove port")
+
+
+def test_deleted_servers_leave_nothing(world: World) -> None:
+    s = world.boot("gone")
+    world.osc("server", "delete", s["id"], json=False)
+    wait_gone(world.cloud, s["id"])
+    assert world.osc("port", "list", "--device-id", s["id"]) == []
+    assert leftovers(world.cloud, s["id"]) == []

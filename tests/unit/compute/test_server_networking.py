@@ -1,0 +1,217 @@
+"""Nova's side of networking against the in-process cloud (fake driver): server create's `networks`
+(auto, none, uuids, ports, fixed IPs) allocating ports in the network service, addresses from the
+ports, ports released at delete, and os-interface; each bad input with Nova's fault."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from servers_support import (  # noqa: F401  (settings is a fixture override)
+    API,
+    NANO,
+    World,
+    fault_of,
+    make_network,
+    make_world,
+    mv,
+    settings,
+    wait_gone,
+    wait_status,
+)
+
+NET = "/networking/v2.0"
+
+
+@pytest.fixture
+async def world(cloud: Any, as_ctx: Any) -> World:
+    return await make_world(cloud, as_ctx)
+
+
+def _body(world: World, networks: Any = None, **extra: Any) -> dict[str, Any]:
+    server: dict[str, Any] = {"name": "n", "imageRef": world.image_id, "flavorRef": NANO, **extra}
+    if networks is not None:
+        server["networks"] = networks
+    return {"server": server}
+
+
+async def _create(world: World, networks: Any, version: str = "2.37") -> Any:
+    return await world.member.post(f"{API}/servers", json=_body(world, networks), headers=mv(version))
+
+
+async def _ports_of(world: World, server_id: str) -> list[dict[str, Any]]:
+    resp = await world.member.get(f"{NET}/ports", params={"device_id": server_id})
+    assert resp.status_code == 200, resp.text
+    ports: list[dict[str, Any]] = resp.json()["ports"]
+    return ports
+
+
+async def test_auto_takes_the_projects_network_and_addresses_come_from_the_port(world: World) -> None:
+    net = await make_network(world.member, "mine", "10.20.0.0/24")
+    resp = await _create(world, "auto")
+    assert resp.status_code == 202, resp.text
+    server = await wait_status(world.member, resp.json()["server"]["id"], "ACTIVE")
+    [port] = await _ports_of(world, server["id"])
+    assert port["network_id"] == net["network"]["id"] and port["device_owner"].startswith("compute:")
+    ip = port["fixed_ips"][0]["ip_address"]
+    assert ip.startswith("10.20.0.")
+    assert server["addresses"] == {"mine": [{"addr": ip, "version": 4, "OS-EXT-IPS:type": "fixed",
+                                             "OS-EXT-IPS-MAC:mac_addr": port["mac_address"]}]}
+    ips = (await world.member.get(f"{API}/servers/{server['id']}/ips")).json()
+    assert ips == {"addresses": {"mine": [{"addr": ip, "version": 4}]}}
+    listed = (await world.member.get(f"{API}/servers/detail", params={"ip": ip})).json()["servers"]
+    assert [s["id"] for s in listed] == [server["id"]]
+    # Delete: the port Nova made goes with the server.
+    assert (await world.member.delete(f"{API}/servers/{server['id']}")).status_code == 204
+    await wait_gone(world.member, server["id"])
+    assert await _ports_of(world, server["id"]) == []
+
+
+async def test_none_and_no_network_before_2_37(world: World) -> None:
+    resp = await _create(world, "none")
+    assert resp.status_code == 202, resp.text
+    server = await wait_status(world.member, resp.json()["server"]["id"], "ACTIVE")
+    assert server["addresses"] == {} and await _ports_of(world, server["id"]) == []
+    # No network anywhere for this project: before 2.37 the server boots without a NIC, as in Nova.
+    # (With a shared network, that one is taken instead.)
+    shared = [n for n in await world.cloud.services.network.list_networks(_ctx(world)) if n.get("shared")]
+    resp = await world.member.post(f"{API}/servers", json=_body(world), headers=mv("2.36"))
+    assert resp.status_code == 202, resp.text
+    server = await wait_status(world.member, resp.json()["server"]["id"], "ACTIVE")
+    assert [p["network_id"] for p in await _ports_of(world, server["id"])] == [n["id"] for n in shared[:1]]
+
+
+def _ctx(world: World) -> Any:
+    from servers_support import make_ctx
+
+    return make_ctx(world.project_id, "member")
+
+
+async def test_auto_without_a_network_is_400_and_two_networks_409(world: World) -> None:
+    shared = [n for n in await world.cloud.services.network.list_networks(_ctx(world)) if n.get("shared")]
+    if not shared:
+        resp = await _create(world, "auto")
+        assert resp.status_code == 400 and fault_of(resp)[0] == "badRequest"
+        assert "Unable to automatically allocate a network" in fault_of(resp)[2]
+    await make_network(world.member, "one", "10.21.0.0/24")
+    await make_network(world.member, "two", "10.22.0.0/24")
+    resp = await _create(world, "auto")
+    assert resp.status_code == 409 and fault_of(resp)[0] == "conflictingRequest", resp.text
+    assert "Multiple possible networks found" in fault_of(resp)[2]
+    # Nothing was left behind by the refusals: no server, no port.
+    servers = (await world.member.get(f"{API}/servers")).json()["servers"]
+    assert servers == []
+
+
+async def test_networks_list_with_fixed_ip_and_port(world: World) -> None:
+    net = await make_network(world.member, "lst", "10.23.0.0/24")
+    nid = net["network"]["id"]
+    user_port = (await world.member.post(f"{NET}/ports", json={"port": {"network_id": nid}})).json()["port"]
+    resp = await _create(world, [{"uuid": nid, "fixed_ip": "10.23.0.50"}, {"port": user_port["id"]}])
+    assert resp.status_code == 202, resp.text
+    server = await wait_status(world.member, resp.json()["server"]["id"], "ACTIVE")
+    addrs = [a["addr"] for a in server["addresses"]["lst"]]
+    assert addrs == ["10.23.0.50", user_port["fixed_ips"][0]["ip_address"]]
+    # The fixed IP is taken now: 400 as Nova's FixedIpAlreadyInUse on create; the user's port is in use: 409.
+    taken = await _create(world, [{"uuid": nid, "fixed_ip": "10.23.0.50"}])
+    assert taken.status_code == 400 and fault_of(taken)[0] == "badRequest", taken.text
+    in_use = await _create(world, [{"port": user_port["id"]}])
+    assert in_use.status_code == 409 and fault_of(in_use)[0] == "conflictingRequest", in_use.text
+    # Delete: Nova's port goes, the user's stays, detached.
+    assert (await world.member.delete(f"{API}/servers/{server['id']}")).status_code == 204
+    await wait_gone(world.member, server["id"])
+    kept = (await world.member.get(f"{NET}/ports/{user_port['id']}")).json()["port"]
+    assert kept["device_id"] == "" and kept["device_owner"] == ""
+    assert [p["id"] for p in (await world.member.get(f"{NET}/ports", params={"network_id": nid})).json()["ports"]
+            if p["device_owner"].startswith("compute:")] == []
+
+
+async def test_bad_networks_are_novas_faults(world: World) -> None:
+    net = await make_network(world.member, "bad", "10.24.0.0/24")
+    nid = net["network"]["id"]
+    missing = "0e44cc9c-e052-415d-afbf-469b0d384170"
+    other_net = await make_network(world.other, "theirs", "10.25.0.0/24")
+    cases = [
+        ([{"uuid": missing}], 400, "Network 0e44cc9c-e052-415d-afbf-469b0d384170 could not be found."),
+        ([{"uuid": other_net["network"]["id"]}], 400, "could not be found"),
+        ([{"port": missing}], 400, "could not be found"),
+        ([{"uuid": nid, "fixed_ip": "192.168.1.5"}], 400, ""),
+        ([{"uuid": nid, "fixed_ip": "not-an-ip"}], 400, ""),
+        ([{"uuid": "not-a-uuid"}], 400, ""),
+        ([{"port": missing, "fixed_ip": "10.24.0.9"}], 400, ""),
+    ]
+    for networks, status, text in cases:
+        resp = await _create(world, networks)
+        assert resp.status_code == status, (networks, resp.text)
+        assert fault_of(resp)[0] == "badRequest" and text in fault_of(resp)[2], (networks, resp.text)
+    assert (await world.member.get(f"{API}/servers")).json()["servers"] == []
+    assert [p for p in (await world.member.get(f"{NET}/ports", params={"network_id": nid})).json()["ports"]
+            if p["device_owner"].startswith("compute:")] == []
+
+
+async def test_os_interface_list_attach_detach(world: World) -> None:
+    net = await make_network(world.member, "if", "10.26.0.0/24")
+    nid = net["network"]["id"]
+    server = await wait_status(world.member, (await _create(world, [{"uuid": nid}])).json()["server"]["id"], "ACTIVE")
+    base = f"{API}/servers/{server['id']}/os-interface"
+    [first] = (await world.member.get(base)).json()["interfaceAttachments"]
+    assert set(first) == {"fixed_ips", "mac_addr", "net_id", "port_id", "port_state"}
+    assert first["net_id"] == nid and first["fixed_ips"][0]["subnet_id"] == net["subnet"]["id"]
+    with_tag = (await world.member.get(base, headers=mv("2.70"))).json()["interfaceAttachments"][0]
+    assert with_tag["tag"] is None
+    # Attach on a network with a fixed IP, then the user's port.
+    resp = await world.member.post(base, json={"interfaceAttachment": {"net_id": nid, "fixed_ips": [{"ip_address": "10.26.0.77"}]}})
+    assert resp.status_code == 200, resp.text
+    made = resp.json()["interfaceAttachment"]
+    assert made["fixed_ips"][0]["ip_address"] == "10.26.0.77"
+    user_port = (await world.member.post(f"{NET}/ports", json={"port": {"network_id": nid}})).json()["port"]
+    resp = await world.member.post(base, json={"interfaceAttachment": {"port_id": user_port["id"]}})
+    assert resp.status_code == 200 and resp.json()["interfaceAttachment"]["port_id"] == user_port["id"], resp.text
+    shown = await wait_status(world.member, server["id"], "ACTIVE")
+    assert sorted(a["addr"] for a in shown["addresses"]["if"]) == sorted(
+        [first["fixed_ips"][0]["ip_address"], "10.26.0.77", user_port["fixed_ips"][0]["ip_address"]])
+    one = (await world.member.get(f"{base}/{made['port_id']}")).json()["interfaceAttachment"]
+    assert one["port_id"] == made["port_id"] and one["mac_addr"] == made["mac_addr"]
+    # Detach both: Nova's port goes, the user's stays (detached).
+    assert (await world.member.delete(f"{base}/{made['port_id']}")).status_code == 202
+    assert (await world.member.get(f"{NET}/ports/{made['port_id']}")).status_code == 404
+    assert (await world.member.delete(f"{base}/{user_port['id']}")).status_code == 202
+    assert (await world.member.get(f"{NET}/ports/{user_port['id']}")).json()["port"]["device_id"] == ""
+    left = (await world.member.get(base)).json()["interfaceAttachments"]
+    assert [i["port_id"] for i in left] == [first["port_id"]]
+    shown = (await world.member.get(f"{API}/servers/{server['id']}")).json()["server"]
+    assert [a["addr"] for a in shown["addresses"]["if"]] == [first["fixed_ips"][0]["ip_address"]]
+
+
+async def test_os_interface_bad_input(world: World) -> None:
+    net = await make_network(world.member, "ifb", "10.27.0.0/24")
+    nid = net["network"]["id"]
+    server = await wait_status(world.member, (await _create(world, [{"uuid": nid}])).json()["server"]["id"], "ACTIVE")
+    base = f"{API}/servers/{server['id']}/os-interface"
+    missing = "0e44cc9c-e052-415d-afbf-469b0d384170"
+    other_port = (await world.member.post(f"{NET}/ports", json={"port": {"network_id": nid}})).json()["port"]
+    in_use = (await world.member.get(base)).json()["interfaceAttachments"][0]["port_id"]
+    cases = [
+        ({"interfaceAttachment": {"net_id": nid, "port_id": other_port["id"]}}, 400, "Must not input both"),
+        ({"interfaceAttachment": {"fixed_ips": [{"ip_address": "10.27.0.9"}]}}, 400, "Must input network_id"),
+        ({"interfaceAttachment": {"net_id": "nope"}}, 400, ""),
+        ({"interfaceAttachment": {"bogus": 1}}, 400, ""),
+        ({"interfaceAttachment": {"net_id": missing}}, 404, "could not be found"),
+        ({"interfaceAttachment": {"port_id": missing}}, 404, "could not be found"),
+        ({"interfaceAttachment": {"port_id": in_use}}, 409, ""),
+        ({"interfaceAttachment": {"net_id": nid, "fixed_ips": [{"ip_address": "192.168.9.9"}]}}, 400, ""),
+        ({"interfaceAttachment": {"net_id": nid, "tag": "t"}}, 400, "tag"),
+    ]
+    for body, status, text in cases:
+        resp = await world.member.post(base, json=body)
+        assert resp.status_code == status, (body, resp.text)
+        assert text in fault_of(resp)[2], (body, resp.text)
+    assert (await world.member.get(f"{base}/{missing}")).status_code == 404
+    assert (await world.member.delete(f"{base}/{other_port['id']}")).status_code == 404
+    assert (await world.other.get(base)).status_code == 404  # another project's server
+    # A server that is not ACTIVE/PAUSED/SHUTOFF: 409.
+    assert (await world.action(server["id"], {"suspend": None})).status_code == 202
+    await wait_status(world.member, server["id"], "SUSPENDED")
+    resp = await world.member.post(base, json={"interfaceAttachment": {"net_id": nid}})
+    assert resp.status_code == 409 and fault_of(resp)[0] == "conflictingRequest", resp.text
+    assert len((await world.member.get(base)).json()["interfaceAttachments"]) == 1
