@@ -215,3 +215,30 @@ async def test_os_interface_bad_input(world: World) -> None:
     resp = await world.member.post(base, json={"interfaceAttachment": {"net_id": nid}})
     assert resp.status_code == 409 and fault_of(resp)[0] == "conflictingRequest", resp.text
     assert len((await world.member.get(base)).json()["interfaceAttachments"]) == 1
+
+
+def _fake_record(world: World, uuid: str) -> dict[str, Any]:
+    import json
+
+    [path] = list((world.cloud.conf.state_dir / "fake").glob(f"*/{uuid}.json"))
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record
+
+
+async def test_the_driver_gets_the_ports_as_nics(world: World) -> None:
+    """The agent plugs the ports (the fake host's network agent binds them) and passes one NicSpec per
+    port to the driver, and the config drive's view of them; a hot attach reaches the driver too."""
+    net = await make_network(world.member, "nics", "10.28.0.0/24")
+    nid = net["network"]["id"]
+    server = await wait_status(world.member, (await _create(world, [{"uuid": nid}])).json()["server"]["id"], "ACTIVE")
+    [port] = await _ports_of(world, server["id"])
+    record = _fake_record(world, server["id"])
+    assert [n["port_id"] for n in record["nics"]] == [port["id"]] and record["num_nics"] == 1
+    assert record["nics"][0]["mac"] == port["mac_address"]
+    assert record["nics"][0]["addresses"] == [port["fixed_ips"][0]["ip_address"] + "/24"]
+    resp = await world.member.post(f"{API}/servers/{server['id']}/os-interface", json={"interfaceAttachment": {"net_id": nid}})
+    assert resp.status_code == 200, resp.text
+    added = resp.json()["interfaceAttachment"]["port_id"]
+    assert [n["port_id"] for n in _fake_record(world, server["id"])["nics"]] == [port["id"], added]
+    assert (await world.member.delete(f"{API}/servers/{server['id']}/os-interface/{added}")).status_code == 202
+    assert [n["port_id"] for n in _fake_record(world, server["id"])["nics"]] == [port["id"]]
