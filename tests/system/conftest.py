@@ -337,6 +337,12 @@ class CumuloCloud:
 
     def close(self) -> None:
         self.stop()
+        if self.driver != "fake":  # the network data plane it made on the host (it outlives a stop)
+            import asyncio
+
+            from cumulo.network.agent.plumbing import remove_registered
+
+            asyncio.run(remove_registered(str(self.state_dir.resolve())))
         if not KEEP:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -194,3 +194,21 @@ class RealPlumbing:
             for n in stale.networks:
                 self._firewalls.pop(netns.network_ns(n), None)
         return stale
+
+
+async def remove_registered(owner: str, *, registry: Path = REGISTRY, run_dir: Path = dhcp.RUN_DIR) -> list[str]:
+    """The data plane the cloud of state dir `owner` registered on this host, removed (its
+    namespaces with their dnsmasq, its host links) with its entry; the ids. For test teardown and
+    a cloud being thrown away: `cumulo up` itself leaves its data plane serving when it stops."""
+    entry = _entry(registry, owner)
+    try:
+        ids = [str(i) for i in json.loads(await asyncio.to_thread(entry.read_text))["ids"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    for ident in ids:
+        await dhcp.stop(run_dir, ident)
+        await netns.delete(netns.network_ns(ident))
+        await netns.delete(netns.router_ns(ident))
+        await external.delete_host_link(ident)
+    await asyncio.to_thread(entry.unlink, missing_ok=True)
+    return ids
