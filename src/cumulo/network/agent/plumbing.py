@@ -158,7 +158,10 @@ class RealPlumbing:
             await bridge.ensure(ns, mtu=plan.mtu)
         script = secgroups.render(fw)
         if self._firewalls.get(ns) != script:
-            await secgroups.apply(ns, fw)
+            if ns in self._firewalls:  # br_netfilter is on there already: only the tables change
+                await secgroups.apply_script(ns, script)
+            else:
+                await secgroups.apply(ns, fw)
             self._firewalls[ns] = script
         if plan.dhcp_port is not None and plan.wants_dhcp:
             await dhcp.ensure(self.run_dir, ns, plan.dhcp_config, plan.dhcp_port)
