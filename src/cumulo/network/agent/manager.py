@@ -132,7 +132,10 @@ class NetworkAgent:
         async with self.lock:
             plan = await self._plan()
             if self.plumbing.real:
-                await self.plumbing.reap(plan)
+                try:
+                    await self.plumbing.reap(plan)
+                except Exception:  # what is wanted is still ensured below
+                    LOG.exception("network agent %s: reaping orphans failed", self.host)
                 plan = await self._ensure_dhcp_ports(plan, set(plan.networks))
                 await self._drop_stale_dhcp_ports(plan)
             for net in plan.networks.values():
