@@ -176,6 +176,14 @@ def crud_routes(
     ]
 
 
+async def list_agents(request: Request) -> Response:
+    """GET /v2.0/agents: Neutron shows agents to admins only and answers others an empty list. Cumulo's
+    network agents (one per compute host, on the bus) are not Neutron agents: the `agent` extension
+    is not offered, and the list is empty for everyone."""
+    await _ctx(request)
+    return json_response({"agents": []})
+
+
 # ---- quotas ---------------------------------------------------------------------------------------
 
 
@@ -290,6 +298,7 @@ ROUTES: list[BaseRoute] = [
                  NetworkService.create_subnet, NetworkService.update_subnet, NetworkService.delete_subnet),
     *crud_routes("port", "ports", NetworkService.list_ports, NetworkService.get_port,
                  NetworkService.create_port, NetworkService.update_port, NetworkService.delete_port),
+    Route("/v2.0/agents", list_agents, methods=["GET"]),
     Route("/v2.0/quotas", list_quotas, methods=["GET"]),
     Route("/v2.0/quotas/{project_id}", show_quota, methods=["GET"]),
     Route("/v2.0/quotas/{project_id}", update_quota, methods=["PUT"]),

@@ -21,9 +21,9 @@ CORE_EXTENSIONS: tuple[tuple[str, str, str], ...] = (
      "(e.g. tftp-server, server-ip-address, bootfile-name)"),
     ("quotas", "Quota management support", "Expose functions for quotas management per project"),
     ("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"),
-    ("standard-attr-tag", "Tag support for resources with standard attribute: subnet, trunk, network_segment_range, "
-     "router, network, policy, subnetpool, port, security_group, floatingip", "Enables to set tag on resources with "
-     "standard attribute."),
+    # "tag" (networks), not "standard-attr-tag": tags work on subnets, ports, routers, floating IPs and
+    # security groups too, but there are no subnet pools, trunks or QoS policies to tag.
+    ("tag", "Tag support", "Enables to set tag on resources."),
     ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron "
      "resources that have Neutron standard attributes."),

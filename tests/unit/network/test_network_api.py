@@ -25,7 +25,8 @@ async def test_version_discovery_and_extensions(alice: httpx.AsyncClient) -> Non
     assert {"networks", "subnets", "ports"} <= names
     aliases = {e["alias"] for e in (await alice.get("/v2.0/extensions")).json()["extensions"]}
     assert {"external-net", "binding", "port-security", "allowed-address-pairs", "extra_dhcp_opt", "quotas",
-            "standard-attr-tag", "pagination", "sorting"} <= aliases
+            "tag", "pagination", "sorting"} <= aliases
+    assert "agent" not in aliases and (await alice.get("/v2.0/agents")).json() == {"agents": []}
     assert (await alice.get("/v2.0/extensions/binding")).json()["extension"]["alias"] == "binding"
     fault(await alice.get("/v2.0/extensions/nope"), 404)
     fault(await alice.get("/v2.0/nothing-here"), 404, "HTTPNotFound")
