@@ -93,7 +93,7 @@ async def test_each_server_reads_only_its_own_metadata_and_strangers_get_404(svc
     docs = {u: {"uuid": u, "meta_data": {"uuid": u, "name": n}, "user_data": n.encode(), "hostname": n}
             for u, n in ((a, "alpha"), (b, "beta"))}
 
-    async def documents(uuid: str) -> dict[str, Any] | None:
+    async def documents(uuid: str, nics: list[dict[str, Any]]) -> dict[str, Any] | None:
         return docs.get(uuid)
 
     net_a, ns_a, port_a = await tenant(svc, lab, "project-a", a)
@@ -149,7 +149,7 @@ async def test_each_server_reads_only_its_own_metadata_and_strangers_get_404(svc
 async def test_serve_replaces_a_listener_of_a_recreated_namespace(svc: NetworkService, lab: Lab) -> None:
     u = str(uuidlib.uuid4())
 
-    async def documents(uuid: str) -> dict[str, Any] | None:
+    async def documents(uuid: str, nics: list[dict[str, Any]]) -> dict[str, Any] | None:
         return {"uuid": u, "meta_data": {"uuid": u}} if uuid == u else None
 
     net, ns, _ = await tenant(svc, lab, "project-a", u)
@@ -168,7 +168,7 @@ async def test_serve_replaces_a_listener_of_a_recreated_namespace(svc: NetworkSe
 
 
 async def test_a_network_without_namespace_is_not_served_and_nothing_raises(svc: NetworkService) -> None:
-    async def documents(uuid: str) -> dict[str, Any] | None:
+    async def documents(uuid: str, nics: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
 
     md = MetadataService(svc.db, documents)

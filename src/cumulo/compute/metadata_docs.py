@@ -1,6 +1,7 @@
 """An instance's documents for the metadata service (network/metadata.py), from its DB row.
 
-The same renderers as the config drive (drivers/configdata.py over specs.instance_spec), so
+The same renderers as the config drive (drivers/configdata.py over specs.instance_spec, the NICs
+through netports.network_info as the build does), so
 http://169.254.169.254/openstack/latest/meta_data.json and the drive's file say the same. The
 runtime hands `documents(db)` to the network side's MetadataService (the service packages do not
 import each other).
@@ -8,11 +9,12 @@ import each other).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from cumulo.compute import instances as inst_db
-from cumulo.compute import specs
+from cumulo.compute import netports, specs
 from cumulo.compute.drivers import configdata
 from cumulo.db import Database
 
@@ -26,9 +28,17 @@ def _names(value: Any) -> list[str]:
     return out
 
 
-async def render(inst: dict[str, Any]) -> dict[str, Any]:
-    """The documents of one live instance row (see network/metadata.py for the keys)."""
+def _in_server_order(inst: dict[str, Any], nics: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The NICs in the server's NIC order (its recorded port ids), any other after them."""
+    order = {p: i for i, p in enumerate(netports.port_ids_of(inst))}
+    return sorted(nics, key=lambda n: order.get(str(n.get("port_id")), len(order)))
+
+
+async def render(inst: dict[str, Any], nics: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The documents of one live instance row and its NICs (NicSpec dicts), see network/metadata.py."""
     spec = await specs.instance_spec(inst, None)
+    if nics:
+        spec = dataclasses.replace(spec, network_info=netports.network_info(_in_server_order(inst, nics)))
     flavor = inst.get("flavor") or {}
     return {
         "uuid": spec.uuid,
@@ -47,11 +57,11 @@ async def render(inst: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def documents(db: Database) -> Callable[[str], Awaitable[dict[str, Any] | None]]:
-    """instance uuid -> its documents, or None when there is no such live instance."""
-    async def get(uuid: str) -> dict[str, Any] | None:
+def documents(db: Database) -> Callable[[str, list[dict[str, Any]]], Awaitable[dict[str, Any] | None]]:
+    """(instance uuid, its NICs) -> its documents, or None when there is no such live instance."""
+    async def get(uuid: str, nics: list[dict[str, Any]]) -> dict[str, Any] | None:
         async with db.read() as conn:
             inst = await inst_db.get(conn, uuid)
-        return None if inst is None else await render(inst)
+        return None if inst is None else await render(inst, nics)
 
     return get

@@ -9,9 +9,11 @@ when the port belongs to a server (device_owner `compute:*`). Anything else is a
 ever served from another instance, a router or DHCP port, or an unknown address. Anti-spoofing
 (security groups, ports with port security on) keeps a server from posing as another's address.
 
-What an instance's documents hold comes from a `Documents` callable (instance uuid -> dict or
-None) that the runtime builds from compute (the config drive's renderers), so the metadata
-service and the config drive say the same: keys `uuid`, `meta_data`, `network_data`,
+What an instance's documents hold comes from a `Documents` callable (instance uuid, its NICs ->
+dict or None) that the runtime builds from compute (the config drive's renderers), so the metadata
+service and the config drive say the same. The NICs are the instance's ports as the network agent
+describes them to compute (NicSpec dicts, `agent/state.nic_fields`), from which compute renders
+network_data.json as for the drive. The documents' keys: `uuid`, `meta_data`, `network_data`,
 `user_data` (bytes or None), `vendor_data`, and for the EC2 paths `ec2_id`, `hostname`,
 `availability_zone`, `instance_type`, `image_id`, `reservation_id`, `launch_index`,
 `security_groups`.
@@ -41,11 +43,12 @@ import sqlalchemy as sa
 from cumulo.db import Database
 from cumulo.netplane import metadata as plane
 from cumulo.netplane import netns
-from cumulo.network.models import floating_ips, ip_allocations, ports
+from cumulo.network.agent.state import _subnet, nic_fields
+from cumulo.network.models import floating_ips, ip_allocations, networks, ports, subnets
 
 LOG = logging.getLogger(__name__)
 
-Documents = Callable[[str], Awaitable[dict[str, Any] | None]]
+Documents = Callable[[str, list[dict[str, Any]]], Awaitable[dict[str, Any] | None]]
 
 OPENSTACK_VERSIONS = ("2012-08-10", "2013-04-04", "2013-10-17", "2015-10-15", "2016-06-30", "2016-10-06",
                       "2017-02-22", "2018-08-27", "2020-10-14")
@@ -184,6 +187,31 @@ async def instance_at(db: Database, network_id: str, ip: str) -> tuple[str, str,
     return str(row.device_id), str(row.id), (str(fip[0]) if fip else None)
 
 
+async def instance_nics(db: Database, instance_uuid: str) -> list[dict[str, Any]]:
+    """The instance's ports as NicSpec dicts (what plug_ports returns), oldest port first."""
+    async with db.read() as conn:
+        port_rows = list(await conn.execute(
+            sa.select(ports).where(ports.c.device_id == instance_uuid, ports.c.device_owner.like("compute:%"))
+            .order_by(ports.c.created_at, ports.c.id)))
+        if not port_rows:
+            return []
+        ids = [p.id for p in port_rows]
+        ips: dict[str, list[tuple[str, str]]] = {i: [] for i in ids}
+        for a in await conn.execute(sa.select(ip_allocations).where(ip_allocations.c.port_id.in_(ids))
+                                    .order_by(ip_allocations.c.id)):
+            ips[a.port_id].append((a.subnet_id, a.ip_address))
+        net_ids = sorted({p.network_id for p in port_rows})
+        subnet_of = {r.id: _subnet(r) for r in await conn.execute(
+            sa.select(subnets).where(subnets.c.network_id.in_(net_ids)))}
+        mtu = {r.id: int(r.mtu or 1500) for r in await conn.execute(
+            sa.select(networks.c.id, networks.c.mtu).where(networks.c.id.in_(net_ids)))}
+    out = []
+    for p in port_rows:
+        nic = nic_fields(p, ips[p.id], subnet_of, mtu.get(p.network_id, 1500))
+        out.append({k: v for k, v in nic.items() if not k.endswith("_")})
+    return out
+
+
 class MetadataService:
     """The metadata listeners of this host's networks, served on the running event loop."""
 
@@ -199,7 +227,7 @@ class MetadataService:
         if found is None:
             return _not_found()
         uuid, _port, fip = found
-        docs = await self.documents(uuid)
+        docs = await self.documents(uuid, await instance_nics(self.db, uuid))
         if docs is None or str(docs.get("uuid", uuid)) != uuid:
             return _not_found()
         docs = {**docs, "local_ipv4": str(ipaddress.ip_address(ip)), "public_ipv4": fip or ""}

@@ -43,7 +43,7 @@ async def two_servers(svc: NetworkService) -> tuple[MetadataService, dict[str, A
     net_b, _ = await net_with_port(svc, BOB, b)
     docs = {a: docs_of(a, "alpha", b"#!/bin/sh\necho alpha\n", key="ssh-ed25519 AAAA alice"), b: docs_of(b, "beta")}
 
-    async def documents(uuid: str) -> dict[str, Any] | None:
+    async def documents(uuid: str, nics: list[dict[str, Any]]) -> dict[str, Any] | None:
         return docs.get(uuid)
 
     return MetadataService(svc.db, documents), {"a": a, "b": b, "net_a": net_a, "net_b": net_b}
@@ -135,13 +135,82 @@ async def test_public_ipv4_is_the_floating_ip(svc: NetworkService) -> None:
     assert (await md.respond(ids["net_b"], "10.0.0.5", "/latest/meta-data/public-ipv4"))[2] == b""
 
 
+async def test_the_documents_get_the_instance_nics(svc: NetworkService) -> None:
+    uuid = str(uuidlib.uuid4())
+    net, port = await net_with_port(svc, ALICE, uuid, ip="10.0.0.7")
+    seen: list[list[dict[str, Any]]] = []
+
+    async def documents(u: str, nics: list[dict[str, Any]]) -> dict[str, Any] | None:
+        seen.append(nics)
+        return docs_of(u, "gamma")
+
+    md = MetadataService(svc.db, documents)
+    assert (await md.respond(net, "10.0.0.7", "/openstack/latest/meta_data.json"))[0] == 200
+    [nic] = seen[0]
+    assert nic["port_id"] == port and nic["addresses"] == ["10.0.0.7/24"] and nic["gateway"] == "10.0.0.1"
+    assert nic["netns"] == f"cnet-{net}" and nic["mac"].startswith("fa:16:3e:")
+    assert not any(k.endswith("_") for k in nic)
+
+
 async def test_compute_documents_match_the_config_drive() -> None:
     uuid = str(uuidlib.uuid4())
     inst = {"id": 10, "uuid": uuid, "display_name": "web 1", "hostname": "web-1", "project_id": "p",
             "flavor": {"name": "m1.tiny", "vcpus": 1, "memory_mb": 64}, "image_ref": "img",
             "user_data": "IyEvYmluL3NoCg==", "key_name": "k", "key_data": "ssh-rsa AAA", "metadata": {"a": "b"},
             "availability_zone": "nova", "reservation_id": "r-x", "launch_index": 0, "security_groups": ["default"]}
-    docs = await render(inst)
+    assert (await render(inst))["network_data"] == {"links": [], "networks": [], "services": []}
+    nic = {"port_id": "p1", "mac": "fa:16:3e:00:00:01", "netns": "cnet-x", "addresses": ["10.0.0.7/24"],
+           "gateway": "10.0.0.1", "routes": [], "mtu": 1500, "dns": []}
+    docs = await render(inst, [nic])
+    [link] = docs["network_data"]["links"]
+    [network] = docs["network_data"]["networks"]
+    assert link["ethernet_mac_address"] == "fa:16:3e:00:00:01" and link["vif_id"] == "p1"
+    assert (network["ip_address"], network["netmask"], network["gateway"]) == ("10.0.0.7", "255.255.255.0", "10.0.0.1")
     assert docs["uuid"] == uuid and docs["ec2_id"] == "i-0000000a" and docs["user_data"] == b"#!/bin/sh\n"
     assert docs["meta_data"]["uuid"] == uuid and docs["meta_data"]["public_keys"] == {"k": "ssh-rsa AAA"}
     assert docs["meta_data"]["meta"] == {"a": "b"} and docs["instance_type"] == "m1.tiny"
+
+
+async def test_http_framing(svc: NetworkService) -> None:
+    """The listener's HTTP: GET and HEAD answered once per connection, other methods 405, a bad
+    or oversized request head 400; the peer address is what identifies the caller."""
+    import asyncio
+    from functools import partial
+
+    seen: list[tuple[str, str, str]] = []
+
+    class Recording(MetadataService):
+        async def respond(self, network_id: str, ip: str, path: str) -> metadata.Response:
+            seen.append((network_id, ip, path))
+            return 200, "text/plain; charset=UTF-8", b"hello"
+
+    async def documents(uuid: str, nics: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return None
+
+    md = Recording(svc.db, documents)
+    server = await asyncio.start_server(partial(md._handle, "net-1"), host="127.0.0.1", port=0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def ask(raw: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        await writer.drain()
+        data = await reader.read()
+        writer.close()
+        return data
+
+    try:
+        reply = await ask(b"GET /openstack?x=1 HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"\r\n\r\nhello"), reply
+        assert b"Content-Length: 5\r\n" in reply and b"Connection: close\r\n" in reply
+        assert seen == [("net-1", "127.0.0.1", "/openstack")]
+        head = await ask(b"HEAD /openstack HTTP/1.0\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n"), head
+        assert (await ask(b"POST /openstack/latest/password HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 405")
+        assert (await ask(b"GET nothing HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 400")
+        assert (await ask(b"garbage\r\n\r\n")).startswith(b"HTTP/1.1 400")
+        assert (await ask(b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 400")
+        assert len(seen) == 2
+    finally:
+        server.close()
+        await server.wait_closed()
