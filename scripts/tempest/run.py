@@ -141,6 +141,8 @@ import_image = true
 catalog_type = network
 project_network_cidr = 10.100.0.0/16
 project_network_mask_bits = 28
+# the shared external network `cumulo up` makes at first start ("public"; empty with --no-external)
+public_network_id = {public_network_id}
 
 [network-feature-enabled]
 # The extensions GET /networking/v2.0/extensions lists (cumulo.network.extensions), not "all":
@@ -269,7 +271,9 @@ def prepare(cloud: Cloud) -> dict[str, str]:
     project = conn.identity.find_project(cloud.auth["project_name"])
     conn.compute.update_quota_set(project.id, instances=-1, cores=-1, ram=-1)  # type: ignore[arg-type]
     max_mv = conn.compute.get("/").json()["version"]["version"]  # the v2.1 document
+    public = conn.network.find_network("public")
     return {"image": busybox.id, "image_alt": alt.id, "flavor": flavors["m1.nano"].id,
+            "public_network_id": public.id if public is not None else "",
             "flavor_alt": flavors["m1.micro"].id if "m1.micro" in flavors else flavors["m1.tiny"].id,
             "max_mv": max_mv}
 
