@@ -118,3 +118,22 @@ def test_deleted_servers_leave_nothing(world: World) -> None:
     wait_gone(world.cloud, s["id"])
     assert world.osc("port", "list", "--device-id", s["id"]) == []
     assert leftovers(world.cloud, s["id"]) == []
+
+
+def test_openstacksdk_create_server_with_auto_ip(world: World) -> None:
+    """openstacksdk's create_server(auto_ip=True): a floating IP from `public` on the server's port,
+    shown in its addresses as Nova shows floating IPs (the SDK waits for that)."""
+    conn = world.cloud.connect(DEMO)
+    try:
+        srv = conn.create_server("sdk-auto", image="busybox", flavor="m1.tiny", network="private", auto_ip=True,
+                                 wait=True, timeout=180)
+        world.servers.append(str(srv.id))
+        floating = [a["addr"] for net in srv.addresses.values() for a in net if a["OS-EXT-IPS:type"] == "floating"]
+        assert len(floating) == 1 and floating[0].startswith("172.24.4."), srv.addresses
+        [fip] = [f for f in conn.network.ips() if f.floating_ip_address == floating[0]]
+        [port] = list(conn.network.ports(device_id=srv.id))
+        assert fip.port_id == port.id
+        assert conn.delete_server(srv.id, wait=True, delete_ips=True, timeout=120)
+        assert [f for f in conn.network.ips() if f.floating_ip_address == floating[0]] == []
+    finally:
+        conn.close()

@@ -64,15 +64,25 @@ def user_ports_of(inst: Mapping[str, Any]) -> list[str]:
     return [str(p) for p in (inst.get("system_metadata") or {}).get(USER_PORTS_KEY) or []]
 
 
-def addresses_for(ports: Sequence[Mapping[str, Any]], names: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
-    """Nova's `addresses` (network name → IPs) from the server's ports, in port order."""
+def in_order(ports: Sequence[Mapping[str, Any]], ids: Sequence[str]) -> list[Mapping[str, Any]]:
+    """The ports in NIC order (the recorded ids; any other port after them)."""
+    rank = {pid: i for i, pid in enumerate(ids)}
+    return sorted(ports, key=lambda p: rank.get(str(p["id"]), len(rank)))
+
+
+def addresses_for(
+    ports: Sequence[Mapping[str, Any]], names: Mapping[str, str], floating: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, list[dict[str, Any]]]:
+    """Nova's `addresses` (network name → IPs) from the server's ports, in port order: each port's
+    fixed IPs, then the floating IPs associated with it (type "floating", as Nova shows them)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for port in ports:
         net = names.get(str(port["network_id"]), str(port["network_id"]))
-        for fixed in port.get("fixed_ips") or []:
-            ip = str(fixed["ip_address"])
+        fips = [str(f["floating_ip_address"]) for f in floating if f.get("port_id") == port["id"]]
+        for ip, kind in [*((str(f["ip_address"]), "fixed") for f in port.get("fixed_ips") or []),
+                         *((ip, "floating") for ip in fips)]:
             out.setdefault(net, []).append(
-                {"addr": ip, "version": ipaddress.ip_address(ip).version, "OS-EXT-IPS:type": "fixed",
+                {"addr": ip, "version": ipaddress.ip_address(ip).version, "OS-EXT-IPS:type": kind,
                  "OS-EXT-IPS-MAC:mac_addr": port["mac_address"]}
             )
     return out

@@ -165,9 +165,23 @@ async def test_fixed_and_floating_ip_actions(world: World) -> None:
     assert (await world.action(sid, {"addFloatingIp": {"address": fip["ip"]}})).status_code == 202
     shown = (await c.get(f"{API}/os-floating-ips/{fip['id']}")).json()["floating_ip"]
     assert shown["instance_id"] == sid and shown["fixed_ip"] == first
+
+    async def floating() -> list[str]:
+        addresses = (await c.get(f"{API}/servers/{sid}")).json()["server"]["addresses"]["act"]
+        return [a["addr"] for a in addresses if a["OS-EXT-IPS:type"] == "floating"]
+
+    assert await floating() == [fip["ip"]]
     resp = await world.action(sid, {"addFloatingIp": {"address": fip["ip"], "fixed_address": "10.99.9.9"}})
     assert resp.status_code == 400, resp.text
     assert (await world.action(sid, {"addFloatingIp": {"address": "203.0.113.77"}})).status_code == 404
     assert (await world.action(sid, {"removeFloatingIp": {"address": fip["ip"]}})).status_code == 202
     assert (await c.get(f"{API}/os-floating-ips/{fip['id']}")).json()["floating_ip"]["instance_id"] is None
+    assert await floating() == []
+    # Associated through Neutron's API (as openstacksdk's auto_ip does): server show has it at once.
+    port_id = (await c.get("/networking/v2.0/ports", params={"device_id": sid})).json()["ports"][0]["id"]
+    resp = await c.put(f"/networking/v2.0/floatingips/{fip['id']}", json={"floatingip": {"port_id": port_id}})
+    assert resp.status_code == 200, resp.text
+    assert await floating() == [fip["ip"]]
+    await c.put(f"/networking/v2.0/floatingips/{fip['id']}", json={"floatingip": {"port_id": None}})
+    assert await floating() == []
     assert (await world.action(sid, {"removeFloatingIp": {"address": fip["ip"]}})).status_code == 409

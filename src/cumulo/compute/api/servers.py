@@ -23,7 +23,7 @@ from cumulo.compute.api.schemas._base import (
     parse_isotime,
     validate_query,
 )
-from cumulo.compute.service import softdelete
+from cumulo.compute.service import networking, softdelete
 from cumulo.compute.service.boot import CreateRequest, generate_password
 from cumulo.compute.service.listing import ListQuery, normalise_sort
 from cumulo.context import RequestContext
@@ -367,8 +367,11 @@ async def server_body(request: Request, ctx: RequestContext, row: dict[str, Any]
 
 async def show(request: Request) -> Response:
     ctx = await _common.caller(request)
-    row = await _common.compute_service(request).get(ctx, request.path_params["server_id"])
+    svc = _common.compute_service(request)
+    row = await svc.get(ctx, request.path_params["server_id"])
     policy.authorize(ctx, "compute:servers:show")
+    if svc.network is not None:  # a floating IP associated through the network API shows at once
+        await networking.refresh_addresses(svc.db, svc.network, ctx, row)
     return json_response({"server": await server_body(request, ctx, row, views.SHOW)})
 
 

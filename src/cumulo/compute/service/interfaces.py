@@ -144,6 +144,7 @@ class InterfaceService:
         except errors.CumuloError as exc:
             raise errors.Invalid(f"Unable to associate floating IP {address} to any fixed IPs for instance "
                                  f"{inst['uuid']}: {exc}") from exc
+        await self._record(ctx, inst["uuid"], lambda ids, users: (ids, users))
 
     async def remove_floating_ip(self, ctx: RequestContext, inst: dict[str, Any], address: str) -> None:
         tr.check_lock(ctx, inst)
@@ -151,6 +152,7 @@ class InterfaceService:
         if fip["port_id"] not in {p["id"] for p in await self.ports(inst)}:
             raise errors.Conflict(f"Floating IP {address} is not associated with instance {inst['uuid']}.")
         await self.net.update_floatingip(ctx, fip["id"], {"port_id": None})
+        await self._record(ctx, inst["uuid"], lambda ids, users: (ids, users))
 
     async def _give_back(self, port_id: str, *, made: bool) -> None:
         """Delete the port Nova made; detach the user's."""
@@ -164,7 +166,12 @@ class InterfaceService:
     ) -> None:
         """The instance's recorded ports and addresses after a change (read and written in one transaction)."""
         ports = await self.net.ports_of_device(uuid)
-        addresses = await networking.addresses(self.net, ctx, ports)
+        async with self.compute.db.read() as conn:
+            before = await inst_db.get(conn, uuid)
+        if before is None:
+            return
+        ids, _ = change(netports.port_ids_of(before), netports.user_ports_of(before))
+        addresses = await networking.addresses(self.net, ctx, netports.in_order(ports, ids))
         async with self.compute.db.write() as conn:
             row = await inst_db.get(conn, uuid)
             if row is None:

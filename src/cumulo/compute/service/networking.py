@@ -12,7 +12,7 @@ it through the network service, and Neutron's refusals turned into Nova's faults
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +26,7 @@ from cumulo.db import Database, utcnow
 
 # Neutron's fault types (stamped on the network service's errors) that Nova answers with a 409.
 _CONFLICTS = {"PortInUse", "NetworkAmbiguous", "MacAddressInUse"}
+_SYSTEM = RequestContext.system()
 _AUTO_MISSING = "Unable to automatically allocate a network for project {project}"
 
 
@@ -101,7 +102,7 @@ async def allocate(
     return ports, [str(w["port"]) for w in wanted if w.get("port")]
 
 
-async def addresses(net: netports.NetworkPorts, ctx: RequestContext, ports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+async def addresses(net: netports.NetworkPorts, ctx: RequestContext, ports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Nova's `addresses` of the ports, named by their networks (a network the caller cannot see
     any longer keeps its id as the name)."""
     names: dict[str, str] = {}
@@ -110,7 +111,23 @@ async def addresses(net: netports.NetworkPorts, ctx: RequestContext, ports: Sequ
             names[nid] = str((await net.get_network(ctx, nid)).get("name") or nid)
         except errors.CumuloError:
             names[nid] = nid
-    return netports.addresses_for(ports, names)
+    ids = {p["id"] for p in ports}
+    floating = [f for f in await net.list_floatingips(_SYSTEM) if f.get("port_id") in ids] if ids else []
+    return netports.addresses_for(ports, names, floating)
+
+
+async def refresh_addresses(db: Database, net: netports.NetworkPorts, ctx: RequestContext, row: dict[str, Any]) -> None:
+    """Nova's info cache brought up to date from the ports (a floating IP associated through the
+    network API, a fixed IP changed): `row` and its DB row take the current addresses."""
+    if not netports.port_ids_of(row):
+        return
+    ports = netports.in_order(await net.ports_of_device(row["uuid"]), netports.port_ids_of(row))
+    fresh = await addresses(net, ctx, ports)
+    if fresh != row.get("addresses"):
+        row["addresses"] = fresh
+        async with db.write() as conn:
+            await conn.execute(sa.update(instances).where(instances.c.uuid == row["uuid"],
+                                                          instances.c.deleted.is_(False)).values(addresses=fresh))
 
 
 def recorded(sysmeta: dict[str, Any] | None, ports: Sequence[dict[str, Any]], user_ports: Sequence[str]) -> dict[str, Any]:
