@@ -240,3 +240,25 @@ def test_another_cloud_keeps_its_own(tmp_path: Any) -> None:
     finally:
         live.kill()
         live.wait()
+
+
+async def test_sync_requests_coalesce(svc: NetworkService, topo: dict[str, Any]) -> None:
+    """While a sync runs, any number of requests make exactly one more run, and all of them wait for it."""
+    import asyncio
+
+    gate = asyncio.Event()
+
+    class Slow(Recorder):
+        async def ensure_network(self, plan: NetworkPlan) -> None:
+            await gate.wait()
+            await super().ensure_network(plan)
+
+    agent = NetworkAgent(svc.db, svc, "local", Slow(real=False), l3=True)
+    first = asyncio.ensure_future(agent.sync())
+    await asyncio.sleep(0.05)
+    more = [asyncio.ensure_future(agent.sync()) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    assert not any(t.done() for t in (first, *more))
+    gate.set()
+    await asyncio.gather(first, *more)
+    assert agent.syncs == 2
