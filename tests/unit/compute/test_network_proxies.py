@@ -174,6 +174,10 @@ async def test_fixed_and_floating_ip_actions(world: World) -> None:
     resp = await world.action(sid, {"addFloatingIp": {"address": fip["ip"], "fixed_address": "10.99.9.9"}})
     assert resp.status_code == 400, resp.text
     assert (await world.action(sid, {"addFloatingIp": {"address": "203.0.113.77"}})).status_code == 404
+    for bad in ({"addFloatingIp": {"address": ""}}, {"addFloatingIp": {"address": 5}}, {"removeFloatingIp": {"address": "x"}},
+                {"removeFixedIp": {"address": "nope"}}, {"addFloatingIp": {"address": fip["ip"], "fixed_address": "y"}}):
+        resp = await world.action(sid, bad)
+        assert resp.status_code == 400 and fault_of(resp)[0] == "badRequest", (bad, resp.text)
     assert (await world.action(sid, {"removeFloatingIp": {"address": fip["ip"]}})).status_code == 202
     assert (await c.get(f"{API}/os-floating-ips/{fip['id']}")).json()["floating_ip"]["instance_id"] is None
     assert await floating() == []

@@ -6,6 +6,7 @@ ports, or dissociated). The network service does the work; the server's addresse
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,6 +48,18 @@ SCHEMAS: dict[str, Versioned] = {
 }
 
 
+def _address(arg: Any, key: str = "address") -> str:
+    """Nova's schemas: an IPv4 or IPv6 address, else 400."""
+    value = arg.get(key)
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise errors.Invalid(f"Invalid input for field/attribute {key}. Value: {value!r}. "
+                             f"{value!r} is not a valid IP address") from None
+
+
 def _gate(request: Request, name: str, svc: ComputeService) -> InterfaceService:
     if _common.version(request) >= v("2.44"):
         raise errors.Invalid(f"There is no such action: {name}")
@@ -65,21 +78,22 @@ async def _add_fixed(request: Request, ctx: RequestContext, svc: ComputeService,
 async def _remove_fixed(request: Request, ctx: RequestContext, svc: ComputeService, row: dict[str, Any], arg: Any) -> Response:
     ifaces = _gate(request, "removeFixedIp", svc)
     policy.authorize(ctx, "os_compute_api:os-multinic:remove")
-    await ifaces.remove_fixed_ip(ctx, row, str(arg["address"]))
+    await ifaces.remove_fixed_ip(ctx, row, _address(arg))
     return empty(202)
 
 
 async def _add_floating(request: Request, ctx: RequestContext, svc: ComputeService, row: dict[str, Any], arg: Any) -> Response:
     ifaces = _gate(request, "addFloatingIp", svc)
     policy.authorize(ctx, "os_compute_api:os-floating-ips:add")
-    await ifaces.add_floating_ip(ctx, row, str(arg["address"]), arg.get("fixed_address"))
+    fixed = _address(arg, "fixed_address") if arg.get("fixed_address") is not None else None
+    await ifaces.add_floating_ip(ctx, row, _address(arg), fixed)
     return empty(202)
 
 
 async def _remove_floating(request: Request, ctx: RequestContext, svc: ComputeService, row: dict[str, Any], arg: Any) -> Response:
     ifaces = _gate(request, "removeFloatingIp", svc)
     policy.authorize(ctx, "os_compute_api:os-floating-ips:remove")
-    await ifaces.remove_floating_ip(ctx, row, str(arg["address"]))
+    await ifaces.remove_floating_ip(ctx, row, _address(arg))
     return empty(202)
 
 

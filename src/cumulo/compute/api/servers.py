@@ -222,8 +222,8 @@ async def detail(request: Request) -> Response:
 
 
 def _networks(raw: Any, ver: Version, max_count: int) -> Any:
-    """Nova's checks on requested networks. There is no networking service yet: requests are
-    recorded as given (for the networking issue to act on) rather than checked for existence."""
+    """Nova's checks on the form of requested networks (the network service checks that they exist
+    when the ports are allocated: compute/service/networking.py)."""
     if isinstance(raw, str) or raw is None:
         return raw
     ports: list[str] = []
