@@ -262,3 +262,15 @@ async def test_sync_requests_coalesce(svc: NetworkService, topo: dict[str, Any])
     gate.set()
     await asyncio.gather(first, *more)
     assert agent.syncs == 2
+
+
+def test_no_external_flag_and_settings() -> None:
+    from cumulo import conf as conf_mod
+    from cumulo.cli.main import _parser
+
+    assert _parser().parse_args(["up", "--no-external"]).external_link is False
+    assert _parser().parse_args(["up"]).external_link is None  # the settings decide
+    assert conf_mod.load(env={}).external_link is True
+    settings = conf_mod.load(env={"CUMULO_EXTERNAL_LINK": "false", "CUMULO_EXTERNAL_CIDR": "192.0.2.0/24"})
+    assert settings.external_link is False and settings.external_cidr == "192.0.2.0/24"
+    assert conf_mod.load(env={}, external_link=False).external_link is False
