@@ -81,6 +81,7 @@ async def test_security_group_bad_input(world: World) -> None:
         ({"parent_group_id": gid, "ip_protocol": "tcp", "from_port": 1, "to_port": 2, "cidr": "10.0.0.0/8",
           "group_id": gid}, 400),
         ({"parent_group_id": MISSING, "ip_protocol": "tcp", "from_port": 1, "to_port": 2}, 404),
+        ({"parent_group_id": "not-a-uuid", "ip_protocol": "tcp", "from_port": 1, "to_port": 2}, 404),
     ]
     for body, status in rules:
         resp = await c.post(f"{API}/os-security-group-rules", json={"security_group_rule": body})
@@ -92,6 +93,10 @@ async def test_security_group_bad_input(world: World) -> None:
     for path in (f"os-security-groups/{MISSING}", "os-security-groups/not-a-uuid"):
         assert (await c.get(f"{API}/{path}")).status_code == 404, path
         assert (await c.delete(f"{API}/{path}")).status_code == 404, path
+    assert (await c.delete(f"{API}/os-security-groups/")).status_code == 404  # no id: 404 as Nova
+    cidr_rule = {"parent_group_id": gid, "ip_protocol": "tcp", "from_port": 22, "to_port": 22, "cidr": "10.2.3.124/24"}
+    resp = await c.post(f"{API}/os-security-group-rules", json={"security_group_rule": cidr_rule})
+    assert resp.status_code == 200 and resp.json()["security_group_rule"]["ip_range"] == {"cidr": "10.2.3.124/24"}, resp.text
     # The default group cannot go (Neutron refuses): 400 as Nova.
     default = next(g for g in (await c.get(f"{API}/os-security-groups")).json()["security_groups"] if g["name"] == "default")
     resp = await c.delete(f"{API}/os-security-groups/{default['id']}")

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from cumulo import errors, policy
 from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import v
+from cumulo.compute.api.schemas._base import is_uuid_like
 from cumulo.context import RequestContext
 from cumulo.web.http import empty, json_body, json_response
 
@@ -211,13 +212,16 @@ def neutron_rule(body: dict[str, Any]) -> dict[str, Any]:
             net = ipaddress.ip_network(str(cidr or "0.0.0.0/0"), strict=False)
         except ValueError:
             raise errors.Invalid(f"Invalid cidr {cidr}.") from None
-        rule.update(remote_ip_prefix=str(net), ethertype="IPv6" if net.version == 6 else "IPv4")
+        # As given (Nova passes it on; Neutron keeps it and adds normalized_cidr).
+        rule.update(remote_ip_prefix=str(cidr) if cidr else str(net), ethertype="IPv6" if net.version == 6 else "IPv4")
     return rule
 
 
 async def create_rule(request: Request) -> Response:
     ctx, net = await _caller(request, "os_compute_api:os-security-groups:rule:create")
     rule_body = neutron_rule(await _body(request, "security_group_rule"))
+    if not is_uuid_like(rule_body["security_group_id"]):  # Nova: SecurityGroupNotFound, 404
+        raise errors.NotFound(f"Security group {rule_body['security_group_id']} not found.")
     try:
         rule = await net.create_rule(ctx, rule_body)
     except errors.NotFound as exc:
@@ -316,7 +320,15 @@ async def delete_fip(request: Request) -> Response:
     return empty(202)
 
 
+async def no_id(request: Request) -> Response:
+    """A group or rule path with an empty id: 404, as Nova's router answers."""
+    await _caller(request, "os_compute_api:os-security-groups:get")
+    raise errors.NotFound("The resource could not be found.")
+
+
 ROUTES = [
+    Route("/v2.1/os-security-groups/", no_id, methods=["GET", "PUT", "DELETE"]),
+    Route("/v2.1/os-security-group-rules/", no_id, methods=["DELETE"]),
     Route("/v2.1/os-security-groups", list_groups, methods=["GET"]),
     Route("/v2.1/os-security-groups", create_group, methods=["POST"]),
     Route("/v2.1/os-security-groups/{group_id}", show_group, methods=["GET"]),
