@@ -81,7 +81,7 @@ async def test_security_group_bad_input(world: World) -> None:
         ({"parent_group_id": gid, "ip_protocol": "tcp", "from_port": 1, "to_port": 2, "cidr": "10.0.0.0/8",
           "group_id": gid}, 400),
         ({"parent_group_id": MISSING, "ip_protocol": "tcp", "from_port": 1, "to_port": 2}, 404),
-        ({"parent_group_id": "not-a-uuid", "ip_protocol": "tcp", "from_port": 1, "to_port": 2}, 404),
+        ({"parent_group_id": "not-a-uuid", "ip_protocol": "tcp", "from_port": 1, "to_port": 2}, 400),
     ]
     for body, status in rules:
         resp = await c.post(f"{API}/os-security-group-rules", json={"security_group_rule": body})

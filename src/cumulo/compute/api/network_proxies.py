@@ -220,8 +220,8 @@ def neutron_rule(body: dict[str, Any]) -> dict[str, Any]:
 async def create_rule(request: Request) -> Response:
     ctx, net = await _caller(request, "os_compute_api:os-security-groups:rule:create")
     rule_body = neutron_rule(await _body(request, "security_group_rule"))
-    if not is_uuid_like(rule_body["security_group_id"]):  # Nova: SecurityGroupNotFound, 404
-        raise errors.NotFound(f"Security group {rule_body['security_group_id']} not found.")
+    if not is_uuid_like(rule_body["security_group_id"]):  # Nova's validate_id: 400
+        raise errors.Invalid("Security group id should be uuid")
     try:
         rule = await net.create_rule(ctx, rule_body)
     except errors.NotFound as exc:
