@@ -176,14 +176,23 @@ class CloudProcess:
     def stop(self, timeout: float = 20.0) -> None:
         self.profile_stop()
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        self.remove_data_plane()
+
+    def remove_data_plane(self) -> None:
+        """The network data plane the cloud registered on the host (namespaces, dnsmasq, host
+        link), which `cumulo up` leaves serving when it stops; none on a tree without networking."""
         try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+            from cumulo.network.agent.plumbing import remove_registered
+        except ImportError:
+            return
+        asyncio.run(remove_registered(str(self.state_dir.resolve())))
 
     def credentials(self, cloud: str = "cumulo") -> dict[str, str]:
         data = yaml.safe_load((self.state_dir / "clouds.yaml").read_text())

@@ -19,6 +19,7 @@ docs/conformance.md records the command, the config, the counts and every skip w
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import signal
@@ -213,6 +214,16 @@ class Cloud:
                 self.proc.kill()
                 self.proc.wait()
             self.log.close()
+            remove_data_plane(self.state)
+
+
+def remove_data_plane(state: Path) -> None:
+    """The network data plane the cloud registered on the host (namespaces, dnsmasq, host link):
+    `cumulo up` leaves it serving when it stops, a thrown-away cloud must not."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from cumulo.network.agent.plumbing import remove_registered
+
+    asyncio.run(remove_registered(str(state.resolve())))
 
 
 ACCOUNT_SETS = 12  # per set, one project: a member+reader user, a reader-only user and a manager user
