@@ -24,17 +24,6 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 
-def nic_spec(doc: Mapping[str, Any]) -> NicSpec:
-    """A NicSpec from the network agent's dict (its fields, JSON-shaped)."""
-    return NicSpec(
-        port_id=str(doc["port_id"]), mac=str(doc["mac"]), netns=str(doc["netns"]), bridge=str(doc["bridge"]),
-        device=str(doc["device"]), addresses=tuple(str(a) for a in doc.get("addresses") or ()),
-        gateway=str(doc["gateway"]) if doc.get("gateway") else None,
-        routes=tuple((str(r[0]), str(r[1])) for r in doc.get("routes") or ()),
-        mtu=int(doc.get("mtu") or 1500), dns=tuple(str(d) for d in doc.get("dns") or ()),
-    )
-
-
 async def plug(node: Node, uuid: str, port_ids: Sequence[str]) -> list[dict[str, Any]]:
     """Bind and plug the ports on this host: one NicSpec dict per port, in order ([] without networking)."""
     if not port_ids or node.nics is None:
@@ -47,7 +36,7 @@ async def with_nics(node: Node, inst: Mapping[str, Any], spec: InstanceSpec) -> 
     docs = await plug(node, str(inst["uuid"]), netports.port_ids_of(inst))
     if not docs:
         return spec
-    return dataclasses.replace(spec, nics=tuple(nic_spec(d) for d in docs), network_info=netports.network_info(docs))
+    return dataclasses.replace(spec, nics=tuple(NicSpec.from_dict(d) for d in docs), network_info=netports.network_info(docs))
 
 
 async def release(node: Node, inst: Mapping[str, Any]) -> None:
@@ -78,7 +67,7 @@ async def attach(node: Node, uuid: str, port_id: str) -> None:
                 await unplug(node, [port_id])
             raise errors.Conflict(f"Failed to attach network adapter device to {uuid}: the driver has no hot plug.")
         try:
-            await driver_for(node.driver, Capability.NICS, node=node.name).attach_nic(uuid, nic_spec(docs[0]))
+            await driver_for(node.driver, Capability.NICS, node=node.name).attach_nic(uuid, NicSpec.from_dict(docs[0]))
         except Exception:
             with contextlib.suppress(Exception):
                 await unplug(node, [port_id])

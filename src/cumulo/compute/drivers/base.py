@@ -16,6 +16,7 @@ Contract rules that every driver honours (the contract test suite checks them):
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, overload, runtime_checkable
@@ -107,6 +108,17 @@ class NicSpec:
     routes: tuple[tuple[str, str], ...] = ()  # (destination cidr, nexthop)
     mtu: int = 1500
     dns: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> NicSpec:
+        """A NicSpec from its JSON-shaped dict (the network agent's answer, a driver's record)."""
+        return cls(
+            port_id=str(doc["port_id"]), mac=str(doc["mac"]), netns=str(doc["netns"]), bridge=str(doc["bridge"]),
+            device=str(doc["device"]), addresses=tuple(str(a) for a in doc.get("addresses") or ()),
+            gateway=str(doc["gateway"]) if doc.get("gateway") else None,
+            routes=tuple((str(r[0]), str(r[1])) for r in doc.get("routes") or ()),
+            mtu=int(doc.get("mtu") or 1500), dns=tuple(str(d) for d in doc.get("dns") or ()),
+        )
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,7 @@ def to_json(entry: PluggedNic) -> dict[str, Any]:
 
 
 def from_json(doc: dict[str, Any]) -> PluggedNic:
-    nic = NicSpec(
-        port_id=str(doc["port_id"]), mac=str(doc["mac"]), netns=str(doc["netns"]), bridge=str(doc["bridge"]),
-        device=str(doc["device"]), addresses=tuple(str(a) for a in doc.get("addresses") or ()),
-        gateway=str(doc["gateway"]) if doc.get("gateway") else None,
-        routes=tuple((str(r[0]), str(r[1])) for r in doc.get("routes") or ()),
-        mtu=int(doc.get("mtu") or 1500), dns=tuple(str(d) for d in doc.get("dns") or ()),
-    )
+    nic = NicSpec.from_dict(doc)
     return PluggedNic(int(doc["slot"]), nic)
 
 
