@@ -41,3 +41,16 @@ def test_layout_check_notices_a_module_missing_from_the_doc(tmp_path: Path) -> N
     stale = block.replace("\n  runtime.py", "\n", 1)
     assert stale != block  # runtime.py is listed
     assert layout.current_block(f"x\n{layout.BEGIN}\n{stale}\n{layout.END}\ny") != block
+
+
+def test_test_module_basenames_are_unique() -> None:
+    """pytest imports test modules by basename (rootdir mode): two of one name stop the whole run."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path.name in ("conftest.py", "__init__.py"):
+            continue
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen[path.name] = path
+    assert clashes == []
