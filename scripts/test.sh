@@ -24,9 +24,10 @@ check .venv/bin/lint-imports
 check .venv/bin/python scripts/import_graph.py
 check .venv/bin/python scripts/module_sizes.py
 check .venv/bin/python scripts/layout.py --check
-# Per-test limit: a hung server or client fails one test instead of the whole run.
+# Per-test limit: a hung server or client fails one test instead of the whole run. The 25 slowest
+# tests are listed at the end, to keep an eye on the 30-minute budget.
 # pytest exits 5 when it collects no test; that is a failure here like any other non-zero.
-check .venv/bin/pytest tests -q --timeout=300 "$@"
+check .venv/bin/pytest tests -q --timeout=300 --durations=25 "$@"
 
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "FAILED: ${failed[*]}" >&2
