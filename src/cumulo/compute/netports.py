@@ -47,6 +47,8 @@ class NetworkPorts(Protocol):
 
     def release_ports_of_device(self, device_id: str, *, keep: Sequence[str] = ()) -> Awaitable[None]: ...
 
+    def addresses_of_devices(self, ctx: RequestContext, device_ids: Sequence[str]) -> Awaitable[dict[str, Any]]: ...
+
 
 class NicPlugger(Protocol):
     """The network agents' calls (cumulo.network.rpc.NetworkAgentAPI has them)."""

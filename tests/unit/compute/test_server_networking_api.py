@@ -242,3 +242,67 @@ async def test_the_driver_gets_the_ports_as_nics(world: World) -> None:
     assert [n["port_id"] for n in _fake_record(world, server["id"])["nics"]] == [port["id"], added]
     assert (await world.member.delete(f"{API}/servers/{server['id']}/os-interface/{added}")).status_code == 202
     assert [n["port_id"] for n in _fake_record(world, server["id"])["nics"]] == [port["id"]]
+
+
+async def test_server_list_addresses_are_read_from_the_ports_in_one_batch(world: World, monkeypatch: Any) -> None:
+    """A floating IP associated straight through Neutron (`floating ip set --port`) shows in `server
+    list` as in `server show` without a show first: both read the ports now, and the list reads them
+    for the whole page at once (no query per server)."""
+    net = await make_network(world.member, "lstfip", "10.31.0.0/24")
+    ext = (await world.admin.post(f"{NET}/networks", json={"network": {
+        "name": "ext-lst", "router:external": True, "shared": False}})).json()["network"]
+    resp = await world.admin.post(f"{NET}/subnets", json={"subnet": {
+        "network_id": ext["id"], "cidr": "198.51.100.0/24", "ip_version": 4}})
+    assert resp.status_code == 201, resp.text
+    router = (await world.member.post(f"{NET}/routers", json={"router": {
+        "name": "r", "external_gateway_info": {"network_id": ext["id"]}}})).json()["router"]
+    assert (await world.member.put(f"{NET}/routers/{router['id']}/add_router_interface",
+                                   json={"subnet_id": net["subnet"]["id"]})).status_code == 200
+    ids = []
+    for _ in range(3):
+        resp = await _create(world, [{"uuid": net["network"]["id"]}])
+        assert resp.status_code == 202, resp.text
+        ids.append((await wait_status(world.member, resp.json()["server"]["id"], "ACTIVE"))["id"])
+    [port] = await _ports_of(world, ids[1])
+    fip = (await world.member.post(f"{NET}/floatingips", json={"floatingip": {
+        "floating_network_id": ext["id"]}})).json()["floatingip"]
+    resp = await world.member.put(f"{NET}/floatingips/{fip['id']}", json={"floatingip": {"port_id": port["id"]}})
+    assert resp.status_code == 200, resp.text
+
+    net_svc = world.cloud.services.network
+    calls: list[str] = []
+    for name in ("addresses_of_devices", "ports_of_device", "get_network", "list_floatingips"):
+        real = getattr(net_svc, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(net_svc, name, counted)
+
+    async def listed() -> dict[str, Any]:
+        servers = (await world.member.get(f"{API}/servers/detail")).json()["servers"]
+        return {s["id"]: s["addresses"] for s in servers}
+
+    def floating(addresses: dict[str, Any]) -> list[str]:
+        return [a["addr"] for ips in addresses.values() for a in ips if a["OS-EXT-IPS:type"] == "floating"]
+
+    first = await listed()  # no server show came before this list
+    assert calls == ["addresses_of_devices"], calls  # one batch for the page, not one lookup per server
+    assert floating(first[ids[1]]) == [fip["floating_ip_address"]]
+    assert floating(first[ids[0]]) == floating(first[ids[2]]) == []
+    for sid in ids:
+        shown = (await world.member.get(f"{API}/servers/{sid}")).json()["server"]["addresses"]
+        assert shown == first[sid]
+    # The `ip` filter reads Nova's cache, which the list brought up to date.
+    found = (await world.member.get(f"{API}/servers/detail", params={"ip": fip["floating_ip_address"]})).json()
+    assert [s["id"] for s in found["servers"]] == [ids[1]]
+    # Moved to another server through Neutron, then disassociated: the list follows at once.
+    [port0] = await _ports_of(world, ids[0])
+    await world.member.put(f"{NET}/floatingips/{fip['id']}", json={"floatingip": {"port_id": port0["id"]}})
+    moved = await listed()
+    assert floating(moved[ids[0]]) == [fip["floating_ip_address"]] and floating(moved[ids[1]]) == []
+    ips = (await world.member.get(f"{API}/servers/{ids[0]}/ips")).json()["addresses"]["lstfip"]
+    assert fip["floating_ip_address"] in [a["addr"] for a in ips]
+    await world.member.put(f"{NET}/floatingips/{fip['id']}", json={"floatingip": {"port_id": None}})
+    assert all(floating(a) == [] for a in (await listed()).values())

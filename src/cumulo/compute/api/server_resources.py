@@ -17,6 +17,7 @@ from cumulo.compute.api.schemas import server_metadata as md_schema
 from cumulo.compute.api.schemas import server_tags as tag_schema
 from cumulo.compute.api.schemas._base import parse_isotime, validate, validate_query
 from cumulo.compute.api.server_views import host_id
+from cumulo.compute.service import networking
 from cumulo.web.http import empty, json_body, json_response
 
 policy.register(
@@ -297,13 +298,21 @@ def _plain(ips: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"version": ip.get("version", 4), "addr": ip.get("addr")} for ip in ips]
 
 
+async def _server_addresses(request: Request, rule: str) -> dict[str, Any]:
+    """The server with its addresses read now from its ports (as server show has them)."""
+    ctx, svc, row = await _server(request, rule)
+    if svc.network is not None:
+        await networking.refresh_addresses(svc.db, svc.network, ctx, [row])
+    return row
+
+
 async def ips_index(request: Request) -> Response:
-    _, _, row = await _server(request, "compute:ips:index")
+    row = await _server_addresses(request, "compute:ips:index")
     return json_response({"addresses": {net: _plain(ips) for net, ips in (row["addresses"] or {}).items()}})
 
 
 async def ips_show(request: Request) -> Response:
-    _, _, row = await _server(request, "compute:ips:show")
+    row = await _server_addresses(request, "compute:ips:show")
     net = request.path_params["network"]
     addresses = row["addresses"] or {}
     if net not in addresses:

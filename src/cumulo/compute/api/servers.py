@@ -199,9 +199,10 @@ async def _list(request: Request, detail: bool) -> Response:
     if q is None:
         return json_response({"servers": []})
     with_status = detail and ver >= v("2.16") and policy.allowed(ctx, "compute:servers:show:host_status")
-    rows, faults, statuses = await _common.compute_service(request).list_servers(
-        q, with_faults=detail, with_host_status=with_status
-    )
+    svc = _common.compute_service(request)
+    rows, faults, statuses = await svc.list_servers(q, with_faults=detail, with_host_status=with_status)
+    if detail and svc.network is not None:  # the addresses as server show has them: from the ports, now
+        await networking.refresh_addresses(svc.db, svc.network, ctx, rows)
     vc = _view_ctx(request, ctx, views.DETAIL)
     vc.faults, vc.host_status = faults, statuses
     body: dict[str, Any] = {"servers": views.servers(rows, vc) if detail else views.index(rows, vc)}
@@ -371,7 +372,7 @@ async def show(request: Request) -> Response:
     row = await svc.get(ctx, request.path_params["server_id"])
     policy.authorize(ctx, "compute:servers:show")
     if svc.network is not None:  # a floating IP associated through the network API shows at once
-        await networking.refresh_addresses(svc.db, svc.network, ctx, row)
+        await networking.refresh_addresses(svc.db, svc.network, ctx, [row])
     return json_response({"server": await server_body(request, ctx, row, views.SHOW)})
 
 
