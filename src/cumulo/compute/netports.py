@@ -104,5 +104,23 @@ def network_info(nics: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 vif["gateway"] = str(gateway)
             if nic.get("dns"):
                 vif["dns_nameservers"] = list(nic["dns"])
+            routes = _routes_on(iface, nic.get("routes") or ())
+            if routes:
+                vif["routes"] = routes
             out.append(vif)
+    return out
+
+
+def _routes_on(iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface, routes: Sequence[Sequence[str]]) -> list[dict[str, str]]:
+    """network_data.json's routes of one address (Nova's shape: network, netmask, gateway): the NIC's
+    routes (the subnet's host_routes, the isolated-network metadata route) whose next hop is on
+    that address's link."""
+    out = []
+    for dest, hop in routes:
+        try:
+            net, nexthop = ipaddress.ip_network(str(dest), strict=False), ipaddress.ip_address(str(hop))
+        except ValueError:
+            continue
+        if net.version == iface.version and nexthop in iface.network:
+            out.append({"network": str(net.network_address), "netmask": str(net.netmask), "gateway": str(nexthop)})
     return out

@@ -43,7 +43,8 @@ import sqlalchemy as sa
 from cumulo.db import Database
 from cumulo.netplane import metadata as plane
 from cumulo.netplane import netns
-from cumulo.network.agent.state import _subnet, nic_fields
+from cumulo.network.agent.state import DHCP_OWNER, _subnet, nic_fields, with_metadata_routes
+from cumulo.network.l3_ports import ROUTER_INTERFACE
 from cumulo.network.models import floating_ips, ip_allocations, networks, ports, subnets
 
 LOG = logging.getLogger(__name__)
@@ -195,14 +196,17 @@ async def instance_nics(db: Database, instance_uuid: str) -> list[dict[str, Any]
             .order_by(ports.c.created_at, ports.c.id)))
         if not port_rows:
             return []
-        ids = [p.id for p in port_rows]
+        net_ids = sorted({p.network_id for p in port_rows})
+        # the networks' DHCP and router ports tell which subnets are isolated (their metadata route)
+        infra = list(await conn.execute(sa.select(ports).where(
+            ports.c.network_id.in_(net_ids), ports.c.device_owner.in_([DHCP_OWNER, ROUTER_INTERFACE]))))
+        ids = [p.id for p in [*port_rows, *infra]]
         ips: dict[str, list[tuple[str, str]]] = {i: [] for i in ids}
         for a in await conn.execute(sa.select(ip_allocations).where(ip_allocations.c.port_id.in_(ids))
                                     .order_by(ip_allocations.c.id)):
             ips[a.port_id].append((a.subnet_id, a.ip_address))
-        net_ids = sorted({p.network_id for p in port_rows})
-        subnet_of = {r.id: _subnet(r) for r in await conn.execute(
-            sa.select(subnets).where(subnets.c.network_id.in_(net_ids)))}
+        subnet_of = with_metadata_routes({r.id: _subnet(r) for r in await conn.execute(
+            sa.select(subnets).where(subnets.c.network_id.in_(net_ids)))}, infra, ips, port_rows[0].binding_host_id)
         mtu = {r.id: int(r.mtu or 1500) for r in await conn.execute(
             sa.select(networks.c.id, networks.c.mtu).where(networks.c.id.in_(net_ids)))}
     out = []

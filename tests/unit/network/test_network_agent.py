@@ -274,3 +274,51 @@ def test_no_external_flag_and_settings() -> None:
     settings = conf_mod.load(env={"CUMULO_EXTERNAL_LINK": "false", "CUMULO_EXTERNAL_CIDR": "192.0.2.0/24"})
     assert settings.external_link is False and settings.external_cidr == "192.0.2.0/24"
     assert conf_mod.load(env={}, external_link=False).external_link is False
+
+
+async def test_isolated_subnet_gets_the_metadata_route_via_the_dhcp_port(svc: NetworkService, topo: dict[str, Any]) -> None:
+    """A network without a router (enable_isolated_metadata in Neutron's DHCP agent): its ports'
+    NicSpecs, DHCP options (121/249) and network_data.json route 169.254.169.254/32 via the DHCP
+    port; the subnet's own host_routes come along; a router on the gateway makes it routed again."""
+    from cumulo.compute import netports
+    from cumulo.netplane import dhcp
+    from cumulo.network.metadata import instance_nics
+
+    demo = ctx_for(DEMO)
+    net = await svc.create_network(demo, {"name": "iso"})
+    sub = await svc.create_subnet(demo, {"network_id": net["id"], "cidr": "10.77.0.0/24", "ip_version": 4,
+                                         "host_routes": [{"destination": "192.168.50.0/24", "nexthop": "10.77.0.9"}]})
+    bare = await svc.create_network(demo, {"name": "iso-nogw"})
+    await svc.create_subnet(demo, {"network_id": bare["id"], "cidr": "10.78.0.0/24", "ip_version": 4, "gateway_ip": None})
+    nova = {"device_id": INSTANCE, "device_owner": "compute:nova"}
+    port = await svc.create_port(demo, {"network_id": net["id"], **nova})
+    port2 = await svc.create_port(demo, {"network_id": bare["id"], **nova})
+    rec = Recorder()
+    agent = NetworkAgent(svc.db, svc, "local", rec, l3=True)
+    nic, nic2 = await agent.plug_ports([port["id"], port2["id"]], INSTANCE)
+    plan, plan2 = rec.networks[net["id"]], rec.networks[bare["id"]]
+    assert plan.dhcp_port is not None and plan2.dhcp_port is not None
+    dhcp_ip = str(ipaddress.ip_interface(plan.dhcp_port.addresses[0]).ip)
+    dhcp_ip2 = str(ipaddress.ip_interface(plan2.dhcp_port.addresses[0]).ip)
+    assert nic["routes"] == [["192.168.50.0/24", "10.77.0.9"], ["169.254.169.254/32", dhcp_ip]]
+    assert nic["gateway"] == "10.77.0.1"
+    assert nic2["routes"] == [["169.254.169.254/32", dhcp_ip2]] and nic2["gateway"] is None
+    opts = dhcp.render_opts(plan.dhcp_config)
+    assert f"192.168.50.0/24,10.77.0.9,169.254.169.254/32,{dhcp_ip},0.0.0.0/0,10.77.0.1" in opts
+    assert f"classless-static-route,169.254.169.254/32,{dhcp_ip2}" in dhcp.render_opts(plan2.dhcp_config)
+    # the metadata service's network_data.json describes the same NICs, routes included
+    assert await instance_nics(svc.db, INSTANCE) == [nic, nic2]
+    [vif, vif2] = netports.network_info([nic, nic2])
+    assert vif["routes"] == [{"network": "192.168.50.0", "netmask": "255.255.255.0", "gateway": "10.77.0.9"},
+                             {"network": "169.254.169.254", "netmask": "255.255.255.255", "gateway": dhcp_ip}]
+    assert vif2["routes"] == [{"network": "169.254.169.254", "netmask": "255.255.255.255", "gateway": dhcp_ip2}]
+    # routed: a router interface on the gateway address; Neutron's agent drops the isolated route
+    router = await svc.create_router(demo, {"name": "late"})
+    await svc.add_router_interface(demo, router["id"], {"subnet_id": sub["id"]})
+    await agent.sync()
+    assert "169.254.169.254" not in dhcp.render_opts(rec.networks[net["id"]].dhcp_config)
+    assert (await instance_nics(svc.db, INSTANCE))[0]["routes"] == [["192.168.50.0/24", "10.77.0.9"]]
+    # the routed private network of the demo has no such route
+    (priv,) = await agent.plug_ports([(await svc.create_port(demo, {"network_id": topo["private"],
+                                                                   "device_id": INSTANCE}))["id"]], INSTANCE)
+    assert priv["routes"] == []

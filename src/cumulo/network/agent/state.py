@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,6 +36,7 @@ from cumulo.network.models import (
 )
 
 DHCP_OWNER = "network:dhcp"
+METADATA_ROUTE = "169.254.169.254/32"
 
 
 def dhcp_device_id(host: str) -> str:
@@ -107,6 +108,37 @@ def _subnet(row: Any) -> dhcp.Subnet:
                        ipv6_address_mode=row.ipv6_address_mode)
 
 
+def metadata_nexthops(subnet_of: Mapping[str, dhcp.Subnet], port_rows: Iterable[Any],
+                      ips: Mapping[str, list[tuple[str, str]]], host: str | None) -> dict[str, str]:
+    """Subnet id -> the DHCP port's address there, for each isolated IPv4 subnet with DHCP: the
+    metadata route `169.254.169.254/32 via` it, as Neutron's DHCP agent hands it out with
+    enable_isolated_metadata (option 121, and in the NicSpec routes, so network_data.json has it
+    too). Isolated as Neutron says it: no router interface holds the subnet's gateway address
+    (or the subnet has none). The DHCP port is `host`'s, else any on the network; the metadata
+    listener of the network's namespace answers on it (netplane/metadata.py)."""
+    routed: set[str] = set()
+    dhcp_ip: dict[str, str] = {}
+    for p in port_rows:
+        owner = p.device_owner or ""
+        for subnet_id, ip in ips.get(p.id, ()):
+            s = subnet_of.get(subnet_id)
+            if s is None:
+                continue
+            if owner == ROUTER_INTERFACE and s.gateway_ip and ip == s.gateway_ip:
+                routed.add(subnet_id)
+            elif owner == DHCP_OWNER and (subnet_id not in dhcp_ip or p.device_id == dhcp_device_id(host or "")):
+                dhcp_ip[subnet_id] = ip
+    return {sid: ip for sid, ip in dhcp_ip.items()
+            if sid not in routed and subnet_of[sid].enable_dhcp and ipaddress.ip_network(subnet_of[sid].cidr).version == 4}
+
+
+def with_metadata_routes(subnet_of: Mapping[str, dhcp.Subnet], port_rows: Iterable[Any],
+                         ips: Mapping[str, list[tuple[str, str]]], host: str | None) -> dict[str, dhcp.Subnet]:
+    """`subnet_of` with each isolated subnet's metadata_nexthop set (see metadata_nexthops)."""
+    hops = metadata_nexthops(subnet_of, port_rows, ips, host)
+    return {sid: replace(s, metadata_nexthop=hops.get(sid)) for sid, s in subnet_of.items()}
+
+
 def _cidr(ip: str, subnet: dhcp.Subnet | None) -> str:
     prefix = ipaddress.ip_network(subnet.cidr).prefixlen if subnet else (32 if ":" not in ip else 128)
     return f"{ip}/{prefix}"
@@ -127,6 +159,8 @@ def nic_fields(port: Any, ips: list[tuple[str, str]], subnet_of: Mapping[str, dh
         if gateway is None and s.gateway_ip and ipaddress.ip_address(s.gateway_ip).version == ipaddress.ip_address(ip).version:
             gateway = s.gateway_ip
         routes.extend([d, h] for d, h in s.host_routes)
+        if s.metadata_nexthop and [METADATA_ROUTE, s.metadata_nexthop] not in routes:
+            routes.append([METADATA_ROUTE, s.metadata_nexthop])
         dns.extend(d for d in s.dns_nameservers if d not in dns)
     return {"port_id": port.id, "mac": port.mac_address, "netns": netns.network_ns(port.network_id), "bridge": BRIDGE,
             "device": netns.port_device(port.id), "addresses": addresses, "gateway": gateway, "routes": routes,
@@ -137,14 +171,14 @@ async def read_plan(conn: AsyncConnection, host: str, *, l3: bool, external_link
     """The plan of `host` from the DB (l3: the host carries routers and external networks)."""
     nets = {r.id: r for r in await conn.execute(sa.select(networks))}
     subnet_rows = list(await conn.execute(sa.select(subnets).order_by(subnets.c.created_at, subnets.c.id)))
-    subnet_of = {r.id: _subnet(r) for r in subnet_rows}
-    subnets_by_net: dict[str, list[dhcp.Subnet]] = defaultdict(list)
-    for r in subnet_rows:
-        subnets_by_net[r.network_id].append(subnet_of[r.id])
     port_rows = list(await conn.execute(sa.select(ports).order_by(ports.c.created_at, ports.c.id)))
     ips: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for a in await conn.execute(sa.select(ip_allocations).order_by(ip_allocations.c.id)):
         ips[a.port_id].append((a.subnet_id, a.ip_address))
+    subnet_of = with_metadata_routes({r.id: _subnet(r) for r in subnet_rows}, port_rows, ips, host)
+    subnets_by_net: dict[str, list[dhcp.Subnet]] = defaultdict(list)
+    for r in subnet_rows:
+        subnets_by_net[r.network_id].append(subnet_of[r.id])
     groups_of: dict[str, list[str]] = defaultdict(list)
     members_of: dict[str, list[str]] = defaultdict(list)
     for b in await conn.execute(sa.select(port_security_groups)):
