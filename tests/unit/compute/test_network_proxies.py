@@ -1,5 +1,5 @@
 """Nova's proxies to the network service below 2.36 (os-security-groups, os-security-group-rules,
-os-floating-ips, os-floating-ip-pools): Nova's shapes, Neutron's objects behind them, each bad input
+os-floating-ips, os-floating-ip-pools, os-networks, os-tenant-networks): Nova's shapes, Neutron's objects behind them, each bad input
 with Nova's fault, and 404 from 2.36 on."""
 
 from __future__ import annotations
@@ -194,3 +194,28 @@ async def test_fixed_and_floating_ip_actions(world: World) -> None:
     await c.put(f"/networking/v2.0/floatingips/{fip['id']}", json={"floatingip": {"port_id": None}})
     assert await floating() == []
     assert (await world.action(sid, {"removeFloatingIp": {"address": fip["ip"]}})).status_code == 409
+
+
+async def test_os_networks_and_tenant_networks(world: World) -> None:
+    c = world.member
+    resp = await c.post("/networking/v2.0/networks", json={"network": {"name": "mine"}})
+    assert resp.status_code == 201, resp.text
+    mine = resp.json()["network"]
+    listed = (await c.get(f"{API}/os-tenant-networks")).json()["networks"]
+    assert {"id": mine["id"], "cidr": "None", "label": "mine"} in listed
+    shown = await c.get(f"{API}/os-tenant-networks/{mine['id']}")
+    assert shown.status_code == 200 and shown.json() == {"network": {"id": mine["id"], "cidr": "None", "label": "mine"}}
+    nets = (await c.get(f"{API}/os-networks")).json()["networks"]
+    entry = next(n for n in nets if n["id"] == mine["id"])
+    assert entry["label"] == "mine" and entry["cidr"] is None and "project_id" not in entry  # admin-only field
+    assert (await c.get(f"{API}/os-networks/{mine['id']}")).json()["network"] == entry
+    admin_view = (await world.admin.get(f"{API}/os-networks/{mine['id']}")).json()["network"]
+    assert admin_view["label"] == "mine" and "project_id" in admin_view and admin_view["mtu"] is None
+    # Another project's network is not found, nor is a bad id; from 2.36 both APIs are gone.
+    for path in (f"os-networks/{mine['id']}", f"os-tenant-networks/{mine['id']}"):
+        resp = await world.other.get(f"{API}/{path}")
+        assert resp.status_code == 404 and fault_of(resp) == ("itemNotFound", 404, "Network not found."), resp.text
+    assert (await c.get(f"{API}/os-networks/not-a-uuid")).status_code == 404
+    assert mine["id"] not in {n["id"] for n in (await world.other.get(f"{API}/os-tenant-networks")).json()["networks"]}
+    assert (await c.get(f"{API}/os-tenant-networks", headers=mv("2.36"))).status_code == 404
+    assert (await c.get(f"{API}/os-networks", headers=mv("2.36"))).status_code == 404

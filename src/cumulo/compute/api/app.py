@@ -22,6 +22,7 @@ from cumulo.compute.api import (
     keypairs,
     migrations,
     network_proxies,
+    nova_networks,
     openapi_ops,
     quotas,
     server_actions,
@@ -72,5 +73,6 @@ def make_app(deps: ComputeDeps, *, authenticator: Authenticator | None = None) -
     routes.extend(admin_extras.ROUTES)
     routes.extend(interfaces.ROUTES)  # os-interface (the network service's ports)
     routes.extend(network_proxies.ROUTES)  # os-security-groups & co. below 2.36
+    routes.extend(nova_networks.ROUTES)  # os-networks, os-tenant-networks below 2.36
     app = family_app(deps, routes, render_fault, authenticator=authenticator)
     return versions.LegacyV2(MicroversionMiddleware(app))

@@ -197,6 +197,10 @@ COMPUTE_OPS: tuple[Op, ...] = (
     op("GET", "/v2.1/os-floating-ips/{fip_id}", "Show floating IP (proxy)", until="2.35"),
     op("DELETE", "/v2.1/os-floating-ips/{fip_id}", "Delete (deallocate) floating IP (proxy)", status=202,
        until="2.35"),
+    op("GET", "/v2.1/os-networks", "List networks (proxy)", until="2.35"),
+    op("GET", "/v2.1/os-networks/{network_id}", "Show network details (proxy)", until="2.35"),
+    op("GET", "/v2.1/os-tenant-networks", "List project networks (proxy)", until="2.35"),
+    op("GET", "/v2.1/os-tenant-networks/{network_id}", "Show project network details (proxy)", until="2.35"),
 )
 
 FAMILY = Family("compute", "/compute", "Cumulo Compute API (Nova v2.1)", NOVA_FAULT, COMPUTE_OPS,
