@@ -5,11 +5,14 @@
 What it does, in order:
   1. makes the Tempest venv ($HOME/tempest-venv, `pip install tempest==47.0.0`) if it is missing;
   2. starts `cumulo up` (default drivers: runc containers + QEMU VMs) in a temp state dir on a free
-     loopback port;
+     loopback port, its external network on --external-cidr (172.24.44.0/24: not the default
+     172.24.4.0/24 another cloud on this host may hold) and the demo's private network on a /24;
   3. as the cloud's admin (from its clouds.yaml): uploads a second container image (Tempest wants two
-     distinct images), raises the admin project's quotas;
-  4. writes tempest.conf from shared/tempest/tempest.conf.tmpl's settings (dynamic credentials: Tempest
-     creates a project and users per test class through Keystone's admin API) into the workspace;
+     distinct images), raises the admin project's quotas, shares the demo's `private` network (every
+     Tempest project boots on it, routed to `public`: fixed_network_name, as DevStack's), makes the
+     pre-provisioned accounts;
+  4. writes tempest.conf from shared/tempest/tempest.conf.tmpl's settings (pre-provisioned accounts,
+     Neutron on, interface attach on) into the workspace;
   5. runs `tempest run --regex ...`, prints the totals and keeps the subunit stream and the log in
      the workspace (default ./tempest-ws, git-ignored);
   6. deletes what the run left (servers of every project), stops the cloud and removes its state.
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -36,7 +41,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 TEMPEST_VENV = Path(os.environ.get("TEMPEST_VENV", Path.home() / "tempest-venv"))
 TEMPEST_VERSION = "47.0.0"
-DEFAULT_REGEX = r"^tempest\.api\.(identity\.v3|compute|image\.v2)\."
+DEFAULT_EXTERNAL_CIDR = "172.24.44.0/24"
+DEFAULT_REGEX = r"^tempest\.api\.(identity\.v3|compute|image\.v2|network)\."
 
 CONF = """\
 [DEFAULT]
@@ -48,8 +54,7 @@ debug = true
 lock_path = {ws}/tempest_lock
 
 [auth]
-# Pre-provisioned accounts (made by this script): with dynamic credentials Tempest's cleanup calls
-# Neutron, which this cloud does not have yet.
+# Pre-provisioned accounts (made by this script): reproducible, and no Keystone churn per class.
 use_dynamic_credentials = false
 test_accounts_file = {ws}/etc/accounts.yaml
 create_isolated_networks = false
@@ -83,7 +88,7 @@ project_tags = false
 nova = true
 glance = true
 cinder = false
-neutron = {neutron}
+neutron = true
 swift = false
 horizon = false
 
@@ -100,6 +105,9 @@ build_interval = 1
 min_microversion = 2.1
 max_microversion = {max_mv}
 min_compute_nodes = 1
+# As DevStack: servers boot on `private` (the demo's network, which this script shares with every
+# project), routed to `public` by router1, so that floating IPs associate.
+fixed_network_name = private
 
 [compute-feature-enabled]
 resize = true
@@ -111,7 +119,7 @@ stable_rescue = false
 snapshot = true
 console_output = true
 change_password = false
-interface_attach = false
+interface_attach = true
 live_migration = false
 cold_migration = false
 metadata_service = false
@@ -142,8 +150,9 @@ import_image = true
 catalog_type = network
 project_network_cidr = 10.100.0.0/16
 project_network_mask_bits = 28
-# the shared external network `cumulo up` makes at first start ("public"; empty with --no-external)
+# the shared external network `cumulo up` makes at first start
 public_network_id = {public_network_id}
+floating_network_name = public
 
 [network-feature-enabled]
 # The extensions GET /networking/v2.0/extensions lists (cumulo.network.extensions), not "all":
@@ -158,6 +167,17 @@ run_validation = false
 [service-clients]
 http_timeout = 60
 """
+
+
+def check_external_cidr(cidr: str) -> None:
+    """Refuse a CIDR that an address of the host already sits in (another cloud's host link)."""
+    net = ipaddress.ip_network(cidr, strict=True)
+    out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, check=True, text=True).stdout  # noqa: S607
+    for link in json.loads(out):
+        for addr in link.get("addr_info", []):
+            if ipaddress.ip_address(addr["local"]) in net:
+                raise SystemExit(f"{cidr} is in use on this host ({link['ifname']} {addr['local']}): "
+                                 "pass another --external-cidr")
 
 
 def free_port() -> int:
@@ -176,17 +196,19 @@ def ensure_tempest() -> Path:
 
 
 class Cloud:
-    def __init__(self, state: Path, port: int) -> None:
+    def __init__(self, state: Path, port: int, external_cidr: str) -> None:
         self.state, self.port = state, port
         self.log = open(state.parent / "cumulo.log", "wb")  # noqa: SIM115
         # This checkout's code (PYTHONPATH), whichever venv runs the script: a second worktree can
         # run Tempest on a fixed commit with the main checkout's venv.
         # No metrics endpoint (CUMULO_METRICS_PORT=0): Tempest does not scrape, and 9180 may be taken.
         # Keystone's security compliance on (off by default), as [identity] in tempest.conf says.
+        # Its own external CIDR: the host link must not clash with another cloud's on this host.
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"),
                "CUMULO_METRICS_PORT": os.environ.get("CUMULO_METRICS_PORT", "0"),
                "CUMULO_IDENTITY_LOCKOUT_FAILURE_ATTEMPTS": "2", "CUMULO_IDENTITY_LOCKOUT_DURATION": "5",
-               "CUMULO_IDENTITY_UNIQUE_LAST_PASSWORD_COUNT": "2"}
+               "CUMULO_IDENTITY_UNIQUE_LAST_PASSWORD_COUNT": "2", "CUMULO_EXTERNAL_CIDR": external_cidr,
+               "CUMULO_PRIVATE_CIDR": "10.0.0.0/24"}
         self.proc = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "cumulo.cli.main", "up", "--state-dir", str(state), "--port", str(port)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
@@ -283,31 +305,22 @@ def prepare(cloud: Cloud) -> dict[str, str]:
     conn.compute.update_quota_set(project.id, instances=-1, cores=-1, ram=-1)  # type: ignore[arg-type]
     max_mv = conn.compute.get("/").json()["version"]["version"]  # the v2.1 document
     public = conn.network.find_network("public")
+    private = conn.network.find_network("private")
+    if public is None or private is None:
+        raise SystemExit("cumulo up made no public/private networks at first start")
+    # DevStack's fixed_network_name: every Tempest project boots its servers on `private` (routed to
+    # public by the demo's router1, so floating IPs associate), which it can see once it is shared.
+    conn.network.update_network(private, shared=True)
     return {"image": busybox.id, "image_alt": alt.id, "flavor": flavors["m1.nano"].id,
-            "public_network_id": public.id if public is not None else "",
+            "public_network_id": public.id,
             "flavor_alt": flavors["m1.micro"].id if "m1.micro" in flavors else flavors["m1.tiny"].id,
             "max_mv": max_mv}
 
 
-NEEDS_NEUTRON = Path(__file__).with_name("needs-neutron.txt")
-
-
-def _second_pass_regexes() -> list[str]:
-    """needs-neutron.txt's last block: classes that run, with neutron off."""
-    lines = NEEDS_NEUTRON.read_text().splitlines()
-    start = max(i for i, line in enumerate(lines) if line.startswith("#")) + 1
-    return [line.split("#")[0].strip() for line in lines[start:] if line.split("#")[0].strip()]
-
-
-def passes(tempest: Path, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    run = [str(tempest), "run", "--list-tests"] if args.list else [
-        str(tempest), "run", "--concurrency", str(args.concurrency)]
-    if args.neutron != "auto":
-        return [(args.neutron, [*run, "--regex", args.regex])]
-    first = [*run, "--regex", args.regex, "--exclude-list", str(NEEDS_NEUTRON)]
-    if args.regex != DEFAULT_REGEX:
-        return [("true", first)]
-    return [("true", first), ("false", [*run, "--regex", "|".join(_second_pass_regexes())])]
+def command(tempest: Path, args: argparse.Namespace) -> list[str]:
+    if args.list:
+        return [str(tempest), "run", "--list-tests", "--regex", args.regex]
+    return [str(tempest), "run", "--concurrency", str(args.concurrency), "--regex", args.regex]
 
 
 def _network_extensions() -> str:
@@ -323,10 +336,9 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--workspace", type=Path, default=ROOT / "tempest-ws")
     ap.add_argument("--list", action="store_true", help="only list the tests the regex selects")
-    ap.add_argument("--neutron", choices=("auto", "true", "false"), default="auto",
-                    help="[service_available] neutron. auto (the conformance run): a first pass with neutron on "
-                         "and needs-neutron.txt excluded, then the classes that need it off (the end of that "
-                         "file) with neutron off")
+    ap.add_argument("--external-cidr", default=DEFAULT_EXTERNAL_CIDR,
+                    help="the cloud's external network (its host link carries .1): not 172.24.4.0/24, which a "
+                         "developer's own `cumulo up` takes")
     args = ap.parse_args()
     tempest = ensure_tempest()
     ws = args.workspace.resolve()
@@ -339,7 +351,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cumulo-tempest-"))
     (tmp / "state").mkdir(mode=0o700)
     try:
-        cloud = Cloud(tmp / "state", free_port())
+        check_external_cidr(args.external_cidr)
+        cloud = Cloud(tmp / "state", free_port(), args.external_cidr)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -347,15 +360,14 @@ def main() -> int:
         values = prepare(cloud)
         accounts = make_accounts(cloud.admin, cloud.auth["password"])
         (ws / "etc" / "accounts.yaml").write_text(yaml.safe_dump(accounts, sort_keys=False))
-        rc = 0
-        for neutron, cmd in passes(tempest, args):
-            conf = CONF.format(ws=ws, auth_url=f"http://127.0.0.1:{cloud.port}/identity",
-                               admin_user=cloud.auth["username"], admin_password=cloud.auth["password"],
-                               admin_project=cloud.auth["project_name"], neutron=neutron,
-                               network_extensions=_network_extensions(), **values)
-            (ws / "etc" / "tempest.conf").write_text(conf)
-            print("+", " ".join(cmd), f"(in {ws}, neutron = {neutron})", flush=True)
-            rc |= subprocess.run(cmd, cwd=ws).returncode  # noqa: S603
+        conf = CONF.format(ws=ws, auth_url=f"http://127.0.0.1:{cloud.port}/identity",
+                           admin_user=cloud.auth["username"], admin_password=cloud.auth["password"],
+                           admin_project=cloud.auth["project_name"],
+                           network_extensions=_network_extensions(), **values)
+        (ws / "etc" / "tempest.conf").write_text(conf)
+        cmd = command(tempest, args)
+        print("+", " ".join(cmd), f"(in {ws})", flush=True)
+        rc = subprocess.run(cmd, cwd=ws).returncode  # noqa: S603
         shutil.copy(tmp / "cumulo.log", ws / "logs" / "cumulo.log") if (ws / "logs").exists() else None
         return rc
     finally:
