@@ -2,8 +2,8 @@
 
 Handlers parse, call the network service and render; lists go through `query.apply` (filters,
 sorting, paging, fields). Faults are Neutron's: `{"NeutronError": {"type", "message", "detail"}}`,
-the type being the Neutron exception name the service stamped (`faults.typed`) or the WebOb name
-of the status (HTTPBadRequest, HTTPNotFound, ...). Bodies are parsed by `web.http.json_body` (size
+the type being the name of the `faults` class the service raised (NetworkNotFound, ...) or the WebOb
+name of the status (HTTPBadRequest, HTTPNotFound, ...). Bodies are parsed by `web.http.json_body` (size
 limit, malformed JSON, lone surrogates: 400/413, never a 500). POST takes one resource or Neutron's
 bulk form (`{"networks": [...]}`), which is all-or-nothing.
 
@@ -51,7 +51,7 @@ def list_response(request: Request, collection: str, items: list[dict[str, Any]]
     params = list(request.query_params.multi_items())
     for k, v in params:
         if "\x00" in k or "\x00" in v:
-            raise faults.bad_request("A NUL character is not allowed in the query")
+            raise faults.HTTPBadRequest(msg="A NUL character is not allowed in the query")
     page = query.apply(items, params, collection, collection_url(request, collection))
     body: dict[str, Any] = {collection: page.items}
     if page.links:
@@ -69,7 +69,7 @@ def show_response(request: Request, resource: str, item: dict[str, Any]) -> Resp
 def unwrap(body: Any, resource: str) -> dict[str, Any]:
     """The resource object of a request body ({"network": {...}} -> {...}); the service checks its attributes."""
     if not isinstance(body, dict) or set(body) != {resource} or not isinstance(body[resource], dict):
-        raise faults.bad_request(f"Resource body required: expected an object with one key '{resource}'.")
+        raise faults.HTTPBadRequest(msg=f"Resource body required: expected an object with one key '{resource}'.")
     item: dict[str, Any] = body[resource]
     return item
 
@@ -106,7 +106,7 @@ async def show_extension(request: Request) -> Response:
     for ext in extensions.listed():
         if ext["alias"] == alias:
             return json_response({"extension": ext})
-    raise faults.typed(errors.NotFound(f"Extension with alias {alias} does not exist"), "HTTPNotFound")
+    raise faults.HTTPNotFound(msg=f"Extension with alias {alias} does not exist")
 
 
 # ---- networks, subnets, ports: one CRUD shape ---------------------------------------------------
@@ -140,7 +140,7 @@ def crud_routes(
         if isinstance(body, dict) and set(body) == {collection}:
             items = body[collection]
             if not isinstance(items, list) or not items:
-                raise faults.bad_request(f"Resources required: '{collection}' must be a non-empty list.")
+                raise faults.HTTPBadRequest(msg=f"Resources required: '{collection}' must be a non-empty list.")
             created: list[dict[str, Any]] = []
             try:
                 for raw in items:
@@ -227,7 +227,7 @@ async def update_quota(request: Request) -> Response:
     ctx = await _ctx(request)
     body = await json_body(request)
     if not isinstance(body, dict) or set(body) != {"quota"} or not isinstance(body["quota"], dict):
-        raise faults.bad_request("Resource body required: expected an object with one key 'quota'.")
+        raise faults.HTTPBadRequest(msg="Resource body required: expected an object with one key 'quota'.")
     return json_response({"quota": await _svc(request).update_quota(ctx, request.path_params["project_id"], body["quota"])})
 
 
@@ -250,7 +250,7 @@ async def put_tags(request: Request) -> Response:
     ctx = await _ctx(request)
     body = await json_body(request)
     if not isinstance(body, dict) or set(body) != {"tags"}:
-        raise faults.bad_request("Invalid input for tags. Reason: the body must be {\"tags\": [...]}.")
+        raise faults.HTTPBadRequest(msg="Invalid input for tags. Reason: the body must be {\"tags\": [...]}.")
     p = request.path_params
     tags = await _svc(request).replace_tags(ctx, p["collection"], p["resource_id"], body["tags"])
     return json_response({"tags": tags})

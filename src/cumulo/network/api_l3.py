@@ -34,10 +34,10 @@ Deleter = Callable[[NetworkService, RequestContext, str], Awaitable[None]]
 
 def _resource_body(body: Any, resource: str) -> dict[str, Any]:
     if not isinstance(body, dict) or set(body) != {resource}:
-        raise faults.bad_request(f"Resource body required: expected an object with one key '{resource}'.")
+        raise faults.HTTPBadRequest(msg=f"Resource body required: expected an object with one key '{resource}'.")
     item = body[resource]
     if not isinstance(item, dict):
-        raise faults.bad_request(f"Resource body '{resource}' must be an object.")
+        raise faults.HTTPBadRequest(msg=f"Resource body '{resource}' must be an object.")
     return item
 
 
@@ -56,7 +56,7 @@ def crud(resource: str, collection: str, lister: Lister, getter: Getter, creator
         ctx = await authenticate(request)
         params = list(request.query_params.multi_items())
         if any("\x00" in k or "\x00" in v for k, v in params):
-            raise faults.bad_request("A NUL character is not allowed in the query")
+            raise faults.HTTPBadRequest(msg="A NUL character is not allowed in the query")
         items = await lister(services_of(request).network, ctx)
         page = query.apply(items, params, plural, f"{base_url(request)}/v2.0/{collection}")
         body: dict[str, Any] = {plural: page.items}

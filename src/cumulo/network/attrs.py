@@ -19,10 +19,10 @@ DESCRIPTION_MAX = 255
 def check_body(body: Any, resource: str, allowed: Iterable[str], read_only: Iterable[str] = ()) -> dict[str, Any]:
     """The body's resource object ({"network": {...}} -> {...}), its attributes checked by name."""
     if not isinstance(body, dict) or set(body) != {resource}:
-        raise faults.bad_request(f"Resource body required: expected an object with one key '{resource}'.")
+        raise faults.HTTPBadRequest(msg=f"Resource body required: expected an object with one key '{resource}'.")
     item = body[resource]
     if not isinstance(item, dict):
-        raise faults.bad_request(f"Resource body '{resource}' must be an object.")
+        raise faults.HTTPBadRequest(msg=f"Resource body '{resource}' must be an object.")
     return check_attrs(item, allowed, read_only)
 
 
@@ -30,10 +30,10 @@ def check_attrs(item: dict[str, Any], allowed: Iterable[str], read_only: Iterabl
     ro = set(read_only) & set(item)
     if ro:
         name = sorted(ro)[0]
-        raise faults.bad_request(f"Cannot update read-only attribute {name}")
+        raise faults.HTTPBadRequest(msg=f"Cannot update read-only attribute {name}")
     unknown = sorted(set(item) - set(allowed))
     if unknown:
-        raise faults.bad_request(f"Unrecognized attribute(s) '{', '.join(unknown)}'")
+        raise faults.HTTPBadRequest(msg=f"Unrecognized attribute(s) '{', '.join(unknown)}'")
     return item
 
 
@@ -44,13 +44,13 @@ def string(item: dict[str, Any], key: str, default: str | None = None, max_len: 
     if value is None and default is None:
         return None
     if not isinstance(value, str):
-        raise faults.bad_request(f"Invalid input for {key}. Reason: '{value}' is not a valid string.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: '{value}' is not a valid string.")
     if len(value) > max_len:
-        raise faults.bad_request(
-            f"Invalid input for {key}. Reason: '{value[:40]}...' exceeds maximum length of {max_len}."
+        raise faults.HTTPBadRequest(
+            msg=f"Invalid input for {key}. Reason: '{value[:40]}...' exceeds maximum length of {max_len}."
         )
     if "\x00" in value:
-        raise faults.bad_request(f"Invalid input for {key}. Reason: a NUL character is not allowed.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: a NUL character is not allowed.")
     return value
 
 
@@ -65,7 +65,7 @@ def boolean(item: dict[str, Any], key: str, default: bool | None = None) -> bool
         return value.lower() in ("true", "1")
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    raise faults.bad_request(f"Invalid input for {key}. Reason: '{value}' cannot be converted to boolean.")
+    raise faults.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: '{value}' cannot be converted to boolean.")
 
 
 def integer(item: dict[str, Any], key: str, default: int | None = None, *, lo: int = 0, hi: int = 2**31 - 1) -> int | None:
@@ -75,19 +75,19 @@ def integer(item: dict[str, Any], key: str, default: int | None = None, *, lo: i
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise faults.bad_request(f"Invalid input for {key}. Reason: '{value}' is not an integer.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: '{value}' is not an integer.")
     if not lo <= value <= hi:
-        raise faults.bad_request(f"Invalid input for {key}. Reason: '{value}' is not in range {lo} through {hi}.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: '{value}' is not in range {lo} through {hi}.")
     return value
 
 
 def uuid_value(value: Any, key: str) -> str:
     if not isinstance(value, str):
-        raise faults.bad_request(f"Invalid input for {key}. Reason: '{value}' is not a valid UUID.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: '{value}' is not a valid UUID.")
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise faults.bad_request(f"Invalid input for {key}. Reason: '{value}' is not a valid UUID.") from None
+        raise faults.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: '{value}' is not a valid UUID.") from None
 
 
 def is_uuid(value: str) -> bool:
@@ -105,9 +105,9 @@ def list_of(item: dict[str, Any], key: str, max_items: int | None = None) -> lis
     if value is None:
         return []
     if not isinstance(value, list):
-        raise faults.bad_request(f"Invalid input for {key}. Reason: '{value}' is not a list.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: '{value}' is not a list.")
     if max_items is not None and len(value) > max_items:
-        raise faults.bad_request(f"Invalid input for {key}. Reason: '{len(value)}' exceeds maximum of {max_items}.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: '{len(value)}' exceeds maximum of {max_items}.")
     return value
 
 
@@ -115,18 +115,15 @@ def project_of(ctx_project: str | None, is_admin: bool, item: dict[str, Any]) ->
     """The owning project: the caller's, or (admins only) the one `tenant_id`/`project_id` names."""
     wanted = {v for k, v in item.items() if k in ("tenant_id", "project_id")}
     if len(wanted) > 1:
-        raise faults.bad_request("'project_id' and 'tenant_id' do not match")
+        raise faults.HTTPBadRequest(msg="'project_id' and 'tenant_id' do not match")
     if wanted:
         value = wanted.pop()
         if not isinstance(value, str) or not value or len(value) > 255:
-            raise faults.bad_request(f"Invalid input for project_id. Reason: '{value}' is not a valid string.")
+            raise faults.HTTPBadRequest(msg=f"Invalid input for project_id. Reason: '{value}' is not a valid string.")
         if value != ctx_project and not is_admin:
-            raise faults.typed(
-                faults.bad_request("Specifying 'project_id' or 'tenant_id' other than the authenticated "
-                                   "project in request requires admin privileges"),
-                "HTTPBadRequest",
-            )
+            raise faults.HTTPBadRequest(msg="Specifying 'project_id' or 'tenant_id' other than the authenticated "
+                                            "project in request requires admin privileges")
         return value
     if not ctx_project:
-        raise faults.bad_request("Running without a project: specify the project_id")
+        raise faults.HTTPBadRequest(msg="Running without a project: specify the project_id")
     return ctx_project

@@ -102,7 +102,7 @@ TAG_MAX = 60
 
 def authorize(ctx: RequestContext, rule: str) -> None:
     if not policy.allowed(ctx, rule):
-        raise faults.forbidden(f"({rule}) is disallowed by policy")
+        raise faults.PolicyNotAuthorized(rule=rule)
 
 
 def owns(ctx: RequestContext, row: Any) -> bool:
@@ -156,7 +156,7 @@ class NetworkBase:
         """The network row the caller may see, or NetworkNotFound."""
         row = (await conn.execute(sa.select(networks).where(networks.c.id == network_id))).first()
         if row is None or not (owns(ctx, row) or row.shared or row.external):
-            raise faults.not_found("Network", network_id)
+            raise faults.NetworkNotFound(net_id=network_id)
         return row
 
     # ---- concurrent writers -----------------------------------------------------------------
@@ -171,8 +171,8 @@ class NetworkBase:
                 return await write()
             except sa.exc.IntegrityError:
                 if attempt == attempts - 1:
-                    raise faults.conflict(
-                        "HTTPConflict", "A concurrent request took the same address or MAC address; try again"
+                    raise faults.HTTPConflict(
+                        msg="A concurrent request took the same address or MAC address; try again"
                     ) from None
         raise AssertionError("unreachable")
 
@@ -216,7 +216,7 @@ class NetworkBase:
         table = QUOTA_TABLES[resource]
         count = await conn.scalar(sa.select(sa.func.count()).select_from(table).where(table.c.project_id == project_id))
         if int(count or 0) + adding > limit:
-            raise faults.over_quota(resource)
+            raise faults.OverQuota(overs=[resource])
 
     # ---- tags -------------------------------------------------------------------------------
 
@@ -252,13 +252,13 @@ class NetworkBase:
 def check_tag(tag: Any) -> str:
     """A tag as Neutron takes it: a non-empty string of at most 60 characters without ',' or '/'."""
     if not isinstance(tag, str) or not tag or len(tag) > TAG_MAX or "," in tag or "/" in tag:
-        raise faults.typed(faults.bad_request(f"Invalid input for tags. Reason: '{tag}' is not a valid tag."), "InvalidInput")
+        raise faults.InvalidInput(error_message=f"'{tag}' is not a valid tag")
     return tag
 
 
 def check_tags(value: Any) -> list[str]:
     if not isinstance(value, list):
-        raise faults.bad_request("Invalid input for tags. Reason: tags must be a list of strings.")
+        raise faults.HTTPBadRequest(msg="Invalid input for tags. Reason: tags must be a list of strings.")
     out: list[str] = []
     for tag in value:
         tag = check_tag(tag)

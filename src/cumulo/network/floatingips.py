@@ -23,7 +23,6 @@ from cumulo import policy
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.network import attrs, faults, ipam, l3_ports
-from cumulo.network import l3_errors as e
 from cumulo.network.base import NetworkBase, check_tags, notifies, owns, stamps
 from cumulo.network.models import floating_ips, ip_allocations, ports, routers, subnets
 
@@ -43,13 +42,13 @@ FIP_CREATE = ("floating_network_id", "floating_ip_address", "subnet_id", "port_i
 FIP_UPDATE = ("port_id", "fixed_ip_address", "description")
 
 
-def _bad(msg: str) -> e.BadRequest:
-    return e.BadRequest(resource="floatingip", msg=msg)
+def _bad(msg: str) -> faults.BadRequest:
+    return faults.BadRequest(resource="floatingip", msg=msg)
 
 
 def _authorize(ctx: RequestContext, rule: str) -> None:
     if not policy.allowed(ctx, rule):
-        raise faults.forbidden(f"({rule}) is disallowed by policy")
+        raise faults.PolicyNotAuthorized(rule=rule)
 
 
 class FloatingIPs(NetworkBase):
@@ -92,7 +91,7 @@ class FloatingIPs(NetworkBase):
     async def floatingip_row(self, conn: AsyncConnection, ctx: RequestContext, fip_id: str) -> Any:
         row = (await conn.execute(sa.select(floating_ips).where(floating_ips.c.id == fip_id))).first()
         if row is None or not owns(ctx, row):
-            raise e.FloatingIPNotFound(floatingip_id=fip_id)
+            raise faults.FloatingIPNotFound(floatingip_id=fip_id)
         return row
 
     async def list_floatingips(self, ctx: RequestContext) -> list[dict[str, Any]]:
@@ -114,7 +113,7 @@ class FloatingIPs(NetworkBase):
         _authorize(ctx, "floatingip:create")
         attrs.check_attrs(item, FIP_CREATE)
         if "floating_network_id" not in item:
-            raise faults.bad_request("Failed to parse request. Required attribute 'floating_network_id' not specified")
+            raise faults.HTTPBadRequest(msg="Failed to parse request. Required attribute 'floating_network_id' not specified")
         network_id = attrs.uuid_value(item["floating_network_id"], "floating_network_id")
         project = l3_ports.owner_project(ctx, item)
         requested: dict[str, Any] = {}
@@ -140,15 +139,15 @@ class FloatingIPs(NetworkBase):
                 held = await conn.scalar(sa.select(sa.func.count()).select_from(ip_allocations).where(
                     ip_allocations.c.network_id == network_id, ip_allocations.c.ip_address == requested["ip_address"]))
                 if held:
-                    raise e.IpAddressInUse(net_id=network_id, ip_address=requested["ip_address"])
+                    raise faults.IpAddressInUse(net_id=network_id, ip_address=requested["ip_address"])
             port_id = await l3_ports.create_service_port(
                 conn, network_id=network_id, project_id="", device_id=fip_id, device_owner=l3_ports.FLOATINGIP,
-                requested=[requested] if requested else (), exhausted=e.ExternalIpAddressExhausted(net_id=network_id),
+                requested=[requested] if requested else (), exhausted=faults.ExternalIpAddressExhausted(net_id=network_id),
             )
             address = next((i["ip_address"] for i in (await l3_ports.fixed_ips(conn, [port_id]))[port_id]
                             if ipaddress.ip_address(i["ip_address"]).version == 4), None)
             if address is None:
-                raise e.ExternalIpAddressExhausted(net_id=network_id)
+                raise faults.ExternalIpAddressExhausted(net_id=network_id)
             now = utcnow()
             await conn.execute(floating_ips.insert().values(
                 id=fip_id, project_id=project, floating_network_id=network_id, floating_ip_address=address,
@@ -225,7 +224,7 @@ class FloatingIPs(NetworkBase):
             floating_ips.c.port_id == port_id, floating_ips.c.fixed_ip_address == fixed,
             floating_ips.c.floating_network_id == row.floating_network_id, floating_ips.c.id != row.id))).first()
         if other is not None:
-            raise e.FloatingIPPortAlreadyAssociated(
+            raise faults.FloatingIPPortAlreadyAssociated(
                 floating_ip_address=row.floating_ip_address, fip_id=row.id, port_id=port_id, fixed_ip=fixed,
                 net_id=row.floating_network_id)
         await self.bump(conn, floating_ips, row.id, port_id=port_id, fixed_ip_address=fixed, router_id=router_id,
@@ -251,7 +250,7 @@ class FloatingIPs(NetworkBase):
             first = first or str(router_id)
         if first:
             return first
-        raise e.ExternalGatewayForFloatingIPNotFound(
+        raise faults.ExternalGatewayForFloatingIPNotFound(
             subnet_id=subnet_id, external_network_id=external_network_id, port_id=port.id)
 
     # ---- for the networks facet ---------------------------------------------------------------

@@ -38,15 +38,15 @@ AUTO_ADDRESS_MODES = ("slaac", "dhcpv6-stateless")
 def parse_cidr(cidr: Any, ip_version: int | None = None) -> IPNetwork:
     """The subnet's network; Invalid when it is not a CIDR, has host bits set, or is of another version."""
     if not isinstance(cidr, str) or "/" not in cidr:
-        raise faults.bad_request(f"Invalid input for cidr. Reason: '{cidr}' is not a valid IP subnet.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for cidr. Reason: '{cidr}' is not a valid IP subnet.")
     try:
         net = ipaddress.ip_network(cidr, strict=True)
     except ValueError:
-        raise faults.bad_request(f"Invalid input for cidr. Reason: '{cidr}' is not a valid IP subnet.") from None
+        raise faults.HTTPBadRequest(msg=f"Invalid input for cidr. Reason: '{cidr}' is not a valid IP subnet.") from None
     if ip_version is not None and net.version != ip_version:
-        raise faults.invalid_input(f"Cidr {cidr} does not match the IP version {ip_version}.")
+        raise faults.InvalidInput(error_message=f"Cidr {cidr} does not match the IP version {ip_version}")
     if (net.version == 4 and net.prefixlen > 30) or net.prefixlen > 126:
-        raise faults.invalid_input(f"Subnet {cidr} is too small: it must hold at least two host addresses.")
+        raise faults.InvalidInput(error_message=f"Subnet {cidr} is too small: it must hold at least two host addresses")
     return net
 
 
@@ -57,16 +57,16 @@ def parse_cidr_loose(value: Any, field: str = "destination") -> IPNetwork:
             raise ValueError(value)
         return ipaddress.ip_network(value, strict=True)
     except ValueError:
-        raise faults.bad_request(f"Invalid input for {field}. Reason: '{value}' is not a valid IP subnet.") from None
+        raise faults.HTTPBadRequest(msg=f"Invalid input for {field}. Reason: '{value}' is not a valid IP subnet.") from None
 
 
 def parse_ip(value: Any, field: str = "ip_address") -> IPAddress:
     if not isinstance(value, str):
-        raise faults.bad_request(f"Invalid input for {field}. Reason: '{value}' is not a valid IP address.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for {field}. Reason: '{value}' is not a valid IP address.")
     try:
         return ipaddress.ip_address(value)
     except ValueError:
-        raise faults.bad_request(f"Invalid input for {field}. Reason: '{value}' is not a valid IP address.") from None
+        raise faults.HTTPBadRequest(msg=f"Invalid input for {field}. Reason: '{value}' is not a valid IP address.") from None
 
 
 def first_host(net: IPNetwork) -> IPAddress:
@@ -93,7 +93,7 @@ def check_gateway(net: IPNetwork, gateway: Any) -> str | None:
         return None
     ip = parse_ip(gateway, "gateway_ip")
     if not is_host(net, ip):
-        raise faults.invalid_input(f"Gateway IP {gateway} is not a valid host address of subnet {net}.")
+        raise faults.InvalidInput(error_message=f"Gateway IP {gateway} is not a valid host address of subnet {net}")
     return str(ip)
 
 
@@ -118,39 +118,29 @@ def default_pools(net: IPNetwork, gateway: str | None) -> list[dict[str, str]]:
 def check_pools(net: IPNetwork, pools: Any, gateway: str | None) -> list[dict[str, str]]:
     """Given allocation pools, checked: each inside the subnet, start <= end, no overlap, no gateway."""
     if not isinstance(pools, list):
-        raise faults.bad_request("Invalid input for allocation_pools. Reason: it must be a list of start/end pairs.")
+        raise faults.HTTPBadRequest(msg="Invalid input for allocation_pools. Reason: it must be a list of start/end pairs.")
     ranges: list[tuple[IPAddress, IPAddress]] = []
     for pool in pools:
         if not isinstance(pool, dict) or set(pool) != {"start", "end"}:
-            raise faults.bad_request(
-                "Invalid input for allocation_pools. Reason: each pool must be {\"start\": ip, \"end\": ip}."
+            raise faults.HTTPBadRequest(
+                msg="Invalid input for allocation_pools. Reason: each pool must be {\"start\": ip, \"end\": ip}."
             )
         start, end = parse_ip(pool["start"], "allocation_pools"), parse_ip(pool["end"], "allocation_pools")
         if not is_host(net, start) or not is_host(net, end):
-            raise typed_invalid(
-                "OutOfBoundsAllocationPool",
-                f"The allocation pool {start}-{end} spans beyond the subnet cidr {net}.",
-            )
+            raise faults.OutOfBoundsAllocationPool(pool=f"{start}-{end}", subnet_cidr=net)
         if start > end:
-            raise typed_invalid("InvalidAllocationPool", f"The allocation pool {start}-{end} is not valid.")
+            raise faults.InvalidAllocationPool(pool=f"{start}-{end}")
         ranges.append((start, end))
     ranges.sort()
-    for (_s1, e1), (s2, e2) in zip(ranges, ranges[1:], strict=False):
+    for (s1, e1), (s2, e2) in zip(ranges, ranges[1:], strict=False):
         if s2 <= e1:
-            raise typed_invalid("OverlappingAllocationPools", f"Found overlapping allocation pools: {s2}-{e2}.")
+            raise faults.OverlappingAllocationPools(pool_1=f"{s1}-{e1}", pool_2=f"{s2}-{e2}", subnet_cidr=net)
     if gateway:
         gw = ipaddress.ip_address(gateway)
         for start, end in ranges:
             if start <= gw <= end:
-                raise faults.conflict(
-                    "GatewayConflictWithAllocationPools",
-                    f"Gateway ip {gateway} conflicts with allocation pool {start}-{end}.",
-                )
+                raise faults.GatewayConflictWithAllocationPools(ip_address=gateway, pool=f"{start}-{end}")
     return [{"start": str(s), "end": str(e)} for s, e in ranges]
-
-
-def typed_invalid(neutron_type: str, message: str) -> Exception:
-    return faults.typed(faults.bad_request(message), neutron_type)
 
 
 def check_no_overlap(net: IPNetwork, network_id: str, others: Iterable[str]) -> None:
@@ -158,8 +148,8 @@ def check_no_overlap(net: IPNetwork, network_id: str, others: Iterable[str]) -> 
     for cidr in others:
         other = ipaddress.ip_network(cidr)
         if other.version == net.version and net.overlaps(other):
-            raise faults.invalid_input(
-                f"Requested subnet with cidr: {net} for network: {network_id} overlaps with another subnet"
+            raise faults.InvalidInput(
+                error_message=f"Requested subnet with cidr: {net} for network: {network_id} overlaps with another subnet"
             )
 
 
@@ -188,10 +178,7 @@ def check_requested_ip(net: IPNetwork, value: Any, subnet_id: str) -> str:
     """A requested fixed IP, normalised; Invalid when it does not belong to the subnet."""
     ip = parse_ip(value)
     if not is_host(net, ip):
-        raise faults.typed(
-            faults.bad_request(f"IP address {value} is not a valid IP for the specified subnet."),
-            "InvalidIpForSubnet",
-        )
+        raise faults.InvalidIpForSubnet(ip_address=value)
     return str(ip)
 
 
@@ -212,11 +199,11 @@ def random_mac() -> str:
 def check_mac(value: Any) -> str:
     """A requested MAC address, lower-cased; Invalid unless it is a unicast MAC."""
     if not isinstance(value, str):
-        raise faults.bad_request(f"Invalid input for mac_address. Reason: '{value}' is not a valid MAC address.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for mac_address. Reason: '{value}' is not a valid MAC address.")
     parts = value.replace("-", ":").split(":")
     if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
-        raise faults.bad_request(f"Invalid input for mac_address. Reason: '{value}' is not a valid MAC address.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for mac_address. Reason: '{value}' is not a valid MAC address.")
     mac = ":".join(p.lower() for p in parts)
     if int(parts[0], 16) & 1 or mac == "00:00:00:00:00:00":
-        raise faults.bad_request(f"Invalid input for mac_address. Reason: '{value}' is not a valid MAC address.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for mac_address. Reason: '{value}' is not a valid MAC address.")
     return mac

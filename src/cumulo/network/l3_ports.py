@@ -22,8 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
-from cumulo.network import attrs, ipam
-from cumulo.network import l3_errors as e
+from cumulo.network import attrs, faults, ipam
 from cumulo.network.base import owns
 from cumulo.network.models import ip_allocations, network_tags, networks, port_security_groups, ports, subnets
 
@@ -38,7 +37,7 @@ def owner_project(ctx: RequestContext, item: dict[str, Any]) -> str:
     there is 400, not a crash)."""
     for key in ("tenant_id", "project_id"):
         if key in item and not isinstance(item[key], str):
-            raise e.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: '{item[key]}' is not a valid string.")
+            raise faults.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: '{item[key]}' is not a valid string.")
     return attrs.project_of(ctx.project_id, ctx.is_admin, item)
 
 
@@ -46,11 +45,11 @@ async def subnet_row(conn: AsyncConnection, ctx: RequestContext, subnet_id: str)
     """The subnet the caller may see (its own, or on a network it sees), or SubnetNotFound."""
     row = (await conn.execute(sa.select(subnets).where(subnets.c.id == subnet_id))).first()
     if row is None:
-        raise e.SubnetNotFound(subnet_id=subnet_id)
+        raise faults.SubnetNotFound(subnet_id=subnet_id)
     if not owns(ctx, row):
         net = (await conn.execute(sa.select(networks).where(networks.c.id == row.network_id))).first()
         if net is None or not (owns(ctx, net) or net.shared or net.external):
-            raise e.SubnetNotFound(subnet_id=subnet_id)
+            raise faults.SubnetNotFound(subnet_id=subnet_id)
     return row
 
 
@@ -58,7 +57,7 @@ async def port_row(conn: AsyncConnection, ctx: RequestContext, port_id: str) -> 
     """The port the caller owns (the admin: any), or PortNotFound."""
     row = (await conn.execute(sa.select(ports).where(ports.c.id == port_id))).first()
     if row is None or not owns(ctx, row):
-        raise e.PortNotFound(port_id=port_id)
+        raise faults.PortNotFound(port_id=port_id)
     return row
 
 
@@ -88,12 +87,12 @@ async def _allocate(conn: AsyncConnection, subnet: Any, port_id: str, ip: str | 
         holder = await conn.scalar(sa.select(sa.func.count()).select_from(ip_allocations).where(
             ip_allocations.c.network_id == subnet.network_id, ip_allocations.c.ip_address == ip))
         if holder:
-            raise e.IpAddressAlreadyAllocated(ip=ip, subnet_id=subnet.id)
+            raise faults.IpAddressAlreadyAllocated(ip=ip, subnet_id=subnet.id)
     try:
         await conn.execute(ip_allocations.insert().values(
             port_id=port_id, subnet_id=subnet.id, network_id=subnet.network_id, ip_address=ip))
     except IntegrityError:  # a concurrent writer (PostgreSQL) took it first: a lost race is a 409
-        raise e.IpAddressAlreadyAllocated(ip=ip, subnet_id=subnet.id) from None
+        raise faults.IpAddressAlreadyAllocated(ip=ip, subnet_id=subnet.id) from None
     return ip
 
 
@@ -137,7 +136,7 @@ async def create_service_port(
             created_at=now, updated_at=now, revision_number=0,
         ))
     except IntegrityError:  # a concurrent writer took the MAC (PostgreSQL): a lost race is a 409
-        raise e.MacAddressInUse(net_id=network_id, mac=mac) from None
+        raise faults.MacAddressInUse(net_id=network_id, mac=mac) from None
     net_subnets = list(await conn.execute(
         sa.select(subnets).where(subnets.c.network_id == network_id).order_by(subnets.c.created_at, subnets.c.id)))
     if requested:
@@ -162,19 +161,19 @@ async def _allocate_requested(
     if subnet_id is not None:
         subnet = next((s for s in net_subnets if s.id == subnet_id), None)
         if subnet is None:
-            raise e.InvalidInput(error_message=(
+            raise faults.InvalidInput(error_message=(
                 f"Failed to create port on network {network_id}, because fixed_ips included invalid subnet {subnet_id}"))
     elif ip is not None:
         subnet = subnet_for_ip(net_subnets, ip)
         if subnet is None:
-            raise e.InvalidIpForSubnet(ip_address=ip)
+            raise faults.InvalidIpForSubnet(ip_address=ip)
     else:
-        raise e.InvalidInput(error_message="a fixed IP needs a subnet_id or an ip_address")
+        raise faults.InvalidInput(error_message="a fixed IP needs a subnet_id or an ip_address")
     if ip is not None:
         ip = ipam.check_requested_ip(ipaddress.ip_network(subnet.cidr), ip, subnet.id)
     got = await _allocate(conn, subnet, port_id, ip)
     if got is None:
-        raise e.IpAddressGenerationFailure(subnet_id=subnet.id)
+        raise faults.IpAddressGenerationFailure(subnet_id=subnet.id)
 
 
 async def delete_service_ports(conn: AsyncConnection, port_ids: Sequence[str]) -> None:

@@ -59,7 +59,7 @@ def _provider(item: dict[str, Any]) -> dict[str, Any]:
     if "provider:network_type" in item:
         kind = attrs.string(item, "provider:network_type")
         if kind not in NETWORK_TYPES:
-            raise faults.bad_request(f"Invalid input for provider:network_type. Reason: '{kind}' is not supported.")
+            raise faults.HTTPBadRequest(msg=f"Invalid input for provider:network_type. Reason: '{kind}' is not supported.")
         out["provider_network_type"] = kind
     if "provider:physical_network" in item:
         out["provider_physical_network"] = attrs.string(item, "provider:physical_network", max_len=64)
@@ -126,7 +126,7 @@ class Networks(NetworkBase):
         project_id = attrs.project_of(ctx.project_id, ctx.is_admin, item)
         tags = check_tags(item["tags"]) if "tags" in item else []
         if attrs.list_of(item, "availability_zone_hints"):
-            raise faults.bad_request("Invalid input for availability_zone_hints. Reason: no availability zone is known.")
+            raise faults.HTTPBadRequest(msg="Invalid input for availability_zone_hints. Reason: no availability zone is known.")
         external = attrs.boolean(item, "router:external", False)
         values: dict[str, Any] = {
             "id": new_uuid(),
@@ -171,7 +171,7 @@ class Networks(NetworkBase):
     async def _owned_network(self, conn: AsyncConnection, ctx: RequestContext, network_id: str, action: str) -> Any:
         row = await self.network_row(conn, ctx, network_id)
         if not owns(ctx, row):
-            raise faults.forbidden(f"(rule:{action}_network) is disallowed by policy")
+            raise faults.PolicyNotAuthorized(rule=f"rule:{action}_network")
         return row
 
     async def update_network(self, ctx: RequestContext, network_id: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -197,10 +197,7 @@ class Networks(NetworkBase):
                     .where(ports.c.network_id == network_id, ports.c.project_id != row.project_id)
                 )
                 if others:
-                    raise faults.conflict(
-                        "InvalidSharedSetting",
-                        f"Unable to reconfigure sharing settings for network {network_id}. Multiple tenants are using it.",
-                    )
+                    raise faults.InvalidSharedSetting(network=network_id)
             if values.get("external") is False and row.external:
                 gateways = await conn.scalar(
                     sa.select(sa.func.count()).select_from(ports).where(
@@ -208,11 +205,7 @@ class Networks(NetworkBase):
                         ports.c.device_owner.in_(("network:router_gateway", "network:floatingip")))
                 )
                 if gateways:
-                    raise faults.conflict(
-                        "ExternalNetworkInUse",
-                        f"External network {network_id} cannot be updated to be made non-external, since it has "
-                        "existing gateway ports.",
-                    )
+                    raise faults.ExternalNetworkInUse(net_id=network_id)
             if values:
                 await self.bump(conn, networks, network_id, **values)
             return await self._render_network(conn, ctx, network_id)
@@ -230,11 +223,7 @@ class Networks(NetworkBase):
                 .where(ports.c.network_id == network_id, ports.c.device_owner.not_in(AUTO_DELETED_OWNERS))
             )
             if busy:
-                raise faults.conflict(
-                    "NetworkInUse",
-                    f"Unable to complete operation on network {network_id}. "
-                    "There are one or more ports still in use on the network.",
-                )
+                raise faults.NetworkInUse(net_id=network_id)
             await self.delete_ports_where(conn, ports.c.network_id == network_id)
             for (sid,) in await conn.execute(sa.select(subnets.c.id).where(subnets.c.network_id == network_id)):
                 await self.drop_tags(conn, "subnets", sid)
@@ -288,32 +277,32 @@ class Networks(NetworkBase):
         SubnetNotFound."""
         row = (await conn.execute(sa.select(subnets).where(subnets.c.id == subnet_id))).first()
         if row is None:
-            raise faults.not_found("Subnet", subnet_id)
+            raise faults.SubnetNotFound(subnet_id=subnet_id)
         if not owns(ctx, row):
             net = (await conn.execute(sa.select(networks).where(networks.c.id == row.network_id))).first()
             # an external network's subnets stay its owner's unless it is shared too (Neutron's policy)
             if net is None or not (owns(ctx, net) or net.shared):
-                raise faults.not_found("Subnet", subnet_id)
+                raise faults.SubnetNotFound(subnet_id=subnet_id)
         return row
 
     async def create_subnet(self, ctx: RequestContext, item: dict[str, Any]) -> dict[str, Any]:
         authorize(ctx, "subnet:create")
         attrs.check_attrs(item, SUBNET_CREATE)
         if "network_id" not in item:
-            raise faults.bad_request("Failed to parse request. Required attribute 'network_id' not specified")
+            raise faults.HTTPBadRequest(msg="Failed to parse request. Required attribute 'network_id' not specified")
         network_id = attrs.uuid_value(item["network_id"], "network_id")
         for unsupported in ("subnetpool_id", "prefixlen", "use_default_subnetpool"):
             if item.get(unsupported):
-                raise faults.bad_request(f"Invalid input for {unsupported}. Reason: subnet pools are not supported.")
+                raise faults.HTTPBadRequest(msg=f"Invalid input for {unsupported}. Reason: subnet pools are not supported.")
         if attrs.list_of(item, "service_types"):
-            raise faults.bad_request("Invalid input for service_types. Reason: service types are not supported.")
+            raise faults.HTTPBadRequest(msg="Invalid input for service_types. Reason: service types are not supported.")
         if item.get("segment_id") is not None:
-            raise faults.bad_request("Invalid input for segment_id. Reason: segments are not supported.")
+            raise faults.HTTPBadRequest(msg="Invalid input for segment_id. Reason: segments are not supported.")
         if "cidr" not in item:
-            raise faults.bad_request("a cidr must be specified in the absence of a subnet pool")
+            raise faults.HTTPBadRequest(msg="a cidr must be specified in the absence of a subnet pool")
         version = attrs.integer(item, "ip_version", None, lo=0, hi=6)
         if version not in (4, 6):
-            raise faults.bad_request(f"Invalid input for ip_version. Reason: '{item.get('ip_version')}' is not a valid IP version.")
+            raise faults.HTTPBadRequest(msg=f"Invalid input for ip_version. Reason: '{item.get('ip_version')}' is not a valid IP version.")
         net = ipam.parse_cidr(item["cidr"], version)
         gateway = ipam.check_gateway(net, item["gateway_ip"]) if "gateway_ip" in item else ipam.default_gateway(net)
         pools = (
@@ -341,7 +330,7 @@ class Networks(NetworkBase):
         async with self.db.write() as conn:
             row = await self.network_row(conn, ctx, network_id)
             if not owns(ctx, row):
-                raise faults.forbidden("(rule:create_subnet) is disallowed by policy")
+                raise faults.PolicyNotAuthorized(rule="rule:create_subnet")
             project_id = attrs.project_of(ctx.project_id, ctx.is_admin, item) if not ctx.is_admin or (
                 "tenant_id" in item or "project_id" in item) else row.project_id
             others = [c for (c,) in await conn.execute(sa.select(subnets.c.cidr).where(subnets.c.network_id == network_id))]
@@ -372,13 +361,14 @@ class Networks(NetworkBase):
         ra, addr = item.get("ipv6_ra_mode"), item.get("ipv6_address_mode")
         for key, value in (("ipv6_ra_mode", ra), ("ipv6_address_mode", addr)):
             if value is not None and value not in ipam.IPV6_MODES:
-                raise faults.bad_request(f"Invalid input for {key}. Reason: '{value}' is not in {list(ipam.IPV6_MODES)}.")
+                raise faults.HTTPBadRequest(msg=f"Invalid input for {key}. Reason: '{value}' is not in {list(ipam.IPV6_MODES)}.")
         if version == 4 and (ra or addr):
-            raise faults.invalid_input("ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to "
-                                       "False or ip_version is 4.")
+            raise faults.InvalidInput(error_message="ipv6_ra_mode or ipv6_address_mode cannot be set when "
+                                                    "enable_dhcp is set to False or ip_version is 4")
         if ra and addr and ra != addr:
-            raise faults.invalid_input(f"ipv6_ra_mode set to '{ra}' with ipv6_address_mode set to '{addr}' is not "
-                                       "valid. If both attributes are set, they must be the same value")
+            raise faults.InvalidInput(error_message=f"ipv6_ra_mode set to '{ra}' with ipv6_address_mode set to "
+                                                    f"'{addr}' is not valid. If both attributes are set, they must be "
+                                                    "the same value")
         return ra, addr
 
     async def list_subnets(self, ctx: RequestContext) -> list[dict[str, Any]]:
@@ -403,7 +393,7 @@ class Networks(NetworkBase):
         async with self.db.write() as conn:
             row = await self.subnet_row(conn, ctx, subnet_id)
             if not owns(ctx, row):
-                raise faults.forbidden("(rule:update_subnet) is disallowed by policy")
+                raise faults.PolicyNotAuthorized(rule="rule:update_subnet")
             net = ipam.parse_cidr(row.cidr)
             values: dict[str, Any] = {}
             for key in ("name", "description"):
@@ -423,7 +413,7 @@ class Networks(NetworkBase):
             if "host_routes" in item:
                 values["host_routes"] = _routes(item, row.ip_version) or []
             if attrs.list_of(item, "service_types") or item.get("segment_id") is not None:
-                raise faults.bad_request("Invalid input: service types and segments are not supported.")
+                raise faults.HTTPBadRequest(msg="Invalid input: service types and segments are not supported.")
             if values:
                 await self.bump(conn, subnets, subnet_id, **values)
             new = (await conn.execute(sa.select(subnets).where(subnets.c.id == subnet_id))).one()
@@ -434,7 +424,7 @@ class Networks(NetworkBase):
         async with self.db.write() as conn:
             row = await self.subnet_row(conn, ctx, subnet_id)
             if not owns(ctx, row):
-                raise faults.forbidden("(rule:delete_subnet) is disallowed by policy")
+                raise faults.PolicyNotAuthorized(rule="rule:delete_subnet")
             # A SLAAC subnet's addresses are the ports' own (EUI-64): only a router interface holds it.
             holders = (ports.c.device_owner.like("network:router%") if row.ipv6_address_mode in ipam.AUTO_ADDRESS_MODES
                        else ports.c.device_owner.not_in(AUTO_DELETED_OWNERS))
@@ -443,11 +433,7 @@ class Networks(NetworkBase):
                 .where(ip_allocations.c.subnet_id == subnet_id, holders)
             )
             if busy:
-                raise faults.conflict(
-                    "SubnetInUse",
-                    f"Unable to complete operation on subnet {subnet_id}: One or more ports have an IP allocation "
-                    "from this subnet.",
-                )
+                raise faults.SubnetInUse(subnet_id=subnet_id)
             await conn.execute(ip_allocations.delete().where(ip_allocations.c.subnet_id == subnet_id))
             await self.drop_tags(conn, "subnets", subnet_id)
             await conn.execute(subnets.delete().where(subnets.c.id == subnet_id))
@@ -462,7 +448,7 @@ def _dns(item: dict[str, Any], version: int) -> list[str] | None:
     for v in values:
         ip = str(ipam.parse_ip(v, "dns_nameservers"))
         if ip in out:
-            raise faults.bad_request(f"Invalid input for dns_nameservers. Reason: Duplicate nameserver '{v}'.")
+            raise faults.HTTPBadRequest(msg=f"Invalid input for dns_nameservers. Reason: Duplicate nameserver '{v}'.")
         out.append(ip)
     return out
 
@@ -474,13 +460,13 @@ def _routes(item: dict[str, Any], version: int) -> list[dict[str, str]] | None:
     out: list[dict[str, str]] = []
     for v in values:
         if not isinstance(v, dict) or set(v) != {"destination", "nexthop"}:
-            raise faults.bad_request("Invalid input for host_routes. Reason: each route is {destination, nexthop}.")
+            raise faults.HTTPBadRequest(msg="Invalid input for host_routes. Reason: each route is {destination, nexthop}.")
         dest = ipam.parse_cidr_loose(v["destination"])
         hop = ipam.parse_ip(v["nexthop"], "host_routes")
         if dest.version != version or hop.version != version:
-            raise faults.bad_request(f"Invalid input for host_routes. Reason: route {v} is not IPv{version}.")
+            raise faults.HTTPBadRequest(msg=f"Invalid input for host_routes. Reason: route {v} is not IPv{version}.")
         route = {"destination": str(dest), "nexthop": str(hop)}
         if route in out:
-            raise faults.bad_request(f"Invalid input for host_routes. Reason: Duplicate hostroute '{v}'.")
+            raise faults.HTTPBadRequest(msg=f"Invalid input for host_routes. Reason: Duplicate hostroute '{v}'.")
         out.append(route)
     return out

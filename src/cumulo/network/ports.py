@@ -112,11 +112,11 @@ class Ports(Networks):
         """The port the caller may see (its own, or one on a network it owns), or PortNotFound."""
         row = (await conn.execute(sa.select(ports).where(ports.c.id == port_id))).first()
         if row is None:
-            raise faults.not_found("Port", port_id)
+            raise faults.PortNotFound(port_id=port_id)
         if not owns(ctx, row):
             net = (await conn.execute(sa.select(networks.c.project_id).where(networks.c.id == row.network_id))).first()
             if net is None or net.project_id != ctx.project_id:
-                raise faults.not_found("Port", port_id)
+                raise faults.PortNotFound(port_id=port_id)
         return row
 
     # ---- the API ----------------------------------------------------------------------------
@@ -125,7 +125,7 @@ class Ports(Networks):
         authorize(ctx, "port:create")
         attrs.check_attrs(item, PORT_CREATE)
         if "network_id" not in item:
-            raise faults.bad_request("Failed to parse request. Required attribute 'network_id' not specified")
+            raise faults.HTTPBadRequest(msg="Failed to parse request. Required attribute 'network_id' not specified")
         project_id = attrs.project_of(ctx.project_id, ctx.is_admin, item)
         default_group = await self._default_group_for(ctx, project_id, item)
 
@@ -159,13 +159,13 @@ class Ports(Networks):
         net_owner = owns(ctx, net)
         device_owner = attrs.string(item, "device_owner", "") or ""
         if device_owner.startswith("network:") and not net_owner:
-            raise faults.forbidden("(rule:create_port:device_owner) is disallowed by policy")
+            raise faults.PolicyNotAuthorized(rule="rule:create_port:device_owner")
         if any(k.startswith("binding:") and k != "binding:vnic_type" for k in item):
             authorize(ctx, "port:binding")
         port_id = new_uuid()
         if "mac_address" in item and item["mac_address"] is not None:
             if not net_owner:
-                raise faults.forbidden("(rule:create_port:mac_address) is disallowed by policy")
+                raise faults.PolicyNotAuthorized(rule="rule:create_port:mac_address")
             mac = ipam.check_mac(item["mac_address"])
             await self._check_mac_free(conn, network_id, mac)
         else:
@@ -234,16 +234,16 @@ class Ports(Networks):
             if "device_owner" in item:
                 owner = attrs.string(item, "device_owner", "") or ""
                 if owner.startswith("network:") and not net_owner:
-                    raise faults.forbidden("(rule:update_port:device_owner) is disallowed by policy")
+                    raise faults.PolicyNotAuthorized(rule="rule:update_port:device_owner")
                 values["device_owner"] = owner
             if "admin_state_up" in item:
                 values["admin_state_up"] = attrs.boolean(item, "admin_state_up")
             mac = row.mac_address
             if "mac_address" in item:
                 if not ctx.is_admin:
-                    raise faults.forbidden("(rule:update_port:mac_address) is disallowed by policy")
+                    raise faults.PolicyNotAuthorized(rule="rule:update_port:mac_address")
                 if row.binding_host_id:
-                    raise faults.conflict("PortBound", f"Unable to complete operation on port {port_id}, port is already bound.")
+                    raise faults.PortBound(port_id=port_id)
                 mac = ipam.check_mac(item["mac_address"])
                 if mac != row.mac_address:
                     await self._check_mac_free(conn, row.network_id, mac)
@@ -257,19 +257,12 @@ class Ports(Networks):
             else:
                 groups = current_groups
                 if not security and groups:
-                    raise faults.conflict(
-                        "PortSecurityPortHasSecurityGroup",
-                        "Port has security group associated. Cannot disable port security or ip address until "
-                        "security group is removed",
-                    )
+                    raise faults.PortSecurityPortHasSecurityGroup()
             pairs = _address_pairs(item, mac, security)
             if pairs is not None:
                 values["allowed_address_pairs"] = pairs
             elif not security and row.allowed_address_pairs:
-                raise faults.conflict(
-                    "AddressPairAndPortSecurityRequired",
-                    "Port Security must be enabled in order to have allowed address pairs on a port.",
-                )
+                raise faults.AddressPairAndPortSecurityRequired()
             opts = _dhcp_opts(item, list(row.extra_dhcp_opts))
             if opts is not None:
                 values["extra_dhcp_opts"] = opts
@@ -290,10 +283,7 @@ class Ports(Networks):
         async with self.db.write() as conn:
             row = await self.port_row(conn, ctx, port_id)
             if row.device_owner in SERVICE_OWNERS:
-                raise faults.conflict(
-                    "ServicePortInUse",
-                    f"Port {port_id} cannot be deleted directly via the port API: has device owner {row.device_owner}.",
-                )
+                raise faults.ServicePortInUse(port_id=port_id, reason=f"has device owner {row.device_owner}")
             await self.remove_port(conn, port_id)
 
     async def remove_port(self, conn: AsyncConnection, port_id: str) -> None:
@@ -318,10 +308,7 @@ class Ports(Networks):
             sa.select(sa.func.count()).select_from(ports).where(ports.c.network_id == network_id, ports.c.mac_address == mac)
         )
         if used:
-            raise faults.conflict(
-                "MacAddressInUse",
-                f"Unable to complete operation for network {network_id}. The mac address {mac} is in use.",
-            )
+            raise faults.MacAddressInUse(net_id=network_id, mac=mac)
 
     async def _new_mac(self, conn: AsyncConnection, network_id: str) -> str:
         for _ in range(16):
@@ -331,7 +318,7 @@ class Ports(Networks):
             )
             if not used:
                 return mac
-        raise faults.conflict("MacAddressGenerationFailure", f"Unable to generate unique mac on network {network_id}.")
+        raise faults.MacAddressGenerationFailure(net_id=network_id)
 
     async def _groups(
         self, conn: AsyncConnection, ctx: RequestContext, project_id: str, item: dict[str, Any],
@@ -346,11 +333,7 @@ class Ports(Networks):
             if gid not in out:
                 out.append(gid)
         if out and not security:
-            raise faults.typed(
-                faults.bad_request("Port security must be enabled and port must have an IP address in order to use "
-                                   "security groups."),
-                "PortSecurityAndIPRequiredForSecurityGroups",
-            )
+            raise faults.PortSecurityAndIPRequiredForSecurityGroups()
         check = getattr(self, "check_usable", None)  # the security groups facet: each group visible
         if check is not None and out:
             await check(conn, project_id, out)
@@ -391,14 +374,13 @@ class Ports(Networks):
                 done_v4 = done_v4 or s.ip_version == 4
                 done_v6 = done_v6 or s.ip_version == 6
             if subs and not plan:
-                raise faults.conflict(
-                    "IpAddressGenerationFailure", f"No more IP addresses available on network {net.id}.")
+                raise faults.IpAddressGenerationFailure(net_id=net.id)
         else:
             for entry in requested:
                 plan.append(self._plan_one(net, subs, by_id, entry, mac, taken, plan, device_owner, net_owner))
         for sid, ip in plan:
             if ip in taken:
-                raise faults.conflict("IpAddressAlreadyAllocated", f"IP address {ip} already allocated in subnet {sid}")
+                raise faults.IpAddressAlreadyAllocated(ip=ip, subnet_id=sid)
             await conn.execute(ip_allocations.insert().values(port_id=port_id, subnet_id=sid, network_id=net.id, ip_address=ip))
             taken.add(ip)
 
@@ -407,25 +389,24 @@ class Ports(Networks):
         plan: list[tuple[str, str]], device_owner: str, net_owner: bool,
     ) -> tuple[str, str]:
         if not isinstance(entry, dict) or not entry or set(entry) - {"subnet_id", "ip_address"}:
-            raise faults.bad_request("Invalid input for fixed_ips. Reason: each entry is {subnet_id, ip_address}.")
+            raise faults.HTTPBadRequest(msg="Invalid input for fixed_ips. Reason: each entry is {subnet_id, ip_address}.")
         sid = attrs.uuid_value(entry["subnet_id"], "fixed_ips") if "subnet_id" in entry else None
         if sid is not None and sid not in by_id:
-            raise faults.invalid_input(
-                f"Failed to create port on network {net.id}, because fixed_ips included invalid subnet {sid}")
+            raise faults.InvalidInput(
+                error_message=f"Failed to create port on network {net.id}, because fixed_ips included invalid subnet {sid}")
         if "ip_address" in entry:
             if not net_owner:
-                raise faults.forbidden("(rule:create_port:fixed_ips:ip_address) is disallowed by policy")
+                raise faults.PolicyNotAuthorized(rule="rule:create_port:fixed_ips:ip_address")
             ip_obj = ipam.parse_ip(entry["ip_address"], "fixed_ips")
             if sid is None:
                 match = [s for s in subs if ip_obj.version == s.ip_version and ip_obj in ipaddress.ip_network(s.cidr)]
                 if not match:
-                    raise faults.invalid_input(
-                        f"IP address {entry['ip_address']} is not a valid IP for any of the subnets on the specified network.")
+                    raise faults.InvalidIpForNetwork(ip_address=entry["ip_address"])
                 sid = match[0].id
             subnet = by_id[sid]
             ip = ipam.check_requested_ip(ipam.parse_cidr(subnet.cidr), entry["ip_address"], sid)
             if ip == subnet.gateway_ip and device_owner not in ROUTER_OWNERS:
-                raise faults.conflict("IpAddressAlreadyAllocated", f"IP address {ip} already allocated in subnet {sid}")
+                raise faults.IpAddressAlreadyAllocated(ip=ip, subnet_id=sid)
         else:
             assert sid is not None
             subnet = by_id[sid]
@@ -435,11 +416,10 @@ class Ports(Networks):
             else:
                 found = ipam.next_free(subnet.allocation_pools, taken | {p[1] for p in plan})
                 if found is None:
-                    raise faults.conflict(
-                        "IpAddressGenerationFailure", f"No more IP addresses available for subnet {sid}.")
+                    raise faults.IpAddressGenerationFailure(subnet_id=sid)
                 ip = found
         if (sid, ip) in plan:
-            raise faults.bad_request(f"Invalid input for fixed_ips. Reason: duplicate IP address '{ip}'.")
+            raise faults.HTTPBadRequest(msg=f"Invalid input for fixed_ips. Reason: duplicate IP address '{ip}'.")
         return sid, ip
 
     async def _reallocate(
@@ -459,14 +439,14 @@ def _binding(item: dict[str, Any], current: Any) -> dict[str, Any]:
         if profile is None:
             profile = {}
         if not isinstance(profile, dict):
-            raise faults.bad_request("Invalid input for binding:profile. Reason: it must be a dictionary.")
+            raise faults.HTTPBadRequest(msg="Invalid input for binding:profile. Reason: it must be a dictionary.")
         out["binding_profile"] = profile
     elif not current:
         out["binding_profile"] = {}
     if "binding:vnic_type" in item:
         vnic = attrs.string(item, "binding:vnic_type")
         if vnic not in VNIC_TYPES:
-            raise faults.bad_request(f"Invalid input for binding:vnic_type. Reason: '{vnic}' is not in {list(VNIC_TYPES)}.")
+            raise faults.HTTPBadRequest(msg=f"Invalid input for binding:vnic_type. Reason: '{vnic}' is not in {list(VNIC_TYPES)}.")
         out["binding_vnic_type"] = vnic
     return out
 
@@ -476,30 +456,25 @@ def _address_pairs(item: dict[str, Any], mac: str, security: bool) -> list[dict[
     if values is None:
         return None
     if len(values) > MAX_ADDRESS_PAIRS:
-        raise faults.typed(faults.bad_request(
-            f"The number of allowed address pair exceeds the maximum {MAX_ADDRESS_PAIRS}."), "AllowedAddressPairExhausted")
+        raise faults.AllowedAddressPairExhausted(quota=MAX_ADDRESS_PAIRS)
     if values and not security:
-        raise faults.conflict(
-            "AddressPairAndPortSecurityRequired",
-            "Port Security must be enabled in order to have allowed address pairs on a port.",
-        )
+        raise faults.AddressPairAndPortSecurityRequired()
     out: list[dict[str, str]] = []
     for v in values:
         if not isinstance(v, dict) or "ip_address" not in v or set(v) - {"ip_address", "mac_address"}:
-            raise faults.bad_request("Invalid input for allowed_address_pairs. Reason: each pair is {ip_address, mac_address}.")
+            raise faults.HTTPBadRequest(msg="Invalid input for allowed_address_pairs. Reason: each pair is {ip_address, mac_address}.")
         raw = v["ip_address"]
         try:
             if not isinstance(raw, str):
                 raise ValueError(raw)
             ip = str(ipaddress.ip_network(raw, strict=False)) if "/" in raw else str(ipaddress.ip_address(raw))
         except ValueError:
-            raise faults.bad_request(
-                f"Invalid input for allowed_address_pairs. Reason: '{raw}' is not a valid IP address or CIDR.") from None
+            raise faults.HTTPBadRequest(
+                msg=f"Invalid input for allowed_address_pairs. Reason: '{raw}' is not a valid IP address or CIDR.") from None
         pair_mac = ipam.check_mac(v["mac_address"]) if v.get("mac_address") is not None else mac
         pair = {"ip_address": ip, "mac_address": pair_mac}
         if pair in out:
-            raise faults.typed(faults.bad_request("Request contains duplicate address pair: "
-                                                  f"mac_address {pair_mac} ip_address {ip}."), "DuplicateAddressPairInRequest")
+            raise faults.DuplicateAddressPairInRequest(mac_address=pair_mac, ip_address=ip)
         out.append(pair)
     return out
 
@@ -512,14 +487,14 @@ def _dhcp_opts(item: dict[str, Any], current: list[dict[str, Any]]) -> list[dict
     out = {(o["opt_name"], o.get("ip_version", 4)): o for o in current}
     for v in values:
         if not isinstance(v, dict) or "opt_name" not in v or set(v) - {"opt_name", "opt_value", "ip_version"}:
-            raise faults.bad_request("Invalid input for extra_dhcp_opts. Reason: each is {opt_name, opt_value, ip_version}.")
+            raise faults.HTTPBadRequest(msg="Invalid input for extra_dhcp_opts. Reason: each is {opt_name, opt_value, ip_version}.")
         name = attrs.string(v, "opt_name", max_len=64)
         if not name:
-            raise faults.bad_request("Invalid input for extra_dhcp_opts. Reason: opt_name must not be empty.")
+            raise faults.HTTPBadRequest(msg="Invalid input for extra_dhcp_opts. Reason: opt_name must not be empty.")
         value = attrs.string(v, "opt_value", None)
         version = attrs.integer(v, "ip_version", 4, lo=4, hi=6)
         if version not in (4, 6):
-            raise faults.bad_request(f"Invalid input for extra_dhcp_opts. Reason: ip_version {version} is not 4 or 6.")
+            raise faults.HTTPBadRequest(msg=f"Invalid input for extra_dhcp_opts. Reason: ip_version {version} is not 4 or 6.")
         if value is None:
             out.pop((name, version), None)
         else:

@@ -36,7 +36,7 @@ class PortsForServers(Ports):
         """The server's ports, in the order requested: made on the named networks, or taken over."""
         authorize(ctx, "port:create")
         if not ctx.project_id:
-            raise faults.bad_request("A project is required to allocate ports")
+            raise faults.HTTPBadRequest(msg="A project is required to allocate ports")
         wants_default = any("port" not in r for r in requested)
         default_group = None
         if wants_default:
@@ -55,16 +55,12 @@ class PortsForServers(Ports):
         async with self.db.write() as conn:
             for req in requested:
                 if not isinstance(req, dict):
-                    raise faults.bad_request("Each requested network is an object")
+                    raise faults.HTTPBadRequest(msg="Each requested network is an object")
                 if req.get("port"):
                     port_id = attrs.uuid_value(req["port"], "port")
                     row = await self.port_row(conn, ctx, port_id)
                     if row.device_id and row.device_id != instance_uuid:
-                        raise faults.conflict(
-                            "PortInUse",
-                            f"Unable to complete operation on port {port_id} for network {row.network_id}. "
-                            f"Port already has an attached device {row.device_id}.",
-                        )
+                        raise faults.PortInUse(port_id=port_id, net_id=row.network_id, device_id=row.device_id)
                     await self.bump(conn, ports, port_id, device_id=instance_uuid,
                                     device_owner=row.device_owner or device_owner)
                     ids.append(port_id)
@@ -74,7 +70,7 @@ class PortsForServers(Ports):
                 if req.get("fixed_ip"):
                     item["fixed_ips"] = [{"ip_address": req["fixed_ip"]}]
                 if "network_id" not in item or item["network_id"] is None:
-                    raise faults.bad_request("Each requested network needs a network uuid or a port")
+                    raise faults.HTTPBadRequest(msg="Each requested network needs a network uuid or a port")
                 ids.append(await self.insert_port(conn, ctx, ctx.project_id, item, default_group))
             rows = [(await conn.execute(sa.select(ports).where(ports.c.id == i))).one() for i in ids]
             return await self.render_ports(conn, None, rows)
@@ -91,7 +87,7 @@ class PortsForServers(Ports):
         async with self.db.write() as conn:
             row = (await conn.execute(sa.select(ports).where(ports.c.id == port_id))).first()
             if row is None:
-                raise faults.not_found("Port", port_id)
+                raise faults.PortNotFound(port_id=port_id)
             await self.bump(conn, ports, port_id, binding_host_id=host)
             return await self._render_port(conn, None, port_id)
 

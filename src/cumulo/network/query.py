@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from cumulo import errors
 from cumulo.network import faults
 
 CONTROL = {"fields", "sort_key", "sort_dir", "limit", "marker", "page_reverse", "tags", "tags-any", "not-tags",
@@ -56,7 +55,7 @@ def _fixed_ip_filter(item: dict[str, Any], values: list[str]) -> bool:
     for raw in values:
         key, _, value = raw.partition("=")
         if key not in ("ip_address", "subnet_id", "ip_address_substr"):
-            raise faults.bad_request(f"Invalid fixed_ips filter '{raw}'")
+            raise faults.HTTPBadRequest(msg=f"Invalid fixed_ips filter '{raw}'")
         if key == "ip_address_substr":
             if not any(value in ip["ip_address"] for ip in ips):
                 return False
@@ -84,7 +83,7 @@ def _bool_param(value: str, name: str) -> bool:
         return True
     if value.lower() in ("false", "0"):
         return False
-    raise faults.bad_request(f"Invalid value for {name}: '{value}' is not a boolean")
+    raise faults.HTTPBadRequest(msg=f"Invalid value for {name}: '{value}' is not a boolean")
 
 
 def apply(
@@ -110,18 +109,18 @@ def apply(
 def _sort(items: list[dict[str, Any]], keys: list[str], dirs: list[str]) -> list[dict[str, Any]]:
     if not keys:
         if dirs:
-            raise faults.bad_request("The number of sort_keys and sort_dirs must be same")
+            raise faults.HTTPBadRequest(msg="The number of sort_keys and sort_dirs must be same")
         return items
     if dirs and len(dirs) != len(keys):
-        raise faults.bad_request("The number of sort_keys and sort_dirs must be same")
+        raise faults.HTTPBadRequest(msg="The number of sort_keys and sort_dirs must be same")
     dirs = dirs or ["asc"] * len(keys)
     for d in dirs:
         if d not in ("asc", "desc"):
-            raise faults.bad_request(f"{d} is invalid value for sort_dir, valid value is 'asc' and 'desc'")
+            raise faults.HTTPBadRequest(msg=f"{d} is invalid value for sort_dir, valid value is 'asc' and 'desc'")
     if items:
         for k in keys:
             if k not in items[0]:
-                raise faults.bad_request(f"{k} is invalid attribute for sort_key")
+                raise faults.HTTPBadRequest(msg=f"{k} is invalid attribute for sort_key")
     out = sorted(items, key=lambda i: _text(i.get("id")))
     for k, d in reversed(list(zip(keys, dirs, strict=True))):
         out.sort(key=_by(k), reverse=d == "desc")
@@ -148,14 +147,14 @@ def _page(items: list[dict[str, Any]], multi: dict[str, list[str]], collection: 
     limit = 0
     if limit_raw is not None:
         if not limit_raw.lstrip("-").isdigit():
-            raise faults.bad_request(f"Limit must be an integer 0 or greater and not '{limit_raw}'")
+            raise faults.HTTPBadRequest(msg=f"Limit must be an integer 0 or greater and not '{limit_raw}'")
         limit = int(limit_raw)
         if limit < 0:
-            raise faults.bad_request(f"Limit must be an integer 0 or greater and not '{limit_raw}'")
+            raise faults.HTTPBadRequest(msg=f"Limit must be an integer 0 or greater and not '{limit_raw}'")
     if marker is not None:
         ids = [i.get("id") for i in items]
         if marker not in ids:
-            raise faults.typed(errors.NotFound(f"Marker {marker} could not be found."), "HTTPNotFound")
+            raise faults.HTTPNotFound(msg=f"Marker {marker} could not be found.")
         at = ids.index(marker)
         before, after = items[:at], items[at + 1:]
     else:

@@ -7,6 +7,7 @@ characters, no ',' or '/'; reading needs to see the resource, writing to own it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,8 +21,12 @@ from cumulo.network.ports_sys import PortsForServers
 
 # The collection names the tag API takes, normalised to the resource_type stored with the tag.
 TAG_TYPES = {"security_groups": "security-groups"}
-NOT_FOUND_KINDS = {"networks": "Network", "subnets": "Subnet", "ports": "Port", "routers": "Router",
-                   "floatingips": "FloatingIP", "security-groups": "SecurityGroup"}
+# The fault for a taggable L3 resource the caller cannot see (networks, subnets, ports: their own lookups).
+NOT_FOUND: dict[str, Callable[[str], faults.NeutronFault]] = {
+    "routers": lambda rid: faults.RouterNotFound(router_id=rid),
+    "floatingips": lambda rid: faults.FloatingIPNotFound(floatingip_id=rid),
+    "security-groups": lambda rid: faults.SecurityGroupNotFound(id=rid),
+}
 
 
 class QuotasAndTags(PortsForServers):
@@ -32,7 +37,7 @@ class QuotasAndTags(PortsForServers):
     def _quota_scope(self, ctx: RequestContext, project_id: str) -> None:
         authorize(ctx, "quota:get")
         if not ctx.is_admin and project_id != ctx.project_id:
-            raise faults.forbidden("(rule:get_quota) is disallowed by policy")
+            raise faults.PolicyNotAuthorized(rule="rule:get_quota")
 
     async def get_quota(self, ctx: RequestContext, project_id: str) -> dict[str, int]:
         self._quota_scope(ctx, project_id)
@@ -64,7 +69,7 @@ class QuotasAndTags(PortsForServers):
         authorize(ctx, "quota:update")
         unknown = sorted(set(item) - set(DEFAULT_QUOTAS))
         if unknown:
-            raise faults.bad_request(f"Unrecognized attribute(s) '{', '.join(unknown)}'")
+            raise faults.HTTPBadRequest(msg=f"Unrecognized attribute(s) '{', '.join(unknown)}'")
         wanted = {k: attrs.integer(item, k, lo=-1) for k in item}
         async with self.db.write() as conn:
             for resource, limit in wanted.items():
@@ -90,8 +95,7 @@ class QuotasAndTags(PortsForServers):
         kind = TAG_TYPES.get(collection, collection)
         table = TAGGABLE.get(collection)
         if table is None:
-            raise faults.not_found_route()
-        label = NOT_FOUND_KINDS.get(kind, "Resource")
+            raise faults.HTTPNotFound(msg="The resource could not be found.")
         if kind == "networks":
             row = await self.network_row(conn, ctx, resource_id)
         elif kind == "subnets":
@@ -101,9 +105,9 @@ class QuotasAndTags(PortsForServers):
         else:
             row = (await conn.execute(sa.select(table).where(table.c.id == resource_id))).first()
             if row is None or not owns(ctx, row):
-                raise faults.not_found(label, resource_id)
+                raise NOT_FOUND[kind](resource_id)
         if write and not owns(ctx, row):
-            raise faults.forbidden(f"(rule:update_{kind}_tags) is disallowed by policy")
+            raise faults.PolicyNotAuthorized(rule=f"rule:update_{kind}_tags")
         return kind
 
     async def get_tags(self, ctx: RequestContext, collection: str, resource_id: str) -> list[str]:
@@ -115,7 +119,7 @@ class QuotasAndTags(PortsForServers):
     async def has_tag(self, ctx: RequestContext, collection: str, resource_id: str, tag: str) -> None:
         """Nothing when the resource has the tag; TagNotFound otherwise."""
         if tag not in await self.get_tags(ctx, collection, resource_id):
-            raise faults.typed(faults.not_found("Tag", tag), "TagNotFound")
+            raise faults.TagNotFound(tag=tag)
 
     async def _write(self, ctx: RequestContext, collection: str, resource_id: str, change: Any) -> list[str]:
         authorize(ctx, "tag:update")
@@ -140,7 +144,7 @@ class QuotasAndTags(PortsForServers):
     async def remove_tag(self, ctx: RequestContext, collection: str, resource_id: str, tag: str) -> None:
         def drop(cur: list[str]) -> list[str]:
             if tag not in cur:
-                raise faults.typed(faults.not_found("Tag", tag), "TagNotFound")
+                raise faults.TagNotFound(tag=tag)
             return [t for t in cur if t != tag]
 
         await self._write(ctx, collection, resource_id, drop)

@@ -24,7 +24,6 @@ from cumulo import policy
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.network import attrs, faults, ipam, l3_ports
-from cumulo.network import l3_errors as e
 from cumulo.network.base import NetworkBase, check_tags, notifies, owns, stamps
 from cumulo.network.models import floating_ips, ip_allocations, ports, routers, subnets
 
@@ -48,13 +47,13 @@ GATEWAY_KEYS = ("network_id", "enable_snat", "external_fixed_ips")
 MAX_ROUTES = 30
 
 
-def _bad(msg: str) -> e.BadRequest:
-    return e.BadRequest(resource="router", msg=msg)
+def _bad(msg: str) -> faults.BadRequest:
+    return faults.BadRequest(resource="router", msg=msg)
 
 
 def _authorize(ctx: RequestContext, rule: str) -> None:
     if not policy.allowed(ctx, rule):
-        raise faults.forbidden(f"({rule}) is disallowed by policy")
+        raise faults.PolicyNotAuthorized(rule=rule)
 
 
 def _gateway_request(ctx: RequestContext, value: Any) -> dict[str, Any] | None:
@@ -62,12 +61,12 @@ def _gateway_request(ctx: RequestContext, value: Any) -> dict[str, Any] | None:
     if value is None or value == {}:
         return None
     if not isinstance(value, dict):
-        raise faults.bad_request(f"Invalid input for external_gateway_info. Reason: '{value}' is not a dictionary.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for external_gateway_info. Reason: '{value}' is not a dictionary.")
     unknown = sorted(set(value) - set(GATEWAY_KEYS))
     if unknown:
-        raise faults.bad_request(f"Invalid input for external_gateway_info. Reason: Unexpected keys supplied: {', '.join(unknown)}.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for external_gateway_info. Reason: Unexpected keys supplied: {', '.join(unknown)}.")
     if "network_id" not in value:
-        raise faults.bad_request("Invalid input for external_gateway_info. Reason: Validation of dictionary's keys failed. "
+        raise faults.HTTPBadRequest(msg="Invalid input for external_gateway_info. Reason: Validation of dictionary's keys failed. "
                                  "Expected keys: {'network_id'} Provided keys: " + str(set(value)) + ".")
     gw: dict[str, Any] = {"network_id": attrs.uuid_value(value["network_id"], "network_id")}
     if "enable_snat" in value:
@@ -79,7 +78,7 @@ def _gateway_request(ctx: RequestContext, value: Any) -> dict[str, Any] | None:
         wanted: list[dict[str, Any]] = []
         for ip in ips:
             if not isinstance(ip, dict) or not set(ip) <= {"subnet_id", "ip_address"} or not ip:
-                raise faults.bad_request(f"Invalid input for external_fixed_ips. Reason: '{ip}' is not a valid fixed IP.")
+                raise faults.HTTPBadRequest(msg=f"Invalid input for external_fixed_ips. Reason: '{ip}' is not a valid fixed IP.")
             entry: dict[str, Any] = {}
             if "subnet_id" in ip:
                 entry["subnet_id"] = attrs.uuid_value(ip["subnet_id"], "subnet_id")
@@ -94,16 +93,16 @@ def _routes(value: Any) -> list[dict[str, str]]:
     if value is None:
         return []
     if not isinstance(value, list) or len(value) > MAX_ROUTES:
-        raise faults.bad_request(f"Invalid input for routes. Reason: '{value}' is not a list of at most {MAX_ROUTES} routes.")
+        raise faults.HTTPBadRequest(msg=f"Invalid input for routes. Reason: '{value}' is not a list of at most {MAX_ROUTES} routes.")
     out: list[dict[str, str]] = []
     for r in value:
         if not isinstance(r, dict) or set(r) != {"destination", "nexthop"}:
-            raise faults.bad_request(f"Invalid input for routes. Reason: '{r}' is not a destination/nexthop pair.")
+            raise faults.HTTPBadRequest(msg=f"Invalid input for routes. Reason: '{r}' is not a destination/nexthop pair.")
         try:
             dest = str(ipaddress.ip_network(r["destination"], strict=True))
             hop = str(ipaddress.ip_address(r["nexthop"]))
         except (TypeError, ValueError):
-            raise faults.bad_request(f"Invalid input for routes. Reason: '{r}' is not a valid route.") from None
+            raise faults.HTTPBadRequest(msg=f"Invalid input for routes. Reason: '{r}' is not a valid route.") from None
         if {"destination": dest, "nexthop": hop} not in out:
             out.append({"destination": dest, "nexthop": hop})
     return out
@@ -148,7 +147,7 @@ class Routers(NetworkBase):
     async def router_row(self, conn: AsyncConnection, ctx: RequestContext, router_id: str) -> Any:
         row = (await conn.execute(sa.select(routers).where(routers.c.id == router_id))).first()
         if row is None or not owns(ctx, row):
-            raise e.RouterNotFound(router_id=router_id)
+            raise faults.RouterNotFound(router_id=router_id)
         return row
 
     # ---- CRUD -------------------------------------------------------------------------------
@@ -225,7 +224,7 @@ class Routers(NetworkBase):
             attached = [r.id for r in await conn.execute(sa.select(ports.c.id).where(
                 ports.c.device_id == router_id, ports.c.device_owner == l3_ports.ROUTER_INTERFACE).order_by(ports.c.id))]
             if attached:
-                raise e.RouterInUse(router_id=router_id, reason="has ports still attached: " + ", ".join(attached))
+                raise faults.RouterInUse(router_id=router_id, reason="has ports still attached: " + ", ".join(attached))
             await self._clear_gateway(conn, row)
             await self.drop_tags(conn, TAG_TYPE, router_id)
             await conn.execute(routers.delete().where(routers.c.id == router_id))
@@ -255,7 +254,7 @@ class Routers(NetworkBase):
             await l3_ports.delete_service_ports(conn, [row.gw_port_id] if row.gw_port_id else [])
             port_id = await l3_ports.create_service_port(
                 conn, network_id=net.id, project_id="", device_id=row.id, device_owner=l3_ports.ROUTER_GATEWAY,
-                requested=wanted or (), exhausted=e.ExternalIpAddressExhausted(net_id=net.id),
+                requested=wanted or (), exhausted=faults.ExternalIpAddressExhausted(net_id=net.id),
             )
             await self.bump(conn, routers, row.id, gw_network_id=net.id, gw_port_id=port_id, enable_snat=snat,
                             external_fixed_ips=wanted or [])
@@ -273,7 +272,7 @@ class Routers(NetworkBase):
     async def _check_gateway_unused(conn: AsyncConnection, row: Any) -> None:
         used = await conn.scalar(sa.select(sa.func.count()).select_from(floating_ips).where(floating_ips.c.router_id == row.id))
         if used:
-            raise e.RouterExternalGatewayInUseByFloatingIp(router_id=row.id, net_id=row.gw_network_id)
+            raise faults.RouterExternalGatewayInUseByFloatingIp(router_id=row.id, net_id=row.gw_network_id)
 
     async def _check_interfaces_vs_external(self, conn: AsyncConnection, router_id: str, ext_subnets: Sequence[Any]) -> None:
         """The external network's subnets may not overlap the router's interfaces."""
@@ -313,7 +312,7 @@ class Routers(NetworkBase):
             if port_id is not None:
                 port = await l3_ports.port_row(conn, ctx, port_id)
                 if port.device_id:
-                    raise e.PortInUse(net_id=port.network_id, port_id=port.id, device_id=port.device_id)
+                    raise faults.PortInUse(net_id=port.network_id, port_id=port.id, device_id=port.device_id)
                 ips = (await l3_ports.fixed_ips(conn, [port.id]))[port.id]
                 if not ips:
                     raise _bad("Router port must have at least one fixed IP")
@@ -352,11 +351,11 @@ class Routers(NetworkBase):
                     ports.c.id == port_id, ports.c.device_id == router_id,
                     ports.c.device_owner == l3_ports.ROUTER_INTERFACE))).first()
                 if port is None:
-                    raise e.RouterInterfaceNotFound(router_id=router_id, port_id=port_id)
+                    raise faults.RouterInterfaceNotFound(router_id=router_id, port_id=port_id)
                 ips = (await l3_ports.fixed_ips(conn, [port.id]))[port.id]
                 subnet_ids = [i["subnet_id"] for i in ips]
                 if subnet_id is not None and subnet_id not in subnet_ids:
-                    raise e.SubnetMismatchForPort(port_id=port_id, subnet_id=subnet_id)
+                    raise faults.SubnetMismatchForPort(port_id=port_id, subnet_id=subnet_id)
             else:
                 assert subnet_id is not None
                 subnet = await l3_ports.subnet_row(conn, ctx, subnet_id)
@@ -365,7 +364,7 @@ class Routers(NetworkBase):
                     .where(ports.c.device_id == router_id, ports.c.device_owner == l3_ports.ROUTER_INTERFACE,
                            ip_allocations.c.subnet_id == subnet.id))).first()
                 if port is None:
-                    raise e.RouterInterfaceNotFoundForSubnet(router_id=router_id, subnet_id=subnet_id)
+                    raise faults.RouterInterfaceNotFoundForSubnet(router_id=router_id, subnet_id=subnet_id)
                 subnet_ids = [subnet.id]
             for sid in subnet_ids:
                 await self._check_interface_unused(conn, router_id, sid)
@@ -382,7 +381,7 @@ class Routers(NetworkBase):
                                         ip_allocations.c.ip_address == floating_ips.c.fixed_ip_address)))
             .where(floating_ips.c.router_id == router_id, ip_allocations.c.subnet_id == subnet_id))
         if fips.first() is not None:
-            raise e.RouterInterfaceInUseByFloatingIP(router_id=router_id, subnet_id=subnet_id)
+            raise faults.RouterInterfaceInUseByFloatingIP(router_id=router_id, subnet_id=subnet_id)
 
     async def _interface_reply(self, conn: AsyncConnection, row: Any, port_id: str, network_id: str,
                               subnet_ids: list[str]) -> dict[str, Any]:
@@ -408,8 +407,7 @@ class Routers(NetworkBase):
         for r in routes:
             hop = ipaddress.ip_address(r["nexthop"])
             if not any(hop.version == n.version and hop in n for n in connected):
-                raise faults.typed(faults.bad_request(
-                    f"Invalid format for routes: {routes}, the nexthop is not connected with router"), "InvalidRoutes")
+                raise faults.InvalidRoutes(routes=routes, reason="the nexthop is not connected with router")
 
     # ---- for the rest of the service --------------------------------------------------------
 

@@ -21,7 +21,6 @@ from cumulo import policy
 from cumulo.context import RequestContext
 from cumulo.db import isotime, new_uuid, utcnow
 from cumulo.network import attrs, faults, l3_ports, sg_rules
-from cumulo.network import l3_errors as e
 from cumulo.network.base import NetworkBase, check_tags, notifies
 from cumulo.network.models import (
     default_security_groups,
@@ -90,7 +89,7 @@ policy.register(POLICY_RULES)
 
 def _authorize(ctx: RequestContext, rule: str) -> None:
     if not policy.allowed(ctx, rule):
-        raise faults.forbidden(f"({rule}) is disallowed by policy")
+        raise faults.PolicyNotAuthorized(rule=rule)
 
 
 class SecurityGroups(NetworkBase):
@@ -158,7 +157,7 @@ class SecurityGroups(NetworkBase):
         project = l3_ports.owner_project(ctx, body)
         name = attrs.string(body, "name", "") or ""
         if name.lower() == DEFAULT_NAME:
-            raise e.SecurityGroupDefaultAlreadyExists()
+            raise faults.SecurityGroupDefaultAlreadyExists()
         description = attrs.string(body, "description", "", attrs.DESCRIPTION_MAX) or ""
         stateful = bool(attrs.boolean(body, "stateful", True))
         tags = check_tags(body["tags"]) if "tags" in body else []
@@ -187,17 +186,17 @@ class SecurityGroups(NetworkBase):
             values: dict[str, Any] = {}
             if "name" in body:
                 if row.name == DEFAULT_NAME:
-                    raise e.SecurityGroupCannotUpdateDefault()
+                    raise faults.SecurityGroupCannotUpdateDefault()
                 name = attrs.string(body, "name", "") or ""
                 if name.lower() == DEFAULT_NAME:
-                    raise e.SecurityGroupDefaultAlreadyExists()
+                    raise faults.SecurityGroupDefaultAlreadyExists()
                 values["name"] = name
             if "description" in body:
                 values["description"] = attrs.string(body, "description", "", attrs.DESCRIPTION_MAX) or ""
             if "stateful" in body:
                 stateful = bool(attrs.boolean(body, "stateful"))
                 if stateful != row.stateful and await _group_ports(conn, group_id):
-                    raise e.SecurityGroupInUse(id=group_id, reason="in use, its statefulness cannot change")
+                    raise faults.SecurityGroupInUse(id=group_id, reason="in use, its statefulness cannot change")
                 values["stateful"] = stateful
             if values:
                 await conn.execute(sa.update(security_groups).where(security_groups.c.id == group_id).values(
@@ -210,9 +209,9 @@ class SecurityGroups(NetworkBase):
         async with self.db.write() as conn:
             row = await self._visible_group(conn, ctx, group_id)
             if await _group_ports(conn, group_id):
-                raise e.SecurityGroupInUse(id=group_id)
+                raise faults.SecurityGroupInUse(id=group_id)
             if row.name == DEFAULT_NAME and not ctx.is_admin:
-                raise e.SecurityGroupCannotRemoveDefault()
+                raise faults.SecurityGroupCannotRemoveDefault()
             # Rules of other groups that name this one as remote go with it (Neutron's cascade).
             await conn.execute(sa.delete(security_group_rules).where(sa.or_(
                 security_group_rules.c.security_group_id == group_id,
@@ -260,7 +259,7 @@ class SecurityGroups(NetworkBase):
             key = sg_rules.rule_key(rule)
             for other in existing:
                 if sg_rules.rule_key(other._asdict()) == key:
-                    raise e.SecurityGroupRuleExists(rule_id=other.id)
+                    raise faults.SecurityGroupRuleExists(rule_id=other.id)
             now = utcnow()
             rid = await _insert_rule(
                 conn, project, group.id, rule["direction"], rule["ethertype"], protocol=rule["protocol"],
@@ -305,7 +304,7 @@ class SecurityGroups(NetworkBase):
         found = {r.id for r in rows}
         for gid in group_ids:
             if gid not in found:
-                raise e.SecurityGroupNotFound(id=gid)
+                raise faults.SecurityGroupNotFound(id=gid)
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -315,7 +314,7 @@ class SecurityGroups(NetworkBase):
             query = query.where(security_groups.c.project_id == ctx.project_id)
         row = (await conn.execute(query)).first()
         if row is None:
-            raise e.SecurityGroupNotFound(id=group_id)
+            raise faults.SecurityGroupNotFound(id=group_id)
         return row
 
     async def _visible_rule(self, conn: AsyncConnection, ctx: RequestContext, rule_id: str) -> Any:
@@ -324,7 +323,7 @@ class SecurityGroups(NetworkBase):
             query = query.where(security_group_rules.c.project_id == ctx.project_id)
         row = (await conn.execute(query)).first()
         if row is None:
-            raise e.SecurityGroupRuleNotFound(id=rule_id)
+            raise faults.SecurityGroupRuleNotFound(id=rule_id)
         return row
 
     async def _render_groups(self, conn: AsyncConnection, rows: Sequence[Any]) -> list[dict[str, Any]]:

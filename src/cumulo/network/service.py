@@ -8,8 +8,8 @@ Neutron's resources over the DB, in facets, each its own module, stacked by inhe
 - `quotas_tags`: quotas and tags;
 - `routers`, `floatingips`, `secgroups` (L3API): routers, floating IPs, security groups and rules.
 
-Every method takes the caller's RequestContext and returns Neutron-shaped dicts, raising
-cumulo.errors stamped with Neutron's fault type (`faults`).
+Every method takes the caller's RequestContext and returns Neutron-shaped dicts, raising Neutron's
+faults (`faults`: one class per Neutron exception, each a cumulo.errors class).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from cumulo.network import l3_errors as e
+from cumulo.network import faults
 
 ETHERTYPES = ("IPv4", "IPv6")
 DIRECTIONS = ("ingress", "egress")
@@ -39,8 +39,8 @@ RULE_ATTRIBUTES = {
 }
 
 
-def _bad(msg: str) -> e.HTTPBadRequest:
-    return e.HTTPBadRequest(msg=msg)
+def _bad(msg: str) -> faults.HTTPBadRequest:
+    return faults.HTTPBadRequest(msg=msg)
 
 
 def convert_protocol(value: Any) -> str | None:
@@ -49,15 +49,15 @@ def convert_protocol(value: Any) -> str | None:
     if value is None or value == "any":
         return None
     if isinstance(value, bool):
-        raise e.SecurityGroupRuleInvalidProtocol(protocol=value, values=SUPPORTED_PROTOCOLS)
+        raise faults.SecurityGroupRuleInvalidProtocol(protocol=value, values=SUPPORTED_PROTOCOLS)
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
         number = int(value)
         if 0 <= number <= 255:
             return str(number)
-        raise e.SecurityGroupRuleInvalidProtocol(protocol=value, values=SUPPORTED_PROTOCOLS)
+        raise faults.SecurityGroupRuleInvalidProtocol(protocol=value, values=SUPPORTED_PROTOCOLS)
     if isinstance(value, str) and value.lower() in SUPPORTED_PROTOCOLS:
         return value.lower()
-    raise e.SecurityGroupRuleInvalidProtocol(protocol=value, values=SUPPORTED_PROTOCOLS)
+    raise faults.SecurityGroupRuleInvalidProtocol(protocol=value, values=SUPPORTED_PROTOCOLS)
 
 
 def convert_ethertype(value: Any) -> str:
@@ -65,21 +65,21 @@ def convert_ethertype(value: Any) -> str:
         for ethertype in ETHERTYPES:
             if ethertype.lower() == value.lower():
                 return ethertype
-    raise e.SecurityGroupRuleInvalidEtherType(ethertype=value, values=list(ETHERTYPES))
+    raise faults.SecurityGroupRuleInvalidEtherType(ethertype=value, values=list(ETHERTYPES))
 
 
 def convert_port(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise e.SecurityGroupInvalidPortValue(port=value)
+        raise faults.SecurityGroupInvalidPortValue(port=value)
     try:
         port = int(value)
     except ValueError:
-        raise e.SecurityGroupInvalidPortValue(port=value) from None
+        raise faults.SecurityGroupInvalidPortValue(port=value) from None
     if 0 <= port <= 65535:
         return port
-    raise e.SecurityGroupInvalidPortValue(port=value)
+    raise faults.SecurityGroupInvalidPortValue(port=value)
 
 
 def convert_prefix(value: Any) -> str | None:
@@ -87,11 +87,11 @@ def convert_prefix(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise e.InvalidCIDR(input=value)
+        raise faults.InvalidCIDR(input=value)
     try:
         return str(ipaddress.ip_interface(value.strip()))
     except ValueError:
-        raise e.InvalidCIDR(input=value) from None
+        raise faults.InvalidCIDR(input=value) from None
 
 
 def protocol_number(protocol: str | None) -> int | None:
@@ -140,9 +140,9 @@ def normalize_rule(body: Any) -> dict[str, Any]:
     _check_port_range(rule)
     _check_prefix(rule)
     if rule["protocol"] in _IPV6_ONLY and rule["ethertype"] == "IPv4":
-        raise e.SecurityGroupEthertypeConflictWithProtocol(ethertype=rule["ethertype"], protocol=rule["protocol"])
+        raise faults.SecurityGroupEthertypeConflictWithProtocol(ethertype=rule["ethertype"], protocol=rule["protocol"])
     if rule["remote_ip_prefix"] and rule["remote_group_id"]:
-        raise e.SecurityGroupMultipleRemoteEntites()
+        raise faults.SecurityGroupMultipleRemoteEntites()
     return rule
 
 
@@ -160,23 +160,23 @@ def _check_port_range(rule: dict[str, Any]) -> None:
     if low is None and high is None:
         return
     if rule["protocol"] is None:
-        raise e.SecurityGroupProtocolRequiredWithPorts()
+        raise faults.SecurityGroupProtocolRequiredWithPorts()
     number = protocol_number(rule["protocol"])
     if number in PORT_PROTOCOLS.values():
         if low == 0 or high == 0:
-            raise e.SecurityGroupInvalidPortValue(port=0)
+            raise faults.SecurityGroupInvalidPortValue(port=0)
         if low is None or high is None or low > high:
-            raise e.SecurityGroupInvalidPortRange()
+            raise faults.SecurityGroupInvalidPortRange()
     elif number in ICMP_NUMBERS:
         # port_range_min is the ICMP type, port_range_max the code.
         for attr, field in (("port_range_min", "type"), ("port_range_max", "code")):
             value = rule[attr]
             if value is not None and not 0 <= value <= 255:
-                raise e.SecurityGroupInvalidIcmpValue(field=field, attr=attr, value=value)
+                raise faults.SecurityGroupInvalidIcmpValue(field=field, attr=attr, value=value)
         if low is None and high is not None:
-            raise e.SecurityGroupMissingIcmpType(value=high)
+            raise faults.SecurityGroupMissingIcmpType(value=high)
     else:
-        raise e.SecurityGroupInvalidProtocolForPort(
+        raise faults.SecurityGroupInvalidProtocolForPort(
             protocol=number, valid_port_protocols=", ".join(name.upper() for name in PORT_PROTOCOLS)
         )
 
@@ -184,7 +184,7 @@ def _check_port_range(rule: dict[str, Any]) -> None:
 def _check_prefix(rule: dict[str, Any]) -> None:
     prefix = rule["remote_ip_prefix"]
     if prefix and rule["ethertype"] != f"IPv{ipaddress.ip_interface(prefix).version}":
-        raise e.SecurityGroupRuleParameterConflict(ethertype=rule["ethertype"], cidr=prefix)
+        raise faults.SecurityGroupRuleParameterConflict(ethertype=rule["ethertype"], cidr=prefix)
 
 
 def normalized_cidr(prefix: str | None) -> str | None:

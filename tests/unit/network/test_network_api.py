@@ -160,7 +160,7 @@ async def test_ports_and_ipam(alice: httpx.AsyncClient) -> None:
           409, "IpAddressAlreadyAllocated")  # the gateway
     fault(await alice.post("/v2.0/ports", json={"port": {"network_id": net["id"],
                                                          "fixed_ips": [{"ip_address": "10.3.0.5"}]}}),
-          400, "InvalidInput")
+          400, "InvalidIpForNetwork")
     fault(await alice.post("/v2.0/ports", json={"port": {"network_id": net["id"], "fixed_ips": [
         {"subnet_id": sub["id"], "ip_address": "10.3.0.5"}]}}), 400, "InvalidIpForSubnet")
     await make_port(alice, net["id"])  # takes 10.2.0.3, the last pool address
