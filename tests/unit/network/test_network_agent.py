@@ -234,7 +234,8 @@ def test_another_cloud_keeps_its_own(tmp_path: Any) -> None:
             ["a.json", "b.json"]
         theirs = live_ids[0]
         found = orphans.Inventory(networks=(theirs,), bridge_ports={theirs: ("tap0123456789a",)},
-                                  host_links=(external.host_device(theirs),))
+                                  host_links=(external.host_device(theirs),),
+                                  tables={netns.network_ns(theirs): (("inet", "cumulo_stray"),)})
         assert is_empty(stale_of(HostPlan(host="local"), found, frozenset({theirs})))
         assert stale_of(HostPlan(host="local"), found).networks == (theirs,)
     finally:

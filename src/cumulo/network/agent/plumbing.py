@@ -8,6 +8,7 @@ and only when their text changed since this process last applied them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -69,10 +70,18 @@ def keep_devices(plan: HostPlan, found: orphans.Inventory, others: frozenset[str
 
 def stale_of(plan: HostPlan, found: orphans.Inventory, others: frozenset[str] = frozenset()) -> orphans.Inventory:
     """What reaping removes: everything found that neither the plan nor another live cloud on the
-    host (`others`: the network and router ids it registered) owns (a pure function)."""
-    return orphans.orphans(found, networks={*plan.networks, *others}, routers={*(r.id for r in plan.routers), *others},
-                           external_networks={*plan.external_links, *others},
-                           devices=keep_devices(plan, found, others))
+    host (`others`: the network and router ids it registered) owns (a pure function). Nothing in
+    another cloud's namespaces is judged here, not even a stray table: that cloud reaps its own."""
+    stale = orphans.orphans(found, networks={*plan.networks, *others}, routers={*(r.id for r in plan.routers), *others},
+                            external_networks={*plan.external_links, *others},
+                            devices=keep_devices(plan, found, others))
+    def foreign(ns: str | None) -> bool:
+        return ns is not None and any(ns.startswith(p) and ns[len(p):] in others
+                                      for p in (netns.NETWORK_PREFIX, netns.ROUTER_PREFIX))
+
+    if any(foreign(ns) for ns in stale.tables):
+        stale = dataclasses.replace(stale, tables={ns: t for ns, t in stale.tables.items() if not foreign(ns)})
+    return stale
 
 
 def _alive(pid: int) -> bool:
