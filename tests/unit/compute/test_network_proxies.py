@@ -130,6 +130,32 @@ async def test_floating_ips(world: World) -> None:
     assert (await c.get(f"{API}/os-floating-ips", headers=mv("2.36"))).status_code == 404
 
 
+async def test_neutron_quota_and_exhaustion_are_novas_faults(world: World) -> None:
+    """Neutron's 409 OverQuota is Nova's 403 (FloatingIpLimitExceeded, SecurityGroupLimitExceeded); an
+    external network out of addresses is Nova's 404 NoMoreFloatingIps."""
+    from servers_support import make_network
+
+    c = world.member
+    await make_network(world.admin, "tiny-ext", "198.51.100.0/30", **{"router:external": True})  # one address: .2
+    assert (await c.post(f"{API}/os-floating-ips", json={"pool": "tiny-ext"})).status_code == 200
+    resp = await c.post(f"{API}/os-floating-ips", json={"pool": "tiny-ext"})
+    assert fault_of(resp) == ("itemNotFound", 404, "No more floating IPs in pool tiny-ext."), resp.text
+    groups = (await c.get(f"{API}/os-security-groups")).json()["security_groups"]
+    default = next(g for g in groups if g["name"] == "default")
+    resp = await world.admin.put(f"/networking/v2.0/quotas/{world.project_id}", json={"quota": {
+        "floatingip": 1, "security_group": len(groups), "security_group_rule": 0}})
+    assert resp.status_code == 200, resp.text
+    resp = await c.post(f"{API}/os-floating-ips", json={"pool": "tiny-ext"})
+    assert fault_of(resp) == ("forbidden", 403, "IP allocation over quota in pool tiny-ext."), resp.text
+    resp = await c.post(f"{API}/os-floating-ips")
+    assert fault_of(resp) == ("forbidden", 403, "IP allocation over quota."), resp.text
+    resp = await c.post(f"{API}/os-security-groups", json={"security_group": {"name": "more", "description": ""}})
+    assert resp.status_code == 403 and "Quota exceeded" in fault_of(resp)[2], resp.text
+    resp = await c.post(f"{API}/os-security-group-rules", json={"security_group_rule": {
+        "parent_group_id": default["id"], "ip_protocol": "tcp", "from_port": 22, "to_port": 22, "cidr": "10.0.0.0/8"}})
+    assert resp.status_code == 403 and "Quota exceeded" in fault_of(resp)[2], resp.text
+
+
 async def test_fixed_and_floating_ip_actions(world: World) -> None:
     from servers_support import make_network, wait_status
 

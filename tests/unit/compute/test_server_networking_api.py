@@ -149,6 +149,19 @@ async def test_bad_networks_are_novas_faults(world: World) -> None:
             if p["device_owner"].startswith("compute:")] == []
 
 
+async def test_port_quota_is_novas_403(world: World) -> None:
+    """Neutron's 409 OverQuota for a port is Nova's 403 PortLimitExceeded, on create and on os-interface."""
+    net = await make_network(world.member, "pq", "10.29.0.0/24")
+    nid = net["network"]["id"]
+    server = await wait_status(world.member, (await _create(world, [{"uuid": nid}])).json()["server"]["id"], "ACTIVE")
+    resp = await world.admin.put(f"{NET}/quotas/{world.project_id}", json={"quota": {"port": 0}})
+    assert resp.status_code == 200, resp.text
+    resp = await _create(world, [{"uuid": nid}])
+    assert resp.status_code == 403 and "Maximum number of ports exceeded" in fault_of(resp)[2], resp.text
+    resp = await world.member.post(f"{API}/servers/{server['id']}/os-interface", json={"interfaceAttachment": {"net_id": nid}})
+    assert resp.status_code == 403 and fault_of(resp)[0] == "forbidden", resp.text
+
+
 async def test_os_interface_list_attach_detach(world: World) -> None:
     net = await make_network(world.member, "if", "10.26.0.0/24")
     nid = net["network"]["id"]

@@ -52,10 +52,16 @@ async def _caller(request: Request, rule: str) -> tuple[RequestContext, Any]:
     return ctx, net
 
 
+def _neutron_type(exc: BaseException) -> str:
+    """The Neutron exception a network service fault names (its `neutron_type`); '' for another error."""
+    kind = getattr(exc, "neutron_type", "")
+    return kind if isinstance(kind, str) else ""
+
+
 def _nova(exc: errors.CumuloError, not_found: str) -> errors.CumuloError:
     if isinstance(exc, errors.NotFound):
         return errors.NotFound(not_found)
-    if isinstance(exc, errors.OverQuota):
+    if _neutron_type(exc) == "OverQuota":  # Neutron's 409; Nova's *LimitExceeded are 403
         return errors.Forbidden(str(exc))
     return errors.Invalid(str(exc))
 
@@ -227,6 +233,8 @@ async def create_rule(request: Request) -> Response:
     except errors.NotFound as exc:
         raise errors.NotFound(f"Security group {rule_body['security_group_id']} not found.") from exc
     except errors.Conflict as exc:
+        if _neutron_type(exc) == "OverQuota":
+            raise errors.Forbidden(str(exc)) from exc
         raise errors.Invalid(f"This rule already exists in group {rule_body['security_group_id']}") from exc
     except errors.CumuloError as exc:
         raise _nova(exc, "Security group not found.") from exc
@@ -301,11 +309,13 @@ async def create_fip(request: Request) -> Response:
         network_id = matches[0]
     try:
         fip = await net.create_floatingip(ctx, {"floating_network_id": network_id})
-    except errors.OverQuota as exc:
-        raise errors.Forbidden("Maximum number of floating IPs exceeded") from exc
-    except errors.Conflict as exc:
-        raise errors.NotFound(f"No more floating IPs in pool {pools[network_id]}.") from exc
     except errors.CumuloError as exc:
+        # Nova's NoMoreFloatingIps (404) and FloatingIpLimitExceeded (403), worded as its API words them.
+        kind = _neutron_type(exc)
+        if kind in ("ExternalIpAddressExhausted", "IpAddressGenerationFailure"):
+            raise errors.NotFound(f"No more floating IPs in pool {pool}." if pool else "No more floating IPs available.") from exc
+        if kind == "OverQuota":
+            raise errors.Forbidden(f"IP allocation over quota in pool {pool}." if pool else "IP allocation over quota.") from exc
         raise _nova(exc, "Floating IP pool not found.") from exc
     return json_response({"floating_ip": fip_view(fip, pools)})
 

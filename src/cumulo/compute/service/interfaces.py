@@ -183,12 +183,13 @@ class InterfaceService:
 
 
 def _attach_error(exc: errors.CumuloError) -> errors.CumuloError:
-    """Nova's os-interface answers: 404 for a network or port not found, 409 for one in use, 400 else."""
+    """Nova's os-interface answers: 404 for a network or port not found, 409 for one in use, 403 for a
+    quota, 400 else."""
     kind = getattr(exc, "neutron_type", "")
     if kind in ("NetworkNotFound", "PortNotFound"):
         return errors.NotFound(str(exc))
     if kind in ("PortInUse", "IpAddressAlreadyAllocated", "MacAddressInUse"):
         return errors.Conflict(str(exc))
-    if isinstance(exc, errors.OverQuota):
+    if kind == "OverQuota":  # Neutron's 409; Nova's PortLimitExceeded is a 403
         return errors.Forbidden(str(exc))
     return errors.Invalid(str(exc))

@@ -24,7 +24,7 @@ from cumulo.compute.models import instances
 from cumulo.context import RequestContext
 from cumulo.db import Database, utcnow
 
-# Neutron's fault types (stamped on the network service's errors) that Nova answers with a 409.
+# Neutron's fault types (a network service fault's `neutron_type`) that Nova answers with a 409.
 _CONFLICTS = {"PortInUse", "NetworkAmbiguous", "MacAddressInUse"}
 _SYSTEM = RequestContext.system()
 _AUTO_MISSING = "Unable to automatically allocate a network for project {project}"
@@ -41,7 +41,7 @@ def nova_error(exc: errors.CumuloError) -> errors.CumuloError:
         return errors.Invalid(message)
     if kind in _CONFLICTS:
         return errors.Conflict(message)
-    if isinstance(exc, errors.OverQuota):
+    if kind == "OverQuota":  # Neutron's 409; Nova's PortLimitExceeded is a 403
         return errors.Forbidden(f"Maximum number of ports exceeded: {message}")
     if isinstance(exc, (errors.NotFound, errors.Forbidden, errors.Invalid, errors.Conflict)):
         return errors.Invalid(message)
