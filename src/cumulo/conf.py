@@ -263,6 +263,12 @@ class Settings:
     # The largest image upload, in bytes (Glance's image_size_cap; 1 TiB). JSON bodies: 1 MiB.
     image_size_cap: int = 1 << 40
     power_sync_interval: float = 5.0
+    # Nova's force_config_drive: every VM (QEMU driver) gets a config drive (label config-2). Off,
+    # a VM gets one only when its user asks (server create --use-config-drive) or its image has
+    # img_config_drive=mandatory; the guest then reads the metadata service (cloud-init's
+    # OpenStack datasource: DHCP on the first NIC, then http://169.254.169.254/). Cumulo's default
+    # is on (Nova's is off): the tiny VM boots faster from the drive.
+    force_config_drive: bool = True
     # Seconds between collections of image copies no live image and no server uses (unpacked
     # container roots, verified QEMU bases) on each compute host; 0: never (Nova's
     # [image_cache] manager_interval). See docs/operations.md.

@@ -11,6 +11,7 @@ Every QEMU a test starts is killed by pid in a finally (kill_under: pidfiles und
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -361,6 +362,25 @@ def test_config_drive_is_an_iso_labelled_config_2(tmp_path: Path) -> None:
         assert net["networks"][0]["ip_address"] == "10.0.0.5"
     finally:
         iso.close()
+
+
+def test_config_drive_is_required_as_nova_decides(tmp_path: Path) -> None:
+    """Nova's configdrive.required_by: asked for, forced by the host, or the image says mandatory;
+    without a drive the VM's argv has no config disk (the guest reads the metadata service)."""
+    image = ImageSpec(id="i", path="/x", disk_format="qcow2", container_format="bare", properties={})
+    plain = make_spec(image)
+    assert not configdrive.required_by(plain, force=False)
+    assert configdrive.required_by(plain, force=True)
+    assert configdrive.required_by(dataclasses.replace(plain, config_drive=True), force=False)
+    mandatory = dataclasses.replace(image, properties={"img_config_drive": "mandatory"})
+    assert configdrive.required_by(make_spec(mandatory), force=False)
+    optional = dataclasses.replace(image, properties={"img_config_drive": "optional"})
+    assert not configdrive.required_by(make_spec(optional), force=False)
+    layout = process.Layout(tmp_path / plain.uuid)
+    with_drive = process.build_argv(layout, process.VmConfig(memory_mb=256, vcpus=1, accel="tcg"))
+    without = process.build_argv(layout, process.VmConfig(memory_mb=256, vcpus=1, accel="tcg", config_drive=False))
+    assert any(str(layout.config_iso) in a for a in with_drive)
+    assert not any(str(layout.config_iso) in a or "drive=config" in a for a in without)
 
 
 async def test_accel_probe_boot_sector_and_choice() -> None:

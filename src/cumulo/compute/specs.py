@@ -232,6 +232,7 @@ async def instance_spec(
         key_data=inst.get("key_data"),
         metadata=metadata,
         meta_data=meta_data,
+        config_drive=str(inst.get("config_drive") or "").strip().lower() in ("true", "1", "yes"),
     )
 
 

@@ -5,14 +5,17 @@ register-then-build-in-the-background flow of the demo image (build faked)."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
+import os
 import re
 import shutil
 import stat
 import subprocess
+import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -21,6 +24,7 @@ from cumulo import conf as conf_mod
 from cumulo.db import Database
 from cumulo.image.demo import tinyvm, vm
 from cumulo.image.demo.seeder import DemoSeeder
+from cumulo.image.demo.tinyvm import initramfs
 from cumulo.image.demo.tinyvm.cpio import Entry, gzip_bytes, read_newc, write_newc
 from cumulo.image.demo.tinyvm.disk import CLUSTER, empty_qcow2
 from cumulo.image.demo.tinyvm.kernel import Kernel, KernelUnavailable
@@ -29,6 +33,7 @@ from cumulo.image.service import ImageService
 
 BUSYBOX = Path("/bin/busybox")
 INIT_SH = Path(tinyvm.__file__).with_name("init.sh")
+UNSHARE = shutil.which("unshare")
 
 # -- cpio ------------------------------------------------------------------------------------------
 
@@ -167,6 +172,89 @@ def test_init_reads_static_network(tmp_path: Path) -> None:
     # The first ip_address and netmask are the NIC's (routes come after in Nova's layout).
     script = 'ND=$(json_flat nd.json); echo "$(json_str ip_address "$ND") $(json_str gateway "$ND")"'
     assert _sh(script, tmp_path) == "10.0.0.5 10.0.0.1\n"
+
+
+def _applets(tmp: Path, *names: str) -> Path:
+    """A bin dir of busybox applets (the guest's /bin), so the host's own tools are not used."""
+    bindir = tmp / "bin"
+    bindir.mkdir(exist_ok=True)
+    for name in names:
+        (bindir / name).symlink_to(BUSYBOX)
+    return bindir
+
+
+class _Metadata(http.server.BaseHTTPRequestHandler):
+    files: ClassVar[dict[str, bytes]] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = self.files.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.skipif(not BUSYBOX.is_file(), reason="busybox-static not installed")
+@pytest.mark.parametrize("with_user_data", [True, False])
+def test_init_fetches_metadata_without_a_config_drive(tmp_path: Path, with_user_data: bool) -> None:
+    """No config drive: /init's fetch_metadata (busybox wget) copies meta_data.json and user_data
+    from the metadata service into $LATEST, which the rest of /init reads as it reads the drive."""
+    fn = re.search(r"^(fetch_metadata\(\) \{\n.*?^\})", INIT_SH.read_text(), flags=re.M | re.S)
+    assert fn is not None
+    meta = json.dumps({"uuid": "u-1", "hostname": "dhcp-vm"}).encode()
+    _Metadata.files = {"/openstack/latest/meta_data.json": meta}
+    if with_user_data:
+        _Metadata.files["/openstack/latest/user_data"] = b"#!/bin/sh\necho hi\n"
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Metadata)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        bindir = _applets(tmp_path, "wget", "timeout", "mkdir", "rm", "sleep", "sh")
+        latest = tmp_path / "run" / "openstack" / "latest"
+        script = (f"LATEST={latest}\nMETADATA_URL=http://127.0.0.1:{srv.server_port}/openstack/latest\n"
+                  f"{fn.group(1)}\nfetch_metadata")
+        done = subprocess.run([str(BUSYBOX), "sh", "-c", script], capture_output=True, check=False,  # noqa: S603
+                              env={"PATH": str(bindir)}, timeout=60)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert done.returncode == 0, done.stderr
+    assert b"meta_data.json from the metadata service" in done.stdout
+    assert (latest / "meta_data.json").read_bytes() == meta
+    if with_user_data:
+        assert (latest / "user_data").read_bytes() == b"#!/bin/sh\necho hi\n"
+    else:
+        assert not (latest / "user_data").exists()
+
+
+@pytest.mark.skipif(not BUSYBOX.is_file(), reason="busybox-static not installed")
+@pytest.mark.parametrize(("staticroutes", "expected"), [
+    ("", ["route add default via 10.0.0.1 dev eth0"]),
+    ("169.254.169.254/32 10.0.0.2 0.0.0.0/0 10.0.0.1",
+     ["route add 169.254.169.254/32 via 10.0.0.2 dev eth0", "route add 0.0.0.0/0 via 10.0.0.1 dev eth0"]),
+])
+def test_udhcpc_script_applies_the_lease(tmp_path: Path, staticroutes: str, expected: list[str]) -> None:
+    """The lease's address, then the classless static routes (option 121) when given, else the
+    router as the default route (RFC 3442); the address goes on the console."""
+    # `ip` is a shell function that records its arguments: busybox sh runs its own applets before
+    # PATH, so a fake `ip` program would be skipped and the host's own eth0 reconfigured.
+    calls, console, resolv = tmp_path / "ip.calls", tmp_path / "console", tmp_path / "resolv.conf"
+    text = initramfs.UDHCPC_SCRIPT.decode().replace("/dev/console", str(console)).replace("/etc/resolv.conf",
+                                                                                          str(resolv))
+    assert "/dev/" not in text and "/etc/" not in text
+    body = text.split("\n", 1)[1]
+    script = f'ip() {{ echo "$*" >> {calls}; }}\n{body}'
+    env = {"PATH": "/nonexistent", "interface": "eth0", "ip": "10.0.0.5", "mask": "26", "router": "10.0.0.1",
+           "dns": "10.0.0.3", "staticroutes": staticroutes}
+    # And in a network namespace of its own (as root): nothing the hook runs can reach the host's links.
+    jail = [UNSHARE, "--net"] if UNSHARE and os.geteuid() == 0 else []
+    subprocess.run([*jail, str(BUSYBOX), "sh", "-c", script, "udhcpc.script", "bound"], check=True,  # noqa: S603
+                   env=env, timeout=30)
+    assert calls.read_text().splitlines() == ["-4 addr flush dev eth0", "addr add 10.0.0.5/26 dev eth0", *expected]
+    assert console.read_text() == "cumulo-tiny-vm: eth0 10.0.0.5/26 (DHCP)\n"
+    assert resolv.read_text() == "nameserver 10.0.0.3\n"
 
 
 # -- registration of the demo image ----------------------------------------------------------------

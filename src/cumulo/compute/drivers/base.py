@@ -137,6 +137,10 @@ class InstanceSpec:
     network_info: list[dict[str, Any]] = field(default_factory=list)
     # The NICs plugged at spawn (and at every start), in guest order (eth0, eth1, ...); () is none.
     nics: tuple[NicSpec, ...] = ()
+    # The user asked for a config drive (Nova's config_drive). A driver that makes one only when
+    # required (QEMU, Nova's configdrive.required_by) also does for img_config_drive=mandatory or
+    # its force_config_drive setting.
+    config_drive: bool = False
 
 
 @dataclass(frozen=True)

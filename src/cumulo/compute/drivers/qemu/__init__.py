@@ -156,7 +156,9 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics):
         await disks.create_overlay(layout.disk, base, spec.flavor.root_gb)
         if spec.flavor.ephemeral_gb > 0:
             await disks.create_blank(layout.ephemeral, spec.flavor.ephemeral_gb)
-        await asyncio.to_thread(configdrive.build_iso, layout.config_iso, spec)
+        drive = configdrive.required_by(spec, force=self.conf.force_config_drive)
+        if drive:
+            await asyncio.to_thread(configdrive.build_iso, layout.config_iso, spec)
         kernel = bool(image.kernel_path)
         if kernel:
             await asyncio.to_thread(disks.link_or_copy, Path(image.kernel_path), layout.kernel)
@@ -171,7 +173,7 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics):
             memory_mb=spec.flavor.memory_mb, vcpus=spec.flavor.vcpus, accel=self.accel, machine=machine,
             kernel=kernel, initrd=kernel and bool(image.ramdisk_path),
             append=str(props.get("os_command_line") or "") if kernel else "",
-            root_format="qcow2", ephemeral=spec.flavor.ephemeral_gb > 0, config_drive=True,
+            root_format="qcow2", ephemeral=spec.flavor.ephemeral_gb > 0, config_drive=drive,
             hotplug_ports=netdev.hotplug_ports(machine, len(spec.nics)),
         )
 

@@ -38,6 +38,14 @@ def _iso_name(name: str, used: set[str], is_dir: bool) -> str:
     raise ValueError(f"too many names like {name!r}")
 
 
+def required_by(spec: InstanceSpec, *, force: bool) -> bool:
+    """Whether the VM gets a config drive (Nova's configdrive.required_by): its user asked for one,
+    the compute host forces one (the force_config_drive setting), or its image's img_config_drive
+    is "mandatory". Without one the guest reads the metadata service at 169.254.169.254."""
+    props = spec.image.properties if spec.image is not None else {}
+    return spec.config_drive or force or str(props.get("img_config_drive") or "").lower() == "mandatory"
+
+
 def build_iso(path: Path, spec: InstanceSpec) -> None:
     """Write the config drive of spec to `path` (blocking; mode 0600: it may hold user data)."""
     iso = pycdlib.PyCdlib()

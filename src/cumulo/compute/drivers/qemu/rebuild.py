@@ -67,7 +67,7 @@ def _vm_config(drv: QemuCore, layout: Layout, current: VmConfig, image: ImageSpe
         memory_mb=current.memory_mb, vcpus=current.vcpus, accel=drv.accel, machine=machine,
         kernel=kernel, initrd=kernel and bool(image.ramdisk_path),
         append=str(props.get("os_command_line") or "") if kernel else "",
-        root_format="qcow2", ephemeral=current.ephemeral, config_drive=True,
+        root_format="qcow2", ephemeral=current.ephemeral, config_drive=current.config_drive,
         hotplug_ports=current.hotplug_ports,  # the NICs' root ports stay (netdev.py)
     )
 
@@ -97,7 +97,8 @@ class Rebuild(QemuCore):
                     await self._stop(layout, STOP_GRACE, "rebuild")
                     await asyncio.to_thread(self._forget_suspend, layout)
                     await asyncio.to_thread(_swap_in, layout)
-                    await asyncio.to_thread(configdrive.build_iso, layout.config_iso, spec)
+                    if current.config_drive:  # a server keeps a config drive it has, as in Nova
+                        await asyncio.to_thread(configdrive.build_iso, layout.config_iso, spec)
                     cfg = await asyncio.to_thread(_vm_config, self, layout, current, image)
                     props = image.properties
                     rec.update({

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Cumulo tiny-vm init: set the guest up from its config drive, then hand PID 1 to busybox init,
-# which keeps a root shell on the console (ttyS0) and powers off on the ACPI power button.
+# Cumulo tiny-vm init: set the guest up from its config drive, or without one from the metadata
+# service as cloud-init's OpenStack datasource does (the first NIC up with DHCP, then
+# http://169.254.169.254/openstack/latest/), then hand PID 1 to busybox init, which keeps a root
+# shell on the console (ttyS0) and powers off on the ACPI power button.
 # Module lists (@STAGE1@, @STAGE2@, @VFAT@) are filled in at build time, in dependency order.
 # Under TCG every process this script forks costs milliseconds: it uses shell builtins where it can.
 export PATH=/bin HOME=/root
@@ -13,6 +15,7 @@ mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts 2>/dev/null
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 CONFIG_DIR=/mnt/config
 LATEST=$CONFIG_DIR/openstack/latest
+METADATA_URL=http://169.254.169.254/openstack/latest
 
 # No PCI bus (microvm: virtio over MMIO, pci=off): the virtio PCI modules would find nothing.
 PCI=0
@@ -83,9 +86,71 @@ done
 if [ -n "$dev" ] && mkdir -p $CONFIG_DIR && { mount -o ro -t iso9660 "$dev" $CONFIG_DIR 2>/dev/null \
         || { load_modules @VFAT@; mount -o ro -t vfat "$dev" $CONFIG_DIR 2>/dev/null; }; }; then
     echo "cumulo-tiny-vm: config drive $dev mounted on $CONFIG_DIR"
+    DRIVE=1
 else
     echo "cumulo-tiny-vm: no config drive found"
+    DRIVE=0
+    LATEST=/run/metadata/openstack/latest  # filled from the metadata service once a NIC is up
 fi
+
+# Without a config drive: meta_data.json and user_data from the metadata service into $LATEST
+# (meta_data.json retried a few times: the service may come up with the network; no user_data is
+# a 404; busybox's own wget -T crashes in Debian's build: `timeout` bounds each fetch). The rest of
+# the boot then reads $LATEST as it reads the config drive.
+fetch_metadata() {
+    mkdir -p $LATEST
+    i=0
+    while [ $i -lt 10 ]; do
+        timeout 10 wget -q -O $LATEST/meta_data.json $METADATA_URL/meta_data.json 2>/dev/null && break
+        rm -f $LATEST/meta_data.json
+        i=$((i + 1))
+        sleep 1
+    done
+    if [ ! -s $LATEST/meta_data.json ]; then
+        echo "cumulo-tiny-vm: no answer from the metadata service"
+        return 1
+    fi
+    timeout 10 wget -q -O $LATEST/user_data $METADATA_URL/user_data 2>/dev/null || rm -f $LATEST/user_data
+    echo "cumulo-tiny-vm: meta_data.json from the metadata service"
+}
+
+# NICs: static IPv4 from network_data.json when it gives an address and netmask, else DHCP in
+# the background (it must not hold the boot up when the network has no DHCP server). Without a
+# config drive the first NIC waits for its lease (at most ~30 s), then the metadata service answers.
+ip link set lo up
+nics=""
+for path in /sys/class/net/*; do
+    nic=${path##*/}
+    [ "$nic" = lo ] || [ ! -e "$path" ] || nics="$nics $nic"
+done
+addr="" mask="" gw=""
+if [ -n "$nics" ]; then
+    ND=$(json_flat $LATEST/network_data.json)
+    addr=$(json_str ip_address "$ND" | tr -cd '0-9.')
+    mask=$(json_str netmask "$ND" | tr -cd '0-9.')
+    gw=$(json_str gateway "$ND" | tr -cd '0-9.')
+fi
+first=1
+for nic in $nics; do
+    ip link set "$nic" up
+    if [ $first -eq 1 ] && [ -n "$addr" ] && [ -n "$mask" ]; then
+        eval "$(ipcalc -p "$addr" "$mask")"
+        ip addr add "$addr/$PREFIX" dev "$nic" && echo "cumulo-tiny-vm: $nic $addr/$PREFIX"
+        [ -n "$gw" ] && ip route add default via "$gw" dev "$nic" 2>/dev/null
+    elif [ $first -eq 1 ] && [ $DRIVE -eq 0 ]; then
+        echo "cumulo-tiny-vm: $nic up (DHCP, waiting for a lease)"
+        if udhcpc -i "$nic" -q -n -t 15 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1; then
+            fetch_metadata
+        else
+            echo "cumulo-tiny-vm: $nic got no DHCP lease (retrying in the background)"
+            udhcpc -i "$nic" -b -q -t 5 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1 &
+        fi
+    else
+        udhcpc -i "$nic" -b -q -t 5 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1 &
+        echo "cumulo-tiny-vm: $nic up (DHCP in the background)"
+    fi
+    first=0
+done
 
 # Hostname: letters, digits, '-' and '.', at most 63 characters (a DNS label, as Nova makes them).
 META=$(json_flat $LATEST/meta_data.json)
@@ -110,35 +175,6 @@ EOF
     fi ;;
 esac
 
-# NICs: static IPv4 from network_data.json when it gives an address and netmask, else DHCP in
-# the background (it must not hold the boot up when the network has no DHCP server).
-ip link set lo up
-nics=""
-for path in /sys/class/net/*; do
-    nic=${path##*/}
-    [ "$nic" = lo ] || [ ! -e "$path" ] || nics="$nics $nic"
-done
-addr="" mask="" gw=""
-if [ -n "$nics" ]; then
-    ND=$(json_flat $LATEST/network_data.json)
-    addr=$(json_str ip_address "$ND" | tr -cd '0-9.')
-    mask=$(json_str netmask "$ND" | tr -cd '0-9.')
-    gw=$(json_str gateway "$ND" | tr -cd '0-9.')
-fi
-first=1
-for nic in $nics; do
-    ip link set "$nic" up
-    if [ $first -eq 1 ] && [ -n "$addr" ] && [ -n "$mask" ]; then
-        eval "$(ipcalc -p "$addr" "$mask")"
-        ip addr add "$addr/$PREFIX" dev "$nic" && echo "cumulo-tiny-vm: $nic $addr/$PREFIX"
-        [ -n "$gw" ] && ip route add default via "$gw" dev "$nic" 2>/dev/null
-    else
-        udhcpc -i "$nic" -b -q -t 5 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1 &
-        echo "cumulo-tiny-vm: $nic up (DHCP in the background)"
-    fi
-    first=0
-done
-
 # user_data runs when it is a script (starts with "#!"); its output goes to the console.
 magic=""
 [ -f $LATEST/user_data ] && IFS= read -r magic < $LATEST/user_data
@@ -149,7 +185,8 @@ if [ "${magic%"${magic#??}"}" = "#!" ]; then
     echo "cumulo-tiny-vm: user_data exited $?"
 fi
 
-# A NIC that shows up later (hot plug: only a PCI machine has it) comes up by itself, with DHCP.
+# A NIC that shows up later (hot plug: only a PCI machine has it) comes up by itself, with DHCP;
+# one that goes (hot unplug) is named on the console.
 # This kernel runs no uevent helper, so a watcher looks at /sys/class/net once a second; it waits
 # with `read -t` on a FIFO, a shell builtin, so it forks nothing while no NIC comes or goes.
 if [ $PCI -eq 1 ] && mkfifo /run/nic-tick 2>/dev/null; then
@@ -167,6 +204,9 @@ if [ $PCI -eq 1 ] && mkfifo /run/nic-tick 2>/dev/null; then
                 ip link set "$nic" up
                 echo "cumulo-tiny-vm: $nic hot-plugged, up (DHCP in the background)"
                 udhcpc -i "$nic" -b -q -t 5 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1 &
+            done
+            for nic in $seen; do
+                case "$now" in *" $nic "*) ;; *) echo "cumulo-tiny-vm: $nic unplugged" ;; esac
             done
             seen=$now
         done

@@ -27,7 +27,8 @@ APPLETS = (
     "findfs", "free", "grep", "halt", "head", "hostname", "id", "ifconfig", "init", "insmod", "ip", "ipcalc",
     "kill", "less", "ln", "ls", "lsmod", "mkdir", "mkfifo", "mknod", "more", "mount", "mv", "nc", "netstat", "ping",
     "poweroff", "printf", "ps", "pwd", "reboot", "rm", "rmdir", "route", "run-parts", "sed", "seq", "sh",
-    "sleep", "sort", "stat", "sync", "tail", "tee", "test", "top", "touch", "tr", "true", "udhcpc", "umount",
+    "sleep", "sort", "stat", "sync", "tail", "tee", "test", "timeout", "top", "touch", "tr", "true", "udhcpc",
+    "umount",
     "uname", "uptime", "vi", "wc", "wget", "which", "xargs",
 )
 INITTAB = b"""\
@@ -47,7 +48,9 @@ POWER_BUTTON = b"""\
 sync
 exec poweroff -f
 """
-# udhcpc's hook: apply the lease (busybox ships none).
+# udhcpc's hook: apply the lease (busybox ships none). Classless static routes (option 121:
+# "dest/len gateway ...", e.g. Neutron's 169.254.169.254/32 route) replace the router option when
+# given (RFC 3442).
 UDHCPC_SCRIPT = b"""\
 #!/bin/sh
 case "$1" in
@@ -55,7 +58,12 @@ case "$1" in
     bound|renew)
         ip -4 addr flush dev "$interface"
         ip addr add "$ip/${mask:-24}" dev "$interface"
-        for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+        if [ -n "$staticroutes" ]; then
+            set -- $staticroutes
+            while [ $# -ge 2 ]; do ip route add "$1" via "$2" dev "$interface"; shift 2; done
+        else
+            for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+        fi
         : > /etc/resolv.conf
         for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
         echo "cumulo-tiny-vm: $interface $ip/${mask:-24} (DHCP)" > /dev/console ;;
