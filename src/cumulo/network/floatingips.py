@@ -23,7 +23,7 @@ from cumulo import policy
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.network import attrs, faults, ipam, l3_ports
-from cumulo.network.base import NetworkBase, check_tags, notifies, owns, stamps
+from cumulo.network.base import NetworkBase, authorize, check_tags, notifies, owns, stamps
 from cumulo.network.models import floating_ips, ip_allocations, ports, routers, subnets
 
 POLICY_RULES = {
@@ -44,11 +44,6 @@ FIP_UPDATE = ("port_id", "fixed_ip_address", "description")
 
 def _bad(msg: str) -> faults.BadRequest:
     return faults.BadRequest(resource="floatingip", msg=msg)
-
-
-def _authorize(ctx: RequestContext, rule: str) -> None:
-    if not policy.allowed(ctx, rule):
-        raise faults.PolicyNotAuthorized(rule=rule)
 
 
 class FloatingIPs(NetworkBase):
@@ -95,7 +90,7 @@ class FloatingIPs(NetworkBase):
         return row
 
     async def list_floatingips(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        _authorize(ctx, "floatingip:get")
+        authorize(ctx, "floatingip:get")
         query = sa.select(floating_ips).order_by(floating_ips.c.created_at, floating_ips.c.id)
         if not ctx.is_admin:
             query = query.where(floating_ips.c.project_id == ctx.project_id)
@@ -103,14 +98,14 @@ class FloatingIPs(NetworkBase):
             return await self.render_floatingips(conn, list(await conn.execute(query)))
 
     async def get_floatingip(self, ctx: RequestContext, fip_id: str) -> dict[str, Any]:
-        _authorize(ctx, "floatingip:get")
+        authorize(ctx, "floatingip:get")
         async with self.db.read() as conn:
             row = await self.floatingip_row(conn, ctx, fip_id)
             return (await self.render_floatingips(conn, [row]))[0]
 
     @notifies
     async def create_floatingip(self, ctx: RequestContext, item: dict[str, Any]) -> dict[str, Any]:
-        _authorize(ctx, "floatingip:create")
+        authorize(ctx, "floatingip:create")
         attrs.check_attrs(item, FIP_CREATE)
         if "floating_network_id" not in item:
             raise faults.HTTPBadRequest(msg="Failed to parse request. Required attribute 'floating_network_id' not specified")
@@ -120,7 +115,7 @@ class FloatingIPs(NetworkBase):
         if item.get("subnet_id") is not None:
             requested["subnet_id"] = attrs.uuid_value(item["subnet_id"], "subnet_id")
         if item.get("floating_ip_address") is not None:
-            _authorize(ctx, "floatingip:create:floating_ip_address")
+            authorize(ctx, "floatingip:create:floating_ip_address")
             requested["ip_address"] = str(ipam.parse_ip(item["floating_ip_address"], "floating_ip_address"))
         description = attrs.string(item, "description", "", attrs.DESCRIPTION_MAX)
         tags = check_tags(item["tags"]) if "tags" in item else []
@@ -163,7 +158,7 @@ class FloatingIPs(NetworkBase):
 
     @notifies
     async def update_floatingip(self, ctx: RequestContext, fip_id: str, item: dict[str, Any]) -> dict[str, Any]:
-        _authorize(ctx, "floatingip:update")
+        authorize(ctx, "floatingip:update")
         attrs.check_attrs(item, FIP_UPDATE, read_only=("id", "floating_network_id", "floating_ip_address",
                                                        "tenant_id", "project_id", "router_id", "status"))
         values: dict[str, Any] = {}
@@ -184,7 +179,7 @@ class FloatingIPs(NetworkBase):
 
     @notifies
     async def delete_floatingip(self, ctx: RequestContext, fip_id: str) -> None:
-        _authorize(ctx, "floatingip:delete")
+        authorize(ctx, "floatingip:delete")
         async with self.db.write() as conn:
             row = await self.floatingip_row(conn, ctx, fip_id)
             await self.drop_tags(conn, TAG_TYPE, fip_id)

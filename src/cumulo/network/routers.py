@@ -24,7 +24,7 @@ from cumulo import policy
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.network import attrs, faults, ipam, l3_ports
-from cumulo.network.base import NetworkBase, check_tags, notifies, owns, stamps
+from cumulo.network.base import NetworkBase, authorize, check_tags, notifies, owns, stamps
 from cumulo.network.models import floating_ips, ip_allocations, ports, routers, subnets
 
 POLICY_RULES = {
@@ -51,11 +51,6 @@ def _bad(msg: str) -> faults.BadRequest:
     return faults.BadRequest(resource="router", msg=msg)
 
 
-def _authorize(ctx: RequestContext, rule: str) -> None:
-    if not policy.allowed(ctx, rule):
-        raise faults.PolicyNotAuthorized(rule=rule)
-
-
 def _gateway_request(ctx: RequestContext, value: Any) -> dict[str, Any] | None:
     """external_gateway_info as asked: None (no gateway) or {network_id, enable_snat?, external_fixed_ips?}."""
     if value is None or value == {}:
@@ -70,10 +65,10 @@ def _gateway_request(ctx: RequestContext, value: Any) -> dict[str, Any] | None:
                                  "Expected keys: {'network_id'} Provided keys: " + str(set(value)) + ".")
     gw: dict[str, Any] = {"network_id": attrs.uuid_value(value["network_id"], "network_id")}
     if "enable_snat" in value:
-        _authorize(ctx, "router:external_gateway_info:enable_snat")
+        authorize(ctx, "router:external_gateway_info:enable_snat")
         gw["enable_snat"] = attrs.boolean(value, "enable_snat")
     if value.get("external_fixed_ips") is not None:
-        _authorize(ctx, "router:external_gateway_info:external_fixed_ips")
+        authorize(ctx, "router:external_gateway_info:external_fixed_ips")
         ips = attrs.list_of(value, "external_fixed_ips", max_items=10) or []
         wanted: list[dict[str, Any]] = []
         for ip in ips:
@@ -153,7 +148,7 @@ class Routers(NetworkBase):
     # ---- CRUD -------------------------------------------------------------------------------
 
     async def list_routers(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        _authorize(ctx, "router:get")
+        authorize(ctx, "router:get")
         query = sa.select(routers).order_by(routers.c.created_at, routers.c.id)
         if not ctx.is_admin:
             query = query.where(routers.c.project_id == ctx.project_id)
@@ -161,14 +156,14 @@ class Routers(NetworkBase):
             return await self.render_routers(conn, list(await conn.execute(query)))
 
     async def get_router(self, ctx: RequestContext, router_id: str) -> dict[str, Any]:
-        _authorize(ctx, "router:get")
+        authorize(ctx, "router:get")
         async with self.db.read() as conn:
             row = await self.router_row(conn, ctx, router_id)
             return (await self.render_routers(conn, [row]))[0]
 
     @notifies
     async def create_router(self, ctx: RequestContext, item: dict[str, Any]) -> dict[str, Any]:
-        _authorize(ctx, "router:create")
+        authorize(ctx, "router:create")
         attrs.check_attrs(item, ROUTER_CREATE)
         project = l3_ports.owner_project(ctx, item)
         gateway = _gateway_request(ctx, item.get("external_gateway_info"))
@@ -193,7 +188,7 @@ class Routers(NetworkBase):
 
     @notifies
     async def update_router(self, ctx: RequestContext, router_id: str, item: dict[str, Any]) -> dict[str, Any]:
-        _authorize(ctx, "router:update")
+        authorize(ctx, "router:update")
         attrs.check_attrs(item, ROUTER_UPDATE, read_only=("id", "tenant_id", "project_id", "status"))
         values: dict[str, Any] = {}
         for key in ("name", "description"):
@@ -218,7 +213,7 @@ class Routers(NetworkBase):
 
     @notifies
     async def delete_router(self, ctx: RequestContext, router_id: str) -> None:
-        _authorize(ctx, "router:delete")
+        authorize(ctx, "router:delete")
         async with self.db.write() as conn:
             row = await self.router_row(conn, ctx, router_id)
             attached = [r.id for r in await conn.execute(sa.select(ports.c.id).where(
@@ -305,7 +300,7 @@ class Routers(NetworkBase):
 
     @notifies
     async def add_router_interface(self, ctx: RequestContext, router_id: str, body: Any) -> dict[str, Any]:
-        _authorize(ctx, "router:add_router_interface")
+        authorize(ctx, "router:add_router_interface")
         port_id, subnet_id = _interface_info(body, for_removal=False)
         async with self.db.write() as conn:
             row = await self.router_row(conn, ctx, router_id)
@@ -342,7 +337,7 @@ class Routers(NetworkBase):
 
     @notifies
     async def remove_router_interface(self, ctx: RequestContext, router_id: str, body: Any) -> dict[str, Any]:
-        _authorize(ctx, "router:remove_router_interface")
+        authorize(ctx, "router:remove_router_interface")
         port_id, subnet_id = _interface_info(body, for_removal=True)
         async with self.db.write() as conn:
             row = await self.router_row(conn, ctx, router_id)

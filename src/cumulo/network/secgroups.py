@@ -21,7 +21,7 @@ from cumulo import policy
 from cumulo.context import RequestContext
 from cumulo.db import isotime, new_uuid, utcnow
 from cumulo.network import attrs, faults, l3_ports, sg_rules
-from cumulo.network.base import NetworkBase, check_tags, notifies
+from cumulo.network.base import NetworkBase, authorize, check_tags, notifies
 from cumulo.network.models import (
     default_security_groups,
     port_security_groups,
@@ -87,11 +87,6 @@ POLICY_RULES = {
 policy.register(POLICY_RULES)
 
 
-def _authorize(ctx: RequestContext, rule: str) -> None:
-    if not policy.allowed(ctx, rule):
-        raise faults.PolicyNotAuthorized(rule=rule)
-
-
 class SecurityGroups(NetworkBase):
     """The security group facet of the network service."""
 
@@ -134,7 +129,7 @@ class SecurityGroups(NetworkBase):
 
     async def list_groups(self, ctx: RequestContext, project_id: str | None = None) -> list[dict[str, Any]]:
         """The groups the caller sees (an admin: every project's; `project_id` narrows)."""
-        _authorize(ctx, "security_group:get")
+        authorize(ctx, "security_group:get")
         await self.ensure_default(ctx, project_id)
         async with self.db.read() as conn:
             query = sa.select(security_groups).order_by(security_groups.c.created_at, security_groups.c.id)
@@ -146,13 +141,13 @@ class SecurityGroups(NetworkBase):
             return await self._render_groups(conn, rows)
 
     async def get_group(self, ctx: RequestContext, group_id: str) -> dict[str, Any]:
-        _authorize(ctx, "security_group:get")
+        authorize(ctx, "security_group:get")
         async with self.db.read() as conn:
             row = await self._visible_group(conn, ctx, group_id)
             return (await self._render_groups(conn, [row]))[0]
 
     async def create_group(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
-        _authorize(ctx, "security_group:create")
+        authorize(ctx, "security_group:create")
         attrs.check_attrs(body, GROUP_ATTRIBUTES)
         project = l3_ports.owner_project(ctx, body)
         name = attrs.string(body, "name", "") or ""
@@ -179,7 +174,7 @@ class SecurityGroups(NetworkBase):
             return (await self._render_groups(conn, [row]))[0]
 
     async def update_group(self, ctx: RequestContext, group_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        _authorize(ctx, "security_group:update")
+        authorize(ctx, "security_group:update")
         attrs.check_attrs(body, {"name", "description", "stateful"}, read_only={"id", "tenant_id", "project_id"})
         async with self.db.write() as conn:
             row = await self._visible_group(conn, ctx, group_id)
@@ -205,7 +200,7 @@ class SecurityGroups(NetworkBase):
             return (await self._render_groups(conn, [fresh]))[0]
 
     async def delete_group(self, ctx: RequestContext, group_id: str) -> None:
-        _authorize(ctx, "security_group:delete")
+        authorize(ctx, "security_group:delete")
         async with self.db.write() as conn:
             row = await self._visible_group(conn, ctx, group_id)
             if await _group_ports(conn, group_id):
@@ -225,7 +220,7 @@ class SecurityGroups(NetworkBase):
     # ---- rules ------------------------------------------------------------------------------
 
     async def list_rules(self, ctx: RequestContext, project_id: str | None = None) -> list[dict[str, Any]]:
-        _authorize(ctx, "security_group_rule:get")
+        authorize(ctx, "security_group_rule:get")
         await self.ensure_default(ctx, project_id)
         async with self.db.read() as conn:
             query = sa.select(security_group_rules).order_by(security_group_rules.c.created_at, security_group_rules.c.id)
@@ -238,14 +233,14 @@ class SecurityGroups(NetworkBase):
             return [rule_view(r, defaults.get(r.project_id)) for r in rows]
 
     async def get_rule(self, ctx: RequestContext, rule_id: str) -> dict[str, Any]:
-        _authorize(ctx, "security_group_rule:get")
+        authorize(ctx, "security_group_rule:get")
         async with self.db.read() as conn:
             row = await self._visible_rule(conn, ctx, rule_id)
             return rule_view(row, await _default_id(conn, row.project_id))
 
     @notifies
     async def create_rule(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
-        _authorize(ctx, "security_group_rule:create")
+        authorize(ctx, "security_group_rule:create")
         rule = sg_rules.normalize_rule(body)
         l3_ports.owner_project(ctx, body)  # naming another project needs admin
         async with self.db.write() as conn:
@@ -273,7 +268,7 @@ class SecurityGroups(NetworkBase):
 
     async def update_rule(self, ctx: RequestContext, rule_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Only a rule's description changes (Neutron's standard-attr-description)."""
-        _authorize(ctx, "security_group_rule:update")
+        authorize(ctx, "security_group_rule:update")
         attrs.check_attrs(body, {"description"}, read_only=sg_rules.RULE_ATTRIBUTES - {"description"})
         async with self.db.write() as conn:
             row = await self._visible_rule(conn, ctx, rule_id)
@@ -285,7 +280,7 @@ class SecurityGroups(NetworkBase):
 
     @notifies
     async def delete_rule(self, ctx: RequestContext, rule_id: str) -> None:
-        _authorize(ctx, "security_group_rule:delete")
+        authorize(ctx, "security_group_rule:delete")
         async with self.db.write() as conn:
             row = await self._visible_rule(conn, ctx, rule_id)
             await conn.execute(sa.delete(security_group_rules).where(security_group_rules.c.id == rule_id))
