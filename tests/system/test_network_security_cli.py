@@ -1,0 +1,429 @@
+"""Isolation and security groups with real packets between real containers (issue 10, acceptance
+items 2 and 3, and "no tenant traffic reaches the host's own services").
+
+One `cumulo up` for the module: its local host on the runc driver, the API bound on every address
+of the host (as an operator runs it, so that the host's services are there to be reached), the
+external link on with a /24 of the module's own. Driven with the real `openstack` CLI:
+
+- the admin makes a second project and a user in it; that user makes a network with the SAME CIDR
+  as the demo project's `private`, a router on it, and boots `b1` at the same address as the
+  demo's `a1`. Each server reaches its own router (the neighbour it learns is its own router's
+  MAC); the demo's `a2` asking for that address gets `a1`'s page, never `b1`'s, and `b1` finds
+  nobody at `a2`'s address;
+- `a1` and `a2` serve busybox httpd in the group `web`, whose only ingress rule lets TCP 80 in
+  from `a2`'s address: `a2` gets `a1`'s page, `a1` cannot open `a2`'s (same group, other
+  source); the same with a rule from the group `client` (`a2` is a member) instead. That rule's
+  removal refuses new connections within 1 s of the CLI's answer; port security off on `a1`'s
+  port lifts its filtering and not `a2`'s; a packet `a2` sends from an address its port does not
+  have never reaches `a1` (its ICMP counters), while one from its own address does, and so does
+  the first once the port allows that address (allowed_address_pairs); port security back on
+  filters `a1` again;
+- the host runs a listener of the test's on every address, beside the cloud's API: neither
+  `a2` behind the router (nor `a1`, once it has a floating IP) nor `e1`, a server straight on
+  `public`, can connect to either on the host's end of the link or the host's own address;
+  the host reaches `a1` through its floating IP, `a2` reaches `e1` on `public`, and the metadata
+  service answers.
+
+Inside the containers: busybox httpd, wget, nc and ping (`runc exec`). The 1 s measurement opens
+plain TCP connections from `a2`'s network namespace (the same address and MAC on the wire), as
+its attempts must be far shorter than busybox nc's 1 s connect timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import ipaddress
+import json
+import secrets
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from _runc_util import runc, server, wait_for, wait_gone, wait_status, write_config
+
+from cumulo.netplane import netns
+
+if TYPE_CHECKING:
+    from conftest import CumuloCloud
+
+DEMO = "cumulo-demo"
+REFUSAL_DEADLINE = 1.0  # the acceptance's own number: a removed rule refuses within 1 s
+
+
+def _free_external_cidr() -> str:
+    """A 172.24.x.0/24 that nothing on the host uses (never DevStack's 172.24.4.0/24)."""
+    used = subprocess.run(["ip", "-j", "route", "show", "table", "all"], capture_output=True, text=True,
+                          check=True).stdout + subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True,
+                                                              check=True).stdout
+    for _ in range(50):
+        x = 100 + secrets.randbelow(150)
+        if f'"172.24.{x}.' not in used:
+            return f"172.24.{x}.0/24"
+    raise AssertionError("no free 172.24.x.0/24 on this host")
+
+
+def _host_address() -> str:
+    """The host's own source address towards the outside world (not on any Cumulo link)."""
+    out = subprocess.run(["ip", "-j", "route", "get", "192.0.2.123"], capture_output=True, text=True, check=False)
+    with contextlib.suppress(ValueError, IndexError, KeyError):
+        return str(json.loads(out.stdout)[0]["prefsrc"])
+    return ""
+
+
+class Listener:
+    """A TCP service of the host's, on every address: says `text`, records who connected."""
+
+    def __init__(self, text: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("0.0.0.0", 0))  # noqa: S104 - the point: a host service on every address
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.text = text.encode()
+        self.peers: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self.sock.accept()
+            except OSError:
+                continue
+            self.peers.append(str(peer[0]))
+            with contextlib.suppress(OSError), conn:
+                conn.sendall(self.text)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+def connects(address: str, port: int, timeout: float = 2.0) -> bool:
+    """From the calling thread's namespace: does a TCP connection to address:port open?"""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class World:
+    def __init__(self, cloud: CumuloCloud, tag: str) -> None:
+        self.cloud, self.tag = cloud, tag
+        self.servers: list[tuple[str, str]] = []  # (who, uuid)
+        self.made: list[tuple[str, tuple[str, ...]]] = []  # (who, delete argv), undone last first
+        self.b_auth: tuple[str, ...] = ()
+        self.ids: dict[str, str] = {}
+        self.ips: dict[str, str] = {}
+        self.text: dict[str, str] = {}
+
+    # -- the CLI as each user -------------------------------------------------------------------
+
+    def osc(self, who: str, *args: str, **kw: Any) -> Any:
+        if who == "b":
+            return self.cloud.osc(*self.b_auth, *args, cloud="cumulo", **kw)
+        return self.cloud.osc(*args, cloud={"admin": "cumulo", "demo": DEMO}[who], **kw)
+
+    def osc_run(self, who: str, *args: str) -> subprocess.CompletedProcess[str]:
+        if who == "b":
+            return self.cloud.osc_run(*self.b_auth, *args, cloud="cumulo")
+        return self.cloud.osc_run(*args, cloud={"admin": "cumulo", "demo": DEMO}[who])
+
+    def make(self, who: str, kind: tuple[str, ...], *args: str) -> dict[str, Any]:
+        made: dict[str, Any] = self.osc(who, *kind, "create", *args)
+        self.made.append((who, (*kind, "delete", str(made["id"]))))
+        return made
+
+    def boot(self, who: str, name: str, *nic: str) -> str:
+        made = self.osc(who, "server", "create", "--image", "busybox", "--flavor", "m1.tiny", *nic, name)
+        self.servers.append((who, str(made["id"])))
+        self.ids[name] = str(made["id"])
+        return str(made["id"])
+
+    # -- inside the containers -------------------------------------------------------------------
+
+    def sh(self, name: str, script: str, *caps: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """`sh -c script` in the container (with more capabilities, e.g. CAP_NET_ADMIN: what root in
+        a VM has)."""
+        extra = [arg for cap in caps for arg in ("--cap", cap)]
+        return runc(self.cloud, "exec", *extra, f"cumulo-{self.ids[name]}", "/bin/sh", "-c", script, timeout=timeout)
+
+    def serve(self, name: str) -> None:
+        """busybox httpd on port 80 answering a page only this server has."""
+        self.text[name] = f"page-of-{name}-{self.tag}"
+        done = self.sh(name, f"mkdir -p /www && echo {self.text[name]} > /www/index.html && "
+                             "busybox httpd -p 80 -h /www </dev/null >/dev/null 2>&1")
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: self.text[name] in self.get(name, "127.0.0.1"), timeout=10, what=f"httpd in {name}")
+
+    def get(self, name: str, address: str) -> str:
+        """busybox wget of http://address/ from inside `name`: the page, or "" (3 s at most)."""
+        done = self.sh(name, f"busybox timeout 3 wget -q -O - http://{address}/")
+        return done.stdout if done.returncode == 0 else ""
+
+    def tcp(self, name: str, address: str, port: int) -> bool:
+        """From inside `name`: does a TCP connection to address:port open (busybox nc, 1 s)?"""
+        return self.sh(name, f"busybox nc -w 1 {address} {port} </dev/null").returncode == 0
+
+    def ping(self, name: str, address: str, source: str | None = None, count: int = 1) -> bool:
+        src = f"-I {source} " if source else ""
+        return self.sh(name, f"ping -c {count} -W 1 {src}{address}").returncode == 0
+
+    def in_echos(self, name: str) -> int:
+        """ICMP echo requests the server's kernel received (its namespace's /proc/net/snmp)."""
+        lines = [line.split() for line in self.sh(name, "cat /proc/net/snmp").stdout.splitlines()
+                 if line.startswith("Icmp:")]
+        head, values = lines[0], lines[1]
+        return int(values[head.index("InEchos")])
+
+    def neighbour_mac(self, name: str, address: str) -> str:
+        out = self.sh(name, f"ip neigh show {address}").stdout.split()
+        return out[out.index("lladdr") + 1].lower() if "lladdr" in out else ""
+
+
+@pytest.fixture(scope="module")
+def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp: Path = tmp_path_factory.mktemp("net-security")
+    tag = secrets.token_hex(3)
+    ext = _free_external_cidr()
+    config = write_config(tmp, {"external_cidr": ext})
+    # The API on every address of the host, as an operator runs it (clients still use loopback).
+    cloud = cumulo_launcher(driver="runc", args=["--config", str(config), "--host", "0.0.0.0"])  # noqa: S104
+    w = World(cloud, tag)
+    w.ips["ext_gw"] = str(next(ipaddress.ip_network(ext).hosts()))
+    try:
+        _build(w)
+        yield w
+    finally:
+        for _, uuid in w.servers:
+            if server(cloud, uuid) is not None:
+                w.osc_run("admin", "server", "delete", uuid)
+        for _, uuid in w.servers:
+            with contextlib.suppress(AssertionError):
+                wait_gone(cloud, uuid, timeout=60)
+        for who, argv in reversed(w.made):
+            w.osc_run(who, *argv)
+        cloud.close()
+
+
+def _build(w: World) -> None:
+    tag = w.tag
+    # Project B: a project, a member user, its own network on the demo's CIDR and a router.
+    project = w.make("admin", ("project",), f"proj-b-{tag}")
+    password = secrets.token_urlsafe(16)
+    user = w.make("admin", ("user",), "--project", project["id"], "--password", password, f"user-b-{tag}")
+    w.osc("admin", "role", "add", "--user", user["id"], "--project", project["id"], "member", json=False)
+    w.b_auth = ("--os-username", user["name"], "--os-password", password, "--os-project-name", project["name"],
+                "--os-user-domain-name", "Default", "--os-project-domain-name", "Default")
+    private_sub = w.osc("demo", "subnet", "show", w.osc("demo", "network", "show", "private")["subnets"][0])
+    cidr = private_sub["cidr"]
+    net_b = w.make("b", ("network",), f"net-b-{tag}")
+    sub_b = w.make("b", ("subnet",), "--network", net_b["id"], "--subnet-range", cidr, f"sub-b-{tag}")
+    router_b = w.make("b", ("router",), f"router-b-{tag}")
+    w.osc("b", "router", "add", "subnet", router_b["id"], sub_b["id"], json=False)
+    w.made.append(("b", ("router", "remove", "subnet", router_b["id"], sub_b["id"])))
+    assert sub_b["cidr"] == cidr and sub_b["gateway_ip"] == private_sub["gateway_ip"]
+
+    hosts = list(ipaddress.ip_network(cidr).hosts())
+    w.ips["a1"] = w.ips["b1"] = str(hosts[39])  # the same address in both projects
+    w.ips["a2"] = str(hosts[40])
+    w.ips["gw"] = private_sub["gateway_ip"]
+
+    # The demo's group `web` (a1 and a2): only TCP 80 from a2's address comes in. a2 is in the
+    # group `client` too.
+    web = w.make("demo", ("security", "group"), f"web-{tag}")
+    client = w.make("demo", ("security", "group"), f"client-{tag}")
+    w.ids["web"], w.ids["client"] = web["id"], client["id"]
+    w.ids["addr_rule"] = w.osc("demo", "security", "group", "rule", "create", "--ingress", "--protocol", "tcp",
+                               "--dst-port", "80", "--remote-ip", f"{w.ips['a2']}/32", web["id"])["id"]
+    for name, groups in (("a1", (web["id"],)), ("a2", (web["id"], client["id"]))):
+        port = w.make("demo", ("port",), "--network", "private", "--fixed-ip",
+                      f"subnet={private_sub['id']},ip-address={w.ips[name]}",
+                      *(a for g in groups for a in ("--security-group", g)), f"{name}-{tag}")
+        w.ids[f"{name}_mac"] = port["mac_address"]
+        w.ids[f"{name}_port"] = port["id"]
+        w.boot("demo", name, "--port", port["id"])
+    w.boot("b", "b1", "--nic", f"net-id={net_b['id']},v4-fixed-ip={w.ips['b1']}")
+    # e1, straight on the shared external network, its port open (what protects the host is the
+    # host link's own filter)
+    e_port = w.make("demo", ("port",), "--network", "public", "--disable-port-security", f"e1-{tag}")
+    w.ips["e1"] = e_port["fixed_ips"][0]["ip_address"]
+    w.boot("demo", "e1", "--port", e_port["id"])
+    for name in ("a1", "a2", "b1", "e1"):
+        wait_status(w.cloud, w.ids[name], "ACTIVE", timeout=180)
+    for name in ("a1", "a2", "b1", "e1"):
+        w.serve(name)
+    w.ids["router_b"] = router_b["id"]
+
+
+def test_same_cidr_in_two_projects_stays_apart(world: World) -> None:
+    w = world
+    assert w.ips["a1"] == w.ips["b1"]
+    # Each network works: its server reaches its own router, whose MAC it learns.
+    router1 = w.osc("demo", "router", "show", "router1")["id"]
+    mac_a = w.osc("demo", "port", "list", "--router", router1, "--device-owner", "network:router_interface",
+                  "--long")[0]["MAC Address"]
+    mac_b = w.osc("b", "port", "list", "--router", w.ids["router_b"], "--device-owner", "network:router_interface",
+                  "--long")[0]["MAC Address"]
+    assert mac_a != mac_b
+    for name, mac in (("a2", mac_a), ("b1", mac_b)):
+        wait_for(functools.partial(w.ping, name, w.ips["gw"]), timeout=30, what=f"{name} pings its gateway")
+        assert w.neighbour_mac(name, w.ips["gw"]) == mac.lower(), f"{name} learnt another router's MAC"
+    # a2 and a1 talk (the group lets a2's address in); the shared address is a1's, never b1's.
+    for _ in range(3):
+        page = wait_for(lambda: w.get("a2", w.ips["a1"]), timeout=30, what="a2 fetches a1's page")
+        assert w.text["a1"] in page and w.text["b1"] not in page
+    # b1 finds nobody at a2's address (no such port on its network), nor anything of a1's.
+    assert w.get("b1", w.ips["b1"]).strip() == w.text["b1"]
+    assert not w.ping("b1", w.ips["a2"], count=2)
+    # The shared address is a1's MAC for a2; b1 gets no ARP answer for a2's address.
+    assert w.neighbour_mac("a2", w.ips["a1"]) == w.ids["a1_mac"].lower()
+    assert w.neighbour_mac("b1", w.ips["a2"]) == ""
+
+
+def _attempts_until_refused(w: World, address: str, t0: float) -> tuple[float, list[tuple[float, bool]]]:
+    """From a2's network namespace: fresh TCP connections to address:80 (0.3 s each) until three in a
+    row fail; the time (from t0) the first of those started, and every attempt."""
+    seen: list[tuple[float, bool]] = []
+
+    def probe() -> float:
+        fails = 0
+        first = 0.0
+        while time.monotonic() - t0 < REFUSAL_DEADLINE + 3.0:
+            start = time.monotonic() - t0
+            ok = connects(address, 80, timeout=0.3)
+            seen.append((start, ok))
+            if ok:
+                fails = 0
+                time.sleep(0.02)
+                continue
+            first = start if fails == 0 else first
+            fails += 1
+            if fails == 3:
+                return first
+        return float("inf")
+
+    return netns.run_in_sync(f"cumulo-{w.ids['a2']}", probe), seen
+
+
+def test_security_group_rules_port_security_and_spoofing(world: World) -> None:
+    w = world
+    a1, a2 = w.ips["a1"], w.ips["a2"]
+    # The address rule lets a2 in; a1, in the same group but at another address, is not let into
+    # a2 (which is there: a1 learns its MAC, and its httpd answers).
+    assert w.text["a1"] in wait_for(lambda: w.get("a2", a1), timeout=30, what="a2 fetches a1's page")
+    assert w.text["a2"] in w.get("a2", "127.0.0.1")
+    assert not w.tcp("a1", a2, 80)
+    assert w.neighbour_mac("a1", a2) == w.ids["a2_mac"].lower()
+    # A rule from the group `client` instead of the address: a2 (a member) still gets in, a1 does not.
+    group_rule = w.osc("demo", "security", "group", "rule", "create", "--ingress", "--protocol", "tcp",
+                       "--dst-port", "80", "--remote-group", w.ids["client"], w.ids["web"])["id"]
+    w.osc("demo", "security", "group", "rule", "delete", w.ids["addr_rule"], json=False)
+    assert w.text["a1"] in wait_for(lambda: w.get("a2", a1), timeout=10, what="a2 let in by its group")
+    assert not w.tcp("a1", a2, 80)
+    # The probe used below connects while the rule is there.
+    assert netns.run_in_sync(f"cumulo-{w.ids['a2']}", lambda: connects(a1, 80, timeout=0.3)), \
+        "a2's namespace cannot reach a1:80"
+
+    w.osc("demo", "security", "group", "rule", "delete", group_rule, json=False)
+    t0 = time.monotonic()
+    refused_at, attempts = _attempts_until_refused(w, a1, t0)
+    print(f"rule removal refused new connections {refused_at:.3f} s after the CLI returned "
+          f"({len(attempts)} attempts: {[(round(s, 3), ok) for s, ok in attempts][:12]})")
+    assert refused_at <= REFUSAL_DEADLINE, f"still let in {refused_at:.2f} s after the rule went: {attempts}"
+    assert not w.get("a2", a1) and not w.tcp("a2", a1, 80)
+
+    # Port security off on a1's port: nothing filters a1 any more; a2, in the same group, stays filtered.
+    w.osc("demo", "port", "set", "--disable-port-security", "--no-security-group", w.ids["a1_port"], json=False)
+    shown = w.osc("demo", "port", "show", w.ids["a1_port"])
+    assert shown["port_security_enabled"] is False and shown["security_group_ids"] == []
+    assert w.text["a1"] in wait_for(lambda: w.get("a2", a1), timeout=20, what="a1 open to a2 without any rule")
+    assert not w.tcp("a1", a2, 80)
+    assert not w.ping("a1", a2)
+
+    # Spoofing: a2 takes a second address its port does not have; what it sends from there never
+    # reaches a1 (unfiltered now, so only a2's anti-spoofing can stop it), from its own address it does.
+    spoofed = str(ipaddress.ip_network(w.osc("demo", "subnet", "show", w.osc(
+        "demo", "port", "show", w.ids["a2_port"])["fixed_ips"][0]["subnet_id"])["cidr"]).network_address + 50)
+    prefix = ipaddress.ip_network(f"{a2}/26", strict=False).prefixlen
+    added = w.sh("a2", f"ip addr add {spoofed}/{prefix} dev eth0", "CAP_NET_ADMIN")
+    assert added.returncode == 0, added.stderr
+    try:
+        assert w.ping("a2", a1)  # a1's MAC fresh in a2's neighbour table
+        before = w.in_echos("a1")
+        assert not w.ping("a2", a1, source=spoofed, count=3)
+        assert w.ping("a2", a1, source=a2)
+        after = w.in_echos("a1")
+        assert after - before == 1, f"a1 received {after - before} echo requests; only the real one may arrive"
+        # The same packets pass once the port allows the address (allowed_address_pairs).
+        w.osc("demo", "port", "set", "--allowed-address", f"ip-address={spoofed}", w.ids["a2_port"], json=False)
+        wait_for(lambda: w.ping("a2", a1, source=spoofed), timeout=20, what="the allowed address pair passes")
+        w.osc("demo", "port", "set", "--no-allowed-address", w.ids["a2_port"], json=False)
+        wait_for(lambda: not w.ping("a2", a1, source=spoofed), timeout=20, what="the pair's removal")
+    finally:
+        w.sh("a2", f"ip addr del {spoofed}/{prefix} dev eth0", "CAP_NET_ADMIN")
+
+    # Port security back on, in `web` (no rule lets anyone in now): a1 is filtered again.
+    w.osc("demo", "port", "set", "--enable-port-security", "--security-group", w.ids["web"], w.ids["a1_port"],
+          json=False)
+    wait_for(lambda: not w.tcp("a2", a1, 80), timeout=20, what="a1 filtered again")
+
+
+def test_no_tenant_traffic_reaches_the_host(world: World) -> None:
+    w = world
+    listener = Listener(f"host-{w.tag}")
+    try:
+        link, own = w.ips["ext_gw"], _host_address()
+        api = w.cloud.port
+        targets = [(addr, port) for addr in (link, own) if addr for port in (listener.port, api)]
+        # From the host itself, each of these answers.
+        for addr, port in targets:
+            assert connects(addr, port), f"the host's own {addr}:{port} does not answer the host"
+        listener.peers.clear()
+        # The floating IP path: the host reaches a1's httpd (web lets the external subnet in), the
+        # one way across the link.
+        w.osc("demo", "security", "group", "rule", "create", "--ingress", "--protocol", "tcp", "--dst-port", "80",
+              "--remote-ip", str(ipaddress.ip_interface(f"{link}/24").network), w.ids["web"])
+        fip = w.make("demo", ("floating", "ip"), "public")
+        w.osc("demo", "floating", "ip", "set", "--port", w.ids["a1_port"], fip["id"], json=False)
+        page = wait_for(lambda: _host_get(fip["floating_ip_address"]), timeout=20, what="a1 through its floating IP")
+        assert w.text["a1"] in page
+        # The router carries a2 to a server on the external network...
+        assert w.text["e1"] in wait_for(lambda: w.get("a2", w.ips["e1"]), timeout=20, what="a2 reaches e1")
+        assert w.ping("e1", link)  # ... and e1 is on-link with the host (ICMP is let in)
+        # ... but no server opens a connection to the host: not through a router (a2; a1 with its
+        # floating IP), not from the external network itself (e1).
+        for name in ("a2", "a1", "e1"):
+            for addr, port in targets:
+                assert not w.tcp(name, addr, port), f"{name} connected to the host's {addr}:{port}"
+        assert listener.peers == [], f"the host's listener saw {listener.peers}"
+        # The metadata service answers, and only with the asker's own data.
+        meta = json.loads(wait_for(lambda: w.sh("a2", "busybox timeout 5 wget -q -O - "
+                                                      "http://169.254.169.254/openstack/latest/meta_data.json").stdout,
+                                   timeout=20, what="the metadata service"))
+        assert meta["uuid"] == w.ids["a2"]
+    finally:
+        listener.close()
+
+
+def _host_get(address: str) -> str:
+    try:
+        with socket.create_connection((address, 80), timeout=2) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            s.settimeout(2)
+            chunks = []
+            while data := s.recv(4096):
+                chunks.append(data)
+        return b"".join(chunks).decode(errors="replace")
+    except OSError:
+        return ""
