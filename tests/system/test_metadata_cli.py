@@ -4,7 +4,9 @@ One `cumulo up` with a runc and a QEMU node. The demo project boots servers on i
 network (made at first start, with its router) through the real `openstack` CLI. Inside two
 containers, busybox wget fetches http://169.254.169.254/: each reads its own meta_data.json, user
 data and EC2 meta-data (instance id, local address), never the other's. A tiny VM's user_data
-script fetches its meta_data.json and prints it on the console. Every server is deleted at the
+script fetches its meta_data.json and prints it on the console: the VM has a config drive (this
+cloud forces one, Cumulo's default), and its user_data came from it. It boots as a microvm, so
+hot plug and unplug of a NIC are a 409 naming q35. Every server is deleted at the
 end, and no namespace of the cloud's networks and routers remains after it closes.
 """
 
@@ -54,6 +56,7 @@ class World:
     def __init__(self, cloud: CumuloCloud, files: Path) -> None:
         self.cloud, self.files = cloud, files
         self.servers: list[str] = []
+        self.ports: list[str] = []
 
     def boot(self, name: str, user_data: str, image: str = "busybox") -> str:
         path = self.files / f"{name}.sh"
@@ -68,7 +71,7 @@ class World:
 def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("metadata")
     config = write_config(tmp, image_build_cache=BUILD_CACHE, qemu_stop_timeout=15)
-    cloud = cumulo_launcher(driver="runc,qemu", args=["--config", str(config)])
+    cloud = cumulo_launcher(driver="runc,qemu", args=["--config", str(config), "--no-external"])
     w = World(cloud, tmp)
     networks = [n["ID"] for n in cloud.osc("network", "list")]
     routers = [r["ID"] for r in cloud.osc("router", "list")]
@@ -81,6 +84,8 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
         for uuid in w.servers:
             with contextlib.suppress(AssertionError):
                 wait_gone(cloud, uuid, timeout=60)
+        for port in w.ports:
+            cloud.osc_run("port", "delete", port, cloud=DEMO)
         cloud.stop()
         kill_our_qemus(cloud.state_dir)
         cloud.close()
@@ -144,3 +149,17 @@ def test_a_vm_reads_its_metadata_from_its_user_data(world: World) -> None:
 
     doc: dict[str, Any] = wait_for(printed, timeout=180, interval=1.0, what="meta_data.json on the VM's console")
     assert doc["uuid"] == vm and doc["name"] == "md-vm", doc
+    # This cloud forces the config drive (Cumulo's default): the user_data came from it.
+    text = world.cloud.osc("console", "log", "show", vm, cloud=DEMO, json=False)
+    assert re.search(r"cumulo-tiny-vm: config drive \S+ mounted on /mnt/config", text), text[-3000:]
+    # The tiny VM boots as a microvm (no PCI bus): no NIC hot plug or unplug while it runs, a 409
+    # that names the way out (q35), and the server keeps its NIC.
+    port = world.cloud.osc("port", "create", "--network", "private", "md-vm-extra", cloud=DEMO)
+    world.ports.append(str(port["id"]))
+    [own] = world.cloud.osc("port", "list", "--server", vm, cloud=DEMO)
+    for verb, pid in (("add", port["id"]), ("remove", own["ID"])):
+        with pytest.raises(world.cloud.OscError) as refused:
+            world.cloud.osc("server", verb, "port", vm, pid, cloud=DEMO, json=False)
+        assert "409" in refused.value.stderr and "hw_machine_type=q35" in refused.value.stderr, refused.value.stderr
+    assert world.cloud.osc("port", "show", port["id"], cloud=DEMO)["device_id"] == ""
+    assert [p["ID"] for p in world.cloud.osc("port", "list", "--server", vm, cloud=DEMO)] == [own["ID"]]

@@ -257,6 +257,27 @@ async def test_the_driver_gets_the_ports_as_nics(world: World) -> None:
     assert [n["port_id"] for n in _fake_record(world, server["id"])["nics"]] == [port["id"]]
 
 
+async def test_a_detach_the_driver_refuses_is_409(world: World, monkeypatch: Any) -> None:
+    """A driver that cannot unplug (QEMU's running microvm server: no PCI bus) makes the detach a
+    409 naming why, not a 500; the port stays on the server."""
+    from cumulo.compute.drivers.fake import FakeDriver
+    from cumulo.errors import DriverError
+
+    net = await make_network(world.member, "nodet", "10.29.0.0/24")
+    server = await wait_status(world.member, (await _create(world, [{"uuid": net["network"]["id"]}])).json()["server"]["id"],
+                               "ACTIVE")
+    [port] = await _ports_of(world, server["id"])
+
+    async def refuse(self: Any, uuid: str, port_id: str) -> None:
+        raise DriverError(f"Instance {uuid} is a microvm server, which has no PCI bus, so no NIC hot unplug: "
+                          "stop it first, or boot its image with hw_machine_type=q35")
+
+    monkeypatch.setattr(FakeDriver, "detach_nic", refuse)
+    resp = await world.member.delete(f"{API}/servers/{server['id']}/os-interface/{port['id']}")
+    assert resp.status_code == 409 and "hw_machine_type=q35" in fault_of(resp)[2], resp.text
+    assert [p["id"] for p in await _ports_of(world, server["id"])] == [port["id"]]
+
+
 async def test_server_list_addresses_are_read_from_the_ports_in_one_batch(world: World, monkeypatch: Any) -> None:
     """A floating IP associated straight through Neutron (`floating ip set --port`) shows in `server
     list` as in `server show` without a show first: both read the ports now, and the list reads them

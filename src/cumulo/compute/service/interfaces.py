@@ -87,7 +87,11 @@ class InterfaceService:
         host = self._check(ctx, inst, "detach_interface")
         if port_id not in {p["id"] for p in await self.ports(inst)}:
             raise errors.NotFound(f"Port {port_id} is not attached")
-        await self.compute.agents.detach_interface(host, inst["uuid"], port_id=port_id, request_id=ctx.request_id)
+        try:
+            await self.compute.agents.detach_interface(host, inst["uuid"], port_id=port_id,
+                                                       request_id=ctx.request_id)
+        except errors.DriverError as exc:  # e.g. a running microvm server: no hot unplug (409, as attach)
+            raise errors.Conflict(f"Failed to detach network adapter device from {inst['uuid']}: {exc}") from exc
         await self._give_back(port_id, made=port_id not in netports.user_ports_of(inst))
         await self._record(ctx, inst["uuid"], lambda ids, users: (
             [i for i in ids if i != port_id], [u for u in users if u != port_id]))

@@ -95,7 +95,8 @@ class Nics(QemuCore):
                                   "or stopped server")
             if process.live_pid(layout) is not None:
                 if self._vm_config(layout).machine == netdev.MICROVM:
-                    raise DriverError(f"Instance {uuid} is a microvm server: no NIC hot unplug; stop it first")
+                    raise DriverError(f"Instance {uuid} is a microvm server, which has no PCI bus, so no NIC hot "
+                                      "unplug: stop it first, or boot its image with hw_machine_type=q35")
                 await self._unplug_device(layout, entry)
             await self._forget_nic(layout, port_id)
         with contextlib.suppress(CumuloError):
