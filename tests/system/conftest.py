@@ -42,6 +42,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import _leftovers
 import httpx
 import pytest
 import yaml
@@ -337,6 +338,8 @@ class CumuloCloud:
 
     def close(self) -> None:
         self.stop()
+        # the leftover check's idea of the session's (tests/conftest.py): the servers it had
+        _leftovers.SESSION_INSTANCES.update(_leftovers.instances_of(self.state_dir))
         if self.driver != "fake":  # the network data plane it made on the host (it outlives a stop)
             import asyncio
 
@@ -477,7 +480,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def cumulo_launcher() -> Iterator[Callable[..., CumuloCloud]]:
+def cumulo_launcher(no_data_plane_leftovers: None) -> Iterator[Callable[..., CumuloCloud]]:
     """Factory: `cumulo_launcher(fake_hosts=0, args=(), env=None, start=True, driver="fake")` → a CumuloCloud
     in its own temp dir. Whatever is still running at the end of the session is closed."""
     made: list[CumuloCloud] = []
@@ -493,6 +496,7 @@ def cumulo_launcher() -> Iterator[Callable[..., CumuloCloud]]:
         skip_unless_drivers(driver)
         root = Path(tempfile.mkdtemp(prefix="cumulo-sys-"))
         cloud = CumuloCloud(root, fake_hosts=fake_hosts, args=args, env=env, driver=driver)
+        _leftovers.SESSION_STATE_DIRS.add(str(cloud.state_dir.resolve()))
         made.append(cloud)
         if start:
             cloud.start()

@@ -265,16 +265,20 @@ COUNTERS = re.compile(r"(packets|bytes) \d+")
 
 
 def ruleset(ns: str) -> str:
-    """`nft list ruleset` of the namespace, counters aside, its tables in name order (a table
-    replaced whole in one transaction, as the agent and the metadata service do, lists last)."""
+    """`nft list ruleset` of the namespace, counters aside, its tables and each table's chains and
+    sets in name order: a table replaced whole in one transaction (as the agent and the metadata
+    service do at a restart) lists last and its chains in the order of that script, not in the
+    order in-place changes made them. The rules of each chain stay in their (meaningful) order."""
     text = COUNTERS.sub(r"\1 N", sh("ip", "netns", "exec", ns, "nft", "list", "ruleset").stdout)
-    tables: list[list[str]] = []
+    tables: list[tuple[str, list[str]]] = []
     for line in text.splitlines():
         if line.startswith("table "):
-            tables.append([])
-        if tables:
-            tables[-1].append(line)
-    return "\n".join(line for table in sorted(tables) for line in table)
+            tables.append((line, []))
+        elif tables and line.startswith("\t") and not line.startswith("\t\t") and line.strip() != "}":
+            tables[-1][1].append(line)  # a chain's or a set's first line
+        elif tables and line.strip() and line != "}":
+            tables[-1][1][-1] += "\n" + line
+    return "\n".join(f"{head}\n" + "\n".join(sorted(blocks)) for head, blocks in sorted(tables))
 
 
 def snapshot(world: World) -> dict[str, Any]:
