@@ -314,14 +314,17 @@ async def _wait_pid(paths: Paths, deadline: float) -> int:
         await asyncio.sleep(0.02)
 
 
-async def ensure(run_dir: Path, ns: str, cfg: Config, iface: Interface) -> int:
+async def ensure(run_dir: Path, ns: str, cfg: Config, iface: Interface, *, interface_known: bool = False) -> int:
     """dnsmasq serving `cfg` in `ns` on `iface`: started, reloaded (SIGHUP) or restarted as needed.
-    Returns its pid. With no subnet to serve it is stopped instead (and 0 returned)."""
+    Returns its pid. With no subnet to serve it is stopped instead (and 0 returned).
+    `interface_known`: the caller made sure of `iface` in this very namespace already (the agent
+    between two syncs), so its links and addresses are not read again (four `ip` runs)."""
     paths = Paths.of(run_dir, cfg.network_id)
     if not _served(cfg):
         await stop(run_dir, cfg.network_id)
         return 0
-    await ensure_interface(ns, iface)
+    if not interface_known:
+        await ensure_interface(ns, iface)
     changed = await asyncio.to_thread(_write_files, paths, render_hosts(cfg), render_opts(cfg))
     want = argv(cfg, paths, iface)
     pid = await asyncio.to_thread(running_pid, paths)

@@ -74,6 +74,16 @@ def exists(name: str) -> bool:
     return path_of(name).exists()
 
 
+def identity(name: str) -> tuple[int, int] | None:
+    """(device, inode) of the namespace's pin now, None when it is not there: what was made in an
+    older namespace of the same name is not in this one."""
+    try:
+        st = os.stat(path_of(name))
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 async def ensure(name: str) -> bool:
     """The namespace with its loopback up; returns whether it was made now (idempotent)."""
     if exists(name):

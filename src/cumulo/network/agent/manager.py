@@ -130,6 +130,9 @@ class NetworkAgent:
 
     async def _sync(self) -> None:
         async with self.lock:
+            forget = getattr(self.plumbing, "forget", None)
+            if forget is not None:  # a sync checks what plug_ports trusts to be there
+                forget()
             plan = await self._plan()
             if self.plumbing.real:
                 try:

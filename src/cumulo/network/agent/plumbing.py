@@ -1,8 +1,11 @@
 """Applying a host plan: `RealPlumbing` with cumulo.netplane, `NoPlumbing` on a fake host.
 
-Every step ensures, never recreates: a namespace, bridge, veth or dnsmasq that is there stays,
-nftables tables are replaced in one transaction (conntrack, and so established flows, survive)
-and only when their text changed since this process last applied them.
+Every step ensures, never recreates: a namespace, bridge, veth or dnsmasq that is there stays.
+The security group tables are changed in one transaction (conntrack, and so established flows,
+survive), in place by a delta (netplane.sgdelta) from what this process last applied in that
+namespace, or replaced whole the first time and when a delta is refused. A bridge and a DHCP
+interface ensured once are not read again until the next sync (`forget`), unless the namespace
+is a new one (its identity changed): plug_ports on a network already here runs no `ip` at all.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from cumulo.netplane import bridge, dhcp, external, netns, orphans, router, secgroups
+from cumulo.errors import HostError
+from cumulo.netplane import bridge, dhcp, external, netns, orphans, router, secgroups, sgdelta
 from cumulo.network.agent.state import HostPlan, NetworkPlan
 from cumulo.network.metadata import MetadataService
 
@@ -146,13 +150,23 @@ class RealPlumbing:
         self.registry = registry or REGISTRY
         self.owner = owner or f"pid:{os.getpid()}"  # the cloud's state dir: what owns this data plane
         self.metadata = metadata  # 169.254.169.254 in every network namespace (network/metadata.py)
-        self._firewalls: dict[str, str] = {}  # namespace -> the rules last applied by this process
+        # namespace -> (its identity, the security group tables this process last applied there)
+        self._firewalls: dict[str, tuple[tuple[int, int] | None, sgdelta.Applied]] = {}
+        # Steps known done in a namespace of that identity since the last sync (forget() clears them):
+        self._bridges: dict[str, tuple[tuple[int, int] | None, int]] = {}  # ns -> (identity, mtu)
+        self._dhcp_ifaces: dict[str, tuple[tuple[int, int] | None, dhcp.Interface]] = {}
         self._owned: set[str] = set()  # the network and router ids registered as this process's
 
     async def _own(self, ident: str) -> None:
         if ident not in self._owned:
             self._owned.add(ident)
             await asyncio.to_thread(register, self.registry, self.owner, set(self._owned))
+
+    def forget(self) -> None:
+        """A sync starts: ensure every bridge and DHCP interface again (the firewall state stays:
+        it is checked against the namespace's identity, and a failed delta falls back to a replace)."""
+        self._bridges.clear()
+        self._dhcp_ifaces.clear()
 
     async def ensure_network(self, plan: NetworkPlan) -> None:
         await self._own(plan.id)
@@ -163,21 +177,48 @@ class RealPlumbing:
             host_port = await external.host_port(plan.id)
             fw = secgroups.Firewall(ports=(*fw.ports, host_port), rules={**fw.rules, external.HOST_GROUP: external.HOST_RULES},
                                     members=fw.members)
+            ident = netns.identity(ns)
         else:
-            await bridge.ensure(ns, mtu=plan.mtu)
-        script = secgroups.render(fw)
-        if self._firewalls.get(ns) != script:
-            if ns in self._firewalls:  # br_netfilter is on there already: only the tables change
-                await secgroups.apply_script(ns, script)
-            else:
-                await secgroups.apply(ns, fw)
-            self._firewalls[ns] = script
+            ident = netns.identity(ns)
+            if ident is None or self._bridges.get(ns) != (ident, plan.mtu):
+                await bridge.ensure(ns, mtu=plan.mtu)
+                ident = netns.identity(ns)
+                self._bridges[ns] = (ident, plan.mtu)
+        await self._firewall(ns, ident, fw)
         if plan.dhcp_port is not None and plan.wants_dhcp:
-            await dhcp.ensure(self.run_dir, ns, plan.dhcp_config, plan.dhcp_port)
+            known = self._dhcp_ifaces.get(ns) == (ident, plan.dhcp_port)
+            await dhcp.ensure(self.run_dir, ns, plan.dhcp_config, plan.dhcp_port, interface_known=known)
+            self._dhcp_ifaces[ns] = (ident, plan.dhcp_port)
         elif not plan.wants_dhcp:
             await dhcp.stop(self.run_dir, plan.id)
+            self._dhcp_ifaces.pop(ns, None)
         if self.metadata is not None:
             await self.metadata.serve(plan.id)
+
+    async def _firewall(self, ns: str, ident: tuple[int, int] | None, fw: secgroups.Firewall) -> None:
+        """The namespace's security group tables made `fw`: in place (sgdelta) when this process
+        knows what they hold, else both replaced (with br_netfilter turned on there)."""
+        have = self._firewalls.get(ns)
+        if have is not None and have[0] == ident and have[1].fw == fw:
+            return
+        if have is None or have[0] != ident or ident is None:
+            await secgroups.apply(ns, fw)
+            self._firewalls[ns] = (ident, sgdelta.applied(fw))
+            return
+        script, after = sgdelta.delta(have[1], fw)
+        try:
+            if script:
+                await secgroups.apply_script(ns, script)
+        except HostError as exc:  # refused whole, so nothing changed: replace both tables
+            LOG.warning("network agent: security group delta refused in %s, replacing the tables: %s", ns, exc)
+            script, after = sgdelta.whole(fw)
+            await secgroups.apply_script(ns, script)
+        self._firewalls[ns] = (ident, after)
+
+    def _drop_known(self, ns: str) -> None:
+        self._firewalls.pop(ns, None)
+        self._bridges.pop(ns, None)
+        self._dhcp_ifaces.pop(ns, None)
 
     async def drop_network(self, network_id: str) -> None:
         ns = netns.network_ns(network_id)
@@ -185,7 +226,7 @@ class RealPlumbing:
             await self.metadata.stop(network_id)  # its socket would keep the namespace alive
         await dhcp.stop(self.run_dir, network_id)
         await netns.delete(ns)
-        self._firewalls.pop(ns, None)
+        self._drop_known(ns)
 
     async def ensure_router(self, plan: router.Router) -> None:
         await self._own(plan.id)
@@ -204,7 +245,7 @@ class RealPlumbing:
                     await self.metadata.stop(n)
             await orphans.reap(self.run_dir, stale)
             for n in stale.networks:
-                self._firewalls.pop(netns.network_ns(n), None)
+                self._drop_known(netns.network_ns(n))
         return stale
 
 

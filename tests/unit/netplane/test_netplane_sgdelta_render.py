@@ -1,0 +1,88 @@
+"""sgdelta's scripts, as text: what a delta sends for each kind of change (the packets are in
+tests/contract/test_netplane_sgdelta.py)."""
+
+from __future__ import annotations
+
+import re
+import uuid as uuidlib
+
+import pytest
+
+from cumulo.errors import Invalid
+from cumulo.netplane import netns, sgdelta
+from cumulo.netplane.secgroups import Firewall, Port, Rule
+
+G = str(uuidlib.uuid4())
+RULES = {G: (Rule("egress", "IPv4"), Rule("ingress", "IPv4", remote_group_id=G))}
+
+
+def port(i: int, *, security: bool = True) -> Port:
+    pid = str(uuidlib.UUID(int=(i + 1) << 100))
+    return Port(id=pid, device=netns.port_device(pid), mac=f"fa:16:3e:00:00:{i:02x}", fixed_ips=(f"10.0.0.{i + 10}",),
+                port_security_enabled=security, security_groups=(G,))
+
+
+def fw(*ports: Port, members: tuple[str, ...] = ()) -> Firewall:
+    return Firewall(ports=ports, rules=RULES, members={G: members})
+
+
+def test_whole_marks_are_the_marks_render_writes() -> None:
+    script, applied = sgdelta.whole(fw(port(3), port(1), port(2)))
+    written = dict(re.findall(r'"(tap[0-9a-f]+)" : (\d+)', script))
+    assert {d: int(m) for d, m in written.items()} == dict(applied.marks)
+
+
+def test_nothing_changed_sends_nothing() -> None:
+    _, applied = sgdelta.whole(fw(port(1), members=("10.0.0.11",)))
+    assert sgdelta.delta(applied, fw(port(1), members=("10.0.0.11",))) == ("", applied)
+
+
+def test_an_added_port_takes_the_smallest_free_mark_and_no_table_is_replaced() -> None:
+    _, applied = sgdelta.whole(fw(port(1), port(2), port(3)))
+    _, less = sgdelta.delta(applied, fw(port(1), port(3)))
+    script, more = sgdelta.delta(less, fw(port(1), port(3), port(4)))
+    assert more.marks[port(4).device] == applied.marks[port(2).device]
+    assert {d: more.marks[d] for d in less.marks} == dict(less.marks)
+    assert "delete table" not in script and "replace" not in script
+    assert f"jump o_{port(4).device}" in script and f"jump i_{port(4).device}" in script
+    assert port(2).device not in script
+
+
+def test_a_removed_port_loses_its_chains_and_elements() -> None:
+    _, applied = sgdelta.whole(fw(port(1), port(2)))
+    script, after = sgdelta.delta(applied, fw(port(1)))
+    dev = port(2).device
+    assert f"delete chain inet cumulo_sg o_{dev}" in script and f"delete chain inet cumulo_sg i_{dev}" in script
+    assert f'delete element bridge cumulo_sg secured {{ "{dev}" }}' in script
+    assert dev not in after.marks
+    # Port security turned off is a removal from the tables too.
+    script_off, _ = sgdelta.delta(applied, fw(port(1), port(2, security=False)))
+    assert f"delete chain inet cumulo_sg o_{dev}" in script_off
+
+
+def test_members_are_added_and_deleted_element_by_element_never_flushed() -> None:
+    _, applied = sgdelta.whole(fw(port(1), members=("10.0.0.10", "10.0.0.11")))
+    name = next(n for n in applied.sets if n.endswith("_4"))
+    assert applied.sets[name] == ("10.0.0.10/31",)  # the whole render collapses
+    script, more = sgdelta.delta(applied, fw(port(1), members=("10.0.0.10", "10.0.0.11", "10.0.0.12")))
+    assert f"add element inet cumulo_sg {name} {{ 10.0.0.12 }}" in script
+    assert "flush" not in script and "delete" not in script and "chain" not in script
+    assert sorted(more.sets[name]) == ["10.0.0.10/31", "10.0.0.12"]
+    script, less = sgdelta.delta(more, fw(port(1), members=("10.0.0.10", "10.0.0.12")))
+    assert f"delete element inet cumulo_sg {name} {{ 10.0.0.10/31 }}" in script
+    assert f"add element inet cumulo_sg {name} {{ 10.0.0.10 }}" in script and "flush" not in script
+    assert sorted(less.sets[name]) == ["10.0.0.10", "10.0.0.12"]
+
+
+def test_rules_refill_only_their_group_chains() -> None:
+    _, applied = sgdelta.whole(fw(port(1), members=("10.0.0.11",)))
+    rules = Firewall(ports=(port(1),), rules={G: (Rule("egress", "IPv4"),)}, members={G: ("10.0.0.11",)})
+    script, _ = sgdelta.delta(applied, rules)
+    assert "flush chain inet cumulo_sg s_" in script and "element" not in script
+
+
+def test_bad_values_are_refused_as_render_refuses_them() -> None:
+    _, applied = sgdelta.whole(fw(port(1)))
+    bad = Port(id="x", device="tap;drop", mac="fa:16:3e:00:00:09", security_groups=(G,))
+    with pytest.raises(Invalid):
+        sgdelta.delta(applied, fw(port(1), bad))
