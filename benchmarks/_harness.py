@@ -57,6 +57,7 @@ def summary_ms(values: Sequence[float]) -> dict[str, float]:
         "n": len(values),
         "p50_ms": round(percentile(values, 50) * 1000, 2),
         "p90_ms": round(percentile(values, 90) * 1000, 2),
+        "p95_ms": round(percentile(values, 95) * 1000, 2),
         "min_ms": round(min(values) * 1000, 2),
         "max_ms": round(max(values) * 1000, 2),
         "mean_ms": round(statistics.fmean(values) * 1000, 2),
@@ -102,6 +103,10 @@ class CloudProcess:
         env.setdefault("CUMULO_LOCAL_DRIVER", "fake")
         # The metrics endpoint stays on (as by default) on a port of its own: runs side by side never clash on 9180.
         env.setdefault("CUMULO_METRICS_PORT", str(free_port()))
+        # No host link to the external network (what `--no-external` does): another cloud on this host
+        # (a developer's, a test's) may hold 172.24.4.1 on its own link. Nothing else of the data plane
+        # changes: the networks, their namespaces, DHCP, routers and security groups are the defaults.
+        env.setdefault("CUMULO_EXTERNAL_LINK", "false")
         env.update(self.env)
         self.log_path = self.state_dir.parent / f"cumulo-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed in stop()

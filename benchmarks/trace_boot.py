@@ -89,6 +89,33 @@ def install() -> None:
     _wrap_async(overlay, "mount", "runc.overlay_mount")
     _wrap_async(state.Runc, "run_detached", "runc.run_detached")
     _wrap_async(state.Runc, "status", "runc.status")
+    # The network side of a boot with a NIC: the API's port allocation, the network agent's
+    # plug_ports and its steps, the runc driver's veth plumbing.
+    from cumulo.compute.agent import nics as agent_nics
+    from cumulo.compute.drivers.runc import nics as runc_nics
+    from cumulo.netplane import bridge as np_bridge
+    from cumulo.netplane import dhcp as np_dhcp
+    from cumulo.netplane import nft as np_nft
+    from cumulo.netplane import nic as np_nic
+    from cumulo.network import ports_sys
+    from cumulo.network.agent import manager as net_agent
+    from cumulo.network.agent import plumbing as net_plumbing
+    from cumulo.network.metadata import MetadataService
+
+    _wrap_async(ports_sys.PortsForServers, "allocate_ports_for_server", "api.allocate_ports")
+    _wrap_async(agent_nics, "with_nics", "agent.with_nics (plug_ports round trip)")
+    for name in ("plug_ports", "unplug_ports", "_plan", "_set_status", "_ensure_dhcp_ports", "_sync"):
+        _wrap_async(net_agent.NetworkAgent, name, f"netagent.{name}")
+    for name in ("ensure_network",):
+        _wrap_async(net_plumbing.RealPlumbing, name, f"netagent.plumbing.{name}")
+    _wrap_async(np_bridge, "ensure", "netplane.bridge.ensure")
+    _wrap_async(np_dhcp, "ensure", "netplane.dhcp.ensure")
+    _wrap_async(np_dhcp, "ensure_interface", "netplane.dhcp.ensure_interface")
+    _wrap_async(np_nft, "apply", "netplane.nft.apply")
+    _wrap_async(MetadataService, "serve", "netagent.metadata.serve")
+    _wrap_async(runc_nics, "plug_all", "runc.nics.plug_all")
+    _wrap_async(np_nic, "plug_veth", "netplane.nic.plug_veth")
+    _wrap_async(np_nic, "configure", "netplane.nic.configure")
     _wrap_async(
         host, "run",
         labeler=lambda argv, **kw: "host " + " ".join(a for a in argv[:5] if not a.startswith(("/", "cumulo-", "lowerdir")) and a != "--root"),
