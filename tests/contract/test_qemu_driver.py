@@ -383,6 +383,16 @@ def test_config_drive_is_required_as_nova_decides(tmp_path: Path) -> None:
     assert not any(str(layout.config_iso) in a or "drive=config" in a for a in without)
 
 
+async def test_the_users_config_drive_request_reaches_the_spec() -> None:
+    """server create --use-config-drive stores config_drive "True" (Nova's column); the agent's
+    InstanceSpec carries it to the driver."""
+    from cumulo.compute import specs
+
+    for stored, wanted in (("True", True), ("", False), (None, False)):
+        spec = await specs.instance_spec({"uuid": str(uuidlib.uuid4()), "config_drive": stored}, None)
+        assert spec.config_drive is wanted, stored
+
+
 async def test_accel_probe_boot_sector_and_choice() -> None:
     sector = accel.boot_sector()
     assert len(sector) == 512 and sector.endswith(b"\x55\xaa")
