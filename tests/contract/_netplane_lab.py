@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cumulo.netplane import bridge, dhcp, external, netns
+from cumulo.network.agent import plumbing
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 MISSING = (
@@ -101,12 +102,17 @@ class Lab:
     host_links: list[str] = field(default_factory=list)
     dhcp_networks: list[str] = field(default_factory=list)
     state_dir: Path | None = None
+    network_ids: list[str] = field(default_factory=list)
+    owner: str = field(default_factory=lambda: f"/nonexistent/netplane-lab-{uuidlib.uuid4().hex}")
 
     async def network(self) -> tuple[str, str]:
         """(network id, its namespace) with br0 up."""
         net_id = str(uuidlib.uuid4())
         ns = netns.network_ns(net_id)
         self.namespaces.append(ns)
+        self.network_ids.append(net_id)
+        # A cloud running on the host meanwhile (another test run) must not reap it as an orphan.
+        plumbing.register(plumbing.REGISTRY, self.owner, set(self.network_ids))
         await bridge.ensure(ns)
         return net_id, ns
 
@@ -140,5 +146,7 @@ class Lab:
         for name in reversed(self.namespaces):
             if os.path.lexists(netns.NETNS_DIR / name):
                 subprocess.run(["ip", "netns", "delete", name], check=False, timeout=30)  # noqa: S603,S607
+        if self.network_ids:
+            plumbing._entry(plumbing.REGISTRY, self.owner).unlink(missing_ok=True)
         left = set(os.listdir(netns.NETNS_DIR)) if netns.NETNS_DIR.is_dir() else set()
         assert not left & set(self.namespaces), f"namespaces left: {left & set(self.namespaces)}"

@@ -1,0 +1,274 @@
+"""Established flows a security group change no longer allows, cut: their conntrack entries in the
+network's namespace deleted, as Neutron's agents do when a rule goes (its ConntrackManager).
+
+The port chains of `secgroups` accept `ct state established,related` before any group rule, so a
+rule's removal alone stops only new connections. Deleting the entries of the flows it allowed
+makes the next packet of such a flow new again: the rules that remain decide (a flow another rule
+still allows is picked up again at once: nf_conntrack_tcp_loose, the kernel's default).
+
+- `flows(fw)`: per secured port, the kinds of flow its groups let through (`Flow`: direction,
+  the port's address, the remote prefix or a remote group's member, protocol, port range);
+- `revoked(old, new)`: what `old` allowed that `new` does not, for the ports still filtered in
+  `new`; a port whose port security was just turned on had everything allowed before, so all
+  its flows are revoked (the rules decide again). Pure functions;
+- `flush(ns, revoked)`: the namespace's conntrack table listed and the matching entries deleted
+  over ctnetlink (NETLINK_NETFILTER), from a thread that joined the namespace: no tool, no
+  process. An ICMP rule's type and code are not compared (its ICMP entries all go; the next
+  echo is new anyway).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from cumulo.netplane import netns
+from cumulo.netplane.secgroups import INGRESS, Firewall, Port, _protocol
+
+NETLINK_NETFILTER = 12
+_CTNETLINK = 1 << 8  # NFNL_SUBSYS_CTNETLINK
+_MSG_GET, _MSG_DELETE = 1, 2
+_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_DUMP = 0x1, 0x4, 0x300
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_CTA_TUPLE_ORIG, _CTA_ID = 1, 12
+_CTA_TUPLE_IP, _CTA_TUPLE_PROTO = 1, 2
+_CTA_IP_V4_SRC, _CTA_IP_V4_DST, _CTA_IP_V6_SRC, _CTA_IP_V6_DST = 1, 2, 3, 4
+_CTA_PROTO_NUM, _CTA_PROTO_SRC_PORT, _CTA_PROTO_DST_PORT = 1, 2, 3
+_NESTED = 0x8000
+_PORT_PROTOCOLS = {6, 17, 33, 132, 136}
+ANY4, ANY6 = "0.0.0.0/0", "::/0"
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A kind of flow a port's groups let through: `direction` ingress (to the port, from `remote`)
+    or egress (from the port, to `remote`); `local` the port's address (a prefix for an allowed
+    address pair); protocol None: any; the destination port range for TCP, UDP and the like."""
+
+    direction: str
+    local: str
+    remote: str
+    protocol: int | None = None
+    port_min: int | None = None
+    port_max: int | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One conntrack entry's original direction (and what it takes to delete exactly it)."""
+
+    family: int  # socket.AF_INET or AF_INET6
+    protocol: int
+    src: str
+    dst: str
+    sport: int | None
+    dport: int | None
+    tuple_attr: bytes = b""  # CTA_TUPLE_ORIG as the kernel sent it
+    ident: int | None = None  # CTA_ID
+
+
+# ---- what a firewall allows ------------------------------------------------------------------
+
+
+def _locals(port: Port) -> list[str]:
+    nets = [ipaddress.ip_network(ip, strict=False) for ip in port.fixed_ips]
+    nets += [ipaddress.ip_network(ip, strict=False) for ip, _mac in port.allowed_address_pairs]
+    return sorted({str(n) for n in nets})
+
+
+def flows(fw: Firewall) -> dict[str, frozenset[Flow]]:
+    """Per secured port (by id), the flows its security groups allow."""
+    out: dict[str, frozenset[Flow]] = {}
+    for port in fw.ports:
+        if not port.port_security_enabled:
+            continue
+        found: set[Flow] = set()
+        locals_ = _locals(port)
+        for group in port.security_groups:
+            for rule in fw.rules.get(group, ()):
+                version = {"ipv4": 4, "ipv6": 6}.get(rule.ethertype.lower())
+                if version is None:
+                    continue
+                if rule.remote_ip_prefix:
+                    remotes = [str(ipaddress.ip_network(rule.remote_ip_prefix, strict=False))]
+                elif rule.remote_group_id:
+                    remotes = [str(ipaddress.ip_network(a, strict=False)) for a in fw.members.get(rule.remote_group_id, ())]
+                else:
+                    remotes = [ANY4 if version == 4 else ANY6]
+                proto = _protocol(rule.protocol, version)
+                low, high = rule.port_range_min, rule.port_range_max
+                if proto not in _PORT_PROTOCOLS or (low is None and high is None):
+                    low = high = None
+                elif low is None or high is None:
+                    low = high = low if low is not None else high
+                for local in locals_:
+                    if ipaddress.ip_network(local).version != version:
+                        continue
+                    for remote in remotes:
+                        if ipaddress.ip_network(remote).version == version:
+                            found.add(Flow(rule.direction, local, remote, proto, low, high))
+        out[port.id] = frozenset(found)
+    return out
+
+
+def revoked(old: Firewall, new: Firewall) -> list[Flow]:
+    """The flows `old` allowed that `new` does not, for the ports `new` still filters."""
+    before, after = flows(old), flows(new)
+    old_ports: Mapping[str, Port] = {p.id: p for p in old.ports}
+    out: set[Flow] = set()
+    for port in new.ports:
+        if not port.port_security_enabled or port.id not in old_ports:
+            continue
+        if not old_ports[port.id].port_security_enabled:  # unfiltered until now: the rules decide again
+            for local in _locals(port):
+                anywhere = ANY4 if ipaddress.ip_network(local).version == 4 else ANY6
+                out |= {Flow(d, local, anywhere) for d in (INGRESS, "egress")}
+            continue
+        out |= before.get(port.id, frozenset()) - after.get(port.id, frozenset())
+    return sorted(out, key=lambda f: (f.direction, f.local, f.remote, f.protocol or -1, f.port_min or -1))
+
+
+def matches(flow: Flow, entry: Entry) -> bool:
+    """Whether the entry is a flow of this kind (by its original direction)."""
+    local, remote = ipaddress.ip_network(flow.local), ipaddress.ip_network(flow.remote)
+    mine, theirs = (entry.dst, entry.src) if flow.direction == INGRESS else (entry.src, entry.dst)
+    try:
+        a, b = ipaddress.ip_address(mine), ipaddress.ip_address(theirs)
+    except ValueError:
+        return False
+    if a.version != local.version or a not in local or b.version != remote.version or b not in remote:
+        return False
+    if flow.protocol is not None and flow.protocol != entry.protocol:
+        return False
+    if flow.port_min is not None and flow.port_max is not None:
+        return entry.dport is not None and flow.port_min <= entry.dport <= flow.port_max
+    return True
+
+
+def doomed(entries: Iterable[Entry], cut: Sequence[Flow]) -> list[Entry]:
+    return [e for e in entries if any(matches(f, e) for f in cut)]
+
+
+# ---- ctnetlink -------------------------------------------------------------------------------
+
+
+def _attrs(data: bytes) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    off = 0
+    while off + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, off)
+        if length < 4:
+            break
+        out[kind & ~_NESTED] = data[off + 4:off + length]
+        off += (length + 3) & ~3
+    return out
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    raw = struct.pack("=HH", 4 + len(payload), kind) + payload
+    return raw + b"\0" * (-len(raw) % 4)
+
+
+def _entry(family: int, payload: bytes) -> Entry | None:
+    attrs = _attrs(payload)
+    orig = attrs.get(_CTA_TUPLE_ORIG)
+    if orig is None:
+        return None
+    tup = _attrs(orig)
+    ip, proto = _attrs(tup.get(_CTA_TUPLE_IP, b"")), _attrs(tup.get(_CTA_TUPLE_PROTO, b""))
+    if family == socket.AF_INET and _CTA_IP_V4_SRC in ip and _CTA_IP_V4_DST in ip:
+        src, dst = socket.inet_ntop(family, ip[_CTA_IP_V4_SRC]), socket.inet_ntop(family, ip[_CTA_IP_V4_DST])
+    elif family == socket.AF_INET6 and _CTA_IP_V6_SRC in ip and _CTA_IP_V6_DST in ip:
+        src, dst = socket.inet_ntop(family, ip[_CTA_IP_V6_SRC]), socket.inet_ntop(family, ip[_CTA_IP_V6_DST])
+    else:
+        return None
+    if _CTA_PROTO_NUM not in proto:
+        return None
+    sport = struct.unpack("!H", proto[_CTA_PROTO_SRC_PORT][:2])[0] if _CTA_PROTO_SRC_PORT in proto else None
+    dport = struct.unpack("!H", proto[_CTA_PROTO_DST_PORT][:2])[0] if _CTA_PROTO_DST_PORT in proto else None
+    ident = struct.unpack("!I", attrs[_CTA_ID][:4])[0] if _CTA_ID in attrs else None
+    return Entry(family=family, protocol=proto[_CTA_PROTO_NUM][0], src=src, dst=dst, sport=sport, dport=dport,
+                 tuple_attr=_attr(_CTA_TUPLE_ORIG | _NESTED, orig), ident=ident)
+
+
+def _request(sock: socket.socket, seq: int, msg: int, flags: int, family: int, body: bytes = b"") -> None:
+    payload = struct.pack("=BBH", family, 0, 0) + body
+    sock.send(struct.pack("=IHHII", 16 + len(payload), _CTNETLINK | msg, _NLM_F_REQUEST | flags, seq, 0) + payload)
+
+
+def _replies(sock: socket.socket, seq: int) -> Iterable[tuple[int, bytes]]:
+    """(message type, payload) of the answers to `seq` until DONE or the ACK/error; an error raises."""
+    while True:
+        data = sock.recv(1 << 17)
+        off = 0
+        while off + 16 <= len(data):
+            length, kind, _flags, got, _pid = struct.unpack_from("=IHHII", data, off)
+            body = data[off + 16:off + length]
+            off += (length + 3) & ~3
+            if got != seq:
+                continue
+            if kind == _NLMSG_DONE:
+                return
+            if kind == _NLMSG_ERROR:
+                err = -struct.unpack_from("=i", body)[0]
+                if err:
+                    raise OSError(err, f"ctnetlink: {os.strerror(err)}")
+                return
+            yield kind, body
+
+
+def _open() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    sock.bind((0, 0))
+    return sock
+
+
+def entries_here() -> list[Entry]:
+    """Blocking: every conntrack entry of the calling thread's network namespace."""
+    out: list[Entry] = []
+    with _open() as sock:
+        _request(sock, 1, _MSG_GET, _NLM_F_DUMP, socket.AF_UNSPEC)
+        for kind, body in _replies(sock, 1):
+            if kind & 0xFF != 0 or len(body) < 4:  # IPCTNL_MSG_CT_NEW: one entry
+                continue
+            entry = _entry(body[0], body[4:])
+            if entry is not None:
+                out.append(entry)
+    return out
+
+
+def delete_here(entries: Iterable[Entry]) -> int:
+    """Blocking: delete these entries (each exactly: its tuple and id) in the calling thread's
+    namespace; the number deleted (one already gone is fine)."""
+    done = 0
+    with _open() as sock:
+        for seq, e in enumerate(entries, start=2):
+            body = e.tuple_attr + (_attr(_CTA_ID, struct.pack("!I", e.ident)) if e.ident is not None else b"")
+            _request(sock, seq, _MSG_DELETE, _NLM_F_ACK, e.family, body)
+            try:
+                for _ in _replies(sock, seq):
+                    pass
+                done += 1
+            except FileNotFoundError:  # ENOENT: it ended meanwhile
+                continue
+    return done
+
+
+def cut_here(cut: Sequence[Flow]) -> int:
+    """Blocking: delete the entries of the flows `cut`, in the calling thread's namespace."""
+    if not cut:
+        return 0
+    return delete_here(doomed(entries_here(), cut))
+
+
+async def flush(ns: str, cut: Sequence[Flow]) -> int:
+    """Delete the conntrack entries of the flows `cut` in the namespace `ns`; how many."""
+    if not cut:
+        return 0
+    netns.check_name(ns)
+    cut = list(cut)
+    return await netns.run_in(ns, lambda: cut_here(cut))

@@ -1,0 +1,98 @@
+"""Established flows cut when the rule that allowed them goes (Neutron's conntrack flush), with real
+packets: two stand-in servers on a network's bridge, security groups by netplane.secgroups, the
+flows a change revokes (netplane.conntrack.revoked) deleted from the namespace's conntrack table
+over ctnetlink (netplane.conntrack.flush)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid as uuidlib
+from collections.abc import AsyncIterator
+
+import pytest
+from _netplane_lab import MISSING, Lab, Server
+from test_netplane_secgroups import EGRESS_ALL, port_of
+
+from cumulo.netplane import conntrack, netns, secgroups
+from cumulo.netplane.secgroups import Firewall, Rule
+
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING or "root, ip, nft and busybox present")
+
+
+@pytest.fixture
+async def lab() -> AsyncIterator[Lab]:
+    lab = Lab()
+    try:
+        yield lab
+    finally:
+        await lab.cleanup()
+
+
+class Stream:
+    """A TCP connection from `client` to `server`:port, open across the test."""
+
+    def __init__(self, client: Server, server: Server, port: int) -> None:
+        self.listener = server.listen(port)
+        self.client = netns.run_in_sync(client.ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        self.client.settimeout(2)
+        self.client.connect((server.address, port))
+        self.peer, _ = self.listener.accept()
+        self.peer.settimeout(1.5)
+
+    def passes(self, data: bytes = b"ping\n") -> bool:
+        """Whether a line the client sends reaches the server (a dropped segment: nothing in 1.5 s)."""
+        try:
+            self.client.sendall(data)
+            got = b""
+            while len(got) < len(data):
+                chunk = self.peer.recv(len(data) - len(got))
+                if not chunk:
+                    return False
+                got += chunk
+            return got == data
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        for s in (self.client, self.peer, self.listener):
+            s.close()
+
+
+async def test_removing_a_rule_cuts_its_established_flows_only(lab: Lab) -> None:
+    _, ns = await lab.network()
+    a, b = lab.server(ns, "10.62.0.5/24"), lab.server(ns, "10.62.0.6/24")
+    g = str(uuidlib.uuid4())
+    web = Rule("ingress", "IPv4", "tcp", 8080, 8080, "10.62.0.0/24")
+    ssh = Rule("ingress", "IPv4", "tcp", 22, 22, "0.0.0.0/0")
+    before = Firewall(ports=(port_of(a, g), port_of(b, g)), rules={g: (*EGRESS_ALL, web, ssh)})
+    await secgroups.apply(ns, before)
+    cut, kept = await asyncio.to_thread(Stream, a, b, 8080), await asyncio.to_thread(Stream, a, b, 22)
+    try:
+        assert await asyncio.to_thread(cut.passes) and await asyncio.to_thread(kept.passes)
+        after = Firewall(ports=before.ports, rules={g: (*EGRESS_ALL, ssh)})
+        await secgroups.apply_script(ns, secgroups.render_group(g, after.rules[g], {}))
+        # The rule alone leaves the established flow alone (ct state established is accepted first).
+        assert await asyncio.to_thread(cut.passes)
+        revoked = conntrack.revoked(before, after)
+        assert {(f.direction, f.local, f.protocol, f.port_min) for f in revoked} == {
+            ("ingress", "10.62.0.5/32", 6, 8080), ("ingress", "10.62.0.6/32", 6, 8080)}
+        assert await conntrack.flush(ns, revoked) == 1  # the one 8080 connection; port 22's stays
+        assert not await asyncio.to_thread(cut.passes)
+        assert await asyncio.to_thread(kept.passes)
+        # Port security on a port that had it off: what the rules do not allow stops too.
+        open_b = Firewall(ports=(port_of(a, g), port_of(b, g, security=False)), rules=after.rules)
+        await secgroups.apply(ns, open_b)
+        again = await asyncio.to_thread(Stream, a, b, 9000)
+        try:
+            assert await asyncio.to_thread(again.passes)
+            await secgroups.apply(ns, after)
+            assert await asyncio.to_thread(again.passes)  # established, until the flush
+            assert await conntrack.flush(ns, conntrack.revoked(open_b, after)) >= 1
+            assert not await asyncio.to_thread(again.passes)
+            assert await asyncio.to_thread(kept.passes)  # allowed by ssh: picked up again
+        finally:
+            again.close()
+    finally:
+        cut.close()
+        kept.close()
