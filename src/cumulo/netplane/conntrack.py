@@ -80,11 +80,12 @@ def _locals(port: Port) -> list[str]:
     return sorted({str(n) for n in nets})
 
 
-def flows(fw: Firewall) -> dict[str, frozenset[Flow]]:
-    """Per secured port (by id), the flows its security groups allow."""
+def flows(fw: Firewall, only: Iterable[str] | None = None) -> dict[str, frozenset[Flow]]:
+    """Per secured port (by id; those in `only` if given), the flows its security groups allow."""
+    wanted = None if only is None else set(only)
     out: dict[str, frozenset[Flow]] = {}
     for port in fw.ports:
-        if not port.port_security_enabled:
+        if not port.port_security_enabled or (wanted is not None and port.id not in wanted):
             continue
         found: set[Flow] = set()
         locals_ = _locals(port)
@@ -115,13 +116,36 @@ def flows(fw: Firewall) -> dict[str, frozenset[Flow]]:
     return out
 
 
+def _touched(old: Firewall, new: Firewall, old_ports: Mapping[str, Port]) -> set[str]:
+    """The ports of `new` (also in `old`) whose allowed flows may have shrunk: their own
+    addresses, groups or port security changed, or a group of theirs lost a rule, or a remote
+    group its rules name lost a member. Adding ports, rules or members touches nothing."""
+    shrunk = {g for g, rules in old.rules.items() if not set(rules) <= set(new.rules.get(g, ()))}
+    left = {g for g, members in old.members.items() if not set(members) <= set(new.members.get(g, ()))}
+    if left:
+        shrunk |= {g for g, rules in old.rules.items() if any(r.remote_group_id in left for r in rules)}
+    out = set()
+    for port in new.ports:
+        was = old_ports.get(port.id)
+        if was is None:
+            continue
+        if (was.port_security_enabled, set(was.security_groups), was.fixed_ips, was.allowed_address_pairs) != (
+                port.port_security_enabled, set(port.security_groups), port.fixed_ips, port.allowed_address_pairs) \
+                or shrunk & set(port.security_groups):
+            out.add(port.id)
+    return out
+
+
 def revoked(old: Firewall, new: Firewall) -> list[Flow]:
     """The flows `old` allowed that `new` does not, for the ports `new` still filters."""
-    before, after = flows(old), flows(new)
     old_ports: Mapping[str, Port] = {p.id: p for p in old.ports}
+    touched = _touched(old, new, old_ports)
+    if not touched:
+        return []
+    before, after = flows(old, touched), flows(new, touched)
     out: set[Flow] = set()
     for port in new.ports:
-        if not port.port_security_enabled or port.id not in old_ports:
+        if not port.port_security_enabled or port.id not in touched:
             continue
         if not old_ports[port.id].port_security_enabled:  # unfiltered until now: the rules decide again
             for local in _locals(port):

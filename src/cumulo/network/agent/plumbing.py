@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cumulo.errors import HostError
-from cumulo.netplane import bridge, dhcp, external, netns, orphans, router, secgroups, sgdelta
+from cumulo.netplane import bridge, conntrack, dhcp, external, netns, orphans, router, secgroups, sgdelta
 from cumulo.network.agent.state import HostPlan, NetworkPlan
 from cumulo.network.metadata import MetadataService
 
@@ -214,6 +214,19 @@ class RealPlumbing:
             script, after = sgdelta.whole(fw)
             await secgroups.apply_script(ns, script)
         self._firewalls[ns] = (ident, after)
+        await self._cut_revoked(ns, have[1].fw, fw)
+
+    @staticmethod
+    async def _cut_revoked(ns: str, old: secgroups.Firewall, new: secgroups.Firewall) -> None:
+        """Established flows the change no longer allows stop too (Neutron flushes their conntrack
+        entries): a removed rule, a member gone from a remote group, port security turned on."""
+        try:
+            cut = conntrack.revoked(old, new)
+            gone = await conntrack.flush(ns, cut) if cut else 0
+        except Exception as exc:  # noqa: BLE001 - the rules are in place; only established flows may linger
+            LOG.warning("network agent: conntrack entries of revoked flows not deleted in %s: %s", ns, exc)
+            return
+        LOG.debug("network agent: %d established flow(s) cut in %s", gone, ns)
 
     def _drop_known(self, ns: str) -> None:
         self._firewalls.pop(ns, None)
