@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _runc_util import runc, server, wait_for, wait_gone, wait_status, write_config
+from _runc_util import leftovers, runc, server, wait_for, wait_gone, wait_status, write_config
 
 from cumulo.netplane import netns
 
@@ -126,6 +126,8 @@ class World:
         self.ids: dict[str, str] = {}
         self.ips: dict[str, str] = {}
         self.text: dict[str, str] = {}
+        self.networks: list[str] = []
+        self.routers: list[str] = []
 
     # -- the CLI as each user -------------------------------------------------------------------
 
@@ -201,6 +203,7 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
     cloud = cumulo_launcher(driver="runc", args=["--config", str(config), "--host", "0.0.0.0"])  # noqa: S104
     w = World(cloud, tag)
     w.ips["ext_gw"] = str(next(ipaddress.ip_network(ext).hosts()))
+    left: list[str] = []
     try:
         _build(w)
         yield w
@@ -211,9 +214,13 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
         for _, uuid in w.servers:
             with contextlib.suppress(AssertionError):
                 wait_gone(cloud, uuid, timeout=60)
+            left += leftovers(cloud, uuid)
         for who, argv in reversed(w.made):
             w.osc_run(who, *argv)
         cloud.close()
+    # Nothing of the module's stays on the host: its servers, networks and routers.
+    left += [n for n in (*map(netns.network_ns, w.networks), *map(netns.router_ns, w.routers)) if netns.exists(n)]
+    assert not left, left
 
 
 def _build(w: World) -> None:
@@ -264,6 +271,8 @@ def _build(w: World) -> None:
     for name in ("a1", "a2", "b1", "e1"):
         w.serve(name)
     w.ids["router_b"] = router_b["id"]
+    w.networks += [net_b["id"], private_sub["network_id"], e_port["network_id"]]
+    w.routers += [router_b["id"], w.osc("demo", "router", "show", "router1")["id"]]
 
 
 def test_same_cidr_in_two_projects_stays_apart(world: World) -> None:
@@ -331,6 +340,11 @@ def test_security_group_rules_port_security_and_spoofing(world: World) -> None:
     w.osc("demo", "security", "group", "rule", "delete", w.ids["addr_rule"], json=False)
     assert w.text["a1"] in wait_for(lambda: w.get("a2", a1), timeout=10, what="a2 let in by its group")
     assert not w.tcp("a1", a2, 80)
+    # The group's members are what the rule matches: a1 joining `client` gets into a2, leaving it does not.
+    w.osc("demo", "port", "set", "--security-group", w.ids["client"], w.ids["a1_port"], json=False)
+    assert w.text["a2"] in wait_for(lambda: w.get("a1", a2), timeout=10, what="a1 let in once a member")
+    w.osc("demo", "port", "unset", "--security-group", w.ids["client"], w.ids["a1_port"], json=False)
+    wait_for(lambda: not w.tcp("a1", a2, 80), timeout=10, what="a1 refused once it left the group")
     # The probe used below connects while the rule is there.
     assert netns.run_in_sync(f"cumulo-{w.ids['a2']}", lambda: connects(a1, 80, timeout=0.3)), \
         "a2's namespace cannot reach a1:80"
@@ -412,6 +426,9 @@ def test_no_tenant_traffic_reaches_the_host(world: World) -> None:
                                                       "http://169.254.169.254/openstack/latest/meta_data.json").stdout,
                                    timeout=20, what="the metadata service"))
         assert meta["uuid"] == w.ids["a2"]
+        # ... and it is the metadata service only, not a way into the cloud's API.
+        api_path = w.sh("a2", "busybox timeout 5 wget -q -O - http://169.254.169.254/identity/v3")
+        assert api_path.returncode != 0 and "version" not in api_path.stdout
     finally:
         listener.close()
 
