@@ -10,17 +10,19 @@ public, SNAT on), each running busybox `httpd` with a page naming its server.
   answering after `openstack floating ip unset --port`. Through router1's SNAT server A reaches a
   listener the test plugs on the external network (a namespace holding a public port's address),
   which sees the router's external gateway address as the source.
-- Acceptance 6: while A and B ping each other (busybox ping every 0.2 s inside the containers) and
-  the host fetches A's page through its floating IP in a loop, `cumulo up` is killed with SIGKILL,
+- Acceptance 6: while A and B ping each other (busybox ping every 0.2 s inside the containers), A
+  pings the external listener through router1's SNAT and the host fetches A's page through its
+  floating IP in a loop, `cumulo up` is killed with SIGKILL,
   orphans a crash leaves are planted (a network namespace with a running dnsmasq and a host veth,
   a router namespace with its NAT table, both recorded in this cloud's ownership entry as a crash
   leaves them; a stray nft table and a stray tap on private's bridge), and the cloud is started
-  again. The check: every fetch got A's page; each ping direction lost at most 2 echoes over the
+  again. The check: every fetch got A's page; each ping lost at most 2 echoes over the
   whole run (the kernel carries the packets and a restart only ensures, so the expected loss is
   0; 2 echoes, 0.4 s, leave room for a loaded 2-core host); before/after snapshots of this
   cloud's namespaces (same inodes), their nftables rulesets (counters aside), links and
   addresses (same ifindex), the host link, the dnsmasq processes (one per DHCP network, same
-  pid), the ports and the containers (same pid) are equal; the planted orphans are gone.
+  pid), the ports and the containers (same pid, same links) are equal; the planted orphans are
+  gone; the metadata service answers A again (its listening socket died with the process).
 """
 
 from __future__ import annotations
@@ -296,6 +298,7 @@ def snapshot(world: World) -> dict[str, Any]:
         snap["ports"] = sorted((p["id"], p["device_owner"], p["binding:host_id"])
                                for p in c.get("/networking/v2.0/ports").json()["ports"])
     snap["containers"] = {k: (runc_state(world.cloud, s["id"]) or {}).get("pid") for k, s in world.servers.items()}
+    snap["container links"] = {k: _links(f"cumulo-{s['id']}") for k, s in world.servers.items()}
     return snap
 
 
@@ -368,25 +371,28 @@ def _remove_orphans(o: dict[str, Any]) -> None:
     sh("ip", "netns", "exec", o["private_ns"], "nft", "delete", "table", "inet", o["table"], check=False)
 
 
-def test_kill_9_and_restart_keep_traffic_duplicate_nothing_and_reap_orphans(world: World, fip: dict[str, Any]) -> None:
+def test_kill_9_and_restart_keep_traffic_duplicate_nothing_and_reap_orphans(world: World, fip: dict[str, Any],
+                                                                             listener: dict[str, str]) -> None:
     cloud = world.cloud
     world.osc("floating", "ip", "set", "--port", world.port("a"), fip["id"], json=False)
     url = f"http://{fip['floating_ip_address']}/"
     assert wait_for(lambda: fetch(url, timeout=1), timeout=30, what=f"{url} answering") == world.page("a")
-    logs = {"a": "/tmp/ping-b.log", "b": "/tmp/ping-a.log"}
-    peer = {"a": "b", "b": "a"}
-    for name, log in logs.items():
-        world.inside(name, f"ping -i {PING_INTERVAL} {world.ip(peer[name])} </dev/null >{log} 2>&1 & echo $! >/tmp/ping.pid")
+    # (server, target): A and B ping each other on private; A pings the external listener through
+    # router1's SNAT (conntrack'd NAT in the router's namespace)
+    logs = {"a -> b": ("a", world.ip("b")), "b -> a": ("b", world.ip("a")), "a -> external": ("a", listener["address"])}
+    for n, (name, target) in logs.items():
+        key = n.replace(" -> ", "-")
+        world.inside(name, f"ping -i {PING_INTERVAL} {target} </dev/null >/tmp/{key}.log 2>&1 & echo $! >/tmp/{key}.pid")
 
-    def replies(name: str) -> list[int]:
-        return _seqs(world.inside(name, f"cat {logs[name]}"))
+    def replies(n: str) -> list[int]:
+        return _seqs(world.inside(logs[n][0], f"cat /tmp/{n.replace(' -> ', '-')}.log"))
 
     def advanced(by: int, since: dict[str, int]) -> bool:
         return all(len(replies(n)) >= since[n] + by for n in logs)
 
     orphans: dict[str, Any] = {}
     try:
-        wait_for(lambda: advanced(5, {"a": 0, "b": 0}), timeout=30, what="the two servers pinging each other")
+        wait_for(lambda: advanced(5, dict.fromkeys(logs, 0)), timeout=30, what="the servers pinging")
         with Prober(url) as prober:
             wait_for(lambda: len(prober.since(0)) >= 3, timeout=30, what="fetches before the kill")
             before = snapshot(world)
@@ -407,8 +413,8 @@ def test_kill_9_and_restart_keep_traffic_duplicate_nothing_and_reap_orphans(worl
                      what="pings and fetches after the restart")
         after = snapshot(world)
     finally:
-        for name in logs:
-            world.inside(name, "kill $(cat /tmp/ping.pid)", check=False)
+        for n, (name, _) in logs.items():
+            world.inside(name, f"kill $(cat /tmp/{n.replace(' -> ', '-')}.pid)", check=False)
         if orphans:
             _remove_orphans(orphans)
 
@@ -417,12 +423,12 @@ def test_kill_9_and_restart_keep_traffic_duplicate_nothing_and_reap_orphans(worl
     bodies = prober.since(0)
     assert bodies.count(world.page("a")) == len(bodies), f"{len(bodies) - bodies.count(world.page('a'))} of " \
                                                          f"{len(bodies)} fetches failed: {set(bodies)}"
-    for name in logs:
-        seqs = sorted(set(replies(name)))
+    for n in logs:
+        seqs = sorted(set(replies(n)))
         lost = (seqs[-1] - seqs[0] + 1) - len(seqs)
-        print(f"{name} -> {peer[name]}: {len(seqs)} replies, {lost} lost, across the kill at ~#{at_kill[name]}"
-              f" and the restart at ~#{at_ready[name]}")
-        assert lost <= LOSS_BUDGET, f"{name} -> {peer[name]} lost {lost} echoes: {sorted(set(range(seqs[0], seqs[-1])) - set(seqs))}"
+        print(f"{n}: {len(seqs)} replies, {lost} lost, across the kill at ~#{at_kill[n]} and the restart at"
+              f" ~#{at_ready[n]}")
+        assert lost <= LOSS_BUDGET, f"{n} lost {lost} echoes: {sorted(set(range(seqs[0], seqs[-1])) - set(seqs))}"
     print(f"{len(bodies)} fetches through {url}, all answered")
 
     # nothing duplicated, nothing recreated
@@ -445,4 +451,7 @@ def test_kill_9_and_restart_keep_traffic_duplicate_nothing_and_reap_orphans(worl
     for s in world.servers.values():
         assert (server(cloud, s["id"]) or {}).get("status") == "ACTIVE"
     assert fetch(url) == world.page("a")
+    # the metadata service listens again in private's namespace (its socket died with the process)
+    md = world.inside("a", "timeout 5 wget -q -O - http://169.254.169.254/openstack/latest/meta_data.json")
+    assert json.loads(md)["uuid"] == world.servers["a"]["id"]
     world.osc("floating", "ip", "unset", "--port", fip["id"], json=False)
