@@ -67,6 +67,11 @@ async def test_deltas_filter_as_the_whole_ruleset_would(lab: Lab) -> None:
     fw = Firewall(ports=fw.ports, rules={g: EGRESS_ALL})
     applied3 = await step(ns, applied2, fw)
     assert await reaches(a, b, 8080) is None
+    # ... and back (appended to the group's chains): admitted again.
+    back = await step(ns, applied3, Firewall(ports=fw.ports, rules=rules))
+    assert await reaches(a, b, 8080) == a.address
+    applied3 = await step(ns, back, fw)
+    assert await reaches(a, b, 8080) is None
 
     # A remote group rule, then a member leaving its set.
     member_rule = Rule("ingress", "IPv4", "tcp", remote_group_id=g)

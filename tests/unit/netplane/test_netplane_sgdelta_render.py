@@ -74,6 +74,16 @@ def test_members_are_added_and_deleted_element_by_element_never_flushed() -> Non
     assert sorted(less.sets[name]) == ["10.0.0.10", "10.0.0.12"]
 
 
+def test_a_rule_added_is_appended_a_rule_gone_refills() -> None:
+    _, applied = sgdelta.whole(fw(port(1), members=("10.0.0.11",)))
+    web = Rule("ingress", "IPv4", "tcp", 80, 80)
+    more = Firewall(ports=(port(1),), rules={G: (*RULES[G], web)}, members={G: ("10.0.0.11",)})
+    script, after = sgdelta.delta(applied, more)
+    assert "flush" not in script and script.count("add rule") == 1 and "th dport 80 accept" in script
+    script, _ = sgdelta.delta(after, fw(port(1), members=("10.0.0.11",)))
+    assert "flush chain inet cumulo_sg s_" in script and "th dport 80" not in script
+
+
 def test_rules_refill_only_their_group_chains() -> None:
     _, applied = sgdelta.whole(fw(port(1), members=("10.0.0.11",)))
     rules = Firewall(ports=(port(1),), rules={G: (Rule("egress", "IPv4"),)}, members={G: ("10.0.0.11",)})

@@ -3,8 +3,10 @@
 - `plug_ports(port_ids, instance_uuid)`: binds the ports here, makes their networks exist (and
   their DHCP and security group state), returns one NicSpec dict per port, in order;
 - `unplug_ports(port_ids)`: unbinds them; a network with nothing of this host left on it goes;
-- `sync()`: the whole host made to match the DB, orphans reaped; run at start too. Bursts of
-  casts coalesce: one sync runs, one more follows if asked meanwhile.
+- `sync()`: the whole host made to match the DB; run at start too (there in full: every step
+  checked on the host, orphans reaped). A cast after an API change trusts what this process made
+  (in-place nftables deltas, steps cached per namespace identity) and reaps only when a network or
+  router left the plan. Bursts of casts coalesce: one sync runs, one more follows if asked meanwhile.
 
 The L3 host (the local one) also carries routers and external networks (and the host link).
 All changes are serialised by one lock, so a sync never sees a half-plugged port. On a fake host
@@ -39,12 +41,13 @@ class NetworkAgent:
         self._pending = False
         self._running: asyncio.Task[None] | None = None
         self.syncs = 0  # completed full syncs (tests)
+        self._last: tuple[frozenset[str], frozenset[str]] | None = None  # networks, routers of the last sync
 
     # ---- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         try:
-            await self._sync()
+            await self._sync(full=True)
         except Exception:
             LOG.exception("network agent %s: the start-up sync failed", self.host)
 
@@ -78,8 +81,11 @@ class NetworkAgent:
             plan = await self._plan()
             if self.plumbing.real:
                 plan = await self._ensure_dhcp_ports(plan, {plan.nics[p]["network_id_"] for p in ids if p in plan.nics})
-            for net_id in sorted({n for p in ids if p in plan.nics for n in [plan.nics[p]["network_id_"]]}):
+            made = sorted({n for p in ids if p in plan.nics for n in [plan.nics[p]["network_id_"]]})
+            for net_id in made:
                 await self.plumbing.ensure_network(plan.networks[net_id])
+            if self._last is not None:  # a later sync that no longer wants them reaps them
+                self._last = (self._last[0] | frozenset(made), self._last[1])
         await self._set_status(ids, "ACTIVE")
         return [_public(plan.nics[p]) for p in ids]
 
@@ -128,17 +134,24 @@ class NetworkAgent:
         async with self.db.read() as conn:
             return await read_plan(conn, self.host, l3=self.l3, external_link=self.external_link)
 
-    async def _sync(self) -> None:
+    async def _sync(self, *, full: bool = False) -> None:
+        """Make the host match the DB. `full` (the agent's start): everything checked on the host
+        and orphans reaped. Otherwise (a cast after an API change) what this process knows it made
+        is trusted (netplane deltas, plumbing's caches per namespace identity), and orphans are
+        reaped only when a network or router left the plan (a deletion to carry out)."""
         async with self.lock:
             forget = getattr(self.plumbing, "forget", None)
-            if forget is not None:  # a sync checks what plug_ports trusts to be there
+            if full and forget is not None:  # a full sync checks what plug_ports trusts to be there
                 forget()
             plan = await self._plan()
-            if self.plumbing.real:
+            have = (frozenset(plan.networks), frozenset(r.id for r in plan.routers))
+            shrank = self._last is None or not (self._last[0] <= have[0] and self._last[1] <= have[1])
+            if self.plumbing.real and (full or shrank):
                 try:
                     await self.plumbing.reap(plan)
                 except Exception:  # what is wanted is still ensured below
                     LOG.exception("network agent %s: reaping orphans failed", self.host)
+            if self.plumbing.real:
                 plan = await self._ensure_dhcp_ports(plan, set(plan.networks))
                 await self._drop_stale_dhcp_ports(plan)
             for net in plan.networks.values():
@@ -151,6 +164,7 @@ class NetworkAgent:
                     await self.plumbing.ensure_router(r)
                 except Exception:
                     LOG.exception("network agent %s: router %s", self.host, r.id)
+            self._last = have
             self.syncs += 1
 
     async def _leave_network(self, network_id: str) -> None:
