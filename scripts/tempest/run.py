@@ -162,7 +162,7 @@ ipv6 = true
 ipv6_subnet_attributes = true
 
 [validation]
-run_validation = false
+{validation}
 
 [service-clients]
 http_timeout = 60
@@ -283,6 +283,34 @@ def make_accounts(conn: openstack.connection.Connection, password: str) -> list[
     return accounts
 
 
+VALIDATION = """\
+run_validation = true
+connect_method = floating
+auth_method = keypair
+image_ssh_user = root
+network_for_ssh = private
+ip_version_for_ssh = 4
+security_group = true
+security_group_rules = true
+ssh_timeout = 180"""
+
+
+def ssh_image(conn: openstack.connection.Connection, tmp: Path) -> str:
+    """Build and upload the image Tempest's validation logs in to (ssh_image.py); its id."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import ssh_image as builder
+
+    path = builder.build(tmp / "tempest-ssh.tar")
+    image = conn.image.create_image(name="tempest-ssh", data=path.read_bytes(), disk_format="raw",
+                                    container_format="docker", visibility="public", hypervisor_type="container")
+    deadline = time.monotonic() + 120
+    while conn.image.get_image(image.id).status != "active":
+        if time.monotonic() > deadline:
+            raise SystemExit("the tempest-ssh image never became active")
+        time.sleep(0.5)
+    return str(image.id)
+
+
 def prepare(cloud: Cloud) -> dict[str, str]:
     conn = cloud.admin
     deadline = time.monotonic() + 120
@@ -336,6 +364,9 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--workspace", type=Path, default=ROOT / "tempest-ws")
     ap.add_argument("--list", action="store_true", help="only list the tests the regex selects")
+    ap.add_argument("--validation", action="store_true",
+                    help="log in to servers over SSH (Tempest's run_validation; the interface attach tests need "
+                         "it): image_ref becomes an image with sshd (ssh_image.py), reached on a floating IP")
     ap.add_argument("--external-cidr", default=DEFAULT_EXTERNAL_CIDR,
                     help="the cloud's external network (its host link carries .1): not 172.24.4.0/24, which a "
                          "developer's own `cumulo up` takes")
@@ -358,6 +389,10 @@ def main() -> int:
         raise
     try:
         values = prepare(cloud)
+        values["validation"] = "run_validation = false"
+        if args.validation:
+            values["image"] = ssh_image(cloud.admin, tmp)
+            values["validation"] = VALIDATION
         accounts = make_accounts(cloud.admin, cloud.auth["password"])
         (ws / "etc" / "accounts.yaml").write_text(yaml.safe_dump(accounts, sort_keys=False))
         conf = CONF.format(ws=ws, auth_url=f"http://127.0.0.1:{cloud.port}/identity",
