@@ -1,5 +1,6 @@
-"""Established flows a security group change no longer allows, cut: their conntrack entries in the
-network's namespace deleted, as Neutron's agents do when a rule goes (its ConntrackManager).
+"""Established flows a security group change revokes, cut: their conntrack entries deleted.
+
+Neutron's agents do it when a rule goes (its ConntrackManager); here in the network's namespace.
 
 The port chains of `secgroups` accept `ct state established,related` before any group rule, so a
 rule's removal alone stops only new connections. Deleting the entries of the flows it allowed
