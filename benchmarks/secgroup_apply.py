@@ -10,6 +10,16 @@ the new rules):
   (b) a rule added to or removed from the group: `render_group` + `apply_script`;
   (c) a member leaving the group: `render_members` + `apply_script`.
 
+What the network agent sends since it changes the tables in place (netplane.sgdelta, from the
+firewall it last applied), each from computing the delta to the transaction's commit:
+
+  (e) a rule added to the group (appended to its chains) and removed (its chains refilled);
+  (f) a port added to the group (its elements, chains, map entries and its address in the
+      group's member set) and removed again.
+
+The whole path, from the API call until new connections are admitted or dropped on a running
+cloud, is benchmarks/secgroup_e2e.py's figure.
+
 Then one check with packets: two of the ports are real stand-in servers; right after the apply
 that removes the rule allowing their TCP port returns (the group's rules then allow only
 egress), a new connection is dropped. The
@@ -31,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from cumulo.netplane import bridge, netns, secgroups  # noqa: E402
+from cumulo.netplane import bridge, netns, nft, secgroups, sgdelta  # noqa: E402
 from cumulo.netplane.secgroups import Firewall, Port, Rule  # noqa: E402
 
 PORTS = 100
@@ -48,7 +58,7 @@ def pct(values: list[float], q: float) -> float:
 
 def show(name: str, values: list[float], size: int) -> None:
     print(f"{name:<46} p50 {statistics.median(values) * 1000:7.1f} ms   p90 {pct(values, 0.9) * 1000:7.1f} ms"
-          f"   max {max(values) * 1000:7.1f} ms   script {size} bytes")
+          f"   max {max(values) * 1000:7.1f} ms" + (f"   script {size} bytes" if size else ""))
 
 
 def ip_batch(lines: list[str], ns: str | None = None) -> None:
@@ -120,6 +130,34 @@ async def main() -> None:
             await secgroups.apply_script(net, secgroups.render_members(GROUP, addrs))
             member.append(time.perf_counter() - t)
         show(f"(c) member change, set of {PORTS}", member, len(secgroups.render_members(GROUP, members[GROUP])))
+
+        # (e), (f): the agent's in-place deltas from a known state.
+        await secgroups.apply(net, fw)
+        known = sgdelta.applied(fw)
+        without_web = Firewall(ports=fw.ports, rules={GROUP: BASE}, members=members)
+        added: list[float] = []
+        removed: list[float] = []
+        for _ in range(RUNS // 2):
+            for target, times in ((without_web, removed), (fw, added)):
+                t = time.perf_counter()
+                script, known = sgdelta.delta(known, target)
+                await nft.apply(net, script)
+                times.append(time.perf_counter() - t)
+        show(f"(e) rule added, delta, group of {PORTS}", added, 0)
+        show(f"(e) rule removed, delta, group of {PORTS}", removed, 0)
+        extra = Port(str(uuidlib.uuid4()), netns.port_device(str(uuidlib.uuid4())), "fa:16:3e:01:00:01",
+                     ("10.91.0.5",), security_groups=(GROUP,))
+        bigger = Firewall(ports=(*fw.ports, extra), rules=fw.rules, members={GROUP: (*members[GROUP], "10.91.0.5")})
+        plug: list[float] = []
+        unplug: list[float] = []
+        for _ in range(RUNS // 2):
+            for target, times in ((bigger, plug), (fw, unplug)):
+                t = time.perf_counter()
+                script, known = sgdelta.delta(known, target)
+                await nft.apply(net, script)
+                times.append(time.perf_counter() - t)
+        show(f"(f) port added, delta, {PORTS} in the group", plug, 0)
+        show(f"(f) port removed, delta, {PORTS} in the group", unplug, 0)
 
         # With packets: the rule allowing 8080 is there, then removed; the next connection is dropped.
         egress = BASE[:2]  # no ingress from the group itself here, so 8080 is only open by WEB

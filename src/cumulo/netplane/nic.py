@@ -114,14 +114,18 @@ async def plug_veth(nic: Nic, target_ns: str, dev: str) -> None:
     ifname(dev)
     if not netns.exists(nic.netns):
         raise HostError(f"network namespace {nic.netns} does not exist")
-    if await bridge.link(nic.netns, nic.device) is not None:
-        await bridge.delete_link(nic.netns, nic.device)
     async with Reverter() as revert:
         mtu = str(int(nic.mtu))
         # One command: both ends made, the bridge end enslaved and up (two processes per NIC in all).
-        await host.run([IP, "-n", nic.netns, "link", "add", "dev", nic.device, "address", host_mac(nic.mac),
-                        "mtu", mtu, "master", nic.bridge, "up", "type", "veth", "peer", "name", dev,
-                        "address", nic.mac.lower(), "mtu", mtu, "netns", target_ns], timeout=30)
+        add = [IP, "-n", nic.netns, "link", "add", "dev", nic.device, "address", host_mac(nic.mac),
+               "mtu", mtu, "master", nic.bridge, "up", "type", "veth", "peer", "name", dev,
+               "address", nic.mac.lower(), "mtu", mtu, "netns", target_ns]
+        res = await host.run(add, timeout=30, check=False)
+        if res.returncode != 0:  # a stale pair of that name (a crash): replaced, else the error
+            if await bridge.link(nic.netns, nic.device) is None:
+                raise HostError(f"ip link add {nic.device} failed: {res.stderr.decode(errors='replace').strip()}")
+            await bridge.delete_link(nic.netns, nic.device)
+            await host.run(add, timeout=30)
         revert.add(bridge.delete_link, nic.netns, nic.device)
         await configure(nic, target_ns, dev)
         revert.commit()

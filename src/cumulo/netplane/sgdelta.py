@@ -28,6 +28,8 @@ restart (nothing known). Pure functions, text out.
 
 from __future__ import annotations
 
+import bisect
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -88,31 +90,41 @@ def _members_delta(name: str, version: int, have: tuple[str, ...] | None,
     if have is None:
         elems = [nft.prefix(n) for n in want]
         return (make + f"flush set inet {TABLE} {name}\n" + _elements("add", "inet", name, elems), tuple(elems))
-    held = [nft.network(e) for e in have]
-    kept = [e for e in held if any(_within(e, w) for w in want)]
-    gone = [e for e in held if e not in kept]
+    wanted = {nft.prefix(w) for w in want}
+    exact = {e for e in have if e in wanted}  # the common case: host addresses, kept as they are
+    firsts = [int(w.network_address) for w in want]  # collapsed: sorted and disjoint
+
+    def inside(e: nft.IPNetwork) -> bool:
+        i = bisect.bisect_right(firsts, int(e.network_address)) - 1
+        return i >= 0 and int(e.broadcast_address) <= int(want[i].broadcast_address)
+
+    others = [nft.network(e) for e in have if e not in exact]
+    kept = [e for e in others if e.version == version and inside(e)]
+    gone = [e for e in others if e not in kept]
+    kept.sort(key=lambda k: int(k.network_address))
+    starts = [int(k.network_address) for k in kept]
     new: list[nft.IPNetwork] = []
     for w in want:
-        parts = [w]
-        for k in kept:
-            parts = [x for p in parts for x in _exclude(p, k)]
-        new.extend(parts)
+        if nft.prefix(w) in exact:
+            continue
+        lo, hi = int(w.network_address), int(w.broadcast_address)
+        cursor = lo
+        for k in kept[bisect.bisect_left(starts, lo):bisect.bisect_right(starts, hi)]:
+            if int(k.network_address) > cursor:
+                new.extend(_span(version, cursor, int(k.network_address) - 1))
+            cursor = max(cursor, int(k.broadcast_address) + 1)
+        if cursor <= hi:
+            new.extend(_span(version, cursor, hi))
     script = _elements("delete", "inet", name, [nft.prefix(e) for e in gone])
     script += _elements("add", "inet", name, [nft.prefix(n) for n in new])
-    return (make + script if script else ""), tuple(nft.prefix(n) for n in [*kept, *new])
+    after = [*sorted(exact), *(nft.prefix(n) for n in [*kept, *new])]
+    return (make + script if script else ""), tuple(after)
 
 
-def _within(a: nft.IPNetwork, b: nft.IPNetwork) -> bool:
-    return a.version == b.version and a.subnet_of(b)  # type: ignore[arg-type]
-
-
-def _exclude(net: nft.IPNetwork, hole: nft.IPNetwork) -> list[nft.IPNetwork]:
-    """`net` without `hole` (as prefixes)."""
-    if _within(net, hole):
-        return []
-    if not _within(hole, net):
-        return [net]
-    return list(net.address_exclude(hole))  # type: ignore[arg-type]
+def _span(version: int, first: int, last: int) -> list[nft.IPNetwork]:
+    """The prefixes covering addresses first..last exactly."""
+    cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    return list(ipaddress.summarize_address_range(cls(first), cls(last)))
 
 
 def _chains_of_group(group_id: str, rules: tuple[Rule, ...], had: tuple[Rule, ...] | None) -> str:

@@ -3,6 +3,8 @@ tests/contract/test_netplane_sgdelta.py)."""
 
 from __future__ import annotations
 
+import ipaddress
+import random
 import re
 import uuid as uuidlib
 
@@ -96,3 +98,27 @@ def test_bad_values_are_refused_as_render_refuses_them() -> None:
     bad = Port(id="x", device="tap;drop", mac="fa:16:3e:00:00:09", security_groups=(G,))
     with pytest.raises(Invalid):
         sgdelta.delta(applied, fw(port(1), bad))
+
+
+def test_member_deltas_keep_the_set_exactly_the_members_without_overlaps() -> None:
+    rng = random.Random(7)
+    name = "g_x_4"
+    have: tuple[str, ...] | None = None
+    installed: set[str] = set()
+    for _ in range(200):
+        members = {f"10.0.0.{rng.randrange(0, 32)}" for _ in range(rng.randrange(0, 20))}
+        script, after = sgdelta._members_delta(name, 4, have, members)
+        if have is None:
+            installed = set()
+        for line in script.splitlines():
+            m = re.match(r"(add|delete) element inet cumulo_sg g_x_4 \{ (.*) \}$", line)
+            if m:
+                elems = {e.strip() for e in m.group(2).split(",")}
+                installed = installed - elems if m.group(1) == "delete" else installed | elems
+                if m.group(1) == "delete":
+                    assert elems <= set(have or ())
+        assert installed == set(after)
+        nets = [ipaddress.ip_network(e) for e in installed]
+        assert all(not a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:])
+        assert {str(a) for n in nets for a in (n if n.prefixlen < 32 else [n.network_address])} == members
+        have = after
