@@ -133,7 +133,7 @@ def test_cmdline_has_the_facts_of_the_issue() -> None:
 def _helpers() -> str:
     text = INIT_SH.read_text()
     found = re.findall(r"^(json_\w+\(\) \{\n.*?^\})", text, flags=re.M | re.S)
-    assert len(found) == 3  # json_flat, json_str, json_obj_values
+    assert len(found) == 4  # json_flat, json_str, json_nic, json_obj_values
     return "\n".join(found)
 
 
@@ -169,9 +169,17 @@ def test_init_reads_static_network(tmp_path: Path) -> None:
                         "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.0.1"}]}],
           "services": []}
     (tmp_path / "nd.json").write_text(json.dumps(nd, indent=1))
-    # The first ip_address and netmask are the NIC's (routes come after in Nova's layout).
-    script = 'ND=$(json_flat nd.json); echo "$(json_str ip_address "$ND") $(json_str gateway "$ND")"'
-    assert _sh(script, tmp_path) == "10.0.0.5 10.0.0.1\n"
+    # As /init reads it: the NIC's own keys, the gateway from the default route (Nova's layout).
+    script = ('ND=$(json_nic "$(json_flat nd.json)"); echo "$(json_str ip_address "$ND") $(json_str netmask "$ND") '
+              '$(json_str gateway "$ND") $(json_str default_gateway "$ND")"')
+    assert _sh(script, tmp_path) == "10.0.0.5 255.255.255.0  10.0.0.1\n"
+    # Cumulo's layout: the gateway on the network; routes (a host route, the metadata route of a
+    # network without a router) are never taken for the NIC's netmask or gateway.
+    nd["networks"][0].update(gateway="10.0.0.1", routes=[
+        {"gateway": "10.0.0.9", "netmask": "255.255.0.0", "network": "192.168.0.0"},
+        {"gateway": "10.0.0.2", "netmask": "255.255.255.255", "network": "169.254.169.254"}])
+    (tmp_path / "nd.json").write_text(json.dumps(nd, sort_keys=True))
+    assert _sh(script, tmp_path) == "10.0.0.5 255.255.255.0 10.0.0.1 \n"
 
 
 def _applets(tmp: Path, *names: str) -> Path:

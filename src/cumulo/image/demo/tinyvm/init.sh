@@ -53,6 +53,18 @@ $2
 EOF
 }
 
+# Flattened network_data.json ($1) without its routes (host routes, the metadata route of a network
+# without a router, Nova's default route), so that json_str (which takes the last match) never takes
+# a route's netmask or gateway for the NIC's own; then the default route's gateway, if any, as
+# "default_gateway" on a line of its own (Nova's layout gives the gateway only there).
+json_nic() {
+    sed 's/"routes"[[:space:]]*:[[:space:]]*\[[^]]*\]//g' <<EOF
+$1
+EOF
+    printf '%s\n' "$1" | tr '{' '\n' | grep '"network"[[:space:]]*:[[:space:]]*"0\.0\.0\.0"' | head -n 1 \
+        | sed -n 's/.*"gateway"[[:space:]]*:[[:space:]]*"\([0-9.]*\)".*/"default_gateway": "\1"/p'
+}
+
 # The string values of the JSON object under "key" ({"name": "value", ...}) in flattened JSON
 # ($2), one per line.
 json_obj_values() {
@@ -125,10 +137,11 @@ for path in /sys/class/net/*; do
 done
 addr="" mask="" gw=""
 if [ -n "$nics" ]; then
-    ND=$(json_flat $LATEST/network_data.json)
+    ND=$(json_nic "$(json_flat $LATEST/network_data.json)")
     addr=$(json_str ip_address "$ND" | tr -cd '0-9.')
     mask=$(json_str netmask "$ND" | tr -cd '0-9.')
     gw=$(json_str gateway "$ND" | tr -cd '0-9.')
+    [ -n "$gw" ] || gw=$(json_str default_gateway "$ND" | tr -cd '0-9.')
 fi
 first=1
 for nic in $nics; do
