@@ -335,7 +335,8 @@ def _seqs(log: str) -> list[int]:
 def _plant_orphans(world: World) -> dict[str, Any]:
     """What a crash leaves: a network this cloud had (its namespace, bridge, running dnsmasq and
     host veth) and a router (its namespace and NAT table), both in this cloud's ownership entry
-    but no longer in its DB; a stray nft table and a stray tap on private's bridge."""
+    but no longer in its DB; a stray nft table and a stray tap on private's bridge. And a network
+    namespace nobody recorded (another tool's), which the restart must leave alone."""
     net, rtr = str(uuidlib.uuid4()), str(uuidlib.uuid4())
     net_ns, rtr_ns, private_ns = netns.network_ns(net), netns.router_ns(rtr), netns.network_ns(world.ids["private"])
     host_dev, tap = external.host_device(net), netns.port_device(str(uuidlib.uuid4()))
@@ -354,17 +355,19 @@ def _plant_orphans(world: World) -> dict[str, Any]:
     sh("ip", "netns", "exec", private_ns, "nft", "add", "table", "inet", table)
     sh("ip", "-n", private_ns, "link", "add", tap, "type", "veth", "peer", "name", f"rsv{world.tag}")
     sh("ip", "-n", private_ns, "link", "set", tap, "master", "br0", "up")
-    entry = plumbing._entry(plumbing.REGISTRY, str(world.cloud.state_dir.resolve()))
+    foreign_ns = netns.network_ns(str(uuidlib.uuid4()))  # nobody recorded it (another tool's): it stays
+    sh("ip", "netns", "add", foreign_ns)
+    entry = plumbing.entry_path(str(world.cloud.state_dir.resolve()))
     data = json.loads(entry.read_text())
     data["ids"] = sorted({*data["ids"], net, rtr})
     entry.write_text(json.dumps(data))
     return {"net": net, "rtr": rtr, "net_ns": net_ns, "rtr_ns": rtr_ns, "host_dev": host_dev, "tap": tap,
-            "table": table, "dnsmasq": pid, "private_ns": private_ns, "entry": entry}
+            "table": table, "dnsmasq": pid, "private_ns": private_ns, "entry": entry, "foreign_ns": foreign_ns}
 
 
 def _remove_orphans(o: dict[str, Any]) -> None:
     asyncio.run(dhcp.stop(dhcp.RUN_DIR, o["net"]))
-    for ns in (o["net_ns"], o["rtr_ns"]):
+    for ns in (o["net_ns"], o["rtr_ns"], o["foreign_ns"]):
         sh("ip", "netns", "delete", ns, check=False)
     sh("ip", "link", "del", "dev", o["host_dev"], check=False)
     sh("ip", "-n", o["private_ns"], "link", "del", "dev", o["tap"], check=False)
@@ -392,66 +395,69 @@ def test_kill_9_and_restart_keep_traffic_duplicate_nothing_and_reap_orphans(worl
 
     orphans: dict[str, Any] = {}
     try:
-        wait_for(lambda: advanced(5, dict.fromkeys(logs, 0)), timeout=30, what="the servers pinging")
-        with Prober(url) as prober:
-            wait_for(lambda: len(prober.since(0)) >= 3, timeout=30, what="fetches before the kill")
-            before = snapshot(world)
-            # one namespace per network and router; one dnsmasq on private (public serves no DHCP)
-            assert len(before["netns"]) == 3 and len(before["dnsmasq"]["private"]) == 1, before
-            assert len(before["dnsmasq"]["public"]) <= 1, before
-            at_kill = {n: len(replies(n)) for n in logs}
-            t_kill = time.monotonic()
-            cloud.kill()
-            orphans = _plant_orphans(world)
-            # traffic flows while nothing of Cumulo runs
-            wait_for(lambda: advanced(5, at_kill) and len(prober.since(t_kill)) >= 3, timeout=30,
-                     what="pings and fetches while the cloud is down")
-            cloud.start()
-            t_ready = time.monotonic()
-            at_ready = {n: len(replies(n)) for n in logs}
-            wait_for(lambda: advanced(10, at_ready) and len(prober.since(t_ready)) >= 3, timeout=60,
-                     what="pings and fetches after the restart")
-        after = snapshot(world)
+        try:
+            wait_for(lambda: advanced(5, dict.fromkeys(logs, 0)), timeout=30, what="the servers pinging")
+            with Prober(url) as prober:
+                wait_for(lambda: len(prober.since(0)) >= 3, timeout=30, what="fetches before the kill")
+                before = snapshot(world)
+                # one namespace per network and router; one dnsmasq on private (public serves no DHCP)
+                assert len(before["netns"]) == 3 and len(before["dnsmasq"]["private"]) == 1, before
+                assert len(before["dnsmasq"]["public"]) <= 1, before
+                at_kill = {n: len(replies(n)) for n in logs}
+                t_kill = time.monotonic()
+                cloud.kill()
+                orphans = _plant_orphans(world)
+                # traffic flows while nothing of Cumulo runs
+                wait_for(lambda: advanced(5, at_kill) and len(prober.since(t_kill)) >= 3, timeout=30,
+                         what="pings and fetches while the cloud is down")
+                cloud.start()
+                t_ready = time.monotonic()
+                at_ready = {n: len(replies(n)) for n in logs}
+                wait_for(lambda: advanced(10, at_ready) and len(prober.since(t_ready)) >= 3, timeout=60,
+                         what="pings and fetches after the restart")
+            after = snapshot(world)
+        finally:
+            for n, (name, _) in logs.items():
+                world.inside(name, f"kill $(cat /tmp/{n.replace(' -> ', '-')}.pid)", check=False)
+
+        # traffic: every fetch through the floating IP answered with A's page, and at most LOSS_BUDGET
+        # echoes lost per direction from the first reply to the last
+        bodies = prober.since(0)
+        assert bodies.count(world.page("a")) == len(bodies), f"{len(bodies) - bodies.count(world.page('a'))} of " \
+                                                             f"{len(bodies)} fetches failed: {set(bodies)}"
+        for n in logs:
+            seqs = sorted(set(replies(n)))
+            lost = (seqs[-1] - seqs[0] + 1) - len(seqs)
+            print(f"{n}: {len(seqs)} replies, {lost} lost, across the kill at ~#{at_kill[n]} and the restart at"
+                  f" ~#{at_ready[n]}")
+            assert lost <= LOSS_BUDGET, f"{n} lost {lost} echoes: {sorted(set(range(seqs[0], seqs[-1])) - set(seqs))}"
+        print(f"{len(bodies)} fetches through {url}, all answered")
+
+        # nothing duplicated, nothing recreated
+        assert after.keys() == before.keys()
+        for key in before:
+            if isinstance(before[key], str):
+                diff = "\n".join(difflib.unified_diff(before[key].splitlines(), after[key].splitlines(), "before", "after",
+                                                     lineterm=""))
+                assert not diff, f"{key} changed across the restart:\n{diff}"
+            assert after[key] == before[key], f"{key} changed across the restart:\nbefore: {before[key]}\nafter: {after[key]}"
+
+        # the planted orphans were reaped by the restart, and left this cloud's ownership entry
+        assert not (NETNS / orphans["net_ns"]).exists() and not (NETNS / orphans["rtr_ns"]).exists()
+        assert sh("ip", "link", "show", "dev", orphans["host_dev"], check=False).returncode != 0
+        assert _pid_of_dnsmasq(orphans["net"]) == [] and not dhcp.Paths.of(dhcp.RUN_DIR, orphans["net"]).dir.exists()
+        assert orphans["table"] not in sh("ip", "netns", "exec", orphans["private_ns"], "nft", "list", "tables").stdout
+        assert sh("ip", "-n", orphans["private_ns"], "link", "show", "dev", orphans["tap"], check=False).returncode != 0
+        assert {orphans["net"], orphans["rtr"]}.isdisjoint(json.loads(orphans["entry"].read_text())["ids"])
+        assert (NETNS / orphans["foreign_ns"]).exists(), "a namespace nobody recorded was reaped"
+        # and the servers are still ACTIVE, A still behind its floating IP
+        for s in world.servers.values():
+            assert (server(cloud, s["id"]) or {}).get("status") == "ACTIVE"
+        assert fetch(url) == world.page("a")
+        # the metadata service listens again in private's namespace (its socket died with the process)
+        md = world.inside("a", "timeout 5 wget -q -O - http://169.254.169.254/openstack/latest/meta_data.json")
+        assert json.loads(md)["uuid"] == world.servers["a"]["id"]
+        world.osc("floating", "ip", "unset", "--port", fip["id"], json=False)
     finally:
-        for n, (name, _) in logs.items():
-            world.inside(name, f"kill $(cat /tmp/{n.replace(' -> ', '-')}.pid)", check=False)
         if orphans:
             _remove_orphans(orphans)
-
-    # traffic: every fetch through the floating IP answered with A's page, and at most LOSS_BUDGET
-    # echoes lost per direction from the first reply to the last
-    bodies = prober.since(0)
-    assert bodies.count(world.page("a")) == len(bodies), f"{len(bodies) - bodies.count(world.page('a'))} of " \
-                                                         f"{len(bodies)} fetches failed: {set(bodies)}"
-    for n in logs:
-        seqs = sorted(set(replies(n)))
-        lost = (seqs[-1] - seqs[0] + 1) - len(seqs)
-        print(f"{n}: {len(seqs)} replies, {lost} lost, across the kill at ~#{at_kill[n]} and the restart at"
-              f" ~#{at_ready[n]}")
-        assert lost <= LOSS_BUDGET, f"{n} lost {lost} echoes: {sorted(set(range(seqs[0], seqs[-1])) - set(seqs))}"
-    print(f"{len(bodies)} fetches through {url}, all answered")
-
-    # nothing duplicated, nothing recreated
-    assert after.keys() == before.keys()
-    for key in before:
-        if isinstance(before[key], str):
-            diff = "\n".join(difflib.unified_diff(before[key].splitlines(), after[key].splitlines(), "before", "after",
-                                                 lineterm=""))
-            assert not diff, f"{key} changed across the restart:\n{diff}"
-        assert after[key] == before[key], f"{key} changed across the restart:\nbefore: {before[key]}\nafter: {after[key]}"
-
-    # the planted orphans were reaped by the restart, and left this cloud's ownership entry
-    assert not (NETNS / orphans["net_ns"]).exists() and not (NETNS / orphans["rtr_ns"]).exists()
-    assert sh("ip", "link", "show", "dev", orphans["host_dev"], check=False).returncode != 0
-    assert _pid_of_dnsmasq(orphans["net"]) == [] and not dhcp.Paths.of(dhcp.RUN_DIR, orphans["net"]).dir.exists()
-    assert orphans["table"] not in sh("ip", "netns", "exec", orphans["private_ns"], "nft", "list", "tables").stdout
-    assert sh("ip", "-n", orphans["private_ns"], "link", "show", "dev", orphans["tap"], check=False).returncode != 0
-    assert {orphans["net"], orphans["rtr"]}.isdisjoint(json.loads(orphans["entry"].read_text())["ids"])
-    # and the servers are still ACTIVE, A still behind its floating IP
-    for s in world.servers.values():
-        assert (server(cloud, s["id"]) or {}).get("status") == "ACTIVE"
-    assert fetch(url) == world.page("a")
-    # the metadata service listens again in private's namespace (its socket died with the process)
-    md = world.inside("a", "timeout 5 wget -q -O - http://169.254.169.254/openstack/latest/meta_data.json")
-    assert json.loads(md)["uuid"] == world.servers["a"]["id"]
-    world.osc("floating", "ip", "unset", "--port", fip["id"], json=False)

@@ -215,7 +215,7 @@ def test_another_cloud_keeps_its_own(tmp_path: Any) -> None:
     import subprocess
     import sys
 
-    from cumulo.network.agent.plumbing import others_of, register
+    from cumulo.network.agent.plumbing import claims, others_of, register
 
     registry = tmp_path / "owners"
     live_ids, kept_ids, gone_ids = ["3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"], ["5c1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"], ["x"]
@@ -230,8 +230,9 @@ def test_another_cloud_keeps_its_own(tmp_path: Any) -> None:
                                       ("c", dead, str(tmp_path / "gone2"), gone_ids)):
             (registry / f"{name}.json").write_text(json.dumps({"owner": owner, "pid": pid, "ids": ids}))
         assert others_of(registry, "mine") == frozenset(live_ids + kept_ids)
-        assert sorted(p.name for p in registry.glob("*.json") if p.name in ("a.json", "b.json", "c.json")) == \
-            ["a.json", "b.json"]
+        seen = claims(registry, "mine")
+        assert seen.recorded == {"m"} and seen.abandoned == {"x"}
+        assert [p.name for p in seen.abandoned_entries] == ["c.json"]  # dropped once its leftovers are reaped
         theirs = live_ids[0]
         found = orphans.Inventory(networks=(theirs,), bridge_ports={theirs: ("tap0123456789a",)},
                                   host_links=(external.host_device(theirs),),
@@ -241,6 +242,27 @@ def test_another_cloud_keeps_its_own(tmp_path: Any) -> None:
     finally:
         live.kill()
         live.wait()
+
+
+def test_reaping_only_takes_what_this_cloud_recorded() -> None:
+    """A namespace, dnsmasq or host link nobody recorded (another tool's, a test lab's) is left alone;
+    those of ids this cloud recorded (a crashed run's entry) go; stray tables and taps inside the
+    cloud's own namespaces go whatever their names."""
+    keep_net, ours_gone, nobodys = ("0b5a4a40-6a3e-4c52-9a43-0d6c1d0e4b11", "7f1d7a0e-2b0c-4f8e-8a57-0f8a9b3c2d10",
+                                    "1e2d3c4b-5a69-4788-9a6b-5c4d3e2f1a0b")
+    rtr_gone, rtr_nobodys = "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b", "8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a"
+    plan = HostPlan(host="local", networks={keep_net: NetworkPlan(id=keep_net)})
+    ns = netns.network_ns(keep_net)
+    found = orphans.Inventory(
+        networks=(keep_net, ours_gone, nobodys), routers=(rtr_gone, rtr_nobodys),
+        bridge_ports={keep_net: ("tap0123456789a",)}, tables={ns: (("inet", "cumulo_planted"),)},
+        dnsmasq={ours_gone: 11, nobodys: 12}, dhcp_dirs=(ours_gone, nobodys),
+        host_links=(external.host_device(ours_gone), external.host_device(nobodys)))
+    stale = stale_of(plan, found, frozenset(), frozenset({keep_net, ours_gone, rtr_gone}))
+    assert stale.networks == (ours_gone,) and stale.routers == (rtr_gone,)
+    assert stale.dnsmasq == {ours_gone: 11} and stale.dhcp_dirs == (ours_gone,)
+    assert stale.host_links == (external.host_device(ours_gone),)
+    assert stale.bridge_ports == {keep_net: ("tap0123456789a",)} and stale.tables == {ns: (("inet", "cumulo_planted"),)}
 
 
 async def test_sync_requests_coalesce(svc: NetworkService, topo: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import uuid as uuidlib
 from pathlib import Path
 from typing import Protocol
 
@@ -72,10 +73,13 @@ def keep_devices(plan: HostPlan, found: orphans.Inventory, others: frozenset[str
     return out
 
 
-def stale_of(plan: HostPlan, found: orphans.Inventory, others: frozenset[str] = frozenset()) -> orphans.Inventory:
+def stale_of(plan: HostPlan, found: orphans.Inventory, others: frozenset[str] = frozenset(),
+             mine: frozenset[str] | None = None) -> orphans.Inventory:
     """What reaping removes: everything found that neither the plan nor another live cloud on the
     host (`others`: the network and router ids it registered) owns (a pure function). Nothing in
-    another cloud's namespaces is judged here, not even a stray table: that cloud reaps its own."""
+    another cloud's namespaces is judged here, not even a stray table: that cloud reaps its own.
+    `mine`: the ids this cloud recorded as its own (or took over from a cloud that is gone): only
+    their namespaces, dnsmasq and host links go, never an id nobody recorded (None: any id)."""
     stale = orphans.orphans(found, networks={*plan.networks, *others}, routers={*(r.id for r in plan.routers), *others},
                             external_networks={*plan.external_links, *others},
                             devices=keep_devices(plan, found, others))
@@ -85,7 +89,23 @@ def stale_of(plan: HostPlan, found: orphans.Inventory, others: frozenset[str] = 
 
     if any(foreign(ns) for ns in stale.tables):
         stale = dataclasses.replace(stale, tables={ns: t for ns, t in stale.tables.items() if not foreign(ns)})
+    if mine is not None:
+        links = {external.host_device(i) for i in mine if _is_uuid(i)}
+        stale = dataclasses.replace(
+            stale, networks=tuple(n for n in stale.networks if n in mine),
+            routers=tuple(r for r in stale.routers if r in mine),
+            dnsmasq={n: p for n, p in stale.dnsmasq.items() if n in mine},
+            dhcp_dirs=tuple(d for d in stale.dhcp_dirs if d in mine),
+            host_links=tuple(h for h in stale.host_links if h in links))
     return stale
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuidlib.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _alive(pid: int) -> bool:
@@ -102,6 +122,11 @@ def _entry(registry: Path, owner: str) -> Path:
     return registry / (hashlib.sha256(owner.encode()).hexdigest()[:16] + ".json")
 
 
+def entry_path(owner: str, registry: Path = REGISTRY) -> Path:
+    """The registry file of the cloud whose state dir is `owner` (JSON: owner, pid, ids)."""
+    return _entry(registry, owner)
+
+
 def register(registry: Path, owner: str, ids: set[str]) -> None:
     """Blocking: record the network and router ids of the cloud whose state dir is `owner` (and
     this process), so another cloud on the same host never takes them for orphans."""
@@ -111,29 +136,55 @@ def register(registry: Path, owner: str, ids: set[str]) -> None:
     tmp.replace(_entry(registry, owner))
 
 
-def others_of(registry: Path, owner: str) -> frozenset[str]:
-    """Blocking: the ids other clouds registered, while their process lives or their state dir
-    (their DB: what owns them) is still there; other entries are dropped."""
-    out: set[str] = set()
-    mine = _entry(registry, owner)
+@dataclasses.dataclass(frozen=True)
+class Claims:
+    """The host's ownership registry as one cloud sees it."""
+
+    recorded: frozenset[str] = frozenset()  # the ids this cloud's entry holds (a crashed run's too)
+    others: frozenset[str] = frozenset()  # ids of other clouds that still own them
+    abandoned: frozenset[str] = frozenset()  # ids of clouds gone for good (dead, state dir removed)
+    abandoned_entries: tuple[Path, ...] = ()
+
+
+def claims(registry: Path, owner: str) -> Claims:
+    """Blocking: this cloud's recorded ids; the ids other clouds registered, while their process
+    lives or their state dir (their DB: what owns them) is still there; and those of clouds gone
+    for good, whose leftovers any cloud may reap (then drop their entries: `drop_entries`)."""
+    mine_entry = _entry(registry, owner)
+    recorded: set[str] = set()
+    others: set[str] = set()
+    abandoned: set[str] = set()
+    gone: list[Path] = []
     try:
         entries = list(registry.glob("*.json"))
     except OSError:
-        return frozenset()
+        return Claims()
     for entry in entries:
-        if entry == mine:
-            continue
         try:
             data = json.loads(entry.read_text())
             pid, other, ids = int(data["pid"]), str(data["owner"]), [str(i) for i in data["ids"]]
         except (OSError, ValueError, KeyError, TypeError):
-            entry.unlink(missing_ok=True)
+            if entry != mine_entry:
+                gone.append(entry)
             continue
-        if not _alive(pid) and not Path(other).exists():
-            entry.unlink(missing_ok=True)
-            continue
-        out.update(ids)
-    return frozenset(out)
+        if entry == mine_entry:
+            recorded.update(ids)
+        elif not _alive(pid) and not Path(other).exists():
+            abandoned.update(ids)
+            gone.append(entry)
+        else:
+            others.update(ids)
+    return Claims(frozenset(recorded), frozenset(others), frozenset(abandoned - others), tuple(gone))
+
+
+def others_of(registry: Path, owner: str) -> frozenset[str]:
+    """Blocking: the ids other clouds registered and still own (see `claims`)."""
+    return claims(registry, owner).others
+
+
+def drop_entries(entries: tuple[Path, ...]) -> None:
+    for entry in entries:
+        entry.unlink(missing_ok=True)
 
 
 def is_empty(inv: orphans.Inventory) -> bool:
@@ -156,6 +207,7 @@ class RealPlumbing:
         self._bridges: dict[str, tuple[tuple[int, int] | None, int]] = {}  # ns -> (identity, mtu)
         self._dhcp_ifaces: dict[str, tuple[tuple[int, int] | None, dhcp.Interface]] = {}
         self._routers: dict[str, tuple[tuple[tuple[int, int] | None, ...], router.Router]] = {}
+        self._pending: dict[str, asyncio.Future[None]] = {}  # ns -> its second transaction under way
         self._owned: set[str] = set()  # the network and router ids registered as this process's
 
     async def _own(self, ident: str) -> None:
@@ -201,6 +253,7 @@ class RealPlumbing:
     async def _firewall(self, ns: str, ident: tuple[int, int] | None, fw: secgroups.Firewall) -> None:
         """The namespace's security group tables made `fw`: in place (sgdelta) when this process
         knows what they hold, else both replaced (with br_netfilter turned on there)."""
+        await self._settle(ns)
         have = self._firewalls.get(ns)
         if have is not None and have[0] == ident and have[1].fw == fw:
             return
@@ -208,7 +261,10 @@ class RealPlumbing:
             await secgroups.apply(ns, fw)
             self._firewalls[ns] = (ident, sgdelta.applied(fw))
             return
-        script, after = sgdelta.delta(have[1], fw)
+        # Members that left a group leave its sets in a second transaction, off the caller's path
+        # (deleting set elements is the slow part): until then the sets hold what they held before.
+        first = sgdelta.widened(have[1], fw)
+        script, after = sgdelta.delta(have[1], first)
         try:
             if script:
                 await secgroups.apply_script(ns, script)
@@ -216,8 +272,40 @@ class RealPlumbing:
             LOG.warning("network agent: security group delta refused in %s, replacing the tables: %s", ns, exc)
             script, after = sgdelta.whole(fw)
             await secgroups.apply_script(ns, script)
+            first = fw
         self._firewalls[ns] = (ident, after)
-        await self._cut_revoked(ns, have[1].fw, fw)
+        if first == fw:
+            await self._cut_revoked(ns, have[1].fw, fw)
+        else:
+            self._pending[ns] = asyncio.ensure_future(self._narrow(ns, ident, after, fw, have[1].fw))
+
+    async def _settle(self, ns: str) -> None:
+        """Wait for the namespace's second transaction, if one is under way (it logs its own failure)."""
+        task = self._pending.pop(ns, None)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _narrow(self, ns: str, ident: tuple[int, int] | None, mid: sgdelta.Applied, fw: secgroups.Firewall,
+                      old: secgroups.Firewall) -> None:
+        """The second transaction: the members that left deleted from the sets (then the
+        established flows they had, cut). A failure leaves the tables unknown: replaced next time."""
+        try:
+            script, after = sgdelta.delta(mid, fw)
+            if script:
+                await secgroups.apply_script(ns, script)
+        except Exception as exc:  # noqa: BLE001 - logged; the next ensure replaces the tables whole
+            LOG.warning("network agent: members that left not deleted in %s: %s", ns, exc)
+            if self._firewalls.get(ns) == (ident, mid):
+                self._firewalls.pop(ns, None)
+            return
+        if self._firewalls.get(ns) == (ident, mid):
+            self._firewalls[ns] = (ident, after)
+        await self._cut_revoked(ns, old, fw)
+
+    async def close(self) -> None:
+        """The agent stops: second transactions under way finish."""
+        for ns in list(self._pending):
+            await self._settle(ns)
 
     @staticmethod
     async def _cut_revoked(ns: str, old: secgroups.Firewall, new: secgroups.Firewall) -> None:
@@ -258,11 +346,17 @@ class RealPlumbing:
         self._routers[plan.id] = (tuple(netns.identity(n) for n in spaces), plan)
 
     async def reap(self, plan: HostPlan) -> orphans.Inventory:
-        self._owned = {*plan.networks, *(r.id for r in plan.routers)}
-        await asyncio.to_thread(register, self.registry, self.owner, set(self._owned))
-        others = await asyncio.to_thread(others_of, self.registry, self.owner)
+        """Remove what this cloud recorded (its entry, a crashed run's too, and what it owns now) or
+        took over from a cloud gone for good, and the plan no longer wants; the entry shrinks to
+        the plan only after that, so a crash while reaping leaves the ids recorded. What nobody
+        recorded (another tool's namespaces, a cloud's of another registry) is never touched."""
+        owned = {*plan.networks, *(r.id for r in plan.routers)}
+        seen = await asyncio.to_thread(claims, self.registry, self.owner)
+        mine = frozenset({*seen.recorded, *self._owned, *owned, *seen.abandoned})
+        self._owned |= owned
+        await asyncio.to_thread(register, self.registry, self.owner, set(mine))
         found = await orphans.discover(self.run_dir)
-        stale = stale_of(plan, found, others)
+        stale = stale_of(plan, found, seen.others, mine)
         if not is_empty(stale):
             LOG.info("network agent %s: reaping orphans %s", plan.host, stale)
             if self.metadata is not None:
@@ -273,6 +367,9 @@ class RealPlumbing:
                 self._drop_known(netns.network_ns(n))
             for r in stale.routers:
                 self._routers.pop(r, None)
+        self._owned = owned
+        await asyncio.to_thread(register, self.registry, self.owner, set(self._owned))
+        await asyncio.to_thread(drop_entries, seen.abandoned_entries)
         return stale
 
 
