@@ -20,6 +20,7 @@ still allows is picked up again at once: nf_conntrack_tcp_loose, the kernel's de
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -81,40 +82,73 @@ def _locals(port: Port) -> list[str]:
     return sorted({str(n) for n in nets})
 
 
+Allow = tuple[str, int, str, "int | None", "int | None", "int | None"]  # direction, version, remote, proto, ports
+
+
+class _Allowances:
+    """What a firewall's groups allow, port-independent (direction, IP version, remote prefix,
+    protocol, port range), worked out once per group and per set of groups."""
+
+    def __init__(self, fw: Firewall) -> None:
+        self.fw = fw
+        self._groups: dict[str, frozenset[Allow]] = {}
+        self._sets: dict[frozenset[str], frozenset[Allow]] = {}
+        self._nets: dict[str, str] = {}
+
+    def _net(self, value: str) -> str:
+        out = self._nets.get(value)
+        if out is None:
+            out = self._nets[value] = str(ipaddress.ip_network(value, strict=False))
+        return out
+
+    def group(self, group: str) -> frozenset[Allow]:
+        found = self._groups.get(group)
+        if found is not None:
+            return found
+        out: set[Allow] = set()
+        for rule in self.fw.rules.get(group, ()):
+            version = {"ipv4": 4, "ipv6": 6}.get(rule.ethertype.lower())
+            if version is None:
+                continue
+            if rule.remote_ip_prefix:
+                remotes = [self._net(rule.remote_ip_prefix)]
+            elif rule.remote_group_id:
+                remotes = [self._net(a) for a in self.fw.members.get(rule.remote_group_id, ())]
+            else:
+                remotes = [ANY4 if version == 4 else ANY6]
+            proto = _protocol(rule.protocol, version)
+            low, high = rule.port_range_min, rule.port_range_max
+            if proto not in _PORT_PROTOCOLS or (low is None and high is None):
+                low = high = None
+            elif low is None or high is None:
+                low = high = low if low is not None else high
+            out |= {(rule.direction, version, r, proto, low, high) for r in remotes
+                    if (":" in r) == (version == 6)}
+        self._groups[group] = frozen = frozenset(out)
+        return frozen
+
+    def of(self, groups: Iterable[str]) -> frozenset[Allow]:
+        key = frozenset(groups)
+        found = self._sets.get(key)
+        if found is None:
+            found = self._sets[key] = frozenset().union(*(self.group(g) for g in key))
+        return found
+
+
+def _expand(allows: Iterable[Allow], locals_: Iterable[str]) -> set[Flow]:
+    by_version: dict[int, list[str]] = {4: [], 6: []}
+    for local in locals_:
+        by_version[6 if ":" in local else 4].append(local)
+    return {Flow(d, local, remote, proto, lo, hi) for d, version, remote, proto, lo, hi in allows
+            for local in by_version[version]}
+
+
 def flows(fw: Firewall, only: Iterable[str] | None = None) -> dict[str, frozenset[Flow]]:
     """Per secured port (by id; those in `only` if given), the flows its security groups allow."""
     wanted = None if only is None else set(only)
-    out: dict[str, frozenset[Flow]] = {}
-    for port in fw.ports:
-        if not port.port_security_enabled or (wanted is not None and port.id not in wanted):
-            continue
-        found: set[Flow] = set()
-        locals_ = _locals(port)
-        for group in port.security_groups:
-            for rule in fw.rules.get(group, ()):
-                version = {"ipv4": 4, "ipv6": 6}.get(rule.ethertype.lower())
-                if version is None:
-                    continue
-                if rule.remote_ip_prefix:
-                    remotes = [str(ipaddress.ip_network(rule.remote_ip_prefix, strict=False))]
-                elif rule.remote_group_id:
-                    remotes = [str(ipaddress.ip_network(a, strict=False)) for a in fw.members.get(rule.remote_group_id, ())]
-                else:
-                    remotes = [ANY4 if version == 4 else ANY6]
-                proto = _protocol(rule.protocol, version)
-                low, high = rule.port_range_min, rule.port_range_max
-                if proto not in _PORT_PROTOCOLS or (low is None and high is None):
-                    low = high = None
-                elif low is None or high is None:
-                    low = high = low if low is not None else high
-                for local in locals_:
-                    if ipaddress.ip_network(local).version != version:
-                        continue
-                    for remote in remotes:
-                        if ipaddress.ip_network(remote).version == version:
-                            found.add(Flow(rule.direction, local, remote, proto, low, high))
-        out[port.id] = frozenset(found)
-    return out
+    allowances = _Allowances(fw)
+    return {p.id: frozenset(_expand(allowances.of(p.security_groups), _locals(p))) for p in fw.ports
+            if p.port_security_enabled and (wanted is None or p.id in wanted)}
 
 
 def _touched(old: Firewall, new: Firewall, old_ports: Mapping[str, Port]) -> set[str]:
@@ -143,27 +177,30 @@ def revoked(old: Firewall, new: Firewall) -> list[Flow]:
     touched = _touched(old, new, old_ports)
     if not touched:
         return []
-    before, after = flows(old, touched), flows(new, touched)
+    before, after = _Allowances(old), _Allowances(new)
     out: set[Flow] = set()
     for port in new.ports:
         if not port.port_security_enabled or port.id not in touched:
             continue
-        if not old_ports[port.id].port_security_enabled:  # unfiltered until now: the rules decide again
+        was = old_ports[port.id]
+        if not was.port_security_enabled:  # unfiltered until now: the rules decide again
             for local in _locals(port):
-                anywhere = ANY4 if ipaddress.ip_network(local).version == 4 else ANY6
+                anywhere = ANY4 if ":" not in local else ANY6
                 out |= {Flow(d, local, anywhere) for d in (INGRESS, "egress")}
             continue
-        out |= before.get(port.id, frozenset()) - after.get(port.id, frozenset())
+        had, has = before.of(was.security_groups), after.of(port.security_groups)
+        locals_now, locals_then = _locals(port), _locals(was)
+        out |= _expand(had - has, locals_now)
+        out |= _expand(had, [a for a in locals_then if a not in locals_now])  # an address gone from the port
     return sorted(out, key=lambda f: (f.direction, f.local, f.remote, f.protocol or -1, f.port_min or -1))
 
 
 def matches(flow: Flow, entry: Entry) -> bool:
     """Whether the entry is a flow of this kind (by its original direction)."""
-    local, remote = ipaddress.ip_network(flow.local), ipaddress.ip_network(flow.remote)
+    local, remote = _parsed_net(flow.local), _parsed_net(flow.remote)
     mine, theirs = (entry.dst, entry.src) if flow.direction == INGRESS else (entry.src, entry.dst)
-    try:
-        a, b = ipaddress.ip_address(mine), ipaddress.ip_address(theirs)
-    except ValueError:
+    a, b = _parsed_ip(mine), _parsed_ip(theirs)
+    if a is None or b is None:
         return False
     if a.version != local.version or a not in local or b.version != remote.version or b not in remote:
         return False
@@ -175,7 +212,41 @@ def matches(flow: Flow, entry: Entry) -> bool:
 
 
 def doomed(entries: Iterable[Entry], cut: Sequence[Flow]) -> list[Entry]:
-    return [e for e in entries if any(matches(f, e) for f in cut)]
+    """The entries of the flows `cut` (each entry looked at once: the flows indexed by the port
+    address they concern, a host address or, for an allowed address pair, a prefix)."""
+    exact: dict[tuple[str, str], list[Flow]] = {}
+    prefixes: list[Flow] = []
+    for f in cut:
+        net = ipaddress.ip_network(f.local)
+        if net.num_addresses == 1:
+            exact.setdefault((f.direction, str(net.network_address)), []).append(f)
+        else:
+            prefixes.append(f)
+    out = []
+    for e in entries:
+        candidates = [*exact.get((INGRESS, _canonical(e.dst)), ()), *exact.get(("egress", _canonical(e.src)), ()),
+                      *prefixes]
+        if any(matches(f, e) for f in candidates):
+            out.append(e)
+    return out
+
+
+def _canonical(ip: str) -> str:
+    parsed = _parsed_ip(ip)
+    return ip if parsed is None else str(parsed)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_net(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(value, strict=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
 
 
 # ---- ctnetlink -------------------------------------------------------------------------------

@@ -56,3 +56,16 @@ def test_ipv6_and_icmp_flows() -> None:
     assert cut == [Flow("ingress", "10.0.0.8/32", "0.0.0.0/0", 1), Flow("ingress", "fd00::8/128", "::/0", 58)]
     echo6 = Entry(socket.AF_INET6, 58, "fd00::1", "fd00::8", None, None)
     assert conntrack.doomed([echo6, tcp("10.0.0.1", "10.0.0.8", 22)], cut) == [echo6]
+
+
+def test_an_allowed_address_pair_prefix_is_the_ports_too() -> None:
+    vip = Port("v", "tapvvvvvvvvvvv", "fa:16:3e:00:00:0d", ("10.0.0.9",), (("10.0.5.0/24", None),), security_groups=(G,))
+    before = Firewall((vip,), {G: (WEB,)})
+    cut = conntrack.revoked(before, Firewall((vip,), {G: ()}))
+    assert {f.local for f in cut} == {"10.0.0.9/32", "10.0.5.0/24"}
+    entries = [tcp("192.0.2.1", "10.0.5.77", 80), tcp("192.0.2.1", "10.0.0.9", 81), tcp("192.0.2.1", "10.0.6.1", 80)]
+    assert conntrack.doomed(entries, cut) == entries[:2]
+    # An address taken off the port: what it allowed there goes, whatever the rules now say.
+    moved = Port(**{**vip.__dict__, "fixed_ips": ("10.0.0.10",), "allowed_address_pairs": ()})
+    gone = conntrack.revoked(before, Firewall((moved,), before.rules))
+    assert {f.local for f in gone} == {"10.0.0.9/32", "10.0.5.0/24"}
