@@ -200,6 +200,20 @@ def _free_marks(used: Iterable[int], n: int) -> list[int]:
     return out
 
 
+def widened(old: Applied, new: Firewall) -> Firewall:
+    """`new` with the members that left its remote groups since `old` still in their sets: a
+    first step with no set element to delete (adding costs the kernel ~0.3 ms, deleting 8-16 ms),
+    which grants nothing the tables did not grant already; `new` itself when none left."""
+    groups = _remote_groups(new.rules, _groups(_secured(new.ports)))
+    members = dict(new.members)
+    for g in groups:
+        now = tuple(new.members.get(g, ()))
+        left = sorted(set(old.fw.members.get(g, ())) - set(now))
+        if left and member_set(g, 4) in old.sets:
+            members[g] = (*now, *left)
+    return new if members == dict(new.members) else Firewall(ports=new.ports, rules=new.rules, members=members)
+
+
 def delta(old: Applied, new: Firewall) -> tuple[str, Applied]:
     """The script taking tables that hold `old` to `new` ("" when nothing changes), and what they
     then hold. Raises Invalid for a bad value, as render does."""

@@ -122,3 +122,16 @@ def test_member_deltas_keep_the_set_exactly_the_members_without_overlaps() -> No
         assert all(not a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:])
         assert {str(a) for n in nets for a in (n if n.prefixlen < 32 else [n.network_address])} == members
         have = after
+
+
+def test_widened_keeps_the_members_that_left_for_a_second_step() -> None:
+    _, applied = sgdelta.whole(fw(port(1), port(2), members=("10.0.0.11", "10.0.0.12")))
+    target = fw(port(1), port(3), members=("10.0.0.11", "10.0.0.13"))
+    first = sgdelta.widened(applied, target)
+    assert set(first.members[G]) == {"10.0.0.11", "10.0.0.12", "10.0.0.13"}
+    script, mid = sgdelta.delta(applied, first)
+    assert "delete element inet cumulo_sg g_" not in script and "add element inet cumulo_sg g_" in script
+    later, _ = sgdelta.delta(mid, target)
+    assert "delete element inet cumulo_sg g_" in later and "10.0.0.12" in later and "chain" not in later
+    assert sgdelta.widened(applied, fw(port(1), port(2), members=("10.0.0.11", "10.0.0.12", "10.0.0.14"))) \
+        == fw(port(1), port(2), members=("10.0.0.11", "10.0.0.12", "10.0.0.14"))

@@ -207,6 +207,7 @@ class RealPlumbing:
         self._bridges: dict[str, tuple[tuple[int, int] | None, int]] = {}  # ns -> (identity, mtu)
         self._dhcp_ifaces: dict[str, tuple[tuple[int, int] | None, dhcp.Interface]] = {}
         self._routers: dict[str, tuple[tuple[tuple[int, int] | None, ...], router.Router]] = {}
+        self._pending: dict[str, asyncio.Future[None]] = {}  # ns -> its second transaction under way
         self._owned: set[str] = set()  # the network and router ids registered as this process's
 
     async def _own(self, ident: str) -> None:
@@ -252,6 +253,7 @@ class RealPlumbing:
     async def _firewall(self, ns: str, ident: tuple[int, int] | None, fw: secgroups.Firewall) -> None:
         """The namespace's security group tables made `fw`: in place (sgdelta) when this process
         knows what they hold, else both replaced (with br_netfilter turned on there)."""
+        await self._settle(ns)
         have = self._firewalls.get(ns)
         if have is not None and have[0] == ident and have[1].fw == fw:
             return
@@ -259,7 +261,10 @@ class RealPlumbing:
             await secgroups.apply(ns, fw)
             self._firewalls[ns] = (ident, sgdelta.applied(fw))
             return
-        script, after = sgdelta.delta(have[1], fw)
+        # Members that left a group leave its sets in a second transaction, off the caller's path
+        # (deleting set elements is the slow part): until then the sets hold what they held before.
+        first = sgdelta.widened(have[1], fw)
+        script, after = sgdelta.delta(have[1], first)
         try:
             if script:
                 await secgroups.apply_script(ns, script)
@@ -267,8 +272,40 @@ class RealPlumbing:
             LOG.warning("network agent: security group delta refused in %s, replacing the tables: %s", ns, exc)
             script, after = sgdelta.whole(fw)
             await secgroups.apply_script(ns, script)
+            first = fw
         self._firewalls[ns] = (ident, after)
-        await self._cut_revoked(ns, have[1].fw, fw)
+        if first == fw:
+            await self._cut_revoked(ns, have[1].fw, fw)
+        else:
+            self._pending[ns] = asyncio.ensure_future(self._narrow(ns, ident, after, fw, have[1].fw))
+
+    async def _settle(self, ns: str) -> None:
+        """Wait for the namespace's second transaction, if one is under way (it logs its own failure)."""
+        task = self._pending.pop(ns, None)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _narrow(self, ns: str, ident: tuple[int, int] | None, mid: sgdelta.Applied, fw: secgroups.Firewall,
+                      old: secgroups.Firewall) -> None:
+        """The second transaction: the members that left deleted from the sets (then the
+        established flows they had, cut). A failure leaves the tables unknown: replaced next time."""
+        try:
+            script, after = sgdelta.delta(mid, fw)
+            if script:
+                await secgroups.apply_script(ns, script)
+        except Exception as exc:  # noqa: BLE001 - logged; the next ensure replaces the tables whole
+            LOG.warning("network agent: members that left not deleted in %s: %s", ns, exc)
+            if self._firewalls.get(ns) == (ident, mid):
+                self._firewalls.pop(ns, None)
+            return
+        if self._firewalls.get(ns) == (ident, mid):
+            self._firewalls[ns] = (ident, after)
+        await self._cut_revoked(ns, old, fw)
+
+    async def close(self) -> None:
+        """The agent stops: second transactions under way finish."""
+        for ns in list(self._pending):
+            await self._settle(ns)
 
     @staticmethod
     async def _cut_revoked(ns: str, old: secgroups.Firewall, new: secgroups.Firewall) -> None:
