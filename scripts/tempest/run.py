@@ -55,9 +55,8 @@ lock_path = {ws}/tempest_lock
 
 [auth]
 # Pre-provisioned accounts (made by this script): reproducible, and no Keystone churn per class.
-use_dynamic_credentials = false
+{credentials}
 test_accounts_file = {ws}/etc/accounts.yaml
-create_isolated_networks = false
 default_credentials_domain_name = Default
 admin_username = {admin_user}
 admin_password = {admin_password}
@@ -390,9 +389,12 @@ def main() -> int:
     try:
         values = prepare(cloud)
         values["validation"] = "run_validation = false"
+        values["credentials"] = "use_dynamic_credentials = false\ncreate_isolated_networks = false"
         if args.validation:
             values["image"] = ssh_image(cloud.admin, tmp)
             values["validation"] = VALIDATION
+            # As DevStack's gate: a project per test class, with its own network routed to public.
+            values["credentials"] = "use_dynamic_credentials = true\ncreate_isolated_networks = true"
         accounts = make_accounts(cloud.admin, cloud.auth["password"])
         (ws / "etc" / "accounts.yaml").write_text(yaml.safe_dump(accounts, sort_keys=False))
         conf = CONF.format(ws=ws, auth_url=f"http://127.0.0.1:{cloud.port}/identity",
