@@ -1,6 +1,6 @@
 """Run Tempest (release 47, in its own venv) against a fresh `cumulo up` with its defaults.
 
-    .venv/bin/python scripts/tempest/run.py [--regex REGEX] [--concurrency 2] [--workspace DIR]
+    .venv/bin/python scripts/tempest/run.py [--regex REGEX] [--concurrency 2] [--workspace DIR] [--validation]
 
 What it does, in order:
   1. makes the Tempest venv ($HOME/tempest-venv, `pip install tempest==47.0.0`) if it is missing;
@@ -12,7 +12,9 @@ What it does, in order:
      Tempest project boots on it, routed to `public`: fixed_network_name, as DevStack's), makes the
      pre-provisioned accounts;
   4. writes tempest.conf from shared/tempest/tempest.conf.tmpl's settings (pre-provisioned accounts,
-     Neutron on, interface attach on) into the workspace;
+     Neutron on, interface attach on) into the workspace; with --validation, Tempest logs in to its
+     servers over SSH on a floating IP (run_validation; image_ref is ssh_image.py's image) and makes
+     a project with its own routed network per test class (dynamic credentials), as DevStack's gate;
   5. runs `tempest run --regex ...`, prints the totals and keeps the subunit stream and the log in
      the workspace (default ./tempest-ws, git-ignored);
   6. deletes what the run left (servers of every project), stops the cloud and removes its state.
@@ -54,7 +56,7 @@ debug = true
 lock_path = {ws}/tempest_lock
 
 [auth]
-# Pre-provisioned accounts (made by this script): reproducible, and no Keystone churn per class.
+# Pre-provisioned accounts (made by this script); with --validation, dynamic credentials (DevStack's gate).
 {credentials}
 test_accounts_file = {ws}/etc/accounts.yaml
 default_credentials_domain_name = Default
