@@ -26,7 +26,6 @@ from cumulo.db import Database, utcnow
 
 # Neutron's fault types (a network service fault's `neutron_type`) that Nova answers with a 409.
 _CONFLICTS = {"PortInUse", "NetworkAmbiguous", "MacAddressInUse"}
-_SYSTEM = RequestContext.system()
 _AUTO_MISSING = "Unable to automatically allocate a network for project {project}"
 
 
@@ -103,17 +102,15 @@ async def allocate(
 
 
 async def addresses(net: netports.NetworkPorts, ctx: RequestContext, ports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Nova's `addresses` of the ports, named by their networks (a network the caller cannot see
-    any longer keeps its id as the name)."""
-    names: dict[str, str] = {}
-    for nid in {str(p["network_id"]) for p in ports}:
-        try:
-            names[nid] = str((await net.get_network(ctx, nid)).get("name") or nid)
-        except errors.CumuloError:
-            names[nid] = nid
+    """Nova's `addresses` of the ports (in this order), named by their networks (a network the
+    caller cannot see keeps its id as the name), with their floating IPs."""
+    devices = sorted({str(p["device_id"]) for p in ports if p.get("device_id")})
+    if not devices:
+        return netports.addresses_for(ports, {})
+    found = await net.addresses_of_devices(ctx, devices)
     ids = {p["id"] for p in ports}
-    floating = [f for f in await net.list_floatingips(_SYSTEM) if f.get("port_id") in ids] if ids else []
-    return netports.addresses_for(ports, names, floating)
+    names = {nid: str(name or nid) for nid, name in found["networks"].items()}
+    return netports.addresses_for(ports, names, [f for f in found["floatingips"] if f["port_id"] in ids])
 
 
 async def current_addresses(
