@@ -21,7 +21,8 @@ what it last applied in a namespace (`Applied`), sends only the difference:
 
 All of it in one transaction: packets meet the old ruleset or the new one, never a port without
 its rules (a new port's chains and map entries come in the same commit as its marks). A group no
-port uses any more keeps its (unreferenced) chains until the next whole replace. The agent falls
+port uses any more keeps its (unreferenced) chains and their rules until the next whole replace,
+so a server booting into it again (the only port of its group on that network) adds none. The agent falls
 back to the whole replace when a delta fails (`nft` refuses it and changes nothing) and after a
 restart (nothing known). Pure functions, text out.
 """
@@ -61,6 +62,7 @@ class Applied:
     fw: Firewall
     marks: Mapping[str, int] = field(default_factory=dict)  # device -> mark
     sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # member set -> its elements
+    groups: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict)  # group -> the rules its chains hold
 
 
 def whole(fw: Firewall) -> tuple[str, Applied]:
@@ -74,7 +76,8 @@ def applied(fw: Firewall) -> Applied:
     secured = _secured(fw.ports)
     sets = {member_set(g, v): tuple(_members(fw.members.get(g, ()), v))
             for g in _remote_groups(fw.rules, _groups(secured)) for v in (4, 6)}
-    return Applied(fw, {p.device: i for i, p in enumerate(secured, start=1)}, sets)
+    groups = {g: tuple(fw.rules.get(g, ())) for g in _groups(secured)}
+    return Applied(fw, {p.device: i for i, p in enumerate(secured, start=1)}, sets, groups)
 
 
 def _set_kind(version: int) -> str:
@@ -229,17 +232,20 @@ def delta(old: Applied, new: Firewall) -> tuple[str, Applied]:
 
     out: list[str] = []
     # Member sets, then group chains (whose rules name the sets): a new port's chains jump to them.
-    old_groups, new_groups = _groups(before.values()), _groups(after.values())
+    new_groups = _groups(after.values())
     sets = dict(old.sets)
     for g in sorted(_remote_groups(new.rules, new_groups)):
         for v in (4, 6):
             name = member_set(g, v)
             script, sets[name] = _members_delta(name, v, old.sets.get(name), new.members.get(g, ()))
             out.append(script)
+    groups = dict(old.groups)  # a group no port uses any more keeps its chains (and their rules)
     for g in sorted(new_groups):
         rules = tuple(new.rules.get(g, ()))
-        if g not in old_groups or _rule_lines(old.fw.rules.get(g, ())) != _rule_lines(rules):
-            out.append(_chains_of_group(g, rules, tuple(old.fw.rules.get(g, ())) if g in old_groups else None))
+        had = old.groups.get(g)
+        if had is None or _rule_lines(had) != _rule_lines(rules):
+            out.append(_chains_of_group(g, rules, had))
+        groups[g] = rules
     # Removed ports: map entries, then their chains, then their bridge elements.
     gone_marks = [str(old.marks[p.device]) for p in removed if p.device in old.marks]
     out.append(_elements("delete", "inet", "egress", gone_marks) + _elements("delete", "inet", "ingress", gone_marks))
@@ -256,4 +262,4 @@ def delta(old: Applied, new: Firewall) -> tuple[str, Applied]:
                          [f"{marks[p.device]} : jump {port_chain(p.device, EGRESS)}" for p in added]))
     out.append(_elements("add", "inet", "ingress",
                          [f"{marks[p.device]} : jump {port_chain(p.device, INGRESS)}" for p in added]))
-    return "".join(out), Applied(new, marks, sets)
+    return "".join(out), Applied(new, marks, sets, groups)

@@ -135,3 +135,11 @@ def test_widened_keeps_the_members_that_left_for_a_second_step() -> None:
     assert "delete element inet cumulo_sg g_" in later and "10.0.0.12" in later and "chain" not in later
     assert sgdelta.widened(applied, fw(port(1), port(2), members=("10.0.0.11", "10.0.0.12", "10.0.0.14"))) \
         == fw(port(1), port(2), members=("10.0.0.11", "10.0.0.12", "10.0.0.14"))
+
+
+def test_a_group_coming_back_to_a_namespace_keeps_its_chains() -> None:
+    _, applied = sgdelta.whole(fw(port(1), members=("10.0.0.11",)))
+    _, empty = sgdelta.delta(applied, fw(members=("10.0.0.11",)))
+    script, _ = sgdelta.delta(empty, fw(port(2), members=("10.0.0.11", "10.0.0.12")))
+    assert "add chain inet cumulo_sg s_" not in script and "flush chain inet cumulo_sg s_" not in script
+    assert f"add chain inet cumulo_sg i_{port(2).device}" in script
