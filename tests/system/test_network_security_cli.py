@@ -68,12 +68,12 @@ def _free_external_cidr() -> str:
     raise AssertionError("no free 172.24.x.0/24 on this host")
 
 
-def _host_address() -> str:
-    """The host's own source address towards the outside world (not on any Cumulo link)."""
-    out = subprocess.run(["ip", "-j", "route", "get", "192.0.2.123"], capture_output=True, text=True, check=False)
-    with contextlib.suppress(ValueError, IndexError, KeyError):
-        return str(json.loads(out.stdout)[0]["prefsrc"])
-    return ""
+def _host_addresses() -> list[str]:
+    """The host's own global IPv4 addresses, but for Cumulo's host links (cxh...)."""
+    out = subprocess.run(["ip", "-j", "-4", "addr", "show", "scope", "global"], capture_output=True, text=True,
+                         check=True).stdout
+    return [str(a["local"]) for link in json.loads(out or "[]") if not str(link.get("ifname", "")).startswith("cxh")
+            for a in link.get("addr_info", []) if a.get("local")]
 
 
 class Listener:
@@ -181,8 +181,12 @@ class World:
         src = f"-I {source} " if source else ""
         return self.sh(name, f"ping -c {count} -W 1 {src}{address}").returncode == 0
 
-    def in_echos(self, name: str) -> int:
-        """ICMP echo requests the server's kernel received (its namespace's /proc/net/snmp)."""
+    def in_echos(self, name: str, version: int = 4) -> int:
+        """ICMP echo requests the server's kernel received (its namespace's /proc/net/snmp{,6})."""
+        if version == 6:
+            counters = dict(line.split() for line in self.sh(name, "cat /proc/net/snmp6").stdout.splitlines()
+                            if line.strip())
+            return int(counters["Icmp6InEchos"])
         lines = [line.split() for line in self.sh(name, "cat /proc/net/snmp").stdout.splitlines()
                  if line.startswith("Icmp:")]
         head, values = lines[0], lines[1]
@@ -253,11 +257,15 @@ def _build(w: World) -> None:
     w.ids["web"], w.ids["client"] = web["id"], client["id"]
     w.ids["addr_rule"] = w.osc("demo", "security", "group", "rule", "create", "--ingress", "--protocol", "tcp",
                                "--dst-port", "80", "--remote-ip", f"{w.ips['a2']}/32", web["id"])["id"]
+    # private gets an IPv6 subnet too (static addresses): a1 and a2 are dual-stack.
+    v6 = w.make("demo", ("subnet",), "--network", "private", "--ip-version", "6", "--no-dhcp", "--subnet-range",
+                f"fd00:{tag[:4]}::/64", f"v6-{tag}")
     for name, groups in (("a1", (web["id"],)), ("a2", (web["id"], client["id"]))):
         port = w.make("demo", ("port",), "--network", "private", "--fixed-ip",
-                      f"subnet={private_sub['id']},ip-address={w.ips[name]}",
+                      f"subnet={private_sub['id']},ip-address={w.ips[name]}", "--fixed-ip", f"subnet={v6['id']}",
                       *(a for g in groups for a in ("--security-group", g)), f"{name}-{tag}")
         w.ids[f"{name}_mac"] = port["mac_address"]
+        w.ips[f"{name}_6"] = next(f["ip_address"] for f in port["fixed_ips"] if ":" in f["ip_address"])
         w.ids[f"{name}_port"] = port["id"]
         w.boot("demo", name, "--port", port["id"])
     w.boot("b", "b1", "--nic", f"net-id={net_b['id']},v4-fixed-ip={w.ips['b1']}")
@@ -379,6 +387,15 @@ def test_security_group_rules_port_security_and_spoofing(world: World) -> None:
         assert w.ping("a2", a1, source=a2)
         after = w.in_echos("a1")
         assert after - before == 1, f"a1 received {after - before} echo requests; only the real one may arrive"
+        # Frames from a MAC the port does not have never arrive either, from its own address.
+        changed = w.sh("a2", "ip link set dev eth0 address fa:16:3e:5f:00:0d", "CAP_NET_ADMIN")
+        assert changed.returncode == 0, changed.stderr
+        try:
+            assert not w.ping("a2", a1, count=2)
+        finally:
+            w.sh("a2", f"ip link set dev eth0 address {w.ids['a2_mac']}", "CAP_NET_ADMIN")
+        assert w.in_echos("a1") == after, "a frame from a foreign MAC reached a1"
+        wait_for(lambda: w.ping("a2", a1), timeout=10, what="a2 through again with its own MAC")
         # The same packets pass once the port allows the address (allowed_address_pairs).
         w.osc("demo", "port", "set", "--allowed-address", f"ip-address={spoofed}", w.ids["a2_port"], json=False)
         wait_for(lambda: w.ping("a2", a1, source=spoofed), timeout=20, what="the allowed address pair passes")
@@ -397,12 +414,13 @@ def test_no_tenant_traffic_reaches_the_host(world: World) -> None:
     w = world
     listener = Listener(f"host-{w.tag}")
     try:
-        link, own = w.ips["ext_gw"], _host_address()
+        link = w.ips["ext_gw"]
         api = w.cloud.port
-        targets = [(addr, port) for addr in (link, own) if addr for port in (listener.port, api)]
+        targets = [(addr, port) for addr in (link, *_host_addresses()) for port in (listener.port, api)]
         # From the host itself, each of these answers.
         for addr, port in targets:
             assert connects(addr, port), f"the host's own {addr}:{port} does not answer the host"
+        wait_for(lambda: len(listener.peers) == len(targets) // 2, timeout=10, what="the listener's own callers")
         listener.peers.clear()
         # The floating IP path: the host reaches a1's httpd (web lets the external subnet in), the
         # one way across the link.
@@ -444,3 +462,47 @@ def _host_get(address: str) -> str:
         return b"".join(chunks).decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_ipv6_rules_and_anti_spoofing(world: World) -> None:
+    """The same on private's IPv6 subnet: an IPv6 rule from a2's address lets it into a1's httpd
+    (a1 not into a2's), ICMPv6 from anywhere lets pings in, and a2 sending from an address its port
+    does not have never reaches a1 while its own address does."""
+    w = world
+    a1, a2 = w.ips["a1_6"], w.ips["a2_6"]
+    w.osc("demo", "port", "set", "--enable-port-security", "--security-group", w.ids["web"], w.ids["a1_port"],
+          json=False)
+    rules: list[str] = []
+
+    def rule(*args: str) -> str:
+        made = w.osc("demo", "security", "group", "rule", "create", "--ingress", "--ethertype", "IPv6", *args,
+                     w.ids["web"])
+        rules.append(str(made["id"]))
+        return str(made["id"])
+
+    spoofed = str(ipaddress.ip_address(a2) + 0x5000)
+    try:
+        assert not w.tcp("a2", a1, 80)
+        http = rule("--protocol", "tcp", "--dst-port", "80", "--remote-ip", f"{a2}/128")
+        page = wait_for(lambda: w.get("a2", f"[{a1}]"), timeout=20, what="a2 fetches a1's page over IPv6")
+        assert w.text["a1"] in page
+        assert not w.tcp("a1", a2, 80)
+        rule("--protocol", "ipv6-icmp")
+        wait_for(lambda: w.ping("a2", a1), timeout=20, what="a2 pings a1 over IPv6")
+        added = w.sh("a2", f"ip addr add {spoofed}/64 dev eth0", "CAP_NET_ADMIN")
+        assert added.returncode == 0, added.stderr
+        wait_for(lambda: "tentative" not in w.sh("a2", "ip addr show dev eth0").stdout, timeout=10,
+                 what="the spoofed address past DAD")
+        # (the kernel now prefers the newer address as a source: the real one is named)
+        assert w.ping("a2", a1, source=a2)
+        before = w.in_echos("a1", 6)
+        assert not w.ping("a2", a1, source=spoofed, count=3)
+        assert w.ping("a2", a1, source=a2)
+        assert w.in_echos("a1", 6) - before == 1, "a spoofed IPv6 source reached a1"
+        w.osc("demo", "security", "group", "rule", "delete", http, json=False)
+        rules.remove(http)
+        wait_for(lambda: not w.tcp("a2", a1, 80), timeout=10, what="the IPv6 rule's removal")
+    finally:
+        w.sh("a2", f"ip addr del {spoofed}/64 dev eth0", "CAP_NET_ADMIN")
+        for r in rules:
+            w.osc_run("demo", "security", "group", "rule", "delete", r)
