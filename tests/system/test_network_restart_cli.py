@@ -268,7 +268,7 @@ COUNTERS = re.compile(r"(packets|bytes) \d+")
 
 def ruleset(ns: str) -> str:
     """`nft list ruleset` of the namespace, counters aside, its tables and each table's chains and
-    sets in name order: a table replaced whole in one transaction (as the agent and the metadata
+    sets in name order, elements sorted (see `_elements`): a table replaced whole in one transaction (as the agent and the metadata
     service do at a restart) lists last and its chains in the order of that script, not in the
     order in-place changes made them. The rules of each chain stay in their (meaningful) order."""
     text = COUNTERS.sub(r"\1 N", sh("ip", "netns", "exec", ns, "nft", "list", "ruleset").stdout)
@@ -280,7 +280,20 @@ def ruleset(ns: str) -> str:
             tables[-1][1].append(line)  # a chain's or a set's first line
         elif tables and line.strip() and line != "}":
             tables[-1][1][-1] += "\n" + line
-    return "\n".join(f"{head}\n" + "\n".join(sorted(blocks)) for head, blocks in sorted(tables))
+    return "\n".join(f"{head}\n" + "\n".join(sorted(ELEMENTS.sub(_elements, b) for b in blocks))
+                     for head, blocks in sorted(tables))
+
+
+ELEMENTS = re.compile(r"elements = \{([^}]*)\}")
+MARK = re.compile(r"0x[0-9a-f]+")
+
+
+def _elements(match: re.Match[str]) -> str:
+    """A set's or map's elements in sorted order, packet marks as M: a table written whole numbers
+    its ports' marks in plan order, in-place changes in plug order (a mark only carries a port's
+    verdict from one hook to the next within one packet's traversal)."""
+    items = sorted(MARK.sub("M", item.strip()) for item in match.group(1).split(","))
+    return "elements = { " + ", ".join(items) + " }"
 
 
 def snapshot(world: World) -> dict[str, Any]:
