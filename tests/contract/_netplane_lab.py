@@ -119,6 +119,8 @@ class Lab:
     def router_ns(self, router_id: str) -> str:
         ns = netns.router_ns(router_id)
         self.namespaces.append(ns)
+        self.network_ids.append(router_id)  # recorded as the lab's, like its networks
+        plumbing.register(plumbing.REGISTRY, self.owner, set(self.network_ids))
         return ns
 
     def server(self, net_ns: str, cidr: str, gateway: str | None = None, mac: str | None = None) -> Server:

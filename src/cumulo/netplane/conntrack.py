@@ -36,7 +36,7 @@ _CTNETLINK = 1 << 8  # NFNL_SUBSYS_CTNETLINK
 _MSG_GET, _MSG_DELETE = 1, 2
 _NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_DUMP = 0x1, 0x4, 0x300
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
-_CTA_TUPLE_ORIG, _CTA_ID = 1, 12
+_CTA_TUPLE_ORIG, _CTA_TUPLE_REPLY, _CTA_ID = 1, 2, 12
 _CTA_TUPLE_IP, _CTA_TUPLE_PROTO = 1, 2
 _CTA_IP_V4_SRC, _CTA_IP_V4_DST, _CTA_IP_V6_SRC, _CTA_IP_V6_DST = 1, 2, 3, 4
 _CTA_PROTO_NUM, _CTA_PROTO_SRC_PORT, _CTA_PROTO_DST_PORT = 1, 2, 3
@@ -71,6 +71,7 @@ class Entry:
     dport: int | None
     tuple_attr: bytes = b""  # CTA_TUPLE_ORIG as the kernel sent it
     ident: int | None = None  # CTA_ID
+    reply_dst: str | None = None  # where replies go (after NAT: a floating IP for a flow it SNATs)
 
 
 # ---- what a firewall allows ------------------------------------------------------------------
@@ -269,26 +270,32 @@ def _attr(kind: int, payload: bytes) -> bytes:
     return raw + b"\0" * (-len(raw) % 4)
 
 
+def _ends(family: int, tuple_attr: bytes | None) -> tuple[str, str] | None:
+    """(source, destination) of a CTA_TUPLE_* attribute's payload."""
+    ip = _attrs(_attrs(tuple_attr or b"").get(_CTA_TUPLE_IP, b""))
+    keys = (_CTA_IP_V4_SRC, _CTA_IP_V4_DST) if family == socket.AF_INET else (_CTA_IP_V6_SRC, _CTA_IP_V6_DST)
+    if family not in (socket.AF_INET, socket.AF_INET6) or keys[0] not in ip or keys[1] not in ip:
+        return None
+    return socket.inet_ntop(family, ip[keys[0]]), socket.inet_ntop(family, ip[keys[1]])
+
+
 def _entry(family: int, payload: bytes) -> Entry | None:
     attrs = _attrs(payload)
     orig = attrs.get(_CTA_TUPLE_ORIG)
-    if orig is None:
+    ends = _ends(family, orig)
+    if orig is None or ends is None:
         return None
-    tup = _attrs(orig)
-    ip, proto = _attrs(tup.get(_CTA_TUPLE_IP, b"")), _attrs(tup.get(_CTA_TUPLE_PROTO, b""))
-    if family == socket.AF_INET and _CTA_IP_V4_SRC in ip and _CTA_IP_V4_DST in ip:
-        src, dst = socket.inet_ntop(family, ip[_CTA_IP_V4_SRC]), socket.inet_ntop(family, ip[_CTA_IP_V4_DST])
-    elif family == socket.AF_INET6 and _CTA_IP_V6_SRC in ip and _CTA_IP_V6_DST in ip:
-        src, dst = socket.inet_ntop(family, ip[_CTA_IP_V6_SRC]), socket.inet_ntop(family, ip[_CTA_IP_V6_DST])
-    else:
-        return None
+    src, dst = ends
+    reply = _ends(family, attrs.get(_CTA_TUPLE_REPLY))
+    proto = _attrs(_attrs(orig).get(_CTA_TUPLE_PROTO, b""))
     if _CTA_PROTO_NUM not in proto:
         return None
     sport = struct.unpack("!H", proto[_CTA_PROTO_SRC_PORT][:2])[0] if _CTA_PROTO_SRC_PORT in proto else None
     dport = struct.unpack("!H", proto[_CTA_PROTO_DST_PORT][:2])[0] if _CTA_PROTO_DST_PORT in proto else None
     ident = struct.unpack("!I", attrs[_CTA_ID][:4])[0] if _CTA_ID in attrs else None
     return Entry(family=family, protocol=proto[_CTA_PROTO_NUM][0], src=src, dst=dst, sport=sport, dport=dport,
-                 tuple_attr=_attr(_CTA_TUPLE_ORIG | _NESTED, orig), ident=ident)
+                 tuple_attr=_attr(_CTA_TUPLE_ORIG | _NESTED, orig), ident=ident,
+                 reply_dst=reply[1] if reply else None)
 
 
 def _request(sock: socket.socket, seq: int, msg: int, flags: int, family: int, body: bytes = b"") -> None:
@@ -359,6 +366,27 @@ def cut_here(cut: Sequence[Flow]) -> int:
     if not cut:
         return 0
     return delete_here(doomed(entries_here(), cut))
+
+
+def floating_gone(before: Iterable[tuple[str, str]], after: Iterable[tuple[str, str]]) -> list[str]:
+    """The floating IPs whose (floating IP, fixed IP) association `after` no longer has."""
+    return sorted({fip for fip, fixed in set(before) - set(after)})
+
+
+async def flush_addresses(ns: str, addresses: Iterable[str]) -> int:
+    """Delete the entries of the flows to or through these addresses in the namespace `ns`:
+    opened to one (a floating IP's DNAT) or answered to one (its SNAT), as Neutron's L3 agent
+    does when a floating IP is disassociated (conntrack -D -d ip, -D -q ip); how many."""
+    wanted = {_canonical(a) for a in addresses}
+    if not wanted:
+        return 0
+    netns.check_name(ns)
+
+    def work() -> int:
+        return delete_here([e for e in entries_here()
+                            if _canonical(e.dst) in wanted or (e.reply_dst and _canonical(e.reply_dst) in wanted)])
+
+    return await netns.run_in(ns, work)
 
 
 async def flush(ns: str, cut: Sequence[Flow]) -> int:

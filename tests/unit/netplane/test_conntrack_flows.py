@@ -69,3 +69,11 @@ def test_an_allowed_address_pair_prefix_is_the_ports_too() -> None:
     moved = Port(**{**vip.__dict__, "fixed_ips": ("10.0.0.10",), "allowed_address_pairs": ()})
     gone = conntrack.revoked(before, Firewall((moved,), before.rules))
     assert {f.local for f in gone} == {"10.0.0.9/32", "10.0.5.0/24"}
+
+
+def test_floating_ips_gone_or_moved() -> None:
+    before = [("172.24.4.20", "10.0.0.5"), ("172.24.4.21", "10.0.0.6")]
+    assert conntrack.floating_gone(before, before) == []
+    assert conntrack.floating_gone(before, before[:1]) == ["172.24.4.21"]
+    assert conntrack.floating_gone(before, [("172.24.4.20", "10.0.0.7"), before[1]]) == ["172.24.4.20"]  # moved
+    assert conntrack.floating_gone([], before) == []

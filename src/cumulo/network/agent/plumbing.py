@@ -207,6 +207,7 @@ class RealPlumbing:
         self._bridges: dict[str, tuple[tuple[int, int] | None, int]] = {}  # ns -> (identity, mtu)
         self._dhcp_ifaces: dict[str, tuple[tuple[int, int] | None, dhcp.Interface]] = {}
         self._routers: dict[str, tuple[tuple[tuple[int, int] | None, ...], router.Router]] = {}
+        self._floating: dict[str, tuple[tuple[str, str], ...]] = {}  # router -> (floating, fixed) it NATs
         self._pending: dict[str, asyncio.Future[None]] = {}  # ns -> its second transaction under way
         self._owned: set[str] = set()  # the network and router ids registered as this process's
 
@@ -344,6 +345,21 @@ class RealPlumbing:
             return
         await router.ensure(plan)
         self._routers[plan.id] = (tuple(netns.identity(n) for n in spaces), plan)
+        await self._cut_floating(plan)
+
+    async def _cut_floating(self, plan: router.Router) -> None:
+        """A floating IP disassociated (or moved): the flows through it stop too, as Neutron's L3
+        agent deletes their conntrack state (new ones are refused by the NAT table already)."""
+        now = tuple((f.floating_ip, f.fixed_ip) for f in plan.floating_ips)
+        before = self._floating.get(plan.id)
+        self._floating[plan.id] = now
+        gone = conntrack.floating_gone(before, now) if before is not None else []
+        if not gone:
+            return
+        try:
+            await conntrack.flush_addresses(plan.ns, gone)
+        except Exception as exc:  # noqa: BLE001 - the NAT is gone; only established flows may linger
+            LOG.warning("network agent: conntrack entries of floating IPs %s not deleted in %s: %s", gone, plan.ns, exc)
 
     async def reap(self, plan: HostPlan) -> orphans.Inventory:
         """Remove what this cloud recorded (its entry, a crashed run's too, and what it owns now) or
