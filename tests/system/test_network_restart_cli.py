@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 DEMO = "cumulo-demo"
 NETNS = Path("/run/netns")
 PING_INTERVAL = 0.2
-LOSS_BUDGET = 2  # echoes per direction over the whole kill and restart (see the module's docstring)
+LOSS_BUDGET = 2  # echoes per ping over the whole kill and restart (see the module's docstring)
 LISTENER = r"""
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -434,7 +434,7 @@ def test_kill_9_and_restart_keep_traffic_duplicate_nothing_and_reap_orphans(worl
                 world.inside(name, f"kill $(cat /tmp/{n.replace(' -> ', '-')}.pid)", check=False)
 
         # traffic: every fetch through the floating IP answered with A's page, and at most LOSS_BUDGET
-        # echoes lost per direction from the first reply to the last
+        # echoes lost per ping from the first reply to the last
         bodies = prober.since(0)
         assert bodies.count(world.page("a")) == len(bodies), f"{len(bodies) - bodies.count(world.page('a'))} of " \
                                                              f"{len(bodies)} fetches failed: {set(bodies)}"
