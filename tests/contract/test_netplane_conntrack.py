@@ -36,7 +36,9 @@ class Stream:
 
     def __init__(self, client: Server | None, server: Server, port: int, address: str | None = None) -> None:
         self.listener = server.listen(port)
-        make = lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # noqa: E731
+        def make() -> socket.socket:
+            return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
         self.client = make() if client is None else netns.run_in_sync(client.ns, make)
         self.client.settimeout(2)
         self.client.connect((address or server.address, port))
