@@ -1,7 +1,9 @@
 """The network agent's own cost, on the real data plane (as root, no cloud): what a server's NIC
 costs it (`plug_ports`: bind, plan, bridge, nftables, DHCP), and how long a security group rule
 change takes from the API's commit to nftables having it, with 100 ports of the group on one
-network (what the agent's sync does for that network: read the plan, re-render, `nft -f`).
+network (what the agent's sync does for that network: read the plan, the in-place delta from what
+it applied last (netplane.sgdelta), one nft transaction). A rule is added then deleted each round:
+the figure is both. End to end through the API with packets: benchmarks/secgroup_e2e.py.
 
 A temp DB with the first-start topology; the agent of a non-L3 host with `RealPlumbing` on a temp
 DHCP dir, registered as its temp dir's in the host's owners registry (so a running cloud leaves it
