@@ -273,8 +273,13 @@ def make_accounts(conn: openstack.connection.Connection, password: str) -> list[
         accounts.append({"username": user, "project_name": project, "password": password,
                          "domain_name": "Default", "roles": wanted})
 
+    # Every member user first: Tempest gives a class's `alt` the first free non-admin entry of the
+    # file, whatever its roles, and it must be a member of another project (a reader-only or manager
+    # user of the primary's own project makes the cross-project tests fail, and takes the reader a
+    # class's project_reader needs).
     for i in range(1, ACCOUNT_SETS + 1):
         account(f"tempest-user{i}", f"tempest-project{i}", ["member", "reader"])
+    for i in range(1, ACCOUNT_SETS + 1):
         account(f"tempest-reader{i}", f"tempest-project{i}", ["reader"])
         account(f"tempest-manager{i}", f"tempest-project{i}", ["manager"])
     for i in range(1, ADMIN_ACCOUNTS + 1):
