@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from _runc_util import leftovers, runc, server, wait_for, wait_gone, wait_status, write_config
 
-from cumulo.netplane import netns
+from cumulo.netplane import external, netns
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud
@@ -83,12 +83,13 @@ def _host_addresses() -> list[str]:
 
 
 class Listener:
-    """A TCP service of the host's, on every address: says `text`, records who connected."""
+    """A TCP service of the host's on every address, IPv4 and IPv6: says `text`, records who connected."""
 
     def __init__(self, text: str) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("0.0.0.0", 0))  # noqa: S104 - the point: a host service on every address
+        self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        self.sock.bind(("::", 0))  # the point: a host service on every address
         self.sock.listen(16)
         self.sock.settimeout(0.2)
         self.port = int(self.sock.getsockname()[1])
@@ -104,7 +105,7 @@ class Listener:
                 conn, peer = self.sock.accept()
             except OSError:
                 continue
-            self.peers.append(str(peer[0]))
+            self.peers.append(str(peer[0]).removeprefix("::ffff:"))
             with contextlib.suppress(OSError), conn:
                 conn.sendall(self.text)
 
@@ -305,6 +306,7 @@ def _build_demo(w: World, private_sub: dict[str, Any]) -> None:
     e_port = w.make("demo", ("port",), "--network", "public", "--disable-port-security", f"e1-{tag}")
     w.ips["e1"] = e_port["fixed_ips"][0]["ip_address"]
     w.boot("demo", "e1", "--port", e_port["id"])
+    w.ids["public"] = e_port["network_id"]
     w.networks += [private_sub["network_id"], e_port["network_id"]]
 
 
@@ -442,10 +444,15 @@ def test_no_tenant_traffic_reaches_the_host(world: World) -> None:
         link = w.ips["ext_gw"]
         api = w.cloud.port
         targets = [(addr, port) for addr in (link, *_host_addresses()) for port in (listener.port, api)]
+        # the host's end of the link has an IPv6 link-local address too, on-link for e1
+        hdev = external.host_device(w.ids["public"])
+        shown = subprocess.run(["ip", "-j", "-6", "addr", "show", "dev", hdev, "scope", "link"],  # noqa: S603
+                               capture_output=True, text=True, check=True).stdout
+        local6 = json.loads(shown)[0]["addr_info"][0]["local"]
         # From the host itself, each of these answers.
-        for addr, port in targets:
+        for addr, port in [*targets, (f"{local6}%{hdev}", listener.port)]:
             assert connects(addr, port), f"the host's own {addr}:{port} does not answer the host"
-        wait_for(lambda: len(listener.peers) == len(targets) // 2, timeout=10, what="the listener's own callers")
+        wait_for(lambda: len(listener.peers) == len(targets) // 2 + 1, timeout=10, what="the listener's own callers")
         listener.peers.clear()
         # The floating IP path: the host reaches a1's httpd (web lets the external subnet in), the
         # one way across the link.
@@ -463,6 +470,8 @@ def test_no_tenant_traffic_reaches_the_host(world: World) -> None:
         for name in ("a2", "a1", "e1"):
             for addr, port in targets:
                 assert not w.tcp(name, addr, port), f"{name} connected to the host's {addr}:{port}"
+        assert w.ping("e1", f"{local6}%eth0")
+        assert not w.tcp("e1", f"{local6}%eth0", listener.port), "e1 connected to the host over IPv6"
         assert listener.peers == [], f"the host's listener saw {listener.peers}"
         # The metadata service answers, and only with the asker's own data.
         meta = json.loads(wait_for(lambda: w.sh("a2", "busybox timeout 5 wget -q -O - "
