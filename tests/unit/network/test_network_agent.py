@@ -345,3 +345,19 @@ async def test_isolated_subnet_gets_the_metadata_route_via_the_dhcp_port(svc: Ne
     (priv,) = await agent.plug_ports([(await svc.create_port(demo, {"network_id": topo["private"],
                                                                    "device_id": INSTANCE}))["id"]], INSTANCE)
     assert priv["routes"] == []
+
+
+async def test_a_cast_sync_reaps_only_when_a_network_or_router_left(svc: NetworkService, topo: dict[str, Any]) -> None:
+    rec = Recorder()
+    agent = NetworkAgent(svc.db, svc, "local", rec, l3=True)
+    await agent.start()  # full: reaps
+    assert len(rec.reaped) == 1
+    admin = ctx_for(ADMIN, "admin")
+    await agent.sync()  # nothing left the plan: nothing to reap
+    assert len(rec.reaped) == 1 and set(rec.routers) == {topo["router"]}
+    router = await svc.create_router(admin, {"name": "r2"})
+    await agent.sync()  # grew: still nothing to reap
+    assert len(rec.reaped) == 1 and router["id"] in rec.routers
+    await svc.delete_router(admin, router["id"])
+    await agent.sync()  # a router left the plan: its namespace is reaped
+    assert len(rec.reaped) == 2 and router["id"] not in {r.id for r in rec.reaped[-1].routers}
