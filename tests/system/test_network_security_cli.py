@@ -375,10 +375,11 @@ def test_security_group_rules_port_security_and_spoofing(world: World) -> None:
     w.osc("demo", "security", "group", "rule", "delete", w.ids["addr_rule"], json=False)
     assert w.text["a1"] in wait_for(lambda: w.get("a2", a1), timeout=10, what="a2 let in by its group")
     assert not w.tcp("a1", a2, 80)
-    # The group's members are what the rule matches: a1 joining `client` gets into a2, leaving it does not.
-    w.osc("demo", "port", "set", "--security-group", w.ids["client"], w.ids["a1_port"], json=False)
+    # The group's members are what the rule matches: a1 joining `client` gets into a2, leaving it
+    # does not (Nova's server add/remove security group change the server's ports).
+    w.osc("demo", "server", "add", "security", "group", w.ids["a1"], w.ids["client"], json=False)
     assert w.text["a2"] in wait_for(lambda: w.get("a1", a2), timeout=10, what="a1 let in once a member")
-    w.osc("demo", "port", "unset", "--security-group", w.ids["client"], w.ids["a1_port"], json=False)
+    w.osc("demo", "server", "remove", "security", "group", w.ids["a1"], w.ids["client"], json=False)
     wait_for(lambda: not w.tcp("a1", a2, 80), timeout=10, what="a1 refused once it left the group")
     # The probe used below connects while the rule is there.
     assert netns.run_in_sync(f"cumulo-{w.ids['a2']}", lambda: connects(a1, 80, timeout=0.3)), \
