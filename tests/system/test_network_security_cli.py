@@ -13,7 +13,7 @@ external link on with a /24 of the module's own. Driven with the real `openstack
 - `a1` and `a2` serve busybox httpd in the group `web`, whose only ingress rule lets TCP 80 in
   from `a2`'s address: `a2` gets `a1`'s page, `a1` cannot open `a2`'s (same group, other
   source); the same with a rule from the group `client` (`a2` is a member) instead. That rule's
-  removal refuses new connections within 1 s of the CLI's answer; port security off on `a1`'s
+  removal refuses new connections, and cuts those already open, within 1 s of the CLI's answer; port security off on `a1`'s
   port lifts its filtering and not `a2`'s; a packet `a2` sends from an address its port does not
   have never reaches `a1` (its ICMP counters), nor one from a MAC it does not have, while one
   from its own address does, and so does
@@ -360,6 +360,26 @@ def _attempts_until_refused(w: World, address: str, t0: float) -> tuple[float, l
     return netns.run_in_sync(f"cumulo-{w.ids['a2']}", probe), seen
 
 
+def _answers(conn: socket.socket, timeout: float) -> bool:
+    """Does httpd answer a request sent on an open connection within `timeout`?"""
+    try:
+        conn.settimeout(timeout)
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        return bool(conn.recv(64))
+    except OSError:
+        return False
+
+
+def _first_cut(flows: list[socket.socket], t0: float) -> float:
+    """Request a page on one open flow after another (0.3 s each) until one gets no answer; the
+    time (from t0) that attempt started."""
+    for conn in flows:
+        start = time.monotonic() - t0
+        if not _answers(conn, 0.3):
+            return start
+    return float("inf")
+
+
 def test_security_group_rules_port_security_and_spoofing(world: World) -> None:
     w = world
     a1, a2 = w.ips["a1"], w.ips["a2"]
@@ -381,15 +401,26 @@ def test_security_group_rules_port_security_and_spoofing(world: World) -> None:
     assert w.text["a2"] in wait_for(lambda: w.get("a1", a2), timeout=10, what="a1 let in once a member")
     w.osc("demo", "server", "remove", "security", "group", w.ids["a1"], w.ids["client"], json=False)
     wait_for(lambda: not w.tcp("a1", a2, 80), timeout=10, what="a1 refused once it left the group")
-    # The probe used below connects while the rule is there.
+    # The probe used below connects while the rule is there; connections a2 opened before the
+    # removal (sockets made in its namespace) are answered on.
     assert netns.run_in_sync(f"cumulo-{w.ids['a2']}", lambda: connects(a1, 80, timeout=0.3)), \
         "a2's namespace cannot reach a1:80"
+    flows = netns.run_in_sync(f"cumulo-{w.ids['a2']}",
+                              lambda: [socket.create_connection((a1, 80), timeout=5) for _ in range(6)])
+    try:
+        assert _answers(flows.pop(), 5.0), "an open connection to a1 gets no answer while the rule is there"
 
-    w.osc("demo", "security", "group", "rule", "delete", group_rule, json=False)
-    t0 = time.monotonic()
-    refused_at, attempts = _attempts_until_refused(w, a1, t0)
-    print(f"rule removal refused new connections {refused_at:.3f} s after the CLI returned "
-          f"({len(attempts)} attempts: {[(round(s, 3), ok) for s, ok in attempts][:12]})")
+        w.osc("demo", "security", "group", "rule", "delete", group_rule, json=False)
+        t0 = time.monotonic()
+        # Both the flows already open and new connections are refused within the second.
+        cut_at = _first_cut(flows, t0)
+        refused_at, attempts = _attempts_until_refused(w, a1, t0)
+    finally:
+        for conn in flows:
+            conn.close()
+    print(f"rule removal: open flows cut {cut_at:.3f} s, new connections refused {refused_at:.3f} s after the CLI "
+          f"returned ({len(attempts)} attempts: {[(round(s, 3), ok) for s, ok in attempts][:12]})")
+    assert cut_at <= REFUSAL_DEADLINE, f"open flows still answered {cut_at:.2f} s after the rule went"
     assert refused_at <= REFUSAL_DEADLINE, f"still let in {refused_at:.2f} s after the rule went: {attempts}"
     assert not w.tcp("a2", a1, 80)
 
