@@ -7,7 +7,7 @@ The layers, top to bottom (the same as the import-linter `layers` contract in py
     3. the service packages (compute, identity, image, monitoring, ...)
     4. scheduler
     5. placement, hosts
-    6. web, db, bus, host, oci, metrics
+    6. web, db, bus, host, netplane, blockstore, oci, metrics
     7. policy, catalog, conf, errors, context
 
 A module may import from its own layer or any layer below it. `TYPE_CHECKING` imports count here
@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"compute", "identity", "image", "monitoring", "network", "volume", "occi", "paas"},
     {"scheduler"},
     {"placement", "hosts"},
-    {"web", "db", "bus", "host", "netplane", "oci", "metrics"},
+    {"web", "db", "bus", "host", "netplane", "blockstore", "oci", "metrics"},
     {"policy", "catalog", "conf", "errors", "context"},
 ]
 
