@@ -1,5 +1,6 @@
-"""Loop devices for attaching volume files to containers, recorded per volume for crash cleanup,
-and the ext4 on them (made on a blank device, grown online or offline).
+"""Loop devices for volume files attached to containers (recorded, reaped after a crash); ext4 on them.
+
+The ext4 is made on a blank device only, and grown online or offline.
 
 Every device is recorded as `<run_dir>/<volume uuid>.json` (the backing file) *before* `losetup`
 binds it, so a process killed at any point leaves a record naming what it may have bound; `reap`

@@ -1,6 +1,7 @@
-"""Blocking file helpers of the file backend (each runs in a thread): sparse copies, safe opens of
-untrusted sources, temporary files published without clobbering, and the reaping of a crashed
-process's temporary files.
+"""Blocking file helpers of the file backend, run in threads: sparse copies, safe opens, temp files.
+
+Untrusted sources are opened by fd and checked as regular files; temporary files are published
+without clobbering, and those of a crashed process reaped.
 
 A copy tries FICLONE first (a reflink: instant, shared extents, on btrfs/XFS), then copies only
 the data extents (SEEK_DATA/SEEK_HOLE, each through copy_file_range, in the kernel): holes stay
