@@ -350,6 +350,35 @@ async def test_failed_convert_leaves_nothing(store: BlockStore, tmp_path: Path) 
     assert leftovers(store) == []
 
 
+async def test_failure_after_the_convert_leaves_nothing_and_old_data_whole(
+        store: BlockStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step failing after qemu-img wrote its file (here: the grow to the size asked, as on a
+    full disk): no volume, no temporary file; a restore over a volume leaves its data as it was."""
+    vid, bid, other = new_id(), new_id(), new_id()
+    await store.create(vid, 4 * MIB)
+    await write_at(store, vid, 0, b"backed up")
+    await store.backup(vid, bid)
+    image = tmp_path / "image.qcow2"
+    await store.export(vid, image, "qcow2")
+    await store.create(other, 4 * MIB)
+    await write_at(store, other, 0, b"keep this")
+
+    def full_disk(*args: object, **kwargs: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("cumulo.blockstore.sparse.grow", full_disk)
+    new = new_id()
+    with pytest.raises(OSError, match="No space"):
+        await store.create_from_image(new, image, "qcow2", 8 * MIB)
+    with pytest.raises(OSError, match="No space"):
+        await store.restore(bid, other, overwrite=True)
+    with pytest.raises(OSError, match="No space"):
+        await store.clone(vid, new)
+    assert not await store.exists(new)
+    assert await read_at(store, other, 0, 9) == b"keep this"
+    assert leftovers(store) == []
+
+
 async def test_cancel_mid_backup_leaves_nothing(store: BlockStore) -> None:
     src = new_id()
     await store.create(src, 64 * MIB)
