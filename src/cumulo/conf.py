@@ -260,6 +260,12 @@ class Settings:
     identity_lockout_duration: int = 1800
     identity_unique_last_password_count: int = 0
     identity_minimum_password_age_days: int = 0
+    # The cost of new argon2id password hashes: passes, memory (KiB), lanes. The defaults are
+    # argon2-cffi's (RFC 9106's low-memory profile, ~0.1 s of CPU a login). Keystone's
+    # password_hash_rounds: a stored hash names its own cost, so a change never breaks a login.
+    password_hash_time_cost: int = 3
+    password_hash_memory_kib: int = 65536
+    password_hash_parallelism: int = 4
     # The largest image upload, in bytes (Glance's image_size_cap; 1 TiB). JSON bodies: 1 MiB.
     image_size_cap: int = 1 << 40
     power_sync_interval: float = 5.0

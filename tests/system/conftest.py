@@ -55,6 +55,11 @@ STOP_TIMEOUT = 30.0
 # Set CUMULO_TEST_KEEP=1 to keep state dirs and logs of system-test clouds for a post-mortem.
 KEEP = os.environ.get("CUMULO_TEST_KEEP", "") not in ("", "0")
 
+# Still argon2id, at a test-sized cost (tests/unit/identity's cheap_argon2; Keystone's own tests
+# lower password_hash_rounds too): every `openstack` command logs in with a password, and the
+# default cost (~0.1 s of CPU, 0.15-0.4 s on a busy 2-core host, a login) adds up to minutes.
+CHEAP_PASSWORD_HASH = {"CUMULO_PASSWORD_HASH_TIME_COST": "1", "CUMULO_PASSWORD_HASH_MEMORY_KIB": "1024",
+                       "CUMULO_PASSWORD_HASH_PARALLELISM": "1"}
 # Processes still alive if pytest dies without running teardown; killed by their own PID at exit.
 _LIVE: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -275,7 +280,8 @@ class CumuloCloud:
         self.root.mkdir(parents=True, exist_ok=True)
         self._out = self.root / f"run-{self.runs}.out"
         self._err = self.root / f"run-{self.runs}.err"
-        env = _clean_env({"PYTHONUNBUFFERED": "1", "CUMULO_LOCAL_DRIVER": self.driver, **self.env})
+        env = _clean_env({"PYTHONUNBUFFERED": "1", "CUMULO_LOCAL_DRIVER": self.driver, **CHEAP_PASSWORD_HASH,
+                          **self.env})
         with open(self._out, "wb") as out, open(self._err, "wb") as err:
             # Own session: a Ctrl-C at the terminal goes to pytest, which then stops us by PID.
             self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell

@@ -86,6 +86,14 @@ def _up(args: argparse.Namespace) -> int:
     if settings.fake_hosts < 0:
         print("--fake-hosts must be 0 or more", file=sys.stderr)
         return 2
+    from cumulo.identity import passwords
+
+    try:
+        passwords.configure(settings.password_hash_time_cost, settings.password_hash_memory_kib,
+                            settings.password_hash_parallelism)
+    except ValueError as exc:
+        print(f"cumulo up: {exc}", file=sys.stderr)
+        return 2
     from cumulo.runtime import local_driver_names, plan_nodes
 
     try:
