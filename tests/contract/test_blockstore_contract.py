@@ -13,7 +13,9 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -395,6 +397,64 @@ async def test_cancel_mid_backup_leaves_nothing(store: BlockStore) -> None:
         await task
     assert not await store.backup_exists(dst)
     assert leftovers(store) == []
+
+
+KILLED_WORKER = """
+import asyncio, sys
+from pathlib import Path
+from cumulo.blockstore import open_store
+from cumulo.blockstore.base import StoreConfig
+store = open_store(sys.argv[1], StoreConfig.under(Path(sys.argv[2]), max_bytes=64 << 20))
+asyncio.run(store.backup(sys.argv[3], sys.argv[4]))
+"""
+
+
+def processes_naming(text: str) -> list[int]:
+    """Pids whose command line names `text` (this test's own temporary file)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if text.encode() in (d / "cmdline").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
+async def test_kill_9_mid_backup_leaves_nothing_after_restart(store: BlockStore, tmp_path: Path) -> None:
+    """The worker killed with SIGKILL while qemu-img converts: qemu-img dies with it (pdeathsig),
+    and the restarted store's ensure_dirs removes the temporary file."""
+    vid, bid = new_id(), new_id()
+    await store.create(vid, 64 * MIB)
+    await write_at(store, vid, 0, os.urandom(48 * MIB))
+    worker = subprocess.Popen([sys.executable, "-c", KILLED_WORKER, store.name, str(tmp_path / "state"), vid, bid])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    converters: list[int] = []
+    try:
+        while not leftovers(store):
+            assert worker.poll() is None and loop.time() < deadline, "the backup ended before it was killed"
+            await asyncio.sleep(0.005)
+        (tmp,) = leftovers(store)
+        converters = processes_naming(tmp)
+        assert converters
+        for pid in converters:  # held mid-convert: only its parent's death can end it now
+            os.kill(pid, signal.SIGSTOP)
+    finally:
+        worker.kill()
+        worker.wait()
+    try:
+        while processes_naming(tmp):
+            assert loop.time() < deadline, "qemu-img outlived its worker"
+            await asyncio.sleep(0.05)
+    finally:
+        for pid in processes_naming(tmp):
+            os.kill(pid, signal.SIGKILL)
+    restarted = open_store(store.name, store.config)
+    await restarted.ensure_dirs()
+    assert leftovers(restarted) == []
+    assert not await restarted.backup_exists(bid)
 
 
 async def test_crashed_process_temp_files_reaped(store: BlockStore) -> None:

@@ -141,6 +141,10 @@ class BlockStore(Protocol):
     async def list_volumes(self) -> list[str]:
         """The ids of every volume in the store (for reconciling with the DB)."""
 
+    async def list_snapshots(self) -> list[str]: ...
+
+    async def list_backups(self) -> list[str]: ...
+
     async def usage(self, volume_id: str) -> Usage: ...
 
     def location(self, volume_id: str) -> Location:

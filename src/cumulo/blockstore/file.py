@@ -47,7 +47,17 @@ from cumulo.host.revert import Reverter
 
 SUFFIX = ".raw"
 BACKUP_SUFFIX = ".qcow2"
-_NAME = re.compile(r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.raw$")
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_NAME = re.compile(rf"^({_UUID})\.raw$")
+_BACKUP_NAME = re.compile(rf"^({_UUID})\.qcow2$")
+
+
+def _ids_in(directory: Path, pattern: re.Pattern[str]) -> list[str]:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(m[1] for m in map(pattern.match, names) if m)
 
 
 class FileStore:
@@ -156,14 +166,13 @@ class FileStore:
         return await asyncio.to_thread(os.path.lexists, self._volume(volume_id))
 
     async def list_volumes(self) -> list[str]:
-        def scan() -> list[str]:
-            try:
-                names = os.listdir(self.root)
-            except FileNotFoundError:
-                return []
-            return sorted(m[1] for m in map(_NAME.match, names) if m)
+        return await asyncio.to_thread(_ids_in, self.root, _NAME)
 
-        return await asyncio.to_thread(scan)
+    async def list_snapshots(self) -> list[str]:
+        return await asyncio.to_thread(_ids_in, self.snapshots, _NAME)
+
+    async def list_backups(self) -> list[str]:
+        return await asyncio.to_thread(_ids_in, self.backups, _BACKUP_NAME)
 
     async def usage(self, volume_id: str) -> Usage:
         path = self._volume(volume_id)

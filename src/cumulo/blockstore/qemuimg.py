@@ -80,12 +80,19 @@ def _limited(argv: list[str]) -> list[str]:
     return [prlimit, *_LIMITS, "--", *argv] if prlimit else argv
 
 
+def _tied(argv: list[str]) -> list[str]:
+    """argv killed when this process dies (`setpriv --pdeathsig KILL`): a worker killed mid-convert
+    leaves no qemu-img writing a temporary file after the restart reaped it."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
+
+
 async def run(args: list[str], *, timeout: float, limited: bool = False, check: bool = True) -> host.Result:
     """qemu-img with `args`; StoreError quoting its stderr when it fails (and check is set)."""
     argv = [QEMU_IMG, *args]
     # host.run leaves its child running when cancelled: a cancelled caller waits for qemu-img to
     # end (shielded), so nothing writes a file after the caller's cleanup removed it.
-    job = asyncio.ensure_future(host.run(_limited(argv) if limited else argv, timeout=timeout, check=False))
+    job = asyncio.ensure_future(host.run(_tied(_limited(argv) if limited else argv), timeout=timeout, check=False))
     try:
         res = await asyncio.shield(job)
     except asyncio.CancelledError:

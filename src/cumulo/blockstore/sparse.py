@@ -152,12 +152,22 @@ def publish(tmp: Path, final: Path, *, replace: bool = False) -> None:
     `final` raises VolumeExists and stays as it was (link, never rename over it)."""
     if replace:
         os.replace(tmp, final)
-        return
+    else:
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            raise VolumeExists(f"{final.name} already exists") from None
+        os.unlink(tmp)
+    fsync_dir(final.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a name's creation durable (the volume is reported made after this)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.link(tmp, final)
-    except FileExistsError:
-        raise VolumeExists(f"{final.name} already exists") from None
-    os.unlink(tmp)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def unlink(path: Path) -> None:
