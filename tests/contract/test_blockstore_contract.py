@@ -19,6 +19,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,6 +193,7 @@ async def test_snapshot_and_volume_from_snapshot(store: BlockStore) -> None:
     before = await digest(store, vid)
     await store.create_snapshot(vid, sid)
     assert await store.snapshot_exists(sid)
+    assert await store.list_snapshots() == [sid]
     await write_at(store, vid, MIB, b"changed after")
     await store.delete(vid)  # a snapshot outlives its volume
     await store.create_from_snapshot(sid, restored, 16 * MIB)
@@ -200,6 +202,7 @@ async def test_snapshot_and_volume_from_snapshot(store: BlockStore) -> None:
     await store.delete_snapshot(sid)
     await store.delete_snapshot(sid)
     assert not await store.snapshot_exists(sid)
+    assert await store.list_snapshots() == []
     with pytest.raises(VolumeMissing):
         await store.create_from_snapshot(sid, new_id())
     assert leftovers(store) == []
@@ -213,6 +216,7 @@ async def test_backup_and_restore(store: BlockStore) -> None:
     usage = await store.backup(vid, bid)
     assert usage.size == 8 * MIB and 0 < usage.allocated < 1 * MIB  # compressed, holes skipped
     assert await store.backup_exists(bid)
+    assert await store.list_backups() == [bid]
     await store.restore(bid, new)
     assert await digest(store, new) == before
     # over an existing volume, which keeps its (larger) size
@@ -227,6 +231,7 @@ async def test_backup_and_restore(store: BlockStore) -> None:
         await store.restore(bid, new)
     await store.delete_backup(bid)
     await store.delete_backup(bid)
+    assert await store.list_backups() == []
     with pytest.raises(VolumeMissing):
         await store.restore(bid, new_id())
     assert leftovers(store) == []
@@ -257,6 +262,37 @@ async def test_image_round_trip_raw_and_qcow2(store: BlockStore, tmp_path: Path)
         await store.export(vid, out / "x.vmdk", "vmdk")
     assert sorted(os.listdir(out)) == ["image.qcow2", "image.raw"]
     assert leftovers(store) == []
+
+
+async def test_every_qemu_img_call_names_its_formats(store: BlockStore, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every qemu-img run of a whole workflow: formats given (-f, and -O for convert), no backing or
+    data file options, ever."""
+    from cumulo import host
+
+    seen: list[list[str]] = []
+    real = host.run
+
+    async def recording(argv: list[str], **kw: Any) -> host.Result:
+        seen.append(list(argv))
+        return await real(argv, **kw)
+
+    monkeypatch.setattr(host, "run", recording)
+    vid, bid = new_id(), new_id()
+    await store.create(vid, 2 * MIB)
+    await store.backup(vid, bid)
+    await store.restore(bid, new_id())
+    for fmt in ("raw", "qcow2"):
+        await store.export(vid, tmp_path / f"out.{fmt}", fmt)
+        await store.create_from_image(new_id(), tmp_path / f"out.{fmt}", fmt)
+    calls = [argv[argv.index("qemu-img"):] for argv in seen if "qemu-img" in argv]
+    assert {c[1] for c in calls} >= {"convert", "info", "check"}
+    for call in calls:
+        assert "-f" in call, call
+        assert not {"-b", "-B", "-F", "-o", "--image-opts"} & set(call), call
+        assert not any("data_file" in a or "backing" in a for a in call), call
+        if call[1] == "convert":
+            assert "-O" in call, call
 
 
 # -- hostile images -----------------------------------------------------------------------------------
