@@ -20,6 +20,7 @@ only when whole, inside a Reverter: a failure, a cancel or a refusal leaves noth
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -102,7 +103,7 @@ class FileStore:
         async with Reverter() as r:
             r.add(asyncio.to_thread, sparse.unlink, tmp)
             await make(tmp)
-            await asyncio.to_thread(sparse.publish, tmp, final, replace=replace)
+            await sparse.in_thread(functools.partial(sparse.publish, replace=replace), tmp, final)
             r.commit()
 
     async def _size_of(self, path: Path, what: str) -> int:
@@ -123,15 +124,15 @@ class FileStore:
 
     async def _copy_to(self, src: Path, final: Path, size: int) -> None:
         async def make(tmp: Path) -> None:
-            await asyncio.to_thread(sparse.copy_sparse, src, tmp)
-            await asyncio.to_thread(sparse.grow, tmp, size)
+            await sparse.in_thread(sparse.copy_sparse, src, tmp)
+            await sparse.in_thread(sparse.grow, tmp, size)
 
         await self._build(final, make)
 
     async def _convert_in(self, fd: int, fmt: str, final: Path, size: int, *, replace: bool = False) -> None:
         async def make(tmp: Path) -> None:
             await qemuimg.convert(sparse.fd_path(fd), fmt, str(tmp), "raw")
-            await asyncio.to_thread(sparse.grow, tmp, size)
+            await sparse.in_thread(sparse.grow, tmp, size)
 
         await self._build(final, make, replace=replace)
 
@@ -151,7 +152,7 @@ class FileStore:
         check_size(size, limit=self.config.max_bytes)
 
         async def make(tmp: Path) -> None:
-            await asyncio.to_thread(sparse.create_sparse, tmp, size)
+            await sparse.in_thread(sparse.create_sparse, tmp, size)
 
         await self._build(final, make)
 

@@ -12,8 +12,6 @@ A qcow2 may name a backing file or an external data file anywhere on the host (`
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -22,7 +20,7 @@ from typing import Any
 
 from cumulo import host
 from cumulo.blockstore.base import IMAGE_FORMATS, BadImage, StoreError, TooLarge
-from cumulo.blockstore.sparse import fd_path
+from cumulo.blockstore.sparse import fd_path, whole
 from cumulo.errors import HostError
 
 QEMU_IMG = "qemu-img"
@@ -92,13 +90,8 @@ async def run(args: list[str], *, timeout: float, limited: bool = False, check: 
     argv = [QEMU_IMG, *args]
     # host.run leaves its child running when cancelled: a cancelled caller waits for qemu-img to
     # end (shielded), so nothing writes a file after the caller's cleanup removed it.
-    job = asyncio.ensure_future(host.run(_tied(_limited(argv) if limited else argv), timeout=timeout, check=False))
     try:
-        res = await asyncio.shield(job)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await job
-        raise
+        res = await whole(host.run(_tied(_limited(argv) if limited else argv), timeout=timeout, check=False))
     except HostError as exc:
         raise StoreError(f"qemu-img {args[0]}: {exc.message}") from exc
     if check and res.returncode != 0:

@@ -10,6 +10,7 @@ holes, so a 1 TiB volume holding 10 MiB copies 10 MiB.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -17,13 +18,34 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from cumulo.blockstore.base import ShrinkRefused, UnsafeSource, VolumeExists
 
+T = TypeVar("T")
 FICLONE = 0x40049409
 _CHUNK = 1 << 30  # copy_file_range length per call (a huge extent in several calls)
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+async def whole(aw: Awaitable[T]) -> T:
+    """Await `aw` to its end even when the caller is cancelled, then re-raise the cancel: a thread
+    or a child process writing a file cannot be stopped midway, and the caller's cleanup (removing
+    that file) must come after it, or the file could be made again behind it."""
+    job = asyncio.ensure_future(aw)
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await job
+        raise
+
+
+async def in_thread(fn: Callable[..., T], *args: object) -> T:
+    """fn(*args) in a thread, whole (see `whole`)."""
+    return await whole(asyncio.to_thread(fn, *args))
 
 
 def open_source(path: Path) -> int:
