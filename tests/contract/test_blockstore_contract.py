@@ -10,6 +10,7 @@ file there.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -361,6 +362,32 @@ async def test_symlink_fifo_and_device_sources_refused(store: BlockStore, tmp_pa
     assert leftovers(store) == []
 
 
+async def test_raw_over_the_size_limit_refused(store: BlockStore, tmp_path: Path) -> None:
+    huge = tmp_path / "huge.raw"
+    with open(huge, "wb") as fh:
+        fh.truncate(1 << 40)  # sparse: a TiB of holes
+    with pytest.raises(TooLarge, match="virtual size"):
+        await store.create_from_image(new_id(), huge, "raw")
+    assert await store.list_volumes() == [] and leftovers(store) == []
+
+
+async def test_a_planted_symlink_in_the_store_is_never_followed(store: BlockStore, tmp_path: Path) -> None:
+    if store.location(new_id()).kind != "file":
+        pytest.skip("the backend keeps no files")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"host file" + b"\0" * (MIB - 9))
+    vid = new_id()
+    Path(store.location(vid).path).symlink_to(victim)
+    for attempt in (store.usage(vid), store.extend(vid, 2 * MIB), store.clone(vid, new_id()),
+                    store.create_snapshot(vid, new_id()), store.backup(vid, new_id()),
+                    store.export(vid, tmp_path / "out.raw", "raw")):
+        with pytest.raises(Conflict, match="symbolic link"):
+            await attempt
+    await store.delete(vid)
+    assert victim.stat().st_size == MIB and not os.path.lexists(store.location(vid).path)
+    assert leftovers(store) == [] and not (tmp_path / "out.raw").exists()
+
+
 async def test_corrupt_backup_refused_on_restore(store: BlockStore) -> None:
     vid, bid = new_id(), new_id()
     await store.create(vid, 2 * MIB)
@@ -562,10 +589,24 @@ async def test_loop_attach_mkfs_grow_detach(store: BlockStore, tmp_path: Path, m
     assert (mountpoint / "data").read_bytes() == b"written in a container"
     subprocess.run(["umount", str(mountpoint)], check=True)
 
+    bid = new_id()
+    await store.backup(vid, bid)
+    with pytest.raises(Conflict, match="attached"):
+        await store.restore(bid, vid, overwrite=True)
     await table.detach(vid)
     assert devices_of(where.path) == []
     assert table.recorded() == []
     await table.detach(vid)  # idempotent
+    ro = await table.attach(vid, where.path, read_only=True)
+    assert Path(f"/sys/block/{Path(ro).name}/ro").read_text().strip() == "1"
+    fd = -1
+    with pytest.raises(OSError) as refused:
+        fd = os.open(ro, os.O_WRONLY)
+        os.pwrite(fd, bytes(4096), 0)
+    assert refused.value.errno in (errno.EPERM, errno.EACCES, errno.EROFS)
+    if fd >= 0:
+        os.close(fd)
+    await table.detach(vid)
     await store.delete(vid)
     assert not await store.exists(vid)
 
