@@ -218,6 +218,10 @@ async def test_backup_and_restore(store: BlockStore) -> None:
     assert usage.size == 8 * MIB and 0 < usage.allocated < 1 * MIB  # compressed, holes skipped
     assert await store.backup_exists(bid)
     assert await store.list_backups() == [bid]
+    (path,) = [p for p in store.config.backup_dir.iterdir() if p.name.startswith(bid)]
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", "-f", "qcow2", str(path)],
+                                     check=True, capture_output=True).stdout)
+    assert info["format-specific"]["data"]["compression-type"] == "zstd"
     await store.restore(bid, new)
     assert await digest(store, new) == before
     # over an existing volume, which keeps its (larger) size
@@ -290,7 +294,9 @@ async def test_every_qemu_img_call_names_its_formats(store: BlockStore, tmp_path
     assert {c[1] for c in calls} >= {"convert", "info", "check"}
     for call in calls:
         assert "-f" in call, call
-        assert not {"-b", "-B", "-F", "-o", "--image-opts"} & set(call), call
+        assert not {"-b", "-B", "-F", "--image-opts"} & set(call), call
+        options = [call[i + 1] for i, a in enumerate(call) if a == "-o"]
+        assert set(options) <= {"compression_type=zstd"}, call
         assert not any("data_file" in a or "backing" in a for a in call), call
         if call[1] == "convert":
             assert "-O" in call, call
