@@ -3,6 +3,7 @@ capability parse, the loop-device lookup in a sysfs tree, and the sparse-file he
 
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
 import uuid
@@ -157,3 +158,27 @@ def test_registry() -> None:
     assert store.config.root == Path("/nonexistent/volumes")
     with pytest.raises(ValueError, match="unknown volume backend"):
         backend_class("ceph")
+
+
+async def test_whole_finishes_before_the_cancel_propagates() -> None:
+    """A cancelled caller of `whole` sees the cancel only after the work ended (its cleanup comes
+    after any write the work could still make)."""
+    started, release = asyncio.Event(), asyncio.Event()
+    done: list[str] = []
+
+    async def work() -> str:
+        started.set()
+        await release.wait()
+        done.append("written")
+        return "ok"
+
+    caller = asyncio.create_task(sparse.whole(work()))
+    await started.wait()
+    caller.cancel()
+    await asyncio.sleep(0)
+    assert not caller.done()  # still waiting for the work
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert done == ["written"]
+    assert await sparse.whole(asyncio.sleep(0, result=5)) == 5
