@@ -37,7 +37,7 @@ from cumulo.blockstore.base import (
     VolumeExists,
     VolumeMissing,
 )
-from cumulo.blockstore.loop import LoopTable, can_grow_online, devices_of, fs_type, grow_fs, make_ext4
+from cumulo.blockstore.loop import XFS_MIN_BYTES, LoopTable, can_grow_online, devices_of, fs_type, grow_fs, make_fs
 from cumulo.errors import Conflict, Invalid
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root")
@@ -570,10 +570,10 @@ async def test_loop_attach_mkfs_grow_detach(store: BlockStore, tmp_path: Path, m
         await store.delete(vid)
 
     assert await fs_type(dev) is None
-    await make_ext4(dev, label=vid)
+    await make_fs(dev, "ext4", label=vid)
     assert await fs_type(dev) == "ext4"
     with pytest.raises(Conflict, match="not blank"):
-        await make_ext4(dev)
+        await make_fs(dev, "xfs")
 
     subprocess.run(["mount", "-t", "ext4", dev, str(mountpoint)], check=True)
     (mountpoint / "data").write_bytes(b"written in a container")
@@ -581,15 +581,15 @@ async def test_loop_attach_mkfs_grow_detach(store: BlockStore, tmp_path: Path, m
     await store.extend(vid, 32 * MIB)
     await table.refresh(vid)
     if can_grow_online():
-        await grow_fs(dev, mounted=True)
+        assert await grow_fs(dev, mountpoint=mountpoint) == "ext4"
         assert fs_blocks(mountpoint) > before
         subprocess.run(["umount", str(mountpoint)], check=True)
     else:
         with pytest.raises(OnlineResizeUnavailable, match="CAP_SYS_RESOURCE"):
-            await grow_fs(dev, mounted=True)
+            await grow_fs(dev, mountpoint=mountpoint)
         assert fs_blocks(mountpoint) == before
         subprocess.run(["umount", str(mountpoint)], check=True)
-        await grow_fs(dev, mounted=False)
+        assert await grow_fs(dev, mountpoint=None) == "ext4"
     subprocess.run(["mount", "-t", "ext4", dev, str(mountpoint)], check=True)
     assert fs_blocks(mountpoint) > before * 1.8
     assert (mountpoint / "data").read_bytes() == b"written in a container"
@@ -645,3 +645,34 @@ async def test_loop_reap_releases_only_what_was_recorded(store: BlockStore, tmp_
     assert crashed_dev != kept_dev
     await fresh.detach(kept)
     subprocess.run(["losetup", "-d", foreign_dev], check=True)
+
+
+async def test_xfs_grows_online(tmp_path: Path, mountpoint: Path) -> None:
+    """The alternative for containers where a mounted ext4 cannot grow: xfs grows mounted with
+    CAP_SYS_ADMIN alone. (On a plain sparse file: the loop module does not need a store.)"""
+    vid = new_id()
+    image = tmp_path / f"{vid}.raw"
+    with open(image, "wb") as fh:
+        fh.truncate(XFS_MIN_BYTES + 20 * MIB)
+    table = LoopTable(tmp_path / "loops")
+    dev = await table.attach(vid, image)
+    try:
+        await make_fs(dev, "xfs", label="vol")
+        assert await fs_type(dev) == "xfs"
+        subprocess.run(["mount", "-t", "xfs", dev, str(mountpoint)], check=True)
+        (mountpoint / "data").write_bytes(b"kept")
+        before = fs_blocks(mountpoint)
+        with open(image, "r+b") as fh:
+            fh.truncate(2 * (XFS_MIN_BYTES + 20 * MIB))
+        await table.refresh(vid)
+        assert await grow_fs(dev, mountpoint=mountpoint) == "xfs"
+        assert fs_blocks(mountpoint) > before * 1.8
+        assert (mountpoint / "data").read_bytes() == b"kept"
+        subprocess.run(["umount", str(mountpoint)], check=True)
+        with pytest.raises(Conflict, match="only while mounted"):
+            await grow_fs(dev, mountpoint=None)
+    finally:
+        if os.path.ismount(mountpoint):
+            subprocess.run(["umount", str(mountpoint)], check=False)
+        await table.detach(vid)
+    assert devices_of(image) == []

@@ -1,6 +1,6 @@
 """Loop devices for volume files attached to containers (recorded, reaped after a crash); ext4 on them.
 
-The ext4 is made on a blank device only, and grown online or offline.
+The filesystem (ext4, or xfs) is made on a blank device only, and grown online or offline.
 
 Every device is recorded as `<run_dir>/<volume uuid>.json` (the backing file) *before* `losetup`
 binds it, so a process killed at any point leaves a record naming what it may have bound; `reap`
@@ -11,7 +11,8 @@ never are.
 Growing a mounted ext4 (`resize2fs` on a mounted device: EXT4_IOC_RESIZE_FS) needs
 CAP_SYS_RESOURCE, which the cloud's root may lack (it does on the machine this was built on):
 `grow_fs` then raises OnlineResizeUnavailable and the caller grows it unmounted (`e2fsck -f`,
-`resize2fs`) at its next unmount or attach.
+`resize2fs`) at its next unmount or attach. A mounted xfs grows with CAP_SYS_ADMIN alone
+(`xfs_growfs`), which is why `make_fs` offers it (at least 300 MiB; a guest needs the xfs module).
 """
 
 from __future__ import annotations
@@ -169,7 +170,10 @@ class LoopTable:
         await host.run(["losetup", "--set-capacity", dev], timeout=60.0)
 
 
-# -- ext4 on a device -------------------------------------------------------------------------------
+# -- a filesystem on a device (ext4 by default; xfs where online growth matters) ----------------------
+
+FILESYSTEMS = ("ext4", "xfs")
+XFS_MIN_BYTES = 300 << 20  # mkfs.xfs refuses smaller devices
 
 
 async def fs_type(device: str) -> str | None:
@@ -182,28 +186,42 @@ async def fs_type(device: str) -> str | None:
     return res.text.strip() or "unknown"
 
 
-async def make_ext4(device: str, label: str = "") -> None:
-    """mkfs.ext4 on a blank device (Conflict when it holds a filesystem or signature already)."""
+async def make_fs(device: str, fstype: str = "ext4", label: str = "") -> None:
+    """mkfs on a blank device (Conflict when it holds a filesystem or signature already)."""
+    if fstype not in FILESYSTEMS:
+        raise StoreError(f"filesystem {fstype!r} is not one of {', '.join(FILESYSTEMS)}")
     found = await fs_type(device)
     if found is not None:
         raise Conflict(f"{device} is not blank (it holds {found}); not formatting it")
-    argv = ["mkfs.ext4", "-q", "-m", "0", "-E", "lazy_itable_init=1"]
-    if label:
-        argv += ["-L", label[:16]]
+    if fstype == "ext4":
+        argv = ["mkfs.ext4", "-q", "-m", "0", "-E", "lazy_itable_init=1"] + (["-L", label[:16]] if label else [])
+    else:
+        argv = ["mkfs.xfs", "-q"] + (["-L", label[:12]] if label else [])
     await host.run([*argv, device], timeout=600.0)
 
 
-async def grow_fs(device: str, *, mounted: bool) -> None:
-    """Grow the ext4 on `device` to the device's size. Mounted: online, OnlineResizeUnavailable
-    when this process may not; unmounted: `e2fsck -f -p` first, as resize2fs requires."""
-    if mounted:
+async def grow_fs(device: str, *, mountpoint: Path | None) -> str:
+    """Grow the filesystem on `device` to the device's size (after `LoopTable.refresh`); returns
+    its type. Mounted (at `mountpoint`): online; an ext4 then needs CAP_SYS_RESOURCE
+    (OnlineResizeUnavailable without it), an xfs only CAP_SYS_ADMIN. Unmounted: an ext4 is checked
+    (`e2fsck -f -p`, as resize2fs requires) and grown; an xfs grows only mounted (Conflict)."""
+    fstype = await fs_type(device)
+    if fstype == "xfs":
+        if mountpoint is None:
+            raise Conflict(f"the xfs on {device} grows only while mounted")
+        await host.run(["xfs_growfs", str(mountpoint)], timeout=600.0)
+        return fstype
+    if fstype != "ext4":
+        raise StoreError(f"{device} holds {fstype or 'no filesystem'}, not ext4 or xfs")
+    if mountpoint is not None:
         if not await asyncio.to_thread(can_grow_online):
             raise OnlineResizeUnavailable(
                 "this host cannot grow a mounted ext4 (the cloud lacks CAP_SYS_RESOURCE); "
                 "it grows when next detached or attached")
         await host.run(["resize2fs", device], timeout=600.0)
-        return
+        return fstype
     res = await host.run(["e2fsck", "-f", "-p", device], timeout=600.0, check=False)
     if res.returncode not in (0, 1):  # 1: errors corrected
         raise StoreError(f"e2fsck {device} failed ({res.returncode}): {res.text.strip()[-500:]}")
     await host.run(["resize2fs", device], timeout=600.0)
+    return fstype
