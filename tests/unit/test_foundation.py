@@ -96,6 +96,24 @@ async def test_host_run_argv_and_errors() -> None:
         await host.run(["sleep", "5"], timeout=0.2)
 
 
+@pytest.mark.parametrize("runner", ["run", "run_to_file"])
+async def test_host_command_dies_with_its_cancelled_caller(runner: str, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    argv = ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"]
+    call = host.run(argv) if runner == "run" else host.run_to_file(argv, str(tmp_path / "out"))
+    task = asyncio.ensure_future(call)
+    for _ in range(500):
+        if pidfile.exists() and pidfile.read_text().strip():
+            break
+        await asyncio.sleep(0.01)
+    pid = int(pidfile.read_text())
+    assert Path(f"/proc/{pid}").exists()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not Path(f"/proc/{pid}").exists()  # killed and reaped before the cancellation went on
+
+
 def test_status_mapping() -> None:
     assert states.status_of(states.ACTIVE, None) == "ACTIVE"
     assert states.status_of(states.ACTIVE, states.REBOOTING_HARD) == "HARD_REBOOT"

@@ -1,4 +1,9 @@
-"""The only place that runs host commands: argv lists, a timeout, stderr captured into the error."""
+"""The only place that runs host commands: argv lists, a timeout, stderr captured into the error.
+
+A command outlives neither its timeout nor its caller: when the awaiting task is cancelled, the
+command is killed and reaped before the cancellation goes on, so a cancelled operation's reverter
+never races a command still writing.
+"""
 
 from __future__ import annotations
 
@@ -44,9 +49,11 @@ async def run(
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
+        await _kill(proc)
         raise HostError(f"{argv[0]} timed out after {timeout:.0f}s") from None
+    except asyncio.CancelledError:
+        await _kill(proc)
+        raise
     result = Result(tuple(argv), proc.returncode or 0, out, err)
     if check and result.returncode != 0:
         msg = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
@@ -76,6 +83,23 @@ async def run_to_file(argv: list[str], output: str | int, *, timeout: float = 60
     try:
         return await asyncio.wait_for(proc.wait(), timeout)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
+        await _kill(proc)
         raise HostError(f"{argv[0]} timed out after {timeout:.0f}s") from None
+    except asyncio.CancelledError:
+        await _kill(proc)
+        raise
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the command and reap it, even if the caller is cancelled again meanwhile."""
+    if proc.returncode is None:
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+    reaped = asyncio.ensure_future(proc.wait())
+    while not reaped.done():
+        try:
+            await asyncio.shield(reaped)
+        except asyncio.CancelledError:
+            continue
