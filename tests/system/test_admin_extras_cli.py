@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _util_resilience import delete_all_servers, osc_json, upload_image, wait_settled
+from _util_resilience import delete_all_servers, osc_json, upload_image, wait_gone, wait_settled
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud
@@ -43,6 +43,12 @@ def boot(cloud: CumuloCloud, image: str, name: str, *extra: str) -> dict[str, An
     return shown
 
 
+def delete(cloud: CumuloCloud, server_id: str) -> None:
+    """`server delete`, then the API polled until it is gone (the CLI's --wait sleeps 5 s a poll)."""
+    cloud.osc("server", "delete", server_id, json=False)
+    wait_gone(cloud, [server_id])
+
+
 def test_aggregate_zone_and_placement(cumulo: CumuloCloud, image: str) -> None:
     agg = osc_json(cumulo, "aggregate", "create", "--zone", "zone-x", "agg-x")
     assert agg["name"] == "agg-x" and agg["availability_zone"] == "zone-x"
@@ -62,7 +68,7 @@ def test_aggregate_zone_and_placement(cumulo: CumuloCloud, image: str) -> None:
     # Leaving the aggregate would move the server to another zone: refused while it runs there.
     done = cumulo.osc_run("aggregate", "remove", "host", "agg-x", HOST)
     assert done.returncode != 0 and "would change" in done.stderr, done.stderr
-    cumulo.osc("server", "delete", "--wait", server["id"], json=False)
+    delete(cumulo, server["id"])
     osc_json(cumulo, "aggregate", "remove", "host", "agg-x", HOST)
     services = {s["Host"]: s["Zone"] for s in osc_json(cumulo, "compute", "service", "list", "--service", "nova-compute")}
     assert services[HOST] == "nova"
@@ -92,7 +98,7 @@ def test_hosts_and_usage(cumulo: CumuloCloud, image: str) -> None:
     servers = mine["Servers"]  # the CLI prints the server usages (a list) or their count
     assert (len(servers) if isinstance(servers, list) else int(servers)) >= 1, mine
     assert float(mine["CPU Hours"]) > 0, mine
-    cumulo.osc("server", "delete", "--wait", server["id"], json=False)
+    delete(cumulo, server["id"])
 
 
 def test_server_security_groups(cumulo: CumuloCloud, image: str) -> None:
@@ -108,4 +114,4 @@ def test_server_security_groups(cumulo: CumuloCloud, image: str) -> None:
         assert owner.post(f"{path}/action", json={"addSecurityGroup": {"name": "nosuch"}}).status_code == 404
         assert owner.post(f"{path}/action", json={"addSecurityGroup": {"name": "default"}}).status_code == 202
         assert owner.get(path).json()["server"]["security_groups"] == [{"name": "default"}]
-    cumulo.osc("server", "delete", "--wait", server["id"], json=False)
+    delete(cumulo, server["id"])

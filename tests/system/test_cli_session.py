@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from _util_resilience import wait_gone
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -382,7 +383,9 @@ def test_server_list_name_status_limit_marker(
         assert [r["ID"] for r in first + rest] == in_order
         assert after_last == []
     finally:
-        cumulo.osc("server", "delete", "--wait", *(r["ID"] for r in pages))
+        # Not --wait: the CLI polls every 5 s (test_server_delete_wait covers it); the API is polled.
+        cumulo.osc("server", "delete", *(r["ID"] for r in pages))
+        wait_gone(cumulo, [r["ID"] for r in pages])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,12 +411,13 @@ def test_stop_start(cumulo: CumuloCloud, server: dict[str, Any]) -> None:
 
 
 def test_reboot_soft_and_hard(cumulo: CumuloCloud, server: dict[str, Any]) -> None:
-    cumulo.osc("server", "reboot", "--soft", "--wait", server["id"])
-    cumulo.osc("server", "reboot", "--hard", "--wait", server["id"])
-    shown, log = parallel(
-        lambda: wait_status(cumulo, server["id"], "ACTIVE"),
-        lambda: cumulo.osc("console", "log", "show", server["id"]),
-    )
+    # Each action polled to ACTIVE here: the CLI's --wait sleeps 5 s between its polls (its own
+    # loop is covered by server create/delete --wait and server image create --wait).
+    cumulo.osc("server", "reboot", "--soft", server["id"])
+    wait_status(cumulo, server["id"], "ACTIVE")
+    cumulo.osc("server", "reboot", "--hard", server["id"])
+    shown = wait_status(cumulo, server["id"], "ACTIVE")
+    log = cumulo.osc("console", "log", "show", server["id"])
     assert shown["OS-EXT-STS:power_state"] in (1, "Running")
     assert "reboot: Restarting system" in log  # the soft reboot reached the guest...
     assert "hard reset" in log.split("reboot: Restarting system")[-1]  # ...and then the hard one
@@ -483,7 +487,7 @@ def test_server_image_create_snapshot_becomes_active(
 def test_rebuild_onto_the_snapshot(
     cumulo: CumuloCloud, server: dict[str, Any], boot_image: dict[str, Any], snapshot: dict[str, Any]
 ) -> None:
-    rebuilt = json_of(cumulo.osc("server", "rebuild", "--image", snapshot["id"], "--wait", server["id"]))
+    rebuilt = json_of(cumulo.osc("server", "rebuild", "--image", snapshot["id"], server["id"]))
     assert rebuilt["id"] == server["id"]
     shown = wait_status(cumulo, server["id"], "ACTIVE")
     assert image_id_of(shown) == snapshot["id"] != boot_image["id"]
@@ -494,7 +498,7 @@ def test_rebuild_onto_the_snapshot(
 
 def test_resize_then_confirm(cumulo: CumuloCloud, server: dict[str, Any]) -> None:
     # The server was created with m1.tiny; nothing before this test changes its flavor.
-    cumulo.osc("server", "resize", "--flavor", "m1.small", "--wait", server["id"])
+    cumulo.osc("server", "resize", "--flavor", "m1.small", server["id"])
     verify = wait_status(cumulo, server["id"], "VERIFY_RESIZE")
     assert verify["OS-EXT-STS:vm_state"] == "resized"
     assert flavor_name(verify) == "m1.small"
@@ -509,7 +513,7 @@ def test_resize_then_revert(cumulo: CumuloCloud, server: dict[str, Any]) -> None
     before = wait_status(cumulo, server["id"], "ACTIVE")
     old = flavor_name(before)
     new = "m1.medium" if old != "m1.medium" else "m1.small"
-    cumulo.osc("server", "resize", "--flavor", new, "--wait", server["id"])
+    cumulo.osc("server", "resize", "--flavor", new, server["id"])
     verify = wait_status(cumulo, server["id"], "VERIFY_RESIZE")
     assert flavor_name(verify) == new
     cumulo.osc("server", "resize", "revert", server["id"])

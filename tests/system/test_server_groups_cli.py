@@ -13,7 +13,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _util_resilience import delete_all_servers, host_of, osc_json, parallel, upload_image, wait_settled
+from _util_resilience import (
+    delete_all_servers,
+    host_of,
+    osc_json,
+    parallel,
+    upload_image,
+    wait_gone,
+    wait_settled,
+)
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud
@@ -113,7 +121,8 @@ def test_deleting_a_server_or_a_group(clean: Env) -> None:
     group = clean.group("lifecycle", "soft-anti-affinity")
     uuids = parallel(*(lambda i=i: clean.boot(f"life-{i}", group["id"]) for i in range(2)))
     assert {s["status"] for s in wait_settled(c, uuids).values()} == {"ACTIVE"}
-    c.osc("server", "delete", "--wait", uuids[0], json=False)
+    c.osc("server", "delete", uuids[0], json=False)  # not --wait: the CLI sleeps 5 s a poll
+    wait_gone(c, [uuids[0]])
     assert _members(c.osc("server", "group", "show", group["id"])) == [uuids[1]]
     c.osc("server", "group", "delete", group["id"], json=False)
     clean.groups.remove(group["id"])
