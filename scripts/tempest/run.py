@@ -123,7 +123,7 @@ change_password = false
 interface_attach = true
 live_migration = false
 cold_migration = false
-metadata_service = false
+metadata_service = true
 config_drive = true
 personality = false
 vnc_console = false
@@ -301,18 +301,19 @@ security_group_rules = true
 ssh_timeout = 180"""
 
 
-def ssh_image(conn: openstack.connection.Connection, tmp: Path) -> str:
-    """Build and upload the image Tempest's validation logs in to (ssh_image.py); its id."""
+def ssh_image(conn: openstack.connection.Connection, tmp: Path, name: str) -> str:
+    """Build and upload an image Tempest's validation logs in to (ssh_image.py); its id. Each build
+    has its own host key, so two builds are two distinct images (image_ref, image_ref_alt)."""
     sys.path.insert(0, str(Path(__file__).parent))
     import ssh_image as builder
 
-    path = builder.build(tmp / "tempest-ssh.tar")
-    image = conn.image.create_image(name="tempest-ssh", data=path.read_bytes(), disk_format="raw",
+    path = builder.build(tmp / f"{name}.tar")
+    image = conn.image.create_image(name=name, data=path.read_bytes(), disk_format="raw",
                                     container_format="docker", visibility="public", hypervisor_type="container")
     deadline = time.monotonic() + 120
     while conn.image.get_image(image.id).status != "active":
         if time.monotonic() > deadline:
-            raise SystemExit("the tempest-ssh image never became active")
+            raise SystemExit(f"the {name} image never became active")
         time.sleep(0.5)
     return str(image.id)
 
@@ -398,7 +399,8 @@ def main() -> int:
         values["validation"] = "run_validation = false"
         values["credentials"] = "use_dynamic_credentials = false\ncreate_isolated_networks = false"
         if args.validation:
-            values["image"] = ssh_image(cloud.admin, tmp)
+            values["image"] = ssh_image(cloud.admin, tmp, "tempest-ssh")
+            values["image_alt"] = ssh_image(cloud.admin, tmp, "tempest-ssh-alt")  # rebuilds log in too
             values["validation"] = VALIDATION
             # As DevStack's gate: a project per test class, with its own network routed to public.
             values["credentials"] = "use_dynamic_credentials = true\ncreate_isolated_networks = true"
