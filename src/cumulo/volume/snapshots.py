@@ -1,0 +1,247 @@
+"""Snapshots and backups of volumes: records, quotas and casts to the worker.
+
+A snapshot is taken of an available volume (an in-use one with `force`, as in Cinder); a backup
+of an available volume (in-use with `force`), the volume showing `backing-up` meanwhile. A
+restore overwrites an existing available volume (`restoring-backup`) or makes a new one. Only
+the caller's own volumes can be snapshotted or backed up: another project's is NotFound.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+from cumulo import errors
+from cumulo.context import RequestContext
+from cumulo.db import new_uuid, utcnow
+from cumulo.volume import query, records, states
+from cumulo.volume.actions import VolumeActions
+from cumulo.volume.base import authorize, check_uuid
+from cumulo.volume.models import backups, snapshot_metadata, snapshots, volume_admin_metadata, volumes
+
+SNAPSHOT_SORT_KEYS = ("id", "name", "status", "size", "created_at", "updated_at", "volume_id", "project_id")
+SNAPSHOT_FILTERS = {
+    "name": query.equals("name"),
+    "status": query.equals("status"),
+    "volume_id": query.equals("volume_id"),
+    "project_id": query.equals("project_id"),
+    "metadata": query.metadata_filter("metadata"),
+}
+BACKUP_SORT_KEYS = ("id", "name", "status", "size", "created_at", "updated_at", "volume_id", "project_id")
+BACKUP_FILTERS = {
+    "name": query.equals("name"),
+    "status": query.equals("status"),
+    "volume_id": query.equals("volume_id"),
+    "project_id": query.equals("project_id"),
+}
+
+
+class SnapshotsAndBackups(VolumeActions):
+    """Snapshots (with metadata) and backups (create, restore, delete)."""
+
+    # ---- snapshots --------------------------------------------------------------------------
+
+    async def _snapshot_records(self, conn: Any, rows: list[Any]) -> list[dict[str, Any]]:
+        meta = await records.kv_of(conn, snapshot_metadata, "snapshot_id", [r.id for r in rows])
+        return [{**dict(r._mapping), "metadata": meta[r.id]} for r in rows]
+
+    async def create_snapshot(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
+        authorize(ctx, "snapshot:create")
+        s = records.unwrap(body, "snapshot")
+        volume_id = check_uuid(s.get("volume_id"), "volume_id")
+        force = records.boolean(s.get("force", False), "force")
+        name = records.text(s.get("name", s.get("display_name")), "name")
+        description = records.text(s.get("description", s.get("display_description")), "description")
+        meta = records.metadata(s.get("metadata") or {})
+        snapshot_id = new_uuid()
+        async with self.db.write() as conn:
+            vol = await self.volume_row(conn, ctx, volume_id)
+            allowed = states.allowed_from("snapshot_force" if force else "snapshot")
+            states.check_status(vol.status, allowed, action="create snapshot")
+            await self.check_quota(conn, vol.project_id, snapshots=1, gigabytes=vol.size)
+            # CAS on the volume's own status: a concurrent delete or detach loses or wins, never both
+            await states.transition(conn, volumes, vol.id, {vol.status}, {})
+            await conn.execute(snapshots.insert().values(
+                id=snapshot_id, project_id=vol.project_id, user_id=ctx.user_id, volume_id=vol.id, name=name,
+                description=description, size=vol.size, status=states.CREATING, progress="0%", created_at=utcnow()))
+            await records.write_kv(conn, snapshot_metadata, "snapshot_id", snapshot_id, meta, replace=True)
+            row = (await conn.execute(sa.select(snapshots).where(snapshots.c.id == snapshot_id))).one()
+            record = (await self._snapshot_records(conn, [row]))[0]
+        await self._cast(vol.id, self.worker.create_snapshot(snapshot_id, vol.id))
+        return record
+
+    async def list_snapshots(self, ctx: RequestContext, params: dict[str, str]) -> query.Page:
+        authorize(ctx, "snapshot:get")
+        all_tenants = ctx.is_admin and params.get("all_tenants", "0").lower() not in ("0", "false", "f", "no", "")
+        q = sa.select(snapshots)
+        if not all_tenants:
+            q = q.where(snapshots.c.project_id == ctx.project_id)
+        async with self.db.read() as conn:
+            items = await self._snapshot_records(conn, list((await conn.execute(q)).all()))
+        return query.apply(items, params, allowed_sort=SNAPSHOT_SORT_KEYS, filters=SNAPSHOT_FILTERS)
+
+    async def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> dict[str, Any]:
+        authorize(ctx, "snapshot:get")
+        async with self.db.read() as conn:
+            row = await self.owned_row(conn, ctx, snapshots, "snapshot", snapshot_id)
+            return (await self._snapshot_records(conn, [row]))[0]
+
+    async def update_snapshot(self, ctx: RequestContext, snapshot_id: str, body: Any) -> dict[str, Any]:
+        authorize(ctx, "snapshot:create")
+        s = records.unwrap(body, "snapshot")
+        values: dict[str, Any] = {}
+        for field, aliases in (("name", ("name", "display_name")), ("description", ("description", "display_description"))):
+            for alias in aliases:
+                if alias in s:
+                    values[field] = records.text(s[alias], alias)
+        if not values:
+            raise errors.Invalid("Invalid input received: The snapshot update needs name or description.")
+        async with self.db.write() as conn:
+            row = await self.owned_row(conn, ctx, snapshots, "snapshot", snapshot_id)
+            await conn.execute(snapshots.update().where(snapshots.c.id == row.id).values(updated_at=utcnow(), **values))
+            row = (await conn.execute(sa.select(snapshots).where(snapshots.c.id == row.id))).one()
+            return (await self._snapshot_records(conn, [row]))[0]
+
+    async def delete_snapshot(self, ctx: RequestContext, snapshot_id: str, *, force: bool = False) -> None:
+        authorize(ctx, "volume:force_delete" if force else "snapshot:delete")
+        async with self.db.write() as conn:
+            row = await self.owned_row(conn, ctx, snapshots, "snapshot", snapshot_id)
+            allowed = states.SNAPSHOT_STATUSES - {states.DELETING} if force else states.SNAPSHOT_DELETABLE
+            states.check_status(row.status, allowed, what="snapshot", action="delete")
+            await states.transition(conn, snapshots, row.id, allowed, {"status": states.DELETING}, what="snapshot")
+        await self._cast(row.volume_id, self.worker.delete_snapshot(row.id))
+
+    async def snapshot_metadata(self, ctx: RequestContext, snapshot_id: str, items: Any = None, *,
+                                replace: bool = False) -> dict[str, str]:
+        """Read (items None) or write the snapshot's metadata."""
+        authorize(ctx, "snapshot:get" if items is None else "snapshot:create")
+        meta = records.metadata(items) if items is not None else None
+        async with self.db.write() as conn:
+            row = await self.owned_row(conn, ctx, snapshots, "snapshot", snapshot_id)
+            if meta is not None:
+                await records.write_kv(conn, snapshot_metadata, "snapshot_id", row.id, meta, replace=replace)
+            return (await records.kv_of(conn, snapshot_metadata, "snapshot_id", [row.id]))[row.id]
+
+    # ---- backups ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _backup_record(row: Any) -> dict[str, Any]:
+        rec = dict(row._mapping)
+        rec["metadata"] = json.loads(rec.pop("metadata_json") or "{}")
+        return rec
+
+    async def create_backup(self, ctx: RequestContext, body: Any, *, version: tuple[int, int]) -> dict[str, Any]:
+        authorize(ctx, "backup:create")
+        b = records.unwrap(body, "backup")
+        volume_id = check_uuid(b.get("volume_id"), "volume_id")
+        force = records.boolean(b.get("force", False), "force")
+        incremental = records.boolean(b.get("incremental", False), "incremental")
+        if incremental:
+            raise errors.Invalid("Invalid input received: incremental backups are not supported: every backup here is a full (compressed) copy.")
+        name = records.text(b.get("name"), "name")
+        description = records.text(b.get("description"), "description")
+        container = records.text(b.get("container"), "container")
+        snapshot_id = check_uuid(b["snapshot_id"], "snapshot_id") if b.get("snapshot_id") is not None else None
+        meta = records.metadata(b.get("metadata") or {}) if version >= (3, 43) else {}
+        backup_id = new_uuid()
+        async with self.db.write() as conn:
+            vol = await self.volume_row(conn, ctx, volume_id)
+            if snapshot_id is not None:
+                snap = await self.owned_row(conn, ctx, snapshots, "snapshot", snapshot_id)
+                if snap.volume_id != vol.id:
+                    raise errors.Invalid(f"Invalid input received: Snapshot {snapshot_id} is not of volume {vol.id}.")
+                states.check_status(snap.status, {states.AVAILABLE}, what="snapshot", action="back up")
+            allowed = states.allowed_from("backup") if force else frozenset({states.AVAILABLE})
+            states.check_status(vol.status, allowed, action="back up")
+            await self.check_quota(conn, vol.project_id, backups=1, backup_gigabytes=vol.size)
+            # the volume shows backing-up; the worker puts back its previous status (admin metadata)
+            await states.transition(conn, volumes, vol.id, allowed, {"status": states.BACKING_UP})
+            await records.write_kv(conn, volume_admin_metadata, "volume_id", vol.id,
+                                   {"status_before_backup": vol.status}, replace=False)
+            now = utcnow()
+            await conn.execute(backups.insert().values(
+                id=backup_id, project_id=vol.project_id, user_id=ctx.user_id, volume_id=vol.id, snapshot_id=snapshot_id,
+                name=name, description=description, size=vol.size, object_count=0, status=states.CREATING,
+                availability_zone=vol.availability_zone, container=container, is_incremental=False,
+                data_timestamp=now, metadata_json=json.dumps(meta), created_at=now, updated_at=now))
+            row = (await conn.execute(sa.select(backups).where(backups.c.id == backup_id))).one()
+        await self._cast(vol.id, self.worker.create_backup(backup_id, vol.id, snapshot_id=snapshot_id))
+        return self._backup_record(row)
+
+    async def list_backups(self, ctx: RequestContext, params: dict[str, str]) -> query.Page:
+        authorize(ctx, "backup:get")
+        all_tenants = ctx.is_admin and params.get("all_tenants", "0").lower() not in ("0", "false", "f", "no", "")
+        q = sa.select(backups)
+        if not all_tenants:
+            q = q.where(backups.c.project_id == ctx.project_id)
+        async with self.db.read() as conn:
+            items = [self._backup_record(r) for r in (await conn.execute(q)).all()]
+        return query.apply(items, params, allowed_sort=BACKUP_SORT_KEYS, filters=BACKUP_FILTERS)
+
+    async def get_backup(self, ctx: RequestContext, backup_id: str) -> dict[str, Any]:
+        authorize(ctx, "backup:get")
+        async with self.db.read() as conn:
+            return self._backup_record(await self.owned_row(conn, ctx, backups, "backup", backup_id))
+
+    async def update_backup(self, ctx: RequestContext, backup_id: str, body: Any) -> dict[str, Any]:
+        authorize(ctx, "backup:create")
+        b = records.unwrap(body, "backup")
+        values: dict[str, Any] = {}
+        for field in ("name", "description"):
+            if field in b:
+                values[field] = records.text(b[field], field)
+        if "metadata" in b:
+            values["metadata_json"] = json.dumps(records.metadata(b["metadata"]))
+        if not values:
+            raise errors.Invalid("Invalid input received: The backup update needs name, description or metadata.")
+        async with self.db.write() as conn:
+            row = await self.owned_row(conn, ctx, backups, "backup", backup_id)
+            await conn.execute(backups.update().where(backups.c.id == row.id).values(updated_at=utcnow(), **values))
+            return self._backup_record((await conn.execute(sa.select(backups).where(backups.c.id == row.id))).one())
+
+    async def delete_backup(self, ctx: RequestContext, backup_id: str, *, force: bool = False) -> None:
+        authorize(ctx, "volume:force_delete" if force else "backup:delete")
+        async with self.db.write() as conn:
+            row = await self.owned_row(conn, ctx, backups, "backup", backup_id)
+            allowed = states.BACKUP_STATUSES - {states.DELETING} if force else states.BACKUP_DELETABLE
+            if row.status not in allowed:
+                raise errors.Invalid(f"Invalid backup: Backup status must be available or error, but current status is: {row.status}.")
+            await states.transition(conn, backups, row.id, allowed, {"status": states.DELETING}, what="backup")
+        await self._cast(row.volume_id, self.worker.delete_backup(row.id))
+
+    async def restore_backup(self, ctx: RequestContext, backup_id: str, body: Any) -> dict[str, Any]:
+        """Restore into `volume_id` (available, at least as big) or a new volume; {backup_id, volume_id, volume_name}."""
+        authorize(ctx, "backup:restore")
+        r = records.unwrap(body, "restore")
+        name = records.text(r.get("name"), "name")
+        target = check_uuid(r["volume_id"], "volume_id") if r.get("volume_id") is not None else None
+        async with self.db.write() as conn:
+            bak = await self.owned_row(conn, ctx, backups, "backup", backup_id)
+            if bak.status != states.AVAILABLE:
+                raise errors.Invalid(f"Invalid backup: Backup status must be available but current status is: {bak.status}.")
+            if target is None:
+                await self.check_quota(conn, ctx.project_id or "", volumes=1, gigabytes=bak.size)
+                target = new_uuid()
+                now = utcnow()
+                await conn.execute(volumes.insert().values(
+                    id=target, project_id=ctx.project_id, user_id=ctx.user_id,
+                    name=name or f"restore_backup_{bak.id}", size=bak.size, status=states.RESTORING_BACKUP,
+                    attach_status=states.DETACHED, availability_zone="nova",
+                    volume_type_id=await self.default_type_id(conn), bootable=False, multiattach=False,
+                    backup_id=bak.id, created_at=now, updated_at=now))
+                vol_name = name or f"restore_backup_{bak.id}"
+            else:
+                vol = await self.volume_row(conn, ctx, target)
+                states.check_status(vol.status, states.allowed_from("restore"), action="restore a backup into")
+                if vol.size < bak.size:
+                    raise errors.Invalid(
+                        f"Invalid volume: volume size {vol.size} is too small to restore backup of size {bak.size}.")
+                await states.transition(conn, volumes, vol.id, states.allowed_from("restore"),
+                                        {"status": states.RESTORING_BACKUP})
+                vol_name = vol.name
+            await states.transition(conn, backups, bak.id, {states.AVAILABLE},
+                                    {"status": "restoring", "restore_volume_id": target}, what="backup")
+        await self._cast(target, self.worker.restore_backup(bak.id, target))
+        return {"backup_id": bak.id, "volume_id": target, "volume_name": vol_name}

@@ -1,0 +1,288 @@
+"""Volumes: create (blank, from a snapshot, a clone, from an image, from a backup), list, show,
+update, delete and metadata.
+
+A create records the volume (`creating`), counts it against the project's quota in the same
+transaction, and casts to the worker after the commit; the API answers 202 at once. A volume's
+source (snapshot, volume, backup, image) must be one the caller can see: another project's is
+NotFound, so nobody clones or restores what they could not read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import sqlalchemy as sa
+
+from cumulo import errors
+from cumulo.context import RequestContext
+from cumulo.db import new_uuid, utcnow
+from cumulo.volume import query, records, states
+from cumulo.volume.base import MAX_SIZE_GB, authorize, check_uuid
+from cumulo.volume.models import (
+    backups,
+    snapshots,
+    volume_admin_metadata,
+    volume_image_metadata,
+    volume_metadata,
+    volume_type_extra_specs,
+    volumes,
+)
+from cumulo.volume.types import VolumeTypes, is_true_spec
+from cumulo.volume.worker_api import ImageSource
+
+LOG = logging.getLogger(__name__)
+GIB = 1 << 30
+AVAILABILITY_ZONE = "nova"
+
+VOLUME_SORT_KEYS = ("id", "name", "status", "size", "created_at", "updated_at", "availability_zone",
+                    "bootable", "project_id", "volume_type", "volume_type_id")
+VOLUME_FILTERS = {
+    "name": query.equals("name"),
+    "status": query.equals("status"),
+    "bootable": query.equals("bootable"),
+    "availability_zone": query.equals("availability_zone"),
+    "volume_type": query.equals("volume_type"),
+    "project_id": query.equals("project_id"),
+    "metadata": query.metadata_filter("metadata"),
+    "image_metadata": query.metadata_filter("image_metadata"),
+    "glance_metadata": query.metadata_filter("image_metadata"),
+    "group_id": query.equals("group_id"),
+}
+IN_USE_MESSAGE = (
+    "Invalid volume: Volume status must be available or error or error_restoring or error_extending or "
+    "error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a "
+    "transfer, or be disassociated from snapshots after volume transfer."
+)
+
+
+class Volumes(VolumeTypes):
+    """Volume records and their metadata."""
+
+    images: ImageSource | None = None  # wave 2: the image service behind the ImageSource seam
+
+    # ---- create -----------------------------------------------------------------------------
+
+    async def create_volume(self, ctx: RequestContext, body: Any, *, version: tuple[int, int] = (3, 0)) -> dict[str, Any]:
+        authorize(ctx, "volume:create")
+        v = records.unwrap(body, "volume")
+        name = records.text(v.get("name", v.get("display_name")), "name")
+        description = records.text(v.get("description", v.get("display_description")), "description")
+        sources = {k: v.get(k) for k in ("snapshot_id", "source_volid", "backup_id") if v.get(k) is not None}
+        image_ref = v.get("imageRef", v.get("image_id"))
+        if image_ref is not None:
+            sources["imageRef"] = image_ref
+        if "backup_id" in sources and version < (3, 47):
+            raise errors.Invalid("Invalid input received: backup_id requires microversion 3.47 or later.")
+        if len(sources) > 1:
+            raise errors.Invalid(
+                "Invalid input received: Only one of snapshot_id, source_volid, imageRef or backup_id may be "
+                f"given (got {', '.join(sorted(sources))}).")
+        ids = {k: check_uuid(val, k) for k, val in sources.items() if k != "imageRef"}
+        image_id = check_uuid(image_ref, "imageRef") if image_ref is not None else None
+        size = records.size(v["size"]) if v.get("size") is not None else None
+        if size is None and not ids:
+            raise errors.Invalid("Invalid input received: Size must be specified for a blank volume or a volume from an image.")
+        az = v.get("availability_zone")
+        if az is not None and az != AVAILABILITY_ZONE:
+            raise errors.Invalid(f"Invalid input received: Availability zone '{str(az)[:64]}' is invalid.")
+        meta = records.metadata(v.get("metadata") or {})
+        multiattach = records.boolean(v["multiattach"], "multiattach") if "multiattach" in v else False
+        image = await self._image(ctx, image_id) if image_id else None
+        volume_id = new_uuid()
+        async with self.db.write() as conn:
+            type_id = None
+            source_type_id = None
+            if "snapshot_id" in ids:
+                snap = await self.owned_row(conn, ctx, snapshots, "snapshot", ids["snapshot_id"])
+                states.check_status(snap.status, {states.AVAILABLE}, what="snapshot")
+                size = self._at_least(size, snap.size, "snapshot")
+                source_type_id = await conn.scalar(sa.select(volumes.c.volume_type_id).where(volumes.c.id == snap.volume_id))
+            elif "source_volid" in ids:
+                src = await self.volume_row(conn, ctx, ids["source_volid"])
+                states.check_status(src.status, states.allowed_from("clone"), action="clone")
+                size = self._at_least(size, src.size, "source volume")
+                source_type_id = src.volume_type_id
+                multiattach = multiattach or src.multiattach
+            elif "backup_id" in ids:
+                bak = await self.owned_row(conn, ctx, backups, "backup", ids["backup_id"])
+                states.check_status(bak.status, states.BACKUP_RESTORABLE, what="backup")
+                size = self._at_least(size, bak.size, "backup")
+            elif image is not None:
+                need = max(int(image.get("min_disk") or 0), math.ceil(int(image.get("size") or 0) / GIB))
+                assert size is not None
+                if size < need:
+                    raise errors.Invalid(
+                        f"Invalid input received: Size of specified image {need}GB is larger than volume size {size}GB.")
+            assert size is not None
+            if size > MAX_SIZE_GB:
+                raise errors.Invalid(f"Invalid input received: size {size} is larger than {MAX_SIZE_GB} GiB.")
+            if v.get("volume_type") is not None:
+                type_id = (await self.type_row(conn, ctx, v["volume_type"])).id
+            else:
+                type_id = source_type_id or await self.default_type_id(conn)
+            specs = (await records.kv_of(conn, volume_type_extra_specs, "volume_type_id", [type_id]))[type_id]
+            multiattach = multiattach or is_true_spec(specs.get("multiattach"))
+            await self.check_quota(conn, ctx.project_id or "", volumes=1, gigabytes=size)
+            now = utcnow()
+            await conn.execute(volumes.insert().values(
+                id=volume_id, project_id=ctx.project_id, user_id=ctx.user_id, name=name, description=description,
+                size=size, status=states.CREATING, attach_status=states.DETACHED, availability_zone=AVAILABILITY_ZONE,
+                volume_type_id=type_id, bootable=image is not None, multiattach=multiattach,
+                source_volid=ids.get("source_volid"), snapshot_id=ids.get("snapshot_id"), image_id=image_id,
+                backup_id=ids.get("backup_id"), created_at=now, updated_at=now,
+            ))
+            await records.write_kv(conn, volume_metadata, "volume_id", volume_id, meta, replace=True)
+            if image is not None:
+                await records.write_kv(conn, volume_image_metadata, "volume_id", volume_id,
+                                       self._image_metadata(image), replace=True)
+            if "backup_id" in ids:
+                await states.transition(conn, backups, ids["backup_id"], states.BACKUP_RESTORABLE,
+                                        {"status": "restoring", "restore_volume_id": volume_id}, what="backup")
+            record = await records.load_one(conn, volume_id)
+        await self._cast(volume_id, self.worker.create_volume(
+            volume_id, size, snapshot_id=ids.get("snapshot_id"), source_volid=ids.get("source_volid"),
+            image_id=image_id, backup_id=ids.get("backup_id")))
+        return record
+
+    @staticmethod
+    def _at_least(size: int | None, source_size: int, what: str) -> int:
+        if size is None:
+            return source_size
+        if size < source_size:
+            raise errors.Invalid(
+                f"Invalid input received: Volume size '{size}'GB cannot be smaller than the {what} size {source_size}GB. "
+                "They must be >= original size.")
+        return size
+
+    async def _image(self, ctx: RequestContext, image_id: str) -> dict[str, Any]:
+        if self.images is None:
+            raise errors.Invalid("Invalid input received: creating a volume from an image is not available in this cloud yet.")
+        image = await self.images.image_for_volume(ctx, image_id)
+        if image is None:
+            raise errors.NotFound(f"Image {image_id} could not be found.")
+        if image.get("status") != "active":
+            raise errors.Invalid(f"Invalid image identifier or unable to access requested image: Image {image_id} is not active.")
+        if image.get("disk_format") not in ("raw", "qcow2"):
+            raise errors.Invalid(
+                f"Invalid input received: Image {image_id} has disk format {image.get('disk_format')!r}; a volume "
+                "is made only from a raw or qcow2 image.")
+        return image
+
+    @staticmethod
+    def _image_metadata(image: dict[str, Any]) -> dict[str, str]:
+        out = {k: str(image[k]) for k in ("disk_format", "container_format", "min_disk", "min_ram", "size", "checksum")
+               if image.get(k) is not None}
+        out["image_id"] = str(image["id"])
+        out["image_name"] = str(image.get("name") or "")
+        for k, val in (image.get("properties") or {}).items():
+            if isinstance(val, str) and len(k) <= 255 and len(val) <= 255:
+                out[k] = val
+        return out
+
+    async def _cast(self, volume_id: str, call: Any) -> None:
+        """Send a cast; when the worker cannot be reached the volume goes to error, with the reason."""
+        try:
+            await call
+        except Exception as exc:  # noqa: BLE001 - any transport failure: the request is recorded, the volume fails
+            LOG.warning("volume %s: cast failed: %s", volume_id, exc)
+            async with self.db.write() as conn:
+                await conn.execute(volumes.update().where(volumes.c.id == volume_id).values(
+                    status=states.ERROR, error_message=f"volume worker unreachable: {exc}"[:255], updated_at=utcnow()))
+
+    # ---- read -------------------------------------------------------------------------------
+
+    async def list_volumes(self, ctx: RequestContext, params: dict[str, str]) -> query.Page:
+        authorize(ctx, "volume:get")
+        all_tenants = ctx.is_admin and params.get("all_tenants", "0").lower() not in ("0", "false", "f", "no", "")
+        q = sa.select(volumes)
+        if not all_tenants:
+            q = q.where(volumes.c.project_id == ctx.project_id)
+        elif "project_id" in params:
+            q = q.where(volumes.c.project_id == params["project_id"])
+        async with self.db.read() as conn:
+            items = await records.load(conn, (await conn.execute(q)).all())
+        return query.apply(items, params, allowed_sort=VOLUME_SORT_KEYS, filters=VOLUME_FILTERS)
+
+    async def get_volume(self, ctx: RequestContext, volume_id: str) -> dict[str, Any]:
+        authorize(ctx, "volume:get")
+        async with self.db.read() as conn:
+            row = await self.volume_row(conn, ctx, volume_id)
+            return (await records.load(conn, [row]))[0]
+
+    # ---- update / delete --------------------------------------------------------------------
+
+    async def update_volume(self, ctx: RequestContext, volume_id: str, body: Any) -> dict[str, Any]:
+        authorize(ctx, "volume:update")
+        v = records.unwrap(body, "volume")
+        values: dict[str, Any] = {}
+        for field, aliases in (("name", ("name", "display_name")), ("description", ("description", "display_description"))):
+            for alias in aliases:
+                if alias in v:
+                    values[field] = records.text(v[alias], alias)
+        meta = records.metadata(v["metadata"]) if "metadata" in v else None
+        if not values and meta is None:
+            raise errors.Invalid("Invalid input received: The volume update needs name, description or metadata.")
+        async with self.db.write() as conn:
+            row = await self.volume_row(conn, ctx, volume_id)
+            await conn.execute(volumes.update().where(volumes.c.id == row.id).values(updated_at=utcnow(), **values))
+            if meta is not None:
+                await records.write_kv(conn, volume_metadata, "volume_id", row.id, meta, replace=True)
+            return await records.load_one(conn, row.id)
+
+    async def delete_volume(self, ctx: RequestContext, volume_id: str, *, cascade: bool = False, force: bool = False) -> None:
+        authorize(ctx, "volume:force_delete" if force else "volume:delete")
+        async with self.db.write() as conn:
+            row = await self.volume_row(conn, ctx, volume_id)
+            action = "force_delete" if force else "delete"
+            if not force:
+                if row.status not in states.allowed_from("delete") or row.attach_status == states.ATTACHED:
+                    raise errors.Invalid(IN_USE_MESSAGE)
+                if row.migration_status not in (None, "", "success", "error"):
+                    raise errors.Invalid(IN_USE_MESSAGE)
+            snaps = (await conn.execute(sa.select(snapshots).where(snapshots.c.volume_id == row.id))).all()
+            if snaps and not cascade:
+                raise errors.Invalid(IN_USE_MESSAGE)
+            for snap in snaps:
+                if snap.status not in states.SNAPSHOT_DELETABLE and not force:
+                    raise errors.Invalid(f"Invalid volume: Snapshot {snap.id} must be available or error to delete with cascade.")
+            await states.transition(conn, volumes, row.id, states.allowed_from(action), {"status": states.DELETING})
+            for snap in snaps:
+                await conn.execute(snapshots.update().where(snapshots.c.id == snap.id)
+                                   .values(status=states.DELETING, updated_at=utcnow()))
+        for snap in snaps:
+            await self._cast(row.id, self.worker.delete_snapshot(snap.id))
+        await self._cast(row.id, self.worker.delete_volume(row.id))
+
+    # ---- metadata ---------------------------------------------------------------------------
+
+    async def get_metadata(self, ctx: RequestContext, volume_id: str) -> dict[str, str]:
+        authorize(ctx, "volume:get")
+        async with self.db.read() as conn:
+            row = await self.volume_row(conn, ctx, volume_id)
+            return (await records.kv_of(conn, volume_metadata, "volume_id", [row.id]))[row.id]
+
+    async def set_metadata(self, ctx: RequestContext, volume_id: str, items: Any, *, replace: bool) -> dict[str, str]:
+        """POST merges (replace=False), PUT replaces the whole set; the volume's metadata afterwards."""
+        authorize(ctx, "volume:update")
+        meta = records.metadata(items)
+        async with self.db.write() as conn:
+            row = await self.volume_row(conn, ctx, volume_id)
+            states.check_status(row.status, states.VOLUME_STATUSES - {states.DELETING, states.MAINTENANCE})
+            await records.write_kv(conn, volume_metadata, "volume_id", row.id, meta, replace=replace)
+            await conn.execute(volumes.update().where(volumes.c.id == row.id).values(updated_at=utcnow()))
+            return (await records.kv_of(conn, volume_metadata, "volume_id", [row.id]))[row.id]
+
+    async def delete_metadata_key(self, ctx: RequestContext, volume_id: str, key: str) -> None:
+        authorize(ctx, "volume:update")
+        async with self.db.write() as conn:
+            row = await self.volume_row(conn, ctx, volume_id)
+            res = await conn.execute(volume_metadata.delete().where(
+                volume_metadata.c.volume_id == row.id, volume_metadata.c.key == key))
+            if not res.rowcount:
+                raise errors.NotFound("Metadata item was not found")
+
+    async def admin_metadata(self, volume_id: str) -> dict[str, str]:
+        async with self.db.read() as conn:
+            return (await records.kv_of(conn, volume_admin_metadata, "volume_id", [volume_id]))[volume_id]
