@@ -1,0 +1,1 @@
+"""The Cinder v3 API (block-storage / volumev3), served at /volume: `app.make_app`."""
