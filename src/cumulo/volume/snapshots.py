@@ -54,7 +54,7 @@ class SnapshotsAndBackups(VolumeActions):
         force = records.boolean(s.get("force", False), "force")
         name = records.text(s.get("name", s.get("display_name")), "name")
         description = records.text(s.get("description", s.get("display_description")), "description")
-        meta = records.metadata(s.get("metadata") or {})
+        meta = records.metadata(s["metadata"]) if s.get("metadata") is not None else {}
         snapshot_id = new_uuid()
         async with self.db.write() as conn:
             vol = await self.volume_row(conn, ctx, volume_id)
@@ -144,7 +144,7 @@ class SnapshotsAndBackups(VolumeActions):
         description = records.text(b.get("description"), "description")
         container = records.text(b.get("container"), "container")
         snapshot_id = check_uuid(b["snapshot_id"], "snapshot_id") if b.get("snapshot_id") is not None else None
-        meta = records.metadata(b.get("metadata") or {}) if version >= (3, 43) else {}
+        meta = records.metadata(b["metadata"]) if version >= (3, 43) and b.get("metadata") is not None else {}
         backup_id = new_uuid()
         async with self.db.write() as conn:
             vol = await self.volume_row(conn, ctx, volume_id)

@@ -87,7 +87,7 @@ class Volumes(VolumeTypes):
         az = v.get("availability_zone")
         if az is not None and az != AVAILABILITY_ZONE:
             raise errors.Invalid(f"Invalid input received: Availability zone '{str(az)[:64]}' is invalid.")
-        meta = records.metadata(v.get("metadata") or {})
+        meta = records.metadata(v["metadata"]) if v.get("metadata") is not None else {}
         multiattach = records.boolean(v["multiattach"], "multiattach") if "multiattach" in v else False
         image = await self._image(ctx, image_id) if image_id else None
         volume_id = new_uuid()
