@@ -173,3 +173,9 @@ async def test_bootable_readonly_retype(alice: httpx.AsyncClient, admin: httpx.A
     assert (await show(alice, vid))["volume_type"] == "fast"
     fault(await act(alice, vid, "os-retype", {"new_type": "fast"}), 400)
     fault(await act(alice, vid, "os-retype", {"new_type": "nope"}), 404)
+
+
+async def test_extensions_and_zones(alice: httpx.AsyncClient) -> None:
+    assert (await alice.get("/extensions")).json() == {"extensions": []}
+    zones = (await alice.get("/os-availability-zone")).json()["availabilityZoneInfo"]
+    assert zones == [{"zoneName": "nova", "zoneState": {"available": True}}]

@@ -336,6 +336,18 @@ async def limits(request: Request) -> Response:
     return json_response({"limits": {"rate": [], "absolute": await call.svc.absolute_limits(call.ctx)}})
 
 
+async def extensions(request: Request) -> Response:
+    """GET /extensions: Cinder lists its API extensions; every feature here is core v3, so none."""
+    await begin(request)
+    return json_response({"extensions": []})
+
+
+async def availability_zones(request: Request) -> Response:
+    """GET /os-availability-zone: the one zone, `nova` (Cinder's default storage_availability_zone)."""
+    await begin(request)
+    return json_response({"availabilityZoneInfo": [{"zoneName": "nova", "zoneState": {"available": True}}]})
+
+
 def routes(prefix: str) -> list[BaseRoute]:
     t = f"{prefix}/types/{{type_id}}"
     s = f"{prefix}/snapshots"
@@ -383,4 +395,6 @@ def routes(prefix: str) -> list[BaseRoute]:
         Route(q, delete_quota, methods=["DELETE"]),
         Route(f"{q}/defaults", show_default_quota, methods=["GET"]),
         Route(f"{prefix}/limits", limits, methods=["GET"]),
+        Route(f"{prefix}/extensions", extensions, methods=["GET"]),
+        Route(f"{prefix}/os-availability-zone", availability_zones, methods=["GET"]),
     ]
