@@ -57,6 +57,7 @@ class Capability(enum.StrEnum):
     DIAGNOSTICS = "diagnostics"
     METRICS = "metrics"  # sample_instances: per-server usage for Prometheus (the Metrics Protocol)
     NICS = "nics"  # attach_nic / detach_nic on a running server (the Nics Protocol)
+    VOLUMES = "volumes"  # attach_volume / detach_volume / extend_volume (the Volumes Protocol)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,39 @@ class NicSpec:
 
 
 @dataclass(frozen=True)
+class DiskSpec:
+    """One volume attached to a server, as the volume side describes it (the device run-config of
+    a disk): the driver applies it its own way (QEMU: -blockdev file/raw nodes and a virtio-blk
+    device, hot plugged over QMP; runc: a loop device, an ext4 on it, mounted in the container at
+    /mnt/volumes/<volume id>). The path is the block store's own file (or host device), never one
+    a request named."""
+
+    volume_id: str
+    path: str  # blockstore Location.path
+    device_name: str = "/dev/vdb"  # what Nova's attachment shows
+    read_only: bool = False
+    serial: str = ""  # what the guest sees as the disk's serial; "" = volume_id[:20] (Nova's)
+    kind: Literal["file", "host_device"] = "file"  # QEMU's protocol driver for path
+
+    @property
+    def guest_serial(self) -> str:
+        return (self.serial or self.volume_id)[:20]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"volume_id": self.volume_id, "path": self.path, "device_name": self.device_name,
+                "read_only": self.read_only, "serial": self.serial, "kind": self.kind}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> DiskSpec:
+        kind = str(doc.get("kind") or "file")
+        if kind not in ("file", "host_device"):
+            raise ValueError(f"bad disk kind {kind!r}")
+        return cls(volume_id=str(doc["volume_id"]), path=str(doc["path"]),
+                   device_name=str(doc.get("device_name") or "/dev/vdb"), read_only=bool(doc.get("read_only")),
+                   serial=str(doc.get("serial") or ""), kind="host_device" if kind == "host_device" else "file")
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     uuid: str
     name: str
@@ -141,6 +175,8 @@ class InstanceSpec:
     # required (QEMU, Nova's configdrive.required_by) also does for img_config_drive=mandatory or
     # its force_config_drive setting.
     config_drive: bool = False
+    # The volumes attached at spawn (and kept by every start), in device order; () is none.
+    disks: tuple[DiskSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -328,6 +364,23 @@ class Nics(Protocol):
         ...
 
 
+@runtime_checkable
+class Volumes(Protocol):
+    async def attach_volume(self, uuid: str, disk: DiskSpec) -> None:
+        """Attach `disk` to the running (or stopped) server; it stays across stop and start.
+        Attaching the same volume again is a no-op. A failed attach leaves nothing behind."""
+        ...
+
+    async def detach_volume(self, uuid: str, volume_id: str, force: bool = False) -> None:
+        """Detach the volume; one that is not attached is fine. A guest still using it is a
+        Conflict (DriverError for a guest that does not let go) unless `force`."""
+        ...
+
+    async def extend_volume(self, uuid: str, volume_id: str, new_size_bytes: int) -> None:
+        """Tell the server that the volume's file grew to new_size_bytes (the store grew it)."""
+        ...
+
+
 class Driver(Host, Lifecycle, Protocol):
     """The least a driver is: a host it describes and instances it can make and remove."""
 
@@ -344,6 +397,7 @@ CAPABILITY_PROTOCOLS: MappingProxyType[Capability, type] = MappingProxyType({
     Capability.DIAGNOSTICS: Diagnostics,
     Capability.METRICS: Metrics,
     Capability.NICS: Nics,
+    Capability.VOLUMES: Volumes,
 })
 
 
@@ -379,6 +433,8 @@ def driver_for(
 def driver_for(driver: Host, capability: Literal[Capability.METRICS], *, node: str | None = None) -> Metrics: ...
 @overload
 def driver_for(driver: Host, capability: Literal[Capability.NICS], *, node: str | None = None) -> Nics: ...
+@overload
+def driver_for(driver: Host, capability: Literal[Capability.VOLUMES], *, node: str | None = None) -> Volumes: ...
 def driver_for(driver: Host, capability: Capability, *, node: str | None = None) -> object:
     """The driver seen through the Protocol of `capability`; InvalidState when it does not declare
     the capability or does not implement its Protocol. `node` names the node in the message."""

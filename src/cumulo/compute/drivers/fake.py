@@ -7,7 +7,8 @@ writes a synthetic console log and serves diagnostics in Nova's 2.48 shape.
 
 Simulated failures, for tests of error paths: an image property or a server metadata key
 `cumulo_fake_fail` holding a comma-separated list of operations (spawn, reboot, rebuild, resize,
-snapshot, power_off, power_on, pause, unpause, suspend, resume) makes those operations raise
+snapshot, power_off, power_on, pause, unpause, suspend, resume, attach_nic, detach_nic, attach_volume,
+detach_volume, extend_volume) makes those operations raise
 DriverError (spawn still leaves nothing behind). `conf.fake_spawn_delay` slows spawn and rebuild
 down, for crash and scale tests.
 
@@ -33,6 +34,7 @@ from cumulo.compute.drivers.base import (
     DIAGNOSTICS_STATE,
     Capability,
     DiskSample,
+    DiskSpec,
     DriverInfo,
     FlavorSpec,
     HostResources,
@@ -46,7 +48,7 @@ from cumulo.compute.drivers.base import (
 )
 from cumulo.compute.drivers.probe import HostFacts
 from cumulo.conf import Settings
-from cumulo.errors import DriverError
+from cumulo.errors import DriverError, NotFound
 
 FAIL_KEY = "cumulo_fake_fail"
 DEFAULT_INSTANCE_TYPES = ("fake", "container", "qemu", "kvm")
@@ -258,6 +260,7 @@ class FakeDriver:
             "image_id": spec.image.id if spec.image else None,
             "num_nics": len(spec.network_info),
             **({"nics": [_nic_dict(n) for n in spec.nics]} if spec.nics else {}),
+            **({"disks": [d.to_dict() for d in spec.disks]} if spec.disks else {}),
             "fail": _fail_ops(spec),
             "state": _BUILDING,
             "power": int(PowerState.NOSTATE),
@@ -420,6 +423,39 @@ class FakeDriver:
             rec["nics"] = [n for n in nics if n.get("port_id") != port_id]
             self._log(rec, f"fake: NIC of port {port_id} detached")
             await self._save(rec)
+
+    # -- Volumes: recorded, nothing attached on the host -------------------------------------------
+
+    async def attach_volume(self, uuid: str, disk: DiskSpec) -> None:
+        rec = self._get(uuid)
+        disks = rec.get("disks", [])
+        if any(d.get("volume_id") == disk.volume_id for d in disks):
+            return
+        self._check_fail(rec, "attach_volume")
+        rec["disks"] = [*disks, disk.to_dict()]
+        self._log(rec, f"fake: volume {disk.volume_id} attached as {disk.device_name}")
+        await self._save(rec)
+
+    async def detach_volume(self, uuid: str, volume_id: str, force: bool = False) -> None:
+        rec = self._get(uuid)
+        disks = rec.get("disks", [])
+        if any(d.get("volume_id") == volume_id for d in disks):
+            self._check_fail(rec, "detach_volume")
+            rec["disks"] = [d for d in disks if d.get("volume_id") != volume_id]
+            self._log(rec, f"fake: volume {volume_id} detached")
+            await self._save(rec)
+
+    async def extend_volume(self, uuid: str, volume_id: str, new_size_bytes: int) -> None:
+        rec = self._get(uuid)
+        if not any(d.get("volume_id") == volume_id for d in rec.get("disks", [])):
+            raise NotFound(f"volume {volume_id} is not attached to instance {uuid}")
+        self._check_fail(rec, "extend_volume")
+        self._log(rec, f"fake: volume {volume_id} grew to {int(new_size_bytes)} bytes")
+        await self._save(rec)
+
+    def attached_volumes(self, uuid: str) -> list[str]:
+        """The volume ids the fake server has attached (tests look)."""
+        return [str(d.get("volume_id")) for d in self._get(uuid).get("disks", [])]
 
     async def get_console_output(self, uuid: str, max_bytes: int = 65536) -> str:
         rec = self._get(uuid)
