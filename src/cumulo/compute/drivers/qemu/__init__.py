@@ -18,7 +18,8 @@ pidfile names a live QEMU whose -name is cumulo-<uuid> and whose QMP answers. Th
 class made of facets, one module each (Incus's driver_qemu_*.go): what they stand on (settings,
 record, QMP, power state, start and stop) in core.py; pause in freeze.py; suspend/resume in
 suspend.py; resize in resize.py; rebuild in rebuild.py; snapshot in snapshot.py; diagnostics and
-metrics in metrics.py. Lifecycle, power and the console live here; qemu-img in disks.py, QMP in
+metrics in metrics.py; NIC hot plug in nics.py (netdev.py); volumes in volumes.py (blockdev.py).
+Lifecycle, power and the console live here; qemu-img in disks.py, QMP in
 qmp.py, the process and its argv in process.py, the KVM probe in accel.py, small file helpers in
 files.py.
 
@@ -57,7 +58,7 @@ from cumulo.compute.drivers.base import (
     PowerState,
 )
 from cumulo.compute.drivers.probe import HostFacts, missing_programs
-from cumulo.compute.drivers.qemu import accel, boot, configdrive, disks, netdev, process, qmp
+from cumulo.compute.drivers.qemu import accel, blockdev, boot, configdrive, disks, netdev, process, qmp
 from cumulo.compute.drivers.qemu.core import KEPT_PROPERTIES
 from cumulo.compute.drivers.qemu.files import note
 from cumulo.compute.drivers.qemu.freeze import Freeze
@@ -68,11 +69,12 @@ from cumulo.compute.drivers.qemu.rebuild import Rebuild
 from cumulo.compute.drivers.qemu.resize import Resize
 from cumulo.compute.drivers.qemu.snapshot import Snapshot
 from cumulo.compute.drivers.qemu.suspend import Suspend
+from cumulo.compute.drivers.qemu.volumes import Volumes
 from cumulo.errors import CumuloError, DriverError
 from cumulo.host.revert import Reverter
 
 
-class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics):
+class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volumes):
     BINARIES = (process.QEMU, "qemu-img")
 
     @classmethod
@@ -174,14 +176,17 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics):
             kernel=kernel, initrd=kernel and bool(image.ramdisk_path),
             append=str(props.get("os_command_line") or "") if kernel else "",
             root_format="qcow2", ephemeral=spec.flavor.ephemeral_gb > 0, config_drive=drive,
-            hotplug_ports=netdev.hotplug_ports(machine, len(spec.nics)),
+            hotplug_ports=netdev.hotplug_ports(machine, len(spec.nics) + len(spec.disks)),
         )
 
     def _new_record(self, spec: InstanceSpec, cfg: VmConfig) -> dict[str, Any]:
         props = spec.image.properties if spec.image is not None else {}
         f = spec.flavor
         nics = {"nics": netdev.record_docs(netdev.boot_nics(cfg, spec.nics))} if spec.nics else {}
-        return {**nics,
+        for disk in spec.disks:
+            blockdev.check(disk)
+        vols = {"disks": blockdev.record_docs(blockdev.boot_disks(cfg, spec.disks, len(spec.nics)))} if spec.disks else {}
+        return {**nics, **vols,
             "uuid": spec.uuid, "name": spec.name, "hostname": spec.hostname,
             "image_id": spec.image.id if spec.image else None, "created_at": time.time(),
             "flavor": {"vcpus": f.vcpus, "memory_mb": f.memory_mb, "root_gb": f.root_gb,

@@ -20,7 +20,7 @@ from typing import Any
 
 from cumulo.compute.drivers.base import Capability, DriverInfo, PowerState
 from cumulo.compute.drivers.local import LocalInstances
-from cumulo.compute.drivers.qemu import boot, netdev, process, qmp
+from cumulo.compute.drivers.qemu import blockdev, boot, netdev, process, qmp
 from cumulo.compute.drivers.qemu.files import last_lines, note, read_json, read_tail
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.conf import Settings
@@ -78,7 +78,8 @@ class QemuCore(LocalInstances):
             version=1,
             capabilities=frozenset({Capability.POWER, Capability.PAUSE, Capability.CONSOLE, Capability.SUSPEND,
                                     Capability.RESIZE, Capability.REBUILD, Capability.SNAPSHOT,
-                                    Capability.DIAGNOSTICS, Capability.METRICS, Capability.NICS}),
+                                    Capability.DIAGNOSTICS, Capability.METRICS, Capability.NICS,
+                                    Capability.VOLUMES}),
             details={"accel": "tcg", "accel_reason": "not probed yet", "machine": self.machine,
                      "suspend": "migrate-to-file", "resize": "cold"},
         )
@@ -165,7 +166,8 @@ class QemuCore(LocalInstances):
         skipped: list[str] = []
         taps = await netdev.open_taps(netdev.recorded(rec), strict=why == "spawn", skipped=skipped)
         try:
-            argv = process.build_argv(layout, cfg) + netdev.nic_argv(cfg, taps) + list(extra_argv or [])
+            argv = (process.build_argv(layout, cfg) + blockdev.disk_argv(cfg, blockdev.recorded(rec))
+                    + netdev.nic_argv(cfg, taps) + list(extra_argv or []))
             for msg in skipped:
                 await asyncio.to_thread(note, layout, f"{why}: left out {msg}")
             await asyncio.to_thread(note, layout, f"{why}: starting QEMU ({cfg.accel}, {cfg.machine}, "

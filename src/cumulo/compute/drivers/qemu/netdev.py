@@ -78,7 +78,7 @@ def boot_nics(cfg: VmConfig, nics: tuple[NicSpec, ...]) -> list[tuple[PluggedNic
     return [(PluggedNic(i, n), root_port(i) if cfg.hotplug_ports else "") for i, n in enumerate(nics)]
 
 
-def free_port(cfg: VmConfig, nics: list[tuple[PluggedNic, str]], *, live: bool) -> str:
+def free_port(cfg: VmConfig, nics: list[tuple[PluggedNic, str]], *, live: bool, taken: set[str] | None = None) -> str:
     """The root port an attached NIC goes into: "" where the bus takes one itself (pc, and
     microvm's boot-time virtio-mmio slots: a stopped microvm server gets the NIC at its next start)."""
     if cfg.machine == MICROVM and live:
@@ -86,7 +86,7 @@ def free_port(cfg: VmConfig, nics: list[tuple[PluggedNic, str]], *, live: bool) 
                           "boot its image with hw_machine_type=q35")
     if cfg.machine != "q35":
         return ""
-    used = {bus for _e, bus in nics}
+    used = {bus for _e, bus in nics} | (taken or set())  # taken: the volumes' ports (blockdev.py)
     for k in range(cfg.hotplug_ports):
         if root_port(k) not in used:
             return root_port(k)

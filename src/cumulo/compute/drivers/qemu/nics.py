@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from cumulo.compute.drivers import nicrecord
 from cumulo.compute.drivers.base import NicSpec, PowerState
 from cumulo.compute.drivers.nicrecord import PluggedNic
-from cumulo.compute.drivers.qemu import netdev, process, qmp
+from cumulo.compute.drivers.qemu import blockdev, netdev, process, qmp
 from cumulo.compute.drivers.qemu.core import QemuCore
 from cumulo.compute.drivers.qemu.files import note
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
@@ -47,7 +47,7 @@ class Nics(QemuCore):
                 raise DriverError(f"Instance {uuid} is suspended: resume it before attaching a NIC")
             cfg = self._vm_config(layout)
             live = power in (PowerState.RUNNING, PowerState.PAUSED) and process.live_pid(layout) is not None
-            bus = netdev.free_port(cfg, nics, live=live)
+            bus = netdev.free_port(cfg, nics, live=live, taken={b for _d, b in blockdev.recorded(rec)})
             entry = PluggedNic(nicrecord.free_slot([e for e, _bus in nics]), nic)
             async with Reverter() as revert:
                 rec["nics"] = netdev.record_docs([*nics, (entry, bus)])

@@ -98,7 +98,8 @@ class VmConfig:
     ephemeral: bool = False
     config_drive: bool = True
     tsc_khz: int = 0  # microvm under TCG: the host TSC rate, passed to the guest (boot.py)
-    hotplug_ports: int = 0  # q35: PCIe root ports hp0.. for NICs (netdev.py); 0 for a server without NICs
+    # q35: PCIe root ports hp0.. for NICs and volumes (netdev.py, blockdev.py); 0 for a server made without either
+    hotplug_ports: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

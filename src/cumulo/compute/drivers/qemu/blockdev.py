@@ -1,0 +1,146 @@
+"""A VM's volumes on QEMU's command line and over QMP: each DiskSpec is two block nodes (a `file`
+or `host_device` protocol node on the block store's path, and a `raw` format node over it: the
+format is always given, never probed) and a virtio-blk device whose serial is the volume id's
+first 20 characters (what Nova's libvirt driver sets, so `/dev/disk/by-id/virtio-<serial>` names
+the volume in the guest).
+
+Names derive from the volume id only: node `vol-<20 hex>`, its protocol node `vol-<20 hex>-file`
+(QEMU's node names are at most 31 bytes), the device `vol-<20 hex>-dev`.
+
+The record (instance.json, "disks") lists each attached volume (DiskSpec.to_dict) with the PCIe
+root port it sits in on q35 (`hp<k>`, shared with the NICs: netdev.py). A q35 server made with
+NICs or volumes gets one root port per boot device plus netdev.SPARE_PORTS empty ones; one made
+with neither has none (its device layout stays what it was), so a volume goes onto it only while
+it is stopped (the root complex takes it at the next start; it is unplugged again only stopped).
+microvm has no PCI bus: virtio-blk-device (MMIO) at boot only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from cumulo.compute.drivers.base import DiskSpec
+from cumulo.compute.drivers.qemu import netdev, qmp
+from cumulo.compute.drivers.qemu.process import VmConfig, root_port
+from cumulo.errors import Conflict, DriverError
+
+MICROVM = "microvm"
+
+
+def node_name(volume_id: str) -> str:
+    hexid = "".join(c for c in volume_id.lower() if c in "0123456789abcdef")[:20]
+    if len(hexid) < 8:
+        raise DriverError(f"bad volume id {volume_id!r}")
+    return f"vol-{hexid}"
+
+
+def file_node(volume_id: str) -> str:
+    return node_name(volume_id) + "-file"
+
+
+def device_id(volume_id: str) -> str:
+    return node_name(volume_id) + "-dev"
+
+
+def check(disk: DiskSpec) -> None:
+    """What QEMU is given is well formed: an absolute path without a comma, a known kind."""
+    if not disk.path.startswith("/") or "," in disk.path or "\x00" in disk.path:
+        raise DriverError(f"volume {disk.volume_id}: bad path {disk.path!r}")
+    if disk.kind not in ("file", "host_device"):
+        raise DriverError(f"volume {disk.volume_id}: bad kind {disk.kind!r}")
+    node_name(disk.volume_id)
+
+
+def node_props(disk: DiskSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The blockdev-add arguments of the protocol node and of the raw node over it."""
+    ro = {"read-only": True} if disk.read_only else {"discard": "unmap"}
+    proto = {"driver": disk.kind, "filename": disk.path, "node-name": file_node(disk.volume_id), **ro}
+    fmt = {"driver": "raw", "file": file_node(disk.volume_id), "node-name": node_name(disk.volume_id), **ro}
+    return proto, fmt
+
+
+def device_props(cfg: VmConfig, disk: DiskSpec, bus: str) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "driver": "virtio-blk-device" if cfg.machine == MICROVM else "virtio-blk-pci",
+        "drive": node_name(disk.volume_id), "id": device_id(disk.volume_id), "serial": disk.guest_serial,
+    }
+    if bus and cfg.machine == "q35" and cfg.hotplug_ports:
+        props["bus"] = bus
+    return props
+
+
+# -- the record -----------------------------------------------------------------------------------
+
+
+def recorded(rec: dict[str, Any]) -> list[tuple[DiskSpec, str]]:
+    """(disk, bus) of each volume in the record, in attach order (anything unreadable left out)."""
+    out = []
+    for doc in rec.get("disks") or []:
+        try:
+            out.append((DiskSpec.from_dict(doc), str(doc.get("bus") or "")))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def record_docs(disks: Iterable[tuple[DiskSpec, str]]) -> list[dict[str, Any]]:
+    return [{**d.to_dict(), "bus": bus} for d, bus in disks]
+
+
+def find(rec: dict[str, Any], volume_id: str) -> tuple[DiskSpec, str] | None:
+    return next(((d, b) for d, b in recorded(rec) if d.volume_id == volume_id), None)
+
+
+def taken_ports(rec: dict[str, Any]) -> set[str]:
+    """The root ports the recorded NICs and volumes sit in."""
+    return {b for _e, b in netdev.recorded(rec)} | {b for _d, b in recorded(rec)}
+
+
+def boot_disks(cfg: VmConfig, disks: tuple[DiskSpec, ...], first_port: int) -> list[tuple[DiskSpec, str]]:
+    """The volumes of a new server: root ports after the NICs' on q35."""
+    return [(d, root_port(first_port + i) if cfg.hotplug_ports else "") for i, d in enumerate(disks)]
+
+
+def free_port(cfg: VmConfig, rec: dict[str, Any], *, live: bool) -> str:
+    """The root port an attached volume goes into ("" where none is needed: pc, a stopped
+    microvm or a stopped q35 server without ports)."""
+    if cfg.machine == MICROVM and live:
+        raise Conflict("a running microvm server has no PCI bus, so no volume hot plug: stop it first, or "
+                       "boot its image with hw_machine_type=q35")
+    if cfg.machine != "q35" or (not live and not cfg.hotplug_ports):
+        return ""
+    used = taken_ports(rec)
+    for k in range(cfg.hotplug_ports):
+        if root_port(k) not in used:
+            return root_port(k)
+    raise Conflict(f"no free PCIe slot for another volume ({cfg.hotplug_ports} root ports, all taken; a q35 "
+                   "server made without NICs or volumes has none): stop the server to attach it")
+
+
+def disk_argv(cfg: VmConfig, disks: list[tuple[DiskSpec, str]]) -> list[str]:
+    """-blockdev (JSON: no path is ever split on a comma) and -device per recorded volume."""
+    out: list[str] = []
+    for disk, bus in disks:
+        check(disk)
+        proto, fmt = node_props(disk)
+        props = device_props(cfg, disk, bus)
+        out += ["-blockdev", json.dumps(proto), "-blockdev", json.dumps(fmt),
+                "-device", ",".join([str(props["driver"])] + [f"{k}={v}" for k, v in props.items() if k != "driver"])]
+    return out
+
+
+async def wait_deleted(conn: qmp.Qmp, dev: str, mark: int, timeout: float) -> bool:
+    """The DEVICE_DELETED event of `dev` itself (not of its virtio backend) within timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        ev = await conn.wait_event(["DEVICE_DELETED"], left, since=mark)
+        if ev is None:
+            return False
+        if (ev.get("data") or {}).get("device") == dev:
+            return True
+        mark = conn.events.index(ev) + 1
+    return False
