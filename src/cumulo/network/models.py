@@ -219,3 +219,34 @@ network_tags = sa.Table(
     sa.Column("tag", sa.String(255), nullable=False, index=True),
     sa.UniqueConstraint("resource_type", "resource_id", "tag", name="uq_network_tags_resource_type_resource_id_tag"),
 )
+
+# Subnet pools (the subnet_allocation extension): `prefixes` is the pool's address space as a list
+# of CIDRs (collapsed), subnets allocated from it carry its id (subnets.subnetpool_id).
+subnetpools = sa.Table(
+    "subnetpools",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("project_id", sa.String(255), nullable=False, index=True),
+    sa.Column("name", sa.String(255), nullable=False, default=""),
+    sa.Column("description", sa.String(255), nullable=False, default=""),
+    sa.Column("ip_version", sa.Integer, nullable=False),
+    sa.Column("prefixes", sa.JSON, nullable=False),
+    sa.Column("default_prefixlen", sa.Integer, nullable=False),
+    sa.Column("min_prefixlen", sa.Integer, nullable=False),
+    sa.Column("max_prefixlen", sa.Integer, nullable=False),
+    # per-project quota on the prefix space, in /32 (IPv4) or /64 (IPv6) units; None: unlimited
+    sa.Column("default_quota", sa.Integer),
+    sa.Column("shared", sa.Boolean, nullable=False, default=False),
+    sa.Column("is_default", sa.Boolean, nullable=False, default=False),
+    *_stamps(),
+)
+
+# One auto-allocated topology per project (auto-allocated-topology): the primary key makes two
+# concurrent first requests agree on one; the loser deletes what it built.
+auto_allocated_topologies = sa.Table(
+    "auto_allocated_topologies",
+    metadata,
+    sa.Column("project_id", sa.String(255), primary_key=True),
+    sa.Column("network_id", sa.String(36), nullable=False),
+    sa.Column("router_id", sa.String(36)),
+)
