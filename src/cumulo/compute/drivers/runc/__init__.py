@@ -14,6 +14,8 @@ container; power_on runs the bundle again.
 Also per server: `config-drive/` (bind-mounted read-only at /mnt/config, configdrive.py), the
 named network namespace `cumulo-<uuid>` (netns.py) and its NICs, veths plugged before the
 container runs and hot attached later (nics.py, listed in `nics.json`).
+Volumes (volumes.py, volhost.py, listed in `volumes.json`): an ext4 on a loop device, mounted on
+the host under `<state_dir>/volmounts/<uuid>/` and in the container at /mnt/volumes/<volume id>.
 
 The driver is one class made of facets, one module each (Incus's driver_lxc_*.go): what they
 stand on (settings, power state, start and stop, console upkeep) in core.py; pause in freeze.py;
@@ -43,7 +45,7 @@ from cumulo.compute.drivers.base import (
     PowerState,
 )
 from cumulo.compute.drivers.probe import HostFacts, missing_programs
-from cumulo.compute.drivers.runc import cgroup, netns, nics, overlay, provision
+from cumulo.compute.drivers.runc import cgroup, netns, nics, overlay, provision, volhost
 from cumulo.compute.drivers.runc.core import CONFIG
 from cumulo.compute.drivers.runc.freeze import Freeze
 from cumulo.compute.drivers.runc.imagecache import ImageCache
@@ -53,6 +55,7 @@ from cumulo.compute.drivers.runc.resize import Resize
 from cumulo.compute.drivers.runc.snapshot import Snapshot
 from cumulo.compute.drivers.runc.state import container_id, uuid_of
 from cumulo.compute.drivers.runc.suspend import Suspend, suspend_details
+from cumulo.compute.drivers.runc.volumes import Volumes
 from cumulo.errors import CumuloError, DriverError
 from cumulo.host.revert import Reverter
 
@@ -85,7 +88,7 @@ def _prepare_root(idir: Path, spec: InstanceSpec, config: dict[str, Any], lower:
     provision.provision_sync(idir, spec)
 
 
-class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics):
+class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics, Volumes):
     @classmethod
     def probe(cls, host: HostFacts) -> list[str]:
         """runc needs root (namespaces, cgroups, mounts) and the `runc` binary."""
@@ -175,6 +178,10 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
                 if plugged is not None:
                     await asyncio.shield(plugged)  # undone by _remove_dir (nics.json)
                     await nics.write_dns(idir)  # into the mounted root
+                if spec.disks:  # recorded first: _remove_dir releases whatever was brought up
+                    await asyncio.to_thread(volhost.write, idir, [d.to_dict() for d in spec.disks])
+                    for vol in spec.disks:  # strictly here; _start binds them in config.json
+                        await volhost.bring_up(idir.parent.parent, spec.uuid, vol.to_dict())
                 revert.add(self._drop_container, cid)  # a container runc made, even half
                 await self._start(cid, idir, config["process"]["args"])
                 await self.write_record(idir, provision.record(spec, image_cfg, time.time(), lower))
@@ -194,6 +201,7 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
         await self.consoles.wait(idir.name, timeout=2.0)  # its container is gone: the drain ends
         await nics.unplug_all(idir)  # the bridge ends, in the networks' namespaces
         await netns.delete(idir.name)  # made only while its instance dir exists
+        await volhost.release_all(idir.parent.parent, idir)  # the volumes' mounts and loop devices
         await overlay.unmount_all(idir)
         if idir.exists():
             await asyncio.to_thread(shutil.rmtree, idir)

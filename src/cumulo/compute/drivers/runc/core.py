@@ -26,7 +26,7 @@ from typing import Any
 from cumulo.compute.drivers import files
 from cumulo.compute.drivers.base import Capability, DriverInfo, PowerState
 from cumulo.compute.drivers.local import CONSOLE, LocalInstances
-from cumulo.compute.drivers.runc import console, netns, nics, rootdisk
+from cumulo.compute.drivers.runc import console, netns, nics, rootdisk, volhost
 from cumulo.compute.drivers.runc.state import Runc, container_id
 from cumulo.conf import Settings
 
@@ -129,7 +129,8 @@ class RuncCore(LocalInstances):
             version=1,
             capabilities=frozenset({Capability.POWER, Capability.CONSOLE, Capability.PAUSE, Capability.SUSPEND,
                                     Capability.RESIZE, Capability.DIAGNOSTICS, Capability.REBUILD,
-                                    Capability.SNAPSHOT, Capability.METRICS, Capability.NICS}),
+                                    Capability.SNAPSHOT, Capability.METRICS, Capability.NICS,
+                                    Capability.VOLUMES}),
             details={"runtime": "runc", "rootfs": "overlayfs", "suspend": "freezer"},
         )
 
@@ -177,6 +178,8 @@ class RuncCore(LocalInstances):
         await netns.ensure(idir.name)  # gone after a host reboot (/run is a tmpfs)
         if fresh:
             await nics.replug(idir, idir.name)  # ... and so are its NICs then
+        # Volumes (volhost.py): mounted again where a host reboot dropped them, bound in config.json.
+        await volhost.before_start(idir.parent.parent, idir, CONFIG, lambda line: note(idir, line))
         writer = _Fd(await self.console_writer(idir))
         try:
             await self.runc.run_detached(cid, idir, idir / CONSOLE, writer.fd,
