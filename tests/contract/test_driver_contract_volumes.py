@@ -1,0 +1,317 @@
+"""More of the driver contract: the VOLUMES capability (DiskSpec at spawn, attach_volume /
+detach_volume / extend_volume), with real files, loop devices and QEMU.
+
+Volumes are sparse raw files in the test's tmp dir (what the block store makes). The fake driver
+records; runc mounts an ext4 on a loop device into a running container at /mnt/volumes/<id>;
+QEMU hot plugs virtio-blk into one running q35 tiny VM (TCG boots are slow: one VM), whose
+user_data names every /dev/vd* it sees on the console with its serial, and whether the bytes a
+container wrote are on it. Everything is removed by its own name: containers and VMs by the
+drivers' destroy, QEMU processes by pidfile under the tmp dir, loop devices by backing file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import subprocess
+import time
+import uuid as uuidlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import _qemu_guest as guest
+import pytest
+from test_runc_driver import (  # noqa: F401  # runc_driver: a fixture
+    RUNC_MISSING,
+    assert_nothing_left,
+    runc_driver,
+    spec_for,
+)
+
+from cumulo import conf as conf_mod
+from cumulo.blockstore import loop
+from cumulo.compute.drivers import load_driver
+from cumulo.compute.drivers.base import Capability, DiskSpec, FlavorSpec, InstanceSpec, Volumes, supports
+from cumulo.compute.drivers.fake import FakeDriver
+from cumulo.compute.drivers.qemu import QemuDriver, blockdev
+from cumulo.compute.drivers.runc import RuncDriver, volhost
+from cumulo.errors import Conflict, DriverError, NotFound
+
+SLEEPER = "/bin/sh -c 'exec sleep 600'"
+MIB = 1 << 20
+
+
+def new_volume(tmp: Path, size: int = 64 * MIB) -> DiskSpec:
+    vid = str(uuidlib.uuid4())
+    path = tmp / "vols" / f"{vid}.raw"
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+    return DiskSpec(volume_id=vid, path=str(path), device_name="/dev/vdb")
+
+
+def loop_devices(disk: DiskSpec) -> list[str]:
+    return loop.devices_of(disk.path)
+
+
+def in_container(drv: RuncDriver, uuid: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = ["runc", "--root", str(drv.runc.root), "exec", f"cumulo-{uuid}", *argv]
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=60)  # noqa: S603
+
+
+@pytest.fixture
+def made_volumes(tmp_path: Path) -> Iterator[list[DiskSpec]]:
+    """Volumes a test makes; no loop device may hold one at the end (released by backing file)."""
+    made: list[DiskSpec] = []
+    yield made
+    left = {d.volume_id: loop_devices(d) for d in made if loop_devices(d)}
+    for devs in left.values():
+        for dev in devs:
+            subprocess.run(["losetup", "-d", dev], check=False)  # noqa: S603, S607
+    assert left == {}
+
+
+# -- fake -------------------------------------------------------------------------------------------
+
+
+async def test_fake_driver_records_volumes(tmp_path: Path) -> None:
+    drv = load_driver("fake", conf_mod.load(env={}, state_dir=tmp_path / "state"), "h", local=False)
+    assert isinstance(drv, FakeDriver) and supports(drv, Capability.VOLUMES) and isinstance(drv, Volumes)
+    disk = new_volume(tmp_path)
+    spec = InstanceSpec(uuid=str(uuidlib.uuid4()), name="f", hostname="f", project_id="p",
+                        flavor=FlavorSpec(1, 64, 1), image=None, disks=(disk,))
+    await drv.spawn(spec)
+    assert drv.attached_volumes(spec.uuid) == [disk.volume_id]
+    other = new_volume(tmp_path)
+    await drv.attach_volume(spec.uuid, other)
+    await drv.attach_volume(spec.uuid, other)  # again: a no-op
+    await drv.extend_volume(spec.uuid, other.volume_id, 128 * MIB)
+    await drv.detach_volume(spec.uuid, disk.volume_id)
+    await drv.detach_volume(spec.uuid, disk.volume_id)  # not attached: fine
+    assert drv.attached_volumes(spec.uuid) == [other.volume_id]
+    with pytest.raises(NotFound):
+        await drv.extend_volume(spec.uuid, disk.volume_id, 128 * MIB)
+
+
+# -- runc -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(bool(RUNC_MISSING), reason=RUNC_MISSING or "root and runc present")
+async def test_container_attach_write_detach_reattach_extend(
+        runc_driver: RuncDriver, tmp_path: Path, made_volumes: list[DiskSpec]) -> None:  # noqa: F811
+    spec = spec_for(tmp_path, "vol-c", os_command_line=SLEEPER)
+    await runc_driver.spawn(spec)
+    disk = new_volume(tmp_path)
+    made_volumes.append(disk)
+    where = volhost.container_path(disk.volume_id)
+
+    started = time.monotonic()
+    await runc_driver.attach_volume(spec.uuid, disk)
+    attach_s = time.monotonic() - started
+    await runc_driver.attach_volume(spec.uuid, disk)  # again: a no-op
+    assert await loop.fs_type(loop_devices(disk)[0]) == "ext4"  # made on the blank volume
+    in_container(runc_driver, spec.uuid, "sh", "-c", f"echo VOLDATA-{disk.volume_id} > {where}/data && sync")
+    assert in_container(runc_driver, spec.uuid, "cat", f"{where}/data").stdout.strip() == f"VOLDATA-{disk.volume_id}"
+
+    # A process of the container holding a file there: detach refuses, naming it.
+    holder = subprocess.Popen(["runc", "--root", str(runc_driver.runc.root), "exec", f"cumulo-{spec.uuid}",  # noqa: S603, S607
+                               "sh", "-c", f"exec 3< {where}/data; : > /tmp/held; exec sleep 600"])
+    try:
+        deadline = time.monotonic() + 30
+        while in_container(runc_driver, spec.uuid, "test", "-e", "/tmp/held", check=False).returncode != 0:
+            assert time.monotonic() < deadline and holder.poll() is None, "the holder never held the file"
+            await asyncio.sleep(0.1)
+        with pytest.raises(Conflict, match="sleep.*force"):
+            await runc_driver.detach_volume(spec.uuid, disk.volume_id)
+        assert loop_devices(disk)  # still attached
+        assert in_container(runc_driver, spec.uuid, "cat", f"{where}/data").returncode == 0
+    finally:
+        in_container(runc_driver, spec.uuid, "sh", "-c", "for p in $(pidof sleep); do [ $p = 1 ] || kill $p; done",
+                     check=False)
+        holder.wait(timeout=30)
+    await runc_driver.detach_volume(spec.uuid, disk.volume_id)
+    await runc_driver.detach_volume(spec.uuid, disk.volume_id)  # not attached: fine
+    assert loop_devices(disk) == []
+    assert in_container(runc_driver, spec.uuid, "cat", f"{where}/data", check=False).returncode != 0
+    assert not volhost.mount_point(runc_driver.dir.parent, spec.uuid, disk.volume_id).exists()
+
+    # Attached again: the data is there; it stays across a stop and start.
+    await runc_driver.attach_volume(spec.uuid, disk)
+    await runc_driver.power_off(spec.uuid)
+    await runc_driver.power_on(spec)
+    assert in_container(runc_driver, spec.uuid, "cat", f"{where}/data").stdout.strip() == f"VOLDATA-{disk.volume_id}"
+
+    # Extend: the file grows (the store's job), the filesystem follows.
+    before = int(in_container(runc_driver, spec.uuid, "df", "-k", where).stdout.splitlines()[-1].split()[1])
+    with open(disk.path, "r+b") as fh:
+        fh.truncate(128 * MIB)
+    await runc_driver.extend_volume(spec.uuid, disk.volume_id, 128 * MIB)
+    after = int(in_container(runc_driver, spec.uuid, "df", "-k", where).stdout.splitlines()[-1].split()[1])
+    assert after > before * 1.8, (before, after)
+    assert in_container(runc_driver, spec.uuid, "cat", f"{where}/data").stdout.strip() == f"VOLDATA-{disk.volume_id}"
+
+    await runc_driver.destroy(spec.uuid)
+    assert loop_devices(disk) == []
+    assert not (runc_driver.dir.parent / "volmounts" / spec.uuid).exists()
+    print(f"container attach {attach_s * 1000:.0f} ms")
+
+
+@pytest.mark.skipif(bool(RUNC_MISSING), reason=RUNC_MISSING or "root and runc present")
+async def test_container_attach_failures_leave_nothing(
+        runc_driver: RuncDriver, tmp_path: Path, made_volumes: list[DiskSpec]) -> None:  # noqa: F811
+    spec = spec_for(tmp_path, "vol-f", os_command_line=SLEEPER)
+    await runc_driver.spawn(spec)
+    # A volume holding something a container cannot mount (a swap signature): a Conflict.
+    odd = new_volume(tmp_path)
+    made_volumes.append(odd)
+    subprocess.run(["mkswap", odd.path], check=True, capture_output=True)  # noqa: S603, S607
+    with pytest.raises(Conflict, match="swap"):
+        await runc_driver.attach_volume(spec.uuid, odd)
+    # A volume file that does not exist: an error, nothing left.
+    gone = dataclasses.replace(new_volume(tmp_path), path=str(tmp_path / "vols" / "missing.raw"))
+    with pytest.raises(Exception, match="loop|No such|missing"):
+        await runc_driver.attach_volume(spec.uuid, gone)
+    for d in (odd, gone):
+        assert loop_devices(d) == []
+        assert not volhost.mount_point(runc_driver.dir.parent, spec.uuid, d.volume_id).exists()
+    assert volhost.read(runc_driver.dir / spec.uuid) == []
+    assert in_container(runc_driver, spec.uuid, "ls", volhost.MOUNT_ROOT, check=False).stdout.strip() == ""
+    await runc_driver.destroy(spec.uuid)
+    # A spawn with a volume it cannot mount fails and leaves nothing; one with a good volume has it.
+    bad = dataclasses.replace(spec_for(tmp_path, "vol-sb", os_command_line=SLEEPER), disks=(odd,))
+    with pytest.raises(DriverError, match="swap"):
+        await runc_driver.spawn(bad)
+    assert loop_devices(odd) == [] and not (runc_driver.dir / bad.uuid).exists()
+    good = new_volume(tmp_path)
+    made_volumes.append(good)
+    ok = dataclasses.replace(spec_for(tmp_path, "vol-sg", os_command_line=SLEEPER), disks=(good,))
+    await runc_driver.spawn(ok)
+    assert in_container(runc_driver, ok.uuid, "grep", f" {volhost.container_path(good.volume_id)} ext4 ",
+                        "/proc/mounts").returncode == 0
+    await runc_driver.destroy(ok.uuid)
+    assert loop_devices(good) == []
+    assert_nothing_left(runc_driver, tmp_path)
+
+
+# -- QEMU -------------------------------------------------------------------------------------------
+
+WATCHER = b"""#!/bin/sh
+( seen=""
+  while :; do
+    for d in /sys/block/vd*; do
+      n=${d##*/}; [ -e "$d" ] || continue
+      case " $seen " in *" $n "*) continue ;; esac
+      seen="$seen $n"
+      s=$(cat $d/serial 2>/dev/null)
+      echo "VOLTEST-SEEN $n $s"
+      grep -q "VOLDATA-" /dev/$n 2>/dev/null && echo "VOLTEST-DATA $n $(grep -ao 'VOLDATA-[0-9a-f-]*' /dev/$n | head -n 1)"
+    done
+    for n in $seen; do [ -e /sys/block/$n ] || { echo "VOLTEST-GONE $n"; seen=$(echo " $seen " | sed "s/ $n / /"); }; done
+    sleep 0.3
+  done ) </dev/null >/dev/console 2>&1 &
+"""
+
+
+@pytest.fixture
+async def qemu_driver(tmp_path: Path) -> AsyncIterator[QemuDriver]:
+    if guest.QEMU_MISSING:
+        pytest.skip(guest.QEMU_MISSING)
+    state = tmp_path / "qstate"
+    settings = conf_mod.load(env={}, state_dir=state).replace(
+        extra={"qemu_boot_timeout": 120.0, "qemu_stop_timeout": 5.0})
+    drv = load_driver("qemu", settings, "vol-host", local=True)
+    assert isinstance(drv, QemuDriver)
+    await drv.init_host()
+    try:
+        yield drv
+        for st in await drv.list_instances():
+            await drv.destroy(st.uuid)
+    finally:
+        guest.kill_under(state)
+
+
+async def wait_console(drv: QemuDriver, uuid: str, pred: Callable[[str], bool], what: str,
+                       timeout: float = 180.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = await drv.get_console_output(uuid, 1 << 20)
+        if pred(text):
+            return text
+        assert time.monotonic() < deadline, f"no {what} on the console within {timeout}s:\n{text[-3000:]}"
+        await asyncio.sleep(0.3)
+
+
+async def query_nodes(drv: QemuDriver, uuid: str) -> set[str]:
+    res = await drv._qmp(drv._layout(uuid), "query-named-block-nodes")
+    return {str(n.get("node-name")) for n in res}
+
+
+@pytest.mark.skipif(bool(RUNC_MISSING), reason=RUNC_MISSING or "root and runc present")
+async def test_vm_boot_disk_hot_plug_and_unplug_and_container_data(
+        qemu_driver: QemuDriver, runc_driver: RuncDriver, tmp_path: Path,  # noqa: F811
+        made_volumes: list[DiskSpec]) -> None:
+    boot_disk, hot = new_volume(tmp_path), new_volume(tmp_path)
+    made_volumes += [boot_disk, hot]
+    # The container writes first (the hot volume then holds an ext4 with its bytes).
+    ctr = spec_for(tmp_path, "vol-w", os_command_line=SLEEPER)
+    await runc_driver.spawn(ctr)
+    await runc_driver.attach_volume(ctr.uuid, hot)
+    where = volhost.container_path(hot.volume_id)
+    in_container(runc_driver, ctr.uuid, "sh", "-c", f"echo VOLDATA-{hot.volume_id} > {where}/data && sync")
+    await runc_driver.detach_volume(ctr.uuid, hot.volume_id)
+    await runc_driver.destroy(ctr.uuid)
+    assert loop_devices(hot) == []
+
+    image = guest.tiny_image(hw_machine_type="q35")
+    vm = InstanceSpec(uuid=str(uuidlib.uuid4()), name="vol-vm", hostname="vol-vm", project_id="p",
+                      flavor=FlavorSpec(vcpus=1, memory_mb=256, root_gb=1), image=image, user_data=WATCHER,
+                      disks=(boot_disk,))
+    await qemu_driver.spawn(vm)
+    rec = qemu_driver.read_record(qemu_driver.dir / vm.uuid)
+    if rec["vm"]["machine"] != "q35":
+        pytest.skip("the tiny VM did not boot on q35 here")
+    serial = boot_disk.volume_id[:20]
+    await wait_console(qemu_driver, vm.uuid, lambda t: f"{serial}" in t and "VOLTEST-SEEN" in t, "the boot volume")
+    assert blockdev.node_name(boot_disk.volume_id) in await query_nodes(qemu_driver, vm.uuid)
+
+    started = time.monotonic()
+    await qemu_driver.attach_volume(vm.uuid, hot)
+    attach_s = time.monotonic() - started
+    await qemu_driver.attach_volume(vm.uuid, hot)  # again: a no-op
+    text = await wait_console(qemu_driver, vm.uuid, lambda t: f"VOLDATA-{hot.volume_id}" in t,
+                              "the hot-plugged volume with the container's bytes")
+    line = next(ln for ln in text.splitlines() if "VOLTEST-SEEN" in ln and hot.volume_id[:20] in ln)
+    dev = line.split()[line.split().index("VOLTEST-SEEN") + 1]
+    assert dev.startswith("vd")
+
+    # Extend: block_resize tells the guest.
+    with open(hot.path, "r+b") as fh:
+        fh.truncate(128 * MIB)
+    await qemu_driver.extend_volume(vm.uuid, hot.volume_id, 128 * MIB)
+    res = await qemu_driver._qmp(qemu_driver._layout(vm.uuid), "query-block")
+    sizes = {str((b.get("inserted") or {}).get("node-name")): int((b.get("inserted") or {}).get("image", {}).get("virtual-size", 0))
+             for b in res}
+    assert sizes.get(blockdev.node_name(hot.volume_id)) == 128 * MIB, sizes
+
+    await qemu_driver.detach_volume(vm.uuid, hot.volume_id)
+    await wait_console(qemu_driver, vm.uuid, lambda t: f"VOLTEST-GONE {dev}" in t, "the unplug in the guest")
+    assert blockdev.node_name(hot.volume_id) not in await query_nodes(qemu_driver, vm.uuid)
+    assert [d.volume_id for d, _b in blockdev.recorded(qemu_driver.read_record(qemu_driver.dir / vm.uuid))] == [
+        boot_disk.volume_id]
+    await qemu_driver.destroy(vm.uuid)
+    print(f"VM attach {attach_s * 1000:.0f} ms")
+
+
+async def test_running_microvm_refuses_volume_hot_plug(qemu_driver: QemuDriver, tmp_path: Path) -> None:
+    vm = InstanceSpec(uuid=str(uuidlib.uuid4()), name="vol-micro", hostname="vol-micro", project_id="p",
+                      flavor=FlavorSpec(vcpus=1, memory_mb=256, root_gb=1), image=guest.tiny_image())
+    await qemu_driver.spawn(vm)
+    if qemu_driver.read_record(qemu_driver.dir / vm.uuid)["vm"]["machine"] != "microvm":
+        await qemu_driver.destroy(vm.uuid)
+        pytest.skip("the tiny VM does not boot on microvm here")
+    disk = new_volume(tmp_path)
+    with pytest.raises(Conflict, match="hw_machine_type=q35"):
+        await qemu_driver.attach_volume(vm.uuid, disk)
+    assert blockdev.find(qemu_driver.read_record(qemu_driver.dir / vm.uuid), disk.volume_id) is None
+    await qemu_driver.destroy(vm.uuid)
