@@ -204,7 +204,18 @@ WATCHER = b"""#!/bin/sh
       seen="$seen $n"
       s=$(cat $d/serial 2>/dev/null)
       echo "VOLTEST-SEEN $n $s"
-      grep -q "VOLDATA-" /dev/$n 2>/dev/null && echo "VOLTEST-DATA $n $(grep -ao 'VOLDATA-[0-9a-f-]*' /dev/$n | head -n 1)"
+      if grep -q "VOLDATA-" /dev/$n 2>/dev/null; then
+        mkdir -p /mnt/$n && mount -t ext4 /dev/$n /mnt/$n && {
+          echo "VOLTEST-READ $n $(cat /mnt/$n/data)"
+          echo "VMDATA-$s" > /mnt/$n/from-vm
+          umount /mnt/$n && echo "VOLTEST-WROTE $n"
+        }
+      elif [ -n "$s" ]; then
+        mke2fs -q /dev/$n && mkdir -p /mnt/$n && mount -t ext4 /dev/$n /mnt/$n && {
+          echo "VMFIRST-$s" > /mnt/$n/first
+          umount /mnt/$n && echo "VOLTEST-FORMATTED $n"
+        }
+      fi
     done
     for n in $seen; do [ -e /sys/block/$n ] || { echo "VOLTEST-GONE $n"; seen=$(echo " $seen " | sed "s/ $n / /"); }; done
     sleep 0.3
@@ -252,14 +263,13 @@ async def test_vm_boot_disk_hot_plug_and_unplug_and_container_data(
         made_volumes: list[DiskSpec]) -> None:
     boot_disk, hot = new_volume(tmp_path), new_volume(tmp_path)
     made_volumes += [boot_disk, hot]
-    # The container writes first (the hot volume then holds an ext4 with its bytes).
+    # The container writes first (the hot volume then holds an ext4 with its file).
     ctr = spec_for(tmp_path, "vol-w", os_command_line=SLEEPER)
     await runc_driver.spawn(ctr)
     await runc_driver.attach_volume(ctr.uuid, hot)
     where = volhost.container_path(hot.volume_id)
     in_container(runc_driver, ctr.uuid, "sh", "-c", f"echo VOLDATA-{hot.volume_id} > {where}/data && sync")
     await runc_driver.detach_volume(ctr.uuid, hot.volume_id)
-    await runc_driver.destroy(ctr.uuid)
     assert loop_devices(hot) == []
 
     image = guest.tiny_image(hw_machine_type="q35")
@@ -271,18 +281,21 @@ async def test_vm_boot_disk_hot_plug_and_unplug_and_container_data(
     if rec["vm"]["machine"] != "q35":
         pytest.skip("the tiny VM did not boot on q35 here")
     serial = boot_disk.volume_id[:20]
-    await wait_console(qemu_driver, vm.uuid, lambda t: f"{serial}" in t and "VOLTEST-SEEN" in t, "the boot volume")
+    # The boot volume is blank: the guest formats it (busybox mke2fs), mounts it and writes.
+    await wait_console(qemu_driver, vm.uuid, lambda t: f"{serial}" in t and "VOLTEST-FORMATTED" in t,
+                       "the boot volume formatted and written by the guest")
     assert blockdev.node_name(boot_disk.volume_id) in await query_nodes(qemu_driver, vm.uuid)
 
     started = time.monotonic()
     await qemu_driver.attach_volume(vm.uuid, hot)
     attach_s = time.monotonic() - started
     await qemu_driver.attach_volume(vm.uuid, hot)  # again: a no-op
-    text = await wait_console(qemu_driver, vm.uuid, lambda t: f"VOLDATA-{hot.volume_id}" in t,
-                              "the hot-plugged volume with the container's bytes")
+    text = await wait_console(qemu_driver, vm.uuid, lambda t: "VOLTEST-WROTE" in t,
+                              "the hot-plugged volume mounted, read and written by the guest")
     line = next(ln for ln in text.splitlines() if "VOLTEST-SEEN" in ln and hot.volume_id[:20] in ln)
     dev = line.split()[line.split().index("VOLTEST-SEEN") + 1]
     assert dev.startswith("vd")
+    assert f"VOLTEST-READ {dev} VOLDATA-{hot.volume_id}" in text  # the container's file, read in the VM
 
     # Extend: block_resize tells the guest.
     with open(hot.path, "r+b") as fh:
@@ -299,6 +312,15 @@ async def test_vm_boot_disk_hot_plug_and_unplug_and_container_data(
     assert [d.volume_id for d, _b in blockdev.recorded(qemu_driver.read_record(qemu_driver.dir / vm.uuid))] == [
         boot_disk.volume_id]
     await qemu_driver.destroy(vm.uuid)
+
+    # ... and what the VM wrote is read by the container (the reverse direction), on both volumes.
+    await runc_driver.attach_volume(ctr.uuid, hot)
+    assert in_container(runc_driver, ctr.uuid, "cat", f"{where}/from-vm").stdout.strip() == f"VMDATA-{hot.volume_id[:20]}"
+    await runc_driver.attach_volume(ctr.uuid, boot_disk)
+    first = f"{volhost.container_path(boot_disk.volume_id)}/first"
+    assert in_container(runc_driver, ctr.uuid, "cat", first).stdout.strip() == f"VMFIRST-{serial}"
+    await runc_driver.destroy(ctr.uuid)
+    assert loop_devices(hot) == []
     print(f"VM attach {attach_s * 1000:.0f} ms")
 
 

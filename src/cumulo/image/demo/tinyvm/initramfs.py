@@ -22,10 +22,13 @@ STAGE1_MODULES = [
 VFAT_MODULES = ["vfat", "nls_cp437", "nls_ascii", "nls_utf8"]  # only for a VFAT config drive
 STAGE2_MODULES = ["ata_piix", "sr_mod"]  # the cloud kernel has no AHCI: on q35 use virtio-blk
 # Every busybox applet the init script, the udhcpc script and a console user need; linked in /bin.
+# Volumes: ext4 is built into the cloud kernel, so user_data mounts one (`mount -t ext4 /dev/vdb /mnt`);
+# mke2fs formats a blank one (ext2, which a container's ext4 mount reads as well).
 APPLETS = (
     "acpid", "awk", "cat", "chmod", "cp", "cttyhack", "cut", "date", "df", "dmesg", "echo", "env", "false",
     "findfs", "free", "grep", "halt", "head", "hostname", "id", "ifconfig", "init", "insmod", "ip", "ipcalc",
-    "kill", "less", "ln", "ls", "lsmod", "mkdir", "mkfifo", "mknod", "more", "mount", "mv", "nc", "netstat", "ping",
+    "kill", "less", "ln", "ls", "lsmod", "mkdir", "mke2fs", "mkfifo", "mknod", "more", "mount", "mv", "nc", "netstat",
+    "ping",
     "poweroff", "printf", "ps", "pwd", "reboot", "rm", "rmdir", "route", "run-parts", "sed", "seq", "sh",
     "sleep", "sort", "stat", "sync", "tail", "tee", "test", "timeout", "top", "touch", "tr", "true", "udhcpc",
     "umount",
