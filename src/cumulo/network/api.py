@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from cumulo import errors
 from cumulo.context import RequestContext
-from cumulo.network import api_l3, extensions, faults, openapi_ops, query
+from cumulo.network import api_l3, api_pools, extensions, faults, openapi_ops, query
 from cumulo.network.deps import NetworkDeps, services_of
 from cumulo.network.service import NetworkService
 from cumulo.web.http import Authenticator, authenticate, base_url, empty, family_app, json_body, json_response
@@ -312,6 +312,7 @@ ROUTES: list[BaseRoute] = [
     Route(TAGS + "/{tag}", check_tag, methods=["GET"]),
     Route(TAGS + "/{tag}", add_tag, methods=["PUT"]),
     Route(TAGS + "/{tag}", remove_tag, methods=["DELETE"]),
+    *api_pools.ROUTES,
 ]
 
 # Routers, floating IPs and security groups (L3API) append their routes here.

@@ -32,6 +32,7 @@ from cumulo.network.models import (
     routers,
     security_group_rules,
     security_groups,
+    subnetpools,
     subnets,
 )
 
@@ -96,6 +97,7 @@ TAGGABLE: dict[str, sa.Table] = {
     "floatingips": floating_ips,
     "security-groups": security_groups,
     "security_groups": security_groups,
+    "subnetpools": subnetpools,
 }
 TAG_MAX = 60
 

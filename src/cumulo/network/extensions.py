@@ -21,9 +21,15 @@ CORE_EXTENSIONS: tuple[tuple[str, str, str], ...] = (
      "(e.g. tftp-server, server-ip-address, bootfile-name)"),
     ("quotas", "Quota management support", "Expose functions for quotas management per project"),
     ("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"),
-    # "tag" (networks), not "standard-attr-tag": tags work on subnets, ports, routers, floating IPs and
-    # security groups too, but there are no subnet pools, trunks or QoS policies to tag.
+    # "tag" (networks) and "standard-attr-tag": tags on networks, subnets, ports, subnet pools, routers,
+    # floating IPs and security groups (there are no trunks or QoS policies to tag).
     ("tag", "Tag support", "Enables to set tag on resources."),
+    ("standard-attr-tag", "Tag support for resources with standard attribute: subnet, trunk, network_segment_range, "
+     "router, network, policy, subnetpool, port, security_group, floatingip",
+     "Enables to set tag on resources with standard attribute."),
+    ("subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a subnet pool"),
+    ("default-subnetpools", "Default Subnetpools", "Provides ability to mark and use a subnetpool as the default."),
+    ("auto-allocated-topology", "Auto Allocated Topology Services", "Auto Allocated Topology Services."),
     ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron "
      "resources that have Neutron standard attributes."),
@@ -60,7 +66,7 @@ L3_EXTENSIONS: list[tuple[str, str, str]] = [
 # (resource, collection) of the L3 facets, for GET /v2.0/.
 EXTRA_RESOURCES: list[tuple[str, str]] = [
     ("router", "routers"), ("floatingip", "floatingips"), ("security_group", "security-groups"),
-    ("security_group_rule", "security-group-rules"),
+    ("security_group_rule", "security-group-rules"), ("subnetpool", "subnetpools"),
 ]
 
 

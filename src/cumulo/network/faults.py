@@ -388,3 +388,60 @@ class SecurityGroupRuleParameterConflict(NeutronFault, errors.Invalid):
 
 class SecurityGroupRuleInvalidEtherType(NeutronFault, errors.Invalid):
     template = "Security group rule for ethertype '%(ethertype)s' not supported. Allowed values are %(values)s."
+
+
+# ---- subnet pools and auto-allocated topologies -------------------------------------------------------
+
+
+class SubnetPoolNotFound(NeutronFault, errors.NotFound):
+    template = "Subnet pool %(subnetpool_id)s could not be found."
+
+
+class SubnetPoolInUse(NeutronFault, errors.Conflict):
+    template = "Unable to complete operation on subnet pool %(subnet_pool_id)s. %(reason)s."
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("reason", "Two or more concurrent subnets allocated")
+        super().__init__(**kwargs)
+
+
+class PrefixVersionMismatch(NeutronFault, errors.Invalid):
+    template = "Cannot mix IPv4 and IPv6 prefixes in a subnet pool."
+
+
+class IllegalSubnetPoolPrefixBounds(NeutronFault, errors.Invalid):
+    template = "Illegal prefix bounds: %(prefix_type)s=%(prefixlen)s, %(base_prefix_type)s=%(base_prefixlen)s."
+
+
+class IllegalSubnetPoolPrefixUpdate(NeutronFault, errors.Invalid):
+    template = "Illegal update to prefixes: %(msg)s."
+
+
+class IllegalSubnetPoolUpdate(NeutronFault, errors.Invalid):
+    template = "Illegal subnetpool update : %(reason)s."
+
+
+class MinPrefixSubnetAllocationError(NeutronFault, errors.Invalid):
+    template = "Unable to allocate subnet with prefix length %(prefixlen)s, minimum allowed prefix is %(min_prefixlen)s."
+
+
+class MaxPrefixSubnetAllocationError(NeutronFault, errors.Invalid):
+    template = "Unable to allocate subnet with prefix length %(prefixlen)s, maximum allowed prefix is %(max_prefixlen)s."
+
+
+class SubnetAllocationError(NeutronFault, errors.Conflict):
+    """Neutron's is a bare NeutronException; Cumulo answers it 409 (the pool's space is used up)."""
+
+    template = "Failed to allocate subnet: %(reason)s."
+
+
+class SubnetPoolQuotaExceeded(NeutronFault, errors.Conflict):
+    template = "Per-tenant subnet pool prefix quota exceeded."
+
+
+class AutoAllocationFailure(NeutronFault, errors.Conflict):
+    template = "Deployment error: %(reason)s."
+
+
+class DefaultExternalNetworkExists(NeutronFault, errors.Conflict):
+    template = "A default external network already exists: %(net_id)s."

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid
 from cumulo.network import attrs, faults, ipam
-from cumulo.network.base import NetworkBase, authorize, check_tags, notifies, owns, stamps
+from cumulo.network.base import authorize, check_tags, notifies, owns, stamps
 from cumulo.network.models import ip_allocations, networks, ports, subnets
+from cumulo.network.subnetpools import SubnetPools
 
 PROVIDER = ("provider:network_type", "provider:physical_network", "provider:segmentation_id")
 NETWORK_CREATE = (
@@ -68,8 +69,8 @@ def _provider(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class Networks(NetworkBase):
-    """Networks and subnets."""
+class Networks(SubnetPools):
+    """Networks and subnets (subnets may take their CIDR from a subnet pool)."""
 
     # ---- rendering --------------------------------------------------------------------------
 
@@ -147,6 +148,8 @@ class Networks(NetworkBase):
         }
         async with self.db.write() as conn:
             await self.check_quota(conn, project_id, "network")
+            if values["is_default"] and external:
+                await self._one_default_external(conn, values["id"])
             await conn.execute(networks.insert().values(**values))
             if tags:
                 await self.write_tags(conn, "networks", values["id"], tags)
@@ -206,9 +209,20 @@ class Networks(NetworkBase):
                 )
                 if gateways:
                     raise faults.ExternalNetworkInUse(net_id=network_id)
+            if values.get("is_default", row.is_default) and values.get("external", row.external) and (
+                    values.get("is_default") or values.get("external")):
+                await self._one_default_external(conn, network_id)
             if values:
                 await self.bump(conn, networks, network_id, **values)
             return await self._render_network(conn, ctx, network_id)
+
+    @staticmethod
+    async def _one_default_external(conn: AsyncConnection, network_id: str) -> None:
+        """At most one external network is the default (auto-allocated-topology's `is_default`)."""
+        other = await conn.scalar(sa.select(networks.c.id).where(
+            networks.c.external, networks.c.is_default, networks.c.id != network_id))
+        if other is not None:
+            raise faults.DefaultExternalNetworkExists(net_id=other)
 
     @notifies
     async def delete_network(self, ctx: RequestContext, network_id: str) -> None:
@@ -291,13 +305,46 @@ class Networks(NetworkBase):
         if "network_id" not in item:
             raise faults.HTTPBadRequest(msg="Failed to parse request. Required attribute 'network_id' not specified")
         network_id = attrs.uuid_value(item["network_id"], "network_id")
-        for unsupported in ("subnetpool_id", "prefixlen", "use_default_subnetpool"):
-            if item.get(unsupported):
-                raise faults.HTTPBadRequest(msg=f"Invalid input for {unsupported}. Reason: subnet pools are not supported.")
+        from_pool = self.wants_pool(item)
+        if item.get("prefixlen") is not None and not from_pool:
+            raise faults.BadRequest(resource="subnets", msg="prefixlen is only allowed when allocating from a subnet pool")
+        return await self._create_subnet(ctx, item, network_id, from_pool)
+
+    async def _create_subnet(self, ctx: RequestContext, item: dict[str, Any], network_id: str,
+                             from_pool: bool) -> dict[str, Any]:
+        """A pool's CIDR is chosen in the write transaction that inserts the subnet (SQLite serialises
+        writers), so two requests never take the same prefix."""
         if attrs.list_of(item, "service_types"):
             raise faults.HTTPBadRequest(msg="Invalid input for service_types. Reason: service types are not supported.")
         if item.get("segment_id") is not None:
             raise faults.HTTPBadRequest(msg="Invalid input for segment_id. Reason: segments are not supported.")
+        if not from_pool:
+            net, values = self._subnet_values(item, network_id, None)
+        tags = check_tags(item["tags"]) if "tags" in item else []
+        async with self.db.write() as conn:
+            row = await self.network_row(conn, ctx, network_id)
+            if not owns(ctx, row):
+                raise faults.PolicyNotAuthorized(rule="rule:create_subnet")
+            project_id = attrs.project_of(ctx.project_id, ctx.is_admin, item) if not ctx.is_admin or (
+                "tenant_id" in item or "project_id" in item) else row.project_id
+            if from_pool:
+                pool_id, pooled = await self.cidr_from_pool(conn, ctx, item, project_id)
+                net, values = self._subnet_values({**item, "cidr": str(pooled), "ip_version": pooled.version},
+                                                  network_id, pool_id)
+            others = [c for (c,) in await conn.execute(sa.select(subnets.c.cidr).where(subnets.c.network_id == network_id))]
+            ipam.check_no_overlap(net, network_id, others)
+            await self.check_quota(conn, project_id, "subnet")
+            await conn.execute(subnets.insert().values(project_id=project_id, **values))
+            if values["ipv6_address_mode"] in ipam.AUTO_ADDRESS_MODES:
+                await self._auto_address_ports(conn, net, network_id, values["id"])
+            if tags:
+                await self.write_tags(conn, "subnets", values["id"], tags)
+            new = (await conn.execute(sa.select(subnets).where(subnets.c.id == values["id"]))).one()
+            return (await self.render_subnets(conn, [new]))[0]
+
+    def _subnet_values(self, item: dict[str, Any], network_id: str,
+                       pool_id: str | None) -> tuple[ipam.IPNetwork, dict[str, Any]]:
+        """The checked columns of a new subnet (its network parsed from `cidr`)."""
         if "cidr" not in item:
             raise faults.HTTPBadRequest(msg="a cidr must be specified in the absence of a subnet pool")
         version = attrs.integer(item, "ip_version", None, lo=0, hi=6)
@@ -311,7 +358,7 @@ class Networks(NetworkBase):
             else ipam.default_pools(net, gateway)
         )
         ra_mode, addr_mode = self._ipv6_modes(item, version)
-        values: dict[str, Any] = {
+        return net, {
             "id": new_uuid(),
             "network_id": network_id,
             "name": attrs.string(item, "name", ""),
@@ -325,24 +372,8 @@ class Networks(NetworkBase):
             "host_routes": _routes(item, version) or [],
             "ipv6_ra_mode": ra_mode,
             "ipv6_address_mode": addr_mode,
+            "subnetpool_id": pool_id,
         }
-        tags = check_tags(item["tags"]) if "tags" in item else []
-        async with self.db.write() as conn:
-            row = await self.network_row(conn, ctx, network_id)
-            if not owns(ctx, row):
-                raise faults.PolicyNotAuthorized(rule="rule:create_subnet")
-            project_id = attrs.project_of(ctx.project_id, ctx.is_admin, item) if not ctx.is_admin or (
-                "tenant_id" in item or "project_id" in item) else row.project_id
-            others = [c for (c,) in await conn.execute(sa.select(subnets.c.cidr).where(subnets.c.network_id == network_id))]
-            ipam.check_no_overlap(net, network_id, others)
-            await self.check_quota(conn, project_id, "subnet")
-            await conn.execute(subnets.insert().values(project_id=project_id, **values))
-            if addr_mode in ipam.AUTO_ADDRESS_MODES:
-                await self._auto_address_ports(conn, net, network_id, values["id"])
-            if tags:
-                await self.write_tags(conn, "subnets", values["id"], tags)
-            new = (await conn.execute(sa.select(subnets).where(subnets.c.id == values["id"]))).one()
-            return (await self.render_subnets(conn, [new]))[0]
 
     @staticmethod
     async def _auto_address_ports(conn: AsyncConnection, net: ipam.IPNetwork, network_id: str, subnet_id: str) -> None:

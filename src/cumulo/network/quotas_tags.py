@@ -26,6 +26,7 @@ NOT_FOUND: dict[str, Callable[[str], faults.NeutronFault]] = {
     "routers": lambda rid: faults.RouterNotFound(router_id=rid),
     "floatingips": lambda rid: faults.FloatingIPNotFound(floatingip_id=rid),
     "security-groups": lambda rid: faults.SecurityGroupNotFound(id=rid),
+    "subnetpools": lambda rid: faults.SubnetPoolNotFound(subnetpool_id=rid),
 }
 
 
