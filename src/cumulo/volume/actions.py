@@ -81,7 +81,7 @@ class VolumeActions(Attachments):
         authorize(ctx, "volume:reset_status")
         values: dict[str, Any] = {}
         if "status" in body:
-            if body["status"] not in states.VOLUME_STATUSES:
+            if not isinstance(body["status"], str) or body["status"] not in states.VOLUME_STATUSES:
                 raise errors.Invalid(f"Invalid input received: Invalid status: {str(body['status'])[:32]}")
             values["status"] = body["status"]
         if "attach_status" in body:

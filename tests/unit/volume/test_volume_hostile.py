@@ -60,6 +60,12 @@ async def test_bad_actions(alice: httpx.AsyncClient, body: Any) -> None:
     fault(r, r.status_code)
 
 
+async def test_admin_reset_status_junk(admin: httpx.AsyncClient) -> None:
+    vid = (await make_volume(admin))["id"]
+    for value in ({"a": 1}, ["available"], 5, None):
+        fault(await admin.post(f"/volumes/{vid}/action", json={"os-reset_status": {"status": value}}), 400)
+
+
 async def test_bad_ids_and_queries(alice: httpx.AsyncClient) -> None:
     for path in ("/volumes/nope", "/volumes/" + "x" * 1000, "/snapshots/nope", "/backups/nope", "/attachments/nope",
                  "/types/nope", "/volumes/%00"):
