@@ -81,14 +81,14 @@ async def test_fake_driver_records_volumes(tmp_path: Path) -> None:
     spec = InstanceSpec(uuid=str(uuidlib.uuid4()), name="f", hostname="f", project_id="p",
                         flavor=FlavorSpec(1, 64, 1), image=None, disks=(disk,))
     await drv.spawn(spec)
-    assert drv.attached_volumes(spec.uuid) == [disk.volume_id]
+    assert await drv.attached_volumes(spec.uuid) == [disk.volume_id]
     other = new_volume(tmp_path)
     await drv.attach_volume(spec.uuid, other)
     await drv.attach_volume(spec.uuid, other)  # again: a no-op
     await drv.extend_volume(spec.uuid, other.volume_id, 128 * MIB)
     await drv.detach_volume(spec.uuid, disk.volume_id)
     await drv.detach_volume(spec.uuid, disk.volume_id)  # not attached: fine
-    assert drv.attached_volumes(spec.uuid) == [other.volume_id]
+    assert await drv.attached_volumes(spec.uuid) == [other.volume_id]
     with pytest.raises(NotFound):
         await drv.extend_volume(spec.uuid, disk.volume_id, 128 * MIB)
 
@@ -109,6 +109,7 @@ async def test_container_attach_write_detach_reattach_extend(
     await runc_driver.attach_volume(spec.uuid, disk)
     attach_s = time.monotonic() - started
     await runc_driver.attach_volume(spec.uuid, disk)  # again: a no-op
+    assert await runc_driver.attached_volumes(spec.uuid) == [disk.volume_id]
     assert await loop.fs_type(loop_devices(disk)[0]) == "ext4"  # made on the blank volume
     in_container(runc_driver, spec.uuid, "sh", "-c", f"echo VOLDATA-{disk.volume_id} > {where}/data && sync")
     assert in_container(runc_driver, spec.uuid, "cat", f"{where}/data").stdout.strip() == f"VOLDATA-{disk.volume_id}"
@@ -290,6 +291,7 @@ async def test_vm_boot_disk_hot_plug_and_unplug_and_container_data(
     await qemu_driver.attach_volume(vm.uuid, hot)
     attach_s = time.monotonic() - started
     await qemu_driver.attach_volume(vm.uuid, hot)  # again: a no-op
+    assert await qemu_driver.attached_volumes(vm.uuid) == [boot_disk.volume_id, hot.volume_id]
     text = await wait_console(qemu_driver, vm.uuid, lambda t: "VOLTEST-WROTE" in t,
                               "the hot-plugged volume mounted, read and written by the guest")
     line = next(ln for ln in text.splitlines() if "VOLTEST-SEEN" in ln and hot.volume_id[:20] in ln)

@@ -380,6 +380,11 @@ class Volumes(Protocol):
         """Tell the server that the volume's file grew to new_size_bytes (the store grew it)."""
         ...
 
+    async def attached_volumes(self, uuid: str) -> list[str]:
+        """The volume ids the server has attached on this host, as its driver recorded them (what a
+        reconcile compares with the DB's attachments)."""
+        ...
+
 
 class Driver(Host, Lifecycle, Protocol):
     """The least a driver is: a host it describes and instances it can make and remove."""

@@ -453,8 +453,7 @@ class FakeDriver:
         self._log(rec, f"fake: volume {volume_id} grew to {int(new_size_bytes)} bytes")
         await self._save(rec)
 
-    def attached_volumes(self, uuid: str) -> list[str]:
-        """The volume ids the fake server has attached (tests look)."""
+    async def attached_volumes(self, uuid: str) -> list[str]:
         return [str(d.get("volume_id")) for d in self._get(uuid).get("disks", [])]
 
     async def get_console_output(self, uuid: str, max_bytes: int = 65536) -> str:

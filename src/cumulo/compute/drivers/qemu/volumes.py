@@ -127,6 +127,10 @@ class Volumes(QemuCore):
                 raise DriverError(f"cannot tell {uuid} that volume {volume_id} grew: {exc}") from exc
         await asyncio.to_thread(note, layout, f"volume {volume_id} grew to {int(new_size_bytes)} bytes")
 
+    async def attached_volumes(self, uuid: str) -> list[str]:
+        rec = await asyncio.to_thread(self.read_record, self._existing(uuid).dir)
+        return [d.volume_id for d, _bus in blockdev.recorded(rec)]
+
     async def _forget_disk(self, layout: Layout, volume_id: str) -> None:
         rec = await asyncio.to_thread(self.read_record, layout.dir)
         rec["disks"] = blockdev.record_docs([(d, b) for d, b in blockdev.recorded(rec) if d.volume_id != volume_id])

@@ -57,6 +57,9 @@ class Volumes(RuncCore):
     def _note(self, idir: Path, line: str) -> None:
         files.note(idir / CONSOLE, line, create=False)
 
+    async def attached_volumes(self, uuid: str) -> list[str]:
+        return [str(e["volume_id"]) for e in await asyncio.to_thread(volhost.read, self.existing_dir(uuid))]
+
     async def attach_volume(self, uuid: str, disk: DiskSpec) -> None:
         idir = self.existing_dir(uuid)
         if not disk.path.startswith("/"):
