@@ -241,6 +241,11 @@ class Settings:
     external_cidr: str = "172.24.4.0/24"
     external_link: bool = True
     private_cidr: str = "10.0.0.0/26"
+    # The shared default IPv4 subnet pool made at first start (DevStack's shared-default-subnetpool-v4),
+    # from which get-me-a-network (auto-allocated-topology) takes /default_subnetpool_prefixlen
+    # subnets; `public` is the default external network. An empty cidr makes no pool.
+    default_subnetpool_cidr: str = "10.1.0.0/16"
+    default_subnetpool_prefixlen: int = 26
     fake_host_vcpus: int = 16
     fake_host_ram_mb: int = 32768
     fake_host_disk_gb: int = 500

@@ -4,7 +4,10 @@
   subnet `public-subnet` on `external_cidr` (172.24.4.0/24 by default; gateway .1, which the
   network agent puts on the host's end of the external link; DHCP off, as DevStack's);
 - for the demo project: `private` with `private-subnet` on `private_cidr` (10.0.0.0/26), and the
-  router `router1` with its gateway on public (SNAT on) and an interface on private-subnet.
+  router `router1` with its gateway on public (SNAT on) and an interface on private-subnet;
+- for get-me-a-network: `public` is the default external network (`is_default`), and the shared
+  default subnet pool `shared-default-subnetpool-v4` covers `default_subnetpool_cidr` (10.1.0.0/16,
+  /26 subnets by default). A cloud whose marker predates subnet pools gets these at its next start.
 
 First start only: a marker file in the state dir records it, so what an admin deletes later stays
 deleted and a restart makes nothing twice. Each piece is also looked up by name before it is
@@ -20,12 +23,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from cumulo import errors
 from cumulo.conf import Settings
 from cumulo.context import RequestContext, expand_roles
 from cumulo.network.service import NetworkService
 
 LOG = logging.getLogger(__name__)
 MARKER = "network-topology.json"
+DEFAULT_POOL_NAME = "shared-default-subnetpool-v4"
 
 
 def _ctx(project_id: str, admin: bool) -> RequestContext:
@@ -58,6 +63,9 @@ async def ensure_default_topology(service: NetworkService, conf: Settings, *, ad
     marker = conf.state_dir / MARKER
     done = await asyncio.to_thread(_read_marker, marker)
     if done is not None:
+        if "default_subnetpool" not in done and done.get("public"):  # a cloud made before subnet pools
+            done["default_subnetpool"] = await _ensure_auto_allocation(service, conf, admin_project, done["public"])
+            await asyncio.to_thread(_write_marker, marker, done)
         return done
     admin = _ctx(admin_project, True)
     out: dict[str, Any] = {}
@@ -94,6 +102,34 @@ async def ensure_default_topology(service: NetworkService, conf: Settings, *, ad
                 "external_gateway_info": {"network_id": public["id"], "enable_snat": True}})
             await service.add_router_interface(demo_admin, router["id"], {"subnet_id": priv_sub["id"]})
         out["router"] = router["id"]
+    out["default_subnetpool"] = await _ensure_auto_allocation(service, conf, admin_project, public["id"])
     await asyncio.to_thread(_write_marker, marker, out)
     LOG.info("first start: networks public and private, router router1 (%s)", out)
     return out
+
+
+async def _ensure_auto_allocation(service: NetworkService, conf: Settings, admin_project: str,
+                                  public_id: str) -> str | None:
+    """What get-me-a-network needs: `public` marked the default external network, and the shared
+    default IPv4 subnet pool `shared-default-subnetpool-v4` (as DevStack makes) on
+    default_subnetpool_cidr; its id (None when the setting is empty or public is gone)."""
+    admin = _ctx(admin_project, True)
+    try:
+        public = await service.get_network(admin, public_id)
+    except errors.NotFound:
+        return None
+    if not public["is_default"]:
+        try:
+            await service.update_network(admin, public_id, {"is_default": True})
+        except errors.Conflict as exc:  # another external network is the default already: keep it
+            LOG.info("public is not the default external network: %s", exc)
+    if not conf.default_subnetpool_cidr:
+        return None
+    pools = await service.list_subnetpools(admin)
+    pool = await _find(pools, is_default=True, ip_version=4) or await _find(pools, name=DEFAULT_POOL_NAME)
+    if pool is None:
+        cidr = ipaddress.ip_network(conf.default_subnetpool_cidr, strict=True)
+        pool = await service.create_subnetpool(admin, {
+            "name": DEFAULT_POOL_NAME, "prefixes": [str(cidr)], "shared": True, "is_default": True,
+            "default_prefixlen": conf.default_subnetpool_prefixlen})
+    return str(pool["id"])

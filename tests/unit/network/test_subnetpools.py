@@ -209,3 +209,31 @@ async def test_auto_allocation_needs_a_default_pool(admin: httpx.AsyncClient, al
     fault(await alice.get("/v2.0/auto-allocated-topology/project-a"), 409, "AutoAllocationFailure")
     assert [n for n in (await alice.get("/v2.0/networks")).json()["networks"] if n["project_id"] == "project-a"] == []
     assert (await alice.get("/v2.0/routers")).json()["routers"] == []
+
+
+async def test_first_start_makes_auto_allocation_work(svc: Any) -> None:
+    """cumulo up's first start: public is the default external network and the shared default pool
+    exists, so get-me-a-network works out of the box; a marker from before subnet pools is upgraded."""
+    import json
+
+    from net_support import ctx_for
+
+    from cumulo.network import topology
+
+    done = await topology.ensure_default_topology(svc, svc.conf, admin_project="project-admin", demo_project="demo")
+    admin = ctx_for("project-admin", "admin")
+    pool = await svc.get_subnetpool(admin, done["default_subnetpool"])
+    assert pool["prefixes"] == ["10.1.0.0/16"] and pool["shared"] and pool["is_default"]
+    assert pool["default_prefixlen"] == 26 and pool["name"] == "shared-default-subnetpool-v4"
+    assert (await svc.get_network(admin, done["public"]))["is_default"] is True
+    topo = await svc.get_auto_allocated_topology(ctx_for("project-x"), "project-x")
+    net = await svc.get_network(ctx_for("project-x"), topo["id"])
+    sub = await svc.get_subnet(ctx_for("project-x"), net["subnets"][0])
+    assert sub["cidr"] == "10.1.0.0/26"
+    # a marker written before subnet pools: the next start adds the pool once
+    marker = svc.conf.state_dir / topology.MARKER
+    old = {k: v for k, v in done.items() if k != "default_subnetpool"}
+    marker.write_text(json.dumps(old))
+    again = await topology.ensure_default_topology(svc, svc.conf, admin_project="project-admin", demo_project="demo")
+    assert again["default_subnetpool"] == done["default_subnetpool"]
+    assert len(await svc.list_subnetpools(admin)) == 1
