@@ -83,7 +83,7 @@ async def test_fuzz_path_values(svc: VolumeService, client: Callable[..., httpx.
     drawn: list[str] = []
 
     @FUZZ
-    @given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60))
+    @given(text=st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=60))
     def one(text: str) -> None:
         drawn.append(text)
 

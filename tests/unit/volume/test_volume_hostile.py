@@ -79,6 +79,7 @@ async def test_bad_ids_and_queries(alice: httpx.AsyncClient) -> None:
 
 async def test_bad_snapshot_backup_attachment_bodies(alice: httpx.AsyncClient) -> None:
     vid = (await make_volume(alice))["id"]
+    body: dict[str, Any]
     for body in ({"snapshot": {}}, {"snapshot": {"volume_id": vid, "force": "kinda"}},
                  {"snapshot": {"volume_id": vid, "metadata": []}}):
         r = await alice.post("/snapshots", json=body)

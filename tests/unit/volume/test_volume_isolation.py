@@ -114,3 +114,22 @@ async def test_quota_extend_snapshots_backups(alice: httpx.AsyncClient, admin: h
     fault(await alice.post("/snapshots", json={"snapshot": {"volume_id": vid}}), 413, "overLimit")
     assert (await alice.post("/backups", json={"backup": {"volume_id": vid}})).status_code == 202
     fault(await alice.post("/backups", json={"backup": {"volume_id": vid}}), 413, "overLimit")
+
+
+async def test_concurrent_creates_respect_quota(alice: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
+    import asyncio
+
+    await admin.put("/os-quota-sets/project-a", json={"quota_set": {"volumes": 2}})
+    results = await asyncio.gather(*(alice.post("/volumes", json={"volume": {"size": 1}}) for _ in range(6)))
+    codes = sorted(r.status_code for r in results)
+    assert codes == [202, 202, 413, 413, 413, 413], codes
+    assert len((await alice.get("/volumes")).json()["volumes"]) == 2
+
+
+async def test_admin_lists_one_project(alice: httpx.AsyncClient, bob: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
+    a = (await make_volume(alice))["id"]
+    await make_volume(bob)
+    r = await admin.get("/volumes/detail", params={"all_tenants": "true", "project_id": "project-a"})
+    assert [v["id"] for v in r.json()["volumes"]] == [a]
+    r = await admin.get("/volumes/detail", params={"all_tenants": "true"})
+    assert len(r.json()["volumes"]) == 2

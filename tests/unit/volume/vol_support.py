@@ -39,7 +39,7 @@ def fault(resp: httpx.Response, status: int, name: str | None = None) -> str:
     return message
 
 
-async def make_volume(c: httpx.AsyncClient, size: int = 1, **body: Any) -> dict[str, Any]:
+async def make_volume(c: httpx.AsyncClient, size: int | None = 1, **body: Any) -> dict[str, Any]:
     r = await c.post("/volumes", json={"volume": {"size": size, "name": "vol", **body}})
     assert r.status_code == 202, r.text
     vol: dict[str, Any] = r.json()["volume"]
