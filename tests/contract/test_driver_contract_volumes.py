@@ -136,8 +136,10 @@ async def test_container_attach_write_detach_reattach_extend(
     assert in_container(runc_driver, spec.uuid, "cat", f"{where}/data", check=False).returncode != 0
     assert not volhost.mount_point(runc_driver.dir.parent, spec.uuid, disk.volume_id).exists()
 
-    # Attached again: the data is there; it stays across a stop and start.
+    # An attach cut short after its record (a crash): attaching again makes it whole.
+    await asyncio.to_thread(volhost.write, runc_driver.dir / spec.uuid, [disk.to_dict()])
     await runc_driver.attach_volume(spec.uuid, disk)
+    # Attached again: the data is there; it stays across a stop and start.
     await runc_driver.power_off(spec.uuid)
     await runc_driver.power_on(spec)
     assert in_container(runc_driver, spec.uuid, "cat", f"{where}/data").stdout.strip() == f"VOLDATA-{disk.volume_id}"
@@ -310,6 +312,15 @@ async def test_vm_boot_disk_hot_plug_and_unplug_and_container_data(
 
     await qemu_driver.detach_volume(vm.uuid, hot.volume_id)
     await wait_console(qemu_driver, vm.uuid, lambda t: f"VOLTEST-GONE {dev}" in t, "the unplug in the guest")
+    assert blockdev.node_name(hot.volume_id) not in await query_nodes(qemu_driver, vm.uuid)
+
+    # An attach cut short after its record (a crash): attaching again plugs it; then detached.
+    rec = qemu_driver.read_record(qemu_driver.dir / vm.uuid)
+    rec["disks"] = blockdev.record_docs([*blockdev.recorded(rec), (hot, "hp2")])
+    await qemu_driver.write_record(qemu_driver.dir / vm.uuid, rec)
+    await qemu_driver.attach_volume(vm.uuid, hot)
+    assert blockdev.node_name(hot.volume_id) in await query_nodes(qemu_driver, vm.uuid)
+    await qemu_driver.detach_volume(vm.uuid, hot.volume_id)
     assert blockdev.node_name(hot.volume_id) not in await query_nodes(qemu_driver, vm.uuid)
     assert [d.volume_id for d, _b in blockdev.recorded(qemu_driver.read_record(qemu_driver.dir / vm.uuid))] == [
         boot_disk.volume_id]

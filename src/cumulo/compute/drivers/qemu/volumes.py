@@ -41,8 +41,10 @@ class Volumes(QemuCore):
         async with self._op_lock(uuid):
             rec = await asyncio.to_thread(self.read_record, layout.dir)
             disks = blockdev.recorded(rec)
-            if any(d.volume_id == disk.volume_id for d, _bus in disks):
-                return  # attached already
+            known = blockdev.find(rec, disk.volume_id)
+            if known is not None:  # attached already; plugged unless a crash came in between
+                await self._replug(layout, *known)
+                return
             power = await self._state(layout)
             if power == PowerState.SUSPENDED:
                 raise Conflict(f"Instance {uuid} is suspended: resume it before attaching a volume")
@@ -58,6 +60,18 @@ class Volumes(QemuCore):
                 revert.commit()
         await asyncio.to_thread(note, layout, f"volume {disk.volume_id} attached as {blockdev.device_id(disk.volume_id)}"
                                               + ("" if live else "; plugged at the next start"))
+
+    async def _replug(self, layout: Layout, disk: DiskSpec, bus: str) -> None:
+        """A recorded volume whose device a running q35 server lacks (an attach cut short) plugged."""
+        cfg = self._vm_config(layout)
+        if cfg.machine == blockdev.MICROVM or process.live_pid(layout) is None:
+            return
+        if await self._state(layout) not in (PowerState.RUNNING, PowerState.PAUSED):
+            return
+        found = await self._qmp(layout, "qom-list", {"path": "/machine/peripheral"})
+        if any(p.get("name") == blockdev.device_id(disk.volume_id) for p in found or []):
+            return
+        await self._plug_disk(layout, cfg, disk, bus)
 
     async def _plug_disk(self, layout: Layout, cfg: VmConfig, disk: DiskSpec, bus: str) -> None:
         proto, fmt = blockdev.node_props(disk)

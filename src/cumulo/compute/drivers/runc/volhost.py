@@ -337,6 +337,19 @@ def eject(pid: int, volume_id: str, *, lazy: bool) -> tuple[int, int]:
     return result
 
 
+def mounted_in(pid: int, volume_id: str) -> bool:
+    """Whether something is mounted at /mnt/volumes/<id> in the mount namespace of `pid`. Blocking."""
+    path = container_path(volume_id)
+
+    def work() -> bool:
+        try:
+            return os.stat(path).st_dev != os.stat(os.path.dirname(path)).st_dev
+        except OSError:
+            return False
+
+    return bool(_in_namespace(pid, work))
+
+
 def mnt_ns_of(pid: int) -> int:
     return os.stat(f"/proc/{pid}/ns/mnt").st_ino
 

@@ -67,8 +67,10 @@ class Volumes(RuncCore):
         volhost.container_path(disk.volume_id)
         async with self._nic_lock(uuid):
             entries = await asyncio.to_thread(volhost.read, idir)
-            if any(e["volume_id"] == disk.volume_id for e in entries):
-                return  # attached already
+            known = next((e for e in entries if e["volume_id"] == disk.volume_id), None)
+            if known is not None:  # attached already; made whole if a crash came in between
+                await self._complete(uuid, idir, entries, known)
+                return
             status = await self.runc.status(container_id(uuid))
             if self._power(uuid, status) == PowerState.SUSPENDED:
                 raise Conflict(f"Instance {uuid} is suspended: resume it before attaching a volume")
@@ -92,6 +94,13 @@ class Volumes(RuncCore):
                 revert.commit()
         await asyncio.to_thread(self._note, idir, f"volume {disk.volume_id} attached at "
                                 f"{volhost.container_path(disk.volume_id)}" + ("" if pid else " (from the next start)"))
+
+    async def _complete(self, uuid: str, idir: Path, entries: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+        _dev, mnt = await volhost.bring_up(self.state_dir, uuid, entry)
+        await asyncio.to_thread(volhost.sync_config, self.state_dir, idir, entries, CONFIG)
+        pid = await self._live_pid(uuid)
+        if pid is not None and not await asyncio.to_thread(volhost.mounted_in, pid, str(entry["volume_id"])):
+            await asyncio.to_thread(volhost.inject, pid, mnt, str(entry["volume_id"]))
 
     async def detach_volume(self, uuid: str, volume_id: str, force: bool = False) -> None:
         idir = self.existing_dir(uuid)
