@@ -74,6 +74,9 @@ async def test_bad_ids_and_queries(alice: httpx.AsyncClient) -> None:
     fault(await alice.get("/volumes", params={"sort": "name:asc", "sort_key": "name"}), 400)
     fault(await alice.get("/volumes/detail", params={"offset": "-5"}), 400)
     fault(await alice.get("/nothing-here"), 404)
+    for method in ("GET", "PUT", "DELETE"):  # an empty id (Tempest's negative tests): 404, not a redirect
+        fault(await alice.request(method, "/volumes/", json={"volume": {"name": "x"}}), 404, "itemNotFound")
+    fault(await alice.post("/volumes//action", json={"os-extend": {"new_size": 2}}), 404)
     fault(await alice.patch("/volumes"), 405, "badMethod")
 
 
