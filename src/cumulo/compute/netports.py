@@ -49,6 +49,9 @@ class NetworkPorts(Protocol):
 
     def addresses_of_devices(self, ctx: RequestContext, device_ids: Sequence[str]) -> Awaitable[dict[str, Any]]: ...
 
+    def get_auto_allocated_topology(self, ctx: RequestContext, project_id: str,
+                                    dry_run: bool = False) -> Awaitable[dict[str, Any]]: ...
+
 
 class NicPlugger(Protocol):
     """The network agents' calls (cumulo.network.rpc.NetworkAgentAPI has them)."""

@@ -340,3 +340,34 @@ async def test_server_list_addresses_are_read_from_the_ports_in_one_batch(world:
     assert fip["floating_ip_address"] in [a["addr"] for a in ips]
     await world.member.put(f"{NET}/floatingips/{fip['id']}", json={"floatingip": {"port_id": None}})
     assert all(floating(a) == [] for a in (await listed()).values())
+
+
+async def test_auto_without_a_network_uses_get_me_a_network(world: World) -> None:
+    """`networks: auto` for a project with no network of its own (nor a shared internal one) asks the
+    network service's auto-allocated-topology, as Nova does: the servers land on the project's
+    auto_allocated_network, made once."""
+    from servers_support import make_ctx
+
+    svc = world.cloud.services.network
+    admin = make_ctx("admin-project", "admin")
+    if not [p for p in await svc.list_subnetpools(admin) if p["is_default"]]:
+        await svc.create_subnetpool(admin, {"name": "dflt", "prefixes": ["10.90.0.0/16"], "default_prefixlen": 26,
+                                            "shared": True, "is_default": True})
+    if not [n for n in await svc.list_networks(admin) if n["router:external"] and n["is_default"]]:
+        ext = await svc.create_network(admin, {"name": "ext-auto", "router:external": True, "is_default": True})
+        await svc.create_subnet(admin, {"network_id": ext["id"], "cidr": "172.31.90.0/24", "ip_version": 4,
+                                        "enable_dhcp": False})
+    internal = [n for n in await svc.list_networks(_ctx(world)) if not n["router:external"]]
+    if internal:
+        pytest.skip("the project sees an internal network already")
+    ids = []
+    for _ in range(2):
+        resp = await _create(world, "auto")
+        assert resp.status_code == 202, resp.text
+        server = await wait_status(world.member, resp.json()["server"]["id"], "ACTIVE")
+        [port] = await _ports_of(world, server["id"])
+        ids.append(port["network_id"])
+        assert list(server["addresses"]) == ["auto_allocated_network"]
+    assert ids[0] == ids[1]
+    topo = (await world.member.get(f"{NET}/auto-allocated-topology/{world.project_id}")).json()
+    assert topo["auto_allocated_topology"]["id"] == ids[0]

@@ -2,10 +2,13 @@
 it through the network service, and Neutron's refusals turned into Nova's faults.
 
 - `networks: "none"`: no port. `networks: "auto"` (2.37+) or no `networks` (before 2.37): the one
-  network available, as Nova's get-me-a-network picks it without creating topology: the project's
-  own networks first, then the shared ones, then the shared external ones; two candidates in the
-  first tier that has any is 409 (NetworkAmbiguous); none at all is 400 with `auto` and a server
-  without NICs before 2.37 (Nova's behaviour when no network is available).
+  network available: the project's own networks first, then the shared ones, then the shared
+  external ones; two candidates in the first tier that has any is 409 (NetworkAmbiguous). With
+  `auto`, when the project has neither a network of its own nor a shared internal one, Nova's
+  get-me-a-network asks Neutron's auto-allocated-topology for one (a network, subnet and router made
+  once per project); when that cannot be (no default external network or subnet pool) the shared
+  external network is taken as before, and with none at all `auto` is 400 and a create before 2.37
+  gets a server without NICs (Nova's behaviour when no network is available).
 - a list: each entry a network uuid (optionally with a fixed_ip) or a port; the network service
   validates them (visibility, ports in use, addresses taken or outside the subnet).
 """
@@ -64,12 +67,30 @@ async def choose_network(net: netports.NetworkPorts, ctx: RequestContext) -> dic
     return None
 
 
+async def _auto_allocated(net: netports.NetworkPorts, ctx: RequestContext) -> str | None:
+    """The project's auto-allocated network (made on first use), or None when the cloud cannot
+    make one (Neutron's AutoAllocationFailure: no default external network or subnet pool)."""
+    if not ctx.project_id:
+        return None
+    try:
+        topology = await net.get_auto_allocated_topology(ctx, ctx.project_id)
+    except errors.CumuloError as exc:
+        if getattr(exc, "neutron_type", "") == "AutoAllocationFailure":
+            return None
+        raise nova_error(exc) from exc
+    return str(topology["id"])
+
+
 async def requested_ports(net: netports.NetworkPorts, ctx: RequestContext, requested: Any) -> list[dict[str, Any]]:
     """The entries to allocate for each server of a create (see the module's rules)."""
     if requested == "none":
         return []
     if requested is None or requested == "auto":
         chosen = await choose_network(net, ctx)
+        if requested == "auto" and (chosen is None or chosen.get("router:external")):
+            allocated = await _auto_allocated(net, ctx)
+            if allocated is not None:
+                return [{"uuid": allocated}]
         if chosen is None:
             if requested == "auto":
                 raise errors.Invalid(_AUTO_MISSING.format(project=ctx.project_id))
