@@ -20,7 +20,7 @@ from cumulo import errors, policy
 from cumulo.conf import Settings
 from cumulo.context import RequestContext
 from cumulo.db import Database
-from cumulo.volume.models import backups, snapshots, volume_quotas, volumes
+from cumulo.volume.models import backups, snapshots, volume_quotas, volume_types, volumes
 from cumulo.volume.worker_api import NullWorker, VolumeWorker
 
 POLICY_RULES = {
@@ -64,6 +64,8 @@ DEFAULT_QUOTAS: dict[str, int] = {
     "groups": 10,
 }
 
+DEFAULT_TYPE = "__DEFAULT__"  # Cinder's default volume type, made on first use
+PER_TYPE = ("volumes", "gigabytes", "snapshots")  # quota prefixes Cinder keeps per volume type
 MAX_SIZE_GB = 1 << 20  # a sanity bound far above any quota a cloud of this size grants
 
 
@@ -134,6 +136,10 @@ class VolumeBase:
     @staticmethod
     async def quota_limits(conn: AsyncConnection, project_id: str) -> dict[str, int]:
         limits = dict(DEFAULT_QUOTAS)
+        names = {DEFAULT_TYPE, *(await conn.scalars(sa.select(volume_types.c.name)))}
+        for name in sorted(names):
+            for prefix in PER_TYPE:  # Cinder's per-type quotas, unlimited unless set
+                limits[f"{prefix}_{name}"] = -1
         rows = await conn.execute(
             sa.select(volume_quotas.c.resource, volume_quotas.c.limit).where(volume_quotas.c.project_id == project_id)
         )
@@ -152,7 +158,18 @@ class VolumeBase:
             return int(await conn.scalar(sa.select(sa.func.coalesce(sa.func.sum(table.c.size), 0))
                                          .where(table.c.project_id == project_id)) or 0)
 
+        per_type: dict[str, int] = {}
+        typed = await conn.execute(
+            sa.select(volume_types.c.name, sa.func.count(volumes.c.id), sa.func.coalesce(sa.func.sum(volumes.c.size), 0))
+            .select_from(volume_types.outerjoin(volumes, sa.and_(volumes.c.volume_type_id == volume_types.c.id,
+                                                                 volumes.c.project_id == project_id)))
+            .group_by(volume_types.c.name))
+        for name, n, gb in typed:
+            per_type[f"volumes_{name}"] = int(n or 0)
+            per_type[f"gigabytes_{name}"] = int(gb or 0)
+            per_type[f"snapshots_{name}"] = 0
         return {
+            **per_type,
             "volumes": await count(volumes),
             "snapshots": await count(snapshots),
             "gigabytes": await total(volumes) + await total(snapshots),
@@ -172,8 +189,8 @@ class VolumeBase:
             raise OverLimit(f"Requested volume size {size}G is larger than maximum allowed limit {per_volume}G.")
         used = await self.quota_usage(conn, project_id)
         for resource, amount in adding.items():
-            limit = limits[resource]
-            if limit < 0 or used[resource] + amount <= limit:
+            limit = limits.get(resource, -1)
+            if limit < 0 or used.get(resource, 0) + amount <= limit:
                 continue
             if resource in ("gigabytes", "backup_gigabytes"):
                 what = "volume or snapshot" if resource == "gigabytes" else "backup"

@@ -38,7 +38,7 @@ class VolumeQuotas(SnapshotsAndBackups):
             if not usage:
                 return dict(limits)
             used = await self.quota_usage(conn, project_id)
-        return {k: {"limit": v, "in_use": used.get(k, 0), "reserved": 0, "allocated": 0} for k, v in limits.items()}
+        return {k: {"limit": v, "in_use": used.get(k, 0), "reserved": 0} for k, v in limits.items()}
 
     @staticmethod
     def default_quota_set() -> dict[str, int]:
@@ -51,10 +51,12 @@ class VolumeQuotas(SnapshotsAndBackups):
         if len(project_id) > 255:
             raise errors.Invalid("Invalid input received: project id too long.")
         wanted: dict[str, int] = {}
+        async with self.db.read() as conn:
+            known = set(await self.quota_limits(conn, project_id))
         for key, value in body["quota_set"].items():
             if key in ("id", "tenant_id"):
                 continue
-            if key not in DEFAULT_QUOTAS:
+            if key not in known:
                 raise errors.Invalid(f"Invalid input received: Bad key(s) in quota set: {str(key)[:64]}")
             if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 12:
                 value = int(value)

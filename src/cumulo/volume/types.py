@@ -17,10 +17,8 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.volume import records
-from cumulo.volume.base import VolumeBase, authorize, not_found
+from cumulo.volume.base import DEFAULT_TYPE, VolumeBase, authorize, not_found
 from cumulo.volume.models import volume_type_access, volume_type_extra_specs, volume_types, volumes
-
-DEFAULT_TYPE = "__DEFAULT__"
 
 
 def is_true_spec(value: str | None) -> bool:

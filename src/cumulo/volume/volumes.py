@@ -27,6 +27,7 @@ from cumulo.volume.models import (
     volume_image_metadata,
     volume_metadata,
     volume_type_extra_specs,
+    volume_types,
     volumes,
 )
 from cumulo.volume.types import VolumeTypes, is_true_spec
@@ -124,7 +125,9 @@ class Volumes(VolumeTypes):
                 type_id = source_type_id or await self.default_type_id(conn)
             specs = (await records.kv_of(conn, volume_type_extra_specs, "volume_type_id", [type_id]))[type_id]
             multiattach = multiattach or is_true_spec(specs.get("multiattach"))
-            await self.check_quota(conn, ctx.project_id or "", volumes=1, gigabytes=size)
+            type_name = await conn.scalar(sa.select(volume_types.c.name).where(volume_types.c.id == type_id))
+            await self.check_quota(conn, ctx.project_id or "", volumes=1, gigabytes=size,
+                                   **{f"volumes_{type_name}": 1, f"gigabytes_{type_name}": size})
             now = utcnow()
             await conn.execute(volumes.insert().values(
                 id=volume_id, project_id=ctx.project_id, user_id=ctx.user_id, name=name, description=description,

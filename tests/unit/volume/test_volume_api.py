@@ -167,6 +167,7 @@ async def test_bootable_readonly_retype(alice: httpx.AsyncClient, admin: httpx.A
     assert (await show(alice, vid))["bootable"] == "true"
     fault(await act(alice, vid, "os-set_bootable", {"bootable": "maybe"}), 400)
     assert (await act(alice, vid, "os-update_readonly_flag", {"readonly": True})).status_code == 202
+    assert (await show(alice, vid))["metadata"] == {"readonly": "True"}  # Cinder's visible admin metadata
     r = await admin.post("/types", json={"volume_type": {"name": "fast", "extra_specs": {"k": "v"}}})
     assert r.status_code == 200
     assert (await act(alice, vid, "os-retype", {"new_type": "fast"})).status_code == 202

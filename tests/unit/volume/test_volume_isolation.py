@@ -93,7 +93,7 @@ async def test_quota_volumes_and_gigabytes(alice: httpx.AsyncClient, admin: http
     msg = fault(await alice.post("/volumes", json={"volume": {"size": 1}}), 413, "overLimit")
     assert "volumes" in msg
     r = await alice.get("/os-quota-sets/project-a", params={"usage": "true"})
-    assert r.json()["quota_set"]["volumes"] == {"limit": 2, "in_use": 2, "reserved": 0, "allocated": 0}
+    assert r.json()["quota_set"]["volumes"] == {"limit": 2, "in_use": 2, "reserved": 0}
     limits = (await alice.get("/limits")).json()["limits"]
     assert limits["rate"] == [] and limits["absolute"]["totalVolumesUsed"] == 2
     assert limits["absolute"]["maxTotalVolumeGigabytes"] == 5
@@ -133,3 +133,17 @@ async def test_admin_lists_one_project(alice: httpx.AsyncClient, bob: httpx.Asyn
     assert [v["id"] for v in r.json()["volumes"]] == [a]
     r = await admin.get("/volumes/detail", params={"all_tenants": "true"})
     assert len(r.json()["volumes"]) == 2
+
+
+async def test_per_type_quotas(alice: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
+    await admin.post("/types", json={"volume_type": {"name": "gold"}})
+    q = (await alice.get("/os-quota-sets/project-a")).json()["quota_set"]
+    assert q["volumes_gold"] == -1 and q["gigabytes___DEFAULT__"] == -1 and q["snapshots_gold"] == -1
+    r = await admin.put("/os-quota-sets/project-a", json={"quota_set": {"volumes_gold": 1}})
+    assert r.status_code == 200 and r.json()["quota_set"]["volumes_gold"] == 1
+    await make_volume(alice, volume_type="gold")
+    fault(await alice.post("/volumes", json={"volume": {"size": 1, "volume_type": "gold"}}), 413, "overLimit")
+    await make_volume(alice)  # another type is not limited
+    usage = (await alice.get("/os-quota-sets/project-a", params={"usage": "true"})).json()["quota_set"]
+    assert usage["volumes_gold"]["in_use"] == 1 and usage["volumes"]["in_use"] == 2
+    fault(await admin.put("/os-quota-sets/project-a", json={"quota_set": {"volumes_silver": 1}}), 400)

@@ -67,6 +67,12 @@ async def test_snapshot_lifecycle(alice: httpx.AsyncClient) -> None:
     assert r.json()["snapshot"]["name"] == "s2"
     r = await alice.post(f"/snapshots/{snap['id']}/metadata", json={"metadata": {"c": "d"}})
     assert r.json()["metadata"] == {"a": "b", "c": "d"}
+    r = await alice.put(f"/snapshots/{snap['id']}/metadata/c", json={"meta": {"c": "e"}})
+    assert r.json() == {"meta": {"c": "e"}}
+    assert (await alice.get(f"/snapshots/{snap['id']}/metadata/c")).json() == {"meta": {"c": "e"}}
+    fault(await alice.put(f"/snapshots/{snap['id']}/metadata/c", json={"meta": {"x": "e"}}), 400)
+    assert (await alice.delete(f"/snapshots/{snap['id']}/metadata/c")).status_code == 200
+    fault(await alice.get(f"/snapshots/{snap['id']}/metadata/c"), 404)
     # an attached volume needs force
     assert (await act(alice, vid, "os-attach", {"instance_uuid": "11111111-2222-4333-8444-555555555555",
                                                 "mountpoint": "/dev/vdb"})).status_code == 202

@@ -171,6 +171,30 @@ async def snapshot_metadata(request: Request) -> Response:
     return json_response({"metadata": meta})
 
 
+async def snapshot_metadata_key(request: Request) -> Response:
+    """GET/PUT/DELETE /snapshots/{id}/metadata/{key} (PUT takes {"meta": {key: value}})."""
+    call = await begin(request)
+    sid, key = call.path("snapshot_id"), call.path("key")
+    if request.method == "PUT":
+        body = await body_of(request)
+        if not isinstance(body, dict) or not isinstance(body.get("meta"), dict):
+            raise errors.Invalid("Malformed request body: expected {\"meta\": {key: value}}.")
+        if len(body["meta"]) > 1:
+            raise errors.Invalid("Request body contains too many items")
+        if key not in body["meta"]:
+            raise errors.Invalid("Request body and URI mismatch")
+        await call.svc.snapshot_metadata(call.ctx, sid, body["meta"])
+        return json_response({"meta": body["meta"]})
+    meta = await call.svc.snapshot_metadata(call.ctx, sid)
+    if key not in meta:
+        raise errors.NotFound("Metadata item was not found")
+    if request.method == "DELETE":
+        rest = {k: v for k, v in meta.items() if k != key}
+        await call.svc.snapshot_metadata(call.ctx, sid, rest, replace=True)
+        return empty(200)
+    return json_response({"meta": {key: meta[key]}})
+
+
 # ---- backups -------------------------------------------------------------------------------------
 
 
@@ -375,6 +399,7 @@ def routes(prefix: str) -> list[BaseRoute]:
         Route(f"{s}/{{snapshot_id}}", delete_snapshot, methods=["DELETE"]),
         Route(f"{s}/{{snapshot_id}}/action", snapshot_action, methods=["POST"]),
         Route(f"{s}/{{snapshot_id}}/metadata", snapshot_metadata, methods=["GET", "POST", "PUT"]),
+        Route(f"{s}/{{snapshot_id}}/metadata/{{key}}", snapshot_metadata_key, methods=["GET", "PUT", "DELETE"]),
         Route(b, list_backups, methods=["GET"]),
         Route(b, create_backup, methods=["POST"]),
         Route(f"{b}/detail", list_backups_detail, methods=["GET"]),

@@ -13,6 +13,8 @@ from cumulo.context import RequestContext
 Version = tuple[int, int]
 # Extra specs a non-admin sees (Cinder's user-visible ones).
 USER_VISIBLE_SPECS = ("multiattach", "RESKEY:availability_zones", "replication_enabled")
+# Admin metadata Cinder shows inside a volume's metadata (utils.add_visible_admin_metadata).
+VISIBLE_ADMIN_METADATA = ("readonly", "attached_mode")
 
 
 def when(value: dt.datetime | None) -> str | None:
@@ -55,7 +57,7 @@ def volume_detail(rec: dict[str, Any], base: str, version: Version, ctx: Request
         "encrypted": bool(rec["encrypted"]),
         "id": rec["id"],
         "links": links(base, rec["project_id"], "volumes", rec["id"]),
-        "metadata": rec["metadata"],
+        "metadata": {**rec["metadata"], **{k: v for k, v in rec["admin_metadata"].items() if k in VISIBLE_ADMIN_METADATA}},
         "multiattach": bool(rec["multiattach"]),
         "name": rec["name"],
         "os-vol-tenant-attr:tenant_id": rec["project_id"],
