@@ -13,8 +13,9 @@ DETAIL_KEYS_3_0 = {
     "id", "links", "metadata", "multiattach", "name", "os-vol-tenant-attr:tenant_id", "replication_status", "size",
     "snapshot_id", "source_volid", "status", "updated_at", "user_id", "volume_type",
 }
-LATER = {"group_id", "service_uuid", "shared_targets", "volume_type_id", "encryption_key_id", "consumes_quota"}
-ADMIN_ONLY = {"os-vol-host-attr:host", "os-vol-mig-status-attr:migstat", "os-vol-mig-status-attr:name_id"}
+LATER = {"group_id", "service_uuid", "shared_targets", "volume_type_id", "consumes_quota"}
+ADMIN_ONLY = {"migration_status", "os-vol-host-attr:host", "os-vol-mig-status-attr:migstat",
+              "os-vol-mig-status-attr:name_id"}
 
 
 async def test_version_discovery(alice: httpx.AsyncClient) -> None:

@@ -34,12 +34,13 @@ def volume_summary(rec: dict[str, Any], base: str) -> dict[str, Any]:
     return {"id": rec["id"], "links": links(base, rec["project_id"], "volumes", rec["id"]), "name": rec["name"]}
 
 
-def attachment_in_volume(a: dict[str, Any]) -> dict[str, Any]:
+def attachment_in_volume(a: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     return {
         "server_id": a["instance_uuid"],
         "attachment_id": a["id"],
         "attached_at": when(a.get("attach_time")),
-        "host_name": a["attached_host"],
+        # Cinder shows the host only to the admin and the service role
+        "host_name": a["attached_host"] if ctx.is_admin or ctx.has_role("service") else None,
         "volume_id": a["volume_id"],
         "device": a["mountpoint"],
         "id": a["volume_id"],
@@ -48,7 +49,7 @@ def attachment_in_volume(a: dict[str, Any]) -> dict[str, Any]:
 
 def volume_detail(rec: dict[str, Any], base: str, version: Version, ctx: RequestContext) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "attachments": [attachment_in_volume(a) for a in rec["attachments"]],
+        "attachments": [attachment_in_volume(a, ctx) for a in rec["attachments"]],
         "availability_zone": rec["availability_zone"],
         "bootable": "true" if rec["bootable"] else "false",
         "consistencygroup_id": None,
@@ -73,6 +74,7 @@ def volume_detail(rec: dict[str, Any], base: str, version: Version, ctx: Request
     if rec["image_metadata"]:
         out["volume_image_metadata"] = rec["image_metadata"]
     if ctx.is_admin:
+        out["migration_status"] = rec["migration_status"]
         out["os-vol-host-attr:host"] = rec["host"]
         out["os-vol-mig-status-attr:migstat"] = rec["migration_status"]
         out["os-vol-mig-status-attr:name_id"] = None
@@ -82,17 +84,13 @@ def volume_detail(rec: dict[str, Any], base: str, version: Version, ctx: Request
         out["provider_id"] = None
     if version >= (3, 48):
         out["service_uuid"] = None
-        out["shared_targets"] = False
+        out["shared_targets"] = False  # a local file: no target shared between volumes
     if version >= (3, 61) and ctx.is_admin:
         out["cluster_name"] = None
     if version >= (3, 63):
         out["volume_type_id"] = rec["volume_type_id"]
-    if version >= (3, 64):
-        out["encryption_key_id"] = None
-    if version >= (3, 65):
+    if version >= (3, 65):  # (3.64's encryption_key_id appears only on encrypted volumes: none here)
         out["consumes_quota"] = True
-    if version >= (3, 69):
-        out["shared_targets"] = None
     return out
 
 
