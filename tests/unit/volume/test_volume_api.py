@@ -88,6 +88,9 @@ async def test_list_filters_sort_and_pages(alice: httpx.AsyncClient) -> None:
     body = r.json()
     assert len(body["volumes"]) == 2 and body["volumes_links"][0]["rel"] == "next"
     marker = body["volumes"][-1]["id"]
+    nxt = httpx.URL(body["volumes_links"][0]["href"])
+    assert nxt.path == "/volume/v3/project-a/volumes" and nxt.params["marker"] == marker
+    assert nxt.params["limit"] == "2" and nxt.params["sort"] == "size:asc"
     r = await alice.get("/volumes", params={"sort": "size:asc", "limit": 2, "marker": marker})
     assert [v["id"] for v in r.json()["volumes"]] == [ids[0]] and "volumes_links" not in r.json()
     r = await alice.get("/volumes", params={"with_count": "true"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -97,13 +98,11 @@ def obj(value: Any, action: str, *, nullable: bool = True) -> dict[str, Any]:
     return value
 
 
-def page_links(call: Call, collection: str, items: list[dict[str, Any]], more: bool) -> list[dict[str, str]]:
+def page_links(call: Call, items: list[dict[str, Any]], more: bool) -> list[dict[str, str]]:
     """Cinder's `<collection>_links`: a next link when the page is full and more remain."""
     if not more or not items:
         return []
     params = {k: v for k, v in call.params().items() if k != "marker"}
     params["marker"] = items[-1]["id"]
-    from urllib.parse import urlencode
-
-    project = call.ctx.project_id
-    return [{"href": f"{call.base}/{project}/{collection}?{urlencode(params)}", "rel": "next"}]
+    # the URL the client used (with or without the project id), with the next marker
+    return [{"href": str(call.request.url.replace(query=urlencode(params))), "rel": "next"}]

@@ -113,7 +113,7 @@ async def _list_snapshots(request: Request, *, detail: bool) -> Response:
     call = await begin(request)
     page = await call.svc.list_snapshots(call.ctx, call.params())
     body: dict[str, Any] = {"snapshots": [views.snapshot(s, call.version, detail=detail) for s in page.items]}
-    nxt = page_links(call, "snapshots" + ("/detail" if detail else ""), page.items, page.more)
+    nxt = page_links(call, page.items, page.more)
     if nxt:
         body["snapshots_links"] = nxt
     return json_response(body)
@@ -206,7 +206,7 @@ async def _list_backups(request: Request, *, detail: bool) -> Response:
     else:
         items = [views.backup_summary(b, call.base) for b in page.items]
     body: dict[str, Any] = {"backups": items}
-    nxt = page_links(call, "backups" + ("/detail" if detail else ""), page.items, page.more)
+    nxt = page_links(call, page.items, page.more)
     if nxt:
         body["backups_links"] = nxt
     return json_response(body)
@@ -275,7 +275,7 @@ async def _list_attachments(request: Request, *, detail: bool) -> Response:
     page = await call.svc.list_attachments(call.ctx, call.params())
     render = views.attachment_detail if detail else views.attachment_summary
     body: dict[str, Any] = {"attachments": [render(a) for a in page.items]}
-    nxt = page_links(call, "attachments" + ("/detail" if detail else ""), page.items, page.more)
+    nxt = page_links(call, page.items, page.more)
     if nxt:
         body["attachments_links"] = nxt
     return json_response(body)

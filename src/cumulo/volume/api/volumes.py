@@ -25,7 +25,7 @@ async def list_volumes(request: Request, *, detail: bool) -> Response:
     else:
         items = [views.volume_summary(r, call.base) for r in page.items]
     body: dict[str, Any] = {"volumes": items}
-    nxt = page_links(call, "volumes" + ("/detail" if detail else ""), page.items, page.more)
+    nxt = page_links(call, page.items, page.more)
     if nxt:
         body["volumes_links"] = nxt
     if call.at_least(45) and params.get("with_count", "").lower() in ("true", "1", "yes"):
