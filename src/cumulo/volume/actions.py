@@ -12,7 +12,7 @@ from cumulo.context import RequestContext
 from cumulo.db import utcnow
 from cumulo.volume import records, states
 from cumulo.volume.attachments import Attachments
-from cumulo.volume.base import MAX_SIZE_GB, OverLimit, authorize
+from cumulo.volume.base import EXTENDING_TO, MAX_SIZE_GB, OverLimit, authorize
 from cumulo.volume.models import volume_admin_metadata, volume_types, volumes
 
 UPLOAD_DISK_FORMATS = ("raw", "qcow2")
@@ -40,6 +40,10 @@ class VolumeActions(Attachments):
                 raise OverLimit(f"Requested volume size {size}G is larger than maximum allowed limit {limits['per_volume_gigabytes']}G.")
             await self.check_quota(conn, row.project_id, gigabytes=size - row.size)
             await states.transition(conn, volumes, row.id, states.allowed_from(action), {"status": states.EXTENDING})
+            # counted by the quota until the worker sets the size (and drops the key): two extends of
+            # two volumes cannot both take the last gigabytes
+            await records.write_kv(conn, volume_admin_metadata, "volume_id", row.id,
+                                   {EXTENDING_TO: str(size)}, replace=False)
         await self._cast(row.id, self.worker.extend_volume(row.id, size, attached=action == "extend_attached"))
 
     async def set_bootable(self, ctx: RequestContext, volume_id: str, value: Any) -> None:

@@ -20,7 +20,14 @@ from cumulo import errors, policy
 from cumulo.conf import Settings
 from cumulo.context import RequestContext
 from cumulo.db import Database
-from cumulo.volume.models import backups, snapshots, volume_quotas, volume_types, volumes
+from cumulo.volume.models import (
+    backups,
+    snapshots,
+    volume_admin_metadata,
+    volume_quotas,
+    volume_types,
+    volumes,
+)
 from cumulo.volume.worker_api import NullWorker, VolumeWorker
 
 POLICY_RULES = {
@@ -64,6 +71,9 @@ DEFAULT_QUOTAS: dict[str, int] = {
     "groups": 10,
 }
 
+# Admin metadata of a volume being extended: its new size, counted by the quota until the worker
+# has grown the volume, set `size` and dropped the key.
+EXTENDING_TO = "extending_to"
 DEFAULT_TYPE = "__DEFAULT__"  # Cinder's default volume type, made on first use
 PER_TYPE = ("volumes", "gigabytes", "snapshots")  # quota prefixes Cinder keeps per volume type
 MAX_SIZE_GB = 1 << 20  # a sanity bound far above any quota a cloud of this size grants
@@ -158,6 +168,14 @@ class VolumeBase:
             return int(await conn.scalar(sa.select(sa.func.coalesce(sa.func.sum(table.c.size), 0))
                                          .where(table.c.project_id == project_id)) or 0)
 
+        async def pending_extends() -> int:
+            rows = await conn.execute(
+                sa.select(volumes.c.size, volume_admin_metadata.c.value)
+                .join(volume_admin_metadata, volume_admin_metadata.c.volume_id == volumes.c.id)
+                .where(volumes.c.project_id == project_id, volumes.c.status == "extending",
+                       volume_admin_metadata.c.key == EXTENDING_TO))
+            return sum(max(0, int(v) - size) for size, v in rows if v.isdigit())
+
         per_type: dict[str, int] = {}
         typed = await conn.execute(
             sa.select(volume_types.c.name, sa.func.count(volumes.c.id), sa.func.coalesce(sa.func.sum(volumes.c.size), 0))
@@ -172,7 +190,7 @@ class VolumeBase:
             **per_type,
             "volumes": await count(volumes),
             "snapshots": await count(snapshots),
-            "gigabytes": await total(volumes) + await total(snapshots),
+            "gigabytes": await total(volumes) + await total(snapshots) + await pending_extends(),
             "backups": await count(backups),
             "backup_gigabytes": await total(backups),
             "per_volume_gigabytes": 0,

@@ -54,6 +54,9 @@ class FakeWorker:
     async def extend_volume(self, volume_id: str, new_size_gb: int, *, attached: bool = False) -> None:
         if await self._record("extend_volume", volume_id=volume_id, new_size_gb=new_size_gb, attached=attached):
             await self._set(volumes, volume_id, size=new_size_gb, status=states.IN_USE if attached else states.AVAILABLE)
+            async with self.db.write() as conn:
+                await conn.execute(volume_admin_metadata.delete().where(
+                    volume_admin_metadata.c.volume_id == volume_id, volume_admin_metadata.c.key == "extending_to"))
 
     async def create_snapshot(self, snapshot_id: str, volume_id: str) -> None:
         if await self._record("create_snapshot", snapshot_id=snapshot_id, volume_id=volume_id):

@@ -147,3 +147,17 @@ async def test_per_type_quotas(alice: httpx.AsyncClient, admin: httpx.AsyncClien
     usage = (await alice.get("/os-quota-sets/project-a", params={"usage": "true"})).json()["quota_set"]
     assert usage["volumes_gold"]["in_use"] == 1 and usage["volumes"]["in_use"] == 2
     fault(await admin.put("/os-quota-sets/project-a", json={"quota_set": {"volumes_silver": 1}}), 400)
+
+
+async def test_pending_extends_hold_quota(alice: httpx.AsyncClient, admin: httpx.AsyncClient, worker: object) -> None:
+    from fake_worker import FakeWorker
+
+    assert isinstance(worker, FakeWorker)
+    await admin.put("/os-quota-sets/project-a", json={"quota_set": {"gigabytes": 5}})
+    a = (await make_volume(alice))["id"]
+    b = (await make_volume(alice))["id"]
+    worker.hold = True
+    assert (await act(alice, a, "os-extend", {"new_size": 3})).status_code == 202  # 2 GB more, pending
+    fault(await act(alice, b, "os-extend", {"new_size": 3}), 413, "overLimit")  # would pass 5 with a's
+    usage = (await alice.get("/os-quota-sets/project-a", params={"usage": "true"})).json()["quota_set"]
+    assert usage["gigabytes"]["in_use"] == 4
