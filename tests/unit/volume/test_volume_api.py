@@ -184,3 +184,21 @@ async def test_extensions_and_zones(alice: httpx.AsyncClient) -> None:
     assert (await alice.get("/extensions")).json() == {"extensions": []}
     zones = (await alice.get("/os-availability-zone")).json()["availabilityZoneInfo"]
     assert zones == [{"zoneName": "nova", "zoneState": {"available": True}}]
+
+
+async def test_openapi_document_covers_every_route(alice: httpx.AsyncClient) -> None:
+    from cumulo.volume.api.app import ROUTES
+
+    root = httpx.AsyncClient(transport=alice._transport, base_url="http://cumulo.test/volume")
+    doc = (await root.get("/openapi.json")).json()
+    assert doc["info"]["x-openstack-volume-microversion"] == "3.70"
+    paths = doc["paths"]
+    for route in ROUTES:
+        path = getattr(route, "path", "")
+        if path.startswith("/v3/{project_id}"):
+            for method in set(getattr(route, "methods", ())) - {"HEAD"}:
+                assert method.lower() in paths["/volume" + path], (method, path)
+    old = (await root.get("/openapi.json", params={"microversion": "3.26"})).json()["paths"]
+    assert "/volume/v3/{project_id}/attachments" not in old
+    assert "/volume/v3/{project_id}/attachments" in paths
+    fault(await root.get("/openapi.json", params={"microversion": "3.99"}), 400)

@@ -21,11 +21,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from cumulo import errors
-from cumulo.volume.api import resources, volumes
+from cumulo.volume.api import openapi_ops, resources, volumes
 from cumulo.volume.api.common import VolumeDeps, render_fault
 from cumulo.volume.api.microversion import MAX_VERSION, MIN_VERSION, VolumeMicroversions, text
 from cumulo.volume.service import VolumeService
 from cumulo.web.http import Authenticator, base_url, family_app, json_response
+from cumulo.web.openapi import openapi_route
 
 UPDATED = "2023-08-31T00:00:00Z"  # Cinder 2023.2 (Bobcat), whose maximum is 3.70
 
@@ -68,8 +69,10 @@ ROUTES: list[BaseRoute] = [
 
 
 def make_app(volume: VolumeService, *, authenticator: Authenticator | None = None) -> Any:
-    """The volume family's ASGI app over `volume`; tokens are checked by `authenticator`."""
-    app = family_app(VolumeDeps(volume), ROUTES, render_fault, authenticator=authenticator)
+    """The volume family's ASGI app over `volume`; tokens are checked by `authenticator`. It serves
+    its OpenAPI document at /volume/openapi.json (?microversion=3.x; no token needed)."""
+    routes = [*ROUTES, openapi_route(openapi_ops.family(), openapi_ops.AXIS, public_url=volume.conf.public_url)]
+    app = family_app(VolumeDeps(volume), routes, render_fault, authenticator=authenticator)
     # Cinder answers 404 to /volumes/ (an empty id, as Tempest's negative tests send), no redirect
     app.router.redirect_slashes = False
 

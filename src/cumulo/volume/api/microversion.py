@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-Version = tuple[int, int]
-MIN_VERSION: Version = (3, 0)
-MAX_VERSION: Version = (3, 70)
+
+class Version(NamedTuple):
+    """A volume microversion; compares with plain (major, minor) tuples."""
+
+    major: int
+    minor: int
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+
+MIN_VERSION = Version(3, 0)
+MAX_VERSION = Version(3, 70)
 SCOPE_KEY = "cumulo.volume_microversion"
 
 
-def text(v: Version) -> str:
+def text(v: tuple[int, int]) -> str:
     return f"{v[0]}.{v[1]}"
 
 
@@ -43,7 +53,7 @@ def parse(value: str) -> Version | None:
     if value.strip().lower() == "latest":
         return MAX_VERSION
     m = re.fullmatch(r"\s*([1-9]\d{0,2})\.(0|[1-9]\d{0,3})\s*", value)
-    return (int(m.group(1)), int(m.group(2))) if m else None
+    return Version(int(m.group(1)), int(m.group(2))) if m else None
 
 
 def _fault(status: int, name: str, message: str) -> bytes:
