@@ -301,6 +301,17 @@ async def test_vm_boot_disk_hot_plug_and_unplug_and_container_data(
     assert dev.startswith("vd")
     assert f"VOLTEST-READ {dev} VOLDATA-{hot.volume_id}" in text  # the container's file, read in the VM
 
+    # A stop and start (a new QEMU, its argv from the record) keeps both volumes, in their ports.
+    seen = text.count(f"{hot.volume_id[:20]}")
+    await qemu_driver.power_off(vm.uuid, timeout=0)
+    await qemu_driver.power_on(vm)
+    assert {blockdev.node_name(boot_disk.volume_id), blockdev.node_name(hot.volume_id)} <= await query_nodes(
+        qemu_driver, vm.uuid)
+    text = await wait_console(qemu_driver, vm.uuid, lambda t: t.count(f"{hot.volume_id[:20]}") > seen and
+                              t.count("VOLTEST-WROTE") >= 2, "the volume again after the restart")
+    line = [ln for ln in text.splitlines() if "VOLTEST-SEEN" in ln and hot.volume_id[:20] in ln][-1]
+    dev = line.split()[line.split().index("VOLTEST-SEEN") + 1]  # its name in the restarted guest
+
     # Extend: block_resize tells the guest.
     with open(hot.path, "r+b") as fh:
         fh.truncate(128 * MIB)
