@@ -61,6 +61,10 @@ NETWORK_OPS: tuple[Op, ...] = (
     op("GET", _TAGS + "/{tag}", "Confirm tag", status=204),
     op("PUT", _TAGS + "/{tag}", "Add a tag", status=201),
     op("DELETE", _TAGS + "/{tag}", "Remove a tag", status=204),
+    *_crud("subnetpool", "subnetpools"),
+    op("GET", "/v2.0/auto-allocated-topology/{project_id}", "Show (and make) the auto-allocated topology",
+       query=("fields",)),
+    op("DELETE", "/v2.0/auto-allocated-topology/{project_id}", "Delete the auto-allocated topology", status=204),
 )
 
 # Routers, floating IPs and security groups (L3API) append their operations here.

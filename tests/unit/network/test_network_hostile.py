@@ -22,6 +22,8 @@ BODIES: list[bytes] = [
     b'{"subnet": {"network_id": "00000000-0000-0000-0000-000000000000", "cidr": "10.0.0.0/24", "ip_version": 4}}',
     b'{"port": {"network_id": "00000000-0000-0000-0000-000000000000"}}',
     b'{"networks": []}', b'{"networks": [null]}', b'{"ports": [{"network_id": 1}]}',
+    b'{"subnetpool": {"prefixes": ["10.0.0.0/8"], "min_prefixlen": "x"}}', b'{"subnetpool": {"prefixes": [null]}}',
+    b'{"subnet": {"network_id": "00000000-0000-0000-0000-000000000000", "subnetpool_id": [], "prefixlen": -1}}',
 ]
 QUERIES = ["", "?limit=-1", "?limit=1&marker=nope", "?sort_key=id&sort_dir=sideways", "?fields=", "?page_reverse=maybe",
            "?fixed_ips=mac=1", "?tags=,,,", "?shared=perhaps"]

@@ -237,3 +237,32 @@ async def test_first_start_makes_auto_allocation_work(svc: Any) -> None:
     again = await topology.ensure_default_topology(svc, svc.conf, admin_project="project-admin", demo_project="demo")
     assert again["default_subnetpool"] == done["default_subnetpool"]
     assert len(await svc.list_subnetpools(admin)) == 1
+
+
+async def test_hostile_pool_requests_are_4xx(alice: httpx.AsyncClient) -> None:
+    pool = await make_pool(alice, prefixes=["10.80.0.0/24"], default_prefixlen=28)
+    net = await make_net(alice)
+    bad_subnets: list[dict[str, Any]] = [
+        {"subnetpool_id": "nope"}, {"subnetpool_id": 7}, {"subnetpool_id": pool["id"], "prefixlen": "x"},
+        {"subnetpool_id": pool["id"], "prefixlen": -1}, {"subnetpool_id": pool["id"], "prefixlen": 99},
+        {"subnetpool_id": pool["id"], "prefixlen": 32}, {"subnetpool_id": pool["id"], "cidr": "nope"},
+        {"subnetpool_id": pool["id"], "cidr": 5}, {"use_default_subnetpool": "yes"},
+        {"use_default_subnetpool": True, "ip_version": 5}, {"subnetpool_id": pool["id"], "ip_version": "4"},
+    ]
+    for extra in bad_subnets:
+        r = await alice.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"], **extra}})
+        assert 400 <= r.status_code < 500, (extra, r.text)
+        assert set(r.json()["NeutronError"]) == {"type", "message", "detail"}
+    bad_pools: list[Any] = [
+        {"prefixes": "10.0.0.0/8"}, {"prefixes": [None]}, {"prefixes": ["10.0.0.0/8"], "default_quota": -1},
+        {"prefixes": ["10.0.0.0/8"], "default_prefixlen": 40}, {"prefixes": ["10.0.0.0/8"], "name": 5},
+        {"prefixes": ["10.0.0.0/8"], "nope": 1}, {"prefixes": ["fd00::/8"], "min_prefixlen": 200},
+    ]
+    for body in bad_pools:
+        r = await alice.post("/v2.0/subnetpools", json={"subnetpool": body})
+        assert 400 <= r.status_code < 500, (body, r.text)
+    for body in ({"prefixes": None}, {"default_quota": "x"}, {"min_prefixlen": 30}, {"id": "x"}):
+        r = await alice.put(f"/v2.0/subnetpools/{pool['id']}", json={"subnetpool": body})
+        assert 400 <= r.status_code < 500, (body, r.text)
+    for path in ("/v2.0/auto-allocated-topology/" + "a" * 300, "/v2.0/auto-allocated-topology/%20"):
+        assert 400 <= (await alice.get(path)).status_code < 500
