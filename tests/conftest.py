@@ -43,10 +43,59 @@ def make_ctx(project_id: str | None = None, roles: tuple[str, ...] = ("member",)
     )
 
 
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Still argon2id, at a test-sized cost (as tests/unit/identity and the system-test clouds,
+    tests/system/conftest.py's CHEAP_PASSWORD_HASH): every in-process cloud hashes its admin's and
+    demo user's passwords at start, ~0.1 s of CPU each at the default cost."""
+    from argon2 import PasswordHasher
+
+    from cumulo.identity import passwords
+
+    monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> conf_mod.Settings:
     # The fake local driver: in-process tests must not depend on root or runc ("auto" would pick runc).
     return conf_mod.load(env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0, local_driver="fake")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A SQLite database the migrations brought to their newest revision, once per session. For the
+    session, Database.create_all on a new (empty) SQLite file first copies it in, so its migrate()
+    finds nothing to do: every in-process cloud and service fixture started with ~0.25 s of DDL.
+    The migrations still made the copy (tests/unit/test_migrations.py checks what they make, and
+    every `cumulo up` of the system tests migrates its own empty database)."""
+    import asyncio
+    import shutil
+
+    import sqlalchemy as sa
+
+    from cumulo.db import Database
+
+    template = tmp_path_factory.mktemp("migrated-db") / "cumulo.sqlite"
+
+    async def make() -> None:
+        db = Database(f"sqlite+aiosqlite:///{template}")
+        await db.create_all()
+        async with db.write() as conn:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the one file
+        await db.dispose()
+
+    asyncio.run(make())
+    create_all = Database.create_all
+
+    async def from_template(self: Database) -> None:
+        path = sa.engine.make_url(self.url).database if self.is_sqlite else None
+        if path and os.path.isfile(path) and os.path.getsize(path) == 0:  # new: made empty by Database()
+            shutil.copyfile(template, path)  # into the 0600 file, which keeps its mode
+        await create_all(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Database, "create_all", from_template)
+        yield template
 
 
 @pytest.fixture
