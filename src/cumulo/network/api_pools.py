@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from cumulo.network import faults
 from cumulo.network.api_l3 import crud
-from cumulo.network.autoalloc import DRY_RUN_ID
 from cumulo.network.deps import services_of
 from cumulo.network.service import NetworkService
 from cumulo.web.http import authenticate, empty, json_response
@@ -23,12 +23,10 @@ async def get_topology(request: Request) -> Response:
     ctx = await authenticate(request)
     fields = [f for v in request.query_params.getlist("fields") for f in v.split(",") if f]
     dry_run = "dry-run" in fields
+    if fields and not dry_run:  # Neutron's: the only field this resource takes is dry-run
+        raise faults.BadRequest(resource="auto_allocate", msg="Unrecognized field")
     topology = await services_of(request).network.get_auto_allocated_topology(
         ctx, request.path_params["project_id"], dry_run=dry_run)
-    if fields and not dry_run:
-        topology = {k: v for k, v in topology.items() if k in fields}
-    elif dry_run:
-        topology = {**topology, "id": DRY_RUN_ID}
     return json_response({"auto_allocated_topology": topology})
 
 

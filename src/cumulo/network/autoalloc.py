@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from cumulo import errors, policy
 from cumulo.context import RequestContext, expand_roles
 from cumulo.network import faults
-from cumulo.network.models import auto_allocated_topologies, networks, subnetpools
+from cumulo.network.models import auto_allocated_topologies, networks, ports, subnetpools
 from cumulo.network.quotas_tags import QuotasAndTags
 from cumulo.network.routers import Routers
 
@@ -171,6 +171,12 @@ class AutoAllocation(Routers, QuotasAndTags):
         if row is None:
             return
         actx = _elevated(project_id)
+        async with self.db.read() as conn:  # refuse before taking anything apart
+            busy = await conn.scalar(sa.select(sa.func.count()).select_from(ports).where(
+                ports.c.network_id == row.network_id,
+                ports.c.device_owner.not_in(("network:dhcp", "network:router_interface"))))
+        if busy:
+            raise faults.NetworkInUse(net_id=row.network_id)
         net = await self.get_network(actx, row.network_id)
         if row.router_id:
             for sid in net["subnets"]:

@@ -188,6 +188,13 @@ async def test_auto_allocated_topology(admin: httpx.AsyncClient, alice: httpx.As
     fault(await bob.delete(url), 403, "PolicyNotAuthorized")
     bob_topo = (await bob.get("/v2.0/auto-allocated-topology/project-b")).json()["auto_allocated_topology"]
     assert bob_topo["id"] != topo["id"]
+    fault(await alice.get(url, params={"fields": "id"}), 400, "BadRequest")  # Neutron's: dry-run only
+    # a topology whose network has a server port is not taken apart at all (409 before any change)
+    port = await alice.post("/v2.0/ports", json={"port": {"network_id": topo["id"], "device_owner": "compute:nova"}})
+    assert port.status_code == 201, port.text
+    fault(await alice.delete(url), 409, "NetworkInUse")
+    assert [r["id"] for r in (await alice.get("/v2.0/routers")).json()["routers"]] == [router["id"]]
+    assert (await alice.delete(f"/v2.0/ports/{port.json()['port']['id']}")).status_code == 204
     # DELETE tears it down; the next GET builds a new one
     assert (await alice.delete(url)).status_code == 204
     assert (await alice.get("/v2.0/routers")).json()["routers"] == []
