@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _runc_util import kill_our_qemus, server, wait_for, wait_gone, wait_status, wait_tiny_vm, write_config
+from _runc_util import (
+    kill_our_qemus,
+    server,
+    wait_for,
+    wait_gone,
+    wait_image_active,
+    wait_status,
+    wait_tiny_vm,
+    write_config,
+)
 
 from cumulo.image.demo import tinyvm
 
@@ -221,7 +230,9 @@ def test_resize_and_confirm_gives_the_guest_more_memory(world: World) -> None:
 
 def test_snapshot_then_boot_from_it(world: World) -> None:
     vm = world.servers["vm-a"]
-    image = world.osc("server", "image", "create", "--name", "snap-a", "--wait", vm)
+    # Not --wait (it sleeps 5 s after a first poll that comes before any snapshot ends): the API polled.
+    image = world.osc("server", "image", "create", "--name", "snap-a", vm)
+    wait_image_active(world.cloud, image["id"], timeout=120)
     shown = world.osc("image", "show", image["id"])
     assert shown["status"] == "active" and shown["disk_format"] == "qcow2"
     wait_status(world.cloud, vm, "ACTIVE")
