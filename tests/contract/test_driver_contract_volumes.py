@@ -174,6 +174,9 @@ async def test_container_attach_failures_leave_nothing(
     gone = dataclasses.replace(new_volume(tmp_path), path=str(tmp_path / "vols" / "missing.raw"))
     with pytest.raises(Exception, match="loop|No such|missing"):
         await runc_driver.attach_volume(spec.uuid, gone)
+    # A volume id that is not a canonical UUID never names a dir or a mount.
+    with pytest.raises(DriverError, match="UUID"):
+        await runc_driver.attach_volume(spec.uuid, dataclasses.replace(odd, volume_id="../../escape"))
     for d in (odd, gone):
         assert loop_devices(d) == []
         assert not volhost.mount_point(runc_driver.dir.parent, spec.uuid, d.volume_id).exists()

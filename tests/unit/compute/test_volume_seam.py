@@ -101,3 +101,14 @@ def test_runc_record_and_config_binds(tmp_path: Path) -> None:
     assert json.loads((idir / "config.json").read_text())["mounts"] == [mounts[0]]
     volhost.write(idir, [])
     assert not (idir / volhost.VOLUMES).exists()
+
+
+@pytest.mark.parametrize("bad", [disk(volume_id="../../etc"), disk(volume_id=VID.upper()), disk(path="rel.raw"),
+                                 disk(volume_id=VID.replace("-", ""))])
+def test_volume_ids_must_be_canonical_uuids(bad: DiskSpec) -> None:
+    with pytest.raises(DriverError):
+        volhost.check_disk(bad)
+    with pytest.raises(DriverError):
+        blockdev.check(bad)
+    volhost.check_disk(disk())
+    blockdev.check(disk())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid as uuidlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -51,7 +52,12 @@ def check(disk: DiskSpec) -> None:
         raise DriverError(f"volume {disk.volume_id}: bad path {disk.path!r}")
     if disk.kind not in ("file", "host_device"):
         raise DriverError(f"volume {disk.volume_id}: bad kind {disk.kind!r}")
-    node_name(disk.volume_id)
+    try:
+        canonical = str(uuidlib.UUID(disk.volume_id))
+    except (ValueError, TypeError):
+        canonical = ""
+    if canonical != disk.volume_id:
+        raise DriverError(f"volume id {disk.volume_id!r} is not in canonical UUID form")
 
 
 def node_props(disk: DiskSpec) -> tuple[dict[str, Any], dict[str, Any]]:

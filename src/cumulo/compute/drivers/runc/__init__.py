@@ -178,6 +178,8 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
                 if plugged is not None:
                     await asyncio.shield(plugged)  # undone by _remove_dir (nics.json)
                     await nics.write_dns(idir)  # into the mounted root
+                for vol in spec.disks:
+                    volhost.check_disk(vol)
                 if spec.disks:  # recorded first: _remove_dir releases whatever was brought up
                     await asyncio.to_thread(volhost.write, idir, [d.to_dict() for d in spec.disks])
                     for vol in spec.disks:  # strictly here; _start binds them in config.json

@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from cumulo.blockstore import loop
-from cumulo.blockstore.base import StoreConfig
+from cumulo.blockstore.base import StoreConfig, check_id
 from cumulo.compute.drivers import files, rootfs
 from cumulo.compute.drivers.base import DiskSpec
 from cumulo.compute.drivers.runc import rootdisk
-from cumulo.errors import Conflict, DriverError
+from cumulo.errors import Conflict, DriverError, Invalid
 
 VOLUMES = "volumes.json"
 MOUNT_ROOT = "/mnt/volumes"
@@ -75,6 +75,18 @@ def write(idir: Path, entries: list[dict[str, Any]]) -> None:
         files.write_json(idir / VOLUMES, {"disks": entries})
     else:
         (idir / VOLUMES).unlink(missing_ok=True)
+
+
+def check_disk(disk: DiskSpec) -> None:
+    """The volume id is a canonical UUID (it names dirs and mounts) and the path absolute."""
+    try:
+        canonical = check_id(disk.volume_id)
+    except Invalid:
+        canonical = ""
+    if canonical != disk.volume_id:
+        raise DriverError(f"volume id {disk.volume_id!r} is not in canonical UUID form")
+    if not disk.path.startswith("/") or "\x00" in disk.path:
+        raise DriverError(f"volume {disk.volume_id}: bad path {disk.path!r}")
 
 
 def mount_point(state: Path, uuid: str, volume_id: str) -> Path:

@@ -62,9 +62,7 @@ class Volumes(RuncCore):
 
     async def attach_volume(self, uuid: str, disk: DiskSpec) -> None:
         idir = self.existing_dir(uuid)
-        if not disk.path.startswith("/"):
-            raise DriverError(f"volume {disk.volume_id}: bad path {disk.path!r}")
-        volhost.container_path(disk.volume_id)
+        volhost.check_disk(disk)
         async with self._nic_lock(uuid):
             entries = await asyncio.to_thread(volhost.read, idir)
             known = next((e for e in entries if e["volume_id"] == disk.volume_id), None)
