@@ -194,6 +194,13 @@ async def test_container_attach_failures_leave_nothing(
     await runc_driver.spawn(ok)
     assert in_container(runc_driver, ok.uuid, "grep", f" {volhost.container_path(good.volume_id)} ext4 ",
                         "/proc/mounts").returncode == 0
+    # Multiattach on one host: a second container shares the device; detaching one leaves the other's.
+    await runc_driver.spawn(spec2 := spec_for(tmp_path, "vol-m", os_command_line=SLEEPER))
+    await runc_driver.attach_volume(spec2.uuid, good)
+    in_container(runc_driver, spec2.uuid, "sh", "-c", f"echo shared > {volhost.container_path(good.volume_id)}/s")
+    await runc_driver.detach_volume(spec2.uuid, good.volume_id)
+    assert in_container(runc_driver, ok.uuid, "cat", f"{volhost.container_path(good.volume_id)}/s").stdout == "shared\n"
+    await runc_driver.destroy(spec2.uuid)
     await runc_driver.destroy(ok.uuid)
     assert loop_devices(good) == []
     assert_nothing_left(runc_driver, tmp_path)

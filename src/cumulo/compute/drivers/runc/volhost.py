@@ -110,6 +110,17 @@ def _mounted(path: Path) -> bool:
         return any(len(f := line.split()) > 4 and f[4] == target for line in fh)
 
 
+def _source_mounted(device: str) -> bool:
+    """Whether `device` is the source of a mount in our namespace."""
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            _left, _sep, right = line.partition(" - ")
+            fields = right.split()
+            if len(fields) > 1 and fields[1] == device:
+                return True
+    return False
+
+
 def _umount(path: Path, flags: int = 0) -> int:
     """umount2; 0, or the errno (EINVAL: nothing mounted there)."""
     if _LIBC.umount2(os.fsencode(str(path)), flags) != 0:
@@ -171,12 +182,15 @@ async def take_down(state: Path, uuid: str, volume_id: str, *, lazy: bool = Fals
                            "detach it with force to unmount it lazily")
         if err not in (0, errno.EINVAL):
             raise DriverError(f"cannot unmount volume {volume_id}: {os.strerror(err)}")
-    if grow and not lazy:
-        dev = await table.device(volume_id)
-        if dev is not None:
-            with contextlib.suppress(Exception):  # a failed growth leaves the filesystem as it was
-                await loop.grow_fs(dev, mountpoint=None)
     bound = await table.device(volume_id)
+    if bound is not None and await asyncio.to_thread(_source_mounted, bound):
+        # Another server here has the same (multiattach) volume mounted: its device stays.
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(mnt.rmdir)
+        return
+    if grow and not lazy and bound is not None:
+        with contextlib.suppress(Exception):  # a failed growth leaves the filesystem as it was
+            await loop.grow_fs(bound, mountpoint=None)
     file = ""
     if bound is not None:
         with contextlib.suppress(OSError):
