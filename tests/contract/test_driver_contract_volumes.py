@@ -153,6 +153,32 @@ async def test_container_attach_write_detach_reattach_extend(
     assert after > before * 1.8, (before, after)
     assert in_container(runc_driver, spec.uuid, "cat", f"{where}/data").stdout.strip() == f"VOLDATA-{disk.volume_id}"
 
+    # Extend while a process holds it (and the host cannot grow a mounted ext4): the growth waits
+    # for the next detach; an attach after it has the grown filesystem.
+    holder = subprocess.Popen(["runc", "--root", str(runc_driver.runc.root), "exec", f"cumulo-{spec.uuid}",  # noqa: S603, S607
+                               "sh", "-c", f"exec 3< {where}/data; : > /tmp/held2; exec sleep 600"])
+    try:
+        deadline = time.monotonic() + 30
+        while in_container(runc_driver, spec.uuid, "test", "-e", "/tmp/held2", check=False).returncode != 0:
+            assert time.monotonic() < deadline and holder.poll() is None, "the holder never held the file"
+            await asyncio.sleep(0.1)
+        with open(disk.path, "r+b") as fh:
+            fh.truncate(192 * MIB)
+        await runc_driver.extend_volume(spec.uuid, disk.volume_id, 192 * MIB)
+        held = int(in_container(runc_driver, spec.uuid, "df", "-k", where).stdout.splitlines()[-1].split()[1])
+        if loop.can_grow_online():
+            assert held > after * 1.3
+        else:
+            assert held == after and volhost.read(runc_driver.dir / spec.uuid)[0].get("grow") is True
+    finally:
+        in_container(runc_driver, spec.uuid, "sh", "-c", "for p in $(pidof sleep); do [ $p = 1 ] || kill $p; done",
+                     check=False)
+        holder.wait(timeout=30)
+    await runc_driver.detach_volume(spec.uuid, disk.volume_id)
+    await runc_driver.attach_volume(spec.uuid, disk)
+    grown = int(in_container(runc_driver, spec.uuid, "df", "-k", where).stdout.splitlines()[-1].split()[1])
+    assert grown > after * 1.3, (after, grown)
+
     await runc_driver.destroy(spec.uuid)
     assert loop_devices(disk) == []
     assert not (runc_driver.dir.parent / "volmounts" / spec.uuid).exists()
