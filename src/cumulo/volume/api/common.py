@@ -3,6 +3,7 @@ path, query parameters, bodies and Cinder's fault body."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -13,6 +14,7 @@ from starlette.responses import Response
 from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.volume.api.microversion import Version, request_version
+from cumulo.volume.query import Page
 from cumulo.volume.service import VolumeService
 from cumulo.web.http import authenticate, base_url, deps_of, json_body, json_response
 
@@ -106,3 +108,31 @@ def page_links(call: Call, items: list[dict[str, Any]], more: bool) -> list[dict
     params["marker"] = items[-1]["id"]
     # the URL the client used (with or without the project id), with the next marker
     return [{"href": str(call.request.url.replace(query=urlencode(params))), "rel": "next"}]
+
+
+def listing(call: Call, key: str, page: Page, render: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """A list's body: `{key: [render(row), ...]}`, with `<key>_links` when a next page exists."""
+    body: dict[str, Any] = {key: [render(r) for r in page.items]}
+    nxt = page_links(call, page.items, page.more)
+    if nxt:
+        body[f"{key}_links"] = nxt
+    return body
+
+
+def metadata_of(body: Any) -> Any:
+    """The `metadata` of a {"metadata": {...}} body (POST/PUT .../metadata)."""
+    if not isinstance(body, dict) or "metadata" not in body:
+        raise errors.Invalid("Malformed request body: expected {\"metadata\": {...}}.")
+    return body["metadata"]
+
+
+def meta_item_of(body: Any, key: str) -> dict[str, Any]:
+    """The `meta` of a {"meta": {key: value}} body (PUT .../metadata/{key}): that one key."""
+    if not isinstance(body, dict) or not isinstance(body.get("meta"), dict):
+        raise errors.Invalid("Malformed request body: expected {\"meta\": {key: value}}.")
+    meta: dict[str, Any] = body["meta"]
+    if len(meta) > 1:
+        raise errors.Invalid("Request body contains too many items")
+    if key not in meta:
+        raise errors.Invalid("Request body and URI mismatch")
+    return meta

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -12,7 +10,16 @@ from starlette.routing import BaseRoute, Route
 from cumulo import errors
 from cumulo.volume import records
 from cumulo.volume.api import views
-from cumulo.volume.api.common import Call, action_body, begin, body_of, obj, page_links
+from cumulo.volume.api.common import (
+    Call,
+    action_body,
+    begin,
+    body_of,
+    listing,
+    meta_item_of,
+    metadata_of,
+    obj,
+)
 from cumulo.web.http import empty, json_response
 
 # ---- types -------------------------------------------------------------------------------------
@@ -112,11 +119,7 @@ async def type_access(request: Request) -> Response:
 async def _list_snapshots(request: Request, *, detail: bool) -> Response:
     call = await begin(request)
     page = await call.svc.list_snapshots(call.ctx, call.params())
-    body: dict[str, Any] = {"snapshots": [views.snapshot(s, call.version, detail=detail) for s in page.items]}
-    nxt = page_links(call, page.items, page.more)
-    if nxt:
-        body["snapshots_links"] = nxt
-    return json_response(body)
+    return json_response(listing(call, "snapshots", page, lambda s: views.snapshot(s, call.version, detail=detail)))
 
 
 async def list_snapshots(request: Request) -> Response:
@@ -163,10 +166,7 @@ async def snapshot_metadata(request: Request) -> Response:
     call = await begin(request)
     if request.method == "GET":
         return json_response({"metadata": await call.svc.snapshot_metadata(call.ctx, call.path("snapshot_id"))})
-    body = await body_of(request)
-    if not isinstance(body, dict) or "metadata" not in body:
-        raise errors.Invalid("Malformed request body: expected {\"metadata\": {...}}.")
-    meta = await call.svc.snapshot_metadata(call.ctx, call.path("snapshot_id"), body["metadata"],
+    meta = await call.svc.snapshot_metadata(call.ctx, call.path("snapshot_id"), metadata_of(await body_of(request)),
                                             replace=request.method == "PUT")
     return json_response({"metadata": meta})
 
@@ -176,15 +176,9 @@ async def snapshot_metadata_key(request: Request) -> Response:
     call = await begin(request)
     sid, key = call.path("snapshot_id"), call.path("key")
     if request.method == "PUT":
-        body = await body_of(request)
-        if not isinstance(body, dict) or not isinstance(body.get("meta"), dict):
-            raise errors.Invalid("Malformed request body: expected {\"meta\": {key: value}}.")
-        if len(body["meta"]) > 1:
-            raise errors.Invalid("Request body contains too many items")
-        if key not in body["meta"]:
-            raise errors.Invalid("Request body and URI mismatch")
-        await call.svc.snapshot_metadata(call.ctx, sid, body["meta"])
-        return json_response({"meta": body["meta"]})
+        item = meta_item_of(await body_of(request), key)
+        await call.svc.snapshot_metadata(call.ctx, sid, item)
+        return json_response({"meta": item})
     meta = await call.svc.snapshot_metadata(call.ctx, sid)
     if key not in meta:
         raise errors.NotFound("Metadata item was not found")
@@ -202,14 +196,9 @@ async def _list_backups(request: Request, *, detail: bool) -> Response:
     call = await begin(request)
     page = await call.svc.list_backups(call.ctx, call.params())
     if detail:
-        items = [views.backup_detail(b, call.base, call.version, call.ctx) for b in page.items]
-    else:
-        items = [views.backup_summary(b, call.base) for b in page.items]
-    body: dict[str, Any] = {"backups": items}
-    nxt = page_links(call, page.items, page.more)
-    if nxt:
-        body["backups_links"] = nxt
-    return json_response(body)
+        return json_response(listing(call, "backups", page,
+                                     lambda b: views.backup_detail(b, call.base, call.version, call.ctx)))
+    return json_response(listing(call, "backups", page, lambda b: views.backup_summary(b, call.base)))
 
 
 async def list_backups(request: Request) -> Response:
@@ -274,11 +263,7 @@ async def _list_attachments(request: Request, *, detail: bool) -> Response:
     _needs_attachments(call)
     page = await call.svc.list_attachments(call.ctx, call.params())
     render = views.attachment_detail if detail else views.attachment_summary
-    body: dict[str, Any] = {"attachments": [render(a) for a in page.items]}
-    nxt = page_links(call, page.items, page.more)
-    if nxt:
-        body["attachments_links"] = nxt
-    return json_response(body)
+    return json_response(listing(call, "attachments", page, render))
 
 
 async def list_attachments(request: Request) -> Response:

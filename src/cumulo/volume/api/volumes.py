@@ -12,7 +12,16 @@ from starlette.routing import BaseRoute, Route
 from cumulo import errors
 from cumulo.volume import records
 from cumulo.volume.api import views
-from cumulo.volume.api.common import Call, action_body, begin, body_of, obj, page_links
+from cumulo.volume.api.common import (
+    Call,
+    action_body,
+    begin,
+    body_of,
+    listing,
+    meta_item_of,
+    metadata_of,
+    obj,
+)
 from cumulo.web.http import empty, json_response
 
 
@@ -21,13 +30,9 @@ async def list_volumes(request: Request, *, detail: bool) -> Response:
     params = call.params()
     page = await call.svc.list_volumes(call.ctx, params)
     if detail:
-        items = [views.volume_detail(r, call.base, call.version, call.ctx) for r in page.items]
+        body = listing(call, "volumes", page, lambda r: views.volume_detail(r, call.base, call.version, call.ctx))
     else:
-        items = [views.volume_summary(r, call.base) for r in page.items]
-    body: dict[str, Any] = {"volumes": items}
-    nxt = page_links(call, page.items, page.more)
-    if nxt:
-        body["volumes_links"] = nxt
+        body = listing(call, "volumes", page, lambda r: views.volume_summary(r, call.base))
     if call.at_least(45) and params.get("with_count", "").lower() in ("true", "1", "yes"):
         body["count"] = page.count
     return json_response(body)
@@ -94,10 +99,8 @@ async def get_metadata(request: Request) -> Response:
 
 async def _write_metadata(request: Request, *, replace: bool) -> Response:
     call = await begin(request)
-    body = await body_of(request)
-    if not isinstance(body, dict) or "metadata" not in body:
-        raise errors.Invalid("Malformed request body: expected {\"metadata\": {...}}.")
-    meta = await call.svc.set_metadata(call.ctx, call.path("volume_id"), body["metadata"], replace=replace)
+    metadata = metadata_of(await body_of(request))
+    meta = await call.svc.set_metadata(call.ctx, call.path("volume_id"), metadata, replace=replace)
     return json_response({"metadata": meta})
 
 
@@ -120,16 +123,9 @@ async def get_metadata_key(request: Request) -> Response:
 
 async def put_metadata_key(request: Request) -> Response:
     call = await begin(request)
-    key = call.path("key")
-    body = await body_of(request)
-    if not isinstance(body, dict) or not isinstance(body.get("meta"), dict):
-        raise errors.Invalid("Malformed request body: expected {\"meta\": {key: value}}.")
-    if len(body["meta"]) > 1:
-        raise errors.Invalid("Request body contains too many items")
-    if key not in body["meta"]:
-        raise errors.Invalid("Request body and URI mismatch")
-    await call.svc.set_metadata(call.ctx, call.path("volume_id"), body["meta"], replace=False)
-    return json_response({"meta": body["meta"]})
+    meta = meta_item_of(await body_of(request), call.path("key"))
+    await call.svc.set_metadata(call.ctx, call.path("volume_id"), meta, replace=False)
+    return json_response({"meta": meta})
 
 
 async def delete_metadata_key(request: Request) -> Response:
