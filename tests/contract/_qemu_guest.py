@@ -5,18 +5,24 @@ with the other QEMU tests), images made from it, and a 512-byte BIOS boot sector
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import shutil
 import subprocess
+import time
 import uuid as uuidlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from cumulo.compute.drivers.base import ImageSpec
 from cumulo.image.demo import tinyvm
+
+if TYPE_CHECKING:
+    from cumulo.compute.drivers.qemu import QemuDriver
 
 CACHE = Path(os.environ.get("CUMULO_TEST_BUILD_CACHE") or tinyvm.default_cache())
 BIOS_BANNER = "CUMULO-BIOS-BOOT"
@@ -152,3 +158,39 @@ def kill_under(root: Path) -> list[int]:
             except ProcessLookupError:
                 pass
     return killed
+
+
+@contextlib.asynccontextmanager
+async def qemu_driver(tmp_path: Path, host: str, stop_timeout: float) -> AsyncIterator[QemuDriver]:
+    """A QEMU driver for host `host` with its state under `tmp_path`/qstate (skips where QEMU is
+    missing); on the way out it destroys every instance, then SIGKILLs any QEMU left under its state."""
+    from cumulo import conf as conf_mod
+    from cumulo.compute.drivers import load_driver
+    from cumulo.compute.drivers.qemu import QemuDriver
+
+    if QEMU_MISSING:
+        pytest.skip(QEMU_MISSING)
+    state = tmp_path / "qstate"
+    settings = conf_mod.load(env={}, state_dir=state).replace(
+        extra={"qemu_boot_timeout": 120.0, "qemu_stop_timeout": stop_timeout})
+    drv = load_driver("qemu", settings, host, local=True)
+    assert isinstance(drv, QemuDriver)
+    await drv.init_host()
+    try:
+        yield drv
+        for st in await drv.list_instances():
+            await drv.destroy(st.uuid)
+    finally:
+        kill_under(state)
+
+
+async def wait_console(drv: QemuDriver, uuid: str, pred: Callable[[str], bool], what: str,
+                       timeout: float = 180.0) -> str:
+    """The driver's console output once `pred` holds of it (polled; fails after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = await drv.get_console_output(uuid, 1 << 20)
+        if pred(text):
+            return text
+        assert time.monotonic() < deadline, f"no {what} on the console within {timeout}s:\n{text[-3000:]}"
+        await asyncio.sleep(0.3)

@@ -16,7 +16,7 @@ import dataclasses
 import subprocess
 import time
 import uuid as uuidlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import _qemu_guest as guest
@@ -264,31 +264,8 @@ WATCHER = b"""#!/bin/sh
 
 @pytest.fixture
 async def qemu_driver(tmp_path: Path) -> AsyncIterator[QemuDriver]:
-    if guest.QEMU_MISSING:
-        pytest.skip(guest.QEMU_MISSING)
-    state = tmp_path / "qstate"
-    settings = conf_mod.load(env={}, state_dir=state).replace(
-        extra={"qemu_boot_timeout": 120.0, "qemu_stop_timeout": 5.0})
-    drv = load_driver("qemu", settings, "vol-host", local=True)
-    assert isinstance(drv, QemuDriver)
-    await drv.init_host()
-    try:
+    async with guest.qemu_driver(tmp_path, "vol-host", stop_timeout=5.0) as drv:
         yield drv
-        for st in await drv.list_instances():
-            await drv.destroy(st.uuid)
-    finally:
-        guest.kill_under(state)
-
-
-async def wait_console(drv: QemuDriver, uuid: str, pred: Callable[[str], bool], what: str,
-                       timeout: float = 180.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        text = await drv.get_console_output(uuid, 1 << 20)
-        if pred(text):
-            return text
-        assert time.monotonic() < deadline, f"no {what} on the console within {timeout}s:\n{text[-3000:]}"
-        await asyncio.sleep(0.3)
 
 
 async def query_nodes(drv: QemuDriver, uuid: str) -> set[str]:
@@ -321,8 +298,8 @@ async def test_vm_boot_disk_hot_plug_and_unplug_and_container_data(
         pytest.skip("the tiny VM did not boot on q35 here")
     serial = boot_disk.volume_id[:20]
     # The boot volume is blank: the guest formats it (busybox mke2fs), mounts it and writes.
-    await wait_console(qemu_driver, vm.uuid, lambda t: f"{serial}" in t and "VOLTEST-FORMATTED" in t,
-                       "the boot volume formatted and written by the guest")
+    await guest.wait_console(qemu_driver, vm.uuid, lambda t: f"{serial}" in t and "VOLTEST-FORMATTED" in t,
+                             "the boot volume formatted and written by the guest")
     assert blockdev.node_name(boot_disk.volume_id) in await query_nodes(qemu_driver, vm.uuid)
 
     started = time.monotonic()
@@ -330,8 +307,8 @@ async def test_vm_boot_disk_hot_plug_and_unplug_and_container_data(
     attach_s = time.monotonic() - started
     await qemu_driver.attach_volume(vm.uuid, hot)  # again: a no-op
     assert await qemu_driver.attached_volumes(vm.uuid) == [boot_disk.volume_id, hot.volume_id]
-    text = await wait_console(qemu_driver, vm.uuid, lambda t: "VOLTEST-WROTE" in t,
-                              "the hot-plugged volume mounted, read and written by the guest")
+    text = await guest.wait_console(qemu_driver, vm.uuid, lambda t: "VOLTEST-WROTE" in t,
+                                    "the hot-plugged volume mounted, read and written by the guest")
     line = next(ln for ln in text.splitlines() if "VOLTEST-SEEN" in ln and hot.volume_id[:20] in ln)
     dev = line.split()[line.split().index("VOLTEST-SEEN") + 1]
     assert dev.startswith("vd")
@@ -343,8 +320,8 @@ async def test_vm_boot_disk_hot_plug_and_unplug_and_container_data(
     await qemu_driver.power_on(vm)
     assert {blockdev.node_name(boot_disk.volume_id), blockdev.node_name(hot.volume_id)} <= await query_nodes(
         qemu_driver, vm.uuid)
-    text = await wait_console(qemu_driver, vm.uuid, lambda t: t.count(f"{hot.volume_id[:20]}") > seen and
-                              t.count("VOLTEST-WROTE") >= 2, "the volume again after the restart")
+    text = await guest.wait_console(qemu_driver, vm.uuid, lambda t: t.count(f"{hot.volume_id[:20]}") > seen and
+                                    t.count("VOLTEST-WROTE") >= 2, "the volume again after the restart")
     line = [ln for ln in text.splitlines() if "VOLTEST-SEEN" in ln and hot.volume_id[:20] in ln][-1]
     dev = line.split()[line.split().index("VOLTEST-SEEN") + 1]  # its name in the restarted guest
 
@@ -358,7 +335,7 @@ async def test_vm_boot_disk_hot_plug_and_unplug_and_container_data(
     assert sizes.get(blockdev.node_name(hot.volume_id)) == 128 * MIB, sizes
 
     await qemu_driver.detach_volume(vm.uuid, hot.volume_id)
-    await wait_console(qemu_driver, vm.uuid, lambda t: f"VOLTEST-GONE {dev}" in t, "the unplug in the guest")
+    await guest.wait_console(qemu_driver, vm.uuid, lambda t: f"VOLTEST-GONE {dev}" in t, "the unplug in the guest")
     assert blockdev.node_name(hot.volume_id) not in await query_nodes(qemu_driver, vm.uuid)
 
     # An attach cut short after its record (a crash): attaching again plugs it; then detached.

@@ -27,8 +27,6 @@ from test_runc_driver import (  # noqa: F401  # runc_driver: a fixture
     spec_for,
 )
 
-from cumulo import conf as conf_mod
-from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import FlavorSpec, InstanceSpec, NicSpec
 from cumulo.compute.drivers.qemu import QemuDriver
 from cumulo.compute.drivers.runc import RuncDriver
@@ -165,20 +163,8 @@ async def test_spawn_onto_a_missing_network_fails_and_leaves_nothing(
 
 @pytest.fixture
 async def qemu_driver(tmp_path: Path) -> AsyncIterator[QemuDriver]:
-    if guest.QEMU_MISSING:
-        pytest.skip(guest.QEMU_MISSING)
-    state = tmp_path / "qstate"
-    settings = conf_mod.load(env={}, state_dir=state).replace(
-        extra={"qemu_boot_timeout": 120.0, "qemu_stop_timeout": 10.0})
-    drv = load_driver("qemu", settings, "nic-host", local=True)
-    assert isinstance(drv, QemuDriver)
-    await drv.init_host()
-    try:
+    async with guest.qemu_driver(tmp_path, "nic-host", stop_timeout=10.0) as drv:
         yield drv
-        for st in await drv.list_instances():
-            await drv.destroy(st.uuid)
-    finally:
-        guest.kill_under(state)
 
 
 def vm_spec(name: str, nic: NicSpec, user_data: bytes | None = None, **props: str) -> InstanceSpec:
@@ -194,17 +180,6 @@ def vm_spec(name: str, nic: NicSpec, user_data: bytes | None = None, **props: st
                        "version": 4}])
 
 
-async def wait_console(drv: QemuDriver, uuid: str, pred: Callable[[str], bool], what: str,
-                       timeout: float = 180.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        text = await drv.get_console_output(uuid, 1 << 20)
-        if pred(text):
-            return text
-        assert time.monotonic() < deadline, f"no {what} on the console within {timeout}s:\n{text[-3000:]}"
-        await asyncio.sleep(0.3)
-
-
 async def test_a_vm_and_a_container_ping_each_other(
         runc_driver: RuncDriver, qemu_driver: QemuDriver, nets: Callable[[], Awaitable[str]],  # noqa: F811
         tmp_path: Path) -> None:
@@ -216,7 +191,7 @@ async def test_a_vm_and_a_container_ping_each_other(
     vm = vm_spec("nic-vm", vm_nic, user_data)
     await qemu_driver.spawn(vm)
     assert vm_nic.device in await bridge.ports(net)  # the tap, on the bridge
-    text = await wait_console(qemu_driver, vm.uuid, lambda t: "NIC-PING-" in t, "ping result")
+    text = await guest.wait_console(qemu_driver, vm.uuid, lambda t: "NIC-PING-" in t, "ping result")
     assert "NIC-PING-OK" in text, text[-3000:]
     assert ping(runc_driver, ctr.uuid, "10.80.0.31", count=2)
     await qemu_driver.destroy(vm.uuid)
@@ -246,7 +221,7 @@ async def test_hot_plug_of_a_nic_on_a_running_vm(
     boot_nic = nic_on(net, "10.80.0.41")
     vm = vm_spec("nic-hot", boot_nic, hw_machine_type="q35")  # PCI, so NICs can come and go
     await qemu_driver.spawn(vm)
-    await wait_console(qemu_driver, vm.uuid, lambda t: "cumulo-tiny-vm ready" in t, "ready line")
+    await guest.wait_console(qemu_driver, vm.uuid, lambda t: "cumulo-tiny-vm ready" in t, "ready line")
 
     hot = nic_on(net2, "10.81.0.42")
     dhcp = _dnsmasq(net2, tmp_path, hot.mac, "10.81.0.42")
@@ -254,7 +229,7 @@ async def test_hot_plug_of_a_nic_on_a_running_vm(
         await qemu_driver.attach_nic(vm.uuid, hot)
         assert hot.device in await bridge.ports(net2)
         # The guest brings the new NIC up by itself and asks DHCP for its address.
-        await wait_console(qemu_driver, vm.uuid, lambda t: "10.81.0.42/24 (DHCP)" in t, "DHCP lease on the new NIC")
+        await guest.wait_console(qemu_driver, vm.uuid, lambda t: "10.81.0.42/24 (DHCP)" in t, "DHCP lease on the new NIC")
         await until(lambda: _ns_ping(net2, "10.81.0.42"), "ping of the hot-plugged NIC")
 
         # Suspend and resume: the taps go with QEMU and come back in the same slots (the saved
