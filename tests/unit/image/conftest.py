@@ -9,35 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
+from _asgi_ctx import AsCtx, ctx_for, outside, temp_database
 
 from cumulo import conf as conf_mod
 from cumulo.compute.api.openapi_ops import MICROVERSIONS
-from cumulo.context import RequestContext, expand_roles
-from cumulo.db import Database
+from cumulo.context import RequestContext
 from cumulo.image.api import make_app
 from cumulo.image.service import ImageService
 from cumulo.web.http import PrefixDispatcher
-
-
-class _AsCtx:
-    """ASGI wrapper: every request acts as `ctx` (authenticate() reads it from the scope)."""
-
-    def __init__(self, app: Any, ctx: RequestContext) -> None:
-        self.app, self.ctx = app, ctx
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = dict(scope)
-            scope["cumulo.context"] = self.ctx
-        await self.app(scope, receive, send)
-
-
-async def _no_root(scope: Any, receive: Any, send: Any) -> None:
-    raise AssertionError(f"request outside /image: {scope.get('path')}")
-
-
-def ctx_for(project: str, *roles: str) -> RequestContext:
-    return RequestContext(user_id=f"user-{project}", project_id=project, roles=expand_roles(list(roles or ("member",))))
 
 
 @pytest.fixture
@@ -47,15 +26,10 @@ def image_conf(tmp_path: Path) -> conf_mod.Settings:
 
 @pytest.fixture
 async def svc(image_conf: conf_mod.Settings) -> AsyncIterator[ImageService]:
-    image_conf.state_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(f"sqlite+aiosqlite:///{image_conf.state_dir / 'test.sqlite'}")
-    await db.create_all()
-    service = ImageService(db, image_conf)
-    await service.bootstrap()
-    try:
+    async with temp_database(image_conf) as db:
+        service = ImageService(db, image_conf)
+        await service.bootstrap()
         yield service
-    finally:
-        await db.dispose()
 
 
 @pytest.fixture
@@ -67,11 +41,11 @@ def ctx() -> Callable[..., RequestContext]:
 @pytest.fixture
 def client(svc: ImageService) -> Callable[[RequestContext], httpx.AsyncClient]:
     """client(ctx) → an httpx client whose base URL is the /image endpoint of the catalog."""
-    app = PrefixDispatcher({"/image": make_app(svc, axis=MICROVERSIONS)}, _no_root)
+    app = PrefixDispatcher({"/image": make_app(svc, axis=MICROVERSIONS)}, outside("/image"))
 
     def factory(ctx: RequestContext) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=_AsCtx(app, ctx)), base_url="http://cumulo.test/image"
+            transport=httpx.ASGITransport(app=AsCtx(app, ctx)), base_url="http://cumulo.test/image"
         )
 
     return factory

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from net_support import AsCtx, ctx_for, no_root
+from _asgi_ctx import AsCtx, ctx_for, outside, temp_database
 
 from cumulo import conf as conf_mod
 from cumulo.context import RequestContext
-from cumulo.db import Database
 from cumulo.network.api import make_app
 from cumulo.network.service import NetworkService
 from cumulo.web.http import PrefixDispatcher
@@ -21,19 +20,14 @@ from cumulo.web.http import PrefixDispatcher
 @pytest.fixture
 async def svc(tmp_path: Path) -> AsyncIterator[NetworkService]:
     conf = conf_mod.load(env={}, state_dir=tmp_path / "state")
-    conf.state_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(f"sqlite+aiosqlite:///{conf.state_dir / 'test.sqlite'}")
-    await db.create_all()
-    try:
+    async with temp_database(conf) as db:
         yield NetworkService(db, conf)
-    finally:
-        await db.dispose()
 
 
 @pytest.fixture
 def client(svc: NetworkService) -> Callable[[RequestContext], httpx.AsyncClient]:
     """client(ctx) -> an httpx client whose base URL is the /networking endpoint of the catalog."""
-    app = PrefixDispatcher({"/networking": make_app(svc)}, no_root)
+    app = PrefixDispatcher({"/networking": make_app(svc)}, outside("/networking"))
 
     def factory(ctx: RequestContext) -> httpx.AsyncClient:
         return httpx.AsyncClient(

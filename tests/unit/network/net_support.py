@@ -1,34 +1,11 @@
-"""Helpers of the network API tests: contexts, an ASGI wrapper acting as one, Neutron fault checks and
-resource makers."""
+"""Helpers of the network API tests: Neutron fault checks and resource makers (contexts and the ASGI
+wrapper acting as one: tests/_asgi_ctx.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
-
-from cumulo.context import RequestContext, expand_roles
-
-
-class AsCtx:
-    """ASGI wrapper: every request acts as `ctx` (authenticate() reads it from the scope)."""
-
-    def __init__(self, app: Any, ctx: RequestContext) -> None:
-        self.app, self.ctx = app, ctx
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = dict(scope)
-            scope["cumulo.context"] = self.ctx
-        await self.app(scope, receive, send)
-
-
-async def no_root(scope: Any, receive: Any, send: Any) -> None:
-    raise AssertionError(f"request outside /networking: {scope.get('path')}")
-
-
-def ctx_for(project: str, *roles: str) -> RequestContext:
-    return RequestContext(user_id=f"user-{project}", project_id=project, roles=expand_roles(list(roles or ("member",))))
 
 
 def fault(resp: httpx.Response, status: int, kind: str | None = None) -> str:

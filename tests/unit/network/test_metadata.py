@@ -7,7 +7,7 @@ import json
 import uuid as uuidlib
 from typing import Any
 
-from net_support import ctx_for
+from _asgi_ctx import ctx_for
 
 from cumulo.compute.metadata_docs import render
 from cumulo.network import metadata

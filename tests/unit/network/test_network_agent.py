@@ -8,7 +8,7 @@ import ipaddress
 from typing import Any
 
 import pytest
-from net_support import ctx_for
+from _asgi_ctx import ctx_for
 
 from cumulo.errors import Conflict
 from cumulo.netplane import external, netns, orphans

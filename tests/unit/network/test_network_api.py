@@ -369,13 +369,13 @@ async def test_bulk_create_is_all_or_nothing(alice: httpx.AsyncClient) -> None:
 
 
 async def test_openapi_document(svc: Any) -> None:
-    from net_support import AsCtx, ctx_for, no_root
+    from _asgi_ctx import AsCtx, ctx_for, outside
 
     from cumulo.compute.api.openapi_ops import MICROVERSIONS
     from cumulo.network.api import make_app
     from cumulo.web.http import PrefixDispatcher
 
-    app = PrefixDispatcher({"/networking": make_app(svc, axis=MICROVERSIONS)}, no_root)
+    app = PrefixDispatcher({"/networking": make_app(svc, axis=MICROVERSIONS)}, outside("/networking"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=AsCtx(app, ctx_for("p"))),
                                  base_url="http://cumulo.test/networking") as c:
         doc = (await c.get("/openapi.json")).json()
@@ -420,12 +420,12 @@ async def test_a_new_slaac_subnet_addresses_the_ports_already_there(alice: httpx
 
 
 async def test_no_token_is_401_but_version_discovery_is_open(svc: Any) -> None:
-    from net_support import no_root
+    from _asgi_ctx import outside
 
     from cumulo.network.api import make_app
     from cumulo.web.http import PrefixDispatcher
 
-    app = PrefixDispatcher({"/networking": make_app(svc)}, no_root)
+    app = PrefixDispatcher({"/networking": make_app(svc)}, outside("/networking"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cumulo.test") as c:
         assert (await c.get("/networking")).json()["versions"][0]["id"] == "v2.0"
         fault(await c.get("/networking/v2.0/networks"), 401, "HTTPUnauthorized")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from net_support import ctx_for
+from _asgi_ctx import ctx_for
 
 from cumulo import errors
 from cumulo.network.faults import type_of

@@ -223,7 +223,7 @@ async def test_first_start_makes_auto_allocation_work(svc: Any) -> None:
     exists, so get-me-a-network works out of the box; a marker from before subnet pools is upgraded."""
     import json
 
-    from net_support import ctx_for
+    from _asgi_ctx import ctx_for
 
     from cumulo.network import topology
 

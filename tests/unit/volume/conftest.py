@@ -8,33 +8,23 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _asgi_ctx import AsCtx, ctx_for, outside, temp_database
 from fake_worker import FakeImages, FakeWorker
-from vol_support import AsCtx, ctx_for
 
 from cumulo import conf as conf_mod
 from cumulo.context import RequestContext
-from cumulo.db import Database
 from cumulo.volume.api.app import make_app
 from cumulo.volume.service import VolumeService
 from cumulo.web.http import PrefixDispatcher
 
 
-async def _outside(scope: object, receive: object, send: object) -> None:
-    raise AssertionError("request outside /volume")
-
-
 @pytest.fixture
 async def svc(tmp_path: Path) -> AsyncIterator[VolumeService]:
     conf = conf_mod.load(env={}, state_dir=tmp_path / "state")
-    conf.state_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(f"sqlite+aiosqlite:///{conf.state_dir / 'test.sqlite'}")
-    await db.create_all()
-    service = VolumeService(db, conf, FakeWorker(db))
-    service.images = FakeImages()
-    try:
+    async with temp_database(conf) as db:
+        service = VolumeService(db, conf, FakeWorker(db))
+        service.images = FakeImages()
         yield service
-    finally:
-        await db.dispose()
 
 
 @pytest.fixture
@@ -52,7 +42,7 @@ def images(svc: VolumeService) -> FakeImages:
 @pytest.fixture
 def client(svc: VolumeService) -> Callable[..., httpx.AsyncClient]:
     """client(ctx, version="3.70") -> an httpx client whose base URL is /volume/v3/<ctx's project>."""
-    app = PrefixDispatcher({"/volume": make_app(svc)}, _outside)
+    app = PrefixDispatcher({"/volume": make_app(svc)}, outside("/volume"))
 
     def factory(ctx: RequestContext, version: str | None = "3.70") -> httpx.AsyncClient:
         headers = {"OpenStack-API-Version": f"volume {version}"} if version else {}

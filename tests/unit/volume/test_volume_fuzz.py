@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from _asgi_ctx import ctx_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vol_support import ctx_for, make_volume
+from vol_support import make_volume
 
 from cumulo.volume.api.volumes import ACTIONS
 from cumulo.volume.service import VolumeService

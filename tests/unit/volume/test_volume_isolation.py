@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
-from vol_support import act, ctx_for, fault, make_volume, show
+from _asgi_ctx import ctx_for
+from vol_support import act, fault, make_volume, show
 
 SERVER = "11111111-2222-4333-8444-555555555555"
 

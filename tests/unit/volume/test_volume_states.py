@@ -9,8 +9,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 import sqlalchemy as sa
+from _asgi_ctx import ctx_for
 from fake_worker import FakeWorker
-from vol_support import act, ctx_for, fault, make_volume, show
+from vol_support import act, fault, make_volume, show
 
 from cumulo import errors
 from cumulo.volume import states

@@ -6,25 +6,6 @@ from typing import Any
 
 import httpx
 
-from cumulo.context import RequestContext, expand_roles
-
-
-class AsCtx:
-    """ASGI wrapper: every request acts as `ctx` (authenticate() reads it from the scope)."""
-
-    def __init__(self, app: Any, ctx: RequestContext) -> None:
-        self.app, self.ctx = app, ctx
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = dict(scope)
-            scope["cumulo.context"] = self.ctx
-        await self.app(scope, receive, send)
-
-
-def ctx_for(project: str, *roles: str) -> RequestContext:
-    return RequestContext(user_id=f"user-{project}", project_id=project, roles=expand_roles(list(roles or ("member",))))
-
 
 def fault(resp: httpx.Response, status: int, name: str | None = None) -> str:
     """Assert a Cinder fault of `status` ({name: {"message", "code"}}); its message."""
