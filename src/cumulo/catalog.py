@@ -12,7 +12,7 @@ from dataclasses import dataclass
 class CatalogEntry:
     type: str
     name: str
-    path: str  # appended to the public URL, e.g. "/compute/v2.1"
+    path: str  # appended to the public URL, e.g. "/compute/v2.1"; may hold Keystone's "$(project_id)s"
 
 
 # The services this build offers; the Keystone catalog lists exactly these.
@@ -21,4 +21,8 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("compute", "nova", "/compute/v2.1"),
     CatalogEntry("image", "glance", "/image"),
     CatalogEntry("network", "neutron", "/networking"),
+    # Cinder's convention: the project id in the URL (Keystone puts the token's project in place of
+    # the template; an unscoped token's catalog leaves these out).
+    CatalogEntry("block-storage", "cinder", "/volume/v3/$(project_id)s"),
+    CatalogEntry("volumev3", "cinder", "/volume/v3/$(project_id)s"),
 )

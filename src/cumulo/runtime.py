@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from cumulo.network.agent.wiring import NetworkAgents
     from cumulo.network.service import NetworkService
     from cumulo.placement.service import Placement
+    from cumulo.volume.service import VolumeService
+    from cumulo.volume.worker.manager import VolumeManager
 
 LOG = logging.getLogger(__name__)
 
@@ -178,6 +180,7 @@ class Services:
     compute: ComputeService
     placement: Placement
     network: NetworkService
+    volume: VolumeService
     catalog: tuple[CatalogEntry, ...] = CATALOG
 
 
@@ -198,6 +201,8 @@ class Cloud:
         from cumulo.image.service import ImageService
         from cumulo.network.service import NetworkService
         from cumulo.placement.service import Placement
+        from cumulo.volume.rpc import VolumeAPI
+        from cumulo.volume.service import VolumeService
 
         self.conf = conf
         private_state_dir(conf.state_dir)
@@ -215,6 +220,8 @@ class Cloud:
             compute=ComputeService(self.db, self.bus, conf, images=images, placement=placement, network=network),
             placement=placement,
             network=network,
+            # the volume worker of this host (served in start()) does the slow work; the API casts
+            volume=VolumeService(self.db, conf, VolumeAPI(self.bus, conf.host_name)),
         )
         self.local_drivers = local_driver_names(conf)  # fails early on a bad name
         self.local_driver = ",".join(self.local_drivers)
@@ -225,6 +232,7 @@ class Cloud:
         self.credentials: dict[str, dict[str, str]] = {}
         self.demo: DemoSeeder | None = None  # seeds the demo images; owns the tiny-vm build
         self.network_agents: NetworkAgents | None = None  # one network agent per compute host
+        self.volume_worker: VolumeManager | None = None  # the local host's, on topic volume.<host>
 
     async def start(self) -> None:
         from cumulo.compute.drivers import load_driver
@@ -258,9 +266,11 @@ class Cloud:
                                 nics=NetworkAgentAPI(self.bus))
         self.managers, self.hosts = self.workers.managers, self.workers.hosts
         self.network_agents = self.assemble_network_agents()
+        self.volume_worker = self.assemble_volume_worker()
         await self.bus.start()
         await self.first_start_networks(admin[0]["id"] if admin else None)
         await self.network_agents.start()  # the host made to match the DB, orphans reaped
+        await self.volume_worker.start()  # store dirs made, rows left mid-work settled
         await self.workers.start()
 
     def assemble_network_agents(self) -> NetworkAgents:
@@ -277,6 +287,18 @@ class Cloud:
                                  owner=str(conf.state_dir.resolve()))
         s.network.dataplane_listener = listener(self.db, self.bus, agents)
         return agents
+
+    def assemble_volume_worker(self) -> VolumeManager:
+        """The local host's volume worker on file-backed storage under the state dir, served on the bus."""
+        from cumulo.blockstore import open_store
+        from cumulo.blockstore.base import StoreConfig
+        from cumulo.volume.rpc import volume_topic
+        from cumulo.volume.worker.manager import VolumeManager
+
+        store = open_store("file", StoreConfig.under(self.conf.state_dir))
+        worker = VolumeManager(self.db, store, self.conf.host_name)
+        self.bus.serve(volume_topic(self.conf.host_name), worker)
+        return worker
 
     async def first_start_networks(self, admin_project: str | None) -> None:
         """public, and the demo project's private network and router (network.topology)."""
@@ -342,6 +364,7 @@ class Cloud:
         from cumulo.identity.api.app import make_app as identity_app
         from cumulo.image.api import make_app as image_app
         from cumulo.network.api import make_app as network_app
+        from cumulo.volume.api.app import make_app as volume_app
 
         s = self.services
         axis = compute_openapi.MICROVERSIONS  # the image API's OpenAPI document states the compute microversion too
@@ -366,6 +389,7 @@ class Cloud:
             "/compute": RouteMetrics(compute_app(compute_deps, authenticator=s.identity), "compute"),
             "/image": RouteMetrics(image_app(s.images, axis=axis, authenticator=s.identity), "image"),
             "/networking": RouteMetrics(network_app(s.network, axis=axis, authenticator=s.identity), "network"),
+            "/volume": RouteMetrics(volume_app(s.volume, authenticator=s.identity), "volume"),
         }
         return RequestIdMiddleware(
             PrefixDispatcher(apps, root), header_names=("x-openstack-request-id", "x-compute-request-id")

@@ -234,14 +234,16 @@ def test_token_issue_and_catalog(cumulo: CumuloCloud) -> None:
     assert resp.status_code == 200, resp.text
     assert resp.json()["token"]["project"]["id"] == token["project_id"]
     by_type = {entry["Type"]: entry for entry in catalog}
-    assert set(by_type) == {"identity", "compute", "image", "network"}
+    assert set(by_type) == {"identity", "compute", "image", "network", "block-storage", "volumev3"}
+    assert by_type["volumev3"]["Name"] == by_type["block-storage"]["Name"] == "cinder"
     assert by_type["compute"]["Name"] == "nova"
     assert by_type["image"]["Name"] == "glance"
     assert by_type["identity"]["Name"] == "keystone"
     assert by_type["network"]["Name"] == "neutron"
     for entry in catalog:
         assert any(
-            ep["interface"] == "public" and ep["url"].startswith(f"{cumulo.base_url}/{entry['Type']}")
+            ep["interface"] == "public"
+            and ep["url"].startswith(f"{cumulo.base_url}/{'volume' if entry['Name'] == 'cinder' else entry['Type']}")
             for ep in entry["Endpoints"]
         ), entry
 

@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # the harness lives in tests/system/conftest.py
 
 pytestmark = pytest.mark.system
 
-EXPECTED_SERVICES = {"identity", "compute", "image", "network"}
+EXPECTED_SERVICES = {"identity", "compute", "image", "network", "block-storage", "volumev3"}
+PATHS = {"block-storage": "volume", "volumev3": "volume"}  # Cinder lives at /volume
 
 
 def test_ready_output_says_how_to_connect(cumulo: CumuloCloud) -> None:
@@ -51,7 +52,8 @@ def test_catalog_lists_exactly_the_services_that_exist(cumulo: CumuloCloud, osc:
     for entry in catalog:
         urls = [ep["url"] for ep in entry["Endpoints"]]
         assert urls, entry
-        assert all(u.startswith(f"{cumulo.base_url}/{entry['Type']}") for u in urls), urls
+        prefix = PATHS.get(entry["Type"], entry["Type"])
+        assert all(u.startswith(f"{cumulo.base_url}/{prefix}") for u in urls), urls
         assert any(ep["interface"] == "public" for ep in entry["Endpoints"])
 
 

@@ -93,8 +93,13 @@ def services(request: Request, entries: Sequence[CatalogEntry]) -> list[dict[str
     ]
 
 
-def catalog(request: Request, entries: Sequence[CatalogEntry], region: str) -> list[dict[str, Any]]:
+def catalog(request: Request, entries: Sequence[CatalogEntry], region: str,
+            project_id: str | None = None) -> list[dict[str, Any]]:
+    """The token's catalog: as Keystone, `$(project_id)s` in an endpoint URL becomes the token's
+    project (Cinder's `/volume/v3/$(project_id)s`); an entry whose URL needs it is left out of an
+    unscoped catalog."""
     root = public_root(request)
+    entries = [e for e in entries if project_id is not None or "$(project_id)s" not in e.path]
     return [
         {
             "endpoints": [
@@ -103,7 +108,7 @@ def catalog(request: Request, entries: Sequence[CatalogEntry], region: str) -> l
                     "interface": iface,
                     "region": region,
                     "region_id": region,
-                    "url": root + e.path,
+                    "url": root + e.path.replace("$(project_id)s", project_id or ""),
                 }
                 for iface in INTERFACES
             ],

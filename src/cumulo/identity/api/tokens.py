@@ -19,7 +19,8 @@ policy.register({"identity:validate_token": A, "identity:revoke_token": A})
 
 
 def _token_response(request: Request, info: Any, status: int, token: str) -> Response:
-    cat = None if "nocatalog" in request.query_params else views.catalog(request, catalog_entries(request), region(request))
+    cat = None if "nocatalog" in request.query_params else views.catalog(request, catalog_entries(request), region(request),
+                                                                        info.project_id)
     return json_response(views.token(info, cat), status, {"X-Subject-Token": token})
 
 
@@ -66,7 +67,8 @@ async def auth_catalog(request: Request) -> Response:
     if ctx.project_id is None:
         raise errors.Forbidden("A project-scoped token is required to produce a service catalog.")
     return json_response(
-        views.collection(request, "catalog", views.catalog(request, catalog_entries(request), region(request)))
+        views.collection(request, "catalog", views.catalog(request, catalog_entries(request), region(request),
+                                                           ctx.project_id))
     )
 
 

@@ -1,0 +1,278 @@
+"""The volume worker of one host: the `VolumeWorker` casts carried out on cumulo.blockstore.
+
+Served on the bus topic `volume.<host>` (cumulo.volume.rpc). The API recorded each request with the
+row in a transitional status; here the storage work runs, then the row moves on with the same
+compare-and-swap as the API (`states.transition`): to its final status, or to error/error_* with
+the reason in `error_message` (backups: `fail_reason`). Deleted things lose their row once their
+storage is gone. `start()` makes the store's dirs and settles rows a previous worker left in a
+transitional status (a crash or a stop mid-work): deletes are finished, the rest go to error with
+the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from cumulo import errors
+from cumulo.blockstore.base import GIB, BlockStore
+from cumulo.db import Database
+from cumulo.volume import states
+from cumulo.volume.base import EXTENDING_TO
+from cumulo.volume.models import backups, snapshots, volume_admin_metadata, volume_attachments, volumes
+
+LOG = logging.getLogger(__name__)
+
+STATUS_BEFORE_BACKUP = "status_before_backup"
+RESTARTED = "the volume worker restarted while the volume was {}"
+
+
+def reason(exc: BaseException) -> str:
+    """The message a tenant sees in error_message (255 characters at most)."""
+    text = str(exc) or type(exc).__name__
+    return text[:255]
+
+
+class VolumeManager:
+    """The endpoint of `volume.<host>`: one async method per cast (cumulo.volume.rpc.VolumeAPI)."""
+
+    def __init__(self, db: Database, store: BlockStore, host: str) -> None:
+        self.db = db
+        self.store = store
+        self.host = host
+
+    # ---- helpers ----------------------------------------------------------------------------
+
+    async def _move(self, table: sa.Table, row_id: str, expected: set[str], values: dict[str, Any],
+                    what: str = "volume") -> bool:
+        try:
+            async with self.db.write() as conn:
+                await states.transition(conn, table, row_id, expected, values, what=what)
+            return True
+        except errors.Conflict as exc:  # someone (reset-status, a delete) moved it first
+            LOG.warning("volume worker: %s", exc)
+            return False
+
+    async def _admin_meta(self, volume_id: str, key: str, *, drop: bool = False) -> str | None:
+        md = volume_admin_metadata
+        async with self.db.write() as conn:
+            value = await conn.scalar(sa.select(md.c.value).where(md.c.volume_id == volume_id, md.c.key == key))
+            if drop:
+                await conn.execute(md.delete().where(md.c.volume_id == volume_id, md.c.key == key))
+        return None if value is None else str(value)
+
+    async def _attempt(self, what: str, work: Callable[[], Awaitable[None]],
+                       failed: Callable[[str], Awaitable[None]]) -> None:
+        try:
+            await work()
+        except Exception as exc:  # every failure ends in an error status with its reason
+            LOG.warning("volume worker: %s failed: %s", what, exc, exc_info=not isinstance(exc, errors.CumuloError))
+            await failed(reason(exc))
+
+    # ---- volumes ----------------------------------------------------------------------------
+
+    async def create_volume(self, volume_id: str, size_gb: int, *, snapshot_id: str | None = None,
+                            source_volid: str | None = None, image_id: str | None = None,
+                            backup_id: str | None = None) -> None:
+        size = int(size_gb) * GIB
+
+        async def work() -> None:
+            if image_id:
+                raise errors.Invalid("creating a volume from an image is not available yet on this cloud")
+            if backup_id:
+                await self.store.restore(backup_id, volume_id, size)
+            elif snapshot_id:
+                await self.store.create_from_snapshot(snapshot_id, volume_id, size)
+            elif source_volid:
+                await self.store.clone(source_volid, volume_id, size)
+            else:
+                await self.store.create(volume_id, size)
+            await self._move(volumes, volume_id, {states.CREATING, states.RESTORING_BACKUP},
+                             {"status": states.AVAILABLE, "host": self.host, "error_message": None})
+            if backup_id:
+                await self._move(backups, backup_id, {"restoring"}, {"status": states.AVAILABLE}, "backup")
+
+        async def failed(msg: str) -> None:
+            await self._move(volumes, volume_id, {states.CREATING, states.RESTORING_BACKUP},
+                             {"status": states.ERROR, "host": self.host, "error_message": msg})
+            if backup_id:
+                await self._move(backups, backup_id, {"restoring"}, {"status": states.AVAILABLE}, "backup")
+
+        await self._attempt(f"create of volume {volume_id}", work, failed)
+
+    async def delete_volume(self, volume_id: str) -> None:
+        async def work() -> None:
+            async with self.db.read() as conn:
+                snaps = [str(r[0]) for r in await conn.execute(
+                    sa.select(snapshots.c.id).where(snapshots.c.volume_id == volume_id))]
+            for snap in snaps:
+                await self.store.delete_snapshot(snap)
+            await self.store.delete(volume_id)
+            async with self.db.write() as conn:
+                await conn.execute(volume_attachments.delete().where(volume_attachments.c.volume_id == volume_id))
+                await conn.execute(snapshots.delete().where(snapshots.c.volume_id == volume_id))
+                await conn.execute(volume_admin_metadata.delete().where(volume_admin_metadata.c.volume_id == volume_id))
+                await conn.execute(volumes.delete().where(volumes.c.id == volume_id,
+                                                          volumes.c.status == states.DELETING))
+
+        async def failed(msg: str) -> None:
+            await self._move(volumes, volume_id, {states.DELETING},
+                             {"status": states.ERROR_DELETING, "error_message": msg})
+
+        await self._attempt(f"delete of volume {volume_id}", work, failed)
+
+    async def extend_volume(self, volume_id: str, new_size_gb: int, *, attached: bool = False) -> None:
+        done = states.IN_USE if attached else states.AVAILABLE
+
+        async def work() -> None:
+            # An attached server's driver is told by the compute side (NOVAVOL): here the storage grows.
+            await self.store.extend(volume_id, int(new_size_gb) * GIB)
+            await self._admin_meta(volume_id, EXTENDING_TO, drop=True)
+            await self._move(volumes, volume_id, {states.EXTENDING},
+                             {"status": done, "size": int(new_size_gb), "error_message": None})
+
+        async def failed(msg: str) -> None:
+            await self._admin_meta(volume_id, EXTENDING_TO, drop=True)
+            await self._move(volumes, volume_id, {states.EXTENDING},
+                             {"status": states.ERROR_EXTENDING, "error_message": msg})
+
+        await self._attempt(f"extend of volume {volume_id}", work, failed)
+
+    async def retype_volume(self, volume_id: str, new_type_id: str) -> None:
+        return None  # one backend: a retype is a change of the record (the API's)
+
+    async def upload_to_image(self, volume_id: str, image_id: str, disk_format: str) -> None:
+        # Not wired yet (the ImageSource adapter): the API refuses uploads with a 400 before casting.
+        await self._move(volumes, volume_id, {states.UPLOADING},
+                         {"status": states.AVAILABLE, "error_message": "upload to image is not available yet"})
+
+    # ---- snapshots --------------------------------------------------------------------------
+
+    async def create_snapshot(self, snapshot_id: str, volume_id: str) -> None:
+        async def work() -> None:
+            await self.store.create_snapshot(volume_id, snapshot_id)
+            await self._move(snapshots, snapshot_id, {states.CREATING},
+                             {"status": states.AVAILABLE, "progress": "100%"}, "snapshot")
+
+        async def failed(msg: str) -> None:
+            await self._move(snapshots, snapshot_id, {states.CREATING}, {"status": states.ERROR}, "snapshot")
+
+        await self._attempt(f"snapshot {snapshot_id} of volume {volume_id}", work, failed)
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        async def work() -> None:
+            await self.store.delete_snapshot(snapshot_id)
+            async with self.db.write() as conn:
+                await conn.execute(snapshots.delete().where(snapshots.c.id == snapshot_id))
+
+        async def failed(msg: str) -> None:
+            await self._move(snapshots, snapshot_id, {states.DELETING}, {"status": states.ERROR_DELETING}, "snapshot")
+
+        await self._attempt(f"delete of snapshot {snapshot_id}", work, failed)
+
+    # ---- backups ----------------------------------------------------------------------------
+
+    async def _volume_back(self, volume_id: str) -> None:
+        before = await self._admin_meta(volume_id, STATUS_BEFORE_BACKUP, drop=True)
+        await self._move(volumes, volume_id, {states.BACKING_UP}, {"status": before or states.AVAILABLE})
+
+    async def create_backup(self, backup_id: str, volume_id: str, *, snapshot_id: str | None = None) -> None:
+        # A backup "from a snapshot" copies the volume itself (the store backs up volumes only).
+        async def work() -> None:
+            used = await self.store.backup(volume_id, backup_id)
+            await self._volume_back(volume_id)
+            await self._move(backups, backup_id, {states.CREATING},
+                             {"status": states.AVAILABLE, "object_count": 1, "host": self.host,
+                              "container": "backups", "fail_reason": None}, "backup")
+            LOG.info("backup %s of volume %s: %d bytes", backup_id, volume_id, used.allocated)
+
+        async def failed(msg: str) -> None:
+            await self._volume_back(volume_id)
+            await self._move(backups, backup_id, {states.CREATING},
+                             {"status": states.ERROR, "fail_reason": msg}, "backup")
+
+        await self._attempt(f"backup {backup_id} of volume {volume_id}", work, failed)
+
+    async def delete_backup(self, backup_id: str) -> None:
+        async def work() -> None:
+            await self.store.delete_backup(backup_id)
+            async with self.db.write() as conn:
+                await conn.execute(backups.delete().where(backups.c.id == backup_id))
+
+        async def failed(msg: str) -> None:
+            await self._move(backups, backup_id, {states.DELETING},
+                             {"status": states.ERROR_DELETING, "fail_reason": msg}, "backup")
+
+        await self._attempt(f"delete of backup {backup_id}", work, failed)
+
+    async def restore_backup(self, backup_id: str, volume_id: str) -> None:
+        async def work() -> None:
+            async with self.db.read() as conn:
+                size = await conn.scalar(sa.select(volumes.c.size).where(volumes.c.id == volume_id))
+            exists = await self.store.exists(volume_id)
+            await self.store.restore(backup_id, volume_id, int(size or 0) * GIB or None, overwrite=exists)
+            await self._move(volumes, volume_id, {states.RESTORING_BACKUP},
+                             {"status": states.AVAILABLE, "host": self.host, "error_message": None})
+            await self._move(backups, backup_id, {"restoring"}, {"status": states.AVAILABLE}, "backup")
+
+        async def failed(msg: str) -> None:
+            await self._move(volumes, volume_id, {states.RESTORING_BACKUP},
+                             {"status": states.ERROR_RESTORING, "error_message": msg})
+            await self._move(backups, backup_id, {"restoring"}, {"status": states.AVAILABLE}, "backup")
+
+        await self._attempt(f"restore of backup {backup_id} into volume {volume_id}", work, failed)
+
+    # ---- start ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.ensure_dirs()
+        await self.reconcile()
+
+    async def reconcile(self) -> None:
+        """Settle what a previous worker of this host left half done."""
+        mine = sa.or_(volumes.c.host == self.host, volumes.c.host.is_(None))
+        async with self.db.read() as conn:
+            vols = list(await conn.execute(sa.select(volumes.c.id, volumes.c.status).where(mine, volumes.c.status.in_(
+                [states.CREATING, states.DELETING, states.EXTENDING, states.BACKING_UP, states.RESTORING_BACKUP,
+                 states.UPLOADING]))))
+            snaps = list(await conn.execute(sa.select(snapshots.c.id, snapshots.c.status).where(
+                snapshots.c.status.in_([states.CREATING, states.DELETING]))))
+            baks = list(await conn.execute(sa.select(backups.c.id, backups.c.volume_id, backups.c.status).where(
+                backups.c.status.in_([states.CREATING, states.DELETING, "restoring"]))))
+        for b in baks:
+            if b.status == states.DELETING:
+                await self.delete_backup(b.id)
+            elif b.status == states.CREATING:
+                await self.store.delete_backup(b.id)
+                await self._move(backups, b.id, {states.CREATING},
+                                 {"status": states.ERROR, "fail_reason": RESTARTED.format("backed up")}, "backup")
+            else:
+                await self._move(backups, b.id, {"restoring"}, {"status": states.AVAILABLE}, "backup")
+        for s in snaps:
+            if s.status == states.DELETING:
+                await self.delete_snapshot(s.id)
+            else:
+                await self._move(snapshots, s.id, {states.CREATING}, {"status": states.ERROR}, "snapshot")
+        for v in vols:
+            if v.status == states.DELETING:
+                await self.delete_volume(v.id)
+            elif v.status == states.BACKING_UP:
+                await self._volume_back(v.id)
+            elif v.status == states.UPLOADING:
+                await self._move(volumes, v.id, {states.UPLOADING}, {"status": states.AVAILABLE})
+            else:
+                final = {states.CREATING: states.ERROR, states.EXTENDING: states.ERROR_EXTENDING,
+                         states.RESTORING_BACKUP: states.ERROR_RESTORING}[v.status]
+                if v.status == states.EXTENDING:
+                    await self._admin_meta(v.id, EXTENDING_TO, drop=True)
+                await self._move(volumes, v.id, {v.status},
+                                 {"status": final, "error_message": RESTARTED.format(v.status)})
+        if vols or snaps or baks:
+            LOG.info("volume worker %s: settled %d volumes, %d snapshots, %d backups left mid-work",
+                     self.host, len(vols), len(snaps), len(baks))
+
+    async def stop(self) -> None:
+        return None
