@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import httpx
 import jsonschema
+from _asgi_ctx import AsCtx
 from hypothesis import strategies as st
 
 from cumulo import conf as conf_mod
@@ -42,19 +43,6 @@ FLAVOR = "fuzz"  # the world's own flavor; fuzzed admins may delete the default 
 
 def make_ctx(project_id: str, *roles: str, user_id: str | None = None) -> RequestContext:
     return RequestContext(user_id=user_id or uuid.uuid4().hex, project_id=project_id, roles=expand_roles(list(roles)))
-
-
-class AsCtx:
-    """ASGI wrapper: every request acts as `ctx` (the same seam as the root `as_ctx` fixture)."""
-
-    def __init__(self, app: Any, ctx: RequestContext) -> None:
-        self.app, self.ctx = app, ctx
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = dict(scope)
-            scope["cumulo.context"] = self.ctx
-        await self.app(scope, receive, send)
 
 
 # ---- the world the fuzz acts on ---------------------------------------------------------------

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from fuzz_support import API, FLAVOR, AsCtx, World, assert_fault, create_project, make_ctx, start_world
+from _asgi_ctx import AsCtx
+from fuzz_support import API, FLAVOR, World, assert_fault, create_project, make_ctx, start_world
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

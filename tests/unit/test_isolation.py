@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from fuzz_support import API, FLAVOR, AsCtx, assert_fault, create_project, make_ctx, start_world, upload_image
+from _asgi_ctx import AsCtx
+from fuzz_support import API, FLAVOR, assert_fault, create_project, make_ctx, start_world, upload_image
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from _asgi_ctx import AsCtx
 
 from cumulo import conf as conf_mod
 from cumulo.bus.transports import make_bus
@@ -59,17 +60,6 @@ class RecordingPlacement:
         self.deleted.append(uuid)
 
 
-class _AsCtx:
-    def __init__(self, app: Any, context: RequestContext) -> None:
-        self.app, self.context = app, context
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = dict(scope)
-            scope["cumulo.context"] = self.context
-        await self.app(scope, receive, send)
-
-
 @dataclass
 class Harness:
     deps: ComputeDeps
@@ -83,7 +73,7 @@ class Harness:
     def client(self, context: RequestContext, version: str | None = None) -> httpx.AsyncClient:
         headers = {"OpenStack-API-Version": f"compute {version}"} if version else {}
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=_AsCtx(self.app, context)),
+            transport=httpx.ASGITransport(app=AsCtx(self.app, context)),
             base_url="http://cumulo.test/v2.1",
             headers=headers,
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _asgi_ctx import AsCtx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,16 +43,6 @@ _query = st.lists(
 )
 
 
-class _AsCtx:
-    def __init__(self, app: Any, ctx: RequestContext) -> None:
-        self.app, self.ctx = app, ctx
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        scope = dict(scope)
-        scope["cumulo.context"] = self.ctx
-        await self.app(scope, receive, send)
-
-
 def test_no_5xx(tmp_path: Path) -> None:
     loop = asyncio.new_event_loop()
     conf = conf_mod.load(env={}, state_dir=tmp_path / "state")
@@ -63,7 +54,7 @@ def test_no_5xx(tmp_path: Path) -> None:
         await db.create_all()
         await svc.bootstrap()
         ctx = RequestContext(user_id="u", project_id="p", roles=expand_roles(["member"]))
-        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=_AsCtx(make_app(svc, axis=MICROVERSIONS), ctx)), base_url="http://t")
+        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=AsCtx(make_app(svc, axis=MICROVERSIONS), ctx)), base_url="http://t")
         r = await c.post("/v2/images", json={"name": "target", "disk_format": "raw", "container_format": "bare"})
         return c, r.json()["id"]
 

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from _asgi_ctx import AsCtx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,16 +54,6 @@ _GETS = [NS, f"{NS}/{{n}}", f"{NS}/{{n}}/objects", f"{NS}/{{n}}/properties/{{m}}
          "/v2/schemas/metadefs/{m}"]
 
 
-class _AsCtx:
-    def __init__(self, app: Any, ctx: RequestContext) -> None:
-        self.app, self.ctx = app, ctx
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        scope = dict(scope)
-        scope["cumulo.context"] = self.ctx
-        await self.app(scope, receive, send)
-
-
 SEEN: dict[int, int] = {}
 STAGED: list[str] = []
 
@@ -86,7 +77,7 @@ def test_metadefs_never_5xx(tmp_path: Path) -> None:
         await db.create_all()
         await svc.bootstrap()
         ctx = RequestContext(user_id="u", project_id="p", roles=expand_roles(["admin"]))
-        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=_AsCtx(make_app(svc, axis=MICROVERSIONS), ctx)), base_url="http://t")
+        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=AsCtx(make_app(svc, axis=MICROVERSIONS), ctx)), base_url="http://t")
         r = await c.post(NS, json={"namespace": "Fuzz::NS", "objects": [{"name": "nope"}], "tags": [{"name": "nope"}],
                                    "properties": {"nope": {"title": "t", "type": "string"}}})
         assert r.status_code == 201, r.text

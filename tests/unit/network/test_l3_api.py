@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _asgi_ctx import AsCtx
 from l3_support import ADMIN, ALICE, BOB, make_service
 
 from cumulo.context import RequestContext
@@ -19,23 +20,13 @@ from cumulo.network.service import NetworkService
 MISSING = "4e5b1a1e-0000-4000-8000-000000000000"
 
 
-class _AsCtx:
-    def __init__(self, app: Any, context: RequestContext) -> None:
-        self.app, self.context = app, context
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, "cumulo.context": self.context}
-        await self.app(scope, receive, send)
-
-
 class Api:
     def __init__(self, svc: NetworkService) -> None:
         self.svc = svc
         self.app = api.make_app(svc)
 
     async def call(self, who: RequestContext, method: str, path: str, **kw: Any) -> httpx.Response:
-        transport = httpx.ASGITransport(app=_AsCtx(self.app, who))
+        transport = httpx.ASGITransport(app=AsCtx(self.app, who))
         async with httpx.AsyncClient(transport=transport, base_url="http://cumulo.test") as c:
             return await c.request(method, path, **kw)
 
