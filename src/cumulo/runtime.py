@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cumulo import errors
 from cumulo.bus.base import Bus
 from cumulo.bus.transports import make_bus
 from cumulo.catalog import CATALOG, CatalogEntry
@@ -192,6 +193,32 @@ def private_state_dir(path: Path) -> None:
         os.chmod(path, 0o700)
 
 
+class VolumeImages:
+    """The volume API's view of the image service (cumulo.volume.worker_api.ImageSource): the
+    images a caller may see. Upload to image is not wired yet (400, before anything changes)."""
+
+    CORE = frozenset({"id", "name", "status", "size", "min_disk", "min_ram", "disk_format", "container_format",
+                      "owner", "visibility", "protected", "checksum", "created_at", "updated_at", "tags", "file",
+                      "schema", "self", "virtual_size", "os_hidden", "os_hash_algo", "os_hash_value", "locations",
+                      "direct_url", "stores"})
+
+    def __init__(self, images: ImageService) -> None:
+        self.images = images
+
+    async def image_for_volume(self, ctx: Any, image_id: str) -> dict[str, Any] | None:
+        try:
+            image = await self.images.get(ctx, image_id)
+        except errors.NotFound:
+            return None
+        props = {k: v for k, v in image.items() if k not in self.CORE and isinstance(v, str)}
+        return {**{k: image.get(k) for k in ("id", "name", "status", "size", "min_disk", "min_ram", "disk_format",
+                                            "container_format", "checksum")}, "properties": props}
+
+    async def create_image_for_upload(self, ctx: Any, *, name: str, disk_format: str, container_format: str,
+                                      visibility: str, protected: bool) -> dict[str, Any]:
+        raise errors.Invalid("Invalid input received: uploading a volume to an image is not available in this cloud yet.")
+
+
 class Cloud:
     """The whole cloud in one process. `start()` brings it up, `asgi_app()` serves it."""
 
@@ -223,6 +250,7 @@ class Cloud:
             # the volume worker of this host (served in start()) does the slow work; the API casts
             volume=VolumeService(self.db, conf, VolumeAPI(self.bus, conf.host_name)),
         )
+        self.services.volume.images = VolumeImages(images)
         self.local_drivers = local_driver_names(conf)  # fails early on a bad name
         self.local_driver = ",".join(self.local_drivers)
         self.nodes = plan_nodes(conf, self.local_drivers)
@@ -295,8 +323,16 @@ class Cloud:
         from cumulo.volume.rpc import volume_topic
         from cumulo.volume.worker.manager import VolumeManager
 
+        images = self.services.images
+
+        async def image_file(image_id: str) -> tuple[Path, str]:
+            image = await images.get_internal(image_id)
+            if image is None:
+                raise errors.NotFound(f"Image {image_id} could not be found.")
+            return Path(await images.local_path(image_id)), str(image.get("disk_format"))
+
         store = open_store("file", StoreConfig.under(self.conf.state_dir))
-        worker = VolumeManager(self.db, store, self.conf.host_name)
+        worker = VolumeManager(self.db, store, self.conf.host_name, image_files=image_file)
         self.bus.serve(volume_topic(self.conf.host_name), worker)
         return worker
 

@@ -149,3 +149,23 @@ def test_over_quota_is_a_clear_error(cloud: CumuloCloud) -> None:
     text = done.stderr + done.stdout
     assert "413" in text or "quota" in text.lower() or "exceeded" in text.lower(), text
     assert "huge" not in {v["Name"] for v in cloud.osc("volume", "list", cloud="cumulo-demo")}
+
+
+def test_volume_from_an_image(cloud: CumuloCloud, tmp_path: Path) -> None:
+    """A raw image's bytes land at the start of the volume (converted by the worker from the
+    image store's own file)."""
+    raw = tmp_path / "disk.raw"
+    raw.write_bytes(MARK + bytes(1 << 20))
+    img = cloud.osc("image", "create", "--disk-format", "raw", "--container-format", "bare", "--file", str(raw),
+                    f"volimg-{MARK[-6:].decode()}")
+    try:
+        vol = cloud.osc("volume", "create", "--image", img["id"], "--size", "1", "from-image")
+        row = wait_status(cloud, "volume", vol["id"], "available")
+        assert row["bootable"] == "true"
+        path = cloud.state_dir / "volumes" / f"{vol['id']}.raw"
+        assert path.stat().st_size == GIB and read_at(path, 0, len(MARK)) == MARK
+        cloud.osc("volume", "delete", vol["id"])
+        wait_gone(cloud, "volume", vol["id"])
+        assert not path.exists()
+    finally:
+        cloud.osc("image", "delete", img["id"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +30,9 @@ LOG = logging.getLogger(__name__)
 STATUS_BEFORE_BACKUP = "status_before_backup"
 RESTARTED = "the volume worker restarted while the volume was {}"
 
+# image id -> (the image store's own file of its bytes, its disk_format): never a request's path
+ImageFiles = Callable[[str], Awaitable[tuple[Path, str]]]
+
 
 def reason(exc: BaseException) -> str:
     """The message a tenant sees in error_message (255 characters at most)."""
@@ -39,10 +43,11 @@ def reason(exc: BaseException) -> str:
 class VolumeManager:
     """The endpoint of `volume.<host>`: one async method per cast (cumulo.volume.rpc.VolumeAPI)."""
 
-    def __init__(self, db: Database, store: BlockStore, host: str) -> None:
+    def __init__(self, db: Database, store: BlockStore, host: str, image_files: ImageFiles | None = None) -> None:
         self.db = db
         self.store = store
         self.host = host
+        self.image_files = image_files
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -81,8 +86,11 @@ class VolumeManager:
 
         async def work() -> None:
             if image_id:
-                raise errors.Invalid("creating a volume from an image is not available yet on this cloud")
-            if backup_id:
+                if self.image_files is None:
+                    raise errors.Invalid("creating a volume from an image is not available on this cloud")
+                path, fmt = await self.image_files(image_id)
+                await self.store.create_from_image(volume_id, path, fmt, size)
+            elif backup_id:
                 await self.store.restore(backup_id, volume_id, size)
             elif snapshot_id:
                 await self.store.create_from_snapshot(snapshot_id, volume_id, size)
