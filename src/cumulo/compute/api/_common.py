@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from starlette.requests import Request
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.compute.api.deps import services_of
 from cumulo.compute.api.microversion import MAX_VERSION, MIN_VERSION, Version, request_version, v
 from cumulo.compute.api.schemas._base import Versioned, validate
@@ -42,6 +42,19 @@ async def caller(request: Request) -> RequestContext:
         ctx = dataclasses.replace(ctx, request_id=rid)
         request.scope["cumulo.context"] = ctx
     return ctx
+
+
+async def network_caller(request: Request, rule: str) -> tuple[RequestContext, Any]:
+    """A nova-network proxy API's caller (the APIs are 404 from 2.36 on), authorized for `rule`, and the
+    compute service's network client (404 where the cloud has no network service)."""
+    if request_version(request) >= v("2.36"):
+        raise errors.NotFound("The resource could not be found.")
+    ctx = await caller(request)
+    policy.authorize(ctx, rule)
+    net = compute_service(request).network
+    if net is None:
+        raise errors.NotFound("The resource could not be found.")
+    return ctx, net
 
 
 def version(request: Request) -> Version:

@@ -18,7 +18,6 @@ from starlette.routing import Route
 
 from cumulo import errors, policy
 from cumulo.compute.api import _common
-from cumulo.compute.api.microversion import v
 from cumulo.compute.api.schemas._base import is_uuid_like
 from cumulo.context import RequestContext
 from cumulo.web.http import empty, json_body, json_response
@@ -39,17 +38,6 @@ policy.register(
         "os_compute_api:os-floating-ip-pools:list": policy.READER,
     }
 )
-
-
-async def _caller(request: Request, rule: str) -> tuple[RequestContext, Any]:
-    if _common.version(request) >= v("2.36"):
-        raise errors.NotFound("The resource could not be found.")
-    ctx = await _common.caller(request)
-    policy.authorize(ctx, rule)
-    net = _common.compute_service(request).network
-    if net is None:
-        raise errors.NotFound("The resource could not be found.")
-    return ctx, net
 
 
 def _neutron_type(exc: BaseException) -> str:
@@ -133,14 +121,14 @@ def _group_fields(body: dict[str, Any]) -> dict[str, str]:
 
 
 async def list_groups(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-security-groups:get")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-security-groups:get")
     groups = await net.list_groups(ctx, project_id=None if ctx.is_admin and request.query_params.get("all_tenants")
                                    else ctx.project_id)
     return json_response({"security_groups": await views_of(net, ctx, groups)})
 
 
 async def show_group(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-security-groups:show")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-security-groups:show")
     gid = request.path_params["group_id"]
     try:
         group = await net.get_group(ctx, gid)
@@ -150,7 +138,7 @@ async def show_group(request: Request) -> Response:
 
 
 async def create_group(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-security-groups:create")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-security-groups:create")
     fields = _group_fields(await _body(request, "security_group"))
     try:
         group = await net.create_group(ctx, fields)
@@ -160,7 +148,7 @@ async def create_group(request: Request) -> Response:
 
 
 async def update_group(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-security-groups:update")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-security-groups:update")
     gid = request.path_params["group_id"]
     fields = _group_fields(await _body(request, "security_group"))
     try:
@@ -171,7 +159,7 @@ async def update_group(request: Request) -> Response:
 
 
 async def delete_group(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-security-groups:delete")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-security-groups:delete")
     gid = request.path_params["group_id"]
     try:
         await net.delete_group(ctx, gid)
@@ -224,7 +212,7 @@ def neutron_rule(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def create_rule(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-security-groups:rule:create")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-security-groups:rule:create")
     rule_body = neutron_rule(await _body(request, "security_group_rule"))
     if not is_uuid_like(rule_body["security_group_id"]):  # Nova's validate_id: 400
         raise errors.Invalid("Security group id should be uuid")
@@ -243,7 +231,7 @@ async def create_rule(request: Request) -> Response:
 
 
 async def delete_rule(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-security-groups:rule:delete")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-security-groups:rule:delete")
     rid = request.path_params["rule_id"]
     try:
         await net.delete_rule(ctx, rid)
@@ -272,19 +260,19 @@ async def _pools(net: Any, ctx: RequestContext) -> dict[str, str]:
 
 
 async def list_pools(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-floating-ip-pools:list")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-floating-ip-pools:list")
     return json_response({"floating_ip_pools": [{"name": name} for name in (await _pools(net, ctx)).values()]})
 
 
 async def list_fips(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-floating-ips:list")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-floating-ips:list")
     pools = await _pools(net, ctx)
     fips = [f for f in await net.list_floatingips(ctx) if f["project_id"] == ctx.project_id]
     return json_response({"floating_ips": [fip_view(f, pools) for f in fips]})
 
 
 async def show_fip(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-floating-ips:show")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-floating-ips:show")
     fid = request.path_params["fip_id"]
     try:
         fip = await net.get_floatingip(ctx, fid)
@@ -294,7 +282,7 @@ async def show_fip(request: Request) -> Response:
 
 
 async def create_fip(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-floating-ips:create")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-floating-ips:create")
     data = await json_body(request) if await request.body() else {}
     pool = data.get("pool") if isinstance(data, dict) else None
     pools = await _pools(net, ctx)
@@ -321,7 +309,7 @@ async def create_fip(request: Request) -> Response:
 
 
 async def delete_fip(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-floating-ips:delete")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-floating-ips:delete")
     fid = request.path_params["fip_id"]
     try:
         await net.delete_floatingip(ctx, fid)
@@ -332,7 +320,7 @@ async def delete_fip(request: Request) -> Response:
 
 async def no_id(request: Request) -> Response:
     """A group or rule path with an empty id: 404, as Nova's router answers."""
-    await _caller(request, "os_compute_api:os-security-groups:get")
+    await _common.network_caller(request, "os_compute_api:os-security-groups:get")
     raise errors.NotFound("The resource could not be found.")
 
 

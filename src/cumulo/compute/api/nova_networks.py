@@ -19,7 +19,6 @@ from starlette.routing import Route
 
 from cumulo import errors, policy
 from cumulo.compute.api import _common
-from cumulo.compute.api.microversion import v
 from cumulo.context import RequestContext
 from cumulo.web.http import json_response
 
@@ -39,17 +38,6 @@ _ADMIN_FIELDS = ("created_at", "updated_at", "deleted_at", "deleted", "injected"
                  "vpn_public_address", "vpn_public_port", "vpn_private_address", "dhcp_start", "project_id", "host",
                  "bridge_interface", "multi_host", "priority", "rxtx_base", "mtu", "dhcp_server", "enable_dhcp",
                  "share_address")
-
-
-async def _caller(request: Request, rule: str) -> tuple[RequestContext, Any]:
-    if _common.version(request) >= v("2.36"):
-        raise errors.NotFound("The resource could not be found.")
-    ctx = await _common.caller(request)
-    policy.authorize(ctx, rule)
-    net = _common.compute_service(request).network
-    if net is None:
-        raise errors.NotFound("The resource could not be found.")
-    return ctx, net
 
 
 def network_view(network: dict[str, Any], admin: bool) -> dict[str, Any]:
@@ -72,24 +60,24 @@ async def _one(net: Any, ctx: RequestContext, network_id: str) -> dict[str, Any]
 
 
 async def list_networks(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-networks:list")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-networks:list")
     admin = ctx.is_admin
     return json_response({"networks": [network_view(n, admin) for n in await net.list_networks(ctx)]})
 
 
 async def show_network(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-networks:view")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-networks:view")
     found = await _one(net, ctx, request.path_params["network_id"])
     return json_response({"network": network_view(found, ctx.is_admin)})
 
 
 async def list_tenant_networks(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-tenant-networks:list")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-tenant-networks:list")
     return json_response({"networks": [tenant_network_view(n) for n in await net.list_networks(ctx)]})
 
 
 async def show_tenant_network(request: Request) -> Response:
-    ctx, net = await _caller(request, "os_compute_api:os-tenant-networks:show")
+    ctx, net = await _common.network_caller(request, "os_compute_api:os-tenant-networks:show")
     found = await _one(net, ctx, request.path_params["network_id"])
     return json_response({"network": tenant_network_view(found)})
 
