@@ -17,14 +17,13 @@ microvm has no PCI bus: virtio-blk-device (MMIO) at boot only.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid as uuidlib
 from collections.abc import Iterable
 from typing import Any
 
 from cumulo.compute.drivers.base import DiskSpec
-from cumulo.compute.drivers.qemu import netdev, qmp
+from cumulo.compute.drivers.qemu import netdev
 from cumulo.compute.drivers.qemu.process import VmConfig, root_port
 from cumulo.errors import Conflict, DriverError
 
@@ -137,16 +136,3 @@ def disk_argv(cfg: VmConfig, disks: list[tuple[DiskSpec, str]]) -> list[str]:
                 "-device", ",".join([str(props["driver"])] + [f"{k}={v}" for k, v in props.items() if k != "driver"])]
     return out
 
-
-async def wait_deleted(conn: qmp.Qmp, dev: str, mark: int, timeout: float) -> bool:
-    """The DEVICE_DELETED event of `dev` itself (not of its virtio backend) within timeout."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (left := deadline - loop.time()) > 0:
-        ev = await conn.wait_event(["DEVICE_DELETED"], left, since=mark)
-        if ev is None:
-            return False
-        if (ev.get("data") or {}).get("device") == dev:
-            return True
-        mark = conn.events.index(ev) + 1
-    return False

@@ -113,7 +113,7 @@ class Nics(QemuCore):
                 if exc.klass != "DeviceNotFound":
                     raise
             else:
-                if not await _wait_deleted(conn, dev, mark, UNPLUG_TIMEOUT):
+                if not await conn.wait_device_deleted(dev, mark, UNPLUG_TIMEOUT):
                     raise DriverError(f"the guest of {layout.uuid} did not release NIC {dev} within "
                                       f"{UNPLUG_TIMEOUT:.0f}s (it needs ACPI hot plug)")
             with contextlib.suppress(qmp.QmpError):
@@ -133,17 +133,3 @@ class Nics(QemuCore):
                 yield conn
             finally:
                 await asyncio.shield(conn.close())
-
-
-async def _wait_deleted(conn: qmp.Qmp, dev: str, mark: int, timeout: float) -> bool:
-    """The DEVICE_DELETED event of `dev` (not of its inner parts) arrived within timeout."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (left := deadline - loop.time()) > 0:
-        ev = await conn.wait_event(["DEVICE_DELETED"], left, since=mark)
-        if ev is None:
-            return False
-        if (ev.get("data") or {}).get("device") == dev:
-            return True
-        mark = conn.events.index(ev) + 1
-    return False

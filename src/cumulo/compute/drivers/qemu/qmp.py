@@ -153,6 +153,20 @@ class Qmp:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._event_seen.wait(), left)
 
+    async def wait_device_deleted(self, dev: str, since: int, timeout: float) -> bool:
+        """The DEVICE_DELETED event of device `dev` itself (not of its inner parts, such as the virtio
+        backend) at index >= since in `events`, within timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            ev = await self.wait_event(["DEVICE_DELETED"], left, since=since)
+            if ev is None:
+                return False
+            if (ev.get("data") or {}).get("device") == dev:
+                return True
+            since = self.events.index(ev) + 1
+        return False
+
     async def wait_closed(self, timeout: float) -> bool:
         """True once QEMU closes the connection (it exited) within timeout."""
         with contextlib.suppress(TimeoutError):

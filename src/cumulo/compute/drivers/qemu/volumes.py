@@ -119,7 +119,7 @@ class Volumes(QemuCore):
                                        "(attached while the server was stopped): stop the server to detach it") from exc
                     raise
             else:
-                if not await blockdev.wait_deleted(conn, dev, mark, UNPLUG_TIMEOUT):
+                if not await conn.wait_device_deleted(dev, mark, UNPLUG_TIMEOUT):
                     raise DriverError(f"the guest of {layout.uuid} did not release volume {volume_id} within "
                                       f"{UNPLUG_TIMEOUT:.0f}s (it needs PCIe hot unplug; it stays attached"
                                       + (", even forced: QEMU cannot pull a disk the guest holds)" if force else ")"))
