@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from cumulo import host
 from cumulo.blockstore.base import ShrinkRefused, UnsafeSource, VolumeExists
 
 T = TypeVar("T")
@@ -197,16 +198,6 @@ def unlink(path: Path) -> None:
         os.unlink(path)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_temps(directory: Path) -> list[str]:
     """Remove the temporary files in `directory` whose process is gone (a crash mid-operation).
     Returns their names."""
@@ -217,7 +208,7 @@ def reap_temps(directory: Path) -> list[str]:
         return removed
     for name in names:
         m = _TEMP.match(name)
-        if m and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
+        if m and int(m["pid"]) != os.getpid() and not host.pid_alive(int(m["pid"])):
             unlink(directory / name)
             removed.append(name)
     return removed

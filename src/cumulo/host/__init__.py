@@ -103,3 +103,14 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
             await asyncio.shield(reaped)
         except asyncio.CancelledError:
             continue
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (signal 0; one of another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

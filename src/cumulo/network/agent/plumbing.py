@@ -20,6 +20,7 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Protocol
 
+from cumulo import host
 from cumulo.errors import HostError
 from cumulo.netplane import bridge, conntrack, dhcp, external, netns, orphans, router, secgroups, sgdelta
 from cumulo.network.agent.state import HostPlan, NetworkPlan
@@ -108,16 +109,6 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _entry(registry: Path, owner: str) -> Path:
     return registry / (hashlib.sha256(owner.encode()).hexdigest()[:16] + ".json")
 
@@ -169,7 +160,7 @@ def claims(registry: Path, owner: str) -> Claims:
             continue
         if entry == mine_entry:
             recorded.update(ids)
-        elif not _alive(pid) and not Path(other).exists():
+        elif not host.pid_alive(pid) and not Path(other).exists():
             abandoned.update(ids)
             gone.append(entry)
         else:
