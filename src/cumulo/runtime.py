@@ -414,7 +414,8 @@ class Cloud:
                 return
             request = Request(scope, receive)
             base = str(request.base_url).rstrip("/")
-            body = {"services": [{"type": e.type, "name": e.name, "url": base + e.path} for e in s.catalog]}
+            body = {"services": [{"type": e.type, "name": e.name, "url": base + e.path.replace("/$(project_id)s", "")}
+                                 for e in s.catalog]}
             status = 200 if scope.get("path") in ("/", "") else 404
             await JSONResponse(body if status == 200 else {"error": "not found"}, status_code=status)(
                 scope, receive, send
