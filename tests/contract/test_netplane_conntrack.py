@@ -9,7 +9,6 @@ import asyncio
 import os
 import socket
 import uuid as uuidlib
-from collections.abc import AsyncIterator
 
 import pytest
 from _netplane_lab import MISSING, Lab, Server, new_mac
@@ -19,15 +18,6 @@ from cumulo.netplane import conntrack, external, netns, router, secgroups
 from cumulo.netplane.secgroups import Firewall, Rule
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING or "root, ip, nft and busybox present")
-
-
-@pytest.fixture
-async def lab() -> AsyncIterator[Lab]:
-    lab = Lab()
-    try:
-        yield lab
-    finally:
-        await lab.cleanup()
 
 
 class Stream:

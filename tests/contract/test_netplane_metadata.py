@@ -39,15 +39,6 @@ def ctx(project: str) -> RequestContext:
 
 
 @pytest.fixture
-async def lab() -> AsyncIterator[Lab]:
-    lab = Lab()
-    try:
-        yield lab
-    finally:
-        await lab.cleanup()
-
-
-@pytest.fixture
 async def svc(tmp_path: Path) -> AsyncIterator[NetworkService]:
     conf = conf_mod.load(env={}, state_dir=tmp_path / "state")
     conf.state_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,6 @@ left behind. Namespaces of the test's own names (`cpft-`, `cpfs-`), removed at t
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -27,15 +26,6 @@ class Nic:
     gateway: str | None = None
     routes: tuple[tuple[str, str], ...] = ()
     mtu: int = 1500
-
-
-@pytest.fixture
-async def lab() -> AsyncIterator[Lab]:
-    lab = Lab()
-    try:
-        yield lab
-    finally:
-        await lab.cleanup()
 
 
 async def test_a_stale_pair_is_replaced_and_a_clash_leaves_nothing(lab: Lab) -> None:

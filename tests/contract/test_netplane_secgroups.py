@@ -8,7 +8,6 @@ import socket
 import subprocess
 import threading
 import uuid as uuidlib
-from collections.abc import AsyncIterator
 
 import pytest
 from _netplane_lab import BUSYBOX, MISSING, Lab, Server, ip, serve_peer
@@ -19,15 +18,6 @@ from cumulo.netplane.secgroups import Firewall, Port, Rule
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING or "root, ip, nft and busybox present")
 
 EGRESS_ALL = (Rule("egress", "IPv4"), Rule("egress", "IPv6"))
-
-
-@pytest.fixture
-async def lab() -> AsyncIterator[Lab]:
-    lab = Lab()
-    try:
-        yield lab
-    finally:
-        await lab.cleanup()
 
 
 def port_of(s: Server, *groups: str, security: bool = True,

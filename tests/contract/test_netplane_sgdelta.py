@@ -6,7 +6,6 @@ of the test's own (`cpft-`), so no running cloud's orphan reaping takes it for a
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import AsyncIterator
 
 import pytest
 from _netplane_lab import MISSING, Lab, ip
@@ -16,15 +15,6 @@ from cumulo.netplane import bridge, nft, secgroups, sgdelta
 from cumulo.netplane.secgroups import Firewall, Rule
 
 pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING or "root, ip, nft and busybox present")
-
-
-@pytest.fixture
-async def lab() -> AsyncIterator[Lab]:
-    lab = Lab()
-    try:
-        yield lab
-    finally:
-        await lab.cleanup()
 
 
 async def network(lab: Lab) -> str:
