@@ -195,7 +195,7 @@ def private_state_dir(path: Path) -> None:
 
 class VolumeImages:
     """The volume API's view of the image service (cumulo.volume.worker_api.ImageSource): the
-    images a caller may see. Upload to image is not wired yet (400, before anything changes)."""
+    images a caller may see, and the queued image an upload fills (private)."""
 
     CORE = frozenset({"id", "name", "status", "size", "min_disk", "min_ram", "disk_format", "container_format",
                       "owner", "visibility", "protected", "checksum", "created_at", "updated_at", "tags", "file",
@@ -216,7 +216,8 @@ class VolumeImages:
 
     async def create_image_for_upload(self, ctx: Any, *, name: str, disk_format: str, container_format: str,
                                       visibility: str, protected: bool) -> dict[str, Any]:
-        raise errors.Invalid("Invalid input received: uploading a volume to an image is not available in this cloud yet.")
+        """A queued private image of the caller's project (as a server snapshot's), which the worker fills."""
+        return await self.images.create_snapshot_record(ctx, name, {}, disk_format, container_format)
 
 
 class Cloud:
@@ -331,8 +332,16 @@ class Cloud:
                 raise errors.NotFound(f"Image {image_id} could not be found.")
             return Path(await images.local_path(image_id)), str(image.get("disk_format"))
 
-        store = open_store("file", StoreConfig.under(self.conf.state_dir))
-        worker = VolumeManager(self.db, store, self.conf.host_name, image_files=image_file)
+        async def image_fill(image_id: str, path: Path | None) -> None:
+            if path is None:
+                await images.mark_failed(image_id)
+            else:
+                await images.upload_from_path(image_id, str(path))
+
+        config = StoreConfig.under(self.conf.state_dir)
+        store = open_store("file", config)
+        worker = VolumeManager(self.db, store, self.conf.host_name, image_files=image_file, image_fill=image_fill,
+                               scratch=config.run_dir)
         self.bus.serve(volume_topic(self.conf.host_name), worker)
         return worker
 

@@ -153,7 +153,7 @@ def test_over_quota_is_a_clear_error(cloud: CumuloCloud) -> None:
 
 def test_volume_from_an_image(cloud: CumuloCloud, tmp_path: Path) -> None:
     """A raw image's bytes land at the start of the volume (converted by the worker from the
-    image store's own file)."""
+    image store's own file); the volume uploads to a new qcow2 image."""
     raw = tmp_path / "disk.raw"
     raw.write_bytes(MARK + bytes(1 << 20))
     img = cloud.osc("image", "create", "--disk-format", "raw", "--container-format", "bare", "--file", str(raw),
@@ -164,6 +164,19 @@ def test_volume_from_an_image(cloud: CumuloCloud, tmp_path: Path) -> None:
         assert row["bootable"] == "true"
         path = cloud.state_dir / "volumes" / f"{vol['id']}.raw"
         assert path.stat().st_size == GIB and read_at(path, 0, len(MARK)) == MARK
+        # and back: upload the volume to a new (qcow2) image
+        up = cloud.osc("image", "create", "--volume", vol["id"], "--disk-format", "qcow2", f"up-{MARK[-6:].decode()}")
+        up_id = up.get("image_id") or up.get("id")
+        try:
+            def active() -> bool:
+                return bool(cloud.osc("image", "show", up_id)["status"] == "active")
+
+            wait_for(active, timeout=60, what="uploaded image active")
+            shown = cloud.osc("image", "show", up_id)
+            assert shown["disk_format"] == "qcow2" and 0 < shown["size"] < GIB, shown
+            wait_status(cloud, "volume", vol["id"], "available")
+        finally:
+            cloud.osc("image", "delete", up_id)
         cloud.osc("volume", "delete", vol["id"])
         wait_gone(cloud, "volume", vol["id"])
         assert not path.exists()

@@ -32,6 +32,9 @@ RESTARTED = "the volume worker restarted while the volume was {}"
 
 # image id -> (the image store's own file of its bytes, its disk_format): never a request's path
 ImageFiles = Callable[[str], Awaitable[tuple[Path, str]]]
+# (image id, a file of the volume's bytes in the image's disk_format) -> the image filled and active;
+# (image id, None) -> the queued image dropped (the upload failed)
+ImageFill = Callable[[str, Path | None], Awaitable[None]]
 
 
 def reason(exc: BaseException) -> str:
@@ -43,11 +46,14 @@ def reason(exc: BaseException) -> str:
 class VolumeManager:
     """The endpoint of `volume.<host>`: one async method per cast (cumulo.volume.rpc.VolumeAPI)."""
 
-    def __init__(self, db: Database, store: BlockStore, host: str, image_files: ImageFiles | None = None) -> None:
+    def __init__(self, db: Database, store: BlockStore, host: str, image_files: ImageFiles | None = None,
+                 image_fill: ImageFill | None = None, scratch: Path | None = None) -> None:
         self.db = db
         self.store = store
         self.host = host
         self.image_files = image_files
+        self.image_fill = image_fill
+        self.scratch = scratch  # where an upload's export is written (under the state dir)
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -152,10 +158,38 @@ class VolumeManager:
     async def retype_volume(self, volume_id: str, new_type_id: str) -> None:
         return None  # one backend: a retype is a change of the record (the API's)
 
-    async def upload_to_image(self, volume_id: str, image_id: str, disk_format: str) -> None:
-        # Not wired yet (the ImageSource adapter): the API refuses uploads with a 400 before casting.
+    async def _after_upload(self, volume_id: str, msg: str | None) -> None:
+        async with self.db.read() as conn:
+            attached = await conn.scalar(sa.select(volumes.c.attach_status).where(volumes.c.id == volume_id))
         await self._move(volumes, volume_id, {states.UPLOADING},
-                         {"status": states.AVAILABLE, "error_message": "upload to image is not available yet"})
+                         {"status": states.IN_USE if attached == states.ATTACHED else states.AVAILABLE,
+                          "error_message": msg})
+
+    async def upload_to_image(self, volume_id: str, image_id: str, disk_format: str) -> None:
+        """Export the volume (raw or qcow2) into a scratch file, hand it to the image service, and
+        put the volume back (available, or in-use when attached). On failure the queued image goes."""
+        fill, scratch = self.image_fill, self.scratch
+
+        async def work() -> None:
+            if fill is None or scratch is None:
+                raise errors.Invalid("upload to image is not available on this cloud")
+            dest = scratch / f"upload-{image_id}.{disk_format}"
+            try:
+                await self.store.export(volume_id, dest, disk_format)
+                await fill(image_id, dest)
+            finally:
+                dest.unlink(missing_ok=True)
+            await self._after_upload(volume_id, None)
+
+        async def failed(msg: str) -> None:
+            if fill is not None:
+                try:
+                    await fill(image_id, None)
+                except Exception as exc:  # the image may be gone already
+                    LOG.warning("volume worker: dropping image %s failed: %s", image_id, exc)
+            await self._after_upload(volume_id, f"upload to image {image_id} failed: {msg}"[:255])
+
+        await self._attempt(f"upload of volume {volume_id} to image {image_id}", work, failed)
 
     # ---- snapshots --------------------------------------------------------------------------
 
