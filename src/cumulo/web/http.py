@@ -178,6 +178,25 @@ async def json_body(request: Request, *, required: bool = True) -> Any:
     return parse_json(raw)
 
 
+async def with_headers(app: ASGIApp, scope: Scope, receive: Receive, send: Send, extra: list[tuple[bytes, bytes]],
+                       error: tuple[int, bytes] | None = None) -> None:
+    """`app` answers with the `extra` headers added; or, given `error` (status, JSON body), that is the
+    answer, with the `extra` headers too (a microversion middleware's negotiated or refused version)."""
+    if error is not None:
+        status, body = error
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
+        await send({"type": "http.response.body", "body": body})
+        return
+
+    async def send_with_extra(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *extra]
+        await send(message)
+
+    await app(scope, receive, send_with_extra)
+
+
 async def answer_lifespan(receive: Receive, send: Send) -> None:
     """Acknowledge ASGI lifespan startup and shutdown: the CLI starts and stops the cloud around the
     HTTP servers, so there is nothing to do in them."""

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cumulo.web.http import with_headers
 
 
 class Version(NamedTuple):
@@ -94,21 +96,4 @@ class MicroversionMiddleware:
             (b"x-openstack-nova-api-version", str(version).encode()),
             (b"vary", b"OpenStack-API-Version, X-OpenStack-Nova-API-Version"),
         ]
-        if error is not None:
-            status, body = error
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
-
-        async def send_with_version(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_version)
+        await with_headers(self.app, scope, receive, send, extra, error)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cumulo.web.http import with_headers
 
 
 class Version(NamedTuple):
@@ -87,16 +89,4 @@ class VolumeMicroversions:
                 version = parsed
         scope[SCOPE_KEY] = version
         extra = [(b"openstack-api-version", f"volume {text(version)}".encode()), (b"vary", b"OpenStack-API-Version")]
-        if error is not None:
-            status, body = error
-            await send({"type": "http.response.start", "status": status, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
-            await send({"type": "http.response.body", "body": body})
-            return
-
-        async def send_with_version(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_version)
+        await with_headers(self.app, scope, receive, send, extra, error)
