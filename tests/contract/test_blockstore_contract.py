@@ -7,6 +7,7 @@ bytes. Every test's files live under its tmp_path; its loop devices are detached
 file there.
 """
 
+# ruff: noqa: S603 - every host command here is a fixed argv over the test's own tmp paths
 from __future__ import annotations
 
 import asyncio
@@ -37,7 +38,15 @@ from cumulo.blockstore.base import (
     VolumeExists,
     VolumeMissing,
 )
-from cumulo.blockstore.loop import XFS_MIN_BYTES, LoopTable, can_grow_online, devices_of, fs_type, grow_fs, make_fs
+from cumulo.blockstore.loop import (
+    XFS_MIN_BYTES,
+    LoopTable,
+    can_grow_online,
+    devices_of,
+    fs_type,
+    grow_fs,
+    make_fs,
+)
 from cumulo.errors import Conflict, Invalid
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root")
