@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (apt + ./.venv with the [test] extra), then runs every check:
-# ruff, mypy --strict, import-linter contracts, the layering script (no import up the layers, no
+# ruff (src, tests, benchmarks, scripts), mypy --strict, import-linter contracts, the layering script (no import up the layers, no
 # circle), the 600-line module limit, the generated layout in docs/architecture.md, and the whole
 # pytest suite (unit, contract, system). All of them run; the script fails if any of them fails.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k smoke`.
@@ -18,7 +18,7 @@ check() {
   fi
 }
 
-check .venv/bin/ruff check src
+check .venv/bin/ruff check src tests benchmarks scripts
 check .venv/bin/mypy
 check .venv/bin/lint-imports
 check .venv/bin/python scripts/import_graph.py
