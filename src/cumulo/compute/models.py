@@ -1,4 +1,5 @@
-"""Compute tables: instances and their history, flavors, keypairs, quotas, server groups, migrations."""
+"""Compute tables: instances and their history, flavors, keypairs, quotas, server groups, migrations,
+block device mappings."""
 
 from __future__ import annotations
 
@@ -215,5 +216,37 @@ migrations = sa.Table(
     sa.Column("migration_type", sa.String(32), nullable=False),
     sa.Column("hidden", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow, index=True),
+    sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+# Block device mappings (Nova's block_device_mapping): one row per disk of a server, the root's
+# too when it boots from a volume. source_type image|volume|snapshot|blank, destination_type
+# local|volume; boot_index 0 = the root, None/-1 = not bootable. attachment_id is the volume
+# service's attachment (Cinder 3.27 flow); connection_info its JSON. A detached or deleted
+# server's rows are removed (no soft delete). compute/volume_records.py reads and writes them.
+block_device_mapping = sa.Table(
+    "block_device_mapping",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("instance_uuid", sa.String(36), nullable=False, index=True),
+    sa.Column("source_type", sa.String(32), nullable=False),
+    sa.Column("destination_type", sa.String(32), nullable=False),
+    sa.Column("device_name", sa.String(255)),
+    sa.Column("boot_index", sa.Integer),
+    sa.Column("volume_id", sa.String(36), index=True),
+    sa.Column("snapshot_id", sa.String(36)),
+    sa.Column("image_id", sa.String(36)),
+    sa.Column("volume_size", sa.Integer),
+    sa.Column("volume_type", sa.String(255)),
+    sa.Column("delete_on_termination", sa.Boolean, nullable=False, default=False),
+    sa.Column("guest_format", sa.String(255)),
+    sa.Column("disk_bus", sa.String(255)),
+    sa.Column("device_type", sa.String(255)),
+    sa.Column("no_device", sa.Boolean, nullable=False, default=False),
+    sa.Column("tag", sa.String(255)),
+    sa.Column("attachment_id", sa.String(36)),
+    sa.Column("connection_info", sa.Text),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
     sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
 )

@@ -1,0 +1,167 @@
+"""What compute needs of the volume service and of the block store on its host, and the pure
+renderings of block device mappings.
+
+Compute and volume are sibling packages that never import each other (as with netports.py and the
+network service): compute names its narrow needs here as Protocols, and the assembly in runtime
+hands over adapters (`cumulo.runtime_volumes`). Nova calls Cinder's API for the same things
+(nova/volume/cinder.py), and so do these:
+
+- `VolumeClient`: the volume service as the compute API and agents call it, always with a
+  RequestContext (the caller's in the API; the server owner's project in the agent, see
+  `owner_context`). Records are the volume service's dicts (`id`, `status`, `size` in GiB,
+  `multiattach`, `attachments`, `bootable`, `availability_zone`, ...). Refusals come back as the
+  domain errors (Invalid 400 "Invalid volume: ...", NotFound 404, Conflict 409, OverQuota 413):
+  the compute API surfaces them in Nova's fault format.
+  Attach, the 3.27 attachments flow Nova uses: `attachment_create` (API: volume reserved) ->
+  `attachment_update(connector)` (agent: attaching, connection_info) -> driver attach ->
+  `attachment_complete` (volume in-use). Detach: `begin_detaching` (API) -> driver detach ->
+  `attachment_delete` (volume available, or in-use while another attachment remains);
+  `roll_detaching` when the driver refused.
+- `HostVolumes`: the block store of the agent's host: where a volume's file is (`location`: path
+  and QEMU node kind, found by volume id, never a path from a request) and the loop-device table
+  the runc driver and the volume worker share (`reap_loops(keep)` releases recorded loop devices of
+  volumes no server here holds).
+
+The block device mapping rows (`models.block_device_mapping`) are read and written by
+`compute/volume_records.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, Protocol
+
+from cumulo.context import RequestContext
+
+# Nova's values of block_device_mapping.source_type / destination_type.
+SOURCE_IMAGE, SOURCE_VOLUME, SOURCE_SNAPSHOT, SOURCE_BLANK = "image", "volume", "snapshot", "blank"
+SOURCE_TYPES = (SOURCE_IMAGE, SOURCE_VOLUME, SOURCE_SNAPSHOT, SOURCE_BLANK)
+DEST_LOCAL, DEST_VOLUME = "local", "volume"
+DESTINATION_TYPES = (DEST_LOCAL, DEST_VOLUME)
+
+# The connector's platform facts (os-brick's get_connector_properties shape, trimmed to a file
+# backend: the host name is what matters).
+CONNECTOR_BASE: Mapping[str, Any] = {"platform": "x86_64", "os_type": "linux", "multipath": False,
+                                     "enforce_multipath": False, "initiator": None}
+
+
+class VolumeClient(Protocol):
+    """The volume service's calls compute makes (runtime_volumes.VolumeClientAdapter over
+    cumulo.volume.service.VolumeService has them)."""
+
+    # ---- volumes ---------------------------------------------------------------------------
+
+    def get_volume(self, ctx: RequestContext, volume_id: str) -> Awaitable[dict[str, Any]]: ...
+
+    def create_volume(
+        self, ctx: RequestContext, *, size_gb: int, name: str = "", description: str = "",
+        image_id: str | None = None, snapshot_id: str | None = None, source_volid: str | None = None,
+        volume_type: str | None = None, availability_zone: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Awaitable[dict[str, Any]]:
+        """A new volume (blank, from an image, a snapshot or another volume), `creating` at first:
+        poll `get_volume` until `available` (or `error`)."""
+        ...
+
+    def delete_volume(self, ctx: RequestContext, volume_id: str) -> Awaitable[None]: ...
+
+    # ---- attachments (Cinder 3.27+) -------------------------------------------------------
+
+    def attachment_create(
+        self, ctx: RequestContext, volume_id: str, instance_uuid: str, *,
+        connector: Mapping[str, Any] | None = None, mode: str = "rw",
+    ) -> Awaitable[dict[str, Any]]:
+        """Reserve the volume for the server (volume `reserved`; with a connector `attaching`).
+        A volume attached elsewhere and not multiattach: Invalid (400)."""
+        ...
+
+    def attachment_update(self, ctx: RequestContext, attachment_id: str,
+                          connector: Mapping[str, Any]) -> Awaitable[dict[str, Any]]:
+        """The host's connector: the attachment is `attaching` and carries `connection_info`."""
+        ...
+
+    def attachment_complete(self, ctx: RequestContext, attachment_id: str) -> Awaitable[None]: ...
+
+    def attachment_delete(self, ctx: RequestContext, attachment_id: str) -> Awaitable[None]:
+        """Drop the attachment (NotFound when already gone): the volume is available again, or
+        stays in-use while another attachment remains (multiattach)."""
+        ...
+
+    def attachment_get(self, ctx: RequestContext, attachment_id: str) -> Awaitable[dict[str, Any]]: ...
+
+    def begin_detaching(self, ctx: RequestContext, volume_id: str) -> Awaitable[None]: ...
+
+    def roll_detaching(self, ctx: RequestContext, volume_id: str) -> Awaitable[None]: ...
+
+    # ---- snapshots (snapshots of volume-backed servers) ------------------------------------
+
+    def create_snapshot(
+        self, ctx: RequestContext, volume_id: str, *, name: str = "", description: str = "",
+        force: bool = True, metadata: Mapping[str, str] | None = None,
+    ) -> Awaitable[dict[str, Any]]:
+        """A snapshot of the volume (`force`: even while in-use, as Nova asks), `creating` at first."""
+        ...
+
+    def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> Awaitable[dict[str, Any]]: ...
+
+    def delete_snapshot(self, ctx: RequestContext, snapshot_id: str) -> Awaitable[None]: ...
+
+
+class VolumeLocation(Protocol):
+    """Where a volume's data is on the host (cumulo.blockstore.base.Location has these)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+class HostVolumes(Protocol):
+    """The block store of the agent's host (runtime_volumes.HostBlockStore has it)."""
+
+    def location(self, volume_id: str) -> Awaitable[VolumeLocation]:
+        """The volume's file (by id only). NotFound when the store has no such volume."""
+        ...
+
+    def reap_loops(self, keep: set[str]) -> Awaitable[list[str]]:
+        """Release the recorded loop devices of volumes not in `keep`; returns the released ids."""
+        ...
+
+
+class VolumeEvents(Protocol):
+    """What the compute side offers the volume worker (Nova's os-server-external-events, reached in
+    process): runtime wires it as the worker's notifier."""
+
+    def volume_extended(self, volume_id: str, new_size_gb: int) -> Awaitable[None]:
+        """An attached volume grew: every server holding it asks its driver to tell the guest."""
+        ...
+
+
+def owner_context(inst: Mapping[str, Any], request_id: str | None = None) -> RequestContext:
+    """The context an agent acts in for a server's volumes: the server owner's project with the
+    member role (Nova forwards the user's token to Cinder; the agent has the owner's ids)."""
+    roles = frozenset({"member", "reader"})
+    if request_id:
+        return RequestContext(user_id=inst.get("user_id"), project_id=inst.get("project_id"), roles=roles,
+                              request_id=request_id)
+    return RequestContext(user_id=inst.get("user_id"), project_id=inst.get("project_id"), roles=roles)
+
+
+def connector_for(host: str, device_name: str | None) -> dict[str, Any]:
+    """The connector an agent hands the volume service (os-brick's shape, for a file backend)."""
+    return {**CONNECTOR_BASE, "host": host, "mountpoint": device_name}
+
+
+def volumes_attached(rows: Sequence[Mapping[str, Any]], *, with_delete_flag: bool) -> list[dict[str, Any]]:
+    """The server view's `os-extended-volumes:volumes_attached`: the server's volumes in BDM order
+    (`delete_on_termination` from 2.3, as Nova shows it)."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if not row.get("volume_id") or row.get("destination_type") != DEST_VOLUME:
+            continue
+        item: dict[str, Any] = {"id": row["volume_id"]}
+        if with_delete_flag:
+            item["delete_on_termination"] = bool(row.get("delete_on_termination"))
+        out.append(item)
+    return out
