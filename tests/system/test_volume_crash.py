@@ -1,0 +1,251 @@
+"""Crash safety of volumes (issue 11, acceptance 6): kill -9 `cumulo up` while the volume worker
+converts an image into a volume, or backs a volume up, then start it again on the same state dir.
+
+After the restart every volume is available, in-use or error (error with its reason in
+error_message; a backup cut short is error with its fail_reason), no temporary file is left in the
+store's dirs, the qemu-img the dead cloud ran is gone (it was started tied to its worker:
+`setpriv --pdeathsig KILL`), and no loop device is bound to the cloud's files.
+
+One runc cloud for the module (no external link), killed and restarted by each test. The moment
+to kill is an observation, never a fixed sleep: the worker's temporary file exists beside the
+final name AND the qemu-img child writing it runs (found under the cloud's pid, by its argv).
+The image is a qcow2 of 2 GiB of non-zero data compressed to ~10 MB (zstd, 2 MiB clusters): the
+upload is cheap, the convert writes 2 GiB, so it is surely in progress when seen.
+"""
+
+# ruff: noqa: S603, S607 - fixed argv of host tools (qemu-img, qemu-io, losetup) over the test's own paths
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from _runc_util import wait_for, write_config
+from _util_resilience import read_only
+
+if TYPE_CHECKING:
+    from conftest import CumuloCloud
+
+pytestmark = pytest.mark.system
+
+GIB = 1 << 30
+IMAGE_GIB = 2
+MICROVERSION = {"OpenStack-API-Version": "volume 3.67"}
+TEMP = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")  # the block store's temporary names
+SETTLED = {"available", "in-use", "error"}
+
+
+@pytest.fixture(scope="module")
+def cloud(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[CumuloCloud]:
+    if shutil.which("qemu-io") is None or shutil.which("qemu-img") is None:
+        pytest.skip("needs qemu-img and qemu-io (qemu-utils)")
+    config = write_config(tmp_path_factory.mktemp("volcrash"), tiny_vm_image="off")
+    c = cumulo_launcher(driver="runc", args=["--config", str(config), "--no-external"])
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def big_image(cloud: CumuloCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A qcow2 image whose convert writes IMAGE_GIB GiB of non-zero data (made in ~1 s with qemu-io's
+    compressed writes of a byte pattern; ~10 MB to upload)."""
+    path = tmp_path_factory.mktemp("volcrash-img") / "big.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "compression_type=zstd,cluster_size=2M",
+                    str(path), f"{IMAGE_GIB}G"], check=True)
+    writes = [a for g in range(IMAGE_GIB) for a in ("-c", f"write -q -c -P {0x5a + g} {g}G 1G")]
+    subprocess.run(["qemu-io", "-f", "qcow2", *writes, str(path)], check=True, capture_output=True)
+    img = cloud.osc("image", "create", "--disk-format", "qcow2", "--container-format", "bare", "--file", str(path),
+                    "volcrash-big")
+    path.unlink()
+    yield str(img["id"])
+    cloud.osc("image", "delete", img["id"])
+
+
+# -- observing the cloud and the host ----------------------------------------------------------
+
+
+def api(cloud: CumuloCloud, kind: str, item_id: str) -> dict[str, Any] | None:
+    """The volume or backup as the API shows it now (None once it is gone)."""
+    with cloud.client() as c:
+        resp = c.get(f"/volume/v3/{kind}s/{item_id}", headers=MICROVERSION)
+    if resp.status_code == 404:
+        return None
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json()[kind])
+
+
+def error_message(cloud: CumuloCloud, volume_id: str) -> str:
+    """The reason the worker recorded (Cinder's volume view has no such field; read-only DB read)."""
+    con = read_only(cloud)
+    try:
+        row = con.execute("SELECT error_message FROM volumes WHERE id = ?", (volume_id,)).fetchone()
+    finally:
+        con.close()
+    return str(row["error_message"] or "") if row else ""
+
+
+def wait_status(cloud: CumuloCloud, kind: str, item_id: str, want: set[str], timeout: float = 120) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        row = api(cloud, kind, item_id)
+        assert row is not None, f"{kind} {item_id} vanished"
+        return row if row["status"] in want else None
+
+    return dict(wait_for(ready, timeout=timeout, what=f"{kind} {item_id} in {sorted(want)}"))
+
+
+def wait_gone(cloud: CumuloCloud, kind: str, item_id: str) -> None:
+    wait_for(lambda: api(cloud, kind, item_id) is None, timeout=60, what=f"{kind} {item_id} gone")
+
+
+def store_dirs(cloud: CumuloCloud) -> list[Path]:
+    vols = cloud.state_dir / "volumes"
+    return [vols, vols / "snapshots", cloud.state_dir / "backups", vols / ".run"]
+
+
+def temp_files(cloud: CumuloCloud) -> list[str]:
+    return [str(p) for d in store_dirs(cloud) if d.is_dir() for p in d.iterdir() if TEMP.match(p.name)]
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of `pid` (every thread's)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return kids
+
+
+def argv_of(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for its reaper does not)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] not in ("Z", "X")
+
+
+def converting(cloud: CumuloCloud, directory: Path, name: str) -> tuple[Path, int] | None:
+    """(the temporary file beside `directory/name`, the pid of the qemu-img convert writing it)
+    once both exist."""
+    assert cloud.pid is not None
+    temps = [p for p in directory.glob(f".{name}.*.tmp") if TEMP.match(p.name)] if directory.is_dir() else []
+    if not temps:
+        return None
+    for kid in children(cloud.pid):
+        argv = argv_of(kid)
+        if argv and argv[0].endswith("qemu-img") and "convert" in argv and str(temps[0]) in argv:
+            return temps[0], kid
+    return None
+
+
+def loop_devices_of(path: Path) -> str:
+    return subprocess.run(["losetup", "-j", str(path)], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def check_no_leftovers(cloud: CumuloCloud) -> None:
+    """No temporary file in the store's dirs, no loop device on any of the cloud's volume files,
+    no loop record of a volume (nothing is attached in these tests)."""
+    assert temp_files(cloud) == []
+    vols = cloud.state_dir / "volumes"
+    for f in sorted(vols.glob("*.raw")):
+        assert loop_devices_of(f) == "", f
+    loops = vols / ".run" / "loops"
+    assert not loops.is_dir() or not list(loops.iterdir()), list(loops.iterdir())
+
+
+def kill_while(cloud: CumuloCloud, seen: Callable[[], tuple[Path, int] | None], what: str) -> tuple[Path, int]:
+    """Wait (polling every 5 ms) until `seen` observes the convert, then kill -9 the cloud. Returns
+    (temporary file, qemu-img pid) as seen just before the kill."""
+    found = wait_for(seen, timeout=120, interval=0.005, what=what)
+    cloud.kill()
+    assert cloud.proc is not None and cloud.proc.returncode == -9
+    return found  # type: ignore[no-any-return]
+
+
+def restart_and_check_reaped(cloud: CumuloCloud, tmp: Path, qemu_img: int) -> float:
+    """The convert the kill cut short left its temporary file (proof that it was in flight); the
+    qemu-img dies with its worker; the restart reaps the file. Returns the restart's wall time."""
+    wait_for(lambda: not alive(qemu_img), timeout=30, interval=0.05, what=f"qemu-img {qemu_img} gone")
+    assert tmp.exists(), f"{tmp} vanished before the restart: the kill came after the convert"
+    t0 = time.monotonic()
+    cloud.start()
+    took = time.monotonic() - t0
+    assert not tmp.exists()
+    assert not alive(qemu_img)
+    return took
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+
+def test_kill_during_create_from_image(cloud: CumuloCloud, big_image: str) -> None:
+    vol = cloud.osc("volume", "create", "--image", big_image, "--size", str(IMAGE_GIB), "crash-from-image")
+    vid = vol["id"]
+    final = cloud.state_dir / "volumes" / f"{vid}.raw"
+    tmp, qemu_img = kill_while(cloud, lambda: converting(cloud, final.parent, final.name), "the image convert")
+    assert not final.exists()
+    took = restart_and_check_reaped(cloud, tmp, qemu_img)
+
+    row = wait_status(cloud, "volume", vid, SETTLED)
+    assert row["status"] == "error", row
+    why = error_message(cloud, vid)
+    assert "restarted while the volume was creating" in why, why
+    assert not final.exists()
+    check_no_leftovers(cloud)
+    print(f"kill during create-from-image: restart {took:.1f} s; volume {row['status']}: {why}")
+
+    # an error volume deletes cleanly, and a second try of the same image succeeds
+    cloud.osc("volume", "delete", vid)
+    again = cloud.osc("volume", "create", "--image", big_image, "--size", str(IMAGE_GIB), "crash-from-image-2")
+    wait_status(cloud, "volume", again["id"], {"available"})
+    wait_gone(cloud, "volume", vid)
+    cloud.osc("volume", "delete", again["id"])
+    wait_gone(cloud, "volume", again["id"])
+    check_no_leftovers(cloud)
+
+
+def test_kill_during_backup(cloud: CumuloCloud, big_image: str) -> None:
+    vol = cloud.osc("volume", "create", "--image", big_image, "--size", str(IMAGE_GIB), "crash-backed-up")
+    vid = vol["id"]
+    wait_status(cloud, "volume", vid, {"available"})
+    bak = cloud.osc("volume", "backup", "create", "--name", "crash-backup", vid)
+    bid = bak["id"]
+    final = cloud.state_dir / "backups" / f"{bid}.qcow2"
+    tmp, qemu_img = kill_while(cloud, lambda: converting(cloud, final.parent, final.name), "the backup convert")
+    assert not final.exists()
+    took = restart_and_check_reaped(cloud, tmp, qemu_img)
+
+    row = wait_status(cloud, "volume", vid, SETTLED)
+    assert row["status"] == "available", row  # the volume itself is whole: back to its status before
+    backup = wait_status(cloud, "backup", bid, {"available", "error"})
+    assert backup["status"] == "error" and "restarted" in (backup.get("fail_reason") or ""), backup
+    assert not final.exists()
+    check_no_leftovers(cloud)
+    print(f"kill during backup: restart {took:.1f} s; volume {row['status']}, backup error: {backup['fail_reason']}")
+
+    # the failed backup deletes; a new backup of the same volume completes
+    cloud.osc("volume", "backup", "delete", bid)
+    wait_gone(cloud, "backup", bid)
+    again = cloud.osc("volume", "backup", "create", "--name", "crash-backup-2", vid)
+    wait_status(cloud, "backup", again["id"], {"available"})
+    wait_status(cloud, "volume", vid, {"available"})
+    cloud.osc("volume", "backup", "delete", again["id"])
+    wait_gone(cloud, "backup", again["id"])
+    cloud.osc("volume", "delete", vid)
+    wait_gone(cloud, "volume", vid)
+    check_no_leftovers(cloud)
+    assert not any(p for p in (cloud.state_dir / "backups").iterdir()), list((cloud.state_dir / "backups").iterdir())
