@@ -35,6 +35,7 @@ from cumulo.compute.api.openapi_ops import NOVA_FAULT
 from cumulo.context import RequestContext, expand_roles
 from cumulo.identity.api.openapi_ops import KEYSTONE_FAULT
 from cumulo.image.openapi_ops import GLANCE_FAULT
+from cumulo.volume.api.openapi_ops import CINDER_FAULT
 
 JSON = dict[str, Any]
 API = "/compute/v2.1"
@@ -621,6 +622,11 @@ def check(resp: httpx.Response, call: Call, fault_schema: JSON, role: str) -> No
         assert any(str(c).startswith(str(resp.status_code)) for c in codes), where
 
 
+# Cinder's fault names for the statuses whose name never varies (409 may be conflictingRequest or
+# another name, 400 always badRequest).
+CINDER_KINDS = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound", 413: "overLimit"}
+
+
 def assert_fault(resp: httpx.Response, status: int, contains: str | None = None) -> None:
     """`status`, in the native fault format of the family the URL belongs to."""
     url = resp.request.url.path
@@ -631,6 +637,12 @@ def assert_fault(resp: httpx.Response, status: int, contains: str | None = None)
         jsonschema.validate(body, NOVA_FAULT)
         inner = next(iter(body.values()))
         assert inner["code"] == status, where
+        message = inner["message"]
+    elif url.startswith("/volume"):
+        jsonschema.validate(body, CINDER_FAULT)
+        (kind, inner), = body.items()
+        assert inner["code"] == status, where
+        assert kind == CINDER_KINDS.get(status, kind), where
         message = inner["message"]
     elif url.startswith("/image"):
         jsonschema.validate(body, GLANCE_FAULT)
