@@ -142,7 +142,8 @@ class FileStore:
         def make() -> None:
             for d in (self.root, self.snapshots, self.backups, Path(self.config.run_dir)):
                 d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for d in (self.root, self.snapshots, self.backups):
+            # the run dir too: an export (upload to image) is built there
+            for d in (self.root, self.snapshots, self.backups, Path(self.config.run_dir)):
                 sparse.reap_temps(d)
 
         await asyncio.to_thread(make)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
 
 from cumulo import host
@@ -29,6 +30,7 @@ from cumulo.errors import Conflict, HostError
 from cumulo.host.revert import Reverter
 
 CAP_SYS_RESOURCE = 24
+_PARTIAL = re.compile(r"^\..+\.json\.(\d+)\.tmp$")  # a record being written (`_write`)
 SYS_BLOCK = Path("/sys/block")
 
 
@@ -131,6 +133,18 @@ class LoopTable:
             r.commit()
         return dev
 
+    def _reap_partial_records(self) -> None:
+        """Records a dead process was writing (killed between the write and the rename)."""
+        try:
+            names = os.listdir(self.run_dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            m = _PARTIAL.match(name)
+            if m and int(m[1]) != os.getpid() and not host.pid_alive(int(m[1])):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.run_dir / name).unlink()
+
     def _forget(self, volume_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._record(volume_id).unlink()
@@ -156,6 +170,7 @@ class LoopTable:
         """Detach every recorded volume not in `keep` (after a crash: the volumes the DB does not
         have attached here); returns the ids released."""
         released = []
+        await asyncio.to_thread(self._reap_partial_records)
         for volume_id in await asyncio.to_thread(self.recorded):
             if volume_id not in keep:
                 await self.detach(volume_id)

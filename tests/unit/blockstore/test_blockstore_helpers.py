@@ -23,7 +23,7 @@ from cumulo.blockstore.base import (
     check_size,
     round_up,
 )
-from cumulo.blockstore.loop import capable, devices_of
+from cumulo.blockstore.loop import LoopTable, capable, devices_of
 from cumulo.blockstore.qemuimg import info_problem, qcow2_header_problem, qcow2_virtual_size
 from cumulo.errors import Invalid
 
@@ -182,3 +182,14 @@ async def test_whole_finishes_before_the_cancel_propagates() -> None:
         await caller
     assert done == ["written"]
     assert await sparse.whole(asyncio.sleep(0, result=5)) == 5
+
+
+async def test_loop_reap_removes_records_a_dead_process_was_writing(tmp_path: Path) -> None:
+    table = LoopTable(tmp_path)
+    vid = str(uuid.uuid4())
+    dead = tmp_path / f".{vid}.json.999999999.tmp"  # killed between the write and the rename
+    alive = tmp_path / f".{vid}.json.1.tmp"  # pid 1 lives: its writer may still rename it
+    dead.write_text("{}")
+    alive.write_text("{}")
+    assert await table.reap(set()) == []
+    assert not dead.exists() and alive.exists()

@@ -13,9 +13,9 @@ from vol_support import act, make_volume, show
 
 from cumulo.blockstore import open_store
 from cumulo.blockstore.base import GIB, StoreConfig, StoreError
-from cumulo.volume.models import volumes
+from cumulo.volume.models import volume_admin_metadata, volumes
 from cumulo.volume.service import VolumeService
-from cumulo.volume.worker.manager import VolumeManager
+from cumulo.volume.worker.manager import UPLOADING_TO, VolumeManager
 from cumulo.volume.worker_api import NullWorker
 
 
@@ -82,3 +82,37 @@ async def test_start_settles_rows_left_mid_work(svc: VolumeService, manager: Vol
     assert shown["status"] == "error"
     assert (await alice.get(f"/volumes/{done['id']}")).status_code == 404
     assert not vol_file(svc, done["id"]).exists()
+
+
+async def test_start_settles_an_upload_cut_short(svc: VolumeService, alice: httpx.AsyncClient) -> None:
+    """A worker killed mid upload-to-image: the restarted one drops the queued image, puts the
+    attached volume back in-use with the reason, and removes the export and its temp file."""
+    filled: list[tuple[str, Path | None]] = []
+
+    async def fill(image_id: str, path: Path | None) -> None:
+        filled.append((image_id, path))
+
+    config = StoreConfig.under(svc.conf.state_dir)
+    m = VolumeManager(svc.db, open_store("file", config), "host1", image_fill=fill, scratch=config.run_dir)
+    await m.start()
+    svc.worker = m
+    vol = await make_volume(alice, 1)
+    async with svc.db.write() as conn:
+        await conn.execute(volumes.update().where(volumes.c.id == vol["id"]).values(
+            status="uploading", attach_status="attached"))
+        await conn.execute(volume_admin_metadata.insert().values(volume_id=vol["id"], key=UPLOADING_TO, value="img-1"))
+    export = config.run_dir / "upload-img-1.qcow2"
+    partial = config.run_dir / ".upload-img-1.qcow2.999999999.0badf00d.tmp"  # its writer is gone
+    export.write_bytes(b"x")
+    partial.write_bytes(b"x")
+
+    await m.start()  # the restarted worker
+    assert filled == [("img-1", None)]
+    async with svc.db.read() as conn:
+        row: Any = (await conn.execute(volumes.select().where(volumes.c.id == vol["id"]))).one()
+        meta = list(await conn.execute(volume_admin_metadata.select().where(
+            volume_admin_metadata.c.volume_id == vol["id"], volume_admin_metadata.c.key == UPLOADING_TO)))
+    assert row.status == "in-use"
+    assert "restarted while the volume was uploading to image img-1" in row.error_message
+    assert meta == []
+    assert not export.exists() and not partial.exists()

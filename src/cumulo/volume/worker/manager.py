@@ -11,6 +11,7 @@ the reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +29,8 @@ from cumulo.volume.models import backups, snapshots, volume_admin_metadata, volu
 LOG = logging.getLogger(__name__)
 
 STATUS_BEFORE_BACKUP = "status_before_backup"
+UPLOADING_TO = "uploading_to_image"  # admin metadata: the image an upload in flight fills (for a restart)
+UPLOAD_SCRATCH = "upload-"  # the prefix of an upload's export under the scratch dir
 RESTARTED = "the volume worker restarted while the volume was {}"
 
 # image id -> (the image store's own file of its bytes, its disk_format): never a request's path
@@ -74,6 +77,12 @@ class VolumeManager:
             if drop:
                 await conn.execute(md.delete().where(md.c.volume_id == volume_id, md.c.key == key))
         return None if value is None else str(value)
+
+    async def _set_admin_meta(self, volume_id: str, key: str, value: str) -> None:
+        md = volume_admin_metadata
+        async with self.db.write() as conn:
+            await conn.execute(md.delete().where(md.c.volume_id == volume_id, md.c.key == key))
+            await conn.execute(md.insert().values(volume_id=volume_id, key=key, value=value))
 
     async def _attempt(self, what: str, work: Callable[[], Awaitable[None]],
                        failed: Callable[[str], Awaitable[None]]) -> None:
@@ -159,6 +168,7 @@ class VolumeManager:
         return None  # one backend: a retype is a change of the record (the API's)
 
     async def _after_upload(self, volume_id: str, msg: str | None) -> None:
+        await self._admin_meta(volume_id, UPLOADING_TO, drop=True)
         async with self.db.read() as conn:
             attached = await conn.scalar(sa.select(volumes.c.attach_status).where(volumes.c.id == volume_id))
         await self._move(volumes, volume_id, {states.UPLOADING},
@@ -173,7 +183,8 @@ class VolumeManager:
         async def work() -> None:
             if fill is None or scratch is None:
                 raise errors.Invalid("upload to image is not available on this cloud")
-            dest = scratch / f"upload-{image_id}.{disk_format}"
+            dest = scratch / f"{UPLOAD_SCRATCH}{image_id}.{disk_format}"
+            await self._set_admin_meta(volume_id, UPLOADING_TO, image_id)
             try:
                 await self.store.export(volume_id, dest, disk_format)
                 await fill(image_id, dest)
@@ -304,7 +315,7 @@ class VolumeManager:
             elif v.status == states.BACKING_UP:
                 await self._volume_back(v.id)
             elif v.status == states.UPLOADING:
-                await self._move(volumes, v.id, {states.UPLOADING}, {"status": states.AVAILABLE})
+                await self._upload_cut_short(v.id)
             else:
                 final = {states.CREATING: states.ERROR, states.EXTENDING: states.ERROR_EXTENDING,
                          states.RESTORING_BACKUP: states.ERROR_RESTORING}[v.status]
@@ -312,9 +323,38 @@ class VolumeManager:
                     await self._admin_meta(v.id, EXTENDING_TO, drop=True)
                 await self._move(volumes, v.id, {v.status},
                                  {"status": final, "error_message": RESTARTED.format(v.status)})
+        await self._reap_upload_scratch()
         if vols or snaps or baks:
             LOG.info("volume worker %s: settled %d volumes, %d snapshots, %d backups left mid-work",
                      self.host, len(vols), len(snaps), len(baks))
+
+    async def _upload_cut_short(self, volume_id: str) -> None:
+        """An upload the restart cut short: its queued image is dropped, and the volume goes back
+        (available, or in-use when attached) with the reason."""
+        image_id = await self._admin_meta(volume_id, UPLOADING_TO)
+        if image_id and self.image_fill is not None:
+            try:
+                await self.image_fill(image_id, None)
+            except Exception as exc:  # the image may be gone already
+                LOG.warning("volume worker: dropping image %s failed: %s", image_id, exc)
+        await self._after_upload(volume_id, RESTARTED.format(states.UPLOADING) + (
+            f" to image {image_id}" if image_id else ""))
+
+    async def _reap_upload_scratch(self) -> None:
+        """Exports a killed worker left in the scratch dir (nothing uploads while the worker starts)."""
+        scratch = self.scratch
+        if scratch is None:
+            return
+
+        def reap() -> list[str]:
+            left = [p for p in scratch.glob(f"{UPLOAD_SCRATCH}*") if p.is_file() and not p.is_symlink()]
+            for p in left:
+                p.unlink(missing_ok=True)
+            return [p.name for p in left]
+
+        removed = await asyncio.to_thread(reap)
+        if removed:
+            LOG.info("volume worker %s: removed upload exports left by a crash: %s", self.host, ", ".join(removed))
 
     async def stop(self) -> None:
         return None
