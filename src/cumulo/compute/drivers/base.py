@@ -136,14 +136,24 @@ class DiskSpec:
     read_only: bool = False
     serial: str = ""  # what the guest sees as the disk's serial; "" = volume_id[:20] (Nova's)
     kind: Literal["file", "host_device"] = "file"  # QEMU's protocol driver for path
+    # 0: the server boots from this volume (Nova's boot_index 0 BDM: boot from volume); the driver
+    # makes it the root disk instead of the image's. None: a data volume.
+    boot_index: int | None = None
 
     @property
     def guest_serial(self) -> str:
         return (self.serial or self.volume_id)[:20]
 
+    @property
+    def is_root(self) -> bool:
+        return self.boot_index == 0
+
     def to_dict(self) -> dict[str, Any]:
-        return {"volume_id": self.volume_id, "path": self.path, "device_name": self.device_name,
-                "read_only": self.read_only, "serial": self.serial, "kind": self.kind}
+        doc: dict[str, Any] = {"volume_id": self.volume_id, "path": self.path, "device_name": self.device_name,
+                               "read_only": self.read_only, "serial": self.serial, "kind": self.kind}
+        if self.boot_index is not None:
+            doc["boot_index"] = self.boot_index
+        return doc
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> DiskSpec:
@@ -152,7 +162,8 @@ class DiskSpec:
             raise ValueError(f"bad disk kind {kind!r}")
         return cls(volume_id=str(doc["volume_id"]), path=str(doc["path"]),
                    device_name=str(doc.get("device_name") or "/dev/vdb"), read_only=bool(doc.get("read_only")),
-                   serial=str(doc.get("serial") or ""), kind="host_device" if kind == "host_device" else "file")
+                   serial=str(doc.get("serial") or ""), kind="host_device" if kind == "host_device" else "file",
+                   boot_index=int(doc["boot_index"]) if doc.get("boot_index") is not None else None)
 
 
 @dataclass(frozen=True)
@@ -175,8 +186,15 @@ class InstanceSpec:
     # required (QEMU, Nova's configdrive.required_by) also does for img_config_drive=mandatory or
     # its force_config_drive setting.
     config_drive: bool = False
-    # The volumes attached at spawn (and kept by every start), in device order; () is none.
+    # The volumes attached at spawn (and kept by every start), in device order; () is none. One
+    # with boot_index 0 is the root disk (boot from volume): `image` then describes the volume's
+    # image metadata (properties, kernel/ramdisk files; path "") or is None.
     disks: tuple[DiskSpec, ...] = ()
+
+    @property
+    def root_disk(self) -> DiskSpec | None:
+        """The volume the server boots from, if any."""
+        return next((d for d in self.disks if d.is_root), None)
 
 
 @dataclass(frozen=True)

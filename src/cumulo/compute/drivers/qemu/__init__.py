@@ -129,8 +129,8 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volu
     # -- Lifecycle ------------------------------------------------------------------------------
 
     async def spawn(self, spec: InstanceSpec) -> None:
-        if spec.image is None:
-            raise DriverError("The QEMU driver needs an image to boot (boot from volume is not supported)")
+        if spec.image is None and spec.root_disk is None:
+            raise DriverError("The QEMU driver needs an image or a root volume to boot")
         layout = Layout(await self.make_instance_dir(spec.uuid))
         try:
             # Contract: a failed (or cancelled) spawn leaves nothing behind.
@@ -150,32 +150,42 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volu
             raise DriverError(f"spawn of {spec.uuid} failed: {exc}") from exc
 
     async def _provision(self, layout: Layout, spec: InstanceSpec) -> VmConfig:
-        """Disks, config drive and kernel files of a new server; returns its VmConfig."""
-        assert spec.image is not None
+        """Disks, config drive and kernel files of a new server; returns its VmConfig.
+
+        Booted from a volume (spec.root_disk), the root is the volume's raw file (no overlay) and
+        `spec.image`, when given, is the volume's image metadata: its properties and kernel and
+        ramdisk files boot the server as its image would."""
+        root = spec.root_disk
         image = spec.image
-        props = image.properties
-        base = await disks.cached_base(self.base_dir, image)
-        await disks.create_overlay(layout.disk, base, spec.flavor.root_gb)
+        props = image.properties if image is not None else {}
+        if root is not None:
+            blockdev.check(root)
+        else:
+            assert image is not None
+            base = await disks.cached_base(self.base_dir, image)
+            await disks.create_overlay(layout.disk, base, spec.flavor.root_gb)
         if spec.flavor.ephemeral_gb > 0:
             await disks.create_blank(layout.ephemeral, spec.flavor.ephemeral_gb)
         drive = configdrive.required_by(spec, force=self.conf.force_config_drive)
         if drive:
             await asyncio.to_thread(configdrive.build_iso, layout.config_iso, spec)
-        kernel = bool(image.kernel_path)
-        if kernel:
+        kernel = image is not None and bool(image.kernel_path)
+        if image is not None and kernel:
             await asyncio.to_thread(disks.link_or_copy, Path(image.kernel_path), layout.kernel)
             if image.ramdisk_path:
                 await asyncio.to_thread(disks.link_or_copy, Path(image.ramdisk_path), layout.initrd)
-        elif image.ramdisk_path:
+        elif image is not None and image.ramdisk_path:
             raise DriverError(f"image {image.id} names a ramdisk but no kernel")
         await asyncio.to_thread(layout.console.touch)
         machine, why = await asyncio.to_thread(self.choose_machine, props, layout.kernel if kernel else None)
         await asyncio.to_thread(note, layout, f"boot path: {machine} ({why})")
         return VmConfig(
             memory_mb=spec.flavor.memory_mb, vcpus=spec.flavor.vcpus, accel=self.accel, machine=machine,
-            kernel=kernel, initrd=kernel and bool(image.ramdisk_path),
+            kernel=kernel, initrd=kernel and image is not None and bool(image.ramdisk_path),
             append=str(props.get("os_command_line") or "") if kernel else "",
-            root_format="qcow2", ephemeral=spec.flavor.ephemeral_gb > 0, config_drive=drive,
+            root_format="raw" if root is not None else "qcow2", ephemeral=spec.flavor.ephemeral_gb > 0,
+            config_drive=drive, root_volume=root.volume_id if root is not None else "",
+            # A server booted from a volume counts as made with volumes: it gets root ports for hot plug.
             hotplug_ports=netdev.hotplug_ports(machine, len(spec.nics) + len(spec.disks)),
         )
 

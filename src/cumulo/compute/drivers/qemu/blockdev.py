@@ -24,7 +24,7 @@ from typing import Any
 
 from cumulo.compute.drivers.base import DiskSpec
 from cumulo.compute.drivers.qemu import netdev
-from cumulo.compute.drivers.qemu.process import VmConfig, root_port
+from cumulo.compute.drivers.qemu.process import VmConfig, root_bootindex, root_port
 from cumulo.errors import Conflict, DriverError
 
 MICROVM = "microvm"
@@ -105,8 +105,40 @@ def taken_ports(rec: dict[str, Any]) -> set[str]:
 
 
 def boot_disks(cfg: VmConfig, disks: tuple[DiskSpec, ...], first_port: int) -> list[tuple[DiskSpec, str]]:
-    """The volumes of a new server: root ports after the NICs' on q35."""
-    return [(d, root_port(first_port + i) if cfg.hotplug_ports else "") for i, d in enumerate(disks)]
+    """The volumes of a new server: root ports after the NICs' on q35; the root volume (boot from
+    volume) sits on the root complex (it is never unplugged: Nova refuses to detach a root)."""
+    out: list[tuple[DiskSpec, str]] = []
+    k = first_port
+    for d in disks:
+        if d.is_root:
+            out.append((d, ""))
+            continue
+        out.append((d, root_port(k) if cfg.hotplug_ports else ""))
+        k += 1
+    return out
+
+
+def split_root(cfg: VmConfig, disks: list[tuple[DiskSpec, str]]) -> tuple[DiskSpec | None, list[tuple[DiskSpec, str]]]:
+    """(the root volume of a server booted from one, the other recorded volumes)."""
+    if not cfg.root_volume:
+        return None, disks
+    root = next((d for d, _b in disks if d.volume_id == cfg.root_volume), None)
+    if root is None:
+        raise DriverError(f"the root volume {cfg.root_volume} of this server is not in its record")
+    return root, [(d, b) for d, b in disks if d.volume_id != cfg.root_volume]
+
+
+def root_argv(cfg: VmConfig, disk: DiskSpec) -> list[str]:
+    """The root volume's -blockdev nodes and its virtio-blk device on the root complex (or MMIO),
+    with the firmware's bootindex when no kernel is given: what the image's overlay is otherwise."""
+    check(disk)
+    proto, fmt = node_props(disk)
+    props = device_props(cfg, disk, "")
+    index = root_bootindex(cfg)
+    if index is not None:
+        props["bootindex"] = index
+    return ["-blockdev", json.dumps(proto), "-blockdev", json.dumps(fmt),
+            "-device", ",".join([str(props["driver"])] + [f"{k}={v}" for k, v in props.items() if k != "driver"])]
 
 
 def free_port(cfg: VmConfig, rec: dict[str, Any], *, live: bool) -> str:

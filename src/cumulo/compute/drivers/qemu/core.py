@@ -166,8 +166,9 @@ class QemuCore(LocalInstances):
         skipped: list[str] = []
         taps = await netdev.open_taps(netdev.recorded(rec), strict=why == "spawn", skipped=skipped)
         try:
-            argv = (process.build_argv(layout, cfg) + blockdev.disk_argv(cfg, blockdev.recorded(rec))
-                    + netdev.nic_argv(cfg, taps) + list(extra_argv or []))
+            root, others = blockdev.split_root(cfg, blockdev.recorded(rec))
+            argv = (process.build_argv(layout, cfg, blockdev.root_argv(cfg, root) if root else None)
+                    + blockdev.disk_argv(cfg, others) + netdev.nic_argv(cfg, taps) + list(extra_argv or []))
             for msg in skipped:
                 await asyncio.to_thread(note, layout, f"{why}: left out {msg}")
             await asyncio.to_thread(note, layout, f"{why}: starting QEMU ({cfg.accel}, {cfg.machine}, "

@@ -100,6 +100,9 @@ class VmConfig:
     tsc_khz: int = 0  # microvm under TCG: the host TSC rate, passed to the guest (boot.py)
     # q35: PCIe root ports hp0.. for NICs and volumes (netdev.py, blockdev.py); 0 for a server made without either
     hotplug_ports: int = 0
+    # Boot from volume: the id of the recorded volume that is the root disk (blockdev.root_argv
+    # puts it where the image's overlay goes); "" for a server with a disk.qcow2 root.
+    root_volume: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -147,9 +150,17 @@ def root_port(k: int) -> str:
     return f"hp{k}"
 
 
-def build_argv(layout: Layout, cfg: VmConfig) -> list[str]:
+def root_bootindex(cfg: VmConfig) -> int | None:
+    """The root disk's bootindex: firmware boots from it unless a kernel is given (microvm has
+    no firmware)."""
+    return None if cfg.kernel or cfg.machine == "microvm" else 1
+
+
+def build_argv(layout: Layout, cfg: VmConfig, root_drive: list[str] | None = None) -> list[str]:
     """QEMU's command line for one server. No value from the user reaches it except the kernel
-    command line (`-append`, one argv element) and sizes (integers)."""
+    command line (`-append`, one argv element) and sizes (integers). `root_drive`: the root
+    volume's options (blockdev.root_argv) of a server booted from a volume (cfg.root_volume), in
+    the place of the image's overlay, first on the bus so the guest sees it as /dev/vda."""
     if "," in str(layout.dir):
         raise DriverError(f"the state dir {layout.dir} holds a comma, which QEMU options cannot carry")
     mmio = cfg.machine == "microvm"
@@ -174,7 +185,10 @@ def build_argv(layout: Layout, cfg: VmConfig) -> list[str]:
     ]
     for k in range(cfg.hotplug_ports if cfg.machine == "q35" else 0):  # the NICs' slots (netdev.py)
         argv += ["-device", f"pcie-root-port,id={root_port(k)},bus=pcie.0,chassis={k + 1}"]
-    argv += _drive(layout.disk, "root", cfg.root_format, bootindex=None if cfg.kernel else 1, mmio=mmio)
+    if cfg.root_volume:
+        argv += list(root_drive or [])
+    else:
+        argv += _drive(layout.disk, "root", cfg.root_format, bootindex=None if cfg.kernel else 1, mmio=mmio)
     if cfg.ephemeral:
         argv += _drive(layout.ephemeral, "ephemeral", "qcow2", mmio=mmio)
     if cfg.config_drive:

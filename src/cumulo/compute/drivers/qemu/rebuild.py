@@ -78,6 +78,9 @@ class Rebuild(QemuCore):
             raise DriverError("The QEMU driver needs an image to rebuild onto")
         image = spec.image
         layout = self._existing(spec.uuid)
+        if self._vm_config(layout).root_volume:
+            raise DriverError(f"rebuild of {spec.uuid}: the server boots from a volume, which a rebuild does not "
+                              "re-image here (Nova's reimage of a root volume, 2.93, is not implemented)")
 
         def failed(exc: BaseException) -> DriverError:
             return DriverError(f"rebuild of {spec.uuid} onto image {image.id} failed: {exc}")

@@ -42,8 +42,10 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _keep_pre_resize(layout: Layout, old: dict[str, Any]) -> None:
-    """Copies of the disks and the old settings, for revert_resize (blocking)."""
-    _copy(layout.disk, layout.dir / PRE_DISK)
+    """Copies of the disks and the old settings, for revert_resize (blocking). A server booted
+    from a volume has no local root disk (its volume is left as it is, as Nova does)."""
+    if layout.disk.exists():
+        _copy(layout.disk, layout.dir / PRE_DISK)
     if layout.ephemeral.exists():
         _copy(layout.ephemeral, layout.dir / PRE_EPHEMERAL)
     tmp = layout.dir / f".{OLD}.tmp"
@@ -118,7 +120,8 @@ class Resize(QemuCore):
                         old = {"flavor": flavor_dict(old_flavor), "vm": old_cfg.to_json(),
                                "ephemeral_existed": layout.ephemeral.exists(), "was_running": running}
                         await asyncio.to_thread(_keep_pre_resize, layout, old)
-                    await _grow(layout.disk, new.root_gb * disks.GIB)
+                    if not old_cfg.root_volume:  # a root volume keeps its size (Cinder extends it)
+                        await _grow(layout.disk, new.root_gb * disks.GIB)
                     if new.ephemeral_gb > 0:
                         if layout.ephemeral.exists():
                             await _grow(layout.ephemeral, new.ephemeral_gb * disks.GIB)

@@ -43,6 +43,9 @@ class Snapshot(QemuCore):
         out = Path(workdir) / f"{uuid}.qcow2"
         async with self._op_lock(uuid):
             rec = self.read_record(layout.dir)
+            if self._vm_config(layout).root_volume:
+                raise DriverError(f"snapshot of {uuid}: the server boots from a volume; its snapshot is a snapshot "
+                                  "of the volume (the compute API makes it), not of a local disk")
             power = await self._state(layout)
             paused = False
             if power == PowerState.RUNNING:

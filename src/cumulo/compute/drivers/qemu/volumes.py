@@ -94,6 +94,8 @@ class Volumes(QemuCore):
             rec = await asyncio.to_thread(self.read_record, layout.dir)
             if blockdev.find(rec, volume_id) is None:
                 return
+            if self._vm_config(layout).root_volume == volume_id:
+                raise Conflict(f"volume {volume_id} is the root disk of {uuid} (booted from it): it cannot be detached")
             power = await self._state(layout)
             if power in (PowerState.SUSPENDED, PowerState.PAUSED):
                 raise Conflict(f"Instance {uuid} is {power.name.lower()}: a volume is detached from a running "

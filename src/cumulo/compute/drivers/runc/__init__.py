@@ -147,6 +147,11 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
     # -- Lifecycle ------------------------------------------------------------------------------
 
     async def spawn(self, spec: InstanceSpec) -> None:
+        if spec.root_disk is not None:
+            # A container's root is its image's layers (overlayfs); a volume is a filesystem under
+            # /mnt/volumes. The compute API refuses boot from volume for containers with a 409 first.
+            raise DriverError(f"a container cannot boot from a volume (volume {spec.root_disk.volume_id}): its root "
+                              "filesystem is a container image's layers; attach the volume as a data volume instead")
         if spec.image is None:
             raise DriverError("The runc driver needs a container image (docker or oci)")
         cid = container_id(spec.uuid)

@@ -188,6 +188,16 @@ EOF
     fi ;;
 esac
 
+# The persistent root disk. The tiny VM runs from its initramfs (in RAM, fresh at every boot); what
+# persists is its root disk: the image's disk, or the volume the server boots from. When that disk
+# (any disk) carries an ext2/3/4 filesystem labelled cumulo-root (`mke2fs -L cumulo-root`), it is
+# mounted read-write on /mnt/root before user_data runs, so a change written there (and synced) is
+# seen again after a reboot, or by a new server booted from the same volume.
+if root_dev=$(findfs LABEL=cumulo-root 2>/dev/null) && mkdir -p /mnt/root \
+        && mount -t ext4 "$root_dev" /mnt/root 2>/dev/null; then
+    echo "cumulo-tiny-vm: root disk $root_dev mounted on /mnt/root"
+fi
+
 # user_data runs when it is a script (starts with "#!"); its output goes to the console.
 magic=""
 [ -f $LATEST/user_data ] && IFS= read -r magic < $LATEST/user_data
