@@ -28,6 +28,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 IMG = "/image/v2"
 IDN = "/identity/v3"
+VOL = "/volume/v3/{project}"  # Cinder's URLs name the caller's project
+ADMIN_VOL = "/volume/v3/{admin_project}"
 JSONH = {"Content-Type": "application/json"}
 PATCHH = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
 OCTET = {"Content-Type": "application/octet-stream"}
@@ -83,6 +85,10 @@ STREAMED = [
     ("member", "POST", f"{API}/servers/{{server}}/action", JSONH, b'{"os-stop": "'),
     ("member", "POST", f"{IMG}/images", JSONH, b'{"name": "'),
     ("member", "PATCH", f"{IMG}/images/{{image}}", PATCHH, b'[{"op": "replace", "path": "/name", "value": "'),
+    ("member", "POST", f"{VOL}/volumes", JSONH, b'{"volume": {"size": 1, "name": "'),
+    ("member", "POST", f"{VOL}/snapshots", JSONH, b'{"snapshot": {"volume_id": "'),
+    ("admin", "PUT", f"{ADMIN_VOL}/os-quota-sets/{{project}}", JSONH, b'{"quota_set": {"volumes": "'),
+    ("member", "GET", f"{VOL}/volumes/detail", JSONH, b""),
     # Routes that never read a body must not buffer one either (the limit holds for every route).
     ("member", "GET", f"{API}/servers", JSONH, b""),
     ("anon", "GET", f"{IDN}/", JSONH, b""),
@@ -94,7 +100,7 @@ async def test_chunked_json_body_over_the_limit_is_413_while_streaming(
     world: World, role: str, method: str, url: str, headers: dict[str, str], head: bytes
 ) -> None:
     await world.ensure()
-    url = url.replace("{server}", world.server_id).replace("{image}", world.image_id)
+    url = _fill(url, world)
     client = _anon(world) if role == "anon" else world.clients[role]
     body = Counting(5 << 20, head)
     resp = await client.request(method, url, content=body, headers=headers)
@@ -214,12 +220,40 @@ SURROGATES: dict[str, tuple[str, str, str, Any, dict[str, str]]] = {
     "image-patch-value": ("member", "PATCH", f"{IMG}/images/{{image}}", [{"op": "replace", "path": "/name", "value": S}], PATCHH),
     "image-patch-path": ("member", "PATCH", f"{IMG}/images/{{image}}", [{"op": "add", "path": "/x" + S, "value": "v"}], PATCHH),
     "image-member": ("member", "POST", f"{IMG}/images/{{image}}/members", {"member": S}, JSONH),
+    "volume-name": ("member", "POST", f"{VOL}/volumes", {"volume": {"size": 1, "name": S}}, JSONH),
+    "volume-description": ("member", "POST", f"{VOL}/volumes", {"volume": {"size": 1, "description": "d" + S}}, JSONH),
+    "volume-metadata-key": ("member", "POST", f"{VOL}/volumes", {"volume": {"size": 1, "metadata": {S: "v"}}}, JSONH),
+    "volume-metadata-value": ("member", "POST", f"{VOL}/volumes", {"volume": {"size": 1, "metadata": {"k": S}}}, JSONH),
+    "volume-key": ("member", "POST", f"{VOL}/volumes", {"volume": {"size": 1, S: 1}}, JSONH),
+    "volume-type-name": ("member", "POST", f"{VOL}/volumes", {"volume": {"size": 1, "volume_type": S}}, JSONH),
+    "volume-snapshot-name": ("member", "POST", f"{VOL}/snapshots", {"snapshot": {"volume_id": S, "name": S}}, JSONH),
+    "volume-backup-name": ("member", "POST", f"{VOL}/backups", {"backup": {"volume_id": S, "name": S}}, JSONH),
+    "volume-action-name": ("member", "POST", f"{VOL}/volumes/{{volume}}/action", {S: {}}, JSONH),
+    "volume-action-value": ("member", "POST", f"{VOL}/volumes/{{volume}}/action", {"os-volume_upload_image": {"image_name": S}}, JSONH),
+    "volume-update-name": ("member", "PUT", f"{VOL}/volumes/{{volume}}", {"volume": {"name": S}}, JSONH),
+    "volume-metadata-post": ("member", "POST", f"{VOL}/volumes/{{volume}}/metadata", {"metadata": {"k": S}}, JSONH),
+    "volume-type-create": ("admin", "POST", f"{ADMIN_VOL}/types", {"volume_type": {"name": S}}, JSONH),
+    "volume-type-extra-spec": ("admin", "POST", f"{ADMIN_VOL}/types", {"volume_type": {"name": "t", "extra_specs": {S: "v"}}}, JSONH),
 }
+
+
+_VOLUMES: dict[str, str] = {}  # world's cloud id -> a volume of project A, made once
+
+
+async def _volume(w: World) -> str:
+    key = str(w.cloud.conf.state_dir)
+    if key not in _VOLUMES:
+        r = await w.member.post(f"/volume/v3/{w.project}/volumes", json={"volume": {"size": 1, "name": "hostile"}})
+        assert r.status_code == 202, r.text
+        _VOLUMES[key] = r.json()["volume"]["id"]
+    return _VOLUMES[key]
 
 
 def _fill(value: Any, w: World) -> Any:
     if isinstance(value, str):
-        return value.replace("{image}", w.image_id).replace("{server}", w.server_id)
+        return (value.replace("{image}", w.image_id).replace("{server}", w.server_id)
+                .replace("{volume}", _VOLUMES.get(str(w.cloud.conf.state_dir), "none"))
+                .replace("{admin_project}", w.admin_project).replace("{project}", w.project))
     if isinstance(value, dict):
         return {_fill(k, w): _fill(v, w) for k, v in value.items()}
     if isinstance(value, list):
@@ -232,6 +266,7 @@ def _fill(value: Any, w: World) -> Any:
 async def test_lone_surrogate_is_400(world: World, name: str, encoding: str) -> None:
     await world.ensure()
     role, method, url, body, headers = SURROGATES[name]
+    await _volume(world)
     raw = json.dumps(_fill(body, world)).encode()  # "\ud800" as a JSON escape
     if encoding == "utf8":  # the same code point as (invalid) UTF-8 bytes: ED A0 80
         raw = json.dumps(_fill(body, world), ensure_ascii=False).encode("utf-8", "surrogatepass")

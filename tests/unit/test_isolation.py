@@ -262,3 +262,173 @@ async def test_limits_of_another_project_are_forbidden(pair: Pair) -> None:
     r = await pair.a.get(f"{API}/os-quota-sets/{pair.project_a}/detail")
     assert r.status_code == 200, r.text
     assert r.json()["quota_set"]["instances"]["in_use"] >= 1
+
+
+# ---- volumes (Cinder at /volume/v3/{project}; the real volume worker, files under the state dir) ----
+
+
+@dataclass
+class Vols:
+    volume: str  # B's, available, with metadata k=v
+    snapshot: str
+    backup: str
+    attachment: str  # B's attachment record, on a second volume
+    attached: str
+
+
+def vol(project: str) -> str:
+    return f"/volume/v3/{project}"
+
+
+VMV = {"OpenStack-API-Version": "volume 3.70"}
+
+
+async def _vol_wait(client: httpx.AsyncClient, url: str, key: str) -> None:
+    import asyncio
+
+    for _ in range(500):
+        r = await client.get(url, headers=VMV)
+        assert r.status_code == 200, r.text
+        status = r.json()[key]["status"]
+        if status == "available":
+            return
+        assert not status.startswith("error"), r.text
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{url} never available")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def vols(pair: Pair) -> Vols:
+    b, base = pair.b, vol(pair.project_b)
+
+    async def made(url: str, body: Any, key: str) -> str:
+        r = await b.post(f"{base}{url}", json=body, headers=VMV)
+        assert r.status_code in (200, 202), r.text
+        rid: str = r.json()[key]["id"]
+        return rid
+
+    volume = await made("/volumes", {"volume": {"size": 1, "name": "vol-b", "metadata": {"k": "v"}}}, "volume")
+    await _vol_wait(b, f"{base}/volumes/{volume}", "volume")
+    snapshot = await made("/snapshots", {"snapshot": {"volume_id": volume, "name": "snap-b", "metadata": {"k": "v"}}},
+                          "snapshot")
+    await _vol_wait(b, f"{base}/snapshots/{snapshot}", "snapshot")
+    backup = await made("/backups", {"backup": {"volume_id": volume, "name": "backup-b"}}, "backup")
+    await _vol_wait(b, f"{base}/backups/{backup}", "backup")
+    await _vol_wait(b, f"{base}/volumes/{volume}", "volume")
+    attached = await made("/volumes", {"volume": {"size": 1, "name": "att-b"}}, "volume")
+    await _vol_wait(b, f"{base}/volumes/{attached}", "volume")
+    attachment = await made("/attachments", {"attachment": {"volume_uuid": attached,
+                                                            "instance_uuid": pair.server_b}}, "attachment")
+    return Vols(volume, snapshot, backup, attachment, attached)
+
+
+NOSERVER = "11111111-2222-4333-8444-555555555555"
+# (method, URL under the project, body): every way to name B's volume, snapshot, backup or attachment.
+VOLUME_PROBES: list[tuple[str, str, Any]] = [
+    ("GET", "/volumes/{volume}", None),
+    ("PUT", "/volumes/{volume}", {"volume": {"name": "stolen"}}),
+    ("DELETE", "/volumes/{volume}", None),
+    ("GET", "/volumes/{volume}/metadata", None),
+    ("GET", "/volumes/{volume}/metadata/k", None),
+    ("POST", "/volumes/{volume}/metadata", {"metadata": {"x": "y"}}),
+    ("PUT", "/volumes/{volume}/metadata", {"metadata": {}}),
+    ("PUT", "/volumes/{volume}/metadata/k", {"meta": {"k": "stolen"}}),
+    ("DELETE", "/volumes/{volume}/metadata/k", None),
+    ("POST", "/volumes/{volume}/action", {"os-extend": {"new_size": 2}}),
+    ("POST", "/volumes/{volume}/action", {"os-attach": {"instance_uuid": NOSERVER, "mountpoint": "/dev/vdb"}}),
+    ("POST", "/volumes/{volume}/action", {"os-reserve": {}}),
+    ("POST", "/volumes/{volume}/action", {"os-set_bootable": {"bootable": True}}),
+    ("POST", "/volumes/{volume}/action", {"os-update_readonly_flag": {"readonly": True}}),
+    ("POST", "/volumes/{volume}/action", {"os-volume_upload_image": {"image_name": "steal"}}),
+    ("POST", "/volumes/{volume}/action", {"os-initialize_connection": {"connector": {"host": "h"}}}),
+    ("POST", "/volumes/{volume}/action", {"os-retype": {"new_type": "__DEFAULT__"}}),
+    # clone, snapshot, back up or attach it, or make volumes of B's snapshot and backup
+    ("POST", "/volumes", {"volume": {"size": 1, "source_volid": "{volume}"}}),
+    ("POST", "/volumes", {"volume": {"snapshot_id": "{snapshot}"}}),
+    ("POST", "/volumes", {"volume": {"backup_id": "{backup}"}}),
+    ("POST", "/snapshots", {"snapshot": {"volume_id": "{volume}", "force": True}}),
+    ("POST", "/backups", {"backup": {"volume_id": "{volume}", "force": True}}),
+    ("POST", "/attachments", {"attachment": {"volume_uuid": "{volume}", "instance_uuid": NOSERVER}}),
+    ("GET", "/snapshots/{snapshot}", None),
+    ("PUT", "/snapshots/{snapshot}", {"snapshot": {"name": "stolen"}}),
+    ("DELETE", "/snapshots/{snapshot}", None),
+    ("GET", "/snapshots/{snapshot}/metadata", None),
+    ("PUT", "/snapshots/{snapshot}/metadata/k", {"meta": {"k": "stolen"}}),
+    ("GET", "/backups/{backup}", None),
+    ("PUT", "/backups/{backup}", {"backup": {"name": "stolen"}}),
+    ("DELETE", "/backups/{backup}", None),
+    ("POST", "/backups/{backup}/restore", {"restore": {}}),
+    ("GET", "/attachments/{attachment}", None),
+    ("PUT", "/attachments/{attachment}", {"attachment": {"connector": {"host": "h"}}}),
+    ("POST", "/attachments/{attachment}/action", {"os-complete": {}}),
+    ("DELETE", "/attachments/{attachment}", None),
+]
+
+
+def _vfill(value: Any, v: Vols, missing: bool = False) -> Any:
+    if isinstance(value, str):
+        for name in ("volume", "snapshot", "backup", "attachment"):
+            value = value.replace("{" + name + "}", str(uuid.uuid4()) if missing else getattr(v, name))
+        return value
+    if isinstance(value, dict):
+        return {k: _vfill(x, v, missing) for k, x in value.items()}
+    return value
+
+
+@pytest.mark.parametrize(("method", "url", "body"), VOLUME_PROBES,
+                         ids=[f"{m} {u} {b and next(iter(b.get('volume', b)))}" for m, u, b in VOLUME_PROBES])
+async def test_other_projects_volumes_are_404(pair: Pair, vols: Vols, method: str, url: str, body: Any) -> None:
+    base = vol(pair.project_a)
+    r = await pair.a.request(method, base + _vfill(url, vols), json=_vfill(body, vols), headers=VMV)
+    assert_fault(r, 404)
+    assert r.json()["itemNotFound"]["message"], r.text
+    # A reader may be refused a change first (403), but exactly as for an id that does not exist.
+    r = await pair.a_reader.request(method, base + _vfill(url, vols), json=_vfill(body, vols), headers=VMV)
+    missing = await pair.a_reader.request(method, base + _vfill(url, vols, True), json=_vfill(body, vols, True),
+                                          headers=VMV)
+    assert r.status_code in (403, 404), r.text
+    assert_fault(r, missing.status_code)
+    # Untouched: B still sees its resources as they were.
+    bb = vol(pair.project_b)
+    v = (await pair.b.get(f"{bb}/volumes/{vols.volume}", headers=VMV)).json()["volume"]
+    assert v["name"] == "vol-b" and v["status"] == "available" and v["size"] == 1 and v["metadata"] == {"k": "v"}
+    assert v["bootable"] == "false"
+    s = (await pair.b.get(f"{bb}/snapshots/{vols.snapshot}", headers=VMV)).json()["snapshot"]
+    assert s["name"] == "snap-b" and s["status"] == "available" and s["metadata"] == {"k": "v"}
+    bk = (await pair.b.get(f"{bb}/backups/{vols.backup}", headers=VMV)).json()["backup"]
+    assert bk["name"] == "backup-b" and bk["status"] == "available"
+    att = (await pair.b.get(f"{bb}/attachments/{vols.attachment}", headers=VMV)).json()["attachment"]
+    assert att["status"] == "reserved"
+
+
+async def test_volume_lists_show_only_own_project(pair: Pair, vols: Vols) -> None:
+    base = vol(pair.project_a)
+    for url, key in (("/volumes", "volumes"), ("/volumes/detail", "volumes"), ("/snapshots/detail", "snapshots"),
+                     ("/backups/detail", "backups"), ("/attachments", "attachments")):
+        for params in ({}, {"all_tenants": "1"}, {"project_id": pair.project_b}, {"all_tenants": "1", "project_id": pair.project_b},
+                       {"name": "vol-b"}):
+            for client in (pair.a, pair.a_reader):
+                r = await client.get(base + url, params=params, headers=VMV)
+                assert r.status_code == 200, r.text
+                ids = {x["id"] for x in r.json()[key]}
+                assert not ids & {vols.volume, vols.attached, vols.snapshot, vols.backup, vols.attachment}, (url, params)
+    r = await pair.a.get(f"{base}/volumes/summary", params={"all_tenants": "1"}, headers=VMV)
+    assert r.json()["volume-summary"]["total_count"] == 0
+    # An admin does see B's with all_tenants (3.67: no project in the URL).
+    r = await pair.admin.get("/volume/v3/volumes/detail", params={"all_tenants": "1"}, headers=VMV)
+    assert r.status_code == 200, r.text
+    assert {vols.volume, vols.attached} <= {x["id"] for x in r.json()["volumes"]}
+
+
+async def test_other_projects_url_and_quotas_are_refused(pair: Pair, vols: Vols) -> None:
+    # A's token on B's URL: Cinder refuses the project mismatch (400), and never serves B's data.
+    r = await pair.a.get(f"{vol(pair.project_b)}/volumes/{vols.volume}", headers=VMV)
+    assert r.status_code in (400, 403, 404), r.text
+    assert_fault(r, r.status_code)
+    base = vol(pair.project_a)
+    for method, body in (("GET", None), ("PUT", {"quota_set": {"volumes": 100}}), ("DELETE", None)):
+        r = await pair.a.request(method, f"{base}/os-quota-sets/{pair.project_b}", json=body, headers=VMV)
+        assert_fault(r, 403)
+    r = await pair.b.get(f"{vol(pair.project_b)}/os-quota-sets/{pair.project_b}", params={"usage": "true"}, headers=VMV)
+    q = r.json()["quota_set"]
+    assert q["volumes"]["limit"] == 10 and q["volumes"]["in_use"] == 2
