@@ -64,3 +64,24 @@ def test_a_root_volume_missing_from_the_record_is_an_error() -> None:
         blockdev.split_root(cfg, [(disk(DATA), "")])
     plain = VmConfig(memory_mb=256, vcpus=1, accel="tcg")
     assert blockdev.split_root(plain, [(disk(DATA), "")]) == (None, [(disk(DATA), "")])
+
+
+def test_a_swap_disk_follows_the_ephemeral_one_and_carries_a_swap_signature(tmp_path: Path) -> None:
+    import asyncio
+    import shutil
+
+    from cumulo.compute.drivers.qemu import disks
+
+    cfg = VmConfig(memory_mb=256, vcpus=1, accel="tcg", ephemeral=True, swap=True)
+    layout = Layout(tmp_path)
+    argv = " ".join(build_argv(layout, cfg))
+    assert argv.index("node-name=ephemeral") < argv.index("node-name=swap") < argv.index("node-name=config")
+    assert str(layout.swap) in argv
+    assert "node-name=swap" not in " ".join(build_argv(layout, VmConfig(memory_mb=256, vcpus=1, accel="tcg")))
+    if shutil.which("mkswap") is None:
+        pytest.skip("no mkswap here")
+    asyncio.run(disks.create_swap(layout.swap, 8))
+    assert layout.swap.stat().st_size == 8 << 20 and layout.swap.stat().st_blocks * 512 < 1 << 20  # sparse
+    with open(layout.swap, "rb") as fh:
+        fh.seek(4096 - 10)
+        assert fh.read(10) == b"SWAPSPACE2"

@@ -4,8 +4,10 @@ hypervisor_type is "QEMU" (what Nova's libvirt driver reports); instance_types (
 "kvm" when a KVM guest really runs here (accel.py probes it once per process; else TCG).
 
 Per server, `<state_dir>/qemu/<uuid>/` (process.Layout) holds:
-    disk.qcow2       qcow2 overlay on the verified, cached base image (`<state_dir>/qemu-base/`)
-    ephemeral.qcow2  when the flavor has ephemeral_gb
+    disk.qcow2       qcow2 overlay on the verified, cached base image (`<state_dir>/qemu-base/`);
+                     none for a server booted from a volume (its root is the volume's raw file)
+    ephemeral.qcow2  when the flavor has ephemeral_gb (or ephemeral block device mappings)
+    swap.raw         when the flavor has swap (or a swap mapping): raw, made with mkswap
     config.iso       the config drive (ISO9660, label config-2), configdrive.py
     kernel, initrd   direct kernel boot: hard links of the AKI/ARI image files
     console.log      the serial console (bounded: trimmed in place by list_instances)
@@ -166,6 +168,8 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volu
             await disks.create_overlay(layout.disk, base, spec.flavor.root_gb)
         if spec.flavor.ephemeral_gb > 0:
             await disks.create_blank(layout.ephemeral, spec.flavor.ephemeral_gb)
+        if spec.flavor.swap > 0:
+            await disks.create_swap(layout.swap, spec.flavor.swap)
         drive = configdrive.required_by(spec, force=self.conf.force_config_drive)
         if drive:
             await asyncio.to_thread(configdrive.build_iso, layout.config_iso, spec)
@@ -184,7 +188,7 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volu
             kernel=kernel, initrd=kernel and image is not None and bool(image.ramdisk_path),
             append=str(props.get("os_command_line") or "") if kernel else "",
             root_format="raw" if root is not None else "qcow2", ephemeral=spec.flavor.ephemeral_gb > 0,
-            config_drive=drive, root_volume=root.volume_id if root is not None else "",
+            swap=spec.flavor.swap > 0, config_drive=drive, root_volume=root.volume_id if root is not None else "",
             # A server booted from a volume counts as made with volumes: it gets root ports for hot plug.
             hotplug_ports=netdev.hotplug_ports(machine, len(spec.nics) + len(spec.disks)),
         )

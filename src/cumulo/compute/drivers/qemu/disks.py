@@ -182,6 +182,19 @@ async def create_blank(path: Path, size_gb: int) -> None:
     await _qemu_img("create", "-q", "-f", "qcow2", str(path), f"{int(size_gb)}G")
 
 
+async def create_swap(path: Path, size_mb: int) -> None:
+    """A raw swap disk of size_mb MiB (sparse), signed by mkswap as Nova's libvirt driver makes one."""
+    def sparse() -> None:
+        with open(path, "xb") as fh:
+            fh.truncate(int(size_mb) << 20)
+
+    await asyncio.to_thread(sparse)
+    try:
+        await host.run(["mkswap", "-q", str(path)], timeout=60.0)
+    except HostError as exc:
+        raise DriverError(f"mkswap of the swap disk failed: {exc}") from exc
+
+
 async def resize(path: Path, fmt: str, size: int) -> None:
     """Grow a disk to `size` bytes (qemu-img refuses to shrink without --shrink)."""
     await _qemu_img("resize", "-q", "-f", fmt, str(path), str(size))

@@ -136,7 +136,7 @@ class Metrics(QemuCore):
         if blocks:
             disk_samples = tuple(_disk(b.get("stats")) for b in blocks)
         else:  # no QEMU: the disks it would have, with nothing counted
-            disk_samples = tuple(_disk(None) for _ in range(1 + int(cfg.ephemeral) + int(cfg.config_drive)))
+            disk_samples = tuple(_disk(None) for _ in range(1 + int(cfg.ephemeral) + int(cfg.swap) + int(cfg.config_drive)))
         sample = InstanceSample(
             uuid=layout.uuid, power_state=power, uptime=uptime, cpu_ns=cpu_ns,
             memory_used=used if pid is not None else None, memory_limit=memory_mb * MIB,

@@ -51,6 +51,10 @@ class Layout:
         return self.dir / "ephemeral.qcow2"
 
     @property
+    def swap(self) -> Path:  # the swap disk (raw, made with mkswap) when the server has swap
+        return self.dir / "swap.raw"
+
+    @property
     def config_iso(self) -> Path:  # the config drive, ISO9660 labelled config-2
         return self.dir / "config.iso"
 
@@ -96,6 +100,7 @@ class VmConfig:
     append: str = ""
     root_format: str = "qcow2"
     ephemeral: bool = False
+    swap: bool = False  # layout.swap: the flavor's (or a swap mapping's) swap disk
     config_drive: bool = True
     tsc_khz: int = 0  # microvm under TCG: the host TSC rate, passed to the guest (boot.py)
     # q35: PCIe root ports hp0.. for NICs and volumes (netdev.py, blockdev.py); 0 for a server made without either
@@ -191,6 +196,8 @@ def build_argv(layout: Layout, cfg: VmConfig, root_drive: list[str] | None = Non
         argv += _drive(layout.disk, "root", cfg.root_format, bootindex=None if cfg.kernel else 1, mmio=mmio)
     if cfg.ephemeral:
         argv += _drive(layout.ephemeral, "ephemeral", "qcow2", mmio=mmio)
+    if cfg.swap:
+        argv += _drive(layout.swap, "swap", "raw", mmio=mmio)
     if cfg.config_drive:
         argv += _drive(layout.config_iso, "config", "raw", readonly=True, mmio=mmio)
     if cfg.kernel:
