@@ -72,12 +72,19 @@ class InternalImages(ImageRecords):
         properties: dict[str, Any],
         disk_format: str,
         container_format: str,
+        *,
+        visibility: str = "private",
+        protected: bool = False,
     ) -> dict[str, Any]:
-        """A queued, private image owned by ctx's project, for a server snapshot to fill."""
+        """A queued image owned by ctx's project (private unless told: a volume upload may ask for
+        another visibility, under Glance's publicize/communitize rules), for a snapshot to fill."""
         if disk_format not in DISK_FORMATS or container_format not in CONTAINER_FORMATS:
             raise errors.Invalid(f"Invalid image formats {disk_format}/{container_format}")
+        if visibility not in ("private", "shared", "community", "public"):
+            raise errors.Invalid(f"Invalid visibility {visibility[:32]}")
+        self._check_visibility_change(ctx, visibility)
         extra = _settable(properties)
-        core = {"name": name[:255], "visibility": "private", "disk_format": disk_format,
+        core = {"name": name[:255], "visibility": visibility, "protected": bool(protected), "disk_format": disk_format,
                 "container_format": container_format}
         return await self.insert(ctx, core, extra, [])
 

@@ -115,6 +115,8 @@ class VolumeActions(Attachments):
         if visibility not in ("private", "public", "shared", "community"):
             raise errors.Invalid(f"Invalid input received: Invalid visibility {str(visibility)[:32]}.")
         protected = records.boolean(body.get("protected", False), "protected")
+        if visibility == "public":
+            authorize(ctx, "volume:upload_public")
         if self.images is None:
             raise errors.Invalid("Invalid input received: uploading a volume to an image is not available in this cloud yet.")
         async with self.db.read() as conn:

@@ -44,6 +44,7 @@ POLICY_RULES = {
     "volume:update_readonly_flag": policy.MEMBER,
     "volume:set_bootable": policy.MEMBER,
     "volume:upload_image": policy.MEMBER,
+    "volume:upload_public": policy.ADMIN,  # Cinder's volume_extension:volume_actions:upload_public
     "volume:admin_attrs": policy.ADMIN,
     "volume_type:manage": policy.ADMIN,
     "volume_type:get": policy.READER,

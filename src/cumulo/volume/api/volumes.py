@@ -211,7 +211,10 @@ async def _force_delete(call: Call, vid: str, value: Any) -> Response:
 
 
 async def _upload(call: Call, vid: str, value: Any) -> Response:
-    out = await call.svc.upload_to_image(call.ctx, vid, obj(value, "os-volume_upload_image", nullable=False))
+    body = obj(value, "os-volume_upload_image", nullable=False)
+    if not call.at_least(1):  # visibility and protected arrive at 3.1; before, Cinder ignores them
+        body = {k: v for k, v in body.items() if k not in ("visibility", "protected")}
+    out = await call.svc.upload_to_image(call.ctx, vid, body)
     if isinstance(out.get("volume_type"), dict):
         out["volume_type"] = {**views.volume_type(out["volume_type"], call.ctx),
                               "created_at": views.when(out["volume_type"]["created_at"]),
