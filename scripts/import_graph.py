@@ -3,7 +3,7 @@
 The layers, top to bottom (the same as the import-linter `layers` contract in pyproject.toml):
 
     1. cli
-    2. runtime, schema
+    2. runtime, runtime_volumes, schema
     3. the service packages (compute, identity, image, monitoring, ...)
     4. scheduler
     5. placement, hosts
@@ -27,7 +27,7 @@ import grimp
 
 LAYERS: list[set[str]] = [
     {"cli"},
-    {"runtime", "schema"},
+    {"runtime", "runtime_volumes", "schema"},
     {"compute", "identity", "image", "monitoring", "network", "volume", "occi", "paas"},
     {"scheduler"},
     {"placement", "hosts"},

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from cumulo.network.agent.wiring import NetworkAgents
     from cumulo.network.service import NetworkService
     from cumulo.placement.service import Placement
+    from cumulo.runtime_volumes import HostBlockStore
     from cumulo.volume.service import VolumeService
     from cumulo.volume.worker.manager import VolumeManager
 
@@ -254,6 +255,10 @@ class Cloud:
             volume=VolumeService(self.db, conf, VolumeAPI(self.bus, conf.host_name)),
         )
         self.services.volume.images = VolumeImages(images)
+        # Nova's side of volumes (compute/volumes.py): the volume service as compute calls it.
+        from cumulo.runtime_volumes import VolumeClientAdapter
+
+        self.services.compute.volumes = VolumeClientAdapter(self.services.volume)
         self.local_drivers = local_driver_names(conf)  # fails early on a bad name
         self.local_driver = ",".join(self.local_drivers)
         self.nodes = plan_nodes(conf, self.local_drivers)
@@ -293,11 +298,12 @@ class Cloud:
         # One agent (one nova-compute service, one bus topic) per host, dispatching to its nodes.
         from cumulo.network.rpc import NetworkAgentAPI
 
+        self.volume_worker = self.assemble_volume_worker()
         self.workers = assemble(self.db, self.bus, conf, s.placement, s.images, setups, network=s.network,
-                                nics=NetworkAgentAPI(self.bus))
+                                nics=NetworkAgentAPI(self.bus), volumes=s.compute.volumes,
+                                host_volumes=self.host_volumes(self.volume_worker))
         self.managers, self.hosts = self.workers.managers, self.workers.hosts
         self.network_agents = self.assemble_network_agents()
-        self.volume_worker = self.assemble_volume_worker()
         await self.bus.start()
         await self.first_start_networks(admin[0]["id"] if admin else None)
         await self.network_agents.start()  # the host made to match the DB, orphans reaped
@@ -345,7 +351,21 @@ class Cloud:
         worker = VolumeManager(self.db, store, self.conf.host_name, image_files=image_file, image_fill=image_fill,
                                scratch=config.run_dir)
         self.bus.serve(volume_topic(self.conf.host_name), worker)
+        # Cinder's "volume-extended" event to Nova: the servers holding an extended volume are told.
+        from cumulo.compute.service.volume_attachments import VolumeAttachmentService
+        from cumulo.runtime_volumes import VolumeEventsAdapter
+
+        worker.compute_events = VolumeEventsAdapter(VolumeAttachmentService(self.services.compute).volume_extended)
         return worker
+
+    def host_volumes(self, worker: VolumeManager) -> HostBlockStore:
+        """The agents' view of this host's block store: volume files by id, and the loop-device table
+        the runc driver records in (the same dir: StoreConfig.under(state_dir).run_dir / "loops")."""
+        from cumulo.blockstore.base import StoreConfig
+        from cumulo.blockstore.loop import LoopTable
+        from cumulo.runtime_volumes import HostBlockStore
+
+        return HostBlockStore(worker.store, LoopTable(StoreConfig.under(self.conf.state_dir).run_dir / "loops"))
 
     async def first_start_networks(self, admin_project: str | None) -> None:
         """public, and the demo project's private network and router (network.topology)."""

@@ -1,5 +1,4 @@
-"""Compute tables: instances and their history, flavors, keypairs, quotas, server groups, migrations,
-block device mappings."""
+"""Compute tables: instances and their history, flavors, keypairs, quotas, groups, migrations, BDMs."""
 
 from __future__ import annotations
 

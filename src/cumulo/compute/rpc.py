@@ -153,6 +153,23 @@ class ComputeAPI:
         await self._call(host, "detach_interface", timeout=timeout, instance_uuid=instance_uuid,
                          request_id=request_id, port_id=port_id)
 
+    async def attach_volume(self, host: str, instance_uuid: str, *, bdm_uuid: str, request_id: str) -> None:
+        """Attach the volume the block device mapping names (the API reserved it): the connector to
+        the volume service, the driver's attach, the attachment completed (volume in-use)."""
+        await self._cast(host, "attach_volume", instance_uuid=instance_uuid, request_id=request_id, bdm_uuid=bdm_uuid)
+
+    async def detach_volume(self, host: str, instance_uuid: str, *, volume_id: str, request_id: str) -> None:
+        """Detach the volume (the API marked it detaching): the driver's detach, the attachment
+        deleted (volume available), the mapping removed."""
+        await self._cast(host, "detach_volume", instance_uuid=instance_uuid, request_id=request_id,
+                         volume_id=volume_id)
+
+    async def extend_volume(self, host: str, instance_uuid: str, *, volume_id: str, new_size_bytes: int,
+                            request_id: str) -> None:
+        """The volume's file grew (Cinder's "volume-extended" event): tell the guest."""
+        await self._cast(host, "extend_volume", instance_uuid=instance_uuid, request_id=request_id,
+                         volume_id=volume_id, new_size_bytes=new_size_bytes)
+
 
 # The agent's messages, one ComputeAPI method each (all take instance_uuid and request_id). The
 # topic is the host's; the host hands each message to one of its nodes (one per driver): a build
@@ -162,5 +179,5 @@ AGENT_METHODS = (
     "unpause_instance", "suspend_instance", "resume_instance", "rebuild_instance", "resize_instance",
     "confirm_resize", "revert_resize", "snapshot_instance", "terminate_instance", "get_console_output",
     "get_diagnostics", "backup_instance", "soft_delete_instance", "restore_instance", "attach_interface",
-    "detach_interface",
+    "detach_interface", "attach_volume", "detach_volume", "extend_volume",
 )

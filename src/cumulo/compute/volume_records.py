@@ -1,5 +1,6 @@
-"""Block device mapping rows (Nova's block_device_mapping, `models.block_device_mapping`): reads and
-writes inside the caller's transaction, and the choice of device names.
+"""Block device mapping rows (Nova's block_device_mapping): reads, writes and device names.
+
+Reads and writes run inside the caller's transaction (`models.block_device_mapping`).
 
 A record is a dict of the row's columns with `connection_info` parsed from JSON. Rows of a server
 are ordered as Nova lists them: the boot disk first (boot_index 0, 1, ...), then the others in the

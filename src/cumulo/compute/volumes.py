@@ -1,5 +1,6 @@
-"""What compute needs of the volume service and of the block store on its host, and the pure
-renderings of block device mappings.
+"""What compute needs of the volume service and of its host's block store (Protocols), and helpers.
+
+Also the pure renderings of block device mappings.
 
 Compute and volume are sibling packages that never import each other (as with netports.py and the
 network service): compute names its narrow needs here as Protocols, and the assembly in runtime
@@ -28,16 +29,26 @@ The block device mapping rows (`models.block_device_mapping`) are read and writt
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+import contextlib
+import logging
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from cumulo import errors
+from cumulo.compute import volume_records
 from cumulo.context import RequestContext
+from cumulo.db import Database
+
+LOG = logging.getLogger(__name__)
 
 # Nova's values of block_device_mapping.source_type / destination_type.
 SOURCE_IMAGE, SOURCE_VOLUME, SOURCE_SNAPSHOT, SOURCE_BLANK = "image", "volume", "snapshot", "blank"
 SOURCE_TYPES = (SOURCE_IMAGE, SOURCE_VOLUME, SOURCE_SNAPSHOT, SOURCE_BLANK)
 DEST_LOCAL, DEST_VOLUME = "local", "volume"
 DESTINATION_TYPES = (DEST_LOCAL, DEST_VOLUME)
+
+# Nova's instance action names of the volume operations.
+ATTACH_VOLUME, DETACH_VOLUME, SWAP_VOLUME, EXTEND_VOLUME = "attach_volume", "detach_volume", "swap_volume", "extend_volume"
 
 # The connector's platform facts (os-brick's get_connector_properties shape, trimmed to a file
 # backend: the host name is what matters).
@@ -165,3 +176,39 @@ def volumes_attached(rows: Sequence[Mapping[str, Any]], *, with_delete_flag: boo
             item["delete_on_termination"] = bool(row.get("delete_on_termination"))
         out.append(item)
     return out
+
+
+def volume_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The mappings that are volumes (destination volume, a volume id), in BDM order."""
+    return [r for r in rows if r.get("destination_type") == DEST_VOLUME and r.get("volume_id")]
+
+
+async def release_rows(client: VolumeClient | None, inst: Mapping[str, Any],
+                       rows: Iterable[Mapping[str, Any]]) -> None:
+    """Delete the attachments of `rows` and the volumes marked delete_on_termination (also used by
+    the API for a server deleted before it reached a host)."""
+    if client is None:
+        return
+    ctx = owner_context(inst)
+    for row in volume_rows(list(rows)):
+        volume_id = str(row["volume_id"])
+        try:
+            if row.get("attachment_id"):
+                with contextlib.suppress(errors.NotFound):
+                    await client.attachment_delete(ctx, str(row["attachment_id"]))
+            if row.get("delete_on_termination"):
+                with contextlib.suppress(errors.NotFound):
+                    await client.delete_volume(ctx, volume_id)
+        except Exception as exc:  # noqa: BLE001 - the server goes anyway; the volume stays listable
+            LOG.warning("releasing volume %s of server %s failed: %s", volume_id, inst.get("uuid"), exc)
+
+
+async def release_unplaced(db: Database, client: VolumeClient | None, inst: Mapping[str, Any]) -> None:
+    """A server deleted before it reached a host: its reserved volumes given back (and those with
+    delete_on_termination deleted), its block device mappings removed."""
+    async with db.read() as conn:
+        rows = await volume_records.of_instance(conn, str(inst["uuid"]))
+    if rows:
+        await release_rows(client, inst, rows)
+        async with db.write() as conn:
+            await volume_records.delete_of_instance(conn, str(inst["uuid"]))

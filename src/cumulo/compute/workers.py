@@ -20,6 +20,7 @@ from cumulo.compute.conductor.manager import Conductor
 from cumulo.compute.drivers.base import Driver
 from cumulo.compute.netports import NetworkPorts, NicPlugger
 from cumulo.compute.rpc import CONDUCTOR, SCHEDULER
+from cumulo.compute.volumes import HostVolumes, VolumeClient
 from cumulo.conf import Settings
 from cumulo.db import Database
 from cumulo.placement.service import Placement
@@ -68,6 +69,8 @@ def assemble(
     *,
     network: NetworkPorts | None = None,
     nics: NicPlugger | None = None,
+    volumes: VolumeClient | None = None,
+    host_volumes: HostVolumes | None = None,
 ) -> Workers:
     """Build the workers and serve them on the bus (not started: start the bus, then `start()`)."""
     scheduler = SchedulerManager(db, conf, placement)
@@ -80,6 +83,7 @@ def assemble(
         mgr = ComputeManager(db, bus, conf, n.host, n.driver, placement, images,
                              node_name=n.node, ratios=n.ratios, pooled=n.pooled)
         mgr.node.network, mgr.node.nics = network, nics
+        mgr.node.volumes, mgr.node.host_volumes = volumes, host_volumes
         by_host.setdefault(n.host, []).append(mgr)
         managers.append(mgr)
     hosts: list[ComputeHost] = []

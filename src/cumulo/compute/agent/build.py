@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cumulo.compute import actions, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
-from cumulo.compute.agent import nics
+from cumulo.compute.agent import nics, volumes
 from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.faults import fault_text
 from cumulo.db import utcnow
@@ -177,6 +177,7 @@ async def terminate(node: Node, uuid: str, request_id: str | None) -> None:
             )
             return
         await nics.release(node, inst)
+        await volumes.release(node, inst)  # attachments gone, delete_on_termination volumes deleted
         await node.placement.release(uuid)
         now = utcnow()
         await node.set_state(

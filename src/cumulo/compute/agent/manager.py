@@ -33,6 +33,7 @@ from cumulo.compute.agent import (
     reconcile,
     resize,
     snapshot,
+    volumes,
 )
 from cumulo.compute.agent.node import Node
 from cumulo.compute.drivers.base import Driver, HostResources, capabilities_of
@@ -101,6 +102,7 @@ class ComputeManager:
             ratios=self.ratios, pool=pool_uuid(self.host) if self.pooled else None,
         )
         await reconcile.reconcile_host(node)
+        await volumes.reconcile(node)  # attachments in the DB == volumes on the host
         self.periodic.start("power_sync", self.conf.power_sync_interval, lambda: power.sync_power_states(node))
         if self.conf.reclaim_instance_interval > 0:
             self.periodic.start("reclaim", reclaim.reclaim_spacing(self.conf.reclaim_instance_interval),
@@ -236,6 +238,17 @@ class ComputeManager:
     async def detach_interface(self, instance_uuid: str, port_id: str, request_id: str | None = None) -> None:
         await nics.detach(self.node, instance_uuid, port_id)
 
+    async def attach_volume(self, instance_uuid: str, bdm_uuid: str, request_id: str | None = None) -> None:
+        await volumes.attach(self.node, instance_uuid, bdm_uuid, request_id)
+
+    async def detach_volume(self, instance_uuid: str, volume_id: str, request_id: str | None = None) -> None:
+        await volumes.detach(self.node, instance_uuid, volume_id, request_id)
+
+    async def extend_volume(
+        self, instance_uuid: str, volume_id: str, new_size_bytes: int, request_id: str | None = None
+    ) -> None:
+        await volumes.extend(self.node, instance_uuid, volume_id, new_size_bytes, request_id)
+
 
 class ComputeHost:
     """The agent of one host, served on its bus topic compute.<host>: one nova-compute service and
@@ -265,6 +278,8 @@ class ComputeHost:
         first = next(iter(self.nodes))
         self.service_id = self.service_ids.get(self.host) or self.service_ids[first]
         await asyncio.gather(*(n.start_node(self.service_ids[n.name]) for n in self.nodes.values()))
+        if self.host == self.conf.host_name:  # the loop devices of this machine's block store
+            await volumes.reap_loops(n.node for n in self.nodes.values())
         pooled = [n for n in self.nodes.values() if n.pooled]
         if pooled:
             # The host's one pool: the machine as its drivers report it (they all see the same one).

@@ -11,6 +11,7 @@ ComputeManager (agent/manager.py) owns that and hands the node to the workflows.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -19,7 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from cumulo.compute import instances as inst_db
-from cumulo.compute import netports, specs, worker_events
+from cumulo.compute import netports, specs, volume_records, volumes, worker_events
+from cumulo.compute.agent import disks
 from cumulo.compute.drivers.base import Capability, Driver, InstanceSpec, PowerState, supports
 from cumulo.compute.faults import fault_text
 from cumulo.compute.models import instances
@@ -81,6 +83,10 @@ class Node:
         # (runtime hands them over through workers.assemble); None: servers get no NICs.
         self.network: netports.NetworkPorts | None = None
         self.nics: netports.NicPlugger | None = None
+        # The volume service and the host's block store, when the cloud has volumes (runtime hands
+        # them over through workers.assemble); None: servers get no volumes.
+        self.volumes: volumes.VolumeClient | None = None
+        self.host_volumes: volumes.HostVolumes | None = None
 
     def supports(self, cap: Capability) -> bool:
         return supports(self.driver, cap)
@@ -138,7 +144,14 @@ class Node:
             return PowerState.NOSTATE
 
     async def spec(self, inst: dict[str, Any], **overrides: Any) -> InstanceSpec:
-        return await specs.instance_spec(inst, self.images, **overrides)
+        """What the driver is told, with the server's volumes (InstanceSpec.disks) at every start."""
+        spec = await specs.instance_spec(inst, self.images, **overrides)
+        if self.host_volumes is None:
+            return spec
+        async with self.db.read() as conn:
+            rows = await volume_records.of_instance(conn, inst["uuid"])
+        found = await disks.disk_specs(rows, self.host_volumes)
+        return dataclasses.replace(spec, disks=found) if found else spec
 
     def in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)

@@ -31,6 +31,7 @@ from cumulo.compute.api import (
     server_resources,
     servers,
     versions,
+    volume_attachments,
 )
 from cumulo.compute.api.deps import ComputeDeps
 from cumulo.compute.api.microversion import MicroversionMiddleware
@@ -74,5 +75,6 @@ def make_app(deps: ComputeDeps, *, authenticator: Authenticator | None = None) -
     routes.extend(interfaces.ROUTES)  # os-interface (the network service's ports)
     routes.extend(network_proxies.ROUTES)  # os-security-groups & co. below 2.36
     routes.extend(nova_networks.ROUTES)  # os-networks, os-tenant-networks below 2.36
+    routes.extend(volume_attachments.ROUTES)  # os-volume_attachments (the volume service's attachments)
     app = family_app(deps, routes, render_fault, authenticator=authenticator)
     return versions.LegacyV2(MicroversionMiddleware(app))

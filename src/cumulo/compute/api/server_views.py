@@ -17,6 +17,7 @@ from starlette.requests import Request
 from cumulo.compute import states as st
 from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import Version, v
+from cumulo.compute.volumes import volumes_attached
 from cumulo.db import isotime
 
 Row = dict[str, Any]
@@ -41,6 +42,8 @@ class ViewContext:
     default_az: str
     faults: dict[str, Row] = field(default_factory=dict)
     host_status: dict[str, str] = field(default_factory=dict)
+    # server uuid -> its block device mappings (os-extended-volumes:volumes_attached)
+    volumes: dict[str, list[Row]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, request: Request, view: str, is_admin: bool, default_az: str) -> ViewContext:
@@ -197,7 +200,9 @@ FIELDS: tuple[Field, ...] = (
     Field("OS-EXT-STS:task_state", lambda r, vc: r.get("task_state"), compact_since="2.75"),
     Field("OS-EXT-STS:vm_state", lambda r, vc: r.get("vm_state"), compact_since="2.75"),
     Field("OS-EXT-STS:power_state", lambda r, vc: r.get("power_state") or 0, compact_since="2.75"),
-    Field("os-extended-volumes:volumes_attached", lambda r, vc: [], compact_since="2.75"),
+    Field("os-extended-volumes:volumes_attached",
+          lambda r, vc: volumes_attached(vc.volumes.get(r["uuid"], []), with_delete_flag=vc.version >= v("2.3")),
+          compact_since="2.75"),
     Field("OS-EXT-SRV-ATTR:host", lambda r, vc: r.get("host"), compact_since="2.75", admin=True),
     Field("OS-EXT-SRV-ATTR:instance_name", lambda r, vc: f"instance-{r['id']:08x}", compact_since="2.75", admin=True),
     Field("OS-EXT-SRV-ATTR:hypervisor_hostname", lambda r, vc: r.get("node"), compact_since="2.75", admin=True),

@@ -26,6 +26,7 @@ from cumulo.compute.api.schemas._base import (
 from cumulo.compute.service import networking, softdelete
 from cumulo.compute.service.boot import CreateRequest, generate_password
 from cumulo.compute.service.listing import ListQuery, normalise_sort
+from cumulo.compute.service.volume_attachments import VolumeAttachmentService
 from cumulo.context import RequestContext
 from cumulo.web.http import empty, json_response
 
@@ -205,6 +206,8 @@ async def _list(request: Request, detail: bool) -> Response:
         await networking.refresh_addresses(svc.db, svc.network, ctx, rows)
     vc = _view_ctx(request, ctx, views.DETAIL)
     vc.faults, vc.host_status = faults, statuses
+    if detail:
+        vc.volumes = await VolumeAttachmentService(svc).of_servers([r["uuid"] for r in rows])
     body: dict[str, Any] = {"servers": views.servers(rows, vc) if detail else views.index(rows, vc)}
     if q.limit and len(rows) == q.limit:
         body["servers_links"] = _common.next_link(request, "servers/detail" if detail else "servers", rows[-1]["uuid"])
@@ -363,6 +366,7 @@ async def server_body(request: Request, ctx: RequestContext, row: dict[str, Any]
         vc.faults[row["uuid"]] = fault
     if host_status is not None and row.get("host"):
         vc.host_status[row["host"]] = host_status
+    vc.volumes = await VolumeAttachmentService(_common.compute_service(request)).of_servers([row["uuid"]])
     return views.server(row, vc)
 
 

@@ -19,6 +19,7 @@ from cumulo.compute import actions as act
 from cumulo.compute import instances as inst_db
 from cumulo.compute import migration_records, netports, server_groups
 from cumulo.compute import states as st
+from cumulo.compute import volumes as cvolumes
 from cumulo.compute.models import instance_actions, instances
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
 from cumulo.compute.service import networking, passwords
@@ -51,6 +52,7 @@ class ComputeService:
                  network: netports.NetworkPorts | None = None) -> None:
         self.db, self.bus, self.conf = db, bus, conf
         self.network = network  # None: no network service (servers get no NICs)
+        self.volumes: cvolumes.VolumeClient | None = None  # set by the runtime; None: no volumes
         self.images = images
         self.placement = placement
         self.quotas = QuotaEngine(conf)
@@ -319,6 +321,7 @@ class ComputeService:
         if gone.rowcount:
             if self.network is not None and netports.port_ids_of(inst):
                 await self.network.release_ports_of_device(uuid, keep=netports.user_ports_of(inst))
+            await cvolumes.release_unplaced(self.db, self.volumes, inst)
             return
         async with self.db.write() as conn:
             started = await conn.execute(

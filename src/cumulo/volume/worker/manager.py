@@ -24,6 +24,7 @@ from cumulo.blockstore.base import GIB, BlockStore
 from cumulo.db import Database
 from cumulo.volume import states
 from cumulo.volume.base import EXTENDING_TO
+from cumulo.volume.events import ComputeNotifier
 from cumulo.volume.models import backups, snapshots, volume_admin_metadata, volume_attachments, volumes
 
 LOG = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class VolumeManager:
         self.image_files = image_files
         self.image_fill = image_fill
         self.scratch = scratch  # where an upload's export is written (under the state dir)
+        # Nova's external events ("volume-extended"), wired by the runtime; None: nobody is told.
+        self.compute_events: ComputeNotifier | None = None
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -151,11 +154,17 @@ class VolumeManager:
         done = states.IN_USE if attached else states.AVAILABLE
 
         async def work() -> None:
-            # An attached server's driver is told by the compute side (NOVAVOL): here the storage grows.
+            # Here the storage grows; an attached server's driver is told by the compute side
+            # (Cinder's "volume-extended" event to Nova), once the row says the new size.
             await self.store.extend(volume_id, int(new_size_gb) * GIB)
             await self._admin_meta(volume_id, EXTENDING_TO, drop=True)
-            await self._move(volumes, volume_id, {states.EXTENDING},
-                             {"status": done, "size": int(new_size_gb), "error_message": None})
+            moved = await self._move(volumes, volume_id, {states.EXTENDING},
+                                     {"status": done, "size": int(new_size_gb), "error_message": None})
+            if moved and attached and self.compute_events is not None:
+                try:
+                    await self.compute_events.volume_extended(volume_id, int(new_size_gb))
+                except Exception as exc:  # noqa: BLE001 - the volume did grow; the guest sees it at its next start
+                    LOG.warning("volume worker: telling compute that %s grew failed: %s", volume_id, exc)
 
         async def failed(msg: str) -> None:
             await self._admin_meta(volume_id, EXTENDING_TO, drop=True)

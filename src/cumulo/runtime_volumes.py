@@ -1,0 +1,121 @@
+"""The adapters that join compute and volume (siblings that never import each other).
+
+The runtime wires them: compute's `VolumeClient` over the volume service (Nova's cinder.API over Cinder's
+REST API, here in process), its `HostVolumes` over the host's block store and loop table, and the
+volume worker's notifier over compute's external events (Cinder's "volume-extended").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from cumulo import errors
+from cumulo.context import RequestContext
+
+if TYPE_CHECKING:
+    from cumulo.blockstore.base import BlockStore, Location
+    from cumulo.blockstore.loop import LoopTable
+    from cumulo.volume.service import VolumeService
+
+# The microversion compute speaks (attachments with a mode: 3.54; Nova asks for 3.44+).
+VOLUME_VERSION = (3, 60)
+
+
+class VolumeClientAdapter:
+    """cumulo.compute.volumes.VolumeClient over cumulo.volume.service.VolumeService."""
+
+    def __init__(self, service: VolumeService) -> None:
+        self.service = service
+
+    async def get_volume(self, ctx: RequestContext, volume_id: str) -> dict[str, Any]:
+        return await self.service.get_volume(ctx, volume_id)
+
+    async def create_volume(
+        self, ctx: RequestContext, *, size_gb: int, name: str = "", description: str = "",
+        image_id: str | None = None, snapshot_id: str | None = None, source_volid: str | None = None,
+        volume_type: str | None = None, availability_zone: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"size": size_gb, "name": name, "description": description}
+        for key, value in (("imageRef", image_id), ("snapshot_id", snapshot_id), ("source_volid", source_volid),
+                           ("volume_type", volume_type), ("availability_zone", availability_zone)):
+            if value is not None:
+                body[key] = value
+        if metadata:
+            body["metadata"] = dict(metadata)
+        return await self.service.create_volume(ctx, {"volume": body}, version=VOLUME_VERSION)
+
+    async def delete_volume(self, ctx: RequestContext, volume_id: str) -> None:
+        await self.service.delete_volume(ctx, volume_id)
+
+    async def attachment_create(
+        self, ctx: RequestContext, volume_id: str, instance_uuid: str, *,
+        connector: Mapping[str, Any] | None = None, mode: str = "rw",
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"volume_uuid": volume_id, "instance_uuid": instance_uuid, "mode": mode}
+        if connector is not None:
+            body["connector"] = dict(connector)
+        return await self.service.create_attachment(ctx, {"attachment": body}, version=VOLUME_VERSION)
+
+    async def attachment_update(self, ctx: RequestContext, attachment_id: str,
+                                connector: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.service.update_attachment(ctx, attachment_id, {"attachment": {"connector": dict(connector)}})
+
+    async def attachment_complete(self, ctx: RequestContext, attachment_id: str) -> None:
+        await self.service.complete_attachment(ctx, attachment_id)
+
+    async def attachment_delete(self, ctx: RequestContext, attachment_id: str) -> None:
+        await self.service.delete_attachment(ctx, attachment_id)
+
+    async def attachment_get(self, ctx: RequestContext, attachment_id: str) -> dict[str, Any]:
+        return await self.service.get_attachment(ctx, attachment_id)
+
+    async def begin_detaching(self, ctx: RequestContext, volume_id: str) -> None:
+        await self.service.begin_detaching(ctx, volume_id)
+
+    async def roll_detaching(self, ctx: RequestContext, volume_id: str) -> None:
+        await self.service.roll_detaching(ctx, volume_id)
+
+    async def create_snapshot(
+        self, ctx: RequestContext, volume_id: str, *, name: str = "", description: str = "",
+        force: bool = True, metadata: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"volume_id": volume_id, "name": name, "description": description, "force": force}
+        if metadata:
+            body["metadata"] = dict(metadata)
+        return await self.service.create_snapshot(ctx, {"snapshot": body})
+
+    async def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> dict[str, Any]:
+        return await self.service.get_snapshot(ctx, snapshot_id)
+
+    async def delete_snapshot(self, ctx: RequestContext, snapshot_id: str) -> None:
+        await self.service.delete_snapshot(ctx, snapshot_id)
+
+
+class HostBlockStore:
+    """cumulo.compute.volumes.HostVolumes over the host's block store and its loop-device table
+    (the one the runc driver and the volume worker share: `<state>/volumes/.run/loops`)."""
+
+    def __init__(self, store: BlockStore, loops: LoopTable) -> None:
+        self.store = store
+        self.loops = loops
+
+    async def location(self, volume_id: str) -> Location:
+        if not await self.store.exists(volume_id):
+            raise errors.NotFound(f"Volume {volume_id} has no data on this host.")
+        return self.store.location(volume_id)
+
+    async def reap_loops(self, keep: set[str]) -> list[str]:
+        return await self.loops.reap(keep)
+
+
+class VolumeEventsAdapter:
+    """The volume worker's notifier (cumulo.volume.events.ComputeNotifier) over compute's handling of
+    Nova's external event "volume-extended" (ComputeService.volume_extended)."""
+
+    def __init__(self, handler: Callable[[str, int], Awaitable[Any]]) -> None:
+        self.handler = handler
+
+    async def volume_extended(self, volume_id: str, new_size_gb: int) -> None:
+        await self.handler(volume_id, new_size_gb)
