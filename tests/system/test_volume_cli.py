@@ -164,8 +164,10 @@ def test_volume_from_an_image(cloud: CumuloCloud, tmp_path: Path) -> None:
         assert row["bootable"] == "true"
         path = cloud.state_dir / "volumes" / f"{vol['id']}.raw"
         assert path.stat().st_size == GIB and read_at(path, 0, len(MARK)) == MARK
-        # and back: upload the volume to a new (qcow2) image
-        up = cloud.osc("image", "create", "--volume", vol["id"], "--disk-format", "qcow2", f"up-{MARK[-6:].decode()}")
+        # and back: upload the volume to a new (qcow2) image, shared and protected (Cinder 3.1)
+        up = cloud.osc("--os-volume-api-version", "3.1", "image", "create", "--volume", vol["id"], "--disk-format", "qcow2",
+                       "--shared", "--protected", f"up-{MARK[-6:].decode()}")
+        assert (up["visibility"], up["protected"]) == ("shared", True), up
         up_id = up.get("image_id") or up.get("id")
         try:
             def active() -> bool:
@@ -174,11 +176,179 @@ def test_volume_from_an_image(cloud: CumuloCloud, tmp_path: Path) -> None:
             wait_for(active, timeout=60, what="uploaded image active")
             shown = cloud.osc("image", "show", up_id)
             assert shown["disk_format"] == "qcow2" and 0 < shown["size"] < GIB, shown
+            assert (shown["visibility"], shown["protected"]) == ("shared", True), shown
             wait_status(cloud, "volume", vol["id"], "available")
         finally:
+            cloud.osc("image", "set", "--unprotected", up_id)
             cloud.osc("image", "delete", up_id)
         cloud.osc("volume", "delete", vol["id"])
         wait_gone(cloud, "volume", vol["id"])
         assert not path.exists()
     finally:
         cloud.osc("image", "delete", img["id"])
+
+
+# ---- acceptance 3 and 5 through the CLI and openstacksdk --------------------------------------
+
+
+def write_marks(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, MARK, 0)
+        os.pwrite(fd, MARK, GIB - 4096)
+    finally:
+        os.close(fd)
+
+
+def test_clone_has_the_same_bytes(cloud: CumuloCloud) -> None:
+    """`openstack volume create --source`: the clone holds the source's bytes (start and end), may be
+    larger, and is a copy (a write to the source after the clone does not show in it)."""
+    osc, store = cloud.osc, cloud.state_dir / "volumes"
+    src = osc("volume", "create", "--size", "1", "clone-src")
+    wait_status(cloud, "volume", src["id"], "available")
+    write_marks(store / f"{src['id']}.raw")
+    clone = osc("volume", "create", "--source", "clone-src", "--size", "2", "clone-dst")
+    row = wait_status(cloud, "volume", clone["id"], "available")
+    assert row["size"] == 2 and row["source_volid"] == src["id"], row
+    dst = store / f"{clone['id']}.raw"
+    assert dst.stat().st_size == 2 * GIB
+    assert read_at(dst, 0, len(MARK)) == MARK and read_at(dst, GIB - 4096, len(MARK)) == MARK
+    assert read_at(dst, GIB, 4096) == bytes(4096)  # the grown part is empty
+    assert dst.stat().st_blocks * 512 < 64 << 20  # still sparse
+    fd = os.open(store / f"{src['id']}.raw", os.O_WRONLY)
+    try:
+        os.pwrite(fd, b"changed-after-clone", 0)
+    finally:
+        os.close(fd)
+    assert read_at(dst, 0, len(MARK)) == MARK
+    # a clone smaller than its source: the CLI raises the size to the source's itself, the API
+    # (through openstacksdk) answers 400
+    from openstack import exceptions as sdk_exc
+
+    conn = cloud.connect("cumulo")
+    try:
+        with pytest.raises(sdk_exc.BadRequestException) as err:
+            conn.block_storage.create_volume(size=1, source_volid=clone["id"], name="too-small")
+        assert "cannot be smaller than the source volume size 2GB" in str(err.value), err.value
+    finally:
+        conn.close()
+    osc("volume", "delete", src["id"], clone["id"])
+    for vid in (src["id"], clone["id"]):
+        wait_gone(cloud, "volume", vid)
+    assert not dst.exists()
+
+
+def test_quota_is_per_project_and_a_clear_error(cloud: CumuloCloud) -> None:
+    """The admin limits the demo project to 2 volumes and 3 GiB. The admin project's own volumes do
+    not count against it; the demo's third volume and a volume over the gigabytes are clear errors
+    naming the quota."""
+    demo_project = cloud.osc("token", "issue", cloud="cumulo-demo")["project_id"]
+    admin = cloud.connect("cumulo")
+    made = [admin.block_storage.create_volume(size=1, name=f"admin-{i}").id for i in range(2)]
+    try:
+        cloud.osc("quota", "set", "--volumes", "2", "--gigabytes", "3", demo_project)
+        for name in ("q1", "q2"):
+            made.append(cloud.osc("volume", "create", "--size", "1", name, cloud="cumulo-demo")["id"])
+        over = cloud.osc_run("volume", "create", "--size", "1", "q3", cloud="cumulo-demo")
+        text = over.stderr + over.stdout
+        assert over.returncode != 0 and "413" in text and "Maximum number of volumes allowed (2) exceeded" in text, text
+        admin.block_storage.delete_volume(made.pop())
+        big = cloud.osc_run("volume", "create", "--size", "3", "q-big", cloud="cumulo-demo")
+        text = big.stderr + big.stdout
+        assert big.returncode != 0 and "413" in text and "gigabytes" in text.lower(), text
+        assert {v["Name"] for v in cloud.osc("volume", "list", cloud="cumulo-demo")} == {"q1"}
+        usage = admin.block_storage.get_quota_set(demo_project, usage=True)
+        assert usage.volumes == 2 and usage.usage["volumes"] == 1, usage
+    finally:
+        cloud.osc("quota", "set", "--volumes", "10", "--gigabytes", "1000", demo_project)
+        for vid in made:
+            admin.block_storage.delete_volume(vid)
+        admin.close()
+    for vid in made:
+        wait_gone(cloud, "volume", vid)
+
+
+def test_another_project_cannot_see_snapshot_back_up_or_clone(cloud: CumuloCloud) -> None:
+    """The admin project's volume, snapshot and backup, as the demo project's user: the CLI finds
+    none of them, and openstacksdk's direct calls by id are 404s that change nothing."""
+    from openstack import exceptions as sdk_exc
+
+    admin = cloud.connect("cumulo")
+    vol = {"id": admin.block_storage.create_volume(size=1, name="private-vol").id}
+    wait_status(cloud, "volume", vol["id"], "available")
+    snap = {"id": admin.block_storage.create_snapshot(volume_id=vol["id"], name="private-snap").id}
+    wait_status(cloud, "snapshot", snap["id"], "available")
+    try:
+        for args in (("volume", "show", vol["id"]),
+                     ("volume", "snapshot", "create", "--volume", vol["id"], "steal"),
+                     ("volume", "backup", "create", "--name", "steal", vol["id"]),
+                     ("volume", "create", "--source", vol["id"], "--size", "1", "steal")):
+            done = cloud.osc_run(*args, cloud="cumulo-demo")
+            text = (done.stderr + done.stdout).lower()
+            assert done.returncode != 0 and ("no volume" in text or "no snapshot" in text or "not found" in text
+                                             or "could not be found" in text or "unable to" in text), (args, text)
+        conn = cloud.connect("cumulo-demo")
+        try:
+            bs = conn.block_storage
+            with pytest.raises(sdk_exc.NotFoundException):
+                bs.get_volume(vol["id"])
+            with pytest.raises(sdk_exc.NotFoundException):
+                bs.create_snapshot(volume_id=vol["id"], name="steal", force=True)
+            with pytest.raises(sdk_exc.NotFoundException):
+                bs.create_backup(volume_id=vol["id"], name="steal", force=True)
+            with pytest.raises(sdk_exc.NotFoundException):
+                bs.create_volume(size=1, source_volid=vol["id"], name="steal")
+            with pytest.raises(sdk_exc.NotFoundException):
+                bs.create_volume(size=1, snapshot_id=snap["id"], name="steal")
+            with pytest.raises(sdk_exc.NotFoundException):
+                bs.extend_volume(vol["id"], 2)
+            with pytest.raises(sdk_exc.NotFoundException):
+                bs.delete_volume(vol["id"], ignore_missing=False)
+            assert {v.id for v in bs.volumes()} & {vol["id"]} == set()
+            assert [s for s in bs.snapshots() if s.id == snap["id"]] == []
+            assert not [v for v in bs.volumes() if v.name == "steal"] and not list(bs.backups())
+        finally:
+            conn.close()
+        row = wait_status(cloud, "volume", vol["id"], "available")
+        assert (row["name"], row["size"]) == ("private-vol", 1)
+    finally:
+        admin.block_storage.delete_snapshot(snap["id"])
+        wait_gone(cloud, "snapshot", snap["id"])
+        admin.block_storage.delete_volume(vol["id"])
+        admin.close()
+        wait_gone(cloud, "volume", vol["id"])
+
+
+def test_bad_requests_get_their_4xx(cloud: CumuloCloud) -> None:
+    """Extending to a smaller size and deleting a volume that has snapshots: the API's 400s (through
+    openstacksdk, which sends what the CLI refuses itself) and the CLI's clear errors."""
+    from openstack import exceptions as sdk_exc
+
+    osc = cloud.osc
+    vol = osc("volume", "create", "--size", "2", "bad-req")
+    wait_status(cloud, "volume", vol["id"], "available")
+    snap = osc("volume", "snapshot", "create", "--volume", vol["id"], "bad-req-snap")
+    wait_status(cloud, "snapshot", snap["id"], "available")
+    conn = cloud.connect("cumulo")
+    try:
+        bs = conn.block_storage
+        for size in (1, 2):  # smaller, and the same size
+            with pytest.raises(sdk_exc.BadRequestException) as err:
+                bs.extend_volume(vol["id"], size)
+            assert err.value.status_code == 400 and "size" in str(err.value).lower(), err.value
+        shrink = cloud.osc_run("volume", "set", "--size", "1", vol["id"])
+        assert shrink.returncode != 0 and "greater than" in shrink.stderr, shrink.stderr
+        with pytest.raises(sdk_exc.BadRequestException) as err:
+            bs.delete_volume(vol["id"])
+        assert "snapshot" in str(err.value).lower(), err.value
+        refused = cloud.osc_run("volume", "delete", vol["id"])
+        assert refused.returncode != 0 and "snapshot" in refused.stderr.lower(), refused.stderr
+        row = wait_status(cloud, "volume", vol["id"], "available")
+        assert row["size"] == 2
+        assert (cloud.state_dir / "volumes" / f"{vol['id']}.raw").stat().st_size == 2 * GIB
+    finally:
+        conn.close()
+        osc("volume", "snapshot", "delete", snap["id"])
+        wait_gone(cloud, "snapshot", snap["id"])
+        osc("volume", "delete", vol["id"])
+        wait_gone(cloud, "volume", vol["id"])
