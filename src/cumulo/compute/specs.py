@@ -150,6 +150,42 @@ async def boot_file(
         raise InvalidState(f"Cannot boot: {where} has no data: {exc.message}") from exc
 
 
+async def _boot_files(
+    images: ImageBackend, props: Mapping[str, Any], image_ref: str, project_id: str, strict: bool
+) -> dict[str, str]:
+    """"kernel"/"ramdisk" -> the local files the kernel_id/ramdisk_id properties name."""
+    files: dict[str, str] = {}
+    for prop, what in BOOT_FILE_PROPERTIES:
+        ref = str(props.get(prop) or "").strip()
+        if not ref:
+            continue
+        try:
+            files[what] = await boot_file(images, ref, prop, what, image_ref, project_id)
+        except CumuloError as exc:
+            if strict:
+                raise
+            LOG.info("image %s: %s", image_ref, exc.message)
+    return files
+
+
+async def volume_image_spec(
+    images: ImageBackend | None, summary: Mapping[str, Any] | None, *, project_id: str = "", strict: bool = False
+) -> ImageSpec | None:
+    """The image of a server booted from a volume: the request_spec's image (the volume's image
+    metadata, compute.service.boot_volumes), without a file (path ""), with its kernel and
+    ramdisk resolved as an image's; None when the server is not volume-backed."""
+    if not summary or not summary.get("volume_backed"):
+        return None
+    props = {str(k): v for k, v in (summary.get("properties") or {}).items()}
+    image_id = str(summary.get("id") or "")
+    files = await _boot_files(images, props, image_id or "of the volume", project_id, strict) if images else {}
+    return ImageSpec(
+        id=image_id, path="", disk_format=str(summary.get("disk_format") or "raw"),
+        container_format=str(summary.get("container_format") or "bare"), properties=props,
+        kernel_path=files.get("kernel", ""), ramdisk_path=files.get("ramdisk", ""),
+    )
+
+
 async def image_spec(
     images: ImageBackend | None, image_ref: str | None, *, project_id: str = "", strict: bool = False
 ) -> ImageSpec | None:
@@ -174,17 +210,7 @@ async def image_spec(
         LOG.info("image %s has no local data: %s", image_ref, exc)
         path = ""
     props = image_properties(image)
-    files: dict[str, str] = {}
-    for prop, what in BOOT_FILE_PROPERTIES:
-        ref = str(props.get(prop) or "").strip()
-        if not ref:
-            continue
-        try:
-            files[what] = await boot_file(images, ref, prop, what, image_ref, project_id)
-        except CumuloError as exc:
-            if strict:
-                raise
-            LOG.info("image %s: %s", image_ref, exc.message)
+    files = await _boot_files(images, props, image_ref, project_id, strict)
     return ImageSpec(
         id=image_ref,
         path=path,
@@ -208,6 +234,9 @@ async def instance_spec(
     (build, rebuild): the image's kernel and ramdisk must resolve (see image_spec)."""
     ref = image_ref if image_ref is not None else inst.get("image_ref")
     image = await image_spec(images, ref, project_id=str(inst.get("project_id") or ""), strict=strict)
+    if image is None and not ref:  # booted from a volume: the volume's image metadata
+        image = await volume_image_spec(images, (inst.get("request_spec") or {}).get("image"),
+                                        project_id=str(inst.get("project_id") or ""), strict=strict)
     metadata = {str(k): str(v) for k, v in (inst.get("metadata") or {}).items()}
     hostname = hostname_of(inst)
     meta_data: dict[str, Any] = {

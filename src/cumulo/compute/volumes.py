@@ -178,6 +178,28 @@ def volumes_attached(rows: Sequence[Mapping[str, Any]], *, with_delete_flag: boo
     return out
 
 
+def is_swap(row: Mapping[str, Any]) -> bool:
+    """A swap disk mapping (blank -> local, guest_format swap); its volume_size is in MiB, as Nova's."""
+    return bool(row.get("source_type") == SOURCE_BLANK and row.get("destination_type") == DEST_LOCAL
+                and row.get("guest_format") == "swap")
+
+
+def is_ephemeral(row: Mapping[str, Any]) -> bool:
+    """An ephemeral disk mapping (blank -> local, not swap); its volume_size is in GiB."""
+    return bool(row.get("source_type") == SOURCE_BLANK and row.get("destination_type") == DEST_LOCAL
+                and row.get("guest_format") != "swap")
+
+
+def local_disk_sizes(rows: Sequence[Mapping[str, Any]], ephemeral_gb: int, swap_mb: int) -> tuple[int, int]:
+    """(ephemeral GiB, swap MiB) a server's local mappings give it; the flavor's (the arguments)
+    where it has none of a kind, and for a mapping without a size (as Nova)."""
+    eph = [r for r in rows if is_ephemeral(r)]
+    swaps = [r for r in rows if is_swap(r)]
+    ephemeral = sum(int(r.get("volume_size") or ephemeral_gb) for r in eph) if eph else ephemeral_gb
+    swap = int(swaps[0].get("volume_size") or swap_mb) if swaps else swap_mb
+    return ephemeral, swap
+
+
 def volume_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The mappings that are volumes (destination volume, a volume id), in BDM order."""
     return [r for r in rows if r.get("destination_type") == DEST_VOLUME and r.get("volume_id")]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cumulo.compute import actions, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
-from cumulo.compute.agent import nics, volumes
+from cumulo.compute.agent import block_devices, nics, volumes
 from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.faults import fault_text
 from cumulo.db import utcnow
@@ -52,11 +52,14 @@ async def build_and_run(node: Node, uuid: str, request_id: str | None) -> None:
                 return
             event = await worker_events.begin(conn, uuid, req, BUILD_EVENT, node.host)
         try:
+            await block_devices.prepare(node, inst, req)  # the server's volumes made and connected
             await node.driver.spawn(await nics.with_nics(node, inst, await node.spec(inst, strict=True)))
         except Exception as exc:
             LOG.warning("build of %s failed: %s", uuid, exc)
             await fail_build(node, uuid, exc, expected_task_state=s.SPAWNING, event=event)
+            await volumes.release(node, inst)  # as Nova's _cleanup_volumes: attachments and made volumes go
             return
+        await block_devices.complete(node, inst, req)
         power = await node.power_of(uuid)
         done = await node.set_state(
             uuid,

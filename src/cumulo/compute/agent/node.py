@@ -146,10 +146,13 @@ class Node:
     async def spec(self, inst: dict[str, Any], **overrides: Any) -> InstanceSpec:
         """What the driver is told, with the server's volumes (InstanceSpec.disks) at every start."""
         spec = await specs.instance_spec(inst, self.images, **overrides)
-        if self.host_volumes is None:
-            return spec
         async with self.db.read() as conn:
             rows = await volume_records.of_instance(conn, inst["uuid"])
+        if any(r.get("destination_type") == volumes.DEST_LOCAL for r in rows):  # ephemeral/swap mappings
+            eph, swap = volumes.local_disk_sizes(rows, spec.flavor.ephemeral_gb, spec.flavor.swap)
+            spec = dataclasses.replace(spec, flavor=dataclasses.replace(spec.flavor, ephemeral_gb=eph, swap=swap))
+        if self.host_volumes is None:
+            return spec
         found = await disks.disk_specs(rows, self.host_volumes)
         return dataclasses.replace(spec, disks=found) if found else spec
 

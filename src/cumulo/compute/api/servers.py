@@ -23,7 +23,7 @@ from cumulo.compute.api.schemas._base import (
     parse_isotime,
     validate_query,
 )
-from cumulo.compute.service import networking, softdelete
+from cumulo.compute.service import bdm, networking, softdelete
 from cumulo.compute.service.boot import CreateRequest, generate_password
 from cumulo.compute.service.listing import ListQuery, normalise_sort
 from cumulo.compute.service.volume_attachments import VolumeAttachmentService
@@ -258,34 +258,6 @@ def _networks(raw: Any, ver: Version, max_count: int) -> Any:
     return out
 
 
-def _image_from_bdms(server: dict[str, Any]) -> str:
-    """Only booting from an image onto local disk is possible (no block storage service yet)."""
-    legacy = server.get("block_device_mapping") or []
-    bdms = server.get("block_device_mapping_v2") or []
-    if legacy and bdms:
-        raise errors.Invalid("Using different block_device_mapping syntaxes is not allowed in the same request.")
-    if legacy:
-        raise errors.Invalid("Block Device Mapping is Invalid: volumes are not supported (no block storage service).")
-    image_ref = server.get("imageRef") or ""
-    for bdm in bdms:
-        source = bdm.get("source_type")
-        dest = bdm.get("destination_type", "local")
-        boot_index = bdm.get("boot_index")
-        if source != "image" or dest != "local" or str(boot_index) not in ("0", "None"):
-            raise errors.Invalid(
-                "Block Device Mapping is Invalid: only booting from an image to local disk is supported "
-                "(no block storage service)."
-            )
-        bdm_image = bdm.get("uuid") or bdm.get("image_id")
-        if image_ref and bdm_image and bdm_image != image_ref:
-            raise errors.Invalid("Block Device Mapping is Invalid: Boot sequence for the instance and image/block "
-                                 "device mapping combination is not valid.")
-        image_ref = image_ref or bdm_image or ""
-    if not image_ref:
-        raise errors.Invalid("Missing imageRef attribute")
-    return image_ref
-
-
 async def create(request: Request) -> Response:
     ctx = await _common.caller(request)
     ver = _common.version(request)
@@ -309,6 +281,7 @@ async def create(request: Request) -> Response:
                 "One mechanism with host and/or hypervisor_hostname and another mechanism with zone:host:node are "
                 "mutually exclusive."
             )
+    plan = bdm.parse(server)  # block_device_mapping(_v2): Nova's checks, 400 in its words
     groups = server.get("security_groups")
     group_names = sorted({g["name"] for g in groups if g.get("name")}) if groups is not None else ["default"]
     # The project's Neutron groups, by name (400 as Nova for an unknown one).
@@ -316,7 +289,8 @@ async def create(request: Request) -> Response:
     req = CreateRequest(
         name=name,
         flavor_ref=str(server["flavorRef"]).rstrip("/").split("/")[-1],
-        image_ref=_image_from_bdms(server),
+        image_ref=plan.image_ref or "",
+        block_devices=plan,
         description=server.get("description") if ver >= v("2.19") else name,
         key_name=server.get("key_name"),
         metadata=server.get("metadata") or {},

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cumulo import errors
+from cumulo.compute import volumes as vol
 
 INVALID = "Block Device Mapping is Invalid: "
 GIB = 1 << 30
@@ -62,7 +63,11 @@ class BootPlan:
     @property
     def stored(self) -> list[dict[str, Any]]:
         """The mappings the block_device_mapping table keeps (the image -> local root is the image)."""
-        return [m for m in self.mappings if not (m["source_type"] == "image" and m["destination_type"] == "local")]
+        return [m for _i, m in self.stored_indexed()]
+
+    def stored_indexed(self) -> list[tuple[int, dict[str, Any]]]:
+        return [(i, m) for i, m in enumerate(self.mappings)
+                if not (m["source_type"] == "image" and m["destination_type"] == "local")]
 
 
 def _boolean(value: Any, what: str) -> bool:
@@ -214,11 +219,11 @@ def parse(server: dict[str, Any]) -> BootPlan:
 
 
 def _is_swap(m: dict[str, Any]) -> bool:
-    return bool(m["source_type"] == "blank" and m["destination_type"] == "local" and m["guest_format"] == "swap")
+    return vol.is_swap(m)
 
 
 def is_ephemeral(m: dict[str, Any]) -> bool:
-    return bool(m["source_type"] == "blank" and m["destination_type"] == "local" and m["guest_format"] != "swap")
+    return vol.is_ephemeral(m)
 
 
 def check_sizes(plan: BootPlan, flavor: dict[str, Any]) -> None:
@@ -234,12 +239,7 @@ def check_sizes(plan: BootPlan, flavor: dict[str, Any]) -> None:
 
 def local_sizes(mappings: list[dict[str, Any]], flavor: dict[str, Any]) -> tuple[int, int]:
     """(ephemeral GiB, swap MiB) a server's local mappings give it (the flavor's when it has none)."""
-    eph = [m for m in mappings if is_ephemeral(m)]
-    swaps = [m for m in mappings if _is_swap(m)]
-    ephemeral = sum(m["volume_size"] or int(flavor.get("ephemeral_gb") or 0) for m in eph) if eph else int(
-        flavor.get("ephemeral_gb") or 0)
-    swap = (swaps[0]["volume_size"] or int(flavor.get("swap") or 0)) if swaps else int(flavor.get("swap") or 0)
-    return ephemeral, swap
+    return vol.local_disk_sizes(mappings, int(flavor.get("ephemeral_gb") or 0), int(flavor.get("swap") or 0))
 
 
 def image_volume_size(image: dict[str, Any], requested: int | None) -> int:

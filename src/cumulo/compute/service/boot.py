@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cumulo import errors
+from cumulo.compute.service.bdm import BootPlan
 
 GIB = 1 << 30
 # Glance's own image fields; everything else in an image dict is a custom property.
@@ -97,6 +98,8 @@ class CreateRequest:
     scheduler_hints: dict[str, Any] = field(default_factory=dict)
     requested_host: str | None = None
     requested_node: str | None = None
+    # block_device_mapping(_v2), parsed (compute/service/bdm.py); None: boot image_ref on local disk
+    block_devices: BootPlan | None = None
 
 
 def check_image_fits(image: dict[str, Any], flavor: dict[str, Any]) -> None:

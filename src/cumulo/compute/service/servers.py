@@ -22,7 +22,7 @@ from cumulo.compute import states as st
 from cumulo.compute import volumes as cvolumes
 from cumulo.compute.models import instance_actions, instances
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
-from cumulo.compute.service import networking, passwords
+from cumulo.compute.service import boot_volumes, networking, passwords
 from cumulo.compute.service import transitions as tr
 from cumulo.compute.service.boot import (
     CreateRequest,
@@ -208,10 +208,8 @@ class ComputeService:
             user_limits = {**limits, **own} if any(r in own for r in INSTANCE_RESOURCES) else None
             members_limit = own.get("server_group_members", limits["server_group_members"])
             group = await server_groups.group_for_create(conn, ctx, req.scheduler_hints)
-        if int(flavor["root_gb"]) == 0 and not ctx.is_admin:
-            raise errors.Forbidden("Only volume-backed servers are allowed for flavors with zero disk.")
-        image = await self.get_image(ctx, req.image_ref, "Can not find requested image")
-        check_image_fits(image, flavor)
+        # The root (an image, or a volume: boot_volumes) and the block device mappings, checked.
+        root = await boot_volumes.resolve(self.db, self.volumes, self.images, ctx, req, flavor)
 
         nets = await networking.requested_ports(self.network, ctx, req.requested_networks) if self.network else []
         snap = flavor_snapshot(flavor)
@@ -219,67 +217,76 @@ class ComputeService:
         now = utcnow()
         if 0 <= limits["metadata_items"] < len(req.metadata):
             raise errors.OverQuota(f"Maximum number of metadata items exceeds {limits['metadata_items']}")
-        # Few awaits while holding the write lock: under load each one waits a turn of the event loop.
-        async with self.db.write() as conn:
-            await self.quotas.lock(conn, project)
-            fits = headroom(limits, await self.quotas.instance_usage(conn, project), snap["vcpus"], snap["memory_mb"])
-            if user_limits is not None:
-                user_used = await self.quotas.instance_usage(conn, project, ctx.user_id)
-                fits = min(fits, headroom(user_limits, user_used, snap["vcpus"], snap["memory_mb"]))
-            count = min(req.max_count, fits)
-            if count < req.min_count:
-                await self.quotas.check_instances(
-                    conn, project, req.max_count, snap["vcpus"], snap["memory_mb"], user_id=ctx.user_id
+        first = new_uuid()
+        await boot_volumes.reserve(self.volumes, ctx, root.prepared, first)  # existing volumes, as Nova
+        try:
+            # Few awaits while holding the write lock: under load each one waits a turn of the event loop.
+            async with self.db.write() as conn:
+                await self.quotas.lock(conn, project)
+                fits = headroom(limits, await self.quotas.instance_usage(conn, project), snap["vcpus"], snap["memory_mb"])
+                if user_limits is not None:
+                    user_used = await self.quotas.instance_usage(conn, project, ctx.user_id)
+                    fits = min(fits, headroom(user_limits, user_used, snap["vcpus"], snap["memory_mb"]))
+                count = min(req.max_count, fits)
+                if count < req.min_count:
+                    await self.quotas.check_instances(
+                        conn, project, req.max_count, snap["vcpus"], snap["memory_mb"], user_id=ctx.user_id
+                    )
+                    raise errors.OverQuota("Quota exceeded for instances: Cannot run any more instances of this type.")
+                uuids = [first, *(new_uuid() for _ in range(count - 1))]
+                spec = {
+                    "flavor": snap,
+                    "image": root.spec_image,
+                    "availability_zone": az,
+                    "force_hosts": [force_host] if force_host else [],
+                    "force_nodes": [force_node] if force_node else [],
+                    "requested_host": req.requested_host,
+                    "requested_node": req.requested_node,
+                    "scheduler_hints": req.scheduler_hints,
+                    "num_instances": count,
+                    "instance_uuids": uuids,
+                    "project_id": project,
+                    "user_id": ctx.user_id,
+                }
+                rows = []
+                for index, uuid in enumerate(uuids):
+                    # Nova's multi_instance_display_name_template: "%(name)s-%(count)d".
+                    display = f"{req.name}-{index + 1}" if count > 1 else req.name
+                    rows.append(
+                        {
+                            "uuid": uuid, "project_id": project, "user_id": ctx.user_id or "", "display_name": display,
+                            "display_description": req.description, "hostname": sanitize_hostname(display, f"Server-{uuid}"),
+                            "image_ref": root.image["id"] if root.image else "", "flavor": snap, "vcpus": snap["vcpus"],
+                            # a volume-backed server holds no local root disk (placement claims none)
+                            "memory_mb": snap["memory_mb"], "root_gb": 0 if root.volume_backed else snap["root_gb"],
+                            "ephemeral_gb": snap["ephemeral_gb"], "key_name": req.key_name,
+                            "key_data": keypair["public_key"] if keypair else None, "user_data": req.user_data,
+                            "metadata": dict(req.metadata),
+                            "system_metadata": {"auto_disk_config": req.auto_disk_config, "trusted_certs": req.trusted_certs},
+                            "tags": list(req.tags), "vm_state": st.BUILDING, "task_state": st.SCHEDULING,
+                            "power_state": 0, "locked": False, "availability_zone": az, "reservation_id": resv,
+                            "launch_index": index, "access_ip_v4": req.access_ip_v4, "access_ip_v6": req.access_ip_v6,
+                            "config_drive": "True" if req.config_drive else "", "progress": 0, "request_spec": spec,
+                            "security_groups": list(req.security_groups), "requested_networks": req.requested_networks,
+                            "addresses": {}, "created_at": now, "updated_at": now, "deleted": False,
+                        }
+                    )
+                await conn.execute(sa.insert(instances), rows)
+                for uuid in uuids:
+                    await boot_volumes.write_rows(conn, root.prepared, uuid)
+                if group is not None:
+                    await server_groups.add_members(conn, group, uuids, ctx.user_id or "", members_limit)
+                await conn.execute(
+                    sa.insert(instance_actions),
+                    [
+                        {"action": act.CREATE, "instance_uuid": uuid, "request_id": ctx.request_id, "user_id": ctx.user_id,
+                         "project_id": ctx.project_id, "start_time": now, "updated_at": now}
+                        for uuid in uuids
+                    ],
                 )
-                raise errors.OverQuota("Quota exceeded for instances: Cannot run any more instances of this type.")
-            uuids = [new_uuid() for _ in range(count)]
-            spec = {
-                "flavor": snap,
-                "image": image_summary(image),
-                "availability_zone": az,
-                "force_hosts": [force_host] if force_host else [],
-                "force_nodes": [force_node] if force_node else [],
-                "requested_host": req.requested_host,
-                "requested_node": req.requested_node,
-                "scheduler_hints": req.scheduler_hints,
-                "num_instances": count,
-                "instance_uuids": uuids,
-                "project_id": project,
-                "user_id": ctx.user_id,
-            }
-            rows = []
-            for index, uuid in enumerate(uuids):
-                # Nova's multi_instance_display_name_template: "%(name)s-%(count)d".
-                display = f"{req.name}-{index + 1}" if count > 1 else req.name
-                rows.append(
-                    {
-                        "uuid": uuid, "project_id": project, "user_id": ctx.user_id or "", "display_name": display,
-                        "display_description": req.description, "hostname": sanitize_hostname(display, f"Server-{uuid}"),
-                        "image_ref": image["id"], "flavor": snap, "vcpus": snap["vcpus"],
-                        "memory_mb": snap["memory_mb"], "root_gb": snap["root_gb"],
-                        "ephemeral_gb": snap["ephemeral_gb"], "key_name": req.key_name,
-                        "key_data": keypair["public_key"] if keypair else None, "user_data": req.user_data,
-                        "metadata": dict(req.metadata),
-                        "system_metadata": {"auto_disk_config": req.auto_disk_config, "trusted_certs": req.trusted_certs},
-                        "tags": list(req.tags), "vm_state": st.BUILDING, "task_state": st.SCHEDULING,
-                        "power_state": 0, "locked": False, "availability_zone": az, "reservation_id": resv,
-                        "launch_index": index, "access_ip_v4": req.access_ip_v4, "access_ip_v6": req.access_ip_v6,
-                        "config_drive": "True" if req.config_drive else "", "progress": 0, "request_spec": spec,
-                        "security_groups": list(req.security_groups), "requested_networks": req.requested_networks,
-                        "addresses": {}, "created_at": now, "updated_at": now, "deleted": False,
-                    }
-                )
-            await conn.execute(sa.insert(instances), rows)
-            if group is not None:
-                await server_groups.add_members(conn, group, uuids, ctx.user_id or "", members_limit)
-            await conn.execute(
-                sa.insert(instance_actions),
-                [
-                    {"action": act.CREATE, "instance_uuid": uuid, "request_id": ctx.request_id, "user_id": ctx.user_id,
-                     "project_id": ctx.project_id, "start_time": now, "updated_at": now}
-                    for uuid in uuids
-                ],
-            )
+        except BaseException:
+            await boot_volumes.unreserve(self.volumes, ctx, root.prepared)
+            raise
         if nets and self.network is not None:
             await networking.allocate_for_rows(self.db, self.network, ctx, rows, nets)
         await self.conductor.build_instances(uuids)
