@@ -16,20 +16,25 @@ upload is cheap, the convert writes 2 GiB, so it is surely in progress when seen
 # ruff: noqa: S603, S607 - fixed argv of host tools (qemu-img, qemu-io, losetup) over the test's own paths
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _runc_util import wait_for, write_config
+from _runc_util import inside, runc_state, wait_for, write_config
+from _runc_util import wait_status as runc_wait_status
 from _util_resilience import read_only
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud
+
+BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.system
 
@@ -47,6 +52,8 @@ def cloud(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
     config = write_config(tmp_path_factory.mktemp("volcrash"), tiny_vm_image="off")
     c = cumulo_launcher(driver="runc", args=["--config", str(config), "--no-external"])
     yield c
+    if not c.running:  # a test failed between its kill and its restart: the restart reconciles
+        c.start()
     c.close()
 
 
@@ -249,3 +256,200 @@ def test_kill_during_backup(cloud: CumuloCloud, big_image: str) -> None:
     wait_gone(cloud, "volume", vid)
     check_no_leftovers(cloud)
     assert not any(p for p in (cloud.state_dir / "backups").iterdir()), list((cloud.state_dir / "backups").iterdir())
+
+
+# -- attach and detach of a running container ---------------------------------------------------
+
+COMPUTE = "/compute/v2.1"
+IN_FLIGHT = {"reserved", "attaching", "detaching"}
+
+
+@pytest.fixture(scope="module")
+def container(cloud: CumuloCloud) -> Iterator[str]:
+    """One running runc server (busybox, no network) for the attach/detach kills."""
+    with cloud.client() as c:
+        image = c.get("/image/v2/images", params={"name": "busybox"}).json()["images"][0]["id"]
+        r = c.post(f"{COMPUTE}/servers", json={"server": {"name": "volcrash", "imageRef": image, "flavorRef": "1",
+                                                           "networks": "none"}},
+                   headers={"X-OpenStack-Nova-API-Version": "2.37"})
+        assert r.status_code == 202, r.text
+    uuid = str(r.json()["server"]["id"])
+    runc_wait_status(cloud, uuid, "ACTIVE", timeout=120)
+    yield uuid
+    if cloud.running:
+        cloud.osc_run("server", "delete", "--wait", uuid)
+
+
+def container_pid(cloud: CumuloCloud, uuid: str) -> int:
+    state = runc_state(cloud, uuid)
+    assert state is not None and state.get("status") == "running", state
+    return int(state["pid"])
+
+
+def mount_points(pid: int | str) -> set[str]:
+    with open(f"/proc/{pid}/mountinfo") as fh:
+        return {line.split()[4] for line in fh}
+
+
+def recorded(cloud: CumuloCloud, uuid: str) -> set[str]:
+    """The volumes the runc driver recorded for the server (volumes.json, written first)."""
+    try:
+        doc = json.loads((cloud.state_dir / "runc" / uuid / "volumes.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    return {str(d.get("volume_id")) for d in doc.get("disks") or []}
+
+
+def volume_row(cloud: CumuloCloud, volume_id: str) -> dict[str, Any]:
+    con = read_only(cloud)
+    try:
+        row = con.execute("SELECT status, attach_status, error_message FROM volumes WHERE id = ?",
+                          (volume_id,)).fetchone()
+    finally:
+        con.close()
+    return dict(row) if row else {}
+
+
+def nova_attached(cloud: CumuloCloud, uuid: str) -> set[str]:
+    with cloud.client() as c:
+        r = c.get(f"{COMPUTE}/servers/{uuid}/os-volume_attachments")
+    assert r.status_code == 200, r.text
+    return {str(a["volumeId"]) for a in r.json()["volumeAttachments"]}
+
+
+def host_view(cloud: CumuloCloud, uuid: str, volume_id: str) -> dict[str, bool]:
+    """What the host shows of the volume: each piece of an attach."""
+    vfile = cloud.state_dir / "volumes" / f"{volume_id}.raw"
+    return {
+        "recorded": volume_id in recorded(cloud, uuid),
+        "loop_record": (cloud.state_dir / "volumes" / ".run" / "loops" / f"{volume_id}.json").exists(),
+        "loop_device": bool(loop_devices_of(vfile)),
+        "host_mount": str(cloud.state_dir / "volmounts" / uuid / volume_id) in mount_points("self"),
+        "in_container": f"/mnt/volumes/{volume_id}" in mount_points(container_pid(cloud, uuid)),
+    }
+
+
+def settled(cloud: CumuloCloud, uuid: str, volume_id: str) -> str:
+    """Wait until the volume is out of every transitional status, then check the consistency rule:
+    in-use AND attached on the host (in both APIs, mounted in the container and usable), or
+    available/error AND nothing of it on the host. Returns the status."""
+    row = wait_status(cloud, "volume", volume_id, SETTLED, timeout=60)
+    status = row["status"]
+    host = host_view(cloud, uuid, volume_id)
+    cinder = {str(a.get("server_id")) for a in row.get("attachments") or []}
+    if status == "in-use":
+        assert cinder == {uuid} and nova_attached(cloud, uuid) == {volume_id}, (cinder, row)
+        assert all(host.values()), host
+        probe = f"/mnt/volumes/{volume_id}/probe"
+        assert inside(cloud, uuid, f"echo ok > {probe} && cat {probe} && rm {probe}").strip() == "ok"
+    else:
+        assert cinder == set() and volume_id not in nova_attached(cloud, uuid), (cinder, row)
+        assert not any(host.values()), host
+        if status == "error":
+            assert volume_row(cloud, volume_id).get("error_message"), volume_row(cloud, volume_id)
+    assert not any(str(cloud.state_dir / "volmounts") in m for m in mount_points("self")) or status == "in-use"
+    return str(status)
+
+
+def run_cli(cloud: CumuloCloud, *args: str) -> subprocess.Popen[str]:
+    """`openstack ARGS` started in the background (the kill may cut its request short)."""
+    return subprocess.Popen([str(BIN / "openstack"), "--os-cloud", "cumulo", *args], env=cloud.osc_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_on(cloud: CumuloCloud, cli: subprocess.Popen[str], moment: Callable[[], bool], what: str) -> None:
+    try:
+        wait_for(moment, timeout=120, interval=0.005, what=what)
+    except AssertionError:
+        out, err = cli.communicate(timeout=60)
+        raise AssertionError(f"{what} never seen; the CLI said: {out}{err}") from None
+    cloud.kill()
+    cli.communicate(timeout=60)  # it fails or not, as the kill fell
+
+
+def attach(cloud: CumuloCloud, uuid: str, volume_id: str) -> None:
+    cloud.osc("server", "add", "volume", uuid, volume_id)
+    wait_status(cloud, "volume", volume_id, {"in-use"})
+
+
+def detach(cloud: CumuloCloud, uuid: str, volume_id: str) -> None:
+    cloud.osc("server", "remove", "volume", uuid, volume_id)
+    wait_status(cloud, "volume", volume_id, {"available"})
+
+
+@pytest.mark.parametrize("moment", ["reserved", "host"])
+def test_kill_during_attach(cloud: CumuloCloud, container: str, moment: str) -> None:
+    """Killed once the API reserved the volume (nothing on the host yet), or once the driver
+    recorded it (the host's part under way, not yet complete in the DB)."""
+    vol = cloud.osc("volume", "create", "--size", "1", f"crash-attach-{moment}")
+    vid = vol["id"]
+    wait_status(cloud, "volume", vid, {"available"})
+    kills = 0
+    for _ in range(5):  # a kill that comes after the attach completed proves nothing: again
+        kills += 1
+        cli = run_cli(cloud, "server", "add", "volume", container, vid)
+        if moment == "reserved":
+            kill_on(cloud, cli, lambda: volume_row(cloud, vid).get("status") in IN_FLIGHT, "the volume reserved")
+        else:
+            kill_on(cloud, cli, lambda: vid in recorded(cloud, container), "the driver's record of the volume")
+        at_kill = (volume_row(cloud, vid), host_view(cloud, container, vid))
+        cloud.start()
+        if at_kill[0].get("status") != "in-use":
+            break
+        settled(cloud, container, vid)
+        detach(cloud, container, vid)
+    else:
+        pytest.fail(f"the attach completed before every kill: {at_kill}")
+    status = settled(cloud, container, vid)
+    print(f"kill during attach ({moment}, kill {kills}): at the kill {at_kill}; after the restart {status}")
+    # whichever way it went, the volume works: detach (or attach and detach) through the API
+    if status == "in-use":
+        detach(cloud, container, vid)
+    else:
+        attach(cloud, container, vid)
+        assert settled(cloud, container, vid) == "in-use"
+        detach(cloud, container, vid)
+    assert settled(cloud, container, vid) == "available"
+    cloud.osc("volume", "delete", vid)
+    wait_gone(cloud, "volume", vid)
+    check_no_leftovers(cloud)
+
+
+@pytest.mark.parametrize("moment", ["detaching", "host"])
+def test_kill_during_detach(cloud: CumuloCloud, container: str, moment: str) -> None:
+    """Killed once the API marked the volume detaching, or once the container let go of it (the
+    host's part under way). The data written before stays."""
+    vol = cloud.osc("volume", "create", "--size", "1", f"crash-detach-{moment}")
+    vid = vol["id"]
+    wait_status(cloud, "volume", vid, {"available"})
+    mark = f"written before the detach {moment}"
+    kills = 0
+    for _ in range(5):
+        kills += 1
+        attach(cloud, container, vid)
+        assert settled(cloud, container, vid) == "in-use"
+        inside(cloud, container, f"echo '{mark}' > /mnt/volumes/{vid}/mark && sync")
+        cli = run_cli(cloud, "server", "remove", "volume", container, vid)
+        pid = container_pid(cloud, container)
+        if moment == "detaching":
+            kill_on(cloud, cli, lambda: volume_row(cloud, vid).get("status") == "detaching", "the volume detaching")
+        else:
+            kill_on(cloud, cli, lambda p=pid: f"/mnt/volumes/{vid}" not in mount_points(p), "the container letting go")
+        at_kill = (volume_row(cloud, vid), host_view(cloud, container, vid))
+        cloud.start()
+        if at_kill[0].get("status") != "available":
+            break
+        settled(cloud, container, vid)
+    else:
+        pytest.fail(f"the detach completed before every kill: {at_kill}")
+    status = settled(cloud, container, vid)
+    print(f"kill during detach ({moment}, kill {kills}): at the kill {at_kill}; after the restart {status}")
+    if status == "in-use":
+        detach(cloud, container, vid)
+    attach(cloud, container, vid)  # the bytes written before the kill are there
+    assert inside(cloud, container, f"cat /mnt/volumes/{vid}/mark").strip() == mark
+    detach(cloud, container, vid)
+    assert settled(cloud, container, vid) == "available"
+    cloud.osc("volume", "delete", vid)
+    wait_gone(cloud, "volume", vid)
+    check_no_leftovers(cloud)

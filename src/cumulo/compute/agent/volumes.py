@@ -242,10 +242,21 @@ async def _reconcile_instance(node: Node, drv: Any, inst: Mapping[str, Any]) -> 
         elif status in _ATTACHING:
             if volume_id in held:
                 LOG.info("completing the interrupted attach of volume %s to %s", volume_id, uuid)
-                if status == "reserved":
-                    await client.attachment_update(ctx, str(bdm["attachment_id"]),
-                                                   vol.connector_for(node.host, bdm.get("device_name")))
-                await client.attachment_complete(ctx, str(bdm["attachment_id"]))
+                try:
+                    if status == "reserved":
+                        await client.attachment_update(ctx, str(bdm["attachment_id"]),
+                                                       vol.connector_for(node.host, bdm.get("device_name")))
+                    # The driver records a volume before the host's part (loop device, mounts,
+                    # hot plug): the crash may have cut that short. Attaching a recorded volume
+                    # again makes it whole (idempotent), before the DB says in-use.
+                    await _driver_attach(node, uuid, bdm)
+                    await client.attachment_complete(ctx, str(bdm["attachment_id"]))
+                except Exception as exc:
+                    LOG.warning("completing the attach of volume %s to %s failed: %s", volume_id, uuid, exc)
+                    with contextlib.suppress(Exception):
+                        await drv.detach_volume(uuid, volume_id, force=True)
+                    await _drop_mapping(node, ctx, bdm)
+                    await _fault(node, uuid, exc)
             else:
                 LOG.info("rolling back the interrupted attach of volume %s to %s", volume_id, uuid)
                 await _drop_mapping(node, ctx, bdm)
