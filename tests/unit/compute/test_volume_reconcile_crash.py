@@ -83,3 +83,29 @@ async def test_a_failed_completion_rolls_the_attach_back(world: World, monkeypat
         assert await volume_records.of_instance(conn, sid) == []
         faults = await inst_db.latest_faults(conn, [sid])  # Nova shows it only on an ERROR server
     assert "cannot mount volume" in faults[sid]["message"], faults
+
+
+async def test_a_detach_the_driver_cannot_finish_goes_back_in_use(world: World,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A detach cut short whose driver detach fails at the restart: the volume is in-use again
+    (attached on the host, as before the detach), never left detaching; a fault says why."""
+    sid, vid, node, driver = await _cut_short_after_the_driver(world)
+    client = world.cloud.services.compute.volumes
+    ctx = make_ctx(world.project_id, "member")
+    async with world.cloud.db.read() as conn:
+        [row] = await volume_records.of_instance(conn, sid)
+    await client.attachment_complete(ctx, row["attachment_id"])
+    await client.begin_detaching(ctx, vid)
+    await _wait_volume(world, vid, "detaching")
+
+    async def detach_volume(uuid: str, volume_id: str, force: bool = False) -> None:
+        raise DriverError(f"volume {volume_id} is busy in {uuid}")
+
+    monkeypatch.setattr(driver, "detach_volume", detach_volume)
+    await agent_volumes.reconcile(node)
+    assert (await _wait_volume(world, vid, "in-use"))["attachments"][0]["server_id"] == sid
+    assert await driver.attached_volumes(sid) == [vid]
+    async with world.cloud.db.read() as conn:
+        assert [r["volume_id"] for r in await volume_records.of_instance(conn, sid)] == [vid]
+        faults = await inst_db.latest_faults(conn, [sid])
+    assert "is busy" in faults[sid]["message"], faults

@@ -237,8 +237,16 @@ async def _reconcile_instance(node: Node, drv: Any, inst: Mapping[str, Any]) -> 
             await _drop_mapping(node, ctx, bdm)
         elif volume.get("status") == "detaching":
             LOG.info("finishing the interrupted detach of volume %s from %s", volume_id, uuid)
-            await drv.detach_volume(uuid, volume_id, force=True)
-            await _drop_mapping(node, ctx, bdm)
+            try:
+                await drv.detach_volume(uuid, volume_id, force=True)
+            except Exception as exc:  # the host still has it: in-use again (never left detaching)
+                LOG.warning("finishing the detach of volume %s from %s failed: %s", volume_id, uuid, exc)
+                await client.roll_detaching(ctx, volume_id)
+                with contextlib.suppress(Exception):  # whole again on the host, as the DB now says
+                    await _driver_attach(node, uuid, bdm)
+                await _fault(node, uuid, exc)
+            else:
+                await _drop_mapping(node, ctx, bdm)
         elif status in _ATTACHING:
             if volume_id in held:
                 LOG.info("completing the interrupted attach of volume %s to %s", volume_id, uuid)
