@@ -175,3 +175,60 @@ async def test_refusals_with_novas_faults(world: World) -> None:
     assert resp.status_code == 400 and "Ephemeral disks requested are larger" in fault_of(resp)[2]
     # nothing was reserved by the refused requests: the spare volume is still available
     await _wait_volume(world, spare, "available")
+
+
+async def test_snapshot_of_a_volume_backed_server_and_booting_from_it(world: World) -> None:
+    import json
+
+    resp = await _boot(world, [{"uuid": world.image_id, "source_type": "image", "destination_type": "volume",
+                                "boot_index": 0, "volume_size": 1, "delete_on_termination": True}])
+    assert resp.status_code == 202, resp.text
+    sid = resp.json()["server"]["id"]
+    await wait_status(world.member, sid, "ACTIVE", version=V)
+    [row] = await _volume_of(world, sid)
+    resp = await world.action(sid, {"createImage": {"name": "bfv-snap", "metadata": {"k": "v"}}}, version="2.45")
+    assert resp.status_code == 202, resp.text
+    image_id = resp.json()["image_id"]
+    image = (await world.member.get(f"/image/v2/images/{image_id}")).json()
+    assert image["status"] == "active" and image["size"] == 0 and image["k"] == "v"
+    assert image["bdm_v2"] == "True" and image["root_device_name"] == "/dev/vda"
+    [mapping] = json.loads(image["block_device_mapping"])
+    assert mapping["source_type"] == "snapshot" and mapping["boot_index"] == 0 and mapping["volume_size"] == 1
+    snap = (await world.member.get(f"/volume/v3/{world.project_id}/snapshots/{mapping['snapshot_id']}")).json()
+    assert snap["snapshot"]["volume_id"] == row["volume_id"]
+    # not re-imaged, not backed up (Nova's refusals for volume-backed servers)
+    resp = await world.action(sid, {"rebuild": {"imageRef": world.image_id}})
+    assert resp.status_code == 400 and "volume-backed" in fault_of(resp)[2]
+    resp = await world.action(sid, {"createBackup": {"name": "b", "backup_type": "daily", "rotation": 1}})
+    assert resp.status_code == 400 and "volume-backed" in fault_of(resp)[2]
+    # booting the snapshot image makes a new volume from the snapshot, as the root
+    for _ in range(200):
+        got = (await world.member.get(f"/volume/v3/{world.project_id}/snapshots/{mapping['snapshot_id']}")).json()
+        if got["snapshot"]["status"] == "available":
+            break
+        await asyncio.sleep(0.02)
+    resp = await world.member.post(f"{API}/servers", json={"server": {
+        "name": "from-snap", "imageRef": image_id, "flavorRef": "42", "networks": "none"}}, headers=mv(V))
+    assert resp.status_code == 202, resp.text
+    sid2 = resp.json()["server"]["id"]
+    server = await wait_status(world.member, sid2, "ACTIVE", version=V)
+    assert server["image"] == ""
+    [root] = _driver_record(world, sid2)["disks"]
+    assert root["boot_index"] == 0 and root["volume_id"] != row["volume_id"]
+    [new_row] = await _volume_of(world, sid2)
+    assert new_row["source_type"] == "snapshot" and new_row["snapshot_id"] == mapping["snapshot_id"]
+    for s in (sid2, sid):
+        assert (await world.member.delete(f"{API}/servers/{s}")).status_code == 204
+        await wait_gone(world.member, s)
+    await _wait_volume(world, root["volume_id"], None)
+
+
+async def test_a_container_image_volume_cannot_be_booted(world: World) -> None:
+    from servers_support import upload_image
+
+    image = await upload_image(world.member, "ct-raw", hypervisor_type="container")
+    resp = await _boot(world, [{"uuid": image, "source_type": "image", "destination_type": "volume",
+                                "boot_index": 0, "volume_size": 1}])
+    assert resp.status_code == 409, resp.text
+    assert fault_of(resp)[:2] == ("conflictingRequest", 409)
+    assert "A container cannot boot from a volume" in fault_of(resp)[2]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from cumulo import errors
 from cumulo.compute.backups import BACKUP_IMAGE_TYPE
+from cumulo.compute.service import boot_volumes
 from cumulo.compute.service import transitions as tr
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ async def create_backup(
     """Queue the backup image, CAS the server to image_backup, cast backup_instance; the image id."""
     t = tr.TRANSITIONS["createBackup"]
     tr.check(ctx, inst, t)
+    if boot_volumes.is_volume_backed(inst):
+        raise errors.Invalid("Backup is not supported for volume-backed instances.")
     base = (inst.get("request_spec") or {}).get("image") or {}
     image = await svc.images.create_snapshot_record(
         ctx, name, backup_properties(inst, ctx, backup_type, metadata),

@@ -392,6 +392,7 @@ class ComputeService:
         self, ctx: RequestContext, inst: dict[str, Any], image_ref: str, values: dict[str, Any], key_name: Any
     ) -> dict[str, Any]:
         tr.check(ctx, inst, tr.TRANSITIONS["rebuild"])
+        boot_volumes.check_rebuild(inst, image_ref)
         image = await self.get_image(ctx, image_ref, "Cannot find image for rebuild")
         check_image_fits(image, inst["flavor"])
         changes = dict(values, image_ref=image["id"], progress=0)
@@ -443,6 +444,8 @@ class ComputeService:
     async def snapshot(self, ctx: RequestContext, inst: dict[str, Any], name: str, metadata: dict[str, str]) -> str:
         t = tr.TRANSITIONS["createImage"]
         tr.check(ctx, inst, t)
+        if boot_volumes.is_volume_backed(inst):  # volume snapshots and an image that maps them
+            return await boot_volumes.snapshot_volume_backed(self.db, self.volumes, self.images, ctx, inst, name, metadata)
         base = (inst.get("request_spec") or {}).get("image") or {}
         properties: dict[str, Any] = {
             **{k: val for k, val in (base.get("properties") or {}).items() if isinstance(val, str | int | float | bool)},
