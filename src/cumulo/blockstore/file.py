@@ -9,8 +9,8 @@ takes no space until written.
   independent of their volume;
 - backups: `qemu-img convert -f raw -O qcow2 -c` into the backup dir (compressed, holes skipped),
   restored with `qemu-img convert -f qcow2 -O raw` after the same inspection a tenant's image gets;
-- images in: `qemu-img convert -f raw|qcow2 -O raw` after qemu-img's inspection; images out: raw
-  or qcow2.
+- images in: `qemu-img convert -f raw|qcow2 -O raw`, run beside qemu-img's inspection once the
+  qcow2 header passed, published only when both succeeded; images out: raw or qcow2.
 
 Every file is written under a temporary name (naming this process) and linked to its final name
 only when whole, inside a Reverter: a failure, a cancel or a refusal leaves nothing, and
@@ -261,15 +261,27 @@ class FileStore:
             raise VolumeExists(f"{final.name} already exists")
         fd = await asyncio.to_thread(sparse.open_source, Path(source))
         try:
-            vsize = await qemuimg.inspect(fd, fmt, self.config.max_bytes)
-            floor = round_up(vsize, SECTOR)
-            if size is not None and size < floor:
-                raise TooLarge(f"the image's virtual size ({vsize} bytes) does not fit a volume of {size} bytes")
-            target = self._grown(size, floor, "the image")
-            await self._convert_in(fd, fmt, final, target)
+            limit = self.config.max_bytes
+            self._image_target(size, await asyncio.to_thread(qemuimg.precheck, fd, fmt, limit))
+            made: list[int] = []
+
+            async def make(tmp: Path) -> None:
+                # The convert runs while qemu-img info and check inspect the image (a refusal kills it).
+                target = self._image_target(size, await qemuimg.convert_verified(fd, fmt, str(tmp), limit))
+                await sparse.in_thread(sparse.grow, tmp, target)
+                made.append(target)
+
+            await self._build(final, make)
         finally:
             os.close(fd)
-        return target
+        return made[0]
+
+    def _image_target(self, size: int | None, vsize: int) -> int:
+        """The volume's size for an image of virtual size `vsize` (TooLarge when `size` is smaller)."""
+        floor = round_up(vsize, SECTOR)
+        if size is not None and size < floor:
+            raise TooLarge(f"the image's virtual size ({vsize} bytes) does not fit a volume of {size} bytes")
+        return self._grown(size, floor, "the image")
 
     async def export(self, volume_id: str, dest: Path, fmt: str) -> int:
         src, dest = self._volume(volume_id), Path(dest)

@@ -5,17 +5,23 @@ A qcow2 may name a backing file or an external data file anywhere on the host (`
 - every call names its formats (`-f`, `-O`); no call ever passes `-b`, `-B` or a `data_file` option;
 - a tenant's qcow2 is refused from its header first (pure Python, before qemu-img opens it: opening
   a qcow2 opens its data file), then from `qemu-img info --output=json -f qcow2` (a backing file, a
-  data file, another format, a virtual size over the limit), then `qemu-img check` must pass;
+  data file, another format, a virtual size over the limit), and `qemu-img check` must pass;
+- a volume from an image: once the header passed (so nothing but the file itself is ever opened),
+  the convert runs while info and check inspect the image (their ~10 ms of process starts are the
+  fixed cost of a volume from an image); a refusal kills the convert, and nothing is published
+  before both passed (`convert_verified`);
 - info and check run under prlimit (30 s of CPU, 1 GiB of address space), as Nova runs them, so a
   crafted header cannot exhaust the host.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import struct
+from collections.abc import Coroutine
 from typing import Any
 
 from cumulo import host
@@ -85,13 +91,16 @@ def _tied(argv: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
 
-async def run(args: list[str], *, timeout: float, limited: bool = False, check: bool = True) -> host.Result:
-    """qemu-img with `args`; StoreError quoting its stderr when it fails (and check is set)."""
+async def run(args: list[str], *, timeout: float, limited: bool = False, check: bool = True,
+              abortable: bool = False) -> host.Result:
+    """qemu-img with `args`; StoreError quoting its stderr when it fails (and check is set).
+    A cancelled caller waits for qemu-img to end (shielded), so nothing writes a file after the
+    caller's cleanup removed it; `abortable`: cancelling kills it instead (host.run kills and
+    reaps its command before the cancellation goes on: nothing writes after that either)."""
     argv = [QEMU_IMG, *args]
-    # host.run leaves its child running when cancelled: a cancelled caller waits for qemu-img to
-    # end (shielded), so nothing writes a file after the caller's cleanup removed it.
+    job = host.run(_tied(_limited(argv) if limited else argv), timeout=timeout, check=False)
     try:
-        res = await whole(host.run(_tied(_limited(argv) if limited else argv), timeout=timeout, check=False))
+        res = await (job if abortable else whole(job))
     except HostError as exc:
         raise StoreError(f"qemu-img {args[0]}: {exc.message}") from exc
     if check and res.returncode != 0:
@@ -121,18 +130,39 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-async def inspect(fd: int, fmt: str, limit: int, what: str = "the image") -> int:
-    """Check an untrusted image, open as `fd` (a regular file: sparse.open_source), read as `fmt`;
-    return its virtual size. BadImage (or TooLarge) says why it is refused."""
+def precheck(fd: int, fmt: str, limit: int, what: str = "the image") -> int:
+    """What is checked before any qemu-img opens an untrusted image, open as `fd` (a regular file:
+    sparse.open_source; blocking, run it in a thread): a qcow2's header (it names no backing or data
+    file, so nothing but this file is ever opened; a known version) and the virtual size it claims,
+    a raw file's size, against `limit`. Returns that size; BadImage or TooLarge say why not."""
     check_format(fmt)
-    if fmt == "qcow2":
+    if fmt == "raw":
+        size = os.fstat(fd).st_size
+    else:
         head = os.pread(fd, HEAD, 0)
         problem = qcow2_header_problem(head)
         if problem:
             raise BadImage(f"{what} is refused: {problem}")
-        if qcow2_virtual_size(head) > limit:
-            raise TooLarge(f"{what} is refused: its virtual size {qcow2_virtual_size(head)} is over {limit} bytes")
-    doc = await info(fd_path(fd), fmt)
+        size = qcow2_virtual_size(head)
+    if size > limit:
+        raise TooLarge(f"{what} is refused: its virtual size {size} is over {limit} bytes")
+    return size
+
+
+async def verify(fd: int, fmt: str, limit: int, what: str = "the image") -> int:
+    """qemu-img's view of an image that passed `precheck`: `info` (the format, no backing or data
+    file, the virtual size within `limit`) and, for qcow2, `check` (no corruption), side by side.
+    Returns the virtual size; BadImage (or TooLarge) says why it is refused."""
+    jobs: list[Coroutine[Any, Any, object]] = [info(fd_path(fd), fmt)]
+    if fmt == "qcow2":
+        jobs.append(run(["check", "--output=json", "-f", "qcow2", fd_path(fd)], timeout=300.0, limited=True,
+                        check=False))
+    done = await asyncio.gather(*jobs, return_exceptions=True)
+    for outcome in done:  # info's refusal first: it names the cause (a backing file, the format)
+        if isinstance(outcome, BaseException):
+            raise outcome
+    doc = done[0]
+    assert isinstance(doc, dict)
     problem = info_problem(doc, fmt)
     if problem:
         raise BadImage(f"{what} is refused: {problem}")
@@ -140,11 +170,38 @@ async def inspect(fd: int, fmt: str, limit: int, what: str = "the image") -> int
     if size > limit:
         raise TooLarge(f"{what} is refused: its virtual size {size} is over {limit} bytes")
     if fmt == "qcow2":
-        res = await run(["check", "--output=json", "-f", "qcow2", fd_path(fd)], timeout=300.0, limited=True,
-                        check=False)
+        res = done[1]
+        assert isinstance(res, host.Result)
         if res.returncode not in (0, 3):  # 3: leaked clusters only (harmless); 1: unreadable, 2: corrupt
             msg = (res.stderr.decode(errors="replace") or res.text).strip()[-500:]
             raise BadImage(f"{what} is refused: qemu-img check failed ({res.returncode}): {msg or 'corrupt'}")
+    return size
+
+
+async def inspect(fd: int, fmt: str, limit: int, what: str = "the image") -> int:
+    """Check an untrusted image, open as `fd` (a regular file: sparse.open_source), read as `fmt`;
+    return its virtual size. BadImage (or TooLarge) says why it is refused."""
+    await asyncio.to_thread(precheck, fd, fmt, limit, what)
+    return await verify(fd, fmt, limit, what)
+
+
+async def convert_verified(fd: int, fmt: str, dst: str, limit: int, what: str = "the image",
+                           timeout: float = 3 * 3600.0) -> int:
+    """An untrusted image that passed `precheck` (so it opens no other file) converted to raw into
+    `dst` (a new file of ours) WHILE `verify` inspects it: the copy no longer waits for qemu-img
+    info and check (~10 ms of process starts, the fixed cost of a volume from an image). Returns
+    the virtual size once both are done. A refusal (or a cancel) kills the convert, reaped before
+    this raises, so the caller's cleanup of `dst` races no writer; nothing of a refused image is
+    ever published (the caller links `dst` to its name only after this returns)."""
+    copy = asyncio.ensure_future(run(["convert", "-q", "-f", check_format(fmt), "-O", "raw", fd_path(fd), dst],
+                                     timeout=timeout, abortable=True))
+    try:
+        size = await verify(fd, fmt, limit, what)
+    except BaseException:
+        copy.cancel()
+        await asyncio.gather(copy, return_exceptions=True)
+        raise
+    await copy
     return size
 
 
