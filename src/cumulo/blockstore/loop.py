@@ -226,8 +226,8 @@ async def grow_fs(device: str, *, mountpoint: Path | None) -> str:
             raise Conflict(f"the xfs on {device} grows only while mounted")
         await host.run(["xfs_growfs", str(mountpoint)], timeout=600.0)
         return fstype
-    if fstype != "ext4":
-        raise StoreError(f"{device} holds {fstype or 'no filesystem'}, not ext4 or xfs")
+    if fstype not in ("ext2", "ext3", "ext4"):  # resize2fs grows the whole family (a VM's mke2fs makes ext2)
+        raise StoreError(f"{device} holds {fstype or 'no filesystem'}, not ext2/3/4 or xfs")
     if mountpoint is not None:
         if not await asyncio.to_thread(can_grow_online):
             raise OnlineResizeUnavailable(
