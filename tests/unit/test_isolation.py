@@ -432,3 +432,19 @@ async def test_other_projects_url_and_quotas_are_refused(pair: Pair, vols: Vols)
     r = await pair.b.get(f"{vol(pair.project_b)}/os-quota-sets/{pair.project_b}", params={"usage": "true"}, headers=VMV)
     q = r.json()["quota_set"]
     assert q["volumes"]["limit"] == 10 and q["volumes"]["in_use"] == 2
+
+
+async def test_another_projects_volume_cannot_be_attached_to_own_server(pair: Pair, vols: Vols) -> None:
+    """Nova's side: A's own server, B's volume (and B's attached one) -> 404, nothing attached."""
+    for vid in (vols.volume, vols.attached, str(uuid.uuid4())):
+        r = await pair.a.post(f"{API}/servers/{pair.server_a}/os-volume_attachments",
+                              json={"volumeAttachment": {"volumeId": vid}}, headers=mv("2.79"))
+        assert_fault(r, 404)
+    r = await pair.a.get(f"{API}/servers/{pair.server_a}/os-volume_attachments")
+    assert r.status_code == 200 and r.json()["volumeAttachments"] == [], r.text
+    # B's server is 404 to A whatever the volume
+    r = await pair.a.post(f"{API}/servers/{pair.server_b}/os-volume_attachments",
+                          json={"volumeAttachment": {"volumeId": vols.volume}})
+    assert_fault(r, 404)
+    v = (await pair.b.get(f"{vol(pair.project_b)}/volumes/{vols.volume}", headers=VMV)).json()["volume"]
+    assert v["status"] == "available" and v["attachments"] == []
