@@ -198,8 +198,9 @@ async def reconcile(node: Node) -> None:
 
     Per live server of this node that is not building or being deleted (those workflows own their
     volumes): an attach cut short is completed when the driver has the volume, else rolled back;
-    a detach cut short (volume detaching) is finished; an attached volume the driver lost is
-    attached again (rolled back if that fails); a mapping whose attachment is gone is removed (and
+    a detach cut short (volume detaching) is finished (back to in-use if the driver cannot); every
+    attached volume goes through the driver's idempotent attach again, which makes whole what a
+    crash cut short or the driver lost (rolled back if that fails); a mapping whose attachment is gone is removed (and
     the driver lets go); a volume the driver holds without a mapping is detached."""
     if node.volumes is None or not supports(node.driver, Capability.VOLUMES):
         return
@@ -270,9 +271,13 @@ async def _reconcile_instance(node: Node, drv: Any, inst: Mapping[str, Any]) -> 
                 await _drop_mapping(node, ctx, bdm)
                 await _fault(node, uuid, f"The attach of volume {volume_id} was interrupted by a restart "
                                          "of the compute service")
-        elif volume_id not in held:
-            LOG.info("volume %s is attached to %s in the DB but not on the host: attaching it again", volume_id, uuid)
+        else:
+            if volume_id not in held:
+                LOG.info("volume %s is attached to %s in the DB but not on the host: attaching it again",
+                         volume_id, uuid)
             try:
+                # Held or not, the driver's idempotent attach makes the host's part whole where a
+                # crash cut it short (a runc filesystem grown offline is unmounted for a moment).
                 await _driver_attach(node, uuid, bdm)
             except Exception as exc:
                 LOG.warning("attaching volume %s to %s again failed: %s", volume_id, uuid, exc)

@@ -94,7 +94,10 @@ class Volumes(RuncCore):
                                 f"{volhost.container_path(disk.volume_id)}" + ("" if pid else " (from the next start)"))
 
     async def _complete(self, uuid: str, idir: Path, entries: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+        growing = bool(entry.get("grow"))
         _dev, mnt = await volhost.bring_up(self.state_dir, uuid, entry)
+        if growing and not entry.get("grow"):  # grown while brought up: no longer pending
+            await asyncio.to_thread(volhost.write, idir, entries)
         await asyncio.to_thread(volhost.sync_config, self.state_dir, idir, entries, CONFIG)
         pid = await self._live_pid(uuid)
         if pid is not None and not await asyncio.to_thread(volhost.mounted_in, pid, str(entry["volume_id"])):
@@ -152,9 +155,13 @@ class Volumes(RuncCore):
                 raise DriverError(f"cannot tell the loop device of volume {volume_id} it grew: {exc}") from exc
             if DiskSpec.from_dict(entry).read_only:
                 return  # a read-only filesystem is not grown here; a writable attachment grows it
-            how = await self._grow(uuid, idir, entry, dev)
-            if how == "later":
-                entry["grow"] = True
+            # Pending until grown: a crash in the offline grow (the volume unmounted for a moment)
+            # leaves the flag, and the next attach (the agent's reconcile), detach or start grows it.
+            entry["grow"] = True
+            await asyncio.to_thread(volhost.write, idir, entries)
+            how = await self._grow(uuid, idir, {k: v for k, v in entry.items() if k != "grow"}, dev)
+            if how != "later":
+                entry.pop("grow", None)
                 await asyncio.to_thread(volhost.write, idir, entries)
         await asyncio.to_thread(self._note, idir, f"volume {volume_id} grew to {int(new_size_bytes)} bytes; "
                                 + ("its filesystem grows when no process holds it (next detach, attach or start)"
