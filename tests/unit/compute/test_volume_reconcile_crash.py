@@ -109,3 +109,25 @@ async def test_a_detach_the_driver_cannot_finish_goes_back_in_use(world: World,
         assert [r["volume_id"] for r in await volume_records.of_instance(conn, sid)] == [vid]
         faults = await inst_db.latest_faults(conn, [sid])
     assert "is busy" in faults[sid]["message"], faults
+
+
+async def test_an_attached_volume_goes_through_the_driver_again(world: World,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-use volume the driver holds is attached again (idempotent): what a crash left
+    unmounted (a runc growth cut short) is mounted again; the volume stays in-use."""
+    sid, vid, node, driver = await _cut_short_after_the_driver(world)
+    client = world.cloud.services.compute.volumes
+    async with world.cloud.db.read() as conn:
+        [row] = await volume_records.of_instance(conn, sid)
+    await client.attachment_complete(make_ctx(world.project_id, "member"), row["attachment_id"])
+    calls: list[str] = []
+    real_attach = driver.attach_volume
+
+    async def attach_volume(uuid: str, disk: DiskSpec) -> None:
+        calls.append(disk.volume_id)
+        await real_attach(uuid, disk)
+
+    monkeypatch.setattr(driver, "attach_volume", attach_volume)
+    await agent_volumes.reconcile(node)
+    assert calls == [vid]
+    assert (await _wait_volume(world, vid, "in-use"))["attachments"][0]["server_id"] == sid
