@@ -183,8 +183,9 @@ class Attachments(Volumes):
             status, attach_status = states.RESERVED, states.DETACHED
         else:
             status, attach_status = states.AVAILABLE, states.DETACHED
+        # (error: only a forced detach gets here with it; Cinder's volume_detached makes it available too)
         if vol.status in (states.RESERVED, states.ATTACHING, states.IN_USE, states.DETACHING, states.AVAILABLE,
-                          "error_attaching", "error_detaching"):
+                          "error_attaching", "error_detaching", states.ERROR):
             await states.transition(conn, volumes, vol.id, {vol.status},
                                     {"status": status, "attach_status": attach_status})
             return status
@@ -290,6 +291,8 @@ class Attachments(Volumes):
                 raise errors.Invalid("Invalid volume: Detach volume failed: more than one attachment, but no attachment_id provided.")
             else:
                 chosen = live
+            if not chosen and row.status == states.AVAILABLE:
+                return  # Cinder: "Volume detach called, but volume not attached": a 202 that changes nothing
             if not force:
                 states.check_status(row.status, states.allowed_from("detach"), action="detach")
             if not chosen:

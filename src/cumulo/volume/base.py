@@ -58,6 +58,7 @@ POLICY_RULES = {
     "attachment:manage": policy.MEMBER,
     "volume_quota:get": policy.READER,
     "volume_quota:update": policy.ADMIN,
+    "volume:services": policy.ADMIN,  # os-services, os-hosts, scheduler-stats, capabilities
 }
 policy.register(POLICY_RULES)
 
@@ -71,6 +72,10 @@ DEFAULT_QUOTAS: dict[str, int] = {
     "per_volume_gigabytes": -1,
     "groups": 10,
 }
+
+# The `default` quota class (os-quota-class-sets/default) is kept in volume_quotas under this
+# owner key, which no project id can be (Keystone's ids are 32 hex digits).
+DEFAULT_CLASS_KEY = "class:default"
 
 # Admin metadata of a volume being extended: its new size, counted by the quota until the worker
 # has grown the volume, set `size` and dropped the key.
@@ -151,12 +156,14 @@ class VolumeBase:
         for name in sorted(names):
             for prefix in PER_TYPE:  # Cinder's per-type quotas, unlimited unless set
                 limits[f"{prefix}_{name}"] = -1
-        rows = await conn.execute(
-            sa.select(volume_quotas.c.resource, volume_quotas.c.limit).where(volume_quotas.c.project_id == project_id)
-        )
-        for resource, limit in rows:
-            if resource in limits:
-                limits[resource] = limit
+        # the `default` quota class's values (os-quota-class-sets), then the project's own
+        for owner in (DEFAULT_CLASS_KEY, project_id):
+            rows = await conn.execute(
+                sa.select(volume_quotas.c.resource, volume_quotas.c.limit).where(volume_quotas.c.project_id == owner)
+            )
+            for resource, limit in rows:
+                if resource in limits:
+                    limits[resource] = limit
         return limits
 
     @staticmethod

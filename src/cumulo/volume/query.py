@@ -39,6 +39,9 @@ def _int(value: str, name: str, minimum: int = 0) -> int:
     return n
 
 
+SORT_ALIASES = {"display_name": "name", "display_description": "description"}
+
+
 def sort_keys(params: dict[str, str], allowed: Sequence[str]) -> list[tuple[str, str]]:
     """[(key, "asc"|"desc")] from `sort=k1:d1,k2` or sort_key/sort_dir; default created_at desc, id desc."""
     out: list[tuple[str, str]] = []
@@ -50,6 +53,8 @@ def sort_keys(params: dict[str, str], allowed: Sequence[str]) -> list[tuple[str,
             out.append((key.strip(), (direction or "desc").strip().lower()))
     elif "sort_key" in params or "sort_dir" in params:
         out.append((params.get("sort_key", "created_at"), params.get("sort_dir", "desc").lower()))
+    # Cinder's database columns are display_name/display_description: it sorts by either spelling
+    out = [(SORT_ALIASES.get(key, key), direction) for key, direction in out]
     for key, direction in out:
         if key not in allowed:
             raise errors.Invalid(f"Invalid input received: Invalid sort key: {key[:64]}")
@@ -104,7 +109,8 @@ def apply(
     limit = MAX_LIMIT
     if "limit" in params:
         limit = min(_int(params["limit"], "limit"), MAX_LIMIT)
-    more = len(items) > limit
+    # Cinder links a next page whenever this one is full (_get_collection_links), even if it is the last
+    more = limit > 0 and len(items) >= limit
     return Page(items[:limit], more, count)
 
 

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from cumulo import errors
 from cumulo.context import RequestContext
-from cumulo.volume.base import DEFAULT_QUOTAS, authorize
+from cumulo.volume import records
+from cumulo.volume.base import DEFAULT_CLASS_KEY, authorize
 from cumulo.volume.models import volume_quotas
 from cumulo.volume.snapshots import SnapshotsAndBackups
 
@@ -40,20 +41,41 @@ class VolumeQuotas(SnapshotsAndBackups):
             used = await self.quota_usage(conn, project_id)
         return {k: {"limit": v, "in_use": used.get(k, 0), "reserved": 0} for k, v in limits.items()}
 
-    @staticmethod
-    def default_quota_set() -> dict[str, int]:
-        return dict(DEFAULT_QUOTAS)
+    async def default_quota_set(self, ctx: RequestContext) -> dict[str, int]:
+        """A project's defaults: Cinder's, with the `default` quota class's values over them."""
+        authorize(ctx, "volume_quota:get")
+        async with self.db.read() as conn:
+            return await self.quota_limits(conn, DEFAULT_CLASS_KEY)
+
+    async def get_quota_class(self, ctx: RequestContext, name: str) -> dict[str, int]:
+        """os-quota-class-sets/{name} (admin): Cinder keeps one class that counts, `default`; any
+        other name shows the same values (Cinder falls back to the defaults for an unknown class)."""
+        authorize(ctx, "volume_quota:update")
+        records.text(name, "quota class", nullable=False)
+        async with self.db.read() as conn:
+            return await self.quota_limits(conn, DEFAULT_CLASS_KEY)
+
+    async def update_quota_class(self, ctx: RequestContext, name: str, body: Any) -> dict[str, int]:
+        """PUT os-quota-class-sets/default: new defaults for every project without its own value."""
+        authorize(ctx, "volume_quota:update")
+        if name != "default":
+            raise errors.Invalid(f"Invalid input received: only the 'default' quota class is kept, not {name[:64]!r}.")
+        return await self._write_limits(DEFAULT_CLASS_KEY, body, "quota_class_set", check_usage=False)
 
     async def update_quota_set(self, ctx: RequestContext, project_id: str, body: Any) -> dict[str, int]:
         authorize(ctx, "volume_quota:update")
-        if not isinstance(body, dict) or not isinstance(body.get("quota_set"), dict):
-            raise errors.Invalid("Missing required element 'quota_set' in request body.")
-        if len(project_id) > 255:
-            raise errors.Invalid("Invalid input received: project id too long.")
+        if len(project_id) > 255 or project_id.startswith("class:"):
+            raise errors.Invalid("Invalid input received: invalid project id.")
+        return await self._write_limits(project_id, body, "quota_set", check_usage=True)
+
+    async def _write_limits(self, owner: str, body: Any, key_name: str, *, check_usage: bool) -> dict[str, int]:
+        if not isinstance(body, dict) or not isinstance(body.get(key_name), dict):
+            raise errors.Invalid(f"Missing required element '{key_name}' in request body.")
+        project_id = owner
         wanted: dict[str, int] = {}
         async with self.db.read() as conn:
             known = set(await self.quota_limits(conn, project_id))
-        for key, value in body["quota_set"].items():
+        for key, value in body[key_name].items():
             if key in ("id", "tenant_id"):
                 continue
             if key not in known:
@@ -64,7 +86,7 @@ class VolumeQuotas(SnapshotsAndBackups):
                 raise errors.Invalid(f"Invalid input received: Quota limit {str(value)[:32]} for {key} must be an integer from -1 to {QUOTA_MAX}.")
             wanted[key] = value
         async with self.db.write() as conn:
-            used = await self.quota_usage(conn, project_id)
+            used = await self.quota_usage(conn, project_id) if check_usage else {}
             for key, value in wanted.items():
                 if key != "per_volume_gigabytes" and 0 <= value < used.get(key, 0):
                     raise errors.Invalid(

@@ -5,7 +5,9 @@
 - `attachments`: the 3.27+ attachments API and os-reserve/os-attach/os-detach ...;
 - `actions`: extend, bootable/read-only flags, retype, upload to image, reset-status;
 - `snapshots`: snapshots and backups;
-- `quotas`: quota sets and absolute limits.
+- `quotas`: quota sets, the default quota class and absolute limits;
+- `transfers`: volume transfers between projects (auth key);
+- `backends`: the admin's services, hosts, pools and capabilities of the one file backend.
 
 Every method takes the caller's RequestContext, scopes its queries to the caller's project (the
 admin's reach is explicit) and returns records (dicts) that `cumulo.volume.api.views` renders for
@@ -14,8 +16,8 @@ the negotiated microversion. Slow work is cast to the `VolumeWorker` (worker_api
 
 from __future__ import annotations
 
-from cumulo.volume.quotas import VolumeQuotas
+from cumulo.volume.backends import VolumeBackends
 
 
-class VolumeService(VolumeQuotas):
+class VolumeService(VolumeBackends):
     """Cinder's volumes, types, snapshots, backups, attachments and quotas."""

@@ -19,7 +19,14 @@ from cumulo.db import new_uuid, utcnow
 from cumulo.volume import query, records, states
 from cumulo.volume.actions import VolumeActions
 from cumulo.volume.base import authorize, check_uuid
-from cumulo.volume.models import backups, snapshot_metadata, snapshots, volume_admin_metadata, volumes
+from cumulo.volume.models import (
+    backups,
+    snapshot_metadata,
+    snapshots,
+    volume_admin_metadata,
+    volume_metadata,
+    volumes,
+)
 
 SNAPSHOT_SORT_KEYS = ("id", "name", "status", "size", "created_at", "updated_at", "volume_id", "project_id")
 SNAPSHOT_FILTERS = {
@@ -28,6 +35,11 @@ SNAPSHOT_FILTERS = {
     "volume_id": query.equals("volume_id"),
     "project_id": query.equals("project_id"),
     "metadata": query.metadata_filter("metadata"),
+}
+# os-update_snapshot_status: the statuses a snapshot may report from each status (Cinder's table)
+SNAPSHOT_STATUS_UPDATES = {
+    states.CREATING: frozenset({states.CREATING, states.AVAILABLE, states.ERROR}),
+    states.DELETING: frozenset({states.DELETING, states.ERROR_DELETING}),
 }
 BACKUP_SORT_KEYS = ("id", "name", "status", "size", "created_at", "updated_at", "volume_id", "project_id")
 BACKUP_FILTERS = {
@@ -50,6 +62,8 @@ class SnapshotsAndBackups(VolumeActions):
     async def create_snapshot(self, ctx: RequestContext, body: Any) -> dict[str, Any]:
         authorize(ctx, "snapshot:create")
         s = records.unwrap(body, "snapshot")
+        if "volume_id" in s and s["volume_id"] is None:  # Cinder's schema allows null: the volume is not found
+            raise errors.NotFound("Volume None could not be found.")
         volume_id = check_uuid(s.get("volume_id"), "volume_id")
         force = records.boolean(s.get("force", False), "force")
         name = records.text(s.get("name", s.get("display_name")), "name")
@@ -108,10 +122,51 @@ class SnapshotsAndBackups(VolumeActions):
         authorize(ctx, "volume:force_delete" if force else "snapshot:delete")
         async with self.db.write() as conn:
             row = await self.owned_row(conn, ctx, snapshots, "snapshot", snapshot_id)
-            allowed = states.SNAPSHOT_STATUSES - {states.DELETING} if force else states.SNAPSHOT_DELETABLE
+            # Cinder: a forced delete takes any status (a snapshot stuck deleting is deleted again)
+            allowed = states.SNAPSHOT_STATUSES if force else states.SNAPSHOT_DELETABLE
             states.check_status(row.status, allowed, what="snapshot", action="delete")
             await states.transition(conn, snapshots, row.id, allowed, {"status": states.DELETING}, what="snapshot")
         await self._cast(row.volume_id, self.worker.delete_snapshot(row.id))
+
+    async def reset_snapshot_status(self, ctx: RequestContext, snapshot_id: str, body: Any) -> None:
+        """os-reset_status (admin): any snapshot status, no check of the current one (Cinder's)."""
+        authorize(ctx, "volume:reset_status")
+        status = body.get("status") if isinstance(body, dict) else None
+        if not isinstance(status, str) or status not in states.SNAPSHOT_STATUSES:
+            raise errors.Invalid(f"Invalid input received: Invalid status: {str(status)[:32]}")
+        async with self.db.write() as conn:
+            row = await self.owned_row(conn, ctx, snapshots, "snapshot", snapshot_id)
+            await conn.execute(snapshots.update().where(snapshots.c.id == row.id).values(updated_at=utcnow(), status=status))
+
+    async def update_snapshot_status(self, ctx: RequestContext, snapshot_id: str, body: Any) -> None:
+        """os-update_snapshot_status (the owner: Nova's assisted snapshots report through it): only
+        Cinder's transitions, creating -> creating|available|error, deleting -> deleting|error_deleting;
+        `progress` a percentage string."""
+        authorize(ctx, "snapshot:create")
+        if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+            raise errors.Invalid("Invalid input received: 'status' must be specified.")
+        status = body["status"]
+        values: dict[str, Any] = {"status": status}
+        if "progress" in body:
+            values["progress"] = records.text(body["progress"], "progress", nullable=False)
+        async with self.db.write() as conn:
+            row = await self.owned_row(conn, ctx, snapshots, "snapshot", snapshot_id)
+            allowed = SNAPSHOT_STATUS_UPDATES.get(row.status, frozenset())
+            if status not in allowed:
+                raise errors.Invalid(f"Invalid input received: Provided snapshot status {status[:32]} not allowed "
+                                     f"for snapshot with status {row.status}.")
+            await states.transition(conn, snapshots, row.id, {row.status}, values, what="snapshot")
+
+    async def reset_backup_status(self, ctx: RequestContext, backup_id: str, body: Any) -> None:
+        """Backups' os-reset_status (admin): available or error only, as Cinder allows."""
+        authorize(ctx, "volume:reset_status")
+        status = body.get("status") if isinstance(body, dict) else None
+        if status not in (states.AVAILABLE, states.ERROR):
+            raise errors.Invalid(f"Invalid input received: Invalid backup status {str(status)[:32]}: it must be "
+                                 "available or error.")
+        async with self.db.write() as conn:
+            row = await self.owned_row(conn, ctx, backups, "backup", backup_id)
+            await conn.execute(backups.update().where(backups.c.id == row.id).values(updated_at=utcnow(), status=status))
 
     async def snapshot_metadata(self, ctx: RequestContext, snapshot_id: str, items: Any = None, *,
                                 replace: bool = False) -> dict[str, str]:
@@ -232,6 +287,10 @@ class SnapshotsAndBackups(VolumeActions):
                     volume_type_id=await self.default_type_id(conn), bootable=False, multiattach=False,
                     backup_id=bak.id, created_at=now, updated_at=now))
                 vol_name = name or f"restore_backup_{bak.id}"
+                # Cinder restores the volume metadata the backup saved; here it is taken from the backed-up
+                # volume while that still exists (the backup record keeps no copy of it)
+                src_meta = (await records.kv_of(conn, volume_metadata, "volume_id", [bak.volume_id]))[bak.volume_id]
+                await records.write_kv(conn, volume_metadata, "volume_id", target, src_meta, replace=True)
             else:
                 vol = await self.volume_row(conn, ctx, target)
                 states.check_status(vol.status, states.allowed_from("restore"), action="restore a backup into")

@@ -95,17 +95,28 @@ class Volumes(VolumeTypes):
         async with self.db.write() as conn:
             type_id = None
             source_type_id = None
+            # a clone or a volume from a snapshot inherits the source volume's bootable flag and image
+            # metadata (Cinder copies its glance metadata)
+            source_volume: str | None = None
             if "snapshot_id" in ids:
                 snap = await self.owned_row(conn, ctx, snapshots, "snapshot", ids["snapshot_id"])
                 states.check_status(snap.status, {states.AVAILABLE}, what="snapshot")
                 size = self._at_least(size, snap.size, "snapshot")
                 source_type_id = await conn.scalar(sa.select(volumes.c.volume_type_id).where(volumes.c.id == snap.volume_id))
+                source_volume = snap.volume_id
             elif "source_volid" in ids:
                 src = await self.volume_row(conn, ctx, ids["source_volid"])
                 states.check_status(src.status, states.allowed_from("clone"), action="clone")
                 size = self._at_least(size, src.size, "source volume")
                 source_type_id = src.volume_type_id
                 multiattach = multiattach or src.multiattach
+                source_volume = src.id
+            bootable = image is not None
+            source_image_meta: dict[str, str] = {}
+            if source_volume is not None:
+                bootable = bool(await conn.scalar(sa.select(volumes.c.bootable).where(volumes.c.id == source_volume)))
+                source_image_meta = (await records.kv_of(conn, volume_image_metadata, "volume_id",
+                                                         [source_volume]))[source_volume]
             elif "backup_id" in ids:
                 bak = await self.owned_row(conn, ctx, backups, "backup", ids["backup_id"])
                 states.check_status(bak.status, states.BACKUP_RESTORABLE, what="backup")
@@ -132,14 +143,15 @@ class Volumes(VolumeTypes):
             await conn.execute(volumes.insert().values(
                 id=volume_id, project_id=ctx.project_id, user_id=ctx.user_id, name=name, description=description,
                 size=size, status=states.CREATING, attach_status=states.DETACHED, availability_zone=AVAILABILITY_ZONE,
-                volume_type_id=type_id, bootable=image is not None, multiattach=multiattach,
+                volume_type_id=type_id, bootable=bootable, multiattach=multiattach,
                 source_volid=ids.get("source_volid"), snapshot_id=ids.get("snapshot_id"), image_id=image_id,
                 backup_id=ids.get("backup_id"), created_at=now, updated_at=now,
             ))
             await records.write_kv(conn, volume_metadata, "volume_id", volume_id, meta, replace=True)
-            if image is not None:
+            if image is not None or source_image_meta:
                 await records.write_kv(conn, volume_image_metadata, "volume_id", volume_id,
-                                       self._image_metadata(image), replace=True)
+                                       self._image_metadata(image) if image is not None else source_image_meta,
+                                       replace=True)
             if "backup_id" in ids:
                 await states.transition(conn, backups, ids["backup_id"], states.BACKUP_RESTORABLE,
                                         {"status": "restoring", "restore_volume_id": volume_id}, what="backup")
@@ -285,6 +297,25 @@ class Volumes(VolumeTypes):
                 volume_metadata.c.volume_id == row.id, volume_metadata.c.key == key))
             if not res.rowcount:
                 raise errors.NotFound("Metadata item was not found")
+
+    async def image_metadata(self, ctx: RequestContext, volume_id: str, items: Any = None, *,
+                             unset: str | None = None) -> dict[str, str]:
+        """The volume's image metadata (os-show_image_metadata); `items` merges keys in
+        (os-set_image_metadata), `unset` drops one (os-unset_image_metadata: NotFound when absent)."""
+        authorize(ctx, "volume:get" if items is None and unset is None else "volume:update")
+        meta = records.metadata(items) if items is not None else None
+        async with self.db.write() as conn:
+            row = await self.volume_row(conn, ctx, volume_id)
+            if meta is not None or unset is not None:
+                states.check_status(row.status, {states.AVAILABLE, states.IN_USE}, action="update image metadata")
+            if meta is not None:
+                await records.write_kv(conn, volume_image_metadata, "volume_id", row.id, meta, replace=False)
+            if unset is not None:
+                res = await conn.execute(volume_image_metadata.delete().where(
+                    volume_image_metadata.c.volume_id == row.id, volume_image_metadata.c.key == unset))
+                if not res.rowcount:
+                    raise errors.NotFound(f"The key {unset[:64]} is not in the image metadata of volume {row.id}.")
+            return (await records.kv_of(conn, volume_image_metadata, "volume_id", [row.id]))[row.id]
 
     async def admin_metadata(self, volume_id: str) -> dict[str, str]:
         async with self.db.read() as conn:

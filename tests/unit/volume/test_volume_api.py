@@ -182,7 +182,9 @@ async def test_bootable_readonly_retype(alice: httpx.AsyncClient, admin: httpx.A
 
 
 async def test_extensions_and_zones(alice: httpx.AsyncClient) -> None:
-    assert (await alice.get("/extensions")).json() == {"extensions": []}
+    exts = (await alice.get("/extensions")).json()["extensions"]
+    assert {"Hosts", "Services", "QuotaClasses", "VolumeImageMetadata"} <= {e["name"] for e in exts}
+    assert all(set(e) == {"name", "alias", "description", "links", "updated"} for e in exts)
     zones = (await alice.get("/os-availability-zone")).json()["availabilityZoneInfo"]
     assert zones == [{"zoneName": "nova", "zoneState": {"available": True}}]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from cumulo.volume.api import resources, volumes
+from cumulo.volume.api import admin, resources, transfers, volumes
 from cumulo.volume.api.microversion import MAX_VERSION, MIN_VERSION, Version, parse
 from cumulo.web.openapi import Family, Microversions, Op, Schema, op
 
@@ -34,12 +34,19 @@ SINCE = {
     "/attachments/detail": "3.27",
     "/attachments/{attachment_id}": "3.27",
     "/attachments/{attachment_id}/action": "3.44",
+    "/volume-transfers": "3.55",
+    "/volume-transfers/detail": "3.55",
+    "/volume-transfers/{transfer_id}": "3.55",
+    "/volume-transfers/{transfer_id}/accept": "3.55",
 }
 ADMIN = {("POST", "/types"), ("PUT", "/types/{type_id}"), ("DELETE", "/types/{type_id}"),
          ("POST", "/types/{type_id}/action"), ("GET", "/types/{type_id}/os-volume-type-access"),
          ("POST", "/types/{type_id}/extra_specs"), ("PUT", "/types/{type_id}/extra_specs/{key}"),
          ("DELETE", "/types/{type_id}/extra_specs/{key}"), ("PUT", "/os-quota-sets/{target_project}"),
-         ("DELETE", "/os-quota-sets/{target_project}")}
+         ("DELETE", "/os-quota-sets/{target_project}"), ("GET", "/os-services"), ("PUT", "/os-services/{action}"),
+         ("GET", "/os-hosts"), ("GET", "/os-hosts/{host}"), ("GET", "/scheduler-stats/get_pools"),
+         ("GET", "/capabilities/{host}"), ("GET", "/os-quota-class-sets/{quota_class}"),
+         ("PUT", "/os-quota-class-sets/{quota_class}")}
 LIST_QUERY = ("limit", "marker", "offset", "sort", "sort_key", "sort_dir", "all_tenants", "with_count", "name",
               "status", "metadata")
 
@@ -75,6 +82,6 @@ def _ops(routes: list[BaseRoute]) -> tuple[Op, ...]:
 
 
 def family() -> Family:
-    routes = [*volumes.routes(PREFIX), *resources.routes(PREFIX)]
+    routes = [*volumes.routes(PREFIX), *resources.routes(PREFIX), *admin.routes(PREFIX), *transfers.routes(PREFIX)]
     return Family("volume", "/volume", "Cumulo Block Storage API (Cinder v3)", CINDER_FAULT, _ops(routes),
                   microversions=AXIS)

@@ -43,13 +43,13 @@ async def show_type(request: Request) -> Response:
 async def create_type(request: Request) -> Response:
     call = await begin(request)
     rec = await call.svc.create_type(call.ctx, records.unwrap(await body_of(request), "volume_type"))
-    return json_response({"volume_type": views.volume_type(rec, call.ctx)})
+    return json_response({"volume_type": views.volume_type(rec, call.ctx, qos=False)})
 
 
 async def update_type(request: Request) -> Response:
     call = await begin(request)
     rec = await call.svc.update_type(call.ctx, call.path("type_id"), records.unwrap(await body_of(request), "volume_type"))
-    return json_response({"volume_type": views.volume_type(rec, call.ctx)})
+    return json_response({"volume_type": views.volume_type(rec, call.ctx, qos=False, access=False)})
 
 
 async def delete_type(request: Request) -> Response:
@@ -133,7 +133,7 @@ async def list_snapshots_detail(request: Request) -> Response:
 async def create_snapshot(request: Request) -> Response:
     call = await begin(request)
     rec = await call.svc.create_snapshot(call.ctx, await body_of(request))
-    return json_response({"snapshot": views.snapshot(rec, call.version)}, status=202)
+    return json_response({"snapshot": views.snapshot(rec, call.version, detail=False)}, status=202)
 
 
 async def show_snapshot(request: Request) -> Response:
@@ -144,7 +144,7 @@ async def show_snapshot(request: Request) -> Response:
 async def update_snapshot(request: Request) -> Response:
     call = await begin(request)
     rec = await call.svc.update_snapshot(call.ctx, call.path("snapshot_id"), await body_of(request))
-    return json_response({"snapshot": views.snapshot(rec, call.version)})
+    return json_response({"snapshot": views.snapshot(rec, call.version, detail=False)})
 
 
 async def delete_snapshot(request: Request) -> Response:
@@ -156,8 +156,15 @@ async def delete_snapshot(request: Request) -> Response:
 async def snapshot_action(request: Request) -> Response:
     call = await begin(request)
     name, value = action_body(await body_of(request))
+    sid = call.path("snapshot_id")
     if name == "os-force_delete":
-        await call.svc.delete_snapshot(call.ctx, call.path("snapshot_id"), force=True)
+        await call.svc.delete_snapshot(call.ctx, sid, force=True)
+        return empty(202)
+    if name == "os-reset_status":
+        await call.svc.reset_snapshot_status(call.ctx, sid, obj(value, name, nullable=False))
+        return empty(202)
+    if name == "os-update_snapshot_status":
+        await call.svc.update_snapshot_status(call.ctx, sid, obj(value, name, nullable=False))
         return empty(202)
     raise errors.Invalid(f"Invalid input received: There is no such action: {name[:64]}")
 
@@ -247,6 +254,9 @@ async def backup_action(request: Request) -> Response:
     if name == "os-force_delete":
         await call.svc.delete_backup(call.ctx, call.path("backup_id"), force=True)
         return empty(202)
+    if name == "os-reset_status":
+        await call.svc.reset_backup_status(call.ctx, call.path("backup_id"), obj(value, name, nullable=False))
+        return empty(202)
     raise errors.Invalid(f"Invalid input received: There is no such action: {name[:64]}")
 
 
@@ -325,7 +335,7 @@ async def show_quota(request: Request) -> Response:
 
 async def show_default_quota(request: Request) -> Response:
     call = await begin(request)
-    return json_response({"quota_set": {"id": call.path("target_project"), **call.svc.default_quota_set()}})
+    return json_response({"quota_set": {"id": call.path("target_project"), **await call.svc.default_quota_set(call.ctx)}})
 
 
 async def update_quota(request: Request) -> Response:
@@ -345,10 +355,38 @@ async def limits(request: Request) -> Response:
     return json_response({"limits": {"rate": [], "absolute": await call.svc.absolute_limits(call.ctx)}})
 
 
+# Cinder's API extensions (cinder/api/contrib) whose routes or attributes this API serves:
+# (name, alias, description).
+EXTENSIONS = (
+    ("AdminActions", "os-admin-actions", "Enable admin actions."),
+    ("AvailabilityZones", "os-availability-zone", "Describe Availability Zones."),
+    ("Backups", "backups", "Backups support."),
+    ("Capabilities", "capabilities", "Capabilities support."),
+    ("ExtendedSnapshotAttributes", "os-extended-snapshot-attributes", "Extended SnapshotAttributes support."),
+    ("Hosts", "os-hosts", "Admin-only host administration."),
+    ("QuotaClasses", "os-quota-class-sets", "Quota classes management support."),
+    ("Quotas", "os-quota-sets", "Quota management support."),
+    ("SchedulerStats", "scheduler-stats", "Scheduler stats support."),
+    ("Services", "os-services", "Services support."),
+    ("SnapshotActions", "os-snapshot-actions", "Enable snapshot manager actions."),
+    ("TypesExtraSpecs", "os-types-extra-specs", "Type extra specs support."),
+    ("TypesManage", "os-types-manage", "Types manage support."),
+    ("UsedLimits", "os-used-limits", "Provide data on limited resources that are being used."),
+    ("VolumeActions", "os-volume-actions", "Enable volume actions."),
+    ("VolumeHostAttribute", "os-vol-host-attr", "Expose host as an attribute of a volume."),
+    ("VolumeImageMetadata", "os-vol-image-meta", "Show image metadata associated with the volume."),
+    ("VolumeMigStatusAttribute", "os-vol-mig-status-attr", "Expose migration_status as an attribute of a volume."),
+    ("VolumeTenantAttribute", "os-vol-tenant-attr", "Expose the internal project_id as an attribute of a volume."),
+    ("VolumeTypeAccess", "os-volume-type-access", "Volume type access support."),
+)
+
+
 async def extensions(request: Request) -> Response:
-    """GET /extensions: Cinder lists its API extensions; every feature here is core v3, so none."""
+    """GET /extensions: the Cinder API extensions this API serves."""
     await begin(request)
-    return json_response({"extensions": []})
+    return json_response({"extensions": [
+        {"name": name, "alias": alias, "description": text, "links": [], "updated": "2013-01-01T00:00:00+00:00"}
+        for name, alias, text in EXTENSIONS]})
 
 
 async def availability_zones(request: Request) -> Response:

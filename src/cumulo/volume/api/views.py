@@ -9,6 +9,7 @@ import datetime as dt
 from typing import Any
 
 from cumulo.context import RequestContext
+from cumulo.volume.backends import BACKEND
 
 Version = tuple[int, int]
 # Extra specs a non-admin sees (Cinder's user-visible ones).
@@ -47,7 +48,10 @@ def attachment_in_volume(a: dict[str, Any], ctx: RequestContext) -> dict[str, An
     }
 
 
-def volume_detail(rec: dict[str, Any], base: str, version: Version, ctx: RequestContext) -> dict[str, Any]:
+def volume_detail(rec: dict[str, Any], base: str, version: Version, ctx: RequestContext, *,
+                  extended: bool = True) -> dict[str, Any]:
+    """A volume; `extended` adds what Cinder's show/detail extensions add (os-vol-tenant-attr,
+    os-vol-host-attr, os-vol-mig-status-attr, volume_image_metadata): not in create/update answers."""
     out: dict[str, Any] = {
         "attachments": [attachment_in_volume(a, ctx) for a in rec["attachments"]],
         "availability_zone": rec["availability_zone"],
@@ -61,7 +65,6 @@ def volume_detail(rec: dict[str, Any], base: str, version: Version, ctx: Request
         "metadata": {**rec["metadata"], **{k: v for k, v in rec["admin_metadata"].items() if k in VISIBLE_ADMIN_METADATA}},
         "multiattach": bool(rec["multiattach"]),
         "name": rec["name"],
-        "os-vol-tenant-attr:tenant_id": rec["project_id"],
         "replication_status": None,
         "size": rec["size"],
         "snapshot_id": rec["snapshot_id"],
@@ -71,11 +74,15 @@ def volume_detail(rec: dict[str, Any], base: str, version: Version, ctx: Request
         "user_id": rec["user_id"],
         "volume_type": rec["volume_type"],
     }
-    if rec["image_metadata"]:
-        out["volume_image_metadata"] = rec["image_metadata"]
     if ctx.is_admin:
         out["migration_status"] = rec["migration_status"]
-        out["os-vol-host-attr:host"] = rec["host"]
+    if extended:
+        out["os-vol-tenant-attr:tenant_id"] = rec["project_id"]
+        if rec["image_metadata"]:
+            out["volume_image_metadata"] = rec["image_metadata"]
+    if extended and ctx.is_admin:
+        # Cinder's host@backend#pool
+        out["os-vol-host-attr:host"] = f"{rec['host']}@{BACKEND}#{BACKEND}" if rec["host"] else None
         out["os-vol-mig-status-attr:migstat"] = rec["migration_status"]
         out["os-vol-mig-status-attr:name_id"] = None
     if version >= (3, 13):
@@ -94,7 +101,9 @@ def volume_detail(rec: dict[str, Any], base: str, version: Version, ctx: Request
     return out
 
 
-def volume_type(rec: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+def volume_type(rec: dict[str, Any], ctx: RequestContext, *, qos: bool = True, access: bool = True) -> dict[str, Any]:
+    """A volume type; the admin's show and list add qos_specs_id (not the create/update answers),
+    and the update answer lacks os-volume-type-access:is_public (Cinder's)."""
     specs = rec["extra_specs"]
     if not ctx.is_admin:
         specs = {k: v for k, v in specs.items() if k in USER_VISIBLE_SPECS}
@@ -106,8 +115,10 @@ def volume_type(rec: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         "os-volume-type-access:is_public": bool(rec["is_public"]),
         "extra_specs": specs,
     }
-    if ctx.is_admin:
+    if ctx.is_admin and qos:
         out["qos_specs_id"] = None
+    if not access:
+        del out["os-volume-type-access:is_public"]
     return out
 
 

@@ -65,7 +65,8 @@ async def summary(request: Request) -> Response:
 async def create(request: Request) -> Response:
     call = await begin(request)
     rec = await call.svc.create_volume(call.ctx, await body_of(request), version=call.version)
-    return json_response({"volume": views.volume_detail(rec, call.base, call.version, call.ctx)}, status=202)
+    return json_response({"volume": views.volume_detail(rec, call.base, call.version, call.ctx, extended=False)},
+                         status=202)
 
 
 async def show(request: Request) -> Response:
@@ -77,7 +78,7 @@ async def show(request: Request) -> Response:
 async def update(request: Request) -> Response:
     call = await begin(request)
     rec = await call.svc.update_volume(call.ctx, call.path("volume_id"), await body_of(request))
-    return json_response({"volume": views.volume_detail(rec, call.base, call.version, call.ctx)})
+    return json_response({"volume": views.volume_detail(rec, call.base, call.version, call.ctx, extended=False)})
 
 
 async def delete(request: Request) -> Response:
@@ -233,7 +234,27 @@ async def _terminate(call: Call, vid: str, value: Any) -> Response:
     return empty(202)
 
 
+async def _set_image_metadata(call: Call, vid: str, value: Any) -> Response:
+    items = metadata_of(obj(value, "os-set_image_metadata", nullable=False))
+    return json_response({"metadata": await call.svc.image_metadata(call.ctx, vid, items)})
+
+
+async def _unset_image_metadata(call: Call, vid: str, value: Any) -> Response:
+    key = obj(value, "os-unset_image_metadata", nullable=False).get("key")
+    if not isinstance(key, str) or not key:
+        raise errors.Invalid("Invalid input received: os-unset_image_metadata needs a 'key'.")
+    await call.svc.image_metadata(call.ctx, vid, unset=key)
+    return empty(200)
+
+
+async def _show_image_metadata(call: Call, vid: str, value: Any) -> Response:
+    return json_response({"metadata": await call.svc.image_metadata(call.ctx, vid)})
+
+
 ACTIONS: dict[str, ActionHandler] = {
+    "os-set_image_metadata": _set_image_metadata,
+    "os-unset_image_metadata": _unset_image_metadata,
+    "os-show_image_metadata": _show_image_metadata,
     "os-extend": _extend,
     "os-reserve": _reserve,
     "os-unreserve": _unreserve,
