@@ -183,6 +183,8 @@ async def take_down(state: Path, uuid: str, volume_id: str, *, lazy: bool = Fals
         if err not in (0, errno.EINVAL):
             raise DriverError(f"cannot unmount volume {volume_id}: {os.strerror(err)}")
     bound = await table.device(volume_id)
+    if bound is not None and not lazy:
+        await asyncio.to_thread(drop_copies, mnt, bound)
     if bound is not None and await asyncio.to_thread(_source_mounted, bound):
         # Another server here has the same (multiattach) volume mounted: its device stays.
         with contextlib.suppress(OSError):
@@ -203,6 +205,37 @@ async def take_down(state: Path, uuid: str, volume_id: str, *, lazy: bool = Fals
         await _wait_released(bound, file, volume_id)
     with contextlib.suppress(OSError):
         await asyncio.to_thread(mnt.rmdir)
+
+
+def drop_copies(mnt: Path, device: str) -> list[int]:
+    """Unmount the copies of our host mount `mnt` that other mount namespaces still hold (lazily), when
+    its filesystem is still alive after our unmount: a namespace made while the volume was mounted
+    (`ip netns exec` for a dnsmasq, another cloud's tools: the host's mounts are private here, so an
+    unmount does not propagate) keeps the filesystem mounted and the loop device held. Returns the
+    pids whose namespaces were cleaned. Blocking; cheap when nothing is left (one sysfs lookup)."""
+    name = Path(device).name
+    if not any((Path("/sys/fs") / fs / name).exists() for fs in ("ext4", "xfs")):
+        return []  # the superblock is gone: no copy anywhere
+    target = str(mnt)
+    ours = os.stat("/proc/self/ns/mnt").st_ino
+    seen = {ours}
+    cleaned: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ns = os.stat(f"/proc/{entry}/ns/mnt").st_ino
+            if ns in seen:
+                continue
+            seen.add(ns)
+            with open(f"/proc/{entry}/mountinfo") as fh:
+                if not any(len(f := line.split()) > 4 and f[4] == target for line in fh):
+                    continue
+            _in_namespace(int(entry), lambda: _umount(mnt, _MNT_DETACH))
+            cleaned.append(int(entry))
+        except OSError:
+            continue
+    return cleaned
 
 
 async def _wait_released(device: str, file: str, volume_id: str, timeout: float = 10.0) -> None:
