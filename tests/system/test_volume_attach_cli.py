@@ -151,13 +151,20 @@ def volume_of(cloud: CumuloCloud, vid: str) -> dict[str, Any] | None:
 
 
 def wait_volume(cloud: CumuloCloud, vid: str, status: str, **want: Any) -> dict[str, Any]:
+    last: list[dict[str, Any]] = []
+
     def ready() -> dict[str, Any] | None:
         vol = volume_of(cloud, vid)
         assert vol is not None, f"volume {vid} vanished"
         assert not vol["status"].startswith("error"), vol
+        last[:] = [vol]
         return vol if vol["status"] == status and all(vol[k] == v for k, v in want.items()) else None
 
-    return dict(wait_for(ready, timeout=90, what=f"volume {vid} {status} {want}"))
+    try:
+        return dict(wait_for(ready, timeout=90, what=f"volume {vid} {status} {want}"))
+    except AssertionError as exc:
+        log = [ln for ln in cloud.log().splitlines() if vid in ln or "Traceback" in ln or "ERROR" in ln]
+        raise AssertionError(f"{exc}; last seen {last}\n" + "\n".join(log[-40:])) from None
 
 
 def on_host(vid: str) -> list[str]:
@@ -171,7 +178,7 @@ def on_host(vid: str) -> list[str]:
 @pytest.fixture(scope="module")
 def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("volume-attach")
-    config = write_config(tmp, {"power_sync_interval": 3.0}, image_build_cache=BUILD_CACHE, qemu_stop_timeout=15)
+    config = write_config(tmp, {"power_sync_interval": 3.0}, image_build_cache=BUILD_CACHE, qemu_stop_timeout=5)
     cloud = cumulo_launcher(driver="runc,qemu", args=["--config", str(config), "--no-external"])
     w = World(cloud)
     try:
@@ -302,3 +309,30 @@ def test_in_use_volume_cannot_be_deleted_or_attached_elsewhere(world: World) -> 
     assert [a["server_id"] for a in vol["attachments"]] == [w.ct]
     assert vid not in {v["id"] for v in (server(w.cloud, w.vm) or {}).get("os-extended-volumes:volumes_attached", [])}
     w.detach(w.ct, vid)
+
+
+def test_another_projects_volume_cannot_be_attached(world: World) -> None:
+    """The admin project's volume, named by id, to the demo user's own container: the CLI cannot
+    find it, and Nova's API (openstacksdk as the demo user) answers 404; nothing is attached."""
+    from openstack import exceptions as sdk_exc
+
+    w = world
+    admin = w.cloud.connect("cumulo")
+    demo = w.cloud.connect(DEMO)
+    vid = admin.block_storage.create_volume(size=1, name="admins").id
+    try:
+        wait_for(lambda: admin.block_storage.get_volume(vid).status == "available", timeout=60,
+                 what="the admin's volume available")
+        done = w.cloud.osc_run("server", "add", "volume", w.ct, vid, cloud=DEMO)
+        text = (done.stderr + done.stdout).lower()
+        assert done.returncode != 0 and ("no volume" in text or "not found" in text or "404" in text), text
+        with pytest.raises(sdk_exc.NotFoundException):
+            demo.compute.create_volume_attachment(w.ct, volume_id=vid)
+        assert list(demo.compute.volume_attachments(w.ct)) == []
+        vol = admin.block_storage.get_volume(vid)
+        assert vol.status == "available" and vol.attachments == []
+    finally:
+        admin.block_storage.delete_volume(vid)
+        wait_for(lambda: admin.block_storage.find_volume(vid) is None, timeout=60, what="the admin's volume gone")
+        admin.close()
+        demo.close()
