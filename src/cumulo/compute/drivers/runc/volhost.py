@@ -183,7 +183,7 @@ async def take_down(state: Path, uuid: str, volume_id: str, *, lazy: bool = Fals
         if err not in (0, errno.EINVAL):
             raise DriverError(f"cannot unmount volume {volume_id}: {os.strerror(err)}")
     bound = await table.device(volume_id)
-    if bound is not None and not lazy:
+    if bound is not None:  # lazily too: a copy elsewhere would keep the loop device after a destroy
         await asyncio.to_thread(drop_copies, mnt, bound)
     if bound is not None and await asyncio.to_thread(_source_mounted, bound):
         # Another server here has the same (multiattach) volume mounted: its device stays.
