@@ -182,19 +182,25 @@ class SnapshotsAndBackups(VolumeActions):
     # ---- backups ----------------------------------------------------------------------------
 
     @staticmethod
-    def _backup_record(row: Any) -> dict[str, Any]:
+    def _backup_record(row: Any, parents: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+        """A backup's record; `parents`: the ids of backups that incremental backups depend on."""
         rec = dict(row._mapping)
         rec["metadata"] = json.loads(rec.pop("metadata_json") or "{}")
+        rec["has_dependent_backups"] = rec["id"] in parents
         return rec
+
+    @staticmethod
+    async def _parents(conn: Any) -> set[str]:
+        return set(await conn.scalars(sa.select(backups.c.parent_id).where(backups.c.parent_id.is_not(None))))
 
     async def create_backup(self, ctx: RequestContext, body: Any, *, version: tuple[int, int]) -> dict[str, Any]:
         authorize(ctx, "backup:create")
         b = records.unwrap(body, "backup")
         volume_id = check_uuid(b.get("volume_id"), "volume_id")
         force = records.boolean(b.get("force", False), "force")
+        # An incremental backup names its parent (the volume's latest available backup), which cannot be
+        # deleted while it has one; its data is a full compressed copy all the same (restorable alone).
         incremental = records.boolean(b.get("incremental", False), "incremental")
-        if incremental:
-            raise errors.Invalid("Invalid input received: incremental backups are not supported: every backup here is a full (compressed) copy.")
         name = records.text(b.get("name"), "name")
         description = records.text(b.get("description"), "description")
         container = records.text(b.get("container"), "container")
@@ -210,6 +216,13 @@ class SnapshotsAndBackups(VolumeActions):
                 states.check_status(snap.status, {states.AVAILABLE}, what="snapshot", action="back up")
             allowed = states.allowed_from("backup") if force else frozenset({states.AVAILABLE})
             states.check_status(vol.status, allowed, action="back up")
+            parent_id = None
+            if incremental:
+                parent_id = await conn.scalar(
+                    sa.select(backups.c.id).where(backups.c.volume_id == vol.id, backups.c.status == states.AVAILABLE)
+                    .order_by(backups.c.data_timestamp.desc(), backups.c.created_at.desc()).limit(1))
+                if parent_id is None:
+                    raise errors.Invalid("Invalid backup: No backups available to do an incremental backup.")
             await self.check_quota(conn, vol.project_id, backups=1, backup_gigabytes=vol.size)
             # the volume shows backing-up; the worker puts back its previous status (admin metadata)
             await states.transition(conn, volumes, vol.id, allowed, {"status": states.BACKING_UP})
@@ -219,7 +232,8 @@ class SnapshotsAndBackups(VolumeActions):
             await conn.execute(backups.insert().values(
                 id=backup_id, project_id=vol.project_id, user_id=ctx.user_id, volume_id=vol.id, snapshot_id=snapshot_id,
                 name=name, description=description, size=vol.size, object_count=0, status=states.CREATING,
-                availability_zone=vol.availability_zone, container=container, is_incremental=False,
+                availability_zone=vol.availability_zone, container=container, is_incremental=incremental,
+                parent_id=parent_id,
                 data_timestamp=now, metadata_json=json.dumps(meta), created_at=now, updated_at=now))
             row = (await conn.execute(sa.select(backups).where(backups.c.id == backup_id))).one()
         await self._cast(vol.id, self.worker.create_backup(backup_id, vol.id, snapshot_id=snapshot_id))
@@ -232,13 +246,15 @@ class SnapshotsAndBackups(VolumeActions):
         if not all_tenants:
             q = q.where(backups.c.project_id == ctx.project_id)
         async with self.db.read() as conn:
-            items = [self._backup_record(r) for r in (await conn.execute(q)).all()]
+            parents = await self._parents(conn)
+            items = [self._backup_record(r, parents) for r in (await conn.execute(q)).all()]
         return query.apply(items, params, allowed_sort=BACKUP_SORT_KEYS, filters=BACKUP_FILTERS)
 
     async def get_backup(self, ctx: RequestContext, backup_id: str) -> dict[str, Any]:
         authorize(ctx, "backup:get")
         async with self.db.read() as conn:
-            return self._backup_record(await self.owned_row(conn, ctx, backups, "backup", backup_id))
+            return self._backup_record(await self.owned_row(conn, ctx, backups, "backup", backup_id),
+                                       await self._parents(conn))
 
     async def update_backup(self, ctx: RequestContext, backup_id: str, body: Any) -> dict[str, Any]:
         authorize(ctx, "backup:create")
@@ -260,6 +276,8 @@ class SnapshotsAndBackups(VolumeActions):
         authorize(ctx, "volume:force_delete" if force else "backup:delete")
         async with self.db.write() as conn:
             row = await self.owned_row(conn, ctx, backups, "backup", backup_id)
+            if row.id in await self._parents(conn):
+                raise errors.Invalid("Invalid backup: Incremental backups exist for this backup.")
             allowed = states.BACKUP_STATUSES - {states.DELETING} if force else states.BACKUP_DELETABLE
             if row.status not in allowed:
                 raise errors.Invalid(f"Invalid backup: Backup status must be available or error, but current status is: {row.status}.")

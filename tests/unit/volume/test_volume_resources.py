@@ -108,7 +108,15 @@ async def test_backup_and_restore(alice: httpx.AsyncClient, worker: FakeWorker) 
     # from a backup at 3.47
     vol = await make_volume(alice, size=None, backup_id=bak["id"])
     assert vol["size"] == 2
-    fault(await alice.post("/backups", json={"backup": {"volume_id": vid, "incremental": True}}), 400)
+    # incremental: needs a backup of the volume to depend on, which then cannot go first
+    fault(await alice.post("/backups", json={"backup": {"volume_id": small, "incremental": True}}), 400)
+    r = await alice.post("/backups", json={"backup": {"volume_id": vid, "incremental": True}})
+    assert r.status_code == 202, r.text
+    child = r.json()["backup"]["id"]
+    assert (await alice.get(f"/backups/{child}")).json()["backup"]["is_incremental"] is True
+    assert (await alice.get(f"/backups/{bak['id']}")).json()["backup"]["has_dependent_backups"] is True
+    fault(await alice.delete(f"/backups/{bak['id']}"), 400)
+    assert (await alice.delete(f"/backups/{child}")).status_code == 202
     assert (await alice.delete(f"/backups/{bak['id']}")).status_code == 202
     fault(await alice.get(f"/backups/{bak['id']}"), 404)
 

@@ -158,7 +158,7 @@ def backup_detail(rec: dict[str, Any], base: str, version: Version, ctx: Request
         "data_timestamp": when(rec["data_timestamp"]),
         "description": rec["description"],
         "fail_reason": rec["fail_reason"],
-        "has_dependent_backups": False,
+        "has_dependent_backups": bool(rec.get("has_dependent_backups", False)),
         "id": rec["id"],
         "is_incremental": bool(rec["is_incremental"]),
         "links": links(base, rec["project_id"], "backups", rec["id"]),
