@@ -31,6 +31,9 @@ class VolumeClientAdapter:
     async def get_volume(self, ctx: RequestContext, volume_id: str) -> dict[str, Any]:
         return await self.service.get_volume(ctx, volume_id)
 
+    async def list_volumes(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        return (await self.service.list_volumes(ctx, {})).items
+
     async def create_volume(
         self, ctx: RequestContext, *, size_gb: int, name: str = "", description: str = "",
         image_id: str | None = None, snapshot_id: str | None = None, source_volid: str | None = None,
@@ -71,6 +74,10 @@ class VolumeClientAdapter:
     async def attachment_get(self, ctx: RequestContext, attachment_id: str) -> dict[str, Any]:
         return await self.service.get_attachment(ctx, attachment_id)
 
+    async def attachments_of(self, ctx: RequestContext, volume_id: str, instance_uuid: str) -> list[dict[str, Any]]:
+        page = await self.service.list_attachments(ctx, {"volume_id": volume_id, "instance_id": instance_uuid})
+        return list(page.items)
+
     async def begin_detaching(self, ctx: RequestContext, volume_id: str) -> None:
         await self.service.begin_detaching(ctx, volume_id)
 
@@ -88,6 +95,9 @@ class VolumeClientAdapter:
 
     async def get_snapshot(self, ctx: RequestContext, snapshot_id: str) -> dict[str, Any]:
         return await self.service.get_snapshot(ctx, snapshot_id)
+
+    async def list_snapshots(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        return (await self.service.list_snapshots(ctx, {})).items
 
     async def delete_snapshot(self, ctx: RequestContext, snapshot_id: str) -> None:
         await self.service.delete_snapshot(ctx, snapshot_id)

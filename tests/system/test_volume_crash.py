@@ -301,13 +301,17 @@ def recorded(cloud: CumuloCloud, uuid: str) -> set[str]:
 
 
 def volume_row(cloud: CumuloCloud, volume_id: str) -> dict[str, Any]:
+    """The volume's row, and its server mapping: "none", "no attachment id yet" or "recorded"."""
     con = read_only(cloud)
     try:
         row = con.execute("SELECT status, attach_status, size, error_message FROM volumes WHERE id = ?",
                           (volume_id,)).fetchone()
+        bdm = con.execute("SELECT attachment_id FROM block_device_mapping WHERE volume_id = ?",
+                          (volume_id,)).fetchone()
     finally:
         con.close()
-    return dict(row) if row else {}
+    mapping = "none" if bdm is None else "recorded" if bdm["attachment_id"] else "no attachment id yet"
+    return {**dict(row), "mapping": mapping} if row else {}
 
 
 def nova_attached(cloud: CumuloCloud, uuid: str) -> set[str]:

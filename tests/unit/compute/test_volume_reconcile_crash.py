@@ -131,3 +131,22 @@ async def test_an_attached_volume_goes_through_the_driver_again(world: World,
     await agent_volumes.reconcile(node)
     assert calls == [vid]
     assert (await _wait_volume(world, vid, "in-use"))["attachments"][0]["server_id"] == sid
+
+
+async def test_a_reservation_the_mapping_never_recorded_is_given_back(world: World) -> None:
+    """Killed between the volume's reservation (attachment made) and the mapping's record of the
+    attachment id: the restart deletes that attachment (volume available) and the mapping."""
+    sid = (await world.active("rv"))["id"]
+    host = await _host_of(world, sid)
+    node = next(m for m in world.cloud.managers if m.host == host).node
+    client = world.cloud.services.compute.volumes
+    vid = await _volume(world)
+    async with world.cloud.db.write() as conn:
+        await volume_records.insert(conn, instance_uuid=sid, source_type="volume", destination_type="volume",
+                                    volume_id=vid, device_name="/dev/vdb")
+    await client.attachment_create(make_ctx(world.project_id, "member"), vid, sid)
+    await _wait_volume(world, vid, "reserved")
+    await agent_volumes.reconcile(node)
+    assert (await _wait_volume(world, vid, "available"))["attachments"] == []
+    async with world.cloud.db.read() as conn:
+        assert await volume_records.of_instance(conn, sid) == []

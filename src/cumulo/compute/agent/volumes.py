@@ -235,6 +235,12 @@ async def _reconcile_instance(node: Node, drv: Any, inst: Mapping[str, Any]) -> 
             LOG.info("volume %s of %s has no attachment any more: let go", volume_id, uuid)
             if volume_id in held:
                 await drv.detach_volume(uuid, volume_id, force=True)
+            if volume is not None and not bdm.get("attachment_id"):
+                # a crash between the volume's reservation and the mapping's record of its id
+                for att in await client.attachments_of(ctx, volume_id, uuid):
+                    if att.get("status") != "detached":
+                        with contextlib.suppress(errors.NotFound):
+                            await client.attachment_delete(ctx, str(att["id"]))
             await _drop_mapping(node, ctx, bdm)
         elif volume.get("status") == "detaching":
             LOG.info("finishing the interrupted detach of volume %s from %s", volume_id, uuid)
