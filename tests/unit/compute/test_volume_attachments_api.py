@@ -253,3 +253,46 @@ async def test_reconcile_settles_half_done_attaches_and_detaches(world: World) -
     assert sorted(await driver.attached_volumes(sid)) == [after]
     async with world.cloud.db.read() as conn:
         assert [r["volume_id"] for r in await volume_records.of_instance(conn, sid)] == [after]
+
+
+async def test_os_volumes_and_os_snapshots_proxies_below_2_36(world: World) -> None:
+    h = mv("2.35")
+    resp = await world.member.post(f"{API}/os-volumes", json={"volume": {"size": 1, "display_name": "old",
+                                                                         "metadata": {"k": "v"}}}, headers=h)
+    assert resp.status_code == 200, resp.text
+    made = resp.json()["volume"]
+    assert set(made) == {"id", "status", "size", "availabilityZone", "createdAt", "attachments", "displayName",
+                         "displayDescription", "volumeType", "snapshotId", "metadata"}
+    assert (made["displayName"], made["size"], made["attachments"], made["metadata"]) == ("old", 1, [{}], {"k": "v"})
+    vid = made["id"]
+    await _wait_volume(world, vid, "available")
+    for path in ("os-volumes", "os-volumes/detail"):
+        listed = (await world.member.get(f"{API}/{path}", headers=h)).json()["volumes"]
+        assert [v["id"] for v in listed] == [vid]
+    assert (await world.other.get(f"{API}/os-volumes/{vid}", headers=h)).status_code == 404
+    sid = (await world.active("p"))["id"]
+    assert (await _attach(world, sid, vid)).status_code == 200
+    await _wait_volume(world, vid, "in-use")
+    shown = (await world.member.get(f"{API}/os-volumes/{vid}", headers=h)).json()["volume"]
+    assert shown["attachments"] == [{"id": vid, "volumeId": vid, "serverId": sid, "device": "/dev/vdb"}]
+    # snapshots (force: the volume is in use)
+    resp = await world.member.post(f"{API}/os-snapshots", json={"snapshot": {"volume_id": vid, "force": True,
+                                                                             "display_name": "s"}}, headers=h)
+    assert resp.status_code == 200, resp.text
+    snap = resp.json()["snapshot"]
+    assert set(snap) == {"id", "volumeId", "status", "size", "createdAt", "displayName", "displayDescription"}
+    assert (snap["volumeId"], snap["displayName"]) == (vid, "s")
+    listed = (await world.member.get(f"{API}/os-snapshots/detail", headers=h)).json()["snapshots"]
+    assert [s["id"] for s in listed] == [snap["id"]]
+    # an in-use volume cannot be deleted; bad bodies; 404 from 2.36
+    assert (await world.member.delete(f"{API}/os-volumes/{vid}", headers=h)).status_code == 400
+    bad = await world.member.post(f"{API}/os-volumes", json={"volume": {"size": 0}}, headers=h)
+    assert bad.status_code == 400 and fault_of(bad)[0] == "badRequest"
+    assert (await world.member.get(f"{API}/os-volumes", headers=mv("2.36"))).status_code == 404
+    assert (await world.reader.post(f"{API}/os-volumes", json={"volume": {"size": 1}}, headers=h)).status_code == 403
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while (await world.member.get(f"{API}/os-snapshots/{snap['id']}", headers=h)).json()["snapshot"]["status"] != "available":
+        assert loop.time() < deadline
+        await asyncio.sleep(0.02)
+    assert (await world.member.delete(f"{API}/os-snapshots/{snap['id']}", headers=h)).status_code == 202

@@ -32,6 +32,7 @@ from cumulo.compute.api import (
     servers,
     versions,
     volume_attachments,
+    volume_proxies,
 )
 from cumulo.compute.api.deps import ComputeDeps
 from cumulo.compute.api.microversion import MicroversionMiddleware
@@ -76,5 +77,6 @@ def make_app(deps: ComputeDeps, *, authenticator: Authenticator | None = None) -
     routes.extend(network_proxies.ROUTES)  # os-security-groups & co. below 2.36
     routes.extend(nova_networks.ROUTES)  # os-networks, os-tenant-networks below 2.36
     routes.extend(volume_attachments.ROUTES)  # os-volume_attachments (the volume service's attachments)
+    routes.extend(volume_proxies.ROUTES)  # os-volumes, os-snapshots below 2.36
     app = family_app(deps, routes, render_fault, authenticator=authenticator)
     return versions.LegacyV2(MicroversionMiddleware(app))
