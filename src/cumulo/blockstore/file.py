@@ -61,6 +61,19 @@ def _ids_in(directory: Path, pattern: re.Pattern[str]) -> list[str]:
     return sorted(m[1] for m in map(pattern.match, names) if m)
 
 
+def _open_image(final: Path, source: Path, fmt: str, limit: int) -> tuple[int, int]:
+    """(an fd on the image, the size its header claims) once no volume `final` exists and the image
+    passed `qemuimg.precheck`: one thread hop for the steps before the convert."""
+    if os.path.lexists(final):
+        raise VolumeExists(f"{final.name} already exists")
+    fd = sparse.open_source(source)
+    try:
+        return fd, qemuimg.precheck(fd, fmt, limit)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class FileStore:
     """Volumes as sparse raw files (see the module docstring)."""
 
@@ -257,12 +270,10 @@ class FileStore:
     async def create_from_image(self, volume_id: str, source: Path, fmt: str, size: int | None = None) -> int:
         final = self._volume(volume_id)
         qemuimg.check_format(fmt)
-        if await asyncio.to_thread(os.path.lexists, final):
-            raise VolumeExists(f"{final.name} already exists")
-        fd = await asyncio.to_thread(sparse.open_source, Path(source))
+        limit = self.config.max_bytes
+        fd, claimed = await asyncio.to_thread(_open_image, final, Path(source), fmt, limit)
         try:
-            limit = self.config.max_bytes
-            self._image_target(size, await asyncio.to_thread(qemuimg.precheck, fd, fmt, limit))
+            self._image_target(size, claimed)
             made: list[int] = []
 
             async def make(tmp: Path) -> None:
