@@ -171,6 +171,11 @@ async def test_refusals_with_novas_faults(world: World) -> None:
     admin = world.as_ctx(make_ctx(world.project_id, "admin"))
     resp = await admin.put(f"{API}/servers/{sid}/os-volume_attachments/{vid}", json=put)
     assert resp.status_code == 409 and "not supported" in fault_of(resp)[2], resp.text
+    resp = await admin.put(f"{API}/servers/{sid}/os-volume_attachments/{vid}",
+                           json={"volumeAttachment": {"volumeId": missing}})
+    assert resp.status_code == 400, resp.text
+    resp = await admin.put(f"{API}/servers/{sid}/os-volume_attachments/{missing}", json=put)
+    assert resp.status_code == 404, resp.text
     resp = await world.member.put(f"{API}/servers/{sid}/os-volume_attachments/{vid}",
                                   json={"volumeAttachment": {"volumeId": vid}})
     assert resp.status_code == 400, resp.text

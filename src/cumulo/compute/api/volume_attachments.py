@@ -4,7 +4,7 @@ GET lists them (limit/offset), GET .../{volume_id} shows one, POST attaches (200
 attachment: device, id, serverId, volumeId; tag from 2.70, delete_on_termination from 2.79; the
 body takes tag from 2.49 and delete_on_termination from 2.79), PUT .../{volume_id} changes
 delete_on_termination from 2.85 (swapping for another volume is refused: 403 without the admin's
-swap policy, 409 with it), DELETE .../{volume_id} detaches (202). The attach and detach finish on
+swap policy, 400 when the new volume does not exist, else 409), DELETE .../{volume_id} detaches (202). The attach and detach finish on
 the server's agent: poll the volume's status (in-use / available), as with Nova.
 Faults are Nova's: volume or server not found 404, a volume in use / already attached / bad
 device 400, locked server or wrong state 409, root volume detach 403.
@@ -105,6 +105,10 @@ async def update(request: Request) -> Response:
     bdm = await svc.get(row, volume_id)
     if att["volumeId"] != volume_id:
         policy.authorize(ctx, f"{PREFIX}:swap")
+        try:  # a new volume that does not exist is Nova's 400, before the refusal to swap at all
+            await svc.client().get_volume(ctx, str(att["volumeId"]))
+        except errors.NotFound as exc:
+            raise errors.Invalid(str(exc)) from exc
         raise svc.refuse_swap(volume_id, str(att["volumeId"]))
     if ver < v("2.85"):
         raise errors.Invalid(f"The volume {volume_id} cannot be swapped with itself.")
