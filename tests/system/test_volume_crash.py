@@ -1,16 +1,23 @@
 """Crash safety of volumes (issue 11, acceptance 6): kill -9 `cumulo up` while the volume worker
-converts an image into a volume, or backs a volume up, then start it again on the same state dir.
+converts an image into a volume or backs a volume up, and while a running container's volume is
+attached, detached or grown; then start it again on the same state dir.
 
 After the restart every volume is available, in-use or error (error with its reason in
 error_message; a backup cut short is error with its fail_reason), no temporary file is left in the
 store's dirs, the qemu-img the dead cloud ran is gone (it was started tied to its worker:
-`setpriv --pdeathsig KILL`), and no loop device is bound to the cloud's files.
+`setpriv --pdeathsig KILL`), and no loop device is bound to the cloud's files. An attachment obeys
+one rule: in-use AND attached on the host (Cinder's and Nova's records, the driver's volumes.json,
+the loop device, the host mount under volmounts/, the mount in the container, usable), or
+available with none of these.
 
-One runc cloud for the module (no external link), killed and restarted by each test. The moment
-to kill is an observation, never a fixed sleep: the worker's temporary file exists beside the
-final name AND the qemu-img child writing it runs (found under the cloud's pid, by its argv).
-The image is a qcow2 of 2 GiB of non-zero data compressed to ~10 MB (zstd, 2 MiB clusters): the
-upload is cheap, the convert writes 2 GiB, so it is surely in progress when seen.
+One runc cloud and one container for the module (no external link), killed and restarted by each
+test. The moment to kill is an observation, never a fixed sleep, polled every 5 ms: the worker's
+temporary file beside the final name AND the qemu-img child writing it (found under the cloud's
+pid, by its argv); the volume's row reserved or detaching (the cloud's SQLite, read-only); the
+driver's record of the volume; the container's mount of it gone. A kill that came after the attach
+or detach completed proves nothing and is tried again. The image is a qcow2 of 2 GiB of non-zero
+data compressed to ~10 MB (zstd, 2 MiB clusters): the upload is cheap, the convert writes 2 GiB,
+so it is surely in progress when seen.
 """
 
 # ruff: noqa: S603, S607 - fixed argv of host tools (qemu-img, qemu-io, losetup) over the test's own paths
@@ -28,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from _runc_util import inside, runc_state, wait_for, write_config
+from _runc_util import wait_gone as runc_wait_gone
 from _runc_util import wait_status as runc_wait_status
 from _util_resilience import read_only
 
@@ -172,6 +180,9 @@ def check_no_leftovers(cloud: CumuloCloud) -> None:
         assert loop_devices_of(f) == "", f
     loops = vols / ".run" / "loops"
     assert not loops.is_dir() or not list(loops.iterdir()), list(loops.iterdir())
+    volmounts = str(cloud.state_dir / "volmounts")
+    with open("/proc/self/mountinfo") as fh:
+        assert not [line for line in fh if volmounts in line.split()[4]]
 
 
 def kill_while(cloud: CumuloCloud, seen: Callable[[], tuple[Path, int] | None], what: str) -> tuple[Path, int]:
@@ -277,7 +288,9 @@ def container(cloud: CumuloCloud) -> Iterator[str]:
     runc_wait_status(cloud, uuid, "ACTIVE", timeout=120)
     yield uuid
     if cloud.running:
-        cloud.osc_run("server", "delete", "--wait", uuid)
+        with cloud.client() as c:
+            c.delete(f"{COMPUTE}/servers/{uuid}")
+        runc_wait_gone(cloud, uuid)
 
 
 def container_pid(cloud: CumuloCloud, uuid: str) -> int:
