@@ -150,3 +150,26 @@ async def test_a_reservation_the_mapping_never_recorded_is_given_back(world: Wor
     assert (await _wait_volume(world, vid, "available"))["attachments"] == []
     async with world.cloud.db.read() as conn:
         assert await volume_records.of_instance(conn, sid) == []
+
+
+async def test_an_attached_volume_the_driver_holds_is_never_pulled_on_a_failure(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's attach failing at the restart (a QMP timeout on a busy host) leaves an in-use
+    volume the driver holds attached (a guest may be using it), with a fault."""
+    sid, vid, node, driver = await _cut_short_after_the_driver(world)
+    client = world.cloud.services.compute.volumes
+    async with world.cloud.db.read() as conn:
+        [row] = await volume_records.of_instance(conn, sid)
+    await client.attachment_complete(make_ctx(world.project_id, "member"), row["attachment_id"])
+
+    async def attach_volume(uuid: str, disk: DiskSpec) -> None:
+        raise DriverError("QMP did not answer")
+
+    monkeypatch.setattr(driver, "attach_volume", attach_volume)
+    await agent_volumes.reconcile(node)
+    assert (await _wait_volume(world, vid, "in-use"))["attachments"][0]["server_id"] == sid
+    assert await driver.attached_volumes(sid) == [vid]
+    async with world.cloud.db.read() as conn:
+        assert [r["volume_id"] for r in await volume_records.of_instance(conn, sid)] == [vid]
+        faults = await inst_db.latest_faults(conn, [sid])
+    assert "QMP did not answer" in faults[sid]["message"], faults

@@ -287,6 +287,11 @@ async def _reconcile_instance(node: Node, drv: Any, inst: Mapping[str, Any]) -> 
                 await _driver_attach(node, uuid, bdm)
             except Exception as exc:
                 LOG.warning("attaching volume %s to %s again failed: %s", volume_id, uuid, exc)
+                if volume_id in held:
+                    # The host holds it (a guest may be using it): never pulled on a failure that
+                    # may pass (a QMP timeout on a busy host); it stays in-use, and the fault says why.
+                    await _fault(node, uuid, exc)
+                    continue
                 with contextlib.suppress(Exception):
                     await drv.detach_volume(uuid, volume_id, force=True)
                 await _drop_mapping(node, ctx, bdm)
