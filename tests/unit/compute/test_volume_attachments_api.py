@@ -294,6 +294,8 @@ async def test_os_volumes_and_os_snapshots_proxies_below_2_36(world: World) -> N
     bad = await world.member.post(f"{API}/os-volumes", json={"volume": {"size": 0}}, headers=h)
     assert bad.status_code == 400 and fault_of(bad)[0] == "badRequest"
     assert (await world.member.get(f"{API}/os-volumes", headers=mv("2.36"))).status_code == 404
+    for method in ("GET", "DELETE"):  # Tempest's empty-id negative tests
+        assert (await world.member.request(method, f"{API}/os-volumes/", headers=h)).status_code == 404
     assert (await world.reader.post(f"{API}/os-volumes", json={"volume": {"size": 1}}, headers=h)).status_code == 403
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20

@@ -183,7 +183,14 @@ async def delete_snapshot(request: Request) -> Response:
     return empty(202)
 
 
+async def no_id(request: Request) -> Response:
+    """An empty id (`os-volumes/`): 404 as Nova, not the router's redirect to the list."""
+    raise errors.NotFound("The resource could not be found.")
+
+
 ROUTES = [
+    Route("/v2.1/os-volumes/", no_id, methods=["GET", "DELETE"]),
+    Route("/v2.1/os-snapshots/", no_id, methods=["GET", "DELETE"]),
     Route("/v2.1/os-volumes", list_volumes, methods=["GET"]),
     Route("/v2.1/os-volumes/detail", list_volumes, methods=["GET"]),
     Route("/v2.1/os-volumes", create_volume, methods=["POST"]),
