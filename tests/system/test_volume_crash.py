@@ -10,8 +10,13 @@ one rule: in-use AND attached on the host (Cinder's and Nova's records, the driv
 the loop device, the host mount under volmounts/, the mount in the container, usable), or
 available with none of these.
 
-One runc cloud and one container for the module (no external link), killed and restarted by each
-test. The moment to kill is an observation, never a fixed sleep, polled every 5 ms: the worker's
+A hot plug into a running q35 VM is killed too (the QEMU driver's record written): the volume is
+in-use and QEMU holds its file (a block node), or available and QEMU has no node of it; QEMU
+outlives the cloud. The VM's guest is not waited for (QEMU plugs whatever the guest does), so the
+VM's unplug, which needs the guest's answer, is left to the driver contract test.
+
+One cloud (runc + qemu on the local host, no external link), one container and one VM for the
+module, killed and restarted by each test. The moment to kill is an observation, never a fixed sleep, polled every 5 ms: the worker's
 temporary file beside the final name AND the qemu-img child writing it (found under the cloud's
 pid, by its argv); the volume's row reserved or detaching (the cloud's SQLite, read-only); the
 driver's record of the volume; the container's mount of it gone. A kill that came after the attach
@@ -24,6 +29,7 @@ so it is surely in progress when seen.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -34,15 +40,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _runc_util import inside, runc_state, wait_for, write_config
+from _runc_util import inside, kill_our_qemus, runc_state, wait_for, wait_tiny_vm, write_config
 from _runc_util import wait_gone as runc_wait_gone
 from _runc_util import wait_status as runc_wait_status
 from _util_resilience import read_only
+
+from cumulo.image.demo import tinyvm
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud
 
 BIN = Path(sys.executable).parent
+BUILD_CACHE = os.environ.get("CUMULO_TEST_BUILD_CACHE") or str(tinyvm.default_cache())
+DEMO = "cumulo-demo"
 
 pytestmark = pytest.mark.system
 
@@ -57,11 +67,13 @@ SETTLED = {"available", "in-use", "error"}
 def cloud(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[CumuloCloud]:
     if shutil.which("qemu-io") is None or shutil.which("qemu-img") is None:
         pytest.skip("needs qemu-img and qemu-io (qemu-utils)")
-    config = write_config(tmp_path_factory.mktemp("volcrash"), tiny_vm_image="off")
-    c = cumulo_launcher(driver="runc", args=["--config", str(config), "--no-external"])
+    config = write_config(tmp_path_factory.mktemp("volcrash"), image_build_cache=BUILD_CACHE, qemu_stop_timeout=5)
+    c = cumulo_launcher(driver="runc,qemu", args=["--config", str(config), "--no-external"])
     yield c
     if not c.running:  # a test failed between its kill and its restart: the restart reconciles
         c.start()
+    c.stop()
+    kill_our_qemus(c.state_dir)  # last resort: QEMU outlives the cloud by design
     c.close()
 
 
@@ -505,3 +517,111 @@ def test_kill_during_online_extend(cloud: CumuloCloud, container: str) -> None:
     cloud.osc("volume", "delete", vid)
     wait_gone(cloud, "volume", vid)
     check_no_leftovers(cloud)
+
+
+# -- hot plug into a running VM (QEMU) -----------------------------------------------------------
+
+
+def boot_vm(cloud: CumuloCloud) -> str:
+    """A q35 tiny VM of the demo project (its NIC gives it spare PCIe root ports for hot plug). Its
+    guest is not waited for: QEMU plugs a disk whatever the guest does (a hot unplug would need the
+    guest's answer, which is why only the attach is killed here)."""
+    image = wait_tiny_vm(cloud)
+    cloud.osc("image", "set", "--property", "hw_machine_type=q35", image, json=False)
+    uuid = str(cloud.osc("server", "create", "--image", "tiny-vm", "--flavor", "m1.tiny", "--network", "private",
+                         "volcrash-vm", cloud=DEMO)["id"])
+    runc_wait_status(cloud, uuid, "ACTIVE", timeout=180)
+    return uuid
+
+
+def qemu_record(cloud: CumuloCloud, uuid: str) -> set[str]:
+    """The volumes the QEMU driver recorded for the server (instance.json "disks", written first)."""
+    try:
+        doc = json.loads((cloud.state_dir / "qemu" / uuid / "instance.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    return {str(d.get("volume_id")) for d in doc.get("disks") or []}
+
+
+def qemu_opens(cloud: CumuloCloud, uuid: str, volume_id: str) -> int:
+    """How many fds the server's QEMU holds on the volume's file: its block node's (0: no node)."""
+    pid = int((cloud.state_dir / "qemu" / uuid / "qemu.pid").read_text().strip())
+    want = str(cloud.state_dir.resolve() / "volumes" / f"{volume_id}.raw")
+    n = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            n += os.readlink(fd) == want
+        except OSError:
+            continue
+    return n
+
+
+def demo_api(cloud: CumuloCloud, volume_id: str) -> dict[str, Any]:
+    with cloud.client(DEMO) as c:
+        resp = c.get(f"/volume/v3/volumes/{volume_id}", headers=MICROVERSION)
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json()["volume"])
+
+
+def settled_vm(cloud: CumuloCloud, uuid: str, volume_id: str) -> str:
+    """The consistency rule on a VM: in-use AND recorded by the driver AND a block node in QEMU (its
+    fd on the file), or available with none of these."""
+    row: dict[str, Any] = wait_for(lambda: (r := demo_api(cloud, volume_id))["status"] in SETTLED and r,
+                                   timeout=60, what=f"volume {volume_id} settled")
+    with cloud.client(DEMO) as c:
+        nova = {str(a["volumeId"]) for a in c.get(f"{COMPUTE}/servers/{uuid}/os-volume_attachments").json()[
+            "volumeAttachments"]}
+    cinder = {str(a.get("server_id")) for a in row.get("attachments") or []}
+    host = {"recorded": volume_id in qemu_record(cloud, uuid), "block_node": qemu_opens(cloud, uuid, volume_id)}
+    if row["status"] == "in-use":
+        assert cinder == {uuid} and volume_id in nova, (cinder, nova)
+        assert host["recorded"] and host["block_node"] >= 1, host
+    else:
+        assert row["status"] == "available" and not cinder and volume_id not in nova, (row, nova)
+        assert not host["recorded"] and host["block_node"] == 0, host
+    return str(row["status"])
+
+
+def test_kill_during_vm_hot_plug(cloud: CumuloCloud) -> None:
+    """Killed once the QEMU driver recorded the volume (blockdev-add/device_add under way or not yet
+    done): after the restart it is in-use and plugged (QEMU holds its file), or available and QEMU
+    has no node of it. QEMU itself outlives the cloud. The VM's delete then gives the volumes back."""
+    vm = boot_vm(cloud)
+    made: list[str] = []
+    try:
+        hot_plug_kills(cloud, vm, made)
+    finally:
+        if cloud.running:
+            with cloud.client(DEMO) as c:
+                c.delete(f"{COMPUTE}/servers/{vm}")
+            runc_wait_gone(cloud, vm, timeout=90)
+            for vid in made:
+                wait_for(lambda v=vid: demo_api(cloud, v)["status"] == "available", timeout=60,
+                         what=f"volume {vid} given back by the server's delete")
+                cloud.osc("volume", "delete", vid, cloud=DEMO)
+            for vid in made:
+                wait_gone(cloud, "volume", vid)
+    check_no_leftovers(cloud)
+
+
+def hot_plug_kills(cloud: CumuloCloud, vm: str, made: list[str]) -> None:
+    qemu = int((cloud.state_dir / "qemu" / vm / "qemu.pid").read_text().strip())
+    for _ in range(3):  # a kill that comes after the attach completed proves nothing: a new volume
+        vid = str(cloud.osc("volume", "create", "--size", "1", f"crash-vm-{len(made)}", cloud=DEMO)["id"])
+        made.append(vid)
+        wait_for(lambda v=vid: demo_api(cloud, v)["status"] == "available", timeout=60, what="volume available")
+        cli = subprocess.Popen([str(BIN / "openstack"), "--os-cloud", DEMO, "server", "add", "volume", vm, vid],
+                               env=cloud.osc_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        kill_on(cloud, cli, lambda v=vid: v in qemu_record(cloud, vm), "the QEMU driver's record of the volume")
+        at_kill = (volume_row(cloud, vid), qemu_opens(cloud, vm, vid))
+        assert alive(qemu), "QEMU died with the cloud"
+        cloud.start()
+        status = settled_vm(cloud, vm, vid)
+        print(f"kill during a VM hot plug: at the kill {at_kill}; after the restart {status}")
+        if at_kill[0].get("status") != "in-use":
+            break
+    else:
+        pytest.fail(f"the hot plug completed before every kill: {at_kill}")
+    assert alive(qemu)
+    for v in made:  # every earlier attempt's volume consistent too
+        settled_vm(cloud, vm, v)
