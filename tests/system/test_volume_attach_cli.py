@@ -327,7 +327,7 @@ def test_another_projects_volume_cannot_be_attached(world: World) -> None:
         text = (done.stderr + done.stdout).lower()
         assert done.returncode != 0 and ("no volume" in text or "not found" in text or "404" in text), text
         with pytest.raises(sdk_exc.NotFoundException):
-            demo.compute.create_volume_attachment(w.ct, volume_id=vid)
+            demo.compute.create_volume_attachment(w.ct, volume=vid)
         assert list(demo.compute.volume_attachments(w.ct)) == []
         vol = admin.block_storage.get_volume(vid)
         assert vol.status == "available" and vol.attachments == []
