@@ -198,8 +198,22 @@ def unlink(path: Path) -> None:
         os.unlink(path)
 
 
+def started_after(pid: int, when: float) -> bool:
+    """Whether process `pid` started after the wall-clock time `when` (more than the second
+    /proc/stat's boot time is rounded to): then it cannot have written a file last changed at `when`."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    return boot + ticks / os.sysconf("SC_CLK_TCK") > when + 1.0
+
+
 def reap_temps(directory: Path) -> list[str]:
     """Remove the temporary files in `directory` whose process is gone (a crash mid-operation).
+    A live process that started after the file last changed is not its writer: the pid was reused
+    (a cloud restarted in a fresh container often gets the dead one's pid, even this process's).
     Returns their names."""
     removed: list[str] = []
     try:
@@ -208,7 +222,14 @@ def reap_temps(directory: Path) -> list[str]:
         return removed
     for name in names:
         m = _TEMP.match(name)
-        if m and int(m["pid"]) != os.getpid() and not host.pid_alive(int(m["pid"])):
+        if not m:
+            continue
+        pid = int(m["pid"])
+        try:
+            changed = os.lstat(directory / name).st_mtime
+        except FileNotFoundError:
+            continue
+        if not host.pid_alive(pid) or started_after(pid, changed):
             unlink(directory / name)
             removed.append(name)
     return removed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import time
 import uuid
 from pathlib import Path
 
@@ -149,6 +150,22 @@ def test_reap_temps_takes_only_dead_processes(tmp_path: Path) -> None:
     unrelated.write_bytes(b"")
     assert sparse.reap_temps(tmp_path) == [dead.name]
     assert mine.exists() and other.exists() and unrelated.exists()
+
+
+def test_reap_temps_takes_files_older_than_their_live_pid(tmp_path: Path) -> None:
+    """A pid reused after a crash (the restarted cloud itself, in a fresh container): a live process
+    that started after the file last changed is not its writer."""
+    mine_before = sparse.temp_path(tmp_path / "a.raw")  # this pid, but from before this process started
+    mine_before.write_bytes(b"")
+    os.utime(mine_before, (0, 0))
+    old_one = tmp_path / ".b.raw.1.0badf00d.tmp"  # pid 1, which started after 1970
+    old_one.write_bytes(b"")
+    os.utime(old_one, (0, 0))
+    mine_now = tmp_path / f".c.raw.{os.getpid()}.0badf00d.tmp"  # written by this process: kept
+    mine_now.write_bytes(b"")
+    assert sorted(sparse.reap_temps(tmp_path)) == sorted([mine_before.name, old_one.name])
+    assert mine_now.exists()
+    assert not sparse.started_after(os.getpid(), time.time())
 
 
 def test_registry() -> None:
