@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cumulo import host
 from cumulo.blockstore.base import OnlineResizeUnavailable, StoreError, check_id
+from cumulo.blockstore.sparse import started_after
 from cumulo.errors import Conflict, HostError
 from cumulo.host.revert import Reverter
 
@@ -141,8 +142,11 @@ class LoopTable:
             return
         for name in names:
             m = _PARTIAL.match(name)
-            if m and int(m[1]) != os.getpid() and not host.pid_alive(int(m[1])):
-                with contextlib.suppress(FileNotFoundError):
+            if not m:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                pid, changed = int(m[1]), (self.run_dir / name).lstat().st_mtime
+                if not host.pid_alive(pid) or started_after(pid, changed):  # gone, or the pid reused
                     (self.run_dir / name).unlink()
 
     def _forget(self, volume_id: str) -> None:
