@@ -69,10 +69,25 @@ def flavor_spec(flavor: Mapping[str, Any] | None) -> FlavorSpec:
     )
 
 
-def flavor_columns(flavor: Mapping[str, Any] | None) -> dict[str, int]:
-    """The instances columns that mirror the current flavor."""
+def flavor_columns(flavor: Mapping[str, Any] | None, *, volume_backed: bool = False) -> dict[str, int]:
+    """The instances columns that mirror the current flavor (root_gb 0 for a server booted from a
+    volume: it holds no local root disk, so placement claims none)."""
     n = flavor_numbers(flavor)
-    return {k: n[k] for k in ("vcpus", "memory_mb", "root_gb", "ephemeral_gb")}
+    out = {k: n[k] for k in ("vcpus", "memory_mb", "root_gb", "ephemeral_gb")}
+    if volume_backed:
+        out["root_gb"] = 0
+    return out
+
+
+def volume_backed(inst: Mapping[str, Any]) -> bool:
+    """Whether the server boots from a volume (its request_spec image is the volume's metadata)."""
+    image = (inst.get("request_spec") or {}).get("image") or {}
+    return not inst.get("image_ref") and bool(image.get("volume_backed"))
+
+
+def claimed_flavor(inst: Mapping[str, Any], flavor: Mapping[str, Any]) -> dict[str, Any]:
+    """What placement claims for `flavor` on this server: no local root disk when volume-backed."""
+    return {**flavor, "root_gb": 0} if volume_backed(inst) else dict(flavor)
 
 
 def instance_resources(inst: Mapping[str, Any]) -> Resources:

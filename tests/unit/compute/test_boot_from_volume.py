@@ -232,3 +232,24 @@ async def test_a_container_image_volume_cannot_be_booted(world: World) -> None:
     assert resp.status_code == 409, resp.text
     assert fault_of(resp)[:2] == ("conflictingRequest", 409)
     assert "A container cannot boot from a volume" in fault_of(resp)[2]
+
+
+async def test_resize_of_a_volume_backed_server_claims_no_local_root(world: World) -> None:
+    from cumulo.compute import instances as inst_db
+
+    resp = await _boot(world, [{"uuid": world.image_id, "source_type": "image", "destination_type": "volume",
+                                "boot_index": 0, "volume_size": 1, "delete_on_termination": True}])
+    assert resp.status_code == 202, resp.text
+    sid = resp.json()["server"]["id"]
+    await wait_status(world.member, sid, "ACTIVE", version=V)
+    bigger = await _flavor(world, "bigger", disk=5, ram=128)
+    resp = await world.action(sid, {"resize": {"flavorRef": bigger}})
+    assert resp.status_code == 202, resp.text
+    await wait_status(world.member, sid, "VERIFY_RESIZE", version=V)
+    async with world.cloud.db.read() as conn:
+        row = await inst_db.get(conn, sid)
+    assert row is not None and row["root_gb"] == 0 and row["memory_mb"] == 128
+    assert (await world.action(sid, {"confirmResize": None})).status_code == 204
+    await wait_status(world.member, sid, "ACTIVE", version=V)
+    assert (await world.member.delete(f"{API}/servers/{sid}")).status_code == 204
+    await wait_gone(world.member, sid)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cumulo.compute import actions, migration_records
 from cumulo.compute import states as s
 from cumulo.compute.drivers.base import Capability, PowerState, driver_for
-from cumulo.compute.specs import flavor_columns, flavor_spec
+from cumulo.compute.specs import flavor_columns, flavor_spec, volume_backed
 
 if TYPE_CHECKING:
     from cumulo.compute.agent.node import Node
@@ -79,7 +79,7 @@ async def resize(node: Node, uuid: str, new_flavor: dict[str, Any], request_id: 
                 "old_flavor": old_flavor,
                 "new_flavor": new_flavor,
                 "power_state": int(await node.power_of(uuid)),
-                **flavor_columns(new_flavor),
+                **flavor_columns(new_flavor, volume_backed=volume_backed(inst)),
             },
             expected_task_state=s.RESIZE_MIGRATING,
         )
@@ -159,7 +159,7 @@ async def revert_locked(node: Node, inst: dict[str, Any], request_id: str | None
             "new_flavor": None,
             "power_state": int(power),
             "system_metadata": sysmeta,
-            **flavor_columns(old_flavor),
+            **flavor_columns(old_flavor, volume_backed=volume_backed(inst)),
         },
         expected_task_state=task,
     )

@@ -32,7 +32,7 @@ from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
 from cumulo.compute.models import instances
 from cumulo.compute.rpc import ComputeAPI, SchedulerAPI
-from cumulo.compute.specs import action_request_id, instance_resources
+from cumulo.compute.specs import action_request_id, claimed_flavor, instance_resources
 from cumulo.conf import Settings
 from cumulo.db import Database, utcnow
 from cumulo.errors import CumuloError, NoValidHost
@@ -261,7 +261,7 @@ class Conductor:
             async with actions.event(self.db, uuid, request_id, "conductor_migrate_server", None):
                 if node is None:
                     raise NoValidHost(f"No valid host was found. Instance {uuid} is not on a compute host.")
-                claim = await self.placement.claim_resize(uuid, node, resources_from_flavor(new_flavor))
+                claim = await self.placement.claim_resize(uuid, node, resources_from_flavor(claimed_flavor(inst, new_flavor)))
                 if not claim:
                     removed = ", ".join(sorted({_FILTER_OF.get(rc, rc) for rc in claim.short}))
                     raise NoValidHost(

@@ -283,7 +283,9 @@ _COPIED = ("disk_bus", "device_type", "boot_index", "delete_on_termination", "vo
 
 
 def is_volume_backed(inst: dict[str, Any]) -> bool:
-    return not inst.get("image_ref") and bool(((inst.get("request_spec") or {}).get("image") or {}).get("volume_backed"))
+    """As compute.specs.volume_backed (which the API must not import: it imports the drivers' seam)."""
+    image = (inst.get("request_spec") or {}).get("image") or {}
+    return not inst.get("image_ref") and bool(image.get("volume_backed"))
 
 
 def check_rebuild(inst: dict[str, Any], image_ref: str) -> None:
