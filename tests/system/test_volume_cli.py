@@ -252,7 +252,9 @@ def test_quota_is_per_project_and_a_clear_error(cloud: CumuloCloud) -> None:
         over = cloud.osc_run("volume", "create", "--size", "1", "q3", cloud="cumulo-demo")
         text = over.stderr + over.stdout
         assert over.returncode != 0 and "413" in text and "Maximum number of volumes allowed (2) exceeded" in text, text
-        admin.block_storage.delete_volume(made.pop())
+        gone = made.pop()
+        admin.block_storage.delete_volume(gone)
+        wait_gone(cloud, "volume", gone)  # its quota is free once the row is
         big = cloud.osc_run("volume", "create", "--size", "3", "q-big", cloud="cumulo-demo")
         text = big.stderr + big.stdout
         assert big.returncode != 0 and "413" in text and "gigabytes" in text.lower(), text
