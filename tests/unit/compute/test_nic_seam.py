@@ -80,8 +80,7 @@ def cfg(machine: str, nics: int) -> VmConfig:
 def test_q35_nics_sit_in_root_ports_with_spares_for_hot_plug() -> None:
     q35 = cfg("q35", 1)
     assert q35.hotplug_ports == 1 + netdev.SPARE_PORTS
-    argv = build_argv(Layout(Path("/srv/qemu/x")), q35)
-    ports = [argv[i + 1] for i, a in enumerate(argv) if a == "-device" and argv[i + 1].startswith("pcie-root-port")]
+    ports = root_ports(build_argv(Layout(Path("/srv/qemu/x")), q35))
     assert ports[0] == "pcie-root-port,id=hp0,bus=pcie.0,chassis=1" and len(ports) == q35.hotplug_ports
     boot = netdev.boot_nics(q35, (spec(),))
     assert boot[0][1] == "hp0"
@@ -95,10 +94,39 @@ def test_q35_nics_sit_in_root_ports_with_spares_for_hot_plug() -> None:
         netdev.free_port(q35, full, live=True)
 
 
-def test_servers_without_nics_keep_todays_command_line() -> None:
-    plain = VmConfig(memory_mb=256, vcpus=1, accel="tcg", machine="q35")
-    assert cfg("q35", 0) == plain
-    assert not [a for a in build_argv(Layout(Path("/srv/qemu/x")), plain) if "pcie-root-port" in a]
+def root_ports(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == "-device" and argv[i + 1].startswith("pcie-root-port")]
+
+
+def test_q35_servers_without_nics_or_volumes_get_the_spare_root_ports_too() -> None:
+    # A server booted with `--nic none` and no volume still takes a hot-plugged NIC or volume.
+    bare = cfg("q35", 0)
+    assert bare.hotplug_ports == netdev.SPARE_PORTS == 4
+    assert root_ports(build_argv(Layout(Path("/srv/qemu/x")), bare)) == [
+        f"pcie-root-port,id=hp{k},bus=pcie.0,chassis={k + 1}" for k in range(4)]
+    assert netdev.free_port(bare, [], live=True) == "hp0"
+    assert netdev.with_spare_ports(bare) is bare
+    # Other machines have none (microvm: no PCI; pc: its bus hot plugs itself).
+    assert cfg("microvm", 0).hotplug_ports == cfg("pc", 2).hotplug_ports == 0
+
+
+def test_a_q35_record_made_without_ports_gets_them_at_a_cold_start_only() -> None:
+    # instance.json of a q35 server made before every q35 server had ports: hotplug_ports 0. Its
+    # argv stays port-less (a resume from a saved state needs the same devices); core._start adds
+    # the spare ports at a cold start (with_spare_ports), and an attach while stopped takes one.
+    legacy = VmConfig(memory_mb=256, vcpus=1, accel="tcg", machine="q35")
+    assert not root_ports(build_argv(Layout(Path("/srv/qemu/x")), legacy))
+    with pytest.raises(DriverError, match="without hot-plug root ports.*stop it first"):
+        netdev.free_port(legacy, [], live=True)
+    cold = netdev.with_spare_ports(legacy)
+    assert cold == dataclasses.replace(legacy, hotplug_ports=netdev.SPARE_PORTS)
+    assert len(root_ports(build_argv(Layout(Path("/srv/qemu/x")), cold))) == netdev.SPARE_PORTS
+    # A NIC already on the root complex (bus "") stays there; the new one takes the first port.
+    old_nic = (PluggedNic(0, spec()), "")
+    assert "bus" not in netdev.device_props(cold, *old_nic)
+    assert netdev.free_port(cold, [old_nic], live=False) == "hp0"
+    micro = VmConfig(memory_mb=256, vcpus=1, accel="tcg", machine="microvm")
+    assert netdev.with_spare_ports(micro) is micro
 
 
 def test_microvm_nics_are_boot_time_only() -> None:

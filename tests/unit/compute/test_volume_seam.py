@@ -73,10 +73,17 @@ def test_qemu_root_ports_are_shared_between_nics_and_volumes() -> None:
                                                    for k in range(q35.hotplug_ports)])}
     with pytest.raises(Conflict, match="no free PCIe slot"):
         blockdev.free_port(q35, full, live=True)
-    bare = VmConfig(memory_mb=256, vcpus=1, accel="tcg", machine="q35")
-    assert blockdev.free_port(bare, {}, live=False) == ""  # stopped: the root complex takes it at start
-    with pytest.raises(Conflict, match="no free PCIe slot"):
-        blockdev.free_port(bare, {}, live=True)
+    # Stopped with every port taken: the root complex takes it at the next start.
+    assert blockdev.free_port(q35, full, live=False) == ""
+    # A q35 server made with neither NICs nor volumes has the spare ports all the same.
+    bare = VmConfig(memory_mb=256, vcpus=1, accel="tcg", machine="q35", hotplug_ports=netdev.hotplug_ports("q35", 0))
+    assert blockdev.free_port(bare, {}, live=True) == "hp0"
+    # A record made before that (no ports): a hot plug is refused, naming the cure; stopped, the
+    # driver gives it the spare ports first (with_spare_ports), so the volume takes one.
+    legacy = VmConfig(memory_mb=256, vcpus=1, accel="tcg", machine="q35")
+    with pytest.raises(Conflict, match="no free PCIe slot.*without hot-plug root ports"):
+        blockdev.free_port(legacy, {}, live=True)
+    assert blockdev.free_port(netdev.with_spare_ports(legacy), {}, live=False) == "hp0"
     micro = VmConfig(memory_mb=256, vcpus=1, accel="tcg", machine="microvm")
     with pytest.raises(Conflict, match="hw_machine_type=q35"):
         blockdev.free_port(micro, {}, live=True)

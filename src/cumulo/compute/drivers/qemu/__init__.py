@@ -189,7 +189,7 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volu
             append=str(props.get("os_command_line") or "") if kernel else "",
             root_format="raw" if root is not None else "qcow2", ephemeral=spec.flavor.ephemeral_gb > 0,
             swap=spec.flavor.swap > 0, config_drive=drive, root_volume=root.volume_id if root is not None else "",
-            # A server booted from a volume counts as made with volumes: it gets root ports for hot plug.
+            # Every q35 server: a root port per boot NIC and volume, and spare ones for hot plug.
             hotplug_ports=netdev.hotplug_ports(machine, len(spec.nics) + len(spec.disks)),
         )
 

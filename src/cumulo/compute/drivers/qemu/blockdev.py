@@ -8,11 +8,14 @@ Names derive from the volume id only: node `vol-<20 hex>`, its protocol node `vo
 (QEMU's node names are at most 31 bytes), the device `vol-<20 hex>-dev`.
 
 The record (instance.json, "disks") lists each attached volume (DiskSpec.to_dict) with the PCIe
-root port it sits in on q35 (`hp<k>`, shared with the NICs: netdev.py). A q35 server made with
-NICs or volumes gets one root port per boot device plus netdev.SPARE_PORTS empty ones; one made
-with neither has none (its device layout stays what it was), so a volume goes onto it only while
-it is stopped (the root complex takes it at the next start; it is unplugged again only stopped).
-microvm has no PCI bus: virtio-blk-device (MMIO) at boot only.
+root port it sits in on q35 (`hp<k>`, shared with the NICs: netdev.py). Every q35 server gets one
+root port per boot NIC and volume plus netdev.SPARE_PORTS empty ones, so a volume is hot plugged
+into a running q35 server however it was made (with neither NICs nor volumes too). A server
+recorded without ports (made before every q35 server had them) gets the spare ones at its next
+cold start (netdev.with_spare_ports); a volume attached to it while stopped takes one of them.
+A volume recorded on the root complex (bus "": attached while stopped to such a server before)
+stays there, and is unplugged only stopped. microvm has no PCI bus: virtio-blk-device (MMIO) at
+boot only.
 """
 
 from __future__ import annotations
@@ -143,18 +146,21 @@ def root_argv(cfg: VmConfig, disk: DiskSpec) -> list[str]:
 
 def free_port(cfg: VmConfig, rec: dict[str, Any], *, live: bool) -> str:
     """The root port an attached volume goes into ("" where none is needed: pc, a stopped
-    microvm or a stopped q35 server without ports)."""
+    microvm; and a stopped q35 server whose ports are all taken: the root complex takes it at the
+    next start, and it is unplugged only stopped). cfg of a stopped q35 server is
+    netdev.with_spare_ports'."""
     if cfg.machine == MICROVM and live:
         raise Conflict("a running microvm server has no PCI bus, so no volume hot plug: stop it first, or "
                        "boot its image with hw_machine_type=q35")
-    if cfg.machine != "q35" or (not live and not cfg.hotplug_ports):
+    if cfg.machine != "q35":
         return ""
     used = taken_ports(rec)
     for k in range(cfg.hotplug_ports):
         if root_port(k) not in used:
             return root_port(k)
-    raise Conflict(f"no free PCIe slot for another volume ({cfg.hotplug_ports} root ports, all taken; a q35 "
-                   "server made without NICs or volumes has none): stop the server to attach it")
+    if not live:
+        return ""
+    raise Conflict(f"no free PCIe slot for another volume: {netdev.ports_taken(cfg)}")
 
 
 def disk_argv(cfg: VmConfig, disks: list[tuple[DiskSpec, str]]) -> list[str]:

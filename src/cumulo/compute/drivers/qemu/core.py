@@ -161,6 +161,8 @@ class QemuCore(LocalInstances):
         On failure QEMU is killed and DriverError quotes QEMU's stderr / the console's last lines;
         the dir stays (spawn removes it)."""
         cfg = self._runtime(cfg)
+        if not extra_argv:  # a cold start: no saved device state to match, so an old record gets ports
+            cfg = netdev.with_spare_ports(cfg)
         # The NICs' taps (netdev.py): a spawn fails without one; a later start leaves out a NIC
         # whose network is gone, and says so in the console log.
         skipped: list[str] = []

@@ -3,17 +3,22 @@
 with the port's MAC.
 
 The record (instance.json, "nics") lists each NIC with its slot (ids `net<slot>` for the netdev,
-`nic<slot>` for the device) and, on q35, the PCIe root port it sits in (`hp<k>`): a q35 server
-made with NICs gets one root port per NIC plus SPARE_PORTS empty ones at every start, because a
-device on the root complex itself (pcie.0) can be neither plugged nor unplugged while the guest
-runs. A start puts every recorded NIC back in its own port, so the device layout (which a resume
-from a saved state needs) stays the same. microvm has virtio-mmio only: NICs at boot
+`nic<slot>` for the device) and, on q35, the PCIe root port it sits in (`hp<k>`): every q35
+server gets one root port per boot NIC and volume plus SPARE_PORTS empty ones at every start
+(shared with the volumes: blockdev.py), because a device on the root complex itself (pcie.0) can
+be neither plugged nor unplugged while the guest runs; so a server booted with neither NICs nor
+volumes still takes hot-plugged ones. A start puts every recorded NIC back in its own port, so the
+device layout (which a resume from a saved state needs) stays the same. A server recorded before
+every q35 server had ports (hotplug_ports 0) gets the spare ones at its next cold start
+(`with_spare_ports`: a start that does not resume a saved state), or when a NIC or volume is
+attached while it is stopped. microvm has virtio-mmio only: NICs at boot
 (virtio-net-device), no hot plug. The taps are not persistent: they go with QEMU.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from typing import Any
 
@@ -24,7 +29,7 @@ from cumulo.compute.drivers.qemu.process import VmConfig, root_port
 from cumulo.errors import CumuloError, DriverError
 from cumulo.netplane import nic as plane
 
-SPARE_PORTS = 4  # empty PCIe root ports of a q35 server with NICs, for hot plug
+SPARE_PORTS = 4  # empty PCIe root ports of every q35 server, for hot plug
 MICROVM = "microvm"
 
 
@@ -36,10 +41,20 @@ def device_id(slot: int) -> str:
     return f"nic{slot}"
 
 
-def hotplug_ports(machine: str, nics: int) -> int:
-    """Root ports a new server gets (process.build_argv makes them): one per boot NIC and
-    SPARE_PORTS more, on q35 with NICs."""
-    return nics + SPARE_PORTS if machine == "q35" and nics else 0
+def hotplug_ports(machine: str, devices: int) -> int:
+    """Root ports a new server gets (process.build_argv makes them): one per boot NIC or volume
+    and SPARE_PORTS more, on every q35 server (none elsewhere)."""
+    return devices + SPARE_PORTS if machine == "q35" else 0
+
+
+def with_spare_ports(cfg: VmConfig) -> VmConfig:
+    """cfg of a q35 server recorded without root ports (made before every q35 server had them)
+    with SPARE_PORTS of them; else cfg. Only where no saved device state has to match: a cold
+    start, or an attach while the server is stopped (its next start is one). Its NICs and volumes
+    stay where they were (on the root complex)."""
+    if cfg.machine != "q35" or cfg.hotplug_ports:
+        return cfg
+    return dataclasses.replace(cfg, hotplug_ports=SPARE_PORTS)
 
 
 def device_props(cfg: VmConfig, entry: PluggedNic, bus: str) -> dict[str, Any]:
@@ -90,8 +105,15 @@ def free_port(cfg: VmConfig, nics: list[tuple[PluggedNic, str]], *, live: bool, 
     for k in range(cfg.hotplug_ports):
         if root_port(k) not in used:
             return root_port(k)
-    raise DriverError(f"no free PCIe slot for another NIC ({cfg.hotplug_ports} root ports, all taken; "
-                      "a q35 server made without NICs has none)")
+    raise DriverError(f"no free PCIe slot for another NIC: {ports_taken(cfg)}")
+
+
+def ports_taken(cfg: VmConfig) -> str:
+    """Why a running q35 server has no free root port (for the refusal of a hot plug)."""
+    if not cfg.hotplug_ports:
+        return ("the server was made without hot-plug root ports (before every q35 server had them; "
+                "it gets them at its next stop and start): stop it first")
+    return f"its {cfg.hotplug_ports} root ports are all taken by NICs and volumes: detach one first"
 
 
 async def open_taps(nics: list[tuple[PluggedNic, str]], *, strict: bool,

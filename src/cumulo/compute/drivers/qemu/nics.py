@@ -47,9 +47,12 @@ class Nics(QemuCore):
                 raise DriverError(f"Instance {uuid} is suspended: resume it before attaching a NIC")
             cfg = self._vm_config(layout)
             live = power in (PowerState.RUNNING, PowerState.PAUSED) and process.live_pid(layout) is not None
+            if not live:  # stopped: its next start is a cold one, which may add ports (netdev.py)
+                cfg = netdev.with_spare_ports(cfg)
             bus = netdev.free_port(cfg, nics, live=live, taken={b for _d, b in blockdev.recorded(rec)})
             entry = PluggedNic(nicrecord.free_slot([e for e, _bus in nics]), nic)
             async with Reverter() as revert:
+                rec["vm"] = cfg.to_json()
                 rec["nics"] = netdev.record_docs([*nics, (entry, bus)])
                 await self.write_record(layout.dir, rec)
                 revert.add(self._forget_nic, layout, nic.port_id)

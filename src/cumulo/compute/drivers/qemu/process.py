@@ -103,7 +103,7 @@ class VmConfig:
     swap: bool = False  # layout.swap: the flavor's (or a swap mapping's) swap disk
     config_drive: bool = True
     tsc_khz: int = 0  # microvm under TCG: the host TSC rate, passed to the guest (boot.py)
-    # q35: PCIe root ports hp0.. for NICs and volumes (netdev.py, blockdev.py); 0 for a server made without either
+    # q35: PCIe root ports hp0.. for NICs and volumes (netdev.py, blockdev.py): one per boot device + spares
     hotplug_ports: int = 0
     # Boot from volume: the id of the recorded volume that is the root disk (blockdev.root_argv
     # puts it where the image's overlay goes); "" for a server with a disk.qcow2 root.
@@ -188,7 +188,7 @@ def build_argv(layout: Layout, cfg: VmConfig, root_drive: list[str] | None = Non
         "-serial", "chardev:ser0",
         "-nic", "none",
     ]
-    for k in range(cfg.hotplug_ports if cfg.machine == "q35" else 0):  # the NICs' slots (netdev.py)
+    for k in range(cfg.hotplug_ports if cfg.machine == "q35" else 0):  # NICs' and volumes' slots (netdev.py)
         argv += ["-device", f"pcie-root-port,id={root_port(k)},bus=pcie.0,chassis={k + 1}"]
     if cfg.root_volume:
         argv += list(root_drive or [])

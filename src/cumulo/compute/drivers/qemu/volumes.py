@@ -24,7 +24,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from cumulo.compute.drivers.base import DiskSpec, PowerState
-from cumulo.compute.drivers.qemu import blockdev, process, qmp
+from cumulo.compute.drivers.qemu import blockdev, netdev, process, qmp
 from cumulo.compute.drivers.qemu.core import QemuCore
 from cumulo.compute.drivers.qemu.files import note
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
@@ -50,8 +50,11 @@ class Volumes(QemuCore):
                 raise Conflict(f"Instance {uuid} is suspended: resume it before attaching a volume")
             cfg = self._vm_config(layout)
             live = power in (PowerState.RUNNING, PowerState.PAUSED) and process.live_pid(layout) is not None
+            if not live:  # stopped: its next start is a cold one, which may add ports (netdev.py)
+                cfg = netdev.with_spare_ports(cfg)
             bus = blockdev.free_port(cfg, rec, live=live)
             async with Reverter() as revert:
+                rec["vm"] = cfg.to_json()
                 rec["disks"] = blockdev.record_docs([*disks, (disk, bus)])
                 await self.write_record(layout.dir, rec)
                 revert.add(self._forget_disk, layout, disk.volume_id)
