@@ -33,7 +33,7 @@ from cumulo.blockstore import loop
 from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import Capability, DiskSpec, FlavorSpec, InstanceSpec, Volumes, supports
 from cumulo.compute.drivers.fake import FakeDriver
-from cumulo.compute.drivers.qemu import QemuDriver, blockdev
+from cumulo.compute.drivers.qemu import QemuDriver, blockdev, netdev
 from cumulo.compute.drivers.runc import RuncDriver, volhost
 from cumulo.errors import Conflict, DriverError, NotFound
 
@@ -372,4 +372,50 @@ async def test_running_microvm_refuses_volume_hot_plug(qemu_driver: QemuDriver, 
     with pytest.raises(Conflict, match="hw_machine_type=q35"):
         await qemu_driver.attach_volume(vm.uuid, disk)
     assert blockdev.find(qemu_driver.read_record(qemu_driver.dir / vm.uuid), disk.volume_id) is None
+    await qemu_driver.destroy(vm.uuid)
+
+
+async def test_q35_server_made_without_nics_or_volumes_takes_a_hot_plugged_volume(
+        qemu_driver: QemuDriver, tmp_path: Path, made_volumes: list[DiskSpec]) -> None:
+    """A q35 server booted with neither NICs nor volumes (`--nic none`) has the spare root ports,
+    so a volume hot plugs into it while it runs (QEMU's device_add into the port; the guest's boot
+    is not waited for: what the guest sees of a hot plug is the test above's). A record made
+    before every q35 server had ports gets them at its cold start, and its volume on the root
+    complex stays there."""
+    vm = InstanceSpec(uuid=str(uuidlib.uuid4()), name="vol-bare", hostname="vol-bare", project_id="p",
+                      flavor=FlavorSpec(vcpus=1, memory_mb=256, root_gb=1), image=guest.tiny_image(hw_machine_type="q35"))
+    await qemu_driver.spawn(vm)
+    idir = qemu_driver.dir / vm.uuid
+    rec = qemu_driver.read_record(idir)
+    if rec["vm"]["machine"] != "q35":
+        await qemu_driver.destroy(vm.uuid)
+        pytest.skip("the tiny VM did not boot on q35 here")
+    assert rec["vm"]["hotplug_ports"] == netdev.SPARE_PORTS and "nics" not in rec and "disks" not in rec
+    assert [a for a in rec["argv"] if a.startswith("pcie-root-port")] == [
+        f"pcie-root-port,id=hp{k},bus=pcie.0,chassis={k + 1}" for k in range(netdev.SPARE_PORTS)]
+    first, second = new_volume(tmp_path), new_volume(tmp_path)
+    made_volumes += [first, second]
+    await qemu_driver.attach_volume(vm.uuid, first)  # running: hot plugged
+    assert blockdev.find(qemu_driver.read_record(idir), first.volume_id) == (first, "hp0")
+    assert blockdev.node_name(first.volume_id) in await query_nodes(qemu_driver, vm.uuid)
+    found = await qemu_driver._qmp(qemu_driver._layout(vm.uuid), "qom-list", {"path": "/machine/peripheral"})
+    assert blockdev.device_id(first.volume_id) in {p.get("name") for p in found}
+
+    # The same server as a record made without ports, its volume on the root complex (attached
+    # while stopped): the cold start adds the spare ports and keeps the volume where it was.
+    await qemu_driver.power_off(vm.uuid, timeout=0)
+    rec = qemu_driver.read_record(idir)
+    rec["vm"]["hotplug_ports"] = 0
+    rec["disks"] = blockdev.record_docs([(first, "")])
+    await qemu_driver.write_record(idir, rec)
+    await qemu_driver.power_on(vm)
+    rec = qemu_driver.read_record(idir)
+    assert rec["vm"]["hotplug_ports"] == netdev.SPARE_PORTS
+    assert len([a for a in rec["argv"] if a.startswith("pcie-root-port")]) == netdev.SPARE_PORTS
+    assert blockdev.find(rec, first.volume_id) == (first, "")
+    assert "bus=" not in next(a for a in rec["argv"] if a.startswith(f"virtio-blk-pci,drive={blockdev.node_name(first.volume_id)}"))
+    await qemu_driver.attach_volume(vm.uuid, second)
+    assert blockdev.find(qemu_driver.read_record(idir), second.volume_id) == (second, "hp0")
+    assert {blockdev.node_name(first.volume_id), blockdev.node_name(second.volume_id)} <= await query_nodes(
+        qemu_driver, vm.uuid)
     await qemu_driver.destroy(vm.uuid)
