@@ -236,3 +236,40 @@ def test_root_changes_persist_across_delete_and_reboot_from_the_same_volume(worl
     w.volumes.append(new_vid)
     w.delete_server(sid)
     assert wait_volume(w.cloud, new_vid, "available")["snapshot_id"] == snap_id
+
+
+DISKS_USER_DATA = r"""#!/bin/sh
+for d in /sys/block/vd*; do
+  s=""
+  read -r s < "$d/serial" 2>/dev/null
+  read -r n < "$d/size"
+  sig=$(head -c 4096 /dev/${d##*/} | tail -c 10 | tr -cd 'A-Z0-9')
+  echo "BFV-DISK ${d##*/} sectors=$n serial=${s:-none} sig=${sig:-none}"
+done
+echo "BFV-DISKS-DONE"
+"""
+
+
+def test_boot_from_volume_with_ephemeral_and_swap_disks(world: World) -> None:
+    """`--boot-from-volume` (image -> new volume) with `--ephemeral` and `--swap`: the guest has the
+    volume as /dev/vda, then a 1 GiB ephemeral disk and a 16 MiB swap disk (mkswap's signature)."""
+    w = world
+    flavor = "bfv.eph"
+    w.cloud.osc("flavor", "create", "--ram", "256", "--disk", "1", "--vcpus", "1", "--ephemeral", "1", "--swap", "16",
+                "--public", flavor)
+    sid = str(w.osc("server", "create", "--image", "tiny-vm", "--boot-from-volume", "1", "--flavor", flavor,
+                    "--ephemeral", "size=1", "--swap", "16", "--nic", "none",
+                    "--user-data", w.user_data("disks.sh", DISKS_USER_DATA), "bfv-eph")["id"])
+    w.servers.append(sid)
+    wait_status(w.cloud, sid, "ACTIVE", timeout=240)
+    [attached] = w.osc("server", "show", sid)["volumes_attached"]
+    vid = str(attached["id"])
+    w.volumes.append(vid)  # no delete_on_termination from --boot-from-volume: the teardown deletes it
+    text = w.wait_console(sid, lambda t: "BFV-DISKS-DONE" in t, "the guest's disks")
+    disks = {m.split()[1]: m for m in text.splitlines() if m.startswith("BFV-DISK ")}
+    assert f"serial={vid[:20]}" in disks["vda"] and "sectors=2097152" in disks["vda"], disks
+    assert "sectors=2097152" in disks["vdb"] and "serial=none" in disks["vdb"], disks  # ephemeral, 1 GiB
+    assert "sectors=32768" in disks["vdc"] and "sig=SWAPSPACE2" in disks["vdc"], disks  # swap, 16 MiB
+    w.delete_server(sid)
+    assert qemu_processes_of(sid) == []
+    wait_volume(w.cloud, vid, "available")
