@@ -1,7 +1,7 @@
 """Boot from volume through the real `openstack` CLI (issue 11, acceptance 2, and the snapshot of a
 volume-backed server), on a real `cumulo up` with the QEMU driver.
 
-ONE cloud (QEMU only, no external link, no NICs on the servers) and three short tiny-VM boots,
+ONE cloud (QEMU only, no external link, no NICs on the servers) and four short tiny-VM boots,
 one at a time, all from volumes:
 1. `openstack volume create --image tiny-vm --bootable` makes the root volume (the image's
    metadata, kernel_id/ramdisk_id/os_command_line included, copied onto it);
@@ -15,6 +15,8 @@ one at a time, all from volumes:
 3. `openstack server image create` of that volume-backed server makes a volume snapshot and an
    image whose block_device_mapping property maps it; a third server boots from that image (a new
    volume made from the snapshot, deleted with the server) and sees the token too.
+4. `--boot-from-volume` with `--ephemeral` and `--swap`: the guest's disks are the new volume
+   (/dev/vda), the ephemeral disk and the swap disk (mkswap's signature).
 Everything made is deleted at the end; no QEMU process, volume file or snapshot file remains.
 """
 
