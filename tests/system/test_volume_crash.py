@@ -10,10 +10,10 @@ one rule: in-use AND attached on the host (Cinder's and Nova's records, the driv
 the loop device, the host mount under volmounts/, the mount in the container, usable), or
 available with none of these.
 
-A hot plug into a running q35 VM is killed too (the QEMU driver's record written): the volume is
-in-use and QEMU holds its file (a block node), or available and QEMU has no node of it; QEMU
-outlives the cloud. The VM's guest is not waited for (QEMU plugs whatever the guest does), so the
-VM's unplug, which needs the guest's answer, is left to the driver contract test.
+A hot plug into a running q35 VM is killed too (the QEMU driver's record written), then, once its
+guest booted, a hot unplug (the agent's detach event open: device_del sent): the volume is in-use
+and QEMU holds its file (a block node), or available and QEMU has no node of it; QEMU outlives the
+cloud.
 
 One cloud (runc + qemu on the local host, no external link), one container and one VM for the
 module, killed and restarted by each test. The moment to kill is an observation, never a fixed sleep, polled every 5 ms: the worker's
@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -582,14 +583,16 @@ def settled_vm(cloud: CumuloCloud, uuid: str, volume_id: str) -> str:
     return str(row["status"])
 
 
-def test_kill_during_vm_hot_plug(cloud: CumuloCloud) -> None:
+def test_kill_during_vm_hot_plug_and_unplug(cloud: CumuloCloud) -> None:
     """Killed once the QEMU driver recorded the volume (blockdev-add/device_add under way or not yet
-    done): after the restart it is in-use and plugged (QEMU holds its file), or available and QEMU
-    has no node of it. QEMU itself outlives the cloud. The VM's delete then gives the volumes back."""
+    done), then during an unplug: after each restart the volume is in-use and plugged (QEMU holds
+    its file), or available and QEMU has no node of it. QEMU itself outlives the cloud. The VM's
+    delete then gives the volumes back."""
     vm = boot_vm(cloud)
     made: list[str] = []
     try:
         hot_plug_kills(cloud, vm, made)
+        hot_unplug_kill(cloud, vm, made)
     finally:
         if cloud.running:
             with cloud.client(DEMO) as c:
@@ -625,3 +628,46 @@ def hot_plug_kills(cloud: CumuloCloud, vm: str, made: list[str]) -> None:
     assert alive(qemu)
     for v in made:  # every earlier attempt's volume consistent too
         settled_vm(cloud, vm, v)
+
+
+def console(cloud: CumuloCloud, uuid: str) -> str:
+    with cloud.client(DEMO) as c:
+        r = c.post(f"{COMPUTE}/servers/{uuid}/action", json={"os-getConsoleOutput": {}})
+    assert r.status_code == 200, r.text
+    return str(r.json()["output"])
+
+
+def hot_unplug_kill(cloud: CumuloCloud, vm: str, made: list[str]) -> None:
+    """Killed while the agent's detach waits for the guest (its compute_detach_volume event open for
+    50 ms: device_del sent, DEVICE_DELETED not yet; the tiny VM answers in ~0.2 s): after the
+    restart the volume is available and QEMU has no node of it, or in-use and still plugged."""
+    vid = next((v for v in made if demo_api(cloud, v)["status"] == "in-use"), made[-1])
+    if demo_api(cloud, vid)["status"] != "in-use":
+        cloud.osc("server", "add", "volume", vm, vid, cloud=DEMO)
+        wait_for(lambda: demo_api(cloud, vid)["status"] == "in-use", timeout=60, what="volume in-use")
+    wait_for(lambda: "cumulo-tiny-vm ready" in console(cloud, vm), timeout=300, interval=1.0,
+             what="the VM's guest booted (it answers a hot unplug)")
+    cli = subprocess.Popen([str(BIN / "openstack"), "--os-cloud", DEMO, "server", "remove", "volume", vm, vid],
+                           env=cloud.osc_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kill_on(cloud, cli, lambda: unplugging_for(cloud, vm) > 0.05, "the driver waiting for the guest's unplug")
+    at_kill = (volume_row(cloud, vid), qemu_opens(cloud, vm, vid))
+    cloud.start()
+    status = settled_vm(cloud, vm, vid)
+    print(f"kill during a VM hot unplug: at the kill {at_kill}; after the restart {status}")
+
+
+def unplugging_for(cloud: CumuloCloud, uuid: str) -> float:
+    """Seconds the agent's open compute_detach_volume event of the server has run (0: none open):
+    past a few ms, its device_del is sent and the driver waits for the guest."""
+    con = read_only(cloud)
+    try:
+        row = con.execute(
+            "SELECT e.start_time FROM instance_action_events e JOIN instance_actions a ON a.id = e.action_id "
+            "WHERE a.instance_uuid = ? AND e.event = 'compute_detach_volume' AND e.finish_time IS NULL",
+            (uuid,)).fetchone()
+    finally:
+        con.close()
+    if row is None:
+        return 0.0
+    started = datetime.fromisoformat(str(row["start_time"])).replace(tzinfo=UTC)
+    return (datetime.now(UTC) - started).total_seconds()

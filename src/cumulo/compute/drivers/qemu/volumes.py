@@ -115,15 +115,19 @@ class Volumes(QemuCore):
         dev = blockdev.device_id(volume_id)
         async with self._session(layout) as conn:
             mark = len(conn.events)
+            asked = True
             try:
                 await conn.execute("device_del", {"id": dev})
             except qmp.QmpError as exc:
-                if exc.klass != "DeviceNotFound":
+                # "already in the process of unplug": a detach a crash cut short asked already and
+                # the guest has not answered yet; wait for that answer as for our own request
+                asked = "in the process of unplug" in exc.desc
+                if exc.klass != "DeviceNotFound" and not asked:
                     if "hotplug" in exc.desc.lower():
                         raise Conflict(f"volume {volume_id} of {layout.uuid} sits on a bus without hot unplug "
                                        "(attached while the server was stopped): stop the server to detach it") from exc
                     raise
-            else:
+            if asked:
                 if not await conn.wait_device_deleted(dev, mark, UNPLUG_TIMEOUT):
                     raise DriverError(f"the guest of {layout.uuid} did not release volume {volume_id} within "
                                       f"{UNPLUG_TIMEOUT:.0f}s (it needs PCIe hot unplug; it stays attached"
