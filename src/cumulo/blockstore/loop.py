@@ -205,11 +205,12 @@ async def fs_type(device: str) -> str | None:
     return res.text.strip() or "unknown"
 
 
-async def make_fs(device: str, fstype: str = "ext4", label: str = "") -> None:
-    """mkfs on a blank device (Conflict when it holds a filesystem or signature already)."""
+async def make_fs(device: str, fstype: str = "ext4", label: str = "", *, probed_blank: bool = False) -> None:
+    """mkfs on a blank device (Conflict when it holds a filesystem or signature already).
+    `probed_blank`: the caller's own `fs_type(device)` just found nothing (no second blkid)."""
     if fstype not in FILESYSTEMS:
         raise StoreError(f"filesystem {fstype!r} is not one of {', '.join(FILESYSTEMS)}")
-    found = await fs_type(device)
+    found = None if probed_blank else await fs_type(device)
     if found is not None:
         raise Conflict(f"{device} is not blank (it holds {found}); not formatting it")
     if fstype == "ext4":

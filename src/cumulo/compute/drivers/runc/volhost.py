@@ -153,7 +153,7 @@ async def bring_up(state: Path, uuid: str, entry: dict[str, Any]) -> tuple[str, 
     if fstype is None:
         if disk.read_only:
             raise Conflict(f"volume {disk.volume_id} is blank and attached read-only: no filesystem to mount")
-        await loop.make_fs(dev, "ext4", label=disk.volume_id[:16])
+        await loop.make_fs(dev, "ext4", label=disk.volume_id[:16], probed_blank=True)
         fstype = "ext4"
     elif fstype not in MOUNTABLE:
         raise Conflict(f"volume {disk.volume_id} holds {fstype}, which a container cannot mount (it mounts "
