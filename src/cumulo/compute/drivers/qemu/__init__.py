@@ -189,8 +189,9 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volu
             append=str(props.get("os_command_line") or "") if kernel else "",
             root_format="raw" if root is not None else "qcow2", ephemeral=spec.flavor.ephemeral_gb > 0,
             swap=spec.flavor.swap > 0, config_drive=drive, root_volume=root.volume_id if root is not None else "",
-            # Every q35 server: a root port per boot NIC and volume, and spare ones for hot plug.
-            hotplug_ports=netdev.hotplug_ports(machine, len(spec.nics) + len(spec.disks)),
+            # Every q35 server: a root port per boot NIC and volume (a root volume sits on the root
+            # complex: blockdev.boot_disks), and spare ones for hot plug.
+            hotplug_ports=netdev.hotplug_ports(machine, len(spec.nics) + sum(not d.is_root for d in spec.disks)),
         )
 
     def _new_record(self, spec: InstanceSpec, cfg: VmConfig) -> dict[str, Any]:
