@@ -61,6 +61,13 @@ def _ids_in(directory: Path, pattern: re.Pattern[str]) -> list[str]:
     return sorted(m[1] for m in map(pattern.match, names) if m)
 
 
+def _finish(tmp: Path, final: Path, *, size: int | None, replace: bool) -> None:
+    """A finished temporary file grown to `size` (when given) and given its name."""
+    if size is not None:
+        sparse.grow(tmp, size)
+    sparse.publish(tmp, final, replace=replace)
+
+
 def _open_image(final: Path, source: Path, fmt: str, limit: int) -> tuple[int, int]:
     """(an fd on the image, the size its header claims) once no volume `final` exists and the image
     passed `qemuimg.precheck`: one thread hop for the steps before the convert."""
@@ -108,15 +115,18 @@ class FileStore:
 
     # -- building a file whole or not at all ------------------------------------------------------
 
-    async def _build(self, final: Path, make: Callable[[Path], Awaitable[None]], *, replace: bool = False) -> None:
-        """Run make(tmp) on a temporary name beside `final`, then give it that name."""
-        if not replace and await asyncio.to_thread(os.path.lexists, final):
+    async def _build(self, final: Path, make: Callable[[Path], Awaitable[int | None]], *, replace: bool = False,
+                     checked: bool = False) -> None:
+        """Run make(tmp) on a temporary name beside `final`, then give it that name; when make
+        returns a size, the file grows to it first (in the same thread hop as the naming).
+        `checked`: the caller found no `final` already (a link never overwrites one anyway)."""
+        if not replace and not checked and await asyncio.to_thread(os.path.lexists, final):
             raise VolumeExists(f"{final.name} already exists")
         tmp = sparse.temp_path(final)
         async with Reverter() as r:
             r.add(asyncio.to_thread, sparse.unlink, tmp)
-            await make(tmp)
-            await sparse.in_thread(functools.partial(sparse.publish, replace=replace), tmp, final)
+            size = await make(tmp)
+            await sparse.in_thread(functools.partial(_finish, size=size, replace=replace), tmp, final)
             r.commit()
 
     async def _size_of(self, path: Path, what: str) -> int:
@@ -136,16 +146,16 @@ class FileStore:
         return size
 
     async def _copy_to(self, src: Path, final: Path, size: int) -> None:
-        async def make(tmp: Path) -> None:
+        async def make(tmp: Path) -> int:
             await sparse.in_thread(sparse.copy_sparse, src, tmp)
-            await sparse.in_thread(sparse.grow, tmp, size)
+            return size
 
         await self._build(final, make)
 
     async def _convert_in(self, fd: int, fmt: str, final: Path, size: int, *, replace: bool = False) -> None:
-        async def make(tmp: Path) -> None:
+        async def make(tmp: Path) -> int:
             await qemuimg.convert(sparse.fd_path(fd), fmt, str(tmp), "raw")
-            await sparse.in_thread(sparse.grow, tmp, size)
+            return size
 
         await self._build(final, make, replace=replace)
 
@@ -276,13 +286,13 @@ class FileStore:
             self._image_target(size, claimed)
             made: list[int] = []
 
-            async def make(tmp: Path) -> None:
+            async def make(tmp: Path) -> int:
                 # The convert runs while qemu-img info and check inspect the image (a refusal kills it).
                 target = self._image_target(size, await qemuimg.convert_verified(fd, fmt, str(tmp), limit))
-                await sparse.in_thread(sparse.grow, tmp, target)
                 made.append(target)
+                return target
 
-            await self._build(final, make)
+            await self._build(final, make, checked=True)
         finally:
             os.close(fd)
         return made[0]
