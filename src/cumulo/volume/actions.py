@@ -3,6 +3,7 @@ upload to image, and the admin's reset-status and force-delete (POST /volumes/{i
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import sqlalchemy as sa
@@ -119,20 +120,26 @@ class VolumeActions(Attachments):
             authorize(ctx, "volume:upload_public")
         if self.images is None:
             raise errors.Invalid("Invalid input received: uploading a volume to an image is not available in this cloud yet.")
-        async with self.db.read() as conn:
+        async with self.db.write() as conn:
             row = await self.volume_row(conn, ctx, volume_id)
             allowed = states.allowed_from("upload") if force else {states.AVAILABLE}
             states.check_status(row.status, allowed, action="upload to image")
-        assert image_name is not None
-        image = await self.images.create_image_for_upload(
-            ctx, name=image_name, disk_format=disk_format, container_format=container_format,
-            visibility=visibility, protected=protected)
-        async with self.db.write() as conn:
+            # the volume is claimed before the image is made: a lost race leaves no queued image behind
             await states.transition(conn, volumes, row.id, allowed, {"status": states.UPLOADING})
             vtype = None
             if row.volume_type_id:
                 trow = (await conn.execute(sa.select(volume_types).where(volume_types.c.id == row.volume_type_id))).first()
                 vtype = await self.type_record(conn, trow) if trow is not None else None
+        assert image_name is not None
+        try:
+            image = await self.images.create_image_for_upload(
+                ctx, name=image_name, disk_format=disk_format, container_format=container_format,
+                visibility=visibility, protected=protected)
+        except BaseException:
+            async with self.db.write() as conn:
+                with contextlib.suppress(errors.Conflict):
+                    await states.transition(conn, volumes, row.id, {states.UPLOADING}, {"status": row.status})
+            raise
         await self._cast(row.id, self.worker.upload_to_image(row.id, str(image["id"]), disk_format))
         return {
             "id": row.id, "updated_at": None, "status": states.UPLOADING, "display_description": row.description,

@@ -1,0 +1,38 @@
+"""Findings of the issue-11 review of the volume service: each test failed before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from fake_worker import FakeImages, FakeWorker
+from vol_support import act, fault, make_volume, show
+
+from cumulo import errors
+
+UPLOAD = {"image_name": "img", "disk_format": "qcow2"}
+
+
+async def test_two_uploads_of_one_volume_at_once_leave_one_queued_image(
+        alice: httpx.AsyncClient, worker: FakeWorker, images: FakeImages) -> None:
+    vid = (await make_volume(alice))["id"]
+    worker.hold = True
+    answers = await asyncio.gather(*(act(alice, vid, "os-volume_upload_image", UPLOAD) for _ in range(2)))
+    assert sorted(r.status_code for r in answers) in ([202, 400], [202, 409])
+    # the loser made no image: nothing is left queued for ever
+    assert len(images.uploads) == 1
+    assert [c[0] for c in worker.casts].count("upload_to_image") == 1
+
+
+async def test_an_image_record_that_cannot_be_made_leaves_the_volume_as_it_was(
+        alice: httpx.AsyncClient, images: FakeImages, monkeypatch: pytest.MonkeyPatch) -> None:
+    vid = (await make_volume(alice))["id"]
+
+    async def refuse(ctx: Any, **kw: Any) -> dict[str, Any]:
+        raise errors.Forbidden("no image for you")
+
+    monkeypatch.setattr(images, "create_image_for_upload", refuse)
+    fault(await act(alice, vid, "os-volume_upload_image", UPLOAD), 403)
+    assert (await show(alice, vid))["status"] == "available"
