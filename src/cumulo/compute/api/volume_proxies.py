@@ -45,7 +45,7 @@ CREATE: Schema = {
             "type": "object",
             "properties": {
                 "volume_type": {"type": "string"}, "metadata": {"type": "object"}, "snapshot_id": {"type": "string"},
-                "size": {"type": ["integer", "string"], "pattern": "^[0-9]+$", "minimum": 1},
+                "size": {"type": ["integer", "string"], "pattern": "^[0-9]+$", "minimum": 1, "maxLength": 10},
                 "availability_zone": {"type": "string"}, "display_name": {"type": "string"},
                 "display_description": {"type": "string"},
             },
@@ -113,22 +113,10 @@ async def _caller(request: Request, rule: str) -> tuple[RequestContext, vol.Volu
     return ctx, client
 
 
-def _paged(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Nova's common.limited: offset, then limit (capped by max_limit)."""
-    limit, _ = _common.limit_and_marker(request)
-    try:
-        offset = int(request.query_params.get("offset", "0"))
-    except ValueError:
-        raise errors.Invalid("offset param must be an integer") from None
-    if offset < 0:
-        raise errors.Invalid("offset param must be positive")
-    return items[offset:offset + limit]
-
-
 async def list_volumes(request: Request) -> Response:
     detail = request.url.path.endswith("/detail")
     ctx, client = await _caller(request, "detail" if detail else "list")
-    items = _paged(request, await client.list_volumes(ctx))
+    items = _common.limited(request, await client.list_volumes(ctx))
     return json_response({"volumes": [volume_view(i) for i in items]})
 
 
@@ -157,7 +145,7 @@ async def delete_volume(request: Request) -> Response:
 async def list_snapshots(request: Request) -> Response:
     detail = request.url.path.endswith("/detail")
     ctx, client = await _caller(request, "snapshots:detail" if detail else "snapshots:list")
-    items = _paged(request, await client.list_snapshots(ctx))
+    items = _common.limited(request, await client.list_snapshots(ctx))
     return json_response({"snapshots": [snapshot_view(i) for i in items]})
 
 
