@@ -256,6 +256,18 @@ def limit_and_marker(request: Request) -> tuple[int, str | None]:
     return limit, marker
 
 
+def limited(request: Request, items: list[T]) -> list[T]:
+    """Nova's common.limited: `offset`, then `limit` (capped by MAX_LIMIT) of a whole list."""
+    limit, _ = limit_and_marker(request)
+    try:
+        offset = int(request.query_params.get("offset", "0"))
+    except ValueError:
+        raise errors.Invalid("offset param must be an integer") from None
+    if offset < 0:
+        raise errors.Invalid("offset param must be positive")
+    return items[offset:offset + limit]
+
+
 # Server body fields that rename straight onto instance columns (update and rebuild share them).
 _SERVER_COLUMNS = {
     "name": "display_name",

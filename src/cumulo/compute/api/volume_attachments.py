@@ -58,23 +58,10 @@ async def _server(request: Request, action: str) -> tuple[RequestContext, dict[s
     return ctx, row, VolumeAttachmentService(svc)
 
 
-def _paged(request: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Nova's common.limited: offset then limit (capped by max_limit)."""
-    limit, _ = _common.limit_and_marker(request)
-    raw = request.query_params.get("offset", "0")
-    try:
-        offset = int(raw)
-    except ValueError:
-        raise errors.Invalid("offset param must be an integer") from None
-    if offset < 0:
-        raise errors.Invalid("offset param must be positive")
-    return rows[offset:offset + limit]
-
-
 async def index(request: Request) -> Response:
     _, row, svc = await _server(request, "index")
     ver = _common.version(request)
-    items = _paged(request, await svc.of_server(row))
+    items = _common.limited(request, await svc.of_server(row))
     return json_response({"volumeAttachments": [view(r, row["uuid"], ver) for r in items]})
 
 
