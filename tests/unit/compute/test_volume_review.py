@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -12,7 +13,11 @@ from servers_support import (  # noqa: F401  (settings is a fixture override)
     make_world,
     mv,
     settings,
+    wait_gone,
+    wait_status,
 )
+
+from cumulo.context import RequestContext
 
 
 @pytest.fixture
@@ -23,3 +28,29 @@ async def world(cloud: Any, as_ctx: Any) -> World:
 async def test_os_volumes_create_with_a_size_of_thousands_of_digits_is_a_400(world: World) -> None:
     resp = await world.member.post(f"{API}/os-volumes", json={"volume": {"size": "1" * 5000}}, headers=mv("2.35"))
     assert resp.status_code == 400 and fault_of(resp)[0] == "badRequest"
+
+
+async def test_a_volume_backed_snapshot_cut_short_by_the_quota_leaves_no_volume_snapshot(world: World) -> None:
+    """createImage of a server with two volumes when the project may hold one more snapshot: the
+    second is refused (413) and the first, still `creating` then, must go too."""
+    server = {"name": "bfv", "imageRef": "", "flavorRef": "42", "networks": "none", "block_device_mapping_v2": [
+        {"uuid": world.image_id, "source_type": "image", "destination_type": "volume", "boot_index": 0,
+         "volume_size": 1, "delete_on_termination": True},
+        {"source_type": "blank", "destination_type": "volume", "volume_size": 1, "delete_on_termination": True}]}
+    resp = await world.member.post(f"{API}/servers", json={"server": server}, headers=mv("2.79"))
+    assert resp.status_code == 202, resp.text
+    sid = resp.json()["server"]["id"]
+    await wait_status(world.member, sid, "ACTIVE", version="2.79")
+    admin = RequestContext(user_id="admin", project_id="admin", roles=frozenset({"admin", "member", "reader"}))
+    await world.cloud.services.volume.update_quota_set(admin, world.project_id, {"quota_set": {"snapshots": 1}})
+    resp = await world.action(sid, {"createImage": {"name": "over"}}, version="2.45")
+    assert resp.status_code == 413, resp.text
+    snaps = f"/volume/v3/{world.project_id}/snapshots"
+    deadline = asyncio.get_running_loop().time() + 30
+    left = (await world.member.get(snaps)).json()["snapshots"]
+    while left and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+        left = (await world.member.get(snaps)).json()["snapshots"]
+    assert left == []
+    assert (await world.member.delete(f"{API}/servers/{sid}")).status_code == 204
+    await wait_gone(world.member, sid)

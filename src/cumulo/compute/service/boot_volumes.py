@@ -21,7 +21,9 @@ in task_state block_device_mapping (compute/agent/block_devices.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,8 @@ from cumulo.hosts.models import compute_nodes
 if TYPE_CHECKING:
     from cumulo.compute.volumes import VolumeClient
     from cumulo.image.service import ImageService
+
+LOG = logging.getLogger(__name__)
 
 # Image properties of a volume-backed snapshot (Nova's snapshot_volume_backed) that are not the
 # boot image's own.
@@ -300,6 +304,20 @@ async def _no_data() -> AsyncIterator[bytes]:
     yield b""  # an async generator that yields nothing
 
 
+async def _drop_snapshot(client: VolumeClient, ctx: RequestContext, snapshot_id: str, wait: float = 30.0) -> None:
+    """Delete a snapshot a failed createImage made. The volume service deletes only an available or
+    errored snapshot, and one made a moment ago is still `creating`: wait for its copy (bounded; a
+    failure path only), else it would stay behind, counted by the quota."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    try:
+        while (await client.get_snapshot(ctx, snapshot_id)).get("status") == "creating" and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await client.delete_snapshot(ctx, snapshot_id)
+    except errors.CumuloError as exc:
+        LOG.warning("createImage failed: its volume snapshot %s could not be deleted: %s", snapshot_id, exc)
+
+
 async def snapshot_volume_backed(db: Database, client: VolumeClient | None, images: ImageService, ctx: RequestContext,
                                  inst: dict[str, Any], name: str, metadata: dict[str, str]) -> str:
     """createImage of a server booted from a volume: a snapshot of each of its volumes (forced: they
@@ -335,10 +353,7 @@ async def snapshot_volume_backed(db: Database, client: VolumeClient | None, imag
         image = await images.create_snapshot_record(ctx, name, props, "raw", "bare")
     except BaseException:
         for snapshot_id in made:
-            try:
-                await client.delete_snapshot(ctx, snapshot_id)
-            except errors.CumuloError:
-                pass
+            await _drop_snapshot(client, ctx, snapshot_id)
         raise
     await images.upload(ctx, str(image["id"]), _no_data(), 0)
     return str(image["id"])
