@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,6 +12,10 @@ from fake_worker import FakeImages, FakeWorker
 from vol_support import act, fault, make_volume, show
 
 from cumulo import errors
+from cumulo.blockstore import open_store
+from cumulo.blockstore.base import StoreConfig
+from cumulo.volume.service import VolumeService
+from cumulo.volume.worker.manager import VolumeManager
 
 UPLOAD = {"image_name": "img", "disk_format": "qcow2"}
 
@@ -35,4 +40,35 @@ async def test_an_image_record_that_cannot_be_made_leaves_the_volume_as_it_was(
 
     monkeypatch.setattr(images, "create_image_for_upload", refuse)
     fault(await act(alice, vid, "os-volume_upload_image", UPLOAD), 403)
+    assert (await show(alice, vid))["status"] == "available"
+
+
+async def test_the_worker_removes_an_upload_export_off_the_event_loop(
+        svc: VolumeService, alice: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = StoreConfig.under(svc.conf.state_dir)
+    filled: list[Path | None] = []
+
+    async def fill(image_id: str, path: Path | None) -> None:
+        filled.append(path)
+
+    manager = VolumeManager(svc.db, open_store("file", config), "host1", image_fill=fill, scratch=config.run_dir)
+    await manager.start()
+    svc.worker = manager
+    vid = (await make_volume(alice))["id"]
+    on_loop: list[bool] = []
+    real = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self.name.startswith("upload-"):
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(True)
+            except RuntimeError:
+                on_loop.append(False)
+        real(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert (await act(alice, vid, "os-volume_upload_image", UPLOAD)).status_code == 202
+    assert filled and filled[0] is not None and not filled[0].exists()
+    assert on_loop == [False]  # a big export takes a while to free: not on the event loop
     assert (await show(alice, vid))["status"] == "available"

@@ -198,7 +198,7 @@ class VolumeManager:
                 await self.store.export(volume_id, dest, disk_format)
                 await fill(image_id, dest)
             finally:
-                dest.unlink(missing_ok=True)
+                await asyncio.to_thread(dest.unlink, True)  # missing_ok; a big export takes a while to free
             await self._after_upload(volume_id, None)
 
         async def failed(msg: str) -> None:
