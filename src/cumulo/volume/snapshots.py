@@ -83,7 +83,7 @@ class SnapshotsAndBackups(VolumeActions):
             await records.write_kv(conn, snapshot_metadata, "snapshot_id", snapshot_id, meta, replace=True)
             row = (await conn.execute(sa.select(snapshots).where(snapshots.c.id == snapshot_id))).one()
             record = (await self._snapshot_records(conn, [row]))[0]
-        await self._cast(vol.id, self.worker.create_snapshot(snapshot_id, vol.id))
+        await self._cast(snapshot_id, self.worker.create_snapshot(snapshot_id, vol.id), table=snapshots)
         return record
 
     async def list_snapshots(self, ctx: RequestContext, params: dict[str, str]) -> query.Page:
@@ -126,7 +126,7 @@ class SnapshotsAndBackups(VolumeActions):
             allowed = states.SNAPSHOT_STATUSES if force else states.SNAPSHOT_DELETABLE
             states.check_status(row.status, allowed, what="snapshot", action="delete")
             await states.transition(conn, snapshots, row.id, allowed, {"status": states.DELETING}, what="snapshot")
-        await self._cast(row.volume_id, self.worker.delete_snapshot(row.id))
+        await self._cast(row.id, self.worker.delete_snapshot(row.id), table=snapshots)
 
     async def reset_snapshot_status(self, ctx: RequestContext, snapshot_id: str, body: Any) -> None:
         """os-reset_status (admin): any snapshot status, no check of the current one (Cinder's)."""
@@ -282,7 +282,7 @@ class SnapshotsAndBackups(VolumeActions):
             if row.status not in allowed:
                 raise errors.Invalid(f"Invalid backup: Backup status must be available or error, but current status is: {row.status}.")
             await states.transition(conn, backups, row.id, allowed, {"status": states.DELETING}, what="backup")
-        await self._cast(row.volume_id, self.worker.delete_backup(row.id))
+        await self._cast(row.id, self.worker.delete_backup(row.id), table=backups)
 
     async def restore_backup(self, ctx: RequestContext, backup_id: str, body: Any) -> dict[str, Any]:
         """Restore into `volume_id` (available, at least as big) or a new volume; {backup_id, volume_id, volume_name}."""

@@ -196,15 +196,18 @@ class Volumes(VolumeTypes):
                 out[k] = val
         return out
 
-    async def _cast(self, volume_id: str, call: Any) -> None:
-        """Send a cast; when the worker cannot be reached the volume goes to error, with the reason."""
+    async def _cast(self, volume_id: str, call: Any, *, table: sa.Table = volumes) -> None:
+        """Send a cast; when the worker cannot be reached the row it is about (the volume, or a
+        snapshot or backup of it: `table`) goes to error (which its owner may delete), a volume
+        with the reason."""
         try:
             await call
         except Exception as exc:  # noqa: BLE001 - any transport failure: the request is recorded, the volume fails
-            LOG.warning("volume %s: cast failed: %s", volume_id, exc)
+            LOG.warning("%s %s: cast failed: %s", table.name, volume_id, exc)
+            reason = {"error_message": f"volume worker unreachable: {exc}"[:255]} if table is volumes else {}
             async with self.db.write() as conn:
-                await conn.execute(volumes.update().where(volumes.c.id == volume_id).values(
-                    status=states.ERROR, error_message=f"volume worker unreachable: {exc}"[:255], updated_at=utcnow()))
+                await conn.execute(table.update().where(table.c.id == volume_id).values(
+                    status=states.ERROR, updated_at=utcnow(), **reason))
 
     # ---- read -------------------------------------------------------------------------------
 
@@ -267,7 +270,7 @@ class Volumes(VolumeTypes):
                 await conn.execute(snapshots.update().where(snapshots.c.id == snap.id)
                                    .values(status=states.DELETING, updated_at=utcnow()))
         for snap in snaps:
-            await self._cast(row.id, self.worker.delete_snapshot(snap.id))
+            await self._cast(snap.id, self.worker.delete_snapshot(snap.id), table=snapshots)
         await self._cast(row.id, self.worker.delete_volume(row.id))
 
     # ---- metadata ---------------------------------------------------------------------------

@@ -72,3 +72,23 @@ async def test_the_worker_removes_an_upload_export_off_the_event_loop(
     assert filled and filled[0] is not None and not filled[0].exists()
     assert on_loop == [False]  # a big export takes a while to free: not on the event loop
     assert (await show(alice, vid))["status"] == "available"
+
+
+async def test_an_unreachable_worker_fails_the_snapshot_or_backup_not_the_volume(
+        alice: httpx.AsyncClient, worker: FakeWorker) -> None:
+    vid = (await make_volume(alice))["id"]
+    r = await alice.post("/backups", json={"backup": {"volume_id": vid}})
+    assert r.status_code == 202, r.text
+    backup_id = r.json()["backup"]["id"]
+    worker.fail = True  # the bus is down
+    r = await alice.post("/snapshots", json={"snapshot": {"volume_id": vid}})
+    assert r.status_code == 202, r.text
+    snap_id = r.json()["snapshot"]["id"]
+    assert (await alice.delete(f"/backups/{backup_id}")).status_code == 202
+    worker.fail = False
+    assert (await show(alice, vid))["status"] == "available"  # untouched: it was not what failed
+    assert (await alice.get(f"/snapshots/{snap_id}")).json()["snapshot"]["status"] == "error"
+    assert (await alice.get(f"/backups/{backup_id}")).json()["backup"]["status"] == "error"
+    # and both may be deleted again by their owner
+    assert (await alice.delete(f"/snapshots/{snap_id}")).status_code == 202
+    assert (await alice.delete(f"/backups/{backup_id}")).status_code == 202
