@@ -17,6 +17,7 @@ from servers_support import (  # noqa: F401  (settings is a fixture override)
     wait_status,
 )
 
+from cumulo import errors
 from cumulo.context import RequestContext
 
 
@@ -52,5 +53,32 @@ async def test_a_volume_backed_snapshot_cut_short_by_the_quota_leaves_no_volume_
         await asyncio.sleep(0.05)
         left = (await world.member.get(snaps)).json()["snapshots"]
     assert left == []
+    assert (await world.member.delete(f"{API}/servers/{sid}")).status_code == 204
+    await wait_gone(world.member, sid)
+
+
+async def test_an_attach_the_agent_cannot_be_told_of_gives_the_volume_back(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    sid = (await world.active("att"))["id"]
+    resp = await world.member.post(f"/volume/v3/{world.project_id}/volumes", json={"volume": {"size": 1}})
+    vid = resp.json()["volume"]["id"]
+    vol_url = f"/volume/v3/{world.project_id}/volumes/{vid}"
+    for _ in range(400):
+        if (await world.member.get(vol_url)).json()["volume"]["status"] == "available":
+            break
+        await asyncio.sleep(0.02)
+
+    async def bus_down(*args: Any, **kwargs: Any) -> None:
+        raise errors.CumuloError("the message bus is down")
+
+    monkeypatch.setattr(world.cloud.services.compute.agents, "attach_volume", bus_down)
+    resp = await world.member.post(f"{API}/servers/{sid}/os-volume_attachments",
+                                   json={"volumeAttachment": {"volumeId": vid}}, headers=mv("2.79"))
+    assert resp.status_code == 500, resp.text
+    # nothing is left: the volume is not reserved for an attach nobody will do, the server maps nothing
+    assert (await world.member.get(vol_url)).json()["volume"]["status"] == "available"
+    listed = await world.member.get(f"{API}/servers/{sid}/os-volume_attachments", headers=mv("2.79"))
+    assert listed.json()["volumeAttachments"] == []
+    monkeypatch.undo()
     assert (await world.member.delete(f"{API}/servers/{sid}")).status_code == 204
     await wait_gone(world.member, sid)

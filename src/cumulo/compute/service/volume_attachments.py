@@ -17,6 +17,7 @@ server holding the volume is told, through its agent, to show the guest the new 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +118,14 @@ class VolumeAttachmentService:
             await volume_records.update(conn, bdm["uuid"], attachment_id=attachment["id"])
             await act.record_action(conn, ctx, inst["uuid"], vol.ATTACH_VOLUME)
         bdm["attachment_id"] = attachment["id"]
-        await self.compute.agents.attach_volume(host, inst["uuid"], bdm_uuid=bdm["uuid"], request_id=ctx.request_id)
+        try:
+            await self.compute.agents.attach_volume(host, inst["uuid"], bdm_uuid=bdm["uuid"], request_id=ctx.request_id)
+        except Exception:  # the agent was not told: the reservation and the mapping are given back
+            with contextlib.suppress(errors.CumuloError):
+                await client.attachment_delete(ctx, str(attachment["id"]))
+            async with self.db.write() as conn:
+                await volume_records.delete(conn, bdm["uuid"])
+            raise
         return bdm
 
     # ---- update (2.85) / swap ---------------------------------------------------------------
