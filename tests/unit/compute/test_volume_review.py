@@ -82,3 +82,35 @@ async def test_an_attach_the_agent_cannot_be_told_of_gives_the_volume_back(
     monkeypatch.undo()
     assert (await world.member.delete(f"{API}/servers/{sid}")).status_code == 204
     await wait_gone(world.member, sid)
+
+
+async def test_a_detach_the_agent_cannot_be_told_of_leaves_the_volume_in_use(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    sid = (await world.active("det"))["id"]
+    resp = await world.member.post(f"/volume/v3/{world.project_id}/volumes", json={"volume": {"size": 1}})
+    vid = resp.json()["volume"]["id"]
+    vol_url = f"/volume/v3/{world.project_id}/volumes/{vid}"
+
+    async def status_is(wanted: str) -> bool:
+        for _ in range(400):
+            if (await world.member.get(vol_url)).json()["volume"]["status"] == wanted:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    assert await status_is("available")
+    resp = await world.member.post(f"{API}/servers/{sid}/os-volume_attachments",
+                                   json={"volumeAttachment": {"volumeId": vid}}, headers=mv("2.79"))
+    assert resp.status_code == 200, resp.text
+    assert await status_is("in-use")
+
+    async def bus_down(*args: Any, **kwargs: Any) -> None:
+        raise errors.CumuloError("the message bus is down")
+
+    monkeypatch.setattr(world.cloud.services.compute.agents, "detach_volume", bus_down)
+    resp = await world.member.delete(f"{API}/servers/{sid}/os-volume_attachments/{vid}")
+    assert resp.status_code == 500, resp.text
+    assert (await world.member.get(vol_url)).json()["volume"]["status"] == "in-use"  # not stuck detaching
+    monkeypatch.undo()
+    assert (await world.member.delete(f"{API}/servers/{sid}")).status_code == 204
+    await wait_gone(world.member, sid)

@@ -157,7 +157,12 @@ class VolumeAttachmentService:
         await client.begin_detaching(ctx, volume_id)  # not in-use (still attaching): the volume service's 400
         async with self.db.write() as conn:
             await act.record_action(conn, ctx, inst["uuid"], vol.DETACH_VOLUME)
-        await self.compute.agents.detach_volume(host, inst["uuid"], volume_id=volume_id, request_id=ctx.request_id)
+        try:
+            await self.compute.agents.detach_volume(host, inst["uuid"], volume_id=volume_id, request_id=ctx.request_id)
+        except Exception:  # the agent was not told: the volume is in-use again, not left detaching
+            with contextlib.suppress(errors.CumuloError):
+                await client.roll_detaching(ctx, volume_id)
+            raise
 
     # ---- the volume worker's event ---------------------------------------------------------
 
