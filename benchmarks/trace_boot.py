@@ -66,10 +66,10 @@ def install() -> None:
     from cumulo.compute.conductor import manager as conductor
     from cumulo.compute.drivers import runc as runc_driver
     from cumulo.compute.drivers.runc import overlay, provision, rootdisk, state
-    from cumulo.compute.service import servers
+    from cumulo.compute.service import server_create
     from cumulo.scheduler import manager as sched
 
-    _wrap_async(servers.ComputeService, "create_servers", "api.create_servers")
+    _wrap_async(server_create, "create_servers", "api.create_servers")
     _wrap_async(inproc.InprocBus, "_dispatch", labeler=lambda _self, topic, msg, fut: f"bus.{msg.get('method')}")
     _wrap_async(conductor.Conductor, "_build_one", "conductor.build_one")
     _wrap_async(conductor.Conductor, "_select_and_claim", "conductor.select_and_claim")

@@ -23,7 +23,7 @@ from cumulo.compute.api.schemas._base import (
     parse_isotime,
     validate_query,
 )
-from cumulo.compute.service import bdm, networking, softdelete
+from cumulo.compute.service import bdm, networking, server_create, softdelete
 from cumulo.compute.service.boot import CreateRequest, generate_password
 from cumulo.compute.service.listing import ListQuery, normalise_sort
 from cumulo.compute.service.volume_attachments import VolumeAttachmentService
@@ -311,7 +311,7 @@ async def create(request: Request) -> Response:
         requested_node=requested_node,
     )
     admin_pass = server.get("adminPass") or generate_password()
-    rows, resv = await _common.compute_service(request).create_servers(ctx, req)
+    rows, resv = await server_create.create_servers(_common.compute_service(request), ctx, req)
     sgs = _common.security_group_service(request)
     for row in rows:  # the requested groups on the ports the create made
         made = [{"id": p} for p in netports.port_ids_of(row) if p not in netports.user_ports_of(row)]

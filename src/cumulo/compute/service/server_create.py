@@ -1,0 +1,165 @@
+"""Server create on the API side (POST /servers): the request checked against the domain (flavor, key
+pair, zone, forced host, quotas), its root and block devices resolved and existing volumes reserved
+(boot_volumes), the instance rows, mappings, group members and actions written in one write
+transaction, ports allocated (networking) and the build cast to the conductor.
+
+Nothing slow runs here: the create returns as soon as the DB says yes and the cast is queued.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cumulo import errors, policy
+from cumulo.compute import actions as act
+from cumulo.compute import server_groups
+from cumulo.compute import states as st
+from cumulo.compute.models import instance_actions, instances
+from cumulo.compute.service import boot_volumes, networking
+from cumulo.compute.service.boot import CreateRequest, flavor_snapshot, reservation_id, sanitize_hostname
+from cumulo.compute.service.quotas import INSTANCE_RESOURCES, headroom
+from cumulo.context import RequestContext
+from cumulo.db import new_uuid, utcnow
+from cumulo.hosts.models import compute_nodes, services
+
+if TYPE_CHECKING:
+    from cumulo.compute.service.servers import ComputeService
+
+
+async def create_servers(svc: ComputeService, ctx: RequestContext, req: CreateRequest) -> tuple[list[dict[str, Any]], str]:
+    """POST /servers: min_count..max_count instances (as many as the quota allows), their rows written
+    in one transaction, the build cast to the conductor; returns (rows, reservation_id)."""
+    project = ctx.project_id or ""
+    az, force_host, force_node = parse_availability_zone(ctx, req.availability_zone)
+    async with svc.db.read() as conn:
+        flavor = await svc.flavor_for(conn, ctx, req.flavor_ref)
+        keypair = await svc.keypair_for(conn, ctx, req.key_name) if req.key_name else None
+        if az is not None and az not in await _availability_zones(conn, svc.conf.default_availability_zone):
+            raise errors.Invalid("The requested availability zone is not available")
+        for wanted, column in ((req.requested_host, compute_nodes.c.host), (req.requested_node, compute_nodes.c.hypervisor_hostname)):
+            if wanted and (await conn.execute(sa.select(column).where(column == wanted).limit(1))).first() is None:
+                raise errors.Invalid(f"Compute host {wanted} could not be found.")
+        # Limits are read before the write lock (they change rarely); usage is counted under it.
+        limits = await svc.quotas.limits(conn, project)
+        # A user with their own instances/cores/ram limits is bound by them too (None: the project's alone).
+        own = await svc.quotas.user_overrides(conn, project, ctx.user_id) if ctx.user_id else {}
+        user_limits = {**limits, **own} if any(r in own for r in INSTANCE_RESOURCES) else None
+        members_limit = own.get("server_group_members", limits["server_group_members"])
+        group = await server_groups.group_for_create(conn, ctx, req.scheduler_hints)
+    # The root (an image, or a volume: boot_volumes) and the block device mappings, checked.
+    root = await boot_volumes.resolve(svc.db, svc.volumes, svc.images, ctx, req, flavor)
+
+    nets = await networking.requested_ports(svc.network, ctx, req.requested_networks) if svc.network else []
+    snap = flavor_snapshot(flavor)
+    resv = reservation_id()
+    now = utcnow()
+    if 0 <= limits["metadata_items"] < len(req.metadata):
+        raise errors.OverQuota(f"Maximum number of metadata items exceeds {limits['metadata_items']}")
+    first = new_uuid()
+    await boot_volumes.reserve(svc.volumes, ctx, root.prepared, first)  # existing volumes, as Nova
+    try:
+        # Few awaits while holding the write lock: under load each one waits a turn of the event loop.
+        async with svc.db.write() as conn:
+            await svc.quotas.lock(conn, project)
+            fits = headroom(limits, await svc.quotas.instance_usage(conn, project), snap["vcpus"], snap["memory_mb"])
+            if user_limits is not None:
+                user_used = await svc.quotas.instance_usage(conn, project, ctx.user_id)
+                fits = min(fits, headroom(user_limits, user_used, snap["vcpus"], snap["memory_mb"]))
+            count = min(req.max_count, fits)
+            if count < req.min_count:
+                await svc.quotas.check_instances(
+                    conn, project, req.max_count, snap["vcpus"], snap["memory_mb"], user_id=ctx.user_id
+                )
+                raise errors.OverQuota("Quota exceeded for instances: Cannot run any more instances of this type.")
+            uuids = [first, *(new_uuid() for _ in range(count - 1))]
+            spec = {
+                "flavor": snap,
+                "image": root.spec_image,
+                "availability_zone": az,
+                "force_hosts": [force_host] if force_host else [],
+                "force_nodes": [force_node] if force_node else [],
+                "requested_host": req.requested_host,
+                "requested_node": req.requested_node,
+                "scheduler_hints": req.scheduler_hints,
+                "num_instances": count,
+                "instance_uuids": uuids,
+                "project_id": project,
+                "user_id": ctx.user_id,
+            }
+            rows = []
+            for index, uuid in enumerate(uuids):
+                # Nova's multi_instance_display_name_template: "%(name)s-%(count)d".
+                display = f"{req.name}-{index + 1}" if count > 1 else req.name
+                rows.append(
+                    {
+                        "uuid": uuid, "project_id": project, "user_id": ctx.user_id or "", "display_name": display,
+                        "display_description": req.description, "hostname": sanitize_hostname(display, f"Server-{uuid}"),
+                        "image_ref": root.image["id"] if root.image else "", "flavor": snap, "vcpus": snap["vcpus"],
+                        # a volume-backed server holds no local root disk (placement claims none)
+                        "memory_mb": snap["memory_mb"], "root_gb": 0 if root.volume_backed else snap["root_gb"],
+                        "ephemeral_gb": snap["ephemeral_gb"], "key_name": req.key_name,
+                        "key_data": keypair["public_key"] if keypair else None, "user_data": req.user_data,
+                        "metadata": dict(req.metadata),
+                        "system_metadata": {"auto_disk_config": req.auto_disk_config, "trusted_certs": req.trusted_certs},
+                        "tags": list(req.tags), "vm_state": st.BUILDING, "task_state": st.SCHEDULING,
+                        "power_state": 0, "locked": False, "availability_zone": az, "reservation_id": resv,
+                        "launch_index": index, "access_ip_v4": req.access_ip_v4, "access_ip_v6": req.access_ip_v6,
+                        "config_drive": "True" if req.config_drive else "", "progress": 0, "request_spec": spec,
+                        "security_groups": list(req.security_groups), "requested_networks": req.requested_networks,
+                        "addresses": {}, "created_at": now, "updated_at": now, "deleted": False,
+                    }
+                )
+            await conn.execute(sa.insert(instances), rows)
+            for uuid in uuids:
+                await boot_volumes.write_rows(conn, root.prepared, uuid)
+            if group is not None:
+                await server_groups.add_members(conn, group, uuids, ctx.user_id or "", members_limit)
+            await conn.execute(
+                sa.insert(instance_actions),
+                [
+                    {"action": act.CREATE, "instance_uuid": uuid, "request_id": ctx.request_id, "user_id": ctx.user_id,
+                     "project_id": ctx.project_id, "start_time": now, "updated_at": now}
+                    for uuid in uuids
+                ],
+            )
+    except BaseException:
+        await boot_volumes.unreserve(svc.volumes, ctx, root.prepared)
+        raise
+    if nets and svc.network is not None:
+        await networking.allocate_for_rows(svc.db, svc.network, ctx, rows, nets)
+    await svc.conductor.build_instances(uuids)
+    return rows, resv
+
+
+def parse_availability_zone(ctx: RequestContext, raw: str | None) -> tuple[str | None, str | None, str | None]:
+    """Nova's "zone", "zone:host", "zone:host:node", "zone::node" forms; host/node need admin."""
+    if not raw:
+        return None, None, None
+    az, host, node = raw, None, None
+    if ":" in raw:
+        count = raw.count(":")
+        if count == 1:
+            az, host = raw.split(":", 1)
+        elif count == 2:
+            if "::" in raw:
+                az, node = raw.split("::", 1)
+            else:
+                az, host, node = raw.split(":", 2)
+        else:
+            raise errors.Invalid("Unable to parse availability_zone")
+    if host or node:
+        policy.authorize(ctx, "compute:servers:create:forced_host")
+    return az or None, host or None, node or None
+
+
+async def _availability_zones(conn: AsyncConnection, default_zone: str) -> set[str]:
+    rows = await conn.execute(
+        # Only zones that hold compute hosts: "internal" (conductor, scheduler) can run nothing.
+        sa.select(services.c.availability_zone)
+        .distinct()
+        .where(services.c.availability_zone.is_not(None), services.c.binary.like("%-compute"))
+    )
+    return {default_zone, *(r[0] for r in rows)}
