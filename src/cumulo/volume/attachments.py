@@ -20,7 +20,7 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.volume import query, records, states
-from cumulo.volume.base import authorize, check_uuid, not_found
+from cumulo.volume.base import authorize, check_uuid, not_found, wants_all_tenants
 from cumulo.volume.models import volume_admin_metadata, volume_attachments, volumes
 from cumulo.volume.volumes import Volumes
 
@@ -194,7 +194,7 @@ class Attachments(Volumes):
 
     async def list_attachments(self, ctx: RequestContext, params: dict[str, str]) -> query.Page:
         authorize(ctx, "volume:get")
-        all_tenants = ctx.is_admin and params.get("all_tenants", "0").lower() not in ("0", "false", "f", "no", "")
+        all_tenants = wants_all_tenants(ctx, params)
         q = sa.select(volume_attachments)
         if not all_tenants:
             q = q.where(volume_attachments.c.project_id == ctx.project_id)

@@ -104,6 +104,11 @@ def owns(ctx: RequestContext, project_id: str) -> bool:
     return ctx.is_admin or (ctx.project_id is not None and project_id == ctx.project_id)
 
 
+def wants_all_tenants(ctx: RequestContext, params: dict[str, str]) -> bool:
+    """Whether a list covers every project: an admin's `all_tenants` (a false-looking value is no)."""
+    return ctx.is_admin and params.get("all_tenants", "0").lower() not in ("0", "false", "f", "no", "")
+
+
 def check_uuid(value: Any, what: str) -> str:
     """A UUID a request names; anything else is a 400 naming the field (never a 500 further down)."""
     if not isinstance(value, str):

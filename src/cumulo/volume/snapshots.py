@@ -18,7 +18,7 @@ from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.volume import query, records, states
 from cumulo.volume.actions import VolumeActions
-from cumulo.volume.base import authorize, check_uuid
+from cumulo.volume.base import authorize, check_uuid, wants_all_tenants
 from cumulo.volume.models import (
     backups,
     snapshot_metadata,
@@ -88,7 +88,7 @@ class SnapshotsAndBackups(VolumeActions):
 
     async def list_snapshots(self, ctx: RequestContext, params: dict[str, str]) -> query.Page:
         authorize(ctx, "snapshot:get")
-        all_tenants = ctx.is_admin and params.get("all_tenants", "0").lower() not in ("0", "false", "f", "no", "")
+        all_tenants = wants_all_tenants(ctx, params)
         q = sa.select(snapshots)
         if not all_tenants:
             q = q.where(snapshots.c.project_id == ctx.project_id)
@@ -241,7 +241,7 @@ class SnapshotsAndBackups(VolumeActions):
 
     async def list_backups(self, ctx: RequestContext, params: dict[str, str]) -> query.Page:
         authorize(ctx, "backup:get")
-        all_tenants = ctx.is_admin and params.get("all_tenants", "0").lower() not in ("0", "false", "f", "no", "")
+        all_tenants = wants_all_tenants(ctx, params)
         q = sa.select(backups)
         if not all_tenants:
             q = q.where(backups.c.project_id == ctx.project_id)

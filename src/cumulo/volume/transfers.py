@@ -23,7 +23,7 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.volume import records, states
-from cumulo.volume.base import authorize, check_uuid, owns
+from cumulo.volume.base import authorize, check_uuid, owns, wants_all_tenants
 from cumulo.volume.models import snapshots, volume_admin_metadata, volumes
 from cumulo.volume.quotas import VolumeQuotas
 
@@ -110,7 +110,7 @@ class VolumeTransfers(VolumeQuotas):
     async def list_transfers(self, ctx: RequestContext, params: dict[str, str]) -> list[dict[str, Any]]:
         """The caller's project's open transfers (the admin's with all_tenants)."""
         authorize(ctx, "volume:get")
-        all_tenants = ctx.is_admin and params.get("all_tenants", "0").lower() not in ("0", "false", "f", "no", "")
+        all_tenants = wants_all_tenants(ctx, params)
         async with self.db.read() as conn:
             found = await self._transfer_rows(conn)
         return [t for t in found if all_tenants or t["source_project_id"] == ctx.project_id]

@@ -19,7 +19,7 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.volume import query, records, states
-from cumulo.volume.base import MAX_SIZE_GB, authorize, check_uuid
+from cumulo.volume.base import MAX_SIZE_GB, authorize, check_uuid, wants_all_tenants
 from cumulo.volume.models import (
     backups,
     snapshots,
@@ -213,7 +213,7 @@ class Volumes(VolumeTypes):
 
     async def list_volumes(self, ctx: RequestContext, params: dict[str, str]) -> query.Page:
         authorize(ctx, "volume:get")
-        all_tenants = ctx.is_admin and params.get("all_tenants", "0").lower() not in ("0", "false", "f", "no", "")
+        all_tenants = wants_all_tenants(ctx, params)
         q = sa.select(volumes)
         if not all_tenants:
             q = q.where(volumes.c.project_id == ctx.project_id)
