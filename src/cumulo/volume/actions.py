@@ -14,7 +14,8 @@ from cumulo.db import utcnow
 from cumulo.volume import records, states
 from cumulo.volume.attachments import Attachments
 from cumulo.volume.base import EXTENDING_TO, MAX_SIZE_GB, OverLimit, authorize
-from cumulo.volume.models import volume_admin_metadata, volume_types, volumes
+from cumulo.volume.models import volume_admin_metadata, volume_type_extra_specs, volume_types, volumes
+from cumulo.volume.types import is_true_spec
 
 UPLOAD_DISK_FORMATS = ("raw", "qcow2")
 UPLOAD_CONTAINER_FORMATS = ("bare",)
@@ -80,7 +81,15 @@ class VolumeActions(Attachments):
             new_type = await self.type_row(conn, ctx, body["new_type"])
             if new_type.id == row.volume_type_id:
                 raise errors.Invalid("Invalid input received: New volume type must be different from the original.")
-            await states.transition(conn, volumes, row.id, states.allowed_from("retype"), {"volume_type_id": new_type.id})
+            # the new type's multiattach spec decides the volume's flag (Cinder's retype); an attached
+            # volume keeps its flag, so such a retype waits until it is available
+            specs = (await records.kv_of(conn, volume_type_extra_specs, "volume_type_id", [new_type.id]))[new_type.id]
+            multiattach = is_true_spec(specs.get("multiattach"))
+            if multiattach != bool(row.multiattach) and row.status != states.AVAILABLE:
+                raise errors.Invalid("Invalid volume: a retype that changes multiattach needs the volume available "
+                                     f"(it is {row.status}).")
+            await states.transition(conn, volumes, row.id, states.allowed_from("retype"),
+                                    {"volume_type_id": new_type.id, "multiattach": multiattach})
 
     async def reset_status(self, ctx: RequestContext, volume_id: str, body: dict[str, Any]) -> None:
         authorize(ctx, "volume:reset_status")

@@ -96,3 +96,14 @@ async def test_snapshot_and_backup_admin_actions(alice: httpx.AsyncClient, admin
     fault(await alice.post(f"/snapshots/{sid}/action", json={"os-update_snapshot_status": {"status": "available"}}), 400)
     fault(await alice.post("/snapshots", json={"snapshot": {"volume_id": None}}), 404)
     fault(await alice.post("/snapshots", json={"snapshot": {"volume_id": "x"}}), 400)
+
+
+async def test_retype_follows_the_multiattach_spec(alice: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
+    r = await admin.post("/types", json={"volume_type": {"name": "shared", "extra_specs": {"multiattach": "<is> True"}}})
+    assert r.status_code == 200, r.text
+    vol = await make_volume(alice)
+    assert vol["multiattach"] is False
+    assert (await act(alice, vol["id"], "os-retype", {"new_type": "shared"})).status_code == 202
+    assert (await show(alice, vol["id"]))["multiattach"] is True
+    assert (await act(alice, vol["id"], "os-retype", {"new_type": "__DEFAULT__"})).status_code == 202
+    assert (await show(alice, vol["id"]))["multiattach"] is False
