@@ -14,6 +14,7 @@ from vol_support import act, fault, make_volume, show
 from cumulo import errors
 from cumulo.blockstore import open_store
 from cumulo.blockstore.base import StoreConfig
+from cumulo.volume.models import volumes
 from cumulo.volume.service import VolumeService
 from cumulo.volume.worker.manager import VolumeManager
 
@@ -92,3 +93,18 @@ async def test_an_unreachable_worker_fails_the_snapshot_or_backup_not_the_volume
     # and both may be deleted again by their owner
     assert (await alice.delete(f"/snapshots/{snap_id}")).status_code == 202
     assert (await alice.delete(f"/backups/{backup_id}")).status_code == 202
+
+
+async def test_a_volume_force_deleted_while_its_file_is_made_leaves_no_file(
+        svc: VolumeService, alice: httpx.AsyncClient, worker: FakeWorker) -> None:
+    """The forced delete ran first (no file yet, the row gone); the create finishing afterwards
+    must not leave the file behind, which no row would ever own."""
+    worker.hold = True
+    vid = (await make_volume(alice))["id"]
+    async with svc.db.write() as conn:  # what the forced delete's worker did: no file, row removed
+        await conn.execute(volumes.delete().where(volumes.c.id == vid))
+    config = StoreConfig.under(svc.conf.state_dir)
+    manager = VolumeManager(svc.db, open_store("file", config), "host1")
+    await manager.start()
+    await manager.create_volume(vid, 1)
+    assert not (Path(config.root) / f"{vid}.raw").exists()

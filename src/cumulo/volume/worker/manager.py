@@ -116,8 +116,9 @@ class VolumeManager:
                 await self.store.clone(source_volid, volume_id, size)
             else:
                 await self.store.create(volume_id, size)
-            await self._move(volumes, volume_id, {states.CREATING, states.RESTORING_BACKUP},
-                             {"status": states.AVAILABLE, "host": self.host, "error_message": None})
+            if not await self._move(volumes, volume_id, {states.CREATING, states.RESTORING_BACKUP},
+                                    {"status": states.AVAILABLE, "host": self.host, "error_message": None}):
+                await self._drop_unowned(volume_id)
             if backup_id:
                 await self._move(backups, backup_id, {"restoring"}, {"status": states.AVAILABLE}, "backup")
 
@@ -128,6 +129,15 @@ class VolumeManager:
                 await self._move(backups, backup_id, {"restoring"}, {"status": states.AVAILABLE}, "backup")
 
         await self._attempt(f"create of volume {volume_id}", work, failed)
+
+    async def _drop_unowned(self, volume_id: str) -> None:
+        """A volume force-deleted while its file was being made: the delete found no file, so the
+        file made afterwards goes here (nothing else would ever remove it)."""
+        async with self.db.read() as conn:
+            status = await conn.scalar(sa.select(volumes.c.status).where(volumes.c.id == volume_id))
+        if status is None or status == states.DELETING:
+            LOG.info("volume worker: volume %s was deleted while it was made: its file goes", volume_id)
+            await self.store.delete(volume_id)
 
     async def delete_volume(self, volume_id: str) -> None:
         async def work() -> None:
