@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from _disk_images import qcow2_header
 from _util_resilience import wait_gone
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -35,7 +36,8 @@ cumulo_options = {"fake_hosts": 2}
 
 ADMIN, DEMO = "cumulo", "cumulo-demo"
 STATUS_TIMEOUT = 60.0
-IMAGE_BYTES = b"cumulo-cli-session\n" + secrets.token_bytes(48 * 1024)
+# A clean qcow2 header first: the image service inspects uploads (sess-image is declared qcow2).
+IMAGE_BYTES = qcow2_header() + b"cumulo-cli-session\n" + secrets.token_bytes(48 * 1024)
 USER_DATA_MARK = f"user-data-ran-{secrets.token_hex(4)}"
 QUOTA_WORDING = "Quota exceeded for instances: Requested 1, but already used 1 of 1 instances"  # Nova's
 NOT_FOUND = "No {kind} found for {ref}"  # what openstacksdk's find_* says after a 404

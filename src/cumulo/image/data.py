@@ -5,15 +5,17 @@ Uploads are streamed by the API, or a local file for snapshots and the demo imag
 
 Bytes go queued → saving → active (or `uploading` for a staged import). A docker/OCI upload is
 checked as an image archive before it is activated (`cumulo.oci`); a bad one ends killed with the
-reason in its `cumulo_error` property. Placing bytes and pointing a row at them happen under
-`_refs` (see `records`).
+reason in its `cumulo_error` property. Every other upload passes the format inspector
+(`inspector`: the data matches its disk_format, a qcow2 names no backing or data file), as
+Glance does: on the head as it streams in (a refusal stores nothing more and drains the body),
+then on the writer's head at the end; a refusal is Glance's 415, the image back to queued and its
+bytes removed. Placing bytes and pointing a row at them happen under `_refs` (see `records`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +25,7 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.db import utcnow
 from cumulo.image._schemas import HASH_ALGO
+from cumulo.image.inspector import INSPECT_BYTES, BadImageData, Verdict, inspect
 from cumulo.image.models import image_properties, image_tasks, images
 from cumulo.image.records import ImageRecords, not_found
 from cumulo.image.store import Digest, StoreUpload
@@ -38,16 +41,6 @@ class Gone(errors.CumuloError):
     """The image went away while its data was being stored (Glance answers 410)."""
 
     code = 410
-
-
-def _size_of(digest: Digest, disk_format: str | None) -> int | None:
-    """virtual_size as Glance's format inspector reports it, for the formats that are cheap to read."""
-    head = digest.head
-    if head[:4] == b"QFI\xfb" and len(head) >= 32:
-        return int(struct.unpack(">Q", head[24:32])[0])
-    if disk_format in ("raw", "iso"):
-        return digest.size
-    return None
 
 
 class ImageData(ImageRecords):
@@ -127,8 +120,17 @@ class ImageData(ImageRecords):
         writer: StoreUpload | None = None
         try:
             writer = await self.store.open_writer(self.size_cap)
+            head: bytearray | None = bytearray()  # None once inspected
             async for chunk in chunks:
                 await writer.write(chunk)
+                if head is not None:
+                    head += chunk[: INSPECT_BYTES - len(head)]
+                    if len(head) >= INSPECT_BYTES:
+                        # The head is complete: inspect it now, so a refused upload stores no more.
+                        verdict = await self._inspect(bytes(head), 0, row)
+                        head = None
+                        if verdict is not None and verdict.problem:
+                            await self._refuse(image_id, writer, verdict.problem, chunks)
             digest = await writer.finish()
             if expected_size is not None and digest.size != expected_size:
                 raise errors.Invalid(
@@ -140,6 +142,27 @@ class ImageData(ImageRecords):
             await self._restore_queued(image_id)
             raise
         await self._activate(image_id, writer, digest, row, final)
+
+    async def _inspect(self, head: bytes, size: int, row: dict[str, Any]) -> Verdict | None:
+        """The format inspector's verdict on an upload's head (None for docker/OCI archives, checked
+        as archives). Mid-stream `size` is 0: only the refusal counts, `_activate` inspects again."""
+        if row["container_format"] in CONTAINER_IMAGE_FORMATS:
+            return None
+        return await asyncio.to_thread(inspect, head, size, row["disk_format"], row["container_format"])
+
+    async def _refuse(
+        self, image_id: str, writer: StoreUpload, problem: str, rest: AsyncIterator[bytes] | None = None
+    ) -> None:
+        """Refuse an upload as Glance does (InvalidImageData: 415, the image back to queued): the
+        bytes stored so far are removed, the rest of a streamed body is read and dropped (so the
+        client gets the answer rather than a reset connection)."""
+        await writer.abort()
+        await self._restore_queued(image_id)
+        if rest is not None:
+            async for _ in rest:
+                pass
+        LOG.info("image %s: upload refused: %s", image_id, problem)
+        raise BadImageData(problem)
 
     async def _check_container(self, image_id: str, writer: StoreUpload, container_format: str | None) -> None:
         """A docker/OCI upload must be a readable image archive: otherwise the image is killed
@@ -174,7 +197,15 @@ class ImageData(ImageRecords):
         self, image_id: str, writer: StoreUpload, digest: Digest, row: dict[str, Any], final: str = "active"
     ) -> None:
         await self._check_container(image_id, writer, row["container_format"])
-        disk_format = row["disk_format"]
+        try:  # the writer kept the head: no file is read again
+            verdict = await self._inspect(digest.head, digest.size, row)
+        except BaseException:
+            await writer.abort()
+            await self._restore_queued(image_id)
+            raise
+        if verdict is not None and verdict.problem:
+            await self._refuse(image_id, writer, verdict.problem)
+        virtual_size = verdict.virtual_size if verdict is not None else None
         async with self._refs:
             try:
                 await self.store.commit(writer, digest)
@@ -185,7 +216,7 @@ class ImageData(ImageRecords):
             async with self.db.write() as conn:
                 done = await self.set_status(
                     conn, image_id, ("saving",), final,
-                    size=digest.size, virtual_size=_size_of(digest, disk_format), checksum=digest.md5,
+                    size=digest.size, virtual_size=virtual_size, checksum=digest.md5,
                     os_hash_algo=HASH_ALGO, os_hash_value=digest.sha512, store_key=digest.sha256,
                 )
             if not done:

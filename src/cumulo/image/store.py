@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from cumulo import errors
+from cumulo.image.inspector import INSPECT_BYTES
 
 CHUNK = 1 << 20  # 1 MiB: large enough that thread hops are cheap, small enough to bound memory
-HEAD_BYTES = 512  # enough of the start of the file to recognise a disk format header
+HEAD_BYTES = INSPECT_BYTES  # the start of the file the format inspector reads (cumulo.image.inspector)
 _KEY = re.compile(r"[0-9a-f]{64}")
 
 
@@ -38,7 +39,7 @@ class Digest:
     md5: str
     sha256: str
     sha512: str
-    head: bytes  # the first HEAD_BYTES bytes, for format sniffing
+    head: bytes  # the first HEAD_BYTES bytes, for the format inspector
 
 
 @runtime_checkable

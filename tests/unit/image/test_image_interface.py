@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _disk_images import qcow2_bytes
 
 from cumulo import errors
 from cumulo.context import RequestContext
@@ -23,7 +24,7 @@ async def test_snapshot_record_upload_and_local_path(svc: ImageService, ctx: Any
     assert image["image_type"] == "snapshot" and image["n"] == "3" and "base_image_ref" not in image
 
     source = tmp_path / "disk.img"
-    source.write_bytes(b"disk contents" * 1000)
+    source.write_bytes(qcow2_bytes(b"disk contents" * 1000))  # declared qcow2: inspected
     await svc.upload_from_path(image["id"], str(source))
     active = await svc.get(owner, image["id"])
     assert active["status"] == "active"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from _disk_images import qcow2_bytes
 
 
 async def _names(c: httpx.AsyncClient, query: str = "") -> list[str]:
@@ -36,7 +37,7 @@ async def test_list_shape(alice: httpx.AsyncClient, make_image: Any) -> None:
 
 async def test_filters(alice: httpx.AsyncClient, make_image: Any) -> None:
     await make_image(alice, b"a" * 10, name="small", tags=["x86", "cirros"], protected=True)
-    await make_image(alice, b"b" * 1000, name="big", disk_format="qcow2", tags=["x86"], os_distro="debian")
+    await make_image(alice, qcow2_bytes(b"b" * 1000), name="big", disk_format="qcow2", tags=["x86"], os_distro="debian")
     await make_image(alice, name="empty", container_format="ovf")
     await make_image(alice, name="hidden", os_hidden=True)
 

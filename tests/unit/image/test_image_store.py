@@ -11,7 +11,7 @@ import pytest
 
 from cumulo import errors
 from cumulo.image.service import ImageService
-from cumulo.image.store import ImageStore
+from cumulo.image.store import HEAD_BYTES, ImageStore
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ async def test_writer_hashes_and_commits_atomically(tmp_path: Path) -> None:
     assert digest.md5 == hashlib.md5(data).hexdigest()
     assert digest.sha256 == hashlib.sha256(data).hexdigest()
     assert digest.sha512 == hashlib.sha512(data).hexdigest()
-    assert digest.head == data[:512]
+    assert digest.head == data[:HEAD_BYTES]
     target = await store.commit(writer, digest)
     assert target.read_bytes() == data
     assert not writer.path.exists()
