@@ -14,7 +14,7 @@ from vol_support import act, fault, make_volume, show
 from cumulo import errors
 from cumulo.blockstore import open_store
 from cumulo.blockstore.base import StoreConfig
-from cumulo.volume.models import volumes
+from cumulo.volume.models import backups, snapshots, volumes
 from cumulo.volume.service import VolumeService
 from cumulo.volume.worker.manager import VolumeManager
 
@@ -108,3 +108,25 @@ async def test_a_volume_force_deleted_while_its_file_is_made_leaves_no_file(
     await manager.start()
     await manager.create_volume(vid, 1)
     assert not (Path(config.root) / f"{vid}.raw").exists()
+
+
+async def test_a_snapshot_or_backup_force_deleted_while_made_leaves_no_file(
+        svc: VolumeService, alice: httpx.AsyncClient, worker: FakeWorker) -> None:
+    config = StoreConfig.under(svc.conf.state_dir)
+    manager = VolumeManager(svc.db, open_store("file", config), "host1")
+    await manager.start()
+    svc.worker = manager
+    vid = (await make_volume(alice))["id"]
+    svc.worker = worker
+    worker.hold = True
+    snap_id = (await alice.post("/snapshots", json={"snapshot": {"volume_id": vid}})).json()["snapshot"]["id"]
+    async with svc.db.write() as conn:  # what the forced delete's worker did: no file yet, row removed
+        await conn.execute(snapshots.delete().where(snapshots.c.id == snap_id))
+    await manager.create_snapshot(snap_id, vid)
+    assert not (Path(config.root) / "snapshots" / f"{snap_id}.raw").exists()
+    backup_id = (await alice.post("/backups", json={"backup": {"volume_id": vid}})).json()["backup"]["id"]
+    async with svc.db.write() as conn:
+        await conn.execute(backups.delete().where(backups.c.id == backup_id))
+    await manager.create_backup(backup_id, vid)
+    assert not (Path(config.backup_dir) / f"{backup_id}.qcow2").exists()
+    assert (await show(alice, vid))["status"] == "available"

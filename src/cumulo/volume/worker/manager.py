@@ -118,7 +118,7 @@ class VolumeManager:
                 await self.store.create(volume_id, size)
             if not await self._move(volumes, volume_id, {states.CREATING, states.RESTORING_BACKUP},
                                     {"status": states.AVAILABLE, "host": self.host, "error_message": None}):
-                await self._drop_unowned(volume_id)
+                await self._drop_unowned(volumes, volume_id, self.store.delete)
             if backup_id:
                 await self._move(backups, backup_id, {"restoring"}, {"status": states.AVAILABLE}, "backup")
 
@@ -130,14 +130,14 @@ class VolumeManager:
 
         await self._attempt(f"create of volume {volume_id}", work, failed)
 
-    async def _drop_unowned(self, volume_id: str) -> None:
-        """A volume force-deleted while its file was being made: the delete found no file, so the
-        file made afterwards goes here (nothing else would ever remove it)."""
+    async def _drop_unowned(self, table: sa.Table, row_id: str, remove: Callable[[str], Awaitable[None]]) -> None:
+        """A volume, snapshot or backup force-deleted while its file was being made: the delete found
+        no file, so the file made afterwards goes here (nothing else would ever remove it)."""
         async with self.db.read() as conn:
-            status = await conn.scalar(sa.select(volumes.c.status).where(volumes.c.id == volume_id))
+            status = await conn.scalar(sa.select(table.c.status).where(table.c.id == row_id))
         if status is None or status == states.DELETING:
-            LOG.info("volume worker: volume %s was deleted while it was made: its file goes", volume_id)
-            await self.store.delete(volume_id)
+            LOG.info("volume worker: %s %s was deleted while it was made: its file goes", table.name, row_id)
+            await remove(row_id)
 
     async def delete_volume(self, volume_id: str) -> None:
         async def work() -> None:
@@ -226,8 +226,9 @@ class VolumeManager:
     async def create_snapshot(self, snapshot_id: str, volume_id: str) -> None:
         async def work() -> None:
             await self.store.create_snapshot(volume_id, snapshot_id)
-            await self._move(snapshots, snapshot_id, {states.CREATING},
-                             {"status": states.AVAILABLE, "progress": "100%"}, "snapshot")
+            if not await self._move(snapshots, snapshot_id, {states.CREATING},
+                                    {"status": states.AVAILABLE, "progress": "100%"}, "snapshot"):
+                await self._drop_unowned(snapshots, snapshot_id, self.store.delete_snapshot)
 
         async def failed(msg: str) -> None:
             await self._move(snapshots, snapshot_id, {states.CREATING}, {"status": states.ERROR}, "snapshot")
@@ -256,9 +257,10 @@ class VolumeManager:
         async def work() -> None:
             used = await self.store.backup(volume_id, backup_id)
             await self._volume_back(volume_id)
-            await self._move(backups, backup_id, {states.CREATING},
-                             {"status": states.AVAILABLE, "object_count": 1, "host": self.host,
-                              "container": "backups", "fail_reason": None}, "backup")
+            if not await self._move(backups, backup_id, {states.CREATING},
+                                    {"status": states.AVAILABLE, "object_count": 1, "host": self.host,
+                                     "container": "backups", "fail_reason": None}, "backup"):
+                await self._drop_unowned(backups, backup_id, self.store.delete_backup)
             LOG.info("backup %s of volume %s: %d bytes", backup_id, volume_id, used.allocated)
 
         async def failed(msg: str) -> None:
