@@ -1,5 +1,6 @@
 """Glance's interoperable import, glance-direct only: PUT /v2/images/{id}/stage streams the bytes
-into the store (queued → saving → uploading; formats are checked as for PUT /file), then
+into the store (queued → saving → uploading; archives and disk formats are checked as for PUT /file,
+a refusal is the stage's 415), then
 POST /v2/images/{id}/import with {"method": {"name": "glance-direct"}} makes them the image's data
 (uploading → importing → active) and records an `api_image_import` task, which
 GET /v2/images/{id}/tasks (2.12) and the admin's /v2/tasks show.
