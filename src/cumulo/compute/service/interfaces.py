@@ -48,11 +48,7 @@ class InterfaceService:
         raise errors.NotFound(f"Instance {inst['uuid']} does not have a port with id {port_id}")
 
     def _check(self, ctx: RequestContext, inst: dict[str, Any], api_name: str) -> str:
-        tr.check_lock(ctx, inst)
-        tr.check_state(inst, api_name, _STATES, frozenset({None}), False)
-        if not inst.get("host"):
-            raise errors.Conflict(f"Instance {inst['uuid']} is not ready")
-        return str(inst["host"])
+        return tr.device_host(ctx, inst, api_name, _STATES)
 
     async def attach(
         self, ctx: RequestContext, inst: dict[str, Any], *, port_id: str | None = None, net_id: str | None = None,

@@ -104,6 +104,16 @@ def check_state(
         raise invalid_state(api_name, inst["uuid"], "launched_at", None)
 
 
+def device_host(ctx: RequestContext, inst: dict[str, Any], api_name: str, vm_states: frozenset[str]) -> str:
+    """Nova's checks before a volume or interface is attached or detached (not locked, a vm_state
+    that takes it, no task); the host whose agent does it (409 while the server has none)."""
+    check_lock(ctx, inst)
+    check_state(inst, api_name, vm_states, frozenset({None}), False)
+    if not inst.get("host"):
+        raise Conflict(f"Instance {inst['uuid']} is not ready")
+    return str(inst["host"])
+
+
 def check(ctx: RequestContext, inst: dict[str, Any], t: Transition) -> None:
     """All of Nova's pre-checks for `t`, in Nova's order; raises Conflict (409)."""
     if t.check_lock:

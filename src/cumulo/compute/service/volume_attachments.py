@@ -74,11 +74,7 @@ class VolumeAttachmentService:
     # ---- attach -----------------------------------------------------------------------------
 
     def _check(self, ctx: RequestContext, inst: dict[str, Any], api_name: str) -> str:
-        tr.check_lock(ctx, inst)
-        tr.check_state(inst, api_name, _ATTACH_STATES, frozenset({None}), False)
-        if not inst.get("host"):
-            raise errors.Conflict(f"Instance {inst['uuid']} is not ready")
-        return str(inst["host"])
+        return tr.device_host(ctx, inst, api_name, _ATTACH_STATES)
 
     async def attach(
         self, ctx: RequestContext, inst: dict[str, Any], volume_id: str, *, device: str | None = None,
