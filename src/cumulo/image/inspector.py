@@ -108,8 +108,7 @@ def detect(head: bytes) -> list[str]:
         found.append("vhd")
     if head[:8] == b"vhdxfile":
         found.append("vhdx")
-    if head[:4] == b"KDMV" or (not found and _vmdk_descriptor(head) is not None
-                               and _vmdk_subformat(_vmdk_descriptor(head) or "") is not None):
+    if head[:4] == b"KDMV" or (not found and _vmdk_subformat(_vmdk_descriptor(head) or "") is not None):
         found.append("vmdk")
     if len(head) >= 512 and struct.unpack_from("<I", head, 0x40)[0] == 0xBEDA107F:
         found.append("vdi")
