@@ -47,6 +47,8 @@ def _connector(value: Any) -> dict[str, Any] | None:
     raw = json.dumps(value)
     if len(raw) > 16384:
         raise errors.Invalid("Invalid input received: connector is too large.")
+    for key in ("host", "mountpoint"):  # kept in the attachment's columns: strings of 255 at most
+        records.text(value.get(key), f"connector/{key}")
     return value
 
 

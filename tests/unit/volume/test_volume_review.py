@@ -130,3 +130,17 @@ async def test_a_snapshot_or_backup_force_deleted_while_made_leaves_no_file(
     await manager.create_backup(backup_id, vid)
     assert not (Path(config.backup_dir) / f"{backup_id}.qcow2").exists()
     assert (await show(alice, vid))["status"] == "available"
+
+
+@pytest.mark.parametrize("connector", [{"host": ["x"]}, {"host": "h", "mountpoint": {"a": 1}}, {"host": "h" * 300},
+                                       {"mountpoint": 7}])
+async def test_a_connector_whose_host_or_mountpoint_is_not_a_short_string_is_a_400(
+        alice: httpx.AsyncClient, connector: dict[str, Any]) -> None:
+    vid = (await make_volume(alice))["id"]
+    fault(await alice.post("/attachments", json={"attachment": {"volume_uuid": vid, "connector": connector}}), 400)
+    r = await alice.post("/attachments", json={"attachment": {"volume_uuid": vid}})
+    assert r.status_code == 200, r.text
+    aid = r.json()["attachment"]["id"]
+    fault(await alice.put(f"/attachments/{aid}", json={"attachment": {"connector": connector}}), 400)
+    assert (await alice.delete(f"/attachments/{aid}")).status_code == 200
+    assert (await show(alice, vid))["status"] == "available"
