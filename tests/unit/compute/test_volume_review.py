@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -114,3 +115,18 @@ async def test_a_detach_the_agent_cannot_be_told_of_leaves_the_volume_in_use(
     monkeypatch.undo()
     assert (await world.member.delete(f"{API}/servers/{sid}")).status_code == 204
     await wait_gone(world.member, sid)
+
+
+@pytest.mark.parametrize("extra", [{"disk_bus": {"a": 1}}, {"tag": ["x"]}, {"device_type": "d" * 300},
+                                   {"volume_size": 1 << 40}])
+async def test_an_image_whose_block_device_mapping_property_is_junk_boots_to_a_400(
+        world: World, extra: dict[str, Any]) -> None:
+    """An image's block_device_mapping property is the tenant's own JSON (no API schema checked it)."""
+    mapping = {"source_type": "blank", "destination_type": "volume", "volume_size": 1, "boot_index": 0, **extra}
+    resp = await world.member.post("/image/v2/images", json={
+        "name": "bdm", "disk_format": "raw", "container_format": "bare", "bdm_v2": "True",
+        "block_device_mapping": json.dumps([mapping])})
+    assert resp.status_code == 201, resp.text
+    server = {"name": "x", "imageRef": resp.json()["id"], "flavorRef": "42", "networks": "none"}
+    resp = await world.member.post(f"{API}/servers", json={"server": server}, headers=mv("2.79"))
+    assert resp.status_code == 400 and fault_of(resp)[0] == "badRequest", resp.text

@@ -136,6 +136,13 @@ def _from_api(raw: dict[str, Any], image_specified: bool) -> dict[str, Any]:
     if dest == "local" and source == "blank" and guest_format not in (None, "swap", "ext4", "ext3", "ext2", "xfs", "vfat"):
         raise invalid(f"Unsupported guest_format {str(guest_format)[:64]!r}.")
     size = _int_or_none(raw.get("volume_size"), "Invalid volume_size.")
+    if size is not None and size > 0x7FFFFFFF:
+        raise invalid("Invalid volume_size.")
+    for key in ("disk_bus", "device_type", "tag", "guest_format", "volume_type"):
+        # the API's schema checks these, but an image's block_device_mapping property is the tenant's own JSON
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > 255):
+            raise invalid(f"Invalid {key}: a string of at most 255 characters.")
     if source == "blank" and dest == "volume" and not size:
         raise invalid("a blank volume needs a volume_size.")
     return {
