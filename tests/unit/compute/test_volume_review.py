@@ -118,7 +118,8 @@ async def test_a_detach_the_agent_cannot_be_told_of_leaves_the_volume_in_use(
 
 
 @pytest.mark.parametrize("extra", [{"disk_bus": {"a": 1}}, {"tag": ["x"]}, {"device_type": "d" * 300},
-                                   {"volume_size": 1 << 40}])
+                                   {"volume_size": 1 << 40}, {"source_type": ["blank"]},
+                                   {"destination_type": {"v": 1}}])
 async def test_an_image_whose_block_device_mapping_property_is_junk_boots_to_a_400(
         world: World, extra: dict[str, Any]) -> None:
     """An image's block_device_mapping property is the tenant's own JSON (no API schema checked it)."""
