@@ -97,3 +97,38 @@ def test_glance_direct_import_through_the_cli(cumulo: CumuloCloud, tmp_path: obj
         assert any(t["Type"] == "api_image_import" and t["Status"] == "success" for t in tasks), tasks
     finally:
         cumulo.osc_run("image", "delete", image["id"], cloud=DEMO)
+
+
+def test_unsafe_qcow2_is_refused_at_upload_and_makes_no_volume(cumulo: CumuloCloud, tmp_path: object) -> None:
+    """A qcow2 whose backing file is /etc/shadow (made by qemu-img) is refused while it uploads, by
+    `image create --file`, `image create --import` and `image stage` alike (Glance's 415 naming the
+    backing file). openstacksdk deletes the image of a failed create; a staged one stays queued, so
+    `volume create --image` of it is Cinder's 400."""
+    import subprocess
+    from pathlib import Path
+
+    backed = Path(str(tmp_path)) / "backed.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", "/etc/shadow", "-F", "raw",  # noqa: S603, S607
+                    str(backed), "64M"], check=True, capture_output=True, timeout=60)
+    name = f"shadow-{secrets.token_hex(3)}"
+    for how in ([], ["--import"]):
+        done = cumulo.osc_run("image", "create", *how, "--file", str(backed), "--disk-format", "qcow2",
+                              "--container-format", "bare", name, cloud=DEMO)
+        assert done.returncode != 0, done.stdout
+        assert "415" in done.stderr and "backing file" in done.stderr, done.stderr
+        assert cumulo.osc("image", "list", "--name", name, cloud=DEMO) == []  # the SDK dropped it
+    # A queued image with no data (the CLI would upload its stdin, which is not a terminal here).
+    with cumulo.client(DEMO) as http:
+        made = http.post("/image/v2/images", json={"name": name, "disk_format": "qcow2", "container_format": "bare"})
+        assert made.status_code == 201, made.text
+        image = made.json()
+    try:
+        done = cumulo.osc_run("image", "stage", "--file", str(backed), image["id"], cloud=DEMO)
+        assert done.returncode != 0 and "backing file" in done.stderr, (done.stdout, done.stderr)
+        shown = cumulo.osc("image", "show", image["id"], cloud=DEMO)
+        assert shown["status"] == "queued" and not shown.get("size"), shown
+        done = cumulo.osc_run("volume", "create", "--size", "1", "--image", image["id"], "from-shadow", cloud=DEMO)
+        assert done.returncode != 0 and "is not active" in done.stderr, (done.stdout, done.stderr)
+        assert "from-shadow" not in {v["Name"] for v in cumulo.osc("volume", "list", cloud=DEMO)}
+    finally:
+        cumulo.osc_run("image", "delete", image["id"], cloud=DEMO)
