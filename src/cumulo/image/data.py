@@ -43,6 +43,12 @@ class Gone(errors.CumuloError):
     code = 410
 
 
+def _head_of(path: str) -> bytes:
+    """The first INSPECT_BYTES of a local file (a snapshot or a volume export of ours). Blocking."""
+    with open(path, "rb") as fh:
+        return fh.read(INSPECT_BYTES)
+
+
 class ImageData(ImageRecords):
     """Image bytes in and out: upload, check, activate, download."""
 
@@ -93,6 +99,11 @@ class ImageData(ImageRecords):
                 raise errors.InvalidState(f"Image {image_id} is {row['status']}; cannot store data")
             await self.set_status(conn, image_id, ("queued", "saving"), "saving")
         try:
+            # The head first: a refused file (a volume's raw upload, say) is not copied and hashed.
+            verdict = await self._inspect(await asyncio.to_thread(_head_of, path), 0, row)
+            if verdict is not None and verdict.problem:
+                LOG.info("image %s: upload refused: %s", image_id, verdict.problem)
+                raise BadImageData(verdict.problem)
             writer, digest = await self.store.import_file(path, self.size_cap)
         except BaseException:
             await self._restore_queued(image_id)
