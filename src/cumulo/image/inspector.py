@@ -230,7 +230,7 @@ def inspect(head: bytes, size: int, disk_format: str | None, container_format: s
         problem = f"Image failed safety checks: {'; '.join(unsafe)}" if unsafe else None
         return Verdict("qcow2" if "qcow2" in found else "raw", _legacy_size(head, size, disk_format), problem)
     if len(found) > 1 and set(found) != {"iso", "gpt"}:
-        return Verdict(found[0], None, f"Image data matches several formats at once ({', '.join(found)})")
+        return Verdict(found[0], None, f"Multiple formats detected: {','.join(found)}")  # oslo's words
     detected = "iso" if set(found) == {"iso", "gpt"} else (found[0] if found else "raw")
     vsize: int | None = None
     if detected == disk_format:

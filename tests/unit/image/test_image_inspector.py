@@ -77,6 +77,14 @@ def test_a_qcow2_is_not_an_iso_nor_an_ami() -> None:
     assert inspect(iso, len(iso), "qcow2", "bare").problem == "Image disk_format qcow2 does not match stream data iso"
 
 
+def test_one_header_hidden_in_another_is_refused() -> None:
+    """A qcow2 that is also an MBR disk (0x55AA at 510): two formats at once, whatever is declared."""
+    both = bytearray(qcow2_bytes())
+    both[510:512] = b"\x55\xaa"
+    for disk_format in ("qcow2", "raw"):
+        assert inspect(bytes(both), 512, disk_format, "bare").problem == "Multiple formats detected: qcow2,gpt"
+
+
 def test_vmdk_descriptor_naming_a_host_file_is_refused() -> None:
     desc = b'# Disk DescriptorFile\nversion=1\ncreateType="monolithicFlat"\nRW 2048 FLAT "/etc/shadow" 0\n'
     assert detect(desc.ljust(512, b" ")) == ["vmdk"]
