@@ -219,7 +219,8 @@ class SnapshotsAndBackups(VolumeActions):
             parent_id = None
             if incremental:
                 parent_id = await conn.scalar(
-                    sa.select(backups.c.id).where(backups.c.volume_id == vol.id, backups.c.status == states.AVAILABLE)
+                    sa.select(backups.c.id).where(backups.c.volume_id == vol.id, backups.c.status == states.AVAILABLE,
+                                                  backups.c.project_id == vol.project_id)  # not a former owner's
                     .order_by(backups.c.data_timestamp.desc(), backups.c.created_at.desc()).limit(1))
                 if parent_id is None:
                     raise errors.Invalid("Invalid backup: No backups available to do an incremental backup.")

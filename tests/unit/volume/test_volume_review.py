@@ -144,3 +144,19 @@ async def test_a_connector_whose_host_or_mountpoint_is_not_a_short_string_is_a_4
     fault(await alice.put(f"/attachments/{aid}", json={"attachment": {"connector": connector}}), 400)
     assert (await alice.delete(f"/attachments/{aid}")).status_code == 200
     assert (await show(alice, vid))["status"] == "available"
+
+
+async def test_an_incremental_backup_never_takes_another_projects_backup_as_its_parent(
+        alice: httpx.AsyncClient, bob: httpx.AsyncClient) -> None:
+    """After a transfer, the volume's old backups stay with the project that made them: the new
+    owner's incremental backup must not hang on one (its maker could not delete it any more)."""
+    vid = (await make_volume(alice))["id"]
+    r = await alice.post("/backups", json={"backup": {"volume_id": vid}})
+    assert r.status_code == 202, r.text
+    alices = r.json()["backup"]["id"]
+    t = (await alice.post("/os-volume-transfer", json={"transfer": {"volume_id": vid}})).json()["transfer"]
+    r = await bob.post(f"/os-volume-transfer/{t['id']}/accept", json={"accept": {"auth_key": t["auth_key"]}})
+    assert r.status_code == 202, r.text
+    r = await bob.post("/backups", json={"backup": {"volume_id": vid, "incremental": True}})
+    assert "No backups available" in fault(r, 400)
+    assert (await alice.delete(f"/backups/{alices}")).status_code == 202
