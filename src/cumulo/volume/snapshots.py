@@ -309,6 +309,9 @@ class SnapshotsAndBackups(VolumeActions):
                 # Cinder restores the volume metadata the backup saved; here it is taken from the backed-up
                 # volume while that still exists (the backup record keeps no copy of it)
                 src_meta = (await records.kv_of(conn, volume_metadata, "volume_id", [bak.volume_id]))[bak.volume_id]
+                src_project = await conn.scalar(sa.select(volumes.c.project_id).where(volumes.c.id == bak.volume_id))
+                if src_project != bak.project_id:  # transferred since: the metadata is another project's now
+                    src_meta = {}
                 await records.write_kv(conn, volume_metadata, "volume_id", target, src_meta, replace=True)
             else:
                 vol = await self.volume_row(conn, ctx, target)

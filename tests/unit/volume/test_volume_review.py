@@ -160,3 +160,17 @@ async def test_an_incremental_backup_never_takes_another_projects_backup_as_its_
     r = await bob.post("/backups", json={"backup": {"volume_id": vid, "incremental": True}})
     assert "No backups available" in fault(r, 400)
     assert (await alice.delete(f"/backups/{alices}")).status_code == 202
+
+
+async def test_a_restore_never_copies_metadata_from_a_volume_another_project_now_owns(
+        alice: httpx.AsyncClient, bob: httpx.AsyncClient) -> None:
+    vid = (await make_volume(alice, metadata={"mine": "a"}))["id"]
+    backup_id = (await alice.post("/backups", json={"backup": {"volume_id": vid}})).json()["backup"]["id"]
+    t = (await alice.post("/os-volume-transfer", json={"transfer": {"volume_id": vid}})).json()["transfer"]
+    r = await bob.post(f"/os-volume-transfer/{t['id']}/accept", json={"accept": {"auth_key": t["auth_key"]}})
+    assert r.status_code == 202, r.text
+    assert (await bob.put(f"/volumes/{vid}/metadata", json={"metadata": {"bobs": "secret"}})).status_code == 200
+    r = await alice.post(f"/backups/{backup_id}/restore", json={"restore": {"name": "back"}})
+    assert r.status_code == 202, r.text
+    restored = await show(alice, r.json()["restore"]["volume_id"])
+    assert "bobs" not in restored["metadata"]
