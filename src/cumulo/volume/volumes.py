@@ -103,7 +103,9 @@ class Volumes(VolumeTypes):
                 states.check_status(snap.status, {states.AVAILABLE}, what="snapshot")
                 size = self._at_least(size, snap.size, "snapshot")
                 source_type_id = await conn.scalar(sa.select(volumes.c.volume_type_id).where(volumes.c.id == snap.volume_id))
-                source_volume = snap.volume_id
+                owner = await conn.scalar(sa.select(volumes.c.project_id).where(volumes.c.id == snap.volume_id))
+                # a volume transferred without its snapshots is another project's now: nothing of it is copied
+                source_volume = snap.volume_id if owner == snap.project_id else None
             elif "source_volid" in ids:
                 src = await self.volume_row(conn, ctx, ids["source_volid"])
                 states.check_status(src.status, states.allowed_from("clone"), action="clone")

@@ -174,3 +174,19 @@ async def test_a_restore_never_copies_metadata_from_a_volume_another_project_now
     assert r.status_code == 202, r.text
     restored = await show(alice, r.json()["restore"]["volume_id"])
     assert "bobs" not in restored["metadata"]
+
+
+async def test_a_volume_from_a_snapshot_never_copies_what_another_project_set_on_its_volume(
+        alice: httpx.AsyncClient, bob: httpx.AsyncClient, worker: FakeWorker) -> None:
+    vid = (await make_volume(alice))["id"]
+    snap_id = (await alice.post("/snapshots", json={"snapshot": {"volume_id": vid}})).json()["snapshot"]["id"]
+    r = await alice.post("/volume-transfers", json={"transfer": {"volume_id": vid, "no_snapshots": True}})
+    assert r.status_code == 202, r.text
+    t = r.json()["transfer"]
+    r = await bob.post(f"/volume-transfers/{t['id']}/accept", json={"accept": {"auth_key": t["auth_key"]}})
+    assert r.status_code == 202, r.text
+    assert (await act(bob, vid, "os-set_image_metadata", {"metadata": {"bobs": "secret"}})).status_code == 200
+    assert (await act(bob, vid, "os-set_bootable", {"bootable": True})).status_code == 200
+    made = (await alice.post("/volumes", json={"volume": {"snapshot_id": snap_id}})).json()["volume"]
+    shown = await show(alice, made["id"])
+    assert "bobs" not in (shown.get("volume_image_metadata") or {}) and shown["bootable"] == "false"
