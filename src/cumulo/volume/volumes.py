@@ -264,6 +264,10 @@ class Volumes(VolumeTypes):
             snaps = (await conn.execute(sa.select(snapshots).where(snapshots.c.volume_id == row.id))).all()
             if snaps and not cascade:
                 raise errors.Invalid(IN_USE_MESSAGE)
+            if any(snap.project_id != row.project_id for snap in snaps) and not ctx.is_admin:
+                # a transfer without its snapshots left them with the former owner: not this caller's to delete
+                raise errors.Invalid(f"Invalid volume: Volume {row.id} has snapshots of another project; "
+                                     "they must be deleted by their owner first.")
             for snap in snaps:
                 if snap.status not in states.SNAPSHOT_DELETABLE and not force:
                     raise errors.Invalid(f"Invalid volume: Snapshot {snap.id} must be available or error to delete with cascade.")

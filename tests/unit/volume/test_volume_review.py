@@ -190,3 +190,15 @@ async def test_a_volume_from_a_snapshot_never_copies_what_another_project_set_on
     made = (await alice.post("/volumes", json={"volume": {"snapshot_id": snap_id}})).json()["volume"]
     shown = await show(alice, made["id"])
     assert "bobs" not in (shown.get("volume_image_metadata") or {}) and shown["bootable"] == "false"
+
+
+async def test_a_cascade_delete_never_deletes_another_projects_snapshot(
+        alice: httpx.AsyncClient, bob: httpx.AsyncClient) -> None:
+    vid = (await make_volume(alice))["id"]
+    snap_id = (await alice.post("/snapshots", json={"snapshot": {"volume_id": vid}})).json()["snapshot"]["id"]
+    t = (await alice.post("/volume-transfers", json={"transfer": {"volume_id": vid, "no_snapshots": True}})
+         ).json()["transfer"]
+    r = await bob.post(f"/volume-transfers/{t['id']}/accept", json={"accept": {"auth_key": t["auth_key"]}})
+    assert r.status_code == 202, r.text
+    assert "another project" in fault(await bob.delete(f"/volumes/{vid}?cascade=true"), 400)
+    assert (await alice.get(f"/snapshots/{snap_id}")).json()["snapshot"]["status"] == "available"
