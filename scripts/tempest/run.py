@@ -264,7 +264,10 @@ class Cloud:
     def stop(self) -> None:
         try:
             for server in self.admin.compute.servers(all_projects=True):
-                self.admin.compute.delete_server(server, force=True)
+                try:
+                    self.admin.compute.delete_server(server, force=True)
+                except openstack.exceptions.ConflictException:  # already being deleted (a test's cleanup)
+                    pass
             deadline = time.monotonic() + 120
             while list(self.admin.compute.servers(all_projects=True)) and time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -370,8 +373,11 @@ def vm_images(conn: openstack.connection.Connection) -> tuple[str, str]:
             raise SystemExit("the tiny-vm demo image never became active")
         time.sleep(1)
     data = conn.image.download_image(tiny.id).content
-    props = {k: tiny.properties[k] for k in ("kernel_id", "ramdisk_id", "os_command_line", "os_distro")
-             if k in (tiny.properties or {})}
+    # (openstacksdk holds these as the image's own attributes, not in `properties`)
+    props = {k: getattr(tiny, k) for k in ("kernel_id", "ramdisk_id", "os_command_line", "os_distro")
+             if getattr(tiny, k, None)}
+    if "kernel_id" not in props:
+        raise SystemExit("the tiny-vm image names no kernel_id")
     ids = []
     for name in ("tiny-vm-q35", "tiny-vm-q35-alt"):
         image = conn.image.create_image(name=name, data=data, disk_format=tiny.disk_format,
@@ -529,8 +535,10 @@ def main() -> int:
         shutil.copy(tmp / "cumulo.log", ws / "logs" / "cumulo.log") if (ws / "logs").exists() else None
         return rc
     finally:
-        cloud.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            cloud.stop()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
