@@ -335,10 +335,8 @@ class Cloud:
         images = self.services.images
 
         async def image_file(image_id: str) -> tuple[Path, str]:
-            image = await images.get_internal(image_id)
-            if image is None:
-                raise errors.NotFound(f"Image {image_id} could not be found.")
-            return Path(await images.local_path(image_id)), str(image.get("disk_format"))
+            path, disk_format = await images.local_file(image_id)  # NotFound when gone
+            return Path(path), str(disk_format)
 
         async def image_fill(image_id: str, path: Path | None) -> None:
             if path is None:

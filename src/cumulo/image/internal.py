@@ -54,6 +54,11 @@ class InternalImages(ImageRecords):
 
     async def local_path(self, image_id: str) -> str:
         """The file holding the image's bytes (read-only; shared with identical images)."""
+        return (await self.local_file(image_id))[0]
+
+    async def local_file(self, image_id: str) -> tuple[str, str | None]:
+        """The file holding the image's bytes and the image's disk_format, from one row read (the
+        volume worker's create-from-image needs both, and nothing else of the image)."""
         async with self.db.read() as conn:
             row = await self._row(conn, image_id)
         if row is None:
@@ -63,7 +68,7 @@ class InternalImages(ImageRecords):
         path = self.store.path_for(row["store_key"])
         if not await self.store.exists(row["store_key"]):
             raise errors.NotFound(f"The data of image {image_id} is missing from the image store")
-        return str(path)
+        return str(path), row["disk_format"]
 
     async def create_snapshot_record(
         self,
