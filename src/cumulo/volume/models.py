@@ -167,3 +167,19 @@ volume_quotas = sa.Table(
     sa.Column("limit", sa.Integer, nullable=False),
     sa.UniqueConstraint("project_id", "resource"),
 )
+
+# Cinder's user messages (GET /messages, 3.3): why an asynchronous operation failed, for the owner.
+volume_messages = sa.Table(
+    "volume_messages",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("project_id", sa.String(255), nullable=False, index=True),
+    sa.Column("request_id", sa.String(255), nullable=True),
+    sa.Column("resource_type", sa.String(255), nullable=False),
+    sa.Column("resource_uuid", sa.String(36), nullable=True, index=True),
+    sa.Column("event_id", sa.String(255), nullable=False),
+    sa.Column("message_level", sa.String(255), nullable=False),
+    sa.Column("user_message", sa.String(1024), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+    sa.Column("expires_at", sa.DateTime, nullable=False, index=True),
+)
