@@ -6,7 +6,6 @@ compute microversions are the axis every Cumulo document is described along.
 
 from __future__ import annotations
 
-from cumulo.compute.api import volume_proxies
 from cumulo.compute.api.microversion import MAX_VERSION, MIN_VERSION, Version, v
 from cumulo.compute.api.schemas import admin_actions as admin_action_s
 from cumulo.compute.api.schemas import admin_extras as extras_s
@@ -25,7 +24,6 @@ from cumulo.compute.api.schemas import server_metadata as md_s
 from cumulo.compute.api.schemas import server_tags as tag_s
 from cumulo.compute.api.schemas import servers as server_s
 from cumulo.compute.api.schemas import services as service_s
-from cumulo.compute.api.schemas import volume_attachments as va_s
 from cumulo.web.openapi import Family, Microversions, Op, Schema, op
 
 # The compute microversions: the axis of every document (?microversion= on each /openapi.json).
@@ -185,22 +183,6 @@ COMPUTE_OPS: tuple[Op, ...] = (
     op("POST", f"{S}/os-interface", "Create interface (attach a port or a network)", body=iface_s.ATTACH),
     op("GET", f"{S}/os-interface/{{port_id}}", "Show port interface details"),
     op("DELETE", f"{S}/os-interface/{{port_id}}", "Detach interface", status=202),
-    op("GET", f"{S}/os-volume_attachments", "List volume attachments for an instance"),
-    op("POST", f"{S}/os-volume_attachments", "Attach a volume to an instance", body=va_s.CREATE),
-    op("GET", f"{S}/os-volume_attachments/{{volume_id}}", "Show a detail of a volume attachment"),
-    op("PUT", f"{S}/os-volume_attachments/{{volume_id}}", "Update a volume attachment", body=va_s.UPDATE,
-       status=202),
-    op("DELETE", f"{S}/os-volume_attachments/{{volume_id}}", "Detach a volume from an instance", status=202),
-    op("GET", "/v2.1/os-volumes", "List volumes (proxy)", until="2.35"),
-    op("GET", "/v2.1/os-volumes/detail", "List volumes with details (proxy)", until="2.35"),
-    op("POST", "/v2.1/os-volumes", "Create volume (proxy)", body=volume_proxies.CREATE, until="2.35"),
-    op("GET", "/v2.1/os-volumes/{volume_id}", "Show volume (proxy)", until="2.35"),
-    op("DELETE", "/v2.1/os-volumes/{volume_id}", "Delete volume (proxy)", status=202, until="2.35"),
-    op("GET", "/v2.1/os-snapshots", "List snapshots (proxy)", until="2.35"),
-    op("GET", "/v2.1/os-snapshots/detail", "List snapshots with details (proxy)", until="2.35"),
-    op("POST", "/v2.1/os-snapshots", "Create snapshot (proxy)", body=volume_proxies.SNAPSHOT_CREATE, until="2.35"),
-    op("GET", "/v2.1/os-snapshots/{snapshot_id}", "Show snapshot (proxy)", until="2.35"),
-    op("DELETE", "/v2.1/os-snapshots/{snapshot_id}", "Delete snapshot (proxy)", status=202, until="2.35"),
     op("GET", "/v2.1/os-security-groups", "List security groups (proxy)", until="2.35"),
     op("POST", "/v2.1/os-security-groups", "Create security group (proxy)", until="2.35"),
     op("GET", "/v2.1/os-security-groups/{group_id}", "Show security group (proxy)", until="2.35"),
