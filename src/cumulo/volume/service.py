@@ -7,7 +7,8 @@
 - `snapshots`: snapshots and backups;
 - `quotas`: quota sets, the default quota class and absolute limits;
 - `transfers`: volume transfers between projects (auth key);
-- `backends`: the admin's services, hosts, pools and capabilities of the one file backend.
+- `backends`: the admin's services, hosts, pools and capabilities of the one file backend;
+- `messages`: Cinder's user messages (why an asynchronous operation failed).
 
 Every method takes the caller's RequestContext, scopes its queries to the caller's project (the
 admin's reach is explicit) and returns records (dicts) that `cumulo.volume.api.views` renders for
@@ -16,8 +17,8 @@ the negotiated microversion. Slow work is cast to the `VolumeWorker` (worker_api
 
 from __future__ import annotations
 
-from cumulo.volume.backends import VolumeBackends
+from cumulo.volume.messages import VolumeMessages
 
 
-class VolumeService(VolumeBackends):
+class VolumeService(VolumeMessages):
     """Cinder's volumes, types, snapshots, backups, attachments and quotas."""

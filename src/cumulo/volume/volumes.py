@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
+from cumulo.volume import message_events as messages
 from cumulo.volume import query, records, states
 from cumulo.volume.base import MAX_SIZE_GB, authorize, check_uuid, wants_all_tenants
 from cumulo.volume.models import (
@@ -210,6 +211,9 @@ class Volumes(VolumeTypes):
             async with self.db.write() as conn:
                 await conn.execute(table.update().where(table.c.id == volume_id).values(
                     status=states.ERROR, updated_at=utcnow(), **reason))
+                await messages.post(conn, table, volume_id, messages.Event(
+                    messages.SCHEDULE_ALLOCATE_VOLUME, messages.NO_BACKEND_AVAILABLE,
+                    f"volume worker unreachable: {exc}"[:255]))
 
     # ---- read -------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from cumulo import errors
-from cumulo.volume.api import admin, openapi_ops, resources, transfers, volumes
+from cumulo.volume.api import admin, messages, openapi_ops, resources, transfers, volumes
 from cumulo.volume.api.common import VolumeDeps, render_fault
 from cumulo.volume.api.microversion import MAX_VERSION, MIN_VERSION, VolumeMicroversions, text
 from cumulo.volume.service import VolumeService
@@ -64,11 +64,13 @@ ROUTES: list[BaseRoute] = [
     *resources.routes("/v3/{project_id}"),
     *admin.routes("/v3/{project_id}"),
     *transfers.routes("/v3/{project_id}"),
+    *messages.routes("/v3/{project_id}"),
     # 3.67: the project id in the URL is optional
     *volumes.routes("/v3"),
     *resources.routes("/v3"),
     *admin.routes("/v3"),
     *transfers.routes("/v3"),
+    *messages.routes("/v3"),
 ]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from cumulo.volume.api import admin, resources, transfers, volumes
+from cumulo.volume.api import admin, messages, resources, transfers, volumes
 from cumulo.volume.api.microversion import MAX_VERSION, MIN_VERSION, Version, parse
 from cumulo.web.openapi import Family, Microversions, Op, Schema, op
 
@@ -38,6 +38,8 @@ SINCE = {
     "/volume-transfers/detail": "3.55",
     "/volume-transfers/{transfer_id}": "3.55",
     "/volume-transfers/{transfer_id}/accept": "3.55",
+    "/messages": "3.3",
+    "/messages/{message_id}": "3.3",
 }
 ADMIN = {("POST", "/types"), ("PUT", "/types/{type_id}"), ("DELETE", "/types/{type_id}"),
          ("POST", "/types/{type_id}/action"), ("GET", "/types/{type_id}/os-volume-type-access"),
@@ -82,6 +84,7 @@ def _ops(routes: list[BaseRoute]) -> tuple[Op, ...]:
 
 
 def family() -> Family:
-    routes = [*volumes.routes(PREFIX), *resources.routes(PREFIX), *admin.routes(PREFIX), *transfers.routes(PREFIX)]
+    routes = [*volumes.routes(PREFIX), *resources.routes(PREFIX), *admin.routes(PREFIX), *transfers.routes(PREFIX),
+              *messages.routes(PREFIX)]
     return Family("volume", "/volume", "Cumulo Block Storage API (Cinder v3)", CINDER_FAULT, _ops(routes),
                   microversions=AXIS)

@@ -3,7 +3,8 @@
 Served on the bus topic `volume.<host>` (cumulo.volume.rpc). The API recorded each request with the
 row in a transitional status; here the storage work runs, then the row moves on with the same
 compare-and-swap as the API (`states.transition`): to its final status, or to error/error_* with
-the reason in `error_message` (backups: `fail_reason`). Deleted things lose their row once their
+the reason in `error_message` (backups: `fail_reason`) and in a user message to the owner
+(cumulo.volume.messages, Cinder's /messages), written in the same transaction. Deleted things lose their row once their
 storage is gone. `start()` makes the store's dirs and settles rows a previous worker left in a
 transitional status (a crash or a stop mid-work): deletes are finished, the rest go to error with
 the reason.
@@ -22,9 +23,11 @@ import sqlalchemy as sa
 from cumulo import errors
 from cumulo.blockstore.base import GIB, BlockStore
 from cumulo.db import Database
+from cumulo.volume import message_events as messages
 from cumulo.volume import states
 from cumulo.volume.base import EXTENDING_TO
 from cumulo.volume.events import ComputeNotifier
+from cumulo.volume.message_events import Event
 from cumulo.volume.models import backups, snapshots, volume_admin_metadata, volume_attachments, volumes
 
 LOG = logging.getLogger(__name__)
@@ -47,6 +50,16 @@ def reason(exc: BaseException) -> str:
     return text[:255]
 
 
+def create_event(*, image_id: str | None, backup_id: str | None, reason: str) -> Event:
+    """The user message of a failed create: Cinder's copy-image or restore-backup action, else its
+    create-from-backend one."""
+    if image_id:
+        return Event(messages.COPY_IMAGE_TO_VOLUME, messages.DRIVER_FAILED_CREATE, reason)
+    if backup_id:
+        return Event(messages.BACKUP_RESTORE, messages.BACKUP_RESTORE_ERROR, reason)
+    return Event(messages.CREATE_VOLUME_FROM_BACKEND, messages.DRIVER_FAILED_CREATE, reason)
+
+
 class VolumeManager:
     """The endpoint of `volume.<host>`: one async method per cast (cumulo.volume.rpc.VolumeAPI)."""
 
@@ -64,10 +77,13 @@ class VolumeManager:
     # ---- helpers ----------------------------------------------------------------------------
 
     async def _move(self, table: sa.Table, row_id: str, expected: set[str], values: dict[str, Any],
-                    what: str = "volume") -> bool:
+                    what: str = "volume", *, tell: Event | None = None) -> bool:
+        """CAS the row; with `tell`, the owner gets a user message (/messages) in the same transaction."""
         try:
             async with self.db.write() as conn:
                 await states.transition(conn, table, row_id, expected, values, what=what)
+                if tell is not None:
+                    await messages.post(conn, table, row_id, tell)
             return True
         except errors.Conflict as exc:  # someone (reset-status, a delete) moved it first
             LOG.warning("volume worker: %s", exc)
@@ -124,7 +140,8 @@ class VolumeManager:
 
         async def failed(msg: str) -> None:
             await self._move(volumes, volume_id, {states.CREATING, states.RESTORING_BACKUP},
-                             {"status": states.ERROR, "host": self.host, "error_message": msg})
+                             {"status": states.ERROR, "host": self.host, "error_message": msg},
+                             tell=create_event(image_id=image_id, backup_id=backup_id, reason=msg))
             if backup_id:
                 await self._move(backups, backup_id, {"restoring"}, {"status": states.AVAILABLE}, "backup")
 
@@ -156,7 +173,8 @@ class VolumeManager:
 
         async def failed(msg: str) -> None:
             await self._move(volumes, volume_id, {states.DELETING},
-                             {"status": states.ERROR_DELETING, "error_message": msg})
+                             {"status": states.ERROR_DELETING, "error_message": msg},
+                             tell=Event(messages.DELETE_VOLUME, messages.UNKNOWN_ERROR, msg))
 
         await self._attempt(f"delete of volume {volume_id}", work, failed)
 
@@ -179,7 +197,8 @@ class VolumeManager:
         async def failed(msg: str) -> None:
             await self._admin_meta(volume_id, EXTENDING_TO, drop=True)
             await self._move(volumes, volume_id, {states.EXTENDING},
-                             {"status": states.ERROR_EXTENDING, "error_message": msg})
+                             {"status": states.ERROR_EXTENDING, "error_message": msg},
+                             tell=Event(messages.EXTEND_VOLUME, messages.DRIVER_FAILED_EXTEND, msg))
 
         await self._attempt(f"extend of volume {volume_id}", work, failed)
 
@@ -192,7 +211,9 @@ class VolumeManager:
             attached = await conn.scalar(sa.select(volumes.c.attach_status).where(volumes.c.id == volume_id))
         await self._move(volumes, volume_id, {states.UPLOADING},
                          {"status": states.IN_USE if attached == states.ATTACHED else states.AVAILABLE,
-                          "error_message": msg})
+                          "error_message": msg},
+                         tell=None if msg is None else Event(messages.COPY_VOLUME_TO_IMAGE,
+                                                             messages.FAILED_TO_UPLOAD_VOLUME, msg))
 
     async def upload_to_image(self, volume_id: str, image_id: str, disk_format: str) -> None:
         """Export the volume (raw or qcow2) into a scratch file, hand it to the image service, and
@@ -231,7 +252,8 @@ class VolumeManager:
                 await self._drop_unowned(snapshots, snapshot_id, self.store.delete_snapshot)
 
         async def failed(msg: str) -> None:
-            await self._move(snapshots, snapshot_id, {states.CREATING}, {"status": states.ERROR}, "snapshot")
+            await self._move(snapshots, snapshot_id, {states.CREATING}, {"status": states.ERROR}, "snapshot",
+                             tell=Event(messages.SNAPSHOT_CREATE, messages.SNAPSHOT_CREATE_ERROR, msg))
 
         await self._attempt(f"snapshot {snapshot_id} of volume {volume_id}", work, failed)
 
@@ -242,7 +264,8 @@ class VolumeManager:
                 await conn.execute(snapshots.delete().where(snapshots.c.id == snapshot_id))
 
         async def failed(msg: str) -> None:
-            await self._move(snapshots, snapshot_id, {states.DELETING}, {"status": states.ERROR_DELETING}, "snapshot")
+            await self._move(snapshots, snapshot_id, {states.DELETING}, {"status": states.ERROR_DELETING}, "snapshot",
+                             tell=Event(messages.SNAPSHOT_DELETE, messages.SNAPSHOT_DELETE_ERROR, msg))
 
         await self._attempt(f"delete of snapshot {snapshot_id}", work, failed)
 
@@ -266,7 +289,8 @@ class VolumeManager:
         async def failed(msg: str) -> None:
             await self._volume_back(volume_id)
             await self._move(backups, backup_id, {states.CREATING},
-                             {"status": states.ERROR, "fail_reason": msg}, "backup")
+                             {"status": states.ERROR, "fail_reason": msg}, "backup",
+                             tell=Event(messages.BACKUP_CREATE, messages.BACKUP_CREATE_DRIVER_ERROR, msg))
 
         await self._attempt(f"backup {backup_id} of volume {volume_id}", work, failed)
 
@@ -278,7 +302,8 @@ class VolumeManager:
 
         async def failed(msg: str) -> None:
             await self._move(backups, backup_id, {states.DELETING},
-                             {"status": states.ERROR_DELETING, "fail_reason": msg}, "backup")
+                             {"status": states.ERROR_DELETING, "fail_reason": msg}, "backup",
+                             tell=Event(messages.BACKUP_DELETE, messages.BACKUP_DELETE_DRIVER_ERROR, msg))
 
         await self._attempt(f"delete of backup {backup_id}", work, failed)
 
@@ -294,7 +319,8 @@ class VolumeManager:
 
         async def failed(msg: str) -> None:
             await self._move(volumes, volume_id, {states.RESTORING_BACKUP},
-                             {"status": states.ERROR_RESTORING, "error_message": msg})
+                             {"status": states.ERROR_RESTORING, "error_message": msg},
+                             tell=Event(messages.BACKUP_RESTORE, messages.BACKUP_RESTORE_ERROR, msg))
             await self._move(backups, backup_id, {"restoring"}, {"status": states.AVAILABLE}, "backup")
 
         await self._attempt(f"restore of backup {backup_id} into volume {volume_id}", work, failed)
@@ -303,13 +329,18 @@ class VolumeManager:
 
     async def start(self) -> None:
         await self.store.ensure_dirs()
+        async with self.db.write() as conn:
+            purged = await messages.purge_expired(conn)
+        if purged:
+            LOG.info("volume worker %s: removed %d expired user messages", self.host, purged)
         await self.reconcile()
 
     async def reconcile(self) -> None:
         """Settle what a previous worker of this host left half done."""
         mine = sa.or_(volumes.c.host == self.host, volumes.c.host.is_(None))
         async with self.db.read() as conn:
-            vols = list(await conn.execute(sa.select(volumes.c.id, volumes.c.status).where(mine, volumes.c.status.in_(
+            vols = list(await conn.execute(sa.select(
+                volumes.c.id, volumes.c.status, volumes.c.image_id, volumes.c.backup_id).where(mine, volumes.c.status.in_(
                 [states.CREATING, states.DELETING, states.EXTENDING, states.BACKING_UP, states.RESTORING_BACKUP,
                  states.UPLOADING]))))
             snaps = list(await conn.execute(sa.select(snapshots.c.id, snapshots.c.status).where(
@@ -321,15 +352,18 @@ class VolumeManager:
                 await self.delete_backup(b.id)
             elif b.status == states.CREATING:
                 await self.store.delete_backup(b.id)
-                await self._move(backups, b.id, {states.CREATING},
-                                 {"status": states.ERROR, "fail_reason": RESTARTED.format("backed up")}, "backup")
+                why = RESTARTED.format("backed up")
+                await self._move(backups, b.id, {states.CREATING}, {"status": states.ERROR, "fail_reason": why},
+                                 "backup", tell=Event(messages.BACKUP_CREATE, messages.BACKUP_CREATE_DRIVER_ERROR, why))
             else:
                 await self._move(backups, b.id, {"restoring"}, {"status": states.AVAILABLE}, "backup")
         for s in snaps:
             if s.status == states.DELETING:
                 await self.delete_snapshot(s.id)
             else:
-                await self._move(snapshots, s.id, {states.CREATING}, {"status": states.ERROR}, "snapshot")
+                why = "the volume worker restarted while the snapshot was being created"
+                await self._move(snapshots, s.id, {states.CREATING}, {"status": states.ERROR}, "snapshot",
+                                 tell=Event(messages.SNAPSHOT_CREATE, messages.SNAPSHOT_CREATE_ERROR, why))
         for v in vols:
             if v.status == states.DELETING:
                 await self.delete_volume(v.id)
@@ -342,8 +376,12 @@ class VolumeManager:
                          states.RESTORING_BACKUP: states.ERROR_RESTORING}[v.status]
                 if v.status == states.EXTENDING:
                     await self._admin_meta(v.id, EXTENDING_TO, drop=True)
-                await self._move(volumes, v.id, {v.status},
-                                 {"status": final, "error_message": RESTARTED.format(v.status)})
+                why = RESTARTED.format(v.status)
+                tell = {states.CREATING: create_event(image_id=v.image_id, backup_id=v.backup_id, reason=why),
+                        states.EXTENDING: Event(messages.EXTEND_VOLUME, messages.DRIVER_FAILED_EXTEND, why),
+                        states.RESTORING_BACKUP: Event(messages.BACKUP_RESTORE, messages.BACKUP_RESTORE_ERROR, why),
+                        }[v.status]
+                await self._move(volumes, v.id, {v.status}, {"status": final, "error_message": why}, tell=tell)
         await self._reap_upload_scratch()
         if vols or snaps or baks:
             LOG.info("volume worker %s: settled %d volumes, %d snapshots, %d backups left mid-work",
