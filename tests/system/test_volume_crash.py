@@ -3,7 +3,8 @@ converts an image into a volume or backs a volume up, and while a running contai
 attached, detached or grown; then start it again on the same state dir.
 
 After the restart every volume is available, in-use or error (error with its reason in
-error_message; a backup cut short is error with its fail_reason), no temporary file is left in the
+error_message, which its owner reads in `openstack volume message list`; a backup cut short is
+error with its fail_reason), no temporary file is left in the
 store's dirs, the qemu-img the dead cloud ran is gone (it was started tied to its worker:
 `setpriv --pdeathsig KILL`), and no loop device is bound to the cloud's files. An attachment obeys
 one rule: in-use AND attached on the host (Cinder's and Nova's records, the driver's volumes.json,
@@ -235,6 +236,12 @@ def test_kill_during_create_from_image(cloud: CumuloCloud, big_image: str) -> No
     assert row["status"] == "error", row
     why = error_message(cloud, vid)
     assert "restarted while the volume was creating" in why, why
+    # the owner reads the reason through Cinder's user messages (3.3), as `openstack` shows them
+    told = cloud.osc("--os-volume-api-version", "3.3", "volume", "message", "list")
+    mine = [m for m in told if m["Resource UUID"] == vid]
+    assert [(m["Resource Type"], m["Event ID"], m["Message Level"]) for m in mine] == [
+        ("VOLUME", "VOLUME_VOLUME_005_012", "ERROR")], told
+    assert why in mine[0]["User Message"], mine
     assert not final.exists()
     check_no_leftovers(cloud)
     print(f"kill during create-from-image: restart {took:.1f} s; volume {row['status']}: {why}")

@@ -50,7 +50,9 @@ class VolumeMessages(VolumeBackends):
         `paging` False (before 3.5): no filters, sorting or paging, as Cinder."""
         authorize(ctx, "message:get_all")
         q = sa.select(volume_messages)
-        if not wants_all_tenants(ctx, params):
+        if ctx.is_admin and params.get("project_id"):  # `openstack volume message list --project X`
+            q = q.where(volume_messages.c.project_id == params["project_id"])
+        elif not wants_all_tenants(ctx, params):
             q = q.where(volume_messages.c.project_id == ctx.project_id)
         async with self.db.read() as conn:
             items = [_record(r) for r in await conn.execute(q)]

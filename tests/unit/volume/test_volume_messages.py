@@ -77,6 +77,8 @@ async def test_a_bad_image_create_tells_its_owner_only(manager: VolumeManager, i
     # the admin: its own project without all_tenants, every project with it
     assert await messages_of(admin) == []
     assert [x["id"] for x in await messages_of(admin, all_tenants="1")] == [m["id"]]
+    assert [x["id"] for x in await messages_of(admin, project_id="project-a")] == [m["id"]]
+    assert await messages_of(bob, project_id="project-a") == []  # only the admin picks a project
     # filters (3.5+): by resource and event
     assert len(await messages_of(alice, resource_uuid=vol["id"])) == 1
     assert await messages_of(alice, event_id="VOLUME_VOLUME_007_010") == []
