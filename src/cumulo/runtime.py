@@ -256,9 +256,10 @@ class Cloud:
         )
         self.services.volume.images = VolumeImages(images)
         # Nova's side of volumes (compute/volumes.py): the volume service as compute calls it.
-        from cumulo.runtime_volumes import VolumeClientAdapter
+        from cumulo.runtime_volumes import ServerMappings, VolumeClientAdapter
 
         self.services.compute.volumes = VolumeClientAdapter(self.services.volume)
+        self.services.volume.nova_holds = ServerMappings(self.db).holds  # Cinder asks Nova (OSSA-2023-003)
         self.local_drivers = local_driver_names(conf)  # fails early on a bad name
         self.local_driver = ",".join(self.local_drivers)
         self.nodes = plan_nodes(conf, self.local_drivers)

@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cumulo import errors
+from cumulo.compute import volume_records
 from cumulo.context import RequestContext
+from cumulo.db import Database
 
 if TYPE_CHECKING:
     from cumulo.blockstore.base import BlockStore, Location
@@ -129,3 +131,16 @@ class VolumeEventsAdapter:
 
     async def volume_extended(self, volume_id: str, new_size_gb: int) -> None:
         await self.handler(volume_id, new_size_gb)
+
+
+class ServerMappings:
+    """Whether a server still maps a volume (compute's block_device_mapping rows): what the volume
+    service asks before a user deletes an attachment a server is connected through, as Cinder asks
+    Nova since OSSA-2023-003."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def holds(self, instance_uuid: str, volume_id: str) -> bool:
+        async with self.db.read() as conn:
+            return await volume_records.volume_of_instance(conn, instance_uuid, volume_id) is not None

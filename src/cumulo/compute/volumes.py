@@ -163,8 +163,10 @@ class VolumeEvents(Protocol):
 
 def owner_context(inst: Mapping[str, Any], request_id: str | None = None) -> RequestContext:
     """The context an agent acts in for a server's volumes: the server owner's project with the
-    member role (Nova forwards the user's token to Cinder; the agent has the owner's ids)."""
-    roles = frozenset({"member", "reader"})
+    member role (Nova forwards the user's token to Cinder; the agent has the owner's ids), plus
+    `service` (Nova's service token: Cinder lets only it delete an attachment a server is
+    connected through)."""
+    roles = frozenset({"member", "reader", "service"})  # service: Cinder lets it delete a connected attachment
     if request_id:
         return RequestContext(user_id=inst.get("user_id"), project_id=inst.get("project_id"), roles=roles,
                               request_id=request_id)

@@ -11,6 +11,7 @@ is a compare-and-swap; a lost race is a 409.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -73,6 +74,20 @@ def connection_info(volume_id: str, mode: str, connector: dict[str, Any] | None)
 
 class Attachments(Volumes):
     """Attachment records and the attach/detach actions."""
+
+    # Whether a server still maps the volume (the runtime wires compute's block device mappings;
+    # None: no compute service to ask).
+    nova_holds: Callable[[str, str], Awaitable[bool]] | None = None
+
+    async def _check_deletion_allowed(self, ctx: RequestContext, att: Any) -> None:
+        """Cinder's fix of OSSA-2023-003: an attachment a server is connected through (an
+        instance's, with connection_info, that the server still maps) is deleted only by the
+        compute service (its `service` role) or an admin. A user's delete would leave the disk in
+        the guest while the volume shows available, to be transferred and attached elsewhere."""
+        if ctx.is_admin or ctx.has_role("service") or not (att.instance_uuid and att.connection_info_json):
+            return
+        if self.nova_holds is not None and await self.nova_holds(str(att.instance_uuid), str(att.volume_id)):
+            raise errors.Conflict(f"Detach volume from instance {att.instance_uuid} using the Compute API")
 
     async def _readonly(self, conn: AsyncConnection, volume_id: str) -> bool:
         meta = (await records.kv_of(conn, volume_admin_metadata, "volume_id", [volume_id]))[volume_id]
@@ -170,6 +185,8 @@ class Attachments(Volumes):
         """Drop the attachment; the volume goes back to available when none is left. Returns the
         volume's status afterwards (Cinder answers {"attachments": [...]}: the remaining ones)."""
         authorize(ctx, "attachment:manage")
+        async with self.db.read() as conn:
+            await self._check_deletion_allowed(ctx, await self._attachment_row(conn, ctx, attachment_id))
         async with self.db.write() as conn:
             att = await self._attachment_row(conn, ctx, attachment_id)
             return await self._drop_attachment(conn, att)
@@ -281,6 +298,13 @@ class Attachments(Volumes):
     async def detach(self, ctx: RequestContext, volume_id: str, attachment_id: Any, *, force: bool = False) -> None:
         """os-detach (os-force_detach, admin, with `force`): drop one attachment."""
         authorize(ctx, "volume:reset_status" if force else "volume:attach")
+        if not force:
+            wanted = check_uuid(attachment_id, "attachment_id") if attachment_id is not None else None
+            async with self.db.read() as conn:
+                live = await self._live_attachments(conn, (await self.volume_row(conn, ctx, volume_id)).id)
+            for att in live:
+                if wanted is None or att.id == wanted:
+                    await self._check_deletion_allowed(ctx, att)
         async with self.db.write() as conn:
             row = await self.volume_row(conn, ctx, volume_id)
             live = await self._live_attachments(conn, row.id)

@@ -131,3 +131,37 @@ async def test_an_image_whose_block_device_mapping_property_is_junk_boots_to_a_4
     server = {"name": "x", "imageRef": resp.json()["id"], "flavorRef": "42", "networks": "none"}
     resp = await world.member.post(f"{API}/servers", json={"server": server}, headers=mv("2.79"))
     assert resp.status_code == 400 and fault_of(resp)[0] == "badRequest", resp.text
+
+
+async def test_a_user_cannot_pull_a_connected_attachment_from_under_the_server(world: World) -> None:
+    """OSSA-2023-003: a user's Cinder-side delete of an attachment a server is connected through
+    would show the volume available while the guest keeps the disk (then transferable to another
+    project). Only the compute service deletes it; Nova's detach still works."""
+    sid = (await world.active("holder"))["id"]
+    vol_base = f"/volume/v3/{world.project_id}"
+    vid = (await world.member.post(f"{vol_base}/volumes", json={"volume": {"size": 1}})).json()["volume"]["id"]
+
+    async def status_is(wanted: str) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        for _ in range(400):
+            body = (await world.member.get(f"{vol_base}/volumes/{vid}")).json()["volume"]
+            if body["status"] == wanted:
+                return body
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"volume {vid} not {wanted}: {body.get('status')}")
+
+    await status_is("available")
+    resp = await world.member.post(f"{API}/servers/{sid}/os-volume_attachments",
+                                   json={"volumeAttachment": {"volumeId": vid}}, headers=mv("2.79"))
+    assert resp.status_code == 200, resp.text
+    attachment_id = (await status_is("in-use"))["attachments"][0]["attachment_id"]
+    h = {"OpenStack-API-Version": "volume 3.44"}
+    resp = await world.member.delete(f"{vol_base}/attachments/{attachment_id}", headers=h)
+    assert resp.status_code == 409 and "using the Compute API" in resp.text, resp.text
+    resp = await world.member.post(f"{vol_base}/volumes/{vid}/action", json={"os-detach": {}}, headers=h)
+    assert resp.status_code == 409, resp.text
+    await status_is("in-use")
+    assert (await world.member.delete(f"{API}/servers/{sid}/os-volume_attachments/{vid}")).status_code == 202
+    await status_is("available")
+    assert (await world.member.delete(f"{API}/servers/{sid}")).status_code == 204
+    await wait_gone(world.member, sid)
