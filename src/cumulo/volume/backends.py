@@ -22,12 +22,9 @@ from cumulo.context import RequestContext
 from cumulo.db import utcnow
 from cumulo.volume.base import authorize
 from cumulo.volume.models import snapshots, volumes
+from cumulo.volume.scheduling import BACKEND, DRIVER_VERSION, STORAGE_PROTOCOL, VENDOR
 from cumulo.volume.transfers import VolumeTransfers
 
-BACKEND = "cumulo"  # the volume_backend_name of the file store
-VENDOR = "Cumulo"
-DRIVER_VERSION = "1.0.0"
-STORAGE_PROTOCOL = "file"  # sparse raw files attached by path (connection_info driver_volume_type cumulo_file)
 BINARIES = ("cinder-scheduler", "cinder-volume", "cinder-backup")
 GIB = 1 << 30
 

@@ -19,7 +19,7 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.volume import message_events as messages
-from cumulo.volume import query, records, states
+from cumulo.volume import query, records, scheduling, states
 from cumulo.volume.base import MAX_SIZE_GB, authorize, check_uuid, wants_all_tenants
 from cumulo.volume.models import (
     backups,
@@ -139,26 +139,37 @@ class Volumes(VolumeTypes):
                 type_id = source_type_id or await self.default_type_id(conn)
             specs = (await records.kv_of(conn, volume_type_extra_specs, "volume_type_id", [type_id]))[type_id]
             multiattach = multiattach or is_true_spec(specs.get("multiattach"))
+            # Cinder's scheduler: a type the one backend cannot satisfy leaves the volume in error
+            no_backend = scheduling.unmet(specs)
             type_name = await conn.scalar(sa.select(volume_types.c.name).where(volume_types.c.id == type_id))
             await self.check_quota(conn, ctx.project_id or "", volumes=1, gigabytes=size,
                                    **{f"volumes_{type_name}": 1, f"gigabytes_{type_name}": size})
             now = utcnow()
             await conn.execute(volumes.insert().values(
                 id=volume_id, project_id=ctx.project_id, user_id=ctx.user_id, name=name, description=description,
-                size=size, status=states.CREATING, attach_status=states.DETACHED, availability_zone=AVAILABILITY_ZONE,
+                size=size, status=states.ERROR if no_backend else states.CREATING, attach_status=states.DETACHED,
+                availability_zone=AVAILABILITY_ZONE,
                 volume_type_id=type_id, bootable=bootable, multiattach=multiattach,
                 source_volid=ids.get("source_volid"), snapshot_id=ids.get("snapshot_id"), image_id=image_id,
                 backup_id=ids.get("backup_id"), created_at=now, updated_at=now,
+                error_message=f"No valid backend was found: the backend does not satisfy {no_backend}"[:255]
+                if no_backend else None,
             ))
             await records.write_kv(conn, volume_metadata, "volume_id", volume_id, meta, replace=True)
             if image is not None or source_image_meta:
                 await records.write_kv(conn, volume_image_metadata, "volume_id", volume_id,
                                        self._image_metadata(image) if image is not None else source_image_meta,
                                        replace=True)
-            if "backup_id" in ids:
+            if no_backend:
+                await messages.post(conn, volumes, volume_id, messages.Event(
+                    messages.SCHEDULE_ALLOCATE_VOLUME, messages.NO_BACKEND_AVAILABLE,
+                    f"No valid backend was found: the backend does not satisfy {no_backend}"), request_id=ctx.request_id)
+            elif "backup_id" in ids:
                 await states.transition(conn, backups, ids["backup_id"], states.BACKUP_RESTORABLE,
                                         {"status": "restoring", "restore_volume_id": volume_id}, what="backup")
             record = await records.load_one(conn, volume_id)
+        if no_backend:
+            return record
         await self._cast(volume_id, self.worker.create_volume(
             volume_id, size, snapshot_id=ids.get("snapshot_id"), source_volid=ids.get("source_volid"),
             image_id=image_id, backup_id=ids.get("backup_id")))

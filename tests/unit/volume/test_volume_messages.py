@@ -147,3 +147,25 @@ async def test_versions_and_expiry(svc: VolumeService, manager: VolumeManager,
     assert len((await at_3_3.get("/messages", params={"event_id": "nothing"})).json()["messages"]) == 2
     await manager.start()  # the worker's start removes the expired one
     assert [m["id"] for m in await messages_of(alice)] == ["00000000-0000-4000-8000-000000000001"]
+
+
+async def test_a_type_no_backend_satisfies_fails_the_volume_with_a_message(
+        manager: VolumeManager, alice: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
+    """Tempest's user messages test: a type whose storage_protocol/vendor_name no backend has."""
+    specs = {"storage_protocol": "bogus-protocol", "vendor_name": "bogus-vendor"}
+    r = await admin.post("/types", json={"volume_type": {"name": "nowhere", "extra_specs": specs}})
+    assert r.status_code == 200, r.text
+    vol = await make_volume(alice, 1, volume_type="nowhere")
+    assert (await show(alice, vol["id"]))["status"] == "error"
+    (m,) = await messages_of(alice, resource_uuid=vol["id"])
+    assert m["event_id"] == "VOLUME_VOLUME_001_003"
+    assert m["user_message"].startswith("schedule allocate volume: No valid backend was found")
+    assert "storage_protocol=bogus-protocol" in m["user_message"]
+    # the backend's own capabilities (and free-form or other-scoped specs) are satisfied
+    good = {"storage_protocol": "file", "vendor_name": "Cumulo", "capabilities:volume_backend_name": "cumulo",
+            "free_form": "x", "RESKEY:availability_zones": "nova"}
+    r = await admin.post("/types", json={"volume_type": {"name": "here", "extra_specs": good}})
+    assert r.status_code == 200, r.text
+    ok = await make_volume(alice, 1, volume_type="here")
+    assert (await show(alice, ok["id"]))["status"] == "available"
+    assert await messages_of(alice, resource_uuid=ok["id"]) == []

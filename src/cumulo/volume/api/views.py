@@ -9,7 +9,7 @@ import datetime as dt
 from typing import Any
 
 from cumulo.context import RequestContext
-from cumulo.volume.backends import BACKEND
+from cumulo.volume.scheduling import BACKEND
 
 Version = tuple[int, int]
 # Extra specs a non-admin sees (Cinder's user-visible ones).
