@@ -32,6 +32,24 @@ from cumulo.errors import Conflict, CumuloError, DriverError, NotFound
 from cumulo.host.revert import Reverter
 
 UNPLUG_TIMEOUT = 30.0  # how long the guest may take to release a disk (PCIe hot unplug)
+UNPLUG_RETRY = 3.0  # device_del is sent again after this long without the guest's release
+
+
+async def _unplugged(conn: qmp.Qmp, dev: str, mark: int) -> bool:
+    """Whether the guest released `dev` (its DEVICE_DELETED) within UNPLUG_TIMEOUT, asking again
+    every UNPLUG_RETRY seconds: QEMU's ACPI hot-unplug event is lost when it reaches a guest whose
+    ACPI is not up yet (a detach right after a start: Tempest's attach-stop-start-detach), and a
+    repeated request is not (libvirt and Nova retry a detach the same way). A repeat QEMU refuses
+    while an unplug runs ("already in the process of unplug") changes nothing."""
+    for _ in range(max(1, int(UNPLUG_TIMEOUT / UNPLUG_RETRY))):
+        if await conn.wait_device_deleted(dev, mark, UNPLUG_RETRY):
+            return True
+        try:
+            await conn.execute("device_del", {"id": dev})
+        except qmp.QmpError as exc:
+            if exc.klass == "DeviceNotFound":
+                return True  # gone meanwhile
+    return False
 
 
 class Volumes(QemuCore):
@@ -128,7 +146,7 @@ class Volumes(QemuCore):
                                        "(attached while the server was stopped): stop the server to detach it") from exc
                     raise
             if asked:
-                if not await conn.wait_device_deleted(dev, mark, UNPLUG_TIMEOUT):
+                if not await _unplugged(conn, dev, mark):
                     raise DriverError(f"the guest of {layout.uuid} did not release volume {volume_id} within "
                                       f"{UNPLUG_TIMEOUT:.0f}s (it needs PCIe hot unplug; it stays attached"
                                       + (", even forced: QEMU cannot pull a disk the guest holds)" if force else ")"))
