@@ -1,6 +1,6 @@
 """Run Tempest (release 47, in its own venv) against a fresh `cumulo up` with its defaults.
 
-    .venv/bin/python scripts/tempest/run.py [--regex REGEX] [--concurrency 2] [--workspace DIR] [--validation]
+    .venv/bin/python scripts/tempest/run.py [--regex REGEX] [--concurrency 2] [--workspace DIR] [--validation] [--vm]
 
 What it does, in order:
   1. makes the Tempest venv ($HOME/tempest-venv, `pip install tempest==47.0.0`) if it is missing;
