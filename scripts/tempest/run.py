@@ -16,7 +16,7 @@ What it does, in order:
      servers over SSH on a floating IP (run_validation; image_ref is ssh_image.py's image) and makes
      a project with its own routed network per test class (dynamic credentials), as DevStack's gate;
   5. runs `tempest run --regex ...` less EXCLUDED (Cinder features not built that Tempest has no
-     switch for: groups, QoS specs, user messages, encryption types, backup record import), prints the totals and keeps the subunit stream and the log in
+     switch for: groups, QoS specs, encryption types, backup record import), prints the totals and keeps the subunit stream and the log in
      the workspace (default ./tempest-ws, git-ignored);
   6. deletes what the run left (servers of every project), stops the cloud and removes its state.
 docs/conformance.md records the command, the config, the counts and every skip with its reason.
@@ -435,8 +435,6 @@ EXCLUDED = {
     r"^tempest\.api\.volume\.admin\.test_group": "volume groups, group types, group snapshots",
     # QoS specs: no I/O limits on volumes (the QEMU and runc attach have none to apply)
     r"^tempest\.api\.volume\.admin\.test_qos\.": "QoS specs",
-    # user messages: Cinder's asynchronous error reports; errors here are in the volume's error fields
-    r"^tempest\.api\.volume\.admin\.test_user_messages\.": "user messages",
     # volume encryption (encryption types of a volume type): no encrypted volumes
     r"^tempest\.api\.volume\.admin\.test_volume_types\.VolumeTypesTest\.test_volume_type_encryption_":
         "encryption types",
