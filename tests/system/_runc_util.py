@@ -225,3 +225,52 @@ def kill_our_qemus(state_dir: Path) -> None:
             pid = int((d / "qemu.pid").read_text().strip())
             if d.name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGKILL)
+
+
+def qemu_processes_of(uuid: str) -> list[int]:
+    """Every process on the machine whose command line names this server (there must be none after delete)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if f"cumulo-{uuid}".encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+    return found
+
+
+def volume_of(cloud: CumuloCloud, vid: str, *, as_cloud: str) -> dict[str, Any] | None:
+    """The volume as `as_cloud` (a clouds.yaml entry) sees it through the Cinder API, or None (404)."""
+    with cloud.client(as_cloud) as c:
+        resp = c.get(f"/volume/v3/volumes/{vid}", headers={"OpenStack-API-Version": "volume 3.67"})
+    if resp.status_code == 404:
+        return None
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json()["volume"])
+
+
+def wait_volume(cloud: CumuloCloud, vid: str, status: str, *, as_cloud: str, timeout: float, **want: Any) -> dict[str, Any]:
+    """Wait until the volume has `status` (and every field in `want`); an error status fails at once.
+    A timeout names the last status seen and the cloud log's lines about the volume."""
+    last: list[dict[str, Any]] = []
+
+    def ready() -> dict[str, Any] | None:
+        vol = volume_of(cloud, vid, as_cloud=as_cloud)
+        assert vol is not None, f"volume {vid} vanished"
+        assert not vol["status"].startswith("error"), vol
+        last[:] = [vol]
+        return vol if vol["status"] == status and all(vol[k] == v for k, v in want.items()) else None
+
+    try:
+        return dict(wait_for(ready, timeout=timeout, what=f"volume {vid} {status} {want}"))
+    except AssertionError as exc:
+        log = [ln for ln in cloud.log().splitlines() if vid in ln or "Traceback" in ln or "ERROR" in ln]
+        raise AssertionError(f"{exc}; last seen {last}\n" + "\n".join(log[-40:])) from None
+
+
+def volume_on_host(vid: str) -> list[str]:
+    """The volume's mounts and loop devices still on the host."""
+    with open("/proc/self/mountinfo") as fh:
+        found = [f"mount {line.split()[4]}" for line in fh if vid in line]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout  # noqa: S607
+    return found + [f"loop {line}" for line in loops.splitlines() if vid in line]

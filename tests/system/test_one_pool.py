@@ -18,11 +18,10 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _runc_util import kill_our_qemus, leftovers, wait_for, wait_tiny_vm, write_config
+from _runc_util import kill_our_qemus, leftovers, qemu_processes_of, wait_for, wait_tiny_vm, write_config
 from _util_resilience import all_servers, delete_servers, post_servers, server_body
 
 from cumulo.image.demo import tinyvm
@@ -85,14 +84,7 @@ class World:
         return dict(rows[0])
 
 
-def qemu_processes_of(uuid: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if f"cumulo-{uuid}".encode() in (proc / "cmdline").read_bytes():
-                    found.append(int(proc.name))
-    return found
+
 
 
 

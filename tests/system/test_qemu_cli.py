@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from _runc_util import (
     kill_our_qemus,
+    qemu_processes_of,
     server,
     wait_for,
     wait_gone,
@@ -107,16 +108,7 @@ def qemu_pid(w: World, uuid: str) -> int | None:
     return pid if uuid.encode() in cmdline and b"qemu-system" in cmdline else None
 
 
-def qemu_processes_of(uuid: str) -> list[int]:
-    """Every process on the machine whose command line names this server (there must be none after delete)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if f"cumulo-{uuid}".encode() in (proc / "cmdline").read_bytes():
-                found.append(int(proc.name))
-    return found
+
 
 
 

@@ -28,7 +28,6 @@ import contextlib
 import os
 import re
 import secrets
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,10 +37,13 @@ from _runc_util import (
     inside,
     kill_our_qemus,
     server,
+    volume_of,
+    volume_on_host,
     wait_for,
     wait_gone,
     wait_status,
     wait_tiny_vm,
+    wait_volume,
     write_config,
 )
 
@@ -127,52 +129,18 @@ class World:
     def volume(self, name: str, size: int = 1) -> str:
         vid = str(self.osc("volume", "create", "--size", str(size), name)["id"])
         self.volumes.append(vid)
-        wait_volume(self.cloud, vid, "available")
+        wait_volume(self.cloud, vid, "available", as_cloud=DEMO, timeout=90)
         return vid
 
     def attach(self, srv: str, vid: str) -> dict[str, Any]:
         self.osc("server", "add", "volume", srv, vid, json=False)
-        vol = wait_volume(self.cloud, vid, "in-use")
+        vol = wait_volume(self.cloud, vid, "in-use", as_cloud=DEMO, timeout=90)
         assert [a["server_id"] for a in vol["attachments"]] == [srv], vol["attachments"]
         return vol
 
     def detach(self, srv: str, vid: str) -> None:
         self.osc("server", "remove", "volume", srv, vid, json=False)
-        wait_volume(self.cloud, vid, "available")
-
-
-def volume_of(cloud: CumuloCloud, vid: str) -> dict[str, Any] | None:
-    with cloud.client(DEMO) as c:
-        resp = c.get(f"/volume/v3/volumes/{vid}", headers={"OpenStack-API-Version": "volume 3.67"})
-    if resp.status_code == 404:
-        return None
-    assert resp.status_code == 200, resp.text
-    return dict(resp.json()["volume"])
-
-
-def wait_volume(cloud: CumuloCloud, vid: str, status: str, **want: Any) -> dict[str, Any]:
-    last: list[dict[str, Any]] = []
-
-    def ready() -> dict[str, Any] | None:
-        vol = volume_of(cloud, vid)
-        assert vol is not None, f"volume {vid} vanished"
-        assert not vol["status"].startswith("error"), vol
-        last[:] = [vol]
-        return vol if vol["status"] == status and all(vol[k] == v for k, v in want.items()) else None
-
-    try:
-        return dict(wait_for(ready, timeout=90, what=f"volume {vid} {status} {want}"))
-    except AssertionError as exc:
-        log = [ln for ln in cloud.log().splitlines() if vid in ln or "Traceback" in ln or "ERROR" in ln]
-        raise AssertionError(f"{exc}; last seen {last}\n" + "\n".join(log[-40:])) from None
-
-
-def on_host(vid: str) -> list[str]:
-    """The volume's mounts and loop devices still on the host."""
-    with open("/proc/self/mountinfo") as fh:
-        found = [f"mount {line.split()[4]}" for line in fh if vid in line]
-    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout  # noqa: S607
-    return found + [f"loop {line}" for line in loops.splitlines() if vid in line]
+        wait_volume(self.cloud, vid, "available", as_cloud=DEMO, timeout=90)
 
 
 @pytest.fixture(scope="module")
@@ -208,11 +176,11 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
             cloud.osc_run("volume", "delete", "--force", vid)
         for vid in w.volumes:
             with contextlib.suppress(AssertionError):
-                wait_for(lambda vid=vid: volume_of(cloud, vid) is None, timeout=60, what=f"volume {vid} gone")
+                wait_for(lambda vid=vid: volume_of(cloud, vid, as_cloud=DEMO) is None, timeout=60, what=f"volume {vid} gone")
         cloud.stop()
         kill_our_qemus(cloud.state_dir)
         # Looked at before close(), which removes the state dir (and so every file in it).
-        left = [f"{vid}: {where}" for vid in w.volumes for where in on_host(vid)]
+        left = [f"{vid}: {where}" for vid in w.volumes for where in volume_on_host(vid)]
         left += [str(p) for vid in w.volumes if (p := cloud.state_dir / "volumes" / f"{vid}.raw").exists()]
         cloud.close()
     assert not left, left
@@ -235,7 +203,7 @@ def test_vm_writes_then_container_reads_the_same_bytes(world: World) -> None:
     assert inside(w.cloud, w.ct, f"cat /mnt/volumes/{vid}/first").strip() == f"VMFIRST-{serial}"
     w.detach(w.ct, vid)
     assert inside(w.cloud, w.ct, f"test -e /mnt/volumes/{vid}/first && echo still || echo gone").strip() == "gone"
-    wait_for(lambda: not on_host(vid), timeout=30, what="the volume's mount and loop device released")
+    wait_for(lambda: not volume_on_host(vid), timeout=30, what="the volume's mount and loop device released")
 
 
 def test_container_writes_then_vm_reads_the_same_bytes(world: World) -> None:
@@ -245,7 +213,7 @@ def test_container_writes_then_vm_reads_the_same_bytes(world: World) -> None:
     w.attach(w.ct, vid)
     inside(w.cloud, w.ct, f"echo {MARK}-{serial} > /mnt/volumes/{vid}/data && sync")
     w.detach(w.ct, vid)
-    wait_for(lambda: not on_host(vid), timeout=30, what="the container's mount and loop device released")
+    wait_for(lambda: not volume_on_host(vid), timeout=30, what="the container's mount and loop device released")
     w.attach(w.vm, vid)
     read = w.wait_console(rf"VT-READ {serial} (\S*)", "the guest mounts the volume and reads the container's file")
     assert read.group(1) == f"{MARK}-{serial}"
@@ -267,7 +235,7 @@ def test_online_extend_of_a_vm_volume_reaches_the_guest(world: World) -> None:
     dev = seen.group(1)
     w.wait_console(rf"VT-DONE {serial}", "the guest formatted it")
     w.osc("--os-volume-api-version", "3.42", "volume", "set", "--size", "2", vid, json=False)
-    wait_volume(w.cloud, vid, "in-use", size=2)
+    wait_volume(w.cloud, vid, "in-use", as_cloud=DEMO, timeout=90, size=2)
     grown = w.wait_console(rf"VT-SIZE {dev} {serial} (\d+)", "the guest sees the new size")
     assert int(grown.group(1)) * 512 == 2 * GIB
     assert (w.cloud.state_dir / "volumes" / f"{vid}.raw").stat().st_size == 2 * GIB
@@ -290,7 +258,7 @@ def test_extend_of_a_container_volume_grows_its_filesystem(world: World) -> None
     before = df_kib(w, vid)
     assert before < GIB // 1024
     w.osc("--os-volume-api-version", "3.42", "volume", "set", "--size", "2", vid, json=False)
-    wait_volume(w.cloud, vid, "in-use", size=2)
+    wait_volume(w.cloud, vid, "in-use", as_cloud=DEMO, timeout=90, size=2)
     after = wait_for(lambda: (k := df_kib(w, vid)) > before * 3 // 2 and k, timeout=60,
                      what="the container's filesystem grown")
     assert GIB // 1024 < after <= 2 * GIB // 1024, (before, after)
@@ -308,7 +276,7 @@ def test_in_use_volume_cannot_be_deleted_or_attached_elsewhere(world: World) -> 
     twice = w.cloud.osc_run("server", "add", "volume", w.vm, vid, cloud=DEMO)
     text = twice.stderr + twice.stdout
     assert twice.returncode != 0 and "400" in text and ("in-use" in text or "multiattach" in text.lower()), text
-    vol = wait_volume(w.cloud, vid, "in-use")
+    vol = wait_volume(w.cloud, vid, "in-use", as_cloud=DEMO, timeout=90)
     assert [a["server_id"] for a in vol["attachments"]] == [w.ct]
     assert vid not in {v["id"] for v in (server(w.cloud, w.vm) or {}).get("os-extended-volumes:volumes_attached", [])}
     w.detach(w.ct, vid)

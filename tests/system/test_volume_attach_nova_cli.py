@@ -11,12 +11,21 @@ The cross-kind (VM <-> container) acceptance tests are tests/system/test_volume_
 from __future__ import annotations
 
 import secrets
-import subprocess
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from _runc_util import inside, server, wait_for, wait_gone, wait_status, write_config
+from _runc_util import (
+    inside,
+    server,
+    volume_of,
+    volume_on_host,
+    wait_for,
+    wait_gone,
+    wait_status,
+    wait_volume,
+    write_config,
+)
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud
@@ -54,35 +63,6 @@ def _boot(cloud: CumuloCloud, name: str) -> str:
     return str(made["id"])
 
 
-def _volume(cloud: CumuloCloud, vid: str) -> dict[str, Any] | None:
-    with cloud.client("cumulo") as c:
-        resp = c.get(f"/volume/v3/volumes/{vid}", headers={"OpenStack-API-Version": "volume 3.67"})
-    if resp.status_code == 404:
-        return None
-    assert resp.status_code == 200, resp.text
-    return dict(resp.json()["volume"])
-
-
-def _wait_volume(cloud: CumuloCloud, vid: str, status: str, **want: Any) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        vol = _volume(cloud, vid)
-        assert vol is not None, f"volume {vid} vanished"
-        assert not vol["status"].startswith("error"), vol
-        return vol if vol["status"] == status and all(vol[k] == v for k, v in want.items()) else None
-
-    return dict(wait_for(ready, timeout=60, what=f"volume {vid} {status} {want}"))
-
-
-def _on_host(vid: str) -> list[str]:
-    """The volume's mounts and loop devices still on the host."""
-    found = []
-    with open("/proc/self/mountinfo") as fh:
-        found += [f"mount {line.split()[4]}" for line in fh if vid in line]
-    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout  # noqa: S607
-    found += [f"loop {line}" for line in loops.splitlines() if vid in line]
-    return found
-
-
 def _action_done(cloud: CumuloCloud, uuid: str, action: str) -> bool:
     """Whether the server's newest `action` has all its events finished, successfully."""
     h = {"OpenStack-API-Version": "compute 2.79"}
@@ -107,11 +87,11 @@ def test_attach_write_extend_detach_and_delete_on_termination(cloud: CumuloCloud
     osc = cloud.osc
     first, second = _boot(cloud, "vol-a"), _boot(cloud, "vol-b")
     vid = osc("volume", "create", "--size", "1", "data")["id"]
-    _wait_volume(cloud, vid, "available")
+    wait_volume(cloud, vid, "available", as_cloud="cumulo", timeout=60)
 
     # attach to a running container: in-use with its device, mounted inside
     osc("server", "add", "volume", "--device", "/dev/vdb", first, vid, json=False)
-    vol = _wait_volume(cloud, vid, "in-use")
+    vol = wait_volume(cloud, vid, "in-use", as_cloud="cumulo", timeout=60)
     [att] = vol["attachments"]
     assert (att["server_id"], att["device"]) == (first, "/dev/vdb")
     listed = osc("server", "volume", "list", first)
@@ -124,7 +104,7 @@ def test_attach_write_extend_detach_and_delete_on_termination(cloud: CumuloCloud
     # online extend (Cinder 3.42): the worker grows the file, the agent has the driver grow the fs
     before = _fs_blocks(cloud, first, vid)
     osc("--os-volume-api-version", "3.42", "volume", "set", "--size", "2", vid, json=False)
-    _wait_volume(cloud, vid, "in-use", size=2)
+    wait_volume(cloud, vid, "in-use", as_cloud="cumulo", timeout=60, size=2)
     # Wait for the agent's extend_volume action to finish without touching the mount meanwhile: a
     # process inside it at the moment of the remount would defer the growth (documented).
     wait_for(lambda: _action_done(cloud, first, "extend_volume"), timeout=60, what="the extend_volume action")
@@ -136,20 +116,20 @@ def test_attach_write_extend_detach_and_delete_on_termination(cloud: CumuloCloud
 
     # detach: available, gone from the container and from the host
     osc("server", "remove", "volume", first, vid, json=False)
-    _wait_volume(cloud, vid, "available")
+    wait_volume(cloud, vid, "available", as_cloud="cumulo", timeout=60)
     assert inside(cloud, first, f"test -e /mnt/volumes/{vid}/mark && echo still || echo gone").strip() == "gone"
     assert osc("server", "volume", "list", first) == []
-    wait_for(lambda: not _on_host(vid), timeout=30, what="the volume's mounts and loop device gone")
+    wait_for(lambda: not volume_on_host(vid), timeout=30, what="the volume's mounts and loop device gone")
 
     # the other container, with delete_on_termination (2.79): same bytes; the server's delete takes it
     osc("server", "add", "volume", "--enable-delete-on-termination", second, vid, json=False, microversion="2.79")
-    vol = _wait_volume(cloud, vid, "in-use")
+    vol = wait_volume(cloud, vid, "in-use", as_cloud="cumulo", timeout=60)
     assert vol["attachments"][0]["server_id"] == second
     assert inside(cloud, second, f"cat /mnt/volumes/{vid}/mark").strip() == MARK
     assert _fs_blocks(cloud, second, vid) > before * 3 // 2
     [row] = osc("server", "volume", "list", second, microversion="2.79")
     assert row["Delete On Termination?"] is True, row
     osc("server", "delete", "--wait", second, json=False)
-    wait_for(lambda: _volume(cloud, vid) is None, timeout=60, what=f"volume {vid} deleted with its server")
+    wait_for(lambda: volume_of(cloud, vid, as_cloud="cumulo") is None, timeout=60, what=f"volume {vid} deleted with its server")
     assert not (cloud.state_dir / "volumes" / f"{vid}.raw").exists()
-    assert not _on_host(vid)
+    assert not volume_on_host(vid)

@@ -33,12 +33,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from _runc_util import (
     kill_our_qemus,
+    qemu_processes_of,
     server,
+    volume_of,
     wait_for,
     wait_gone,
     wait_image_active,
     wait_status,
     wait_tiny_vm,
+    wait_volume,
     write_config,
 )
 
@@ -113,39 +116,6 @@ class World:
         wait_gone(self.cloud, sid, timeout=120)
 
 
-def volume_of(cloud: CumuloCloud, vid: str) -> dict[str, Any] | None:
-    with cloud.client(DEMO) as c:
-        resp = c.get(f"/volume/v3/volumes/{vid}", headers={"OpenStack-API-Version": "volume 3.60"})
-    if resp.status_code == 404:
-        return None
-    assert resp.status_code == 200, resp.text
-    return dict(resp.json()["volume"])
-
-
-def wait_volume(cloud: CumuloCloud, vid: str, status: str) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        vol = volume_of(cloud, vid)
-        assert vol is not None, f"volume {vid} vanished"
-        assert not vol["status"].startswith("error"), vol
-        return vol if vol["status"] == status else None
-
-    return dict(wait_for(ready, timeout=120, what=f"volume {vid} {status}"))
-
-
-def wait_volume_gone(cloud: CumuloCloud, vid: str) -> None:
-    wait_for(lambda: volume_of(cloud, vid) is None, timeout=120, what=f"volume {vid} gone")
-
-
-def qemu_processes_of(uuid: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if f"cumulo-{uuid}".encode() in (proc / "cmdline").read_bytes():
-                    found.append(int(proc.name))
-    return found
-
-
 @pytest.fixture(scope="module")
 def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("volume-boot")
@@ -174,7 +144,7 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
             cloud.osc_run("volume", "delete", vid, cloud=DEMO)
         for vid in w.volumes:
             with contextlib.suppress(AssertionError):
-                wait_volume_gone(cloud, vid)
+                wait_for(lambda vid=vid: volume_of(cloud, vid, as_cloud=DEMO) is None, timeout=120, what=f"volume {vid} gone")
         cloud.stop()
         kill_our_qemus(cloud.state_dir)
         # before close (which removes the state dir): nothing of ours is left on the host
@@ -189,7 +159,7 @@ def test_root_changes_persist_across_delete_and_reboot_from_the_same_volume(worl
     w = world
     vid = str(w.osc("volume", "create", "--image", "tiny-vm", "--size", "1", "--bootable", "tiny-root")["id"])
     w.volumes.append(vid)
-    vol = wait_volume(w.cloud, vid, "available")
+    vol = wait_volume(w.cloud, vid, "available", as_cloud=DEMO, timeout=120)
     assert vol["bootable"] == "true"
     meta = vol["volume_image_metadata"]
     assert meta["image_name"] == "tiny-vm" and meta["kernel_id"] and meta["ramdisk_id"]
@@ -199,13 +169,13 @@ def test_root_changes_persist_across_delete_and_reboot_from_the_same_volume(worl
     shown = w.osc("server", "show", sid)
     assert [v["id"] for v in shown["volumes_attached"]] == [vid]
     assert not shown["image"] or "booted from volume" in str(shown["image"])
-    assert wait_volume(w.cloud, vid, "in-use")["attachments"][0]["server_id"] == sid
+    assert wait_volume(w.cloud, vid, "in-use", as_cloud=DEMO, timeout=120)["attachments"][0]["server_id"] == sid
     text = w.wait_console(sid, lambda t: f"BFV-WROTE {TOKEN}" in t or "user_data exited" in t, "the root change")
     assert "BFV-ROOT-DISK /dev/vda" in text, text[-3000:]  # the volume is the root disk
     assert f"BFV-WROTE {TOKEN}" in text, text[-3000:]
     w.delete_server(sid)
     assert qemu_processes_of(sid) == []
-    wait_volume(w.cloud, vid, "available")  # kept: no delete_on_termination
+    wait_volume(w.cloud, vid, "available", as_cloud=DEMO, timeout=120)  # kept: no delete_on_termination
 
     # 2. a new server from the same volume (`--block-device`) sees the change
     sid = w.boot("bfv-2", "--block-device", f"source_type=volume,uuid={vid},destination_type=volume,boot_index=0",
@@ -237,7 +207,7 @@ def test_root_changes_persist_across_delete_and_reboot_from_the_same_volume(worl
     new_vid = str(attached["id"])
     w.volumes.append(new_vid)
     w.delete_server(sid)
-    assert wait_volume(w.cloud, new_vid, "available")["snapshot_id"] == snap_id
+    assert wait_volume(w.cloud, new_vid, "available", as_cloud=DEMO, timeout=120)["snapshot_id"] == snap_id
 
 
 DISKS_USER_DATA = r"""#!/bin/sh
@@ -274,4 +244,4 @@ def test_boot_from_volume_with_ephemeral_and_swap_disks(world: World) -> None:
     assert "sectors=32768" in disks["vdc"] and "sig=SWAPSPACE2" in disks["vdc"], disks  # swap, 16 MiB
     w.delete_server(sid)
     assert qemu_processes_of(sid) == []
-    wait_volume(w.cloud, vid, "available")
+    wait_volume(w.cloud, vid, "available", as_cloud=DEMO, timeout=120)
