@@ -4,7 +4,8 @@ The layers, top to bottom (the same as the import-linter `layers` contract in py
 
     1. cli
     2. runtime, runtime_volumes, schema
-    3. the service packages (compute, identity, image, monitoring, ...)
+    3. the front doors over the services (occi, paas)
+    3b. the service packages (compute, identity, image, monitoring, ...)
     4. scheduler
     5. placement, hosts
     6. web, db, bus, host, netplane, blockstore, oci, metrics
@@ -28,7 +29,8 @@ import grimp
 LAYERS: list[set[str]] = [
     {"cli"},
     {"runtime", "runtime_volumes", "schema"},
-    {"compute", "identity", "image", "monitoring", "network", "volume", "occi", "paas"},
+    {"occi", "paas"},
+    {"compute", "identity", "image", "monitoring", "network", "volume"},
     {"scheduler"},
     {"placement", "hosts"},
     {"web", "db", "bus", "host", "netplane", "blockstore", "oci", "metrics"},

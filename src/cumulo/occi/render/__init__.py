@@ -1,0 +1,1 @@
+"""OCCI renderings: text/plain, text/occi (headers), text/uri-list and application/occi+json."""
