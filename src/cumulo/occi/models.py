@@ -1,4 +1,4 @@
-"""OCCI tables: the user-defined mixins of a project (GFD.221 §4.3.5 "tagging") and their members.
+"""OCCI tables: a project's user-defined mixins (GFD.221 tags) and the entities tagged with them.
 
 A mixin belongs to one project: (project_id, scheme, term) and (project_id, location) are unique, so
 two projects may define the same category without seeing each other's. A tag row puts one entity
