@@ -123,8 +123,9 @@ class Lab:
         plumbing.register(plumbing.REGISTRY, self.owner, set(self.network_ids))
         return ns
 
-    def server(self, net_ns: str, cidr: str, gateway: str | None = None, mac: str | None = None) -> Server:
-        port_id = str(uuidlib.uuid4())
+    def server(self, net_ns: str, cidr: str, gateway: str | None = None, mac: str | None = None,
+               port_id: str | None = None) -> Server:
+        port_id = port_id or str(uuidlib.uuid4())
         name = "cdpt-" + port_id[:8]
         self.namespaces.append(name)
         device, mac = netns.port_device(port_id), mac or new_mac()

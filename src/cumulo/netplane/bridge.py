@@ -2,7 +2,8 @@
 
 One bridge per namespace, so its name is fixed and short. Its MAC is fixed too (derived from the
 namespace name, locally administered), so it never changes as ports come and go (a bridge
-otherwise takes the lowest MAC of its ports). STP is off and ports forward at once.
+otherwise takes the lowest MAC of its ports). STP is off and ports forward at once. The network's
+admin_state_up is the bridge's state: a bridge that is down disables all its ports.
 
 Links are read with `ip -j` (JSON) and changed with `ip -n <ns> ...`; everything is idempotent.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from cumulo import host
@@ -46,8 +48,19 @@ async def link(ns: str, dev: str) -> dict[str, Any] | None:
     return data[0] if data and isinstance(data[0], dict) else None
 
 
-async def ensure(ns: str, bridge: str = BRIDGE, mtu: int = 1500) -> bool:
-    """The namespace and its bridge, up, with the given MTU; returns whether anything was made."""
+@dataclass(frozen=True)
+class Change:
+    made: bool = False  # the namespace or the bridge was made
+    raised: bool = False  # an existing bridge was brought up (routes through it are gone: re-add them)
+    lowered: bool = False  # the bridge was taken down
+
+
+async def apply(ns: str, bridge: str = BRIDGE, mtu: int = 1500, up: bool | None = None) -> Change:
+    """The namespace and its bridge with the given MTU; `up` its administrative state (the
+    network's admin_state_up): False takes it down, which disables every port on it (no frame
+    crosses the bridge: the servers', the DHCP port's and the routers' ends alike, and the
+    namespace's own stack on br0 is cut off too); None leaves an existing bridge as it is and
+    brings a new one up. Idempotent; what changed."""
     async with Reverter() as revert:
         made = await netns.ensure(ns)
         if made:
@@ -59,10 +72,26 @@ async def ensure(ns: str, bridge: str = BRIDGE, mtu: int = 1500) -> bool:
             made = True
         elif current.get("mtu") != int(mtu):
             await host.run([IP, "-n", ns, "link", "set", bridge, "mtu", str(int(mtu))], timeout=30)
-        if current is None or "UP" not in (current.get("flags") or []):
+        is_up = current is not None and "UP" in (current.get("flags") or [])
+        want = (current is None or is_up) if up is None else up
+        if want and not is_up:
             await host.run([IP, "-n", ns, "link", "set", bridge, "up"], timeout=30)
+        elif is_up and not want:
+            await host.run([IP, "-n", ns, "link", "set", bridge, "down"], timeout=30)
         revert.commit()
-    return made
+    return Change(made=made, raised=bool(want and not is_up and current is not None),
+                  lowered=bool(is_up and not want))
+
+
+async def ensure(ns: str, bridge: str = BRIDGE, mtu: int = 1500, up: bool | None = None) -> bool:
+    """`apply`; returns whether anything was made."""
+    return (await apply(ns, bridge, mtu, up)).made
+
+
+async def is_up(ns: str, bridge: str = BRIDGE) -> bool | None:
+    """Whether the bridge is administratively up (None: no such bridge or namespace)."""
+    current = await link(ns, bridge)
+    return None if current is None else "UP" in (current.get("flags") or [])
 
 
 async def delete_network(ns: str) -> bool:

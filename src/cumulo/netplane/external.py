@@ -67,16 +67,18 @@ async def _root_addresses(dev: str) -> set[ipaddress.IPv4Interface | ipaddress.I
     return out
 
 
-async def ensure_host_link(network_id: str, addresses: tuple[str, ...], *, mtu: int = 1500) -> None:
-    """The external network's namespace and bridge, and the host link with exactly `addresses`
-    (CIDR form, e.g. ("172.24.4.1/24",)) on its host end (idempotent)."""
+async def ensure_host_link(network_id: str, addresses: tuple[str, ...], *, mtu: int = 1500,
+                           up: bool | None = None) -> bridge.Change:
+    """The external network's namespace and bridge (`up`: its admin state, see bridge.apply), and
+    the host link with exactly `addresses` (CIDR form, e.g. ("172.24.4.1/24",)) on its host end
+    (idempotent); what changed on the bridge."""
     wanted = {ipaddress.ip_interface(a) for a in addresses}
     if any(a.network.prefixlen == 0 for a in wanted):
         raise Invalid("the host link's prefix cannot be a default route")
     ns = netns.network_ns(network_id)
     hdev, ndev = host_device(network_id), ns_device(network_id)
     async with Reverter() as revert:
-        await bridge.ensure(ns, mtu=mtu)
+        change = await bridge.apply(ns, mtu=mtu, up=up)
         if await _root_link(hdev) is None:
             await bridge.delete_link(ns, ndev)
             await host.run([IP, "link", "add", hdev, "mtu", str(int(mtu)), "type", "veth", "peer", "name", ndev,
@@ -91,6 +93,7 @@ async def ensure_host_link(network_id: str, addresses: tuple[str, ...], *, mtu: 
             await host.run([IP, "addr", "del", str(a), "dev", hdev], timeout=30, check=False)
         await host.run([IP, "link", "set", hdev, "mtu", str(int(mtu)), "up"], timeout=30)
         revert.commit()
+    return change
 
 
 async def delete_host_link(network_id: str) -> bool:

@@ -214,7 +214,11 @@ class Networks(SubnetPools):
                 await self._one_default_external(conn, network_id)
             if values:
                 await self.bump(conn, networks, network_id, **values)
-            return await self._render_network(conn, ctx, network_id)
+            out = await self._render_network(conn, ctx, network_id)
+        # admin_state_up is the bridge's state on every host carrying the network (and the MTU its own)
+        if any(k in values and values[k] != getattr(row, k) for k in ("admin_state_up", "mtu")):
+            await self.dataplane_changed()
+        return out
 
     @staticmethod
     async def _one_default_external(conn: AsyncConnection, network_id: str) -> None:

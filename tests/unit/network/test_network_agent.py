@@ -361,3 +361,31 @@ async def test_a_cast_sync_reaps_only_when_a_network_or_router_left(svc: Network
     await svc.delete_router(admin, router["id"])
     await agent.sync()  # a router left the plan: its namespace is reaped
     assert len(rec.reaped) == 2 and router["id"] not in {r.id for r in rec.reaped[-1].routers}
+
+
+async def test_network_admin_state_reaches_the_plan_and_notifies(svc: NetworkService, topo: dict[str, Any]) -> None:
+    """`openstack network set --disable`: the agents are told, and the plan takes the bridge down;
+    a name change alone tells nobody."""
+    told: list[int] = []
+
+    async def listener() -> None:
+        told.append(1)
+
+    svc.dataplane_listener = listener
+    demo = ctx_for(DEMO)
+    rec = Recorder(real=False)
+    agent = NetworkAgent(svc.db, svc, "local", rec, l3=True)
+    await agent.sync()
+    assert rec.networks[topo["private"]].admin_state_up is True
+    await svc.update_network(demo, topo["private"], {"name": "private2"})
+    assert told == []
+    shown = await svc.update_network(demo, topo["private"], {"admin_state_up": False})
+    assert shown["admin_state_up"] is False and told == [1]
+    await svc.update_network(demo, topo["private"], {"admin_state_up": False})  # unchanged: nobody told
+    assert told == [1]
+    await agent.sync()
+    assert rec.networks[topo["private"]].admin_state_up is False
+    await svc.update_network(demo, topo["private"], {"admin_state_up": True})
+    assert told == [1, 1]
+    await agent.sync()
+    assert rec.networks[topo["private"]].admin_state_up is True

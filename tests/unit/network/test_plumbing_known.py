@@ -2,10 +2,12 @@
 interface ensured once per namespace identity (again after forget() or a namespace made anew),
 the security group tables replaced the first time and changed by deltas after, members that left
 a group deleted in a second transaction that the next change and close() wait for, a refused
-delta falling back to a whole replace, routers ensured again only when their plan changed."""
+delta falling back to a whole replace, routers ensured again only when their plan changed; a
+network's admin state taking its bridge down and up (the metadata reply route restored after)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid as uuidlib
 from pathlib import Path
 from typing import Any
@@ -38,10 +40,16 @@ class Host:
         self.ident: dict[str, tuple[int, int] | None] = {}
         self.refuse = False
 
-        async def ensure_bridge(ns: str, bridge_name: str = "br0", mtu: int = 1500) -> bool:
+        self.bridge_up: dict[str, bool] = {}
+
+        async def ensure_bridge(ns: str, bridge_name: str = "br0", mtu: int = 1500,
+                                up: bool | None = None) -> bridge.Change:
             self.calls.append(("bridge", ns))
             self.ident.setdefault(ns, (1, 1))
-            return False
+            was = self.bridge_up.get(ns)
+            now = (True if was is None else was) if up is None else up
+            self.bridge_up[ns] = now
+            return bridge.Change(made=was is None, raised=was is False and now, lowered=bool(was) and not now)
 
         async def apply(ns: str, fw: Firewall) -> None:
             self.calls.append(("whole", ns))
@@ -62,7 +70,7 @@ class Host:
         async def nothing(*_: Any, **__: Any) -> None:
             return None
 
-        monkeypatch.setattr(bridge, "ensure", ensure_bridge)
+        monkeypatch.setattr(bridge, "apply", ensure_bridge)
         monkeypatch.setattr(secgroups, "apply", apply)
         monkeypatch.setattr(secgroups, "apply_script", apply_script)
         monkeypatch.setattr(dhcp, "ensure", dhcp_ensure)
@@ -140,3 +148,37 @@ async def test_a_router_is_ensured_again_only_when_it_changed(monkeypatch: pytes
     p.forget()
     await p.ensure_router(nrouter.Router(rid, interfaces=(iface,), protected=("10.9.9.9",)))
     assert host.kinds() == ["router"]
+
+
+async def test_admin_state_takes_the_bridge_down_and_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    host = Host(monkeypatch)
+    served: list[str] = []
+    plumbed: list[str] = []
+
+    class Metadata:
+        async def serve(self, network_id: str) -> None:
+            served.append(network_id)
+
+    async def plumb(ns: str) -> None:
+        plumbed.append(ns)
+
+    monkeypatch.setattr(plumbing.metadata_plane, "plumb", plumb)
+    p = RealPlumbing(run_dir=tmp_path, registry=tmp_path / "reg", owner=str(tmp_path),
+                     metadata=Metadata())  # type: ignore[arg-type]
+    net = str(uuidlib.uuid4())
+    ns = netns.network_ns(net)
+    await p.ensure_network(plan(net, port(1)))
+    assert host.bridge_up[ns] is True and served == [net] and plumbed == []
+    host.calls.clear()
+    down = dataclasses.replace(plan(net, port(1)), admin_state_up=False)
+    await p.ensure_network(down)
+    assert host.bridge_up[ns] is False and ("bridge", ns) in host.calls
+    assert served == [net]  # no metadata listener made on a bridge that is down
+    host.calls.clear()
+    await p.ensure_network(down)  # known: nothing runs on the bridge again
+    assert ("bridge", ns) not in host.calls
+    p.forget()  # a restarted agent (a full sync) keeps it down
+    await p.ensure_network(down)
+    assert host.bridge_up[ns] is False and ("bridge", ns) in host.calls
+    await p.ensure_network(plan(net, port(1)))
+    assert host.bridge_up[ns] is True and plumbed == [ns] and served == [net, net]

@@ -6,6 +6,7 @@ survive), in place by a delta (netplane.sgdelta) from what this process last app
 namespace, or replaced whole the first time and when a delta is refused. A bridge and a DHCP
 interface ensured once are not read again until the next sync (`forget`), unless the namespace
 is a new one (its identity changed): plug_ports on a network already here runs no `ip` at all.
+A network's admin_state_up is its bridge's state: down, no frame crosses it (bridge.apply).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Protocol
 from cumulo import host
 from cumulo.errors import HostError
 from cumulo.netplane import bridge, conntrack, dhcp, external, netns, orphans, router, secgroups, sgdelta
+from cumulo.netplane import metadata as metadata_plane
 from cumulo.network.agent.state import HostPlan, NetworkPlan
 from cumulo.network.metadata import MetadataService
 
@@ -195,7 +197,7 @@ class RealPlumbing:
         # namespace -> (its identity, the security group tables this process last applied there)
         self._firewalls: dict[str, tuple[tuple[int, int] | None, sgdelta.Applied]] = {}
         # Steps known done in a namespace of that identity since the last sync (forget() clears them):
-        self._bridges: dict[str, tuple[tuple[int, int] | None, int]] = {}  # ns -> (identity, mtu)
+        self._bridges: dict[str, tuple[tuple[int, int] | None, int, bool]] = {}  # ns -> (identity, mtu, up)
         self._dhcp_ifaces: dict[str, tuple[tuple[int, int] | None, dhcp.Interface]] = {}
         self._routers: dict[str, tuple[tuple[tuple[int, int] | None, ...], router.Router]] = {}
         self._floating: dict[str, tuple[tuple[str, str], ...]] = {}  # router -> (floating, fixed) it NATs
@@ -219,18 +221,23 @@ class RealPlumbing:
         await self._own(plan.id)
         ns = plan.ns
         fw = plan.firewall
+        up = plan.admin_state_up
+        change = bridge.Change()
         if plan.host_link is not None:
-            await external.ensure_host_link(plan.id, plan.host_link, mtu=plan.mtu)
+            change = await external.ensure_host_link(plan.id, plan.host_link, mtu=plan.mtu, up=up)
             host_port = await external.host_port(plan.id)
             fw = secgroups.Firewall(ports=(*fw.ports, host_port), rules={**fw.rules, external.HOST_GROUP: external.HOST_RULES},
                                     members=fw.members)
             ident = netns.identity(ns)
         else:
             ident = netns.identity(ns)
-            if ident is None or self._bridges.get(ns) != (ident, plan.mtu):
-                await bridge.ensure(ns, mtu=plan.mtu)
+            if ident is None or self._bridges.get(ns) != (ident, plan.mtu, up):
+                change = await bridge.apply(ns, mtu=plan.mtu, up=up)
                 ident = netns.identity(ns)
-                self._bridges[ns] = (ident, plan.mtu)
+                self._bridges[ns] = (ident, plan.mtu, up)
+        if change.lowered or change.raised:
+            LOG.info("network agent: network %s's bridge %s (admin_state_up %s)", plan.id,
+                     "down" if change.lowered else "up", up)
         await self._firewall(ns, ident, fw)
         if plan.dhcp_port is not None and plan.wants_dhcp:
             known = self._dhcp_ifaces.get(ns) == (ident, plan.dhcp_port)
@@ -239,7 +246,12 @@ class RealPlumbing:
         elif not plan.wants_dhcp:
             await dhcp.stop(self.run_dir, plan.id)
             self._dhcp_ifaces.pop(ns, None)
-        if self.metadata is not None:
+        if self.metadata is not None and up:
+            if change.raised:  # the reply route through br0 went with the bridge's down
+                try:
+                    await metadata_plane.plumb(ns)
+                except Exception:  # noqa: BLE001 - the next sync tries again; the network works without it
+                    LOG.exception("network agent: metadata routes of %s not restored", ns)
             await self.metadata.serve(plan.id)
 
     async def _firewall(self, ns: str, ident: tuple[int, int] | None, fw: secgroups.Firewall) -> None:

@@ -3,7 +3,7 @@
 - the ports bound to the host (binding:host_id, compute ports and the like, not network:* ports)
   and so their networks; on the L3 host (the local one) also every router, the networks of their
   interfaces and gateways, and every external network (with its host link unless turned off);
-- per network: its subnets, the devices that belong on its bridge (bound ports' taps, router
+- per network: its admin state (admin_state_up: its bridge up or down), its subnets, the devices that belong on its bridge (bound ports' taps, router
   ends, the DHCP port's end, the host link's end), the firewall (secgroups.Firewall of the bound
   ports with their groups' rules and remote groups' member addresses), DHCP (every port of the
   network by MAC, served from the host's network:dhcp port);
@@ -55,6 +55,7 @@ class NetworkPlan:
     dhcp_hosts: tuple[dhcp.Host, ...] = ()
     dhcp_port: dhcp.Interface | None = None
     host_link: tuple[str, ...] | None = None  # the external host link's addresses, None: no link
+    admin_state_up: bool = True  # False: the bridge is down (no traffic crosses it)
 
     @property
     def ns(self) -> str:
@@ -246,7 +247,7 @@ async def read_plan(conn: AsyncConnection, host: str, *, l3: bool, external_link
         plans[net_id] = NetworkPlan(
             id=net_id, mtu=int(net.mtu), external=bool(net.external), subnets=tuple(subnets_by_net[net_id]),
             devices=frozenset(devices), firewall=secgroups.Firewall(ports=tuple(fw_ports), rules=rules, members=members),
-            dhcp_hosts=hosts, dhcp_port=dhcp_port, host_link=link)
+            dhcp_hosts=hosts, dhcp_port=dhcp_port, host_link=link, admin_state_up=bool(net.admin_state_up))
 
     out_routers = []
     fips = list(await conn.execute(sa.select(floating_ips).where(floating_ips.c.port_id.is_not(None))
