@@ -13,7 +13,7 @@ from cumulo.context import RequestContext
 from cumulo.db import utcnow
 from cumulo.volume import records, states
 from cumulo.volume.attachments import Attachments
-from cumulo.volume.base import EXTENDING_TO, MAX_SIZE_GB, OverLimit, authorize
+from cumulo.volume.base import EXTENDING_TO, MAX_SIZE_GB, OFFLINE, OFFLINE_LEAVING, OverLimit, authorize
 from cumulo.volume.models import volume_admin_metadata, volume_type_extra_specs, volume_types, volumes
 from cumulo.volume.types import is_true_spec
 
@@ -47,6 +47,45 @@ class VolumeActions(Attachments):
             await records.write_kv(conn, volume_admin_metadata, "volume_id", row.id,
                                    {EXTENDING_TO: str(size)}, replace=False)
         await self._cast(row.id, self.worker.extend_volume(row.id, size, attached=action == "extend_attached"))
+
+    # ---- offline / online (OCCI's storage actions; no Cinder action) --------------------------
+
+    async def set_offline(self, ctx: RequestContext, volume_id: str) -> None:
+        """Take a detached, available volume offline: Cinder's status `maintenance` (which every
+        Cinder action but a force-delete refuses: no attach, extend, snapshot, backup, transfer or
+        delete) and admin metadata `offline`; the worker then seals its file on the host (immutable:
+        no process, root's included, can open it for writing, rename or remove it)."""
+        authorize(ctx, "volume:offline")
+        async with self.db.write() as conn:
+            row = await self.volume_row(conn, ctx, volume_id)
+            meta = (await records.kv_of(conn, volume_admin_metadata, "volume_id", [row.id]))[row.id]
+            if row.status == states.MAINTENANCE and OFFLINE in meta:
+                raise errors.InvalidState(f"Volume {row.id} is already offline.")
+            if row.attach_status == states.ATTACHED or await self._live_attachments(conn, row.id):
+                raise errors.InvalidState(
+                    f"Volume {row.id} is attached to a server ({row.status}): detach it before taking it offline.")
+            if row.status != states.AVAILABLE:
+                raise errors.InvalidState(
+                    f"Volume {row.id} is {row.status}: only an available volume can be taken offline.")
+            await states.transition(conn, volumes, row.id, {states.AVAILABLE}, {"status": states.MAINTENANCE})
+            await records.write_kv(conn, volume_admin_metadata, "volume_id", row.id, {OFFLINE: "True"}, replace=False)
+        await self._cast(row.id, self.worker.offline_volume(row.id))
+
+    async def set_online(self, ctx: RequestContext, volume_id: str) -> None:
+        """Bring an offline volume back: the worker unseals its file, then the volume is `available`
+        again (it stays `maintenance` until the file is writable, so no attach can race the worker)."""
+        authorize(ctx, "volume:offline")
+        async with self.db.write() as conn:
+            row = await self.volume_row(conn, ctx, volume_id)
+            meta = (await records.kv_of(conn, volume_admin_metadata, "volume_id", [row.id]))[row.id]
+            if row.status != states.MAINTENANCE or OFFLINE not in meta:
+                raise errors.InvalidState(f"Volume {row.id} is {row.status}, not offline: it is online already.")
+            if meta[OFFLINE] == OFFLINE_LEAVING:
+                raise errors.InvalidState(f"Volume {row.id} is being brought online already.")
+            await states.transition(conn, volumes, row.id, {states.MAINTENANCE}, {})
+            await records.write_kv(conn, volume_admin_metadata, "volume_id", row.id, {OFFLINE: OFFLINE_LEAVING},
+                                   replace=False)
+        await self._cast(row.id, self.worker.online_volume(row.id))
 
     async def set_bootable(self, ctx: RequestContext, volume_id: str, value: Any) -> None:
         authorize(ctx, "volume:set_bootable")

@@ -59,6 +59,7 @@ POLICY_RULES = {
     "volume_quota:get": policy.READER,
     "volume_quota:update": policy.ADMIN,
     "volume:services": policy.ADMIN,  # os-services, os-hosts, scheduler-stats, capabilities
+    "volume:offline": policy.MEMBER,  # take a volume offline / bring it online (OCCI's storage actions)
 }
 policy.register(POLICY_RULES)
 
@@ -80,6 +81,10 @@ DEFAULT_CLASS_KEY = "class:default"
 # Admin metadata of a volume being extended: its new size, counted by the quota until the worker
 # has grown the volume, set `size` and dropped the key.
 EXTENDING_TO = "extending_to"
+# Admin metadata of a volume taken offline (status `maintenance`): "True" while offline (the worker
+# seals its file on the host), "leaving" while the worker unseals it to bring it back `available`.
+OFFLINE = "offline"
+OFFLINE_LEAVING = "leaving"
 DEFAULT_TYPE = "__DEFAULT__"  # Cinder's default volume type, made on first use
 PER_TYPE = ("volumes", "gigabytes", "snapshots")  # quota prefixes Cinder keeps per volume type
 MAX_SIZE_GB = 1 << 20  # a sanity bound far above any quota a cloud of this size grants

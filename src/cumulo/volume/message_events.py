@@ -50,6 +50,8 @@ BACKUP_RESTORE = Field("015", "restore backup")
 # Cinder reports no message when a volume's delete fails (it goes to error_deleting silently);
 # Cumulo does, under an action id of its own above Cinder's range.
 DELETE_VOLUME = Field("901", "delete volume")
+OFFLINE_VOLUME = Field("902", "take volume offline")
+ONLINE_VOLUME = Field("903", "bring volume online")
 
 # Cinder's details (message_field.Detail) that classify a failure.
 UNKNOWN_ERROR = Field("001", "An unknown error occurred.")

@@ -58,3 +58,9 @@ class VolumeAPI:
 
     async def upload_to_image(self, volume_id: str, image_id: str, disk_format: str) -> None:
         await self._cast("upload_to_image", volume_id=volume_id, image_id=image_id, disk_format=disk_format)
+
+    async def offline_volume(self, volume_id: str) -> None:
+        await self._cast("offline_volume", volume_id=volume_id)
+
+    async def online_volume(self, volume_id: str) -> None:
+        await self._cast("online_volume", volume_id=volume_id)

@@ -70,6 +70,15 @@ class VolumeWorker(Protocol):
         """Export the volume into the (queued) image; uploading -> previous status."""
         ...
 
+    async def offline_volume(self, volume_id: str) -> None:
+        """Seal the (maintenance, marked offline) volume's storage on the host; on failure the
+        volume goes back to available with the reason."""
+        ...
+
+    async def online_volume(self, volume_id: str) -> None:
+        """Unseal the storage of a volume being brought online; maintenance -> available."""
+        ...
+
 
 class NullWorker:
     """A worker that drops every cast: the API records requests, nothing carries them out. What
@@ -113,6 +122,12 @@ class NullWorker:
         return None
 
     async def upload_to_image(self, volume_id: str, image_id: str, disk_format: str) -> None:
+        return None
+
+    async def offline_volume(self, volume_id: str) -> None:
+        return None
+
+    async def online_volume(self, volume_id: str) -> None:
         return None
 
 

@@ -92,6 +92,16 @@ class FakeWorker:
         if await self._record("upload_to_image", volume_id=volume_id, image_id=image_id, disk_format=disk_format):
             await self._set(volumes, volume_id, status=states.AVAILABLE)
 
+    async def offline_volume(self, volume_id: str) -> None:
+        await self._record("offline_volume", volume_id=volume_id)  # the status is already maintenance
+
+    async def online_volume(self, volume_id: str) -> None:
+        if await self._record("online_volume", volume_id=volume_id):
+            await self._set(volumes, volume_id, status=states.AVAILABLE)
+            async with self.db.write() as conn:
+                await conn.execute(volume_admin_metadata.delete().where(
+                    volume_admin_metadata.c.volume_id == volume_id, volume_admin_metadata.c.key == "offline"))
+
 
 class FakeImages:
     """The image service seam: a few images by id, visible to their owner (or public)."""

@@ -25,10 +25,11 @@ from cumulo.blockstore.base import GIB, BlockStore
 from cumulo.db import Database
 from cumulo.volume import message_events as messages
 from cumulo.volume import states
-from cumulo.volume.base import EXTENDING_TO
+from cumulo.volume.base import EXTENDING_TO, OFFLINE, OFFLINE_LEAVING
 from cumulo.volume.events import ComputeNotifier
 from cumulo.volume.message_events import Event
 from cumulo.volume.models import backups, snapshots, volume_admin_metadata, volume_attachments, volumes
+from cumulo.volume.worker import offline
 
 LOG = logging.getLogger(__name__)
 
@@ -161,8 +162,12 @@ class VolumeManager:
             async with self.db.read() as conn:
                 snaps = [str(r[0]) for r in await conn.execute(
                     sa.select(snapshots.c.id).where(snapshots.c.volume_id == volume_id))]
+                sealed = await conn.scalar(sa.select(volume_admin_metadata.c.value).where(
+                    volume_admin_metadata.c.volume_id == volume_id, volume_admin_metadata.c.key == OFFLINE))
             for snap in snaps:
                 await self.store.delete_snapshot(snap)
+            if sealed is not None:  # an admin's force-delete of an offline volume
+                await offline.unseal(self.store, volume_id)
             await self.store.delete(volume_id)
             async with self.db.write() as conn:
                 await conn.execute(volume_attachments.delete().where(volume_attachments.c.volume_id == volume_id))
@@ -204,6 +209,53 @@ class VolumeManager:
 
     async def retype_volume(self, volume_id: str, new_type_id: str) -> None:
         return None  # one backend: a retype is a change of the record (the API's)
+
+    # ---- offline / online -------------------------------------------------------------------
+
+    async def offline_volume(self, volume_id: str) -> None:
+        """The API made the volume `maintenance` and marked it offline: seal its file. On failure
+        the volume is available again (its file was never sealed), with the reason."""
+        async def work() -> None:
+            path = await offline.seal(self.store, volume_id)
+            LOG.info("volume %s is offline: %s sealed", volume_id, path)
+
+        async def failed(msg: str) -> None:
+            await self._admin_meta(volume_id, OFFLINE, drop=True)
+            await self._move(volumes, volume_id, {states.MAINTENANCE},
+                             {"status": states.AVAILABLE, "error_message": f"offline failed: {msg}"[:255]},
+                             tell=Event(messages.OFFLINE_VOLUME, messages.UNKNOWN_ERROR, msg))
+
+        await self._attempt(f"offline of volume {volume_id}", work, failed)
+
+    async def online_volume(self, volume_id: str) -> None:
+        """Unseal the file, then maintenance -> available. On failure the volume stays offline."""
+        async def work() -> None:
+            await offline.unseal(self.store, volume_id)
+            await self._admin_meta(volume_id, OFFLINE, drop=True)
+            await self._move(volumes, volume_id, {states.MAINTENANCE}, {"status": states.AVAILABLE, "error_message": None})
+            LOG.info("volume %s is online", volume_id)
+
+        async def failed(msg: str) -> None:
+            await self._set_admin_meta(volume_id, OFFLINE, "True")
+            await self._move(volumes, volume_id, {states.MAINTENANCE}, {"error_message": f"online failed: {msg}"[:255]},
+                             tell=Event(messages.ONLINE_VOLUME, messages.UNKNOWN_ERROR, msg))
+
+        await self._attempt(f"online of volume {volume_id}", work, failed)
+
+    async def _settle_offline(self) -> None:
+        """At start: offline volumes sealed again (a crash between the API's mark and the seal), and
+        those a crash left half way online brought online."""
+        md = volume_admin_metadata
+        async with self.db.read() as conn:
+            marked = list(await conn.execute(
+                sa.select(volumes.c.id, md.c.value).join(md, md.c.volume_id == volumes.c.id).where(
+                    md.c.key == OFFLINE, volumes.c.status == states.MAINTENANCE,
+                    sa.or_(volumes.c.host == self.host, volumes.c.host.is_(None)))))
+        for volume_id, mark in marked:
+            if mark == OFFLINE_LEAVING:
+                await self.online_volume(volume_id)
+            else:
+                await self.offline_volume(volume_id)
 
     async def _after_upload(self, volume_id: str, msg: str | None) -> None:
         await self._admin_meta(volume_id, UPLOADING_TO, drop=True)
@@ -383,6 +435,7 @@ class VolumeManager:
                         }[v.status]
                 await self._move(volumes, v.id, {v.status}, {"status": final, "error_message": why}, tell=tell)
         await self._reap_upload_scratch()
+        await self._settle_offline()
         if vols or snaps or baks:
             LOG.info("volume worker %s: settled %d volumes, %d snapshots, %d backups left mid-work",
                      self.host, len(vols), len(snaps), len(baks))
