@@ -5,11 +5,16 @@ a running container, which answers on it, and `server remove port` unplugs it ag
 
 One `cumulo up` for the module (its local host on the runc driver, which makes the demo's `private`
 network at first start). Pings run inside the containers (`runc exec`, busybox ping). Everything the
-module makes is deleted at the end, and nothing of the servers may remain on the host.
+module makes is deleted at the end, and nothing of the servers may remain on the host. `network set
+--disable` takes private's bridge down (the containers stop answering each other), `--enable` brings
+it back.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +34,7 @@ class World:
         self.servers: list[str] = []
         self.ports: list[str] = []
         self.networks: list[str] = []
+        self.pair: tuple[dict[str, Any], dict[str, Any]] | None = None  # two containers on private
 
     def osc(self, *args: str, **kw: Any) -> Any:
         return self.cloud.osc(*args, cloud=DEMO, **kw)
@@ -81,6 +87,34 @@ def test_two_containers_on_private_ping_each_other(world: World) -> None:
     assert eth0.returncode == 0 and ip_a in eth0.stdout and mac in eth0.stdout.lower(), eth0.stdout + eth0.stderr
     wait_for(lambda: pings(world, a["id"], ip_b), timeout=20, what=f"{ip_a} pings {ip_b}")
     wait_for(lambda: pings(world, b["id"], ip_a), timeout=20, what=f"{ip_b} pings {ip_a}")
+    world.pair = (a, b)
+
+
+def bridge_up(network_id: str) -> bool | None:
+    """Whether br0 in the network's namespace cnet-<id> is up (None: no such bridge)."""
+    done = subprocess.run(["ip", "-n", f"cnet-{network_id}", "-j", "link", "show", "dev", "br0"],  # noqa: S603,S607
+                          capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        return None
+    return "UP" in (json.loads(done.stdout)[0].get("flags") or [])
+
+
+def test_network_disable_takes_its_bridge_down(world: World) -> None:
+    """`openstack network set --disable`: private's bridge goes down on the host and the two
+    containers stop answering each other; `--enable` brings both back."""
+    a, b = world.pair or (world.boot("adm-a"), world.boot("adm-b"))
+    [ip_b] = ips(b)
+    net = world.osc("network", "show", "private")
+    assert bridge_up(net["id"]) is True and pings(world, a["id"], ip_b)
+    world.osc("network", "set", "--disable", "private", json=False)
+    try:
+        wait_for(lambda: bridge_up(net["id"]) is False, timeout=30, what="private's br0 down")
+        assert world.osc("network", "show", "private")["admin_state_up"] in (False, "DOWN")
+        assert not pings(world, a["id"], ip_b)
+    finally:
+        world.osc("network", "set", "--enable", "private", json=False)
+    wait_for(lambda: bridge_up(net["id"]) is True, timeout=30, what="private's br0 up again")
+    wait_for(lambda: pings(world, a["id"], ip_b), timeout=20, what=f"{ip_b} answers again")
 
 
 def test_add_and_remove_port_on_a_running_container(world: World) -> None:
@@ -129,7 +163,9 @@ def test_openstacksdk_create_server_with_auto_ip(world: World) -> None:
                                  wait=True, timeout=180)
         world.servers.append(str(srv.id))
         floating = [a["addr"] for net in srv.addresses.values() for a in net if a["OS-EXT-IPS:type"] == "floating"]
-        assert len(floating) == 1 and floating[0].startswith("172.24.4."), srv.addresses
+        assert world.cloud.external_cidr, "the cloud has an external network"
+        public = ipaddress.ip_network(world.cloud.external_cidr)  # the harness's free 172.24.X.0/24
+        assert len(floating) == 1 and ipaddress.ip_address(floating[0]) in public, srv.addresses
         [fip] = [f for f in conn.network.ips() if f.floating_ip_address == floating[0]]
         [port] = list(conn.network.ports(device_id=srv.id))
         assert fip.port_id == port.id
