@@ -82,6 +82,10 @@ class CreateRequest:
     image_ref: str
     description: str | None = None
     key_name: str | None = None
+    # A public key given as text (OCCI's ssh_key contextualization): used instead of looking the
+    # key pair `key_name` up; key_name then only names it in the metadata (as Nova keeps the name
+    # of a key pair deleted after the boot).
+    key_data: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     user_data: str | None = None
     availability_zone: str | None = None
@@ -98,6 +102,7 @@ class CreateRequest:
     scheduler_hints: dict[str, Any] = field(default_factory=dict)
     requested_host: str | None = None
     requested_node: str | None = None
+    hostname: str | None = None  # the guest's hostname (Nova 2.90); None: derived from the name
     # block_device_mapping(_v2), parsed (compute/service/bdm.py); None: boot image_ref on local disk
     block_devices: BootPlan | None = None
 

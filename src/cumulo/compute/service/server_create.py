@@ -36,7 +36,7 @@ async def create_servers(svc: ComputeService, ctx: RequestContext, req: CreateRe
     az, force_host, force_node = parse_availability_zone(ctx, req.availability_zone)
     async with svc.db.read() as conn:
         flavor = await svc.flavor_for(conn, ctx, req.flavor_ref)
-        keypair = await svc.keypair_for(conn, ctx, req.key_name) if req.key_name else None
+        keypair = await svc.keypair_for(conn, ctx, req.key_name) if req.key_name and req.key_data is None else None
         if az is not None and az not in await _availability_zones(conn, svc.conf.default_availability_zone):
             raise errors.Invalid("The requested availability zone is not available")
         for wanted, column in ((req.requested_host, compute_nodes.c.host), (req.requested_node, compute_nodes.c.hypervisor_hostname)):
@@ -96,12 +96,12 @@ async def create_servers(svc: ComputeService, ctx: RequestContext, req: CreateRe
                 rows.append(
                     {
                         "uuid": uuid, "project_id": project, "user_id": ctx.user_id or "", "display_name": display,
-                        "display_description": req.description, "hostname": sanitize_hostname(display, f"Server-{uuid}"),
+                        "display_description": req.description, "hostname": req.hostname or sanitize_hostname(display, f"Server-{uuid}"),
                         "image_ref": root.image["id"] if root.image else "", "flavor": snap, "vcpus": snap["vcpus"],
                         # a volume-backed server holds no local root disk (placement claims none)
                         "memory_mb": snap["memory_mb"], "root_gb": 0 if root.volume_backed else snap["root_gb"],
                         "ephemeral_gb": snap["ephemeral_gb"], "key_name": req.key_name,
-                        "key_data": keypair["public_key"] if keypair else None, "user_data": req.user_data,
+                        "key_data": keypair["public_key"] if keypair else req.key_data, "user_data": req.user_data,
                         "metadata": dict(req.metadata),
                         "system_metadata": {"auto_disk_config": req.auto_disk_config, "trusted_certs": req.trusted_certs},
                         "tags": list(req.tags), "vm_state": st.BUILDING, "task_state": st.SCHEDULING,
