@@ -25,4 +25,6 @@ CATALOG: tuple[CatalogEntry, ...] = (
     # the template; an unscoped token's catalog leaves these out).
     CatalogEntry("block-storage", "cinder", "/volume/v3/$(project_id)s"),
     CatalogEntry("volumev3", "cinder", "/volume/v3/$(project_id)s"),
+    # The OGF OCCI 1.2 front door (issue 12); OpenStack clients skip a type they do not know.
+    CatalogEntry("occi", "occi", "/occi"),
 )
