@@ -224,3 +224,11 @@ def test_filters_travel_in_headers_for_every_rendering() -> None:
     req = seen[0]
     assert parse_category(req.headers["Category"]).id == COMPUTE
     assert req.headers["X-OCCI-Attribute"] == 'occi.core.title="x"' and not req.content
+
+
+def test_the_vendored_schema_takes_the_spec_examples() -> None:
+    from _occi_util import validate_json
+
+    assert validate_json(JSON_RESOURCE, "resource") and validate_json(JSON_MODEL, "model")
+    with pytest.raises(Exception, match="is not of type"):
+        validate_json({"kind": 1, "id": "x"}, "resource")
