@@ -114,6 +114,10 @@ async def test_depends_and_applies(store: MixinStore) -> None:
     with pytest.raises(errors.Conflict, match="derived depends on"):
         await store.remove(ctx, [TAGS + "base"])
     await store.remove(ctx, [TAGS + "base", TAGS + "derived"])  # together: fine
+    await store.check_tags(ctx, [TAGS + "vms"], "compute")
+    with pytest.raises(errors.Invalid, match="does not apply to storage"):
+        await store.check_tags(ctx, [TAGS + "vms"], "storage")
+    assert await store.entities_of(ctx, TAGS + "vms") == []
     await store.tag(ctx, [TAGS + "vms"], "compute", "s1")
     with pytest.raises(errors.Invalid, match="does not apply to storage"):
         await store.tag(ctx, [TAGS + "vms"], "storage", "v1")

@@ -200,6 +200,11 @@ class MixinStore:
             have = await _tagged(conn, [r["id"] for r in rows], kind, [entity_id])
             await _insert_tags(conn, [(r["id"], kind, entity_id) for r in rows if (r["id"], entity_id) not in have])
 
+    async def check_tags(self, ctx: RequestContext, mixin_ids: Sequence[str], kind: str) -> None:
+        """What `tag` would refuse, without a write: call it before a backend creates the entity
+        (NotFound for a mixin the caller lacks, Invalid for one that does not apply to `kind`)."""
+        await self._resolve(ctx, mixin_ids, kind)
+
     async def set_tags(self, ctx: RequestContext, kind: str, entity_id: str, mixin_ids: Sequence[str]) -> None:
         """Replace the entity's tags among the caller's mixins by `mixin_ids` (PUT on the entity)."""
         project = _project(ctx)
