@@ -1,0 +1,253 @@
+"""storagelink <-> a server's volume attachments: the OCCI storagelink kind over the compute
+service's attach and detach (the same path as Nova's os-volume_attachments, so the same checks,
+policy rules `os_compute_api:os-volumes-attachments:*`, agent casts and host effects) and the volume
+service's attachment records.
+
+Mapping (docs/occi.md, "Storage", restates it):
+- occi.core.id = the attachment's id (Cinder's attachment, which Nova's block device mapping of
+  the server records as its attachment_id); occi.core.source = /compute/<server uuid>;
+  occi.core.target = /storage/<volume uuid>.
+- occi.storagelink.deviceid = the mapping's device name (/dev/vdb ...; a client may ask for one on
+  create, as Nova's `device`); occi.storagelink.mountpoint = where the compute sees the storage:
+  /mnt/volumes/<volume uuid> in a container (runc mounts the volume's filesystem there), the
+  device in a VM (the guest mounts it where it likes). The cloud decides both: a mountpoint a
+  client sends is ignored, a change of either on update is a 400.
+- occi.storagelink.state: active (the attachment is attached and the volume in-use), inactive
+  (being attached or detached), error (the attach failed); state.message = "<attachment status>,
+  volume <volume status>".
+- create (POST /storagelink/ with source and target, or a storagelink inline on a compute create,
+  which the compute backend turns into a block device mapping): attach, answered at once (the
+  link is inactive until the compute's agent has attached it, then active); delete: detach.
+- Scope: the caller's project, as the volume service's attachment list and the compute service's
+  server lookups scope them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from cumulo import errors, policy
+from cumulo.compute.api.volume_attachments import PREFIX  # registers os-volumes-attachments:* rules
+from cumulo.compute.service.volume_attachments import VolumeAttachmentService
+from cumulo.context import RequestContext
+from cumulo.occi.backends.storage import offline_mark, state_conflicts
+from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind, LinkRequest, split_location
+from cumulo.volume import states
+
+if TYPE_CHECKING:
+    from cumulo.compute.service.servers import ComputeService
+    from cumulo.occi.deps import OcciServices
+    from cumulo.volume.service import VolumeService
+
+CONTAINER_MOUNTS = "/mnt/volumes"  # where runc mounts a volume in a container (compute/drivers/runc/volhost.py)
+_PAGE = 1000
+
+
+def instance_type(server: dict[str, Any]) -> str:
+    """"container" or "vm", from the image the server was booted with (its request spec)."""
+    image = (server.get("request_spec") or {}).get("image") or {}
+    props = image.get("properties") or {}
+    hv = str(props.get("hypervisor_type") or props.get("img_hv_type") or "").lower()
+    if hv:
+        return "container" if hv == "container" else "vm"
+    return "container" if str(image.get("container_format") or "").lower() in ("docker", "oci") else "vm"
+
+
+def mountpoint(server: dict[str, Any], volume_id: str, device: str | None) -> str:
+    if instance_type(server) == "container":
+        return f"{CONTAINER_MOUNTS}/{volume_id}"
+    return device or ""
+
+
+def link_state(attach_status: str, volume_status: str | None) -> str:
+    if attach_status.startswith("error"):
+        return "error"
+    if attach_status == states.ATTACHMENT_ATTACHED and volume_status not in (states.DETACHING, states.ATTACHING):
+        return "active"
+    return "inactive"
+
+
+def _endpoints(req: EntityRequest) -> tuple[str, str]:
+    """(source, target) of a storagelink posted on its own: occi.core.source/target attributes (the
+    rendering's link fields), or one LinkRequest carrying them."""
+    source = req.attributes.get("occi.core.source")
+    target = req.attributes.get("occi.core.target")
+    if (source is None or target is None) and len(req.links) == 1:
+        link: LinkRequest = req.links[0]
+        source = source if source is not None else link.source
+        target = target if target is not None else link.target
+    if not source:
+        raise errors.Invalid("occi.core.source is required: the /compute/<id> to link the storage to")
+    if not target:
+        raise errors.Invalid("occi.core.target is required: the /storage/<id> to link")
+    return str(source), str(target)
+
+
+def _located(value: str, collection: str, attr: str) -> str:
+    try:
+        coll, ident = split_location(value)
+    except ValueError:
+        raise errors.Invalid(f"{attr} {value[:128]!r} is not a /{collection}/<id> location") from None
+    if coll != collection:
+        raise errors.Invalid(f"{attr} {value[:128]!r} is not a /{collection}/<id> location")
+    return ident
+
+
+class StorageLinkBackend:
+    """KindBackend for storagelink."""
+
+    def __init__(self, kind: Kind, compute: ComputeService, volume: VolumeService) -> None:
+        self.kind = kind
+        self.compute = compute
+        self.volume = volume
+
+    def attachments(self) -> VolumeAttachmentService:
+        return VolumeAttachmentService(self.compute)
+
+    def entity(self, attachment: dict[str, Any], server: dict[str, Any], mapping: dict[str, Any],
+               volume_status: str | None) -> Entity:
+        aid, vid = str(attachment["id"]), str(attachment["volume_id"])
+        status = str(attachment.get("attach_status") or attachment.get("status") or "")
+        device = mapping.get("device_name")
+        attrs: dict[str, Any] = {
+            "occi.core.id": aid,
+            "occi.core.source": f"/compute/{server['uuid']}",
+            "occi.core.target": f"/storage/{vid}",
+            "occi.storagelink.deviceid": device or "",
+            "occi.storagelink.mountpoint": mountpoint(server, vid, device),
+            "occi.storagelink.state": link_state(status, volume_status),
+            "occi.storagelink.state.message": f"{status}, volume {volume_status or 'unknown'}",
+        }
+        return Entity(kind=self.kind.id, id=aid, location=f"/storagelink/{aid}", attributes=attrs)
+
+    # --- reading ---
+
+    async def _attachment_records(self, ctx: RequestContext) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        params = {"sort": "created_at:asc,id:asc", "limit": str(_PAGE)}
+        while True:
+            page = await self.volume.list_attachments(ctx, params)
+            out += page.items
+            if not page.more or not page.items:
+                return out
+            params = {**params, "marker": str(page.items[-1]["id"])}
+
+    async def _volume_statuses(self, ctx: RequestContext) -> dict[str, str]:
+        out: dict[str, str] = {}
+        params = {"sort": "created_at:asc,id:asc", "limit": str(_PAGE)}
+        while True:
+            vols = await self.volume.list_volumes(ctx, params)
+            out.update({str(v["id"]): str(v["status"]) for v in vols.items})
+            if not vols.more or not vols.items:
+                return out
+            params = {**params, "marker": str(vols.items[-1]["id"])}
+
+    async def _servers(self, ctx: RequestContext, uuids: set[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for uuid in sorted(uuids):
+            with contextlib.suppress(errors.NotFound):  # deleted meanwhile: its links went with it
+                out[uuid] = await self.compute.get(ctx, uuid)
+        return out
+
+    async def list(self, ctx: RequestContext) -> list[Entity]:
+        """The caller's project's storagelinks: every attachment of a volume to one of its servers
+        that the server maps."""
+        policy.authorize(ctx, f"{PREFIX}:index")
+        atts = [a for a in await self._attachment_records(ctx) if a.get("instance_uuid")]
+        if not atts:
+            return []
+        servers = await self._servers(ctx, {str(a["instance_uuid"]) for a in atts})
+        mappings = await self.attachments().of_servers(sorted(servers))
+        by_attachment = {str(m["attachment_id"]): m for rows in mappings.values() for m in rows
+                         if m.get("attachment_id")}
+        statuses = await self._volume_statuses(ctx)
+        out = []
+        for a in atts:
+            server = servers.get(str(a["instance_uuid"]))
+            mapping = by_attachment.get(str(a["id"]))
+            if server is None or mapping is None:
+                continue
+            out.append(self.entity(a, server, mapping, statuses.get(str(a["volume_id"]))))
+        return out
+
+    async def _resolve(self, ctx: RequestContext, entity_id: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """(attachment, server, mapping) of a storagelink the caller may see; NotFound otherwise."""
+        missing = errors.NotFound(f"storagelink {str(entity_id)[:64]} not found")
+        try:
+            att = await self.volume.get_attachment(ctx, entity_id)
+        except errors.NotFound:
+            raise missing from None
+        if not att.get("instance_uuid"):
+            raise missing
+        try:
+            server = await self.compute.get(ctx, str(att["instance_uuid"]))
+        except errors.NotFound:
+            raise missing from None
+        mapping = next((m for m in await self.attachments().of_server(server)
+                        if str(m.get("attachment_id")) == str(att["id"])), None)
+        if mapping is None:
+            raise missing
+        return att, server, mapping
+
+    async def get(self, ctx: RequestContext, entity_id: str) -> Entity:
+        policy.authorize(ctx, f"{PREFIX}:show")
+        att, server, mapping = await self._resolve(ctx, entity_id)
+        vol = await self.volume.get_volume(ctx, str(att["volume_id"]))
+        return self.entity(att, server, mapping, str(vol["status"]))
+
+    # --- writing ---
+
+    async def create(self, ctx: RequestContext, req: EntityRequest) -> Entity:
+        if req.mixins:
+            raise errors.Invalid(f"a storagelink takes no mixin {req.mixins[0]}")
+        source, target = _endpoints(req)
+        server_id = _located(source, "compute", "occi.core.source")
+        volume_id = _located(target, "storage", "occi.core.target")
+        policy.authorize(ctx, f"{PREFIX}:create")
+        try:
+            server = await self.compute.get(ctx, server_id)
+        except errors.NotFound:
+            raise errors.Invalid(f"occi.core.source /compute/{server_id[:64]} does not exist") from None
+        try:
+            vol = await self.volume.get_volume(ctx, volume_id)
+        except errors.NotFound:
+            raise errors.Invalid(f"occi.core.target /storage/{volume_id[:64]} does not exist") from None
+        if offline_mark(vol):
+            raise errors.InvalidState(f"storage {volume_id} is offline: bring it online before linking it")
+        if vol["status"] != states.AVAILABLE and not (vol.get("multiattach") and vol["status"] == states.IN_USE):
+            raise errors.InvalidState(f"storage {volume_id} is {vol['status']}: only an available storage can be "
+                                      "linked to a compute")
+        device = req.attributes.get("occi.storagelink.deviceid")
+        with state_conflicts():
+            mapping = await self.attachments().attach(
+                ctx, server, str(vol["id"]), device=str(device) if device else None, multiattach_ok=True)
+        att = await self.volume.get_attachment(ctx, str(mapping["attachment_id"]))
+        return self.entity(att, server, mapping, states.RESERVED)
+
+    async def update(self, ctx: RequestContext, entity_id: str, req: EntityRequest, *, replace: bool) -> Entity:
+        current = await self.get(ctx, entity_id)
+        if req.mixins:
+            raise errors.Invalid(f"a storagelink takes no mixin {req.mixins[0]}")
+        for name in ("occi.storagelink.deviceid", "occi.storagelink.mountpoint", "occi.core.source",
+                     "occi.core.target"):
+            value = req.attributes.get(name)
+            if value is not None and str(value) != str(current.attributes.get(name)):
+                raise errors.Invalid(f"{name} of a storagelink cannot change (it is "
+                                     f"{current.attributes.get(name)!r}): delete the link and make a new one")
+        return current
+
+    async def delete(self, ctx: RequestContext, entity_id: str) -> None:
+        policy.authorize(ctx, f"{PREFIX}:delete")
+        att, server, _mapping = await self._resolve(ctx, entity_id)
+        with state_conflicts():
+            await self.attachments().detach(ctx, server, str(att["volume_id"]))
+
+    async def act(self, ctx: RequestContext, entity_id: str, action: ActionRequest) -> None:
+        raise errors.Invalid(f"a storagelink has no action {action.action}")
+
+
+def make(svc: OcciServices) -> StorageLinkBackend:
+    from cumulo.occi import categories
+
+    return StorageLinkBackend(categories.STORAGELINK, svc.compute, svc.volume)
