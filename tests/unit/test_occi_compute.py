@@ -20,7 +20,7 @@ from cumulo.occi import categories
 from cumulo.occi.backends import compute as occi_compute
 from cumulo.occi.backends import templates
 from cumulo.occi.deps import OcciServices
-from cumulo.occi.model import ActionRequest, Entity, EntityRequest, LinkRequest
+from cumulo.occi.model import ActionRequest, Entity, EntityRequest, LinkRequest, split_location
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBd3mVmyC6gxhnTt2nVkVqSUdMAhFqvOhYnOOjEjn8Aq occi@test"
 H = {"OpenStack-API-Version": "compute 2.79"}
@@ -52,6 +52,19 @@ async def settle(backend: occi_compute.ComputeBackend, ctx: RequestContext, sid:
         if row["task_state"] is None and row["vm_state"] != "building":
             return ent
         assert loop.time() < deadline, f"server stuck in {row['vm_state']}/{row['task_state']}"
+        await asyncio.sleep(0.03)
+
+
+async def volume_status(client: httpx.AsyncClient, vid: str, status: str, timeout: float = 20.0) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        r = await client.get(f"/volume/v3/p1/volumes/{vid}")
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()["volume"]
+        if body["status"] == status:
+            return body
+        assert loop.time() < deadline, f"volume {vid} is {body['status']}, not {status}"
         await asyncio.sleep(0.03)
 
 
@@ -219,15 +232,32 @@ async def test_default_flavor_and_inline_network(cloud: Any, as_ctx: Callable[[R
     with pytest.raises(errors.Invalid, match="link target"):
         await backend.create(p1, EntityRequest(kind=categories.COMPUTE.id, mixins=[os_tpl(img)],
                                                links=[LinkRequest(target="/nowhere")]))
+    r = await nova.post("/volume/v3/p1/volumes", json={"volume": {"size": 1, "name": "data"}})
+    assert r.status_code == 202, r.text
+    vid = r.json()["volume"]["id"]
+    await volume_status(nova, vid, "available")
     made = await backend.create(p1, EntityRequest(
         kind=categories.COMPUTE.id, mixins=[os_tpl(img)],
         links=[LinkRequest(target=f"http://h/occi/network/{net}", kind=categories.NETWORKINTERFACE.id,
-                           attributes={"occi.networkinterface.address": "10.9.0.42"})],
+                           attributes={"occi.networkinterface.address": "10.9.0.42"}),
+               LinkRequest(target=f"/storage/{vid}", kind=categories.STORAGELINK.id,
+                           attributes={"occi.storagelink.deviceid": "/dev/vdb"})],
     ))
     ent = await settle(backend, p1, made.id)
+    assert ent.attributes["occi.compute.state"] == "active"
+    # the volume was attached at boot, as a data disk (a block device mapping of the create)
+    attached = await volume_status(nova, vid, "in-use")
+    assert [(a["server_id"], a["device"]) for a in attached["attachments"]] == [(made.id, "/dev/vdb")]
+    links = {(split_location(link.location)[0], link.attributes.get("occi.core.target")) for link in ent.links}
+    kinds = {b.kind.id for b in backend.link_backends}
+    if categories.STORAGELINK.id in kinds:
+        assert ("storagelink", f"/storage/{vid}") in links
+    if categories.NETWORKINTERFACE.id in kinds:
+        assert ("networkinterface", f"/network/{net}") in links
     # no resource_tpl: the smallest flavor with at least the image's min_ram (m1.micro: 128 MiB >= 100)
     assert templates.RESOURCE_SCHEME + "84" in ent.mixins
     assert ent.attributes["occi.core.title"].startswith("occi-")
     r = await nova.get(f"/compute/v2.1/servers/{made.id}", headers=H)
     assert [a["addr"] for a in r.json()["server"]["addresses"]["n1"]] == ["10.9.0.42"]
     await backend.delete(p1, made.id)
+    await volume_status(nova, vid, "available")  # the volume outlives the server (delete_on_termination off)

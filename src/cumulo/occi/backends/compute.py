@@ -397,7 +397,9 @@ def make(svc: OcciServices) -> ComputeBackend:
     for name in ("networkinterface", "storagelink"):
         try:
             module = importlib.import_module(f"cumulo.occi.backends.{name}")
-        except ModuleNotFoundError:
+        except ModuleNotFoundError as exc:
+            if exc.name != f"cumulo.occi.backends.{name}":
+                raise
             continue
         backend.link_backends.append(module.make(svc))
     return backend
