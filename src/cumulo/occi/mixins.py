@@ -315,7 +315,7 @@ class MixinStore:
         segments = location.strip("/").split("/")
         if segments[0] in RESERVED_SEGMENTS:
             raise errors.Conflict(f"location {location} is in or below a collection of the provider's ({segments[0]})")
-        for taken in provider:
+        for taken in sorted(provider):
             if location == taken or location.startswith(taken) or taken.startswith(location):
                 raise errors.Conflict(f"location {location} collides with the provider's collection {taken}")
         for dep in m.depends:
