@@ -48,10 +48,10 @@ async def settle(backend: occi_compute.ComputeBackend, ctx: RequestContext, sid:
     deadline = loop.time() + timeout
     while True:
         ent = await backend.get(ctx, sid)
-        row = await backend.compute.get(ctx, sid)
-        if row["task_state"] is None and row["vm_state"] != "building":
+        message = ent.attributes["occi.compute.state.message"]  # "<vm_state>[/<task_state>]"
+        if "/" not in message and message != "building":
             return ent
-        assert loop.time() < deadline, f"server stuck in {row['vm_state']}/{row['task_state']}"
+        assert loop.time() < deadline, f"server stuck in {message}"
         await asyncio.sleep(0.03)
 
 
