@@ -41,6 +41,7 @@ from cumulo.compute.service import transitions as tr
 from cumulo.compute.service.boot import CreateRequest, sanitize_hostname
 from cumulo.compute.service.listing import ListQuery
 from cumulo.context import RequestContext
+from cumulo.occi import categories as cat
 from cumulo.occi.backends import contextualization
 from cumulo.occi.backends.base import KindBackend
 from cumulo.occi.backends.templates import (
@@ -52,14 +53,13 @@ from cumulo.occi.backends.templates import (
     flavor_term,
     memory_gib,
 )
-from cumulo.occi.model import INFRA, ActionRequest, Entity, EntityRequest, Kind, split_location
+from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind, split_location
 
 if TYPE_CHECKING:
     from cumulo.compute.service.servers import ComputeService
     from cumulo.occi.deps import OcciServices
 
-ACTION = INFRA.removesuffix("#") + "/compute/action#"
-START, STOP, RESTART, SUSPEND, SAVE = (ACTION + t for t in ("start", "stop", "restart", "suspend", "save"))
+START, STOP, RESTART, SUSPEND, SAVE = (a.id for a in (cat.START, cat.STOP, cat.RESTART, cat.SUSPEND, cat.SAVE))
 _ARCH = {"x86_64": "x64", "amd64": "x64", "x64": "x64", "i386": "x86", "i686": "x86", "x86": "x86"}
 _FIXED = ("occi.compute.cores", "occi.compute.memory", "occi.compute.architecture", "occi.compute.share")
 _PAGE = 1000
@@ -391,9 +391,7 @@ class ComputeBackend:
 def make(svc: OcciServices) -> ComputeBackend:
     """The compute backend, with the networkinterface and storagelink backends (NETWORK's and
     STORAGE's modules, when present) as the source of each compute's links."""
-    from cumulo.occi import categories
-
-    backend = ComputeBackend(categories.COMPUTE, svc.compute, OsTemplates(svc.images), ResourceTemplates(svc.db))
+    backend = ComputeBackend(cat.COMPUTE, svc.compute, OsTemplates(svc.images), ResourceTemplates(svc.db))
     for name in ("networkinterface", "storagelink"):
         try:
             module = importlib.import_module(f"cumulo.occi.backends.{name}")
