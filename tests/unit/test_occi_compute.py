@@ -108,6 +108,11 @@ async def test_templates_are_the_callers_images_and_flavors(
     assert {a.name: a.default for a in tiny.attributes} == {"occi.compute.cores": 1, "occi.compute.memory": 0.5}
     with pytest.raises(errors.Invalid, match="os_tpl"):
         await os_src.image_for(p2, os_tpl(img))
+    # lookup: only the named ones, only those the caller sees
+    named = [os_tpl(img), res_tpl("1"), os_tpl("not-an-image"), res_tpl("nope")]
+    assert [m.id for m in await os_src.lookup(p1, named)] == [os_tpl(img)]
+    assert await os_src.lookup(p2, named) == []
+    assert [m.id for m in await res_src.lookup(p1, named)] == [res_tpl("1")]
 
 
 async def test_create_act_update_delete(cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]) -> None:

@@ -273,7 +273,7 @@ class ComputeBackend:
             user_data=ctxz.user_data, requested_networks=networks or None, hostname=hostname,
         )
         rows, _resv = await server_create.create_servers(self.compute, ctx, creq)
-        return await self.get(ctx, rows[0]["uuid"])
+        return self.entity(ctx, rows[0])  # as written (BUILD); its links show once its ports and disks are
 
     # --- update / delete ---
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cumulo import errors
@@ -126,6 +127,20 @@ class OsTemplates:
     async def mixins(self, ctx: RequestContext) -> list[Mixin]:
         return [os_tpl_of(image) for image in await visible_images(self.images, ctx)]
 
+    async def lookup(self, ctx: RequestContext, mixin_ids: Sequence[str]) -> list[Mixin]:
+        """The os_tpl mixins among `mixin_ids` the caller sees (one image read each, not a listing)."""
+        out = []
+        for mid in dict.fromkeys(mixin_ids):
+            if not mid.startswith(OS_SCHEME):
+                continue
+            try:
+                image = await self.images.get(ctx, mid.removeprefix(OS_SCHEME))
+            except (errors.NotFound, errors.Invalid):
+                continue
+            if image.get("status") == "active":
+                out.append(os_tpl_of(image))
+        return out
+
     async def image_for(self, ctx: RequestContext, mixin_id: str) -> dict[str, Any]:
         """The image an os_tpl mixin id names; Invalid (400) naming the mixin when the caller does
         not see it or it is not active."""
@@ -147,6 +162,13 @@ class ResourceTemplates:
 
     async def mixins(self, ctx: RequestContext) -> list[Mixin]:
         return [resource_tpl_of(f) for f in await visible_flavors(self.db, ctx)]
+
+    async def lookup(self, ctx: RequestContext, mixin_ids: Sequence[str]) -> list[Mixin]:
+        """The resource_tpl mixins among `mixin_ids` the caller may use."""
+        wanted = {m for m in mixin_ids if m.startswith(RESOURCE_SCHEME)}
+        if not wanted:
+            return []
+        return [m for m in await self.mixins(ctx) if m.id in wanted]
 
     async def flavors(self, ctx: RequestContext) -> list[dict[str, Any]]:
         return await visible_flavors(self.db, ctx)
