@@ -23,6 +23,7 @@ Rules (GFD.221 Core, GFD.223 HTTP, GFD.229 Text; 1.1's HTTP rendering where 1.2 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -454,8 +455,9 @@ async def _insert_tags(conn: Any, rows: list[tuple[str, str, str]]) -> None:
     if not rows:
         return
     now = utcnow()
+    step = dt.timedelta(microseconds=1)  # members list in the order the request gave them
     try:
-        await conn.execute(sa.insert(tags_t), [{"mixin_id": k, "kind": kind, "entity_id": e, "created_at": now}
-                                               for k, kind, e in rows])
+        await conn.execute(sa.insert(tags_t), [{"mixin_id": k, "kind": kind, "entity_id": e, "created_at": now + i * step}
+                                               for i, (k, kind, e) in enumerate(rows)])
     except IntegrityError:
         raise errors.Conflict("the mixin or the tag changed meanwhile; try again") from None
