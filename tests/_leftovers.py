@@ -35,6 +35,33 @@ DHCP_RUN_DIR = Path("/run/cumulo/dhcp")
 # Filled by tests/system/conftest.py: the state dirs of the session's clouds, and every server they had.
 SESSION_STATE_DIRS: set[str] = set()
 SESSION_INSTANCES: set[str] = set()
+# One test run (a plain pytest process, or an xdist controller and its workers) shares a tag
+# (tests/conftest.py sets it in each process): its clouds' roots are named `cumulo-sys-<tag>-...`
+# (`cloud_root_prefix`), so the controller's `Session` knows a worker's cloud as the run's own, and
+# each process appends the servers its clouds had to a file in `RUN_DIR` (`record_instances`).
+RUN_TAG = ""
+RUN_DIR: Path | None = None
+
+
+def cloud_root_prefix() -> str:
+    return f"cumulo-sys-{RUN_TAG}-" if RUN_TAG else "cumulo-sys-"
+
+
+def record_instances(uuids: set[str]) -> None:
+    """The servers a cloud of this run had (read from its DB at its close): their runc namespaces are the run's."""
+    SESSION_INSTANCES.update(uuids)
+    if RUN_DIR is not None and uuids:
+        with open(RUN_DIR / f"instances-{os.getpid()}.txt", "a") as fh:
+            fh.write("".join(f"{u}\n" for u in sorted(uuids)))
+
+
+def _run_instances() -> set[str]:
+    out = set(SESSION_INSTANCES)
+    if RUN_DIR is not None:
+        for path in RUN_DIR.glob("instances-*.txt"):
+            with contextlib.suppress(OSError):
+                out.update(line.strip() for line in path.read_text().splitlines() if line.strip())
+    return out
 
 
 @dataclass(frozen=True, order=True)
@@ -113,7 +140,10 @@ def _entries() -> list[tuple[str, int, list[str]]]:
 
 
 def _ours(owner: str) -> bool:
-    return owner in SESSION_STATE_DIRS
+    if owner in SESSION_STATE_DIRS:
+        return True
+    # a cloud of this run in another process (an xdist worker): its root is named by the run's tag
+    return bool(RUN_TAG) and Path(owner).parent.name.startswith(cloud_root_prefix())
 
 
 def instances_of(state_dir: Path) -> set[str]:
@@ -173,9 +203,10 @@ class Session:
         foreign_hex = {hexes[i] for i in foreign if i in hexes}
         mine: list[Item] = []
         unsure: list[Item] = []
+        instances = _run_instances()
         for item in sorted(now() - self.start_items):
             if item.kind == "netns" and item.name.startswith("cumulo-"):
-                owned, theirs = item.ident in SESSION_INSTANCES, False
+                owned, theirs = item.ident in instances, False
             elif item.kind == "link" and item.name.startswith("cxh"):
                 owned, theirs = item.ident in ours_hex, item.ident in foreign_hex
             else:

@@ -126,27 +126,80 @@ def anon_client(cloud: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=cloud.asgi_app()), base_url="http://cumulo.test")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_data_plane_leftovers() -> Iterator[None]:
-    """Issue 10, acceptance 10: after the suite no namespace, host link, dnsmasq process or root nft
-    table of the session remains (tests/_leftovers.py says what is the session's). Fails the run
-    otherwise. Needs root (else off); CUMULO_TEST_LEFTOVER_CHECK=0 turns it off."""
-    active = os.geteuid() == 0 and os.environ.get("CUMULO_TEST_LEFTOVER_CHECK", "1") != "0"
-    session = _leftovers.Session()
-    if active:
-        session.start()
-    yield
-    if not active:
+# -- the data plane leftover check, once per run ------------------------------------------------
+#
+# Issue 10, acceptance 10: after the run no namespace, host link, dnsmasq process or root nft table
+# of the run remains (tests/_leftovers.py says what is the run's). It fails the run otherwise. It
+# needs root (else off); CUMULO_TEST_LEFTOVER_CHECK=0 turns it off. Under pytest-xdist it runs in
+# the controller only, from before the workers start to after they all finished: a worker never
+# sees another worker's live namespaces, links or dnsmasq as leftovers.
+
+_LEFTOVER_SESSION = pytest.StashKey[_leftovers.Session]()
+
+
+def _leftover_check_active() -> bool:
+    return os.geteuid() == 0 and os.environ.get("CUMULO_TEST_LEFTOVER_CHECK", "1") != "0"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # an xdist worker: the controller's tag and run dir
+        _leftovers.RUN_TAG = workerinput["cumulo_run_tag"]
+        _leftovers.RUN_DIR = Path(workerinput["cumulo_run_dir"])
         return
-    session.stop()
-    deadline = time.monotonic() + 15  # a dnsmasq or a namespace still going as the last cloud closes
-    while True:
-        mine, unsure = session.leftovers()
-        if not mine or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    if unsure:
-        print("\ndata plane items new since the session started, owned by no cloud (another test run's?):\n  "
-              + "\n  ".join(map(str, unsure)))
-    if mine:
-        pytest.fail("the tests left their data plane on the host:\n  " + "\n  ".join(map(str, mine)), pytrace=False)
+    import secrets
+    import tempfile
+
+    _leftovers.RUN_TAG = secrets.token_hex(3)
+    _leftovers.RUN_DIR = Path(tempfile.mkdtemp(prefix=f"cumulo-run-{_leftovers.RUN_TAG}-"))
+    if _leftover_check_active():
+        session = _leftovers.Session()
+        session.start()
+        config.stash[_LEFTOVER_SESSION] = session
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, in the controller: every worker gets the run's tag and run dir."""
+    node.workerinput["cumulo_run_tag"] = _leftovers.RUN_TAG
+    node.workerinput["cumulo_run_dir"] = str(_leftovers.RUN_DIR)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In the controller (or the only process), after every fixture of every worker was torn down."""
+    config = session.config
+    if getattr(config, "workerinput", None) is not None:
+        return
+    leftover_session = config.stash.get(_LEFTOVER_SESSION, None)
+    run_dir = _leftovers.RUN_DIR
+    try:
+        if leftover_session is None:
+            return
+        leftover_session.stop()
+        deadline = time.monotonic() + 15  # a dnsmasq or a namespace still going as the last cloud closes
+        while True:
+            mine, unsure = leftover_session.leftovers()
+            if not mine or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+        def say(text: str, **markup: bool) -> None:
+            if reporter is not None:
+                reporter.write("\n")  # after the progress line's [100%]
+                reporter.write_line(text, **markup)
+            else:
+                print(text)
+
+        if unsure:
+            say("data plane items new since the run started, owned by no cloud (another test run's?):\n  "
+                + "\n  ".join(map(str, unsure)))
+        if mine:
+            say("FAILED: the tests left their data plane on the host:\n  " + "\n  ".join(map(str, mine)), red=True,
+                bold=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    finally:
+        if run_dir is not None:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)

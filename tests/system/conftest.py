@@ -80,6 +80,57 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+# Handed out by free_external_cidr in this process (a cloud may not have made its host link yet).
+_CIDRS_GIVEN: set[str] = set()
+
+
+def free_external_cidr() -> str:
+    """A 172.24.X.0/24 for a cloud's external network that no address or route of the host overlaps
+    (never DevStack's 172.24.4.0/24). Two clouds on one external CIDR would each put its gateway
+    address on a host link, and the host would reach one cloud's floating IPs through the other's
+    link. Each pytest-xdist worker draws X from its own band (gw0 5-28, gw1 29-52, gw2 53-76,
+    gw3 77-100), so two workers never pick the same CIDR at the same time."""
+    import ipaddress
+    import random
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) % 4 if worker[2:].isdigit() else 0
+    band = list(range(5 + 24 * index, 5 + 24 * (index + 1)))
+    random.shuffle(band)
+    used: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    addrs = subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True, timeout=30, check=True)  # noqa: S603, S607
+    for item in jsonlib.loads(addrs.stdout or "[]"):
+        used += [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network for a in item.get("addr_info", [])]
+    routes = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"], capture_output=True, text=True,  # noqa: S603, S607
+                            timeout=30, check=True)
+    for r in jsonlib.loads(routes.stdout or "[]"):
+        dst = r.get("dst", "")
+        if dst and dst != "default" and not dst.startswith("127."):
+            used.append(ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False))
+    free = [c for c in (ipaddress.ip_network(f"172.24.{x}.0/24") for x in band) if not any(c.overlaps(u) for u in used)]
+    if not free:
+        raise AssertionError(f"no free 172.24.X.0/24 on this host in {worker}'s band")
+    cidr = str(next((c for c in free if str(c) not in _CIDRS_GIVEN), free[0]))
+    _CIDRS_GIVEN.add(cidr)
+    return cidr
+
+
+def _external_cidr(driver: str, args: Sequence[str], env: Mapping[str, str]) -> tuple[str | None, bool]:
+    """(the external CIDR the cloud is set to, whether it was set), from `--config` or the env;
+    (None, True) when the cloud makes no host link (fake driver, `--no-external`)."""
+    if driver == "fake" or "--no-external" in args:
+        return None, True
+    if "CUMULO_EXTERNAL_CIDR" in env:
+        return env["CUMULO_EXTERNAL_CIDR"], True
+    if "--config" in args:
+        config = yaml.safe_load(Path(args[list(args).index("--config") + 1]).read_text()) or {}
+        if config.get("external_link") is False:
+            return None, True
+        if config.get("external_cidr"):
+            return str(config["external_cidr"]), True
+    return None, False
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> Any:
     """Poll `predicate` until it returns something truthy; return that, or fail after `timeout`."""
     deadline = time.monotonic() + timeout
@@ -209,6 +260,8 @@ class CumuloCloud:
         self.fake_hosts = fake_hosts
         self.args = list(args)
         self.env = dict(env or {})
+        # the external network's CIDR when the cloud makes a host link (see free_external_cidr), else None
+        self.external_cidr: str | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
         self._out: Path | None = None
@@ -344,8 +397,8 @@ class CumuloCloud:
 
     def close(self) -> None:
         self.stop()
-        # the leftover check's idea of the session's (tests/conftest.py): the servers it had
-        _leftovers.SESSION_INSTANCES.update(_leftovers.instances_of(self.state_dir))
+        # the leftover check's idea of the run's (tests/conftest.py): the servers it had
+        _leftovers.record_instances(_leftovers.instances_of(self.state_dir))
         if self.driver != "fake":  # the network data plane it made on the host (it outlives a stop)
             import asyncio
 
@@ -486,7 +539,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def cumulo_launcher(no_data_plane_leftovers: None) -> Iterator[Callable[..., CumuloCloud]]:
+def cumulo_launcher() -> Iterator[Callable[..., CumuloCloud]]:
     """Factory: `cumulo_launcher(fake_hosts=0, args=(), env=None, start=True, driver="fake")` → a CumuloCloud
     in its own temp dir. Whatever is still running at the end of the session is closed."""
     made: list[CumuloCloud] = []
@@ -500,8 +553,14 @@ def cumulo_launcher(no_data_plane_leftovers: None) -> Iterator[Callable[..., Cum
         driver: str = "fake",
     ) -> CumuloCloud:
         skip_unless_drivers(driver)
-        root = Path(tempfile.mkdtemp(prefix="cumulo-sys-"))
+        # named by the run's tag: the leftover check (in the xdist controller) knows it as the run's
+        root = Path(tempfile.mkdtemp(prefix=_leftovers.cloud_root_prefix()))
+        env = dict(env or {})
+        cidr, chosen = _external_cidr(driver, args, env)
+        if not chosen:  # a host link on the default 172.24.4.0/24 would clash with other clouds' (other workers')
+            cidr = env["CUMULO_EXTERNAL_CIDR"] = free_external_cidr()
         cloud = CumuloCloud(root, fake_hosts=fake_hosts, args=args, env=env, driver=driver)
+        cloud.external_cidr = cidr
         _leftovers.SESSION_STATE_DIRS.add(str(cloud.state_dir.resolve()))
         made.append(cloud)
         if start:

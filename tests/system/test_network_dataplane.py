@@ -1,6 +1,6 @@
 """The network agent's data plane with real packets, on the real `cumulo up` (runc driver, root).
 
-At first start the cloud makes `public` (172.24.4.0/24, the host link carrying .1) and the demo
+At first start the cloud makes `public` (on the harness's free 172.24.X.0/24, the host link carrying .1) and the demo
 project's `private` with `router1` to public. The test plugs its own stand-in servers: a
 namespace `dpt-<tag>` whose veth's bridge end is the port's `tap<port hex[:11]>` on private's bridge
 (the port bound to the local host through the API, so the agent owns its device and filters it
@@ -19,6 +19,7 @@ Everything made here (and the cloud's own namespaces and link) is removed by nam
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import secrets
 import socket
@@ -87,6 +88,13 @@ def fetch(url: str, ns: str | None = None, timeout: float = 2.0) -> str | None:
         argv = ["ip", "netns", "exec", ns, *argv]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 10)  # noqa: S603
     return res.stdout if res.returncode == 0 else None
+
+
+def gateway_cidr(cloud: CumuloCloud) -> str:
+    """The external subnet's gateway (its first address), which the host link carries: "172.24.X.1/24"."""
+    assert cloud.external_cidr, "the cloud makes a host link"
+    net = ipaddress.ip_network(cloud.external_cidr)
+    return f"{net[1]}/{net.prefixlen}"
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +204,7 @@ def test_host_link_and_router(cloud: CumuloCloud) -> None:
     public = cloud.osc("network", "show", "public")
     hdev = external.host_device(public["id"])
     addrs = json.loads(sh("ip", "-j", "addr", "show", "dev", hdev).stdout)[0]["addr_info"]
-    assert {"172.24.4.1/24"} <= {f"{a['local']}/{a['prefixlen']}" for a in addrs if a["family"] == "inet"}
+    assert {gateway_cidr(cloud)} <= {f"{a['local']}/{a['prefixlen']}" for a in addrs if a["family"] == "inet"}
     router = cloud.osc("router", "show", "router1", cloud=DEMO)
     assert Path("/var/run/netns", netns.router_ns(router["id"])).exists()
     gw_ip = router["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
@@ -212,7 +220,7 @@ def test_floating_ip_from_the_host(cloud: CumuloCloud, plane: dict[str, Any]) ->
         assert fetch(f"http://{address}:8000/", timeout=1) is None
         cloud.osc("floating", "ip", "set", "--port", plane["port"]["id"], fip["id"], cloud=DEMO)
         seen = wait_for(lambda: fetch(f"http://{address}:8000/", timeout=1), timeout=20, what="the floating IP")
-        assert seen == "172.24.4.1"  # the host's end of the link, DNATed to the server
+        assert seen == gateway_cidr(cloud).split("/")[0]  # the host's end of the link, DNATed to the server
         cloud.osc("floating", "ip", "unset", "--port", fip["id"], cloud=DEMO)
         wait_for(lambda: fetch(f"http://{address}:8000/", timeout=1) is None, timeout=20,
                  what="the floating IP to stop answering")

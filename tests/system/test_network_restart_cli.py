@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from _runc_util import launch_runc, runc, runc_state, server, wait_for, wait_gone, wait_status
+from conftest import free_external_cidr
 
 from cumulo.netplane import bridge, dhcp, external, netns
 from cumulo.network.agent import plumbing
@@ -70,22 +71,6 @@ http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_foreve
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=60, check=check)  # noqa: S603
-
-
-def free_external_cidr() -> str:
-    """A 172.24.X.0/24 (X != 4) that no address or route of the host overlaps."""
-    used: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    for item in json.loads(sh("ip", "-j", "-4", "addr").stdout or "[]"):
-        used += [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network for a in item.get("addr_info", [])]
-    for r in json.loads(sh("ip", "-j", "-4", "route", "show", "table", "all").stdout or "[]"):
-        dst = r.get("dst", "")
-        if dst and dst != "default" and not dst.startswith("127."):
-            used.append(ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False))
-    for _ in range(100):
-        cidr = ipaddress.ip_network(f"172.24.{100 + secrets.randbelow(150)}.0/24")
-        if not any(cidr.overlaps(u) for u in used):
-            return str(cidr)
-    raise AssertionError("no free 172.24.X.0/24 on this host")
 
 
 def fetch(url: str, ns: str | None = None, timeout: float = 2.0) -> str | None:

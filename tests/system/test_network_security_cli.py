@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from _runc_util import leftovers, runc, server, wait_for, wait_gone, wait_status, write_config
+from conftest import free_external_cidr
 
 from cumulo.netplane import external, netns
 
@@ -60,18 +61,6 @@ if TYPE_CHECKING:
 
 DEMO = "cumulo-demo"
 REFUSAL_DEADLINE = 1.0  # the acceptance's own number: a removed rule refuses within 1 s
-
-
-def _free_external_cidr() -> str:
-    """A 172.24.x.0/24 that nothing on the host uses (never DevStack's 172.24.4.0/24)."""
-    used = subprocess.run(["ip", "-j", "route", "show", "table", "all"], capture_output=True, text=True,
-                          check=True).stdout + subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True,
-                                                              check=True).stdout
-    for _ in range(50):
-        x = 100 + secrets.randbelow(150)
-        if f'"172.24.{x}.' not in used:
-            return f"172.24.{x}.0/24"
-    raise AssertionError("no free 172.24.x.0/24 on this host")
 
 
 def _host_addresses() -> list[str]:
@@ -205,7 +194,7 @@ class World:
 def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp: Path = tmp_path_factory.mktemp("net-security")
     tag = secrets.token_hex(3)
-    ext = _free_external_cidr()
+    ext = free_external_cidr()
     config = write_config(tmp, {"external_cidr": ext})
     # The API on every address of the host, as an operator runs it (clients still use loopback).
     cloud = cumulo_launcher(driver="runc", args=["--config", str(config), "--host", "0.0.0.0"])  # noqa: S104
