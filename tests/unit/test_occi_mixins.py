@@ -143,7 +143,7 @@ async def test_tags_of_entities(store: MixinStore) -> None:
     await store.tag(ctx, [TAGS + "web", TAGS + "prod"], "compute", "s1")
     await store.tag(ctx, [TAGS + "web"], "compute", "s1")  # again: no duplicate
     await store.tag(ctx, [TAGS + "prod"], "storage", "s2")
-    assert await store.tags_of(ctx, "compute", ["s1", "s2", "s3"]) == {"s1": [TAGS + "prod", TAGS + "web"]}  # same time: by id
+    assert await store.tags_of(ctx, "compute", ["s1", "s2", "s3"]) == {"s1": [TAGS + "web", TAGS + "prod"]}  # tagging order
     assert await store.tags_of(ctx, "storage", ["s2"]) == {"s2": [TAGS + "prod"]}
     with pytest.raises(errors.NotFound, match="nope"):
         await store.tag(ctx, [TAGS + "nope"], "compute", "s1")
