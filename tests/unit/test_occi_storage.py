@@ -122,7 +122,9 @@ async def test_storage_is_the_volume_create_update_delete(env: Env) -> None:
     assert [x.id for x in await env.storage.list(env.ctx)] == [vid]
     # bad creates: 400 naming the attribute
     for attrs, named in (({}, "occi.storage.size"), ({"occi.storage.size": 1.5}, "whole number"),
-                         ({"occi.storage.size": 0}, "at least 1")):
+                         ({"occi.storage.size": 0}, "at least 1"),
+                         ({"occi.storage.size": 1, "occi.core.title": "x" * 256}, "occi.core.title"),
+                         ({"occi.storage.size": 1, "occi.core.summary": "a\x00b"}, "occi.core.summary")):
         with pytest.raises(errors.Invalid, match=named):
             await env.storage.create(env.ctx, EntityRequest(attributes=attrs))
     # update: title -> name, a bigger size -> extend, smaller -> 400
@@ -229,7 +231,9 @@ async def test_storagelink_attaches_and_detaches_through_the_compute_service(env
                          ({"occi.core.source": f"/storage/{vid}", "occi.core.target": f"/storage/{vid}"},
                           "occi.core.source"),
                          ({"occi.core.source": f"/compute/{vm}", "occi.core.target": f"/storage/{uuid.uuid4()}"},
-                          "does not exist")):
+                          "does not exist"),
+                         ({"occi.core.source": f"/compute/{vm}", "occi.core.target": f"/storage/{vid}",
+                           "occi.storagelink.deviceid": "/etc/passwd"}, "occi.storagelink.deviceid")):
         with pytest.raises(errors.Invalid, match=named):
             await env.links.create(env.ctx, EntityRequest(attributes=attrs))
     link = await env.links.create(env.ctx, EntityRequest(attributes={

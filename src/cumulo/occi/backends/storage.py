@@ -104,6 +104,16 @@ def whole_gib(value: Any, name: str) -> int:
     return int(number)
 
 
+def text_attr(value: Any, name: str) -> str:
+    """A title or summary as Cinder keeps a name or description: at most 255 characters, no NUL."""
+    text = str(value)
+    if len(text) > 255:
+        raise errors.Invalid(f"{name} is too long: {len(text)} characters, at most 255")
+    if "\x00" in text:
+        raise errors.Invalid(f"{name} must not contain a NUL character")
+    return text
+
+
 @contextlib.contextmanager
 def state_conflicts() -> Iterator[None]:
     """Cinder's "Invalid volume: ... status must be ..." refusals (400 in Cinder's API) are the state
@@ -176,7 +186,7 @@ class StorageBackend:
         body: dict[str, Any] = {"size": size}
         for attr, field in (("occi.core.title", "name"), ("occi.core.summary", "description")):
             if req.attributes.get(attr) is not None:
-                body[field] = str(req.attributes[attr])
+                body[field] = text_attr(req.attributes[attr], attr)
         rec = await self.volume.create_volume(ctx, {"volume": body}, version=VOLUME_VERSION)
         return self.entity(rec)
 
@@ -187,7 +197,7 @@ class StorageBackend:
         for attr, field in (("occi.core.title", "name"), ("occi.core.summary", "description")):
             if attr in req.attributes:
                 value = req.attributes[attr]
-                values[field] = None if value is None else str(value)
+                values[field] = None if value is None else text_attr(value, attr)
             elif replace:  # PUT: a mutable attribute left out returns to its default (none)
                 values[field] = None
         if values and any(values[f] != rec.get(f) for f in values):

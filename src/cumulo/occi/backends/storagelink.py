@@ -28,6 +28,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from cumulo import errors, policy
+from cumulo.compute import volume_records
 from cumulo.compute.api.volume_attachments import PREFIX  # registers os-volumes-attachments:* rules
 from cumulo.compute.service.volume_attachments import VolumeAttachmentService
 from cumulo.context import RequestContext
@@ -219,6 +220,8 @@ class StorageLinkBackend:
             raise errors.InvalidState(f"storage {volume_id} is {vol['status']}: only an available storage can be "
                                       "linked to a compute")
         device = req.attributes.get("occi.storagelink.deviceid")
+        if device and volume_records.normalize_device(str(device)) is None:
+            raise errors.Invalid(f"occi.storagelink.deviceid {str(device)[:64]!r} is not a device name such as /dev/vdb")
         with state_conflicts():
             mapping = await self.attachments().attach(
                 ctx, server, str(vol["id"]), device=str(device) if device else None, multiattach_ok=True)
