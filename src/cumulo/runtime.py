@@ -430,6 +430,8 @@ class Cloud:
         from cumulo.identity.api.app import make_app as identity_app
         from cumulo.image.api import make_app as image_app
         from cumulo.network.api import make_app as network_app
+        from cumulo.occi.api import make_app as occi_app
+        from cumulo.occi.deps import OcciServices
         from cumulo.volume.api.app import make_app as volume_app
 
         s = self.services
@@ -457,6 +459,10 @@ class Cloud:
             "/image": RouteMetrics(image_app(s.images, axis=axis, authenticator=s.identity), "image"),
             "/networking": RouteMetrics(network_app(s.network, axis=axis, authenticator=s.identity), "network"),
             "/volume": RouteMetrics(volume_app(s.volume, authenticator=s.identity), "volume"),
+            # OCCI 1.2 over the same services (never the OpenStack HTTP APIs)
+            "/occi": RouteMetrics(occi_app(OcciServices(
+                conf=s.conf, db=s.db, identity=s.identity, images=s.images, compute=s.compute, network=s.network,
+                volume=s.volume, placement=s.placement)), "occi"),
         }
         return RequestIdMiddleware(
             PrefixDispatcher(apps, root), header_names=("x-openstack-request-id", "x-compute-request-id")

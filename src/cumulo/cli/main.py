@@ -153,6 +153,9 @@ async def _serve(settings: conf_mod.Settings, log_level: str, metrics_sock: sock
         lifespan="on",
         # Clients poll every 5 s (osc --wait); uvicorn's 5 s default races them on pooled connections.
         timeout_keep_alive=75,
+        # Each family sets its own Server header where it has one (OCCI's "cumulo/x OCCI/1.2", GFD.223);
+        # uvicorn's would make it a second one.
+        server_header=False,
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with the default handlers that

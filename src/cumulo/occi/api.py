@@ -1,0 +1,428 @@
+"""The OCCI 1.2 front door (GFD.223), mounted at /occi: the query interface, the kinds' collections,
+entities, actions, the root listing, and (occi.api_mixins) mixin collections.
+
+Routes, below /occi (statuses as GFD.223 prescribes them; the fault format is occi.faults'):
+- GET /-/ and /.well-known/org/ogf/occi/-/: the categories (200), filtered (occi.api_common);
+  POST: define user mixins (200); DELETE: remove them (200; a provider category is a 403).
+- GET /: every entity of the caller (a collection, filterable, paginated).
+- GET /<kind>/: the kind's entities (filterable, paginated); POST: create (201 + Location);
+  POST ?action=: the action on every entity of the collection (200); DELETE: delete every entity of
+  the collection (200). PUT on a kind collection is not defined (405).
+- GET /<kind>/<id>: the entity (200); PUT: full update (200 + the entity; a location that holds no
+  entity is a 404: ids are the OpenStack UUIDs, so a client cannot choose one); POST: partial
+  update (200 + the entity), or with ?action=term the action (200 + the entity); DELETE: 200.
+- any other "/<path>/": a mixin collection (occi.api_mixins).
+Unknown actions are a 400, an action the state forbids a 409 (the backend's InvalidState), unknown
+paths a 404, other methods a 405. Every request is authenticated (occi.auth) and every backend call
+carries the caller's context, so another project's entities are a 404 everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cumulo import errors
+from cumulo.context import RequestContext
+from cumulo.occi import categories, validate
+from cumulo.occi.api_common import (
+    absolute,
+    all_categories,
+    category_filter,
+    entity_filter,
+    header_list,
+    matches,
+    page,
+    parser,
+    provider_mixins,
+    read_body,
+    related,
+    renderer,
+    respond,
+    with_tags,
+)
+from cumulo.occi.auth import OcciAuth, OcciUnauthorized, authenticate
+from cumulo.occi.backends.base import KindBackend, MixinSource
+from cumulo.occi.deps import OcciDeps, OcciServices, deps
+from cumulo.occi.faults import OcciHeaders, OcciNotImplemented, render_fault
+from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind, Mixin, split_location
+from cumulo.web.http import family_app
+
+# The backend modules (each `make(svc)`), in the order their kinds are listed at the root.
+BACKEND_MODULES = ("compute", "storage", "network", "networkinterface", "storagelink")
+
+
+class OcciMethodNotAllowed(errors.MethodNotAllowed):
+    def __init__(self, method: str, allow: Sequence[str]) -> None:
+        super().__init__(f"{method} is not allowed here (allowed: {', '.join(allow)})")
+        self.allow = allow
+
+
+async def _ctx(request: Request) -> RequestContext:
+    return await authenticate(request, deps(request).auth)
+
+
+def _action_term(request: Request) -> str | None:
+    """The ?action= term (None when the query has none; "" is a 400)."""
+    for part in request.url.query.replace(";", "&").split("&"):
+        k, sep, v = part.partition("=")
+        if k == "action":
+            if not v:
+                raise errors.Invalid("the action query parameter names no action")
+            return v
+    return None
+
+
+# --- the query interface --------------------------------------------------------------------------
+
+
+async def query_interface(request: Request) -> Response:
+    d = deps(request)
+    ctx = await _ctx(request)
+    if request.method in ("GET", "HEAD"):
+        out = renderer(request)
+        cats = await all_categories(d, ctx)
+        wanted = await category_filter(request)
+        if wanted is not None:
+            cats = related(wanted, cats)
+        return respond(out.categories(cats))
+    if request.method not in ("POST", "DELETE"):
+        raise OcciMethodNotAllowed(request.method, ("GET", "HEAD", "POST", "DELETE"))
+    out = renderer(request)
+    if d.user_mixins is None:
+        raise OcciNotImplemented("user-defined mixins are not available on this server")
+    body = await read_body(request)
+    if request.method == "POST":
+        defs = parser(request, body).categories(body, header_list(request))
+        mixins = []
+        for c in defs:
+            if not isinstance(c, Mixin):
+                raise errors.Invalid(f"{c.id} is not a mixin: only user-defined mixins may be added")
+            mixins.append(c)
+        await d.user_mixins.define(ctx, mixins)
+        return respond(out.message("OK"))
+    # DELETE
+    cats = parser(request, body).categories(body, header_list(request), partial=True)
+    if not cats:
+        raise errors.Invalid("the request names no mixin to remove")
+    provider = {m.id for m in await provider_mixins(d, ctx)}
+    for c in cats:
+        if categories.get(c.id) is not None or c.id in provider:
+            raise errors.Forbidden(f"{c.id} is a provider category: it cannot be removed")
+    await d.user_mixins.remove(ctx, [c.id for c in cats])
+    return respond(out.message("OK"))
+
+
+# --- collections ----------------------------------------------------------------------------------
+
+
+async def root(request: Request) -> Response:
+    d = deps(request)
+    ctx = await _ctx(request)
+    out = renderer(request, listing=True)
+    flt = await entity_filter(request)
+    found = await asyncio.gather(*(b.list(ctx) for b in d.backends.values()))
+    entities = await with_tags(d, ctx, [e for es in found for e in es])
+    if flt is not None:
+        entities = [e for e in entities if matches(e, flt)]
+    return respond(out.collection(page(request, entities)))
+
+
+async def collection(request: Request) -> Response:
+    d = deps(request)
+    name = request.path_params["collection"]
+    backend = d.backend_at(name)
+    if backend is None:
+        return await mixin_collection(request, f"/{name}/")
+    ctx = await _ctx(request)
+    if request.method in ("GET", "HEAD"):
+        return await _list(request, d, ctx, backend)
+    if request.method == "POST":
+        term = _action_term(request)
+        if term is not None:
+            return await _collection_action(request, d, ctx, backend, term)
+        return await _create(request, d, ctx, backend)
+    if request.method == "DELETE":
+        out = renderer(request)
+        entities = await backend.list(ctx)
+        await _each([backend.delete(ctx, e.id) for e in entities])
+        if d.user_mixins is not None:
+            for e in entities:
+                await d.user_mixins.untag_entity(ctx, backend.kind.term, e.id)
+        return respond(out.message("OK"))
+    raise OcciMethodNotAllowed(request.method, ("GET", "HEAD", "POST", "DELETE"))
+
+
+async def _each(calls: Sequence[Awaitable[Any]]) -> None:
+    """Run every call of a collection-wide delete or action; when some fail, raise the first failure
+    (the others still ran). An entity the caller sees but may not change (a shared network of another
+    project: Forbidden) is left alone, not a failure of the whole request."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, errors.Forbidden | errors.NotFound):
+            raise r
+    refused = [r for r in results if isinstance(r, errors.Forbidden)]
+    if refused and len(refused) == len(results):
+        raise refused[0]  # nothing the caller may change (e.g. a reader): say so
+
+
+async def _list(request: Request, d: OcciDeps, ctx: RequestContext, backend: KindBackend) -> Response:
+    out = renderer(request, listing=True)
+    flt = await entity_filter(request)
+    entities = await with_tags(d, ctx, await backend.list(ctx))
+    if flt is not None:
+        entities = [e for e in entities if matches(e, flt)]
+    return respond(out.collection(page(request, entities)))
+
+
+async def _collection_action(request: Request, d: OcciDeps, ctx: RequestContext, backend: KindBackend,
+                             term: str) -> Response:
+    out = renderer(request)
+    act = await _action_request(request, backend.kind, term)
+    entities = await backend.list(ctx)
+    await _each([backend.act(ctx, e.id, act) for e in entities])
+    return respond(out.message("OK"))
+
+
+async def mixin_collection(request: Request, location: str) -> Response:
+    ctx = await _ctx(request)
+    try:
+        api_mixins = importlib.import_module("cumulo.occi.api_mixins")
+    except ModuleNotFoundError:
+        raise errors.NotFound("The resource could not be found.") from None
+    handler: Callable[[Request, str, RequestContext], Awaitable[Response]] = api_mixins.collection
+    return await handler(request, location, ctx)
+
+
+async def deep_path(request: Request) -> Response:
+    """A path of three or more segments: a mixin collection when it ends with "/", else a 404."""
+    path = "/" + request.path_params["path"]
+    if not path.endswith("/"):
+        await _ctx(request)
+        raise errors.NotFound("The resource could not be found.")
+    return await mixin_collection(request, path)
+
+
+# --- entities -------------------------------------------------------------------------------------
+
+
+async def _known_mixins(d: OcciDeps, ctx: RequestContext, ids: Sequence[str]) -> dict[str, Mixin]:
+    """The provider mixins a request may name: the static ones, and the data's (os_tpl, resource_tpl)
+    when the request names any other."""
+    known: dict[str, Mixin] = dict(categories.MIXINS)
+    if any(mid not in known for mid in ids):
+        known.update({m.id: m for m in await provider_mixins(d, ctx)})
+    return known
+
+
+async def _user_mixins(d: OcciDeps, ctx: RequestContext, ids: Sequence[str], known: dict[str, Mixin]) -> list[str]:
+    """The caller's user mixins among `ids` (the rest must be provider mixins); an id that is
+    neither is a 400 naming it (another project's mixins are unknown here)."""
+    rest = [mid for mid in dict.fromkeys(ids) if mid not in known]
+    user = await d.user_mixins.known(ctx, rest) if rest and d.user_mixins is not None else []
+    unknown = [mid for mid in rest if mid not in user]
+    if unknown:
+        raise errors.Invalid(f"unknown mixin {unknown[0][:200]}")
+    return user
+
+
+async def _check_links(d: OcciDeps, ctx: RequestContext, req: EntityRequest, kind: Kind) -> None:
+    """Every location a request points at (inline link targets; a link's source and target) must be
+    an entity the caller sees: 404 otherwise (another project's entities do not exist)."""
+    targets = [ln.target for ln in req.links]
+    if categories.is_link_kind(kind.id):
+        for attr in ("occi.core.source", "occi.core.target"):
+            value = req.attributes.get(attr)
+            if value:
+                targets.append(str(value))
+    for target in targets:
+        try:
+            coll, eid = split_location(target)
+        except ValueError:
+            raise errors.Invalid(f"not an entity location: {target}") from None
+        backend = d.backend_at(coll)
+        if backend is None:
+            raise errors.NotFound(f"no entity at {target}")
+        try:
+            await backend.get(ctx, eid)
+        except errors.NotFound:
+            raise errors.NotFound(f"no entity at {target}") from None
+
+
+async def _entity_request(request: Request, d: OcciDeps, ctx: RequestContext, backend: KindBackend, *,
+                          create: bool) -> tuple[EntityRequest, list[str]]:
+    """The validated request (user mixins stripped) and the user mixin ids it named."""
+    body = await read_body(request)
+    req = parser(request, body).entity(body, header_list(request))
+    if req.kind is None:
+        req.kind = backend.kind.id
+    elif req.kind != backend.kind.id:
+        raise errors.Invalid(f"kind {req.kind} does not belong to the collection {backend.kind.location}")
+    link_mixins = [m for link in req.links for m in link.mixins]
+    known = await _known_mixins(d, ctx, [*req.mixins, *link_mixins])
+    user = await _user_mixins(d, ctx, req.mixins, known)
+    req.mixins = [m for m in dict.fromkeys(req.mixins) if m in known]
+    checked = validate.check_entity(req, backend.kind, [known[m] for m in req.mixins], create=create,
+                                    resolve=known.get)
+    await _check_links(d, ctx, checked, backend.kind)
+    return checked, user
+
+
+async def _create(request: Request, d: OcciDeps, ctx: RequestContext, backend: KindBackend) -> Response:
+    out = renderer(request)
+    req, user = await _entity_request(request, d, ctx, backend, create=True)
+    entity = await backend.create(ctx, req)
+    if user and d.user_mixins is not None:
+        await d.user_mixins.tag(ctx, user, backend.kind.term, entity.id)
+        entity.mixins += [m for m in user if m not in entity.mixins]
+    location = absolute(request, entity.location)
+    return respond(out.locations([entity.location]), 201, {"Location": location})
+
+
+def _entity_backend(request: Request) -> tuple[OcciDeps, KindBackend, str]:
+    d = deps(request)
+    backend = d.backend_at(request.path_params["collection"])
+    if backend is None:
+        raise errors.NotFound("The resource could not be found.")
+    return d, backend, request.path_params["entity_id"]
+
+
+async def entity(request: Request) -> Response:
+    d, backend, eid = _entity_backend(request)
+    ctx = await _ctx(request)
+    if request.method in ("GET", "HEAD"):
+        out = renderer(request)
+        found = await with_tags(d, ctx, [await backend.get(ctx, eid)])
+        return respond(out.entity(found[0]))
+    if request.method == "DELETE":
+        out = renderer(request)
+        await backend.delete(ctx, eid)
+        if d.user_mixins is not None:
+            await d.user_mixins.untag_entity(ctx, backend.kind.term, eid)
+        return respond(out.message("OK"))
+    if request.method == "POST":
+        term = _action_term(request)
+        if term is not None:
+            out = renderer(request)
+            act = await _action_request(request, backend.kind, term)
+            await backend.act(ctx, eid, act)
+            found = await with_tags(d, ctx, [await backend.get(ctx, eid)])
+            return respond(out.entity(found[0]))
+        return await _update(request, d, ctx, backend, eid, replace=False)
+    if request.method == "PUT":
+        return await _update(request, d, ctx, backend, eid, replace=True)
+    raise OcciMethodNotAllowed(request.method, ("GET", "HEAD", "PUT", "POST", "DELETE"))
+
+
+async def _update(request: Request, d: OcciDeps, ctx: RequestContext, backend: KindBackend, eid: str, *,
+                  replace: bool) -> Response:
+    out = renderer(request)
+    req, user = await _entity_request(request, d, ctx, backend, create=False)
+    updated = await backend.update(ctx, eid, req, replace=replace)
+    if d.user_mixins is not None:
+        if replace:
+            await d.user_mixins.set_tags(ctx, backend.kind.term, eid, user)
+        elif user:
+            await d.user_mixins.tag(ctx, user, backend.kind.term, eid)
+    found = await with_tags(d, ctx, [updated])
+    return respond(out.entity(found[0]))
+
+
+async def _action_request(request: Request, kind: Kind, term: str) -> ActionRequest:
+    """The validated action invocation of ?action=term on `kind`: an action the kind does not have is
+    a 400; the body's action category, when it names one, must be the query's."""
+    action = categories.action_of(kind.id, term)
+    if action is None:
+        raise errors.Invalid(f"unknown action {term} for kind {kind.term}")
+    body = await read_body(request)
+    headers = header_list(request)
+    has_category = any(k.lower() == b"category" for k, _ in headers)
+    if body.strip() or has_category:
+        act = parser(request, body).action(body, headers)
+        if act.action and act.action != action.id:
+            raise errors.Invalid(f"the request's action {act.action} is not the query's action {term}")
+        act.action = action.id
+    else:
+        act = ActionRequest(action=action.id)
+    return validate.check_action(act, action)
+
+
+# --- the app --------------------------------------------------------------------------------------
+
+
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+ROUTES = [
+    # every method reaches the query interface (else "/-/" would fall through to the routes below)
+    Route("/-/", query_interface, methods=_ALL_METHODS),
+    Route("/.well-known/org/ogf/occi/-/", query_interface, methods=_ALL_METHODS),
+    Route("/", root, methods=["GET"]),
+    Route("/{collection}/", collection, methods=["GET", "POST", "PUT", "DELETE"]),
+    Route("/{collection}/{entity_id}", entity, methods=["GET", "PUT", "POST", "DELETE"]),
+    Route("/{path:path}", deep_path, methods=["GET", "PUT", "POST", "DELETE"]),
+]
+
+
+def build_deps(svc: OcciServices | None, *, backends: Sequence[KindBackend] = (),
+               sources: Sequence[MixinSource] = (), user_mixins: Any = None) -> OcciDeps:
+    """The registry: the backends and mixin sources built from `svc` by their modules' `make(svc)`
+    (a module not built yet is left out), plus any given (tests)."""
+    found: list[KindBackend] = list(backends)
+    srcs: list[MixinSource] = list(sources)
+    store = user_mixins
+    if svc is not None:
+        for name in BACKEND_MODULES:
+            module = _module(f"cumulo.occi.backends.{name}")
+            if module is not None and hasattr(module, "make"):
+                made = module.make(svc)
+                found += made if isinstance(made, list) else [made]
+        module = _module("cumulo.occi.backends.templates")
+        if module is not None and hasattr(module, "make"):
+            made = module.make(svc)
+            srcs += made if isinstance(made, list) else [made]
+        module = _module("cumulo.occi.mixins")
+        if store is None and module is not None and hasattr(module, "make"):
+            store = module.make(svc)
+    registry = {b.kind.id: b for b in found}
+    links = [b for b in found if categories.is_link_kind(b.kind.id)]
+    for b in found:
+        if hasattr(b, "link_backends"):
+            b.link_backends = links
+    return OcciDeps(services=svc, backends=registry, sources=srcs, user_mixins=store,
+                    auth=OcciAuth(svc.identity) if svc is not None else None)
+
+
+def _module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return None
+
+
+def make_app(svc: OcciServices | None = None, *, occi_deps: OcciDeps | None = None) -> Any:
+    """The OCCI family's ASGI app over the cloud's services (or ready-made `occi_deps`, in tests)."""
+    d = occi_deps if occi_deps is not None else build_deps(svc)
+    app = family_app(d, ROUTES, render_fault)
+    app.router.redirect_slashes = False
+
+    async def on_domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.CumuloError)
+        resp = render_fault(exc.code, exc.message, request)
+        if isinstance(exc, OcciUnauthorized):
+            resp.headers["WWW-Authenticate"] = exc.challenge
+        if isinstance(exc, OcciMethodNotAllowed):
+            resp.headers["Allow"] = ", ".join(exc.allow)
+        return resp
+
+    app.add_exception_handler(errors.CumuloError, on_domain_error)
+    return OcciHeaders(app)
+
+
+__all__ = ["ROUTES", "build_deps", "make_app", "Entity"]
