@@ -148,6 +148,10 @@ class VolumeActions(Attachments):
         async with self.db.write() as conn:
             row = await self.volume_row(conn, ctx, volume_id)
             await conn.execute(volumes.update().where(volumes.c.id == row.id).values(updated_at=utcnow(), **values))
+            meta = (await records.kv_of(conn, volume_admin_metadata, "volume_id", [row.id]))[row.id]
+        if OFFLINE in meta and values.get("status", states.MAINTENANCE) != states.MAINTENANCE:
+            # an offline volume reset out of maintenance: its file must not stay sealed
+            await self._cast(row.id, self.worker.online_volume(row.id))
 
     async def upload_to_image(self, ctx: RequestContext, volume_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """os-volume_upload_image: a queued image the worker fills from the volume."""

@@ -142,3 +142,16 @@ async def test_a_failed_seal_leaves_the_volume_available_with_the_reason(
     assert OFFLINE not in await svc.admin_metadata(vid)
     r = await alice.get("/messages", headers={"OpenStack-API-Version": "volume 3.3"})
     assert any("take volume offline" in m["user_message"] for m in r.json()["messages"]), r.text
+
+
+@pytest.mark.skipif(not ROOT, reason="sealing a file (chattr +i) needs root")
+async def test_an_admin_reset_out_of_maintenance_unseals(
+        svc: VolumeService, manager: VolumeManager, alice: httpx.AsyncClient, admin: httpx.AsyncClient) -> None:
+    vid = (await make_volume(alice, 1))["id"]
+    await svc.set_offline(ALICE, vid)
+    assert await offline.sealed(vol_file(svc, vid))
+    assert (await act(admin, vid, "os-reset_status", {"status": "available"})).status_code == 202
+    assert (await show(alice, vid))["status"] == "available"
+    assert not await offline.sealed(vol_file(svc, vid)) and writable(vol_file(svc, vid))
+    assert OFFLINE not in await svc.admin_metadata(vid)
+    assert (await alice.delete(f"/volumes/{vid}")).status_code == 202
