@@ -25,7 +25,7 @@ from cumulo.occi import categories
 from cumulo.occi.model import Action, ActionRequest, Attribute, EntityRequest, Kind, LinkRequest, Mixin
 
 MAX_STRING = 256 * 1024
-_NUMBER_RE = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\Z")
+_NUMBER_RE = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\Z", re.ASCII)
 
 
 def _bad(name: str, what: str) -> errors.Invalid:
@@ -38,12 +38,14 @@ def _number(name: str, value: Any) -> float | int:
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
             raise _bad(name, "expected a finite number")
+        if isinstance(value, int) and abs(value) > 1 << 63:
+            raise _bad(name, "number out of range")
         return value
     if isinstance(value, str) and len(value) <= 64 and _NUMBER_RE.match(value):
         f = float(value)
         if not math.isfinite(f):
             raise _bad(name, "expected a finite number")
-        return int(value) if re.fullmatch(r"\s*[+-]?\d+\s*", value) else f
+        return int(value) if re.fullmatch(r"\s*[+-]?\d+\s*", value, re.ASCII) else f
     raise _bad(name, f"expected a number, got {_show(value)}")
 
 

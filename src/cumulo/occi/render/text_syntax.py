@@ -22,7 +22,7 @@ MAX_VALUE = 256 * 1024  # characters of one field value (user_data fits)
 OCCI_FIELDS = ("category", "link", "x-occi-attribute", "x-occi-location")
 TERM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
 ATTR_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
-NUMBER_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
+NUMBER_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z", re.ASCII)
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "/": "/"}
 _BAD_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
@@ -164,7 +164,7 @@ def parse_scalar(raw: str, line: str) -> Any:
         return raw == "true"
     if NUMBER_RE.match(raw):
         try:
-            if re.fullmatch(r"[+-]?\d+", raw):
+            if re.fullmatch(r"[+-]?\d+", raw, re.ASCII):
                 if len(raw) > 40:
                     raise errors.Invalid(f"number too large in {short(line)}")
                 return int(raw)
@@ -247,8 +247,12 @@ def fields_from_headers(headers: HeaderList) -> list[tuple[str, str]]:
         if name not in OCCI_FIELDS:
             continue
         value = _decode(raw_value, f"header {name}")
-        if "\r" in value or "\n" in value:
-            raise errors.Invalid(f"line break in header {name}")
+        if "\r" in value or "\n" in value or "\x00" in value:
+            raise errors.Invalid(f"line break or NUL in header {name}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise errors.Invalid(f"header {name} holds a lone surrogate") from e
         _add_items(out, name, value, f"{name}: {value}")
     return out
 
