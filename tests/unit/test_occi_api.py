@@ -120,6 +120,7 @@ async def test_every_answer_carries_the_server_header(env: Env) -> None:
         await env.a.get("/occi/-/", headers={"User-Agent": "rOCCI-cli/9 OCCI/1.3"}),
     ):
         assert resp.headers.get_list("server") == [SERVER], (resp.status_code, resp.headers)
+        assert "application/occi+json" in resp.headers["accept"]  # GFD.223 §5.2: the renderings served
     assert SERVER.endswith(" OCCI/1.2") and SERVER.startswith("cumulo/")
 
 

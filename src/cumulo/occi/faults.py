@@ -1,7 +1,8 @@
 """OCCI's fault format and the headers every OCCI answer carries (GFD.223 §5).
 
 Every response, faults included, says `Server: cumulo/<version> OCCI/1.2` (GFD.223 §5.3: the server
-MUST advertise its OCCI version on each response). A request whose User-Agent names a higher OCCI
+MUST advertise its OCCI version on each response) and names the renderings it speaks in `Accept`
+(§5.2, a SHOULD). A request whose User-Agent names a higher OCCI
 version than 1.2 gets 501 Not Implemented, as §5.3 prescribes.
 
 A fault is the status GFD.223 prescribes and a short message in the rendering the client asked for:
@@ -26,6 +27,8 @@ from cumulo import __version__, errors
 
 OCCI_VERSION = (1, 2)
 SERVER = f"cumulo/{__version__} OCCI/{OCCI_VERSION[0]}.{OCCI_VERSION[1]}"
+# GFD.223 §5.2: the server SHOULD name the renderings it speaks in a response Accept header.
+ACCEPTED = "text/plain, text/occi, application/occi+json, text/uri-list"
 _CLIENT_VERSION = re.compile(r"\bOCCI/(\d{1,6})\.(\d{1,6})")
 
 
@@ -105,11 +108,13 @@ class OcciHeaders:
         agents = [v.decode("latin-1") for k, v in headers if k == b"user-agent"]
         version = max((v for v in map(client_version, agents) if v is not None), default=None)
         server = (b"server", SERVER.encode())
+        served = (b"accept", ACCEPTED.encode())
 
         async def send_with_server(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
-                message["headers"].append(server)
+                message["headers"] = [(k, v) for k, v in message.get("headers", [])
+                                      if k.lower() not in (b"server", b"accept")]
+                message["headers"] += [server, served]
             await send(message)
 
         if version is not None and version > OCCI_VERSION:
