@@ -197,6 +197,13 @@ async def test_json_locations_and_deleted_members(world: World) -> None:
                          headers={"Content-Type": "application/occi+json", "Accept": "application/occi+json"})
         assert r.status_code == 200, r.text
         assert [e["id"] for e in r.json()["resources"]] == [a.id, b.id]
+        # PUT with an entity collection rendering (JSON Rendering 1.2: resources by kind and id)
+        r = await c.put("/tags/web/", content=json.dumps({"resources": [{"kind": categories.COMPUTE.id, "id": b.id}]}),
+                        headers={"Content-Type": "application/occi+json", "Accept": "application/occi+json"})
+        assert r.status_code == 200 and [e["id"] for e in r.json()["resources"]] == [b.id], r.text
+        await c.post("/tags/web/", content=json.dumps({"locations": [f"http://cumulo.test/compute/{a.id}"]}),
+                     headers={"Content-Type": "application/occi+json"})
+        assert await world.store.entities_of(ctx, WEB) == [f"/compute/{b.id}", f"/compute/{a.id}"]
         # b deleted through the OCCI API: its tags go with it; a deleted behind OCCI's back (as through
         # the OpenStack API): the collection drops it when the backend no longer finds it
         assert (await c.delete(f"/compute/{b.id}")).status_code == 200
