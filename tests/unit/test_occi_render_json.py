@@ -223,3 +223,23 @@ def test_bad_json_names_the_problem(body: bytes, needle: str) -> None:
 def test_too_large() -> None:
     with pytest.raises(errors.PayloadTooLarge):
         parser_for(OCCI_JSON).entity(b" " * (2 << 20), [])
+
+
+def test_occi_11_json_forms() -> None:
+    # rOCCI's OCCI 1.1 JSON nests attribute names and calls depends "related".
+    body = json.dumps({"resources": [{"kind": INFRA + "compute", "attributes": {
+        "occi": {"core": {"title": "vm"}, "compute": {"cores": 2, "memory": 1.5}}, "com.example.obj": {"a": 1}}}]})
+    req = parser_for(OCCI_JSON).entity(body.encode(), [])
+    assert req.attributes == {"occi.core.title": "vm", "occi.compute.cores": 2, "occi.compute.memory": 1.5,
+                              "com.example.obj": {"a": 1}}
+    (m,) = parser_for(OCCI_JSON).categories(json.dumps({"mixins": [{
+        "term": "t", "scheme": "http://e/#", "location": "/t/", "related": [C.OS_TPL.id]}]}).encode(), [])
+    assert isinstance(m, Mixin) and m.depends == (C.OS_TPL.id,)
+
+
+def test_non_object_answers_still_validate_against_the_root_schema() -> None:
+    # A location list and an error message are not OCCI objects of the JSON rendering; they stay
+    # within the schema's generic "attributes" form so a validating client accepts them.
+    r = renderer_for(OCCI_JSON, BASE)
+    validate(json.loads(r.locations(["/compute/a"]).body))
+    validate(json.loads(r.message("boom").body))

@@ -298,3 +298,11 @@ def test_long_header_values_are_split_not_truncated() -> None:
     r = renderer_for(TEXT_OCCI, BASE).locations(locs)
     assert len(r.headers) > 1 and all(len(v) <= 7100 for _, v in r.headers)
     assert parser_for("text/occi").locations(b"", r.raw_headers()) == [BASE + x for x in locs]
+
+
+def test_category_ids_split_into_scheme_and_term() -> None:
+    e = Entity(kind=C.COMPUTE.id, id="c", location="/compute/c", mixins=["http://example.com/tags/blue"])
+    body = renderer_for(TEXT_PLAIN, BASE).entity(e).body.decode()
+    assert 'Category: blue; scheme="http://example.com/tags/"; class="mixin"' in body
+    back = parser_for(TEXT_PLAIN).entity(body.encode(), [])
+    assert back.mixins == ["http://example.com/tags/blue"]

@@ -27,7 +27,8 @@ from cumulo.occi.render.text_syntax import ATTR_NAME_RE, MAX_BODY, MAX_FIELDS, T
 
 MAX_DEPTH = 32
 _ENTITY_KEYS = {"kind", "mixins", "attributes", "actions", "id", "links", "summary", "title", "source", "target", "rel"}
-_CATEGORY_KEYS = {"term", "scheme", "title", "attributes", "actions", "parent", "location", "depends", "applies"}
+_CATEGORY_KEYS = {"term", "scheme", "title", "attributes", "actions", "parent", "location", "depends", "applies",
+                  "related"}  # "related": OCCI 1.1 (rOCCI) for depends / parent
 _DESC_KEYS = {"mutable", "required", "type", "default", "description", "pattern"}
 
 
@@ -112,18 +113,46 @@ def _str_list(obj: dict[str, Any], key: str, where: str) -> list[str]:
     return list(v)
 
 
+def _flatten(attrs: dict[str, Any]) -> dict[str, Any]:
+    """OCCI 1.1 JSON (rOCCI) nests attribute names: {"occi": {"compute": {"cores": 2}}}. A top-level
+    name without a dot whose value is an object is such a namespace (1.2 names always carry a prefix,
+    GFD.221 §4.3.2); it is flattened to "occi.compute.cores"."""
+    out: dict[str, Any] = {}
+    stack: list[tuple[str, Any]] = list(attrs.items())
+    while stack:
+        name, value = stack.pop(0)
+        if isinstance(value, dict) and (("." not in name) or name.startswith("occi.")) and value and \
+                all(isinstance(k, str) and "." not in k for k in value) and name.count(".") < 8 and \
+                not _is_leaf_namespace(name):
+            stack.extend((f"{name}.{k}", v) for k, v in value.items())
+            continue
+        if name in out:
+            raise errors.Invalid(f"attribute {name[:120]} given twice")
+        out[name] = value
+        if len(out) > MAX_FIELDS:
+            raise errors.Invalid("too many attributes")
+    return out
+
+
+def _is_leaf_namespace(name: str) -> bool:
+    # a known attribute whose value is an object stays an object
+    return any(name in categories.attributes_of(k) for k in categories.KINDS) or any(
+        a.name == name for m in categories.MIXINS.values() for a in m.attributes)
+
+
 def _attributes(obj: dict[str, Any], where: str) -> dict[str, Any]:
     v = obj.get("attributes", {})
     if not isinstance(v, dict):
         raise errors.Invalid(f"{where}: member 'attributes' must be an object")
     if len(v) > MAX_FIELDS:
         raise errors.Invalid(f"{where}: too many attributes")
+    v = _flatten(v)
     for name, value in v.items():
         if not ATTR_NAME_RE.match(name) or len(name) > 256:
             raise errors.Invalid(f"{where}: malformed attribute name {name[:80]!r}")
         if value is None:
             raise errors.Invalid(f"attribute {name}: null is not a value")
-    return dict(v)
+    return v
 
 
 def _object(doc: Any, where: str, keys: set[str]) -> dict[str, Any]:
@@ -241,11 +270,13 @@ def _category(doc: Any, cls: str, where: str) -> Category:
         raise errors.Invalid(f"{where}: member 'title' must be a string")
     attrs = _attribute_defs(obj, where)
     if cls == "kinds":
-        return Kind(scheme, term, title, attrs, parent=_str(obj, "parent", where),
+        related = _str_list(obj, "related", where)
+        return Kind(scheme, term, title, attrs, parent=_str(obj, "parent", where) or (related[0] if related else None),
                     actions=tuple(_str_list(obj, "actions", where)), location=_str(obj, "location", where))
     if cls == "actions":
         return Action(scheme, term, title, attrs)
-    return Mixin(scheme, term, title, attrs, depends=tuple(_str_list(obj, "depends", where)),
+    depends = _str_list(obj, "depends", where) or _str_list(obj, "related", where)
+    return Mixin(scheme, term, title, attrs, depends=tuple(depends),
                  applies=tuple(_str_list(obj, "applies", where)), actions=tuple(_str_list(obj, "actions", where)),
                  location=_str(obj, "location", where))
 

@@ -41,8 +41,13 @@ def _cls(category: Category) -> str:
 
 
 def _split_id(category_id: str) -> tuple[str, str]:
-    scheme, sep, term = category_id.rpartition("#")
-    return (scheme + sep, term) if sep else ("", category_id)
+    """(scheme, term) of a category id: the term follows the last "#" (OCCI schemes end so), else the
+    last "/"."""
+    for sep in ("#", "/"):
+        scheme, found, term = category_id.rpartition(sep)
+        if found and term:
+            return scheme + found, term
+    return "", category_id
 
 
 def category_ref(category_id: str, cls: str) -> str:
