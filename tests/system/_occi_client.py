@@ -548,7 +548,11 @@ class Occi:
     def get(self, location: str) -> Entity:
         resp = self.check(self.request("GET", location), 200, what=f"GET {location}")
         if self.rendering == JSON:
-            return entity_from_json(resp.json())
+            ent = entity_from_json(resp.json())
+            for ln in ent.links:  # a JSON link has an id, no location: its kind's collection + id
+                if ln.self_ and "/" not in ln.self_ and ln.category:
+                    ln.self_ = self.kind_location(ln.category[0]).rstrip("/") + "/" + ln.self_
+            return ent
         return entity_from_text(self.fields(resp))
 
     def get_json(self, location: str) -> Any:

@@ -1,0 +1,356 @@
+"""OCCI storage, network and links on a real cloud (issue 12, acceptance 1): the EGI rows for
+storage and networks (create, query, destroy, every action), linking storage and networks to a
+compute on creation and at run time, and network down/up, driven with plain HTTP by the spec
+client (tests/system/_occi_client.py) in the three renderings, each checked on the host.
+
+ONE `cumulo up` (runc only: no row here needs a VM; no external link) and ONE busybox container,
+made through OCCI with a network and a volume linked on creation. On the host:
+- a storage is a file under the cloud's volumes/ of its size; offline seals it (immutable
+  attribute), online unseals it; resize grows it; backup and snapshot are Cinder's backup and
+  snapshot of it; destroy removes the file;
+- a network is Neutron's network + subnet (its ipnetwork CIDR); the container's NIC on it holds an
+  address of that CIDR; down takes the network's bridge (br0 in its namespace) down and the
+  container's ping to the network's DHCP port stops, up brings both back;
+- a storagelink is the volume mounted at /mnt/volumes/<id> inside the container (written and read
+  back), gone after the link's delete; a networkinterface is a NIC in the container, gone after
+  its delete.
+Everything made is deleted at the end, through OCCI where the row is about deleting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import secrets
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from _occi_client import (
+    COMPUTE,
+    IPNETWORK_ID,
+    JSON,
+    NETWORK,
+    NETWORKINTERFACE,
+    RENDERINGS,
+    STORAGE,
+    STORAGELINK,
+    TEXT_OCCI,
+    TEXT_PLAIN,
+    InlineLink,
+    action_id,
+    path_id,
+)
+from _occi_util import (
+    OS_TPL_SCHEME,
+    RESOURCE_TPL_SCHEME,
+    OcciWorld,
+    api,
+    bridge_up,
+    container_ipv4,
+    container_pings,
+    exec_in,
+    immutable,
+    tenant_of,
+    validate_json,
+    volume_files,
+    wait_container,
+)
+from _runc_util import launch_runc, wait_for
+
+if TYPE_CHECKING:
+    from conftest import CumuloCloud
+
+GIB = 1 << 30
+
+
+class World(OcciWorld):
+    image: str = ""
+    flavor: str = ""
+    made: list[str]  # OCCI locations to delete at the end (last made first)
+
+    def tpl(self) -> list[str]:
+        return [OS_TPL_SCHEME + self.image, RESOURCE_TPL_SCHEME + self.flavor]
+
+    def track(self, location: str) -> str:
+        self.made.append(location)
+        return location
+
+    def storage_state(self, location: str, rendering: str = JSON) -> dict[str, Any]:
+        return self.occi(rendering).get(location).attributes
+
+    def wait_storage(self, location: str, state: str, timeout: float = 90.0, **attrs: Any) -> dict[str, Any]:
+        def ok() -> dict[str, Any] | None:
+            a = self.storage_state(location)
+            assert a.get("occi.storage.state") != "error", a
+            return a if a.get("occi.storage.state") == state and all(a.get(k) == v for k, v in attrs.items()) else None
+
+        return dict(wait_for(ok, timeout=timeout, what=f"{location} {state} {attrs}"))
+
+    def cinder(self, volume_id: str) -> dict[str, Any]:
+        r = api(self.cloud, self.demo, "GET", f"/volume/v3/volumes/{volume_id}")
+        assert r.status_code == 200, r.text
+        return dict(r.json()["volume"])
+
+    def wait_cinder(self, volume_id: str, status: str, timeout: float = 90.0) -> dict[str, Any]:
+        return dict(wait_for(lambda: (v := self.cinder(volume_id))["status"] == status and v, timeout=timeout,
+                             what=f"volume {volume_id} {status}"))
+
+
+@pytest.fixture(scope="module")
+def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("occi-sn")
+    cloud = launch_runc(cumulo_launcher, tmp, runc_suspend="freezer")
+    w = World(cloud, tenant_of(cloud))
+    w.made = []
+    with cloud.client("cumulo-demo") as c:
+        w.image = c.get("/image/v2/images", params={"name": "busybox"}).json()["images"][0]["id"]
+        w.flavor = next(f["id"] for f in c.get("/compute/v2.1/flavors").json()["flavors"] if f["name"] == "m1.tiny")
+    try:
+        yield w
+    finally:
+        occi = w.occi(JSON)
+        for loc in reversed(w.made):
+            with contextlib.suppress(Exception):
+                occi.delete(loc)
+        w.close()
+        cloud.close()
+
+
+def _cidr() -> str:
+    return f"10.{secrets.randbelow(200) + 20}.{secrets.randbelow(250)}.0/24"
+
+
+def _network(w: World, rendering: str, cidr: str, title: str) -> str:
+    gateway = str(ipaddress.ip_network(cidr)[1])
+    return w.track(w.occi(rendering).create(
+        NETWORK, mixins=[IPNETWORK_ID], attributes={
+            "occi.core.title": title, "occi.network.address": cidr, "occi.network.gateway": gateway,
+            "occi.network.allocation": "dynamic"}))
+
+
+# -- storage ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS)
+def test_storage_create_query_destroy(world: World, rendering: str) -> None:
+    occi = world.occi(rendering)
+    title = f"occi-vol-{secrets.token_hex(3)}"
+    loc = occi.create(STORAGE, attributes={"occi.core.title": title, "occi.storage.size": 1})
+    vid = path_id(loc)
+    attrs = world.wait_storage(loc, "online")
+    assert attrs["occi.storage.size"] == 1 and attrs["occi.core.title"] == title, attrs
+    # The volume service's volume, and its file on the host, of that size.
+    vol = world.wait_cinder(vid, "available")
+    assert vol["size"] == 1 and vol["name"] == title, vol
+    files = volume_files(world.cloud, vid)
+    assert files and files[0].stat().st_size == GIB, files
+    # Query: the collection lists it, and filtering by its title finds only it.
+    assert vid in occi.ids("/storage/")
+    assert occi.ids("/storage/", attributes={"occi.core.title": title}) == {vid}
+    assert vid not in occi.ids("/storage/", attributes={"occi.core.title": title + "-not"})
+    if rendering == JSON:
+        validate_json(occi.get_json(loc), "resource")
+    # Destroy: gone from OCCI, from the volume service and from the host.
+    assert occi.delete(loc).status_code in (200, 204)
+    wait_for(lambda: api(world.cloud, world.demo, "GET", f"/volume/v3/volumes/{vid}").status_code == 404, timeout=60,
+             what=f"volume {vid} deleted")
+    assert occi.status("GET", loc) == 404
+    wait_for(lambda: not volume_files(world.cloud, vid), timeout=30, what=f"the file of {vid} removed")
+
+
+def test_storage_actions(world: World) -> None:
+    """offline/online (text/plain), backup and snapshot (text/occi), resize and a size update (JSON)."""
+    plain, headers, js = world.occi(TEXT_PLAIN), world.occi(TEXT_OCCI), world.occi(JSON)
+    loc = world.track(js.create(STORAGE, attributes={"occi.core.title": "occi-actions", "occi.storage.size": 1}))
+    vid = path_id(loc)
+    world.wait_storage(loc, "online")
+    world.wait_cinder(vid, "available")
+    [path] = volume_files(world.cloud, vid)
+
+    r = plain.action(loc, action_id(STORAGE, "offline"))
+    assert r.status_code == 200, r.text
+    world.wait_storage(loc, "offline")
+    wait_for(lambda: immutable(path), timeout=60, what=f"{path} sealed (offline)")
+    # Offline storage is not attachable: the action that needs it online is refused.
+    assert plain.action(loc, action_id(STORAGE, "offline")).status_code == 409
+    r = plain.action(loc, action_id(STORAGE, "online"))
+    assert r.status_code == 200, r.text
+    world.wait_storage(loc, "online")
+    assert not immutable(path)
+
+    r = headers.action(loc, action_id(STORAGE, "backup"))
+    assert r.status_code == 200, r.text
+    def backups() -> list[dict[str, Any]]:
+        b = api(world.cloud, world.demo, "GET", "/volume/v3/backups/detail").json()["backups"]
+        return [x for x in b if x["volume_id"] == vid and x["status"] == "available"]
+    [backup] = wait_for(backups, timeout=120, what=f"an available backup of {vid}")
+    world.wait_storage(loc, "online")
+    r = headers.action(loc, action_id(STORAGE, "snapshot"))
+    assert r.status_code == 200, r.text
+    def snapshots() -> list[dict[str, Any]]:
+        s = api(world.cloud, world.demo, "GET", "/volume/v3/snapshots/detail").json()["snapshots"]
+        return [x for x in s if x["volume_id"] == vid and x["status"] == "available"]
+    [snap] = wait_for(snapshots, timeout=120, what=f"an available snapshot of {vid}")
+    world.wait_storage(loc, "online")
+
+    # resize (the 1.1 action), then OCCI 1.2's way: a partial update of occi.storage.size.
+    r = js.action(loc, action_id(STORAGE, "resize"), {"size": 2})
+    assert r.status_code == 200, r.text
+    world.wait_storage(loc, "online", **{"occi.storage.size": 2})
+    wait_for(lambda: path.stat().st_size == 2 * GIB, timeout=60, what=f"{path} grown to 2 GiB")
+    r = js.update(loc, attributes={"occi.storage.size": 3})
+    assert r.status_code in (200, 201), r.text
+    world.wait_storage(loc, "online", **{"occi.storage.size": 3})
+    wait_for(lambda: path.stat().st_size == 3 * GIB, timeout=60, what=f"{path} grown to 3 GiB")
+    # An unknown action is a 400.
+    assert js.action(loc, action_id(STORAGE, "explode")).status_code == 400
+    api(world.cloud, world.demo, "DELETE", f"/volume/v3/snapshots/{snap['id']}")
+    api(world.cloud, world.demo, "DELETE", f"/volume/v3/backups/{backup['id']}")
+
+
+# -- network ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rendering", RENDERINGS)
+def test_network_create_query_destroy(world: World, rendering: str) -> None:
+    occi = world.occi(rendering)
+    cidr, title = _cidr(), f"occi-net-{secrets.token_hex(3)}"
+    loc = _network(world, rendering, cidr, title)
+    nid = path_id(loc)
+    ent = occi.get(loc)
+    assert ent.kind == NETWORK and IPNETWORK_ID in ent.mixins, ent
+    assert ent.attributes["occi.network.address"] == cidr and ent.attributes["occi.network.state"] == "active", ent
+    # Neutron's network and subnet (the same service layer).
+    net = api(world.cloud, world.demo, "GET", f"/networking/v2.0/networks/{nid}").json()["network"]
+    subnets = api(world.cloud, world.demo, "GET", "/networking/v2.0/subnets", params={"network_id": nid}).json()["subnets"]
+    assert net["name"] == title and [s["cidr"] for s in subnets] == [cidr], (net, subnets)
+    assert subnets[0]["enable_dhcp"] is True
+    assert nid in occi.ids("/network/")
+    assert occi.ids("/network/", attributes={"occi.network.address": cidr}) == {nid}
+    if rendering == JSON:
+        validate_json(occi.get_json(loc), "resource")
+    assert occi.delete(loc).status_code in (200, 204)
+    assert api(world.cloud, world.demo, "GET", f"/networking/v2.0/networks/{nid}").status_code == 404
+    assert occi.status("GET", loc) == 404
+
+
+# -- links and network up/down on one container ------------------------------------------------
+
+
+class Box:
+    """The module's container, its network and its volume (made by the first test that needs them)."""
+
+    compute = ""
+    network = ""
+    cidr = ""
+    storage = ""
+
+
+@pytest.fixture(scope="module")
+def box(world: World) -> Box:
+    b = Box()
+    js = world.occi(JSON)
+    b.cidr = _cidr()
+    b.network = _network(world, TEXT_PLAIN, b.cidr, "occi-box-net")
+    b.storage = world.track(js.create(STORAGE, attributes={"occi.core.title": "occi-box-vol", "occi.storage.size": 1}))
+    world.wait_storage(b.storage, "online")
+    # Link network and storage on creation (text/occi: everything in headers).
+    links = [InlineLink(target=b.network, target_kind=NETWORK, kind=NETWORKINTERFACE),
+             InlineLink(target=b.storage, target_kind=STORAGE, kind=STORAGELINK)]
+    b.compute = world.track(world.occi(TEXT_OCCI).create(
+        COMPUTE, mixins=world.tpl(), attributes={"occi.core.title": "occi-box"}, links=links))
+    uuid = path_id(b.compute)
+    wait_for(lambda: js.get(b.compute).attributes.get("occi.compute.state") == "active", timeout=120,
+             what=f"{b.compute} active")
+    wait_container(world.cloud, uuid, "running")
+    return b
+
+
+def test_links_made_on_creation(world: World, box: Box) -> None:
+    uuid, vid = path_id(box.compute), path_id(box.storage)
+    for rendering in RENDERINGS:
+        ent = world.occi(rendering).get(box.compute)
+        kinds = {ln.category[0] for ln in ent.links if ln.category}
+        targets = {path_id(ln.target) for ln in ent.links}
+        assert {NETWORKINTERFACE, STORAGELINK} <= kinds and {path_id(box.network), vid} <= targets, ent.links
+    # The NIC holds an address of the network's CIDR; the volume is mounted and writable.
+    ips = [ip for addrs in container_ipv4(world.cloud, uuid).values() for ip in addrs]
+    assert any(ipaddress.ip_address(ip) in ipaddress.ip_network(box.cidr) for ip in ips), (ips, box.cidr)
+    mark = secrets.token_hex(8)
+    done = exec_in(world.cloud, uuid, f"grep -q ' /mnt/volumes/{vid} ' /proc/mounts && echo {mark} > "
+                                      f"/mnt/volumes/{vid}/mark && cat /mnt/volumes/{vid}/mark")
+    assert done.returncode == 0 and done.stdout.strip() == mark, done.stderr
+    assert world.cinder(vid)["status"] == "in-use"
+    # The links are entities of their own: the storagelink's source and target.
+    sl = next(ln for ln in world.occi(JSON).get(box.compute).links if ln.category and ln.category[0] == STORAGELINK)
+    link = world.occi(TEXT_PLAIN).get(sl.self_ or "")
+    assert link.kind == STORAGELINK
+    assert path_id(link.attributes["occi.core.source"]) == uuid and path_id(link.attributes["occi.core.target"]) == vid
+    validate_json(world.occi(JSON).get_json(box.compute), "resource")
+
+
+def test_link_storage_at_run_time(world: World, box: Box) -> None:
+    uuid = path_id(box.compute)
+    js = world.occi(JSON)
+    loc = world.track(js.create(STORAGE, attributes={"occi.core.title": "occi-hot-vol", "occi.storage.size": 1}))
+    vid = path_id(loc)
+    world.wait_storage(loc, "online")
+    link = world.occi(TEXT_PLAIN).create(STORAGELINK, source=box.compute, target=(loc, STORAGE))
+    world.wait_cinder(vid, "in-use")
+    wait_for(lambda: exec_in(world.cloud, uuid, f"grep -q ' /mnt/volumes/{vid} ' /proc/mounts").returncode == 0,
+             timeout=60, what=f"/mnt/volumes/{vid} in the container")
+    assert exec_in(world.cloud, uuid, f"echo hot > /mnt/volumes/{vid}/hot && sync").returncode == 0
+    assert path_id(link) in world.occi(TEXT_OCCI).ids("/storagelink/")
+    # Unlink: the mount leaves the container (and its file with it), the volume is available again.
+    assert js.delete(link).status_code in (200, 204)
+    world.wait_cinder(vid, "available")
+    assert exec_in(world.cloud, uuid, f"grep -q ' /mnt/volumes/{vid} ' /proc/mounts").returncode != 0
+    assert exec_in(world.cloud, uuid, f"test -e /mnt/volumes/{vid}/hot").returncode != 0
+    assert js.status("GET", link) == 404
+
+
+def test_link_network_at_run_time(world: World, box: Box) -> None:
+    uuid = path_id(box.compute)
+    occi = world.occi(TEXT_OCCI)
+    cidr = _cidr()
+    net = _network(world, JSON, cidr, "occi-hot-net")
+    before = container_ipv4(world.cloud, uuid)
+    link = occi.create(NETWORKINTERFACE, source=box.compute, target=(net, NETWORK))
+    def new_nic() -> dict[str, list[str]] | None:
+        now = container_ipv4(world.cloud, uuid)
+        added = {k: v for k, v in now.items() if k not in before}
+        return added if any(ipaddress.ip_address(a) in ipaddress.ip_network(cidr) for v in added.values() for a in v) \
+            else None
+    wait_for(new_nic, timeout=60, what=f"a NIC on {cidr} in the container")
+    ent = world.occi(JSON).get(link)
+    assert ent.kind == NETWORKINTERFACE and path_id(ent.attributes["occi.core.target"]) == path_id(net)
+    assert path_id(link) in world.occi(TEXT_PLAIN).ids("/networkinterface/")
+    assert occi.delete(link).status_code in (200, 204)
+    wait_for(lambda: set(container_ipv4(world.cloud, uuid)) == set(before), timeout=60,
+             what="the hot-plugged NIC gone from the container")
+
+
+def test_network_down_and_up(world: World, box: Box) -> None:
+    uuid, nid = path_id(box.compute), path_id(box.network)
+    ports = api(world.cloud, world.demo, "GET", "/networking/v2.0/ports",
+                params={"network_id": nid, "device_owner": "network:dhcp"}).json()["ports"]
+    assert ports, "no DHCP port on the network"
+    dhcp_ip = ports[0]["fixed_ips"][0]["ip_address"]
+    wait_for(lambda: container_pings(world.cloud, uuid, dhcp_ip), timeout=30, what=f"{dhcp_ip} answers")
+    assert bridge_up(nid) is True
+    for rendering, (term, state, up) in zip(RENDERINGS, (("down", "inactive", False), ("up", "active", True),
+                                                         ("down", "inactive", False)), strict=True):
+        r = world.occi(rendering).action(box.network, action_id(NETWORK, term))
+        assert r.status_code == 200, r.text
+        wait_for(lambda up=up: bridge_up(nid) is up, timeout=30, what=f"the bridge of {nid} {'up' if up else 'down'}")
+        assert world.occi(JSON).get(box.network).attributes["occi.network.state"] == state
+        assert api(world.cloud, world.demo, "GET", f"/networking/v2.0/networks/{nid}").json()["network"][
+            "admin_state_up"] is up
+        if up:
+            wait_for(lambda: container_pings(world.cloud, uuid, dhcp_ip), timeout=30, what=f"{dhcp_ip} answers again")
+        else:
+            assert not container_pings(world.cloud, uuid, dhcp_ip), "traffic crossed a network that is down"
+    r = world.occi(JSON).action(box.network, action_id(NETWORK, "up"))
+    assert r.status_code == 200, r.text
+    wait_for(lambda: bridge_up(nid) is True, timeout=30, what=f"the bridge of {nid} up")
