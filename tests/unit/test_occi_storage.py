@@ -135,7 +135,9 @@ async def test_storage_is_the_volume_create_update_delete(env: Env) -> None:
     assert e.attributes["occi.storage.size"] == 3
     assert (await env.cinder(vid) or {})["size"] == 3 and vol_file(env, vid).stat().st_size == 3 << 30
     with pytest.raises(errors.Invalid, match="only grows"):
-        await env.storage.update(env.ctx, vid, EntityRequest(attributes={"occi.storage.size": 1}), replace=False)
+        await env.storage.update(env.ctx, vid, EntityRequest(attributes={"occi.storage.size": 1,
+                                                                         "occi.core.title": "not kept"}), replace=False)
+    assert (await env.storage.get(env.ctx, vid)).attributes["occi.core.title"] == "renamed"  # nothing half done
     e = await env.storage.update(env.ctx, vid, EntityRequest(attributes={"occi.storage.size": 3}), replace=True)
     assert "occi.core.summary" not in e.attributes and e.attributes["occi.core.title"] == ""  # PUT: back to defaults
     # another project sees nothing and reaches nothing

@@ -200,24 +200,36 @@ class StorageBackend:
                 values[field] = None if value is None else text_attr(value, attr)
             elif replace:  # PUT: a mutable attribute left out returns to its default (none)
                 values[field] = None
+        grow = None
+        if req.attributes.get("occi.storage.size") is not None:  # checked before anything is written
+            grow = self._new_size(rec, req.attributes["occi.storage.size"], "occi.storage.size")
         if values and any(values[f] != rec.get(f) for f in values):
             await self.volume.update_volume(ctx, entity_id, {"volume": values})
-        if req.attributes.get("occi.storage.size") is not None:
-            await self._resize(ctx, rec, req.attributes["occi.storage.size"], "occi.storage.size")
+        if grow is not None:
+            with state_conflicts():
+                await self.volume.extend(ctx, str(rec["id"]), grow, version=VOLUME_VERSION)
         return await self.get(ctx, entity_id)
 
-    async def _resize(self, ctx: RequestContext, rec: dict[str, Any], value: Any, name: str) -> None:
+    @staticmethod
+    def _new_size(rec: dict[str, Any], value: Any, name: str) -> int | None:
+        """The size to extend to (None: it is the size already); 400 for a smaller one, 409 when the
+        storage cannot grow in its state."""
         size = whole_gib(value, name)
         current = int(rec.get("size") or 0)
         if size == current:
-            return
+            return None
         if size < current:
             raise errors.Invalid(f"{name} {size} is smaller than the storage's {current} GiB: a storage only grows")
         if rec.get("status") not in (states.AVAILABLE, states.IN_USE) or offline_mark(rec):
             raise errors.InvalidState(f"storage {rec['id']} is {occi_state(rec)[1]}: it grows only when online "
                                       "(available or in-use)")
-        with state_conflicts():
-            await self.volume.extend(ctx, str(rec["id"]), size, version=VOLUME_VERSION)
+        return size
+
+    async def _resize(self, ctx: RequestContext, rec: dict[str, Any], value: Any, name: str) -> None:
+        size = self._new_size(rec, value, name)
+        if size is not None:
+            with state_conflicts():
+                await self.volume.extend(ctx, str(rec["id"]), size, version=VOLUME_VERSION)
 
     async def delete(self, ctx: RequestContext, entity_id: str) -> None:
         rec = await self.volume.get_volume(ctx, entity_id)
