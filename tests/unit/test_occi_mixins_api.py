@@ -275,6 +275,8 @@ async def test_provider_mixin_collections(world: World) -> None:
         assert locations(await c.get("/ipnetwork/", headers={"Accept": "text/uri-list"})) == []
         r = await c.post(f"/os_tpl/{IMAGE}/", headers={"X-OCCI-Location": f"/compute/{from_image.id}"})
         assert r.status_code == 405
+        r = await c.post(f"/os_tpl/{IMAGE}/?action=stop", headers={"Content-Type": "text/occi"})
+        assert r.status_code == 400 and "no action" in r.text
 
 
 async def test_two_projects_never_see_each_others_mixins_or_tags(world: World) -> None:

@@ -65,10 +65,10 @@ async def collection(request: Request, location: str, ctx: RequestContext | None
     provider = await _provider_mixin_at(d, ctx, path)
     if provider is None:
         raise errors.NotFound("The resource could not be found.")
+    if request.method == "POST" and "action" in request.query_params:
+        raise errors.Invalid(f"mixin {provider.id} defines no action {request.query_params['action'][:80]!r}")
     if request.method not in ("GET", "HEAD"):
         raise errors.MethodNotAllowed(f"the membership of {provider.id} follows from the entities: only GET")
-    if "action" in request.query_params:
-        raise errors.MethodNotAllowed("actions are triggered with POST")
     entities = await _entities_with(d, ctx, provider)
     return await _listing(request, ctx, d, entities)
 
