@@ -266,6 +266,8 @@ async def test_storagelink_attaches_and_detaches_through_the_compute_service(env
     assert e.attributes["occi.storagelink.mountpoint"] == f"/mnt/volumes/{other}"
     assert e.attributes["occi.storagelink.deviceid"] == "/dev/vdb"
     assert sorted(x.id for x in await env.links.list(env.ctx)) == sorted([link.id, boxed.id])
+    assert [x.id for x in await env.links.links_of(env.ctx, [box])] == [boxed.id]  # a compute's own links
+    assert [x.id for x in await env.links.links_of(env.other_ctx, [box])] == []
     # refusals while linked (409), changes of a link (400), another project (404 / empty)
     with pytest.raises(errors.InvalidState, match="storagelink"):
         await env.storage.delete(env.ctx, vid)

@@ -24,7 +24,9 @@ Mapping (docs/occi.md, "Storage", restates it):
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from cumulo import errors, policy
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
 CONTAINER_MOUNTS = "/mnt/volumes"  # where runc mounts a volume in a container (compute/drivers/runc/volhost.py)
 _PAGE = 1000
+_FEW = 8  # up to this many volumes, each is read alone; beyond, the project's list is read once
 
 
 def instance_type(server: dict[str, Any]) -> str:
@@ -154,15 +157,30 @@ class StorageLinkBackend:
     async def list(self, ctx: RequestContext) -> list[Entity]:
         """The caller's project's storagelinks: every attachment of a volume to one of its servers
         that the server maps."""
+        return await self.links_of(ctx, None)
+
+    async def links_of(self, ctx: RequestContext, server_uuids: Iterable[str] | None) -> builtins.list[Entity]:
+        """The storagelinks of some of the caller's servers (None: all of them): what the compute
+        backend renders inline, without listing every link of the project for one compute."""
         policy.authorize(ctx, f"{PREFIX}:index")
         atts = [a for a in await self._attachment_records(ctx) if a.get("instance_uuid")]
+        if server_uuids is not None:
+            wanted = {str(u) for u in server_uuids}
+            atts = [a for a in atts if str(a["instance_uuid"]) in wanted]
         if not atts:
             return []
         servers = await self._servers(ctx, {str(a["instance_uuid"]) for a in atts})
         mappings = await self.attachments().of_servers(sorted(servers))
         by_attachment = {str(m["attachment_id"]): m for rows in mappings.values() for m in rows
                          if m.get("attachment_id")}
-        statuses = await self._volume_statuses(ctx)
+        volume_ids = {str(a["volume_id"]) for a in atts}
+        if len(volume_ids) <= _FEW:
+            statuses = {}
+            for vid in sorted(volume_ids):
+                with contextlib.suppress(errors.NotFound):
+                    statuses[vid] = str((await self.volume.get_volume(ctx, vid))["status"])
+        else:
+            statuses = await self._volume_statuses(ctx)
         out = []
         for a in atts:
             server = servers.get(str(a["instance_uuid"]))
