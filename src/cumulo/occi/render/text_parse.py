@@ -127,6 +127,9 @@ def parse_attribute(value: str) -> tuple[str, object]:
     name = name.strip()
     if not sep or not ATTR_NAME_RE.match(name) or len(name) > 256:
         raise errors.Invalid(f"malformed attribute {short(line)}")
+    raw = raw.strip()
+    if raw.endswith(";") and split_outside(raw, ";", line)[1:] == [""]:
+        raw = raw[:-1]  # GFD.185's examples end attributes with ";" too
     if not raw.strip():
         raise errors.Invalid(f"attribute without a value in {short(line)}")
     return name, parse_scalar(raw, line)

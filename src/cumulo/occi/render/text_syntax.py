@@ -186,6 +186,8 @@ def parse_params(parts: list[str], line: str) -> dict[str, str]:
     for p in parts:
         if not p:
             continue  # a trailing ";" (the GFD.229 examples end the Category so)
+        if len(p) > 2 and p[0] == p[-1] == '"' and "=" in p and p.count('"') == 2:
+            p = p[1:-1]  # '"class=kind"', as one GFD.185 example writes it
         key, sep, value = p.partition("=")
         key = key.strip().lower()
         value = value.strip()
