@@ -176,8 +176,15 @@ async def test_collection_membership(store: MixinStore) -> None:
     await store.define(ctx, [tag("web")])
     assert await store.entities_of(ctx, mid) == []
     await store.add_members(ctx, mid, [("compute", "e")])
-    await store.forget("compute", ["e"])
-    assert await store.entities_of(ctx, mid) == []
+    other = make_ctx()
+    await store.define(other, [tag("web")])
+    await store.add_members(other, mid, [("compute", "e")])
+    await store.forget("compute", ["e"], project_id=other.project_id)  # only the other project's tag
+    assert await store.entities_of(other, mid) == []
+    assert await store.entities_of(ctx, mid) == ["/compute/e"]
+    await store.add_members(other, mid, [("compute", "e")])
+    await store.forget("compute", ["e"])  # every project's
+    assert await store.entities_of(ctx, mid) == [] and await store.entities_of(other, mid) == []
 
 
 async def test_two_projects_never_see_each_others_mixins_or_tags(store: MixinStore) -> None:

@@ -17,7 +17,7 @@ A mixin's collection is every entity associated with it (GFD.221 §"Collections"
   from an image, GET /os_tpl/<image id>/ those made from that image). Membership follows from the
   entities' own data: POST/PUT/DELETE there are a 405.
 A member deleted meanwhile (e.g. through the OpenStack APIs) leaves the collection: the GET drops
-its tag when its backend answers NotFound for it.
+the caller's project's tags of it when its backend answers NotFound for it.
 """
 
 from __future__ import annotations
@@ -154,8 +154,8 @@ async def _members(d: OcciDeps, ctx: RequestContext, store: MixinStore, mixin: M
                     gone.append(eid)
                     continue
             found[(kind, eid)] = entity
-        if gone:
-            await store.forget(kind, gone)
+        if gone:  # gone for the caller: its project's tags go (another project may still see it)
+            await store.forget(kind, gone, project_id=ctx.project_id)
     return [found[m] for m in members if m in found]
 
 

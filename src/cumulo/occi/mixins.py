@@ -224,12 +224,17 @@ class MixinStore:
         for all of them)."""
         await self.forget(kind, [entity_id])
 
-    async def forget(self, kind: str, entity_ids: Sequence[str]) -> None:
-        """Drop the tags of entities that no longer exist."""
+    async def forget(self, kind: str, entity_ids: Sequence[str], *, project_id: str | None = None) -> None:
+        """Drop the tags of entities that no longer exist: every project's, or only `project_id`'s
+        (an entity one project no longer finds may still exist for another: a network unshared)."""
         if not entity_ids:
             return
+        cond = [tags_t.c.kind == kind, tags_t.c.entity_id.in_(list(entity_ids))]
+        if project_id is not None:
+            cond.append(tags_t.c.mixin_id.in_(
+                sa.select(mixins_t.c.id).where(mixins_t.c.project_id == project_id).scalar_subquery()))
         async with self.db.write() as conn:
-            await conn.execute(sa.delete(tags_t).where(tags_t.c.kind == kind, tags_t.c.entity_id.in_(list(entity_ids))))
+            await conn.execute(sa.delete(tags_t).where(*cond))
 
     # --- a mixin's collection (occi.api_mixins) -------------------------------------------------
 
