@@ -74,6 +74,7 @@ async def test_define_list_and_delete(store: MixinStore) -> None:
     (Mixin(TAGS, "x", location="/occi/storage/mine/"), errors.Conflict, "storage"),
     (Mixin(TAGS, "x", location="/-/"), errors.Invalid, "location"),
     (Mixin(TAGS, "x", location="/os_tpl/x/"), errors.Conflict, "os_tpl"),
+    (Mixin(TAGS, "x", location="/occi/occi/x/"), errors.Conflict, "occi"),
     (Mixin(TAGS, "x", location="/openstack/"), errors.Conflict, "provider's collection /openstack/public_key/"),
     (Mixin(TAGS, "x", location="/ipnetwork/"), errors.Conflict, "ipnetwork"),
     (categories.IPNETWORK, errors.Conflict, "provider"),

@@ -45,9 +45,10 @@ from cumulo.occi.models import occi_mixins as mixins_t
 RESERVED_SCHEMES = ("http://schemas.ogf.org/occi/", "https://schemas.ogf.org/occi/", "http://schemas.openstack.org/",
                     "https://schemas.openstack.org/")
 # First path segments that belong to the kinds' collections, the query interface and the provider's
-# template mixins, whatever categories the API serves.
+# template mixins, whatever categories the API serves; and "occi", which a location may carry as the
+# OCCI root's prefix (so "/occi/occi/x/" would name "/x/" again).
 RESERVED_SEGMENTS = frozenset({"-", ".well-known", "compute", "storage", "network", "networkinterface",
-                               "storagelink", "entity", "resource", "link", "os_tpl", "resource_tpl"})
+                               "storagelink", "entity", "resource", "link", "os_tpl", "resource_tpl", "occi"})
 MAX_LEN = 255
 MAX_SEGMENTS = 4
 MAX_MIXINS_PER_PROJECT = 1000  # a tag is cheap, an unbounded number of them is not
