@@ -7,6 +7,8 @@ force-delete of an offline volume, and a restarted worker finishing what a crash
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -28,11 +30,18 @@ ROOT = os.geteuid() == 0  # the seal (chattr +i) needs CAP_LINUX_IMMUTABLE
 
 
 @pytest.fixture
-async def manager(svc: VolumeService) -> VolumeManager:
+async def manager(svc: VolumeService) -> AsyncIterator[VolumeManager]:
     m = VolumeManager(svc.db, open_store("file", StoreConfig.under(svc.conf.state_dir)), "host1")
     await m.start()
     svc.worker = m
-    return m
+    yield m
+    unseal_all(Path(svc.conf.state_dir))
+
+
+def unseal_all(state_dir: Path) -> None:
+    """A test that failed half way must not leave an immutable file (its temp dir could not go)."""
+    if ROOT and (state_dir / "volumes").is_dir():
+        subprocess.run(["chattr", "-R", "-i", str(state_dir / "volumes")], check=False, capture_output=True)  # noqa: S603, S607
 
 
 def vol_file(svc: VolumeService, vid: str) -> Path:
