@@ -632,6 +632,17 @@ def assert_fault(resp: httpx.Response, status: int, contains: str | None = None)
     url = resp.request.url.path
     where = f"{resp.request.method} {url} → {resp.status_code} {resp.text[:400]}"
     assert resp.status_code == status, where
+    if url.startswith("/occi"):  # OCCI's faults: a text line, or {"error": {code, message}} for JSON
+        if resp.headers.get("content-type", "").startswith("application/occi+json"):
+            assert resp.json()["error"]["code"] == status, where
+            message = resp.json()["error"]["message"]
+        else:
+            assert resp.headers.get("content-type", "").startswith(("text/plain", "text/occi")), where
+            message = resp.text
+        assert message.strip() and "OCCI/1.2" in resp.headers.get("server", ""), where
+        if contains is not None:
+            assert contains in message, where
+        return
     body = resp.json()
     if url.startswith("/compute"):
         jsonschema.validate(body, NOVA_FAULT)

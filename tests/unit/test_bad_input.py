@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,6 +29,14 @@ IMG = "/image/v2"
 IDN = "/identity/v3"
 LONG = "n" * 256
 JSONH = {"Content-Type": "application/json"}
+OCCI = "/occi"
+OINFRA = "http://schemas.ogf.org/occi/infrastructure#"
+OSTORAGE = f'storage; scheme="{OINFRA}"; class="kind"'
+OJSONH = {"Content-Type": "application/occi+json", "Accept": "application/occi+json"}
+
+
+def _ojson(body: Any) -> bytes:
+    return json.dumps(body).encode()
 
 
 def mv(version: str) -> dict[str, str]:
@@ -195,6 +204,50 @@ CASES: dict[str, Case] = {
     "image-upload-reader": Case("reader", "PUT", f"{IMG}/images/{{image}}/file", 403, raw=b"x",
                                 headers={"Content-Type": "application/octet-stream"}),
     "image-tag-reader": Case("reader", "PUT", f"{IMG}/images/{{image}}/tags/r", 403),
+    # --- OCCI (GFD.223 statuses; occi.faults' format: a text line, or {"error": ...} in JSON) ---
+    "occi-malformed-json": Case("member", "POST", f"{OCCI}/storage/", 400, raw=b'{"kind": ', headers=OJSONH),
+    "occi-deeply-nested-json": Case("member", "POST", f"{OCCI}/storage/", 400, raw=b"[" * 5000, headers=OJSONH),
+    "occi-malformed-category": Case("member", "POST", f"{OCCI}/storage/", 400,
+                                    headers={"Content-Type": "text/occi", "Category": 'storage; scheme="unterminated'}),
+    "occi-malformed-attribute": Case("member", "POST", f"{OCCI}/storage/", 400, headers={
+        "Content-Type": "text/occi", "Category": OSTORAGE, "X-OCCI-Attribute": "no equals sign"}),
+    "occi-unknown-attribute": Case("member", "POST", f"{OCCI}/storage/", 400, headers=OJSONH, contains="occi.storage.colour",
+                                   raw=_ojson({"kind": OINFRA + "storage", "attributes": {"occi.storage.size": 1,
+                                                                                          "occi.storage.colour": "red"}})),
+    "occi-wrong-type": Case("member", "POST", f"{OCCI}/storage/", 400, headers=OJSONH, contains="occi.storage.size",
+                            raw=_ojson({"kind": OINFRA + "storage", "attributes": {"occi.storage.size": "big"}})),
+    "occi-missing-required": Case("member", "POST", f"{OCCI}/storage/", 400, contains="occi.storage.size",
+                                  headers={"Content-Type": "text/occi", "Category": OSTORAGE}),
+    "occi-immutable": Case("member", "POST", f"{OCCI}/compute/{{server}}", 400, contains="occi.compute.state",
+                           headers={"Content-Type": "text/occi", "X-OCCI-Attribute": 'occi.compute.state="active"'}),
+    "occi-unknown-mixin": Case("member", "POST", f"{OCCI}/storage/", 400, contains="nope", headers={
+        "Content-Type": "text/occi", "Category": f'{OSTORAGE}, nope; scheme="http://example.com/x#"; class="mixin"',
+        "X-OCCI-Attribute": "occi.storage.size=1"}),
+    "occi-wrong-kind": Case("member", "POST", f"{OCCI}/storage/", 400,
+                            headers={"Content-Type": "text/occi", "Category": f'network; scheme="{OINFRA}"; class="kind"'}),
+    "occi-unknown-action": Case("member", "POST", f"{OCCI}/compute/{{server}}?action=explode", 400, contains="explode",
+                                headers={"Content-Type": "text/occi"}),
+    "occi-unknown-content-type": Case("member", "POST", f"{OCCI}/storage/", 415, raw=b"<storage/>",
+                                      headers={"Content-Type": "application/xml"}),
+    "occi-uri-list-on-entity": Case("member", "GET", f"{OCCI}/compute/{{server}}", 400, headers={"Accept": "text/uri-list"}),
+    "occi-not-acceptable": Case("member", "GET", f"{OCCI}/-/", 406, headers={"Accept": "application/xml"}),
+    "occi-page-too-large": Case("member", "GET", f"{OCCI}/compute/?page=1&number=100000", 413),
+    "occi-page-not-a-number": Case("member", "GET", f"{OCCI}/compute/?page=one&number=2", 400),
+    "occi-version-too-high": Case("member", "GET", f"{OCCI}/-/", 501, headers={"User-Agent": "client/1 OCCI/1.3"}),
+    "occi-unknown-entity": Case("member", "GET", f"{OCCI}/compute/{uuid.uuid4()}", 404),
+    "occi-unknown-entity-delete": Case("member", "DELETE", f"{OCCI}/storage/{uuid.uuid4()}", 404),
+    "occi-unknown-entity-action": Case("member", "POST", f"{OCCI}/compute/{uuid.uuid4()}?action=start", 404,
+                                       headers={"Content-Type": "text/occi"}),
+    "occi-unknown-path": Case("member", "GET", f"{OCCI}/no/such/thing", 404),
+    "occi-unknown-collection": Case("member", "GET", f"{OCCI}/nothing/", 404),
+    "occi-method-not-allowed": Case("member", "PATCH", f"{OCCI}/compute/{{server}}", 405),
+    "occi-put-on-kind-collection": Case("member", "PUT", f"{OCCI}/compute/", 405),
+    "occi-provider-mixin-delete": Case("member", "DELETE", f"{OCCI}/-/", 403, headers={"Category": OSTORAGE}),
+    "occi-create-reader": Case("reader", "POST", f"{OCCI}/storage/", 403, headers={
+        "Content-Type": "text/occi", "Category": OSTORAGE, "X-OCCI-Attribute": "occi.storage.size=1"}),
+    "occi-delete-reader": Case("reader", "DELETE", f"{OCCI}/compute/{{server}}", 403),
+    "occi-stop-reader": Case("reader", "POST", f"{OCCI}/compute/{{server}}?action=stop", 403,
+                             headers={"Content-Type": "text/occi"}),
 }
 
 
@@ -322,7 +375,7 @@ async def _token(anon: httpx.AsyncClient, creds: dict[str, str], user: str) -> s
     return resp.headers["X-Subject-Token"]
 
 
-TOKEN_PROBES = (f"{API}/servers", f"{API}/flavors", f"{IMG}/images", f"{IDN}/auth/projects")
+TOKEN_PROBES = (f"{API}/servers", f"{API}/flavors", f"{IMG}/images", f"{IDN}/auth/projects", f"{OCCI}/-/")
 
 
 async def test_revoked_token_is_401_everywhere(world: World) -> None:

@@ -34,6 +34,9 @@ JSONH = {"Content-Type": "application/json"}
 PATCHH = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
 OCTET = {"Content-Type": "application/octet-stream"}
 CHUNK = 64 << 10
+OCCI = "/occi"
+OJSONH = {"Content-Type": "application/occi+json", "Accept": "application/occi+json"}
+INFRA = "http://schemas.ogf.org/occi/infrastructure#"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -87,11 +90,15 @@ STREAMED = [
     ("member", "PATCH", f"{IMG}/images/{{image}}", PATCHH, b'[{"op": "replace", "path": "/name", "value": "'),
     ("member", "POST", f"{VOL}/volumes", JSONH, b'{"volume": {"size": 1, "name": "'),
     ("member", "POST", f"{VOL}/snapshots", JSONH, b'{"snapshot": {"volume_id": "'),
+    ("member", "POST", f"{OCCI}/compute/", OJSONH, b'{"kind": "' + INFRA.encode() + b'compute", "title": "'),
+    ("member", "POST", f"{OCCI}/storage/", {"Content-Type": "text/plain"}, b'Category: storage; scheme="' + INFRA.encode() + b'"\nX-OCCI-Attribute: occi.core.title="'),
+    ("member", "POST", f"{OCCI}/-/", OJSONH, b'{"mixins": [{"term": "t", "scheme": "http://e.org/t#", "location": "/'),
     ("admin", "PUT", f"{ADMIN_VOL}/os-quota-sets/{{project}}", JSONH, b'{"quota_set": {"volumes": "'),
     ("member", "GET", f"{VOL}/volumes/detail", JSONH, b""),
     # Routes that never read a body must not buffer one either (the limit holds for every route).
     ("member", "GET", f"{API}/servers", JSONH, b""),
     ("anon", "GET", f"{IDN}/", JSONH, b""),
+    ("member", "GET", f"{OCCI}/compute/", {"Accept": "text/uri-list"}, b""),
 ]
 
 
@@ -234,6 +241,14 @@ SURROGATES: dict[str, tuple[str, str, str, Any, dict[str, str]]] = {
     "volume-metadata-post": ("member", "POST", f"{VOL}/volumes/{{volume}}/metadata", {"metadata": {"k": S}}, JSONH),
     "volume-type-create": ("admin", "POST", f"{ADMIN_VOL}/types", {"volume_type": {"name": S}}, JSONH),
     "volume-type-extra-spec": ("admin", "POST", f"{ADMIN_VOL}/types", {"volume_type": {"name": "t", "extra_specs": {S: "v"}}}, JSONH),
+    "occi-compute-title": ("member", "POST", f"{OCCI}/compute/", {"kind": INFRA + "compute", "title": S}, OJSONH),
+    "occi-attribute-name": ("member", "POST", f"{OCCI}/storage/", {"kind": INFRA + "storage", "attributes": {S: 1}}, OJSONH),
+    "occi-attribute-value": ("member", "POST", f"{OCCI}/storage/", {
+        "kind": INFRA + "storage", "attributes": {"occi.storage.size": 1, "occi.core.summary": S}}, OJSONH),
+    "occi-update": ("member", "POST", f"{OCCI}/compute/{{server}}", {"attributes": {"occi.core.title": S}}, OJSONH),
+    "occi-action": ("member", "POST", f"{OCCI}/compute/{{server}}?action=save", {"action": S}, OJSONH),
+    "occi-mixin-define": ("member", "POST", f"{OCCI}/-/", {"mixins": [{"term": "t", "scheme": "http://e.org/t#",
+                                                                         "location": "/t" + S + "/"}]}, OJSONH),
 }
 
 

@@ -3,8 +3,8 @@ tags, filtering and pagination (GFD.223 §6-7).
 
 Filtering (GFD.223 §7; GFD.185 for what 1.2 left out): a GET on the query interface, a kind
 collection, a mixin collection or the root path may carry a filter as an OCCI rendering in the
-request headers (`Category:` and `X-OCCI-Attribute:` lines, text/occi form; a text/plain or JSON
-body is read too when the GET has one). On the query interface the answer holds only the categories
+request headers (`Category:` and `X-OCCI-Attribute:` lines, text/occi form, whatever rendering the
+GET asks for; its body is never read). On the query interface the answer holds only the categories
 related to a filter category: the category itself, its actions, and the kinds and mixins below it
 (a kind's sub-kinds, the mixins that depend on a mixin: filtering by os_tpl lists every os_tpl
 template). On collections the answer holds only the entities that carry every filter category (as
@@ -182,34 +182,24 @@ def matches(entity: Entity, flt: EntityRequest) -> bool:
 
 
 async def entity_filter(request: Request) -> EntityRequest | None:
-    """The filter of a collection GET (None when the request names none)."""
-    body = await read_body(request)
+    """The filter of a collection GET, from the request headers (None when it names none). A GET's
+    body is never read: GFD.223 §7 carries filters only in header renderings."""
     headers = header_list(request)
-    flt = EntityRequest()
-    if any(k.lower() in (b"category", b"x-occi-attribute") for k, _ in headers):
-        got = filter_entity(headers)
-        flt.kind, flt.mixins, flt.attributes = got.kind, list(got.mixins), dict(got.attributes)
-    if body.strip():
-        got = parser(request, body).entity(body, headers)
-        if got.kind:
-            flt.kind = got.kind
-        flt.mixins += [m for m in got.mixins if m not in flt.mixins]
-        flt.attributes.update(got.attributes)
-    if not flt.kind and not flt.mixins and not flt.attributes:
+    if not any(k.lower() in (b"category", b"x-occi-attribute") for k, _ in headers):
         return None
-    return flt
+    got = filter_entity(headers)
+    if not got.kind and not got.mixins and not got.attributes:
+        return None
+    return got
 
 
 async def category_filter(request: Request) -> list[str] | None:
-    """The category ids a query-interface GET filters on (None when it names none)."""
-    body = await read_body(request)
+    """The category ids a query-interface GET filters on, from the request headers (None when it
+    names none)."""
     headers = header_list(request)
-    ids: list[str] = []
-    if any(k.lower() == b"category" for k, _ in headers):
-        ids += [c.id for c in filter_categories(headers)]
-    if body.strip():
-        ids += [c.id for c in parser(request, body).categories(body, headers, partial=True)]
-    return ids or None
+    if not any(k.lower() == b"category" for k, _ in headers):
+        return None
+    return [c.id for c in filter_categories(headers)]
 
 
 def page(request: Request, entities: list[Entity]) -> list[Entity]:
