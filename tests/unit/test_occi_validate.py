@@ -139,3 +139,19 @@ def test_coerce_array_object_boolean() -> None:
                         (Attribute("a", "boolean"), 1), (Attribute("a", "string"), None)]:
         with pytest.raises(errors.Invalid, match="attribute a"):
             coerce(attr, value)
+
+
+def test_put_of_the_own_rendering_passes_immutables_unchanged() -> None:
+    current = {"occi.compute.state": "active", "occi.compute.cores": 2}
+    req = EntityRequest(attributes={"occi.compute.state": "active", "occi.compute.cores": "4"})
+    out = check_entity(req, C.COMPUTE, [], create=False, current=current)
+    assert out.attributes == {"occi.compute.cores": 4}
+    with pytest.raises(errors.Invalid, match="occi.compute.state is immutable"):
+        check_entity(EntityRequest(attributes={"occi.compute.state": "inactive"}), C.COMPUTE, [], create=False,
+                     current=current)
+
+
+def test_update_knows_the_entitys_mixins() -> None:
+    # a partial update of a mixin attribute: the API passes the entity's mixins besides the request's
+    req = EntityRequest(attributes={"occi.network.gateway": "10.0.0.254"})
+    assert check_entity(req, C.NETWORK, [C.IPNETWORK], create=False).attributes == {"occi.network.gateway": "10.0.0.254"}

@@ -136,7 +136,8 @@ def _definitions(kind: Kind, mixins: Sequence[Mixin]) -> dict[str, Attribute]:
 
 
 def _check_attributes(attrs: Mapping[str, Any], defs: Mapping[str, Attribute], kind: Kind, *,
-                      create: bool, skip_required: frozenset[str] = frozenset()) -> dict[str, Any]:
+                      create: bool, skip_required: frozenset[str] = frozenset(),
+                      current: Mapping[str, Any] | None = None) -> dict[str, Any]:
     legacy = categories.LEGACY_ATTRIBUTES.get(kind.id, frozenset())
     out: dict[str, Any] = {}
     for name, value in attrs.items():
@@ -146,6 +147,10 @@ def _check_attributes(attrs: Mapping[str, Any], defs: Mapping[str, Attribute], k
         if attr is None:
             raise errors.Invalid(f"unknown attribute {name[:120]} for kind {kind.term}")
         if not attr.mutable and name != "occi.core.id":
+            # A PUT of the entity's own rendering repeats its immutable attributes: equal to the
+            # current value they are no change and are dropped; any other value is refused.
+            if current is not None and name in current and coerce(attr, value) == current[name]:
+                continue
             raise errors.Invalid(f"attribute {name} is immutable")
         out[name] = coerce(attr, value)
     if create:
@@ -200,11 +205,14 @@ def check_link(link: LinkRequest, *, resolve: Callable[[str], Mixin | None] = _s
 
 
 def check_entity(req: EntityRequest, kind: Kind, mixins: Sequence[Mixin], *, create: bool,
-                 resolve: Callable[[str], Mixin | None] = _static_mixin) -> EntityRequest:
+                 resolve: Callable[[str], Mixin | None] = _static_mixin,
+                 current: Mapping[str, Any] | None = None) -> EntityRequest:
     """`req` checked against `kind` and `mixins` (the Mixin objects of `req.mixins`, resolved by
-    the API from the static, template and user mixins). `create` demands required attributes;
-    updates (POST partial, PUT full) never demand them. Inline links are checked with `resolve`
-    for their mixins. Returns a copy with coerced attributes and link kinds filled in."""
+    the API from the static, template and user mixins; for an update pass the entity's mixins too,
+    so that their attributes are known). `create` demands required attributes; updates (POST
+    partial, PUT full) never demand them. `current` (an update's entity attributes) lets immutable
+    attributes equal to their current value through (dropped). Inline links are checked with
+    `resolve` for their mixins. Returns a copy with coerced attributes and link kinds filled in."""
     if req.kind is not None and req.kind != kind.id:
         raise errors.Invalid(f"kind {req.kind[:120]} does not match the collection's kind {kind.id}")
     by_id = {m.id: m for m in mixins}
@@ -214,8 +222,7 @@ def check_entity(req: EntityRequest, kind: Kind, mixins: Sequence[Mixin], *, cre
             raise errors.Invalid(f"unknown mixin {mid[:120]}")
         if not _applies(m, kind):
             raise errors.Invalid(f"mixin {mid[:120]} does not apply to kind {kind.term}")
-    used = [by_id[mid] for mid in req.mixins]
-    attrs = _check_attributes(req.attributes, _definitions(kind, used), kind, create=create)
+    attrs = _check_attributes(req.attributes, _definitions(kind, mixins), kind, create=create, current=current)
     if req.links and categories.is_link_kind(kind.id):
         raise errors.Invalid("a link cannot have links")
     links = [check_link(link, resolve=resolve) for link in req.links]
