@@ -179,12 +179,12 @@ class NetworkInterfaceBackend:
 
     async def list(self, ctx: RequestContext) -> list[Entity]:
         """The caller's project's networkinterfaces: every port of one of its servers."""
-        policy.authorize(ctx, f"{RULE}:list")
         return await self.links_of(ctx, None)
 
     async def links_of(self, ctx: RequestContext, server_uuids: Iterable[str] | None) -> builtins.list[Entity]:
         """The networkinterfaces of the given servers (None: of every server of the project), in
         NIC order per server: what a compute renders inline."""
+        policy.authorize(ctx, f"{RULE}:list")
         ports = await self._project_ports(ctx)
         if server_uuids is not None:
             only = {str(u) for u in server_uuids}
