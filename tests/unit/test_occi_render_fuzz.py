@@ -165,3 +165,21 @@ def test_unsupported_content_type() -> None:
         parser_for("application/x-www-form-urlencoded")
     with pytest.raises(errors.UnsupportedMediaType):
         parser_for("text/html; charset=utf-8")
+
+
+def test_rendering_odd_stored_data_never_raises() -> None:
+    # Data the cloud stores (names, image titles) may hold anything; renderings stay well formed.
+    odd = "a\ud800b\r\nX-Evil: 1\x00"
+    e = Entity(kind=C.COMPUTE.id, id="i\nd", location="/compute/i\r\nd", mixins=["http://e/#m\n"],
+               attributes={"occi.core.title": odd, "com.example.list": [odd], "occi.compute.memory": float("inf")},
+               actions=[C.STOP.id])
+    for mt in ("text/plain", "text/occi", "application/occi+json", "application/json"):
+        r = renderer_for(mt, "http://h/occi").entity(e)
+        raw = r.raw_headers()
+        assert all(b"\r" not in v and b"\n" not in v for _, v in raw)
+        r.body.decode("utf-8")
+        if mt == "text/plain":
+            assert all(line.split(":", 1)[0] in ("Category", "Link", "X-OCCI-Attribute")
+                       for line in r.body.decode().split("\r\n") if line)
+    from cumulo.occi.model import Mixin
+    renderer_for("text/occi", "http://h/occi").categories([Mixin("http://e/#", "m", odd, location="/m\n/")]).raw_headers()

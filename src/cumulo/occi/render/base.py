@@ -43,7 +43,7 @@ class Rendered:
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """`headers` as ASGI raw header pairs (UTF-8 values; repeats kept), Content-Type excluded."""
-        return [(k.lower().encode("ascii"), v.encode("utf-8")) for k, v in self.headers]
+        return [(k.lower().encode("ascii"), v.encode("utf-8", "replace")) for k, v in self.headers]
 
 
 class Renderer(Protocol):

@@ -123,7 +123,11 @@ def entity_object(e: Entity, base_url: str) -> dict[str, Any]:
 
 
 def _dump(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate in stored data: JSON's \ud800 escape is still valid JSON
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"), default=str).encode("ascii")
 
 
 class JsonRenderer:

@@ -140,6 +140,10 @@ def entity_fields(entity: Entity, base_url: str) -> list[tuple[str, str]]:
     return out
 
 
+def _one_line(value: str) -> str:
+    return value.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
+
+
 class TextRenderer:
     """text/plain (body) or text/occi (headers)."""
 
@@ -149,9 +153,11 @@ class TextRenderer:
         self.in_headers = media_type == TEXT_OCCI
 
     def _render(self, fields: list[tuple[str, str]]) -> Rendered:
+        # Quoted values are escaped already; this guards the unquoted parts (ids, locations) too.
+        fields = [(n, _one_line(v)) for n, v in fields]
         if not self.in_headers:
             body = "".join(f"{n}: {v}\r\n" for n, v in fields)
-            return Rendered(body.encode("utf-8"), self.media_type)
+            return Rendered(body.encode("utf-8", "replace"), self.media_type)
         headers: list[tuple[str, str]] = []
         order: list[str] = []
         grouped: dict[str, list[str]] = {}
@@ -187,7 +193,7 @@ class TextRenderer:
 
     def message(self, message: str) -> Rendered:
         text = message.replace("\r", " ").replace("\n", " ")
-        return Rendered((text + ("\n" if not self.in_headers else "")).encode("utf-8"),
+        return Rendered((text + ("\n" if not self.in_headers else "")).encode("utf-8", "replace"),
                         TEXT_OCCI if self.in_headers else self.media_type)
 
 
