@@ -176,3 +176,47 @@ async def test_storagelink_over_http(env: Env) -> None:
     assert (await env.occi.delete(f"/occi{lpath}")).status_code == 200
     await env.state(spath, "available", "occi.storage.state.message")
     assert (await env.occi.get(f"/occi{lpath}")).status_code == 404
+
+
+async def test_junk_for_storage_and_storagelink_is_4xx_naming_it(env: Env) -> None:
+    spath = await _create(env, "storage", "occi.storage.size=1")
+    await env.state(spath, "online")
+    sid = str(uuid.uuid4())
+    cases: list[tuple[str, str, list[tuple[str, str]]]] = [
+        ("POST", "/occi/storage/", [("X-OCCI-Attribute", "occi.storage.size=-1")]),
+        ("POST", "/occi/storage/", [("X-OCCI-Attribute", "occi.storage.size=1e308")]),
+        ("POST", "/occi/storage/", [("X-OCCI-Attribute", "occi.storage.size=2.5")]),
+        ("POST", "/occi/storage/", [("X-OCCI-Attribute", 'occi.storage.size="big"')]),
+        ("POST", "/occi/storage/", [("X-OCCI-Attribute", "occi.storage.size=1"),
+                                    ("X-OCCI-Attribute", f'occi.core.title="{"t" * 300}"')]),
+        ("POST", "/occi/storage/", [("X-OCCI-Attribute", "occi.storage.size=1"),
+                                    ("X-OCCI-Attribute", 'occi.storage.state="offline"')]),
+        ("POST", f"/occi{spath}?action=resize", [("X-OCCI-Attribute", "size=-3")]),
+        ("POST", f"/occi{spath}?action=resize", [("X-OCCI-Attribute", "size=nan")]),
+        ("POST", f"/occi{spath}?action=resize", []),
+        ("POST", f"/occi{spath}?action=explode", []),
+        ("PUT", f"/occi{spath}", [("X-OCCI-Attribute", "occi.storage.size=0")]),
+        ("GET", "/occi/storage/not-a-uuid", []),
+        ("GET", f"/occi/storage/{'x' * 400}", []),
+        ("DELETE", f"/occi/storage/{sid}", []),
+        ("GET", f"/occi/storagelink/{sid}", []),
+        ("DELETE", f"/occi/storagelink/{sid}", []),
+        ("POST", "/occi/storagelink/", [("X-OCCI-Attribute", f'occi.core.source="/occi/compute/{sid}"'),
+                                        ("X-OCCI-Attribute", f'occi.core.target="/occi{spath}"')]),
+        ("POST", "/occi/storagelink/", [("X-OCCI-Attribute", f'occi.core.source="/occi{spath}"'),
+                                        ("X-OCCI-Attribute", f'occi.core.target="/occi{spath}"')]),
+        ("POST", "/occi/storagelink/", [("X-OCCI-Attribute", 'occi.core.source="http://evil.example/x/y/z"'),
+                                        ("X-OCCI-Attribute", f'occi.core.target="/occi{spath}"')]),
+        ("POST", "/occi/storagelink/", [("X-OCCI-Attribute", f'occi.core.target="/occi{spath}"')]),
+    ]
+    for method, url, attrs in cases:
+        kind = "storagelink" if url.startswith("/occi/storagelink/") else "storage"
+        headers = [("Content-Type", "text/occi")]
+        if method in ("POST", "PUT") and "?action=" not in url and url.endswith("/"):
+            headers.append(("Category", f'{kind}; scheme="{INFRA}"; class="kind"'))
+        if "?action=" in url:
+            term = url.rsplit("=", 1)[-1]
+            headers.append(("Category", f'{term}; scheme="{ACTION}"; class="action"'))
+        r = await env.occi.request(method, url, headers=headers + attrs)
+        assert 400 <= r.status_code < 500, (method, url, attrs, r.status_code, r.text)
+    assert (await env.occi.delete(f"/occi{spath}")).status_code == 200
