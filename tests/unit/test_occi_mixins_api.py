@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 
 from cumulo import errors
@@ -27,6 +28,12 @@ WEB = TAGS + "web"
 OS = "http://schemas.openstack.org/template/os#"
 IMAGE = "1d2c3b4a-0000-4000-8000-000000000001"
 DEFINE_WEB = f'web; scheme="{TAGS}"; class="mixin"; title="Web servers"; location="/tags/web/"'
+SCHEMA = json.loads((Path(__file__).parents[1] / "reference" / "occi" / "occi-1.2-schema.json").read_text())
+
+
+def valid(doc: Any, definition: str) -> None:
+    """`doc` against one definition of the OCCI 1.2 JSON schema (tests/reference/occi)."""
+    jsonschema.Draft4Validator({**SCHEMA, "anyOf": [{"$ref": f"#/definitions/{definition}"}]}).validate(doc)
 
 
 class MemoryBackend:
@@ -182,6 +189,23 @@ async def test_a_user_mixin_collection_through_its_life(world: World) -> None:
         assert (await c.get("/tags/web/")).status_code == 404
         assert (await c.get(f"/compute/{a.id}", headers={"Accept": "application/occi+json"})).json().get(
             "mixins", []) == []
+
+
+async def test_json_renderings_validate_against_the_schema(world: World) -> None:
+    ctx = make_ctx()
+    a = world.compute.add(ctx, "a")
+    async with world.client(ctx) as c:
+        await define_web(c)
+        await c.post("/tags/web/", headers={"X-OCCI-Location": f"/compute/{a.id}", "Content-Type": "text/occi"})
+        r = await c.get("/-/", headers={"Accept": "application/occi+json", "Category":
+                                        f'web; scheme="{TAGS}"; class="mixin"'})
+        doc = r.json()
+        assert [m["location"] for m in doc["mixins"]] == ["http://cumulo.test/tags/web/"], doc
+        valid(doc, "model")
+        valid(doc["mixins"][0], "mixin")
+        r = await c.get("/tags/web/", headers={"Accept": "application/occi+json"})
+        valid(r.json(), "resource_collection")
+        assert r.json()["resources"][0]["mixins"] == [WEB]
 
 
 async def test_json_locations_and_deleted_members(world: World) -> None:
