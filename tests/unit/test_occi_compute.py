@@ -248,6 +248,31 @@ async def test_default_flavor_and_inline_network(cloud: Any, as_ctx: Callable[[R
                LinkRequest(target=f"/storage/{vid}", kind=categories.STORAGELINK.id,
                            attributes={"occi.storagelink.deviceid": "/dev/vdb"})],
     ))
+    with pytest.raises(errors.Invalid, match="occi.compute.cores=2 is not the resource_tpl's"):
+        await backend.create(p1, EntityRequest(kind=categories.COMPUTE.id, mixins=[os_tpl(img), res_tpl("1")],
+                                               attributes={"occi.compute.cores": 2}))
+    with pytest.raises(errors.Invalid, match="no resource_tpl has occi.compute.cores=3"):
+        await backend.create(p1, EntityRequest(kind=categories.COMPUTE.id, mixins=[os_tpl(img)],
+                                               attributes={"occi.compute.cores": 3}))
+    sized = await backend.create(p1, EntityRequest(kind=categories.COMPUTE.id, mixins=[os_tpl(img)],
+                                                   attributes={"occi.compute.cores": 1, "occi.compute.memory": 2.0}))
+    assert res_tpl("2") in sized.mixins  # m1.small: 1 vCPU, 2 GiB
+    # new cores/memory on update: a resize to the smallest flavor that has them
+    await settle(backend, p1, sized.id)
+    await backend.update(p1, sized.id, EntityRequest(attributes={"occi.compute.cores": 2, "occi.compute.memory": 4}),
+                         replace=False)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:  # VERIFY_RESIZE (inactive), then confirmed by the backend: active on m1.medium
+        resized = await settle(backend, p1, sized.id)
+        if res_tpl("3") in resized.mixins and resized.attributes["occi.compute.state"] == "active":
+            break
+        assert loop.time() < deadline, resized.attributes["occi.compute.state.message"]
+        await asyncio.sleep(0.05)
+    assert resized.attributes["occi.compute.cores"] == 2 and resized.attributes["occi.compute.memory"] == 4.0
+    await backend.delete(p1, sized.id)
+    await backend.close()
+
     ent = await settle(backend, p1, made.id)
     assert ent.attributes["occi.compute.state"] == "active"
     # the volume was attached at boot, as a data disk (a block device mapping of the create)

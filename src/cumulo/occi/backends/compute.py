@@ -218,21 +218,28 @@ class ComputeBackend:
 
     # --- create ---
 
-    async def _smallest_flavor(self, ctx: RequestContext, image: dict[str, Any]) -> dict[str, Any]:
-        """Without a resource_tpl: the smallest flavor (memory, then cores, then disk) the image fits."""
-        size = int(image.get("size") or 0)
+    async def _flavor_by_size(self, ctx: RequestContext, image: dict[str, Any] | None, cores: Any,
+                              memory: Any) -> dict[str, Any]:
+        """The smallest flavor (memory, then cores, then disk) with exactly `cores` vCPUs and
+        `memory` GiB (None: any) that `image` fits (None: no image check); 400 naming what no
+        flavor has."""
         fitting = [
             f for f in await self.resource_tpl.flavors(ctx)
-            if int(f["memory_mb"]) >= int(image.get("min_ram") or 0)
-            and (not f["root_gb"] or (int(f["root_gb"]) >= int(image.get("min_disk") or 0)
-                                      and int(f["root_gb"]) << 30 >= size))
+            if (image is None or _fits(f, image)) and (cores is None or int(f["vcpus"]) == int(cores))
+            and (memory is None or _same_memory(f["memory_mb"], memory))
         ]
-        if not fitting:
-            raise errors.Invalid(f"no resource_tpl fits the os_tpl {OS_SCHEME}{image['id']}: name one ({RESOURCE_SCHEME}<id>)")
-        return min(fitting, key=lambda f: (int(f["memory_mb"]), int(f["vcpus"]), int(f["root_gb"]), str(f["flavorid"])))
+        if fitting:
+            return min(fitting, key=lambda f: (int(f["memory_mb"]), int(f["vcpus"]), int(f["root_gb"]), str(f["flavorid"])))
+        asked = [f"{n}={v}" for n, v in (("occi.compute.cores", cores), ("occi.compute.memory", memory)) if v is not None]
+        if asked:
+            raise errors.Invalid(f"no resource_tpl has {' and '.join(asked)}"
+                                 + (f" and fits the os_tpl {OS_SCHEME}{image['id']}" if image else ""))
+        assert image is not None
+        raise errors.Invalid(f"no resource_tpl fits the os_tpl {OS_SCHEME}{image['id']}: name one ({RESOURCE_SCHEME}<id>)")
 
     async def create(self, ctx: RequestContext, req: EntityRequest) -> Entity:
-        """os_tpl (required) -> image; resource_tpl -> flavor (default: the smallest that fits);
+        """os_tpl (required) -> image; resource_tpl -> flavor (default: the smallest that fits,
+        with the occi.compute.cores / occi.compute.memory asked for if any);
         title -> name (default "occi-<8 hex>"); summary -> description; hostname -> hostname;
         contextualization (contextualization.py); inline links: a networkinterface to
         /network/<id> -> one of the server's networks (occi.networkinterface.address -> its fixed
@@ -247,11 +254,11 @@ class ComputeBackend:
             raise errors.Invalid(f"an os_tpl mixin ({OS_SCHEME}<image id>) is required to create a compute")
         image = await self.os_tpl.image_for(ctx, os_id)
         res_id = _one(req.mixins, RESOURCE_SCHEME, "resource_tpl")
-        flavor = await self.resource_tpl.flavor_for(ctx, res_id) if res_id else await self._smallest_flavor(ctx, image)
-        for name in _FIXED[:2]:
-            if name in attrs and attrs[name] != _flavor_value(flavor, name):
-                raise errors.Invalid(f"{name} comes from the resource_tpl mixin ({_flavor_value(flavor, name)} for "
-                                     f"{flavor['name']}): choose the resource_tpl that has it")
+        if res_id:
+            flavor = await self.resource_tpl.flavor_for(ctx, res_id)
+            _check_template(flavor, attrs)
+        else:  # the smallest flavor the image fits, with the cores and memory asked for if any
+            flavor = await self._flavor_by_size(ctx, image, attrs.get(_FIXED[0]), attrs.get(_FIXED[1]))
         for name in _FIXED[2:]:
             if name in attrs:
                 raise errors.Invalid(f"{name} cannot be chosen: it comes from the os_tpl and resource_tpl mixins")
@@ -281,17 +288,18 @@ class ComputeBackend:
 
     async def update(self, ctx: RequestContext, entity_id: str, req: EntityRequest, *, replace: bool) -> Entity:
         """title -> rename; summary -> description; hostname -> hostname (as Nova 2.90); a new
-        resource_tpl -> resize, confirmed automatically once the server reaches VERIFY_RESIZE.
-        cores, memory, architecture and share come from the templates: a value other than the
-        current one is a 400 naming the attribute. A different os_tpl is a 400 (a compute keeps
-        its image). PUT: an absent summary is cleared; title, hostname and the templates stay."""
+        resource_tpl -> resize, confirmed automatically once the server reaches VERIFY_RESIZE;
+        new cores and/or memory without one -> a resize to the smallest flavor that has them (a
+        400 naming them when none has). Architecture and share come from the templates: another
+        value is a 400 naming it, and so is another os_tpl (a compute keeps its image). PUT: an
+        absent summary is cleared; title, hostname and the templates stay."""
         row = await self._row(ctx, entity_id)
         policy.authorize(ctx, "compute:servers:update")
         attrs = req.attributes
         current = self.entity(ctx, row).attributes
-        for name in _FIXED:
+        for name in _FIXED[2:]:
             if name in attrs and attrs[name] != current.get(name):
-                raise errors.Invalid(f"{name} cannot be changed directly: apply another resource_tpl mixin")
+                raise errors.Invalid(f"{name} cannot be changed: it comes from the os_tpl and resource_tpl mixins")
         os_id = _one(req.mixins, OS_SCHEME, "os_tpl")
         if os_id is not None and os_id != OS_SCHEME + str(row.get("image_ref") or ""):
             raise errors.Invalid(f"the os_tpl of a compute cannot change ({os_id}): create a new compute")
@@ -312,6 +320,12 @@ class ComputeBackend:
         flavor = None
         if res_id is not None and res_id != RESOURCE_SCHEME + flavor_term(str((row.get("flavor") or {}).get("flavorid"))):
             flavor = await self.resource_tpl.flavor_for(ctx, res_id)
+            _check_template(flavor, attrs)
+        elif (_FIXED[0] in attrs and attrs[_FIXED[0]] != current[_FIXED[0]]) or (
+                _FIXED[1] in attrs and not _same_memory(row.get("memory_mb") or 0, attrs[_FIXED[1]])):
+            # new cores or memory: a resize to the smallest flavor that has them (the rest as now)
+            flavor = await self._flavor_by_size(ctx, None, attrs.get(_FIXED[0], current[_FIXED[0]]),
+                                                attrs.get(_FIXED[1], current[_FIXED[1]]))
         if values:
             row = await self.compute.update(ctx, row, values)
         if flavor is not None:
@@ -410,8 +424,28 @@ def _method(method: str, allowed: tuple[str, ...], action: str) -> None:
         raise errors.Invalid(f"method {method!r} of {action} is not one of {', '.join(allowed)}")
 
 
-def _flavor_value(flavor: dict[str, Any], name: str) -> Any:
-    return int(flavor["vcpus"]) if name == "occi.compute.cores" else memory_gib(flavor["memory_mb"])
+def _same_memory(memory_mb: Any, gib: Any) -> bool:
+    """Whether `gib` (as a client sends back the rendered, rounded GiB) is this many MiB."""
+    return abs(int(memory_mb) / 1024 - float(gib)) <= 0.001
+
+
+def _fits(flavor: dict[str, Any], image: dict[str, Any]) -> bool:
+    """Whether the image boots with this flavor (its min_ram, min_disk and size; a 0 GiB root
+    disk takes any image), as Nova's check_image_fits."""
+    if int(flavor["memory_mb"]) < int(image.get("min_ram") or 0):
+        return False
+    root = int(flavor["root_gb"] or 0)
+    return not root or (root >= int(image.get("min_disk") or 0) and root << 30 >= int(image.get("size") or 0))
+
+
+def _check_template(flavor: dict[str, Any], attrs: dict[str, Any]) -> None:
+    """cores/memory sent with a resource_tpl must be the template's (400 naming the attribute)."""
+    cores, memory = attrs.get(_FIXED[0]), attrs.get(_FIXED[1])
+    if cores is not None and int(cores) != int(flavor["vcpus"]):
+        raise errors.Invalid(f"occi.compute.cores={cores} is not the resource_tpl's ({flavor['vcpus']} for {flavor['name']})")
+    if memory is not None and not _same_memory(flavor["memory_mb"], memory):
+        raise errors.Invalid(f"occi.compute.memory={memory} is not the resource_tpl's "
+                             f"({memory_gib(flavor['memory_mb'])} for {flavor['name']})")
 
 
 def _one(mixins: list[str], scheme: str, what: str) -> str | None:
