@@ -144,6 +144,15 @@ async def test_storage_is_the_volume_create_update_delete(env: Env) -> None:
     assert (await env.storage.get(env.ctx, vid)).attributes["occi.core.title"] == "renamed"  # nothing half done
     e = await env.storage.update(env.ctx, vid, EntityRequest(attributes={"occi.storage.size": 3}), replace=True)
     assert "occi.core.summary" not in e.attributes and e.attributes["occi.core.title"] == ""  # PUT: back to defaults
+    # a reader of the project sees it and changes nothing (the volume service's own policy)
+    reader = ctx_of(env.project, "reader")
+    assert [x.id for x in await env.storage.list(reader)] == [vid]
+    for call in (env.storage.act(reader, vid, ActionRequest(storage_mod.OFFLINE_ACTION)),
+                 env.storage.update(reader, vid, EntityRequest(attributes={"occi.core.title": "x"}), replace=False),
+                 env.storage.delete(reader, vid),
+                 env.storage.create(reader, EntityRequest(attributes={"occi.storage.size": 1}))):
+        with pytest.raises(errors.Forbidden):
+            await call
     # another project sees nothing and reaches nothing
     assert await env.storage.list(env.other_ctx) == []
     with pytest.raises(errors.NotFound):
@@ -287,6 +296,12 @@ async def test_storagelink_attaches_and_detaches_through_the_compute_service(env
                                   replace=True)
     assert same.id == link.id
     assert await env.links.list(env.other_ctx) == []
+    reader = ctx_of(env.project, "reader")
+    assert sorted(x.id for x in await env.links.list(reader)) == sorted([link.id, boxed.id])
+    for call in (env.links.delete(reader, link.id), env.links.create(reader, EntityRequest(attributes={
+            "occi.core.source": f"/compute/{box}", "occi.core.target": f"/storage/{vid}"}))):
+        with pytest.raises(errors.Forbidden):
+            await call
     for call in (env.links.get(env.other_ctx, link.id), env.links.delete(env.other_ctx, link.id)):
         with pytest.raises(errors.NotFound):
             await call
