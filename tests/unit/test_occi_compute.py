@@ -113,6 +113,11 @@ async def test_templates_are_the_callers_images_and_flavors(
     assert [m.id for m in await os_src.lookup(p1, named)] == [os_tpl(img)]
     assert await os_src.lookup(p2, named) == []
     assert [m.id for m in await res_src.lookup(p1, named)] == [res_tpl("1")]
+    # the same request's create takes the image lookup read (once), another request reads it again
+    assert (p1.request_id, img) in templates._SEEN
+    assert (await os_src.image_for(p1, os_tpl(img)))["id"] == img
+    assert (p1.request_id, img) not in templates._SEEN
+    assert (await os_src.image_for(ctx_for("p1"), os_tpl(img)))["id"] == img
 
 
 async def test_create_act_update_delete(cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +119,20 @@ async def visible_flavors(db: Database, ctx: RequestContext) -> list[dict[str, A
     return [r for r in rows if not r.get("disabled")]
 
 
+# Images read by `lookup` for the request that is validating its mixins, so that the compute create
+# of the same request (`image_for`) does not read them again: keyed by (request id, image id), so
+# only the same request of the same caller ever finds one; a few entries, the oldest dropped.
+_SEEN: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+_SEEN_MAX = 32
+
+
+def _remember(ctx: RequestContext, image: dict[str, Any]) -> None:
+    if ctx.request_id:
+        _SEEN[(ctx.request_id, str(image["id"]))] = image
+        while len(_SEEN) > _SEEN_MAX:
+            _SEEN.popitem(last=False)
+
+
 class OsTemplates:
     """MixinSource: one os_tpl mixin per image the caller sees."""
 
@@ -139,12 +154,16 @@ class OsTemplates:
                 continue
             if image.get("status") == "active":
                 out.append(os_tpl_of(image))
+                _remember(ctx, image)
         return out
 
     async def image_for(self, ctx: RequestContext, mixin_id: str) -> dict[str, Any]:
         """The image an os_tpl mixin id names; Invalid (400) naming the mixin when the caller does
         not see it or it is not active."""
         term = mixin_id.removeprefix(OS_SCHEME)
+        seen = _SEEN.pop((ctx.request_id, term), None) if ctx.request_id else None
+        if seen is not None:
+            return seen  # read (active, visible to this caller) by this same request's lookup
         try:
             image = await self.images.get(ctx, term)
         except errors.NotFound:
