@@ -149,3 +149,11 @@ def test_registry_helpers() -> None:
     assert len(ids) == len(set(ids))
     locations = [c.location for c in C.ALL if isinstance(c, Kind | Mixin) and c.location]
     assert len(locations) == len(set(locations))
+
+
+def test_required_means_the_client_must_supply_it() -> None:
+    # GFD.221 §4.3.2 "required": supplied by the client at creation. Provider-set attributes are not,
+    # as GFD.185's storage example ({required} size, {immutable} state) and the JSON Kind example show.
+    required = {a.name for k in C.KINDS.values() for a in k.attributes if a.required}
+    assert required == {"occi.storage.size", "occi.core.source", "occi.core.target"}
+    assert all(not a.required for k in C.KINDS.values() for a in k.attributes if not a.mutable)

@@ -92,7 +92,9 @@ def test_query_interface_validates() -> None:
     assert compute["location"] == f"{BASE}/compute/" and compute["parent"] == C.RESOURCE.id
     arch = compute["attributes"]["occi.compute.architecture"]
     assert arch["type"] == "string" and arch["pattern"]["enum"] == ["x86", "x64"] and arch["mutable"] is True
+    # as the JSON rendering's own Kind example renders it
     assert compute["attributes"]["occi.compute.state"]["mutable"] is False
+    assert compute["attributes"]["occi.compute.state"]["required"] is False
     assert compute["attributes"]["occi.compute.cores"]["pattern"]["type"] == "integer"
     stop = next(a for a in doc["actions"] if a["term"] == "stop")
     assert stop["attributes"]["method"]["default"] == "graceful"

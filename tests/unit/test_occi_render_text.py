@@ -272,7 +272,10 @@ def test_render_query_interface_lines_follow_the_abnf() -> None:
         assert CATEGORY_RE.match(line[len("Category: "):]), line
     compute = next(x for x in lines if x.startswith("Category: compute;"))
     assert f'rel="{C.RESOURCE.id}"' in compute and f'location="{BASE}/compute/"' in compute
-    assert "occi.compute.state{immutable required}" in compute and "occi.core.id{immutable required}" in compute
+    assert "occi.compute.state{immutable}" in compute and "occi.core.id{immutable}" in compute
+    # GFD.185 §3.5.1's example of the storage kind's attribute list
+    storage = next(x for x in lines if x.startswith("Category: storage;"))
+    assert "occi.storage.size{required} occi.storage.state{immutable}" in storage
     assert f"{C.START.id} {C.STOP.id}" in compute
     img = next(x for x in lines if x.startswith("Category: img;"))
     assert f'rel="{C.OS_TPL.id}"' in img and f'location="{BASE}/os_tpl/img/"' in img

@@ -2,6 +2,12 @@
 (GFD.224), the 1.1 storage actions EGI clients still send (GFD.184), and the contextualization mixins
 in the OCCI 1.2 and the ooi/OCCI-OS (OpenStack) schemes.
 
+`required` is the attribute property of GFD.221 §4.3.2: the CLIENT must supply the attribute at
+creation. The spec's multiplicity-1 attributes the provider sets (the states, occi.core.id, the
+interface name, MAC, device id, an interface's address) are therefore not `required`, as both the
+GFD.185 Query Interface example (`occi.storage.size{required} occi.storage.state{immutable}`) and the
+JSON rendering's Kind example (`occi.compute.state`: mutable false, required false) render them.
+
 Mixins that come from data (os_tpl per image, resource_tpl per flavor, user mixins) are not here;
 their parents `OS_TPL`/`RESOURCE_TPL` are. Look-ups are by category id (scheme + term).
 """
@@ -23,7 +29,7 @@ OPENSTACK_CREDENTIALS_SCHEME = "http://schemas.openstack.org/instance/credential
 
 def _state(prefix: str, values: tuple[str, ...], what: str) -> tuple[Attribute, Attribute]:
     return (
-        Attribute(f"{prefix}.state", "enum", mutable=False, required=True, enum=values,
+        Attribute(f"{prefix}.state", "enum", mutable=False, enum=values,
                   description=f"Current state of the {what}."),
         Attribute(f"{prefix}.state.message", "string", mutable=False,
                   description="Human-readable explanation of the current state."),
@@ -35,7 +41,7 @@ def _state(prefix: str, values: tuple[str, ...], what: str) -> tuple[Attribute, 
 ENTITY = Kind(
     CORE, "entity", "Entity",
     attributes=(
-        Attribute("occi.core.id", "string", mutable=False, required=True,
+        Attribute("occi.core.id", "string", mutable=False,
                   description="A unique identifier of the entity within the provider's name-space."),
         Attribute("occi.core.title", "string", description="The display name of the instance."),
     ),
@@ -125,7 +131,7 @@ NETWORK = Kind(
     actions=(UP.id, DOWN.id),
     attributes=(
         Attribute("occi.network.vlan", "integer", description="802.1q VLAN identifier (0-4095)."),
-        Attribute("occi.network.label", "string", pattern=r"^[A-Za-z0-9._~+-]+$",
+        Attribute("occi.network.label", "string", pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",  # an RFC 7230 token
                   description="Tag based VLANs (e.g. external-dmz)."),
         *_state("occi.network", ("active", "inactive", "error"), "instance"),
     ),
@@ -133,9 +139,9 @@ NETWORK = Kind(
 NETWORKINTERFACE = Kind(
     INFRA, "networkinterface", "NetworkInterface Link", parent=LINK.id, location="/networkinterface/",
     attributes=(
-        Attribute("occi.networkinterface.interface", "string", mutable=False, required=True,
+        Attribute("occi.networkinterface.interface", "string", mutable=False,
                   description="Identifier that relates the link to the link's device interface."),
-        Attribute("occi.networkinterface.mac", "string", required=True,
+        Attribute("occi.networkinterface.mac", "string",
                   description="MAC address associated with the link's device interface."),
         *_state("occi.networkinterface", ("active", "inactive", "error"), "link"),
     ),
@@ -143,7 +149,7 @@ NETWORKINTERFACE = Kind(
 STORAGELINK = Kind(
     INFRA, "storagelink", "StorageLink Link", parent=LINK.id, location="/storagelink/",
     attributes=(
-        Attribute("occi.storagelink.deviceid", "string", required=True,
+        Attribute("occi.storagelink.deviceid", "string",
                   description="Device identifier as defined by the OCCI service provider."),
         Attribute("occi.storagelink.mountpoint", "string",
                   description="Point to where the storage is mounted in the guest OS."),
@@ -167,10 +173,10 @@ IPNETWORKINTERFACE = Mixin(
     NETWORKINTERFACE_SCHEME, "ipnetworkinterface", "IP Network Interface Mixin",
     applies=(NETWORKINTERFACE.id,), location="/ipnetworkinterface/",
     attributes=(
-        Attribute("occi.networkinterface.address", "string", required=True,
+        Attribute("occi.networkinterface.address", "string",
                   description="Internet Protocol (IP) address of the link (e.g. 192.168.0.5)."),
         Attribute("occi.networkinterface.gateway", "string", description="Internet Protocol (IP) gateway address."),
-        Attribute("occi.networkinterface.allocation", "enum", required=True, enum=("dynamic", "static"),
+        Attribute("occi.networkinterface.allocation", "enum", enum=("dynamic", "static"),
                   description="Address allocation: dynamic (DHCP) or static (user supplied)."),
     ),
 )
