@@ -343,3 +343,22 @@ async def test_an_offline_storage_is_not_linked(env: Env) -> None:
     link = await env.links.create(env.ctx, EntityRequest(attributes={
         "occi.core.source": f"/compute/{vm}", "occi.core.target": f"/storage/{vid}"}))
     assert link.attributes["occi.storagelink.deviceid"] == "/dev/vdb"
+
+
+async def test_an_offline_the_host_refuses_shows_in_the_state_message(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refused(store: object, volume_id: str) -> Path:
+        raise errors.HostError("chattr +i failed (1): Operation not supported")
+
+    monkeypatch.setattr(offline, "seal", refused)
+    vid = (await env.storage.create(env.ctx, EntityRequest(attributes={"occi.storage.size": 1}))).id
+    await env.storage_in(vid, "online", "available")
+    await env.storage.act(env.ctx, vid, ActionRequest(storage_mod.OFFLINE_ACTION))
+
+    async def back() -> Any:
+        e = await env.storage.get(env.ctx, vid)
+        return e if "Operation not supported" in e.attributes["occi.storage.state.message"] else None
+    e = await until(back, "the refusal in the state message")
+    assert e.attributes["occi.storage.state"] == "online"
+    assert e.attributes["occi.storage.state.message"].startswith("available (the last operation failed: offline failed")
+    assert storage_mod.OFFLINE_ACTION in e.actions
+

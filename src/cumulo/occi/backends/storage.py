@@ -71,11 +71,14 @@ def occi_state(rec: dict[str, Any]) -> tuple[str, str]:
         reason = rec.get("error_message")
         return "error", f"{status}: {reason}" if reason else status
     mark = offline_mark(rec)
+    # the reason the last operation on a usable volume failed (an offline the host refused, an
+    # upload ...): the worker keeps it in error_message until an operation succeeds
+    failed = f" (the last operation failed: {rec['error_message']})" if rec.get("error_message") else ""
     if mark == OFFLINE_LEAVING:
-        return "offline", f"{status} (going online)"
+        return "offline", f"{status} (going online){failed}"
     if status in _USABLE or status in _ONLINE_BUSY:
-        return "online", status
-    return "offline", status
+        return "online", status + failed
+    return "offline", status + failed
 
 
 def allowed_actions(rec: dict[str, Any]) -> list[str]:
