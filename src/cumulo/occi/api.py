@@ -136,11 +136,11 @@ async def root(request: Request) -> Response:
 
 async def collection(request: Request) -> Response:
     d = deps(request)
+    ctx = await _ctx(request)
     name = request.path_params["collection"]
     backend = d.backend_at(name)
     if backend is None:
         return await mixin_collection(request, f"/{name}/")
-    ctx = await _ctx(request)
     if request.method in ("GET", "HEAD"):
         return await _list(request, d, ctx, backend)
     if request.method == "POST":
@@ -294,8 +294,8 @@ def _entity_backend(request: Request) -> tuple[OcciDeps, KindBackend, str]:
 
 
 async def entity(request: Request) -> Response:
-    d, backend, eid = _entity_backend(request)
     ctx = await _ctx(request)
+    d, backend, eid = _entity_backend(request)
     if request.method in ("GET", "HEAD"):
         out = renderer(request)
         found = await with_tags(d, ctx, [await backend.get(ctx, eid)])
