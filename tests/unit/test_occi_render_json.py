@@ -245,3 +245,19 @@ def test_non_object_answers_still_validate_against_the_root_schema() -> None:
     r = renderer_for(OCCI_JSON, BASE)
     validate(json.loads(r.locations(["/compute/a"]).body))
     validate(json.loads(r.message("boom").body))
+
+
+def test_our_renderings_read_back() -> None:
+    # A client PUTs back what it GOT; the query interface's definitions read back with their types.
+    c, _ = _entities()
+    r = renderer_for(OCCI_JSON, BASE)
+    req = parser_for(OCCI_JSON).entity(r.entity(c).body, [])
+    assert req.attributes["occi.core.id"] == "c1" and req.attributes["occi.core.summary"] == "s"
+    assert req.links[0].source == f"{BASE}/compute/c1" and req.links[0].id == "p1"
+    cats = parser_for(OCCI_JSON).categories(r.categories(list(C.ALL)).body, [], partial=True)
+    assert [c.id for c in cats] == [c.id for c in C.ALL if isinstance(c, Kind)] + [
+        c.id for c in C.ALL if isinstance(c, Mixin)] + [c.id for c in C.ALL if not isinstance(c, Kind | Mixin)]
+    compute = next(c for c in cats if c.id == C.COMPUTE.id)
+    got = {a.name: (a.type, a.enum, a.mutable, a.required) for a in compute.attributes}
+    want = {a.name: (a.type, a.enum, a.mutable, a.required) for a in C.attributes_of(C.COMPUTE.id).values()}
+    assert got == want

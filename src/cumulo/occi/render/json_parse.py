@@ -253,8 +253,21 @@ def _attribute_defs(obj: dict[str, Any], where: str) -> tuple[Attribute, ...]:
         default = d.get("default")
         if isinstance(default, dict | list):
             raise errors.Invalid(f"{where}: attribute {name}: 'default' must be a number, string or boolean")
-        out.append(Attribute(name, types[jtype], mutable=bool(d.get("mutable", False)),
-                             required=bool(d.get("required", False)), default=default, description=desc_text))
+        atype: AttrType = types[jtype]
+        enum: tuple[str, ...] = ()
+        pattern = d.get("pattern")
+        if pattern is not None and not isinstance(pattern, dict):
+            raise errors.Invalid(f"{where}: attribute {name}: 'pattern' must be a JSON Schema object")
+        if pattern:
+            values = pattern.get("enum")
+            if atype == "string" and isinstance(values, list) and values and all(isinstance(v, str) for v in values):
+                atype, enum = "enum", tuple(values)
+            if pattern.get("type") == "integer" and atype == "number":
+                atype = "integer"
+            # A client's regex is not kept: matching tenant-supplied patterns would invite ReDoS.
+        out.append(Attribute(name, atype, mutable=bool(d.get("mutable", False)),
+                             required=bool(d.get("required", False)), default=default, description=desc_text,
+                             enum=enum))
     return tuple(out)
 
 
