@@ -174,6 +174,12 @@ async def test_create_act_update_delete(cloud: Any, as_ctx: Callable[[RequestCon
     ent = await settle(backend, p1, sid)
     assert ent.attributes["occi.compute.state"] == "inactive" and occi_compute.START in ent.actions
     assert occi_compute.STOP not in ent.actions
+    with pytest.raises(errors.InvalidState):  # a soft reboot of a stopped server
+        await backend.act(p1, sid, act("restart", method="warm"))
+    await backend.act(p1, sid, act("restart"))  # no method: the hard reboot Nova allows from SHUTOFF
+    assert (await settle(backend, p1, sid)).attributes["occi.compute.state"] == "active"
+    await backend.act(p1, sid, act("stop"))
+    assert (await settle(backend, p1, sid)).attributes["occi.compute.state"] == "inactive"
     await backend.act(p1, sid, act("start"))
     assert (await settle(backend, p1, sid)).attributes["occi.compute.state"] == "active"
     await backend.act(p1, sid, act("suspend", method="hibernate"))
@@ -186,7 +192,7 @@ async def test_create_act_update_delete(cloud: Any, as_ctx: Callable[[RequestCon
     await backend.act(p1, sid, act("restart", method="warm"))
     assert (await settle(backend, p1, sid)).attributes["occi.compute.state"] == "active"
     r = await nova.get(f"/compute/v2.1/servers/{sid}/os-instance-actions", headers=H)
-    assert [x["action"] for x in r.json()["instanceActions"]][:6] == ["reboot", "reboot", "resume", "suspend", "start", "stop"]
+    assert [x["action"] for x in r.json()["instanceActions"]][:8] == ["reboot", "reboot", "resume", "suspend", "start", "stop", "reboot", "stop"]
     await backend.act(p1, sid, act("save", name="web-snap"))
     await settle(backend, p1, sid)
     loop = asyncio.get_running_loop()

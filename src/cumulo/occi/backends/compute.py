@@ -17,7 +17,8 @@ Mapping (docs/occi.md restates it):
 - actions (only those the current state allows are advertised; any other is a 409):
   start (SHUTOFF -> start; SUSPENDED -> resume; PAUSED -> unpause), stop (every method: Nova's
   stop, which asks the guest and powers off after the shutdown timeout), restart (graceful|warm:
-  soft reboot, cold: hard reboot; default warm), suspend (hibernate|suspend: suspend; runc
+  soft reboot, cold: hard reboot; no method: soft, or hard in a state only a hard reboot leaves,
+  e.g. SHUTOFF or ERROR), suspend (hibernate|suspend: suspend; runc
   suspends with the freezer or CRIU, QEMU with a VM stop), save (createImage; name default
   "<server name> snapshot"; the image becomes an os_tpl mixin once active).
 - create: see `create`; update: see `update`.
@@ -389,7 +390,9 @@ class ComputeBackend:
         elif term == "restart":
             _method(method, ("graceful", "warm", "cold"), "restart")
             policy.authorize(ctx, "compute:servers:reboot")
-            hard = method == "cold"
+            # cold: hard; graceful/warm: soft; no method: soft, or hard where only a hard reboot
+            # may start (SHUTOFF, ERROR, ...: Nova's recovery reboot), as advertised
+            hard = method == "cold" or (not method and not _allowed(ctx, row, "reboot_soft"))
             await svc.run_action(ctx, row, "reboot_hard" if hard else "reboot_soft", reboot_type="HARD" if hard else "SOFT")
         elif term == "suspend":
             _method(method, ("hibernate", "suspend"), "suspend")
