@@ -111,6 +111,8 @@ def unquote(value: str) -> str:
 
 
 def quote(value: str) -> str:
+    if "\r" in value or "\n" in value:  # a text field is one line (RFC 7230 quoted-string)
+        raise ValueError(f"a line break cannot travel in a text rendering: {value!r}")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

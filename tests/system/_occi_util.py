@@ -125,9 +125,10 @@ def container_status(cloud: CumuloCloud, uuid: str) -> str | None:
     return None if state is None else str(state["status"])
 
 
-def wait_container(cloud: CumuloCloud, uuid: str, status: str | None, timeout: float = 90.0) -> None:
-    wait_for(lambda: container_status(cloud, uuid) == status, timeout=timeout,
-             what=f"container {uuid} {status or 'gone'} (now {container_status(cloud, uuid)})")
+def wait_container(cloud: CumuloCloud, uuid: str, *statuses: str | None, timeout: float = 90.0) -> None:
+    """Wait until `runc state` says one of `statuses` (None: no runc container)."""
+    wait_for(lambda: container_status(cloud, uuid) in statuses, timeout=timeout,
+             what=f"container {uuid} {statuses} (now {container_status(cloud, uuid)})")
 
 
 def exec_in(cloud: CumuloCloud, uuid: str, script: str) -> subprocess.CompletedProcess[str]:
