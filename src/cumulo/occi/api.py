@@ -216,8 +216,12 @@ async def _known_mixins(d: OcciDeps, ctx: RequestContext, ids: Sequence[str]) ->
     """The provider mixins a request may name: the static ones, and the data's (os_tpl, resource_tpl)
     when the request names any other."""
     known: dict[str, Mixin] = dict(categories.MIXINS)
-    if any(mid not in known for mid in ids):
-        known.update({m.id: m for m in await provider_mixins(d, ctx)})
+    pending = [mid for mid in dict.fromkeys(ids) if mid not in known]
+    if pending:
+        # A source that can look ids up (one image read) is asked for those only, not listed whole.
+        found = await asyncio.gather(*(
+            src.lookup(ctx, pending) if hasattr(src, "lookup") else src.mixins(ctx) for src in d.sources))
+        known.update({m.id: m for ms in found for m in ms})
     return known
 
 
