@@ -9,6 +9,7 @@ and deletes, mixin collections) and gets 404 (or sees nothing), and A's entities
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -150,6 +151,10 @@ async def test_links_cannot_point_at_another_projects_entities(iso: Iso) -> None
             kind(link), ("X-OCCI-Attribute", f'occi.core.source="{iso.loc["compute"]}"'),
             ("X-OCCI-Attribute", f'occi.core.target="{iso.loc[target]}"')])
         assert r.status_code == 404, r.text
+    r = await iso.b.post("/occi/storagelink/", headers={"Content-Type": "application/occi+json"}, content=json.dumps({
+        "kind": INFRA + "storagelink", "source": {"location": iso.loc["compute"]},
+        "target": {"location": iso.loc["storage"], "kind": INFRA + "storage"}}))
+    assert r.status_code == 404, r.text
     # an inline link of a create, to A's network: refused before any server is made
     before = (await iso.b.get("/occi/compute/", headers={"Accept": "text/uri-list"})).text.split()
     r = await _post(iso.b, "/compute/", [
