@@ -238,6 +238,24 @@ async def test_json_locations_and_deleted_members(world: World) -> None:
         assert await world.store.entities_of(ctx, WEB) == []
 
 
+async def test_applies_from_a_json_definition(world: World) -> None:
+    ctx = make_ctx()
+    a = world.compute.add(ctx, "a")
+    v = world.storage.add(ctx, "v")
+    async with world.client(ctx) as c:
+        r = await c.post("/-/", content=json.dumps({"mixins": [{
+            "term": "vms", "scheme": TAGS, "title": "VMs only", "location": "/vms/",
+            "applies": [categories.COMPUTE.id], "depends": []}]}), headers={"Content-Type": "application/occi+json"})
+        assert r.status_code == 200, r.text
+        r = await c.post("/vms/", headers={"X-OCCI-Location": f"/storage/{v.id}", "Accept": "text/plain"})
+        assert r.status_code == 400 and "does not apply to storage" in r.text, r.text
+        r = await c.post("/vms/", headers={"X-OCCI-Location": f"/compute/{a.id}", "Accept": "text/uri-list"})
+        assert locations(r) == [f"http://cumulo.test/compute/{a.id}"]
+        r = await c.get("/-/", headers={"Accept": "application/occi+json",
+                                        "Category": f'vms; scheme="{TAGS}"; class="mixin"'})
+        assert r.json()["mixins"][0]["applies"] == [categories.COMPUTE.id]
+
+
 @pytest.mark.parametrize(("location", "status", "names"), [
     ("/compute/6c0b8d3e-0000-4000-8000-00000000dead", 404, "6c0b8d3e-0000-4000-8000-00000000dead"),
     ("/nothing/xyz", 400, "/nothing/xyz"),
