@@ -346,8 +346,8 @@ async def _action_request(request: Request, kind: Kind, term: str) -> ActionRequ
         raise errors.Invalid(f"unknown action {term} for kind {kind.term}")
     body = await read_body(request)
     headers = header_list(request)
-    has_category = any(k.lower() == b"category" for k, _ in headers)
-    if body.strip() or has_category:
+    rendered = any(k.lower() in (b"category", b"x-occi-attribute") for k, _ in headers)
+    if body.strip() or rendered:
         act = parser(request, body).action(body, headers)
         if act.action and act.action != action.id:
             raise errors.Invalid(f"the request's action {act.action} is not the query's action {term}")
