@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from cumulo import errors
 from cumulo.context import RequestContext
-from cumulo.occi import categories, validate
+from cumulo.occi import api_mixins, categories, validate
 from cumulo.occi.api_common import (
     absolute,
     all_categories,
@@ -151,18 +151,20 @@ async def collection(request: Request) -> Response:
     if request.method == "DELETE":
         out = renderer(request)
         entities = await backend.list(ctx)
-        await _each([backend.delete(ctx, e.id) for e in entities])
+        done = await _each([backend.delete(ctx, e.id) for e in entities])
         if d.user_mixins is not None:
-            for e in entities:
-                await d.user_mixins.untag_entity(ctx, backend.kind.term, e.id)
+            for e, deleted in zip(entities, done, strict=True):
+                if deleted:
+                    await d.user_mixins.untag_entity(ctx, backend.kind.term, e.id)
         return respond(out.message("OK"))
     raise OcciMethodNotAllowed(request.method, ("GET", "HEAD", "POST", "DELETE"))
 
 
-async def _each(calls: Sequence[Awaitable[Any]]) -> None:
+async def _each(calls: Sequence[Awaitable[Any]]) -> list[bool]:
     """Run every call of a collection-wide delete or action; when some fail, raise the first failure
     (the others still ran). An entity the caller sees but may not change (a shared network of another
-    project: Forbidden) is left alone, not a failure of the whole request."""
+    project: Forbidden) is left alone, not a failure of the whole request. Returns which calls
+    succeeded."""
     results = await asyncio.gather(*calls, return_exceptions=True)
     for r in results:
         if isinstance(r, BaseException) and not isinstance(r, errors.Forbidden | errors.NotFound):
@@ -170,6 +172,7 @@ async def _each(calls: Sequence[Awaitable[Any]]) -> None:
     refused = [r for r in results if isinstance(r, errors.Forbidden)]
     if refused and len(refused) == len(results):
         raise refused[0]  # nothing the caller may change (e.g. a reader): say so
+    return [not isinstance(r, BaseException) for r in results]
 
 
 async def _list(request: Request, d: OcciDeps, ctx: RequestContext, backend: KindBackend) -> Response:
@@ -192,12 +195,7 @@ async def _collection_action(request: Request, d: OcciDeps, ctx: RequestContext,
 
 async def mixin_collection(request: Request, location: str) -> Response:
     ctx = await _ctx(request)
-    try:
-        api_mixins = importlib.import_module("cumulo.occi.api_mixins")
-    except ModuleNotFoundError:
-        raise errors.NotFound("The resource could not be found.") from None
-    handler: Callable[[Request, str, RequestContext], Awaitable[Response]] = api_mixins.collection
-    return await handler(request, location, ctx)
+    return await api_mixins.collection(request, location, ctx)
 
 
 async def deep_path(request: Request) -> Response:
