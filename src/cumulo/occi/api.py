@@ -269,6 +269,9 @@ async def _entity_request(request: Request, d: OcciDeps, ctx: RequestContext, ba
     link_mixins = [m for link in req.links for m in link.mixins]
     known = await _known_mixins(d, ctx, [*req.mixins, *link_mixins])
     user = await _user_mixins(d, ctx, req.mixins, known)
+    check_tags = getattr(d.user_mixins, "check_tags", None)
+    if user and check_tags is not None:  # a tag tag() would refuse is refused before the backend acts
+        await check_tags(ctx, user, backend.kind.term)
     req.mixins = [m for m in dict.fromkeys(req.mixins) if m in known]
     checked = validate.check_entity(req, backend.kind, [known[m] for m in req.mixins], create=create,
                                     resolve=known.get)

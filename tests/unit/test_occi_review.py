@@ -1,0 +1,64 @@
+"""Review of issue 12's /occi front door: what a failed or refused request leaves behind, and what
+one project's request may do to another's data (in-process cloud, fake driver, real services)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from _asgi_ctx import ctx_for
+from test_occi_compute_http import occi_client
+
+from cumulo.context import RequestContext
+
+INFRA = "http://schemas.ogf.org/occi/infrastructure#"
+TAGS = "http://example.com/review-tags#"
+JSON_H = {"Content-Type": "application/occi+json", "Accept": "application/occi+json"}
+
+AsCtx = Callable[[RequestContext], httpx.AsyncClient]
+
+
+async def _define(occi: httpx.AsyncClient, term: str, applies: list[str]) -> None:
+    body = {"mixins": [{"term": term, "scheme": TAGS, "location": f"/review/{term}/", "applies": applies}]}
+    r = await occi.post("/occi/-/", content=json.dumps(body).encode(), headers=JSON_H)
+    assert r.status_code == 200, r.text
+
+
+async def test_a_tag_that_does_not_apply_is_refused_before_the_entity_is_made(cloud: Any, as_ctx: AsCtx) -> None:
+    p1 = ctx_for("review-tags")
+    occi = occi_client(cloud, p1)
+    await _define(occi, "computes", [INFRA + "compute"])
+    body = {"kind": INFRA + "storage", "mixins": [TAGS + "computes"], "attributes": {"occi.storage.size": 1}}
+    r = await occi.post("/occi/storage/", content=json.dumps(body).encode(), headers=JSON_H)
+    assert r.status_code == 400, r.text
+    assert "does not apply" in r.json()["error"]["message"]
+    volumes = (await as_ctx(p1).get("/volume/v3/volumes")).json()["volumes"]
+    assert volumes == []  # nothing made by a refused create
+
+
+async def test_a_collection_delete_leaves_other_projects_tags_of_what_it_could_not_delete(
+        cloud: Any, as_ctx: AsCtx) -> None:
+    owner, other = ctx_for("review-owner"), ctx_for("review-other")
+    admin = as_ctx(ctx_for("review-owner", "admin"))
+    r = await admin.post("/networking/v2.0/networks", json={"network": {"name": "shared-net", "shared": True}})
+    assert r.status_code == 201, r.text
+    net = r.json()["network"]["id"]
+    mine = occi_client(cloud, owner)
+    await _define(mine, "nets", [INFRA + "network"])
+    r = await mine.post("/occi/review/nets/", headers={"X-OCCI-Location": f"/occi/network/{net}", "Accept": "text/uri-list"})
+    assert r.status_code == 200, r.text
+
+    # another project deletes its whole network collection (its own network goes): the shared
+    # network is not its to delete, nor are its owner's tags of it
+    r = await as_ctx(other).post("/networking/v2.0/networks", json={"network": {"name": "own"}})
+    assert r.status_code == 201, r.text
+    r = await occi_client(cloud, other).delete("/occi/network/", headers={"Accept": "text/plain"})
+    assert r.status_code == 200, r.text
+    assert (await as_ctx(other).get("/networking/v2.0/networks?name=own")).json()["networks"] == []
+    r = await as_ctx(owner).get(f"/networking/v2.0/networks/{net}")
+    assert r.status_code == 200, r.text  # still there
+    r = await mine.get("/occi/review/nets/", headers={"Accept": "text/uri-list"})
+    assert r.status_code == 200, r.text
+    assert r.text.split() == [f"http://cumulo.test/occi/network/{net}"]  # and still tagged by its owner
