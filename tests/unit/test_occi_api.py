@@ -448,3 +448,20 @@ async def test_a_changed_password_ends_the_cached_basic_login(env: Env) -> None:
     assert (await env.anon.get("/occi/-/", headers=headers)).status_code == 401
     headers = _basic("occi-basic", "second-Pass-2")
     assert (await env.anon.get("/occi/-/", headers=headers)).status_code == 200
+
+
+async def test_an_unscoped_token_is_401(env: Env) -> None:
+    issued = await env.identity.authenticate(
+        {"methods": ["password"], "password": {"user": {"name": "demo", "domain": {"id": "default"},
+                                                        "password": env.creds["demo"]["password"]}}}, "unscoped")
+    r = await env.anon.get("/occi/-/", headers={"X-Auth-Token": issued.token})
+    assert r.status_code == 401 and "project" in r.text
+    assert r.headers["www-authenticate"].startswith("Keystone uri=")
+
+
+async def test_head_and_root_methods(env: Env) -> None:
+    r = await env.a.head("/occi/-/")
+    assert r.status_code == 200 and r.content == b"" and r.headers["server"] == SERVER
+    assert (await env.a.head("/occi/compute/")).status_code == 200
+    r = await env.a.post("/occi/", headers=OCCI_TEXT)
+    assert r.status_code == 405 and "GET" in r.headers["allow"]

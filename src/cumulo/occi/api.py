@@ -125,6 +125,8 @@ async def query_interface(request: Request) -> Response:
 async def root(request: Request) -> Response:
     d = deps(request)
     ctx = await _ctx(request)
+    if request.method not in ("GET", "HEAD"):
+        raise OcciMethodNotAllowed(request.method, ("GET", "HEAD"))
     out = renderer(request, listing=True)
     flt = await entity_filter(request)
     found = await asyncio.gather(*(b.list(ctx) for b in d.backends.values()))
@@ -366,7 +368,7 @@ ROUTES = [
     # every method reaches the query interface (else "/-/" would fall through to the routes below)
     Route("/-/", query_interface, methods=_ALL_METHODS),
     Route("/.well-known/org/ogf/occi/-/", query_interface, methods=_ALL_METHODS),
-    Route("/", root, methods=["GET"]),
+    Route("/", root, methods=_ALL_METHODS),
     Route("/{collection}/", collection, methods=["GET", "POST", "PUT", "DELETE"]),
     Route("/{collection}/{entity_id}", entity, methods=["GET", "PUT", "POST", "DELETE"]),
     Route("/{path:path}", deep_path, methods=["GET", "PUT", "POST", "DELETE"]),
