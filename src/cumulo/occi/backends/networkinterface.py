@@ -38,7 +38,8 @@ from cumulo.compute.api import interfaces as _nova_interfaces  # noqa: F401  (re
 from cumulo.compute.service.interfaces import InterfaceService
 from cumulo.context import RequestContext
 from cumulo.occi import categories
-from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind, LinkRequest, split_location
+from cumulo.occi.backends.endpoints import endpoints, located
+from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind, split_location
 
 if TYPE_CHECKING:
     from cumulo.compute.service.servers import ComputeService
@@ -76,32 +77,6 @@ def first_address(port: dict[str, Any]) -> dict[str, Any] | None:
 
 def is_server_port(port: dict[str, Any]) -> bool:
     return bool(port.get("device_id")) and str(port.get("device_owner") or "").startswith("compute:")
-
-
-def endpoints(req: EntityRequest) -> tuple[str, str]:
-    """(source, target) of a networkinterface posted on its own: the occi.core.source/target
-    attributes, or one LinkRequest carrying them."""
-    source = req.attributes.get("occi.core.source")
-    target = req.attributes.get("occi.core.target")
-    if (source is None or target is None) and len(req.links) == 1:
-        link: LinkRequest = req.links[0]
-        source = source if source is not None else link.source
-        target = target if target is not None else link.target
-    if not source:
-        raise errors.Invalid("occi.core.source is required: the /compute/<id> to give the interface")
-    if not target:
-        raise errors.Invalid("occi.core.target is required: the /network/<id> to link")
-    return str(source), str(target)
-
-
-def located(value: str, collection: str, attr: str) -> str:
-    try:
-        coll, ident = split_location(value)
-    except ValueError:
-        raise errors.Invalid(f"{attr} {value[:128]!r} is not a /{collection}/<id> location") from None
-    if coll != collection:
-        raise errors.Invalid(f"{attr} {value[:128]!r} is not a /{collection}/<id> location")
-    return ident
 
 
 class NetworkInterfaceBackend:
@@ -226,7 +201,7 @@ class NetworkInterfaceBackend:
         """Attach the target network to the source compute (os-interface attach, hot plug)."""
         if any(m != IPNETWORKINTERFACE for m in req.mixins):
             raise errors.Invalid(f"a networkinterface takes no mixin {next(m for m in req.mixins if m != IPNETWORKINTERFACE)}")
-        source, target = endpoints(req)
+        source, target = endpoints(req, "the /compute/<id> to give the interface", "the /network/<id> to link")
         server_id = located(source, "compute", "occi.core.source")
         network_id = located(target, "network", "occi.core.target")
         policy.authorize(ctx, f"{RULE}:create")

@@ -34,8 +34,9 @@ from cumulo.compute import volume_records
 from cumulo.compute.api.volume_attachments import PREFIX  # registers os-volumes-attachments:* rules
 from cumulo.compute.service.volume_attachments import VolumeAttachmentService
 from cumulo.context import RequestContext
+from cumulo.occi.backends.endpoints import endpoints, located
 from cumulo.occi.backends.storage import offline_mark, state_conflicts
-from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind, LinkRequest, split_location
+from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind
 from cumulo.volume import states
 
 if TYPE_CHECKING:
@@ -70,32 +71,6 @@ def link_state(attach_status: str, volume_status: str | None) -> str:
     if attach_status == states.ATTACHMENT_ATTACHED and volume_status not in (states.DETACHING, states.ATTACHING):
         return "active"
     return "inactive"
-
-
-def _endpoints(req: EntityRequest) -> tuple[str, str]:
-    """(source, target) of a storagelink posted on its own: occi.core.source/target attributes (the
-    rendering's link fields), or one LinkRequest carrying them."""
-    source = req.attributes.get("occi.core.source")
-    target = req.attributes.get("occi.core.target")
-    if (source is None or target is None) and len(req.links) == 1:
-        link: LinkRequest = req.links[0]
-        source = source if source is not None else link.source
-        target = target if target is not None else link.target
-    if not source:
-        raise errors.Invalid("occi.core.source is required: the /compute/<id> to link the storage to")
-    if not target:
-        raise errors.Invalid("occi.core.target is required: the /storage/<id> to link")
-    return str(source), str(target)
-
-
-def _located(value: str, collection: str, attr: str) -> str:
-    try:
-        coll, ident = split_location(value)
-    except ValueError:
-        raise errors.Invalid(f"{attr} {value[:128]!r} is not a /{collection}/<id> location") from None
-    if coll != collection:
-        raise errors.Invalid(f"{attr} {value[:128]!r} is not a /{collection}/<id> location")
-    return ident
 
 
 class StorageLinkBackend:
@@ -220,9 +195,9 @@ class StorageLinkBackend:
     async def create(self, ctx: RequestContext, req: EntityRequest) -> Entity:
         if req.mixins:
             raise errors.Invalid(f"a storagelink takes no mixin {req.mixins[0]}")
-        source, target = _endpoints(req)
-        server_id = _located(source, "compute", "occi.core.source")
-        volume_id = _located(target, "storage", "occi.core.target")
+        source, target = endpoints(req, "the /compute/<id> to link the storage to", "the /storage/<id> to link")
+        server_id = located(source, "compute", "occi.core.source")
+        volume_id = located(target, "storage", "occi.core.target")
         policy.authorize(ctx, f"{PREFIX}:create")
         try:
             server = await self.compute.get(ctx, server_id)
