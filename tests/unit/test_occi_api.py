@@ -465,3 +465,19 @@ async def test_head_and_root_methods(env: Env) -> None:
     assert (await env.a.head("/occi/compute/")).status_code == 200
     r = await env.a.post("/occi/", headers=OCCI_TEXT)
     assert r.status_code == 405 and "GET" in r.headers["allow"]
+
+
+async def test_core_kind_collections_list_their_sub_kinds(env: Env) -> None:
+    storage = await _create(env.a, STORAGE_CAT, "occi.storage.size=1")
+    compute = await _create(env.a, COMPUTE_CAT)
+    link = await _create(env.a, f'storagelink; scheme="{INFRA}"; class="kind"',
+                         f'occi.core.source="{compute}"', f'occi.core.target="{storage}"')
+    resources = (await env.a.get("/occi/resource/", headers={"Accept": "text/uri-list"})).text.split()
+    links = (await env.a.get("/occi/link/", headers={"Accept": "text/uri-list"})).text.split()
+    base = "http://cumulo.test/occi"
+    assert {base + storage, base + compute} <= set(resources) and base + link not in resources
+    assert base + link in links and base + compute not in links
+    assert base + storage not in (await env.b.get("/occi/resource/", headers={"Accept": "text/uri-list"})).text.split()
+    r = await env.a.post("/occi/resource/", headers=[("Content-Type", "text/occi"), ("Category", COMPUTE_CAT)])
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+    assert (await env.a.get("/occi/entity/")).status_code == 404  # entity cannot be instantiated: not bound

@@ -4,7 +4,8 @@ entities, actions, the root listing, and (occi.api_mixins) mixin collections.
 Routes, below /occi (statuses as GFD.223 prescribes them; the fault format is occi.faults'):
 - GET /-/ and /.well-known/org/ogf/occi/-/: the categories (200), filtered (occi.api_common);
   POST: define user mixins (200); DELETE: remove them (200; a provider category is a 403).
-- GET /: every entity of the caller (a collection, filterable, paginated).
+- GET /: every entity of the caller (a collection, filterable, paginated); GET /resource/ and
+  /link/ (Core's kinds, bound but served by no backend): the entities of their sub-kinds.
 - GET /<kind>/: the kind's entities (filterable, paginated); POST: create (201 + Location);
   POST ?action=: the action on every entity of the collection (200); DELETE: delete every entity of
   the collection (200). PUT on a kind collection is not defined (405).
@@ -142,6 +143,9 @@ async def collection(request: Request) -> Response:
     name = request.path_params["collection"]
     backend = d.backend_at(name)
     if backend is None:
+        parent = categories.kind_by_term(name)
+        if parent is not None:
+            return await _parent_collection(request, d, ctx, parent)
         return await mixin_collection(request, f"/{name}/")
     if request.method in ("GET", "HEAD"):
         return await _list(request, d, ctx, backend)
@@ -160,6 +164,21 @@ async def collection(request: Request) -> Response:
                     await d.user_mixins.untag_entity(ctx, backend.kind.term, e.id)
         return respond(out.message("OK"))
     raise OcciMethodNotAllowed(request.method, ("GET", "HEAD", "POST", "DELETE"))
+
+
+async def _parent_collection(request: Request, d: OcciDeps, ctx: RequestContext, kind: Kind) -> Response:
+    """The collection of a kind no backend serves itself (Core's resource at /resource/, link at
+    /link/): every entity of its sub-kinds, read-only (nothing is ever just a resource or a link)."""
+    if request.method not in ("GET", "HEAD"):
+        raise OcciMethodNotAllowed(request.method, ("GET", "HEAD"))
+    out = renderer(request, listing=True)
+    flt = await entity_filter(request)
+    below = [b for b in d.backends.values() if kind.id in {k.id for k in categories.ancestry(b.kind.id)}]
+    found = await asyncio.gather(*(b.list(ctx) for b in below))
+    entities = await with_tags(d, ctx, [e for es in found for e in es])
+    if flt is not None:
+        entities = [e for e in entities if matches(e, flt)]
+    return respond(out.collection(page(request, entities)))
 
 
 async def _each(calls: Sequence[Awaitable[Any]]) -> list[bool]:
