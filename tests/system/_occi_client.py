@@ -610,6 +610,13 @@ class Occi:
             return out
         return self.fields(resp)["X-OCCI-Location"]
 
+    def add_members(self, path: str, locations: Sequence[str], method: str = "POST") -> httpx.Response:
+        """POST (add) / PUT (replace) / DELETE (remove) entities of a mixin's collection, named by
+        X-OCCI-Location (text renderings) or a JSON array of locations."""
+        if self.rendering == JSON:
+            return self.request(method, path, json_body=list(locations))
+        return self.request(method, path, fields={"X-OCCI-Location": list(locations)})
+
     def ids(self, path: str, **kw: Any) -> set[str]:
         """The entity ids (last path segments) of a collection listing."""
         return {urlsplit(loc).path.rstrip("/").rsplit("/", 1)[-1] for loc in self.locations(path, **kw)}

@@ -59,7 +59,15 @@ from _occi_util import (
     validate_json,
     wait_container,
 )
-from _runc_util import kill_our_qemus, leftovers, qemu_processes_of, wait_for, wait_tiny_vm, write_config
+from _runc_util import (
+    kill_our_qemus,
+    leftovers,
+    memory_limit,
+    qemu_processes_of,
+    wait_for,
+    wait_tiny_vm,
+    write_config,
+)
 
 from cumulo.image.demo import tinyvm
 
@@ -221,12 +229,25 @@ def test_compute_create_query_destroy(world: World, rendering: str) -> None:
     assert uuid in occi.ids("/compute/") and uuid in occi.ids("/")
     assert occi.ids("/compute/", attributes={"occi.core.title": title}) == {uuid}
     assert uuid in occi.ids("/", category=COMPUTE) and uuid not in occi.ids("/", category=STORAGE)
+    assert uuid in occi.ids(f"/os_tpl/{world.images['busybox']}/")  # the template's mixin collection
+    assert uuid in occi.ids("/compute/", accept="text/uri-list")
+    assert occi.request("GET", loc, accept="text/uri-list").status_code == 400  # listings only
+    # cores and memory are m1.tiny's, and so is the container's memory limit (its cgroup).
+    flavor = api(world.cloud, world.demo, "GET", f"/compute/v2.1/flavors/{world.flavors['m1.tiny']}").json()["flavor"]
+    assert ent.attributes["occi.compute.cores"] == flavor["vcpus"]
+    assert abs(float(ent.attributes["occi.compute.memory"]) * 1024 - flavor["ram"]) < 1, (ent.attributes, flavor)
+    assert memory_limit(uuid) == flavor["ram"] << 20
     if rendering == JSON:
         validate_json(occi.get_json(loc), "resource")
         validate_json(occi.request("GET", "/compute/").json(), "resource_collection")
+    # A partial update renames the server (POST to the entity), for the OpenStack API too.
+    renamed = title + "-renamed"
+    r = occi.update(loc, attributes={"occi.core.title": renamed})
+    assert r.status_code in (200, 201), r.text
+    assert occi.get(loc).attributes["occi.core.title"] == renamed
     # The same server for the OpenStack CLI.
     listed = world.cloud.osc("server", "list", cloud=DEMO)
-    assert any(s["ID"] == uuid and s["Name"] == title for s in listed), listed
+    assert any(s["ID"] == uuid and s["Name"] == renamed for s in listed), listed
     # Destroy.
     assert occi.delete(loc).status_code in (200, 204)
     wait_for(lambda: not leftovers(world.cloud, uuid), timeout=60, what=f"nothing of {uuid} left on the host")
@@ -363,6 +384,33 @@ def test_authentication(world: World, other: Tenant) -> None:
     # A client asking for a higher OCCI version: 501.
     r = httpx.get(f"{base}/occi/-/", headers={"X-Auth-Token": world.demo.token, "User-Agent": "x OCCI/1.3"})
     assert r.status_code == 501
+
+
+# -- user-defined mixins: tags (created through the query interface, used on entities) ------------
+
+
+@pytest.mark.parametrize("rendering", [TEXT_PLAIN, TEXT_OCCI])
+def test_user_mixin_as_a_tag(world: World, other: Tenant, rendering: str) -> None:
+    occi = world.occi(rendering)
+    term, scheme = f"tag{secrets.token_hex(3)}", "http://example.com/occi/tags#"
+    tag, where = scheme + term, f"/tags/{term}/"
+    vol = occi.create(STORAGE, attributes={"occi.core.title": f"occi-tagged-{term}", "occi.storage.size": 1})
+    world.made.append(vol)
+    r = occi.add_mixin(scheme, term, "a tag", where)
+    assert r.status_code == 200, r.text
+    assert tag in {c.id for c in occi.model(filter_category=tag, cls="mixin")}
+    r = occi.add_members(where, [vol])
+    assert r.status_code == 200, r.text
+    assert occi.ids(where) == {path_id(vol)}
+    assert tag in occi.get(vol).mixins
+    assert path_id(vol) in occi.ids("/", category=tag, cls="mixin")
+    # Another project neither sees the mixin nor its collection.
+    with Occi(world.cloud.base_url, rendering, token=other.token) as stranger:
+        assert tag not in {c.id for c in stranger.model()}
+        assert stranger.request("GET", where).status_code == 404
+    r = occi.delete_mixin(scheme, term)
+    assert r.status_code == 200, r.text
+    assert tag not in occi.get(vol).mixins and occi.request("GET", where).status_code == 404
 
 
 # -- contextualization in a VM (made by the fixture at the start: it boots, under TCG, while the

@@ -51,6 +51,7 @@ from _occi_util import (
     container_pings,
     exec_in,
     immutable,
+    network_ns_exists,
     tenant_of,
     validate_json,
     volume_files,
@@ -323,12 +324,17 @@ def test_link_network_at_run_time(world: World, box: Box) -> None:
         return added if any(ipaddress.ip_address(a) in ipaddress.ip_network(cidr) for v in added.values() for a in v) \
             else None
     wait_for(new_nic, timeout=60, what=f"a NIC on {cidr} in the container")
+    assert network_ns_exists(path_id(net)) and bridge_up(path_id(net)) is True  # plumbed on the host
     ent = world.occi(JSON).get(link)
     assert ent.kind == NETWORKINTERFACE and path_id(ent.attributes["occi.core.target"]) == path_id(net)
     assert path_id(link) in world.occi(TEXT_PLAIN).ids("/networkinterface/")
     assert occi.delete(link).status_code in (200, 204)
     wait_for(lambda: set(container_ipv4(world.cloud, uuid)) == set(before), timeout=60,
              what="the hot-plugged NIC gone from the container")
+    # Destroyed: nothing of the network left, in Neutron or on the host.
+    assert occi.delete(net).status_code in (200, 204)
+    assert api(world.cloud, world.demo, "GET", f"/networking/v2.0/networks/{path_id(net)}").status_code == 404
+    wait_for(lambda: not network_ns_exists(path_id(net)), timeout=60, what=f"the namespace of {net} removed")
 
 
 def test_network_down_and_up(world: World, box: Box) -> None:
