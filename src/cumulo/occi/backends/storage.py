@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from cumulo import errors
@@ -33,6 +33,7 @@ from cumulo.context import RequestContext
 from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind
 from cumulo.volume import states
 from cumulo.volume.base import OFFLINE, OFFLINE_LEAVING
+from cumulo.volume.query import Page
 
 if TYPE_CHECKING:
     from cumulo.occi.deps import OcciServices
@@ -117,6 +118,19 @@ def text_attr(value: Any, name: str) -> str:
     return text
 
 
+async def every_page(list_page: Callable[[RequestContext, dict[str, str]], Awaitable[Page]],
+                     ctx: RequestContext) -> list[dict[str, Any]]:
+    """Every item of a volume service listing (list_volumes, list_attachments), page by page."""
+    out: list[dict[str, Any]] = []
+    params = {"sort": "created_at:asc,id:asc", "limit": str(_PAGE)}
+    while True:
+        page = await list_page(ctx, params)
+        out += page.items
+        if not page.more or not page.items:
+            return out
+        params = {**params, "marker": str(page.items[-1]["id"])}
+
+
 @contextlib.contextmanager
 def state_conflicts() -> Iterator[None]:
     """Cinder's "Invalid volume: ... status must be ..." refusals (400 in Cinder's API) are the state
@@ -157,14 +171,7 @@ class StorageBackend:
 
     async def records(self, ctx: RequestContext) -> list[dict[str, Any]]:
         """Every volume of the caller's project (an admin's too: Cinder's list without all_tenants)."""
-        out: list[dict[str, Any]] = []
-        params = {"sort": "created_at:asc,id:asc", "limit": str(_PAGE)}
-        while True:
-            page = await self.volume.list_volumes(ctx, params)
-            out += page.items
-            if not page.more or not page.items:
-                return out
-            params = {**params, "marker": str(page.items[-1]["id"])}
+        return await every_page(self.volume.list_volumes, ctx)
 
     async def list(self, ctx: RequestContext) -> list[Entity]:
         return [self.entity(r) for r in await self.records(ctx)]

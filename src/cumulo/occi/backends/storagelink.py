@@ -35,7 +35,7 @@ from cumulo.compute.api.volume_attachments import PREFIX  # registers os-volumes
 from cumulo.compute.service.volume_attachments import VolumeAttachmentService
 from cumulo.context import RequestContext
 from cumulo.occi.backends.endpoints import endpoints, located
-from cumulo.occi.backends.storage import offline_mark, state_conflicts
+from cumulo.occi.backends.storage import every_page, offline_mark, state_conflicts
 from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind
 from cumulo.volume import states
 
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from cumulo.volume.service import VolumeService
 
 CONTAINER_MOUNTS = "/mnt/volumes"  # where runc mounts a volume in a container (compute/drivers/runc/volhost.py)
-_PAGE = 1000
 _FEW = 8  # up to this many volumes, each is read alone; beyond, the project's list is read once
 
 
@@ -102,26 +101,6 @@ class StorageLinkBackend:
 
     # --- reading ---
 
-    async def _attachment_records(self, ctx: RequestContext) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        params = {"sort": "created_at:asc,id:asc", "limit": str(_PAGE)}
-        while True:
-            page = await self.volume.list_attachments(ctx, params)
-            out += page.items
-            if not page.more or not page.items:
-                return out
-            params = {**params, "marker": str(page.items[-1]["id"])}
-
-    async def _volume_statuses(self, ctx: RequestContext) -> dict[str, str]:
-        out: dict[str, str] = {}
-        params = {"sort": "created_at:asc,id:asc", "limit": str(_PAGE)}
-        while True:
-            vols = await self.volume.list_volumes(ctx, params)
-            out.update({str(v["id"]): str(v["status"]) for v in vols.items})
-            if not vols.more or not vols.items:
-                return out
-            params = {**params, "marker": str(vols.items[-1]["id"])}
-
     async def _servers(self, ctx: RequestContext, uuids: set[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for uuid in sorted(uuids):
@@ -138,7 +117,7 @@ class StorageLinkBackend:
         """The storagelinks of some of the caller's servers (None: all of them): what the compute
         backend renders inline, without listing every link of the project for one compute."""
         policy.authorize(ctx, f"{PREFIX}:index")
-        atts = [a for a in await self._attachment_records(ctx) if a.get("instance_uuid")]
+        atts = [a for a in await every_page(self.volume.list_attachments, ctx) if a.get("instance_uuid")]
         if server_uuids is not None:
             wanted = {str(u) for u in server_uuids}
             atts = [a for a in atts if str(a["instance_uuid"]) in wanted]
@@ -155,7 +134,7 @@ class StorageLinkBackend:
                 with contextlib.suppress(errors.NotFound):
                     statuses[vid] = str((await self.volume.get_volume(ctx, vid))["status"])
         else:
-            statuses = await self._volume_statuses(ctx)
+            statuses = {str(v["id"]): str(v["status"]) for v in await every_page(self.volume.list_volumes, ctx)}
         out = []
         for a in atts:
             server = servers.get(str(a["instance_uuid"]))
