@@ -28,15 +28,19 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ipaddress
 import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from cumulo import errors, policy
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as st
 from cumulo.compute.api import server_actions as _nova_actions  # noqa: F401  (registers compute:servers:* rules)
 from cumulo.compute.api import servers as _nova_servers  # noqa: F401  (registers compute:servers:* rules)
+from cumulo.compute.models import instances
 from cumulo.compute.service import bdm, server_create, softdelete
 from cumulo.compute.service import transitions as tr
 from cumulo.compute.service.boot import CreateRequest, sanitize_hostname
@@ -197,9 +201,22 @@ class ComputeBackend:
             if len(page) < _PAGE:
                 break
             marker = page[-1]["uuid"]
+        await self._with_request_specs(rows)
         faults = await self._faults(rows)
         links = await self._links(ctx, {r["uuid"] for r in rows}) if rows else {}
         return [self.entity(ctx, r, faults.get(r["uuid"]), links.get(r["uuid"], ())) for r in rows]
+
+    async def _with_request_specs(self, rows: Sequence[dict[str, Any]]) -> None:
+        """The image facts (request_spec) a listing leaves out, for instance_type and architecture;
+        rows of the caller's project only (they come from its listing)."""
+        uuids = [r["uuid"] for r in rows]
+        specs: dict[str, Any] = {}
+        async with self.compute.db.read() as conn:
+            for i in range(0, len(uuids), 500):
+                q = sa.select(instances.c.uuid, instances.c.request_spec).where(instances.c.uuid.in_(uuids[i:i + 500]))
+                specs.update({u: spec for u, spec in await conn.execute(q)})
+        for r in rows:
+            r["request_spec"] = specs.get(r["uuid"]) or {}
 
     async def _row(self, ctx: RequestContext, entity_id: str) -> dict[str, Any]:
         row = await self.compute.get(ctx, entity_id)
@@ -471,7 +488,10 @@ def _inline_links(req: EntityRequest) -> tuple[list[dict[str, Any]], list[dict[s
             net: dict[str, Any] = {"uuid": target}
             address = link.attributes.get("occi.networkinterface.address")
             if address:
-                net["fixed_ip"] = str(address)
+                try:  # an address may come with its prefix ("10.0.0.5/24"); Nova's fixed_ip has none
+                    net["fixed_ip"] = str(ipaddress.ip_interface(str(address)).ip)
+                except ValueError:
+                    raise errors.Invalid(f"occi.networkinterface.address {str(address)[:64]!r} is not an IP address") from None
             networks.append(net)
         elif coll == "storage" and kind in ("", "storagelink"):
             mapping: dict[str, Any] = {"source_type": "volume", "destination_type": "volume", "uuid": target,

@@ -124,7 +124,7 @@ async def test_create_act_update_delete(cloud: Any, as_ctx: Callable[[RequestCon
     svc = services(cloud)
     p1, p2 = ctx_for("p1"), ctx_for("p2")
     nova = as_ctx(p1)
-    img = await image(nova)
+    img = await image(nova, architecture="x86_64")
     backend = occi_compute.make(svc)
 
     with pytest.raises(errors.Invalid, match="os_tpl"):
@@ -146,6 +146,7 @@ async def test_create_act_update_delete(cloud: Any, as_ctx: Callable[[RequestCon
     a = ent.attributes
     assert a["occi.core.title"] == "web" and a["occi.compute.hostname"] == "web01"
     assert a["occi.compute.state"] == "active" and a["occi.compute.cores"] == 1 and a["occi.compute.memory"] == 0.5
+    assert a["occi.compute.architecture"] == "x64" and a["cumulo.compute.instance_type"] == "vm"
     assert set(ent.mixins) == {os_tpl(img), res_tpl("1")}
     assert set(ent.actions) == {occi_compute.STOP, occi_compute.RESTART, occi_compute.SUSPEND, occi_compute.SAVE}
     assert "occi.compute.userdata" not in a and "occi.credentials.ssh.publickey" not in a
@@ -160,7 +161,8 @@ async def test_create_act_update_delete(cloud: Any, as_ctx: Callable[[RequestCon
 
     # Another project sees nothing and can act on nothing.
     assert sid not in {e.id for e in await backend.list(p2)}
-    assert sid in {e.id for e in await backend.list(p1)}
+    listed = {e.id: e for e in await backend.list(p1)}
+    assert listed[sid].attributes == ent.attributes and listed[sid].mixins == ent.mixins  # as GET renders it
     for call in (backend.get(p2, sid), backend.act(p2, sid, act("stop")), backend.delete(p2, sid)):
         with pytest.raises(errors.NotFound):
             await call
@@ -255,7 +257,7 @@ async def test_default_flavor_and_inline_network(cloud: Any, as_ctx: Callable[[R
     made = await backend.create(p1, EntityRequest(
         kind=categories.COMPUTE.id, mixins=[os_tpl(img)],
         links=[LinkRequest(target=f"http://h/occi/network/{net}", kind=categories.NETWORKINTERFACE.id,
-                           attributes={"occi.networkinterface.address": "10.9.0.42"}),
+                           attributes={"occi.networkinterface.address": "10.9.0.42/24"}),
                LinkRequest(target=f"/storage/{vid}", kind=categories.STORAGELINK.id,
                            attributes={"occi.storagelink.deviceid": "/dev/vdb"})],
     ))
