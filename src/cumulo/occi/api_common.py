@@ -27,7 +27,7 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.occi import categories
 from cumulo.occi.deps import OcciDeps, deps
-from cumulo.occi.model import Action, Category, Entity, EntityRequest, Kind, Mixin
+from cumulo.occi.model import Category, Entity, EntityRequest, Kind, Mixin
 from cumulo.occi.render.base import (
     TEXT_OCCI,
     TEXT_PLAIN,
@@ -38,13 +38,9 @@ from cumulo.occi.render.base import (
     negotiate,
 )
 from cumulo.occi.render.select import filter_categories, filter_entity, parser_for, renderer_for
+from cumulo.web.http import base_url  # the OCCI root as the client reached it, e.g. "http://host:port/occi"
 
 MAX_PAGE = 1000  # the most entities one page may ask for (GFD.223 §6: more is a 413)
-
-
-def base_url(request: Request) -> str:
-    """The OCCI root as the client reached it ("http://host:port/occi"), no trailing slash."""
-    return str(request.base_url).rstrip("/")
 
 
 def renderer(request: Request, *, listing: bool = False) -> Renderer:
@@ -222,10 +218,6 @@ def page(request: Request, entities: list[Entity]) -> list[Entity]:
     if number > MAX_PAGE:
         raise errors.PayloadTooLarge(f"number {number} is larger than {MAX_PAGE} entities a page may hold")
     return entities[(index - 1) * number:index * number]
-
-
-def is_action(c: Category) -> bool:
-    return isinstance(c, Action)
 
 
 def occi_deps(request: Request) -> OcciDeps:
