@@ -56,6 +56,7 @@ from cumulo.occi.backends.templates import (
     OsTemplates,
     ResourceTemplates,
     flavor_term,
+    instance_type,
     memory_gib,
 )
 from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind, split_location
@@ -109,11 +110,8 @@ def _image_summary(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _instance_type(image: dict[str, Any]) -> str:
-    props = image.get("properties") or {}
-    hv = str(props.get("hypervisor_type") or props.get("img_hv_type") or "").lower()
-    if hv:
-        return "vm" if hv in ("qemu", "kvm") else hv
-    return "container" if str(image.get("container_format") or "").lower() in ("docker", "oci") else "vm"
+    """As the os_tpl shows it, from the image summary a server keeps (properties nested)."""
+    return instance_type({**(image.get("properties") or {}), "container_format": image.get("container_format")})
 
 
 class ComputeBackend:
