@@ -481,3 +481,50 @@ async def test_core_kind_collections_list_their_sub_kinds(env: Env) -> None:
     r = await env.a.post("/occi/resource/", headers=[("Content-Type", "text/occi"), ("Category", COMPUTE_CAT)])
     assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
     assert (await env.a.get("/occi/entity/")).status_code == 404  # entity cannot be instantiated: not bound
+
+
+# --- the pure pieces --------------------------------------------------------------------------------
+
+
+async def test_client_versions_and_fault_media_types() -> None:
+    from cumulo.occi.faults import client_version, fault_media_type
+
+    assert client_version("rOCCI-cli/4.3.9 OCCI/1.1") == (1, 1)
+    assert client_version("x OCCI/1.10") == (1, 10)  # numeric: 1.10 is above 1.2
+    assert client_version("curl/8.0") is None and client_version("OCCI/one.two") is None
+    assert fault_media_type([]) == "text/plain"
+    assert fault_media_type(["application/occi+json"]) == "json"
+    assert fault_media_type(["text/plain;q=0.5, text/occi"]) == "text/occi"
+    assert fault_media_type(["text/occi;q=0.1", "application/json;q=0.9"]) == "json"
+    assert fault_media_type(["application/xml"]) == "text/plain"
+
+
+async def test_basic_credentials_parsing() -> None:
+    from cumulo.occi.auth import OcciUnauthorized, basic_credentials
+
+    assert basic_credentials("Basic " + base64.b64encode(b"demo:pa:ss").decode()) == ("demo", "pa:ss")
+    assert basic_credentials("basic " + base64.b64encode("dém:ø".encode()).decode()) == ("dém", "ø")
+    assert basic_credentials("Bearer abc") is None
+    for bad in ("Basic", "Basic @@", "Basic " + base64.b64encode(b":nouser").decode(),
+                "Basic " + base64.b64encode(b"u:" + b"p" * 2000).decode()):
+        with pytest.raises(OcciUnauthorized) as exc:
+            basic_credentials(bad)
+        assert exc.value.challenge == 'Basic realm="cumulo"'
+
+
+async def test_filters_match_categories_and_typed_attributes() -> None:
+    from cumulo.occi.api_common import matches, related
+    from cumulo.occi.model import Entity, EntityRequest
+
+    e = Entity(kind=INFRA + "storage", id="s1", location="/storage/s1", mixins=[TAG_SCHEME + "t"],
+               attributes={"occi.storage.size": 2.0, "occi.core.title": "a", "x.flag": True})
+    assert matches(e, EntityRequest(kind="http://schemas.ogf.org/occi/core#resource"))
+    assert matches(e, EntityRequest(mixins=[TAG_SCHEME + "t"], attributes={"occi.storage.size": 2}))
+    assert matches(e, EntityRequest(attributes={"occi.storage.size": "2", "x.flag": "true", "occi.core.id": "s1"}))
+    assert not matches(e, EntityRequest(kind=INFRA + "compute"))
+    assert not matches(e, EntityRequest(attributes={"occi.core.title": "b"}))
+    assert not matches(e, EntityRequest(attributes={"occi.storage.state": "online"}))  # absent: no match
+    ids = {c.id for c in related([INFRA + "storage"], list(categories.ALL))}
+    assert ids == {INFRA + "storage", *categories.STORAGE.actions}
+    ids = {c.id for c in related(["http://schemas.ogf.org/occi/core#link"], list(categories.ALL))}
+    assert {INFRA + "networkinterface", INFRA + "storagelink"} <= ids and INFRA + "compute" not in ids
