@@ -273,6 +273,8 @@ def test_cli_server_through_every_action(world: World) -> None:
     steps = [  # (client, action, attributes, OCCI state after, runc status after)
         (plain, "stop", {"method": "poweroff"}, "inactive", ("stopped", None)),
         (headers, "start", {}, "active", ("running",)),
+        (js, "stop", {"method": "graceful"}, "inactive", ("stopped", None)),
+        (plain, "start", {}, "active", ("running",)),
         (js, "suspend", {"method": "suspend"}, "suspended", ("paused",)),  # the freezer (runc_suspend)
         (plain, "start", {}, "active", ("running",)),
     ]
@@ -283,8 +285,8 @@ def test_cli_server_through_every_action(world: World) -> None:
         world.wait_state(loc, state)
         wait_container(world.cloud, uuid, *statuses)
         assert bundle.is_dir(), f"{bundle} gone after {term}"  # stopped, not deleted
-    # restart: warm (a soft reboot) and cold (hard): the container's init is a new process each time.
-    for client, method in ((headers, "warm"), (js, "cold")):
+    # restart: graceful and warm (soft reboots) and cold (hard): a new init process each time.
+    for client, method in ((plain, "graceful"), (headers, "warm"), (js, "cold")):
         pid = world_runc_pid(world, uuid)
         r = client.action(loc, action_id(COMPUTE, "restart"), {"method": method})
         assert r.status_code == 200, r.text
