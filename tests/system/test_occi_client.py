@@ -23,12 +23,8 @@ from _occi_client import (
     categories_from_json,
     entity_from_json,
     entity_from_text,
-    header_fields,
-    parse_category,
-    parse_link,
-    split_list,
-    text_fields,
 )
+from _occi_text import header_fields, parse_category, parse_link, split_list, text_fields
 
 # GFD.229 §5.1 (text/plain), printed with backslash continuations; the ';' the ABNF requires between
 # the scheme and class parameters (missing in the printed example) restored.

@@ -40,12 +40,12 @@ from _occi_client import (
     TEXT_OCCI,
     TEXT_PLAIN,
     USER_DATA,
-    Category,
     InlineLink,
     Occi,
     action_id,
     path_id,
 )
+from _occi_text import Category
 from _occi_util import (
     OS_TPL_SCHEME,
     RESOURCE_TPL_SCHEME,
