@@ -62,3 +62,26 @@ async def test_a_collection_delete_leaves_other_projects_tags_of_what_it_could_n
     r = await mine.get("/occi/review/nets/", headers={"Accept": "text/uri-list"})
     assert r.status_code == 200, r.text
     assert r.text.split() == [f"http://cumulo.test/occi/network/{net}"]  # and still tagged by its owner
+
+
+async def test_a_refused_resize_leaves_the_compute_as_it_was(cloud: Any, as_ctx: AsCtx) -> None:
+    from test_occi_compute_http import RES, image, state_of
+
+    p1 = ctx_for("review-resize")
+    img = await image(as_ctx(p1))
+    occi = occi_client(cloud, p1)
+    body = {"kind": INFRA + "compute", "mixins": [f"http://schemas.openstack.org/template/os#{img}", RES + "42"],
+            "attributes": {"occi.core.title": "before"}}
+    r = await occi.post("/occi/compute/", content=json.dumps(body).encode(), headers=JSON_H)
+    assert r.status_code == 201, r.text
+    cid = r.headers["location"].rsplit("/", 1)[-1]
+    await state_of(occi, cid, "active")
+    r = await occi.post(f"/occi/compute/{cid}?action=suspend", headers={"Accept": "text/plain"})
+    assert r.status_code == 200, r.text
+    await state_of(occi, cid, "suspended")
+    # a rename with a resize the state refuses (suspended: Nova resizes only active or stopped servers)
+    body = {"kind": INFRA + "compute", "mixins": [RES + "84"], "attributes": {"occi.core.title": "after"}}
+    r = await occi.post(f"/occi/compute/{cid}", content=json.dumps(body).encode(), headers=JSON_H)
+    assert r.status_code == 409, r.text
+    got = (await occi.get(f"/occi/compute/{cid}", headers=JSON_H)).json()
+    assert got["title"] == "before" and RES + "42" in got["mixins"]

@@ -342,12 +342,12 @@ class ComputeBackend:
             # new cores or memory: a resize to the smallest flavor that has them (the rest as now)
             flavor = await self._flavor_by_size(ctx, None, attrs.get(_FIXED[0], current[_FIXED[0]]),
                                                 attrs.get(_FIXED[1], current[_FIXED[1]]))
-        if values:
-            row = await self.compute.update(ctx, row, values)
-        if flavor is not None:
+        if flavor is not None:  # first: a resize refused (policy, state, quota) leaves the rest unchanged
             policy.authorize(ctx, "compute:servers:resize")
             await self.compute.resize(ctx, row, str(flavor["flavorid"]), None)
             self._track(self._confirm_resize(ctx, row["uuid"]))
+        if values:
+            await self.compute.update(ctx, row, values)
         return await self.get(ctx, entity_id)
 
     def _track(self, coro: Any) -> None:
