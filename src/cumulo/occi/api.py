@@ -279,8 +279,10 @@ async def _check_links(d: OcciDeps, ctx: RequestContext, req: EntityRequest, kin
 
 
 async def _entity_request(request: Request, d: OcciDeps, ctx: RequestContext, backend: KindBackend, *,
-                          create: bool) -> tuple[EntityRequest, list[str]]:
-    """The validated request (user mixins stripped) and the user mixin ids it named."""
+                          create: bool, current: Entity | None = None) -> tuple[EntityRequest, list[str]]:
+    """The validated request (user mixins stripped) and the user mixin ids it named. `current` (an
+    update's entity): its mixins' attributes are known and its immutable values may be repeated, so
+    that a client can PUT back the rendering it got (GFD.223 §10.2.2)."""
     body = await read_body(request)
     req = parser(request, body).entity(body, header_list(request))
     if req.kind is None:
@@ -288,14 +290,19 @@ async def _entity_request(request: Request, d: OcciDeps, ctx: RequestContext, ba
     elif req.kind != backend.kind.id:
         raise errors.Invalid(f"kind {req.kind} does not belong to the collection {backend.kind.location}")
     link_mixins = [m for link in req.links for m in link.mixins]
-    known = await _known_mixins(d, ctx, [*req.mixins, *link_mixins])
+    own = list(current.mixins) if current is not None else []
+    if current is not None and req.links:  # its links, repeated, are left intact (GFD.223 §10.2.2)
+        present = {link.id for link in current.links}
+        req.links = [link for link in req.links if link.id is None or link.id not in present]
+    known = await _known_mixins(d, ctx, [*req.mixins, *link_mixins, *own])
     user = await _user_mixins(d, ctx, req.mixins, known)
     check_tags = getattr(d.user_mixins, "check_tags", None)
     if user and check_tags is not None:  # a tag tag() would refuse is refused before the backend acts
         await check_tags(ctx, user, backend.kind.term)
     req.mixins = [m for m in dict.fromkeys(req.mixins) if m in known]
-    checked = validate.check_entity(req, backend.kind, [known[m] for m in req.mixins], create=create,
-                                    resolve=known.get)
+    mixins = [known[m] for m in dict.fromkeys([*req.mixins, *own]) if m in known]
+    checked = validate.check_entity(req, backend.kind, mixins, create=create, resolve=known.get,
+                                    current=current.attributes if current is not None else None)
     await _check_links(d, ctx, checked, backend.kind)
     return checked, user
 
@@ -324,7 +331,7 @@ async def entity(request: Request) -> Response:
     d, backend, eid = _entity_backend(request)
     if request.method in ("GET", "HEAD"):
         out = renderer(request)
-        found = await with_tags(d, ctx, [await backend.get(ctx, eid)])
+        found = [await _get_tagged(d, ctx, backend, eid)]
         return respond(out.entity(found[0]))
     if request.method == "DELETE":
         out = renderer(request)
@@ -338,7 +345,7 @@ async def entity(request: Request) -> Response:
             out = renderer(request)
             act = await _action_request(request, backend.kind, term)
             await backend.act(ctx, eid, act)
-            found = await with_tags(d, ctx, [await backend.get(ctx, eid)])
+            found = [await _get_tagged(d, ctx, backend, eid)]
             return respond(out.entity(found[0]))
         return await _update(request, d, ctx, backend, eid, replace=False)
     if request.method == "PUT":
@@ -346,10 +353,27 @@ async def entity(request: Request) -> Response:
     raise OcciMethodNotAllowed(request.method, ("GET", "HEAD", "PUT", "POST", "DELETE"))
 
 
+async def _get_tagged(d: OcciDeps, ctx: RequestContext, backend: KindBackend, eid: str) -> Entity:
+    """One entity with its user-mixin tags; the tags are read while the backend reads the entity."""
+    if d.user_mixins is None:
+        return await backend.get(ctx, eid)
+    tags_task = asyncio.ensure_future(d.user_mixins.tags_of(ctx, backend.kind.term, [eid]))
+    try:
+        found = await backend.get(ctx, eid)
+    except BaseException:
+        await asyncio.gather(tags_task, return_exceptions=True)  # let the read finish, never cut a query short
+        raise
+    for m in (await tags_task).get(eid, []):
+        if m not in found.mixins:
+            found.mixins.append(m)
+    return found
+
+
 async def _update(request: Request, d: OcciDeps, ctx: RequestContext, backend: KindBackend, eid: str, *,
                   replace: bool) -> Response:
     out = renderer(request)
-    req, user = await _entity_request(request, d, ctx, backend, create=False)
+    current = await backend.get(ctx, eid)
+    req, user = await _entity_request(request, d, ctx, backend, create=False, current=current)
     updated = await backend.update(ctx, eid, req, replace=replace)
     if d.user_mixins is not None:
         if replace:
