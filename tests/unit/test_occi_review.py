@@ -85,3 +85,20 @@ async def test_a_refused_resize_leaves_the_compute_as_it_was(cloud: Any, as_ctx:
     assert r.status_code == 409, r.text
     got = (await occi.get(f"/occi/compute/{cid}", headers=JSON_H)).json()
     assert got["title"] == "before" and RES + "42" in got["mixins"]
+
+
+async def test_a_refused_subnet_change_leaves_the_network_as_it_was(cloud: Any, as_ctx: AsCtx) -> None:
+    occi = occi_client(cloud, ctx_for("review-net"))
+    ipnetwork = "http://schemas.ogf.org/occi/infrastructure/network#ipnetwork"
+    body = {"kind": INFRA + "network", "mixins": [ipnetwork],
+            "attributes": {"occi.core.title": "before", "occi.network.address": "10.61.0.0/24"}}
+    r = await occi.post("/occi/network/", content=json.dumps(body).encode(), headers=JSON_H)
+    assert r.status_code == 201, r.text
+    loc = "/occi/network/" + r.headers["location"].rsplit("/", 1)[-1]
+    # a rename with a gateway outside the subnet (Neutron's 400)
+    body = {"kind": INFRA + "network", "mixins": [ipnetwork],
+            "attributes": {"occi.core.title": "after", "occi.network.gateway": "192.0.2.1"}}
+    r = await occi.post(loc, content=json.dumps(body).encode(), headers=JSON_H)
+    assert r.status_code == 400, r.text
+    got = (await occi.get(loc, headers=JSON_H)).json()
+    assert got["title"] == "before" and got["attributes"]["occi.network.gateway"] == "10.61.0.1"

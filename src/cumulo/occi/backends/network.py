@@ -28,7 +28,7 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
-from cumulo import errors
+from cumulo import errors, policy
 from cumulo.context import RequestContext
 from cumulo.occi import categories
 from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind
@@ -179,10 +179,12 @@ class NetworkBackend:
         if "occi.core.summary" in attrs or replace:
             item["description"] = str(attrs.get("occi.core.summary") or "")
         item.update(_provider(attrs, net))
+        if any(k.startswith("provider:") for k in item):
+            policy.authorize(ctx, "network:create:provider")  # Neutron's admin rule, before anything changes
+        if any(k in attrs for k in _IP_ATTRS):  # first: a refused subnet change leaves the network as it was
+            await self._update_subnet(ctx, net, attrs)
         if item:
             await self.network.update_network(ctx, entity_id, item)
-        if any(k in attrs for k in _IP_ATTRS):
-            await self._update_subnet(ctx, net, attrs)
         return await self.get(ctx, entity_id)
 
     async def _update_subnet(self, ctx: RequestContext, net: dict[str, Any], attrs: dict[str, Any]) -> None:
