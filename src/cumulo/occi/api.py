@@ -21,7 +21,6 @@ carries the caller's context, so another project's entities are a 404 everywhere
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
@@ -31,7 +30,7 @@ from starlette.routing import Route
 
 from cumulo import errors
 from cumulo.context import RequestContext
-from cumulo.occi import api_mixins, categories, validate
+from cumulo.occi import api_mixins, categories, mixins, validate
 from cumulo.occi.api_common import (
     absolute,
     all_categories,
@@ -49,14 +48,17 @@ from cumulo.occi.api_common import (
     with_tags,
 )
 from cumulo.occi.auth import OcciAuth, OcciUnauthorized, authenticate
+from cumulo.occi.backends import compute as compute_backend
+from cumulo.occi.backends import network as network_backend
+from cumulo.occi.backends import networkinterface as networkinterface_backend
+from cumulo.occi.backends import storage as storage_backend
+from cumulo.occi.backends import storagelink as storagelink_backend
+from cumulo.occi.backends import templates
 from cumulo.occi.backends.base import KindBackend, MixinSource
 from cumulo.occi.deps import OcciDeps, OcciServices, deps
 from cumulo.occi.faults import OcciHeaders, OcciNotImplemented, render_fault
 from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind, Mixin, split_location
 from cumulo.web.http import family_app
-
-# The backend modules (each `make(svc)`), in the order their kinds are listed at the root.
-BACKEND_MODULES = ("compute", "storage", "network", "networkinterface", "storagelink")
 
 
 class OcciMethodNotAllowed(errors.MethodNotAllowed):
@@ -420,40 +422,24 @@ ROUTES = [
 
 def build_deps(svc: OcciServices | None, *, backends: Sequence[KindBackend] = (),
                sources: Sequence[MixinSource] = (), user_mixins: Any = None) -> OcciDeps:
-    """The registry: the backends and mixin sources built from `svc` by their modules' `make(svc)`
-    (a module not built yet is left out), plus any given (tests)."""
+    """The registry: one backend per kind and the template mixin sources, each built from `svc` by its
+    module's `make(svc)`, and the user-mixin store; or (tests) the ones given."""
     found: list[KindBackend] = list(backends)
     srcs: list[MixinSource] = list(sources)
     store = user_mixins
     if svc is not None:
-        for name in BACKEND_MODULES:
-            module = _module(f"cumulo.occi.backends.{name}")
-            if module is not None and hasattr(module, "make"):
-                made = module.make(svc)
-                found += made if isinstance(made, list) else [made]
-        module = _module("cumulo.occi.backends.templates")
-        if module is not None and hasattr(module, "make"):
-            made = module.make(svc)
-            srcs += made if isinstance(made, list) else [made]
-        module = _module("cumulo.occi.mixins")
-        if store is None and module is not None and hasattr(module, "make"):
-            store = module.make(svc)
+        found += [compute_backend.make(svc), storage_backend.make(svc), network_backend.make(svc),
+                  networkinterface_backend.make(svc), storagelink_backend.make(svc)]
+        srcs += templates.make(svc)
+        if store is None:
+            store = mixins.make(svc)
     registry = {b.kind.id: b for b in found}
     links = [b for b in found if categories.is_link_kind(b.kind.id)]
     for b in found:
-        if hasattr(b, "link_backends"):
+        if hasattr(b, "link_backends"):  # a resource's links come from the link kinds' backends
             b.link_backends = links
     return OcciDeps(services=svc, backends=registry, sources=srcs, user_mixins=store,
                     auth=OcciAuth(svc.identity) if svc is not None else None)
-
-
-def _module(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return None
 
 
 def make_app(svc: OcciServices | None = None, *, occi_deps: OcciDeps | None = None) -> Any:
