@@ -358,8 +358,32 @@ def test_another_project_sees_and_touches_nothing(world: World, other: Tenant) -
                 assert not {uuid, path_id(vol), world.private} & stranger.ids(path), (rendering, path)
             assert not stranger.ids("/compute/", attributes={"occi.core.title": "occi-isolated"})
             assert stranger.ids("/", category=COMPUTE) == set()
+    # Nor can it reach them by reference: links from or to them, templates of its own that name them.
+    with Occi(world.cloud.base_url, JSON, token=other.token) as stranger:
+        own = stranger.create(STORAGE, attributes={"occi.core.title": "stranger-vol", "occi.storage.size": 1})
+        for kind, source, target in ((STORAGELINK, loc, (own, STORAGE)), (STORAGELINK, loc, (vol, STORAGE)),
+                                     (NETWORKINTERFACE, loc, (net, NETWORK))):
+            r = stranger.request("POST", stranger.kind_location(kind),
+                                 **stranger._entity_request(kind, (), {}, (), source, target))
+            assert r.status_code in (400, 404), (kind, target, r.status_code, r.text)
+        links = [InlineLink(target=vol, target_kind=STORAGE, kind=STORAGELINK),
+                 InlineLink(target=net, target_kind=NETWORK, kind=NETWORKINTERFACE)]
+        for link in links:
+            r = stranger.request("POST", "/compute/", **stranger._entity_request(
+                COMPUTE, [OS_TPL_SCHEME + world.images["busybox"], RESOURCE_TPL_SCHEME + world.flavors["m1.tiny"]],
+                {"occi.core.title": "stranger-ct"}, [link]))
+            assert r.status_code in (400, 404), (link, r.status_code, r.text)
+        assert api(world.cloud, other, "GET", "/compute/v2.1/servers").json()["servers"] == []
+        term = f"grab{secrets.token_hex(3)}"
+        assert stranger.add_mixin("http://example.com/stranger#", term, "grab", f"/{term}/").status_code == 200
+        with Occi(world.cloud.base_url, TEXT_OCCI, token=other.token) as text_stranger:
+            assert text_stranger.add_members(f"/{term}/", [loc]).status_code == 404
+        assert stranger.delete(own).status_code in (200, 204)
+        assert stranger.delete_mixin("http://example.com/stranger#", term).status_code == 200
     # The stranger's attempts changed nothing.
     assert container_status(world.cloud, uuid) == "running"
+    assert [ln.self_ for ln in js.get(loc).links if ln.category and ln.category[0] == NETWORKINTERFACE] == [nic]
+    assert all(not (ln.category and ln.category[0] == STORAGELINK) for ln in js.get(loc).links)
     assert js.get(loc).attributes["occi.core.title"] == "occi-isolated"
     assert path_id(vol) in js.ids("/storage/")
 

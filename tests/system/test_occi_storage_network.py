@@ -150,8 +150,14 @@ def test_storage_create_query_destroy(world: World, rendering: str) -> None:
     assert vid in occi.ids("/storage/")
     assert occi.ids("/storage/", attributes={"occi.core.title": title}) == {vid}
     assert vid not in occi.ids("/storage/", attributes={"occi.core.title": title + "-not"})
+    # A full update (PUT, the whole representation) renames it, for the volume service too.
+    r = occi.update(loc, kind=STORAGE, attributes={"occi.core.title": title + "-put", "occi.storage.size": 1},
+                    replace=True)
+    assert r.status_code in (200, 201), r.text
+    assert world.cinder(vid)["name"] == title + "-put"
     if rendering == JSON:
         validate_json(occi.get_json(loc), "resource")
+        validate_json(occi.request("GET", "/storage/").json(), "resource_collection")
     # Destroy: gone from OCCI, from the volume service and from the host.
     assert occi.delete(loc).status_code in (200, 204)
     wait_for(lambda: api(world.cloud, world.demo, "GET", f"/volume/v3/volumes/{vid}").status_code == 404, timeout=60,
