@@ -3,6 +3,7 @@ one project's request may do to another's data (in-process cloud, fake driver, r
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,14 @@ TAGS = "http://example.com/review-tags#"
 JSON_H = {"Content-Type": "application/occi+json", "Accept": "application/occi+json"}
 
 AsCtx = Callable[[RequestContext], httpx.AsyncClient]
+
+
+async def _until(occi: httpx.AsyncClient, loc: str, attr: str, want: str, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (got := (await occi.get(loc, headers=JSON_H)).json()["attributes"].get(attr)) != want:
+        assert loop.time() < deadline, f"{loc}: {attr} is {got!r}, not {want!r}"
+        await asyncio.sleep(0.02)
 
 
 async def _define(occi: httpx.AsyncClient, term: str, applies: list[str]) -> None:
@@ -102,3 +111,21 @@ async def test_a_refused_subnet_change_leaves_the_network_as_it_was(cloud: Any, 
     assert r.status_code == 400, r.text
     got = (await occi.get(loc, headers=JSON_H)).json()
     assert got["title"] == "before" and got["attributes"]["occi.network.gateway"] == "10.61.0.1"
+
+
+async def test_a_grow_over_quota_leaves_the_storage_as_it_was(cloud: Any, as_ctx: AsCtx) -> None:
+    p1 = ctx_for("review-storage")
+    admin = as_ctx(ctx_for("review-storage", "admin"))
+    r = await admin.put("/volume/v3/review-storage/os-quota-sets/review-storage", json={"quota_set": {"gigabytes": 1}})
+    assert r.status_code == 200, r.text
+    occi = occi_client(cloud, p1)
+    body = {"kind": INFRA + "storage", "attributes": {"occi.storage.size": 1, "occi.core.title": "before"}}
+    r = await occi.post("/occi/storage/", content=json.dumps(body).encode(), headers=JSON_H)
+    assert r.status_code == 201, r.text
+    loc = "/occi/storage/" + r.headers["location"].rsplit("/", 1)[-1]
+    await _until(occi, loc, "occi.storage.state.message", "available")
+    body = {"kind": INFRA + "storage", "attributes": {"occi.storage.size": 2, "occi.core.title": "after"}}
+    r = await occi.post(loc, content=json.dumps(body).encode(), headers=JSON_H)
+    assert r.status_code == 413, r.text
+    got = (await occi.get(loc, headers=JSON_H)).json()
+    assert got["title"] == "before" and got["attributes"]["occi.storage.size"] == 1

@@ -213,11 +213,11 @@ class StorageBackend:
         grow = None
         if req.attributes.get("occi.storage.size") is not None:  # checked before anything is written
             grow = self._new_size(rec, req.attributes["occi.storage.size"], "occi.storage.size")
-        if values and any(values[f] != rec.get(f) for f in values):
-            await self.volume.update_volume(ctx, entity_id, {"volume": values})
-        if grow is not None:
+        if grow is not None:  # first: a grow refused (quota, state) leaves the title and summary as they were
             with state_conflicts():
                 await self.volume.extend(ctx, str(rec["id"]), grow, version=VOLUME_VERSION)
+        if values and any(values[f] != rec.get(f) for f in values):
+            await self.volume.update_volume(ctx, entity_id, {"volume": values})
         return await self.get(ctx, entity_id)
 
     @staticmethod
