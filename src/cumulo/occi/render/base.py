@@ -104,7 +104,7 @@ class Parser(Protocol):
         ...
 
 
-def _media_ranges(accept: str | Sequence[str] | None) -> list[tuple[str, float, int]]:
+def media_ranges(accept: str | Sequence[str] | None) -> list[tuple[str, float, int]]:
     """(media range, q, position) from one Accept value or several (repeated headers)."""
     values = [accept] if isinstance(accept, str) else list(accept or [])
     out: list[tuple[str, float, int]] = []
@@ -151,7 +151,7 @@ def negotiate(accept: str | Sequence[str] | None, *, listing: bool = False) -> s
     only when `listing` (a collection GET): chosen otherwise it is a 400 (GFD.229 §7). Nothing
     acceptable -> NotAcceptable (406). Returns one of MEDIA_TYPES (application/json and
     text/occi+plain are returned as asked, so the response carries the name the client wanted)."""
-    ranges = _media_ranges(accept)
+    ranges = media_ranges(accept)
     if not ranges:
         return TEXT_PLAIN
     best: tuple[float, int, int, int] | None = None  # (q, specificity, -position, -preference)
