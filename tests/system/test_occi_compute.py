@@ -285,6 +285,10 @@ def test_cli_server_through_every_action(world: World) -> None:
         world.wait_state(loc, state)
         wait_container(world.cloud, uuid, *statuses)
         assert bundle.is_dir(), f"{bundle} gone after {term}"  # stopped, not deleted
+        # The action links offer what the new state allows (start when stopped or suspended, stop when active).
+        offered = set(client.get(loc).actions)
+        assert (action_id(COMPUTE, "start") in offered) == (state != "active"), (term, offered)
+        assert (action_id(COMPUTE, "stop") in offered) == (state == "active"), (term, offered)
     # restart: graceful and warm (soft reboots) and cold (hard): a new init process each time.
     for client, method in ((plain, "graceful"), (headers, "warm"), (js, "cold")):
         pid = world_runc_pid(world, uuid)
