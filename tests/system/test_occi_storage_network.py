@@ -289,6 +289,9 @@ def test_links_made_on_creation(world: World, box: Box) -> None:
                                       f"/mnt/volumes/{vid}/mark && cat /mnt/volumes/{vid}/mark")
     assert done.returncode == 0 and done.stdout.strip() == mark, done.stderr
     assert world.cinder(vid)["status"] == "in-use"
+    # An attached volume cannot go offline (the container holds it): a 409, and it stays mounted.
+    assert world.occi(TEXT_PLAIN).action(box.storage, action_id(STORAGE, "offline")).status_code == 409
+    assert exec_in(world.cloud, uuid, f"cat /mnt/volumes/{vid}/mark").stdout.strip() == mark
     # The links are entities of their own: the storagelink's source and target.
     sl = next(ln for ln in world.occi(JSON).get(box.compute).links if ln.category and ln.category[0] == STORAGELINK)
     link = world.occi(TEXT_PLAIN).get(sl.self_ or "")
