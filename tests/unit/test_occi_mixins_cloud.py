@@ -6,6 +6,7 @@ leaves the tag's collection."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -81,3 +82,20 @@ async def test_template_and_user_mixin_collections(world: World) -> None:
     r = await c.request("DELETE", "/occi/-/", headers={"Category": f'web; scheme="{TAGS}"; class="mixin"'})
     assert r.status_code == 200, r.text
     assert (await c.get("/occi/tags/web/")).status_code == 404
+
+
+async def test_a_user_mixin_that_does_not_apply_refuses_the_create_before_any_server(world: World) -> None:
+    c = world.member
+    r = await c.post("/occi/-/", content=json.dumps({"mixins": [{
+        "term": "disks", "scheme": TAGS, "location": "/tags/disks/", "applies": [INFRA + "storage"]}]}),
+        headers={"Content-Type": "application/occi+json"})
+    assert r.status_code == 200, r.text
+    before = (await c.get(f"{API}/servers")).json()["servers"]
+    r = await c.post("/occi/compute/", headers=[
+        ("Content-Type", "text/occi"), ("Accept", "text/plain"),
+        ("Category", f'compute; scheme="{INFRA}"; class="kind"'),
+        ("Category", f'{world.image_id}; scheme="{OS_TPL}"; class="mixin"'),
+        ("Category", f'disks; scheme="{TAGS}"; class="mixin"'),
+        ("X-OCCI-Attribute", 'occi.core.title="refused"')])
+    assert r.status_code == 400 and "does not apply to compute" in r.text, r.text
+    assert (await c.get(f"{API}/servers")).json()["servers"] == before
