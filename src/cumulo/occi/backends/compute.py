@@ -168,10 +168,15 @@ class ComputeBackend:
 
     async def _links(self, ctx: RequestContext, uuids: set[str]) -> dict[str, list[Entity]]:
         out: dict[str, list[Entity]] = {}
-        for backend in self.link_backends:
+
+        async def read(backend: KindBackend) -> list[Entity]:
             # links_of(ctx, server uuids): a link backend's own cheaper read of some servers' links
             links_of = getattr(backend, "links_of", None)
-            for link in await (links_of(ctx, sorted(uuids)) if links_of is not None else backend.list(ctx)):
+            found: list[Entity] = await (links_of(ctx, sorted(uuids)) if links_of is not None else backend.list(ctx))
+            return found
+
+        for links in await asyncio.gather(*(read(b) for b in self.link_backends)):
+            for link in links:
                 source = str(link.attributes.get("occi.core.source") or "")
                 try:
                     coll, ident = split_location(source)
@@ -195,7 +200,7 @@ class ComputeBackend:
         while True:  # the caller's project only, even for an admin (Nova's default list)
             q = ListQuery(project_id=ctx.project_id or "", limit=_PAGE, marker=marker, sort=[("created_at", "asc")])
             page, _faults, _status = await self.compute.list_servers(q, with_faults=False, with_host_status=False)
-            rows += page
+            rows += [r for r in page if not _gone(r)]
             if len(page) < _PAGE:
                 break
             marker = page[-1]["uuid"]
@@ -218,18 +223,26 @@ class ComputeBackend:
 
     async def _row(self, ctx: RequestContext, entity_id: str) -> dict[str, Any]:
         row = await self.compute.get(ctx, entity_id)
-        if row["project_id"] != ctx.project_id:  # an admin, too, sees only their project's entities here
+        if row["project_id"] != ctx.project_id or _gone(row):  # an admin, too, sees only their project's here
             raise errors.NotFound(f"compute {entity_id} not found")
         return row
 
     async def get(self, ctx: RequestContext, entity_id: str) -> Entity:
+        # The row and the links are read side by side (the links are the caller's project's only:
+        # another project's id finds none, and the row's NotFound wins).
+        links_task = asyncio.ensure_future(self._links(ctx, {entity_id}))
         try:
-            row = await self._row(ctx, entity_id)
-        except errors.NotFound:
-            raise errors.NotFound(f"compute {entity_id} not found") from None
-        policy.authorize(ctx, "compute:servers:show")
+            try:
+                row = await self._row(ctx, entity_id)
+            except errors.NotFound:
+                raise errors.NotFound(f"compute {entity_id} not found") from None
+            policy.authorize(ctx, "compute:servers:show")
+            links = await links_task
+        finally:
+            if not links_task.done():
+                links_task.cancel()
+                await asyncio.gather(links_task, return_exceptions=True)
         faults = await self._faults([row])
-        links = await self._links(ctx, {row["uuid"]})
         return self.entity(ctx, row, faults.get(row["uuid"]), links.get(row["uuid"], ()))
 
     # --- create ---
@@ -471,6 +484,13 @@ def _one(mixins: list[str], scheme: str, what: str) -> str | None:
     if len(found) > 1:
         raise errors.Invalid(f"more than one {what} mixin: {', '.join(found)}")
     return found[0] if found else None
+
+
+def _gone(row: dict[str, Any]) -> bool:
+    """A server whose DELETE was accepted (being deleted, soft-deleted) is no entity any more: GFD.223
+    §10.4's DELETE deletes it, so GET is a 404 at once while the host finishes in the background."""
+    return row.get("task_state") in (st.DELETING, st.SOFT_DELETING) or row.get("vm_state") in (
+        st.DELETED, st.SOFT_DELETED)
 
 
 def _inline_links(req: EntityRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
