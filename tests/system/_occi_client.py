@@ -262,6 +262,8 @@ class Occi:
         if resp.status_code != 204 and resp.content:
             ctype = resp.headers.get("content-type", "").split(";")[0].strip()
             assert ctype in (self.rendering, URI_LIST), f"{what}: asked {self.rendering}, got {ctype}"
+            if ctype == TEXT_OCCI and resp.is_success:  # GFD.229 §6: everything in headers, the body "OK"
+                assert resp.text.strip() == "OK", f"{what}: a text/occi body other than OK: {resp.text[:200]!r}"
         return resp
 
     # -- query interface ----------------------------------------------------------------------
