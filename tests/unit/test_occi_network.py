@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from _asgi_ctx import ctx_for
+from occi_cloud import image, services
 
 from cumulo import errors
 from cumulo.context import RequestContext
@@ -24,12 +25,6 @@ from cumulo.occi.model import ActionRequest, EntityRequest, LinkRequest
 
 IPNET = categories.IPNETWORK.id
 IPNIC = categories.IPNETWORKINTERFACE.id
-
-
-def services(cloud: Any) -> OcciServices:
-    s = cloud.services
-    return OcciServices(conf=s.conf, db=s.db, identity=s.identity, images=s.images, compute=s.compute,
-                        network=s.network, volume=s.volume, placement=s.placement)
 
 
 def act(term: str) -> ActionRequest:
@@ -140,16 +135,6 @@ async def test_network_create_read_act_update_delete(cloud: Any) -> None:
     with pytest.raises(errors.NotFound):
         await backend.get(p1, ent.id)
     assert not [s for s in await svc.network.list_subnets(p1) if s["network_id"] == ent.id]
-
-
-async def image(client: httpx.AsyncClient) -> str:
-    r = await client.post("/image/v2/images", json={"name": "cirros", "disk_format": "raw", "container_format": "bare"})
-    assert r.status_code == 201, r.text
-    image_id = str(r.json()["id"])
-    r = await client.put(f"/image/v2/images/{image_id}/file", content=b"bytes",
-                         headers={"content-type": "application/octet-stream"})
-    assert r.status_code == 204, r.text
-    return image_id
 
 
 async def active(svc: OcciServices, ctx: RequestContext, uuid: str, timeout: float = 20.0) -> dict[str, Any]:

@@ -10,12 +10,13 @@ from typing import Any
 
 import httpx
 from _asgi_ctx import ctx_for
-from test_occi_compute_http import occi_client
+from occi_cloud import image, occi_client
 
 from cumulo.context import RequestContext
 
 INFRA = "http://schemas.ogf.org/occi/infrastructure#"
 TAGS = "http://example.com/review-tags#"
+RES = "http://schemas.openstack.org/template/resource#"
 JSON_H = {"Content-Type": "application/occi+json", "Accept": "application/occi+json"}
 
 AsCtx = Callable[[RequestContext], httpx.AsyncClient]
@@ -74,8 +75,6 @@ async def test_a_collection_delete_leaves_other_projects_tags_of_what_it_could_n
 
 
 async def test_a_refused_resize_leaves_the_compute_as_it_was(cloud: Any, as_ctx: AsCtx) -> None:
-    from test_occi_compute_http import RES, image, state_of
-
     p1 = ctx_for("review-resize")
     img = await image(as_ctx(p1))
     occi = occi_client(cloud, p1)
@@ -84,10 +83,11 @@ async def test_a_refused_resize_leaves_the_compute_as_it_was(cloud: Any, as_ctx:
     r = await occi.post("/occi/compute/", content=json.dumps(body).encode(), headers=JSON_H)
     assert r.status_code == 201, r.text
     cid = r.headers["location"].rsplit("/", 1)[-1]
-    await state_of(occi, cid, "active")
+    loc = f"/occi/compute/{cid}"
+    await _until(occi, loc, "occi.compute.state.message", "active")
     r = await occi.post(f"/occi/compute/{cid}?action=suspend", headers={"Accept": "text/plain"})
     assert r.status_code == 200, r.text
-    await state_of(occi, cid, "suspended")
+    await _until(occi, loc, "occi.compute.state.message", "suspended")
     # a rename with a resize the state refuses (suspended: Nova resizes only active or stopped servers)
     body = {"kind": INFRA + "compute", "mixins": [RES + "84"], "attributes": {"occi.core.title": "after"}}
     r = await occi.post(f"/occi/compute/{cid}", content=json.dumps(body).encode(), headers=JSON_H)

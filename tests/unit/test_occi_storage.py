@@ -7,16 +7,16 @@ and removed through the compute service's attach/detach, the refusals (400 namin
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from occi_cloud import until
 
 from cumulo import errors
 from cumulo.context import RequestContext, expand_roles
@@ -34,18 +34,6 @@ ROOT = os.geteuid() == 0  # the offline seal (chattr +i) needs root
 
 def ctx_of(project: str, *roles: str) -> RequestContext:
     return RequestContext(user_id=uuid.uuid4().hex, project_id=project, roles=expand_roles(list(roles or ("member",))))
-
-
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 20.0) -> Any:
-    """Poll `check` until it returns something truthy (a deadline, never a fixed wait)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        got = await check()
-        if got:
-            return got
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Env:

@@ -6,23 +6,19 @@ backends' own behaviour is tests/unit/test_occi_storage.py's; the real-host rows
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from _asgi_ctx import AsCtx
+from occi_cloud import occi_client, until
 
 from cumulo.context import RequestContext, expand_roles
-from cumulo.occi.api import make_app
-from cumulo.occi.deps import OcciServices
 from cumulo.volume.worker import offline
-from cumulo.web.http import PrefixDispatcher
 
 INFRA = "http://schemas.ogf.org/occi/infrastructure#"
 ACTION = "http://schemas.ogf.org/occi/infrastructure/storage/action#"
@@ -30,32 +26,12 @@ JSON_ACCEPT = {"Accept": "application/occi+json"}
 ROOT = os.geteuid() == 0
 
 
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 20.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        got = await check()
-        if got:
-            return got
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-async def _outside(scope: Any, receive: Any, send: Any) -> None:
-    raise AssertionError(f"request outside /occi: {scope.get('path')}")
-
-
 class Env:
     def __init__(self, cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]) -> None:
-        s = cloud.services
         self.cloud = cloud
         self.project = uuid.uuid4().hex
         ctx = RequestContext(user_id=uuid.uuid4().hex, project_id=self.project, roles=expand_roles(["member"]))
-        app = make_app(OcciServices(conf=s.conf, db=s.db, identity=s.identity, images=s.images, compute=s.compute,
-                                    network=s.network, volume=s.volume, placement=s.placement))
-        self.occi = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=PrefixDispatcher({"/occi": AsCtx(app, ctx)}, _outside)),
-            base_url="http://cumulo.test")
+        self.occi = occi_client(cloud, ctx)
         self.os = as_ctx(ctx)  # the OpenStack APIs as the same caller
 
     async def storage(self, path: str) -> dict[str, Any]:
