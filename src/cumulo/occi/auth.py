@@ -146,7 +146,8 @@ class OcciAuth:
             raise OcciUnauthorized(exc.message, BASIC_REALM) from None
         except errors.CumuloError as exc:  # e.g. Invalid from the login's checks: still a failed login
             raise OcciUnauthorized(exc.message, BASIC_REALM) from None
-        self._tokens[key] = issued.token
+        if issued.info.ctx.project_id:  # an unscoped login is not kept: a default project set later applies
+            self._tokens[key] = issued.token
         while len(self._tokens) > CACHE_SIZE:
             self._tokens.popitem(last=False)
         scoped: RequestContext = issued.info.ctx
