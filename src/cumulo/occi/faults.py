@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cumulo import __version__, errors
+from cumulo.occi.render.base import media_ranges
 
 OCCI_VERSION = (1, 2)
 SERVER = f"cumulo/{__version__} OCCI/{OCCI_VERSION[0]}.{OCCI_VERSION[1]}"
@@ -38,29 +39,18 @@ class OcciNotImplemented(errors.CumuloError):
     code = 501
 
 
+_FAULT_KINDS = {"application/occi+json": "json", "application/json": "json", "text/occi": "text/occi",
+                "text/occi+plain": "text/occi+plain"}  # GFD.229 §6: text/occi+plain is text/plain's other name
+
+
 def fault_media_type(accept_values: list[str]) -> str:
     """The fault rendering for the Accept header(s): the first named OCCI rendering wins, by q
     order; anything unknown falls back to text/plain."""
     best: tuple[float, int, str] | None = None
-    pos = 0
-    for value in accept_values:
-        for item in value[:8192].split(","):
-            parts = [p.strip() for p in item.split(";")]
-            media = parts[0].lower()
-            q = 1.0
-            for p in parts[1:]:
-                k, _, v = p.partition("=")
-                if k.strip().lower() == "q":
-                    try:
-                        q = float(v)
-                    except ValueError:
-                        q = 0.0
-            pos += 1
-            kind = {"application/occi+json": "json", "application/json": "json", "text/occi": "text/occi"}.get(media)
-            if kind is None or q <= 0:
-                continue
-            if best is None or (q, -pos) > (best[0], best[1]):
-                best = (q, -pos, kind)
+    for media, q, pos in media_ranges([v[:8192] for v in accept_values]):
+        kind = _FAULT_KINDS.get(media)
+        if kind is not None and q > 0 and (best is None or (q, -pos) > (best[0], best[1])):
+            best = (q, -pos, kind)
     return best[2] if best else "text/plain"
 
 
@@ -78,7 +68,9 @@ def fault_body(status: int, message: str, accept_values: list[str]) -> tuple[byt
         return body, "application/occi+json"
     # Text: one line; lone surrogates (from a hostile path) cannot be encoded, so they are replaced.
     text = message.encode("utf-8", "replace") + b"\n"
-    return text, "text/occi" if kind == "text/occi" else "text/plain; charset=utf-8"
+    if kind == "text/occi":
+        return text, "text/occi"
+    return text, f"{'text/occi+plain' if kind == 'text/occi+plain' else 'text/plain'}; charset=utf-8"
 
 
 def render_fault(status: int, message: str, request: Request) -> Response:
