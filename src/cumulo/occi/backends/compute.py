@@ -168,10 +168,15 @@ class ComputeBackend:
 
     async def _links(self, ctx: RequestContext, uuids: set[str]) -> dict[str, list[Entity]]:
         out: dict[str, list[Entity]] = {}
-        for backend in self.link_backends:
+
+        async def read(backend: KindBackend) -> list[Entity]:
             # links_of(ctx, server uuids): a link backend's own cheaper read of some servers' links
             links_of = getattr(backend, "links_of", None)
-            for link in await (links_of(ctx, sorted(uuids)) if links_of is not None else backend.list(ctx)):
+            found: list[Entity] = await (links_of(ctx, sorted(uuids)) if links_of is not None else backend.list(ctx))
+            return found
+
+        for links in await asyncio.gather(*(read(b) for b in self.link_backends)):
+            for link in links:
                 source = str(link.attributes.get("occi.core.source") or "")
                 try:
                     coll, ident = split_location(source)
@@ -223,13 +228,21 @@ class ComputeBackend:
         return row
 
     async def get(self, ctx: RequestContext, entity_id: str) -> Entity:
+        # The row and the links are read side by side (the links are the caller's project's only:
+        # another project's id finds none, and the row's NotFound wins).
+        links_task = asyncio.ensure_future(self._links(ctx, {entity_id}))
         try:
-            row = await self._row(ctx, entity_id)
-        except errors.NotFound:
-            raise errors.NotFound(f"compute {entity_id} not found") from None
-        policy.authorize(ctx, "compute:servers:show")
+            try:
+                row = await self._row(ctx, entity_id)
+            except errors.NotFound:
+                raise errors.NotFound(f"compute {entity_id} not found") from None
+            policy.authorize(ctx, "compute:servers:show")
+            links = await links_task
+        finally:
+            if not links_task.done():
+                links_task.cancel()
+                await asyncio.gather(links_task, return_exceptions=True)
         faults = await self._faults([row])
-        links = await self._links(ctx, {row["uuid"]})
         return self.entity(ctx, row, faults.get(row["uuid"]), links.get(row["uuid"], ()))
 
     # --- create ---
