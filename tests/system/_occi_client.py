@@ -22,7 +22,7 @@ optionally a header naming the project).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -195,7 +195,7 @@ class Occi:
 
     def __init__(self, base_url: str, rendering: str = TEXT_PLAIN, *, token: str | None = None,
                  basic: tuple[str, str] | None = None, headers: Mapping[str, str] | None = None,
-                 root: str = "/occi", timeout: float = 60.0) -> None:
+                 root: str = "/occi", timeout: float = 60.0, validator: Callable[[Any], Any] | None = None) -> None:
         assert rendering in RENDERINGS, rendering
         self.rendering = rendering
         self.root = root.rstrip("/")
@@ -204,6 +204,7 @@ class Occi:
             hdrs["X-Auth-Token"] = token
         self.http = httpx.Client(base_url=base_url, headers=hdrs, auth=basic, timeout=timeout)
         self._kind_locations: dict[str, str] | None = None
+        self.validator = validator  # called with every successful JSON answer (e.g. a schema check)
 
     def close(self) -> None:
         self.http.close()
@@ -262,6 +263,8 @@ class Occi:
         if resp.status_code != 204 and resp.content:
             ctype = resp.headers.get("content-type", "").split(";")[0].strip()
             assert ctype in (self.rendering, URI_LIST), f"{what}: asked {self.rendering}, got {ctype}"
+            if ctype == JSON and resp.is_success and self.validator is not None:
+                self.validator(resp.json())
             if ctype == TEXT_OCCI and resp.is_success:  # GFD.229 §6: everything in headers, the body "OK"
                 assert resp.text.strip() == "OK", f"{what}: a text/occi body other than OK: {resp.text[:200]!r}"
         return resp

@@ -50,7 +50,8 @@ class OcciWorld:
     def occi(self, rendering: str) -> Occi:
         """The demo user's client in `rendering` (token auth)."""
         if rendering not in self.clients:
-            self.clients[rendering] = Occi(self.cloud.base_url, rendering, token=self.demo.token)
+            self.clients[rendering] = Occi(self.cloud.base_url, rendering, token=self.demo.token,
+                                           validator=validate_any)
         return self.clients[rendering]
 
     def close(self) -> None:
@@ -115,6 +116,21 @@ def validate_json(doc: Any, definition: str) -> bool:
     sub.pop("oneOf", None)
     jsonschema.validate(doc, sub)
     return True
+
+
+def validate_any(doc: Any) -> None:
+    """Validate an OCCI JSON answer against the schema's definition for its shape (a model, a
+    collection, a link, a resource); answers of another shape (errors) are left alone."""
+    if not isinstance(doc, dict):
+        return
+    if "kind" in doc:
+        validate_json(doc, "link" if "source" in doc else "resource")
+    elif "resources" in doc:
+        validate_json(doc, "resource_collection")
+    elif "links" in doc:
+        validate_json(doc, "link_collection")
+    elif {"kinds", "mixins", "actions"} & doc.keys():
+        validate_json(doc, "model")
 
 
 # -- the host ---------------------------------------------------------------------------------
