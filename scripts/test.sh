@@ -27,7 +27,13 @@ check .venv/bin/python scripts/layout.py --check
 # Per-test limit: a hung server or client fails one test instead of the whole run. The 25 slowest
 # tests are listed at the end, to keep an eye on the 30-minute budget.
 # pytest exits 5 when it collects no test; that is a failure here like any other non-zero.
-check .venv/bin/pytest tests -q --timeout=300 --durations=25 "$@"
+# Parallel (pytest-xdist): the suite mostly waits (VM boots under TCG, cloud restarts, polling), so
+# CUMULO_TEST_WORKERS (default 3) workers run whole files (--dist loadfile: a module's shared cloud
+# stays in one worker), in collection order (contract, system, unit: the long modules start first
+# and the many short unit files fill the end); the data plane leftover check runs once, in the
+# controller, after every worker finished (tests/conftest.py). CUMULO_TEST_WORKERS=0 runs serially.
+check .venv/bin/pytest tests -q --timeout=300 --durations=25 -n "${CUMULO_TEST_WORKERS:-3}" --dist loadfile \
+  --no-loadscope-reorder "$@"
 
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "FAILED: ${failed[*]}" >&2
