@@ -101,7 +101,7 @@ class World(OcciWorld):
 @pytest.fixture(scope="module")
 def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("occi-sn")
-    cloud = launch_runc(cumulo_launcher, tmp, runc_suspend="freezer")
+    cloud = launch_runc(cumulo_launcher, tmp)
     w = World(cloud, tenant_of(cloud))
     w.made = []
     with cloud.client("cumulo-demo") as c:
@@ -111,9 +111,17 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
         yield w
     finally:
         occi = w.occi(JSON)
-        for loc in reversed(w.made):
+        computes = [loc for loc in w.made if "/compute/" in loc]
+        for loc in computes:  # first, so that their volumes and ports are free when the rest goes
             with contextlib.suppress(Exception):
                 occi.delete(loc)
+        for loc in computes:
+            with contextlib.suppress(AssertionError):
+                wait_for(lambda loc=loc: occi.status("GET", loc) == 404, timeout=60, what=f"{loc} deleted")
+        for loc in reversed(w.made):
+            if loc not in computes:
+                with contextlib.suppress(Exception):
+                    occi.delete(loc)
         w.close()
         cloud.close()
 
