@@ -2,9 +2,10 @@
 (category classes, Core and Infrastructure kinds, Infrastructure mixins, templates), filtering on
 the query interface and on collections, creating, querying and destroying compute, every compute
 action, contextualization (a user_data script run by a VM, an SSH key in a container's
-authorized_keys), the same servers seen by the real `openstack` CLI, and a second project that can
-neither see nor touch the first's entities. Plain HTTP by the spec client
-(tests/system/_occi_client.py), in the three renderings.
+authorized_keys), the same servers seen by the real `openstack` CLI, user-defined mixins as tags,
+and a second project that can neither see nor touch the first's entities, directly or by reference.
+Plain HTTP by the spec client (tests/system/_occi_client.py), in the three renderings; every JSON
+answer is validated against the vendored OCCI 1.2 schema.
 
 ONE `cumulo up` (runc and QEMU nodes, no external link). It boots one tiny VM (the user_data row:
 its console shows what the script printed) and busybox containers: one per rendering for
