@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import hmac
 import os
@@ -34,6 +33,7 @@ from starlette.requests import Request
 
 from cumulo import errors
 from cumulo.context import RequestContext
+from cumulo.web.http import remember
 
 PROJECT_HEADER = "X-Auth-Project"
 BASIC_REALM = 'Basic realm="cumulo"'
@@ -161,9 +161,4 @@ async def authenticate(request: Request, auth: OcciAuth | None) -> RequestContex
         return cached  # type: ignore[no-any-return]
     if auth is None:
         raise OcciUnauthorized(_FAILED, keystone_challenge(request))
-    ctx = await auth.context(request)
-    rid = request.scope.get("cumulo.request_id")
-    if rid:
-        ctx = dataclasses.replace(ctx, request_id=rid)
-    request.scope["cumulo.context"] = ctx
-    return ctx
+    return remember(request, await auth.context(request))

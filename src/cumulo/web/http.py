@@ -235,7 +235,12 @@ async def authenticate(request: Request) -> RequestContext:
     authenticator: Authenticator | None = getattr(request.app.state, "authenticator", None)
     if authenticator is None:
         raise errors.Unauthorized("The request you have made requires authentication.")
-    ctx = await authenticator.validate_token(token)
+    return remember(request, await authenticator.validate_token(token))
+
+
+def remember(request: Request, ctx: RequestContext) -> RequestContext:
+    """`ctx` with this request's id, kept in the request's scope: what `authenticate` answers for
+    the rest of the request (another family's own authentication ends with it too)."""
     rid = request.scope.get("cumulo.request_id")
     if rid:
         ctx = dataclasses.replace(ctx, request_id=rid)
