@@ -8,7 +8,6 @@ and removed through the compute service's attach/detach, the refusals (400 namin
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from occi_cloud import until
+from occi_cloud import unseal_volumes, until
 
 from cumulo import errors
 from cumulo.context import RequestContext, expand_roles
@@ -90,9 +89,7 @@ class Env:
 @pytest.fixture
 async def env(cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]) -> AsyncIterator[Env]:
     yield Env(cloud, as_ctx)
-    volumes = Path(cloud.services.conf.state_dir) / "volumes"
-    if ROOT and volumes.is_dir():  # a test that failed half way leaves no immutable file behind
-        subprocess.run(["chattr", "-R", "-i", str(volumes)], check=False, capture_output=True)  # noqa: S603, S607
+    unseal_volumes(cloud)
 
 
 def vol_file(env: Env, vid: str) -> Path:

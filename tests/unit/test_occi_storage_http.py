@@ -7,7 +7,6 @@ backends' own behaviour is tests/unit/test_occi_storage.py's; the real-host rows
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from occi_cloud import occi_client, until
+from occi_cloud import occi_client, unseal_volumes, until
 
 from cumulo.context import RequestContext, expand_roles
 from cumulo.volume.worker import offline
@@ -56,9 +55,7 @@ class Env:
 @pytest.fixture
 async def env(cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]) -> AsyncIterator[Env]:
     yield Env(cloud, as_ctx)
-    volumes = Path(cloud.services.conf.state_dir) / "volumes"
-    if ROOT and volumes.is_dir():  # a test that failed half way leaves no immutable file behind
-        subprocess.run(["chattr", "-R", "-i", str(volumes)], check=False, capture_output=True)  # noqa: S603, S607
+    unseal_volumes(cloud)
 
 
 async def _create(env: Env, kind: str, *attrs: str) -> str:
