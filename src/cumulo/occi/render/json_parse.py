@@ -23,7 +23,7 @@ from cumulo.occi.model import (
     LinkRequest,
     Mixin,
 )
-from cumulo.occi.render.text_syntax import ATTR_NAME_RE, MAX_BODY, MAX_FIELDS, TERM_RE
+from cumulo.occi.render.text_syntax import ATTR_NAME_RE, MAX_FIELDS, TERM_RE, body_text
 
 MAX_DEPTH = 32
 _ENTITY_KEYS = {"kind", "mixins", "attributes", "actions", "id", "links", "summary", "title", "source", "target", "rel"}
@@ -47,14 +47,7 @@ def _reject_constant(name: str) -> Any:
 
 def load(body: bytes) -> Any:
     """The JSON document of a request body, bounded."""
-    if len(body) > MAX_BODY:
-        raise errors.PayloadTooLarge(f"JSON body larger than {MAX_BODY} bytes")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise errors.Invalid("the body is not valid UTF-8") from e
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = body_text(body, "JSON")
     if not text.strip():
         raise errors.Invalid("empty JSON body")
     try:

@@ -208,15 +208,19 @@ def _decode(raw: bytes | str, what: str) -> str:
         raise errors.Invalid(f"{what} is not valid UTF-8") from e
 
 
+def body_text(body: bytes, rendering: str) -> str:
+    """A request body as text: at most MAX_BODY bytes (413), UTF-8 (400), a leading BOM dropped."""
+    if len(body) > MAX_BODY:
+        raise errors.PayloadTooLarge(f"{rendering} body larger than {MAX_BODY} bytes")
+    text = _decode(body, "the body")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
 def fields_from_body(body: bytes) -> list[tuple[str, str]]:
     """(lower-cased name, value) for each OCCI field of a text/plain body; each comma-list item is
     its own field. Empty lines are skipped; a line that is not `Name: value` is an error; other
     field names are ignored (a client may echo e.g. Content-Type lines)."""
-    if len(body) > MAX_BODY:
-        raise errors.PayloadTooLarge(f"text body larger than {MAX_BODY} bytes")
-    text = _decode(body, "the body")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = body_text(body, "text")
     lines: list[str] = []
     for raw_line in text.split("\n"):
         line = raw_line.rstrip("\r")

@@ -13,7 +13,7 @@ from cumulo import errors
 from cumulo.occi.model import ActionRequest, Category, Entity, EntityRequest, Kind, Mixin
 from cumulo.occi.render.base import URI_LIST, HeaderList, Rendered
 from cumulo.occi.render.text import absolute
-from cumulo.occi.render.text_syntax import MAX_BODY, MAX_FIELDS, short
+from cumulo.occi.render.text_syntax import MAX_FIELDS, body_text, short
 
 _ONLY = "text/uri-list renders only collections"
 
@@ -58,12 +58,7 @@ class UriListParser:
         raise errors.Invalid("a text/uri-list body carries only locations")
 
     def locations(self, body: bytes, headers: HeaderList) -> list[str]:
-        if len(body) > MAX_BODY:
-            raise errors.PayloadTooLarge(f"uri-list body larger than {MAX_BODY} bytes")
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise errors.Invalid("the body is not valid UTF-8") from e
+        text = body_text(body, "uri-list")
         out: list[str] = []
         for raw in text.split("\n"):
             line = raw.strip()
