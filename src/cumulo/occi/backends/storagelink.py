@@ -34,6 +34,7 @@ from cumulo.compute import volume_records
 from cumulo.compute.api.volume_attachments import PREFIX  # registers os-volumes-attachments:* rules
 from cumulo.compute.service.volume_attachments import VolumeAttachmentService
 from cumulo.context import RequestContext
+from cumulo.occi.backends import templates
 from cumulo.occi.backends.endpoints import endpoints, located
 from cumulo.occi.backends.storage import every_page, offline_mark, state_conflicts
 from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind
@@ -51,11 +52,7 @@ _FEW = 8  # up to this many volumes, each is read alone; beyond, the project's l
 def instance_type(server: dict[str, Any]) -> str:
     """"container" or "vm", from the image the server was booted with (its request spec)."""
     image = (server.get("request_spec") or {}).get("image") or {}
-    props = image.get("properties") or {}
-    hv = str(props.get("hypervisor_type") or props.get("img_hv_type") or "").lower()
-    if hv:
-        return "container" if hv == "container" else "vm"
-    return "container" if str(image.get("container_format") or "").lower() in ("docker", "oci") else "vm"
+    return templates.instance_type({**(image.get("properties") or {}), "container_format": image.get("container_format")})
 
 
 def mountpoint(server: dict[str, Any], volume_id: str, device: str | None) -> str:
