@@ -9,10 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from _asgi_ctx import ctx_for
-from occi_cloud import image, occi_client
+from _asgi_ctx import ctx_for, outside
+from occi_cloud import image, occi_client, services
 
 from cumulo.context import RequestContext
+from cumulo.occi.api import make_app
+from cumulo.web.http import PrefixDispatcher
 
 INFRA = "http://schemas.ogf.org/occi/infrastructure#"
 TAGS = "http://example.com/review-tags#"
@@ -129,3 +131,12 @@ async def test_a_grow_over_quota_leaves_the_storage_as_it_was(cloud: Any, as_ctx
     assert r.status_code == 413, r.text
     got = (await occi.get(loc, headers=JSON_H)).json()
     assert got["title"] == "before" and got["attributes"]["occi.storage.size"] == 1
+
+
+async def test_an_authorization_header_that_only_starts_like_basic_is_a_401(cloud: Any) -> None:
+    app = PrefixDispatcher({"/occi": make_app(services(cloud))}, outside("/occi"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cumulo.test") as client:
+        for value in ("Basicx dXNlcjpwdw==", "basic", "Basic\tdXNlcjpwdw==", "BASIC"):
+            r = await client.get("/occi/-/", headers={"Authorization": value, "Accept": "text/plain"})
+            assert r.status_code == 401, (value, r.status_code, r.text)
+            assert r.headers["www-authenticate"].startswith(("Basic", "Keystone")), r.headers

@@ -96,7 +96,7 @@ class OcciAuth:
 
     async def context(self, request: Request) -> RequestContext:
         authz = request.headers.get("authorization", "")
-        sent_basic = authz.strip().lower().startswith("basic")
+        sent_basic = authz.strip().partition(" ")[0].lower() == "basic"  # the scheme basic_credentials reads
         token = request.headers.get("x-auth-token")
         if token:
             try:
