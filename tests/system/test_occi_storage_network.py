@@ -377,3 +377,19 @@ def test_network_down_and_up(world: World, box: Box) -> None:
     r = world.occi(JSON).action(box.network, action_id(NETWORK, "up"))
     assert r.status_code == 200, r.text
     wait_for(lambda: bridge_up(nid) is True, timeout=30, what=f"the bridge of {nid} up")
+
+
+def test_action_on_the_compute_collection(world: World, box: Box) -> None:
+    """GFD.223: POST <collection>?action= acts on every member (here the module's one container)."""
+    uuid = path_id(box.compute)
+    js, plain = world.occi(JSON), world.occi(TEXT_PLAIN)
+    r = plain.action("/compute/", action_id(COMPUTE, "stop"), {"method": "poweroff"})
+    assert r.status_code == 200, r.text
+    wait_container(world.cloud, uuid, "stopped", None)
+    wait_for(lambda: js.get(box.compute).attributes["occi.compute.state"] == "inactive", timeout=60,
+             what=f"{box.compute} inactive")
+    r = js.action("/compute/", action_id(COMPUTE, "start"))
+    assert r.status_code == 200, r.text
+    wait_container(world.cloud, uuid, "running")
+    wait_for(lambda: js.get(box.compute).attributes["occi.compute.state"] == "active", timeout=60,
+             what=f"{box.compute} active")
