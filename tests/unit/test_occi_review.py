@@ -140,3 +140,25 @@ async def test_an_authorization_header_that_only_starts_like_basic_is_a_401(clou
             r = await client.get("/occi/-/", headers={"Authorization": value, "Accept": "text/plain"})
             assert r.status_code == 401, (value, r.status_code, r.text)
             assert r.headers["www-authenticate"].startswith(("Basic", "Keystone")), r.headers
+
+
+async def test_a_refused_new_address_keeps_the_subnet(cloud: Any, as_ctx: AsCtx) -> None:
+    p1 = ctx_for("review-subnet")
+    occi = occi_client(cloud, p1)
+    ipnetwork = "http://schemas.ogf.org/occi/infrastructure/network#ipnetwork"
+    body = {"kind": INFRA + "network", "mixins": [ipnetwork], "attributes": {"occi.network.address": "10.70.0.0/24"}}
+    r = await occi.post("/occi/network/", content=json.dumps(body).encode(), headers=JSON_H)
+    assert r.status_code == 201, r.text
+    net = r.headers["location"].rsplit("/", 1)[-1]
+    before = (await as_ctx(p1).get(f"/networking/v2.0/networks/{net}")).json()["network"]["subnets"]
+    # a new address with a gateway outside it: refused, and the subnet is the one it was (not re-made)
+    body = {"kind": INFRA + "network", "mixins": [ipnetwork],
+            "attributes": {"occi.network.address": "10.71.0.0/24", "occi.network.gateway": "10.70.0.1"}}
+    r = await occi.post(f"/occi/network/{net}", content=json.dumps(body).encode(), headers=JSON_H)
+    assert r.status_code == 400, r.text
+    assert "10.70.0.1" in r.json()["error"]["message"]
+    body["attributes"] = {"occi.network.address": "10.72.0.0/31"}  # too small for Neutron
+    r = await occi.post(f"/occi/network/{net}", content=json.dumps(body).encode(), headers=JSON_H)
+    assert r.status_code == 400, r.text
+    after = (await as_ctx(p1).get(f"/networking/v2.0/networks/{net}")).json()["network"]["subnets"]
+    assert after == before

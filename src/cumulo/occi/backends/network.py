@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from cumulo import errors, policy
 from cumulo.context import RequestContext
+from cumulo.network import ipam
 from cumulo.occi import categories
 from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind
 
@@ -267,13 +268,26 @@ def _subnet_request(attrs: dict[str, Any]) -> dict[str, Any]:
         net = _cidr(text)
         if ipaddress.ip_interface(text).ip != net.network_address:
             raise errors.Invalid(f"occi.network.address {text!r} has host bits set: use {net}")
+        ipam.parse_cidr(str(net))  # Neutron's own checks (e.g. too small), before anything is made or replaced
         out.update(cidr=str(net), ip_version=net.version)
     else:
         out.update(use_default_subnetpool=True, ip_version=4)
     gateway = attrs.get("occi.network.gateway")
     if gateway not in (None, ""):
         out["gateway_ip"] = str(gateway)
+        if "cidr" in out:  # checked before anything is made or replaced (Neutron would refuse it after)
+            _check_gateway(str(gateway), ipaddress.ip_network(out["cidr"]))
     return out
+
+
+def _check_gateway(gateway: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
+    try:
+        ip = ipaddress.ip_address(gateway.strip())
+    except ValueError:
+        raise errors.Invalid(f"occi.network.gateway {gateway[:64]!r} is not an IP address") from None
+    hosts = ip in net and ip != net.network_address and (net.version == 6 or ip != net.broadcast_address)
+    if not hosts:
+        raise errors.Invalid(f"occi.network.gateway {ip} is not a host address of occi.network.address {net}")
 
 
 def _provider(attrs: dict[str, Any], net: dict[str, Any]) -> dict[str, Any]:
