@@ -191,9 +191,9 @@ def network_ns_exists(network_id: str) -> bool:
 
 
 def volume_files(cloud: CumuloCloud, volume_id: str) -> list[Path]:
-    """The volume's files under the cloud's volumes/ dir."""
+    """The volume's files in the cloud's volumes/ dir (not its snapshots' or the loop records below it)."""
     root = cloud.state_dir / "volumes"
-    return [p for p in root.rglob(f"*{volume_id}*") if p.is_file()] if root.is_dir() else []
+    return [p for p in root.glob(f"*{volume_id}*") if p.is_file()] if root.is_dir() else []
 
 
 def backup_files(cloud: CumuloCloud, volume_id: str | None = None) -> list[Path]:

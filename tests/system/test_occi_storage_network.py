@@ -22,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import secrets
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -123,7 +125,17 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
                 with contextlib.suppress(Exception):
                     occi.delete(loc)
         w.close()
+        cloud.stop()
+        # A storage a failed test left offline has an immutable file: unseal before the dir goes.
+        subprocess.run(["chattr", "-R", "-i", str(cloud.state_dir / "volumes")], check=False,  # noqa: S603, S607
+                       capture_output=True)
         cloud.close()
+
+
+def loops_of(path: Path) -> str:
+    """`losetup -j <file>`: the loop devices bound over the volume's file."""
+    return subprocess.run(["losetup", "-j", str(path)], capture_output=True, text=True,  # noqa: S603, S607
+                          check=False).stdout.strip()
 
 
 def _cidr() -> str:
@@ -183,16 +195,22 @@ def test_storage_actions(world: World) -> None:
     world.wait_cinder(vid, "available")
     [path] = volume_files(world.cloud, vid)
 
-    r = plain.action(loc, action_id(STORAGE, "offline"))
-    assert r.status_code == 200, r.text
-    world.wait_storage(loc, "offline")
-    wait_for(lambda: immutable(path), timeout=60, what=f"{path} sealed (offline)")
-    # Offline storage is not attachable: the action that needs it online is refused.
-    assert plain.action(loc, action_id(STORAGE, "offline")).status_code == 409
-    r = plain.action(loc, action_id(STORAGE, "online"))
-    assert r.status_code == 200, r.text
-    world.wait_storage(loc, "online")
-    assert not immutable(path)
+    try:
+        r = plain.action(loc, action_id(STORAGE, "offline"))
+        assert r.status_code == 200, r.text
+        world.wait_storage(loc, "offline")
+        wait_for(lambda: immutable(path), timeout=60, what=f"{path} sealed (offline)")
+        with pytest.raises(PermissionError):  # sealed: not even root opens it for writing
+            path.open("r+b").close()
+        assert world.cinder(vid)["status"] == "maintenance"
+        assert plain.action(loc, action_id(STORAGE, "offline")).status_code == 409  # already offline
+        r = plain.action(loc, action_id(STORAGE, "online"))
+        assert r.status_code == 200, r.text
+        world.wait_storage(loc, "online")
+        assert not immutable(path)
+        path.open("r+b").close()
+    finally:  # a sealed file would outlive the cloud (its state dir cannot be removed)
+        subprocess.run(["chattr", "-i", "--", str(path)], check=False, capture_output=True)  # noqa: S603, S607
 
     r = headers.action(loc, action_id(STORAGE, "backup"))
     assert r.status_code == 200, r.text
@@ -200,6 +218,7 @@ def test_storage_actions(world: World) -> None:
         b = api(world.cloud, world.demo, "GET", "/volume/v3/backups/detail").json()["backups"]
         return [x for x in b if x["volume_id"] == vid and x["status"] == "available"]
     [backup] = wait_for(backups, timeout=120, what=f"an available backup of {vid}")
+    assert list((world.cloud.state_dir / "backups").rglob(f"*{backup['id']}*")), "no backup file on the host"
     world.wait_storage(loc, "online")
     r = headers.action(loc, action_id(STORAGE, "snapshot"))
     assert r.status_code == 200, r.text
@@ -207,6 +226,7 @@ def test_storage_actions(world: World) -> None:
         s = api(world.cloud, world.demo, "GET", "/volume/v3/snapshots/detail").json()["snapshots"]
         return [x for x in s if x["volume_id"] == vid and x["status"] == "available"]
     [snap] = wait_for(snapshots, timeout=120, what=f"an available snapshot of {vid}")
+    assert list((world.cloud.state_dir / "volumes").rglob(f"*{snap['id']}*")), "no snapshot file on the host"
     world.wait_storage(loc, "online")
 
     # resize (the 1.1 action), then OCCI 1.2's way: a partial update of occi.storage.size.
@@ -319,12 +339,15 @@ def test_link_storage_at_run_time(world: World, box: Box) -> None:
     wait_for(lambda: exec_in(world.cloud, uuid, f"grep -q ' /mnt/volumes/{vid} ' /proc/mounts").returncode == 0,
              timeout=60, what=f"/mnt/volumes/{vid} in the container")
     assert exec_in(world.cloud, uuid, f"echo hot > /mnt/volumes/{vid}/hot && sync").returncode == 0
+    [path] = volume_files(world.cloud, vid)
+    assert loops_of(path), f"no loop device over {path}"
     assert path_id(link) in world.occi(TEXT_OCCI).ids("/storagelink/")
     # Unlink: the mount leaves the container (and its file with it), the volume is available again.
     assert js.delete(link).status_code in (200, 204)
     world.wait_cinder(vid, "available")
     assert exec_in(world.cloud, uuid, f"grep -q ' /mnt/volumes/{vid} ' /proc/mounts").returncode != 0
     assert exec_in(world.cloud, uuid, f"test -e /mnt/volumes/{vid}/hot").returncode != 0
+    wait_for(lambda: not loops_of(path), timeout=30, what=f"the loop device over {path} released")
     assert js.status("GET", link) == 404
 
 
@@ -348,6 +371,7 @@ def test_link_network_at_run_time(world: World, box: Box) -> None:
     assert occi.delete(link).status_code in (200, 204)
     wait_for(lambda: set(container_ipv4(world.cloud, uuid)) == set(before), timeout=60,
              what="the hot-plugged NIC gone from the container")
+    assert api(world.cloud, world.demo, "GET", f"/networking/v2.0/ports/{path_id(link)}").status_code == 404
     # Destroyed: nothing of the network left, in Neutron or on the host.
     assert occi.delete(net).status_code in (200, 204)
     assert api(world.cloud, world.demo, "GET", f"/networking/v2.0/networks/{path_id(net)}").status_code == 404
