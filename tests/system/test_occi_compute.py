@@ -420,12 +420,13 @@ def test_authentication(world: World, other: Tenant) -> None:
 # -- user-defined mixins: tags (created through the query interface, used on entities) ------------
 
 
-@pytest.mark.parametrize("rendering", [TEXT_PLAIN, TEXT_OCCI])
+@pytest.mark.parametrize("rendering", RENDERINGS)
 def test_user_mixin_as_a_tag(world: World, other: Tenant, rendering: str) -> None:
     occi = world.occi(rendering)
     term, scheme = f"tag{secrets.token_hex(3)}", "http://example.com/occi/tags#"
     tag, where = scheme + term, f"/tags/{term}/"
-    vol = occi.create(STORAGE, attributes={"occi.core.title": f"occi-tagged-{term}", "occi.storage.size": 1})
+    title = f"occi-tagged-{term}"
+    vol = occi.create(STORAGE, attributes={"occi.core.title": title, "occi.storage.size": 1})
     world.made.append(vol)
     r = occi.add_mixin(scheme, term, "a tag", where)
     assert r.status_code == 200, r.text
@@ -433,6 +434,8 @@ def test_user_mixin_as_a_tag(world: World, other: Tenant, rendering: str) -> Non
     r = occi.add_members(where, [vol])
     assert r.status_code == 200, r.text
     assert occi.ids(where) == {path_id(vol)}
+    assert occi.ids(where, attributes={"occi.core.title": title}) == {path_id(vol)}  # filtering there too
+    assert occi.ids(where, attributes={"occi.core.title": title + "-not"}) == set()
     assert tag in occi.get(vol).mixins
     assert path_id(vol) in occi.ids("/", category=tag, cls="mixin")
     # Another project neither sees the mixin nor its collection.
