@@ -55,6 +55,7 @@ from _occi_util import (
     api,
     container_file,
     container_status,
+    exec_in,
     make_tenant,
     tenant_of,
     validate_json,
@@ -94,8 +95,9 @@ class World(OcciWorld):
     marker: str
 
     def compute(self, occi: Occi, title: str, image: str = "busybox", mixins: tuple[str, ...] = (),
-                attributes: dict[str, Any] | None = None) -> str:
-        links = [InlineLink(target=f"/occi/network/{self.private}", target_kind=NETWORK, kind=NETWORKINTERFACE)]
+                attributes: dict[str, Any] | None = None, links: tuple[InlineLink, ...] = ()) -> str:
+        links = (InlineLink(target=f"/occi/network/{self.private}", target_kind=NETWORK, kind=NETWORKINTERFACE),
+                 *links)
         loc = occi.create(COMPUTE, mixins=[OS_TPL_SCHEME + self.images[image], RESOURCE_TPL_SCHEME
                                            + self.flavors["m1.tiny"], *mixins],
                           attributes={"occi.core.title": title, **(attributes or {})}, links=links)
@@ -214,13 +216,22 @@ def test_compute_create_query_destroy(world: World, rendering: str) -> None:
                                             "org.openstack.credentials.publickey.data": key}
     else:
         mixins, attrs = (SSH_KEY,), {"occi.credentials.ssh.publickey": key}
-    loc = world.compute(occi, title, mixins=mixins, attributes=attrs)
+    # A volume linked on creation too (a storagelink inline, in this rendering).
+    vol = occi.create(STORAGE, attributes={"occi.core.title": title + "-vol", "occi.storage.size": 1})
+    world.made.append(vol)
+    vid = path_id(vol)
+    wait_for(lambda: occi.get(vol).attributes.get("occi.storage.state") == "online", timeout=60, what=f"{vol} online")
+    loc = world.compute(occi, title, mixins=mixins, attributes=attrs,
+                        links=(InlineLink(target=vol, target_kind=STORAGE, kind=STORAGELINK),))
     uuid = path_id(loc)
     world.wait_state(loc, "active")
     wait_container(world.cloud, uuid, "running")
-    # The key is in the container's authorized_keys.
+    # The key is in the container's authorized_keys; the volume is mounted at /mnt/volumes/<id>.
     keys = container_file(world.cloud, uuid, "/root/.ssh/authorized_keys") or ""
     assert key in keys, keys
+    done = exec_in(world.cloud, uuid, f"grep -q ' /mnt/volumes/{vid} ' /proc/mounts && echo {title} > "
+                                      f"/mnt/volumes/{vid}/t && cat /mnt/volumes/{vid}/t")
+    assert done.returncode == 0 and done.stdout.strip() == title, done.stderr
     # Query: the entity, the kind's collection, the root collection, filters by attribute and kind.
     ent = occi.get(loc)
     assert ent.kind == COMPUTE and ent.attributes["occi.core.title"] == title
@@ -254,6 +265,10 @@ def test_compute_create_query_destroy(world: World, rendering: str) -> None:
     wait_for(lambda: not leftovers(world.cloud, uuid), timeout=60, what=f"nothing of {uuid} left on the host")
     wait_for(lambda: occi.status("GET", loc) == 404, timeout=60, what=f"{loc} 404")
     assert uuid not in occi.ids("/compute/")
+    # The volume outlives its server, detached, and goes with its own delete.
+    wait_for(lambda: api(world.cloud, world.demo, "GET", f"/volume/v3/volumes/{vid}").json()["volume"]["status"]
+             == "available", timeout=60, what=f"volume {vid} available")
+    assert occi.delete(vol).status_code in (200, 204)
 
 
 # -- a CLI-made server, driven through OCCI: every action ---------------------------------------
