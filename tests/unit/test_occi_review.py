@@ -9,9 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from _asgi_ctx import ctx_for, outside
 from occi_cloud import image, occi_client, services
 
+from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.occi.api import make_app
 from cumulo.web.http import PrefixDispatcher
@@ -162,3 +164,20 @@ async def test_a_refused_new_address_keeps_the_subnet(cloud: Any, as_ctx: AsCtx)
     assert r.status_code == 400, r.text
     after = (await as_ctx(p1).get(f"/networking/v2.0/networks/{net}")).json()["network"]["subnets"]
     assert after == before
+
+
+def test_a_long_run_of_digits_is_parsed_in_linear_time() -> None:
+    # A value of 200,000 digits then a letter (a text/plain body may hold 1 MiB): the number pattern
+    # backtracked quadratically (minutes of the event loop for one request); now it is a bare token
+    # at once (which validation refuses where a number is wanted), and a run of digits a number.
+    from cumulo.occi import categories, validate
+    from cumulo.occi.render import text_syntax
+
+    junk = "1" * 200_000 + "x"
+    assert text_syntax.parse_scalar(junk, "X-OCCI-Attribute: occi.storage.size=...") == junk
+    with pytest.raises(errors.Invalid):
+        validate.coerce(categories.attributes_of(categories.STORAGE.id)["occi.storage.size"], junk)
+    assert text_syntax.parse_scalar("1" * 30, "") == int("1" * 30)
+    assert text_syntax.parse_scalar("-1.5e3", "") == -1500.0
+    assert text_syntax.parse_scalar("1.", "") == 1.0
+    assert text_syntax.parse_scalar(".5", "") == 0.5

@@ -25,7 +25,7 @@ from cumulo.occi import categories
 from cumulo.occi.model import Action, ActionRequest, Attribute, EntityRequest, Kind, LinkRequest, Mixin
 
 MAX_STRING = 256 * 1024
-_NUMBER_RE = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\Z", re.ASCII)
+_NUMBER_RE = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*\Z", re.ASCII)
 
 
 def _bad(name: str, what: str) -> errors.Invalid:

@@ -22,7 +22,8 @@ MAX_VALUE = 256 * 1024  # characters of one field value (user_data fits)
 OCCI_FIELDS = ("category", "link", "x-occi-attribute", "x-occi-location")
 TERM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
 ATTR_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
-NUMBER_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z", re.ASCII)
+# (no two adjacent runs of the same class: a long run of digits fails in linear time, never by backtracking)
+NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\Z", re.ASCII)
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "/": "/"}
 _BAD_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
