@@ -181,3 +181,14 @@ def test_a_long_run_of_digits_is_parsed_in_linear_time() -> None:
     assert text_syntax.parse_scalar("-1.5e3", "") == -1500.0
     assert text_syntax.parse_scalar("1.", "") == 1.0
     assert text_syntax.parse_scalar(".5", "") == 0.5
+
+
+def test_a_body_of_folded_lines_is_refused_as_one_long_value() -> None:
+    # 1 MiB of obs-fold continuation lines: one value longer than the bound, a 400. (Joining them
+    # one by one copied the growing line each time: 7.8 s of the event loop; joined once: 0.06 s.)
+    from cumulo.occi.render import text_syntax
+
+    body = (b"X-OCCI-Attribute: a=1\n" + b" b\n" * 400_000)[:1 << 20]
+    with pytest.raises(errors.Invalid, match="longer than"):
+        text_syntax.fields_from_body(body)
+    assert text_syntax.fields_from_body(b"X-OCCI-Attribute: a=\n  1\n") == [("x-occi-attribute", "a= 1")]

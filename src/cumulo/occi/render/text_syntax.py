@@ -222,17 +222,18 @@ def fields_from_body(body: bytes) -> list[tuple[str, str]]:
     its own field. Empty lines are skipped; a line that is not `Name: value` is an error; other
     field names are ignored (a client may echo e.g. Content-Type lines)."""
     text = body_text(body, "text")
-    lines: list[str] = []
+    folded: list[list[str]] = []  # each line with its continuations, joined once (linear in the body)
     for raw_line in text.split("\n"):
         line = raw_line.rstrip("\r")
         if not line.strip():
             continue
-        if line[0] in " \t" and lines:  # obs-fold: a continuation of the previous line
-            lines[-1] = lines[-1] + " " + line.strip()
+        if line[0] in " \t" and folded:  # obs-fold: a continuation of the previous line
+            folded[-1].append(line.strip())
             continue
-        lines.append(line)
+        folded.append([line])
     out: list[tuple[str, str]] = []
-    for line in lines:
+    for parts in folded:
+        line = " ".join(parts)
         name, sep, value = line.partition(":")
         name = name.strip().lower()
         if not sep or not name or not re.fullmatch(r"[A-Za-z0-9\-]+", name):
