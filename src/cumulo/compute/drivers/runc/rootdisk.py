@@ -370,6 +370,11 @@ class RootDisks:
         if (idir / DISK_FILE).exists() or self.enabled:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(_unmount, idir / DISK_DIR)
+            # As resize_offline: autoclear lets the loop device go only when its last opener (udev's
+            # probe after the unmount, for a moment) closes it; unlinked before that, the old file
+            # (and its space) would stay bound beside the new disk's device.
+            if await asyncio.to_thread((idir / DISK_FILE).exists):
+                await self._wait_released(idir)
             await asyncio.to_thread((idir / DISK_FILE).unlink, missing_ok=True)
             await asyncio.to_thread(shutil.rmtree, idir / DISK_DIR, True)
         for sub in ("upper", "work"):  # an older server's layers, in its dir
