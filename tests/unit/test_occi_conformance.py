@@ -143,13 +143,20 @@ async def test_gfd223_5_3_a_client_asking_a_higher_version_gets_501(env: Env, ag
 
 
 async def test_gfd223_5_4_a_method_a_path_does_not_take_is_405_naming_the_allowed(env: Env) -> None:
-    """§5.4 (405, RFC 7231 §6.5.5: Allow lists what the target supports): PUT is not defined on a
-    kind's collection (§8's table) nor on the query interface (§9.2)."""
-    for path in ("/occi/compute/", "/occi/-/"):
-        r = await env.a.put(path, headers={"Content-Type": "text/occi"})
-        assert r.status_code == 405, r.text
-        allowed = {m.strip() for m in r.headers["allow"].split(",")}
-        assert "PUT" not in allowed and {"GET", "POST", "DELETE"} <= allowed
+    """§5.4 (405, RFC 7231 §6.5.5: Allow MUST list what the target supports): PUT is not defined on a
+    kind's collection (§8's table) nor on the query interface (§9.2); a provider mixin's collection
+    (its membership follows from the entities) takes GET only; an entity takes no PATCH or OPTIONS."""
+    for method in ("PUT", "PATCH", "OPTIONS"):
+        for path in ("/occi/compute/", "/occi/-/"):
+            r = await env.a.request(method, path, headers={"Content-Type": "text/occi"})
+            assert r.status_code == 405, (method, path, r.text)
+            allowed = {m.strip() for m in r.headers["allow"].split(",")}
+            assert "PUT" not in allowed and {"GET", "POST", "DELETE"} <= allowed, (method, path, allowed)
+        r = await env.a.request(method, f"/occi/os_tpl/{env.world.image_id}/")  # a provider mixin's collection
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD", (method, r.headers)
+    for method in ("PATCH", "OPTIONS"):
+        r = await env.a.request(method, f"/occi{env.loc['compute']}")
+        assert r.status_code == 405 and {"GET", "PUT", "POST", "DELETE"} <= set(r.headers["allow"].split(", "))
 
 
 # --- GFD.223 §6 pagination, §7 filtering ------------------------------------------------------------

@@ -32,6 +32,7 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.occi import api_mixins, categories, mixins, validate
 from cumulo.occi.api_common import (
+    OcciMethodNotAllowed,
     absolute,
     all_categories,
     category_filter,
@@ -59,12 +60,6 @@ from cumulo.occi.deps import OcciDeps, OcciServices, deps
 from cumulo.occi.faults import OcciHeaders, OcciNotImplemented, render_fault
 from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind, Mixin, split_location
 from cumulo.web.http import family_app
-
-
-class OcciMethodNotAllowed(errors.MethodNotAllowed):
-    def __init__(self, method: str, allow: Sequence[str]) -> None:
-        super().__init__(f"{method} is not allowed here (allowed: {', '.join(allow)})")
-        self.allow = allow
 
 
 async def _ctx(request: Request) -> RequestContext:
@@ -414,9 +409,11 @@ ROUTES = [
     Route("/-/", query_interface, methods=_ALL_METHODS),
     Route("/.well-known/org/ogf/occi/-/", query_interface, methods=_ALL_METHODS),
     Route("/", root, methods=_ALL_METHODS),
-    Route("/{collection}/", collection, methods=["GET", "POST", "PUT", "DELETE"]),
-    Route("/{collection}/{entity_id}", entity, methods=["GET", "PUT", "POST", "DELETE"]),
-    Route("/{path:path}", deep_path, methods=["GET", "PUT", "POST", "DELETE"]),
+    # every method reaches the handlers too: a 405's Allow then names what that path takes (PUT on a
+    # kind's collection is not, on a mixin's it is), not what the route pattern takes
+    Route("/{collection}/", collection, methods=_ALL_METHODS),
+    Route("/{collection}/{entity_id}", entity, methods=_ALL_METHODS),
+    Route("/{path:path}", deep_path, methods=_ALL_METHODS),
 ]
 
 

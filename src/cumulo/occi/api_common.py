@@ -43,6 +43,15 @@ from cumulo.web.http import base_url  # the OCCI root as the client reached it, 
 MAX_PAGE = 1000  # the most entities one page may ask for (GFD.223 §6: more is a 413)
 
 
+class OcciMethodNotAllowed(errors.MethodNotAllowed):
+    """A method the target does not take: a 405 whose Allow names those it takes (RFC 7231 §6.5.5:
+    MUST; GFD.223 §5.4 lists 405 among OCCI's status codes)."""
+
+    def __init__(self, method: str, allow: Sequence[str], message: str | None = None) -> None:
+        super().__init__(message or f"{method} is not allowed here (allowed: {', '.join(allow)})")
+        self.allow = allow
+
+
 def renderer(request: Request, *, listing: bool = False) -> Renderer:
     """The response rendering the Accept header(s) ask for (406 when none is acceptable; text/uri-list
     outside a listing is a 400, GFD.229 §7)."""

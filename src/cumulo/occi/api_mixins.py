@@ -68,7 +68,8 @@ async def collection(request: Request, location: str, ctx: RequestContext | None
     if request.method == "POST" and "action" in request.query_params:
         raise errors.Invalid(f"mixin {provider.id} defines no action {request.query_params['action'][:80]!r}")
     if request.method not in ("GET", "HEAD"):
-        raise errors.MethodNotAllowed(f"the membership of {provider.id} follows from the entities: only GET")
+        raise api_common.OcciMethodNotAllowed(
+            request.method, ("GET", "HEAD"), f"the membership of {provider.id} follows from the entities: only GET")
     entities = await _entities_with(d, ctx, provider)
     return await _listing(request, ctx, d, entities)
 
@@ -78,12 +79,13 @@ async def _user_collection(request: Request, d: OcciDeps, ctx: RequestContext, s
     method = request.method
     if "action" in request.query_params:
         if method != "POST":
-            raise errors.MethodNotAllowed("actions are triggered with POST")
+            raise api_common.OcciMethodNotAllowed(method, ("POST",), "actions are triggered with POST")
         raise errors.Invalid(f"mixin {mixin.id} defines no action {request.query_params['action'][:80]!r}")
     if method in ("GET", "HEAD"):
         return await _listing(request, ctx, d, await _members(d, ctx, store, mixin))
     if method not in ("POST", "PUT", "DELETE"):
-        raise errors.MethodNotAllowed(f"{method} is not defined on a mixin collection")
+        raise api_common.OcciMethodNotAllowed(method, ("GET", "HEAD", "POST", "PUT", "DELETE"),
+                                              f"{method} is not defined on a mixin collection")
     api_common.renderer(request, listing=True)  # 406/400 before any change
     body = await api_common.read_body(request)
     locations: list[str] = []
