@@ -20,7 +20,7 @@ What it does, in order:
   3. writes pOCCI's config (~/.pOCCI.cfg of a temp HOME): the endpoint, Basic credentials, the
      rendering, and `occi.tests.category` = the busybox image's os_tpl mixin (a compute needs an image
      here, as in Nova: the category pOCCI lists, creates in and deletes from);
-  4. runs `pOCCI -f json` (its default test set: 14 tests; the 3 it skips by default with --all),
+  4. runs `pOCCI -f json` (its default test set: 14 tests; --tests names others, e.g. the 3 it skips),
      prints a table and keeps each run's JSON in --workspace;
   5. deletes every server, stops the cloud by its pid and removes its state and network data plane.
 """
@@ -214,6 +214,28 @@ def run_pocci(python: Path, venv: Path, endpoint: str, user: str, password: str,
     return result
 
 
+def one_run(args: argparse.Namespace, python: Path, mime: str, tests: list[str]) -> dict[str, Any]:
+    """pOCCI once: against --endpoint, or against a fresh cloud (with the fixtures) thrown away after."""
+    tmp = Path(tempfile.mkdtemp(prefix="cumulo-pocci-"))
+    cloud = None
+    try:
+        if args.endpoint:
+            endpoint, auth = args.endpoint.rstrip("/"), (args.user, args.password or "")
+            os_tpl = ({"term": args.os_tpl, "scheme": OS_TPL, "class": "mixin"} if args.os_tpl
+                      else busybox_os_tpl(endpoint, auth))
+        else:
+            cloud = Cloud(tmp)
+            cloud.give_demo_its_default_project()
+            endpoint, auth = f"{cloud.base}/occi", (cloud.demo["username"], cloud.demo["password"])
+            os_tpl = busybox_os_tpl(endpoint, auth)
+            make_fixtures(endpoint, auth, os_tpl)
+        return run_pocci(python, args.venv.resolve(), endpoint, auth[0], auth[1], mime, os_tpl, tests)
+    finally:
+        if cloud is not None:
+            cloud.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--venv", type=Path, default=Path.home() / "pocci-venv")
@@ -223,40 +245,33 @@ def main() -> int:
     ap.add_argument("--mime-type", action="append", choices=RENDERINGS, help="default: all three")
     ap.add_argument("--os-tpl", help="term of the os_tpl mixin for occi.tests.category (--endpoint only; "
                                      "default: the busybox image's)")
-    ap.add_argument("--all", action="store_true", help="also the 3 tests pOCCI skips by default")
+    ap.add_argument("--tests", help="comma list of pOCCI tests (default: its default set of 14; the 3 it skips "
+                                    "by default: " + ",".join(SKIPPED_BY_DEFAULT) + ")")
+    ap.add_argument("--isolated", action="store_true",
+                    help="each test alone on its own fresh cloud (pOCCI's tests share state in their fixed order: "
+                         "DELETE/001 deletes the first entity it lists, MISC/001 suspends the first compute, ...)")
     ap.add_argument("--workspace", type=Path, default=ROOT / "occi-conformance-ws")
     args = ap.parse_args()
     python = ensure_suite(args.venv.resolve())
     args.workspace.mkdir(parents=True, exist_ok=True)
-    tests: list[str] = []
-    if args.all:
+    tests = args.tests.split(",") if args.tests else []
+    if args.isolated and not tests:
         listed = subprocess.run([str(python), "-m", "pOCCI.pOCCI", "-l"], capture_output=True, text=True,  # noqa: S603
-                                env={**os.environ, "HOME": "/nonexistent",
-                                     "PYTHONPATH": str(args.venv.resolve() / "src")}, check=True)
-        tests = listed.stdout.split()
+                                env={**os.environ, "PYTHONPATH": str(args.venv.resolve() / "src")}, check=True)
+        tests = [t for t in listed.stdout.split() if t not in SKIPPED_BY_DEFAULT]
     failed = 0
     for mime in args.mime_type or RENDERINGS:
-        tmp = Path(tempfile.mkdtemp(prefix="cumulo-pocci-"))
-        cloud = None
-        try:
-            if args.endpoint:
-                endpoint, auth = args.endpoint.rstrip("/"), (args.user, args.password or "")
-                os_tpl = ({"term": args.os_tpl, "scheme": OS_TPL, "class": "mixin"} if args.os_tpl
-                          else busybox_os_tpl(endpoint, auth))
-            else:
-                cloud = Cloud(tmp)
-                cloud.give_demo_its_default_project()
-                endpoint, auth = f"{cloud.base}/occi", (cloud.demo["username"], cloud.demo["password"])
-                os_tpl = busybox_os_tpl(endpoint, auth)
-                make_fixtures(endpoint, auth, os_tpl)
-            result = run_pocci(python, args.venv.resolve(), endpoint, auth[0], auth[1], mime, os_tpl, tests)
-        finally:
-            if cloud is not None:
-                cloud.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
-        out = args.workspace / f"pocci-{mime.replace('/', '_')}.json"
+        if args.isolated:
+            runs = [one_run(args, python, mime, [test]) for test in tests]
+            result = {"tests": [t for r in runs for t in r["tests"]], "passed": sum(r["passed"] for r in runs),
+                      "failed": sum(r["failed"] for r in runs), "stderr": "".join(r["stderr"] for r in runs)}
+        else:
+            result = one_run(args, python, mime, tests)
+        mode = "-isolated" if args.isolated else ""
+        out = args.workspace / f"pocci-{mime.replace('/', '_')}{mode}.json"
         out.write_text(json.dumps(result, indent=2))
-        print(f"\n## {mime}: {result['passed']} passed, {result['failed']} failed  ({out})")
+        print(f"\n## {mime}{' (each test on its own cloud)' if args.isolated else ''}: "
+              f"{result['passed']} passed, {result['failed']} failed  ({out})")
         for t in result["tests"]:
             print(f"  {t['name']:<24} {t['status']:<5} {'; '.join(t.get('reason', []))[:300]}")
         failed += result["failed"]
