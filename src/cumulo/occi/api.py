@@ -36,6 +36,8 @@ from cumulo.occi.api_common import (
     absolute,
     all_categories,
     category_filter,
+    check_seen,
+    entity_at,
     entity_filter,
     header_list,
     matches,
@@ -58,7 +60,7 @@ from cumulo.occi.backends import templates
 from cumulo.occi.backends.base import KindBackend, MixinSource
 from cumulo.occi.deps import OcciDeps, OcciServices, deps
 from cumulo.occi.faults import OcciHeaders, OcciNotImplemented, render_fault
-from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind, Mixin, split_location
+from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind, Mixin
 from cumulo.web.http import family_app
 
 
@@ -262,17 +264,10 @@ async def _check_links(d: OcciDeps, ctx: RequestContext, req: EntityRequest, kin
             if value:
                 targets.append(str(value))
     for target in targets:
-        try:
-            coll, eid = split_location(target)
-        except ValueError:
-            raise errors.Invalid(f"not an entity location: {target}") from None
-        backend = d.backend_at(coll)
-        if backend is None:
-            raise errors.NotFound(f"no entity at {target}")
-        try:
-            await backend.get(ctx, eid)
-        except errors.NotFound:
-            raise errors.NotFound(f"no entity at {target}") from None
+        found = entity_at(d, target)
+        if found is None:
+            raise errors.NotFound(f"no entity at {target[:120]}")
+        await check_seen(ctx, *found, target)
 
 
 async def _entity_request(request: Request, d: OcciDeps, ctx: RequestContext, backend: KindBackend, *,

@@ -26,8 +26,9 @@ from starlette.responses import Response
 from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.occi import categories
+from cumulo.occi.backends.base import KindBackend
 from cumulo.occi.deps import OcciDeps, deps
-from cumulo.occi.model import Category, Entity, EntityRequest, Kind, Mixin
+from cumulo.occi.model import Category, Entity, EntityRequest, Kind, Mixin, split_location
 from cumulo.occi.render.base import (
     TEXT_OCCI,
     TEXT_PLAIN,
@@ -141,6 +142,27 @@ def related(filter_ids: Sequence[str], cats: Sequence[Category]) -> list[Categor
 
 
 # --- entities -------------------------------------------------------------------------------------
+
+
+def entity_at(d: OcciDeps, location: str) -> tuple[KindBackend, str] | None:
+    """(backend, entity id) of an entity location ("/compute/<id>", absolute or root-relative); None
+    when its collection is no kind's; Invalid naming it when it is no entity location at all."""
+    try:
+        coll, eid = split_location(location)
+    except ValueError:
+        raise errors.Invalid(f"{location[:120]!r} is not an entity location") from None
+    backend = d.backend_at(coll)
+    return (backend, eid) if backend is not None else None
+
+
+async def check_seen(ctx: RequestContext, backend: KindBackend, eid: str, location: str) -> None:
+    """NotFound naming `location` unless the caller can GET that entity (another project's entities
+    do not exist for it)."""
+    try:
+        await backend.get(ctx, eid)
+    except errors.NotFound:
+        raise errors.NotFound(f"no entity at {location[:120]}") from None
+
 
 
 async def with_tags(d: OcciDeps, ctx: RequestContext, entities: list[Entity]) -> list[Entity]:

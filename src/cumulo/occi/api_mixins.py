@@ -34,7 +34,7 @@ from cumulo.occi import api_common, categories
 from cumulo.occi.backends.base import KindBackend
 from cumulo.occi.deps import OcciDeps
 from cumulo.occi.mixins import MixinStore, normalize_location
-from cumulo.occi.model import Entity, Mixin, split_location
+from cumulo.occi.model import Entity, Mixin
 
 MAX_LOCATIONS = 1000  # entity locations one request may list
 
@@ -109,27 +109,16 @@ async def _user_collection(request: Request, d: OcciDeps, ctx: RequestContext, s
 
 def _member(d: OcciDeps, location: str) -> tuple[KindBackend, str, str]:
     """(backend, entity id, location) of an entity location; Invalid naming it when it is none."""
-    try:
-        coll, eid = split_location(location)
-    except ValueError:
-        raise errors.Invalid(f"{location[:120]!r} is not an entity location") from None
-    backend = d.backend_at(coll)
-    if backend is None:
-        raise errors.Invalid(f"{location[:120]!r} is not an entity location (no kind's collection is /{coll[:40]}/)")
-    return backend, eid, location
+    found = api_common.entity_at(d, location)
+    if found is None:
+        raise errors.Invalid(f"{location[:120]!r} is not an entity location (no kind's collection holds it)")
+    return found[0], found[1], location
 
 
 async def _resolve(d: OcciDeps, ctx: RequestContext, locations: Sequence[str]) -> list[tuple[str, str]]:
     """(kind term, id) of each location, checked to be an entity the caller can see (NotFound naming it)."""
     members = [_member(d, loc) for loc in dict.fromkeys(locations)]
-
-    async def check(backend: KindBackend, eid: str, loc: str) -> None:
-        try:
-            await backend.get(ctx, eid)
-        except errors.NotFound:
-            raise errors.NotFound(f"no entity at {loc[:120]}") from None
-
-    await asyncio.gather(*(check(b, e, loc) for b, e, loc in members))
+    await asyncio.gather(*(api_common.check_seen(ctx, b, e, loc) for b, e, loc in members))
     return [(b.kind.term, e) for b, e, _ in members]
 
 
