@@ -120,9 +120,18 @@ def related(filter_ids: Sequence[str], cats: Sequence[Category]) -> list[Categor
     """The categories related to any of `filter_ids`: each itself, its actions, and every kind or
     mixin below it (sub-kinds by parent, mixins by depends, transitively), with their actions."""
     by_id = {c.id: c for c in cats}
+    below: dict[str, list[str]] = {}  # category id -> the kinds and mixins right below it
+    for other in cats:
+        ups: tuple[str, ...] = ()
+        if isinstance(other, Kind) and other.parent:
+            ups = (other.parent,)
+        elif isinstance(other, Mixin):
+            ups = other.depends
+        for up in ups:
+            below.setdefault(up, []).append(other.id)
     wanted: set[str] = set()
     frontier = [f for f in filter_ids if f in by_id]
-    while frontier:
+    while frontier:  # linear in the categories (a caller may see thousands of os_tpl images)
         cid = frontier.pop()
         if cid in wanted:
             continue
@@ -130,14 +139,7 @@ def related(filter_ids: Sequence[str], cats: Sequence[Category]) -> list[Categor
         c = by_id[cid]
         if isinstance(c, Kind | Mixin):
             wanted.update(a for a in c.actions if a in by_id)
-        for other in cats:
-            ups: tuple[str, ...] = ()
-            if isinstance(other, Kind) and other.parent:
-                ups = (other.parent,)
-            elif isinstance(other, Mixin):
-                ups = other.depends
-            if cid in ups and other.id not in wanted:
-                frontier.append(other.id)
+        frontier.extend(o for o in below.get(cid, ()) if o not in wanted)
     return [c for c in cats if c.id in wanted]
 
 
