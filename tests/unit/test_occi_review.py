@@ -208,3 +208,22 @@ def test_related_categories_follow_parents_and_depends_transitively() -> None:
     got = {c.id for c in related([categories.RESOURCE.id], cats)}
     assert {categories.COMPUTE.id, categories.STOP.id, categories.UP.id} <= got
     assert categories.LINK.id not in got and mine.id not in got
+
+
+async def test_an_update_naming_another_entity_id_is_refused(cloud: Any) -> None:
+    occi = occi_client(cloud, ctx_for("review-ids"))
+    made = []
+    for title in ("a", "b"):
+        body = {"kind": INFRA + "network", "attributes": {"occi.core.title": title}}
+        r = await occi.post("/occi/network/", content=json.dumps(body).encode(), headers=JSON_H)
+        assert r.status_code == 201, r.text
+        made.append(r.headers["location"].rsplit("/", 1)[-1])
+    # b's rendering PUT at a's location: a 400 naming the id, and a keeps its title
+    got = (await occi.get(f"/occi/network/{made[1]}", headers=JSON_H)).json()
+    r = await occi.put(f"/occi/network/{made[0]}", content=json.dumps(got).encode(), headers=JSON_H)
+    assert r.status_code == 400 and "occi.core.id" in r.text, r.text
+    assert (await occi.get(f"/occi/network/{made[0]}", headers=JSON_H)).json()["title"] == "a"
+    # its own id repeated is fine
+    got = (await occi.get(f"/occi/network/{made[0]}", headers=JSON_H)).json()
+    r = await occi.put(f"/occi/network/{made[0]}", content=json.dumps(got).encode(), headers=JSON_H)
+    assert r.status_code == 200, r.text

@@ -152,6 +152,9 @@ def _check_attributes(attrs: Mapping[str, Any], defs: Mapping[str, Attribute], k
             if current is not None and name in current and coerce(attr, value) == current[name]:
                 continue
             raise errors.Invalid(f"attribute {name} is immutable")
+        if name == "occi.core.id" and current is not None and str(value) != str(current.get(name, value)):
+            # an update names its entity by its location: another entity's id is another entity's rendering
+            raise errors.Invalid(f"occi.core.id {str(value)[:64]!r} is not the id of the entity at this location")
         out[name] = coerce(attr, value)
     if create:
         for name, attr in defs.items():
