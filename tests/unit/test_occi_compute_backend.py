@@ -13,33 +13,17 @@ from typing import Any
 import httpx
 import pytest
 from _asgi_ctx import ctx_for
+from occi_cloud import image, services
 
 from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.occi import categories
 from cumulo.occi.backends import compute as occi_compute
 from cumulo.occi.backends import templates
-from cumulo.occi.deps import OcciServices
 from cumulo.occi.model import ActionRequest, Entity, EntityRequest, LinkRequest, split_location
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBd3mVmyC6gxhnTt2nVkVqSUdMAhFqvOhYnOOjEjn8Aq occi@test"
 H = {"OpenStack-API-Version": "compute 2.79"}
-
-
-def services(cloud: Any) -> OcciServices:
-    s = cloud.services
-    return OcciServices(conf=s.conf, db=s.db, identity=s.identity, images=s.images, compute=s.compute,
-                        network=s.network, volume=s.volume, placement=s.placement)
-
-
-async def image(client: httpx.AsyncClient, name: str = "cirros", **props: Any) -> str:
-    r = await client.post("/image/v2/images", json={"name": name, "disk_format": "raw", "container_format": "bare", **props})
-    assert r.status_code == 201, r.text
-    image_id = str(r.json()["id"])
-    r = await client.put(f"/image/v2/images/{image_id}/file", content=b"bytes",
-                         headers={"content-type": "application/octet-stream"})
-    assert r.status_code == 204, r.text
-    return image_id
 
 
 async def settle(backend: occi_compute.ComputeBackend, ctx: RequestContext, sid: str, timeout: float = 20.0) -> Entity:

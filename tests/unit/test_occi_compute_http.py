@@ -13,11 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from _asgi_ctx import AsCtx, ctx_for, outside
+from _asgi_ctx import ctx_for
+from occi_cloud import image, occi_client
 
 from cumulo.context import RequestContext
-from cumulo.occi.deps import OcciServices
-from cumulo.web.http import PrefixDispatcher
 
 occi_api = pytest.importorskip("cumulo.occi.api")
 
@@ -26,25 +25,6 @@ OS = "http://schemas.openstack.org/template/os#"
 RES = "http://schemas.openstack.org/template/resource#"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBd3mVmyC6gxhnTt2nVkVqSUdMAhFqvOhYnOOjEjn8Aq occi@test"
 JSON_H = {"Content-Type": "application/occi+json", "Accept": "application/occi+json"}
-
-
-def occi_client(cloud: Any, ctx: RequestContext) -> httpx.AsyncClient:
-    s = cloud.services
-    svc = OcciServices(conf=s.conf, db=s.db, identity=s.identity, images=s.images, compute=s.compute,
-                       network=s.network, volume=s.volume, placement=s.placement)
-    app = AsCtx(occi_api.make_app(svc), ctx)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=PrefixDispatcher({"/occi": app}, outside("/occi"))),
-                             base_url="http://cumulo.test")
-
-
-async def image(client: httpx.AsyncClient) -> str:
-    r = await client.post("/image/v2/images", json={"name": "cirros", "disk_format": "raw", "container_format": "bare"})
-    assert r.status_code == 201, r.text
-    image_id = str(r.json()["id"])
-    r = await client.put(f"/image/v2/images/{image_id}/file", content=b"bytes",
-                         headers={"content-type": "application/octet-stream"})
-    assert r.status_code == 204, r.text
-    return image_id
 
 
 async def state_of(occi: httpx.AsyncClient, cid: str, want: str, timeout: float = 20.0) -> dict[str, Any]:
