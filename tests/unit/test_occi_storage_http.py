@@ -6,6 +6,7 @@ backends' own behaviour is tests/unit/test_occi_storage.py's; the real-host rows
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -145,6 +146,10 @@ async def test_storagelink_over_http(env: Env) -> None:
     assert r.status_code == 200 and r.text.split() == [f"http://cumulo.test/occi{lpath}"], r.text
     r = await env.occi.get(f"/occi/compute/{sid}", headers=JSON_ACCEPT)
     assert any(x["id"] == lpath.rsplit("/", 1)[-1] for x in r.json().get("links", [])), r.text
+    # its own rendering PUT back (absolute source/target locations) is no change (GFD.223 §10.2.2)
+    r = await env.occi.put(f"/occi{lpath}", content=json.dumps(link).encode(),
+                           headers={**JSON_ACCEPT, "Content-Type": "application/occi+json"})
+    assert r.status_code == 200, r.text
     assert (await env.occi.delete(f"/occi{spath}")).status_code == 409  # linked
     assert (await env.occi.delete(f"/occi{lpath}")).status_code == 200
     await env.state(spath, "available", "occi.storage.state.message")

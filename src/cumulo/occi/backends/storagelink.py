@@ -37,7 +37,7 @@ from cumulo.context import RequestContext
 from cumulo.occi.backends import templates
 from cumulo.occi.backends.endpoints import endpoints, located
 from cumulo.occi.backends.storage import every_page, offline_mark, state_conflicts
-from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind
+from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind, split_location
 from cumulo.volume import states
 
 if TYPE_CHECKING:
@@ -204,6 +204,9 @@ class StorageLinkBackend:
         for name in ("occi.storagelink.deviceid", "occi.storagelink.mountpoint", "occi.core.source",
                      "occi.core.target"):
             value = req.attributes.get(name)
+            if value is not None and name in ("occi.core.source", "occi.core.target"):
+                with contextlib.suppress(ValueError):  # absolute or root-relative, as rendered
+                    value = "/{}/{}".format(*split_location(str(value)))
             if value is not None and str(value) != str(current.attributes.get(name)):
                 raise errors.Invalid(f"{name} of a storagelink cannot change (it is "
                                      f"{current.attributes.get(name)!r}): delete the link and make a new one")
