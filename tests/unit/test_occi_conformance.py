@@ -415,6 +415,29 @@ async def test_gfd229_7_text_occi_in_headers_repeated_or_comma_joined(env: Env) 
         assert (await env.a.delete(f"/occi{loc}")).status_code == 200
 
 
+async def test_gfd229_7_separators_inside_quoted_values(env: Env) -> None:
+    """§7: header values holding separators MUST be quoted (RFC 7230 quoted-string): a title with a
+    comma, a semicolon and an escaped quote survives a comma-joined request and the text/occi answer."""
+    title = 'a, b; c \\"d\\"'
+    r = await env.a.post("/occi/storage/", headers={"Content-Type": "text/occi", "Category": kind("storage"),
+                                                    "X-OCCI-Attribute": f'occi.storage.size=1, occi.core.title="{title}"'})
+    assert r.status_code == 201, r.text
+    loc = r.headers["location"].removeprefix(BASE)
+    body = await _wait(env.a, loc, "occi.storage.state", "online")
+    assert body["title"] == 'a, b; c "d"'
+    r = await env.a.get(f"/occi{loc}", headers={"Accept": "text/occi"})
+    assert f'occi.core.title="{title}"' in r.headers["x-occi-attribute"]
+    assert (await env.a.delete(f"/occi{loc}")).status_code == 200
+
+
+async def test_gfd223_9_3_9_4_a_query_interface_change_needs_a_category(env: Env) -> None:
+    """§9.3/§9.4: POST and DELETE on the query interface MUST carry a full category rendering:
+    without one, a 400 (nothing changes)."""
+    for method in ("POST", "DELETE"):
+        r = await env.a.request(method, "/occi/-/", headers={"Content-Type": "text/occi"})
+        assert r.status_code == 400, (method, r.text)
+
+
 async def test_gfd229_8_uri_list_renders_listings_only(env: Env) -> None:
     """§8: text/uri-list asked for anything but a listing is a 400; a listing is one URI a line."""
     for path in (f"/occi{env.loc['compute']}", "/occi/-/"):
