@@ -169,9 +169,12 @@ class NetworkInterfaceBackend:
         servers = await self._servers(ctx, {str(p["device_id"]) for p in ports})
         subnets = await self._subnets(ctx, ports)
         up = await self._networks_up(ctx, ports)
+        by_server: dict[str, list[dict[str, Any]]] = {}
+        for p in ports:
+            by_server.setdefault(str(p["device_id"]), []).append(p)
         out: list[Entity] = []
         for uuid, server in servers.items():
-            mine = netports.in_order([p for p in ports if p["device_id"] == uuid], netports.port_ids_of(server))
+            mine = netports.in_order(by_server.get(uuid, []), netports.port_ids_of(server))
             out += [self.entity(dict(p), server, subnets, up.get(str(p["network_id"]), True)) for p in mine]
         return out
 
