@@ -22,6 +22,8 @@ What it does, in order:
      here, as in Nova: the category pOCCI lists, creates in and deletes from);
   4. runs `pOCCI -f json` (its default test set: 14 tests; --tests names others, e.g. the 3 it skips),
      prints a table and keeps each run's JSON in --workspace;
+  4b. with --parse: pOCCI's message parser (pOCCI-parse) reads our renderings of the query interface,
+     a collection, a compute, a networkinterface and a storage in text/plain and text/occi;
   5. deletes every server, stops the cloud by its pid and removes its state and network data plane.
 """
 
@@ -214,6 +216,31 @@ def run_pocci(python: Path, venv: Path, endpoint: str, user: str, password: str,
     return result
 
 
+def parse_check(python: Path, venv: Path, endpoint: str, auth: tuple[str, str]) -> list[tuple[str, str]]:
+    """pOCCI's message parser (pOCCI-parse, its "local mode" compliance check of OCCI messages) over
+    our renderings: the query interface, a collection, a compute, its networkinterface, a storage, in
+    text/plain and text/occi. [(what, "OK" | the parser's error)]."""
+    h = {"Accept": "text/plain"}
+    computes = httpx.get(f"{endpoint}/compute/", auth=auth, headers={"Accept": "text/uri-list"}).text.split()
+    storages = httpx.get(f"{endpoint}/storage/", auth=auth, headers={"Accept": "text/uri-list"}).text.split()
+    compute = httpx.get(computes[0], auth=auth, headers=h).text
+    nic = re.findall(r'self="([^"]+)"', compute)[0]
+    cases = [("query interface", f"{endpoint}/-/", "categories"), ("collection", f"{endpoint}/compute/", "entities"),
+             ("compute", computes[0], "resource"), ("networkinterface", nic, "resource"),
+             ("storage", storages[0], "resource")]
+    out = []
+    for what, url, kind in cases:
+        for mime in ("text/plain", "text/occi"):
+            r = httpx.get(url, auth=auth, headers={"Accept": mime})
+            text = r.text if mime == "text/plain" else "".join(f"{k}: {v}\r\n" for k, v in r.headers.multi_items())
+            done = subprocess.run([str(python), "-m", "pOCCI.pOCCI_parse", "-t", kind, "-i", mime],  # noqa: S603
+                                  input=text, capture_output=True, text=True,
+                                  env={**os.environ, "HOME": "/nonexistent", "PYTHONPATH": str(venv / "src")})
+            ok = done.returncode == 0 and not done.stderr.strip()
+            out.append((f"{what} ({mime})", "OK" if ok else done.stderr.strip()[:300] or f"exit {done.returncode}"))
+    return out
+
+
 def one_run(args: argparse.Namespace, python: Path, mime: str, tests: list[str]) -> dict[str, Any]:
     """pOCCI once: against --endpoint, or against a fresh cloud (with the fixtures) thrown away after."""
     tmp = Path(tempfile.mkdtemp(prefix="cumulo-pocci-"))
@@ -229,6 +256,9 @@ def one_run(args: argparse.Namespace, python: Path, mime: str, tests: list[str])
             endpoint, auth = f"{cloud.base}/occi", (cloud.demo["username"], cloud.demo["password"])
             os_tpl = busybox_os_tpl(endpoint, auth)
             make_fixtures(endpoint, auth, os_tpl)
+            if args.parse:
+                for what, verdict in parse_check(python, args.venv.resolve(), endpoint, auth):
+                    print(f"  pOCCI-parse {what:<32} {verdict}")
         return run_pocci(python, args.venv.resolve(), endpoint, auth[0], auth[1], mime, os_tpl, tests)
     finally:
         if cloud is not None:
@@ -250,6 +280,8 @@ def main() -> int:
     ap.add_argument("--isolated", action="store_true",
                     help="each test alone on its own fresh cloud (pOCCI's tests share state in their fixed order: "
                          "DELETE/001 deletes the first entity it lists, MISC/001 suspends the first compute, ...)")
+    ap.add_argument("--parse", action="store_true",
+                    help="also check our renderings with pOCCI's message parser (pOCCI-parse), on each fresh cloud")
     ap.add_argument("--workspace", type=Path, default=ROOT / "occi-conformance-ws")
     args = ap.parse_args()
     python = ensure_suite(args.venv.resolve())
