@@ -227,3 +227,20 @@ async def test_an_update_naming_another_entity_id_is_refused(cloud: Any) -> None
     got = (await occi.get(f"/occi/network/{made[0]}", headers=JSON_H)).json()
     r = await occi.put(f"/occi/network/{made[0]}", content=json.dumps(got).encode(), headers=JSON_H)
     assert r.status_code == 200, r.text
+
+
+async def test_an_admin_reaches_only_its_own_projects_storage_here(cloud: Any, as_ctx: AsCtx) -> None:
+    # as every other kind through /occi (compute, network, networkinterface): another project's
+    # volume is not in an admin's listing, nor reachable by its id
+    owner = ctx_for("review-vol-owner")
+    r = await as_ctx(owner).post("/volume/v3/review-vol-owner/volumes", json={"volume": {"size": 1, "name": "theirs"}})
+    assert r.status_code == 202, r.text
+    vid = r.json()["volume"]["id"]
+    admin = occi_client(cloud, ctx_for("review-vol-admin", "admin"))
+    listed = await admin.get("/occi/storage/", headers={"Accept": "text/uri-list"})
+    assert vid not in listed.text
+    assert (await admin.get(f"/occi/storage/{vid}", headers=JSON_H)).status_code == 404
+    assert (await admin.post(f"/occi/storage/{vid}?action=snapshot", headers=JSON_H)).status_code == 404
+    assert (await admin.delete(f"/occi/storage/{vid}", headers=JSON_H)).status_code == 404
+    r = await as_ctx(owner).get(f"/volume/v3/review-vol-owner/volumes/{vid}")
+    assert r.status_code == 200 and r.json()["volume"]["status"] != "deleting", r.text

@@ -176,8 +176,16 @@ class StorageBackend:
     async def list(self, ctx: RequestContext) -> list[Entity]:
         return [self.entity(r) for r in await self.records(ctx)]
 
+    async def _record(self, ctx: RequestContext, entity_id: str) -> dict[str, Any]:
+        """The volume, when it is the caller's project's: an admin, too, reaches only its own project's
+        entities through /occi (as with every other kind), not every volume Cinder would show it."""
+        rec = await self.volume.get_volume(ctx, entity_id)
+        if rec.get("project_id") != ctx.project_id:
+            raise errors.NotFound(f"Volume {str(entity_id)[:64]} could not be found.")
+        return rec
+
     async def get(self, ctx: RequestContext, entity_id: str) -> Entity:
-        return self.entity(await self.volume.get_volume(ctx, entity_id))
+        return self.entity(await self._record(ctx, entity_id))
 
     # --- writing ---
 
@@ -202,7 +210,7 @@ class StorageBackend:
 
     async def update(self, ctx: RequestContext, entity_id: str, req: EntityRequest, *, replace: bool) -> Entity:
         self._no_extras(req)
-        rec = await self.volume.get_volume(ctx, entity_id)
+        rec = await self._record(ctx, entity_id)
         values: dict[str, Any] = {}
         for attr, field in (("occi.core.title", "name"), ("occi.core.summary", "description")):
             if attr in req.attributes:
@@ -242,7 +250,7 @@ class StorageBackend:
                 await self.volume.extend(ctx, str(rec["id"]), size, version=VOLUME_VERSION)
 
     async def delete(self, ctx: RequestContext, entity_id: str) -> None:
-        rec = await self.volume.get_volume(ctx, entity_id)
+        rec = await self._record(ctx, entity_id)
         servers = sorted({str(a.get("instance_uuid")) for a in rec.get("attachments") or () if a.get("instance_uuid")})
         if servers or rec.get("attach_status") == states.ATTACHED or rec.get("status") in (
                 states.IN_USE, states.RESERVED, states.ATTACHING, states.DETACHING):
@@ -263,7 +271,7 @@ class StorageBackend:
         term = action.action.removeprefix(ACTION_SCHEME)
         if term not in _TERMS:
             raise errors.Invalid(f"unknown storage action {action.action}")
-        rec = await self.volume.get_volume(ctx, entity_id)
+        rec = await self._record(ctx, entity_id)
         if ACTION_SCHEME + term not in allowed_actions(rec):
             raise errors.InvalidState(f"storage {entity_id} is {occi_state(rec)[1]}: {term} is not allowed now "
                                       f"(allowed: {', '.join(a.rsplit('#', 1)[-1] for a in allowed_actions(rec)) or 'none'})")

@@ -102,7 +102,9 @@ class StorageLinkBackend:
         out: dict[str, dict[str, Any]] = {}
         for uuid in sorted(uuids):
             with contextlib.suppress(errors.NotFound):  # deleted meanwhile: its links went with it
-                out[uuid] = await self.compute.get(ctx, uuid)
+                server = await self.compute.get(ctx, uuid)
+                if server["project_id"] == ctx.project_id:  # an admin's too: its project's only
+                    out[uuid] = server
         return out
 
     async def list(self, ctx: RequestContext) -> list[Entity]:
@@ -154,6 +156,8 @@ class StorageLinkBackend:
             server = await self.compute.get(ctx, str(att["instance_uuid"]))
         except errors.NotFound:
             raise missing from None
+        if server["project_id"] != ctx.project_id:  # an admin, too, reaches only its project's links here
+            raise missing
         mapping = next((m for m in await self.attachments().of_server(server)
                         if str(m.get("attachment_id")) == str(att["id"])), None)
         if mapping is None:
