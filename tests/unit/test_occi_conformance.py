@@ -269,7 +269,8 @@ async def test_gfd223_10_3_partial_update_and_actions(env: Env) -> None:
 
 async def test_gfd223_10_4_delete_deletes_the_entity(env: Env) -> None:
     """§10.4: DELETE is a 200 (or 204), and the entity is gone: the next GET is a 404 and no
-    collection lists it, though the host finishes in the background (pOCCI OCCI/CORE/DELETE/001)."""
+    collection lists it, though the host finishes in the background (pOCCI OCCI/CORE/DELETE/001):
+    a compute, and a storage."""
     loc = await _compute(env, "conf-doomed")
     await _wait(env.a, loc, "occi.compute.state", "active")
     r = await env.a.delete(f"/occi{loc}")
@@ -277,6 +278,11 @@ async def test_gfd223_10_4_delete_deletes_the_entity(env: Env) -> None:
     assert (await env.a.get(f"/occi{loc}", headers=PLAIN)).status_code == 404
     assert BASE + loc not in (await env.a.get("/occi/compute/", headers={"Accept": "text/uri-list"})).text
     assert (await env.a.delete(f"/occi{loc}")).status_code == 404
+    storage = await _create(env.a, "/storage/", [("Category", kind("storage")), ("X-OCCI-Attribute", "occi.storage.size=1")])
+    await _wait(env.a, storage, "occi.storage.state", "online")
+    assert (await env.a.delete(f"/occi{storage}")).status_code in (200, 204)
+    assert (await env.a.get(f"/occi{storage}", headers=PLAIN)).status_code == 404
+    assert BASE + storage not in (await env.a.get("/occi/", headers={"Accept": "text/uri-list"})).text
 
 
 # --- GFD.223 §11 collections --------------------------------------------------------------------------

@@ -174,13 +174,14 @@ class StorageBackend:
         return await every_page(self.volume.list_volumes, ctx)
 
     async def list(self, ctx: RequestContext) -> list[Entity]:
-        return [self.entity(r) for r in await self.records(ctx)]
+        return [self.entity(r) for r in await self.records(ctx) if r.get("status") != states.DELETING]
 
     async def _record(self, ctx: RequestContext, entity_id: str) -> dict[str, Any]:
         """The volume, when it is the caller's project's: an admin, too, reaches only its own project's
         entities through /occi (as with every other kind), not every volume Cinder would show it."""
         rec = await self.volume.get_volume(ctx, entity_id)
-        if rec.get("project_id") != ctx.project_id:
+        # a volume whose DELETE was accepted is gone for OCCI at once (GFD.223 §10.4), as a compute's
+        if rec.get("project_id") != ctx.project_id or rec.get("status") == states.DELETING:
             raise errors.NotFound(f"Volume {str(entity_id)[:64]} could not be found.")
         return rec
 
