@@ -270,7 +270,7 @@ async def test_gfd223_10_3_partial_update_and_actions(env: Env) -> None:
 async def test_gfd223_10_4_delete_deletes_the_entity(env: Env) -> None:
     """§10.4: DELETE is a 200 (or 204), and the entity is gone: the next GET is a 404 and no
     collection lists it, though the host finishes in the background (pOCCI OCCI/CORE/DELETE/001):
-    a compute, and a storage."""
+    a compute, a storage, a storagelink."""
     loc = await _compute(env, "conf-doomed")
     await _wait(env.a, loc, "occi.compute.state", "active")
     r = await env.a.delete(f"/occi{loc}")
@@ -283,6 +283,20 @@ async def test_gfd223_10_4_delete_deletes_the_entity(env: Env) -> None:
     assert (await env.a.delete(f"/occi{storage}")).status_code in (200, 204)
     assert (await env.a.get(f"/occi{storage}", headers=PLAIN)).status_code == 404
     assert BASE + storage not in (await env.a.get("/occi/", headers={"Accept": "text/uri-list"})).text
+    # a storagelink: the link is gone at once, from its own GET and from its compute's links
+    storage = await _create(env.a, "/storage/", [("Category", kind("storage")), ("X-OCCI-Attribute", "occi.storage.size=1")])
+    await _wait(env.a, storage, "occi.storage.state", "online")
+    link = await _create(env.a, "/storagelink/", [
+        ("Category", kind("storagelink")), ("X-OCCI-Attribute", f'occi.core.source="{env.loc["compute"]}"'),
+        ("X-OCCI-Attribute", f'occi.core.target="{storage}"')])
+    await _wait(env.a, link, "occi.storagelink.state", "active")
+    assert (await env.a.delete(f"/occi{link}")).status_code in (200, 204)
+    assert (await env.a.get(f"/occi{link}", headers=PLAIN)).status_code == 404
+    assert BASE + link not in (await env.a.get(f"/occi{env.loc['compute']}", headers=PLAIN)).text
+    deadline = time.monotonic() + 60
+    while (await env.a.delete(f"/occi{storage}")).status_code != 200:  # 409 until the volume is detached
+        assert time.monotonic() < deadline, "the storage never became deletable"
+        await asyncio.sleep(0.1)
 
 
 # --- GFD.223 §11 collections --------------------------------------------------------------------------

@@ -69,6 +69,13 @@ def link_state(attach_status: str, volume_status: str | None) -> str:
     return "inactive"
 
 
+def _unlinking(vol: dict[str, Any]) -> bool:
+    """The volume's only link is being deleted (detaching): the link is gone for OCCI at once (GFD.223
+    §10.4: DELETE deletes it) while the host unmounts. A multiattach volume's detaching names no
+    one link: its links stay shown (inactive) until done."""
+    return vol.get("status") == states.DETACHING and not vol.get("multiattach")
+
+
 class StorageLinkBackend:
     """KindBackend for storagelink."""
 
@@ -128,17 +135,19 @@ class StorageLinkBackend:
                          if m.get("attachment_id")}
         volume_ids = {str(a["volume_id"]) for a in atts}
         if len(volume_ids) <= _FEW:
-            statuses = {}
+            vols = []
             for vid in sorted(volume_ids):
                 with contextlib.suppress(errors.NotFound):
-                    statuses[vid] = str((await self.volume.get_volume(ctx, vid))["status"])
+                    vols.append(await self.volume.get_volume(ctx, vid))
         else:
-            statuses = {str(v["id"]): str(v["status"]) for v in await every_page(self.volume.list_volumes, ctx)}
+            vols = await every_page(self.volume.list_volumes, ctx)
+        statuses = {str(v["id"]): str(v["status"]) for v in vols}
+        unlinking = {str(v["id"]) for v in vols if _unlinking(v)}
         out = []
         for a in atts:
             server = servers.get(str(a["instance_uuid"]))
             mapping = by_attachment.get(str(a["id"]))
-            if server is None or mapping is None:
+            if server is None or mapping is None or str(a["volume_id"]) in unlinking:
                 continue
             out.append(self.entity(a, server, mapping, statuses.get(str(a["volume_id"]))))
         return out
@@ -168,6 +177,8 @@ class StorageLinkBackend:
         policy.authorize(ctx, f"{PREFIX}:show")
         att, server, mapping = await self._resolve(ctx, entity_id)
         vol = await self.volume.get_volume(ctx, str(att["volume_id"]))
+        if _unlinking(vol):
+            raise errors.NotFound(f"storagelink {str(entity_id)[:64]} not found")
         return self.entity(att, server, mapping, str(vol["status"]))
 
     # --- writing ---
