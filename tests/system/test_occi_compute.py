@@ -378,6 +378,10 @@ def test_another_project_sees_and_touches_nothing(world: World, other: Tenant) -
                 assert not {uuid, path_id(vol), world.private} & stranger.ids(path), (rendering, path)
             assert not stranger.ids("/compute/", attributes={"occi.core.title": "occi-isolated"})
             assert stranger.ids("/", category=COMPUTE) == set()
+    # OCCI has no all-projects view: even the cloud's admin (another project) sees only its own.
+    with Occi(world.cloud.base_url, JSON, token=world.cloud.token("cumulo")) as admin:
+        assert admin.status("GET", loc) == 404 and admin.status("GET", vol) == 404
+        assert not {uuid, path_id(vol)} & (admin.ids("/compute/") | admin.ids("/storage/"))
     # Nor can it reach them by reference: links from or to them, templates of its own that name them.
     with Occi(world.cloud.base_url, JSON, token=other.token) as stranger:
         own = stranger.create(STORAGE, attributes={"occi.core.title": "stranger-vol", "occi.storage.size": 1})
