@@ -407,6 +407,24 @@ async def test_gfd229_5_3_5_4_collections(env: Env) -> None:
     assert r.text.endswith("\r\n") and all(line.startswith("Category: ") for line in r.text.splitlines())
 
 
+async def test_gfd229_5_5_2_a_mixin_renders_its_first_depends_as_rel(env: Env) -> None:
+    """§5.5.2: Mixin.depends goes to `rel`, only its first value when there are several (applies is
+    not rendered in text)."""
+    mixins = [{"term": f"d{i}", "scheme": TAGS, "location": f"/conformance/d{i}/"} for i in (1, 2)]
+    mixins.append({"term": "both", "scheme": TAGS, "location": "/conformance/both/", "depends": [TAGS + "d1", TAGS + "d2"],
+                   "applies": [INFRA + "compute"]})
+    r = await env.a.post("/occi/-/", headers={"Content-Type": "application/occi+json"}, json={"mixins": mixins})
+    assert r.status_code == 200, r.text
+    try:
+        lines = (await env.a.get("/occi/-/", headers=PLAIN)).text.splitlines()
+        [both] = [line for line in lines if line.startswith("Category: both;")]
+        assert f'; rel="{TAGS}d1";' in both and "d2" not in both and INFRA + "compute" not in both
+    finally:
+        for term in ("both", "d1", "d2"):
+            await env.a.request("DELETE", "/occi/-/", headers={"Content-Type": "text/occi",
+                                                                "Category": f'{term}; scheme="{TAGS}"; class="mixin"'})
+
+
 async def test_gfd229_6_text_occi_plain_is_answered_in_its_own_name(env: Env) -> None:
     """§6: text/occi+plain names the text/plain rendering: asked for it, the answer (a fault too)
     carries it."""
