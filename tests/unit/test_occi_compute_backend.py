@@ -102,6 +102,10 @@ async def test_templates_are_the_callers_images_and_flavors(
     assert (await os_src.image_for(p1, os_tpl(img)))["id"] == img
     assert (p1.request_id, img) not in templates._SEEN
     assert (await os_src.image_for(ctx_for("p1"), os_tpl(img)))["id"] == img
+    assert p1.request_id in templates._FLAVORS
+    assert (await res_src.flavor_for(p1, res_tpl("1")))["name"] == "m1.tiny"
+    assert p1.request_id not in templates._FLAVORS
+    assert (await res_src.flavor_for(ctx_for("p1"), res_tpl("2")))["name"] == "m1.small"
 
 
 async def test_create_act_update_delete(cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]) -> None:

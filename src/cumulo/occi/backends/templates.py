@@ -124,6 +124,7 @@ async def visible_flavors(db: Database, ctx: RequestContext) -> list[dict[str, A
 # only the same request of the same caller ever finds one; a few entries, the oldest dropped.
 _SEEN: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 _SEEN_MAX = 32
+_FLAVORS: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()  # request id -> the flavors its lookup read
 
 
 def _remember(ctx: RequestContext, image: dict[str, Any]) -> None:
@@ -187,7 +188,12 @@ class ResourceTemplates:
         wanted = {m for m in mixin_ids if m.startswith(RESOURCE_SCHEME)}
         if not wanted:
             return []
-        return [m for m in await self.mixins(ctx) if m.id in wanted]
+        flavors = await visible_flavors(self.db, ctx)
+        if ctx.request_id:  # for this request's compute create (flavor_for), as _SEEN does for images
+            _FLAVORS[ctx.request_id] = flavors
+            while len(_FLAVORS) > _SEEN_MAX:
+                _FLAVORS.popitem(last=False)
+        return [m for m in map(resource_tpl_of, flavors) if m.id in wanted]
 
     async def flavors(self, ctx: RequestContext) -> list[dict[str, Any]]:
         return await visible_flavors(self.db, ctx)
@@ -195,7 +201,8 @@ class ResourceTemplates:
     async def flavor_for(self, ctx: RequestContext, mixin_id: str) -> dict[str, Any]:
         """The flavor a resource_tpl mixin id names; Invalid (400) naming the mixin otherwise."""
         term = mixin_id.removeprefix(RESOURCE_SCHEME)
-        for flavor in await visible_flavors(self.db, ctx):
+        seen = _FLAVORS.pop(ctx.request_id, None) if ctx.request_id else None
+        for flavor in seen if seen is not None else await visible_flavors(self.db, ctx):
             if flavor_term(str(flavor["flavorid"])) == term:
                 return flavor
         raise errors.Invalid(f"resource_tpl mixin {mixin_id} does not exist")
