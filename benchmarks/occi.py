@@ -13,10 +13,13 @@ server both ways, the order alternating from round to round:
   Nova picks by default, as an OCCI create without a networkinterface does), then
   `GET /compute/v2.1/servers/<id>` every 2 ms until ACTIVE.
 
-Each from sending the POST to the first GET showing the state; p50/p90 of each and the ratio of
-the p50s (target <= 1.1x), and the median of each round's own ratio (other work on the machine
-drifts less within a round). The POSTs alone, and one GET of an active server each way, are
-reported too. Every server is deleted (through Nova)
+Each from sending the POST to the first GET showing the state; and, in the same rounds, the same
+two creates watched in the cloud's SQLite DB from a thread of ours until the row is active
+(boot_container.py's way: a 2 ms GET poll competes with the boot for the cloud's one event loop,
+and an OCCI compute's GET, which renders its links, is the heavier of the two). p50/p90 of each,
+the ratio of the p50s (target <= 1.1x) and the median of each round's own ratio (other work on
+the machine drifts less within a round). The POSTs alone, and one GET of an active server each
+way, are reported too. Every server is deleted (through Nova)
 outside the timed sections, and the run checks none is left.
 
     .venv/bin/python benchmarks/occi.py [-n 30] [--driver auto|fake] [--json out.json]
@@ -29,7 +32,9 @@ import asyncio
 import json
 import os
 import re
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import _harness as h
@@ -89,13 +94,38 @@ def occi_state(r: Any) -> str:
     return m.group(1) if m else "?"
 
 
+class DbWatch:
+    """Reads the cloud's SQLite DB (WAL: readers never block its writer) from a thread of ours, so
+    seeing the row turn active costs the cloud's event loop nothing (boot_container.py's way)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def wait(self, sid: str, t0: float, timeout: float = 60.0) -> tuple[float, str]:
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        try:
+            state = "?"
+            while time.perf_counter() - t0 < timeout:
+                row = conn.execute("SELECT vm_state FROM instances WHERE uuid = ?", (sid,)).fetchone()
+                state = str(row[0]) if row else "?"
+                if state in ("active", "error"):
+                    break
+                time.sleep(0.0005)
+            return time.perf_counter() - t0, state
+        finally:
+            conn.close()
+
+
 async def occi_create(client: Any, s: h.Session, image_id: str, flavor_id: str, title: str,
-                      timeout: float = 60.0) -> tuple[float, float, str, str]:
-    """(seconds to active, seconds for the POST, final state, id)."""
+                      timeout: float = 60.0, watch: DbWatch | None = None) -> tuple[float, float, str, str]:
+    """(seconds to active, seconds for the POST, final state, id); `watch`: seen in the DB, not by GET."""
     t0 = time.perf_counter()
     r = h.expect(await client.post("/occi/compute/", headers=occi_headers(s, image_id, flavor_id, title)), 200, 201)
     t_post = time.perf_counter() - t0
     cid = created_id(r)
+    if watch is not None:
+        took, state = await asyncio.to_thread(watch.wait, cid, t0, timeout)
+        return took, t_post, state, cid
     state = "?"
     get_headers = {"X-Auth-Token": s.token, "Accept": "text/plain"}
     while time.perf_counter() - t0 < timeout:
@@ -107,13 +137,16 @@ async def occi_create(client: Any, s: h.Session, image_id: str, flavor_id: str, 
 
 
 async def nova_create(client: Any, s: h.Session, image_id: str, flavor_id: str, title: str,
-                      timeout: float = 60.0) -> tuple[float, float, str, str]:
+                      timeout: float = 60.0, watch: DbWatch | None = None) -> tuple[float, float, str, str]:
     headers = s.headers("2.1")
     body = {"server": {"name": title, "imageRef": image_id, "flavorRef": flavor_id}}
     t0 = time.perf_counter()
     r = h.expect(await client.post("/compute/v2.1/servers", json=body, headers=headers), 202)
     t_post = time.perf_counter() - t0
     sid = str(r.json()["server"]["id"])
+    if watch is not None:
+        took, state = await asyncio.to_thread(watch.wait, sid, t0, timeout)
+        return took, t_post, state, sid
     status = "?"
     while time.perf_counter() - t0 < timeout:
         status = h.expect(await client.get(f"/compute/v2.1/servers/{sid}", headers=headers), 200).json()["server"]["status"]
@@ -162,31 +195,38 @@ async def run(n: int = 30, driver: str = "auto", warmup: int = 2, user: str = "d
             gets["nova"].append(time.perf_counter() - t0)
         for sid in (oid, nid):
             await delete_and_wait(client, s, sid)
+        watch = DbWatch(cloud.state_dir.absolute() / "cumulo.sqlite")
         cloud.profile_start("occi")
-        times: dict[str, list[float]] = {"occi": [], "nova": []}
+        keys = ("occi", "nova", "occi_db", "nova_db")
+        times: dict[str, list[float]] = {k: [] for k in keys}
         posts: dict[str, list[float]] = {"occi": [], "nova": []}
         failures: dict[str, int] = {}
-        paired: list[float] = []  # each round's OCCI time / Nova time (the load drifts less within a round)
+        # each round's OCCI time / Nova time, polled and DB-watched (the load drifts less within a round)
+        paired: dict[str, list[float]] = {"get": [], "db": []}
         load = [os.getloadavg()[0]]
         for i in range(n):
-            order = ("occi", "nova") if i % 2 == 0 else ("nova", "occi")
+            order = ["occi", "nova", "occi_db", "nova_db"] if i % 2 == 0 else ["nova", "occi", "nova_db", "occi_db"]
             took_round: dict[str, float] = {}
-            for name in order:
-                took, t_post, state, sid = await ways[name](client, s, image_id, flavor["id"], f"bench-{name}-{i}")
+            for key in order:
+                name = key.removesuffix("_db")
+                took, t_post, state, sid = await ways[name](
+                    client, s, image_id, flavor["id"], f"bench-{key}-{i}", watch=watch if key.endswith("_db") else None)
                 await delete_and_wait(client, s, sid)
                 if state != "active":
-                    failures[f"{name}:{state}"] = failures.get(f"{name}:{state}", 0) + 1
+                    failures[f"{key}:{state}"] = failures.get(f"{key}:{state}", 0) + 1
                     continue
-                times[name].append(took)
+                times[key].append(took)
                 posts[name].append(t_post)
-                took_round[name] = took
-            if len(took_round) == 2:
-                paired.append(took_round["occi"] / took_round["nova"])
+                took_round[key] = took
+            for mode, (a, b) in (("get", ("occi", "nova")), ("db", ("occi_db", "nova_db"))):
+                if a in took_round and b in took_round:
+                    paired[mode].append(took_round[a] / took_round[b])
         load.append(os.getloadavg()[0])
         cloud.profile_stop()
         left = h.expect(await client.get("/compute/v2.1/servers", headers=s.headers()), 200).json()["servers"]
     occi_p50 = h.percentile(times["occi"], 50)
     nova_p50 = h.percentile(times["nova"], 50)
+    db_ratio = h.percentile(times["occi_db"], 50) / h.percentile(times["nova_db"], 50) if times["nova_db"] else None
     return {
         "driver": driver,
         "user": user,
@@ -199,8 +239,12 @@ async def run(n: int = 30, driver: str = "auto", warmup: int = 2, user: str = "d
         "nova_post": h.summary_ms(posts["nova"]),
         "occi_get": h.summary_ms(gets["occi"]),
         "nova_get": h.summary_ms(gets["nova"]),
+        "occi_to_active_db": h.summary_ms(times["occi_db"]),
+        "nova_to_active_db": h.summary_ms(times["nova_db"]),
         "ratio_p50": round(occi_p50 / nova_p50, 3) if nova_p50 else None,
-        "paired_ratio_p50": round(h.percentile(paired, 50), 3) if paired else None,
+        "paired_ratio_p50": round(h.percentile(paired["get"], 50), 3) if paired["get"] else None,
+        "db_ratio_p50": round(db_ratio, 3) if db_ratio else None,
+        "db_paired_ratio_p50": round(h.percentile(paired["db"], 50), 3) if paired["db"] else None,
         "load_average": [round(x, 1) for x in load],
         "post_ratio_p50": round(h.percentile(posts["occi"], 50) / h.percentile(posts["nova"], 50), 3)
         if posts["nova"] else None,
@@ -228,10 +272,15 @@ def main() -> None:
           f" (ratio {result['post_ratio_p50']})")
     print(f"  GET of an active server: OCCI p50 {result['occi_get'].get('p50_ms')} ms, "
           f"Nova p50 {result['nova_get'].get('p50_ms')} ms")
-    print(f"  median of the rounds' own OCCI/Nova ratios: {result['paired_ratio_p50']}x; "
-          f"load average {result['load_average'][0]} -> {result['load_average'][1]}")
-    verdict = "meets" if result["ratio_p50"] is not None and result["ratio_p50"] <= TARGET_RATIO else "MISSES"
-    print(f"  ratio OCCI/Nova (p50): {result['ratio_p50']}x  ({verdict} the target <= {TARGET_RATIO}x)")
+    od, vd = result["occi_to_active_db"], result["nova_to_active_db"]
+    print(f"  ACTIVE seen in the DB (no polling): OCCI p50 {od.get('p50_ms')} ms, Nova p50 {vd.get('p50_ms')} ms: "
+          f"{result['db_ratio_p50']}x (rounds' own: {result['db_paired_ratio_p50']}x)")
+    print(f"  load average {result['load_average'][0]} -> {result['load_average'][1]}")
+    for label, ratio, own in (("polled by GET", result["ratio_p50"], result["paired_ratio_p50"]),
+                              ("seen in the DB", result["db_ratio_p50"], result["db_paired_ratio_p50"])):
+        verdict = "meets" if ratio is not None and ratio <= TARGET_RATIO else "MISSES"
+        print(f"  ratio OCCI/Nova to ACTIVE, {label} (p50): {ratio}x, rounds' own {own}x "
+              f"({verdict} the target <= {TARGET_RATIO}x)")
     if result["failures"] or result["servers_left"]:
         print(f"  failures {result['failures']}, servers left {result['servers_left']}")
     if args.json:
