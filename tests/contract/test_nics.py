@@ -203,7 +203,8 @@ async def test_a_vm_and_a_container_ping_each_other(
 def _dnsmasq(net: str, tmp: Path, mac: str, address: str) -> subprocess.Popen[bytes]:
     """A DHCP server on the network serving `address` to `mac` only (what the DHCP agent will do)."""
     subprocess.run(["ip", "-n", net, "addr", "add", "10.81.0.1/24", "dev", bridge.BRIDGE], check=True)  # noqa: S603, S607
-    argv = ["ip", "netns", "exec", net, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+    # nsenter: the network namespace only (`ip netns exec` would pin every host mount, see netplane/dhcp.py)
+    argv = ["nsenter", f"--net=/run/netns/{net}", "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
             "--port=0", "--bind-interfaces", f"--interface={bridge.BRIDGE}", "--except-interface=lo",
             "--dhcp-range=10.81.0.0,static,255.255.255.0", f"--dhcp-host={mac},{address}",
             f"--dhcp-leasefile={tmp / 'leases'}", f"--pid-file={tmp / 'dnsmasq.pid'}", "--log-facility=-"]

@@ -146,7 +146,10 @@ class Stand:
             sh("ip", "-n", self.name, "route", "add", "default", "via", gateway)
 
     def serve(self, address: str, port: int) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(["ip", "netns", "exec", self.name, sys.executable, "-c", SERVER, address, str(port)],  # noqa: S603
+        # nsenter joins only the network namespace: `ip netns exec` would copy every mount of the host
+        # into a mount namespace of the listener's, pinning other servers' disks while it runs
+        proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{self.name}", sys.executable, "-c", SERVER, address,  # noqa: S603
+                                 str(port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: fetch(f"http://{address}:{port}/", self.name) is not None, timeout=20,
                  what=f"the listener in {self.name}")

@@ -185,7 +185,8 @@ def listener(world: World) -> Iterator[dict[str, str]]:
         sh("ip", "-n", public_ns, "link", "set", dev, "master", "br0", "up")
         sh("ip", "-n", ns, "link", "set", "eth0", "address", port["mac_address"], "up")
         sh("ip", "-n", ns, "addr", "add", f"{address}/{prefix}", "dev", "eth0")
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", LISTENER, address, "8000"],  # noqa: S603
+        # nsenter: the network namespace only (`ip netns exec` would pin every host mount, see dhcp.py)
+        proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", sys.executable, "-c", LISTENER, address, "8000"],  # noqa: S603
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: fetch(f"http://{address}:8000/", ns) is not None, timeout=20, what="the external listener")
         yield {"address": address, "ns": ns}

@@ -43,6 +43,7 @@ from cumulo.netplane import bridge, netns, nft
 from cumulo.netplane.netns import IP
 
 DNSMASQ = "dnsmasq"
+NSENTER = "nsenter"
 RUN_DIR = Path("/run/cumulo/dhcp")
 DOMAIN = "openstacklocal"
 _OPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -334,7 +335,12 @@ async def ensure(run_dir: Path, ns: str, cfg: Config, iface: Interface, *, inter
         return pid
     if pid is not None:
         await stop(run_dir, cfg.network_id, keep_files=True)
-    rc = await host.run_to_file([IP, "netns", "exec", netns.check_name(ns), *want], str(paths.log), timeout=30)
+    # nsenter joins only the network namespace. `ip netns exec` would also give dnsmasq a mount
+    # namespace of its own, a copy of every mount on the host at that moment (the host's root is
+    # often private: nothing propagates), and a long-lived copy pins other servers' root disks,
+    # volumes and overlays (on this cloud or another): their loop devices never let go.
+    rc = await host.run_to_file([NSENTER, f"--net={netns.NETNS_DIR / netns.check_name(ns)}", "--", *want],
+                                str(paths.log), timeout=30)
     if rc != 0:
         text = await asyncio.to_thread(lambda: paths.log.read_text(errors="replace") if paths.log.exists() else "")
         raise HostError(f"dnsmasq for {ns} failed to start ({rc}): {text.strip()[-1000:]}")
