@@ -37,6 +37,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import logging
 import os
 import shutil
 import struct
@@ -46,6 +47,8 @@ from pathlib import Path
 
 from cumulo import host
 from cumulo.errors import DriverError, HostError
+
+LOG = logging.getLogger(__name__)
 
 GIB = 1 << 30
 BLOCK = 4096
@@ -372,9 +375,14 @@ class RootDisks:
                 await asyncio.to_thread(_unmount, idir / DISK_DIR)
             # As resize_offline: autoclear lets the loop device go only when its last opener (udev's
             # probe after the unmount, for a moment) closes it; unlinked before that, the old file
-            # (and its space) would stay bound beside the new disk's device.
+            # (and its space) would stay bound beside the new disk's device. The old data goes
+            # anyway: a disk something else still holds (a mount namespace that copied the mount)
+            # is unlinked after the wait, and its device lets go when that holder does.
             if await asyncio.to_thread((idir / DISK_FILE).exists):
-                await self._wait_released(idir)
+                try:
+                    await self._wait_released(idir)
+                except DriverError as exc:
+                    LOG.warning("rebuild of %s: %s; its old disk is freed when that holder lets go", idir.name, exc)
             await asyncio.to_thread((idir / DISK_FILE).unlink, missing_ok=True)
             await asyncio.to_thread(shutil.rmtree, idir / DISK_DIR, True)
         for sub in ("upper", "work"):  # an older server's layers, in its dir
