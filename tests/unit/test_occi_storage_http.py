@@ -163,7 +163,7 @@ async def test_junk_for_storage_and_storagelink_is_4xx_naming_it(env: Env) -> No
     cases: list[tuple[str, str, list[tuple[str, str]]]] = [
         ("POST", "/occi/storage/", [("X-OCCI-Attribute", "occi.storage.size=-1")]),
         ("POST", "/occi/storage/", [("X-OCCI-Attribute", "occi.storage.size=1e308")]),
-        ("POST", "/occi/storage/", [("X-OCCI-Attribute", "occi.storage.size=2.5")]),
+        ("POST", "/occi/storage/", [("X-OCCI-Attribute", "occi.storage.size=-2.5")]),
         ("POST", "/occi/storage/", [("X-OCCI-Attribute", 'occi.storage.size="big"')]),
         ("POST", "/occi/storage/", [("X-OCCI-Attribute", "occi.storage.size=1"),
                                     ("X-OCCI-Attribute", f'occi.core.title="{"t" * 300}"')]),

@@ -5,7 +5,8 @@ its HTTP API), with the caller's RequestContext, so the volume service's own sco
 
 Mapping (docs/occi.md, "Storage", restates it):
 - occi.core.id = the volume's UUID; title = its name; summary = its description;
-  occi.storage.size = its size in GiB (a whole number: Cinder's sizes are whole GiB).
+  occi.storage.size = its size in GiB (a whole number: Cinder's sizes are whole GiB; a fractional
+  size asked for is rounded up).
 - occi.storage.state: online (available, in-use, and the statuses of an online volume at work:
   reserved, attaching, detaching, extending, backing-up, uploading, retyping, awaiting-transfer),
   offline (taken offline: Cinder's `maintenance`; and a volume not usable yet: creating,
@@ -94,18 +95,20 @@ def allowed_actions(rec: dict[str, Any]) -> list[str]:
 
 
 def whole_gib(value: Any, name: str) -> int:
-    """A size in GiB as Cinder takes it: a positive whole number (1.0 is 1; 1.5 is a 400)."""
+    """A size in GiB as Cinder takes it: a whole number. GFD.224 types occi.storage.size as a float;
+    a fraction is rounded UP (0.1 -> 1, 1.5 -> 2), so the storage holds at least what was asked and
+    the entity then shows the real size. Zero, negative and non-finite sizes are 400s."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise errors.Invalid(f"{name} must be a number of GiB, not {str(value)[:32]!r}")
     try:
         number = float(value)
     except ValueError:
         raise errors.Invalid(f"{name} must be a number of GiB, not {str(value)[:32]!r}") from None
-    if not math.isfinite(number) or number != int(number) or number < 1:
-        raise errors.Invalid(f"{name} must be a whole number of GiB, at least 1 (got {str(value)[:32]})")
+    if not math.isfinite(number) or number <= 0:
+        raise errors.Invalid(f"{name} must be a positive number of GiB (got {str(value)[:32]})")
     if number > 1 << 31:
         raise errors.Invalid(f"{name} {int(number)} GiB is too large")
-    return int(number)
+    return math.ceil(number)
 
 
 def text_attr(value: Any, name: str) -> str:
