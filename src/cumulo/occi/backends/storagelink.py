@@ -72,8 +72,9 @@ def link_state(attach_status: str, volume_status: str | None) -> str:
 def _unlinking(vol: dict[str, Any]) -> bool:
     """The volume's only link is being deleted (detaching): the link is gone for OCCI at once (GFD.223
     §10.4: DELETE deletes it) while the host unmounts. A multiattach volume's detaching names no
-    one link: its links stay shown (inactive) until done."""
-    return vol.get("status") == states.DETACHING and not vol.get("multiattach")
+    one link: its links stay shown (inactive) until done. An `available` volume whose attachment row
+    is still there is a detach the host finished a moment before the row goes: gone too."""
+    return vol.get("status") in (states.DETACHING, states.AVAILABLE) and not vol.get("multiattach")
 
 
 class StorageLinkBackend:
