@@ -13,7 +13,15 @@ from cumulo.context import RequestContext
 from cumulo.db import utcnow
 from cumulo.volume import records, states
 from cumulo.volume.attachments import Attachments
-from cumulo.volume.base import EXTENDING_TO, MAX_SIZE_GB, OFFLINE, OFFLINE_LEAVING, OverLimit, authorize
+from cumulo.volume.base import (
+    EXTENDING_TO,
+    MAX_SIZE_GB,
+    OFFLINE,
+    OFFLINE_ENTERING,
+    OFFLINE_LEAVING,
+    OverLimit,
+    authorize,
+)
 from cumulo.volume.models import volume_admin_metadata, volume_type_extra_specs, volume_types, volumes
 from cumulo.volume.types import is_true_spec
 
@@ -68,7 +76,8 @@ class VolumeActions(Attachments):
                 raise errors.InvalidState(
                     f"Volume {row.id} is {row.status}: only an available volume can be taken offline.")
             await states.transition(conn, volumes, row.id, {states.AVAILABLE}, {"status": states.MAINTENANCE})
-            await records.write_kv(conn, volume_admin_metadata, "volume_id", row.id, {OFFLINE: "True"}, replace=False)
+            await records.write_kv(conn, volume_admin_metadata, "volume_id", row.id, {OFFLINE: OFFLINE_ENTERING},
+                                   replace=False)
         await self._cast(row.id, self.worker.offline_volume(row.id))
 
     async def set_online(self, ctx: RequestContext, volume_id: str) -> None:
@@ -82,6 +91,8 @@ class VolumeActions(Attachments):
                 raise errors.InvalidState(f"Volume {row.id} is {row.status}, not offline: it is online already.")
             if meta[OFFLINE] == OFFLINE_LEAVING:
                 raise errors.InvalidState(f"Volume {row.id} is being brought online already.")
+            if meta[OFFLINE] == OFFLINE_ENTERING:
+                raise errors.InvalidState(f"Volume {row.id} is still being taken offline.")
             await states.transition(conn, volumes, row.id, {states.MAINTENANCE}, {})
             await records.write_kv(conn, volume_admin_metadata, "volume_id", row.id, {OFFLINE: OFFLINE_LEAVING},
                                    replace=False)

@@ -81,9 +81,11 @@ DEFAULT_CLASS_KEY = "class:default"
 # Admin metadata of a volume being extended: its new size, counted by the quota until the worker
 # has grown the volume, set `size` and dropped the key.
 EXTENDING_TO = "extending_to"
-# Admin metadata of a volume taken offline (status `maintenance`): "True" while offline (the worker
-# seals its file on the host), "leaving" while the worker unseals it to bring it back `available`.
+# Admin metadata of a volume taken offline (status `maintenance`): "entering" from the API's mark until
+# the worker has sealed its file on the host, "True" once sealed (offline on the host, not only in the
+# DB), "leaving" while the worker unseals it to bring it back `available`.
 OFFLINE = "offline"
+OFFLINE_ENTERING = "entering"
 OFFLINE_LEAVING = "leaving"
 DEFAULT_TYPE = "__DEFAULT__"  # Cinder's default volume type, made on first use
 PER_TYPE = ("volumes", "gigabytes", "snapshots")  # quota prefixes Cinder keeps per volume type

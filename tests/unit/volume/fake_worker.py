@@ -93,7 +93,11 @@ class FakeWorker:
             await self._set(volumes, volume_id, status=states.AVAILABLE)
 
     async def offline_volume(self, volume_id: str) -> None:
-        await self._record("offline_volume", volume_id=volume_id)  # the status is already maintenance
+        if await self._record("offline_volume", volume_id=volume_id):  # the status is already maintenance
+            async with self.db.write() as conn:  # "sealed": the mark goes from entering to True, as the worker's
+                await conn.execute(volume_admin_metadata.update().where(
+                    volume_admin_metadata.c.volume_id == volume_id, volume_admin_metadata.c.key == "offline",
+                ).values(value="True"))
 
     async def online_volume(self, volume_id: str) -> None:
         if await self._record("online_volume", volume_id=volume_id):

@@ -14,12 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 from _asgi_ctx import ctx_for
+from fake_worker import FakeWorker
 from vol_support import act, fault, make_volume, show
 
 from cumulo import errors
 from cumulo.blockstore import open_store
 from cumulo.blockstore.base import StoreConfig
-from cumulo.volume.base import OFFLINE
+from cumulo.volume.base import OFFLINE, OFFLINE_ENTERING
 from cumulo.volume.service import VolumeService
 from cumulo.volume.worker import offline
 from cumulo.volume.worker.manager import VolumeManager
@@ -66,6 +67,7 @@ async def test_offline_seals_the_file_and_cinder_refuses_the_volume_until_online
     shown = await show(alice, vid)
     assert shown["status"] == "maintenance"
     assert await offline.sealed(path) and not writable(path)  # root included
+    assert (await svc.admin_metadata(vid))[OFFLINE] == "True"  # the worker marks it once the file is sealed
     with pytest.raises(PermissionError):
         path.unlink()
     # Cinder's API refuses what it refuses for a volume in maintenance
@@ -164,3 +166,19 @@ async def test_an_admin_reset_out_of_maintenance_unseals(
     assert not await offline.sealed(vol_file(svc, vid)) and writable(vol_file(svc, vid))
     assert OFFLINE not in await svc.admin_metadata(vid)
     assert (await alice.delete(f"/volumes/{vid}")).status_code == 202
+
+
+async def test_offline_is_entering_until_the_worker_has_sealed(
+        svc: VolumeService, worker: FakeWorker, alice: httpx.AsyncClient) -> None:
+    """Between the API's mark and the worker's seal the volume is `maintenance` marked "entering":
+    online is refused (nothing to undo yet), and OCCI still shows it online (going offline)."""
+    vid = (await make_volume(alice, 1))["id"]
+    worker.hold = True
+    await svc.set_offline(ALICE, vid)
+    assert (await svc.admin_metadata(vid))[OFFLINE] == OFFLINE_ENTERING
+    with pytest.raises(errors.InvalidState, match="still being taken offline"):
+        await svc.set_online(ALICE, vid)
+    worker.hold = False
+    await worker.offline_volume(vid)  # the worker's seal done
+    assert (await svc.admin_metadata(vid))[OFFLINE] == "True"
+    await svc.set_online(ALICE, vid)

@@ -33,7 +33,7 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.occi.model import ActionRequest, Entity, EntityRequest, Kind
 from cumulo.volume import states
-from cumulo.volume.base import OFFLINE, OFFLINE_LEAVING
+from cumulo.volume.base import OFFLINE, OFFLINE_ENTERING, OFFLINE_LEAVING
 from cumulo.volume.query import Page
 
 if TYPE_CHECKING:
@@ -59,7 +59,8 @@ _USABLE = frozenset({states.AVAILABLE, states.IN_USE})
 
 
 def offline_mark(rec: dict[str, Any]) -> str | None:
-    """The volume's offline mark: None (not offline), "True" or "leaving" (being brought online)."""
+    """The volume's offline mark: None (not offline), "entering" (being sealed), "True" (sealed) or
+    "leaving" (being brought online)."""
     if rec.get("status") != states.MAINTENANCE:
         return None
     mark = (rec.get("admin_metadata") or {}).get(OFFLINE)
@@ -78,6 +79,8 @@ def occi_state(rec: dict[str, Any]) -> tuple[str, str]:
     failed = f" (the last operation failed: {rec['error_message']})" if rec.get("error_message") else ""
     if mark == OFFLINE_LEAVING:
         return "offline", f"{status} (going online){failed}"
+    if mark == OFFLINE_ENTERING:  # the host has not sealed the file yet: "offline" only once it has
+        return "online", f"{status} (going offline){failed}"
     if status in _USABLE or status in _ONLINE_BUSY:
         return "online", status + failed
     return "offline", status + failed

@@ -217,6 +217,7 @@ class VolumeManager:
         the volume is available again (its file was never sealed), with the reason."""
         async def work() -> None:
             path = await offline.seal(self.store, volume_id)
+            await self._set_admin_meta(volume_id, OFFLINE, "True")  # offline on the host now, not only in the DB
             LOG.info("volume %s is offline: %s sealed", volume_id, path)
 
         async def failed(msg: str) -> None:
