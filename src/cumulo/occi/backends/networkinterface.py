@@ -29,7 +29,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from cumulo import errors, policy
@@ -79,6 +79,22 @@ def is_server_port(port: dict[str, Any]) -> bool:
     return bool(port.get("device_id")) and str(port.get("device_owner") or "").startswith("compute:")
 
 
+_FEW = 20  # up to this many servers, subnets or networks: read by id, not by listing the project's
+
+
+async def _by_id(get: Callable[[RequestContext, str], Awaitable[dict[str, Any]]], ctx: RequestContext,
+                 ids: set[str]) -> dict[str, dict[str, Any]]:
+    """Records by id in the caller's view, else (a network or subnet it only uses, e.g. an external
+    one) the system's; missing ones left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for rid in sorted(ids):
+        for who in (ctx, _SYSTEM):
+            with contextlib.suppress(errors.NotFound):
+                out[rid] = await get(who, rid)
+                break
+    return out
+
+
 class NetworkInterfaceBackend:
     """KindBackend for networkinterface."""
 
@@ -126,6 +142,8 @@ class NetworkInterfaceBackend:
         wanted = {str(f["subnet_id"]) for p in ports if (f := first_address(p)) is not None and f.get("subnet_id")}
         if not wanted:
             return {}
+        if len(wanted) <= _FEW:  # one compute's GET: its own subnets by id, not every subnet the caller sees
+            return await _by_id(self.network.get_subnet, ctx, wanted)
         out = {str(s["id"]): s for s in await self.network.list_subnets(ctx) if str(s["id"]) in wanted}
         for sid in sorted(wanted - set(out)):
             with contextlib.suppress(errors.NotFound):
@@ -136,8 +154,11 @@ class NetworkInterfaceBackend:
         wanted = {str(p["network_id"]) for p in ports}
         if not wanted:
             return {}
-        return {str(n["id"]): bool(n.get("admin_state_up")) for n in await self.network.list_networks(ctx)
-                if str(n["id"]) in wanted}
+        if len(wanted) <= _FEW:
+            nets = list((await _by_id(self.network.get_network, ctx, wanted)).values())
+        else:
+            nets = [n for n in await self.network.list_networks(ctx) if str(n["id"]) in wanted]
+        return {str(n["id"]): bool(n.get("admin_state_up")) for n in nets}
 
     async def _servers(self, ctx: RequestContext, uuids: set[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -160,13 +181,18 @@ class NetworkInterfaceBackend:
         """The networkinterfaces of the given servers (None: of every server of the project), in
         NIC order per server: what a compute renders inline."""
         policy.authorize(ctx, f"{RULE}:list")
-        ports = await self._project_ports(ctx)
-        if server_uuids is not None:
-            only = {str(u) for u in server_uuids}
-            ports = [p for p in ports if str(p["device_id"]) in only]
+        only = None if server_uuids is None else {str(u) for u in server_uuids}
+        if only is not None and len(only) <= _FEW:  # a compute's GET: its own ports (one indexed query each)
+            servers = await self._servers(ctx, only)  # the caller's project's only
+            ports = [p for uuid in servers for p in await self.network.ports_of_device(uuid)
+                     if is_server_port(p) and p.get("project_id") == ctx.project_id]
+        else:
+            ports = await self._project_ports(ctx)
+            if only is not None:
+                ports = [p for p in ports if str(p["device_id"]) in only]
+            servers = await self._servers(ctx, {str(p["device_id"]) for p in ports}) if ports else {}
         if not ports:
             return []
-        servers = await self._servers(ctx, {str(p["device_id"]) for p in ports})
         subnets = await self._subnets(ctx, ports)
         up = await self._networks_up(ctx, ports)
         by_server: dict[str, list[dict[str, Any]]] = {}
