@@ -9,14 +9,16 @@ answer is validated against the vendored OCCI 1.2 schema.
 
 ONE `cumulo up` (runc and QEMU nodes, no external link). It boots one tiny VM (the user_data row:
 its console shows what the script printed) and busybox containers: one per rendering for
-create/query/destroy (with its SSH key, OCCI 1.2's mixin or ooi's), and one made by the CLI that
-OCCI then drives through every action (runc state after each) and destroys.
+create/query/destroy (with its SSH key and user_data, OCCI 1.2's mixins or ooi's), and one made by
+the CLI that OCCI then drives through every action in each rendering (runc state after each) and
+destroys.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -54,6 +56,7 @@ from _occi_util import (
     Tenant,
     api,
     container_file,
+    container_ipv4,
     container_status,
     exec_in,
     make_tenant,
@@ -211,11 +214,15 @@ def test_compute_create_query_destroy(world: World, rendering: str) -> None:
     occi = world.occi(rendering)
     title = f"occi-ct-{rendering.split('/')[-1].replace('+', '-')}-{secrets.token_hex(3)}"
     key = f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{secrets.token_hex(16)} {title}"
-    if rendering == TEXT_OCCI:  # ooi's / OCCI-OS's key mixin
-        mixins, attrs = (OOI_PUBLIC_KEY,), {"org.openstack.credentials.publickey.name": title,
-                                            "org.openstack.credentials.publickey.data": key}
+    script = f"#!/bin/sh\necho {title}\n"
+    user_data = base64.b64encode(script.encode()).decode()
+    if rendering == TEXT_OCCI:  # ooi's / OCCI-OS's key and user_data mixins
+        mixins, attrs = (OOI_PUBLIC_KEY, OOI_USER_DATA), {"org.openstack.credentials.publickey.name": title,
+                                                          "org.openstack.credentials.publickey.data": key,
+                                                          "org.openstack.compute.user_data": user_data}
     else:
-        mixins, attrs = (SSH_KEY,), {"occi.credentials.ssh.publickey": key}
+        mixins, attrs = (SSH_KEY, USER_DATA), {"occi.credentials.ssh.publickey": key,
+                                               "occi.compute.userdata": user_data}
     # A volume linked on creation too (a storagelink inline, in this rendering).
     vol = occi.create(STORAGE, attributes={"occi.core.title": title + "-vol", "occi.storage.size": 1})
     world.made.append(vol)
@@ -229,6 +236,13 @@ def test_compute_create_query_destroy(world: World, rendering: str) -> None:
     # The key is in the container's authorized_keys; the volume is mounted at /mnt/volumes/<id>.
     keys = container_file(world.cloud, uuid, "/root/.ssh/authorized_keys") or ""
     assert key in keys, keys
+    # The user_data reaches the container's config drive, decoded (a VM runs it: test_user_data_runs_in_a_vm).
+    assert container_file(world.cloud, uuid, "/mnt/config/openstack/latest/user_data") == script
+    # The inline networkinterface: a NIC holding an address of demo's private subnet.
+    subnets = api(world.cloud, world.demo, "GET", "/networking/v2.0/subnets",
+                  params={"network_id": world.private}).json()["subnets"]
+    ips = [ipaddress.ip_address(ip) for addrs in container_ipv4(world.cloud, uuid).values() for ip in addrs]
+    assert any(ip in ipaddress.ip_network(s["cidr"]) for ip in ips for s in subnets), (ips, subnets)
     done = exec_in(world.cloud, uuid, f"grep -q ' /mnt/volumes/{vid} ' /proc/mounts && echo {title} > "
                                       f"/mnt/volumes/{vid}/t && cat /mnt/volumes/{vid}/t")
     assert done.returncode == 0 and done.stdout.strip() == title, done.stderr
@@ -286,50 +300,50 @@ def test_cli_server_through_every_action(world: World) -> None:
     wait_container(world.cloud, uuid, "running")
     assert plain.get(loc).attributes["occi.core.title"] == "occi-cli-ct"
 
-    steps = [  # (client, action, attributes, OCCI state after, runc status after)
-        (plain, "stop", {"method": "poweroff"}, "inactive", ("stopped", None)),
-        (headers, "start", {}, "active", ("running",)),
-        (js, "stop", {"method": "graceful"}, "inactive", ("stopped", None)),
-        (plain, "start", {}, "active", ("running",)),
-        (js, "suspend", {"method": "suspend"}, "suspended", ("paused",)),  # the freezer (runc_suspend)
-        (plain, "start", {}, "active", ("running",)),
-    ]
     bundle = world.cloud.state_dir / "runc" / uuid
-    for client, term, attrs, state, statuses in steps:
-        r = client.action(loc, action_id(COMPUTE, term), attrs)
-        assert r.status_code == 200, (term, r.status_code, r.text)
-        world.wait_state(loc, state)
-        wait_container(world.cloud, uuid, *statuses)
-        assert bundle.is_dir(), f"{bundle} gone after {term}"  # stopped, not deleted
-        # The action links offer what the new state allows (start when stopped or suspended, stop when active).
-        offered = set(client.get(loc).actions)
-        assert (action_id(COMPUTE, "start") in offered) == (state != "active"), (term, offered)
-        assert (action_id(COMPUTE, "stop") in offered) == (state == "active"), (term, offered)
-    # restart: graceful and warm (soft reboots) and cold (hard): a new init process each time.
-    for client, method in ((plain, "graceful"), (headers, "warm"), (js, "cold")):
+    # Every action in every rendering, on the one container; the methods rotate over the renderings.
+    for i, client in enumerate(world.occi(r) for r in RENDERINGS):
+        steps = [  # (action, attributes, OCCI state after, runc status after)
+            ("stop", {"method": ("poweroff", "graceful", "poweroff")[i]}, "inactive", ("stopped", None)),
+            ("start", {}, "active", ("running",)),
+            ("suspend", {"method": "suspend"}, "suspended", ("paused",)),  # the freezer (runc_suspend)
+            ("start", {}, "active", ("running",)),
+        ]
+        for term, attrs, state, statuses in steps:
+            r = client.action(loc, action_id(COMPUTE, term), attrs)
+            assert r.status_code == 200, (client.rendering, term, r.status_code, r.text)
+            world.wait_state(loc, state)
+            wait_container(world.cloud, uuid, *statuses)
+            assert bundle.is_dir(), f"{bundle} gone after {term}"  # stopped, not deleted
+            # The action links offer what the new state allows (start when stopped or suspended, stop when active).
+            offered = set(client.get(loc).actions)
+            assert (action_id(COMPUTE, "start") in offered) == (state != "active"), (client.rendering, term, offered)
+            assert (action_id(COMPUTE, "stop") in offered) == (state == "active"), (client.rendering, term, offered)
+        # restart: graceful, warm (soft reboots) or cold (hard): a new init process.
+        method = ("graceful", "warm", "cold")[i]
         pid = world_runc_pid(world, uuid)
         r = client.action(loc, action_id(COMPUTE, "restart"), {"method": method})
-        assert r.status_code == 200, r.text
+        assert r.status_code == 200, (client.rendering, r.text)
         wait_for(lambda pid=pid: world_runc_pid(world, uuid) not in (None, pid), timeout=90,
-                 what=f"{uuid} restarted ({method})")
+                 what=f"{uuid} restarted ({method}, {client.rendering})")
         world.wait_state(loc, "active")
-    # Refusals: an action not allowed in the state is a 409, an unknown one a 400.
-    assert js.action(loc, action_id(COMPUTE, "start")).status_code == 409
-    assert plain.action(loc, action_id(COMPUTE, "explode")).status_code == 400
-    assert container_status(world.cloud, uuid) == "running"
-    # save: a snapshot, which becomes a new os_tpl (and an image in Glance).
-    name = f"occi-saved-{secrets.token_hex(3)}"
-    r = js.action(loc, action_id(COMPUTE, "save"), {"name": name})
-    assert r.status_code == 200, r.text
+        # Refusals: an action not allowed in the state is a 409, an unknown one a 400.
+        assert client.action(loc, action_id(COMPUTE, "start")).status_code == 409, client.rendering
+        assert client.action(loc, action_id(COMPUTE, "explode")).status_code == 400, client.rendering
+        assert container_status(world.cloud, uuid) == "running"
+        # save: a snapshot, which becomes a new os_tpl (and an image in Glance).
+        name = f"occi-saved-{secrets.token_hex(3)}"
+        r = client.action(loc, action_id(COMPUTE, "save"), {"name": name})
+        assert r.status_code == 200, (client.rendering, r.text)
 
-    def saved() -> str | None:
-        imgs = api(world.cloud, world.demo, "GET", "/image/v2/images", params={"name": name}).json()["images"]
-        return imgs[0]["id"] if imgs and imgs[0]["status"] == "active" else None
+        def saved(name: str = name) -> str | None:
+            imgs = api(world.cloud, world.demo, "GET", "/image/v2/images", params={"name": name}).json()["images"]
+            return imgs[0]["id"] if imgs and imgs[0]["status"] == "active" else None
 
-    image_id = wait_for(saved, timeout=120, what=f"image {name} active")
-    assert OS_TPL_SCHEME + image_id in {c.id for c in plain.model(filter_category=OS_TPL, cls="mixin")}
-    api(world.cloud, world.demo, "DELETE", f"/image/v2/images/{image_id}")
-    world.wait_state(loc, "active")
+        image_id = wait_for(saved, timeout=120, what=f"image {name} active ({client.rendering})")
+        assert OS_TPL_SCHEME + image_id in {c.id for c in client.model(filter_category=OS_TPL, cls="mixin")}
+        api(world.cloud, world.demo, "DELETE", f"/image/v2/images/{image_id}")
+        world.wait_state(loc, "active")
     # Destroyed through OCCI, gone for the CLI too.
     assert headers.delete(loc).status_code in (200, 204)
     wait_for(lambda: not leftovers(world.cloud, uuid), timeout=60, what=f"nothing of {uuid} left on the host")
