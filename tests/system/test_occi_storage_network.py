@@ -1,7 +1,9 @@
 """OCCI storage, network and links on a real cloud (issue 12, acceptance 1): the EGI rows for
 storage and networks (create, query, destroy, every action), linking storage and networks to a
 compute on creation and at run time, and network down/up, driven with plain HTTP by the spec
-client (tests/system/_occi_client.py) in the three renderings, each checked on the host.
+client (tests/system/_occi_client.py) in each of the three renderings (every action and every
+run-time link too, looping over the renderings on the module's one container, volume and network),
+each checked on the host.
 
 ONE `cumulo up` (runc only: no row here needs a VM; no external link) and ONE busybox container,
 made through OCCI with a network and a volume linked on creation. On the host:
@@ -187,8 +189,9 @@ def test_storage_create_query_destroy(world: World, rendering: str) -> None:
 
 
 def test_storage_actions(world: World) -> None:
-    """offline/online (text/plain), backup and snapshot (text/occi), resize and a size update (JSON)."""
-    plain, headers, js = world.occi(TEXT_PLAIN), world.occi(TEXT_OCCI), world.occi(JSON)
+    """Every storage action in each of the three renderings, on one volume: offline/online, backup,
+    snapshot, resize (the 1.1 action and the 1.2 size update)."""
+    js = world.occi(JSON)
     loc = world.track(js.create(STORAGE, attributes={"occi.core.title": "occi-actions", "occi.storage.size": 1}))
     vid = path_id(loc)
     world.wait_storage(loc, "online")
@@ -196,52 +199,63 @@ def test_storage_actions(world: World) -> None:
     [path] = volume_files(world.cloud, vid)
 
     try:
-        r = plain.action(loc, action_id(STORAGE, "offline"))
-        assert r.status_code == 200, r.text
-        world.wait_storage(loc, "offline")
-        wait_for(lambda: immutable(path), timeout=60, what=f"{path} sealed (offline)")
-        with pytest.raises(PermissionError):  # sealed: not even root opens it for writing
+        for occi in map(world.occi, RENDERINGS):
+            r = occi.action(loc, action_id(STORAGE, "offline"))
+            assert r.status_code == 200, (occi.rendering, r.text)
+            world.wait_storage(loc, "offline")
+            wait_for(lambda: immutable(path), timeout=60, what=f"{path} sealed (offline, {occi.rendering})")
+            with pytest.raises(PermissionError):  # sealed: not even root opens it for writing
+                path.open("r+b").close()
+            assert world.cinder(vid)["status"] == "maintenance"
+            assert occi.action(loc, action_id(STORAGE, "offline")).status_code == 409  # already offline
+            r = occi.action(loc, action_id(STORAGE, "online"))
+            assert r.status_code == 200, (occi.rendering, r.text)
+            world.wait_storage(loc, "online")
+            assert not immutable(path), occi.rendering
             path.open("r+b").close()
-        assert world.cinder(vid)["status"] == "maintenance"
-        assert plain.action(loc, action_id(STORAGE, "offline")).status_code == 409  # already offline
-        r = plain.action(loc, action_id(STORAGE, "online"))
-        assert r.status_code == 200, r.text
-        world.wait_storage(loc, "online")
-        assert not immutable(path)
-        path.open("r+b").close()
     finally:  # a sealed file would outlive the cloud (its state dir cannot be removed)
         subprocess.run(["chattr", "-i", "--", str(path)], check=False, capture_output=True)  # noqa: S603, S607
 
-    r = headers.action(loc, action_id(STORAGE, "backup"))
-    assert r.status_code == 200, r.text
-    def backups() -> list[dict[str, Any]]:
-        b = api(world.cloud, world.demo, "GET", "/volume/v3/backups/detail").json()["backups"]
-        return [x for x in b if x["volume_id"] == vid and x["status"] == "available"]
-    [backup] = wait_for(backups, timeout=120, what=f"an available backup of {vid}")
-    assert list((world.cloud.state_dir / "backups").rglob(f"*{backup['id']}*")), "no backup file on the host"
-    world.wait_storage(loc, "online")
-    r = headers.action(loc, action_id(STORAGE, "snapshot"))
-    assert r.status_code == 200, r.text
-    def snapshots() -> list[dict[str, Any]]:
-        s = api(world.cloud, world.demo, "GET", "/volume/v3/snapshots/detail").json()["snapshots"]
-        return [x for x in s if x["volume_id"] == vid and x["status"] == "available"]
-    [snap] = wait_for(snapshots, timeout=120, what=f"an available snapshot of {vid}")
-    assert list((world.cloud.state_dir / "volumes").rglob(f"*{snap['id']}*")), "no snapshot file on the host"
-    world.wait_storage(loc, "online")
+    def available(what: str) -> dict[str, dict[str, Any]]:
+        found = api(world.cloud, world.demo, "GET", f"/volume/v3/{what}/detail").json()[what]
+        return {x["id"]: x for x in found if x["volume_id"] == vid and x["status"] == "available"}
+
+    backups: set[str] = set()
+    snaps: set[str] = set()
+    for occi in map(world.occi, RENDERINGS):
+        r = occi.action(loc, action_id(STORAGE, "backup"))
+        assert r.status_code == 200, (occi.rendering, r.text)
+        [backup] = wait_for(lambda: available("backups").keys() - backups, timeout=120,
+                            what=f"a new available backup of {vid} ({occi.rendering})")
+        backups.add(backup)
+        assert list((world.cloud.state_dir / "backups").rglob(f"*{backup}*")), "no backup file on the host"
+        world.wait_storage(loc, "online")
+        r = occi.action(loc, action_id(STORAGE, "snapshot"))
+        assert r.status_code == 200, (occi.rendering, r.text)
+        [snap] = wait_for(lambda: available("snapshots").keys() - snaps, timeout=120,
+                          what=f"a new available snapshot of {vid} ({occi.rendering})")
+        snaps.add(snap)
+        assert list((world.cloud.state_dir / "volumes").rglob(f"*{snap}*")), "no snapshot file on the host"
+        world.wait_storage(loc, "online")
 
     # resize (the 1.1 action), then OCCI 1.2's way: a partial update of occi.storage.size.
-    r = js.action(loc, action_id(STORAGE, "resize"), {"size": 2})
-    assert r.status_code == 200, r.text
-    world.wait_storage(loc, "online", **{"occi.storage.size": 2})
-    wait_for(lambda: path.stat().st_size == 2 * GIB, timeout=60, what=f"{path} grown to 2 GiB")
-    r = js.update(loc, attributes={"occi.storage.size": 3})
-    assert r.status_code in (200, 201), r.text
-    world.wait_storage(loc, "online", **{"occi.storage.size": 3})
-    wait_for(lambda: path.stat().st_size == 3 * GIB, timeout=60, what=f"{path} grown to 3 GiB")
-    # An unknown action is a 400.
-    assert js.action(loc, action_id(STORAGE, "explode")).status_code == 400
-    api(world.cloud, world.demo, "DELETE", f"/volume/v3/snapshots/{snap['id']}")
-    api(world.cloud, world.demo, "DELETE", f"/volume/v3/backups/{backup['id']}")
+    for i, occi in enumerate(map(world.occi, RENDERINGS)):
+        size = 2 + 2 * i
+        r = occi.action(loc, action_id(STORAGE, "resize"), {"size": size})
+        assert r.status_code == 200, (occi.rendering, r.text)
+        world.wait_storage(loc, "online", **{"occi.storage.size": size})
+        wait_for(lambda size=size: path.stat().st_size == size * GIB, timeout=60, what=f"{path} grown to {size} GiB")
+        r = occi.update(loc, attributes={"occi.storage.size": size + 1})
+        assert r.status_code in (200, 201), (occi.rendering, r.text)
+        world.wait_storage(loc, "online", **{"occi.storage.size": size + 1})
+        wait_for(lambda size=size: path.stat().st_size == (size + 1) * GIB, timeout=60,
+                 what=f"{path} grown to {size + 1} GiB")
+        # An unknown action is a 400.
+        assert occi.action(loc, action_id(STORAGE, "explode")).status_code == 400, occi.rendering
+    for snap in snaps:
+        api(world.cloud, world.demo, "DELETE", f"/volume/v3/snapshots/{snap}")
+    for backup in backups:
+        api(world.cloud, world.demo, "DELETE", f"/volume/v3/backups/{backup}")
 
 
 # -- network ----------------------------------------------------------------------------------
@@ -329,56 +343,67 @@ def test_links_made_on_creation(world: World, box: Box) -> None:
 
 
 def test_link_storage_at_run_time(world: World, box: Box) -> None:
+    """Link a volume to the running container and unlink it, in each rendering (the same volume)."""
     uuid = path_id(box.compute)
     js = world.occi(JSON)
     loc = world.track(js.create(STORAGE, attributes={"occi.core.title": "occi-hot-vol", "occi.storage.size": 1}))
     vid = path_id(loc)
     world.wait_storage(loc, "online")
-    link = world.occi(TEXT_PLAIN).create(STORAGELINK, source=box.compute, target=(loc, STORAGE))
-    world.wait_cinder(vid, "in-use")
-    wait_for(lambda: exec_in(world.cloud, uuid, f"grep -q ' /mnt/volumes/{vid} ' /proc/mounts").returncode == 0,
-             timeout=60, what=f"/mnt/volumes/{vid} in the container")
-    assert exec_in(world.cloud, uuid, f"echo hot > /mnt/volumes/{vid}/hot && sync").returncode == 0
-    [path] = volume_files(world.cloud, vid)
-    assert loops_of(path), f"no loop device over {path}"
-    assert path_id(link) in world.occi(TEXT_OCCI).ids("/storagelink/")
-    # Unlink: the mount leaves the container (and its file with it), the volume is available again.
-    assert js.delete(link).status_code in (200, 204)
-    world.wait_cinder(vid, "available")
-    assert exec_in(world.cloud, uuid, f"grep -q ' /mnt/volumes/{vid} ' /proc/mounts").returncode != 0
-    assert exec_in(world.cloud, uuid, f"test -e /mnt/volumes/{vid}/hot").returncode != 0
-    wait_for(lambda: not loops_of(path), timeout=30, what=f"the loop device over {path} released")
-    assert js.status("GET", link) == 404
+    mnt = f"/mnt/volumes/{vid}"
+    for i, occi in enumerate(map(world.occi, RENDERINGS)):
+        link = occi.create(STORAGELINK, source=box.compute, target=(loc, STORAGE))
+        world.wait_cinder(vid, "in-use")
+        wait_for(lambda: exec_in(world.cloud, uuid, f"grep -q ' {mnt} ' /proc/mounts").returncode == 0,
+                 timeout=60, what=f"{mnt} in the container ({occi.rendering})")
+        # What an earlier link wrote is still there: the same volume, mounted again.
+        assert all(exec_in(world.cloud, uuid, f"cat {mnt}/hot-{j}").stdout.strip() == str(j) for j in range(i))
+        assert exec_in(world.cloud, uuid, f"echo {i} > {mnt}/hot-{i} && sync").returncode == 0
+        [path] = volume_files(world.cloud, vid)
+        assert loops_of(path), f"no loop device over {path}"
+        ent = occi.get(link)
+        assert ent.kind == STORAGELINK and path_id(ent.attributes["occi.core.target"]) == vid, ent
+        assert path_id(link) in occi.ids("/storagelink/")
+        # Unlink: the mount leaves the container (and its file with it), the volume is available again.
+        assert occi.delete(link).status_code in (200, 204), occi.rendering
+        world.wait_cinder(vid, "available")
+        assert exec_in(world.cloud, uuid, f"grep -q ' {mnt} ' /proc/mounts").returncode != 0
+        assert exec_in(world.cloud, uuid, f"test -e {mnt}/hot-{i}").returncode != 0
+        wait_for(lambda path=path: not loops_of(path), timeout=30, what=f"the loop device over {path} released")
+        assert occi.status("GET", link) == 404
 
 
 def test_link_network_at_run_time(world: World, box: Box) -> None:
+    """Link a network to the running container and unlink it, in each rendering (the same network)."""
     uuid = path_id(box.compute)
-    occi = world.occi(TEXT_OCCI)
     cidr = _cidr()
     net = _network(world, JSON, cidr, "occi-hot-net")
-    before = container_ipv4(world.cloud, uuid)
-    link = occi.create(NETWORKINTERFACE, source=box.compute, target=(net, NETWORK))
-    def new_nic() -> dict[str, list[str]] | None:
-        now = container_ipv4(world.cloud, uuid)
-        added = {k: v for k, v in now.items() if k not in before}
-        return added if any(ipaddress.ip_address(a) in ipaddress.ip_network(cidr) for v in added.values() for a in v) \
-            else None
-    wait_for(new_nic, timeout=60, what=f"a NIC on {cidr} in the container")
-    assert network_ns_exists(path_id(net)) and bridge_up(path_id(net)) is True  # plumbed on the host
-    ent = world.occi(JSON).get(link)
-    assert ent.kind == NETWORKINTERFACE and path_id(ent.attributes["occi.core.target"]) == path_id(net)
-    assert path_id(link) in world.occi(TEXT_PLAIN).ids("/networkinterface/")
-    assert occi.delete(link).status_code in (200, 204)
-    wait_for(lambda: set(container_ipv4(world.cloud, uuid)) == set(before), timeout=60,
-             what="the hot-plugged NIC gone from the container")
-    assert api(world.cloud, world.demo, "GET", f"/networking/v2.0/ports/{path_id(link)}").status_code == 404
+    for occi in map(world.occi, RENDERINGS):
+        before = container_ipv4(world.cloud, uuid)
+        link = occi.create(NETWORKINTERFACE, source=box.compute, target=(net, NETWORK))
+
+        def new_nic(before: dict[str, list[str]] = before) -> dict[str, list[str]] | None:
+            now = container_ipv4(world.cloud, uuid)
+            added = {k: v for k, v in now.items() if k not in before}
+            return added if any(ipaddress.ip_address(a) in ipaddress.ip_network(cidr) for v in added.values()
+                                for a in v) else None
+
+        wait_for(new_nic, timeout=60, what=f"a NIC on {cidr} in the container ({occi.rendering})")
+        assert network_ns_exists(path_id(net)) and bridge_up(path_id(net)) is True  # plumbed on the host
+        ent = occi.get(link)
+        assert ent.kind == NETWORKINTERFACE and path_id(ent.attributes["occi.core.target"]) == path_id(net)
+        assert path_id(link) in occi.ids("/networkinterface/")
+        assert occi.delete(link).status_code in (200, 204), occi.rendering
+        wait_for(lambda before=before: set(container_ipv4(world.cloud, uuid)) == set(before), timeout=60,
+                 what=f"the hot-plugged NIC gone from the container ({occi.rendering})")
+        assert api(world.cloud, world.demo, "GET", f"/networking/v2.0/ports/{path_id(link)}").status_code == 404
     # Destroyed: nothing of the network left, in Neutron or on the host.
-    assert occi.delete(net).status_code in (200, 204)
+    assert world.occi(TEXT_OCCI).delete(net).status_code in (200, 204)
     assert api(world.cloud, world.demo, "GET", f"/networking/v2.0/networks/{path_id(net)}").status_code == 404
     wait_for(lambda: not network_ns_exists(path_id(net)), timeout=60, what=f"the namespace of {net} removed")
 
 
 def test_network_down_and_up(world: World, box: Box) -> None:
+    """down then up in each rendering: the bridge, the network's state and the traffic follow."""
     uuid, nid = path_id(box.compute), path_id(box.network)
     ports = api(world.cloud, world.demo, "GET", "/networking/v2.0/ports",
                 params={"network_id": nid, "device_owner": "network:dhcp"}).json()["ports"]
@@ -386,20 +411,23 @@ def test_network_down_and_up(world: World, box: Box) -> None:
     dhcp_ip = ports[0]["fixed_ips"][0]["ip_address"]
     wait_for(lambda: container_pings(world.cloud, uuid, dhcp_ip), timeout=30, what=f"{dhcp_ip} answers")
     assert bridge_up(nid) is True
-    for rendering, (term, state, up) in zip(RENDERINGS, (("down", "inactive", False), ("up", "active", True),
-                                                         ("down", "inactive", False)), strict=True):
-        r = world.occi(rendering).action(box.network, action_id(NETWORK, term))
-        assert r.status_code == 200, r.text
-        wait_for(lambda up=up: bridge_up(nid) is up, timeout=30, what=f"the bridge of {nid} {'up' if up else 'down'}")
-        assert world.occi(JSON).get(box.network).attributes["occi.network.state"] == state
-        assert api(world.cloud, world.demo, "GET", f"/networking/v2.0/networks/{nid}").json()["network"][
-            "admin_state_up"] is up
-        if up:
-            wait_for(lambda: container_pings(world.cloud, uuid, dhcp_ip), timeout=30, what=f"{dhcp_ip} answers again")
-        else:
-            assert not container_pings(world.cloud, uuid, dhcp_ip), "traffic crossed a network that is down"
-    r = world.occi(JSON).action(box.network, action_id(NETWORK, "up"))
-    assert r.status_code == 200, r.text
+    try:
+        for occi in map(world.occi, RENDERINGS):
+            for term, state, up in (("down", "inactive", False), ("up", "active", True)):
+                r = occi.action(box.network, action_id(NETWORK, term))
+                assert r.status_code == 200, (occi.rendering, term, r.text)
+                wait_for(lambda up=up: bridge_up(nid) is up, timeout=30,
+                         what=f"the bridge of {nid} {term} ({occi.rendering})")
+                assert occi.get(box.network).attributes["occi.network.state"] == state
+                assert api(world.cloud, world.demo, "GET", f"/networking/v2.0/networks/{nid}").json()["network"][
+                    "admin_state_up"] is up
+                if up:
+                    wait_for(lambda: container_pings(world.cloud, uuid, dhcp_ip), timeout=30,
+                             what=f"{dhcp_ip} answers again ({occi.rendering})")
+                else:
+                    assert not container_pings(world.cloud, uuid, dhcp_ip), "traffic crossed a network that is down"
+    finally:  # the box's network up for the tests after this one, whatever happened
+        world.occi(JSON).action(box.network, action_id(NETWORK, "up"))
     wait_for(lambda: bridge_up(nid) is True, timeout=30, what=f"the bridge of {nid} up")
 
 
