@@ -58,6 +58,7 @@ class Capability(enum.StrEnum):
     METRICS = "metrics"  # sample_instances: per-server usage for Prometheus (the Metrics Protocol)
     NICS = "nics"  # attach_nic / detach_nic on a running server (the Nics Protocol)
     VOLUMES = "volumes"  # attach_volume / detach_volume / extend_volume (the Volumes Protocol)
+    EXEC = "exec"  # exec_in: a command inside the guest (the Exec Protocol; PaaS recipes)
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,60 @@ class InstanceSample:
         return sum(known) / 1e9 if known else None
 
 
+# What an exec keeps of each output stream beyond its limit: the first EXEC_HEAD bytes and the last
+# (limit - EXEC_HEAD) bytes (a recipe's first lines say what it is, its last lines why it failed).
+EXEC_HEAD = 4096
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    """One command to run inside a guest (see Exec). argv[0] is a path inside the guest."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    stdin: bytes = b""
+    timeout: float = 300.0
+    output_limit: int = 65536  # bytes kept of stdout, and of stderr
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int | None  # None when the command did not exit by itself (killed, timed out)
+    signal: int | None  # the signal that ended it, if one did
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    timed_out: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON primitives (the bus): the outputs as text, undecodable bytes replaced."""
+        return {"exit_code": self.exit_code, "signal": self.signal,
+                "stdout": self.stdout.decode(errors="replace"), "stderr": self.stderr.decode(errors="replace"),
+                "stdout_truncated": self.stdout_truncated, "stderr_truncated": self.stderr_truncated,
+                "timed_out": self.timed_out, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> ExecResult:
+        return cls(exit_code=None if doc.get("exit_code") is None else int(doc["exit_code"]),
+                   signal=None if doc.get("signal") is None else int(doc["signal"]),
+                   stdout=str(doc.get("stdout") or "").encode(), stderr=str(doc.get("stderr") or "").encode(),
+                   stdout_truncated=bool(doc.get("stdout_truncated")),
+                   stderr_truncated=bool(doc.get("stderr_truncated")),
+                   timed_out=bool(doc.get("timed_out")), seconds=float(doc.get("seconds") or 0.0))
+
+
+def bound_output(data: bytes, limit: int) -> tuple[bytes, bool]:
+    """`data` kept to `limit` bytes as Exec says: the first EXEC_HEAD and the last limit - EXEC_HEAD
+    bytes (half and half when limit <= EXEC_HEAD); whether anything was dropped."""
+    if len(data) <= limit:
+        return data, False
+    head = EXEC_HEAD if limit > EXEC_HEAD else limit // 2
+    tail = limit - head
+    return data[:head] + (data[-tail:] if tail else b""), True
+
+
 @runtime_checkable
 class Host(Protocol):
     info: DriverInfo
@@ -404,6 +459,29 @@ class Volumes(Protocol):
         ...
 
 
+@runtime_checkable
+class Exec(Protocol):
+    async def exec_in(self, uuid: str, req: ExecRequest) -> ExecResult:
+        """Run req.argv inside the guest of `uuid` and wait for it (the PaaS manager's recipes).
+
+        - argv runs inside the guest, never through a host shell; nothing of it is host argv but
+          the guest-side path and arguments handed to the runtime as a list.
+        - The environment is req.env (a driver may add it to the image's environment, as `runc
+          exec --env` does; QEMU's guest agent replaces it); cwd is "/"; stdin is req.stdin, then EOF.
+        - A non-zero exit is a result (exit_code), never an exception; a command ended by a signal
+          has exit_code None and `signal` set.
+        - After req.timeout seconds the guest process is killed (SIGKILL) and the result has
+          timed_out True, with the output read so far; no process of it is left in the guest.
+        - Each of stdout and stderr is kept to req.output_limit bytes: beyond it, the first
+          EXEC_HEAD bytes and the last (limit - EXEC_HEAD) bytes, with the *_truncated flag set.
+        - A server that does not exist, or does not run (stopped, paused, suspended), is
+          errors.InvalidState; a failure of the runtime itself is DriverError.
+        - The exec finishes when the command's output pipes close: a daemon a recipe starts must
+          close its stdio.
+        """
+        ...
+
+
 class Driver(Host, Lifecycle, Protocol):
     """The least a driver is: a host it describes and instances it can make and remove."""
 
@@ -421,6 +499,7 @@ CAPABILITY_PROTOCOLS: MappingProxyType[Capability, type] = MappingProxyType({
     Capability.METRICS: Metrics,
     Capability.NICS: Nics,
     Capability.VOLUMES: Volumes,
+    Capability.EXEC: Exec,
 })
 
 
@@ -458,6 +537,8 @@ def driver_for(driver: Host, capability: Literal[Capability.METRICS], *, node: s
 def driver_for(driver: Host, capability: Literal[Capability.NICS], *, node: str | None = None) -> Nics: ...
 @overload
 def driver_for(driver: Host, capability: Literal[Capability.VOLUMES], *, node: str | None = None) -> Volumes: ...
+@overload
+def driver_for(driver: Host, capability: Literal[Capability.EXEC], *, node: str | None = None) -> Exec: ...
 def driver_for(driver: Host, capability: Capability, *, node: str | None = None) -> object:
     """The driver seen through the Protocol of `capability`; InvalidState when it does not declare
     the capability or does not implement its Protocol. `node` names the node in the message."""

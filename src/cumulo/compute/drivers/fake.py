@@ -36,6 +36,8 @@ from cumulo.compute.drivers.base import (
     DiskSample,
     DiskSpec,
     DriverInfo,
+    ExecRequest,
+    ExecResult,
     FlavorSpec,
     HostResources,
     InstanceSample,
@@ -48,7 +50,7 @@ from cumulo.compute.drivers.base import (
 )
 from cumulo.compute.drivers.probe import HostFacts
 from cumulo.conf import Settings
-from cumulo.errors import DriverError, NotFound
+from cumulo.errors import DriverError, InvalidState, NotFound
 
 FAIL_KEY = "cumulo_fake_fail"
 DEFAULT_INSTANCE_TYPES = ("fake", "container", "qemu", "kvm")
@@ -124,6 +126,7 @@ class FakeDriver:
         )
         self._instances: dict[str, dict[str, Any]] = {}
         self._loaded = False
+        self.exec_requests: list[tuple[str, ExecRequest]] = []  # every exec_in, in order (tests read it)
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -461,6 +464,23 @@ class FakeDriver:
         text = "\n".join(rec.get("console", [])) + "\n"
         data = text.encode()
         return data[-max_bytes:].decode(errors="replace") if max_bytes > 0 else ""
+
+    async def exec_in(self, uuid: str, req: ExecRequest) -> ExecResult:
+        """Records the request and answers exit 0, or the exit code the request's env names in
+        CUMULO_FAKE_EXIT (how tests make a recipe fail); a server that does not run is InvalidState."""
+        rec = self._instances.get(uuid)
+        if rec is None:
+            raise InvalidState(f"Instance {uuid} does not exist on fake host {self.host_name}")
+        power = self._power_of(rec)
+        if power != PowerState.RUNNING:
+            raise InvalidState(f"Instance {uuid} is not running (power state {power.name})")
+        self.exec_requests.append((uuid, req))
+        try:
+            code = int(req.env.get("CUMULO_FAKE_EXIT", "0"))
+        except ValueError:
+            code = 0
+        self._log(rec, f"fake: exec {req.argv[0] if req.argv else ''} exited {code}")
+        return ExecResult(exit_code=code, signal=None, stdout=b"", stderr=b"")
 
     def _sample(self, rec: dict[str, Any]) -> InstanceSample:
         """The one (synthetic) reading behind diagnostics and metrics: every vCPU busy since the
