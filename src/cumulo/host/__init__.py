@@ -8,10 +8,15 @@ never races a command still writing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cumulo.errors import HostError
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,125 @@ async def run(
         msg = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
         raise HostError(f"{' '.join(argv[:3])} failed ({result.returncode}): {msg[-2000:]}")
     return result
+
+
+@dataclass(frozen=True)
+class BoundedResult:
+    """What run_bounded saw: a negative returncode is the signal that ended the command (asyncio's
+    convention), e.g. -9 when it was killed for its timeout."""
+
+    argv: tuple[str, ...]
+    returncode: int | None
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    timed_out: bool
+    seconds: float
+
+
+class _Bounded:
+    """A stream kept to `limit` bytes: the first `head` and the last limit - head bytes (half and
+    half when limit <= head), however much goes through it."""
+
+    def __init__(self, limit: int, head: int) -> None:
+        limit = max(0, limit)
+        self.head_n = head if limit > head else limit // 2
+        self.tail_n = limit - self.head_n
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        if len(self.head) < self.head_n:
+            take = self.head_n - len(self.head)
+            self.head += chunk[:take]
+            chunk = chunk[take:]
+        self.tail += chunk
+        if len(self.tail) > self.tail_n:
+            del self.tail[: len(self.tail) - self.tail_n]
+
+    def value(self) -> tuple[bytes, bool]:
+        return bytes(self.head + self.tail), self.total > self.head_n + self.tail_n
+
+
+async def _drain(stream: asyncio.StreamReader | None, into: _Bounded) -> None:
+    while stream is not None:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return
+        into.feed(chunk)
+
+
+async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    if proc.stdin is None:
+        return
+    try:
+        if data:
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the command did not read all of its input: its exit code tells
+    finally:
+        proc.stdin.close()
+
+
+async def run_bounded(
+    argv: list[str],
+    *,
+    stdin: bytes = b"",
+    timeout: float = 60.0,
+    limit: int = 65536,
+    head: int = 4096,
+    on_timeout: Callable[[], Awaitable[None]] | None = None,
+    grace: float = 5.0,
+) -> BoundedResult:
+    """Run argv (never through a shell) with `stdin` then EOF, reading stdout and stderr in chunks
+    and keeping each to `limit` bytes (the first `head` and the last limit - head bytes).
+
+    As `run`: a bad argv is HostError, and a cancelled caller's command is killed and reaped. Unlike
+    `run`, a non-zero exit and a timeout are results, not errors, so the caller keeps the output: on
+    timeout `on_timeout` runs first (e.g. to kill what the command started elsewhere), the command
+    gets `grace` seconds to end by itself, then it is SIGKILLed and reaped; timed_out is set.
+    """
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise HostError(f"bad argv: {argv!r}")
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = _Bounded(limit, head), _Bounded(limit, head)
+    tasks = [asyncio.ensure_future(_feed(proc, stdin)), asyncio.ensure_future(_drain(proc.stdout, out)),
+             asyncio.ensure_future(_drain(proc.stderr, err))]
+    everything = asyncio.gather(proc.wait(), *tasks)
+    timed_out = False
+    try:
+        try:
+            await asyncio.wait_for(asyncio.shield(everything), timeout)
+        except TimeoutError:
+            timed_out = True
+            if on_timeout is not None:
+                try:
+                    await on_timeout()
+                except Exception:  # the command is killed below all the same
+                    _LOG.exception("on_timeout of %s failed", argv[0])
+            try:
+                await asyncio.wait_for(asyncio.shield(everything), grace)
+            except TimeoutError:
+                await _kill(proc)
+    except asyncio.CancelledError:
+        await _kill(proc)
+        raise
+    finally:
+        for task in tasks:
+            task.cancel()  # pipes another process still holds after the command ended
+        everything.cancel()
+        await asyncio.gather(everything, return_exceptions=True)
+    stdout, out_cut = out.value()
+    stderr, err_cut = err.value()
+    return BoundedResult(tuple(argv), proc.returncode, stdout, stderr, out_cut, err_cut, timed_out,
+                         time.monotonic() - started)
 
 
 async def run_to_file(argv: list[str], output: str | int, *, timeout: float = 60.0, cwd: str | None = None,
