@@ -126,6 +126,48 @@ class World:
             server_id=[self.server_id], request_id=actions[:1], name=[self.keypair],
         )
         await self._network_ids()
+        await self._volume_ids()
+
+    async def _volume_ids(self) -> None:
+        """Ids for os-volumes, os-snapshots (below 2.36) and os-volume_attachments: an available
+        volume with a snapshot, and a volume attached to the server (made again when deleted)."""
+        m, base, v21 = self.member, f"/volume/v3/{self.project}", {"OpenStack-API-Version": "compute 2.1"}
+
+        async def status(kind: str, rid: str) -> str | None:
+            r = await m.get(f"{base}/{kind}s/{rid}")
+            return str(r.json()[kind]["status"]) if r.status_code == 200 else None
+
+        async def wait(kind: str, rid: str, *want: str) -> None:
+            for _ in range(500):
+                if await status(kind, rid) in (*want, "error", None):
+                    return
+                await asyncio.sleep(0.02)
+
+        vols = self.ids.get("volume_id", [])
+        if not vols or await status("volume", vols[0]) != "available":
+            r = await m.post(f"{base}/volumes", json={"volume": {"size": 1, "name": "fuzz-cvol"}})
+            vols = [r.json()["volume"]["id"]] if r.status_code == 202 else []
+            for vid in vols:
+                await wait("volume", vid, "available")
+        snaps = self.ids.get("snapshot_id", [])
+        if vols and (not snaps or await status("snapshot", snaps[0]) != "available"):
+            r = await m.post(f"{base}/snapshots", json={"snapshot": {"volume_id": vols[0], "name": "fuzz-csnap"}})
+            snaps = [r.json()["snapshot"]["id"]] if r.status_code == 202 else []
+            for sid in snaps:
+                await wait("snapshot", sid, "available")
+        r = await m.get(f"{API}/servers/{self.server_id}/os-volume_attachments")
+        attached = [a["volumeId"] for a in r.json().get("volumeAttachments", [])] if r.status_code == 200 else []
+        if not attached:
+            r = await m.post(f"{base}/volumes", json={"volume": {"size": 1, "name": "fuzz-catt"}})
+            if r.status_code == 202:
+                vid = r.json()["volume"]["id"]
+                await wait("volume", vid, "available")
+                r = await m.post(f"{API}/servers/{self.server_id}/os-volume_attachments", headers=v21,
+                                 json={"volumeAttachment": {"volumeId": vid}})
+                attached = [vid] if r.status_code == 200 else []
+                if attached:
+                    await wait("volume", vid, "in-use")
+        self.ids.update(volume_id=vols[:1] + attached[:1], snapshot_id=snaps[:1])
 
     async def _network_ids(self) -> None:
         """Ids for the network proxies (below 2.36) and os-interface: a group with a rule, a floating

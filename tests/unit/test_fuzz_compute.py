@@ -56,6 +56,9 @@ def _refs(w: World) -> dict[str, list[Any]]:
         "availability_zone": ["nova"],
         "tenant": [w.other_project],
         "networks": ["auto", "none"],
+        "volumeId": w.ids.get("volume_id", []),
+        "volume_id": w.ids.get("volume_id", [])[:1],
+        "snapshot_id": w.ids.get("snapshot_id", []),
     }
 
 
@@ -108,6 +111,13 @@ def _seeds(w: World, method: str, path: str) -> Any:
         ("post", "/compute/v2.1/os-floating-ips"): lambda: [{}],
         ("post", "/compute/v2.1/servers/{server_id}/os-interface"): lambda: [{"interfaceAttachment": {}}],
         ("put", "/compute/v2.1/images/{image_id}/metadata"): lambda: [{"metadata": {"k": "v"}}],
+        ("post", "/compute/v2.1/servers/{server_id}/os-volume_attachments"): lambda: [
+            {"volumeAttachment": {"volumeId": vid}} for vid in w.ids.get("volume_id", [])[:1]],
+        ("put", "/compute/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}"): lambda: [
+            {"volumeAttachment": {"volumeId": vid}} for vid in w.ids.get("volume_id", [])[1:]],
+        ("post", "/compute/v2.1/os-volumes"): lambda: [{"volume": {"size": 1, "display_name": "fz"}}],
+        ("post", "/compute/v2.1/os-snapshots"): lambda: [
+            {"snapshot": {"volume_id": vid, "display_name": "fz"}} for vid in w.ids.get("volume_id", [])[:1]],
     }
     return table.get((method, path))
 
@@ -179,6 +189,8 @@ async def test_document_covers_every_route() -> None:
         server_password,
         server_resources,
         servers,
+        volume_attachments,
+        volume_proxies,
     )
 
     documented = {(m.upper(), p) for p, m, _ in operations(build_openapi([openapi_ops.FAMILY], axis=MICROVERSIONS, version="2.52"))}
@@ -186,7 +198,7 @@ async def test_document_covers_every_route() -> None:
     documented |= {(m.upper(), p) for p, m, _ in operations(DOC_21)}  # the proxies end before 2.52
     missing = []
     for module in (servers, server_actions, server_resources, flavors, keypairs, quotas, admin, images, image_metadata,
-                   server_password, migrations, admin_extras):
+                   server_password, migrations, admin_extras, volume_attachments, volume_proxies):
         for route in module.ROUTES:
             assert isinstance(route, Route)
             for method in route.methods or ():

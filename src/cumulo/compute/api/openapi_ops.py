@@ -24,6 +24,8 @@ from cumulo.compute.api.schemas import server_metadata as md_s
 from cumulo.compute.api.schemas import server_tags as tag_s
 from cumulo.compute.api.schemas import servers as server_s
 from cumulo.compute.api.schemas import services as service_s
+from cumulo.compute.api.schemas import volume_attachments as attach_s
+from cumulo.compute.api.schemas import volume_proxies as vproxy_s
 from cumulo.web.openapi import Family, Microversions, Op, Schema, op
 
 # The compute microversions: the axis of every document (?microversion= on each /openapi.json).
@@ -201,6 +203,28 @@ COMPUTE_OPS: tuple[Op, ...] = (
     op("GET", "/v2.1/os-networks/{network_id}", "Show network details (proxy)", until="2.35"),
     op("GET", "/v2.1/os-tenant-networks", "List project networks (proxy)", until="2.35"),
     op("GET", "/v2.1/os-tenant-networks/{network_id}", "Show project network details (proxy)", until="2.35"),
+    # A server's volumes: tag in the body from 2.49 (shown from 2.70), delete_on_termination from 2.79.
+    op("GET", f"{S}/os-volume_attachments", "List volume attachments", query=("limit", "offset")),
+    op("POST", f"{S}/os-volume_attachments", "Attach a volume to a server", body=attach_s.CREATE),
+    op("GET", f"{S}/os-volume_attachments/{{volume_id}}", "Show a volume attachment"),
+    op("PUT", f"{S}/os-volume_attachments/{{volume_id}}", "Update a volume attachment (swap refused)",
+       body=attach_s.UPDATE, status=202),
+    op("DELETE", f"{S}/os-volume_attachments/{{volume_id}}", "Detach a volume from a server", status=202),
+    # Nova's deprecated volume and snapshot proxies (to 2.35).
+    *(op(m, f"/v2.1/{res}/", f"{w} a {noun} with a blank id (proxy): always 404", status=404, until="2.35")
+      for res, noun in (("os-volumes", "volume"), ("os-snapshots", "snapshot"))
+      for m, w in (("GET", "Show"), ("DELETE", "Delete"))),
+    op("GET", "/v2.1/os-volumes", "List volumes (proxy)", query=("limit", "offset"), until="2.35"),
+    op("GET", "/v2.1/os-volumes/detail", "List volumes with details (proxy)", query=("limit", "offset"), until="2.35"),
+    op("POST", "/v2.1/os-volumes", "Create volume (proxy)", body=vproxy_s.CREATE, until="2.35"),
+    op("GET", "/v2.1/os-volumes/{volume_id}", "Show volume (proxy)", until="2.35"),
+    op("DELETE", "/v2.1/os-volumes/{volume_id}", "Delete volume (proxy)", status=202, until="2.35"),
+    op("GET", "/v2.1/os-snapshots", "List snapshots (proxy)", query=("limit", "offset"), until="2.35"),
+    op("GET", "/v2.1/os-snapshots/detail", "List snapshots with details (proxy)", query=("limit", "offset"),
+       until="2.35"),
+    op("POST", "/v2.1/os-snapshots", "Create snapshot (proxy)", body=vproxy_s.SNAPSHOT_CREATE, until="2.35"),
+    op("GET", "/v2.1/os-snapshots/{snapshot_id}", "Show snapshot (proxy)", until="2.35"),
+    op("DELETE", "/v2.1/os-snapshots/{snapshot_id}", "Delete snapshot (proxy)", status=202, until="2.35"),
 )
 
 FAMILY = Family("compute", "/compute", "Cumulo Compute API (Nova v2.1)", NOVA_FAULT, COMPUTE_OPS,

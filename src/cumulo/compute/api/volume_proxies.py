@@ -21,7 +21,8 @@ from cumulo import errors, policy
 from cumulo.compute import volumes as vol
 from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import v
-from cumulo.compute.api.schemas._base import Schema, bool_from_string, boolean
+from cumulo.compute.api.schemas._base import bool_from_string
+from cumulo.compute.api.schemas.volume_proxies import CREATE, SNAPSHOT_CREATE
 from cumulo.context import RequestContext
 from cumulo.db import isotime
 from cumulo.web.http import empty, json_response
@@ -36,43 +37,6 @@ policy.register(
         f"{RULE}:snapshots:delete": policy.MEMBER,
     }
 )
-
-# Nova's volumes.create / snapshot_create schemas.
-CREATE: Schema = {
-    "type": "object",
-    "properties": {
-        "volume": {
-            "type": "object",
-            "properties": {
-                "volume_type": {"type": "string"}, "metadata": {"type": "object"}, "snapshot_id": {"type": "string"},
-                "size": {"type": ["integer", "string"], "pattern": "^[0-9]+$", "minimum": 1, "maxLength": 10},
-                "availability_zone": {"type": "string"}, "display_name": {"type": "string"},
-                "display_description": {"type": "string"},
-            },
-            "required": ["size"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["volume"],
-    "additionalProperties": False,
-}
-SNAPSHOT_CREATE: Schema = {
-    "type": "object",
-    "properties": {
-        "snapshot": {
-            "type": "object",
-            "properties": {
-                "volume_id": {"type": "string"}, "force": boolean, "display_name": {"type": "string"},
-                "display_description": {"type": "string"},
-            },
-            "required": ["volume_id"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["snapshot"],
-    "additionalProperties": False,
-}
-
 
 def _time(value: Any) -> Any:
     return isotime(value, micro=True) if value is not None and not isinstance(value, str) else value
