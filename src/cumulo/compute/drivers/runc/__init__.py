@@ -20,7 +20,7 @@ the host under `<state_dir>/volmounts/<uuid>/` and in the container at /mnt/volu
 The driver is one class made of facets, one module each (Incus's driver_lxc_*.go): what they
 stand on (settings, power state, start and stop, console upkeep) in core.py; pause in freeze.py;
 suspend (freezer, or CRIU where `criu check` passes) in suspend.py; resize in resize.py; rebuild
-in rebuild.py; snapshot in snapshot.py; the image cache in imagecache.py; diagnostics and metrics
+in rebuild.py; snapshot in snapshot.py; exec (`runc exec`, the PaaS recipes) in exec.py; the image cache in imagecache.py; diagnostics and metrics
 (one sampling function) in metrics.py; what spawn puts in the bundle in provision.py. cgroup v1
 reads are in cgroup.py. Lifecycle, power and the console are here.
 """
@@ -47,6 +47,7 @@ from cumulo.compute.drivers.base import (
 from cumulo.compute.drivers.probe import HostFacts, missing_programs
 from cumulo.compute.drivers.runc import cgroup, netns, nics, overlay, provision, volhost
 from cumulo.compute.drivers.runc.core import CONFIG
+from cumulo.compute.drivers.runc.exec import Exec
 from cumulo.compute.drivers.runc.freeze import Freeze
 from cumulo.compute.drivers.runc.imagecache import ImageCache
 from cumulo.compute.drivers.runc.metrics import Metrics
@@ -88,7 +89,7 @@ def _prepare_root(idir: Path, spec: InstanceSpec, config: dict[str, Any], lower:
     provision.provision_sync(idir, spec)
 
 
-class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics, Volumes):
+class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics, Volumes, Exec):
     @classmethod
     def probe(cls, host: HostFacts) -> list[str]:
         """runc needs root (namespaces, cgroups, mounts) and the `runc` binary."""
