@@ -338,7 +338,7 @@ def test_cooldown_end_never_moves_backwards() -> None:
 
 @pytest.mark.parametrize(("cooldown", "end"), [(0, 40), (-10, 40), (None, 40), (15.5, 55.5)])
 def test_cooldown_sanitised(cooldown: float | None, end: float) -> None:
-    done = finish_scaling(start_scaling(CooldownState()), at(40), cooldown, True)  # type: ignore[arg-type]
+    done = finish_scaling(start_scaling(CooldownState()), at(40), cooldown, True)
     assert done.cooldown_end == at(end)
     assert not done.in_cooldown(at(end))
 
@@ -495,6 +495,14 @@ def test_period_averages_windows() -> None:
         pytest.param(
             [s(5, 10), s(15, 90), s(25, 95)], AlarmState.ALARM, AlarmState.ALARM, 95.0,
             id="mixed keeps previous alarm",
+        ),
+        pytest.param(
+            [s(5, 10), s(15, 90), s(25, 95)], AlarmState.INSUFFICIENT_DATA, AlarmState.ALARM, 95.0,
+            id="mixed from unknown: the latest breaches",
+        ),
+        pytest.param(
+            [s(5, 90), s(15, 95), s(25, 10)], AlarmState.INSUFFICIENT_DATA, AlarmState.OK, 10.0,
+            id="mixed from unknown: the latest does not breach",
         ),
         pytest.param(
             [s(5, 90), s(25, 95)], AlarmState.ALARM, AlarmState.INSUFFICIENT_DATA, 95.0, id="a period has no data"

@@ -154,7 +154,9 @@ def start_scaling(state: CooldownState) -> CooldownState:
     return replace(state, scaling_in_progress=True)
 
 
-def finish_scaling(state: CooldownState, now: datetime, cooldown: float, size_changed: bool) -> CooldownState:
+def finish_scaling(
+    state: CooldownState, now: datetime, cooldown: float | None, size_changed: bool
+) -> CooldownState:
     """End a scale at `now` (cooldown.py:81-100): always clears the running flag; only a resize that
     changed the size starts a cooldown, `now + cooldown`, never earlier than an end already set.
     A failed resize passes size_changed=False. A finished deploy (Heat: group create/update
@@ -403,8 +405,11 @@ def evaluate(
     now: datetime,
     previous: AlarmState = AlarmState.INSUFFICIENT_DATA,
 ) -> Evaluation:
-    """ALARM when every period breaches, OK when none does, the previous state when they disagree
-    (a trend not yet settled), INSUFFICIENT_DATA when a period has no sample."""
+    """ALARM when every period breaches, OK when none does, INSUFFICIENT_DATA when a period has no
+    sample. When the periods disagree the previous state stays, unless it was INSUFFICIENT_DATA: then
+    the latest period's side wins (Aodh's trending state, aodh/evaluator/threshold.py:109-119,151-153
+    at a52eaa00). Stricter than Aodh: it takes the last N periods that have data within N+1
+    (`look_back`, :58,67); here each of the last N periods needs a sample."""
     averages = period_averages(samples, rule, now)
     latest = averages[-1]
     if any(a is None for a in averages):
@@ -414,6 +419,8 @@ def evaluate(
         state = AlarmState.ALARM
     elif not any(breaches):
         state = AlarmState.OK
+    elif previous is AlarmState.INSUFFICIENT_DATA:
+        state = AlarmState.ALARM if breaches[-1] else AlarmState.OK
     else:
         state = previous
     return Evaluation(state, averages, latest)
