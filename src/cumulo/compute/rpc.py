@@ -139,6 +139,18 @@ class ComputeAPI:
                                request_id=request_id)
         return dict(out)
 
+    async def exec_in_instance(
+        self, host: str, instance_uuid: str, *, argv: list[str], env: dict[str, str], stdin_b64: str,
+        exec_timeout: float, output_limit: int, request_id: str,
+    ) -> dict[str, Any]:
+        """Run argv inside the server (its driver's exec) and wait: ExecResult.to_dict of the
+        driver. The bus waits 30 s longer than exec_timeout, which the agent enforces (named so
+        because `timeout` is the bus call's own)."""
+        out = await self._call(host, "exec_in_instance", timeout=float(exec_timeout) + 30.0,
+                               instance_uuid=instance_uuid, request_id=request_id, argv=list(argv), env=dict(env),
+                               stdin_b64=stdin_b64, exec_timeout=float(exec_timeout), output_limit=int(output_limit))
+        return dict(out)
+
     async def attach_interface(
         self, host: str, instance_uuid: str, *, port_id: str, request_id: str, timeout: float = 120.0
     ) -> None:
@@ -179,5 +191,5 @@ AGENT_METHODS = (
     "unpause_instance", "suspend_instance", "resume_instance", "rebuild_instance", "resize_instance",
     "confirm_resize", "revert_resize", "snapshot_instance", "terminate_instance", "get_console_output",
     "get_diagnostics", "backup_instance", "soft_delete_instance", "restore_instance", "attach_interface",
-    "detach_interface", "attach_volume", "detach_volume", "extend_volume",
+    "detach_interface", "attach_volume", "detach_volume", "extend_volume", "exec_in_instance",
 )

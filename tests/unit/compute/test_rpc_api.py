@@ -10,7 +10,7 @@ import pytest
 from cumulo.compute.agent.manager import ComputeHost, ComputeManager
 from cumulo.compute.rpc import AGENT_METHODS, ComputeAPI
 
-CALLS = {"get_console_output", "get_diagnostics", "attach_interface", "detach_interface"}
+CALLS = {"get_console_output", "get_diagnostics", "attach_interface", "detach_interface", "exec_in_instance"}
 
 
 class RecordingBus:
@@ -42,7 +42,8 @@ async def test_each_method_sends_its_message_with_the_endpoint_arguments(method:
     samples: dict[str, Any] = {"node": "n1", "reboot_type": "HARD", "image_ref": "img", "image_id": "img",
                                "new_flavor": {"flavorid": "1"}, "backup_type": "daily", "rotation": 2, "length": 3,
                                "port_id": "port-1", "bdm_uuid": "bdm-1", "volume_id": "vol-1",
-                               "new_size_bytes": 2 << 30}
+                               "new_size_bytes": 2 << 30, "argv": ["/bin/true"], "env": {"A": "b"},
+                               "stdin_b64": "eA==", "exec_timeout": 5.0, "output_limit": 10}
     kwargs = {n: samples[n] for n, p in sig.parameters.items()
               if p.kind is p.KEYWORD_ONLY and n not in ("request_id", "timeout") and n in samples}
     await getattr(api, method)("host-1", "uuid-1", request_id="req-1", **kwargs)

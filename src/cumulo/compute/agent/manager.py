@@ -4,7 +4,7 @@ ComputeHost serves the host's bus topic and hands each message to one of its nod
 ComputeManager runs one node: its lifecycle and its bus endpoints (see compute.rpc.AGENT_METHODS),
 each one call of a workflow on the node's `Node` (node.py). The workflows live in build.py (build,
 rebuild, terminate), power.py (power/pause/suspend, the power-state sync, console and
-diagnostics), resize.py, snapshot.py, backup_rotation.py, reclaim.py and reconcile.py; they never
+diagnostics), exec.py (a command in a server, for PaaS recipes), resize.py, snapshot.py, backup_rotation.py, reclaim.py and reconcile.py; they never
 see the manager. Every workflow serialises on a per-instance lock, checks
 the task_state the API set, records an instance-action event around the driver call, and ends
 with a compare-and-swap that clears task_state — on success and on failure alike.
@@ -35,6 +35,7 @@ from cumulo.compute.agent import (
     snapshot,
     volumes,
 )
+from cumulo.compute.agent import exec as agent_exec
 from cumulo.compute.agent.node import Node
 from cumulo.compute.drivers.base import Driver, HostResources, capabilities_of
 from cumulo.compute.rpc import AGENT_METHODS
@@ -231,6 +232,12 @@ class ComputeManager:
 
     async def get_diagnostics(self, instance_uuid: str, request_id: str | None = None) -> dict[str, Any]:
         return await power.diagnostics(self.node, instance_uuid)
+
+    async def exec_in_instance(
+        self, instance_uuid: str, argv: list[str], env: dict[str, str], stdin_b64: str, exec_timeout: float,
+        output_limit: int, request_id: str | None = None,
+    ) -> dict[str, Any]:
+        return await agent_exec.exec_in(self.node, instance_uuid, argv, env, stdin_b64, exec_timeout, output_limit)
 
     async def attach_interface(self, instance_uuid: str, port_id: str, request_id: str | None = None) -> None:
         await nics.attach(self.node, instance_uuid, port_id)

@@ -8,6 +8,7 @@ The create path is server_create.py; other facets (softdelete, admin_actions, in
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
@@ -350,6 +351,29 @@ class ComputeService:
         except TimeoutError:
             raise ServiceUnavailable(f"Compute host {host} did not answer in time") from None
 
+    async def exec_in_server(
+        self, ctx: RequestContext, inst: dict[str, Any], argv: list[str], *, env: dict[str, str] | None = None,
+        stdin: bytes = b"", timeout: float = 300.0, output_limit: int = 65536,
+    ) -> dict[str, Any]:
+        """Run argv inside the server and wait (the PaaS manager's recipes; no Nova route exposes
+        it): rule compute:servers:exec (a member) on a server of the caller's project, or an admin's.
+        The answer is the driver's ExecResult as JSON (exit_code, signal, stdout, stderr, the
+        *_truncated flags, timed_out, seconds); a non-zero exit is an answer, not an error."""
+        policy.authorize(ctx, "compute:servers:exec")
+        if inst["project_id"] != ctx.project_id and not ctx.is_admin:
+            raise errors.NotFound(f"Instance {inst['uuid']} could not be found.")
+        if len(stdin) > EXEC_MAX_STDIN:
+            raise errors.Invalid(f"exec stdin is {len(stdin)} bytes, more than {EXEC_MAX_STDIN}")
+        host = _ready_host(inst)
+        try:
+            return await self.agents.exec_in_instance(
+                host, inst["uuid"], argv=list(argv), env=dict(env or {}),
+                stdin_b64=base64.b64encode(stdin).decode(), exec_timeout=timeout, output_limit=output_limit,
+                request_id=ctx.request_id,
+            )
+        except TimeoutError:
+            raise ServiceUnavailable(f"Compute host {host} did not answer in time") from None
+
     async def lock(self, ctx: RequestContext, inst: dict[str, Any], reason: str | None) -> None:
         is_owner = inst["project_id"] == ctx.project_id
         if inst["locked"] and is_owner:
@@ -464,6 +488,11 @@ class ComputeService:
 
 
 _AGENT_CALL_TIMEOUT = 30.0  # seconds an API request waits for an agent's answer
+EXEC_MAX_STDIN = 8 << 20  # bytes of stdin an exec may carry (the agent checks it too)
+
+# Exec inside a server (exec_in_server): the owner's members, or an admin (Nova's owner rules);
+# no HTTP route exposes it, the PaaS manager calls it.
+policy.register({"compute:servers:exec": policy.MEMBER})
 
 
 def _ready_host(inst: dict[str, Any]) -> str:
