@@ -9,21 +9,46 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import test_driver_contract as dc
 from test_runc_driver import RUNC_MISSING, assert_nothing_left, runc_exec, spec_for
 
 from cumulo import conf as conf_mod
 from cumulo.compute.drivers import load_driver
-from cumulo.compute.drivers.base import EXEC_HEAD, Capability, ExecRequest, driver_for
+from cumulo.compute.drivers.base import EXEC_HEAD, Capability, Driver, Exec, ExecRequest, driver_for
 from cumulo.compute.drivers.runc import RuncDriver
 from cumulo.errors import DriverError, InvalidState
 
-pytestmark = pytest.mark.skipif(bool(RUNC_MISSING), reason=RUNC_MISSING or "runc present")
+driver, settings = dc.driver, dc.settings  # the driver contract's fixtures
+# The drivers that declare EXEC (QEMU joins when its guest-agent exec lands): no QEMU init for nothing.
+EXEC_DRIVERS = ("fake", "runc")
+
+
+@pytest.fixture(params=[dc._param(c) for c in dc.CASES if c.name in EXEC_DRIVERS])
+def case(request: pytest.FixtureRequest) -> dc.DriverCase:
+    return request.param  # type: ignore[no-any-return]
+
+
+RUNC_ONLY = pytest.mark.skipif(bool(RUNC_MISSING), reason=RUNC_MISSING or "runc present")
+
+
+async def test_every_exec_driver_runs_and_refuses_a_stopped_server(case: dc.DriverCase, driver: Driver,
+                                                                   tmp_path: Path) -> None:
+    """The part of the contract every driver that declares EXEC shares (fake, runc; QEMU later)."""
+    dc.needs(driver, Capability.EXEC)
+    assert isinstance(driver, Exec)
+    spec = dc.make_spec(case, tmp_path)
+    await driver.spawn(spec)
+    res = await driver.exec_in(spec.uuid, ExecRequest(argv=("/bin/true",), timeout=30))
+    assert (res.exit_code, res.timed_out, res.stdout_truncated) == (0, False, False)
+    await driver.power_off(spec.uuid)  # type: ignore[attr-defined]
+    with pytest.raises(InvalidState):
+        await driver.exec_in(spec.uuid, ExecRequest(argv=("/bin/true",), timeout=30))
 
 
 @pytest.fixture
 async def drv(tmp_path: Path) -> AsyncIterator[RuncDriver]:
-    settings = conf_mod.load(env={}, state_dir=tmp_path / "state")
-    drv = load_driver("runc", settings.replace(extra={"runc_stop_grace": 0.5}), "runc-host", local=True)
+    conf = conf_mod.load(env={}, state_dir=tmp_path / "state")
+    drv = load_driver("runc", conf.replace(extra={"runc_stop_grace": 0.5}), "runc-host", local=True)
     assert isinstance(drv, RuncDriver)
     await drv.init_host()
     yield drv
@@ -36,6 +61,7 @@ def sh(script: str, **kw: object) -> ExecRequest:
     return ExecRequest(argv=("/bin/sh", "-s"), stdin=script.encode(), env={"PATH": "/bin"}, **kw)  # type: ignore[arg-type]
 
 
+@RUNC_ONLY
 async def test_exec_runs_in_the_container_with_stdin_env_and_exit_code(drv: RuncDriver, tmp_path: Path) -> None:
     spec = spec_for(tmp_path, "ex1")
     await drv.spawn(spec)
@@ -64,6 +90,7 @@ async def test_exec_runs_in_the_container_with_stdin_env_and_exit_code(drv: Runc
         await ex.exec_in(spec.uuid, ExecRequest(argv=("/no/such/binary",), timeout=30))
 
 
+@RUNC_ONLY
 async def test_timeout_kills_every_process_of_the_exec(drv: RuncDriver, tmp_path: Path) -> None:
     spec = spec_for(tmp_path, "ex2")
     await drv.spawn(spec)
@@ -80,6 +107,7 @@ async def test_timeout_kills_every_process_of_the_exec(drv: RuncDriver, tmp_path
     assert (await ex.exec_in(spec.uuid, sh("exit 0\n", timeout=30))).exit_code == 0  # the server still serves
 
 
+@RUNC_ONLY
 async def test_a_server_that_does_not_run_is_invalid_state(drv: RuncDriver, tmp_path: Path) -> None:
     spec = spec_for(tmp_path, "ex3")
     await drv.spawn(spec)
