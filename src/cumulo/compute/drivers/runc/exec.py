@@ -130,6 +130,8 @@ class Exec(RuncCore):
         try:
             res = await host.run_bounded(argv, stdin=req.stdin, timeout=req.timeout, limit=req.output_limit,
                                          on_timeout=kill)
+            if res.timed_out:
+                await kill()  # a process whose pid file runc wrote only after the first kill
             started = await asyncio.to_thread(pidfile.exists)
         finally:
             await asyncio.to_thread(pidfile.unlink, missing_ok=True)
