@@ -267,6 +267,7 @@ async def start_world(tmp: Path) -> AsyncIterator[World]:
             "hypervisor_id": [str(h["id"]) for h in hyps],
             "pattern": [cloud.conf.host_name, "fake"],
             "member_id": [other],
+            "alias": ["os-volumes", "OS-DCF", "nope"],
         }
         await world.ensure()
         yield world
