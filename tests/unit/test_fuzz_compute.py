@@ -45,6 +45,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 @pytest_asyncio.fixture(loop_scope="module")
 async def fresh(world: World) -> World:
     await world.ensure()
+    await world.volume_ids()
     return world
 
 
