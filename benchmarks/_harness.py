@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -38,6 +39,24 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_row_active(db_path: Path, sid: str, t0: float, timeout: float = 60.0) -> tuple[float, str]:
+    """(seconds since t0, vm_state) once the server's row in the cloud's SQLite DB is active or
+    error, read from the caller's thread (WAL: readers never block the writer), so watching costs
+    the cloud's event loop nothing where a GET poll would compete with the boot. Run it in a thread."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        state = "?"
+        while time.perf_counter() - t0 < timeout:
+            row = conn.execute("SELECT vm_state FROM instances WHERE uuid = ?", (sid,)).fetchone()
+            state = str(row[0]) if row else "?"
+            if state in ("active", "error"):
+                break
+            time.sleep(0.0005)
+        return time.perf_counter() - t0, state
+    finally:
+        conn.close()
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

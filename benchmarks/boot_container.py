@@ -37,7 +37,6 @@ import asyncio
 import json
 import os
 import shutil
-import sqlite3
 import tempfile
 import time
 import uuid as uuidlib
@@ -263,18 +262,7 @@ class DbWatch:
         self.path = path
 
     def _wait(self, sid: str, t0: float, timeout: float) -> tuple[float, str]:
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
-        try:
-            state = "?"
-            while time.perf_counter() - t0 < timeout:
-                row = conn.execute("SELECT vm_state FROM instances WHERE uuid = ?", (sid,)).fetchone()
-                state = str(row[0]) if row else "?"
-                if state in ("active", "error"):
-                    break
-                time.sleep(0.0005)
-            return time.perf_counter() - t0, state
-        finally:
-            conn.close()
+        return h.wait_row_active(self.path, sid, t0, timeout)
 
     async def boot(self, client: Any, s: h.Session, body: dict[str, Any], timeout: float = 60.0) -> tuple[float, float, str, str]:
         """(seconds from POST until the row says active, POST seconds, API status, server id)."""

@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import re
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -102,18 +101,7 @@ class DbWatch:
         self.path = path
 
     def wait(self, sid: str, t0: float, timeout: float = 60.0) -> tuple[float, str]:
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
-        try:
-            state = "?"
-            while time.perf_counter() - t0 < timeout:
-                row = conn.execute("SELECT vm_state FROM instances WHERE uuid = ?", (sid,)).fetchone()
-                state = str(row[0]) if row else "?"
-                if state in ("active", "error"):
-                    break
-                time.sleep(0.0005)
-            return time.perf_counter() - t0, state
-        finally:
-            conn.close()
+        return h.wait_row_active(self.path, sid, t0, timeout)
 
 
 async def occi_create(client: Any, s: h.Session, image_id: str, flavor_id: str, title: str,
