@@ -5,15 +5,17 @@ kills every process of the exec, and InvalidState for a server that does not run
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import test_driver_contract as dc
-from test_runc_driver import RUNC_MISSING, assert_nothing_left, runc_exec, spec_for
+from test_runc_driver import (  # noqa: F401  # runc_driver: a fixture
+    RUNC_MISSING,
+    runc_driver,
+    runc_exec,
+    spec_for,
+)
 
-from cumulo import conf as conf_mod
-from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import EXEC_HEAD, Capability, Driver, Exec, ExecRequest, driver_for
 from cumulo.compute.drivers.runc import RuncDriver
 from cumulo.errors import DriverError, InvalidState
@@ -45,28 +47,16 @@ async def test_every_exec_driver_runs_and_refuses_a_stopped_server(case: dc.Driv
         await driver.exec_in(spec.uuid, ExecRequest(argv=("/bin/true",), timeout=30))
 
 
-@pytest.fixture
-async def drv(tmp_path: Path) -> AsyncIterator[RuncDriver]:
-    conf = conf_mod.load(env={}, state_dir=tmp_path / "state")
-    drv = load_driver("runc", conf.replace(extra={"runc_stop_grace": 0.5}), "runc-host", local=True)
-    assert isinstance(drv, RuncDriver)
-    await drv.init_host()
-    yield drv
-    for st in await drv.list_instances():
-        await drv.destroy(st.uuid)
-    assert_nothing_left(drv, tmp_path)
-
-
 def sh(script: str, **kw: object) -> ExecRequest:
     return ExecRequest(argv=("/bin/sh", "-s"), stdin=script.encode(), env={"PATH": "/bin"}, **kw)  # type: ignore[arg-type]
 
 
 @RUNC_ONLY
-async def test_exec_runs_in_the_container_with_stdin_env_and_exit_code(drv: RuncDriver, tmp_path: Path) -> None:
+async def test_exec_runs_in_the_container_with_stdin_env_and_exit_code(runc_driver: RuncDriver, tmp_path: Path) -> None:  # noqa: F811
     spec = spec_for(tmp_path, "ex1")
-    await drv.spawn(spec)
-    ex = driver_for(drv, Capability.EXEC)
-    assert Capability.EXEC in drv.info.capabilities
+    await runc_driver.spawn(spec)
+    ex = driver_for(runc_driver, Capability.EXEC)
+    assert Capability.EXEC in runc_driver.info.capabilities
 
     res = await ex.exec_in(spec.uuid, ExecRequest(
         argv=("/bin/sh", "-c", 'hostname; pwd; echo "$GREETING"; cat; echo to-err >&2; exit 7'),
@@ -77,7 +67,7 @@ async def test_exec_runs_in_the_container_with_stdin_env_and_exit_code(drv: Runc
 
     ok = await ex.exec_in(spec.uuid, sh("touch /tmp/made-by-exec\n"))
     assert ok.exit_code == 0
-    assert runc_exec(drv, spec.uuid, "ls", "/tmp/made-by-exec") == "/tmp/made-by-exec"  # inside, not on the host
+    assert runc_exec(runc_driver, spec.uuid, "ls", "/tmp/made-by-exec") == "/tmp/made-by-exec"  # inside, not on the host
     assert not Path("/tmp/made-by-exec").exists()
 
     # 200 KiB on each stream, limit 16 KiB: the first 4 KiB and the last 12 KiB.
@@ -91,32 +81,32 @@ async def test_exec_runs_in_the_container_with_stdin_env_and_exit_code(drv: Runc
 
 
 @RUNC_ONLY
-async def test_timeout_kills_every_process_of_the_exec(drv: RuncDriver, tmp_path: Path) -> None:
+async def test_timeout_kills_every_process_of_the_exec(runc_driver: RuncDriver, tmp_path: Path) -> None:  # noqa: F811
     spec = spec_for(tmp_path, "ex2")
-    await drv.spawn(spec)
-    ex = driver_for(drv, Capability.EXEC)
+    await runc_driver.spawn(spec)
+    ex = driver_for(runc_driver, Capability.EXEC)
     # A shell with a child that would outlive it; the marker shows the output so far is kept.
     res = await ex.exec_in(spec.uuid, sh("echo begun; sleep 1234 & sleep 1235; echo never\n", timeout=2))
     assert res.timed_out and res.exit_code is None and res.signal == 9
     assert res.stdout == b"begun\n"
     deadline = asyncio.get_running_loop().time() + 30
-    while "sleep 123" in (ps := runc_exec(drv, spec.uuid, "ps", "-o", "args")):
+    while "sleep 123" in (ps := runc_exec(runc_driver, spec.uuid, "ps", "-o", "args")):
         assert asyncio.get_running_loop().time() < deadline, ps
         await asyncio.sleep(0.1)
-    assert list(drv.instance_dir(spec.uuid).glob("exec-*.pid")) == []  # the pid file went too
+    assert list(runc_driver.instance_dir(spec.uuid).glob("exec-*.pid")) == []  # the pid file went too
     assert (await ex.exec_in(spec.uuid, sh("exit 0\n", timeout=30))).exit_code == 0  # the server still serves
 
 
 @RUNC_ONLY
-async def test_a_server_that_does_not_run_is_invalid_state(drv: RuncDriver, tmp_path: Path) -> None:
+async def test_a_server_that_does_not_run_is_invalid_state(runc_driver: RuncDriver, tmp_path: Path) -> None:  # noqa: F811
     spec = spec_for(tmp_path, "ex3")
-    await drv.spawn(spec)
-    ex = driver_for(drv, Capability.EXEC)
-    await drv.pause(spec.uuid)
+    await runc_driver.spawn(spec)
+    ex = driver_for(runc_driver, Capability.EXEC)
+    await runc_driver.pause(spec.uuid)
     with pytest.raises(InvalidState, match="not running"):
         await ex.exec_in(spec.uuid, sh("true\n"))
-    await drv.unpause(spec.uuid)
-    await drv.power_off(spec.uuid)
+    await runc_driver.unpause(spec.uuid)
+    await runc_driver.power_off(spec.uuid)
     with pytest.raises(InvalidState, match="not running"):
         await ex.exec_in(spec.uuid, sh("true\n"))
     with pytest.raises(InvalidState, match="does not exist"):

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from _asgi_ctx import AsCtx
 
 from cumulo import errors
 from cumulo.context import RequestContext, expand_roles
@@ -82,17 +83,6 @@ class Images:
                       applies=(categories.COMPUTE.id,), location=f"/os_tpl/{IMAGE}/")]
 
 
-class Injector:
-    def __init__(self, app: Any, ctx: RequestContext) -> None:
-        self.app, self.ctx = app, ctx
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = dict(scope)
-            scope["cumulo.context"] = self.ctx
-        await self.app(scope, receive, send)
-
-
 def make_ctx() -> RequestContext:
     return RequestContext(user_id=uuid.uuid4().hex, project_id=uuid.uuid4().hex, roles=expand_roles(["member"]))
 
@@ -102,7 +92,7 @@ class World:
         self.app, self.store, self.compute, self.storage = app, store, compute, storage
 
     def client(self, ctx: RequestContext) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=Injector(self.app, ctx)),
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=AsCtx(self.app, ctx)),
                                  base_url="http://cumulo.test")
 
 
