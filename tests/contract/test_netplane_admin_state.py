@@ -20,16 +20,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid as uuidlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _netplane_lab import MISSING, Lab, Server, ip, serve_peer
 
-from cumulo import conf as conf_mod
 from cumulo.context import RequestContext, expand_roles
-from cumulo.db import Database
 from cumulo.netplane import bridge, netns, nic
 from cumulo.netplane import metadata as plane
 from cumulo.network.agent.manager import NetworkAgent
@@ -41,18 +39,6 @@ pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING or "root, ip, nft 
 
 PROJECT = "project-admin-state"
 HOST = "local"
-
-
-@pytest.fixture
-async def svc(tmp_path: Path) -> AsyncIterator[NetworkService]:
-    conf = conf_mod.load(env={}, state_dir=tmp_path / "state")
-    conf.state_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(f"sqlite+aiosqlite:///{conf.state_dir / 'test.sqlite'}")
-    await db.create_all()
-    try:
-        yield NetworkService(db, conf)
-    finally:
-        await db.dispose()
 
 
 def ctx() -> RequestContext:

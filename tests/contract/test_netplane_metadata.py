@@ -15,16 +15,12 @@ import json
 import urllib.error
 import urllib.request
 import uuid as uuidlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from _netplane_lab import MISSING, Lab, Server, ip
 
-from cumulo import conf as conf_mod
 from cumulo.context import RequestContext, expand_roles
-from cumulo.db import Database
 from cumulo.netplane import bridge, netns, nft, secgroups
 from cumulo.netplane import metadata as plane
 from cumulo.netplane.secgroups import Firewall, Port
@@ -36,18 +32,6 @@ pytestmark = pytest.mark.skipif(bool(MISSING), reason=MISSING or "root, ip, nft 
 
 def ctx(project: str) -> RequestContext:
     return RequestContext(user_id=f"user-{project}", project_id=project, roles=expand_roles(["member"]))
-
-
-@pytest.fixture
-async def svc(tmp_path: Path) -> AsyncIterator[NetworkService]:
-    conf = conf_mod.load(env={}, state_dir=tmp_path / "state")
-    conf.state_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(f"sqlite+aiosqlite:///{conf.state_dir / 'test.sqlite'}")
-    await db.create_all()
-    try:
-        yield NetworkService(db, conf)
-    finally:
-        await db.dispose()
 
 
 async def tenant(svc: NetworkService, lab: Lab, project: str, device_id: str) -> tuple[str, str, str]:
