@@ -136,6 +136,30 @@ class DemoImageSettings:
     image_build_cache: Path | None = None
 
 
+@dataclass(frozen=True)
+class PaasSettings:
+    """The PaaS manager (`extra` keys paas_*). See docs/paas.md."""
+
+    PREFIX: ClassVar[str] = "paas_"
+    # Hosts (names or addresses) a task's callback URL may name besides loopback literals.
+    callback_hosts: tuple[str, ...] = ()
+    # Seconds a new node may take to become ACTIVE and answer exec.
+    boot_timeout: float = 300.0
+    # Seconds one recipe run may take (a product's `timeout` metadata may lower or raise it, <= 3600).
+    exec_timeout: float = 300.0
+    # Seconds a whole task may take before it fails (and rolls back).
+    task_timeout: float = 3600.0
+    # Seconds between autoscaling evaluations.
+    autoscale_interval: float = 5.0
+    # Seconds an engine's lease on a running task lasts without a heartbeat (another engine or a
+    # restart takes the task over after it).
+    lease: float = 30.0
+    # Steps of one task run at once.
+    step_concurrency: int = 8
+    # "on": a scalable tier's first configured node becomes a template image new nodes boot from.
+    templates: str = "on"
+
+
 # Settings attribute -> the typed section it holds, parsed from `extra`.
 SECTIONS: dict[str, type[Any]] = {
     "runc": RuncSettings,
@@ -146,6 +170,7 @@ SECTIONS: dict[str, type[Any]] = {
     "servicegroup": ServiceGroupSettings,
     "reserved_host": ReservedHostSettings,
     "demo_images": DemoImageSettings,
+    "paas": PaasSettings,
 }
 # `extra` keys that are older spellings of a top-level setting (and win over it, as they did).
 ALIASES = ("image_size_cap",)
@@ -310,6 +335,7 @@ class Settings:
     servicegroup: ServiceGroupSettings = field(init=False)
     reserved_host: ReservedHostSettings = field(init=False)
     demo_images: DemoImageSettings = field(init=False)
+    paas: PaasSettings = field(init=False)
 
     def __post_init__(self) -> None:
         for attr, section in parse_extra(self.extra).items():

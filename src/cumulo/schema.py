@@ -11,5 +11,6 @@ from cumulo.identity import models as identity_models  # noqa: F401
 from cumulo.image import models as image_models  # noqa: F401
 from cumulo.network import models as network_models  # noqa: F401
 from cumulo.occi import models as occi_models  # noqa: F401
+from cumulo.paas import models as paas_models  # noqa: F401
 from cumulo.placement import models as placement_models  # noqa: F401
 from cumulo.volume import models as volume_models  # noqa: F401
