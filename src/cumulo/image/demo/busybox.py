@@ -29,7 +29,8 @@ DIRS = {"bin": 0o755, "dev": 0o755, "etc": 0o755, "home": 0o755, "proc": 0o755, 
         "run": 0o755, "sys": 0o755, "tmp": 0o1777, "var": 0o755}
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 GROUP = b"root:x:0:\nnogroup:x:65534:\n"
-CMD = ["/bin/sh", "-c", "echo hello from cumulo busybox; hostname; exec sleep 3600"]
+# The container runs until it is stopped (a PaaS node lives longer than one sleep).
+CMD = ["/bin/sh", "-c", "echo hello from cumulo busybox; hostname; while :; do sleep 3600; done"]
 
 
 class BusyboxMissing(Exception):
