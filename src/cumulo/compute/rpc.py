@@ -151,6 +151,16 @@ class ComputeAPI:
                                stdin_b64=stdin_b64, exec_timeout=float(exec_timeout), output_limit=int(output_limit))
         return dict(out)
 
+    async def sample_instances(
+        self, host: str, instance_uuids: list[str], *, request_id: str, timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
+        """A reading of each of the servers the host runs among `instance_uuids` (those it does not
+        are left out): [{uuid, cpu_ns, vcpus, memory_used, memory_limit, uptime, power_state,
+        time}] (compute.agent.usage.sample_servers). The one message about many servers."""
+        out = await self._call(host, "sample_instances", timeout=timeout, instance_uuids=list(instance_uuids),
+                               request_id=request_id)
+        return [dict(r) for r in out]
+
     async def attach_interface(
         self, host: str, instance_uuid: str, *, port_id: str, request_id: str, timeout: float = 120.0
     ) -> None:
@@ -183,7 +193,8 @@ class ComputeAPI:
                          volume_id=volume_id, new_size_bytes=new_size_bytes)
 
 
-# The agent's messages, one ComputeAPI method each (all take instance_uuid and request_id). The
+# The agent's messages, one ComputeAPI method each (all take instance_uuid and request_id but
+# sample_instances, which takes instance_uuids: the host answers it, every node for its own). The
 # topic is the host's; the host hands each message to one of its nodes (one per driver): a build
 # to the node the scheduler chose, anything else to the node on the instance row.
 AGENT_METHODS = (
@@ -192,4 +203,5 @@ AGENT_METHODS = (
     "confirm_resize", "revert_resize", "snapshot_instance", "terminate_instance", "get_console_output",
     "get_diagnostics", "backup_instance", "soft_delete_instance", "restore_instance", "attach_interface",
     "detach_interface", "attach_volume", "detach_volume", "extend_volume", "exec_in_instance",
+    "sample_instances",
 )

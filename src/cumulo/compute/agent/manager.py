@@ -33,6 +33,7 @@ from cumulo.compute.agent import (
     reconcile,
     resize,
     snapshot,
+    usage,
     volumes,
 )
 from cumulo.compute.agent import exec as agent_exec
@@ -239,6 +240,10 @@ class ComputeManager:
     ) -> dict[str, Any]:
         return await agent_exec.exec_in(self.node, instance_uuid, argv, env, stdin_b64, exec_timeout, output_limit)
 
+    async def sample_instances(self, instance_uuids: list[str], request_id: str | None = None) -> list[dict[str, Any]]:
+        """Readings of those of `instance_uuids` this node owns (usage.sample_servers)."""
+        return await usage.sample_servers(self.node, [str(u) for u in instance_uuids])
+
     async def attach_interface(self, instance_uuid: str, port_id: str, request_id: str | None = None) -> None:
         await nics.attach(self.node, instance_uuid, port_id)
 
@@ -392,6 +397,13 @@ class ComputeHost:
             LOG.warning("instance %s names node %s, which host %s does not run", instance_uuid, row["node"], self.host)
         return list(self.nodes.values())
 
+    async def sample_instances(self, instance_uuids: list[str], request_id: str | None = None) -> list[dict[str, Any]]:
+        """compute.rpc sample_instances: the one message about many servers; each node answers for
+        those it owns, so the host's answer is every node's, together."""
+        uuids = [str(u) for u in instance_uuids]
+        parts = await asyncio.gather(*(n.sample_instances(uuids) for n in self.nodes.values()))
+        return [reading for part in parts for reading in part]
+
     async def dispatch(self, method: str, instance_uuid: str, args: dict[str, Any]) -> Any:
         targets = await self.nodes_for(instance_uuid, args.get("node"))
         if len(targets) > 1 and method not in ("build_and_run_instance", "terminate_instance"):
@@ -412,4 +424,5 @@ def _dispatcher(method: str) -> Any:
 
 
 for _method in AGENT_METHODS:
-    setattr(ComputeHost, _method, _dispatcher(_method))
+    if _method not in ComputeHost.__dict__:  # sample_instances names no one instance: its own endpoint
+        setattr(ComputeHost, _method, _dispatcher(_method))

@@ -12,6 +12,11 @@ detach_volume, extend_volume) makes those operations raise
 DriverError (spawn still leaves nothing behind). `conf.fake_spawn_delay` slows spawn and rebuild
 down, for crash and scale tests.
 
+Simulated usage, for autoscaling tests: a running server's vCPUs are all busy and half its RAM is
+used, unless a test steers it: `await driver.set_usage(uuid, cpu_percent=.., memory_percent=..)`, or
+an exec whose env holds CUMULO_FAKE_CPU_PERCENT / CUMULO_FAKE_MEMORY_PERCENT (so a test reaches it
+through ComputeService.exec_in_server). CPU time then grows at that share of every vCPU from now on.
+
 instance_types is ("fake", "container", "qemu", "kvm"): a fake host stands in for both real drivers,
 so images meant for containers or VMs can be scheduled in tests; any other hypervisor_type
 (e.g. "xen") is refused by the scheduler's ImagePropertiesFilter. Override with
@@ -479,21 +484,55 @@ class FakeDriver:
             code = int(req.env.get("CUMULO_FAKE_EXIT", "0"))
         except ValueError:
             code = 0
+        steer = {k: req.env[f"CUMULO_FAKE_{k.upper()}"] for k in ("cpu_percent", "memory_percent")
+                 if f"CUMULO_FAKE_{k.upper()}" in req.env}
+        if steer:
+            with contextlib.suppress(ValueError):
+                await self.set_usage(uuid, **{k: float(v) for k, v in steer.items()})
         self._log(rec, f"fake: exec {req.argv[0] if req.argv else ''} exited {code}")
         return ExecResult(exit_code=code, signal=None, stdout=b"", stderr=b"")
 
+    async def set_usage(
+        self, uuid: str, *, cpu_percent: float | None = None, memory_percent: float | None = None
+    ) -> None:
+        """Steer the simulated usage of a server (see the module docstring): from now on its CPU
+        time grows at `cpu_percent` of each vCPU, and `memory_percent` of its RAM is in use."""
+        rec = self._get(uuid)
+        now = time.time()
+        if cpu_percent is not None:
+            rec["cpu_base_ns"] = self._cpu_ns_per_vcpu(rec, now)
+            rec["cpu_mark"] = now
+            rec["cpu_percent"] = min(100.0, max(0.0, float(cpu_percent)))
+        if memory_percent is not None:
+            rec["memory_percent"] = min(100.0, max(0.0, float(memory_percent)))
+        await self._save(rec)
+
+    @staticmethod
+    def _cpu_ns_per_vcpu(rec: dict[str, Any], now: float) -> int:
+        """CPU time of one vCPU since the guest started: all busy, or as set_usage steered it."""
+        started = float(rec.get("started_at", now))
+        if "cpu_percent" not in rec:
+            return int(max(0.0, now - started) * 1e9)
+        mark = float(rec.get("cpu_mark", started))
+        base = int(rec.get("cpu_base_ns", 0)) if mark >= started else 0  # a restart since: from zero
+        return base + int(max(0.0, now - max(mark, started)) * float(rec["cpu_percent"]) / 100.0 * 1e9)
+
     def _sample(self, rec: dict[str, Any]) -> InstanceSample:
         """The one (synthetic) reading behind diagnostics and metrics: every vCPU busy since the
-        start, half the flavor's RAM in use while running."""
+        start, half the flavor's RAM in use while running (unless set_usage steered them)."""
         power = self._power_of(rec)
         running = power == PowerState.RUNNING
-        uptime = int(time.time() - rec.get("started_at", time.time())) if running else 0
+        now = time.time()
+        uptime = int(now - rec.get("started_at", now)) if running else 0
         flavor = rec["flavor"]
         mib = 1 << 20
+        per_vcpu = (uptime * 10**9 if "cpu_percent" not in rec else self._cpu_ns_per_vcpu(rec, now)) if running else 0
+        used = (flavor["memory_mb"] * mib * float(rec["memory_percent"]) / 100.0 if "memory_percent" in rec
+                else flavor["memory_mb"] // 2 * mib)
         return InstanceSample(
             uuid=str(rec["uuid"]), power_state=power, uptime=uptime,
-            cpu_ns=tuple(uptime * 10**9 for _ in range(flavor["vcpus"])),
-            memory_used=flavor["memory_mb"] // 2 * mib if running else 0,
+            cpu_ns=tuple(per_vcpu for _ in range(flavor["vcpus"])),
+            memory_used=int(used) if running else 0,
             memory_limit=flavor["memory_mb"] * mib,
             disks=(DiskSample(),),
             nics=tuple(NicSample(mac_address=f"fa:16:3e:00:00:{i:02x}") for i in range(int(rec.get("num_nics", 0)))),

@@ -25,7 +25,7 @@ from cumulo.compute import states as st
 from cumulo.compute import volumes as cvolumes
 from cumulo.compute.models import instance_actions, instances
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
-from cumulo.compute.service import boot_volumes, passwords
+from cumulo.compute.service import boot_volumes, passwords, samples
 from cumulo.compute.service import transitions as tr
 from cumulo.compute.service.boot import check_image_fits, flavor_snapshot, image_summary
 from cumulo.compute.service.listing import ListQuery, install_sqlite_functions, list_instances
@@ -373,6 +373,10 @@ class ComputeService:
             )
         except TimeoutError:
             raise ServiceUnavailable(f"Compute host {host} did not answer in time") from None
+
+    async def server_samples(self, ctx: RequestContext, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Usage readings of the caller's servers `rows`, one agent call per host (samples.py)."""
+        return await samples.server_samples(self.agents, ctx, rows)
 
     async def lock(self, ctx: RequestContext, inst: dict[str, Any], reason: str | None) -> None:
         is_owner = inst["project_id"] == ctx.project_id
