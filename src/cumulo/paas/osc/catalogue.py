@@ -7,10 +7,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from osc_lib import exceptions
+from osc_lib.cli import format_columns
 from osc_lib.command import command
 
 from cumulo.paas.osc import envfile
-from cumulo.paas.osc.common import call, client_of, compact
+from cumulo.paas.osc.common import call, client_of
 
 
 def _load(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -21,20 +22,18 @@ def _load(fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     return data
 
 
-def _pairs(items: Any) -> str:
-    return ", ".join(f"{i.get('key')}={i.get('value')}" for i in items or [] if isinstance(i, Mapping))
-
-
 def product_ref(p: Mapping[str, Any]) -> str:
     return f"{p.get('productName')}-{p.get('version')}"
 
 
-PRODUCT_COLUMNS = ("name", "version", "description", "builtin", "metadata", "attributes", "recipes")
+PRODUCT_COLUMNS = ("name", "version", "description", "builtin", "public", "metadata", "attributes", "recipes")
 
 
 def _product_row(p: Mapping[str, Any]) -> tuple[Any, ...]:
     return (p.get("productName"), p.get("version"), p.get("productDescription", ""), p.get("builtin", False),
-            _pairs(p.get("metadatas")), _pairs(p.get("attributes")), compact(p.get("recipes") or {}))
+            p.get("public", False), format_columns.ListDictColumn(p.get("metadatas") or []),
+            format_columns.ListDictColumn(p.get("attributes") or []),
+            format_columns.DictColumn(p.get("recipes") or {}))
 
 
 class ListProduct(command.Lister):
@@ -105,7 +104,8 @@ def _tier_line(t: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _env_row(e: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (e.get("name"), e.get("description", ""), [_tier_line(t) for t in e.get("tierDtos") or []])
+    return (e.get("name"), e.get("description", ""),
+            format_columns.ListDictColumn([_tier_line(t) for t in e.get("tierDtos") or []]))
 
 
 class ListEnvironment(command.Lister):

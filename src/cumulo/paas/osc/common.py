@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -75,10 +74,3 @@ def finish(app: Any, parsed: argparse.Namespace, task: Mapping[str, Any]) -> tup
             message = err.get("message") or f"task {task_id(task)} ended {task.get('status')}"
             raise exceptions.CommandError(f"task {task_id(task)} {task.get('status')}: {message}")
     return show_task(task)
-
-
-def compact(value: Any) -> Any:
-    """Nested values as one JSON line for table output (json/yaml output keeps the structure)."""
-    if isinstance(value, list | dict):
-        return json.dumps(value, sort_keys=True)
-    return value

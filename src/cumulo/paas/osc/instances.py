@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from osc_lib import exceptions
+from osc_lib.cli import format_columns
 from osc_lib.command import command
 
 from cumulo.paas.osc.common import add_callback, add_wait, call, client_of, finish
@@ -25,9 +26,13 @@ def _nodes(inst: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [n for t in _tiers(inst) for n in t.get("tierInstancePDto") or []]
 
 
+def _fip(vm: Mapping[str, Any]) -> Any:
+    return vm.get("floatingIp", vm.get("floatingip"))
+
+
 def _node_line(n: Mapping[str, Any]) -> str:
     vm = n.get("vm") or {}
-    ips = ", ".join(str(x) for x in (vm.get("ip"), vm.get("floatingip")) if x)
+    ips = ", ".join(str(x) for x in (vm.get("ip"), _fip(vm)) if x)
     return f"{n.get('tierInstanceName')} {n.get('status')}{f' ({ips})' if ips else ''}"
 
 
@@ -38,10 +43,10 @@ def _instance_row(inst: Mapping[str, Any]) -> tuple[Any, ...]:
     env = inst.get("environmentDto") or {}
     return (
         inst.get("blueprintName") or inst.get("environmentInstanceName"),
-        env.get("name") if isinstance(env, Mapping) else env,
+        inst.get("environmentName") or (env.get("name") if isinstance(env, Mapping) else env),
         inst.get("status"), inst.get("description", ""), inst.get("taskId"),
         ", ".join(str(t.get("name")) for t in _tiers(inst)),
-        [_node_line(n) for n in _nodes(inst)],
+        format_columns.ListColumn([_node_line(n) for n in _nodes(inst)]),
     )
 
 
@@ -72,7 +77,7 @@ class ListInstance(command.Lister):
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[Sequence[str], Iterable[Any]]:
         rows = call(client_of(self.app).list_instances)
         return ("Name", "Environment", "Status", "Nodes"), [
-            (r[0], r[1], r[2], len(r[6])) for r in map(_instance_row, rows)
+            (r[0], r[1], r[2], len(_nodes(i))) for i, r in ((i, _instance_row(i)) for i in rows)
         ]
 
 
@@ -118,7 +123,7 @@ class ListTierInstance(command.Lister):
             vm = n.get("vm") or {}
             tier = n.get("tierDto") or {}
             rows.append((n.get("tierInstanceName"), tier.get("name") if isinstance(tier, Mapping) else tier,
-                         n.get("replicaNumber"), n.get("status"), vm.get("id"), vm.get("ip"), vm.get("floatingip"),
+                         n.get("replicaNumber"), n.get("status"), vm.get("id"), vm.get("ip"), _fip(vm),
                          n.get("fromTemplate")))
         return ("Name", "Tier", "Replica", "Status", "Server", "IP", "Floating IP", "From Template"), rows
 
@@ -233,7 +238,7 @@ class ListApplication(command.Lister):
         apps = call(client_of(self.app).list_applications, parsed_args.instance)
         return ("Name", "Version", "Status", "Product"), [
             (a.get("applicationName", a.get("name")), a.get("version"), a.get("status"),
-             (a.get("productReleaseDto") or {}).get("productName", a.get("product")))
+             a.get("productName") or (a.get("productReleaseDto") or {}).get("productName"))
             for a in apps
         ]
 
