@@ -24,5 +24,6 @@ def run_tiny_vm(output: Path, cache: Path) -> int:
           f"--file {art.ramdisk} {tinyvm.RAMDISK_NAME}")
     print("  openstack image create --disk-format qcow2 --container-format bare "
           f"--file {art.disk} --property kernel_id=<kernel id> --property ramdisk_id=<ramdisk id> "
-          f"--property hypervisor_type=qemu --property os_command_line='{art.cmdline}' {tinyvm.NAME}")
+          f"--property hypervisor_type=qemu --property hw_qemu_guest_agent=yes "
+          f"--property os_command_line='{art.cmdline}' {tinyvm.NAME}")
     return 0

@@ -5,7 +5,7 @@ Three public images owned by the admin project, the OpenStack AKI/ARI way:
     tiny-vm-kernel   aki/aki    the Debian cloud kernel
     tiny-vm-ramdisk  ari/ari    the busybox initramfs
     tiny-vm          qcow2/bare an empty root disk; kernel_id, ramdisk_id, os_command_line,
-                                hypervisor_type=qemu
+                                hypervisor_type=qemu, hw_qemu_guest_agent=yes
 
 Why in the background rather than at boot or on first use: the first build downloads the
 kernel .deb (~26 MB) and unpacks it (seconds), which must not hold `cumulo up` back; and Nova
@@ -105,6 +105,7 @@ async def register(svc: ImageService, admin_project_id: str) -> dict[str, str] |
                     "kernel_id": ids[tinyvm.KERNEL_NAME], "ramdisk_id": ids[tinyvm.RAMDISK_NAME],
                     "os_command_line": tinyvm.KERNEL_CMDLINE, "os_distro": "cumulo-tiny-vm",
                     BANNER_PROPERTY: tinyvm.BANNER,
+                    "hw_qemu_guest_agent": "yes",  # its initramfs runs qemu-ga: the QEMU driver's exec
                 })
             row = {"id": (await svc.insert(admin, core, props, []))["id"], "status": "queued"}
         elif row["status"] == "killed":

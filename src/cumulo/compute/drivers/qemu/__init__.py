@@ -12,6 +12,7 @@ Per server, `<state_dir>/qemu/<uuid>/` (process.Layout) holds:
     kernel, initrd   direct kernel boot: hard links of the AKI/ARI image files
     console.log      the serial console (bounded: trimmed in place by list_instances)
     qmp.sock         QMP; qemu.pid the pidfile; qemu.log QEMU's own stderr
+    qga.sock         the guest agent's channel, when the image sets hw_qemu_guest_agent=yes
     instance.json    written last: identity, the VmConfig and the argv of the last start
 A dir without instance.json is a spawn that never finished (NOSTATE).
 
@@ -20,7 +21,8 @@ pidfile names a live QEMU whose -name is cumulo-<uuid> and whose QMP answers. Th
 class made of facets, one module each (Incus's driver_qemu_*.go): what they stand on (settings,
 record, QMP, power state, start and stop) in core.py; pause in freeze.py; suspend/resume in
 suspend.py; resize in resize.py; rebuild in rebuild.py; snapshot in snapshot.py; diagnostics and
-metrics in metrics.py; NIC hot plug in nics.py (netdev.py); volumes in volumes.py (blockdev.py).
+metrics in metrics.py; NIC hot plug in nics.py (netdev.py); volumes in volumes.py (blockdev.py);
+exec in the guest through the QEMU guest agent in exec.py (qga.py).
 Lifecycle, power and the console live here; qemu-img in disks.py, QMP in
 qmp.py, the process and its argv in process.py, the KVM probe in accel.py, small file helpers in
 files.py.
@@ -61,7 +63,8 @@ from cumulo.compute.drivers.base import (
 )
 from cumulo.compute.drivers.probe import HostFacts, missing_programs
 from cumulo.compute.drivers.qemu import accel, blockdev, boot, configdrive, disks, netdev, process, qmp
-from cumulo.compute.drivers.qemu.core import KEPT_PROPERTIES
+from cumulo.compute.drivers.qemu.core import KEPT_PROPERTIES, wants_guest_agent
+from cumulo.compute.drivers.qemu.exec import Exec
 from cumulo.compute.drivers.qemu.files import note
 from cumulo.compute.drivers.qemu.freeze import Freeze
 from cumulo.compute.drivers.qemu.metrics import Metrics
@@ -76,7 +79,7 @@ from cumulo.errors import CumuloError, DriverError
 from cumulo.host.revert import Reverter
 
 
-class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volumes):
+class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volumes, Exec):
     BINARIES = (process.QEMU, "qemu-img")
 
     @classmethod
@@ -189,6 +192,7 @@ class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volu
             append=str(props.get("os_command_line") or "") if kernel else "",
             root_format="raw" if root is not None else "qcow2", ephemeral=spec.flavor.ephemeral_gb > 0,
             swap=spec.flavor.swap > 0, config_drive=drive, root_volume=root.volume_id if root is not None else "",
+            guest_agent=wants_guest_agent(props),
             # Every q35 server: a root port per boot NIC and volume (a root volume sits on the root
             # complex: blockdev.boot_disks), and spare ones for hot plug.
             hotplug_ports=netdev.hotplug_ports(machine, len(spec.nics) + sum(not d.is_root for d in spec.disks)),

@@ -30,9 +30,18 @@ CONSOLE_MAX_BYTES = 1 << 20
 DEFAULT_BOOT_TIMEOUT = 90.0
 BANNER_PROPERTY = "cumulo_boot_banner"
 # Image properties a server keeps in its record (a snapshot boots the same way).
-KEPT_PROPERTIES = ("os_command_line", BANNER_PROPERTY, "hw_machine_type", "kernel_id", "ramdisk_id")
+GUEST_AGENT_PROPERTY = "hw_qemu_guest_agent"  # Nova's image property: "yes" gives the guest agent's channel
+KEPT_PROPERTIES = ("os_command_line", BANNER_PROPERTY, "hw_machine_type", "kernel_id", "ramdisk_id",
+                   GUEST_AGENT_PROPERTY)
 STOP_GRACE = 30.0  # ACPI powerdown before a resize or rebuild (then quit)
 SUSPENDED_MARKER = "suspended.json"  # written by suspend (suspend.py): no process, state saved
+
+
+
+def wants_guest_agent(props: dict[str, Any]) -> bool:
+    """Whether an image asks for the guest agent's channel (Nova reads the property as a boolean)."""
+    return str(props.get(GUEST_AGENT_PROPERTY) or "").strip().lower() in ("yes", "true", "1", "on", "y", "t")
+
 
 # QMP query-status → power state (Nova's libvirt mapping of domain states).
 _STATUS_POWER = {
@@ -70,6 +79,7 @@ class QemuCore(LocalInstances):
         self.spawn_delay = settings.spawn_delay
         self.accel = "tcg"
         self._qmp_locks: dict[str, asyncio.Lock] = {}
+        self._qga_locks: dict[str, asyncio.Lock] = {}  # one guest agent session per server (exec.py)
         self._op_locks: dict[str, asyncio.Lock] = {}
         self.info = DriverInfo(
             name="qemu",
@@ -79,7 +89,7 @@ class QemuCore(LocalInstances):
             capabilities=frozenset({Capability.POWER, Capability.PAUSE, Capability.CONSOLE, Capability.SUSPEND,
                                     Capability.RESIZE, Capability.REBUILD, Capability.SNAPSHOT,
                                     Capability.DIAGNOSTICS, Capability.METRICS, Capability.NICS,
-                                    Capability.VOLUMES}),
+                                    Capability.VOLUMES, Capability.EXEC}),
             details={"accel": "tcg", "accel_reason": "not probed yet", "machine": self.machine,
                      "suspend": "migrate-to-file", "resize": "cold"},
         )
@@ -249,6 +259,7 @@ class QemuCore(LocalInstances):
         if layout.dir.exists():
             await asyncio.to_thread(shutil.rmtree, layout.dir, True)
         self._qmp_locks.pop(layout.uuid, None)
+        self._qga_locks.pop(layout.uuid, None)
 
     def _argv_text(self, layout: Layout) -> str:
         return shlex.join(self.read_record(layout.dir).get("argv") or [])

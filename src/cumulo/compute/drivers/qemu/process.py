@@ -67,6 +67,10 @@ class Layout:
         return self.dir / "qmp.sock"
 
     @property
+    def qga(self) -> Path:  # the guest agent's channel (VmConfig.guest_agent), qga.py
+        return self.dir / "qga.sock"
+
+    @property
     def pidfile(self) -> Path:
         return self.dir / "qemu.pid"
 
@@ -108,6 +112,9 @@ class VmConfig:
     # Boot from volume: the id of the recorded volume that is the root disk (blockdev.root_argv
     # puts it where the image's overlay goes); "" for a server with a disk.qcow2 root.
     root_volume: str = ""
+    # The image's hw_qemu_guest_agent=yes: a virtio-serial port org.qemu.guest_agent.0 on the
+    # chardev socket qga.sock (exec.py runs commands in the guest through it).
+    guest_agent: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -200,11 +207,25 @@ def build_argv(layout: Layout, cfg: VmConfig, root_drive: list[str] | None = Non
         argv += _drive(layout.swap, "swap", "raw", mmio=mmio)
     if cfg.config_drive:
         argv += _drive(layout.config_iso, "config", "raw", readonly=True, mmio=mmio)
+    if cfg.guest_agent:
+        argv += guest_agent_argv(layout, cfg)
     if cfg.kernel:
         argv += ["-kernel", str(layout.kernel), "-append", kernel_append(cfg)]
         if cfg.initrd:
             argv += ["-initrd", str(layout.initrd)]
     return argv
+
+
+GUEST_AGENT_PORT = "org.qemu.guest_agent.0"  # the port name qemu-ga opens (/dev/virtio-ports/...)
+
+
+def guest_agent_argv(layout: Layout, cfg: VmConfig) -> list[str]:
+    """The guest agent's channel: a listening chardev socket (relative, as -qmp) and a virtio-serial
+    controller (PCI on q35, MMIO on microvm) with one port named for qemu-ga."""
+    bus = "virtio-serial-device" if cfg.machine == "microvm" else "virtio-serial-pci"
+    return ["-chardev", f"socket,id=qga0,path={layout.qga.name},server=on,wait=off",
+            "-device", f"{bus},id=vser0",
+            "-device", f"virtserialport,bus=vser0.0,chardev=qga0,name={GUEST_AGENT_PORT}"]
 
 
 # -- finding and killing our process -----------------------------------------------------------
@@ -300,7 +321,7 @@ def _tail_text(path: Path, max_bytes: int = 4000) -> str:
 async def start(layout: Layout, argv: list[str], timeout: float = 60.0, pass_fds: tuple[int, ...] = ()) -> int:
     """Run QEMU daemonized; return the VM's pid once the parent reports it set up. `pass_fds`
     (the NICs' taps) are inherited under the numbers the argv names."""
-    for stale in (layout.pidfile, layout.qmp):
+    for stale in (layout.pidfile, layout.qmp, layout.qga):
         stale.unlink(missing_ok=True)
     size = layout.qemu_log.stat().st_size if layout.qemu_log.exists() else 0
     try:

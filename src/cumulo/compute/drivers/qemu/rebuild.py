@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cumulo.compute.drivers.base import ImageSpec, InstanceSpec
 from cumulo.compute.drivers.qemu import configdrive, disks, process
-from cumulo.compute.drivers.qemu.core import KEPT_PROPERTIES, STOP_GRACE, QemuCore
+from cumulo.compute.drivers.qemu.core import KEPT_PROPERTIES, STOP_GRACE, QemuCore, wants_guest_agent
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.errors import CumuloError, DriverError
 from cumulo.host.revert import Reverter
@@ -69,6 +69,7 @@ def _vm_config(drv: QemuCore, layout: Layout, current: VmConfig, image: ImageSpe
         append=str(props.get("os_command_line") or "") if kernel else "",
         root_format="qcow2", ephemeral=current.ephemeral, config_drive=current.config_drive,
         hotplug_ports=current.hotplug_ports,  # the NICs' root ports stay (netdev.py)
+        guest_agent=wants_guest_agent(props),
     )
 
 

@@ -21,7 +21,8 @@ from cumulo.compute.drivers.qemu.files import note
 from cumulo.errors import DriverError, HostError
 
 # Image properties a snapshot carries over from the server's record (so it boots the same way).
-SNAPSHOT_PROPERTIES = ("kernel_id", "ramdisk_id", "os_command_line", "cumulo_boot_banner", "hw_machine_type")
+SNAPSHOT_PROPERTIES = ("kernel_id", "ramdisk_id", "os_command_line", "cumulo_boot_banner", "hw_machine_type",
+                       "hw_qemu_guest_agent")
 
 
 async def _convert(src: Path, dst: Path, *, force_share: bool) -> None:

@@ -1,13 +1,16 @@
 """The tiny VM image: the Debian cloud kernel + a busybox initramfs + an empty qcow2 root disk.
 
-Built from Debian packages only (`linux-image-cloud-amd64`, `busybox-static`), offline once the
-kernel .deb is cached. Registered the OpenStack way: an AKI (kernel) and an ARI (ramdisk) image,
+Built from Debian packages only (`linux-image-cloud-amd64`, `busybox-static`, `qemu-guest-agent`
+with the host's copies of its libraries), offline once the kernel and qemu-ga .debs are cached. Registered the OpenStack way: an AKI (kernel) and an ARI (ramdisk) image,
 named by the `kernel_id` / `ramdisk_id` properties of the root-disk image, whose
 `os_command_line` is KERNEL_CMDLINE. See init.sh for what the guest does at boot.
 
 The AKI is the kernel's uncompressed vmlinux when it has a PVH entry (the Debian cloud kernel
 does: CONFIG_PVH=y), so the QEMU driver boots it on its fast path (microvm, PVH entry: no
 firmware, no in-guest decompression); otherwise the bzImage (vmlinuz), booted on q35.
+
+The guest runs the QEMU guest agent on the virtio-serial port org.qemu.guest_agent.0 (the root-disk
+image sets hw_qemu_guest_agent=yes, so the QEMU driver gives it the channel): the driver's exec.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cumulo.image.demo.tinyvm.disk import empty_qcow2
+from cumulo.image.demo.tinyvm.guestagent import GuestAgentUnavailable, fetch_guest_agent
 from cumulo.image.demo.tinyvm.initramfs import (
     BUSYBOX,
     STAGE1_MODULES,
@@ -88,9 +92,10 @@ async def build_tiny_vm(output: Path, cache: Path, busybox: Path = BUSYBOX) -> A
     """
     try:
         kernel = await fetch_kernel(cache, STAGE1_MODULES + VFAT_MODULES + STAGE2_MODULES)
-        ramdisk = await asyncio.to_thread(build_initramfs, kernel, busybox)
+        agent = await fetch_guest_agent(cache)
+        ramdisk = await asyncio.to_thread(build_initramfs, kernel, busybox, agent)
         pvh = await asyncio.to_thread(pvh_vmlinux, kernel)
-    except (KernelUnavailable, BusyboxMissing) as exc:
+    except (KernelUnavailable, BusyboxMissing, GuestAgentUnavailable) as exc:
         raise BuildFailed(str(exc)) from exc
     except OSError as exc:
         raise BuildFailed(f"building the tiny VM image failed: {exc}") from exc

@@ -21,13 +21,15 @@ METADATA_URL=http://169.254.169.254/openstack/latest
 PCI=0
 for d in /sys/bus/pci/devices/*; do [ -e "$d" ] && PCI=1 && break; done
 
-# Whether a virtio NIC is there (virtio device id 1), once the virtio transports are loaded.
-virtio_net_present() {
+# Whether a virtio device of id $1 is there (0x0001 a NIC, 0x0003 virtio-serial), once the virtio
+# transports are loaded.
+virtio_present() {
     for d in /sys/bus/virtio/devices/*; do
-        [ -r "$d/device" ] && read -r id < "$d/device" && [ "$id" = 0x0001 ] && return 0
+        [ -r "$d/device" ] && read -r id < "$d/device" && [ "$id" = "$1" ] && return 0
     done
     return 1
 }
+virtio_net_present() { virtio_present 0x0001; }
 
 load_modules() {
     for m in "$@"; do
@@ -35,6 +37,7 @@ load_modules() {
             virtio_pci*) [ $PCI -eq 1 ] || continue ;;
             # A PCI machine may get a NIC later (hot plug): the driver is there for it.
             failover|net_failover|virtio_net) [ $PCI -eq 1 ] || virtio_net_present || continue ;;
+            virtio_console) virtio_present 0x0003 || continue ;;  # the guest agent's port only
         esac
         insmod "/lib/modules/$KVER/$m.ko" 2>/dev/null
     done
@@ -84,6 +87,30 @@ load_modules @STAGE1@
 
 # ACPI power button -> orderly poweroff (the host's "stop" is an ACPI powerdown), from now on.
 acpid -c /etc/acpi 2>/dev/null
+
+# The QEMU guest agent (Debian's qemu-ga: the host's exec into this guest) on the virtio-serial
+# port the host names org.qemu.guest_agent.0 (its image sets hw_qemu_guest_agent=yes). The port
+# and its name come a little after virtio_console loads, so a background job waits for them (up
+# to ~20 s) while the boot goes on; no udev here, so the /dev/virtio-ports link is made by hand.
+# -b: the RPCs qemu-ga refuses (guest files, keys and passwords, suspend, CPUs, memory, clock).
+QGA_PORT=org.qemu.guest_agent.0
+if [ -x /bin/qemu-ga ] && virtio_present 0x0003; then
+    (
+        i=0
+        while [ $i -lt 200 ]; do
+            for p in /sys/class/virtio-ports/vport*; do
+                [ -r "$p/name" ] && read -r pname < "$p/name" && [ "$pname" = $QGA_PORT ] || continue
+                mkdir -p /dev/virtio-ports /run/qga
+                ln -sf "../${p##*/}" /dev/virtio-ports/$QGA_PORT
+                exec /bin/qemu-ga -d -m virtio-serial -p /dev/virtio-ports/$QGA_PORT -f /run/qemu-ga.pid \
+                    -t /run/qga -l /var/log/qemu-ga.log -b @QGA_BLOCK@
+            done
+            i=$((i + 1))
+            sleep 0.1
+        done
+        echo "cumulo-tiny-vm: no guest agent port $QGA_PORT"
+    ) </dev/null >/dev/console 2>&1 &
+fi
 
 # The config drive: on virtio-blk usually; a CD-ROM (IDE/SATA) needs the second module set.
 dev=""

@@ -1,7 +1,9 @@
-"""The tiny VM's initramfs: static busybox, the virtio modules of the kernel, and /init (init.sh).
+"""The tiny VM's initramfs: static busybox, the virtio modules of the kernel, /init (init.sh), and
+the QEMU guest agent (Debian's qemu-ga and its libraries, guestagent.py).
 
 Stage 1 modules load on every boot (virtio over PCI (q35; skipped without a PCI bus) and over MMIO
-(microvm), disk, NIC; ISO9660 for the config drive; the ACPI power button). The VFAT modules load
+(microvm), disk, NIC, the virtio-serial console of the guest agent's port (only when the machine
+has a virtio-serial device); ISO9660 for the config drive; the ACPI power button). The VFAT modules load
 only for a VFAT config drive. Stage 2 (ATA/SATA CD-ROM) loads only when no config drive shows up on virtio,
 because probing the ATA ports costs boot time under TCG.
 """
@@ -12,11 +14,13 @@ from importlib import resources
 from pathlib import Path
 
 from cumulo.image.demo.tinyvm.cpio import Entry, write_newc
+from cumulo.image.demo.tinyvm.guestagent import BLOCKED_RPCS, GuestAgent
 from cumulo.image.demo.tinyvm.kernel import Kernel
 
 BUSYBOX = Path("/bin/busybox")
 STAGE1_MODULES = [
     "virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net",  # virtio_pci* skipped without a PCI bus
+    "virtio_console",  # the guest agent's port; skipped without a virtio-serial device
     "isofs", "button", "evdev",
 ]
 VFAT_MODULES = ["vfat", "nls_cp437", "nls_ascii", "nls_utf8"]  # only for a VFAT config drive
@@ -102,10 +106,11 @@ def init_script(kernel: Kernel) -> bytes:
     vfat = [m for m in kernel.load_order(STAGE1_MODULES + VFAT_MODULES) if m not in stage1]
     stage2 = [m for m in kernel.load_order(STAGE1_MODULES + STAGE2_MODULES) if m not in stage1]
     return (text.replace("@STAGE1@", " ".join(stage1)).replace("@STAGE2@", " ".join(stage2))
-            .replace("@VFAT@", " ".join(vfat)).encode())
+            .replace("@VFAT@", " ".join(vfat)).replace("@QGA_BLOCK@", ",".join(BLOCKED_RPCS)).encode())
 
 
-def initramfs_entries(kernel: Kernel, busybox: Path = BUSYBOX) -> list[Entry]:
+def initramfs_entries(kernel: Kernel, busybox: Path = BUSYBOX, agent: GuestAgent | None = None) -> list[Entry]:
+    """The archive's entries; with `agent`, qemu-ga in bin/ and its libraries where Debian has them."""
     if not busybox.is_file():
         raise BusyboxMissing(f"{busybox} not found: install Debian's static busybox (apt-get install busybox-static)")
     entries = [
@@ -131,12 +136,14 @@ def initramfs_entries(kernel: Kernel, busybox: Path = BUSYBOX) -> list[Entry]:
     modules = kernel.load_order(STAGE1_MODULES + VFAT_MODULES + STAGE2_MODULES)
     entries += [Entry.file(f"lib/modules/{kernel.release}/{m}.ko", strip_signature(kernel.module_path(m).read_bytes()))
                 for m in modules]
+    if agent is not None:
+        entries += [Entry.file(path, data, mode) for path, data, mode in agent.files()]
     return entries
 
 
-def build_initramfs(kernel: Kernel, busybox: Path = BUSYBOX) -> bytes:
+def build_initramfs(kernel: Kernel, busybox: Path = BUSYBOX, agent: GuestAgent | None = None) -> bytes:
     """The newc initramfs, uncompressed (deterministic for a given kernel and busybox). Blocking.
 
     Not gzip'd: under TCG the guest kernel took 0.56 s to inflate the 1.7 MB gzip of it and
     0.17 s to unpack the 4.5 MB plain archive (docs/architecture.md, "VM boot paths")."""
-    return write_newc(initramfs_entries(kernel, busybox))
+    return write_newc(initramfs_entries(kernel, busybox, agent))

@@ -1,0 +1,148 @@
+"""The Exec contract (drivers/base.py) on QEMU: the tiny VM (hw_qemu_guest_agent=yes) runs Debian's
+qemu-ga on its virtio-serial port, and the driver's exec_in goes through it (guest-exec): argv
+inside the guest with the env given, stdin, exit codes, both outputs, the head+tail bound, a
+timeout that kills the command and its children, and InvalidState for a server that does not run.
+
+One guest for the module (TCG: seconds of a whole core per boot). It is started in a module
+fixture with an event loop of its own (QEMU is daemonized, so it outlives that loop); each test
+drives it with a fresh driver on the same state dir, as a restarted agent would. Every QEMU is
+killed at the end by its own pidfile under the module's state dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid as uuidlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import _qemu_guest
+import pytest
+
+from cumulo import conf as conf_mod
+from cumulo.compute.drivers import load_driver
+from cumulo.compute.drivers.base import (
+    EXEC_HEAD,
+    Capability,
+    ExecRequest,
+    FlavorSpec,
+    InstanceSpec,
+    driver_for,
+)
+from cumulo.compute.drivers.qemu import QemuDriver, process
+from cumulo.errors import DriverError, InvalidState
+
+pytestmark = pytest.mark.skipif(bool(_qemu_guest.QEMU_MISSING), reason=_qemu_guest.QEMU_MISSING or "QEMU here")
+
+FLAVOR = FlavorSpec(vcpus=1, memory_mb=256, root_gb=1)
+
+
+def _settings(state: Path) -> conf_mod.Settings:
+    conf = conf_mod.load(env={}, state_dir=state)
+    return conf.replace(extra={**conf.extra, "qemu_accel": "tcg", "qemu_boot_timeout": 120, "qemu_stop_timeout": 5})
+
+
+async def _driver(state: Path) -> QemuDriver:
+    drv = load_driver("qemu", _settings(state), "exec-host", local=True)
+    assert isinstance(drv, QemuDriver)
+    await drv.init_host()
+    return drv
+
+
+class Guest:
+    def __init__(self, state: Path, spec: InstanceSpec) -> None:
+        self.state, self.spec, self.uuid = state, spec, spec.uuid
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
+    """One tiny VM with the guest agent's channel, up and answering exec."""
+    state = tmp_path_factory.mktemp("qemu-exec") / "state"
+    image = _qemu_guest.tiny_image(hw_qemu_guest_agent="yes")
+    uid = str(uuidlib.uuid4())
+    spec = InstanceSpec(uuid=uid, name="exec-vm", hostname="exec-vm", project_id="p", flavor=FLAVOR, image=image)
+
+    async def boot() -> None:
+        drv = await _driver(state)
+        await drv.spawn(spec)
+
+    try:
+        asyncio.run(boot())
+        yield Guest(state, spec)
+    finally:
+        async def destroy() -> None:
+            await (await _driver(state)).destroy(uid)
+
+        try:
+            asyncio.run(destroy())
+        finally:
+            _qemu_guest.kill_under(state)
+        assert not process.scan_pids(uid)
+
+
+@pytest.fixture
+async def drv(guest: Guest) -> AsyncIterator[QemuDriver]:
+    yield await _driver(guest.state)
+
+
+def sh(script: str, **kw: object) -> ExecRequest:
+    return ExecRequest(argv=("/bin/sh", "-s"), stdin=script.encode(), env={"PATH": "/bin"}, **kw)  # type: ignore[arg-type]
+
+
+async def test_exec_runs_in_the_guest_with_stdin_env_and_exit_code(drv: QemuDriver, guest: Guest) -> None:
+    assert Capability.EXEC in drv.info.capabilities
+    ex = driver_for(drv, Capability.EXEC)
+    rec = drv.read_record(drv.dir / guest.uuid)
+    assert rec["vm"]["guest_agent"] is True and rec["image_properties"]["hw_qemu_guest_agent"] == "yes"
+    argv = rec["argv"]
+    assert "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0" in argv
+    assert "virtio-serial-device,id=vser0" in argv  # the tiny VM boots on microvm here
+
+    # The guest booted, and its qemu-ga comes up a moment later: the first exec waits for its sync.
+    res = await ex.exec_in(guest.uuid, ExecRequest(
+        argv=("/bin/sh", "-c", 'hostname; pwd; echo "$GREETING"; cat; echo to-err >&2; exit 7'),
+        env={"GREETING": "hi there; $(not expanded)", "PATH": "/bin"}, stdin=b"from stdin\n", timeout=60))
+    assert (res.exit_code, res.signal, res.timed_out) == (7, None, False)
+    assert res.stdout == b"exec-vm\n/\nhi there; $(not expanded)\nfrom stdin\n"
+    assert res.stderr == b"to-err\n"
+
+    ok = await ex.exec_in(guest.uuid, sh("touch /tmp/made-by-exec && ls /tmp/made-by-exec\n", timeout=60))
+    assert (ok.exit_code, ok.stdout) == (0, b"/tmp/made-by-exec\n")
+    assert not Path("/tmp/made-by-exec").exists()  # inside the guest, not on the host
+
+    # 200 KiB on each stream, limit 16 KiB: the first 4 KiB and the last 12 KiB.
+    big = await ex.exec_in(guest.uuid, sh("seq 1 40000; seq 1 40000 >&2\n", output_limit=16384, timeout=120))
+    full = b"".join(b"%d\n" % i for i in range(1, 40001))
+    assert big.exit_code == 0 and big.stdout_truncated and big.stderr_truncated
+    assert big.stdout == big.stderr == full[:EXEC_HEAD] + full[-(16384 - EXEC_HEAD):]
+
+    with pytest.raises(DriverError, match="guest-exec"):
+        await ex.exec_in(guest.uuid, ExecRequest(argv=("/no/such/binary",), timeout=30))
+
+
+async def test_timeout_kills_the_command_and_its_children(drv: QemuDriver, guest: Guest) -> None:
+    ex = driver_for(drv, Capability.EXEC)
+    res = await ex.exec_in(guest.uuid, sh("echo begun; sleep 1234 & sleep 1235; echo never\n", timeout=3))
+    assert res.timed_out and res.exit_code is None and res.signal == 9
+    assert res.stdout == b"begun\n"
+    deadline = time.monotonic() + 60
+    while b"sleep 123" in (ps := (await ex.exec_in(guest.uuid, sh("ps -o args\n", timeout=60))).stdout):
+        assert time.monotonic() < deadline, ps
+        await asyncio.sleep(0.2)
+    assert (await ex.exec_in(guest.uuid, sh("exit 0\n", timeout=60))).exit_code == 0  # the agent still serves
+
+
+async def test_a_server_that_does_not_run_or_has_no_channel_is_invalid_state(drv: QemuDriver, guest: Guest) -> None:
+    """Last in the module: it stops the guest."""
+    ex = driver_for(drv, Capability.EXEC)
+    await drv.pause(guest.uuid)
+    with pytest.raises(InvalidState, match="not running"):
+        await ex.exec_in(guest.uuid, sh("true\n"))
+    await drv.unpause(guest.uuid)
+    assert (await ex.exec_in(guest.uuid, sh("true\n", timeout=60))).exit_code == 0
+    await drv.power_off(guest.uuid, timeout=5)
+    with pytest.raises(InvalidState, match="not running"):
+        await ex.exec_in(guest.uuid, sh("true\n"))
+    with pytest.raises(InvalidState, match="does not exist"):
+        await ex.exec_in("00000000-0000-0000-0000-000000000000", sh("true\n"))
