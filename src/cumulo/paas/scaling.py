@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from cumulo.errors import Conflict, Invalid
 
@@ -424,3 +425,97 @@ def evaluate(
     else:
         state = previous
     return Evaluation(state, averages, latest)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tier scaling policies (graph.py's normalised policy shape)
+
+METRICS = ("cpu", "memory")  # percent of the flavor's vCPUs / of the server's memory limit
+STATISTICS = ("avg",)
+POLICY_COMPARISONS = ("gt", "ge", "lt", "le")
+MAX_PERIOD = 86400.0
+MAX_EVALUATION_PERIODS = 100
+
+
+def _number(policy: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> float | None:
+    value = policy.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Invalid(f"{where}: {key} must be a number, not {value!r}")
+    return float(value)
+
+
+def _whole(policy: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> int | None:
+    value = _number(policy, key, where, required=required)
+    if value is not None and value != int(value):
+        raise Invalid(f"{where}: {key} must be a whole number, not {policy.get(key)!r}")
+    return None if value is None else int(value)
+
+
+def validate_policy(policy: Mapping[str, Any], *, where: str = "scaling policy") -> None:
+    """THE check of one normalised scaling policy (graph.py's shape) the catalogue calls; Invalid names
+    the field and the rule. Heat's rules (scaling_policy.py:116-124: min_adjustment_step only with
+    percent_change_in_capacity; a whole adjustment otherwise) and Aodh's (a positive period, at least
+    one evaluation period), plus Cumulo's: metric cpu or memory, statistic avg, comparison gt/ge/lt/le,
+    threshold a percentage 0..100, period up to a day, cooldown zero or more."""
+    if not isinstance(policy, Mapping):
+        raise Invalid(f"{where}: a scaling policy must be an object")
+    name = policy.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise Invalid(f"{where}: a scaling policy needs a name (1 to 255 characters)")
+    where = f"{where} {name}"
+    if policy.get("metric") not in METRICS:
+        raise Invalid(f"{where}: metric must be one of {', '.join(METRICS)}, not {policy.get('metric')!r}")
+    if policy.get("statistic", "avg") not in STATISTICS:
+        raise Invalid(f"{where}: statistic must be avg, not {policy.get('statistic')!r}")
+    if policy.get("comparison") not in POLICY_COMPARISONS:
+        raise Invalid(
+            f"{where}: comparison must be one of {', '.join(POLICY_COMPARISONS)}, not {policy.get('comparison')!r}"
+        )
+    threshold = _number(policy, "threshold", where)
+    if threshold is None or not 0.0 <= threshold <= 100.0:
+        raise Invalid(f"{where}: threshold is a percentage, between 0 and 100, not {policy.get('threshold')!r}")
+    period = _number(policy, "period", where)
+    if period is None or not 0.0 < period <= MAX_PERIOD:
+        raise Invalid(f"{where}: period must be more than 0 and at most {int(MAX_PERIOD)} seconds")
+    periods = _whole(policy, "evaluation_periods", where)
+    if periods is None or not 1 <= periods <= MAX_EVALUATION_PERIODS:
+        raise Invalid(f"{where}: evaluation_periods must be between 1 and {MAX_EVALUATION_PERIODS}")
+    cooldown = _number(policy, "cooldown", where, required=False)
+    if cooldown is not None and not 0.0 <= cooldown <= MAX_PERIOD:
+        raise Invalid(f"{where}: cooldown must be between 0 and {int(MAX_PERIOD)} seconds")
+    try:
+        policy_adjustment(policy)
+    except Invalid as exc:
+        raise Invalid(f"{where}: {exc}") from None
+
+
+def validate_policies(policies: Sequence[Mapping[str, Any]], *, where: str = "tier") -> None:
+    """Every policy of a tier (validate_policy), with names unique in the tier."""
+    seen: set[str] = set()
+    for policy in policies:
+        validate_policy(policy, where=f"{where}: scaling policy")
+        if policy["name"] in seen:
+            raise Invalid(f"{where}: two scaling policies are named {policy['name']!r}")
+        seen.add(policy["name"])
+
+
+def policy_adjustment(policy: Mapping[str, Any]) -> Adjustment:
+    """The Adjustment a (valid) policy asks for."""
+    try:
+        type_ = AdjustmentType(str(policy.get("adjustment_type") or AdjustmentType.CHANGE_IN_CAPACITY.value))
+    except ValueError:
+        raise Invalid(
+            f"adjustment_type must be one of {', '.join(t.value for t in AdjustmentType)}, "
+            f"not {policy.get('adjustment_type')!r}"
+        ) from None
+    adjustment = _number(policy, "scaling_adjustment", "policy")
+    step = _whole(policy, "min_adjustment_step", "policy", required=False)
+    return Adjustment(float(adjustment or 0.0), type_, step)
+
+
+def policy_rule(policy: Mapping[str, Any]) -> ThresholdRule:
+    """The alarm rule a (valid) policy sets."""
+    return ThresholdRule(Comparison(str(policy["comparison"])), float(policy["threshold"]),
+                         float(policy["period"]), int(policy.get("evaluation_periods") or 1))
