@@ -1,0 +1,1 @@
+"""Built-in products (builtin.py) and their recipe scripts (package data)."""

@@ -1,0 +1,1 @@
+reload_httpd 80 "$DIR/www"

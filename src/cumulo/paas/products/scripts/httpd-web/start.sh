@@ -1,0 +1,1 @@
+start_httpd 80 "$DIR/www"

@@ -1,0 +1,3 @@
+stop_httpd
+rm -rf "$DIR"
+echo "httpd-web removed"

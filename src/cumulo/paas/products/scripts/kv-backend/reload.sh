@@ -1,0 +1,1 @@
+reload_httpd 8080 "$DIR/www"

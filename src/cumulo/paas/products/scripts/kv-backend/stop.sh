@@ -1,0 +1,2 @@
+stop_httpd
+echo "kv-backend stopped"

@@ -1,0 +1,3 @@
+stop_httpd
+rm -rf "$DIR"
+echo "kv-backend removed"
