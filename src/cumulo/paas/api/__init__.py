@@ -1,0 +1,1 @@
+"""The /paas HTTP front door (paas/api/app.py)."""

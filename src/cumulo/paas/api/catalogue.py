@@ -1,0 +1,143 @@
+"""/paas/rest/catalog/...: product releases, environments and their tiers.
+
+Pegasus answered 204 to catalogue writes; Cumulo answers a create with 201, the created DTO and a
+Location, a tier replace (PUT) with 200 and the tier, a delete with 204. `GET catalog/productRelease[/{name}]`
+is Cumulo's (Pegasus listed products from SDC). The `catalog/org/{org}/environment` paths serve the
+caller's project's environments, as their `…/vdc/{vdc}/…` aliases do.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from cumulo import errors
+from cumulo.paas import shapes
+from cumulo.paas.api.scope import begin
+from cumulo.paas.catalogue import wants_public
+from cumulo.web.http import empty, json_response
+
+READ, WRITE, PUBLISH = "paas:catalog:read", "paas:catalog:write", "paas:product:publish"
+
+
+async def list_products(request: Request) -> Response:
+    call = await begin(request, READ)
+    rows = await call.deps.catalogue.list_products(call.ctx)
+    return json_response(call.page([shapes.render_product_release(r) for r in rows]))
+
+
+async def create_product(request: Request) -> Response:
+    call = await begin(request, WRITE)
+    product = shapes.parse_product_release(await call.body())
+    public = wants_public(product)
+    if public and not call.allowed(PUBLISH):
+        raise errors.Forbidden(f"Policy doesn't allow {PUBLISH} to be performed (metadata public=yes).")
+    row = await call.deps.catalogue.create_product(call.ctx, product, public=public)
+    name = shapes.release_name(row["name"], row["version"])
+    return json_response(shapes.render_product_release(row), 201,
+                         {"Location": f"{call.base}/rest/catalog/productRelease/{name}"})
+
+
+async def show_product(request: Request) -> Response:
+    call = await begin(request, READ)
+    row = await call.deps.catalogue.get_product(call.ctx, call.path("name"))
+    return json_response(shapes.render_product_release(row))
+
+
+async def delete_product(request: Request) -> Response:
+    call = await begin(request, WRITE)
+    await call.deps.catalogue.delete_product(call.ctx, call.path("name"), may_publish=call.allowed(PUBLISH))
+    return empty()
+
+
+async def list_environments(request: Request) -> Response:
+    call = await begin(request, READ)
+    envs = await call.deps.catalogue.list_environments(call.ctx)
+    return json_response(call.page([shapes.render_environment(e, t, call.vdc) for e, t in envs]))
+
+
+def _env_href(call_base: str, org: str, name: str) -> str:
+    return f"{call_base}/rest/catalog/org/{org}/environment/{name}"
+
+
+async def create_environment(request: Request) -> Response:
+    call = await begin(request, WRITE)
+    env = shapes.parse_environment(await call.body())
+    row = await call.deps.catalogue.create_environment(call.ctx, env)
+    env_row, tiers = await call.deps.catalogue.get_environment(call.ctx, row["name"])
+    return json_response(shapes.render_environment(env_row, tiers, call.vdc), 201,
+                         {"Location": _env_href(call.base, call.path("org"), row["name"])})
+
+
+async def show_environment(request: Request) -> Response:
+    call = await begin(request, READ)
+    env, tiers = await call.deps.catalogue.get_environment(call.ctx, call.path("env"))
+    return json_response(shapes.render_environment(env, tiers, call.vdc))
+
+
+async def delete_environment(request: Request) -> Response:
+    call = await begin(request, WRITE)
+    await call.deps.catalogue.delete_environment(call.ctx, call.path("env"))
+    return empty()
+
+
+async def list_tiers(request: Request) -> Response:
+    call = await begin(request, READ)
+    _, tiers = await call.deps.catalogue.get_environment(call.ctx, call.path("env"))
+    return json_response(call.page([shapes.render_tier(t) for t in tiers]))
+
+
+async def create_tier(request: Request) -> Response:
+    call = await begin(request, WRITE)
+    tier = shapes.parse_tier(await call.body())
+    saved = await call.deps.catalogue.put_tier(call.ctx, call.path("env"), tier, replace=None)
+    href = f"{_env_href(call.base, call.path('org'), call.path('env'))}/tier/{saved['name']}"
+    return json_response(shapes.render_tier(saved), 201, {"Location": href})
+
+
+async def show_tier(request: Request) -> Response:
+    call = await begin(request, READ)
+    _, tiers = await call.deps.catalogue.get_environment(call.ctx, call.path("env"))
+    for t in tiers:
+        if t["name"] == call.path("tier"):
+            return json_response(shapes.render_tier(t))
+    raise errors.NotFound(f"tier {call.path('tier')[:64]} not found in environment {call.path('env')[:64]}")
+
+
+async def update_tier(request: Request) -> Response:
+    call = await begin(request, WRITE)
+    body = await call.body()
+    if isinstance(body, dict) and body.get("name") in (None, ""):
+        body = {**body, "name": call.path("tier")}
+    tier = shapes.parse_tier(body)
+    saved = await call.deps.catalogue.put_tier(call.ctx, call.path("env"), tier, replace=call.path("tier"))
+    return json_response(shapes.render_tier(saved))
+
+
+async def delete_tier(request: Request) -> Response:
+    call = await begin(request, WRITE)
+    await call.deps.catalogue.delete_tier(call.ctx, call.path("env"), call.path("tier"))
+    return empty()
+
+
+def routes(root: str) -> list[BaseRoute]:
+    out: list[BaseRoute] = [
+        Route(f"{root}/catalog/productRelease", list_products, methods=["GET"]),
+        Route(f"{root}/catalog/productRelease", create_product, methods=["POST"]),
+        Route(f"{root}/catalog/productRelease/{{name}}", show_product, methods=["GET"]),
+        Route(f"{root}/catalog/productRelease/{{name}}", delete_product, methods=["DELETE"]),
+    ]
+    for envs in (f"{root}/catalog/org/{{org}}/environment", f"{root}/catalog/org/{{org}}/vdc/{{vdc}}/environment"):
+        out += [
+            Route(envs, list_environments, methods=["GET"]),
+            Route(envs, create_environment, methods=["POST"]),
+            Route(f"{envs}/{{env}}", show_environment, methods=["GET"]),
+            Route(f"{envs}/{{env}}", delete_environment, methods=["DELETE"]),
+            Route(f"{envs}/{{env}}/tier", list_tiers, methods=["GET"]),
+            Route(f"{envs}/{{env}}/tier", create_tier, methods=["POST"]),
+            Route(f"{envs}/{{env}}/tier/{{tier}}", show_tier, methods=["GET"]),
+            Route(f"{envs}/{{env}}/tier/{{tier}}", update_tier, methods=["PUT"]),
+            Route(f"{envs}/{{env}}/tier/{{tier}}", delete_tier, methods=["DELETE"]),
+        ]
+    return out

@@ -1,0 +1,104 @@
+"""Application artifacts: an ArtifactDto's inline `path` ("data:application/gzip;base64,...", within
+the 1 MiB JSON body limit) decoded, checked to be a gzip tarball whose members stay inside the
+product's directory, and kept content-addressed at `<state_dir>/paas/artifacts/<sha256>` (0600,
+written atomically) for the engine to send to the nodes. Everything here runs in a thread: nothing
+a tenant sends is decoded, unpacked or written on the event loop, and nothing is ever extracted on
+the host (the tarball is only listed)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import io
+import os
+import tarfile
+import uuid
+import zlib
+from pathlib import Path
+from typing import Any
+
+from cumulo import errors
+from cumulo.conf import Settings
+
+PREFIXES = ("data:application/gzip;base64,", "data:application/x-gzip;base64,",
+            "data:application/x-compressed-tar;base64,")
+MAX_UNPACKED = 64 << 20  # bytes the tarball's members may hold in all
+MAX_MEMBERS = 10_000
+
+
+def artifact_dir(conf: Settings) -> Path:
+    return conf.state_dir / "paas" / "artifacts"
+
+
+def artifact_path(conf: Settings, sha256: str) -> Path:
+    """Where the artifact with this digest is kept (the engine reads it from there)."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise errors.Invalid("not a sha256 digest")
+    return artifact_dir(conf) / sha256
+
+
+def _check_tarball(raw: bytes) -> None:
+    total = 0
+    count = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+            for member in tar:
+                count += 1
+                if count > MAX_MEMBERS:
+                    raise errors.Invalid(f"the artifact holds more than {MAX_MEMBERS} entries")
+                name = member.name
+                parts = name.replace("\\", "/").split("/")
+                if name.startswith("/") or ".." in parts or "\x00" in name:
+                    raise errors.Invalid(f"the artifact's entry {name[:120]!r} points outside the product's directory")
+                if not (member.isfile() or member.isdir() or member.issym()):
+                    raise errors.Invalid(f"the artifact's entry {name[:120]!r} is not a file, a directory or a symlink")
+                if member.issym():
+                    target = member.linkname
+                    if target.startswith("/") or ".." in target.split("/"):
+                        raise errors.Invalid(f"the artifact's symlink {name[:120]!r} points outside the product's directory")
+                total += max(member.size, 0)
+                if total > MAX_UNPACKED:
+                    raise errors.Invalid(f"the artifact unpacks to more than {MAX_UNPACKED >> 20} MiB")
+    except errors.Invalid:
+        raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as exc:
+        raise errors.Invalid(f"the artifact is not a gzip tarball ({type(exc).__name__})") from None
+    if count == 0:
+        raise errors.Invalid("the artifact is an empty tarball")
+
+
+def _store(conf: Settings, text: str) -> dict[str, Any]:
+    encoded = text.split(",", 1)[1]
+    try:
+        raw = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.Invalid("the artifact's data URL is not valid base64") from None
+    if raw[:2] != b"\x1f\x8b":
+        raise errors.Invalid("the artifact is not a gzip tarball (no gzip header)")
+    _check_tarball(raw)
+    digest = hashlib.sha256(raw).hexdigest()
+    folder = artifact_dir(conf)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    final = folder / digest
+    if not final.exists():
+        tmp = folder / f".{digest}.{uuid.uuid4().hex}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return {"sha256": digest, "size": len(raw), "source": "inline"}
+
+
+async def store_inline(conf: Settings, path: str) -> dict[str, Any]:
+    """Decode, check and keep an inline artifact; {sha256, size, source: "inline"}. Invalid names
+    what is wrong (not a data URL, not base64, not a gzip tarball, an entry outside the directory)."""
+    if not isinstance(path, str) or not path.startswith(PREFIXES):
+        raise errors.Invalid("an artifact's path must be an inline data URL: data:application/gzip;base64,<data>")
+    return await asyncio.to_thread(_store, conf, path)
