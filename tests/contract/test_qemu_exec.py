@@ -133,16 +133,22 @@ async def test_timeout_kills_the_command_and_its_children(drv: QemuDriver, guest
     assert (await ex.exec_in(guest.uuid, sh("exit 0\n", timeout=60))).exit_code == 0  # the agent still serves
 
 
-async def test_a_server_that_does_not_run_or_has_no_channel_is_invalid_state(drv: QemuDriver, guest: Guest) -> None:
-    """Last in the module: it stops the guest."""
+async def test_a_server_that_does_not_run_is_invalid_state_and_a_restart_keeps_the_channel(
+        drv: QemuDriver, guest: Guest, tmp_path: Path) -> None:
+    """Last in the module: it stops and starts the guest again."""
     ex = driver_for(drv, Capability.EXEC)
     await drv.pause(guest.uuid)
     with pytest.raises(InvalidState, match="not running"):
         await ex.exec_in(guest.uuid, sh("true\n"))
     await drv.unpause(guest.uuid)
-    assert (await ex.exec_in(guest.uuid, sh("true\n", timeout=60))).exit_code == 0
+    assert (await ex.exec_in(guest.uuid, sh("touch /run/before-restart\n", timeout=60))).exit_code == 0
+    snap = await drv.snapshot(guest.uuid, str(tmp_path))  # a template image boots with the channel too
+    assert snap.properties["hw_qemu_guest_agent"] == "yes"
     await drv.power_off(guest.uuid, timeout=5)
     with pytest.raises(InvalidState, match="not running"):
         await ex.exec_in(guest.uuid, sh("true\n"))
     with pytest.raises(InvalidState, match="does not exist"):
         await ex.exec_in("00000000-0000-0000-0000-000000000000", sh("true\n"))
+    await drv.power_on(guest.spec)  # from the record: the channel is there again, and a new qemu-ga answers
+    res = await ex.exec_in(guest.uuid, sh("ls /run/before-restart\n", timeout=60))
+    assert res.exit_code != 0 and b"No such file" in res.stderr  # a new boot (RAM root) answered
