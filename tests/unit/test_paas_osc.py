@@ -191,7 +191,7 @@ def test_product_yaml_with_recipe_files(tmp_path: Path) -> None:
         "productName": "my-web", "version": "1.0", "productDescription": "",
         "metadatas": [{"key": "open_ports", "value": "80"}],
         "attributes": [{"key": "GREETING", "value": "hi", "type": "Plain"}],
-        "recipes": {"install": "exit 0\n", "start": "echo start\n", "deployArtifact": "tar x"},
+        "recipes": {"install": "exit 0\n", "start": "echo start\n", "deploy": "tar x"},
     }
     (tmp_path / "q.yaml").write_text("name: q\nversion: '1'\nrecipes: {build: x}\n")
     with pytest.raises(envfile.EnvFileError, match="unknown recipe 'build'"):
