@@ -1,0 +1,169 @@
+"""The PaaS engine's runner on the in-process cloud (real services, fake driver) with test step
+kinds (paas_engine_util): dependency order, parallel steps, failure and rollback in reverse order,
+keep_on_failure, conflicts."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import paas_engine_util as u
+import pytest
+import sqlalchemy as sa
+
+from cumulo import errors
+from cumulo.paas.engine.base import Plan
+from cumulo.paas.engine.runner import PaasEngine
+from cumulo.paas.models import paas_env_instances
+
+
+@pytest.fixture
+async def svc(cloud: Any) -> AsyncIterator[Any]:
+    """The services, with the cloud's own engine stopped (each test runs engines of its own)."""
+    if cloud.paas_engine is not None:
+        await cloud.paas_engine.stop()
+    u.reset()
+    yield u.services(cloud)
+    for g in u.GATES.values():
+        g.set()
+
+
+async def _deploy(engine: PaasEngine, c: Any, name: str = "env1", **kw: Any) -> dict[str, Any]:
+    return await engine.deploy(c, name=name, description="", environment={"name": "e", "tiers": []}, **kw)
+
+
+async def test_steps_run_in_dependency_order_and_independent_ones_together(svc: Any) -> None:
+    # a and b are independent: a waits for b to have started (it would hang if they ran one by one);
+    # c depends on both.
+    plan = Plan(steps=[u.step("a", gate="b-started"), u.step("b"), u.step("c", deps=("a", "b"))])
+    engine = u.engine_with(svc, lambda _i: plan)
+    await engine.start()
+    try:
+        u.gate("b-started")
+        task = await _deploy(engine, u.ctx())
+        assert task["status"] in ("QUEUED", "RUNNING")
+        await u.started("b").wait()
+        u.gate("b-started").set()
+        final = await engine.wait(task["id"])
+    finally:
+        await engine.stop()
+    assert final["status"] == "SUCCESS", final["error"]
+    order = u.EVENTS
+    assert order.index(("start", "c")) > order.index(("end", "a"))
+    assert order.index(("start", "c")) > order.index(("end", "b"))
+    assert order.index(("start", "a")) < order.index(("end", "b")) or order.index(("start", "b")) < order.index(("end", "a"))
+    rows = await u.step_rows(svc, task["id"])
+    assert {k: (r["state"], r["attempt"]) for k, r in rows.items()} == {
+        "a": ("DONE", 1), "b": ("DONE", 1), "c": ("DONE", 1)}
+    assert rows["c"]["output"] == {"key": "c", "attempt": 1}
+
+
+async def test_a_failed_step_rolls_back_what_the_task_made_and_leaves_the_instance_in_error(svc: Any) -> None:
+    c = u.ctx()
+    plan = Plan(steps=[u.step("sg:one", "t_sg", name="paas-t-one"), u.step("sg:two", "t_sg", ("sg:one",), name="paas-t-two"),
+                       u.step("install:web:1:httpd", "t_fail", ("sg:two",)), u.step("after", deps=("install:web:1:httpd",))])
+    engine = u.engine_with(svc, lambda _i: plan)
+    await engine.start()
+    try:
+        task = await _deploy(engine, c)
+        final = await engine.wait(task["id"])
+    finally:
+        await engine.stop()
+    assert final["status"] == "ERROR"
+    err = final["error"]
+    assert err["step"] == "install:web:1:httpd" and err["majorErrorCode"] == "t_fail" and err["minorErrorCode"] == 3
+    assert err["message"].startswith("install:web:1:httpd: install recipe exited 3\n")
+    assert "boom: no such package" in err["message"] and "boom: no such package" in err["output"]
+    assert "Traceback" not in err["message"]
+    assert await u.groups_named(svc, c, "paas-t-") == []  # rolled back
+    rows = await u.step_rows(svc, task["id"])
+    assert rows["after"]["state"] == "PENDING"  # never ran
+    reverts = sorted((r for k, r in rows.items() if k.startswith("revert:")), key=lambda r: r["ended_at"])
+    assert [r["params"]["name"] for r in reverts] and all(r["state"] == "DONE" for r in reverts)
+    assert {r["state"] for r in await u.ledger(svc, final["env_instance_id"])} == {"deleted"}
+    async with svc.db.read() as conn:
+        inst = (await conn.execute(sa.select(paas_env_instances).where(
+            paas_env_instances.c.id == final["env_instance_id"]))).mappings().one()
+    assert inst["status"] == "ERROR"
+    assert inst["error"]["step"] == "install:web:1:httpd" and "boom" in inst["error"]["output"]
+
+
+async def test_rollback_undoes_servers_before_security_groups(svc: Any) -> None:
+    from cumulo.paas.engine.reverter import revert_steps
+
+    rows = [{"id": 1, "type": "security_group", "name": "g", "state": "created"},
+            {"id": 2, "type": "server", "name": "s1", "state": "creating"},
+            {"id": 3, "type": "server", "name": "s2", "state": "created"},
+            {"id": 4, "type": "floating_ip", "name": "f", "state": "created"},
+            {"id": 5, "type": "network", "name": "n", "state": "created"},
+            {"id": 6, "type": "image", "name": "old", "state": "deleted"}]
+    specs = {s.key: s for s in revert_steps(rows)}
+    assert set(specs) == {"revert:1", "revert:2", "revert:3", "revert:4", "revert:5"}
+    assert specs["revert:4"].depends_on == ()
+    assert set(specs["revert:3"].depends_on) == {"revert:4"} == set(specs["revert:2"].depends_on)
+    assert set(specs["revert:1"].depends_on) == {"revert:2", "revert:3"}
+    assert specs["revert:5"].depends_on == ("revert:1",)
+
+
+async def test_keep_on_failure_leaves_what_was_made(svc: Any) -> None:
+    c = u.ctx()
+    plan = Plan(steps=[u.step("sg:one", "t_sg", name="paas-k-one"), u.step("boom", "t_crash", ("sg:one",))])
+    engine = u.engine_with(svc, lambda _i: plan)
+    await engine.start()
+    try:
+        task = await _deploy(engine, c, keep_on_failure=True)
+        final = await engine.wait(task["id"])
+    finally:
+        await engine.stop()
+    assert final["status"] == "ERROR"
+    assert final["error"]["message"] == "boom: unexpected trouble"
+    assert final["error"]["resources"] == [{"type": "security_group", "name": "paas-k-one",
+                                            "id": final["error"]["resources"][0]["id"]}]
+    assert await u.groups_named(svc, c, "paas-k-") == ["paas-k-one"]
+    assert not [k for k in await u.step_rows(svc, task["id"]) if k.startswith("revert:")]
+
+
+async def test_a_second_deploy_of_the_name_and_a_task_on_a_busy_instance_are_conflicts(svc: Any) -> None:
+    c = u.ctx()
+    plan = Plan(steps=[u.step("hold", gate="hold")])
+    engine = u.engine_with(svc, lambda _i: plan)
+    engine.destroy_plan = lambda inv: Plan(steps=[u.step("bye")])  # type: ignore[method-assign]
+    await engine.start()
+    try:
+        task = await _deploy(engine, c)
+        with pytest.raises(errors.Conflict, match="env1 already exists"):
+            await _deploy(engine, c)
+        inst = {"id": task["env_instance_id"]}
+        with pytest.raises(errors.Conflict, match=f"task {task['id']} \\(deploy\\)"):
+            await engine.destroy(c, inst)
+        with pytest.raises(errors.NotFound):
+            await engine.destroy(u.ctx(), inst)  # another project's instance
+        u.gate("hold").set()
+        assert (await engine.wait(task["id"]))["status"] == "SUCCESS"
+        gone = await engine.destroy(c, inst)
+        assert (await engine.wait(gone["id"]))["status"] == "SUCCESS"
+    finally:
+        await engine.stop()
+    async with svc.db.read() as conn:
+        left = (await conn.execute(sa.select(sa.func.count()).select_from(paas_env_instances).where(
+            paas_env_instances.c.id == task["env_instance_id"]))).scalar()
+    assert left == 0
+
+
+async def test_the_task_deadline_fails_the_running_steps_and_rolls_back(svc: Any) -> None:
+    c = u.ctx()
+    plan = Plan(steps=[u.step("sg:one", "t_sg", name="paas-d-one"), u.step("slow", deps=("sg:one",), gate="never")])
+    conf = dataclasses.replace(svc.conf, extra={**svc.conf.extra, "paas_task_timeout": 1})
+    engine = u.engine_with(dataclasses.replace(svc, conf=conf), lambda _i: plan)
+    await engine.start()
+    try:
+        task = await _deploy(engine, c)
+        final = await engine.wait(task["id"])
+    finally:
+        await engine.stop()
+    assert final["status"] == "ERROR"
+    assert final["error"]["majorErrorCode"] == "timeout" and "slow" in final["error"]["message"]
+    rows = await u.step_rows(svc, task["id"])
+    assert rows["slow"]["state"] == "FAILED" and rows["slow"]["error"].startswith("cancelled: ")
+    assert await u.groups_named(svc, c, "paas-d-") == []

@@ -1,0 +1,214 @@
+"""Resume: an engine stopped mid-plan (its run cancelled, its lease dead), a new engine on the same
+DB takes the task over and finishes it: every create made exactly once, nothing orphaned; a crash
+during a rollback resumes the rollback; leftovers of instances the DB does not have are reaped."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import paas_engine_util as u
+import pytest
+import sqlalchemy as sa
+
+from cumulo.db import utcnow
+from cumulo.paas.engine import reverter, tasks
+from cumulo.paas.engine.base import Plan
+from cumulo.paas.engine.runner import PaasEngine
+from cumulo.paas.models import paas_env_instances, paas_tasks
+
+
+@pytest.fixture
+async def svc(cloud: Any) -> AsyncIterator[Any]:
+    if cloud.paas_engine is not None:
+        await cloud.paas_engine.stop()
+    u.reset()
+    yield u.services(cloud)
+    for g in u.GATES.values():
+        g.set()
+
+
+async def _crash(engine: PaasEngine, task_id: int) -> None:
+    """The engine dies where it is: its run is cancelled (steps stay RUNNING, nothing is
+    released), and its lease is made to look expired (as after a kill -9 and `lease` seconds)."""
+    run = engine._tasks[task_id]
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    if engine._background is not None:
+        engine._background.cancel()
+    async with engine.db.write() as conn:
+        await conn.execute(sa.update(paas_tasks).where(paas_tasks.c.id == task_id)
+                           .values(lease_until=utcnow() - dt.timedelta(seconds=1)))
+
+
+async def _deploy(engine: PaasEngine, c: Any) -> dict[str, Any]:
+    return await engine.deploy(c, name="env1", description="", environment={"name": "e", "tiers": []})
+
+
+async def test_a_new_engine_finishes_a_task_cut_mid_plan_with_every_create_made_once(svc: Any) -> None:
+    c = u.ctx()
+    # sg:one done before the crash; sg:two crashes between its create and its record (adopted on
+    # resume); "wait" was RUNNING (runs again); sg:three comes after.
+    plan = Plan(steps=[
+        u.step("sg:one", "t_sg", name="paas-r-one"),
+        u.step("sg:two", "t_sg", ("sg:one",), name="paas-r-two", gate_after_create="crash"),
+        u.step("wait", deps=("sg:one",), gate="crash"),
+        u.step("sg:three", "t_sg", ("sg:two", "wait"), name="paas-r-three"),
+    ])
+    first = u.engine_with(svc, lambda _i: plan)
+    await first.start()
+    task = await _deploy(first, c)
+    await u.until(lambda: _running(svc, task["id"], {"sg:two", "wait"}), "sg:two and wait running")
+    assert u.CREATES["paas-r-two"] == 1
+    await _crash(first, task["id"])
+    rows = await u.step_rows(svc, task["id"])
+    assert rows["sg:one"]["state"] == "DONE" and rows["sg:two"]["state"] == "RUNNING"
+    u.gate("crash").set()  # the new attempt goes through (the cancelled one is gone)
+
+    second = u.engine_with(svc, lambda _i: plan)
+    await second.start()  # recovery finds the task (its lease expired) and takes it
+    try:
+        final = await second.wait(task["id"])
+    finally:
+        await second.stop()
+        await first.stop()
+    assert final["status"] == "SUCCESS", final["error"]
+    assert final["owner"] == second.owner
+    assert dict(u.CREATES) == {"paas-r-one": 1, "paas-r-two": 1, "paas-r-three": 1}
+    assert await u.groups_named(svc, c, "paas-r-") == ["paas-r-one", "paas-r-three", "paas-r-two"]
+    rows = await u.step_rows(svc, task["id"])
+    assert {k: (r["state"], r["attempt"]) for k, r in rows.items()} == {
+        "sg:one": ("DONE", 1), "sg:two": ("DONE", 2), "wait": ("DONE", 2), "sg:three": ("DONE", 1)}
+    assert rows["sg:two"]["output"]["id"] == rows["sg:two"]["output"]["id"]
+    led = await u.ledger(svc, final["env_instance_id"])
+    assert sorted((r["name"], r["state"]) for r in led) == [
+        ("paas-r-one", "created"), ("paas-r-three", "created"), ("paas-r-two", "created")]
+    async with svc.db.read() as conn:
+        status = (await conn.execute(sa.select(paas_env_instances.c.status).where(
+            paas_env_instances.c.id == final["env_instance_id"]))).scalar()
+    assert status == "INSTALLED"
+
+
+async def test_a_live_engine_keeps_its_task(svc: Any) -> None:
+    """Another engine cannot take a task whose holder heartbeats (lease not expired, owner alive)."""
+    plan = Plan(steps=[u.step("hold", gate="hold")])
+    first = u.engine_with(svc, lambda _i: plan)
+    await first.start()
+    task = await _deploy(first, u.ctx())
+    await u.started("hold").wait()
+    second = u.engine_with(svc, lambda _i: plan)
+    try:
+        assert await tasks.take_lease(svc.db, task["id"], second.owner, 30.0) is None
+        assert [r["id"] for r in await tasks.recoverable(svc.db)] == []
+        u.gate("hold").set()
+        final = await first.wait(task["id"])
+    finally:
+        await first.stop()
+    assert final["status"] == "SUCCESS" and final["owner"] == first.owner
+
+
+async def test_a_stopped_engine_of_this_process_counts_as_dead(svc: Any) -> None:
+    plan = Plan(steps=[u.step("hold", gate="hold")])
+    first = u.engine_with(svc, lambda _i: plan)
+    await first.start()
+    task = await _deploy(first, u.ctx())
+    await u.started("hold").wait()
+    await first.stop()  # a clean stop gives the lease up; the step stays RUNNING
+    assert (await u.step_rows(svc, task["id"]))["hold"]["state"] == "RUNNING"
+    u.gate("hold").set()
+    second = u.engine_with(svc, lambda _i: plan)
+    await second.start()
+    try:
+        final = await second.wait(task["id"])
+    finally:
+        await second.stop()
+    assert final["status"] == "SUCCESS"
+    assert (await u.step_rows(svc, task["id"]))["hold"]["attempt"] == 2
+
+
+async def test_a_crash_during_the_rollback_resumes_the_rollback(svc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = u.ctx()
+    plan = Plan(steps=[u.step("sg:one", "t_sg", name="paas-b-one"), u.step("sg:two", "t_sg", name="paas-b-two"),
+                       u.step("fail", "t_fail", ("sg:one", "sg:two"))])
+    hold = u.gate("undo")
+    real = reverter.delete_resource
+    calls: list[str] = []
+
+    async def slow_delete(services: Any, ctx: Any, type_: str, rid: str) -> None:
+        calls.append(rid)
+        if not hold.is_set():
+            await asyncio.sleep(3600)  # the first engine's undo never finishes: it is cut here
+        await real(services, ctx, type_, rid)
+
+    monkeypatch.setattr(reverter, "delete_resource", slow_delete)
+    first = u.engine_with(svc, lambda _i: plan)
+    await first.start()
+    task = await _deploy(first, c)
+    await u.until(lambda: _running_prefix(svc, task["id"], "revert:"), "a revert step running")
+    await _crash(first, task["id"])
+    hold.set()
+    second = u.engine_with(svc, lambda _i: plan)
+    await second.start()
+    try:
+        final = await second.wait(task["id"])
+    finally:
+        await second.stop()
+        await first.stop()
+    assert final["status"] == "ERROR" and final["error"]["step"] == "fail"
+    assert "rollback incomplete" not in final["error"]["message"]
+    assert await u.groups_named(svc, c, "paas-b-") == []
+    rows = await u.step_rows(svc, task["id"])
+    reverts = {k: r for k, r in rows.items() if k.startswith("revert:")}
+    assert len(reverts) == 2 and all(r["state"] == "DONE" for r in reverts.values())
+    assert max(r["attempt"] for r in reverts.values()) == 2  # one was cut and ran again
+    assert {r["state"] for r in await u.ledger(svc, final["env_instance_id"])} == {"deleted"}
+
+
+async def test_start_reaps_servers_and_ledger_rows_of_instances_the_db_does_not_have(cloud: Any, svc: Any,
+                                                                                    as_ctx: Any) -> None:
+    from occi_cloud import image
+
+    from cumulo.compute.service import server_create
+    from cumulo.compute.service.boot import CreateRequest
+
+    c = u.ctx()
+    async with as_ctx(c) as client:
+        image_id = await image(client)
+    ghost, live = "0d5d7a1e-0000-4000-8000-00000000dead", None
+    rows, _ = await server_create.create_servers(svc.compute, c, CreateRequest(
+        name="paas-0d5d7a1e-web-1", flavor_ref="42", image_ref=image_id, requested_networks="none",
+        metadata={"paas_instance": ghost, "paas_node": "x-web-1"}))
+    kept, _ = await server_create.create_servers(svc.compute, c, CreateRequest(
+        name="not-paas", flavor_ref="42", image_ref=image_id, requested_networks="none"))
+    group = await svc.network.create_group(c, {"name": "paas-0d5d7a1e-web"})
+    from cumulo.paas.engine.ledger import TaskLedger
+
+    led = TaskLedger(svc, c, ghost, 0, "sg:web")
+    await led.intend("security_group", "paas-0d5d7a1e-web")
+    await led.created("security_group", "paas-0d5d7a1e-web", group["id"])
+    assert live is None
+    engine = PaasEngine(svc)
+    count = await engine._reap()
+    assert count == 2
+    await u.until(lambda: _server_gone(svc, c, rows[0]["uuid"]), "the ghost's server gone")
+    assert not await _server_gone(svc, c, kept[0]["uuid"])
+    assert await u.groups_named(svc, c, "paas-0d5d7a1e") == []
+    assert [r["state"] for r in await u.ledger(svc, ghost)] == ["deleted"]
+
+
+async def _server_gone(svc: Any, c: Any, uuid: str) -> bool:
+    from cumulo.paas.engine.ledger import server_gone
+
+    return await server_gone(svc, c, uuid)
+
+
+async def _running(svc: Any, task_id: int, keys: set[str]) -> bool:
+    rows = await u.step_rows(svc, task_id)
+    return all(rows.get(k, {}).get("state") == "RUNNING" for k in keys)
+
+
+async def _running_prefix(svc: Any, task_id: int, prefix: str) -> bool:
+    rows = await u.step_rows(svc, task_id)
+    return any(k.startswith(prefix) and r["state"] == "RUNNING" for k, r in rows.items())
