@@ -27,4 +27,6 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("volumev3", "cinder", "/volume/v3/$(project_id)s"),
     # The OGF OCCI 1.2 front door (issue 12); OpenStack clients skip a type they do not know.
     CatalogEntry("occi", "occi", "/occi"),
+    # The PaaS manager (issue 13): Pegasus's resource paths under /paas/rest.
+    CatalogEntry("paas", "paas", "/paas"),
 )

@@ -432,6 +432,8 @@ class Cloud:
         from cumulo.network.api import make_app as network_app
         from cumulo.occi.api import make_app as occi_app
         from cumulo.occi.deps import OcciServices
+        from cumulo.paas.api.app import make_app as paas_app
+        from cumulo.paas.deps import PaasServices
         from cumulo.volume.api.app import make_app as volume_app
 
         s = self.services
@@ -463,6 +465,10 @@ class Cloud:
             "/occi": RouteMetrics(occi_app(OcciServices(
                 conf=s.conf, db=s.db, identity=s.identity, images=s.images, compute=s.compute, network=s.network,
                 volume=s.volume, placement=s.placement)), "occi"),
+            # the PaaS manager (issue 13); the engine comes with start(): until then its writes answer 503
+            "/paas": RouteMetrics(paas_app(PaasServices(
+                conf=s.conf, db=s.db, bus=s.bus, identity=s.identity, images=s.images, compute=s.compute,
+                network=s.network, volume=s.volume), lambda: getattr(self, "paas_engine", None), s.identity), "paas"),
         }
         return RequestIdMiddleware(
             PrefixDispatcher(apps, root), header_names=("x-openstack-request-id", "x-compute-request-id")

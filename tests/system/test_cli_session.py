@@ -236,7 +236,7 @@ def test_token_issue_and_catalog(cumulo: CumuloCloud) -> None:
     assert resp.status_code == 200, resp.text
     assert resp.json()["token"]["project"]["id"] == token["project_id"]
     by_type = {entry["Type"]: entry for entry in catalog}
-    assert set(by_type) == {"identity", "compute", "image", "network", "block-storage", "volumev3", "occi"}
+    assert set(by_type) == {"identity", "compute", "image", "network", "block-storage", "volumev3", "occi", "paas"}
     assert by_type["volumev3"]["Name"] == by_type["block-storage"]["Name"] == "cinder"
     assert by_type["compute"]["Name"] == "nova"
     assert by_type["image"]["Name"] == "glance"

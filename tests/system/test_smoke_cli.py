@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # the harness lives in tests/system/conftest.py
 
 pytestmark = pytest.mark.system
 
-EXPECTED_SERVICES = {"identity", "compute", "image", "network", "block-storage", "volumev3", "occi"}
+EXPECTED_SERVICES = {"identity", "compute", "image", "network", "block-storage", "volumev3", "occi", "paas"}
 PATHS = {"block-storage": "volume", "volumev3": "volume"}  # Cinder lives at /volume
 
 

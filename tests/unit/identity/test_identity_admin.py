@@ -263,6 +263,7 @@ async def test_domains_and_catalog_admin(env: Any) -> None:
         "http://cumulo.test/networking",
         "http://cumulo.test/volume/v3/$(project_id)s",  # Keystone lists the template; tokens fill it
         "http://cumulo.test/occi",
+        "http://cumulo.test/paas",
     }
     svcs = await env.client.get(f"{V3}/services", headers=h)
     assert {s["id"] for s in svcs.json()["services"]} == {e["service_id"] for e in eps.json()["endpoints"]}

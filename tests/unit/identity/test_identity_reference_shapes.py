@@ -68,7 +68,7 @@ async def test_project_scoped_token_issue_and_validate(anon_client: httpx.AsyncC
     assert "member" in {r["name"] for r in t["roles"]}
     # The catalog lists exactly the services that exist (issue 2).
     assert sorted(e["type"] for e in t["catalog"]) == ["block-storage", "compute", "identity", "image", "network",
-                                                       "occi", "volumev3"]
+                                                       "occi", "paas", "volumev3"]
 
     headers = {"X-Auth-Token": token, "X-Subject-Token": token}
     resp = await anon_client.get("/identity/v3/auth/tokens", headers=headers)

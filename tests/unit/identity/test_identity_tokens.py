@@ -53,7 +53,7 @@ async def test_issue_by_names_with_catalog(env: Any) -> None:
     assert ISO_MICRO.match(t["expires_at"]) and ISO_MICRO.match(t["issued_at"])
     assert len(t["audit_ids"]) == 1 and len(t["audit_ids"][0]) == 22
     by_type = {s["type"]: s for s in t["catalog"]}
-    assert set(by_type) == {"identity", "compute", "image", "network", "block-storage", "volumev3", "occi"}
+    assert set(by_type) == {"identity", "compute", "image", "network", "block-storage", "volumev3", "occi", "paas"}
     # Cinder's URL template gets the token's project, as Keystone does
     assert by_type["volumev3"]["endpoints"][0]["url"] == f"http://cumulo.test/volume/v3/{t['project']['id']}"
     ident = by_type["identity"]
@@ -359,6 +359,7 @@ async def test_auth_projects_and_catalog(env: Any) -> None:
         "block-storage",
         "volumev3",
         "occi",
+        "paas",
     }
     doms = await env.client.get("/identity/v3/auth/domains", headers=scoped)
     assert doms.status_code == 200 and doms.json()["domains"] == []
