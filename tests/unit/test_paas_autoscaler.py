@@ -187,7 +187,7 @@ async def test_heats_order_in_progress_then_at_max_then_cooldown_from_the_end_of
     load.cpu["s1"] = 90.0
     await run_at(scaler, clock, 0, 5, 10)  # scale out to 2, task RUNNING
     await run_at(scaler, clock, 15, 20)  # alarm again while the task runs: one row
-    assert [e["reason"].split(": ", 1)[1] for e in (await events(db))[1:]] == ["no action: a scale is already running"]
+    assert [e["reason"].split(": ", 1)[1] for e in (await events(db))[1:]] == ["no action: task 1 (autoscale) is running on the instance"]
     await engine.finish("SUCCESS", at=22, add=2)
     load.cpu["s2"] = 90.0
     await run_at(scaler, clock, 25, 30, 35)  # at max: recorded once, no cooldown check

@@ -160,9 +160,9 @@ class Autoscaler:
                 paas_tier_instances.c.env_instance_id == inst["id"]))).mappings()]
             states = {(str(r["tier"]), str(r["policy"])): dict(r) for r in (await conn.execute(
                 sa.select(paas_scaling_state).where(paas_scaling_state.c.env_instance_id == inst["id"]))).mappings()}
-            running = (await conn.execute(sa.select(paas_tasks.c.id).where(
+            running = (await conn.execute(sa.select(paas_tasks.c.id, paas_tasks.c.kind).where(
                 paas_tasks.c.env_instance_id == inst["id"], paas_tasks.c.status.in_(OPEN_TASKS))
-                .order_by(paas_tasks.c.id).limit(1))).scalar()
+                .order_by(paas_tasks.c.id).limit(1))).mappings().first()
         for tier in tiers:
             name = str(tier["name"])
             members = sorted((n for n in nodes if str(n["tier"]) == name and str(n["status"]) not in GONE),
@@ -172,7 +172,7 @@ class Autoscaler:
             for policy in tier.get("policies") or []:
                 live.add((str(inst["id"]), name, str(policy["name"])))
                 await self._policy(ctx, inst, tier, policy, len(members), reading, tier_states,
-                                   None if running is None else int(running), now)
+                                   None if running is None else dict(running), now)
 
     async def read_tier(self, ctx: RequestContext, members: Sequence[Mapping[str, Any]],
                         seen: set[str] | None = None) -> TierReading:
@@ -224,7 +224,8 @@ class Autoscaler:
 
     async def _policy(self, ctx: RequestContext, inst: Mapping[str, Any], tier: Mapping[str, Any],
                       policy: Mapping[str, Any], current: int, reading: TierReading,
-                      tier_states: Mapping[str, dict[str, Any]], running: int | None, now: datetime) -> None:
+                      tier_states: Mapping[str, dict[str, Any]], running: Mapping[str, Any] | None,
+                      now: datetime) -> None:
         tier_name, name = str(tier["name"]), str(policy["name"])
         try:
             rule, adj = scaling.policy_rule(policy), scaling.policy_adjustment(policy)
@@ -270,10 +271,13 @@ class Autoscaler:
             decision = scaling.decide(current, adj, bounds, cooling, now)
         if not decision.acts:
             said = decision.describe()
+            if running is not None:  # Heat: "due to scaling activity"; here any task of the instance
+                said = f"no action: task {running['id']} ({running['kind']}) is running on the instance"
             if last.get("key") != f"{NO_ACTION}:{said}":
                 last["key"] = f"{NO_ACTION}:{said}"
                 await self._event({**event, "decision": NO_ACTION, "reason": f"{alarm}: {said}",
-                                   "to_size": current, "task_id": running}, now)
+                                   "to_size": current, "task_id": None if running is None else int(running["id"])},
+                                  now)
             state["last_decision"] = last
             await self._save_state(state, now)
             return
