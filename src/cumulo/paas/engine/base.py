@@ -84,6 +84,18 @@ class StepSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Plan:
+    """What a plan function returns: the steps, and the inventory rows to insert with the task in
+    the same transaction (table name -> rows, e.g. {"paas_tier_instances": [...],
+    "paas_product_instances": [...]}; ids and names decided by the planner, deterministic where
+    resume needs them). `instance_status`, when set, is written on the instance row too."""
+
+    steps: list[StepSpec] = field(default_factory=list)
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    instance_status: str | None = None
+
+
 class Ledger(Protocol):
     """The task's record of what it made (`paas_resources`), for rollback and adoption."""
 
