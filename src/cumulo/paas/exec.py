@@ -123,7 +123,7 @@ class RecipeRun:
         if self.timed_out:
             return "timed out"
         if self.exit_code is None:
-            return f"was killed by signal {self.signal}"
+            return f"was killed by signal {self.signal}" if self.signal else "did not run"
         return f"exited {self.exit_code}"
 
 
