@@ -270,6 +270,8 @@ class Cloud:
         self.demo: DemoSeeder | None = None  # seeds the demo images; owns the tiny-vm build
         self.network_agents: NetworkAgents | None = None  # one network agent per compute host
         self.volume_worker: VolumeManager | None = None  # the local host's, on topic volume.<host>
+        self.paas_engine: Any = None  # cumulo.paas.engine.runner.PaasEngine, once started (the /paas API uses it)
+        self.paas_autoscaler: Any = None  # cumulo.paas.autoscaler.Autoscaler, when that module exists
 
     async def start(self) -> None:
         from cumulo.compute.drivers import load_driver
@@ -310,6 +312,30 @@ class Cloud:
         await self.network_agents.start()  # the host made to match the DB, orphans reaped
         await self.volume_worker.start()  # store dirs made, rows left mid-work settled
         await self.workers.start()
+        await self.start_paas()
+
+    async def start_paas(self) -> None:
+        """The PaaS engine after the conductor (its recovery and reaping run in the background),
+        the built-in products, and the autoscaler when its module exists."""
+        import importlib.util
+
+        from cumulo.paas.deps import PaasServices
+        from cumulo.paas.engine.runner import PaasEngine
+
+        s = self.services
+        services = PaasServices(conf=s.conf, db=s.db, bus=s.bus, identity=s.identity, images=s.images,
+                                compute=s.compute, network=s.network, volume=s.volume)
+        self.paas_engine = PaasEngine(services)
+        await self.paas_engine.start()
+        if importlib.util.find_spec("cumulo.paas.products.builtin") is not None:
+            from cumulo.paas.products.builtin import ensure_builtin_products
+
+            await ensure_builtin_products(self.db)
+        if importlib.util.find_spec("cumulo.paas.autoscaler") is not None:
+            from cumulo.paas.autoscaler import Autoscaler
+
+            self.paas_autoscaler = Autoscaler(services, self.paas_engine)
+            await self.paas_autoscaler.start()
 
     def assemble_network_agents(self) -> NetworkAgents:
         """One network agent per compute host; the local one plumbs when it runs a real driver."""
@@ -377,6 +403,10 @@ class Cloud:
                                       demo_project=demo[0]["id"] if demo else None)
 
     async def stop(self) -> None:
+        if self.paas_autoscaler is not None:
+            await self.paas_autoscaler.stop()
+        if self.paas_engine is not None:
+            await self.paas_engine.stop()  # its tasks resume at the next start
         if self.network_agents is not None:
             await self.network_agents.stop()
         if self.workers is not None:

@@ -312,7 +312,8 @@ class PaasEngine:
         return row
 
     async def _inventory(self, instance_id: str, project_id: str | None) -> dict[str, Any]:
-        """The instance row and what the plans read of it (nodes, templates, applications, ledger)."""
+        """The instance row and what the plans read of it (nodes, templates, applications, ledger);
+        NotFound for another project's, Conflict naming the task already running on it."""
         async with self.db.read() as conn:
             inst = (await conn.execute(sa.select(paas_env_instances).where(I.id == instance_id))).mappings().first()
             if inst is None or inst["project_id"] != project_id:
@@ -321,6 +322,10 @@ class PaasEngine:
             async def rows(table: sa.Table, col: Any) -> list[dict[str, Any]]:
                 return [dict(r) for r in (await conn.execute(sa.select(table).where(col == instance_id))).mappings()]
 
+            busy = await tasks.active_on_instance(conn, instance_id)
+            if busy is not None:
+                raise errors.Conflict(f"environment instance {inst['name']} has task {busy['id']} ({busy['kind']}) "
+                                      f"{busy['status']}; wait for it to end")
             return {
                 "instance": dict(inst),
                 "nodes": await rows(paas_tier_instances, paas_tier_instances.c.env_instance_id),
