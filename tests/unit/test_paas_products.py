@@ -142,7 +142,7 @@ async def test_install_configure_start_with_resolved_attributes(world: World) ->
     assert (await world.product("backend", "kv-backend"))["attributes"] == {"ALLOW_FROM": "10.0.0.21"}
     reqs = world.requests
     assert len(reqs) == 6
-    for uuid, req in reqs:
+    for _uuid, req in reqs:
         assert req.argv == ("/bin/sh", "-s") and dict(req.env) == {"PATH": "/bin:/usr/bin:/sbin:/usr/sbin",
                                                                       "HOME": "/root"}
     web_configure = [r for u, r in reqs if u == world.servers["web"]][1].stdin.decode()
