@@ -13,6 +13,7 @@ import pytest
 
 from cumulo import errors
 from cumulo.paas.engine import callbacks
+from cumulo.paas.engine import finish as fin
 from cumulo.paas.engine.base import Plan
 
 
@@ -125,6 +126,42 @@ async def test_the_task_json_is_posted_once_when_the_task_ends(svc: Any) -> None
     assert body["status"] == "SUCCESS" and body["href"].endswith(f"/paas/rest/vdc/{c.project_id}/task/{task['id']}")
     assert body["result"]["href"].endswith(f"/vdc/{c.project_id}/environmentInstance/cb1")
     assert await _state(svc, task["id"]) == "sent 204"
+
+
+async def test_a_callback_an_engine_stopped_before_is_sent_by_the_next_one(svc: Any,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The final write happened, the POST did not (the engine died in between): the next engine's
+    recovery sends it."""
+    c = u.ctx()
+    engine = u.engine_with(svc, lambda _i: Plan(steps=[u.step("a")]))
+    sent = []
+
+    async def no_post(services: Any, row: Any) -> None:
+        sent.append(row["id"])
+
+    engine_notify = fin.notify
+    monkeypatch.setattr(fin, "notify", no_post)
+    await engine.start()
+    async with Receiver() as rx:
+        task = await engine.deploy(c, name="cb3", description="", environment={"name": "e"},
+                                   callback=f"http://127.0.0.1:{rx.port}/late")
+        await engine.wait(task["id"])
+        await u.until(lambda: _async_true(sent), "the first engine's (skipped) notify")
+        await engine.stop()
+        monkeypatch.setattr(fin, "notify", engine_notify)
+        assert await _state(svc, task["id"]) is None and rx.requests == []
+        second = u.engine_with(svc, lambda _i: Plan())
+        await second.start()
+        try:
+            await u.until(lambda: _state(svc, task["id"]), "the callback sent by the next engine")
+        finally:
+            await second.stop()
+    assert [r["path"] for r in rx.requests] == ["/late"]
+    assert await _state(svc, task["id"]) == "sent 204"
+
+
+async def _async_true(value: Any) -> bool:
+    return bool(value)
 
 
 async def test_a_refused_callback_fails_the_request_before_anything_is_written(svc: Any) -> None:

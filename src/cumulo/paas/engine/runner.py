@@ -5,7 +5,8 @@ Public names: `PaasEngine` with `deploy`, `destroy`, `scale`, `deploy_applicatio
 starts it in the background and returns the paas_tasks row), `run_task(task_id)` (the entry point a
 bus cast could call: take the lease, run the task to its end), `start()` (loads the action modules,
 then in the background reaps leftovers and takes over QUEUED/RUNNING tasks no live engine holds, and
-keeps looking for such tasks every lease period), `stop()`, and `wait(task_id)` (tests, benchmarks).
+keeps looking for such tasks, and for final tasks whose callback was never tried, every lease
+period), `stop()`, and `wait(task_id)` (tests, benchmarks).
 
 A task runs its forward steps (engine/drive.py). On a failure, unless the instance has
 keep_on_failure, one write records the task error and plans "revert:<ledger row id>" steps over the
@@ -125,6 +126,8 @@ class PaasEngine:
             try:
                 for row in await tasks.recoverable(self.db):
                     self.launch(int(row["id"]))
+                for row in await tasks.undelivered_callbacks(self.db):
+                    await fin.notify(self.services, row)
             except Exception:  # noqa: BLE001 - try again next period
                 LOG.warning("paas: task recovery failed", exc_info=True)
             await asyncio.sleep(max(float(self.settings.lease), 0.5))
@@ -210,7 +213,7 @@ class PaasEngine:
         if error is not None and not error.get("kept"):
             rollback_error = await run_steps(self.services, ctx, task, revert=True, remaining=None)
         final = await fin.finish(self.services, task, self.owner, error, rollback_error)
-        if final is not None and final.get("callback"):
+        if final.get("callback"):
             await fin.notify(self.services, final)
 
     async def _plan_rollback(self, task: Mapping[str, Any], error: dict[str, Any]) -> dict[str, Any]:

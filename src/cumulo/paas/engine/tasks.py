@@ -141,6 +141,16 @@ async def recoverable(db: Database) -> list[dict[str, Any]]:
             if r["owner"] is None or r["lease_until"] is None or r["lease_until"] < now or owner_is_dead(r["owner"])]
 
 
+async def undelivered_callbacks(db: Database) -> list[dict[str, Any]]:
+    """Final tasks with a callback never tried (an engine stopped between the final write and the
+    POST)."""
+    async with db.read() as conn:
+        rows = (await conn.execute(sa.select(paas_tasks).where(
+            T.status.not_in(ACTIVE), T.callback.is_not(None), T.callback_state.is_(None)).order_by(T.id).limit(100)
+        )).mappings().all()
+    return [dict(r) for r in rows]
+
+
 async def active_on_instance(conn: AsyncConnection, instance_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(
         sa.select(T.id, T.kind, T.status).where(T.env_instance_id == instance_id, T.status.in_(ACTIVE)).order_by(T.id)
