@@ -687,6 +687,13 @@ def assert_fault(resp: httpx.Response, status: int, contains: str | None = None)
             assert contains in message, where
         return
     body = resp.json()
+    if url.startswith("/paas"):  # Pegasus's {"message", "code"}
+        assert resp.headers.get("content-type", "").startswith("application/json"), where
+        assert set(body) == {"message", "code"} and body["code"] == status, where
+        assert isinstance(body["message"], str) and body["message"].strip(), where
+        if contains is not None:
+            assert contains in body["message"], where
+        return
     if url.startswith("/compute"):
         jsonschema.validate(body, NOVA_FAULT)
         inner = next(iter(body.values()))

@@ -43,6 +43,24 @@ def mv(version: str) -> dict[str, str]:
     return {"OpenStack-API-Version": f"compute {version}"}
 
 
+PAAS = "/paas/rest"
+PCAT = f"{PAAS}/catalog"
+PENV = f"{PCAT}/org/default/environment"
+PINST = f"{PAAS}/envInst/org/default/vdc/{{project}}/environmentInstance"
+
+
+def _prod(**fields: Any) -> dict[str, Any]:
+    return {"productName": "p", "version": "1.0", **fields}
+
+
+def _tier(name: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "flavour": "m1.tiny", "image": "busybox", **fields}
+
+
+def _env(*tiers: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "e", "tierDtos": list(tiers)}
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     async for w in start_world(tmp_path_factory.mktemp("bad-input")):
@@ -250,6 +268,69 @@ CASES: dict[str, Case] = {
     "occi-delete-reader": Case("reader", "DELETE", f"{OCCI}/compute/{{server}}", 403),
     "occi-stop-reader": Case("reader", "POST", f"{OCCI}/compute/{{server}}?action=stop", 403,
                              headers={"Content-Type": "text/occi"}),
+    # --- PaaS (Pegasus's {"message", "code"}; acceptance 6 of issue 13: each names the problem) ---
+    "paas-malformed-json": Case("member", "POST", f"{PCAT}/productRelease", 400, raw=b'{"productName": ', headers=JSONH),
+    "paas-deeply-nested-json": Case("member", "POST", f"{PCAT}/productRelease", 400, raw=b"[" * 5000, headers=JSONH),
+    "paas-empty-body": Case("member", "POST", f"{PCAT}/productRelease", 400, raw=b"", headers=JSONH),
+    "paas-product-no-version": Case("member", "POST", f"{PCAT}/productRelease", 400, json={"productName": "p"},
+                                    contains="version is required"),
+    "paas-malformed-attribute-key": Case("member", "POST", f"{PCAT}/productRelease", 400, contains="malformed attribute key",
+                                         json=_prod(attributes=[{"key": "1-BAD KEY", "value": "v"}])),
+    "paas-attribute-nul": Case("member", "POST", f"{PCAT}/productRelease", 400, contains="NUL",
+                               json=_prod(attributes=[{"key": "K", "value": "a\x00b"}])),
+    "paas-attribute-too-long": Case("member", "POST", f"{PCAT}/productRelease", 400, contains="4096 bytes",
+                                    json=_prod(attributes=[{"key": "K", "value": "x" * 4097}])),
+    "paas-attribute-bad-type": Case("member", "POST", f"{PCAT}/productRelease", 400, contains="unknown attribute type",
+                                    json=_prod(attributes=[{"key": "K", "value": "v", "type": "Magic"}])),
+    "paas-bad-ports": Case("member", "POST", f"{PCAT}/productRelease", 400, contains="70000",
+                           json=_prod(metadatas=[{"key": "open_ports", "value": "80 70000"}])),
+    "paas-installator": Case("member", "POST", f"{PCAT}/productRelease", 400, contains="chef",
+                             json=_prod(metadatas=[{"key": "installator", "value": "chef"}])),
+    "paas-unknown-recipe": Case("member", "POST", f"{PCAT}/productRelease", 400, contains="backup",
+                                json=_prod(recipes={"backup": "true"})),
+    "paas-product-reader": Case("reader", "POST", f"{PCAT}/productRelease", 403, json=_prod()),
+    "paas-public-product-member": Case("member", "POST", f"{PCAT}/productRelease", 403, contains="paas:product:publish",
+                                       json=_prod(metadatas=[{"key": "public", "value": "yes"}])),
+    "paas-unknown-product": Case("member", "GET", f"{PCAT}/productRelease/nope-1.0", 404),
+    "paas-cyclic-tiers": Case("member", "POST", f"{PENV}", 400, contains="tier dependency cycle: backend -> web -> backend",
+                              json=_env(_tier("web", metadatas=[{"key": "dep1", "value": "backend"}]),
+                                        _tier("backend", metadatas=[{"key": "dep1", "value": "web"}]))),
+    "paas-tier-unknown-product": Case("member", "POST", f"{PENV}", 400, contains="unknown product release nope-1.0 in tier web",
+                                      json=_env(_tier("web", productReleaseDtos=[{"productName": "nope", "version": "1.0"}]))),
+    "paas-min-over-max": Case("member", "POST", f"{PENV}", 400,
+                              contains="minimumNumberInstances 3 is greater than maximumNumberInstances 1",
+                              json=_env(_tier("web", minimumNumberInstances=3, maximumNumberInstances=1))),
+    "paas-initial-outside": Case("member", "POST", f"{PENV}", 400, contains="initialNumberInstances 5",
+                                 json=_env(_tier("web", initialNumberInstances=5, maximumNumberInstances=2))),
+    "paas-min-not-a-number": Case("member", "POST", f"{PENV}", 400, contains="minimumNumberInstances",
+                                  json=_env(_tier("web", minimumNumberInstances="one"))),
+    "paas-tier-ref-unknown-tier": Case("member", "POST", f"{PENV}", 400, contains="'nowhere'", json=_env(_tier(
+        "web", productReleaseDtos=[{"productName": "nope", "attributes": [{"key": "B", "value": "IP(nowhere)", "type": "IP"}]}]))),
+    "paas-tier-malformed-ref": Case("member", "POST", f"{PENV}", 400, contains="IPALL(<tier>)", json=_env(_tier(
+        "web", productReleaseDtos=[{"productName": "p", "attributes": [{"key": "B", "value": "backend", "type": "IPALL"}]}]))),
+    "paas-policy-min-step": Case("member", "POST", f"{PENV}", 400, contains="min_adjustment_step", json=_env(_tier(
+        "web", scalingPolicies=[{"name": "up", "metric": "cpu", "comparison": "gt", "threshold": 80,
+                                 "scalingAdjustment": 1, "minAdjustmentStep": 2}]))),
+    "paas-tierdtos-not-a-list": Case("member", "POST", f"{PENV}", 400, contains="tierDtos", json={"name": "e", "tierDtos": "x"}),
+    "paas-env-reader": Case("reader", "POST", f"{PENV}", 403, json=_env(_tier("web"))),
+    "paas-other-org": Case("member", "GET", f"{PCAT}/org/other/environment", 404),
+    "paas-other-vdc": Case("member", "GET", f"{PCAT}/org/default/vdc/{{other}}/environment", 404),
+    "paas-unknown-environment": Case("member", "GET", f"{PENV}/nope", 404),
+    "paas-unknown-instance": Case("member", "GET", f"{PINST}/nope", 404),
+    "paas-deploy-unknown-environment": Case("member", "POST", PINST, 400, contains="environment nope not found",
+                                            json={"blueprintName": "x", "environmentDto": {"name": "nope"}}),
+    "paas-deploy-bad-name": Case("member", "POST", PINST, 400, contains="blueprintName",
+                                 json={"blueprintName": "bad name!", "environmentDto": {"name": "e"}}),
+    "paas-deploy-reader": Case("reader", "POST", PINST, 403, json={"blueprintName": "x", "environmentDto": {"name": "e"}}),
+    "paas-unknown-task": Case("member", "GET", f"{PAAS}/vdc/{{project}}/task/999999", 404),
+    "paas-task-not-a-number": Case("member", "GET", f"{PAAS}/vdc/{{project}}/task/abc", 404),
+    "paas-other-vdc-task": Case("member", "GET", f"{PAAS}/vdc/{{other}}/task/1", 404),
+    "paas-not-acceptable": Case("member", "GET", f"{PCAT}/productRelease", 406, headers={"Accept": "application/xml"}),
+    "paas-unsupported-media-type": Case("member", "POST", f"{PCAT}/productRelease", 415, raw=b"<productRelease/>",
+                                        headers={"Content-Type": "application/xml"}),
+    "paas-method-not-allowed": Case("member", "PATCH", f"{PCAT}/productRelease", 405),
+    "paas-unknown-path": Case("member", "GET", f"{PAAS}/nothing/here", 404),
+    "paas-anonymous": Case("anon", "GET", f"{PCAT}/productRelease", 401),
 }
 
 
@@ -309,6 +390,8 @@ async def test_oversized_json_body_is_413(world: World) -> None:
     resp = await world.member.post(f"{API}/servers", content=body, headers=JSONH)
     assert_fault(resp, 413)
     resp = await world.member.post(f"{IMG}/images", content=body, headers=JSONH)
+    assert_fault(resp, 413)
+    resp = await world.member.post(f"{PCAT}/productRelease", content=body, headers=JSONH)
     assert_fault(resp, 413)
 
 

@@ -37,6 +37,8 @@ CHUNK = 64 << 10
 OCCI = "/occi"
 OJSONH = {"Content-Type": "application/occi+json", "Accept": "application/occi+json"}
 INFRA = "http://schemas.ogf.org/occi/infrastructure#"
+PAAS = "/paas/rest"
+PINST = f"{PAAS}/envInst/org/default/vdc/{{project}}/environmentInstance"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -99,6 +101,12 @@ STREAMED = [
     ("member", "GET", f"{API}/servers", JSONH, b""),
     ("anon", "GET", f"{IDN}/", JSONH, b""),
     ("member", "GET", f"{OCCI}/compute/", {"Accept": "text/uri-list"}, b""),
+    ("member", "POST", f"{PAAS}/catalog/productRelease", JSONH, b'{"productName": "'),
+    ("member", "POST", f"{PAAS}/catalog/org/default/environment", JSONH, b'{"name": "e", "tierDtos": [{"name": "'),
+    ("member", "POST", f"{PINST}", JSONH, b'{"blueprintName": "'),
+    ("member", "POST", f"{PINST}/none/applicationInstance", JSONH,
+     b'{"applicationName": "a", "artifactsDto": [{"path": "data:application/gzip;base64,'),
+    ("member", "GET", f"{PAAS}/vdc/{{project}}/task", JSONH, b""),
 ]
 
 
@@ -249,6 +257,17 @@ SURROGATES: dict[str, tuple[str, str, str, Any, dict[str, str]]] = {
     "occi-action": ("member", "POST", f"{OCCI}/compute/{{server}}?action=save", {"action": S}, OJSONH),
     "occi-mixin-define": ("member", "POST", f"{OCCI}/-/", {"mixins": [{"term": "t", "scheme": "http://e.org/t#",
                                                                          "location": "/t" + S + "/"}]}, OJSONH),
+    "paas-product-name": ("member", "POST", f"{PAAS}/catalog/productRelease", {"productName": S, "version": "1"}, JSONH),
+    "paas-attribute-key": ("member", "POST", f"{PAAS}/catalog/productRelease", {
+        "productName": "p", "version": "1", "attributes": [{"key": S, "value": "v"}]}, JSONH),
+    "paas-recipe": ("member", "POST", f"{PAAS}/catalog/productRelease", {
+        "productName": "p", "version": "1", "recipes": {"install": "echo " + S}}, JSONH),
+    "paas-environment-description": ("member", "POST", f"{PAAS}/catalog/org/default/environment", {
+        "name": "e", "description": S, "tierDtos": []}, JSONH),
+    "paas-tier-key": ("member", "POST", f"{PAAS}/catalog/org/default/environment", {
+        "name": "e", "tierDtos": [{"name": "t", "flavour": "f", "image": "i", S: 1}]}, JSONH),
+    "paas-blueprint": ("member", "POST", PINST, {"blueprintName": S, "environmentDto": {"name": "e"}}, JSONH),
+    "paas-scale": ("member", "POST", f"{PINST}/none/tier/web/scale", {"remove": S}, JSONH),
 }
 
 

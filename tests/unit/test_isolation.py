@@ -38,6 +38,7 @@ class Pair:
     image_b: str  # private to B
     public_b: str  # B's public image (made public by an admin)
     keypair: str  # the same name in A and B
+    cloud: Any = None
 
 
 async def _wait_active(client: httpx.AsyncClient, server_id: str) -> None:
@@ -79,7 +80,7 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pair]:
         for c in (a, b):
             r = await c.post(f"{API}/os-keypairs", json={"keypair": {"name": "shared-name"}})
             assert r.status_code == 200, r.text
-        yield Pair(a, a_reader, b, w.admin, pa, pb, servers[0], servers[1], image_b, public_b, "shared-name")
+        yield Pair(a, a_reader, b, w.admin, pa, pb, servers[0], servers[1], image_b, public_b, "shared-name", w.cloud)
         for c in (a, a_reader, b):
             await c.aclose()
 
@@ -448,3 +449,101 @@ async def test_another_projects_volume_cannot_be_attached_to_own_server(pair: Pa
     assert_fault(r, 404)
     v = (await pair.b.get(f"{vol(pair.project_b)}/volumes/{vols.volume}", headers=VMV)).json()["volume"]
     assert v["status"] == "available" and v["attachments"] == []
+
+
+# ---- PaaS (issue 13, acceptance 6): B's catalogue and inventory are 404 to A, whatever the path ------
+
+
+PAAS = "/paas/rest"
+
+
+@dataclass
+class Paas:
+    task: int  # B's task id
+    node: str = "b-shop-web-1"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def paas(pair: Pair) -> Paas:
+    """B's product, environment, and (written as an engine would) instance, node, product instance,
+    application, event and task."""
+    from cumulo.db import new_uuid, utcnow
+    from cumulo.paas import models as m
+
+    r = await pair.b.post(f"{PAAS}/catalog/productRelease", json={"productName": "iso-kv", "version": "1.0"})
+    assert r.status_code == 201, r.text
+    tier = {"name": "web", "flavour": "1", "image": "busybox", "productReleaseDtos": [{"productName": "iso-kv"}]}
+    r = await pair.b.post(f"{PAAS}/catalog/org/default/environment", json={"name": "shop", "tierDtos": [tier]})
+    assert r.status_code == 201, r.text
+    inst, node, pi = new_uuid(), new_uuid(), new_uuid()
+    env = {"name": "shop", "description": "", "tiers": [{**tier, "products": [{"name": "iso-kv", "version": "1.0"}]}]}
+    async with pair.cloud.db.write() as conn:
+        await conn.execute(m.paas_env_instances.insert().values(
+            id=inst, project_id=pair.project_b, user_id="u", name="b-shop", environment_name="shop", environment=env,
+            status="INSTALLED"))
+        await conn.execute(m.paas_tier_instances.insert().values(
+            id=node, env_instance_id=inst, tier="web", replica=1, name="b-shop-web-1", status="INSTALLED"))
+        await conn.execute(m.paas_product_instances.insert().values(
+            id=pi, tier_instance_id=node, env_instance_id=inst, product="iso-kv", version="1.0", status="INSTALLED"))
+        await conn.execute(m.paas_applications.insert().values(
+            id=new_uuid(), env_instance_id=inst, name="site", product="iso-kv", status="ARTEFACT_DEPLOYED"))
+        await conn.execute(m.paas_events.insert().values(
+            env_instance_id=inst, project_id=pair.project_b, tier="web", decision="no_action", reason="quiet"))
+        res = await conn.execute(m.paas_tasks.insert().values(
+            project_id=pair.project_b, user_id="u", kind="deploy", status="SUCCESS", env_instance_id=inst,
+            env_instance_name="b-shop", start_time=utcnow()))
+    return Paas(int(res.inserted_primary_key[0]))
+
+
+def _paas_probes(project: str, task: int) -> list[tuple[str, str, Any]]:
+    env = f"{PAAS}/catalog/org/default/environment/shop"
+    venv = f"{PAAS}/catalog/org/default/vdc/{project}/environment/shop"
+    inst = f"{PAAS}/envInst/org/default/vdc/{project}/environmentInstance/b-shop"
+    node = f"{inst}/tierInstance/b-shop-web-1"
+    return [
+        ("GET", f"{PAAS}/catalog/productRelease/iso-kv-1.0", None),
+        ("DELETE", f"{PAAS}/catalog/productRelease/iso-kv-1.0", None),
+        *[(mth, path, body) for base in (env, venv) for mth, path, body in (
+            ("GET", base, None), ("DELETE", base, None), ("GET", f"{base}/tier", None),
+            ("POST", f"{base}/tier", {"name": "x", "flavour": "1", "image": "i"}), ("GET", f"{base}/tier/web", None),
+            ("PUT", f"{base}/tier/web", {"name": "web", "flavour": "1", "image": "i"}),
+            ("DELETE", f"{base}/tier/web", None))],
+        ("GET", inst, None), ("DELETE", inst, None),
+        ("GET", f"{inst}/tierInstance", None), ("POST", f"{inst}/tierInstance", {"name": "web"}),
+        ("GET", node, None), ("DELETE", node, None),
+        ("GET", f"{node}/productInstance", None), ("GET", f"{node}/productInstance/iso-kv", None),
+        ("GET", f"{inst}/applicationInstance", None), ("GET", f"{inst}/applicationInstance/site", None),
+        ("DELETE", f"{inst}/applicationInstance/site", None),
+        ("POST", f"{inst}/tier/web/scale", {"count": 2}), ("GET", f"{inst}/event", None),
+        ("GET", f"{PAAS}/vdc/{project}/task/{task}", None),
+        ("GET", f"{PAAS}/vdc/{project}/task/environmentInstance/b-shop", None),
+    ]
+
+
+async def test_other_projects_paas_resources_are_404(pair: Pair, paas: Paas) -> None:
+    for project in (pair.project_a, pair.project_b):  # A's own vdc in the path, and B's
+        for method, path, body in _paas_probes(project, paas.task):
+            if project == pair.project_a and path.endswith("/task/environmentInstance/b-shop"):
+                r = await pair.a.get(path)  # a list: empty, not an error
+                assert r.status_code == 200 and r.json() == [], r.text
+                continue
+            for client in (pair.a, pair.a_reader):
+                r = await client.request(method, path, json=body)
+                if client is pair.a_reader and r.status_code == 403:
+                    continue  # a reader's write: refused by policy before any lookup
+                assert_fault(r, 404)
+    # A's lists show nothing of B's
+    a = pair.a
+    assert "iso-kv" not in [p["productName"] for p in (await a.get(f"{PAAS}/catalog/productRelease")).json()]
+    assert (await a.get(f"{PAAS}/catalog/org/default/environment")).json() == []
+    assert (await a.get(f"{PAAS}/envInst/org/default/vdc/{pair.project_a}/environmentInstance")).json() == []
+    assert paas.task not in [int(t["href"].rsplit("/", 1)[1]) for t in (await a.get(f"{PAAS}/vdc/{pair.project_a}/task")).json()]
+    # A may even create its own of the same names
+    assert (await a.post(f"{PAAS}/catalog/productRelease", json={"productName": "iso-kv", "version": "1.0"})).status_code == 201
+    # B's are untouched
+    b, inst = pair.b, f"{PAAS}/envInst/org/default/vdc/{pair.project_b}/environmentInstance/b-shop"
+    assert (await b.get(inst)).json()["status"] == "INSTALLED"
+    assert (await b.get(f"{inst}/tierInstance/{paas.node}")).status_code == 200
+    assert (await b.get(f"{PAAS}/catalog/org/default/environment/shop/tier/web")).status_code == 200
+    assert (await b.get(f"{PAAS}/vdc/{pair.project_b}/task/{paas.task}")).json()["status"] == "SUCCESS"
+    assert len((await b.get(f"{inst}/event")).json()) == 1

@@ -382,6 +382,7 @@ class Catalogue:
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise errors.Invalid(f"environment {env_name}: tier {dup[0]} is listed twice")
+        graph.order(tiers)  # the references and cycles the tiers' own attributes make, before any lookup
         full = []
         for t in tiers:
             products = []

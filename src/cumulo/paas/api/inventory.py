@@ -76,7 +76,6 @@ async def create_instance(request: Request) -> Response:
     description = shapes.as_text(body.get("description"), "description", max_len=4096) or ""
     keep = shapes.as_bool(body.get("keepOnFailure"), "keepOnFailure")
     callback = call.callback(body)
-    engine = call.engine()
     try:
         await _inv(call).instance(call.ctx, name)
     except errors.NotFound:
@@ -87,7 +86,7 @@ async def create_instance(request: Request) -> Response:
         snapshot = await call.deps.catalogue.snapshot(call.ctx, str(env_name))
     except errors.NotFound as exc:
         raise errors.Invalid(exc.message) from None
-    task = await engine.deploy(call.ctx, name=name, description=description, environment=snapshot,
+    task = await call.engine().deploy(call.ctx, name=name, description=description, environment=snapshot,
                                keep_on_failure=keep, callback=callback)
     return accepted(call, task)
 
@@ -139,7 +138,6 @@ async def add_node(request: Request) -> Response:
     callback = call.callback(body)
     inst = await _inv(call).instance(call.ctx, call.path("name"))
     _check_tier(inst, tier)
-    call.engine()
     return await _scale(call, inst, tier, count=await _live_count(call, inst, tier) + 1, callback=callback)
 
 
