@@ -39,6 +39,7 @@ from cumulo.compute.service import flavors as flavor_db
 from cumulo.compute.service import server_create
 from cumulo.compute.service.boot import CreateRequest
 from cumulo.compute.service.security_groups import SecurityGroupService
+from cumulo.compute.service.servers import ServiceUnavailable
 from cumulo.db import utcnow
 from cumulo.paas.engine import actions_net, plan
 from cumulo.paas.engine.base import Status, StepFailed, StepRun, action
@@ -199,8 +200,8 @@ async def wait_exec(run: StepRun, row: dict[str, Any], deadline: float) -> None:
             if res.get("exit_code") == 0:
                 return
             last = f"exit {res.get('exit_code')}: {str(res.get('stderr') or '')[-200:]}"
-        except (errors.Conflict, errors.InvalidState, errors.NotFound, TimeoutError) as exc:
-            last = str(exc)
+        except (errors.Conflict, errors.InvalidState, errors.NotFound, ServiceUnavailable, TimeoutError) as exc:
+            last = str(exc)  # not running yet, or its host is busy: ask again
         except errors.CumuloError as exc:  # e.g. a driver without exec: nothing to wait for
             raise StepFailed(f"server {row.get('display_name')} ({row['uuid']}) does not run commands: {exc}") from exc
         if loop.time() >= deadline:
