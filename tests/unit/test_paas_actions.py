@@ -167,6 +167,32 @@ async def test_a_server_going_error_fails_active_with_its_fault(
         await asyncio.wait_for(w.run("active:web:1"), 60)
 
 
+async def test_an_adopted_server_in_error_is_made_again(
+    cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]
+) -> None:
+    w = await make_world(cloud, as_ctx, cumulo_fake_fail="spawn")
+    for key in ("net", "sg", "sg:web"):
+        await w.run(key)
+    first = (await w.run("server:web:1"))["server_id"]
+
+    async def in_error() -> bool:
+        return bool((await w.services.compute.get(w.ctx, first))["vm_state"] == "error")
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while not await in_error():
+        assert loop.time() < deadline, "the server never went to ERROR"
+        await asyncio.sleep(0.05)
+    # a resumed step finds the server its first attempt made in ERROR: it goes, a new one comes
+    second = (await asyncio.wait_for(w.run("server:web:1", attempt=2), 60))["server_id"]
+    assert second != first
+    assert [s["uuid"] for s in await w.servers("paas-5eedcafe-web-1")] == [second]
+    async with w.services.db.read() as conn:
+        rows = [(r.type, r.resource_id, r.state) for r in await conn.execute(
+            sa.select(models.paas_resources).where(models.paas_resources.c.type == "server"))]
+    assert rows == [("server", second, "created")]
+
+
 async def deploy_node(w: World) -> None:
     for key in ("net", "sg", "sg:web", "server:web:1", "active:web:1", "fip:web:1"):
         await w.run(key)

@@ -13,7 +13,7 @@ destroy) is ENGINE's reverter over the same ledger (engine/ledger.py `delete_res
   flavour and image (name or id; params "image" wins), keypair, security groups (the instance's and
   the tier's, plus the tier's `security_group` when it names one), on the tier's network
   (actions_net). The requested groups are put on the ports the create made (as Nova's API does),
-  again on an adopted server. Writes the node's server_id (status DEPLOYING). Output {"server_id"}.
+  again on an adopted server. An adopted server in ERROR is deleted and made again. Writes the node's server_id (status DEPLOYING). Output {"server_id"}.
 - "active" (params tier, replica, node): polls the server (backoff 0.5 -> 2 s) until ACTIVE, up to
   conf.paas.boot_timeout; ERROR fails the step with the server's fault message; then waits until
   an exec of `/bin/sh -c true` answers 0 (the recipes' channel). Writes server_id, ip (the first
@@ -43,6 +43,7 @@ from cumulo.compute.service.servers import ServiceUnavailable
 from cumulo.db import utcnow
 from cumulo.paas.engine import actions_net, plan
 from cumulo.paas.engine.base import Status, StepFailed, StepRun, action
+from cumulo.paas.engine.ledger import delete_resource, server_gone
 from cumulo.paas.models import paas_tier_instances
 
 EXEC_CHECK = ["/bin/sh", "-c", "true"]
@@ -98,6 +99,28 @@ async def _made_ports(run: StepRun, server_id: str) -> list[dict[str, Any]]:
             if str(p.get("device_owner") or "").startswith("compute:")]
 
 
+async def _keep_adopted(run: StepRun, server_id: str) -> str | None:
+    """An adopted server, or None when it must be made again: it went to ERROR (e.g. its build was
+    interrupted twice by restarts) and is deleted here, waited until gone (PAAS.md 3.5)."""
+    try:
+        row = await run.services.compute.get(run.ctx, server_id)
+    except errors.NotFound:
+        return None
+    if row["vm_state"] != st.ERROR:
+        return server_id
+    await delete_resource(run.services, run.ctx, "server", server_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + float(run.services.conf.paas.boot_timeout)
+    delay = FIRST_DELAY
+    while not await server_gone(run.services, run.ctx, server_id):
+        if loop.time() >= deadline:
+            raise StepFailed(f"server {row.get('display_name')} ({server_id}) in ERROR is not gone after "
+                             f"{run.services.conf.paas.boot_timeout:.0f} s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_DELAY)
+    return None
+
+
 @action("server")
 async def create_server(run: StepRun) -> Mapping[str, Any]:
     """Step "server:<tier>:<r>" (module docstring)."""
@@ -111,6 +134,8 @@ async def create_server(run: StepRun) -> Mapping[str, Any]:
     if tier.get("security_group"):
         groups.append(str(tier["security_group"]))
     server_id = await run.ledger.adopt("server", name)
+    if server_id is not None:
+        server_id = await _keep_adopted(run, server_id)
     if server_id is None:
         flavor = await resolve_flavor(run, str(tier.get("flavour") or ""))
         image = await resolve_image(run, str(params.get("image") or tier.get("image") or ""))
