@@ -48,8 +48,15 @@ def release(name: str) -> dict[str, Any]:
 
 async def step(fn: px.ExecFn, target: px.Target, name: str, attrs: Mapping[str, str], key: str) -> px.RecipeRun:
     recipe = release(target.product)["recipes"][name]
+    package = builtin.payload(target.product, target.version) if name == "install" else None
+    if package:  # as the install action does: the package unpacked first, its dir in PAAS_PAYLOAD
+        staging = await px.put_payload(fn, package, run=px.run_id(1, key, "payload"), timeout=60)
+        recipe = f"export PAAS_PAYLOAD={staging}\n" + recipe
     res = await px.run_recipe(fn, target, name, attrs, recipe, run=px.run_id(1, key), timeout=60)
     assert res.ok, (name, target.product, res)
+    if package:
+        count = builtin.PAYLOAD_BYTES[target.product] // (256 << 10)
+        assert f"{count} assets checked and installed" in res.stdout, res.stdout
     return res
 
 

@@ -82,7 +82,7 @@ class World:
 
 
 def environment(web_attrs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    rel = {p["name"]: p for p in builtin.products()}
+    rel = {p["name"]: {**p, "builtin": True} for p in builtin.products()}
 
     def tier(name: str, product: str, attrs: list[dict[str, Any]]) -> dict[str, Any]:
         return {"name": name, "flavour": "42", "image": "img", "min": 1, "max": 3, "initial": 1, "products": [
@@ -140,8 +140,18 @@ async def test_install_configure_start_with_resolved_attributes(world: World) ->
             ("install", 0, 1, 9), ("configure", 0, 1, 9), ("start", 0, 1, 9)]
     assert (await world.product("web", "httpd-web"))["attributes"] == {"BACKENDS": "10.0.0.11"}
     assert (await world.product("backend", "kv-backend"))["attributes"] == {"ALLOW_FROM": "10.0.0.21"}
-    reqs = world.requests
+    everything = world.requests
+    # each install first sends the product's package: busybox mkdir + tar of the staging dir
+    packages = [(u, r) for u, r in everything if r.argv[0] == "/bin/busybox"]
+    assert [(u, r.argv[1]) for u, r in packages] == [
+        (world.servers["backend"], "mkdir"), (world.servers["backend"], "tar"),
+        (world.servers["web"], "mkdir"), (world.servers["web"], "tar")]
+    assert packages[3][1].stdin == builtin.payload("httpd-web", "1.0")
+    assert len(packages[3][1].stdin) > 3 << 20  # incompressible assets
+    reqs = [(u, r) for u, r in everything if r.argv[0] != "/bin/busybox"]
     assert len(reqs) == 6
+    web_install = [r for u, r in reqs if u == world.servers["web"]][0].stdin.decode()
+    assert f"export PAAS_PAYLOAD={packages[3][1].argv[-1]}\n" in web_install
     for _uuid, req in reqs:
         assert req.argv == ("/bin/sh", "-s") and dict(req.env) == {"PATH": "/bin:/usr/bin:/sbin:/usr/sbin",
                                                                       "HOME": "/root"}

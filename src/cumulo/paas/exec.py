@@ -53,7 +53,8 @@ if TYPE_CHECKING:
     from cumulo.paas.deps import PaasServices
 
 BASE_ENV = {"PATH": "/bin:/usr/bin:/sbin:/usr/sbin", "HOME": "/root"}
-CONTAINER_ROOT = "/opt/paas"  # PAAS_ROOT in containers (VMs: /mnt/root/paas, PAAS.md 3.7)
+CONTAINER_ROOT = "/opt/paas"  # PAAS_ROOT in containers
+VM_ROOT = "/mnt/root/paas"  # PAAS_ROOT in the tiny VM: on its persistent root disk (PAAS.md 3.7)
 BUSYBOX = "/bin/busybox"  # in the busybox demo image (image/demo/busybox.py) and the tiny VM
 OUTPUT_LIMIT = 65536  # bytes kept of each stream of a run (head + tail, the Exec contract)
 OUTPUTS_MAX = 16384  # bytes of $PAAS_OUTPUT read back

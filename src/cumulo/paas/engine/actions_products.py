@@ -27,7 +27,9 @@ Recipe steps a product does not have are skipped (no record).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,7 @@ from cumulo.paas import attributes as attrs
 from cumulo.paas import exec as px
 from cumulo.paas.engine.base import Status, StepFailed, StepRun, action
 from cumulo.paas.models import paas_applications, paas_product_instances, paas_tier_instances
+from cumulo.paas.products import builtin
 
 PI = paas_product_instances.c
 TI = paas_tier_instances.c
@@ -113,12 +116,16 @@ async def set_status(run: StepRun, pi_id: str, status: Status, **values: Any) ->
 
 
 async def _exec_fn(run: StepRun, p: ProductOnNode) -> px.ExecFn:
+    """An ExecFn on the node's server; p.target's PAAS_ROOT follows the server's kind (a VM keeps
+    it on its persistent root disk)."""
     if not p.server_id:
         raise StepFailed(f"node {p.target.node} has no server")
     try:
         server = await run.services.compute.get(run.ctx, p.server_id)
     except errors.NotFound:
         raise StepFailed(f"the server {p.server_id} of node {p.target.node} is gone") from None
+    if str(server.get("hypervisor_type") or "").upper() == "QEMU":
+        p.target = dataclasses.replace(p.target, root=px.VM_ROOT)
     return px.server_exec(run.services, run.ctx, server)
 
 
@@ -195,7 +202,21 @@ async def install(run: StepRun) -> Mapping[str, Any]:
                         attempt=int(run.step.get("attempt") or 1), skipped_reason=reason)
         return {"ran": False, "skipped": reason}
     values = await _resolved(run, p)
-    return _summary(await _run_if(run, p, "install", values))
+    recipe = _recipe(p, "install")
+    package = await asyncio.to_thread(builtin.payload, p.target.product, p.target.version) \
+        if recipe and p.release.get("builtin") else None
+    if package:  # a built-in product's package: unpacked on the node, checked and moved by the recipe
+        try:
+            fn = await _exec_fn(run, p)
+            staging = await px.put_payload(
+                fn, package, run=px.run_id(run.task.get("id"), str(run.step["key"]), "payload"), root=p.target.root,
+                timeout=px.timeout_for(run.services.conf.paas.exec_timeout, p.release.get("metadata")))
+        except (StepFailed, errors.CumuloError) as exc:
+            await set_status(run, str(p.pi["id"]), Status.ERROR)
+            raise StepFailed(f"{run.step['key']}: the package of {p.target.product}: {exc}") from exc
+        recipe = f"export PAAS_PAYLOAD={shlex.quote(staging)}\n" + recipe
+    res = await run_step(run, p, "install", recipe, values) if recipe else None
+    return {**_summary(res), **({"package_bytes": len(package)} if package else {})}
 
 
 async def _run_if(run: StepRun, p: ProductOnNode, step: str, values: Mapping[str, str], *, part: str = "",
@@ -286,8 +307,8 @@ async def deploy_artifact(run: StepRun) -> Mapping[str, Any]:
         raise StepFailed(f"the artifact of application {app['name']} cannot be read: {exc.strerror}") from None
     key = str(run.step["key"])
     try:
-        dest = px.artifact_dir(p.target, p.release.get("metadata"))
         fn = await _exec_fn(run, p)
+        dest = px.artifact_dir(p.target, p.release.get("metadata"))
         timeout = px.timeout_for(run.services.conf.paas.exec_timeout, p.release.get("metadata"))
         staging = await px.put_payload(fn, tarball, run=px.run_id(run.task.get("id"), key, "payload"), timeout=timeout)
         recipe = px.artifact_recipe(staging, dest, _recipe(p, "deploy"))
@@ -306,6 +327,7 @@ async def deploy_artifact(run: StepRun) -> Mapping[str, Any]:
 async def undeploy_artifact(run: StepRun) -> Mapping[str, Any]:
     p = await load(run)
     app = await _application(run, str(run.step["params"]["application"]))
+    await _exec_fn(run, p)  # PAAS_ROOT of this server
     dest = px.artifact_dir(p.target, p.release.get("metadata"))
     recipe = (f"export PAAS_ARTIFACT_DIR='{dest}'\n"  # artifact_dir allows only [A-Za-z0-9_.+-/]
               '[ ! -d "$PAAS_ARTIFACT_DIR" ] || (cd "$PAAS_ARTIFACT_DIR" && rm -rf ./* ./.[!.]* ./..?*) || exit 1\n'

@@ -20,10 +20,11 @@ stop_httpd() {
 start_httpd() {
     stop_httpd
     busybox httpd -f -p "$1" -h "$2" -c "$DIR/httpd.conf" </dev/null >>"$DIR/httpd.log" 2>&1 &
-    echo $! > "$DIR/httpd.pid"
+    pid=$!
+    echo "$pid" > "$DIR/httpd.pid"
     i=0
     until busybox netstat -ltn 2>/dev/null | grep -q ":$1 "; do
-        if [ "$i" -ge 100 ] || ! httpd_pid >/dev/null; then
+        if [ "$i" -ge 100 ] || ! kill -0 "$pid" 2>/dev/null; then
             echo "busybox httpd did not start listening on port $1:" >&2
             tail -n 20 "$DIR/httpd.log" >&2
             return 1
@@ -50,4 +51,15 @@ addresses() {
             *) echo "$a" ;;
         esac
     done
+}
+# install_payload: the package the install step unpacked in $PAAS_PAYLOAD (built-in products),
+# checked against its SHA256SUMS, then moved to "$DIR/assets".
+install_payload() {
+    [ -n "${PAAS_PAYLOAD:-}" ] || return 0
+    (cd "$PAAS_PAYLOAD" && busybox sha256sum -c -s SHA256SUMS) || { echo "the package's checksums do not match" >&2; return 1; }
+    mkdir -p "$DIR"
+    rm -rf "$DIR/assets"
+    mv "$PAAS_PAYLOAD/assets" "$DIR/assets"
+    rm -rf "$PAAS_PAYLOAD"
+    echo "package of $PAAS_PRODUCT $PAAS_VERSION: $(ls "$DIR/assets" | wc -l) assets checked and installed"
 }

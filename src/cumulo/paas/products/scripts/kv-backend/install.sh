@@ -1,4 +1,5 @@
 set -e
+install_payload
 mkdir -p "$DIR/www/cgi-bin" "$PAAS_STATE"
 {
     printf '#!/bin/sh\nKV_HOME=%s\n' "'$DIR'"
