@@ -84,12 +84,13 @@ class World:
         return [r for r in rows if not r["deleted"]]
 
 
-async def make_world(cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient], **image_props: Any
-                     ) -> World:
+async def make_world(cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient], *,
+                     tier: Mapping[str, Any] | None = None, **image_props: Any) -> World:
     project = (await cloud.services.identity.directory.list_projects({"name": "demo"}))[0]["id"]
     ctx = RequestContext(user_id="paas-user", project_id=project, roles=expand_roles(["member"]))
     image_id = await image(as_ctx(ctx), "paas-base", **image_props)
     environment = env(image_id)
+    environment["tiers"][0].update(tier or {})
     plan = P.deploy_plan(INST, "shop", environment, project_id=project)
     async with cloud.services.db.write() as conn:
         await conn.execute(sa.insert(models.paas_env_instances).values(
@@ -191,6 +192,21 @@ async def test_an_adopted_server_in_error_is_made_again(
         rows = [(r.type, r.resource_id, r.state) for r in await conn.execute(
             sa.select(models.paas_resources).where(models.paas_resources.c.type == "server"))]
     assert rows == [("server", second, "created")]
+
+
+async def test_the_tiers_own_security_group(cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]
+                                            ) -> None:
+    w = await make_world(cloud, as_ctx, tier={"security_group": "web-extra"})
+    for key in ("net", "sg", "sg:web"):
+        await w.run(key)
+    with pytest.raises(StepFailed, match="security group 'web-extra' is not a group of the project"):
+        await w.run("server:web:1")
+    assert await w.servers("paas-5eedcafe-web-1") == []
+    extra = await w.services.network.create_group(w.ctx, {"name": "web-extra"})
+    server_id = (await w.run("server:web:1", attempt=2))["server_id"]
+    ports = await w.services.network.ports_of_device(server_id)
+    assert set(ports[0]["security_groups"]) == {w.outputs["sg"]["security_group_id"],
+                                                w.outputs["sg:web"]["security_group_id"], extra["id"]}
 
 
 async def deploy_node(w: World) -> None:

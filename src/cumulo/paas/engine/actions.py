@@ -131,8 +131,17 @@ async def create_server(run: StepRun) -> Mapping[str, Any]:
     tier = actions_net.tier_spec(instance, tier_name)
     groups = [plan.secgroup_name(run.instance_id), plan.secgroup_name(run.instance_id, tier_name)]
     group_ids = [await actions_net.group_id(run, None), await actions_net.group_id(run, tier_name)]
-    if tier.get("security_group"):
-        groups.append(str(tier["security_group"]))
+    sgs = SecurityGroupService(run.services.db, run.services.network)
+    if tier.get("security_group"):  # the tier names a group of the project's own too
+        own = str(tier["security_group"])
+        try:
+            found = await sgs.by_name(run.ctx.project_id or "", [own])
+        except errors.Conflict as exc:
+            raise StepFailed(f"tier {tier_name}: security group {own!r}: {exc}") from exc
+        if own not in found:
+            raise StepFailed(f"tier {tier_name}: security group {own!r} is not a group of the project")
+        groups.append(own)
+        group_ids.append(str(found[own]["id"]))
     server_id = await run.ledger.adopt("server", name)
     if server_id is not None:
         server_id = await _keep_adopted(run, server_id)
@@ -158,11 +167,9 @@ async def create_server(run: StepRun) -> Mapping[str, Any]:
         server_id = str(rows[0]["uuid"])
         await run.ledger.created("server", name, server_id)
     # the groups on the ports the create made (idempotent: a resumed step sets them again)
-    sgs = SecurityGroupService(run.services.db, run.services.network)
-    wanted = group_ids + [g["id"] for g in (await sgs.by_name(run.ctx.project_id or "", groups[2:])).values()]
     for port in await _made_ports(run, server_id):
-        if sorted(port.get("security_groups") or []) != sorted(wanted):
-            await run.services.network.update_port(run.ctx, str(port["id"]), {"security_groups": wanted})
+        if sorted(port.get("security_groups") or []) != sorted(group_ids):
+            await run.services.network.update_port(run.ctx, str(port["id"]), {"security_groups": group_ids})
     await set_node(run, tier_name, replica, server_id=server_id, status=str(Status.DEPLOYING),
                    from_template=params.get("from_template"))
     return {"server_id": server_id}
