@@ -106,37 +106,42 @@ async def revert(run: StepRun) -> Mapping[str, Any]:
 
 
 async def reap(services: PaasServices) -> int:
-    """Delete what names an environment instance the DB does not have; the count deleted."""
+    """Delete what names an environment instance the DB does not have; the count deleted.
+
+    The servers and the ledger are read BEFORE the instances: an instance row is written before
+    anything of it is made, so a deploy that starts meanwhile is never taken for a leftover."""
     from cumulo.compute.service.listing import ListQuery
 
     ctx = RequestContext.system()
-    async with services.db.read() as conn:
-        known = set((await conn.execute(sa.select(paas_env_instances.c.id))).scalars())
-        orphans = [dict(r) for r in (await conn.execute(
-            sa.select(paas_resources).where(R.state.in_(LIVE), R.env_instance_id.not_in(known) if known else sa.true())
-        )).mappings().all()]
-    count = 0
+    servers: list[tuple[str, str]] = []  # (server uuid, the instance its metadata names)
     marker: str | None = None
     while True:  # every project's servers: the metadata names the instance
         q = ListQuery(project_id=None, limit=500, marker=marker, sort=[("created_at", "asc"), ("id", "asc")])
         page, _f, _s = await services.compute.list_servers(q, with_faults=False, with_host_status=False)
         for server in page:
             owner = (server.get("metadata") or {}).get("paas_instance")
-            if owner and owner not in known and not server.get("deleted") and server.get("task_state") != "deleting":
-                LOG.warning("paas: reaping server %s of gone environment instance %s", server["uuid"], owner)
-                await delete_resource(services, ctx, "server", server["uuid"])
-                count += 1
+            if owner and not server.get("deleted") and server.get("task_state") != "deleting":
+                servers.append((str(server["uuid"]), str(owner)))
         if len(page) < 500:
             break
         marker = page[-1]["uuid"]
+    async with services.db.read() as conn:
+        rows = [dict(r) for r in (await conn.execute(sa.select(paas_resources).where(R.state.in_(LIVE)))).mappings()]
+        known = set((await conn.execute(sa.select(paas_env_instances.c.id))).scalars())
+    count = 0
+    for uuid, owner in servers:
+        if owner not in known:
+            LOG.warning("paas: reaping server %s of gone environment instance %s", uuid, owner)
+            await delete_resource(services, ctx, "server", uuid)
+            count += 1
+    orphans = [r for r in rows if r["env_instance_id"] not in known]
     for row in sorted(orphans, key=lambda r: ORDER.index(r["type"]) if r["type"] in ORDER else len(ORDER)):
         try:
             if row["type"] == "server" or not row["resource_id"]:
                 async with services.db.write() as conn:  # servers: reaped above by metadata
                     await conn.execute(sa.update(paas_resources).where(R.id == row["id"]).values(state="deleted"))
                 continue
-            owner_ctx = RequestContext(user_id=None, project_id=None, roles=ctx.roles)
-            await delete_resource(services, owner_ctx, row["type"], row["resource_id"])
+            await delete_resource(services, ctx, row["type"], row["resource_id"])
             async with services.db.write() as conn:
                 await conn.execute(sa.update(paas_resources).where(R.id == row["id"]).values(state="deleted"))
             count += 1
