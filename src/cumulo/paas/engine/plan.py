@@ -39,8 +39,8 @@ from typing import Any
 from cumulo.errors import Invalid
 from cumulo.paas import graph
 from cumulo.paas.engine import reverter
-from cumulo.paas.engine.ledger import LIVE
 from cumulo.paas.engine.base import Plan, Status, StepSpec
+from cumulo.paas.engine.ledger import LIVE
 
 # uuid5 namespace of the inventory rows a deploy plans (deterministic ids: a replan is the same plan)
 _ROWS = uuid.UUID("6c1d7f6e-5a51-4d0e-9b0e-7a3e9d1c0a13")
@@ -126,10 +126,11 @@ def product_order(tier: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def scalable(tier: Mapping[str, Any]) -> bool:
-    """Pegasus's "scalable" (max > min) or autoscaling policies, and no product forbids templates."""
+    """Whether a tier gets a template image (templates on): Pegasus's "scalable" (max > min) or
+    autoscaling policies, and no product says `template=no`."""
     if int(tier.get("max") or 0) <= int(tier.get("min") or 0) and not tier.get("policies"):
         return False
-    return all((product_meta(p, "template") or "").lower() != "no" for p in tier.get("products") or [])
+    return all((product_meta(p, "template") or "").strip().lower() != "no" for p in tier.get("products") or [])
 
 
 def _membership_products(tier: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], set[str]]]:
