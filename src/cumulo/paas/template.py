@@ -3,7 +3,7 @@
 Pegasus called `ImageScalability` after a tier's first replica was installed, but its OpenStack client's
 `createImage` returned null: every new node was a full install. Cumulo takes the image for real.
 
-When (engine/plan.py `scalable`): the tier is scalable (max > min, or it has a scaling policy:
+When (`wants_template`, which the deploy plan asks): the tier is scalable (max > min, or it has a scaling policy:
 Pegasus's "scalable"), the `templates` setting is "on" and no product of the tier says `template=no`
 in its metadata. The deploy plan then holds one "template:<tier>" step after the first node's
 products started (it should also wait for the reconfigures of that node: a snapshot pauses a
@@ -49,7 +49,6 @@ import sqlalchemy as sa
 from cumulo import errors
 from cumulo.db import utcnow
 from cumulo.paas import models
-from cumulo.paas.engine import plan as deploy
 from cumulo.paas.engine.base import StepFailed, StepRun, action
 
 log = logging.getLogger(__name__)
@@ -71,6 +70,36 @@ def template_id(instance_id: str, tier: str) -> str:
     return str(uuid.uuid5(_TEMPLATE_NS, f"{instance_id}/{tier}"))
 
 
+def image_name(instance_id: str, tier: str) -> str:
+    """The template image's deterministic name (OWNERS: `paas-<inst8>-<tier>-template`; the same
+    as engine/plan.py `template_name`)."""
+    return f"paas-{instance_id.replace('-', '')[:8]}-{tier}-template"
+
+
+def _metadata(product: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    release = product.get("release") or {}
+    return list(release.get("metadata") or product.get("metadata") or [])
+
+
+def template_forbidden(tier: Mapping[str, Any]) -> str | None:
+    """The product of the tier whose metadata says `template=no`, else None."""
+    for product in tier.get("products") or []:
+        for meta in _metadata(product):
+            if meta.get("key") == "template" and str(meta.get("value") or "").strip().lower() == "no":
+                return str(product.get("name"))
+    return None
+
+
+def is_scalable(tier: Mapping[str, Any]) -> bool:
+    """Pegasus's "scalable" tier (max > min), or one with autoscaling policies."""
+    return int(tier.get("max") or 0) > int(tier.get("min") or 0) or bool(tier.get("policies"))
+
+
+def wants_template(tier: Mapping[str, Any], setting: str = "on") -> bool:
+    """Whether `tier` gets a template image: templates "on", scalable, and no product forbids it."""
+    return str(setting).strip().lower() == "on" and is_scalable(tier) and template_forbidden(tier) is None
+
+
 def usable_template(template: Mapping[str, Any] | None, tier: Mapping[str, Any], *, use_template: bool,
                     setting: str = "on", resources: Sequence[Mapping[str, Any]] | None = None) -> str | None:
     """The image id a new node of `tier` boots from, or None for a fresh install. With the
@@ -78,7 +107,7 @@ def usable_template(template: Mapping[str, Any] | None, tier: Mapping[str, Any],
     leaves the template row as it was."""
     if not use_template or template is None or str(setting).strip().lower() != "on":
         return None
-    if any((deploy.product_meta(p, "template") or "").strip().lower() == "no" for p in tier.get("products") or []):
+    if template_forbidden(tier) is not None:
         return None
     if template.get("status") != ACTIVE or not template.get("image_id"):
         return None
@@ -210,7 +239,7 @@ async def take_template(run: StepRun) -> Mapping[str, Any]:
     node = await _source_node(run, tier, replica)
     instance = await run.instance()
     generation = int(instance.get("app_generation") or 0)
-    name = str(params.get("image_name") or deploy.template_name(run.instance_id, tier))
+    name = str(params.get("image_name") or image_name(run.instance_id, tier))
     image_id = await run.ledger.adopt(IMAGE_TYPE, name)
     if image_id is None:
         server = await _server_of(run, tier, replica, node)

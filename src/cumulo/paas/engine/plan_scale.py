@@ -58,7 +58,7 @@ from cumulo import errors
 from cumulo.paas import graph, scaling
 from cumulo.paas.engine import plan as deploy
 from cumulo.paas.engine.base import Plan, Status, StepSpec
-from cumulo.paas.template import usable_template
+from cumulo.paas.template import usable_template, wants_template
 
 # A node row in one of these states is no member of its tier (a removed node keeps its row: its
 # replica number is never reused).
@@ -245,7 +245,7 @@ def _plan_out(
                     {"tier": t, "replica": r, "node": node, "application": str(app["name"]),
                      "product": str(app["product"]), "version": str(app.get("version") or "")},
                 ))
-    if live is None and templates.strip().lower() == "on" and deploy.scalable(spec):
+    if live is None and wants_template(spec, templates):
         plan.steps.append(StepSpec(f"template:{t}", "template", (_node_done(plan, t, first, spec),), {
             "tier": t, "replica": first, "node": deploy.node_name(name, t, first),
             "image_name": deploy.template_name(instance_id, t), "server": deploy.server_name(instance_id, t, first),
