@@ -128,9 +128,10 @@ def wait_page(ip: str, ready: Callable[[str], bool], what: str, timeout: float =
 
 
 def backend_ok(text: str, backend_node: str, client_ip: str) -> bool:
-    """The application page shows the backend's data, fetched from the web node's address."""
+    """The application page shows the backend's data, fetched from the web node's address (busybox
+    httpd shows an IPv4 client as [::ffff:a.b.c.d])."""
     return ('class="backend ok"' in text and f'"node": "{backend_node}"' in text
-            and f'"client": "{client_ip}"' in text)
+            and (f'"client": "{client_ip}"' in text or f'"client": "[::ffff:{client_ip}]"' in text))
 
 
 # -- what the IaaS and the host hold --------------------------------------------------------
