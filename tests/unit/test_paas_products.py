@@ -207,6 +207,10 @@ async def test_stop_is_best_effort_on_a_server_that_is_gone(world: World) -> Non
     assert out["ran"] and "did not run" in out["failed"] and "is gone" in out["failed"]
     with pytest.raises(StepFailed, match="is gone"):
         await world.run("stop", "web", "httpd-web")
+    recs = await world.records("web", "httpd-web")
+    assert [(r["step"], r["exit_code"]) for r in recs] == [("stop", None), ("stop", None)]
+    assert "not run: " in recs[0]["stderr"] and "is gone" in recs[0]["stderr"]
+    assert (await world.product("web", "httpd-web"))["status"] == Status.ERROR  # only the strict stop
 
 
 async def test_deploy_artifact_sends_the_tarball_and_runs_deploy(world: World) -> None:

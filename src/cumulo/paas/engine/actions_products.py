@@ -149,8 +149,13 @@ async def run_step(run: StepRun, p: ProductOnNode, step: str, recipe: str, value
                                   timeout=timeout,
                                   extra_env=px.fake_env(run.services.conf.local_driver, values))
     except (StepFailed, errors.CumuloError) as exc:
+        # kept like a run: the product instance's records say why nothing ran
+        failed = px.RecipeRun(step=step, exit_code=None, stderr=f"not run: {exc}", started_at=utcnow(),
+                              ended_at=utcnow())
+        await px.record(run.services.db, str(p.pi["id"]), task_id=run.task.get("id"), step=step,
+                        attempt=int(run.step.get("attempt") or 1), run=failed)
         if best_effort:
-            return px.RecipeRun(step=step, exit_code=None, stderr=f"not run: {exc}")
+            return failed
         await set_status(run, str(p.pi["id"]), Status.ERROR)
         if isinstance(exc, StepFailed):
             raise
