@@ -44,7 +44,7 @@ MAX_RECIPE = 256 * 1024
 MAX_NODES = 100
 MAX_TIERS = 32
 MAX_ITEMS = 64  # products of a tier, attributes of a product, metadata, policies, networks
-_PORT_RANGE = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
+_PORT_RANGE = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?$")
 _ARTIFACT_DIR = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_./-]{0,254}$")
 
 
@@ -110,7 +110,7 @@ def check_product_metadata(metadata: Sequence[Mapping[str, Any]], where: str) ->
         elif key == "installator" and value != "shell":
             raise errors.Invalid(f"{at}: installator {value[:40]!r} is not supported (only shell)")
         elif key == "timeout":
-            if not value.isdigit() or not 1 <= int(value) <= 3600:
+            if not re.fullmatch(r"[0-9]{1,4}", value) or not 1 <= int(value) <= 3600:
                 raise errors.Invalid(f"{at}: the recipe timeout must be 1 to 3600 seconds, not {value[:40]!r}")
         elif key in ("public", "template") and value not in ("yes", "no"):
             raise errors.Invalid(f"{at}: must be yes or no, not {value[:40]!r}")
@@ -164,6 +164,9 @@ def check_policy(policy: dict[str, Any], where: str) -> dict[str, Any]:
         raise errors.Invalid(f"{at}: period must be 1 s to 1 day and cooldown 0 to 1 day")
     if not 1 <= p["evaluation_periods"] <= 100:
         raise errors.Invalid(f"{at}: evaluationPeriods must be 1 to 100")
+    if not abs(p["scaling_adjustment"]) <= 1000 or not 0 <= (p["min_adjustment_step"] or 0) <= MAX_NODES:
+        raise errors.Invalid(f"{at}: scalingAdjustment must be within -1000 to 1000 and minAdjustmentStep "
+                             f"within 0 to {MAX_NODES}")
     try:
         kind = scaling.AdjustmentType(p["adjustment_type"])
     except ValueError:
@@ -393,6 +396,9 @@ class Catalogue:
                                  "attributes": merged_attributes(rel, p.get("attributes", [])), "release": rel})
             full.append({**t, "products": products})
         graph.order(full)
+        for t, f in zip(tiers, full, strict=True):  # the releases they resolved to, pinned in the stored tiers
+            for p, fp in zip(t.get("products", []), f["products"], strict=True):
+                p["version"] = fp["version"]
         return full
 
     async def create_environment(self, ctx: RequestContext, env: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ the inventory are the engine's (paas/engine)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -126,7 +127,7 @@ class Inventory:
             return _rows(await conn.execute(q.order_by(paas_tasks.c.id)))
 
     async def task(self, ctx: RequestContext, task_id: str) -> dict[str, Any]:
-        if not task_id.isdigit() or len(task_id) > 18:
+        if not re.fullmatch(r"[0-9]{1,18}", task_id):
             raise errors.NotFound(f"task {task_id[:64]} not found")
         async with self.db.read() as conn:
             row = (await conn.execute(sa.select(paas_tasks).where(

@@ -13,6 +13,7 @@ Policy rules (cumulo.policy; an unknown rule is admin-only):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,7 +94,7 @@ class Call:
         page, size = self.param("page"), self.param("pageSize")
         if page is None or size is None:
             return list(items)
-        if not page.isdigit() or not size.isdigit() or int(size) == 0 or len(page) > 9 or len(size) > 9:
+        if not re.fullmatch(r"[0-9]{1,9}", page) or not re.fullmatch(r"[0-9]{1,9}", size) or int(size) == 0:
             raise errors.Invalid("page and pageSize must be whole numbers (pageSize at least 1)")
         start = int(page) * int(size)
         return list(items[start:start + int(size)])
