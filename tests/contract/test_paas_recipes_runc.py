@@ -129,7 +129,7 @@ async def test_failures_quoting_timeouts_and_resume(runc_driver: RuncDriver, tmp
     res = await px.run_recipe(fn, t, "install", {}, "echo working\necho broken >&2\nexit 7\n",
                               run=px.run_id(1, "install:app:1:p1"), timeout=30)
     assert (res.exit_code, res.timed_out, res.stdout, res.stderr) == (7, False, "working\n", "broken\n")
-    err = px.failure(t, "install:app:1:p1", res)
+    err = px.failure(t, res)
     assert err.exit_code == 7 and "install recipe of p1-2.0 on e-app-1 exited 7" in str(err)
     assert err.output.splitlines() == ["working", "broken"]
 
@@ -151,7 +151,7 @@ async def test_failures_quoting_timeouts_and_resume(runc_driver: RuncDriver, tmp
     res = await px.run_recipe(fn, t, "start", {}, "echo begun\nsleep 300\n", run=px.run_id(1, "start:app:1:p1"),
                               timeout=2)
     assert res.timed_out and res.exit_code is None and not res.ok
-    assert "timed out" in str(px.failure(t, "start:app:1:p1", res))
+    assert "timed out" in str(px.failure(t, res))
 
     # Resume: the same run id again collects the finished run (a counter shows the recipe ran once).
     counting = 'n=$(cat /tmp/count 2>/dev/null || echo 0); echo $((n + 1)) > /tmp/count; echo "run $((n + 1))"; exit 3\n'

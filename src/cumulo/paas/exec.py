@@ -300,11 +300,12 @@ def artifact_recipe(staging: str, dest: str, deploy: str = "") -> str:
             'echo "application unpacked into $PAAS_ARTIFACT_DIR"\n' + deploy)
 
 
-def failure(target: Target, step_key: str, run: RecipeRun) -> StepFailed:
-    """The StepFailed of a failed run: names the step, the product and how it ended, with the tail."""
-    tail = run.tail()
-    msg = f"{step_key}: the {run.step} recipe of {target.product}-{target.version} on {target.node} {run.outcome()}"
-    return StepFailed(msg + (f"\n{tail}" if tail else ""), exit_code=run.exit_code, output=tail)
+def failure(target: Target, run: RecipeRun) -> StepFailed:
+    """The StepFailed of a failed run: names the recipe, the product and node and how it ended; its
+    output is the tail (the engine's task error puts the step key before the message and the tail
+    after it)."""
+    msg = f"the {run.step} recipe of {target.product}-{target.version} on {target.node} {run.outcome()}"
+    return StepFailed(msg, exit_code=run.exit_code, output=run.tail())
 
 
 def server_exec(services: PaasServices, ctx: RequestContext, server: dict[str, Any]) -> ExecFn:

@@ -131,7 +131,11 @@ async def _exec_fn(run: StepRun, p: ProductOnNode) -> px.ExecFn:
 
 async def _resolved(run: StepRun, p: ProductOnNode) -> dict[str, str]:
     where = f"tier {p.target.tier}, product {p.target.product}"
-    values = await attrs.resolve(run.services.db, run.instance_id, p.spec, where=where)
+    try:
+        values = await attrs.resolve(run.services.db, run.instance_id, p.spec, where=where)
+    except (StepFailed, errors.CumuloError) as exc:
+        await set_status(run, str(p.pi["id"]), Status.ERROR)
+        raise StepFailed(str(exc)) from exc
     await attrs.store(run.services.db, str(p.pi["id"]), values)
     p.pi["attributes"] = values
     return values
@@ -159,7 +163,7 @@ async def run_step(run: StepRun, p: ProductOnNode, step: str, recipe: str, value
         await set_status(run, str(p.pi["id"]), Status.ERROR)
         if isinstance(exc, StepFailed):
             raise
-        raise StepFailed(f"{key}: the {step} recipe of {p.target.product} on {p.target.node} could not run: {exc}"
+        raise StepFailed(f"the {step} recipe of {p.target.product} on {p.target.node} could not run: {exc}"
                          ) from exc
     await px.record(run.services.db, str(p.pi["id"]), task_id=run.task.get("id"), step=step,
                     attempt=int(run.step.get("attempt") or 1), run=res)
@@ -171,7 +175,7 @@ async def run_step(run: StepRun, p: ProductOnNode, step: str, recipe: str, value
         p.pi["outputs"] = outputs
     if not res.ok and not best_effort:
         await set_status(run, str(p.pi["id"]), Status.ERROR)
-        raise px.failure(p.target, key, res)
+        raise px.failure(p.target, res)
     return res
 
 
@@ -218,7 +222,7 @@ async def install(run: StepRun) -> Mapping[str, Any]:
                 timeout=px.timeout_for(run.services.conf.paas.exec_timeout, p.release.get("metadata")))
         except (StepFailed, errors.CumuloError) as exc:
             await set_status(run, str(p.pi["id"]), Status.ERROR)
-            raise StepFailed(f"{run.step['key']}: the package of {p.target.product}: {exc}") from exc
+            raise StepFailed(f"the package of {p.target.product} could not be unpacked: {exc}") from exc
         recipe = f"export PAAS_PAYLOAD={shlex.quote(staging)}\n" + recipe
     res = await run_step(run, p, "install", recipe, values) if recipe else None
     return {**_summary(res), **({"package_bytes": len(package)} if package else {})}
@@ -323,7 +327,7 @@ async def deploy_artifact(run: StepRun) -> Mapping[str, Any]:
         await _set_app(run, str(app["id"]), Status.ERROR)
         if isinstance(exc, StepFailed):
             raise
-        raise StepFailed(f"{key}: {exc}") from exc
+        raise StepFailed(f"the application {app['name']} could not be deployed on {p.target.node}: {exc}") from exc
     await _set_app(run, str(app["id"]), Status.ARTEFACT_DEPLOYED)
     return {**_summary(res), "artifact_dir": dest, "sha256": sha, "bytes": len(tarball)}
 
