@@ -142,23 +142,28 @@ def test_a_missing_template_is_taken_after_the_first_new_node_and_its_reconfigur
     assert_closed(plan)
 
 
-def test_a_stale_template_redeploys_the_applications() -> None:
-    apps = [{"name": "shopapp", "product": "httpd-web", "version": "2", "status": "ARTEFACT_DEPLOYED"},
-            {"name": "kvdata", "product": "kv-backend", "status": "ARTEFACT_DEPLOYED"},
-            {"name": "old", "product": "httpd-web", "status": "ARTEFACT_UNDEPLOYED"}]
+def test_applications_newer_than_the_template_are_deployed_on_its_nodes() -> None:
+    apps = [{"name": "old", "product": "httpd-web", "generation": 1, "status": "ARTEFACT_DEPLOYED"},
+            {"name": "shopapp", "product": "httpd-web", "version": "2", "generation": 2, "status": "ARTEFACT_DEPLOYED"},
+            {"name": "kvdata", "product": "kv-backend", "generation": 3, "status": "ARTEFACT_DEPLOYED"},
+            {"name": "broken", "product": "httpd-web", "generation": 4, "status": "ERROR"}]
     nodes = [node("backend", 1), node("web", 1)]
-    current = scale_plan(instance(app_generation=2), nodes, "web", count=2, applications=apps,
-                         template={**TEMPLATE, "app_generation": 2})
-    assert not keys(current, "artifact:")  # the image holds the application already
-    stale = scale_plan(instance(app_generation=2), nodes, "web", count=2, applications=apps,
-                       template={**TEMPLATE, "app_generation": 1})
-    fresh = scale_plan(instance(app_generation=2), nodes, "web", count=2, applications=apps, template=None)
-    for plan in (stale, fresh):
-        assert keys(plan, "artifact:") == ["artifact:web:2:shopapp"]
+    current = scale_plan(instance(), nodes, "web", count=2, applications=apps,
+                         template={**TEMPLATE, "app_generation": 3})
+    assert not keys(current, "artifact:")  # the image holds them already
+    # the application deployed after the template was taken (the instance's counter is not needed)
+    stale = scale_plan(instance(), nodes, "web", count=2, applications=apps, template={**TEMPLATE, "app_generation": 1})
+    assert keys(stale, "artifact:") == ["artifact:web:2:shopapp"]
+    last = deploy.node_last_key(env()["tiers"][1], 2)
+    assert step(stale, "artifact:web:2:shopapp").depends_on == (last,)
+    # a fresh node gets every deployed application of its tier's products, one after another
+    fresh = scale_plan(instance(), nodes, "web", count=2, applications=apps, template=None)
+    assert keys(fresh, "artifact:") == ["artifact:web:2:old", "artifact:web:2:shopapp"]
+    assert step(fresh, "artifact:web:2:shopapp").depends_on == ("artifact:web:2:old",)
+    for plan, end in ((stale, "artifact:web:2:shopapp"), (fresh, "artifact:web:2:shopapp")):
         art = step(plan, "artifact:web:2:shopapp")
-        assert art.kind == "deploy_artifact" and art.params["product"] == "httpd-web"
-        assert art.depends_on == (deploy.node_last_key(env()["tiers"][1], 2),)
-        assert "artifact:web:2:shopapp" in step(plan, "reconfigure:backend:1:kv-backend").depends_on
+        assert art.kind == "deploy_artifact" and art.params["product"] == "httpd-web" and art.params["version"] == "2"
+        assert end in step(plan, "reconfigure:backend:1:kv-backend").depends_on  # the node is done after it
         assert_closed(plan)
 
 

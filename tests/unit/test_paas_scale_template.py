@@ -96,6 +96,8 @@ async def boot_node(cloud: Any, client: httpx.AsyncClient, ctx: RequestContext) 
         await conn.execute(sa.insert(models.paas_env_instances).values(
             id=INST, project_id=ctx.project_id, user_id=ctx.user_id, name="demo", environment_name="shop",
             environment={"tiers": []}, status="DEPLOYING", app_generation=3))
+        await conn.execute(sa.insert(models.paas_applications).values(  # newer than the instance's counter
+            id="app-1", env_instance_id=INST, name="shopapp", product="www", generation=5, status="ARTEFACT_DEPLOYED"))
         await conn.execute(sa.insert(models.paas_tier_instances).values(
             id=deploy.tier_instance_id(INST, "web", 1), env_instance_id=INST, tier="web", replica=1, name="demo-web-1",
             server_id=sid, status="INSTALLED"))
@@ -123,14 +125,14 @@ async def test_template_snapshots_the_first_node(setup: tuple[Any, httpx.AsyncCl
     out = await ACTIONS["template"](Run(services, ctx, ledger, {"tier": "web", "replica": 1, "image_name": name}))
     assert out is not None
     image_id = out["image_id"]
-    assert out["source_node"] == "demo-web-1" and out["app_generation"] == 3
+    assert out["source_node"] == "demo-web-1" and out["app_generation"] == 5
     image = await services.images.get(ctx, image_id)
     assert image["status"] == "active" and image["name"] == name == "paas-feedbeef-web-template"
     assert image["paas_instance"] == INST and image["paas_tier"] == "web" and image["instance_uuid"] == sid
     assert ledger.rows[("image", name)] == {"state": "created", "id": image_id}
     rows = await template_rows(cloud)
     assert [(r["id"], r["tier"], r["status"], r["image_id"], r["source_node"], r["app_generation"]) for r in rows] == [
-        (template_id(INST, "web"), "web", "active", image_id, "demo-web-1", 3)]
+        (template_id(INST, "web"), "web", "active", image_id, "demo-web-1", 5)]
     # the guest's writes were flushed before the snapshot
     assert any(u == sid and req.argv[0] == "/bin/sh" and "sync" in req.argv[-1] for u, req in driver.exec_requests)
     # a resumed step (new attempt) finds the active template: no second image

@@ -22,8 +22,9 @@ The step (`take_template`, kind "template"), idempotent under resume:
 3. wait until the image service says the image is active (poll with backoff, deadline
    conf.paas.boot_timeout): "killed"/"deleted" or gone is a failed step (the deploy rolls back; a
    broken snapshot is a cloud fault the user must see, not a silent fall-back to fresh installs);
-4. the `paas_templates` row: status active, image_id, source_node, app_generation = the instance's
-   application generation when the snapshot was taken.
+4. the `paas_templates` row: status active, image_id, source_node, app_generation = the newest
+   application generation of the instance when the snapshot was taken (its own counter, or the
+   newest of its applications' rows).
 
 What the image holds. runc: one flattened layer of the container's merged root (image layers plus
 everything the recipes wrote, so /opt/paas with the products' files), the original image config
@@ -31,9 +32,11 @@ everything the recipes wrote, so /opt/paas with the products' files), the origin
 image pays its unpack into the host's image cache. tiny VM: the qcow2 of its disks, with the
 persistent root the recipes wrote to.
 
-Applications: the template row keeps the instance's app generation it contains. A node booted from a
-template older than the instance's generation gets the applications deployed again (the scale plan's
-"artifact:" steps, cumulo.paas.engine.plan_scale).
+Applications: the template row keeps the application generation it contains. A node booted from it
+gets the applications of a newer generation deployed (the scale plan's "artifact:" steps,
+cumulo.paas.engine.plan_scale). An application taken away after the template was taken stays in
+the image's files: undeploying one should mark the tier's template STALE ("stale"), which makes the
+next scale take a new one (not done by the undeploy plan yet).
 """
 
 from __future__ import annotations
@@ -203,6 +206,17 @@ async def wait_image_active(run: StepRun, image_id: str, timeout: float) -> dict
         delay = min(delay * 2, 2.0)
 
 
+async def _app_generation(run: StepRun) -> int:
+    """The newest application generation the instance has: what an image taken now holds."""
+    instance = await run.instance()
+    apps = models.paas_applications
+    async with run.services.db.read() as conn:
+        newest = (await conn.execute(
+            sa.select(sa.func.max(apps.c.generation)).where(apps.c.env_instance_id == run.instance_id)
+        )).scalar()
+    return max(int(instance.get("app_generation") or 0), int(newest or 0))
+
+
 async def _image_status(run: StepRun, image_id: str) -> str | None:
     """The image's status as its owner sees it, None when it is gone."""
     try:
@@ -237,8 +251,7 @@ async def take_template(run: StepRun) -> Mapping[str, Any]:
             await _drop_image(run, str(existing["image_id"]))
             await _save_template(run, tier, status=CREATING, image_id=None)
     node = await _source_node(run, tier, replica)
-    instance = await run.instance()
-    generation = int(instance.get("app_generation") or 0)
+    generation = await _app_generation(run)
     name = str(params.get("image_name") or image_name(run.instance_id, tier))
     image_id = await run.ledger.adopt(IMAGE_TYPE, name)
     if image_id is None:

@@ -19,10 +19,11 @@ server name and ledger names never come back and meet a stale record). Each node
 template image (and `use_template`, and templates "on", and no product saying `template=no`) the
 server boots from it (`from_template`) and every "install" step carries params `skip`: the install
 action records "template image <id>" (paas_exec_records.skipped_reason) and runs no recipe, while
-configure and start run with the node's own attributes. Without one it is a fresh install. A node
-booted from a template whose `app_generation` is older than the instance's gets the instance's
-applications deployed again ("artifact:<tier>:<r>:<app>", kind "deploy_artifact"), as a fresh node
-gets them all. If the tier has no usable template and should have one (a tier deployed with no
+configure and start run with the node's own attributes. Without one it is a fresh install.
+Applications (deployed ones of the tier's products, "artifact:<tier>:<r>:<app>", kind
+"deploy_artifact", after the node's last product step): a fresh node gets them all; a node booted
+from a template gets those whose `generation` is newer than the template's `app_generation` (the
+newest application generation when the image was taken): the older ones are in the image. If the tier has no usable template and should have one (a tier deployed with no
 node, templates turned on since, a template left stale, failed, or whose image a rollback deleted:
 the ledger says so), the first new node's "template:<tier>" step takes a new one.
 
@@ -217,11 +218,12 @@ def _plan_out(
     instance_id, name, t = str(instance["id"]), str(instance["name"]), str(spec["name"])
     live = usable_template(template, spec, use_template=True, setting=templates, resources=resources)
     image = live if use_template else None
-    generation = int(instance.get("app_generation") or 0)
-    stale = image is not None and int((template or {}).get("app_generation") or 0) < generation
     products = {str(p["name"]) for p in spec.get("products") or []}
     apps = [a for a in applications if str(a.get("product")) in products
-            and str(a.get("status")) not in (str(Status.UNDEPLOYING_ARTEFACT), str(Status.ARTEFACT_UNDEPLOYED))]
+            and str(a.get("status")) == str(Status.ARTEFACT_DEPLOYED)]
+    if image is not None:  # the image holds the applications deployed before it was taken
+        held = int((template or {}).get("app_generation") or 0)
+        apps = [a for a in apps if int(a.get("generation") or 0) > held]
     first = next_replica(nodes, t)
     tier_rows = plan.rows.setdefault("paas_tier_instances", [])
     product_rows = plan.rows.setdefault("paas_product_instances", [])
@@ -238,13 +240,13 @@ def _plan_out(
             })
         plan.steps += deploy.node_steps(instance_id, spec, r, node, from_template=image)
         last = deploy.node_last_key(spec, r)
-        if image is None or stale:
-            for app in apps:
-                plan.steps.append(StepSpec(
-                    f"artifact:{t}:{r}:{app['name']}", "deploy_artifact", (last,),
-                    {"tier": t, "replica": r, "node": node, "application": str(app["name"]),
-                     "product": str(app["product"]), "version": str(app.get("version") or "")},
-                ))
+        for app in apps:  # one after another: the node's last one is its end (_node_done)
+            plan.steps.append(StepSpec(
+                f"artifact:{t}:{r}:{app['name']}", "deploy_artifact", (last,),
+                {"tier": t, "replica": r, "node": node, "application": str(app["name"]),
+                 "product": str(app["product"]), "version": str(app.get("version") or "")},
+            ))
+            last = f"artifact:{t}:{r}:{app['name']}"
     if live is None and wants_template(spec, templates):
         plan.steps.append(StepSpec(f"template:{t}", "template", (_node_done(plan, t, first, spec),), {
             "tier": t, "replica": first, "node": deploy.node_name(name, t, first),
