@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from cumulo import errors
 from cumulo.paas.engine.base import Plan
 from cumulo.paas.engine.runner import PaasEngine
-from cumulo.paas.models import paas_env_instances
+from cumulo.paas.models import paas_env_instances, paas_tier_instances
 
 
 @pytest.fixture
@@ -167,3 +167,89 @@ async def test_the_task_deadline_fails_the_running_steps_and_rolls_back(svc: Any
     rows = await u.step_rows(svc, task["id"])
     assert rows["slow"]["state"] == "FAILED" and rows["slow"]["error"].startswith("cancelled: ")
     assert await u.groups_named(svc, c, "paas-d-") == []
+
+
+def _node_row(instance_id: str, tier: str, replica: int) -> dict[str, Any]:
+    return {"id": f"{instance_id[:8]}-{tier}-{replica}", "env_instance_id": instance_id, "tier": tier,
+            "replica": replica, "name": f"env1-{tier}-{replica}", "status": "INIT"}
+
+
+async def test_a_failed_scale_gives_back_only_what_it_made_and_the_instance_stays_installed(svc: Any) -> None:
+    c = u.ctx()
+    deploy = lambda i: Plan(steps=[u.step("sg:web", "t_sg", name="paas-s-web")],  # noqa: E731
+                            rows={"paas_tier_instances": [_node_row(i, "web", 1)]})
+    engine = u.engine_with(svc, deploy)
+
+    def scale_plan(inv: Any, tier: str, **kw: Any) -> Plan:
+        i = inv["instance"]["id"]
+        return Plan(steps=[u.step("sg:web", "t_sg", name="paas-s-web"),  # adopts the deploy's group
+                           u.step("sg:extra", "t_sg", name="paas-s-extra"),
+                           u.step("install:web:2:p", "t_fail", ("sg:web", "sg:extra"))],
+                    rows={"paas_tier_instances": [_node_row(i, "web", 2)]})
+
+    engine.scale_plan = scale_plan  # type: ignore[method-assign]
+    await engine.start()
+    try:
+        first = await engine.wait((await _deploy(engine, c))["id"])
+        assert first["status"] == "SUCCESS"
+        inst = {"id": first["env_instance_id"]}
+        task = await engine.scale(c, inst, "web", count=2)
+        final = await engine.wait(task["id"])
+    finally:
+        await engine.stop()
+    assert final["status"] == "ERROR" and final["error"]["step"] == "install:web:2:p"
+    assert final["kind"] == "scale" and final["tier"] == "web"
+    assert dict(u.CREATES) == {"paas-s-web": 1, "paas-s-extra": 1}
+    assert await u.groups_named(svc, c, "paas-s-") == ["paas-s-web"]  # the deploy's stays
+    async with svc.db.read() as conn:
+        row = (await conn.execute(sa.select(paas_env_instances).where(
+            paas_env_instances.c.id == first["env_instance_id"]))).mappings().one()
+        nodes = {r["replica"]: r["status"] for r in (await conn.execute(sa.select(paas_tier_instances).where(
+            paas_tier_instances.c.env_instance_id == first["env_instance_id"]))).mappings()}
+    assert row["status"] == "INSTALLED" and row["task_id"] == final["id"]
+    assert nodes == {1: "INIT", 2: "UNDEPLOYED"}
+
+
+async def test_a_failed_deploy_deletes_the_rows_of_its_nodes(svc: Any) -> None:
+    c = u.ctx()
+    plan = lambda i: Plan(steps=[u.step("boom", "t_crash")],  # noqa: E731
+                          rows={"paas_tier_instances": [_node_row(i, "web", 1), _node_row(i, "db", 1)]})
+    engine = u.engine_with(svc, plan)
+    await engine.start()
+    try:
+        final = await engine.wait((await _deploy(engine, c))["id"])
+    finally:
+        await engine.stop()
+    assert final["status"] == "ERROR" and final["error"]["majorErrorCode"] == "t_crash"
+    async with svc.db.read() as conn:
+        left = (await conn.execute(sa.select(paas_tier_instances).where(
+            paas_tier_instances.c.env_instance_id == final["env_instance_id"]))).all()
+    assert left == []
+
+
+async def test_an_application_deploy_and_undeploy_run_on_the_nodes_of_the_product_tier(svc: Any) -> None:
+    from cumulo.paas.engine.plan_app import application_plan, undeploy_plan
+
+    env = {"name": "e", "tiers": [{"name": "web", "products": [{"name": "httpd-web"}]},
+                                  {"name": "db", "products": [{"name": "kv-backend"}]}]}
+    inst = {"id": "i1", "name": "env1", "environment": env, "app_generation": 0}
+    nodes = [{**_node_row("i1", "web", 1), "status": "INSTALLED", "server_id": "s1"},
+             {**_node_row("i1", "web", 2), "status": "UNDEPLOYED", "server_id": None},
+             {**_node_row("i1", "web", 3), "status": "INSTALLED", "server_id": "s3"},
+             {**_node_row("i1", "db", 1), "status": "INSTALLED", "server_id": "s4"}]
+    plan = application_plan(inst, nodes, [], {"name": "shop", "version": "1", "product": "httpd-web",
+                                               "artifact": {"sha256": "0" * 64}})
+    assert [s.key for s in plan.steps] == ["artifact:web:1:shop", "artifact:web:3:shop"]
+    assert {s.kind for s in plan.steps} == {"deploy_artifact"}
+    assert plan.steps[0].params == {"tier": "web", "replica": 1, "node": "env1-web-1", "application": "shop",
+                                    "product": "httpd-web", "version": "1"}
+    assert plan.rows["paas_applications"][0]["status"] == "DEPLOYING_ARTEFACT"
+    with pytest.raises(errors.Conflict, match="shop is already deployed"):
+        application_plan(inst, nodes, [{"name": "shop"}], {"name": "shop", "product": "httpd-web"})
+    with pytest.raises(errors.Invalid, match="no tier of env1 has product nope"):
+        application_plan(inst, nodes, [], {"name": "x", "product": "nope"})
+    gone = undeploy_plan(inst, nodes, [{"name": "shop", "product": "httpd-web", "version": "1"}], "shop")
+    assert [(s.key, s.kind) for s in gone.steps] == [("unartifact:web:1:shop", "undeploy_artifact"),
+                                                     ("unartifact:web:3:shop", "undeploy_artifact")]
+    with pytest.raises(errors.NotFound):
+        undeploy_plan(inst, nodes, [], "shop")

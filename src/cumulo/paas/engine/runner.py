@@ -308,6 +308,15 @@ class PaasEngine:
 
         return destroy_plan(inventory["instance"], inventory["nodes"], inventory["resources"])
 
+    def scale_plan(self, inventory: Mapping[str, Any], tier: str, *, count: int | None, remove: str | None,
+                   use_template: bool) -> Plan:
+        from cumulo.paas.engine.plan_scale import scale_plan
+
+        template = next((t for t in inventory["templates"] if t["tier"] == tier), None)
+        return scale_plan(inventory["instance"], inventory["nodes"], tier, count=count, remove=remove,
+                          template=template, use_template=use_template, templates=str(self.settings.templates),
+                          applications=inventory["applications"], resources=inventory["resources"])
+
     async def _started(self, task_id: int) -> dict[str, Any]:
         self.launch(task_id)
         row = await tasks.get(self.db, task_id)
@@ -376,18 +385,13 @@ class PaasEngine:
         remove: str | None = None, use_template: bool = True, callback: str | None = None,
         kind: TaskKind = TaskKind.SCALE, reason: str = "",
     ) -> dict[str, Any]:
-        from cumulo.paas.engine.plan_scale import scale_plan
-
         await self._check_callback(callback)
         inv = await self._inventory(str(instance["id"]), ctx.project_id)
         inst = inv["instance"]
         if inst["status"] not in (Status.INSTALLED.value,):
             raise errors.Conflict(f"environment instance {inst['name']} is {inst['status']}; only an INSTALLED "
                                   "instance scales")
-        template = next((t for t in inv["templates"] if t["tier"] == tier), None)
-        plan = scale_plan(inst, inv["nodes"], tier, count=count, remove=remove, template=template,
-                          use_template=use_template, templates=str(self.settings.templates),
-                          applications=inv["applications"], resources=inv["resources"])
+        plan = self.scale_plan(inv, tier, count=count, remove=remove, use_template=use_template)
         what = f"remove node {remove}" if remove else f"to {count} nodes"
         return await self._submit(ctx, inst, kind, plan, callback=callback, tier=tier,
                                   description=f"Scale tier {tier} of {inst['name']} {what}" + (f": {reason}" if reason else ""),
