@@ -16,7 +16,13 @@ from _asgi_ctx import temp_database
 from paas_api_support import CAT, FakeEngine, client, data_url, mount, product, tarball, tier, two_tier
 
 from cumulo.db import Database, utcnow
-from cumulo.paas.models import paas_env_instances, paas_events, paas_exec_records, paas_product_instances
+from cumulo.paas.models import (
+    paas_env_instances,
+    paas_events,
+    paas_exec_records,
+    paas_product_instances,
+    paas_tier_instances,
+)
 
 ORG = "default"
 ENV = f"{CAT}/org/{ORG}/environment"
@@ -317,3 +323,22 @@ async def test_faults_unknown_paths_methods_media_types(api: Api) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app), base_url="http://cumulo.test") as anon:
         r = await anon.get(f"{CAT}/productRelease")
         assert r.status_code == 401 and r.json()["code"] == 401
+
+
+async def test_removed_nodes_leave_the_lists(api: Api) -> None:
+    await deployed(api)
+    await api.engine.finish_all()
+    async with api.db.write() as conn:
+        await conn.execute(paas_tier_instances.update().where(paas_tier_instances.c.name == "shop1-web-1").values(
+            status="UNDEPLOYED", server_id=None))
+    nodes = f"{api.inst()}/shop1/tierInstance"
+    assert [n["tierInstanceName"] for n in (await api.a.get(nodes)).json()] == ["shop1-backend-1"]
+    assert [n["tierInstanceName"] for n in (await api.a.get(f"{nodes}?status=UNDEPLOYED")).json()] == ["shop1-web-1"]
+    web = next(t for t in (await api.a.get(f"{api.inst()}/shop1")).json()["tierDto"] if t["name"] == "web")
+    assert web["tierInstancePDto"] == []
+    assert (await api.a.get(f"{nodes}/shop1-web-1")).json()["status"] == "UNDEPLOYED"
+    r = await api.a.delete(f"{nodes}/shop1-web-1")
+    assert r.status_code == 404 and "was removed" in r.json()["message"]
+    # one more node: counted from the live ones
+    assert (await api.a.post(nodes, json={"name": "web"})).status_code == 202
+    assert api.engine.calls[-1][1]["count"] == 1

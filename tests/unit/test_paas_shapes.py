@@ -90,7 +90,8 @@ def test_task_json() -> None:
         "environment": "shop1",
         "result": {"href": "http://h:1/paas/rest/envInst/org/default/vdc/p1/environmentInstance/shop1", "name": "shop1",
                    "type": "EnvironmentInstance"},
-        "error": {"message": "install:web:1:kv: exit 3\nboom", "majorErrorCode": "install", "minorErrorCode": "3"},
+        "error": {"message": "install:web:1:kv: exit 3\nboom", "majorErrorCode": "install", "minorErrorCode": "3",
+                  "step": "install:web:1:kv", "output": "boom"},
     }
     running = shapes.render_task({**row, "status": "RUNNING", "end_time": None, "error": None, "result_href": None}, "b")
     assert set(running) == {"href", "startTime", "status", "description", "vdc", "environment"}

@@ -24,6 +24,7 @@ from cumulo.paas.models import (
 )
 
 MAX_EVENTS = 1000
+REMOVED = "UNDEPLOYED"  # a node's status once a scale-in removed it
 
 
 def _rows(result: Any) -> list[dict[str, Any]]:
@@ -50,12 +51,16 @@ class Inventory:
         return dict(row._mapping)
 
     async def nodes(self, instance_ids: Sequence[str], statuses: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """The nodes of instances the caller already read (so already scoped)."""
+        """The nodes of instances the caller already read (so already scoped). A node a scale-in
+        removed keeps its row (status UNDEPLOYED, so its replica number is never reused): it is
+        left out unless `statuses` asks for it, as Pegasus forgot removed nodes."""
         if not instance_ids:
             return []
         q = sa.select(paas_tier_instances).where(paas_tier_instances.c.env_instance_id.in_(list(instance_ids)))
         if statuses:
             q = q.where(paas_tier_instances.c.status.in_(list(statuses)))
+        else:
+            q = q.where(paas_tier_instances.c.status != REMOVED)
         async with self.db.read() as conn:
             return _rows(await conn.execute(q.order_by(paas_tier_instances.c.tier, paas_tier_instances.c.replica)))
 

@@ -376,7 +376,8 @@ _RESULT_TYPES = {"application": "ApplicationInstance", "undeploy_application": "
 def render_task(row: Mapping[str, Any], base: str) -> dict[str, Any]:
     """A paas_tasks row -> Pegasus's Task JSON: {href, startTime, endTime?, status, description, vdc,
     environment?, tier?, result: {href, name, type}?, error: {message, majorErrorCode,
-    minorErrorCode}?}. `result_href` may be absolute or a path under the family root ("/rest/...")."""
+    minorErrorCode, step?, output?}?} (step and output are Cumulo's: the failed step's key and the tail
+    of its output). `result_href` may be absolute or a path under the family root ("/rest/...")."""
     vdc = row["project_id"]
     out: dict[str, Any] = {
         "href": task_href(base, vdc, row["id"]),
@@ -402,5 +403,7 @@ def render_task(row: Mapping[str, Any], base: str) -> dict[str, Any]:
             "message": str(err.get("message") or ""),
             "majorErrorCode": None if err.get("majorErrorCode") is None else str(err["majorErrorCode"]),
             "minorErrorCode": None if minor is None else str(minor),
+            "step": err.get("step"),  # Cumulo's: the failed step's key and its output's tail
+            "output": err.get("output"),
         })
     return drop_none(out)

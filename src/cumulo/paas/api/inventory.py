@@ -31,11 +31,11 @@ from cumulo.paas import shapes_inventory as views
 from cumulo.paas.api.scope import Call, begin
 from cumulo.paas.artifacts import store_inline
 from cumulo.paas.catalogue import check_name
-from cumulo.paas.inventory import Inventory
+from cumulo.paas.engine.plan_scale import live_nodes
+from cumulo.paas.inventory import REMOVED, Inventory
 from cumulo.web.http import json_response
 
 READ, WRITE = "paas:instance:read", "paas:instance:write"
-GONE = ("UNINSTALLING", "UNINSTALLED", "UNDEPLOYING", "UNDEPLOYED")
 
 
 def accepted(call: Call, task: dict[str, Any]) -> Response:
@@ -125,7 +125,8 @@ async def _scale(call: Call, inst: dict[str, Any], tier: str, *, count: int | No
 
 
 async def _live_count(call: Call, inst: dict[str, Any], tier: str) -> int:
-    return sum(1 for n in await _inv(call).nodes([inst["id"]]) if n["tier"] == tier and n["status"] not in GONE)
+    """The tier's size as the scale plan counts it."""
+    return len(live_nodes(await _inv(call).nodes([inst["id"]]), tier))
 
 
 async def add_node(request: Request) -> Response:
@@ -156,6 +157,8 @@ async def delete_node(request: Request) -> Response:
     inv = _inv(call)
     inst = await inv.instance(call.ctx, call.path("name"))
     node = await inv.node(inst, call.path("node"))
+    if node["status"] == REMOVED:
+        raise errors.NotFound(f"tier instance {node['name']} was removed")
     return await _scale(call, inst, node["tier"], remove=node["name"], callback=call.callback())
 
 
@@ -265,6 +268,8 @@ async def scale(request: Request) -> Response:
     _check_tier(inst, tier)
     if remove is not None:
         node = await _inv(call).node(inst, remove)
+        if node["status"] == REMOVED:
+            raise errors.NotFound(f"tier instance {remove} was removed")
         if node["tier"] != tier:
             raise errors.Invalid(f"node {remove} is in tier {node['tier']}, not {tier}")
     return await _scale(call, inst, tier, count=count, remove=remove, use_template=use_template, callback=callback)
