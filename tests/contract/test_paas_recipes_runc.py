@@ -96,9 +96,12 @@ async def test_builtin_products_serve_the_demo_application(runc_driver: RuncDriv
     code, page = await fetch(fn, "http://127.0.0.1/cgi-bin/app")
     assert code == 0 and 'class="backend error"' in page and "403" in page, page
 
-    # The web node joins ALLOW_FROM: configure + reload (SIGHUP), and the page shows the data.
+    # The web node joins ALLOW_FROM: configure + start (start-or-reload: SIGHUP to the running
+    # server, the same pid), and the page shows the data.
+    pid = await fn(["/bin/busybox", "cat", "/opt/paas/kv-backend/httpd.pid"], dict(px.BASE_ENV), b"", 30, 4096)
     await step(fn, kv, "configure", {"ALLOW_FROM": "10.9.9.9,127.0.0.1"}, "configure:backend:1:kv-backend:r")
-    await step(fn, kv, "reload", {"ALLOW_FROM": "10.9.9.9,127.0.0.1"}, "reload:backend:1:kv-backend:r")
+    res = await step(fn, kv, "start", {"ALLOW_FROM": "10.9.9.9,127.0.0.1"}, "start:backend:1:kv-backend:r")
+    assert f"(pid {str(pid['stdout']).strip()}) re-reads its configuration" in res.stdout, res.stdout
     code, page = await fetch(fn, "http://127.0.0.1/cgi-bin/app")
     assert code == 0 and 'class="backend ok"' in page, page
     data = re.search(r"<code>(.*)</code>", page)

@@ -185,12 +185,20 @@ async def test_a_template_node_skips_install_and_records_why(world: World) -> No
     assert (await world.product("web", "httpd-web"))["status"] == Status.INSTALLING
 
 
-async def test_reconfigure_runs_configure_then_reload(world: World) -> None:
+async def test_reconfigure_runs_configure_then_start_or_a_reload_recipe(world: World) -> None:
     out = await world.run("reconfigure", "backend", "kv-backend")
-    assert out["configure"]["ran"] and out["reload"]["ran"] and out["attributes"] == ["ALLOW_FROM"]
-    assert [r["step"] for r in await world.records("backend", "kv-backend")] == ["configure", "reload"]
+    assert out["configure"]["ran"] and out["start"]["ran"] and out["attributes"] == ["ALLOW_FROM"]
+    assert [r["step"] for r in await world.records("backend", "kv-backend")] == ["configure", "start"]
     stdin = [r.stdin.decode() for _u, r in world.requests]
-    assert "export PAAS_STEP=configure\n" in stdin[0] and "reload_httpd 8080" in stdin[1]
+    assert "export PAAS_STEP=configure\n" in stdin[0] and "reload_httpd 8080" in stdin[1]  # start-or-reload
+    # a product with a reload recipe gets it instead of start
+    async with world.services.db.write() as conn:
+        env = (await conn.execute(sa.select(models.paas_env_instances.c.environment))).scalar_one()
+        env["tiers"][0]["products"][0]["release"]["recipes"]["reload"] = "echo reloaded\n"
+        await conn.execute(sa.update(models.paas_env_instances).values(environment=env))
+    out = await world.run("reconfigure", "backend", "kv-backend", "reconfigure:backend:1:kv-backend:2")
+    assert out["reload"]["ran"] and "start" not in out
+    assert [r["step"] for r in await world.records("backend", "kv-backend")][2:] == ["configure", "reload"]
 
 
 async def test_stop_is_best_effort_on_a_server_that_is_gone(world: World) -> None:
@@ -270,6 +278,6 @@ async def test_builtin_products_are_upserted_idempotently(cloud: Any) -> None:
         ("httpd-web", "1.0", ""), ("kv-backend", "1.0", "")]
     web = next(r for r in rows if r["name"] == "httpd-web")
     assert web["id"] == builtin.product_id("httpd-web", "1.0")
-    assert {"install", "configure", "start", "reload", "stop", "uninstall", "deploy"} <= set(web["recipes"])
+    assert set(web["recipes"]) == {"install", "configure", "start", "stop", "uninstall", "deploy"}
     assert {"key": "open_ports", "value": "80", "description": ""} in web["metadata"]
     assert web["attributes"][0]["type"] == "IPALL" and web["attributes"][0]["value"] == "IPALL(backend)"

@@ -4,7 +4,7 @@
 - `kv-backend 1.0`: `busybox httpd -p 8080` with a CGI `/cgi-bin/data` answering JSON (node name,
   address, hostname, a request counter kept in $PAAS_STATE, the client's address). Attribute
   `ALLOW_FROM` (`MEMBERS(web)`): configure writes one `A:<ip>` rule per member then `D:*` to its
-  httpd.conf, so a web node that is not (yet) in the list gets 403; reload = SIGHUP (re-read).
+  httpd.conf, so a web node that is not (yet) in the list gets 403.
 - `httpd-web 1.0`: `busybox httpd -p 80 -h $PAAS_ROOT/httpd-web/www`. Attribute `BACKENDS`
   (`IPALL(backend)`): configure writes the addresses to $PAAS_ROOT/httpd-web/backends, which the
   application's CGI reads on each request. `open_ports` 80, `artifact_dir` www.
@@ -14,9 +14,9 @@
   background with stdio closed; answers at once).
 
 Recipes are the files under scripts/ (package data): each step's text is scripts/common.sh (the
-httpd helpers) + scripts/<product>/<step>.sh. Steps: install, configure, start, reload (what a
-reconfigure runs after configure), stop, uninstall, and httpd-web's deploy (after an application
-landed). `ensure_builtin_products(db)` upserts the rows (project_id "", builtin) at engine start.
+httpd helpers) + scripts/<product>/<step>.sh. Steps: install, configure, start (start-or-reload:
+SIGHUP, re-reading httpd.conf, when the server runs; what a reconfigure runs after configure), stop,
+uninstall, and httpd-web's deploy (after an application landed). `ensure_builtin_products(db)` upserts the rows (project_id "", builtin) at engine start.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from cumulo.db import Database, utcnow
 from cumulo.paas.models import paas_products
 
-STEPS = ("install", "configure", "start", "reload", "stop", "uninstall", "deploy")
+STEPS = ("install", "configure", "start", "stop", "uninstall", "deploy")  # the catalogue's recipe steps
 _NS = uuid.UUID("6f0c1c55-7a47-4d3e-9a2b-5c7e0c0a9a13")  # the built-in products' ids: uuid5(_NS, name-version)
 _FIXED_MTIME = 1704067200  # 2024-01-01: the demo tarball is the same bytes on every build
 

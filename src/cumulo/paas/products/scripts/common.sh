@@ -4,7 +4,11 @@
 DIR="$PAAS_ROOT/$PAAS_PRODUCT"
 httpd_pid() {
     p=$(cat "$DIR/httpd.pid" 2>/dev/null) || return 1
-    [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -q httpd "/proc/$p/cmdline" 2>/dev/null && echo "$p"
+    [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1
+    case "$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null)" in
+        "busybox httpd "*) echo "$p" ;;
+        *) return 1 ;;
+    esac
 }
 stop_httpd() {
     p=$(httpd_pid) || return 0
@@ -34,7 +38,8 @@ start_httpd() {
     done
     echo "busybox httpd listens on port $1 (pid $(cat "$DIR/httpd.pid"))"
 }
-# reload_httpd PORT DOCROOT: re-read httpd.conf (SIGHUP) when it runs, else start it.
+# reload_httpd PORT DOCROOT: re-read httpd.conf (SIGHUP) when it runs, else start it. The start
+# recipes are this: start-or-reload, so a reconfigure (configure + start) needs no restart.
 reload_httpd() {
     if p=$(httpd_pid); then
         kill -HUP "$p" && echo "busybox httpd (pid $p) re-reads its configuration"

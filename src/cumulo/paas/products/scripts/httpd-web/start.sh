@@ -1,1 +1,1 @@
-start_httpd 80 "$DIR/www"
+reload_httpd 80 "$DIR/www"

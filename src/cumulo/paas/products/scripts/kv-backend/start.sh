@@ -1,1 +1,1 @@
-start_httpd 8080 "$DIR/www"
+reload_httpd 8080 "$DIR/www"

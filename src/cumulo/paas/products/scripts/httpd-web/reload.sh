@@ -1,1 +1,0 @@
-reload_httpd 80 "$DIR/www"

@@ -1,1 +1,0 @@
-reload_httpd 8080 "$DIR/www"
