@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from cumulo import errors
 from cumulo.paas.engine.base import Plan
 from cumulo.paas.engine.runner import PaasEngine
-from cumulo.paas.models import paas_env_instances, paas_tier_instances
+from cumulo.paas.models import paas_applications, paas_env_instances, paas_tier_instances
 
 
 @pytest.fixture
@@ -253,3 +253,39 @@ async def test_an_application_deploy_and_undeploy_run_on_the_nodes_of_the_produc
                                                      ("unartifact:web:3:shop", "undeploy_artifact")]
     with pytest.raises(errors.NotFound):
         undeploy_plan(inst, nodes, [], "shop")
+
+
+async def test_application_tasks_bump_the_generation_and_undeploy_deletes_the_row(
+        svc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cumulo.paas.engine import plan_app
+
+    c = u.ctx()
+    engine = u.engine_with(svc, lambda i: Plan(steps=[u.step("a")], rows={"paas_tier_instances": [_node_row(i, "web", 1)]}))
+
+    def app_plan(inst: Any, nodes: Any, apps: Any, app: Any) -> Plan:
+        plan = Plan(steps=[u.step(f"artifact:web:1:{app['name']}")])
+        plan.rows["paas_applications"] = [{"id": f"app-{app['name']}", "env_instance_id": inst["id"],
+                                           "name": app["name"], "product": "p", "artifact": {}, "generation": 1,
+                                           "status": "DEPLOYING_ARTEFACT"}]
+        return plan
+
+    monkeypatch.setattr(plan_app, "application_plan", app_plan)
+    monkeypatch.setattr(plan_app, "undeploy_plan", lambda *a: Plan(steps=[u.step("unartifact:web:1:shop")]))
+    await engine.start()
+    try:
+        first = await engine.wait((await _deploy(engine, c))["id"])
+        inst = {"id": first["env_instance_id"]}
+        t1 = await engine.wait((await engine.deploy_application(c, inst, {"name": "shop", "product": "p"}))["id"])
+        assert t1["status"] == "SUCCESS" and t1["kind"] == "application"
+        async with svc.db.read() as conn:
+            gen = (await conn.execute(sa.select(paas_env_instances.c.app_generation).where(
+                paas_env_instances.c.id == inst["id"]))).scalar()
+        assert gen == 1
+        t2 = await engine.wait((await engine.undeploy_application(c, inst, "shop"))["id"])
+        assert t2["status"] == "SUCCESS"
+    finally:
+        await engine.stop()
+    async with svc.db.read() as conn:
+        apps = (await conn.execute(sa.select(paas_applications).where(
+            paas_applications.c.env_instance_id == inst["id"]))).all()
+    assert apps == []

@@ -9,7 +9,9 @@ Per kind (OWNERS.md states):
 - scale / autoscale: instance INSTALLED either way; rolled back -> the node rows the plan inserted
   become UNDEPLOYED with no server (replica numbers are never reused, as plan_scale keeps removed
   nodes).
-- application: instance INSTALLED; on ERROR the application rows the plan inserted are ERROR.
+- application: instance INSTALLED; on SUCCESS its app_generation + 1 (the generation plan_app gave
+  the application: a template image taken later holds it); on ERROR the application rows the plan
+  inserted are ERROR.
 - undeploy_application: instance INSTALLED; on SUCCESS the application row is deleted.
 """
 
@@ -77,8 +79,10 @@ async def finish(services: PaasServices, task: Mapping[str, Any], owner: str, er
                     await conn.execute(sa.delete(paas_tier_instances).where(
                         N.env_instance_id == inst_id, N.id.in_(list(inserted["paas_tier_instances"]))))
             else:
-                await conn.execute(sa.update(paas_env_instances).where(mine)
-                                   .values(status=Status.INSTALLED.value, updated_at=now))
+                values = {"status": Status.INSTALLED.value, "updated_at": now}
+                if kind == TaskKind.APPLICATION.value and error is None:  # what a template taken now holds
+                    values["app_generation"] = I.app_generation + 1
+                await conn.execute(sa.update(paas_env_instances).where(mine).values(**values))
                 if reverted and kind in (TaskKind.SCALE.value, TaskKind.AUTOSCALE.value) \
                         and inserted.get("paas_tier_instances"):
                     await conn.execute(sa.update(paas_tier_instances).where(
