@@ -107,6 +107,14 @@ async def test_exec_runs_in_the_guest_with_stdin_env_and_exit_code(drv: QemuDriv
     assert res.stdout == b"exec-vm\n/\nhi there; $(not expanded)\nfrom stdin\n"
     assert res.stderr == b"to-err\n"
 
+    # qemu-ga starts at nice 19 (it takes what the boot leaves idle) and is back at 0 once /init is done:
+    # a command it starts then inherits nice 0 (field 19 of /proc/self/stat).
+    deadline = time.monotonic() + 60
+    while (nice := (await ex.exec_in(guest.uuid, ExecRequest(
+            argv=("/bin/cut", "-d", " ", "-f19", "/proc/self/stat"), timeout=60))).stdout) != b"0\n":
+        assert time.monotonic() < deadline, nice
+        await asyncio.sleep(0.2)
+
     ok = await ex.exec_in(guest.uuid, sh("touch /tmp/made-by-exec && ls /tmp/made-by-exec\n", timeout=60))
     assert (ok.exit_code, ok.stdout) == (0, b"/tmp/made-by-exec\n")
     assert not Path("/tmp/made-by-exec").exists()  # inside the guest, not on the host

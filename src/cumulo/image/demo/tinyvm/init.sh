@@ -92,8 +92,11 @@ acpid -c /etc/acpi 2>/dev/null
 # port the host names org.qemu.guest_agent.0 (its image sets hw_qemu_guest_agent=yes). The port
 # and its name come a little after virtio_console loads, so a background job waits for them (up
 # to ~20 s) while the boot goes on; no udev here, so the /dev/virtio-ports link is made by hand.
+# Under TCG the guest has one slow vCPU: the job (and qemu-ga loading its libraries) runs at nice
+# 19 so that it takes the CPU the boot leaves idle, and qemu-ga gets nice 0 back once user_data ran.
 # -b: the RPCs qemu-ga refuses (guest files, keys and passwords, suspend, CPUs, memory, clock).
 QGA_PORT=org.qemu.guest_agent.0
+QGA_PID=""
 if [ -x /bin/qemu-ga ] && virtio_present 0x0003; then
     (
         i=0
@@ -102,7 +105,7 @@ if [ -x /bin/qemu-ga ] && virtio_present 0x0003; then
                 [ -r "$p/name" ] && read -r pname < "$p/name" && [ "$pname" = $QGA_PORT ] || continue
                 mkdir -p /dev/virtio-ports /run/qga
                 ln -sf "../${p##*/}" /dev/virtio-ports/$QGA_PORT
-                exec /bin/qemu-ga -d -m virtio-serial -p /dev/virtio-ports/$QGA_PORT -f /run/qemu-ga.pid \
+                exec /bin/qemu-ga -m virtio-serial -p /dev/virtio-ports/$QGA_PORT \
                     -t /run/qga -l /var/log/qemu-ga.log -b @QGA_BLOCK@
             done
             i=$((i + 1))
@@ -110,6 +113,8 @@ if [ -x /bin/qemu-ga ] && virtio_present 0x0003; then
         done
         echo "cumulo-tiny-vm: no guest agent port $QGA_PORT"
     ) </dev/null >/dev/console 2>&1 &
+    QGA_PID=$!  # qemu-ga itself once the job found the port (it runs in the foreground: no -d)
+    renice 19 -p $QGA_PID >/dev/null  # here, not in the job: surely before the renice 0 below
 fi
 
 # The config drive: on virtio-blk usually; a CD-ROM (IDE/SATA) needs the second module set.
@@ -234,6 +239,7 @@ if [ "${magic%"${magic#??}"}" = "#!" ]; then
     /run/user_data
     echo "cumulo-tiny-vm: user_data exited $?"
 fi
+[ -n "$QGA_PID" ] && renice 0 -p "$QGA_PID" >/dev/null 2>&1  # the guest agent back to nice 0
 
 # A NIC that shows up later (hot plug: only a PCI machine has it) comes up by itself, with DHCP;
 # one that goes (hot unplug) is named on the console.

@@ -33,7 +33,7 @@ APPLETS = (
     "findfs", "free", "grep", "halt", "head", "hostname", "id", "ifconfig", "init", "insmod", "ip", "ipcalc",
     "kill", "less", "ln", "ls", "lsmod", "mkdir", "mke2fs", "mkfifo", "mknod", "more", "mount", "mv", "nc", "netstat",
     "ping",
-    "poweroff", "printf", "ps", "pwd", "reboot", "rm", "rmdir", "route", "run-parts", "sed", "seq", "sh",
+    "poweroff", "printf", "ps", "pwd", "reboot", "renice", "rm", "rmdir", "route", "run-parts", "sed", "seq", "sh",
     "sleep", "sort", "stat", "sync", "tail", "tee", "test", "timeout", "top", "touch", "tr", "true", "udhcpc",
     "umount",
     "uname", "uptime", "vi", "wc", "wget", "which", "xargs",
