@@ -10,8 +10,8 @@ as the instance's owner (user and project of the instance row, role member), nev
   restart (or on a new node) the first reading only primes.
 
 Each policy (graph.py's shape, checked by `scaling.validate_policy`) collects the tier's values over
-its `period`; when a period closes, its mean either breaches (`comparison` against `threshold`) or
-not. A policy alarms after `evaluation_periods` consecutive breaching periods (Aodh's threshold rule;
+its `period` (a period closes at the first evaluation within half an interval of its end); when a
+period closes, its mean either breaches (`comparison` against `threshold`) or not. A policy alarms after `evaluation_periods` consecutive breaching periods (Aodh's threshold rule;
 a period without any reading changes nothing), and, as Aodh's repeat_actions, signals again at every
 period it stays in alarm. A signal then goes Heat's way (aws/autoscaling_group.py `adjust`,
 heat/scaling/cooldown.py; scaling.decide): a task running on the instance -> no action ("a scale is
@@ -250,12 +250,14 @@ class Autoscaler:
                                                "breaches": 0, "cooldown_end": None, "last_decision": None})
         last = dict(state.get("last_decision") or {})
         breaching = rule.comparison.holds(mean, rule.threshold)
+        before = (state.get("breaches"), state.get("last_decision"))
         state["breaches"] = int(state.get("breaches") or 0) + 1 if breaching else 0
         if state["breaches"] < rule.evaluation_periods:
             if not breaching and last.get("key"):
                 last.pop("key")  # the alarm cleared: the next one is a new decision, recorded
             state["last_decision"] = last or None
-            await self._save_state(state, now)
+            if (state["breaches"], state["last_decision"]) != before:  # a quiet tier writes nothing
+                await self._save_state(state, now)
             return
         alarm = (f"{policy.get('metric')} {mean:.1f}% {_OPS[rule.comparison]} {rule.threshold:g}% for "
                  f"{state['breaches']} period(s) of {rule.period:g} s")
