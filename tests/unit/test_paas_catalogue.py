@@ -58,14 +58,16 @@ def test_attribute_checks_name_the_problem(attrs: list[dict[str, Any]], word: st
     ({"key": "open_ports", "value": "80 65536"}, "65536"), ({"key": "open_ports_udp", "value": "90-80"}, "reversed"),
     ({"key": "open_ports", "value": "http"}, "'http' is not a port"), ({"key": "installator", "value": "puppet"}, "puppet"),
     ({"key": "timeout", "value": "7200"}, "1 to 3600"), ({"key": "timeout", "value": "²"}, "1 to 3600"),
-    ({"key": "public", "value": "maybe"}, "yes or no"), ({"key": "artifact_dir", "value": "../etc"}, "relative path"),
-    ({"key": "artifact_dir", "value": "/www"}, "relative path"), ({"key": "dep1", "value": "no such thing!"}, "product"),
+    ({"key": "public", "value": "maybe"}, "yes or no"), ({"key": "artifact_dir", "value": "www/../../etc"}, "plain path"),
+    ({"key": "artifact_dir", "value": "$HOME/x"}, "plain path"), ({"key": "dep1", "value": "no such thing!"}, "product"),
 ])
 def test_product_metadata_checks(meta: dict[str, str], word: str) -> None:
     with pytest.raises(errors.Invalid, match=word):
         cat.check_product(prod("p", metadatas=[meta]))
     cat.check_product(prod("p", metadatas=[{"key": "open_ports", "value": "80 22, 8000-8080"},
                                            {"key": "artifact_dir", "value": "www/html"}, {"key": "timeout", "value": "60"}]))
+    for ok in ("$PAAS_ROOT/site", "/srv/www", "./htdocs/app"):
+        cat.check_product(prod("p", metadatas=[{"key": "artifact_dir", "value": ok}]))
 
 
 @pytest.mark.parametrize(("dto", "word"), [
@@ -185,3 +187,11 @@ async def test_product_visibility(store: cat.Catalogue) -> None:
     with pytest.raises(errors.Invalid, match="several releases"):
         await store.create_environment(A, env(tier("t", {"productName": "mine"})))
 
+
+
+def test_the_built_in_products_pass_the_checks_a_project_product_gets() -> None:
+    from cumulo.paas.products.builtin import products
+
+    for p in products():
+        dto = shapes.render_product_release({**p, "project_id": ""})
+        cat.check_product(shapes.parse_product_release(dto))

@@ -45,7 +45,15 @@ MAX_NODES = 100
 MAX_TIERS = 32
 MAX_ITEMS = 64  # products of a tier, attributes of a product, metadata, policies, networks
 _PORT_RANGE = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?$")
-_ARTIFACT_DIR = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_./-]{0,254}$")
+_PATH_PART = re.compile(r"^[A-Za-z0-9_.+-]{1,255}$")
+
+
+def _plain_path(value: str) -> bool:
+    """An artifact_dir as the recipe runner takes it (paas/exec.py artifact_dir): relative to the
+    product's directory, or under $PAAS_ROOT, or absolute (in the guest); plain names, no '..'."""
+    path = value.strip().removeprefix("$PAAS_ROOT")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return bool(parts) and len(value) <= 1024 and ".." not in parts and all(_PATH_PART.match(p) for p in parts)
 
 
 def check_name(value: str | None, what: str) -> str:
@@ -114,8 +122,9 @@ def check_product_metadata(metadata: Sequence[Mapping[str, Any]], where: str) ->
                 raise errors.Invalid(f"{at}: the recipe timeout must be 1 to 3600 seconds, not {value[:40]!r}")
         elif key in ("public", "template") and value not in ("yes", "no"):
             raise errors.Invalid(f"{at}: must be yes or no, not {value[:40]!r}")
-        elif key == "artifact_dir" and (not _ARTIFACT_DIR.match(value) or ".." in value.split("/")):
-            raise errors.Invalid(f"{at}: {value[:80]!r} is not a relative path inside the product's directory")
+        elif key == "artifact_dir" and not _plain_path(value):
+            raise errors.Invalid(f"{at}: {value[:80]!r} is not a plain path (relative to the product's directory, "
+                                 "or under $PAAS_ROOT or /; no '..')")
         elif key.startswith("dep") and not NAME_RE.match(value) and not VERSION_RE.match(value):
             raise errors.Invalid(f"{at}: {value[:80]!r} does not name a product")
 

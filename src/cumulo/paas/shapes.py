@@ -8,8 +8,9 @@ of one); output lists are always arrays, empty ones `[]`, and null fields are le
 
 Cumulo's extension fields (all optional on input):
 - ProductReleaseDto: `metadatas` [{key, value, description}] (SDC's product metadata), `recipes`
-  {install, configure, start, stop, uninstall, deploy} (shell text; `deployArtifact` is accepted
-  for `deploy`); on output also `builtin` and `public`.
+  {install, configure, start, reload, stop, uninstall, deploy, undeploy} (shell text;
+  `deployArtifact`/`undeployArtifact` are accepted for `deploy`/`undeploy`); on output also
+  `builtin` and `public`.
 - TierDto: `scalingPolicies` [{name, metric, statistic, comparison, threshold, period,
   evaluationPeriods, adjustmentType, scalingAdjustment, minAdjustmentStep, cooldown}], `metadatas`.
 - EnvironmentInstanceDto: `keepOnFailure`, `callback` (as the `callback` header).
@@ -28,8 +29,10 @@ from typing import Any
 
 from cumulo import errors
 
-RECIPE_STEPS = ("install", "configure", "start", "stop", "uninstall", "deploy")
-_RECIPE_ALIASES = {"deployArtifact": "deploy"}
+# "reload": run after a reconfigure instead of "start" when given; "deploy"/"undeploy": after an
+# application artifact is unpacked into / removed from the product's directory.
+RECIPE_STEPS = ("install", "configure", "start", "reload", "stop", "uninstall", "deploy", "undeploy")
+_RECIPE_ALIASES = {"deployArtifact": "deploy", "undeployArtifact": "undeploy"}
 
 # ---------------------------------------------------------------------------------------------
 # input helpers
@@ -178,7 +181,7 @@ def parse_product_release(dto: Any) -> dict[str, Any]:
             key = _RECIPE_ALIASES.get(step, step)
             if key not in RECIPE_STEPS:
                 raise errors.Invalid(
-                    f"recipes: unknown step {step[:64]!r} (one of {', '.join(RECIPE_STEPS)}, or deployArtifact)")
+                    f"recipes: unknown step {step[:64]!r} (one of {', '.join(RECIPE_STEPS)})")
             recipe = as_text(text, f"recipes: {step}", max_len=1 << 20)
             if recipe:
                 recipes[key] = recipe
