@@ -35,8 +35,8 @@ product.yaml:
     description: ...
     metadata: {open_ports: "80", artifact_dir: www}     # or a list of {key, value, description}
     attributes: {GREETING: hello}
-    recipes:                      # install, configure, start, reload, stop, uninstall, deploy: shell
-      install: |                  # text, or {file: path} relative to the YAML file
+    recipes:                      # install, configure, start, reload, stop, uninstall, deploy, undeploy:
+      install: |                  # shell text, or {file: path} relative to the YAML file
         mkdir -p "$PAAS_ROOT/my-web"
       start: {file: start.sh}
 
@@ -55,7 +55,8 @@ import yaml
 _REF = re.compile(r"^\s*(IP|IPALL|MEMBERS|OUTPUT)\(.*\)\s*$")
 # A recipe step -> its key in ProductReleaseDto.recipes ("reload": what a reconfigure runs after configure).
 RECIPE_STEPS = {"install": "install", "configure": "configure", "start": "start", "reload": "reload", "stop": "stop",
-                "uninstall": "uninstall", "deploy": "deploy", "deploy_artifact": "deploy", "deployArtifact": "deploy"}
+                "uninstall": "uninstall", "deploy": "deploy", "deploy_artifact": "deploy", "deployArtifact": "deploy",
+                "undeploy": "undeploy", "undeploy_artifact": "undeploy", "undeployArtifact": "undeploy"}
 _TIER_KEYS = {"name", "description", "image", "flavor", "flavour", "min", "max", "initial", "products",
               "depends_on", "floatingip", "floating_ip", "networks", "keypair", "security_group", "region",
               "affinity", "metadata", "policies", "icon"}
