@@ -152,6 +152,22 @@ async def test_timeout_kills_the_process_tree_and_keeps_the_output_so_far(fake: 
     assert kill["arguments"]["arg"] == ["-c", qga.KILL_TREE, "kill-tree", "100"]
 
 
+async def test_a_cancelled_exec_kills_its_command(fake: tuple[FakeQga, Path]) -> None:
+    agent, path = fake
+    agent.never_exits = True
+    task = asyncio.create_task(qga.run(path, ExecRequest(argv=("/bin/sleep", "100"), timeout=60), sync_timeout=5))
+    while sum(c["execute"] == "guest-exec-status" for c in agent.commands) < 2:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(200):
+        if agent.killed:
+            break
+        await asyncio.sleep(0.01)
+    assert agent.killed == [100]
+
+
 async def test_output_bound_signal_and_errors(fake: tuple[FakeQga, Path]) -> None:
     agent, path = fake
     data = b"".join(b"%d\n" % i for i in range(1, 40001))

@@ -16,6 +16,7 @@ the deadline a second guest-exec runs KILL_TREE (a fixed script, the pid its onl
 stops the process and its descendants, then SIGKILLs them; then the status is collected (the
 output so far, and qemu-ga forgets the pid). qemu-ga keeps at most 16 MiB of each stream (its
 `*-truncated` flags); base.bound_output then keeps the head and tail the Exec contract names.
+An exec cancelled while its command runs kills it the same way (best effort, within 5 s).
 """
 
 from __future__ import annotations
@@ -222,6 +223,11 @@ async def _wait_exited(qga: Qga, pid: int, until: float) -> dict[str, Any] | Non
         delay = min(delay * 1.5, POLL_MAX)
 
 
+async def _kill(qga: Qga, pid: int) -> None:
+    await qga.execute("guest-exec", {"path": "/bin/sh", "arg": ["-c", KILL_TREE, "kill-tree", str(pid)],
+                                     "env": [GUEST_PATH]})
+
+
 async def run(path: Path | str, req: ExecRequest, *, sync_timeout: float = 30.0) -> ExecResult:
     """req.argv inside the guest through the agent at `path` (the Exec contract of drivers/base.py)."""
     async with session(path, sync_timeout) as qga:
@@ -235,11 +241,15 @@ async def run(path: Path | str, req: ExecRequest, *, sync_timeout: float = 30.0)
         pid = reply.get("pid") if isinstance(reply, dict) else None
         if not isinstance(pid, int):
             raise DriverError(f"the guest agent's guest-exec answer holds no pid: {reply!r}")
-        status = await _wait_exited(qga, pid, started + req.timeout)
+        try:
+            status = await _wait_exited(qga, pid, started + req.timeout)
+        except asyncio.CancelledError:  # the caller gave up: the command must not run on unseen
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.wait_for(_kill(qga, pid), 5.0))
+            raise
         if status is not None:
             return _result(status, req, timed_out=False, seconds=time.monotonic() - started)
-        await qga.execute("guest-exec", {"path": "/bin/sh", "arg": ["-c", KILL_TREE, "kill-tree", str(pid)],
-                                         "env": [GUEST_PATH]})
+        await _kill(qga, pid)
         status = await _wait_exited(qga, pid, time.monotonic() + KILL_WAIT)
         if status is None:
             raise DriverError(f"guest process {pid} still runs after its timeout and a SIGKILL")
