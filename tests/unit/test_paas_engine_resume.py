@@ -212,3 +212,41 @@ async def _running(svc: Any, task_id: int, keys: set[str]) -> bool:
 async def _running_prefix(svc: Any, task_id: int, prefix: str) -> bool:
     rows = await u.step_rows(svc, task_id)
     return any(k.startswith(prefix) and r["state"] == "RUNNING" for k, r in rows.items())
+
+
+async def test_adopt_keeps_the_oldest_of_a_create_made_twice_and_deletes_the_rest(svc: Any) -> None:
+    from cumulo.paas.engine.ledger import TaskLedger
+
+    c = u.ctx()
+    led = TaskLedger(svc, c, "0d5d7a1e-0000-4000-8000-0000000000aa", 0, "sg:web")
+    assert await led.adopt("security_group", "paas-dup") is None  # no intent: nothing to adopt
+    await led.intend("security_group", "paas-dup")
+    await led.intend("security_group", "paas-dup")  # a second attempt's intent: still one row
+    first = await svc.network.create_group(c, {"name": "paas-dup"})
+    await svc.network.create_group(c, {"name": "paas-dup"})  # the crash came between create and record
+    assert await led.adopt("security_group", "paas-dup") == first["id"]
+    assert [g["id"] for g in await svc.network.list_groups(c) if g["name"] == "paas-dup"] == [first["id"]]
+    rows = await u.ledger(svc, "0d5d7a1e-0000-4000-8000-0000000000aa")
+    assert [(r["state"], r["resource_id"]) for r in rows] == [("created", first["id"])]
+    await svc.network.delete_group(c, first["id"])  # gone behind the engine's back: create again
+    assert await led.adopt("security_group", "paas-dup") is None
+
+
+def test_an_owner_is_dead_when_its_pid_of_this_host_is_gone() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],  # noqa: S603
+                          capture_output=True, text=True, check=True)
+    host = socket.gethostname()
+    assert tasks.owner_is_dead(f"{host}:{proc.stdout.strip()}:abcd")
+    assert not tasks.owner_is_dead(f"{host}:1:abcd")  # init is alive
+    assert not tasks.owner_is_dead(f"other-host:{proc.stdout.strip()}:abcd")  # only its lease tells
+    live = tasks.make_owner()
+    tasks.LIVE_OWNERS.add(live)
+    try:
+        assert not tasks.owner_is_dead(live)
+    finally:
+        tasks.LIVE_OWNERS.discard(live)
+    assert tasks.owner_is_dead(live)  # an engine of this process that stopped
