@@ -18,7 +18,7 @@ from cumulo.compute.drivers.qemu import qga
 from cumulo.compute.drivers.qemu.core import QemuCore
 from cumulo.errors import Invalid, InvalidState
 
-SYNC_TIMEOUT = 30.0  # how long an exec waits for the guest agent to answer its sync
+SYNC_TIMEOUT = 15.0  # how long an exec waits for the guest agent to answer its sync (the bus call waits timeout + 30 s)
 
 
 def check(req: ExecRequest) -> None:

@@ -42,7 +42,7 @@ SENTINEL = b"\xff"
 _LIMIT = 48 << 20
 POLL_FIRST, POLL_MAX = 0.1, 1.0
 SYNC_TRY = 3.0  # seconds one guest-sync-delimited waits before it is sent again
-KILL_WAIT = 15.0  # after the kill, how long the status of the killed process may take
+KILL_WAIT = 10.0  # after the kill, how long the status of the killed process may take
 # The timeout's kill, run by qemu-ga as /bin/sh -c KILL_TREE kill-tree <pid>: SIGSTOP the process
 # and, level by level, its children (so none forks away meanwhile), then SIGKILL them all.
 KILL_TREE = (
