@@ -342,3 +342,35 @@ async def test_removed_nodes_leave_the_lists(api: Api) -> None:
     # one more node: counted from the live ones
     assert (await api.a.post(nodes, json={"name": "web"})).status_code == 202
     assert api.engine.calls[-1][1]["count"] == 1
+
+
+class Chunks:
+    """A streamed body (no Content-Length) of `total` bytes after `head`, counting what was pulled."""
+
+    def __init__(self, head: bytes, total: int) -> None:
+        self.head, self.total, self.pulled = head, total, 0
+
+    async def __aiter__(self) -> Any:
+        self.pulled += 1
+        yield self.head
+        sent = len(self.head)
+        while sent < self.total:
+            self.pulled += 1
+            sent += 1 << 16
+            yield b"x" * (1 << 16)
+
+
+async def test_hostile_bodies_are_4xx_never_500(api: Api) -> None:
+    await catalogue(api)
+    inst = api.inst()
+    for path in (f"{CAT}/productRelease", ENV, f"{ENV}/shop/tier", inst, f"{inst}/shop1/applicationInstance"):
+        body = Chunks(b'{"name": "', 5 << 20)
+        r = await api.a.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and r.json()["code"] == 413 and body.pulled < 40, (path, body.pulled)
+        r = await api.a.post(path, content=b"{}", headers={"Content-Type": "application/json",
+                                                           "Content-Length": str(200 << 20)})
+        assert r.status_code == 413, path
+        for raw in (b'{"productName": "\\ud800", "name": "\\udfff"}', '{"name": "a\ud800"}'.encode("utf-8", "surrogatepass"),
+                    b"[" * 10000, b'{"a": 1', b"\xff\xfe", b""):
+            r = await api.a.post(path, content=raw, headers={"Content-Type": "application/json"})
+            assert r.status_code == 400 and r.json()["code"] == 400 and r.json()["message"], (path, raw[:20], r.text)
