@@ -56,6 +56,11 @@ class Run:
         return dict(row)
 
 
+def _bounded(message: str, limit: int = 2000) -> str:
+    """A step's error message as stored (the output tail has its own bound)."""
+    return message if len(message) <= limit else message[:limit] + "..."
+
+
 def tail(text: str, limit: int = OUTPUT_TAIL) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
@@ -97,12 +102,12 @@ async def run_one(services: PaasServices, ctx: RequestContext, task: Mapping[str
         except asyncio.CancelledError:
             raise  # the caller decides: a failure elsewhere marks it, a stop leaves it RUNNING
         except StepFailed as exc:
-            await st.finish(services.db, row, StepState.FAILED, error=str(exc) or "failed",
+            await st.finish(services.db, row, StepState.FAILED, error=_bounded(str(exc) or "failed"),
                             output={"exit_code": exc.exit_code, "output": tail(exc.output)})
             return
         except Exception as exc:  # noqa: BLE001 - any failure of an action fails its step, never the engine
             LOG.warning("paas: task %s step %s failed", task["id"], row["key"], exc_info=True)
-            await st.finish(services.db, row, StepState.FAILED, error=str(exc) or type(exc).__name__)
+            await st.finish(services.db, row, StepState.FAILED, error=_bounded(str(exc) or type(exc).__name__))
             return
         output = _json_safe(result)
         if await st.finish(services.db, row, StepState.DONE, output=output):
