@@ -320,12 +320,13 @@ class Cloud:
         import importlib.util
 
         from cumulo.paas.deps import PaasServices
-        from cumulo.paas.engine.runner import PaasEngine
+        from cumulo.paas.engine.runner import TOPIC, PaasEngine
 
         s = self.services
         services = PaasServices(conf=s.conf, db=s.db, bus=s.bus, identity=s.identity, images=s.images,
                                 compute=s.compute, network=s.network, volume=s.volume)
         self.paas_engine = PaasEngine(services)
+        self.bus.serve(TOPIC, self.paas_engine.endpoint())  # `run_task` casts
         await self.paas_engine.start()
         if importlib.util.find_spec("cumulo.paas.products.builtin") is not None:
             from cumulo.paas.products.builtin import ensure_builtin_products

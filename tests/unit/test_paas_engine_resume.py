@@ -250,3 +250,19 @@ def test_an_owner_is_dead_when_its_pid_of_this_host_is_gone() -> None:
     finally:
         tasks.LIVE_OWNERS.discard(live)
     assert tasks.owner_is_dead(live)  # an engine of this process that stopped
+
+
+async def test_a_task_queued_elsewhere_runs_on_a_bus_cast(svc: Any) -> None:
+    """Another process wrote the task (QUEUED) and cast `run_task` on topic paas."""
+    from cumulo.paas.engine import steps
+
+    engine = u.engine_with(svc, lambda _i: Plan())
+    svc.bus.serve("paas-test-cast", engine.endpoint())
+    async with svc.db.write() as conn:
+        task_id = await tasks.insert_task(conn, u.ctx(), kind="deploy", description="", instance_id=None,
+                                          instance_name=None)
+        await steps.insert(conn, task_id, [u.step("a"), u.step("b", deps=("a",))])
+    await svc.bus.cast("paas-test-cast", "run_task", task_id=task_id)
+    final = await engine.wait(task_id)
+    assert final["status"] == "SUCCESS" and final["owner"] == engine.owner
+    assert [e for e in u.EVENTS if e[0] == "end"] == [("end", "a"), ("end", "b")]

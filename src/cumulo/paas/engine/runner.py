@@ -2,11 +2,11 @@
 
 Public names: `PaasEngine` with `deploy`, `destroy`, `scale`, `deploy_application`,
 `undeploy_application` (each validates, writes the task + inventory rows + plan in ONE transaction,
-starts it in the background and returns the paas_tasks row), `run_task(task_id)` (the entry point a
-bus cast could call: take the lease, run the task to its end), `start()` (loads the action modules,
-then in the background reaps leftovers and takes over QUEUED/RUNNING tasks no live engine holds, and
-keeps looking for such tasks, and for final tasks whose callback was never tried, every lease
-period), `stop()`, and `wait(task_id)` (tests, benchmarks).
+starts it in the background and returns the paas_tasks row), `run_task(task_id)` (take the lease,
+run the task to its end; `endpoint()` serves it on bus topic `TOPIC` "paas" for casts), `start()`
+(loads the action modules, then in the background reaps leftovers and takes over QUEUED/RUNNING
+tasks no live engine holds, and keeps looking for such tasks, and for final tasks whose callback was
+never tried, every lease period), `stop()`, and `wait(task_id)` (tests, benchmarks).
 
 A task runs its forward steps (engine/drive.py). On a failure, unless the instance has
 keep_on_failure, one write records the task error and plans "revert:<ledger row id>" steps over the
@@ -77,6 +77,20 @@ def _row_ids(plan: Plan) -> dict[str, list[Any]]:
     return {table: [r["id"] for r in rows if "id" in r] for table, rows in plan.rows.items()}
 
 
+TOPIC = "paas"  # the bus topic an engine serves (`run_task` casts from another process)
+
+
+class BusEndpoint:
+    """What an engine answers on the bus: `run_task(task_id)` starts the task in the background
+    (a cast; the lease decides which engine runs it)."""
+
+    def __init__(self, engine: PaasEngine) -> None:
+        self._engine = engine
+
+    async def run_task(self, task_id: int) -> None:
+        self._engine.launch(int(task_id))
+
+
 class PaasEngine:
     """PaasEngineAPI over the cloud's services (see the module docstring)."""
 
@@ -136,6 +150,9 @@ class PaasEngine:
         from cumulo.paas.engine.reverter import reap
 
         return await reap(self.services)
+
+    def endpoint(self) -> BusEndpoint:
+        return BusEndpoint(self)
 
     def launch(self, task_id: int) -> None:
         """Run the task in the background (no-op if this engine already runs it)."""
@@ -429,4 +446,4 @@ class PaasEngine:
                                   params={"application": name})
 
 
-__all__ = ["ACTION_MODULES", "PaasEngine", "TaskStatus", "load_actions"]
+__all__ = ["ACTION_MODULES", "TOPIC", "BusEndpoint", "PaasEngine", "TaskStatus", "load_actions"]
