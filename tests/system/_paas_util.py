@@ -30,12 +30,6 @@ PAAS = {"paas_lease": 10.0, "paas_boot_timeout": 300.0}
 
 def launch_paas(launcher: Callable[..., CumuloCloud], tmp: Path, **extra: Any) -> CumuloCloud:
     """A runc cloud with the external link on (the harness picks a free 172.24.X.0/24)."""
-    import importlib.util
-
-    import pytest
-
-    if importlib.util.find_spec("cumulo.paas.engine.runner") is None:  # while issue 13's engine lands
-        pytest.skip("the PaaS engine (cumulo.paas.engine.runner) is not there yet")
     return launch_runc(launcher, tmp, **{**PAAS, **extra})
 
 
