@@ -189,8 +189,9 @@ class PaasEngine:
         await st.requeue_running(self.db, task_id)
         me = asyncio.current_task()
         beat = asyncio.create_task(self._heartbeat(task_id, me))
+        final: dict[str, Any] | None = None
         try:
-            await self._execute(task)
+            final = await self._execute(task)
         except tasks.LeaseLost:
             LOG.warning("paas: task %s: lease lost to another engine; it goes on there", task_id)
         except asyncio.CancelledError:
@@ -201,6 +202,8 @@ class PaasEngine:
         finally:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
+        if final is not None and final.get("callback"):  # after the heartbeat: nothing cuts the POST
+            await fin.notify(self.services, final)
 
     async def _heartbeat(self, task_id: int, runner: asyncio.Task[Any] | None) -> None:
         period = max(float(self.settings.lease) / 3.0, 0.05)
@@ -217,7 +220,8 @@ class PaasEngine:
                     runner.cancel()
                 return
 
-    async def _execute(self, task: dict[str, Any]) -> None:
+    async def _execute(self, task: dict[str, Any]) -> dict[str, Any]:
+        """Run the task to its final write; the final row."""
         ctx = tasks.task_ctx(task)
         error: dict[str, Any] | None = task["error"]
         if error is None:
@@ -229,9 +233,7 @@ class PaasEngine:
         rollback_error = None
         if error is not None and not error.get("kept"):
             rollback_error = await run_steps(self.services, ctx, task, revert=True, remaining=None)
-        final = await fin.finish(self.services, task, self.owner, error, rollback_error)
-        if final.get("callback"):
-            await fin.notify(self.services, final)
+        return await fin.finish(self.services, task, self.owner, error, rollback_error)
 
     async def _plan_rollback(self, task: Mapping[str, Any], error: dict[str, Any]) -> dict[str, Any]:
         """Record the error; plan the undo of what this task made (unless keep_on_failure, or a
