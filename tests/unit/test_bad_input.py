@@ -460,7 +460,8 @@ async def _token(anon: httpx.AsyncClient, creds: dict[str, str], user: str) -> s
     return resp.headers["X-Subject-Token"]
 
 
-TOKEN_PROBES = (f"{API}/servers", f"{API}/flavors", f"{IMG}/images", f"{IDN}/auth/projects", f"{OCCI}/-/")
+TOKEN_PROBES = (f"{API}/servers", f"{API}/flavors", f"{IMG}/images", f"{IDN}/auth/projects", f"{OCCI}/-/",
+                f"{PCAT}/productRelease")
 
 
 async def test_revoked_token_is_401_everywhere(world: World) -> None:
