@@ -215,6 +215,9 @@ class PaasEngine:
                 LOG.warning("paas: task %s heartbeat failed", task_id, exc_info=True)
                 continue
             if not held:
+                row = await tasks.get(self.db, task_id)
+                if row is not None and row["status"] not in tasks.ACTIVE and row["owner"] == self.owner:
+                    return  # this engine's own final write came first
                 LOG.warning("paas: task %s: lease lost to another engine; stopping here", task_id)
                 if runner is not None:
                     runner.cancel()
