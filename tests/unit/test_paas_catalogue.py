@@ -195,3 +195,13 @@ def test_the_built_in_products_pass_the_checks_a_project_product_gets() -> None:
     for p in products():
         dto = shapes.render_product_release({**p, "project_id": ""})
         cat.check_product(shapes.parse_product_release(dto))
+
+
+async def test_a_public_release_may_share_a_projects_name(store: cat.Catalogue) -> None:
+    await store.create_product(A, prod("shared", description="A's"), public=False)
+    admin = ctx_for("proj-admin", "admin")
+    await store.create_product(admin, prod("shared", description="everyone's"), public=True)
+    with pytest.raises(errors.Conflict, match="built-in or public"):
+        await store.create_product(admin, prod("shared"), public=True)
+    assert (await store.get_product(A, "shared-1.0"))["project_id"] == "proj-a"  # its own first
+    assert (await store.get_product(B, "shared-1.0"))["project_id"] == ""

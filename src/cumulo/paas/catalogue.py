@@ -323,8 +323,11 @@ class Catalogue:
                "attributes": product["attributes"], "recipes": product["recipes"], "created_at": utcnow()}
         try:
             async with self.db.write() as conn:
+                # a project's own release may not shadow a built-in or public one; a public one may
+                # share a project's name (that project keeps seeing its own)
                 clash = (await conn.execute(sa.select(paas_products.c.project_id).where(
-                    _visible(ctx) if not public else sa.true(), paas_products.c.name == product["name"],
+                    _visible(ctx) if not public else paas_products.c.project_id == "",
+                    paas_products.c.name == product["name"],
                     paas_products.c.version == product["version"]))).first()
                 if clash is not None:
                     where = "a built-in or public" if clash[0] == "" else "this project's"
