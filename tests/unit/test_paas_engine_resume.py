@@ -266,3 +266,34 @@ async def test_a_task_queued_elsewhere_runs_on_a_bus_cast(svc: Any) -> None:
     final = await engine.wait(task_id)
     assert final["status"] == "SUCCESS" and final["owner"] == engine.owner
     assert [e for e in u.EVENTS if e[0] == "end"] == [("end", "a"), ("end", "b")]
+
+
+async def test_an_engine_whose_lease_was_taken_stops_and_the_holder_finishes(svc: Any) -> None:
+    import dataclasses
+
+    conf = dataclasses.replace(svc.conf, extra={**svc.conf.extra, "paas_lease": 0.3})
+    quick = dataclasses.replace(svc, conf=conf)
+    plan = Plan(steps=[u.step("hold", gate="hold"), u.step("after", deps=("hold",))])
+    first = u.engine_with(quick, lambda _i: plan)
+    await first.start()
+    task = await _deploy(first, u.ctx())
+    await u.started("hold").wait()
+    second = u.engine_with(quick, lambda _i: plan)
+    async with svc.db.write() as conn:  # the second engine takes it over (as after a long stall of the first)
+        await conn.execute(sa.update(paas_tasks).where(paas_tasks.c.id == task["id"])
+                           .values(owner=second.owner, lease_until=utcnow() + dt.timedelta(seconds=60)))
+    await u.until(lambda: _async(task["id"] not in first._tasks), "the first engine to stop running it")
+    assert (await u.step_rows(svc, task["id"]))["hold"]["state"] == "RUNNING"
+    u.gate("hold").set()
+    try:
+        await second.run_task(task["id"])
+        final = await second.wait(task["id"])
+    finally:
+        await first.stop()
+    assert final["status"] == "SUCCESS" and final["owner"] == second.owner
+    rows = await u.step_rows(svc, task["id"])
+    assert (rows["hold"]["attempt"], rows["after"]["attempt"]) == (2, 1)
+
+
+async def _async(value: Any) -> Any:
+    return value
