@@ -116,6 +116,13 @@ async def test_builtin_products_serve_the_demo_application(runc_driver: RuncDriv
     ps = await fn(["/bin/busybox", "ps", "-o", "args"], dict(px.BASE_ENV), b"", 30, 65536)
     assert "timeout 3 sh -c" in str(ps["stdout"])
 
+    # The application taken away: its dir emptied (the server keeps serving it: 404 for the page).
+    gone = await px.run_recipe(fn, web, "undeploy", {}, px.unartifact_recipe(dest),
+                               run=px.run_id(3, "unartifact:web:1:demo"), timeout=60)
+    assert gone.ok, gone
+    code, body = await fetch(fn, "http://127.0.0.1/cgi-bin/app")
+    assert code != 0 and "404" in body, body
+
     # Stop: nothing answers on 80 any more.
     await step(fn, web, "stop", {}, "stop:web:1:httpd-web")
     code, _ = await fetch(fn, "http://127.0.0.1/")

@@ -244,6 +244,14 @@ async def test_deploy_artifact_sends_the_tarball_and_runs_deploy(world: World) -
     assert status == "ARTEFACT_DEPLOYED"
     assert [r["step"] for r in await world.records("web", "httpd-web")] == ["deploy"]
 
+    out = await world.run("undeploy_artifact", "web", "httpd-web", "unartifact:web:1:demo", application="demo")
+    assert out["ran"] and out["exit_code"] == 0
+    last = world.requests[-1][1]
+    assert last.argv == ("/bin/sh", "-s") and "export PAAS_ARTIFACT_DIR=/opt/paas/httpd-web/www" in last.stdin.decode()
+    async with world.services.db.read() as conn:
+        status = (await conn.execute(sa.select(models.paas_applications.c.status))).scalar_one()
+    assert status == "ARTEFACT_UNDEPLOYED"
+
 
 async def test_a_missing_artifact_fails_the_step(world: World) -> None:
     async with world.services.db.write() as conn:

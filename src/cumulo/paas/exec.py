@@ -300,6 +300,14 @@ def artifact_recipe(staging: str, dest: str, deploy: str = "") -> str:
             'echo "application unpacked into $PAAS_ARTIFACT_DIR"\n' + deploy)
 
 
+def unartifact_recipe(dest: str, undeploy: str = "") -> str:
+    """The recipe that empties a product's artifact dir (the dir stays), then the product's own
+    undeploy recipe (which sees $PAAS_ARTIFACT_DIR)."""
+    return (f"export PAAS_ARTIFACT_DIR={shlex.quote(dest)}\n"
+            '[ ! -d "$PAAS_ARTIFACT_DIR" ] || (cd "$PAAS_ARTIFACT_DIR" && rm -rf ./* ./.[!.]* ./..?*) || exit 1\n'
+            'echo "application removed from $PAAS_ARTIFACT_DIR"\n' + undeploy)
+
+
 def failure(target: Target, run: RecipeRun) -> StepFailed:
     """The StepFailed of a failed run: names the recipe, the product and node and how it ended; its
     output is the tail (the engine's task error puts the step key before the message and the tail

@@ -338,9 +338,7 @@ async def undeploy_artifact(run: StepRun) -> Mapping[str, Any]:
     app = await _application(run, str(run.step["params"]["application"]))
     await _exec_fn(run, p)  # PAAS_ROOT of this server
     dest = px.artifact_dir(p.target, p.release.get("metadata"))
-    recipe = (f"export PAAS_ARTIFACT_DIR={shlex.quote(dest)}\n"
-              '[ ! -d "$PAAS_ARTIFACT_DIR" ] || (cd "$PAAS_ARTIFACT_DIR" && rm -rf ./* ./.[!.]* ./..?*) || exit 1\n'
-              'echo "application removed from $PAAS_ARTIFACT_DIR"\n' + _recipe(p, "undeploy"))
+    recipe = px.unartifact_recipe(dest, _recipe(p, "undeploy"))
     res = await run_step(run, p, "undeploy", recipe, dict(p.pi.get("attributes") or {}))
     await _set_app(run, str(app["id"]), Status.ARTEFACT_UNDEPLOYED)
     return _summary(res)
