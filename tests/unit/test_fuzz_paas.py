@@ -38,7 +38,8 @@ INST = "/paas/rest/envInst/org/{org}/vdc/{vdc}/environmentInstance"
 ROUTES = (
     f"{CAT}/productRelease", f"{CAT}/productRelease/{{product}}",
     ENVS, f"{ENVS}/{{env}}", f"{ENVS}/{{env}}/tier", f"{ENVS}/{{env}}/tier/{{tier}}",
-    VENVS, f"{VENVS}/{{env}}/tier/{{tier}}",
+    VENVS, f"{VENVS}/{{env}}/tier/{{tier}}", f"{ENVS}/{{env}}/tier/{{tier}}/productRelease",
+    f"{VENVS}/{{env}}/tier/{{tier}}/productRelease/{{product}}",
     INST, f"{INST}/{{name}}", f"{INST}/{{name}}/tierInstance", f"{INST}/{{name}}/tierInstance/{{node}}",
     f"{INST}/{{name}}/tierInstance/{{node}}/productInstance", f"{INST}/{{name}}/tierInstance/{{node}}/productInstance/{{pi}}",
     f"{INST}/{{name}}/applicationInstance", f"{INST}/{{name}}/applicationInstance/{{app}}",

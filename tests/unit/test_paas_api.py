@@ -374,3 +374,23 @@ async def test_hostile_bodies_are_4xx_never_500(api: Api) -> None:
                     b"[" * 10000, b'{"a": 1', b"\xff\xfe", b""):
             r = await api.a.post(path, content=raw, headers={"Content-Type": "application/json"})
             assert r.status_code == 400 and r.json()["code"] == 400 and r.json()["message"], (path, raw[:20], r.text)
+
+
+async def test_a_tiers_product_releases(api: Api) -> None:
+    await catalogue(api)
+    assert (await api.a.post(f"{CAT}/productRelease", json=product("extra"))).status_code == 201
+    base = f"{ENV}/shop/tier/backend/productRelease"
+    assert [p["productName"] for p in (await api.reader.get(base)).json()] == ["kv"]
+    r = await api.a.post(base, json={"productName": "extra"})
+    assert r.status_code == 201 and r.json() == {"productName": "extra", "version": "1.0", "attributes": []}
+    r = await api.a.post(base, json={"productName": "extra"})
+    assert r.status_code == 400 and "listed twice" in r.json()["message"]
+    r = await api.a.post(base, json={"productName": "nope", "version": "2"})
+    assert r.status_code == 400 and "unknown product release nope-2 in tier backend" in r.json()["message"]
+    r = await api.a.post(f"{ENV}/shop/tier/backend/productRelease", json={"productName": "kv2", "attributes": [
+        {"key": "W", "value": "IP(web)", "type": "IP"}]})
+    assert r.status_code == 400 and "cycle" in r.json()["message"]
+    assert (await api.a.delete(f"{base}/extra-1.0")).status_code == 204
+    assert (await api.a.delete(f"{base}/extra")).status_code == 404
+    assert [p["productName"] for p in (await api.a.get(base)).json()] == ["kv"]
+    assert (await api.reader.post(base, json={"productName": "extra"})).status_code == 403

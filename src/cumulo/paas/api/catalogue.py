@@ -1,5 +1,8 @@
 """/paas/rest/catalog/...: product releases, environments and their tiers.
 
+Also Pegasus's `…/environment/{env}/tier/{tier}/productRelease[/{name}]`: GET the tier's product
+releases, POST one more (201), DELETE one (204; name "<product>" or "<product>-<version>").
+
 Pegasus answered 204 to catalogue writes; Cumulo answers a create with 201, the created DTO and a
 Location, a tier replace (PUT) with 200 and the tier, a delete with 204. `GET catalog/productRelease[/{name}]`
 is Cumulo's (Pegasus listed products from SDC). The `catalog/org/{org}/environment` paths serve the
@@ -8,13 +11,15 @@ caller's project's environments, as their `…/vdc/{vdc}/…` aliases do.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from cumulo import errors
 from cumulo.paas import shapes
-from cumulo.paas.api.scope import begin
+from cumulo.paas.api.scope import Call, begin
 from cumulo.paas.catalogue import wants_public
 from cumulo.web.http import empty, json_response
 
@@ -115,6 +120,46 @@ async def update_tier(request: Request) -> Response:
     return json_response(shapes.render_tier(saved))
 
 
+async def _tier(call: Call) -> dict[str, Any]:
+    _, tiers = await call.deps.catalogue.get_environment(call.ctx, call.path("env"))
+    for t in tiers:
+        if t["name"] == call.path("tier"):
+            return t
+    raise errors.NotFound(f"tier {call.path('tier')[:64]} not found in environment {call.path('env')[:64]}")
+
+
+def _tier_product(p: dict[str, Any]) -> dict[str, Any]:
+    return {"productName": p["name"], "version": p.get("version"),
+            "attributes": [shapes.render_attribute(a) for a in p.get("attributes") or []]}
+
+
+async def list_tier_products(request: Request) -> Response:
+    call = await begin(request, READ)
+    return json_response(call.page([_tier_product(p) for p in (await _tier(call))["products"]]))
+
+
+async def add_tier_product(request: Request) -> Response:
+    """Pegasus's POST .../tier/{tier}/productRelease: one more product release on the tier."""
+    call = await begin(request, WRITE)
+    body = shapes.as_object(await call.body(), "productRelease")
+    added = shapes.parse_tier({"name": call.path("tier"), "productReleaseDtos": [body]})["products"][0]
+    tier = await _tier(call)
+    tier["products"] = [*tier["products"], added]
+    saved = await call.deps.catalogue.put_tier(call.ctx, call.path("env"), tier, replace=tier["name"])
+    return json_response(_tier_product(next(p for p in saved["products"] if p["name"] == added["name"])), 201)
+
+
+async def remove_tier_product(request: Request) -> Response:
+    call = await begin(request, WRITE)
+    tier = await _tier(call)
+    wanted = call.path("name")
+    kept = [p for p in tier["products"] if wanted not in (p["name"], shapes.release_name(p["name"], str(p.get("version"))))]
+    if len(kept) == len(tier["products"]):
+        raise errors.NotFound(f"product release {wanted[:64]} is not in tier {tier['name']}")
+    await call.deps.catalogue.put_tier(call.ctx, call.path("env"), {**tier, "products": kept}, replace=tier["name"])
+    return empty()
+
+
 async def delete_tier(request: Request) -> Response:
     call = await begin(request, WRITE)
     await call.deps.catalogue.delete_tier(call.ctx, call.path("env"), call.path("tier"))
@@ -139,5 +184,8 @@ def routes(root: str) -> list[BaseRoute]:
             Route(f"{envs}/{{env}}/tier/{{tier}}", show_tier, methods=["GET"]),
             Route(f"{envs}/{{env}}/tier/{{tier}}", update_tier, methods=["PUT"]),
             Route(f"{envs}/{{env}}/tier/{{tier}}", delete_tier, methods=["DELETE"]),
+            Route(f"{envs}/{{env}}/tier/{{tier}}/productRelease", list_tier_products, methods=["GET"]),
+            Route(f"{envs}/{{env}}/tier/{{tier}}/productRelease", add_tier_product, methods=["POST"]),
+            Route(f"{envs}/{{env}}/tier/{{tier}}/productRelease/{{name}}", remove_tier_product, methods=["DELETE"]),
         ]
     return out
