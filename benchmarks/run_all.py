@@ -1,11 +1,11 @@
 """Run every benchmark and print one summary table with targets and PASS/MISS marks.
 
 Each benchmark starts its own `cumulo up` on a free loopback port in a temp state dir (the fake
-driver; boot_container uses runc, boot_vm QEMU, volumes both: they need root) and removes it afterwards. Results also go to
+driver; boot_container and paas use runc, boot_vm QEMU, volumes both: they need root) and removes it afterwards. Results also go to
 benchmarks/results.json (a local artefact: do not commit it). This is a report, not a test: a
 missed target is printed, never raised.
 
-    .venv/bin/python benchmarks/run_all.py [--only boot_fake,create_rate,list_detail,boot_container,boot_vm,volumes] [--json PATH]
+    .venv/bin/python benchmarks/run_all.py [--only boot_fake,create_rate,list_detail,boot_container,boot_vm,volumes,paas] [--json PATH]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import boot_fake
 import boot_vm
 import create_rate
 import list_detail
+import paas
 import volumes
 
 BENCHMARKS = {
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "boot_container": boot_container,
     "boot_vm": boot_vm,
     "volumes": volumes,
+    "paas": paas,
 }
 
 

@@ -22,12 +22,14 @@ At the end the instance is deleted through the CLI and nothing of it is left.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 from _paas_util import (
     DEMO,
     DEPLOY_TIMEOUT,
@@ -76,8 +78,6 @@ def _add_other_project(cloud: CumuloCloud) -> None:
     cloud.osc("project", "create", OTHER)
     cloud.osc("user", "create", "--password", password, "--project", OTHER, OTHER)
     cloud.osc("role", "add", "--user", OTHER, "--project", OTHER, "member", json=False)
-    import yaml
-
     data = yaml.safe_load(cloud.clouds_yaml.read_text())
     entry = {**data["clouds"][DEMO]}
     entry["auth"] = {**entry["auth"], "username": OTHER, "password": password, "project_name": OTHER}
@@ -141,8 +141,6 @@ def test_deploy_goes_running_then_success_and_serves_backend_data(world: World) 
     assert done.returncode == 0, f"{done.stderr}\n{cloud.log()[-4000:]}"
     seen = statuses_seen(done.stderr)
     assert "RUNNING" in seen and seen[-1] == "SUCCESS" and seen.index("RUNNING") < len(seen) - 1, seen
-    import json
-
     task = json.loads(done.stdout)
     assert task["status"] == "SUCCESS" and task["result"].endswith(f"/environmentInstance/{INSTANCE}"), task
     world.task = task
@@ -169,6 +167,17 @@ def test_deploy_goes_running_then_success_and_serves_backend_data(world: World) 
     assert backend["IP"] in text
 
 
+def allow_from(world: World) -> set[str]:
+    """The addresses in the backend product's resolved ALLOW_FROM (raw API: the product instance)."""
+    path = (f"/paas/rest/envInst/org/default/vdc/{world.vdc}/environmentInstance/{INSTANCE}/tierInstance/"
+            f"{INSTANCE}-backend-1/productInstance/shop-kv")
+    with world.cloud.client(DEMO) as c:
+        r = c.get(path)
+    assert r.status_code == 200, r.text
+    [value] = [a["value"] for a in r.json()["attributes"] if a["key"] == "ALLOW_FROM"]
+    return {v.strip() for v in value.split(",") if v.strip()}
+
+
 def test_scale_out_boots_from_the_template_and_reconfigures_the_backend(world: World) -> None:
     cloud = world.cloud
     [backend] = nodes(cloud, INSTANCE, "backend")
@@ -191,6 +200,7 @@ def test_scale_out_boots_from_the_template_and_reconfigures_the_backend(world: W
     first = product_steps(cloud, INSTANCE, web[0]["Name"])
     assert first[("shop-web", "install")]["Exit Code"] == 0 and not web[0]["From Template"]
     # The backend's ALLOW_FROM now lists every web node: each page gets the backend's data.
+    assert {n["IP"] for n in web} <= allow_from(world), allow_from(world)
     for node in web:
         wait_page(node["Floating IP"], lambda t, n=node: backend_ok(t, backend["Name"], n["IP"]),
                   f"{node['Name']}'s page to show the backend's data")
@@ -209,7 +219,10 @@ def test_scale_in_removes_the_named_node(world: World) -> None:
     wait_for(lambda: runc_state(cloud, victim["Server"]) is None, timeout=60, what="the removed node's container")
     # Below min is refused, naming the numbers.
     done = paas_run(cloud, "tier", "scale", INSTANCE, "web", "--count", "0")
-    assert done.returncode != 0 and "400" in done.stderr and "1" in done.stderr, done.stderr
+    assert done.returncode != 0 and "HTTP 400" in done.stderr and "between min 1 and max 3" in done.stderr, done.stderr
+    # The backend was reconfigured without the removed node.
+    allowed = allow_from(world)
+    assert victim["IP"] not in allowed and {n["IP"] for n in left} <= allowed, (allowed, victim)
 
 
 def test_another_project_sees_none_of_it(world: World) -> None:
