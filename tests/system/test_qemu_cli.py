@@ -14,6 +14,7 @@ snapshot (boot, resize+revert). Every QEMU the module starts is gone at the end.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -169,6 +170,9 @@ def test_a_vm_and_a_container_side_by_side(world: World) -> None:
     assert 400 <= last_memtotal_mb(text) <= 512
     cli_text = world.osc("console", "log", "show", vm)
     assert BANNER in cli_text
+    # The tiny-vm image asks for the guest agent's channel (hw_qemu_guest_agent=yes): the VM has it.
+    rec = json.loads((world.qemu_dir(vm) / "instance.json").read_text())
+    assert rec["vm"]["guest_agent"] is True and "virtserialport" in " ".join(rec["argv"])
 
 
 def test_pause_and_suspend_keep_the_guest_running(world: World) -> None:
@@ -227,6 +231,7 @@ def test_snapshot_then_boot_from_it(world: World) -> None:
     wait_image_active(world.cloud, image["id"], timeout=120)
     shown = world.osc("image", "show", image["id"])
     assert shown["status"] == "active" and shown["disk_format"] == "qcow2"
+    assert shown["properties"]["hw_qemu_guest_agent"] == "yes"  # a VM booted from it gets the channel too
     wait_status(world.cloud, vm, "ACTIVE")
     vm_b = world.boot("vm-b", "snap-a", *_ud(world))
     s = wait_status(world.cloud, vm_b, "ACTIVE", timeout=120)
