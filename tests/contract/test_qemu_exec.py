@@ -12,6 +12,8 @@ killed at the end by its own pidfile under the module's state dir.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import time
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Iterator
@@ -118,6 +120,11 @@ async def test_exec_runs_in_the_guest_with_stdin_env_and_exit_code(drv: QemuDriv
     ok = await ex.exec_in(guest.uuid, sh("touch /tmp/made-by-exec && ls /tmp/made-by-exec\n", timeout=60))
     assert (ok.exit_code, ok.stdout) == (0, b"/tmp/made-by-exec\n")
     assert not Path("/tmp/made-by-exec").exists()  # inside the guest, not on the host
+
+    # A payload on stdin (PaaS artifacts go in this way): 2 MiB, byte for byte.
+    payload = os.urandom(2 << 20)
+    got = await ex.exec_in(guest.uuid, ExecRequest(argv=("/bin/busybox", "sha256sum"), stdin=payload, timeout=120))
+    assert (got.exit_code, got.stdout) == (0, hashlib.sha256(payload).hexdigest().encode() + b"  -\n")
 
     # 200 KiB on each stream, limit 16 KiB: the first 4 KiB and the last 12 KiB.
     big = await ex.exec_in(guest.uuid, sh("seq 1 40000; seq 1 40000 >&2\n", output_limit=16384, timeout=120))
