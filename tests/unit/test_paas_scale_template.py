@@ -75,7 +75,7 @@ def paas_services(cloud: Any) -> PaasServices:
                         network=s.network, volume=s.volume)
 
 
-async def boot_node(cloud: Any, client: httpx.AsyncClient, ctx: RequestContext) -> str:
+async def boot_node(cloud: Any, client: httpx.AsyncClient, ctx: RequestContext, **metadata: str) -> str:
     r = await client.post("/image/v2/images", json={"name": "base", "disk_format": "raw", "container_format": "bare"})
     assert r.status_code == 201, r.text
     image_id = r.json()["id"]
@@ -83,7 +83,7 @@ async def boot_node(cloud: Any, client: httpx.AsyncClient, ctx: RequestContext) 
                          headers={"content-type": "application/octet-stream"})
     assert r.status_code == 204, r.text
     body = {"server": {"name": deploy.server_name(INST, "web", 1), "imageRef": image_id, "flavorRef": "1",
-                       "networks": "none"}}
+                       "networks": "none", "metadata": metadata}}
     r = await client.post("/compute/v2.1/servers", json=body, headers=H)
     assert r.status_code == 202, r.text
     sid = str(r.json()["server"]["id"])
@@ -236,3 +236,19 @@ async def test_a_victim_leaves_then_is_removed_keeping_its_row(cloud: Any) -> No
     assert (await node())[0] == "UNDEPLOYED"
     with pytest.raises(StepFailed, match="node 7 of tier web is not in the inventory"):
         await ACTIONS["node_removed"](run("node_removed", 7))
+
+
+async def test_a_failed_snapshot_leaves_no_template_and_fails_nothing(
+    setup: tuple[Any, httpx.AsyncClient, RequestContext]
+) -> None:
+    cloud, client, ctx = setup
+    # the fake driver fails this server's snapshots (its metadata says so): the image is deleted
+    sid = await boot_node(cloud, client, ctx, cumulo_fake_fail="snapshot")
+    services = paas_services(cloud)
+    ledger = MemLedger(services.images, ctx)
+    out = await ACTIONS["template"](Run(services, ctx, ledger, {"tier": "web"}))
+    assert out is not None and out["image_id"] is None and "its snapshot failed" in out["error"], out
+    assert [(r["status"], r["image_id"]) for r in await template_rows(cloud)] == [("error", None)]
+    page, _ = await services.images.list_images(ctx, [("name", deploy.template_name(INST, "web"))])
+    assert page == []
+    assert (await cloud.services.compute.get(ctx, sid))["vm_state"] == "active"  # the node is untouched

@@ -20,8 +20,10 @@ The step (`take_template`, kind "template"), idempotent under resume:
    properties {paas_instance, paas_tier}, recorded in the ledger (type "image": intend, created), so a
    rollback or the instance's destroy deletes it;
 3. wait until the image service says the image is active (poll with backoff, deadline
-   conf.paas.boot_timeout): "killed"/"deleted" or gone is a failed step (the deploy rolls back; a
-   broken snapshot is a cloud fault the user must see, not a silent fall-back to fresh installs);
+   conf.paas.boot_timeout). A snapshot refused (image quota, a driver without snapshots) or failed
+   ("killed"/"deleted"/gone, or past the deadline) does not fail the step: the template row says
+   "error", the failed image is deleted, the step's output says why, and new nodes get fresh
+   installs until a later scale takes a template (a speed-up must not undo a working deploy);
 4. the `paas_templates` row: status active, image_id, source_node, app_generation = the newest
    application generation of the instance when the snapshot was taken (its own counter, or the
    newest of its applications' rows).
@@ -233,6 +235,26 @@ async def _drop_image(run: StepRun, image_id: str) -> None:
         pass
 
 
+async def _give_up(run: StepRun, tier: str, name: str, image_id: str | None, node: Mapping[str, Any],
+                   reason: str) -> Mapping[str, Any]:
+    """No template this time: the tier's new nodes get fresh installs (and a later scale tries
+    again). A template is a speed-up: an image quota, a driver without snapshots or a snapshot that
+    failed must not fail the deploy and undo a working environment."""
+    log.warning("paas template of tier %s of instance %s not taken: %s", tier, run.instance_id, reason)
+    gone = True
+    if image_id:
+        try:
+            await _drop_image(run, image_id)
+        except errors.CumuloError as exc:  # the ledger keeps it: the destroy deletes it
+            gone = False
+            log.warning("paas template: cannot delete the failed image %s: %s", image_id, exc)
+    deleted = getattr(run.ledger, "deleted", None)  # the engine's ledger has it (not the Protocol)
+    if gone and deleted is not None:
+        await deleted(IMAGE_TYPE, name)
+    await _save_template(run, tier, status=ERROR, image_id=None, source_node=node["name"])
+    return {"image_id": None, "source_node": node["name"], "error": reason}
+
+
 @action("template")
 async def take_template(run: StepRun) -> Mapping[str, Any]:
     """Step "template:<tier>": snapshot the tier's first node into its template image (module docstring).
@@ -265,15 +287,13 @@ async def take_template(run: StepRun) -> Mapping[str, Any]:
                 run.ctx, server, name, {"paas_instance": run.instance_id, "paas_tier": tier}
             )
         except errors.CumuloError as exc:
-            await _save_template(run, tier, status=ERROR)
-            raise StepFailed(f"template of tier {tier}: snapshot of node {node['name']} refused: {exc}") from exc
+            return await _give_up(run, tier, name, None, node, f"the snapshot of node {node['name']} was refused: {exc}")
         await run.ledger.created(IMAGE_TYPE, name, image_id)
     await _save_template(run, tier, status=CREATING, image_id=image_id, source_node=node["name"],
                          app_generation=generation)
     try:
         await wait_image_active(run, image_id, run.services.conf.paas.boot_timeout)
-    except StepFailed:
-        await _save_template(run, tier, status=ERROR)
-        raise
+    except StepFailed as exc:
+        return await _give_up(run, tier, name, image_id, node, str(exc))
     await _save_template(run, tier, status=ACTIVE)
     return {"image_id": image_id, "source_node": node["name"], "app_generation": generation}
