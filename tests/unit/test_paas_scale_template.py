@@ -252,3 +252,22 @@ async def test_a_failed_snapshot_leaves_no_template_and_fails_nothing(
     page, _ = await services.images.list_images(ctx, [("name", deploy.template_name(INST, "web"))])
     assert page == []
     assert (await cloud.services.compute.get(ctx, sid))["vm_state"] == "active"  # the node is untouched
+
+
+async def test_mark_stale_makes_the_next_template_step_take_a_new_image(
+    setup: tuple[Any, httpx.AsyncClient, RequestContext]
+) -> None:
+    from cumulo.paas.template import mark_stale
+
+    cloud, client, ctx = setup
+    await boot_node(cloud, client, ctx)
+    services = paas_services(cloud)
+    ledger = MemLedger(services.images, ctx)
+    first = await ACTIONS["template"](Run(services, ctx, ledger, {"tier": "web"}))
+    assert first is not None
+    async with cloud.services.db.write() as conn:
+        assert await mark_stale(conn, INST, ["backend"]) == 0
+        assert await mark_stale(conn, INST, ["web"]) == 1
+    assert [r["status"] for r in await template_rows(cloud)] == ["stale"]
+    second = await ACTIONS["template"](Run(services, ctx, ledger, {"tier": "web"}))
+    assert second is not None and second["image_id"] not in (None, first["image_id"])

@@ -37,8 +37,8 @@ persistent root the recipes wrote to.
 Applications: the template row keeps the application generation it contains. A node booted from it
 gets the applications of a newer generation deployed (the scale plan's "artifact:" steps,
 cumulo.paas.engine.plan_scale). An application taken away after the template was taken stays in
-the image's files: undeploying one should mark the tier's template STALE ("stale"), which makes the
-next scale take a new one (not done by the undeploy plan yet).
+the image's files: undeploying one should `mark_stale` the tiers holding its product, which makes
+the next scale take a new template (the engine's undeploy does not call it yet).
 """
 
 from __future__ import annotations
@@ -46,10 +46,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo import errors
 from cumulo.db import utcnow
@@ -123,6 +124,19 @@ def usable_template(template: Mapping[str, Any] | None, tier: Mapping[str, Any],
     ):
         return None
     return image_id
+
+
+async def mark_stale(conn: AsyncConnection, instance_id: str, tiers: Iterable[str]) -> int:
+    """In the caller's write: the tiers' template images no longer match the instance (an
+    application was taken away: its files are in the image), so the next scale takes new ones
+    (the old image is deleted first). The number of rows changed."""
+    t = models.paas_templates
+    names = list(tiers)
+    if not names:
+        return 0
+    done = await conn.execute(sa.update(t).where(t.c.env_instance_id == instance_id, t.c.tier.in_(names))
+                              .values(status=STALE, updated_at=utcnow()))
+    return int(done.rowcount or 0)
 
 
 # ---------------------------------------------------------------------------------------------
