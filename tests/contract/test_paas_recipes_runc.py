@@ -174,3 +174,18 @@ async def test_failures_quoting_timeouts_and_resume(runc_driver: RuncDriver, tmp
     both = await asyncio.gather(*(px.run_recipe(fn, t, "start", {}, slow, run=px.run_id(6, "start:app:1:p1"),
                                                 timeout=30) for _ in range(2)))
     assert [r.stdout for r in both] == ["slow 1\n", "slow 1\n"] and all(r.ok for r in both)
+
+    # Cumulo dies mid-exec (the exec cancelled: runc killed, our pipes closed): the recipe goes on in
+    # the node; the resumed step waits for it and collects its one run.
+    run7 = px.run_id(7, "start:app:1:p1")
+    crashed = asyncio.ensure_future(px.run_recipe(fn, t, "start", {}, slow, run=run7, timeout=30))
+    lock = f"/opt/paas/.state/p1/steps/{run7}.lock/pid"
+    deadline = asyncio.get_running_loop().time() + 30
+    while (await fn(["/bin/busybox", "test", "-s", lock], dict(px.BASE_ENV), b"", 30, 4096))["exit_code"] != 0:
+        assert asyncio.get_running_loop().time() < deadline and not crashed.done(), "the run never took its lock"
+        await asyncio.sleep(0.05)
+    crashed.cancel()  # the recipe (2 s) is under way
+    with pytest.raises(asyncio.CancelledError):
+        await crashed
+    resumed = await px.run_recipe(fn, t, "start", {}, slow, run=run7, timeout=30)
+    assert resumed.ok and resumed.stdout == "slow 2\n", resumed  # the crashed attempt's run, not a third
