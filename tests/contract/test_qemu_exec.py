@@ -27,6 +27,7 @@ from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import (
     EXEC_HEAD,
     Capability,
+    Exec,
     ExecRequest,
     FlavorSpec,
     InstanceSpec,
@@ -88,6 +89,20 @@ async def drv(guest: Guest) -> AsyncIterator[QemuDriver]:
     yield await _driver(guest.state)
 
 
+async def wait_agent(ex: Exec, uuid: str, timeout: float = 240.0) -> None:
+    """Until the guest's qemu-ga answers (it starts a moment after the boot; each try waits up to the
+    driver's sync timeout, and a loaded CI host may boot the guest slower than that)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            res = await ex.exec_in(uuid, ExecRequest(argv=("/bin/true",), timeout=60))
+        except DriverError as exc:
+            assert time.monotonic() < deadline, f"the guest agent did not answer within {timeout}s: {exc}"
+            continue
+        assert res.exit_code == 0, res
+        return
+
+
 def sh(script: str, **kw: object) -> ExecRequest:
     return ExecRequest(argv=("/bin/sh", "-s"), stdin=script.encode(), env={"PATH": "/bin"}, **kw)  # type: ignore[arg-type]
 
@@ -101,7 +116,7 @@ async def test_exec_runs_in_the_guest_with_stdin_env_and_exit_code(drv: QemuDriv
     assert "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0" in argv
     assert "virtio-serial-device,id=vser0" in argv  # the tiny VM boots on microvm here
 
-    # The guest booted, and its qemu-ga comes up a moment later: the first exec waits for its sync.
+    await wait_agent(ex, guest.uuid)  # the guest booted, and its qemu-ga comes up a moment later
     res = await ex.exec_in(guest.uuid, ExecRequest(
         argv=("/bin/sh", "-c", 'hostname; pwd; echo "$GREETING"; cat; echo to-err >&2; exit 7'),
         env={"GREETING": "hi there; $(not expanded)", "PATH": "/bin"}, stdin=b"from stdin\n", timeout=60))
@@ -165,5 +180,6 @@ async def test_a_server_that_does_not_run_is_invalid_state_and_a_restart_keeps_t
     with pytest.raises(InvalidState, match="does not exist"):
         await ex.exec_in("00000000-0000-0000-0000-000000000000", sh("true\n"))
     await drv.power_on(guest.spec)  # from the record: the channel is there again, and a new qemu-ga answers
+    await wait_agent(ex, guest.uuid)
     res = await ex.exec_in(guest.uuid, sh("ls /run/before-restart\n", timeout=60))
     assert res.exit_code != 0 and b"No such file" in res.stderr  # a new boot (RAM root) answered
