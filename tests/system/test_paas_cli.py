@@ -191,6 +191,8 @@ def test_scale_out_boots_from_the_template_and_reconfigures_the_backend(world: W
     for node in web[1:]:
         template = node["From Template"]
         assert template and template in images and images[template].endswith("-web-template"), (node, images)
+        shown = cloud.osc("server", "show", node["Server"], cloud=DEMO)
+        assert template in str(shown["image"]), (node["Name"], shown["image"])
         steps = product_steps(cloud, INSTANCE, node["Name"])
         install = steps[("shop-web", "install")]
         assert install["Step Status"] == "SKIPPED" and template in (install["Skipped Reason"] or ""), steps
