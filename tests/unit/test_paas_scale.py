@@ -199,10 +199,26 @@ def test_scale_in_by_count_removes_failed_then_newest() -> None:
     assert keys(plan, "removed:") == ["removed:web:2", "removed:web:4"]
     # both leave first; backend's reconfigure waits for both
     assert set(step(plan, "reconfigure:backend:1:kv-backend").depends_on) == {"leave:web:2", "leave:web:4"}
-    # a node a failed scale-in left draining goes before the newest
-    nodes[2] = node("web", 2, status="UNINSTALLING")
-    plan = scale_plan(instance(env(web_max=4)), nodes, "web", count=3)
-    assert keys(plan, "removed:") == ["removed:web:2"]
+
+
+def test_a_node_left_draining_is_no_member_and_the_next_scale_removes_it() -> None:
+    nodes = [node("backend", 1), node("web", 1), node("web", 2, status="UNINSTALLING"), node("web", 3)]
+    # the size is 2: scaling out to 3 adds one (replica 4) and finishes removing node 2
+    plan = scale_plan(instance(), nodes, "web", count=3, template=TEMPLATE)
+    assert [r["replica"] for r in plan.rows["paas_tier_instances"]] == [4]
+    assert keys(plan, "removed:") == ["removed:web:2"] and not keys(plan, "leave:")
+    assert step(plan, "stop:web:2:tools").depends_on == ()
+    assert_closed(plan)
+    # the same size only finishes it; a removal of it by name too (no min check: it is no member)
+    requests: list[dict[str, Any]] = [{"count": 2}, {"remove": "demo-web-2"}]
+    for kw in requests:
+        plan = scale_plan(instance(), nodes, "web", **kw)
+        assert keys(plan, "removed:") == ["removed:web:2"] and not keys(plan, "reconfigure:"), kw
+        assert_closed(plan)
+    # scaling in picks among the members only
+    plan = scale_plan(instance(), nodes, "web", count=1)
+    assert keys(plan, "removed:") == ["removed:web:2", "removed:web:3"] and keys(plan, "leave:") == ["leave:web:3"]
+    assert_closed(plan)
     assert "paas_tier_instances" not in plan.rows
     assert_closed(plan)
 

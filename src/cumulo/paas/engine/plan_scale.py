@@ -27,8 +27,8 @@ newest application generation when the image was taken): the older ones are in t
 node, templates turned on since, a template left stale, failed, or whose image a rollback deleted:
 the ledger says so), the first new node's "template:<tier>" step takes a new one.
 
-In. Victims: the named node, else `scaling.choose_victims` (failed nodes, and nodes a failed scale-in
-left draining, first; then the newest: the highest replica, replicas being given in creation order).
+In. Victims: the named node, else `scaling.choose_victims` (failed nodes first, then the newest:
+the highest replica, replicas being given in creation order).
 A victim is drained before it goes: "leave:<tier>:<r>" (kind "node_leaving") marks its row
 UNINSTALLING, which takes it out of IP/IPALL/MEMBERS (paas/attributes.py), the membership dependents
 are reconfigured without it (below), and only then "stop:<tier>:<r>:<product>" in reverse install
@@ -37,7 +37,9 @@ deleted through DEPLOY's "delete_resource" steps ("delete:<type>:<name>", found 
 step key that made them; the server waits until it is gone), and "removed:<tier>:<r>" (kind
 "node_removed") marks the row UNDEPLOYED with no server or address and its product instances
 UNINSTALLED. (Pegasus deleted the VM, then reconfigured the balancer; a load balancer user expects
-the member out of the pool before it dies.)
+the member out of the pool before it dies.) A node a failed scale-in left draining (UNINSTALLING)
+is no member: the tier's size leaves it out, and the next scale of the tier (any: out, in, to the
+same size, or a removal of it by name) stops and deletes it.
 
 The membership dependents: every tier in `graph.membership_dependents(tiers)[tier]` (products
 referring to the scaled tier with IP, IPALL or MEMBERS), and the tiers holding the product a
@@ -64,9 +66,11 @@ from cumulo.paas.template import usable_template, wants_template
 # A node row in one of these states is no member of its tier (a removed node keeps its row: its
 # replica number is never reused).
 GONE = frozenset({str(Status.UNDEPLOYED), str(Status.UNDEPLOYING), str(Status.UNINSTALLED)})
+# Out of the membership but not removed yet (a scale-in that failed after its "leave" step): no
+# member, and the next scale of the tier finishes removing it.
+DRAINING = frozenset({str(Status.UNINSTALLING)})
 _EPOCH = dt.datetime(2000, 1, 1)
-# Removed first by a scale-in: failed nodes, and nodes a failed scale-in left draining.
-_FAILED = frozenset({str(Status.ERROR), str(Status.UNINSTALLING)})
+_FAILED = frozenset({str(Status.ERROR)})
 
 
 def tier_spec(instance: Mapping[str, Any], tier: str) -> Mapping[str, Any]:
@@ -78,8 +82,14 @@ def tier_spec(instance: Mapping[str, Any], tier: str) -> Mapping[str, Any]:
 
 
 def live_nodes(nodes: Sequence[Mapping[str, Any]], tier: str) -> list[Mapping[str, Any]]:
-    """The tier's current members (removed nodes left out), by replica."""
-    return sorted((n for n in nodes if str(n["tier"]) == tier and str(n["status"]) not in GONE),
+    """The tier's current members (removed and draining nodes left out), by replica: its size."""
+    return sorted((n for n in nodes if str(n["tier"]) == tier and str(n["status"]) not in GONE | DRAINING),
+                  key=lambda n: int(n["replica"]))
+
+
+def draining_nodes(nodes: Sequence[Mapping[str, Any]], tier: str) -> list[Mapping[str, Any]]:
+    """Nodes of the tier that left its membership and still wait to be removed, by replica."""
+    return sorted((n for n in nodes if str(n["tier"]) == tier and str(n["status"]) in DRAINING),
                   key=lambda n: int(n["replica"]))
 
 
@@ -158,14 +168,21 @@ def scale_plan(
     spec = tier_spec(instance, tier)
     bounds = _bounds(spec)
     members = live_nodes(nodes, tier)
+    draining = draining_nodes(nodes, tier)
     current = len(members)
     plan = Plan()
+    # nodes an earlier scale-in left draining are finished by any scale of their tier
+    _plan_in(plan, instance, spec, draining, resources or (), after=())
+    if remove is not None and remove in {str(n["name"]) for n in draining}:
+        return plan
     if remove is not None:
         victims = _named_victim(members, tier, remove, bounds)
     else:
         assert count is not None
         bounds.check_desired(count)
         if count == current:
+            if draining:
+                return plan
             raise errors.Invalid(f"tier {tier} already has {current} nodes")
         if count > current:
             _plan_out(plan, instance, nodes, spec, count - current, template=template, use_template=use_template,
