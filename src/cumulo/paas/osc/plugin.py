@@ -44,7 +44,6 @@ def build_option_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 
 def check_api_version(version: str) -> bool:
-    """Only v1 exists; True: OSC need not check API_VERSIONS again."""
-    if str(version).split(".")[0] != DEFAULT_API_VERSION:
-        raise ValueError(f"PaaS API version {version} is not supported (only {DEFAULT_API_VERSION})")
-    return True
+    """Only v1 exists. True: OSC skips its own check; False: OSC warns that the version is not in
+    API_VERSIONS (raising here would break every `openstack` command, not only the paas ones)."""
+    return str(version).split(".")[0] == DEFAULT_API_VERSION
