@@ -61,6 +61,8 @@ class FakeQga:
             return json.dumps({"return": {"pid": pid}}).encode() + b"\n"
         if name == "guest-exec-status":
             pid = args["pid"]
+            if pid == 999:  # the kill-tree shell itself
+                return b'{"return": {"exited": true, "exitcode": 0}}\n'
             if pid in self.killed:
                 return json.dumps({"return": {"exited": True, "signal": 9, "out-data": base64.b64encode(b"so far\n").decode()}}).encode() + b"\n"
             if self.never_exits or self._left[pid] > 0:
@@ -150,6 +152,7 @@ async def test_timeout_kills_the_process_tree_and_keeps_the_output_so_far(fake: 
     assert agent.killed == [100]
     kill = next(c for c in agent.commands if c["execute"] == "guest-exec" and c["arguments"]["path"] == "/bin/sh")
     assert kill["arguments"]["arg"] == ["-c", qga.KILL_TREE, "kill-tree", "100"]
+    assert {"execute": "guest-exec-status", "arguments": {"pid": 999}} in agent.commands  # qemu-ga forgets it
 
 
 async def test_a_cancelled_exec_kills_its_command(fake: tuple[FakeQga, Path]) -> None:

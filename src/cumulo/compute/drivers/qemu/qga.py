@@ -224,8 +224,12 @@ async def _wait_exited(qga: Qga, pid: int, until: float) -> dict[str, Any] | Non
 
 
 async def _kill(qga: Qga, pid: int) -> None:
-    await qga.execute("guest-exec", {"path": "/bin/sh", "arg": ["-c", KILL_TREE, "kill-tree", str(pid)],
-                                     "env": [GUEST_PATH]})
+    reply = await qga.execute("guest-exec", {"path": "/bin/sh", "arg": ["-c", KILL_TREE, "kill-tree", str(pid)],
+                                             "env": [GUEST_PATH]})
+    killer = reply.get("pid") if isinstance(reply, dict) else None
+    if isinstance(killer, int):  # its status read once it ended, so that qemu-ga forgets it too
+        with contextlib.suppress(DriverError):
+            await _wait_exited(qga, killer, time.monotonic() + KILL_WAIT)
 
 
 async def run(path: Path | str, req: ExecRequest, *, sync_timeout: float = 30.0) -> ExecResult:
