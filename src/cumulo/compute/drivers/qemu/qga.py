@@ -16,7 +16,8 @@ the deadline a second guest-exec runs KILL_TREE (a fixed script, the pid its onl
 stops the process and its descendants, then SIGKILLs them; then the status is collected (the
 output so far, and qemu-ga forgets the pid). qemu-ga keeps at most 16 MiB of each stream (its
 `*-truncated` flags); base.bound_output then keeps the head and tail the Exec contract names.
-An exec cancelled while its command runs kills it the same way (best effort, within 5 s).
+An exec cancelled while its command runs leaves it running (as runc's does): the PaaS manager's
+recipes take a lock in the guest and resume by it.
 """
 
 from __future__ import annotations
@@ -245,12 +246,9 @@ async def run(path: Path | str, req: ExecRequest, *, sync_timeout: float = 30.0)
         pid = reply.get("pid") if isinstance(reply, dict) else None
         if not isinstance(pid, int):
             raise DriverError(f"the guest agent's guest-exec answer holds no pid: {reply!r}")
-        try:
-            status = await _wait_exited(qga, pid, started + req.timeout)
-        except asyncio.CancelledError:  # the caller gave up: the command must not run on unseen
-            with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.wait_for(_kill(qga, pid), 5.0))
-            raise
+        # Cancelled here (the caller gave up, Cumulo stops), the command goes on in the guest, as a
+        # cancelled `runc exec` leaves it in the container: PaaS recipes resume by their own markers.
+        status = await _wait_exited(qga, pid, started + req.timeout)
         if status is not None:
             return _result(status, req, timed_out=False, seconds=time.monotonic() - started)
         await _kill(qga, pid)
