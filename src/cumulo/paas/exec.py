@@ -5,7 +5,8 @@ resolved attributes, the PAAS_* variables, the recipe) travels on stdin, so noth
 reaches a host command's argv or /proc. stdin is a prologue written here + the recipe text:
 
 - `export`s of the attributes (values quoted by shlex.quote: quotes, `$`, backquotes and newlines
-  stay literal), then of PAAS_ROOT (/opt/paas in containers), PAAS_STATE ($PAAS_ROOT/.state/<product>),
+  stay literal), then of PAAS_ROOT (/opt/paas in containers, /mnt/root/paas on QEMU servers),
+  PAAS_STATE ($PAAS_ROOT/.state/<product>),
   PAAS_PRODUCT, PAAS_VERSION, PAAS_TIER, PAAS_NODE, PAAS_STEP, PAAS_IP and PAAS_OUTPUT (a file the
   recipe appends `KEY=VALUE` lines to: the product's outputs, read by OUTPUT(tier.product.KEY)).
 - A run id per (task, step key, part): the lock dir `$PAAS_STATE/steps/<run>.lock` holds the pid
