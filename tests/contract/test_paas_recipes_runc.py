@@ -163,6 +163,11 @@ async def test_failures_quoting_timeouts_and_resume(runc_driver: RuncDriver, tmp
     assert res.timed_out and res.exit_code is None and not res.ok
     assert "timed out" in str(px.failure(t, res))
 
+    # The node's own guard (for when Cumulo is gone) kills a recipe that outlives it: SIGKILL, 137.
+    res = await px.run_recipe(fn, t, "start", {}, "echo begun\nsleep 300\n", run=px.run_id(2, "start:app:1:p1"),
+                              timeout=60, guard=1)
+    assert (res.exit_code, res.timed_out, res.stdout) == (128 + 9, False, "begun\n"), res
+
     # Resume: the same run id again collects the finished run (a counter shows the recipe ran once).
     counting = 'n=$(cat /tmp/count 2>/dev/null || echo 0); echo $((n + 1)) > /tmp/count; echo "run $((n + 1))"; exit 3\n'
     first = await px.run_recipe(fn, t, "install", {}, counting, run=px.run_id(5, "install:app:1:p1"), timeout=30)

@@ -40,6 +40,10 @@ def test_the_prologue_quotes_every_value_and_exports_the_paas_variables() -> Non
     at = lines.index(f"  cat > \"$__r.sh\" <<'PAAS_RECIPE_{NONCE}'")
     assert lines[at + 1:at + 3] == ["echo hi", f"PAAS_RECIPE_{NONCE}"]
     assert lines[-1] == 'exit "$(cat "$__r.rc")"'
+    assert '  (cd "$PAAS_ROOT" && exec $__t /bin/sh "$__r.sh") </dev/null >"$__r.out" 2>"$__r.err"' in lines
+    assert not any("timeout -s KILL" in line for line in lines)  # no guard asked
+    guarded = px.script(T, "configure", {}, "true", run="r1", nonce=NONCE, guard=70).decode().splitlines()
+    assert '  [ ! -x /bin/busybox ] || __t="/bin/busybox timeout -s KILL 70"' in guarded
 
 
 @pytest.mark.parametrize("key", ["1A", "A-B", "PATH", "HOME", "IFS", "PAAS_ROOT", "PAAS_X", "", "A B", "x" * 200])
@@ -114,6 +118,7 @@ async def test_a_run_sends_only_path_and_home_and_fails_with_the_tail() -> None:
     rec = Recorder({"exit_code": 4, "stdout": "".join(f"line {i}\n" for i in range(40)), "stderr": "bad thing\n"})
     res = await px.run_recipe(rec, T, "install", {"SECRET": "s3cr3t"}, "exit 4", run="r9", timeout=12)
     argv, env, stdin, timeout, limit = rec.calls[0]
+    assert b'__t="/bin/busybox timeout -s KILL 22"' in stdin  # the node's guard: our timeout + 10 s
     assert argv == ["/bin/sh", "-s"] and env == px.BASE_ENV and timeout == 12 and limit == px.OUTPUT_LIMIT
     assert b"export SECRET=s3cr3t" in stdin and "s3cr3t" not in " ".join(argv + list(env.values()))
     assert not res.ok and res.exit_code == 4

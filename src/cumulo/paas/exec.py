@@ -13,7 +13,8 @@ reaches a host command's argv or /proc. stdin is a prologue written here + the r
   of the shell running it; the recipe is written to `<run>.sh` (a here-document with a random
   delimiter) and run by `/bin/sh` from $PAAS_ROOT with stdin /dev/null and its stdout and stderr in
   `<run>.out` / `<run>.err` (files, not the exec's pipes: a daemon that forgets to close stdio
-  cannot hold the exec open); its exit status goes to `<run>.rc` (written by rename). A resumed step
+  cannot hold the exec open), under `busybox timeout -s KILL <timeout + 10 s>` (so it cannot
+  outlive its timeout even when Cumulo is gone); its exit status goes to `<run>.rc` (written by rename). A resumed step
   (a new attempt after Cumulo died mid-exec) runs the same run id: it waits while the earlier shell
   still lives, and when `<run>.rc` exists it collects that run's result instead of running the
   recipe again. A lock whose pid is gone is stale and taken over.
@@ -61,6 +62,7 @@ OUTPUT_LIMIT = 65536  # bytes kept of each stream of a run (head + tail, the Exe
 OUTPUTS_MAX = 16384  # bytes of $PAAS_OUTPUT read back
 MAX_TIMEOUT = 3600.0  # the largest `timeout` a product's metadata may ask
 TAIL_LINES = 20  # lines of output a task error shows
+GUARD_MARGIN = 10  # seconds the node's own kill of a recipe waits beyond the exec timeout
 RECORD_TEXT_MAX = 2 * OUTPUT_LIMIT  # characters of one stream kept in a record
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Names a recipe's environment needs as they are: an attribute may not take them.
@@ -161,8 +163,12 @@ def _export(name: str, value: str) -> str:
     return f"export {name}={shlex.quote(value)}"
 
 
-def script(target: Target, step: str, attributes: Mapping[str, str], recipe: str, *, run: str, nonce: str) -> bytes:
-    """The whole stdin of a recipe run: the prologue, the recipe as a here-document, the wrapper."""
+def script(target: Target, step: str, attributes: Mapping[str, str], recipe: str, *, run: str, nonce: str,
+           guard: int | None = None) -> bytes:
+    """The whole stdin of a recipe run: the prologue, the recipe as a here-document, the wrapper.
+    `guard`: seconds after which the node itself SIGKILLs the recipe's shell (`busybox timeout`,
+    when the node has /bin/busybox), so a recipe cannot outlive its timeout when Cumulo, which kills
+    a timed-out exec, is gone."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", run) or not re.fullmatch(r"[0-9a-f]{16,64}", nonce):
         raise ValueError("bad run id or nonce")
     lines = ["umask 022"]
@@ -196,7 +202,9 @@ def script(target: Target, step: str, attributes: Mapping[str, str], recipe: str
         '  : > "$PAAS_OUTPUT"',
         f"  cat > \"$__r.sh\" <<'{delim}'",
         body + delim,
-        '  (cd "$PAAS_ROOT" && exec /bin/sh "$__r.sh") </dev/null >"$__r.out" 2>"$__r.err"',
+        "  __t=",
+        *([f'  [ ! -x {BUSYBOX} ] || __t="{BUSYBOX} timeout -s KILL {int(guard)}"'] if guard else []),
+        '  (cd "$PAAS_ROOT" && exec $__t /bin/sh "$__r.sh") </dev/null >"$__r.out" 2>"$__r.err"',
         '  echo $? > "$__r.rc.new" && mv -f "$__r.rc.new" "$__r.rc"',
         "fi",
         'rm -rf "$__r.lock"',
@@ -240,11 +248,13 @@ def _result(step: str, doc: Mapping[str, Any], started: dt.datetime) -> RecipeRu
 
 async def run_recipe(exec_fn: ExecFn, target: Target, step: str, attributes: Mapping[str, str], recipe: str, *,
                      run: str, timeout: float, output_limit: int = OUTPUT_LIMIT,
-                     extra_env: Mapping[str, str] | None = None) -> RecipeRun:
+                     extra_env: Mapping[str, str] | None = None, guard: int | None = None) -> RecipeRun:
     """Run `recipe` as step `step` of `target` (see the module docstring); never raises for a
     failing recipe: the RecipeRun says how it ended."""
     nonce = secrets.token_hex(16)
-    stdin = script(target, step, attributes, recipe, run=run, nonce=nonce)
+    # the node's own guard outlasts our timeout a little: while Cumulo runs, its timeout wins
+    stdin = script(target, step, attributes, recipe, run=run, nonce=nonce,
+                   guard=int(timeout) + GUARD_MARGIN if guard is None else guard)
     started = utcnow()
     doc = await exec_fn(["/bin/sh", "-s"], {**BASE_ENV, **(extra_env or {})}, stdin, timeout, output_limit)
     res = _result(step, doc, started)
