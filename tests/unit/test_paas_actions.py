@@ -194,6 +194,19 @@ async def test_an_adopted_server_in_error_is_made_again(
     assert rows == [("server", second, "created")]
 
 
+async def test_a_tier_on_the_networks_it_names(cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]
+                                              ) -> None:
+    w = await make_world(cloud, as_ctx, tier={"networks": [{"name": "private", "subnets": []}]})
+    private = [n for n in await w.services.network.list_networks(w.ctx) if n["name"] == "private"][0]
+    assert (await w.run("net"))["networks"] == {"web": [private["id"]]}
+    async with w.services.db.write() as conn:  # the snapshot names a network the project lacks
+        environment = (await conn.execute(sa.select(models.paas_env_instances.c.environment))).scalar_one()
+        environment["tiers"][0]["networks"] = [{"name": "nowhere", "subnets": []}]
+        await conn.execute(sa.update(models.paas_env_instances).values(environment=environment))
+    with pytest.raises(StepFailed, match="tier web: network 'nowhere' is not a network of the project"):
+        await w.run("net", attempt=2)
+
+
 async def test_the_tiers_own_security_group(cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]
                                             ) -> None:
     w = await make_world(cloud, as_ctx, tier={"security_group": "web-extra"})
