@@ -166,6 +166,7 @@ async def test_a_server_going_error_fails_active_with_its_fault(
         await w.run(key)
     with pytest.raises(StepFailed, match="went to ERROR: .*spawn failed"):
         await asyncio.wait_for(w.run("active:web:1"), 60)
+    assert (await w.node())["status"] == "ERROR"
 
 
 async def test_an_adopted_server_in_error_is_made_again(

@@ -17,7 +17,8 @@ destroy) is ENGINE's reverter over the same ledger (engine/ledger.py `delete_res
 - "active" (params tier, replica, node): polls the server (backoff 0.5 -> 2 s) until ACTIVE, up to
   conf.paas.boot_timeout; ERROR fails the step with the server's fault message; then waits until
   an exec of `/bin/sh -c true` answers 0 (the recipes' channel). Writes server_id, ip (the first
-  IPv4 address of its first port), status DEPLOYED. Output {"server_id", "ip"}.
+  IPv4 address of its first port), status DEPLOYED (ERROR when the step fails). Output
+  {"server_id", "ip"}.
 - "fip" (params tier, replica, node): a floating IP from the external network (actions_net),
   description = its ledger name `paas-<inst8>-<tier>-<r>`, on the node's port; an adopted one is
   re-associated when needed. Writes floating_ip. Output {"floating_ip"}.
@@ -248,8 +249,12 @@ async def wait_node_active(run: StepRun) -> Mapping[str, Any]:
     tier_name, replica, _node_name = _node(run)
     server_id = _server_id_of(run, tier_name, replica)
     deadline = asyncio.get_running_loop().time() + float(run.services.conf.paas.boot_timeout)
-    row = await wait_active(run, server_id, deadline)
-    await wait_exec(run, row, deadline)
+    try:
+        row = await wait_active(run, server_id, deadline)
+        await wait_exec(run, row, deadline)
+    except StepFailed:  # the node failed (a scale-in takes failed nodes first; keep_on_failure shows it)
+        await set_node(run, tier_name, replica, server_id=server_id, status=str(Status.ERROR))
+        raise
     ip, _port = await node_address(run, server_id)
     await set_node(run, tier_name, replica, server_id=server_id, ip=ip, status=str(Status.DEPLOYED))
     return {"server_id": server_id, "ip": ip}
