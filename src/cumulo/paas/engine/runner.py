@@ -340,8 +340,12 @@ class PaasEngine:
                           applications=inventory["applications"], resources=inventory["resources"])
 
     async def _started(self, task_id: int) -> dict[str, Any]:
+        """Take the new task's lease (so the answer shows it RUNNING, as Pegasus's did) and run it
+        in the background; a stopped engine leaves it QUEUED for the next one."""
+        row = None if self._stopping else await tasks.take_lease(self.db, task_id, self.owner, self.settings.lease)
         self.launch(task_id)
-        row = await tasks.get(self.db, task_id)
+        if row is None:
+            row = await tasks.get(self.db, task_id)
         assert row is not None
         return row
 
