@@ -13,7 +13,8 @@ destroy) is ENGINE's reverter over the same ledger (engine/ledger.py `delete_res
   flavour and image (name or id; params "image" wins), keypair, security groups (the instance's and
   the tier's, plus the tier's `security_group` when it names one), on the tier's network
   (actions_net). The requested groups are put on the ports the create made (as Nova's API does),
-  again on an adopted server. An adopted server in ERROR is deleted and made again. Writes the node's server_id (status DEPLOYING). Output {"server_id"}.
+  again on an adopted server. An adopted server in ERROR is deleted and made again. Writes the
+  node's server_id (status DEPLOYING). Output {"server_id"}.
 - "active" (params tier, replica, node): polls the server (backoff 0.5 -> 2 s) until ACTIVE, up to
   conf.paas.boot_timeout; ERROR fails the step with the server's fault message; then waits until
   an exec of `/bin/sh -c true` answers 0 (the recipes' channel). Writes server_id, ip (the first
