@@ -95,7 +95,7 @@ def test_failed_install_rolls_everything_back(world: World) -> None:
     assert "ERROR" in done.stderr and FAILING in done.stderr and "install" in done.stderr, done.stderr
 
     inst = paas(cloud, "environment", "instance", "show", "broken")
-    assert inst["status"] == "ERROR", inst
+    assert inst["status"] == "ERROR" and FAILING in (inst["error"] or ""), inst
     task = paas(cloud, "task", "show", str(inst["task_id"]))
     assert task["status"] == "ERROR" and FAILING in task["error"], task
     assert task["error_code"] == "install" and str(task["exit_code"]) == "3", task

@@ -36,7 +36,7 @@ def _node_line(n: Mapping[str, Any]) -> str:
     return f"{n.get('tierInstanceName')} {n.get('status')}{f' ({ips})' if ips else ''}"
 
 
-INSTANCE_COLUMNS = ("name", "environment", "status", "description", "task_id", "tiers", "nodes")
+INSTANCE_COLUMNS = ("name", "environment", "status", "description", "task_id", "tiers", "nodes", "error")
 
 
 def _instance_row(inst: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -47,7 +47,15 @@ def _instance_row(inst: Mapping[str, Any]) -> tuple[Any, ...]:
         inst.get("status"), inst.get("description", ""), inst.get("taskId"),
         ", ".join(str(t.get("name")) for t in _tiers(inst)),
         format_columns.ListColumn([_node_line(n) for n in _nodes(inst)]),
+        _error(inst.get("error")),
     )
+
+
+def _error(err: Any) -> Any:
+    """An ERROR instance's failed step and output (the task error's message)."""
+    if isinstance(err, Mapping):
+        return err.get("message") or err
+    return err
 
 
 class CreateInstance(command.ShowOne):
