@@ -139,6 +139,14 @@ def servers(cloud: CumuloCloud) -> list[dict[str, Any]]:
     return list(r.json()["servers"])
 
 
+def deleted_paas_servers(cloud: CumuloCloud) -> dict[str, dict[str, Any]]:
+    """The deleted servers of PaaS nodes (admin, Nova's deleted=true), by id."""
+    with cloud.client("cumulo", headers={"X-OpenStack-Nova-API-Version": "2.79"}) as c:
+        r = c.get("/compute/v2.1/servers/detail", params={"all_tenants": "1", "deleted": "true"})
+    r.raise_for_status()
+    return {s["id"]: s for s in r.json()["servers"] if str(s.get("name", "")).startswith("paas-")}
+
+
 def paas_servers(cloud: CumuloCloud) -> list[dict[str, Any]]:
     return [s for s in servers(cloud) if (s.get("metadata") or {}).get("paas_instance")]
 

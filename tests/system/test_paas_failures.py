@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from _paas_util import (
     DEPLOY_TIMEOUT,
+    deleted_paas_servers,
     elapsed,
     iaas_view,
     launch_paas,
@@ -36,7 +37,7 @@ from _paas_util import (
     wait_no_paas_servers,
     write_yaml,
 )
-from _runc_util import wait_for
+from _runc_util import leftovers, wait_for
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud
@@ -87,6 +88,7 @@ def test_failed_install_rolls_everything_back(world: World) -> None:
     _product(world, "broken", f"echo installing broken\necho '{FAILING}' >&2\nexit 3\n", ports="80")
     _environment(world, "broken-env", "broken", floating=True)
     before = iaas_view(cloud)
+    deleted_before = set(deleted_paas_servers(cloud))
     t0 = time.monotonic()
     done = paas_run(cloud, "environment", "instance", "create", "broken", "--environment", "broken-env", "--wait",
                     "--timeout", str(DEPLOY_TIMEOUT))
@@ -108,6 +110,12 @@ def test_failed_install_rolls_everything_back(world: World) -> None:
     for kind in ("servers", "security_groups", "floating_ips", "images", "containers"):
         assert after[kind] == before[kind], (kind, after[kind] ^ before[kind])
     assert not paas_servers(cloud)
+    # The node's server was made (the recipe ran in it) and deleted: nothing of it stays on the host
+    # (runc container, mounts, bundle dir, network namespace, cgroups).
+    rolled_back = set(deleted_paas_servers(cloud)) - deleted_before
+    assert rolled_back, "the failed deploy made no server: the install never ran in a node"
+    for uuid in rolled_back:
+        wait_for(lambda u=uuid: not leftovers(cloud, u), timeout=60, what=f"nothing of server {uuid} on the host")
 
 
 def _install_running(cloud: CumuloCloud) -> list[dict[str, Any]]:
