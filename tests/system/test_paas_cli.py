@@ -50,7 +50,7 @@ from _paas_util import (
     wait_page,
     write_yaml,
 )
-from _runc_util import runc_state, wait_for
+from _runc_util import leftovers, runc_state, wait_for
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud
@@ -218,7 +218,8 @@ def test_scale_in_removes_the_named_node(world: World) -> None:
     assert [n["Name"] for n in left] == [web[0]["Name"], web[2]["Name"]], left
     listed = {s["ID"] for s in cloud.osc("server", "list", cloud=DEMO)}
     assert victim["Server"] not in listed and {n["Server"] for n in left} <= listed
-    wait_for(lambda: runc_state(cloud, victim["Server"]) is None, timeout=60, what="the removed node's container")
+    wait_for(lambda: not leftovers(cloud, victim["Server"]), timeout=60,
+             what="nothing of the removed node's server on the host (container, mounts, netns, cgroups)")
     # Below min is refused, naming the numbers.
     done = paas_run(cloud, "tier", "scale", INSTANCE, "web", "--count", "0")
     assert done.returncode != 0 and "HTTP 400" in done.stderr and "between min 1 and max 3" in done.stderr, done.stderr
