@@ -20,7 +20,7 @@ from cumulo.compute.drivers.base import (
 )
 from cumulo.compute.drivers.fake import FakeDriver
 from cumulo.conf import load
-from cumulo.errors import InvalidState
+from cumulo.errors import Invalid, InvalidState
 
 
 def test_bound_output_keeps_the_head_and_the_tail() -> None:
@@ -32,6 +32,20 @@ def test_bound_output_keeps_the_head_and_the_tail() -> None:
     assert bound_output(b"short", 65536) == (b"short", False)
     small, cut = bound_output(b"a" * 10 + b"b" * 10, 10)
     assert cut and small == b"aaaaabbbbb"
+
+
+@pytest.mark.parametrize(("req", "says"), [
+    (ExecRequest(argv=()), "needs a command"),
+    (ExecRequest(argv=("",)), "needs a command"),
+    (ExecRequest(argv=("/bin/sh", "a\0b")), "NUL"),
+    (ExecRequest(argv=("/bin/sh",), env={"A=B": "x"}), "'A=B'"),
+    (ExecRequest(argv=("/bin/sh",), env={"A": "x\0"}), "'A'"),
+    (ExecRequest(argv=("/bin/sh",), timeout=0), "positive timeout"),
+    (ExecRequest(argv=("/bin/sh",), output_limit=-1), "output limit"),
+])
+def test_an_exec_request_no_guest_can_carry_is_invalid(req: ExecRequest, says: str) -> None:
+    with pytest.raises(Invalid, match=says):
+        req.check()
 
 
 def test_exec_result_round_trips_as_json_primitives() -> None:

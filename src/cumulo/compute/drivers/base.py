@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, overload, runtime_checkable
 
-from cumulo.errors import InvalidState
+from cumulo.errors import Invalid, InvalidState
 
 
 class PowerState(enum.IntEnum):
@@ -285,6 +285,18 @@ class ExecRequest:
     stdin: bytes = b""
     timeout: float = 300.0
     output_limit: int = 65536  # bytes kept of stdout, and of stderr
+
+    def check(self) -> None:
+        """Invalid for what no guest can carry (a NUL in a C string, an empty command, a bad name)."""
+        if not self.argv or not self.argv[0]:
+            raise Invalid("exec needs a command")
+        if any("\0" in a for a in self.argv):
+            raise Invalid("exec arguments may not hold NUL")
+        for key, value in self.env.items():
+            if not key or "=" in key or "\0" in key or "\0" in value:
+                raise Invalid(f"bad environment variable name {key!r}")
+        if self.timeout <= 0 or self.output_limit < 0:
+            raise Invalid("exec needs a positive timeout and a non-negative output limit")
 
 
 @dataclass(frozen=True)

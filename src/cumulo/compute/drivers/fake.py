@@ -473,6 +473,7 @@ class FakeDriver:
     async def exec_in(self, uuid: str, req: ExecRequest) -> ExecResult:
         """Records the request and answers exit 0, or the exit code the request's env names in
         CUMULO_FAKE_EXIT (how tests make a recipe fail); a server that does not run is InvalidState."""
+        req.check()
         rec = self._instances.get(uuid)
         if rec is None:
             raise InvalidState(f"Instance {uuid} does not exist on fake host {self.host_name}")

@@ -16,29 +16,16 @@ import asyncio
 from cumulo.compute.drivers.base import ExecRequest, ExecResult, PowerState
 from cumulo.compute.drivers.qemu import qga
 from cumulo.compute.drivers.qemu.core import QemuCore
-from cumulo.errors import Invalid, InvalidState
+from cumulo.errors import InvalidState
 
 SYNC_TIMEOUT = 15.0  # how long an exec waits for the guest agent to answer its sync (the bus call waits timeout + 30 s)
-
-
-def check(req: ExecRequest) -> None:
-    """What the guest agent cannot carry (its strings are JSON: no NUL in a C string)."""
-    if not req.argv or not req.argv[0]:
-        raise Invalid("exec needs a command")
-    if any("\0" in a for a in req.argv):
-        raise Invalid("exec arguments may not hold NUL")
-    for key, value in req.env.items():
-        if not key or "=" in key or "\0" in key or "\0" in value:
-            raise Invalid(f"bad environment variable name {key!r}")
-    if req.timeout <= 0 or req.output_limit < 0:
-        raise Invalid("exec needs a positive timeout and a non-negative output limit")
 
 
 class Exec(QemuCore):
     sync_timeout = SYNC_TIMEOUT
 
     async def exec_in(self, uuid: str, req: ExecRequest) -> ExecResult:
-        check(req)
+        req.check()
         layout = self._layout(uuid)
         if not await asyncio.to_thread(self.has_record, layout.dir):
             raise InvalidState(f"Instance {uuid} does not exist on QEMU host {self.host_name}")

@@ -24,19 +24,7 @@ from cumulo.compute.drivers.base import ExecRequest, ExecResult, PowerState
 from cumulo.compute.drivers.local import RECORD
 from cumulo.compute.drivers.runc import cgroup
 from cumulo.compute.drivers.runc.core import RuncCore
-from cumulo.errors import DriverError, Invalid, InvalidState
-
-
-def _check(req: ExecRequest) -> None:
-    if not req.argv or not req.argv[0]:
-        raise Invalid("exec needs a command")
-    if any("\0" in a for a in req.argv):
-        raise Invalid("exec arguments may not hold NUL")
-    for key, value in req.env.items():
-        if not key or "=" in key or "\0" in key or "\0" in value:
-            raise Invalid(f"bad environment variable name {key!r}")
-    if req.timeout <= 0 or req.output_limit < 0:
-        raise Invalid("exec needs a positive timeout and a non-negative output limit")
+from cumulo.errors import DriverError, InvalidState
 
 
 def in_cgroup(pid: int, cid: str) -> bool:
@@ -109,7 +97,7 @@ def _read_pid(path: Path) -> int | None:
 
 class Exec(RuncCore):
     async def exec_in(self, uuid: str, req: ExecRequest) -> ExecResult:
-        _check(req)
+        req.check()
         idir = self.instance_dir(uuid)
         if not await asyncio.to_thread((idir / RECORD).is_file):
             raise InvalidState(f"Instance {uuid} does not exist on runc host {self.host_name}")
