@@ -297,3 +297,26 @@ async def test_an_engine_whose_lease_was_taken_stops_and_the_holder_finishes(svc
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_a_heartbeat_between_the_read_and_the_take_keeps_the_task(svc: Any, monkeypatch: pytest.MonkeyPatch
+                                                                         ) -> None:
+    """take_lease's compare-and-swap is on the lease it read as well as the owner: a holder that
+    renewed its lease meanwhile keeps the task (no second engine runs the same step)."""
+    holder = "otherhost:1:feed"
+    async with svc.db.write() as conn:
+        res = await conn.execute(sa.insert(paas_tasks).values(
+            project_id="p", user_id="u", kind="deploy", status="RUNNING", description="d", params={},
+            start_time=utcnow(), owner=holder, lease_until=utcnow() - dt.timedelta(seconds=1)))
+        task_id = int(res.inserted_primary_key[0])
+    stale = await tasks.get(svc.db, task_id)
+    assert await tasks.heartbeat(svc.db, task_id, holder, 30.0)  # the holder renews after the read
+    real_get = tasks.get
+    reads = iter([stale])
+
+    async def get_once_stale(db: Any, tid: int) -> dict[str, Any] | None:
+        return next(reads, None) or await real_get(db, tid)
+
+    monkeypatch.setattr(tasks, "get", get_once_stale)
+    assert await tasks.take_lease(svc.db, task_id, "thishost:2:beef", 30.0) is None
+    assert (await real_get(svc.db, task_id))["owner"] == holder

@@ -102,9 +102,11 @@ async def take_lease(db: Database, task_id: int, owner: str, lease: float) -> di
             and not owner_is_dead(current):
         return None
     holder = T.owner.is_(None) if current is None else T.owner == current
+    # the lease as read too: a holder's heartbeat between the read and this write keeps its task
+    held_until = T.lease_until.is_(None) if row["lease_until"] is None else T.lease_until == row["lease_until"]
     async with db.write() as conn:
         done = await conn.execute(
-            sa.update(paas_tasks).where(T.id == task_id, T.status.in_(ACTIVE), holder)
+            sa.update(paas_tasks).where(T.id == task_id, T.status.in_(ACTIVE), holder, held_until)
             .values(owner=owner, lease_until=now + dt.timedelta(seconds=lease), status=TaskStatus.RUNNING.value)
         )
     if not done.rowcount:
