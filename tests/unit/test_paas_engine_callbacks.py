@@ -96,6 +96,35 @@ class Receiver:
         await self.server.wait_closed()
 
 
+async def test_the_post_does_not_read_the_answers_body() -> None:
+    """A receiver that answers with an endless body: the POST still ends, with its status."""
+    seen = asyncio.Event()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        seen.set()
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"x" * 65536
+        try:
+            while True:
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(endless, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        target = callbacks.check(f"http://127.0.0.1:{port}/cb", (), resolve=_resolver({}))
+        state = await asyncio.wait_for(callbacks.post(target, {"id": 1}), 60)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert seen.is_set() and state == "sent 200"
+
+
 @pytest.fixture
 async def svc(cloud: Any) -> AsyncIterator[Any]:
     if cloud.paas_engine is not None:

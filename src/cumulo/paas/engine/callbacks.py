@@ -6,7 +6,7 @@
 once and EVERY address it resolves to must be loopback or itself listed; link-local (169.254/16,
 fe80::/10), private, multicast, reserved and unspecified addresses are refused unless listed.
 The POST goes to the address checked (no second resolution), with the URL's Host header, no
-redirects, a 5 s timeout, one attempt. `callback_state` on the task records the outcome;
+redirects, a 5 s timeout, one attempt, the answer's body unread. `callback_state` on the task records the outcome;
 "sending" is set by compare-and-swap first, so a resumed engine never posts twice.
 """
 
@@ -127,12 +127,14 @@ async def post(target: Target, body: Mapping[str, Any]) -> str:
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
-            response = await client.post(
-                f"{target.scheme}://{netloc}:{target.port}{target.path}",
+            # streamed and closed unread: the answer's body is never read (an endless one cannot
+            # hold the engine nor fill its memory)
+            async with client.stream(
+                "POST", f"{target.scheme}://{netloc}:{target.port}{target.path}",
                 content=json.dumps(body, default=str).encode(),
                 headers={"Host": host_header, "Content-Type": "application/json"}, extensions=extensions,
-            )
-        return f"sent {response.status_code}"
+            ) as response:
+                return f"sent {response.status_code}"
     except httpx.HTTPError as exc:
         return f"failed: {type(exc).__name__}: {exc}"[:500]
 
