@@ -3,7 +3,13 @@ the 1 MiB JSON body limit) decoded, checked to be a gzip tarball whose members s
 product's directory, and kept content-addressed at `<state_dir>/paas/artifacts/<sha256>` (0600,
 written atomically) for the engine to send to the nodes. Everything here runs in a thread: nothing
 a tenant sends is decoded, unpacked or written on the event loop, and nothing is ever extracted on
-the host (the tarball is only listed)."""
+the host (the tarball is only listed).
+
+`collect(conf, db)` deletes the files no paas_applications row references any more (the engine
+calls it after a destroy or an undeploy, and once at start). A file younger than GRACE seconds is
+left alone: its upload may still be on its way to the row that will reference it (the API stores
+the file, then the engine writes the row); a sweep renames a file aside before its last look at the
+mtime, so an upload that touched it meanwhile keeps it, and one that comes later writes it anew."""
 
 from __future__ import annotations
 
@@ -14,18 +20,24 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 import uuid
 import zlib
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from cumulo import errors
 from cumulo.conf import Settings
+from cumulo.db import Database
+from cumulo.paas.models import paas_applications
 
 PREFIXES = ("data:application/gzip;base64,", "data:application/x-gzip;base64,",
             "data:application/x-compressed-tar;base64,")
 MAX_UNPACKED = 64 << 20  # bytes the tarball's members may hold in all
 MAX_MEMBERS = 10_000
+GRACE = 600.0  # seconds an unreferenced artifact file is kept after its last upload
 
 
 def artifact_dir(conf: Settings) -> Path:
@@ -82,7 +94,9 @@ def _store(conf: Settings, text: str) -> dict[str, Any]:
     folder = artifact_dir(conf)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     final = folder / digest
-    if not final.exists():
+    try:
+        os.utime(final)  # a fresh mtime: the sweep (collect) leaves the file to the row about to be written
+    except FileNotFoundError:
         tmp = folder / f".{digest}.{uuid.uuid4().hex}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -102,3 +116,38 @@ async def store_inline(conf: Settings, path: str) -> dict[str, Any]:
     if not isinstance(path, str) or not path.startswith(PREFIXES):
         raise errors.Invalid("an artifact's path must be an inline data URL: data:application/gzip;base64,<data>")
     return await asyncio.to_thread(_store, conf, path)
+
+
+def _sweep(folder: Path, keep: set[str], grace: float) -> list[str]:
+    """Delete the digests in `folder` not in `keep` whose file is older than `grace` s."""
+    removed = []
+    try:
+        names = [n for n in os.listdir(folder) if len(n) == 64 and n not in keep]
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if any(c not in "0123456789abcdef" for c in name):
+            continue
+        path = folder / name
+        aside = folder / f".{name}.{uuid.uuid4().hex}.gc"
+        try:
+            if time.time() - path.stat().st_mtime < grace:
+                continue
+            os.rename(path, aside)  # from here an upload finds no file and writes a new one
+        except FileNotFoundError:
+            continue
+        if time.time() - aside.stat().st_mtime < grace:  # touched by an upload just before the rename
+            os.replace(aside, path)
+            continue
+        aside.unlink(missing_ok=True)
+        removed.append(name)
+    return removed
+
+
+async def collect(conf: Settings, db: Database, *, grace: float = GRACE) -> list[str]:
+    """Delete the artifact files no application row (of any project: files are shared by content)
+    references and that no upload touched in the last `grace` seconds; the digests deleted."""
+    async with db.read() as conn:
+        refs = (await conn.execute(sa.select(paas_applications.c.artifact))).scalars().all()
+    keep = {str(a.get("sha256")) for a in refs if isinstance(a, dict) and a.get("sha256")}
+    return await asyncio.to_thread(_sweep, artifact_dir(conf), keep, grace)

@@ -8,7 +8,8 @@ anything is "not found".
 
 Checks, each an Invalid (400) naming the problem (acceptance 6):
 - names: products, environments, tiers `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`, versions likewise (+ `+~`);
-- attributes: key `[A-Za-z_][A-Za-z0-9_]{0,63}` (it becomes a shell variable), value without NUL and at
+- attributes: key `[A-Za-z_][A-Za-z0-9_]{0,63}` (it becomes a shell variable) and none the recipe
+  runner refuses (paas/exec.py check_key: PAAS_*, PATH, HOME, IFS...), value without NUL and at
   most 4 KiB, type Plain|IP|IPALL|MEMBERS|OUTPUT with a well-formed reference (graph.parse_ref);
 - product metadata: open_ports/open_ports_udp (ports 0-65535 or ranges a-b), installator (only
   "shell"), timeout (1-3600 s), public/template (yes|no), artifact_dir (a relative path), dep*;
@@ -33,6 +34,7 @@ from cumulo import errors
 from cumulo.context import RequestContext
 from cumulo.db import Database, new_uuid, utcnow
 from cumulo.paas import graph, scaling
+from cumulo.paas.exec import check_key
 from cumulo.paas.models import paas_environments, paas_products, paas_tiers
 from cumulo.paas.shapes import isotime, release_name
 
@@ -86,6 +88,10 @@ def check_attributes(attrs: Sequence[Mapping[str, Any]], where: str) -> None:
         if not KEY_RE.match(key):
             raise errors.Invalid(f"{where}: malformed attribute key {key[:80]!r} (it must match "
                                  "[A-Za-z_][A-Za-z0-9_]{0,63}: it becomes an environment variable)")
+        try:
+            check_key(key)  # what the recipe runner refuses (PATH, HOME, IFS, PAAS_*...), refused here
+        except errors.Invalid as exc:
+            raise errors.Invalid(f"{where}: {exc.message}") from None
         if key in seen:
             raise errors.Invalid(f"{where}: attribute {key} is given twice")
         seen.add(key)

@@ -18,7 +18,8 @@ destroy) is ENGINE's reverter over the same ledger (engine/ledger.py `delete_res
 - "active" (params tier, replica, node): polls the server (backoff 0.5 -> 2 s) until ACTIVE, up to
   conf.paas.boot_timeout; ERROR fails the step with the server's fault message; then waits until
   an exec of `/bin/sh -c true` answers 0 (the recipes' channel). Writes server_id, ip (the first
-  IPv4 address of its first port), status DEPLOYED (ERROR when the step fails). Output
+  IPv4 address of its first port), status DEPLOYED (ERROR when the step fails; INSTALLED for a tier
+  without products: the product actions move it INSTALLING -> INSTALLED | ERROR). Output
   {"server_id", "ip"}.
 - "fip" (params tier, replica, node): a floating IP from the external network (actions_net),
   description = its ledger name `paas-<inst8>-<tier>-<r>`, on the node's port; an adopted one is
@@ -257,7 +258,10 @@ async def wait_node_active(run: StepRun) -> Mapping[str, Any]:
         await set_node(run, tier_name, replica, server_id=server_id, status=str(Status.ERROR))
         raise
     ip, _port = await node_address(run, server_id)
-    await set_node(run, tier_name, replica, server_id=server_id, ip=ip, status=str(Status.DEPLOYED))
+    tier = next((t for t in plan.tiers_of((await run.instance()).get("environment") or {})
+                 if str(t.get("name")) == tier_name), {})
+    done = Status.DEPLOYED if tier.get("products") else Status.INSTALLED  # no products: nothing to install
+    await set_node(run, tier_name, replica, server_id=server_id, ip=ip, status=str(done))
     return {"server_id": server_id, "ip": ip}
 
 

@@ -109,10 +109,38 @@ async def load(run: StepRun) -> ProductOnNode:
                          server_id=str(server_id) if server_id else None)
 
 
+# A node's own status follows its products' (node_follows); these node states are left alone.
+_NODE_LEAVING = (str(Status.UNINSTALLING), str(Status.UNDEPLOYED), str(Status.UNINSTALLED), str(Status.UNDEPLOYING))
+
+
+async def node_follows(conn: Any, node_id: str, status: Status) -> None:
+    """The node (paas_tier_instances row) after one of its products went `status`: ERROR with it;
+    INSTALLING from DEPLOYED; INSTALLED once every product of the node is INSTALLED (Pegasus's
+    tierInstance INSTALLED). A node leaving its tier keeps its state."""
+    now = utcnow()
+    mine = sa.and_(TI.id == node_id, TI.status.not_in(_NODE_LEAVING))
+    if status == Status.ERROR:
+        await conn.execute(sa.update(paas_tier_instances).where(mine).values(status=str(Status.ERROR), updated_at=now))
+    elif status == Status.INSTALLING:
+        await conn.execute(sa.update(paas_tier_instances).where(mine, TI.status == str(Status.DEPLOYED))
+                           .values(status=str(Status.INSTALLING), updated_at=now))
+    elif status == Status.INSTALLED:
+        pending = (await conn.execute(sa.select(sa.func.count()).where(
+            PI.tier_instance_id == node_id, PI.status != str(Status.INSTALLED)))).scalar()
+        if not pending:
+            await conn.execute(sa.update(paas_tier_instances).where(
+                mine, TI.status.in_((str(Status.DEPLOYED), str(Status.INSTALLING), str(Status.CONFIGURING))))
+                .values(status=str(Status.INSTALLED), updated_at=now))
+
+
 async def set_status(run: StepRun, pi_id: str, status: Status, **values: Any) -> None:
+    """The product instance's status, and its node's after it (node_follows)."""
     async with run.services.db.write() as conn:
         await conn.execute(sa.update(paas_product_instances).where(PI.id == pi_id)
                            .values(status=str(status), updated_at=utcnow(), **values))
+        node_id = (await conn.execute(sa.select(PI.tier_instance_id).where(PI.id == pi_id))).scalar()
+        if node_id is not None:
+            await node_follows(conn, str(node_id), status)
 
 
 async def _exec_fn(run: StepRun, p: ProductOnNode) -> px.ExecFn:

@@ -12,11 +12,15 @@ Per kind (OWNERS.md states):
 - application: instance INSTALLED; on SUCCESS its app_generation + 1 (the generation plan_app gave
   the application: a template image taken later holds it); on ERROR the application rows the plan
   inserted are ERROR.
-- undeploy_application: instance INSTALLED; on SUCCESS the application row is deleted.
+- undeploy_application: instance INSTALLED; on SUCCESS the application row is deleted and the
+  template images of the tiers holding its product are stale (template.mark_stale).
+After a destroy or an undeploy, the artifact files no application row references are deleted
+(artifacts.collect; never before the final write, so no step of a task still reads them).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +39,7 @@ from cumulo.paas.models import (
     paas_tier_instances,
 )
 
+LOG = logging.getLogger(__name__)
 I = paas_env_instances.c  # noqa: E741 - the instance table's columns
 N = paas_tier_instances.c
 
@@ -96,10 +101,44 @@ async def finish(services: PaasServices, task: Mapping[str, Any], owner: str, er
                         .values(status=Status.ERROR.value, updated_at=now))
                 if kind == TaskKind.UNDEPLOY_APPLICATION.value and error is None:
                     name = (task.get("params") or {}).get("application")
-                    await conn.execute(sa.delete(paas_applications).where(apps.env_instance_id == inst_id,
-                                                                          apps.name == name))
+                    await _undeployed(conn, inst_id, str(name))
         row = (await conn.execute(sa.select(paas_tasks).where(tasks.T.id == task_id))).mappings().one()
+    if kind in GC_KINDS:  # after the write: no application row of this task references a file any more
+        await collect_artifacts(services)
     return dict(row)
+
+
+# The kinds whose end may leave an artifact file no application row references.
+GC_KINDS = (TaskKind.DESTROY.value, TaskKind.UNDEPLOY_APPLICATION.value)
+
+
+async def collect_artifacts(services: PaasServices) -> list[str]:
+    """Best effort: delete the artifact files no application row references (paas/artifacts.py)."""
+    from cumulo.paas.artifacts import collect
+
+    try:
+        return await collect(services.conf, services.db)
+    except Exception:  # noqa: BLE001 - a leftover file is no reason to fail a finished task
+        LOG.warning("paas: the artifact sweep failed", exc_info=True)
+        return []
+
+
+async def _undeployed(conn: Any, inst_id: str, name: str) -> None:
+    """In the final write of a successful undeploy: the application row goes, and the template
+    images of the tiers holding its product are stale (its files are in them): the next scale takes
+    new ones, so a new node never boots with an undeployed application's files."""
+    from cumulo.paas.engine.plan_app import tiers_with
+    from cumulo.paas.template import mark_stale
+
+    apps = paas_applications.c
+    app = (await conn.execute(sa.select(apps.product).where(apps.env_instance_id == inst_id, apps.name == name))
+           ).first()
+    await conn.execute(sa.delete(paas_applications).where(apps.env_instance_id == inst_id, apps.name == name))
+    if app is None:
+        return
+    inst = (await conn.execute(sa.select(I.environment, I.name).where(I.id == inst_id))).mappings().first()
+    if inst is not None:
+        await mark_stale(conn, inst_id, tiers_with(inst, str(app.product)))
 
 
 def task_body(services: PaasServices, row: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from cumulo.paas.engine.base import Plan, Status, StepSpec
 GONE = (Status.UNDEPLOYED.value, Status.UNINSTALLED.value, Status.ERROR.value)
 
 
-def _tiers_with(instance: Mapping[str, Any], product: str) -> list[str]:
+def tiers_with(instance: Mapping[str, Any], product: str) -> list[str]:
     env = instance.get("environment") or {}
     tiers = env.get("tiers") or env.get("tierDtos") or []
     return [str(t["name"]) for t in tiers if any(str(p.get("name")) == product for p in t.get("products") or [])]
@@ -37,7 +37,7 @@ def application_plan(instance: Mapping[str, Any], nodes: Sequence[Mapping[str, A
     name, product = str(application["name"]), str(application["product"])
     if any(a["name"] == name for a in applications):
         raise errors.Conflict(f"application {name} is already deployed on {instance['name']}")
-    tiers = _tiers_with(instance, product)
+    tiers = tiers_with(instance, product)
     if not tiers:
         raise errors.Invalid(f"application {name}: no tier of {instance['name']} has product {product}")
     version = str(application.get("version") or "")
@@ -63,7 +63,7 @@ def undeploy_plan(instance: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]
     if app is None:
         raise errors.NotFound(f"application {name} is not deployed on {instance['name']}")
     plan = Plan()
-    for n in _live(nodes, _tiers_with(instance, str(app["product"]))):
+    for n in _live(nodes, tiers_with(instance, str(app["product"]))):
         plan.steps.append(StepSpec(
             f"unartifact:{n['tier']}:{n['replica']}:{name}", "undeploy_artifact", (),
             {"tier": n["tier"], "replica": int(n["replica"]), "node": n["name"], "application": name,

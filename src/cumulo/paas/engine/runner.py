@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,6 +39,7 @@ from cumulo.paas.engine.reverter import ledger_rows, revert_steps
 from cumulo.paas.models import (
     paas_applications,
     paas_env_instances,
+    paas_events,
     paas_resources,
     paas_tasks,
     paas_templates,
@@ -75,6 +76,21 @@ def load_actions() -> list[str]:
 
 def _row_ids(plan: Plan) -> dict[str, list[Any]]:
     return {table: [r["id"] for r in rows if "id" in r] for table, rows in plan.rows.items()}
+
+
+def manual_event(ctx: RequestContext, nodes: Sequence[Mapping[str, Any]], tier: str, *, count: int | None,
+                 remove: str | None, reason: str = "") -> dict[str, Any]:
+    """The paas_events row of a manual scale (policy None): its decision, sizes and who asked."""
+    from cumulo.paas.engine.plan_scale import live_nodes
+
+    live = live_nodes(nodes, tier)
+    before = len(live)
+    after = count if count is not None else before - sum(1 for n in live if n["name"] == remove)
+    decision = "scale_out" if after > before else "scale_in" if after < before else "no_action"
+    who = f"user {ctx.user_name} ({ctx.user_id})" if ctx.user_name else f"user {ctx.user_id or 'unknown'}"
+    what = f"removal of node {remove}" if remove else f"{before} -> {after} nodes"
+    return {"tier": tier, "policy": None, "decision": decision, "from_size": before, "to_size": after,
+            "reason": f"manual: {who} asked {what}" + (f" ({reason})" if reason else "")}
 
 
 TOPIC = "paas"  # the bus topic an engine serves (`run_task` casts from another process)
@@ -136,6 +152,7 @@ class PaasEngine:
                 LOG.info("paas: reaped %d leftover resources", n)
         except Exception:  # noqa: BLE001 - the reap is best effort; recovery goes on
             LOG.warning("paas: reaping leftovers failed", exc_info=True)
+        await fin.collect_artifacts(self.services)  # files of uploads whose deploy was refused
         while not self._stopping:
             try:
                 for row in await tasks.recoverable(self.db):
@@ -374,9 +391,11 @@ class PaasEngine:
 
     async def _submit(self, ctx: RequestContext, inst: Mapping[str, Any], kind: TaskKind, plan: Plan, *,
                       description: str, callback: str | None, tier: str | None = None,
-                      params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                      params: Mapping[str, Any] | None = None,
+                      event: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """One write: no task running on the instance (else Conflict naming it), the task, the
-        instance's task_id by compare-and-swap, the plan's rows and steps."""
+        instance's task_id by compare-and-swap, the plan's rows and steps (and `event`, a
+        paas_events row of a manual scale, with the task's id)."""
         async with self.db.write() as conn:
             busy = await tasks.active_on_instance(conn, inst["id"])
             if busy is not None:
@@ -395,6 +414,10 @@ class PaasEngine:
             if not moved.rowcount:
                 raise errors.Conflict(f"environment instance {inst['name']} changed meanwhile; try again")
             await self._insert_plan(conn, task_id, plan)
+            if event is not None:
+                await conn.execute(sa.insert(paas_events).values(
+                    **event, env_instance_id=inst["id"], project_id=inst["project_id"], task_id=task_id,
+                    time=utcnow()))
         return await self._started(task_id)
 
     async def destroy(self, ctx: RequestContext, instance: Mapping[str, Any], *, callback: str | None = None
@@ -419,10 +442,12 @@ class PaasEngine:
                                   "instance scales")
         plan = self.scale_plan(inv, tier, count=count, remove=remove, use_template=use_template)
         what = f"remove node {remove}" if remove else f"to {count} nodes"
+        event = manual_event(ctx, inv["nodes"], tier, count=count, remove=remove, reason=reason) \
+            if kind == TaskKind.SCALE else None  # the autoscaler records its own decisions
         return await self._submit(ctx, inst, kind, plan, callback=callback, tier=tier,
                                   description=f"Scale tier {tier} of {inst['name']} {what}" + (f": {reason}" if reason else ""),
                                   params={"count": count, "remove": remove, "use_template": use_template,
-                                          "reason": reason})
+                                          "reason": reason}, event=event)
 
     async def deploy_application(
         self, ctx: RequestContext, instance: Mapping[str, Any], application: Mapping[str, Any], *,

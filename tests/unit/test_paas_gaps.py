@@ -1,0 +1,121 @@
+"""The PaaS gaps closed in wave 2, through the cloud's own engine on the in-process cloud (fake
+driver): a node goes INSTALLED once its products started (ERROR with a failed product); a manual
+scale is a paas_events row (policy null, "manual: ..." naming who asked); an application's undeploy
+makes its tier's template stale and its artifact file goes once no row references it; the
+catalogue refuses the attribute keys the recipe runner refuses."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import tarfile
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from occi_cloud import image
+from test_paas_deploy_infra import demo_ctx
+from test_paas_scale_engine import environment, table
+
+from cumulo import errors
+from cumulo.context import RequestContext
+from cumulo.paas import artifacts, models, shapes
+from cumulo.paas import catalogue as cat
+from cumulo.paas.engine import finish
+
+TI, PI = models.paas_tier_instances, models.paas_product_instances
+
+
+@pytest.mark.parametrize("key", ["PATH", "HOME", "IFS", "PAAS_ROOT", "PAAS_OUTPUT"])
+def test_the_catalogue_refuses_the_keys_the_recipe_runner_refuses(key: str) -> None:
+    dto = {"productName": "p", "version": "1.0", "attributes": [{"key": key, "value": "v"}]}
+    with pytest.raises(errors.Invalid, match=f"product release p-1.0: attribute key '{key}'.*not PAAS_"):
+        cat.check_product(shapes.parse_product_release(dto))
+    cat.check_product(shapes.parse_product_release({**dto, "attributes": [{"key": "PORT", "value": "80"}]}))
+
+
+def _tarball() -> str:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = b"<h1>gaps</h1>"
+        info = tarfile.TarInfo("index.html")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return "data:application/gzip;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+async def test_node_status_events_template_stale_and_artifact_sweep(
+    cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]
+) -> None:
+    ctx = await demo_ctx(cloud)
+    ctx = RequestContext(user_id=ctx.user_id, project_id=ctx.project_id, roles=ctx.roles, user_name="alice")
+    engine = cloud.paas_engine
+    task = await engine.deploy(ctx, name="gap1", description="", environment=environment(await image(as_ctx(ctx), "g")))
+    final = await engine.wait(task["id"], timeout=120)
+    assert final["status"] == "SUCCESS", final["error"]
+    # 1. every node INSTALLED once its products started
+    assert {(n["tier"], n["status"]) for n in await table(cloud, TI)} == {("backend", "INSTALLED"), ("web", "INSTALLED")}
+    [inst] = await table(cloud, models.paas_env_instances)
+
+    # 2. manual scales are events: out by count, in by a named node
+    task = await engine.scale(ctx, inst, "web", count=2)
+    assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
+    web2 = next(n for n in await table(cloud, TI) if n["name"] == "gap1-web-2")
+    assert web2["status"] == "INSTALLED"  # a template node too: install skipped, configure + start ran
+    [inst] = await table(cloud, models.paas_env_instances)
+    removal = await engine.scale(ctx, inst, "web", remove="gap1-web-2")
+    assert (await engine.wait(removal["id"], timeout=120))["status"] == "SUCCESS"
+    events = await table(cloud, models.paas_events, models.paas_events.c.id)
+    assert [(e["tier"], e["policy"], e["decision"], e["from_size"], e["to_size"], e["task_id"]) for e in events] == [
+        ("web", None, "scale_out", 1, 2, task["id"]), ("web", None, "scale_in", 2, 1, removal["id"])]
+    assert events[0]["reason"] == f"manual: user alice ({ctx.user_id}) asked 1 -> 2 nodes"
+    assert events[1]["reason"].startswith("manual: user alice") and "removal of node gap1-web-2" in events[1]["reason"]
+    listed = await as_ctx(ctx).get(f"/paas/rest/envInst/org/default/vdc/{ctx.project_id}/environmentInstance/gap1/event")
+    assert [(e["decision"], "policy" in e, e["reason"][:7]) for e in listed.json()] == [
+        ("scale_out", False, "manual:"), ("scale_in", False, "manual:")]
+
+    # 4 + 6. an application undeployed: the web template is stale; its artifact file goes
+    upload = _tarball()
+    art = await artifacts.store_inline(cloud.services.conf, upload)
+    path = artifacts.artifact_path(cloud.services.conf, art["sha256"])
+    [inst] = await table(cloud, models.paas_env_instances)
+    task = await engine.deploy_application(ctx, inst, {"name": "site", "version": "1", "product": "www", "artifact": art})
+    assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
+    assert await artifacts.collect(cloud.services.conf, cloud.services.db, grace=0) == []  # a row holds it
+    assert path.exists()
+    [inst] = await table(cloud, models.paas_env_instances)
+    os.utime(path, (0, 0))  # the upload is long past
+    task = await engine.undeploy_application(ctx, inst, "site")
+    assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
+    assert not path.exists()
+    assert {t["tier"]: t["status"] for t in await table(cloud, models.paas_templates)} == {"web": "stale"}
+    # a fresh upload no row references yet stays for the grace period
+    art = await artifacts.store_inline(cloud.services.conf, upload)
+    assert await finish.collect_artifacts(cloud.services) == [] and path.exists()
+    assert await artifacts.collect(cloud.services.conf, cloud.services.db, grace=0) == [art["sha256"]]
+
+    [inst] = await table(cloud, models.paas_env_instances)
+    task = await engine.destroy(ctx, inst)
+    assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
+
+
+async def test_a_failed_product_makes_its_node_error(
+    cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]
+) -> None:
+    ctx = await demo_ctx(cloud)
+    env = environment(await image(as_ctx(ctx), "g2"))
+    env["tiers"][0]["products"][0]["attributes"].append({"key": "CUMULO_FAKE_EXIT", "value": "7"})  # the fake exec exits 7
+    task = await cloud.paas_engine.deploy(ctx, name="gap2", description="", environment=env, keep_on_failure=True)
+    final = await cloud.paas_engine.wait(task["id"], timeout=120)
+    assert final["status"] == "ERROR" and final["error"]["step"] == "install:backend:1:kv", final["error"]
+    nodes = {n["tier"]: n["status"] for n in await table(cloud, TI)}
+    assert nodes["backend"] == "ERROR", nodes
+    async with cloud.services.db.read() as conn:
+        kv = (await conn.execute(sa.select(PI.c.status).where(PI.c.product == "kv"))).scalar()
+    assert kv == "ERROR"
+    [inst] = await table(cloud, models.paas_env_instances)
+    task = await cloud.paas_engine.destroy(ctx, inst)
+    assert (await cloud.paas_engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
