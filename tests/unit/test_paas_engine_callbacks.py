@@ -44,6 +44,13 @@ def test_loopback_literals_are_allowed(url: str) -> None:
     ("http://127.0.0.1:99999/", "not a valid URL"),
     ("http://0.0.0.0/", "0.0.0.0 is not loopback"),
     ("http://[::ffff:169.254.169.254]/", "is not loopback"),
+    ("http://[::ffff:127.0.0.1]/", "is not loopback"),
+    ("http://2130706433/", "2130706433 is not an allowed callback host"),
+    ("http://0x7f.1/", "0x7f.1 is not an allowed callback host"),
+    ("http://localhost./", "localhost. is not an allowed callback host"),
+    ("http://127.0.0.1:1/\r\nX-Injected: y", "spaces or control characters"),
+    ("http://127.0.0.1/a b", "spaces or control characters"),
+    ("https://127.0.0.1:0/", "port 0"),
 ])
 def test_refused_callbacks_name_the_problem(url: str, why: str) -> None:
     with pytest.raises(errors.Invalid, match="callback") as info:

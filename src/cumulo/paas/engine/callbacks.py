@@ -77,6 +77,8 @@ def check(url: str, allowed: Iterable[str], *, resolve: Resolver = _system_resol
     allowed = tuple(a.strip().lower() for a in allowed if a.strip())
     if not isinstance(url, str) or len(url) > 2048:
         raise errors.Invalid("callback: a URL of at most 2048 characters is required")
+    if any(c <= " " or c == "\x7f" for c in url):
+        raise errors.Invalid(f"callback {url[:200]!r}: a URL may not hold spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -89,6 +91,8 @@ def check(url: str, allowed: Iterable[str], *, resolve: Resolver = _system_resol
         raise errors.Invalid(f"callback {url!r} names no host")
     if parts.username or parts.password:
         raise errors.Invalid(f"callback {url!r}: credentials in the URL are not allowed")
+    if port == 0:
+        raise errors.Invalid(f"callback {url!r}: port 0 is not a port to send to")
     port = port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     literal = _literal(host)
