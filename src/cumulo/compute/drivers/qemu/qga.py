@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cumulo.compute.drivers.base import ExecRequest, ExecResult, bound_output
-from cumulo.compute.drivers.qemu.qmp import QmpClosed, open_socket
+from cumulo.compute.drivers.qemu.qmp import QmpClosed, QmpError, open_socket
 from cumulo.errors import DriverError
 
 SENTINEL = b"\xff"
@@ -61,14 +61,10 @@ KILL_TREE = (
 GUEST_PATH = "PATH=/bin:/usr/bin:/sbin:/usr/sbin"
 
 
-class QgaError(DriverError):
-    """The guest agent answered a command with an error."""
+class QgaError(QmpError):
+    """The guest agent answered a command with an error (QGA speaks QMP's error shape)."""
 
-    def __init__(self, command: str, klass: str, desc: str) -> None:
-        super().__init__(f"guest agent {command} failed: {klass}: {desc}")
-        self.command = command
-        self.klass = klass
-        self.desc = desc
+    speaker = "guest agent"
 
 
 class QgaUnavailable(DriverError):

@@ -29,8 +29,10 @@ _SUN_PATH_MAX = 108
 class QmpError(DriverError):
     """QEMU answered a command with an error (`class` is QMP's error class, e.g. GenericError)."""
 
+    speaker = "QMP"  # who answered, as the message names it
+
     def __init__(self, command: str, klass: str, desc: str) -> None:
-        super().__init__(f"QMP {command} failed: {klass}: {desc}")
+        super().__init__(f"{self.speaker} {command} failed: {klass}: {desc}")
         self.command = command
         self.klass = klass
         self.desc = desc
