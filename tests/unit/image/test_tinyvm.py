@@ -366,3 +366,16 @@ def test_module_signatures_are_stripped_and_unsigned_modules_kept() -> None:
     assert strip_signature(body + sig + info + MODULE_SIG_MAGIC) == body
     assert strip_signature(body) == body
     assert strip_signature(b"\xff" * 4 + MODULE_SIG_MAGIC) == b"\xff" * 4 + MODULE_SIG_MAGIC  # too short: as is
+
+
+def test_only_complete_cached_package_copies_count_oldest_first(tmp_path: Path) -> None:
+    from cumulo.image.demo.tinyvm import debs
+
+    assert debs.cached(tmp_path / "kernel", "deps.json") == []
+    for i, name in enumerate(("b", "a", "cut-short")):
+        d = tmp_path / "kernel" / name
+        d.mkdir(parents=True)
+        if name != "cut-short":
+            (d / "deps.json").write_text("{}")
+        os.utime(d, (1000 + i, 1000 + i))
+    assert [d.name for d in debs.cached(tmp_path / "kernel", "deps.json")] == ["b", "a"]

@@ -25,14 +25,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cumulo import host
 from cumulo.errors import HostError
+from cumulo.image.demo.tinyvm import debs
 
 PACKAGE = "qemu-guest-agent"
 BINARY = "usr/sbin/qemu-ga"
 LIB_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64")
 GUEST_LIB_DIR = "lib/x86_64-linux-gnu"
-_SAFE = re.compile(r"^[A-Za-z0-9.+:~_-]+$")
 _SONAME = re.compile(r"^[A-Za-z0-9._+-]+$")
 # RPCs qemu-ga refuses (-b): the host gets exec and status, never the guest's files, keys or
 # passwords, nor suspend, CPU, memory or clock changes (qemu-ga 7.2 has no allow-list option).
@@ -158,22 +157,6 @@ def library_closure(data: bytes, dirs: tuple[str, ...] = LIB_DIRS) -> dict[str, 
 # -- fetching the package -----------------------------------------------------------------------
 
 
-async def _candidate(cache: Path) -> str:
-    opts = ["-o", f"Dir::Cache::pkgcache={cache / 'apt-pkgcache.bin'}", "-o", "Dir::Cache::srcpkgcache="]
-    show = await host.run(["apt-cache", *opts, "show", "--no-all-versions", PACKAGE], timeout=60)
-    versions = [ln.split(":", 1)[1].strip() for ln in show.text.splitlines() if ln.startswith("Version:")]
-    if not versions or not _SAFE.match(versions[0]):
-        raise GuestAgentUnavailable(f"apt-cache show {PACKAGE} gives no usable Version")
-    return versions[0]
-
-
-def _cached(cache: Path) -> list[Path]:
-    root = cache / "qemu-ga"
-    if not root.is_dir():
-        return []
-    return sorted((d for d in root.iterdir() if (d / "meta.json").is_file()), key=lambda d: d.stat().st_mtime)
-
-
 def _load(d: Path) -> GuestAgent:
     meta = json.loads((d / "meta.json").read_text())
     return GuestAgent(meta["package"], meta["version"], d / "qemu-ga")
@@ -203,9 +186,9 @@ async def fetch_guest_agent(cache: Path) -> GuestAgent:
     cannot say which version is current)."""
     await asyncio.to_thread(cache.mkdir, parents=True, exist_ok=True)
     try:
-        version = await _candidate(cache)
+        version = await debs.candidate(cache, PACKAGE, GuestAgentUnavailable)
     except (HostError, GuestAgentUnavailable, OSError) as exc:
-        cached = await asyncio.to_thread(_cached, cache)
+        cached = await asyncio.to_thread(debs.cached, cache / "qemu-ga", "meta.json")
         if cached:
             return _load(cached[-1])
         raise GuestAgentUnavailable(f"cannot resolve {PACKAGE} with apt ({exc}); is apt-get update done?") from exc
@@ -214,13 +197,6 @@ async def fetch_guest_agent(cache: Path) -> GuestAgent:
         return _load(dest)
     with tempfile.TemporaryDirectory(prefix=".qemu-ga-", dir=cache) as tmp_name:
         tmp = Path(tmp_name)
-        try:
-            await host.run(["apt-get", "download", f"{PACKAGE}={version}"], cwd=str(tmp), timeout=600)
-        except HostError as exc:
-            raise GuestAgentUnavailable(f"cannot download {PACKAGE} {version} (no network?): {exc}") from exc
-        debs = sorted(tmp.glob("*.deb"))
-        if len(debs) != 1:
-            raise GuestAgentUnavailable(f"apt-get download {PACKAGE} left {len(debs)} .deb files")
-        await host.run(["dpkg-deb", "-x", str(debs[0]), str(tmp / "root")], timeout=600)
+        await debs.download(PACKAGE, version, tmp, GuestAgentUnavailable)
         await asyncio.to_thread(_install, tmp, dest, version)
     return _load(dest)

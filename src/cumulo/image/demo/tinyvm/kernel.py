@@ -26,10 +26,10 @@ from pathlib import Path
 
 from cumulo import host
 from cumulo.errors import HostError
+from cumulo.image.demo.tinyvm import debs
 
 META_PACKAGE = "linux-image-cloud-amd64"
 _PKG_RE = re.compile(r"^linux-image-[0-9][0-9a-z.+-]*-cloud-amd64(-unsigned)?$")
-_SAFE = re.compile(r"^[A-Za-z0-9.+:~_-]+$")
 
 
 class KernelUnavailable(Exception):
@@ -110,25 +110,13 @@ async def _resolve_package(cache: Path) -> tuple[str, str]:
     keeps its binary package cache in `cache` (apt checks it against the package lists and the
     status file at every use and rebuilds it when they changed): where apt keeps none of its own
     (Docker's Debian images set Dir::Cache::pkgcache ""), each call parsed every list, ~0.5 s of CPU."""
-    opts = ["-o", f"Dir::Cache::pkgcache={cache / 'apt-pkgcache.bin'}", "-o", "Dir::Cache::srcpkgcache="]
-    deps = await host.run(["apt-cache", *opts, "depends", META_PACKAGE], timeout=60)
+    deps = await host.run(["apt-cache", *debs.apt_options(cache), "depends", META_PACKAGE], timeout=60)
     names = [line.split(":", 1)[1].strip() for line in deps.text.splitlines() if line.strip().startswith("Depends:")]
     packages = [n for n in names if _PKG_RE.match(n)]
     if not packages:
         raise KernelUnavailable(f"apt-cache depends {META_PACKAGE} names no kernel package: {names}")
     package = packages[0]
-    show = await host.run(["apt-cache", *opts, "show", "--no-all-versions", package], timeout=60)
-    versions = [ln.split(":", 1)[1].strip() for ln in show.text.splitlines() if ln.startswith("Version:")]
-    if not versions or not _SAFE.match(versions[0]):
-        raise KernelUnavailable(f"apt-cache show {package} gives no usable Version")
-    return package, versions[0]
-
-
-def _cached(cache: Path) -> list[Path]:
-    root = cache / "kernel"
-    if not root.is_dir():
-        return []
-    return sorted((d for d in root.iterdir() if (d / "deps.json").is_file()), key=lambda d: d.stat().st_mtime)
+    return package, await debs.candidate(cache, package, KernelUnavailable)
 
 
 def _load(d: Path) -> Kernel:
@@ -174,7 +162,7 @@ async def fetch_kernel(cache: Path, modules: list[str]) -> Kernel:
     try:
         package, version = await _resolve_package(cache)
     except (HostError, KernelUnavailable, OSError) as exc:
-        cached = _cached(cache)
+        cached = debs.cached(cache / "kernel", "deps.json")
         if cached:
             return _load(cached[-1])
         raise KernelUnavailable(f"cannot resolve {META_PACKAGE} with apt ({exc}); is apt-get update done?") from exc
@@ -185,16 +173,9 @@ async def fetch_kernel(cache: Path, modules: list[str]) -> Kernel:
             return kernel
     with tempfile.TemporaryDirectory(prefix=".kernel-", dir=cache) as tmp_name:
         tmp = Path(tmp_name)
-        try:
-            await host.run(["apt-get", "download", f"{package}={version}"], cwd=str(tmp), timeout=600)
-        except HostError as exc:
-            raise KernelUnavailable(f"cannot download {package} {version} (no network?): {exc}") from exc
-        debs = sorted(tmp.glob("*.deb"))
-        if len(debs) != 1:
-            raise KernelUnavailable(f"apt-get download {package} left {len(debs)} .deb files")
-        await host.run(["dpkg-deb", "-x", str(debs[0]), str(tmp / "root")], timeout=600)
+        root = await debs.download(package, version, tmp, KernelUnavailable)
         staged = tmp / "staged"
-        await asyncio.to_thread(_unpack, tmp / "root", staged, package, version, modules)
+        await asyncio.to_thread(_unpack, root, staged, package, version, modules)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists() and not (dest / "deps.json").is_file():
             await asyncio.to_thread(shutil.rmtree, dest, True)  # a copy cut short
