@@ -9,33 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from workers_harness import FLAVOR_SMALL, Rig, running
+from workers_harness import running
 
 from cumulo.bus.base import compute_topic
 from cumulo.compute import actions
 from cumulo.compute import states as st
 from cumulo.compute.drivers.base import ExecRequest
 from cumulo.compute.rpc import AGENT_METHODS, ComputeAPI
-from cumulo.compute.service.servers import ComputeService
 from cumulo.context import RequestContext
 from cumulo.errors import Forbidden, Invalid, InvalidState, NotFound
 
 
-def service(rig: Rig) -> ComputeService:
-    return ComputeService(rig.db, rig.bus, rig.conf, rig.images, rig.placement)  # type: ignore[arg-type]
-
-
-async def active(rig: Rig) -> dict[str, Any]:
-    uuid = await rig.create(FLAVOR_SMALL)
-    row = await rig.wait_settled(uuid)
-    assert row["vm_state"] == st.ACTIVE
-    return row
-
-
 async def test_the_owner_runs_a_command_and_gets_its_result(tmp_path: Path) -> None:
     async with running(tmp_path) as rig:
-        row = await active(rig)
-        svc = service(rig)
+        row = await rig.active_server()
+        svc = rig.compute_service()
         res = await svc.exec_in_server(rig.ctx, row, ["/bin/sh", "-s"], env={"PATH": "/bin"},
                                        stdin=b"echo hi\n\xff", timeout=12, output_limit=1000)
         assert res["exit_code"] == 0 and res["timed_out"] is False
@@ -59,7 +47,7 @@ async def test_the_owner_runs_a_command_and_gets_its_result(tmp_path: Path) -> N
 
 async def test_the_agent_refuses_bad_requests_and_servers_that_do_not_run(tmp_path: Path) -> None:
     async with running(tmp_path) as rig:
-        row = await active(rig)
+        row = await rig.active_server()
         topic = compute_topic(row["host"])
         base = {"instance_uuid": row["uuid"], "argv": ["/bin/true"], "env": {}, "stdin_b64": "",
                 "exec_timeout": 5.0, "output_limit": 100}
@@ -72,7 +60,7 @@ async def test_the_agent_refuses_bad_requests_and_servers_that_do_not_run(tmp_pa
         await rig.act(row["uuid"], "stop_instance", actions.STOP, st.POWERING_OFF)
         await rig.wait(row["uuid"], lambda r: r["task_state"] is None)
         with pytest.raises(InvalidState, match="not running"):
-            await service(rig).exec_in_server(rig.ctx, row, ["/bin/true"])
+            await rig.compute_service().exec_in_server(rig.ctx, row, ["/bin/true"])
         assert rig.driver().exec_requests == []
 
 

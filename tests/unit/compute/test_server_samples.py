@@ -6,32 +6,18 @@ steers with set_usage or an exec's CUMULO_FAKE_CPU_PERCENT."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from workers_harness import FLAVOR_SMALL, Rig, running
+from workers_harness import FLAVOR_SMALL, running
 
-from cumulo.compute import states as st
-from cumulo.compute.service.servers import ComputeService
 from cumulo.context import RequestContext
 from cumulo.errors import Forbidden, NotFound
 
 
-def service(rig: Rig) -> ComputeService:
-    return ComputeService(rig.db, rig.bus, rig.conf, rig.images, rig.placement)  # type: ignore[arg-type]
-
-
-async def active(rig: Rig) -> dict[str, Any]:
-    uuid = await rig.create(FLAVOR_SMALL)
-    row = await rig.wait_settled(uuid)
-    assert row["vm_state"] == st.ACTIVE
-    return row
-
-
 async def test_readings_of_the_callers_servers_follow_the_steered_usage(tmp_path: Path) -> None:
     async with running(tmp_path) as rig:
-        row = await active(rig)
-        svc = service(rig)
+        row = await rig.active_server()
+        svc = rig.compute_service()
         [first] = await svc.server_samples(rig.ctx, [row])
         assert first["uuid"] == row["uuid"] and first["vcpus"] == FLAVOR_SMALL["vcpus"]
         assert first["memory_used"] * 2 == first["memory_limit"] == FLAVOR_SMALL["memory_mb"] << 20
@@ -60,8 +46,8 @@ async def test_readings_of_the_callers_servers_follow_the_steered_usage(tmp_path
 
 async def test_only_members_of_the_servers_project_or_admins_read_them(tmp_path: Path) -> None:
     async with running(tmp_path) as rig:
-        row = await active(rig)
-        svc = service(rig)
+        row = await rig.active_server()
+        svc = rig.compute_service()
         stranger = RequestContext(user_id="s", project_id="other", roles=frozenset({"member", "reader"}))
         with pytest.raises(NotFound):
             await svc.server_samples(stranger, [row])

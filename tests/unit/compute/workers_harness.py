@@ -27,6 +27,7 @@ from cumulo.compute.agent.manager import ComputeManager
 from cumulo.compute.drivers.fake import FakeDriver
 from cumulo.compute.models import instance_faults, instances
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
+from cumulo.compute.service.servers import ComputeService
 from cumulo.compute.workers import NodeSetup, assemble
 from cumulo.context import RequestContext
 from cumulo.db import Database, new_uuid, utcnow
@@ -199,6 +200,16 @@ class Rig:
             if loop.time() > deadline:
                 raise AssertionError(f"timed out; instance is {row['vm_state']}/{row['task_state']}")
             await asyncio.sleep(0.02)
+
+    def compute_service(self) -> ComputeService:
+        """The API side's ComputeService over this rig's workers."""
+        return ComputeService(self.db, self.bus, self.conf, self.images, self.placement)  # type: ignore[arg-type]
+
+    async def active_server(self, flavor: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new server, once ACTIVE: its row."""
+        row = await self.wait_settled(await self.create(flavor or FLAVOR_SMALL))
+        assert row["vm_state"] == st.ACTIVE
+        return row
 
     async def wait_settled(self, uuid: str, timeout: float = 10.0) -> dict[str, Any]:
         return await self.wait(uuid, lambda r: r["task_state"] is None and r["vm_state"] != st.BUILDING, timeout)
