@@ -164,11 +164,12 @@ def _export(name: str, value: str) -> str:
 
 
 def script(target: Target, step: str, attributes: Mapping[str, str], recipe: str, *, run: str, nonce: str,
-           guard: int | None = None) -> bytes:
+           guard: int | None = None, probe_ip: bool = False) -> bytes:
     """The whole stdin of a recipe run: the prologue, the recipe as a here-document, the wrapper.
     `guard`: seconds after which the node itself SIGKILLs the recipe's shell (`busybox timeout`,
     when the node has /bin/busybox), so a recipe cannot outlive its timeout when Cumulo, which kills
-    a timed-out exec, is gone."""
+    a timed-out exec, is gone. `probe_ip`: an empty PAAS_IP is taken from the node's first global
+    IPv4 address (a node's boot script, written before the node had an address: paas/guest.py)."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", run) or not re.fullmatch(r"[0-9a-f]{16,64}", nonce):
         raise ValueError("bad run id or nonce")
     lines = ["umask 022"]
@@ -179,6 +180,9 @@ def script(target: Target, step: str, attributes: Mapping[str, str], recipe: str
             "PAAS_VERSION": target.version, "PAAS_TIER": target.tier, "PAAS_NODE": target.node,
             "PAAS_STEP": step, "PAAS_IP": target.ip}
     lines += [_export(k, v) for k, v in paas.items()]
+    if probe_ip:
+        lines.append('[ -n "$PAAS_IP" ] || PAAS_IP=$(ip -4 -o addr show scope global 2>/dev/null '
+                     "| awk '{ sub(\"/.*\", \"\", $4); print $4; exit }')")
     delim = f"PAAS_RECIPE_{nonce}"
     body = recipe if recipe.endswith("\n") else recipe + "\n"
     if any(line == delim for line in body.splitlines()):  # a nonce of 128 random bits: never

@@ -2,7 +2,9 @@
 
 Params of every kind: {"tier", "replica", "node", "product"} (+ "version"). The node's server is its
 paas_tier_instances row's server_id (else the "active:<tier>:<r>" step's output); the product's
-release (recipes, metadata, attribute defaults) comes from the instance's environment snapshot.
+release (recipes, metadata, attribute defaults) comes from the instance's environment snapshot (the
+tier's products, else the snapshot's node_products[<node>][<product>]: a product POST added to one
+node, engine/plan_products.py).
 Each recipe run goes through paas/exec.py (one paas_exec_records row per run) and keeps what the
 recipe wrote to $PAAS_OUTPUT in paas_product_instances.outputs.
 
@@ -40,6 +42,7 @@ from cumulo import errors
 from cumulo.db import new_uuid, utcnow
 from cumulo.paas import attributes as attrs
 from cumulo.paas import exec as px
+from cumulo.paas import guest
 from cumulo.paas.engine.base import Status, StepFailed, StepRun, action
 from cumulo.paas.models import paas_applications, paas_product_instances, paas_tier_instances
 from cumulo.paas.products import builtin
@@ -86,8 +89,11 @@ async def load(run: StepRun) -> ProductOnNode:
     params = run.step["params"]
     tier, replica, product = str(params["tier"]), int(params["replica"]), str(params["product"])
     instance = await run.instance()
-    tier_spec = _find((instance.get("environment") or {}).get("tiers"), tier)
+    env = instance.get("environment") or {}
+    tier_spec = _find(env.get("tiers"), tier)
     spec = _find((tier_spec or {}).get("products"), product)
+    if spec is None and tier_spec is not None:  # a product POST added to this node alone (plan_products)
+        spec = ((env.get("node_products") or {}).get(str(params.get("node") or "")) or {}).get(product)
     if tier_spec is None or spec is None:
         raise StepFailed(f"product {product} is not in tier {tier} of {instance['name']}")
     async with run.services.db.read() as conn:
@@ -126,7 +132,7 @@ async def node_follows(conn: Any, node_id: str, status: Status) -> None:
                            .values(status=str(Status.INSTALLING), updated_at=now))
     elif status == Status.INSTALLED:
         pending = (await conn.execute(sa.select(sa.func.count()).where(
-            PI.tier_instance_id == node_id, PI.status != str(Status.INSTALLED)))).scalar()
+            PI.tier_instance_id == node_id, PI.status.not_in((str(Status.INSTALLED), str(Status.UNINSTALLED)))))).scalar()
         if not pending:
             await conn.execute(sa.update(paas_tier_instances).where(
                 mine, TI.status.in_((str(Status.DEPLOYED), str(Status.INSTALLING), str(Status.CONFIGURING))))
@@ -233,7 +239,7 @@ def _template_skip(params: Mapping[str, Any], node: Mapping[str, Any]) -> str | 
 async def install(run: StepRun) -> Mapping[str, Any]:
     p = await load(run)
     reason = _template_skip(run.step["params"], p.node)
-    await set_status(run, str(p.pi["id"]), Status.INSTALLING)
+    await set_status(run, str(p.pi["id"]), Status.INSTALLING, version=p.target.version)
     if reason is not None:
         await px.record(run.services.db, str(p.pi["id"]), task_id=run.task.get("id"), step="install",
                         attempt=int(run.step.get("attempt") or 1), skipped_reason=reason)
@@ -264,11 +270,21 @@ async def _run_if(run: StepRun, p: ProductOnNode, step: str, values: Mapping[str
     return await run_step(run, p, step, recipe, values, part=part, best_effort=best_effort)
 
 
+def _at_boot(run: StepRun, res: px.RecipeRun | None) -> dict[str, Any]:
+    """For a step of a node that ran it at boot (params boot: a template VM node with
+    bootstrap=user_data, paas/guest.py): {"at_boot": True} when the exec only collected the boot's
+    run, False when the boot had not run it and the exec did."""
+    if not run.step["params"].get("boot"):
+        return {}
+    return {"at_boot": res is not None and guest.collected_at_boot(res)}
+
+
 @action("configure")
 async def configure(run: StepRun) -> Mapping[str, Any]:
     p = await load(run)
     values = await _resolved(run, p)
-    return {**_summary(await _run_if(run, p, "configure", values)), "attributes": sorted(values)}
+    res = await _run_if(run, p, "configure", values)
+    return {**_summary(res), **_at_boot(run, res), "attributes": sorted(values)}
 
 
 @action("start")
@@ -277,7 +293,7 @@ async def start(run: StepRun) -> Mapping[str, Any]:
     values = dict(p.pi.get("attributes") or {}) or await _resolved(run, p)
     res = await _run_if(run, p, "start", values)
     await set_status(run, str(p.pi["id"]), Status.INSTALLED)
-    return _summary(res)
+    return {**_summary(res), **_at_boot(run, res)}
 
 
 async def _ending(run: StepRun, step: str) -> tuple[ProductOnNode, dict[str, Any]]:
@@ -347,7 +363,8 @@ async def deploy_artifact(run: StepRun) -> Mapping[str, Any]:
         fn = await _exec_fn(run, p)
         dest = px.artifact_dir(p.target, p.release.get("metadata"))
         timeout = px.timeout_for(run.services.conf.paas.exec_timeout, p.release.get("metadata"))
-        staging = await px.put_payload(fn, tarball, run=px.run_id(run.task.get("id"), key, "payload"), timeout=timeout)
+        staging = await px.put_payload(fn, tarball, run=px.run_id(run.task.get("id"), key, "payload"), timeout=timeout,
+                                       root=p.target.root)
         recipe = px.artifact_recipe(staging, dest, _recipe(p, "deploy"))
         values = dict(p.pi.get("attributes") or {})
         res = await run_step(run, p, "deploy", recipe, values)

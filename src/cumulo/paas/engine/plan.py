@@ -2,7 +2,7 @@
 inventory and the ledger) to the steps of a task and the inventory rows it inserts.
 
 Step keys (OWNERS.md): "net", "sg" (the instance's group), "sg:<tier>", "server:<tier>:<r>",
-"active:<tier>:<r>", "fip:<tier>:<r>", "install|configure|start:<tier>:<r>:<product>",
+"active:<tier>:<r>", "fip:<tier>:<r>", "prepare:<tier>:<r>" (VM nodes), "install|configure|start:<tier>:<r>:<product>",
 "template:<tier>", "reconfigure:<tier>:<r>:<product>"; destroy adds "stop|uninstall:<tier>:<r>:<product>",
 "delete:<ledger type>:<name>" and "finish".
 
@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cumulo.errors import Invalid
-from cumulo.paas import graph
+from cumulo.paas import graph, guest
 from cumulo.paas.engine import reverter
 from cumulo.paas.engine.base import Plan, Status, StepSpec
 from cumulo.paas.engine.ledger import LIVE
@@ -174,6 +174,12 @@ def node_steps(
     params "skip" = "template image <id>" (and "template_image"): the install action records the
     skip (paas_exec_records.skipped_reason) instead of running the recipe; configure and start run.
 
+    A VM tier (`"guest": "vm"` in the snapshot: its image has hw_qemu_guest_agent, paas/guest.py)
+    gets "prepare:<tier>:<r>" (kind "prepare": PAAS_ROOT on the VM's persistent disk) after
+    "active", before its first product step. A template node of a VM tier whose metadata says
+    bootstrap=user_data boots with its configure+start as user_data (server params "bootstrap"),
+    and its configure/start steps (params "boot") collect the boot's results through exec.
+
     Used by deploy_plan and by ELASTICITY's scale plan (a scale task passes no `after`: the security
     groups already exist and the server action finds them by name)."""
     t = str(tier["name"])
@@ -181,6 +187,9 @@ def node_steps(
     server_params: dict[str, Any] = {**base, "server": server_name(instance_id, t, replica)}
     if from_template:
         server_params.update(image=from_template, from_template=from_template)
+    boot = guest.boots_with_user_data(tier, from_template)
+    if boot:
+        server_params["bootstrap"] = guest.USER_DATA
     steps = [
         StepSpec(f"server:{t}:{replica}", "server", tuple(after), server_params),
         StepSpec(f"active:{t}:{replica}", "active", (f"server:{t}:{replica}",), dict(base)),
@@ -188,11 +197,16 @@ def node_steps(
     if tier.get("floatingip"):
         steps.append(StepSpec(f"fip:{t}:{replica}", "fip", (f"active:{t}:{replica}",), dict(base)))
     previous = [f"active:{t}:{replica}", *products_after]
+    if guest.is_vm_tier(tier):
+        steps.append(StepSpec(f"prepare:{t}:{replica}", "prepare", (f"active:{t}:{replica}",), dict(base)))
+        previous = [f"prepare:{t}:{replica}", *products_after]
     for p in product_order(tier):
         for kind in PRODUCT_STEPS:
             params: dict[str, Any] = {**base, "product": str(p["name"]), "version": str(p.get("version") or "")}
             if kind == "install" and from_template:
                 params.update(skip=f"template image {from_template}", template_image=from_template)
+            if boot and kind != "install":
+                params["boot"] = guest.USER_DATA
             key = f"{kind}:{t}:{replica}:{p['name']}"
             steps.append(StepSpec(key, kind, tuple(dict.fromkeys(previous)), params))
             previous = [key]

@@ -56,6 +56,7 @@ ACTION_MODULES = (
     "cumulo.paas.engine.actions_destroy",
     "cumulo.paas.engine.actions_products",
     "cumulo.paas.engine.actions_scale",
+    "cumulo.paas.engine.actions_vm",
     "cumulo.paas.template",
 )
 
@@ -309,6 +310,7 @@ class PaasEngine:
     ) -> dict[str, Any]:
         await self._check_callback(callback)
         instance_id = new_uuid()
+        environment = await self._mark_vm_tiers(ctx, environment)
         plan = self.deploy_plan(instance_id, name, environment, project_id=ctx.project_id or "")
         now = utcnow()
         try:
@@ -332,6 +334,30 @@ class PaasEngine:
         except sa.exc.IntegrityError:
             raise errors.Conflict(f"environment instance {name} already exists") from None
         return await self._started(task_id)
+
+    async def _mark_vm_tiers(self, ctx: RequestContext, environment: Mapping[str, Any]) -> dict[str, Any]:
+        """The environment snapshot with `"guest": "vm"` on the tiers whose image (an id, else a name
+        the project sees) is a VM image with the guest agent (paas/guest.py): their nodes get the
+        "prepare" step (and the scale plans read it from the snapshot). An image not found marks
+        nothing: the server step names it."""
+        from cumulo.paas import guest
+
+        images: dict[str, Mapping[str, Any]] = {}
+        for tier in environment.get("tiers") or []:
+            ref = str(tier.get("image") or "")
+            if not ref or ref in images:
+                continue
+            try:
+                images[ref] = await self.services.images.get(ctx, ref)
+            except (errors.NotFound, errors.Invalid):
+                try:
+                    page, _marker = await self.services.images.list_images(ctx, [("name", ref)])
+                except errors.CumuloError:
+                    continue
+                named = [i for i in page if i.get("name") == ref]
+                if len(named) == 1:
+                    images[ref] = named[0]
+        return {**environment, "tiers": guest.vm_tiers(environment.get("tiers") or [], images)}
 
     # The planners (pure; DEPLOY's plan.py, ELASTICITY's plan_scale.py, plan_app.py), imported when
     # first used; tests replace these methods to run plans of their own.
@@ -392,10 +418,12 @@ class PaasEngine:
     async def _submit(self, ctx: RequestContext, inst: Mapping[str, Any], kind: TaskKind, plan: Plan, *,
                       description: str, callback: str | None, tier: str | None = None,
                       params: Mapping[str, Any] | None = None,
-                      event: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                      event: Mapping[str, Any] | None = None,
+                      environment: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """One write: no task running on the instance (else Conflict naming it), the task, the
         instance's task_id by compare-and-swap, the plan's rows and steps (and `event`, a
-        paas_events row of a manual scale, with the task's id)."""
+        paas_events row of a manual scale, with the task's id; `environment`, the instance's new
+        snapshot)."""
         async with self.db.write() as conn:
             busy = await tasks.active_on_instance(conn, inst["id"])
             if busy is not None:
@@ -410,6 +438,8 @@ class PaasEngine:
             values: dict[str, Any] = {"task_id": task_id, "updated_at": utcnow()}
             if plan.instance_status:
                 values["status"] = plan.instance_status
+            if environment is not None:  # a new snapshot (plan_products)
+                values["environment"] = dict(environment)
             moved = await conn.execute(sa.update(paas_env_instances).where(I.id == inst["id"], same).values(**values))
             if not moved.rowcount:
                 raise errors.Conflict(f"environment instance {inst['name']} changed meanwhile; try again")
@@ -478,6 +508,27 @@ class PaasEngine:
         return await self._submit(ctx, inst, TaskKind.UNDEPLOY_APPLICATION, plan, callback=callback,
                                   description=f"Undeploy application {name} from {inst['name']}",
                                   params={"application": name})
+
+    # Pegasus's product-level writes (engine/products_tasks.py)
+
+    async def reconfigure_tier(self, ctx: RequestContext, instance: Mapping[str, Any], tier: str,
+                               values: Mapping[str, Sequence[Mapping[str, Any]]], *, callback: str | None = None,
+                               ) -> dict[str, Any]:
+        from cumulo.paas.engine import products_tasks
+
+        return await products_tasks.reconfigure_tier(self, ctx, instance, tier, values, callback=callback)
+
+    async def install_product(self, ctx: RequestContext, instance: Mapping[str, Any], node: str,
+                              entry: Mapping[str, Any], *, callback: str | None = None) -> dict[str, Any]:
+        from cumulo.paas.engine import products_tasks
+
+        return await products_tasks.install_product(self, ctx, instance, node, entry, callback=callback)
+
+    async def uninstall_product(self, ctx: RequestContext, instance: Mapping[str, Any], node: str, product: str, *,
+                                callback: str | None = None) -> dict[str, Any]:
+        from cumulo.paas.engine import products_tasks
+
+        return await products_tasks.uninstall_product(self, ctx, instance, node, product, callback=callback)
 
 
 __all__ = ["ACTION_MODULES", "TOPIC", "BusEndpoint", "PaasEngine", "TaskStatus", "load_actions"]
