@@ -104,6 +104,24 @@ class FakeEngine:
         self.calls.append(("undeploy_application", {"name": instance["name"], "application": name}))
         return await self._task(ctx, TaskKind.UNDEPLOY_APPLICATION, instance, callback=callback)
 
+    async def reconfigure_tier(self, ctx: RequestContext, instance: Mapping[str, Any], tier: str,
+                               values: Mapping[str, Any], *, callback: str | None = None) -> dict[str, Any]:
+        await self._busy(instance["id"])
+        self.calls.append(("reconfigure_tier", {"name": instance["name"], "tier": tier, "values": dict(values)}))
+        return await self._task(ctx, TaskKind.RECONFIGURE, instance, tier=tier, callback=callback)
+
+    async def install_product(self, ctx: RequestContext, instance: Mapping[str, Any], node: str,
+                              entry: Mapping[str, Any], *, callback: str | None = None) -> dict[str, Any]:
+        await self._busy(instance["id"])
+        self.calls.append(("install_product", {"name": instance["name"], "node": node, "entry": dict(entry)}))
+        return await self._task(ctx, TaskKind.INSTALL_PRODUCT, instance, callback=callback)
+
+    async def uninstall_product(self, ctx: RequestContext, instance: Mapping[str, Any], node: str, product: str, *,
+                                callback: str | None = None) -> dict[str, Any]:
+        await self._busy(instance["id"])
+        self.calls.append(("uninstall_product", {"name": instance["name"], "node": node, "product": product}))
+        return await self._task(ctx, TaskKind.UNINSTALL_PRODUCT, instance, callback=callback)
+
     async def finish_all(self, status: str = "SUCCESS") -> None:
         async with self.db.write() as conn:
             await conn.execute(paas_tasks.update().where(paas_tasks.c.status == "RUNNING").values(

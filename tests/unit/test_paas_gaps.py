@@ -119,3 +119,81 @@ async def test_a_failed_product_makes_its_node_error(
     [inst] = await table(cloud, models.paas_env_instances)
     task = await cloud.paas_engine.destroy(ctx, inst)
     assert (await cloud.paas_engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
+
+
+async def _done(cloud: Any, r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code == 202, r.text
+    task_id = int(r.json()["href"].rsplit("/", 1)[1])
+    final = await cloud.paas_engine.wait(task_id, timeout=120)
+    assert final["status"] == "SUCCESS", final["error"]
+    return dict(final)
+
+
+async def test_reconfigure_a_tier_and_products_on_one_node(
+    cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]
+) -> None:
+    ctx = await demo_ctx(cloud)
+    api = as_ctx(ctx)
+    engine = cloud.paas_engine
+    task = await engine.deploy(ctx, name="gap3", description="", environment=environment(await image(api, "g3")))
+    assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
+    inst_url = f"/paas/rest/envInst/org/default/vdc/{ctx.project_id}/environmentInstance/gap3"
+    r = await api.post("/paas/rest/catalog/productRelease", json={
+        "productName": "probe", "version": "2.0", "attributes": [{"key": "LEVEL", "value": "1"}],
+        "recipes": {"install": "echo i\n", "configure": "echo c\n", "start": "echo s\n", "stop": "echo t\n",
+                    "uninstall": "echo u\n"}})
+    assert r.status_code == 201, r.text
+    r = await api.post("/paas/rest/catalog/productRelease", json={"productName": "www", "version": "1.0"})
+    assert r.status_code == 201, r.text
+
+    # PUT tierInstance: new values for the web tier's product, every web node reconfigured
+    final = await _done(cloud, await api.put(f"{inst_url}/tierInstance", json={
+        "tierDto": {"name": "web"}, "productInstanceDtos": [
+            {"productReleaseDto": {"productName": "www"}, "attributes": [{"key": "GREETING", "value": "hi"}]}]}))
+    assert final["kind"] == "reconfigure" and "Scale reconfigure tier web" in final["description"]
+    async with cloud.services.db.read() as conn:
+        keys = sorted((await conn.execute(sa.select(models.paas_steps.c.key).where(
+            models.paas_steps.c.task_id == final["id"]))).scalars())
+        www = (await conn.execute(sa.select(PI.c.attributes).where(PI.c.product == "www"))).scalar()
+    assert keys == ["reconfigure:web:1:www"] and www["GREETING"] == "hi"
+    [inst] = await table(cloud, models.paas_env_instances)
+    web = next(t for t in inst["environment"]["tiers"] if t["name"] == "web")
+    assert {"key": "GREETING", "value": "hi", "type": "Plain", "description": ""} in web["products"][0]["attributes"]
+    for body, word in (({"tierDto": {"name": "web"}, "attributes": [{"key": "NOPE", "value": "x"}]}, "NOPE"),
+                       ({"tierDto": {"name": "web"}, "attributes": [{"key": "PATH", "value": "/x"}]}, "PATH"),
+                       ({"tierDto": {"name": "web"}}, "no attribute to change"),
+                       ({"tierDto": {"name": "ghost"}, "attributes": []}, "ghost")):
+        r = await api.put(f"{inst_url}/tierInstance", json=body)
+        assert r.status_code in (400, 404) and word in r.json()["message"], r.text
+
+    # POST productInstance: one more product on web-1 only
+    pis = f"{inst_url}/tierInstance/gap3-web-1/productInstance"
+    await _done(cloud, await api.post(pis, json={"productReleaseDto": {"productName": "probe", "version": "2.0"},
+                                                 "attributes": [{"key": "LEVEL", "value": "5"}]}))
+    listed = {p["productReleaseDto"]["productName"]: p for p in (await api.get(pis)).json()}
+    assert set(listed) == {"www", "probe"}
+    async with cloud.services.db.read() as conn:
+        probe = (await conn.execute(sa.select(PI).where(PI.c.product == "probe"))).mappings().one()
+    assert (probe["status"], probe["version"], probe["attributes"]["LEVEL"]) == ("INSTALLED", "2.0", "5")
+    assert {n["name"]: n["status"] for n in await table(cloud, TI)}["gap3-web-1"] == "INSTALLED"
+    for body, code, word in (({"productReleaseDto": {"productName": "probe", "version": "2.0"}}, 409, "already has"),
+                             ({"productReleaseDto": {"productName": "www"}}, 409, "part of tier web"),
+                             ({"productReleaseDto": {"productName": "nosuch"}}, 400, "nosuch")):
+        r = await api.post(pis, json=body)
+        assert r.status_code == code and word in r.json()["message"], r.text
+    r = await api.delete(f"{pis}/www")
+    assert r.status_code == 400 and "part of tier web" in r.json()["message"], r.text
+
+    # DELETE productInstance: stop + uninstall; the row stays UNINSTALLED, the node INSTALLED
+    final = await _done(cloud, await api.delete(f"{pis}/gap3-web-1_probe_2.0"))
+    async with cloud.services.db.read() as conn:
+        status = (await conn.execute(sa.select(PI.c.status).where(PI.c.product == "probe"))).scalar()
+        ran = sorted((await conn.execute(sa.select(models.paas_exec_records.c.step).where(
+            models.paas_exec_records.c.task_id == final["id"]))).scalars())
+    assert status == "UNINSTALLED" and ran == ["stop", "uninstall"]
+    assert {n["name"]: n["status"] for n in await table(cloud, TI)}["gap3-web-1"] == "INSTALLED"
+    await _done(cloud, await api.post(pis, json={"productReleaseDto": {"productName": "probe"}}))  # again
+
+    [inst] = await table(cloud, models.paas_env_instances)
+    task = await engine.destroy(ctx, inst)
+    assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"

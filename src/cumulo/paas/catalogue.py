@@ -488,6 +488,18 @@ class Catalogue:
             await conn.execute(paas_tiers.delete().where(
                 paas_tiers.c.environment_id == env["id"], paas_tiers.c.name == name))
 
+    async def product_entry(self, ctx: RequestContext, name: str, version: str | None,
+                            attributes: Sequence[Mapping[str, Any]], where: str) -> dict[str, Any]:
+        """One product as a snapshot holds it ({name, version, attributes merged over the release's,
+        release}) for a POST productInstance; Invalid for an unknown release or a bad attribute."""
+        check_attributes(attributes, where)
+        async with self.db.read() as conn:
+            release = await self.resolve_release(conn, ctx, name, version, where)
+        rel = release_dict(release)
+        merged = merged_attributes(rel, attributes)
+        check_attributes(merged, where)
+        return {"name": name, "version": release["version"], "attributes": merged, "release": rel}
+
     async def snapshot(self, ctx: RequestContext, env_name: str) -> dict[str, Any]:
         """What engine.deploy takes: the environment, normalised, each tier's products with their
         merged attributes and "release" (the full paas_products row), checked again (a product may

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from cumulo.db import Database
-from cumulo.paas.api import catalogue, inventory, tasks
+from cumulo.paas.api import catalogue, inventory, products, tasks
 from cumulo.paas.api.scope import PaasDeps
 from cumulo.paas.catalogue import Catalogue
 from cumulo.paas.deps import PaasServices
@@ -23,7 +23,7 @@ from cumulo.paas.faults import render_fault
 from cumulo.web.http import Authenticator, family_app
 
 ROOT = "/rest"
-ROUTES: list[BaseRoute] = [*catalogue.routes(ROOT), *inventory.routes(ROOT), *tasks.routes(ROOT)]
+ROUTES: list[BaseRoute] = [*catalogue.routes(ROOT), *inventory.routes(ROOT), *products.routes(ROOT), *tasks.routes(ROOT)]
 
 
 def make_app(

@@ -17,7 +17,7 @@ a crashed attempt made (by that name) so nothing is doubled. Rollback replays th
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,6 +43,9 @@ class TaskKind(enum.StrEnum):
     AUTOSCALE = "autoscale"  # the autoscaler's scale of one tier
     APPLICATION = "application"  # deploy an application artifact
     UNDEPLOY_APPLICATION = "undeploy_application"
+    RECONFIGURE = "reconfigure"  # Pegasus's "scale reconfigure": new attribute values for a tier's products
+    INSTALL_PRODUCT = "install_product"  # one more product release on one node
+    UNINSTALL_PRODUCT = "uninstall_product"  # that product taken away again
 
 
 class StepState(enum.StrEnum):
@@ -193,4 +196,25 @@ class PaasEngineAPI(Protocol):
 
     async def undeploy_application(
         self, ctx: RequestContext, instance: Mapping[str, Any], name: str, *, callback: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def reconfigure_tier(
+        self, ctx: RequestContext, instance: Mapping[str, Any], tier: str,
+        values: Mapping[str, Sequence[Mapping[str, Any]]], *, callback: str | None = None,
+    ) -> dict[str, Any]:
+        """Set attribute values (product name -> [{key, value, ...}]) of `tier`'s products and
+        re-run their configure on every running node of the tier (engine/plan_products.py)."""
+        ...
+
+    async def install_product(
+        self, ctx: RequestContext, instance: Mapping[str, Any], node: str, entry: Mapping[str, Any], *,
+        callback: str | None = None,
+    ) -> dict[str, Any]:
+        """Install one more product release (`entry`: {name, version, attributes, release}, as the
+        catalogue resolves it) on node `node` (a tierInstanceName)."""
+        ...
+
+    async def uninstall_product(
+        self, ctx: RequestContext, instance: Mapping[str, Any], node: str, product: str, *,
+        callback: str | None = None,
     ) -> dict[str, Any]: ...
