@@ -1,12 +1,14 @@
 """What the engine's unit tests share: PaasServices over the in-process cloud (fake driver), the
-test step kinds (registered once), an engine whose deploy plan is the test's own, and polling."""
+test step kinds (registered once), an engine whose deploy plan is the test's own, and the tests'
+own deploy."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +23,33 @@ CREATES: Counter[str] = Counter()  # security group name -> creates made by the 
 EVENTS: list[tuple[str, str]] = []  # ("start"|"end", step key)
 GATES: dict[str, asyncio.Event] = {}  # a t_gate step waits for GATES[params gate]
 STARTED: dict[str, asyncio.Event] = {}  # set when a step of that key starts
+
+
+@contextlib.asynccontextmanager
+async def own_engines(cloud: Any) -> AsyncIterator[PaasServices]:
+    """The services, with the cloud's own engine stopped (each test runs engines of its own); every
+    gate opened on the way out."""
+    if cloud.paas_engine is not None:
+        await cloud.paas_engine.stop()
+    reset()
+    yield services(cloud)
+    for g in GATES.values():
+        g.set()
+
+
+async def deploy(engine: PaasEngine, c: RequestContext, name: str = "env1", **kw: Any) -> dict[str, Any]:
+    """A deploy of an empty environment (the engine's plan is the test's own: engine_with)."""
+    return await engine.deploy(c, name=name, description="", environment={"name": "e", "tiers": []}, **kw)
+
+
+async def deploy_to_end(engine: PaasEngine, c: RequestContext, **kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Start the engine, deploy, wait for the task's end, stop the engine: (the task as answered, as ended)."""
+    await engine.start()
+    try:
+        task = await deploy(engine, c, **kw)
+        return task, await engine.wait(task["id"])
+    finally:
+        await engine.stop()
 
 
 def services(cloud: Any) -> PaasServices:
@@ -108,17 +137,6 @@ def engine_with(svc: PaasServices, plan: Callable[[str], Plan]) -> PaasEngine:
 
 def step(key: str, kind: str = "t_note", deps: tuple[str, ...] = (), **params: Any) -> StepSpec:
     return StepSpec(key, kind, deps, params)
-
-
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 30.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        got = await check()
-        if got:
-            return got
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def step_rows(svc: PaasServices, task_id: int) -> dict[str, dict[str, Any]]:

@@ -14,23 +14,14 @@ import sqlalchemy as sa
 
 from cumulo import errors
 from cumulo.paas.engine.base import Plan
-from cumulo.paas.engine.runner import PaasEngine
 from cumulo.paas.models import paas_applications, paas_env_instances, paas_tier_instances
 
 
 @pytest.fixture
 async def svc(cloud: Any) -> AsyncIterator[Any]:
     """The services, with the cloud's own engine stopped (each test runs engines of its own)."""
-    if cloud.paas_engine is not None:
-        await cloud.paas_engine.stop()
-    u.reset()
-    yield u.services(cloud)
-    for g in u.GATES.values():
-        g.set()
-
-
-async def _deploy(engine: PaasEngine, c: Any, name: str = "env1", **kw: Any) -> dict[str, Any]:
-    return await engine.deploy(c, name=name, description="", environment={"name": "e", "tiers": []}, **kw)
+    async with u.own_engines(cloud) as services:
+        yield services
 
 
 async def test_steps_run_in_dependency_order_and_independent_ones_together(svc: Any) -> None:
@@ -41,7 +32,7 @@ async def test_steps_run_in_dependency_order_and_independent_ones_together(svc: 
     await engine.start()
     try:
         u.gate("b-started")
-        task = await _deploy(engine, u.ctx())
+        task = await u.deploy(engine, u.ctx())
         assert task["status"] == "RUNNING"  # the 202 shows it running, as Pegasus did
         await u.started("b").wait()
         u.gate("b-started").set()
@@ -64,12 +55,7 @@ async def test_a_failed_step_rolls_back_what_the_task_made_and_leaves_the_instan
     plan = Plan(steps=[u.step("sg:one", "t_sg", name="paas-t-one"), u.step("sg:two", "t_sg", ("sg:one",), name="paas-t-two"),
                        u.step("install:web:1:httpd", "t_fail", ("sg:two",)), u.step("after", deps=("install:web:1:httpd",))])
     engine = u.engine_with(svc, lambda _i: plan)
-    await engine.start()
-    try:
-        task = await _deploy(engine, c)
-        final = await engine.wait(task["id"])
-    finally:
-        await engine.stop()
+    task, final = await u.deploy_to_end(engine, c)
     assert final["status"] == "ERROR"
     err = final["error"]
     assert err["step"] == "install:web:1:httpd" and err["majorErrorCode"] == "t_fail" and err["minorErrorCode"] == 3
@@ -110,12 +96,7 @@ async def test_keep_on_failure_leaves_what_was_made(svc: Any) -> None:
     c = u.ctx()
     plan = Plan(steps=[u.step("sg:one", "t_sg", name="paas-k-one"), u.step("boom", "t_crash", ("sg:one",))])
     engine = u.engine_with(svc, lambda _i: plan)
-    await engine.start()
-    try:
-        task = await _deploy(engine, c, keep_on_failure=True)
-        final = await engine.wait(task["id"])
-    finally:
-        await engine.stop()
+    task, final = await u.deploy_to_end(engine, c, keep_on_failure=True)
     assert final["status"] == "ERROR"
     assert final["error"]["message"] == "boom: unexpected trouble"
     assert final["error"]["resources"] == [{"type": "security_group", "name": "paas-k-one",
@@ -131,9 +112,9 @@ async def test_a_second_deploy_of_the_name_and_a_task_on_a_busy_instance_are_con
     engine.destroy_plan = lambda inv: Plan(steps=[u.step("bye")])  # type: ignore[method-assign]
     await engine.start()
     try:
-        task = await _deploy(engine, c)
+        task = await u.deploy(engine, c)
         with pytest.raises(errors.Conflict, match="env1 already exists"):
-            await _deploy(engine, c)
+            await u.deploy(engine, c)
         inst = {"id": task["env_instance_id"]}
         with pytest.raises(errors.Conflict, match=f"task {task['id']} \\(deploy\\)"):
             await engine.destroy(c, inst)
@@ -156,12 +137,7 @@ async def test_the_task_deadline_fails_the_running_steps_and_rolls_back(svc: Any
     plan = Plan(steps=[u.step("sg:one", "t_sg", name="paas-d-one"), u.step("slow", deps=("sg:one",), gate="never")])
     conf = dataclasses.replace(svc.conf, extra={**svc.conf.extra, "paas_task_timeout": 1})
     engine = u.engine_with(dataclasses.replace(svc, conf=conf), lambda _i: plan)
-    await engine.start()
-    try:
-        task = await _deploy(engine, c)
-        final = await engine.wait(task["id"])
-    finally:
-        await engine.stop()
+    task, final = await u.deploy_to_end(engine, c)
     assert final["status"] == "ERROR"
     assert final["error"]["majorErrorCode"] == "timeout" and "slow" in final["error"]["message"]
     rows = await u.step_rows(svc, task["id"])
@@ -190,7 +166,7 @@ async def test_a_failed_scale_gives_back_only_what_it_made_and_the_instance_stay
     engine.scale_plan = scale_plan  # type: ignore[method-assign]
     await engine.start()
     try:
-        first = await engine.wait((await _deploy(engine, c))["id"])
+        first = await engine.wait((await u.deploy(engine, c))["id"])
         assert first["status"] == "SUCCESS"
         inst = {"id": first["env_instance_id"]}
         task = await engine.scale(c, inst, "web", count=2)
@@ -215,11 +191,7 @@ async def test_a_failed_deploy_deletes_the_rows_of_its_nodes(svc: Any) -> None:
     plan = lambda i: Plan(steps=[u.step("boom", "t_crash")],  # noqa: E731
                           rows={"paas_tier_instances": [_node_row(i, "web", 1), _node_row(i, "db", 1)]})
     engine = u.engine_with(svc, plan)
-    await engine.start()
-    try:
-        final = await engine.wait((await _deploy(engine, c))["id"])
-    finally:
-        await engine.stop()
+    _task, final = await u.deploy_to_end(engine, c)
     assert final["status"] == "ERROR" and final["error"]["majorErrorCode"] == "t_crash"
     async with svc.db.read() as conn:
         left = (await conn.execute(sa.select(paas_tier_instances).where(
@@ -273,7 +245,7 @@ async def test_application_tasks_bump_the_generation_and_undeploy_deletes_the_ro
     monkeypatch.setattr(plan_app, "undeploy_plan", lambda *a: Plan(steps=[u.step("unartifact:web:1:shop")]))
     await engine.start()
     try:
-        first = await engine.wait((await _deploy(engine, c))["id"])
+        first = await engine.wait((await u.deploy(engine, c))["id"])
         inst = {"id": first["env_instance_id"]}
         t1 = await engine.wait((await engine.deploy_application(c, inst, {"name": "shop", "product": "p"}))["id"])
         assert t1["status"] == "SUCCESS" and t1["kind"] == "application"

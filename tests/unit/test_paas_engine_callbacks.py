@@ -10,6 +10,7 @@ from typing import Any
 
 import paas_engine_util as u
 import pytest
+from occi_cloud import until
 
 from cumulo import errors
 from cumulo.paas.engine import callbacks
@@ -134,10 +135,8 @@ async def test_the_post_does_not_read_the_answers_body() -> None:
 
 @pytest.fixture
 async def svc(cloud: Any) -> AsyncIterator[Any]:
-    if cloud.paas_engine is not None:
-        await cloud.paas_engine.stop()
-    u.reset()
-    yield u.services(cloud)
+    async with u.own_engines(cloud) as services:
+        yield services
 
 
 async def test_the_task_json_is_posted_once_when_the_task_ends(svc: Any) -> None:
@@ -149,7 +148,7 @@ async def test_the_task_json_is_posted_once_when_the_task_ends(svc: Any) -> None
             url = f"http://127.0.0.1:{rx.port}/hook?x=1"
             task = await engine.deploy(c, name="cb1", description="", environment={"name": "e"}, callback=url)
             final = await engine.wait(task["id"])
-            await u.until(lambda: _state(svc, task["id"]), "the callback recorded")
+            await until(lambda: _state(svc, task["id"]), "the callback recorded")
             again = await callbacks.deliver(svc.db, {**final, "callback": url}, {}, ())
     finally:
         await engine.stop()
@@ -182,14 +181,14 @@ async def test_a_callback_an_engine_stopped_before_is_sent_by_the_next_one(svc: 
         task = await engine.deploy(c, name="cb3", description="", environment={"name": "e"},
                                    callback=f"http://127.0.0.1:{rx.port}/late")
         await engine.wait(task["id"])
-        await u.until(lambda: _async_true(sent), "the first engine's (skipped) notify")
+        await until(lambda: _async_true(sent), "the first engine's (skipped) notify")
         await engine.stop()
         monkeypatch.setattr(fin, "notify", engine_notify)
         assert await _state(svc, task["id"]) is None and rx.requests == []
         second = u.engine_with(svc, lambda _i: Plan())
         await second.start()
         try:
-            await u.until(lambda: _state(svc, task["id"]), "the callback sent by the next engine")
+            await until(lambda: _state(svc, task["id"]), "the callback sent by the next engine")
         finally:
             await second.stop()
     assert [r["path"] for r in rx.requests] == ["/late"]

@@ -12,6 +12,7 @@ from typing import Any
 import paas_engine_util as u
 import pytest
 import sqlalchemy as sa
+from occi_cloud import until
 
 from cumulo.db import utcnow
 from cumulo.paas.engine import reverter, tasks
@@ -22,12 +23,8 @@ from cumulo.paas.models import paas_env_instances, paas_tasks
 
 @pytest.fixture
 async def svc(cloud: Any) -> AsyncIterator[Any]:
-    if cloud.paas_engine is not None:
-        await cloud.paas_engine.stop()
-    u.reset()
-    yield u.services(cloud)
-    for g in u.GATES.values():
-        g.set()
+    async with u.own_engines(cloud) as services:
+        yield services
 
 
 async def _crash(engine: PaasEngine, task_id: int) -> None:
@@ -43,10 +40,6 @@ async def _crash(engine: PaasEngine, task_id: int) -> None:
                            .values(lease_until=utcnow() - dt.timedelta(seconds=1)))
 
 
-async def _deploy(engine: PaasEngine, c: Any) -> dict[str, Any]:
-    return await engine.deploy(c, name="env1", description="", environment={"name": "e", "tiers": []})
-
-
 async def test_a_new_engine_finishes_a_task_cut_mid_plan_with_every_create_made_once(svc: Any) -> None:
     c = u.ctx()
     # sg:one done before the crash; sg:two crashes between its create and its record (adopted on
@@ -59,8 +52,8 @@ async def test_a_new_engine_finishes_a_task_cut_mid_plan_with_every_create_made_
     ])
     first = u.engine_with(svc, lambda _i: plan)
     await first.start()
-    task = await _deploy(first, c)
-    await u.until(lambda: _running(svc, task["id"], {"sg:two", "wait"}), "sg:two and wait running")
+    task = await u.deploy(first, c)
+    await until(lambda: _running(svc, task["id"], {"sg:two", "wait"}), "sg:two and wait running")
     assert u.CREATES["paas-r-two"] == 1
     await _crash(first, task["id"])
     rows = await u.step_rows(svc, task["id"])
@@ -96,7 +89,7 @@ async def test_a_live_engine_keeps_its_task(svc: Any) -> None:
     plan = Plan(steps=[u.step("hold", gate="hold")])
     first = u.engine_with(svc, lambda _i: plan)
     await first.start()
-    task = await _deploy(first, u.ctx())
+    task = await u.deploy(first, u.ctx())
     await u.started("hold").wait()
     second = u.engine_with(svc, lambda _i: plan)
     try:
@@ -113,7 +106,7 @@ async def test_a_stopped_engine_of_this_process_counts_as_dead(svc: Any) -> None
     plan = Plan(steps=[u.step("hold", gate="hold")])
     first = u.engine_with(svc, lambda _i: plan)
     await first.start()
-    task = await _deploy(first, u.ctx())
+    task = await u.deploy(first, u.ctx())
     await u.started("hold").wait()
     await first.stop()  # a clean stop gives the lease up; the step stays RUNNING
     assert (await u.step_rows(svc, task["id"]))["hold"]["state"] == "RUNNING"
@@ -145,8 +138,8 @@ async def test_a_crash_during_the_rollback_resumes_the_rollback(svc: Any, monkey
     monkeypatch.setattr(reverter, "delete_resource", slow_delete)
     first = u.engine_with(svc, lambda _i: plan)
     await first.start()
-    task = await _deploy(first, c)
-    await u.until(lambda: _running_prefix(svc, task["id"], "revert:"), "a revert step running")
+    task = await u.deploy(first, c)
+    await until(lambda: _running_prefix(svc, task["id"], "revert:"), "a revert step running")
     await _crash(first, task["id"])
     hold.set()
     second = u.engine_with(svc, lambda _i: plan)
@@ -192,7 +185,7 @@ async def test_start_reaps_servers_and_ledger_rows_of_instances_the_db_does_not_
     engine = PaasEngine(svc)
     count = await engine._reap()
     assert count == 2
-    await u.until(lambda: _server_gone(svc, c, rows[0]["uuid"]), "the ghost's server gone")
+    await until(lambda: _server_gone(svc, c, rows[0]["uuid"]), "the ghost's server gone")
     assert not await _server_gone(svc, c, kept[0]["uuid"])
     assert await u.groups_named(svc, c, "paas-0d5d7a1e") == []
     assert [r["state"] for r in await u.ledger(svc, ghost)] == ["deleted"]
@@ -276,13 +269,13 @@ async def test_an_engine_whose_lease_was_taken_stops_and_the_holder_finishes(svc
     plan = Plan(steps=[u.step("hold", gate="hold"), u.step("after", deps=("hold",))])
     first = u.engine_with(quick, lambda _i: plan)
     await first.start()
-    task = await _deploy(first, u.ctx())
+    task = await u.deploy(first, u.ctx())
     await u.started("hold").wait()
     second = u.engine_with(quick, lambda _i: plan)
     async with svc.db.write() as conn:  # the second engine takes it over (as after a long stall of the first)
         await conn.execute(sa.update(paas_tasks).where(paas_tasks.c.id == task["id"])
                            .values(owner=second.owner, lease_until=utcnow() + dt.timedelta(seconds=60)))
-    await u.until(lambda: _async(task["id"] not in first._tasks), "the first engine to stop running it")
+    await until(lambda: _async(task["id"] not in first._tasks), "the first engine to stop running it")
     assert (await u.step_rows(svc, task["id"]))["hold"]["state"] == "RUNNING"
     u.gate("hold").set()
     try:
