@@ -178,7 +178,9 @@ async def test_reconfigure_a_tier_and_products_on_one_node(
     assert {n["name"]: n["status"] for n in await table(cloud, TI)}["gap3-web-1"] == "INSTALLED"
     for body, code, word in (({"productReleaseDto": {"productName": "probe", "version": "2.0"}}, 409, "already has"),
                              ({"productReleaseDto": {"productName": "www"}}, 409, "part of tier web"),
-                             ({"productReleaseDto": {"productName": "nosuch"}}, 400, "nosuch")):
+                             ({"productReleaseDto": {"productName": "nosuch"}}, 400, "nosuch"),
+                             ({"productReleaseDto": {"productName": "www"}, "attributes": [
+                                 {"key": "PAAS_NODE", "value": "x"}]}, 400, "PAAS_NODE")):
         r = await api.post(pis, json=body)
         assert r.status_code == code and word in r.json()["message"], r.text
     r = await api.delete(f"{pis}/www")
@@ -192,6 +194,9 @@ async def test_reconfigure_a_tier_and_products_on_one_node(
             models.paas_exec_records.c.task_id == final["id"]))).scalars())
     assert status == "UNINSTALLED" and ran == ["stop", "uninstall"]
     assert {n["name"]: n["status"] for n in await table(cloud, TI)}["gap3-web-1"] == "INSTALLED"
+    r = await api.post(pis, json={"productReleaseDto": {"productName": "probe"},
+                                  "attributes": [{"key": "PEER", "value": "IP(ghost)", "type": "IP"}]})
+    assert r.status_code == 400 and "has no tier ghost" in r.json()["message"], r.text
     await _done(cloud, await api.post(pis, json={"productReleaseDto": {"productName": "probe"}}))  # again
 
     [inst] = await table(cloud, models.paas_env_instances)

@@ -106,6 +106,11 @@ def install_plan(instance: Mapping[str, Any], node: Mapping[str, Any], existing:
         raise errors.Conflict(f"tier instance {node['name']} already has product {product} "
                               f"({old['version']}, {old['status']})")
     env = copy.deepcopy(dict(instance.get("environment") or {}))
+    tiers = {str(t.get("name")) for t in env.get("tiers") or []}
+    for attr in entry.get("attributes") or []:
+        ref = graph.parse_ref(attr.get("type"), attr.get("value", ""), where=f"attribute {attr.get('key')}")
+        if ref is not None and ref.tier not in tiers:
+            raise errors.Invalid(f"attribute {attr.get('key')}: {instance.get('name')} has no tier {ref.tier}")
     env.setdefault(NODE_PRODUCTS, {}).setdefault(str(node["name"]), {})[product] = dict(entry)
     t, r = str(node["tier"]), int(node["replica"])
     base = {"tier": t, "replica": r, "node": str(node["name"]), "product": product,
