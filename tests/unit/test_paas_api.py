@@ -320,6 +320,11 @@ async def test_faults_unknown_paths_methods_media_types(api: Api) -> None:
     assert r.status_code == 406 and "application/json" in r.json()["message"]
     r = await api.a.post(f"{CAT}/productRelease", content=b"<productRelease/>", headers={"Content-Type": "application/xml"})
     assert r.status_code == 415
+    for ctype in ("application/json1", "text/json", "application/jsonx; charset=utf-8"):  # Pegasus's suite: 415
+        r = await api.a.post(f"{CAT}/productRelease", content=b"{}", headers={"Content-Type": ctype})
+        assert r.status_code == 415, ctype
+    r = await api.a.post(f"{CAT}/productRelease", content=b"{}", headers={"Content-Type": "Application/JSON; charset=utf-8"})
+    assert r.status_code == 400  # JSON, parsed; the empty release is refused for what it lacks
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app), base_url="http://cumulo.test") as anon:
         r = await anon.get(f"{CAT}/productRelease")
         assert r.status_code == 401 and r.json()["code"] == 401

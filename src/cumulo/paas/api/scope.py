@@ -101,7 +101,8 @@ class Call:
 
     async def body(self) -> Any:
         ctype = self.request.headers.get("content-type", "")
-        if ctype and "json" not in ctype.split(";")[0].lower():
+        media = ctype.split(";")[0].strip().lower()
+        if ctype and media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
             raise errors.UnsupportedMediaType(f"Content-Type {ctype[:80]} is not supported: send application/json")
         return await json_body(self.request)
 
