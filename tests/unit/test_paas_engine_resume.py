@@ -175,6 +175,21 @@ async def test_start_reaps_servers_and_ledger_rows_of_instances_the_db_does_not_
         metadata={"paas_instance": ghost, "paas_node": "x-web-1"}))
     kept, _ = await server_create.create_servers(svc.compute, c, CreateRequest(
         name="not-paas", flavor_ref="42", image_ref=image_id, requested_networks="none"))
+    # server metadata is the tenant's: a key naming no instance the engine made in this project
+    # (a made-up one, or another project's) never gets a server deleted by the system
+    other = u.ctx()
+    async with as_ctx(other) as client:
+        other_image = await image(client)
+    async with svc.db.write() as conn:  # the ghost's deploy task (as the engine writes it with the instance row)
+        await conn.execute(sa.insert(paas_tasks).values(
+            project_id=c.project_id, user_id="u", kind="deploy", status="ERROR", description="d", params={},
+            start_time=utcnow(), env_instance_id=ghost, env_instance_name="x"))
+    forged, _ = await server_create.create_servers(svc.compute, c, CreateRequest(
+        name="paas-0d5d7a1e-web-2", flavor_ref="42", image_ref=image_id, requested_networks="none",
+        metadata={"paas_instance": "0d5d7a1e-0000-4000-8000-00000000beef", "paas_node": "x-web-2"}))
+    elsewhere, _ = await server_create.create_servers(svc.compute, other, CreateRequest(
+        name="mine", flavor_ref="42", image_ref=other_image, requested_networks="none",
+        metadata={"paas_instance": ghost}))
     group = await svc.network.create_group(c, {"name": "paas-0d5d7a1e-web"})
     from cumulo.paas.engine.ledger import TaskLedger
 
@@ -187,6 +202,8 @@ async def test_start_reaps_servers_and_ledger_rows_of_instances_the_db_does_not_
     assert count == 2
     await until(lambda: _server_gone(svc, c, rows[0]["uuid"]), "the ghost's server gone")
     assert not await _server_gone(svc, c, kept[0]["uuid"])
+    assert not await _server_gone(svc, c, forged[0]["uuid"])
+    assert not await _server_gone(svc, other, elsewhere[0]["uuid"])
     assert await u.groups_named(svc, c, "paas-0d5d7a1e") == []
     assert [r["state"] for r in await u.ledger(svc, ghost)] == ["deleted"]
 

@@ -8,8 +8,11 @@ rollback resumes the rollback. Each undo treats NotFound as done. DEPLOY's destr
 `revert_steps` over the instance's whole ledger.
 
 `reap(services)` (engine start): the "DB is the truth, reap the rest" rule. Servers whose metadata
-paas_instance names an instance the DB does not have, and live ledger rows of such instances, are
-deleted.
+paas_instance names an instance the DB no longer has, and live ledger rows of such instances, are
+deleted. Server metadata is the tenant's to write: a server is reaped only when a task of ITS
+project names that instance (the engine made it: a deploy's task row is written with the instance
+row, before any server, and task rows stay), so a tenant's own server that merely carries the key
+is never deleted by the system.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from cumulo.context import RequestContext
 from cumulo.paas.deps import PaasServices
 from cumulo.paas.engine.base import StepRun, StepSpec, action
 from cumulo.paas.engine.ledger import LIVE, delete_resource, find, server_gone
-from cumulo.paas.models import paas_env_instances, paas_resources
+from cumulo.paas.models import paas_env_instances, paas_resources, paas_tasks
 
 LOG = logging.getLogger(__name__)
 R = paas_resources.c
@@ -113,7 +116,7 @@ async def reap(services: PaasServices) -> int:
     from cumulo.compute.service.listing import ListQuery
 
     ctx = RequestContext.system()
-    servers: list[tuple[str, str]] = []  # (server uuid, the instance its metadata names)
+    servers: list[tuple[str, str, str]] = []  # (server uuid, its project, the instance its metadata names)
     marker: str | None = None
     while True:  # every project's servers: the metadata names the instance
         q = ListQuery(project_id=None, limit=500, marker=marker, sort=[("created_at", "asc"), ("id", "asc")])
@@ -121,16 +124,20 @@ async def reap(services: PaasServices) -> int:
         for server in page:
             owner = (server.get("metadata") or {}).get("paas_instance")
             if owner and not server.get("deleted") and server.get("task_state") != "deleting":
-                servers.append((str(server["uuid"]), str(owner)))
+                servers.append((str(server["uuid"]), str(server["project_id"]), str(owner)))
         if len(page) < 500:
             break
         marker = page[-1]["uuid"]
     async with services.db.read() as conn:
         rows = [dict(r) for r in (await conn.execute(sa.select(paas_resources).where(R.state.in_(LIVE)))).mappings()]
         known = set((await conn.execute(sa.select(paas_env_instances.c.id))).scalars())
+        gone = {owner for _u, _p, owner in servers if owner not in known}
+        made = set() if not gone else {
+            (str(p), str(i)) for p, i in (await conn.execute(sa.select(paas_tasks.c.project_id, paas_tasks.c.env_instance_id)
+                                                             .where(paas_tasks.c.env_instance_id.in_(sorted(gone))))).all()}
     count = 0
-    for uuid, owner in servers:
-        if owner not in known:
+    for uuid, project, owner in servers:
+        if owner not in known and (project, owner) in made:
             LOG.warning("paas: reaping server %s of gone environment instance %s", uuid, owner)
             await delete_resource(services, ctx, "server", uuid)
             count += 1
