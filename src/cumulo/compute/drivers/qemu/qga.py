@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from cumulo.compute.drivers.base import ExecRequest, ExecResult, bound_output
-from cumulo.compute.drivers.qemu.qmp import QmpClosed, QmpError, open_socket
+from cumulo.compute.drivers.qemu.qmp import QmpClosed, QmpError, open_stream
 from cumulo.errors import DriverError
 
 SENTINEL = b"\xff"
@@ -81,12 +81,7 @@ class Qga:
 
     @classmethod
     async def connect(cls, path: Path | str, timeout: float = 5.0) -> Qga:
-        sock = await open_socket(path, timeout)
-        try:
-            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_LIMIT)
-        except OSError as exc:
-            sock.close()
-            raise QmpClosed(f"cannot connect to the guest agent at {path}: {exc}") from exc
+        reader, writer, _sock = await open_stream(path, timeout, limit=_LIMIT, what="the guest agent")
         return cls(reader, writer)
 
     async def _send(self, data: bytes) -> None:

@@ -18,7 +18,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from cumulo.errors import DriverError
 
@@ -57,22 +57,20 @@ class Qmp:
     @classmethod
     async def connect(cls, path: Path | str, timeout: float = 5.0) -> Qmp:
         """Connect, read the greeting and leave capabilities negotiation mode."""
-        sock = await open_socket(path, timeout)
+        reader, writer, _sock = await open_stream(path, timeout)
+        return await cls(reader, writer)._handshake(path, timeout)
+
+    async def _handshake(self, path: Path | str, timeout: float) -> Self:
+        """Read the greeting and leave capabilities negotiation mode (closed on failure)."""
         try:
-            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_LIMIT)
-        except OSError as exc:
-            sock.close()
-            raise QmpClosed(f"cannot connect to QMP at {path}: {exc}") from exc
-        qmp = cls(reader, writer)
-        try:
-            await asyncio.wait_for(asyncio.shield(qmp._greeting), timeout)
-            await qmp.execute("qmp_capabilities", timeout=timeout)
+            await asyncio.wait_for(asyncio.shield(self._greeting), timeout)
+            await self.execute("qmp_capabilities", timeout=timeout)
         except BaseException as exc:
-            await qmp.close()
+            await self.close()
             if isinstance(exc, TimeoutError):
                 raise QmpClosed(f"QMP at {path} did not greet within {timeout:.0f}s") from exc
             raise
-        return qmp
+        return self
 
     async def _read_loop(self) -> None:
         try:
@@ -193,22 +191,8 @@ class FdQmp(Qmp):
 
     @classmethod
     async def open(cls, path: Path, timeout: float = 5.0) -> FdQmp:
-        sock = await open_socket(path, timeout)  # any path length (qemu-core)
-        try:
-            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_LIMIT)
-        except (OSError, TimeoutError) as exc:
-            sock.close()
-            raise QmpClosed(f"cannot connect to QMP at {path}: {exc or 'timed out'}") from exc
-        conn = cls(reader, writer, sock)
-        try:
-            await asyncio.wait_for(asyncio.shield(conn._greeting), timeout)
-            await conn.execute("qmp_capabilities", timeout=timeout)
-        except BaseException as exc:
-            await conn.close()
-            if isinstance(exc, TimeoutError):
-                raise QmpClosed(f"QMP at {path} did not greet within {timeout:.0f}s") from exc
-            raise
-        return conn
+        reader, writer, sock = await open_stream(path, timeout)  # any path length (qemu-core)
+        return await cls(reader, writer, sock)._handshake(path, timeout)
 
     async def execute_with_fd(self, command: str, arguments: dict[str, Any], fd: int, *,
                               timeout: float = 10.0) -> Any:
@@ -243,7 +227,7 @@ class FdQmp(Qmp):
         self.sock.close()
 
 
-async def open_socket(path: Path | str, timeout: float = 5.0) -> socket.socket:
+async def open_socket(path: Path | str, timeout: float = 5.0, *, what: str = "QMP") -> socket.socket:
     """A non-blocking unix socket connected to `path`, however long the path is.
 
     sun_path holds 107 bytes and state dirs (pytest's tmp dirs) can be longer; the socket is
@@ -261,7 +245,7 @@ async def open_socket(path: Path | str, timeout: float = 5.0) -> socket.socket:
         await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, target), timeout)
     except (OSError, TimeoutError) as exc:
         sock.close()
-        raise QmpClosed(f"cannot connect to QMP at {path}: {exc or 'timed out'}") from exc
+        raise QmpClosed(f"cannot connect to {what} at {path}: {exc or 'timed out'}") from exc
     except BaseException:
         sock.close()
         raise
@@ -269,6 +253,19 @@ async def open_socket(path: Path | str, timeout: float = 5.0) -> socket.socket:
         if dir_fd >= 0:
             os.close(dir_fd)
     return sock
+
+
+async def open_stream(path: Path | str, timeout: float = 5.0, *, limit: int = _LIMIT, what: str = "QMP"
+                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, socket.socket]:
+    """Streams over a unix socket connected to `path` (open_socket: any path length), and the
+    socket; QmpClosed naming `what` when it cannot be reached."""
+    sock = await open_socket(path, timeout, what=what)
+    try:
+        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=limit)
+    except OSError as exc:
+        sock.close()
+        raise QmpClosed(f"cannot connect to {what} at {path}: {exc}") from exc
+    return reader, writer, sock
 
 
 @contextlib.asynccontextmanager
