@@ -224,11 +224,16 @@ async def test_a_template_node_boots_with_the_install_and_starts_through_user_da
                                   run=px.run_id(step.task_id, step.key), timeout=TIMEOUT)
         assert res.ok and guest.collected_at_boot(res), (step.key, res)
     boot_seconds = time.monotonic() - began
+    # the default path on a template node: a configure of another task runs through exec, on the
+    # disk the template brought (the run above is not taken for it)
+    again = await px.run_recipe(fn, target, "configure", {"BACKENDS": "10.0.0.9,10.0.0.10"}, recipe("configure"),
+                                run=px.run_id(8, "configure:web:2:httpd-web"), timeout=TIMEOUT)
+    assert again.ok and not guest.collected_at_boot(again) and "httpd-web backends: 10.0.0.9,10.0.0.10" in again.stdout
     rc, page = await fetch(fn, "http://127.0.0.1/")
     assert rc == 0 and "httpd-web 1.0 on env1-web-1" in page, page  # the template's install, served
     rc, out, err = await sh(fn, "cat /mnt/root/paas/httpd-web/backends; ls /mnt/root/paas/httpd-web/assets | wc -l; "
                                 "ls /mnt/root/paas/.state/httpd-web/steps/ | grep -c '^t7-install' || true\n")
-    assert out.split() == ["10.0.0.9", str(builtin.PAYLOAD_BYTES["httpd-web"] >> 18), "0"], (out, err)
+    assert out.split() == ["10.0.0.9", "10.0.0.10", str(builtin.PAYLOAD_BYTES["httpd-web"] >> 18), "0"], (out, err)
     console = await drv.get_console_output(uid, 1 << 20)
     assert "cumulo-paas: products configured and started" in console, console[-3000:]
     print(f"\nfresh node install+configure+start {node.install_seconds:.1f} s; "

@@ -7,7 +7,10 @@ tests/contract/test_paas_vm.py."""
 from __future__ import annotations
 
 import base64
+import shutil
+import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -170,3 +173,35 @@ def test_collected_at_boot_reads_the_wrappers_words() -> None:
     run = px.RecipeRun(step="start", exit_code=0,
                        stderr="paas: start of p0 finished in an earlier attempt: its result is collected\n")
     assert guest.collected_at_boot(run) and not guest.collected_at_boot(px.RecipeRun(step="start", exit_code=0))
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")
+def test_only_a_blank_disk_is_ever_formatted(tmp_path: Path) -> None:
+    """prepare's guard (guest.BLANK_CHECK), run by the host's busybox (the tiny VM's) on image files:
+    zeros are blank; an ext2 filesystem, a byte of data, btrfs's superblock area, an empty or
+    missing device are not."""
+    def check(path: Path) -> tuple[int, str]:
+        done = subprocess.run(["/bin/sh", "-c", f'{guest.BLANK_CHECK}\nnot_blank "$1"', "sh", str(path)],  # noqa: S603
+                              capture_output=True, text=True, timeout=60, check=False)
+        return done.returncode, done.stdout.strip()
+
+    def image(name: str, at: int | None = None) -> Path:
+        path = tmp_path / name
+        with path.open("wb") as f:
+            f.truncate(8 << 20)
+            if at is not None:
+                f.seek(at)
+                f.write(b"\x01")
+        return path
+
+    assert check(image("zero.img")) == (1, "")
+    fs = image("fs.img")
+    subprocess.run(["busybox", "mke2fs", "-F", "-L", "other", str(fs), "8192"], capture_output=True, check=True)  # noqa: S603, S607
+    for path in (fs, image("data.img", 4000), image("btrfs.img", 65536 + 64)):
+        rc, why = check(path)
+        assert rc == 0 and why == f"{path} is not blank (data in its first {guest.BLANK_BYTES} bytes: a partition " \
+                                   "table or a filesystem not labelled cumulo-root)", why
+    assert check(image("late.img", guest.BLANK_BYTES + 10)) == (1, "")  # beyond what is read
+    (tmp_path / "empty.img").write_bytes(b"")
+    for path in (tmp_path / "empty.img", tmp_path / "missing.img"):
+        assert check(path) == (0, f"{path} cannot be read")

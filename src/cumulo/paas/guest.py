@@ -9,9 +9,9 @@ mounts a disk whose ext2/3/4 filesystem is labelled `cumulo-root` on /mnt/root, 
   guest's boot has finished (init's /run/init-handoff: user_data, if any, has run), then makes
   /mnt/root the persistent disk, idempotently: already mounted -> nothing; a disk labelled
   cumulo-root -> mounted; else the VM's root disk (the first virtio/SCSI disk that is not the config
-  drive) is formatted `mke2fs -L cumulo-root` and mounted, but ONLY when it is blank (no filesystem
-  busybox blkid knows, its first 64 KiB all zero): a disk holding anything else fails the step and
-  is never formatted. A resumed step finds the disk mounted (nothing to do), labelled (mounted) or
+  drive) is formatted `mke2fs -L cumulo-root` and mounted, but ONLY when it is blank (its first
+  68 KiB all zero: no partition table, no superblock): a disk holding anything else fails the step
+  and is never formatted. A resumed step finds the disk mounted (nothing to do), labelled (mounted) or
   still blank (formatted); a format cut short leaves a filesystem whose mount fails, and the step
   says so rather than format a disk that is no longer blank.
   A template image (ComputeService.snapshot of the node: the qcow2 of its disk) then holds the
@@ -43,7 +43,9 @@ VM = "vm"
 BOOTSTRAP_KEY = "bootstrap"  # tier metadata: "user_data" (template nodes) or "exec" (the default)
 USER_DATA = "user_data"
 MAX_USER_DATA = 48 * 1024  # bytes of script (base64 of it stays under Nova's 65535)
-BLANK_BYTES = 65536  # bytes at the start of the disk that must be zero before it is formatted
+# Bytes at the start of a disk that must be zero before it is formatted: they hold every partition
+# table and the superblocks of the usual filesystems (ext at 1 KiB, ISO9660 at 32 KiB, btrfs at 64 KiB).
+BLANK_BYTES = 69632
 INODES = 16384  # mke2fs -N: enough for products and state, few inode tables to write under TCG
 
 
@@ -75,6 +77,16 @@ def boots_with_user_data(tier: Mapping[str, Any], from_template: str | None) -> 
     return bool(from_template) and is_vm_tier(tier) and (tier_meta(tier, BOOTSTRAP_KEY) or "").lower() == USER_DATA
 
 
+# `not_blank DEV`: prints why DEV must not be formatted and succeeds, or fails when DEV is blank
+# (zeros in its first BLANK_BYTES bytes; the busybox of the tiny VM has no blkid).
+BLANK_CHECK = f"""not_blank() {{
+    hex=$(busybox od -An -v -tx1 -N {BLANK_BYTES} "$1" 2>/dev/null) && [ -n "$hex" ] \\
+        || {{ echo "$1 cannot be read"; return 0; }}
+    [ -z "$(echo "$hex" | tr -d ' 0\\n')" ] && return 1
+    echo "$1 is not blank (data in its first {BLANK_BYTES} bytes: a partition table or a filesystem not labelled {LABEL})"
+}}"""
+
+
 def prepare_script(*, wait_boot: float = 0) -> str:
     """The shell of the prepare step (module docstring). `wait_boot`: seconds to wait for the end of
     the guest's boot (0 in user_data, which runs inside it). Prints `PAAS_DISK=<device>` last."""
@@ -83,6 +95,7 @@ MNT={MOUNT} LABEL={LABEL}
 i=0
 while [ ! -e /run/init-handoff ] && [ "$i" -lt {int(wait_boot)} ]; do sleep 1; i=$((i + 1)); done
 [ {int(wait_boot)} -eq 0 ] || [ -e /run/init-handoff ] || echo "paas: the guest's boot has not ended after {int(wait_boot)} s: going on" >&2
+{BLANK_CHECK}
 mounted() {{ awk -v m="$MNT" '$2 == m {{ print $1; f = 1; exit }} END {{ exit !f }}' /proc/mounts; }}
 if dev=$(mounted); then
     echo "paas: $dev is mounted on $MNT"
@@ -97,15 +110,7 @@ else
             break
         done
         [ -n "$dev" ] || {{ echo "paas: no disk for PAAS_ROOT (no filesystem labelled $LABEL, no root disk)" >&2; exit 3; }}
-        kind=$(busybox blkid "$dev" 2>/dev/null | sed -n 's/.* TYPE="\\([^"]*\\)".*/\\1/p')
-        if [ -n "$kind" ]; then
-            echo "paas: the root disk $dev holds a $kind filesystem not labelled $LABEL: it is not formatted" >&2
-            exit 4
-        fi
-        if [ -n "$(busybox od -An -v -tx1 -N {BLANK_BYTES} "$dev" | tr -d ' 0\\n')" ]; then
-            echo "paas: the root disk $dev is not blank (no filesystem known, data in its first {BLANK_BYTES} bytes): it is not formatted" >&2
-            exit 4
-        fi
+        why=$(not_blank "$dev") && {{ echo "paas: the root disk $why: it is not formatted" >&2; exit 4; }}
         mke2fs -N {INODES} -m 0 -L "$LABEL" "$dev" >/dev/null || {{ echo "paas: mke2fs of $dev failed" >&2; exit 5; }}
         echo "paas: formatted $dev (ext2, label $LABEL)"
     fi
