@@ -202,3 +202,56 @@ async def test_reconfigure_a_tier_and_products_on_one_node(
     [inst] = await table(cloud, models.paas_env_instances)
     task = await engine.destroy(ctx, inst)
     assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
+
+
+def test_the_catalogue_checks_a_tiers_affinity() -> None:
+    dto = {"name": "web", "flavour": "f", "image": "i"}
+    with pytest.raises(errors.Invalid, match="tier web: affinity 'sideways' is not None or one of anti-affinity"):
+        cat.check_tier(shapes.parse_tier({**dto, "affinity": "sideways"}))
+    for ok in ("None", "anti-affinity", "Soft-Anti-Affinity", None):
+        cat.check_tier(shapes.parse_tier({**dto, "affinity": ok}))
+
+
+async def test_a_tiers_affinity_is_a_server_group(cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]
+                                                  ) -> None:
+    from cumulo.compute.service.server_groups import ServerGroupService
+
+    ctx = await demo_ctx(cloud)
+    engine = cloud.paas_engine
+    env = environment(await image(as_ctx(ctx), "g4"))
+    env["tiers"][1]["affinity"] = "affinity"
+    task = await engine.deploy(ctx, name="gap4", description="", environment=env)
+    final = await engine.wait(task["id"], timeout=120)
+    assert final["status"] == "SUCCESS", final["error"]
+    [inst] = await table(cloud, models.paas_env_instances)
+    task = await engine.scale(ctx, inst, "web", count=2)
+    assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
+    groups = ServerGroupService(cloud.services.db, cloud.services.conf)
+    [group] = [g for g in await groups.list_groups(ctx.project_id) if g["name"].startswith("paas-")]
+    web = sorted(str(n["server_id"]) for n in await table(cloud, TI) if n["tier"] == "web")
+    assert group["policy"] == "affinity" and group["name"] == f"paas-{inst['id'][:8]}-web"
+    assert sorted(group["members"]) == web
+    ledger = [(r["type"], r["name"], r["state"]) for r in await table(cloud, models.paas_resources)]
+    assert ("server_group", group["name"], "created") in ledger
+    [inst] = await table(cloud, models.paas_env_instances)
+    task = await engine.destroy(ctx, inst)
+    assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
+    assert [g for g in await groups.list_groups(ctx.project_id) if g["name"].startswith("paas-")] == []
+
+
+async def test_a_rolled_back_deploy_deletes_its_server_group(
+    cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]
+) -> None:
+    from cumulo.compute.service.server_groups import ServerGroupService
+
+    ctx = await demo_ctx(cloud)
+    env = environment(await image(as_ctx(ctx), "g5"))
+    env["tiers"][0]["affinity"] = "soft-anti-affinity"
+    env["tiers"][0]["products"][0]["attributes"].append({"key": "CUMULO_FAKE_EXIT", "value": "3"})
+    task = await cloud.paas_engine.deploy(ctx, name="gap5", description="", environment=env)
+    final = await cloud.paas_engine.wait(task["id"], timeout=120)
+    assert final["status"] == "ERROR", final
+    groups = await ServerGroupService(cloud.services.db, cloud.services.conf).list_groups(ctx.project_id)
+    assert [g["name"] for g in groups if g["name"].startswith("paas-")] == []
+    assert {(r["type"], r["state"]) for r in await table(cloud, models.paas_resources)
+            if r["type"] == "server_group"} == {("server_group", "deleted")}

@@ -196,10 +196,26 @@ def check_policy(policy: dict[str, Any], where: str) -> dict[str, Any]:
     return p
 
 
+AFFINITY_POLICIES = ("anti-affinity", "affinity", "soft-anti-affinity", "soft-affinity")  # Nova's
+
+
+def affinity_policy(tier: Mapping[str, Any]) -> str | None:
+    """The tier's `affinity` as a Nova server group policy; None for Pegasus's "None" (or none given);
+    Invalid for anything else."""
+    value = str(tier.get("affinity") or "").strip()
+    if value.lower() in ("", "none"):
+        return None
+    if value.lower() not in AFFINITY_POLICIES:
+        raise errors.Invalid(f"tier {tier.get('name')}: affinity {value[:64]!r} is not None or one of "
+                             + ", ".join(AFFINITY_POLICIES))
+    return value.lower()
+
+
 def check_tier(tier: dict[str, Any]) -> dict[str, Any]:
     """A parsed TierDto, checked, with min/max/initial filled (min 1, initial min, max initial)."""
     name = check_name(tier["name"], "tier")
     at = f"tier {name}"
+    affinity_policy(tier)
     for field in ("flavour", "image"):
         if not tier.get(field):
             raise errors.Invalid(f"{at}: {field} is required")

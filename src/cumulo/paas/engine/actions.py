@@ -15,7 +15,8 @@ destroy) is ENGINE's reverter over the same ledger (engine/ledger.py `delete_res
   (actions_net). The requested groups are put on the ports the create made (as Nova's API does),
   again on an adopted server. An adopted server in ERROR is deleted and made again. With params
   bootstrap=user_data (a template VM node, paas/guest.py) its user_data configures and starts its
-  products at boot (actions_vm.boot_user_data). Writes the node's server_id (status DEPLOYING).
+  products at boot (actions_vm.boot_user_data). A tier with an `affinity` policy: the scheduler
+  hint of the tier's server group (actions_group.py). Writes the node's server_id (status DEPLOYING).
   Output {"server_id"}.
 - "active" (params tier, replica, node): polls the server (backoff 0.5 -> 2 s) until ACTIVE, up to
   conf.paas.boot_timeout; ERROR fails the step with the server's fault message; then waits until
@@ -46,7 +47,7 @@ from cumulo.compute.service.boot import CreateRequest
 from cumulo.compute.service.security_groups import SecurityGroupService
 from cumulo.compute.service.servers import ServiceUnavailable
 from cumulo.db import utcnow
-from cumulo.paas.engine import actions_net, actions_vm, plan
+from cumulo.paas.engine import actions_group, actions_net, actions_vm, plan
 from cumulo.paas.engine.base import Status, StepFailed, StepRun, action
 from cumulo.paas.engine.ledger import delete_resource, server_gone
 from cumulo.paas.models import paas_tier_instances
@@ -161,8 +162,10 @@ async def create_server(run: StepRun) -> Mapping[str, Any]:
         user_data = None
         if params.get("bootstrap") == "user_data":  # a template VM node: configure+start at boot
             user_data = await actions_vm.boot_user_data(run, tier_name, replica, node)
+        group = await actions_group.ensure(run, tier_name, tier)  # the tier's affinity, if any
         req = CreateRequest(
             name=name, flavor_ref=flavor, image_ref=image, key_name=tier.get("keypair") or None,
+            scheduler_hints={"group": group} if group else {},
             description=f"PaaS node {node} of environment instance {instance.get('name')}",
             metadata={"paas_instance": run.instance_id, "paas_node": node},
             security_groups=groups, requested_networks=[{"uuid": n} for n in nets] or None, user_data=user_data,

@@ -12,7 +12,8 @@
 
 `find` and `delete_resource` are the per-type lookups and undos the reverter and the reaper share.
 Ledger types (OWNERS.md): server, security_group, floating_ip, image, network, subnet,
-router_interface (resource_id "<router id>:<subnet id>").
+router_interface (resource_id "<router id>:<subnet id>"), server_group (a tier's affinity,
+actions_group.py; found by name in the project).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from cumulo.paas.models import paas_resources
 
 R = paas_resources.c
 LIVE = ("creating", "created")
-TYPES = ("server", "security_group", "floating_ip", "image", "network", "subnet", "router_interface")
+TYPES = ("server", "security_group", "floating_ip", "image", "network", "subnet", "router_interface", "server_group")
 
 
 class TaskLedger:
@@ -126,6 +127,11 @@ async def find(services: PaasServices, ctx: RequestContext, instance_id: str, ty
     if type_ == "subnet":
         subnets = await services.network.list_subnets(ctx)
         return [s["id"] for s in subnets if s["name"] == name and s.get("project_id") == ctx.project_id]
+    if type_ == "server_group":
+        from cumulo.compute.service.server_groups import ServerGroupService
+
+        groups = await ServerGroupService(services.db, services.conf).list_groups(ctx.project_id or "")
+        return [str(g["uuid"]) for g in groups if g["name"] == name]
     return []
 
 
@@ -151,6 +157,10 @@ async def delete_resource(services: PaasServices, ctx: RequestContext, type_: st
             await services.network.delete_network(ctx, resource_id)
         elif type_ == "subnet":
             await services.network.delete_subnet(ctx, resource_id)
+        elif type_ == "server_group":
+            from cumulo.compute.service.server_groups import ServerGroupService
+
+            await ServerGroupService(services.db, services.conf).delete(ctx, resource_id)
         elif type_ == "router_interface":
             router_id, _, subnet_id = resource_id.partition(":")
             await services.network.remove_router_interface(ctx, router_id, {"subnet_id": subnet_id})

@@ -3,7 +3,8 @@ inventory and the ledger) to the steps of a task and the inventory rows it inser
 
 Step keys (OWNERS.md): "net", "sg" (the instance's group), "sg:<tier>", "server:<tier>:<r>",
 "active:<tier>:<r>", "fip:<tier>:<r>", "prepare:<tier>:<r>" (VM nodes), "install|configure|start:<tier>:<r>:<product>",
-"template:<tier>", "reconfigure:<tier>:<r>:<product>"; destroy adds "stop|uninstall:<tier>:<r>:<product>",
+"template:<tier>", "reconfigure:<tier>:<r>:<product>", "group:<tier>" (a tier with an affinity
+policy: its server group, before its servers); destroy adds "stop|uninstall:<tier>:<r>:<product>",
 "delete:<ledger type>:<name>" and "finish".
 
 Deploy order:
@@ -238,6 +239,10 @@ def deploy_plan(
     for tier in tiers:
         t = str(tier["name"])
         steps.append(StepSpec(f"sg:{t}", "secgroup", (), {"tier": t}))
+        infra: tuple[str, ...] = ("net", "sg", f"sg:{t}")
+        if str(tier.get("affinity") or "").strip().lower() not in ("", "none"):  # actions_group.py
+            steps.append(StepSpec(f"group:{t}", "server_group", (), {"tier": t}))
+            infra = (*infra, f"group:{t}")
         waits = [k for d in sorted(deps[t]) for k in done_keys[d]]
         for r in range(1, initial[t] + 1):
             node = node_name(name, t, r)
@@ -250,7 +255,7 @@ def deploy_plan(
                     "env_instance_id": instance_id, "product": str(p["name"]),
                     "version": str(p.get("version") or ""), "status": str(Status.INIT),
                 })
-            steps += node_steps(instance_id, tier, r, node, after=("net", "sg", f"sg:{t}"), products_after=waits)
+            steps += node_steps(instance_id, tier, r, node, after=infra, products_after=waits)
     for tier in tiers:
         t = str(tier["name"])
         for product, refs in _membership_products(tier):

@@ -33,7 +33,7 @@ from cumulo.paas.models import paas_env_instances, paas_resources, paas_tasks
 
 LOG = logging.getLogger(__name__)
 R = paas_resources.c
-ORDER = ("floating_ip", "server", "image", "security_group", "router_interface", "subnet", "network")
+ORDER = ("floating_ip", "server", "server_group", "image", "security_group", "router_interface", "subnet", "network")
 KIND = "revert"
 
 

@@ -56,6 +56,7 @@ ACTION_MODULES = (
     "cumulo.paas.engine.actions_destroy",
     "cumulo.paas.engine.actions_products",
     "cumulo.paas.engine.actions_scale",
+    "cumulo.paas.engine.actions_group",
     "cumulo.paas.engine.actions_vm",
     "cumulo.paas.template",
 )
