@@ -41,6 +41,12 @@ def test_tier_dto_to_the_normalised_tier_and_back() -> None:
     assert shapes.parse_tier(out) == {**tier, "policies": [{**tier["policies"][0]}]}
 
 
+def test_an_absent_attribute_type_is_plain() -> None:
+    release = shapes.parse_product_release({"productName": "p", "version": "1",
+                                            "attributes": [{"key": "K", "value": "v", "type": None}, {"key": "L"}]})
+    assert [a["type"] for a in release["attributes"]] == ["Plain", "Plain"]
+
+
 def test_product_release_dto() -> None:
     p = shapes.parse_product_release({"productName": "kv", "version": 1.0, "attributes": [{"key": "A", "value": 5}],
                                       "recipes": {"install": "echo hi", "deployArtifact": "tar x"}})
@@ -60,6 +66,7 @@ def test_product_release_dto() -> None:
     ({"productName": "p", "version": "1", "attributes": [{"key": "K", "value": {"a": 1}}]}, "must be a string"),
     ({"productName": "p", "version": "1", "recipes": ["install"]}, "recipes must be a JSON object"),
     ({"productName": "p", "version": True}, "version must be a string"),
+    ({"productName": "p", "version": "1", "attributes": [{"key": "K", "value": "v", "type": ""}]}, "type is empty"),
 ])
 def test_bad_product_structure(dto: dict[str, object], word: str) -> None:
     with pytest.raises(Invalid, match=word):

@@ -134,10 +134,13 @@ def parse_attribute(dto: Any, where: str) -> dict[str, Any]:
     d = as_object(dto, where)
     key = as_text(d.get("key"), f"{where}: key", required=True, max_len=1024)
     value = as_text(d.get("value"), f"{where} {key}: value", max_len=1 << 20)
+    type_ = as_text(d.get("type"), f"{where} {key}: type", max_len=64)
+    if type_ == "":  # absent (null) means Plain, as in Pegasus; an empty type is a malformed one (Pegasus: 400)
+        raise errors.Invalid(f"{where} {key}: type is empty (Plain, IP, IPALL, MEMBERS or OUTPUT; leave it out for Plain)")
     return {
         "key": key,
         "value": value or "",
-        "type": as_text(d.get("type"), f"{where} {key}: type", max_len=64) or "Plain",
+        "type": type_ or "Plain",
         "description": as_text(d.get("description"), f"{where} {key}: description", max_len=4096) or "",
     }
 
