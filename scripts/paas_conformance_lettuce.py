@@ -131,6 +131,9 @@ def parse(path: Path) -> Feature:
                 feature.scenarios.append(Scenario(name, feature.tags + tags, steps))
             target, tags = steps, []
         elif line.startswith("Examples:"):
+            if outline is None and feature.scenarios and feature.scenarios[-1].steps is target:
+                plain = feature.scenarios.pop()  # Lettuce runs a Scenario with Examples as an outline
+                outline = (plain.name, plain.tags, plain.steps)
             examples, target = [], None
         elif line.startswith("|"):
             if examples is not None and target is None:
@@ -214,7 +217,7 @@ def main() -> int:
             except Exception as exc:  # noqa: BLE001
                 if status == "passed":
                     status, reason = "failed", f"after.each_scenario hook: {exc!r}"
-            emit(f.name, s.name, status, reason[:600], ran)
+            emit(f.name, s.name, status, reason[:3000], ran)
         try:
             run_hooks("after.each_feature", f)
         except Exception as exc:  # noqa: BLE001
