@@ -96,10 +96,16 @@ async def test_node_status_events_template_stale_and_artifact_sweep(
     art = await artifacts.store_inline(cloud.services.conf, upload)
     assert await finish.collect_artifacts(cloud.services) == [] and path.exists()
     assert await artifacts.collect(cloud.services.conf, cloud.services.db, grace=0) == [art["sha256"]]
-
+    # deployed again, then the instance destroyed: the file goes with the application row
+    art = await artifacts.store_inline(cloud.services.conf, upload)
+    [inst] = await table(cloud, models.paas_env_instances)
+    task = await engine.deploy_application(ctx, inst, {"name": "site", "version": "2", "product": "www", "artifact": art})
+    assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
+    os.utime(path, (0, 0))
     [inst] = await table(cloud, models.paas_env_instances)
     task = await engine.destroy(ctx, inst)
     assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
+    assert not path.exists()
 
 
 async def test_a_failed_product_makes_its_node_error(
