@@ -10,6 +10,7 @@ tier metadata bootstrap=user_data.
    its install is SKIPPED, and its configure and start ran AT BOOT from its user_data (its console
    says so), the engine's steps only collecting their results through exec; its page is served with
    the files of node 1's install.
+3. The instance's delete leaves no server, no QEMU process and no template image.
 
 Two tiny VMs under TCG. Everything goes with the instance's delete; any QEMU left is killed by its pidfile.
 """
@@ -37,7 +38,7 @@ from _paas_util import (
     wait_no_paas_servers,
     write_yaml,
 )
-from _runc_util import kill_our_qemus, wait_for, wait_tiny_vm, write_config
+from _runc_util import kill_our_qemus, qemu_processes_of, wait_for, wait_tiny_vm, write_config
 
 from cumulo.image.demo import tinyvm
 
@@ -127,3 +128,11 @@ def test_a_vm_tier_deploys_then_scales_from_its_template_with_user_data(world: W
     # the files of node 1's install, from the template's disk, served by node 2's own httpd
     text = wait_for(lambda: page(second["Floating IP"]), timeout=120, interval=0.5, what="node 2's page")
     assert f"httpd-web 1.0 on {first['Name']}" in text, text
+
+    # the delete stops the products through the guest agent, then the VMs and the template go
+    done = cloud.osc_run("paas", "environment", "instance", "delete", INSTANCE, "--wait", cloud=DEMO, timeout=600)
+    assert done.returncode == 0, f"{done.stderr}\n{cloud.log()[-4000:]}"
+    wait_no_paas_servers(cloud, world.instance_ids, timeout=180)
+    for uuid in (first["Server"], second["Server"]):
+        wait_for(lambda uuid=uuid: not qemu_processes_of(uuid), timeout=60, what=f"no QEMU of {uuid}")
+    assert template not in {i["ID"] for i in cloud.osc("image", "list", cloud=DEMO)}
