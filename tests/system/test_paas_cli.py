@@ -226,6 +226,11 @@ def test_scale_in_removes_the_named_node(world: World) -> None:
     # The backend was reconfigured without the removed node.
     allowed = allow_from(world)
     assert victim["IP"] not in allowed and {n["IP"] for n in left} <= allowed, (allowed, victim)
+    # Every node is INSTALLED (its products started); the hand-made scales are events.
+    assert {n["Status"] for n in nodes(cloud, INSTANCE)} == {"INSTALLED"}, nodes(cloud, INSTANCE)
+    events = paas(cloud, "event", "list", INSTANCE, "--tier", "web")
+    manual = [(e["Decision"], e["From"], e["To"]) for e in events if (e["Reason"] or "").startswith("manual: ")]
+    assert ("scale_out", 1, 3) in manual and ("scale_in", 3, 2) in manual, events
 
 
 def test_another_project_sees_none_of_it(world: World) -> None:
