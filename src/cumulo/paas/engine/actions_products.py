@@ -43,6 +43,7 @@ from cumulo.db import new_uuid, utcnow
 from cumulo.paas import attributes as attrs
 from cumulo.paas import exec as px
 from cumulo.paas import guest
+from cumulo.paas.artifacts import artifact_path
 from cumulo.paas.engine.base import Status, StepFailed, StepRun, action
 from cumulo.paas.models import paas_applications, paas_product_instances, paas_tier_instances
 from cumulo.paas.products import builtin
@@ -352,7 +353,7 @@ async def deploy_artifact(run: StepRun) -> Mapping[str, Any]:
     sha = str((app.get("artifact") or {}).get("sha256") or "")
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise StepFailed(f"application {app['name']} has no stored artifact")
-    path = run.services.conf.state_dir / "paas" / "artifacts" / sha
+    path = artifact_path(run.services.conf, sha)
     try:
         tarball = await asyncio.to_thread(path.read_bytes)
     except OSError as exc:
