@@ -182,5 +182,22 @@ def wait_no_paas_servers(cloud: CumuloCloud, instance_ids: Iterable[str], timeou
              timeout=timeout, interval=0.5, what=f"the servers of {ids} to be gone")
 
 
+def project_id(cloud: CumuloCloud, as_cloud: str = DEMO) -> str:
+    """The project (Pegasus's vdc) of a clouds.yaml entry's token."""
+    with cloud.client(as_cloud) as c:
+        token = c.get("/identity/v3/auth/tokens", headers={"X-Subject-Token": cloud.token(as_cloud)}).json()
+    return str(token["token"]["project"]["id"])
+
+
+def drop_instance(cloud: CumuloCloud, instance: str, instance_ids: Iterable[str]) -> None:
+    """A module's teardown: whatever a failed test left of `instance` goes through the API (so its
+    servers go too), then its servers are waited for (best effort: the cloud is closed next)."""
+    cloud.osc_run("paas", "environment", "instance", "delete", instance, "--wait", cloud=DEMO, timeout=300)
+    try:
+        wait_no_paas_servers(cloud, instance_ids, timeout=120)
+    except AssertionError:
+        pass
+
+
 def elapsed(t0: float) -> str:
     return f"{time.monotonic() - t0:.1f}s"

@@ -22,6 +22,7 @@ from _paas_util import (
     DEMO,
     DEPLOY_TIMEOUT,
     demo_app,
+    drop_instance,
     elapsed,
     launch_paas,
     nodes,
@@ -29,7 +30,7 @@ from _paas_util import (
     paas_run,
     paas_servers,
     page,
-    wait_no_paas_servers,
+    project_id,
     write_yaml,
 )
 from _runc_util import wait_for
@@ -72,15 +73,9 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
     tmp = tmp_path_factory.mktemp("paas-autoscale")
     cloud = launch_paas(cumulo_launcher, tmp, paas_autoscale_interval=2.0)
     w = World(cloud, tmp)
-    with cloud.client(DEMO) as c:
-        w.vdc = c.get("/identity/v3/auth/tokens", headers={"X-Subject-Token": cloud.token(DEMO)}).json()[
-            "token"]["project"]["id"]
+    w.vdc = project_id(cloud)
     yield w
-    cloud.osc_run("paas", "environment", "instance", "delete", INSTANCE, "--wait", cloud=DEMO, timeout=300)
-    try:
-        wait_no_paas_servers(cloud, w.instance_ids, timeout=120)
-    except AssertionError:
-        pass
+    drop_instance(cloud, INSTANCE, w.instance_ids)
     cloud.close()
 
 

@@ -36,6 +36,7 @@ from _paas_util import (
     backend_ok,
     copy_of_builtin,
     demo_app,
+    drop_instance,
     elapsed,
     iaas_view,
     launch_paas,
@@ -45,6 +46,7 @@ from _paas_util import (
     paas_run,
     paas_servers,
     product_steps,
+    project_id,
     statuses_seen,
     wait_no_paas_servers,
     wait_page,
@@ -91,16 +93,9 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
     cloud = launch_paas(cumulo_launcher, tmp)
     w = World(cloud, tmp)
     _add_other_project(cloud)
-    with cloud.client(DEMO) as c:
-        w.vdc = c.get("/identity/v3/auth/tokens", headers={"X-Subject-Token": cloud.token(DEMO)}).json()[
-            "token"]["project"]["id"]
+    w.vdc = project_id(cloud)
     yield w
-    # Whatever a failed test left: the instance goes through the API, so its servers go too.
-    cloud.osc_run("paas", "environment", "instance", "delete", INSTANCE, "--wait", cloud=DEMO, timeout=300)
-    try:
-        wait_no_paas_servers(cloud, w.instance_ids, timeout=120)
-    except AssertionError:
-        pass
+    drop_instance(cloud, INSTANCE, w.instance_ids)
     cloud.close()
 
 
@@ -243,9 +238,8 @@ def test_another_project_sees_none_of_it(world: World) -> None:
     assert INSTANCE not in {i["Name"] for i in paas(cloud, "environment", "instance", "list", as_cloud=OTHER)}
     assert task_id not in {t["ID"] for t in paas(cloud, "task", "list", as_cloud=OTHER)}
     # The raw API: under the other project's own vdc, and under the owner's vdc (not the caller's).
+    other_vdc = project_id(cloud, OTHER)
     with cloud.client(OTHER) as c:
-        other_vdc = c.get("/identity/v3/auth/tokens", headers={"X-Subject-Token": cloud.token(OTHER)}).json()[
-            "token"]["project"]["id"]
         for vdc in (other_vdc, world.vdc):
             base = f"/paas/rest/envInst/org/default/vdc/{vdc}/environmentInstance/{INSTANCE}"
             for path in (base, f"{base}/tierInstance", f"/paas/rest/vdc/{vdc}/task/{task_id}"):
