@@ -261,3 +261,33 @@ async def test_a_rolled_back_deploy_deletes_its_server_group(
     assert [g["name"] for g in groups if g["name"].startswith("paas-")] == []
     assert {(r["type"], r["state"]) for r in await table(cloud, models.paas_resources)
             if r["type"] == "server_group"} == {("server_group", "deleted")}
+
+
+def test_the_cli_commands_send_pegasus_dtos() -> None:
+    from osc_lib import exceptions
+    from test_paas_osc import Resp, Session, _command, _task
+
+    from cumulo.paas.osc import products as cli
+
+    s = Session([Resp(202, _task("RUNNING"))] * 3)
+    cmd, parsed = _command(cli.ReconfigureTier, s, ["i1", "web", "--attribute", "www:GREETING=hi there",
+                                                     "--attribute", "PORT=8080"])
+    assert dict(zip(*cmd.take_action(parsed), strict=True))["status"] == "RUNNING"
+    call = s.calls[0]
+    assert (call["method"], call["url"]) == ("PUT", "/rest/envInst/org/default/vdc/p1/environmentInstance/i1/tierInstance")
+    assert call["json"] == {"tierDto": {"name": "web"}, "attributes": [{"key": "PORT", "value": "8080"}],
+                            "productInstanceDtos": [{"productReleaseDto": {"productName": "www"},
+                                                     "attributes": [{"key": "GREETING", "value": "hi there"}]}]}
+    cmd, parsed = _command(cli.AddProductInstance, s, ["i1", "i1-web-1", "--product", "probe-2.0",
+                                                        "--attribute", "LEVEL=5"])
+    cmd.take_action(parsed)
+    assert s.calls[1]["method"] == "POST" and s.calls[1]["url"].endswith("/tierInstance/i1-web-1/productInstance")
+    assert s.calls[1]["json"] == {"productReleaseDto": {"productName": "probe", "version": "2.0"},
+                                  "attributes": [{"key": "LEVEL", "value": "5"}]}
+    cmd, parsed = _command(cli.RemoveProductInstance, s, ["i1", "i1-web-1", "probe"])
+    cmd.take_action(parsed)
+    assert s.calls[2]["method"] == "DELETE" and s.calls[2]["url"].endswith("/tierInstance/i1-web-1/productInstance/probe")
+    for argv in (["i1", "web"], ["i1", "web", "--attribute", "NOVALUE"]):
+        cmd, parsed = _command(cli.ReconfigureTier, Session([]), argv)
+        with pytest.raises(exceptions.CommandError):
+            cmd.take_action(parsed)

@@ -30,6 +30,7 @@ COMMANDS = {
     "paas environment list", "paas environment show", "paas environment create", "paas environment delete",
     "paas environment instance create", "paas environment instance list", "paas environment instance show",
     "paas environment instance delete", "paas tier instance list", "paas tier scale", "paas product instance list",
+    "paas product instance add", "paas product instance remove", "paas tier reconfigure",
     "paas application deploy", "paas application list", "paas application delete", "paas task show",
     "paas task list", "paas event list",
 }

@@ -204,6 +204,22 @@ class PaasClient:
         path = f"{self.instance_path(instance)}/applicationInstance/{q(name)}"
         return dict(self.request("DELETE", path, headers=self._callback(callback)))
 
+    def reconfigure_tier(self, instance: str, dto: Mapping[str, Any], *, callback: str | None = None
+                         ) -> dict[str, Any]:
+        """Pegasus's PUT tierInstance (a TierInstanceDto): the Task."""
+        path = f"{self.instance_path(instance)}/tierInstance"
+        return dict(self.request("PUT", path, json=dict(dto), headers=self._callback(callback)))
+
+    def add_product_instance(self, instance: str, node: str, dto: Mapping[str, Any], *,
+                             callback: str | None = None) -> dict[str, Any]:
+        path = f"{self.instance_path(instance)}/tierInstance/{q(node)}/productInstance"
+        return dict(self.request("POST", path, json=dict(dto), headers=self._callback(callback)))
+
+    def remove_product_instance(self, instance: str, node: str, product: str, *, callback: str | None = None
+                                ) -> dict[str, Any]:
+        path = f"{self.instance_path(instance)}/tierInstance/{q(node)}/productInstance/{q(product)}"
+        return dict(self.request("DELETE", path, headers=self._callback(callback)))
+
     def list_events(self, instance: str, tier: str | None = None) -> list[dict[str, Any]]:
         return _as_list(self.request("GET", f"{self.instance_path(instance)}/event", params={"tier": tier}))
 
