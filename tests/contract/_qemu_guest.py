@@ -184,6 +184,21 @@ async def qemu_driver(tmp_path: Path, host: str, stop_timeout: float) -> AsyncIt
         kill_under(state)
 
 
+async def tcg_driver(state: Path, host: str) -> QemuDriver:
+    """A QEMU driver for host `host` on `state`, forced to TCG (boot 120 s, stop 5 s), its host set up
+    (a second one on the same state dir adopts what the first runs)."""
+    from cumulo import conf as conf_mod
+    from cumulo.compute.drivers import load_driver
+    from cumulo.compute.drivers.qemu import QemuDriver
+
+    conf = conf_mod.load(env={}, state_dir=state)
+    conf = conf.replace(extra={**conf.extra, "qemu_accel": "tcg", "qemu_boot_timeout": 120, "qemu_stop_timeout": 5})
+    drv = load_driver("qemu", conf, host, local=True)
+    assert isinstance(drv, QemuDriver)
+    await drv.init_host()
+    return drv
+
+
 async def wait_console(drv: QemuDriver, uuid: str, pred: Callable[[str], bool], what: str,
                        timeout: float = 180.0) -> str:
     """The driver's console output once `pred` holds of it (polled; fails after `timeout`)."""

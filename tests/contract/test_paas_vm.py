@@ -27,8 +27,6 @@ from typing import Any
 import _qemu_guest
 import pytest
 
-from cumulo import conf as conf_mod
-from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import (
     Capability,
     ExecRequest,
@@ -47,18 +45,6 @@ pytestmark = pytest.mark.skipif(bool(_qemu_guest.QEMU_MISSING), reason=_qemu_gue
 
 FLAVOR = FlavorSpec(vcpus=1, memory_mb=256, root_gb=1)
 TIMEOUT = 240.0  # per exec (TCG on a loaded 2-core host)
-
-
-def _settings(state: Path) -> conf_mod.Settings:
-    conf = conf_mod.load(env={}, state_dir=state)
-    return conf.replace(extra={**conf.extra, "qemu_accel": "tcg", "qemu_boot_timeout": 120, "qemu_stop_timeout": 5})
-
-
-async def _driver(state: Path) -> QemuDriver:
-    drv = load_driver("qemu", _settings(state), "paas-vm-host", local=True)
-    assert isinstance(drv, QemuDriver)
-    await drv.init_host()
-    return drv
 
 
 def exec_fn(drv: QemuDriver, uuid: str) -> px.ExecFn:
@@ -126,7 +112,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         uuids = [u for u in (path / ".uuids").read_text().split() if u]
 
         async def destroy() -> None:
-            drv = await _driver(path)
+            drv = await _qemu_guest.tcg_driver(path, "paas-vm-host")
             for uid in uuids:
                 await drv.destroy(uid)
 
@@ -151,7 +137,7 @@ def node(state: Path) -> Node:
     image = _qemu_guest.tiny_image(hw_qemu_guest_agent="yes")
 
     async def deploy() -> float:
-        drv = await _driver(state)
+        drv = await _qemu_guest.tcg_driver(state, "paas-vm-host")
         await drv.spawn(_spec(uid, "paas-web-1", image))
         fn = exec_fn(drv, uid)
         await wait_agent(fn)
@@ -176,7 +162,7 @@ def node(state: Path) -> Node:
 
 
 async def test_a_fresh_vm_node_keeps_paas_root_on_its_labelled_disk_and_serves(node: Node) -> None:
-    fn = exec_fn(await _driver(node.state), node.uuid)
+    fn = exec_fn(await _qemu_guest.tcg_driver(node.state, "paas-vm-host"), node.uuid)
     rc, page = await fetch(fn, "http://127.0.0.1/")
     assert rc == 0 and "httpd-web 1.0 on env1-web-1" in page, page
     # PAAS_ROOT is on the disk, not in the initramfs: /mnt/root is the labelled ext filesystem.
@@ -192,7 +178,7 @@ async def test_a_fresh_vm_node_keeps_paas_root_on_its_labelled_disk_and_serves(n
 
 async def test_a_template_node_boots_with_the_install_and_starts_through_user_data(
         node: Node, tmp_path: Path) -> None:
-    drv = await _driver(node.state)
+    drv = await _qemu_guest.tcg_driver(node.state, "paas-vm-host")
     fn1 = exec_fn(drv, node.uuid)
     rc, _out, _err = await sh(fn1, "sync\n")  # as template.py does before the snapshot
     assert rc == 0

@@ -22,8 +22,6 @@ from pathlib import Path
 import _qemu_guest
 import pytest
 
-from cumulo import conf as conf_mod
-from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import (
     EXEC_HEAD,
     Capability,
@@ -41,18 +39,6 @@ pytestmark = pytest.mark.skipif(bool(_qemu_guest.QEMU_MISSING), reason=_qemu_gue
 FLAVOR = FlavorSpec(vcpus=1, memory_mb=256, root_gb=1)
 
 
-def _settings(state: Path) -> conf_mod.Settings:
-    conf = conf_mod.load(env={}, state_dir=state)
-    return conf.replace(extra={**conf.extra, "qemu_accel": "tcg", "qemu_boot_timeout": 120, "qemu_stop_timeout": 5})
-
-
-async def _driver(state: Path) -> QemuDriver:
-    drv = load_driver("qemu", _settings(state), "exec-host", local=True)
-    assert isinstance(drv, QemuDriver)
-    await drv.init_host()
-    return drv
-
-
 class Guest:
     def __init__(self, state: Path, spec: InstanceSpec) -> None:
         self.state, self.spec, self.uuid = state, spec, spec.uuid
@@ -67,7 +53,7 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     spec = InstanceSpec(uuid=uid, name="exec-vm", hostname="exec-vm", project_id="p", flavor=FLAVOR, image=image)
 
     async def boot() -> None:
-        drv = await _driver(state)
+        drv = await _qemu_guest.tcg_driver(state, "exec-host")
         await drv.spawn(spec)
 
     try:
@@ -75,7 +61,7 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
         yield Guest(state, spec)
     finally:
         async def destroy() -> None:
-            await (await _driver(state)).destroy(uid)
+            await (await _qemu_guest.tcg_driver(state, "exec-host")).destroy(uid)
 
         try:
             asyncio.run(destroy())
@@ -86,7 +72,7 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
 
 @pytest.fixture
 async def drv(guest: Guest) -> AsyncIterator[QemuDriver]:
-    yield await _driver(guest.state)
+    yield await _qemu_guest.tcg_driver(guest.state, "exec-host")
 
 
 async def wait_agent(ex: Exec, uuid: str, timeout: float = 240.0) -> None:
