@@ -205,6 +205,19 @@ async def test_reconfigure_a_tier_and_products_on_one_node(
     assert r.status_code == 400 and "has no tier ghost" in r.json()["message"], r.text
     await _done(cloud, await api.post(pis, json={"productReleaseDto": {"productName": "probe"}}))  # again
 
+    # a product whose install fails: its node goes ERROR; removing it (best effort) brings the node back
+    r = await api.post("/paas/rest/catalog/productRelease", json={
+        "productName": "flaky", "version": "1.0", "recipes": {"install": "exit 4\n", "stop": "exit 4\n"}})
+    assert r.status_code == 201, r.text
+    r = await api.post(pis, json={"productReleaseDto": {"productName": "flaky"},
+                                  "attributes": [{"key": "CUMULO_FAKE_EXIT", "value": "4"}]})
+    assert r.status_code == 202, r.text
+    failed = await engine.wait(int(r.json()["href"].rsplit("/", 1)[1]), timeout=120)
+    assert failed["status"] == "ERROR" and failed["error"]["step"] == "install:web:1:flaky", failed["error"]
+    assert {n["name"]: n["status"] for n in await table(cloud, TI)}["gap3-web-1"] == "ERROR"
+    await _done(cloud, await api.delete(f"{pis}/flaky"))
+    assert {n["name"]: n["status"] for n in await table(cloud, TI)}["gap3-web-1"] == "INSTALLED"
+
     [inst] = await table(cloud, models.paas_env_instances)
     task = await engine.destroy(ctx, inst)
     assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"

@@ -123,7 +123,8 @@ _NODE_LEAVING = (str(Status.UNINSTALLING), str(Status.UNDEPLOYED), str(Status.UN
 async def node_follows(conn: Any, node_id: str, status: Status) -> None:
     """The node (paas_tier_instances row) after one of its products went `status`: ERROR with it;
     INSTALLING from DEPLOYED; INSTALLED once every product of the node is INSTALLED (Pegasus's
-    tierInstance INSTALLED). A node leaving its tier keeps its state."""
+    tierInstance INSTALLED), also from ERROR when the failed product was uninstalled. A node leaving
+    its tier keeps its state."""
     now = utcnow()
     mine = sa.and_(TI.id == node_id, TI.status.not_in(_NODE_LEAVING))
     if status == Status.ERROR:
@@ -131,13 +132,15 @@ async def node_follows(conn: Any, node_id: str, status: Status) -> None:
     elif status == Status.INSTALLING:
         await conn.execute(sa.update(paas_tier_instances).where(mine, TI.status == str(Status.DEPLOYED))
                            .values(status=str(Status.INSTALLING), updated_at=now))
-    elif status == Status.INSTALLED:
+    elif status in (Status.INSTALLED, Status.UNINSTALLED):
         pending = (await conn.execute(sa.select(sa.func.count()).where(
             PI.tier_instance_id == node_id, PI.status.not_in((str(Status.INSTALLED), str(Status.UNINSTALLED)))))).scalar()
+        was = [str(Status.DEPLOYED), str(Status.INSTALLING), str(Status.CONFIGURING)]
+        if status == Status.UNINSTALLED:  # the failed product taken away (a DELETE productInstance)
+            was.append(str(Status.ERROR))
         if not pending:
-            await conn.execute(sa.update(paas_tier_instances).where(
-                mine, TI.status.in_((str(Status.DEPLOYED), str(Status.INSTALLING), str(Status.CONFIGURING))))
-                .values(status=str(Status.INSTALLED), updated_at=now))
+            await conn.execute(sa.update(paas_tier_instances).where(mine, TI.status.in_(was))
+                               .values(status=str(Status.INSTALLED), updated_at=now))
 
 
 async def set_status(run: StepRun, pi_id: str, status: Status, **values: Any) -> None:

@@ -144,7 +144,8 @@ def uninstall_plan(instance: Mapping[str, Any], node: Mapping[str, Any], pi: Map
         raise errors.Invalid(f"product {product} of {node['name']} has no recorded release to uninstall with")
     t, r = str(node["tier"]), int(node["replica"])
     base = {"tier": t, "replica": r, "node": str(node["name"]), "product": product,
-            "version": str(pi.get("version") or "")}
+            "version": str(pi.get("version") or ""),
+            "best_effort": str(pi["status"]) == str(Status.ERROR)}  # a failed product goes whatever its recipes say
     plan = Plan()
     plan.steps = [StepSpec(f"stop:{t}:{r}:{product}", "stop", (), dict(base)),
                   StepSpec(f"uninstall:{t}:{r}:{product}", "uninstall", (f"stop:{t}:{r}:{product}",), dict(base))]
