@@ -23,7 +23,13 @@ the demo member, through the PaaS API (`/paas/rest/...`, httpx):
 - ratio = p50(template) / p50(fresh); target <= 0.5.
 The instance is deleted at the end and the run checks no server of it is left.
 
-    .venv/bin/python benchmarks/paas.py [-n 3] [--install-mb 32] [--json out.json]
+`--vm`: the same on QEMU VMs (the cloud's local driver `qemu`, both tiers on the `tiny-vm` image,
+which runs recipes through the QEMU guest agent; the run waits for its background build first).
+Each node first runs the "prepare" step (PAAS_ROOT on its persistent disk), and the template is
+the qcow2 of the first web node's disk. `--bootstrap user_data` (with --vm): the web tier's template
+nodes configure and start at boot from their user_data (docs/paas.md "Nodes on QEMU VMs").
+
+    .venv/bin/python benchmarks/paas.py [-n 3] [--install-mb 32] [--vm [--bootstrap user_data]] [--json out.json]
 """
 
 from __future__ import annotations
@@ -119,16 +125,29 @@ async def copy_product(p: Paas, builtin: str, name: str, install_mb: int) -> Non
     await p.post("/paas/rest/catalog/productRelease", body, 201, 204)
 
 
-def environment() -> dict[str, Any]:
+def environment(image: str = "busybox", bootstrap: str | None = None) -> dict[str, Any]:
     def tier(name: str, product: str, key: str, value: str, **extra: Any) -> dict[str, Any]:
-        return {"name": name, "image": "busybox", "flavour": "m1.tiny", "minimumNumberInstances": 1,
+        return {"name": name, "image": image, "flavour": "m1.tiny", "minimumNumberInstances": 1,
                 "initialNumberInstances": 1, "productReleaseDtos": [{"productName": product, "version": "1.0",
                 "attributes": [{"key": key, "value": value, "type": value.split("(")[0]}]}], **extra}
 
     return {"name": "bench-env", "description": "benchmarks/paas.py", "tierDtos": [
         tier("backend", "bench-kv", "ALLOW_FROM", "MEMBERS(web)", maximumNumberInstances=1),
-        tier("web", "bench-web", "BACKENDS", "IPALL(backend)", maximumNumberInstances=3, floatingip="true"),
+        tier("web", "bench-web", "BACKENDS", "IPALL(backend)", maximumNumberInstances=3, floatingip="true",
+             **({"metadatas": [{"key": "bootstrap", "value": bootstrap}]} if bootstrap else {})),
     ]}
+
+
+async def wait_image(p: Paas, name: str, timeout: float = 600.0) -> None:
+    """Until the image `name` is active (the tiny-vm image is built in the background at first start)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        images = (await p.get("/image/v2/images", name=name)).get("images") or []
+        if any(i.get("status") == "active" for i in images):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no active {name} image after {timeout:.0f} s")
+        await asyncio.sleep(1.0)
 
 
 async def add_node(p: Paas, name: str, template: bool) -> tuple[float, dict[str, Any], dict[str, Any]]:
@@ -140,14 +159,17 @@ async def add_node(p: Paas, name: str, template: bool) -> tuple[float, dict[str,
     return took, new, install
 
 
-async def run(n: int = 3, install_mb: int = 32) -> dict[str, Any]:
-    env = {"CUMULO_LOCAL_DRIVER": "runc"}
+async def run(n: int = 3, install_mb: int = 32, vm: bool = False, bootstrap: str | None = None) -> dict[str, Any]:
+    env = {"CUMULO_LOCAL_DRIVER": "qemu" if vm else "runc"}
     async with h.running_cloud(env=env) as cloud, h.make_client(cloud.url) as client:
         s = await h.login(client, cloud.credentials("cumulo-demo"))
         p = Paas(client, s, cloud.state_dir / "cumulo.sqlite")
         await copy_product(p, "kv-backend-1.0", "bench-kv", 0)
         await copy_product(p, "httpd-web-1.0", "bench-web", install_mb)
-        await p.post(f"/paas/rest/catalog/org/{ORG}/environment", environment(), 201, 204)
+        if vm:
+            await wait_image(p, "tiny-vm")
+        await p.post(f"/paas/rest/catalog/org/{ORG}/environment",
+                     environment("tiny-vm" if vm else "busybox", bootstrap if vm else None), 201, 204)
         name = "bench"
         load = [os.getloadavg()[0]]
         body = {"blueprintName": name, "description": "benchmark", "environmentDto": {"name": "bench-env"}}
@@ -190,6 +212,7 @@ async def run(n: int = 3, install_mb: int = 32) -> dict[str, Any]:
         "passed": ratio is not None and ratio <= TARGET_RATIO and not checks,
         "n": n,
         "install_mb": install_mb,
+        "nodes": f"tiny-vm (qemu){', bootstrap ' + bootstrap if bootstrap else ''}" if vm else "busybox (runc)",
         "first_install_output": (first_install.get("output") or "")[-200:],
         "deploy_two_tier_s": round(deploy_s, 2),
         "add_node_template_first_s": round(template_first, 2) if template_first else None,
@@ -207,7 +230,7 @@ async def run(n: int = 3, install_mb: int = 32) -> dict[str, Any]:
 
 
 def print_report(r: dict[str, Any]) -> None:
-    print(f"paas: runc, n = {r['n']} rounds, bench-web install lays down {r['install_mb']} MiB of assets")
+    print(f"paas: {r['nodes']}, n = {r['n']} rounds, bench-web install lays down {r['install_mb']} MiB of assets")
     print(f"  (a) deploy of the two-tier environment (POST to task SUCCESS): {r['deploy_two_tier_s']} s")
     print(f"  (b) one web node from the template image: p50 {r['add_node_template_p50_s']} s {r['add_node_template_s']}"
           f" (the first, with the template image's unpack: {r['add_node_template_first_s']} s)")
@@ -225,9 +248,12 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=3, help="rounds (one template and one fresh node each)")
     ap.add_argument("--install-mb", type=int, default=32,
                     help="MiB of assets bench-web's install lays down (0: the built-in recipe as is)")
+    ap.add_argument("--vm", action="store_true", help="nodes on QEMU VMs (tiny-vm) instead of runc containers")
+    ap.add_argument("--bootstrap", choices=("exec", "user_data"),
+                    help="with --vm: the web tier's metadata bootstrap (user_data: template nodes start at boot)")
     ap.add_argument("--json", help="write the result here as well")
     args = ap.parse_args()
-    result = asyncio.run(run(args.n, args.install_mb))
+    result = asyncio.run(run(args.n, args.install_mb, args.vm, args.bootstrap))
     print_report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
