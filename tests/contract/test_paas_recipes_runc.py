@@ -18,28 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _paas_exec import exec_fn
 from test_runc_driver import (  # noqa: F401  # runc_driver: a fixture
     RUNC_MISSING,
     runc_driver,
     spec_for,
 )
 
-from cumulo.compute.drivers.base import Capability, ExecRequest, driver_for
 from cumulo.compute.drivers.runc import RuncDriver
 from cumulo.paas import exec as px
 from cumulo.paas.products import builtin
 
 pytestmark = pytest.mark.skipif(bool(RUNC_MISSING), reason=RUNC_MISSING or "runc present")
-
-
-def exec_fn(drv: RuncDriver, uuid: str) -> px.ExecFn:
-    ex = driver_for(drv, Capability.EXEC)
-
-    async def run(argv: list[str], env: dict[str, str], stdin: bytes, timeout: float, limit: int) -> Mapping[str, Any]:
-        req = ExecRequest(argv=tuple(argv), env=env, stdin=stdin, timeout=timeout, output_limit=limit)
-        return (await ex.exec_in(uuid, req)).to_dict()
-
-    return run
 
 
 def release(name: str) -> dict[str, Any]:

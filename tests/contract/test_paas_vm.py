@@ -19,23 +19,20 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid as uuidlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import _qemu_guest
 import pytest
+from _paas_exec import exec_fn
 
 from cumulo.compute.drivers.base import (
-    Capability,
-    ExecRequest,
     FlavorSpec,
     ImageSpec,
     InstanceSpec,
-    driver_for,
 )
-from cumulo.compute.drivers.qemu import QemuDriver, process
+from cumulo.compute.drivers.qemu import process
 from cumulo.errors import DriverError
 from cumulo.paas import exec as px
 from cumulo.paas import guest
@@ -45,16 +42,6 @@ pytestmark = pytest.mark.skipif(bool(_qemu_guest.QEMU_MISSING), reason=_qemu_gue
 
 FLAVOR = FlavorSpec(vcpus=1, memory_mb=256, root_gb=1)
 TIMEOUT = 240.0  # per exec (TCG on a loaded 2-core host)
-
-
-def exec_fn(drv: QemuDriver, uuid: str) -> px.ExecFn:
-    ex = driver_for(drv, Capability.EXEC)
-
-    async def run(argv: list[str], env: dict[str, str], stdin: bytes, timeout: float, limit: int) -> Mapping[str, Any]:
-        req = ExecRequest(argv=tuple(argv), env=env, stdin=stdin, timeout=timeout, output_limit=limit)
-        return (await ex.exec_in(uuid, req)).to_dict()
-
-    return run
 
 
 async def wait_agent(fn: px.ExecFn, timeout: float = 300.0) -> None:
