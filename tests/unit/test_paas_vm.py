@@ -168,6 +168,12 @@ async def test_the_boot_user_data_configures_and_starts_each_product_with_the_st
     huge["products"][0]["release"]["recipes"] = {**RECIPES, "configure": "#" * (guest.MAX_USER_DATA + 1)}
     assert await actions_vm.boot_user_data(Run({}, {}, environment={"tiers": [huge]}), "web", 2, "n") is None  # type: ignore[arg-type]
 
+    async def unresolved(*_a: Any, **_kw: Any) -> dict[str, str]:
+        raise StepFailed("tier web, product p0, attribute X: OUTPUT(db.kv.URL) is not there yet")
+
+    monkeypatch.setattr("cumulo.paas.attributes.resolve", unresolved)  # the configure step fails on it later
+    assert await actions_vm.boot_user_data(run, "web", 2, "env-web-2") is None  # type: ignore[arg-type]
+
 
 def test_collected_at_boot_reads_the_wrappers_words() -> None:
     run = px.RecipeRun(step="start", exit_code=0,

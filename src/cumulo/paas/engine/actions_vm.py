@@ -16,6 +16,7 @@ template node boots with.
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +28,7 @@ from cumulo.paas import guest
 from cumulo.paas.engine import plan
 from cumulo.paas.engine.base import StepFailed, StepRun, action
 
+log = logging.getLogger(__name__)
 WAIT_MARGIN = 30.0  # seconds of the exec timeout left after the wait for the guest's boot
 
 
@@ -71,8 +73,8 @@ async def prepare(run: StepRun) -> Mapping[str, Any]:
 
 async def boot_user_data(run: StepRun, tier_name: str, replica: int, node: str) -> str | None:
     """The base64 user_data of a node that boots with its configure+start (module docstring), or None
-    when it cannot have one (no products, or a script over the size a user_data may hold: the steps
-    then run through exec as usual)."""
+    when it cannot have one (no products, an attribute that does not resolve yet, or a script over
+    the size a user_data may hold: the steps then run through exec as usual)."""
     instance = await run.instance()
     tier = _tier(instance, tier_name)
     timeout = float(run.services.conf.paas.exec_timeout)
@@ -82,8 +84,12 @@ async def boot_user_data(run: StepRun, tier_name: str, replica: int, node: str) 
         release = product.get("release") or {}
         recipes = release.get("recipes") or {}
         version = str(product.get("version") or "")
-        values = await attrs.resolve(run.services.db, run.instance_id, product,
-                                     where=f"tier {tier_name}, product {name}")
+        try:
+            values = await attrs.resolve(run.services.db, run.instance_id, product,
+                                         where=f"tier {tier_name}, product {name}")
+        except (StepFailed, errors.CumuloError) as exc:  # the configure step fails on it, with its records
+            log.warning("paas: node %s boots without user_data: %s", node, exc)
+            return None
         target = px.Target(product=name, version=version, tier=tier_name, node=node, root=px.VM_ROOT)
         limit = px.timeout_for(timeout, release.get("metadata"))
         for kind in ("configure", "start"):
@@ -94,6 +100,7 @@ async def boot_user_data(run: StepRun, tier_name: str, replica: int, node: str) 
         return None
     try:
         data = guest.boot_user_data(steps)
-    except ValueError:
+    except ValueError as exc:  # too big for a user_data: configure and start run through exec
+        log.warning("paas: node %s boots without user_data: %s", node, exc)
         return None
     return base64.b64encode(data).decode()
