@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from occi_conformance import Cloud  # noqa: E402 - the same throwaway cloud
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULT = "@@paas-conformance-result "  # scripts/paas_conformance_lettuce.py's prefix of a result line
 PEGASUS_COMMIT = "dfa844da"
 LETTUCE_TOOLS_TAG = "v0.1"
 SHIM = Path(__file__).resolve().parent / "paas_conformance_lettuce.py"
@@ -312,7 +313,7 @@ def run_dirs(python: Path, suite: Path, props: Path, dirs: list[str], as_is: boo
         done = subprocess.run([str(python), str(suite.parent / "lettuce_shim.py"), str(props), str(suite),  # noqa: S603
                                str(suite / "integration" / d), *skips], capture_output=True, text=True, env=env,
                               timeout=3600, cwd=suite)
-        rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        rows = [json.loads(line[len(RESULT):]) for line in done.stdout.splitlines() if line.startswith(RESULT)]
         for row in rows:
             row["dir"] = d
         results += rows

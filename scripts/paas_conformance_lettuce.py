@@ -11,8 +11,8 @@ properties file into `world.config` (what lettuce_tools did), imports the direct
 steps.py, and runs every *.feature file of the directory: Background steps first, Scenario Outlines
 expanded per Examples row (one result per row, as Lettuce counts them), tables as `step.hashes`. Steps
 match the sentence with the registered regex (the whole sentence; Lettuce's `re.search` otherwise).
-Hooks: before/after .all, .each_feature, .each_scenario, .each_step. One JSON line per scenario on
-stdout: {"feature", "scenario", "status": passed|failed|skipped, "reason", "ran": [the steps that passed]}.
+Hooks: before/after .all, .each_feature, .each_scenario, .each_step. One line per scenario on
+stdout, RESULT and then the JSON {"feature", "scenario", "status": passed|failed|skipped, "reason", "ran": [the steps that passed]}.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+RESULT = "@@paas-conformance-result "  # the steps print too (dicts among them): results carry this prefix
 
 
 class _World:
@@ -174,7 +176,7 @@ def main() -> int:
     sys.path.insert(0, str(root))
 
     def emit(feature: str, scenario: str, status: str, reason: str = "", ran: list[str] | None = None) -> None:
-        print(json.dumps({"feature": feature, "scenario": scenario, "status": status, "reason": reason,
+        print(RESULT + json.dumps({"feature": feature, "scenario": scenario, "status": status, "reason": reason,
                           "ran": ran or []}), flush=True)
 
     features = [parse(p) for p in sorted(fdir.glob("*.feature"))]
