@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import gzip
 import hashlib
 import io
 import os
@@ -51,11 +52,49 @@ def artifact_path(conf: Settings, sha256: str) -> Path:
     return artifact_dir(conf) / sha256
 
 
+class _Bounded:
+    """The decompressed tarball as a file, never read (decompressed) past `limit` bytes: tarfile
+    reads some members whole (pax and GNU long-name headers, whatever size they declare), and a
+    gzip bomb of 1 MiB declares a gigabyte. A seek past the bound is refused as well (gzip would
+    decompress up to it)."""
+
+    def __init__(self, raw: bytes, limit: int) -> None:
+        self._gz = gzip.GzipFile(fileobj=io.BytesIO(raw), mode="rb")
+        self._limit = limit
+
+    def _over(self) -> errors.Invalid:
+        return errors.Invalid(f"the artifact unpacks to more than {self._limit >> 20} MiB")
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = self._limit - self._gz.tell()
+        want = left + 1 if size is None or size < 0 else min(size, left + 1)
+        data = self._gz.read(want)
+        if self._gz.tell() > self._limit:
+            raise self._over()
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence not in (io.SEEK_SET, io.SEEK_CUR):
+            raise ValueError("the artifact's stream seeks from its start or from here only")
+        target = offset + (self._gz.tell() if whence == io.SEEK_CUR else 0)
+        if target > self._limit:
+            raise self._over()
+        return self._gz.seek(target)
+
+    def tell(self) -> int:
+        return self._gz.tell()
+
+
+# What the decompressed tarball may hold besides its members' data: a header and padding a member,
+# and the archive's end.
+_TAR_OVERHEAD = MAX_MEMBERS * 2048 + (1 << 20)
+
+
 def _check_tarball(raw: bytes) -> None:
     total = 0
     count = 0
     try:
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+        with tarfile.open(fileobj=_Bounded(raw, MAX_UNPACKED + _TAR_OVERHEAD), mode="r:") as tar:  # type: ignore[call-overload]
             for member in tar:
                 count += 1
                 if count > MAX_MEMBERS:
