@@ -94,7 +94,7 @@ def _check_tarball(raw: bytes) -> None:
     total = 0
     count = 0
     try:
-        with tarfile.open(fileobj=_Bounded(raw, MAX_UNPACKED + _TAR_OVERHEAD), mode="r:") as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=_Bounded(raw, MAX_UNPACKED + _TAR_OVERHEAD), mode="r:") as tar:  # type: ignore[call-overload]  # a duck-typed file
             for member in tar:
                 count += 1
                 if count > MAX_MEMBERS:
