@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -124,7 +125,7 @@ def test_a_vm_tier_deploys_then_scales_from_its_template_with_user_data(world: W
         assert by[step]["Exit Code"] == 0 and "its result is collected" in (by[step]["Output"] or ""), rows
     console = str(cloud.osc("console", "log", "show", second["Server"], cloud=DEMO, json=False))
     assert "cumulo-paas: products configured and started" in console, console[-3000:]
-    assert "root disk /dev/vda mounted on /mnt/root" in console, console[-3000:]
+    assert re.search(r"cumulo-tiny-vm: root disk /dev/\w+ mounted on /mnt/root", console), console[-3000:]
     # the files of node 1's install, from the template's disk, served by node 2's own httpd
     text = wait_for(lambda: page(second["Floating IP"]), timeout=120, interval=0.5, what="node 2's page")
     assert f"httpd-web 1.0 on {first['Name']}" in text, text

@@ -2,7 +2,7 @@
 step and user_data params, the deploy's marking of VM tiers from the image, the prepare action's
 handling of the guest's answers, and the boot script. The real thing (two tiny VMs: the disk
 formatted once, the template's install, the boot's configure+start collected) is
-tests/contract/test_paas_vm.py."""
+tests/contract/test_paas_vm_recipes.py."""
 
 from __future__ import annotations
 
