@@ -350,7 +350,7 @@ class PaasEngine:
                 continue
             try:
                 images[ref] = await self.services.images.get(ctx, ref)
-            except (errors.NotFound, errors.Invalid):
+            except errors.CumuloError:  # a name, or no image the project sees: the server step says which
                 try:
                     page, _marker = await self.services.images.list_images(ctx, [("name", ref)])
                 except errors.CumuloError:
