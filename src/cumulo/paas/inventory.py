@@ -72,31 +72,29 @@ class Inventory:
             raise errors.NotFound(f"tier instance {name[:64]} not found in environment instance {instance['name']}")
         return dict(row._mapping)
 
+    async def _grouped(self, query: Any, key: str) -> dict[str, list[dict[str, Any]]]:
+        """The rows of `query` by their `key` column, in the query's order."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        async with self.db.read() as conn:
+            for r in _rows(await conn.execute(query)):
+                out.setdefault(r[key], []).append(r)
+        return out
+
     async def products(self, instance_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Product instances by node id."""
-        out: dict[str, list[dict[str, Any]]] = {}
         if not instance_ids:
-            return out
-        async with self.db.read() as conn:
-            rows = _rows(await conn.execute(sa.select(paas_product_instances).where(
-                paas_product_instances.c.env_instance_id.in_(list(instance_ids))).order_by(
-                paas_product_instances.c.created_at, paas_product_instances.c.product)))
-        for r in rows:
-            out.setdefault(r["tier_instance_id"], []).append(r)
-        return out
+            return {}
+        p = paas_product_instances.c
+        return await self._grouped(sa.select(paas_product_instances).where(p.env_instance_id.in_(list(instance_ids)))
+                                   .order_by(p.created_at, p.product), "tier_instance_id")
 
     async def records(self, product_instance_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Exec records by product instance id, in run order."""
-        out: dict[str, list[dict[str, Any]]] = {}
         if not product_instance_ids:
-            return out
-        async with self.db.read() as conn:
-            rows = _rows(await conn.execute(sa.select(paas_exec_records).where(
-                paas_exec_records.c.product_instance_id.in_(list(product_instance_ids))).order_by(
-                paas_exec_records.c.id)))
-        for r in rows:
-            out.setdefault(r["product_instance_id"], []).append(r)
-        return out
+            return {}
+        e = paas_exec_records.c
+        return await self._grouped(sa.select(paas_exec_records).where(
+            e.product_instance_id.in_(list(product_instance_ids))).order_by(e.id), "product_instance_id")
 
     async def applications(self, instance: dict[str, Any]) -> list[dict[str, Any]]:
         async with self.db.read() as conn:
