@@ -156,9 +156,12 @@ async def test_a_fresh_vm_node_keeps_paas_root_on_its_labelled_disk_and_serves(n
     rc, out, err = await sh(fn, "awk '$2 == \"/mnt/root\" { print $1, $3 }' /proc/mounts; findfs LABEL=cumulo-root; "
                                 "ls /mnt/root/paas/httpd-web/assets | wc -l\n")
     assert rc == 0 and out.split() == ["/dev/vda", "ext4", "/dev/vda", str(builtin.PAYLOAD_BYTES["httpd-web"] >> 18)], (out, err)
-    # prepare again (a resumed step, a later task): nothing is formatted, the disk's files stay
-    rc, out, err = await sh(fn, guest.prepare_script(wait_boot=120))
-    assert rc == 0 and "formatted" not in out and "/dev/vda is mounted on /mnt/root" in out, (out, err)
+    # prepare again, twice at once (a resumed step beside its first attempt): nothing is formatted,
+    # the disk's files stay, the guest's lock is gone after them
+    for rc, out, err in await asyncio.gather(*(sh(fn, guest.prepare_script(wait_boot=120)) for _ in range(2))):
+        assert rc == 0 and "formatted" not in out and "/dev/vda is mounted on /mnt/root" in out, (out, err)
+    rc, out, err = await sh(fn, "[ ! -e /run/paas-prepare.lock ]\n")
+    assert rc == 0, (out, err)
     rc, out, _err = await sh(fn, "ls /mnt/root/paas/httpd-web/www/index.html\n")
     assert rc == 0
 

@@ -11,9 +11,11 @@ mounts a disk whose ext2/3/4 filesystem is labelled `cumulo-root` on /mnt/root, 
   cumulo-root -> mounted; else the VM's root disk (the first virtio/SCSI disk that is not the config
   drive) is formatted `mke2fs -L cumulo-root` and mounted, but ONLY when it is blank (its first
   68 KiB all zero: no partition table, no superblock): a disk holding anything else fails the step
-  and is never formatted. A resumed step finds the disk mounted (nothing to do), labelled (mounted) or
-  still blank (formatted); a format cut short leaves a filesystem whose mount fails, and the step
-  says so rather than format a disk that is no longer blank.
+  and is never formatted. One prepare runs at a time in the guest (a lock dir in /run holding its
+  pid): a resumed step waits for the first one's shell, which QGA leaves running when Cumulo dies,
+  then finds the disk mounted (nothing to do), labelled (mounted) or still blank (formatted); a
+  format cut short by a guest crash leaves a filesystem whose mount fails, and the step says so
+  rather than format a disk that is no longer blank.
   A template image (ComputeService.snapshot of the node: the qcow2 of its disk) then holds the
   installed products, and a node booted from it mounts them at boot.
 - `boot_user_data`: the user_data of a template node of a tier that asks for it (tier metadata
@@ -96,6 +98,17 @@ i=0
 while [ ! -e /run/init-handoff ] && [ "$i" -lt {int(wait_boot)} ]; do sleep 1; i=$((i + 1)); done
 [ {int(wait_boot)} -eq 0 ] || [ -e /run/init-handoff ] || echo "paas: the guest's boot has not ended after {int(wait_boot)} s: going on" >&2
 {BLANK_CHECK}
+# one prepare at a time in the guest (a resumed step's may meet the first one still formatting)
+n=0
+while ! mkdir /run/paas-prepare.lock 2>/dev/null; do
+    p=$(cat /run/paas-prepare.lock/pid 2>/dev/null)
+    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then sleep 1; continue; fi
+    n=$((n + 1))
+    if [ -z "$p" ] && [ "$n" -lt 5 ]; then sleep 1; continue; fi
+    rm -rf /run/paas-prepare.lock
+done
+echo $$ > /run/paas-prepare.lock/pid
+trap 'rm -rf /run/paas-prepare.lock' EXIT
 mounted() {{ awk -v m="$MNT" '$2 == m {{ print $1; f = 1; exit }} END {{ exit !f }}' /proc/mounts; }}
 if dev=$(mounted); then
     echo "paas: $dev is mounted on $MNT"
