@@ -27,6 +27,12 @@ MAX_EVENTS = 1000
 REMOVED = "UNDEPLOYED"  # a node's status once a scale-in removed it
 
 
+def _tail_of(col: Any, n: int) -> Any:
+    """The last `n` characters of a text column, in SQL (SQLite and PostgreSQL alike)."""
+    length = sa.func.length(col)
+    return sa.case((length > n, sa.func.substr(col, length - n + 1)), else_=col).label(col.name)
+
+
 def _rows(result: Any) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in result.all()]
 
@@ -88,12 +94,18 @@ class Inventory:
         return await self._grouped(sa.select(paas_product_instances).where(p.env_instance_id.in_(list(instance_ids)))
                                    .order_by(p.created_at, p.product), "tier_instance_id")
 
-    async def records(self, product_instance_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        """Exec records by product instance id, in run order."""
+    async def records(self, product_instance_ids: Sequence[str], *, tail: int | None = None
+                      ) -> dict[str, list[dict[str, Any]]]:
+        """Exec records by product instance id, in run order; `tail`: only the last `tail` characters
+        of each stdout and stderr are read (a node's records grow with every reconfigure, each up to
+        2 x 128 KiB: a view reads what it shows, not all of it)."""
         if not product_instance_ids:
             return {}
         e = paas_exec_records.c
-        return await self._grouped(sa.select(paas_exec_records).where(
+        cols: list[Any] = list(paas_exec_records.c)
+        if tail is not None:
+            cols = [_tail_of(c, tail) if c.name in ("stdout", "stderr") else c for c in cols]
+        return await self._grouped(sa.select(*cols).where(
             e.product_instance_id.in_(list(product_instance_ids))).order_by(e.id), "product_instance_id")
 
     async def applications(self, instance: dict[str, Any]) -> list[dict[str, Any]]:

@@ -148,7 +148,7 @@ async def show_node(request: Request) -> Response:
     inst = await inv.instance(call.ctx, call.path("name"))
     node = await inv.node(inst, call.path("node"))
     products = (await inv.products([inst["id"]])).get(node["id"], [])
-    records = await inv.records([p["id"] for p in products])
+    records = await inv.records([p["id"] for p in products], tail=views.OUTPUT_TAIL)
     return json_response(views.render_tier_instance(node, call.vdc, products, records))
 
 
@@ -174,7 +174,7 @@ async def list_products(request: Request) -> Response:
     node, products = await _node_products(call)
     status = call.params("status")
     products = [p for p in products if not status or p["status"] in status]
-    records = await _inv(call).records([p["id"] for p in products])
+    records = await _inv(call).records([p["id"] for p in products], tail=views.OUTPUT_TAIL)
     return json_response([views.render_product_instance(p, node, call.vdc, records.get(p["id"], ()))
                           for p in call.page(products)])
 
@@ -185,7 +185,7 @@ async def show_product(request: Request) -> Response:
     wanted = call.path("product")
     for p in products:
         if wanted in (p["product"], views.product_instance_name(node["name"], p["product"], p["version"])):
-            records = await _inv(call).records([p["id"]])
+            records = await _inv(call).records([p["id"]], tail=views.OUTPUT_TAIL)
             return json_response(views.render_product_instance(p, node, call.vdc, records.get(p["id"], ())))
     raise errors.NotFound(f"product instance {wanted[:64]} not found on tier instance {node['name']}")
 
