@@ -4,13 +4,19 @@ nothing a tarball declares makes the check read (decompress into memory) more th
 from __future__ import annotations
 
 import base64
+import os
 import tarfile
 import zlib
+from typing import Any
 
 import pytest
+from _asgi_ctx import temp_database
+from paas_api_support import FakeEngine, client, data_url, mount, product, tarball, two_tier
 
 from cumulo import errors
+from cumulo.db import utcnow
 from cumulo.paas import artifacts
+from cumulo.paas.models import paas_applications, paas_env_instances
 
 
 def _gzip_of(chunks: list[tuple[bytes, int]]) -> bytes:
@@ -59,3 +65,49 @@ def test_a_plain_tarball_passes() -> None:
         tar.addfile(info, io.BytesIO(data))
     artifacts._check_tarball(buf.getvalue())
     assert base64.b64encode(buf.getvalue())
+
+
+async def test_an_upload_the_engine_refuses_leaves_no_file(settings: Any) -> None:
+    """POST applicationInstance on a busy instance: 409, and the stored upload is gone again (else
+    refused uploads of new content would pile up until a sweep); the same upload once accepted stays."""
+    async with temp_database(settings) as db:
+        engine = FakeEngine(db)
+        a = client(mount(db, settings, engine), "proj-a")
+        try:
+            for p in (product("web-app"), product("kv")):
+                assert (await a.post("/paas/rest/catalog/productRelease", json=p)).status_code == 201
+            assert (await a.post("/paas/rest/catalog/org/default/environment", json=two_tier())).status_code == 201
+            inst = "/paas/rest/envInst/org/default/vdc/proj-a/environmentInstance"
+            r = await a.post(inst, json={"blueprintName": "shop1", "environmentDto": {"name": "shop"}})
+            assert r.status_code == 202, r.text  # its task RUNNING: the instance is busy
+            body = {"applicationName": "site", "artifactsDto": [
+                {"name": "s.tgz", "path": data_url(tarball({"index.html": b"<h1>hi</h1>"})),
+                 "productReleaseDto": {"productName": "web-app"}}]}
+            r = await a.post(f"{inst}/shop1/applicationInstance", json=body)
+            assert r.status_code == 409, r.text
+            folder = artifacts.artifact_dir(settings)
+            assert not folder.exists() or sorted(os.listdir(folder)) == []
+            await engine.finish_all()
+            r = await a.post(f"{inst}/shop1/applicationInstance", json=body)
+            assert r.status_code == 202, r.text
+            assert len(os.listdir(folder)) == 1
+        finally:
+            await a.aclose()
+
+
+async def test_discard_keeps_a_file_an_application_row_references(settings: Any) -> None:
+    async with temp_database(settings) as db:
+        art = await artifacts.store_inline(settings, data_url(tarball({"a": b"x"})))
+        path = artifacts.artifact_path(settings, art["sha256"])
+        async with db.write() as conn:
+            await conn.execute(paas_env_instances.insert().values(
+                id="inst-1", project_id="p", user_id="u", name="i", description="", environment_name="e",
+                environment={}, status="INSTALLED", keep_on_failure=False, created_at=utcnow()))
+            await conn.execute(paas_applications.insert().values(
+                id="app-1", env_instance_id="inst-1", name="site", product="web-app", artifact=art,
+                status="ARTEFACT_DEPLOYED"))
+        assert not await artifacts.discard(settings, db, art["sha256"]) and path.exists()
+        async with db.write() as conn:
+            await conn.execute(paas_applications.delete())
+        assert await artifacts.discard(settings, db, art["sha256"]) and not path.exists()
+        assert not await artifacts.discard(settings, db, art["sha256"])  # gone already

@@ -183,6 +183,24 @@ def _sweep(folder: Path, keep: set[str], grace: float) -> list[str]:
     return removed
 
 
+async def discard(conf: Settings, db: Database, sha256: str) -> bool:
+    """Delete the file of an upload the engine refused (a busy instance, a name already deployed),
+    unless an application row references its digest: a refused request leaves nothing behind, and
+    repeated refused uploads cannot fill the disk until the next sweep. Whether it was deleted. (An
+    identical upload racing this one, between its store and its row, would lose the file and fail
+    its deploy step, naming it: a retry stores it again.)"""
+    path = artifact_path(conf, sha256)
+    async with db.read() as conn:
+        refs = (await conn.execute(sa.select(paas_applications.c.artifact))).scalars().all()
+    if any(isinstance(a, dict) and a.get("sha256") == sha256 for a in refs):
+        return False
+    try:
+        await asyncio.to_thread(path.unlink)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 async def collect(conf: Settings, db: Database, *, grace: float = GRACE) -> list[str]:
     """Delete the artifact files no application row (of any project: files are shared by content)
     references and that no upload touched in the last `grace` seconds; the digests deleted."""

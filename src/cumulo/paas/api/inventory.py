@@ -29,7 +29,7 @@ from cumulo import errors
 from cumulo.paas import shapes
 from cumulo.paas import shapes_inventory as views
 from cumulo.paas.api.scope import Call, begin
-from cumulo.paas.artifacts import store_inline
+from cumulo.paas.artifacts import discard, store_inline
 from cumulo.paas.catalogue import check_name
 from cumulo.paas.engine.plan_scale import live_nodes
 from cumulo.paas.inventory import REMOVED, Inventory
@@ -235,8 +235,13 @@ async def deploy_application(request: Request) -> Response:
         raise errors.Invalid(f"product {product[:64]} is not installed in environment instance {inst['name']}")
     engine = call.engine()
     artifact = await store_inline(call.deps.conf, path)
-    task = await engine.deploy_application(
-        call.ctx, inst, {"name": name, "version": version, "product": product, "artifact": artifact}, callback=callback)
+    try:
+        task = await engine.deploy_application(
+            call.ctx, inst, {"name": name, "version": version, "product": product, "artifact": artifact},
+            callback=callback)
+    except errors.CumuloError:  # refused (busy, deployed already): the upload goes too
+        await discard(call.deps.conf, call.deps.catalogue.db, artifact["sha256"])
+        raise
     return accepted(call, task)
 
 
