@@ -19,8 +19,9 @@ from cumulo.context import RequestContext
 from cumulo.db import Database
 from cumulo.errors import Conflict, Invalid
 from cumulo.paas import scaling
-from cumulo.paas.autoscaler import Autoscaler, list_events
+from cumulo.paas.autoscaler import Autoscaler
 from cumulo.paas.engine.base import TaskKind
+from cumulo.paas.inventory import Inventory
 from cumulo.paas.models import (
     paas_env_instances,
     paas_events,
@@ -143,7 +144,7 @@ async def run_at(scaler: Autoscaler, clock: Clock, *seconds: float) -> None:
 
 
 async def events(db: Database) -> list[dict[str, Any]]:
-    return list(reversed(await list_events(db, RequestContext(user_id="x", project_id="p1"), "i1")))
+    return await Inventory(db).events(RequestContext(user_id="x", project_id="p1"), {"id": "i1"})
 
 
 async def state(db: Database, policy: str) -> dict[str, Any]:
@@ -285,19 +286,19 @@ async def test_memory_policies_and_tiers_without_active_nodes(rig: Rig) -> None:
     assert (reading.cpu, reading.memory, reading.nodes) == (None, None, 0)  # only ACTIVE servers are read
 
 
-async def test_events_are_the_callers_projects_newest_first(rig: Rig) -> None:
+async def test_events_are_the_callers_projects_oldest_first(rig: Rig) -> None:
     scaler, db, clock, load, _ = rig
     load.cpu["s1"] = 90.0
     await run_at(scaler, clock, 0, 5, 10, 15)
     async with db.write() as conn:
         await conn.execute(sa.insert(paas_events).values(env_instance_id="i1", project_id="p1", tier="db",
                                                          decision="no_action", reason="x", time=T0))
-    mine = await list_events(db, RequestContext(user_id="u", project_id="p1"), "i1")
-    assert [e["id"] for e in mine] == sorted((e["id"] for e in mine), reverse=True) and len(mine) == 3
-    assert mine[-1]["time"] == "2026-01-01T12:00:10Z"
-    assert [e["tier"] for e in await list_events(db, RequestContext(user_id="u", project_id="p1"), "i1", tier="db")] \
-        == ["db"]
-    assert await list_events(db, RequestContext(user_id="u", project_id="p2"), "i1") == []
+    inv, inst = Inventory(db), {"id": "i1"}
+    mine = await inv.events(RequestContext(user_id="u", project_id="p1"), inst)
+    assert [e["id"] for e in mine] == sorted(e["id"] for e in mine) and len(mine) == 3
+    assert mine[0]["time"] == T0 + dt.timedelta(seconds=10)
+    assert [e["tier"] for e in await inv.events(RequestContext(user_id="u", project_id="p1"), inst, "db")] == ["db"]
+    assert await inv.events(RequestContext(user_id="u", project_id="p2"), inst) == []
 
 
 async def test_the_loop_runs_until_stopped(rig: Rig) -> None:

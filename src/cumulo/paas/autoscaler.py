@@ -27,7 +27,7 @@ cooldown end and the last decision (with a scale task still to settle), so a res
 Every decision is a `paas_events` row with the policy, metric, value, threshold, comparison, from/to
 size, task id and the reason; a no-action decision only when the decision or its reason changed
 since the policy's last one (a long cooldown is one row; unlike Heat, which logs none).
-`list_events` reads them for the API, the caller's project only.
+The API reads them (paas/inventory.py `Inventory.events`), the caller's project only.
 """
 
 from __future__ import annotations
@@ -362,33 +362,4 @@ _OPS = {scaling.Comparison.GT: ">", scaling.Comparison.GE: ">=", scaling.Compari
 
 def _num(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-EVENT_FIELDS = ("id", "time", "tier", "policy", "metric", "value", "threshold", "comparison", "decision",
-                "reason", "from_size", "to_size", "task_id")
-
-
-async def list_events(db: Database, ctx: RequestContext, instance_id: str, tier: str | None = None,
-                      *, limit: int | None = None) -> list[dict[str, Any]]:
-    """The autoscaling events of an environment instance of the caller's project (another project's
-    instance has none), newest first; `tier` narrows to one tier. Each: {id, time (ISO 8601 UTC with
-    Z), tier, policy, metric, value, threshold, comparison, decision (scale_out | scale_in |
-    no_action), reason, from_size, to_size, task_id}."""
-    e = paas_events.c
-    q = sa.select(*(getattr(e, f) for f in EVENT_FIELDS)).where(
-        e.env_instance_id == instance_id, e.project_id == (ctx.project_id or ""))
-    if tier is not None:
-        q = q.where(e.tier == tier)
-    q = q.order_by(e.id.desc())
-    if limit is not None:
-        q = q.limit(max(0, int(limit)))
-    async with db.read() as conn:
-        rows = [dict(r) for r in (await conn.execute(q)).mappings()]
-    for r in rows:
-        r["time"] = _iso(r["time"])
-    return rows
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
 
