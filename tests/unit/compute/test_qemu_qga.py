@@ -21,7 +21,7 @@ from cumulo.compute.drivers import load_driver
 from cumulo.compute.drivers.base import EXEC_HEAD, ExecRequest
 from cumulo.compute.drivers.qemu import QemuDriver, qga
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig, build_argv
-from cumulo.errors import Invalid, InvalidState
+from cumulo.errors import DriverError, Invalid, InvalidState
 from cumulo.image.demo.tinyvm import guestagent
 
 
@@ -128,6 +128,17 @@ async def test_run_skips_stale_output_then_sends_the_command_and_polls(fake: tup
         "path": "/bin/sh", "arg": ["-s"], "env": ["A=1 2"], "capture-output": True,
         "input-data": base64.b64encode(b"echo hi\n").decode()}}
     assert [c["execute"] for c in statuses] == ["guest-exec-status"] * 3  # two "not yet", then exited
+
+
+@pytest.mark.parametrize("status", [{"exited": True, "exitcode": "7"}, {"exited": True, "exitcode": 1 << 70},
+                                    {"exited": True, "signal": [9]}, {"exited": True, "exitcode": True}])
+async def test_a_malformed_status_from_the_guest_is_a_driver_error(fake: tuple[FakeQga, Path],
+                                                                   status: dict[str, Any]) -> None:
+    """The guest (and its agent) is the tenant's: what it answers is checked, never trusted."""
+    agent, path = fake
+    agent.status = status
+    with pytest.raises(DriverError, match="not a whole number"):
+        await qga.run(path, ExecRequest(argv=("/bin/true",), timeout=5), sync_timeout=5)
 
 
 async def test_sync_is_sent_again_until_the_agent_answers(fake: tuple[FakeQga, Path]) -> None:

@@ -183,16 +183,25 @@ def _decode(status: dict[str, Any], key: str) -> bytes:
         raise DriverError(f"the guest agent sent {key} that is not base64") from None
 
 
+def _int_or_none(status: dict[str, Any], key: str) -> int | None:
+    """A status field that must be a whole number (the guest is the tenant's: its agent may lie)."""
+    value = status.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 31) <= value < (1 << 31):
+        raise DriverError(f"the guest agent sent {key} {str(value)[:40]!r}, not a whole number")
+    return value
+
+
 def _result(status: dict[str, Any], req: ExecRequest, *, timed_out: bool, seconds: float) -> ExecResult:
     out, out_cut = bound_output(_decode(status, "out-data"), req.output_limit)
     err, err_cut = bound_output(_decode(status, "err-data"), req.output_limit)
-    sig = status.get("signal")
-    code = status.get("exitcode")
+    sig, code = _int_or_none(status, "signal"), _int_or_none(status, "exitcode")
     if timed_out:
         code, sig = None, int(signal.SIGKILL)
     elif sig is not None:
         code = None
-    return ExecResult(exit_code=None if code is None else int(code), signal=None if sig is None else int(sig),
+    return ExecResult(exit_code=code, signal=sig,
                       stdout=out, stderr=err,
                       stdout_truncated=out_cut or bool(status.get("out-truncated")),
                       stderr_truncated=err_cut or bool(status.get("err-truncated")),
