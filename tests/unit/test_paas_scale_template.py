@@ -115,6 +115,17 @@ def setup(cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]) -> 
     return cloud, as_ctx(ctx), ctx
 
 
+async def first_template(cloud: Any, client: httpx.AsyncClient, ctx: RequestContext
+                         ) -> tuple[PaasServices, MemLedger, Mapping[str, Any]]:
+    """A booted node and the first run of its tier's template step: (services, ledger, its output)."""
+    await boot_node(cloud, client, ctx)
+    services = paas_services(cloud)
+    ledger = MemLedger(services.images, ctx)
+    first = await ACTIONS["template"](Run(services, ctx, ledger, {"tier": "web"}))
+    assert first is not None
+    return services, ledger, first
+
+
 async def test_template_snapshots_the_first_node(setup: tuple[Any, httpx.AsyncClient, RequestContext]) -> None:
     cloud, client, ctx = setup
     sid = await boot_node(cloud, client, ctx)
@@ -144,11 +155,7 @@ async def test_template_snapshots_the_first_node(setup: tuple[Any, httpx.AsyncCl
 
 async def test_a_crashed_attempt_is_adopted_not_doubled(setup: tuple[Any, httpx.AsyncClient, RequestContext]) -> None:
     cloud, client, ctx = setup
-    await boot_node(cloud, client, ctx)
-    services = paas_services(cloud)
-    ledger = MemLedger(services.images, ctx)
-    first = await ACTIONS["template"](Run(services, ctx, ledger, {"tier": "web"}))
-    assert first is not None
+    services, ledger, first = await first_template(cloud, client, ctx)
     # the crash: the row never went active (the step died while it waited)
     async with cloud.services.db.write() as conn:
         await conn.execute(sa.update(models.paas_templates).values(status="creating"))
@@ -162,11 +169,7 @@ async def test_a_crashed_attempt_is_adopted_not_doubled(setup: tuple[Any, httpx.
 @pytest.mark.parametrize("why", ["stale", "image_deleted"])
 async def test_a_stale_or_lost_template_is_taken_again(why: str, setup: tuple[Any, httpx.AsyncClient, RequestContext]) -> None:
     cloud, client, ctx = setup
-    await boot_node(cloud, client, ctx)
-    services = paas_services(cloud)
-    ledger = MemLedger(services.images, ctx)
-    first = await ACTIONS["template"](Run(services, ctx, ledger, {"tier": "web"}))
-    assert first is not None
+    services, ledger, first = await first_template(cloud, client, ctx)
     if why == "stale":  # e.g. an application was taken away since
         async with cloud.services.db.write() as conn:
             await conn.execute(sa.update(models.paas_templates).values(status="stale"))
@@ -260,11 +263,7 @@ async def test_mark_stale_makes_the_next_template_step_take_a_new_image(
     from cumulo.paas.template import mark_stale
 
     cloud, client, ctx = setup
-    await boot_node(cloud, client, ctx)
-    services = paas_services(cloud)
-    ledger = MemLedger(services.images, ctx)
-    first = await ACTIONS["template"](Run(services, ctx, ledger, {"tier": "web"}))
-    assert first is not None
+    services, ledger, first = await first_template(cloud, client, ctx)
     async with cloud.services.db.write() as conn:
         assert await mark_stale(conn, INST, ["backend"]) == 0
         assert await mark_stale(conn, INST, ["web"]) == 1
