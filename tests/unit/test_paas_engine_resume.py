@@ -84,13 +84,19 @@ async def test_a_new_engine_finishes_a_task_cut_mid_plan_with_every_create_made_
     assert status == "INSTALLED"
 
 
+async def _holding(svc: Any) -> tuple[Plan, PaasEngine, dict[str, Any]]:
+    """An engine that runs a one-step plan, its step held RUNNING at gate "hold": (plan, engine, task)."""
+    plan = Plan(steps=[u.step("hold", gate="hold")])
+    engine = u.engine_with(svc, lambda _i: plan)
+    await engine.start()
+    task = await u.deploy(engine, u.ctx())
+    await u.started("hold").wait()
+    return plan, engine, task
+
+
 async def test_a_live_engine_keeps_its_task(svc: Any) -> None:
     """Another engine cannot take a task whose holder heartbeats (lease not expired, owner alive)."""
-    plan = Plan(steps=[u.step("hold", gate="hold")])
-    first = u.engine_with(svc, lambda _i: plan)
-    await first.start()
-    task = await u.deploy(first, u.ctx())
-    await u.started("hold").wait()
+    plan, first, task = await _holding(svc)
     second = u.engine_with(svc, lambda _i: plan)
     try:
         assert await tasks.take_lease(svc.db, task["id"], second.owner, 30.0) is None
@@ -103,11 +109,7 @@ async def test_a_live_engine_keeps_its_task(svc: Any) -> None:
 
 
 async def test_a_stopped_engine_of_this_process_counts_as_dead(svc: Any) -> None:
-    plan = Plan(steps=[u.step("hold", gate="hold")])
-    first = u.engine_with(svc, lambda _i: plan)
-    await first.start()
-    task = await u.deploy(first, u.ctx())
-    await u.started("hold").wait()
+    plan, first, task = await _holding(svc)
     await first.stop()  # a clean stop gives the lease up; the step stays RUNNING
     assert (await u.step_rows(svc, task["id"]))["hold"]["state"] == "RUNNING"
     u.gate("hold").set()
