@@ -66,8 +66,8 @@ async def fz(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fz]:
         clients = {"member": client(app, "proj-f"), "reader": client(app, "proj-f", "reader")}
         m = clients["member"]
         for p in (product("web-app"), product("kv")):
-            assert (await m.post(f"{CAT}/productRelease", json=p)).status_code == 201
-        assert (await m.post(f"{CAT}/org/default/environment", json=two_tier())).status_code == 201
+            assert (await m.post(f"{CAT}/productRelease", json=p)).status_code == 204
+        assert (await m.post(f"{CAT}/org/default/environment", json=two_tier())).status_code == 204
         r = await m.post(INST.format(org="default", vdc="proj-f"), json={"blueprintName": "shop1",
                                                                          "environmentDto": {"name": "shop"}})
         assert r.status_code == 202, r.text

@@ -471,10 +471,10 @@ async def paas(pair: Pair) -> Paas:
     from cumulo.paas import models as m
 
     r = await pair.b.post(f"{PAAS}/catalog/productRelease", json={"productName": "iso-kv", "version": "1.0"})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 204, r.text
     tier = {"name": "web", "flavour": "1", "image": "busybox", "productReleaseDtos": [{"productName": "iso-kv"}]}
     r = await pair.b.post(f"{PAAS}/catalog/org/default/environment", json={"name": "shop", "tierDtos": [tier]})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 204, r.text
     inst, node, pi = new_uuid(), new_uuid(), new_uuid()
     env = {"name": "shop", "description": "", "tiers": [{**tier, "products": [{"name": "iso-kv", "version": "1.0"}]}]}
     async with pair.cloud.db.write() as conn:
@@ -541,7 +541,7 @@ async def test_other_projects_paas_resources_are_404(pair: Pair, paas: Paas) -> 
     assert (await a.get(f"{PAAS}/envInst/org/default/vdc/{pair.project_a}/environmentInstance")).json() == []
     assert paas.task not in [int(t["href"].rsplit("/", 1)[1]) for t in (await a.get(f"{PAAS}/vdc/{pair.project_a}/task")).json()]
     # A may even create its own of the same names
-    assert (await a.post(f"{PAAS}/catalog/productRelease", json={"productName": "iso-kv", "version": "1.0"})).status_code == 201
+    assert (await a.post(f"{PAAS}/catalog/productRelease", json={"productName": "iso-kv", "version": "1.0"})).status_code == 204
     # B's are untouched
     b, inst = pair.b, f"{PAAS}/envInst/org/default/vdc/{pair.project_b}/environmentInstance/b-shop"
     assert (await b.get(inst)).json()["status"] == "INSTALLED"

@@ -58,9 +58,9 @@ async def api(settings: Any) -> AsyncIterator[Api]:
 async def catalogue(api: Api, name: str = "shop") -> None:
     for p in (product("web-app"), product("kv", "1.0", ("PORT", "8080", "Plain"))):
         r = await api.a.post(f"{CAT}/productRelease", json=p)
-        assert r.status_code == 201, r.text
+        assert r.status_code == 204 and r.content == b"", r.text
     r = await api.a.post(ENV, json=two_tier(name))
-    assert r.status_code == 201, r.text
+    assert r.status_code == 204 and r.headers["location"].endswith(f"/catalog/org/default/environment/{name}"), r.text
 
 
 async def deployed(api: Api, name: str = "shop1") -> dict[str, Any]:
@@ -74,9 +74,9 @@ async def deployed(api: Api, name: str = "shop1") -> dict[str, Any]:
 async def test_product_releases_create_list_show_delete(api: Api) -> None:
     r = await api.a.post(f"{CAT}/productRelease", json=product(
         "kv", "1.0", ("PORT", "8080", "Plain"), metadatas=[{"key": "open_ports", "value": "8080 9000-9010"}]))
-    assert r.status_code == 201, r.text
+    assert r.status_code == 204 and r.content == b"", r.text  # Pegasus's answer: no body
     assert r.headers["location"] == "http://cumulo.test/paas/rest/catalog/productRelease/kv-1.0"
-    body = r.json()
+    body = (await api.a.get(r.headers["location"])).json()
     assert body["productName"] == "kv" and body["version"] == "1.0" and body["builtin"] is False
     assert body["attributes"] == [{"key": "PORT", "value": "8080", "type": "Plain"}]
     assert body["recipes"] == {"install": "echo install", "start": "echo start"}
@@ -96,7 +96,7 @@ async def test_public_products_need_the_admin(api: Api) -> None:
     pub = product("shared", metadatas=[{"key": "public", "value": "yes"}])
     r = await api.a.post(f"{CAT}/productRelease", json=pub)
     assert r.status_code == 403 and "paas:product:publish" in r.json()["message"]
-    assert (await api.admin.post(f"{CAT}/productRelease", json=pub)).status_code == 201
+    assert (await api.admin.post(f"{CAT}/productRelease", json=pub)).status_code == 204
     async with client(api.app, "proj-b") as b:
         seen = (await b.get(f"{CAT}/productRelease/shared-1.0")).json()
         assert seen["public"] is True
@@ -121,9 +121,10 @@ async def test_environments_and_tiers(api: Api) -> None:
     # tiers
     assert [t["name"] for t in (await api.a.get(f"{ENV}/shop/tier")).json()] == ["web", "backend"]
     r = await api.a.post(f"{ENV}/shop/tier", json=tier("cache", lo=0, hi=2, initial=0))
-    assert r.status_code == 201 and r.headers["location"].endswith("/environment/shop/tier/cache")
+    assert r.status_code == 204 and r.headers["location"].endswith("/environment/shop/tier/cache")
     r = await api.a.put(f"{ENV}/shop/tier/cache", json=tier("cache", lo=1, hi=4, initial=2))
-    assert r.status_code == 200 and r.json()["initialNumberInstances"] == 2
+    assert r.status_code == 204 and r.content == b"" and r.headers["location"].endswith("/environment/shop/tier/cache")
+    assert (await api.a.get(r.headers["location"])).json()["initialNumberInstances"] == 2
     assert (await api.a.get(f"{ENV}/shop/tier/cache")).json()["maximumNumberInstances"] == 4
     assert (await api.a.post(f"{ENV}/shop/tier", json=tier("cache"))).status_code == 409
     assert (await api.a.delete(f"{ENV}/shop/tier/cache")).status_code == 204
@@ -302,9 +303,9 @@ async def test_without_an_engine_the_writes_answer_503(settings: Any) -> None:
         app = mount(db, settings, None)
         async with client(app, "proj-a") as a:
             r = await a.post(f"{CAT}/productRelease", json=product("kv"))
-            assert r.status_code == 201
+            assert r.status_code == 204
             assert (await a.post(ENV, json={"name": "solo", "tierDtos": [
-                tier("t", {"productName": "kv", "version": "1.0"})]})).status_code == 201
+                tier("t", {"productName": "kv", "version": "1.0"})]})).status_code == 204
             r = await a.post("/paas/rest/envInst/org/default/vdc/proj-a/environmentInstance",
                              json={"blueprintName": "s", "environmentDto": {"name": "solo"}})
             assert r.status_code == 503 and r.json()["code"] == 503 and "engine" in r.json()["message"]
@@ -383,11 +384,12 @@ async def test_hostile_bodies_are_4xx_never_500(api: Api) -> None:
 
 async def test_a_tiers_product_releases(api: Api) -> None:
     await catalogue(api)
-    assert (await api.a.post(f"{CAT}/productRelease", json=product("extra"))).status_code == 201
+    assert (await api.a.post(f"{CAT}/productRelease", json=product("extra"))).status_code == 204
     base = f"{ENV}/shop/tier/backend/productRelease"
     assert [p["productName"] for p in (await api.reader.get(base)).json()] == ["kv"]
     r = await api.a.post(base, json={"productName": "extra"})
-    assert r.status_code == 201 and r.json() == {"productName": "extra", "version": "1.0", "attributes": []}
+    assert r.status_code == 204 and r.headers["location"].endswith("/tier/backend/productRelease/extra"), r.text
+    assert (await api.reader.get(r.headers["location"])).json() == {"productName": "extra", "version": "1.0", "attributes": []}
     r = await api.a.post(base, json={"productName": "extra"})
     assert r.status_code == 400 and "listed twice" in r.json()["message"]
     r = await api.a.post(base, json={"productName": "nope", "version": "2"})

@@ -18,6 +18,7 @@ from paas_api_support import data_url, tarball
 from test_paas_deploy_infra import demo_ctx, leftovers
 
 from cumulo.context import RequestContext, expand_roles
+from cumulo.paas.engine.actions_net import named_networks
 
 CAT = "/paas/rest/catalog"
 RECIPES = {"install": "echo install", "configure": "echo configure", "start": "echo start", "stop": "echo stop",
@@ -51,7 +52,7 @@ async def test_deploy_scale_application_destroy_through_the_api(
     for name, attrs in (("kv", []), ("www", [{"key": "BACKENDS", "value": "IPALL(backend)", "type": "IPALL"}])):
         r = await a.post(f"{CAT}/productRelease", json={"productName": name, "version": "1.0", "attributes": attrs,
                                                         "recipes": RECIPES})
-        assert r.status_code == 201, r.text
+        assert r.status_code == 204, r.text
 
     def tier(name: str, product: str, hi: int) -> dict[str, Any]:
         return {"name": name, "flavour": "m1.tiny", "image": image_id, "minimumNumberInstances": 1,
@@ -60,7 +61,7 @@ async def test_deploy_scale_application_destroy_through_the_api(
 
     r = await a.post(f"{CAT}/org/default/environment", json={"name": "shop", "tierDtos": [
         tier("web", "www", 2), tier("backend", "kv", 1)]})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 204, r.text
     inst = f"/paas/rest/envInst/org/default/vdc/{ctx.project_id}/environmentInstance"
     r = await a.post(inst, json={"blueprintName": "shop1", "environmentDto": {"name": "shop"}})
     assert r.status_code == 202, r.text
@@ -117,3 +118,30 @@ async def test_deploy_scale_application_destroy_through_the_api(
     assert (await wait_task(a, r.json()["href"]))["status"] == "SUCCESS"
     assert (await a.get(f"{inst}/shop1")).status_code == 404
     assert await leftovers(cloud, ctx) == {"servers": [], "groups": [], "fips": []}
+
+
+async def test_a_deploy_naming_a_network_the_project_lacks_is_a_400(
+    cloud: Any, as_ctx: Callable[[RequestContext], httpx.AsyncClient]
+) -> None:
+    """A tier's networks are checked at the POST (not only by the task's "net" step): a name the
+    project does not see, or another project's network, is a 400 naming it; nothing is made."""
+    ctx = await demo_ctx(cloud)
+    a = as_ctx(ctx)
+    image_id = await image(a, "paas-base")
+    other = RequestContext(user_id="u2", project_id="other-project", roles=expand_roles(["member"]))
+    theirs = await cloud.services.network.create_network(other, {"name": "theirs"})
+    inst = f"/paas/rest/envInst/org/default/vdc/{ctx.project_id}/environmentInstance"
+    for env, net in (("lost", "nowhere"), ("stolen", "theirs"), ("stolen-id", theirs["id"])):
+        r = await a.post(f"{CAT}/org/default/environment", json={"name": env, "tierDtos": [{
+            "name": "web", "flavour": "m1.tiny", "image": image_id, "minimumNumberInstances": 1,
+            "maximumNumberInstances": 1, "initialNumberInstances": 1, "networkDto": [{"networkName": net}]}]})
+        assert r.status_code == 204, r.text
+        r = await a.post(inst, json={"blueprintName": f"{env}1", "environmentDto": {"name": env}})
+        assert r.status_code == 400, r.text
+        assert r.json() == {"message": f"tier web: network {net!r} is not a network of the project", "code": 400}
+        assert (await a.get(f"{inst}/{env}1")).status_code == 404
+    assert (await a.get(f"/paas/rest/vdc/{ctx.project_id}/task")).json() == []
+    # the project's own network (by name) passes the same check
+    private = [n for n in await cloud.services.network.list_networks(ctx) if n["name"] == "private"]
+    assert await named_networks(cloud.services.network, ctx, {"name": "web", "networks": [{"name": "private"}]}) == [
+        private[0]["id"]]

@@ -75,8 +75,8 @@ async def test_an_upload_the_engine_refuses_leaves_no_file(settings: Any) -> Non
         a = client(mount(db, settings, engine), "proj-a")
         try:
             for p in (product("web-app"), product("kv")):
-                assert (await a.post("/paas/rest/catalog/productRelease", json=p)).status_code == 201
-            assert (await a.post("/paas/rest/catalog/org/default/environment", json=two_tier())).status_code == 201
+                assert (await a.post("/paas/rest/catalog/productRelease", json=p)).status_code == 204
+            assert (await a.post("/paas/rest/catalog/org/default/environment", json=two_tier())).status_code == 204
             inst = "/paas/rest/envInst/org/default/vdc/proj-a/environmentInstance"
             r = await a.post(inst, json={"blueprintName": "shop1", "environmentDto": {"name": "shop"}})
             assert r.status_code == 202, r.text  # its task RUNNING: the instance is busy

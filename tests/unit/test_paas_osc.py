@@ -332,11 +332,12 @@ def test_create_commands_send_the_files_dto_and_refuse_bad_files(tmp_path: Path)
     (tmp_path / "env.yaml").write_text(ENV)
     created = {"name": "shop", "description": "", "tierDtos": [{"name": "web", "productReleaseDtos": [
         {"productName": "httpd-web", "version": "1.0"}], "minimumNumberInstances": 1, "maximumNumberInstances": 3}]}
-    s = Session([Resp(201, created)])
+    s = Session([Resp(204), Resp(200, created)])  # the create answers no body: the command GETs the environment
     cmd, parsed = _command(catalogue.CreateEnvironment, s, ["--file", str(tmp_path / "env.yaml")])
     columns, row = cmd.take_action(parsed)
     shown = dict(zip(columns, row, strict=True))
     assert shown["name"] == "shop" and s.calls[0]["url"] == "/rest/catalog/org/default/environment"
+    assert (s.calls[1]["method"], s.calls[1]["url"]) == ("GET", "/rest/catalog/org/default/environment/shop")
     assert s.calls[0]["json"]["tierDtos"][1]["name"] == "web"
     assert shown["tiers"].machine_readable()[0]["products"] == ["httpd-web-1.0"]
     (tmp_path / "bad.yaml").write_text("name: e\ntiers: [{name: a, flavor: f}]")

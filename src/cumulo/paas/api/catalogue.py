@@ -1,11 +1,11 @@
 """/paas/rest/catalog/...: product releases, environments and their tiers.
 
 Also Pegasus's `…/environment/{env}/tier/{tier}/productRelease[/{name}]`: GET the tier's product
-releases, POST one more (201), DELETE one (204; name "<product>" or "<product>-<version>").
+releases, GET one, POST one more (204), DELETE one (204; name "<product>" or "<product>-<version>").
 
-Pegasus answered 204 to catalogue writes; Cumulo answers a create with 201, the created DTO and a
-Location, a tier replace (PUT) with 200 and the tier, a delete with 204. `GET catalog/productRelease[/{name}]`
-is Cumulo's (Pegasus listed products from SDC). The `catalog/org/{org}/environment` paths serve the
+Catalogue writes answer as Pegasus's: 204 with no body, for creates, the tier replace (PUT) and deletes.
+A create or a PUT also sends `Location`, the URL of the new or replaced resource (a GET of it shows
+it). `GET catalog/productRelease[/{name}]` is Cumulo's (Pegasus listed products from SDC). The `catalog/org/{org}/environment` paths serve the
 caller's project's environments, as their `…/vdc/{vdc}/…` aliases do.
 """
 
@@ -40,8 +40,7 @@ async def create_product(request: Request) -> Response:
         raise errors.Forbidden(f"Policy doesn't allow {PUBLISH} to be performed (metadata public=yes).")
     row = await call.deps.catalogue.create_product(call.ctx, product, public=public)
     name = shapes.release_name(row["name"], row["version"])
-    return json_response(shapes.render_product_release(row), 201,
-                         {"Location": f"{call.base}/rest/catalog/productRelease/{name}"})
+    return empty(headers={"Location": f"{call.base}/rest/catalog/productRelease/{name}"})
 
 
 async def show_product(request: Request) -> Response:
@@ -70,9 +69,7 @@ async def create_environment(request: Request) -> Response:
     call = await begin(request, WRITE)
     env = shapes.parse_environment(await call.body())
     row = await call.deps.catalogue.create_environment(call.ctx, env)
-    env_row, tiers = await call.deps.catalogue.get_environment(call.ctx, row["name"])
-    return json_response(shapes.render_environment(env_row, tiers, call.vdc), 201,
-                         {"Location": _env_href(call.base, call.path("org"), row["name"])})
+    return empty(headers={"Location": _env_href(call.base, call.path("org"), row["name"])})
 
 
 async def show_environment(request: Request) -> Response:
@@ -98,7 +95,7 @@ async def create_tier(request: Request) -> Response:
     tier = shapes.parse_tier(await call.body())
     saved = await call.deps.catalogue.put_tier(call.ctx, call.path("env"), tier, replace=None)
     href = f"{_env_href(call.base, call.path('org'), call.path('env'))}/tier/{saved['name']}"
-    return json_response(shapes.render_tier(saved), 201, {"Location": href})
+    return empty(headers={"Location": href})
 
 
 async def show_tier(request: Request) -> Response:
@@ -117,7 +114,7 @@ async def update_tier(request: Request) -> Response:
         body = {**body, "name": call.path("tier")}
     tier = shapes.parse_tier(body)
     saved = await call.deps.catalogue.put_tier(call.ctx, call.path("env"), tier, replace=call.path("tier"))
-    return json_response(shapes.render_tier(saved))
+    return empty(headers={"Location": f"{_env_href(call.base, call.path('org'), call.path('env'))}/tier/{saved['name']}"})
 
 
 async def _tier(call: Call) -> dict[str, Any]:
@@ -138,6 +135,20 @@ async def list_tier_products(request: Request) -> Response:
     return json_response(call.page([_tier_product(p) for p in (await _tier(call))["products"]]))
 
 
+def _tier_release(tier: dict[str, Any], wanted: str) -> list[dict[str, Any]]:
+    """The tier's product entries named `wanted` ("<product>" or "<product>-<version>")."""
+    return [p for p in tier["products"] if wanted in (p["name"], shapes.release_name(p["name"], str(p.get("version"))))]
+
+
+async def show_tier_product(request: Request) -> Response:
+    call = await begin(request, READ)
+    tier = await _tier(call)
+    found = _tier_release(tier, call.path("name"))
+    if not found:
+        raise errors.NotFound(f"product release {call.path('name')[:64]} is not in tier {tier['name']}")
+    return json_response(_tier_product(found[0]))
+
+
 async def add_tier_product(request: Request) -> Response:
     """Pegasus's POST .../tier/{tier}/productRelease: one more product release on the tier."""
     call = await begin(request, WRITE)
@@ -145,8 +156,9 @@ async def add_tier_product(request: Request) -> Response:
     added = shapes.parse_tier({"name": call.path("tier"), "productReleaseDtos": [body]})["products"][0]
     tier = await _tier(call)
     tier["products"] = [*tier["products"], added]
-    saved = await call.deps.catalogue.put_tier(call.ctx, call.path("env"), tier, replace=tier["name"])
-    return json_response(_tier_product(next(p for p in saved["products"] if p["name"] == added["name"])), 201)
+    await call.deps.catalogue.put_tier(call.ctx, call.path("env"), tier, replace=tier["name"])
+    return empty(headers={"Location": f"{_env_href(call.base, call.path('org'), call.path('env'))}/tier/{tier['name']}"
+                                      f"/productRelease/{added['name']}"})
 
 
 async def remove_tier_product(request: Request) -> Response:
@@ -186,6 +198,7 @@ def routes(root: str) -> list[BaseRoute]:
             Route(f"{envs}/{{env}}/tier/{{tier}}", delete_tier, methods=["DELETE"]),
             Route(f"{envs}/{{env}}/tier/{{tier}}/productRelease", list_tier_products, methods=["GET"]),
             Route(f"{envs}/{{env}}/tier/{{tier}}/productRelease", add_tier_product, methods=["POST"]),
+            Route(f"{envs}/{{env}}/tier/{{tier}}/productRelease/{{name}}", show_tier_product, methods=["GET"]),
             Route(f"{envs}/{{env}}/tier/{{tier}}/productRelease/{{name}}", remove_tier_product, methods=["DELETE"]),
         ]
     return out

@@ -31,6 +31,8 @@ from cumulo.paas import shapes_inventory as views
 from cumulo.paas.api.scope import Call, begin
 from cumulo.paas.artifacts import discard, store_inline
 from cumulo.paas.catalogue import check_name
+from cumulo.paas.engine import plan
+from cumulo.paas.engine.actions_net import named_networks
 from cumulo.paas.engine.plan_scale import live_nodes
 from cumulo.paas.inventory import REMOVED, Inventory
 from cumulo.web.http import json_response
@@ -66,6 +68,16 @@ async def list_instances(request: Request) -> Response:
                           for i in insts])
 
 
+async def _check_networks(call: Call, environment: dict[str, Any]) -> None:
+    """A tier's named networks must be the project's (or shared) now: a 400 naming the network at the
+    POST (the engine's "net" step checks again: a network may vanish in between)."""
+    services = call.deps.services
+    if services is None:
+        return
+    for tier in plan.tiers_of(environment):
+        await named_networks(services.network, call.ctx, tier)
+
+
 async def create_instance(request: Request) -> Response:
     call = await begin(request, WRITE)
     body = shapes.as_object(await call.body(), "environmentInstance")
@@ -86,6 +98,7 @@ async def create_instance(request: Request) -> Response:
         snapshot = await call.deps.catalogue.snapshot(call.ctx, str(env_name))
     except errors.NotFound as exc:
         raise errors.Invalid(exc.message) from None
+    await _check_networks(call, snapshot)
     task = await call.engine().deploy(call.ctx, name=name, description=description, environment=snapshot,
                                keep_on_failure=keep, callback=callback)
     return accepted(call, task)

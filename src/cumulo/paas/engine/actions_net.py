@@ -23,11 +23,15 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cumulo import errors
 from cumulo.paas.engine import plan
 from cumulo.paas.engine.base import StepFailed, StepRun, action
+
+if TYPE_CHECKING:
+    from cumulo.context import RequestContext
+    from cumulo.network.service import NetworkService
 
 SSH_PORT = 22
 _PORT = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?$")
@@ -102,21 +106,33 @@ async def _default_external(run: StepRun) -> str | None:
     return str(chosen[0]["id"]) if chosen else None
 
 
+async def named_networks(network: NetworkService, ctx: RequestContext, tier: Mapping[str, Any]) -> list[str]:
+    """The ids of the networks `tier` names (by name or id; the project's own or shared ones), in
+    order; [] when it names none. errors.Invalid names a missing or ambiguous one. The API checks a
+    deploy's tiers with it at the POST; the "net" step again (a network may vanish in between)."""
+    wanted = [str(n.get("name") or "") for n in tier.get("networks") or [] if n.get("name")]
+    if not wanted:
+        return []
+    nets = [n for n in await network.list_networks(ctx) if n.get("project_id") == ctx.project_id or n.get("shared")]
+    out = []
+    for name in wanted:
+        match = [n for n in nets if n["id"] == name] or [n for n in nets if n.get("name") == name]
+        if not match:
+            raise errors.Invalid(f"tier {tier['name']}: network {name!r} is not a network of the project")
+        if len(match) > 1:
+            raise errors.Invalid(f"tier {tier['name']}: several networks are named {name!r}: name one by id")
+        out.append(str(match[0]["id"]))
+    return out
+
+
 async def tier_networks(run: StepRun, tier: Mapping[str, Any]) -> list[str]:
     """The network ids a node of `tier` gets ([]: Nova picks). StepFailed names a missing one."""
-    wanted = [str(n.get("name") or "") for n in tier.get("networks") or [] if n.get("name")]
-    if wanted:
-        nets = [n for n in await run.services.network.list_networks(run.ctx)
-                if n.get("project_id") == run.ctx.project_id or n.get("shared")]
-        out = []
-        for name in wanted:
-            match = [n for n in nets if n["id"] == name] or [n for n in nets if n.get("name") == name]
-            if not match:
-                raise StepFailed(f"tier {tier['name']}: network {name!r} is not a network of the project")
-            if len(match) > 1:
-                raise StepFailed(f"tier {tier['name']}: several networks are named {name!r}: name one by id")
-            out.append(str(match[0]["id"]))
-        return out
+    try:
+        named = await named_networks(run.services.network, run.ctx, tier)
+    except errors.Invalid as exc:
+        raise StepFailed(exc.message) from exc
+    if named:
+        return named
     routed, _ext = await _routed(run)
     return routed[:1]
 

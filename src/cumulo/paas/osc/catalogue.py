@@ -71,10 +71,8 @@ class CreateProduct(command.ShowOne):
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[Sequence[str], Iterable[Any]]:
         dto = _load(envfile.load_product, parsed_args.file)
         paas = client_of(self.app)
-        made = call(paas.create_product, dto)
-        if not isinstance(made, Mapping) or "productName" not in made:
-            made = call(paas.get_product, product_ref(dto))
-        return PRODUCT_COLUMNS, _product_row(made)
+        call(paas.create_product, dto)  # 204, no body (Pegasus's answer): show what the catalogue holds
+        return PRODUCT_COLUMNS, _product_row(call(paas.get_product, product_ref(dto)))
 
 
 class DeleteProduct(command.Command):
@@ -143,10 +141,8 @@ class CreateEnvironment(command.ShowOne):
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[Sequence[str], Iterable[Any]]:
         dto = _load(envfile.load_environment, parsed_args.file, name=parsed_args.name)
         paas = client_of(self.app)
-        made = call(paas.create_environment, dto)
-        if not isinstance(made, Mapping) or "tierDtos" not in made:
-            made = call(paas.get_environment, dto["name"])
-        return ENV_COLUMNS, _env_row(made)
+        call(paas.create_environment, dto)  # 204, no body (Pegasus's answer): show what the catalogue holds
+        return ENV_COLUMNS, _env_row(call(paas.get_environment, dto["name"]))
 
 
 class DeleteEnvironment(command.Command):
