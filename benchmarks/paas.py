@@ -122,7 +122,7 @@ async def copy_product(p: Paas, builtin: str, name: str, install_mb: int) -> Non
         recipes["install"] = recipes["install"] + ASSETS.format(mb=install_mb)
     body = {"productName": name, "version": "1.0", "productDescription": f"benchmark copy of {builtin}",
             "metadatas": src.get("metadatas") or [], "attributes": src.get("attributes") or [], "recipes": recipes}
-    await p.post("/paas/rest/catalog/productRelease", body, 201, 204)
+    await p.post("/paas/rest/catalog/productRelease", body, 204)
 
 
 def environment(image: str = "busybox", bootstrap: str | None = None) -> dict[str, Any]:
@@ -169,7 +169,7 @@ async def run(n: int = 3, install_mb: int = 32, vm: bool = False, bootstrap: str
         if vm:
             await wait_image(p, "tiny-vm")
         await p.post(f"/paas/rest/catalog/org/{ORG}/environment",
-                     environment("tiny-vm" if vm else "busybox", bootstrap if vm else None), 201, 204)
+                     environment("tiny-vm" if vm else "busybox", bootstrap if vm else None), 204)
         name = "bench"
         load = [os.getloadavg()[0]]
         body = {"blueprintName": name, "description": "benchmark", "environmentDto": {"name": "bench-env"}}

@@ -62,9 +62,9 @@ LETTUCE_TOOLS_TAG = "v0.1"
 SHIM = Path(__file__).resolve().parent / "paas_conformance_lettuce.py"
 # Lettuce's own @skip (Pegasus's known bugs), and @env_dependant: FIWARE Lab regions (Spain, Trento) and image ids
 SKIP_TAGS = ("skip", "env_dependant")
-# Pegasus's answers where Cumulo answers otherwise on purpose (docs/paas.md): create 204 (Cumulo 201 + the
-# resource), tier PUT 204 (Cumulo 200 + the tier), asynchronous calls 200 + Task (Cumulo 202 + Task)
-PEGASUS_CODES = "POST:201:204,PUT:200:204,POST:202:200,DELETE:202:200"
+# Pegasus's answers where Cumulo answers otherwise on purpose (docs/paas.md): asynchronous calls 200 + Task
+# (Cumulo 202 + Task). Catalogue writes answer Pegasus's 204 since 2026-12-06 (were 201 + body, PUT 200 + tier).
+PEGASUS_CODES = "POST:202:200,DELETE:202:200"
 TASK_CHECK = re.compile(r'I receive an? "OK" response with a task')
 DIRS = [f"catalog/{d}" for d in (
     "create_abstract_environment", "get_abstract_environments", "get_abstract_environment_details",
@@ -83,7 +83,7 @@ _ORG = _os.environ.get("PAAS_CONFORMANCE_ORG")
 _XML_TO_JSON = _os.environ.get("PAAS_CONFORMANCE_XML_TO_JSON") == "1"
 _LISTS = {"tierDtos", "productReleaseDtos", "networkDto", "subNetworkDto", "attributes", "metadatas",
           "tierInstanceDtos", "artifactsDto", "productInstanceDtos"}
-# "METHOD:got:as,...", e.g. "POST:201:204": --pegasus-codes
+# "METHOD:got:as,...", e.g. "POST:202:200": --pegasus-codes
 _RECODE = dict(((m, int(a)), int(b)) for m, a, b in (item.split(":") for item in
                                                     _os.environ.get("PAAS_CONFORMANCE_RECODE", "").split(",") if item))
 _INTS = {"minimumNumberInstances", "maximumNumberInstances", "initialNumberInstances", "replicaNumber"}
