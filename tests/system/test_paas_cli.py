@@ -285,6 +285,24 @@ def test_bad_environments_get_a_4xx_naming_the_problem(world: World, case: str, 
         assert word in fault["message"], (case, fault)
 
 
+def test_catalogue_writes_answer_204_and_a_foreign_network_is_a_400_at_the_deploy(world: World) -> None:
+    """Pegasus's answers to catalogue writes (204, no body; Cumulo adds Location); a deploy whose tier
+    names a network the project does not have is refused at the POST, naming it (no task)."""
+    env = "/paas/rest/catalog/org/default/environment/lost-net"
+    insts = f"/paas/rest/envInst/org/default/vdc/{world.vdc}/environmentInstance"
+    with world.cloud.client(DEMO) as c:
+        r = c.post("/paas/rest/catalog/org/default/environment", json={"name": "lost-net", "tierDtos": [
+            _tier("a", [], networkDto=[{"networkName": "nowhere"}])]})
+        assert r.status_code == 204 and r.content == b"" and r.headers["location"].endswith(env), r.text
+        r = c.put(f"{env}/tier/a", json=_tier("a", [], networkDto=[{"networkName": "nowhere"}], initialNumberInstances=1))
+        assert r.status_code == 204 and r.content == b"" and r.headers["location"].endswith(f"{env}/tier/a"), r.text
+        r = c.post(insts, json={"blueprintName": "lost1", "environmentDto": {"name": "lost-net"}})
+        assert r.status_code == 400, r.text
+        assert r.json() == {"message": "tier a: network 'nowhere' is not a network of the project", "code": 400}
+        assert c.get(f"{insts}/lost1").status_code == 404
+        assert c.delete(env).status_code == 204
+
+
 def test_a_cycle_through_the_cli_is_refused_with_the_message(world: World) -> None:
     env = {"name": "cyclic", "tiers": [
         {"name": "a", "image": "busybox", "flavor": "m1.tiny", "depends_on": ["b"], "products": ["shop-web:1.0"]},
