@@ -348,6 +348,20 @@ def test_create_commands_send_the_files_dto_and_refuse_bad_files(tmp_path: Path)
     assert s.calls == []  # nothing was sent
 
 
+def test_product_create_shows_the_release_the_catalogue_holds(tmp_path: Path) -> None:
+    """The create answers 204 and no body (Pegasus's): the command GETs the release and prints it."""
+    from cumulo.paas.osc import catalogue
+
+    (tmp_path / "p.yaml").write_text("name: my-web\nversion: '1.0'\nrecipes: {install: 'exit 0'}\n")
+    held = {"productName": "my-web", "version": "1.0", "builtin": False, "recipes": {"install": "exit 0"}}
+    s = Session([Resp(204), Resp(200, held)])
+    cmd, parsed = _command(catalogue.CreateProduct, s, ["--file", str(tmp_path / "p.yaml")])
+    shown = dict(zip(*cmd.take_action(parsed), strict=True))
+    assert (shown["name"], shown["version"], shown["builtin"]) == ("my-web", "1.0", False)
+    assert [(c["method"], c["url"]) for c in s.calls] == [
+        ("POST", "/rest/catalog/productRelease"), ("GET", "/rest/catalog/productRelease/my-web-1.0")]
+
+
 def test_scale_and_application_refusals_before_any_request(tmp_path: Path) -> None:
     s = Session([])
     cmd, parsed = _command(instances.ScaleTier, s, ["i1", "web", "--count", "-1"])
