@@ -328,6 +328,22 @@ def run_dirs(python: Path, suite: Path, props: Path, dirs: list[str], as_is: boo
     return results
 
 
+def one_pass(python: Path, suite: Path, dirs: list[str], as_is: bool, verbose: bool,
+             recode: str = "") -> list[dict[str, Any]]:
+    """The feature dirs against a throwaway `cumulo up` of their own."""
+    tmp = Path(tempfile.mkdtemp(prefix="cumulo-pegasus-"))
+    cloud = None
+    try:
+        cloud = Cloud(tmp)
+        props = tmp / "properties.json"
+        props.write_text(json.dumps(properties(cloud, suite), indent=2))
+        return run_dirs(python, suite, props, dirs, as_is, verbose, recode)
+    finally:
+        if cloud is not None:
+            cloud.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--venv", type=Path, default=Path("/tmp/paas-conformance-venv"))
@@ -340,28 +356,20 @@ def main() -> int:
     ap.add_argument("--as-is", action="store_true",
                     help="send the suite's XML bodies and org FIWARE unchanged (only Keystone v3 and SDC adapted)")
     ap.add_argument("--pegasus-codes", action="store_true",
-                    help="a second pass on the same cloud that reads Cumulo's deliberate status codes as Pegasus's "
+                    help="a second pass, on a fresh cloud, that reads Cumulo's deliberate status codes as Pegasus's "
                          "(" + PEGASUS_CODES + "): the scenarios it adds failed only on those codes")
     ap.add_argument("--verbose", action="store_true", help="every scenario, not only the failed ones")
     ap.add_argument("--json", type=Path, help="write every scenario's result here")
     args = ap.parse_args()
     python, suite = ensure_suite(args.venv.resolve(), args.pegasus, args.lettuce_tools)
     dirs = args.dirs.split(",") if args.dirs else DIRS
-    tmp = Path(tempfile.mkdtemp(prefix="cumulo-pegasus-"))
-    cloud = None
-    try:
-        cloud = Cloud(tmp)
-        props = tmp / "properties.json"
-        props.write_text(json.dumps(properties(cloud, suite), indent=2))
-        results = run_dirs(python, suite, props, dirs, args.as_is, args.verbose)
-        recoded = []
-        if args.pegasus_codes:
-            print("\n# second pass, Cumulo's status codes read as Pegasus's")
-            recoded = run_dirs(python, suite, props, dirs, args.as_is, args.verbose, PEGASUS_CODES)
-    finally:
-        if cloud is not None:
-            cloud.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    results = one_pass(python, suite, dirs, args.as_is, args.verbose)
+    recoded = []
+    if args.pegasus_codes:
+        # on a fresh cloud: the first pass's failed scenarios leave instances behind (the suite's clean-up
+        # asserts Pegasus's codes too), whose names the second pass would meet as 409s
+        print("\n# second pass (a fresh cloud), Cumulo's status codes read as Pegasus's")
+        recoded = one_pass(python, suite, dirs, args.as_is, args.verbose, PEGASUS_CODES)
     counts = {s: sum(r["status"] == s for r in results) for s in ("passed", "failed", "skipped")}
     print(f"\nPegasus acceptance ({'as-is' if args.as_is else 'JSON bodies, org = domain'}): "
           f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
