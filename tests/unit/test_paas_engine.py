@@ -261,3 +261,28 @@ async def test_application_tasks_bump_the_generation_and_undeploy_deletes_the_ro
         apps = (await conn.execute(sa.select(paas_applications).where(
             paas_applications.c.env_instance_id == inst["id"]))).all()
     assert apps == []
+
+
+async def test_a_run_that_loses_the_lease_to_its_own_engine_still_runs_the_task(svc: Any,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recovery scan launched a new task just as the API call that made it took the lease for
+    its answer: the scan's run loses the CAS to its own engine, and the call's launch is a no-op
+    (that run is in flight). The run must go on, not leave the task to the next lease period."""
+    from cumulo.paas.engine import runner, tasks
+
+    engine = u.engine_with(svc, lambda _i: Plan(steps=[u.step("a")]))
+    real_take = tasks.take_lease
+    calls: list[int] = []
+
+    async def take_after_the_api(db: Any, task_id: int, owner: str, lease: float) -> Any:
+        calls.append(task_id)
+        if len(calls) == 2:  # the run's take: the API call's take (the first) won the row
+            return None
+        return await real_take(db, task_id, owner, lease)
+
+    monkeypatch.setattr(runner.tasks, "take_lease", take_after_the_api)
+    # No start(): no recovery loop, so only the run launched by the call itself can run the task.
+    task = await u.deploy(engine, u.ctx())
+    final = await engine.wait(task["id"], timeout=float(svc.conf.paas.lease) / 2)
+    assert final["status"] == "SUCCESS" and len(calls) == 2, (final["status"], calls)
+    await engine.stop()

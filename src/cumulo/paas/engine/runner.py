@@ -204,7 +204,12 @@ class PaasEngine:
         """Take the task's lease and run it to its end (None if another live engine holds it)."""
         task = await tasks.take_lease(self.db, task_id, self.owner, self.settings.lease)
         if task is None:
-            return
+            # Lost the CAS to THIS engine: the recovery scan launched the task while the API call
+            # that made it took the lease for its answer; that call's launch was then a no-op (this
+            # run was in flight), so this run must go on, or the task waits a whole lease.
+            task = await tasks.get(self.db, task_id)
+            if task is None or task["status"] not in tasks.ACTIVE or task["owner"] != self.owner:
+                return
         await st.requeue_running(self.db, task_id)
         me = asyncio.current_task()
         beat = asyncio.create_task(self._heartbeat(task_id, me))
