@@ -54,6 +54,7 @@ async def test_a_new_engine_finishes_a_task_cut_mid_plan_with_every_create_made_
     await first.start()
     task = await u.deploy(first, c)
     await until(lambda: _running(svc, task["id"], {"sg:two", "wait"}), "sg:two and wait running")
+    await until(lambda: _async_value(u.CREATES["paas-r-two"] > 0), "sg:two's create (the step row goes RUNNING first)")
     assert u.CREATES["paas-r-two"] == 1
     await _crash(first, task["id"])
     rows = await u.step_rows(svc, task["id"])
@@ -214,6 +215,10 @@ async def _server_gone(svc: Any, c: Any, uuid: str) -> bool:
     from cumulo.paas.engine.ledger import server_gone
 
     return await server_gone(svc, c, uuid)
+
+
+async def _async_value(value: bool) -> bool:
+    return value
 
 
 async def _running(svc: Any, task_id: int, keys: set[str]) -> bool:
