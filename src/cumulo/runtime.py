@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from cumulo.image.service import ImageService
     from cumulo.network.agent.wiring import NetworkAgents
     from cumulo.network.service import NetworkService
+    from cumulo.paas.autoscaler import Autoscaler
+    from cumulo.paas.deps import PaasServices
+    from cumulo.paas.engine.runner import PaasEngine
     from cumulo.placement.service import Placement
     from cumulo.runtime_volumes import HostBlockStore
     from cumulo.volume.service import VolumeService
@@ -270,8 +273,8 @@ class Cloud:
         self.demo: DemoSeeder | None = None  # seeds the demo images; owns the tiny-vm build
         self.network_agents: NetworkAgents | None = None  # one network agent per compute host
         self.volume_worker: VolumeManager | None = None  # the local host's, on topic volume.<host>
-        self.paas_engine: Any = None  # cumulo.paas.engine.runner.PaasEngine, once started (the /paas API uses it)
-        self.paas_autoscaler: Any = None  # cumulo.paas.autoscaler.Autoscaler, when that module exists
+        self.paas_engine: PaasEngine | None = None  # once started (the /paas API reads it: 503 until then)
+        self.paas_autoscaler: Autoscaler | None = None
 
     async def start(self) -> None:
         from cumulo.compute.drivers import load_driver
@@ -316,27 +319,26 @@ class Cloud:
 
     async def start_paas(self) -> None:
         """The PaaS engine after the conductor (its recovery and reaping run in the background),
-        the built-in products, and the autoscaler when its module exists."""
-        import importlib.util
-
-        from cumulo.paas.deps import PaasServices
+        the built-in products, and the autoscaler."""
+        from cumulo.paas.autoscaler import Autoscaler
         from cumulo.paas.engine.runner import TOPIC, PaasEngine
+        from cumulo.paas.products.builtin import ensure_builtin_products
 
-        s = self.services
-        services = PaasServices(conf=s.conf, db=s.db, bus=s.bus, identity=s.identity, images=s.images,
-                                compute=s.compute, network=s.network, volume=s.volume)
+        services = self.paas_services()
         self.paas_engine = PaasEngine(services)
         self.bus.serve(TOPIC, self.paas_engine.endpoint())  # `run_task` casts
         await self.paas_engine.start()
-        if importlib.util.find_spec("cumulo.paas.products.builtin") is not None:
-            from cumulo.paas.products.builtin import ensure_builtin_products
+        await ensure_builtin_products(self.db)
+        self.paas_autoscaler = Autoscaler(services, self.paas_engine)
+        await self.paas_autoscaler.start()
 
-            await ensure_builtin_products(self.db)
-        if importlib.util.find_spec("cumulo.paas.autoscaler") is not None:
-            from cumulo.paas.autoscaler import Autoscaler
+    def paas_services(self) -> PaasServices:
+        """The services as the PaaS engine and its API call them."""
+        from cumulo.paas.deps import PaasServices
 
-            self.paas_autoscaler = Autoscaler(services, self.paas_engine)
-            await self.paas_autoscaler.start()
+        s = self.services
+        return PaasServices(conf=s.conf, db=s.db, bus=s.bus, identity=s.identity, images=s.images,
+                            compute=s.compute, network=s.network, volume=s.volume)
 
     def assemble_network_agents(self) -> NetworkAgents:
         """One network agent per compute host; the local one plumbs when it runs a real driver."""
@@ -464,7 +466,6 @@ class Cloud:
         from cumulo.occi.api import make_app as occi_app
         from cumulo.occi.deps import OcciServices
         from cumulo.paas.api.app import make_app as paas_app
-        from cumulo.paas.deps import PaasServices
         from cumulo.volume.api.app import make_app as volume_app
 
         s = self.services
@@ -497,9 +498,7 @@ class Cloud:
                 conf=s.conf, db=s.db, identity=s.identity, images=s.images, compute=s.compute, network=s.network,
                 volume=s.volume, placement=s.placement)), "occi"),
             # the PaaS manager (issue 13); the engine comes with start(): until then its writes answer 503
-            "/paas": RouteMetrics(paas_app(PaasServices(
-                conf=s.conf, db=s.db, bus=s.bus, identity=s.identity, images=s.images, compute=s.compute,
-                network=s.network, volume=s.volume), lambda: getattr(self, "paas_engine", None), s.identity), "paas"),
+            "/paas": RouteMetrics(paas_app(self.paas_services(), lambda: self.paas_engine, s.identity), "paas"),
         }
         return RequestIdMiddleware(
             PrefixDispatcher(apps, root), header_names=("x-openstack-request-id", "x-compute-request-id")
