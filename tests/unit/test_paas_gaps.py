@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from occi_cloud import image
+from occi_cloud import image, until
 from test_paas_deploy_infra import demo_ctx
 from test_paas_scale_engine import environment, table
 
@@ -35,6 +35,12 @@ def test_the_catalogue_refuses_the_keys_the_recipe_runner_refuses(key: str) -> N
     with pytest.raises(errors.Invalid, match=f"product release p-1.0: attribute key '{key}'.*not PAAS_"):
         cat.check_product(shapes.parse_product_release(dto))
     cat.check_product(shapes.parse_product_release({**dto, "attributes": [{"key": "PORT", "value": "80"}]}))
+
+
+def _gone(path: Any) -> Callable[[], Any]:
+    async def check() -> bool:
+        return not path.exists()
+    return check
 
 
 def _tarball() -> str:
@@ -90,7 +96,8 @@ async def test_node_status_events_template_stale_and_artifact_sweep(
     os.utime(path, (0, 0))  # the upload is long past
     task = await engine.undeploy_application(ctx, inst, "site")
     assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
-    assert not path.exists()
+    # the sweep runs just after the task's final write: wait for it, not for the row
+    await until(_gone(path), "the undeployed artifact's file to go", timeout=60)
     assert {t["tier"]: t["status"] for t in await table(cloud, models.paas_templates)} == {"web": "stale"}
     # a fresh upload no row references yet stays for the grace period
     art = await artifacts.store_inline(cloud.services.conf, upload)
@@ -105,7 +112,7 @@ async def test_node_status_events_template_stale_and_artifact_sweep(
     [inst] = await table(cloud, models.paas_env_instances)
     task = await engine.destroy(ctx, inst)
     assert (await engine.wait(task["id"], timeout=120))["status"] == "SUCCESS"
-    assert not path.exists()
+    await until(_gone(path), "the destroyed instance's artifact file to go", timeout=60)
 
 
 async def test_a_failed_product_makes_its_node_error(
