@@ -8,7 +8,21 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/setup.sh
 source scripts/lib/setup.sh
+# The scale-out configuration's parts (issue 14): private instances are started below.
+CUMULO_APT_NEEDS+=(
+  "/usr/lib/postgresql:postgresql"
+  "/usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server"
+)
 cumulo_setup test
+
+# A private PostgreSQL cluster and RabbitMQ node for the run (own ports, own dirs, random
+# password), stopped and removed at the end whatever happens; tests read their URLs from the env.
+services_dir="$(mktemp -d /tmp/cumulo-test-services.XXXXXX)"
+rmdir "$services_dir"
+stop_services() { .venv/bin/python scripts/services.py stop "$services_dir" || true; }
+trap stop_services EXIT
+cumulo_log "starting PostgreSQL and RabbitMQ for the tests"
+eval "$(.venv/bin/python scripts/services.py start "$services_dir")"
 
 failed=()
 check() {

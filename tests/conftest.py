@@ -98,6 +98,34 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield template
 
 
+@pytest.fixture(scope="session")
+def scale_services() -> dict[str, str]:
+    """The run's PostgreSQL and RabbitMQ (issue 14): {"database_url", "transport_url", "dir"}.
+    scripts/test.sh starts private instances and exports their URLs; a run without them (a
+    developer's plain pytest) starts its own here, on ports of this worker's, stopped at exit."""
+    if os.environ.get("CUMULO_TEST_DATABASE_URL") and os.environ.get("CUMULO_TEST_TRANSPORT_URL"):
+        return {"database_url": os.environ["CUMULO_TEST_DATABASE_URL"],
+                "transport_url": os.environ["CUMULO_TEST_TRANSPORT_URL"],
+                "dir": os.environ.get("CUMULO_TEST_SERVICES_DIR", "")}
+    import atexit
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cumulo_test_services", Path(__file__).parent.parent / "scripts" / "services.py")
+    assert spec is not None and spec.loader is not None
+    services = importlib.util.module_from_spec(spec)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    offset = 10 * (int(worker) + 1) if worker.isdigit() else 0
+    os.environ["CUMULO_TEST_PG_PORT"] = str(55432 + offset)
+    os.environ["CUMULO_TEST_AMQP_PORT"] = str(55672 + offset)
+    spec.loader.exec_module(services)
+    # not under pytest's 0700 temp root: the postgres and rabbitmq users must reach their dirs
+    root = Path(f"/tmp/cumulo-scale-services-{os.getpid()}")
+    urls = services.start(root)
+    atexit.register(services.stop, root)
+    return {"database_url": urls["CUMULO_TEST_DATABASE_URL"], "transport_url": urls["CUMULO_TEST_TRANSPORT_URL"],
+            "dir": str(root)}
+
+
 @pytest.fixture
 async def cloud(settings: conf_mod.Settings) -> AsyncIterator[Any]:
     from cumulo.runtime import Cloud

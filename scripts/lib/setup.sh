@@ -63,6 +63,15 @@ cumulo_system_deps() {
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update
   "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+  # Debian starts a freshly installed database or broker as a system service: the test run uses
+  # private instances of its own (scripts/services.py), so the packaged ones are stopped again.
+  local pkg
+  for pkg in "${missing[@]}"; do
+    case "$pkg" in
+      postgresql) "${sudo[@]}" /etc/init.d/postgresql stop >/dev/null 2>&1 || true ;;
+      rabbitmq-server) "${sudo[@]}" /etc/init.d/rabbitmq-server stop >/dev/null 2>&1 || true ;;
+    esac
+  done
   mapfile -t missing < <(_cumulo_missing)
   if [ "${#missing[@]}" != 0 ]; then
     echo "still missing after apt-get install: ${missing[*]}" >&2
