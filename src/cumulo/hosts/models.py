@@ -81,3 +81,13 @@ aggregate_metadata = sa.Table(
     sa.Column("value", sa.String(255), nullable=False),
     sa.UniqueConstraint("aggregate_id", "key", name="uq_aggregate_metadata_aggregate_id_key"),
 )
+
+# Secrets every process of the cloud shares through the database it shares (issue 14): an agent's
+# transfer endpoint and the image download check tokens signed with one (cumulo.hosts.secrets).
+cluster_secrets = sa.Table(
+    "cluster_secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow),
+)
