@@ -1,0 +1,34 @@
+"""Cluster secrets shared through the database, and the tokens signed with them (hosts/secrets.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from cumulo.db import Database
+from cumulo.hosts import secrets
+
+
+async def test_one_secret_per_name_even_when_processes_race(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    await db.create_all()
+    try:
+        got = await asyncio.gather(*(secrets.secret(db, "transfer") for _ in range(8)))
+        assert len(set(got)) == 1 and len(got[0]) == 32
+        assert await secrets.secret(db, "image") != got[0]
+    finally:
+        await db.dispose()
+
+
+def test_a_token_holds_for_its_purpose_subject_and_lifetime_only() -> None:
+    key, other = b"k" * 32, b"o" * 32
+    tok = secrets.sign(key, "transfer", "mig-1|host-b", ttl=60, now=1000.0)
+    assert secrets.verify(key, "transfer", "mig-1|host-b", tok, now=1059.0)
+    assert not secrets.verify(key, "transfer", "mig-1|host-b", tok, now=1061.0)  # expired
+    assert not secrets.verify(key, "transfer", "mig-1|host-c", tok, now=1000.0)  # another host
+    assert not secrets.verify(key, "image", "mig-1|host-b", tok, now=1000.0)  # another purpose
+    assert not secrets.verify(other, "transfer", "mig-1|host-b", tok, now=1000.0)  # another cloud
+    expiry, _, mac = tok.partition(".")
+    assert not secrets.verify(key, "transfer", "mig-1|host-b", f"{int(expiry) + 100}.{mac}", now=1000.0)
+    for bad in ("", ".", "abc", "1000.", "x.y", f"{expiry}.{'0' * 63}"):
+        assert not secrets.verify(key, "transfer", "mig-1|host-b", bad, now=1000.0)
