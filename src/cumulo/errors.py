@@ -57,6 +57,13 @@ class UnsupportedMediaType(CumuloError):
     code = 415
 
 
+class Unavailable(CumuloError):
+    """A backing service (the database, the message bus) cannot be reached right now: a 503 the
+    client may retry, never a 500. The database's and the bus's own errors subclass it."""
+
+    code = 503
+
+
 class NoValidHost(CumuloError):
     code = 500
 
