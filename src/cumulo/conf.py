@@ -266,6 +266,12 @@ class Settings:
     external_cidr: str = "172.24.4.0/24"
     external_link: bool = True
     private_cidr: str = "10.0.0.0/26"
+    # Scale out (issue 14, docs/architecture.md "Scale out (issue 14): hosts and VXLAN"): this
+    # host's own address on the underlay (VXLAN tunnels' local end, UDP 4789; recorded as
+    # compute_nodes.host_ip); empty: one host, no VXLAN devices. l3_host: the compute host that
+    # carries routers, floating IPs and the external network (empty: the local host in `cumulo up`).
+    underlay_ip: str = ""
+    l3_host: str = ""
     # The shared default IPv4 subnet pool made at first start (DevStack's shared-default-subnetpool-v4),
     # from which get-me-a-network (auto-allocated-topology) takes /default_subnetpool_prefixlen
     # subnets; `public` is the default external network. An empty cidr makes no pool.
