@@ -272,6 +272,16 @@ class Settings:
     # carries routers, floating IPs and the external network (empty: the local host in `cumulo up`).
     underlay_ip: str = ""
     l3_host: str = ""
+    # Images and transfers (issue 14, docs/architecture.md "Scale out (issue 14): images and
+    # transfers"). api_url: an API process this compute host reaches (e.g. http://198.18.0.1:8080);
+    # a `cumulo compute` host downloads image bytes from its /image/v2 into
+    # <state_dir>/image-cache/ and uploads snapshots there. transfer_port: the destination agent's
+    # migration transfer endpoint on underlay_ip; transfer_max_bytes bounds one file or tar stream,
+    # transfer_max_entries one tar's members.
+    api_url: str = ""
+    transfer_port: int = 8790
+    transfer_max_bytes: int = 1 << 40
+    transfer_max_entries: int = 1_000_000
     # The shared default IPv4 subnet pool made at first start (DevStack's shared-default-subnetpool-v4),
     # from which get-me-a-network (auto-allocated-topology) takes /default_subnetpool_prefixlen
     # subnets; `public` is the default external network. An empty cidr makes no pool.
