@@ -129,7 +129,7 @@ class ComputeManager:
             "vcpus": res.vcpus,
             "memory_mb": res.memory_mb,
             "local_gb": res.local_gb,
-            "host_ip": res.host_ip,
+            "host_ip": self.conf.underlay_ip or res.host_ip,  # VXLAN peers and transfers reach the host here
             "cpu_info": dict(res.cpu_info),
             # Capabilities ride along so the API can refuse what a host's driver cannot do: what it
             # declares and implements (drivers/base.py: capabilities fail closed).
