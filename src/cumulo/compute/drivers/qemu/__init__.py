@@ -22,7 +22,7 @@ class made of facets, one module each (Incus's driver_qemu_*.go): what they stan
 record, QMP, power state, start and stop) in core.py; pause in freeze.py; suspend/resume in
 suspend.py; resize in resize.py; rebuild in rebuild.py; snapshot in snapshot.py; diagnostics and
 metrics in metrics.py; NIC hot plug in nics.py (netdev.py); volumes in volumes.py (blockdev.py);
-exec in the guest through the QEMU guest agent in exec.py (qga.py).
+exec in the guest through the QEMU guest agent in exec.py (qga.py); live migration in migrate.py.
 Lifecycle, power and the console live here; qemu-img in disks.py, QMP in
 qmp.py, the process and its argv in process.py, the KVM probe in accel.py, small file helpers in
 files.py.
@@ -68,6 +68,7 @@ from cumulo.compute.drivers.qemu.exec import Exec
 from cumulo.compute.drivers.qemu.files import note
 from cumulo.compute.drivers.qemu.freeze import Freeze
 from cumulo.compute.drivers.qemu.metrics import Metrics
+from cumulo.compute.drivers.qemu.migrate import LiveMigration
 from cumulo.compute.drivers.qemu.nics import Nics
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.compute.drivers.qemu.rebuild import Rebuild
@@ -79,7 +80,7 @@ from cumulo.errors import CumuloError, DriverError
 from cumulo.host.revert import Reverter
 
 
-class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volumes, Exec):
+class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volumes, Exec, LiveMigration):
     BINARIES = (process.QEMU, "qemu-img")
 
     @classmethod
