@@ -44,6 +44,10 @@ networks = sa.Table(
     sa.Column("provider_segmentation_id", sa.Integer),
     sa.Column("is_default", sa.Boolean, nullable=False, default=False),
     *_stamps(),
+    # One network per VXLAN VNI (issue 14; migration 0012_nethost).
+    sa.Index("uq_networks_vxlan_vni", "provider_segmentation_id", unique=True,
+             sqlite_where=sa.text("provider_network_type = 'vxlan'"),
+             postgresql_where=sa.text("provider_network_type = 'vxlan'")),
 )
 
 subnets = sa.Table(

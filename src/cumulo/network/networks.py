@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid
-from cumulo.network import attrs, faults, ipam
+from cumulo.network import attrs, faults, ipam, segments
 from cumulo.network.base import authorize, check_tags, notifies, owns, stamps
 from cumulo.network.models import ip_allocations, networks, ports, subnets
 from cumulo.network.subnetpools import SubnetPools
@@ -146,14 +146,24 @@ class Networks(SubnetPools):
             "is_default": attrs.boolean(item, "is_default", False),
             **_provider(item),
         }
-        async with self.db.write() as conn:
-            await self.check_quota(conn, project_id, "network")
-            if values["is_default"] and external:
-                await self._one_default_external(conn, values["id"])
-            await conn.execute(networks.insert().values(**values))
-            if tags:
-                await self.write_tags(conn, "networks", values["id"], tags)
-            return await self._render_network(conn, ctx, values["id"])
+        segments.plan(values, item)
+        pick = values["provider_network_type"] == segments.VXLAN and values["provider_segmentation_id"] is None
+        for attempt in range(segments.ATTEMPTS):
+            try:
+                async with self.db.write() as conn:
+                    await self.check_quota(conn, project_id, "network")
+                    if values["is_default"] and external:
+                        await self._one_default_external(conn, values["id"])
+                    if pick:
+                        values["provider_segmentation_id"] = await segments.allocate(conn)
+                    await conn.execute(networks.insert().values(**values))
+                    if tags:
+                        await self.write_tags(conn, "networks", values["id"], tags)
+                    return await self._render_network(conn, ctx, values["id"])
+            except sa.exc.IntegrityError:  # the VNI was taken meanwhile (another API process)
+                if not pick or attempt == segments.ATTEMPTS - 1:
+                    raise segments.in_use(values["provider_segmentation_id"]) from None
+        raise AssertionError("unreachable")
 
     async def list_networks(self, ctx: RequestContext) -> list[dict[str, Any]]:
         authorize(ctx, "network:get")
@@ -194,6 +204,7 @@ class Networks(SubnetPools):
         async with self.db.write() as conn:
             row = await self._owned_network(conn, ctx, network_id, "update")
             _admin_attrs(ctx, item, "update")  # after the lookup: a stranger gets 404, as elsewhere
+            await segments.check_update(conn, row, values)
             if values.get("shared") is False and row.shared:
                 others = await conn.scalar(
                     sa.select(sa.func.count()).select_from(ports)

@@ -160,7 +160,7 @@ async def test_compute_documents_match_the_config_drive() -> None:
             "availability_zone": "nova", "reservation_id": "r-x", "launch_index": 0, "security_groups": ["default"]}
     assert (await render(inst))["network_data"] == {"links": [], "networks": [], "services": []}
     nic = {"port_id": "p1", "mac": "fa:16:3e:00:00:01", "netns": "cnet-x", "addresses": ["10.0.0.7/24"],
-           "gateway": "10.0.0.1", "routes": [], "mtu": 1500, "dns": []}
+           "gateway": "10.0.0.1", "routes": [], "mtu": 1450, "dns": []}
     docs = await render(inst, [nic])
     [link] = docs["network_data"]["links"]
     [network] = docs["network_data"]["networks"]

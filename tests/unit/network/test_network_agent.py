@@ -111,7 +111,7 @@ async def test_plug_and_unplug(svc: NetworkService, topo: dict[str, Any]) -> Non
     ip = port["fixed_ips"][0]["ip_address"]
     assert nic == {"port_id": port["id"], "mac": port["mac_address"], "netns": netns.network_ns(topo["private"]),
                    "bridge": "br0", "device": netns.port_device(port["id"]), "addresses": [f"{ip}/26"],
-                   "gateway": "10.0.0.1", "routes": [], "mtu": 1500, "dns": []}
+                   "gateway": "10.0.0.1", "routes": [], "mtu": 1450, "dns": []}
     shown = await svc.get_port(ctx_for(ADMIN, "admin"), port["id"])
     assert shown["binding:host_id"] == "fake-host-1" and shown["status"] == "ACTIVE"
     plan = rec.networks[topo["private"]]
