@@ -1,60 +1,72 @@
-"""In-process transport: one asyncio queue per topic, each message handled in its own task."""
+"""In-process transport: one asyncio queue per topic, each message handled in its own task.
+
+Several endpoints may serve one topic (peers): a cast or call goes to one of them in turn, a
+fanout to every one. Errors cross as the exception objects themselves (nothing leaves the process).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from typing import Any
 
-from cumulo.bus.base import ENVELOPE_VERSION
+from cumulo.bus import dispatch
+from cumulo.bus.base import ENVELOPE_VERSION, RemoteError
 from cumulo.errors import CumuloError
 from cumulo.metrics import control
 
 LOG = logging.getLogger(__name__)
 
-
-class RemoteError(CumuloError):
-    """A `call` whose handler raised; carries the remote exception's class name."""
-
-    def __init__(self, exc_type: str, message: str) -> None:
-        super().__init__(message)
-        self.exc_type = exc_type
+_Item = tuple[dict[str, Any], "asyncio.Future[Any] | None", "object | None"]
 
 
 class InprocBus:
-    def __init__(self, max_concurrency_per_topic: int = 256) -> None:
-        self._queues: dict[str, asyncio.Queue[tuple[dict[str, Any], asyncio.Future[Any] | None]]] = {}
-        self._endpoints: dict[str, object] = {}
+    def __init__(self, max_concurrency_per_topic: int = 256, *, version: int = ENVELOPE_VERSION) -> None:
+        self._queues: dict[str, asyncio.Queue[_Item]] = {}
+        self._endpoints: dict[str, list[object]] = {}
+        self._turn: dict[str, itertools.count[int]] = {}
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._limit = max_concurrency_per_topic
         self._running = False
+        self.version = version
 
-    def _queue(self, topic: str) -> asyncio.Queue[tuple[dict[str, Any], asyncio.Future[Any] | None]]:
+    def _queue(self, topic: str) -> asyncio.Queue[_Item]:
         # A cast to a topic nobody serves yet waits in its queue, as it would in a broker.
         return self._queues.setdefault(topic, asyncio.Queue())
 
-    @staticmethod
-    def _envelope(method: str, args: dict[str, Any]) -> dict[str, Any]:
+    def _envelope(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         # Round-trip through JSON so nothing in-process can rely on shared objects.
-        return json.loads(json.dumps({"v": ENVELOPE_VERSION, "method": method, "args": args}))  # type: ignore[no-any-return]
+        return json.loads(json.dumps({"v": self.version, "method": method, "args": args}))  # type: ignore[no-any-return]
 
     async def cast(self, topic: str, method: str, **args: Any) -> None:
         control.bus_message(topic, method, "cast")
-        await self._queue(topic).put((self._envelope(method, args), None))
+        await self._queue(topic).put((self._envelope(method, args), None, None))
 
     async def call(self, topic: str, method: str, *, timeout: float = 60.0, **args: Any) -> Any:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         control.bus_message(topic, method, "call")
-        await self._queue(topic).put((self._envelope(method, args), fut))
+        await self._queue(topic).put((self._envelope(method, args), fut, None))
         return await asyncio.wait_for(fut, timeout)
 
+    async def fanout(self, topic: str, method: str, **args: Any) -> None:
+        """To every endpoint serving `topic` now (none: dropped, as a broker's fanout is)."""
+        control.bus_message(topic, method, "fanout")
+        msg = self._envelope(method, args)
+        for endpoint in list(self._endpoints.get(topic, [])):
+            await self._queue(topic).put((msg, None, endpoint))
+
     def serve(self, topic: str, endpoint: object) -> None:
-        self._endpoints[topic] = endpoint
+        self._endpoints.setdefault(topic, []).append(endpoint)
+        self._turn.setdefault(topic, itertools.count())
         self._queue(topic)
         if self._running and topic not in self._consumers:
             self._consumers[topic] = asyncio.create_task(self._consume(topic))
+
+    async def ready(self) -> None:
+        return None
 
     async def start(self) -> None:
         self._running = True
@@ -74,9 +86,12 @@ class InprocBus:
         queue = self._queue(topic)
         sem = asyncio.Semaphore(self._limit)
         while True:
-            msg, fut = await queue.get()
+            msg, fut, endpoint = await queue.get()
             await sem.acquire()
-            task = asyncio.create_task(self._dispatch(topic, msg, fut))
+            if endpoint is None:
+                peers = self._endpoints[topic]
+                endpoint = peers[next(self._turn[topic]) % len(peers)]
+            task = asyncio.create_task(self._dispatch(topic, endpoint, msg, fut))
             self._tasks.add(task)
             task.add_done_callback(self._finisher(sem))
 
@@ -87,14 +102,15 @@ class InprocBus:
 
         return done
 
-    async def _dispatch(self, topic: str, msg: dict[str, Any], fut: asyncio.Future[Any] | None) -> None:
+    async def _dispatch(self, topic: str, endpoint: object, msg: dict[str, Any],
+                        fut: asyncio.Future[Any] | None) -> None:
         method = msg.get("method", "")
-        endpoint = self._endpoints[topic]
-        handler = getattr(endpoint, method, None) if not method.startswith("_") else None
+        known = False
         try:
-            if handler is None:
-                raise RemoteError("NotFound", f"{topic} has no method {method!r}")
-            result = await handler(**msg.get("args", {}))
+            handler = dispatch.resolve(topic, endpoint, method)
+            known = True
+            kwargs = dispatch.admit(handler, msg.get("v"), self.version, msg.get("args", {}))
+            result = await handler(**kwargs)
             if fut is not None and not fut.done():
                 fut.set_result(json.loads(json.dumps(result)))
         except asyncio.CancelledError:
@@ -102,7 +118,7 @@ class InprocBus:
                 fut.cancel()
             raise
         except Exception as exc:
-            control.bus_failure(topic, str(method) if handler is not None else "(unknown)")
+            control.bus_failure(topic, str(method) if known else "(unknown)")
             if fut is not None:
                 if not fut.done():
                     err = exc if isinstance(exc, CumuloError) else RemoteError(type(exc).__name__, str(exc))

@@ -1,4 +1,4 @@
-"""Choosing a transport by name (the `bus` setting)."""
+"""Choosing a transport by URL (the `transport` setting): "inproc" or "amqp://..." (RabbitMQ)."""
 
 from __future__ import annotations
 
@@ -9,4 +9,8 @@ from cumulo.bus.inproc import InprocBus
 def make_bus(transport: str) -> Bus:
     if transport == "inproc":
         return InprocBus()
-    raise ValueError(f"unsupported transport {transport!r}; only 'inproc' is available")
+    if transport.startswith(("amqp://", "amqps://")):
+        from cumulo.bus.amqp import AmqpBus  # aio-pika only where a broker is used
+
+        return AmqpBus(transport)
+    raise ValueError(f"unsupported transport {transport!r}; use 'inproc' or an amqp:// URL")

@@ -1,0 +1,307 @@
+"""RabbitMQ transport (aio-pika): the Bus contract across processes and machines.
+
+URL: `amqp://user:password@host:port/vhost[?prefetch=64&unavailable_after=5&reconnect_interval=1
+&heartbeat=15]` (`prefetch` and `unavailable_after` are this transport's; the rest goes to aio-pika).
+
+- A topic is one durable queue of that name on the default exchange ("conductor", "scheduler",
+  "compute.<host>", ...), shared by every consumer serving it: peers split the work.
+- `cast`: a persistent message; it returns once the broker confirmed it (publisher confirms). The
+  sender declares the queue first, so a cast to a topic nobody serves yet waits in it.
+- `call`: a transient message with `reply_to` (this process's exclusive queue `reply.<id>`), a
+  correlation id and an expiration of `timeout`; the answer or the handler's error comes back on
+  the reply queue. No answer within `timeout`: TimeoutError.
+- `fanout`: a transient message to the durable fanout exchange `<topic>_fanout`; every consumer of
+  the topic binds an exclusive queue of its own to it, so each live consumer gets one copy.
+- Acknowledgement after the handler: a consumer takes at most `prefetch` messages of a topic at
+  once, runs each in its own task and acks when the handler returned (or raised: its error is the
+  answer). A consumer killed mid-message never acks: the broker redelivers the message to a peer
+  or to the consumer's next start. Handlers are idempotent (they CAS on task_state). A consumer
+  stopped cleanly nacks what it was running back to the queue.
+- Versions (bus.dispatch): a message of a version the method does not handle is nacked back once
+  (an upgraded peer may take it); met again (redelivered), it is rejected and a call answered
+  with UnsupportedVersion.
+- The broker away: the connection is robust (aio-pika's connect_robust re-opens the connection,
+  channels, queues, bindings and consumers). A send waits at most `unavailable_after` seconds
+  for the connection and the broker's confirm, then raises BusUnavailable: the message may or may
+  not have been taken (at least once; handlers are idempotent and tolerate a removed row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+    DeliveryMode,
+    ExchangeType,
+)
+from yarl import URL
+
+from cumulo.bus import dispatch
+from cumulo.bus.base import ENVELOPE_VERSION, BusUnavailable, UnsupportedVersion
+from cumulo.metrics import control
+
+LOG = logging.getLogger(__name__)
+
+_SEND_ERRORS = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, ConnectionError, OSError,
+                RuntimeError)
+
+
+def _options(url: str) -> tuple[URL, int, float]:
+    """(the URL for aio-pika, prefetch, unavailable_after) from the transport URL."""
+    parsed = URL(url)
+    query = dict(parsed.query)
+    prefetch = int(query.pop("prefetch", "64"))
+    unavailable_after = float(query.pop("unavailable_after", "5"))
+    query.setdefault("reconnect_interval", "1")
+    query.setdefault("heartbeat", "15")
+    if prefetch < 1 or unavailable_after <= 0:
+        raise ValueError("transport URL: prefetch must be >= 1 and unavailable_after > 0")
+    return parsed.with_query(query), prefetch, unavailable_after
+
+
+class AmqpBus:
+    def __init__(self, url: str, *, version: int = ENVELOPE_VERSION, start_timeout: float = 60.0) -> None:
+        self._url, self._prefetch, self._unavailable_after = _options(url)
+        self.version = version
+        self._start_timeout = start_timeout
+        self._id = uuid.uuid4().hex[:12]
+        self._reply_name = f"reply.{self._id}"
+        self._conn: AbstractRobustConnection | None = None
+        self._pub: AbstractChannel | None = None
+        self._endpoints: list[tuple[str, object]] = []
+        self._consuming = 0
+        self._channels: list[AbstractChannel] = []
+        self._setups: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._queues: set[str] = set()
+        self._exchanges: dict[str, AbstractExchange] = {}
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (retrying while the broker is not up yet, for `start_timeout`), then consume."""
+        deadline = asyncio.get_running_loop().time() + self._start_timeout
+        while True:
+            try:
+                self._conn = await aio_pika.connect_robust(self._url, timeout=10)
+                break
+            except _SEND_ERRORS as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise BusUnavailable(f"message broker unreachable: {exc}") from exc
+                await asyncio.sleep(1.0)
+        self._pub = await self._conn.channel(publisher_confirms=True)
+        replies = await self._conn.channel()
+        self._channels.append(replies)
+        queue = await replies.declare_queue(self._reply_name, exclusive=True, auto_delete=True)
+        await queue.consume(self._on_reply, no_ack=True)
+        for topic, endpoint in self._endpoints:
+            await self._consume(topic, endpoint)
+
+    async def stop(self) -> None:
+        for task in [*self._setups, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*self._setups, *self._tasks, return_exceptions=True)
+        self._setups.clear()
+        self._tasks.clear()
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(BusUnavailable("the bus stopped"))
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except _SEND_ERRORS:
+                LOG.debug("closing the broker connection failed", exc_info=True)
+        self._conn = self._pub = None
+        self._channels.clear()
+        self._queues.clear()
+        self._exchanges.clear()
+        self._consuming = 0
+
+    def serve(self, topic: str, endpoint: object) -> None:
+        self._endpoints.append((topic, endpoint))
+        if self._conn is not None:
+            task = asyncio.get_running_loop().create_task(self._consume(topic, endpoint))
+            self._setups.add(task)
+            task.add_done_callback(self._setup_done)
+
+    def _setup_done(self, task: asyncio.Task[None]) -> None:
+        self._setups.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            LOG.error("consuming from the broker failed", exc_info=task.exception())
+
+    async def ready(self) -> None:
+        """Wait until every `serve` so far consumes (its queue and fanout binding exist)."""
+        while self._setups:
+            await asyncio.gather(*list(self._setups), return_exceptions=True)
+
+    async def _consume(self, topic: str, endpoint: object) -> None:
+        assert self._conn is not None
+        channel = await self._conn.channel()
+        self._channels.append(channel)
+        await channel.set_qos(prefetch_count=self._prefetch)
+        exchange = await channel.declare_exchange(f"{topic}_fanout", ExchangeType.FANOUT, durable=True)
+        self._consuming += 1
+        mine = await channel.declare_queue(f"{topic}.fanout.{self._id}.{self._consuming}", exclusive=True,
+                                           auto_delete=True)
+        await mine.bind(exchange)
+        await mine.consume(self._receiver(topic, endpoint))
+        shared = await channel.declare_queue(topic, durable=True)
+        await shared.consume(self._receiver(topic, endpoint))
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def _body(self, method: str, args: dict[str, Any]) -> bytes:
+        # json.dumps first: an argument that is not JSON fails here, before anything is sent.
+        return json.dumps({"v": self.version, "method": method, "args": args}).encode()
+
+    async def _send(self, what: str, coro_factory: Any) -> None:
+        conn, pub = self._conn, self._pub
+        if conn is None or pub is None:
+            raise BusUnavailable(f"{what}: the bus is not started")
+        try:
+            async with asyncio.timeout(self._unavailable_after):
+                await conn.connected.wait()
+                await coro_factory(pub)
+        except TimeoutError:
+            raise BusUnavailable(f"message broker unreachable: {what} not sent within "
+                                 f"{self._unavailable_after:g} s") from None
+        except _SEND_ERRORS as exc:
+            raise BusUnavailable(f"message broker unreachable: {what} not sent ({type(exc).__name__})") from exc
+
+    async def _to_queue(self, topic: str, message: aio_pika.Message) -> None:
+        async def publish(pub: AbstractChannel) -> None:
+            if topic not in self._queues:
+                await pub.declare_queue(topic, durable=True)
+                self._queues.add(topic)
+            await pub.default_exchange.publish(message, routing_key=topic)
+
+        await self._send(f"{topic}", publish)
+
+    async def cast(self, topic: str, method: str, **args: Any) -> None:
+        body = self._body(method, args)
+        control.bus_message(topic, method, "cast")
+        await self._to_queue(topic, aio_pika.Message(body, delivery_mode=DeliveryMode.PERSISTENT,
+                                                      content_type="application/json"))
+
+    async def call(self, topic: str, method: str, *, timeout: float = 60.0, **args: Any) -> Any:
+        body = self._body(method, args)
+        control.bus_message(topic, method, "call")
+        corr = uuid.uuid4().hex
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[corr] = fut
+        try:
+            await self._to_queue(topic, aio_pika.Message(
+                body, content_type="application/json", correlation_id=corr, reply_to=self._reply_name,
+                expiration=max(timeout, 0.001)))
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._pending.pop(corr, None)
+
+    async def fanout(self, topic: str, method: str, **args: Any) -> None:
+        body = self._body(method, args)
+        control.bus_message(topic, method, "fanout")
+
+        async def publish(pub: AbstractChannel) -> None:
+            exchange = self._exchanges.get(topic)
+            if exchange is None:
+                exchange = await pub.declare_exchange(f"{topic}_fanout", ExchangeType.FANOUT, durable=True)
+                self._exchanges[topic] = exchange
+            await exchange.publish(aio_pika.Message(body, content_type="application/json"), routing_key="")
+
+        await self._send(f"fanout {topic}", publish)
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        fut = self._pending.get(message.correlation_id or "")
+        if fut is None or fut.done():
+            return  # a late answer (the call timed out) or a redelivered message's second answer
+        try:
+            reply = json.loads(message.body)
+        except ValueError:
+            fut.set_exception(dispatch.decode_error(None))
+            return
+        if "error" in reply:
+            fut.set_exception(dispatch.decode_error(reply["error"]))
+        else:
+            fut.set_result(reply.get("result"))
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def _receiver(self, topic: str, endpoint: object) -> Any:
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.get_running_loop().create_task(self._handle(topic, endpoint, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        return on_message
+
+    async def _reply(self, message: AbstractIncomingMessage, body: dict[str, Any]) -> None:
+        if not message.reply_to or self._pub is None:
+            return
+        data = json.dumps({"v": self.version, **body}).encode()
+        try:
+            await self._send(f"reply to {message.reply_to}", lambda pub: pub.default_exchange.publish(
+                aio_pika.Message(data, correlation_id=message.correlation_id, content_type="application/json"),
+                routing_key=message.reply_to))
+        except BusUnavailable:
+            LOG.warning("the answer to %s was not sent: the broker is unreachable", message.reply_to)
+
+    async def _settle(self, message: AbstractIncomingMessage, how: str) -> None:
+        try:
+            if how == "ack":
+                await message.ack()
+            elif how == "requeue":
+                await message.nack(requeue=True)
+            else:
+                await message.reject(requeue=False)
+        except _SEND_ERRORS:
+            # The channel went away with the message: the broker redelivers it.
+            LOG.info("could not %s a message (channel closed): the broker redelivers it", how)
+
+    async def _handle(self, topic: str, endpoint: object, message: AbstractIncomingMessage) -> None:
+        method = "(unknown)"
+        try:
+            try:
+                msg = json.loads(message.body)
+                method = str(msg["method"])
+                args = msg.get("args") or {}
+                if not isinstance(args, dict):
+                    raise TypeError("args is not an object")
+            except (ValueError, KeyError, TypeError) as exc:
+                LOG.error("malformed message on %s dropped: %s", topic, exc)
+                await self._settle(message, "reject")
+                return
+            handler = dispatch.resolve(topic, endpoint, method)
+            try:
+                kwargs = dispatch.admit(handler, msg.get("v"), self.version, args)
+            except UnsupportedVersion:
+                if not message.redelivered:
+                    LOG.warning("%s.%s v%s: not handled here, handed back to a peer", topic, method, msg.get("v"))
+                    await self._settle(message, "requeue")
+                    return
+                raise
+            result = await handler(**kwargs)
+            await self._reply(message, {"result": result})
+        except asyncio.CancelledError:
+            await asyncio.shield(self._settle(message, "requeue"))
+            raise
+        except Exception as exc:
+            control.bus_failure(topic, method)
+            if message.reply_to:
+                await self._reply(message, {"error": dispatch.encode_error(exc)})
+            else:
+                LOG.exception("cast %s.%s failed", topic, method)
+            if isinstance(exc, UnsupportedVersion):
+                await self._settle(message, "reject")
+                return
+        await self._settle(message, "ack")
