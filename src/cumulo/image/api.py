@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from cumulo import errors, policy
-from cumulo.image import _patch, _schemas, _upload, imports, members, openapi_ops, tasks
+from cumulo.image import _patch, _schemas, _upload, host_tokens, imports, members, openapi_ops, tasks
 from cumulo.image.deps import ImageDeps, services_of
 from cumulo.image.metadefs import api as metadefs_api
 from cumulo.image.records import POLICY_RULES
@@ -124,8 +124,14 @@ async def delete_image(request: Request) -> Response:
 # ---- data -----------------------------------------------------------------------------------
 
 
+async def _data_ctx(request: Request, rule: str) -> Any:
+    """A compute host's token for this image (image.host_tokens), else the caller's Keystone token."""
+    ctx = await host_tokens.host_context(request, _svc(request).db, request.path_params["image_id"])
+    return ctx if ctx is not None else await _ctx(request, rule)
+
+
 async def upload_data(request: Request) -> Response:
-    ctx = await _ctx(request, "image:upload_image")
+    ctx = await _data_ctx(request, "image:upload_image")
     await _upload.receive(request, _svc(request), ctx)
     return empty(204)
 
@@ -160,7 +166,7 @@ class _RangeError(errors.CumuloError):
 
 
 async def download_data(request: Request) -> Response:
-    ctx = await _ctx(request, "image:download_image")
+    ctx = await _data_ctx(request, "image:download_image")
     svc = _svc(request)
     row, key = await svc.download(ctx, request.path_params["image_id"])
     if key is None:

@@ -7,7 +7,9 @@ the image service for the keys of the live images and hands them to each driver 
 `ImageCache`; the driver adds what its own servers stand on (it alone knows: records, mounts,
 backing files) and removes the rest, safely against a spawn in progress (the cache's own lock plus
 a lease). A server keeps its image's copy for as long as it exists, even after the image is deleted,
-as Nova lets servers outlive their image.
+as Nova lets servers outlive their image. A host without the image service also keeps the image
+files it downloaded (`<state>/image-cache/<key>`, image.remote.RemoteImages.collect_cache): those
+of images no longer live go too, after the same lease.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ async def collect(node: Node) -> list[str]:
     """One collection on the manager's node; returns what its driver removed."""
     drv = node.driver
     live_keys = getattr(node.images, "live_content_keys", None)
-    if not isinstance(drv, ImageCache) or live_keys is None:
+    downloads = getattr(node.images, "collect_cache", None)  # a remote host's downloaded copies
+    if not (isinstance(drv, ImageCache) or downloads is not None) or live_keys is None:
         return []
     try:
         keep = set(await live_keys())
-        removed = await drv.collect_image_cache(keep)
+        removed = await drv.collect_image_cache(keep) if isinstance(drv, ImageCache) else []
+        if downloads is not None:
+            removed += await downloads(keep)
     except (CumuloError, OSError) as exc:
         LOG.warning("image cache of node %s: nothing collected: %s", node.name, exc)
         return []
