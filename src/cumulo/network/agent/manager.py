@@ -34,9 +34,12 @@ LOG = logging.getLogger(__name__)
 
 class NetworkAgent:
     def __init__(self, db: Database, service: NetworkService, host: str, plumbing: Plumbing, *,
-                 l3: bool = False, external_link: bool = True) -> None:
+                 l3: bool = False, external_link: bool = True, underlay_ip: str = "", l3_host: str | None = None) -> None:
         self.db, self.service, self.host, self.plumbing = db, service, host, plumbing
         self.l3, self.external_link = l3, external_link
+        # Scale out: this host's underlay address (VXLAN tunnels to the other hosts carrying a
+        # network; empty: one host, no tunnels) and the L3 host's name (a peer of its networks).
+        self.underlay_ip, self.l3_host = underlay_ip, (host if l3 else l3_host)
         self.lock = asyncio.Lock()
         self._pending = False
         self._running: asyncio.Task[None] | None = None
@@ -84,9 +87,12 @@ class NetworkAgent:
             made = sorted({n for p in ids if p in plan.nics for n in [plan.nics[p]["network_id_"]]})
             for net_id in made:
                 await self.plumbing.ensure_network(plan.networks[net_id])
+            joined = self._last is not None and not set(made) <= self._last[0]
             if self._last is not None:  # a later sync that no longer wants them reaps them
                 self._last = (self._last[0] | frozenset(made), self._last[1])
         await self._set_status(ids, "ACTIVE")
+        if joined and self.underlay_ip:  # the network's other hosts add this one to their FDB
+            await self.service.dataplane_changed()
         return [_public(plan.nics[p]) for p in ids]
 
     async def unplug_ports(self, port_ids: list[str]) -> None:
@@ -104,11 +110,15 @@ class NetworkAgent:
                         revision_number=row.revision_number + 1))
         async with self.lock:
             plan = await self._plan()
+            left = False
             for net_id in sorted(nets):
                 if net_id in plan.networks:
                     await self.plumbing.ensure_network(plan.networks[net_id])
                 else:
                     await self._leave_network(net_id)
+                    left = True
+        if left and self.underlay_ip:  # the network's other hosts drop this one from their FDB
+            await self.service.dataplane_changed()
 
     async def sync(self) -> None:
         """Coalescing: while one runs, later requests make exactly one more run after it."""
@@ -132,7 +142,8 @@ class NetworkAgent:
 
     async def _plan(self) -> HostPlan:
         async with self.db.read() as conn:
-            return await read_plan(conn, self.host, l3=self.l3, external_link=self.external_link)
+            return await read_plan(conn, self.host, l3=self.l3, external_link=self.external_link,
+                                   underlay_ip=self.underlay_ip, l3_host=self.l3_host)
 
     async def _sync(self, *, full: bool = False) -> None:
         """Make the host match the DB. `full` (the agent's start): everything checked on the host

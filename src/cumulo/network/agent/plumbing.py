@@ -23,7 +23,18 @@ from typing import Protocol
 
 from cumulo import host
 from cumulo.errors import HostError
-from cumulo.netplane import bridge, conntrack, dhcp, external, netns, orphans, router, secgroups, sgdelta
+from cumulo.netplane import (
+    bridge,
+    conntrack,
+    dhcp,
+    external,
+    netns,
+    orphans,
+    router,
+    secgroups,
+    sgdelta,
+    vxlan,
+)
 from cumulo.netplane import metadata as metadata_plane
 from cumulo.network.agent.state import HostPlan, NetworkPlan
 from cumulo.network.metadata import MetadataService
@@ -189,8 +200,10 @@ class RealPlumbing:
     real = True
 
     def __init__(self, run_dir: Path = dhcp.RUN_DIR, metadata: MetadataService | None = None,
-                 registry: Path | None = None, owner: str = "") -> None:
+                 registry: Path | None = None, owner: str = "", underlay_ns: str | None = None) -> None:
         self.run_dir = run_dir
+        self.underlay_ns = underlay_ns  # where VXLAN devices are made (None: this process's namespace)
+        self._tunnels: dict[str, tuple[tuple[int, int] | None, vxlan.Tunnel | None]] = {}  # ns -> its VXLAN port
         self.registry = registry or REGISTRY
         self.owner = owner or f"pid:{os.getpid()}"  # the cloud's state dir: what owns this data plane
         self.metadata = metadata  # 169.254.169.254 in every network namespace (network/metadata.py)
@@ -216,6 +229,7 @@ class RealPlumbing:
         self._bridges.clear()
         self._dhcp_ifaces.clear()
         self._routers.clear()
+        self._tunnels.clear()
 
     async def ensure_network(self, plan: NetworkPlan) -> None:
         await self._own(plan.id)
@@ -238,6 +252,7 @@ class RealPlumbing:
         if change.lowered or change.raised:
             LOG.info("network agent: network %s's bridge %s (admin_state_up %s)", plan.id,
                      "down" if change.lowered else "up", up)
+        await self._tunnel(ns, ident, plan)
         await self._firewall(ns, ident, fw)
         if plan.dhcp_port is not None and plan.wants_dhcp:
             known = self._dhcp_ifaces.get(ns) == (ident, plan.dhcp_port)
@@ -253,6 +268,20 @@ class RealPlumbing:
                 except Exception:  # noqa: BLE001 - the next sync tries again; the network works without it
                     LOG.exception("network agent: metadata routes of %s not restored", ns)
             await self.metadata.serve(plan.id)
+
+    async def _tunnel(self, ns: str, ident: tuple[int, int] | None, plan: NetworkPlan) -> None:
+        """The network's VXLAN port and its peers (netplane.vxlan), when it has one; a port it had
+        and no longer has, removed. Nothing at all on one host (no tunnel ever planned)."""
+        known = self._tunnels.get(ns)
+        if known is not None and known == (ident, plan.tunnel):
+            return
+        if plan.tunnel is not None:
+            await vxlan.ensure(ns, plan.tunnel, mtu=plan.mtu, underlay_ns=self.underlay_ns)
+        elif known is not None:
+            await vxlan.remove(ns)
+        else:
+            return
+        self._tunnels[ns] = (ident, plan.tunnel)
 
     async def _firewall(self, ns: str, ident: tuple[int, int] | None, fw: secgroups.Firewall) -> None:
         """The namespace's security group tables made `fw`: in place (sgdelta) when this process
@@ -327,6 +356,7 @@ class RealPlumbing:
         self._firewalls.pop(ns, None)
         self._bridges.pop(ns, None)
         self._dhcp_ifaces.pop(ns, None)
+        self._tunnels.pop(ns, None)
 
     async def drop_network(self, network_id: str) -> None:
         ns = netns.network_ns(network_id)

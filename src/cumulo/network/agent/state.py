@@ -21,7 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cumulo.netplane import dhcp, external, netns, router, secgroups
+from cumulo.hosts.models import compute_nodes
+from cumulo.netplane import dhcp, external, netns, router, secgroups, vxlan
 from cumulo.netplane.bridge import BRIDGE
 from cumulo.network.l3_ports import ROUTER_GATEWAY, ROUTER_INTERFACE
 from cumulo.network.models import (
@@ -56,6 +57,7 @@ class NetworkPlan:
     dhcp_port: dhcp.Interface | None = None
     host_link: tuple[str, ...] | None = None  # the external host link's addresses, None: no link
     admin_state_up: bool = True  # False: the bridge is down (no traffic crosses it)
+    tunnel: vxlan.Tunnel | None = None  # the VXLAN port to the other hosts carrying it (scale out)
 
     @property
     def ns(self) -> str:
@@ -168,8 +170,31 @@ def nic_fields(port: Any, ips: list[tuple[str, str]], subnet_of: Mapping[str, dh
             "mtu": int(mtu), "dns": dns, "network_id_": port.network_id}
 
 
-async def read_plan(conn: AsyncConnection, host: str, *, l3: bool, external_link: bool) -> HostPlan:
-    """The plan of `host` from the DB (l3: the host carries routers and external networks)."""
+def carriers(net: Any, on_net: Iterable[Any], l3_host: str | None) -> set[str]:
+    """The hosts that carry a network: those with ports bound there (servers', DHCP ports), and the
+    L3 host when the network is external or has a router port."""
+    out = {str(p.binding_host_id) for p in on_net if p.binding_host_id}
+    out |= {str(p.device_id)[len("dhcp-"):] for p in on_net
+            if p.device_owner == DHCP_OWNER and str(p.device_id or "").startswith("dhcp-")}
+    if l3_host and (net.external or any(p.device_owner in (ROUTER_INTERFACE, ROUTER_GATEWAY) for p in on_net)):
+        out.add(l3_host)
+    return out
+
+
+async def host_ips(conn: AsyncConnection) -> dict[str, set[str]]:
+    """Host -> its underlay addresses (compute_nodes.host_ip, loopback left out)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for r in await conn.execute(sa.select(compute_nodes.c.host, compute_nodes.c.host_ip).distinct()):
+        if r.host_ip and not ipaddress.ip_address(r.host_ip).is_loopback:
+            out[str(r.host)].add(str(r.host_ip))
+    return out
+
+
+async def read_plan(conn: AsyncConnection, host: str, *, l3: bool, external_link: bool, underlay_ip: str = "",
+                    l3_host: str | None = None) -> HostPlan:
+    """The plan of `host` from the DB (l3: the host carries routers and external networks).
+    `underlay_ip`: the host's underlay address; with it, each vxlan network gets its tunnel to
+    the other hosts carrying it (`l3_host` among them where it carries the network)."""
     nets = {r.id: r for r in await conn.execute(sa.select(networks))}
     subnet_rows = list(await conn.execute(sa.select(subnets).order_by(subnets.c.created_at, subnets.c.id)))
     port_rows = list(await conn.execute(sa.select(ports).order_by(ports.c.created_at, ports.c.id)))
@@ -199,6 +224,7 @@ async def read_plan(conn: AsyncConnection, host: str, *, l3: bool, external_link
 
     plans: dict[str, NetworkPlan] = {}
     nics: dict[str, dict[str, Any]] = {}
+    ips_of = await host_ips(conn) if underlay_ip else {}
     for net_id in sorted(wanted):
         net = nets[net_id]
         on_net = [p for p in port_rows if p.network_id == net_id]
@@ -244,10 +270,16 @@ async def read_plan(conn: AsyncConnection, host: str, *, l3: bool, external_link
             link = tuple(f"{s.gateway_ip}/{ipaddress.ip_network(s.cidr).prefixlen}" for s in subnets_by_net[net_id]
                          if s.gateway_ip and ipaddress.ip_network(s.cidr).version == 4)
             devices.add(external.ns_device(net_id))
+        tunnel = None
+        if underlay_ip and net.provider_network_type == "vxlan" and net.provider_segmentation_id:
+            peers = {ip for h in carriers(net, on_net, l3_host or (host if l3 else None)) - {host}
+                     for ip in ips_of.get(h, ())} - {underlay_ip}
+            tunnel = vxlan.Tunnel(vni=int(net.provider_segmentation_id), local=underlay_ip, peers=tuple(sorted(peers)))
         plans[net_id] = NetworkPlan(
             id=net_id, mtu=int(net.mtu), external=bool(net.external), subnets=tuple(subnets_by_net[net_id]),
             devices=frozenset(devices), firewall=secgroups.Firewall(ports=tuple(fw_ports), rules=rules, members=members),
-            dhcp_hosts=hosts, dhcp_port=dhcp_port, host_link=link, admin_state_up=bool(net.admin_state_up))
+            dhcp_hosts=hosts, dhcp_port=dhcp_port, host_link=link, admin_state_up=bool(net.admin_state_up),
+            tunnel=tunnel)
 
     out_routers = []
     fips = list(await conn.execute(sa.select(floating_ips).where(floating_ips.c.port_id.is_not(None))

@@ -46,18 +46,23 @@ class NetworkAgents:
 
 def assemble_agents(db: Database, bus: Bus, service: NetworkService, hosts: Iterable[str], *, local_host: str,
                     real_local: bool, external_link: bool = True,
-                    metadata: MetadataService | None = None, owner: str = "") -> NetworkAgents:
+                    metadata: MetadataService | None = None, owner: str = "", underlay_ip: str = "",
+                    l3_host: str | None = None) -> NetworkAgents:
     """Build and serve one agent per host (not started). `real_local`: the local host plumbs (and
     serves `metadata` at 169.254.169.254 in its network namespaces); `owner`: the cloud's state dir,
-    under which it registers its data plane on the host (plumbing.register)."""
+    under which it registers its data plane on the host (plumbing.register). Scale out (settings
+    `underlay_ip`, `l3_host`): the local host's underlay address (VXLAN tunnels; empty: none) and
+    the host carrying routers and external networks (None or empty: the local host)."""
     agents: list[NetworkAgent] = []
+    l3_name = l3_host or local_host
     for h in sorted(set(hosts)):
         local = h == local_host
         plumbing: Plumbing = RealPlumbing(metadata=metadata, owner=owner) if local and real_local else NoPlumbing()
-        agent = NetworkAgent(db, service, h, plumbing, l3=local, external_link=external_link)
+        agent = NetworkAgent(db, service, h, plumbing, l3=h == l3_name, external_link=external_link,
+                             underlay_ip=underlay_ip if local else "", l3_host=l3_name)
         bus.serve(network_topic(h), agent)
         agents.append(agent)
-    return NetworkAgents(agents, local_host if local_host in {a.host for a in agents} else None,
+    return NetworkAgents(agents, l3_name if l3_name in {a.host for a in agents} else None,
                          metadata if real_local and local_host in {a.host for a in agents} else None)
 
 
@@ -67,13 +72,17 @@ async def bound_hosts(db: Database) -> set[str]:
         return {str(r[0]) for r in rows}
 
 
-def listener(db: Database, bus: Bus, agents: NetworkAgents) -> Callable[[], Awaitable[None]]:
-    """The service's data-plane listener: sync casts to the hosts that carry something."""
+def listener(db: Database, bus: Bus, agents: NetworkAgents | None, *, l3_host: str | None = None,
+             everywhere: bool = False) -> Callable[[], Awaitable[None]]:
+    """The service's data-plane listener: sync casts to the hosts that carry something (and the L3
+    host). `everywhere` (several processes, a real bus: the agents are elsewhere): to every such
+    host, not only those served in this process; `l3_host` names the L3 host then."""
     api = NetworkAgentAPI(bus)
-    served = {a.host for a in agents.agents}
+    served = {a.host for a in agents.agents} if agents is not None else set()
+    l3 = l3_host or (agents.l3_host if agents is not None else None)
 
     async def notify_agents() -> None:
-        hosts = await bound_hosts(db) | ({agents.l3_host} if agents.l3_host else set())
-        await api.sync_hosts(h for h in hosts if h in served)
+        hosts = await bound_hosts(db) | ({l3} if l3 else set())
+        await api.sync_hosts(h for h in hosts if everywhere or h in served)
 
     return notify_agents
