@@ -15,6 +15,7 @@ from typing import Any
 
 from cumulo import conf as conf_mod
 from cumulo.cli import image_build
+from cumulo.cli.common import CLOUD_UMASK, _driver_list, _loop_factory
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,16 +46,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _driver_list(text: str) -> str:
-    names = [n.strip().lower() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in ("auto", "runc", "qemu", "fake")]
-    if not names or bad or ("auto" in names and len(names) > 1):
-        raise argparse.ArgumentTypeError(
-            f"invalid driver list {text!r}: use auto, or a comma list of runc, qemu and fake (e.g. runc,qemu)"
-        )
-    return ",".join(names)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "up":
@@ -64,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-CLOUD_UMASK = 0o077
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -121,20 +111,6 @@ def _up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
-
-
-def _loop_factory(local_driver: str) -> Any:
-    """uvloop for a cloud of fake hosts (about 6% more creates/s); the stdlib loop once a real
-    driver runs host commands: libuv starts a child with fork(), copying the page tables of the
-    whole cloud (4-7 ms per command, with the loop blocked), where CPython uses vfork(). Measured
-    in benchmarks/README.md: a runc boot runs five commands and gets 20 ms faster."""
-    if local_driver.split(",") != ["fake"]:
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 async def _serve(settings: conf_mod.Settings, log_level: str, metrics_sock: socket.socket | None = None) -> None:

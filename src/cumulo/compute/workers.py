@@ -77,6 +77,26 @@ def assemble(
     conductor = Conductor(db, bus, conf, placement)
     bus.serve(SCHEDULER, scheduler)
     bus.serve(CONDUCTOR, conductor)
+    hosts, managers = assemble_hosts(db, bus, conf, placement, images, nodes, network=network, nics=nics,
+                                     volumes=volumes, host_volumes=host_volumes)
+    return Workers(scheduler, conductor, hosts, managers)
+
+
+def assemble_hosts(
+    db: Database,
+    bus: Bus,
+    conf: Settings,
+    placement: Placement,
+    images: specs.ImageBackend | None,
+    nodes: Iterable[NodeSetup],
+    *,
+    network: NetworkPorts | None = None,
+    nics: NicPlugger | None = None,
+    volumes: VolumeClient | None = None,
+    host_volumes: HostVolumes | None = None,
+) -> tuple[list[ComputeHost], list[ComputeManager]]:
+    """The compute agents alone (`cumulo compute`): one ComputeHost per host served on its topic,
+    a ComputeManager per node (not started)."""
     managers: list[ComputeManager] = []
     by_host: dict[str, list[ComputeManager]] = {}
     for n in nodes:
@@ -91,4 +111,4 @@ def assemble(
         agent = ComputeHost(db, bus, conf, host_name, host_nodes)
         bus.serve(compute_topic(host_name), agent)
         hosts.append(agent)
-    return Workers(scheduler, conductor, hosts, managers)
+    return hosts, managers
