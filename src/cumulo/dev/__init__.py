@@ -1,0 +1,1 @@
+"""Developer and test tools that set up a machine for Cumulo (`cumulo dev ...`)."""

@@ -1,0 +1,370 @@
+"""Compute hosts on one machine, each in network namespaces of its own (issue 14, `cumulo dev hosts`).
+
+The underlay is a bridge (`cumulo-ul0`, 198.18.0.1/24: RFC 2544's benchmark range, never the
+machine's own networks) in the root namespace. Dev host i is the named network namespace
+`cumulo-host-<name>` with loopback up and a veth `ul0` on the bridge holding 198.18.0.(i+1)/24,
+and a state dir `<base>/<name>/`. `start` runs `cumulo compute --host <name> --state-dir ...
+--database ... --transport ... [--config ...]` in it with `CUMULO_UNDERLAY_IP` set to its address,
+so PostgreSQL, RabbitMQ and the API are reached at 198.18.0.1 (the bridge's address).
+
+Isolation: the compute process runs in a private mount namespace of its own, with a fresh tmpfs on
+/run/netns and on /run/cumulo. What the data plane names globally (the network namespaces
+`cnet-<network uuid>`, `crtr-<router uuid>`, the containers' `cumulo-<uuid>`, dnsmasq's files in
+/run/cumulo/dhcp, the orphan registry /run/cumulo/netplane-owners) is then the host's own: two
+hosts carrying one network each have their `cnet-<uuid>`, and neither sees, nor reaps, the other's
+(the root namespace's cloud, `cumulo up`, sees neither). runc's state root and QEMU's pidfiles are
+in the host's state dir already. Every namespace the host made is pinned only in its mount
+namespace, so when the host's last process is gone the kernel frees them (and their links).
+
+`kill NAME` is a host's sudden death: SIGKILL to every process of its mount namespace (the agent,
+QEMU, dnsmasq, anything it spawned) and to its runc containers (by its runc root); `down` kills
+every host, deletes its runc containers (their cgroups), detaches loop devices backed by files in
+its state dir, deletes its namespace (and so its veth) and the bridge, all by name, never by
+pattern. Processes are only ever signalled by pid, after checking the pid is still the one
+recorded (its start time) or is in the host's mount namespace.
+
+The state (hosts, pids) is `<base>/hosts.json`; `DevHosts(base)` is the API (the CLI wraps it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cumulo import host
+from cumulo.errors import HostError, Invalid
+
+BRIDGE = "cumulo-ul0"
+CIDR = "198.18.0.0/24"
+NS_PREFIX = "cumulo-host-"
+NAME_PREFIX = "host"
+HOST_DEV = "ul0"
+RUNC_ROOT = "runc-state"  # under a host's state dir (compute/drivers/runc/core.py)
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+# Run inside the host's namespace: a private mount namespace with its own /run/netns and /run/cumulo.
+_LAUNCH = ('mount -t tmpfs -o mode=0755 cumulo-netns /run/netns && '
+           'mount -t tmpfs -o mode=0755 cumulo-run /run/cumulo && exec "$@"')
+
+
+@dataclass
+class DevHost:
+    name: str
+    index: int
+    ip: str
+    state_dir: str
+    pid: int = 0  # the compute process, 0: not started (or killed)
+    start_time: int = 0  # its start time (/proc/<pid>/stat field 22): the pid is still ours
+    mnt_ns: int = 0  # the inode of its mount namespace
+
+    @property
+    def ns(self) -> str:
+        return NS_PREFIX + self.name
+
+    @property
+    def log(self) -> Path:
+        return Path(self.state_dir) / "compute.log"
+
+
+def root_veth(bridge: str, name: str) -> str:
+    """The bridge end of a host's veth: short (IFNAMSIZ) and derived from the names."""
+    return "cu" + hashlib.sha256(f"{bridge}/{name}".encode()).hexdigest()[:10]
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(start time, ppid) of a live process, None when it is gone (or a zombie)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19]), int(fields[1])
+
+
+def _mnt_of(pid: int) -> int:
+    try:
+        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+    except OSError:
+        return 0
+
+
+def _in_mnt(inode: int) -> list[int]:
+    """The live processes in the mount namespace with that inode (never this process, never pid 1)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in (1, os.getpid()):
+            continue
+        if _mnt_of(int(entry)) == inode and _stat(int(entry)) is not None:
+            out.append(int(entry))
+    return sorted(out)
+
+
+def _cumulo_bin() -> str:
+    here = Path(sys.executable).parent / "cumulo"
+    return str(here) if here.exists() else (shutil.which("cumulo") or "cumulo")
+
+
+class DevHosts:
+    def __init__(self, base: Path | str, *, bridge: str = BRIDGE, cidr: str = CIDR, name_prefix: str = NAME_PREFIX,
+                 ns_prefix: str = NS_PREFIX) -> None:
+        self.base = Path(base).absolute()
+        self.bridge = bridge
+        self.net = ipaddress.IPv4Network(cidr)
+        self.name_prefix = name_prefix
+        if ns_prefix != NS_PREFIX:
+            raise Invalid("dev host namespaces are always cumulo-host-<name>")
+        if not re.match(r"^[a-z0-9-]{1,15}$", bridge):
+            raise Invalid(f"bad bridge name {bridge!r}")
+
+    # ---- state ------------------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.base / "hosts.json"
+
+    @property
+    def gateway(self) -> str:
+        """The bridge's address: where hosts reach PostgreSQL, RabbitMQ and the API."""
+        return str(self.net.network_address + 1)
+
+    def hosts(self) -> list[DevHost]:
+        try:
+            data = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return []
+        return [DevHost(**h) for h in data.get("hosts", [])]
+
+    def host(self, name: str) -> DevHost:
+        for h in self.hosts():
+            if h.name == name:
+                return h
+        raise Invalid(f"no dev host {name!r} (known: {', '.join(h.name for h in self.hosts()) or 'none'})")
+
+    def _save(self, hosts: list[DevHost]) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"bridge": self.bridge, "cidr": str(self.net), "hosts": [asdict(h) for h in hosts]},
+                                  indent=1))
+        tmp.replace(self.state_file)
+
+    def _update(self, h: DevHost) -> None:
+        self._save([h if x.name == h.name else x for x in self.hosts()])
+
+    # ---- the underlay and the hosts ---------------------------------------------------------
+
+    async def _link(self, dev: str, ns: str | None = None) -> dict[str, Any] | None:
+        argv = ["ip", *(["-n", ns] if ns else []), "-j", "link", "show", "dev", dev]
+        res = await host.run(argv, timeout=30, check=False)
+        if res.returncode != 0:
+            return None
+        data = json.loads(res.text or "[]")
+        return data[0] if data else None
+
+    async def _bridge(self) -> None:
+        if await self._link(self.bridge) is None:
+            await host.run(["ip", "link", "add", self.bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0"],
+                           timeout=30)
+        res = await host.run(["ip", "-j", "addr", "show", "dev", self.bridge], timeout=30)
+        have = {f"{a['local']}/{a['prefixlen']}" for d in json.loads(res.text or "[]") for a in d.get("addr_info", [])}
+        want = f"{self.gateway}/{self.net.prefixlen}"
+        if want not in have:
+            await host.run(["ip", "addr", "add", want, "dev", self.bridge], timeout=30)
+        await host.run(["ip", "link", "set", self.bridge, "up"], timeout=30)
+
+    async def up(self, count: int, names: list[str] | None = None) -> list[DevHost]:
+        """The bridge and hosts 1..count (named <prefix><i>, or `names`), each with its namespace,
+        veth and state dir; idempotent (a host already there is checked and completed, none removed)."""
+        names = names or [f"{self.name_prefix}{i}" for i in range(1, count + 1)]
+        if len(names) > self.net.num_addresses - 3:
+            raise Invalid(f"at most {self.net.num_addresses - 3} dev hosts fit in {self.net}")
+        for n in names:
+            if not _NAME.match(n):
+                raise Invalid(f"bad dev host name {n!r} (lower case letters, digits and '-', up to 31)")
+        await self._bridge()
+        known = {h.name: h for h in self.hosts()}
+        out = []
+        for i, name in enumerate(names, start=1):
+            h = known.get(name) or DevHost(name=name, index=i, ip=str(self.net.network_address + 1 + i),
+                                           state_dir=str(self.base / name))
+            known[name] = h
+            self._save(list(known.values()))
+            await self._plumb(h)
+            out.append(h)
+        return out
+
+    async def _plumb(self, h: DevHost) -> None:
+        Path(h.state_dir).mkdir(parents=True, exist_ok=True)
+        if not Path("/run/netns", h.ns).exists():
+            await host.run(["ip", "netns", "add", h.ns], timeout=30)
+        await host.run(["ip", "-n", h.ns, "link", "set", "lo", "up"], timeout=30)
+        outer = root_veth(self.bridge, h.name)
+        if await self._link(HOST_DEV, h.ns) is None:
+            await host.run(["ip", "link", "del", "dev", outer], timeout=30, check=False)  # a half-made one
+            await host.run(["ip", "link", "add", outer, "type", "veth", "peer", "name", HOST_DEV, "netns", h.ns],
+                           timeout=30)
+        await host.run(["ip", "link", "set", outer, "master", self.bridge, "up"], timeout=30)
+        res = await host.run(["ip", "-n", h.ns, "-j", "addr", "show", "dev", HOST_DEV], timeout=30)
+        have = {a["local"] for d in json.loads(res.text or "[]") for a in d.get("addr_info", [])}
+        if h.ip not in have:
+            await host.run(["ip", "-n", h.ns, "addr", "add", f"{h.ip}/{self.net.prefixlen}", "dev", HOST_DEV],
+                           timeout=30)
+        await host.run(["ip", "-n", h.ns, "link", "set", HOST_DEV, "up"], timeout=30)
+
+    # ---- the compute processes --------------------------------------------------------------
+
+    def running(self, h: DevHost) -> bool:
+        st = _stat(h.pid) if h.pid else None
+        return st is not None and st[0] == h.start_time
+
+    def command(self, h: DevHost, *, database: str, transport: str, config: str | None = None,
+                extra: list[str] | None = None, program: list[str] | None = None) -> list[str]:
+        """The argv that runs host h's `cumulo compute` (or `program`, a Python one: tests) in its namespaces."""
+        prog = program or [_cumulo_bin(), "compute", "--host", h.name, "--state-dir", h.state_dir,
+                           "--database", database, "--transport", transport,
+                           *(["--config", config] if config else []), *(extra or [])]
+        return ["ip", "netns", "exec", h.ns, "unshare", "--mount", "--propagation", "private", "--",
+                "/bin/sh", "-c", _LAUNCH, "cumulo-dev-host", *prog]
+
+    async def start(self, name: str, *, database: str = "", transport: str = "inproc", config: str | None = None,
+                    extra: list[str] | None = None, env: dict[str, str] | None = None,
+                    program: list[str] | None = None) -> DevHost:
+        """Start host `name`'s compute process (idempotent: a running one stays); returns the host
+        once the process runs in its own mount namespace. Its output goes to <state dir>/compute.log."""
+        h = self.host(name)
+        if self.running(h):
+            return h
+        for d in ("/run/netns", "/run/cumulo"):
+            Path(d).mkdir(parents=True, exist_ok=True)  # the mount points (in the root namespace, as iproute2 makes them)
+        argv = self.command(h, database=database, transport=transport, config=config, extra=extra, program=program)
+        environ = {**os.environ, "CUMULO_UNDERLAY_IP": h.ip, **(env or {})}
+        with open(h.log, "ab") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environ,  # noqa: S603
+                                    start_new_session=True)
+        mine = _mnt_of(os.getpid())
+        deadline = time.monotonic() + 30
+        while True:
+            st = _stat(proc.pid)
+            if proc.poll() is not None or st is None:
+                raise HostError(f"dev host {name}'s compute process ended at once: {self._tail(h)}")
+            mnt = _mnt_of(proc.pid)
+            try:
+                exe = os.readlink(f"/proc/{proc.pid}/exe")
+            except OSError:
+                exe = ""
+            if mnt and mnt != mine and "python" in Path(exe).name:
+                break
+            if time.monotonic() > deadline:
+                raise HostError(f"dev host {name}'s compute process did not start: {self._tail(h)}")
+            await asyncio.sleep(0.05)
+        h.pid, h.start_time, h.mnt_ns = proc.pid, st[0], mnt
+        self._update(h)
+        return h
+
+    @staticmethod
+    def _tail(h: DevHost) -> str:
+        try:
+            return h.log.read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    async def containers(self, h: DevHost) -> dict[str, int]:
+        """The host's runc containers: id -> init pid (0 when not running)."""
+        root = Path(h.state_dir) / RUNC_ROOT
+        if not root.is_dir():
+            return {}
+        res = await host.run(["runc", "--root", str(root), "list", "--format", "json"], timeout=30, check=False)
+        if res.returncode != 0:
+            return {}
+        return {str(c["id"]): int(c.get("pid") or 0) for c in json.loads(res.stdout or b"null") or []}
+
+    async def kill(self, name: str) -> list[int]:
+        """Host `name` dies at once: SIGKILL to its compute process, everything in its mount
+        namespace (QEMU, dnsmasq, ...) and its runc containers' processes. Returns the pids."""
+        h = self.host(name)
+        mnt = _mnt_of(h.pid) if self.running(h) else 0
+        mnt = mnt or h.mnt_ns
+        pids = set(_in_mnt(mnt)) if mnt and mnt != _mnt_of(os.getpid()) else set()
+        if self.running(h):
+            pids.add(h.pid)
+        pids |= {p for p in (await self.containers(h)).values() if p > 1}
+        for pid in sorted(pids):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        while any(_stat(p) is not None for p in pids):
+            if time.monotonic() > deadline:
+                raise HostError(f"dev host {name}: processes {sorted(p for p in pids if _stat(p))} survived SIGKILL")
+            await asyncio.sleep(0.05)
+        h.pid, h.start_time = 0, 0
+        self._update(h)
+        return sorted(pids)
+
+    async def stop(self, name: str, grace: float = 10.0) -> None:
+        """Stop host `name`'s compute process gently (SIGTERM, then SIGKILL after `grace`); the
+        servers it runs go on (as an agent restart leaves them)."""
+        h = self.host(name)
+        if self.running(h):
+            os.kill(h.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while self.running(h) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if self.running(h):
+                os.kill(h.pid, signal.SIGKILL)
+            while _stat(h.pid) is not None and time.monotonic() < deadline + 10:
+                await asyncio.sleep(0.05)
+        h.pid, h.start_time = 0, 0
+        self._update(h)
+
+    async def down(self, *, purge: bool = False) -> None:
+        """Every host killed and removed (containers, loop devices of its state dir, namespace,
+        veth), then the bridge; `purge` also removes the base dir (state dirs, logs)."""
+        for h in self.hosts():
+            await self.kill(h.name)
+            root = Path(h.state_dir) / RUNC_ROOT
+            for cid in await self.containers(h):
+                await host.run(["runc", "--root", str(root), "delete", "--force", cid], timeout=60, check=False)
+            await self._detach_loops(Path(h.state_dir))
+            if os.path.lexists(Path("/run/netns", h.ns)):
+                await host.run(["ip", "netns", "delete", h.ns], timeout=30)
+            await host.run(["ip", "link", "del", "dev", root_veth(self.bridge, h.name)], timeout=30, check=False)
+        if await self._link(self.bridge) is not None:
+            await host.run(["ip", "link", "del", "dev", self.bridge], timeout=30)
+        if purge:
+            shutil.rmtree(self.base, ignore_errors=True)
+        else:
+            self.state_file.unlink(missing_ok=True)
+
+    @staticmethod
+    async def _detach_loops(state_dir: Path) -> None:
+        res = await host.run(["losetup", "-J", "-l"], timeout=30, check=False)
+        if res.returncode != 0 or not res.stdout.strip():
+            return
+        prefix = str(state_dir.absolute()) + "/"
+        for d in json.loads(res.text).get("loopdevices", []):
+            if str(d.get("back-file") or "").startswith(prefix):
+                await host.run(["losetup", "-d", str(d["name"])], timeout=30, check=False)
+
+
+def leftovers(hosts: DevHosts, names: list[str]) -> list[str]:
+    """What of the dev hosts `names` and the bridge is still on the machine (for tests): namespaces,
+    links, processes in their mount namespaces. Empty when `down` left nothing."""
+    out = [f"netns {NS_PREFIX}{n}" for n in names if os.path.lexists(Path("/run/netns", NS_PREFIX + n))]
+    for n in [hosts.bridge, *(root_veth(hosts.bridge, n) for n in names)]:
+        if Path("/sys/class/net", n).exists():
+            out.append(f"link {n}")
+    return out

@@ -1,0 +1,90 @@
+"""`cumulo dev hosts` (cumulo.dev.hosts.DevHosts) with real namespaces: hosts on an underlay
+bridge reach it and each other; each host's process runs in a private mount namespace, so two
+hosts each make a network namespace of the same name without seeing each other's (nor the
+root's); `kill` ends a host's process and what it spawned (a daemon in its own session too); `down`
+leaves no namespace, link or process. The test uses its own bridge, address range and host names."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cumulo.dev.hosts import NS_PREFIX, DevHosts, leftovers
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("unshare") is None,
+                                reason="dev hosts need root, ip and unshare")
+
+# A stand-in compute process: makes `cnet-same` in its /run/netns (as the network agent would),
+# writes what it sees, spawns a daemon (a new session, like dnsmasq) and waits.
+PROGRAM = r"""
+import os, subprocess, sys, time
+subprocess.run(["ip", "netns", "add", "cnet-same"], check=True)
+d = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+open(sys.argv[1], "w").write(" ".join(sorted(os.listdir("/run/netns"))) + "\n" + str(d.pid))
+time.sleep(600)
+"""
+
+
+def _ping(ns: str, address: str) -> bool:
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    res = subprocess.run(["ip", "netns", "exec", ns, busybox, "ping", "-c", "1", "-W", "2", address],  # noqa: S603,S607
+                         capture_output=True, timeout=30)
+    return res.returncode == 0
+
+
+def _wait(cond, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def test_dev_hosts_up_isolation_kill_down(tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:6]
+    dev = DevHosts(tmp_path / "dev", bridge=f"cut{tag}", cidr="198.18.231.0/24", name_prefix=f"t{tag}-")
+    names = [f"t{tag}-1", f"t{tag}-2"]
+    try:
+        hosts = await dev.up(2)
+        assert [h.name for h in hosts] == names and [h.ip for h in hosts] == ["198.18.231.2", "198.18.231.3"]
+        assert await dev.up(2) == hosts  # idempotent
+        assert _ping(hosts[0].ns, "198.18.231.1") and _ping(hosts[0].ns, hosts[1].ip)
+
+        seen = {}
+        for h in hosts:
+            out = Path(h.state_dir) / "seen"
+            await dev.start(h.name, program=[sys.executable, "-c", PROGRAM, str(out)])
+            _wait(out.exists, f"{h.name}'s program")
+            _wait(lambda out=out: "\n" in out.read_text(), f"{h.name}'s report")
+            seen[h.name] = out.read_text().split("\n")
+        # each sees only its own cnet-same; the root namespace sees neither
+        assert all(v[0] == "cnet-same" for v in seen.values())
+        assert not os.path.lexists("/run/netns/cnet-same")
+        h1, h2 = dev.hosts()
+        assert dev.running(h1) and dev.running(h2) and h1.mnt_ns != h2.mnt_ns
+
+        daemon = int(seen[names[0]][1])
+        killed = await dev.kill(names[0])
+        assert h1.pid in killed and daemon in killed
+        assert not _alive(h1.pid) and not _alive(daemon)
+        assert dev.running(dev.host(names[1]))  # the other host lives on
+        assert not dev.running(dev.host(names[0]))
+    finally:
+        await dev.down()
+    assert leftovers(dev, names) == []
+    assert not any(n.startswith(NS_PREFIX + f"t{tag}") for n in os.listdir("/run/netns"))
+    assert not _alive(int(seen.get(names[1], ["", "0"])[1]) or 0) if seen.get(names[1]) else True
