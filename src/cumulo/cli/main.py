@@ -16,6 +16,7 @@ from typing import Any
 from cumulo import conf as conf_mod
 from cumulo.cli import image_build
 from cumulo.cli.common import CLOUD_UMASK, _driver_list, _loop_factory
+from cumulo.dev import cli as dev_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--config", type=Path, default=None, help="settings file (YAML)")
     up.add_argument("--log-level", default="warning")
     image_build.add_parser(sub)
+    dev_cli.add_parser(sub)  # cumulo dev hosts ...: compute hosts in namespaces on one machine
     return p
 
 
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         return _up(args)
     if args.command == "image":
         return image_build.run(args)
+    if args.command == "dev":
+        return dev_cli.main(args)
     return 2
 
 
