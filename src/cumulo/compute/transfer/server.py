@@ -72,11 +72,11 @@ class _Sink:
         fd = self.fh.fileno()
         for offset, data in pieces:
             view = memoryview(data)
-            for at in range(0, len(view), _BLOCK):
-                block = view[at:at + _BLOCK]
-                if block.nbytes == _BLOCK and not any(block):
+            for at in range(0, len(data), _BLOCK):
+                end = min(at + _BLOCK, len(data))
+                if end - at == _BLOCK and data.count(0, at, end) == _BLOCK:
                     continue  # leave a hole
-                os.pwrite(fd, block, offset + at)
+                os.pwrite(fd, view[at:end], offset + at)
 
     def finish(self, size: int, dest: Path) -> None:
         os.ftruncate(self.fh.fileno(), size)
