@@ -1,0 +1,94 @@
+"""Tenant networks as VXLAN (issue 14): the VNI a network gets (unique, admin-settable, 409 when
+taken), MTU 1450, and the tunnel each host's plan carries: its own underlay address and the
+addresses of the other hosts carrying the network (bound ports, DHCP ports, the L3 host), none
+without an underlay address (one host)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from _asgi_ctx import ctx_for
+from test_network_agent import ADMIN, DEMO, INSTANCE, Recorder
+
+from cumulo.db import new_uuid, utcnow
+from cumulo.errors import Conflict, Invalid
+from cumulo.hosts.models import compute_nodes
+from cumulo.netplane.vxlan import Tunnel
+from cumulo.network.agent.manager import NetworkAgent
+from cumulo.network.service import NetworkService
+from cumulo.network.topology import ensure_default_topology
+
+IP = {"h1": "198.18.0.2", "h2": "198.18.0.3", "l3": "198.18.0.4"}
+
+
+async def test_tenant_networks_get_a_unique_vni_and_mtu_1450(svc: NetworkService) -> None:
+    demo, admin = ctx_for(DEMO), ctx_for(ADMIN, "admin")
+    a = await svc.create_network(demo, {"name": "a"})
+    b = await svc.create_network(demo, {"name": "b"})
+    assert a["mtu"] == b["mtu"] == 1450 and "provider:network_type" not in a
+    va, vb = (await svc.get_network(admin, a["id"])), (await svc.get_network(admin, b["id"]))
+    assert va["provider:network_type"] == vb["provider:network_type"] == "vxlan"
+    assert va["provider:segmentation_id"] != vb["provider:segmentation_id"]
+    mine = await svc.create_network(admin, {"name": "c", "provider:network_type": "vxlan",
+                                            "provider:segmentation_id": 5000})
+    assert mine["provider:segmentation_id"] == 5000
+    with pytest.raises(Conflict, match="5000 is in use"):
+        await svc.create_network(admin, {"name": "d", "provider:network_type": "vxlan", "provider:segmentation_id": 5000})
+    with pytest.raises(Conflict, match="in use"):
+        await svc.update_network(admin, a["id"], {"provider:segmentation_id": 5000})
+    with pytest.raises(Invalid, match="maximum is 1450"):
+        await svc.create_network(demo, {"name": "big", "mtu": 1500})
+    with pytest.raises(Invalid, match="maximum is 1450"):
+        await svc.update_network(demo, a["id"], {"mtu": 9000})
+    nxt = await svc.get_network(admin, (await svc.create_network(demo, {"name": "e"}))["id"])
+    assert nxt["provider:segmentation_id"] == 5001  # above every VNI in use
+    flat = await svc.create_network(admin, {"name": "ext", "router:external": True})
+    assert flat["provider:network_type"] == "flat" and flat["mtu"] == 1500
+    local = await svc.create_network(admin, {"name": "l", "provider:network_type": "local"})
+    assert local["provider:network_type"] == "local" and local["mtu"] == 1500
+
+
+async def _node(svc: NetworkService, host: str, ip: str) -> None:
+    async with svc.db.write() as conn:
+        await conn.execute(sa.insert(compute_nodes).values(
+            uuid=new_uuid(), host=host, hypervisor_hostname=host, hypervisor_type="fake", vcpus=1, memory_mb=1,
+            local_gb=1, host_ip=ip, instance_types=["fake"], cpu_info={}, details={}, created_at=utcnow(),
+            updated_at=utcnow()))
+
+
+async def test_each_host_plans_a_tunnel_to_the_other_carriers(svc: NetworkService) -> None:
+    topo: dict[str, Any] = await ensure_default_topology(svc, svc.conf, admin_project=ADMIN, demo_project=DEMO)
+    for h, ip in IP.items():
+        await _node(svc, h, ip)
+    net = topo["private"]
+    vni = (await svc.get_network(ctx_for(ADMIN, "admin"), net))["provider:segmentation_id"]
+    demo = ctx_for(DEMO)
+    p1 = await svc.create_port(demo, {"network_id": net, "device_id": INSTANCE})
+    p2 = await svc.create_port(demo, {"network_id": net, "device_id": INSTANCE})
+    r1, r2, rl = Recorder(), Recorder(), Recorder()
+    a1 = NetworkAgent(svc.db, svc, "h1", r1, underlay_ip=IP["h1"], l3_host="l3")
+    a2 = NetworkAgent(svc.db, svc, "h2", r2, underlay_ip=IP["h2"], l3_host="l3")
+    l3 = NetworkAgent(svc.db, svc, "l3", rl, l3=True, underlay_ip=IP["l3"])
+    await a1.plug_ports([p1["id"]], INSTANCE)
+    assert r1.networks[net].tunnel == Tunnel(vni=vni, local=IP["h1"], peers=(IP["l3"],))  # the router's host
+    assert r1.networks[net].mtu == 1450
+    await a2.plug_ports([p2["id"]], INSTANCE)
+    assert r2.networks[net].tunnel == Tunnel(vni=vni, local=IP["h2"], peers=(IP["h1"], IP["l3"]))
+    await a1.sync()
+    assert r1.networks[net].tunnel == Tunnel(vni=vni, local=IP["h1"], peers=(IP["h2"], IP["l3"]))
+    await l3.sync()
+    assert rl.networks[net].tunnel == Tunnel(vni=vni, local=IP["l3"], peers=(IP["h1"], IP["h2"]))
+    assert rl.networks[topo["public"]].tunnel is None  # external: flat, no tunnel
+    # h1's last port leaves: it drops the network (and its DHCP port), the others stop naming it
+    await a1.unplug_ports([p1["id"]])
+    assert r1.dropped == [net]
+    await a2.sync()
+    await l3.sync()
+    assert r2.networks[net].tunnel == Tunnel(vni=vni, local=IP["h2"], peers=(IP["l3"],))
+    assert rl.networks[net].tunnel == Tunnel(vni=vni, local=IP["l3"], peers=(IP["h2"],))
+    # one host (no underlay address): no tunnel at all
+    r0 = Recorder()
+    await NetworkAgent(svc.db, svc, "h2", r0).sync()
+    assert r0.networks[net].tunnel is None
