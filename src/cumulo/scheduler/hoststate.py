@@ -130,48 +130,79 @@ class HostState:
         }
 
 
+def _service_view(r: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What ComputeFilter reads of a node's service, from a row with the svc_* labels."""
+    if r["svc_id"] is None:
+        return None
+    return {
+        "disabled": bool(r["svc_disabled"]),
+        "forced_down": bool(r["svc_forced_down"]),
+        "last_seen_up": r["svc_last_seen_up"],
+    }
+
+
+def _node_service_query(*columns: Any) -> sa.Select[Any]:
+    """`columns` of each compute node with its service's state (svc_* labels)."""
+    return (
+        sa.select(
+            *columns,
+            services.c.disabled.label("svc_disabled"),
+            services.c.forced_down.label("svc_forced_down"),
+            services.c.last_seen_up.label("svc_last_seen_up"),
+            services.c.availability_zone.label("svc_az"),
+            services.c.id.label("svc_id"),
+        )
+        .select_from(
+            # A node's own service (one per local node, see compute.agent.manager.ComputeHost); rows
+            # from before that have only the host's.
+            compute_nodes.outerjoin(
+                services,
+                sa.or_(
+                    services.c.id == compute_nodes.c.service_id,
+                    sa.and_(
+                        compute_nodes.c.service_id.is_(None),
+                        services.c.host == compute_nodes.c.host,
+                        services.c.binary == "nova-compute",
+                    ),
+                ),
+            )
+        )
+        .order_by(compute_nodes.c.host, compute_nodes.c.hypervisor_hostname)
+    )
+
+
+async def load_services(db: Database, provider_uuids: list[str]) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
+    """{provider uuid: (its service view, its availability zone)}, read now: what the host-state
+    cache checks afresh for the hosts it is about to answer (scheduler/cache.py). The join on the
+    node's own service is the fast one (the OR join below costs a scan per node); a node row
+    from before nodes had their own service goes the long way."""
+    svc = (services.c.disabled.label("svc_disabled"), services.c.forced_down.label("svc_forced_down"),
+           services.c.last_seen_up.label("svc_last_seen_up"), services.c.availability_zone.label("svc_az"),
+           services.c.id.label("svc_id"))
+    q = (
+        sa.select(compute_nodes.c.uuid, *svc)
+        .select_from(compute_nodes.outerjoin(services, services.c.id == compute_nodes.c.service_id))
+        .where(compute_nodes.c.uuid.in_(provider_uuids))
+    )
+    async with db.read() as conn:
+        rows: list[Any] = list((await conn.execute(q)).mappings().all())
+        legacy = [r["uuid"] for r in rows if r["svc_id"] is None]
+        if legacy:
+            rows = [r for r in rows if r["svc_id"] is not None] + list((await conn.execute(
+                _node_service_query(compute_nodes.c.uuid).where(compute_nodes.c.uuid.in_(legacy))
+            )).mappings().all())
+    return {r["uuid"]: (_service_view(r), r["svc_az"]) for r in rows}
+
+
 async def load_host_states(db: Database, placement: Placement) -> list[HostState]:
     async with db.read() as conn:
-        rows = (
-            await conn.execute(
-                sa.select(
-                    compute_nodes,
-                    services.c.disabled.label("svc_disabled"),
-                    services.c.forced_down.label("svc_forced_down"),
-                    services.c.last_seen_up.label("svc_last_seen_up"),
-                    services.c.availability_zone.label("svc_az"),
-                    services.c.id.label("svc_id"),
-                )
-                .select_from(
-                    # A node's own service (one per local node, see compute.agent.manager.ComputeHost); rows
-                    # from before that have only the host's.
-                    compute_nodes.outerjoin(
-                        services,
-                        sa.or_(
-                            services.c.id == compute_nodes.c.service_id,
-                            sa.and_(
-                                compute_nodes.c.service_id.is_(None),
-                                services.c.host == compute_nodes.c.host,
-                                services.c.binary == "nova-compute",
-                            ),
-                        ),
-                    )
-                )
-                .order_by(compute_nodes.c.host, compute_nodes.c.hypervisor_hostname)
-            )
-        ).mappings().all()
+        rows = (await conn.execute(_node_service_query(compute_nodes))).mappings().all()
         # The same read transaction: nodes, their providers and pools are one consistent view.
         summaries, shared = await placement.summaries_and_pools([r["uuid"] for r in rows], conn=conn)
     out: list[HostState] = []
     for r in rows:
         summary = summaries.get(r["uuid"])
-        service: dict[str, Any] | None = None
-        if r["svc_id"] is not None:
-            service = {
-                "disabled": bool(r["svc_disabled"]),
-                "forced_down": bool(r["svc_forced_down"]),
-                "last_seen_up": r["svc_last_seen_up"],
-            }
+        service = _service_view(r)
         out.append(
             HostState(
                 host=r["host"],

@@ -16,13 +16,16 @@ from cumulo.errors import NoValidHost
 from cumulo.hosts.servicegroup import WorkerService
 from cumulo.metrics import control
 from cumulo.placement.service import Placement
+from cumulo.scheduler.cache import HostStateCache
 from cumulo.scheduler.filters import BaseHostFilter, configured_filters
-from cumulo.scheduler.hoststate import HostState, RequestSpec, load_host_states
+from cumulo.scheduler.hoststate import HostState, RequestSpec
 from cumulo.scheduler.weighers import BaseHostWeigher, configured_weighers, weigh_hosts
 
 LOG = logging.getLogger(__name__)
 
 MAX_ALTERNATES = 3
+# Times a cached answer may be ranked again because a chosen host's service changed.
+RECHECK_ATTEMPTS = 3
 FAULT_MESSAGE_MAX = 255
 
 
@@ -77,6 +80,7 @@ class SchedulerManager:
         self.filters: list[BaseHostFilter] = configured_filters(conf)
         self.weighers: list[BaseHostWeigher] = configured_weighers(conf)
         self.service = WorkerService(db, conf, "nova-scheduler", "scheduler")
+        self.cache = HostStateCache(db, placement, conf)
 
     async def start(self) -> None:
         await self.service.start()
@@ -85,12 +89,18 @@ class SchedulerManager:
         await self.service.stop()
 
     async def select_destinations(self, request_spec: dict[str, Any], num_instances: int = 1) -> list[dict[str, Any]]:
-        """One destination per instance, best first, each with up to 3 alternates; or NoValidHost."""
+        """One destination per instance, best first, each with up to 3 alternates; or NoValidHost.
+
+        `request_spec["fresh"]`: read every host state again first (the conductor's reselect after
+        its claims lost to others)."""
         spec = RequestSpec.from_dict(request_spec)
-        hosts = await load_host_states(self.db, self.placement)
+        hosts = await self.cache.states(fresh=bool(request_spec.get("fresh")))
         out: list[dict[str, Any]] = []
         for _ in range(max(1, int(num_instances))):
-            ranked = self.rank(hosts, spec)
+            if self.cache.active:
+                ranked = await self._rank_cached(spec)
+            else:
+                ranked = self.rank(hosts, spec)
             chosen = ranked[0]
             chosen.consume(spec.resources)
             dest = chosen.destination()
@@ -99,8 +109,35 @@ class SchedulerManager:
             control.scheduled("selected")
         return out
 
-    def rank(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
-        """Filter then weigh; raise NoValidHost naming each filter's toll."""
+    async def _rank_cached(self, spec: RequestSpec) -> list[HostState]:
+        """Rank from the cache, with the services of the answer read afresh; before a NoValidHost
+        (or when services keep changing under it) everything is read again."""
+        reloaded = False
+        for _ in range(RECHECK_ATTEMPTS):
+            try:
+                ranked = self._rank_bounded(spec, report=reloaded)
+            except NoValidHost:
+                if reloaded:
+                    raise
+                await self.cache.reload()
+                reloaded = True
+                continue
+            if not await self.cache.recheck(ranked[: 1 + MAX_ALTERNATES]):
+                return ranked
+        await self.cache.reload()
+        return self._rank_bounded(spec, report=True)
+
+    def _rank_bounded(self, spec: RequestSpec, *, report: bool) -> list[HostState]:
+        """A bounded set of the cached hosts (Nova's max_placement_results); all of them when
+        nothing in it passes, so a NoValidHost always speaks of every host."""
+        try:
+            return self.rank(self.cache.bounded(spec), spec, report=False)
+        except NoValidHost:
+            return self.rank(self.cache.states_now(), spec, report=report)
+
+    def rank(self, hosts: list[HostState], spec: RequestSpec, *, report: bool = True) -> list[HostState]:
+        """Filter then weigh; raise NoValidHost naming each filter's toll (logged and counted
+        when `report`)."""
         candidates = [h for h in hosts if h.host not in spec.ignore_hosts]
         if spec.force_host:
             candidates = [h for h in candidates if h.host == spec.force_host]
@@ -122,7 +159,8 @@ class SchedulerManager:
             message = no_valid_host_message(total, removed, scope)
             if lack:  # name the resource that ran out first: it is what the user needs to know
                 message = _with_shortage(message, lack)
-            LOG.info("%s (request %s)", message, spec.resources)
-            control.scheduled("no_valid_host")
+            if report:
+                LOG.info("%s (request %s)", message, spec.resources)
+                control.scheduled("no_valid_host")
             raise NoValidHost(message)
         return [h for _, h in weigh_hosts(self.weighers, candidates, spec)]

@@ -1,0 +1,154 @@
+"""The scheduler's host-state cache: one placement's cost (nearly) independent of the host count.
+
+Reading every compute node, its service, inventory, usage and pool per request costs O(hosts)
+(about 50 ms at 1,000 fake hosts, docs/architecture.md "Scale out (issue 14): scheduling at 1,000
+hosts"). From `conf.scheduler.host_cache_min_hosts` nodes on, the scheduler keeps the host states
+in memory instead, as Nova's HostManager does:
+
+- a pick consumes from the cached state at once (`HostState.consume`), so the next request sees it
+  before the claim commits;
+- everything is read again every `host_cache_seconds`, when the conductor reselects after a lost
+  claim (`fresh`), and before a request is answered NoValidHost; concurrent requests that need a
+  reload share one (`reload` coalesces), which batches them;
+- the hosts about to be answered (the choice and its alternates) get their service row read afresh
+  (`recheck`: disabled, forced down, last heartbeat, availability zone), so an admin's
+  `compute service set --disable` or a forced-down host is never chosen from a stale view.
+
+Usage may be stale (another scheduler's claims, deletes): that only ever costs a retry, because the
+claim itself stays an atomic compare-and-swap on the provider's generation in the database
+(placement/service.py). Below the threshold every request reads everything afresh, as before.
+
+`bounded` is Nova's max_placement_results: at most `max_candidates` hosts are filtered and weighed
+per request (a random subset of the requested zone, plus the hosts of the request's server group so
+affinity and its soft variant can see them); forced hosts and nodes are looked up by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterable
+
+from cumulo.conf import Settings
+from cumulo.db import Database
+from cumulo.placement.service import Placement
+from cumulo.scheduler.hoststate import HostState, RequestSpec, load_host_states, load_services
+
+LOG = logging.getLogger(__name__)
+
+
+class HostStateCache:
+    def __init__(self, db: Database, placement: Placement, conf: Settings) -> None:
+        self.db = db
+        self.placement = placement
+        self.conf = conf
+        self._states: list[HostState] = []
+        self._by_host: dict[str, list[HostState]] = {}
+        self._by_node: dict[str, list[HostState]] = {}
+        self._by_az: dict[str | None, list[HostState]] = {}
+        self._loaded_at = float("-inf")
+        self._loading: asyncio.Future[None] | None = None
+        self.reloads = 0  # how many full reads so far (tests and benchmarks look)
+
+    @property
+    def active(self) -> bool:
+        """Whether requests are served from memory (enough nodes for it to pay)."""
+        return len(self._states) >= self.conf.scheduler.host_cache_min_hosts
+
+    @property
+    def age(self) -> float:
+        return time.monotonic() - self._loaded_at
+
+    async def states(self, *, fresh: bool = False) -> list[HostState]:
+        """The host states to rank: from memory, or read again when asked, stale or below the threshold."""
+        if fresh or not self.active or self.age > self.conf.scheduler.host_cache_seconds:
+            await self.reload()
+        return self._states
+
+    def states_now(self) -> list[HostState]:
+        return self._states
+
+    async def reload(self) -> None:
+        """Read every host state; callers arriving while a read runs share it."""
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load())
+            self._loading.add_done_callback(self._loaded)
+        await asyncio.shield(self._loading)
+
+    def _loaded(self, fut: asyncio.Future[None]) -> None:
+        self._loading = None
+        if not fut.cancelled() and fut.exception() is not None:
+            LOG.debug("host state read failed: %s", fut.exception())
+
+    async def _load(self) -> None:
+        started = time.monotonic()
+        states = await load_host_states(self.db, self.placement)
+        by_host: dict[str, list[HostState]] = {}
+        by_node: dict[str, list[HostState]] = {}
+        by_az: dict[str | None, list[HostState]] = {}
+        for h in states:
+            by_host.setdefault(h.host, []).append(h)
+            by_node.setdefault(h.node, []).append(h)
+            by_az.setdefault(h.availability_zone, []).append(h)
+        self._states, self._by_host, self._by_node, self._by_az = states, by_host, by_node, by_az
+        self._loaded_at = started
+        self.reloads += 1
+
+    def invalidate(self) -> None:
+        self._loaded_at = float("-inf")
+
+    def bounded(self, spec: RequestSpec) -> list[HostState]:
+        """At most max_candidates of the cached hosts worth ranking for this request (all when
+        there are few; a forced host or node by name)."""
+        if spec.force_node:
+            return list(self._by_node.get(spec.force_node, []))
+        if spec.force_host:
+            return list(self._by_host.get(spec.force_host, []))
+        states = self._states
+        pool = self._by_az.get(spec.availability_zone, []) if spec.availability_zone else states
+        limit = max(1, self.conf.scheduler.max_candidates)
+        if len(pool) <= limit:
+            return pool
+        picked = random.sample(pool, limit)
+        group = spec.instance_group or {}
+        seen = {id(h) for h in picked}
+        for host in dict.fromkeys(group.get("hosts") or ()):
+            for h in self._by_host.get(str(host), []):
+                if id(h) not in seen:
+                    picked.append(h)
+                    seen.add(id(h))
+        return picked
+
+    async def recheck(self, hosts: Iterable[HostState]) -> bool:
+        """Read the hosts' service rows again and update them in place; True when one had changed
+        (the caller ranks again) or its node is gone (the cache is read again)."""
+        wanted = {h.provider_uuid: h for h in hosts}
+        if not wanted:
+            return False
+        fresh = await load_services(self.db, list(wanted))
+        changed = False
+        for uuid, h in wanted.items():
+            if uuid not in fresh:
+                self.invalidate()
+                return True
+            service, az = fresh[uuid]
+            if az != h.availability_zone:
+                # Keep the zone index right for the next requests.
+                old = self._by_az.get(h.availability_zone, [])
+                if h in old:
+                    old.remove(h)
+                self._by_az.setdefault(az, []).append(h)
+                h.availability_zone = az
+                changed = True
+            if _flags(service) != _flags(h.service):
+                changed = True
+            h.service = service
+        return changed
+
+
+def _flags(service: dict[str, object] | None) -> tuple[bool, bool, bool]:
+    if service is None:
+        return (False, False, False)
+    return (True, bool(service.get("disabled")), bool(service.get("forced_down")))
