@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from cumulo import errors
 from cumulo.compute.backups import BACKUP_IMAGE_TYPE
-from cumulo.compute.service import boot_volumes
+from cumulo.compute.service import boot_volumes, bus_undo
 from cumulo.compute.service import transitions as tr
 
 if TYPE_CHECKING:
@@ -58,8 +58,12 @@ async def create_backup(
     except errors.CumuloError:
         await svc.images.mark_failed(image["id"])
         raise
-    await svc.agents.backup_instance(
+    async def undo() -> None:
+        await bus_undo.revert_begin(svc.db, ctx, inst, row)
+        await svc.images.mark_failed(image["id"])
+
+    await bus_undo.cast_or_undo(svc.agents.backup_instance(
         row["host"], row["uuid"], image_id=image["id"], backup_type=backup_type, rotation=rotation,
         request_id=ctx.request_id,
-    )
+    ), undo)
     return str(image["id"])

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from cumulo import errors
+from cumulo.bus.base import BusUnavailable
 from cumulo.compute import instances as inst_db
 from cumulo.compute import netports
 from cumulo.compute import states as st
@@ -74,6 +75,8 @@ class InterfaceService:
             await self.compute.agents.attach_interface(host, inst["uuid"], port_id=port["id"], request_id=ctx.request_id)
         except Exception as exc:
             await self._give_back(port["id"], made=not port_id)
+            if isinstance(exc, BusUnavailable):
+                raise  # the broker away: a 503, the port given back
             raise errors.Conflict(f"Failed to attach network adapter device to {inst['uuid']}: {exc}") from exc
         await self._record(ctx, inst["uuid"], lambda ids, users: (
             [*[i for i in ids if i != port["id"]], port["id"]], [*users, port["id"]] if port_id else users))

@@ -18,7 +18,7 @@ from cumulo.compute import actions as act
 from cumulo.compute import server_groups
 from cumulo.compute import states as st
 from cumulo.compute.models import instance_actions, instances
-from cumulo.compute.service import boot_volumes, networking
+from cumulo.compute.service import boot_volumes, bus_undo, networking
 from cumulo.compute.service.boot import CreateRequest, flavor_snapshot, reservation_id, sanitize_hostname
 from cumulo.compute.service.quotas import INSTANCE_RESOURCES, headroom
 from cumulo.context import RequestContext
@@ -130,7 +130,11 @@ async def create_servers(svc: ComputeService, ctx: RequestContext, req: CreateRe
         raise
     if nets and svc.network is not None:
         await networking.allocate_for_rows(svc.db, svc.network, ctx, rows, nets)
-    await svc.conductor.build_instances(uuids)
+    async def undo() -> None:  # the broker away: no server was made (503, a retry starts clean)
+        await bus_undo.remove_created(svc.db, svc.network, rows)
+        await boot_volumes.unreserve(svc.volumes, ctx, root.prepared)
+
+    await bus_undo.cast_or_undo(svc.conductor.build_instances(uuids), undo)
     return rows, resv
 
 

@@ -25,7 +25,7 @@ from cumulo.compute import states as st
 from cumulo.compute import volumes as cvolumes
 from cumulo.compute.models import instance_actions, instances
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
-from cumulo.compute.service import boot_volumes, passwords, samples
+from cumulo.compute.service import boot_volumes, bus_undo, passwords, samples
 from cumulo.compute.service import transitions as tr
 from cumulo.compute.service.boot import check_image_fits, flavor_snapshot, image_summary
 from cumulo.compute.service.listing import ListQuery, install_sqlite_functions, list_instances
@@ -209,7 +209,9 @@ class ComputeService:
                 return  # already being deleted (or gone): delete is idempotent
             await act.record_action(conn, ctx, uuid, act.DELETE)
             host = (await conn.execute(sa.select(instances.c.host).where(instances.c.uuid == uuid))).scalar_one()
-        await self.agents.terminate_instance(host, uuid, request_id=ctx.request_id)
+        deleting = {**inst, "task_state": st.DELETING, "progress": 0}
+        await bus_undo.cast_or_undo(self.agents.terminate_instance(host, uuid, request_id=ctx.request_id),
+                                    lambda: bus_undo.revert_begin(self.db, ctx, inst, deleting))
 
     # --- state-changing actions ---
 
@@ -251,7 +253,8 @@ class ComputeService:
         row = await self.begin(ctx, inst, key)
         cast = tr.TRANSITIONS[key].agent
         assert cast is not None
-        await cast(self.agents, row["host"], row["uuid"], request_id=ctx.request_id, **cast_args)
+        await bus_undo.cast_or_undo(cast(self.agents, row["host"], row["uuid"], request_id=ctx.request_id, **cast_args),
+                                    lambda: bus_undo.revert_begin(self.db, ctx, inst, row))
 
     async def rebuild(
         self, ctx: RequestContext, inst: dict[str, Any], image_ref: str, values: dict[str, Any], key_name: Any
@@ -274,7 +277,9 @@ class ComputeService:
             async with self.db.read() as conn:
                 await self._check_metadata_quota(conn, inst["project_id"], len(changes["metadata"]))
         row = await self.begin(ctx, inst, "rebuild", changes)
-        await self.agents.rebuild_instance(row["host"], row["uuid"], image_ref=image["id"], request_id=ctx.request_id)
+        await bus_undo.cast_or_undo(
+            self.agents.rebuild_instance(row["host"], row["uuid"], image_ref=image["id"], request_id=ctx.request_id),
+            lambda: bus_undo.revert_begin(self.db, ctx, inst, row))
         return row
 
     async def resize(self, ctx: RequestContext, inst: dict[str, Any], flavor_ref: str, auto_disk: bool | None) -> None:
@@ -294,10 +299,15 @@ class ComputeService:
             values["system_metadata"] = dict(inst["system_metadata"] or {}, auto_disk_config=auto_disk)
         async with self.db.read() as conn:
             await self._check_upsize_quota(conn, inst, new_snap)
-        await self.begin(ctx, inst, "resize", values)
+        row = await self.begin(ctx, inst, "resize", values)
         async with self.db.write() as conn:
-            await migration_records.start_resize(conn, ctx, inst, new_snap)
-        await self.conductor.resize_instance(inst["uuid"], new_snap, ctx.request_id)
+            migration = await migration_records.start_resize(conn, ctx, inst, new_snap)
+
+        async def undo() -> None:
+            await bus_undo.forget_migration(self.db, migration)
+            await bus_undo.revert_begin(self.db, ctx, inst, row)
+
+        await bus_undo.cast_or_undo(self.conductor.resize_instance(inst["uuid"], new_snap, ctx.request_id), undo)
 
     async def _check_upsize_quota(self, conn: AsyncConnection, inst: dict[str, Any], new: dict[str, Any]) -> None:
         deltas = {"cores": new["vcpus"] - int(inst["vcpus"]), "ram": new["memory_mb"] - int(inst["memory_mb"])}
@@ -328,7 +338,13 @@ class ComputeService:
         except errors.CumuloError:
             await self.images.mark_failed(image["id"])
             raise
-        await self.agents.snapshot_instance(row["host"], row["uuid"], image_id=image["id"], request_id=ctx.request_id)
+        async def undo() -> None:
+            await bus_undo.revert_begin(self.db, ctx, inst, row)
+            await self.images.mark_failed(image["id"])
+
+        await bus_undo.cast_or_undo(
+            self.agents.snapshot_instance(row["host"], row["uuid"], image_id=image["id"], request_id=ctx.request_id),
+            undo)
         return str(image["id"])
 
     async def console_output(self, ctx: RequestContext, inst: dict[str, Any], length: int | None) -> str:

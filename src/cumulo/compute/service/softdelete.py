@@ -25,6 +25,7 @@ from cumulo.compute import instances as inst_db
 from cumulo.compute import states as st
 from cumulo.compute.models import instances
 from cumulo.compute.rpc import ComputeAPI
+from cumulo.compute.service import bus_undo
 from cumulo.compute.service import transitions as tr
 from cumulo.context import RequestContext
 from cumulo.db import utcnow
@@ -66,7 +67,9 @@ async def delete(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any])
         if not res.rowcount:
             return  # a delete won the race
         await act.record_action(conn, ctx, inst["uuid"], act.DELETE)
-    await svc.agents.soft_delete_instance(inst["host"], inst["uuid"], request_id=ctx.request_id)
+    after = {**inst, "task_state": st.SOFT_DELETING, "deleted_at": now}
+    await bus_undo.cast_or_undo(svc.agents.soft_delete_instance(inst["host"], inst["uuid"], request_id=ctx.request_id),
+                                lambda: bus_undo.revert_begin(svc.db, ctx, inst, after))
 
 
 async def restore(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any]) -> None:
@@ -90,7 +93,9 @@ async def restore(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any]
             raise errors.Conflict(f"Conflict updating instance {inst['uuid']}.")
         await act.record_action(conn, ctx, inst["uuid"], act.RESTORE)
     if host:
-        await svc.agents.restore_instance(host, inst["uuid"], request_id=ctx.request_id)
+        after = {**inst, **values}
+        await bus_undo.cast_or_undo(svc.agents.restore_instance(host, inst["uuid"], request_id=ctx.request_id),
+                                    lambda: bus_undo.revert_begin(svc.db, ctx, inst, after))
 
 
 async def force_delete(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any]) -> None:
@@ -116,4 +121,6 @@ async def force_delete(svc: ComputeService, ctx: RequestContext, inst: dict[str,
             raise errors.Conflict(f"Conflict updating instance {uuid}.")
         await act.record_action(conn, ctx, uuid, act.DELETE)
     if inst.get("host"):
-        await svc.agents.terminate_instance(inst["host"], uuid, request_id=ctx.request_id)
+        after = {**inst, "task_state": st.DELETING, "progress": 0}
+        await bus_undo.cast_or_undo(svc.agents.terminate_instance(inst["host"], uuid, request_id=ctx.request_id),
+                                    lambda: bus_undo.revert_begin(svc.db, ctx, inst, after))
