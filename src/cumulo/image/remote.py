@@ -156,6 +156,18 @@ class RemoteImages(InternalImages):
             task.add_done_callback(lambda _t: self._inflight.pop(str(key), None))
         return str(await asyncio.shield(task))
 
+    async def local_file(self, image_id: str) -> tuple[str, str | None]:
+        """The local copy (downloaded) and the image's disk_format (the volume worker's create-from-image)."""
+        path = await self.local_path(image_id)
+        info = await self.get_internal(image_id)
+        if info is None:
+            raise not_found(image_id)
+        return path, info.get("disk_format")
+
+    async def _release(self, key: str | None) -> None:
+        """Bytes live in the API host's store, not here: a delete from this host (backup rotation)
+        leaves them to that store's start-up sweep of unreferenced bytes."""
+
     async def _download(self, image_id: str, row: dict[str, Any], dest: Path) -> Path:
         if not self._swept:
             await asyncio.to_thread(self.cache_dir.mkdir, parents=True, exist_ok=True)

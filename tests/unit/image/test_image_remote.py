@@ -74,6 +74,7 @@ async def test_download_is_checked_shared_and_read_only(
     assert path.read_bytes() == data
     assert path.stat().st_mode & 0o777 == 0o444
     assert await remote.local_path(image["id"]) == str(path)  # cached: no new request
+    assert await remote.local_file(image["id"]) == (str(path), "raw")  # the volume worker's call
     assert transport.calls.count("GET") == 1
     assert _cache_files(remote) == [path.name]
 
