@@ -102,6 +102,14 @@ class SchedulerSettings:
     disk_weight_multiplier: float = 1.0
     soft_affinity_weight_multiplier: float = 1.0
     soft_anti_affinity_weight_multiplier: float = 1.0
+    # Scale (scheduler/cache.py): from this many compute nodes on, the scheduler keeps the host
+    # states in memory (consumed by its own picks, reloaded every host_cache_seconds, after a lost
+    # claim and before a NoValidHost) instead of reading them all per request.
+    host_cache_min_hosts: int = 100
+    host_cache_seconds: float = 10.0
+    # Nova's max_placement_results: hosts filtered and weighed per request at most (a random
+    # subset, plus the hosts of the request's server group); all of them when nothing in it passes.
+    max_candidates: int = 32
 
 
 @dataclass(frozen=True)
