@@ -55,10 +55,51 @@ def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(passwords, "_HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
+# PG test mode (issue 14): CUMULO_TEST_DB=postgresql gives every `settings`/`cloud` a fresh
+# PostgreSQL database on the run's server (a copy of one migrated template per session) instead of
+# SQLite; scripts/test.sh runs a subset of the suite this way.
+TEST_DB = os.environ.get("CUMULO_TEST_DB", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def pg_template(scale_services: dict[str, str]) -> Iterator[str]:
+    """The name of a database migrated to head on the run's PostgreSQL, copied by each PG-mode test
+    (CREATE DATABASE ... TEMPLATE: a few ms, where migrating takes seconds)."""
+    import _pg
+    import sqlalchemy as sa
+
+    from cumulo.db import Database
+
+    base = scale_services["database_url"]
+    url = _pg.create_database(base, prefix="cumulo_tpl_")
+
+    async def migrate() -> None:
+        db = Database(url)
+        await db.create_all()
+        await db.dispose()
+
+    _pg._in_thread(migrate)
+    try:
+        yield sa.engine.make_url(url).database or ""
+    finally:
+        _pg.drop_database(base, url)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> conf_mod.Settings:
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[conf_mod.Settings]:
     # The fake local driver: in-process tests must not depend on root or runc ("auto" would pick runc).
-    return conf_mod.load(env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0, local_driver="fake")
+    database = None
+    if TEST_DB == "postgresql":
+        import _pg
+
+        base = request.getfixturevalue("scale_services")["database_url"]
+        database = _pg.create_database(base, template=request.getfixturevalue("pg_template"))
+    try:
+        yield conf_mod.load(env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0,
+                            local_driver="fake", database=database)
+    finally:
+        if database:
+            _pg.drop_database(base, database)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -171,7 +171,7 @@ class Cloud:
     def __init__(self, conf: Settings) -> None:
         self.conf = conf
         private_state_dir(conf.state_dir)
-        self.db = Database(conf.database_url)
+        self.db = Database(conf.database_url, pool_size=conf.database_pool_size, max_overflow=conf.database_max_overflow)
         self.bus = make_bus(conf.transport)
         self.services = roles.make_services(conf, self.db, self.bus)
         self.local_drivers = local_driver_names(conf)  # fails early on a bad name

@@ -3,6 +3,12 @@
 Writes go through `Database.write()`, which serialises writers on SQLite (one writer at a time is
 what SQLite allows anyway; doing it in-process avoids 'database is locked' retries). On PostgreSQL
 writers run concurrently and correctness comes from compare-and-swap UPDATEs and row locks.
+
+PostgreSQL (issue 14): `postgresql://` and `postgres://` URLs run on asyncpg. The pool checks a
+connection before handing it out (pool_pre_ping), so the first request after a PostgreSQL restart
+works without restarting Cumulo; while the server is down a request fails fast (connect timeout,
+pool timeout) with `DatabaseUnavailable`, a 503 in each API family's fault format, never a hang or
+a 500. Cluster-wide named locks: `advisory_lock` and `try_leader` (db/locks.py).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +26,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from cumulo.db import inline_sqlite
-from cumulo.errors import Invalid
+from cumulo.db.locks import Leadership, Locks
+from cumulo.errors import Invalid, Unavailable
 
 metadata = sa.MetaData(
     naming_convention={
@@ -49,16 +56,53 @@ def isotime(value: dt.datetime | None, *, micro: bool = False) -> str | None:
     return value.strftime(fmt)
 
 
+class DatabaseUnavailable(Unavailable):
+    """The database server cannot be reached (down, restarting, out of connections)."""
+
+
+# PostgreSQL connection settings: a connect that does not complete in CONNECT_TIMEOUT seconds, or a
+# pool that has no free connection within POOL_TIMEOUT, is a DatabaseUnavailable (503), not a hang.
+CONNECT_TIMEOUT = 5.0
+POOL_TIMEOUT = 10.0
+# A statement running longer than this is cut (asyncpg's command_timeout): no request waits forever
+# on a server that stopped answering mid-query.
+COMMAND_TIMEOUT = 120.0
+
+
+def normalise_url(url: str) -> str:
+    """The SQLAlchemy async URL for `url`: postgres:// and postgresql:// run on asyncpg, sqlite:///
+    on Cumulo's inline aiosqlite connection; URLs naming a driver are kept."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    if scheme in ("postgres", "postgresql"):
+        return f"postgresql+asyncpg://{rest}"
+    if scheme == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    return url
+
+
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 20) -> None:
+        url = normalise_url(url)
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
+        lock_engine: AsyncEngine | None = None
         if self.is_sqlite:
             path = sa.engine.make_url(url).database or ":memory:"
             _private_sqlite_file(path)
             kwargs["async_creator"] = inline_sqlite.creator(path, timeout=30.0)
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+            self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        else:
+            connect_args = {"timeout": CONNECT_TIMEOUT, "command_timeout": COMMAND_TIMEOUT,
+                            "server_settings": {"application_name": "cumulo"}}
+            self.engine = create_async_engine(
+                url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True,
+                pool_timeout=POOL_TIMEOUT, pool_recycle=3600, connect_args=connect_args, **kwargs)
+            # Locks hold a session each, outside the pool (db/locks.py).
+            lock_engine = create_async_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args, **kwargs)
+        self.locks = Locks(url, lock_engine)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         # On SQLite the single writer gets its own connection, so a write never queues behind readers
         # for a pooled connection while holding the write lock.
@@ -68,6 +112,17 @@ class Database:
         if self.is_sqlite:
             for engine in (self.engine, self.write_engine):
                 event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+
+    def advisory_lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        """`async with db.advisory_lock("image-store"):` one holder at a time across every process
+        of the cloud (PostgreSQL's pg_advisory_lock; on SQLite, in this process). Waits for it."""
+        return self.locks.advisory_lock(name)
+
+    async def try_leader(self, name: str) -> Leadership | None:
+        """The leadership `name` if no other process holds it (never waits), else None. Held until
+        `release()` or the process ends; check `still_held()` before acting as the leader."""
+        with _unreachable_is_unavailable(self.is_sqlite):
+            return await self.locks.try_leader(name)
 
     async def create_all(self) -> None:
         """Bring the schema to the newest Alembic revision (creating it on a new database)."""
@@ -81,14 +136,14 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        with _out_of_range_is_invalid():
+        with _out_of_range_is_invalid(), _unreachable_is_unavailable(self.is_sqlite):
             async with self.engine.connect() as conn:
                 yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that commits on success and rolls back on any exception."""
-        with _out_of_range_is_invalid():
+        with _out_of_range_is_invalid(), _unreachable_is_unavailable(self.is_sqlite):
             if self._write_lock is None:
                 async with self.engine.begin() as conn:
                     yield conn
@@ -101,6 +156,8 @@ class Database:
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
+        if self.locks.engine is not None:
+            await self.locks.engine.dispose()
 
 
 @contextmanager
@@ -114,6 +171,45 @@ def _out_of_range_is_invalid() -> Iterator[None]:
         if "out of range" not in str(exc):
             raise
         raise Invalid("A number in the request is out of range") from None
+
+
+@contextmanager
+def _unreachable_is_unavailable(is_sqlite: bool) -> Iterator[None]:
+    """PostgreSQL down, restarting or unreachable: DatabaseUnavailable (503) instead of a 500 or a
+    hang. A connection lost mid-transaction is invalidated by SQLAlchemy, and the pool's pre-ping
+    replaces it on the next checkout."""
+    if is_sqlite:
+        yield
+        return
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if not (exc.connection_invalidated or _is_connection_error(exc.orig)):
+            raise
+        raise DatabaseUnavailable("The database is unavailable, retry later") from exc
+    except sa.exc.TimeoutError as exc:  # no pooled connection came free in POOL_TIMEOUT
+        raise DatabaseUnavailable("The database is busy (no free connection), retry later") from exc
+    except (OSError, TimeoutError) as exc:  # a connect refused, reset or timed out
+        raise DatabaseUnavailable("The database is unavailable, retry later") from exc
+
+
+def _is_connection_error(orig: BaseException | None) -> bool:
+    """Whether a driver error means the connection, not the statement, failed."""
+    if orig is None:
+        return False
+    if isinstance(orig, (OSError, TimeoutError, ConnectionError)):
+        return True
+    cause = getattr(orig, "__cause__", None)
+    import asyncpg  # type: ignore[import-untyped]  # no stubs; only PostgreSQL errors come here
+
+    if isinstance(cause, (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError,
+                          asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
+                          asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.TooManyConnectionsError,
+                          asyncpg.exceptions.ConnectionFailureError, OSError, TimeoutError)):
+        return True
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(cause, "sqlstate", None)
+    # class 08: connection exception; 57P01-57P03: admin/crash shutdown, cannot connect now; 53300: too many connections
+    return bool(sqlstate) and (str(sqlstate).startswith("08") or str(sqlstate) in ("57P01", "57P02", "57P03", "53300"))
 
 
 def _private_sqlite_file(path: str) -> None:
