@@ -33,6 +33,7 @@ REVERT_RESIZE = "revertResize"
 CREATE_IMAGE = "createImage"
 BACKUP = "createBackup"
 RESTORE = "restore"
+LIVE_MIGRATION = "live-migration"  # os-migrateLive (Nova's instance action name)
 
 
 async def record_action(conn: AsyncConnection, ctx: RequestContext, instance_uuid: str, action: str) -> int:

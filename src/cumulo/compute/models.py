@@ -216,6 +216,15 @@ migrations = sa.Table(
     sa.Column("hidden", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.DateTime, nullable=False, default=utcnow, index=True),
     sa.Column("updated_at", sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    # A live migration's progress (bytes, Nova's columns; null for other types) and the downtime
+    # QEMU measured at its switchover (ms; Cumulo's, not in the API): migration 0012_miglive.
+    sa.Column("memory_total", sa.BigInteger),
+    sa.Column("memory_processed", sa.BigInteger),
+    sa.Column("memory_remaining", sa.BigInteger),
+    sa.Column("disk_total", sa.BigInteger),
+    sa.Column("disk_processed", sa.BigInteger),
+    sa.Column("disk_remaining", sa.BigInteger),
+    sa.Column("downtime_ms", sa.Integer),
 )
 
 # Block device mappings (Nova's block_device_mapping): one row per disk of a server, the root's

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cumulo.bus.base import Bus, compute_topic
+from cumulo.compute.rpc_live import LIVE_AGENT_METHODS, LiveMigrationAPI
 
 CONDUCTOR = "conductor"
 SCHEDULER = "scheduler"
@@ -30,6 +31,14 @@ class ConductorAPI:
         )
 
 
+    async def live_migrate_instance(self, instance_uuid: str, *, migration_uuid: str, host: str | None, force: bool,
+                                    request_id: str) -> None:
+        """Choose and claim a destination, then drive the agents' live migration steps
+        (compute/conductor/live.py)."""
+        await self.bus.cast(CONDUCTOR, "live_migrate_instance", instance_uuid=instance_uuid,
+                            migration_uuid=migration_uuid, host=host, force=force, request_id=request_id)
+
+
 class SchedulerAPI:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
@@ -42,7 +51,7 @@ class SchedulerAPI:
         return result  # type: ignore[no-any-return]
 
 
-class ComputeAPI:
+class ComputeAPI(LiveMigrationAPI):
     """Casts and calls to the agent on a host: one typed method per agent message (as Nova's
     compute/rpcapi.py), each naming the message and its arguments once. `request_id` ties the
     agent's events to the instance action the API recorded."""
@@ -203,5 +212,5 @@ AGENT_METHODS = (
     "confirm_resize", "revert_resize", "snapshot_instance", "terminate_instance", "get_console_output",
     "get_diagnostics", "backup_instance", "soft_delete_instance", "restore_instance", "attach_interface",
     "detach_interface", "attach_volume", "detach_volume", "extend_volume", "exec_in_instance",
-    "sample_instances",
+    "sample_instances", *LIVE_AGENT_METHODS,
 )

@@ -49,6 +49,7 @@ DELETING = "deleting"
 SOFT_DELETING = "soft-deleting"
 RESTORING = "restoring"
 IMAGE_BACKUP = "image_backup"
+MIGRATING = "migrating"  # a live migration (os-migrateLive)
 
 ALL_VM_STATES = (
     ACTIVE, BUILDING, PAUSED, SUSPENDED, STOPPED, RESIZED, ERROR, DELETED, SOFT_DELETED, RESCUED,
@@ -71,6 +72,7 @@ _STATUS_MAP: dict[str, dict[str | None, str]] = {
         RESIZE_MIGRATING: "RESIZE",
         RESIZE_MIGRATED: "RESIZE",
         RESIZE_FINISH: "RESIZE",
+        MIGRATING: "MIGRATING",
     },
     BUILDING: {"default": "BUILD"},
     STOPPED: {
@@ -83,7 +85,7 @@ _STATUS_MAP: dict[str, dict[str | None, str]] = {
         REBUILD_SPAWNING: "REBUILD",
     },
     RESIZED: {"default": "VERIFY_RESIZE", RESIZE_REVERTING: "REVERT_RESIZE"},
-    PAUSED: {"default": "PAUSED"},
+    PAUSED: {"default": "PAUSED", MIGRATING: "MIGRATING"},
     SUSPENDED: {"default": "SUSPENDED"},
     RESCUED: {"default": "RESCUE"},
     ERROR: {"default": "ERROR", REBUILDING: "REBUILD", REBUILD_SPAWNING: "REBUILD"},

@@ -37,6 +37,7 @@ from cumulo.compute.agent import (
     volumes,
 )
 from cumulo.compute.agent import exec as agent_exec
+from cumulo.compute.agent.live import LiveMigrationEndpoints
 from cumulo.compute.agent.node import Node
 from cumulo.compute.drivers.base import Driver, HostResources, capabilities_of
 from cumulo.compute.rpc import AGENT_METHODS
@@ -51,7 +52,7 @@ from cumulo.placement.service import Placement
 LOG = logging.getLogger(__name__)
 
 
-class ComputeManager:
+class ComputeManager(LiveMigrationEndpoints):
     """One compute node of a host: its lifecycle (driver, node row, provider, reconcile, periodic
     jobs) and its bus endpoints. The work itself is in the workflows, which see only `self.node`."""
 

@@ -20,6 +20,7 @@ from cumulo.compute.api import (
     images,
     interfaces,
     keypairs,
+    live_migration,
     migrations,
     network_proxies,
     nova_networks,
@@ -69,7 +70,7 @@ def make_app(deps: ComputeDeps, *, authenticator: Authenticator | None = None) -
     for module in (versions, extensions, servers, server_actions, server_resources, server_groups, flavors, keypairs, quotas, admin):
         routes.extend(module.ROUTES)
     # Nova's deprecated proxies and os-server-password (kept apart from the line above, which others edit).
-    for extra in (images, image_metadata, server_password, migrations):
+    for extra in (images, image_metadata, server_password, migrations, live_migration):
         routes.extend(extra.ROUTES)
     # Aggregates, os-hosts, usage, external events, server security groups (their modules list them).
     routes.extend(admin_extras.ROUTES)

@@ -1,6 +1,6 @@
-"""GET /os-migrations (admin): Nova's migration records, here the resizes (compute.migration_records),
-and GET /servers/{id}/migrations[/{id}] (2.23+), which lists in-progress live migrations: always none,
-since Cumulo does not live-migrate."""
+"""GET /os-migrations (admin): Nova's migration records (compute.migration_records,
+compute.live_records). GET /servers/{id}/migrations[/{id}] (in-progress live migrations) is
+live_migration.py's; its policies are registered here with the list's."""
 
 from __future__ import annotations
 
@@ -86,25 +86,6 @@ async def index(request: Request) -> Response:
     return json_response(body)
 
 
-async def server_index(request: Request) -> Response:
-    _common.require(request, "2.23")
-    ctx = await _common.caller(request)
-    policy.authorize(ctx, "os_compute_api:servers:migrations:index")
-    await _common.compute_service(request).get(ctx, request.path_params["server_id"])
-    return json_response({"migrations": []})
-
-
-async def server_show(request: Request) -> Response:
-    _common.require(request, "2.23")
-    ctx = await _common.caller(request)
-    policy.authorize(ctx, "os_compute_api:servers:migrations:show")
-    server_id, migration_id = request.path_params["server_id"], request.path_params["migration_id"]
-    await _common.compute_service(request).get(ctx, server_id)
-    raise errors.NotFound(f"In-progress live migration {migration_id} is not found for server {server_id}.")
-
-
 ROUTES = [
     Route("/v2.1/os-migrations", index, methods=["GET"]),
-    Route("/v2.1/servers/{server_id}/migrations", server_index, methods=["GET"]),
-    Route("/v2.1/servers/{server_id}/migrations/{migration_id}", server_show, methods=["GET"]),
 ]

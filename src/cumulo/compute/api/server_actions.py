@@ -15,6 +15,7 @@ from cumulo.compute.api import (
     _common,
     admin_actions,
     deferred_actions,
+    live_migration,
     network_actions,
     server_security_groups,
 )
@@ -161,6 +162,7 @@ ACTIONS: dict[str, Handler] = {
     "os-getConsoleOutput": _console_output,
     **deferred_actions.ACTIONS,  # restore, forceDelete, createBackup
     **admin_actions.ACTIONS,  # os-resetState, injectNetworkInfo, migrate
+    **live_migration.ACTIONS,  # os-migrateLive
     **server_security_groups.ACTIONS,  # addSecurityGroup, removeSecurityGroup
     **network_actions.ACTIONS,  # addFixedIp, removeFixedIp, addFloatingIp, removeFloatingIp (< 2.44)
 }
@@ -176,7 +178,7 @@ async def action(request: Request) -> Response:
     if handler is None:
         raise errors.Invalid(f"There is no such action: {name}")
     schema = (SCHEMAS.get(name) or deferred_actions.SCHEMAS.get(name) or server_security_groups.SCHEMAS.get(name)
-              or network_actions.SCHEMAS.get(name) or admin_actions.SCHEMAS[name])
+              or network_actions.SCHEMAS.get(name) or live_migration.SCHEMAS.get(name) or admin_actions.SCHEMAS[name])
     schema.validate(_common.version(request), data)
     svc = _common.compute_service(request)
     row = await svc.get(ctx, request.path_params["server_id"])

@@ -30,6 +30,7 @@ from cumulo.bus.base import Bus
 from cumulo.compute import actions, migration_records, server_groups, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
+from cumulo.compute.conductor import live
 from cumulo.compute.models import instances
 from cumulo.compute.rpc import ComputeAPI, SchedulerAPI
 from cumulo.compute.specs import action_request_id, claimed_flavor, instance_resources
@@ -283,6 +284,11 @@ class Conductor:
             await self.placement.revert_resize(uuid)
             return
         await self.compute.resize_instance(inst["host"], uuid, new_flavor=new_flavor, request_id=request_id)
+
+    async def live_migrate_instance(
+        self, instance_uuid: str, migration_uuid: str, host: str | None, force: bool, request_id: str
+    ) -> None:
+        await live.live_migrate(self, instance_uuid, migration_uuid, host, force, request_id)
 
     # -- crash recovery -------------------------------------------------------------------------
 

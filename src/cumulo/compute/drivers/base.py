@@ -16,7 +16,7 @@ Contract rules that every driver honours (the contract test suite checks them):
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol, overload, runtime_checkable
@@ -59,6 +59,7 @@ class Capability(enum.StrEnum):
     NICS = "nics"  # attach_nic / detach_nic on a running server (the Nics Protocol)
     VOLUMES = "volumes"  # attach_volume / detach_volume / extend_volume (the Volumes Protocol)
     EXEC = "exec"  # exec_in: a command inside the guest (the Exec Protocol; PaaS recipes)
+    LIVE_MIGRATION = "live_migration"  # a running server to another host (the LiveMigration Protocol)
 
 
 @dataclass(frozen=True)
@@ -494,6 +495,40 @@ class Exec(Protocol):
         ...
 
 
+@runtime_checkable
+class LiveMigration(Protocol):
+    """Live migration (compute/agent/live.py drives it; the QEMU driver's is drivers/qemu/migrate.py).
+
+    - `live_migration_source` (source): what the destination needs, JSON only (the driver's record
+      of the server, the sizes of its local disks); the server must run or be paused.
+    - `prepare_incoming` (destination): files and a hypervisor waiting for the server, listening on
+      `listen` at ports of the range `ports`; returns the target (JSON) for `live_migrate`. A
+      failure leaves nothing here.
+    - `live_migrate` (source): the move; QEMU's figures (downtime_ms, total_time_ms, the progress
+      columns) back. On failure or cancellation the server runs on here, unchanged; `progress`
+      gets the progress columns now and then.
+    - `force_complete` (source): make the move converge (pause the guest).
+    - `finish_incoming` (destination): the server runs here. `abort_incoming` (destination):
+      nothing of it stays here (idempotent). `drop_migrated` (source, after finish): it goes here.
+    """
+
+    async def live_migration_source(self, uuid: str) -> dict[str, Any]: ...
+
+    async def prepare_incoming(self, spec: InstanceSpec, source: dict[str, Any], listen: str,
+                               ports: tuple[int, int]) -> dict[str, Any]: ...
+
+    async def live_migrate(self, uuid: str, target: dict[str, Any], *,
+                           progress: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> dict[str, Any]: ...
+
+    async def force_complete(self, uuid: str) -> None: ...
+
+    async def finish_incoming(self, uuid: str) -> None: ...
+
+    async def abort_incoming(self, uuid: str) -> None: ...
+
+    async def drop_migrated(self, uuid: str) -> None: ...
+
+
 class Driver(Host, Lifecycle, Protocol):
     """The least a driver is: a host it describes and instances it can make and remove."""
 
@@ -512,6 +547,7 @@ CAPABILITY_PROTOCOLS: MappingProxyType[Capability, type] = MappingProxyType({
     Capability.NICS: Nics,
     Capability.VOLUMES: Volumes,
     Capability.EXEC: Exec,
+    Capability.LIVE_MIGRATION: LiveMigration,
 })
 
 

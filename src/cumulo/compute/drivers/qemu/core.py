@@ -89,7 +89,8 @@ class QemuCore(LocalInstances):
             capabilities=frozenset({Capability.POWER, Capability.PAUSE, Capability.CONSOLE, Capability.SUSPEND,
                                     Capability.RESIZE, Capability.REBUILD, Capability.SNAPSHOT,
                                     Capability.DIAGNOSTICS, Capability.METRICS, Capability.NICS,
-                                    Capability.VOLUMES, Capability.EXEC}),
+                                    Capability.VOLUMES, Capability.EXEC,
+                                    Capability.LIVE_MIGRATION}),
             details={"accel": "tcg", "accel_reason": "not probed yet", "machine": self.machine,
                      "suspend": "migrate-to-file", "resize": "cold"},
         )

@@ -34,8 +34,10 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +49,14 @@ from cumulo.compute.drivers.qemu.process import Layout, VmConfig
 from cumulo.errors import DriverError
 from cumulo.host.revert import Reverter
 
+LOG = logging.getLogger(__name__)
 DEFAULT_PORTS = (49152, 49215)  # libvirt's migration port range
 DOWNTIME_LIMIT_MS = 500  # Nova's live_migration_downtime
 MAX_BANDWIDTH = 1 << 30  # bytes/s: the underlay, not QEMU's 128 MiB/s default, is the limit
 MIRROR_PREFIX = "mig-"
+PROGRESS_EVERY = 1.0  # s between two progress reports
+
+Progress = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def parse_ports(text: str) -> tuple[int, int]:
@@ -122,10 +128,11 @@ class LiveMigration(QemuCore):
         return {"record": rec, "disks": copied}
 
     async def live_migrate(self, uuid: str, target: dict[str, Any], *, downtime_ms: int = DOWNTIME_LIMIT_MS,
-                           timeout: float | None = None) -> dict[str, Any]:
+                           timeout: float | None = None, progress: Progress | None = None) -> dict[str, Any]:
         """Mirror the local disks to the target's NBD exports, migrate the memory over TCP, and
         return QEMU's figures ({"downtime_ms", "total_time_ms", "ram_bytes", "disk_bytes"}).
-        The source stays stopped (postmigrate) on success; on any failure it runs on."""
+        The source stays stopped (postmigrate) on success; on any failure it runs on. `progress`
+        gets Nova's progress columns (memory_*/disk_* bytes) about once a second."""
         layout = self._existing(uuid)
         cfg = self._vm_config(layout)
         host = str(target["host"])
@@ -135,6 +142,7 @@ class LiveMigration(QemuCore):
         started = time.monotonic()
         jobs: list[str] = []
         migrating = False
+        reporter = _Reporter(progress, disk_bytes)
         was_running = await self._qmp_status(layout) == "running"
         try:
             for node in exports:
@@ -147,7 +155,7 @@ class LiveMigration(QemuCore):
                     "job-id": MIRROR_PREFIX + node, "device": node, "target": MIRROR_PREFIX + node,
                     "sync": "full", "copy-mode": "write-blocking",
                 })
-            await self._wait_mirrors_ready(layout, jobs, started + limit)
+            await self._wait_mirrors_ready(layout, jobs, started + limit, reporter)
             caps = [{"capability": "events", "state": True},
                     {"capability": "pause-before-switchover", "state": bool(jobs)}]
             await self._qmp(layout, "migrate-set-capabilities", {"capabilities": caps})
@@ -155,7 +163,7 @@ class LiveMigration(QemuCore):
                             {"downtime-limit": int(downtime_ms), "max-bandwidth": MAX_BANDWIDTH})
             migrating = True
             await self._qmp(layout, "migrate", {"uri": f"tcp:{_uri_host(host)}:{int(target['migrate_port'])}"})
-            info = await self._wait_migration(layout, jobs, started + limit)
+            info = await self._wait_migration(layout, jobs, started + limit, reporter)
             migrating = False
         except BaseException as exc:
             await asyncio.shield(self._undo_source(layout, jobs, migrating, was_running))
@@ -163,7 +171,10 @@ class LiveMigration(QemuCore):
                 raise DriverError(f"live migration of {uuid} to {host} failed: {exc}") from exc
             raise
         ram = info.get("ram") or {}
+        reporter.sink = None
+        await reporter.memory(info)
         figures = {
+            **reporter.values,
             "downtime_ms": int(info.get("downtime") or 0),
             "total_time_ms": int(info.get("total-time") or 0),
             "ram_bytes": int(ram.get("transferred") or 0),
@@ -173,13 +184,15 @@ class LiveMigration(QemuCore):
                                               f"downtime {figures['downtime_ms']} ms")
         return figures
 
-    async def _wait_mirrors_ready(self, layout: Layout, jobs: list[str], deadline: float) -> None:
+    async def _wait_mirrors_ready(self, layout: Layout, jobs: list[str], deadline: float,
+                                  reporter: _Reporter) -> None:
         delay = 0.05
         while jobs:
             found = {str(j.get("device")): j for j in await self._qmp(layout, "query-block-jobs") or []}
             lost = [j for j in jobs if j not in found]
             if lost:
                 raise DriverError(f"the disk copy {', '.join(lost)} ended before it was ready (NBD target lost?)")
+            await reporter.disks(found[j] for j in jobs)
             if all(found[j].get("ready") for j in jobs):
                 return
             if time.monotonic() > deadline:
@@ -187,11 +200,13 @@ class LiveMigration(QemuCore):
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 
-    async def _wait_migration(self, layout: Layout, jobs: list[str], deadline: float) -> dict[str, Any]:
+    async def _wait_migration(self, layout: Layout, jobs: list[str], deadline: float,
+                              reporter: _Reporter) -> dict[str, Any]:
         delay = 0.02
         while True:
             info = await self._qmp(layout, "query-migrate") or {}
             status = str(info.get("status", ""))
+            await reporter.memory(info)
             if status == "completed":
                 return dict(info)
             if status == "pre-switchover":
@@ -329,6 +344,39 @@ class LiveMigration(QemuCore):
         await process.kill(layout, scan=True)
         await self._remove_dir(layout)
         self._op_locks.pop(uuid, None)
+
+
+class _Reporter:
+    """Progress reports at most every PROGRESS_EVERY seconds (a failing report is only logged)."""
+
+    def __init__(self, sink: Progress | None, disk_total: int) -> None:
+        self.sink = sink
+        self.last = 0.0
+        self.values: dict[str, Any] = {"disk_total": disk_total, "disk_processed": 0, "disk_remaining": disk_total}
+
+    async def disks(self, jobs: Any) -> None:
+        done = sum(int(j.get("offset") or 0) for j in jobs)
+        total = int(self.values["disk_total"])
+        self.values.update(disk_processed=min(done, total), disk_remaining=max(total - done, 0))
+        await self._send()
+
+    async def memory(self, info: dict[str, Any]) -> None:
+        ram = info.get("ram") or {}
+        if ram:
+            self.values.update(memory_total=int(ram.get("total") or 0), memory_processed=int(ram.get("transferred") or 0),
+                               memory_remaining=int(ram.get("remaining") or 0),
+                               disk_processed=self.values["disk_total"], disk_remaining=0)
+        await self._send()
+
+    async def _send(self) -> None:
+        now = time.monotonic()
+        if self.sink is None or now - self.last < PROGRESS_EVERY:
+            return
+        self.last = now
+        try:
+            await self.sink(dict(self.values))
+        except Exception as exc:  # progress is informative: never the reason a migration fails
+            LOG.warning("live migration progress not recorded: %s", exc)
 
 
 def _uri_host(host: str) -> str:
