@@ -54,7 +54,15 @@ class VolumeActions(Attachments):
             # two volumes cannot both take the last gigabytes
             await records.write_kv(conn, volume_admin_metadata, "volume_id", row.id,
                                    {EXTENDING_TO: str(size)}, replace=False)
-        await self._cast(row.id, self.worker.extend_volume(row.id, size, attached=action == "extend_attached"))
+        async def undo() -> None:  # the broker away: the volume as it was, its quota hold dropped (503)
+            async with self.db.write() as conn:
+                await conn.execute(volumes.update().where(volumes.c.id == row.id, volumes.c.status == states.EXTENDING)
+                                   .values(status=row.status, updated_at=utcnow()))
+                await conn.execute(volume_admin_metadata.delete().where(
+                    volume_admin_metadata.c.volume_id == row.id, volume_admin_metadata.c.key == EXTENDING_TO))
+
+        await self._cast(row.id, self.worker.extend_volume(row.id, size, attached=action == "extend_attached"),
+                         undo=undo)
 
     # ---- offline / online (OCCI's storage actions; no Cinder action) --------------------------
 

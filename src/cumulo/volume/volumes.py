@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
 
 from cumulo import errors
+from cumulo.bus.base import BusUnavailable
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.volume import message_events as messages
@@ -170,9 +172,18 @@ class Volumes(VolumeTypes):
             record = await records.load_one(conn, volume_id)
         if no_backend:
             return record
+        async def undo() -> None:  # the broker away: the volume never existed (503, a retry starts clean)
+            async with self.db.write() as conn:
+                for table in (volume_metadata, volume_image_metadata, volume_admin_metadata):
+                    await conn.execute(table.delete().where(table.c.volume_id == volume_id))
+                await conn.execute(volumes.delete().where(volumes.c.id == volume_id))
+                if "backup_id" in ids:
+                    await conn.execute(backups.update().where(backups.c.id == ids["backup_id"]).values(
+                        status=states.AVAILABLE, restore_volume_id=None, updated_at=utcnow()))
+
         await self._cast(volume_id, self.worker.create_volume(
             volume_id, size, snapshot_id=ids.get("snapshot_id"), source_volid=ids.get("source_volid"),
-            image_id=image_id, backup_id=ids.get("backup_id")))
+            image_id=image_id, backup_id=ids.get("backup_id")), undo=undo)
         return record
 
     @staticmethod
@@ -210,21 +221,35 @@ class Volumes(VolumeTypes):
                 out[k] = val
         return out
 
-    async def _cast(self, volume_id: str, call: Any, *, table: sa.Table = volumes) -> None:
+    async def _cast(self, volume_id: str, call: Any, *, table: sa.Table = volumes,
+                    undo: Callable[[], Awaitable[None]] | None = None) -> None:
         """Send a cast; when the worker cannot be reached the row it is about (the volume, or a
         snapshot or backup of it: `table`) goes to error (which its owner may delete), a volume
-        with the reason."""
+        with the reason. With `undo`, the broker away (BusUnavailable) is the 503 instead, after
+        `undo` put back what the request changed."""
         try:
             await call
+        except BusUnavailable as exc:
+            if undo is None:
+                await self._cast_failed(volume_id, table, exc)
+                return
+            try:
+                await undo()
+            except Exception:  # the answer stays the 503; what was left is logged
+                LOG.exception("%s %s: undoing the request failed", table.name, volume_id)
+            raise
         except Exception as exc:  # noqa: BLE001 - any transport failure: the request is recorded, the volume fails
-            LOG.warning("%s %s: cast failed: %s", table.name, volume_id, exc)
-            reason = {"error_message": f"volume worker unreachable: {exc}"[:255]} if table is volumes else {}
-            async with self.db.write() as conn:
-                await conn.execute(table.update().where(table.c.id == volume_id).values(
-                    status=states.ERROR, updated_at=utcnow(), **reason))
-                await messages.post(conn, table, volume_id, messages.Event(
-                    messages.SCHEDULE_ALLOCATE_VOLUME, messages.NO_BACKEND_AVAILABLE,
-                    f"volume worker unreachable: {exc}"[:255]))
+            await self._cast_failed(volume_id, table, exc)
+
+    async def _cast_failed(self, volume_id: str, table: sa.Table, exc: BaseException) -> None:
+        LOG.warning("%s %s: cast failed: %s", table.name, volume_id, exc)
+        reason = {"error_message": f"volume worker unreachable: {exc}"[:255]} if table is volumes else {}
+        async with self.db.write() as conn:
+            await conn.execute(table.update().where(table.c.id == volume_id).values(
+                status=states.ERROR, updated_at=utcnow(), **reason))
+            await messages.post(conn, table, volume_id, messages.Event(
+                messages.SCHEDULE_ALLOCATE_VOLUME, messages.NO_BACKEND_AVAILABLE,
+                f"volume worker unreachable: {exc}"[:255]))
 
     # ---- read -------------------------------------------------------------------------------
 
@@ -290,9 +315,15 @@ class Volumes(VolumeTypes):
             for snap in snaps:
                 await conn.execute(snapshots.update().where(snapshots.c.id == snap.id)
                                    .values(status=states.DELETING, updated_at=utcnow()))
+        async def undo() -> None:  # the broker away: the volume and its snapshots as they were (503)
+            async with self.db.write() as conn:
+                for table, rid, status in ((volumes, row.id, row.status), *((snapshots, s.id, s.status) for s in snaps)):
+                    await conn.execute(table.update().where(table.c.id == rid, table.c.status == states.DELETING)
+                                       .values(status=status, updated_at=utcnow()))
+
         for snap in snaps:
-            await self._cast(snap.id, self.worker.delete_snapshot(snap.id), table=snapshots)
-        await self._cast(row.id, self.worker.delete_volume(row.id))
+            await self._cast(snap.id, self.worker.delete_snapshot(snap.id), table=snapshots, undo=undo)
+        await self._cast(row.id, self.worker.delete_volume(row.id), undo=undo)
 
     # ---- metadata ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ nothing stays in a task state and a retry once the broker is back starts clean."
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -91,3 +92,35 @@ async def test_an_action_with_the_broker_away_puts_the_task_state_back(world: Wo
     await wait_status(world.member, sid, "SHUTOFF")
     assert (await world.member.delete(f"{API}/servers/{sid}")).status_code == 204
     await wait_gone(world.member, sid)
+
+
+# -- the block storage family (Cinder's fault shape; same 503, same undo) -------------------------
+
+
+async def volume_status(world: World, vid: str, status: str) -> dict[str, Any]:
+    async with asyncio.timeout(20):
+        while True:
+            vol: dict[str, Any] = (await world.member.get(f"/volume/v3/{world.project_id}/volumes/{vid}")).json()["volume"]
+            if vol["status"] == status:
+                return vol
+            await asyncio.sleep(0.05)
+
+
+async def test_volume_requests_with_the_broker_away(world: World) -> None:
+    base = f"/volume/v3/{world.project_id}/volumes"
+    world.switch.down = True  # type: ignore[attr-defined]
+    unavailable(await world.member.post(base, json={"volume": {"size": 1, "name": "nope"}}))
+    assert (await world.member.get(base)).json()["volumes"] == []  # nothing made, nothing counted
+    world.switch.down = False  # type: ignore[attr-defined]
+    resp = await world.member.post(base, json={"volume": {"size": 1, "name": "v"}})
+    assert resp.status_code == 202, resp.text
+    vid = resp.json()["volume"]["id"]
+    await volume_status(world, vid, "available")
+    world.switch.down = True  # type: ignore[attr-defined]
+    unavailable(await world.member.post(f"{base}/{vid}/action", json={"os-extend": {"new_size": 2}}))
+    unavailable(await world.member.delete(f"{base}/{vid}"))
+    vol = await volume_status(world, vid, "available")  # as it was: not extending, deleting or error
+    assert vol["size"] == 1
+    world.switch.down = False  # type: ignore[attr-defined]
+    assert (await world.member.post(f"{base}/{vid}/action", json={"os-extend": {"new_size": 2}})).status_code == 202
+    assert (await volume_status(world, vid, "available"))["size"] == 2
