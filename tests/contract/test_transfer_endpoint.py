@@ -252,3 +252,45 @@ async def test_connection_errors_are_retried(dest: Dest, tmp_path: Path, monkeyp
     dead = dataclasses.replace(await dest.target(), base_url="http://127.0.0.1:9")  # nothing listens there
     with pytest.raises(client.TransferError, match="failed"):
         await client.send_file(dead, "f", src)
+
+
+async def test_http_sender_as_the_cold_migrations_file_sender(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cumulo.compute.agent.migrate_files import incoming_dir as agent_incoming
+    from cumulo.compute.drivers.base import MigrationFile
+    from cumulo.compute.transfer.sender import HttpSender
+    from cumulo.errors import DriverError
+
+    monkeypatch.setattr(client, "BACKOFF", 0.01)
+    conf = conf_mod.load(env={}, state_dir=tmp_path / "b")
+    async with temp_database(conf) as db:
+        server = TransferServer(db, conf, "host-b", address="127.0.0.1", port=0,
+                                incoming=lambda mid: agent_incoming(conf.state_dir, "host-b", mid))
+        await server.start()
+        try:
+            disk = tmp_path / "disk.img"
+            disk.write_bytes(os.urandom(10_000))
+            upper = tmp_path / "upper"
+            (upper / "etc").mkdir(parents=True)
+            (upper / "etc" / "motd").write_text("hi")
+            mid = str(uuid.uuid4())
+            files = [MigrationFile("disk", str(disk)), MigrationFile("upper", str(upper), tree=True)]
+            sender = HttpSender(db, server.port)
+            got = agent_incoming(conf.state_dir, "host-b", mid)
+            (got / "stale").parent.mkdir(parents=True)
+            (got / "stale").write_text("from an earlier try")
+            await sender.send(migration_uuid=mid, dest_host="host-b", address="127.0.0.1", files=files)
+            assert _listing(got) == ["disk", "upper"]  # the earlier try's file went first
+            assert (got / "disk").read_bytes() == disk.read_bytes()
+            assert (got / "upper" / "etc" / "motd").read_text() == "hi"
+            with pytest.raises(DriverError, match="no underlay address"):
+                await sender.send(migration_uuid=mid, dest_host="host-b", address=None, files=files)
+            with pytest.raises(DriverError, match=r"to host-c failed: .*\(403\)"):  # a token for another host
+                await sender.send(migration_uuid=mid, dest_host="host-c", address="127.0.0.1", files=files)
+            missing = [MigrationFile("disk", str(tmp_path / "nothing"))]
+            with pytest.raises(DriverError, match="nothing"):
+                await sender.send(migration_uuid=mid, dest_host="host-b", address="127.0.0.1", files=missing)
+            assert not got.exists()  # discarded on the failure
+        finally:
+            await server.stop()

@@ -27,6 +27,11 @@ The sending side (MIGCOLD/MIGLIVE), from the source agent:
 
 and on the destination, `incoming_dir(conf.state_dir, migration_uuid)` is where they are; the
 destination removes it when the migration is done with them (`remove_incoming`).
+
+The cold migration's agent (compute/agent/migrate_files.py) uses it through `sender.HttpSender`
+(its `FileSender` across machines: `node.transfer = HttpSender(db, conf.transfer_port)`), and
+its destination's server writes into that module's incoming dir (`TransferServer(...,
+incoming=lambda uuid: migrate_files.incoming_dir(conf.state_dir, host, uuid))`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The destination agent's transfer endpoint (see the package doc for the routes and rules).
 
     server = TransferServer(db, conf, host_name)        # listens on conf.underlay_ip:conf.transfer_port
+    TransferServer(db, conf, host_name, incoming=lambda uuid: migrate_files.incoming_dir(conf.state_dir,
+                   host_name, uuid))                    # where the cold migration's agent reads them
     await server.start(); ...; await server.stop()
     TransferServer(db, conf, host, address="127.0.0.1", port=0)   # tests: any free loopback port
 
@@ -23,7 +25,7 @@ import shutil
 import socket
 import struct
 import tarfile
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from typing import IO, Any
 
@@ -114,8 +116,12 @@ class TransferServer:
     """The transfer endpoint of one destination host (one per `cumulo compute` process)."""
 
     def __init__(
-        self, db: Database, conf: Settings, host: str, *, address: str | None = None, port: int | None = None
+        self, db: Database, conf: Settings, host: str, *, address: str | None = None, port: int | None = None,
+        incoming: Callable[[str], Path] | None = None,
     ) -> None:
+        """`incoming(uuid)`: where a migration's files land (default `<state_dir>/incoming/<uuid>`;
+        the cold migration's agent passes `migrate_files.incoming_dir` for this host)."""
+        self.incoming = incoming or (lambda mid: incoming_dir(conf.state_dir, mid))
         self.db = db
         self.conf = conf
         self.host = host
@@ -181,7 +187,7 @@ class TransferServer:
             raise errors.Unauthorized(f"The transfer endpoint needs a {TOKEN_HEADER} header.")
         if not verify(await secret(self.db, SECRET), PURPOSE, subject(mid.lower(), self.host), token):
             raise errors.Forbidden(f"The transfer token is wrong or expired for migration {mid} to host {self.host}.")
-        return incoming_dir(self.conf.state_dir, mid)
+        return self.incoming(mid.lower())
 
     def _name(self, request: Request) -> str:
         name = str(request.path_params["name"])
