@@ -249,13 +249,8 @@ class Settings:
     # default, never the API port. Port 0 turns it off. See docs/operations.md ("Monitoring").
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9180
-    # SQLAlchemy URL; empty means SQLite file in the state dir. postgresql:// and postgres:// run on
-    # asyncpg (cumulo.db.normalise_url); see docs/operations.md "Running on PostgreSQL".
+    # SQLAlchemy URL; empty means SQLite file in the state dir.
     database: str = ""
-    # PostgreSQL connection pool of each process (ignored on SQLite): steady connections, and the
-    # extra ones a burst may open; a request that finds none free within 10 s is a 503.
-    database_pool_size: int = 10
-    database_max_overflow: int = 20
     # "inproc" or an amqp:// URL (later).
     transport: str = "inproc"
     region: str = "RegionOne"
@@ -285,6 +280,10 @@ class Settings:
     # carries routers, floating IPs and the external network (empty: the local host in `cumulo up`).
     underlay_ip: str = ""
     l3_host: str = ""
+    # Separate processes (issue 14, docs/operations.md "Several processes and machines"): the
+    # compute host whose volume worker takes new volumes (empty: host_name, the local host in
+    # `cumulo up`); set it in the shared settings file of a split cloud.
+    volume_host: str = ""
     # Images and transfers (issue 14, docs/architecture.md "Scale out (issue 14): images and
     # transfers"). api_url: an API process this compute host reaches (e.g. http://198.18.0.1:8080);
     # a `cumulo compute` host downloads image bytes from its /image/v2 into
@@ -402,9 +401,15 @@ def _coerce(kind: Any, raw: Any) -> Any:
     return raw
 
 
+# The settings file when no --config names one (the processes of a split cloud pass it on this way).
+CONFIG_ENV = "CUMULO_CONFIG"
+
+
 def load(config_file: Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
     env = dict(os.environ) if env is None else env
     values: dict[str, Any] = {}
+    if config_file is None and env.get(CONFIG_ENV):  # the settings file of `cumulo api --workers N`'s workers
+        config_file = Path(env[CONFIG_ENV])
     if config_file is not None and config_file.exists():
         values.update(yaml.safe_load(config_file.read_text()) or {})
     known = {f.name: f for f in fields(Settings) if f.init}

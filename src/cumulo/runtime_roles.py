@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from cumulo.compute.workers import NodeSetup
     from cumulo.identity.service import IdentityService
     from cumulo.image.demo.seeder import DemoSeeder
+    from cumulo.image.remote import RemoteImages
     from cumulo.image.service import ImageService
     from cumulo.network.agent.wiring import NetworkAgents
     from cumulo.network.service import NetworkService
@@ -120,8 +121,7 @@ class VolumeImages:
 
 def make_services(conf: Settings, db: Database, bus: Bus) -> Services:
     """The API-side services over `db` and `bus`. New volumes go to the volume worker of
-    `conf.host_name` (the local host in `cumulo up`; in the API processes of a split cloud, the
-    host named by the shared setting host_name)."""
+    `conf.volume_host` (empty: `conf.host_name`, the local host in `cumulo up`)."""
     from cumulo.compute.service.servers import ComputeService
     from cumulo.identity.service import IdentityService
     from cumulo.image.service import ImageService
@@ -144,7 +144,7 @@ def make_services(conf: Settings, db: Database, bus: Bus) -> Services:
         placement=placement,
         network=network,
         # the volume worker of this host does the slow work; the API casts
-        volume=VolumeService(db, conf, VolumeAPI(bus, conf.host_name)),
+        volume=VolumeService(db, conf, VolumeAPI(bus, conf.volume_host or conf.host_name)),
     )
     services.volume.images = VolumeImages(images)
     # Nova's side of volumes (compute/volumes.py): the volume service as compute calls it.
@@ -163,15 +163,16 @@ class Bootstrap:
     demo: DemoSeeder | None = None
 
 
-async def bootstrap(s: Services) -> Bootstrap:
+async def bootstrap(s: Services, *, reconcile_images: bool = True) -> Bootstrap:
     """The schema at head, then identity (domain, roles, admin/demo), the default flavors, the
-    image service and the demo images. Idempotent: every start runs it (the API processes of a
-    split cloud under one advisory lock)."""
+    image service (and its crash reconcile unless `reconcile_images` is False) and the demo
+    images. Idempotent: every start runs it (the API processes of a split cloud under one
+    advisory lock)."""
     await s.db.create_all()
     out = Bootstrap(credentials=await s.identity.bootstrap())
     await s.compute.bootstrap()
     admin = await s.identity.directory.list_projects({"name": "admin", "domain_id": "default"})
-    await s.images.bootstrap()
+    await s.images.bootstrap(reconcile=reconcile_images)
     if admin:  # the demo images, after the image service is up
         from cumulo.image.demo.seeder import DemoSeeder
 
@@ -267,8 +268,10 @@ def network_agents(s: Services, nodes: Sequence[NodePlan]) -> NetworkAgents:
     return agents
 
 
-def volume_worker(s: Services) -> VolumeManager:
-    """The local host's volume worker on file-backed storage under the state dir, served on the bus."""
+def volume_worker(s: Services, images: RemoteImages | None = None) -> VolumeManager:
+    """The local host's volume worker on file-backed storage under the state dir, served on the bus.
+    `images`: the host's image backend when it is not the image service itself (a `cumulo compute`
+    host's image.remote.RemoteImages: bytes downloaded into its cache)."""
     from cumulo.blockstore import open_store
     from cumulo.blockstore.base import StoreConfig
     from cumulo.compute.service.volume_attachments import VolumeAttachmentService
@@ -276,17 +279,17 @@ def volume_worker(s: Services) -> VolumeManager:
     from cumulo.volume.rpc import volume_topic
     from cumulo.volume.worker.manager import VolumeManager
 
-    images = s.images
+    backend: ImageService | RemoteImages = images or s.images
 
     async def image_file(image_id: str) -> tuple[Path, str]:
-        path, disk_format = await images.local_file(image_id)  # NotFound when gone
+        path, disk_format = await backend.local_file(image_id)  # NotFound when gone
         return Path(path), str(disk_format)
 
     async def image_fill(image_id: str, path: Path | None) -> None:
         if path is None:
-            await images.mark_failed(image_id)
+            await backend.mark_failed(image_id)
         else:
-            await images.upload_from_path(image_id, str(path))
+            await backend.upload_from_path(image_id, str(path))
 
     config = StoreConfig.under(s.conf.state_dir)
     store = open_store("file", config)

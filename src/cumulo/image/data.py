@@ -54,11 +54,15 @@ class ImageData(ImageRecords):
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    async def bootstrap(self) -> None:
+    async def bootstrap(self, *, reconcile: bool = True) -> None:
         """Make the store, and reconcile after a crash: uploads cut short go back to queued,
         their temp files, half-done unpacks and any bytes (or unpacked roots) no live image
-        references are removed. (The demo images are seeded after this: cumulo.image.demo.)"""
+        references are removed. (The demo images are seeded after this: cumulo.image.demo.)
+        `reconcile` False: only the store's dirs (an API process of a split cloud that starts
+        while another one runs: that one's uploads are not cut short)."""
         await self.store.ensure_dirs()
+        if not reconcile:
+            return
         await self.store.sweep_tmp()
         stale = await asyncio.to_thread(remove_stale_unpacks, self.store.root)
         if stale:

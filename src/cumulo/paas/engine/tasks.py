@@ -1,19 +1,25 @@
 """Task rows (`paas_tasks`): the lease that lets exactly one engine run a task, and the final status.
 
-An engine is named `<host>:<pid>:<random>` (`make_owner`). It takes a task with one
-compare-and-swap (`take_lease`): the task is QUEUED or RUNNING and unowned, owned by this very
-engine, past its lease, or owned by a dead engine of this host (a pid that no longer runs, or an
-engine of this process that stopped). It renews the lease (`heartbeat`) while it runs the task; a
+An engine is named `<host>:<pid>:<random>:<kernel>` (`make_owner`; `<kernel>` names the running
+kernel and pid namespace, so that a pid is only ever judged where it means something: two machines,
+or two containers, may share a host name). It takes a task with one compare-and-swap
+(`take_lease`): the task is QUEUED or RUNNING and unowned, owned by this very engine, past its
+lease, or owned by a dead engine of this host (a pid of this kernel and pid namespace that no
+longer runs, or an engine of this process that stopped); another machine's engine only by its
+lease. It renews the lease (`heartbeat`) while it runs the task; a
 heartbeat that finds the lease gone means another engine took over, and the runner stops.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import os
 import secrets
 import socket
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,8 +41,23 @@ class LeaseLost(Exception):
     """This engine no longer holds the task: another one took it over and goes on."""
 
 
+@functools.cache
+def kernel_id() -> str:
+    """This kernel's boot and this process's pid namespace, hashed (12 hex digits): pids compare
+    only between processes with the same one."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    try:
+        pid_ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pid_ns = ""
+    return hashlib.sha256(f"{boot}|{pid_ns}".encode()).hexdigest()[:12]
+
+
 def make_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}:{kernel_id()}"
 
 
 def owner_is_dead(owner: str | None) -> bool:
@@ -44,9 +65,12 @@ def owner_is_dead(owner: str | None) -> bool:
     if not owner:
         return True
     host, _, rest = owner.partition(":")
-    pid_text, _, _ = rest.partition(":")
+    pid_text, _, rest = rest.partition(":")
+    _, _, kernel = rest.partition(":")
     if host != socket.gethostname() or not pid_text.isdigit():
         return False  # another host's engine: only its lease tells
+    if kernel and kernel != kernel_id():
+        return False  # the same host name on another machine (or pid namespace): only its lease tells
     pid = int(pid_text)
     if pid == os.getpid():
         return owner not in LIVE_OWNERS
