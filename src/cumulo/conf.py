@@ -249,8 +249,13 @@ class Settings:
     # default, never the API port. Port 0 turns it off. See docs/operations.md ("Monitoring").
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9180
-    # SQLAlchemy URL; empty means SQLite file in the state dir.
+    # SQLAlchemy URL; empty means SQLite file in the state dir. postgresql:// and postgres:// run on
+    # asyncpg (cumulo.db.normalise_url); see docs/operations.md "Running on PostgreSQL".
     database: str = ""
+    # PostgreSQL connection pool of each process (ignored on SQLite): steady connections, and the
+    # extra ones a burst may open; a request that finds none free within 10 s is a 503.
+    database_pool_size: int = 10
+    database_max_overflow: int = 20
     # "inproc" or an amqp:// URL (later).
     transport: str = "inproc"
     region: str = "RegionOne"
