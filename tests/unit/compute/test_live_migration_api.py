@@ -171,3 +171,29 @@ async def test_abort_and_force_complete(world: World, cloud: Any) -> None:
     assert await _host(world, sid) != source
     resp = await world.admin.post(act, json={"force_complete": None}, headers=mv("2.22"))
     assert resp.status_code in (400, 409)
+
+
+async def test_a_container_is_refused_naming_criu(world: World, cloud: Any) -> None:
+    """A runc node does not advertise live_migration; its details say why (drivers/runc/criu.py),
+    and os-migrateLive answers 400 quoting it. The source node's row is made to read as a runc
+    node's would here (no CRIU on this host)."""
+    from cumulo.compute.drivers.runc import criu
+    from cumulo.hosts.models import compute_nodes
+
+    details = await criu.live_migration_details()
+    assert details["live_migration"] == "no" and details["live_migration_reason"].startswith("CRIU: ")
+    sid = (await world.active())["id"]
+    node = (await world.admin.get(f"{API}/servers/{sid}")).json()["server"]["OS-EXT-SRV-ATTR:hypervisor_hostname"]
+    async with cloud.db.write() as conn:
+        row = (await conn.execute(sa.select(compute_nodes.c.details).where(
+            compute_nodes.c.hypervisor_hostname == node))).scalar_one()
+        caps = [c for c in row["capabilities"] if c != "live_migration"]
+        await conn.execute(sa.update(compute_nodes).where(compute_nodes.c.hypervisor_hostname == node)
+                           .values(details={**row, "capabilities": caps, **details}))
+    resp = await _live(world, sid, {"host": None, "block_migration": "auto"})
+    assert resp.status_code == 400
+    assert details["live_migration_reason"] in fault_of(resp)[2] and "cold migration" in fault_of(resp)[2]
+    # The reason shows in `hypervisor show` (cpu_info.driver_details).
+    hyp = (await world.admin.get(f"{API}/os-hypervisors/detail", headers=mv("2.53"))).json()["hypervisors"]
+    shown = next(h for h in hyp if h["hypervisor_hostname"] == node)["cpu_info"]["driver_details"]
+    assert shown["live_migration_reason"] == details["live_migration_reason"]

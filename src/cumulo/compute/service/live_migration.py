@@ -4,7 +4,8 @@ compute_api.live_migrate / live_migrate_force_complete / live_migrate_abort).
 The pre-checks Nova makes before it casts, answered at once (400 or 409 as Nova's):
 - the server ACTIVE or PAUSED, no task, not locked (409);
 - the source node's driver live-migrates (a container's does only where CRIU works: the node
-  advertises the capability "live_migration" and, when it does not, why in details.live_migration;
+  advertises the capability "live_migration" and, when it does not, why in
+  details.live_migration_reason (drivers/runc/criu.py);
   400 naming it);
 - a named host: known (400 "Compute host X could not be found."), not the source (400), with a node
   of the source's hypervisor type (400);
@@ -62,7 +63,7 @@ async def live_migrate(svc: ComputeService, ctx: RequestContext, inst: dict[str,
     source = await _node(svc, hypervisor_hostname=inst.get("node") or inst["host"])
     details = dict(source[0].get("details") or {}) if source else {}
     if CAPABILITY not in (details.get("capabilities") or []):
-        why = details.get("live_migration") or f"the {details.get('driver', 'unknown')} driver has no live migration"
+        why = details.get("live_migration_reason") or f"the {details.get('driver', 'unknown')} driver has no live migration"
         raise errors.Invalid(f"Migration pre-check error: instance {uuid} cannot be live-migrated: {why}. "
                              "Use a cold migration (migrate) instead.")
     htype = source[0]["hypervisor_type"] if source else None

@@ -45,7 +45,7 @@ from cumulo.compute.drivers.base import (
     PowerState,
 )
 from cumulo.compute.drivers.probe import HostFacts, missing_programs
-from cumulo.compute.drivers.runc import cgroup, netns, nics, overlay, provision, volhost
+from cumulo.compute.drivers.runc import cgroup, criu, netns, nics, overlay, provision, volhost
 from cumulo.compute.drivers.runc.core import CONFIG
 from cumulo.compute.drivers.runc.exec import Exec
 from cumulo.compute.drivers.runc.freeze import Freeze
@@ -105,6 +105,7 @@ class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics
         # Suspend is CRIU only where `criu check` passes; details say which and why.
         details = await suspend_details(self.conf.runc.suspend)
         details.update(await self.disks.probe())
+        details.update(await criu.live_migration_details())  # cold only; why (criu.py)
         self.info = dataclasses.replace(self.info, details={**self.info.details, **details})
         self._cgroup_parents = await asyncio.to_thread(cgroup.missing_parents)
 
