@@ -3,7 +3,7 @@
 The layers, top to bottom (the same as the import-linter `layers` contract in pyproject.toml):
 
     1. cli
-    2. runtime, runtime_roles, runtime_volumes, schema, dev
+    2. runtime, runtime_roles, runtime_procs, runtime_volumes, schema, dev
     3. the front doors over the services (occi, paas)
     3b. the service packages (compute, identity, image, monitoring, ...)
     4. scheduler
@@ -28,7 +28,7 @@ import grimp
 
 LAYERS: list[set[str]] = [
     {"cli"},
-    {"runtime", "runtime_roles", "runtime_volumes", "schema", "dev"},
+    {"runtime", "runtime_roles", "runtime_procs", "runtime_volumes", "schema", "dev"},
     {"occi", "paas"},
     {"compute", "identity", "image", "monitoring", "network", "volume"},
     {"scheduler"},

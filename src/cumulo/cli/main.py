@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cumulo import conf as conf_mod
-from cumulo.cli import image_build
+from cumulo.cli import image_build, procs
 from cumulo.cli.common import CLOUD_UMASK, _driver_list, _loop_factory
 from cumulo.dev import cli as dev_cli
 
@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--log-level", default="warning")
     image_build.add_parser(sub)
     dev_cli.add_parser(sub)  # cumulo dev hosts ...: compute hosts in namespaces on one machine
+    procs.add_parsers(sub)  # cumulo api|conductor|scheduler|compute: the processes of a split cloud
     return p
 
 
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return image_build.run(args)
     if args.command == "dev":
         return dev_cli.main(args)
+    if args.command in procs.ROLE_HELP:
+        return procs.run(args)
     return 2
 
 

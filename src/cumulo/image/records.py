@@ -8,7 +8,8 @@ ones it is a member of; the admin sees all. Anything else is NotFound, so ids of
 private images do not leak. Changing an image needs ownership (or admin): a visible image of
 another project answers Forbidden.
 
-Stored bytes are shared between images with identical content. `_refs` serialises the two places
+Stored bytes are shared between images with identical content. `_refs` (a database advisory lock:
+every API process of a split cloud shares the store) serialises the two places
 that decide a key's fate (placing bytes + pointing a row at them, in `data`; dropping a row +
 removing unreferenced bytes, here), so a delete never removes bytes another image just started to
 use.
@@ -19,10 +20,10 @@ and the internal backend compute uses (`internal`) build on it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,12 @@ class ImageRecords:
         self.conf = conf
         self.store: ContentStore = ImageStore(Path(conf.state_dir) / "images")
         self.size_cap = conf.image_size_cap  # an `extra: image_size_cap` already won in conf
-        self._refs = asyncio.Lock()
+
+    @property
+    def _refs(self) -> AbstractAsyncContextManager[None]:
+        """The store's reference lock: one holder across every process of the cloud (the API
+        processes of a split cloud share the store; an advisory lock of the database)."""
+        return self.db.advisory_lock("image-store-refs")
 
     # ---- loading and visibility ------------------------------------------------------------
 
