@@ -22,12 +22,15 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None 
                                 reason="dev hosts need root, ip and unshare")
 
 # A stand-in compute process: makes `cnet-same` in its /run/netns (as the network agent would),
-# writes what it sees, spawns a daemon (a new session, like dnsmasq) and waits.
+# writes what it sees (and whether the cgroup mounts runc needs are there), spawns a daemon (a new
+# session, like dnsmasq) and waits.
 PROGRAM = r"""
 import os, subprocess, sys, time
 subprocess.run(["ip", "netns", "add", "cnet-same"], check=True)
 d = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
-open(sys.argv[1], "w").write(" ".join(sorted(os.listdir("/run/netns"))) + "\n" + str(d.pid))
+cg = int(bool(os.listdir("/sys/fs/cgroup")))
+open(sys.argv[1] + ".tmp", "w").write(" ".join(sorted(os.listdir("/run/netns"))) + "\n" + str(d.pid) + "\n" + str(cg))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
 time.sleep(600)
 """
 
@@ -69,10 +72,9 @@ async def test_dev_hosts_up_isolation_kill_down(tmp_path: Path) -> None:
             out = Path(h.state_dir) / "seen"
             await dev.start(h.name, program=[sys.executable, "-c", PROGRAM, str(out)])
             _wait(out.exists, f"{h.name}'s program")
-            _wait(lambda out=out: "\n" in out.read_text(), f"{h.name}'s report")
             seen[h.name] = out.read_text().split("\n")
-        # each sees only its own cnet-same; the root namespace sees neither
-        assert all(v[0] == "cnet-same" for v in seen.values())
+        # each sees only its own cnet-same (the root namespace sees neither), and the cgroup mounts
+        assert all(v[0] == "cnet-same" and v[2] == "1" for v in seen.values())
         assert not os.path.lexists("/run/netns/cnet-same")
         h1, h2 = dev.hosts()
         assert dev.running(h1) and dev.running(h2) and h1.mnt_ns != h2.mnt_ns

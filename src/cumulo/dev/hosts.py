@@ -235,7 +235,9 @@ class DevHosts:
         prog = program or [_cumulo_bin(), "compute", "--host", h.name, "--state-dir", h.state_dir,
                            "--database", database, "--transport", transport,
                            *(["--config", config] if config else []), *(extra or [])]
-        return ["ip", "netns", "exec", h.ns, "unshare", "--mount", "--propagation", "private", "--",
+        # nsenter, not `ip netns exec`: that one remounts /sys, and the cgroup mounts under it
+        # (which runc needs) would be gone in the host's mount namespace.
+        return ["nsenter", f"--net=/run/netns/{h.ns}", "--", "unshare", "--mount", "--propagation", "private", "--",
                 "/bin/sh", "-c", _LAUNCH, "cumulo-dev-host", *prog]
 
     async def start(self, name: str, *, database: str = "", transport: str = "inproc", config: str | None = None,
