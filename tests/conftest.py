@@ -85,21 +85,40 @@ def pg_template(scale_services: dict[str, str]) -> Iterator[str]:
         _pg.drop_database(base, url)
 
 
-@pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[conf_mod.Settings]:
-    # The fake local driver: in-process tests must not depend on root or runc ("auto" would pick runc).
-    database = None
-    if TEST_DB == "postgresql":
-        import _pg
+@pytest.fixture(autouse=True)
+def pg_test_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """PG test mode: every Settings without an explicit `database` (the `settings` fixture and the
+    modules' own settings fixtures alike) gets one fresh PostgreSQL database per test, made on
+    first use as a copy of the migrated template and dropped at teardown (after the test's clouds
+    stopped: autouse fixtures are set up first and torn down last)."""
+    if TEST_DB != "postgresql":
+        yield
+        return
+    import _pg
 
-        base = request.getfixturevalue("scale_services")["database_url"]
-        database = _pg.create_database(base, template=request.getfixturevalue("pg_template"))
+    base = request.getfixturevalue("scale_services")["database_url"]
+    template = request.getfixturevalue("pg_template")
+    made: list[str] = []
+
+    def database_url(self: conf_mod.Settings) -> str:
+        if self.database:
+            return self.database
+        if not made:
+            made.append(_pg.create_database(base, template=template))
+        return made[0]
+
+    monkeypatch.setattr(conf_mod.Settings, "database_url", property(database_url))
     try:
-        yield conf_mod.load(env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0,
-                            local_driver="fake", database=database)
+        yield
     finally:
-        if database:
-            _pg.drop_database(base, database)
+        for url in made:
+            _pg.drop_database(base, url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> conf_mod.Settings:
+    # The fake local driver: in-process tests must not depend on root or runc ("auto" would pick runc).
+    return conf_mod.load(env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0, local_driver="fake")
 
 
 @pytest.fixture(scope="session", autouse=True)

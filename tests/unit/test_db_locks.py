@@ -128,7 +128,7 @@ async def test_settings_follow_the_test_mode(settings: Any) -> None:
     from conftest import TEST_DB
 
     if TEST_DB != "postgresql":
-        assert settings.database == ""  # SQLite in the state dir
+        assert settings.database_url.startswith("sqlite")  # SQLite in the state dir
         return
     db = Database(settings.database_url)
     try:
