@@ -1,9 +1,12 @@
-"""Migration records (Nova's migrations table) for resizes: written as a resize moves along,
-listed by GET /os-migrations.
+"""Migration records (Nova's migrations table) for resizes, cold migrations and evacuations:
+written as one moves along, listed by GET /os-migrations.
 
-A resize is a migration to the same host (Cumulo resizes in place): source and destination are the
-instance's host and node. Status as in Nova: pre-migrating (API accepted) → migrating (agent at
-work) → finished (VERIFY_RESIZE) → confirmed | reverted; error when it fails on the way.
+A resize that fits stays on its host (source = destination); a cold migration (type "migration")
+or a resize that does not fit moves (compute/conductor/migrate.py, compute/agent/migrate.py).
+Status as in Nova: pre-migrating (API accepted) → migrating (source agent at work) →
+post-migrating (disks sent) → finished (VERIFY_RESIZE) → confirmed | reverted; error when it fails
+on the way. An evacuation: accepted → pre-migrating → done (rebuilt on the destination) →
+completed (the source host came back and destroyed its copy) | failed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from cumulo.db import Database, new_uuid, utcnow
 
 RESIZE = "resize"
 MIGRATION = "migration"
+EVACUATION = "evacuation"
 
 PRE_MIGRATING = "pre-migrating"
 MIGRATING = "migrating"
@@ -27,8 +31,15 @@ FINISHED = "finished"
 CONFIRMED = "confirmed"
 REVERTED = "reverted"
 ERROR = "error"
+POST_MIGRATING = "post-migrating"
+# An evacuation's statuses (Nova's): accepted by the API, done on the destination, completed once
+# the source host came back and destroyed its copy, failed.
+ACCEPTED = "accepted"
+DONE = "done"
+COMPLETED = "completed"
+FAILED = "failed"
 # Statuses a resize's record has until it settles.
-OPEN = (PRE_MIGRATING, MIGRATING, FINISHED)
+OPEN = (PRE_MIGRATING, MIGRATING, POST_MIGRATING, FINISHED)
 
 
 async def _flavor_id(conn: AsyncConnection, flavor: dict[str, Any] | None) -> int | None:
@@ -41,19 +52,70 @@ async def _flavor_id(conn: AsyncConnection, flavor: dict[str, Any] | None) -> in
     return int(value) if value is not None else None
 
 
-async def start_resize(conn: AsyncConnection, ctx: RequestContext, inst: dict[str, Any], new_flavor: dict[str, Any]) -> None:
-    """The record of a resize the API has just accepted (in the transaction that accepted it)."""
+async def start_resize(
+    conn: AsyncConnection, ctx: RequestContext, inst: dict[str, Any], new_flavor: dict[str, Any],
+    *, migration_type: str = RESIZE, status: str = PRE_MIGRATING,
+) -> str:
+    """The record of a resize (or cold migration, or evacuation) the API has just accepted (in the
+    transaction that accepted it); the destination is the source until the conductor chose one.
+    Returns the record's uuid."""
     now = utcnow()
+    uuid = new_uuid()
     await conn.execute(
         sa.insert(migrations).values(
-            uuid=new_uuid(), instance_uuid=inst["uuid"], project_id=inst["project_id"], user_id=ctx.user_id,
+            uuid=uuid, instance_uuid=inst["uuid"], project_id=inst["project_id"], user_id=ctx.user_id,
             source_compute=inst.get("host"), dest_compute=inst.get("host"), source_node=inst.get("node"),
             dest_node=inst.get("node"), dest_host=None,
             old_instance_type_id=await _flavor_id(conn, inst.get("flavor")),
             new_instance_type_id=await _flavor_id(conn, new_flavor),
-            status=PRE_MIGRATING, migration_type=RESIZE, hidden=False, created_at=now, updated_at=now,
+            status=status, migration_type=migration_type, hidden=False, created_at=now, updated_at=now,
         )
     )
+    return uuid
+
+
+async def latest_open(db: Database, instance_uuid: str, current: Iterable[str] = OPEN) -> dict[str, Any] | None:
+    """The instance's latest record in one of the `current` statuses, or None."""
+    async with db.read() as conn:
+        row = (
+            await conn.execute(
+                sa.select(migrations)
+                .where(migrations.c.instance_uuid == instance_uuid, migrations.c.status.in_(list(current)))
+                .order_by(migrations.c.id.desc())
+                .limit(1)
+            )
+        ).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def set_destination(db: Database, migration_uuid: str, host: str, node: str, host_ip: str | None) -> None:
+    """The conductor chose (and claimed on) the destination."""
+    async with db.write() as conn:
+        await conn.execute(
+            sa.update(migrations).where(migrations.c.uuid == migration_uuid).values(
+                dest_compute=host, dest_node=node, dest_host=host_ip, updated_at=utcnow()
+            )
+        )
+
+
+async def set_status_of(db: Database, migration_uuid: str, status: str) -> None:
+    """One record (by its uuid) to `status`."""
+    async with db.write() as conn:
+        await conn.execute(
+            sa.update(migrations).where(migrations.c.uuid == migration_uuid).values(status=status, updated_at=utcnow())
+        )
+
+
+async def evacuations_from(db: Database, host: str) -> list[dict[str, Any]]:
+    """Evacuations away from `host` its agent has not cleaned up yet (accepted, pre-migrating, done)."""
+    async with db.read() as conn:
+        rows = await conn.execute(
+            sa.select(migrations).where(
+                migrations.c.source_compute == host, migrations.c.migration_type == EVACUATION,
+                migrations.c.status.in_([ACCEPTED, PRE_MIGRATING, DONE]),
+            )
+        )
+        return [dict(r) for r in rows.mappings()]
 
 
 async def set_status(db: Database, instance_uuid: str, status: str, *, current: Iterable[str] = OPEN) -> None:

@@ -31,6 +31,23 @@ class ConductorAPI:
         )
 
 
+    async def migrate_server(
+        self, instance_uuid: str, *, new_flavor: dict[str, Any] | None, host: str | None, request_id: str
+    ) -> None:
+        """Cold migration (new_flavor None): choose a destination (`host`: the admin's), claim there,
+        cast migrate_instance to the source (compute/conductor/migrate.py). A call, as Nova's: it
+        returns once the move is under way, or raises NoValidHost (the server left as it was)."""
+        await self.bus.call(CONDUCTOR, "migrate_server", timeout=120.0, instance_uuid=instance_uuid,
+                            new_flavor=new_flavor, host=host, request_id=request_id)
+
+    async def evacuate_server(
+        self, instance_uuid: str, *, host: str | None, force: bool, migration_uuid: str, request_id: str
+    ) -> None:
+        """Rebuild a server of a down host elsewhere (compute/conductor/migrate.py)."""
+        await self.bus.cast(CONDUCTOR, "evacuate_server", instance_uuid=instance_uuid, host=host, force=force,
+                            migration_uuid=migration_uuid, request_id=request_id)
+
+
     async def live_migrate_instance(self, instance_uuid: str, *, migration_uuid: str, host: str | None, force: bool,
                                     request_id: str) -> None:
         """Choose and claim a destination, then drive the agents' live migration steps
@@ -201,6 +218,41 @@ class ComputeAPI(LiveMigrationAPI):
         await self._cast(host, "extend_volume", instance_uuid=instance_uuid, request_id=request_id,
                          volume_id=volume_id, new_size_bytes=new_size_bytes)
 
+    # -- cold migration and evacuation (compute/agent/migrate.py) --------------------------------
+
+    async def migrate_instance(
+        self, host: str, instance_uuid: str, *, dest_host: str, dest_node: str, dest_address: str | None,
+        migration_uuid: str, request_id: str,
+    ) -> None:
+        """On the source: power off, send the disks to dest_host, cast finish_migration there."""
+        await self._cast(host, "migrate_instance", instance_uuid=instance_uuid, request_id=request_id,
+                         dest_host=dest_host, dest_node=dest_node, dest_address=dest_address,
+                         migration_uuid=migration_uuid)
+
+    async def finish_migration(self, host: str, instance_uuid: str, *, node: str, migration_uuid: str,
+                               request_id: str) -> None:
+        """On the destination `node`: the server made from the received files (VERIFY_RESIZE)."""
+        await self._cast(host, "finish_migration", instance_uuid=instance_uuid, request_id=request_id, node=node,
+                         migration_uuid=migration_uuid)
+
+    async def finish_revert_migration(self, host: str, instance_uuid: str, *, node: str, migration_uuid: str,
+                                      fault: str | None, request_id: str) -> None:
+        """On the source `node`: the server back as it was (after a revert, or a failed finish)."""
+        await self._cast(host, "finish_revert_migration", instance_uuid=instance_uuid, request_id=request_id,
+                         node=node, migration_uuid=migration_uuid, fault=fault)
+
+    async def cleanup_migration_source(self, host: str, instance_uuid: str, *, node: str, request_id: str,
+                                       timeout: float = 300.0) -> None:
+        """On the source `node`, at confirm: what is left of the server there goes."""
+        await self._call(host, "cleanup_migration_source", timeout=timeout, instance_uuid=instance_uuid,
+                         request_id=request_id, node=node)
+
+    async def evacuate_instance(self, host: str, instance_uuid: str, *, node: str, migration_uuid: str,
+                                request_id: str) -> None:
+        """On the destination `node`: rebuild the server of a down host from its image."""
+        await self._cast(host, "evacuate_instance", instance_uuid=instance_uuid, request_id=request_id, node=node,
+                         migration_uuid=migration_uuid)
+
 
 # The agent's messages, one ComputeAPI method each (all take instance_uuid and request_id but
 # sample_instances, which takes instance_uuids: the host answers it, every node for its own). The
@@ -212,5 +264,6 @@ AGENT_METHODS = (
     "confirm_resize", "revert_resize", "snapshot_instance", "terminate_instance", "get_console_output",
     "get_diagnostics", "backup_instance", "soft_delete_instance", "restore_instance", "attach_interface",
     "detach_interface", "attach_volume", "detach_volume", "extend_volume", "exec_in_instance",
-    "sample_instances", *LIVE_AGENT_METHODS,
+    "sample_instances", "migrate_instance", "finish_migration", "finish_revert_migration",
+    "cleanup_migration_source", "evacuate_instance", *LIVE_AGENT_METHODS,
 )

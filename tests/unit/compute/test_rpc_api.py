@@ -12,6 +12,7 @@ from cumulo.compute.rpc import AGENT_METHODS, ComputeAPI
 
 CALLS = {"get_console_output", "get_diagnostics", "attach_interface", "detach_interface", "exec_in_instance",
          "sample_instances"}
+CALLS |= {"cleanup_migration_source"}  # cold migration (compute/agent/migrate.py)
 CALLS |= {"live_migration_source", "pre_live_migration", "live_migration", "post_live_migration_at_destination",
           "rollback_live_migration_at_destination", "post_live_migration_at_source"}  # live migration
 MANY = {"sample_instances"}  # messages about many servers: instance_uuids, answered by the host
@@ -48,6 +49,8 @@ async def test_each_method_sends_its_message_with_the_endpoint_arguments(method:
                                "port_id": "port-1", "bdm_uuid": "bdm-1", "volume_id": "vol-1",
                                "new_size_bytes": 2 << 30, "argv": ["/bin/true"], "env": {"A": "b"},
                                "stdin_b64": "eA==", "exec_timeout": 5.0, "output_limit": 10}
+    samples.update(dest_host="host-2", dest_node="host-2", dest_address="198.18.0.3", migration_uuid="mig-1",
+                   fault=None)  # cold migration
     samples.update(source={"record": {}}, target={"host": "127.0.0.1"}, migration_uuid="mig-1")  # live migration
     kwargs = {n: samples[n] for n, p in sig.parameters.items()
               if p.kind is p.KEYWORD_ONLY and n not in ("request_id", "timeout") and n in samples}

@@ -27,6 +27,7 @@ from cumulo.compute.agent import (
     backup_rotation,
     build,
     imagecache,
+    migrate,
     nics,
     power,
     reclaim,
@@ -40,7 +41,7 @@ from cumulo.compute.agent import exec as agent_exec
 from cumulo.compute.agent.live import LiveMigrationEndpoints
 from cumulo.compute.agent.node import Node
 from cumulo.compute.drivers.base import Driver, HostResources, capabilities_of
-from cumulo.compute.rpc import AGENT_METHODS
+from cumulo.compute.rpc import AGENT_METHODS, ComputeAPI
 from cumulo.conf import Settings
 from cumulo.db import Database, new_uuid, utcnow
 from cumulo.errors import NotFound
@@ -78,6 +79,7 @@ class ComputeManager(LiveMigrationEndpoints):
         # host has several drivers (see ComputeHost).
         self.name = node_name or host_name
         self.node = Node(db, conf, host_name, self.name, driver, placement, images)
+        self.node.peers = ComputeAPI(bus)  # cold migration talks to the other host (agent/migrate.py)
         # This node's allocation ratios ({"VCPU": 50.0}; the settings' for what it does not name),
         # and whether it draws from its host's shared pool (the local host's nodes do).
         self.ratios = dict(ratios or {})
@@ -212,6 +214,34 @@ class ComputeManager(LiveMigrationEndpoints):
 
     async def revert_resize(self, instance_uuid: str, request_id: str | None = None) -> None:
         await resize.revert(self.node, instance_uuid, request_id)
+
+    async def migrate_instance(
+        self, instance_uuid: str, dest_host: str, dest_node: str, dest_address: str | None, migration_uuid: str,
+        request_id: str | None = None,
+    ) -> None:
+        await migrate.migrate_instance(self.node, instance_uuid, dest_host, dest_node, dest_address, migration_uuid,
+                                       request_id)
+
+    async def finish_migration(
+        self, instance_uuid: str, migration_uuid: str, request_id: str | None = None, node: str | None = None
+    ) -> None:
+        await migrate.finish_migration(self.node, instance_uuid, migration_uuid, request_id)
+
+    async def finish_revert_migration(
+        self, instance_uuid: str, migration_uuid: str, fault: str | None = None, request_id: str | None = None,
+        node: str | None = None,
+    ) -> None:
+        await migrate.finish_revert_migration(self.node, instance_uuid, migration_uuid, fault, request_id)
+
+    async def cleanup_migration_source(
+        self, instance_uuid: str, request_id: str | None = None, node: str | None = None
+    ) -> None:
+        await migrate.cleanup_migration_source(self.node, instance_uuid, request_id)
+
+    async def evacuate_instance(
+        self, instance_uuid: str, migration_uuid: str, request_id: str | None = None, node: str | None = None
+    ) -> None:
+        await migrate.evacuate_instance(self.node, instance_uuid, migration_uuid, request_id)
 
     async def snapshot_instance(self, instance_uuid: str, image_id: str, request_id: str | None = None) -> None:
         await snapshot.snapshot(self.node, instance_uuid, image_id, request_id)

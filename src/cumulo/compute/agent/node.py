@@ -22,9 +22,11 @@ import sqlalchemy as sa
 from cumulo.compute import instances as inst_db
 from cumulo.compute import netports, specs, volume_records, volumes, worker_events
 from cumulo.compute.agent import disks
+from cumulo.compute.agent.migrate_files import FileSender, LocalSender
 from cumulo.compute.drivers.base import Capability, Driver, InstanceSpec, PowerState, supports
 from cumulo.compute.faults import fault_text
 from cumulo.compute.models import instances
+from cumulo.compute.rpc import ComputeAPI
 from cumulo.conf import Settings
 from cumulo.db import Database
 from cumulo.placement.service import Placement
@@ -87,6 +89,10 @@ class Node:
         # them over through workers.assemble); None: servers get no volumes.
         self.volumes: volumes.VolumeClient | None = None
         self.host_volumes: volumes.HostVolumes | None = None
+        # Cold migration (agent/migrate.py): the other hosts' agents (set by ComputeManager) and how
+        # this node sends a server's files to another host (agent/migrate_files.py).
+        self.peers: ComputeAPI | None = None
+        self.transfer: FileSender = LocalSender(conf.state_dir)
 
     def supports(self, cap: Capability) -> bool:
         return supports(self.driver, cap)

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from cumulo.compute import migration_records
 from cumulo.compute import states as s
-from cumulo.compute.agent import build, power, reclaim, resize, snapshot
+from cumulo.compute.agent import build, migrate, power, reclaim, resize, snapshot
 from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.models import instances
 from cumulo.compute.specs import instance_resources
@@ -48,6 +48,7 @@ async def reconcile_host(node: Node) -> None:
             await reconcile_instance(node, inst, reported.get(inst["uuid"]))
         except Exception:
             LOG.exception("reconcile of instance %s failed", inst["uuid"])
+    await migrate.destroy_evacuated(node)  # evacuated while this host was down: never restarted here
     await reap_orphans(node)
     await reconcile_allocations(node)
 
@@ -90,6 +91,8 @@ async def _settle_locked(node: Node, inst: dict[str, Any], reported: PowerState 
                             expected_task_state=task)
         await migration_records.set_status(node.db, uuid, migration_records.ERROR)  # it never happened
         return
+    if task in _RESIZE_UNDO and await migrate.settle_interrupted(node, inst):
+        return  # a move to another host: back on this (source) host as it was
     if task in _RESIZE_UNDO:
         await _undo_resize(node, inst, actual)
         return
@@ -189,6 +192,7 @@ async def reap_orphans(node: Node) -> list[str]:
     drivers keep their guests apart, so that would be a naming clash, not an orphan."""
     known = {i["uuid"] for i in await node.host_instances()}
     elsewhere = await node.all_host_uuids() - known
+    known |= await migrate.kept_for_revert(node)  # moved away, unconfirmed: the copy here stays
     reaped: list[str] = []
     for st in await node.driver.list_instances():
         if st.uuid in known:

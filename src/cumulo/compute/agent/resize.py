@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cumulo.compute import actions, migration_records
 from cumulo.compute import states as s
+from cumulo.compute.agent import migrate
 from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.specs import flavor_columns, flavor_spec, volume_backed
 
@@ -92,6 +93,8 @@ async def confirm(node: Node, uuid: str, request_id: str | None) -> None:
         if inst is None or inst["vm_state"] != s.RESIZED or inst["task_state"] not in CONFIRM_TASK_STATES:
             LOG.info("confirm_resize of %s skipped", uuid)
             return
+        if (moved := await migrate.cross_host(node, uuid)) is not None:
+            return await migrate.confirm_locked(node, inst, moved, request_id)
         task = inst["task_state"]
         req = await node.request_id_for(uuid, request_id, actions.CONFIRM_RESIZE)
         try:
@@ -135,6 +138,8 @@ async def revert(node: Node, uuid: str, request_id: str | None) -> None:
 async def revert_locked(node: Node, inst: dict[str, Any], request_id: str | None) -> bool:
     """Put the old flavor back (driver, placement, row). The caller holds the instance lock."""
     uuid, task = inst["uuid"], inst["task_state"]
+    if (moved := await migrate.cross_host(node, uuid)) is not None:
+        return await migrate.revert_locked(node, inst, moved, request_id)
     old_flavor = inst["old_flavor"] or inst["flavor"]
     req = await node.request_id_for(uuid, request_id, actions.REVERT_RESIZE)
     try:

@@ -30,7 +30,7 @@ from cumulo.bus.base import Bus
 from cumulo.compute import actions, migration_records, server_groups, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
-from cumulo.compute.conductor import live
+from cumulo.compute.conductor import live, migrate
 from cumulo.compute.models import instances
 from cumulo.compute.rpc import ComputeAPI, SchedulerAPI
 from cumulo.compute.specs import action_request_id, claimed_flavor, instance_resources
@@ -264,6 +264,8 @@ class Conductor:
                 if node is None:
                     raise NoValidHost(f"No valid host was found. Instance {uuid} is not on a compute host.")
                 claim = await self.placement.claim_resize(uuid, node, resources_from_flavor(claimed_flavor(inst, new_flavor)))
+                if not claim and await migrate.resize_elsewhere(self, inst, new_flavor, request_id):
+                    return  # it does not fit here: it moves to a host where it does
                 if not claim:
                     removed = ", ".join(sorted({_FILTER_OF.get(rc, rc) for rc in claim.short}))
                     raise NoValidHost(
@@ -284,6 +286,16 @@ class Conductor:
             await self.placement.revert_resize(uuid)
             return
         await self.compute.resize_instance(inst["host"], uuid, new_flavor=new_flavor, request_id=request_id)
+
+    async def migrate_server(
+        self, instance_uuid: str, new_flavor: dict[str, Any] | None, host: str | None, request_id: str
+    ) -> None:
+        await migrate.migrate_server(self, instance_uuid, new_flavor, host, request_id)
+
+    async def evacuate_server(
+        self, instance_uuid: str, host: str | None, force: bool, migration_uuid: str, request_id: str
+    ) -> None:
+        await migrate.evacuate_server(self, instance_uuid, host, force, migration_uuid, request_id)
 
     async def live_migrate_instance(
         self, instance_uuid: str, migration_uuid: str, host: str | None, force: bool, request_id: str

@@ -59,6 +59,7 @@ class Capability(enum.StrEnum):
     NICS = "nics"  # attach_nic / detach_nic on a running server (the Nics Protocol)
     VOLUMES = "volumes"  # attach_volume / detach_volume / extend_volume (the Volumes Protocol)
     EXEC = "exec"  # exec_in: a command inside the guest (the Exec Protocol; PaaS recipes)
+    COLD_MIGRATION = "cold_migration"  # a stopped server's disks to another host (the ColdMigration Protocol)
     LIVE_MIGRATION = "live_migration"  # a running server to another host (the LiveMigration Protocol)
 
 
@@ -495,6 +496,38 @@ class Exec(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class MigrationFile:
+    """One thing a cold migration sends to the destination: a file, or a directory tree (a
+    container's upper dir), received there under `name` (one path component)."""
+
+    name: str
+    path: str  # on the source host
+    tree: bool = False
+
+
+@runtime_checkable
+class ColdMigration(Protocol):
+    """Cold migration and cross-host resize (compute/agent/migrate.py drives it).
+
+    - `migration_files` runs on the source after the server is powered off: what the destination
+      needs to run it (its disks), and host-wide names the server holds (a netns) are released, so
+      a destination on the same machine can take them. The server stays defined here: revert
+      powers it on again (Power.power_on), confirm calls `cleanup_migration_source`.
+    - `finish_migration` runs on the destination: the server made from the files received in
+      `received` (named as migration_files said) with spec.flavor, running when `power_on`. A
+      failure leaves nothing of it here (as spawn).
+    - `cleanup_migration_source`: what is left of the server on the source goes (destroy, but never a
+      host-wide name the destination may hold now). Of a missing server: succeeds.
+    """
+
+    async def migration_files(self, uuid: str) -> list[MigrationFile]: ...
+
+    async def finish_migration(self, spec: InstanceSpec, received: str, power_on: bool) -> None: ...
+
+    async def cleanup_migration_source(self, uuid: str) -> None: ...
+
+
 @runtime_checkable
 class LiveMigration(Protocol):
     """Live migration (compute/agent/live.py drives it; the QEMU driver's is drivers/qemu/migrate.py).
@@ -547,6 +580,7 @@ CAPABILITY_PROTOCOLS: MappingProxyType[Capability, type] = MappingProxyType({
     Capability.NICS: Nics,
     Capability.VOLUMES: Volumes,
     Capability.EXEC: Exec,
+    Capability.COLD_MIGRATION: ColdMigration,
     Capability.LIVE_MIGRATION: LiveMigration,
 })
 
@@ -587,6 +621,10 @@ def driver_for(driver: Host, capability: Literal[Capability.NICS], *, node: str 
 def driver_for(driver: Host, capability: Literal[Capability.VOLUMES], *, node: str | None = None) -> Volumes: ...
 @overload
 def driver_for(driver: Host, capability: Literal[Capability.EXEC], *, node: str | None = None) -> Exec: ...
+@overload
+def driver_for(
+    driver: Host, capability: Literal[Capability.COLD_MIGRATION], *, node: str | None = None
+) -> ColdMigration: ...
 def driver_for(driver: Host, capability: Capability, *, node: str | None = None) -> object:
     """The driver seen through the Protocol of `capability`; InvalidState when it does not declare
     the capability or does not implement its Protocol. `node` names the node in the message."""

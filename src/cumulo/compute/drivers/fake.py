@@ -54,6 +54,7 @@ from cumulo.compute.drivers.base import (
     SnapshotResult,
 )
 from cumulo.compute.drivers.fakelive import FakeLiveMigration
+from cumulo.compute.drivers.fakemigrate import FakeColdMigration
 from cumulo.compute.drivers.probe import HostFacts
 from cumulo.conf import Settings
 from cumulo.errors import DriverError, InvalidState, NotFound
@@ -110,7 +111,7 @@ def _nic_dict(nic: NicSpec) -> dict[str, Any]:
     return {"port_id": nic.port_id, "mac": nic.mac, "device": nic.device, "addresses": list(nic.addresses)}
 
 
-class FakeDriver(FakeLiveMigration):
+class FakeDriver(FakeColdMigration, FakeLiveMigration):
     @classmethod
     def probe(cls, host: HostFacts) -> list[str]:
         """The fake driver simulates its servers: it runs anywhere."""

@@ -1,0 +1,194 @@
+"""Cold migration, confirm/revert across hosts, its failure paths and evacuation, on two fake hosts
+(the state machine, records and claims; the real drivers: tests/system/test_cold_migration_real.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from servers_support import API, World, fault_of, make_world, mv, wait_status
+
+from cumulo import conf as conf_mod
+from cumulo.compute.agent import migrate as agent_migrate
+from cumulo.compute.models import migrations
+from cumulo.placement.service import migration_consumer
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> conf_mod.Settings:
+    return conf_mod.load(env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0,
+                         fake_hosts=2, local_driver="fake")
+
+
+@pytest.fixture
+async def world(cloud: Any, as_ctx: Any) -> World:
+    return await make_world(cloud, as_ctx)
+
+
+def _node(cloud: Any, host: str) -> Any:
+    return next(m.node for m in cloud.managers if m.node.host == host)
+
+
+async def _records(cloud: Any, uuid: str) -> list[dict[str, Any]]:
+    async with cloud.db.read() as conn:
+        rows = await conn.execute(sa.select(migrations).where(migrations.c.instance_uuid == uuid).order_by(migrations.c.id))
+        return [dict(r) for r in rows.mappings()]
+
+
+async def _held(cloud: Any, uuid: str) -> dict[str, dict[str, dict[str, int]]]:
+    """{consumer: {provider host: resources}} of the server and of its migration consumer."""
+    placement = cloud.services.placement
+    names = {m.node.node_uuid: m.node.host for m in cloud.managers}
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for consumer in (uuid, migration_consumer(uuid)):
+        held = await placement.allocations_for(consumer)
+        if held:
+            out["server" if consumer == uuid else "migration"] = {names[p]: r for p, r in held.items()}
+    return out
+
+
+async def _show(world: World, sid: str) -> dict[str, Any]:
+    body: dict[str, Any] = (await world.admin.get(f"{API}/servers/{sid}")).json()["server"]
+    return body
+
+
+async def _migrated(world: World, cloud: Any, sid: str) -> tuple[str, str]:
+    """Migrate the server; wait for VERIFY_RESIZE; (source, destination)."""
+    source = (await _show(world, sid))["OS-EXT-SRV-ATTR:host"]
+    resp = await world.action(sid, {"migrate": None}, world.admin)
+    assert resp.status_code == 202, resp.text
+    body = await wait_status(world.admin, sid, "VERIFY_RESIZE")
+    dest = body["OS-EXT-SRV-ATTR:host"]
+    assert dest != source
+    return source, dest
+
+
+async def test_migrate_confirm_moves_the_server_and_its_claims(world: World, cloud: Any) -> None:
+    sid = (await world.active())["id"]
+    source, dest = await _migrated(world, cloud, sid)
+    recs = await _records(cloud, sid)
+    assert [(r["migration_type"], r["status"], r["source_compute"], r["dest_compute"]) for r in recs] == [
+        ("migration", "finished", source, dest)]
+    flavor = {"VCPU": 1, "MEMORY_MB": 64, "DISK_GB": 1}
+    # Nova's migration-based allocations: the source's held by the migration until confirm.
+    assert await _held(cloud, sid) == {"server": {dest: flavor}, "migration": {source: flavor}}
+    assert sid in {s.uuid for s in await _node(cloud, dest).driver.list_instances()}
+    assert sid in {s.uuid for s in await _node(cloud, source).driver.list_instances()}  # kept for a revert
+    resp = await world.action(sid, {"confirmResize": None})
+    assert resp.status_code == 204, resp.text
+    body = await wait_status(world.member, sid, "ACTIVE")
+    assert (await _show(world, sid))["OS-EXT-SRV-ATTR:host"] == dest and body["OS-EXT-STS:power_state"] == 1
+    assert await _held(cloud, sid) == {"server": {dest: flavor}}
+    assert sid not in {s.uuid for s in await _node(cloud, source).driver.list_instances()}
+    assert [r["status"] for r in await _records(cloud, sid)] == ["confirmed"]
+    listed = (await world.admin.get(f"{API}/os-migrations", headers=mv("2.23"))).json()["migrations"]
+    assert [(m["migration_type"], m["status"]) for m in listed if m["instance_uuid"] == sid] == [
+        ("migration", "confirmed")]
+    actions = (await world.admin.get(f"{API}/servers/{sid}/os-instance-actions")).json()["instanceActions"]
+    assert [a["action"] for a in actions][:2] == ["confirmResize", "migrate"]
+
+
+async def test_migrate_revert_puts_it_back_on_the_source(world: World, cloud: Any) -> None:
+    sid = (await world.active())["id"]
+    source, dest = await _migrated(world, cloud, sid)
+    assert (await world.action(sid, {"revertResize": None})).status_code == 202
+    body = await wait_status(world.member, sid, "ACTIVE")
+    assert (await _show(world, sid))["OS-EXT-SRV-ATTR:host"] == source and body["OS-EXT-STS:power_state"] == 1
+    assert await _held(cloud, sid) == {"server": {source: {"VCPU": 1, "MEMORY_MB": 64, "DISK_GB": 1}}}
+    assert sid not in {s.uuid for s in await _node(cloud, dest).driver.list_instances()}
+    assert [r["status"] for r in await _records(cloud, sid)] == ["reverted"]
+
+
+async def test_a_stopped_server_migrates_stopped(world: World, cloud: Any) -> None:
+    sid = (await world.active())["id"]
+    assert (await world.action(sid, {"os-stop": None})).status_code == 202
+    await wait_status(world.member, sid, "SHUTOFF")
+    _source, dest = await _migrated(world, cloud, sid)
+    assert (await _show(world, sid))["OS-EXT-STS:power_state"] == 4
+    assert (await world.action(sid, {"confirmResize": None})).status_code == 204
+    await wait_status(world.member, sid, "SHUTOFF")
+    assert (await _show(world, sid))["OS-EXT-SRV-ATTR:host"] == dest
+
+
+@pytest.mark.parametrize("step", ["migrate", "finish_migration"])
+async def test_a_failed_move_leaves_the_server_on_its_source(world: World, cloud: Any, step: str) -> None:
+    sid = (await world.active(metadata={"cumulo_fake_fail": step}))["id"]
+    source = (await _show(world, sid))["OS-EXT-SRV-ATTR:host"]
+    assert (await world.action(sid, {"migrate": None}, world.admin)).status_code == 202
+    await wait_status(world.member, sid, "ACTIVE")
+    for _ in range(200):  # the record settles right after the row
+        if (await _records(cloud, sid))[0]["status"] == "error":
+            break
+        await __import__("asyncio").sleep(0.02)
+    body = await _show(world, sid)
+    assert body["OS-EXT-SRV-ATTR:host"] == source and body["OS-EXT-STS:task_state"] is None
+    assert body["OS-EXT-STS:power_state"] == 1
+    assert [r["status"] for r in await _records(cloud, sid)] == ["error"]
+    assert await _held(cloud, sid) == {"server": {source: {"VCPU": 1, "MEMORY_MB": 64, "DISK_GB": 1}}}
+    other = next(m.node for m in cloud.managers if m.node.host != source)
+    assert sid not in {s.uuid for s in await other.driver.list_instances()}
+    async with cloud.db.read() as conn:
+        from cumulo.compute.models import instance_faults
+
+        faults = (await conn.execute(sa.select(instance_faults.c.message).where(
+            instance_faults.c.instance_uuid == sid))).scalars().all()
+    assert any("failed" in f for f in faults), faults
+
+
+async def test_migrate_to_a_named_host_and_no_valid_host(world: World, cloud: Any) -> None:
+    sid = (await world.active())["id"]
+    source = (await _show(world, sid))["OS-EXT-SRV-ATTR:host"]
+    other = next(m.node.host for m in cloud.managers if m.node.host != source)
+    resp = await world.action(sid, {"migrate": {"host": other}}, world.admin, version="2.56")
+    assert resp.status_code == 202, resp.text
+    body = await wait_status(world.admin, sid, "VERIFY_RESIZE")
+    assert body["OS-EXT-SRV-ATTR:host"] == other
+    assert (await world.action(sid, {"confirmResize": None})).status_code == 204
+    await wait_status(world.member, sid, "ACTIVE")
+    # Every other host disabled: nowhere to go, 400 and nothing changed.
+    listed = (await world.admin.get(f"{API}/os-services?binary=nova-compute", headers=mv("2.53"))).json()["services"]
+    for svc in listed:
+        if svc["host"] != other:
+            resp = await world.admin.put(f"{API}/os-services/{svc['id']}", json={"status": "disabled"},
+                                         headers=mv("2.53"))
+            assert resp.status_code == 200, resp.text
+    resp = await world.action(sid, {"migrate": None}, world.admin)
+    assert resp.status_code == 400 and fault_of(resp)[2].startswith("No valid host was found."), resp.text
+    body = await _show(world, sid)
+    assert body["status"] == "ACTIVE" and body["OS-EXT-STS:task_state"] is None and body["OS-EXT-SRV-ATTR:host"] == other
+    assert [r["status"] for r in await _records(cloud, sid)] == ["confirmed", "error"]
+
+
+async def test_evacuate_from_a_forced_down_host(world: World, cloud: Any) -> None:
+    sid = (await world.active())["id"]
+    source = (await _show(world, sid))["OS-EXT-SRV-ATTR:host"]
+    resp = await world.action(sid, {"evacuate": {}}, world.admin, version="2.68")
+    assert resp.status_code == 409 and f"Compute service of {source} is still in use." == fault_of(resp)[2]
+    assert (await world.action(sid, {"evacuate": {}}, world.member, version="2.68")).status_code == 403
+    resp = await world.action(sid, {"evacuate": {"onSharedStorage": True}}, world.admin, version="2.13")
+    assert resp.status_code == 400
+    resp = await world.action(sid, {"evacuate": {"x": 1}}, world.admin, version="2.68")
+    assert resp.status_code == 400
+    svc = (await world.admin.get(f"{API}/os-services?binary=nova-compute&host={source}",
+                                 headers=mv("2.53"))).json()["services"][0]
+    resp = await world.admin.put(f"{API}/os-services/{svc['id']}", json={"forced_down": True}, headers=mv("2.53"))
+    assert resp.status_code == 200 and resp.json()["service"]["state"] == "down", resp.text
+    resp = await world.action(sid, {"evacuate": {"onSharedStorage": False, "adminPass": "s3cret"}}, world.admin,
+                              version="2.13")
+    assert resp.status_code == 200 and resp.json() == {"adminPass": "s3cret"}, resp.text
+    body = await wait_status(world.admin, sid, "ACTIVE")
+    dest = body["OS-EXT-SRV-ATTR:host"]
+    assert dest != source
+    assert await _held(cloud, sid) == {"server": {dest: {"VCPU": 1, "MEMORY_MB": 64, "DISK_GB": 1}}}
+    recs = await _records(cloud, sid)
+    assert [(r["migration_type"], r["status"], r["source_compute"], r["dest_compute"]) for r in recs] == [
+        ("evacuation", "done", source, dest)]
+    # The dead host comes back: its copy is destroyed, never restarted; the record completes.
+    src = _node(cloud, source)
+    assert sid in {s.uuid for s in await src.driver.list_instances()}
+    assert await agent_migrate.destroy_evacuated(src) == [sid]
+    assert sid not in {s.uuid for s in await src.driver.list_instances()}
+    assert [r["status"] for r in await _records(cloud, sid)] == ["completed"]
+    assert (await _show(world, sid))["OS-EXT-SRV-ATTR:host"] == dest
