@@ -263,7 +263,8 @@ def network_agents(s: Services, nodes: Sequence[NodePlan]) -> NetworkAgents:
     metadata = MetadataService(s.db, documents(s.db)) if real else None  # 169.254.169.254
     agents = assemble_agents(s.db, s.bus, s.network, [p.host for p in nodes], local_host=conf.host_name,
                              real_local=real, external_link=conf.external_link, metadata=metadata,
-                             owner=str(conf.state_dir.resolve()))
+                             owner=str(conf.state_dir.resolve()),
+                             underlay_ip=conf.underlay_ip, l3_host=conf.l3_host or None)  # VXLAN; routers' host
     s.network.dataplane_listener = listener(s.db, s.bus, agents)
     return agents
 
