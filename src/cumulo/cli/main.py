@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cumulo import conf as conf_mod
-from cumulo.cli import image_build, procs
+from cumulo.cli import host_drain, image_build, procs
 from cumulo.cli.common import CLOUD_UMASK, _driver_list, _loop_factory
 from cumulo.dev import cli as dev_cli
 
@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     image_build.add_parser(sub)
     dev_cli.add_parser(sub)  # cumulo dev hosts ...: compute hosts in namespaces on one machine
     procs.add_parsers(sub)  # cumulo api|conductor|scheduler|compute: the processes of a split cloud
+    host_drain.add_parser(sub)  # cumulo admin host drain HOST: disable, then live-migrate everything off
     return p
 
 
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return dev_cli.main(args)
     if args.command in procs.ROLE_HELP:
         return procs.run(args)
+    if args.command == "admin":
+        return host_drain.main(args)
     return 2
 
 
