@@ -125,8 +125,11 @@ class RemoteImages(InternalImages):
         return self._client
 
     async def close(self) -> None:
-        for task in list(self._inflight.values()):
+        """Stop: downloads in flight are cancelled (their temp files removed), the client closed."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
             self._client = None

@@ -185,3 +185,29 @@ async def test_collection_keeps_live_and_leased_copies(
     remote._leases.clear()  # the lease ran out (image_cache_min_age)
     assert await remote.collect_cache(keep) == [gone_path.name]
     assert _cache_files(remote) == [live_path.name]
+
+
+async def test_an_interrupted_download_leaves_nothing(
+    alice: httpx.AsyncClient, make_image: Any, remote: RemoteImages, svc: ImageService
+) -> None:
+    data = os.urandom(200_000)
+    image = await make_image(alice, data)
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield data[:100_000]
+        started.set()
+        await never.wait()  # the API host stops sending mid-body
+        yield data[100_000:]
+
+    stuck = RemoteImages(svc.db, remote.conf, "host-b", api_url="http://cumulo.test",
+                         transport=httpx.MockTransport(lambda _req: httpx.Response(200, content=stalls())))
+    waiter = asyncio.create_task(stuck.local_path(image["id"]))
+    await started.wait()
+    waiter.cancel()  # a caller that gives up does not end the shared download ...
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert len(stuck._inflight) == 1
+    await stuck.close()  # ... the agent stopping does, and nothing is left
+    assert stuck._inflight == {}
+    assert _cache_files(stuck) == []
