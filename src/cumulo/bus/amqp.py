@@ -9,7 +9,8 @@ URL: `amqp://user:password@host:port/vhost[?prefetch=64&unavailable_after=5&reco
   sender declares the queue first, so a cast to a topic nobody serves yet waits in it.
 - `call`: a transient message with `reply_to` (this process's exclusive queue `reply.<id>`), a
   correlation id and an expiration of `timeout`; the answer or the handler's error comes back on
-  the reply queue. No answer within `timeout`: TimeoutError.
+  the reply queue. No answer within `timeout`: TimeoutError. Calls, answers and fanouts go on a
+  channel without publisher confirms (a lost one is the caller's timeout; it saves a round trip).
 - `fanout`: a transient message to the durable fanout exchange `<topic>_fanout`; every consumer of
   the topic binds an exclusive queue of its own to it, so each live consumer gets one copy.
 - Acknowledgement after the handler: a consumer takes at most `prefetch` messages of a topic at
@@ -77,7 +78,8 @@ class AmqpBus:
         self._id = uuid.uuid4().hex[:12]
         self._reply_name = f"reply.{self._id}"
         self._conn: AbstractRobustConnection | None = None
-        self._pub: AbstractChannel | None = None
+        self._pub: AbstractChannel | None = None  # casts: publisher confirms
+        self._fast: AbstractChannel | None = None  # calls, answers, fanouts: no confirm round trip
         self._endpoints: list[tuple[str, object]] = []
         self._consuming = 0
         self._channels: list[AbstractChannel] = []
@@ -101,6 +103,7 @@ class AmqpBus:
                     raise BusUnavailable(f"message broker unreachable: {exc}") from exc
                 await asyncio.sleep(1.0)
         self._pub = await self._conn.channel(publisher_confirms=True)
+        self._fast = await self._conn.channel(publisher_confirms=False)
         replies = await self._conn.channel()
         self._channels.append(replies)
         queue = await replies.declare_queue(self._reply_name, exclusive=True, auto_delete=True)
@@ -122,7 +125,7 @@ class AmqpBus:
                 await self._conn.close()
             except _SEND_ERRORS:
                 LOG.debug("closing the broker connection failed", exc_info=True)
-        self._conn = self._pub = None
+        self._conn = self._pub = self._fast = None
         self._channels.clear()
         self._queues.clear()
         self._exchanges.clear()
@@ -165,8 +168,8 @@ class AmqpBus:
         # json.dumps first: an argument that is not JSON fails here, before anything is sent.
         return json.dumps({"v": self.version, "method": method, "args": args}).encode()
 
-    async def _send(self, what: str, coro_factory: Any) -> None:
-        conn, pub = self._conn, self._pub
+    async def _send(self, what: str, coro_factory: Any, *, confirmed: bool = False) -> None:
+        conn, pub = self._conn, (self._pub if confirmed else self._fast)
         if conn is None or pub is None:
             raise BusUnavailable(f"{what}: the bus is not started")
         try:
@@ -179,20 +182,20 @@ class AmqpBus:
         except _SEND_ERRORS as exc:
             raise BusUnavailable(f"message broker unreachable: {what} not sent ({type(exc).__name__})") from exc
 
-    async def _to_queue(self, topic: str, message: aio_pika.Message) -> None:
+    async def _to_queue(self, topic: str, message: aio_pika.Message, *, confirmed: bool) -> None:
         async def publish(pub: AbstractChannel) -> None:
             if topic not in self._queues:
                 await pub.declare_queue(topic, durable=True)
                 self._queues.add(topic)
             await pub.default_exchange.publish(message, routing_key=topic)
 
-        await self._send(f"{topic}", publish)
+        await self._send(f"{topic}", publish, confirmed=confirmed)
 
     async def cast(self, topic: str, method: str, **args: Any) -> None:
         body = self._body(method, args)
         control.bus_message(topic, method, "cast")
         await self._to_queue(topic, aio_pika.Message(body, delivery_mode=DeliveryMode.PERSISTENT,
-                                                      content_type="application/json"))
+                                                      content_type="application/json"), confirmed=True)
 
     async def call(self, topic: str, method: str, *, timeout: float = 60.0, **args: Any) -> Any:
         body = self._body(method, args)
@@ -203,7 +206,7 @@ class AmqpBus:
         try:
             await self._to_queue(topic, aio_pika.Message(
                 body, content_type="application/json", correlation_id=corr, reply_to=self._reply_name,
-                expiration=max(timeout, 0.001)))
+                expiration=max(timeout, 0.001)), confirmed=False)
             return await asyncio.wait_for(fut, timeout)
         finally:
             self._pending.pop(corr, None)
@@ -246,7 +249,7 @@ class AmqpBus:
         return on_message
 
     async def _reply(self, message: AbstractIncomingMessage, body: dict[str, Any]) -> None:
-        if not message.reply_to or self._pub is None:
+        if not message.reply_to:
             return
         data = json.dumps({"v": self.version, **body}).encode()
         try:
