@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import _leftovers
 import yaml
 from conftest import BIN, CHEAP_PASSWORD_HASH, KEEP, _clean_env, free_port
 
@@ -146,6 +147,7 @@ class SplitCloud:
             "database": self.database_url, "transport": self.transport_url, **settings, "extra": extra,
         }))
         self.procs: list[Proc] = []
+        self.compute_dirs: list[Path] = []
         self.apis: list[tuple[Proc, int]] = []
         self.made = False
 
@@ -174,8 +176,15 @@ class SplitCloud:
         self.procs.append(proc)
         return proc
 
-    def start_api(self, *args: str, name: str = "api", workers: int = 1) -> tuple[Proc, int]:
-        port = free_port()
+    def start_compute(self, host: str, *args: str) -> Proc:
+        """`cumulo compute --host HOST ARGS` on a state dir of its own (its data plane is the run's)."""
+        state = (self.root / host).resolve()
+        _leftovers.SESSION_STATE_DIRS.add(str(state))
+        self.compute_dirs.append(state)
+        return self.start("compute", "--host", host, *args, name=host)
+
+    def start_api(self, *args: str, name: str = "api", workers: int = 1, port: int | None = None) -> tuple[Proc, int]:
+        port = port or free_port()
         extra = ["--workers", str(workers)] if workers > 1 else []
         ready = "Application startup complete" if workers > 1 else "cumulo api is ready"
         proc = self.start("api", "--port", str(port), *extra, *args, name=name, ready=ready)
@@ -223,6 +232,13 @@ class SplitCloud:
     def close(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()
+        if self.compute_dirs:  # the data plane the hosts made (it outlives a stop), and their servers
+            from cumulo.network.agent.plumbing import remove_registered
+
+            for state in self.compute_dirs:
+                asyncio.run(remove_registered(str(state)))
+            if self.made:
+                _leftovers.record_instances(asyncio.run(self._instances()))
         if self.made:
             services_dir = Path(self.services["dir"])
             try:
@@ -233,6 +249,15 @@ class SplitCloud:
             self.made = False
         if not KEEP:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    async def _instances(self) -> set[str]:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            return {str(r[0]) for r in await conn.fetch("SELECT uuid FROM instances")}
+        finally:
+            await conn.close()
 
     def check_placement(self) -> list[str]:
         """Every provider's usage per class within its capacity ((total - reserved) * ratio); the

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import _leftovers
 import pytest
 from _procs_util import SplitCloud, statuses
 
@@ -33,7 +34,7 @@ CAPACITY = 6  # VCPU of fake-host-1..3 (2 each, ratio 1.0); m1.nano takes 1
 def split(scale_services: dict[str, str]) -> Iterator[SplitCloud]:
     if not scale_services.get("dir"):
         pytest.skip("needs the run's RabbitMQ node dir (scripts/test.sh exports CUMULO_TEST_SERVICES_DIR)")
-    root = Path(tempfile.mkdtemp(prefix="cumulo-procs-"))
+    root = Path(tempfile.mkdtemp(prefix=_leftovers.cloud_root_prefix() + "procs-"))
     settings = {"host_name": "h1", "l3_host": "h1", "volume_host": "h1", "external_link": False,
                 "fake_host_vcpus": 2, "cpu_allocation_ratio": 1.0, "metrics_port": 0}
     with SplitCloud(root, scale_services, settings) as cloud:
@@ -42,7 +43,7 @@ def split(scale_services: dict[str, str]) -> Iterator[SplitCloud]:
             first.wait_ready(START)  # the bootstrap (migrations, users, flavors, demo images) ran here
             second, _ = cloud.start_api(name="api2", workers=2)
             others = [cloud.start("conductor", "--host", "ctl-a"), cloud.start("scheduler", "--host", "sched-a"),
-                      cloud.start("compute", "--host", "h1", "--driver", "fake", "--fake-hosts", "3")]
+                      cloud.start_compute("h1", "--driver", "fake", "--fake-hosts", "3")]
             cloud.wait_api_workers(second, 2, START)
             for proc in others:
                 proc.wait_ready(START)
