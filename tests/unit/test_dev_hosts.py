@@ -26,7 +26,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None 
 # session, like dnsmasq) and waits.
 PROGRAM = r"""
 import os, subprocess, sys, time
-subprocess.run(["ip", "netns", "add", "cnet-same"], check=True)
+if not os.path.exists("/run/netns/cnet-same"):  # a restart finds what the previous run made
+    subprocess.run(["ip", "netns", "add", "cnet-same"], check=True)
 d = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
 cg = int(bool(os.listdir("/sys/fs/cgroup")))
 open(sys.argv[1] + ".tmp", "w").write(" ".join(sorted(os.listdir("/run/netns"))) + "\n" + str(d.pid) + "\n" + str(cg))
@@ -79,9 +80,19 @@ async def test_dev_hosts_up_isolation_kill_down(tmp_path: Path) -> None:
         h1, h2 = dev.hosts()
         assert dev.running(h1) and dev.running(h2) and h1.mnt_ns != h2.mnt_ns
 
+        # a restarted compute process finds what its previous run made (the host's mount namespace stays)
+        out = Path(h2.state_dir) / "seen"
+        out.unlink()
+        await dev.stop(names[1])
+        assert not dev.running(dev.host(names[1])) and dev.holding(dev.host(names[1]))
+        await dev.start(names[1], program=[sys.executable, "-c", PROGRAM, str(out)])
+        _wait(out.exists, "the restarted program")
+        assert out.read_text().split("\n")[0] == "cnet-same"
+        assert dev.host(names[1]).mnt_ns == h2.mnt_ns
+
         daemon = int(seen[names[0]][1])
         killed = await dev.kill(names[0])
-        assert h1.pid in killed and daemon in killed
+        assert h1.pid in killed and daemon in killed and h1.holder in killed
         assert not _alive(h1.pid) and not _alive(daemon)
         assert dev.running(dev.host(names[1]))  # the other host lives on
         assert not dev.running(dev.host(names[0]))

@@ -7,8 +7,9 @@ and a state dir `<base>/<name>/`. `start` runs `cumulo compute --host <name> --s
 --database ... --transport ... [--config ...]` in it with `CUMULO_UNDERLAY_IP` set to its address,
 so PostgreSQL, RabbitMQ and the API are reached at 198.18.0.1 (the bridge's address).
 
-Isolation: the compute process runs in a private mount namespace of its own, with a fresh tmpfs on
-/run/netns and on /run/cumulo. What the data plane names globally (the network namespaces
+Isolation: each host has a private mount namespace, with a fresh tmpfs on /run/netns and on
+/run/cumulo, held by a process of its own (`sleep infinity`, the host's "machine") for as long as
+the host lives; its compute process runs in it, so a restarted one finds what the last one made. What the data plane names globally (the network namespaces
 `cnet-<network uuid>`, `crtr-<router uuid>`, the containers' `cumulo-<uuid>`, dnsmasq's files in
 /run/cumulo/dhcp, the orphan registry /run/cumulo/netplane-owners) is then the host's own: two
 hosts carrying one network each have their `cnet-<uuid>`, and neither sees, nor reaps, the other's
@@ -53,9 +54,10 @@ NAME_PREFIX = "host"
 HOST_DEV = "ul0"
 RUNC_ROOT = "runc-state"  # under a host's state dir (compute/drivers/runc/core.py)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
-# Run inside the host's namespace: a private mount namespace with its own /run/netns and /run/cumulo.
-_LAUNCH = ('mount -t tmpfs -o mode=0755 cumulo-netns /run/netns && '
-           'mount -t tmpfs -o mode=0755 cumulo-run /run/cumulo && exec "$@"')
+# The host's "machine": a process holding its private mount namespace (its own /run/netns and
+# /run/cumulo) for as long as the host lives; compute processes come and go inside it.
+_HOLD = ('mount -t tmpfs -o mode=0755 cumulo-netns /run/netns && '
+         'mount -t tmpfs -o mode=0755 cumulo-run /run/cumulo && exec sleep infinity')
 
 
 @dataclass
@@ -67,6 +69,8 @@ class DevHost:
     pid: int = 0  # the compute process, 0: not started (or killed)
     start_time: int = 0  # its start time (/proc/<pid>/stat field 22): the pid is still ours
     mnt_ns: int = 0  # the inode of its mount namespace
+    holder: int = 0  # the process holding that mount namespace (the host "machine")
+    holder_start: int = 0
 
     @property
     def ns(self) -> str:
@@ -229,16 +233,50 @@ class DevHosts:
         st = _stat(h.pid) if h.pid else None
         return st is not None and st[0] == h.start_time
 
+    def holding(self, h: DevHost) -> bool:
+        st = _stat(h.holder) if h.holder else None
+        return st is not None and st[0] == h.holder_start and _mnt_of(h.holder) == h.mnt_ns
+
+    async def _hold(self, h: DevHost) -> DevHost:
+        """The host's mount namespace, made once (a new one after a kill) and held by a process of
+        its own, so a compute process that restarts finds the namespaces, dnsmasq and containers
+        its previous run made, as on a real machine. nsenter, not `ip netns exec`: that one
+        remounts /sys, and the cgroup mounts under it (which runc needs) would be gone."""
+        if self.holding(h):
+            return h
+        for d in ("/run/netns", "/run/cumulo"):
+            Path(d).mkdir(parents=True, exist_ok=True)  # the mount points (in the root namespace, as iproute2 makes them)
+        proc = subprocess.Popen(  # noqa: S603
+            ["nsenter", f"--net=/run/netns/{h.ns}", "--", "unshare", "--mount", "--propagation", "private", "--",
+             "/bin/sh", "-c", _HOLD], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        mine = _mnt_of(os.getpid())
+        deadline = time.monotonic() + 30
+        while True:
+            st = _stat(proc.pid)
+            if proc.poll() is not None or st is None:
+                raise HostError(f"dev host {h.name}: its mount namespace could not be made")
+            try:
+                exe = Path(os.readlink(f"/proc/{proc.pid}/exe")).name
+            except OSError:
+                exe = ""
+            if exe == "sleep" and _mnt_of(proc.pid) not in (0, mine):
+                break
+            if time.monotonic() > deadline:
+                raise HostError(f"dev host {h.name}: its mount namespace holder did not start")
+            await asyncio.sleep(0.02)
+        h.holder, h.holder_start, h.mnt_ns = proc.pid, st[0], _mnt_of(proc.pid)
+        self._update(h)
+        return h
+
     def command(self, h: DevHost, *, database: str, transport: str, config: str | None = None,
                 extra: list[str] | None = None, program: list[str] | None = None) -> list[str]:
-        """The argv that runs host h's `cumulo compute` (or `program`, a Python one: tests) in its namespaces."""
+        """The argv that runs host h's `cumulo compute` (or `program`, a Python one: tests) in its
+        namespaces (the host's network namespace and the mount namespace its holder keeps)."""
         prog = program or [_cumulo_bin(), "compute", "--host", h.name, "--state-dir", h.state_dir,
                            "--database", database, "--transport", transport,
                            *(["--config", config] if config else []), *(extra or [])]
-        # nsenter, not `ip netns exec`: that one remounts /sys, and the cgroup mounts under it
-        # (which runc needs) would be gone in the host's mount namespace.
-        return ["nsenter", f"--net=/run/netns/{h.ns}", "--", "unshare", "--mount", "--propagation", "private", "--",
-                "/bin/sh", "-c", _LAUNCH, "cumulo-dev-host", *prog]
+        return ["nsenter", f"--net=/run/netns/{h.ns}", f"--mount=/proc/{h.holder}/ns/mnt", "--", *prog]
 
     async def start(self, name: str, *, database: str = "", transport: str = "inproc", config: str | None = None,
                     extra: list[str] | None = None, env: dict[str, str] | None = None,
@@ -248,14 +286,12 @@ class DevHosts:
         h = self.host(name)
         if self.running(h):
             return h
-        for d in ("/run/netns", "/run/cumulo"):
-            Path(d).mkdir(parents=True, exist_ok=True)  # the mount points (in the root namespace, as iproute2 makes them)
+        h = await self._hold(h)
         argv = self.command(h, database=database, transport=transport, config=config, extra=extra, program=program)
         environ = {**os.environ, "CUMULO_UNDERLAY_IP": h.ip, **(env or {})}
         with open(h.log, "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environ,  # noqa: S603
                                     start_new_session=True)
-        mine = _mnt_of(os.getpid())
         deadline = time.monotonic() + 30
         while True:
             st = _stat(proc.pid)
@@ -266,12 +302,12 @@ class DevHosts:
                 exe = os.readlink(f"/proc/{proc.pid}/exe")
             except OSError:
                 exe = ""
-            if mnt and mnt != mine and "python" in Path(exe).name:
+            if mnt == h.mnt_ns and "python" in Path(exe).name:
                 break
             if time.monotonic() > deadline:
                 raise HostError(f"dev host {name}'s compute process did not start: {self._tail(h)}")
             await asyncio.sleep(0.05)
-        h.pid, h.start_time, h.mnt_ns = proc.pid, st[0], mnt
+        h.pid, h.start_time = proc.pid, st[0]
         self._update(h)
         return h
 
@@ -296,11 +332,12 @@ class DevHosts:
         """Host `name` dies at once: SIGKILL to its compute process, everything in its mount
         namespace (QEMU, dnsmasq, ...) and its runc containers' processes. Returns the pids."""
         h = self.host(name)
-        mnt = _mnt_of(h.pid) if self.running(h) else 0
-        mnt = mnt or h.mnt_ns
+        mnt = h.mnt_ns
         pids = set(_in_mnt(mnt)) if mnt and mnt != _mnt_of(os.getpid()) else set()
-        if self.running(h):
-            pids.add(h.pid)
+        for pid, started in ((h.pid, h.start_time), (h.holder, h.holder_start)):
+            st = _stat(pid) if pid else None
+            if st is not None and st[0] == started:
+                pids.add(pid)
         pids |= {p for p in (await self.containers(h)).values() if p > 1}
         for pid in sorted(pids):
             try:
@@ -312,7 +349,7 @@ class DevHosts:
             if time.monotonic() > deadline:
                 raise HostError(f"dev host {name}: processes {sorted(p for p in pids if _stat(p))} survived SIGKILL")
             await asyncio.sleep(0.05)
-        h.pid, h.start_time = 0, 0
+        h.pid, h.start_time, h.holder, h.holder_start, h.mnt_ns = 0, 0, 0, 0, 0
         self._update(h)
         return sorted(pids)
 
