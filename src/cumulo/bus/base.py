@@ -1,5 +1,6 @@
-"""The bus contract: the envelope version, the Bus protocol every transport implements, topic
-names, the bus's own errors and the per-method version declaration (`versions`)."""
+"""The bus contract: the Bus protocol, the envelope version, topic names and the bus's errors.
+
+Also the per-method version declaration (`versions`) the dispatcher (bus.dispatch) reads."""
 
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""What every transport does with a message the same way: find the endpoint's method, admit the
-envelope's version, and carry errors across a process boundary by class name.
+"""What every transport does alike with a message: find the method, admit its version, carry errors.
+
+Errors cross a process boundary by class name (a cumulo.errors class arrives as itself).
 
 The version rule (a rolling upgrade, see docs/architecture.md "Scale out (issue 14): the bus"):
 a consumer at version N handles a message of version v when v is in its method's declared
