@@ -95,6 +95,8 @@ def test_round_trip_of_an_upper_dir(tmp_path: Path) -> None:
          "not an earlier file"),
         ([(_info("l", tarfile.SYMTYPE, linkname="/etc/shadow"), None), (_info("l"), b"over the link")], "twice"),
         ([(_info("f"), b"x"), (_info("f/g"), b"y")], "not a directory"),
+        ([(_info("d/x"), b"x"), (_info("d", tarfile.SYMTYPE, linkname="/etc"), None)], "after members below it"),
+        ([(_info("d/x"), b"x"), (_info("d"), b"a file over the dir")], "after members below it"),
     ],
 )
 def test_hostile_members_are_refused_before_any_write(
@@ -115,6 +117,14 @@ def test_bounds(tmp_path: Path) -> None:
     with pytest.raises(tarsafe.TarRefused, match="exceed 45 bytes"):
         tarsafe.check(spool, 100, 45)
     assert len(tarsafe.check(spool, 5, 50)) == 5
+
+
+def test_a_dir_member_after_its_contents_is_fine(tmp_path: Path) -> None:
+    spool = _tar(tmp_path, [(_info("d/x"), b"x"), (_info("d", tarfile.DIRTYPE, mode=0o750), None)])
+    dest = tmp_path / "dest"
+    tarsafe.extract(spool, dest, 10, 1 << 20)
+    assert (dest / "d" / "x").read_bytes() == b"x"
+    assert stat.S_IMODE(os.lstat(dest / "d").st_mode) == 0o750
 
 
 def test_setuid_and_setgid_bits_are_dropped(tmp_path: Path) -> None:

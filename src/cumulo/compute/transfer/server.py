@@ -216,8 +216,10 @@ class TransferServer:
             else:
                 size = await _receive_plain(_body(request), sink, self.max_bytes)
             await asyncio.to_thread(sink.finish, size, where / name)
-        except BaseException:
+        except BaseException as exc:
             await asyncio.to_thread(sink.abort)
+            if isinstance(exc, OSError):  # ENOSPC, EIO: said plainly, nothing kept
+                raise errors.HostError(f"Cannot store {name} on host {self.host}: {exc.strerror or exc}") from exc
             raise
         LOG.info("transfer: %s/%s received (%d bytes)", where.name, name, size)
         return empty(204)
@@ -242,6 +244,8 @@ class TransferServer:
             raise errors.Invalid(f"Refused tar: {exc}") from exc
         except tarfile.TarError as exc:
             raise errors.Invalid(f"Not a readable tar: {exc}") from exc
+        except OSError as exc:
+            raise errors.HostError(f"Cannot store {name} on host {self.host}: {exc.strerror or exc}") from exc
         finally:
             await asyncio.to_thread(sink.abort)  # the spool (already renamed over itself) goes
             await asyncio.to_thread(shutil.rmtree, tmp, True)

@@ -81,15 +81,16 @@ def check(tar_path: Path, max_entries: int, max_bytes: int) -> list[tarfile.TarI
             total += max(m.size, 0)
             if total > max_bytes:
                 raise TarRefused(f"{name}: the contents exceed {max_bytes} bytes", too_large=True)
-            if name in kinds:
-                raise TarRefused(f"{name}: appears twice")
+            if name in kinds and not (kinds[name] == "implied" and m.isdir()):
+                raise TarRefused(f"{name}: appears twice, or after members below it")
             parent = posixpath.dirname(name)
             while parent:
                 kind = kinds.get(parent)
                 if kind == "link":
                     raise TarRefused(f"{name}: lies below the symlink {parent}")
-                if kind is not None and kind != "dir":
+                if kind is not None and kind not in ("dir", "implied"):
                     raise TarRefused(f"{name}: lies below {parent}, which is not a directory")
+                kinds.setdefault(parent, "implied")  # made as a dir by the extraction
                 parent = posixpath.dirname(parent)
             if m.isdir():
                 kinds[name] = "dir"
