@@ -109,7 +109,7 @@ class SchedulerSettings:
     host_cache_seconds: float = 10.0
     # Nova's max_placement_results: hosts filtered and weighed per request at most (a random
     # subset, plus the hosts of the request's server group); all of them when nothing in it passes.
-    max_candidates: int = 32
+    max_candidates: int = 16
 
 
 @dataclass(frozen=True)
