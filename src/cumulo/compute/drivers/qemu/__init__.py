@@ -63,6 +63,7 @@ from cumulo.compute.drivers.base import (
 )
 from cumulo.compute.drivers.probe import HostFacts, missing_programs
 from cumulo.compute.drivers.qemu import accel, blockdev, boot, configdrive, disks, netdev, process, qmp
+from cumulo.compute.drivers.qemu.coldmigrate import ColdMigrate
 from cumulo.compute.drivers.qemu.core import KEPT_PROPERTIES, wants_guest_agent
 from cumulo.compute.drivers.qemu.exec import Exec
 from cumulo.compute.drivers.qemu.files import note
@@ -80,7 +81,7 @@ from cumulo.errors import CumuloError, DriverError
 from cumulo.host.revert import Reverter
 
 
-class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volumes, Exec, LiveMigration):
+class QemuDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, Metrics, Nics, Volumes, Exec, LiveMigration, ColdMigrate):
     BINARIES = (process.QEMU, "qemu-img")
 
     @classmethod

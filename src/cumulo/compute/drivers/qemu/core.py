@@ -90,7 +90,7 @@ class QemuCore(LocalInstances):
                                     Capability.RESIZE, Capability.REBUILD, Capability.SNAPSHOT,
                                     Capability.DIAGNOSTICS, Capability.METRICS, Capability.NICS,
                                     Capability.VOLUMES, Capability.EXEC,
-                                    Capability.LIVE_MIGRATION}),
+                                    Capability.LIVE_MIGRATION, Capability.COLD_MIGRATION}),
             details={"accel": "tcg", "accel_reason": "not probed yet", "machine": self.machine,
                      "suspend": "migrate-to-file", "resize": "cold"},
         )

@@ -46,6 +46,7 @@ from cumulo.compute.drivers.base import (
 )
 from cumulo.compute.drivers.probe import HostFacts, missing_programs
 from cumulo.compute.drivers.runc import cgroup, criu, netns, nics, overlay, provision, volhost
+from cumulo.compute.drivers.runc.coldmigrate import ColdMigrate
 from cumulo.compute.drivers.runc.core import CONFIG
 from cumulo.compute.drivers.runc.exec import Exec
 from cumulo.compute.drivers.runc.freeze import Freeze
@@ -89,7 +90,7 @@ def _prepare_root(idir: Path, spec: InstanceSpec, config: dict[str, Any], lower:
     provision.provision_sync(idir, spec)
 
 
-class RuncDriver(Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics, Volumes, Exec):
+class RuncDriver(ColdMigrate, Freeze, Suspend, Resize, Rebuild, Snapshot, ImageCache, Metrics, Volumes, Exec):
     @classmethod
     def probe(cls, host: HostFacts) -> list[str]:
         """runc needs root (namespaces, cgroups, mounts) and the `runc` binary."""

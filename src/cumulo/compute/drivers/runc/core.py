@@ -130,7 +130,7 @@ class RuncCore(LocalInstances):
             capabilities=frozenset({Capability.POWER, Capability.CONSOLE, Capability.PAUSE, Capability.SUSPEND,
                                     Capability.RESIZE, Capability.DIAGNOSTICS, Capability.REBUILD,
                                     Capability.SNAPSHOT, Capability.METRICS, Capability.NICS,
-                                    Capability.VOLUMES, Capability.EXEC}),
+                                    Capability.VOLUMES, Capability.EXEC, Capability.COLD_MIGRATION}),
             details={"runtime": "runc", "rootfs": "overlayfs", "suspend": "freezer"},
         )
 
