@@ -102,6 +102,7 @@ async def test_tree_round_trip_and_discard(dest: Dest, tmp_path: Path) -> None:
     os.chown(src / "etc" / "hostname", 33, 33)
     os.symlink("/etc/hostname", src / "link")
     os.mknod(src / "etc" / "gone", 0o20000 | 0o600, os.makedev(0, 0))
+    os.chmod(src, 0o755)
     (src / "suid").write_bytes(b"#!/bin/sh\n")
     os.chmod(src / "suid", 0o6755)
     t = await dest.target()
@@ -112,6 +113,7 @@ async def test_tree_round_trip_and_discard(dest: Dest, tmp_path: Path) -> None:
     assert os.readlink(up / "link") == "/etc/hostname"
     assert os.lstat(up / "etc" / "gone").st_rdev == os.makedev(0, 0)
     assert os.stat(up / "suid").st_mode & 0o7777 == 0o755  # setuid/setgid not kept
+    assert os.stat(up).st_mode & 0o7777 == 0o755  # the root's own mode (the container's "/")
     assert _listing(dest.incoming(t)) == ["upper"]
     await client.send_tree(t, "upper", src)  # again: replaced whole
     assert _listing(dest.incoming(t)) == ["upper"]

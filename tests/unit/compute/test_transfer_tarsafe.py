@@ -40,6 +40,8 @@ def _info(name: str, kind: bytes = tarfile.REGTYPE, **kw: object) -> tarfile.Tar
 def test_round_trip_of_an_upper_dir(tmp_path: Path) -> None:
     src = tmp_path / "upper"
     (src / "etc").mkdir(parents=True)
+    os.chmod(src, 0o755)  # the container's "/": others must traverse it
+    os.chown(src, 0, 100)
     (src / "etc" / "motd").write_text("hello")
     os.chown(src / "etc" / "motd", 1234, 5678)
     (src / "tmp").mkdir(mode=0o1777)
@@ -61,7 +63,8 @@ def test_round_trip_of_an_upper_dir(tmp_path: Path) -> None:
         tarsafe.build(src, out)
     dest = tmp_path / "dest"
     n = tarsafe.extract(spool, dest, 1000, 1 << 30)
-    assert n == 11
+    assert n == 12  # the root "." and 11 members
+    assert stat.S_IMODE(os.lstat(dest).st_mode) == 0o755 and os.lstat(dest).st_gid == 100
     assert (dest / "etc" / "motd").read_text() == "hello"
     st = os.lstat(dest / "etc" / "motd")
     assert (st.st_uid, st.st_gid) == (1234, 5678)
@@ -97,6 +100,8 @@ def test_round_trip_of_an_upper_dir(tmp_path: Path) -> None:
         ([(_info("f"), b"x"), (_info("f/g"), b"y")], "not a directory"),
         ([(_info("d/x"), b"x"), (_info("d", tarfile.SYMTYPE, linkname="/etc"), None)], "after members below it"),
         ([(_info("d/x"), b"x"), (_info("d"), b"a file over the dir")], "after members below it"),
+        ([(_info("x"), b"x"), (_info(".", tarfile.DIRTYPE), None)], "'.' must be the first"),
+        ([(_info(".", tarfile.SYMTYPE, linkname="/"), None)], "'.' must be the first"),
     ],
 )
 def test_hostile_members_are_refused_before_any_write(

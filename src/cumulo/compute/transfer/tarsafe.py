@@ -45,8 +45,10 @@ class TarRefused(ValueError):
 
 
 def build(src: Path, out: IO[bytes]) -> None:
-    """Write the tree at `src` (not followed) as a tar stream to `out`. Blocking."""
+    """Write the tree at `src` (not followed) as a tar stream to `out`, its root first as "."
+    (the upper dir's own owner and mode are the container's "/"). Blocking."""
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(_with_opaque(tar.gettarinfo(str(src), arcname="."), str(src)))
         for root, dirs, files in os.walk(src, followlinks=False):
             dirs.sort()
             for name in [*dirs, *sorted(files)]:
@@ -54,18 +56,22 @@ def build(src: Path, out: IO[bytes]) -> None:
                 st = os.lstat(path)
                 if stat.S_ISSOCK(st.st_mode):
                     continue
-                info = tar.gettarinfo(path, arcname=os.path.relpath(path, src))
-                if info.isdir():
-                    try:
-                        if os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y":
-                            info.pax_headers = {**info.pax_headers, _PAX_OPAQUE: "y"}
-                    except OSError:
-                        pass
+                info = _with_opaque(tar.gettarinfo(path, arcname=os.path.relpath(path, src)), path)
                 if info.isreg():
                     with open(path, "rb") as fh:
                         tar.addfile(info, fh)
                 else:
                     tar.addfile(info)
+
+
+def _with_opaque(info: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+    if info.isdir():
+        try:
+            if os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y":
+                info.pax_headers = {**info.pax_headers, _PAX_OPAQUE: "y"}
+        except OSError:
+            pass
+    return info
 
 
 def check(tar_path: Path, max_entries: int, max_bytes: int) -> list[tarfile.TarInfo]:
@@ -77,6 +83,12 @@ def check(tar_path: Path, max_entries: int, max_bytes: int) -> list[tarfile.TarI
         for m in tar:
             if len(members) >= max_entries:
                 raise TarRefused(f"more than {max_entries} entries", too_large=True)
+            if m.name in (".", "./"):  # the tree's root: its owner and mode, first or not at all
+                if members or not m.isdir():
+                    raise TarRefused("'.' must be the first member and a directory")
+                m.name = "."
+                members.append(m)
+                continue
             name = _normal(m.name)
             total += max(m.size, 0)
             if total > max_bytes:
@@ -147,10 +159,12 @@ def _check_symlink(name: str, target: str) -> None:
 
 def extract(tar_path: Path, dest: Path, max_entries: int, max_bytes: int) -> int:
     """Check the tar (`check`), then extract it into `dest`, which must not exist (made 0700 here,
-    then given the tar's mode for "."). Returns the member count. Blocking."""
+    then given the owner, mode and mtime of the tar's "." member, if any). Returns the member
+    count. Blocking."""
     members = check(tar_path, max_entries, max_bytes)
     dest.mkdir(mode=0o700)
     opaque: list[str] = []
+    root: tarfile.TarInfo | None = None
     with tarfile.open(tar_path, mode="r:") as tar:
         checked = {m.offset: m for m in members}
         for m in tar:
@@ -163,12 +177,20 @@ def extract(tar_path: Path, dest: Path, max_entries: int, max_bytes: int) -> int
                 m.linkname = _normal(m.linkname)
             if m.isdir() and m.pax_headers.get(_PAX_OPAQUE) == "y":
                 opaque.append(m.name)
+            if m.name == ".":
+                root = m
+                continue
             if m.ischr():
                 _whiteout(dest, m)
                 continue
             tar.extract(m, dest, set_attrs=True, numeric_owner=True, filter="fully_trusted")
     for name in opaque:
         os.setxattr(dest / name, OPAQUE_XATTR, b"y", follow_symlinks=False)
+    if root is not None:
+        if os.geteuid() == 0:
+            os.chown(dest, root.uid, root.gid)
+        os.chmod(dest, stat.S_IMODE(root.mode))
+        os.utime(dest, (root.mtime, root.mtime))
     return len(members)
 
 
