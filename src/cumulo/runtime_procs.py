@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -31,6 +30,7 @@ from cumulo import runtime_roles as roles
 from cumulo.bus.transports import make_bus
 from cumulo.conf import Settings
 from cumulo.db import Database
+from cumulo.network.agent.wiring import listener
 from cumulo.runtime import local_driver_names, plan_nodes, private_state_dir
 
 if TYPE_CHECKING:
@@ -90,21 +90,6 @@ async def wait_for_schema(db: Database, *, timeout: float = 600.0) -> None:
         await asyncio.sleep(1.0)
 
 
-def split_listener(s: roles.Services) -> Callable[[], Awaitable[None]]:
-    """The network service's data-plane listener in a split cloud: a `sync` cast to every host
-    with a bound port and to the L3 host (setting l3_host), whichever process serves them."""
-    from cumulo.network.agent.wiring import bound_hosts
-    from cumulo.network.rpc import NetworkAgentAPI
-
-    api = NetworkAgentAPI(s.bus)
-
-    async def notify_agents() -> None:
-        hosts = await bound_hosts(s.db) | ({s.conf.l3_host} if s.conf.l3_host else set())
-        await api.sync_hosts(sorted(hosts))
-
-    return notify_agents
-
-
 class Process:
     """One process of a split cloud: the DB, the bus and the API-side services it calls."""
 
@@ -116,7 +101,10 @@ class Process:
         self.db = Database(conf.database_url)
         self.bus = make_bus(conf.transport)
         self.services = roles.make_services(conf, self.db, self.bus)
-        self.services.network.dataplane_listener = split_listener(self.services)
+        # the data-plane listener: a `sync` cast to every host with a bound port and to the L3
+        # host, whichever process serves them (the compute process's agents add theirs)
+        self.services.network.dataplane_listener = listener(self.db, self.bus, None, l3_host=conf.l3_host or None,
+                                                            everywhere=True)
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -289,8 +277,7 @@ class ComputeProcess(Process):
             self.db, self.bus, conf, s.placement, images, setups, network=s.network,
             nics=NetworkAgentAPI(self.bus), volumes=s.compute.volumes,
             host_volumes=roles.host_volumes(conf, self.volume_worker))
-        self.network_agents = roles.network_agents(s, self.nodes)
-        s.network.dataplane_listener = split_listener(s)  # every host's agent, not only this process's
+        self.network_agents = roles.network_agents(s, self.nodes, everywhere=True)
         await self.bus.start()
         await self.network_agents.start()
         await self.volume_worker.start()

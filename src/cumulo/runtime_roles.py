@@ -251,9 +251,10 @@ def node_setups(conf: Settings, nodes: Sequence[NodePlan]) -> list[NodeSetup]:
     return setups
 
 
-def network_agents(s: Services, nodes: Sequence[NodePlan]) -> NetworkAgents:
+def network_agents(s: Services, nodes: Sequence[NodePlan], *, everywhere: bool = False) -> NetworkAgents:
     """One network agent per compute host of `nodes`; the local one plumbs when it runs a real
-    driver. The network service's data-plane listener casts to them."""
+    driver. The network service's data-plane listener casts to them (`everywhere`: a split cloud's
+    `cumulo compute`, to every host that carries something, whichever process serves it)."""
     from cumulo.compute.metadata_docs import documents
     from cumulo.network.agent.wiring import assemble_agents, listener
     from cumulo.network.metadata import MetadataService
@@ -265,7 +266,7 @@ def network_agents(s: Services, nodes: Sequence[NodePlan]) -> NetworkAgents:
                              real_local=real, external_link=conf.external_link, metadata=metadata,
                              owner=str(conf.state_dir.resolve()),
                              underlay_ip=conf.underlay_ip, l3_host=conf.l3_host or None)  # VXLAN; routers' host
-    s.network.dataplane_listener = listener(s.db, s.bus, agents)
+    s.network.dataplane_listener = listener(s.db, s.bus, agents, l3_host=conf.l3_host or None, everywhere=everywhere)
     return agents
 
 

@@ -1,0 +1,102 @@
+"""`cumulo api|conductor|scheduler|compute` (issue 14, PROC): flags and the settings they make,
+the refusals, the schema wait, the API process as an ASGI lifespan, and PaaS engine owners that
+name their kernel."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cumulo import conf as conf_mod
+from cumulo.cli.main import _parser, main
+from cumulo.cli.procs import settings_of
+from cumulo.db import Database
+from cumulo.paas.engine import tasks
+from cumulo.runtime_procs import ApiProcess, Lifespan, schema_at_head, wait_for_schema
+
+
+def parse(*argv: str) -> Any:
+    return _parser().parse_args(list(argv))
+
+
+def test_every_role_takes_the_shared_flags(tmp_path: Path) -> None:
+    for role in ("api", "conductor", "scheduler"):
+        args = parse(role, "--database", "postgresql://u:p@db:5432/c", "--transport", "amqp://u:p@mq:5672/v",
+                     "--state-dir", str(tmp_path))
+        s = settings_of(args)
+        assert (s.database, s.transport, s.state_dir) == ("postgresql://u:p@db:5432/c", "amqp://u:p@mq:5672/v", tmp_path)
+    s = settings_of(parse("compute", "--host", "h7", "--fake-hosts", "3", "--driver", "fake", "--metrics-port", "0"))
+    assert (s.host_name, s.fake_hosts, s.local_driver, s.metrics_port) == ("h7", 3, "fake", 0)
+    s = settings_of(parse("api", "--host", "0.0.0.0", "--port", "8081", "--workers", "2"))
+    assert (s.host, s.port) == ("0.0.0.0", 8081)  # api's --host is the listen address, as `cumulo up`'s
+    with pytest.raises(SystemExit):
+        parse("compute")  # compute needs --host NAME
+
+
+def test_a_flag_wins_over_the_environment_and_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "cumulo.yaml"
+    config.write_text("transport: amqp://file/\nl3_host: h1\nvolume_host: h2\nregion: FileRegion\n")
+    monkeypatch.setenv("CUMULO_REGION", "EnvRegion")
+    s = settings_of(parse("conductor", "--config", str(config), "--transport", "amqp://flag/"))
+    assert (s.transport, s.l3_host, s.volume_host, s.region) == ("amqp://flag/", "h1", "h2", "EnvRegion")
+    # the workers of `cumulo api --workers N` find the file by CUMULO_CONFIG
+    assert conf_mod.load(env={conf_mod.CONFIG_ENV: str(config)}).volume_host == "h2"
+
+
+def test_refusals_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scheduler", "--config", str(tmp_path / "absent.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["conductor", "--state-dir", str(tmp_path)]) == 2  # the default inproc bus cannot span processes
+    assert "--transport amqp://" in capsys.readouterr().err
+    assert main(["compute", "--host", "h1", "--fake-hosts", "-1", "--transport", "amqp://x/"]) == 2
+
+
+async def test_the_other_processes_wait_for_the_schema(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'c.sqlite'}")
+    try:
+        assert not await schema_at_head(db)
+        with pytest.raises(TimeoutError, match="start `cumulo api`"):
+            await wait_for_schema(db, timeout=0.0)
+        waiter = asyncio.create_task(wait_for_schema(db, timeout=60))
+        await db.create_all()
+        await asyncio.wait_for(waiter, 30)
+        assert await schema_at_head(db)
+    finally:
+        await db.dispose()
+
+
+async def test_an_api_process_that_cannot_start_fails_the_lifespan(tmp_path: Path) -> None:
+    settings = conf_mod.Settings(state_dir=tmp_path, database=f"sqlite+aiosqlite:///{tmp_path / 'c.sqlite'}")
+    app = Lifespan(ApiProcess(settings))
+
+    async def broken() -> None:
+        raise RuntimeError("no database")
+
+    app.process.start = broken  # type: ignore[method-assign]
+    sent: list[MutableMapping[str, Any]] = []
+    queue = [{"type": "lifespan.startup"}]
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "lifespan"}, receive, send)
+    assert sent == [{"type": "lifespan.startup.failed", "message": "no database"}]
+    await app.process.stop()
+
+
+def test_an_engine_owner_is_judged_by_pid_only_on_its_own_kernel() -> None:
+    owner = tasks.make_owner()
+    host, pid, _, kernel = owner.split(":")
+    assert (host, int(pid), kernel) == (socket.gethostname(), __import__("os").getpid(), tasks.kernel_id())
+    # the same host name on another machine (or pid namespace), with a pid that runs nowhere here
+    dead_pid = 2**22 + 17
+    assert not tasks.owner_is_dead(f"{host}:{dead_pid}:abcd:{'0' * 12}")  # only its lease tells
+    assert tasks.owner_is_dead(f"{host}:{dead_pid}:abcd:{kernel}")  # here: no such pid
