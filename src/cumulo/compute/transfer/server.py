@@ -306,8 +306,9 @@ def _write_all(sink: _Sink) -> Any:
 
 
 async def _receive_extents(body: AsyncIterator[bytes], sink: _Sink, size: int) -> None:
-    """Parse the extents framing into `sink`; every extent within `size`, in increasing order."""
-    buf = bytearray()
+    """Parse the extents framing into `sink`; every extent within `size`, in increasing order.
+    Data is sliced out of the chunks as they come (only a header split across chunks is buffered)."""
+    head = b""  # a partial extent header
     end = 0  # where the previous extent ended
     left = 0  # bytes of the current extent still to come
     at = 0  # where the next of them goes
@@ -315,13 +316,16 @@ async def _receive_extents(body: AsyncIterator[bytes], sink: _Sink, size: int) -
     batch: list[tuple[int, bytes]] = []
     pending = 0
     async for chunk in body:
-        buf += chunk
-        while buf:
+        pos = 0
+        while pos < len(chunk):
             if left == 0:
-                if len(buf) < EXTENT.size:
+                need = EXTENT.size - len(head)
+                head += chunk[pos:pos + need]
+                pos += need
+                if len(head) < EXTENT.size:
                     break
-                offset, length = EXTENT.unpack_from(buf)
-                del buf[:EXTENT.size]
+                offset, length = EXTENT.unpack(head)
+                head = b""
                 count += 1
                 if count > _MAX_EXTENTS:
                     raise errors.Invalid(f"More than {_MAX_EXTENTS} extents")
@@ -329,8 +333,8 @@ async def _receive_extents(body: AsyncIterator[bytes], sink: _Sink, size: int) -
                     raise errors.Invalid(f"Bad extent ({offset}, {length}) for a file of {size} bytes after {end}")
                 left, at, end = length, offset, offset + length
                 continue
-            take = bytes(buf[:left])
-            del buf[:len(take)]
+            take = chunk[pos:pos + left] if pos or left < len(chunk) else chunk
+            pos += len(take)
             batch.append((at, take))
             at += len(take)
             left -= len(take)
@@ -338,7 +342,7 @@ async def _receive_extents(body: AsyncIterator[bytes], sink: _Sink, size: int) -
         if pending >= _BATCH:
             await asyncio.to_thread(sink.write, batch)
             batch, pending = [], 0
-    if left or buf:
+    if left or head:
         raise errors.Invalid("The extents body ended inside an extent")
     if batch:
         await asyncio.to_thread(sink.write, batch)
