@@ -192,3 +192,34 @@ async def test_evacuate_from_a_forced_down_host(world: World, cloud: Any) -> Non
     assert sid not in {s.uuid for s in await src.driver.list_instances()}
     assert [r["status"] for r in await _records(cloud, sid)] == ["completed"]
     assert (await _show(world, sid))["OS-EXT-SRV-ATTR:host"] == dest
+
+
+async def test_agents_restarting_mid_verify_resize_keep_both_copies_and_claims(tmp_path: Path) -> None:
+    from workers_harness import FLAVOR_SMALL, Rig
+
+    from cumulo.compute import actions
+    from cumulo.compute import states as st
+    from cumulo.compute.service import migrate as svc_migrate
+
+    rig = await Rig(tmp_path, fake_hosts=1).start()
+    try:
+        source, dest = rig.hosts
+        uuid = await rig.create(FLAVOR_SMALL, request_spec={"flavor": FLAVOR_SMALL, "force_host": source})
+        assert (await rig.wait_settled(uuid))["host"] == source
+        await svc_migrate.migrate(rig.compute_service(), rig.ctx, await rig.get(uuid), None)
+        row = await rig.wait(uuid, lambda r: r["task_state"] is None)
+        assert (row["vm_state"], row["host"]) == (st.RESIZED, dest)
+        await rig.restart()  # every agent reconciles: neither copy is an orphan, no claim is stale
+        names = {m.node.node_uuid: m.node.host for m in rig.managers.values()}
+        held = {c: {names[p]: r for p, r in (await rig.placement.allocations_for(c)).items()}
+                for c in (uuid, migration_consumer(uuid))}
+        res = {"VCPU": 1, "MEMORY_MB": 2048, "DISK_GB": 20}
+        assert held == {uuid: {dest: res}, migration_consumer(uuid): {source: res}}
+        assert uuid in {s.uuid for s in await rig.driver(source).list_instances()}
+        await rig.act(uuid, "confirm_resize", actions.CONFIRM_RESIZE, st.RESIZE_CONFIRMING)
+        row = await rig.wait(uuid, lambda r: r["task_state"] is None)
+        assert (row["vm_state"], row["host"]) == (st.ACTIVE, dest)
+        assert uuid not in {s.uuid for s in await rig.driver(source).list_instances()}
+        assert await rig.placement.allocations_for(migration_consumer(uuid)) == {}
+    finally:
+        await rig.stop()

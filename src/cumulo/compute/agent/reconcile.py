@@ -225,6 +225,8 @@ async def reconcile_allocations(node: Node) -> dict[str, int]:
     live: dict[str, tuple[str, Resources]] = {}
     for inst in await node.host_instances():
         live[inst["uuid"]] = (node.node_uuid, instance_resources(inst))
-        if inst["vm_state"] == s.RESIZED and inst["old_flavor"]:
+        if inst["vm_state"] == s.RESIZED and inst["old_flavor"] and await migrate.cross_host(node, inst["uuid"]) is None:
             live[migration_consumer(inst["uuid"])] = (node.node_uuid, resources_from_flavor(inst["old_flavor"]))
+    # Moved away and not confirmed yet: the source's allocation, held by the migration, stays here.
+    in_flight += [migration_consumer(u) for u in await migrate.kept_for_revert(node)]
     return await node.placement.reconcile(live, providers=[node.node_uuid], ignore=in_flight)

@@ -18,6 +18,7 @@ answer carries it ({"adminPass": ...}); a user-given one is used, else one is ge
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -28,6 +29,7 @@ from cumulo.compute import instances as inst_db
 from cumulo.compute import migration_records
 from cumulo.compute import states as st
 from cumulo.compute.rpc import ConductorAPI
+from cumulo.compute.service import bus_undo
 from cumulo.compute.service import transitions as tr
 from cumulo.context import RequestContext
 from cumulo.hosts import servicegroup
@@ -65,8 +67,9 @@ async def _check_target(svc: ComputeService, inst: dict[str, Any], host: str | N
 
 
 async def _begin(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any], t: tr.Transition,
-                 migration_type: str, status: str) -> str:
-    """CAS to the transition's task state, the action and the record, in one transaction."""
+                 migration_type: str, status: str) -> tuple[dict[str, Any], str]:
+    """CAS to the transition's task state, the action and the record, in one transaction: the row
+    as it now is and the record's uuid."""
     async with svc.db.write() as conn:
         ok = await inst_db.cas_update(
             conn, inst["uuid"], {"task_state": t.new_task_state},
@@ -79,18 +82,33 @@ async def _begin(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any],
             tr.check(ctx, current, t)
             raise errors.Conflict(f"Conflict updating instance {inst['uuid']}.")
         await act.record_action(conn, ctx, inst["uuid"], t.action)
-        return await migration_records.start_resize(
+        migration_uuid = await migration_records.start_resize(
             conn, ctx, inst, inst["flavor"] or {}, migration_type=migration_type, status=status
         )
+        row = await inst_db.get(conn, inst["uuid"])
+    assert row is not None
+    return row, migration_uuid
+
+
+def _undo(svc: ComputeService, ctx: RequestContext, before: dict[str, Any], after: dict[str, Any],
+          migration_uuid: str) -> Callable[[], Awaitable[None]]:
+    """What a request wrote, put back when the broker is away (bus_undo: the 503 and a clean retry)."""
+    async def undo() -> None:
+        await bus_undo.forget_migration(svc.db, migration_uuid)
+        await bus_undo.revert_begin(svc.db, ctx, before, after)
+    return undo
 
 
 async def migrate(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any], host: str | None) -> None:
     tr.check(ctx, inst, MIGRATE_TRANSITION)
     await _check_target(svc, inst, host, "migrate")
-    await _begin(svc, ctx, inst, MIGRATE_TRANSITION, migration_records.MIGRATION, migration_records.PRE_MIGRATING)
+    row, migration_uuid = await _begin(svc, ctx, inst, MIGRATE_TRANSITION, migration_records.MIGRATION,
+                                       migration_records.PRE_MIGRATING)
     try:
-        await ConductorAPI(svc.bus).migrate_server(inst["uuid"], new_flavor=None, host=host or None,
-                                                   request_id=ctx.request_id)
+        await bus_undo.cast_or_undo(
+            ConductorAPI(svc.bus).migrate_server(inst["uuid"], new_flavor=None, host=host or None,
+                                                 request_id=ctx.request_id),
+            _undo(svc, ctx, inst, row, migration_uuid))
     except Exception as exc:
         # Across a broker the exception arrives as RemoteError carrying the class name.
         if not (isinstance(exc, errors.NoValidHost) or getattr(exc, "exc_type", None) == "NoValidHost"):
@@ -120,7 +138,9 @@ async def evacuate(
     await _check_target(svc, inst, host, "evacuate")
     if await source_is_up(svc, inst["host"]):
         raise errors.Conflict(f"Compute service of {inst['host']} is still in use.")
-    migration_uuid = await _begin(svc, ctx, inst, EVACUATE_TRANSITION, migration_records.EVACUATION,
-                                  migration_records.ACCEPTED)
-    await ConductorAPI(svc.bus).evacuate_server(inst["uuid"], host=host or None, force=force,
-                                                migration_uuid=migration_uuid, request_id=ctx.request_id)
+    row, migration_uuid = await _begin(svc, ctx, inst, EVACUATE_TRANSITION, migration_records.EVACUATION,
+                                       migration_records.ACCEPTED)
+    await bus_undo.cast_or_undo(
+        ConductorAPI(svc.bus).evacuate_server(inst["uuid"], host=host or None, force=force,
+                                              migration_uuid=migration_uuid, request_id=ctx.request_id),
+        _undo(svc, ctx, inst, row, migration_uuid))

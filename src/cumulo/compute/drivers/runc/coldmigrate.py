@@ -1,8 +1,8 @@
 """The runc driver's ColdMigration (drivers.base): a stopped container's root disk to another host.
 
 migration_files: the container must be stopped (no runc container); its overlay and root disk are
-unmounted (the loop device goes), its network namespace `cumulo-<uuid>` (a host-wide name) is
-deleted, so a destination on the same machine can make its own; what goes is the root disk
+unmounted (the loop device goes), its volumes released here, its network namespace
+`cumulo-<uuid>` (a host-wide name) is deleted, so a destination on the same machine can make its own; what goes is the root disk
 `disk.ext4` (the overlay's upper and work dirs: everything the tenant wrote), or the `upper` dir
 as a tree for a server without a root disk (runc_root_disk none). power_on on the source later
 (a revert) mounts it all again and makes the netns anew (core._start).
@@ -54,6 +54,9 @@ class ColdMigrate(Resize):
         await self._stop(uuid, 0, "cold migration")  # a stopped container's leftover record goes
         await _unmount_root(idir)
         await netns.delete(uuid)
+        # Its volumes' mounts and loop devices go: the destination brings them up (a second mount
+        # of one ext4 would corrupt it); a revert's power_on brings them back here (core._start).
+        await volhost.release_all(idir.parent.parent, idir)
         await asyncio.to_thread(note, idir, "cold migration: root disk sent to another host")
         if await asyncio.to_thread((idir / rootdisk.DISK_FILE).is_file):
             return [MigrationFile(rootdisk.DISK_FILE, str(idir / rootdisk.DISK_FILE))]
