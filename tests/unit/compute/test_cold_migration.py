@@ -223,3 +223,31 @@ async def test_agents_restarting_mid_verify_resize_keep_both_copies_and_claims(t
         assert await rig.placement.allocations_for(migration_consumer(uuid)) == {}
     finally:
         await rig.stop()
+
+
+async def test_a_resize_that_does_not_fit_its_host_moves(tmp_path: Path) -> None:
+    from workers_harness import FLAVOR_MEDIUM, FLAVOR_SMALL, Rig, start_resize
+
+    from cumulo.compute import actions, migration_records
+    from cumulo.compute import states as st
+
+    # 6000 MB a host: small (2048) + medium (4096) do not fit one host together, medium alone does.
+    rig = await Rig(tmp_path, fake_hosts=1, fake_host_ram_mb=6000).start()
+    try:
+        source, dest = rig.hosts
+        uuid = await rig.create(FLAVOR_SMALL, request_spec={"flavor": FLAVOR_SMALL, "force_host": source})
+        assert (await rig.wait_settled(uuid))["host"] == source
+        async with rig.db.write() as conn:
+            await migration_records.start_resize(conn, rig.ctx, await rig.get(uuid), FLAVOR_MEDIUM)
+        await start_resize(rig, uuid, FLAVOR_MEDIUM)
+        row = await rig.wait(uuid, lambda r: r["task_state"] is None)
+        assert (row["vm_state"], row["host"], row["memory_mb"]) == (st.RESIZED, dest, 4096), row
+        [rec] = await _records(rig, uuid)
+        assert (rec["migration_type"], rec["status"], rec["source_compute"], rec["dest_compute"]) == (
+            "resize", "finished", source, dest)
+        await rig.act(uuid, "revert_resize", actions.REVERT_RESIZE, st.RESIZE_REVERTING)
+        row = await rig.wait(uuid, lambda r: r["task_state"] is None)
+        assert (row["vm_state"], row["host"], row["memory_mb"]) == (st.ACTIVE, source, 2048), row
+        assert (await rig.placement.allocations_for(migration_consumer(uuid))) == {}
+    finally:
+        await rig.stop()
