@@ -22,8 +22,9 @@ import asyncio
 import logging
 from typing import Any
 
-from cumulo.compute import live_records
+from cumulo.compute import live_records, netports
 from cumulo.compute import states as st
+from cumulo.compute.agent import nics
 from cumulo.compute.agent.node import Node
 from cumulo.compute.drivers.base import Capability, LiveMigration, supports
 from cumulo.errors import InvalidState, NotFound
@@ -70,11 +71,31 @@ async def source_info(node: Node, uuid: str) -> dict[str, Any]:
 
 
 async def prepare(node: Node, uuid: str, source: dict[str, Any]) -> dict[str, Any]:
+    """The ports bound and plugged here first (the network agent: bridge, tap, security groups on
+    this host), then the driver's incoming server with this host's NICs in the source's slots."""
     inst = await _migrating(node, uuid)
-    spec = await node.spec(inst)
-    target = await _driver(node).prepare_incoming(spec, source, listen_address(node), port_range(node))
+    spec = await nics.with_nics(node, inst, await node.spec(inst))
+    try:
+        target = await _driver(node).prepare_incoming(spec, source, listen_address(node), port_range(node))
+    except BaseException:
+        await asyncio.shield(_ports_back(node, inst))
+        raise
     LOG.info("live migration of %s: %s waits on %s", uuid, node.name, target.get("host"))
     return target
+
+
+async def _ports_back(node: Node, inst: dict[str, Any]) -> None:
+    """The ports unplugged here and bound and plugged on the source again (logged on failure: the
+    network agents' sync converges from the DB)."""
+    ids = netports.port_ids_of(inst)
+    if not ids or node.nics is None:
+        return
+    try:
+        await nics.unplug(node, ids)
+        if inst.get("host") and inst["host"] != node.host:
+            await node.nics.plug_ports(str(inst["host"]), ids, str(inst["uuid"]))
+    except Exception as exc:  # noqa: BLE001 - the rollback goes on
+        LOG.warning("live migration of %s: giving its ports back to %s failed: %s", inst["uuid"], inst.get("host"), exc)
 
 
 async def migrate(node: Node, uuid: str, migration_uuid: str, target: dict[str, Any]) -> dict[str, Any]:
@@ -126,10 +147,21 @@ async def finish_at_destination(node: Node, uuid: str) -> None:
 
 async def rollback_at_destination(node: Node, uuid: str) -> None:
     await _driver(node).abort_incoming(uuid)
+    inst = await node.load(uuid)
+    if inst is not None and inst.get("host") != node.host:
+        await _ports_back(node, inst)
 
 
 async def cleanup_source(node: Node, uuid: str) -> None:
+    """The source's copy goes; its ports' plumbing here too (their binding is the destination's now,
+    which unplug_ports leaves alone)."""
     await _driver(node).drop_migrated(uuid)
+    inst = await node.load(uuid)
+    if inst is not None and inst.get("host") != node.host:
+        try:
+            await nics.unplug(node, netports.port_ids_of(inst))
+        except Exception as exc:  # noqa: BLE001 - the server runs on the destination
+            LOG.warning("live migration of %s: unplugging its ports on %s failed: %s", uuid, node.host, exc)
 
 
 class LiveMigrationEndpoints:

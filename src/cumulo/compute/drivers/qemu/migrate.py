@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from cumulo.compute.drivers.base import InstanceSpec, PowerState
-from cumulo.compute.drivers.qemu import blockdev, configdrive, disks, process
+from cumulo.compute.drivers.qemu import blockdev, configdrive, disks, netdev, process
 from cumulo.compute.drivers.qemu.core import QemuCore
 from cumulo.compute.drivers.qemu.files import note
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig
@@ -292,6 +292,8 @@ class LiveMigration(QemuCore):
                 await disks._qemu_img("create", "-q", "-f", fmt, str(layout.dir / name), str(sizes[node]))
             for disk, _bus in blockdev.recorded(rec):
                 blockdev.check(disk)  # the shared volumes: the same paths, which must exist here
+            if rec.get("nics"):
+                rec["nics"] = _nics_here(rec, spec)
             await asyncio.to_thread(layout.console.touch)
             rec["created_at"] = rec.get("created_at") or time.time()
             first, last = ports
@@ -344,6 +346,19 @@ class LiveMigration(QemuCore):
         await process.kill(layout, scan=True)
         await self._remove_dir(layout)
         self._op_locks.pop(uuid, None)
+
+
+def _nics_here(rec: dict[str, Any], spec: InstanceSpec) -> list[dict[str, Any]]:
+    """The source's NICs (slots and buses: the device state must match) with this host's plumbing
+    (the NicSpecs the destination's network agent plugged, by port)."""
+    here = {n.port_id: n for n in spec.nics}
+    out = []
+    for entry, bus in netdev.recorded(rec):
+        nic = here.get(entry.nic.port_id)
+        if nic is None:
+            raise DriverError(f"port {entry.nic.port_id} of instance {spec.uuid} is not plugged on this host")
+        out.append((dataclasses.replace(entry, nic=nic), bus))
+    return netdev.record_docs(out)
 
 
 class _Reporter:
