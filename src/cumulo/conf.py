@@ -299,6 +299,10 @@ class Settings:
     transfer_port: int = 8790
     transfer_max_bytes: int = 1 << 40
     transfer_max_entries: int = 1_000_000
+    # Live migration (docs/architecture.md "Scale out (issue 14): live migration"): the ports a
+    # destination's incoming QEMU listens on (memory stream and NBD disk export), bound to
+    # underlay_ip only (127.0.0.1 without one); libvirt's range. The source must reach them.
+    live_migration_ports: str = "49152-49215"
     # The shared default IPv4 subnet pool made at first start (DevStack's shared-default-subnetpool-v4),
     # from which get-me-a-network (auto-allocated-topology) takes /default_subnetpool_prefixlen
     # subnets; `public` is the default external network. An empty cidr makes no pool.

@@ -54,13 +54,17 @@ async def _migrating(node: Node, uuid: str) -> dict[str, Any]:
 
 
 def listen_address(node: Node) -> str:
-    return str(getattr(node.conf, "underlay_ip", "") or "127.0.0.1")
+    return node.conf.underlay_ip or "127.0.0.1"
 
 
 def port_range(node: Node) -> tuple[int, int]:
-    text = str(getattr(node.conf, "live_migration_ports", "") or DEFAULT_PORTS)
+    text = node.conf.live_migration_ports or DEFAULT_PORTS
     lo, _, hi = text.partition("-")
-    return int(lo), int(hi or lo)
+    try:
+        first, last = int(lo), int(hi or lo)
+    except ValueError:
+        raise InvalidState(f"setting live_migration_ports {text!r} is not a port range such as 49152-49215") from None
+    return first, last
 
 
 async def source_info(node: Node, uuid: str) -> dict[str, Any]:
