@@ -53,6 +53,8 @@ from cumulo.metrics import control
 
 LOG = logging.getLogger(__name__)
 
+CONSUMER_CHANNELS = 8
+
 _SEND_ERRORS = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, ConnectionError, OSError,
                 RuntimeError)
 
@@ -83,6 +85,11 @@ class AmqpBus:
         self._endpoints: list[tuple[str, object]] = []
         self._consuming = 0
         self._channels: list[AbstractChannel] = []
+        # A few channels for every consumer of the process (a host process with --fake-hosts serves
+        # thousands of topics; RabbitMQ allows 2047 channels per connection; a channel runs one
+        # declaration at a time, so several set up topics in parallel); prefetch is per consumer
+        # (basic.qos global=false): each topic holds at most `prefetch` messages.
+        self._consumers: list[AbstractChannel] = []
         self._setups: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[str, asyncio.Future[Any]] = {}
@@ -106,10 +113,18 @@ class AmqpBus:
         self._fast = await self._conn.channel(publisher_confirms=False)
         replies = await self._conn.channel()
         self._channels.append(replies)
+        for _ in range(CONSUMER_CHANNELS):
+            channel = await self._conn.channel()
+            await channel.set_qos(prefetch_count=self._prefetch, global_=False)
+            self._consumers.append(channel)
         queue = await replies.declare_queue(self._reply_name, exclusive=True, auto_delete=True)
         await queue.consume(self._on_reply, no_ack=True)
-        for topic, endpoint in self._endpoints:
-            await self._consume(topic, endpoint)
+        async def consume_all(lane: int) -> None:
+            for index, (topic, endpoint) in enumerate(self._endpoints):
+                if index % CONSUMER_CHANNELS == lane:
+                    await self._consume(topic, endpoint, lane)
+
+        await asyncio.gather(*(consume_all(lane) for lane in range(CONSUMER_CHANNELS)))
 
     async def stop(self) -> None:
         for task in [*self._setups, *self._tasks]:
@@ -126,6 +141,7 @@ class AmqpBus:
             except _SEND_ERRORS:
                 LOG.debug("closing the broker connection failed", exc_info=True)
         self._conn = self._pub = self._fast = None
+        self._consumers.clear()
         self._channels.clear()
         self._queues.clear()
         self._exchanges.clear()
@@ -148,14 +164,13 @@ class AmqpBus:
         while self._setups:
             await asyncio.gather(*list(self._setups), return_exceptions=True)
 
-    async def _consume(self, topic: str, endpoint: object) -> None:
-        assert self._conn is not None
-        channel = await self._conn.channel()
-        self._channels.append(channel)
-        await channel.set_qos(prefetch_count=self._prefetch)
+    async def _consume(self, topic: str, endpoint: object, lane: int | None = None) -> None:
+        if lane is None:
+            lane = self._consuming % CONSUMER_CHANNELS
+            self._consuming += 1
+        channel = self._consumers[lane]
         exchange = await channel.declare_exchange(f"{topic}_fanout", ExchangeType.FANOUT, durable=True)
-        self._consuming += 1
-        mine = await channel.declare_queue(f"{topic}.fanout.{self._id}.{self._consuming}", exclusive=True,
+        mine = await channel.declare_queue(f"{topic}.fanout.{self._id}.{uuid.uuid4().hex[:8]}", exclusive=True,
                                            auto_delete=True)
         await mine.bind(exchange)
         await mine.consume(self._receiver(topic, endpoint))
