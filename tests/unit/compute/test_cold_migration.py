@@ -251,3 +251,53 @@ async def test_a_resize_that_does_not_fit_its_host_moves(tmp_path: Path) -> None
         assert (await rig.placement.allocations_for(migration_consumer(uuid))) == {}
     finally:
         await rig.stop()
+
+
+async def test_conductor_messages_delivered_twice_move_the_server_once(tmp_path: Path) -> None:
+    """A broker redelivers a message whose conductor died before its ack: both handlers are idempotent."""
+    from workers_harness import FLAVOR_SMALL, Rig
+
+    from cumulo.compute import migration_records
+    from cumulo.compute import states as st
+    from cumulo.compute.service import migrate as svc_migrate
+    from cumulo.hosts.models import services
+
+    rig = await Rig(tmp_path, fake_hosts=2).start()
+    try:
+        source = rig.hosts[0]
+        res = {"VCPU": 1, "MEMORY_MB": 2048, "DISK_GB": 20}
+        uuid = await rig.create(FLAVOR_SMALL, request_spec={"flavor": FLAVOR_SMALL, "force_host": source})
+        await rig.wait_settled(uuid)
+        svc = rig.compute_service()
+        _row, mig = await svc_migrate._begin(svc, rig.ctx, await rig.get(uuid), svc_migrate.MIGRATE_TRANSITION,
+                                             migration_records.MIGRATION, migration_records.PRE_MIGRATING)
+        for _ in range(2):
+            await rig.conductor.migrate_server(uuid, None, None, "req-1")
+        row = await rig.wait(uuid, lambda r: r["task_state"] is None)
+        assert row["vm_state"] == st.RESIZED and row["host"] != source
+        dest = row["host"]
+        names = {m.node.node_uuid: m.node.host for m in rig.managers.values()}
+
+        async def held(consumer: str) -> dict[str, Any]:
+            return {names[p]: r for p, r in (await rig.placement.allocations_for(consumer)).items()}
+
+        assert await held(uuid) == {dest: res} and await held(migration_consumer(uuid)) == {source: res}
+        assert [r["status"] for r in await _records(rig, uuid)] == ["finished"]
+        copies = [h for h in rig.hosts if uuid in {s.uuid for s in await rig.driver(h).list_instances()}]
+        assert sorted(copies) == sorted([source, dest])
+
+        # Evacuation, twice: rebuilt once, on one host.
+        async with rig.db.write() as conn:
+            await conn.execute(sa.update(services).where(services.c.host == dest).values(forced_down=True))
+        await rig.act(uuid, "confirm_resize", "confirmResize", st.RESIZE_CONFIRMING)
+        await rig.wait(uuid, lambda r: r["task_state"] is None and r["vm_state"] == st.ACTIVE)
+        _row, mig = await svc_migrate._begin(svc, rig.ctx, await rig.get(uuid), svc_migrate.EVACUATE_TRANSITION,
+                                             migration_records.EVACUATION, migration_records.ACCEPTED)
+        for _ in range(2):
+            await rig.conductor.evacuate_server(uuid, None, False, mig, "req-2")
+        row = await rig.wait(uuid, lambda r: r["task_state"] is None)
+        assert row["vm_state"] == st.ACTIVE and row["host"] not in (dest,)
+        assert await held(uuid) == {row["host"]: res}
+        assert [r["status"] for r in await _records(rig, uuid)] == ["confirmed", "done"]
+    finally:
+        await rig.stop()

@@ -31,13 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo.compute import actions, migration_records, server_groups
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
-from cumulo.compute.models import instances
+from cumulo.compute.models import instances, migrations
 from cumulo.compute.rpc import ComputeAPI, SchedulerAPI
 from cumulo.compute.specs import claimed_flavor
 from cumulo.db import Database, utcnow
 from cumulo.errors import CumuloError, NoValidHost
 from cumulo.hosts.models import compute_nodes
-from cumulo.placement.service import Placement, resources_from_flavor
+from cumulo.placement.service import Placement, migration_consumer, resources_from_flavor
 
 
 class Conductor(Protocol):
@@ -124,6 +124,17 @@ async def migrate_server(
         LOG.warning("migration of %s has no record; not started", uuid)
         return
     flavor = dict(new_flavor or inst["flavor"] or {})
+    if rec["dest_compute"] and rec["dest_compute"] != rec["source_compute"]:
+        # This message again (redelivered after a conductor died): the destination was chosen and
+        # claimed; the cast may not have gone. The source agent acts on resize_prep only once.
+        LOG.info("migration of %s: destination %s already chosen; casting again", uuid, rec["dest_compute"])
+        await cond.compute.migrate_instance(inst["host"], uuid, dest_host=rec["dest_compute"],
+                                            dest_node=rec["dest_node"] or rec["dest_compute"],
+                                            dest_address=rec["dest_host"], migration_uuid=rec["uuid"],
+                                            request_id=request_id)
+        return
+    if await cond.placement.allocations_for(migration_consumer(uuid)):
+        await cond.placement.revert_resize(uuid)  # a claim an interrupted attempt made, not recorded
     try:
         async with actions.event(cond.db, uuid, request_id, "conductor_migrate_server", None):
             dest = await _choose_and_claim(cond, inst, await _spec(cond, inst, flavor, host))
@@ -185,7 +196,18 @@ async def evacuate_server(
     if inst is None or inst["task_state"] != s.REBUILDING or not inst["host"]:
         LOG.info("evacuation of %s: nothing to do", uuid)
         return
-    source = inst["host"]
+    async with cond.db.read() as conn:
+        rec = (await conn.execute(sa.select(migrations).where(migrations.c.uuid == migration_uuid))).mappings().first()
+    if rec is None:
+        LOG.warning("evacuation of %s has no record %s; not started", uuid, migration_uuid)
+        return
+    source = rec["source_compute"]
+    if inst["host"] != source:
+        # This message again (redelivered after a conductor died): the row already moved with its
+        # claim; the destination rebuilds only from task rebuilding, once.
+        await cond.compute.evacuate_instance(inst["host"], uuid, node=inst["node"] or inst["host"],
+                                             migration_uuid=migration_uuid, request_id=request_id)
+        return
     await migration_records.set_status_of(cond.db, migration_uuid, migration_records.PRE_MIGRATING)
     spec = await _spec(cond, inst, dict(inst["flavor"] or {}), host)
     spec["resources"] = cond.scheduler_spec(inst)["resources"]  # what the row holds now
