@@ -301,3 +301,37 @@ async def test_conductor_messages_delivered_twice_move_the_server_once(tmp_path:
         assert [r["status"] for r in await _records(rig, uuid)] == ["confirmed", "done"]
     finally:
         await rig.stop()
+
+
+async def test_a_destination_that_died_finishing_finishes_at_its_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers_harness import FLAVOR_SMALL, Rig
+
+    from cumulo.compute import instances as inst_db
+    from cumulo.compute import states as st
+    from cumulo.compute.rpc import ComputeAPI
+    from cumulo.compute.service import migrate as svc_migrate
+
+    rig = await Rig(tmp_path, fake_hosts=1).start()
+    try:
+        source, dest = rig.hosts
+        uuid = await rig.create(FLAVOR_SMALL, request_spec={"flavor": FLAVOR_SMALL, "force_host": source})
+        await rig.wait_settled(uuid)
+
+        async def lost(*args: Any, **kwargs: Any) -> None:  # the destination dies before it finishes
+            return None
+
+        with monkeypatch.context() as m:
+            m.setattr(ComputeAPI, "finish_migration", lost)
+            await svc_migrate.migrate(rig.compute_service(), rig.ctx, await rig.get(uuid), None)
+            await rig.wait(uuid, lambda r: r["task_state"] == st.RESIZE_MIGRATED)
+        async with rig.db.write() as conn:  # it had begun: the task says so
+            assert await inst_db.cas_update(conn, uuid, {"task_state": st.RESIZE_FINISH},
+                                            expected_task_state=st.RESIZE_MIGRATED)
+        await rig.restart()
+        row = await rig.wait(uuid, lambda r: r["task_state"] is None)
+        assert (row["vm_state"], row["host"]) == (st.RESIZED, dest)
+        assert [r["status"] for r in await _records(rig, uuid)] == ["finished"]
+    finally:
+        await rig.stop()

@@ -203,12 +203,18 @@ async def cleanup_migration_source(node: Node, uuid: str, request_id: str | None
 async def finish_migration(node: Node, uuid: str, migration_uuid: str, request_id: str | None) -> None:
     async with node.locks.hold(uuid):
         inst = await node.load(uuid)
-        if inst is None or inst["task_state"] != s.RESIZE_MIGRATED:
+        if inst is None or inst["task_state"] not in (s.RESIZE_MIGRATED, s.RESIZE_FINISH):
             LOG.info("finish_migration of %s skipped (task_state %s)", uuid, inst and inst["task_state"])
             return
         req = await node.request_id_for(uuid, request_id, MIGRATE_ACTION)
         source_host, source_node = inst["host"], inst["node"] or inst["host"]
-        if not await node.set_state(uuid, {"task_state": s.RESIZE_FINISH}, expected_task_state=s.RESIZE_MIGRATED):
+        if inst["task_state"] == s.RESIZE_FINISH:
+            # Again, after this agent died finishing it: what it made goes; the source still has
+            # its copy, so files that are no longer here hand the server back there.
+            LOG.info("finishing the interrupted migration of %s again", uuid)
+            with contextlib.suppress(Exception):
+                await node.driver.destroy(uuid)
+        elif not await node.set_state(uuid, {"task_state": s.RESIZE_FINISH}, expected_task_state=s.RESIZE_MIGRATED):
             return
         old_flavor = inst["flavor"]
         new_flavor = inst["new_flavor"] or old_flavor
@@ -290,12 +296,16 @@ async def revert_locked(node: Node, inst: dict[str, Any], rec: dict[str, Any], r
 
 
 async def settle_interrupted(node: Node, inst: dict[str, Any]) -> bool:
-    """At start, the source's row in a move's task state: the move ends here, the server back as it
-    was (the destination reaps a half-made copy at its own start: not its server). False when the
-    row's move is an in-place resize (reconcile undoes that)."""
+    """At start, the source's row in a move's task state. Interrupted while the source worked
+    (resize_migrating): the move ends here, the server back as it was. Later steps are the
+    destination's. False when the row's move is an in-place resize (reconcile undoes that)."""
     rec = await cross_host(node, inst["uuid"])
     if rec is None:
         return False
+    if inst["task_state"] != s.RESIZE_MIGRATING:
+        # The files were sent: the destination finishes (or hands it back) at its own start
+        # (resume_incoming); a destination gone for good is an admin's resetState, as in Nova.
+        return True
     previous = (inst["system_metadata"] or {}).get(OLD_VM_STATE, s.ACTIVE)
     await _back_on_source(node, inst, previous, rec["uuid"], "Migration interrupted by a restart of the compute service",
                           inst["task_state"])
@@ -360,6 +370,27 @@ async def destroy_evacuated(node: Node) -> list[str]:
         await migration_records.set_status_of(node.db, rec["uuid"], migration_records.COMPLETED)
         gone.append(uuid)
     return gone
+
+
+async def resume_incoming(node: Node) -> list[str]:
+    """At start: moves to this node that its previous run had not finished (the row is still the
+    source's, so no reconcile of this node sees it) are finished now, or handed back."""
+    async with node.db.read() as conn:
+        rows = (await conn.execute(
+            sa.select(migrations.c.uuid, migrations.c.instance_uuid).where(
+                migrations.c.dest_compute == node.host,
+                sa.func.coalesce(migrations.c.dest_node, migrations.c.dest_compute) == node.name,
+                migrations.c.source_compute != node.host,
+                migrations.c.status == migration_records.POST_MIGRATING,
+            )
+        )).all()
+    resumed = []
+    for migration_uuid, uuid in rows:
+        inst = await node.load(uuid)
+        if inst is not None and inst["task_state"] in (s.RESIZE_MIGRATED, s.RESIZE_FINISH):
+            await finish_migration(node, uuid, migration_uuid, None)
+            resumed.append(uuid)
+    return resumed
 
 
 async def kept_for_revert(node: Node) -> set[str]:

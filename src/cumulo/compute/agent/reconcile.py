@@ -49,6 +49,7 @@ async def reconcile_host(node: Node) -> None:
         except Exception:
             LOG.exception("reconcile of instance %s failed", inst["uuid"])
     await migrate.destroy_evacuated(node)  # evacuated while this host was down: never restarted here
+    await migrate.resume_incoming(node)  # moves to this node its last run had not finished
     await reap_orphans(node)
     await reconcile_allocations(node)
 
