@@ -50,13 +50,16 @@ def ticks(drv: QemuDriver, uid: str) -> list[float]:
     return [float(t) for t in re.findall(r"tick ([0-9.]+)", text)]
 
 
-async def wait_ticks(drv: QemuDriver, uid: str, above: float, timeout: float = 180.0) -> float:
+async def wait_ticks(drv: QemuDriver, uid: str, above: float, timeout: float = 300.0) -> float:
     deadline = time.monotonic() + timeout
     while True:
         seen = [t for t in ticks(drv, uid) if t > above]
         if seen:
             return max(seen)
-        assert time.monotonic() < deadline, f"no tick above {above} on {drv.host_name}'s console"
+        if time.monotonic() > deadline:
+            path = drv.dir / uid / "console.log"
+            tail = path.read_text(errors="replace")[-1500:] if path.exists() else "(no console)"
+            raise AssertionError(f"no tick above {above} on {drv.host_name}'s console:\n{tail}")
         await asyncio.sleep(0.3)
 
 

@@ -22,15 +22,9 @@ from cumulo import errors, policy
 from cumulo.compute import live_records
 from cumulo.compute.api import _common
 from cumulo.compute.api.microversion import v
-from cumulo.compute.api.schemas._base import (
-    Schema,
-    Versioned,
-    bool_from_string,
-    boolean,
-    derive,
-    fqdn,
-    validate,
-)
+from cumulo.compute.api.schemas._base import bool_from_string, validate
+from cumulo.compute.api.schemas.live_migration import SCHEMAS as SCHEMAS
+from cumulo.compute.api.schemas.live_migration import force_complete_schema
 from cumulo.compute.service import live_migration as live
 from cumulo.compute.service.servers import ComputeService
 from cumulo.context import RequestContext
@@ -44,31 +38,6 @@ policy.register(
         "os_compute_api:servers:migrations:delete": policy.ADMIN,
     }
 )
-
-_host = derive(fqdn)
-_host["type"] = ["string", "null"]
-
-
-def _migrate_live(props: dict[str, Schema], required: list[str]) -> Schema:
-    inner: Schema = {"type": "object", "properties": props, "required": required, "additionalProperties": False}
-    return {"type": "object", "properties": {"os-migrateLive": inner}, "required": ["os-migrateLive"],
-            "additionalProperties": False}
-
-
-_block_auto: Schema = {"oneOf": [boolean, {"type": "string", "enum": ["auto"]}]}
-migrate_live_v21 = _migrate_live({"block_migration": boolean, "disk_over_commit": boolean, "host": _host},
-                                 ["block_migration", "disk_over_commit", "host"])
-migrate_live_v225 = _migrate_live({"block_migration": _block_auto, "host": _host}, ["block_migration", "host"])
-migrate_live_v230 = _migrate_live({"block_migration": _block_auto, "host": _host, "force": boolean},
-                                  ["block_migration", "host"])
-migrate_live_v268 = migrate_live_v225
-force_complete_schema: Schema = {"type": "object", "properties": {"force_complete": {"type": "null"}},
-                                 "required": ["force_complete"], "additionalProperties": False}
-
-SCHEMAS: dict[str, Versioned] = {
-    "os-migrateLive": Versioned(("2.1", "2.24", migrate_live_v21), ("2.25", "2.29", migrate_live_v225),
-                                ("2.30", "2.67", migrate_live_v230), ("2.68", None, migrate_live_v268)),
-}
 
 Handler = Callable[[Request, RequestContext, ComputeService, dict[str, Any], Any], Awaitable[Response]]
 

@@ -16,6 +16,7 @@ from cumulo.compute.api.schemas import images as cimage_s
 from cumulo.compute.api.schemas import instance_actions as ia_s
 from cumulo.compute.api.schemas import interfaces as iface_s
 from cumulo.compute.api.schemas import keypairs as keypair_s
+from cumulo.compute.api.schemas import live_migration as live_s
 from cumulo.compute.api.schemas import migrations as migration_s
 from cumulo.compute.api.schemas import quota_sets as quota_s
 from cumulo.compute.api.schemas import server_actions as action_s
@@ -49,7 +50,7 @@ NOVA_FAULT: Schema = {
 # POST /servers/{id}/action: exactly one of the action schemas (each requires its own key).
 def _server_action(version: Version) -> Schema:
     schemas = [*action_s.SCHEMAS.values(), *deferred_s.SCHEMAS.values(), *admin_action_s.SCHEMAS.values(),
-               *extras_s.SECURITY_GROUP_ACTIONS.values()]
+               *extras_s.SECURITY_GROUP_ACTIONS.values(), *live_s.SCHEMAS.values()]
     chosen = [s for s in (vs.for_version(version) for vs in schemas) if s is not None]
     return {"oneOf": chosen}
 
@@ -101,6 +102,9 @@ COMPUTE_OPS: tuple[Op, ...] = (
     op("DELETE", f"{S}/os-server-password", "Clear server password", status=204),
     op("GET", f"{S}/migrations", "List in-progress live migrations", since="2.23", admin=True),
     op("GET", f"{S}/migrations/{{migration_id}}", "Show an in-progress live migration", since="2.23", admin=True),
+    op("POST", f"{S}/migrations/{{migration_id}}/action", "Force-complete a live migration",
+       body=live_s.force_complete_schema, status=202, since="2.22", admin=True),
+    op("DELETE", f"{S}/migrations/{{migration_id}}", "Abort a live migration", status=202, since="2.24", admin=True),
     op("GET", "/v2.1/os-migrations", "List migrations", query=migration_s.INDEX_QUERY, admin=True),
     # Nova's deprecated image proxy (to 2.35) and image metadata (to 2.38).
     op("GET", "/v2.1/images", "List images (proxy)", query=cimage_s.index_query, until="2.35"),
