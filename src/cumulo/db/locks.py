@@ -32,6 +32,15 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+async def xact_lock(conn: AsyncConnection, name: str) -> None:
+    """Serialise the rest of this write transaction with every other transaction that takes the
+    same name, in any process: PostgreSQL's pg_advisory_xact_lock (released at commit or rollback).
+    A check-then-insert (a quota count, then the rows) needs it where no row exists to lock. A no-op
+    on SQLite, where writers are serialised already."""
+    if conn.dialect.name != "sqlite":
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(name)})
+
+
 class Leadership:
     """A held `try_leader(name)`: held until `release()` or the process ends. On PostgreSQL the
     session that holds it can be lost (a server restart, a network cut): `still_held()` says whether

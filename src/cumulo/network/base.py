@@ -22,6 +22,7 @@ from cumulo import policy
 from cumulo.conf import Settings
 from cumulo.context import RequestContext
 from cumulo.db import Database, utcnow
+from cumulo.db.locks import xact_lock
 from cumulo.network import faults
 from cumulo.network.models import (
     floating_ips,
@@ -105,6 +106,18 @@ TAG_MAX = 60
 def authorize(ctx: RequestContext, rule: str) -> None:
     if not policy.allowed(ctx, rule):
         raise faults.PolicyNotAuthorized(rule=rule)
+
+
+async def lock_network_addresses(conn: AsyncConnection, network_id: str) -> None:
+    """Take the network's row lock before picking a free address (PostgreSQL: SELECT ... FOR
+    UPDATE, held to the end of the write transaction), so writers in other requests or processes
+    pick one after the other instead of all taking the same first free address and failing on the
+    unique constraint. SQLite serialises writers already. FOR NO KEY UPDATE: it does not conflict
+    with the KEY SHARE lock a port insert's foreign key already took on the row (FOR UPDATE would,
+    and two such writers deadlock)."""
+    if conn.dialect.name != "sqlite":
+        await conn.execute(
+            sa.select(networks.c.id).where(networks.c.id == network_id).with_for_update(key_share=True))
 
 
 def owns(ctx: RequestContext, row: Any) -> bool:
@@ -211,10 +224,11 @@ class NetworkBase:
     async def check_quota(self, conn: AsyncConnection, project_id: str, resource: str, adding: int = 1) -> None:
         """OverQuota (409) when `adding` more of `resource` would pass the project's limit. Runs inside
         the write transaction that inserts, so two creates cannot both take the last unit (on SQLite
-        writers are serialised; elsewhere the count is advisory, as in Neutron without reservations)."""
+        writers are serialised; on PostgreSQL the project's quota lock serialises the checks)."""
         limit = (await self.quota_limits(conn, project_id))[resource]
         if limit < 0:
             return
+        await xact_lock(conn, f"network-quota:{project_id}")
         table = QUOTA_TABLES[resource]
         count = await conn.scalar(sa.select(sa.func.count()).select_from(table).where(table.c.project_id == project_id))
         if int(count or 0) + adding > limit:

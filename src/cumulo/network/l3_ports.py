@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid, utcnow
 from cumulo.network import attrs, faults, ipam
-from cumulo.network.base import owns
+from cumulo.network.base import lock_network_addresses, owns
 from cumulo.network.models import ip_allocations, network_tags, networks, port_security_groups, ports, subnets
 
 ROUTER_INTERFACE = "network:router_interface"
@@ -78,6 +78,7 @@ async def _allocate(conn: AsyncConnection, subnet: Any, port_id: str, ip: str | 
     """Record an address of `subnet` for the port: `ip` if given (taken: 409), else the first free one
     of its pools (None when the subnet is exhausted)."""
     if ip is None:
+        await lock_network_addresses(conn, subnet.network_id)
         taken = {r.ip_address for r in await conn.execute(
             sa.select(ip_allocations.c.ip_address).where(ip_allocations.c.network_id == subnet.network_id))}
         ip = ipam.next_free(list(subnet.allocation_pools), taken)

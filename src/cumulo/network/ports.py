@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo.context import RequestContext
 from cumulo.db import new_uuid
 from cumulo.network import attrs, faults, ipam
-from cumulo.network.base import authorize, check_tags, notifies, owns, stamps
+from cumulo.network.base import authorize, check_tags, lock_network_addresses, notifies, owns, stamps
 from cumulo.network.models import floating_ips, ip_allocations, networks, port_security_groups, ports, subnets
 from cumulo.network.networks import Networks
 
@@ -353,6 +353,7 @@ class Ports(Networks):
     ) -> None:
         """Give the port its fixed IPs: `requested` ({subnet_id, ip_address} entries), or Neutron's
         automatic choice when None."""
+        await lock_network_addresses(conn, net.id)
         subs = await self._subnets_of(conn, net.id)
         by_id = {s.id: s for s in subs}
         taken = await self._taken(conn, net.id)

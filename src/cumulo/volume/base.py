@@ -20,6 +20,7 @@ from cumulo import errors, policy
 from cumulo.conf import Settings
 from cumulo.context import RequestContext
 from cumulo.db import Database
+from cumulo.db.locks import xact_lock
 from cumulo.volume.models import (
     backups,
     snapshots,
@@ -219,7 +220,9 @@ class VolumeBase:
 
     async def check_quota(self, conn: AsyncConnection, project_id: str, **adding: int) -> None:
         """Cinder's 413 when adding `adding` (volumes=1, gigabytes=size ...) passes a limit. Runs in the
-        write transaction that inserts (SQLite serialises writers; elsewhere the count is advisory)."""
+        write transaction that inserts, under the project's quota lock (concurrent writers on PostgreSQL
+        check one after the other; SQLite serialises writers anyway)."""
+        await xact_lock(conn, f"volume-quota:{project_id}")
         limits = await self.quota_limits(conn, project_id)
         per_volume = limits["per_volume_gigabytes"]
         size = adding.get("gigabytes", 0)

@@ -22,6 +22,7 @@ from cumulo.compute.models import instance_groups, instances, key_pairs, project
 from cumulo.compute.states import SOFT_DELETED
 from cumulo.conf import Settings
 from cumulo.db import Database
+from cumulo.db.locks import xact_lock
 from cumulo.errors import Invalid, OverQuota
 
 # Resources Nova's os-quota-sets shows at 2.57+ (older versions add legacy ones, rendered as defaults).
@@ -168,9 +169,9 @@ class QuotaEngine:
         return usage
 
     async def lock(self, conn: AsyncConnection, project_id: str) -> None:
-        """Serialise quota checks for a project on databases with concurrent writers."""
-        if conn.dialect.name != "sqlite":
-            await conn.execute(sa.select(quotas.c.id).where(quotas.c.project_id == project_id).with_for_update())
+        """Serialise quota checks for a project on databases with concurrent writers (a transaction
+        advisory lock: a project on the default quotas has no quota row to lock)."""
+        await xact_lock(conn, f"compute-quota:{project_id}")
 
     async def check_instance_delta(
         self, conn: AsyncConnection, project_id: str, user_id: str | None, wanted: dict[str, int]
