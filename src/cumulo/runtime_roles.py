@@ -165,18 +165,19 @@ class Bootstrap:
 
 async def bootstrap(s: Services, *, reconcile_images: bool = True) -> Bootstrap:
     """The schema at head, then identity (domain, roles, admin/demo), the default flavors, the
-    image service (and its crash reconcile unless `reconcile_images` is False) and the demo
-    images. Idempotent: every start runs it (the API processes of a split cloud under one
-    advisory lock)."""
+    image service and the demo images. Idempotent: every start runs it (the API processes of a
+    split cloud under one advisory lock). `reconcile_images` False (an API process of a split
+    cloud that is not the image store's first): neither the store's crash reconcile nor the demo
+    images (the first process seeds them and runs the tiny-vm build, once)."""
     await s.db.create_all()
     out = Bootstrap(credentials=await s.identity.bootstrap())
     await s.compute.bootstrap()
     admin = await s.identity.directory.list_projects({"name": "admin", "domain_id": "default"})
+    out.admin_project = admin[0]["id"] if admin else None
     await s.images.bootstrap(reconcile=reconcile_images)
-    if admin:  # the demo images, after the image service is up
+    if admin and reconcile_images:  # the demo images, after the image service is up
         from cumulo.image.demo.seeder import DemoSeeder
 
-        out.admin_project = admin[0]["id"]
         out.demo = DemoSeeder(s.images)
         await out.demo.start(admin[0]["id"])
     return out
