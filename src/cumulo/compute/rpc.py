@@ -67,6 +67,12 @@ class SchedulerAPI:
         )
         return result  # type: ignore[no-any-return]
 
+    async def select_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Several builds' selections in one message: [{request_spec, num_instances}] ->
+        [{"destinations": [...]} or {"error": NoValidHost's message}] (scheduler/manager.py)."""
+        result = await self.bus.call(SCHEDULER, "select_batch", requests=requests)
+        return result  # type: ignore[no-any-return]
+
 
 class ComputeAPI(LiveMigrationAPI):
     """Casts and calls to the agent on a host: one typed method per agent message (as Nova's

@@ -10,8 +10,9 @@ in memory instead, as Nova's HostManager does:
 - everything is read again every `host_cache_seconds`, when the conductor reselects after a lost
   claim (`fresh`), and before a request is answered NoValidHost; concurrent requests that need a
   reload share one (`reload` coalesces), which batches them;
-- the hosts about to be answered (the choice and its alternates) get their service row read afresh
-  (`recheck`: disabled, forced down, last heartbeat, availability zone), so an admin's
+- the hosts about to be ranked (a request's bounded candidates, or the answer when every host had
+  to be ranked) get their service rows read afresh (`recheck`: disabled, forced down, last
+  heartbeat, availability zone; one query for a whole batch of requests), so an admin's
   `compute service set --disable` or a forced-down host is never chosen from a stale view.
 
 Usage may be stale (another scheduler's claims, deletes): that only ever costs a retry, because the
@@ -123,16 +124,19 @@ class HostStateCache:
 
     async def recheck(self, hosts: Iterable[HostState]) -> bool:
         """Read the hosts' service rows again and update them in place; True when one had changed
-        (the caller ranks again) or its node is gone (the cache is read again)."""
+        (the caller ranks again) or its node is gone (then it counts as having no service, and the
+        cache is read again at the next request)."""
         wanted = {h.provider_uuid: h for h in hosts}
         if not wanted:
             return False
         fresh = await load_services(self.db, list(wanted))
         changed = False
         for uuid, h in wanted.items():
-            if uuid not in fresh:
+            if uuid not in fresh:  # the node is gone: never answer it; the next request reads all again
+                h.service = None
                 self.invalidate()
-                return True
+                changed = True
+                continue
             service, az = fresh[uuid]
             if az != h.availability_zone:
                 # Keep the zone index right for the next requests.

@@ -93,29 +93,58 @@ class SchedulerManager:
 
         `request_spec["fresh"]`: read every host state again first (the conductor's reselect after
         its claims lost to others)."""
-        spec = RequestSpec.from_dict(request_spec)
-        hosts = await self.cache.states(fresh=bool(request_spec.get("fresh")))
-        out: list[dict[str, Any]] = []
-        for _ in range(max(1, int(num_instances))):
-            if self.cache.active:
-                ranked = await self._rank_cached(spec)
-            else:
-                ranked = self.rank(hosts, spec)
-            chosen = ranked[0]
-            chosen.consume(spec.resources)
-            dest = chosen.destination()
-            dest["alternates"] = [h.destination() for h in ranked[1 : 1 + MAX_ALTERNATES]]
-            out.append(dest)
-            control.scheduled("selected")
+        (result,) = await self._select([(request_spec, num_instances)])
+        if isinstance(result, NoValidHost):
+            raise result
+        return result
+
+    async def select_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Several builds' selections in one message (the conductor batches the builds waiting for
+        its select turn): [{request_spec, num_instances}] -> [{"destinations": [...]} or
+        {"error": the NoValidHost message}], in order. One cache read and one service check serve
+        them all, and each pick is consumed before the next request is ranked, so they spread."""
+        results = await self._select([(r["request_spec"], int(r.get("num_instances", 1))) for r in requests])
+        return [{"error": r.message} if isinstance(r, NoValidHost) else {"destinations": r} for r in results]
+
+    async def _select(self, items: list[tuple[dict[str, Any], int]]) -> list[list[dict[str, Any]] | NoValidHost]:
+        hosts = await self.cache.states(fresh=any(bool(rs.get("fresh")) for rs, _ in items))
+        specs = [RequestSpec.from_dict(rs) for rs, _ in items]
+        subsets: list[list[HostState]] | None = None
+        if self.cache.active:
+            # The bounded candidates of every request, their services read afresh in one query.
+            subsets = [self.cache.bounded(spec) for spec in specs]
+            await self.cache.recheck({id(h): h for sub in subsets for h in sub}.values())
+        out: list[list[dict[str, Any]] | NoValidHost] = []
+        for i, ((_, num), spec) in enumerate(zip(items, specs, strict=True)):
+            dests: list[dict[str, Any]] = []
+            try:
+                for _ in range(max(1, int(num))):
+                    ranked = await self._rank_cached(spec, subsets[i]) if subsets is not None else self.rank(hosts, spec)
+                    chosen = ranked[0]
+                    chosen.consume(spec.resources)
+                    dest = chosen.destination()
+                    dest["alternates"] = [h.destination() for h in ranked[1 : 1 + MAX_ALTERNATES]]
+                    dests.append(dest)
+                    control.scheduled("selected")
+            except NoValidHost as exc:
+                out.append(exc)
+                continue
+            out.append(dests)
         return out
 
-    async def _rank_cached(self, spec: RequestSpec) -> list[HostState]:
-        """Rank from the cache, with the services of the answer read afresh; before a NoValidHost
-        (or when services keep changing under it) everything is read again."""
+    async def _rank_cached(self, spec: RequestSpec, subset: list[HostState]) -> list[HostState]:
+        """Rank the request's bounded candidates (Nova's max_placement_results; their services were
+        just read afresh). When none passes, every cached host, with the answer's services read
+        afresh; before a NoValidHost (or when services keep changing) everything is read again, so
+        a NoValidHost always speaks of every host as they are."""
+        try:
+            return self.rank(subset, spec, report=False)
+        except NoValidHost:
+            pass
         reloaded = False
         for _ in range(RECHECK_ATTEMPTS):
             try:
-                ranked = self._rank_bounded(spec, report=reloaded)
+                ranked = self.rank(self.cache.states_now(), spec, report=reloaded)
             except NoValidHost:
                 if reloaded:
                     raise
@@ -125,15 +154,7 @@ class SchedulerManager:
             if not await self.cache.recheck(ranked[: 1 + MAX_ALTERNATES]):
                 return ranked
         await self.cache.reload()
-        return self._rank_bounded(spec, report=True)
-
-    def _rank_bounded(self, spec: RequestSpec, *, report: bool) -> list[HostState]:
-        """A bounded set of the cached hosts (Nova's max_placement_results); all of them when
-        nothing in it passes, so a NoValidHost always speaks of every host."""
-        try:
-            return self.rank(self.cache.bounded(spec), spec, report=False)
-        except NoValidHost:
-            return self.rank(self.cache.states_now(), spec, report=report)
+        return self.rank(self.cache.states_now(), spec, report=True)
 
     def rank(self, hosts: list[HostState], spec: RequestSpec, *, report: bool = True) -> list[HostState]:
         """Filter then weigh; raise NoValidHost naming each filter's toll (logged and counted

@@ -138,7 +138,7 @@ async def test_affinity_and_soft_affinity_see_the_group_host_outside_the_subset(
     # The group's host is the fullest, so without the group only chance would pick it.
     assert await placement.claim(new_uuid(), hosts.providers[target], {MEMORY_MB: 4096})
     for policy in ("affinity", "soft-affinity"):
-        group = {"uuid": new_uuid(), "policy": policy, "rules": {}, "hosts": [target]}
+        group: dict[str, Any] = {"uuid": new_uuid(), "policy": policy, "rules": {}, "hosts": [target]}
         for _ in range(4):
             spec = {"resources": {MEMORY_MB: 1}, "instance_group": group}
             assert (await sched.select_destinations(spec, 1))[0]["host"] == target

@@ -31,6 +31,7 @@ from cumulo.compute import actions, migration_records, server_groups, worker_eve
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
 from cumulo.compute.conductor import live, migrate
+from cumulo.compute.conductor.batching import SelectTurns
 from cumulo.compute.models import instances
 from cumulo.compute.rpc import ComputeAPI, SchedulerAPI
 from cumulo.compute.specs import action_request_id, claimed_flavor, instance_resources
@@ -76,6 +77,8 @@ class Conductor:
         self.compute = ComputeAPI(bus)
         self.service = servicegroup.WorkerService(db, conf, "nova-conductor", "conductor")
         self._select_lock = asyncio.Lock()
+        # Builds select in batches, one turn at a time under the lock above (conductor/batching.py).
+        self._turns = SelectTurns(lambda: self.scheduler, self._select_lock)
         # Scheduling is serial anyway (the lock above); more builds in flight would only queue
         # for DB connections that the API and the agents need too.
         self._build_slots = asyncio.Semaphore(conf.conductor.build_concurrency)
@@ -173,22 +176,30 @@ class Conductor:
         The claim and the placement (`_set_host`) are one write transaction: GroupPolicyViolated or
         _NotPlaced out of it leave no allocation behind.
         """
+        async def claim_first(dests: list[dict[str, Any]]) -> dict[str, Any] | None:
+            first = dests[0]
+            for dest in [first, *first.get("alternates", [])]:
+                claim = await self.placement.claim(
+                    uuid, dest["provider_uuid"], spec["resources"],
+                    then=functools.partial(self._set_host, inst=inst, dest=dest, req=req, started=started),
+                )
+                if claim:
+                    return dict(dest)
+                LOG.info("claim of %s on %s failed (%s); trying the next host", uuid, dest["host"], claim.reason)
+            return None
+
         for attempt in range(RESELECT_ATTEMPTS):
-            async with self._select_lock:
-                if "instance_group" in spec:  # where the other members of its server group are now
+            # A reselect after lost claims asks the scheduler to read the hosts afresh (its cache).
+            if "instance_group" in spec:  # a turn alone: where the other members of its group are now
+                async with self._turns.alone():
                     spec["instance_group"] = await server_groups.scheduler_group(self.db, uuid)
-                # A reselect after lost claims asks the scheduler to read the hosts afresh (its cache).
-                dests = await self.scheduler.select_destinations(dict(spec, fresh=True) if attempt else spec, 1)
-                first = dests[0]
-                candidates: list[dict[str, Any]] = [first, *first.get("alternates", [])]
-                for dest in candidates:
-                    claim = await self.placement.claim(
-                        uuid, dest["provider_uuid"], spec["resources"],
-                        then=functools.partial(self._set_host, inst=inst, dest=dest, req=req, started=started),
-                    )
-                    if claim:
-                        return dest
-                    LOG.info("claim of %s on %s failed (%s); trying the next host", uuid, dest["host"], claim.reason)
+                    placed = await claim_first(
+                        await self.scheduler.select_destinations(dict(spec, fresh=True) if attempt else spec, 1))
+            else:  # selected in one message with the other builds waiting (conductor/batching.py)
+                async with self._turns.select(dict(spec, fresh=True) if attempt else spec) as dests:
+                    placed = await claim_first(dests)
+            if placed is not None:
+                return placed
         raise NoValidHost(
             "No valid host was found. Every host the scheduler chose lost its free capacity to concurrent builds."
         )
