@@ -72,90 +72,96 @@ def clone_rows(db_path: Path, seeded: dict[str, Any], total: int, rng: random.Ra
     The fake driver keeps a record per instance (<state>/fake/<host>/<uuid>.json); each clone gets a
     copy of its template's record so the restarted agents re-adopt it instead of reconciling it away.
     """
-    fake_dir = db_path.parent / "fake"
-    fake_records = {p.stem: p for p in fake_dir.glob("*/*.json")} if fake_dir.exists() else {}
     engine = sa.create_engine(f"sqlite:///{db_path}")
     with engine.begin() as conn:
-        rows = [
-            dict(r._mapping)
-            for r in conn.execute(sa.select(instances).where(instances.c.uuid.in_(seeded["ids"])))
-        ]
-        templates = [r for r in rows if r["vm_state"] == "active"]
-        if not templates:
-            raise RuntimeError(f"no ACTIVE template rows (states: {[r['vm_state'] for r in rows]})")
-        allocs: dict[str, list[dict[str, Any]]] = {}
-        for a in conn.execute(sa.select(allocations).where(allocations.c.consumer_id.in_(seeded["ids"]))):
-            allocs.setdefault(a.consumer_id, []).append(dict(a._mapping))
-        action = conn.execute(
-            sa.select(instance_actions).where(instance_actions.c.instance_uuid == templates[0]["uuid"])
-        ).first()
-
-        # Projects: admin and demo hold a quarter each, ten other projects share the rest.
-        others = [uuid.uuid4().hex for _ in range(10)]
-        n_new = total - len(rows)
-        weights = {seeded["admin_project"]: 0.25, seeded["demo_project"]: 0.25, **{p: 0.05 for p in others}}
-        projects = rng.choices(list(weights), weights=list(weights.values()), k=n_new)
-        users = {p: uuid.uuid4().hex for p in others}
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        new_instances: list[dict[str, Any]] = []
-        new_allocs: list[dict[str, Any]] = []
-        new_actions: list[dict[str, Any]] = []
-        counts: dict[str, int] = {}
-        for i, project in enumerate(projects):
-            t = dict(rng.choice(templates))
-            src_uuid = t["uuid"]
-            counts[project] = counts.get(project, 0) + 1
-            created = now - dt.timedelta(seconds=rng.randint(60, 30 * 86400))
-            new_uuid = str(uuid.uuid4())
-            t.pop("id")
-            same_owner = (
-                project in (seeded["admin_project"], seeded["demo_project"]) and t["project_id"] == project
-            )
-            name = f"srv-{i:05d}"
-            t.update(
-                uuid=new_uuid,
-                project_id=project,
-                user_id=t["user_id"] if same_owner else users.get(project, t["user_id"]),
-                display_name=name,
-                hostname=name,
-                reservation_id=f"r-{uuid.uuid4().hex[:8]}",
-                metadata={
-                    "env": rng.choice(["prod", "dev", "test"]),
-                    "team": f"team-{rng.randint(1, 20)}",
-                    "idx": str(i),
-                },
-                tags=rng.sample(["web", "db", "cache", "batch", "gpu"], k=rng.randint(0, 2)),
-                created_at=created,
-                updated_at=created + dt.timedelta(seconds=5),
-                launched_at=created + dt.timedelta(seconds=2),
-            )
-            new_instances.append(t)
-            record = fake_records.get(src_uuid)
-            if record is not None:
-                text = record.read_text().replace(src_uuid, new_uuid)
-                (record.parent / f"{new_uuid}.json").write_text(text)
-            for src_alloc in allocs.get(src_uuid, []):
-                alloc = {k: v for k, v in src_alloc.items() if k != "id"}
-                alloc["consumer_id"] = new_uuid
-                new_allocs.append(alloc)
-            if action is not None:
-                act = dict(action._mapping)
-                act.pop("id")
-                act.update(
-                    instance_uuid=new_uuid,
-                    project_id=project,
-                    request_id=f"req-{uuid.uuid4()}",
-                    start_time=created,
-                    finish_time=created + dt.timedelta(seconds=2),
-                    updated_at=created,
-                )
-                new_actions.append(act)
-        conn.execute(sa.insert(instances), new_instances)
-        if new_allocs:
-            conn.execute(sa.insert(allocations), new_allocs)
-        if new_actions:
-            conn.execute(sa.insert(instance_actions), new_actions)
+        counts = clone_into(conn, db_path.parent / "fake", seeded, total, rng)
     engine.dispose()
+    return counts
+
+
+def clone_into(conn: Any, fake_dir: Path, seeded: dict[str, Any], total: int, rng: random.Random) -> dict[str, int]:
+    """clone_rows on an open (sync) connection of any dialect: benchmarks/servers_detail.py runs it on
+    PostgreSQL through AsyncConnection.run_sync."""
+    fake_records = {p.stem: p for p in fake_dir.glob("*/*.json")} if fake_dir.exists() else {}
+    rows = [
+        dict(r._mapping)
+        for r in conn.execute(sa.select(instances).where(instances.c.uuid.in_(seeded["ids"])))
+    ]
+    templates = [r for r in rows if r["vm_state"] == "active"]
+    if not templates:
+        raise RuntimeError(f"no ACTIVE template rows (states: {[r['vm_state'] for r in rows]})")
+    allocs: dict[str, list[dict[str, Any]]] = {}
+    for a in conn.execute(sa.select(allocations).where(allocations.c.consumer_id.in_(seeded["ids"]))):
+        allocs.setdefault(a.consumer_id, []).append(dict(a._mapping))
+    action = conn.execute(
+        sa.select(instance_actions).where(instance_actions.c.instance_uuid == templates[0]["uuid"])
+    ).first()
+
+    # Projects: admin and demo hold a quarter each, ten other projects share the rest.
+    others = [uuid.uuid4().hex for _ in range(10)]
+    n_new = total - len(rows)
+    weights = {seeded["admin_project"]: 0.25, seeded["demo_project"]: 0.25, **{p: 0.05 for p in others}}
+    projects = rng.choices(list(weights), weights=list(weights.values()), k=n_new)
+    users = {p: uuid.uuid4().hex for p in others}
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    new_instances: list[dict[str, Any]] = []
+    new_allocs: list[dict[str, Any]] = []
+    new_actions: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for i, project in enumerate(projects):
+        t = dict(rng.choice(templates))
+        src_uuid = t["uuid"]
+        counts[project] = counts.get(project, 0) + 1
+        created = now - dt.timedelta(seconds=rng.randint(60, 30 * 86400))
+        new_uuid = str(uuid.uuid4())
+        t.pop("id")
+        same_owner = (
+            project in (seeded["admin_project"], seeded["demo_project"]) and t["project_id"] == project
+        )
+        name = f"srv-{i:05d}"
+        t.update(
+            uuid=new_uuid,
+            project_id=project,
+            user_id=t["user_id"] if same_owner else users.get(project, t["user_id"]),
+            display_name=name,
+            hostname=name,
+            reservation_id=f"r-{uuid.uuid4().hex[:8]}",
+            metadata={
+                "env": rng.choice(["prod", "dev", "test"]),
+                "team": f"team-{rng.randint(1, 20)}",
+                "idx": str(i),
+            },
+            tags=rng.sample(["web", "db", "cache", "batch", "gpu"], k=rng.randint(0, 2)),
+            created_at=created,
+            updated_at=created + dt.timedelta(seconds=5),
+            launched_at=created + dt.timedelta(seconds=2),
+        )
+        new_instances.append(t)
+        record = fake_records.get(src_uuid)
+        if record is not None:
+            text = record.read_text().replace(src_uuid, new_uuid)
+            (record.parent / f"{new_uuid}.json").write_text(text)
+        for src_alloc in allocs.get(src_uuid, []):
+            alloc = {k: v for k, v in src_alloc.items() if k != "id"}
+            alloc["consumer_id"] = new_uuid
+            new_allocs.append(alloc)
+        if action is not None:
+            act = dict(action._mapping)
+            act.pop("id")
+            act.update(
+                instance_uuid=new_uuid,
+                project_id=project,
+                request_id=f"req-{uuid.uuid4()}",
+                start_time=created,
+                finish_time=created + dt.timedelta(seconds=2),
+                updated_at=created,
+            )
+            new_actions.append(act)
+    conn.execute(sa.insert(instances), new_instances)
+    if new_allocs:
+        conn.execute(sa.insert(allocations), new_allocs)
+    if new_actions:
+        conn.execute(sa.insert(instance_actions), new_actions)
     return counts
 
 

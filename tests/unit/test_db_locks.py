@@ -4,6 +4,7 @@ normalisation, and the PG test mode's settings."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -125,9 +126,7 @@ async def test_pg_leadership_lost_with_its_session(scale_services: dict[str, str
 
 async def test_settings_follow_the_test_mode(settings: Any) -> None:
     """CUMULO_TEST_DB=postgresql: the settings fixture's database is a fresh PostgreSQL one, at head."""
-    from conftest import TEST_DB
-
-    if TEST_DB != "postgresql":
+    if os.environ.get("CUMULO_TEST_DB", "sqlite") != "postgresql":
         assert settings.database_url.startswith("sqlite")  # SQLite in the state dir
         return
     db = Database(settings.database_url)

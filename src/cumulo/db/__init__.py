@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -162,15 +163,23 @@ class Database:
 
 @contextmanager
 def _out_of_range_is_invalid() -> Iterator[None]:
-    """A number from a request that the database cannot hold (beyond 64 bits) is bad input, not a crash."""
+    """A value from a request that the database cannot hold (a number beyond 64 bits; on PostgreSQL a
+    NUL character or a string over the column's length) is bad input (400), not a crash."""
     try:
         yield
     except OverflowError:
         raise Invalid("A number in the request is out of range") from None
-    except sa.exc.DataError as exc:
-        if "out of range" not in str(exc):
-            raise
-        raise Invalid("A number in the request is out of range") from None
+    except sa.exc.DBAPIError as exc:
+        text = str(exc.orig) if exc.orig is not None else str(exc)
+        if "out of range" in text:
+            raise Invalid("A number in the request is out of range") from None
+        # PostgreSQL refuses what SQLite stores: NUL characters in text, text over a column's length.
+        if "0x00" in text or "\\u0000" in text:
+            raise Invalid("A NUL character (\\u0000) is not allowed in the request") from None
+        long = re.search(r"value too long for type character varying\((\d+)\)", text)
+        if long:
+            raise Invalid(f"A value in the request is longer than the {long.group(1)} characters allowed") from None
+        raise
 
 
 @contextmanager
