@@ -335,3 +335,24 @@ async def test_a_destination_that_died_finishing_finishes_at_its_start(
         assert [r["status"] for r in await _records(rig, uuid)] == ["finished"]
     finally:
         await rig.stop()
+
+
+async def test_ports_move_with_the_server(world: World, cloud: Any) -> None:
+    from servers_support import make_network
+
+    net = await make_network(world.member, "mig-net", "10.77.0.0/24")
+    sid = (await world.active(networks=[{"uuid": net["network"]["id"]}]))["id"]
+
+    async def binding() -> list[str]:
+        ports = (await world.admin.get(f"/networking/v2.0/ports?device_id={sid}")).json()["ports"]
+        return [p["binding:host_id"] for p in ports]
+
+    source = (await _show(world, sid))["OS-EXT-SRV-ATTR:host"]
+    assert await binding() == [source]
+    _source, dest = await _migrated(world, cloud, sid)
+    assert await binding() == [dest]
+    assert (await world.action(sid, {"revertResize": None})).status_code == 202
+    await wait_status(world.member, sid, "ACTIVE")
+    assert await binding() == [source]
+    addresses = (await _show(world, sid))["addresses"]
+    assert [a["addr"] for a in addresses["mig-net"]][0].startswith("10.77.0.")
