@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="no host link to the external network `public` (floating IPs are then not reachable "
                     "from the host)")
     up.add_argument("--config", type=Path, default=None, help="settings file (YAML)")
+    up.add_argument("--database", default=None,
+                    help="database URL (default: SQLite in the state dir; postgresql://user:pw@host:port/db)")
+    up.add_argument("--transport", default=None, help="bus (default inproc; amqp://user:pw@host:port/vhost)")
     up.add_argument("--log-level", default="warning")
     image_build.add_parser(sub)
     dev_cli.add_parser(sub)  # cumulo dev hosts ...: compute hosts in namespaces on one machine
@@ -82,6 +85,8 @@ def _up(args: argparse.Namespace) -> int:
         fake_hosts=args.fake_hosts,
         local_driver=args.driver,
         external_link=args.external_link,
+        database=args.database,
+        transport=args.transport,
     )
     if settings.fake_hosts < 0:
         print("--fake-hosts must be 0 or more", file=sys.stderr)
