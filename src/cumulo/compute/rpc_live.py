@@ -11,7 +11,7 @@ from cumulo.bus.base import Bus, compute_topic
 LIVE_AGENT_METHODS = (
     "live_migration_source", "pre_live_migration", "live_migration", "live_migration_abort",
     "live_migration_force_complete", "post_live_migration_at_destination",
-    "rollback_live_migration_at_destination", "post_live_migration_at_source",
+    "rollback_live_migration_at_destination", "post_live_migration_at_source", "rollback_live_migration_at_source",
 )
 STEP_TIMEOUT = 300.0  # a step that prepares files or a waiting QEMU
 MOVE_TIMEOUT = 6 * 3600.0  # the move itself: the driver bounds it by the memory and disk sizes
@@ -63,3 +63,9 @@ class LiveMigrationAPI:
                                             timeout: float = STEP_TIMEOUT) -> None:
         await self._lm_call(host, "post_live_migration_at_source", timeout, instance_uuid=instance_uuid,
                             request_id=request_id, node=node)
+
+    async def rollback_live_migration_at_source(self, host: str, instance_uuid: str, *, node: str, resume: bool,
+                                                request_id: str, timeout: float = STEP_TIMEOUT) -> None:
+        """On the source `node`: the move cut short is cancelled there, the guest runs on (`resume`)."""
+        await self._lm_call(host, "rollback_live_migration_at_source", timeout, instance_uuid=instance_uuid,
+                            request_id=request_id, node=node, resume=resume)

@@ -197,3 +197,53 @@ async def test_a_container_is_refused_naming_criu(world: World, cloud: Any) -> N
     hyp = (await world.admin.get(f"{API}/os-hypervisors/detail", headers=mv("2.53"))).json()["hypervisors"]
     shown = next(h for h in hyp if h["hypervisor_hostname"] == node)["cpu_info"]["driver_details"]
     assert shown["live_migration_reason"] == details["live_migration_reason"]
+
+
+async def test_a_failure_after_the_move_resumes_the_source(world: World, cloud: Any) -> None:
+    sid = (await world.active(metadata={"cumulo_fake_fail": "post_live_migration"}))["id"]
+    source = await _host(world, sid)
+    assert (await _live(world, sid, {"host": None, "block_migration": "auto"})).status_code == 202
+    rec = await _wait_record(cloud, sid, {"completed", "error"})
+    assert rec["status"] == "error"
+    await wait_status(world.member, sid, "ACTIVE")
+    drivers = _drivers(cloud)
+    assert [h for h, d in drivers.items() if sid in d._instances] == [source]
+    from cumulo.compute.drivers.base import PowerState
+
+    assert await drivers[source].get_power_state(sid) == PowerState.RUNNING  # resumed, not left paused
+    assert await _allocations(cloud, sid) == {source} and await _allocations(cloud, rec["uuid"]) == set()
+
+
+async def test_a_dead_conductors_migration_is_rolled_back(world: World, cloud: Any) -> None:
+    """What a conductor finds at its start: a record left running by one that died; the source
+    runs on, the destination's copy goes, the claim is released, the server has a fault."""
+    from cumulo.compute import live_records
+    from cumulo.compute import states as st
+    from cumulo.compute.conductor import live
+    from cumulo.db import utcnow
+
+    sid = (await world.active(metadata={"cumulo_fake_fail": "live_migration_slow"}))["id"]
+    source = await _host(world, sid)
+    assert (await _live(world, sid, {"host": None, "block_migration": "auto"})).status_code == 202
+    rec = await _wait_record(cloud, sid, {"running"})
+    dest = rec["dest_compute"]
+    drivers = _drivers(cloud)
+    assert sid in drivers[dest]._instances  # the incoming copy
+    # A conductor starting now finds the record untouched since before its start (as if the one
+    # driving it had died): it rolls the move back (the source agent's move is cancelled).
+    await live.recover(cloud.workers.conductor, utcnow(), wait=0.0)
+    rec = await _record(cloud, sid)
+    assert rec["status"] == live_records.ERROR
+    async with cloud.db.read() as conn:
+        from cumulo.compute import instances as inst_db
+
+        row = await inst_db.get(conn, sid)
+    assert row is not None and row["task_state"] is None and row["host"] == source and row["vm_state"] == st.ACTIVE
+    assert sid not in drivers[dest]._instances and sid in drivers[source]._instances
+    assert await _allocations(cloud, rec["uuid"]) == set()
+    from cumulo.compute.models import instance_faults
+
+    async with cloud.db.read() as conn:
+        faults = [r[0] for r in await conn.execute(
+            sa.select(instance_faults.c.message).where(instance_faults.c.instance_uuid == sid))]
+    assert faults == [live.INTERRUPTED[:255]]  # (a server's fault shows in the API once it is ERROR)

@@ -14,7 +14,8 @@ CALLS = {"get_console_output", "get_diagnostics", "attach_interface", "detach_in
          "sample_instances"}
 CALLS |= {"cleanup_migration_source"}  # cold migration (compute/agent/migrate.py)
 CALLS |= {"live_migration_source", "pre_live_migration", "live_migration", "post_live_migration_at_destination",
-          "rollback_live_migration_at_destination", "post_live_migration_at_source"}  # live migration
+          "rollback_live_migration_at_destination", "post_live_migration_at_source",
+          "rollback_live_migration_at_source"}  # live migration
 MANY = {"sample_instances"}  # messages about many servers: instance_uuids, answered by the host
 
 
@@ -51,7 +52,8 @@ async def test_each_method_sends_its_message_with_the_endpoint_arguments(method:
                                "stdin_b64": "eA==", "exec_timeout": 5.0, "output_limit": 10}
     samples.update(dest_host="host-2", dest_node="host-2", dest_address="198.18.0.3", migration_uuid="mig-1",
                    fault=None)  # cold migration
-    samples.update(source={"record": {}}, target={"host": "127.0.0.1"}, migration_uuid="mig-1")  # live migration
+    samples.update(source={"record": {}}, target={"host": "127.0.0.1"}, migration_uuid="mig-1",
+                   resume=True)  # live migration
     kwargs = {n: samples[n] for n, p in sig.parameters.items()
               if p.kind is p.KEYWORD_ONLY and n not in ("request_id", "timeout") and n in samples}
     await getattr(api, method)("host-1", "uuid-1", request_id="req-1", **kwargs)

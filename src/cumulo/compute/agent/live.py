@@ -9,6 +9,7 @@ source      live_migration_force_complete  pause the guest so the move converges
 destination post_live_migration_at_destination   the guest runs here
 destination rollback_live_migration_at_destination  nothing of the server stays here
 source      post_live_migration_at_source  the stopped source guest and its files go
+source      rollback_live_migration_at_source  a move cut short: cancelled, the guest runs on here
 
 The destination listens on its underlay address (setting underlay_ip; 127.0.0.1 for a single
 machine) on ports of the range `live_migration_ports`. Each step checks that the instance is still
@@ -140,6 +141,15 @@ async def abort(node: Node, uuid: str) -> None:
     task.cancel()
 
 
+async def rollback_at_source(node: Node, uuid: str, resume: bool) -> None:
+    """The move is off: a running one here is cancelled, and the guest runs on here."""
+    task = _RUNNING.get((node.host, uuid))
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await _driver(node).recover_source(uuid, resume)
+
+
 async def force_complete(node: Node, uuid: str) -> None:
     await _migrating(node, uuid)
     await _driver(node).force_complete(uuid)
@@ -201,6 +211,11 @@ class LiveMigrationEndpoints:
         self, instance_uuid: str, node: str | None = None, request_id: str | None = None
     ) -> None:
         await rollback_at_destination(self.node, instance_uuid)
+
+    async def rollback_live_migration_at_source(
+        self, instance_uuid: str, resume: bool = True, node: str | None = None, request_id: str | None = None
+    ) -> None:
+        await rollback_at_source(self.node, instance_uuid, bool(resume))
 
     async def post_live_migration_at_source(
         self, instance_uuid: str, node: str | None = None, request_id: str | None = None

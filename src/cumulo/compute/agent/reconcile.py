@@ -68,6 +68,8 @@ async def reconcile_instance(node: Node, inst: dict[str, Any], reported: PowerSt
         if int(inst["power_state"] or 0) != int(actual):
             await node.set_state(uuid, {"power_state": int(actual)}, expected_task_state=None)
         return
+    if task == s.MIGRATING:
+        return  # a live migration: its conductor finishes or rolls it back (compute/conductor/live.py)
     LOG.info("instance %s was interrupted in %s/%s", uuid, vm, task)
     if task in (s.RESIZE_CONFIRMING,) and vm == s.RESIZED:
         await resize.confirm(node, uuid, None)

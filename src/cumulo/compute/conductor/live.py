@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from cumulo.compute import actions, live_records
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
+from cumulo.compute.models import migrations
 from cumulo.compute.rpc import ComputeAPI, SchedulerAPI
 from cumulo.compute.specs import instance_resources
 from cumulo.db import Database, utcnow
@@ -136,10 +137,9 @@ async def _switch(conductor: Conductor, uuid: str, migration_uuid: str, node: di
 async def _fail(conductor: Conductor, uuid: str, migration_uuid: str, exc: BaseException | None) -> None:
     """Back on the source: no task_state, a fault (unless aborted), the record error/cancelled, no claim."""
     await conductor.placement.release(migration_uuid, include_migration=False)
-    if exc is None:
-        await live_records.update(conductor.db, migration_uuid, status=live_records.CANCELLED)
-    else:
-        await live_records.update(conductor.db, migration_uuid, status=live_records.ERROR)
+    # Only an open record: a recovery (or a peer) that settled it first keeps its word.
+    status = live_records.CANCELLED if exc is None else live_records.ERROR
+    await live_records.update(conductor.db, migration_uuid, expect=live_records.OPEN, status=status)
     async with conductor.db.write() as conn:
         ok = await inst_db.cas_update(conn, uuid, {"task_state": None}, expected_task_state=s.MIGRATING)
         if ok and exc is not None:
@@ -169,7 +169,7 @@ async def live_migrate(conductor: Conductor, instance_uuid: str, migration_uuid:
     dest_host, dest_node = str(node["host"]), str(node["hypervisor_hostname"])
     await live_records.update(conductor.db, migration_uuid, status=live_records.QUEUED, dest_compute=dest_host,
                               dest_node=dest_node, dest_host=node.get("host_ip"))
-    prepared = False
+    prepared = moving = False
     try:
         async with actions.event(conductor.db, uuid, request_id, "compute_live_migration", src_host):
             info = await compute.live_migration_source(src_host, uuid, request_id=request_id)
@@ -178,6 +178,7 @@ async def live_migrate(conductor: Conductor, instance_uuid: str, migration_uuid:
             target = await compute.pre_live_migration(dest_host, uuid, node=dest_node, source=info,
                                                       request_id=request_id)
             await _step(conductor, migration_uuid, live_records.RUNNING, (live_records.PREPARING,))
+            moving = True
             figures = await compute.live_migration(src_host, uuid, migration_uuid=migration_uuid, target=target,
                                                    request_id=request_id)
             if figures.get("cancelled"):
@@ -189,6 +190,11 @@ async def live_migrate(conductor: Conductor, instance_uuid: str, migration_uuid:
             with contextlib.suppress(Exception):
                 await compute.rollback_live_migration_at_destination(dest_host, uuid, node=dest_node,
                                                                      request_id=request_id)
+        if moving:  # the move may have ended on the source (stopped there): it runs on there
+            with contextlib.suppress(Exception):
+                await compute.rollback_live_migration_at_source(src_host, uuid, node=src_node,
+                                                                resume=inst["vm_state"] == s.ACTIVE,
+                                                                request_id=request_id)
         await _fail(conductor, uuid, migration_uuid, None if isinstance(exc, _Cancelled) else exc)
         return
     if not await _switch(conductor, uuid, migration_uuid, node, figures):
@@ -214,3 +220,53 @@ async def _load(conductor: Conductor, uuid: str) -> dict[str, Any] | None:
     async with conductor.db.read() as conn:
         return await inst_db.get(conn, uuid)
 
+
+# -- a conductor that died mid-migration ------------------------------------------------------------
+
+STALE_WAIT = 15.0  # s a record must stay untouched (a live peer's steps and progress touch it)
+INTERRUPTED = "The live migration was interrupted (its conductor stopped); the server stays on its source."
+
+
+async def recover(conductor: Conductor, started_at: Any, *, wait: float = STALE_WAIT) -> None:
+    """Live migrations a dead conductor left open (from before `started_at`, untouched for `wait`
+    seconds): rolled back (both hosts asked, the claim released, the record error, the server on
+    its source with a fault); one whose server already moved is completed."""
+    m = migrations.c
+    q = sa.select(m.uuid, m.updated_at).where(m.migration_type == live_records.LIVE_MIGRATION,
+                                              m.status.in_(list(live_records.OPEN)), m.updated_at < started_at)
+    async with conductor.db.read() as conn:
+        seen = {r[0]: r[1] for r in await conn.execute(q)}
+    if not seen:
+        return
+    await asyncio.sleep(wait)
+    for uuid, updated in seen.items():
+        rec = await live_records.get(conductor.db, uuid)
+        if rec is None or rec["status"] not in live_records.OPEN or rec["updated_at"] != updated:
+            continue  # settled or alive meanwhile
+        try:
+            await _recover_one(conductor, rec)
+        except Exception:
+            LOG.exception("recovery of live migration %s failed", uuid)
+
+
+async def _recover_one(conductor: Conductor, rec: dict[str, Any]) -> None:
+    uuid, mig_uuid, compute = rec["instance_uuid"], rec["uuid"], conductor.compute
+    inst = await _load(conductor, uuid)
+    src_host, src_node = rec["source_compute"], rec["source_node"] or rec["source_compute"]
+    dest_host, dest_node = rec["dest_compute"], rec["dest_node"]
+    req = f"req-recover-{mig_uuid}"
+    if inst is not None and dest_host and inst["host"] == dest_host:
+        # The switch happened: only the record and the source's copy are left.
+        await live_records.update(conductor.db, mig_uuid, status=live_records.COMPLETED)
+        with contextlib.suppress(Exception):
+            await compute.post_live_migration_at_source(src_host, uuid, node=src_node, request_id=req)
+        return
+    LOG.warning("live migration %s of %s (%s) was interrupted; rolling it back", mig_uuid, uuid, rec["status"])
+    if dest_host and dest_node and rec["status"] in (live_records.PREPARING, live_records.RUNNING):
+        with contextlib.suppress(Exception):
+            await compute.rollback_live_migration_at_destination(dest_host, uuid, node=dest_node, request_id=req)
+    if rec["status"] == live_records.RUNNING and inst is not None:
+        with contextlib.suppress(Exception):
+            await compute.rollback_live_migration_at_source(src_host, uuid, node=src_node,
+                                                            resume=inst["vm_state"] == s.ACTIVE, request_id=req)
+    await _fail(conductor, uuid, mig_uuid, CumuloError(INTERRUPTED))

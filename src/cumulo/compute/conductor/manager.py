@@ -341,6 +341,7 @@ class Conductor:
                     await self._recover_one(uuid, vm, task)
                 except Exception:
                     LOG.exception("recovery of %s failed", uuid)
+            await live.recover(self, self.started_at)  # live migrations a dead conductor left open
         except asyncio.CancelledError:
             raise
         except Exception:

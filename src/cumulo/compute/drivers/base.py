@@ -540,7 +540,8 @@ class LiveMigration(Protocol):
     - `live_migrate` (source): the move; QEMU's figures (downtime_ms, total_time_ms, the progress
       columns) back. On failure or cancellation the server runs on here, unchanged; `progress`
       gets the progress columns now and then.
-    - `force_complete` (source): make the move converge (pause the guest).
+    - `force_complete` (source): make the move converge (pause the guest). `recover_source`
+      (source): a move cut short elsewhere is cancelled here and the guest runs on (when `resume`).
     - `finish_incoming` (destination): the server runs here. `abort_incoming` (destination):
       nothing of it stays here (idempotent). `drop_migrated` (source, after finish): it goes here.
     """
@@ -552,6 +553,8 @@ class LiveMigration(Protocol):
 
     async def live_migrate(self, uuid: str, target: dict[str, Any], *,
                            progress: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> dict[str, Any]: ...
+
+    async def recover_source(self, uuid: str, resume: bool) -> None: ...
 
     async def force_complete(self, uuid: str) -> None: ...
 

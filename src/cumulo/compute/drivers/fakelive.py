@@ -4,7 +4,8 @@ live_migration_source hands over the record; prepare_incoming keeps it here PAUS
 guest); live_migrate leaves the source PAUSED with its figures; finish_incoming makes the
 destination's copy RUNNING; drop_migrated forgets the source's copy. `cumulo_fake_fail` reaches it:
 "live_migration" fails live_migrate (the source runs on), "pre_live_migration" fails the
-destination's prepare (nothing stays), and the pseudo-operation "live_migration_slow" makes
+destination's prepare (nothing stays), "post_live_migration" fails the destination's finish after
+the move (the source is resumed: recover_source), and the pseudo-operation "live_migration_slow" makes
 live_migrate last SLOW_SECONDS unless force_complete comes (it is cancellable), for abort and
 force_complete tests.
 """
@@ -89,12 +90,21 @@ class FakeLiveMigration:
         return {"downtime_ms": 1, "total_time_ms": int((time.monotonic() - started) * 1000), "ram_bytes": 0,
                 "disk_bytes": 0, "memory_total": 1 << 30, "memory_processed": 1 << 30, "memory_remaining": 0}
 
+    async def recover_source(self: _Fake, uuid: str, resume: bool) -> None:
+        rec = self._get(uuid)
+        before = rec.pop("power_before_migration", None)
+        if resume and before is not None:
+            self._set_power(rec, PowerState(int(before)))
+            self._log(rec, "fake: live migration rolled back, the guest runs here")
+            await self._save(rec)
+
     async def force_complete(self: _Fake, uuid: str) -> None:
         rec = self._get(uuid)
         rec["force_complete"] = True
 
     async def finish_incoming(self: _Fake, uuid: str) -> None:
         rec = self._get(uuid)
+        self._check_fail(rec, "post_live_migration")
         power = rec.pop("incoming_power", None)
         self._set_power(rec, PowerState(int(power)) if power is not None else PowerState.RUNNING)
         self._log(rec, f"fake: the guest runs on {self.host_name}")

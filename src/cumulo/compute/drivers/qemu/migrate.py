@@ -249,6 +249,21 @@ class LiveMigration(QemuCore):
             if was_running and await self._qmp_status(layout) in ("paused", "postmigrate"):
                 await self._qmp(layout, "cont")
 
+    async def recover_source(self, uuid: str, resume: bool) -> None:
+        """A source whose move was cut short elsewhere (the conductor or the destination died):
+        any migration and disk copy cancelled, the NBD nodes gone, the guest continued when
+        `resume` (it ran before). Idempotent; nothing to do for a guest that runs alone."""
+        layout = self._existing(uuid)
+        jobs = [str(j.get("device")) for j in await self._qmp(layout, "query-block-jobs") or []
+                if str(j.get("device", "")).startswith(MIRROR_PREFIX)]
+        await self._undo_source(layout, jobs, True, resume)
+        nodes = [str(n.get("node-name")) for n in await self._qmp(layout, "query-named-block-nodes", {"flat": True}) or []
+                 if str(n.get("node-name", "")).startswith(MIRROR_PREFIX)]
+        for name in nodes:
+            with contextlib.suppress(DriverError):
+                await self._qmp(layout, "blockdev-del", {"node-name": name})
+        await asyncio.to_thread(note, layout, "live migration rolled back: the guest runs here")
+
     async def force_complete(self, uuid: str) -> None:
         """Nova's force_complete without post-copy: pause the guest, so the migration converges."""
         layout = self._existing(uuid)
