@@ -356,3 +356,32 @@ async def test_ports_move_with_the_server(world: World, cloud: Any) -> None:
     assert await binding() == [source]
     addresses = (await _show(world, sid))["addresses"]
     assert [a["addr"] for a in addresses["mig-net"]][0].startswith("10.77.0.")
+
+
+async def test_volumes_follow_the_server(world: World, cloud: Any) -> None:
+    vol_url = f"/volume/v3/{world.project_id}/volumes"
+    resp = await world.member.post(vol_url, json={"volume": {"size": 1}})
+    assert resp.status_code == 202, resp.text
+    vid = resp.json()["volume"]["id"]
+    sid = (await world.active())["id"]
+
+    async def volume(status: str) -> dict[str, Any]:
+        for _ in range(1000):
+            body: dict[str, Any] = (await world.member.get(f"{vol_url}/{vid}")).json()["volume"]
+            if body["status"] == status:
+                return body
+            await __import__("asyncio").sleep(0.02)
+        raise AssertionError(f"volume not {status}")
+
+    await volume("available")
+    resp = await world.member.post(f"{API}/servers/{sid}/os-volume_attachments", json={"volumeAttachment": {"volumeId": vid}})
+    assert resp.status_code == 200, resp.text
+    await volume("in-use")
+    _source, dest = await _migrated(world, cloud, sid)
+    # The attachment stays (the file store's connection is the machine's); the destination's driver has it.
+    [att] = (await volume("in-use"))["attachments"]
+    assert att["server_id"] == sid
+    assert vid in await _node(cloud, dest).driver.attached_volumes(sid)
+    assert (await world.action(sid, {"confirmResize": None})).status_code == 204
+    await wait_status(world.member, sid, "ACTIVE")
+    assert vid in await _node(cloud, dest).driver.attached_volumes(sid)
