@@ -247,3 +247,18 @@ async def test_a_dead_conductors_migration_is_rolled_back(world: World, cloud: A
         faults = [r[0] for r in await conn.execute(
             sa.select(instance_faults.c.message).where(instance_faults.c.instance_uuid == sid))]
     assert faults == [live.INTERRUPTED[:255]]  # (a server's fault shows in the API once it is ERROR)
+
+
+async def test_a_paused_server_moves_paused(world: World, cloud: Any) -> None:
+    from cumulo.compute.drivers.base import PowerState
+
+    sid = (await world.active())["id"]
+    source = await _host(world, sid)
+    assert (await world.action(sid, {"pause": None})).status_code == 202
+    await wait_status(world.member, sid, "PAUSED")
+    assert (await _live(world, sid, {"host": None, "block_migration": "auto"})).status_code == 202
+    rec = await _wait_record(cloud, sid, {"completed", "error"})
+    assert rec["status"] == "completed"
+    await wait_status(world.member, sid, "PAUSED")
+    dest = await _host(world, sid)
+    assert dest != source and await _drivers(cloud)[dest].get_power_state(sid) == PowerState.PAUSED

@@ -156,7 +156,8 @@ async def force_complete(node: Node, uuid: str) -> None:
 
 
 async def finish_at_destination(node: Node, uuid: str) -> None:
-    await _driver(node).finish_incoming(uuid)
+    inst = await _migrating(node, uuid)
+    await _driver(node).finish_incoming(uuid, resume=inst["vm_state"] == st.ACTIVE)
 
 
 async def rollback_at_destination(node: Node, uuid: str) -> None:

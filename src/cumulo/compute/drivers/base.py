@@ -542,7 +542,7 @@ class LiveMigration(Protocol):
       gets the progress columns now and then.
     - `force_complete` (source): make the move converge (pause the guest). `recover_source`
       (source): a move cut short elsewhere is cancelled here and the guest runs on (when `resume`).
-    - `finish_incoming` (destination): the server runs here. `abort_incoming` (destination):
+    - `finish_incoming` (destination): the server is here, running when `resume`. `abort_incoming` (destination):
       nothing of it stays here (idempotent). `drop_migrated` (source, after finish): it goes here.
     """
 
@@ -558,7 +558,7 @@ class LiveMigration(Protocol):
 
     async def force_complete(self, uuid: str) -> None: ...
 
-    async def finish_incoming(self, uuid: str) -> None: ...
+    async def finish_incoming(self, uuid: str, resume: bool = True) -> None: ...
 
     async def abort_incoming(self, uuid: str) -> None: ...
 

@@ -102,7 +102,7 @@ class FakeLiveMigration:
         rec = self._get(uuid)
         rec["force_complete"] = True
 
-    async def finish_incoming(self: _Fake, uuid: str) -> None:
+    async def finish_incoming(self: _Fake, uuid: str, resume: bool = True) -> None:
         rec = self._get(uuid)
         self._check_fail(rec, "post_live_migration")
         power = rec.pop("incoming_power", None)

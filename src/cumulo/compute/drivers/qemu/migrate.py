@@ -19,7 +19,8 @@ source `live_migrate(uuid, target)`:
     downtime QEMU measured (query-migrate "downtime", ms) is returned with the other figures.
     Any failure or cancellation: migrate_cancel, the mirrors cancelled, the NBD nodes removed, the
     guest continued: the source runs on.
-destination `finish_incoming(uuid)`: waits for the migration's end, stops the NBD server, `cont`.
+destination `finish_incoming(uuid, resume)`: waits for the migration's end, stops the NBD server,
+    `cont` (unless the server is PAUSED: it stays paused here).
 destination `abort_incoming(uuid)`: its QEMU killed and its files removed (destroy).
 source `drop_migrated(uuid)`: the source's QEMU (stopped, its state gone) quits, its files go.
 
@@ -331,8 +332,9 @@ class LiveMigration(QemuCore):
         return {"host": listen, "migrate_port": mig_port, "nbd_port": nbd_port, "exports": exports,
                 "disk_sizes": {n: sizes[n] for n in exports}}
 
-    async def finish_incoming(self, uuid: str, timeout: float = 60.0) -> None:
-        """The migration has ended on the source: the guest runs here."""
+    async def finish_incoming(self, uuid: str, resume: bool = True, timeout: float = 60.0) -> None:
+        """The migration has ended on the source: the guest is here, running when `resume` (the
+        server is ACTIVE; a PAUSED one stays paused)."""
         layout = self._existing(uuid)
         deadline = time.monotonic() + timeout
         while True:
@@ -349,7 +351,8 @@ class LiveMigration(QemuCore):
             raise DriverError(f"the incoming migration of {uuid} failed: {info.get('error-desc') or info.get('status')}")
         with contextlib.suppress(DriverError):
             await self._qmp(layout, "nbd-server-stop")
-        await self._qmp(layout, "cont")
+        if resume:
+            await self._qmp(layout, "cont")
         rec = self.read_record(layout.dir)
         rec["argv"] = process.build_argv(layout, self._vm_config(layout))  # a later start boots plainly
         await self.write_record(layout.dir, rec)
