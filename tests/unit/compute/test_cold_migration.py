@@ -385,3 +385,30 @@ async def test_volumes_follow_the_server(world: World, cloud: Any) -> None:
     assert (await world.action(sid, {"confirmResize": None})).status_code == 204
     await wait_status(world.member, sid, "ACTIVE")
     assert vid in await _node(cloud, dest).driver.attached_volumes(sid)
+
+
+async def test_migrate_and_evacuate_with_the_broker_away_change_nothing(
+    world: World, cloud: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cumulo.bus.base import BusUnavailable
+
+    sid = (await world.active())["id"]
+    source = (await _show(world, sid))["OS-EXT-SRV-ATTR:host"]
+    svc = (await world.admin.get(f"{API}/os-services?binary=nova-compute&host={source}",
+                                 headers=mv("2.53"))).json()["services"][0]
+    assert (await world.admin.put(f"{API}/os-services/{svc['id']}", json={"forced_down": True},
+                                  headers=mv("2.53"))).status_code == 200
+
+    async def away(topic: str, method: str, **args: Any) -> None:
+        raise BusUnavailable(f"message broker unreachable: {topic} not sent within 5 s")
+
+    monkeypatch.setattr(cloud.bus, "call", away)
+    monkeypatch.setattr(cloud.bus, "cast", away)
+    for body, version in (({"migrate": None}, "2.1"), ({"evacuate": {}}, "2.68")):
+        resp = await world.action(sid, body, world.admin, version=version)
+        assert resp.status_code == 503 and fault_of(resp)[0] == "serviceUnavailable", resp.text
+        shown = await _show(world, sid)
+        assert (shown["status"], shown["OS-EXT-STS:task_state"]) == ("ACTIVE", None)
+        assert await _records(cloud, sid) == []
+    actions = (await world.admin.get(f"{API}/servers/{sid}/os-instance-actions")).json()["instanceActions"]
+    assert [a["action"] for a in actions] == ["create"]
