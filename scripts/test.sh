@@ -49,6 +49,22 @@ check .venv/bin/python scripts/layout.py --check
 check .venv/bin/pytest tests -q --timeout=300 --durations=25 -n "${CUMULO_TEST_WORKERS:-3}" --dist loadfile \
   --no-loadscope-reorder "$@"
 
+# The PostgreSQL test mode (issue 14): the compare-and-swap, quota and claim heavy unit modules run
+# again with CUMULO_TEST_DB=postgresql, each test on a fresh database of the run's PostgreSQL
+# (tests/conftest.py pg_test_mode; about 2 minutes). Skipped when arguments pick the tests.
+pg_mode_tests() {
+  CUMULO_TEST_DB=postgresql .venv/bin/pytest -q --timeout=300 -n "${CUMULO_TEST_WORKERS:-3}" --dist loadfile \
+    tests/unit/compute/test_servers_api.py tests/unit/compute/test_servers_actions.py \
+    tests/unit/compute/test_resources_quotas.py tests/unit/compute/test_user_quota_enforcement.py \
+    tests/unit/compute/test_server_groups_api.py tests/unit/scheduler/test_placement.py \
+    tests/unit/identity/test_identity_admin.py tests/unit/identity/test_identity_tokens.py \
+    tests/unit/network/test_ipam.py tests/unit/network/test_network_api.py tests/unit/volume/test_volume_api.py \
+    tests/unit/test_paas_engine.py tests/unit/test_db_locks.py
+}
+if [ "$#" -eq 0 ]; then
+  check pg_mode_tests
+fi
+
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "FAILED: ${failed[*]}" >&2
   exit 1
