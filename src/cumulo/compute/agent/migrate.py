@@ -76,11 +76,6 @@ async def cross_host(node: Node, uuid: str) -> dict[str, Any] | None:
     return rec if rec["source_compute"] != rec["dest_compute"] else None
 
 
-async def _action_request(node: Node, uuid: str, request_id: str | None, rec: dict[str, Any] | None = None) -> str:
-    kind = actions.RESIZE if rec is not None and rec.get("migration_type") == migration_records.RESIZE else MIGRATE_ACTION
-    return await node.request_id_for(uuid, request_id, kind)
-
-
 async def _back_on_source(node: Node, inst: dict[str, Any], previous: str, migration_uuid: str, fault: BaseException | str,
                           expected_task: str) -> None:
     """A migration that failed before the destination had the server: it runs here again as it was."""

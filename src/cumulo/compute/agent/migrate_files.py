@@ -67,7 +67,8 @@ class LocalSender:
                     raise DriverError(f"bad migration file name {f.name!r}")
                 # cp keeps disk images sparse and a tree's links as links (never followed).
                 await host.run(["cp", "-a", "--sparse=always", "--", f.path, str(target / f.name)], timeout=3600)
-        except (OSError, HostError) as exc:
+        except (OSError, HostError, DriverError) as exc:
+            await asyncio.to_thread(shutil.rmtree, target, True)  # nothing half-copied stays
             raise DriverError(f"copying the migration's files to {dest_host} failed: {exc}") from exc
 
 
