@@ -82,12 +82,19 @@ async def _spec(cond: Conductor, inst: dict[str, Any], flavor: dict[str, Any], h
     return spec
 
 
+def _same_kind(inst: dict[str, Any], candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Candidates of the server's own hypervisor type: a container's disk is no VM's, and a host
+    running several drivers offers a node of each (the image's properties may admit both)."""
+    kind = inst.get("hypervisor_type")
+    return [d for d in candidates if not kind or not d.get("hypervisor_type") or d["hypervisor_type"] == kind]
+
+
 async def _choose_and_claim(cond: Conductor, inst: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """The first candidate where the new flavor fits; the server's old allocation is then held by
     its migration consumer. NoValidHost when none."""
     async with cond._select_lock:
         dests = await cond.scheduler.select_destinations(spec, 1)
-        for dest in [dests[0], *dests[0].get("alternates", [])]:
+        for dest in _same_kind(inst, [dests[0], *dests[0].get("alternates", [])]):
             claim = await cond.placement.claim_resize(inst["uuid"], dest["provider_uuid"], spec["resources"])
             if claim:
                 return dict(dest)
@@ -216,7 +223,7 @@ async def evacuate_server(
         async with actions.event(cond.db, uuid, request_id, "conductor_rebuild_server", None):
             async with cond._select_lock:
                 dests = await cond.scheduler.select_destinations(spec, 1)
-                for dest in [dests[0], *dests[0].get("alternates", [])]:
+                for dest in _same_kind(inst, [dests[0], *dests[0].get("alternates", [])]):
                     claim = await cond.placement.claim(
                         uuid, dest["provider_uuid"], spec["resources"],
                         then=functools.partial(_move_row, uuid=uuid, source=source, dest=dest),
