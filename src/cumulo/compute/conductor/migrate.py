@@ -77,6 +77,8 @@ async def _spec(cond: Conductor, inst: dict[str, Any], flavor: dict[str, Any], h
     spec["flavor"] = {"extra_specs": dict(flavor.get("extra_specs") or {})}
     spec["ignore_hosts"] = [*spec["ignore_hosts"], inst["host"]]
     spec["force_host"], spec["force_node"] = host, None
+    if inst.get("hypervisor_type"):  # hosts of the server's kind first (ImagePropertiesFilter; _same_kind)
+        spec["image_properties"] = {**spec["image_properties"], "hypervisor_type": str(inst["hypervisor_type"]).lower()}
     if server_groups.in_group(inst.get("request_spec")):
         spec["instance_group"] = await server_groups.scheduler_group(cond.db, inst["uuid"])
     return spec
