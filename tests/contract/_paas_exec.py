@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cumulo.compute.drivers.base import Capability, ExecRequest, driver_for
+from cumulo.compute.drivers.base import Capability, driver_for
+from cumulo.compute.drivers.execspec import ExecRequest
 from cumulo.paas import exec as px
 
 

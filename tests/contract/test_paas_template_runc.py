@@ -21,7 +21,8 @@ from test_runc_image_ops import (  # noqa: F401  # drv: a fixture
     spawn,
 )
 
-from cumulo.compute.drivers.base import Capability, ExecRequest, PowerState, driver_for
+from cumulo.compute.drivers.base import Capability, PowerState, driver_for
+from cumulo.compute.drivers.execspec import ExecRequest
 from cumulo.compute.drivers.runc import RuncDriver
 
 INSTALL = """set -e

@@ -22,15 +22,8 @@ from pathlib import Path
 import _qemu_guest
 import pytest
 
-from cumulo.compute.drivers.base import (
-    EXEC_HEAD,
-    Capability,
-    Exec,
-    ExecRequest,
-    FlavorSpec,
-    InstanceSpec,
-    driver_for,
-)
+from cumulo.compute.drivers.base import Capability, Exec, FlavorSpec, InstanceSpec, driver_for
+from cumulo.compute.drivers.execspec import EXEC_HEAD, ExecRequest
 from cumulo.compute.drivers.qemu import QemuDriver, process
 from cumulo.errors import DriverError, InvalidState
 

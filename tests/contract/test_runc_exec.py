@@ -16,7 +16,8 @@ from test_runc_driver import (  # noqa: F401  # runc_driver: a fixture
     spec_for,
 )
 
-from cumulo.compute.drivers.base import EXEC_HEAD, Capability, Driver, Exec, ExecRequest, driver_for
+from cumulo.compute.drivers.base import Capability, Driver, Exec, driver_for
+from cumulo.compute.drivers.execspec import EXEC_HEAD, ExecRequest
 from cumulo.compute.drivers.runc import RuncDriver
 from cumulo.errors import DriverError, InvalidState
 

@@ -16,7 +16,8 @@ from test_runc_driver import (  # noqa: F401  # runc_driver: a fixture
     spec_for,
 )
 
-from cumulo.compute.drivers.base import Capability, ExecRequest, InstanceSample, driver_for
+from cumulo.compute.drivers.base import Capability, InstanceSample, driver_for
+from cumulo.compute.drivers.execspec import ExecRequest
 from cumulo.compute.drivers.runc import RuncDriver
 
 pytestmark = pytest.mark.skipif(bool(RUNC_MISSING), reason=RUNC_MISSING or "runc present")

@@ -194,12 +194,12 @@ async def test_evacuate_a_container_from_a_forced_down_host(tmp_path: Path, clea
 
 
 def _write_marker() -> Any:
-    from cumulo.compute.drivers.base import ExecRequest
+    from cumulo.compute.drivers.execspec import ExecRequest
 
     return ExecRequest(argv=("/bin/sh", "-c", "echo moved > /marker"), timeout=30)
 
 
 def _read_marker() -> Any:
-    from cumulo.compute.drivers.base import ExecRequest
+    from cumulo.compute.drivers.execspec import ExecRequest
 
     return ExecRequest(argv=("/bin/cat", "/marker"), timeout=30)

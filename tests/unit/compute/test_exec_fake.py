@@ -8,16 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cumulo.compute.drivers.base import (
-    EXEC_HEAD,
-    Capability,
-    ExecRequest,
-    ExecResult,
-    FlavorSpec,
-    InstanceSpec,
-    bound_output,
-    driver_for,
-)
+from cumulo.compute.drivers.base import Capability, FlavorSpec, InstanceSpec, driver_for
+from cumulo.compute.drivers.execspec import EXEC_HEAD, ExecRequest, ExecResult, bound_output
 from cumulo.compute.drivers.fake import FakeDriver
 from cumulo.conf import load
 from cumulo.errors import Invalid, InvalidState

@@ -14,7 +14,7 @@ from workers_harness import running
 from cumulo.bus.base import compute_topic
 from cumulo.compute import actions
 from cumulo.compute import states as st
-from cumulo.compute.drivers.base import ExecRequest
+from cumulo.compute.drivers.execspec import ExecRequest
 from cumulo.compute.rpc import AGENT_METHODS, ComputeAPI
 from cumulo.context import RequestContext
 from cumulo.errors import Forbidden, Invalid, InvalidState, NotFound

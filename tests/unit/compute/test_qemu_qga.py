@@ -18,7 +18,7 @@ import pytest
 
 from cumulo import conf as conf_mod
 from cumulo.compute.drivers import load_driver
-from cumulo.compute.drivers.base import EXEC_HEAD, ExecRequest
+from cumulo.compute.drivers.execspec import EXEC_HEAD, ExecRequest
 from cumulo.compute.drivers.qemu import QemuDriver, qga
 from cumulo.compute.drivers.qemu.process import Layout, VmConfig, build_argv
 from cumulo.errors import DriverError, Invalid, InvalidState

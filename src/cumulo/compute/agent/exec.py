@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cumulo.compute.agent.node import Node
-from cumulo.compute.drivers.base import Capability, ExecRequest, driver_for
+from cumulo.compute.drivers.base import Capability, driver_for
+from cumulo.compute.drivers.execspec import ExecRequest
 from cumulo.errors import Invalid, NotFound
 
 MAX_STDIN = 8 << 20  # bytes of stdin an exec may carry (PAAS.md 3.6)

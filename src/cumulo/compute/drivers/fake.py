@@ -41,8 +41,6 @@ from cumulo.compute.drivers.base import (
     DiskSample,
     DiskSpec,
     DriverInfo,
-    ExecRequest,
-    ExecResult,
     FlavorSpec,
     HostResources,
     InstanceSample,
@@ -53,6 +51,7 @@ from cumulo.compute.drivers.base import (
     PowerState,
     SnapshotResult,
 )
+from cumulo.compute.drivers.execspec import ExecRequest, ExecResult
 from cumulo.compute.drivers.fakelive import FakeLiveMigration
 from cumulo.compute.drivers.fakemigrate import FakeColdMigration
 from cumulo.compute.drivers.probe import HostFacts

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 
-from cumulo.compute.drivers.base import ExecRequest, ExecResult, PowerState
+from cumulo.compute.drivers.base import PowerState
+from cumulo.compute.drivers.execspec import ExecRequest, ExecResult
 from cumulo.compute.drivers.qemu import qga
 from cumulo.compute.drivers.qemu.core import QemuCore
 from cumulo.errors import InvalidState

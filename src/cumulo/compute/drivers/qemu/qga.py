@@ -15,7 +15,7 @@ out-data/err-data only then, once the process exited and its pipes closed). QGA 
 the deadline a second guest-exec runs KILL_TREE (a fixed script, the pid its only argument) that
 stops the process and its descendants, then SIGKILLs them; then the status is collected (the
 output so far, and qemu-ga forgets the pid). qemu-ga keeps at most 16 MiB of each stream (its
-`*-truncated` flags); base.bound_output then keeps the head and tail the Exec contract names.
+`*-truncated` flags); execspec.bound_output then keeps the head and tail the Exec contract names.
 An exec cancelled while its command runs leaves it running (as runc's does): the PaaS manager's
 recipes take a lock in the guest and resume by it.
 """
@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from cumulo.compute.drivers.base import ExecRequest, ExecResult, bound_output
+from cumulo.compute.drivers.execspec import ExecRequest, ExecResult, bound_output
 from cumulo.compute.drivers.qemu.qmp import QmpClosed, QmpError, open_stream
 from cumulo.errors import DriverError
 

@@ -20,7 +20,8 @@ import uuid as uuidlib
 from pathlib import Path
 
 from cumulo import host
-from cumulo.compute.drivers.base import ExecRequest, ExecResult, PowerState
+from cumulo.compute.drivers.base import PowerState
+from cumulo.compute.drivers.execspec import ExecRequest, ExecResult
 from cumulo.compute.drivers.local import RECORD
 from cumulo.compute.drivers.runc import cgroup
 from cumulo.compute.drivers.runc.core import RuncCore
