@@ -55,19 +55,20 @@ class Change:
     lowered: bool = False  # the bridge was taken down
 
 
-async def apply(ns: str, bridge: str = BRIDGE, mtu: int = 1500, up: bool | None = None) -> Change:
+async def apply(ns: str, bridge: str = BRIDGE, mtu: int = 1500, up: bool | None = None, mac: str | None = None) -> Change:
     """The namespace and its bridge with the given MTU; `up` its administrative state (the
     network's admin_state_up): False takes it down, which disables every port on it (no frame
     crosses the bridge: the servers', the DHCP port's and the routers' ends alike, and the
     namespace's own stack on br0 is cut off too); None leaves an existing bridge as it is and
-    brings a new one up. Idempotent; what changed."""
+    brings a new one up. `mac`: a new bridge's MAC (default bridge_mac(ns); a network spanning
+    hosts gives each host's its own, as they share one segment). Idempotent; what changed."""
     async with Reverter() as revert:
         made = await netns.ensure(ns)
         if made:
             revert.add(netns.delete, ns)
         current = await link(ns, bridge)
         if current is None:
-            await host.run([IP, "-n", ns, "link", "add", bridge, "address", bridge_mac(ns), "mtu", str(int(mtu)),
+            await host.run([IP, "-n", ns, "link", "add", bridge, "address", mac or bridge_mac(ns), "mtu", str(int(mtu)),
                             "type", "bridge", "stp_state", "0", "forward_delay", "0"], timeout=30)
             made = True
         elif current.get("mtu") != int(mtu):

@@ -43,7 +43,7 @@ class Host:
         self.bridge_up: dict[str, bool] = {}
 
         async def ensure_bridge(ns: str, bridge_name: str = "br0", mtu: int = 1500,
-                                up: bool | None = None) -> bridge.Change:
+                                up: bool | None = None, mac: str | None = None) -> bridge.Change:
             self.calls.append(("bridge", ns))
             self.ident.setdefault(ns, (1, 1))
             was = self.bridge_up.get(ns)

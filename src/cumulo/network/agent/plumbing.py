@@ -246,7 +246,9 @@ class RealPlumbing:
         else:
             ident = netns.identity(ns)
             if ident is None or self._bridges.get(ns) != (ident, plan.mtu, up):
-                change = await bridge.apply(ns, mtu=plan.mtu, up=up)
+                # a network spanning hosts: each host's bridge its own MAC on the one segment
+                mac = bridge.bridge_mac(f"{ns}@{plan.tunnel.local}") if plan.tunnel is not None else None
+                change = await bridge.apply(ns, mtu=plan.mtu, up=up, mac=mac)
                 ident = netns.identity(ns)
                 self._bridges[ns] = (ident, plan.mtu, up)
         if change.lowered or change.raised:
