@@ -92,3 +92,36 @@ async def test_each_host_plans_a_tunnel_to_the_other_carriers(svc: NetworkServic
     r0 = Recorder()
     await NetworkAgent(svc.db, svc, "h2", r0).sync()
     assert r0.networks[net].tunnel is None
+
+
+class _Bus:
+    def __init__(self) -> None:
+        self.served: list[str] = []
+        self.casts: list[tuple[str, str]] = []
+
+    def serve(self, topic: str, endpoint: object) -> None:
+        self.served.append(topic)
+
+    async def cast(self, topic: str, method: str, **args: Any) -> None:
+        self.casts.append((topic, method))
+
+
+async def test_wiring_names_the_l3_host_and_casts_to_remote_hosts(svc: NetworkService) -> None:
+    from cumulo.network.agent.wiring import assemble_agents, listener
+
+    bus = _Bus()
+    agents = assemble_agents(svc.db, bus, svc, ["a", "b"], local_host="a", real_local=False,  # type: ignore[arg-type]
+                             underlay_ip=IP["h1"], l3_host="b")
+    a, b = agents.agent("a"), agents.agent("b")
+    assert (a.l3, a.underlay_ip, a.l3_host) == (False, IP["h1"], "b")
+    assert (b.l3, b.underlay_ip) == (True, "")  # a fake host in this process: no tunnels of its own
+    assert agents.l3_host == "b"
+    topo: dict[str, Any] = await ensure_default_topology(svc, svc.conf, admin_project=ADMIN, demo_project=DEMO)
+    port = await svc.create_port(ctx_for(DEMO), {"network_id": topo["private"], "device_id": INSTANCE})
+    async with svc.db.write() as conn:
+        await conn.execute(sa.text("UPDATE ports SET binding_host_id = 'remote' WHERE id = :i"), {"i": port["id"]})
+    await listener(svc.db, bus, agents)()
+    assert bus.casts == [("network.b", "sync")]  # only the hosts served here
+    bus.casts.clear()
+    await listener(svc.db, bus, None, l3_host="b", everywhere=True)()
+    assert bus.casts == [("network.b", "sync"), ("network.remote", "sync")]
