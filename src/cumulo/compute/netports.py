@@ -101,7 +101,7 @@ def network_info(nics: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             iface = ipaddress.ip_interface(str(cidr))
             vif: dict[str, Any] = {"id": nic["port_id"], "mac": nic["mac"], "address": str(iface.ip),
                                    "version": iface.version, "netmask": str(iface.netmask), "type": "fixed",
-                                   "network": nic.get("netns", "")}
+                                   "network": nic.get("netns", ""), "mtu": int(nic.get("mtu") or 1500)}
             gateway = nic.get("gateway")
             if gateway and ipaddress.ip_address(str(gateway)).version == iface.version:
                 vif["gateway"] = str(gateway)

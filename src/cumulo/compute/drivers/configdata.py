@@ -46,7 +46,8 @@ def network_data(spec: InstanceSpec) -> dict[str, Any]:
     networks: list[dict[str, Any]] = []
     for i, vif in enumerate(spec.network_info):
         link_id = f"tap{i}"
-        links.append({"id": link_id, "type": "phy", "ethernet_mac_address": vif.get("mac"), "mtu": 1500,
+        links.append({"id": link_id, "type": "phy", "ethernet_mac_address": vif.get("mac"),
+                      "mtu": int(vif.get("mtu") or 1500),  # the network's (1450 on VXLAN)
                       "vif_id": vif.get("id", link_id)})
         if vif.get("address"):
             ipv6 = int(vif.get("version") or 4) == 6
