@@ -99,5 +99,6 @@ async def test_dev_hosts_up_isolation_kill_down(tmp_path: Path) -> None:
     finally:
         await dev.down()
     assert leftovers(dev, names) == []
+    assert str(tmp_path) not in Path("/proc/self/mounts").read_text()
     assert not any(n.startswith(NS_PREFIX + f"t{tag}") for n in os.listdir("/run/netns"))
     assert not _alive(int(seen.get(names[1], ["", "0"])[1]) or 0) if seen.get(names[1]) else True
