@@ -182,19 +182,13 @@ class Placement:
                 pid = int(row[0])
                 await conn.execute(sa.update(resource_providers).where(resource_providers.c.id == pid).values(name=name))
             await conn.execute(sa.delete(inventories).where(inventories.c.provider_id == pid))
-            for rc, inv in inventory.items():
-                await conn.execute(
-                    sa.insert(inventories).values(
-                        provider_id=pid,
-                        resource_class=rc,
-                        total=inv.total,
-                        reserved=inv.reserved,
-                        min_unit=inv.min_unit,
-                        max_unit=inv.max_unit or inv.total,
-                        step_size=inv.step_size,
-                        allocation_ratio=inv.allocation_ratio,
-                    )
-                )
+            if inventory:  # one statement for all classes
+                await conn.execute(sa.insert(inventories), [
+                    {"provider_id": pid, "resource_class": rc, "total": inv.total, "reserved": inv.reserved,
+                     "min_unit": inv.min_unit, "max_unit": inv.max_unit or inv.total, "step_size": inv.step_size,
+                     "allocation_ratio": inv.allocation_ratio}
+                    for rc, inv in inventory.items()
+                ])
             await self._bump(conn, [pid])
 
     async def delete_provider(self, uuid: str) -> None:
@@ -337,8 +331,14 @@ class Placement:
         scheduling right now) are never touched. Live reality wins over capacity.
         """
         skip = set(ignore)
+        providers = list(providers) if providers is not None else None
         async with self.db.write() as conn:
-            prov_rows = (await conn.execute(sa.select(resource_providers.c.id, resource_providers.c.uuid))).all()
+            # Only the providers in scope (an agent's own node): reading every provider here made
+            # each of 1,000 hosts' start-up read 1,000 rows (issue 14, start-up at scale).
+            q_prov = sa.select(resource_providers.c.id, resource_providers.c.uuid)
+            if providers is not None:
+                q_prov = q_prov.where(resource_providers.c.uuid.in_(providers))
+            prov_rows = (await conn.execute(q_prov)).all()
             pid_of = {u: i for i, u in prov_rows}
             scope = set(pid_of.values()) if providers is None else {pid_of[u] for u in providers if u in pid_of}
             live_ids = [c for c in live if c not in skip]
