@@ -90,6 +90,26 @@ async def wait_for_schema(db: Database, *, timeout: float = 600.0) -> None:
         await asyncio.sleep(1.0)
 
 
+async def bootstrap_once(s: roles.Services, *, reconcile_images: bool) -> roles.Bootstrap:
+    """The API side's bootstrap under the advisory lock `cumulo-bootstrap` (the first API process
+    runs it; the others, started at the same time, wait and find everything made), and this
+    process's clouds.yaml."""
+    async with s.db.advisory_lock(BOOTSTRAP_LOCK):
+        first = await roles.bootstrap(s, reconcile_images=reconcile_images)
+        roles.write_clouds_yaml(s.conf, first.credentials)
+    return first
+
+
+async def first_start_once(s: roles.Services, admin_project: str | None) -> None:
+    """The first-start networks and the built-in PaaS products, under the same lock (once the bus
+    runs: the networks tell the agents)."""
+    from cumulo.paas.products.builtin import ensure_builtin_products
+
+    async with s.db.advisory_lock(BOOTSTRAP_LOCK):
+        await roles.first_start_networks(s, admin_project)
+        await ensure_builtin_products(s.db)
+
+
 class Process:
     """One process of a split cloud: the DB, the bus and the API-side services it calls."""
 
@@ -127,20 +147,14 @@ class ApiProcess(Process):
         self._image_lead: Leadership | None = None
 
     async def start(self) -> None:
-        from cumulo.paas.products.builtin import ensure_builtin_products
-
         s = self.services
         # The image store's crash reconcile (uploads cut short, temp files, unreferenced bytes) only
         # in the first API process up: a later one would cut the running ones' uploads short.
         self._image_lead = await self.db.try_leader(IMAGE_RECONCILE_LEADER)
-        async with self.db.advisory_lock(BOOTSTRAP_LOCK):  # the first API process runs it; the others find it done
-            first = await roles.bootstrap(s, reconcile_images=self._image_lead is not None)
-            self.credentials, self.demo = first.credentials, first.demo
-            roles.write_clouds_yaml(self.conf, self.credentials)
+        first = await bootstrap_once(s, reconcile_images=self._image_lead is not None)
+        self.credentials, self.demo = first.credentials, first.demo
         await self.bus.start()
-        async with self.db.advisory_lock(BOOTSTRAP_LOCK):
-            await roles.first_start_networks(s, first.admin_project)
-            await ensure_builtin_products(self.db)
+        await first_start_once(s, first.admin_project)
         self.paas_engine = await roles.start_paas_engine(s)
 
     async def stop(self) -> None:

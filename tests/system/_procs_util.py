@@ -199,9 +199,13 @@ class SplitCloud:
             time.sleep(0.1)
         proc.children |= _children(proc.pid)
 
-    def clouds_yaml(self, api: str | None = None) -> Path:
-        """The clouds.yaml of the first API process (it ran the bootstrap that made the passwords)."""
-        return self.root / (api or self.apis[0][0].name) / "clouds.yaml"
+    def clouds_yaml(self) -> Path:
+        """The clouds.yaml with the passwords: the API process that ran the first bootstrap wrote it."""
+        for proc, _port in self.apis:
+            path = self.root / proc.name / "clouds.yaml"
+            if path.exists() and (yaml.safe_load(path.read_text()) or {}).get("clouds", {}).get("cumulo"):
+                return path
+        raise AssertionError("no API process wrote a clouds.yaml with the admin's password")
 
     def auth(self, user: str = "admin") -> dict[str, str]:
         clouds = yaml.safe_load(self.clouds_yaml().read_text())["clouds"]

@@ -39,11 +39,13 @@ def split(scale_services: dict[str, str]) -> Iterator[SplitCloud]:
                 "fake_host_vcpus": 2, "cpu_allocation_ratio": 1.0, "metrics_port": 0}
     with SplitCloud(root, scale_services, settings) as cloud:
         try:
+            # all at once on an empty database: three API processes (api1 and api2's two workers) race
+            # for the bootstrap (migrations, users, flavors, demo images, networks); the others wait
             first, _ = cloud.start_api(name="api1")
-            first.wait_ready(START)  # the bootstrap (migrations, users, flavors, demo images) ran here
             second, _ = cloud.start_api(name="api2", workers=2)
             others = [cloud.start("conductor", "--host", "ctl-a"), cloud.start("scheduler", "--host", "sched-a"),
                       cloud.start_compute("h1", "--driver", "fake", "--fake-hosts", "3")]
+            first.wait_ready(START)
             cloud.wait_api_workers(second, 2, START)
             for proc in others:
                 proc.wait_ready(START)
@@ -107,6 +109,20 @@ def test_service_list_shows_every_process(split: SplitCloud) -> None:
             *{("nova-compute", f"fake-host-{i}") for i in (1, 2, 3)}}
     assert want <= set(seen), rows
     assert all(seen[k] == "up" for k in want), rows
+
+
+def test_the_racing_api_processes_bootstrapped_once(split: SplitCloud) -> None:
+    conn = admin(split, ports(split)[1])
+    try:
+        assert [n.name for n in conn.network.networks(name="public")] == ["public"]
+        assert [r.name for r in conn.network.routers(name="router1")] == ["router1"]
+        assert [i.name for i in conn.image.images(name="busybox")] == ["busybox"]
+        flavors = [f.name for f in conn.compute.flavors()]
+        assert "m1.nano" in flavors and len(flavors) == len(set(flavors))
+        roles = [r.name for r in conn.identity.roles()]
+        assert len(roles) == len(set(roles)) and {"admin", "member", "reader"} <= set(roles)
+    finally:
+        conn.close()
 
 
 def test_parallel_creates_through_two_api_processes(split: SplitCloud) -> None:

@@ -100,3 +100,46 @@ def test_an_engine_owner_is_judged_by_pid_only_on_its_own_kernel() -> None:
     dead_pid = 2**22 + 17
     assert not tasks.owner_is_dead(f"{host}:{dead_pid}:abcd:{'0' * 12}")  # only its lease tells
     assert tasks.owner_is_dead(f"{host}:{dead_pid}:abcd:{kernel}")  # here: no such pid
+
+
+async def test_api_processes_starting_together_bootstrap_once_on_postgresql(
+    scale_services: dict[str, str], tmp_path: Path
+) -> None:
+    """Three API processes' bootstraps at once on an empty PostgreSQL database (each its own
+    Database, so its own connections, as separate processes have): the advisory lock lets one
+    migrate and make the users, flavors and first-start networks; the others find them made."""
+    import _pg
+
+    from cumulo import runtime_roles as roles
+    from cumulo.bus.inproc import InprocBus
+    from cumulo.runtime_procs import bootstrap_once, first_start_once
+
+    base = scale_services["database_url"]
+    url = _pg.create_database(base)
+    dbs: list[Database] = []
+    try:
+        async def one(i: int) -> dict[str, dict[str, str]]:
+            conf = conf_mod.Settings(state_dir=tmp_path / f"api{i}", database=url, extra={"tiny_vm_image": "off"})
+            conf.state_dir.mkdir()
+            db = Database(conf.database_url)
+            dbs.append(db)
+            s = roles.make_services(conf, db, InprocBus())
+            first = await bootstrap_once(s, reconcile_images=i == 0)
+            await first_start_once(s, first.admin_project)
+            return first.credentials
+
+        made = await asyncio.gather(*(one(i) for i in range(3)))
+        assert sum(1 for c in made if c.get("admin", {}).get("password")) == 1  # one of them made the users
+        async with dbs[0].read() as conn:
+            counts = {table: (await conn.exec_driver_sql(sql)).scalar_one() for table, sql in {
+                "public": "SELECT count(*) FROM networks WHERE name = 'public'",
+                "router1": "SELECT count(*) FROM routers WHERE name = 'router1'",
+                "admin": "SELECT count(*) FROM identity_users WHERE name = 'admin'",
+                "m1.nano": "SELECT count(*) FROM flavors WHERE name = 'm1.nano'",
+            }.items()}
+        assert counts == {"public": 1, "router1": 1, "admin": 1, "m1.nano": 1}
+        assert await schema_at_head(dbs[0])
+    finally:
+        for db in dbs:
+            await db.dispose()
+        _pg.drop_database(base, url)
