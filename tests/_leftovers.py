@@ -31,10 +31,13 @@ from pathlib import Path
 NETNS = Path("/run/netns")
 REGISTRY = Path("/run/cumulo/netplane-owners")
 DHCP_RUN_DIR = Path("/run/cumulo/dhcp")
+DEV_HOST_NS = "cumulo-host-"
+CLUSTER_BRIDGE = "cucl"
 
 # Filled by tests/system/conftest.py: the state dirs of the session's clouds, and every server they had.
 SESSION_STATE_DIRS: set[str] = set()
 SESSION_INSTANCES: set[str] = set()
+SESSION_DEV_HOSTS: set[str] = set()  # the clusters' dev host names and underlay bridges
 # One test run (a plain pytest process, or an xdist controller and its workers) shares a tag
 # (tests/conftest.py sets it in each process): its clouds' roots are named `cumulo-sys-<tag>-...`
 # (`cloud_root_prefix`), so the controller's `Session` knows a worker's cloud as the run's own, and
@@ -53,6 +56,24 @@ def record_instances(uuids: set[str]) -> None:
     if RUN_DIR is not None and uuids:
         with open(RUN_DIR / f"instances-{os.getpid()}.txt", "a") as fh:
             fh.write("".join(f"{u}\n" for u in sorted(uuids)))
+
+
+def record_dev_hosts(names: list[str], bridge: str) -> None:
+    """A cluster's dev hosts (tests/system/cluster.py) and its underlay bridge: their netns
+    `cumulo-host-<name>` and the bridge are the run's."""
+    SESSION_DEV_HOSTS.update([*names, bridge])
+    if RUN_DIR is not None:
+        with open(RUN_DIR / f"devhosts-{os.getpid()}.txt", "a") as fh:
+            fh.write("".join(f"{n}\n" for n in [*names, bridge]))
+
+
+def _run_dev_hosts() -> set[str]:
+    out = set(SESSION_DEV_HOSTS)
+    if RUN_DIR is not None:
+        for path in RUN_DIR.glob("devhosts-*.txt"):
+            with contextlib.suppress(OSError):
+                out.update(line.strip() for line in path.read_text().splitlines() if line.strip())
+    return out
 
 
 def _run_instances() -> set[str]:
@@ -93,10 +114,14 @@ def now() -> set[Item]:
             for prefix in ("cnet-", "crtr-", "cumulo-"):
                 if entry.name.startswith(prefix) and (ident := _uuid(entry.name[len(prefix):])):
                     items.add(Item("netns", entry.name, ident))
+            if entry.name.startswith(DEV_HOST_NS):  # a dev host (cumulo.dev.hosts)
+                items.add(Item("netns", entry.name, entry.name[len(DEV_HOST_NS):]))
     for link in json.loads(_run("ip", "-j", "link", "show") or "[]"):
         name = str(link.get("ifname", ""))
         if name.startswith(("cxh", "tap")):
             items.add(Item("link", name, name[3:]))
+        elif name.startswith(CLUSTER_BRIDGE):  # a cluster's underlay bridge (tests/system/cluster.py)
+            items.add(Item("link", name, name))
     marker = f"--pid-file={DHCP_RUN_DIR}/"
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -204,8 +229,11 @@ class Session:
         mine: list[Item] = []
         unsure: list[Item] = []
         instances = _run_instances()
+        dev_hosts = _run_dev_hosts()
         for item in sorted(now() - self.start_items):
-            if item.kind == "netns" and item.name.startswith("cumulo-"):
+            if item.name.startswith((DEV_HOST_NS, CLUSTER_BRIDGE)):
+                owned, theirs = item.ident in dev_hosts, False
+            elif item.kind == "netns" and item.name.startswith("cumulo-"):
                 owned, theirs = item.ident in instances, False
             elif item.kind == "link" and item.name.startswith("cxh"):
                 owned, theirs = item.ident in ours_hex, item.ident in foreign_hex

@@ -239,6 +239,7 @@ class CumuloCloud:
     """One `cumulo up` process and its state dir. Start, stop, kill -9 and restart it."""
 
     OscError = OscError
+    config_name = "embedded"  # cluster.ClusterCloud: "scaled"
 
     def __init__(
         self,
@@ -572,12 +573,62 @@ def cumulo_launcher() -> Iterator[Callable[..., CumuloCloud]]:
         cloud.close()
 
 
+CONFIGS = ("embedded", "scaled")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module's `cumulo_configs` (e.g. ("embedded", "scaled")): its module-scoped cloud, and so
+    each of its tests, once per configuration (test ids [embedded] / [scaled])."""
+    configs = getattr(metafunc.module, "cumulo_configs", None)
+    if configs and "cumulo_config" in metafunc.fixturenames:
+        bad = [c for c in configs if c not in CONFIGS]
+        assert not bad, f"cumulo_configs: unknown {bad} (known: {CONFIGS})"
+        metafunc.parametrize("cumulo_config", list(configs), indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def cumulo(request: pytest.FixtureRequest, cumulo_launcher: Callable[..., CumuloCloud]) -> Iterator[CumuloCloud]:
+def cumulo_config(request: pytest.FixtureRequest) -> str:
+    """Which configuration the module's `cumulo` is: "embedded" (`cumulo up`, the default) or
+    "scaled" (tests/system/cluster.py: PostgreSQL + RabbitMQ, separate processes, 3 dev hosts)."""
+    return str(getattr(request, "param", "embedded"))
+
+
+def scaled_cloud(options: Mapping[str, Any], services: Mapping[str, str]) -> CumuloCloud:
+    """A started cluster.ClusterCloud from a module's `cumulo_options` (driver: the dev hosts'
+    drivers, fake -> runc; args: --no-external and --config FILE understood; env: every process's)."""
+    from cluster import ClusterCloud
+
+    if not services.get("dir"):
+        pytest.skip("the scaled configuration needs the run's RabbitMQ node dir (CUMULO_TEST_SERVICES_DIR)")
+    driver = str(options.get("driver", "fake"))
+    skip_unless_drivers("runc," + driver)
+    args = list(options.get("args", ()))
+    env = dict(options.get("env", {}))
+    settings: dict[str, Any] = {}
+    if "--config" in args:
+        settings.update(yaml.safe_load(Path(args[args.index("--config") + 1]).read_text()) or {})
+    cidr, chosen = _external_cidr(driver if driver != "fake" else "runc", args, env)
+    external = not (chosen and cidr is None) and settings.get("external_link", True) is not False
+    if external and not cidr:
+        cidr = free_external_cidr()
+    root = Path(tempfile.mkdtemp(prefix=_leftovers.cloud_root_prefix() + "cluster-"))
+    cloud = ClusterCloud(root, services, drivers="runc" if driver == "fake" else driver, external=external,
+                         external_cidr=cidr, env=env, settings=settings)
+    return cloud.start()
+
+
+@pytest.fixture(scope="module")
+def cumulo(request: pytest.FixtureRequest, cumulo_launcher: Callable[..., CumuloCloud],
+           cumulo_config: str) -> Iterator[CumuloCloud]:
     options = {"fake_hosts": 2, **getattr(request.module, "cumulo_options", {})}
-    cloud = cumulo_launcher(**options)
-    yield cloud
-    cloud.close()
+    if cumulo_config == "scaled":
+        cloud = scaled_cloud(options, request.getfixturevalue("scale_services"))
+    else:
+        cloud = cumulo_launcher(**options)
+    try:
+        yield cloud
+    finally:
+        cloud.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,398 @@
+"""The scaled-out cloud as a system-test configuration (issue 14, acceptance 1): PostgreSQL +
+RabbitMQ, `cumulo api|conductor|scheduler` and one `cumulo compute` per dev host in namespaces.
+
+    from cluster import ClusterCloud
+    cloud = ClusterCloud(root, scale_services, drivers="runc", external=False).start()
+    cloud.osc("server", "create", ...)       # as CumuloCloud: base_url, auth_url, clouds_yaml,
+    cloud.sdk / cloud.connect("cumulo")      # state_dir (the API's), osc(), osc_run(), connect(),
+    cloud.client(), cloud.token(), log()     # token(), client(), log(), external_cidr
+    cloud.close()                            # everything gone (see below)
+
+`ClusterCloud` is a `CumuloCloud` (tests/system/conftest.py) whose lifecycle starts, instead of
+one `cumulo up`:
+
+- a fresh database `cumulo_cluster_<hex>` on the run's PostgreSQL and a vhost `cumulo-cluster-<hex>`
+  on its RabbitMQ (the `scale_services` fixture), dropped and deleted at close;
+- an underlay of its own: a bridge `cucl<N>` with 198.18.N.1/24 (N from 20..99, taken with a lock
+  file /tmp/cumulo-cluster-underlay-<N>.lock, so parallel clusters of xdist workers never share a
+  bridge or addresses; `cumulo dev hosts`' own cumulo-ul0/198.18.0.0/24 is left to developers),
+  `cloud.gateway` its address;
+- `cumulo api` on 0.0.0.0:<free port> (the hosts reach it at the gateway, `api_url`; the clients
+  at 127.0.0.1, `base_url`), `cumulo conductor`, `cumulo scheduler` (root namespace);
+- the L3 host `cloud.l3_host` = `c<tag>-l3`: a `cumulo compute --driver runc` in the root
+  namespace (underlay_ip = the gateway) whose nova-compute service is disabled at start, so it
+  only carries routers, floating IPs, the external network and its host link (in the root
+  namespace, as in `cumulo up`: the machine reaches floating IPs as in the embedded mode) and the
+  scheduler never picks it;
+- `cloud.hosts` = ["c<tag>-host1", "c<tag>-host2", "c<tag>-host3"]: dev hosts (cumulo.dev.hosts:
+  netns `cumulo-host-<name>`, 198.18.N.2..4, a private mount namespace each) each running
+  `cumulo compute --host <name> --driver <drivers>` with `underlay_ip` its address; new volumes go
+  to host1 (`volume_host`).
+
+All processes share one settings file (`cloud.config`: database, transport, api_url, l3_host,
+volume_host, external_link/external_cidr, metrics_port 0, ...; `settings=` adds keys) and the
+module's `env` (CUMULO_* values, as `cumulo up` gets them). Per process (names: "api",
+"conductor", "scheduler", the L3 host's and the dev hosts' names):
+
+    cloud.stop_process(name)    # SIGTERM by pid (a dev host: its compute process; servers go on)
+    cloud.kill_process(name)    # SIGKILL by pid (a dev host: `DevHosts.kill`, the whole host dies:
+                                #   agent, QEMU, dnsmasq, its containers)
+    cloud.start_process(name)   # start it again (same state dir) and wait for its ready line
+    cloud.pid(name), cloud.process_log(name), cloud.host_ip(name), cloud.host_state_dir(name)
+    cloud.in_host(name, argv)   # argv run inside a dev host's namespaces (nsenter), as a list
+    cloud.dev                   # the DevHosts (cumulo.dev.hosts) of the cluster
+
+`close()` stops every process by its pid, tears the dev hosts down by name (`DevHosts.down`:
+processes, runc containers, loop devices, namespaces, veths, the bridge), removes the L3 host's
+data plane (its registry), drops the database, deletes the vhost and removes the root dir; the
+servers it had and its dev hosts are recorded for the run's leftover check (tests/_leftovers.py).
+
+The `cumulo` fixture (conftest.py) builds one for a module that opts in with
+`cumulo_configs = ("embedded", "scaled")` (each test runs on both; `cumulo.config` says which).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import _leftovers
+import httpx
+import yaml
+from _procs_util import Proc, _admin_dsn, _pg, _services_module
+from conftest import BIN, CHEAP_PASSWORD_HASH, KEEP, CumuloCloud, CumuloStartError, _clean_env, free_port
+
+from cumulo.dev.hosts import DevHosts
+
+START_TIMEOUT = float(os.environ.get("CUMULO_TEST_CLUSTER_START_TIMEOUT", "300"))
+HOSTS = 3
+_SLOTS = range(20, 100)
+
+
+def _underlay_slot() -> tuple[int, IO[str]]:
+    """A third octet N for 198.18.N.0/24 that no other cluster on the machine holds (a lock file,
+    held for the cluster's life) and no address of the machine is in."""
+    used = subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True, timeout=30, check=True)  # noqa: S603, S607
+    nets = [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network
+            for item in json.loads(used.stdout or "[]") for a in item.get("addr_info", [])]
+    for n in _SLOTS:
+        net = ipaddress.ip_network(f"198.18.{n}.0/24")
+        if any(net.overlaps(u) for u in nets):
+            continue
+        fh = open(f"/tmp/cumulo-cluster-underlay-{n}.lock", "w")  # noqa: SIM115 - held until close
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        return n, fh
+    raise AssertionError("no free 198.18.N.0/24 underlay for a cluster")
+
+
+def _with_host(url: str, host: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, f"{netloc[0]}@{host}{port}" if len(netloc) == 2 else f"{host}{port}",
+                       parts.path, parts.query, parts.fragment))
+
+
+class ClusterCloud(CumuloCloud):
+    """The scaled-out cloud; see the module's docstring."""
+
+    config_name = "scaled"
+
+    def __init__(self, root: Path, services: Mapping[str, str], *, drivers: str = "runc", hosts: int = HOSTS,
+                 external: bool = False, external_cidr: str | None = None, env: Mapping[str, str] | None = None,
+                 settings: Mapping[str, Any] | None = None) -> None:
+        super().__init__(root, env=env, host="127.0.0.1", driver=drivers)
+        self.config = root / "cumulo.yaml"
+        self.state_dir = root / "api"
+        self.services = dict(services)
+        self.tag = secrets.token_hex(2)
+        self.db_name = f"cumulo_cluster_{self.tag}{secrets.token_hex(3)}"
+        self.vhost = f"cumulo-cluster-{self.tag}{secrets.token_hex(3)}"
+        self.l3_host = f"c{self.tag}-l3"
+        self.hosts = [f"c{self.tag}-host{i}" for i in range(1, hosts + 1)]
+        self.external = external
+        self.external_cidr = external_cidr if external else None
+        self.settings = dict(settings or {})
+        self.procs: dict[str, Proc] = {}
+        self.slot = 0
+        self._slot_lock: IO[str] | None = None
+        self.dev: DevHosts | None = None
+        self._made_db = self._made_vhost = False
+        amqp = urlsplit(self.services["transport_url"])
+        assert amqp.port is not None
+        self._ctl = _services_module(amqp.port)
+
+    # -- addresses ----------------------------------------------------------------------------
+
+    @property
+    def gateway(self) -> str:
+        return f"198.18.{self.slot}.1"
+
+    @property
+    def database_url(self) -> str:
+        return _with_host(_admin_dsn(self.services["database_url"], self.db_name), self.gateway)
+
+    @property
+    def transport_url(self) -> str:
+        url = urlsplit(_with_host(self.services["transport_url"], self.gateway))
+        return urlunsplit((url.scheme, url.netloc, "/" + quote(self.vhost, safe=""), "", ""))
+
+    def host_ip(self, name: str) -> str:
+        if name == self.l3_host:
+            return self.gateway
+        assert self.dev is not None
+        return self.dev.host(name).ip
+
+    def host_state_dir(self, name: str) -> Path:
+        return self.root / name
+
+    def in_host(self, name: str, argv: Sequence[str]) -> list[str]:
+        """argv as run inside dev host `name` (its network and mount namespaces)."""
+        assert self.dev is not None
+        h = self.dev.host(name)
+        return ["nsenter", f"--net=/run/netns/{h.ns}", f"--mount=/proc/{h.holder}/ns/mnt", "--", *argv]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _write_config(self) -> None:
+        extra: dict[str, Any] = dict(self.settings.pop("extra", {}))
+        if "qemu" not in self.driver.split(","):
+            extra.setdefault("tiny_vm_image", "off")
+        data = {
+            "database": self.database_url, "transport": self.transport_url,
+            "api_url": f"http://{self.gateway}:{self.port}", "l3_host": self.l3_host, "volume_host": self.hosts[0],
+            "external_link": self.external, "metrics_port": 0,
+            **({"external_cidr": self.external_cidr} if self.external_cidr else {}),
+            **self.settings, "extra": extra,
+        }
+        self.config.write_text(yaml.safe_dump(data))
+
+    def _env(self) -> dict[str, str]:
+        return _clean_env({"PYTHONUNBUFFERED": "1", **CHEAP_PASSWORD_HASH, **self.env})
+
+    def _argv(self, role: str, state: Path, *args: str) -> list[str]:
+        prog = [str(BIN / "cumulo")] if (BIN / "cumulo").exists() else [sys.executable, "-m", "cumulo.cli.main"]
+        return [*prog, role, "--config", str(self.config), "--state-dir", str(state), "--log-level", "info", *args]
+
+    def _spawn(self, name: str) -> Proc:
+        if name == "api":
+            argv = self._argv("api", self.state_dir, "--host", "0.0.0.0", "--port", str(self.port))  # noqa: S104
+            ready = "cumulo api is ready"
+        elif name in ("conductor", "scheduler"):
+            argv = self._argv(name, self.root / name, "--host", f"c{self.tag}-ctl")
+            ready = f"cumulo {name} is ready"
+        else:
+            assert name == self.l3_host, name
+            argv = self._argv("compute", self.root / name, "--host", name, "--driver", "runc")
+            ready = "cumulo compute is ready"
+        env = self._env()
+        if name == self.l3_host:
+            env["CUMULO_UNDERLAY_IP"] = self.gateway
+        self.runs += 1
+        proc = Proc(name, argv, self.root / f"{name}.{self.runs}.log", env, ready)
+        self.procs[name] = proc
+        return proc
+
+    def _start_host(self, name: str) -> None:
+        assert self.dev is not None
+        asyncio.run(self.dev.start(name, database=self.database_url, transport=self.transport_url,
+                                   config=str(self.config), extra=["--driver", self.driver, "--log-level", "info"],
+                                   env={k: v for k, v in self._env().items() if k.startswith("CUMULO_")}))
+
+    def _wait_host(self, name: str, timeout: float, since: int = 0) -> None:
+        assert self.dev is not None
+        h = self.dev.host(name)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.process_log(name)
+            if "cumulo compute is ready" in text[since:]:
+                return
+            if not self.dev.running(h):
+                raise CumuloStartError(f"dev host {name}'s compute process ended\n{text[-6000:]}")
+            if time.monotonic() > deadline:
+                raise CumuloStartError(f"dev host {name} not ready after {timeout:.0f}s\n{text[-6000:]}")
+            time.sleep(0.2)
+
+    def start(self, timeout: float = START_TIMEOUT) -> ClusterCloud:
+        try:
+            self._start(timeout)
+        except BaseException:
+            print(self.log()[-30000:])
+            self.close()
+            raise
+        return self
+
+    def _start(self, timeout: float) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.slot, self._slot_lock = _underlay_slot()
+        asyncio.run(_pg(_admin_dsn(self.services["database_url"]), f'CREATE DATABASE "{self.db_name}"'))
+        self._made_db = True
+        services_dir = Path(self.services["dir"])
+        self._ctl.rabbitmqctl(services_dir, "add_vhost", self.vhost)
+        self._made_vhost = True
+        user = urlsplit(self.services["transport_url"]).username or "cumulo"
+        self._ctl.rabbitmqctl(services_dir, "set_permissions", "-p", self.vhost, user, ".*", ".*", ".*")
+        self.port = free_port("0.0.0.0")  # noqa: S104 - the hosts come over the underlay
+        self._write_config()
+        for state in [self.root / self.l3_host, *(self.root / h for h in self.hosts)]:
+            _leftovers.SESSION_STATE_DIRS.add(str(state.resolve()))
+        self.dev = DevHosts(self.root, bridge=f"cucl{self.slot}", cidr=f"198.18.{self.slot}.0/24",
+                            name_prefix=f"c{self.tag}-host")
+        _leftovers.record_dev_hosts(self.hosts, f"cucl{self.slot}")
+        asyncio.run(self.dev.up(len(self.hosts), names=self.hosts))
+        procs = [self._spawn(n) for n in ("api", "conductor", "scheduler", self.l3_host)]
+        for name in self.hosts:
+            self._start_host(name)
+        for proc in procs:
+            proc.wait_ready(timeout)
+        for name in self.hosts:
+            self._wait_host(name, timeout)
+        self._disable_l3()
+
+    def _disable_l3(self) -> None:
+        """The L3 host carries routers only: its nova-compute service disabled (Nova's os-services)."""
+        headers = {"X-Auth-Token": self.token(), "OpenStack-API-Version": "compute 2.53"}
+        with httpx.Client(base_url=self.base_url + "/compute/v2.1", headers=headers, timeout=60) as http:
+            services: list[dict[str, Any]] = []
+            deadline = time.monotonic() + 60
+            while not services:
+                r = http.get("/os-services", params={"host": self.l3_host, "binary": "nova-compute"})
+                assert r.status_code == 200, r.text
+                services = r.json()["services"]
+                if time.monotonic() > deadline:
+                    raise CumuloStartError(f"no nova-compute service row of {self.l3_host}")
+                if not services:
+                    time.sleep(0.5)
+            r = http.put(f"/os-services/{services[0]['id']}",
+                         json={"status": "disabled", "disabled_reason": "network-only L3 host"})
+            assert r.status_code == 200, r.text
+
+    @property
+    def running(self) -> bool:
+        return any(p.popen.poll() is None for p in self.procs.values())
+
+    @property
+    def pid(self) -> int | None:  # the API process's (CumuloCloud's pid)
+        proc = self.procs.get("api")
+        return proc.pid if proc else None
+
+    def process_pid(self, name: str) -> int:
+        if name in self.procs:
+            return self.procs[name].pid
+        assert self.dev is not None
+        return self.dev.host(name).pid
+
+    def process_log(self, name: str) -> str:
+        if name in self.procs:
+            return self.procs[name].log()
+        try:
+            return (self.root / name / "compute.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log(self) -> str:
+        names = ["api", "conductor", "scheduler", self.l3_host, *self.hosts]
+        return "\n".join(f"--- {n} ---\n{self.process_log(n)[-8000:]}" for n in names)
+
+    def stop_process(self, name: str, timeout: float = 60.0) -> None:
+        if name in self.procs:
+            self.procs[name].stop(timeout)
+        else:
+            assert self.dev is not None
+            asyncio.run(self.dev.stop(name, grace=timeout))
+
+    def kill_process(self, name: str) -> None:
+        if name in self.procs:
+            proc = self.procs[name]
+            if proc.popen.poll() is None:
+                proc.popen.kill()
+                proc.popen.wait(timeout=30)
+        else:
+            assert self.dev is not None
+            asyncio.run(self.dev.kill(name))
+
+    def start_process(self, name: str, timeout: float = START_TIMEOUT) -> None:
+        if name in ("api", "conductor", "scheduler", self.l3_host):
+            self._spawn(name).wait_ready(timeout)
+        else:
+            since = len(self.process_log(name))
+            self._start_host(name)
+            self._wait_host(name, timeout, since)
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        """Every process stopped (SIGTERM by pid); the dev hosts' namespaces stay."""
+        for name in reversed(list(self.procs)):
+            self.procs[name].stop(timeout)
+        if self.dev is not None:
+            for name in self.hosts:
+                with contextlib.suppress(Exception):
+                    asyncio.run(self.dev.stop(name, grace=timeout))
+        return 0
+
+    def kill(self) -> None:
+        for name in list(self.procs):
+            self.kill_process(name)
+        if self.dev is not None:
+            for name in self.hosts:
+                asyncio.run(self.dev.kill(name))
+
+    def restart(self, *, crash: bool = False, timeout: float = START_TIMEOUT) -> CumuloCloud:
+        raise NotImplementedError("restart single processes: stop_process/kill_process + start_process")
+
+    def close(self) -> None:
+        errors: list[str] = []
+        try:
+            self.stop()
+        except Exception as exc:  # the teardown goes on
+            errors.append(f"stop: {exc!r}")
+        if self.dev is not None:
+            try:
+                asyncio.run(self.dev.down())
+            except Exception as exc:
+                errors.append(f"dev hosts down: {exc!r}")
+            self.dev = None
+        from cumulo.network.agent.plumbing import remove_registered
+
+        asyncio.run(remove_registered(str((self.root / self.l3_host).resolve())))
+        if self._made_db:
+            with contextlib.suppress(Exception):
+                _leftovers.record_instances(asyncio.run(self._instances()))
+            asyncio.run(_pg(_admin_dsn(self.services["database_url"]),
+                            f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
+            self._made_db = False
+        if self._made_vhost:
+            self._ctl.rabbitmqctl(Path(self.services["dir"]), "delete_vhost", self.vhost)
+            self._made_vhost = False
+        if self._slot_lock is not None:
+            self._slot_lock.close()
+            self._slot_lock = None
+        if not KEEP:
+            shutil.rmtree(self.root, ignore_errors=True)
+        assert not errors, errors
+
+    async def _instances(self) -> set[str]:
+        import asyncpg
+
+        conn = await asyncpg.connect(_admin_dsn(self.services["database_url"], self.db_name))
+        try:
+            return {str(r[0]) for r in await conn.fetch("SELECT uuid FROM instances")}
+        finally:
+            await conn.close()
+
