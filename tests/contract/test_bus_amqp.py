@@ -6,7 +6,9 @@
   time instead of hanging; after `start_app` the same bus objects work again (connection,
   channels, queues and consumers re-opened), and a persistent cast the broker held across the
   outage is delivered. That test runs on a RabbitMQ node of its own: stopping the run's shared
-  broker would break every other test using it at that moment.
+  broker would break every other test using it at that moment;
+- a whole cloud (in process, fake driver) on that node: with the broker stopped a server create
+  answers Nova's 503 and leaves no server, and once it is back the same cloud boots one.
 """
 
 from __future__ import annotations
@@ -18,14 +20,30 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from _bus_rabbit import PrivateNode, Vhost
 
+from cumulo import conf as conf_mod
 from cumulo.bus.amqp import AmqpBus
 from cumulo.bus.base import BusUnavailable
+from cumulo.context import RequestContext, expand_roles
 
 PEER = Path(__file__).with_name("_bus_peer.py")
+
+
+class As:
+    """ASGI wrapper: every request is made as `ctx` (as tests/conftest.py's ContextInjector)."""
+
+    def __init__(self, app: Any, ctx: RequestContext) -> None:
+        self.app, self.ctx = app, ctx
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope = {**scope, "cumulo.context": self.ctx}
+        await self.app(scope, receive, send)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -129,3 +147,48 @@ async def test_the_broker_away_and_back(node: PrivateNode) -> None:
     finally:
         await sender.stop()
         await consumer.stop()
+
+
+async def test_a_cloud_on_rabbitmq_answers_503_while_it_is_away(node: PrivateNode, tmp_path: Path) -> None:
+    from cumulo.runtime import Cloud
+
+    vhost = f"cloud-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(node.rabbitmqctl, "add_vhost", vhost)
+    await asyncio.to_thread(node.rabbitmqctl, "set_permissions", "-p", vhost, "cumulo", ".*", ".*", ".*")
+    conf = conf_mod.load(env={}, state_dir=tmp_path / "state", port=8080, power_sync_interval=3600.0,
+                         local_driver="fake", transport=f"{node.url}{vhost}?unavailable_after=2")
+    cloud = Cloud(conf)
+    await cloud.start()
+    ctx = RequestContext(user_id=uuid.uuid4().hex, project_id=uuid.uuid4().hex, roles=expand_roles(["member"]))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=As(cloud.asgi_app(), ctx)),
+                               base_url="http://cumulo.test")
+    api, mv = "/compute/v2.1", {"OpenStack-API-Version": "compute 2.37"}
+    try:
+        assert type(cloud.bus).__name__ == "AmqpBus"
+        image = (await client.post("/image/v2/images", json={"name": "i", "disk_format": "raw",
+                                                             "container_format": "bare"})).json()["id"]
+        put = await client.put(f"/image/v2/images/{image}/file", content=b"\0" * 4096,
+                               headers={"Content-Type": "application/octet-stream"})
+        assert put.status_code == 204, put.text
+        body = {"server": {"name": "s", "imageRef": image, "flavorRef": "42", "networks": "none"}}
+        await asyncio.to_thread(node.rabbitmqctl, "stop_app")
+        try:
+            resp = await asyncio.wait_for(client.post(f"{api}/servers", json=body, headers=mv), 60)
+        finally:
+            await asyncio.to_thread(node.rabbitmqctl, "start_app")
+        assert resp.status_code == 503, resp.text
+        assert list(resp.json()) == ["serviceUnavailable"]
+        assert (await client.get(f"{api}/servers", headers=mv)).json()["servers"] == []
+        async with asyncio.timeout(120):  # the same cloud, once its connection is back
+            while (resp := await client.post(f"{api}/servers", json=body, headers=mv)).status_code == 503:
+                await asyncio.sleep(0.5)
+            assert resp.status_code == 202, resp.text
+            sid = resp.json()["server"]["id"]
+            while (status := (await client.get(f"{api}/servers/{sid}", headers=mv)).json()["server"]["status"]) != "ACTIVE":
+                assert status == "BUILD", status
+                await asyncio.sleep(0.1)
+        assert (await client.delete(f"{api}/servers/{sid}", headers=mv)).status_code == 204
+    finally:
+        await client.aclose()
+        await cloud.stop()
+        await asyncio.to_thread(node.rabbitmqctl, "delete_vhost", vhost)

@@ -7,7 +7,9 @@ URL: `amqp://user:password@host:port/vhost[?prefetch=64&unavailable_after=5&reco
   "compute.<host>", ...), shared by every consumer serving it: peers split the work.
 - `cast`: a persistent message; it returns once the broker confirmed it (publisher confirms). The
   sender declares the queue first, so a cast to a topic nobody serves yet waits in it.
-- `call`: a transient message with `reply_to` (this process's exclusive queue `reply.<id>`), a
+- `call`: a transient message with `reply_to` (this process's queue `reply.<id>`: durable, so an
+  answer sent while the process reconnects after a broker restart waits for it, and deleted by the
+  broker after 10 minutes without a consumer, `x-expires`, when the process is gone), a
   correlation id and an expiration of `timeout`; the answer or the handler's error comes back on
   the reply queue. No answer within `timeout`: TimeoutError. Calls, answers and fanouts go on a
   channel without publisher confirms (a lost one is the caller's timeout; it saves a round trip).
@@ -54,6 +56,7 @@ from cumulo.metrics import control
 LOG = logging.getLogger(__name__)
 
 CONSUMER_CHANNELS = 8
+REPLY_QUEUE_EXPIRES_MS = 600_000
 
 _SEND_ERRORS = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, ConnectionError, OSError,
                 RuntimeError)
@@ -90,6 +93,7 @@ class AmqpBus:
         # declaration at a time, so several set up topics in parallel); prefetch is per consumer
         # (basic.qos global=false): each topic holds at most `prefetch` messages.
         self._consumers: list[AbstractChannel] = []
+        self._replies: AbstractChannel | None = None
         self._setups: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[str, asyncio.Future[Any]] = {}
@@ -117,7 +121,9 @@ class AmqpBus:
             channel = await self._conn.channel()
             await channel.set_qos(prefetch_count=self._prefetch, global_=False)
             self._consumers.append(channel)
-        queue = await replies.declare_queue(self._reply_name, exclusive=True, auto_delete=True)
+        queue = await replies.declare_queue(self._reply_name, durable=True,
+                                            arguments={"x-expires": REPLY_QUEUE_EXPIRES_MS})
+        self._replies = replies
         await queue.consume(self._on_reply, no_ack=True)
         async def consume_all(lane: int) -> None:
             for index, (topic, endpoint) in enumerate(self._endpoints):
@@ -137,10 +143,13 @@ class AmqpBus:
                 fut.set_exception(BusUnavailable("the bus stopped"))
         if self._conn is not None:
             try:
+                if self._replies is not None:
+                    async with asyncio.timeout(self._unavailable_after):
+                        await self._replies.queue_delete(self._reply_name)
                 await self._conn.close()
-            except _SEND_ERRORS:
+            except (*_SEND_ERRORS, TimeoutError):
                 LOG.debug("closing the broker connection failed", exc_info=True)
-        self._conn = self._pub = self._fast = None
+        self._conn = self._pub = self._fast = self._replies = None
         self._consumers.clear()
         self._channels.clear()
         self._queues.clear()
