@@ -7,9 +7,10 @@ in memory instead, as Nova's HostManager does:
 
 - a pick consumes from the cached state at once (`HostState.consume`), so the next request sees it
   before the claim commits;
-- everything is read again every `host_cache_seconds`, when the conductor reselects after a lost
-  claim (`fresh`), and before a request is answered NoValidHost; concurrent requests that need a
-  reload share one (`reload` coalesces), which batches them;
+- everything is read again every `host_cache_seconds` (in the background: requests go on from the
+  old view meanwhile), when the conductor reselects after a lost claim (`fresh`), and before a
+  request is answered NoValidHost; concurrent requests that need a reload share one (`reload`
+  coalesces);
 - the hosts about to be ranked (a request's bounded candidates, or the answer when every host had
   to be ranked) get their service rows read afresh (`recheck`: disabled, forced down, last
   heartbeat, availability zone; one query for a whole batch of requests), so an admin's
@@ -63,9 +64,14 @@ class HostStateCache:
         return time.monotonic() - self._loaded_at
 
     async def states(self, *, fresh: bool = False) -> list[HostState]:
-        """The host states to rank: from memory, or read again when asked, stale or below the threshold."""
-        if fresh or not self.active or self.age > self.conf.scheduler.host_cache_seconds:
+        """The host states to rank: from memory, or read again when asked or below the threshold.
+        A cache older than host_cache_seconds is read again in the background: requests go on
+        from the old one meanwhile (a full read of 1,000 hosts takes 50 ms on SQLite, seconds on
+        a busy PostgreSQL)."""
+        if fresh or not self.active:
             await self.reload()
+        elif self.age > self.conf.scheduler.host_cache_seconds and self._loading is None:
+            self._start_load()
         return self._states
 
     def states_now(self) -> list[HostState]:
@@ -73,15 +79,24 @@ class HostStateCache:
 
     async def reload(self) -> None:
         """Read every host state; callers arriving while a read runs share it."""
+        await asyncio.shield(self._start_load())
+
+    def _start_load(self) -> asyncio.Future[None]:
         if self._loading is None:
             self._loading = asyncio.ensure_future(self._load())
             self._loading.add_done_callback(self._loaded)
-        await asyncio.shield(self._loading)
+        return self._loading
+
+    async def close(self) -> None:
+        """Stop a read still running (the scheduler stops)."""
+        if self._loading is not None:
+            self._loading.cancel()
+            await asyncio.gather(self._loading, return_exceptions=True)
 
     def _loaded(self, fut: asyncio.Future[None]) -> None:
         self._loading = None
         if not fut.cancelled() and fut.exception() is not None:
-            LOG.debug("host state read failed: %s", fut.exception())
+            LOG.warning("host state read failed: %s", fut.exception())
 
     async def _load(self) -> None:
         started = time.monotonic()

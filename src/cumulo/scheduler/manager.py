@@ -86,6 +86,7 @@ class SchedulerManager:
         await self.service.start()
 
     async def stop(self) -> None:
+        await self.cache.close()
         await self.service.stop()
 
     async def select_destinations(self, request_spec: dict[str, Any], num_instances: int = 1) -> list[dict[str, Any]]:

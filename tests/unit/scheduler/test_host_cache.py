@@ -170,3 +170,24 @@ async def test_below_the_threshold_every_request_reads_afresh(
     for _ in range(3):
         await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1)
     assert sched.cache.reloads == 3 and not sched.cache.active
+
+
+async def test_an_old_cache_is_read_again_in_the_background(
+    db: Database, sched_conf: Settings, placement: Placement, hosts: Hosts
+) -> None:
+    names = await add_hosts(hosts, 4)
+    sched = SchedulerManager(db, cached(sched_conf, host_cache_seconds=0.0), placement)
+    await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1)
+    assert sched.cache.reloads == 1
+    # Behind its back, every host but one fills up; the next answer may still come from the old view,
+    # but a read has started, and once it is in, the full hosts are never answered again.
+    for name in names[1:]:
+        assert await placement.claim(new_uuid(), hosts.providers[name], {MEMORY_MB: 8192})
+    await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1)
+    async with asyncio.timeout(10):
+        while sched.cache.reloads < 2:
+            await asyncio.sleep(0.01)
+    await sched.stop()  # no read left running
+    assert sched.cache._loading is None
+    dest = (await sched.select_destinations({"resources": {MEMORY_MB: 4096}}, 1))[0]
+    assert dest["host"] == names[0]
