@@ -17,11 +17,13 @@ Part 2, the cloud: `cumulo up --fake-hosts 1000` (its start-up time until the re
 time until all are ACTIVE (servers/s).
 
     .venv/bin/python benchmarks/scheduler_scale.py [--hosts 1000] [-n 500] [--clients 16]
-        [--database postgresql://user:pw@host/db] [--transport amqp://user:pw@host/vhost]
+        [--database postgresql://user:pw@host/db] [--cloud-database postgresql://.../db2]
+        [--transport amqp://user:pw@host/vhost]
         [--skip-cloud] [--json out.json]
 
 `--database` must name an empty database (the run registers its hosts there and leaves them);
-without it, SQLite files in a temporary dir. Both settings go to part 2's cloud as well.
+without it, SQLite files in a temporary dir. Part 2's cloud gets `--cloud-database` (another empty
+one; default: the same as part 1, fine for SQLite's temporary files) and `--transport`.
 """
 
 from __future__ import annotations
@@ -228,6 +230,8 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=500, help="placements (part 1) and creates (part 2)")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--database", default=os.environ.get("CUMULO_BENCH_DATABASE", ""))
+    ap.add_argument("--cloud-database", default=None,
+                    help="part 2's database (default: --database; give another empty one on PostgreSQL)")
     ap.add_argument("--transport", default="inproc")
     ap.add_argument("--skip-cloud", action="store_true", help="part 1 only")
     ap.add_argument("--json", help="also write the result here")
@@ -247,7 +251,8 @@ def main() -> None:
           f"({sched['uncached_placement_ms']} ms each)")
     print(f"  target {sched['target']}: {'PASS' if sched['passed'] else 'MISS'}")
     if not args.skip_cloud:
-        res["cloud"] = asyncio.run(cloud_creates(args.hosts, args.n, args.clients, args.database, args.transport))
+        cloud_db = args.database if args.cloud_database is None else args.cloud_database
+        res["cloud"] = asyncio.run(cloud_creates(args.hosts, args.n, args.clients, cloud_db, args.transport))
         c = res["cloud"]
         print(f"cloud, cumulo up --fake-hosts {args.hosts}: start-up {c['cloud_startup_s']} s")
         print(f"  {c['creates']} creates from {c['clients']} clients: {c['creates_accepted_per_s']} accepted/s "
