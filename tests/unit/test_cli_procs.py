@@ -143,3 +143,35 @@ async def test_api_processes_starting_together_bootstrap_once_on_postgresql(
         for db in dbs:
             await db.dispose()
         _pg.drop_database(base, url)
+
+
+async def test_a_conductor_leaves_recovery_to_nobody_while_a_peer_is_up(tmp_path: Path) -> None:
+    """Several conductors (issue 14): one that starts while another is up does not take over
+    BUILDING rows (the peer may be building them; a dead one's casts come back from the bus)."""
+    import sqlalchemy as sa
+
+    from cumulo.bus.inproc import InprocBus
+    from cumulo.compute.conductor.manager import Conductor
+    from cumulo.hosts.models import services
+    from cumulo.placement.service import Placement
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'c.sqlite'}")
+    await db.create_all()
+    made = []
+    try:
+        for host in ("ctl-a", "ctl-b"):
+            conf = conf_mod.Settings(state_dir=tmp_path, host_name=host)
+            c = Conductor(db, InprocBus(), conf, Placement(db, conf))
+            await c.service.start()
+            made.append(c)
+        a, b = made
+        assert await a._peer_conductors_up() and await b._peer_conductors_up()
+        async with db.write() as conn:  # ctl-a's heartbeat stops
+            await conn.execute(sa.update(services).where(services.c.host == "ctl-a").values(last_seen_up=None,
+                                                                                             forced_down=True))
+        assert not await b._peer_conductors_up()
+        assert await a._peer_conductors_up()  # ctl-b is up
+    finally:
+        for c in made:
+            await c.service.stop()
+        await db.dispose()

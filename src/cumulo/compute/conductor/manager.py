@@ -321,6 +321,13 @@ class Conductor:
         so the scheduler sees them up."""
         try:
             await self._wait_for_computes()
+            if await self._peer_conductors_up():
+                # Several conductors (issue 14): a live peer may be building these very rows, and
+                # a dead one's unacknowledged build casts go back to the bus, to a peer. Only a
+                # conductor alone in the cloud takes over what a crash left.
+                LOG.info("conductor recovery: other conductors are up; their builds stay theirs")
+                await live.recover(self, self.started_at)
+                return
             async with self.db.read() as conn:
                 known_hosts = {r[0] for r in await conn.execute(sa.select(compute_nodes.c.host))}
                 rows = (
@@ -366,6 +373,13 @@ class Conductor:
         if ok:
             LOG.info("re-scheduling %s, whose build a restart interrupted", uuid)
             await self.build_instances([uuid])
+
+    async def _peer_conductors_up(self) -> bool:
+        async with self.db.read() as conn:
+            rows = (await conn.execute(sa.select(services).where(
+                services.c.binary == "nova-conductor", services.c.id != (self.service.service_id or -1)))).mappings().all()
+        now = utcnow()
+        return any(servicegroup.is_up(dict(r), self.conf, now) for r in rows)
 
     async def _wait_for_computes(self) -> None:
         loop = asyncio.get_running_loop()
