@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from cumulo.compute.agent.manager import ComputeHost, ComputeManager
     from cumulo.compute.conductor.manager import Conductor
     from cumulo.compute.specs import ImageBackend
+    from cumulo.compute.transfer.server import TransferServer
     from cumulo.db.locks import Leadership
     from cumulo.image.demo.seeder import DemoSeeder
     from cumulo.image.remote import RemoteImages
@@ -272,8 +273,10 @@ class ComputeProcess(Process):
         self.network_agents: NetworkAgents | None = None
         self.volume_worker: VolumeManager | None = None
         self.remote_images: RemoteImages | None = None
+        self.transfer: TransferServer | None = None  # the migration transfer endpoint (with underlay_ip)
 
     async def start(self) -> None:
+        from cumulo.compute.transfer.wiring import start_host_transfers
         from cumulo.compute.workers import assemble_hosts
         from cumulo.network.rpc import NetworkAgentAPI
 
@@ -296,8 +299,11 @@ class ComputeProcess(Process):
         await self.network_agents.start()
         await self.volume_worker.start()
         await asyncio.gather(*(h.start() for h in self.hosts))
+        self.transfer = await start_host_transfers(self.db, conf, conf.host_name, self.managers)
 
     async def stop(self) -> None:
+        if self.transfer is not None:
+            await self.transfer.stop()
         if self.network_agents is not None:
             await self.network_agents.stop()
         for h in self.hosts:
