@@ -285,6 +285,10 @@ class Settings:
     # carries routers, floating IPs and the external network (empty: the local host in `cumulo up`).
     underlay_ip: str = ""
     l3_host: str = ""
+    # The VNIs tenant networks get, "first:last" (Neutron's [ml2_type_vxlan] vni_ranges, one range).
+    # VXLAN devices are unique per VNI in a namespace: clouds sharing one (tests on one machine
+    # whose L3 hosts are all in the root namespace) need ranges apart. Admins may set any VNI.
+    vni_ranges: str = "1:16777215"
     # Separate processes (issue 14, docs/operations.md "Several processes and machines"): the
     # compute host whose volume worker takes new volumes (empty: host_name, the local host in
     # `cumulo up`); set it in the shared settings file of a split cloud.

@@ -155,7 +155,8 @@ class Networks(SubnetPools):
                     if values["is_default"] and external:
                         await self._one_default_external(conn, values["id"])
                     if pick:
-                        values["provider_segmentation_id"] = await segments.allocate(conn)
+                        values["provider_segmentation_id"] = await segments.allocate(
+                            conn, *segments.vni_range(self.conf.vni_ranges))
                     await conn.execute(networks.insert().values(**values))
                     if tags:
                         await self.write_tags(conn, "networks", values["id"], tags)

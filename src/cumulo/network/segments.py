@@ -44,15 +44,26 @@ def plan(values: dict[str, Any], item: dict[str, Any]) -> None:
         raise faults.HTTPBadRequest(msg=f"Requested MTU is too big, maximum is {VXLAN_MTU}.")
 
 
-async def allocate(conn: AsyncConnection) -> int:
-    """The lowest VNI above every vxlan network's (the first free one when the top is taken)."""
-    top = await conn.scalar(sa.select(sa.func.max(networks.c.provider_segmentation_id))
-                            .where(networks.c.provider_network_type == VXLAN))
-    if top is None or int(top) < VNI_MAX:
-        return VNI_MIN if top is None else int(top) + 1
-    used = {int(v) for v in await conn.scalars(sa.select(networks.c.provider_segmentation_id)
-                                                .where(networks.c.provider_network_type == VXLAN))}
-    free = next((v for v in range(VNI_MIN, VNI_MAX + 1) if v not in used), None)
+def vni_range(text: str) -> tuple[int, int]:
+    """The setting vni_ranges ("first:last") as a pair; a ValueError names a bad one."""
+    try:
+        lo, hi = (int(x) for x in str(text).split(":"))
+    except ValueError:
+        raise ValueError(f"vni_ranges must be first:last, not {text!r}") from None
+    if not VNI_MIN <= lo <= hi <= VNI_MAX:
+        raise ValueError(f"vni_ranges must lie within {VNI_MIN}:{VNI_MAX}, not {text!r}")
+    return lo, hi
+
+
+async def allocate(conn: AsyncConnection, lo: int = VNI_MIN, hi: int = VNI_MAX) -> int:
+    """The lowest VNI of lo..hi above every vxlan network's there (the first free one when the
+    top is taken)."""
+    in_range = sa.and_(networks.c.provider_network_type == VXLAN, networks.c.provider_segmentation_id.between(lo, hi))
+    top = await conn.scalar(sa.select(sa.func.max(networks.c.provider_segmentation_id)).where(in_range))
+    if top is None or int(top) < hi:
+        return lo if top is None else int(top) + 1
+    used = {int(v) for v in await conn.scalars(sa.select(networks.c.provider_segmentation_id).where(in_range))}
+    free = next((v for v in range(lo, hi + 1) if v not in used), None)
     if free is None:
         raise faults.HTTPConflict(msg="Unable to create the network. No tenant network is available for allocation.")
     return free

@@ -125,3 +125,17 @@ async def test_wiring_names_the_l3_host_and_casts_to_remote_hosts(svc: NetworkSe
     bus.casts.clear()
     await listener(svc.db, bus, None, l3_host="b", everywhere=True)()
     assert bus.casts == [("network.b", "sync"), ("network.remote", "sync")]
+
+
+async def test_vni_ranges_bound_the_tenant_vnis(svc: NetworkService) -> None:
+    import dataclasses
+
+    svc.conf = dataclasses.replace(svc.conf, vni_ranges="7000:7001")
+    admin, demo = ctx_for(ADMIN, "admin"), ctx_for(DEMO)
+    await svc.create_network(admin, {"name": "outside", "provider:network_type": "vxlan",
+                                     "provider:segmentation_id": 9000})  # an admin's VNI may lie outside
+    got = [(await svc.get_network(admin, (await svc.create_network(demo, {"name": n}))["id"]))
+           ["provider:segmentation_id"] for n in ("a", "b")]
+    assert got == [7000, 7001]
+    with pytest.raises(Conflict, match="No tenant network is available"):
+        await svc.create_network(demo, {"name": "c"})
