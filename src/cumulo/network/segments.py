@@ -1,7 +1,8 @@
 """Tenant network segments (issue 14): a tenant network is a VXLAN network with its own VNI.
 
 As Neutron's ML2 with `tenant_network_types = vxlan`: a network made without provider attributes
-(and not external) gets network type `vxlan` and the lowest VNI above every one in use
+(and not external) gets network type `vxlan` and the lowest VNI of the setting `vni_ranges`
+(Neutron's [ml2_type_vxlan] vni_ranges, one range) above every one in use there
 (`provider:segmentation_id`, unique among vxlan networks: the partial unique index of migration
 0012_nethost; a concurrent creator that took the same VNI makes the loser pick again). An admin
 may name the type and the VNI (Neutron's provider extension); a VNI another vxlan network holds is
