@@ -313,20 +313,22 @@ class LiveMigration(QemuCore):
             await asyncio.to_thread(layout.console.touch)
             rec["created_at"] = rec.get("created_at") or time.time()
             first, last = ports
-            mig_port, nbd_port = await asyncio.to_thread(free_ports, listen, 2, first, last)
             cfg = dataclasses.replace(cfg, accel=self.accel)
             await self._start(layout, cfg, rec, why="incoming live migration", extra_argv=["-S", "-incoming", "defer"])
             exports = [node for node, _f, _p in local_disks(cfg)]
-            if exports:
-                await self._qmp(layout, "nbd-server-start",
-                                {"addr": {"type": "inet", "data": _inet(listen, nbd_port)}})
-                for node in exports:
-                    await self._qmp(layout, "block-export-add", {
-                        "type": "nbd", "id": MIRROR_PREFIX + node, "node-name": node, "name": node, "writable": True,
-                    })
             await self._qmp(layout, "migrate-set-capabilities",
                             {"capabilities": [{"capability": "events", "state": True}]})
-            await self._qmp(layout, "migrate-incoming", {"uri": f"tcp:{_uri_host(listen)}:{mig_port}"})
+            # Two incoming moves at once must not pick the same free ports: QEMU binds them here.
+            async with _ports_lock(self):
+                mig_port, nbd_port = await asyncio.to_thread(free_ports, listen, 2, first, last)
+                if exports:
+                    await self._qmp(layout, "nbd-server-start",
+                                    {"addr": {"type": "inet", "data": _inet(listen, nbd_port)}})
+                await self._qmp(layout, "migrate-incoming", {"uri": f"tcp:{_uri_host(listen)}:{mig_port}"})
+            for node in exports:
+                await self._qmp(layout, "block-export-add", {
+                    "type": "nbd", "id": MIRROR_PREFIX + node, "node-name": node, "name": node, "writable": True,
+                })
             revert.commit()
         await asyncio.to_thread(note, layout, f"incoming live migration on {listen}:{mig_port} (NBD {nbd_port})")
         return {"host": listen, "migrate_port": mig_port, "nbd_port": nbd_port, "exports": exports,
@@ -410,6 +412,13 @@ class _Reporter:
             await self.sink(dict(self.values))
         except Exception as exc:  # progress is informative: never the reason a migration fails
             LOG.warning("live migration progress not recorded: %s", exc)
+
+
+def _ports_lock(drv: QemuCore) -> asyncio.Lock:
+    lock = drv.__dict__.get("_live_ports_lock")
+    if not isinstance(lock, asyncio.Lock):
+        lock = drv.__dict__["_live_ports_lock"] = asyncio.Lock()
+    return lock
 
 
 def _uri_host(host: str) -> str:
