@@ -101,8 +101,10 @@ class Database:
             self.engine = create_async_engine(
                 url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True,
                 pool_timeout=POOL_TIMEOUT, pool_recycle=3600, connect_args=connect_args, **kwargs)
-            # Locks hold a session each, outside the pool (db/locks.py).
-            lock_engine = create_async_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args, **kwargs)
+            # Locks hold a session each, outside the pool (db/locks.py); waiting for a lock is not
+            # a stuck statement, so no command timeout there.
+            lock_args = {k: v for k, v in connect_args.items() if k != "command_timeout"}
+            lock_engine = create_async_engine(url, poolclass=sa.pool.NullPool, connect_args=lock_args, **kwargs)
         self.locks = Locks(url, lock_engine)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         # On SQLite the single writer gets its own connection, so a write never queues behind readers

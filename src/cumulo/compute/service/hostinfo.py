@@ -129,7 +129,8 @@ async def list_nodes(
     """Compute nodes with their service and usage, by id; nodes whose service is gone are skipped."""
     q = sa.select(compute_nodes).order_by(compute_nodes.c.id)
     if pattern is not None:
-        q = q.where(compute_nodes.c.hypervisor_hostname.like(f"%{pattern}%"))
+        # ILIKE: case-insensitive on PostgreSQL as LIKE is on SQLite (and on Nova's MySQL)
+        q = q.where(compute_nodes.c.hypervisor_hostname.ilike(f"%{pattern}%"))
     if node_id is not None:
         q = q.where(compute_nodes.c.id == node_id)
     if node_uuid is not None:
