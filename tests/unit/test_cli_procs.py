@@ -54,6 +54,13 @@ def test_refusals_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["conductor", "--state-dir", str(tmp_path)]) == 2  # the default inproc bus cannot span processes
     assert "--transport amqp://" in capsys.readouterr().err
     assert main(["compute", "--host", "h1", "--fake-hosts", "-1", "--transport", "amqp://x/"]) == 2
+    with socket.socket() as taken:  # the metrics port in use: refused before anything starts
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["compute", "--host", "h1", "--driver", "fake", "--transport", "amqp://x/", "--state-dir",
+                     str(tmp_path), "--metrics-port", str(port)]) == 2
+    assert "cannot listen for metrics" in capsys.readouterr().err
 
 
 async def test_the_other_processes_wait_for_the_schema(tmp_path: Path) -> None:

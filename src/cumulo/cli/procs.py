@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -102,10 +103,20 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.command == "api" and args.workers > 1:
         return _api_workers(args, settings)
+    metrics_sock = None
+    if args.command == "compute" and settings.metrics_port:
+        from cumulo.monitoring import endpoint
+
+        try:  # before anything starts, as `cumulo up`: a taken port is an error now
+            metrics_sock = endpoint.bind(settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            print(f"cumulo compute: cannot listen for metrics on {settings.metrics_host}:{settings.metrics_port}: "
+                  f"{exc} (choose another --metrics-port, or 0 to turn metrics off)", file=sys.stderr)
+            return 2
     loop = _loop_factory(settings.local_driver) if args.command == "compute" else _uvloop()
     try:
         with asyncio.Runner(loop_factory=loop) as runner:
-            runner.run(_serve(args.command, settings, args.log_level))
+            runner.run(_serve(args.command, settings, args.log_level, metrics_sock))
     except KeyboardInterrupt:
         pass
     return 0
@@ -119,7 +130,8 @@ def _uvloop() -> Any:
     return uvloop.new_event_loop
 
 
-async def _serve(role: str, settings: conf_mod.Settings, log_level: str) -> None:
+async def _serve(role: str, settings: conf_mod.Settings, log_level: str, metrics_sock: socket.socket | None = None
+                 ) -> None:
     from cumulo.runtime_procs import ROLES, ApiProcess, Lifespan
 
     process = ROLES[role](settings)
@@ -130,8 +142,13 @@ async def _serve(role: str, settings: conf_mod.Settings, log_level: str) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await process.start()
-    metrics = await _start_metrics(process, settings, log_level)
+    try:
+        await process.start()
+    except BaseException:
+        with contextlib.suppress(Exception):  # what started goes down (a schema that never came, ...)
+            await process.stop()
+        raise
+    metrics = await _start_metrics(process, settings, log_level, metrics_sock)
     print(f"cumulo {role} is ready (host {settings.host_name})", flush=True)
     try:
         await stop.wait()
@@ -186,14 +203,13 @@ def _api_workers(args: argparse.Namespace, settings: conf_mod.Settings) -> int:
     return 0
 
 
-async def _start_metrics(process: Any, settings: conf_mod.Settings,
-                         log_level: str) -> tuple[Any, asyncio.Task[None]] | None:
+async def _start_metrics(process: Any, settings: conf_mod.Settings, log_level: str,
+                         sock: socket.socket | None) -> tuple[Any, asyncio.Task[None]] | None:
     """A compute process's Prometheus endpoint: the metrics of its own servers (admins only)."""
-    if not settings.metrics_port or not getattr(process, "managers", None):
+    if sock is None or not getattr(process, "managers", None):
         return None
     from cumulo.monitoring import endpoint
 
-    sock = endpoint.bind(settings.metrics_host, settings.metrics_port)
     registry = endpoint.build_registry(process.managers, process.db, asyncio.get_running_loop())
     secret = await asyncio.to_thread(endpoint.ensure_secret, settings.state_dir)
     server = endpoint.make_server(endpoint.MetricsApp(registry, process.services.identity, secret), log_level)
