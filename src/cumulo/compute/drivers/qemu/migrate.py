@@ -36,6 +36,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -308,6 +309,9 @@ class LiveMigration(QemuCore):
                 await disks._qemu_img("create", "-q", "-f", fmt, str(layout.dir / name), str(sizes[node]))
             for disk, _bus in blockdev.recorded(rec):
                 blockdev.check(disk)  # the shared volumes: the same paths, which must exist here
+                if not await asyncio.to_thread(os.path.exists, disk.path):
+                    raise DriverError(f"volume {disk.volume_id} ({disk.path}) is not visible on this host: a live "
+                                      "migration needs the block store on shared storage")
             if rec.get("nics"):
                 rec["nics"] = _nics_here(rec, spec)
             await asyncio.to_thread(layout.console.touch)
