@@ -39,7 +39,11 @@ def _pg_bin(name: str) -> str:
 
 
 def _run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, check=True, text=True, capture_output=True, timeout=120, **kw)  # type: ignore[call-overload,no-any-return]  # noqa: S603
+    try:
+        return subprocess.run(argv, check=True, text=True, capture_output=True, timeout=120, **kw)  # type: ignore[call-overload,no-any-return]  # noqa: S603
+    except subprocess.CalledProcessError as exc:  # say why: the output, not only the exit status
+        exc.add_note(f"stdout: {exc.stdout[-2000:]}\nstderr: {exc.stderr[-2000:]}")
+        raise
 
 
 def _as(user: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,8 +66,12 @@ def start_postgres(root: Path, password: str) -> str:
         fh.write("host all all 0.0.0.0/0 scram-sha-256\n")
     opts = f"-p {PG_PORT} -k {sock} -c listen_addresses=* -c max_connections=400 -c fsync=off " \
            "-c synchronous_commit=off -c full_page_writes=off"
-    _as("postgres", [_pg_bin("pg_ctl"), "-D", str(data), "-l", str(data / "log"), "-o", opts, "-w", "-t", "60",
-                     "start"])
+    try:
+        _as("postgres", [_pg_bin("pg_ctl"), "-D", str(data), "-l", str(data / "log"), "-o", opts, "-w", "-t", "60",
+                         "start"])
+    except subprocess.CalledProcessError as exc:
+        exc.add_note("server log: " + (data / "log").read_text(errors="replace")[-3000:] if (data / "log").exists() else "")
+        raise
     _as("postgres", [_pg_bin("createdb"), "-h", str(sock), "-p", str(PG_PORT), "cumulo"],
         env={"PGPASSWORD": password})
     return f"postgresql+asyncpg://postgres:{password}@127.0.0.1:{PG_PORT}/cumulo"
@@ -174,10 +182,19 @@ def stop(root: Path) -> None:
             _as("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", env["RABBITMQ_NODENAME"], "stop"], env=env)
         except subprocess.CalledProcessError:
             _kill_pidfile(root / "rabbit" / "rabbit.pid")
-        try:  # the private epmd this node started (its own port: never the system's)
-            _run(["epmd", "-port", str(EPMD_PORT), "-kill"])
-        except (subprocess.CalledProcessError, FileNotFoundError):
-            pass
+        # The private epmd this node started (its own port: never the system's). It refuses to die
+        # while the node is still registered, which it is for a moment after `stop` returns.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                out = _run(["epmd", "-port", str(EPMD_PORT), "-kill"])
+            except FileNotFoundError:
+                break
+            except subprocess.CalledProcessError:
+                break  # no epmd on that port any more
+            if "killed" in out.stdout.lower() and "not" not in out.stdout.lower():
+                break
+            time.sleep(0.2)
     shutil.rmtree(root, ignore_errors=True)
 
 

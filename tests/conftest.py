@@ -158,6 +158,29 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield template
 
 
+def _free_ports(count: int) -> int:
+    """The first of `count` consecutive TCP ports free on every address now (other runs' services
+    on this machine, e.g. another developer's pytest, hold theirs)."""
+    import random
+    import socket
+
+    for _ in range(200):
+        first = random.randrange(20000, 60000 - count)
+        try:
+            socks = []
+            for port in range(first, first + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("0.0.0.0", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free ports for the test's PostgreSQL and RabbitMQ")
+
+
 @pytest.fixture(scope="session")
 def scale_services() -> dict[str, str]:
     """The run's PostgreSQL and RabbitMQ (issue 14): {"database_url", "transport_url", "dir"}.
@@ -173,10 +196,8 @@ def scale_services() -> dict[str, str]:
     spec = importlib.util.spec_from_file_location("cumulo_test_services", Path(__file__).parent.parent / "scripts" / "services.py")
     assert spec is not None and spec.loader is not None
     services = importlib.util.module_from_spec(spec)
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    offset = 10 * (int(worker) + 1) if worker.isdigit() else 0
-    os.environ["CUMULO_TEST_PG_PORT"] = str(55432 + offset)
-    os.environ["CUMULO_TEST_AMQP_PORT"] = str(55672 + offset)
+    os.environ["CUMULO_TEST_PG_PORT"] = str(_free_ports(1))
+    os.environ["CUMULO_TEST_AMQP_PORT"] = str(_free_ports(3))  # AMQP, its epmd, its distribution port
     spec.loader.exec_module(services)
     # not under pytest's 0700 temp root: the postgres and rabbitmq users must reach their dirs
     root = Path(f"/tmp/cumulo-scale-services-{os.getpid()}")
