@@ -86,6 +86,11 @@ class ConductorSettings:
     PREFIX: ClassVar[str] = "conductor_"
     # Builds in flight at once (scheduling is serial anyway; more would queue for DB connections).
     build_concurrency: int = 8
+    # The periodic sweep (compute/conductor/sweep.py): a build still in task_state "scheduling"
+    # this long after its last change lost its cast (the broker or a process died between the
+    # commit and the send) and is driven again; every `sweep_interval` seconds, by one conductor.
+    stuck_build_seconds: float = 120.0
+    sweep_interval: float = 30.0
 
 
 @dataclass(frozen=True)

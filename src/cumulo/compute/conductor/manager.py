@@ -12,7 +12,8 @@ In one process, selection and claim run under one lock, so concurrent builds see
 claims and spread instead of all trying the same host; across processes the placement generation
 check is what keeps claims from overcommitting.
 
-On start it recovers builds that a crash left before any host took them (see `recover`).
+On start it recovers builds that a crash left before any host took them (see `recover`); a
+periodic sweep drives again builds and deletes whose cast was lost (conductor/sweep.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from cumulo.bus.base import Bus
 from cumulo.compute import actions, migration_records, server_groups, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
-from cumulo.compute.conductor import live, migrate
+from cumulo.compute.conductor import live, migrate, sweep
 from cumulo.compute.conductor.batching import SelectTurns
 from cumulo.compute.models import instances
 from cumulo.compute.rpc import ComputeAPI, SchedulerAPI
@@ -84,17 +85,20 @@ class Conductor:
         self._build_slots = asyncio.Semaphore(conf.conductor.build_concurrency)
         self._in_flight: set[str] = set()
         self._recovery: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.started_at = utcnow()
 
     async def start(self) -> None:
         self.started_at = utcnow()
         await self.service.start()
         self._recovery = asyncio.create_task(self.recover())
+        self._sweeper = asyncio.create_task(sweep.run(self))  # lost casts driven again (sweep.py)
 
     async def stop(self) -> None:
-        if self._recovery is not None:
-            self._recovery.cancel()
-            await asyncio.gather(self._recovery, return_exceptions=True)
+        for task in (self._recovery, self._sweeper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.service.stop()
 
     # -- builds ---------------------------------------------------------------------------------
