@@ -138,3 +138,61 @@ def test_setuid_and_setgid_bits_are_dropped(tmp_path: Path) -> None:
     tarsafe.extract(spool, dest, 10, 1 << 20)
     assert stat.S_IMODE(os.lstat(dest / "suid").st_mode) == 0o755
     assert stat.S_IMODE(os.lstat(dest / "d").st_mode) == 0o1775  # the sticky bit stays
+
+
+def test_build_never_follows_what_the_tenant_swaps_in_while_it_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upper dir is the tenant's: a file listed as regular and swapped for a symlink (or a FIFO)
+    before it is read goes as a symlink (or not at all), never as the host file it points to, and
+    a FIFO never blocks the build."""
+    secret = tmp_path / "host-secret"
+    secret.write_text("HOST ONLY")
+    src = tmp_path / "upper"
+    (src / "sub").mkdir(parents=True)
+    (src / "data").write_text("tenant data")
+    (src / "pipe").write_text("becomes a FIFO")
+    (src / "sub" / "f").write_text("in sub")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f").write_text("HOST ONLY too")
+    real_fwalk = os.fwalk
+
+    def racing(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        for entry in real_fwalk(*args, **kwargs):  # type: ignore[call-overload]
+            if entry[0] == str(src):  # listed: now swap under the builder
+                (src / "data").unlink()
+                os.symlink(secret, src / "data")
+                (src / "pipe").unlink()
+                os.mkfifo(src / "pipe")
+                (src / "sub").rename(tmp_path / "sub-gone")
+                os.symlink(outside, src / "sub")
+            yield entry
+
+    monkeypatch.setattr(tarsafe.os, "fwalk", racing)
+    spool = tmp_path / "t.tar"
+    with open(spool, "wb") as out:
+        tarsafe.build(src, out)
+    raw = spool.read_bytes()
+    assert b"HOST ONLY" not in raw
+    with tarfile.open(spool) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["data"].issym() and members["data"].linkname == str(secret)
+    assert "pipe" not in members
+    assert members["sub"].issym() and "sub/f" not in members
+
+
+@pytest.mark.skipif(not ROOT, reason="mknod of a device node needs root")
+def test_build_leaves_out_device_nodes_and_fifos_but_keeps_whiteouts(tmp_path: Path) -> None:
+    src = tmp_path / "upper"
+    src.mkdir()
+    os.mknod(src / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.mknod(src / "disk", stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    os.mkfifo(src / "fifo")
+    os.mknod(src / "gone", stat.S_IFCHR | 0o600, os.makedev(0, 0))
+    spool = tmp_path / "t.tar"
+    with open(spool, "wb") as out:
+        tarsafe.build(src, out)
+    dest = tmp_path / "dest"
+    tarsafe.extract(spool, dest, 100, 1 << 20)  # the destination accepts what the source sends
+    assert sorted(os.listdir(dest)) == ["gone"]

@@ -1,8 +1,10 @@
 """A container's overlay upper dir as a tar stream, and its safe extraction (issue 14).
 
 `build` (sender, blocking: run it in a thread) writes `src` as a POSIX tar, never following a
-link (symlinks are stored as symlinks, hard links as links to the first name), with the overlay's
-opaque-dir mark (xattr trusted.overlay.opaque) carried as a pax header; sockets are skipped.
+link, even when the tenant's tree changes under it (directory fds, O_PATH|O_NOFOLLOW: see `build`;
+symlinks are stored as symlinks, hard links as links to the first name), with the overlay's
+opaque-dir mark (xattr trusted.overlay.opaque) carried as a pax header; sockets, FIFOs and device
+nodes other than whiteouts are left out (the destination would refuse them).
 
 `extract` (receiver, blocking) checks every member before a byte is written, then extracts into a
 fresh empty directory. The tar is the tenant's data, so it is refused (TarRefused, naming the
@@ -46,32 +48,67 @@ class TarRefused(ValueError):
 
 def build(src: Path, out: IO[bytes]) -> None:
     """Write the tree at `src` (not followed) as a tar stream to `out`, its root first as "."
-    (the upper dir's own owner and mode are the container's "/"). Blocking."""
+    (the upper dir's own owner and mode are the container's "/"). Blocking.
+
+    The tree is the tenant's and may change while it is read: it is walked by directory fds
+    (`os.fwalk`, which never follows a link), each entry is opened O_PATH|O_NOFOLLOW relative to its
+    directory and described by what that fd is (a file swapped for a symlink after the listing goes
+    as that symlink, never as what it points to), and only a regular file is reopened to read its
+    bytes (a device node or FIFO is never opened). Sockets, FIFOs and device nodes other than
+    overlay whiteouts (0:0) are left out: the destination refuses them, and they are not data."""
+    links: dict[tuple[int, int], str] = {}  # (dev, ino) of a regular file with links -> its first name
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        tar.addfile(_with_opaque(tar.gettarinfo(str(src), arcname="."), str(src)))
-        for root, dirs, files in os.walk(src, followlinks=False):
+        for root, dirs, files, dirfd in os.fwalk(src, follow_symlinks=False):
+            if root == str(src):
+                _add(tar, ".", os.open(".", os.O_PATH | os.O_DIRECTORY, dir_fd=dirfd), links)
             dirs.sort()
+            rel = os.path.relpath(root, src)
             for name in [*dirs, *sorted(files)]:
-                path = os.path.join(root, name)
-                st = os.lstat(path)
-                if stat.S_ISSOCK(st.st_mode):
-                    continue
-                info = _with_opaque(tar.gettarinfo(path, arcname=os.path.relpath(path, src)), path)
-                if info.isreg():
-                    with open(path, "rb") as fh:
-                        tar.addfile(info, fh)
-                else:
-                    tar.addfile(info)
+                try:
+                    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+                except FileNotFoundError:
+                    continue  # gone since the listing
+                _add(tar, name if rel == "." else f"{rel}/{name}", fd, links)
 
 
-def _with_opaque(info: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
-    if info.isdir():
-        try:
-            if os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y":
-                info.pax_headers = {**info.pax_headers, _PAX_OPAQUE: "y"}
-        except OSError:
-            pass
-    return info
+def _add(tar: tarfile.TarFile, arcname: str, fd: int, links: dict[tuple[int, int], str]) -> None:
+    """Add the entry open as O_PATH `fd` (closed here) to `tar` by what it is now."""
+    try:
+        st = os.fstat(fd)
+        mode = st.st_mode
+        if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode) or stat.S_ISBLK(mode) or (
+                stat.S_ISCHR(mode) and st.st_rdev != os.makedev(0, 0)):
+            return
+        info = tarfile.TarInfo(arcname)
+        info.mode, info.uid, info.gid, info.mtime = stat.S_IMODE(mode), st.st_uid, st.st_gid, st.st_mtime
+        if stat.S_ISDIR(mode):
+            info.type = tarfile.DIRTYPE
+            try:
+                if os.getxattr(f"/proc/self/fd/{fd}", OPAQUE_XATTR) == b"y":
+                    info.pax_headers = {_PAX_OPAQUE: "y"}
+            except OSError:
+                pass
+        elif stat.S_ISLNK(mode):
+            info.type, info.linkname = tarfile.SYMTYPE, os.readlink("", dir_fd=fd)
+        elif stat.S_ISCHR(mode):
+            info.type = tarfile.CHRTYPE  # a whiteout (0:0)
+        elif stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in links:
+                info.type, info.linkname = tarfile.LNKTYPE, links[key]
+            else:
+                if st.st_nlink > 1:
+                    links[key] = arcname
+                info.size = st.st_size
+                # the O_PATH fd reopened: the same inode, whatever the name points to by now
+                with open(os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC), "rb") as fh:
+                    tar.addfile(info, fh)
+                return
+        else:
+            return
+        tar.addfile(info)
+    finally:
+        os.close(fd)
 
 
 def check(tar_path: Path, max_entries: int, max_bytes: int) -> list[tarfile.TarInfo]:
