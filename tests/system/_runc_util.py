@@ -40,12 +40,13 @@ def write_config(root: Path, settings: dict[str, Any] | None = None, **extra: An
 
 def launch_runc(
     launcher: Callable[..., CumuloCloud], tmp: Path, *, fake_hosts: int = 0, settings: dict[str, Any] | None = None,
-    **extra: Any,
+    config: str = "embedded", **extra: Any,
 ) -> CumuloCloud:
+    """`config`: the module's `cumulo_config` ("scaled": a cluster.ClusterCloud, 3 runc dev hosts)."""
     # A runc-only cloud boots no VM: no tiny-vm demo image, whose background build (on by default
     # when QEMU is installed) costs a cloud start ~1.2 s of CPU and holds its ready line ~0.5 s.
-    config = write_config(tmp, settings, **{"tiny_vm_image": "off", **extra})
-    return launcher(fake_hosts=fake_hosts, driver="runc", args=["--config", str(config)])
+    path = write_config(tmp, settings, **{"tiny_vm_image": "off", **extra})
+    return launcher(fake_hosts=fake_hosts, driver="runc", args=["--config", str(path)], config=config)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1, what: str = "") -> Any:
@@ -117,8 +118,22 @@ def wait_tiny_vm(cloud: CumuloCloud, timeout: float = 300.0) -> str:
 # -- the host --------------------------------------------------------------------------------
 
 
+def _server_of(args: tuple[str, ...]) -> str:
+    """The server uuid a runc command names (`cumulo-<uuid>`), or ""."""
+    for a in args:
+        if a.startswith("cumulo-") and len(a) == len("cumulo-") + 36:
+            return a[len("cumulo-"):]
+    return ""
+
+
 def runc(cloud: CumuloCloud, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    argv = ["runc", "--root", str(cloud.state_dir / "runc-state"), *args]
+    """runc on the host of the server the args name (in a scaled cloud: its dev host's runc root,
+    inside its namespaces), else the cloud's own state dir."""
+    uuid = _server_of(args)
+    root = cloud.server_host_dir(uuid) if uuid else cloud.state_dir
+    argv = ["runc", "--root", str(root / "runc-state"), *args]
+    if uuid:
+        argv = cloud.host_argv(uuid, argv)
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
 
 
@@ -146,14 +161,14 @@ def leftovers(cloud: CumuloCloud, uuid: str) -> list[str]:
     found: list[str] = []
     if runc_state(cloud, uuid) is not None:
         found.append(f"runc container cumulo-{uuid}")
-    with open("/proc/self/mountinfo") as fh:
+    with open(cloud.host_mountinfo(uuid)) as fh:
         for line in fh:
             if uuid in line:
                 found.append(f"mount {line.split()[4]}")
-    bundle = cloud.state_dir / "runc" / uuid
+    bundle = cloud.server_host_dir(uuid) / "runc" / uuid
     if bundle.exists():
         found.append(f"dir {bundle}")
-    netns = Path("/run/netns")
+    netns = cloud.host_path(uuid, "/run/netns")
     if netns.is_dir():
         found += [f"netns {p.name}" for p in netns.iterdir() if uuid in p.name or uuid[:8] in p.name]
     for ctrl in ("memory", "cpu", "pids", "freezer", "cpuacct", "blkio", "devices", "cpuset"):
@@ -268,9 +283,9 @@ def wait_volume(cloud: CumuloCloud, vid: str, status: str, *, as_cloud: str, tim
         raise AssertionError(f"{exc}; last seen {last}\n" + "\n".join(log[-40:])) from None
 
 
-def volume_on_host(vid: str) -> list[str]:
-    """The volume's mounts and loop devices still on the host."""
-    with open("/proc/self/mountinfo") as fh:
+def volume_on_host(vid: str, cloud: CumuloCloud | None = None) -> list[str]:
+    """The volume's mounts and loop devices still on the host (a cluster's: its volume host)."""
+    with open(cloud.mountinfo_of(cloud.volume_host) if cloud else "/proc/self/mountinfo") as fh:
         found = [f"mount {line.split()[4]}" for line in fh if vid in line]
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout  # noqa: S607
     return found + [f"loop {line}" for line in loops.splitlines() if vid in line]

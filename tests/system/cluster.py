@@ -127,10 +127,12 @@ class ClusterCloud(CumuloCloud):
         self.vhost = f"cumulo-cluster-{self.tag}{secrets.token_hex(3)}"
         self.l3_host = f"c{self.tag}-l3"
         self.hosts = [f"c{self.tag}-host{i}" for i in range(1, hosts + 1)]
+        self.volume_host = self.hosts[0]
         self.external = external
         self.external_cidr = external_cidr if external else None
         self.settings = dict(settings or {})
         self.procs: dict[str, Proc] = {}
+        self._server_hosts: dict[str, str] = {}
         self.slot = 0
         self._slot_lock: IO[str] | None = None
         self.dev: DevHosts | None = None
@@ -169,6 +171,51 @@ class ClusterCloud(CumuloCloud):
         h = self.dev.host(name)
         return ["nsenter", f"--net=/run/netns/{h.ns}", f"--mount=/proc/{h.holder}/ns/mnt", "--", *argv]
 
+    def server_host(self, uuid: str) -> str:
+        """The host of server `uuid` (OS-EXT-SRV-ATTR:host); the last one seen once it is deleted."""
+        r = httpx.get(f"{self.base_url}/compute/v2.1/servers/{uuid}", headers={"X-Auth-Token": self.token()},
+                      timeout=60)
+        if r.status_code == 200:
+            host = r.json()["server"].get("OS-EXT-SRV-ATTR:host")
+            if host:
+                self._server_hosts[uuid] = str(host)
+        elif r.status_code != 404:
+            raise AssertionError(f"GET server {uuid}: {r.status_code} {r.text}")
+        elif uuid not in self._server_hosts:  # deleted before we saw it: Nova's deleted listing
+            r = httpx.get(f"{self.base_url}/compute/v2.1/servers/detail", timeout=60,
+                          params={"all_tenants": "1", "deleted": "true"}, headers={"X-Auth-Token": self.token()})
+            for srv in r.json().get("servers", []) if r.status_code == 200 else []:
+                if srv["id"] == uuid and srv.get("OS-EXT-SRV-ATTR:host"):
+                    self._server_hosts[uuid] = str(srv["OS-EXT-SRV-ATTR:host"])
+        return self._server_hosts.get(uuid, "")
+
+    def server_host_dir(self, uuid: str) -> Path:
+        host = self.server_host(uuid)
+        assert host, f"server {uuid} has no host"
+        return self.host_state_dir(host)
+
+    def host_argv(self, uuid: str, argv: Sequence[str]) -> list[str]:
+        host = self.server_host(uuid)
+        return self.in_host(host, argv) if host in self.hosts else list(argv)
+
+    def host_path(self, uuid: str, path: str) -> Path:
+        host = self.server_host(uuid)
+        if host not in self.hosts or self.dev is None:
+            return Path(path)
+        return Path(f"/proc/{self.dev.host(host).holder}/root") / path.lstrip("/")
+
+    def host_mountinfo(self, uuid: str) -> Path:
+        return self.mountinfo_of(self.server_host(uuid))
+
+    def host_dir(self, host: str | None) -> Path:
+        assert host, "a cluster has several hosts: name one"
+        return self.host_state_dir(host)
+
+    def mountinfo_of(self, host: str | None) -> Path:
+        if host not in self.hosts or self.dev is None:
+            return Path("/proc/self/mountinfo")
+        return Path(f"/proc/{self.dev.host(host).holder}/mountinfo")
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def _write_config(self) -> None:
@@ -200,7 +247,8 @@ class ClusterCloud(CumuloCloud):
             ready = f"cumulo {name} is ready"
         else:
             assert name == self.l3_host, name
-            argv = self._argv("compute", self.root / name, "--host", name, "--driver", "runc")
+            real = any(d in ("runc", "qemu") for d in self.driver.split(","))
+            argv = self._argv("compute", self.root / name, "--host", name, "--driver", "runc" if real else "fake")
             ready = "cumulo compute is ready"
         env = self._env()
         if name == self.l3_host:

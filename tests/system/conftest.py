@@ -291,6 +291,36 @@ class CumuloCloud:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    # -- where a server's host is (cluster.ClusterCloud: its dev host's) ------------------------
+
+    def server_host_dir(self, uuid: str) -> Path:
+        """The state dir of the compute host running server `uuid` (here: the one host's)."""
+        return self.state_dir
+
+    def host_argv(self, uuid: str, argv: Sequence[str]) -> list[str]:
+        """`argv` as run on server `uuid`'s host (here: as is; a dev host: inside its namespaces)."""
+        return list(argv)
+
+    def host_path(self, uuid: str, path: str) -> Path:
+        """An absolute path as server `uuid`'s host sees it (a dev host: through its mount namespace)."""
+        return Path(path)
+
+    def host_mountinfo(self, uuid: str) -> Path:
+        """The mount table of server `uuid`'s host (a dev host's private mount namespace's)."""
+        return Path("/proc/self/mountinfo")
+
+    # Where new volumes live: None here (the one host); a cluster's volume_host (its dev host 1),
+    # where a server must run to attach them (volumes are files of that host: no remote block).
+    volume_host: str | None = None
+
+    def host_dir(self, host: str | None) -> Path:
+        """Compute host `host`'s state dir (here: the one host's)."""
+        return self.state_dir
+
+    def mountinfo_of(self, host: str | None) -> Path:
+        """Compute host `host`'s mount table (here: the machine's)."""
+        return Path("/proc/self/mountinfo")
+
     def clouds(self) -> dict[str, Any]:
         data = yaml.safe_load(self.clouds_yaml.read_text()) or {}
         clouds: dict[str, Any] = data.get("clouds", {})
@@ -540,9 +570,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def cumulo_launcher() -> Iterator[Callable[..., CumuloCloud]]:
+def cumulo_launcher(request: pytest.FixtureRequest) -> Iterator[Callable[..., CumuloCloud]]:
     """Factory: `cumulo_launcher(fake_hosts=0, args=(), env=None, start=True, driver="fake")` → a CumuloCloud
-    in its own temp dir. Whatever is still running at the end of the session is closed."""
+    in its own temp dir. Whatever is still running at the end of the session is closed.
+    `config="scaled"` (a module's `cumulo_config`) makes a started cluster.ClusterCloud instead
+    (see scaled_cloud; fake_hosts and start are ignored)."""
     made: list[CumuloCloud] = []
 
     def launch(
@@ -552,7 +584,14 @@ def cumulo_launcher() -> Iterator[Callable[..., CumuloCloud]]:
         env: Mapping[str, str] | None = None,
         start: bool = True,
         driver: str = "fake",
+        config: str = "embedded",
     ) -> CumuloCloud:
+        if config == "scaled":
+            scaled = scaled_cloud({"driver": driver, "args": args, "env": env or {}},
+                                  request.getfixturevalue("scale_services"))
+            made.append(scaled)
+            return scaled
+        assert config == "embedded", config
         skip_unless_drivers(driver)
         # named by the run's tag: the leftover check (in the xdist controller) knows it as the run's
         root = Path(tempfile.mkdtemp(prefix=_leftovers.cloud_root_prefix()))
@@ -595,25 +634,26 @@ def cumulo_config(request: pytest.FixtureRequest) -> str:
 
 def scaled_cloud(options: Mapping[str, Any], services: Mapping[str, str]) -> CumuloCloud:
     """A started cluster.ClusterCloud from a module's `cumulo_options` (driver: the dev hosts'
-    drivers, fake -> runc; args: --no-external and --config FILE understood; env: every process's)."""
+    drivers; args: --no-external and --config FILE understood, the rest ignored; env: every
+    process's; fake_hosts ignored: the hosts are the 3 dev hosts)."""
     from cluster import ClusterCloud
 
     if not services.get("dir"):
         pytest.skip("the scaled configuration needs the run's RabbitMQ node dir (CUMULO_TEST_SERVICES_DIR)")
     driver = str(options.get("driver", "fake"))
-    skip_unless_drivers("runc," + driver)
+    skip_unless_drivers(driver)
     args = list(options.get("args", ()))
     env = dict(options.get("env", {}))
     settings: dict[str, Any] = {}
     if "--config" in args:
         settings.update(yaml.safe_load(Path(args[args.index("--config") + 1]).read_text()) or {})
-    cidr, chosen = _external_cidr(driver if driver != "fake" else "runc", args, env)
-    external = not (chosen and cidr is None) and settings.get("external_link", True) is not False
+    cidr, chosen = _external_cidr("runc", args, env)
+    external = driver != "fake" and not (chosen and cidr is None) and settings.get("external_link", True) is not False
     if external and not cidr:
         cidr = free_external_cidr()
     root = Path(tempfile.mkdtemp(prefix=_leftovers.cloud_root_prefix() + "cluster-"))
-    cloud = ClusterCloud(root, services, drivers="runc" if driver == "fake" else driver, external=external,
-                         external_cidr=cidr, env=env, settings=settings)
+    cloud = ClusterCloud(root, services, drivers=driver, external=external, external_cidr=cidr, env=env,
+                         settings=settings)
     return cloud.start()
 
 
@@ -621,10 +661,7 @@ def scaled_cloud(options: Mapping[str, Any], services: Mapping[str, str]) -> Cum
 def cumulo(request: pytest.FixtureRequest, cumulo_launcher: Callable[..., CumuloCloud],
            cumulo_config: str) -> Iterator[CumuloCloud]:
     options = {"fake_hosts": 2, **getattr(request.module, "cumulo_options", {})}
-    if cumulo_config == "scaled":
-        cloud = scaled_cloud(options, request.getfixturevalue("scale_services"))
-    else:
-        cloud = cumulo_launcher(**options)
+    cloud = cumulo_launcher(**options, config=cumulo_config)
     try:
         yield cloud
     finally:

@@ -46,10 +46,14 @@ class World:
         return wait_status(self.cloud, str(made["id"]), "ACTIVE", timeout=120)
 
 
+cumulo_configs = ("embedded", "scaled")  # and on the scaled-out cloud (tests/system/cluster.py): across dev hosts
+
+
 @pytest.fixture(scope="module")
-def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory,
+          cumulo_config: str) -> Iterator[World]:
     tmp: Path = tmp_path_factory.mktemp("server-net")
-    w = World(launch_runc(cumulo_launcher, tmp))
+    w = World(launch_runc(cumulo_launcher, tmp, config=cumulo_config))
     yield w
     for uuid in w.servers:
         if server(w.cloud, uuid) is not None:
