@@ -300,3 +300,17 @@ async def test_http_sender_as_the_cold_migrations_file_sender(
             assert not got.exists()  # discarded on the failure
         finally:
             await server.stop()
+
+
+async def test_received_files_are_private_whatever_the_umask(dest: Dest, tmp_path: Path) -> None:
+    """A tenant's disk on the destination is 0600 in a 0700 dir even under a lax umask (022)."""
+    src = tmp_path / "disk.raw"
+    src.write_bytes(os.urandom(10_000))
+    old = os.umask(0o022)
+    try:
+        t = await dest.target()
+        await client.send_file(t, "disk", src)
+    finally:
+        os.umask(old)
+    assert os.stat(dest.incoming(t) / "disk").st_mode & 0o777 == 0o600
+    assert os.stat(dest.incoming(t)).st_mode & 0o777 == 0o700

@@ -34,6 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import errors
+from cumulo.compute.drivers.files import private_dir
 from cumulo.compute.transfer import (
     PURPOSE,
     SECRET,
@@ -68,7 +69,9 @@ class _Sink:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.fh: IO[bytes] = open(tmp, "xb")  # noqa: SIM115  # closed in finish/abort
+        # 0600 whatever the process's umask: a tenant's disk is no other local user's to read
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        self.fh: IO[bytes] = open(fd, "wb")  # noqa: SIM115  # closed in finish/abort
 
     def write(self, pieces: list[tuple[int, bytes]]) -> None:
         fd = self.fh.fileno()
@@ -207,7 +210,7 @@ class TransferServer:
         if ctype not in (EXTENTS, "application/octet-stream"):
             raise errors.UnsupportedMediaType(f"Content type {ctype!r} is not taken here")
         self._declared(request, EXTENT.size * _MAX_EXTENTS if ctype == EXTENTS else 0)
-        await asyncio.to_thread(where.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(private_dir, where)
         sink = await asyncio.to_thread(_Sink, where / f".{name}.{_secrets.token_hex(4)}.tmp")
         try:
             if ctype == EXTENTS:
@@ -228,7 +231,7 @@ class TransferServer:
         where = await self._authorize(request)
         name = self._name(request)
         self._declared(request)
-        await asyncio.to_thread(where.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(private_dir, where)
         token = _secrets.token_hex(4)
         spool = where / f".{name}.{token}.tar"
         tmp = where / f".{name}.{token}.tmp"
