@@ -34,8 +34,10 @@ def add_parsers(sub: Any) -> None:
         p = sub.add_parser(role, help=f"run {text}")
         p.add_argument("--config", type=Path, default=None, help="settings file (YAML; the keys of the settings)")
         p.add_argument("--database", default=None,
-                       help="database URL: postgresql://user:pw@host:port/db or sqlite:///path (one process only)")
-        p.add_argument("--transport", default=None, help="bus URL: amqp://user:pw@host:port/vhost (or inproc)")
+                       help="database URL: postgresql://user:pw@host:port/db or sqlite:///path (one process only); "
+                       "an argv is every local user's to read (ps): give a password in --config or CUMULO_DATABASE")
+        p.add_argument("--transport", default=None, help="bus URL: amqp://user:pw@host:port/vhost (or inproc); "
+                       "a password: in --config or CUMULO_TRANSPORT, as --database")
         p.add_argument("--state-dir", type=Path, default=None, help="this process's state dir")
         p.add_argument("--log-level", default="warning")
         if role == "api":

@@ -28,8 +28,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     hosts.add_argument("--bridge", default=BRIDGE, help=f"the underlay bridge (default {BRIDGE})")
     hosts.add_argument("--cidr", default=CIDR, help=f"the underlay range (default {CIDR}; .1 is the bridge's)")
     hosts.add_argument("--start", action="store_true", help="up: also start each host's `cumulo compute`")
-    hosts.add_argument("--database", default="", help="the cloud's database URL (reach it at the bridge's address)")
-    hosts.add_argument("--transport", default="inproc", help="the cloud's amqp:// URL")
+    hosts.add_argument("--database", default="", help="the cloud's database URL (reach it at the bridge's address); "
+                       "passed to the hosts in their environment, never their argv; better in --config")
+    hosts.add_argument("--transport", default="", help="the cloud's amqp:// URL (as --database)")
     hosts.add_argument("--config", default=None, help="the cloud's settings file")
     hosts.add_argument("--purge", action="store_true", help="down: remove the base dir too")
 

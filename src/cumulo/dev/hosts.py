@@ -4,7 +4,8 @@ The underlay is a bridge (`cumulo-ul0`, 198.18.0.1/24: RFC 2544's benchmark rang
 machine's own networks) in the root namespace. Dev host i is the named network namespace
 `cumulo-host-<name>` with loopback up and a veth `ul0` on the bridge holding 198.18.0.(i+1)/24,
 and a state dir `<base>/<name>/`. `start` runs `cumulo compute --host <name> --state-dir ...
---database ... --transport ... [--config ...]` in it with `CUMULO_UNDERLAY_IP` set to its address,
+[--config ...]` in it with `CUMULO_UNDERLAY_IP` set to its address (and the database and transport
+URLs in CUMULO_DATABASE / CUMULO_TRANSPORT, never in its argv: `secret_env`),
 so PostgreSQL, RabbitMQ and the API are reached at 198.18.0.1 (the bridge's address).
 
 Isolation: each host has a private mount namespace, with a fresh tmpfs on /run/netns and on
@@ -114,6 +115,14 @@ def _in_mnt(inode: int) -> list[int]:
         if _mnt_of(int(entry)) == inode and _stat(int(entry)) is not None:
             out.append(int(entry))
     return sorted(out)
+
+
+def secret_env(database: str = "", transport: str = "") -> dict[str, str]:
+    """The database and transport URLs (passwords in them) as the environment a process reads them
+    from (CUMULO_DATABASE, CUMULO_TRANSPORT: /proc/<pid>/environ is its owner's only, unlike the
+    cmdline); an empty URL is left to the settings file."""
+    return {**({"CUMULO_DATABASE": database} if database else {}),
+            **({"CUMULO_TRANSPORT": transport} if transport else {})}
 
 
 def _cumulo_bin() -> str:
@@ -269,16 +278,17 @@ class DevHosts:
         self._update(h)
         return h
 
-    def command(self, h: DevHost, *, database: str, transport: str, config: str | None = None,
-                extra: list[str] | None = None, program: list[str] | None = None) -> list[str]:
+    def command(self, h: DevHost, *, config: str | None = None, extra: list[str] | None = None,
+                program: list[str] | None = None) -> list[str]:
         """The argv that runs host h's `cumulo compute` (or `program`, a Python one: tests) in its
-        namespaces (the host's network namespace and the mount namespace its holder keeps)."""
+        namespaces (the host's network namespace and the mount namespace its holder keeps). The
+        database and transport URLs are not in it (`secret_env`): an argv is every local user's to
+        read in /proc/<pid>/cmdline, and those URLs carry passwords."""
         prog = program or [_cumulo_bin(), "compute", "--host", h.name, "--state-dir", h.state_dir,
-                           "--database", database, "--transport", transport,
                            *(["--config", config] if config else []), *(extra or [])]
         return ["nsenter", f"--net=/run/netns/{h.ns}", f"--mount=/proc/{h.holder}/ns/mnt", "--", *prog]
 
-    async def start(self, name: str, *, database: str = "", transport: str = "inproc", config: str | None = None,
+    async def start(self, name: str, *, database: str = "", transport: str = "", config: str | None = None,
                     extra: list[str] | None = None, env: dict[str, str] | None = None,
                     program: list[str] | None = None) -> DevHost:
         """Start host `name`'s compute process (idempotent: a running one stays); returns the host
@@ -287,8 +297,8 @@ class DevHosts:
         if self.running(h):
             return h
         h = await self._hold(h)
-        argv = self.command(h, database=database, transport=transport, config=config, extra=extra, program=program)
-        environ = {**os.environ, "CUMULO_UNDERLAY_IP": h.ip, **(env or {})}
+        argv = self.command(h, config=config, extra=extra, program=program)
+        environ = {**os.environ, "CUMULO_UNDERLAY_IP": h.ip, **secret_env(database, transport), **(env or {})}
         with open(h.log, "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environ,  # noqa: S603
                                     start_new_session=True)
