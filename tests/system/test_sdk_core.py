@@ -19,6 +19,9 @@ from openstack import exceptions as sdk_exc
 pytestmark = pytest.mark.system
 
 cumulo_options = {"fake_hosts": 2}
+# and on the scaled-out cloud (tests/system/cluster.py: PostgreSQL + RabbitMQ, separate processes,
+# 3 dev hosts on the fake driver here: the SDK's control-plane path across processes)
+cumulo_configs = ("embedded", "scaled")
 
 WAIT = 60
 IMAGE_BYTES = b"cumulo-sdk-core\n" + secrets.token_bytes(32 * 1024)

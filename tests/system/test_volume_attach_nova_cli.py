@@ -35,10 +35,15 @@ pytestmark = pytest.mark.system
 MARK = "nova-attach-" + secrets.token_hex(6)
 
 
+# and on the scaled-out cloud (tests/system/cluster.py), the servers on its volume host
+cumulo_configs = ("embedded", "scaled")
+
+
 @pytest.fixture(scope="module")
-def cloud(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[CumuloCloud]:
+def cloud(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory,
+          cumulo_config: str) -> Iterator[CumuloCloud]:
     config = write_config(tmp_path_factory.mktemp("nova-attach"), tiny_vm_image="off")
-    c = cumulo_launcher(driver="runc", args=["--config", str(config), "--no-external"])
+    c = cumulo_launcher(driver="runc", args=["--config", str(config), "--no-external"], config=cumulo_config)
     made: list[str] = []
     c.made = made  # type: ignore[attr-defined]
     yield c
@@ -56,7 +61,9 @@ def cloud(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
 
 
 def _boot(cloud: CumuloCloud, name: str) -> str:
-    made = cloud.osc("server", "create", "--image", "busybox", "--flavor", "m1.nano", "--nic", "none", name,
+    # volumes are files of the volume host (no remote block transport): the servers run there
+    zone = ["--availability-zone", f"nova:{cloud.volume_host}"] if cloud.volume_host else []
+    made = cloud.osc("server", "create", "--image", "busybox", "--flavor", "m1.nano", "--nic", "none", *zone, name,
                      microversion="2.37")
     cloud.made.append(made["id"])  # type: ignore[attr-defined]
     wait_status(cloud, made["id"], "ACTIVE", timeout=120)
@@ -119,7 +126,7 @@ def test_attach_write_extend_detach_and_delete_on_termination(cloud: CumuloCloud
     wait_volume(cloud, vid, "available", as_cloud="cumulo", timeout=60)
     assert inside(cloud, first, f"test -e /mnt/volumes/{vid}/mark && echo still || echo gone").strip() == "gone"
     assert osc("server", "volume", "list", first) == []
-    wait_for(lambda: not volume_on_host(vid), timeout=30, what="the volume's mounts and loop device gone")
+    wait_for(lambda: not volume_on_host(vid, cloud), timeout=30, what="the volume's mounts and loop device gone")
 
     # the other container, with delete_on_termination (2.79): same bytes; the server's delete takes it
     osc("server", "add", "volume", "--enable-delete-on-termination", second, vid, json=False, microversion="2.79")
@@ -131,5 +138,5 @@ def test_attach_write_extend_detach_and_delete_on_termination(cloud: CumuloCloud
     assert row["Delete On Termination?"] is True, row
     osc("server", "delete", "--wait", second, json=False)
     wait_for(lambda: volume_of(cloud, vid, as_cloud="cumulo") is None, timeout=60, what=f"volume {vid} deleted with its server")
-    assert not (cloud.state_dir / "volumes" / f"{vid}.raw").exists()
-    assert not volume_on_host(vid)
+    assert not (cloud.host_dir(cloud.volume_host) / "volumes" / f"{vid}.raw").exists()
+    assert not volume_on_host(vid, cloud)
