@@ -91,12 +91,18 @@ def server_view(row: dict[str, Any], ver: Any) -> dict[str, Any]:
     return out
 
 
+_MAX_ID = 2**31 - 1  # migrations.id is an INTEGER: a larger one would be PostgreSQL's DataError (a 500)
+
+
 def _migration_id(request: Request) -> int:
     raw = request.path_params["migration_id"]
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise errors.Invalid(f"Invalid migration id {raw}: it must be an integer.") from None
+        raise errors.Invalid(f"Invalid migration id {raw[:64]}: it must be an integer.") from None
+    if not 0 < value <= _MAX_ID:
+        raise errors.NotFound(f"Migration {raw[:64]} is not found for server {request.path_params['server_id']}.")
+    return value
 
 
 async def server_index(request: Request) -> Response:
