@@ -81,3 +81,37 @@ async def test_values_postgresql_refuses_are_4xx(pg_cloud: Any) -> None:
     assert "NUL" in resp.json()["badRequest"]["message"]
     # the pool is healthy after the refusals
     assert (await clients["member"].get("/compute/v2.1/servers")).status_code == 200
+
+
+async def test_database_layer_names_the_column(scale_services: dict[str, str]) -> None:
+    """The safety net under the API schemas: an over-long string or a NUL reaching PostgreSQL is an
+    Invalid (400) naming the column, and an integer beyond the column's range is one too."""
+    import _pg
+    import sqlalchemy as sa
+
+    from cumulo.db import Database
+    from cumulo.errors import Invalid
+
+    url = _pg.create_database(scale_services["database_url"])
+    db = Database(url)
+    t = sa.Table("probe", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("label", sa.String(5)), sa.Column("count", sa.Integer))
+    try:
+        async with db.write() as conn:
+            await conn.run_sync(t.metadata.create_all)
+        for values, words in (({"label": "x" * 6}, ("5 characters", "field label")),
+                              ({"label": NUL}, ("NUL", "field label")),
+                              ({"label": "ok", "count": 2**40}, ("out of range",))):
+            with pytest.raises(Invalid) as caught:
+                async with db.write() as conn:
+                    await conn.execute(sa.insert(t).values(**values))
+            assert all(w in caught.value.message for w in words), caught.value.message
+        with pytest.raises(Invalid) as caught:
+            async with db.write() as conn:
+                await conn.execute(sa.update(t).where(t.c.id == 1).values(label="y" * 9))
+        assert "field label" in caught.value.message
+        async with db.read() as conn:  # the connection that saw the errors is usable again
+            assert (await conn.execute(sa.select(sa.func.count()).select_from(t))).scalar_one() == 0
+    finally:
+        await db.dispose()
+        _pg.drop_database(scale_services["database_url"], url)

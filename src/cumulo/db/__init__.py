@@ -5,7 +5,8 @@ what SQLite allows anyway; doing it in-process avoids 'database is locked' retri
 writers run concurrently and correctness comes from compare-and-swap UPDATEs and row locks.
 
 PostgreSQL (issue 14): `postgresql://` and `postgres://` URLs run on asyncpg. The pool checks a
-connection before handing it out (pool_pre_ping), so the first request after a PostgreSQL restart
+connection before handing it out (closed by the server, or idle for long and failing a ping:
+replaced; `_checkout_alive`), so the first request after a PostgreSQL restart
 works without restarting Cumulo; while the server is down a request fails fast (connect timeout,
 pool timeout) with `DatabaseUnavailable`, a 503 in each API family's fault format, never a hang or
 a 500. Cluster-wide named locks: `advisory_lock` and `try_leader` (db/locks.py).
@@ -17,6 +18,7 @@ import asyncio
 import datetime as dt
 import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -68,6 +70,9 @@ POOL_TIMEOUT = 10.0
 # A statement running longer than this is cut (asyncpg's command_timeout): no request waits forever
 # on a server that stopped answering mid-query.
 COMMAND_TIMEOUT = 120.0
+# The pool's liveness check at checkout (see _checkout_alive): a connection the server or the network
+# closed is seen for free (asyncpg noticed the EOF); one idle longer than this is pinged as well.
+PING_AFTER_IDLE = 10.0
 
 
 def normalise_url(url: str) -> str:
@@ -99,12 +104,23 @@ class Database:
             connect_args = {"timeout": CONNECT_TIMEOUT, "command_timeout": COMMAND_TIMEOUT,
                             "server_settings": {"application_name": "cumulo"}}
             self.engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True,
+                url, pool_size=pool_size, max_overflow=max_overflow,
                 pool_timeout=POOL_TIMEOUT, pool_recycle=3600, connect_args=connect_args, **kwargs)
+            # Instead of pool_pre_ping (three round trips per checkout on asyncpg: BEGIN, ";",
+            # ROLLBACK, a third of a boot's database time; issue 14, benchmarks/scaleout.py).
+            event.listen(self.engine.sync_engine, "connect", _used_now)
+            event.listen(self.engine.sync_engine, "checkin", _used_now)
+            event.listen(self.engine.sync_engine, "checkout", _checkout_alive)
+            # Reads run without BEGIN/ROLLBACK (two round trips each): under PostgreSQL's READ
+            # COMMITTED every statement takes its own snapshot anyway, so a read-only block of
+            # statements sees exactly what it saw inside a transaction.
+            self._read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
             # Locks hold a session each, outside the pool (db/locks.py); waiting for a lock is not
             # a stuck statement, so no command timeout there.
             lock_args = {k: v for k, v in connect_args.items() if k != "command_timeout"}
             lock_engine = create_async_engine(url, poolclass=sa.pool.NullPool, connect_args=lock_args, **kwargs)
+        if self.is_sqlite:
+            self._read_engine = self.engine
         self.locks = Locks(url, lock_engine)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         # On SQLite the single writer gets its own connection, so a write never queues behind readers
@@ -140,7 +156,7 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         with _out_of_range_is_invalid(), _unreachable_is_unavailable(self.is_sqlite):
-            async with self.engine.connect() as conn:
+            async with self._read_engine.connect() as conn:
                 yield conn
 
     @asynccontextmanager
@@ -173,21 +189,45 @@ def _out_of_range_is_invalid() -> Iterator[None]:
         raise Invalid("A number in the request is out of range") from None
     except sa.exc.DBAPIError as exc:
         text = str(exc.orig) if exc.orig is not None else str(exc)
-        if "out of range" in text:
-            raise Invalid("A number in the request is out of range") from None
+        if re.search(r"out of (\w+ )?range", text):  # asyncpg: "value out of int32 range"
+            field = _column_of(exc, lambda v: isinstance(v, int) and not -(2**31) <= v < 2**31)
+            raise Invalid(f"A number in the request is out of range{field}") from None
         # PostgreSQL refuses what SQLite stores: NUL characters in text, text over a column's length.
         if "0x00" in text or "\\u0000" in text:
-            raise Invalid("A NUL character (\\u0000) is not allowed in the request") from None
+            field = _column_of(exc, lambda v: isinstance(v, str) and "\x00" in v)
+            raise Invalid(f"A NUL character (\\u0000) is not allowed in the request{field}") from None
         long = re.search(r"value too long for type character varying\((\d+)\)", text)
         if long:
-            raise Invalid(f"A value in the request is longer than the {long.group(1)} characters allowed") from None
+            n = int(long.group(1))
+            field = _column_of(exc, lambda v: isinstance(v, str) and len(v) > n)
+            raise Invalid(f"A value in the request is longer than the {n} characters allowed{field}") from None
         raise
+
+
+def _column_of(exc: sa.exc.DBAPIError, bad: Any) -> str:
+    """': field <column>' for the first parameter of a failed INSERT/UPDATE that `bad(value)` flags,
+    found from the statement's column list (asyncpg's parameters are positional); '' if unknown."""
+    params, statement = exc.params, exc.statement or ""
+    if not isinstance(params, (tuple, list)) or any(isinstance(p, (tuple, list, dict)) for p in params):
+        return ""
+    columns: dict[int, str] = {}
+    insert = re.match(r"\s*INSERT INTO \S+ \(([^)]*)\) VALUES \(([^)]*)\)", statement)
+    if insert:
+        for name, value in zip(insert.group(1).split(","), insert.group(2).split(","), strict=False):
+            if value.strip().startswith("$"):
+                columns[int(value.strip()[1:].split("::")[0])] = name.strip()
+    for name, index in re.findall(r"(\w+)=\$(\d+)", statement):
+        columns.setdefault(int(index), name)
+    for i, value in enumerate(params, start=1):
+        if bad(value) and i in columns:
+            return f": field {columns[i]}"
+    return ""
 
 
 @contextmanager
 def _unreachable_is_unavailable(is_sqlite: bool) -> Iterator[None]:
     """PostgreSQL down, restarting or unreachable: DatabaseUnavailable (503) instead of a 500 or a
-    hang. A connection lost mid-transaction is invalidated by SQLAlchemy, and the pool's pre-ping
+    hang. A connection lost mid-transaction is invalidated by SQLAlchemy, and the pool's checkout check
     replaces it on the next checkout."""
     if is_sqlite:
         yield
@@ -239,6 +279,26 @@ def _private_sqlite_file(path: str) -> None:
             os.chmod(path + suffix, 0o600)
         except FileNotFoundError:
             pass
+
+
+def _used_now(_dbapi_conn: Any, record: Any) -> None:
+    record.info["cumulo_used"] = time.monotonic()
+
+
+def _checkout_alive(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """The pool's check of a PostgreSQL connection it hands out (instead of pool_pre_ping): one the
+    server closed (a restart, a relay cut: asyncpg saw the EOF) or that fails a ping after
+    PING_AFTER_IDLE seconds unused is replaced (DisconnectionError: the pool connects anew), so
+    the first request after a PostgreSQL restart works. One that dies silently while in use fails
+    its statement: DatabaseUnavailable (503), and SQLAlchemy drops the pool's older connections."""
+    driver = record.driver_connection
+    if driver is None or driver.is_closed():
+        raise sa.exc.DisconnectionError("the database closed the connection")
+    if time.monotonic() - record.info.get("cumulo_used", 0.0) > PING_AFTER_IDLE:
+        try:
+            dbapi_conn.ping()  # runs inside SQLAlchemy's greenlet, as pool_pre_ping's does
+        except Exception as exc:
+            raise sa.exc.DisconnectionError(f"the database connection failed its ping: {exc}") from exc
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
