@@ -314,3 +314,17 @@ async def test_received_files_are_private_whatever_the_umask(dest: Dest, tmp_pat
         os.umask(old)
     assert os.stat(dest.incoming(t) / "disk").st_mode & 0o777 == 0o600
     assert os.stat(dest.incoming(t)).st_mode & 0o777 == 0o700
+
+
+async def test_non_ascii_digits_in_headers_are_4xx_not_500(dest: Dest) -> None:
+    """Headers arrive as latin-1: b"\\xb2" is "²", which str.isdigit() takes and int() refuses."""
+    good = await dest.target()
+    url = f"{good.base_url}/v1/migrations/{good.migration_uuid}/files/f"
+    mac = good.token.partition(".")[2]
+    async with httpx.AsyncClient() as http:
+        r = await http.put(url, content=b"x", headers={TOKEN_HEADER: b"\xb2." + mac.encode(),
+                                                       "Content-Type": "application/octet-stream"})
+        assert r.status_code == 403, r.text
+        r = await http.put(url, content=b"", headers={TOKEN_HEADER: good.token, "X-Cumulo-File-Size": b"\xb2",
+                                                      "Content-Type": "application/x-cumulo-extents"})
+        assert r.status_code == 400, r.text

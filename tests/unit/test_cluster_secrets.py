@@ -32,3 +32,14 @@ def test_a_token_holds_for_its_purpose_subject_and_lifetime_only() -> None:
     assert not secrets.verify(key, "transfer", "mig-1|host-b", f"{int(expiry) + 100}.{mac}", now=1000.0)
     for bad in ("", ".", "abc", "1000.", "x.y", f"{expiry}.{'0' * 63}"):
         assert not secrets.verify(key, "transfer", "mig-1|host-b", bad, now=1000.0)
+
+
+def test_a_hostile_token_is_refused_never_raises() -> None:
+    """Headers are latin-1: "²" passes str.isdigit() but not int(), and a non-ASCII mac made
+    hmac.compare_digest raise TypeError: both were 500s of the transfer endpoint and image API."""
+    key = b"k" * 32
+    tok = secrets.sign(key, "transfer", "m|h", ttl=60, now=1000.0)
+    expiry, _, mac = tok.partition(".")
+    sup2, e_acute, sup1 = "\u00b2", "\u00e9", "\u00b9"
+    for bad in (f"{sup2}.{mac}", f"{expiry}.{e_acute * 64}", f"{'9' * 40}.{mac}", f"{expiry}{sup1}.{mac}"):
+        assert not secrets.verify(key, "transfer", "m|h", bad, now=1000.0)

@@ -44,7 +44,8 @@ def sign(key: bytes, purpose: str, subject: str, ttl: float = 300.0, *, now: flo
 def verify(key: bytes, purpose: str, subject: str, token: str, *, now: float | None = None) -> bool:
     """Whether `token` was signed with `key` for this purpose and subject and has not expired."""
     expiry_s, _, mac = token.partition(".")
-    if not expiry_s.isdigit() or len(mac) != 64:
+    # ASCII digits only: str.isdigit() takes "²" (a latin-1 header byte), which int() refuses
+    if not (expiry_s.isascii() and expiry_s.isdigit() and len(expiry_s) <= 12) or len(mac) != 64 or not mac.isascii():
         return False
     if int(expiry_s) < (time.time() if now is None else now):
         return False

@@ -200,7 +200,7 @@ class TransferServer:
 
     def _declared(self, request: Request, overhead: int = 0) -> None:
         raw = request.headers.get("content-length")
-        if raw is not None and raw.isdigit() and int(raw) > self.max_bytes + overhead:
+        if raw is not None and raw.isascii() and raw.isdigit() and int(raw) > self.max_bytes + overhead:
             raise errors.PayloadTooLarge(f"The body exceeds the transfer bound of {self.max_bytes} bytes.")
 
     async def _put_file(self, request: Request) -> Response:
@@ -263,7 +263,7 @@ class TransferServer:
 
 def _size_header(request: Request, bound: int) -> int:
     raw = request.headers.get(SIZE_HEADER) or ""
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²" passes isdigit() and fails int()
         raise errors.Invalid(f"{SIZE_HEADER} must give the file's size")
     size = int(raw)
     if size > bound:
