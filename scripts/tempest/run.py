@@ -1,6 +1,6 @@
 """Run Tempest (release 47, in its own venv) against a fresh `cumulo up` with its defaults.
 
-    .venv/bin/python scripts/tempest/run.py [--regex REGEX] [--concurrency 2] [--workspace DIR] [--validation] [--vm]
+    .venv/bin/python scripts/tempest/run.py [--regex REGEX] [--concurrency 2] [--workspace DIR] [--validation] [--vm] [--fake-hosts N]
 
 What it does, in order:
   1. makes the Tempest venv ($HOME/tempest-venv, `pip install tempest==47.0.0`) if it is missing;
@@ -106,7 +106,8 @@ build_timeout = 300
 build_interval = 1
 min_microversion = 2.1
 max_microversion = {max_mv}
-min_compute_nodes = 1
+# 1 on the default run's one host (the multi-host migration tests skip); N+1 with --fake-hosts N
+min_compute_nodes = {min_compute_nodes}
 # As DevStack: servers boot on `private` (the demo's network, which this script shares with every
 # project), routed to `public` by router1, so that floating IPs associate.
 fixed_network_name = private
@@ -122,8 +123,11 @@ snapshot = true
 console_output = true
 change_password = false
 interface_attach = true
-live_migration = false
-cold_migration = false
+# built in issue 14 (cold and live migration, evacuate); with one host only their negative tests run
+live_migration = true
+cold_migration = true
+# QEMU's NBD drive-mirror; the fake driver moves its record either way
+block_migration_for_live_migration = true
 metadata_service = true
 config_drive = true
 personality = false
@@ -236,7 +240,7 @@ def ensure_tempest() -> Path:
 
 
 class Cloud:
-    def __init__(self, state: Path, port: int, external_cidr: str) -> None:
+    def __init__(self, state: Path, port: int, external_cidr: str, extra: tuple[str, ...] = ()) -> None:
         self.state, self.port = state, port
         self.log = open(state.parent / "cumulo.log", "wb")  # noqa: SIM115
         # This checkout's code (PYTHONPATH), whichever venv runs the script: a second worktree can
@@ -250,7 +254,7 @@ class Cloud:
                "CUMULO_IDENTITY_UNIQUE_LAST_PASSWORD_COUNT": "2", "CUMULO_EXTERNAL_CIDR": external_cidr,
                "CUMULO_PRIVATE_CIDR": "10.0.0.0/24"}
         self.proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "cumulo.cli.main", "up", "--state-dir", str(state), "--port", str(port)],
+            [sys.executable, "-m", "cumulo.cli.main", "up", "--state-dir", str(state), "--port", str(port), *extra],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 120
         while b"Cumulo is ready" not in (state.parent / "cumulo.log").read_bytes():
@@ -489,7 +493,13 @@ def main() -> int:
     ap.add_argument("--external-cidr", default=DEFAULT_EXTERNAL_CIDR,
                     help="the cloud's external network (its host link carries .1): not 172.24.4.0/24, which a "
                          "developer's own `cumulo up` takes")
+    ap.add_argument("--fake-hosts", type=int, default=0, metavar="N",
+                    help="the migration run: the local host's driver is fake and N fake hosts join it "
+                         "(cumulo up --driver fake --fake-hosts N), min_compute_nodes N+1, so that Tempest's "
+                         "cold/live migration and multi-node tests move servers between hosts")
     args = ap.parse_args()
+    if args.fake_hosts and (args.vm or args.validation):
+        ap.error("--fake-hosts runs fake servers: not with --vm or --validation")
     tempest = ensure_tempest()
     ws = args.workspace.resolve()
     if not (ws / ".stestr.conf").exists():
@@ -502,13 +512,15 @@ def main() -> int:
     (tmp / "state").mkdir(mode=0o700)
     try:
         check_external_cidr(args.external_cidr)
-        cloud = Cloud(tmp / "state", free_port(), args.external_cidr)
+        extra = ("--driver", "fake", "--fake-hosts", str(args.fake_hosts)) if args.fake_hosts else ()
+        cloud = Cloud(tmp / "state", free_port(), args.external_cidr, extra)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     try:
         values = prepare(cloud)
         values["validation"] = "run_validation = false"
+        values["min_compute_nodes"] = str(args.fake_hosts + 1)
         values["credentials"] = "use_dynamic_credentials = false\ncreate_isolated_networks = false"
         if args.vm:
             values["image"], values["image_alt"] = vm_images(cloud.admin)
