@@ -1,7 +1,8 @@
 """Servers on a real tenant network (issue 10, acceptance items 1 and 5 for containers): the demo
 user boots two runc containers with `openstack server create --network private`, and they ping each
 other by the addresses their ports got; then `openstack server add port` hot plugs a second NIC into
-a running container, which answers on it, and `server remove port` unplugs it again.
+a running container, which answers on it, and `server remove port` unplugs it again. A server made
+by openstacksdk with auto_ip serves the host through its floating IP once a security group lets TCP 80 in.
 
 One `cumulo up` for the module (its local host on the runc driver, which makes the demo's `private`
 network at first start). Pings run inside the containers (`runc exec`, busybox ping). Everything the
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from _runc_util import launch_runc, leftovers, runc, server, wait_for, wait_gone, wait_status
 
@@ -158,13 +160,26 @@ def test_deleted_servers_leave_nothing(world: World) -> None:
     assert leftovers(world.cloud, s["id"]) == []
 
 
+def host_fetch(address: str) -> str:
+    """The machine (the root namespace: the host link's end) fetches http://address/: the page, or ""."""
+    try:
+        return httpx.get(f"http://{address}/", timeout=2).text
+    except httpx.HTTPError:
+        return ""
+
+
 def test_openstacksdk_create_server_with_auto_ip(world: World) -> None:
     """openstacksdk's create_server(auto_ip=True): a floating IP from `public` on the server's port,
-    shown in its addresses as Nova shows floating IPs (the SDK waits for that)."""
+    shown in its addresses as Nova shows floating IPs (the SDK waits for that). The host reaches
+    busybox httpd in it through the floating IP once a security group of the server lets TCP 80 in
+    (the default group only lets its members in); on the scaled cloud through the L3 host's router
+    and the VXLAN tunnel to the server's host."""
     conn = world.cloud.connect(DEMO)
+    group = conn.network.create_security_group(name="sdk-auto-web")
+    srv = None
     try:
         srv = conn.create_server("sdk-auto", image="busybox", flavor="m1.tiny", network="private", auto_ip=True,
-                                 wait=True, timeout=180)
+                                 security_groups=["default", group.name], wait=True, timeout=180)
         world.servers.append(str(srv.id))
         floating = [a["addr"] for net in srv.addresses.values() for a in net if a["OS-EXT-IPS:type"] == "floating"]
         assert world.cloud.external_cidr, "the cloud has an external network"
@@ -173,7 +188,20 @@ def test_openstacksdk_create_server_with_auto_ip(world: World) -> None:
         [fip] = [f for f in conn.network.ips() if f.floating_ip_address == floating[0]]
         [port] = list(conn.network.ports(device_id=srv.id))
         assert fip.port_id == port.id
+        page = f"page-of-{srv.id}"
+        done = runc(world.cloud, "exec", f"cumulo-{srv.id}", "/bin/sh", "-c",
+                    f"mkdir -p /www && echo {page} > /www/index.html && busybox httpd -p 80 -h /www </dev/null >/dev/null 2>&1")
+        assert done.returncode == 0, done.stderr
+        assert page not in host_fetch(floating[0]), "TCP 80 from the host passed the server's security groups"
+        conn.network.create_security_group_rule(security_group_id=group.id, direction="ingress", protocol="tcp",
+                                                port_range_min=80, port_range_max=80, ethertype="IPv4")
+        wait_for(lambda: page in host_fetch(floating[0]), timeout=30,
+                 what=f"the floating IP {floating[0]} serves the page to the host")
         assert conn.delete_server(srv.id, wait=True, delete_ips=True, timeout=120)
+        srv = None
         assert [f for f in conn.network.ips() if f.floating_ip_address == floating[0]] == []
     finally:
+        if srv is not None:
+            conn.delete_server(srv.id, wait=True, delete_ips=True, timeout=120)
+        conn.network.delete_security_group(group, ignore_missing=True)
         conn.close()
