@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +33,7 @@ from cumulo.conf import Settings
 from cumulo.db import Database, utcnow
 from cumulo.errors import Conflict, NotFound
 from cumulo.placement import pools
+from cumulo.placement.batch import Claim, ClaimBatcher, ClaimRequest
 from cumulo.placement.inventory import (
     DISK_GB,
     MEMORY_MB,
@@ -58,22 +59,6 @@ CLAIM_ATTEMPTS = 8
 def migration_consumer(instance_uuid: str) -> str:
     """The consumer holding an instance's old flavor during a resize."""
     return f"{instance_uuid}:resize"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """Outcome of a claim: falsy when it does not fit; `short` names what was missing and why."""
-
-    ok: bool
-    short: dict[str, str] = field(default_factory=dict)
-    result: Any = None  # what the claim's `then` returned, in the claim's own transaction
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    @property
-    def reason(self) -> str:
-        return "; ".join(f"{rc}: {why}" for rc, why in self.short.items())
 
 
 @dataclass(frozen=True)
@@ -106,6 +91,8 @@ class Placement:
     def __init__(self, db: Database, conf: Settings) -> None:
         self.db = db
         self.conf = conf
+        # Claims made at the same moment share one write transaction (batch.py; claim_batched).
+        self.batcher = ClaimBatcher(db, self._claim_request, CLAIM_ATTEMPTS)
 
     # -- providers and inventory ---------------------------------------------------------------
 
@@ -280,6 +267,18 @@ class Placement:
         return await self._with_retries(
             lambda conn: self._claim_once(conn, consumer_id, provider_uuid, dict(resources), hold_old=False, then=then)
         )
+
+    async def claim_batched(
+        self, consumer_id: str, provider_uuid: str, resources: Mapping[str, int],
+        *, then: Callable[[AsyncConnection], Awaitable[Any]] | None = None,
+    ) -> Claim:
+        """As `claim`, but committed in one write transaction with the other claims made at the same
+        moment (the builds of one select turn; batch.py). `then` runs in a savepoint of its own: an
+        exception it raises rolls back its claim alone and propagates to this caller."""
+        return await self.batcher.claim(consumer_id, provider_uuid, dict(resources), then=then)
+
+    async def _claim_request(self, r: ClaimRequest) -> Claim:
+        return await self.claim(r.consumer_id, r.provider_uuid, r.resources, then=r.then)
 
     async def claim_resize(self, consumer_id: str, provider_uuid: str, new_resources: Mapping[str, int]) -> Claim:
         """Same-host resize: keep the old allocation under migration_consumer(), claim the new one too."""

@@ -183,7 +183,8 @@ class Conductor:
         async def claim_first(dests: list[dict[str, Any]]) -> dict[str, Any] | None:
             first = dests[0]
             for dest in [first, *first.get("alternates", [])]:
-                claim = await self.placement.claim(
+                # The builds of one turn claim in one write transaction (placement/batch.py).
+                claim = await self.placement.claim_batched(
                     uuid, dest["provider_uuid"], spec["resources"],
                     then=functools.partial(self._set_host, inst=inst, dest=dest, req=req, started=started),
                 )
