@@ -60,3 +60,9 @@ async def test_migrations_step_by_step(empty_db: Database) -> None:
         await empty_db.migrate(rev.revision)
     async with empty_db.read() as conn:
         assert await conn.run_sync(_diff) == []
+
+
+def test_the_history_has_one_head() -> None:
+    """Migrations written side by side are joined by a merge revision (0003, 0013_merge_issue14):
+    a new one revises the head, so an upgraded cloud has one alembic_version row."""
+    assert len(ScriptDirectory.from_config(alembic_config()).get_heads()) == 1
