@@ -128,6 +128,9 @@ live_migration = true
 cold_migration = true
 # QEMU's NBD drive-mirror; the fake driver moves its record either way
 block_migration_for_live_migration = true
+# a volume-booted server may live-migrate without block migration (QEMU), but Tempest's servers here are
+# busybox containers, which cannot boot from a volume (409), in the --fake-hosts run too
+volume_backed_live_migration = false
 metadata_service = true
 config_drive = true
 personality = false
