@@ -23,36 +23,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 
 from cumulo.compute import actions, live_records
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
+from cumulo.compute.conductor.migrate import Conductor
 from cumulo.compute.models import migrations
-from cumulo.compute.rpc import ComputeAPI, SchedulerAPI
 from cumulo.compute.specs import instance_resources
-from cumulo.db import Database, utcnow
+from cumulo.db import utcnow
 from cumulo.errors import CumuloError, Invalid, NoValidHost
 from cumulo.hosts.models import compute_nodes
 from cumulo.placement.models import allocations, resource_providers
-from cumulo.placement.service import Placement
 
 LOG = logging.getLogger(__name__)
 EVENT = "conductor_live_migrate_instance"
-
-
-class Conductor(Protocol):
-    """What this module uses of compute.conductor.manager.Conductor (no import: no circle)."""
-
-    db: Database
-    placement: Placement
-    scheduler: SchedulerAPI
-    compute: ComputeAPI
-    _select_lock: asyncio.Lock
-
-    def scheduler_spec(self, inst: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class _Cancelled(Exception):

@@ -41,7 +41,8 @@ from cumulo.placement.service import Placement, migration_consumer, resources_fr
 
 
 class Conductor(Protocol):
-    """What these workflows use of conductor.manager.Conductor (which delegates to them)."""
+    """What these workflows (and live.py's) use of conductor.manager.Conductor (which delegates to
+    them; no import: no circle)."""
 
     db: Database
     placement: Placement

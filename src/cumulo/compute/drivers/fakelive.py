@@ -16,48 +16,27 @@ import asyncio
 import copy
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cumulo.compute.drivers.base import InstanceSpec, PowerState
+from cumulo.compute.drivers.fakemigrate import FakeCore
 from cumulo.errors import DriverError
 
 SLOW = "live_migration_slow"
 SLOW_SECONDS = 60.0
 
 
-class _Fake(Protocol):
-    """What the mixin uses of FakeDriver."""
-
-    host_name: str
-    _instances: dict[str, dict[str, Any]]
-
-    def _get(self, uuid: str) -> dict[str, Any]: ...
-
-    def _path(self, uuid: str) -> Path: ...
-
-    async def _save(self, rec: dict[str, Any]) -> None: ...
-
-    async def _remove(self, uuid: str) -> None: ...
-
-    def _check_fail(self, rec: dict[str, Any], op: str) -> None: ...
-
-    def _log(self, rec: dict[str, Any], *lines: str) -> None: ...
-
-    def _set_power(self, rec: dict[str, Any], power: PowerState) -> None: ...
-
-
 class FakeLiveMigration:
     """Mixed into FakeDriver."""
 
-    async def live_migration_source(self: _Fake, uuid: str) -> dict[str, Any]:
+    async def live_migration_source(self: FakeCore, uuid: str) -> dict[str, Any]:
         rec = self._get(uuid)
         power = PowerState(int(rec.get("power", 0)))
         if power not in (PowerState.RUNNING, PowerState.PAUSED):
             raise DriverError(f"Instance {uuid} is {power.name.lower()}; only a running or paused server live-migrates")
         return {"record": copy.deepcopy(rec), "disks": {}}
 
-    async def prepare_incoming(self: _Fake, spec: InstanceSpec, source: dict[str, Any], listen: str,
+    async def prepare_incoming(self: FakeCore, spec: InstanceSpec, source: dict[str, Any], listen: str,
                                ports: tuple[int, int] = (49152, 49215)) -> dict[str, Any]:
         if spec.uuid in self._instances:
             raise DriverError(f"Instance {spec.uuid} already exists on fake host {self.host_name}")
@@ -70,7 +49,7 @@ class FakeLiveMigration:
         await self._save(rec)
         return {"host": listen, "migrate_port": ports[0], "nbd_port": ports[0] + 1, "exports": []}
 
-    async def live_migrate(self: _Fake, uuid: str, target: dict[str, Any], *,
+    async def live_migrate(self: FakeCore, uuid: str, target: dict[str, Any], *,
                            progress: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> dict[str, Any]:
         rec = self._get(uuid)
         before = rec.get("power")
@@ -90,7 +69,7 @@ class FakeLiveMigration:
         return {"downtime_ms": 1, "total_time_ms": int((time.monotonic() - started) * 1000), "ram_bytes": 0,
                 "disk_bytes": 0, "memory_total": 1 << 30, "memory_processed": 1 << 30, "memory_remaining": 0}
 
-    async def recover_source(self: _Fake, uuid: str, resume: bool) -> None:
+    async def recover_source(self: FakeCore, uuid: str, resume: bool) -> None:
         rec = self._get(uuid)
         before = rec.pop("power_before_migration", None)
         if resume and before is not None:
@@ -98,11 +77,11 @@ class FakeLiveMigration:
             self._log(rec, "fake: live migration rolled back, the guest runs here")
             await self._save(rec)
 
-    async def force_complete(self: _Fake, uuid: str) -> None:
+    async def force_complete(self: FakeCore, uuid: str) -> None:
         rec = self._get(uuid)
         rec["force_complete"] = True
 
-    async def finish_incoming(self: _Fake, uuid: str, resume: bool = True) -> None:
+    async def finish_incoming(self: FakeCore, uuid: str, resume: bool = True) -> None:
         rec = self._get(uuid)
         self._check_fail(rec, "post_live_migration")
         power = rec.pop("incoming_power", None)
@@ -110,10 +89,10 @@ class FakeLiveMigration:
         self._log(rec, f"fake: the guest runs on {self.host_name}")
         await self._save(rec)
 
-    async def abort_incoming(self: _Fake, uuid: str) -> None:
+    async def abort_incoming(self: FakeCore, uuid: str) -> None:
         if uuid in self._instances:
             await self._remove(uuid)
 
-    async def drop_migrated(self: _Fake, uuid: str) -> None:
+    async def drop_migrated(self: FakeCore, uuid: str) -> None:
         if uuid in self._instances:
             await self._remove(uuid)

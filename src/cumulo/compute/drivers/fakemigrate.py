@@ -19,8 +19,8 @@ from cumulo.errors import DriverError
 RECORD = "fake-instance.json"
 
 
-class _Fake(Protocol):
-    """What the mixin uses of FakeDriver."""
+class FakeCore(Protocol):
+    """What the fake driver's migration mixins (this and fakelive) use of FakeDriver."""
 
     host_name: str
     _instances: dict[str, dict[str, Any]]
@@ -43,7 +43,7 @@ class _Fake(Protocol):
 class FakeColdMigration:
     """Mixed into FakeDriver."""
 
-    async def migration_files(self: _Fake, uuid: str) -> list[MigrationFile]:
+    async def migration_files(self: FakeCore, uuid: str) -> list[MigrationFile]:
         rec = self._get(uuid)
         self._check_fail(rec, "migrate")
         if PowerState(int(rec.get("power", 0))) == PowerState.RUNNING:
@@ -52,7 +52,7 @@ class FakeColdMigration:
         await self._save(rec)
         return [MigrationFile(name=RECORD, path=str(self._path(uuid)))]
 
-    async def finish_migration(self: _Fake, spec: InstanceSpec, received: str, power_on: bool) -> None:
+    async def finish_migration(self: FakeCore, spec: InstanceSpec, received: str, power_on: bool) -> None:
         if spec.uuid in self._instances:
             raise DriverError(f"Instance {spec.uuid} already exists on fake host {self.host_name}")
         path = Path(received) / RECORD
@@ -78,5 +78,5 @@ class FakeColdMigration:
             await asyncio.shield(self._remove(spec.uuid))
             raise
 
-    async def cleanup_migration_source(self: _Fake, uuid: str) -> None:
+    async def cleanup_migration_source(self: FakeCore, uuid: str) -> None:
         await self._remove(uuid)
