@@ -25,7 +25,7 @@ from cumulo.compute import states as st
 from cumulo.compute import volumes as cvolumes
 from cumulo.compute.models import instance_actions, instances
 from cumulo.compute.rpc import ComputeAPI, ConductorAPI
-from cumulo.compute.service import boot_volumes, bus_undo, passwords, samples
+from cumulo.compute.service import boot_volumes, bus_undo, local_delete, passwords, samples
 from cumulo.compute.service import transitions as tr
 from cumulo.compute.service.boot import check_image_fits, flavor_snapshot, image_summary
 from cumulo.compute.service.listing import ListQuery, install_sqlite_functions, list_instances
@@ -195,6 +195,8 @@ class ComputeService:
                 await self.network.release_ports_of_device(uuid, keep=netports.user_ports_of(inst))
             await cvolumes.release_unplaced(self.db, self.volumes, inst)
             return
+        if await local_delete.host_is_down(self, inst) and await local_delete.delete_locally(self, ctx, inst, inst["host"]):
+            return  # its host is down: Nova's local delete
         async with self.db.write() as conn:
             started = await conn.execute(
                 sa.update(instances)
