@@ -4,35 +4,16 @@ epmd port follow from it), a private vhost on the run's broker, and a private no
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import socket
 import subprocess
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "services.py"
-
-
-def services_for(port: int) -> ModuleType:
-    """scripts/services.py as seen by the node on `port` (the module reads its port at import)."""
-    saved = os.environ.get("CUMULO_TEST_AMQP_PORT")
-    os.environ["CUMULO_TEST_AMQP_PORT"] = str(port)
-    try:
-        spec = importlib.util.spec_from_file_location(f"cumulo_bus_services_{port}", SCRIPTS)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        if saved is None:
-            os.environ.pop("CUMULO_TEST_AMQP_PORT", None)
-        else:
-            os.environ["CUMULO_TEST_AMQP_PORT"] = saved
+from _services import services_for
 
 
 def with_vhost(url: str, vhost: str) -> str:

@@ -7,7 +7,6 @@ workers by theirs)."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import secrets
 import shutil
@@ -17,31 +16,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import _leftovers
 import yaml
+from _services import services_for as _services_module  # the name cluster.py imports
 from conftest import BIN, CHEAP_PASSWORD_HASH, KEEP, _clean_env, free_port
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "services.py"
-
-
-def _services_module(amqp_port: int) -> ModuleType:
-    saved = os.environ.get("CUMULO_TEST_AMQP_PORT")
-    os.environ["CUMULO_TEST_AMQP_PORT"] = str(amqp_port)
-    try:
-        spec = importlib.util.spec_from_file_location(f"cumulo_procs_services_{amqp_port}", SCRIPTS)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        if saved is None:
-            os.environ.pop("CUMULO_TEST_AMQP_PORT", None)
-        else:
-            os.environ["CUMULO_TEST_AMQP_PORT"] = saved
 
 
 def _admin_dsn(database_url: str, name: str = "cumulo") -> str:
