@@ -61,10 +61,12 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -385,13 +387,19 @@ class ClusterCloud(CumuloCloud):
             self._wait_host(name, timeout, since)
 
     def stop(self, timeout: float = 60.0) -> int | None:
-        """Every process stopped (SIGTERM by pid); the dev hosts' namespaces stay."""
-        for name in reversed(list(self.procs)):
-            self.procs[name].stop(timeout)
-        if self.dev is not None:
+        """Every process stopped, all at once (SIGTERM by pid, SIGKILL after `timeout`); the dev
+        hosts' namespaces (and the servers in them) stay."""
+        dev = self.dev
+        if dev is not None:
+            for h in dev.hosts():
+                if dev.running(h):
+                    os.kill(h.pid, signal.SIGTERM)
+        with ThreadPoolExecutor(max(1, len(self.procs))) as pool:
+            list(pool.map(lambda p: p.stop(timeout), list(self.procs.values())))
+        if dev is not None:
             for name in self.hosts:
                 with contextlib.suppress(Exception):
-                    asyncio.run(self.dev.stop(name, grace=timeout))
+                    asyncio.run(dev.stop(name, grace=timeout))
         return 0
 
     def kill(self) -> None:
