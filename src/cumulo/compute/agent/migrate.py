@@ -47,14 +47,15 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-# The vm_state before the move, in system_metadata (the key agent/resize.py keeps too).
+# The vm_state before the move or resize, in system_metadata (agent/resize.py's too).
 OLD_VM_STATE = "old_vm_state"
 EVACUATE_ACTION = "evacuate"
 MIGRATE_ACTION = "migrate"
 
 
-def _settled(power: PowerState, fallback: str = s.ACTIVE) -> str:
-    """Running means ACTIVE, shut down means STOPPED (resize.settled_vm_state, which imports us)."""
+def settled_vm_state(power: PowerState, fallback: str = s.ACTIVE) -> str:
+    """After a move or resize settles, running means ACTIVE and shut down means STOPPED (as in
+    Nova); resize.py and reconcile.py use it too."""
     if power == PowerState.RUNNING:
         return s.ACTIVE
     if power in (PowerState.SHUTDOWN, PowerState.CRASHED):
@@ -89,7 +90,7 @@ async def _back_on_source(node: Node, inst: dict[str, Any], previous: str, migra
         except Exception:
             LOG.exception("restarting %s on %s after its failed migration failed", uuid, node.host)
     await node.placement.revert_resize(uuid)
-    vm = _settled(power, previous) if power != PowerState.NOSTATE else s.ERROR
+    vm = settled_vm_state(power, previous) if power != PowerState.NOSTATE else s.ERROR
     sysmeta = {k: v for k, v in (inst["system_metadata"] or {}).items() if k != OLD_VM_STATE}
     await node.set_state(
         uuid, {"vm_state": vm, "task_state": None, "new_flavor": None, "power_state": int(power),
@@ -170,7 +171,7 @@ async def finish_revert_migration(
             error = exc
         await node.placement.revert_resize(uuid)
         power = await node.power_of(uuid)
-        vm = s.ERROR if error is not None else _settled(power, previous)
+        vm = s.ERROR if error is not None else settled_vm_state(power, previous)
         await node.set_state(
             uuid,
             {"vm_state": vm, "task_state": None, "host": node.host, "node": node.name, "flavor": old_flavor,
@@ -262,7 +263,7 @@ async def confirm_locked(node: Node, inst: dict[str, Any], rec: dict[str, Any], 
     sysmeta = {k: v for k, v in (inst["system_metadata"] or {}).items() if k != OLD_VM_STATE}
     await node.set_state(
         uuid,
-        {"vm_state": _settled(power), "task_state": None, "old_flavor": None, "new_flavor": None,
+        {"vm_state": settled_vm_state(power), "task_state": None, "old_flavor": None, "new_flavor": None,
          "power_state": int(power), "system_metadata": sysmeta},
         expected_task_state=task, expected_vm_state=s.RESIZED,
     )
@@ -339,7 +340,7 @@ async def evacuate_instance(node: Node, uuid: str, migration_uuid: str, request_
             return
         power = await node.power_of(uuid)
         await node.set_state(
-            uuid, {"vm_state": _settled(power), "task_state": None, "power_state": int(power),
+            uuid, {"vm_state": settled_vm_state(power), "task_state": None, "power_state": int(power),
                    "launched_at": utcnow()},
             expected_task_state=s.REBUILD_SPAWNING,
         )

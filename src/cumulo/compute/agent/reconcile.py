@@ -136,11 +136,11 @@ async def _undo_resize(node: Node, inst: dict[str, Any], actual: PowerState) -> 
             LOG.exception("driver revert of interrupted resize of %s failed", uuid)
     await node.placement.revert_resize(uuid)
     sysmeta = dict(inst["system_metadata"] or {})
-    previous = sysmeta.pop(resize.OLD_VM_STATE, s.ACTIVE)
+    previous = sysmeta.pop(migrate.OLD_VM_STATE, s.ACTIVE)
     await node.set_state(
         uuid,
         {
-            "vm_state": resize.settled_vm_state(actual, previous) if actual != PowerState.NOSTATE else s.ERROR,
+            "vm_state": migrate.settled_vm_state(actual, previous) if actual != PowerState.NOSTATE else s.ERROR,
             "task_state": None,
             "new_flavor": None,
             "power_state": int(actual),

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from cumulo.compute import actions, migration_records
 from cumulo.compute import states as s
 from cumulo.compute.agent import migrate
-from cumulo.compute.drivers.base import Capability, PowerState, driver_for
+from cumulo.compute.agent.migrate import OLD_VM_STATE, settled_vm_state
+from cumulo.compute.drivers.base import Capability, driver_for
 from cumulo.compute.specs import flavor_columns, flavor_spec, volume_backed
 
 if TYPE_CHECKING:
@@ -26,16 +27,6 @@ LOG = logging.getLogger(__name__)
 RESIZE_TASK_STATES = frozenset({s.RESIZE_PREP, s.RESIZE_MIGRATING, s.RESIZE_MIGRATED, s.RESIZE_FINISH})
 CONFIRM_TASK_STATES = frozenset({None, s.RESIZE_CONFIRMING})
 REVERT_TASK_STATES = frozenset({None, s.RESIZE_REVERTING})
-OLD_VM_STATE = "old_vm_state"
-
-
-def settled_vm_state(power: PowerState, fallback: str = s.ACTIVE) -> str:
-    """After a resize settles, running means ACTIVE and shut down means STOPPED (as in Nova)."""
-    if power == PowerState.RUNNING:
-        return s.ACTIVE
-    if power in (PowerState.SHUTDOWN, PowerState.CRASHED):
-        return s.STOPPED
-    return fallback
 
 
 async def resize(node: Node, uuid: str, new_flavor: dict[str, Any], request_id: str | None) -> None:
