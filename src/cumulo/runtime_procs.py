@@ -277,7 +277,7 @@ class ComputeProcess(Process):
 
     async def start(self) -> None:
         from cumulo.compute.transfer.wiring import start_host_transfers
-        from cumulo.compute.workers import assemble_hosts
+        from cumulo.compute.workers import assemble_hosts, start_hosts
         from cumulo.network.rpc import NetworkAgentAPI
 
         conf, s = self.conf, self.services
@@ -298,7 +298,8 @@ class ComputeProcess(Process):
         await self.bus.start()
         await self.network_agents.start()
         await self.volume_worker.start()
-        await asyncio.gather(*(h.start() for h in self.hosts))
+        # 16 at a time: `--fake-hosts 1000` all at once only queued for the database's connections.
+        await start_hosts(self.hosts)
         self.transfer = await start_host_transfers(self.db, conf, conf.host_name, self.managers)
 
     async def stop(self) -> None:

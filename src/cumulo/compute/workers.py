@@ -23,6 +23,7 @@ from cumulo.compute.rpc import CONDUCTOR, SCHEDULER
 from cumulo.compute.volumes import HostVolumes, VolumeClient
 from cumulo.conf import Settings
 from cumulo.db import Database
+from cumulo.hosts import servicegroup
 from cumulo.placement.service import Placement
 from cumulo.scheduler.manager import SchedulerManager
 
@@ -124,8 +125,10 @@ def assemble_hosts(
         by_host.setdefault(n.host, []).append(mgr)
         managers.append(mgr)
     hosts: list[ComputeHost] = []
+    heartbeats = servicegroup.Heartbeats(db)  # one for the process's hosts: few writes for many hosts
     for host_name, host_nodes in by_host.items():
         agent = ComputeHost(db, bus, conf, host_name, host_nodes)
+        agent.heartbeats = heartbeats
         bus.serve(compute_topic(host_name), agent)
         hosts.append(agent)
     return hosts, managers

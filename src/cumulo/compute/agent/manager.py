@@ -311,6 +311,8 @@ class ComputeHost:
         # service set --disable <node> nova-compute` and the host's other nodes keep taking work.
         self.service_ids: dict[str, int] = {}
         self.periodic = servicegroup.Periodic()
+        # Shared by the hosts of one process (workers.assemble_hosts): their beats grouped in few writes.
+        self.heartbeats = servicegroup.Heartbeats(db)
 
     async def start(self) -> None:
         for name, service_host in self.service_hosts().items():
@@ -344,8 +346,7 @@ class ComputeHost:
         return out
 
     async def heartbeat(self) -> None:
-        for sid in list(self.service_ids.values()):
-            await servicegroup.heartbeat(self.db, sid)
+        await self.heartbeats.beat(list(self.service_ids.values()))
 
     async def stop(self) -> None:
         await self.periodic.stop()
