@@ -331,55 +331,73 @@ class Placement:
         """
         skip = set(ignore)
         providers = list(providers) if providers is not None else None
+        # Nothing to change (a host's start with nothing on it: every fake host of 1,000): read only,
+        # no write transaction (issue 14, start-up at scale). Otherwise again, in the write.
+        async with self.db.read() as conn:
+            plan = await self._reconcile_in(conn, live, providers, skip, apply=False)
+        if not any(plan.values()):
+            return plan
         async with self.db.write() as conn:
-            # Only the providers in scope (an agent's own node): reading every provider here made
-            # each of 1,000 hosts' start-up read 1,000 rows (issue 14, start-up at scale).
-            q_prov = sa.select(resource_providers.c.id, resource_providers.c.uuid)
-            if providers is not None:
-                q_prov = q_prov.where(resource_providers.c.uuid.in_(providers))
-            prov_rows = (await conn.execute(q_prov)).all()
-            pid_of = {u: i for i, u in prov_rows}
-            scope = set(pid_of.values()) if providers is None else {pid_of[u] for u in providers if u in pid_of}
-            live_ids = [c for c in live if c not in skip]
-            q = sa.select(allocations.c.consumer_id, allocations.c.provider_id, allocations.c.resource_class,
-                          allocations.c.used)
-            q = q.where(sa.or_(allocations.c.provider_id.in_(scope), allocations.c.consumer_id.in_(live_ids)))
-            current: dict[str, dict[int, Resources]] = {}
-            for consumer, pid, rc, used in await conn.execute(q):
-                current.setdefault(consumer, {}).setdefault(pid, {})[rc] = int(used)
-            touched: set[int] = set()
-            removed = fixed = 0
-            for consumer, held in current.items():
-                if consumer in skip or consumer in live:
-                    continue
-                stale = [pid for pid in held if pid in scope]
-                if stale:
-                    await conn.execute(
-                        sa.delete(allocations).where(
-                            allocations.c.consumer_id == consumer, allocations.c.provider_id.in_(stale)
-                        )
+            return await self._reconcile_in(conn, live, providers, skip, apply=True)
+
+    async def _reconcile_in(
+        self, conn: AsyncConnection, live: Mapping[str, tuple[str, Mapping[str, int]]],
+        providers: list[str] | None, skip: set[str], *, apply: bool,
+    ) -> dict[str, int]:
+        """What reconcile changes ({"removed": n, "fixed": n}), changed only when `apply` (a write)."""
+        # Only the providers in scope (an agent's own node): reading every provider here made
+        # each of 1,000 hosts' start-up read 1,000 rows (issue 14, start-up at scale).
+        q_prov = sa.select(resource_providers.c.id, resource_providers.c.uuid)
+        if providers is not None:
+            q_prov = q_prov.where(resource_providers.c.uuid.in_(providers))
+        prov_rows = (await conn.execute(q_prov)).all()
+        pid_of = {u: i for i, u in prov_rows}
+        scope = set(pid_of.values()) if providers is None else {pid_of[u] for u in providers if u in pid_of}
+        live_ids = [c for c in live if c not in skip]
+        q = sa.select(allocations.c.consumer_id, allocations.c.provider_id, allocations.c.resource_class,
+                      allocations.c.used)
+        q = q.where(sa.or_(allocations.c.provider_id.in_(scope), allocations.c.consumer_id.in_(live_ids)))
+        current: dict[str, dict[int, Resources]] = {}
+        for consumer, pid, rc, used in await conn.execute(q):
+            current.setdefault(consumer, {}).setdefault(pid, {})[rc] = int(used)
+        touched: set[int] = set()
+        removed = fixed = 0
+        for consumer, held in current.items():
+            if consumer in skip or consumer in live:
+                continue
+            stale = [pid for pid in held if pid in scope]
+            if stale and apply:
+                await conn.execute(
+                    sa.delete(allocations).where(
+                        allocations.c.consumer_id == consumer, allocations.c.provider_id.in_(stale)
                     )
-                    touched.update(stale)
-                    removed += 1
-            for consumer in live_ids:
-                puuid, res = live[consumer]
-                pid = pid_of.get(puuid)
-                if pid is None or pid not in scope:
-                    continue
-                want = {pid: {rc: int(n) for rc, n in res.items() if n > 0}} if any(n > 0 for n in res.values()) else {}
-                if current.get(consumer, {}) == want:
-                    continue
-                touched.update(current.get(consumer, {}))
-                touched.add(pid)
-                await conn.execute(sa.delete(allocations).where(allocations.c.consumer_id == consumer))
-                for rc, n in want.get(pid, {}).items():
-                    await conn.execute(
-                        sa.insert(allocations).values(
-                            provider_id=pid, consumer_id=consumer, resource_class=rc, used=n, created_at=utcnow()
-                        )
+                )
+            if stale:
+                touched.update(stale)
+                removed += 1
+        for consumer in live_ids:
+            puuid, res = live[consumer]
+            pid = pid_of.get(puuid)
+            if pid is None or pid not in scope:
+                continue
+            want = {pid: {rc: int(n) for rc, n in res.items() if n > 0}} if any(n > 0 for n in res.values()) else {}
+            if current.get(consumer, {}) == want:
+                continue
+            touched.update(current.get(consumer, {}))
+            touched.add(pid)
+            fixed += 1
+            if not apply:
+                continue
+            await conn.execute(sa.delete(allocations).where(allocations.c.consumer_id == consumer))
+            for rc, n in want.get(pid, {}).items():
+                await conn.execute(
+                    sa.insert(allocations).values(
+                        provider_id=pid, consumer_id=consumer, resource_class=rc, used=n, created_at=utcnow()
                     )
-                fixed += 1
-            await self._bump(conn, touched)
+                )
+        if not apply:
+            return {"removed": removed, "fixed": fixed}
+        await self._bump(conn, touched)
         if removed or fixed:
             LOG.info("placement reconcile: removed %d stale consumers, fixed %d", removed, fixed)
         return {"removed": removed, "fixed": fixed}
