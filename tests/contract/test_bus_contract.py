@@ -217,6 +217,29 @@ async def test_unknown_and_private_methods_are_never_dispatched(bus: Bus, topic:
     assert ep.received == []
 
 
+class _Lifecycle(Endpoint):
+    """An endpoint with the public lifecycle a conductor, scheduler or host agent has."""
+
+    async def stop(self) -> None:
+        self.received.append(("stop", {}))
+
+    async def dispatch(self, method: str, instance_uuid: str, args: dict[str, Any]) -> Any:
+        self.received.append(("dispatch", {"method": method}))
+
+
+@pytest.mark.parametrize("method", ["stop", "start", "dispatch", "recover", "heartbeat"])
+async def test_an_endpoints_lifecycle_is_never_a_message(bus: Bus, topic: str, method: str) -> None:
+    """A message "stop" would stop a conductor, scheduler or host agent, and the host agent's
+    `dispatch` reached any method of its nodes, `_` ones too: none is dispatched."""
+    ep = _Lifecycle()
+    bus.serve(topic, ep)
+    await bus.ready()
+    with pytest.raises(Exception) as info:
+        await bus.call(topic, method, **({"instance_uuid": "x", "args": {}} if method == "dispatch" else {}))
+    assert exc_type(info.value) == "NotFound"
+    assert ep.received == []
+
+
 async def test_a_failing_cast_does_not_stop_the_topic(bus: Bus, topic: str) -> None:
     ep = await served(bus, topic)
     await bus.cast(topic, "broken")

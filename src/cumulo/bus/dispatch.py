@@ -24,9 +24,16 @@ LOG = logging.getLogger(__name__)
 Handler = Callable[..., Awaitable[Any]]
 
 
+# Public methods of the endpoints that are not messages: their lifecycle (a message "stop" would
+# stop a conductor, a scheduler or a host's agent) and the host agent's generic `dispatch` (which
+# would reach any method of a node, `_` ones too). No RPC API sends these names.
+NOT_MESSAGES = frozenset({"start", "stop", "dispatch", "recover", "heartbeat", "retire_stale_nodes"})
+
+
 def resolve(topic: str, endpoint: object, method: str) -> Handler:
-    """The endpoint's public async method `method`, or NotFound (never a `_` name)."""
-    handler = getattr(endpoint, method, None) if isinstance(method, str) and not method.startswith("_") else None
+    """The endpoint's public async method `method`, or NotFound (never a `_` name, nor NOT_MESSAGES)."""
+    allowed = isinstance(method, str) and not method.startswith("_") and method not in NOT_MESSAGES
+    handler = getattr(endpoint, method, None) if allowed else None
     if handler is None or not callable(handler):
         raise RemoteError("NotFound", f"{topic} has no method {method!r}", 404)
     return handler  # type: ignore[no-any-return]
