@@ -41,3 +41,23 @@ async def test_urls_travel_in_the_environment_not_the_argv(tmp_path: Path, monke
 
 def test_empty_urls_are_left_to_the_settings_file() -> None:
     assert hosts_mod.secret_env("", "") == {}
+
+
+@pytest.mark.parametrize("name", ["h1\n", "h1\nrm", "H1", "-h", "a" * 32, "h/1"])
+async def test_a_bad_host_name_never_reaches_ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Names are checked whole (re "$" matched before a trailing newline) before any host command."""
+    ran: list[list[str]] = []
+
+    async def run(argv: list[str], **kw: Any) -> Any:
+        ran.append(argv)
+        raise AssertionError("a host command ran")
+
+    monkeypatch.setattr(hosts_mod.host, "run", run)
+    with pytest.raises(hosts_mod.Invalid):
+        await DevHosts(tmp_path / "base").up(1, [name])
+    assert ran == []
+
+
+def test_a_bridge_name_with_a_newline_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(hosts_mod.Invalid):
+        DevHosts(tmp_path / "base", bridge="ul0\n")

@@ -139,7 +139,7 @@ class DevHosts:
         self.name_prefix = name_prefix
         if ns_prefix != NS_PREFIX:
             raise Invalid("dev host namespaces are always cumulo-host-<name>")
-        if not re.match(r"^[a-z0-9-]{1,15}$", bridge):
+        if not re.fullmatch(r"[a-z0-9-]{1,15}", bridge):
             raise Invalid(f"bad bridge name {bridge!r}")
 
     # ---- state ------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ class DevHosts:
         if len(names) > self.net.num_addresses - 3:
             raise Invalid(f"at most {self.net.num_addresses - 3} dev hosts fit in {self.net}")
         for n in names:
-            if not _NAME.match(n):
+            if not _NAME.fullmatch(n):  # fullmatch: "$" would let a trailing newline in
                 raise Invalid(f"bad dev host name {n!r} (lower case letters, digits and '-', up to 31)")
         await self._bridge()
         known = {h.name: h for h in self.hosts()}
