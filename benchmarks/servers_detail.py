@@ -39,6 +39,8 @@ PAGE = 1000
 
 
 def _services() -> Any:
+    # A port of this run's own unless one is asked for: a test run's PostgreSQL may hold the default.
+    os.environ.setdefault("CUMULO_TEST_PG_PORT", str(h.free_port()))
     spec = importlib.util.spec_from_file_location("cumulo_services", h.ROOT / "scripts" / "services.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
