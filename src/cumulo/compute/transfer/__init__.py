@@ -13,7 +13,10 @@ once (temp + rename):
     DELETE /v1/migrations/<uuid>                 discard everything received for the migration
 
 `<name>`: 1-128 of [A-Za-z0-9._-], not starting with a dot. A PUT again replaces (retries are
-safe). Answers: 204; 401 without a token, 403 with a wrong or expired one, 400 bad name or data,
+safe). In `cumulo compute` (wiring.py: `copying_only`) a PUT is taken only while the migration's
+record names this host as destination and says "migrating": the token (valid TOKEN_TTL, sent in
+clear on the underlay) cannot be replayed after the copy phase. Answers: 204; 401 without a token,
+403 with a wrong or expired one or outside the copy phase, 400 bad name or data,
 413 over `transfer_max_bytes` (one file or tar) or `transfer_max_entries` (one tar's members).
 
 The sending side (MIGCOLD/MIGLIVE), from the source agent:

@@ -29,12 +29,15 @@ from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from typing import IO, Any
 
+import sqlalchemy as sa
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cumulo import errors
 from cumulo.compute.drivers.files import private_dir
+from cumulo.compute.migration_records import MIGRATING
+from cumulo.compute.models import migrations
 from cumulo.compute.transfer import (
     PURPOSE,
     SECRET,
@@ -120,11 +123,15 @@ class TransferServer:
 
     def __init__(
         self, db: Database, conf: Settings, host: str, *, address: str | None = None, port: int | None = None,
-        incoming: Callable[[str], Path] | None = None,
+        incoming: Callable[[str], Path] | None = None, copying_only: bool = False,
     ) -> None:
         """`incoming(uuid)`: where a migration's files land (default `<state_dir>/incoming/<uuid>`;
-        the cold migration's agent passes `migrate_files.incoming_dir` for this host)."""
+        the cold migration's agent passes `migrate_files.incoming_dir` for this host).
+        `copying_only` (what `cumulo compute` runs): a PUT is taken only while the migration's
+        record names this host as its destination and says "migrating" (its copy phase), so a
+        token seen on the underlay cannot be replayed once the copy is over (it is valid an hour)."""
         self.incoming = incoming or (lambda mid: incoming_dir(conf.state_dir, mid))
+        self.copying_only = copying_only
         self.db = db
         self.conf = conf
         self.host = host
@@ -180,8 +187,9 @@ class TransferServer:
 
     # ---- requests ----------------------------------------------------------------------------
 
-    async def _authorize(self, request: Request) -> Path:
-        """The migration's incoming dir, once the token is right for it and this host."""
+    async def _authorize(self, request: Request, *, write: bool = True) -> Path:
+        """The migration's incoming dir, once the token is right for it and this host (and, for a
+        write with `copying_only`, the migration is copying to this host)."""
         mid = request.path_params["mid"]
         if not valid_uuid(mid):
             raise errors.Invalid(f"Not a migration uuid: {mid[:64]!r}")
@@ -190,7 +198,15 @@ class TransferServer:
             raise errors.Unauthorized(f"The transfer endpoint needs a {TOKEN_HEADER} header.")
         if not verify(await secret(self.db, SECRET), PURPOSE, subject(mid.lower(), self.host), token):
             raise errors.Forbidden(f"The transfer token is wrong or expired for migration {mid} to host {self.host}.")
+        if write and self.copying_only and not await self._copying(mid.lower()):
+            raise errors.Forbidden(f"Migration {mid} is not copying its files to host {self.host}.")
         return self.incoming(mid.lower())
+
+    async def _copying(self, mid: str) -> bool:
+        async with self.db.read() as conn:
+            row = (await conn.execute(sa.select(migrations.c.status, migrations.c.dest_compute)
+                                      .where(migrations.c.uuid == mid))).first()
+        return row is not None and row.status == MIGRATING and row.dest_compute == self.host
 
     def _name(self, request: Request) -> str:
         name = str(request.path_params["name"])
@@ -256,7 +272,7 @@ class TransferServer:
         return empty(204)
 
     async def _delete(self, request: Request) -> Response:
-        where = await self._authorize(request)
+        where = await self._authorize(request, write=False)  # a discard is welcome at any step
         await asyncio.to_thread(shutil.rmtree, where, True)
         return empty(204)
 

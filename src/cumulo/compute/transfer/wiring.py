@@ -36,7 +36,8 @@ async def start_host_transfers(
         if node is not None and getattr(node, "host", None) == host_name:
             node.transfer = sender
     server = TransferServer(
-        db, conf, host_name, incoming=lambda mid: migrate_files.incoming_dir(conf.state_dir, host_name, mid)
+        db, conf, host_name, incoming=lambda mid: migrate_files.incoming_dir(conf.state_dir, host_name, mid),
+        copying_only=True,
     )
     await server.start()
     return server
