@@ -146,6 +146,9 @@ def test_envelope_and_topics() -> None:
     with pytest.raises(ValueError, match="unsupported transport 'carrier-pigeon'"):
         make_bus("carrier-pigeon")
     assert type(make_bus("amqp://u:p@127.0.0.1:5672/v")).__name__ == "AmqpBus"  # no connection until start
+    with pytest.raises(ValueError) as info:  # a mistyped scheme: the password stays out of the message
+        make_bus("ampq://cumulo:S3CRET@198.18.0.1:5672/cloud")
+    assert "S3CRET" not in str(info.value) and "'ampq'" in str(info.value)
 
 
 async def test_call_returns_the_json_round_tripped_result(bus: Bus, topic: str) -> None:

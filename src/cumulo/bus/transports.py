@@ -13,4 +13,6 @@ def make_bus(transport: str) -> Bus:
         from cumulo.bus.amqp import AmqpBus  # aio-pika only where a broker is used
 
         return AmqpBus(transport)
-    raise ValueError(f"unsupported transport {transport!r}; use 'inproc' or an amqp:// URL")
+    scheme = transport.partition("://")[0] if "://" in transport else transport[:16]
+    # the scheme only: a mistyped URL (ampq://user:PASSWORD@...) must not put its password in a log
+    raise ValueError(f"unsupported transport {scheme!r}; use 'inproc' or an amqp:// URL")
