@@ -124,6 +124,7 @@ class SplitCloud:
         self.config = root / "cumulo.yaml"
         settings = dict(settings or {})
         extra = {"tiny_vm_image": "off", **settings.pop("extra", {})}
+        self.config.touch(mode=0o600)  # the URLs carry the run's passwords: the file, not argv, and private
         self.config.write_text(yaml.safe_dump({
             "database": self.database_url, "transport": self.transport_url, **settings, "extra": extra,
         }))
