@@ -84,8 +84,10 @@ class ConductorSettings:
     """The conductor (`extra` keys conductor_*)."""
 
     PREFIX: ClassVar[str] = "conductor_"
-    # Builds in flight at once (scheduling is serial anyway; more would queue for DB connections).
-    build_concurrency: int = 8
+    # Builds in flight at once: those waiting for a select turn form its batch (one select_batch
+    # message, one claim transaction; compute/conductor/batching.py, placement/batch.py). A waiting
+    # build holds no DB connection; more than this only queue.
+    build_concurrency: int = 32
     # The periodic sweep (compute/conductor/sweep.py): a build still in task_state "scheduling"
     # this long after its last change lost its cast (the broker or a process died between the
     # commit and the send) and is driven again; every `sweep_interval` seconds, by one conductor.

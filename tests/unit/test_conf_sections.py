@@ -22,7 +22,7 @@ def test_defaults_without_extra() -> None:
     assert s.scheduler.filters == () and s.scheduler.ram_weight_multiplier == 1.0
     assert s.servicegroup.service_down_time == 60.0 and s.servicegroup.report_interval == 10.0
     assert (s.reserved_host.cpus, s.reserved_host.memory_mb, s.reserved_host.disk_gb) == (0, 0, 0)
-    assert s.conductor.build_concurrency == 8 and s.fake.instance_types == ()
+    assert s.conductor.build_concurrency == 32 and s.fake.instance_types == ()
     assert s.demo_images.tiny_vm_image == "auto" and s.demo_images.image_build_cache is None
 
 
