@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from cumulo.compute import actions, live_records
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
-from cumulo.compute.conductor.migrate import Conductor
+from cumulo.compute.conductor.migrate import Conductor, select_and_claim
 from cumulo.compute.models import migrations
 from cumulo.compute.specs import instance_resources
 from cumulo.db import utcnow
@@ -81,15 +81,16 @@ async def _choose_and_claim(conductor: Conductor, inst: dict[str, Any], migratio
     spec["ignore_hosts"] = sorted({*spec.get("ignore_hosts", []), inst["host"]})
     spec["force_host"] = host
     spec["force_node"] = None
-    async with conductor._select_lock:
-        dests = await conductor.scheduler.select_destinations(spec, 1)
-        first = dests[0]
-        for dest in [first, *first.get("alternates", [])]:
-            node = await _node_row(conductor, dest.get("node"))
-            if node is None or node["hypervisor_type"] != source_type:
-                continue
-            if await conductor.placement.claim(migration_uuid, node["uuid"], resources):
-                return node
+
+    async def claim_on(dest: dict[str, Any]) -> dict[str, Any] | None:
+        node = await _node_row(conductor, dest.get("node"))
+        if node is None or node["hypervisor_type"] != source_type:
+            return None
+        return node if await conductor.placement.claim(migration_uuid, node["uuid"], resources) else None
+
+    chosen = await select_and_claim(conductor, spec, claim_on)
+    if chosen is not None:
+        return chosen
     raise NoValidHost(f"No valid host was found. No other host has a {source_type} node with room for the instance.")
 
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -54,6 +55,7 @@ class Conductor(Protocol):
 
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _is_no_valid_host(exc: BaseException) -> bool:
@@ -92,17 +94,39 @@ def _same_kind(inst: dict[str, Any], candidates: list[dict[str, Any]]) -> list[d
     return [d for d in candidates if not kind or not d.get("hypervisor_type") or d["hypervisor_type"] == kind]
 
 
+async def select_and_claim(
+    cond: Conductor, spec: dict[str, Any], claim_on: Callable[[dict[str, Any]], Awaitable[T | None]]
+) -> T | None:
+    """Every move's destination (cold, resize elsewhere, evacuation, live): the scheduler's choice
+    then its alternates, in order, under the conductor's select lock, until `claim_on(dest)` made a
+    claim there and returned what the caller needs (None: no room there, try the next); None when
+    no candidate took it."""
+    async with cond._select_lock:
+        dests = await cond.scheduler.select_destinations(spec, 1)
+        for dest in [dests[0], *dests[0].get("alternates", [])]:
+            got = await claim_on(dest)
+            if got is not None:
+                return got
+    return None
+
+
 async def _choose_and_claim(cond: Conductor, inst: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """The first candidate where the new flavor fits; the server's old allocation is then held by
     its migration consumer. NoValidHost when none."""
-    async with cond._select_lock:
-        dests = await cond.scheduler.select_destinations(spec, 1)
-        for dest in _same_kind(inst, [dests[0], *dests[0].get("alternates", [])]):
-            claim = await cond.placement.claim_resize(inst["uuid"], dest["provider_uuid"], spec["resources"])
-            if claim:
-                return dict(dest)
+
+    async def claim_on(dest: dict[str, Any]) -> dict[str, Any] | None:
+        if not _same_kind(inst, [dest]):
+            return None
+        claim = await cond.placement.claim_resize(inst["uuid"], dest["provider_uuid"], spec["resources"])
+        if not claim:
             LOG.info("migration claim of %s on %s failed: %s", inst["uuid"], dest["host"], claim.reason)
-    raise NoValidHost("No valid host was found. Every host the scheduler chose lost its free capacity.")
+            return None
+        return dict(dest)
+
+    chosen = await select_and_claim(cond, spec, claim_on)
+    if chosen is None:
+        raise NoValidHost("No valid host was found. Every host the scheduler chose lost its free capacity.")
+    return chosen
 
 
 async def _start_move(cond: Conductor, inst: dict[str, Any], dest: dict[str, Any], flavor: dict[str, Any],
@@ -221,19 +245,17 @@ async def evacuate_server(
     await migration_records.set_status_of(cond.db, migration_uuid, migration_records.PRE_MIGRATING)
     spec = await _spec(cond, inst, dict(inst["flavor"] or {}), host)
     spec["resources"] = cond.scheduler_spec(inst)["resources"]  # what the row holds now
-    chosen: dict[str, Any] | None = None
+
+    async def claim_on(dest: dict[str, Any]) -> dict[str, Any] | None:
+        if not _same_kind(inst, [dest]):
+            return None
+        claim = await cond.placement.claim(uuid, dest["provider_uuid"], spec["resources"],
+                                           then=functools.partial(_move_row, uuid=uuid, source=source, dest=dest))
+        return dict(dest) if claim else None
+
     try:
         async with actions.event(cond.db, uuid, request_id, "conductor_rebuild_server", None):
-            async with cond._select_lock:
-                dests = await cond.scheduler.select_destinations(spec, 1)
-                for dest in _same_kind(inst, [dests[0], *dests[0].get("alternates", [])]):
-                    claim = await cond.placement.claim(
-                        uuid, dest["provider_uuid"], spec["resources"],
-                        then=functools.partial(_move_row, uuid=uuid, source=source, dest=dest),
-                    )
-                    if claim:
-                        chosen = dict(dest)
-                        break
+            chosen = await select_and_claim(cond, spec, claim_on)
             if chosen is None:
                 raise NoValidHost("No valid host was found. Every host the scheduler chose lost its free capacity.")
     except _Gone:
