@@ -310,8 +310,8 @@ def test_a_compute_agent_killed_mid_spawn_settles_on_restart(world: World) -> No
     cloud.start_process(host)
     rows = world.settled([uuid])
     row = rows[uuid]
-    assert row["OS-EXT-SRV-ATTR:host"] == host
-    assert row["status"] == "ACTIVE", row  # a restart finishes a build its agent took (reconcile)
+    # a restart finishes a build its agent took (reconcile: adopted, or made again on the host)
+    assert (row["status"], row["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", host), row.get("fault")
     world.consistent()
     world.containers_match()
     world.clean([uuid])

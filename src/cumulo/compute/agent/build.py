@@ -25,8 +25,11 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-# task_states a building instance may carry when the agent starts on it.
-BUILD_TASK_STATES = frozenset({s.SCHEDULING, s.NETWORKING, s.BLOCK_DEVICE_MAPPING, s.SPAWNING})
+# The task_states a build message starts from: only "scheduling". A build past it was taken by
+# this host's agent already, and a message handled again (RabbitMQ redelivers what a killed agent held, to
+# the agent restarted) would spawn over the half-made guest and fail the build; the restarted
+# agent's reconcile owns such a row (adopts the guest or makes it again).
+TAKE_TASK_STATES = frozenset({s.SCHEDULING})
 BUILD_EVENT = "compute_build_and_run_instance"
 REBUILD_TASK_STATES = frozenset({s.REBUILDING, s.REBUILD_SPAWNING, "rebuild_block_device_mapping"})
 
@@ -38,7 +41,7 @@ async def build_and_run(node: Node, uuid: str, request_id: str | None) -> None:
             # Deleted before we got here: make sure nothing of it lingers on this host.
             await _forget(node, uuid)
             return
-        if inst["vm_state"] != s.BUILDING or not node.owns(inst) or inst["task_state"] not in BUILD_TASK_STATES:
+        if inst["vm_state"] != s.BUILDING or not node.owns(inst) or inst["task_state"] not in TAKE_TASK_STATES:
             LOG.info("build of %s skipped on node %s: vm_state=%s task_state=%s host=%s node=%s", uuid, node.name,
                      inst["vm_state"], inst["task_state"], inst["host"], inst["node"])
             return
