@@ -11,14 +11,16 @@ One test walks the acceptance in order, each step asserting the end state it mus
     underlay addresses), and the VM from a container on another host;
 (c) a container cold-migrates to the one host the group leaves free (`server migrate`, then
     `server resize confirm`): it runs there, and a file written in it before the move is still there;
-(d) the VM live-migrates to another host (`server migrate --live-migration --host`) while a
-    container on a third host pings it every 0.2 s: it keeps answering (at most a few echoes lost),
+(d) the VM live-migrates to another host (`server migrate --live-migration --host`, a host with a
+    container) while a container on another host pings it every 0.2 s: it keeps answering (at most a few echoes lost),
     its one QEMU process is then in the destination's namespace; the echoes lost and the record's
     downtime (QEMU's figure) are printed;
-(e) a host holding a container is killed (its agent and everything it ran: `DevHosts.kill`), its
-    compute service forced down (`compute service set --down`), and `server evacuate` brings the
-    container up ACTIVE on a host the group allows; the host then comes back (`compute service set
-    --up`): its agent completes the evacuation record and runs nothing twice.
+(e) the VM's host, which also runs a container, is killed (its agent and everything it ran:
+    `DevHosts.kill`), its compute services forced down (`compute service set --down`: the host's
+    runc node and its `-qemu` node), and `server evacuate` brings the container up ACTIVE on the
+    host the group allows and the VM (rebuilt from its image) on another host, where it answers
+    ping; the host then comes back (`compute service set --up`): its agent completes the
+    evacuation records and runs nothing twice.
 
 Everything the test makes is deleted by name at the end (servers, group, network); the cluster's
 close removes the processes, dev hosts, database and vhost.
@@ -259,9 +261,13 @@ def test_three_hosts_spread_ping_migrate_live_migrate_evacuate(cloud: ClusterClo
         wait_for(lambda: pings(cloud, hosts[c2], c2, ips[c1]), 60, f"{c1} reachable again on {free_host}")
         step.done(f"(c) {c1} cold-migrated {old_host} -> {free_host}, its file kept")
 
-        # (d) live migration while pinged from a container on a third host
+        # (d) live migration while pinged from a container on another host
+        # to a host with a container (the third host's when it has one), so that (e) kills a host
+        # running both kinds
         pinger = next(u for u in (c1, c2) if hosts[u] != vm_host)
         dest = next(h for h in cloud.hosts if h not in (vm_host, hosts[pinger]))
+        if dest not in hosts.values():
+            dest = hosts[pinger]
         log = f"/tmp/{TAG}-live.log"
         inside(cloud, hosts[pinger], pinger,
                f"ping -i {PING_INTERVAL} {vm_ip} </dev/null >{log} 2>&1 & echo $! >/tmp/{TAG}-live.pid")
@@ -293,40 +299,54 @@ def test_three_hosts_spread_ping_migrate_live_migrate_evacuate(cloud: ClusterClo
         vm_host = dest
         step.done(f"(d) the VM live-migrated to {dest}, {lost} echoes lost, downtime {downtime} ms")
 
-        # (e) a host holding a container (not the VM) killed, forced down, its container evacuated
-        victim_ct = next(u for u in (c2, c1) if hosts[u] != vm_host)
-        victim = hosts[victim_ct]
+        # (e) the VM's host (with a container) killed, forced down, its servers evacuated
+        victim = vm_host
+        victim_ct = next(u for u in (c1, c2) if hosts[u] == victim)
         other = next(u for u in (c1, c2) if u != victim_ct)
-        allowed = [h for h in cloud.hosts if h not in (victim, hosts[other])]
+        allowed = [h for h in cloud.hosts if h not in (victim, hosts[other])]  # anti-affinity
         cloud.kill_process(victim)
-        osc("compute", "service", "set", "--down", victim, "nova-compute", json=False, microversion="2.11")
-        svc = osc("compute", "service", "list", "--long", "--host", victim, "--service", "nova-compute",
-                  microversion="2.11")
-        assert [s.get("Forced Down") for s in svc] == [True], svc
-        osc("server", "evacuate", victim_ct, json=False)
+        nodes = [victim, f"{victim}-qemu"]  # the host's two compute nodes (one per driver), one service each
+        for node in nodes:
+            osc("compute", "service", "set", "--down", node, "nova-compute", json=False, microversion="2.11")
+        svc = {s["Host"]: s for s in osc("compute", "service", "list", "--long", "--service", "nova-compute",
+                                         microversion="2.11")}
+        assert [(svc[n]["State"], svc[n]["Forced Down"]) for n in nodes] == [("down", True)] * 2, svc
+        for u in (victim_ct, vm):
+            osc("server", "evacuate", u, json=False)
         back = wait_status(cloud, victim_ct, "ACTIVE", 300)
         assert host_of(back) in allowed, (host_of(back), allowed)
         hosts[victim_ct] = host_of(back)
         state = runc(cloud, hosts[victim_ct], "state", f"cumulo-{victim_ct}")
         assert state.returncode == 0 and '"running"' in state.stdout, state
-        migs = osc("server", "migration", "list", "--server", victim_ct, microversion="2.23")
-        assert [(m["Type"], m["Status"], m["Source Compute"]) for m in migs if m["Type"] == "evacuation"] == \
-            [("evacuation", "done", victim)], migs
+        vm_back = wait_status(cloud, vm, "ACTIVE", 600)
+        vm_host = host_of(vm_back)
+        assert vm_host in cloud.hosts and vm_host != victim, vm_host
+        assert qemu_hosts(cloud, vm) == [vm_host]
+        for u in (victim_ct, vm):
+            migs = osc("server", "migration", "list", "--server", u, microversion="2.23")
+            assert [(m["Type"], m["Status"], m["Source Compute"]) for m in migs if m["Type"] == "evacuation"] == \
+                [("evacuation", "done", victim)], migs
         wait_for(lambda: pings(cloud, hosts[other], other, fixed_ip(back)), 60,
                  f"the evacuated {victim_ct} answering on {hosts[victim_ct]}")
-        step.done(f"(e) {victim} killed, {victim_ct} evacuated to {hosts[victim_ct]}")
+        wait_for(lambda: pings(cloud, hosts[other], other, vm_ip), 300, f"the evacuated VM answering on {vm_host}")
+        step.done(f"(e) {victim} killed, {victim_ct} evacuated to {hosts[victim_ct]}, the VM to {vm_host}")
 
-        # the repaired host comes back: its agent starts, settles the evacuation, runs nothing twice
+        # the repaired host comes back: its agent starts, settles the evacuations, runs nothing twice
         cloud.start_process(victim)
-        osc("compute", "service", "set", "--up", victim, "nova-compute", json=False, microversion="2.11")
-        wait_for(lambda: [s["State"] for s in osc("compute", "service", "list", "--host", victim, "--service",
-                                                   "nova-compute")] == ["up"], 120, f"{victim} up again")
-        wait_for(lambda: [m["Status"] for m in osc("server", "migration", "list", "--server", victim_ct,
-                                                   microversion="2.23") if m["Type"] == "evacuation"] == ["completed"],
-                 120, f"the evacuation settled by {victim} at its start")
+        for node in nodes:
+            osc("compute", "service", "set", "--up", node, "nova-compute", json=False, microversion="2.11")
+        wait_for(lambda: {s["Host"]: s["State"] for s in osc("compute", "service", "list", "--service",
+                                                             "nova-compute") if s["Host"] in nodes}
+                 == dict.fromkeys(nodes, "up"), 120, f"{victim} up again")
+        for u in (victim_ct, vm):
+            wait_for(lambda u=u: [m["Status"] for m in osc("server", "migration", "list", "--server", u,
+                                                           microversion="2.23") if m["Type"] == "evacuation"]
+                     == ["completed"], 120, f"the evacuation of {u} settled by {victim} at its start")
         assert runc(cloud, victim, "state", f"cumulo-{victim_ct}").returncode != 0
+        assert qemu_hosts(cloud, vm) == [vm_host]
         assert wait_status(cloud, victim_ct, "ACTIVE", 60)["OS-EXT-SRV-ATTR:host"] == hosts[victim_ct]
-        step.done(f"(e) {victim} back: the evacuation completed, {victim_ct} still only on {hosts[victim_ct]}")
+        assert wait_status(cloud, vm, "ACTIVE", 60)["OS-EXT-SRV-ATTR:host"] == vm_host
+        step.done(f"(e) {victim} back: the evacuations completed, nothing runs twice")
     finally:
         for u in made:
             with contextlib.suppress(Exception):
