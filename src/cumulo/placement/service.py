@@ -20,6 +20,7 @@ bumps the pool's generation with the same compare-and-swap.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -154,6 +155,16 @@ class Placement:
             return await pools.pools_for(conn, provider_uuids)
 
     async def set_inventory(self, uuid: str, name: str, inventory: Mapping[str, Inventory]) -> None:
+        # Unchanged (a host's restart: 1,000 fake hosts at once): read only, no write transaction.
+        want = {rc: dataclasses.replace(inv, max_unit=inv.max_unit or inv.total) for rc, inv in inventory.items()}
+        async with self.db.read() as conn:
+            rows = (await conn.execute(
+                sa.select(resource_providers.c.name.label("rp_name"), inventories)
+                .select_from(resource_providers.outerjoin(inventories, inventories.c.provider_id == resource_providers.c.id))
+                .where(resource_providers.c.uuid == uuid))).mappings().all()
+        if rows and rows[0]["rp_name"] == name and want == {
+                r["resource_class"]: inventory_from_row(r) for r in rows if r["resource_class"] is not None}:
+            return
         async with self.db.write() as conn:
             row = (
                 await conn.execute(sa.select(resource_providers.c.id).where(resource_providers.c.uuid == uuid))

@@ -401,16 +401,18 @@ class ComputeHost:
     async def _drop_stale_services(self) -> None:
         """nova-compute services on this host's topic that run no node any more (their node went, or
         got the host's name): gone, or they would show down forever."""
+        used = sa.select(compute_nodes.c.service_id).where(compute_nodes.c.service_id.is_not(None))
+        stale = sa.and_(
+            services.c.topic == compute_topic(self.host),
+            services.c.binary == "nova-compute",
+            services.c.id.not_in(list(self.service_ids.values())),
+            services.c.id.not_in(used.scalar_subquery()),
+        )
+        async with self.db.read() as conn:  # usually none: no write transaction then (1,000 hosts' start)
+            if (await conn.execute(sa.select(services.c.id).where(stale).limit(1))).first() is None:
+                return
         async with self.db.write() as conn:
-            used = sa.select(compute_nodes.c.service_id).where(compute_nodes.c.service_id.is_not(None))
-            await conn.execute(
-                sa.delete(services).where(
-                    services.c.topic == compute_topic(self.host),
-                    services.c.binary == "nova-compute",
-                    services.c.id.not_in(list(self.service_ids.values())),
-                    services.c.id.not_in(used.scalar_subquery()),
-                )
-            )
+            await conn.execute(sa.delete(services).where(stale))
 
     async def nodes_for(self, instance_uuid: str, node: str | None = None) -> list[ComputeManager]:
         """Where a message about the instance goes; every node when no row says (a build or a delete
