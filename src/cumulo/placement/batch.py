@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.db import Database, utcnow
 from cumulo.errors import NotFound
-from cumulo.placement.inventory import Inventory, Resources, inventory_from_row
+from cumulo.placement.inventory import Inventory, Resources, inventory_from_row, shortfall
 from cumulo.placement.models import allocations, inventories, resource_provider_aggregates, resource_providers
 
 LOG = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ async def _round(
         use = dict(used.get(p.pid, {}))
         for rc, n in old.get(p.pid, {}).items():
             use[rc] = use.get(rc, 0) - n
-        short = _shortfall(r.resources, p.inventory, use)
+        short = shortfall(r.resources, p.inventory, use)
         if short:
             settled[i] = Claim(False, short)
             continue
@@ -225,20 +225,6 @@ async def _round(
     for i, _, _, result in done:
         settled[i] = Claim(True, result=result)
     return settled, again, single
-
-
-def _shortfall(resources: Resources, inventory: dict[str, Inventory], usage: Resources) -> dict[str, str]:
-    """As Placement._claim_once's check: what of `resources` the provider cannot give, and why."""
-    short: dict[str, str] = {}
-    for rc, amount in resources.items():
-        inv = inventory.get(rc)
-        if inv is None:
-            short[rc] = "no inventory"
-        elif amount > (inv.max_unit or inv.total) or amount < inv.min_unit:
-            short[rc] = f"requested {amount} is outside {inv.min_unit}..{inv.max_unit or inv.total}"
-        elif usage.get(rc, 0) + amount > inv.capacity:
-            short[rc] = f"requested {amount}, free {inv.capacity - usage.get(rc, 0)} of {inv.capacity}"
-    return short
 
 
 class ClaimBatcher:

@@ -38,3 +38,18 @@ def inventory_from_row(r: Any) -> Inventory:
         step_size=int(r["step_size"]),
         allocation_ratio=float(r["allocation_ratio"]),
     )
+
+
+def shortfall(resources: Resources, inventory: dict[str, Inventory], usage: Resources) -> dict[str, str]:
+    """What of `resources` a provider with `inventory` and `usage` cannot give, and why (empty: it
+    fits): a claim's check, one at a time (Placement._claim_once) or batched (batch.py)."""
+    short: dict[str, str] = {}
+    for rc, amount in resources.items():
+        inv = inventory.get(rc)
+        if inv is None:
+            short[rc] = "no inventory"
+        elif amount > (inv.max_unit or inv.total) or amount < inv.min_unit:
+            short[rc] = f"requested {amount} is outside {inv.min_unit}..{inv.max_unit or inv.total}"
+        elif usage.get(rc, 0) + amount > inv.capacity:
+            short[rc] = f"requested {amount}, free {inv.capacity - usage.get(rc, 0)} of {inv.capacity}"
+    return short

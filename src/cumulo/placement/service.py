@@ -43,6 +43,7 @@ from cumulo.placement.inventory import (
     Inventory,
     Resources,
     inventory_from_row,
+    shortfall,
 )
 from cumulo.placement.models import (
     allocations,
@@ -464,15 +465,7 @@ class Placement:
             usage = (await pools.load_usage(conn, pool, exclude=exclude)).get(pid, {})
         else:
             usage = await self._usage(conn, pid, exclude=exclude)
-        short: dict[str, str] = {}
-        for rc, amount in resources.items():
-            inv = inventory.get(rc)
-            if inv is None:
-                short[rc] = "no inventory"
-            elif amount > (inv.max_unit or inv.total) or amount < inv.min_unit:
-                short[rc] = f"requested {amount} is outside {inv.min_unit}..{inv.max_unit or inv.total}"
-            elif usage.get(rc, 0) + amount > inv.capacity:
-                short[rc] = f"requested {amount}, free {inv.capacity - usage.get(rc, 0)} of {inv.capacity}"
+        short = shortfall(resources, inventory, usage)
         if pool is not None:
             short = {**pool.shortfall({rc: n for rc, n in resources.items() if rc not in short}, inventory), **short}
         if short:
