@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _asgi_ctx import AsCtx
 
 from cumulo import conf as conf_mod
 from cumulo.context import RequestContext, expand_roles
@@ -33,16 +34,6 @@ PROBES: list[tuple[str, str, str, Any]] = [
 ]
 
 
-class _As:
-    def __init__(self, app: Any, ctx: RequestContext) -> None:
-        self.app, self.ctx = app, ctx
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, "cumulo.context": self.ctx}
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture
 async def pg_cloud(scale_services: dict[str, str], pg_template: str, tmp_path: Path) -> AsyncIterator[Any]:
     import _pg
@@ -64,7 +55,7 @@ async def pg_cloud(scale_services: dict[str, str], pg_template: str, tmp_path: P
 async def test_values_postgresql_refuses_are_4xx(pg_cloud: Any) -> None:
     app = pg_cloud.asgi_app()
     clients = {
-        role: httpx.AsyncClient(transport=httpx.ASGITransport(app=_As(app, RequestContext(
+        role: httpx.AsyncClient(transport=httpx.ASGITransport(app=AsCtx(app, RequestContext(
             user_id=uuid.uuid4().hex, project_id=PROJECT, roles=expand_roles([role])))), base_url="http://cumulo.test")
         for role in ("member", "admin")
     }

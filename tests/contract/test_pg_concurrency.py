@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from _asgi_ctx import AsCtx
 
 from cumulo import conf as conf_mod
 from cumulo.context import RequestContext, expand_roles
@@ -37,19 +38,9 @@ CLAIMS = 4  # per racer
 WORKER = Path(__file__).with_name("pg_race_worker.py")
 
 
-class _As:
-    def __init__(self, app: Any, ctx: RequestContext) -> None:
-        self.app, self.ctx = app, ctx
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, "cumulo.context": self.ctx}
-        await self.app(scope, receive, send)
-
-
 def _client(app: Any, project: str, role: str) -> httpx.AsyncClient:
     ctx = RequestContext(user_id=uuid.uuid4().hex, project_id=project, roles=expand_roles([role]))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=_As(app, ctx)), base_url="http://cumulo.test")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=AsCtx(app, ctx)), base_url="http://cumulo.test")
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from _asgi_ctx import AsCtx
 
 from cumulo import conf as conf_mod
 from cumulo.context import RequestContext, expand_roles
@@ -68,16 +68,6 @@ class Relay:
         self.links.discard(up_writer)
 
 
-class _As:
-    def __init__(self, app: Any, ctx: RequestContext) -> None:
-        self.app, self.ctx = app, ctx
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, "cumulo.context": self.ctx}
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture
 def outage_db(scale_services: dict[str, str], pg_template: str) -> Iterator[str]:
     import _pg
@@ -110,7 +100,7 @@ async def test_database_outage_is_a_503_and_the_cloud_recovers(outage_db: str, r
 
         def client(role: str) -> httpx.AsyncClient:
             ctx = RequestContext(user_id=uuid.uuid4().hex, project_id=uuid.uuid4().hex, roles=expand_roles([role]))
-            return httpx.AsyncClient(transport=httpx.ASGITransport(app=_As(app, ctx)), base_url="http://cumulo.test",
+            return httpx.AsyncClient(transport=httpx.ASGITransport(app=AsCtx(app, ctx)), base_url="http://cumulo.test",
                                      timeout=60)
 
         member, admin = client("member"), client("admin")
