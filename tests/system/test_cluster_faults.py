@@ -53,6 +53,7 @@ import pytest
 from _procs_util import Proc, _admin_dsn
 from _runc_util import wait_for
 from cluster import ClusterCloud
+from conftest import skip_unless_runc
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "services.py"
 LOSS_BUDGET = 2
@@ -198,6 +199,9 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    skip_unless_runc()
+    if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists() or not Path("/usr/lib/postgresql").is_dir():
+        pytest.skip("needs Debian's postgresql and rabbitmq-server (scripts/services.py)")
     pg_port, amqp_port = _free(1), _free(3)
     services = _load_services(pg_port, amqp_port)
     # not under pytest's 0700 temp root: the postgres and rabbitmq users reach their own dirs
