@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cumulo.compute import actions, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
-from cumulo.compute.agent import block_devices, nics, volumes
+from cumulo.compute.agent import block_devices, migrate, nics, volumes
 from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.faults import fault_text
 from cumulo.db import utcnow
@@ -182,6 +182,7 @@ async def terminate(node: Node, uuid: str, request_id: str | None) -> None:
                 fault=exc,
             )
             return
+        await migrate.close_on_delete(node, uuid, req)  # a moved server's copy kept for a revert
         await nics.release(node, inst)
         await volumes.release(node, inst)  # attachments gone, delete_on_termination volumes deleted
         await node.placement.release(uuid)

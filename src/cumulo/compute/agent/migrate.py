@@ -269,6 +269,23 @@ async def confirm_locked(node: Node, inst: dict[str, Any], rec: dict[str, Any], 
     )
 
 
+async def close_on_delete(node: Node, uuid: str, request_id: str | None) -> None:
+    """The server was deleted here while a move to this host waited for confirm (VERIFY_RESIZE):
+    its copy kept on the source goes and the record is confirmed, as Nova confirms the resize of a
+    server it deletes; otherwise the source kept that copy (kept_for_revert) for good."""
+    rec = await cross_host(node, uuid)
+    if rec is None or rec["dest_compute"] != node.host:
+        return
+    try:
+        await _peers(node).cleanup_migration_source(
+            rec["source_compute"], uuid, node=rec["source_node"] or rec["source_compute"], request_id=request_id
+        )
+    except Exception as exc:  # noqa: BLE001 - the record closes anyway: the source reaps the orphan at its start
+        LOG.warning("the source %s of deleted %s did not clean up (%s); it reaps the copy at its next start",
+                    rec["source_compute"], uuid, exc)
+    await migration_records.set_status_of(node.db, rec["uuid"], migration_records.CONFIRMED)
+
+
 async def revert_locked(node: Node, inst: dict[str, Any], rec: dict[str, Any], request_id: str | None) -> bool:
     """revertResize of a server that moved here: destroyed here, handed back to the source."""
     uuid, task = inst["uuid"], inst["task_state"]
