@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from test_workers_reconcile import assert_consistent, placed
@@ -76,3 +77,29 @@ async def test_the_conductor_sweeps_by_itself(tmp_path: Path) -> None:
         await assert_consistent(rig)
     finally:
         await rig.stop()
+
+
+async def test_a_build_the_broker_cut_stays_scheduling_for_the_sweep(tmp_path: Path) -> None:
+    """The broker away mid-build (the select call not sent): the row is not failed, and the sweep
+    builds it once the bus is back."""
+    from cumulo.bus.base import BusUnavailable
+
+    class Away:
+        async def select_destinations(self, *_: Any) -> Any:
+            raise BusUnavailable("message broker unreachable: test")
+
+        select_batch = select_destinations
+
+    async with running(tmp_path) as rig:
+        real = rig.conductor.scheduler
+        rig.conductor.scheduler = Away()  # type: ignore[assignment]
+        uuid = await rig.insert_instance()
+        await rig.conductor.build_instances([uuid])
+        row = await rig.get(uuid)
+        assert (row["vm_state"], row["task_state"], row["host"]) == (st.BUILDING, st.SCHEDULING, None)
+        assert await rig.faults(uuid) == []
+        rig.conductor.scheduler = real
+        await backdate(rig, uuid)
+        assert await sweep.sweep(rig.conductor) == [uuid]
+        assert (await rig.wait_settled(uuid))["vm_state"] == st.ACTIVE
+        await assert_consistent(rig)

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cumulo.bus.base import Bus
+from cumulo.bus.base import Bus, BusUnavailable
 from cumulo.compute import actions, migration_records, server_groups, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
@@ -111,6 +111,10 @@ class Conductor:
             try:
                 async with self._build_slots:
                     await self._build_one(uuid)
+            except BusUnavailable as exc:
+                # The broker went away mid-build: the row stays "scheduling" (its claim, if made,
+                # with its host) for the redelivered cast or the sweep (sweep.py), never ERROR.
+                LOG.warning("build of %s left to a retry: %s", uuid, exc)
             except Exception as exc:
                 LOG.exception("build of %s failed in the conductor", uuid)
                 await self._fail_build(uuid, f"Scheduling failed in the conductor: {type(exc).__name__}: {exc}")
