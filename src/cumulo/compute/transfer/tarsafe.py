@@ -58,11 +58,12 @@ def build(src: Path, out: IO[bytes]) -> None:
     overlay whiteouts (0:0) are left out: the destination refuses them, and they are not data."""
     links: dict[tuple[int, int], str] = {}  # (dev, ino) of a regular file with links -> its first name
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for root, dirs, files, dirfd in os.fwalk(src, follow_symlinks=False):
-            if root == str(src):
+        top = os.fspath(src)
+        for root, dirs, files, dirfd in os.fwalk(top, follow_symlinks=False):
+            rel = os.path.relpath(root, top)
+            if rel == ".":  # the first (top-down): the tree's root, as "."
                 _add(tar, ".", os.open(".", os.O_PATH | os.O_DIRECTORY, dir_fd=dirfd), links)
             dirs.sort()
-            rel = os.path.relpath(root, src)
             for name in [*dirs, *sorted(files)]:
                 try:
                     fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
