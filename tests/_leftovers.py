@@ -2,7 +2,9 @@
 
 `now()` lists the `cnet-`/`crtr-` namespaces, the runc driver's `cumulo-<uuid>` namespaces, the
 `cxh...`/`tap...` links in the host's root namespace, the dnsmasq processes of Cumulo's DHCP run
-dir and the `cumulo...` nftables tables of the root namespace. `Session` records what was there
+dir and the `cumulo...` nftables tables of the root namespace, and (issue 14) the dev hosts'
+`cumulo-host-<name>` namespaces and the clusters' `cucl<N>` underlay bridges (tests/system/cluster.py
+records its own: `record_dev_hosts`). `Session` records what was there
 at its start, samples the network agents' ownership registry while it runs (the ids each of the
 session's clouds registered, `SESSION_STATE_DIRS`) and at its end says what is new and the
 session's:

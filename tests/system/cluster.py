@@ -23,7 +23,8 @@ one `cumulo up`:
   namespace (underlay_ip = the gateway) whose nova-compute service is disabled at start, so it
   only carries routers, floating IPs, the external network and its host link (in the root
   namespace, as in `cumulo up`: the machine reaches floating IPs as in the embedded mode) and the
-  scheduler never picks it;
+  scheduler never picks it; its VXLAN devices are made in the root namespace, shared by every
+  cluster's L3 host, so each cluster's networks take VNIs of their own (`vni_ranges` N*10000 + 0..9999);
 - `cloud.hosts` = ["c<tag>-host1", "c<tag>-host2", "c<tag>-host3"]: dev hosts (cumulo.dev.hosts:
   netns `cumulo-host-<name>`, 198.18.N.2..4, a private mount namespace each) each running
   `cumulo compute --host <name> --driver <drivers>` with `underlay_ip` its address; new volumes go
@@ -38,6 +39,7 @@ module's `env` (CUMULO_* values, as `cumulo up` gets them). Per process (names: 
     cloud.kill_process(name)    # SIGKILL by pid (a dev host: `DevHosts.kill`, the whole host dies:
                                 #   agent, QEMU, dnsmasq, its containers)
     cloud.start_process(name)   # start it again (same state dir) and wait for its ready line
+    cloud.start_extra(role, name)  # one more conductor/scheduler/api process (e.g. a peer conductor)
     cloud.pid(name), cloud.process_log(name), cloud.host_ip(name), cloud.host_state_dir(name)
     cloud.in_host(name, argv)   # argv run inside a dev host's namespaces (nsenter), as a list
     cloud.dev                   # the DevHosts (cumulo.dev.hosts) of the cluster
@@ -74,7 +76,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import _leftovers
 import httpx
 import yaml
-from _procs_util import Proc, _admin_dsn, _pg, _services_module
+from _procs_util import Proc, _admin_dsn, _pg
+from _services import services_for
 from conftest import BIN, CHEAP_PASSWORD_HASH, KEEP, CumuloCloud, CumuloStartError, _clean_env, free_port
 
 from cumulo.dev.hosts import DevHosts
@@ -135,13 +138,14 @@ class ClusterCloud(CumuloCloud):
         self.settings = dict(settings or {})
         self.procs: dict[str, Proc] = {}
         self._server_hosts: dict[str, str] = {}
+        self._roles: dict[str, str] = {}  # extra processes' names -> their role (start_extra)
         self.slot = 0
         self._slot_lock: IO[str] | None = None
         self.dev: DevHosts | None = None
         self._made_db = self._made_vhost = False
         amqp = urlsplit(self.services["transport_url"])
         assert amqp.port is not None
-        self._ctl = _services_module(amqp.port)
+        self._ctl = services_for(amqp.port)
 
     # -- addresses ----------------------------------------------------------------------------
 
@@ -228,6 +232,9 @@ class ClusterCloud(CumuloCloud):
             "database": self.database_url, "transport": self.transport_url,
             "api_url": f"http://{self.gateway}:{self.port}", "l3_host": self.l3_host, "volume_host": self.hosts[0],
             "external_link": self.external, "metrics_port": 0,
+            # VXLAN devices of every cluster's L3 host are made in the root namespace, where a VNI
+            # (on UDP 4789) can be one device only: each cluster's networks get VNIs of their own
+            "vni_ranges": f"{self.slot * 10000}:{self.slot * 10000 + 9999}",
             **({"external_cidr": self.external_cidr} if self.external_cidr else {}),
             **self.settings, "extra": extra,
         }
@@ -241,7 +248,13 @@ class ClusterCloud(CumuloCloud):
         return [*prog, role, "--config", str(self.config), "--state-dir", str(state), "--log-level", "info", *args]
 
     def _spawn(self, name: str) -> Proc:
-        if name == "api":
+        role = self._roles.get(name)
+        if role is not None:  # an extra process (start_extra)
+            host = f"c{self.tag}-{name}" if role != "api" else ""
+            extra = ["--host", "0.0.0.0", "--port", str(free_port("0.0.0.0"))] if role == "api" else ["--host", host]  # noqa: S104
+            argv = self._argv(role, self.root / name, *extra)
+            ready = f"cumulo {role} is ready"
+        elif name == "api":
             argv = self._argv("api", self.state_dir, "--host", "0.0.0.0", "--port", str(self.port))  # noqa: S104
             ready = "cumulo api is ready"
         elif name in ("conductor", "scheduler"):
@@ -357,8 +370,19 @@ class ClusterCloud(CumuloCloud):
         except OSError:
             return ""
 
+    def start_extra(self, role: str, name: str, timeout: float = START_TIMEOUT) -> Proc:
+        """One more `cumulo <role>` (conductor, scheduler, api) in the root namespace, named `name`
+        (its state dir, its log, its service host c<tag>-<name>; an API on a free port of its own,
+        in its log): e.g. a second conductor sharing the "conductor" queue. Stopped at close;
+        stop_process/kill_process/start_process take its name."""
+        assert role in ("api", "conductor", "scheduler") and name not in self.procs and name not in self.hosts, name
+        self._roles[name] = role
+        proc = self._spawn(name)
+        proc.wait_ready(timeout)
+        return proc
+
     def log(self) -> str:
-        names = ["api", "conductor", "scheduler", self.l3_host, *self.hosts]
+        names = ["api", "conductor", "scheduler", self.l3_host, *self.hosts, *self._roles]
         return "\n".join(f"--- {n} ---\n{self.process_log(n)[-8000:]}" for n in names)
 
     def stop_process(self, name: str, timeout: float = 60.0) -> None:
@@ -379,7 +403,7 @@ class ClusterCloud(CumuloCloud):
             asyncio.run(self.dev.kill(name))
 
     def start_process(self, name: str, timeout: float = START_TIMEOUT) -> None:
-        if name in ("api", "conductor", "scheduler", self.l3_host):
+        if name in ("api", "conductor", "scheduler", self.l3_host) or name in self._roles:
             self._spawn(name).wait_ready(timeout)
         else:
             since = len(self.process_log(name))

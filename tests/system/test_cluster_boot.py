@@ -1,8 +1,9 @@
 """The scaled-out configuration's own check (issue 14, acceptance 1): a runc container through the
 real `openstack` CLI on a cluster (tests/system/cluster.py: PostgreSQL + RabbitMQ, `cumulo api`,
-conductor, scheduler, an L3 host and 3 dev hosts in namespaces). It boots on a dev host (never the
-network-only L3 host), runs under that host's runc root, its bytes downloaded into that host's
-image cache, its console log is the container's output; the delete leaves nothing on the host.
+conductor, scheduler, an L3 host and 3 dev hosts in namespaces; a second conductor started beside
+the first shows in the service list). The container boots on a dev host (never the network-only L3
+host), runs under that host's runc root, its bytes downloaded into that host's image cache; its
+console log is the container's output; the delete leaves nothing on the host.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def test_a_container_boots_on_a_dev_host(cumulo: ClusterCloud) -> None:
     services = cloud.osc("compute", "service", "list", "--service", "nova-compute")
     by_host = {s["Host"]: s["Status"] for s in services}
     assert by_host == {cloud.l3_host: "disabled", **{h: "enabled" for h in cloud.hosts}}, by_host
+    cloud.start_extra("conductor", "conductor2")  # a peer on the same queue (the launcher's extra processes)
+    conductors = {s["Host"] for s in cloud.osc("compute", "service", "list", "--service", "nova-conductor")}
+    assert conductors == {f"c{cloud.tag}-ctl", f"c{cloud.tag}-conductor2"}, conductors
     made = cloud.osc("server", "create", "--image", "busybox", "--flavor", "m1.nano", "--nic", "none", "--wait",
                      "cluster-boot", timeout=300)
     uuid = made["id"]

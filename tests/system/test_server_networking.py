@@ -195,7 +195,7 @@ def test_openstacksdk_create_server_with_auto_ip(world: World) -> None:
         assert page not in host_fetch(floating[0]), "TCP 80 from the host passed the server's security groups"
         conn.network.create_security_group_rule(security_group_id=group.id, direction="ingress", protocol="tcp",
                                                 port_range_min=80, port_range_max=80, ethertype="IPv4")
-        wait_for(lambda: page in host_fetch(floating[0]), timeout=30,
+        wait_for(lambda: page in host_fetch(floating[0]), timeout=120,
                  what=f"the floating IP {floating[0]} serves the page to the host")
         assert conn.delete_server(srv.id, wait=True, delete_ips=True, timeout=120)
         srv = None
