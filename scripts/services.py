@@ -136,7 +136,8 @@ def start(root: Path) -> dict[str, str]:
     if root.exists():
         stop(root)
     root.mkdir(mode=0o711, parents=True)  # the services' users reach their own subdirectories
-    password = secrets.token_urlsafe(18)
+    # hex: a urlsafe token starting with '-' (1 in 64) is an option to rabbitmqctl add_user
+    password = secrets.token_hex(18)
     urls: dict[str, str] = {}
     try:
         urls["CUMULO_TEST_DATABASE_URL"] = start_postgres(root, password)
