@@ -112,7 +112,9 @@ class Heartbeats:
     async def beat(self, service_ids: list[int]) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((list(service_ids), fut))
-        if self._runner is None:
+        # A runner of a loop that is gone (a test's, a stopped process's) never flushes again.
+        if self._runner is None or self._runner.done() or self._runner.get_loop() is not fut.get_loop():
+            self._queue = [q for q in self._queue if q[1].get_loop() is fut.get_loop()]
             self._runner = asyncio.create_task(self._run())
         await fut
 
