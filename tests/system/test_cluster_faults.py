@@ -60,6 +60,7 @@ LOSS_BUDGET = 2
 PING_INTERVAL = 0.2
 OUTAGE = 30.0
 DEMO = "cumulo-demo"
+STUCK = 15  # conductor_stuck_build_seconds of the module's cluster (the product's default: 120)
 
 
 # -- the module's own PostgreSQL and RabbitMQ ----------------------------------------------------
@@ -212,7 +213,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         cloud = ClusterCloud(tmp_path_factory.mktemp("faults"),
                              {"database_url": urls["CUMULO_TEST_DATABASE_URL"],
                               "transport_url": urls["CUMULO_TEST_TRANSPORT_URL"], "dir": str(services_dir)},
-                             drivers="runc").start()
+                             drivers="runc", settings={"extra": {
+                                 # the conductor's sweep of lost casts (compute/conductor/sweep.py), soon
+                                 "conductor_stuck_build_seconds": STUCK, "conductor_sweep_interval": 2}}).start()
         w = World(cloud, services, services_dir)
         yield w
         w.http.close()
@@ -233,6 +236,15 @@ def _kill_agent(cloud: ClusterCloud, host: str) -> None:
              what=f"{host}'s compute process gone")
 
 
+def _start_peer(cloud: ClusterCloud) -> None:
+    """A second `cumulo conductor` ("conductor2"), stopped by the cluster's close."""
+    cloud.runs += 1
+    peer = Proc("conductor2", cloud._argv("conductor", cloud.root / "conductor2", "--host", f"c{cloud.tag}-ctl2"),
+                cloud.root / f"conductor2.{cloud.runs}.log", cloud._env(), "cumulo conductor is ready")
+    cloud.procs["conductor2"] = peer
+    peer.wait_ready(120)
+
+
 def _pause(pid: int) -> Callable[[], None]:
     os.kill(pid, signal.SIGSTOP)
     return lambda: os.kill(pid, signal.SIGCONT)
@@ -243,10 +255,7 @@ def _pause(pid: int) -> Callable[[], None]:
 
 def test_a_conductor_killed_holding_builds_its_peer_finishes_them(world: World) -> None:
     cloud = world.cloud
-    peer = Proc("conductor2", cloud._argv("conductor", cloud.root / "conductor2", "--host", f"c{cloud.tag}-ctl2"),
-                cloud.root / "conductor2.log", cloud._env(), "cumulo conductor is ready")
-    cloud.procs["conductor2"] = peer  # stopped by the cluster's close
-    peer.wait_ready(120)
+    _start_peer(cloud)
     wait_for(lambda: world.queue("conductor")["consumers"] >= 2, timeout=60, what="two conductors consuming")
     made: list[str] = []
     resume = _pause(cloud.process_pid("scheduler"))  # every build waits in its select call
@@ -318,6 +327,36 @@ def test_a_compute_agent_killed_mid_spawn_settles_on_restart(world: World) -> No
     assert (row["status"], row["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", host), row.get("fault")
     world.consistent()
     world.containers_match()
+    world.clean([uuid])
+
+
+def test_a_lost_cast_does_not_leave_a_server_in_scheduling(world: World) -> None:
+    """The API committed a create and its cast to the conductor was lost (purged from RabbitMQ while
+    no conductor ran, as a broker that lost it would): the server does not stay in scheduling; a
+    conductor drives it again (its start-up recovery when it is alone, else the periodic sweep
+    once the row has been stuck STUCK seconds)."""
+    cloud = world.cloud
+    conductors = [n for n in ("conductor", "conductor2") if n in cloud.procs]
+    for name in conductors:
+        cloud.stop_process(name)
+    try:
+        r = world.create(f"f-lost-{world.tag}")
+        assert r.status_code == 202, r.text
+        uuid = r.json()["server"]["id"]
+        wait_for(lambda: world.queue("conductor")["messages_ready"] == 1, timeout=30, what="the cast queued")
+        world.rabbitmqctl("purge_queue", "-p", cloud.vhost, "conductor")
+        assert world.queue("conductor")["messages_ready"] == 0
+    finally:
+        cloud.start_process("conductor")
+        if "conductor2" in conductors:
+            _start_peer(cloud)
+    t0 = time.monotonic()
+    rows = world.settled([uuid], timeout=STUCK + 120)
+    assert rows[uuid]["status"] == "ACTIVE", rows[uuid].get("fault")
+    logs = cloud.process_log("conductor") + (cloud.process_log("conductor2") if "conductor2" in conductors else "")
+    how = "sweep" if f"build of {uuid} lost its cast" in logs else "start-up recovery"
+    print(f"lost cast: ACTIVE {time.monotonic() - t0:.0f}s after the conductors' start, by the {how}")
+    world.consistent()
     world.clean([uuid])
 
 
