@@ -1,6 +1,7 @@
 """Run Tempest (release 47, in its own venv) against a fresh `cumulo up` with its defaults.
 
     .venv/bin/python scripts/tempest/run.py [--regex REGEX] [--concurrency 2] [--workspace DIR] [--validation] [--vm] [--fake-hosts N]
+        [--database URL] [--transport URL]
 
 What it does, in order:
   1. makes the Tempest venv ($HOME/tempest-venv, `pip install tempest==47.0.0`) if it is missing;
@@ -500,6 +501,11 @@ def main() -> int:
                     help="the migration run: the local host's driver is fake and N fake hosts join it "
                          "(cumulo up --driver fake --fake-hosts N), min_compute_nodes N+1, so that Tempest's "
                          "cold/live migration and multi-node tests move servers between hosts")
+    ap.add_argument("--database", default=None,
+                    help="the cloud's database URL (cumulo up --database; default SQLite in its state dir), "
+                         "e.g. an empty PostgreSQL database")
+    ap.add_argument("--transport", default=None,
+                    help="the cloud's bus (cumulo up --transport; default inproc), e.g. amqp://user:pw@host:port/vhost")
     args = ap.parse_args()
     if args.fake_hosts and (args.vm or args.validation):
         ap.error("--fake-hosts runs fake servers: not with --vm or --validation")
@@ -515,7 +521,9 @@ def main() -> int:
     (tmp / "state").mkdir(mode=0o700)
     try:
         check_external_cidr(args.external_cidr)
-        extra = ("--driver", "fake", "--fake-hosts", str(args.fake_hosts)) if args.fake_hosts else ()
+        extra: tuple[str, ...] = ("--driver", "fake", "--fake-hosts", str(args.fake_hosts)) if args.fake_hosts else ()
+        extra += ("--database", args.database) if args.database else ()
+        extra += ("--transport", args.transport) if args.transport else ()
         cloud = Cloud(tmp / "state", free_port(), args.external_cidr, extra)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
