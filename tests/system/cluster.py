@@ -139,6 +139,7 @@ class ClusterCloud(CumuloCloud):
         self.procs: dict[str, Proc] = {}
         self._server_hosts: dict[str, str] = {}
         self._roles: dict[str, str] = {}  # extra processes' names -> their role (start_extra)
+        self._closed = False
         self.slot = 0
         self._slot_lock: IO[str] | None = None
         self.dev: DevHosts | None = None
@@ -437,6 +438,9 @@ class ClusterCloud(CumuloCloud):
         raise NotImplementedError("restart single processes: stop_process/kill_process + start_process")
 
     def close(self) -> None:
+        if self._closed:  # once: a second stop would signal pids recorded long ago
+            return
+        self._closed = True
         errors: list[str] = []
         try:
             self.stop()

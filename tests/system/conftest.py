@@ -640,6 +640,8 @@ def scaled_cloud(options: Mapping[str, Any], services: Mapping[str, str]) -> Cum
 
     if not services.get("dir"):
         pytest.skip("the scaled configuration needs the run's RabbitMQ node dir (CUMULO_TEST_SERVICES_DIR)")
+    if os.geteuid() != 0 or shutil.which("nsenter") is None or shutil.which("unshare") is None:
+        pytest.skip("the scaled configuration needs root, nsenter and unshare (dev hosts in namespaces)")
     driver = str(options.get("driver", "fake"))
     skip_unless_drivers(driver)
     args = list(options.get("args", ()))
