@@ -18,7 +18,9 @@ Faults:
 2. kill -9 the scheduler holding select calls: restarted, it answers them within the callers'
    timeout and the builds finish;
 3. kill -9 a compute agent while it spawns a container: restarted, its reconcile finishes the
-   build (or fails it cleanly, with nothing left of it);
+   build on the same host (the message RabbitMQ redelivers to it is left to the reconcile);
+   a create whose cast to the conductor was lost (purged while no conductor ran) is driven again
+   by a conductor (the sweep, compute/conductor/sweep.py, here after STUCK seconds);
 4. RabbitMQ stopped for 30 s during a burst of creates (`rabbitmqctl stop_app`/`start_app`): each
    create answers 202 or Nova's 503 `serviceUnavailable`, never a 500 or a hang; once it is back,
    every accepted server becomes ACTIVE and no refused one exists (docs/operations.md);
@@ -39,6 +41,7 @@ import json
 import os
 import random
 import secrets
+import shlex
 import signal
 import socket
 import threading
@@ -167,6 +170,25 @@ class World:
                 await conn.close()
         return asyncio.run(run())
 
+    def wait_spawning(self, uuid: str, timeout: float = 120) -> tuple[str, str]:
+        """(task_state, vm_state) as soon as the build is spawning (or past it): one connection,
+        polled every few ms (a cached busybox spawns in well under a second)."""
+        import asyncpg
+
+        async def run() -> tuple[str, str]:
+            conn = await asyncpg.connect(_admin_dsn(self.cloud.services["database_url"], self.cloud.db_name))
+            try:
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    row = await conn.fetchrow("SELECT task_state, vm_state FROM instances WHERE uuid = $1", uuid)
+                    if row["task_state"] == "spawning" or row["vm_state"] != "building":
+                        return str(row["task_state"]), str(row["vm_state"])
+                    await asyncio.sleep(0.003)
+            finally:
+                await conn.close()
+            raise AssertionError(f"{uuid} never reached its agent")
+        return asyncio.run(run())
+
     def consistent(self) -> None:
         """No server in a task state; the allocations are exactly the live placed servers' flavors."""
         busy = self.sql("SELECT uuid, vm_state, task_state FROM instances WHERE NOT deleted AND task_state IS NOT NULL")
@@ -253,6 +275,26 @@ def _pause(pid: int) -> Callable[[], None]:
 # -- 1-3: kill -9 a control-plane process or a compute agent mid-operation --------------------------
 
 
+def test_a_compute_agent_killed_mid_spawn_settles_on_restart(world: World) -> None:
+    cloud = world.cloud
+    host = cloud.hosts[1]
+    assert cloud.dev is not None
+    r = world.create(f"f-agent-{world.tag}", host=host)
+    assert r.status_code == 202, r.text
+    uuid = r.json()["server"]["id"]
+    seen = world.wait_spawning(uuid)
+    _kill_agent(cloud, host)  # the agent only: its containers stay
+    print(f"agent of {host} killed with the build at task_state {seen!r}")
+    cloud.start_process(host)
+    rows = world.settled([uuid])
+    row = rows[uuid]
+    # a restart finishes a build its agent took (reconcile: adopted, or made again on the host)
+    assert (row["status"], row["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", host), row.get("fault")
+    world.consistent()
+    world.containers_match()
+    world.clean([uuid])
+
+
 def test_a_conductor_killed_holding_builds_its_peer_finishes_them(world: World) -> None:
     cloud = world.cloud
     _start_peer(cloud)
@@ -303,31 +345,6 @@ def test_the_scheduler_killed_holding_selections_restarted_answers_them(world: W
     world.consistent()
     world.containers_match()
     world.clean(made)
-
-
-def test_a_compute_agent_killed_mid_spawn_settles_on_restart(world: World) -> None:
-    cloud = world.cloud
-    host = cloud.hosts[1]
-    assert cloud.dev is not None
-    r = world.create(f"f-agent-{world.tag}", host=host)
-    assert r.status_code == 202, r.text
-    uuid = r.json()["server"]["id"]
-    def reached() -> tuple[str, str] | None:
-        row = world.sql("SELECT task_state, vm_state FROM instances WHERE uuid = $1", uuid)[0]
-        state = (str(row["task_state"]), str(row["vm_state"]))
-        return state if row["task_state"] == "spawning" or row["vm_state"] != "building" else None
-
-    seen = wait_for(reached, timeout=120, interval=0.02, what="the build reaching the agent")
-    _kill_agent(cloud, host)  # the agent only: its containers stay
-    print(f"agent of {host} killed with the build at task_state {seen!r}")
-    cloud.start_process(host)
-    rows = world.settled([uuid])
-    row = rows[uuid]
-    # a restart finishes a build its agent took (reconcile: adopted, or made again on the host)
-    assert (row["status"], row["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", host), row.get("fault")
-    world.consistent()
-    world.containers_match()
-    world.clean([uuid])
 
 
 def test_a_lost_cast_does_not_leave_a_server_in_scheduling(world: World) -> None:
@@ -452,9 +469,18 @@ def test_postgresql_restart_processes_reconnect_by_themselves(world: World) -> N
         wait_for(lambda: len(seen) >= 3, timeout=30, what="requests before the restart")
         wall = time.time()
         t0 = time.monotonic()
-        # -l: the server's output to its log file (on pg_ctl's pipe it would keep the call waiting)
-        world.services.pg_ctl(world.services_dir, "restart", "-m", "fast", "-w", "-t", "60",
-                              "-l", str(world.services_dir / "pg" / "log"))
+        # A restart with a gap that requests see: stop, requests answered 503, start with the options
+        # the server ran with (postmaster.opts; -l: its output to its log file, since on pg_ctl's
+        # pipe it would keep the call waiting).
+        data = world.services_dir / "pg"
+        argv = shlex.split((data / "postmaster.opts").read_text())
+        opts = shlex.join(argv[3:] if argv[1:2] == ["-D"] else argv[1:])
+        world.services.pg_ctl(world.services_dir, "stop", "-m", "fast", "-w", "-t", "60")
+        try:
+            wait_for(lambda: sum(1 for t, c, _, _ in list(seen) if t > t0 and c == 503) >= 2, timeout=60,
+                     what="requests answered while PostgreSQL is down")
+        finally:
+            world.services.pg_ctl(world.services_dir, "start", "-w", "-t", "60", "-l", str(data / "log"), "-o", opts)
         t_back = time.monotonic()
         wait_for(lambda: sum(1 for t, c, _, _ in list(seen) if t > t_back and c == 200) >= 3, timeout=120,
                  what="requests answered after the restart")
@@ -462,7 +488,7 @@ def test_postgresql_restart_processes_reconnect_by_themselves(world: World) -> N
         stop.set()
         thread.join(timeout=90)
     codes = [c for _, c, _, _ in seen]
-    print(f"PostgreSQL restart {t_back - t0:.1f}s: {len(seen)} requests, codes {sorted(set(codes))}, "
+    print(f"PostgreSQL down {t_back - t0:.1f}s: {len(seen)} requests, codes {sorted(set(codes))}, "
           f"slowest {max(d for _, _, d, _ in seen):.1f}s")
     assert set(codes) <= {200, 503}, [(c, b) for _, c, _, b in seen if c not in (200, 503)]
     for _, c, _, body in seen:
