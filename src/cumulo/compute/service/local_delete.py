@@ -44,14 +44,15 @@ class ComputeService(Protocol):
 
 
 async def host_is_down(svc: ComputeService, inst: dict[str, Any]) -> bool:
-    """Whether the server's host has compute service rows (its host's or its node's) and none is up.
-    No row at all (a host Cumulo never registered) is not judged down: the cast goes as before."""
-    names = {n for n in (inst.get("host"), inst.get("node")) if n}
-    if not names:
+    """Whether the server's host has nova-compute service rows and none counts as up: the rule
+    evacuate applies (service/migrate.source_is_up), so a server that may be evacuated may also be
+    deleted. No row at all (a host Cumulo never registered) is not judged down: the cast goes."""
+    host = inst.get("host")
+    if not host:
         return False
     async with svc.db.read() as conn:
         rows = (await conn.execute(
-            sa.select(services).where(services.c.host.in_(names), services.c.binary == "nova-compute")
+            sa.select(services).where(services.c.host == host, services.c.binary == "nova-compute")
         )).mappings().all()
     now = utcnow()
     return bool(rows) and not any(servicegroup.is_up(dict(r), svc.conf, now) for r in rows)
