@@ -154,9 +154,14 @@ async def test_live_migration_between_two_assembled_hosts(cloud: Any) -> None:
     assert record["downtime_ms"] is not None and record["downtime_ms"] >= 0 and record["memory_total"]
     print(f"live migration {source} -> {dest}: downtime {record['downtime_ms']} ms, "
           f"{record['memory_processed']} bytes of RAM, {record['disk_total']} bytes of disk")
-    # The source QEMU and files are gone; the destination runs the guest, which went on ticking.
+    # The source QEMU and files go (the source's clean-up step follows the record's switch to
+    # completed: wait for it); the destination runs the guest, which went on ticking.
     src_layout = drivers[source]._layout(uid)
-    assert process.scan_pids(uid, src_layout.pidfile) == [] and not src_layout.dir.exists()
+
+    async def source_gone() -> bool:
+        return not await asyncio.to_thread(process.scan_pids, uid, src_layout.pidfile) and not src_layout.dir.exists()
+
+    await _until("the source QEMU and its files to go", source_gone)
     assert process.live_pid(drivers[dest]._layout(uid)) is not None
     later = await _until("a tick on the destination", lambda: _tick_above(drivers[dest], uid, before))
     assert min(_ticks(drivers[dest], uid)) >= before - 1.0 and later > before  # no reboot: uptime went on
