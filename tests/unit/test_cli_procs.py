@@ -182,3 +182,36 @@ async def test_a_conductor_leaves_recovery_to_nobody_while_a_peer_is_up(tmp_path
         for c in made:
             await c.service.stop()
         await db.dispose()
+
+
+async def test_sigterm_while_a_process_starts_stops_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conductor still waiting for the schema (or the broker) stops on SIGTERM at once; it waited
+    out wait_for_schema's 600 s before, deaf to the signal."""
+    import os
+    import signal
+
+    from cumulo import runtime_procs
+    from cumulo.cli import procs
+
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    class Waiting:
+        def __init__(self, settings: Any) -> None:
+            pass
+
+        async def start(self) -> None:
+            started.set()
+            await asyncio.Event().wait()  # never ready
+
+        async def stop(self) -> None:
+            stopped.set()
+
+    monkeypatch.setitem(runtime_procs.ROLES, "conductor", Waiting)
+    settings = conf_mod.load(env={}, state_dir=tmp_path)
+    serving = asyncio.create_task(procs._serve("conductor", settings, "info"))
+    async with asyncio.timeout(10):
+        await started.wait()
+    os.kill(os.getpid(), signal.SIGTERM)  # the role's loop handler takes it
+    async with asyncio.timeout(10):
+        await serving
+    assert stopped.is_set()

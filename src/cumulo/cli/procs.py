@@ -144,12 +144,26 @@ async def _serve(role: str, settings: conf_mod.Settings, log_level: str, metrics
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGTERM while it starts (waiting for the schema, the broker, ...) stops it too, at once.
+    starting = asyncio.ensure_future(process.start())
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        await process.start()
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(BaseException):
+                await starting
+            with contextlib.suppress(Exception):
+                await process.stop()
+            return
+        starting.result()
     except BaseException:
+        starting.cancel()
         with contextlib.suppress(Exception):  # what started goes down (a schema that never came, ...)
             await process.stop()
         raise
+    finally:
+        stopping.cancel()
     metrics = await _start_metrics(process, settings, log_level, metrics_sock)
     print(f"cumulo {role} is ready (host {settings.host_name})", flush=True)
     try:
