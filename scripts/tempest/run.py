@@ -8,6 +8,8 @@ What it does, in order:
   2. starts `cumulo up` (default drivers: runc containers + QEMU VMs) in a temp state dir on a free
      loopback port, its external network on --external-cidr (172.24.44.0/24: not the default
      172.24.4.0/24 another cloud on this host may hold) and the demo's private network on a /24;
+     --fake-hosts N (the migration run) makes it `--driver fake --fake-hosts N` (min_compute_nodes
+     N+1: servers move between fake hosts), --database/--transport put it on PostgreSQL/RabbitMQ;
   3. as the cloud's admin (from its clouds.yaml): uploads a second container image (Tempest wants two
      distinct images), raises the admin project's quotas, shares the demo's `private` network (every
      Tempest project boots on it, routed to `public`: fixed_network_name, as DevStack's), makes the
