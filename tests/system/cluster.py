@@ -66,6 +66,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -75,10 +76,22 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import _leftovers
 import httpx
+import pytest
 import yaml
 from _procs_util import Proc, _admin_dsn, _pg
 from _services import services_for
-from conftest import BIN, CHEAP_PASSWORD_HASH, KEEP, CumuloCloud, CumuloStartError, _clean_env, free_port
+from conftest import (
+    BIN,
+    CHEAP_PASSWORD_HASH,
+    KEEP,
+    CumuloCloud,
+    CumuloStartError,
+    _clean_env,
+    _external_cidr,
+    free_external_cidr,
+    free_port,
+    skip_unless_drivers,
+)
 
 from cumulo.dev.hosts import DevHosts
 
@@ -480,3 +493,27 @@ class ClusterCloud(CumuloCloud):
         finally:
             await conn.close()
 
+
+def scaled_cloud(options: Mapping[str, Any], services: Mapping[str, str]) -> ClusterCloud:
+    """A started cluster.ClusterCloud from a module's `cumulo_options` (driver: the dev hosts'
+    drivers; args: --no-external and --config FILE understood, the rest ignored; env: every
+    process's; fake_hosts ignored: the hosts are the 3 dev hosts)."""
+    if not services.get("dir"):
+        pytest.skip("the scaled configuration needs the run's RabbitMQ node dir (CUMULO_TEST_SERVICES_DIR)")
+    if os.geteuid() != 0 or shutil.which("nsenter") is None or shutil.which("unshare") is None:
+        pytest.skip("the scaled configuration needs root, nsenter and unshare (dev hosts in namespaces)")
+    driver = str(options.get("driver", "fake"))
+    skip_unless_drivers(driver)
+    args = list(options.get("args", ()))
+    env = dict(options.get("env", {}))
+    settings: dict[str, Any] = {}
+    if "--config" in args:
+        settings.update(yaml.safe_load(Path(args[args.index("--config") + 1]).read_text()) or {})
+    cidr, chosen = _external_cidr("runc", args, env)
+    external = driver != "fake" and not (chosen and cidr is None) and settings.get("external_link", True) is not False
+    if external and not cidr:
+        cidr = free_external_cidr()
+    root = Path(tempfile.mkdtemp(prefix=_leftovers.cloud_root_prefix() + "cluster-"))
+    cloud = ClusterCloud(root, services, drivers=driver, external=external, external_cidr=cidr, env=env,
+                         settings=settings)
+    return cloud.start()

@@ -574,7 +574,7 @@ def cumulo_launcher(request: pytest.FixtureRequest) -> Iterator[Callable[..., Cu
     """Factory: `cumulo_launcher(fake_hosts=0, args=(), env=None, start=True, driver="fake")` → a CumuloCloud
     in its own temp dir. Whatever is still running at the end of the session is closed.
     `config="scaled"` (a module's `cumulo_config`) makes a started cluster.ClusterCloud instead
-    (see scaled_cloud; fake_hosts and start are ignored)."""
+    (cluster.scaled_cloud; fake_hosts and start are ignored)."""
     made: list[CumuloCloud] = []
 
     def launch(
@@ -587,6 +587,8 @@ def cumulo_launcher(request: pytest.FixtureRequest) -> Iterator[Callable[..., Cu
         config: str = "embedded",
     ) -> CumuloCloud:
         if config == "scaled":
+            from cluster import scaled_cloud
+
             scaled = scaled_cloud({"driver": driver, "args": args, "env": env or {}},
                                   request.getfixturevalue("scale_services"))
             made.append(scaled)
@@ -630,33 +632,6 @@ def cumulo_config(request: pytest.FixtureRequest) -> str:
     """Which configuration the module's `cumulo` is: "embedded" (`cumulo up`, the default) or
     "scaled" (tests/system/cluster.py: PostgreSQL + RabbitMQ, separate processes, 3 dev hosts)."""
     return str(getattr(request, "param", "embedded"))
-
-
-def scaled_cloud(options: Mapping[str, Any], services: Mapping[str, str]) -> CumuloCloud:
-    """A started cluster.ClusterCloud from a module's `cumulo_options` (driver: the dev hosts'
-    drivers; args: --no-external and --config FILE understood, the rest ignored; env: every
-    process's; fake_hosts ignored: the hosts are the 3 dev hosts)."""
-    from cluster import ClusterCloud
-
-    if not services.get("dir"):
-        pytest.skip("the scaled configuration needs the run's RabbitMQ node dir (CUMULO_TEST_SERVICES_DIR)")
-    if os.geteuid() != 0 or shutil.which("nsenter") is None or shutil.which("unshare") is None:
-        pytest.skip("the scaled configuration needs root, nsenter and unshare (dev hosts in namespaces)")
-    driver = str(options.get("driver", "fake"))
-    skip_unless_drivers(driver)
-    args = list(options.get("args", ()))
-    env = dict(options.get("env", {}))
-    settings: dict[str, Any] = {}
-    if "--config" in args:
-        settings.update(yaml.safe_load(Path(args[args.index("--config") + 1]).read_text()) or {})
-    cidr, chosen = _external_cidr("runc", args, env)
-    external = driver != "fake" and not (chosen and cidr is None) and settings.get("external_link", True) is not False
-    if external and not cidr:
-        cidr = free_external_cidr()
-    root = Path(tempfile.mkdtemp(prefix=_leftovers.cloud_root_prefix() + "cluster-"))
-    cloud = ClusterCloud(root, services, drivers=driver, external=external, external_cidr=cidr, env=env,
-                         settings=settings)
-    return cloud.start()
 
 
 @pytest.fixture(scope="module")
