@@ -8,6 +8,10 @@ Fixtures (every test under tests/system/ is marked `system` automatically):
   runs the fake driver unless the module asks for `"driver": "runc"` (real containers), "qemu"
   (real VMs) or a comma list such as "runc,qemu" (one compute node per driver); such modules skip
   when root, runc or QEMU is missing. API tests stay deterministic.
+  A module may also set `cumulo_configs = ("embedded", "scaled")`: its cloud (and each test) then
+  runs once per configuration, "scaled" being the cloud of tests/system/cluster.py (PostgreSQL +
+  RabbitMQ, separate processes, 3 dev hosts); a module fixture of its own asks for `cumulo_config`
+  and passes `config=cumulo_config` to `cumulo_launcher`.
 - `osc` (module): `cumulo.osc`, which runs the real `openstack` CLI from this venv.
 - `sdk`, `sdk_demo` (module): openstacksdk Connections for the `cumulo` and `cumulo-demo` clouds.
 - `cumulo_launcher` (session): a factory for more clouds, e.g. for crash and scheduler tests:
