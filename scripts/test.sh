@@ -17,6 +17,8 @@ cumulo_setup test
 
 # A private PostgreSQL cluster and RabbitMQ node for the run (own ports, own dirs, random
 # password), stopped and removed at the end whatever happens; tests read their URLs from the env.
+# The system tests' scaled configuration (tests/system/cluster.py: a database and a vhost per
+# cloud, 3 dev hosts in network namespaces, root) runs on them too.
 services_dir="$(mktemp -d /tmp/cumulo-test-services.XXXXXX)"
 rmdir "$services_dir"
 stop_services() { .venv/bin/python scripts/services.py stop "$services_dir" || true; }
