@@ -186,11 +186,21 @@ async def live_migrate(conductor: Conductor, instance_uuid: str, migration_uuid:
         await _fail(conductor, uuid, migration_uuid, None if isinstance(exc, _Cancelled) else exc)
         return
     if not await _switch(conductor, uuid, migration_uuid, node, figures):
-        # Deleted (or reset) while it moved: the destination's copy is the one that runs; it goes too.
-        LOG.warning("live migration of %s: the instance changed meanwhile; removing its copies", uuid)
+        # Deleted or reset while it moved: the destination's copy and claim go, the record says error.
         await conductor.placement.release(migration_uuid, include_migration=False)
+        await live_records.update(conductor.db, migration_uuid, expect=live_records.OPEN, status=live_records.ERROR)
         with contextlib.suppress(Exception):
             await compute.rollback_live_migration_at_destination(dest_host, uuid, node=dest_node, request_id=request_id)
+        current = await _load(conductor, uuid)
+        if current is not None and current["host"] == src_host:
+            # Reset: the row still names the source, so the guest runs on there (not dropped).
+            LOG.warning("live migration of %s: the instance was reset meanwhile; it runs on at %s", uuid, src_host)
+            with contextlib.suppress(Exception):
+                await compute.rollback_live_migration_at_source(src_host, uuid, node=src_node,
+                                                                resume=inst["vm_state"] == s.ACTIVE,
+                                                                request_id=request_id)
+            return
+        LOG.warning("live migration of %s: the instance was deleted meanwhile; removing its copies", uuid)
     LOG.info("live migration of %s from %s to %s completed: downtime %s ms, %s ms in all", uuid, src_host,
              dest_host, figures.get("downtime_ms"), figures.get("total_time_ms"))
     try:
