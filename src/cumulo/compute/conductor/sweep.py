@@ -25,20 +25,33 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import sqlalchemy as sa
 
 from cumulo.compute import actions
 from cumulo.compute import states as s
 from cumulo.compute.models import instances
+from cumulo.compute.rpc import ComputeAPI
 from cumulo.compute.specs import action_request_id
-from cumulo.db import utcnow
+from cumulo.conf import Settings
+from cumulo.db import Database, utcnow
 from cumulo.hosts import servicegroup
 from cumulo.hosts.models import services
 
-if TYPE_CHECKING:
-    from cumulo.compute.conductor.manager import Conductor
+
+class Conductor(Protocol):
+    """What the sweep uses of conductor.manager.Conductor (which starts it; no import: no circle)."""
+
+    db: Database
+    conf: Settings
+    compute: ComputeAPI
+    _in_flight: set[str]
+
+    async def build_instances(self, instance_uuids: list[str]) -> None: ...
+
+    async def _recover_one(self, uuid: str, vm: str, task: str | None) -> None: ...
+
 
 LOG = logging.getLogger(__name__)
 
