@@ -135,7 +135,8 @@ def pg_ctl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def start(root: Path) -> dict[str, str]:
     if root.exists():
         stop(root)
-    root.mkdir(mode=0o711, parents=True)  # the services' users reach their own subdirectories
+    root.mkdir(mode=0o711, parents=True)
+    root.chmod(0o711)  # the services' users reach their own subdirectories, whatever the umask
     # hex: a urlsafe token starting with '-' (1 in 64) is an option to rabbitmqctl add_user
     password = secrets.token_hex(18)
     urls: dict[str, str] = {}
@@ -184,17 +185,20 @@ def stop(root: Path) -> None:
         except subprocess.CalledProcessError:
             _kill_pidfile(root / "rabbit" / "rabbit.pid")
         # The private epmd this node started (its own port: never the system's). It refuses to die
-        # while the node is still registered, which it is for a moment after `stop` returns.
+        # ("Killing not allowed - living nodes in database", exit 1) while the node is still
+        # registered, which it is for a moment after `stop` returns.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 out = _run(["epmd", "-port", str(EPMD_PORT), "-kill"])
+                if "not allowed" not in out.stdout.lower():
+                    break  # "Killed"
             except FileNotFoundError:
                 break
-            except subprocess.CalledProcessError:
-                break  # no epmd on that port any more
-            if "killed" in out.stdout.lower() and "not" not in out.stdout.lower():
-                break
+            except subprocess.CalledProcessError as exc:
+                said = f"{exc.stdout} {exc.stderr}".lower()
+                if "not allowed" not in said:
+                    break  # "Cannot connect to local epmd": none left on that port
             time.sleep(0.2)
     shutil.rmtree(root, ignore_errors=True)
 
