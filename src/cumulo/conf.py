@@ -257,7 +257,7 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9180
     # SQLAlchemy URL; empty means SQLite file in the state dir. postgresql:// and postgres:// run on
-    # asyncpg (cumulo.db.normalise_url); see docs/operations.md "Running on PostgreSQL".
+    # asyncpg (cumulo.db.normalise_url); see docs/operations.md "The database: PostgreSQL".
     database: str = ""
     # PostgreSQL connection pool of each process (ignored on SQLite): steady connections, and the
     # extra ones a burst may open; a request that finds none free within 10 s is a 503.

@@ -13,7 +13,7 @@
 
 It speaks the compute API as an admin client does: the CLI uses openstacksdk (`--os-cloud`, default
 "cumulo", from clouds.yaml), the tests an in-process client; `drain()` takes any `Api`.
-The same with the OpenStack CLI (docs/operations.md "Host maintenance"):
+The same with the OpenStack CLI (docs/operations.md "Live migration and host maintenance"):
     openstack compute service set --disable --disable-reason maintenance HOST nova-compute
     for s in $(openstack server list --all-projects --host HOST -f value -c ID); do
         openstack server migrate --live-migration --os-compute-api-version 2.30 $s --wait; done
