@@ -24,8 +24,9 @@ Faults:
 4. RabbitMQ stopped for 30 s during a burst of creates (`rabbitmqctl stop_app`/`start_app`): each
    create answers 202 or Nova's 503 `serviceUnavailable`, never a 500 or a hang; once it is back,
    every accepted server becomes ACTIVE and no refused one exists (docs/operations.md);
-5. PostgreSQL restarted (`pg_ctl restart`): requests during it answer 200 or 503, never a 500 or a
-   hang; every process reconnects by itself (heartbeats after the restart) and a create works;
+5. PostgreSQL restarted (`pg_ctl stop`, requests answered 503 meanwhile, `pg_ctl start`): requests
+   answer 200 or 503, never a 500 or a hang; every process reconnects by itself (heartbeats after
+   the restart) and a create works;
 6. the data plane: two containers on different dev hosts (anti-affinity) on the demo's tenant
    network ping each other across VXLAN while one host's `cumulo compute` (compute, network and
    volume agents) is killed with SIGKILL and started again: at most LOSS_BUDGET echoes lost
