@@ -128,8 +128,11 @@ def rabbitmqctl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def pg_ctl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """pg_ctl against the test cluster (fault tests: restart)."""
-    return _as("postgres", [_pg_bin("pg_ctl"), "-D", str(root / "pg"), *args])
+    """pg_ctl against the test cluster (fault tests: restart). A (re)start logs to the cluster's
+    log file: a server started without -l inherits the captured pipe, and the call would wait
+    for it to close (its whole timeout)."""
+    extra = ["-l", str(root / "pg" / "log")] if ("start" in args or "restart" in args) and "-l" not in args else []
+    return _as("postgres", [_pg_bin("pg_ctl"), "-D", str(root / "pg"), *extra, *args])
 
 
 def start(root: Path) -> dict[str, str]:
