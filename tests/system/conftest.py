@@ -681,3 +681,10 @@ def sdk_demo(cumulo: CumuloCloud) -> Iterator[Any]:
     conn = cumulo.connect("cumulo-demo")
     yield conn
     conn.close()
+
+
+# Imported here, while the name "conftest" is this module: cluster.py takes names from it. Imported
+# lazily (the launcher's scaled config), it would find whichever directory's conftest pytest
+# collected last under that name (pytest drops the previous one from sys.modules), e.g.
+# tests/unit/volume/conftest.py, and fail with an ImportError.
+import cluster  # noqa: E402,F401
