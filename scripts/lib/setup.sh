@@ -30,6 +30,7 @@ CUMULO_APT_NEEDS=(
   "qemu-system-x86_64:qemu-system-x86" # the QEMU driver
   "qemu-img:qemu-utils"         # VM disks: overlays, conversion, snapshots
   "mkfs.ext4:e2fsprogs"         # containers' root disks (mkfs.ext4, e2fsck, resize2fs)
+  "criu:criu"                   # containers: suspend by checkpoint and live migration where `criu check` passes (reported in hypervisor show)
 )
 
 _cumulo_have() {
