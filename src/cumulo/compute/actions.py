@@ -51,18 +51,22 @@ async def record_action(conn: AsyncConnection, ctx: RequestContext, instance_uui
     return int(res.inserted_primary_key[0])  # type: ignore[index]
 
 
+def action_query(instance_uuid: str, request_id: str) -> sa.Subquery:
+    """The instance's action recorded for this request (its newest), as a subquery of one row at most."""
+    return (
+        sa.select(instance_actions.c.id)
+        .where(instance_actions.c.instance_uuid == instance_uuid, instance_actions.c.request_id == request_id)
+        .order_by(instance_actions.c.id.desc())
+        .limit(1)
+        .subquery()
+    )
+
+
 async def action_id(conn: AsyncConnection, instance_uuid: str, request_id: str) -> int | None:
     """The id of the instance's action recorded for this request (None when there is none)."""
     if not request_id:
         return None
-    row = (
-        await conn.execute(
-            sa.select(instance_actions.c.id)
-            .where(instance_actions.c.instance_uuid == instance_uuid, instance_actions.c.request_id == request_id)
-            .order_by(instance_actions.c.id.desc())
-            .limit(1)
-        )
-    ).first()
+    row = (await conn.execute(sa.select(action_query(instance_uuid, request_id).c.id))).first()
     return int(row[0]) if row else None
 
 

@@ -33,14 +33,21 @@ def _outcome(exc: BaseException | None) -> tuple[str, str | None]:
 
 
 async def begin(conn: AsyncConnection, instance_uuid: str, request_id: str, name: str, host: str | None) -> EventHandle | None:
-    """Start an event in the caller's transaction (None when the request recorded no action)."""
-    action_id = await actions.action_id(conn, instance_uuid, request_id)
-    if action_id is None:
+    """Start an event in the caller's transaction (None when the request recorded no action).
+    One statement: the action's id is looked up inside the INSERT (a round trip less on PostgreSQL)."""
+    if not request_id:
         return None
-    res = await conn.execute(
-        sa.insert(instance_action_events).values(action_id=action_id, event=name, start_time=utcnow(), host=host)
-    )
-    return EventHandle(action_id, int(res.inserted_primary_key[0]))  # type: ignore[index]
+    action = actions.action_query(instance_uuid, request_id)
+    row = (await conn.execute(
+        sa.insert(instance_action_events)
+        .from_select(
+            ["action_id", "event", "start_time", "host"],
+            sa.select(action.c.id, sa.literal(name, sa.String), sa.literal(utcnow(), sa.DateTime),
+                      sa.literal(host, sa.String)),
+        )
+        .returning(instance_action_events.c.id, instance_action_events.c.action_id)
+    )).first()
+    return None if row is None else EventHandle(int(row.action_id), int(row.id))
 
 
 async def finish(conn: AsyncConnection, handle: EventHandle | None, exc: BaseException | None = None) -> None:
@@ -65,16 +72,24 @@ async def record(
     started: dt.datetime,
     exc: BaseException | None = None,
 ) -> None:
-    """A whole event at once, for a step that ran before its outcome was written."""
-    action_id = await actions.action_id(conn, instance_uuid, request_id)
-    if action_id is None:
+    """A whole event at once, for a step that ran before its outcome was written. Two statements:
+    the action's `updated_at` (its id returned), then the event."""
+    if not request_id:
         return
     result, trace = _outcome(exc)
     now = utcnow()
+    action = actions.action_query(instance_uuid, request_id)
+    row = (await conn.execute(
+        sa.update(instance_actions)
+        .where(instance_actions.c.id == sa.select(action.c.id).scalar_subquery())
+        .values(updated_at=now)
+        .returning(instance_actions.c.id)
+    )).first()
+    if row is None:
+        return
     await conn.execute(
         sa.insert(instance_action_events).values(
-            action_id=action_id, event=name, start_time=started, finish_time=now, host=host, result=result,
+            action_id=int(row[0]), event=name, start_time=started, finish_time=now, host=host, result=result,
             traceback=trace,
         )
     )
-    await conn.execute(sa.update(instance_actions).where(instance_actions.c.id == action_id).values(updated_at=now))

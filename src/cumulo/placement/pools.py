@@ -25,9 +25,10 @@ container vCPUs 50:1 and VM vCPUs 2:1; keeping the allocation on the node keeps 
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -99,35 +100,80 @@ class PoolState:
         return short
 
 
-async def pool_of(conn: AsyncConnection, provider_id: int) -> PoolState | None:
-    """The sharing provider of a provider's aggregates (generation and inventory read here, before
-    any usage), or None when it draws from no pool."""
+def _pool_rows(node_id: int | sa.ScalarSelect[Any], *extra: Any) -> sa.Select[Any]:
+    """The rows (`extra` columns first, then rp_id, rp_uuid, rp_name, rp_gen, its inventories) of
+    the sharing provider of a node's aggregates; `node_id` an id or a scalar subquery."""
     agg = resource_provider_aggregates
-    mine = sa.select(agg.c.aggregate_uuid).where(agg.c.provider_id == provider_id)
+    mine = sa.select(agg.c.aggregate_uuid).where(agg.c.provider_id == node_id)
     rp = resource_providers
-    rows = (
-        await conn.execute(
-            sa.select(rp.c.id.label("rp_id"), rp.c.uuid.label("rp_uuid"), rp.c.name.label("rp_name"),
-                      rp.c.generation.label("rp_gen"), inventories)
-            .select_from(rp.outerjoin(inventories, inventories.c.provider_id == rp.c.id))
-            .where(
-                rp.c.id != provider_id,
-                rp.c.id.in_(sa.select(agg.c.provider_id).where(agg.c.aggregate_uuid.in_(mine.scalar_subquery()))),
-                rp.c.id.in_(
-                    sa.select(resource_provider_traits.c.provider_id).where(
-                        resource_provider_traits.c.trait == SHARING_TRAIT
-                    )
-                ),
-            )
-            .order_by(rp.c.id)
+    return (
+        sa.select(*extra, rp.c.id.label("rp_id"), rp.c.uuid.label("rp_uuid"), rp.c.name.label("rp_name"),
+                  rp.c.generation.label("rp_gen"), *inventories.c)
+        .select_from(rp.outerjoin(inventories, inventories.c.provider_id == rp.c.id))
+        .where(
+            rp.c.id != node_id,
+            rp.c.id.in_(sa.select(agg.c.provider_id).where(agg.c.aggregate_uuid.in_(mine.scalar_subquery()))),
+            rp.c.id.in_(
+                sa.select(resource_provider_traits.c.provider_id).where(
+                    resource_provider_traits.c.trait == SHARING_TRAIT
+                )
+            ),
         )
-    ).mappings().all()
+    )
+
+
+def _pool_from(rows: Sequence[Any]) -> PoolState | None:
     if not rows:
         return None
     first = rows[0]
     pid = int(first["rp_id"])
     inventory = {r["resource_class"]: inventory_from_row(r) for r in rows if r["rp_id"] == pid and r["resource_class"] is not None}
     return PoolState(str(first["rp_uuid"]), str(first["rp_name"]), pid, int(first["rp_gen"]), inventory)
+
+
+async def pool_of(conn: AsyncConnection, provider_id: int) -> PoolState | None:
+    """The sharing provider of a provider's aggregates (generation and inventory read here, before
+    any usage), or None when it draws from no pool."""
+    rows = (await conn.execute(_pool_rows(provider_id).order_by(resource_providers.c.id))).mappings().all()
+    return _pool_from(rows)
+
+
+@dataclass
+class NodeRead:
+    """A node as a claim reads it first: its id, generation and inventory, whether the consumer
+    already holds allocations anywhere, and its pool (with the pool's generation and inventory)."""
+
+    provider_id: int
+    generation: int
+    inventory: dict[str, Inventory]
+    held: bool
+    pool: PoolState | None
+
+
+async def node_and_pool(conn: AsyncConnection, provider_uuid: str, consumer_id: str) -> NodeRead | None:
+    """One statement for what a single claim reads before the usage (None: no such provider): the
+    node's generation and inventory, its pool's (both generations read before any usage), and
+    whether the consumer holds anything (so a first claim skips the DELETE of what it held)."""
+    rp = resource_providers
+    held = sa.exists().where(allocations.c.consumer_id == consumer_id).label("held")
+    node_id = sa.select(rp.c.id).where(rp.c.uuid == provider_uuid).scalar_subquery()
+    node = (
+        sa.select(sa.literal(0).label("is_pool"), held, rp.c.id.label("rp_id"), rp.c.uuid.label("rp_uuid"),
+                  rp.c.name.label("rp_name"), rp.c.generation.label("rp_gen"), *inventories.c)
+        .select_from(rp.outerjoin(inventories, inventories.c.provider_id == rp.c.id))
+        .where(rp.c.uuid == provider_uuid)
+    )
+    pool = _pool_rows(node_id, sa.literal(1).label("is_pool"), held)
+    q = sa.union_all(node, pool).subquery()
+    rows = (await conn.execute(sa.select(q).order_by(q.c.is_pool, q.c.rp_id))).mappings().all()
+    mine = [r for r in rows if not r["is_pool"]]
+    if not mine:
+        return None
+    return NodeRead(
+        int(mine[0]["rp_id"]), int(mine[0]["rp_gen"]),
+        {r["resource_class"]: inventory_from_row(r) for r in mine if r["resource_class"] is not None},
+        bool(mine[0]["held"]), _pool_from([r for r in rows if r["is_pool"]]),
+    )
 
 
 async def load_usage(conn: AsyncConnection, pool: PoolState, *, exclude: str | None = None) -> dict[int, dict[str, int]]:

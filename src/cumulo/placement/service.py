@@ -437,23 +437,12 @@ class Placement:
         then: Callable[[AsyncConnection], Awaitable[Any]] | None = None,
     ) -> Claim | None:
         """One attempt. None means the generation moved under us (retry)."""
-        # Generation and inventory in one statement, before the usage (see the module docstring).
-        rows = (
-            await conn.execute(
-                sa.select(
-                    resource_providers.c.id.label("rp_id"), resource_providers.c.generation.label("rp_gen"), inventories
-                )
-                .select_from(
-                    resource_providers.outerjoin(inventories, inventories.c.provider_id == resource_providers.c.id)
-                )
-                .where(resource_providers.c.uuid == provider_uuid)
-            )
-        ).mappings().all()
-        if not rows:
+        # The node's and its pool's generations and inventories in one statement, before the usage
+        # (see the module docstring); with whether the consumer holds anything yet.
+        node = await pools.node_and_pool(conn, provider_uuid, consumer_id)
+        if node is None:
             raise NotFound(f"Resource provider {provider_uuid} not found")
-        pid, gen = int(rows[0]["rp_id"]), int(rows[0]["rp_gen"])
-        inventory = {r["resource_class"]: inventory_from_row(r) for r in rows if r["resource_class"] is not None}
-        pool = await pools.pool_of(conn, pid)  # its generation, too, before any usage
+        pid, gen, inventory, pool = node.provider_id, node.generation, node.inventory, node.pool
         mig = migration_consumer(consumer_id)
         if hold_old:
             held = await self._consumer_providers(conn, [mig])
@@ -483,7 +472,7 @@ class Placement:
             raise _GenerationMoved
         if hold_old:
             await conn.execute(sa.update(allocations).where(allocations.c.consumer_id == consumer_id).values(consumer_id=mig))
-        else:
+        elif node.held:
             # Dropping what the consumer held elsewhere only frees capacity there: no generation bump needed.
             await conn.execute(sa.delete(allocations).where(allocations.c.consumer_id == consumer_id))
         now = utcnow()
