@@ -209,11 +209,12 @@ async def load_usage(conn: AsyncConnection, pool: PoolState, *, exclude: str | N
     return by_member
 
 
-async def pools_for(conn: AsyncConnection, provider_uuids: Iterable[str]) -> dict[str, PoolState]:
+async def pools_for(conn: AsyncConnection, provider_uuids: Iterable[str] | None) -> dict[str, PoolState]:
     """{member provider uuid: its pool with usage}; members of one pool share one PoolState. Two
-    queries whatever the number of nodes (the scheduler runs this for every request)."""
-    wanted = list(provider_uuids)
-    if not wanted:
+    queries whatever the number of nodes (the scheduler runs this for every request). None: every
+    pool's members."""
+    wanted = list(provider_uuids) if provider_uuids is not None else None
+    if wanted is not None and not wanted:
         return {}
     agg, rp = resource_provider_aggregates, resource_providers
     member_agg, pool_agg, member = agg.alias("member_agg"), agg.alias("pool_agg"), rp.alias("member")
@@ -230,7 +231,7 @@ async def pools_for(conn: AsyncConnection, provider_uuids: Iterable[str]) -> dic
                 .join(rp, rp.c.id == pool_agg.c.provider_id)
                 .outerjoin(inventories, inventories.c.provider_id == rp.c.id)
             )
-            .where(member.c.uuid.in_(wanted))
+            .where(member.c.uuid.in_(wanted) if wanted is not None else sa.true())
             .order_by(rp.c.id)
         )
     ).mappings().all()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,9 +11,10 @@ import sqlalchemy as sa
 
 from cumulo.db import Database
 from cumulo.hosts.models import compute_nodes, services
+from cumulo.placement import pools
 from cumulo.placement.inventory import Inventory, Resources
 from cumulo.placement.pools import PoolState
-from cumulo.placement.service import Placement, resources_from_flavor
+from cumulo.placement.service import Placement, ProviderSummary, resources_from_flavor
 
 # Image properties the ImagePropertiesFilter understands, with their legacy/short aliases.
 _IMAGE_KEYS = (
@@ -195,10 +197,13 @@ async def load_services(db: Database, provider_uuids: list[str]) -> dict[str, tu
 
 
 async def load_host_states(db: Database, placement: Placement) -> list[HostState]:
-    async with db.read() as conn:
-        rows = (await conn.execute(_node_service_query(compute_nodes))).mappings().all()
-        # The same read transaction: nodes, their providers and pools are one consistent view.
-        summaries, shared = await placement.summaries_and_pools([r["uuid"] for r in rows], conn=conn)
+    if db.is_sqlite:
+        async with db.read() as conn:
+            rows = (await conn.execute(_node_service_query(compute_nodes))).mappings().all()
+            # The same read transaction: nodes, their providers and pools are one consistent view.
+            summaries, shared = await placement.summaries_and_pools([r["uuid"] for r in rows], conn=conn)
+    else:
+        rows, summaries, shared = await _read_concurrently(db, placement)
     out: list[HostState] = []
     for r in rows:
         summary = summaries.get(r["uuid"])
@@ -222,3 +227,27 @@ async def load_host_states(db: Database, placement: Placement) -> list[HostState
         )
     return out
 
+
+async def _read_concurrently(
+    db: Database, placement: Placement
+) -> tuple[Sequence[Any], dict[str, ProviderSummary], dict[str, PoolState]]:
+    """PostgreSQL: the nodes, the providers' inventory and usage, and the pools, read at once on
+    three pooled connections (five statements in sequence were five round trips per request below
+    host_cache_min_hosts; now two deep). Reads run in autocommit, each statement its own snapshot
+    under READ COMMITTED as before, so the view is no less consistent than read one after the other;
+    every provider is read (the nodes' are looked up by uuid), so none waits for the nodes' list."""
+    async def nodes() -> Sequence[Any]:
+        async with db.read() as conn:
+            found: Sequence[Any] = (await conn.execute(_node_service_query(compute_nodes))).mappings().all()
+            return found
+
+    async def providers() -> dict[str, ProviderSummary]:
+        async with db.read() as conn:
+            return (await placement.summaries_and_pools(None, with_pools=False, conn=conn))[0]
+
+    async def shared_pools() -> dict[str, PoolState]:
+        async with db.read() as conn:
+            return await pools.pools_for(conn, None)
+
+    rows, summaries, shared = await asyncio.gather(nodes(), providers(), shared_pools())
+    return rows, summaries, shared

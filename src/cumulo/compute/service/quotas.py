@@ -107,13 +107,22 @@ class QuotaEngine:
 
     async def limits(self, conn: AsyncConnection, project_id: str, user_id: str | None = None) -> dict[str, int]:
         """Like Nova: the user's own limits (with user_id), else the project's overrides, else the
-        "default" quota class, else the settings."""
-        out = await self.class_limits(conn)
-        rows = await conn.execute(sa.select(quotas.c.resource, quotas.c.hard_limit).where(quotas.c.project_id == project_id))
-        for resource, hard_limit in rows:
-            out[resource] = hard_limit
+        "default" quota class, else the settings. One statement for the three levels (a create
+        reads them: a round trip each on PostgreSQL), applied in that order."""
+        out = self.defaults()
+        levels: list[sa.Select[Any]] = [
+            sa.select(sa.literal(0).label("level"), quotas.c.resource, quotas.c.hard_limit)
+            .where(quotas.c.project_id == CLASS_PREFIX + DEFAULT_CLASS),
+            sa.select(sa.literal(1).label("level"), quotas.c.resource, quotas.c.hard_limit)
+            .where(quotas.c.project_id == project_id),
+        ]
         if user_id:
-            out.update(await self.user_overrides(conn, project_id, user_id))
+            t = project_user_quotas
+            levels.append(sa.select(sa.literal(2).label("level"), t.c.resource, t.c.hard_limit)
+                          .where(t.c.project_id == project_id, t.c.user_id == user_id))
+        q = sa.union_all(*levels).subquery()
+        for level, resource, hard_limit in await conn.execute(sa.select(q).order_by(q.c.level)):
+            out[resource] = int(hard_limit) if level == 2 else hard_limit
         return out
 
     @staticmethod
