@@ -53,10 +53,12 @@ async def has_volumes(node: Node, uuid: str) -> bool:
     return bool(await _rows(node, uuid))
 
 
-async def prepare(node: Node, inst: dict[str, Any], request_id: str | None) -> None:
+async def prepare(node: Node, inst: dict[str, Any], request_id: str | None) -> bool:
+    """The server's volumes made and connected; False when it has none (then the build skips
+    `complete`: a read less on the build path)."""
     rows = await _rows(node, str(inst["uuid"]))
     if not rows:
-        return
+        return False
     if node.volumes is None:
         raise errors.CumuloError(f"Host {node.host} has no volume service for the server's volumes.")
     client = node.volumes
@@ -70,6 +72,7 @@ async def prepare(node: Node, inst: dict[str, Any], request_id: str | None) -> N
         row["volume_id"] = volume_id
     for row in rows:
         await _connect(node, client, ctx, str(inst["uuid"]), row)
+    return True
 
 
 async def _create(node: Node, client: vol.VolumeClient, ctx: RequestContext, inst: dict[str, Any],

@@ -55,14 +55,16 @@ async def build_and_run(node: Node, uuid: str, request_id: str | None) -> None:
                 return
             event = await worker_events.begin(conn, uuid, req, BUILD_EVENT, node.host)
         try:
-            await block_devices.prepare(node, inst, req)  # the server's volumes made and connected
+            # the server's volumes made and connected (False: it has none)
+            with_volumes = await block_devices.prepare(node, inst, req)
             await node.driver.spawn(await nics.with_nics(node, inst, await node.spec(inst, strict=True)))
         except Exception as exc:
             LOG.warning("build of %s failed: %s", uuid, exc)
             await fail_build(node, uuid, exc, expected_task_state=s.SPAWNING, event=event)
             await volumes.release(node, inst)  # as Nova's _cleanup_volumes: attachments and made volumes go
             return
-        await block_devices.complete(node, inst, req)
+        if with_volumes:
+            await block_devices.complete(node, inst, req)
         power = await node.power_of(uuid)
         done = await node.set_state(
             uuid,
