@@ -77,14 +77,24 @@ def start_postgres(root: Path, password: str) -> str:
     return f"postgresql+asyncpg://postgres:{password}@127.0.0.1:{PG_PORT}/cumulo"
 
 
+def _amqp_port(root: Path) -> int:
+    """The AMQP port of the node under `root`: the one `start` recorded there (a `stop` or a
+    `rabbitmqctl` from another environment still finds its node), else this process's."""
+    try:
+        return int((root / "amqp-port").read_text())
+    except (FileNotFoundError, ValueError):
+        return AMQP_PORT
+
+
 def _rabbit_env(root: Path) -> dict[str, str]:
     base = root / "rabbit"
+    port = _amqp_port(root)
     return {
         "HOME": str(base),
-        "RABBITMQ_NODENAME": f"cumulo-test-{AMQP_PORT}@localhost",
-        "RABBITMQ_NODE_PORT": str(AMQP_PORT),
-        "RABBITMQ_DIST_PORT": str(DIST_PORT),
-        "ERL_EPMD_PORT": str(EPMD_PORT),
+        "RABBITMQ_NODENAME": f"cumulo-test-{port}@localhost",
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(port + 2),
+        "ERL_EPMD_PORT": str(port + 1),
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
         "RABBITMQ_LOG_BASE": str(base / "log"),
         "RABBITMQ_PID_FILE": str(base / "rabbit.pid"),
@@ -140,6 +150,7 @@ def start(root: Path) -> dict[str, str]:
         stop(root)
     root.mkdir(mode=0o711, parents=True)
     root.chmod(0o711)  # the services' users reach their own subdirectories, whatever the umask
+    (root / "amqp-port").write_text(str(AMQP_PORT))
     # hex: a urlsafe token starting with '-' (1 in 64) is an option to rabbitmqctl add_user
     password = secrets.token_hex(18)
     urls: dict[str, str] = {}
@@ -193,7 +204,7 @@ def stop(root: Path) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                out = _run(["epmd", "-port", str(EPMD_PORT), "-kill"])
+                out = _run(["epmd", "-port", env["ERL_EPMD_PORT"], "-kill"])
                 if "not allowed" not in out.stdout.lower():
                     break  # "Killed"
             except FileNotFoundError:
