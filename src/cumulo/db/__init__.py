@@ -104,9 +104,9 @@ class Database:
             connect_args = {"timeout": CONNECT_TIMEOUT, "command_timeout": COMMAND_TIMEOUT,
                             "server_settings": {"application_name": "cumulo"}}
             # pool_use_lifo: the connection used last goes out first, so a process's steady work
-            # keeps reusing a few warm connections whose prepared statements (asyncpg's cache, per
-            # connection) hit; FIFO rotated every checkout through the whole pool, and a boot's
-            # statements were prepared afresh (one more round trip each) on a cold connection.
+            # keeps reusing a few warm connections: a statement is prepared once per connection
+            # (asyncpg's cache; one more round trip the first time), and FIFO rotated every
+            # checkout through the whole pool, each connection paying its own first time.
             self.engine = create_async_engine(
                 url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True,
                 pool_timeout=POOL_TIMEOUT, pool_recycle=3600, connect_args=connect_args, **kwargs)
