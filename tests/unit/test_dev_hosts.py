@@ -102,3 +102,33 @@ async def test_dev_hosts_up_isolation_kill_down(tmp_path: Path) -> None:
     assert str(tmp_path) not in Path("/proc/self/mounts").read_text()
     assert not any(n.startswith(NS_PREFIX + f"t{tag}") for n in os.listdir("/run/netns"))
     assert not _alive(int(seen.get(names[1], ["", "0"])[1]) or 0) if seen.get(names[1]) else True
+
+
+async def test_a_dev_host_never_pins_a_loop_mount_of_the_machine(tmp_path: Path) -> None:
+    """A loop-backed filesystem mounted on the machine when a dev host is made (another cloud's
+    container root disk) is released once the machine unmounts it: the host's copy of the mount
+    table does not keep it open (a trial CI's resize waited in vain on such a loop device)."""
+    tag = uuid.uuid4().hex[:6]
+    image, mnt = tmp_path / "disk.ext4", tmp_path / "mnt"
+    subprocess.run(["truncate", "-s", "8M", str(image)], check=True)  # noqa: S603,S607
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)  # noqa: S603,S607
+    mnt.mkdir()
+
+    def loops() -> str:  # the loop devices backed by the image (an autoclear one goes with its last mount)
+        return subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout.strip()  # noqa: S603,S607
+
+    dev = DevHosts(tmp_path / "dev", bridge=f"cul{tag}", cidr="198.18.232.0/24", name_prefix=f"l{tag}-")
+    try:
+        subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], check=True)  # noqa: S603,S607
+        assert loops()
+        await dev.up(1)
+        [h] = dev.hosts()
+        await dev.start(h.name, program=[sys.executable, "-c", "import time; time.sleep(600)"])
+        assert dev.holding(dev.host(h.name))
+        subprocess.run(["umount", str(mnt)], check=True)  # noqa: S603,S607
+        _wait(lambda: not loops(), "the loop device to be released (no copy of the mount left open)", timeout=10)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)  # noqa: S603,S607
+        await dev.down()
+        for line in loops().splitlines():
+            subprocess.run(["losetup", "-d", line.split(":")[0]], capture_output=True)  # noqa: S603,S607
