@@ -114,6 +114,10 @@ class World:
                                  headers={"OpenStack-API-Version": "compute 2.37"})
         self.image = cloud.osc("image", "show", "busybox")["id"]
         self.flavor = cloud.osc("flavor", "show", "m1.nano")["id"]
+        # Room beyond the default quota (10 instances): the burst goes on creating while
+        # `rabbitmqctl stop_app` runs, which under load takes long enough for ten creates, and a
+        # full quota then answers 403 before the broker is even asked (a trial CI saw exactly that).
+        cloud.osc("quota", "set", "--instances", "100", "--cores", "200", "--ram", "204800", "admin", json=False)
 
     def headers(self) -> dict[str, str]:
         return {"X-Auth-Token": self.cloud.token()}
