@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import _leftovers
 import pytest
+from _runc_util import wait_for as _wait_for
 from conftest import skip_unless_drivers
 
 from cumulo.image.demo import tinyvm
@@ -75,14 +76,8 @@ def cloud(scale_services: Mapping[str, str]) -> Iterator[ClusterCloud]:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """_runc_util.wait_for with this module's argument order (timeout, what)."""
+    return _wait_for(predicate, timeout=timeout, interval=interval, what=what)
 
 
 def server(cloud: ClusterCloud, uuid: str) -> dict[str, Any] | None:
