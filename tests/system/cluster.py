@@ -110,9 +110,13 @@ def _underlay_slot() -> tuple[int, IO[str]]:
         net = ipaddress.ip_network(f"198.18.{n}.0/24")
         if any(net.overlaps(u) for u in nets):
             continue
-        fh = open(f"/tmp/cumulo-cluster-underlay-{n}.lock", "w")  # noqa: SIM115 - held until close
+        path = f"/tmp/cumulo-cluster-underlay-{n}.lock"
+        fh = open(path, "w")  # noqa: SIM115 - held until close
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # the holder before us unlinks the file when it lets go: a lock on an unlinked file holds nothing
+            if os.fstat(fh.fileno()).st_ino != os.stat(path).st_ino:
+                raise OSError("stale lock file")
         except OSError:
             fh.close()
             continue
@@ -478,6 +482,8 @@ class ClusterCloud(CumuloCloud):
             self._ctl.rabbitmqctl(Path(self.services["dir"]), "delete_vhost", self.vhost)
             self._made_vhost = False
         if self._slot_lock is not None:
+            with contextlib.suppress(FileNotFoundError):  # unlinked while held: the next taker checks the inode
+                os.unlink(self._slot_lock.name)
             self._slot_lock.close()
             self._slot_lock = None
         if not KEEP:
