@@ -253,7 +253,7 @@ def _build_b(w: World, private_sub: dict[str, Any]) -> None:
     """Project B: a project, a member user, its own network on the demo's CIDR with a router, b1."""
     tag, cidr = w.tag, private_sub["cidr"]
     project = w.make("admin", ("project",), f"proj-b-{tag}")
-    password = secrets.token_urlsafe(16)
+    password = secrets.token_hex(16)  # a urlsafe one may start with "-", an option to the CLI
     user = w.make("admin", ("user",), "--project", project["id"], "--password", password, f"user-b-{tag}")
     w.osc("admin", "role", "add", "--user", user["id"], "--project", project["id"], "member", json=False)
     w.b_auth = ("--os-username", user["name"], "--os-password", password, "--os-project-name", project["name"],
