@@ -18,7 +18,6 @@ import os
 import secrets
 import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -152,19 +151,7 @@ def main() -> int:
     finally:
         if services is not None:
             services.stop(root)
-            _stop_epmd(services.EPMD_PORT)
     return 0
-
-
-def _stop_epmd(port: int) -> None:
-    """The node's own epmd, once the stopped node left it (services.stop's one try can be early)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        res = subprocess.run(["epmd", "-port", str(port), "-kill"], capture_output=True, text=True,  # noqa: S603, S607
-                             timeout=10, check=False)
-        if "Killed" in res.stdout or "Cannot connect" in res.stdout + res.stderr:
-            return
-        time.sleep(0.2)
 
 
 if __name__ == "__main__":

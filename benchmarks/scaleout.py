@@ -33,7 +33,6 @@ import os
 import random
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -73,18 +72,6 @@ def services_module() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _stop_epmd(port: int) -> None:
-    """The private node's own epmd, once the stopped node left it (services.stop can give up while
-    epmd still refuses: "Killing not allowed - living nodes in database", exit status 1)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        res = subprocess.run(["epmd", "-port", str(port), "-kill"], capture_output=True, text=True,  # noqa: S603, S607
-                             timeout=10, check=False)
-        if "Killed" in res.stdout or "Cannot connect" in res.stdout + res.stderr:
-            return
-        time.sleep(0.2)
 
 
 def cluster_class() -> Any:
@@ -257,7 +244,6 @@ async def run(n: int, drivers: list[str], warmup: int, poll: float, hosts: int) 
             results.append(res)
     finally:
         await asyncio.to_thread(services.stop, svc_dir)
-        await asyncio.to_thread(_stop_epmd, services.EPMD_PORT)
         shutil.rmtree(tmp, ignore_errors=True)
     return {"name": "scaleout", "metric": "API-to-ACTIVE p50 scaled / embedded", "target": f"<= {TARGET_RATIO}x",
             "results": results, "passed": all(r["passed"] for r in results)}

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -80,16 +78,3 @@ class PrivateNode:
 
     def __exit__(self, *exc: Any) -> None:
         self.ctl.stop(self.root)
-        stop_epmd(self.ctl.EPMD_PORT)
-
-
-def stop_epmd(port: int) -> None:
-    """The node's own epmd (on its own port), once the stopped node has left it: services.stop's
-    one `epmd -kill` comes too early while the node is still going down, and epmd stays."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        res = subprocess.run(["epmd", "-port", str(port), "-kill"], capture_output=True, text=True,  # noqa: S603, S607
-                             timeout=10, check=False)
-        if "Killed" in res.stdout or "Cannot connect" in res.stdout + res.stderr:
-            return
-        time.sleep(0.2)
