@@ -40,6 +40,11 @@ COMPLETED = "completed"
 FAILED = "failed"
 # Statuses a resize's record has until it settles.
 OPEN = (PRE_MIGRATING, MIGRATING, POST_MIGRATING, FINISHED)
+# Statuses a record never leaves (a live migration's "cancelled" too: one table). Every status write
+# is a compare-and-swap on the status it expects (by default: any but these), so two workers that
+# race to settle one migration (two conductors, a sweep and an agent) never both confirm, revert
+# or error it: the second write finds nothing to change and says so.
+FINAL = (CONFIRMED, REVERTED, ERROR, COMPLETED, FAILED, "cancelled")
 
 
 async def _flavor_id(conn: AsyncConnection, flavor: dict[str, Any] | None) -> int | None:
@@ -98,12 +103,21 @@ async def set_destination(db: Database, migration_uuid: str, host: str, node: st
         )
 
 
-async def set_status_of(db: Database, migration_uuid: str, status: str) -> None:
-    """One record (by its uuid) to `status`."""
+def _expected(expect: Iterable[str] | None) -> Any:
+    if expect is None:
+        return migrations.c.status.not_in(list(FINAL))
+    return migrations.c.status.in_(list(expect))
+
+
+async def set_status_of(db: Database, migration_uuid: str, status: str, *, expect: Iterable[str] | None = None) -> bool:
+    """One record (by its uuid) to `status`, if its status is one of `expect` (None: any not in
+    FINAL); whether it was."""
     async with db.write() as conn:
-        await conn.execute(
-            sa.update(migrations).where(migrations.c.uuid == migration_uuid).values(status=status, updated_at=utcnow())
+        res = await conn.execute(
+            sa.update(migrations).where(migrations.c.uuid == migration_uuid, _expected(expect))
+            .values(status=status, updated_at=utcnow())
         )
+    return bool(res.rowcount)
 
 
 async def evacuations_from(db: Database, host: str) -> list[dict[str, Any]]:
@@ -118,18 +132,23 @@ async def evacuations_from(db: Database, host: str) -> list[dict[str, Any]]:
         return [dict(r) for r in rows.mappings()]
 
 
-async def set_status(db: Database, instance_uuid: str, status: str, *, current: Iterable[str] = OPEN) -> None:
-    """Move the instance's latest open record to `status` (nothing when it has none)."""
+async def set_status(db: Database, instance_uuid: str, status: str, *, current: Iterable[str] = OPEN) -> bool:
+    """Move the instance's latest record in one of the `current` statuses to `status` (a CAS on
+    that status: nothing when it has none, or when another writer settled it first); whether it did."""
+    current = list(current)
     async with db.write() as conn:
         latest = (
             await conn.execute(
                 sa.select(migrations.c.id)
-                .where(migrations.c.instance_uuid == instance_uuid, migrations.c.status.in_(list(current)))
+                .where(migrations.c.instance_uuid == instance_uuid, migrations.c.status.in_(current))
                 .order_by(migrations.c.id.desc())
                 .limit(1)
             )
         ).scalar()
-        if latest is not None:
-            await conn.execute(
-                sa.update(migrations).where(migrations.c.id == latest).values(status=status, updated_at=utcnow())
-            )
+        if latest is None:
+            return False
+        res = await conn.execute(
+            sa.update(migrations).where(migrations.c.id == latest, migrations.c.status.in_(current))
+            .values(status=status, updated_at=utcnow())
+        )
+    return bool(res.rowcount)

@@ -94,6 +94,33 @@ async def test_an_action_with_the_broker_away_puts_the_task_state_back(world: Wo
     await wait_gone(world.member, sid)
 
 
+async def test_a_move_with_the_broker_away_leaves_nothing(world: World) -> None:
+    """Cold and live migration (os-migrateLive's cast had no undo before): 503, the server as it
+    was, no action and no migration record; the retry moves it."""
+    sid = (await world.active())["id"]
+    host = (await world.admin.get(f"{API}/servers/{sid}")).json()["server"]["OS-EXT-SRV-ATTR:host"]
+    world.switch.down = True  # type: ignore[attr-defined]
+    live = {"os-migrateLive": {"host": None, "block_migration": "auto"}}
+    unavailable(await world.action(sid, live, client=world.admin, version="2.30"))
+    unavailable(await world.action(sid, {"migrate": None}, client=world.admin))
+    server = (await world.admin.get(f"{API}/servers/{sid}")).json()["server"]
+    assert (server["status"], server["OS-EXT-STS:task_state"], server["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", None, host)
+    assert await actions_of(world, sid) == ["create"]
+    migrations = (await world.admin.get(f"{API}/os-migrations")).json()["migrations"]
+    assert [m for m in migrations if m["instance_uuid"] == sid] == []
+    world.switch.down = False  # type: ignore[attr-defined]
+    resp = await world.action(sid, live, client=world.admin, version="2.30")
+    assert resp.status_code == 202, resp.text
+    async with asyncio.timeout(20):
+        while True:
+            server = (await world.admin.get(f"{API}/servers/{sid}")).json()["server"]
+            if server["OS-EXT-STS:task_state"] is None and server["OS-EXT-SRV-ATTR:host"] != host:
+                break
+            await asyncio.sleep(0.05)
+    assert server["status"] == "ACTIVE"
+    assert await actions_of(world, sid) == ["live-migration", "create"]
+
+
 # -- the block storage family (Cinder's fault shape; same 503, same undo) -------------------------
 
 

@@ -155,8 +155,12 @@ async def live_migrate(conductor: Conductor, instance_uuid: str, migration_uuid:
         await _fail(conductor, uuid, migration_uuid, exc)
         return
     dest_host, dest_node = str(node["host"]), str(node["hypervisor_hostname"])
-    await live_records.update(conductor.db, migration_uuid, status=live_records.QUEUED, dest_compute=dest_host,
-                              dest_node=dest_node, dest_host=node.get("host_ip"))
+    if not await live_records.update(conductor.db, migration_uuid, expect=(live_records.ACCEPTED,),
+                                     status=live_records.QUEUED, dest_compute=dest_host, dest_node=dest_node,
+                                     dest_host=node.get("host_ip")):
+        # Settled meanwhile (the sweep timed it out, conductor/stuck.py): the claim goes, nothing moves.
+        await conductor.placement.release(migration_uuid, include_migration=False)
+        return
     prepared = moving = False
     try:
         async with actions.event(conductor.db, uuid, request_id, "compute_live_migration", src_host):
@@ -255,7 +259,7 @@ async def _recover_one(conductor: Conductor, rec: dict[str, Any]) -> None:
     req = f"req-recover-{mig_uuid}"
     if inst is not None and dest_host and inst["host"] == dest_host:
         # The switch happened: only the record and the source's copy are left.
-        await live_records.update(conductor.db, mig_uuid, status=live_records.COMPLETED)
+        await live_records.update(conductor.db, mig_uuid, expect=live_records.OPEN, status=live_records.COMPLETED)
         with contextlib.suppress(Exception):
             await compute.post_live_migration_at_source(src_host, uuid, node=src_node, request_id=req)
         return

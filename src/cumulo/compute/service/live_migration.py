@@ -12,7 +12,9 @@ The pre-checks Nova makes before it casts, answered at once (400 or 409 as Nova'
 - block_migration false while the server has local disks: 400 (instance dirs are never shared here).
 Then task_state migrating, a "live-migration" instance action and its migration record (accepted),
 in one transaction, and a cast to the conductor (compute/conductor/live.py), which claims on the
-destination (room: a claim; none fits: the record error, a fault, the server ACTIVE again).
+destination (room: a claim; none fits: the record error, a fault, the server ACTIVE again). The
+broker unreachable (BusUnavailable): Nova's 503, and the record, the action and the task state the
+request wrote are undone (service/bus_undo.py), as are force_complete's and abort's actions.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from cumulo import errors
+from cumulo.bus.base import BusUnavailable
 from cumulo.compute import actions as act
 from cumulo.compute import instances as inst_db
 from cumulo.compute import live_records
 from cumulo.compute import states as st
-from cumulo.compute.service import boot_volumes
+from cumulo.compute.service import boot_volumes, bus_undo
 from cumulo.compute.service import transitions as tr
 from cumulo.context import RequestContext
 from cumulo.hosts.models import compute_nodes
@@ -92,14 +95,22 @@ async def live_migrate(svc: ComputeService, ctx: RequestContext, inst: dict[str,
             raise errors.Conflict(f"Conflict updating instance {uuid}.")
         await act.record_action(conn, ctx, uuid, act.LIVE_MIGRATION)
         migration_uuid = await live_records.start(conn, ctx, inst, host)
+    migrating = {**inst, "task_state": st.MIGRATING}
+
+    async def undo() -> None:  # the broker away: the 503, and nothing of the request stays (bus_undo)
+        await bus_undo.forget_migration(svc.db, migration_uuid)
+        await bus_undo.revert_begin(svc.db, ctx, inst, migrating)
+
     try:
-        await svc.conductor.live_migrate_instance(uuid, migration_uuid=migration_uuid, host=host, force=force,
-                                                  request_id=ctx.request_id)
+        await bus_undo.cast_or_undo(svc.conductor.live_migrate_instance(
+            uuid, migration_uuid=migration_uuid, host=host, force=force, request_id=ctx.request_id), undo)
+    except BusUnavailable:
+        raise
     except Exception:
         # Nothing will move it: the request leaves no trace but the failed record (a retry is clean).
         async with svc.db.write() as conn:
             await inst_db.cas_update(conn, uuid, {"task_state": None}, expected_task_state=st.MIGRATING)
-        await live_records.update(svc.db, migration_uuid, status=live_records.ERROR)
+        await live_records.update(svc.db, migration_uuid, expect=live_records.OPEN, status=live_records.ERROR)
         raise
     return migration_uuid
 
@@ -124,7 +135,9 @@ async def force_complete(svc: ComputeService, ctx: RequestContext, inst: dict[st
                              "Cannot force_complete while the migration is in this state.")
     async with svc.db.write() as conn:
         await act.record_action(conn, ctx, inst["uuid"], "live_migration_force_complete")
-    await svc.agents.live_migration_force_complete(row["source_compute"], inst["uuid"], request_id=ctx.request_id)
+    await bus_undo.cast_or_undo(
+        svc.agents.live_migration_force_complete(row["source_compute"], inst["uuid"], request_id=ctx.request_id),
+        lambda: bus_undo.revert_begin(svc.db, ctx, inst, inst))  # the 503: its action goes too
 
 
 async def abort(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any], migration_id: int) -> None:
@@ -141,4 +154,6 @@ async def abort(svc: ComputeService, ctx: RequestContext, inst: dict[str, Any], 
         svc.db, row["uuid"], expect=(live_records.QUEUED, live_records.PREPARING), status=live_records.CANCELLED
     ):
         return
-    await svc.agents.live_migration_abort(row["source_compute"], inst["uuid"], request_id=ctx.request_id)
+    await bus_undo.cast_or_undo(
+        svc.agents.live_migration_abort(row["source_compute"], inst["uuid"], request_id=ctx.request_id),
+        lambda: bus_undo.revert_begin(svc.db, ctx, inst, inst))  # the 503: its action goes too
