@@ -45,7 +45,8 @@ check .venv/bin/python scripts/layout.py --check
 # pytest exits 5 when it collects no test; that is a failure here like any other non-zero.
 # Parallel (pytest-xdist): the suite mostly waits (VM boots under TCG, cloud restarts, polling), so
 # CUMULO_TEST_WORKERS (default 3) workers run whole files (--dist loadfile: a module's shared cloud
-# stays in one worker), in collection order (contract, system, unit: the long modules start first
+# stays in one worker; a system module on both configurations is two units, its [embedded] and its
+# [scaled] tests, which may run at once: tests/conftest.py), in collection order (contract, system, unit: the long modules start first
 # and the many short unit files fill the end); the data plane leftover check runs once, in the
 # controller, after every worker finished (tests/conftest.py). CUMULO_TEST_WORKERS=0 runs serially.
 check .venv/bin/pytest tests -q --timeout=300 --durations=25 -n "${CUMULO_TEST_WORKERS:-3}" --dist loadfile \

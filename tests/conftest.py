@@ -268,6 +268,30 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist, in the controller, for `--dist loadfile` (scripts/test.sh): whole files per
+    worker (a module's shared cloud stays in one worker), except that a system module on both
+    configurations (`cumulo_configs`: test ids [embedded] / [scaled]) is two units, so its two
+    clouds may run on two workers at once instead of one after the other. (`--dist loadgroup` with
+    marks would say the same, but pytest 9 no longer shows xdist's group suffix in the ids it
+    reports, so every test became a unit of its own.)"""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FileAndConfigScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = nodeid.split("::", 1)[0]
+            params = nodeid.rsplit("[", 1)[1].rstrip("]").split("-") if nodeid.endswith("]") else []
+            for name in ("embedded", "scaled"):
+                if name in params:
+                    return f"{scope}[{name}]"
+            return scope
+
+    return FileAndConfigScheduling(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """pytest-xdist, in the controller: every worker gets the run's tag and run dir."""
     node.workerinput["cumulo_run_tag"] = _leftovers.RUN_TAG
