@@ -1,9 +1,12 @@
 """What a hostile client found (issue 8, section 1, items 3, 4 and 8), on the real `cumulo up`
-(uvicorn on loopback), with raw sockets, httpx and the real `openstack` CLI.
+(uvicorn on loopback), with raw sockets, httpx and the real `openstack` CLI; and the same against
+the `cumulo api` process of the scaled-out cloud (tests/system/cluster.py: PostgreSQL, RabbitMQ).
 
 - A chunked body is answered 413 once it passes the limit, while the client is still sending:
   the server does not wait for (and hold) the rest.
-- A lone surrogate in a JSON body is a 400 in the family's format, and the connection stays usable.
+- A lone surrogate in a JSON body is a 400 in the family's format, and the connection stays usable;
+  so is a POST with no Content-Length and no chunks (an empty body).
+- A NUL character: SQLite (embedded) stores it, PostgreSQL (scaled) cannot: a 400 naming it there.
 - A token that lost its role stays dead when the role is granted again (`openstack role remove`,
   `openstack role add`); a new token works.
 """
@@ -23,6 +26,8 @@ if TYPE_CHECKING:  # the harness lives in tests/system/conftest.py
     from conftest import CumuloCloud
 
 pytestmark = pytest.mark.system
+
+cumulo_configs = ("embedded", "scaled")  # and on the scaled-out cloud (tests/system/cluster.py)
 
 cumulo_options = {"fake_hosts": 0}
 
@@ -75,6 +80,45 @@ def test_lone_surrogate_is_400_and_the_connection_lives(cumulo: CumuloCloud) -> 
             assert resp.status_code == 400, (url, resp.text)
             assert "surrogate" in json.dumps(resp.json()), resp.text
         assert admin.get("/compute/v2.1/os-keypairs").status_code == 200
+
+
+def test_a_body_without_length_or_chunks_is_400_and_the_connection_lives(cumulo: CumuloCloud) -> None:
+    """A POST with neither Content-Length nor Transfer-Encoding has an empty body (RFC 9112 6.3):
+    the family's own 400, and the next request on the same socket is answered."""
+    host, port = "127.0.0.1", int(cumulo.base_url.rsplit(":", 1)[1])
+    with socket.create_connection((host, port), timeout=30) as sock:
+        head = (f"POST /compute/v2.1/os-keypairs HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"X-Auth-Token: {cumulo.token()}\r\n\r\n")
+        sock.sendall(head.encode())
+        first = _status_line(sock, timeout=30)
+        assert first.startswith(b"HTTP/1.1 400"), first[:300]
+        sock.sendall(f"GET /compute/v2.1/os-keypairs HTTP/1.1\r\nHost: {host}\r\nX-Auth-Token: {cumulo.token()}\r\n"
+                     "\r\n".encode())
+        rest = first.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in first else b""
+        while b"HTTP/1.1 " not in rest:
+            piece = sock.recv(4096)
+            assert piece, "the server closed the connection"
+            rest += piece
+    assert b"HTTP/1.1 200" in rest, rest[:300]
+
+
+def test_a_nul_character_where_postgresql_takes_none(cumulo: CumuloCloud) -> None:
+    """A NUL (\\u0000) in an image name: SQLite (embedded) stores it as given; PostgreSQL (the
+    scaled-out cloud) cannot hold it, and the API process answers the Image API's 400 naming it,
+    never a 500, and creates nothing."""
+    name = f"nul-{uuid.uuid4().hex[:8]}"
+    with cumulo.client() as admin:
+        resp = admin.post("/image/v2/images", content=b'{"name": "%s\\u0000x"}' % name.encode(),
+                          headers={"Content-Type": "application/json"})
+        if cumulo.config_name == "embedded":
+            assert resp.status_code == 201, resp.text
+            assert resp.json()["name"] == name + "\x00x"
+            assert admin.delete(f"/image/v2/images/{resp.json()['id']}").status_code == 204
+        else:
+            assert resp.status_code == 400, resp.text
+            assert "NUL character" in resp.text and "name" in resp.text, resp.text
+        listed = admin.get("/image/v2/images", params={"limit": 1000}).json()["images"]
+        assert not [i for i in listed if str(i.get("name", "")).startswith(name)], listed
 
 
 def _login(cumulo: CumuloCloud, user: str, password: str, project: str) -> str:

@@ -13,13 +13,19 @@ if TYPE_CHECKING:  # the harness lives in tests/system/conftest.py
 
 pytestmark = pytest.mark.system
 
+cumulo_configs = ("embedded", "scaled")  # and on the scaled-out cloud (tests/system/cluster.py): `cumulo api`
+
 EXPECTED_SERVICES = {"identity", "compute", "image", "network", "block-storage", "volumev3", "occi", "paas"}
 PATHS = {"block-storage": "volume", "volumev3": "volume"}  # Cinder lives at /volume
 
 
 def test_ready_output_says_how_to_connect(cumulo: CumuloCloud) -> None:
-    out = cumulo.log()
-    assert "Cumulo is ready" in out
+    if cumulo.config_name == "embedded":
+        out = cumulo.log()
+        assert "Cumulo is ready" in out
+    else:  # the scaled-out cloud: the `cumulo api` process tells where its clouds.yaml is
+        out = cumulo.process_log("api")  # type: ignore[attr-defined]
+        assert "cumulo api is ready" in out
     assert f"{cumulo.base_url}/identity/v3" in out
     assert f"OS_CLIENT_CONFIG_FILE={cumulo.clouds_yaml.resolve()}" in out
 
@@ -93,7 +99,11 @@ def test_demo_user_gets_403_on_admin_identity_api(cumulo: CumuloCloud) -> None:
     assert "403" in done.stderr, done.stderr
 
 
-def test_restart_and_crash_keep_the_credentials(cumulo_launcher: Callable[..., CumuloCloud]) -> None:
+def test_restart_and_crash_keep_the_credentials(cumulo_launcher: Callable[..., CumuloCloud], cumulo_config: str,
+                                               request: pytest.FixtureRequest) -> None:
+    if cumulo_config == "scaled":
+        _restart_and_crash_the_api_process(request.getfixturevalue("cumulo"))
+        return
     cloud = cumulo_launcher()
     try:
         before = cloud.clouds()
@@ -107,3 +117,22 @@ def test_restart_and_crash_keep_the_credentials(cumulo_launcher: Callable[..., C
         assert cloud.stop() == 0  # SIGTERM shuts down cleanly
     finally:
         cloud.close()
+
+
+def _restart_and_crash_the_api_process(cloud: Any) -> None:
+    """The scaled-out cloud (a cluster.ClusterCloud): `cumulo api` stopped and started again, then
+    killed -9 and started again, runs its bootstrap again (under its advisory lock, on PostgreSQL)
+    and keeps the generated credentials; the other processes go on."""
+    before = cloud.clouds()
+    first = cloud.osc("token", "issue")
+    others = {name: cloud.process_pid(name) for name in ("conductor", "scheduler", *cloud.hosts)}
+    cloud.stop_process("api")
+    assert cloud.procs["api"].popen.returncode == 0  # SIGTERM shuts down cleanly
+    cloud.start_process("api")
+    assert cloud.clouds() == before
+    assert cloud.osc("token", "issue")["user_id"] == first["user_id"]
+    cloud.kill_process("api")
+    cloud.start_process("api")
+    assert cloud.clouds() == before
+    assert cloud.osc("token", "issue", cloud="cumulo-demo")["project_id"]
+    assert {name: cloud.process_pid(name) for name in others} == others

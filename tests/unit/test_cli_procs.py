@@ -14,7 +14,7 @@ import pytest
 
 from cumulo import conf as conf_mod
 from cumulo.cli.main import _parser, main
-from cumulo.cli.procs import settings_of
+from cumulo.cli.procs import api_ready_lines, settings_of
 from cumulo.db import Database
 from cumulo.paas.engine import tasks
 from cumulo.runtime_procs import ApiProcess, Lifespan, schema_at_head, wait_for_schema
@@ -36,6 +36,14 @@ def test_every_role_takes_the_shared_flags(tmp_path: Path) -> None:
     assert (s.host, s.port) == ("0.0.0.0", 8081)  # api's --host is the listen address, as `cumulo up`'s
     with pytest.raises(SystemExit):
         parse("compute")  # compute needs --host NAME
+
+
+def test_the_api_process_says_how_to_connect(tmp_path: Path) -> None:
+    """As `cumulo up` does: the auth URL (a wildcard bind reached on loopback) and the clouds.yaml
+    its bootstrap writes, for `OS_CLIENT_CONFIG_FILE` (before, only the auth URL)."""
+    s = settings_of(parse("api", "--host", "0.0.0.0", "--port", "8081", "--state-dir", str(tmp_path)))
+    assert api_ready_lines(s) == ["cumulo api is ready. Auth URL: http://127.0.0.1:8081/identity/v3",
+                                  f"  export OS_CLIENT_CONFIG_FILE={(tmp_path / 'clouds.yaml').resolve()}"]
 
 
 def test_a_flag_wins_over_the_environment_and_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

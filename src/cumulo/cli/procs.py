@@ -186,13 +186,23 @@ async def _serve_http(app: Any, settings: conf_mod.Settings, log_level: str) -> 
     async def announce() -> None:
         while not server.started:
             await asyncio.sleep(0.02)
-        print(f"cumulo api is ready. Auth URL: {settings.public_url}/identity/v3", flush=True)
+        for line in api_ready_lines(settings):
+            print(line, flush=True)
 
     notifier = asyncio.create_task(announce())
     try:
         await server.serve()
     finally:
         notifier.cancel()
+
+
+def api_ready_lines(settings: conf_mod.Settings) -> list[str]:
+    """What `cumulo api` prints once it serves: the auth URL, and the clouds.yaml its bootstrap
+    wrote (as `cumulo up` says it: an operator on the controller connects with it)."""
+    from cumulo.runtime_roles import clouds_yaml_path
+
+    return [f"cumulo api is ready. Auth URL: {settings.public_url}/identity/v3",
+            f"  export OS_CLIENT_CONFIG_FILE={clouds_yaml_path(settings).resolve()}"]
 
 
 def _uvicorn_config(app: Any, settings: conf_mod.Settings, log_level: str, **kw: Any) -> Any:
