@@ -325,6 +325,10 @@ class Settings:
     # Simulated latency of fake driver operations (seconds); for crash and scale tests.
     fake_spawn_delay: float = 0.0
     # Nodes without a ratio of their own (fake hosts, the fake driver; see local_node_ratios).
+    # Volumes attached from another host (docs/architecture.md "Scale out (issue 14): volumes
+    # from any host"): the ports the volume host's NBD exports listen on (one per attachment to a
+    # server on another host), bound to underlay_ip only; NBD's own port first. Consumers reach them.
+    volume_export_ports: str = "10809-10872"
     cpu_allocation_ratio: float = 4.0
     ram_allocation_ratio: float = 1.0
     disk_allocation_ratio: float = 1.0

@@ -300,6 +300,10 @@ def volume_worker(s: Services, images: RemoteImages | None = None) -> VolumeMana
                            scratch=config.run_dir)
     s.bus.serve(volume_topic(s.conf.host_name), worker)
     # Cinder's "volume-extended" event to Nova: the servers holding an extended volume are told.
+    if s.conf.underlay_ip:  # servers on other hosts reach this host's volumes over NBD
+        from cumulo.volume.worker.exports import NbdExports
+
+        worker.exports = NbdExports(s.db, store, config.run_dir, s.conf.underlay_ip, s.conf.volume_export_ports)
     worker.compute_events = VolumeEventsAdapter(VolumeAttachmentService(s.compute).volume_extended)
     return worker
 
@@ -311,7 +315,8 @@ def host_volumes(conf: Settings, worker: VolumeManager) -> HostBlockStore:
     from cumulo.blockstore.loop import LoopTable
     from cumulo.runtime_volumes import HostBlockStore
 
-    return HostBlockStore(worker.store, LoopTable(StoreConfig.under(conf.state_dir).run_dir / "loops"))
+    run_dir = StoreConfig.under(conf.state_dir).run_dir
+    return HostBlockStore(worker.store, LoopTable(run_dir / "loops"), worker.db, run_dir / "nbd-keys")
 
 
 # ---- the PaaS manager's workers -------------------------------------------------------------

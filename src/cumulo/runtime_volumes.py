@@ -7,7 +7,11 @@ volume worker's notifier over compute's external events (Cinder's "volume-extend
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cumulo import errors
@@ -109,9 +113,12 @@ class HostBlockStore:
     """cumulo.compute.volumes.HostVolumes over the host's block store and its loop-device table
     (the one the runc driver and the volume worker share: `<state>/volumes/.run/loops`)."""
 
-    def __init__(self, store: BlockStore, loops: LoopTable) -> None:
+    def __init__(self, store: BlockStore, loops: LoopTable, db: Database | None = None,
+                 keys_dir: Path | None = None) -> None:
         self.store = store
         self.loops = loops
+        self.db = db  # the cluster secret the NBD keys derive from
+        self.keys_dir = keys_dir  # <run_dir>/nbd-keys: one tls-creds-psk dir per attachment
 
     async def location(self, volume_id: str) -> Location:
         if not await self.store.exists(volume_id):
@@ -119,7 +126,33 @@ class HostBlockStore:
         return self.store.location(volume_id)
 
     async def reap_loops(self, keep: set[str]) -> list[str]:
-        return await self.loops.reap(keep)
+        released = await self.loops.reap(keep)
+        if self.keys_dir is not None:  # connections to other hosts' volumes no server here holds
+            from cumulo.blockstore import nbd
+
+            run_dir = self.keys_dir.parent
+            for volume_id in await asyncio.to_thread(_listed, run_dir / nbd.CONNECTIONS):
+                if volume_id not in keep and await nbd.disconnect(run_dir, volume_id):
+                    released.append(volume_id)
+        return released
+
+    async def nbd_credentials(self, attachment_id: str, identity: str) -> str:
+        from cumulo.blockstore import nbd
+        from cumulo.blockstore.base import check_id
+        from cumulo.volume.worker.exports import attachment_key
+
+        if self.db is None or self.keys_dir is None:
+            raise errors.CumuloError("this host has no key for volumes of other hosts")
+        directory = self.keys_dir / check_id(attachment_id)
+        key = await attachment_key(self.db, attachment_id)
+        await asyncio.to_thread(nbd.write_psk, directory, identity, key)
+        return str(directory)
+
+    async def forget_credentials(self, attachment_id: str) -> None:
+        from cumulo.blockstore.base import check_id
+
+        if self.keys_dir is not None:
+            await asyncio.to_thread(shutil.rmtree, self.keys_dir / check_id(attachment_id), True)
 
 
 class VolumeEventsAdapter:
@@ -144,3 +177,10 @@ class ServerMappings:
     async def holds(self, instance_uuid: str, volume_id: str) -> bool:
         async with self.db.read() as conn:
             return await volume_records.volume_of_instance(conn, instance_uuid, volume_id) is not None
+
+
+def _listed(directory: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []

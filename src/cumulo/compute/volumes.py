@@ -151,6 +151,15 @@ class HostVolumes(Protocol):
         """Release the recorded loop devices of volumes not in `keep`; returns the released ids."""
         ...
 
+    def nbd_credentials(self, attachment_id: str, identity: str) -> Awaitable[str]:
+        """The dir of this host's TLS key file for the attachment's NBD connection (written, 0600;
+        the key derived from the cluster secret): what QEMU's tls-creds-psk reads."""
+        ...
+
+    def forget_credentials(self, attachment_id: str) -> Awaitable[None]:
+        """The attachment's key file removed (none: fine)."""
+        ...
+
 
 class VolumeEvents(Protocol):
     """What the compute side offers the volume worker (Nova's os-server-external-events, reached in
@@ -173,9 +182,14 @@ def owner_context(inst: Mapping[str, Any], request_id: str | None = None) -> Req
     return RequestContext(user_id=inst.get("user_id"), project_id=inst.get("project_id"), roles=roles)
 
 
-def connector_for(host: str, device_name: str | None) -> dict[str, Any]:
-    """The connector an agent hands the volume service (os-brick's shape, for a file backend)."""
-    return {**CONNECTOR_BASE, "host": host, "mountpoint": device_name}
+def connector_for(host: str, device_name: str | None, ip: str = "") -> dict[str, Any]:
+    """The connector an agent hands the volume service (os-brick's shape). `ip`: the host's
+    underlay address; with one, a volume of another host comes over NBD (connection_info
+    `nbd`), else the volume host's file is opened in place (`cumulo_file`)."""
+    doc = {**CONNECTOR_BASE, "host": host, "mountpoint": device_name}
+    if ip:
+        doc["ip"] = ip
+    return doc
 
 
 def volumes_attached(rows: Sequence[Mapping[str, Any]], *, with_delete_flag: bool) -> list[dict[str, Any]]:

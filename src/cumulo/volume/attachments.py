@@ -11,6 +11,7 @@ is a compare-and-swap; a lost race is a 409.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +25,8 @@ from cumulo.volume import query, records, states
 from cumulo.volume.base import authorize, check_uuid, not_found, wants_all_tenants
 from cumulo.volume.models import volume_admin_metadata, volume_attachments, volumes
 from cumulo.volume.volumes import Volumes
+
+LOG = logging.getLogger(__name__)
 
 ATTACHMENT_SORT_KEYS = ("id", "status", "created_at", "volume_id", "instance")
 ATTACHMENT_FILTERS = {
@@ -51,6 +54,27 @@ def _connector(value: Any) -> dict[str, Any] | None:
     for key in ("host", "mountpoint"):  # kept in the attachment's columns: strings of 255 at most
         records.text(value.get(key), f"connector/{key}")
     return value
+
+
+def _takes_connector(att: Any) -> None:
+    if att.attach_status not in (states.ATTACHMENT_RESERVED, states.ATTACHMENT_ATTACHING):
+        raise errors.Invalid(f"Invalid input received: attachment {att.id} is {att.attach_status}; only a reserved "
+                             "attachment takes a connector.")
+
+
+def _remote(volume_host: str | None, connector: dict[str, Any]) -> bool:
+    """Whether the connector's host reaches the volume over the network: another host than the
+    volume's, with an underlay address (one machine, or no volume host recorded: the file)."""
+    return bool(volume_host and connector.get("ip") and connector.get("host") != volume_host)
+
+
+def exported(att: Any) -> bool:
+    """Whether the attachment's connection is a volume host's NBD export."""
+    try:
+        info = json.loads(att.connection_info_json or "null")
+    except ValueError:
+        return False
+    return isinstance(info, dict) and info.get("driver_volume_type") == "nbd"
 
 
 def attachment_record(row: Any) -> dict[str, Any]:
@@ -150,14 +174,46 @@ class Attachments(Volumes):
         connector = _connector(a.get("connector"))
         if connector is None:
             raise errors.Invalid("Invalid input received: Attachment update requires a connector.")
+        async with self.db.read() as conn:
+            att = await self._attachment_row(conn, ctx, attachment_id)
+            _takes_connector(att)
+            volume_host = await conn.scalar(sa.select(volumes.c.host).where(volumes.c.id == att.volume_id))
+        # Cinder's initialize_connection: a connector from another host (with an underlay address)
+        # gets an NBD export of the volume host (volume/worker/exports.py); the local host its file.
+        remote = _remote(volume_host, connector)
+        info = None
+        if remote:
+            info = await self.worker.initialize_connection(str(volume_host), att.volume_id, att.id,
+                                                           str(connector.get("host")), att.attach_mode)
+        try:
+            done = await self._record_connection(ctx, att.id, connector, info)
+        except BaseException:
+            if remote:
+                await self._terminate(str(volume_host), att.id)
+            raise
+        if exported(att) and not remote:  # it was exported, and its host now is the volume's
+            await self._terminate(volume_host, att.id)
+        return done
+
+    async def _terminate(self, volume_host: str | None, attachment_id: str) -> None:
+        """Cinder's terminate_connection: the attachment's export stopped. The volume host away
+        is logged, not raised: its worker stops exports of gone attachments when it starts."""
+        if not volume_host:
+            return
+        try:
+            await self.worker.terminate_connection(volume_host, attachment_id)
+        except Exception as exc:  # noqa: BLE001 - the attachment goes anyway
+            LOG.warning("stopping the NBD export of attachment %s on %s failed: %s", attachment_id, volume_host, exc)
+
+    async def _record_connection(self, ctx: RequestContext, attachment_id: str, connector: dict[str, Any],
+                                 exported: dict[str, Any] | None) -> dict[str, Any]:
         async with self.db.write() as conn:
             att = await self._attachment_row(conn, ctx, attachment_id)
-            if att.attach_status not in (states.ATTACHMENT_RESERVED, states.ATTACHMENT_ATTACHING):
-                raise errors.Invalid(f"Invalid input received: attachment {att.id} is {att.attach_status}; only a reserved attachment takes a connector.")
+            _takes_connector(att)
             vol = (await conn.execute(sa.select(volumes).where(volumes.c.id == att.volume_id))).one()
             await states.transition(conn, volumes, vol.id, states.allowed_from("attachment_update"),
                                     {"status": vol.status if vol.status == states.IN_USE else states.ATTACHING})
-            info = connection_info(vol.id, att.attach_mode, connector)
+            info = exported or connection_info(vol.id, att.attach_mode, connector)
             await conn.execute(volume_attachments.update().where(volume_attachments.c.id == att.id).values(
                 attach_status=states.ATTACHMENT_ATTACHING, connector_json=json.dumps(connector),
                 connection_info_json=json.dumps(info), attached_host=connector.get("host"),
@@ -189,7 +245,11 @@ class Attachments(Volumes):
             await self._check_deletion_allowed(ctx, await self._attachment_row(conn, ctx, attachment_id))
         async with self.db.write() as conn:
             att = await self._attachment_row(conn, ctx, attachment_id)
-            return await self._drop_attachment(conn, att)
+            status = await self._drop_attachment(conn, att)
+            volume_host = await conn.scalar(sa.select(volumes.c.host).where(volumes.c.id == att.volume_id))
+        if exported(att):
+            await self._terminate(volume_host, att.id)
+        return status
 
     async def _drop_attachment(self, conn: AsyncConnection, att: Any) -> str:
         await conn.execute(volume_attachments.delete().where(volume_attachments.c.id == att.id))
@@ -324,6 +384,8 @@ class Attachments(Volumes):
             if not chosen:
                 raise errors.Invalid(f"Invalid volume: Volume {row.id} is not attached.")
             await self._drop_attachment(conn, chosen[0])
+        if exported(chosen[0]):
+            await self._terminate(row.host, chosen[0].id)
 
     async def initialize_connection(self, ctx: RequestContext, volume_id: str, connector: Any) -> dict[str, Any]:
         authorize(ctx, "volume:attach")

@@ -64,3 +64,17 @@ class VolumeAPI:
 
     async def online_volume(self, volume_id: str) -> None:
         await self._cast("online_volume", volume_id=volume_id)
+
+    # Calls, to the host that holds the volume (its row's `host`): a connection needs the answer.
+
+    async def initialize_connection(self, volume_host: str, volume_id: str, attachment_id: str, consumer: str,
+                                    mode: str) -> dict[str, Any]:
+        """The volume's NBD export for an attachment on host `consumer` (its connection_info)."""
+        info: dict[str, Any] = await self.bus.call(volume_topic(volume_host), "initialize_connection", timeout=60.0,
+                                                   volume_id=volume_id, attachment_id=attachment_id,
+                                                   consumer=consumer, mode=mode)
+        return info
+
+    async def terminate_connection(self, volume_host: str, attachment_id: str) -> None:
+        await self.bus.call(volume_topic(volume_host), "terminate_connection", timeout=30.0,
+                            attachment_id=attachment_id)

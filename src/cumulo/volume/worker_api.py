@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from cumulo.errors import InvalidState
+
 
 class VolumeWorker(Protocol):
     """The volume worker's casts (all fire-and-forget)."""
@@ -79,6 +81,17 @@ class VolumeWorker(Protocol):
         """Unseal the storage of a volume being brought online; maintenance -> available."""
         ...
 
+    # The two calls (they answer): Cinder's initialize/terminate_connection, to the volume's host.
+
+    async def initialize_connection(self, volume_host: str, volume_id: str, attachment_id: str, consumer: str,
+                                    mode: str) -> dict[str, Any]:
+        """The volume exported for an attachment on another host (`consumer`): its connection_info."""
+        ...
+
+    async def terminate_connection(self, volume_host: str, attachment_id: str) -> None:
+        """The attachment's export stopped (none: fine)."""
+        ...
+
 
 class NullWorker:
     """A worker that drops every cast: the API records requests, nothing carries them out. What
@@ -128,6 +141,13 @@ class NullWorker:
         return None
 
     async def online_volume(self, volume_id: str) -> None:
+        return None
+
+    async def initialize_connection(self, volume_host: str, volume_id: str, attachment_id: str, consumer: str,
+                                    mode: str) -> dict[str, Any]:
+        raise InvalidState("no volume worker: a server on another host cannot reach this volume")
+
+    async def terminate_connection(self, volume_host: str, attachment_id: str) -> None:
         return None
 
 

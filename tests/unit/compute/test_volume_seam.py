@@ -32,7 +32,11 @@ def test_diskspec_defaults_serial_and_round_trip() -> None:
     assert disk(serial="abc").guest_serial == "abc"
     assert DiskSpec.from_dict(d.to_dict()) == d
     with pytest.raises(ValueError, match="kind"):
-        DiskSpec.from_dict({**d.to_dict(), "kind": "nbd"})
+        DiskSpec.from_dict({**d.to_dict(), "kind": "iscsi"})
+    remote = disk(kind="nbd", path="nbd://198.18.0.2:10809/ab12", tls_dir="/srv/state/volumes/.run/nbd-keys/x",
+                  nbd=(("export", "ab12"), ("psk_identity", "cumulo-x"), ("target_host", "198.18.0.2"),
+                       ("target_port", "10809")))
+    assert DiskSpec.from_dict(remote.to_dict()) == remote and remote.target["export"] == "ab12"
     assert CAPABILITY_PROTOCOLS[Capability.VOLUMES] is Volumes
 
 

@@ -123,7 +123,7 @@ async def _connect(node: Node, client: vol.VolumeClient, ctx: RequestContext, uu
         async with node.db.write() as conn:
             await volume_records.update(conn, str(row["uuid"]), attachment_id=attachment_id)
         row["attachment_id"] = attachment_id
-    att = await client.attachment_update(ctx, str(attachment_id), vol.connector_for(node.host, row.get("device_name")))
+    att = await client.attachment_update(ctx, str(attachment_id), vol.connector_for(node.host, row.get("device_name"), node.conf.underlay_ip))
     async with node.db.write() as conn:
         await volume_records.update(conn, str(row["uuid"]), connection_info=att.get("connection_info"))
 

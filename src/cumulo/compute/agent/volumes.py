@@ -71,6 +71,17 @@ async def _drop_mapping(node: Node, ctx: RequestContext, bdm: Mapping[str, Any])
             await node.volumes.attachment_delete(ctx, str(bdm["attachment_id"]))
     async with node.db.write() as conn:
         await volume_records.delete(conn, str(bdm["uuid"]))
+    await _forget_keys(node, [bdm])
+
+
+async def _forget_keys(node: Node, rows: Iterable[Mapping[str, Any]]) -> None:
+    """The NBD key files of mappings that went (a volume of another host: disks.py)."""
+    if node.host_volumes is None:
+        return
+    for row in rows:
+        if (row.get("connection_info") or {}).get("driver_volume_type") == "nbd" and row.get("attachment_id"):
+            with contextlib.suppress(Exception):
+                await node.host_volumes.forget_credentials(str(row["attachment_id"]))
 
 
 async def _driver_detach(node: Node, uuid: str, volume_id: str, *, force: bool) -> None:
@@ -119,7 +130,7 @@ async def attach(node: Node, uuid: str, bdm_uuid: str, request_id: str | None) -
 async def _attach_locked(node: Node, uuid: str, bdm: dict[str, Any], ctx: RequestContext) -> None:
     client = _client(node)
     attachment_id = str(bdm["attachment_id"])
-    att = await client.attachment_update(ctx, attachment_id, vol.connector_for(node.host, bdm.get("device_name")))
+    att = await client.attachment_update(ctx, attachment_id, vol.connector_for(node.host, bdm.get("device_name"), node.conf.underlay_ip))
     info = att.get("connection_info")
     async with node.db.write() as conn:
         await volume_records.update(conn, str(bdm["uuid"]), connection_info=info)
@@ -188,6 +199,7 @@ async def release(node: Node, inst: Mapping[str, Any]) -> None:
     await vol.release_rows(node.volumes, inst, rows)
     async with node.db.write() as conn:
         await volume_records.delete_of_instance(conn, uuid)
+    await _forget_keys(node, rows)
 
 
 # ---- reconcile --------------------------------------------------------------------------------
@@ -260,7 +272,7 @@ async def _reconcile_instance(node: Node, drv: Any, inst: Mapping[str, Any]) -> 
                 try:
                     if status == "reserved":
                         await client.attachment_update(ctx, str(bdm["attachment_id"]),
-                                                       vol.connector_for(node.host, bdm.get("device_name")))
+                                                       vol.connector_for(node.host, bdm.get("device_name"), node.conf.underlay_ip))
                     # The driver records a volume before the host's part (loop device, mounts,
                     # hot plug): the crash may have cut that short. Attaching a recorded volume
                     # again makes it whole (idempotent), before the DB says in-use.

@@ -139,10 +139,21 @@ class DiskSpec:
     device_name: str = "/dev/vdb"  # what Nova's attachment shows
     read_only: bool = False
     serial: str = ""  # what the guest sees as the disk's serial; "" = volume_id[:20] (Nova's)
-    kind: Literal["file", "host_device"] = "file"  # QEMU's protocol driver for path
+    # QEMU's protocol driver for path; "nbd": the volume is another host's, reached over NBD with
+    # TLS (path is then nbd://<host>:<port>/<export>, for messages; the fields below say it)
+    kind: Literal["file", "host_device", "nbd"] = "file"
     # 0: the server boots from this volume (Nova's boot_index 0 BDM: boot from volume); the driver
     # makes it the root disk instead of the image's. None: a data volume.
     boot_index: int | None = None
+    # kind "nbd": the volume host's export (connection_info's data: target_host, target_port,
+    # export, psk_identity) and the dir of this host's tls-creds-psk key file (keys.psk, 0600).
+    nbd: tuple[tuple[str, str], ...] = ()
+    tls_dir: str = ""
+
+    @property
+    def target(self) -> dict[str, str]:
+        """The NBD export's fields (kind "nbd")."""
+        return dict(self.nbd)
 
     @property
     def guest_serial(self) -> str:
@@ -157,17 +168,25 @@ class DiskSpec:
                                "read_only": self.read_only, "serial": self.serial, "kind": self.kind}
         if self.boot_index is not None:
             doc["boot_index"] = self.boot_index
+        if self.kind == "nbd":
+            doc["nbd"] = self.target
+            doc["tls_dir"] = self.tls_dir
         return doc
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> DiskSpec:
         kind = str(doc.get("kind") or "file")
-        if kind not in ("file", "host_device"):
+        if kind not in ("file", "host_device", "nbd"):
             raise ValueError(f"bad disk kind {kind!r}")
+        nbd = doc.get("nbd") or {} if kind == "nbd" else {}
+        if not isinstance(nbd, Mapping):
+            raise ValueError("bad nbd target")
         return cls(volume_id=str(doc["volume_id"]), path=str(doc["path"]),
                    device_name=str(doc.get("device_name") or "/dev/vdb"), read_only=bool(doc.get("read_only")),
-                   serial=str(doc.get("serial") or ""), kind="host_device" if kind == "host_device" else "file",
-                   boot_index=int(doc["boot_index"]) if doc.get("boot_index") is not None else None)
+                   serial=str(doc.get("serial") or ""),
+                   kind="host_device" if kind == "host_device" else "nbd" if kind == "nbd" else "file",
+                   boot_index=int(doc["boot_index"]) if doc.get("boot_index") is not None else None,
+                   nbd=tuple(sorted((str(k), str(v)) for k, v in nbd.items())), tls_dir=str(doc.get("tls_dir") or ""))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from cumulo.volume.events import ComputeNotifier
 from cumulo.volume.message_events import Event
 from cumulo.volume.models import backups, snapshots, volume_admin_metadata, volume_attachments, volumes
 from cumulo.volume.worker import offline
+from cumulo.volume.worker.exports import NbdExports
 
 LOG = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class VolumeManager:
         self.scratch = scratch  # where an upload's export is written (under the state dir)
         # Nova's external events ("volume-extended"), wired by the runtime; None: nobody is told.
         self.compute_events: ComputeNotifier | None = None
+        # The NBD exports for servers on other hosts (exports.py), wired by the runtime.
+        self.exports: NbdExports | None = None
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -387,6 +390,21 @@ class VolumeManager:
         if purged:
             LOG.info("volume worker %s: removed %d expired user messages", self.host, purged)
         await self.reconcile()
+        if self.exports is not None:
+            await self.exports.reconcile()
+
+    # ---- connections (Cinder's initialize/terminate_connection: bus calls) ----------------------
+
+    async def initialize_connection(self, volume_id: str, attachment_id: str, consumer: str,
+                                    mode: str = "rw") -> dict[str, Any]:
+        """The attachment's NBD export for a server on host `consumer`; returns its connection_info."""
+        if self.exports is None:
+            raise errors.InvalidState(f"volume host {self.host} exports no volumes to other hosts")
+        return await self.exports.initialize(volume_id, attachment_id, consumer, mode)
+
+    async def terminate_connection(self, attachment_id: str) -> None:
+        if self.exports is not None:
+            await self.exports.terminate(attachment_id)
 
     async def reconcile(self) -> None:
         """Settle what a previous worker of this host left half done."""

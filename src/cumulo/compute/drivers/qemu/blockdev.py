@@ -48,11 +48,21 @@ def device_id(volume_id: str) -> str:
     return node_name(volume_id) + "-dev"
 
 
+def tls_id(volume_id: str) -> str:
+    return node_name(volume_id) + "-tls"
+
+
 def check(disk: DiskSpec) -> None:
-    """What QEMU is given is well formed: an absolute path without a comma, a known kind."""
-    if not disk.path.startswith("/") or "," in disk.path or "\x00" in disk.path:
+    """What QEMU is given is well formed: an absolute path without a comma, a known kind (an NBD
+    target: an address, a port, an alphanumeric export and a key dir)."""
+    if disk.kind == "nbd":
+        t = disk.target
+        if (not disk.tls_dir.startswith("/") or "," in disk.tls_dir or not t.get("export", "").isalnum()
+                or not t.get("target_port", "").isdigit() or not t.get("target_host") or not t.get("psk_identity")):
+            raise DriverError(f"volume {disk.volume_id}: a bad NBD target")
+    elif not disk.path.startswith("/") or "," in disk.path or "\x00" in disk.path:
         raise DriverError(f"volume {disk.volume_id}: bad path {disk.path!r}")
-    if disk.kind not in ("file", "host_device"):
+    if disk.kind not in ("file", "host_device", "nbd"):
         raise DriverError(f"volume {disk.volume_id}: bad kind {disk.kind!r}")
     try:
         canonical = str(uuidlib.UUID(disk.volume_id))
@@ -65,9 +75,29 @@ def check(disk: DiskSpec) -> None:
 def node_props(disk: DiskSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     """The blockdev-add arguments of the protocol node and of the raw node over it."""
     ro = {"read-only": True} if disk.read_only else {"discard": "unmap"}
-    proto = {"driver": disk.kind, "filename": disk.path, "node-name": file_node(disk.volume_id), **ro}
+    proto: dict[str, Any]
+    if disk.kind == "nbd":  # another host's volume: QEMU's own NBD client, TLS with the attachment's key
+        t = disk.target
+        proto = {"driver": "nbd", "node-name": file_node(disk.volume_id), "export": t["export"],
+                 "server": {"type": "inet", "host": t["target_host"], "port": t["target_port"]},
+                 "tls-creds": tls_id(disk.volume_id), "reconnect-delay": 10, **ro}
+    else:
+        proto = {"driver": disk.kind, "filename": disk.path, "node-name": file_node(disk.volume_id), **ro}
     fmt = {"driver": "raw", "file": file_node(disk.volume_id), "node-name": node_name(disk.volume_id), **ro}
     return proto, fmt
+
+
+def tls_object(disk: DiskSpec) -> dict[str, Any] | None:
+    """The tls-creds-psk object an NBD volume's node names (object-add; -object at boot)."""
+    if disk.kind != "nbd":
+        return None
+    return {"qom-type": "tls-creds-psk", "id": tls_id(disk.volume_id), "endpoint": "client", "dir": disk.tls_dir,
+            "username": disk.target["psk_identity"]}
+
+
+def _object_argv(disk: DiskSpec) -> list[str]:
+    obj = tls_object(disk)
+    return ["-object", json.dumps(obj)] if obj else []
 
 
 def device_props(cfg: VmConfig, disk: DiskSpec, bus: str) -> dict[str, Any]:
@@ -140,7 +170,7 @@ def root_argv(cfg: VmConfig, disk: DiskSpec) -> list[str]:
     index = root_bootindex(cfg)
     if index is not None:
         props["bootindex"] = index
-    return ["-blockdev", json.dumps(proto), "-blockdev", json.dumps(fmt),
+    return [*_object_argv(disk), "-blockdev", json.dumps(proto), "-blockdev", json.dumps(fmt),
             "-device", ",".join([str(props["driver"])] + [f"{k}={v}" for k, v in props.items() if k != "driver"])]
 
 
@@ -170,7 +200,7 @@ def disk_argv(cfg: VmConfig, disks: list[tuple[DiskSpec, str]]) -> list[str]:
         check(disk)
         proto, fmt = node_props(disk)
         props = device_props(cfg, disk, bus)
-        out += ["-blockdev", json.dumps(proto), "-blockdev", json.dumps(fmt),
+        out += [*_object_argv(disk), "-blockdev", json.dumps(proto), "-blockdev", json.dumps(fmt),
                 "-device", ",".join([str(props["driver"])] + [f"{k}={v}" for k, v in props.items() if k != "driver"])]
     return out
 

@@ -101,7 +101,13 @@ class Volumes(QemuCore):
             for stale in (node, fnode):  # what a crashed attempt may have left in this QEMU
                 with contextlib.suppress(qmp.QmpError):
                     await conn.execute("blockdev-del", {"node-name": stale})
+            creds = blockdev.tls_object(disk)
+            if creds is not None:
+                await _quietly(conn, "object-del", {"id": creds["id"]})
             async with Reverter() as revert:
+                if creds is not None:  # another host's volume: the TLS key its NBD client uses
+                    await conn.execute("object-add", creds)
+                    revert.add(_quietly, conn, "object-del", {"id": creds["id"]})
                 await conn.execute("blockdev-add", proto)
                 revert.add(_quietly, conn, "blockdev-del", {"node-name": fnode})
                 await conn.execute("blockdev-add", fmt)
@@ -125,11 +131,12 @@ class Volumes(QemuCore):
                 if self._vm_config(layout).machine == blockdev.MICROVM:
                     raise Conflict(f"Instance {uuid} is a microvm server, which has no PCI bus, so no volume hot "
                                    "unplug: stop it first, or boot its image with hw_machine_type=q35")
-                await self._unplug_disk(layout, volume_id, force)
+                found = blockdev.find(rec, volume_id)
+                await self._unplug_disk(layout, volume_id, force, remote=found is not None and found[0].kind == "nbd")
             await self._forget_disk(layout, volume_id)
         await asyncio.to_thread(note, layout, f"volume {volume_id} detached")
 
-    async def _unplug_disk(self, layout: Layout, volume_id: str, force: bool) -> None:
+    async def _unplug_disk(self, layout: Layout, volume_id: str, force: bool, *, remote: bool = False) -> None:
         dev = blockdev.device_id(volume_id)
         async with self._session(layout) as conn:
             mark = len(conn.events)
@@ -152,6 +159,8 @@ class Volumes(QemuCore):
                                       + (", even forced: QEMU cannot pull a disk the guest holds)" if force else ")"))
             for name in (blockdev.node_name(volume_id), blockdev.file_node(volume_id)):
                 await _quietly(conn, "blockdev-del", {"node-name": name})
+            if remote:  # another host's volume: the TLS key object of its NBD client
+                await _quietly(conn, "object-del", {"id": blockdev.tls_id(volume_id)})
 
     async def extend_volume(self, uuid: str, volume_id: str, new_size_bytes: int) -> None:
         layout = self._existing(uuid)

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cumulo.blockstore import loop
+from cumulo.blockstore import loop, nbd
 from cumulo.blockstore.base import StoreConfig, check_id
 from cumulo.compute.drivers import files, rootfs
 from cumulo.compute.drivers.base import DiskSpec
@@ -85,6 +85,10 @@ def check_disk(disk: DiskSpec) -> None:
         canonical = ""
     if canonical != disk.volume_id:
         raise DriverError(f"volume id {disk.volume_id!r} is not in canonical UUID form")
+    if disk.kind == "nbd":  # another host's volume: connected through FUSE (bring_up)
+        if not disk.tls_dir.startswith("/") or "," in disk.tls_dir or not disk.target.get("export"):
+            raise DriverError(f"volume {disk.volume_id}: a bad NBD target")
+        return
     if not disk.path.startswith("/") or "\x00" in disk.path:
         raise DriverError(f"volume {disk.volume_id}: bad path {disk.path!r}")
 
@@ -141,8 +145,15 @@ async def bring_up(state: Path, uuid: str, entry: dict[str, Any]) -> tuple[str, 
     disk = DiskSpec.from_dict(entry)
     mnt = mount_point(state, uuid, disk.volume_id)
     table = loops(state)
+    path = disk.path
+    if disk.kind == "nbd":  # the volume host's export, as a file of ours (the loop device's backing)
+        try:
+            path = str(await nbd.connect(StoreConfig.under(state).run_dir, disk.volume_id, disk.target, disk.tls_dir,
+                                         read_only=disk.read_only))
+        except Exception as exc:
+            raise DriverError(f"cannot connect volume {disk.volume_id}: {exc}") from exc
     try:
-        dev = await table.attach(disk.volume_id, disk.path, read_only=disk.read_only)
+        dev = await table.attach(disk.volume_id, path, read_only=disk.read_only)
     except Conflict:
         raise
     except Exception as exc:  # HostError, StoreError, OSError: a clear message either way
@@ -203,6 +214,8 @@ async def take_down(state: Path, uuid: str, volume_id: str, *, lazy: bool = Fals
         raise DriverError(f"cannot release the loop device of volume {volume_id}: {exc}") from exc
     if bound is not None and not lazy:
         await _wait_released(bound, file, volume_id)
+    # another host's volume: its connection (qemu-storage-daemon, FUSE file) goes last
+    await nbd.disconnect(StoreConfig.under(state).run_dir, volume_id)
     with contextlib.suppress(OSError):
         await asyncio.to_thread(mnt.rmdir)
 
