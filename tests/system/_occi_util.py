@@ -171,33 +171,47 @@ def container_pings(cloud: CumuloCloud, uuid: str, ip: str) -> bool:
     return runc(cloud, "exec", f"cumulo-{uuid}", "ping", "-c", "1", "-W", "1", ip).returncode == 0
 
 
-def bridge_up(network_id: str) -> bool | None:
-    """Whether the network's bridge (br0 in cnet-<id>) is administratively up; None when absent."""
+def bridge_up(network_id: str, cloud: CumuloCloud | None = None, server: str = "") -> bool | None:
+    """Whether the network's bridge (br0 in cnet-<id>) is administratively up; None when absent.
+    On a cluster: on the host of `server` (its own /run/netns, inside its namespaces)."""
     from cumulo.netplane import netns
 
-    ns = netns.network_ns(network_id)
-    done = subprocess.run(["ip", "-n", ns, "-j", "link", "show", "dev", "br0"],  # noqa: S603, S607
-                          capture_output=True, text=True, timeout=30, check=False)
+    argv = ["ip", "-n", netns.network_ns(network_id), "-j", "link", "show", "dev", "br0"]
+    if cloud is not None and server:
+        argv = cloud.host_argv(server, argv)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)  # noqa: S603
     if done.returncode != 0:
         return None
     data = json.loads(done.stdout or "[]")
     return bool(data) and "UP" in data[0].get("flags", [])
 
 
-def network_ns_exists(network_id: str) -> bool:
+def network_ns_exists(network_id: str, cloud: CumuloCloud | None = None, server: str = "") -> bool:
+    """Whether the network's namespace is there (on a cluster: on the host of `server`)."""
     from cumulo.netplane import netns
 
+    if cloud is not None and server:
+        return cloud.host_path(server, str(netns.path_of(netns.network_ns(network_id)))).exists()
     return netns.exists(netns.network_ns(network_id))
 
 
+def attach_anywhere(cloud: CumuloCloud) -> bool:
+    """Whether a volume attaches to a server on whichever host runs it: on the one host of `cumulo
+    up`, yes; on a cluster not until remote volume attach (REMOTE-VOL: an NBD export of the volume
+    host, opened by the server's host) lands, since volumes are files of its volume_host (dev host
+    1) and the scheduler puts a server where it likes."""
+    return cloud.volume_host is None
+
+
 def volume_files(cloud: CumuloCloud, volume_id: str) -> list[Path]:
-    """The volume's files in the cloud's volumes/ dir (not its snapshots' or the loop records below it)."""
-    root = cloud.state_dir / "volumes"
+    """The volume's files in the volumes/ dir of the cloud's volume host (not its snapshots' or the
+    loop records below it)."""
+    root = cloud.host_dir(cloud.volume_host) / "volumes"
     return [p for p in root.glob(f"*{volume_id}*") if p.is_file()] if root.is_dir() else []
 
 
 def backup_files(cloud: CumuloCloud, volume_id: str | None = None) -> list[Path]:
-    root = cloud.state_dir / "backups"
+    root = cloud.host_dir(cloud.volume_host) / "backups"
     return [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
 
 

@@ -11,7 +11,9 @@ Fixtures (every test under tests/system/ is marked `system` automatically):
   A module may also set `cumulo_configs = ("embedded", "scaled")`: its cloud (and each test) then
   runs once per configuration, "scaled" being the cloud of tests/system/cluster.py (PostgreSQL +
   RabbitMQ, separate processes, 3 dev hosts); a module fixture of its own asks for `cumulo_config`
-  and passes `config=cumulo_config` to `cumulo_launcher`.
+  and passes `config=cumulo_config` to `cumulo_launcher`. A test or a `pytest.param` marked
+  `@pytest.mark.configs("embedded", reason="...")` runs only on the configurations named (the
+  others' variants are deselected): for a scaled variant kept to its cross-host essence.
 - `osc` (module): `cumulo.osc`, which runs the real `openstack` CLI from this venv.
 - `sdk`, `sdk_demo` (module): openstacksdk Connections for the `cumulo` and `cumulo-demo` clouds.
 - `cumulo_launcher` (session): a factory for more clouds, e.g. for crash and scheduler tests:
@@ -568,9 +570,24 @@ def skip_unless_drivers(driver: str) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test here is `system`; a test (or a pytest.param) marked `configs("embedded", reason=...)`
+    runs only on the configurations it names: its other variants are deselected (a module's scaled
+    variant covering the cross-host essence within the run's time budget; the reason says what)."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.system)
+        only = item.get_closest_marker("configs")
+        callspec = getattr(item, "callspec", None)
+        config_param = callspec.params.get("cumulo_config") if callspec is not None else None
+        if only is not None:
+            bad = [c for c in only.args if c not in CONFIGS]
+            assert not bad and only.kwargs.get("reason"), f"{item.nodeid}: configs{only.args} needs known configs and a reason"
+        (dropped if only is not None and config_param is not None and config_param not in only.args else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
