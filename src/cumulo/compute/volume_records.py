@@ -27,7 +27,12 @@ ROOT_DEVICE = "/dev/vda"
 
 
 def record(row: Any) -> dict[str, Any]:
-    rec = dict(row._mapping)
+    return from_columns(row._mapping)
+
+
+def from_columns(columns: Mapping[str, Any]) -> dict[str, Any]:
+    """A record from a mapping row's column values (a row of this table, or taken from a join)."""
+    rec = dict(columns)
     rec["connection_info"] = json.loads(rec["connection_info"]) if rec.get("connection_info") else None
     return rec
 

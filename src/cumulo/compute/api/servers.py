@@ -23,7 +23,7 @@ from cumulo.compute.api.schemas._base import (
     parse_isotime,
     validate_query,
 )
-from cumulo.compute.service import bdm, networking, server_create, softdelete
+from cumulo.compute.service import bdm, networking, server_create, server_show, softdelete
 from cumulo.compute.service.boot import CreateRequest, generate_password
 from cumulo.compute.service.listing import ListQuery, normalise_sort
 from cumulo.compute.service.volume_attachments import VolumeAttachmentService
@@ -326,32 +326,54 @@ async def create(request: Request) -> Response:
 # --- one server ---
 
 
-async def server_body(request: Request, ctx: RequestContext, row: dict[str, Any], view: str) -> dict[str, Any]:
-    """The full body of one server for `view` (show, update or rebuild)."""
-    ver = _common.version(request)
-    needs_status = ver >= v("2.16") and policy.allowed(ctx, "compute:servers:show:host_status")
+def _needs_host_status(ctx: RequestContext, ver: Version, view: str) -> bool:
     if view in (views.UPDATE, views.REBUILD) and ver < views.ALL_ATTRS_IN_UPDATE:
-        needs_status = False
-    fault, host_status = await _common.compute_service(request).extras_for(row, with_host_status=needs_status)
+        return False
+    return ver >= v("2.16") and policy.allowed(ctx, "compute:servers:show:host_status")
+
+
+async def server_body(request: Request, ctx: RequestContext, row: dict[str, Any], view: str,
+                      parts: server_show.ShowParts | None = None) -> dict[str, Any]:
+    """The full body of one server for `view` (show, update or rebuild); `parts`: what show read
+    with the row in one statement (server_show), else read here."""
+    ver = _common.version(request)
+    needs_status = _needs_host_status(ctx, ver, view)
+    svc = _common.compute_service(request)
+    if parts is not None:  # a fault (ERROR or deleted servers only) is the one read left
+        fault, _ = await svc.extras_for(row, with_host_status=False)
+        host_status = parts.host_status
+    else:
+        fault, host_status = await svc.extras_for(row, with_host_status=needs_status)
     vc = _view_ctx(request, ctx, view)
     if ver >= v("2.71"):
-        row["_server_groups"] = await _common.server_group_service(request).groups_of_server(row["uuid"])
+        groups = parts.groups if parts is not None else None
+        if groups is None:
+            groups = await _common.server_group_service(request).groups_of_server(row["uuid"])
+        row["_server_groups"] = groups
     if fault is not None:
         vc.faults[row["uuid"]] = fault
     if host_status is not None and row.get("host"):
         vc.host_status[row["host"]] = host_status
-    vc.volumes = await VolumeAttachmentService(_common.compute_service(request)).of_servers([row["uuid"]])
+    if parts is not None:
+        vc.volumes = {row["uuid"]: parts.volumes}
+    else:
+        vc.volumes = await VolumeAttachmentService(svc).of_servers([row["uuid"]])
     return views.server(row, vc)
 
 
 async def show(request: Request) -> Response:
     ctx = await _common.caller(request)
     svc = _common.compute_service(request)
-    row = await svc.get(ctx, request.path_params["server_id"])
+    ver = _common.version(request)
+    # The row, its mappings, host_status and groups in one statement (a polled route).
+    parts = await server_show.load(svc.db, svc.conf, ctx, request.path_params["server_id"],
+                                   with_host_status=_needs_host_status(ctx, ver, views.SHOW),
+                                   with_groups=ver >= v("2.71"))
+    row = parts.row
     policy.authorize(ctx, "compute:servers:show")
     if svc.network is not None:  # a floating IP associated through the network API shows at once
         await networking.refresh_addresses(svc.db, svc.network, ctx, [row])
-    return json_response({"server": await server_body(request, ctx, row, views.SHOW)})
+    return json_response({"server": await server_body(request, ctx, row, views.SHOW, parts)})
 
 
 async def update(request: Request) -> Response:
