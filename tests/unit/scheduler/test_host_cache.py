@@ -166,10 +166,22 @@ async def test_below_the_threshold_every_request_reads_afresh(
     db: Database, sched_conf: Settings, placement: Placement, hosts: Hosts
 ) -> None:
     await add_hosts(hosts, 3)
-    sched = SchedulerManager(db, sched_conf, placement)  # default threshold: 100 nodes
+    conf = sched_conf.replace(extra={**sched_conf.extra, "host_cache_min_hosts": 100})
+    sched = SchedulerManager(db, conf, placement)
     for _ in range(3):
         await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1)
     assert sched.cache.reloads == 3 and not sched.cache.active
+
+
+async def test_by_default_a_small_cloud_is_served_from_the_cache(
+    db: Database, sched_conf: Settings, placement: Placement, hosts: Hosts
+) -> None:
+    """The default (host_cache_min_hosts 1): one read, then picks consume from memory and spread."""
+    await add_hosts(hosts, 2)
+    sched = SchedulerManager(db, sched_conf, placement)
+    picked = [(await sched.select_destinations({"resources": HALF}, 1))[0]["host"] for _ in range(4)]
+    assert sched.cache.reloads == 1 and sched.cache.active
+    assert sorted(picked) == sorted(picked[:2] * 2) and picked[0] != picked[1]
 
 
 async def test_an_old_cache_is_read_again_in_the_background(
