@@ -93,6 +93,12 @@ class ConductorSettings:
     # commit and the send) and is driven again; every `sweep_interval` seconds, by one conductor.
     stuck_build_seconds: float = 120.0
     sweep_interval: float = 30.0
+    # Every other task state (compute/conductor/stuck.py): a server whose task made no progress
+    # (its row's updated_at, and its migration record's for a move) for this long is driven again
+    # where its message is idempotent, else settled from its host's truth with a fault naming the
+    # task that timed out. Above any step that runs without writing (a live migration's 300 s
+    # steps); the agent skips a server it is still working on. 0: never.
+    task_timeout_seconds: float = 600.0
 
 
 @dataclass(frozen=True)

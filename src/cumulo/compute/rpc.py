@@ -259,6 +259,13 @@ class ComputeAPI(LiveMigrationAPI):
         await self._cast(host, "evacuate_instance", instance_uuid=instance_uuid, request_id=request_id, node=node,
                          migration_uuid=migration_uuid)
 
+    async def settle_instance(self, host: str, instance_uuid: str, *, node: str, task_state: str, since: str,
+                              request_id: str) -> None:
+        """On the instance's `node`: a task that made no progress since `since` (the row's updated_at,
+        ISO) is settled from the driver's truth (compute/agent/settle.py; the conductor's sweep)."""
+        await self._cast(host, "settle_instance", instance_uuid=instance_uuid, request_id=request_id, node=node,
+                         task_state=task_state, since=since)
+
 
 # The agent's messages, one ComputeAPI method each (all take instance_uuid and request_id but
 # sample_instances, which takes instance_uuids: the host answers it, every node for its own). The
@@ -271,5 +278,5 @@ AGENT_METHODS = (
     "get_diagnostics", "backup_instance", "soft_delete_instance", "restore_instance", "attach_interface",
     "detach_interface", "attach_volume", "detach_volume", "extend_volume", "exec_in_instance",
     "sample_instances", "migrate_instance", "finish_migration", "finish_revert_migration",
-    "cleanup_migration_source", "evacuate_instance", *LIVE_AGENT_METHODS,
+    "cleanup_migration_source", "evacuate_instance", "settle_instance", *LIVE_AGENT_METHODS,
 )

@@ -54,6 +54,7 @@ async def test_each_method_sends_its_message_with_the_endpoint_arguments(method:
                    fault=None)  # cold migration
     samples.update(source={"record": {}}, target={"host": "127.0.0.1"}, migration_uuid="mig-1",
                    resume=True)  # live migration
+    samples.update(task_state="powering-off", since="2026-01-01T00:00:00")  # the sweep's settle_instance
     kwargs = {n: samples[n] for n, p in sig.parameters.items()
               if p.kind is p.KEYWORD_ONLY and n not in ("request_id", "timeout") and n in samples}
     await getattr(api, method)("host-1", "uuid-1", request_id="req-1", **kwargs)

@@ -33,6 +33,7 @@ from cumulo.compute.agent import (
     reclaim,
     reconcile,
     resize,
+    settle,
     snapshot,
     usage,
     volumes,
@@ -242,6 +243,11 @@ class ComputeManager(LiveMigrationEndpoints):
         self, instance_uuid: str, migration_uuid: str, request_id: str | None = None, node: str | None = None
     ) -> None:
         await migrate.evacuate_instance(self.node, instance_uuid, migration_uuid, request_id)
+
+    async def settle_instance(
+        self, instance_uuid: str, task_state: str, since: str, request_id: str | None = None, node: str | None = None
+    ) -> None:
+        await settle.settle(self.node, instance_uuid, task_state, since)
 
     async def snapshot_instance(self, instance_uuid: str, image_id: str, request_id: str | None = None) -> None:
         await snapshot.snapshot(self.node, instance_uuid, image_id, request_id)

@@ -61,7 +61,7 @@ async def reconcile_instance(node: Node, inst: dict[str, Any], reported: PowerSt
         await build.terminate(node, uuid, None)
         return
     if vm == s.BUILDING:
-        await _recover_build(node, inst, reported)
+        await recover_build(node, inst, reported)
         return
     if task is None:
         actual = reported if reported is not None else PowerState.NOSTATE
@@ -78,10 +78,10 @@ async def reconcile_instance(node: Node, inst: dict[str, Any], reported: PowerSt
         fresh = await node.load(uuid)
         if fresh is None or fresh["task_state"] != task:
             return
-        await _settle_locked(node, fresh, reported)
+        await settle_locked(node, fresh, reported)
 
 
-async def _settle_locked(node: Node, inst: dict[str, Any], reported: PowerState | None) -> None:
+async def settle_locked(node: Node, inst: dict[str, Any], reported: PowerState | None) -> None:
     uuid, vm, task = inst["uuid"], inst["vm_state"], inst["task_state"]
     actual = reported if reported is not None else PowerState.NOSTATE
     if task == s.RESIZE_REVERTING and vm == s.RESIZED:
@@ -154,7 +154,7 @@ async def _undo_resize(node: Node, inst: dict[str, Any], actual: PowerState) -> 
     )
 
 
-async def _recover_build(node: Node, inst: dict[str, Any], reported: PowerState | None) -> None:
+async def recover_build(node: Node, inst: dict[str, Any], reported: PowerState | None) -> None:
     uuid = inst["uuid"]
     async with node.locks.hold(uuid):
         fresh = await node.load(uuid)

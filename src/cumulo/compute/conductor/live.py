@@ -246,12 +246,12 @@ async def recover(conductor: Conductor, started_at: Any, *, wait: float = STALE_
         if rec is None or rec["status"] not in live_records.OPEN or rec["updated_at"] != updated:
             continue  # settled or alive meanwhile
         try:
-            await _recover_one(conductor, rec)
+            await recover_one(conductor, rec)
         except Exception:
             LOG.exception("recovery of live migration %s failed", uuid)
 
 
-async def _recover_one(conductor: Conductor, rec: dict[str, Any]) -> None:
+async def recover_one(conductor: Conductor, rec: dict[str, Any]) -> None:
     uuid, mig_uuid, compute = rec["instance_uuid"], rec["uuid"], conductor.compute
     inst = await _load(conductor, uuid)
     src_host, src_node = rec["source_compute"], rec["source_node"] or rec["source_compute"]

@@ -15,6 +15,9 @@ changed for `conductor.stuck_build_seconds`:
 - deleting on a host whose service is up: `terminate_instance` cast again (terminate is
   idempotent); deleting with no host is finished here (as the start-up recovery does).
 
+Every other task state stuck for `conductor.task_timeout_seconds` is driven again or settled by
+conductor/stuck.py in the same round.
+
 A host that is down keeps its rows: its agent's start-up reconcile takes them, or an admin
 evacuates (Nova's behaviour). The threshold is well above any queueing a healthy cloud shows;
 a build that was queued that long is driven twice, which the CASes above make harmless.
@@ -31,22 +34,16 @@ import sqlalchemy as sa
 
 from cumulo.compute import actions
 from cumulo.compute import states as s
+from cumulo.compute.conductor import stuck
 from cumulo.compute.models import instances
-from cumulo.compute.rpc import ComputeAPI
 from cumulo.compute.specs import action_request_id
-from cumulo.conf import Settings
-from cumulo.db import Database, utcnow
+from cumulo.db import utcnow
 from cumulo.hosts import servicegroup
 from cumulo.hosts.models import services
 
 
-class Conductor(Protocol):
+class Conductor(stuck.Conductor, Protocol):
     """What the sweep uses of conductor.manager.Conductor (which starts it; no import: no circle)."""
-
-    db: Database
-    conf: Settings
-    compute: ComputeAPI
-    _in_flight: set[str]
 
     async def build_instances(self, instance_uuids: list[str]) -> None: ...
 
@@ -125,7 +122,7 @@ async def sweep(conductor: Conductor, now: dt.datetime | None = None) -> list[st
             LOG.exception("sweep of %s failed", uuid)
             continue
         driven.append(str(uuid))
-    return driven
+    return driven + await stuck.sweep_tasks(conductor, now)  # every other task state (stuck.py)
 
 
 async def _request_id(conductor: Conductor, uuid: str, action: str) -> str:
