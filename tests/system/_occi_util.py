@@ -191,7 +191,8 @@ def network_ns_exists(network_id: str, cloud: CumuloCloud | None = None, server:
     from cumulo.netplane import netns
 
     if cloud is not None and server:
-        return cloud.host_path(server, str(netns.path_of(netns.network_ns(network_id)))).exists()
+        # /run, not netns.NETNS_DIR's /var/run: a symlink, which /proc/<pid>/root would resolve in our root
+        return cloud.host_path(server, f"/run/netns/{netns.network_ns(network_id)}").exists()
     return netns.exists(netns.network_ns(network_id))
 
 

@@ -8,7 +8,6 @@ The deployments run in the demo project (`cumulo-demo`): its `private` network h
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
-from _runc_util import launch_runc, runc, wait_for
+from _runc_util import containers, launch_runc, wait_for
 
 if TYPE_CHECKING:
     from conftest import CumuloCloud
@@ -153,27 +152,23 @@ def paas_servers(cloud: CumuloCloud) -> list[dict[str, Any]]:
 
 def iaas_view(cloud: CumuloCloud) -> dict[str, set[str]]:
     """Names/ids of what a deployment makes, as the APIs and the host show them: servers, security
-    groups, floating IPs, images (all projects), runc containers."""
+    groups, floating IPs, images (all projects), runc containers (on a cluster: of every dev host)."""
     with cloud.client("cumulo") as c:
         sgs = c.get("/networking/v2.0/security-groups").json()["security_groups"]
         fips = c.get("/networking/v2.0/floatingips").json()["floatingips"]
         images = c.get("/image/v2/images", params={"limit": 1000}).json()["images"]
-    listed = runc(cloud, "list", "--format", "json")
-    containers = {c["id"] for c in json.loads(listed.stdout or "null") or []}
     return {
         "servers": {f"{s['name']} {s['id']}" for s in servers(cloud)},
         "security_groups": {f"{g['name']} {g['id']}" for g in sgs},
         "floating_ips": {f"{f['floating_ip_address']} {f['id']}" for f in fips},
         "images": {f"{i['name']} {i['id']}" for i in images},
-        "containers": containers,
+        "containers": containers(cloud),
     }
 
 
 def orphans(cloud: CumuloCloud) -> set[str]:
-    """runc containers of this cloud that no server of it owns."""
-    listed = runc(cloud, "list", "--format", "json")
-    containers = {c["id"] for c in json.loads(listed.stdout or "null") or []}
-    return containers - {f"cumulo-{s['id']}" for s in servers(cloud)}
+    """runc containers of this cloud (on a cluster: of every dev host) that no server of it owns."""
+    return containers(cloud) - {f"cumulo-{s['id']}" for s in servers(cloud)}
 
 
 def wait_no_paas_servers(cloud: CumuloCloud, instance_ids: Iterable[str], timeout: float = 120.0) -> None:

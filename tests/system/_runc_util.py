@@ -137,6 +137,20 @@ def runc(cloud: CumuloCloud, *args: str, timeout: float = 30.0) -> subprocess.Co
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
 
 
+def containers(cloud: CumuloCloud) -> set[str]:
+    """The ids of every runc container of this cloud: its one host's, or on a cluster every dev
+    host's (each host's runc root, inside its namespaces)."""
+    hosts: list[str] = list(getattr(cloud, "hosts", None) or [])
+    argvs = [cloud.in_host(h, ["runc", "--root", str(cloud.host_dir(h) / "runc-state"), "list", "--format", "json"])
+             for h in hosts] or [["runc", "--root", str(cloud.state_dir / "runc-state"), "list", "--format", "json"]]
+    found: set[str] = set()
+    for argv in argvs:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)  # noqa: S603
+        assert done.returncode == 0, f"{argv}: {done.stderr}"
+        found |= {c["id"] for c in json.loads(done.stdout or "null") or []}
+    return found
+
+
 def runc_state(cloud: CumuloCloud, uuid: str) -> dict[str, Any] | None:
     done = runc(cloud, "state", f"cumulo-{uuid}")
     if done.returncode != 0:
