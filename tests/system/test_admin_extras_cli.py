@@ -23,8 +23,18 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.system
 
+cumulo_configs = ("embedded", "scaled")  # and on the scaled-out cloud (tests/system/cluster.py)
+
 cumulo_options = {"fake_hosts": 2}
 HOST = "fake-host-1"
+
+
+def hosts(cloud: CumuloCloud) -> tuple[str, str]:
+    """Two compute hosts: the embedded cloud's fake hosts, or the scaled-out cloud's first two dev hosts."""
+    if cloud.config_name == "scaled":
+        first, second = cloud.hosts[:2]  # type: ignore[attr-defined]
+        return str(first), str(second)
+    return HOST, "fake-host-2"
 
 
 @pytest.fixture(scope="module")
@@ -50,28 +60,29 @@ def delete(cloud: CumuloCloud, server_id: str) -> None:
 
 
 def test_aggregate_zone_and_placement(cumulo: CumuloCloud, image: str) -> None:
+    host, other = hosts(cumulo)
     agg = osc_json(cumulo, "aggregate", "create", "--zone", "zone-x", "agg-x")
     assert agg["name"] == "agg-x" and agg["availability_zone"] == "zone-x"
-    shown = osc_json(cumulo, "aggregate", "add", "host", "agg-x", HOST)
-    assert shown["hosts"] == [HOST]
+    shown = osc_json(cumulo, "aggregate", "add", "host", "agg-x", host)
+    assert shown["hosts"] == [host]
     cumulo.osc("aggregate", "set", "--property", "ssd=true", "agg-x", json=False)
     shown = osc_json(cumulo, "aggregate", "show", "agg-x")
-    assert shown["hosts"] == [HOST] and shown["properties"] == {"ssd": "true"}
+    assert shown["hosts"] == [host] and shown["properties"] == {"ssd": "true"}
     assert "agg-x" in {a["Name"] for a in osc_json(cumulo, "aggregate", "list")}
     zones = {z["Zone Name"] for z in osc_json(cumulo, "availability", "zone", "list")}
     assert {"zone-x", "nova"} <= zones
     services = {s["Host"]: s["Zone"] for s in osc_json(cumulo, "compute", "service", "list", "--service", "nova-compute")}
-    assert services[HOST] == "zone-x" and services["fake-host-2"] == "nova"
+    assert services[host] == "zone-x" and services[other] == "nova"
     server = boot(cumulo, image, "in-zone-x", "--availability-zone", "zone-x")
     assert server["OS-EXT-AZ:availability_zone"] == "zone-x"
-    assert server["OS-EXT-SRV-ATTR:host"] == HOST
+    assert server["OS-EXT-SRV-ATTR:host"] == host
     # Leaving the aggregate would move the server to another zone: refused while it runs there.
-    done = cumulo.osc_run("aggregate", "remove", "host", "agg-x", HOST)
+    done = cumulo.osc_run("aggregate", "remove", "host", "agg-x", host)
     assert done.returncode != 0 and "would change" in done.stderr, done.stderr
     delete(cumulo, server["id"])
-    osc_json(cumulo, "aggregate", "remove", "host", "agg-x", HOST)
+    osc_json(cumulo, "aggregate", "remove", "host", "agg-x", host)
     services = {s["Host"]: s["Zone"] for s in osc_json(cumulo, "compute", "service", "list", "--service", "nova-compute")}
-    assert services[HOST] == "nova"
+    assert services[host] == "nova"
     cumulo.osc("aggregate", "delete", "agg-x", json=False)
     assert "agg-x" not in {a["Name"] for a in osc_json(cumulo, "aggregate", "list")}
 

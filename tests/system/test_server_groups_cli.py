@@ -1,6 +1,8 @@
 """Server groups through the real `openstack` CLI on `cumulo up --fake-hosts 3` (issue 8, section 3).
 
-The cloud has four compute hosts: the three fake hosts and the local host (fake driver here). The
+The cloud has four compute hosts: the three fake hosts and the local host (fake driver here); on the
+scaled-out cloud (tests/system/cluster.py) the three dev hosts, each its own `cumulo compute`
+process reached over RabbitMQ, so a group's members are spread by the scheduler process. The
 tests ask the cloud which hosts it has rather than assuming it, then check that an anti-affinity
 group puts one member on each host and refuses the next with NoValidHost, that affinity keeps
 members on one host, that `server group show` lists the members, that `server show` at 2.71
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from conftest import CumuloCloud
 
 pytestmark = pytest.mark.system
+
+cumulo_configs = ("embedded", "scaled")  # and on the scaled-out cloud (tests/system/cluster.py)
 
 cumulo_options = {"fake_hosts": 3}
 FAKE_HOSTS = {"fake-host-1", "fake-host-2", "fake-host-3"}
@@ -56,7 +60,10 @@ def env(cumulo: CumuloCloud) -> Iterator[Env]:
         lambda: osc_json(cumulo, "compute", "service", "list", "--service", "nova-compute"),
     )
     hosts = {s["Host"] for s in services if s["Status"] == "enabled" and s["State"] == "up"}
-    assert FAKE_HOSTS < hosts and len(hosts) == 4, hosts  # the fake hosts and the local one
+    if cumulo.config_name == "scaled":  # the 3 dev hosts (the L3 host's nova-compute is disabled)
+        assert hosts == set(cumulo.hosts), hosts  # type: ignore[attr-defined]
+    else:
+        assert FAKE_HOSTS < hosts and len(hosts) == 4, hosts  # the fake hosts and the local one
     e = Env(cumulo, image, hosts)
     yield e
     delete_all_servers(cumulo)
