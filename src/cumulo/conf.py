@@ -303,6 +303,11 @@ class Settings:
     # VXLAN devices are unique per VNI in a namespace: clouds sharing one (tests on one machine
     # whose L3 hosts are all in the root namespace) need ranges apart. Admins may set any VNI.
     vni_ranges: str = "1:16777215"
+    # This host's interface on each physical network, "physnet:ifname,..." (Neutron's Linux bridge
+    # agent's physical_interface_mappings, e.g. "public:eth1"): a flat network on that physnet
+    # (`public` is flat on physnet "public") is bridged to it on this host, and only hosts that map
+    # a network's physnet take servers on it (netplane/physnet.py). Per host, as underlay_ip.
+    physical_interface_mappings: str = ""
     # Separate processes (issue 14, docs/operations.md "Several processes and machines"): the
     # compute host whose volume worker takes new volumes (empty: host_name, the local host in
     # `cumulo up`); set it in the shared settings file of a split cloud.

@@ -257,6 +257,7 @@ def network_agents(s: Services, nodes: Sequence[NodePlan], *, everywhere: bool =
     driver. The network service's data-plane listener casts to them (`everywhere`: a split cloud's
     `cumulo compute`, to every host that carries something, whichever process serves it)."""
     from cumulo.compute.metadata_docs import documents
+    from cumulo.netplane import physnet
     from cumulo.network.agent.wiring import assemble_agents, listener
     from cumulo.network.metadata import MetadataService
 
@@ -266,7 +267,8 @@ def network_agents(s: Services, nodes: Sequence[NodePlan], *, everywhere: bool =
     agents = assemble_agents(s.db, s.bus, s.network, [p.host for p in nodes], local_host=conf.host_name,
                              real_local=real, external_link=conf.external_link, metadata=metadata,
                              owner=str(conf.state_dir.resolve()),
-                             underlay_ip=conf.underlay_ip, l3_host=conf.l3_host or None)  # VXLAN; routers' host
+                             underlay_ip=conf.underlay_ip, l3_host=conf.l3_host or None,  # VXLAN; routers' host
+                             physnets=physnet.mappings(conf.physical_interface_mappings))
     s.network.dataplane_listener = listener(s.db, s.bus, agents, l3_host=conf.l3_host or None, everywhere=everywhere)
     return agents
 

@@ -132,3 +132,66 @@ async def test_a_dev_host_never_pins_a_loop_mount_of_the_machine(tmp_path: Path)
         await dev.down()
         for line in loops().splitlines():
             subprocess.run(["losetup", "-d", line.split(":")[0]], capture_output=True)  # noqa: S603,S607
+
+
+# A stand-in compute process that does what the network agent does with its mapped interface:
+# moves it into a network namespace of the host (which dies with the host's mount namespace).
+WIRE_PROGRAM = r"""
+import os, subprocess, sys, time
+mapping = os.environ.get("CUMULO_PHYSICAL_INTERFACE_MAPPINGS", "")
+if not os.path.exists("/run/netns/cnet-wire"):
+    subprocess.run(["ip", "netns", "add", "cnet-wire"], check=True)
+subprocess.run(["ip", "link", "set", "ex0", "netns", "cnet-wire"], check=False)
+open(sys.argv[1] + ".tmp", "w").write(mapping)
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(600)
+"""
+
+
+def _has(dev: str, ns: str | None = None) -> bool:
+    argv = ["ip", *(["-n", ns] if ns else []), "link", "show", "dev", dev]
+    return subprocess.run(argv, capture_output=True, timeout=30).returncode == 0  # noqa: S603
+
+
+async def test_the_external_wire_gives_each_host_an_interface_made_again_after_a_kill(tmp_path: Path) -> None:
+    """physnet="public": each host's `ex0` and an L3 port on a wire bridge, pinging each other; the
+    host's compute process is told the mapping; a killed host whose ex0 had moved into one of its
+    network namespaces gets it back at start; `down` removes the wire and its ends by name."""
+    from cumulo.dev.hosts import PHYS_DEV
+
+    tag = uuid.uuid4().hex[:6]
+    dev = DevHosts(tmp_path / "dev", bridge=f"cuw{tag}", cidr="198.18.233.0/24", name_prefix=f"w{tag}-",
+                   physnet="public")
+    names = [f"w{tag}-1", f"w{tag}-2"]
+    l3 = ""
+    try:
+        hosts = await dev.up(2)
+        l3 = await dev.l3_port("l3")
+        assert _has(dev.phys_bridge) and _has(l3) and all(_has(PHYS_DEV, h.ns) for h in hosts)
+        for i, h in enumerate(hosts):
+            subprocess.run(["ip", "-n", h.ns, "addr", "add", f"192.0.2.{i + 2}/24", "dev", PHYS_DEV], check=True)  # noqa: S603,S607
+        # the L3 host's end, as its agent uses it: in a network namespace of its own
+        subprocess.run(["ip", "netns", "add", f"cnet-w{tag}"], check=True)  # noqa: S603,S607
+        try:
+            for argv in (["ip", "link", "set", l3, "netns", f"cnet-w{tag}"],
+                         ["ip", "-n", f"cnet-w{tag}", "addr", "add", "192.0.2.1/24", "dev", l3],
+                         ["ip", "-n", f"cnet-w{tag}", "link", "set", l3, "up"]):
+                subprocess.run(argv, check=True)  # noqa: S603
+            assert _ping(hosts[0].ns, "192.0.2.3") and _ping(hosts[1].ns, "192.0.2.1")
+        finally:
+            subprocess.run(["ip", "netns", "delete", f"cnet-w{tag}"], check=False)  # noqa: S603,S607
+
+        out = Path(hosts[0].state_dir) / "mapping"
+        await dev.start(names[0], program=[sys.executable, "-c", WIRE_PROGRAM, str(out)])
+        _wait(out.exists, "the program")
+        assert out.read_text() == f"public:{PHYS_DEV}"
+        assert not _has(PHYS_DEV, hosts[0].ns)  # moved into the host's cnet-wire
+        await dev.kill(names[0])  # cnet-wire dies with the host's mount namespace, and ex0 with it
+        _wait(lambda: not _has(PHYS_DEV, hosts[0].ns), "ex0 gone")
+        out.unlink()
+        await dev.start(names[0], program=[sys.executable, "-c", "import time; time.sleep(600)"])
+        assert _has(PHYS_DEV, hosts[0].ns)  # made again for the restarted host
+    finally:
+        await dev.down()
+    assert leftovers(dev, names) == []
+    assert not _has(dev.phys_bridge)

@@ -25,6 +25,16 @@ its state dir, deletes its namespace (and so its veth) and the bridge, all by na
 pattern. Processes are only ever signalled by pid, after checking the pid is still the one
 recorded (its start time) or is in the host's mount namespace.
 
+The external network's wire (`physnet="public"`): a second bridge in the root namespace
+(`phys_bridge_name(bridge)`, no address: a physical network the machine itself is not on), and
+in each host a veth `ex0` on it, the host's interface on physical network "public": `start`
+gives the compute process `CUMULO_PHYSICAL_INTERFACE_MAPPINGS=public:ex0`, so its network agent
+bridges the flat network `public` to it (netplane/physnet.py) and the scheduler may put servers on
+`public` there. `l3_port(name)` makes such an interface in the root namespace for the L3 host (a
+`cumulo compute` there, carrying the external network and its host link). The veth is made again
+by `start` after a kill (it went with the namespaces of the host's mount namespace) and removed by
+`down`, by name.
+
 The state (hosts, pids) is `<base>/hosts.json`; `DevHosts(base)` is the API (the CLI wraps it).
 """
 
@@ -53,6 +63,7 @@ CIDR = "198.18.0.0/24"
 NS_PREFIX = "cumulo-host-"
 NAME_PREFIX = "host"
 HOST_DEV = "ul0"
+PHYS_DEV = "ex0"  # a host's interface on the external network's physical network
 RUNC_ROOT = "runc-state"  # under a host's state dir (compute/drivers/runc/core.py)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 # The host's "machine": a process holding its private mount namespace (its own /run/netns and
@@ -91,6 +102,16 @@ class DevHost:
 def root_veth(bridge: str, name: str) -> str:
     """The bridge end of a host's veth: short (IFNAMSIZ) and derived from the names."""
     return "cu" + hashlib.sha256(f"{bridge}/{name}".encode()).hexdigest()[:10]
+
+
+def phys_bridge_name(bridge: str) -> str:
+    """The external network's wire next to underlay bridge `bridge`."""
+    return bridge[:13] + "px"
+
+
+def l3_dev(bridge: str, name: str) -> str:
+    """The root-namespace end a root-namespace host (the L3 host) maps to the physical network."""
+    return "cp" + hashlib.sha256(f"{phys_bridge_name(bridge)}/{name}/in".encode()).hexdigest()[:10]
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -138,9 +159,11 @@ def _cumulo_bin() -> str:
 
 class DevHosts:
     def __init__(self, base: Path | str, *, bridge: str = BRIDGE, cidr: str = CIDR, name_prefix: str = NAME_PREFIX,
-                 ns_prefix: str = NS_PREFIX) -> None:
+                 ns_prefix: str = NS_PREFIX, physnet: str = "") -> None:
         self.base = Path(base).absolute()
         self.bridge = bridge
+        self.physnet = physnet  # "": no external wire (see the module's docstring)
+        self.phys_bridge = phys_bridge_name(bridge)
         self.net = ipaddress.IPv4Network(cidr)
         self.name_prefix = name_prefix
         if ns_prefix != NS_PREFIX:
@@ -213,6 +236,8 @@ class DevHosts:
             if not _NAME.fullmatch(n):  # fullmatch: "$" would let a trailing newline in
                 raise Invalid(f"bad dev host name {n!r} (lower case letters, digits and '-', up to 31)")
         await self._bridge()
+        if self.physnet:
+            await self._wire()
         known = {h.name: h for h in self.hosts()}
         out = []
         for i, name in enumerate(names, start=1):
@@ -241,6 +266,40 @@ class DevHosts:
             await host.run(["ip", "-n", h.ns, "addr", "add", f"{h.ip}/{self.net.prefixlen}", "dev", HOST_DEV],
                            timeout=30)
         await host.run(["ip", "-n", h.ns, "link", "set", HOST_DEV, "up"], timeout=30)
+        await self._plumb_physnet(h)
+
+    async def _wire(self) -> None:
+        if await self._link(self.phys_bridge) is None:
+            await host.run(["ip", "link", "add", self.phys_bridge, "type", "bridge", "stp_state", "0",
+                            "forward_delay", "0"], timeout=30)
+        await host.run(["ip", "link", "set", self.phys_bridge, "up"], timeout=30)
+
+    async def _plumb_physnet(self, h: DevHost) -> None:
+        """Host h's `ex0` on the wire, unless its pair is there (`ex0` may be inside a network's
+        namespace of the host then, where its network agent moved it)."""
+        if not self.physnet:
+            return
+        outer = root_veth(self.phys_bridge, h.name)
+        if await self._link(outer) is None:
+            await host.run(["ip", "-n", h.ns, "link", "del", "dev", PHYS_DEV], timeout=30, check=False)  # a half-made one
+            await host.run(["ip", "link", "add", outer, "type", "veth", "peer", "name", PHYS_DEV, "netns", h.ns],
+                           timeout=30)
+            await host.run(["ip", "-n", h.ns, "link", "set", PHYS_DEV, "up"], timeout=30)
+        await host.run(["ip", "link", "set", outer, "master", self.phys_bridge, "up"], timeout=30)
+
+    async def l3_port(self, name: str) -> str:
+        """An interface on the wire for a host in the root namespace (the L3 host `name`): the
+        end to map (`public:<it>`); its other end is a port of the wire."""
+        if not self.physnet:
+            raise Invalid("these dev hosts have no external wire (physnet)")
+        await self._wire()
+        outer, inner = root_veth(self.phys_bridge, f"l3/{name}"), l3_dev(self.bridge, name)
+        if await self._link(outer) is None:
+            await host.run(["ip", "link", "del", "dev", inner], timeout=30, check=False)
+            await host.run(["ip", "link", "add", outer, "type", "veth", "peer", "name", inner], timeout=30)
+            await host.run(["ip", "link", "set", inner, "up"], timeout=30)
+        await host.run(["ip", "link", "set", outer, "master", self.phys_bridge, "up"], timeout=30)
+        return inner
 
     # ---- the compute processes --------------------------------------------------------------
 
@@ -303,8 +362,10 @@ class DevHosts:
         if self.running(h):
             return h
         h = await self._hold(h)
+        await self._plumb_physnet(h)  # after a kill: ex0 went with the host's network namespaces
         argv = self.command(h, config=config, extra=extra, program=program)
-        environ = {**os.environ, "CUMULO_UNDERLAY_IP": h.ip, **secret_env(database, transport), **(env or {})}
+        mapping = {"CUMULO_PHYSICAL_INTERFACE_MAPPINGS": f"{self.physnet}:{PHYS_DEV}"} if self.physnet else {}
+        environ = {**os.environ, "CUMULO_UNDERLAY_IP": h.ip, **mapping, **secret_env(database, transport), **(env or {})}
         with open(h.log, "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environ,  # noqa: S603
                                     start_new_session=True)
@@ -397,6 +458,12 @@ class DevHosts:
             if os.path.lexists(Path("/run/netns", h.ns)):
                 await host.run(["ip", "netns", "delete", h.ns], timeout=30)
             await host.run(["ip", "link", "del", "dev", root_veth(self.bridge, h.name)], timeout=30, check=False)
+        if await self._link(self.phys_bridge) is not None:
+            # its ports by name (the hosts' and l3_port's ends: each pair goes with its end here)
+            res = await host.run(["ip", "-j", "link", "show", "master", self.phys_bridge], timeout=30, check=False)
+            for d in json.loads(res.text or "[]") if res.returncode == 0 else []:
+                await host.run(["ip", "link", "del", "dev", str(d["ifname"])], timeout=30, check=False)
+            await host.run(["ip", "link", "del", "dev", self.phys_bridge], timeout=30)
         if await self._link(self.bridge) is not None:
             await host.run(["ip", "link", "del", "dev", self.bridge], timeout=30)
         if purge:
@@ -419,7 +486,8 @@ def leftovers(hosts: DevHosts, names: list[str]) -> list[str]:
     """What of the dev hosts `names` and the bridge is still on the machine (for tests): namespaces,
     links, processes in their mount namespaces. Empty when `down` left nothing."""
     out = [f"netns {NS_PREFIX}{n}" for n in names if os.path.lexists(Path("/run/netns", NS_PREFIX + n))]
-    for n in [hosts.bridge, *(root_veth(hosts.bridge, n) for n in names)]:
+    for n in [hosts.bridge, *(root_veth(hosts.bridge, n) for n in names), hosts.phys_bridge,
+              *(root_veth(hosts.phys_bridge, n) for n in names)]:
         if Path("/sys/class/net", n).exists():
             out.append(f"link {n}")
     return out

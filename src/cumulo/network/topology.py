@@ -57,6 +57,9 @@ def _write_marker(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+PUBLIC_PHYSNET = "public"
+
+
 async def ensure_default_topology(service: NetworkService, conf: Settings, *, admin_project: str,
                                   demo_project: str | None) -> dict[str, Any]:
     """Make public (and demo's private + router1) unless a first start did already; the ids."""
@@ -72,7 +75,11 @@ async def ensure_default_topology(service: NetworkService, conf: Settings, *, ad
     nets = await service.list_networks(admin)
     public = await _find(nets, name="public", **{"router:external": True})
     if public is None:
-        public = await service.create_network(admin, {"name": "public", "router:external": True, "shared": True})
+        # flat on the physical network "public" (DevStack's PUBLIC_PHYSICAL_NETWORK): hosts that
+        # map it (physical_interface_mappings) take servers on it, the L3 host carries it
+        public = await service.create_network(admin, {"name": "public", "router:external": True, "shared": True,
+                                                      "provider:network_type": "flat",
+                                                      "provider:physical_network": PUBLIC_PHYSNET})
     out["public"] = public["id"]
     subs = await service.list_subnets(admin)
     pub_sub = await _find(subs, network_id=public["id"])

@@ -32,6 +32,8 @@ class RequestSpec:
     force_host, force_node; image {id, properties{...}} and/or image_properties {...};
     ignore_hosts [host...]; instance_uuid. image {disk_format, container_format} say what kind of
     guest an image without hypervisor_type makes (see filters.builtin.ImagePropertiesFilter).
+    network_metadata {physnets [...]} (Nova's name): the physical networks of the server's flat
+    networks, which a host must carry (filters.builtin.PhysicalNetworkFilter).
     """
 
     resources: Resources = field(default_factory=dict)
@@ -47,6 +49,8 @@ class RequestSpec:
     container_format: str | None = None
     # The server group the instance joined: {uuid, policy, rules, hosts (one per placed member)}.
     instance_group: dict[str, Any] | None = None
+    # The physical networks the server's ports are on (network_metadata.physnets).
+    physnets: frozenset[str] = frozenset()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RequestSpec:
@@ -73,6 +77,7 @@ class RequestSpec:
             disk_format=(image.get("disk_format") or None) if isinstance(image, Mapping) else None,
             container_format=(image.get("container_format") or None) if isinstance(image, Mapping) else None,
             instance_group=dict(d["instance_group"]) if d.get("instance_group") else None,
+            physnets=frozenset(str(p) for p in (d.get("network_metadata") or {}).get("physnets") or ()),
         )
 
 

@@ -50,7 +50,11 @@ def no_valid_host_message(total: int, removed: Sequence[tuple[str, int, int]], s
 
 
 def _shortage(f: BaseHostFilter, hosts: list[HostState], spec: RequestSpec) -> str:
-    """"Not enough VCPU: ..." when a resource filter removed the last hosts, else ""."""
+    """"Not enough VCPU: ..." when a resource filter removed the last hosts, a filter's own
+    `shortage(spec)` note (e.g. the physical network no host maps), else ""."""
+    note = getattr(f, "shortage", None)
+    if callable(note) and hosts:
+        return str(note(spec))
     rc = str(getattr(f, "resource_class", "") or "")
     want = spec.resources.get(rc, 0)
     if not rc or want <= 0 or not hosts:
@@ -64,7 +68,7 @@ def _with_shortage(message: str, lack: str) -> str:
     filter tolls need the room; the tolls are cut last."""
     head = "No valid host was found."
     rest = message[len(head):]
-    short = "Out of " + lack.split(":", 1)[0].removeprefix("Not enough ") + "."
+    short = "Out of " + lack.split(":", 1)[0].removeprefix("Not enough ") + "." if lack.startswith("Not enough ") else lack
     for note in (lack, short):
         if len(head) + 1 + len(note) + len(rest) <= FAULT_MESSAGE_MAX:
             return f"{head} {note}{rest}"

@@ -239,3 +239,30 @@ async def test_scheduler_registers_its_service(db: Database, sched_conf: Setting
         assert row["last_seen_up"] is not None
     finally:
         await sched.stop()
+
+
+def test_physical_network_filter(sched_conf: Settings) -> None:
+    """Issue 14: servers on a flat network go only to hosts that map its physnet (or carry any)."""
+    from cumulo.scheduler.filters.builtin import PhysicalNetworkFilter
+
+    f = PhysicalNetworkFilter(sched_conf)
+    public = RequestSpec.from_dict({"network_metadata": {"physnets": ["public"]}})
+    assert public.physnets == {"public"}
+    assert f.host_passes(host_state(details={"physnets": ["public"]}), public)
+    assert f.host_passes(host_state(details={"physnets": ["*"]}), public)
+    assert not f.host_passes(host_state(details={"physnets": []}), public)
+    assert not f.host_passes(host_state(details={}), public)
+    assert f.host_passes(host_state(details={}), RequestSpec())  # no flat network: any host
+
+
+async def test_no_host_mapping_the_physnet_is_a_clear_no_valid_host(
+    db: Database, sched_conf: Settings, placement: Placement, hosts: Hosts
+) -> None:
+    await hosts.add("h1", memory_mb=2048)
+    await hosts.add("h2", memory_mb=2048)
+    sched = SchedulerManager(db, sched_conf, placement)
+    with pytest.raises(NoValidHost) as err:
+        await sched.select_destinations({"network_metadata": {"physnets": ["public"]},
+                                         "flavor": {"vcpus": 1, "memory_mb": 512}}, 1)
+    assert "No host maps physical network public (physical_interface_mappings)." in err.value.message
+    assert "PhysicalNetworkFilter removed 2" in err.value.message

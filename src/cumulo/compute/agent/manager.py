@@ -48,6 +48,7 @@ from cumulo.db import Database, new_uuid, utcnow
 from cumulo.errors import NotFound
 from cumulo.hosts import servicegroup
 from cumulo.hosts.models import compute_nodes, services
+from cumulo.netplane import physnet
 from cumulo.placement.pools import pool_name, pool_uuid
 from cumulo.placement.service import Placement
 
@@ -142,6 +143,9 @@ class ComputeManager(LiveMigrationEndpoints):
                 "capabilities": sorted(c.value for c in capabilities_of(self.driver)),
                 "allocation_ratios": self.allocation_ratios(),
                 **({"pool": pool_name(self.host)} if self.pooled else {}),
+                # the physical networks whose flat networks reach this host (scheduler: PhysicalNetworkFilter)
+                "physnets": physnet.reported(physnet.mappings(self.conf.physical_interface_mappings),
+                                             single_host=not self.conf.underlay_ip, plumbs=info.name != "fake"),
             },
             "updated_at": utcnow(),
         }

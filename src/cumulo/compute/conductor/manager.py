@@ -175,6 +175,7 @@ class Conductor:
             "force_node": rs.get("force_node") or _first(rs.get("force_nodes")) or rs.get("requested_node"),
             "ignore_hosts": list(rs.get("ignore_hosts") or []),
         }
+            "network_metadata": dict(rs.get("network_metadata") or {}),  # physnets: PhysicalNetworkFilter
 
     async def _select_and_claim(
         self, uuid: str, spec: dict[str, Any], inst: dict[str, Any], req: str, started: dt.datetime

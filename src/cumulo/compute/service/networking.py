@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo import errors
 from cumulo.compute import netports
@@ -26,6 +27,7 @@ from cumulo.compute import states as st
 from cumulo.compute.models import instances
 from cumulo.context import RequestContext
 from cumulo.db import Database, utcnow
+from cumulo.network.models import networks
 
 # Neutron's fault types (a network service fault's `neutron_type`) that Nova answers with a 409.
 _CONFLICTS = {"PortInUse", "NetworkAmbiguous", "MacAddressInUse"}
@@ -180,13 +182,27 @@ def recorded(sysmeta: dict[str, Any] | None, ports: Sequence[dict[str, Any]], us
     return out
 
 
+async def physnets_of(conn: AsyncConnection, network_ids: set[str]) -> list[str]:
+    """The physical networks of the flat networks among `network_ids` (sorted)."""
+    if not network_ids:
+        return []
+    found = await conn.execute(
+        sa.select(networks.c.provider_physical_network).distinct()
+        .where(networks.c.id.in_(sorted(network_ids)), networks.c.provider_physical_network.is_not(None),
+               sa.or_(networks.c.provider_network_type.is_(None), networks.c.provider_network_type == "flat")))
+    return sorted(str(r[0]) for r in found if r[0])
+
+
 async def allocate_for_rows(
     db: Database, net: netports.NetworkPorts, ctx: RequestContext, rows: list[dict[str, Any]],
     wanted: list[dict[str, Any]],
 ) -> None:
     """Each new server's ports (Nova allocates them before the build), recorded on its row (and in
-    `rows`); a refusal undoes the create: the rows are deleted and the ports made so far released."""
+    `rows`); a refusal undoes the create: the rows are deleted and the ports made so far released.
+    The physical networks of the ports' flat networks go into the request spec (Nova's
+    network_metadata.physnets): only hosts that map them take the server (PhysicalNetworkFilter)."""
     done: list[str] = []
+    physnets: list[str] | None = None
     try:
         for row in rows:
             ports, user_ports = await allocate(net, ctx, row["uuid"], wanted)
@@ -194,8 +210,13 @@ async def allocate_for_rows(
             row["system_metadata"] = recorded(row["system_metadata"], ports, user_ports)
             row["addresses"] = await addresses(net, ctx, ports)
             async with db.write() as conn:
-                await conn.execute(sa.update(instances).where(instances.c.uuid == row["uuid"]).values(
-                    system_metadata=row["system_metadata"], addresses=row["addresses"]))
+                values: dict[str, Any] = {"system_metadata": row["system_metadata"], "addresses": row["addresses"]}
+                if physnets is None:  # the servers of one create share their networks
+                    physnets = await physnets_of(conn, {str(p["network_id"]) for p in ports})
+                if physnets:
+                    row["request_spec"] = values["request_spec"] = {
+                        **(row.get("request_spec") or {}), "network_metadata": {"physnets": physnets}}
+                await conn.execute(sa.update(instances).where(instances.c.uuid == row["uuid"]).values(**values))
     except BaseException:
         now = utcnow()
         for row in rows:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,9 +35,11 @@ LOG = logging.getLogger(__name__)
 
 class NetworkAgent:
     def __init__(self, db: Database, service: NetworkService, host: str, plumbing: Plumbing, *,
-                 l3: bool = False, external_link: bool = True, underlay_ip: str = "", l3_host: str | None = None) -> None:
+                 l3: bool = False, external_link: bool = True, underlay_ip: str = "", l3_host: str | None = None,
+                 physnets: Mapping[str, str] | None = None) -> None:
         self.db, self.service, self.host, self.plumbing = db, service, host, plumbing
         self.l3, self.external_link = l3, external_link
+        self.physnets = dict(physnets or {})  # physical network -> this host's interface on it (netplane.physnet)
         # Scale out: this host's underlay address (VXLAN tunnels to the other hosts carrying a
         # network; empty: one host, no tunnels) and the L3 host's name (a peer of its networks).
         self.underlay_ip, self.l3_host = underlay_ip, (host if l3 else l3_host)
@@ -143,7 +146,7 @@ class NetworkAgent:
     async def _plan(self) -> HostPlan:
         async with self.db.read() as conn:
             return await read_plan(conn, self.host, l3=self.l3, external_link=self.external_link,
-                                   underlay_ip=self.underlay_ip, l3_host=self.l3_host)
+                                   underlay_ip=self.underlay_ip, l3_host=self.l3_host, physnets=self.physnets)
 
     async def _sync(self, *, full: bool = False) -> None:
         """Make the host match the DB. `full` (the agent's start): everything checked on the host

@@ -18,11 +18,12 @@ import json
 import logging
 import os
 import uuid as uuidlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
 from cumulo import host
-from cumulo.errors import HostError
+from cumulo.errors import HostError, Invalid
 from cumulo.netplane import (
     bridge,
     conntrack,
@@ -30,6 +31,7 @@ from cumulo.netplane import (
     external,
     netns,
     orphans,
+    physnet,
     router,
     secgroups,
     sgdelta,
@@ -200,8 +202,13 @@ class RealPlumbing:
     real = True
 
     def __init__(self, run_dir: Path = dhcp.RUN_DIR, metadata: MetadataService | None = None,
-                 registry: Path | None = None, owner: str = "", underlay_ns: str | None = None) -> None:
+                 registry: Path | None = None, owner: str = "", underlay_ns: str | None = None,
+                 uplinks: Iterable[str] = ()) -> None:
         self.run_dir = run_dir
+        # The host's interfaces on physical networks (physical_interface_mappings): moved into a
+        # flat network's namespace while the host carries it, moved back before it is deleted.
+        self.uplinks = frozenset(uplinks)
+        self._uplinks: dict[str, tuple[tuple[int, int] | None, str]] = {}  # ns -> (identity, its uplink)
         self.underlay_ns = underlay_ns  # where VXLAN devices are made (None: this process's namespace)
         self._tunnels: dict[str, tuple[tuple[int, int] | None, vxlan.Tunnel | None]] = {}  # ns -> its VXLAN port
         self.registry = registry or REGISTRY
@@ -230,6 +237,7 @@ class RealPlumbing:
         self._dhcp_ifaces.clear()
         self._routers.clear()
         self._tunnels.clear()
+        self._uplinks.clear()
 
     async def ensure_network(self, plan: NetworkPlan) -> None:
         await self._own(plan.id)
@@ -254,6 +262,7 @@ class RealPlumbing:
         if change.lowered or change.raised:
             LOG.info("network agent: network %s's bridge %s (admin_state_up %s)", plan.id,
                      "down" if change.lowered else "up", up)
+        await self._uplink(ns, ident, plan)
         await self._tunnel(ns, ident, plan)
         await self._firewall(ns, ident, fw)
         if plan.dhcp_port is not None and plan.wants_dhcp:
@@ -270,6 +279,19 @@ class RealPlumbing:
                 except Exception:  # noqa: BLE001 - the next sync tries again; the network works without it
                     LOG.exception("network agent: metadata routes of %s not restored", ns)
             await self.metadata.serve(plan.id)
+
+    async def _uplink(self, ns: str, ident: tuple[int, int] | None, plan: NetworkPlan) -> None:
+        """The host's interface on the network's physical network in its namespace and on its
+        bridge (netplane.physnet), once per namespace until the next full sync."""
+        if plan.uplink is None or self._uplinks.get(ns) == (ident, plan.uplink):
+            return
+        try:
+            if await physnet.ensure_uplink(ns, plan.uplink, mtu=plan.mtu):
+                LOG.info("network agent: %s bridged to this host's %s (its physical network)", plan.id, plan.uplink)
+        except Invalid as exc:  # a mapping naming an interface the host lacks: the setting is wrong
+            LOG.error("network agent: network %s has no uplink: %s", plan.id, exc)
+            return
+        self._uplinks[ns] = (ident, plan.uplink)
 
     async def _tunnel(self, ns: str, ident: tuple[int, int] | None, plan: NetworkPlan) -> None:
         """The network's VXLAN port and its peers (netplane.vxlan), when it has one; a port it had
@@ -359,12 +381,14 @@ class RealPlumbing:
         self._bridges.pop(ns, None)
         self._dhcp_ifaces.pop(ns, None)
         self._tunnels.pop(ns, None)
+        self._uplinks.pop(ns, None)
 
     async def drop_network(self, network_id: str) -> None:
         ns = netns.network_ns(network_id)
         if self.metadata is not None:
             await self.metadata.stop(network_id)  # its socket would keep the namespace alive
         await dhcp.stop(self.run_dir, network_id)
+        await physnet.release(ns, self.uplinks)  # the host's interface outlives the namespace
         await netns.delete(ns)
         self._drop_known(ns)
 
@@ -413,6 +437,8 @@ class RealPlumbing:
             if self.metadata is not None:
                 for n in stale.networks:
                     await self.metadata.stop(n)
+            for n in stale.networks:
+                await physnet.release(netns.network_ns(n), self.uplinks)
             await orphans.reap(self.run_dir, stale)
             for n in stale.networks:
                 self._drop_known(netns.network_ns(n))

@@ -58,6 +58,7 @@ class NetworkPlan:
     host_link: tuple[str, ...] | None = None  # the external host link's addresses, None: no link
     admin_state_up: bool = True  # False: the bridge is down (no traffic crosses it)
     tunnel: vxlan.Tunnel | None = None  # the VXLAN port to the other hosts carrying it (scale out)
+    uplink: str | None = None  # the host's interface on the network's physical network (netplane.physnet)
 
     @property
     def ns(self) -> str:
@@ -181,6 +182,17 @@ def carriers(net: Any, on_net: Iterable[Any], l3_host: str | None) -> set[str]:
     return out
 
 
+FLAT_TYPES = (None, "", "flat")
+
+
+def uplink_of(net: Any, physnets: Mapping[str, str]) -> str | None:
+    """The host's interface a flat network on a physical network is bridged to (None: none mapped)."""
+    physnet = net.provider_physical_network
+    if not physnet or net.provider_network_type not in FLAT_TYPES:
+        return None
+    return physnets.get(str(physnet))
+
+
 async def host_ips(conn: AsyncConnection) -> dict[str, set[str]]:
     """Host -> its underlay addresses (compute_nodes.host_ip, loopback left out)."""
     out: dict[str, set[str]] = defaultdict(set)
@@ -191,10 +203,12 @@ async def host_ips(conn: AsyncConnection) -> dict[str, set[str]]:
 
 
 async def read_plan(conn: AsyncConnection, host: str, *, l3: bool, external_link: bool, underlay_ip: str = "",
-                    l3_host: str | None = None) -> HostPlan:
+                    l3_host: str | None = None, physnets: Mapping[str, str] | None = None) -> HostPlan:
     """The plan of `host` from the DB (l3: the host carries routers and external networks).
     `underlay_ip`: the host's underlay address; with it, each vxlan network gets its tunnel to
-    the other hosts carrying it (`l3_host` among them where it carries the network)."""
+    the other hosts carrying it (`l3_host` among them where it carries the network). `physnets`:
+    the host's interface per physical network; a flat network on one gets it as its uplink
+    (one network per interface: the first by id)."""
     nets = {r.id: r for r in await conn.execute(sa.select(networks))}
     subnet_rows = list(await conn.execute(sa.select(subnets).order_by(subnets.c.created_at, subnets.c.id)))
     port_rows = list(await conn.execute(sa.select(ports).order_by(ports.c.created_at, ports.c.id)))
@@ -225,6 +239,7 @@ async def read_plan(conn: AsyncConnection, host: str, *, l3: bool, external_link
     plans: dict[str, NetworkPlan] = {}
     nics: dict[str, dict[str, Any]] = {}
     ips_of = await host_ips(conn) if underlay_ip else {}
+    uplinks_taken: set[str] = set()
     for net_id in sorted(wanted):
         net = nets[net_id]
         on_net = [p for p in port_rows if p.network_id == net_id]
@@ -275,11 +290,17 @@ async def read_plan(conn: AsyncConnection, host: str, *, l3: bool, external_link
             peers = {ip for h in carriers(net, on_net, l3_host or (host if l3 else None)) - {host}
                      for ip in ips_of.get(h, ())} - {underlay_ip}
             tunnel = vxlan.Tunnel(vni=int(net.provider_segmentation_id), local=underlay_ip, peers=tuple(sorted(peers)))
+        uplink = uplink_of(net, physnets or {})
+        if uplink is not None and uplink not in uplinks_taken:
+            uplinks_taken.add(uplink)
+            devices.add(uplink)
+        else:
+            uplink = None
         plans[net_id] = NetworkPlan(
             id=net_id, mtu=int(net.mtu), external=bool(net.external), subnets=tuple(subnets_by_net[net_id]),
             devices=frozenset(devices), firewall=secgroups.Firewall(ports=tuple(fw_ports), rules=rules, members=members),
             dhcp_hosts=hosts, dhcp_port=dhcp_port, host_link=link, admin_state_up=bool(net.admin_state_up),
-            tunnel=tunnel)
+            tunnel=tunnel, uplink=uplink)
 
     out_routers = []
     fips = list(await conn.execute(sa.select(floating_ips).where(floating_ips.c.port_id.is_not(None))

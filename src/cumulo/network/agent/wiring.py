@@ -7,7 +7,7 @@ cast of `sync` to every host with a bound port, and to the L3 host."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -47,19 +47,22 @@ class NetworkAgents:
 def assemble_agents(db: Database, bus: Bus, service: NetworkService, hosts: Iterable[str], *, local_host: str,
                     real_local: bool, external_link: bool = True,
                     metadata: MetadataService | None = None, owner: str = "", underlay_ip: str = "",
-                    l3_host: str | None = None) -> NetworkAgents:
+                    l3_host: str | None = None, physnets: Mapping[str, str] | None = None) -> NetworkAgents:
     """Build and serve one agent per host (not started). `real_local`: the local host plumbs (and
     serves `metadata` at 169.254.169.254 in its network namespaces); `owner`: the cloud's state dir,
     under which it registers its data plane on the host (plumbing.register). Scale out (settings
     `underlay_ip`, `l3_host`): the local host's underlay address (VXLAN tunnels; empty: none) and
-    the host carrying routers and external networks (None or empty: the local host)."""
+    the host carrying routers and external networks (None or empty: the local host); `physnets`:
+    the local host's interface per physical network (netplane.physnet)."""
     agents: list[NetworkAgent] = []
     l3_name = l3_host or local_host
     for h in sorted(set(hosts)):
         local = h == local_host
-        plumbing: Plumbing = RealPlumbing(metadata=metadata, owner=owner) if local and real_local else NoPlumbing()
+        mapped = dict(physnets or {}) if local and real_local else {}
+        plumbing: Plumbing = (RealPlumbing(metadata=metadata, owner=owner, uplinks=mapped.values()) if local and real_local
+                              else NoPlumbing())
         agent = NetworkAgent(db, service, h, plumbing, l3=h == l3_name, external_link=external_link,
-                             underlay_ip=underlay_ip if local else "", l3_host=l3_name)
+                             underlay_ip=underlay_ip if local else "", l3_host=l3_name, physnets=mapped)
         bus.serve(network_topic(h), agent)
         agents.append(agent)
     return NetworkAgents(agents, l3_name if l3_name in {a.host for a in agents} else None,

@@ -1,7 +1,8 @@
 """Host filters, pluggable by name. `conf.scheduler.filters` (extra key scheduler_filters) picks them.
 
 Default order (cheap and decisive first, as Nova runs them): ComputeFilter, AvailabilityZoneFilter,
-ComputeCapabilitiesFilter, ImagePropertiesFilter, CoreFilter, RamFilter, DiskFilter, then the server
+ComputeCapabilitiesFilter, ImagePropertiesFilter, CoreFilter, RamFilter, DiskFilter,
+PhysicalNetworkFilter (issue 14: flat networks' physnets), then the server
 group filters ServerGroupAntiAffinityFilter and ServerGroupAffinityFilter (filters.affinity).
 """
 
@@ -20,6 +21,7 @@ DEFAULT_FILTERS = (
     "CoreFilter",
     "RamFilter",
     "DiskFilter",
+    "PhysicalNetworkFilter",
     "ServerGroupAntiAffinityFilter",
     "ServerGroupAffinityFilter",
 )

@@ -9,6 +9,11 @@
   node; no image or no formats → any node. `architecture` (hw_architecture) equals the host CPU
   arch; `vm_mode` is among the host's details["vm_modes"] when the host lists any;
   `img_hv_requested_version` (e.g. ">=2") holds for the host's hypervisor_version.
+- PhysicalNetworkFilter: the host carries every physical network of the server's flat networks
+  (network_metadata.physnets): its compute node reports them (details["physnets"]: the keys of
+  its physical_interface_mappings, or "*" on a single host or a fake one; netplane.physnet), as
+  Neutron's segment-host mappings restrict a provider network's ports to the hosts whose agent
+  maps its physnet.
 - ComputeCapabilitiesFilter: flavor extra_specs scoped `capabilities:` (e.g.
   "capabilities:cpu_info:arch": "x86_64", "capabilities:hypervisor_type": "s== fake") match the host.
 - CoreFilter, RamFilter, DiskFilter: free VCPU / MEMORY_MB / DISK_GB, i.e.
@@ -23,6 +28,7 @@ from typing import Any
 
 from cumulo.db import utcnow
 from cumulo.hosts.servicegroup import is_up
+from cumulo.netplane import physnet
 from cumulo.placement.inventory import DISK_GB, MEMORY_MB, VCPU
 from cumulo.scheduler.filters.base import BaseHostFilter, register
 from cumulo.scheduler.hoststate import HostState, RequestSpec
@@ -50,6 +56,19 @@ class AvailabilityZoneFilter(BaseHostFilter):
 
     def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
         return not spec.availability_zone or host.availability_zone == spec.availability_zone
+
+
+@register
+class PhysicalNetworkFilter(BaseHostFilter):
+    name = "PhysicalNetworkFilter"
+
+    def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
+        return not spec.physnets or physnet.carries(host.details.get("physnets") or (), spec.physnets)
+
+    @staticmethod
+    def shortage(spec: RequestSpec) -> str:
+        names = ", ".join(sorted(spec.physnets))
+        return f"No host maps physical network {names} (physical_interface_mappings)."
 
 
 @register
