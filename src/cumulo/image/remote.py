@@ -59,6 +59,10 @@ CACHE_DIR = "image-cache"
 _CHUNK = 4 << 20  # bytes handed to the writer thread at once
 _ATTEMPTS = 3  # tries of one download or upload on a connection error
 _TMP_SUFFIX = ".part"
+# A build asks for the image (`get_internal`) then its bytes (`local_path`) right after: the row the
+# first read is reused by the second within this many seconds (one read of it per build, not two).
+_ROW_REUSE_SECONDS = 2.0
+_ROWS_KEPT = 64
 
 
 class _Download:
@@ -118,6 +122,7 @@ class RemoteImages(InternalImages):
         self._leases: dict[str, float] = {}
         self._client: httpx.AsyncClient | None = None
         self._swept = False
+        self._recent: dict[str, tuple[float, dict[str, Any]]] = {}  # image id -> (when read, row)
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -137,12 +142,27 @@ class RemoteImages(InternalImages):
     def _url(self, image_id: str) -> str:
         return f"{self.api_url}/image/v2/images/{image_id}/file"
 
+    async def get_internal(self, image_id: str) -> dict[str, Any] | None:
+        """As the image service's; the row is kept a moment for the `local_path` that follows."""
+        async with self.db.read() as conn:
+            row = await self._row(conn, image_id)
+            if row is None:
+                return None
+            if len(self._recent) >= _ROWS_KEPT:
+                self._recent.clear()
+            self._recent[image_id] = (time.monotonic(), row)
+            return await self._render(conn, row)
+
     # ---- bytes in ----------------------------------------------------------------------------
 
     async def local_path(self, image_id: str) -> str:
         """The local copy of the image's bytes, downloaded on first use (read-only)."""
-        async with self.db.read() as conn:
-            row = await self._row(conn, image_id)
+        recent = self._recent.pop(image_id, None)
+        if recent is not None and time.monotonic() - recent[0] <= _ROW_REUSE_SECONDS:
+            row: dict[str, Any] | None = recent[1]
+        else:
+            async with self.db.read() as conn:
+                row = await self._row(conn, image_id)
         if row is None:
             raise not_found(image_id)
         key = row["store_key"]

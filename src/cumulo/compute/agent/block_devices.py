@@ -53,10 +53,19 @@ async def has_volumes(node: Node, uuid: str) -> bool:
     return bool(await _rows(node, uuid))
 
 
-async def prepare(node: Node, inst: dict[str, Any], request_id: str | None) -> bool:
+async def every_mapping(node: Node, uuid: str) -> list[dict[str, Any]]:
+    """Every block device mapping of the server (local disks too), as Node.spec reads them."""
+    async with node.db.read() as conn:
+        return await volume_records.of_instance(conn, uuid)
+
+
+async def prepare(
+    node: Node, inst: dict[str, Any], request_id: str | None, *, mappings: list[dict[str, Any]] | None = None
+) -> bool:
     """The server's volumes made and connected; False when it has none (then the build skips
-    `complete`: a read less on the build path)."""
-    rows = await _rows(node, str(inst["uuid"]))
+    `complete`: a read less on the build path). `mappings`: `every_mapping` just read (the build
+    hands the same rows to Node.spec when there is no volume to make: one read for both)."""
+    rows = _mappings(mappings) if mappings is not None else await _rows(node, str(inst["uuid"]))
     if not rows:
         return False
     if node.volumes is None:

@@ -12,12 +12,15 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
 from cumulo.compute import actions, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
 from cumulo.compute.agent import block_devices, migrate, nics, volumes
 from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.faults import fault_text
+from cumulo.compute.models import instances
 from cumulo.db import utcnow
 
 if TYPE_CHECKING:
@@ -36,28 +39,17 @@ REBUILD_TASK_STATES = frozenset({s.REBUILDING, s.REBUILD_SPAWNING, "rebuild_bloc
 
 async def build_and_run(node: Node, uuid: str, request_id: str | None) -> None:
     async with node.locks.hold(uuid):
-        inst = await node.load(uuid)
-        if inst is None:
-            # Deleted before we got here: make sure nothing of it lingers on this host.
-            await _forget(node, uuid)
-            return
-        if inst["vm_state"] != s.BUILDING or not node.owns(inst) or inst["task_state"] not in TAKE_TASK_STATES:
-            LOG.info("build of %s skipped on node %s: vm_state=%s task_state=%s host=%s node=%s", uuid, node.name,
-                     inst["vm_state"], inst["task_state"], inst["host"], inst["node"])
-            return
         req = await node.request_id_for(uuid, request_id, actions.CREATE)
-        # spawning and the event's start in one transaction (the build path is the hot one)
-        async with node.db.write() as conn:
-            if not await inst_db.cas_update(
-                conn, uuid, {"task_state": s.SPAWNING}, expected_task_state=inst["task_state"],
-                expected_vm_state=s.BUILDING,
-            ):
-                return
-            event = await worker_events.begin(conn, uuid, req, BUILD_EVENT, node.host)
+        inst, event = await _take(node, uuid, req)
+        if inst is None:
+            await _not_taken(node, uuid)
+            return
         try:
-            # the server's volumes made and connected (False: it has none)
-            with_volumes = await block_devices.prepare(node, inst, req)
-            await node.driver.spawn(await nics.with_nics(node, inst, await node.spec(inst, strict=True)))
+            # the server's volumes made and connected (False: it has none); its mappings read once
+            mappings = await block_devices.every_mapping(node, uuid)
+            with_volumes = await block_devices.prepare(node, inst, req, mappings=mappings)
+            spec = await node.spec(inst, strict=True, mappings=None if with_volumes else mappings)
+            await node.driver.spawn(await nics.with_nics(node, inst, spec))
         except Exception as exc:
             LOG.warning("build of %s failed: %s", uuid, exc)
             await fail_build(node, uuid, exc, expected_task_state=s.SPAWNING, event=event)
@@ -80,6 +72,34 @@ async def build_and_run(node: Node, uuid: str, request_id: str | None) -> None:
         )
         if not done:
             await _after_lost_race(node, uuid)
+
+
+async def _take(node: Node, uuid: str, req: str) -> tuple[dict[str, Any] | None, worker_events.EventHandle | None]:
+    """scheduling -> spawning on this node and the build event begun, in one write transaction;
+    the UPDATE returns the row as it is then (no read before it: a round trip less on the boot
+    path). (None, None) when the row is not this node's build to take."""
+    async with node.db.write() as conn:
+        row = (await conn.execute(
+            sa.update(instances)
+            .where(instances.c.uuid == uuid, instances.c.deleted.is_(False), instances.c.vm_state == s.BUILDING,
+                   instances.c.task_state.in_(sorted(TAKE_TASK_STATES)), node.owns_clause())
+            .values(task_state=s.SPAWNING, updated_at=utcnow())
+            .returning(*instances.c)
+        )).mappings().first()
+        if row is None:
+            return None, None
+        return dict(row), await worker_events.begin(conn, uuid, req, BUILD_EVENT, node.host)
+
+
+async def _not_taken(node: Node, uuid: str) -> None:
+    """The build message met a row that is not (or no longer) this node's to build."""
+    inst = await node.load(uuid)
+    if inst is None:
+        # Deleted before we got here: make sure nothing of it lingers on this host.
+        await _forget(node, uuid)
+        return
+    LOG.info("build of %s skipped on node %s: vm_state=%s task_state=%s host=%s node=%s", uuid, node.name,
+             inst["vm_state"], inst["task_state"], inst["host"], inst["node"])
 
 
 async def fail_build(

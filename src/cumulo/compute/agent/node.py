@@ -149,11 +149,18 @@ class Node:
             LOG.exception("get_power_state(%s) failed", uuid)
             return PowerState.NOSTATE
 
-    async def spec(self, inst: dict[str, Any], **overrides: Any) -> InstanceSpec:
-        """What the driver is told, with the server's volumes (InstanceSpec.disks) at every start."""
+    async def spec(
+        self, inst: dict[str, Any], *, mappings: list[dict[str, Any]] | None = None, **overrides: Any
+    ) -> InstanceSpec:
+        """What the driver is told, with the server's volumes (InstanceSpec.disks) at every start.
+        `mappings`: the server's block device mappings when the caller has just read them (a
+        build of a server without any passes []: one read less on the boot path)."""
         spec = await specs.instance_spec(inst, self.images, **overrides)
-        async with self.db.read() as conn:
-            rows = await volume_records.of_instance(conn, inst["uuid"])
+        if mappings is None:
+            async with self.db.read() as conn:
+                rows = await volume_records.of_instance(conn, inst["uuid"])
+        else:
+            rows = mappings
         if any(r.get("destination_type") == volumes.DEST_LOCAL for r in rows):  # ephemeral/swap mappings
             eph, swap = volumes.local_disk_sizes(rows, spec.flavor.ephemeral_gb, spec.flavor.swap)
             spec = dataclasses.replace(spec, flavor=dataclasses.replace(spec.flavor, ephemeral_gb=eph, swap=swap))
