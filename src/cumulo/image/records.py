@@ -172,12 +172,21 @@ class ImageRecords:
         tags: dict[str, list[str]] = {i: [] for i in ids}
         if not ids:
             return props, tags
-        pq = sa.select(image_properties).where(image_properties.c.image_id.in_(ids)).order_by(image_properties.c.id)
-        for p in (await conn.execute(pq)).mappings():
-            props[p["image_id"]][p["name"]] = p["value"]
-        tq = sa.select(image_tags).where(image_tags.c.image_id.in_(ids)).order_by(image_tags.c.id)
-        for t in (await conn.execute(tq)).mappings():
-            tags[t["image_id"]].append(t["value"])
+        # Properties and tags in one statement (a round trip less on PostgreSQL; a server create
+        # and the agent's build read their image), each kind in its own rows' id order.
+        p, t = image_properties, image_tags
+        u = sa.union_all(
+            sa.select(sa.literal(0).label("kind"), p.c.id, p.c.image_id, p.c.name, sa.cast(p.c.value, sa.Text).label("value"))
+            .where(p.c.image_id.in_(ids)),
+            sa.select(sa.literal(1).label("kind"), t.c.id, t.c.image_id, sa.cast(sa.null(), sa.String(255)).label("name"),
+                      sa.cast(t.c.value, sa.Text).label("value"))
+            .where(t.c.image_id.in_(ids)),
+        ).subquery()
+        for kind, _id, image_id, name, value in await conn.execute(sa.select(u).order_by(u.c.kind, u.c.id)):
+            if kind == 0:
+                props[image_id][name] = value
+            else:
+                tags[image_id].append(value)
         return props, tags
 
     async def _render(self, conn: AsyncConnection, row: dict[str, Any]) -> dict[str, Any]:

@@ -109,7 +109,15 @@ class QuotaEngine:
         """Like Nova: the user's own limits (with user_id), else the project's overrides, else the
         "default" quota class, else the settings. One statement for the three levels (a create
         reads them: a round trip each on PostgreSQL), applied in that order."""
+        limits, own = await self.limits_and_overrides(conn, project_id, user_id)
+        return {**limits, **own}
+
+    async def limits_and_overrides(self, conn: AsyncConnection, project_id: str,
+                                   user_id: str | None) -> tuple[dict[str, int], dict[str, int]]:
+        """(the project's limits, the user's own overrides: only those set) in one statement, so a
+        create learns both in one round trip."""
         out = self.defaults()
+        own: dict[str, int] = {}
         levels: list[sa.Select[Any]] = [
             sa.select(sa.literal(0).label("level"), quotas.c.resource, quotas.c.hard_limit)
             .where(quotas.c.project_id == CLASS_PREFIX + DEFAULT_CLASS),
@@ -122,8 +130,11 @@ class QuotaEngine:
                           .where(t.c.project_id == project_id, t.c.user_id == user_id))
         q = sa.union_all(*levels).subquery()
         for level, resource, hard_limit in await conn.execute(sa.select(q).order_by(q.c.level)):
-            out[resource] = int(hard_limit) if level == 2 else hard_limit
-        return out
+            if level == 2:
+                own[resource] = int(hard_limit)
+            else:
+                out[resource] = hard_limit
+        return out, own
 
     @staticmethod
     async def user_overrides(conn: AsyncConnection, project_id: str, user_id: str) -> dict[str, int]:

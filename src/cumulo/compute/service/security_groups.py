@@ -52,6 +52,10 @@ class SecurityGroupService:
         """A server is created with groups the project has, else 400 (Nova: SecurityGroupNotFound)."""
         if self.network is None:
             unknown = [n for n in names if n != DEFAULT]
+        elif names == [DEFAULT]:  # every create that names no group: one read (the id), not the groups
+            # with their rules and tags. A project has one "default" (Neutron refuses a second),
+            # made on first use here as by the listing.
+            unknown = [] if await self.network.ensure_default(_SYSTEM, project) else names
         else:
             known = await self.by_name(project, names)
             unknown = [n for n in names if n not in known]

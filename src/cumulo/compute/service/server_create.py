@@ -43,9 +43,8 @@ async def create_servers(svc: ComputeService, ctx: RequestContext, req: CreateRe
             if wanted and (await conn.execute(sa.select(column).where(column == wanted).limit(1))).first() is None:
                 raise errors.Invalid(f"Compute host {wanted} could not be found.")
         # Limits are read before the write lock (they change rarely); usage is counted under it.
-        limits = await svc.quotas.limits(conn, project)
         # A user with their own instances/cores/ram limits is bound by them too (None: the project's alone).
-        own = await svc.quotas.user_overrides(conn, project, ctx.user_id) if ctx.user_id else {}
+        limits, own = await svc.quotas.limits_and_overrides(conn, project, ctx.user_id)
         user_limits = {**limits, **own} if any(r in own for r in INSTANCE_RESOURCES) else None
         members_limit = own.get("server_group_members", limits["server_group_members"])
         group = await server_groups.group_for_create(conn, ctx, req.scheduler_hints)
