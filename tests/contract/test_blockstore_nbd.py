@@ -1,0 +1,104 @@
+"""A volume reached from another host over NBD (cumulo.blockstore.nbd), with the real qemu-nbd and
+qemu-storage-daemon on loopback: the export with TLS and the attachment's pre-shared key, the
+container host's FUSE file over it, a peer with another key refused, and nothing left (process,
+FUSE mount, dir) after disconnect and unserve; a restarted export keeps its port and name."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cumulo.blockstore import nbd
+from cumulo.blockstore.base import StoreError
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("qemu-nbd") or not shutil.which("qemu-storage-daemon")
+    or not Path("/dev/fuse").exists(), reason="needs root, qemu-nbd, qemu-storage-daemon and /dev/fuse")
+
+SECRET = b"k" * 32
+MIB = 1 << 20
+
+
+def processes_naming(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text.encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def mounted(path: Path) -> bool:
+    with open("/proc/self/mountinfo") as fh:
+        return any(str(path) in line for line in fh)
+
+
+@pytest.fixture
+async def exported(tmp_path: Path) -> AsyncIterator[tuple[Path, nbd.Export, Path]]:
+    run = tmp_path / "run"
+    volume = tmp_path / "volume.raw"
+    with open(volume, "wb") as fh:
+        fh.truncate(8 * MIB)
+    att, vid = str(uuid.uuid4()), str(uuid.uuid4())
+    port = nbd.free_port("127.0.0.1", 20809, 20999, set())
+    export = nbd.new_export(att, vid, "127.0.0.1", port, read_only=False)
+    await nbd.serve(run, export, str(volume), nbd.psk_key(SECRET, att))
+    try:
+        yield run, export, volume
+    finally:
+        await nbd.disconnect(run, vid)
+        await nbd.unserve(run, att)
+        assert not processes_naming(str(tmp_path)), "a qemu-nbd or qemu-storage-daemon outlived its test"
+
+
+async def test_a_container_host_reads_and_writes_the_export_through_its_fuse_file(
+        exported: tuple[Path, nbd.Export, Path], tmp_path: Path) -> None:
+    run, export, volume = exported
+    assert nbd.serving(run, export.attachment_id) and nbd.exports(run) == [export]
+    keys = nbd.write_psk(tmp_path / "keys", nbd.psk_identity(export.attachment_id),
+                         nbd.psk_key(SECRET, export.attachment_id))
+    assert (keys / nbd.PSK_FILE).stat().st_mode & 0o777 == 0o600
+    disk = await nbd.connect(run, export.volume_id, export.target(), str(keys), read_only=False)
+    assert disk.stat().st_size == 8 * MIB and mounted(disk)
+    assert await nbd.connect(run, export.volume_id, export.target(), str(keys), read_only=False) == disk  # reused
+    fd = os.open(disk, os.O_RDWR)
+    try:
+        os.pwrite(fd, b"over-nbd", 3 * MIB)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    with open(volume, "rb") as fh:
+        fh.seek(3 * MIB)
+        assert fh.read(8) == b"over-nbd"
+    assert await nbd.disconnect(run, export.volume_id)
+    assert not mounted(disk) and not disk.parent.exists() and nbd.connected(run, export.volume_id) is None
+    assert not processes_naming(str(run / nbd.CONNECTIONS))
+
+
+async def test_a_peer_without_the_attachments_key_is_refused(exported: tuple[Path, nbd.Export, Path],
+                                                             tmp_path: Path) -> None:
+    run, export, _volume = exported
+    wrong = nbd.write_psk(tmp_path / "wrong", nbd.psk_identity(export.attachment_id),
+                          nbd.psk_key(b"x" * 32, export.attachment_id))
+    with pytest.raises(StoreError, match="cannot connect"):
+        await nbd.connect(run, export.volume_id, export.target(), str(wrong), read_only=False)
+    assert not (run / nbd.CONNECTIONS / export.volume_id).exists()
+    assert not processes_naming(str(run / nbd.CONNECTIONS))
+
+
+async def test_unserve_stops_the_export_and_a_restart_keeps_its_port_and_name(
+        exported: tuple[Path, nbd.Export, Path]) -> None:
+    run, export, volume = exported
+    await nbd.unserve(run, export.attachment_id)
+    assert not nbd.serving(run, export.attachment_id) and nbd.exports(run) == []
+    assert not processes_naming(str(nbd.export_dir(run, export.attachment_id)))
+    await nbd.serve(run, export, str(volume), nbd.psk_key(SECRET, export.attachment_id))
+    assert nbd.recorded(run, export.attachment_id) == export and nbd.serving(run, export.attachment_id)
