@@ -371,3 +371,27 @@ async def test_auto_without_a_network_uses_get_me_a_network(world: World) -> Non
     assert ids[0] == ids[1]
     topo = (await world.member.get(f"{NET}/auto-allocated-topology/{world.project_id}")).json()
     assert topo["auto_allocated_topology"]["id"] == ids[0]
+
+
+async def test_a_server_on_a_flat_network_asks_the_scheduler_for_its_physnet(world: World) -> None:
+    """Issue 14: the physnets of a create's flat networks go into its request spec (Nova's
+    network_metadata), which the conductor hands the scheduler (PhysicalNetworkFilter) and every
+    later move reuses; a tenant (VXLAN) network asks for none."""
+    import sqlalchemy as sa
+
+    from cumulo.compute.models import instances
+
+    flat = await make_network(world.admin, "flat-x", "10.31.0.0/24", shared=True,
+                              **{"provider:network_type": "flat", "provider:physical_network": "physx"})
+    tenant = await make_network(world.member, "tenant-x", "10.32.0.0/24")
+    specs = {}
+    for net in (flat, tenant):
+        resp = await _create(world, [{"uuid": net["network"]["id"]}])
+        assert resp.status_code == 202, resp.text
+        uuid = resp.json()["server"]["id"]
+        await wait_status(world.member, uuid, "ACTIVE")  # the fake host carries every physnet ("*")
+        async with world.cloud.services.db.read() as conn:
+            specs[net["network"]["name"]] = (await conn.execute(
+                sa.select(instances.c.request_spec).where(instances.c.uuid == uuid))).scalar_one()
+    assert specs["flat-x"]["network_metadata"] == {"physnets": ["physx"]}
+    assert "network_metadata" not in specs["tenant-x"]
