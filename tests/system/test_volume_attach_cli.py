@@ -28,7 +28,7 @@ and an anti-affinity group keeps them apart): every attach there reaches the vol
 volume host's export itself, the container's host through qemu-storage-daemon's FUSE file, and
 every detach leaves no export, FUSE mount, connection or loop device on any host. Online extend
 does not reach a server over NBD (the protocol fixes an export's size at the handshake): the two
-extend tests are the embedded cloud's.
+extend tests are the embedded cloud's only (`configs` marker).
 """
 
 from __future__ import annotations
@@ -312,11 +312,10 @@ def test_container_writes_then_vm_reads_the_same_bytes(world: World) -> None:
     wait_for(lambda: not w.on_hosts(vid), timeout=30, what="nothing of the volume left on any host")
 
 
+@pytest.mark.configs("embedded", reason="online extend does not reach a server over NBD (an export's size is "
+                     "fixed at the handshake; docs/architecture.md 'Scale out (issue 14): volumes from any host')")
 def test_online_extend_of_a_vm_volume_reaches_the_guest(world: World) -> None:
     w = world
-    if w.scaled:
-        pytest.skip("online extend does not reach a server over NBD (an export's size is fixed at the handshake; "
-                    "docs/architecture.md 'Scale out (issue 14): volumes from any host')")
     vid = w.volume("vm-extend")
     serial = vid[:20]
     w.attach(w.vm, vid)
@@ -335,12 +334,11 @@ def df_kib(w: World, vid: str) -> int:
     return int(inside(w.cloud, w.ct, f"df -k /mnt/volumes/{vid} | tail -1").split()[1])
 
 
+@pytest.mark.configs("embedded", reason="online extend does not reach a server over NBD (an export's size is "
+                     "fixed at the handshake; docs/architecture.md 'Scale out (issue 14): volumes from any host')")
 def test_extend_of_a_container_volume_grows_its_filesystem(world: World) -> None:
     """The filesystem is the VM's (busybox mke2fs, ext2), grown by the runc driver on this host."""
     w = world
-    if w.scaled:
-        pytest.skip("online extend does not reach a server over NBD (an export's size is fixed at the handshake; "
-                    "docs/architecture.md 'Scale out (issue 14): volumes from any host')")
     vid = w.volume("ct-extend")
     serial = vid[:20]
     w.attach(w.vm, vid)
