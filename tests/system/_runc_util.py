@@ -40,12 +40,15 @@ def write_config(root: Path, settings: dict[str, Any] | None = None, **extra: An
 
 def launch_runc(
     launcher: Callable[..., CumuloCloud], tmp: Path, *, fake_hosts: int = 0, settings: dict[str, Any] | None = None,
-    config: str = "embedded", **extra: Any,
+    config: str = "embedded", cluster_fake_hosts: int = 0, **extra: Any,
 ) -> CumuloCloud:
-    """`config`: the module's `cumulo_config` ("scaled": a cluster.ClusterCloud, 3 runc dev hosts)."""
+    """`config`: the module's `cumulo_config` ("scaled": a cluster.ClusterCloud, 3 runc dev hosts, and
+    `cluster_fake_hosts` fake hosts in its L3 host's process)."""
     # A runc-only cloud boots no VM: no tiny-vm demo image, whose background build (on by default
     # when QEMU is installed) costs a cloud start ~1.2 s of CPU and holds its ready line ~0.5 s.
     path = write_config(tmp, settings, **{"tiny_vm_image": "off", **extra})
+    if config == "scaled":
+        return launcher(driver="runc", args=["--config", str(path)], config=config, cluster_fake_hosts=cluster_fake_hosts)
     return launcher(fake_hosts=fake_hosts, driver="runc", args=["--config", str(path)], config=config)
 
 

@@ -138,9 +138,10 @@ class ClusterCloud(CumuloCloud):
     config_name = "scaled"
 
     def __init__(self, root: Path, services: Mapping[str, str], *, drivers: str = "runc", hosts: int = HOSTS,
+                 fake_hosts: int = 0,
                  external: bool = False, external_cidr: str | None = None, env: Mapping[str, str] | None = None,
                  settings: Mapping[str, Any] | None = None) -> None:
-        super().__init__(root, env=env, host="127.0.0.1", driver=drivers)
+        super().__init__(root, env=env, host="127.0.0.1", driver=drivers, fake_hosts=fake_hosts)
         self.config = root / "cumulo.yaml"
         self.state_dir = root / "api"
         self.services = dict(services)
@@ -281,7 +282,8 @@ class ClusterCloud(CumuloCloud):
         else:
             assert name == self.l3_host, name
             real = any(d in ("runc", "qemu") for d in self.driver.split(","))
-            argv = self._argv("compute", self.root / name, "--host", name, "--driver", "runc" if real else "fake")
+            argv = self._argv("compute", self.root / name, "--host", name, "--driver", "runc" if real else "fake",
+                              *(["--fake-hosts", str(self.fake_hosts)] if self.fake_hosts else []))
             ready = "cumulo compute is ready"
         env = self._env()
         if name == self.l3_host:
@@ -503,7 +505,9 @@ class ClusterCloud(CumuloCloud):
 def scaled_cloud(options: Mapping[str, Any], services: Mapping[str, str]) -> ClusterCloud:
     """A started cluster.ClusterCloud from a module's `cumulo_options` (driver: the dev hosts'
     drivers; args: --no-external and --config FILE understood, the rest ignored; env: every
-    process's; fake_hosts ignored: the hosts are the 3 dev hosts)."""
+    process's; fake_hosts ignored: the hosts are the 3 dev hosts; cluster_fake_hosts: N fake hosts
+    `fake-host-1..N` in the L3 host's process, `cumulo compute --fake-hosts N`, e.g. a host offering
+    only VM instance types as a module's embedded cloud has)."""
     if not services.get("dir"):
         pytest.skip("the scaled configuration needs the run's RabbitMQ node dir (CUMULO_TEST_SERVICES_DIR)")
     if os.geteuid() != 0 or shutil.which("nsenter") is None or shutil.which("unshare") is None:
@@ -521,5 +525,5 @@ def scaled_cloud(options: Mapping[str, Any], services: Mapping[str, str]) -> Clu
         cidr = free_external_cidr()
     root = Path(tempfile.mkdtemp(prefix=_leftovers.cloud_root_prefix() + "cluster-"))
     cloud = ClusterCloud(root, services, drivers=driver, external=external, external_cidr=cidr, env=env,
-                         settings=settings)
+                         settings=settings, fake_hosts=int(options.get("cluster_fake_hosts", 0)))
     return cloud.start()

@@ -595,7 +595,8 @@ def cumulo_launcher(request: pytest.FixtureRequest) -> Iterator[Callable[..., Cu
     """Factory: `cumulo_launcher(fake_hosts=0, args=(), env=None, start=True, driver="fake")` → a CumuloCloud
     in its own temp dir. Whatever is still running at the end of the session is closed.
     `config="scaled"` (a module's `cumulo_config`) makes a started cluster.ClusterCloud instead
-    (cluster.scaled_cloud; fake_hosts and start are ignored)."""
+    (cluster.scaled_cloud; fake_hosts and start are ignored; `cluster_fake_hosts=N` runs N fake hosts
+    in its L3 host's process)."""
     made: list[CumuloCloud] = []
 
     def launch(
@@ -606,11 +607,13 @@ def cumulo_launcher(request: pytest.FixtureRequest) -> Iterator[Callable[..., Cu
         start: bool = True,
         driver: str = "fake",
         config: str = "embedded",
+        cluster_fake_hosts: int = 0,
     ) -> CumuloCloud:
         if config == "scaled":
             from cluster import scaled_cloud
 
-            scaled = scaled_cloud({"driver": driver, "args": args, "env": env or {}},
+            scaled = scaled_cloud({"driver": driver, "args": args, "env": env or {},
+                                   "cluster_fake_hosts": cluster_fake_hosts},
                                   request.getfixturevalue("scale_services"))
             made.append(scaled)
             return scaled

@@ -4,6 +4,10 @@ One `cumulo up` for the module, its local host on the runc driver, plus one fake
 only VM instance types ("qemu", "kvm"): container images must land on the runc host, VM images on
 the fake one. Servers are checked from the host (runc state, cgroups, mounts) and from inside
 (`runc exec`). Every server the module makes is deleted at the end, and nothing of it may remain.
+
+And on the scaled-out cloud (tests/system/cluster.py): the 3 runc dev hosts, each a `cumulo compute`
+in its own namespaces that downloads image bytes from the API process, and one fake host offering
+the VM types (in the L3 host's process); a server is checked on the host `server show` names.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from conftest import CumuloCloud
 
 MIB = 1024 * 1024
+cumulo_configs = ("embedded", "scaled")
 USER_DATA = "#!/bin/sh\necho user data for the probe\n"
 
 
@@ -58,9 +63,11 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory,
+          cumulo_config: str) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("runc-cli")
-    cloud = launch_runc(cumulo_launcher, tmp, fake_hosts=1, fake_instance_types=["qemu", "kvm"])
+    cloud = launch_runc(cumulo_launcher, tmp, fake_hosts=1, cluster_fake_hosts=1, config=cumulo_config,
+                        fake_instance_types=["qemu", "kvm"])
     w = World(cloud, tmp)
     layered = layered_image(tmp / "layered.tar")
     (tmp / "vm.raw").write_bytes(b"\0" * 4096)
@@ -104,6 +111,11 @@ def host_of(s: dict[str, Any]) -> str:
     return str(s["OS-EXT-SRV-ATTR:host"])
 
 
+def runc_hosts(cloud: CumuloCloud) -> list[str]:
+    """The runc compute hosts: the local one, or the scaled-out cloud's dev hosts."""
+    return list(getattr(cloud, "hosts", ["cumulo-local"]))
+
+
 def pid_of(w: World, uuid: str) -> int:
     state = runc_state(w.cloud, uuid)
     assert state is not None and state["status"] == "running", state
@@ -115,9 +127,9 @@ def pid_of(w: World, uuid: str) -> int:
 
 def test_hypervisor_show_tells_containers_from_vms(world: World) -> None:
     hyps = {h["Hypervisor Hostname"]: h for h in world.osc("hypervisor", "list")}
-    assert hyps["cumulo-local"]["Hypervisor Type"] == "container"
+    assert all(hyps[h]["Hypervisor Type"] == "container" for h in runc_hosts(world.cloud)), hyps
     assert hyps["fake-host-1"]["Hypervisor Type"] == "fake"
-    local = world.osc("hypervisor", "show", "cumulo-local")
+    local = world.osc("hypervisor", "show", runc_hosts(world.cloud)[-1])
     cpu = local["cpu_info"]
     assert local["hypervisor_type"] == "container"
     assert cpu["driver"] == "runc" and cpu["instance_types"] == ["container"]
@@ -136,7 +148,7 @@ def test_images_boot_where_their_hypervisor_type_says(world: World) -> None:
             lambda a: w.boot(*a), [("demo-a", "busybox"), ("layered-a", "layered"), ("vm-a", "vm-disk")]
         )
     shown = {u: wait_status(w.cloud, u, "ACTIVE") for u in (demo, layered, vm)}
-    assert host_of(shown[demo]) == host_of(shown[layered]) == "cumulo-local"
+    assert {host_of(shown[demo]), host_of(shown[layered])} <= set(runc_hosts(w.cloud))
     assert host_of(shown[vm]) == "fake-host-1"
     # The console log is the container's output.
     assert "hello from cumulo busybox" in until_console(w, demo, "hello from cumulo busybox")
@@ -263,7 +275,7 @@ def test_snapshot_then_boot_from_it(world: World) -> None:
     wait_status(w.cloud, uuid, "ACTIVE")
     child = w.boot("from-snap", "snap-demo")
     s = wait_status(w.cloud, child, "ACTIVE")
-    assert host_of(s) == "cumulo-local"
+    assert host_of(s) in runc_hosts(w.cloud)
     assert inside(w.cloud, child, "cat /root/marker.txt").strip() == "written-before-snapshot"
     # The snapshot keeps the rebuilt image's root (layered) and its command.
     assert inside(w.cloud, child, "cat /data/keep.txt").strip() == "kept"
@@ -294,7 +306,8 @@ def test_delete_leaves_nothing_behind(world: World) -> None:
         wait_gone(w.cloud, u)
     left = {u: leftovers(w.cloud, u) for u in live}
     assert all(not v for v in left.values()), left
-    assert not list((w.cloud.state_dir / "runc").iterdir())
+    for host in runc_hosts(w.cloud):
+        assert not list((w.cloud.host_dir(host) / "runc").iterdir()), host
     listed = w.cloud.osc_run("server", "list", "--all-projects")
     assert listed.returncode == 0
     ids = [line for line in listed.stdout.splitlines() if any(u in line for u in live)]
