@@ -50,17 +50,28 @@ async def begin(conn: AsyncConnection, instance_uuid: str, request_id: str, name
     return None if row is None else EventHandle(int(row.action_id), int(row.id))
 
 
+def _one_statement(conn: AsyncConnection) -> bool:
+    """PostgreSQL runs two writes as one statement (a data-modifying WITH): a round trip less.
+    SQLite takes no UPDATE inside WITH, and its statements are library calls anyway."""
+    return conn.dialect.name == "postgresql"
+
+
 async def finish(conn: AsyncConnection, handle: EventHandle | None, exc: BaseException | None = None) -> None:
     if handle is None:
         return
     result, trace = _outcome(exc)
     now = utcnow()
-    await conn.execute(
+    event = (
         sa.update(instance_action_events)
         .where(instance_action_events.c.id == handle.event_id)
         .values(finish_time=now, result=result, traceback=trace)
     )
-    await conn.execute(sa.update(instance_actions).where(instance_actions.c.id == handle.action_id).values(updated_at=now))
+    action = sa.update(instance_actions).where(instance_actions.c.id == handle.action_id).values(updated_at=now)
+    if _one_statement(conn):
+        await conn.execute(action.add_cte(event.returning(instance_action_events.c.id).cte("finished_event")))
+        return
+    await conn.execute(event)
+    await conn.execute(action)
 
 
 async def record(
@@ -73,12 +84,32 @@ async def record(
     exc: BaseException | None = None,
 ) -> None:
     """A whole event at once, for a step that ran before its outcome was written. Two statements:
-    the action's `updated_at` (its id returned), then the event."""
+    the action's `updated_at` (its id returned), then the event; one on PostgreSQL (the UPDATE in
+    a WITH the INSERT selects from; no action, no event, as before)."""
     if not request_id:
         return
     result, trace = _outcome(exc)
     now = utcnow()
     action = actions.action_query(instance_uuid, request_id)
+    if _one_statement(conn):
+        touched = (
+            sa.update(instance_actions)
+            .where(instance_actions.c.id == sa.select(action.c.id).scalar_subquery())
+            .values(updated_at=now)
+            .returning(instance_actions.c.id)
+            .cte("touched_action")
+        )
+        await conn.execute(
+            sa.insert(instance_action_events)
+            .from_select(
+                ["action_id", "event", "start_time", "finish_time", "host", "result", "traceback"],
+                sa.select(touched.c.id, *(sa.literal(v, instance_action_events.c[k].type) for k, v in (
+                    ("event", name), ("start_time", started), ("finish_time", now), ("host", host),
+                    ("result", result), ("traceback", trace)))),
+            )
+            .add_cte(touched)
+        )
+        return
     row = (await conn.execute(
         sa.update(instance_actions)
         .where(instance_actions.c.id == sa.select(action.c.id).scalar_subquery())
