@@ -196,12 +196,11 @@ def network_ns_exists(network_id: str, cloud: CumuloCloud | None = None, server:
     return netns.exists(netns.network_ns(network_id))
 
 
-def attach_anywhere(cloud: CumuloCloud) -> bool:
-    """Whether a volume attaches to a server on whichever host runs it: on the one host of `cumulo
-    up`, yes; on a cluster not until remote volume attach (REMOTE-VOL: an NBD export of the volume
-    host, opened by the server's host) lands, since volumes are files of its volume_host (dev host
-    1) and the scheduler puts a server where it likes."""
-    return cloud.volume_host is None
+def volume_loops(volume_id: str) -> list[str]:
+    """The loop devices over the volume (`losetup -a`, by the backing file's name): its file on the
+    volume host, or on another host its NBD connection's FUSE file (connections/<id>/disk)."""
+    done = subprocess.run(["losetup", "-a"], capture_output=True, text=True, timeout=30, check=False)  # noqa: S603, S607
+    return [line for line in done.stdout.splitlines() if volume_id in line]
 
 
 def volume_files(cloud: CumuloCloud, volume_id: str) -> list[Path]:

@@ -19,9 +19,8 @@ made through OCCI with a network and a volume linked on creation. On the host:
 Everything made is deleted at the end, through OCCI where the row is about deleting.
 
 And on the scaled-out cloud (tests/system/cluster.py): the volumes are files of its volume host (dev
-host 1), the container runs on whichever dev host the scheduler picks and its networks are plumbed
-(and taken down) there. The storagelinks wait for a volume that attaches on any host
-(_occi_util.attach_anywhere: NO_REMOTE_VOLUMES says why they skip there until then).
+host 1), the container runs on another dev host (off_the_volume_host), so every storagelink is a
+volume of another host reached over NBD, and its networks are plumbed (and taken down) there.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ import ipaddress
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -55,7 +53,6 @@ from _occi_util import (
     RESOURCE_TPL_SCHEME,
     OcciWorld,
     api,
-    attach_anywhere,
     bridge_up,
     container_ipv4,
     container_pings,
@@ -65,6 +62,7 @@ from _occi_util import (
     tenant_of,
     validate_json,
     volume_files,
+    volume_loops,
     wait_container,
 )
 from _runc_util import launch_runc, wait_for
@@ -109,10 +107,8 @@ class World(OcciWorld):
 
 
 # and on the scaled-out cloud (tests/system/cluster.py): the volumes on its volume host (dev host 1),
-# the container on whichever dev host the scheduler picks, its networks plumbed there
+# the container on another dev host (its volumes reach it over NBD), its networks plumbed there
 cumulo_configs = ("embedded", "scaled")
-NO_REMOTE_VOLUMES = ("a volume attaches only to a server on the cluster's volume host until remote volume attach "
-                     "(REMOTE-VOL, issue 14) lands; docs/architecture.md 'Scale out (issue 14): the test configurations'")
 
 
 @pytest.fixture(scope="module")
@@ -146,12 +142,6 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
         subprocess.run(["chattr", "-R", "-i", str(cloud.host_dir(cloud.volume_host) / "volumes")],  # noqa: S603, S607
                        check=False, capture_output=True)
         cloud.close()
-
-
-def loops_of(path: Path) -> str:
-    """`losetup -j <file>`: the loop devices bound over the volume's file."""
-    return subprocess.run(["losetup", "-j", str(path)], capture_output=True, text=True,  # noqa: S603, S607
-                          check=False).stdout.strip()
 
 
 def _cidr() -> str:
@@ -318,36 +308,49 @@ def box(world: World) -> Box:
     js = world.occi(JSON)
     b.cidr = _cidr()
     b.network = _network(world, TEXT_PLAIN, b.cidr, "occi-box-net")
-    # Link network and storage on creation (text/occi: everything in headers); the storage where a
-    # volume attaches on any host (attach_anywhere).
-    links = [InlineLink(target=b.network, target_kind=NETWORK, kind=NETWORKINTERFACE)]
-    if attach_anywhere(world.cloud):
-        b.storage = world.track(js.create(STORAGE, attributes={"occi.core.title": "occi-box-vol",
-                                                                 "occi.storage.size": 1}))
-        world.wait_storage(b.storage, "online")
-        links.append(InlineLink(target=b.storage, target_kind=STORAGE, kind=STORAGELINK))
-    b.compute = world.track(world.occi(TEXT_OCCI).create(
-        COMPUTE, mixins=world.tpl(), attributes={"occi.core.title": "occi-box"}, links=links))
-    uuid = path_id(b.compute)
-    wait_for(lambda: js.get(b.compute).attributes.get("occi.compute.state") == "active", timeout=120,
-             what=f"{b.compute} active")
+    b.storage = world.track(js.create(STORAGE, attributes={"occi.core.title": "occi-box-vol", "occi.storage.size": 1}))
+    world.wait_storage(b.storage, "online")
+    # Link network and storage on creation (text/occi: everything in headers).
+    links = [InlineLink(target=b.network, target_kind=NETWORK, kind=NETWORKINTERFACE),
+             InlineLink(target=b.storage, target_kind=STORAGE, kind=STORAGELINK)]
+    with off_the_volume_host(world.cloud):
+        b.compute = world.track(world.occi(TEXT_OCCI).create(
+            COMPUTE, mixins=world.tpl(), attributes={"occi.core.title": "occi-box"}, links=links))
+        uuid = path_id(b.compute)
+        wait_for(lambda: js.get(b.compute).attributes.get("occi.compute.state") == "active", timeout=120,
+                 what=f"{b.compute} active")
     wait_container(world.cloud, uuid, "running")
+    if world.cloud.volume_host:  # the storagelinks below cross hosts: NBD from the volume host
+        assert world.cloud.server_host(uuid) not in ("", world.cloud.volume_host), world.cloud.server_host(uuid)
     return b
 
 
+@contextlib.contextmanager
+def off_the_volume_host(cloud: CumuloCloud) -> Iterator[None]:
+    """On a cluster, the servers made inside go to a dev host other than the volume host (its
+    nova-compute service disabled meanwhile), so that their volumes cross hosts."""
+    host = cloud.volume_host
+    if not host:
+        yield
+        return
+    cloud.osc("compute", "service", "set", "--disable", "--disable-reason", "occi: off the volume host", host,
+              "nova-compute", json=False)
+    try:
+        yield
+    finally:
+        cloud.osc("compute", "service", "set", "--enable", host, "nova-compute", json=False)
+
+
 def test_links_made_on_creation(world: World, box: Box) -> None:
-    uuid, vid = path_id(box.compute), path_id(box.storage) if box.storage else ""
+    uuid, vid = path_id(box.compute), path_id(box.storage)
     for rendering in RENDERINGS:
         ent = world.occi(rendering).get(box.compute)
         kinds = {ln.category[0] for ln in ent.links if ln.category}
         targets = {path_id(ln.target) for ln in ent.links}
-        assert NETWORKINTERFACE in kinds and path_id(box.network) in targets, ent.links
-        assert not vid or (STORAGELINK in kinds and vid in targets), ent.links
+        assert {NETWORKINTERFACE, STORAGELINK} <= kinds and {path_id(box.network), vid} <= targets, ent.links
     # The NIC holds an address of the network's CIDR; the volume is mounted and writable.
     ips = [ip for addrs in container_ipv4(world.cloud, uuid).values() for ip in addrs]
     assert any(ipaddress.ip_address(ip) in ipaddress.ip_network(box.cidr) for ip in ips), (ips, box.cidr)
-    if not vid:
-        pytest.skip(f"the storagelink made on creation: {NO_REMOTE_VOLUMES}")
     mark = secrets.token_hex(8)
     done = exec_in(world.cloud, uuid, f"grep -q ' /mnt/volumes/{vid} ' /proc/mounts && echo {mark} > "
                                       f"/mnt/volumes/{vid}/mark && cat /mnt/volumes/{vid}/mark")
@@ -366,8 +369,6 @@ def test_links_made_on_creation(world: World, box: Box) -> None:
 
 def test_link_storage_at_run_time(world: World, box: Box) -> None:
     """Link a volume to the running container and unlink it, in each rendering (the same volume)."""
-    if not attach_anywhere(world.cloud):
-        pytest.skip(NO_REMOTE_VOLUMES)
     uuid = path_id(box.compute)
     js = world.occi(JSON)
     loc = world.track(js.create(STORAGE, attributes={"occi.core.title": "occi-hot-vol", "occi.storage.size": 1}))
@@ -382,8 +383,7 @@ def test_link_storage_at_run_time(world: World, box: Box) -> None:
         # What an earlier link wrote is still there: the same volume, mounted again.
         assert all(exec_in(world.cloud, uuid, f"cat {mnt}/hot-{j}").stdout.strip() == str(j) for j in range(i))
         assert exec_in(world.cloud, uuid, f"echo {i} > {mnt}/hot-{i} && sync").returncode == 0
-        [path] = volume_files(world.cloud, vid)
-        assert loops_of(path), f"no loop device over {path}"
+        assert volume_loops(vid), f"no loop device over volume {vid} (its file, or its NBD connection's)"
         ent = occi.get(link)
         assert ent.kind == STORAGELINK and path_id(ent.attributes["occi.core.target"]) == vid, ent
         assert path_id(link) in occi.ids("/storagelink/")
@@ -392,7 +392,7 @@ def test_link_storage_at_run_time(world: World, box: Box) -> None:
         world.wait_cinder(vid, "available")
         assert exec_in(world.cloud, uuid, f"grep -q ' {mnt} ' /proc/mounts").returncode != 0
         assert exec_in(world.cloud, uuid, f"test -e {mnt}/hot-{i}").returncode != 0
-        wait_for(lambda path=path: not loops_of(path), timeout=30, what=f"the loop device over {path} released")
+        wait_for(lambda: not volume_loops(vid), timeout=30, what=f"the loop device over volume {vid} released")
         assert occi.status("GET", link) == 404
 
 
