@@ -14,10 +14,10 @@ the CLI that OCCI then drives through every action in each rendering (runc state
 destroys.
 
 And on the scaled-out cloud (tests/system/cluster.py, runc,qemu dev hosts): the same rows, the
-servers on whichever dev host the scheduler picks (runc and QEMU checked there), with two cuts
-for the run's time budget (SCALED_SUBSET: create/query/destroy and the every-action walk in the
-JSON rendering only) and no volume linked on creation until a volume attaches on any host
-(_occi_util.attach_anywhere).
+servers on whichever dev host the scheduler picks (runc and QEMU checked there; a volume linked on
+creation comes from the volume host, over NBD when the server is elsewhere), with two cuts for the
+run's time budget (SCALED_SUBSET: create/query/destroy and the every-action walk in the JSON
+rendering only).
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ from _occi_util import (
     OcciWorld,
     Tenant,
     api,
-    attach_anywhere,
     container_file,
     container_ipv4,
     container_status,
@@ -240,17 +239,14 @@ def test_compute_create_query_destroy(world: World, rendering: str) -> None:
     else:
         mixins, attrs = (SSH_KEY, USER_DATA), {"occi.credentials.ssh.publickey": key,
                                                "occi.compute.userdata": user_data}
-    # A volume linked on creation too (a storagelink inline, in this rendering), where a volume
-    # attaches to a server on any host (see attach_anywhere).
-    vol = vid = ""
-    if attach_anywhere(world.cloud):
-        vol = occi.create(STORAGE, attributes={"occi.core.title": title + "-vol", "occi.storage.size": 1})
-        world.made.append(vol)
-        vid = path_id(vol)
-        wait_for(lambda: occi.get(vol).attributes.get("occi.storage.state") == "online", timeout=60,
-                 what=f"{vol} online")
+    # A volume linked on creation too (a storagelink inline, in this rendering; on a cluster from
+    # its volume host to wherever the server runs).
+    vol = occi.create(STORAGE, attributes={"occi.core.title": title + "-vol", "occi.storage.size": 1})
+    world.made.append(vol)
+    vid = path_id(vol)
+    wait_for(lambda: occi.get(vol).attributes.get("occi.storage.state") == "online", timeout=60, what=f"{vol} online")
     loc = world.compute(occi, title, mixins=mixins, attributes=attrs,
-                        links=(InlineLink(target=vol, target_kind=STORAGE, kind=STORAGELINK),) if vol else ())
+                        links=(InlineLink(target=vol, target_kind=STORAGE, kind=STORAGELINK),))
     uuid = path_id(loc)
     world.wait_state(loc, "active")
     wait_container(world.cloud, uuid, "running")
@@ -264,10 +260,9 @@ def test_compute_create_query_destroy(world: World, rendering: str) -> None:
                   params={"network_id": world.private}).json()["subnets"]
     ips = [ipaddress.ip_address(ip) for addrs in container_ipv4(world.cloud, uuid).values() for ip in addrs]
     assert any(ip in ipaddress.ip_network(s["cidr"]) for ip in ips for s in subnets), (ips, subnets)
-    if vid:
-        done = exec_in(world.cloud, uuid, f"grep -q ' /mnt/volumes/{vid} ' /proc/mounts && echo {title} > "
-                                          f"/mnt/volumes/{vid}/t && cat /mnt/volumes/{vid}/t")
-        assert done.returncode == 0 and done.stdout.strip() == title, done.stderr
+    done = exec_in(world.cloud, uuid, f"grep -q ' /mnt/volumes/{vid} ' /proc/mounts && echo {title} > "
+                                      f"/mnt/volumes/{vid}/t && cat /mnt/volumes/{vid}/t")
+    assert done.returncode == 0 and done.stdout.strip() == title, done.stderr
     # Query: the entity, the kind's collection, the root collection, filters by attribute and kind.
     ent = occi.get(loc)
     assert ent.kind == COMPUTE and ent.attributes["occi.core.title"] == title
@@ -302,10 +297,9 @@ def test_compute_create_query_destroy(world: World, rendering: str) -> None:
     wait_for(lambda: occi.status("GET", loc) == 404, timeout=60, what=f"{loc} 404")
     assert uuid not in occi.ids("/compute/")
     # The volume outlives its server, detached, and goes with its own delete.
-    if vid:
-        wait_for(lambda: api(world.cloud, world.demo, "GET", f"/volume/v3/volumes/{vid}").json()["volume"]["status"]
-                 == "available", timeout=60, what=f"volume {vid} available")
-        assert occi.delete(vol).status_code in (200, 204)
+    wait_for(lambda: api(world.cloud, world.demo, "GET", f"/volume/v3/volumes/{vid}").json()["volume"]["status"]
+             == "available", timeout=60, what=f"volume {vid} available")
+    assert occi.delete(vol).status_code in (200, 204)
 
 
 # -- a CLI-made server, driven through OCCI: every action ---------------------------------------
