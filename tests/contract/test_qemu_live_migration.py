@@ -146,3 +146,55 @@ async def test_a_server_booted_from_a_shared_volume_moves_without_copying_it(
     assert await wait_ticks(dst, uid, before) > before  # went on: no reboot
     assert dst.read_record(dst.dir / uid)["disks"][0]["path"] == str(volume) and volume.exists()
     assert not (dst.dir / uid / "disk.qcow2").exists()
+
+
+async def test_a_server_whose_root_volume_is_another_hosts_moves_over_the_same_nbd_export(
+    drivers: tuple[QemuDriver, QemuDriver], tmp_path: Path
+) -> None:
+    """Volumes from any host (issue 14): the root volume is a volume host's NBD export (real qemu-nbd,
+    TLS with the attachment's key); the source's QEMU boots from it with its own nbd client, the
+    destination opens the same export with its own key dir (the spec's), nothing is copied, and the
+    guest runs on."""
+    import dataclasses
+    import subprocess
+
+    from cumulo.blockstore import nbd
+    from cumulo.compute.drivers.base import DiskSpec
+
+    src, dst = drivers
+    volume = tmp_path / "volume-host" / "root.raw"
+    volume.parent.mkdir()
+    subprocess.run(["qemu-img", "convert", "-q", "-f", "qcow2", "-O", "raw",  # noqa: S603, S607
+                    str(_qemu_guest.tiny_vm().disk), str(volume)], check=True)
+    att, vid, secret = str(uuidlib.uuid4()), str(uuidlib.uuid4()), b"s" * 32
+    run = tmp_path / "volume-host" / "run"
+    export = nbd.new_export(att, vid, "127.0.0.1", nbd.free_port("127.0.0.1", 21809, 21999, set()), read_only=False)
+    await nbd.serve(run, export, str(volume), nbd.psk_key(secret, att))
+    try:
+        keys = {side: str(nbd.write_psk(tmp_path / side / "keys" / att, nbd.psk_identity(att), nbd.psk_key(secret, att)))
+                for side in ("src", "dst")}
+        target = {k: str(v) for k, v in export.target().items() if k != "tls"}
+        root = DiskSpec(volume_id=vid, path=f"nbd://127.0.0.1:{export.port}/{export.name}", device_name="/dev/vda",
+                        boot_index=0, kind="nbd", nbd=tuple(sorted(target.items())), tls_dir=keys["src"])
+        uid = str(uuidlib.uuid4())
+        spec = InstanceSpec(uuid=uid, name="lmn", hostname="lmn", project_id="p",
+                            flavor=FlavorSpec(vcpus=1, memory_mb=128, root_gb=1), image=_qemu_guest.tiny_image(),
+                            user_data=USER_DATA, disks=(root,))
+        await src.spawn(spec)
+        before = await wait_ticks(src, uid, await wait_ticks(src, uid, 0.0))
+        source = await src.live_migration_source(uid)
+        assert source["disks"] == {}  # nothing local to copy
+        here = dataclasses.replace(spec, disks=(dataclasses.replace(root, tls_dir=keys["dst"]),))
+        incoming = await dst.prepare_incoming(here, source, "127.0.0.1", PORTS)
+        figures = await src.live_migrate(uid, incoming)
+        await dst.finish_incoming(uid)
+        await src.drop_migrated(uid)
+        print(f"move over a volume host's NBD export: {figures}")
+        assert figures["disk_bytes"] == 0 and await dst.get_power_state(uid) == PowerState.RUNNING
+        assert await wait_ticks(dst, uid, before) > before  # went on: no reboot
+        [disk] = dst.read_record(dst.dir / uid)["disks"]
+        assert disk["kind"] == "nbd" and disk["tls_dir"] == keys["dst"]
+        assert not process.scan_pids(uid, src._layout(uid).pidfile)
+        await dst.destroy(uid)
+    finally:
+        await nbd.unserve(run, att)

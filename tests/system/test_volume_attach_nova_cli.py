@@ -61,7 +61,8 @@ def cloud(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
 
 
 def _boot(cloud: CumuloCloud, name: str) -> str:
-    # volumes are files of the volume host (no remote block transport): the servers run there
+    # the servers run on the volume host: the online extend below needs the file (a server on another
+    # host reaches the volume over NBD, whose export's size is fixed: test_volume_attach_cli's scaled variant)
     zone = ["--availability-zone", f"nova:{cloud.volume_host}"] if cloud.volume_host else []
     made = cloud.osc("server", "create", "--image", "busybox", "--flavor", "m1.nano", "--nic", "none", *zone, name,
                      microversion="2.37")

@@ -25,7 +25,7 @@ from typing import Any
 
 from cumulo.compute import live_records, netports
 from cumulo.compute import states as st
-from cumulo.compute.agent import nics
+from cumulo.compute.agent import nics, volumes
 from cumulo.compute.agent.node import Node
 from cumulo.compute.drivers.base import Capability, LiveMigration, supports
 from cumulo.errors import InvalidState, NotFound
@@ -173,6 +173,7 @@ async def cleanup_source(node: Node, uuid: str) -> None:
     await _driver(node).drop_migrated(uuid)
     inst = await node.load(uuid)
     if inst is not None and inst.get("host") != node.host:
+        await volumes.forget_keys_of(node, uuid)  # the key files of volumes of another host, here
         try:
             await nics.unplug(node, netports.port_ids_of(inst))
         except Exception as exc:  # noqa: BLE001 - the server runs on the destination

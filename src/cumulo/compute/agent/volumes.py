@@ -74,6 +74,13 @@ async def _drop_mapping(node: Node, ctx: RequestContext, bdm: Mapping[str, Any])
     await _forget_keys(node, [bdm])
 
 
+async def forget_keys_of(node: Node, uuid: str) -> None:
+    """A server gone from this host (a live migration's source): its NBD key files here removed."""
+    async with node.db.read() as conn:
+        rows = await volume_records.of_instance(conn, uuid)
+    await _forget_keys(node, rows)
+
+
 async def _forget_keys(node: Node, rows: Iterable[Mapping[str, Any]]) -> None:
     """The NBD key files of mappings that went (a volume of another host: disks.py)."""
     if node.host_volumes is None:

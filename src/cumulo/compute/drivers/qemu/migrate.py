@@ -307,8 +307,12 @@ class LiveMigration(QemuCore):
                 if node not in sizes:
                     raise DriverError(f"the source did not give the size of disk {node}")
                 await disks._qemu_img("create", "-q", "-f", fmt, str(layout.dir / name), str(sizes[node]))
+            if rec.get("disks"):
+                rec["disks"] = _volumes_here(rec, spec)
             for disk, _bus in blockdev.recorded(rec):
                 blockdev.check(disk)  # the shared volumes: the same paths, which must exist here
+                if disk.kind == "nbd":  # another host's volume: the same export, opened from here too
+                    continue
                 if not await asyncio.to_thread(os.path.exists, disk.path):
                     raise DriverError(f"volume {disk.volume_id} ({disk.path}) is not visible on this host: a live "
                                       "migration needs the block store on shared storage")
@@ -370,6 +374,15 @@ class LiveMigration(QemuCore):
         await process.kill(layout, scan=True)
         await self._remove_dir(layout)
         self._op_locks.pop(uuid, None)
+
+
+def _volumes_here(rec: dict[str, Any], spec: InstanceSpec) -> list[dict[str, Any]]:
+    """The source's recorded volumes, those reached over NBD with this host's own key dir (the
+    spec's DiskSpec: the agent wrote the attachment's key here); the same export, node names and
+    buses, so the device state matches."""
+    here = {d.volume_id: d for d in spec.disks if d.kind == "nbd"}
+    return blockdev.record_docs([(here.get(d.volume_id, d) if d.kind == "nbd" else d, bus)
+                                 for d, bus in blockdev.recorded(rec)])
 
 
 def _nics_here(rec: dict[str, Any], spec: InstanceSpec) -> list[dict[str, Any]]:
