@@ -8,6 +8,7 @@ volume worker's notifier over compute's external events (Cinder's "volume-extend
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from cumulo.blockstore.base import BlockStore, Location
     from cumulo.blockstore.loop import LoopTable
     from cumulo.volume.service import VolumeService
+
+LOG = logging.getLogger(__name__)
 
 # The microversion compute speaks (attachments with a mode: 3.54; Nova asks for 3.44+).
 VOLUME_VERSION = (3, 60)
@@ -132,8 +135,13 @@ class HostBlockStore:
 
             run_dir = self.keys_dir.parent
             for volume_id in await asyncio.to_thread(_listed, run_dir / nbd.CONNECTIONS):
-                if volume_id not in keep and await nbd.disconnect(run_dir, volume_id):
-                    released.append(volume_id)
+                if volume_id in keep:
+                    continue
+                try:
+                    if await nbd.disconnect(run_dir, volume_id):
+                        released.append(volume_id)
+                except errors.CumuloError as exc:  # a name that is no volume id: not ours to touch
+                    LOG.warning("NBD connection %s left alone: %s", volume_id, exc)
         return released
 
     async def nbd_credentials(self, attachment_id: str, identity: str) -> str:

@@ -90,3 +90,23 @@ async def test_qemu_opens_the_export_with_its_nbd_driver_and_the_attachments_key
 def test_the_connector_carries_the_underlay_address_only_when_there_is_one() -> None:
     assert connector_for("host2", "/dev/vdb", "198.18.20.3")["ip"] == "198.18.20.3"
     assert "ip" not in connector_for("host2", "/dev/vdb")
+
+
+async def test_the_loop_reap_drops_connections_no_server_holds(tmp_path: Any) -> None:
+    """A connection left by a crash (its daemon dead: nothing mounted) goes with the reap, unless kept;
+    a dir whose name is no volume id is not touched."""
+    from cumulo.blockstore import nbd
+    from cumulo.runtime_volumes import HostBlockStore
+
+    class Loops:
+        async def reap(self, keep: set[str]) -> list[str]:
+            return []
+
+    run = tmp_path / "run"
+    kept, stale = VID, ATT
+    for name in (kept, stale, "not-a-volume"):
+        (run / nbd.CONNECTIONS / name).mkdir(parents=True)
+        (run / nbd.CONNECTIONS / name / "disk").touch()
+    store = HostBlockStore(object(), Loops(), None, run / "nbd-keys")  # type: ignore[arg-type]
+    assert await store.reap_loops({kept}) == [stale]
+    assert sorted(p.name for p in (run / nbd.CONNECTIONS).iterdir()) == sorted([kept, "not-a-volume"])
