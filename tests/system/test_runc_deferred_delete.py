@@ -4,7 +4,9 @@ One `cumulo up` with real containers and `reclaim_instance_interval` set in its 
 `openstack server delete` powers the container off and leaves the server SOFT_DELETED,
 `openstack server restore` starts it again, and left alone the agent reclaims it after the
 interval with nothing of it left on the host. `openstack server backup create --type daily
---rotate 2` keeps the two newest backups of the server and deletes the oldest.
+--rotate 2` keeps the two newest backups of the server and deletes the oldest. And on the
+scaled-out cloud (tests/system/cluster.py): the reclaim runs in the server's dev host's agent, the
+backups go up to the API process's image store, and a server booted from one downloads it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 # Long enough for a restore through the CLI (a few seconds on a busy machine) to beat the reclaim;
 # the reclaim pass runs every INTERVAL / 2.
 INTERVAL = 20
+cumulo_configs = ("embedded", "scaled")
 
 
 class World:
@@ -50,9 +53,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory,
+          cumulo_config: str) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("runc-deferred")
-    cloud = launch_runc(cumulo_launcher, tmp, settings={"reclaim_instance_interval": INTERVAL})
+    cloud = launch_runc(cumulo_launcher, tmp, settings={"reclaim_instance_interval": INTERVAL}, config=cumulo_config)
     w = World(cloud)
     yield w
     # Whatever a failed test left: force-delete servers (a plain delete would only soft-delete).
