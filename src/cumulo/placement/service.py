@@ -439,7 +439,9 @@ class Placement:
         """One attempt. None means the generation moved under us (retry)."""
         # The node's and its pool's generations and inventories in one statement, before the usage
         # (see the module docstring); with whether the consumer holds anything yet.
-        node = await pools.node_and_pool(conn, provider_uuid, consumer_id)
+        # A re-claim replaces what the consumer already holds (on this provider, or in its pool).
+        exclude = None if hold_old else consumer_id
+        node = await pools.node_and_pool(conn, provider_uuid, consumer_id, exclude=exclude)
         if node is None:
             raise NotFound(f"Resource provider {provider_uuid} not found")
         pid, gen, inventory, pool = node.provider_id, node.generation, node.inventory, node.pool
@@ -448,12 +450,10 @@ class Placement:
             held = await self._consumer_providers(conn, [mig])
             if held:
                 return Claim(False, {"resize": "a resize of this instance is already in progress"})
-        # A re-claim replaces what the consumer already holds (on this provider, or in its pool).
-        exclude = None if hold_old else consumer_id
         if pool is not None:  # the node's usage comes with its pool's, in one query
             usage = (await pools.load_usage(conn, pool, exclude=exclude)).get(pid, {})
         else:
-            usage = await self._usage(conn, pid, exclude=exclude)
+            usage = node.usage  # read with the generation, in node_and_pool
         short = shortfall(resources, inventory, usage)
         if pool is not None:
             short = {**pool.shortfall({rc: n for rc, n in resources.items() if rc not in short}, inventory), **short}

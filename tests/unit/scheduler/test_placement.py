@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sched_rig import Hosts
 
 from cumulo.db import Database
+from cumulo.placement import pools
 from cumulo.placement.inventory import DISK_GB, MEMORY_MB, VCPU
 from cumulo.placement.models import allocations, resource_providers
 from cumulo.placement.service import Placement, migration_consumer, resources_from_flavor
@@ -58,18 +59,19 @@ async def test_twenty_concurrent_claims_never_overcommit(hosts: Hosts, placement
 async def test_lost_generation_race_is_retried(hosts: Hosts, placement: Placement, db: Database,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     p = await hosts.add("h1", memory_mb=2048)
-    original = Placement._usage
+    original = pools.node_and_pool
     calls = {"n": 0}
 
-    async def racing_usage(conn: Any, pid: int, exclude: str | None = None) -> Any:
-        # Another claim commits between our generation read and our CAS, the first time only.
+    async def racing_read(conn: Any, provider_uuid: str, consumer_id: str, **kw: Any) -> Any:
+        # Another claim commits between our generation (and usage) read and our CAS, the first time only.
         calls["n"] += 1
+        node = await original(conn, provider_uuid, consumer_id, **kw)
         if calls["n"] == 1:
-            await conn.execute(sa.update(resource_providers).where(resource_providers.c.id == pid)
+            await conn.execute(sa.update(resource_providers).where(resource_providers.c.uuid == provider_uuid)
                                .values(generation=resource_providers.c.generation + 1))
-        return await original(conn, pid, exclude)
+        return node
 
-    monkeypatch.setattr(Placement, "_usage", staticmethod(racing_usage))
+    monkeypatch.setattr(pools, "node_and_pool", racing_read)
     assert await placement.claim("c1", p, {MEMORY_MB: 1024})
     assert calls["n"] == 2  # the first attempt lost the CAS and was retried on fresh numbers
     assert (await placement.usage(p))[MEMORY_MB] == 1024
