@@ -179,17 +179,24 @@ class Resolved:
 VM_INSTANCE_TYPES = frozenset({"qemu", "kvm", "fake"})
 
 
+def root_image_ref(req: CreateRequest) -> str | None:
+    """The image a create boots from (or takes its mappings from), as `resolve` reads it."""
+    return (req.block_devices or BootPlan(image_ref=req.image_ref)).image_ref or None
+
+
 async def resolve(db: Database, client: VolumeClient | None, images: ImageService, ctx: RequestContext,
-                  req: CreateRequest, flavor: dict[str, Any]) -> Resolved:
+                  req: CreateRequest, flavor: dict[str, Any],
+                  image_read: asyncio.Future[dict[str, Any]] | None = None) -> Resolved:
     """The root and the mappings of a create request, checked as Nova's API checks them (image fit,
-    zero-disk flavors, the mappings' sources); nothing is changed."""
+    zero-disk flavors, the mappings' sources); nothing is changed. `image_read`: the read of
+    `root_image_ref(req)` already under way (server_create starts it beside its other reads)."""
     plan = req.block_devices or BootPlan(image_ref=req.image_ref)
     max_count = req.max_count
     image: dict[str, Any] | None = None
     snapshot_image: dict[str, Any] | None = None  # an image whose mappings make the server volume-backed
     if plan.image_ref:
         try:
-            image = await images.get(ctx, plan.image_ref)
+            image = await (image_read if image_read is not None else images.get(ctx, plan.image_ref))
         except errors.NotFound:
             raise errors.Invalid("Can not find requested image") from None
         plan = from_image_properties(image, plan)

@@ -8,6 +8,7 @@ Nothing slow runs here: the create returns as soon as the DB says yes and the ca
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -34,6 +35,34 @@ async def create_servers(svc: ComputeService, ctx: RequestContext, req: CreateRe
     in one transaction, the build cast to the conductor; returns (rows, reservation_id)."""
     project = ctx.project_id or ""
     az, force_host, force_node = parse_availability_zone(ctx, req.availability_zone)
+    image_read = _start_image_read(svc, ctx, req)
+    try:
+        return await _create(svc, ctx, req, project, (az, force_host, force_node), image_read)
+    finally:
+        if image_read is not None:
+            _settle(image_read)
+
+
+def _start_image_read(svc: ComputeService, ctx: RequestContext, req: CreateRequest) -> asyncio.Future[dict[str, Any]] | None:
+    """On PostgreSQL the root image is read on a connection of its own while the flavor and quotas
+    are read (two round trips less deep); its errors surface where the sequential read raised them
+    (boot_volumes.resolve). SQLite calls run inline: nothing to overlap."""
+    ref = boot_volumes.root_image_ref(req)
+    if svc.db.is_sqlite or not ref:
+        return None
+    return asyncio.ensure_future(svc.images.get(ctx, ref))
+
+
+def _settle(fut: asyncio.Future[Any]) -> None:
+    """A read not awaited (the create failed before it was needed) finishes on its own (cancelling
+    a statement mid-way would cost its connection), and its error, if any, is taken."""
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+async def _create(svc: ComputeService, ctx: RequestContext, req: CreateRequest, project: str,
+                  zone: tuple[str | None, str | None, str | None],
+                  image_read: asyncio.Future[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], str]:
+    az, force_host, force_node = zone
     async with svc.db.read() as conn:
         flavor = await svc.flavor_for(conn, ctx, req.flavor_ref)
         keypair = await svc.keypair_for(conn, ctx, req.key_name) if req.key_name and req.key_data is None else None
@@ -49,7 +78,7 @@ async def create_servers(svc: ComputeService, ctx: RequestContext, req: CreateRe
         members_limit = own.get("server_group_members", limits["server_group_members"])
         group = await server_groups.group_for_create(conn, ctx, req.scheduler_hints)
     # The root (an image, or a volume: boot_volumes) and the block device mappings, checked.
-    root = await boot_volumes.resolve(svc.db, svc.volumes, svc.images, ctx, req, flavor)
+    root = await boot_volumes.resolve(svc.db, svc.volumes, svc.images, ctx, req, flavor, image_read)
 
     nets = await networking.requested_ports(svc.network, ctx, req.requested_networks) if svc.network else []
     snap = flavor_snapshot(flavor)
