@@ -99,6 +99,9 @@ class ConductorSettings:
     # task that timed out. Above any step that runs without writing (a live migration's 300 s
     # steps); the agent skips a server it is still working on. 0: never.
     task_timeout_seconds: float = 600.0
+    # Nova's resize_confirm_window (compute/conductor/auto_confirm.py): a resize or cold migration
+    # left in VERIFY_RESIZE this many seconds is confirmed by the sweep; 0 (Nova's default): never.
+    resize_confirm_window: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,10 @@ Faults:
 3. kill -9 a compute agent while it spawns a container: restarted, its reconcile finishes the
    build on the same host (the message RabbitMQ redelivers to it is left to the reconcile);
    a create whose cast to the conductor was lost (purged while no conductor ran) is driven again
-   by a conductor (the sweep, compute/conductor/sweep.py, here after STUCK seconds);
+   by a conductor (the sweep, compute/conductor/sweep.py, here after STUCK seconds), and a resize
+   whose prep message was purged with it settles (compute/conductor/stuck.py: its host puts the
+   server back as it was, the record error, no claim left, a fault naming the task; here after
+   STUCK seconds, the product's conductor_task_timeout_seconds is 600);
 4. RabbitMQ stopped for 30 s during a burst of creates (`rabbitmqctl stop_app`/`start_app`): each
    create answers 202 or Nova's 503 `serviceUnavailable`, never a 500 or a hang; once it is back,
    every accepted server becomes ACTIVE and no refused one exists (docs/operations.md);
@@ -64,7 +67,7 @@ LOSS_BUDGET = 2
 PING_INTERVAL = 0.2
 OUTAGE = 30.0
 DEMO = "cumulo-demo"
-STUCK = 15  # conductor_stuck_build_seconds of the module's cluster (the product's default: 120)
+STUCK = 15  # conductor_stuck_build_seconds and _task_timeout_seconds of the module's cluster (120, 600)
 
 
 # -- the module's own PostgreSQL and RabbitMQ ----------------------------------------------------
@@ -242,7 +245,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                               "transport_url": urls["CUMULO_TEST_TRANSPORT_URL"], "dir": str(services_dir)},
                              drivers="runc", settings={"extra": {
                                  # the conductor's sweep of lost casts (compute/conductor/sweep.py), soon
-                                 "conductor_stuck_build_seconds": STUCK, "conductor_sweep_interval": 2}}).start()
+                                 "conductor_stuck_build_seconds": STUCK, "conductor_sweep_interval": 2,
+                                 "conductor_task_timeout_seconds": STUCK}}).start()
         w = World(cloud, services, services_dir)
         yield w
         w.http.close()
@@ -353,11 +357,17 @@ def test_the_scheduler_killed_holding_selections_restarted_answers_them(world: W
 
 
 def test_a_lost_cast_does_not_leave_a_server_in_scheduling(world: World) -> None:
-    """The API committed a create and its cast to the conductor was lost (purged from RabbitMQ while
-    no conductor ran, as a broker that lost it would): the server does not stay in scheduling; a
-    conductor drives it again (its start-up recovery when it is alone, else the periodic sweep
-    once the row has been stuck STUCK seconds)."""
+    """The API committed a create, and a resize, and their casts to the conductor were lost (purged
+    from RabbitMQ while no conductor ran, as a broker that lost them would): neither server stays in
+    its task state. A conductor drives the build again (its start-up recovery when it is alone,
+    else the periodic sweep once the row has been stuck STUCK seconds); the resize, whose message
+    nothing will redeliver, is settled once it made no progress for STUCK seconds: ACTIVE on its
+    host with its old flavor, the record error, no claim left, a fault saying its task timed out."""
     cloud = world.cloud
+    r = world.create(f"f-resize-{world.tag}", host=cloud.hosts[0])
+    assert r.status_code == 202, r.text
+    resized = r.json()["server"]["id"]
+    world.settled([resized])
     conductors = [n for n in ("conductor", "conductor2") if n in cloud.procs]
     for name in conductors:
         cloud.stop_process(name)
@@ -365,21 +375,35 @@ def test_a_lost_cast_does_not_leave_a_server_in_scheduling(world: World) -> None
         r = world.create(f"f-lost-{world.tag}")
         assert r.status_code == 202, r.text
         uuid = r.json()["server"]["id"]
-        wait_for(lambda: world.queue("conductor")["messages_ready"] == 1, timeout=30, what="the cast queued")
+        tiny = cloud.osc("flavor", "show", "m1.tiny")["id"]
+        r = world.http.post(f"/servers/{resized}/action", json={"resize": {"flavorRef": tiny}}, headers=world.headers())
+        assert r.status_code == 202, r.text
+        wait_for(lambda: world.queue("conductor")["messages_ready"] == 2, timeout=30, what="the casts queued")
         world.rabbitmqctl("purge_queue", "-p", cloud.vhost, "conductor")
         assert world.queue("conductor")["messages_ready"] == 0
+        assert world.server(resized)["OS-EXT-STS:task_state"] == "resize_prep"  # type: ignore[index]
     finally:
         cloud.start_process("conductor")
         if "conductor2" in conductors:
             _start_peer(cloud)
     t0 = time.monotonic()
-    rows = world.settled([uuid], timeout=STUCK + 120)
+    rows = world.settled([uuid, resized], timeout=STUCK + 120)
     assert rows[uuid]["status"] == "ACTIVE", rows[uuid].get("fault")
     logs = cloud.process_log("conductor") + (cloud.process_log("conductor2") if "conductor2" in conductors else "")
     how = "sweep" if f"build of {uuid} lost its cast" in logs else "start-up recovery"
-    print(f"lost cast: ACTIVE {time.monotonic() - t0:.0f}s after the conductors' start, by the {how}")
+    print(f"lost cast: {uuid} ACTIVE {time.monotonic() - t0:.0f}s after the conductors' start, by the {how}")
+    row = rows[resized]
+    assert (row["status"], row["OS-EXT-SRV-ATTR:host"], row["flavor"]["id"]) == ("ACTIVE", cloud.hosts[0],
+                                                                                 world.flavor), row
+    print(f"lost resize: {resized} settled {time.monotonic() - t0:.0f}s after the conductors' start")
+    # the record and the fault follow the row's CAS, each in its own write
+    wait_for(lambda: [r["status"] for r in world.sql("SELECT status FROM migrations WHERE instance_uuid = $1",
+                                                       resized)] == ["error"], timeout=30, what="the record error")
+    wait_for(lambda: any("Task resize_prep timed out" in f["message"] for f in world.sql(
+        "SELECT message FROM instance_faults WHERE instance_uuid = $1", resized)), timeout=30, what="the fault")
     world.consistent()
-    world.clean([uuid])
+    world.containers_match()
+    world.clean([uuid, resized])
 
 
 # -- 4-5: RabbitMQ and PostgreSQL away -------------------------------------------------------------

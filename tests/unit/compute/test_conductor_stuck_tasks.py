@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from test_workers_reconcile import assert_consistent, guest, placed
-from workers_harness import FLAVOR_MEDIUM, FLAVOR_SMALL, Rig
+from workers_harness import FLAVOR_MEDIUM, FLAVOR_SMALL, Rig, start_resize
 
 from cumulo.compute import actions, live_records, migration_records
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as st
 from cumulo.compute.agent import settle
-from cumulo.compute.conductor import stuck, sweep
+from cumulo.compute.conductor import auto_confirm, stuck, sweep
 from cumulo.compute.drivers.base import PowerState
 from cumulo.compute.models import instances, migrations
 from cumulo.compute.rpc import ComputeAPI
@@ -248,6 +248,34 @@ async def test_migration_status_writes_are_compare_and_swap(rig: Rig) -> None:
     assert not await migration_records.set_status_of(rig.db, mig, migration_records.FINISHED,
                                                      expect=(migration_records.POST_MIGRATING,))
     assert await records(rig, uuid) == final
+
+
+async def test_resize_confirm_window_confirms_what_waited_too_long(rig: Rig) -> None:
+    """Nova's resize_confirm_window: off by default; set, a VERIFY_RESIZE older than it is
+    confirmed (as confirmResize: action, the agent's confirm), a record whose server is gone errors."""
+    resized = (await rig.active_server())["uuid"]
+    async with rig.db.write() as conn:  # the record the API writes with a resize
+        await migration_records.start_resize(conn, rig.ctx, await inst_db.get(conn, resized) or {}, FLAVOR_MEDIUM)
+    await start_resize(rig, resized, FLAVOR_MEDIUM)
+    await rig.wait(resized, lambda r: r["vm_state"] == st.RESIZED and r["task_state"] is None)
+    await wait_records(rig, resized, [migration_records.FINISHED])
+    gone = await placed(rig, vm_state=st.RESIZED, task_state=None, launched_at=utcnow())
+    async with rig.db.write() as conn:
+        await migration_records.start_resize(conn, rig.ctx, await inst_db.get(conn, gone) or {}, FLAVOR_MEDIUM,
+                                             status=migration_records.FINISHED)
+        await conn.execute(sa.update(instances).where(instances.c.uuid == gone).values(deleted=True))
+    await rig.placement.release(gone)
+    await backdate(rig, resized, gone)
+    assert await auto_confirm.confirm_unconfirmed(rig.conductor, utcnow()) == []  # 0: never (Nova's default)
+    rig.conductor.conf = rig.conf.replace(extra={"conductor_resize_confirm_window": 60})
+    assert await sweep.sweep(rig.conductor) == [resized]
+    row = await rig.wait(resized, lambda r: r["vm_state"] == st.ACTIVE and r["task_state"] is None)
+    assert row["flavor"]["memory_mb"] == FLAVOR_MEDIUM["memory_mb"] and row["old_flavor"] is None
+    await wait_records(rig, resized, [migration_records.CONFIRMED])
+    await wait_records(rig, gone, [migration_records.ERROR])
+    async with rig.db.read() as conn:
+        assert [a["action"] for a in await actions.list_actions(conn, resized)][0] == actions.CONFIRM_RESIZE
+    await assert_consistent(rig)
 
 
 async def test_the_conductor_settles_a_lost_stop_by_itself(tmp_path: Path) -> None:

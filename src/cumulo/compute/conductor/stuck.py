@@ -26,6 +26,7 @@ as sweep.py does. Runs on the sweep's leader only.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any, Protocol
@@ -48,6 +49,7 @@ class Conductor(migrate.Conductor, Protocol):
 
     conf: Settings
     _in_flight: set[str]
+    _recovery: asyncio.Task[None] | None
 
 
 LOG = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from cumulo.compute import actions
 from cumulo.compute import states as s
-from cumulo.compute.conductor import stuck
+from cumulo.compute.conductor import auto_confirm, stuck
 from cumulo.compute.models import instances
 from cumulo.compute.specs import action_request_id
 from cumulo.db import utcnow
@@ -62,6 +62,10 @@ async def run(conductor: Conductor) -> None:
     try:
         while True:
             await asyncio.sleep(interval)
+            if conductor._recovery is not None and not conductor._recovery.done():
+                # The start-up recovery first: it releases the claim of each row it schedules again,
+                # so a build this sweep placed meanwhile would end up ACTIVE without its claim.
+                continue
             try:
                 if lead is None or not await lead.still_held():
                     lead = await conductor.db.try_leader(LEADER)
@@ -122,7 +126,8 @@ async def sweep(conductor: Conductor, now: dt.datetime | None = None) -> list[st
             LOG.exception("sweep of %s failed", uuid)
             continue
         driven.append(str(uuid))
-    return driven + await stuck.sweep_tasks(conductor, now)  # every other task state (stuck.py)
+    driven += await stuck.sweep_tasks(conductor, now)  # every other task state (stuck.py)
+    return driven + await auto_confirm.confirm_unconfirmed(conductor, now)  # resize_confirm_window
 
 
 async def _request_id(conductor: Conductor, uuid: str, action: str) -> str:
