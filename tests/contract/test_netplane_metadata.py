@@ -151,3 +151,31 @@ async def test_a_network_without_namespace_is_not_served_and_nothing_raises(svc:
     await md.serve(net)  # no cnet namespace here: logged, the agent's sync goes on
     assert md.serving() == []
     assert not netns.exists(netns.network_ns(net))
+
+
+async def test_a_bridge_with_a_host_own_mac_still_takes_the_gateway_frames(svc: NetworkService, lab: Lab) -> None:
+    """Issue 14: a network spanning hosts gives each host's bridge its own MAC (plumbing:
+    bridge_mac(ns@underlay)); the steal rule must rewrite to that MAC, not bridge_mac(ns), or a
+    server going through its gateway (a router on another host) never reaches this host's listener."""
+    u = str(uuidlib.uuid4())
+
+    async def documents(uuid: str, nics: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return {"uuid": u, "meta_data": {"uuid": u}, "user_data": b"", "hostname": "g"} if uuid == u else None
+
+    c = ctx("project-g")
+    net = await svc.create_network(c, {"name": "g"})
+    sub = await svc.create_subnet(c, {"network_id": net["id"], "cidr": "10.0.0.0/24", "ip_version": 4})
+    await svc.create_port(c, {"network_id": net["id"], "device_id": u, "device_owner": "compute:nova",
+                              "fixed_ips": [{"subnet_id": sub["id"], "ip_address": "10.0.0.5"}]})
+    ns = netns.network_ns(net["id"])
+    lab.namespaces.append(ns)
+    await bridge.apply(ns, mac=bridge.bridge_mac(f"{ns}@198.18.0.2"))
+    md = MetadataService(svc.db, documents)
+    try:
+        await md.serve(net["id"])
+        lab.server(ns, "10.0.0.1/24")  # a stand-in router (on another host, in a real cloud)
+        server = lab.server(ns, "10.0.0.5/24", gateway="10.0.0.1")
+        status, body = await asyncio.to_thread(wget, server, "/openstack/latest/meta_data.json")
+        assert status == 200 and json.loads(body)["uuid"] == u, body
+    finally:
+        await md.close()

@@ -114,6 +114,15 @@ def l3_dev(bridge: str, name: str) -> str:
     return "cp" + hashlib.sha256(f"{phys_bridge_name(bridge)}/{name}/in".encode()).hexdigest()[:10]
 
 
+async def _not_an_endpoint(dev: str) -> None:
+    """The root namespace's `dev` on the wire answers no ARP and has no IPv6: with Linux's default
+    arp_ignore 0 the machine answers a server's ARP for the host link's address (the external
+    gateway) on the wire bridge too, with the bridge's MAC, and that server's packets then go to
+    an interface without the address and die (an ARP flux, seen as a first ping lost now and then)."""
+    await host.run(["sysctl", "-qw", f"net.ipv4.conf.{dev}.arp_ignore=8", f"net.ipv6.conf.{dev}.disable_ipv6=1"],
+                   timeout=30)
+
+
 def _stat(pid: int) -> tuple[int, int] | None:
     """(start time, ppid) of a live process, None when it is gone (or a zombie)."""
     try:
@@ -272,6 +281,7 @@ class DevHosts:
         if await self._link(self.phys_bridge) is None:
             await host.run(["ip", "link", "add", self.phys_bridge, "type", "bridge", "stp_state", "0",
                             "forward_delay", "0"], timeout=30)
+        await _not_an_endpoint(self.phys_bridge)
         await host.run(["ip", "link", "set", self.phys_bridge, "up"], timeout=30)
 
     async def _plumb_physnet(self, h: DevHost) -> None:
@@ -297,6 +307,7 @@ class DevHosts:
         if await self._link(outer) is None:
             await host.run(["ip", "link", "del", "dev", inner], timeout=30, check=False)
             await host.run(["ip", "link", "add", outer, "type", "veth", "peer", "name", inner], timeout=30)
+            await _not_an_endpoint(inner)  # until the L3 host's agent moves it into its namespace
             await host.run(["ip", "link", "set", inner, "up"], timeout=30)
         await host.run(["ip", "link", "set", outer, "master", self.phys_bridge, "up"], timeout=30)
         return inner

@@ -45,9 +45,10 @@ STEAL = Template("""\
 """)
 
 
-def render(ns: str) -> str:
-    """The nft script making `table bridge cumulo_md` of namespace `ns` (replaced whole)."""
-    mac = nft.mac(bridge.bridge_mac(netns.check_name(ns)))
+def render(ns: str, mac: str | None = None) -> str:
+    """The nft script making `table bridge cumulo_md` of namespace `ns` (replaced whole); `mac`:
+    its bridge's (default bridge_mac(ns); a network spanning hosts gives each host's bridge its own)."""
+    mac = nft.mac(mac or bridge.bridge_mac(netns.check_name(ns)))
     body = STEAL.substitute(mac=mac, address=nft.address(ADDRESS), port=int(PORT))
     return nft.replace_table("bridge", TABLE, body)
 
@@ -81,7 +82,10 @@ async def plumb(ns: str) -> None:
         if not await _has_rule(ns):
             await host.run([IP, "-n", ns, "rule", "add", "from", ADDRESS, "lookup", str(ROUTE_TABLE),
                             "priority", str(RULE_PRIORITY)], timeout=30)
-        await nft.apply(ns, render(ns))
+        # the bridge's own MAC, read: a VXLAN network's bridge has a per-host one (plumbing), and a
+        # frame rewritten to another MAC is flooded over the tunnel instead of reaching this stack
+        br = await bridge.link(ns, bridge.BRIDGE)
+        await nft.apply(ns, render(ns, str(br["address"]) if br and br.get("address") else None))
         revert.commit()
 
 
