@@ -278,6 +278,21 @@ async def test_resize_confirm_window_confirms_what_waited_too_long(rig: Rig) -> 
     await assert_consistent(rig)
 
 
+async def test_the_start_up_recovery_keeps_the_claim_of_a_build_placed_meanwhile(rig: Rig) -> None:
+    """The recovery read a build with no host; a redelivered message (or the sweep) placed and
+    claimed it before the recovery got to it: the recovery leaves it (it released the claim first,
+    and the server went ACTIVE without one: seen in the fault test)."""
+    uuid = await placed(rig)
+    await rig.conductor._recover_one(uuid, st.BUILDING, st.SCHEDULING, None)
+    row = await rig.get(uuid)
+    assert (row["vm_state"], row["task_state"], row["host"]) == (st.BUILDING, st.SCHEDULING, rig.conf.host_name)
+    assert await rig.placement.allocations_for(uuid)
+    lost = await rig.insert_instance()  # no host: recovered (scheduled again)
+    await rig.conductor._recover_one(lost, st.BUILDING, st.SCHEDULING, None)
+    assert (await rig.wait_settled(lost))["vm_state"] == st.ACTIVE
+    assert await rig.placement.allocations_for(lost)
+
+
 async def test_the_conductor_settles_a_lost_stop_by_itself(tmp_path: Path) -> None:
     rig = await Rig(tmp_path, extra={"conductor_task_timeout_seconds": 0.5, "conductor_sweep_interval": 0.2}).start()
     try:

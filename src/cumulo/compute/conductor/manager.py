@@ -355,7 +355,7 @@ class Conductor:
                 if host and host in known_hosts:
                     continue  # that host's agent reconciles it
                 try:
-                    await self._recover_one(uuid, vm, task)
+                    await self._recover_one(uuid, vm, task, host)
                 except Exception:
                     LOG.exception("recovery of %s failed", uuid)
             await live.recover(self, self.started_at)  # live migrations a dead conductor left open
@@ -364,23 +364,30 @@ class Conductor:
         except Exception:
             LOG.exception("conductor recovery failed")
 
-    async def _recover_one(self, uuid: str, vm: str, task: str | None) -> None:
-        await self.placement.release(uuid)
+    async def _recover_one(self, uuid: str, vm: str, task: str | None, host: str | None = None) -> None:
+        """`host`: the row's as read; the CAS expects it still, and only a won CAS releases the claim
+        (a build placed meanwhile, by a redelivered message or the sweep, keeps its own)."""
         if task == s.DELETING:
             now = utcnow()
             async with self.db.write() as conn:
-                await inst_db.cas_update(
+                ok = await inst_db.cas_update(
                     conn, uuid,
                     {"vm_state": s.DELETED, "task_state": None, "deleted": True, "deleted_at": now, "terminated_at": now},
                     expected_task_state=s.DELETING,
                 )
+            if ok:
+                await self.placement.release(uuid)
             return
         async with self.db.write() as conn:
-            ok = await inst_db.cas_update(
-                conn, uuid, {"task_state": s.SCHEDULING, "host": None, "node": None},
-                expected_vm_state=s.BUILDING, expected_task_state=task,
+            res = await conn.execute(
+                sa.update(instances).where(
+                    instances.c.uuid == uuid, instances.c.deleted.is_(False), instances.c.vm_state == s.BUILDING,
+                    instances.c.task_state.is_(None) if task is None else instances.c.task_state == task,
+                    instances.c.host.is_(None) if host is None else instances.c.host == host,
+                ).values(task_state=s.SCHEDULING, host=None, node=None, updated_at=utcnow())
             )
-        if ok:
+        if res.rowcount:
+            await self.placement.release(uuid)  # a claim on a host that is no more
             LOG.info("re-scheduling %s, whose build a restart interrupted", uuid)
             await self.build_instances([uuid])
 
