@@ -34,13 +34,25 @@ async def cas_update(
 
     Returns False when another request changed the row first: the caller answers 409.
     """
+    res = await conn.execute(cas_statement(uuid, values, expected_task_state=expected_task_state,
+                                           expected_vm_state=expected_vm_state))
+    return bool(res.rowcount)
+
+
+def cas_statement(
+    uuid: str,
+    values: dict[str, Any],
+    *,
+    expected_task_state: str | None | Iterable[str | None] | object = _ANY,
+    expected_vm_state: str | Iterable[str] | object = _ANY,
+) -> sa.Update:
+    """cas_update's statement, for a caller that adds to it (e.g. CTEs: one round trip for several writes)."""
     q = sa.update(instances).where(instances.c.uuid == uuid, instances.c.deleted.is_(False))
     if expected_task_state is not _ANY:
         q = q.where(_matches(instances.c.task_state, expected_task_state))
     if expected_vm_state is not _ANY:
         q = q.where(_matches(instances.c.vm_state, expected_vm_state))
-    res = await conn.execute(q.values(**values, updated_at=utcnow()))
-    return bool(res.rowcount)
+    return q.values(**values, updated_at=utcnow())
 
 
 def _matches(col: Any, expected: Any) -> Any:

@@ -56,9 +56,27 @@ def _one_statement(conn: AsyncConnection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-async def finish(conn: AsyncConnection, handle: EventHandle | None, exc: BaseException | None = None) -> None:
-    if handle is None:
-        return
+def begin_cte(instance_uuid: str, request_id: str, name: str, host: str | None, *, only_if: sa.CTE) -> sa.CTE | None:
+    """PostgreSQL: `begin` as a data-modifying CTE (RETURNING id, action_id) that inserts only when
+    the CTE `only_if` returns a row (the state change the event times), to join to the caller's
+    statement; None when the request recorded no action."""
+    if not request_id:
+        return None
+    action = actions.action_query(instance_uuid, request_id)
+    return (
+        sa.insert(instance_action_events)
+        .from_select(
+            ["action_id", "event", "start_time", "host"],
+            sa.select(action.c.id, sa.literal(name, sa.String), sa.literal(utcnow(), sa.DateTime),
+                      sa.literal(host, sa.String))
+            .where(sa.exists(sa.select(sa.literal(1)).select_from(only_if))),
+        )
+        .returning(instance_action_events.c.id, instance_action_events.c.action_id)
+        .cte("started_event")
+    )
+
+
+def _finishing(handle: EventHandle, exc: BaseException | None) -> tuple[sa.Update, sa.Update]:
     result, trace = _outcome(exc)
     now = utcnow()
     event = (
@@ -67,6 +85,23 @@ async def finish(conn: AsyncConnection, handle: EventHandle | None, exc: BaseExc
         .values(finish_time=now, result=result, traceback=trace)
     )
     action = sa.update(instance_actions).where(instance_actions.c.id == handle.action_id).values(updated_at=now)
+    return event, action
+
+
+def finish_ctes(handle: EventHandle | None, exc: BaseException | None = None) -> list[sa.CTE]:
+    """PostgreSQL: `finish` as data-modifying CTEs to add to the caller's own statement (the state
+    change it times), so the change and the event's end are one statement: one round trip."""
+    if handle is None:
+        return []
+    event, action = _finishing(handle, exc)
+    return [event.returning(instance_action_events.c.id).cte("finished_event"),
+            action.returning(instance_actions.c.id).cte("finished_action")]
+
+
+async def finish(conn: AsyncConnection, handle: EventHandle | None, exc: BaseException | None = None) -> None:
+    if handle is None:
+        return
+    event, action = _finishing(handle, exc)
     if _one_statement(conn):
         await conn.execute(action.add_cte(event.returning(instance_action_events.c.id).cte("finished_event")))
         return

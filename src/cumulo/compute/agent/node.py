@@ -129,6 +129,16 @@ class Node:
             kwargs["expected_task_state"] = expected_task_state
         if expected_vm_state is not ...:
             kwargs["expected_vm_state"] = expected_vm_state
+        if fault is None and not self.db.is_sqlite:
+            # PostgreSQL: the CAS and the event's end in one statement (data-modifying WITH), alone
+            # in autocommit (`read()`'s connection: a single statement is its own transaction,
+            # all of it or nothing): one round trip where BEGIN, three statements, COMMIT were five.
+            stmt = inst_db.cas_statement(uuid, values, **kwargs).add_cte(*worker_events.finish_ctes(event, event_error))
+            async with self.db.read() as conn:
+                ok = bool((await conn.execute(stmt)).rowcount)
+            if not ok:
+                LOG.info("instance %s changed under us; not applying %s", uuid, sorted(values))
+            return ok
         async with self.db.write() as conn:
             ok = await inst_db.cas_update(conn, uuid, values, **kwargs)
             if ok and fault is not None:
