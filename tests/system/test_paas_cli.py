@@ -107,7 +107,8 @@ def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.
     tmp = tmp_path_factory.mktemp("paas-cli")
     cloud = launch_paas(cumulo_launcher, tmp, config=cumulo_config)
     w = World(cloud, tmp)
-    _add_other_project(cloud)
+    if cumulo_config == "embedded":  # for test_another_project_sees_none_of_it (SCALED_SUBSET: embedded only)
+        _add_other_project(cloud)
     w.vdc = project_id(cloud)
     yield w
     drop_instance(cloud, INSTANCE, w.instance_ids)

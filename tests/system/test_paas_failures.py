@@ -9,10 +9,18 @@ runc `cumulo up` with its host link to `public`, through the real `openstack paa
 5. kill -9 of `cumulo up` while an install recipe runs (the moment read from the SQLite DB, as
    test_crash_recovery.py does), then a restart on the same state dir: the task is taken over and
    reaches SUCCESS, each node has exactly one server, and no container is left without a server.
+
+And on the scaled-out cloud (tests/system/cluster.py: runc dev hosts, PostgreSQL): 5 with the
+process that runs the task's engine, `cumulo api` (the PaaS API starts a task in the process that
+answered), killed -9 mid-install (the moment read from PostgreSQL) and started again: the task is
+taken over (by it or by the conductor's engine, whichever the lease lets first) and finishes. Row 4
+runs embedded only (the run's time budget; it passes on the cluster too, with the containers of
+every dev host in its before/after view).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -43,6 +51,8 @@ if TYPE_CHECKING:
     from conftest import CumuloCloud
 
 FAILING = "disk full on purpose"
+# and on the scaled-out cloud (tests/system/cluster.py), where the kill is the API process's, whose engine runs the task
+cumulo_configs = ("embedded", "scaled")
 
 
 class World:
@@ -52,9 +62,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory,
+          cumulo_config: str) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("paas-failures")
-    cloud = launch_paas(cumulo_launcher, tmp)
+    cloud = launch_paas(cumulo_launcher, tmp, config=cumulo_config)
     w = World(cloud, tmp)
     yield w
     if cloud.running:
@@ -83,6 +94,8 @@ def _environment(w: World, name: str, product: str, *, initial: int = 1, floatin
     paas(w.cloud, "environment", "create", "--file", str(write_yaml(w.files / f"{name}.yaml", env)))
 
 
+@pytest.mark.configs("embedded", reason="the scaled variant keeps to the kill of the engine's process (the run's "
+                                         "time budget)")
 def test_failed_install_rolls_everything_back(world: World) -> None:
     cloud = world.cloud
     _product(world, "broken", f"echo installing broken\necho '{FAILING}' >&2\nexit 3\n", ports="80")
@@ -118,17 +131,48 @@ def test_failed_install_rolls_everything_back(world: World) -> None:
         wait_for(lambda u=uuid: not leftovers(cloud, u), timeout=60, what=f"nothing of server {uuid} on the host")
 
 
+INSTALL_RUNNING = ("SELECT s.key, s.state, s.attempt, t.id AS task FROM paas_steps s JOIN paas_tasks t "
+                   "ON t.id = s.task_id WHERE s.kind = 'install' AND s.state = 'RUNNING' "
+                   "AND t.env_instance_name = 'crashy'")
+
+
 def _install_running(cloud: CumuloCloud) -> list[dict[str, Any]]:
+    if cloud.config_name == "scaled":  # the cluster's database on the run's PostgreSQL
+        return asyncio.run(_pg_rows(cloud, INSTALL_RUNNING))
     con = sqlite3.connect(f"file:{cloud.state_dir / 'cumulo.sqlite'}?mode=ro", uri=True, timeout=30)
     con.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in con.execute(
-            "SELECT s.key, s.state, s.attempt, t.id AS task FROM paas_steps s JOIN paas_tasks t ON t.id = s.task_id "
-            "WHERE s.kind = 'install' AND s.state = 'RUNNING' AND t.env_instance_name = 'crashy'")]
+        return [dict(r) for r in con.execute(INSTALL_RUNNING)]
     except sqlite3.OperationalError:  # the tables are not there yet, or a write holds the file
         return []
     finally:
         con.close()
+
+
+async def _pg_rows(cloud: CumuloCloud, sql: str) -> list[dict[str, Any]]:
+    import asyncpg
+    from _procs_util import _admin_dsn
+
+    conn = await asyncpg.connect(_admin_dsn(cloud.services["database_url"], cloud.db_name))  # type: ignore[attr-defined]
+    try:
+        return [dict(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+def _kill_and_restart(cloud: CumuloCloud) -> None:
+    """kill -9 of the process running the task's engine, then a start on the same state dir:
+    `cumulo up`, or on a cluster its API process (`cumulo api`: the PaaS API starts a task in the
+    process that answered; the dev hosts and their containers live on)."""
+    if cloud.config_name == "scaled":
+        proc = cloud.procs["api"]  # type: ignore[attr-defined]
+        cloud.kill_process("api")  # type: ignore[attr-defined]
+        assert proc.popen.returncode == -9
+        cloud.start_process("api")  # type: ignore[attr-defined]
+        return
+    cloud.kill()
+    assert cloud.proc is not None and cloud.proc.returncode == -9
+    cloud.start()
 
 
 def test_kill_during_install_then_restart_finishes_the_deploy(world: World) -> None:
@@ -140,11 +184,8 @@ def test_kill_during_install_then_restart_finishes_the_deploy(world: World) -> N
     task = paas(cloud, "environment", "instance", "create", "crashy", "--environment", "crashy-env")
     running = wait_for(lambda: _install_running(cloud), timeout=DEPLOY_TIMEOUT, interval=0.05,
                        what="an install step to be RUNNING")
-    cloud.kill()
-    assert cloud.proc is not None and cloud.proc.returncode == -9
-    print(f"killed with {[r['key'] for r in running]} RUNNING")
-
-    cloud.start()
+    _kill_and_restart(cloud)
+    print(f"killed with {[r['key'] for r in running]} RUNNING, started again")
     t0 = time.monotonic()
     done = paas_run(cloud, "task", "show", str(task["id"]), "--wait", "--timeout", str(DEPLOY_TIMEOUT))
     assert done.returncode == 0, f"{done.stderr}\n{cloud.log()[-4000:]}"
