@@ -33,9 +33,9 @@ from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
 from cumulo.compute.conductor import live, migrate, sweep
 from cumulo.compute.conductor.batching import SelectTurns
-from cumulo.compute.models import instances
+from cumulo.compute.models import instance_actions, instances
 from cumulo.compute.rpc import ComputeAPI, SchedulerAPI
-from cumulo.compute.specs import action_request_id, claimed_flavor, instance_resources
+from cumulo.compute.specs import claimed_flavor, instance_resources
 from cumulo.conf import Settings
 from cumulo.db import Database, utcnow
 from cumulo.errors import CumuloError, NoValidHost
@@ -62,6 +62,26 @@ def _first(items: Any) -> Any:
 def _is_no_valid_host(exc: BaseException) -> bool:
     # Across a broker the exception arrives as RemoteError carrying the class name.
     return isinstance(exc, NoValidHost) or getattr(exc, "exc_type", None) == "NoValidHost"
+
+
+async def _build_row(conn: AsyncConnection, uuid: str) -> tuple[dict[str, Any] | None, str]:
+    """The live instance row and the request id of its newest create action ("" if none), in one
+    statement (a round trip less on the boot path than two reads)."""
+    req = (
+        sa.select(instance_actions.c.request_id)
+        .where(instance_actions.c.instance_uuid == instances.c.uuid, instance_actions.c.action == actions.CREATE)
+        .order_by(instance_actions.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    row = (await conn.execute(
+        sa.select(instances, req.label("create_request_id"))
+        .where(instances.c.uuid == uuid, instances.c.deleted.is_(False))
+    )).mappings().first()
+    if row is None:
+        return None, ""
+    found = {c.name: row[c.name] for c in instances.c}
+    return found, str(row["create_request_id"] or "")
 
 
 class _NotPlaced(Exception):
@@ -123,8 +143,7 @@ class Conductor:
 
     async def _build_one(self, uuid: str) -> None:
         async with self.db.read() as conn:
-            inst = await inst_db.get(conn, uuid)
-            req = await action_request_id(conn, uuid, actions.CREATE)
+            inst, req = await _build_row(conn, uuid)
         if inst is None or inst["vm_state"] != s.BUILDING or inst["task_state"] != s.SCHEDULING or inst["host"]:
             LOG.info("build of %s: nothing to schedule", uuid)
             return
@@ -174,8 +193,8 @@ class Conductor:
             "force_host": rs.get("force_host") or _first(rs.get("force_hosts")) or rs.get("requested_host"),
             "force_node": rs.get("force_node") or _first(rs.get("force_nodes")) or rs.get("requested_node"),
             "ignore_hosts": list(rs.get("ignore_hosts") or []),
-        }
             "network_metadata": dict(rs.get("network_metadata") or {}),  # physnets: PhysicalNetworkFilter
+        }
 
     async def _select_and_claim(
         self, uuid: str, spec: dict[str, Any], inst: dict[str, Any], req: str, started: dt.datetime
