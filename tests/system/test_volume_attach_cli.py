@@ -28,7 +28,8 @@ and an anti-affinity group keeps them apart): every attach there reaches the vol
 volume host's export itself, the container's host through qemu-storage-daemon's FUSE file, and
 every detach leaves no export, FUSE mount, connection or loop device on any host. Online extend
 does not reach a server over NBD (the protocol fixes an export's size at the handshake): the two
-extend tests are the embedded cloud's only (`configs` marker).
+extend tests are the embedded cloud's only (`configs` marker), and so are the two API refusal
+tests (the same code on both configurations; the run's time budget).
 """
 
 from __future__ import annotations
@@ -356,6 +357,8 @@ def test_extend_of_a_container_volume_grows_its_filesystem(world: World) -> None
     w.detach(w.ct, vid)
 
 
+@pytest.mark.configs("embedded", reason="the compute and volume APIs' refusals: the same code in both configurations "
+                     "(the scaled variant keeps the cross-host data paths, within the run's time budget)")
 def test_in_use_volume_cannot_be_deleted_or_attached_elsewhere(world: World) -> None:
     w = world
     vid = w.volume("in-use")
@@ -372,6 +375,8 @@ def test_in_use_volume_cannot_be_deleted_or_attached_elsewhere(world: World) -> 
     w.detach(w.ct, vid)
 
 
+@pytest.mark.configs("embedded", reason="the compute and volume APIs' refusals: the same code in both configurations "
+                     "(the scaled variant keeps the cross-host data paths, within the run's time budget)")
 def test_another_projects_volume_cannot_be_attached(world: World) -> None:
     """The admin project's volume, named by id, to the demo user's own container: the CLI cannot
     find it, and Nova's API (openstacksdk as the demo user) answers 404; nothing is attached."""
