@@ -293,6 +293,35 @@ async def test_the_start_up_recovery_keeps_the_claim_of_a_build_placed_meanwhile
     assert await rig.placement.allocations_for(lost)
 
 
+async def test_a_snapshot_whose_cast_was_lost_settles_and_its_image_goes(
+    cloud: Any, as_ctx: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """createImage through the API, its cast to the agent lost: once settled, the server is ACTIVE
+    and the queued snapshot image is deleted (as a failed snapshot's), not left queued forever."""
+    from servers_support import make_world, wait_status
+
+    world = await make_world(cloud, as_ctx)
+    sid = (await world.active())["id"]
+
+    async def lost(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    monkeypatch.setattr(ComputeAPI, "snapshot_instance", lost)
+    resp = await world.action(sid, {"createImage": {"name": "lost"}}, version="2.45")
+    assert resp.status_code == 202, resp.text
+    image = f"/image/v2/images/{resp.json()['image_id']}"
+    assert (await world.member.get(image)).json()["status"] == "queued"
+    async with cloud.db.write() as conn:
+        await conn.execute(sa.update(instances).where(instances.c.uuid == sid).values(updated_at=utcnow() - LONG_AGO))
+    assert cloud.workers is not None
+    assert await sweep.sweep(cloud.workers.conductor) == [sid]
+    body = await wait_status(world.member, sid, "ACTIVE")
+    async with asyncio.timeout(10):
+        while body["OS-EXT-STS:task_state"] is not None or (await world.member.get(image)).status_code != 404:
+            await asyncio.sleep(0.05)
+            body = (await world.member.get(f"/compute/v2.1/servers/{sid}")).json()["server"]
+
+
 async def test_the_conductor_settles_a_lost_stop_by_itself(tmp_path: Path) -> None:
     rig = await Rig(tmp_path, extra={"conductor_task_timeout_seconds": 0.5, "conductor_sweep_interval": 0.2}).start()
     try:

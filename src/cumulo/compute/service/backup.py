@@ -54,7 +54,9 @@ async def create_backup(
         base.get("disk_format") or "raw", base.get("container_format") or "bare",
     )
     try:
-        row = await svc.begin(ctx, inst, "createBackup")
+        # The image named on the row from the start (as a snapshot's: servers.snapshot).
+        row = await svc.begin(ctx, inst, "createBackup", {"system_metadata": {
+            **(inst["system_metadata"] or {}), "snapshot_image_id": image["id"]}})
     except errors.CumuloError:
         await svc.images.mark_failed(image["id"])
         raise

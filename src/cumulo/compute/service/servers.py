@@ -336,7 +336,10 @@ class ComputeService:
             ctx, name, properties, base.get("disk_format") or "raw", base.get("container_format") or "bare"
         )
         try:
-            row = await self.begin(ctx, inst, "createImage")
+            # The image is named on the row from the start (agent/snapshot.py's SNAPSHOT_IMAGE_KEY), so
+            # a snapshot whose cast is lost, once settled (conductor/stuck.py), fails its image too.
+            row = await self.begin(ctx, inst, "createImage", {"system_metadata": {
+                **(inst["system_metadata"] or {}), "snapshot_image_id": image["id"]}})
         except errors.CumuloError:
             await self.images.mark_failed(image["id"])
             raise
