@@ -28,7 +28,12 @@ one `cumulo up`:
 - `cloud.hosts` = ["c<tag>-host1", "c<tag>-host2", "c<tag>-host3"]: dev hosts (cumulo.dev.hosts:
   netns `cumulo-host-<name>`, 198.18.N.2..4, a private mount namespace each) each running
   `cumulo compute --host <name> --driver <drivers>` with `underlay_ip` its address; new volumes go
-  to host1 (`volume_host`).
+  to host1 (`volume_host`);
+- the external network's wire: a bridge `cucl<N>px` in the root namespace (no address) with each
+  dev host's `ex0` and the L3 host's `cp...` on it, each host's `physical_interface_mappings`
+  "public:<it>": a server on the flat network `public` lands on any dev host, reaches the L3
+  host's routers and host link over the wire, and its security groups apply on its own host
+  (netplane/physnet.py, DevHosts' physnet).
 
 All processes share one settings file (`cloud.config`: database, transport, api_url, l3_host,
 volume_host, external_link/external_cidr, metrics_port 0, ...; `settings=` adds keys) and the
@@ -97,6 +102,7 @@ from cumulo.dev.hosts import DevHosts
 
 START_TIMEOUT = float(os.environ.get("CUMULO_TEST_CLUSTER_START_TIMEOUT", "300"))
 HOSTS = 3
+PUBLIC_PHYSNET = "public"  # the physical network of `public` (network/topology.py)
 _SLOTS = range(20, 100)
 
 
@@ -161,6 +167,7 @@ class ClusterCloud(CumuloCloud):
         self.slot = 0
         self._slot_lock: IO[str] | None = None
         self.dev: DevHosts | None = None
+        self.l3_uplink = ""  # the L3 host's interface on the external network's wire (DevHosts.l3_port)
         self._made_db = self._made_vhost = False
         amqp = urlsplit(self.services["transport_url"])
         assert amqp.port is not None
@@ -288,6 +295,7 @@ class ClusterCloud(CumuloCloud):
         env = self._env()
         if name == self.l3_host:
             env["CUMULO_UNDERLAY_IP"] = self.gateway
+            env["CUMULO_PHYSICAL_INTERFACE_MAPPINGS"] = f"{PUBLIC_PHYSNET}:{self.l3_uplink}"
         self.runs += 1
         proc = Proc(name, argv, self.root / f"{name}.{self.runs}.log", env, ready)
         self.procs[name] = proc
@@ -337,9 +345,10 @@ class ClusterCloud(CumuloCloud):
         for state in [self.root / self.l3_host, *(self.root / h for h in self.hosts)]:
             _leftovers.SESSION_STATE_DIRS.add(str(state.resolve()))
         self.dev = DevHosts(self.root, bridge=f"cucl{self.slot}", cidr=f"198.18.{self.slot}.0/24",
-                            name_prefix=f"c{self.tag}-host")
+                            name_prefix=f"c{self.tag}-host", physnet=PUBLIC_PHYSNET)
         _leftovers.record_dev_hosts(self.hosts, f"cucl{self.slot}")
         asyncio.run(self.dev.up(len(self.hosts), names=self.hosts))
+        self.l3_uplink = asyncio.run(self.dev.l3_port(self.l3_host))
         procs = [self._spawn(n) for n in ("api", "conductor", "scheduler", self.l3_host)]
         for name in self.hosts:
             self._start_host(name)
