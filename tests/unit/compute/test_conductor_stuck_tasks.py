@@ -191,17 +191,27 @@ async def test_a_live_migration_and_an_evacuation_whose_conductor_cast_was_lost(
     source = rig.hosts[0]
     live = await placed(rig, vm_state=st.ACTIVE, task_state=st.MIGRATING, launched_at=utcnow())
     evac = await placed(rig, vm_state=st.ACTIVE, task_state=st.REBUILDING, launched_at=utcnow())
-    for uuid in (live, evac):
+    rebuilt = await placed(rig, vm_state=st.ACTIVE, task_state=st.REBUILDING, launched_at=utcnow())
+    for uuid in (live, evac, rebuilt):
         await guest(rig, uuid)
     async with rig.db.write() as conn:
         live_mig = await live_records.start(conn, rig.ctx, await inst_db.get(conn, live) or {}, None)
         await migration_records.start_resize(conn, rig.ctx, await inst_db.get(conn, evac) or {}, FLAVOR_SMALL,
                                              migration_type=migration_records.EVACUATION,
                                              status=migration_records.ACCEPTED)
+        # evacuated here earlier (done: its source is still away), now a plain rebuild whose cast was lost
+        await migration_records.start_resize(conn, rig.ctx, await inst_db.get(conn, rebuilt) or {}, FLAVOR_SMALL,
+                                             migration_type=migration_records.EVACUATION,
+                                             status=migration_records.DONE)
+        await conn.execute(sa.update(migrations).where(migrations.c.instance_uuid == rebuilt)
+                           .values(source_compute="gone-host"))
     dest_node = rig.managers[rig.hosts[1]].node.node_uuid
     assert dest_node is not None and await rig.placement.claim(live_mig, dest_node, {"VCPU": 1})
-    await backdate(rig, live, evac)
-    assert sorted(await sweep.sweep(rig.conductor)) == sorted([live, evac])
+    await backdate(rig, live, evac, rebuilt)
+    assert sorted(await sweep.sweep(rig.conductor)) == sorted([live, evac, rebuilt])
+    row = await rig.wait(rebuilt, lambda r: r["task_state"] is None)  # its host settles it, as a rebuild
+    assert row["vm_state"] == st.ERROR and await records(rig, rebuilt) == [migration_records.DONE]
+    await timed_out(rig, rebuilt, st.REBUILDING)
     for uuid in (live, evac):
         row = await rig.get(uuid)
         assert (row["vm_state"], row["task_state"], row["host"]) == (st.ACTIVE, None, source)

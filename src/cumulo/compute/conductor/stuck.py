@@ -150,7 +150,8 @@ async def _end(conductor: Conductor, row: dict[str, Any], rec: dict[str, Any] | 
             await live.recover_one(conductor, rec)
             return True
         return await _settle_here(conductor, uuid, task, None, "")
-    if task in (s.REBUILDING, s.REBUILD_SPAWNING) and rec is not None and kind == migration_records.EVACUATION:
+    if (task in (s.REBUILDING, s.REBUILD_SPAWNING) and rec is not None and kind == migration_records.EVACUATION
+            and rec["status"] in _EVACUATING):  # (a done one is an earlier move: this is a plain rebuild)
         if host == rec["source_compute"]:  # never placed: the conductor's message was lost
             LOG.warning("evacuation of %s was never placed: settling it", uuid)
             return await _settle_here(conductor, uuid, task, rec, migration_records.ERROR)
