@@ -5,6 +5,7 @@ FUSE mount, dir) after disconnect and unserve; a restarted export keeps its port
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -102,3 +103,62 @@ async def test_unserve_stops_the_export_and_a_restart_keeps_its_port_and_name(
     assert not processes_naming(str(nbd.export_dir(run, export.attachment_id)))
     await nbd.serve(run, export, str(volume), nbd.psk_key(SECRET, export.attachment_id))
     assert nbd.recorded(run, export.attachment_id) == export and nbd.serving(run, export.attachment_id)
+
+
+async def test_the_volume_hosts_exports_follow_their_attachments(tmp_path: Path) -> None:
+    """volume/worker/exports.NbdExports over a real block store and database: initialize serves one
+    export per attachment (idempotent), a host restart serves a live attachment's export again on
+    the same port and name, an attachment gone or detached has its export stopped, and a deleted
+    volume's exports go."""
+    import signal
+
+    import sqlalchemy as sa
+    from _asgi_ctx import temp_database
+
+    from cumulo import conf as conf_mod
+    from cumulo.blockstore import open_store
+    from cumulo.blockstore.base import StoreConfig
+    from cumulo.db import utcnow
+    from cumulo.volume.models import volume_attachments, volumes
+    from cumulo.volume.worker.exports import NbdExports
+
+    conf = conf_mod.load(env={}, state_dir=tmp_path / "state")
+    config = StoreConfig.under(conf.state_dir)
+    store = open_store("file", config)
+    await store.ensure_dirs()
+    vid = str(uuid.uuid4())
+    atts = [str(uuid.uuid4()) for _ in range(2)]
+    await store.create(vid, 4 * MIB)
+    async with temp_database(conf) as db:
+        async with db.write() as conn:
+            await conn.execute(sa.insert(volumes).values(id=vid, project_id="p", size=1, status="in-use", host="h1",
+                                                         attach_status="attached", created_at=utcnow()))
+            for att in atts:
+                await conn.execute(sa.insert(volume_attachments).values(
+                    id=att, volume_id=vid, project_id="p", attach_status="attached", attach_mode="rw",
+                    created_at=utcnow()))
+        exports = NbdExports(db, store, config.run_dir, "127.0.0.1", "22809-22999")
+        try:
+            info = await exports.initialize(vid, atts[0], "h2", "rw")
+            data = info["data"]
+            assert info["driver_volume_type"] == "nbd" and data["target_host"] == "127.0.0.1"
+            assert data["psk_identity"] == nbd.psk_identity(atts[0]) and "key" not in str(data).lower().replace("psk", "")
+            assert await exports.initialize(vid, atts[0], "h2", "rw") == info  # the same export
+            other = await exports.initialize(vid, atts[1], "h3", "rw")
+            assert other["data"]["target_port"] != data["target_port"]
+            # the host killed: its qemu-nbd died with it; the restart serves it again, same port and name
+            pid = int((nbd.export_dir(config.run_dir, atts[0]) / "pid").read_text())
+            os.kill(pid, signal.SIGKILL)
+            while nbd.serving(config.run_dir, atts[0]):
+                await asyncio.sleep(0.05)
+            async with db.write() as conn:  # and the second attachment went meanwhile
+                await conn.execute(sa.delete(volume_attachments).where(volume_attachments.c.id == atts[1]))
+            await exports.reconcile()
+            assert nbd.serving(config.run_dir, atts[0]) and nbd.recorded(config.run_dir, atts[0]).port == data["target_port"]
+            assert nbd.recorded(config.run_dir, atts[1]) is None and not nbd.serving(config.run_dir, atts[1])
+            await exports.terminate_volume(vid)
+            assert nbd.exports(config.run_dir) == []
+        finally:
+            for att in atts:
+                await nbd.unserve(config.run_dir, att)
+    assert not processes_naming(str(tmp_path))

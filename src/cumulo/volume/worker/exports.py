@@ -99,6 +99,12 @@ class NbdExports:
             LOG.info("the NBD export of attachment %s stopped", attachment_id)
         await nbd.unserve(self.run_dir, attachment_id)
 
+    async def terminate_volume(self, volume_id: str) -> None:
+        """Every export of the volume stopped (it is being deleted)."""
+        for export in await asyncio.to_thread(nbd.exports, self.run_dir):
+            if export.volume_id == volume_id:
+                await self.terminate(export.attachment_id)
+
     async def reconcile(self) -> None:
         """At start: exports of live attachments served (again), the others stopped."""
         recorded = await asyncio.to_thread(nbd.exports, self.run_dir)

@@ -171,6 +171,8 @@ class VolumeManager:
                 await self.store.delete_snapshot(snap)
             if sealed is not None:  # an admin's force-delete of an offline volume
                 await offline.unseal(self.store, volume_id)
+            if self.exports is not None:  # a force-delete of a volume a server elsewhere still had
+                await self.exports.terminate_volume(volume_id)
             await self.store.delete(volume_id)
             async with self.db.write() as conn:
                 await conn.execute(volume_attachments.delete().where(volume_attachments.c.volume_id == volume_id))
