@@ -284,9 +284,32 @@ async def create(request: Request) -> Response:
     plan = bdm.parse(server)  # block_device_mapping(_v2): Nova's checks, 400 in its words
     groups = server.get("security_groups")
     group_names = sorted({g["name"] for g in groups if g.get("name")}) if groups is not None else ["default"]
-    # The project's Neutron groups, by name (400 as Nova for an unknown one).
-    await _common.security_group_service(request).check_known(ctx.project_id or "", group_names)
-    req = CreateRequest(
+    # The project's Neutron groups, by name (400 as Nova for an unknown one): the check runs in
+    # create_servers (beside its reads on PostgreSQL); a request failing first still gets its error.
+    known = _common.security_group_service(request).check_known(ctx.project_id or "", group_names)
+    try:
+        req = _create_request(server, data, ver, plan, name, user_data, min_count, max_count, group_names,
+                              requested_host, requested_node)
+    except BaseException:
+        await known
+        raise
+    admin_pass = server.get("adminPass") or generate_password()
+    rows, resv = await server_create.create_servers(_common.compute_service(request), ctx, req, precheck=known)
+    sgs = _common.security_group_service(request)
+    for row in rows:  # the requested groups on the ports the create made
+        made = [{"id": p} for p in netports.port_ids_of(row) if p not in netports.user_ports_of(row)]
+        await sgs.apply_on_create(ctx.project_id or "", group_names, made)
+    if bool_from_string(server.get("return_reservation_id", False)):
+        return json_response({"reservation_id": resv}, status=202)
+    vc = _view_ctx(request, ctx, views.SHOW)
+    body = views.created(rows[0], vc, groups if groups is not None else [{"name": "default"}], admin_pass)
+    return json_response({"server": body}, status=202, headers={"Location": body["links"][0]["href"]})
+
+
+def _create_request(server: dict[str, Any], data: dict[str, Any], ver: Version, plan: bdm.BootPlan, name: str,
+                    user_data: str | None, min_count: int, max_count: int, group_names: list[str],
+                    requested_host: str | None, requested_node: str | None) -> CreateRequest:
+    return CreateRequest(
         name=name,
         flavor_ref=str(server["flavorRef"]).rstrip("/").split("/")[-1],
         image_ref=plan.image_ref or "",
@@ -310,17 +333,6 @@ async def create(request: Request) -> Response:
         requested_host=requested_host,
         requested_node=requested_node,
     )
-    admin_pass = server.get("adminPass") or generate_password()
-    rows, resv = await server_create.create_servers(_common.compute_service(request), ctx, req)
-    sgs = _common.security_group_service(request)
-    for row in rows:  # the requested groups on the ports the create made
-        made = [{"id": p} for p in netports.port_ids_of(row) if p not in netports.user_ports_of(row)]
-        await sgs.apply_on_create(ctx.project_id or "", group_names, made)
-    if bool_from_string(server.get("return_reservation_id", False)):
-        return json_response({"reservation_id": resv}, status=202)
-    vc = _view_ctx(request, ctx, views.SHOW)
-    body = views.created(rows[0], vc, groups if groups is not None else [{"name": "default"}], admin_pass)
-    return json_response({"server": body}, status=202, headers={"Location": body["links"][0]["href"]})
 
 
 # --- one server ---
