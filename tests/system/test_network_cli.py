@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the harness lives in tests/system/conftest.py
 pytestmark = pytest.mark.system
 
 cumulo_options = {"fake_hosts": 0}
+cumulo_configs = ("embedded", "scaled")  # and on the scaled-out cloud (tests/system/cluster.py)
 
 ADMIN, DEMO = "cumulo", "cumulo-demo"
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from _ns_util import run_in_server_ns
 from _runc_util import inside, leftovers, server, wait_for, wait_gone, wait_status, write_config
 
 from cumulo.netplane import netns
@@ -38,6 +39,7 @@ from cumulo.netplane import netns
 if TYPE_CHECKING:
     from conftest import CumuloCloud
 
+cumulo_configs = ("embedded", "scaled")  # and on the scaled-out cloud (tests/system/cluster.py)
 DEMO = "cumulo-demo"
 CIDR = "10.93.0.0/24"
 HOST_ROUTE = ("192.168.77.0/24", "10.93.0.9")
@@ -79,10 +81,13 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(cumulo_launcher: Callable[..., CumuloCloud], tmp_path_factory: pytest.TempPathFactory,
+          cumulo_config: str) -> Iterator[World]:
     tmp: Path = tmp_path_factory.mktemp("net-gaps")
     config = write_config(tmp)
-    cloud = cumulo_launcher(driver="runc", args=["--config", str(config), "--no-external"])
+    # Scaled: c1 and c2 on whichever dev hosts (the isolated network's DHCP port and metadata on
+    # each host carrying it), c3's floating IP on the L3 host.
+    cloud = cumulo_launcher(driver="runc", args=["--config", str(config), "--no-external"], config=cumulo_config)
     w = World(cloud, secrets.token_hex(3))
     nets: list[str] = []
     left: list[str] = []
@@ -127,11 +132,15 @@ def _address(shown: dict[str, Any]) -> str:
 
 def test_metadata_on_a_network_without_a_router(world: World) -> None:
     w = world
-    [dhcp_port] = w.osc("port", "list", "--network", w.ids["iso"], "--device-owner", "network:dhcp", "--long")
-    dhcp_ip = dhcp_port["Fixed IP Addresses"][0]["ip_address"] if isinstance(dhcp_port["Fixed IP Addresses"], list) \
-        else dhcp_port["Fixed IP Addresses"].split("ip_address='", 1)[1].split("'", 1)[0]
     assert not w.osc("port", "list", "--network", w.ids["iso"], "--device-owner", "network:router_interface")
     for name in ("c1", "c2"):
+        # Each host carrying the network has its DHCP port (device dhcp-<host>; one on the embedded
+        # cloud), and its servers' metadata route goes through that one, answered on their own host.
+        host = w.cloud.osc("server", "show", w.ids[name])["OS-EXT-SRV-ATTR:host"]
+        [dhcp_port] = w.osc("port", "list", "--network", w.ids["iso"], "--device-owner", "network:dhcp",
+                            "--device-id", f"dhcp-{host}", "--long")
+        fixed = dhcp_port["Fixed IP Addresses"]
+        dhcp_ip = fixed[0]["ip_address"] if isinstance(fixed, list) else fixed.split("ip_address='", 1)[1].split("'", 1)[0]
         routes = inside(w.cloud, w.ids[name], "ip route")
         assert f"169.254.169.254 via {dhcp_ip} dev eth0" in routes, routes
         assert f"{HOST_ROUTE[0]} via {HOST_ROUTE[1]} dev eth0" in routes, routes
@@ -154,9 +163,9 @@ class Stream:
         def client() -> socket.socket:
             return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 
-        self.listener = netns.run_in_sync(f"cumulo-{w.ids['c1']}", listen)
+        self.listener = run_in_server_ns(w.cloud, w.ids["c1"], listen)
         try:
-            self.client = netns.run_in_sync(f"cumulo-{w.ids['c2']}", client)
+            self.client = run_in_server_ns(w.cloud, w.ids["c2"], client)
             try:
                 self.client.settimeout(5)
                 self.client.connect((w.ips["c1"], PORT))

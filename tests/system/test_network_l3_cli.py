@@ -21,9 +21,15 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.system
 
 cumulo_options = {"fake_hosts": 0}
+cumulo_configs = ("embedded", "scaled")  # and on the scaled-out cloud (tests/system/cluster.py)
 EXT_CIDR = "203.0.113.0/24"
 PRIV_CIDR = "10.20.0.0/24"
 DEMO = "cumulo-demo"
+# The scaled variant keeps to the floating IP lifecycle (router, gateway, interface, association and
+# its refusals through `cumulo api` on PostgreSQL, the L3 host told over RabbitMQ): nothing is
+# plumbed here (fake driver), so the other two are the same API on both and stay embedded.
+SCALED_SUBSET = pytest.mark.configs("embedded", reason="API-only (fake driver); the scaled variant keeps the "
+                                    "floating IP lifecycle, within the run's time budget")
 
 
 class Env:
@@ -64,6 +70,7 @@ def nets(env: Env) -> dict[str, Any]:
     return {"ext": ext, "ext_sub": ext_sub, "priv": priv, "priv_sub": priv_sub}
 
 
+@SCALED_SUBSET
 def test_router_gateway_and_interfaces(env: Env, nets: dict[str, Any]) -> None:
     router = env.make(DEMO, ["router"], "r-l3")
     assert router["status"] == "ACTIVE" and not router["external_gateway_info"]
@@ -121,6 +128,7 @@ def test_floating_ip_lifecycle(env: Env, nets: dict[str, Any]) -> None:
     assert "not a valid external network" in env.refused("floating", "ip", "create", nets["priv"]["id"])
 
 
+@SCALED_SUBSET
 def test_security_groups_and_rules(env: Env, nets: dict[str, Any]) -> None:
     groups = {g["Name"]: g for g in env.demo("security", "group", "list")}
     assert "default" in groups
