@@ -12,6 +12,7 @@ from `servicegroup.is_up` exactly as `ComputeService._host_statuses`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,10 @@ class ShowParts:
     host_status: str | None = None  # None: not asked for; "" no host; else Nova's status
 
 
-def _query(uuid: str, *, with_host_status: bool, with_groups: bool) -> sa.Select[Any]:
+@functools.cache
+def _query(*, with_host_status: bool, with_groups: bool) -> sa.Select[Any]:
+    """The statement (built once per shape: the poll would otherwise rebuild ~80 labelled columns
+    and their cache key per request); the uuid is the bound parameter "uuid"."""
     i, b, s = instances, block_device_mapping, services
     cols: list[Any] = [*i.c, *(c.label(_BDM + c.name) for c in b.c)]
     joined = i.outerjoin(b, b.c.instance_uuid == i.c.uuid)
@@ -58,7 +62,7 @@ def _query(uuid: str, *, with_host_status: bool, with_groups: bool) -> sa.Select
             .where(m.c.instance_uuid == i.c.uuid)
             .scalar_subquery().label("groups__")
         )
-    return sa.select(*cols).select_from(joined).where(i.c.uuid == uuid, i.c.deleted.is_(False))
+    return sa.select(*cols).select_from(joined).where(i.c.uuid == sa.bindparam("uuid"), i.c.deleted.is_(False))
 
 
 async def load(db: Database, conf: Settings, ctx: RequestContext, uuid: str, *, with_host_status: bool,
@@ -66,8 +70,8 @@ async def load(db: Database, conf: Settings, ctx: RequestContext, uuid: str, *, 
     """The server `uuid` as the caller may see it (NotFound otherwise, as ComputeService.get) with
     its mappings, and its host_status and groups when asked for."""
     async with db.read() as conn:
-        rows = (await conn.execute(_query(uuid, with_host_status=with_host_status,
-                                          with_groups=with_groups))).mappings().all()
+        rows = (await conn.execute(_query(with_host_status=with_host_status, with_groups=with_groups),
+                                   {"uuid": uuid})).mappings().all()
         if not rows or (not ctx.is_admin and rows[0]["project_id"] != ctx.project_id):
             raise errors.NotFound(f"Instance {uuid} could not be found.")
         parts = ShowParts(row={c.name: rows[0][c.name] for c in instances.c})
