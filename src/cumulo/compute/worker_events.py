@@ -76,6 +76,47 @@ def begin_cte(instance_uuid: str, request_id: str, name: str, host: str | None, 
     )
 
 
+def record_ctes(
+    instance_uuid: str, request_id: str, name: str, host: str | None, started: dt.datetime,
+    exc: BaseException | None = None, *, only_if: sa.CTE,
+) -> list[sa.CTE]:
+    """PostgreSQL: `record` as data-modifying CTEs to add to the caller's statement, written only
+    when the CTE `only_if` returns a row (the state change the event times); [] without an action."""
+    if not request_id:
+        return []
+    return _record_ctes(instance_uuid, request_id, name, host, started, exc, only_if)
+
+
+def _record_ctes(
+    instance_uuid: str, request_id: str, name: str, host: str | None, started: dt.datetime,
+    exc: BaseException | None, only_if: sa.CTE | None,
+) -> list[sa.CTE]:
+    result, trace = _outcome(exc)
+    now = utcnow()
+    action = actions.action_query(instance_uuid, request_id)
+    touch = (
+        sa.update(instance_actions)
+        .where(instance_actions.c.id == sa.select(action.c.id).scalar_subquery())
+        .values(updated_at=now)
+        .returning(instance_actions.c.id)
+    )
+    if only_if is not None:
+        touch = touch.where(sa.exists(sa.select(sa.literal(1)).select_from(only_if)))
+    touched = touch.cte("touched_action")
+    inserted = (
+        sa.insert(instance_action_events)
+        .from_select(
+            ["action_id", "event", "start_time", "finish_time", "host", "result", "traceback"],
+            sa.select(touched.c.id, *(sa.literal(v, instance_action_events.c[k].type) for k, v in (
+                ("event", name), ("start_time", started), ("finish_time", now), ("host", host),
+                ("result", result), ("traceback", trace)))),
+        )
+        .returning(instance_action_events.c.id)
+        .cte("recorded_event")
+    )
+    return [touched, inserted]
+
+
 def _finishing(handle: EventHandle, exc: BaseException | None) -> tuple[sa.Update, sa.Update]:
     result, trace = _outcome(exc)
     now = utcnow()
@@ -127,23 +168,8 @@ async def record(
     now = utcnow()
     action = actions.action_query(instance_uuid, request_id)
     if _one_statement(conn):
-        touched = (
-            sa.update(instance_actions)
-            .where(instance_actions.c.id == sa.select(action.c.id).scalar_subquery())
-            .values(updated_at=now)
-            .returning(instance_actions.c.id)
-            .cte("touched_action")
-        )
-        await conn.execute(
-            sa.insert(instance_action_events)
-            .from_select(
-                ["action_id", "event", "start_time", "finish_time", "host", "result", "traceback"],
-                sa.select(touched.c.id, *(sa.literal(v, instance_action_events.c[k].type) for k, v in (
-                    ("event", name), ("start_time", started), ("finish_time", now), ("host", host),
-                    ("result", result), ("traceback", trace)))),
-            )
-            .add_cte(touched)
-        )
+        await conn.execute(sa.select(sa.literal(1)).add_cte(
+            *_record_ctes(instance_uuid, request_id, name, host, started, exc, None)))
         return
     row = (await conn.execute(
         sa.update(instance_actions)

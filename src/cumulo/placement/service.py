@@ -461,12 +461,20 @@ class Placement:
             return Claim(False, short)
         # One compare-and-swap over the node's generation and its pool's: both or nothing.
         cas = [(pid, gen)] + ([(pool.provider_id, pool.generation)] if pool is not None else [])
-        res = await conn.execute(
+        bump = (
             sa.update(resource_providers)
             .where(sa.or_(*(sa.and_(resource_providers.c.id == i, resource_providers.c.generation == g)
                             for i, g in cas)))
             .values(generation=resource_providers.c.generation + 1, updated_at=utcnow())
         )
+        if resources and not hold_old and not node.held and conn.dialect.name == "postgresql":
+            # A first claim on PostgreSQL: the bump and the allocations in one statement (a round
+            # trip less), the INSERT made only when every compare-and-swap matched.
+            bumped = await conn.scalar(_bump_and_allocate(bump, len(cas), pid, consumer_id, resources))
+            if bumped != len(cas):
+                raise _GenerationMoved  # lost the race: nothing inserted, the rollback undoes a matched bump
+            return Claim(True, result=None if then is None else await then(conn))
+        res = await conn.execute(bump)
         if res.rowcount != len(cas):
             # Lost the race; the rollback undoes a bump that did match.
             raise _GenerationMoved
@@ -531,3 +539,22 @@ class Placement:
 
 class _GenerationMoved(Exception):
     """A provider's (or its pool's) generation changed under a claim; raised to roll it back."""
+
+
+def _bump_and_allocate(bump: sa.Update, expected: int, pid: int, consumer_id: str, resources: Resources) -> sa.Select[Any]:
+    """PostgreSQL: `bump` (the generations' compare-and-swap) and the consumer's allocations on
+    provider `pid` as one statement answering how many generations matched; the allocations are
+    inserted only when all `expected` did (data-modifying WITHs run once, from one snapshot)."""
+    bumped = bump.returning(resource_providers.c.id).cte("bumped")
+    matched = sa.select(sa.func.count()).select_from(bumped).scalar_subquery()
+    names = ("provider_id", "consumer_id", "resource_class", "used", "created_at")
+    now = utcnow()
+    claimed = sa.values(*(sa.column(n, allocations.c[n].type) for n in names), name="claimed").data(
+        [(pid, consumer_id, rc, n, now) for rc, n in resources.items()])
+    inserted = (
+        sa.insert(allocations)
+        .from_select(list(names), sa.select(*claimed.c).where(matched == expected))
+        .returning(allocations.c.id)
+        .cte("inserted")
+    )
+    return sa.select(matched).add_cte(inserted)

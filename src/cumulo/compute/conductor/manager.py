@@ -246,7 +246,7 @@ class Conductor:
         if server_groups.in_group(inst.get("request_spec")):
             # Raises GroupPolicyViolated when a member placed meanwhile makes this host wrong.
             await server_groups.check_late(conn, inst["uuid"], dest["host"])
-        res = await conn.execute(
+        place = (
             sa.update(instances)
             .where(
                 instances.c.uuid == inst["uuid"],
@@ -260,6 +260,16 @@ class Conductor:
                 hypervisor_type=dest.get("hypervisor_type"), updated_at=utcnow(),
             )
         )
+        if conn.dialect.name == "postgresql":
+            # The placement and its event in one statement (a round trip less in the claim's
+            # transaction); the event is written only when the CAS placed the instance.
+            placed = place.returning(instances.c.id).cte("placed")
+            count = sa.select(sa.select(sa.func.count()).select_from(placed).scalar_subquery()).add_cte(
+                *worker_events.record_ctes(inst["uuid"], req, SCHEDULE_EVENT, None, started, only_if=placed))
+            if not await conn.scalar(count):
+                raise _NotPlaced
+            return
+        res = await conn.execute(place)
         if not res.rowcount:
             raise _NotPlaced
         await worker_events.record(conn, inst["uuid"], req, SCHEDULE_EVENT, None, started)
