@@ -10,12 +10,12 @@ runc `cumulo up` with its host link to `public`, through the real `openstack paa
    test_crash_recovery.py does), then a restart on the same state dir: the task is taken over and
    reaches SUCCESS, each node has exactly one server, and no container is left without a server.
 
-And on the scaled-out cloud (tests/system/cluster.py: runc dev hosts, PostgreSQL): 5 with the
-process that runs the task's engine, `cumulo api` (the PaaS API starts a task in the process that
-answered), killed -9 mid-install (the moment read from PostgreSQL) and started again: the task is
-taken over (by it or by the conductor's engine, whichever the lease lets first) and finishes. Row 4
-runs embedded only (the run's time budget; it passes on the cluster too, with the containers of
-every dev host in its before/after view).
+With "scaled" in cumulo_configs (off by default: the run's time budget), on the scaled-out cloud
+too (tests/system/cluster.py: runc dev hosts, PostgreSQL): 5 with the process that runs the task's
+engine, `cumulo api` (the PaaS API starts a task in the process that answered), killed -9
+mid-install (the moment read from PostgreSQL) and started again: the task is taken over (by it or
+by the conductor's engine, whichever the lease lets first) and finishes. Row 4 then stays embedded
+only (it passes on the cluster too, with the containers of every dev host in its before/after view).
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ if TYPE_CHECKING:
     from conftest import CumuloCloud
 
 FAILING = "disk full on purpose"
-# and on the scaled-out cloud (tests/system/cluster.py), where the kill is the API process's, whose engine runs the task
-cumulo_configs = ("embedded", "scaled")
+# Add "scaled" to run row 5 on the scaled-out cloud too (tests/system/cluster.py), where the kill is
+# the API process's, whose engine runs the task: it passes there (75-135 s more under load), but the
+# scaled front-door modules already use up their share of the run's time budget.
+cumulo_configs = ("embedded",)
 
 
 class World:
