@@ -134,6 +134,43 @@ async def test_a_dev_host_never_pins_a_loop_mount_of_the_machine(tmp_path: Path)
             subprocess.run(["losetup", "-d", line.split(":")[0]], capture_output=True)  # noqa: S603,S607
 
 
+async def test_a_dev_host_never_pins_a_container_rootfs_of_the_machine(tmp_path: Path) -> None:
+    """The same for a container's rootfs: an overlay whose upper dir lives on a loop-backed root disk
+    (the runc driver's layout). The host's copy of the overlay alone kept the disk's filesystem,
+    hence its loop device, busy after the machine unmounted both (a resize of an embedded cloud's
+    container waited in vain while a cluster's dev host lived: 'the root disk ... is still in use')."""
+    tag = uuid.uuid4().hex[:6]
+    image, disk, lower, rootfs = tmp_path / "disk.ext4", tmp_path / "disk", tmp_path / "lower", tmp_path / "rootfs"
+    subprocess.run(["truncate", "-s", "8M", str(image)], check=True)  # noqa: S603,S607
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)  # noqa: S603,S607
+    for d in (disk, lower, rootfs):
+        d.mkdir()
+
+    def loops() -> str:
+        return subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True).stdout.strip()  # noqa: S603,S607
+
+    dev = DevHosts(tmp_path / "dev", bridge=f"cuo{tag}", cidr="198.18.233.0/24", name_prefix=f"o{tag}-")
+    try:
+        subprocess.run(["mount", "-o", "loop", str(image), str(disk)], check=True)  # noqa: S603,S607
+        (disk / "upper").mkdir()
+        (disk / "work").mkdir()
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",  # noqa: S603,S607
+                        f"lowerdir={lower},upperdir={disk / 'upper'},workdir={disk / 'work'}", str(rootfs)], check=True)
+        await dev.up(1)
+        [h] = dev.hosts()
+        await dev.start(h.name, program=[sys.executable, "-c", "import time; time.sleep(600)"])
+        assert dev.holding(dev.host(h.name))
+        subprocess.run(["umount", str(rootfs)], check=True)  # noqa: S603,S607
+        subprocess.run(["umount", str(disk)], check=True)  # noqa: S603,S607
+        _wait(lambda: not loops(), "the loop device to be released (no copy of the overlay left open)", timeout=10)
+    finally:
+        subprocess.run(["umount", "-l", str(rootfs)], capture_output=True)  # noqa: S603,S607
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)  # noqa: S603,S607
+        await dev.down()
+        for line in loops().splitlines():
+            subprocess.run(["losetup", "-d", line.split(":")[0]], capture_output=True)  # noqa: S603,S607
+
+
 # A stand-in compute process that does what the network agent does with its mapped interface:
 # moves it into a network namespace of the host (which dies with the host's mount namespace).
 WIRE_PROGRAM = r"""

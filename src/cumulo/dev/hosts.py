@@ -71,9 +71,11 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 # The host's mount namespace starts as a copy of the machine's: a copy of a loop-backed mount
 # (another cloud's container root disk or attached volume, mounted at that moment) would keep its
 # filesystem open, hence its loop device busy, for as long as the host lives: that cloud's resize,
-# detach or delete then waits in vain. The copies go first (lazily, in this namespace only).
-_HOLD = ('findmnt -rn -o TARGET,SOURCE | while read -r t s; do case "$s" in /dev/loop*) umount -l "$t" 2>/dev/null;; '
-         'esac; done; '
+# detach or delete then waits in vain. The copies go first (lazily, in this namespace only), and so
+# do the copies of overlays (a container's rootfs, whose upper dir lives on its loop-backed root
+# disk: the copy of the overlay alone kept that disk's filesystem, hence its loop device, busy).
+_HOLD = ('findmnt -rn -o TARGET,SOURCE,FSTYPE | while read -r t s f; do case "$s:$f" in /dev/loop*|*:overlay) '
+         '[ "$t" = / ] || umount -l "$t" 2>/dev/null;; esac; done; '
          'mount -t tmpfs -o mode=0755 cumulo-netns /run/netns && '
          'mount -t tmpfs -o mode=0755 cumulo-run /run/cumulo && exec sleep infinity')
 
