@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.system
 
 cumulo_configs = ("embedded", "scaled")  # and on the scaled-out cloud (tests/system/cluster.py)
+# The scaled variant keeps the aggregate's zone honoured by the scheduler process on a dev host.
+EMBEDDED_ONLY = pytest.mark.configs("embedded", reason="API-process reads and security group actions with the "
+                                    "fake driver: left out of the scaled variant for time")
 
 cumulo_options = {"fake_hosts": 2}
 HOST = "fake-host-1"
@@ -87,6 +90,7 @@ def test_aggregate_zone_and_placement(cumulo: CumuloCloud, image: str) -> None:
     assert "agg-x" not in {a["Name"] for a in osc_json(cumulo, "aggregate", "list")}
 
 
+@EMBEDDED_ONLY
 def test_hosts_and_usage(cumulo: CumuloCloud, image: str) -> None:
     server = boot(cumulo, image, "counted")
     host = server["OS-EXT-SRV-ATTR:host"]
@@ -112,6 +116,7 @@ def test_hosts_and_usage(cumulo: CumuloCloud, image: str) -> None:
     delete(cumulo, server["id"])
 
 
+@EMBEDDED_ONLY
 def test_server_security_groups(cumulo: CumuloCloud, image: str) -> None:
     server = boot(cumulo, image, "guarded")
     path = f"/compute/v2.1/servers/{server['id']}"
