@@ -77,6 +77,10 @@ class VolumeClientAdapter:
     async def attachment_complete(self, ctx: RequestContext, attachment_id: str) -> None:
         await self.service.complete_attachment(ctx, attachment_id)
 
+    async def attachment_reconnect(self, ctx: RequestContext, attachment_id: str,
+                                   connector: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.service.reconnect_attachment(ctx, attachment_id, dict(connector))
+
     async def attachment_delete(self, ctx: RequestContext, attachment_id: str) -> None:
         await self.service.delete_attachment(ctx, attachment_id)
 

@@ -179,15 +179,19 @@ async def serve(run_dir: Path, export: Export, path: str, key: str) -> None:
     await asyncio.to_thread(write_psk, d, psk_identity(export.attachment_id), key)
     await asyncio.to_thread((d / "export.json").write_text, json.dumps(asdict(export)))
     pidfile = d / "pid"
-    argv = ["qemu-nbd", "--format=raw", "--object", f"tls-creds-psk,id=tls0,endpoint=server,dir={d}",
+    argv = ["qemu-nbd", "--image-opts", "--object", f"tls-creds-psk,id=tls0,endpoint=server,dir={d}",
             "--tls-creds=tls0", f"--bind={export.bind}", f"--port={export.port}", f"--export-name={export.name}",
             "--persistent", "--shared=4", "--fork", f"--pid-file={pidfile}"]
     if export.read_only:
         argv.append("--read-only")
     else:
         argv.append("--discard=unmap")
+    # raw, never probed; no image lock: a server moving off the volume host (live migration) still
+    # has the file open in its QEMU while its destination connects (the attachment rules keep
+    # anything else from writing it)
+    image = "driver=raw,file.driver=file,file.locking=off,file.filename=" + path.replace(",", ",,")
     try:
-        await host.run([*argv, path], timeout=30.0)
+        await host.run([*argv, image], timeout=30.0)
     except Exception as exc:
         raise StoreError(f"cannot export volume {export.volume_id} over NBD: {exc}") from exc
 

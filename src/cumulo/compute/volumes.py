@@ -97,6 +97,11 @@ class VolumeClient(Protocol):
 
     def attachment_complete(self, ctx: RequestContext, attachment_id: str) -> Awaitable[None]: ...
 
+    def attachment_reconnect(self, ctx: RequestContext, attachment_id: str,
+                             connector: Mapping[str, Any]) -> Awaitable[dict[str, Any]]:
+        """An attached attachment's connection for the host its server moved to (its connector)."""
+        ...
+
     def attachment_delete(self, ctx: RequestContext, attachment_id: str) -> Awaitable[None]:
         """Drop the attachment (NotFound when already gone): the volume is available again, or
         stays in-use while another attachment remains (multiattach)."""

@@ -195,6 +195,32 @@ class Attachments(Volumes):
             await self._terminate(volume_host, att.id)
         return done
 
+    async def reconnect_attachment(self, ctx: RequestContext, attachment_id: str, connector: Any) -> dict[str, Any]:
+        """Nova's attachment update for a server that moved to another host (migration, evacuation)
+        while attached: the attachment's connection for the new host's connector (the volume host's
+        export, or its file when the server is now there), its status unchanged."""
+        authorize(ctx, "attachment:manage")
+        conn_spec = _connector(connector)
+        if conn_spec is None:
+            raise errors.Invalid("Invalid input received: Attachment update requires a connector.")
+        async with self.db.read() as conn:
+            att = await self._attachment_row(conn, ctx, attachment_id)
+            volume_host = await conn.scalar(sa.select(volumes.c.host).where(volumes.c.id == att.volume_id))
+        remote = _remote(volume_host, conn_spec)
+        if remote:
+            info = await self.worker.initialize_connection(str(volume_host), att.volume_id, att.id,
+                                                           str(conn_spec.get("host")), att.attach_mode)
+        else:
+            info = connection_info(att.volume_id, att.attach_mode, conn_spec)
+        async with self.db.write() as conn:
+            await conn.execute(volume_attachments.update().where(volume_attachments.c.id == att.id).values(
+                connector_json=json.dumps(conn_spec), connection_info_json=json.dumps(info),
+                attached_host=conn_spec.get("host"), updated_at=utcnow()))
+            done = attachment_record(await self._attachment_row(conn, ctx, att.id))
+        if exported(att) and not remote:
+            await self._terminate(volume_host, att.id)
+        return done
+
     async def _terminate(self, volume_host: str | None, attachment_id: str) -> None:
         """Cinder's terminate_connection: the attachment's export stopped. The volume host away
         is logged, not raised: its worker stops exports of gone attachments when it starts."""

@@ -110,3 +110,43 @@ async def test_the_loop_reap_drops_connections_no_server_holds(tmp_path: Any) ->
     store = HostBlockStore(object(), Loops(), None, run / "nbd-keys")  # type: ignore[arg-type]
     assert await store.reap_loops({kept}) == [stale]
     assert sorted(p.name for p in (run / nbd.CONNECTIONS).iterdir()) == sorted([kept, "not-a-volume"])
+
+
+async def test_a_server_that_moved_here_gets_a_connection_from_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """disks.connect_here (Node.spec): a mapping whose connection is the volume host's file, on a host
+    without that file, is reconnected from this host (the export) and the mapping updated; a file
+    this host has, an nbd mapping, or one machine (no underlay) are left as they are."""
+    from cumulo.compute import volume_records
+
+    class Client:
+        def __init__(self) -> None:
+            self.asked: list[tuple[str, dict[str, Any]]] = []
+
+        async def attachment_reconnect(self, ctx: Any, attachment_id: str, connector: Any) -> dict[str, Any]:
+            self.asked.append((attachment_id, dict(connector)))
+            return {"connection_info": {"driver_volume_type": "nbd", "data": DATA}}
+
+    class Db:
+        def write(self) -> Any:
+            import contextlib
+
+            @contextlib.asynccontextmanager
+            async def conn() -> Any:
+                yield None
+            return conn()
+
+    updated: list[tuple[str, Any]] = []
+
+    async def update(conn: Any, uuid: str, **values: Any) -> None:
+        updated.append((uuid, values["connection_info"]))
+
+    monkeypatch.setattr(volume_records, "update", update)
+    local = {"uuid": "bdm-1", **row(), "connection_info": {"driver_volume_type": "cumulo_file", "data": {}}}
+    client = Client()
+    kw: dict[str, Any] = {"host": "host3", "store": Keys(), "client": client, "db": Db()}
+    [moved] = await disks.connect_here([local], {"uuid": "srv"}, underlay_ip="198.18.20.4", **kw)
+    assert moved["connection_info"]["driver_volume_type"] == "nbd" and updated == [("bdm-1", moved["connection_info"])]
+    assert client.asked[0][0] == ATT and client.asked[0][1]["ip"] == "198.18.20.4"
+    assert await disks.connect_here([local], {"uuid": "srv"}, underlay_ip="", **kw) == [local]
+    assert await disks.connect_here([row()], {"uuid": "srv"}, underlay_ip="198.18.20.4", **kw) == [row()]
+    assert len(client.asked) == 1

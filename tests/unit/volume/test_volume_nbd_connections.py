@@ -105,3 +105,19 @@ async def test_os_detach_of_an_exported_attachment_stops_the_export(setup: Any) 
     await svc.complete_attachment(CTX, att_id)
     await svc.detach(ctx_for("project-a", "admin"), vid, att_id, force=True)
     assert worker.calls[-1] == ("terminate", ("host1", att_id))
+
+
+async def test_a_server_that_moved_off_the_volume_host_gets_an_export_for_its_attachment(setup: Any) -> None:
+    """Nova's attachment update at a migration or evacuation: an attached attachment whose server
+    now runs on another host gets that host's connection (the export), and back on the volume host
+    its file again (the export stopped); the volume stays in-use throughout."""
+    svc, worker, vid, att_id = setup
+    await svc.update_attachment(CTX, att_id, {"attachment": {"connector": connector("host1", "198.18.0.2")}})
+    await svc.complete_attachment(CTX, att_id)
+    moved = await svc.reconnect_attachment(SERVICE, att_id, connector("host3", "198.18.0.4"))
+    assert worker.calls == [("initialize", ("host1", vid, att_id, "host3", "rw"))]
+    assert moved["connection_info"]["driver_volume_type"] == "nbd" and moved["status"] == "attached"
+    assert moved["attached_host"] == "host3" and (await svc.get_volume(CTX, vid))["status"] == "in-use"
+    back = await svc.reconnect_attachment(SERVICE, att_id, connector("host1", "198.18.0.2"))
+    assert back["connection_info"]["driver_volume_type"] == "cumulo_file"
+    assert worker.calls[-1] == ("terminate", ("host1", att_id))

@@ -6,12 +6,18 @@ attach workflow; kept apart from compute/volumes.py because the compute API must
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cumulo import errors
+from cumulo.compute import volume_records
+from cumulo.compute import volumes as vol
 from cumulo.compute.drivers.base import DiskSpec
 from cumulo.compute.volumes import HostVolumes, volume_rows
+from cumulo.db import Database
+
+LOG = logging.getLogger(__name__)
 
 
 def read_only(row: Mapping[str, Any]) -> bool:
@@ -54,3 +60,35 @@ async def _remote_spec(row: Mapping[str, Any], data: Mapping[str, Any], store: H
                     path=f"nbd://{target['target_host']}:{target['target_port']}/{target['export']}",
                     device_name=str(row.get("device_name") or "/dev/vdb"), read_only=read_only(row), kind="nbd",
                     boot_index=boot, nbd=tuple(sorted(target.items())), tls_dir=tls_dir)
+
+
+async def connect_here(rows: list[dict[str, Any]], inst: Mapping[str, Any], *, host: str, underlay_ip: str,
+                       store: HostVolumes, client: vol.VolumeClient | None, db: Database) -> list[dict[str, Any]]:
+    """The mappings of a server, each with a connection this host can open: one whose connection is
+    the volume host's file, on a host without that file (the server moved here: a migration, an
+    evacuation), gets this host's connection (the volume host's NBD export), as Nova updates the
+    attachments with the destination's connector. Only with an underlay (one machine: the file)."""
+    if not underlay_ip or client is None:
+        return rows
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        info = row.get("connection_info") or {}
+        if (row.get("destination_type") != vol.DEST_VOLUME or not row.get("volume_id") or not row.get("attachment_id")
+                or info.get("driver_volume_type") == "nbd"):
+            out.append(row)
+            continue
+        try:
+            await store.location(str(row["volume_id"]))
+            out.append(row)
+            continue
+        except errors.NotFound:
+            pass
+        connector = vol.connector_for(host, row.get("device_name"), underlay_ip)
+        att = await client.attachment_reconnect(vol.owner_context(inst), str(row["attachment_id"]), connector)
+        info = att.get("connection_info") or {}
+        async with db.write() as conn:
+            await volume_records.update(conn, str(row["uuid"]), connection_info=info)
+        LOG.info("volume %s of %s: connected from this host (%s)", row["volume_id"], inst.get("uuid"),
+                 info.get("driver_volume_type"))
+        out.append({**row, "connection_info": info})
+    return out

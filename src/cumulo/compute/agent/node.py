@@ -176,6 +176,9 @@ class Node:
             spec = dataclasses.replace(spec, flavor=dataclasses.replace(spec.flavor, ephemeral_gb=eph, swap=swap))
         if self.host_volumes is None:
             return spec
+        # a server that moved here (migration, evacuation): its volumes connected from this host
+        rows = await disks.connect_here(list(rows), inst, host=self.host, underlay_ip=self.conf.underlay_ip,
+                                        store=self.host_volumes, client=self.volumes, db=self.db)
         found = await disks.disk_specs(rows, self.host_volumes)
         return dataclasses.replace(spec, disks=found) if found else spec
 
