@@ -11,6 +11,7 @@ The cross-kind (VM <-> container) acceptance tests are tests/system/test_volume_
 from __future__ import annotations
 
 import secrets
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -141,3 +142,36 @@ def test_attach_write_extend_detach_and_delete_on_termination(cloud: CumuloCloud
     wait_for(lambda: volume_of(cloud, vid, as_cloud="cumulo") is None, timeout=60, what=f"volume {vid} deleted with its server")
     assert not (cloud.host_dir(cloud.volume_host) / "volumes" / f"{vid}.raw").exists()
     assert not volume_on_host(vid, cloud)
+
+
+@pytest.mark.configs("scaled", reason="a cold migration off the volume host: the one-host cloud has no other host")
+def test_a_container_migrated_off_the_volume_host_keeps_its_volume_over_nbd(cloud: CumuloCloud) -> None:
+    """Issue 14, volumes from any host: a container on the volume host (its volume the local file)
+    cold-migrated to another host reaches the same volume there over NBD (the destination's agent
+    reconnects the attachment: the volume host's export), with the bytes written before; its
+    detach leaves no export, connection, mount or loop device on any host."""
+    osc = cloud.osc
+    uuid = _boot(cloud, "vol-move")
+    vid = osc("volume", "create", "--size", "1", "moving")["id"]
+    wait_volume(cloud, vid, "available", as_cloud="cumulo", timeout=60)
+    osc("server", "add", "volume", uuid, vid, json=False)
+    wait_volume(cloud, vid, "in-use", as_cloud="cumulo", timeout=60)
+    inside(cloud, uuid, f"echo {MARK}-moved > /mnt/volumes/{vid}/mark && sync")
+    osc("server", "migrate", uuid, json=False)
+    wait_status(cloud, uuid, "VERIFY_RESIZE", timeout=180)
+    osc("server", "resize", "confirm", uuid, json=False)
+    wait_status(cloud, uuid, "ACTIVE", timeout=120)
+    dest = cloud.server_host(uuid)  # type: ignore[attr-defined]
+    assert dest != cloud.volume_host
+    conns = cloud.host_dir(dest) / "volumes" / ".run" / "nbd-connections"
+    assert (conns / vid / "disk").exists()  # the volume host's export, as a file of the destination
+    assert inside(cloud, uuid, f"cat /mnt/volumes/{vid}/mark").strip() == f"{MARK}-moved"
+    assert volume_of(cloud, vid, as_cloud="cumulo")["status"] == "in-use"  # type: ignore[index]
+    osc("server", "remove", "volume", uuid, vid, json=False)
+    wait_volume(cloud, vid, "available", as_cloud="cumulo", timeout=60)
+    exports = cloud.host_dir(cloud.volume_host) / "volumes" / ".run" / "nbd-exports"
+    wait_for(lambda: not volume_on_host(vid, cloud) and not (exports.is_dir() and any(exports.iterdir()))
+             and not (conns / vid).exists(), timeout=30, what="nothing of the volume left on the hosts")
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout  # noqa: S607
+    assert vid not in loops
+    osc("volume", "delete", vid, json=False)
