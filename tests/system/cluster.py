@@ -347,6 +347,7 @@ class ClusterCloud(CumuloCloud):
         self.dev = DevHosts(self.root, bridge=f"cucl{self.slot}", cidr=f"198.18.{self.slot}.0/24",
                             name_prefix=f"c{self.tag}-host", physnet=PUBLIC_PHYSNET)
         _leftovers.record_dev_hosts(self.hosts, f"cucl{self.slot}")
+        _leftovers.record_dev_hosts([], self.dev.phys_bridge)  # the external wire: the run's too
         asyncio.run(self.dev.up(len(self.hosts), names=self.hosts))
         self.l3_uplink = asyncio.run(self.dev.l3_port(self.l3_host))
         procs = [self._spawn(n) for n in ("api", "conductor", "scheduler", self.l3_host)]
