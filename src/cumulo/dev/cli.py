@@ -3,6 +3,7 @@
     cumulo dev hosts up N [--base DIR] [--start --database URL --transport URL [--config FILE]]
     cumulo dev hosts start NAME... --database URL --transport URL [--config FILE]
     cumulo dev hosts list|kill NAME|stop NAME|down [--purge]
+    cumulo dev hosts l3-port NAME --physnet public   (the L3 host's end of the external wire)
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     dev = sub.add_parser("dev", help="developer tools: compute hosts in network namespaces on one machine")
     dsub = dev.add_subparsers(dest="dev_command", required=True)
     hosts = dsub.add_parser("hosts", help="dev compute hosts: netns cumulo-host-<name> on the underlay bridge cumulo-ul0")
-    hosts.add_argument("action", choices=("up", "start", "list", "kill", "stop", "down"))
-    hosts.add_argument("args", nargs="*", help="up: N; start: host names (default all); kill/stop: a host name")
+    hosts.add_argument("action", choices=("up", "start", "list", "kill", "stop", "down", "l3-port"))
+    hosts.add_argument("args", nargs="*", help="up: N; start: host names (default all); kill/stop: a host name; "
+                       "l3-port: the L3 host's name")
     hosts.add_argument("--base", type=Path, default=DEFAULT_BASE, help="the hosts' state dirs and hosts.json")
     hosts.add_argument("--bridge", default=BRIDGE, help=f"the underlay bridge (default {BRIDGE})")
     hosts.add_argument("--cidr", default=CIDR, help=f"the underlay range (default {CIDR}; .1 is the bridge's)")
@@ -33,11 +35,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     hosts.add_argument("--transport", default="", help="the cloud's amqp:// URL (as --database)")
     hosts.add_argument("--config", default=None, help="the cloud's settings file")
     hosts.add_argument("--purge", action="store_true", help="down: remove the base dir too")
+    hosts.add_argument("--physnet", default="", help="up/start/l3-port: an external wire (a bridge <bridge>px) for "
+                       "this physical network (e.g. public): each host's ex0 on it, mapped in its compute process "
+                       "(CUMULO_PHYSICAL_INTERFACE_MAPPINGS=<physnet>:ex0); l3-port prints the end to map on the L3 "
+                       "host (give it to every call)")
 
 
 async def _run(args: argparse.Namespace) -> int:
-    dev = DevHosts(args.base, bridge=args.bridge, cidr=args.cidr)
+    dev = DevHosts(args.base, bridge=args.bridge, cidr=args.cidr, physnet=args.physnet)
     act = args.action
+    if act == "l3-port":
+        if len(args.args) != 1 or not args.physnet:
+            raise SystemExit("cumulo dev hosts l3-port NAME --physnet PHYSNET")
+        end = await dev.l3_port(args.args[0])
+        print(json.dumps({"interface": end, "mapping": f"{args.physnet}:{end}"}))
+        return 0
     if act == "up":
         if len(args.args) != 1 or not args.args[0].isdigit():
             raise SystemExit("cumulo dev hosts up N")
