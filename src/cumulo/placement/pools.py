@@ -152,6 +152,9 @@ class NodeRead:
     # by the same statement as the generation, so from the same snapshot); {} when it has a pool
     # (the claim reads the pool's members' usage together then).
     usage: dict[str, int] = field(default_factory=dict)
+    # The pool's members' allocations (provider id, resource class, the member's ratio, used), read
+    # by the same statement: what load_usage reads, for `member_usage`.
+    pool_usage: list[tuple[int, str, float | None, int]] = field(default_factory=list)
 
 
 async def node_and_pool(
@@ -177,17 +180,60 @@ async def node_and_pool(
         .where(rp.c.uuid == provider_uuid)
     )
     pool = _pool_rows(node_id, sa.literal(1).label("is_pool"), held, sa.literal(0).label("used"))
-    q = sa.union_all(node, pool).subquery()
+    q = sa.union_all(node, pool, _pool_usage_rows(node_id, exclude)).subquery()
     rows = (await conn.execute(sa.select(q).order_by(q.c.is_pool, q.c.rp_id))).mappings().all()
-    mine = [r for r in rows if not r["is_pool"]]
+    mine = [r for r in rows if r["is_pool"] == 0]
     if not mine:
         return None
     return NodeRead(
         int(mine[0]["rp_id"]), int(mine[0]["rp_gen"]),
         {r["resource_class"]: inventory_from_row(r) for r in mine if r["resource_class"] is not None},
-        bool(mine[0]["held"]), _pool_from([r for r in rows if r["is_pool"]]),
+        bool(mine[0]["held"]), _pool_from([r for r in rows if r["is_pool"] == 1]),
         {r["resource_class"]: int(r["used"]) for r in mine if r["resource_class"] is not None and r["used"]},
+        [(int(r["rp_id"]), str(r["resource_class"]), r["allocation_ratio"], int(r["used"] or 0))
+         for r in rows if r["is_pool"] == 2],
     )
+
+
+def _pool_usage_rows(node_id: sa.ScalarSelect[Any], exclude: str | None) -> sa.Select[Any]:
+    """node_and_pool's third part (is_pool 2): load_usage's sums for the node's pool (the sharing
+    provider `_pool_from` takes: the lowest id), in the union's columns; none without a pool."""
+    agg = resource_provider_aggregates
+    sharing = _pool_rows(node_id).subquery()
+    pool_id = sa.select(sa.func.min(sharing.c.rp_id)).scalar_subquery()
+    members = sa.select(agg.c.provider_id).where(agg.c.aggregate_uuid.in_(
+        sa.select(agg.c.aggregate_uuid).where(agg.c.provider_id == pool_id).scalar_subquery()))
+    columns: dict[str, Any] = {
+        "id": sa.null(), "provider_id": sa.null(), "resource_class": allocations.c.resource_class,
+        "total": sa.null(), "reserved": sa.null(), "min_unit": sa.null(), "max_unit": sa.null(),
+        "step_size": sa.null(), "allocation_ratio": inventories.c.allocation_ratio,
+    }
+    q = (
+        sa.select(sa.literal(2).label("is_pool"), sa.false().label("held"), sa.func.sum(allocations.c.used).label("used"),
+                  allocations.c.provider_id.label("rp_id"), sa.null().label("rp_uuid"), sa.null().label("rp_name"),
+                  sa.null().label("rp_gen"), *(columns[c.name].label(c.name) for c in inventories.c))
+        .select_from(allocations.outerjoin(
+            inventories,
+            sa.and_(inventories.c.provider_id == allocations.c.provider_id,
+                    inventories.c.resource_class == allocations.c.resource_class)))
+        .where(allocations.c.provider_id.in_(members.scalar_subquery()), allocations.c.provider_id != pool_id)
+        .group_by(allocations.c.provider_id, allocations.c.resource_class, inventories.c.allocation_ratio)
+    )
+    return q.where(allocations.c.consumer_id != exclude) if exclude is not None else q
+
+
+def member_usage(pool: PoolState, rows: Iterable[tuple[int, str, float | None, int]]) -> dict[int, dict[str, int]]:
+    """Fill pool.weighted from the members' allocation sums and return each member's own usage
+    (load_usage's arithmetic, on rows read elsewhere)."""
+    weighted: dict[str, Fraction] = {}
+    by_member: dict[int, dict[str, int]] = {}
+    for pid, rc, ratio, used in rows:
+        # A node without inventory (its driver is gone, its servers stay) weighs 1:1: conservative.
+        weighted[rc] = weighted.get(rc, Fraction(0)) + Fraction(int(used)) / _ratio(float(ratio or 1.0))
+        mine = by_member.setdefault(int(pid), {})
+        mine[rc] = mine.get(rc, 0) + int(used)
+    pool.weighted = weighted
+    return by_member
 
 
 async def load_usage(conn: AsyncConnection, pool: PoolState, *, exclude: str | None = None) -> dict[int, dict[str, int]]:
@@ -212,15 +258,7 @@ async def load_usage(conn: AsyncConnection, pool: PoolState, *, exclude: str | N
     )
     if exclude is not None:
         q = q.where(allocations.c.consumer_id != exclude)
-    weighted: dict[str, Fraction] = {}
-    by_member: dict[int, dict[str, int]] = {}
-    for pid, rc, ratio, used in await conn.execute(q):
-        # A node without inventory (its driver is gone, its servers stay) weighs 1:1: conservative.
-        weighted[rc] = weighted.get(rc, Fraction(0)) + Fraction(int(used)) / _ratio(float(ratio or 1.0))
-        mine = by_member.setdefault(int(pid), {})
-        mine[rc] = mine.get(rc, 0) + int(used)
-    pool.weighted = weighted
-    return by_member
+    return member_usage(pool, [(int(p), str(rc), r, int(u)) for p, rc, r, u in await conn.execute(q)])
 
 
 async def pools_for(conn: AsyncConnection, provider_uuids: Iterable[str] | None) -> dict[str, PoolState]:

@@ -450,8 +450,8 @@ class Placement:
             held = await self._consumer_providers(conn, [mig])
             if held:
                 return Claim(False, {"resize": "a resize of this instance is already in progress"})
-        if pool is not None:  # the node's usage comes with its pool's, in one query
-            usage = (await pools.load_usage(conn, pool, exclude=exclude)).get(pid, {})
+        if pool is not None:  # the node's usage comes with its pool's, read by node_and_pool too
+            usage = pools.member_usage(pool, node.pool_usage).get(pid, {})
         else:
             usage = node.usage  # read with the generation, in node_and_pool
         short = shortfall(resources, inventory, usage)
