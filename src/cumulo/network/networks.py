@@ -154,6 +154,8 @@ class Networks(SubnetPools):
                     await self.check_quota(conn, project_id, "network")
                     if values["is_default"] and external:
                         await self._one_default_external(conn, values["id"])
+                    if values["provider_network_type"] == "flat" and values["provider_physical_network"]:
+                        await segments.check_flat_free(conn, values["provider_physical_network"])
                     if pick:
                         values["provider_segmentation_id"] = await segments.allocate(
                             conn, *segments.vni_range(self.conf.vni_ranges))

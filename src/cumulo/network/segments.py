@@ -70,6 +70,15 @@ async def allocate(conn: AsyncConnection, lo: int = VNI_MIN, hi: int = VNI_MAX) 
     return free
 
 
+async def check_flat_free(conn: AsyncConnection, physnet: str) -> None:
+    """Neutron's FlatNetworkInUse (409): one flat network per physical network (a host's interface
+    on it can be in one network's namespace only: netplane/physnet.py)."""
+    taken = await conn.scalar(sa.select(networks.c.id).where(
+        networks.c.provider_network_type == "flat", networks.c.provider_physical_network == physnet).limit(1))
+    if taken is not None:
+        raise faults.HTTPConflict(msg=f"Unable to create the flat network. Physical network {physnet} is in use.")
+
+
 def in_use(vni: Any) -> faults.HTTPConflict:
     return faults.HTTPConflict(msg=f"Unable to create the network. The VXLAN VNI {vni} is in use.")
 

@@ -11,7 +11,7 @@ import pytest
 from _asgi_ctx import ctx_for
 from test_network_agent import ADMIN, DEMO, INSTANCE, Recorder
 
-from cumulo.errors import Invalid
+from cumulo.errors import Conflict, Invalid
 from cumulo.netplane import physnet
 from cumulo.network.agent.manager import NetworkAgent
 from cumulo.network.service import NetworkService
@@ -53,9 +53,10 @@ async def test_a_host_mapping_the_physnet_bridges_public_to_its_interface(svc: N
     await a2.sync()
     await a3.sync()
     assert l3.networks[topo["public"]].uplink == "cp0"  # the L3 host joins the wire too
-    # A second flat network on the same physnet: the interface is in one namespace only (the first).
-    other = await svc.create_network(admin, {"name": "flat2", "router:external": True, "provider:network_type": "flat",
-                                             "provider:physical_network": "public"})
-    await a3.sync()
-    uplinks = [l3.networks[n].uplink for n in sorted((topo["public"], other["id"]))]
-    assert uplinks == ["cp0", None]
+    # One flat network per physnet (Neutron's FlatNetworkInUse): the interface is in one namespace only.
+    with pytest.raises(Conflict, match="Physical network public is in use"):
+        await svc.create_network(admin, {"name": "flat2", "router:external": True, "provider:network_type": "flat",
+                                         "provider:physical_network": "public"})
+    other = await svc.create_network(admin, {"name": "flat3", "provider:network_type": "flat",
+                                             "provider:physical_network": "other"})
+    assert other["provider:physical_network"] == "other"
