@@ -9,6 +9,15 @@ peer by head-end replication: one all-zeros FDB entry (`00:00:00:00:00:00 dst <p
 host carrying the network; unicast is learnt from what arrives. The device and its entries go
 with the namespace when the host stops carrying the network.
 
+As Neutron's l2population, the MACs of the network's ports bound on other hosts are also written
+(`Tunnel.macs`: `bridge fdb replace <mac> dst <their host> dynamic`), so a port that moved to another
+host (cold or live migration, evacuation) is reached at its new host as soon as this host's agent
+syncs, not only after the MAC's learnt entry towards the old host ages out (300 s) or a frame from
+it arrives: an evacuated VM that sends nothing until asked was unreachable across hosts, its
+peers' learnt entry pointing at the dead host's VTEP, where the frames were dropped. The entries
+stay `dynamic`, so learning still repoints them first when a live-migrated guest announces itself.
+A unicast entry towards an address that is no longer a peer (a host that left the network) goes.
+
 `ensure` makes the device and its FDB match a `Tunnel` (idempotent: a device with another VNI or
 local address is made again; peer entries added and deleted one by one). `underlay_ns` names the
 namespace to make the device in (None: the calling process's own, which is the host's underlay
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +45,7 @@ MTU = 1500 - OVERHEAD
 BRIDGE_CMD = "bridge"
 ZERO_MAC = "00:00:00:00:00:00"
 PREFIX = "vxlan-"
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 
 @dataclass(frozen=True)
@@ -42,12 +53,16 @@ class Tunnel:
     vni: int
     local: str  # this host's underlay address
     peers: tuple[str, ...] = ()  # the underlay addresses of the other hosts carrying the network, sorted
+    macs: tuple[tuple[str, str], ...] = ()  # (MAC, its host's underlay address) of ports on other hosts, sorted
 
     def __post_init__(self) -> None:
         if not 1 <= int(self.vni) < (1 << 24):
             raise Invalid(f"bad VXLAN VNI {self.vni!r}")
-        for a in (self.local, *self.peers):
+        for a in (self.local, *self.peers, *(dst for _, dst in self.macs)):
             ipaddress.IPv4Address(a)  # raises ValueError for anything else
+        for mac, _ in self.macs:
+            if not _MAC.fullmatch(mac):
+                raise Invalid(f"bad MAC {mac!r}")
 
     @property
     def device(self) -> str:
@@ -90,6 +105,29 @@ async def fdb_peers(ns: str, dev: str) -> set[str]:
     return out
 
 
+async def fdb_unicast(ns: str, dev: str) -> dict[str, str]:
+    """The device's unicast FDB entries that have a destination: MAC -> underlay address."""
+    res = await host.run([BRIDGE_CMD, "-n", ns, "-j", "fdb", "show", "dev", dev], timeout=30)
+    out = {}
+    for e in json.loads(res.text or "[]"):
+        if isinstance(e, dict) and e.get("mac") and e.get("mac") != ZERO_MAC and e.get("dst"):
+            out[str(e["mac"]).lower()] = str(e["dst"])
+    return out
+
+
+async def _sync_macs(ns: str, dev: str, tun: Tunnel) -> None:
+    want = dict(tun.macs)
+    have = await fdb_unicast(ns, dev)
+    for mac, dst in sorted(want.items()):
+        if have.get(mac) != dst:
+            await host.run([BRIDGE_CMD, "-n", ns, "fdb", "replace", mac, "dev", dev, "dst", dst, "self", "dynamic"],
+                           timeout=30)
+    for mac, dst in sorted(have.items()):
+        if mac not in want and dst not in tun.peers:  # towards a host that left the network
+            await host.run([BRIDGE_CMD, "-n", ns, "fdb", "del", mac, "dev", dev, "dst", dst, "self"],
+                           timeout=30, check=False)
+
+
 async def ensure(ns: str, tun: Tunnel, *, mtu: int = MTU, bridge: str = BRIDGE, underlay_ns: str | None = None) -> bool:
     """The VXLAN port of the network in `ns` (whose bridge exists) as `tun` says; returns whether
     the device was made now."""
@@ -123,6 +161,7 @@ async def ensure(ns: str, tun: Tunnel, *, mtu: int = MTU, bridge: str = BRIDGE, 
             if res.returncode != 0 and peer in await fdb_peers(ns, dev):
                 raise HostError(f"cannot delete the FDB entry to {peer} of {dev} in {ns}: "
                                 f"{res.stderr.decode(errors='replace').strip()}")
+        await _sync_macs(ns, dev, tun)
         revert.commit()
     return made
 

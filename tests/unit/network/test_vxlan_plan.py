@@ -5,6 +5,7 @@ without an underlay address (one host)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -58,6 +59,11 @@ async def _node(svc: NetworkService, host: str, ip: str) -> None:
             updated_at=utcnow()))
 
 
+def _bare(t: Tunnel | None) -> Tunnel | None:
+    """The tunnel without its l2population MACs (asserted on their own below)."""
+    return None if t is None else dataclasses.replace(t, macs=())
+
+
 async def test_each_host_plans_a_tunnel_to_the_other_carriers(svc: NetworkService) -> None:
     topo: dict[str, Any] = await ensure_default_topology(svc, svc.conf, admin_project=ADMIN, demo_project=DEMO)
     for h, ip in IP.items():
@@ -72,22 +78,22 @@ async def test_each_host_plans_a_tunnel_to_the_other_carriers(svc: NetworkServic
     a2 = NetworkAgent(svc.db, svc, "h2", r2, underlay_ip=IP["h2"], l3_host="l3")
     l3 = NetworkAgent(svc.db, svc, "l3", rl, l3=True, underlay_ip=IP["l3"])
     await a1.plug_ports([p1["id"]], INSTANCE)
-    assert r1.networks[net].tunnel == Tunnel(vni=vni, local=IP["h1"], peers=(IP["l3"],))  # the router's host
+    assert _bare(r1.networks[net].tunnel) == Tunnel(vni=vni, local=IP["h1"], peers=(IP["l3"],))  # the router's host
     assert r1.networks[net].mtu == 1450
     await a2.plug_ports([p2["id"]], INSTANCE)
-    assert r2.networks[net].tunnel == Tunnel(vni=vni, local=IP["h2"], peers=(IP["h1"], IP["l3"]))
+    assert _bare(r2.networks[net].tunnel) == Tunnel(vni=vni, local=IP["h2"], peers=(IP["h1"], IP["l3"]))
     await a1.sync()
-    assert r1.networks[net].tunnel == Tunnel(vni=vni, local=IP["h1"], peers=(IP["h2"], IP["l3"]))
+    assert _bare(r1.networks[net].tunnel) == Tunnel(vni=vni, local=IP["h1"], peers=(IP["h2"], IP["l3"]))
     await l3.sync()
-    assert rl.networks[net].tunnel == Tunnel(vni=vni, local=IP["l3"], peers=(IP["h1"], IP["h2"]))
+    assert _bare(rl.networks[net].tunnel) == Tunnel(vni=vni, local=IP["l3"], peers=(IP["h1"], IP["h2"]))
     assert rl.networks[topo["public"]].tunnel is None  # external: flat, no tunnel
     # h1's last port leaves: it drops the network (and its DHCP port), the others stop naming it
     await a1.unplug_ports([p1["id"]])
     assert r1.dropped == [net]
     await a2.sync()
     await l3.sync()
-    assert r2.networks[net].tunnel == Tunnel(vni=vni, local=IP["h2"], peers=(IP["l3"],))
-    assert rl.networks[net].tunnel == Tunnel(vni=vni, local=IP["l3"], peers=(IP["h2"],))
+    assert _bare(r2.networks[net].tunnel) == Tunnel(vni=vni, local=IP["h2"], peers=(IP["l3"],))
+    assert _bare(rl.networks[net].tunnel) == Tunnel(vni=vni, local=IP["l3"], peers=(IP["h2"],))
     # one host (no underlay address): no tunnel at all
     r0 = Recorder()
     await NetworkAgent(svc.db, svc, "h2", r0).sync()
@@ -104,6 +110,54 @@ class _Bus:
 
     async def cast(self, topic: str, method: str, **args: Any) -> None:
         self.casts.append((topic, method))
+
+
+async def test_a_port_moving_or_a_host_rejoining_is_told_to_the_peers_with_its_mac(svc: NetworkService) -> None:
+    """Evacuation to a host that had left the network: the peers must flood to it again and reach
+    the moved port's MAC there (before the fix, the rejoin was not seen as a join, since leaving
+    kept the network in the agent's last plan, so no peer was told: the peers' head-end
+    replication never named the host and a VM that sends nothing unasked stayed unreachable)."""
+    topo: dict[str, Any] = await ensure_default_topology(svc, svc.conf, admin_project=ADMIN, demo_project=DEMO)
+    for h, ip in IP.items():
+        await _node(svc, h, ip)
+    net = topo["private"]
+    demo = ctx_for(DEMO)
+    p1 = await svc.create_port(demo, {"network_id": net, "device_id": INSTANCE})
+    p2 = await svc.create_port(demo, {"network_id": net, "device_id": INSTANCE})
+    told: list[str] = []
+
+    async def tell() -> None:
+        told.append("sync")
+
+    svc.dataplane_listener = tell
+    r1, r2 = Recorder(), Recorder()
+    a1 = NetworkAgent(svc.db, svc, "h1", r1, underlay_ip=IP["h1"], l3_host="l3")
+    a2 = NetworkAgent(svc.db, svc, "h2", r2, underlay_ip=IP["h2"], l3_host="l3")
+    await a1.sync()
+    await a2.sync()
+    await a1.plug_ports([p1["id"]], INSTANCE)
+    await a2.plug_ports([p2["id"]], INSTANCE)
+    assert told == ["sync", "sync"]  # each joined
+    await a2.unplug_ports([p2["id"]])  # h2 leaves (a cold migration away)
+    assert told == ["sync"] * 3 and r2.dropped == [net]
+    told.clear()
+    await a2.plug_ports([p2["id"]], INSTANCE)  # and comes back: a join again
+    assert told == ["sync"]
+    await a1.sync()
+    mac1 = (await svc.get_port(ctx_for(ADMIN, "admin"), p1["id"]))["mac_address"]
+    mac2 = (await svc.get_port(ctx_for(ADMIN, "admin"), p2["id"]))["mac_address"]
+    t1 = r1.networks[net].tunnel
+    assert t1 is not None and IP["h2"] in t1.peers and (mac2, IP["h2"]) in t1.macs
+    assert all(dst != IP["h1"] for _, dst in t1.macs)  # its own ports are local, never in the FDB
+    # p1 moves from h1 to h2 (an evacuation: h1 is dead, nothing unplugs there): the peers are told,
+    # and their plans reach its MAC at h2
+    told.clear()
+    await a2.plug_ports([p1["id"]], INSTANCE)
+    assert told == ["sync"]
+    rl = Recorder()
+    await NetworkAgent(svc.db, svc, "l3", rl, l3=True, underlay_ip=IP["l3"]).sync()
+    tl = rl.networks[net].tunnel
+    assert tl is not None and {(mac1, IP["h2"]), (mac2, IP["h2"])} <= set(tl.macs)
 
 
 async def test_wiring_names_the_l3_host_and_casts_to_remote_hosts(svc: NetworkService) -> None:

@@ -73,6 +73,7 @@ class NetworkAgent:
 
     async def plug_ports(self, port_ids: list[str], instance_uuid: str) -> list[dict[str, Any]]:
         ids = [str(p) for p in port_ids]
+        moved = False  # a port bound elsewhere before (migration, evacuation): the peers repoint its MAC
         async with self.db.write() as conn:
             for pid in ids:
                 row = (await conn.execute(sa.select(ports).where(ports.c.id == pid))).first()
@@ -81,6 +82,7 @@ class NetworkAgent:
                 if row.device_id and instance_uuid and row.device_id != instance_uuid:
                     raise Conflict(f"port {pid} is attached to {row.device_id}")
                 if row.binding_host_id != self.host:
+                    moved = moved or bool(row.binding_host_id)
                     await conn.execute(ports.update().where(ports.c.id == pid).values(
                         binding_host_id=self.host, updated_at=utcnow(), revision_number=row.revision_number + 1))
         async with self.lock:
@@ -94,7 +96,7 @@ class NetworkAgent:
             if self._last is not None:  # a later sync that no longer wants them reaps them
                 self._last = (self._last[0] | frozenset(made), self._last[1])
         await self._set_status(ids, "ACTIVE")
-        if joined and self.underlay_ip:  # the network's other hosts add this one to their FDB
+        if (joined or moved) and self.underlay_ip:  # the network's other hosts add this one to their FDB
             await self.service.dataplane_changed()
         return [_public(plan.nics[p]) for p in ids]
 
@@ -120,6 +122,8 @@ class NetworkAgent:
                 else:
                     await self._leave_network(net_id)
                     left = True
+                    if self._last is not None:  # so that plugging a port here again is a join, told to the peers
+                        self._last = (self._last[0] - {net_id}, self._last[1])
         if left and self.underlay_ip:  # the network's other hosts drop this one from their FDB
             await self.service.dataplane_changed()
 

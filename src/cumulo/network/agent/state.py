@@ -289,7 +289,12 @@ async def read_plan(conn: AsyncConnection, host: str, *, l3: bool, external_link
         if underlay_ip and net.provider_network_type == "vxlan" and net.provider_segmentation_id:
             peers = {ip for h in carriers(net, on_net, l3_host or (host if l3 else None)) - {host}
                      for ip in ips_of.get(h, ())} - {underlay_ip}
-            tunnel = vxlan.Tunnel(vni=int(net.provider_segmentation_id), local=underlay_ip, peers=tuple(sorted(peers)))
+            macs = tuple(sorted(  # l2population: each port on another host reached at that host
+                (str(p.mac_address).lower(), min(there))
+                for p in on_net if p.mac_address and p.binding_host_id and str(p.binding_host_id) != host
+                for there in [set(ips_of.get(str(p.binding_host_id), ())) - {underlay_ip}] if there))
+            tunnel = vxlan.Tunnel(vni=int(net.provider_segmentation_id), local=underlay_ip, peers=tuple(sorted(peers)),
+                                  macs=macs)
         uplink = uplink_of(net, physnets or {})
         if uplink is not None and uplink not in uplinks_taken:
             uplinks_taken.add(uplink)
