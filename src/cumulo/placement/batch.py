@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo.db import Database, utcnow
 from cumulo.errors import NotFound
 from cumulo.placement.inventory import Inventory, Resources, inventory_from_row, shortfall
+from cumulo.placement.locking import in_id_order, retryable
 from cumulo.placement.models import allocations, inventories, resource_provider_aggregates, resource_providers
 
 LOG = logging.getLogger(__name__)
@@ -99,8 +100,10 @@ async def claim_many(db: Database, requests: list[ClaimRequest], attempts: int, 
             break
         try:
             async with db.write() as conn:
-                settled, again, alone = await _round(conn, [(i, requests[i]) for i in pending])
-        except sa.exc.OperationalError as exc:  # deadlock or serialisation failure: all again
+                settled, again, alone = await _round(conn, [(i, requests[i]) for i in pending], lock=n > 0)
+        except sa.exc.DBAPIError as exc:  # deadlock or serialisation failure: all again
+            if not retryable(exc):
+                raise
             LOG.debug("batched claim round failed: %s", exc)
             settled, again, alone = {}, pending, []
         results.update(settled)
@@ -119,12 +122,17 @@ async def claim_many(db: Database, requests: list[ClaimRequest], attempts: int, 
 
 
 async def _round(
-    conn: AsyncConnection, batch: list[tuple[int, ClaimRequest]]
+    conn: AsyncConnection, batch: list[tuple[int, ClaimRequest]], *, lock: bool = False
 ) -> tuple[dict[int, Outcome], list[int], list[int]]:
-    """One transaction: (outcomes settled, requests to go round again, requests for the single claim)."""
+    """One transaction: (outcomes settled, requests to go round again, requests for the single claim).
+    `lock` (a round after a lost race, PostgreSQL): the providers' rows locked first, in id order, so
+    this round's compare-and-swap cannot lose (locking.py)."""
     rp, agg = resource_providers, resource_provider_aggregates
     uuids = sorted({r.provider_uuid for _, r in batch})
     consumers = sorted({r.consumer_id for _, r in batch})
+    if lock and conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(rp.c.id).where(rp.c.uuid.in_(uuids)).order_by(rp.c.id)
+                           .with_for_update(key_share=True))
     # 1. Generations and inventories first (before any usage: see service.py's docstring).
     pooled = sa.exists().where(agg.c.provider_id == rp.c.id).label("pooled")
     rows = (await conn.execute(
@@ -192,7 +200,8 @@ async def _round(
     cas = {p.pid: p.generation for _, _, p in fits}
     matched = {int(x) for x in (await conn.execute(
         sa.update(rp)
-        .where(sa.or_(*(sa.and_(rp.c.id == pid, rp.c.generation == g) for pid, g in sorted(cas.items()))))
+        .where(sa.or_(*(sa.and_(rp.c.id == pid, rp.c.generation == g) for pid, g in sorted(cas.items()))),
+               *in_id_order(conn, cas))
         .values(generation=rp.c.generation + 1, updated_at=utcnow())
         .returning(rp.c.id)
     )).scalars()}

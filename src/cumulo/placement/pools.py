@@ -195,6 +195,23 @@ async def node_and_pool(
     )
 
 
+async def lock_node_and_pool(conn: AsyncConnection, provider_uuid: str) -> None:
+    """PostgreSQL: lock the rows of a node's provider and of its pool, in id order (as every
+    multi-provider UPDATE does: locking.in_id_order), before a claim reads them. Until the commit no
+    other claim can move either generation, so what the claim reads next (a statement of its own: a
+    fresh snapshot under READ COMMITTED) stays current and its compare-and-swap cannot lose. A claim
+    takes these locks when it goes again after losing the race (service.Placement._with_retries)."""
+    rp = resource_providers
+    node_id = sa.select(rp.c.id).where(rp.c.uuid == provider_uuid).scalar_subquery()
+    sharing = _pool_rows(node_id).subquery()
+    await conn.execute(
+        sa.select(rp.c.id)
+        .where(sa.or_(rp.c.uuid == provider_uuid, rp.c.id.in_(sa.select(sharing.c.rp_id))))
+        .order_by(rp.c.id)
+        .with_for_update(key_share=True)
+    )
+
+
 def _pool_usage_rows(node_id: sa.ScalarSelect[Any], exclude: str | None) -> sa.Select[Any]:
     """node_and_pool's third part (is_pool 2): load_usage's sums for the node's pool (the sharing
     provider `_pool_from` takes: the lowest id), in the union's columns; none without a pool."""

@@ -45,6 +45,7 @@ from cumulo.placement.inventory import (
     inventory_from_row,
     shortfall,
 )
+from cumulo.placement.locking import in_id_order, retryable
 from cumulo.placement.models import (
     allocations,
     inventories,
@@ -277,7 +278,8 @@ class Placement:
         exception it raises rolls the claim back and propagates.
         """
         return await self._with_retries(
-            lambda conn: self._claim_once(conn, consumer_id, provider_uuid, dict(resources), hold_old=False, then=then)
+            lambda conn, lock: self._claim_once(conn, consumer_id, provider_uuid, dict(resources), hold_old=False,
+                                              then=then, lock=lock)
         )
 
     async def claim_batched(
@@ -295,7 +297,8 @@ class Placement:
     async def claim_resize(self, consumer_id: str, provider_uuid: str, new_resources: Mapping[str, int]) -> Claim:
         """Same-host resize: keep the old allocation under migration_consumer(), claim the new one too."""
         return await self._with_retries(
-            lambda conn: self._claim_once(conn, consumer_id, provider_uuid, dict(new_resources), hold_old=True)
+            lambda conn, lock: self._claim_once(conn, consumer_id, provider_uuid, dict(new_resources), hold_old=True,
+                                              lock=lock)
         )
 
     async def release(self, consumer_id: str, *, include_migration: bool = True) -> None:
@@ -306,7 +309,8 @@ class Placement:
             # Bump the providers that held something (placement's rule: allocations change generations).
             await conn.execute(
                 sa.update(resource_providers)
-                .where(resource_providers.c.id.in_(held.scalar_subquery()))
+                .where(resource_providers.c.id.in_(held.scalar_subquery()),
+                       *in_id_order(conn, held.scalar_subquery()))
                 .values(generation=resource_providers.c.generation + 1, updated_at=utcnow())
             )
             await conn.execute(sa.delete(allocations).where(allocations.c.consumer_id.in_(consumers)))
@@ -416,15 +420,19 @@ class Placement:
 
     # -- internals ------------------------------------------------------------------------------
 
-    async def _with_retries(self, attempt: Callable[[AsyncConnection], Awaitable[Claim | None]]) -> Claim:
+    async def _with_retries(self, attempt: Callable[[AsyncConnection, bool], Awaitable[Claim | None]]) -> Claim:
+        """The first attempt is optimistic (the compare-and-swap); one that lost the race goes again
+        holding the providers' row locks from its first statement (`lock`), so it cannot lose again:
+        under many concurrent writers on one pool every claim ends, won or refused for capacity."""
         for n in range(CLAIM_ATTEMPTS):
             try:
                 async with self.db.write() as conn:
-                    result: Claim | None = await attempt(conn)
+                    result: Claim | None = await attempt(conn, n > 0)
             except _GenerationMoved:
                 result = None  # the write transaction rolled back: try again on fresh numbers
-            except sa.exc.OperationalError as exc:
-                # Serialisation failures and deadlocks on PostgreSQL: try again on fresh numbers.
+            except sa.exc.DBAPIError as exc:
+                if not retryable(exc):
+                    raise
                 LOG.debug("claim attempt failed: %s", exc)
                 result = None
             if result is not None:
@@ -434,9 +442,12 @@ class Placement:
 
     async def _claim_once(
         self, conn: AsyncConnection, consumer_id: str, provider_uuid: str, resources: Resources, *, hold_old: bool,
-        then: Callable[[AsyncConnection], Awaitable[Any]] | None = None,
+        then: Callable[[AsyncConnection], Awaitable[Any]] | None = None, lock: bool = False,
     ) -> Claim | None:
-        """One attempt. None means the generation moved under us (retry)."""
+        """One attempt. None means the generation moved under us (retry). `lock`: take the row locks
+        of the node and its pool first (PostgreSQL; a retry), so the reads that follow stay current."""
+        if lock and conn.dialect.name == "postgresql":
+            await pools.lock_node_and_pool(conn, provider_uuid)
         # The node's and its pool's generations and inventories in one statement, before the usage
         # (see the module docstring); with whether the consumer holds anything yet.
         # A re-claim replaces what the consumer already holds (on this provider, or in its pool).
@@ -464,7 +475,8 @@ class Placement:
         bump = (
             sa.update(resource_providers)
             .where(sa.or_(*(sa.and_(resource_providers.c.id == i, resource_providers.c.generation == g)
-                            for i, g in cas)))
+                            for i, g in cas)),
+                   *in_id_order(conn, [i for i, _ in cas]))
             .values(generation=resource_providers.c.generation + 1, updated_at=utcnow())
         )
         if resources and not hold_old and not node.held and conn.dialect.name == "postgresql":
@@ -532,7 +544,7 @@ class Placement:
         if ids:
             await conn.execute(
                 sa.update(resource_providers)
-                .where(resource_providers.c.id.in_(ids))
+                .where(resource_providers.c.id.in_(ids), *in_id_order(conn, ids))
                 .values(generation=resource_providers.c.generation + 1, updated_at=utcnow())
             )
 
