@@ -55,7 +55,7 @@ def done_actions(cumulo: CumuloCloud) -> list[str]:
 
 
 # The scaled variant keeps the module's cross-process essence (boots, casts to a host's agent, a
-# snapshot and a rebuild across the image API and a host, a resize between hosts, multi-create
+# snapshot and a rebuild across the image API and a host, a resize and its confirm, multi-create
 # paging on PostgreSQL, the services of every process); these run on the embedded cloud only:
 API_ONLY = pytest.mark.configs("embedded", reason="API-process-only or the same host path as a kept test: "
                                "the scaled variant keeps the module's cross-process essence (time budget)")
@@ -536,6 +536,8 @@ def test_resize_then_confirm(cumulo: CumuloCloud, server: dict[str, Any]) -> Non
     done_actions(cumulo).extend(["resize", "confirmResize"])
 
 
+@pytest.mark.configs("embedded", reason="a revert is one more cast to the host after the kept resize "
+                     "confirm (runc_cli[scaled] reverts on a dev host): left out of the scaled variant for time")
 def test_resize_then_revert(cumulo: CumuloCloud, server: dict[str, Any]) -> None:
     before = wait_status(cumulo, server["id"], "ACTIVE")
     old = flavor_name(before)
