@@ -329,6 +329,10 @@ class Settings:
     # destination's incoming QEMU listens on (memory stream and NBD disk export), bound to
     # underlay_ip only (127.0.0.1 without one); libvirt's range. The source must reach them.
     live_migration_ports: str = "49152-49215"
+    # Volumes attached from another host (docs/architecture.md "Scale out (issue 14): volumes
+    # from any host"): the ports the volume host's NBD exports listen on (one per attachment to a
+    # server on another host), bound to underlay_ip only; NBD's own port first. Consumers reach them.
+    volume_export_ports: str = "10809-10872"
     # The shared default IPv4 subnet pool made at first start (DevStack's shared-default-subnetpool-v4),
     # from which get-me-a-network (auto-allocated-topology) takes /default_subnetpool_prefixlen
     # subnets; `public` is the default external network. An empty cidr makes no pool.
@@ -340,10 +344,6 @@ class Settings:
     # Simulated latency of fake driver operations (seconds); for crash and scale tests.
     fake_spawn_delay: float = 0.0
     # Nodes without a ratio of their own (fake hosts, the fake driver; see local_node_ratios).
-    # Volumes attached from another host (docs/architecture.md "Scale out (issue 14): volumes
-    # from any host"): the ports the volume host's NBD exports listen on (one per attachment to a
-    # server on another host), bound to underlay_ip only; NBD's own port first. Consumers reach them.
-    volume_export_ports: str = "10809-10872"
     cpu_allocation_ratio: float = 4.0
     ram_allocation_ratio: float = 1.0
     disk_allocation_ratio: float = 1.0

@@ -300,12 +300,12 @@ def volume_worker(s: Services, images: RemoteImages | None = None) -> VolumeMana
     store = open_store("file", config)
     worker = VolumeManager(s.db, store, s.conf.host_name, image_files=image_file, image_fill=image_fill,
                            scratch=config.run_dir)
-    s.bus.serve(volume_topic(s.conf.host_name), worker)
-    # Cinder's "volume-extended" event to Nova: the servers holding an extended volume are told.
     if s.conf.underlay_ip:  # servers on other hosts reach this host's volumes over NBD
         from cumulo.volume.worker.exports import NbdExports
 
         worker.exports = NbdExports(s.db, store, config.run_dir, s.conf.underlay_ip, s.conf.volume_export_ports)
+    s.bus.serve(volume_topic(s.conf.host_name), worker)
+    # Cinder's "volume-extended" event to Nova: the servers holding an extended volume are told.
     worker.compute_events = VolumeEventsAdapter(VolumeAttachmentService(s.compute).volume_extended)
     return worker
 
