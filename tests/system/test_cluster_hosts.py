@@ -18,8 +18,9 @@ One test walks the acceptance in order, each step asserting the end state it mus
 (e) the VM's host, which also runs a container, is killed (its agent and everything it ran:
     `DevHosts.kill`), its compute services forced down (`compute service set --down`: the host's
     runc node and its `-qemu` node), and `server evacuate` brings the container up ACTIVE on the
-    host the group allows and the VM (rebuilt from its image) on another host, where it answers
-    ping; the host then comes back (`compute service set --up`): its agent completes the
+    host the group allows and the VM (rebuilt from its image, `--host`) on the one host it never
+    ran on, where it answers ping (that host may have left the network in (c): its peers must
+    flood to it again and reach the VM's MAC there, not at the dead host); the host then comes back (`compute service set --up`): its agent completes the
     evacuation records and runs nothing twice.
 
 Everything the test makes is deleted by name at the end (servers, group, network); the cluster's
@@ -221,6 +222,7 @@ def test_three_hosts_spread_ping_migrate_live_migrate_evacuate(cloud: ClusterClo
         assert vm_s["OS-EXT-SRV-ATTR:hypervisor_hostname"] == f"{vm_host}-qemu", vm_s
         assert qemu_hosts(cloud, vm) == [vm_host]
         ips = {u: fixed_ip(s) for u, s in servers.items()}
+        first_vm_host = vm_host
         step.done(f"(a) containers on {sorted(hosts.values())}, the VM on {vm_host}")
 
         # (b) across hosts on one tenant network (VXLAN): every container pings the others
@@ -310,8 +312,11 @@ def test_three_hosts_spread_ping_migrate_live_migrate_evacuate(cloud: ClusterClo
         svc = {s["Host"]: s for s in osc("compute", "service", "list", "--long", "--service", "nova-compute",
                                          microversion="2.11")}
         assert [(svc[n]["State"], svc[n]["Forced Down"]) for n in nodes] == [("down", True)] * 2, svc
-        for u in (victim_ct, vm):
-            osc("server", "evacuate", u, json=False)
+        # the VM to the one host it never ran on (the case where peers' FDB entries for its MAC still
+        # point at the dead host); the container where the scheduler puts it
+        fresh = next(h for h in cloud.hosts if h not in (victim, first_vm_host))
+        osc("server", "evacuate", victim_ct, json=False)
+        osc("server", "evacuate", "--host", fresh, vm, json=False, microversion="2.29")
         back = wait_status(cloud, victim_ct, "ACTIVE", 300)
         assert host_of(back) in allowed, (host_of(back), allowed)
         hosts[victim_ct] = host_of(back)
@@ -319,7 +324,7 @@ def test_three_hosts_spread_ping_migrate_live_migrate_evacuate(cloud: ClusterClo
         assert state.returncode == 0 and '"running"' in state.stdout, state
         vm_back = wait_status(cloud, vm, "ACTIVE", 600)
         vm_host = host_of(vm_back)
-        assert vm_host in cloud.hosts and vm_host != victim, vm_host
+        assert vm_host == fresh, (vm_host, fresh)
         assert qemu_hosts(cloud, vm) == [vm_host]
         for u in (victim_ct, vm):
             migs = osc("server", "migration", "list", "--server", u, microversion="2.23")
