@@ -7,7 +7,8 @@ committed in between changed the generation, so the UPDATE matches no row and th
 fresh numbers. On SQLite writers are serialised anyway; on PostgreSQL (READ COMMITTED) the UPDATE
 waits for the competing transaction and re-checks the generation, so two claims can never both
 pass on stale usage. Reading the generation before the usage matters: a usage read that is newer
-than the generation read is only ever conservative.
+than the generation read is only ever conservative. On PostgreSQL an UPDATE of several providers
+locks them in id order, and a retry takes the locks first, so it cannot lose again (locking.py).
 
 Consumers are instance uuids. While a resize waits for confirmation the old flavor's allocation is
 held by `migration_consumer(uuid)` on the same provider, so old + new both count.
