@@ -159,9 +159,9 @@ async def test_a_provider_whose_generation_moved_retries_only_its_claims(
     rounds: list[int] = []
     real_round = batch._round
 
-    async def counted(conn: AsyncConnection, requests: Any) -> Any:
+    async def counted(conn: AsyncConnection, requests: Any, **kw: Any) -> Any:
         rounds.append(len(requests))
-        return await real_round(conn, requests)
+        return await real_round(conn, requests, **kw)
 
     monkeypatch.setattr(batch, "_round", counted)
     raced = {"done": False}
