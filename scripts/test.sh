@@ -60,6 +60,7 @@ pg_mode_tests() {
     tests/unit/compute/test_servers_api.py tests/unit/compute/test_servers_actions.py \
     tests/unit/compute/test_resources_quotas.py tests/unit/compute/test_user_quota_enforcement.py \
     tests/unit/compute/test_server_groups_api.py tests/unit/scheduler/test_placement.py \
+    tests/unit/compute/test_nodes_per_host.py \
     tests/unit/identity/test_identity_admin.py tests/unit/identity/test_identity_tokens.py \
     tests/unit/network/test_ipam.py tests/unit/network/test_network_api.py tests/unit/volume/test_volume_api.py \
     tests/unit/test_paas_engine.py tests/unit/test_db_locks.py
