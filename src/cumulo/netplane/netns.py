@@ -124,9 +124,14 @@ async def list_names(prefix: str = NETWORK_PREFIX) -> list[str]:
 
 def run_in_sync(name: str, fn: Callable[[], T]) -> T:
     """Blocking: fn() in a new thread that joined the namespace `name`; the thread ends right after."""
+    return run_in_path_sync(path_of(name), fn, label=name)
+
+
+def run_in_path_sync(path: str | Path, fn: Callable[[], T], *, label: str) -> T:
+    """Blocking: fn() in a new thread that joined the network namespace file at `path` (e.g. a dev
+    host's /proc/<pid>/root/run/netns/<name>); sockets fn makes stay in it after the thread ends."""
     result: list[T] = []
     failure: list[BaseException] = []
-    path = path_of(name)
 
     def work() -> None:
         try:
@@ -134,14 +139,14 @@ def run_in_sync(name: str, fn: Callable[[], T]) -> T:
             try:
                 if _LIBC.setns(fd, _CLONE_NEWNET) != 0:
                     err = ctypes.get_errno()
-                    raise OSError(err, f"setns into {name}: {os.strerror(err)}")
+                    raise OSError(err, f"setns into {label}: {os.strerror(err)}")
             finally:
                 os.close(fd)
             result.append(fn())
         except BaseException as exc:  # handed to the caller
             failure.append(exc)
 
-    worker = threading.Thread(target=work, name=f"netns-{name}", daemon=True)
+    worker = threading.Thread(target=work, name=f"netns-{label}", daemon=True)
     worker.start()
     worker.join()
     if failure:
