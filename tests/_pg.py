@@ -13,10 +13,11 @@ not an event loop runs in the calling thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -75,6 +76,18 @@ def drop_database(base_url: str, url: str) -> None:
     name = sa.engine.make_url(url).database or ""
     assert _NAME.match(name), name
     _in_thread(lambda: _admin(base_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@contextlib.contextmanager
+def fresh_database(request: Any) -> Iterator[str]:
+    """For a fixture: a new database on the run's PostgreSQL (the `scale_services` fixture), a copy
+    of the migrated template (`pg_template`); its URL, dropped afterwards."""
+    base = request.getfixturevalue("scale_services")["database_url"]
+    url = create_database(base, template=request.getfixturevalue("pg_template"))
+    try:
+        yield url
+    finally:
+        drop_database(base, url)
 
 
 def terminate_sessions(base_url: str, url: str) -> None:

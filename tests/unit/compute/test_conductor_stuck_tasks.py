@@ -39,10 +39,8 @@ def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
         return
     import _pg
 
-    base = request.getfixturevalue("scale_services")["database_url"]
-    url = _pg.create_database(base, template=request.getfixturevalue("pg_template"))
-    yield url
-    _pg.drop_database(base, url)
+    with _pg.fresh_database(request) as url:
+        yield url
 
 
 @pytest.fixture

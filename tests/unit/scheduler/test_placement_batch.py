@@ -29,12 +29,8 @@ def batch_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     import _pg
 
-    base = request.getfixturevalue("scale_services")["database_url"]
-    url = _pg.create_database(base, template=request.getfixturevalue("pg_template"))
-    try:
+    with _pg.fresh_database(request) as url:
         yield url
-    finally:
-        _pg.drop_database(base, url)
 
 
 @pytest.fixture

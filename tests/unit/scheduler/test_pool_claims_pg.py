@@ -32,12 +32,8 @@ CT, VM = "22222222-0000-4000-8000-000000000001", "22222222-0000-4000-8000-000000
 def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     import _pg
 
-    base = request.getfixturevalue("scale_services")["database_url"]
-    url = _pg.create_database(base, template=request.getfixturevalue("pg_template"))
-    try:
+    with _pg.fresh_database(request) as url:
         yield url
-    finally:
-        _pg.drop_database(base, url)
 
 
 @pytest.fixture
