@@ -201,17 +201,47 @@ async def volume_image_spec(
     )
 
 
+def _summary_of(image_meta: Mapping[str, Any] | None, image_ref: str) -> Mapping[str, Any] | None:
+    """The request_spec's image (compute.service.boot.image_summary) when it describes `image_ref`."""
+    if not image_meta or str(image_meta.get("id") or "") != image_ref or image_meta.get("volume_backed"):
+        return None
+    if not isinstance(image_meta.get("properties"), Mapping):
+        return None
+    return image_meta
+
+
 async def image_spec(
-    images: ImageBackend | None, image_ref: str | None, *, project_id: str = "", strict: bool = False
+    images: ImageBackend | None, image_ref: str | None, *, project_id: str = "", strict: bool = False,
+    image_meta: Mapping[str, Any] | None = None,
 ) -> ImageSpec | None:
     """The image for a driver, or None when there is none (boot-from-nothing on the fake driver).
 
     The kernel_id/ramdisk_id properties are resolved to local files (ImageSpec.kernel_path,
     ramdisk_path). `strict` (build, rebuild): a named kernel or ramdisk that is missing, not
     visible to the project or without data fails the operation. Otherwise (power operations of a
-    running server, whose driver keeps its own copies) it is logged and left empty."""
+    running server, whose driver keeps its own copies) it is logged and left empty.
+
+    `image_meta` (a build): the image as the API read it at the create (the request_spec's
+    image_summary: formats and properties, as Nova's compute takes instance.image_meta), so the
+    image's row and its properties and tags are not read again; the bytes still come by the id
+    (`local_path`: the backend checks the image there). An image that is gone by then takes the
+    path it took before (read afresh: no image, or a build that fails on its own)."""
     if not image_ref or images is None:
         return None
+    summary = _summary_of(image_meta, image_ref)
+    if summary is not None:
+        try:
+            path = await images.local_path(image_ref)
+        except Exception as exc:  # gone, or without data: read it afresh, as without image_meta
+            LOG.info("image %s: %s; reading it afresh", image_ref, exc)
+        else:
+            props = {str(k): v for k, v in (summary.get("properties") or {}).items()}
+            files = await _boot_files(images, props, image_ref, project_id, strict)
+            return ImageSpec(
+                id=image_ref, path=path, disk_format=str(summary.get("disk_format") or ""),
+                container_format=str(summary.get("container_format") or ""), properties=props,
+                kernel_path=files.get("kernel", ""), ramdisk_path=files.get("ramdisk", ""),
+            )
     try:
         image = await images.get_internal(image_ref)
     except Exception as exc:  # the image may be gone; drivers that need bytes fail on their own
@@ -244,11 +274,15 @@ async def instance_spec(
     flavor: Mapping[str, Any] | None = None,
     image_ref: str | None = None,
     strict: bool = False,
+    spec_image: bool = False,
 ) -> InstanceSpec:
     """InstanceSpec from the DB row; `flavor`/`image_ref` override (resize, rebuild); `strict`
-    (build, rebuild): the image's kernel and ramdisk must resolve (see image_spec)."""
+    (build, rebuild): the image's kernel and ramdisk must resolve (see image_spec); `spec_image`
+    (a build): the image's formats and properties from the request_spec (image_spec's image_meta)."""
     ref = image_ref if image_ref is not None else inst.get("image_ref")
-    image = await image_spec(images, ref, project_id=str(inst.get("project_id") or ""), strict=strict)
+    meta = (inst.get("request_spec") or {}).get("image") if spec_image and image_ref is None else None
+    image = await image_spec(images, ref, project_id=str(inst.get("project_id") or ""), strict=strict,
+                             image_meta=meta)
     if image is None and not ref:  # booted from a volume: the volume's image metadata
         image = await volume_image_spec(images, (inst.get("request_spec") or {}).get("image"),
                                         project_id=str(inst.get("project_id") or ""), strict=strict)

@@ -185,3 +185,64 @@ async def record(
             traceback=trace,
         )
     )
+
+
+def bound_begin_cte(*, only_if: sa.CTE) -> sa.CTE:
+    """PostgreSQL: `begin_cte` with every value a bound parameter (bev_uuid, bev_request, bev_event,
+    bev_start, bev_host: `begin_values`), for a statement built once per shape and compiled once
+    (the agent's take: building it per boot was Python before the build's first round trip)."""
+    t = instance_action_events
+    action = (
+        sa.select(instance_actions.c.id)
+        .where(instance_actions.c.instance_uuid == sa.bindparam("bev_uuid", type_=instance_actions.c.instance_uuid.type),
+               instance_actions.c.request_id == sa.bindparam("bev_request", type_=instance_actions.c.request_id.type))
+        .order_by(instance_actions.c.id.desc())
+        .limit(1)
+        .subquery()
+    )
+    return (
+        sa.insert(t)
+        .from_select(
+            ["action_id", "event", "start_time", "host"],
+            sa.select(action.c.id, sa.bindparam("bev_event", type_=t.c.event.type),
+                      sa.bindparam("bev_start", type_=t.c.start_time.type), sa.bindparam("bev_host", type_=t.c.host.type))
+            .where(sa.exists(sa.select(sa.literal(1)).select_from(only_if))),
+        )
+        .returning(t.c.id, t.c.action_id)
+        .cte("started_event")
+    )
+
+
+def begin_values(instance_uuid: str, request_id: str, name: str, host: str | None) -> dict[str, object]:
+    """The parameters of `bound_begin_cte` (the row `begin` writes)."""
+    return {"bev_uuid": instance_uuid, "bev_request": request_id, "bev_event": name, "bev_start": utcnow(),
+            "bev_host": host}
+
+
+def bound_finish_ctes() -> list[sa.CTE]:
+    """PostgreSQL: `finish_ctes` with every value a bound parameter (fev_event_id, fev_action_id,
+    fev_now, fev_result, fev_traceback: `finish_values`), for a statement built once."""
+    now = sa.bindparam("fev_now", type_=instance_action_events.c.finish_time.type)
+    event = (
+        sa.update(instance_action_events)
+        .where(instance_action_events.c.id == sa.bindparam("fev_event_id", type_=instance_action_events.c.id.type))
+        .values(finish_time=now, result=sa.bindparam("fev_result", type_=instance_action_events.c.result.type),
+                traceback=sa.bindparam("fev_traceback", type_=instance_action_events.c.traceback.type))
+        .returning(instance_action_events.c.id)
+        .cte("finished_event")
+    )
+    action = (
+        sa.update(instance_actions)
+        .where(instance_actions.c.id == sa.bindparam("fev_action_id", type_=instance_actions.c.id.type))
+        .values(updated_at=now)
+        .returning(instance_actions.c.id)
+        .cte("finished_action")
+    )
+    return [event, action]
+
+
+def finish_values(handle: EventHandle, exc: BaseException | None = None) -> dict[str, object]:
+    """The parameters of `bound_finish_ctes` (what `finish` writes)."""
+    result, trace = _outcome(exc)
+    return {"fev_event_id": handle.event_id, "fev_action_id": handle.action_id, "fev_now": utcnow(),
+            "fev_result": result, "fev_traceback": trace}

@@ -9,6 +9,7 @@ Terminate: destroy, release the allocation, soft-delete the row.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from cumulo.compute import states as s
 from cumulo.compute.agent import block_devices, migrate, nics, volumes
 from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.faults import fault_text
-from cumulo.compute.models import instances
+from cumulo.compute.models import block_device_mapping, instances
 from cumulo.db import utcnow
 
 if TYPE_CHECKING:
@@ -45,10 +46,11 @@ async def build_and_run(node: Node, uuid: str, request_id: str | None) -> None:
             await _not_taken(node, uuid)
             return
         try:
-            # the server's volumes made and connected (False: it has none); its mappings read once
-            mappings = await block_devices.every_mapping(node, uuid)
+            # the server's volumes made and connected (False: it has none); its mappings read once,
+            # not at all when the take saw it has none
+            mappings = await block_devices.every_mapping(node, uuid) if inst.pop(_HAS_MAPPINGS, True) else []
             with_volumes = await block_devices.prepare(node, inst, req, mappings=mappings)
-            spec = await node.spec(inst, strict=True, mappings=None if with_volumes else mappings)
+            spec = await node.spec(inst, strict=True, spec_image=True, mappings=None if with_volumes else mappings)
             await node.driver.spawn(await nics.with_nics(node, inst, spec))
         except Exception as exc:
             LOG.warning("build of %s failed: %s", uuid, exc)
@@ -58,26 +60,75 @@ async def build_and_run(node: Node, uuid: str, request_id: str | None) -> None:
         if with_volumes:
             await block_devices.complete(node, inst, req)
         power = await node.power_of(uuid)
-        done = await node.set_state(
-            uuid,
-            {
-                "vm_state": s.ACTIVE,
-                "task_state": None,
-                "power_state": int(power),
-                "launched_at": utcnow(),
-            },
-            expected_task_state=s.SPAWNING,
-            expected_vm_state=s.BUILDING,
-            event=event,
-        )
+        if node.db.is_sqlite:
+            done = await node.set_state(
+                uuid,
+                {
+                    "vm_state": s.ACTIVE,
+                    "task_state": None,
+                    "power_state": int(power),
+                    "launched_at": utcnow(),
+                },
+                expected_task_state=s.SPAWNING,
+                expected_vm_state=s.BUILDING,
+                event=event,
+            )
+        else:
+            done = await _active(node, uuid, power, event)
         if not done:
             await _after_lost_race(node, uuid)
+
+
+# The take's extra column (PostgreSQL): whether the server has any block device mapping.
+_HAS_MAPPINGS = "_has_mappings"
+
+
+@functools.cache
+def _take_statement(host: str, node_name: str, with_event: bool) -> sa.Select[Any]:
+    """PostgreSQL: the take, the event's start and whether the server has block device mappings,
+    as one statement, built once per node and shape with the values bound (take_uuid, take_now and
+    worker_events.begin_values'): building it per boot cost Python before the first round trip."""
+    uuid = sa.bindparam("take_uuid", type_=instances.c.uuid.type)
+    owns = sa.and_(instances.c.host == host, sa.func.coalesce(instances.c.node, instances.c.host) == node_name)
+    taken = (
+        sa.update(instances)
+        .where(instances.c.uuid == uuid, instances.c.deleted.is_(False), instances.c.vm_state == s.BUILDING,
+               instances.c.task_state.in_(sorted(TAKE_TASK_STATES)), owns)
+        .values(task_state=s.SPAWNING, updated_at=sa.bindparam("take_now", type_=instances.c.updated_at.type))
+        .returning(*instances.c)
+        .cte("taken")
+    )
+    has_mappings = sa.exists(sa.select(sa.literal(1)).where(block_device_mapping.c.instance_uuid == uuid))
+    if not with_event:
+        return sa.select(taken, has_mappings.label(_HAS_MAPPINGS))
+    started = worker_events.bound_begin_cte(only_if=taken)
+    return (
+        sa.select(taken, has_mappings.label(_HAS_MAPPINGS), started.c.id.label("event_id"),
+                  started.c.action_id.label("event_action_id"))
+        .select_from(taken.outerjoin(started, sa.true()))
+    )
 
 
 async def _take(node: Node, uuid: str, req: str) -> tuple[dict[str, Any] | None, worker_events.EventHandle | None]:
     """scheduling -> spawning on this node and the build event begun, in one write transaction;
     the UPDATE returns the row as it is then (no read before it: a round trip less on the boot
-    path). (None, None) when the row is not this node's build to take."""
+    path). (None, None) when the row is not this node's build to take. On PostgreSQL the row also
+    says (`_HAS_MAPPINGS`) whether the server has block device mappings to read."""
+    if not node.db.is_sqlite:
+        # PostgreSQL: the take and the event's start in one statement, alone in autocommit
+        # (`read()`'s connection; one statement is one transaction): one round trip, not four.
+        params: dict[str, Any] = {"take_uuid": uuid, "take_now": utcnow()}
+        if req:
+            params.update(worker_events.begin_values(uuid, req, BUILD_EVENT, node.host))
+        async with node.db.read() as conn:
+            got = (await conn.execute(_take_statement(node.host, node.name, bool(req)), params)).mappings().first()
+        if got is None:
+            return None, None
+        row = {c.name: got[c.name] for c in instances.c}
+        row[_HAS_MAPPINGS] = bool(got[_HAS_MAPPINGS])
+        event = (worker_events.EventHandle(int(got["event_action_id"]), int(got["event_id"]))
+                 if req and got["event_id"] is not None else None)
+        return row, event
     take = (
         sa.update(instances)
         .where(instances.c.uuid == uuid, instances.c.deleted.is_(False), instances.c.vm_state == s.BUILDING,
@@ -85,28 +136,40 @@ async def _take(node: Node, uuid: str, req: str) -> tuple[dict[str, Any] | None,
         .values(task_state=s.SPAWNING, updated_at=utcnow())
         .returning(*instances.c)
     )
-    if not node.db.is_sqlite:
-        # PostgreSQL: the take and the event's start in one statement, alone in autocommit
-        # (`read()`'s connection; one statement is one transaction): one round trip, not four.
-        taken = take.cte("taken")
-        started = worker_events.begin_cte(uuid, req, BUILD_EVENT, node.host, only_if=taken)
-        q = sa.select(taken, *([started.c.id.label("event_id"), started.c.action_id.label("event_action_id")]
-                               if started is not None else []))
-        if started is not None:
-            q = q.select_from(taken.outerjoin(started, sa.true()))
-        async with node.db.read() as conn:
-            got = (await conn.execute(q)).mappings().first()
-        if got is None:
-            return None, None
-        row = {c.name: got[c.name] for c in instances.c}
-        event = (worker_events.EventHandle(int(got["event_action_id"]), int(got["event_id"]))
-                 if started is not None and got["event_id"] is not None else None)
-        return row, event
     async with node.db.write() as conn:
         found = (await conn.execute(take)).mappings().first()
         if found is None:
             return None, None
         return dict(found), await worker_events.begin(conn, uuid, req, BUILD_EVENT, node.host)
+
+
+@functools.cache
+def _active_statement(with_event: bool) -> sa.Update:
+    """PostgreSQL: spawning -> ACTIVE (Node.set_state's CAS) and the build event's end, one
+    statement built once per shape with the values bound (act_uuid, act_power, act_now)."""
+    now = sa.bindparam("act_now", type_=instances.c.updated_at.type)
+    q = (
+        sa.update(instances)
+        .where(instances.c.uuid == sa.bindparam("act_uuid", type_=instances.c.uuid.type),
+               instances.c.deleted.is_(False), instances.c.task_state == s.SPAWNING,
+               instances.c.vm_state == s.BUILDING)
+        .values(vm_state=s.ACTIVE, task_state=None, power_state=sa.bindparam("act_power", type_=instances.c.power_state.type),
+                launched_at=now, updated_at=now)
+    )
+    return q.add_cte(*worker_events.bound_finish_ctes()) if with_event else q
+
+
+async def _active(node: Node, uuid: str, power: PowerState, event: worker_events.EventHandle | None) -> bool:
+    """PostgreSQL: the build's last step, as Node.set_state(ACTIVE, expected spawning/building,
+    event) writes it: alone in autocommit, one round trip."""
+    params: dict[str, Any] = {"act_uuid": uuid, "act_power": int(power), "act_now": utcnow()}
+    if event is not None:
+        params.update(worker_events.finish_values(event))
+    async with node.db.read() as conn:
+        ok = bool((await conn.execute(_active_statement(event is not None), params)).rowcount)
+    if not ok:
+        LOG.info("instance %s changed under us; not making it ACTIVE", uuid)
+    return ok
 
 
 async def _not_taken(node: Node, uuid: str) -> None:

@@ -1,0 +1,112 @@
+"""What the agent's build reads (issue 14: the scaled boot's round trips): the image's formats and
+properties come from the request_spec the API wrote (no image row or decorations read), an image
+gone by then is read afresh as before, and on PostgreSQL a server without block device mappings
+has none read (the take says so)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from workers_harness import FLAVOR_SMALL, running
+
+from cumulo import errors
+from cumulo.compute import states as st
+from cumulo.compute import volume_records
+from cumulo.compute.agent import build
+from cumulo.compute.rpc import ConductorAPI
+
+
+def summary(image_id: str, **props: Any) -> dict[str, Any]:
+    """compute.service.boot.image_summary's shape."""
+    return {"id": image_id, "name": "img", "disk_format": "qcow2", "container_format": "bare", "min_ram": 0,
+            "min_disk": 0, "size": 11, "properties": props}
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, obj: Any, name: str) -> list[str]:
+    calls: list[str] = []
+    orig = getattr(obj, name)
+
+    async def counted(image_id: str) -> Any:
+        calls.append(image_id)
+        return await orig(image_id)
+
+    monkeypatch.setattr(obj, name, counted)
+    return calls
+
+
+async def test_build_takes_the_image_from_the_request_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running(tmp_path) as rig:
+        image = rig.images.add()  # the row has no such property: the request_spec's image is what counts
+        reads = count_calls(monkeypatch, rig.images, "get_internal")
+        fetched = count_calls(monkeypatch, rig.images, "local_path")
+        uuid = await rig.create(FLAVOR_SMALL, image_ref=image, request_spec={
+            "flavor": FLAVOR_SMALL, "image": summary(image, cumulo_fake_fail="spawn")})
+        row = await rig.wait_settled(uuid)
+        assert row["vm_state"] == st.ERROR
+        assert "cumulo_fake_fail=spawn" in (await rig.faults(uuid))[-1]["message"]
+        assert reads == [] and fetched == [image]  # the bytes still come by the image's id
+
+        ok = await rig.create(FLAVOR_SMALL, image_ref=image, request_spec={"flavor": FLAVOR_SMALL, "image": summary(image)})
+        assert (await rig.wait_settled(ok))["vm_state"] == st.ACTIVE
+        assert reads == [] and fetched == [image, image]
+
+
+async def test_an_image_gone_before_the_build_is_read_afresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running(tmp_path) as rig:
+        image = rig.images.add()
+        del rig.images.images[image]  # deleted after the create
+
+        async def gone(image_id: str) -> str:
+            raise errors.NotFound(f"No image found with ID {image_id}")
+
+        monkeypatch.setattr(rig.images, "local_path", gone)
+        reads = count_calls(monkeypatch, rig.images, "get_internal")
+        uuid = await rig.create(FLAVOR_SMALL, image_ref=image, request_spec={"flavor": FLAVOR_SMALL, "image": summary(image)})
+        row = await rig.wait_settled(uuid)
+        # as without the request_spec's image: read afresh, no image (the fake driver builds without one)
+        assert row["vm_state"] == st.ACTIVE and reads == [image]
+        assert (await rig.driver().list_instances())[0].uuid == uuid
+
+
+async def test_a_request_spec_without_the_image_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running(tmp_path) as rig:
+        image = rig.images.add(cumulo_fake_fail="spawn")
+        reads = count_calls(monkeypatch, rig.images, "get_internal")
+        uuid = await rig.create(FLAVOR_SMALL, image_ref=image)  # an older API's request_spec: no image
+        assert (await rig.wait_settled(uuid))["vm_state"] == st.ERROR
+        assert reads == [image]
+
+
+async def test_block_device_mappings_are_read_only_when_the_server_has_some(tmp_path: Path) -> None:
+    async with running(tmp_path) as rig:
+        selects: list[str] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, *_a: Any) -> None:
+            if statement.lstrip().upper().startswith("SELECT") and "FROM block_device_mapping" in statement:
+                selects.append(statement)
+
+        sa.event.listen(rig.db.engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            plain = await rig.create(FLAVOR_SMALL)
+            assert (await rig.wait_settled(plain))["vm_state"] == st.ACTIVE
+            without = len(selects)
+            uuid = await rig.insert_instance({**FLAVOR_SMALL, "ephemeral_gb": 2})
+            async with rig.db.write() as conn:
+                await volume_records.insert(conn, instance_uuid=uuid, source_type="blank", destination_type="local",
+                                            boot_index=-1, volume_size=1, device_name="/dev/vdb",
+                                            delete_on_termination=True)
+            before = len(selects)
+            await ConductorAPI(rig.bus).build_instances([uuid])
+            assert (await rig.wait_settled(uuid))["vm_state"] == st.ACTIVE
+        finally:
+            sa.event.remove(rig.db.engine.sync_engine, "before_cursor_execute", seen)
+        assert rig.driver()._instances[uuid]["flavor"]["ephemeral_gb"] == 1  # the mapping's size
+        if rig.db.is_sqlite:
+            assert without == 1  # SQLite reads them (a library call)
+        else:
+            assert without == 0 and len(selects) - before == 1
+            # one statement object per node and shape, compiled once (SQLAlchemy's cache)
+            assert build._take_statement.cache_info().currsize >= 1
