@@ -117,6 +117,49 @@ def _record_ctes(
     return [touched, inserted]
 
 
+def bound_record_ctes(*, only_if: sa.CTE) -> list[sa.CTE]:
+    """PostgreSQL: `record_ctes` with every value a bound parameter (ev_uuid, ev_request, ev_name,
+    ev_host, ev_started, ev_now, ev_result, ev_traceback: `record_values`), for a statement built
+    once and compiled once (issue 14: building the CTEs took 0.4 ms per boot)."""
+    t = instance_action_events
+    action = (
+        sa.select(instance_actions.c.id)
+        .where(instance_actions.c.instance_uuid == sa.bindparam("ev_uuid", type_=instance_actions.c.instance_uuid.type),
+               instance_actions.c.request_id == sa.bindparam("ev_request", type_=instance_actions.c.request_id.type))
+        .order_by(instance_actions.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    now = sa.bindparam("ev_now", type_=instance_actions.c.updated_at.type)
+    touched = (
+        sa.update(instance_actions)
+        .where(instance_actions.c.id == action, sa.exists(sa.select(sa.literal(1)).select_from(only_if)))
+        .values(updated_at=now)
+        .returning(instance_actions.c.id)
+        .cte("touched_action")
+    )
+    values = [sa.bindparam(f"ev_{k}", type_=t.c[k].type) for k in ("event", "start_time")] + [now] + [
+        sa.bindparam(f"ev_{k}", type_=t.c[k].type) for k in ("host", "result", "traceback")]
+    inserted = (
+        sa.insert(t)
+        .from_select(["action_id", "event", "start_time", "finish_time", "host", "result", "traceback"],
+                     sa.select(touched.c.id, *values))
+        .returning(t.c.id)
+        .cte("recorded_event")
+    )
+    return [touched, inserted]
+
+
+def record_values(
+    instance_uuid: str, request_id: str, name: str, host: str | None, started: dt.datetime,
+    exc: BaseException | None = None,
+) -> dict[str, object]:
+    """The parameters of `bound_record_ctes` (the same row `record` writes)."""
+    result, trace = _outcome(exc)
+    return {"ev_uuid": instance_uuid, "ev_request": request_id, "ev_event": name, "ev_host": host,
+            "ev_start_time": started, "ev_now": utcnow(), "ev_result": result, "ev_traceback": trace}
+
+
 def _finishing(handle: EventHandle, exc: BaseException | None) -> tuple[sa.Update, sa.Update]:
     result, trace = _outcome(exc)
     now = utcnow()

@@ -24,10 +24,14 @@ def in_id_order(conn: AsyncConnection, ids: Any) -> list[sa.ColumnElement[bool]]
     whatever order its scan meets them in. SQLite: nothing (one writer at a time)."""
     if conn.dialect.name != "postgresql":
         return []
+    return [locked_in_id_order(ids if isinstance(ids, sa.ScalarSelect) else list(ids))]
+
+
+def locked_in_id_order(ids: Any) -> sa.ColumnElement[bool]:
+    """in_id_order's condition whatever the dialect (a statement built for PostgreSQL alone)."""
     rp = resource_providers
-    wanted = ids if isinstance(ids, sa.ScalarSelect) else list(ids)
-    locked = sa.select(rp.c.id).where(rp.c.id.in_(wanted)).order_by(rp.c.id).with_for_update(key_share=True)
-    return [rp.c.id.in_(locked.scalar_subquery())]
+    locked = sa.select(rp.c.id).where(rp.c.id.in_(ids)).order_by(rp.c.id).with_for_update(key_share=True)
+    return rp.c.id.in_(locked.scalar_subquery())
 
 
 def retryable(exc: sa.exc.DBAPIError) -> bool:

@@ -24,6 +24,7 @@ container vCPUs 50:1 and VM vCPUs 2:1; keeping the allocation on the node keeps 
 
 from __future__ import annotations
 
+import functools
 import uuid as uuidlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -157,15 +158,15 @@ class NodeRead:
     pool_usage: list[tuple[int, str, float | None, int]] = field(default_factory=list)
 
 
-async def node_and_pool(
-    conn: AsyncConnection, provider_uuid: str, consumer_id: str, *, exclude: str | None = None
-) -> NodeRead | None:
-    """One statement for what a single claim reads (None: no such provider): the node's generation,
-    inventory and usage (without `exclude`'s allocations), its pool's generation and inventory
-    (both generations read before any usage of the pool's members), and whether the consumer holds
-    anything (so a first claim skips the DELETE of what it held). The node's usage comes in the
-    same statement, a snapshot with its generation (a round trip less per claim: issue 14)."""
+@functools.cache
+def _node_and_pool_statement(excluding: bool) -> sa.Select[Any]:
+    """node_and_pool's statement, built once per shape (with or without an excluded consumer):
+    its values are bound parameters (nap_provider, nap_consumer, nap_exclude), so building it (1.6 ms
+    of Python) is paid once and its compiled form comes from the cache (issue 14)."""
     rp = resource_providers
+    provider_uuid = sa.bindparam("nap_provider", type_=rp.c.uuid.type)
+    consumer_id = sa.bindparam("nap_consumer", type_=allocations.c.consumer_id.type)
+    exclude = sa.bindparam("nap_exclude", type_=allocations.c.consumer_id.type) if excluding else None
     held = sa.exists().where(allocations.c.consumer_id == consumer_id).label("held")
     node_id = sa.select(rp.c.id).where(rp.c.uuid == provider_uuid).scalar_subquery()
     counted = [allocations.c.provider_id == rp.c.id, allocations.c.resource_class == inventories.c.resource_class]
@@ -181,7 +182,21 @@ async def node_and_pool(
     )
     pool = _pool_rows(node_id, sa.literal(1).label("is_pool"), held, sa.literal(0).label("used"))
     q = sa.union_all(node, pool, _pool_usage_rows(node_id, exclude)).subquery()
-    rows = (await conn.execute(sa.select(q).order_by(q.c.is_pool, q.c.rp_id))).mappings().all()
+    return sa.select(q).order_by(q.c.is_pool, q.c.rp_id)
+
+
+async def node_and_pool(
+    conn: AsyncConnection, provider_uuid: str, consumer_id: str, *, exclude: str | None = None
+) -> NodeRead | None:
+    """One statement for what a single claim reads (None: no such provider): the node's generation,
+    inventory and usage (without `exclude`'s allocations), its pool's generation and inventory
+    (both generations read before any usage of the pool's members), and whether the consumer holds
+    anything (so a first claim skips the DELETE of what it held). The node's usage comes in the
+    same statement, a snapshot with its generation (a round trip less per claim: issue 14)."""
+    params = {"nap_provider": provider_uuid, "nap_consumer": consumer_id}
+    if exclude is not None:
+        params["nap_exclude"] = exclude
+    rows = (await conn.execute(_node_and_pool_statement(exclude is not None), params)).mappings().all()
     mine = [r for r in rows if r["is_pool"] == 0]
     if not mine:
         return None
@@ -212,7 +227,7 @@ async def lock_node_and_pool(conn: AsyncConnection, provider_uuid: str) -> None:
     )
 
 
-def _pool_usage_rows(node_id: sa.ScalarSelect[Any], exclude: str | None) -> sa.Select[Any]:
+def _pool_usage_rows(node_id: sa.ScalarSelect[Any], exclude: sa.BindParameter[str] | None) -> sa.Select[Any]:
     """node_and_pool's third part (is_pool 2): load_usage's sums for the node's pool (the sharing
     provider `_pool_from` takes: the lowest id), in the union's columns; none without a pool."""
     agg = resource_provider_aggregates

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -46,7 +47,7 @@ from cumulo.placement.inventory import (
     inventory_from_row,
     shortfall,
 )
-from cumulo.placement.locking import in_id_order, retryable
+from cumulo.placement.locking import in_id_order, locked_in_id_order, retryable
 from cumulo.placement.models import (
     allocations,
     inventories,
@@ -473,6 +474,14 @@ class Placement:
             return Claim(False, short)
         # One compare-and-swap over the node's generation and its pool's: both or nothing.
         cas = [(pid, gen)] + ([(pool.provider_id, pool.generation)] if pool is not None else [])
+        if resources and not hold_old and not node.held and conn.dialect.name == "postgresql":
+            # A first claim on PostgreSQL: the bump and the allocations in one statement (a round
+            # trip less), the INSERT made only when every compare-and-swap matched.
+            bumped = await conn.scalar(_bump_and_allocate(len(cas), tuple(resources)),
+                                       _bump_and_allocate_params(cas, pid, consumer_id, resources))
+            if bumped != len(cas):
+                raise _GenerationMoved  # lost the race: nothing inserted, the rollback undoes a matched bump
+            return Claim(True, result=None if then is None else await then(conn))
         bump = (
             sa.update(resource_providers)
             .where(sa.or_(*(sa.and_(resource_providers.c.id == i, resource_providers.c.generation == g)
@@ -480,13 +489,6 @@ class Placement:
                    *in_id_order(conn, [i for i, _ in cas]))
             .values(generation=resource_providers.c.generation + 1, updated_at=utcnow())
         )
-        if resources and not hold_old and not node.held and conn.dialect.name == "postgresql":
-            # A first claim on PostgreSQL: the bump and the allocations in one statement (a round
-            # trip less), the INSERT made only when every compare-and-swap matched.
-            bumped = await conn.scalar(_bump_and_allocate(bump, len(cas), pid, consumer_id, resources))
-            if bumped != len(cas):
-                raise _GenerationMoved  # lost the race: nothing inserted, the rollback undoes a matched bump
-            return Claim(True, result=None if then is None else await then(conn))
         res = await conn.execute(bump)
         if res.rowcount != len(cas):
             # Lost the race; the rollback undoes a bump that did match.
@@ -554,20 +556,50 @@ class _GenerationMoved(Exception):
     """A provider's (or its pool's) generation changed under a claim; raised to roll it back."""
 
 
-def _bump_and_allocate(bump: sa.Update, expected: int, pid: int, consumer_id: str, resources: Resources) -> sa.Select[Any]:
-    """PostgreSQL: `bump` (the generations' compare-and-swap) and the consumer's allocations on
-    provider `pid` as one statement answering how many generations matched; the allocations are
-    inserted only when all `expected` did (data-modifying WITHs run once, from one snapshot)."""
-    bumped = bump.returning(resource_providers.c.id).cte("bumped")
+@functools.cache
+def _bump_and_allocate(expected: int, classes: tuple[str, ...]) -> sa.Select[Any]:
+    """PostgreSQL: the compare-and-swap of `expected` generations (bound ba_id_<k>, ba_gen_<k>, in
+    id order) and the consumer's allocations of `classes` on provider ba_pid (ba_consumer, ba_used_<i>,
+    ba_now) as one statement answering how many generations matched; the allocations are inserted
+    only when all `expected` did (data-modifying WITHs run once, from one snapshot). Built once per
+    shape with bound values, so the compiled form is cached (issue 14: it was compiled every call)."""
+    rp = resource_providers
+    ids = [sa.bindparam(f"ba_id_{k}", type_=rp.c.id.type) for k in range(expected)]
+    now = sa.bindparam("ba_now", type_=allocations.c.created_at.type)
+    bumped = (
+        sa.update(rp)
+        .where(sa.or_(*(sa.and_(rp.c.id == ids[k], rp.c.generation == sa.bindparam(f"ba_gen_{k}", type_=rp.c.generation.type))
+                        for k in range(expected))),
+               locked_in_id_order(ids))
+        .values(generation=rp.c.generation + 1, updated_at=now)
+        .returning(rp.c.id)
+        .cte("bumped")
+    )
     matched = sa.select(sa.func.count()).select_from(bumped).scalar_subquery()
     names = ("provider_id", "consumer_id", "resource_class", "used", "created_at")
-    now = utcnow()
-    claimed = sa.values(*(sa.column(n, allocations.c[n].type) for n in names), name="claimed").data(
-        [(pid, consumer_id, rc, n, now) for rc, n in resources.items()])
+    rows = [
+        sa.select(sa.bindparam("ba_pid", type_=allocations.c.provider_id.type),
+                  sa.bindparam("ba_consumer", type_=allocations.c.consumer_id.type),
+                  sa.literal(rc, allocations.c.resource_class.type),
+                  sa.bindparam(f"ba_used_{i}", type_=allocations.c.used.type), now).where(matched == expected)
+        for i, rc in enumerate(classes)
+    ]
     inserted = (
         sa.insert(allocations)
-        .from_select(list(names), sa.select(*claimed.c).where(matched == expected))
+        .from_select(list(names), rows[0] if len(rows) == 1 else sa.union_all(*rows))
         .returning(allocations.c.id)
         .cte("inserted")
     )
     return sa.select(matched).add_cte(inserted)
+
+
+def _bump_and_allocate_params(
+    cas: list[tuple[int, int]], pid: int, consumer_id: str, resources: Resources
+) -> dict[str, Any]:
+    """The values of `_bump_and_allocate(len(cas), tuple(resources))`."""
+    params: dict[str, Any] = {"ba_pid": pid, "ba_consumer": consumer_id, "ba_now": utcnow()}
+    for k, (i, g) in enumerate(cas):
+        params[f"ba_id_{k}"], params[f"ba_gen_{k}"] = i, g
+    for i, n in enumerate(resources.values()):
+        params[f"ba_used_{i}"] = n
+    return params
