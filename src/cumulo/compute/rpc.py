@@ -73,6 +73,11 @@ class SchedulerAPI:
         result = await self.bus.call(SCHEDULER, "select_batch", requests=requests)
         return result  # type: ignore[no-any-return]
 
+    async def services_changed(self) -> None:
+        """To every scheduler: a service was enabled, disabled, forced down or up, or deleted (their
+        cached view reads services afresh until read again; scheduler/cache.py)."""
+        await self.bus.fanout(SCHEDULER, "services_changed")
+
 
 class ComputeAPI(LiveMigrationAPI):
     """Casts and calls to the agent on a host: one typed method per agent message (as Nova's

@@ -103,11 +103,16 @@ class SchedulerManager:
             raise result
         return result
 
+    async def services_changed(self) -> None:
+        """The API changed a service (enabled, disabled, forced down or up, deleted): a fanout to
+        every scheduler, so none answers from a view that predates it (scheduler/cache.py)."""
+        self.cache.services_changed()
+
     async def select_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Several builds' selections in one message (the conductor batches the builds waiting for
         its select turn): [{request_spec, num_instances}] -> [{"destinations": [...]} or
-        {"error": the NoValidHost message}], in order. One cache read and one service check serve
-        them all, and each pick is consumed before the next request is ranked, so they spread."""
+        {"error": the NoValidHost message}], in order. One cache read and (when the view's services
+        may be stale) one service check serve them all, and each pick is consumed before the next request is ranked, so they spread."""
         results = await self._select([(r["request_spec"], int(r.get("num_instances", 1))) for r in requests])
         return [{"error": r.message} if isinstance(r, NoValidHost) else {"destinations": r} for r in results]
 
@@ -116,9 +121,11 @@ class SchedulerManager:
         specs = [RequestSpec.from_dict(rs) for rs, _ in items]
         subsets: list[list[HostState]] | None = None
         if self.cache.active:
-            # The bounded candidates of every request, their services read afresh in one query.
+            # The bounded candidates of every request; their services read afresh in one query when
+            # the view's may be stale (a change announced, or older than host_cache_seconds).
             subsets = [self.cache.bounded(spec) for spec in specs]
-            await self.cache.recheck({id(h): h for sub in subsets for h in sub}.values())
+            if self.cache.services_stale:
+                await self.cache.recheck({id(h): h for sub in subsets for h in sub}.values())
         out: list[list[dict[str, Any]] | NoValidHost] = []
         for i, ((_, num), spec) in enumerate(zip(items, specs, strict=True)):
             dests: list[dict[str, Any]] = []
@@ -138,10 +145,10 @@ class SchedulerManager:
         return out
 
     async def _rank_cached(self, spec: RequestSpec, subset: list[HostState]) -> list[HostState]:
-        """Rank the request's bounded candidates (Nova's max_placement_results; their services were
-        just read afresh). When none passes, every cached host, with the answer's services read
-        afresh; before a NoValidHost (or when services keep changing) everything is read again, so
-        a NoValidHost always speaks of every host as they are."""
+        """Rank the request's bounded candidates (Nova's max_placement_results; their services
+        current, see scheduler/cache.py). When none passes, every cached host, with the answer's
+        services read afresh when they may be stale; before a NoValidHost (or when services keep
+        changing) everything is read again, so a NoValidHost always speaks of every host as they are."""
         try:
             return self.rank(subset, spec, report=False)
         except NoValidHost:
@@ -156,7 +163,7 @@ class SchedulerManager:
                 await self.cache.reload()
                 reloaded = True
                 continue
-            if not await self.cache.recheck(ranked[: 1 + MAX_ALTERNATES]):
+            if not self.cache.services_stale or not await self.cache.recheck(ranked[: 1 + MAX_ALTERNATES]):
                 return ranked
         await self.cache.reload()
         return self.rank(self.cache.states_now(), spec, report=True)

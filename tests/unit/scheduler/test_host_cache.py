@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sched_rig import Hosts
 
+from cumulo.compute.service.hosts import HostService
 from cumulo.conf import Settings
 from cumulo.db import Database, new_uuid
 from cumulo.errors import NoValidHost
@@ -101,16 +102,79 @@ async def test_stale_cache_costs_a_retry(
 async def test_disabled_or_forced_down_host_is_never_answered_from_the_cache(
     db: Database, sched_conf: Settings, placement: Placement, hosts: Hosts
 ) -> None:
+    """The API's `services_changed` fanout (compute service set / delete) makes the next request
+    read its candidates' services afresh, before the full read it started is in."""
     names = await add_hosts(hosts, 6)
     sched = SchedulerManager(db, cached(sched_conf, max_candidates=6), placement)
     await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1)
     async with db.write() as conn:
         await conn.execute(sa.update(services).where(services.c.host.in_(names[:3])).values(disabled=True))
         await conn.execute(sa.update(services).where(services.c.host.in_(names[3:5])).values(forced_down=True))
+    await sched.services_changed()
+    assert sched.cache.services_stale
     for _ in range(3):
         dest = (await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1))[0]
         assert dest["host"] == names[5] and dest["alternates"] == []
-    assert sched.cache.reloads == 1  # the answer's services were read afresh, not every host
+    assert sched.cache.rechecks >= 1
+
+
+async def test_an_admin_service_change_reaches_the_scheduler_before_the_next_request(
+    db: Database, sched_conf: Settings, placement: Placement, hosts: Hosts
+) -> None:
+    """HostService.update_service (os-services PUT) tells the schedulers (SchedulerAPI's fanout;
+    here the scheduler itself stands in for it) before it returns: the next select never answers
+    the disabled host, though the view is young."""
+    names = await add_hosts(hosts, 2)
+    sched = SchedulerManager(db, cached(sched_conf, max_candidates=2, host_cache_seconds=3600.0), placement)
+    await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1)
+    admin = HostService(db, sched_conf, placement, sched)
+    found = await admin.find_service_id(names[0], "nova-compute")
+    assert found is not None
+    await admin.update_service(found, {"disabled": True})
+    for _ in range(3):
+        dest = (await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1))[0]
+        assert dest["host"] == names[1] and dest["alternates"] == []
+
+
+async def test_current_services_cost_no_query_per_request(
+    db: Database, sched_conf: Settings, placement: Placement, hosts: Hosts
+) -> None:
+    """Without an announced change and within host_cache_seconds, a select reads nothing (the
+    view's services are current); a change written behind the scheduler's back (no fanout) is seen
+    once the view is older than host_cache_seconds: its candidates' services are read afresh."""
+    names = await add_hosts(hosts, 4)
+    sched = SchedulerManager(db, cached(sched_conf, max_candidates=4, host_cache_seconds=3600.0), placement)
+    await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1)
+    assert not sched.cache.services_stale
+    for _ in range(5):
+        await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1)
+    assert (sched.cache.reloads, sched.cache.rechecks) == (1, 0)
+    async with db.write() as conn:
+        await conn.execute(sa.update(services).where(services.c.host.in_(names[:3])).values(disabled=True))
+    sched.cache._loaded_at -= 7200.0  # the view is now older than host_cache_seconds
+    assert sched.cache.services_stale
+    dest = (await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1))[0]
+    assert dest["host"] == names[3] and dest["alternates"] == []
+    assert sched.cache.rechecks == 1
+
+
+async def test_a_change_announced_during_a_full_read_keeps_the_view_stale(
+    db: Database, sched_conf: Settings, placement: Placement, hosts: Hosts
+) -> None:
+    """A full read begun before the announcement may have missed the change: the view's services
+    stay stale (rechecked) until a read begun after it is in."""
+    await add_hosts(hosts, 2)
+    sched = SchedulerManager(db, cached(sched_conf, max_candidates=2, host_cache_seconds=3600.0), placement)
+    await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1)
+    sched.cache.invalidate()
+    loading = sched.cache._start_load()
+    await asyncio.sleep(0)  # a read begins (it took the services' epoch) ...
+    await sched.services_changed()  # ... then a change is announced
+    await loading
+    assert sched.cache.services_stale
+    await sched.select_destinations({"resources": {MEMORY_MB: 1}}, 1)  # starts the read after it
+    await sched.cache.reload()
+    assert not sched.cache.services_stale
 
 
 async def test_anti_affinity_over_many_hosts_with_a_bounded_subset(

@@ -125,10 +125,11 @@ def tenant_usage_service(request: Request) -> TenantUsageService:
 
 
 def host_service(request: Request) -> HostService:
+    from cumulo.compute.rpc import SchedulerAPI
     from cumulo.compute.service.hosts import HostService
 
     s = services_of(request)
-    return HostService(s.db, s.conf, s.placement)
+    return HostService(s.db, s.conf, s.placement, SchedulerAPI(s.compute.bus))
 
 
 async def body(request: Request, schema: Versioned | dict[str, Any]) -> dict[str, Any]:

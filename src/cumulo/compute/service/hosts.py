@@ -5,16 +5,20 @@ os-availability-zone, os-hypervisors and os-hosts. One transaction per call; the
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from cumulo.bus.base import BusUnavailable
 from cumulo.compute.models import instances
 from cumulo.compute.service import hostinfo
 from cumulo.conf import Settings
 from cumulo.db import Database
 from cumulo.errors import Conflict, Invalid, NotFound
 from cumulo.hosts.models import compute_nodes, services
+
+LOG = logging.getLogger(__name__)
 
 
 class ProviderRegistry(Protocol):
@@ -23,9 +27,27 @@ class ProviderRegistry(Protocol):
     async def delete_provider(self, uuid: str) -> None: ...
 
 
+class SchedulerNotice(Protocol):
+    """The fanout telling every scheduler a service changed (compute.rpc.SchedulerAPI)."""
+
+    async def services_changed(self) -> None: ...
+
+
 class HostService:
-    def __init__(self, db: Database, conf: Settings, placement: ProviderRegistry) -> None:
-        self.db, self.conf, self.placement = db, conf, placement
+    def __init__(self, db: Database, conf: Settings, placement: ProviderRegistry,
+                 scheduler: SchedulerNotice | None = None) -> None:
+        self.db, self.conf, self.placement, self.scheduler = db, conf, placement, scheduler
+
+    async def _tell_schedulers(self) -> None:
+        """Before the API answers: the schedulers' cached services are stale (scheduler/cache.py).
+        The broker away: the change stands, and the schedulers see it within host_cache_seconds."""
+        if self.scheduler is None:
+            return
+        try:
+            await self.scheduler.services_changed()
+        except BusUnavailable:
+            LOG.warning("the schedulers were not told of a service change (broker unreachable): they "
+                        "see it within host_cache_seconds (%g s)", self.conf.scheduler.host_cache_seconds)
 
     # --- services and zones ---
 
@@ -65,6 +87,7 @@ class HostService:
             await conn.execute(sa.update(services).where(services.c.id == service_id).values(**values))
             row = await hostinfo.get_service(conn, self.conf, id=service_id)
         assert row is not None
+        await self._tell_schedulers()
         return row
 
     async def delete_service(self, ident: str, *, id: int | None = None, uuid: str | None = None) -> None:
@@ -85,6 +108,7 @@ class HostService:
                 node_uuids = [u for u, _ in nodes]
                 await conn.execute(sa.delete(compute_nodes).where(compute_nodes.c.uuid.in_(node_uuids)))
             await conn.execute(sa.delete(services).where(services.c.id == svc["id"]))
+        await self._tell_schedulers()
         # The nodes' resource providers go too, or placement would keep offering them.
         for node_uuid in node_uuids:
             try:
