@@ -153,6 +153,13 @@ class RemoteImages(InternalImages):
             self._recent[image_id] = (time.monotonic(), row)
             return await self._render(conn, row)
 
+    def remember_row(self, row: dict[str, Any]) -> None:
+        """An image's live row (every column) the caller just read in a statement of its own (the
+        agent's build takes it with the instance): the `local_path` that follows uses it."""
+        if len(self._recent) >= _ROWS_KEPT:
+            self._recent.clear()
+        self._recent[str(row["id"])] = (time.monotonic(), dict(row))
+
     # ---- bytes in ----------------------------------------------------------------------------
 
     async def local_path(self, image_id: str) -> str:

@@ -17,6 +17,7 @@ from cumulo.compute import states as st
 from cumulo.compute import volume_records
 from cumulo.compute.agent import build
 from cumulo.compute.rpc import ConductorAPI
+from cumulo.image.models import images as image_rows
 
 
 def summary(image_id: str, **props: Any) -> dict[str, Any]:
@@ -110,3 +111,25 @@ async def test_block_device_mappings_are_read_only_when_the_server_has_some(tmp_
             assert without == 0 and len(selects) - before == 1
             # one statement object per node and shape, compiled once (SQLAlchemy's cache)
             assert build._take_statement.cache_info().currsize >= 1
+
+
+async def test_the_take_hands_the_image_row_to_a_backend_that_keeps_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with running(tmp_path) as rig:
+        if rig.db.is_sqlite:
+            pytest.skip("PostgreSQL's take statement (SQLite reads the image: a library call)")
+        image, gone = rig.images.add(), rig.images.add()
+        async with rig.db.write() as conn:
+            for image_id, deleted in ((image, False), (gone, True)):
+                await conn.execute(sa.insert(image_rows).values(
+                    id=image_id, name="img", status="deleted" if deleted else "active", visibility="public",
+                    disk_format="raw", container_format="bare", store_key="k" * 64, deleted=deleted))
+        kept: list[dict[str, Any]] = []
+        monkeypatch.setattr(rig.images, "remember_row", kept.append, raising=False)
+        uuid = await rig.create(FLAVOR_SMALL, image_ref=image, request_spec={"flavor": FLAVOR_SMALL, "image": summary(image)})
+        assert (await rig.wait_settled(uuid))["vm_state"] == st.ACTIVE
+        assert [(r["id"], r["status"], r["store_key"]) for r in kept] == [(image, "active", "k" * 64)]
+        other = await rig.create(FLAVOR_SMALL, image_ref=gone, request_spec={"flavor": FLAVOR_SMALL, "image": summary(gone)})
+        assert (await rig.wait_settled(other))["vm_state"] == st.ACTIVE
+        assert len(kept) == 1  # a deleted image's row is not handed over: the backend reads it itself

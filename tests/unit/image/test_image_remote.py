@@ -216,3 +216,30 @@ async def test_an_interrupted_download_leaves_nothing(
     await stuck.close()  # ... the agent stopping does, and nothing is left
     assert stuck._inflight == {}
     assert _cache_files(stuck) == []
+
+
+async def test_a_remembered_row_serves_the_next_local_path_without_a_read(
+    alice: httpx.AsyncClient, make_image: Any, remote: RemoteImages, svc: ImageService
+) -> None:
+    data = os.urandom(1000)
+    image = await make_image(alice, data)
+    await remote.local_path(image["id"])  # downloaded (the image API, in this process, reads it too)
+    async with svc.db.read() as conn:
+        row = dict((await conn.execute(sa.select(images).where(images.c.id == image["id"]))).mappings().one())
+    remote.remember_row(row)  # what the agent's take read with the instance
+    reads: list[str] = []
+
+    def seen(*args: Any) -> None:
+        reads.append(args[2])
+
+    sa.event.listen(svc.db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        path = await remote.local_path(image["id"])
+    finally:
+        sa.event.remove(svc.db.engine.sync_engine, "before_cursor_execute", seen)
+    assert Path(path).read_bytes() == data
+    assert not [s for s in reads if "FROM images" in s]  # the row came with the take
+    # used once: the next call reads the image afresh (a delete in between is seen)
+    await svc.delete(RequestContext(user_id=None, project_id=image["owner"], roles=frozenset({"admin"})), image["id"])
+    with pytest.raises(errors.NotFound):
+        await remote.local_path(image["id"])

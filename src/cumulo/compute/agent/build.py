@@ -23,6 +23,7 @@ from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.faults import fault_text
 from cumulo.compute.models import block_device_mapping, instances
 from cumulo.db import utcnow
+from cumulo.image.models import images as image_rows
 
 if TYPE_CHECKING:
     from cumulo.compute.agent.node import Node
@@ -83,11 +84,17 @@ async def build_and_run(node: Node, uuid: str, request_id: str | None) -> None:
 _HAS_MAPPINGS = "_has_mappings"
 
 
+# The take's image columns (PostgreSQL, a backend that keeps rows: RemoteImages.remember_row).
+_IMAGE_PREFIX = "_image_"
+
+
 @functools.cache
-def _take_statement(host: str, node_name: str, with_event: bool) -> sa.Select[Any]:
+def _take_statement(host: str, node_name: str, with_event: bool, with_image: bool = False) -> sa.Select[Any]:
     """PostgreSQL: the take, the event's start and whether the server has block device mappings,
     as one statement, built once per node and shape with the values bound (take_uuid, take_now and
-    worker_events.begin_values'): building it per boot cost Python before the first round trip."""
+    worker_events.begin_values'): building it per boot cost Python before the first round trip.
+    `with_image`: the image's row too (live rows only; none when the image is gone), which the
+    image backend then uses for the bytes instead of reading it again."""
     uuid = sa.bindparam("take_uuid", type_=instances.c.uuid.type)
     owns = sa.and_(instances.c.host == host, sa.func.coalesce(instances.c.node, instances.c.host) == node_name)
     taken = (
@@ -99,14 +106,17 @@ def _take_statement(host: str, node_name: str, with_event: bool) -> sa.Select[An
         .cte("taken")
     )
     has_mappings = sa.exists(sa.select(sa.literal(1)).where(block_device_mapping.c.instance_uuid == uuid))
-    if not with_event:
-        return sa.select(taken, has_mappings.label(_HAS_MAPPINGS))
-    started = worker_events.bound_begin_cte(only_if=taken)
-    return (
-        sa.select(taken, has_mappings.label(_HAS_MAPPINGS), started.c.id.label("event_id"),
-                  started.c.action_id.label("event_action_id"))
-        .select_from(taken.outerjoin(started, sa.true()))
-    )
+    columns: list[Any] = [taken, has_mappings.label(_HAS_MAPPINGS)]
+    joined: Any = taken
+    if with_event:
+        started = worker_events.bound_begin_cte(only_if=taken)
+        columns += [started.c.id.label("event_id"), started.c.action_id.label("event_action_id")]
+        joined = joined.outerjoin(started, sa.true())
+    if with_image:
+        columns += [c.label(_IMAGE_PREFIX + c.name) for c in image_rows.c]
+        joined = joined.outerjoin(image_rows, sa.and_(image_rows.c.id == taken.c.image_ref,
+                                                      image_rows.c.deleted.is_(False)))
+    return sa.select(*columns).select_from(joined)
 
 
 async def _take(node: Node, uuid: str, req: str) -> tuple[dict[str, Any] | None, worker_events.EventHandle | None]:
@@ -120,12 +130,16 @@ async def _take(node: Node, uuid: str, req: str) -> tuple[dict[str, Any] | None,
         params: dict[str, Any] = {"take_uuid": uuid, "take_now": utcnow()}
         if req:
             params.update(worker_events.begin_values(uuid, req, BUILD_EVENT, node.host))
+        remember = getattr(node.images, "remember_row", None)
+        q = _take_statement(node.host, node.name, bool(req), remember is not None)
         async with node.db.read() as conn:
-            got = (await conn.execute(_take_statement(node.host, node.name, bool(req)), params)).mappings().first()
+            got = (await conn.execute(q, params)).mappings().first()
         if got is None:
             return None, None
         row = {c.name: got[c.name] for c in instances.c}
         row[_HAS_MAPPINGS] = bool(got[_HAS_MAPPINGS])
+        if remember is not None and got[_IMAGE_PREFIX + "id"] is not None:
+            remember({c.name: got[_IMAGE_PREFIX + c.name] for c in image_rows.c})
         event = (worker_events.EventHandle(int(got["event_action_id"]), int(got["event_id"]))
                  if req and got["event_id"] is not None else None)
         return row, event
