@@ -133,3 +133,44 @@ async def test_the_take_hands_the_image_row_to_a_backend_that_keeps_rows(
         other = await rig.create(FLAVOR_SMALL, image_ref=gone, request_spec={"flavor": FLAVOR_SMALL, "image": summary(gone)})
         assert (await rig.wait_settled(other))["vm_state"] == st.ACTIVE
         assert len(kept) == 1  # a deleted image's row is not handed over: the backend reads it itself
+
+
+async def test_the_delete_reads_mappings_and_migrations_only_when_there_are_some(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with running(tmp_path) as rig:
+        uuid = await rig.create(FLAVOR_SMALL)
+        await rig.wait_settled(uuid)
+        selects: list[str] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, *_a: Any) -> None:
+            if statement.lstrip().upper().startswith("SELECT") and (
+                    "FROM block_device_mapping" in statement or "FROM migrations" in statement):
+                selects.append(statement)
+
+        sa.event.listen(rig.db.engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            await rig.act_delete(uuid)
+            row = await rig.wait(uuid, lambda r: r["deleted"])
+        finally:
+            sa.event.remove(rig.db.engine.sync_engine, "before_cursor_execute", seen)
+        assert row["vm_state"] == st.DELETED and await rig.placement_usage() == {}
+        events = {e["event"]: e for e in await rig.events(uuid, "delete")}
+        assert events["compute_terminate_instance"]["result"] == "Success"
+        assert events["compute_terminate_instance"]["finish_time"] is not None
+        assert len(selects) == (2 if rig.db.is_sqlite else 0)
+
+        # a destroy that fails: ERROR with a fault, the event an Error (one transaction on PostgreSQL)
+        other = await rig.create(FLAVOR_SMALL)
+        await rig.wait_settled(other)
+
+        async def broken(_uuid: str) -> None:
+            raise RuntimeError("destroy refused")
+
+        monkeypatch.setattr(rig.driver(), "destroy", broken)
+        await rig.act_delete(other)
+        row = await rig.wait(other, lambda r: r["vm_state"] == st.ERROR)
+        assert not row["deleted"] and "destroy refused" in (await rig.faults(other))[-1]["message"]
+        events = {e["event"]: e for e in await rig.events(other, "delete")}
+        assert events["compute_terminate_instance"]["result"] == "Error"
+        assert "destroy refused" in events["compute_terminate_instance"]["traceback"]

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from cumulo.compute import actions, worker_events
+from cumulo.compute import actions, migration_records, worker_events
 from cumulo.compute import instances as inst_db
 from cumulo.compute import states as s
 from cumulo.compute.agent import block_devices, migrate, nics, volumes
 from cumulo.compute.drivers.base import Capability, PowerState, driver_for
 from cumulo.compute.faults import fault_text
-from cumulo.compute.models import block_device_mapping, instances
+from cumulo.compute.models import block_device_mapping, instances, migrations
 from cumulo.db import utcnow
 from cumulo.image.models import images as image_rows
 
@@ -284,24 +284,39 @@ async def rebuild(node: Node, uuid: str, image_ref: str, request_id: str | None)
 
 async def terminate(node: Node, uuid: str, request_id: str | None) -> None:
     async with node.locks.hold(uuid):
-        inst = await node.load(uuid)
-        if inst is None:
-            await _forget(node, uuid)
-            return
-        req = await node.request_id_for(uuid, request_id, actions.DELETE)
+        event: worker_events.EventHandle | None = None
+        timed: contextlib.AbstractAsyncContextManager[Any]
+        if node.db.is_sqlite:
+            inst = await node.load(uuid)
+            if inst is None:
+                await _forget(node, uuid)
+                return
+            req = await node.request_id_for(uuid, request_id, actions.DELETE)
+            timed = actions.event(node.db, uuid, req, TERMINATE_EVENT, node.host)
+        else:
+            # PostgreSQL: the row, its event begun and what the delete has to release, one statement;
+            # the event ends in the last write (as Nova's, it times the whole terminate)
+            req = await node.request_id_for(uuid, request_id, actions.DELETE)
+            inst, event = await _load_for_delete(node, uuid, req)
+            if inst is None:
+                await _forget(node, uuid)
+                return
+            timed = contextlib.nullcontext()
         try:
-            async with actions.event(node.db, uuid, req, "compute_terminate_instance", node.host):
+            async with timed:
                 await node.driver.destroy(uuid)
         except Exception as exc:
             LOG.warning("terminate of %s failed: %s", uuid, exc)
             await node.set_state(
                 uuid, {"vm_state": s.ERROR, "task_state": None, "power_state": int(await node.power_of(uuid))},
-                fault=exc,
+                fault=exc, event=event, event_error=exc,
             )
             return
-        await migrate.close_on_delete(node, uuid, req)  # a moved server's copy kept for a revert
+        if inst.pop(_HAS_MIGRATION, True):
+            await migrate.close_on_delete(node, uuid, req)  # a moved server's copy kept for a revert
         await nics.release(node, inst)
-        await volumes.release(node, inst)  # attachments gone, delete_on_termination volumes deleted
+        if inst.pop(_HAS_MAPPINGS, True):
+            await volumes.release(node, inst)  # attachments gone, delete_on_termination volumes deleted
         await node.placement.release(uuid)
         now = utcnow()
         await node.set_state(
@@ -314,4 +329,47 @@ async def terminate(node: Node, uuid: str, request_id: str | None) -> None:
                 "deleted_at": now,
                 "terminated_at": now,
             },
+            event=event,
         )
+
+
+TERMINATE_EVENT = "compute_terminate_instance"
+# The delete's extra column (PostgreSQL): whether the server has an open migration record.
+_HAS_MIGRATION = "_has_migration"
+
+
+@functools.cache
+def _delete_statement(with_event: bool) -> sa.Select[Any]:
+    """PostgreSQL: the live row, the terminate event begun (only for a live row), and whether the
+    server has block device mappings or an open migration record, in one statement built once."""
+    uuid = sa.bindparam("del_uuid", type_=instances.c.uuid.type)
+    loaded = sa.select(instances).where(instances.c.uuid == uuid, instances.c.deleted.is_(False)).cte("loaded")
+    columns: list[Any] = [
+        loaded,
+        sa.exists(sa.select(sa.literal(1)).where(block_device_mapping.c.instance_uuid == uuid)).label(_HAS_MAPPINGS),
+        sa.exists(sa.select(sa.literal(1)).where(migrations.c.instance_uuid == uuid,
+                                                 migrations.c.status.in_(sorted(migration_records.OPEN))))
+        .label(_HAS_MIGRATION),
+    ]
+    if not with_event:
+        return sa.select(*columns)
+    started = worker_events.bound_begin_cte(only_if=loaded)
+    return (sa.select(*columns, started.c.id.label("event_id"), started.c.action_id.label("event_action_id"))
+            .select_from(loaded.outerjoin(started, sa.true())))
+
+
+async def _load_for_delete(
+    node: Node, uuid: str, req: str,
+) -> tuple[dict[str, Any] | None, worker_events.EventHandle | None]:
+    params: dict[str, Any] = {"del_uuid": uuid}
+    if req:
+        params.update(worker_events.begin_values(uuid, req, TERMINATE_EVENT, node.host))
+    async with node.db.read() as conn:
+        got = (await conn.execute(_delete_statement(bool(req)), params)).mappings().first()
+    if got is None:
+        return None, None
+    row = {c.name: got[c.name] for c in instances.c}
+    row[_HAS_MAPPINGS], row[_HAS_MIGRATION] = bool(got[_HAS_MAPPINGS]), bool(got[_HAS_MIGRATION])
+    event = (worker_events.EventHandle(int(got["event_action_id"]), int(got["event_id"]))
+             if req and got["event_id"] is not None else None)
+    return row, event
