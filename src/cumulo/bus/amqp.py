@@ -12,7 +12,10 @@ URL: `amqp://user:password@host:port/vhost[?prefetch=64&unavailable_after=5&reco
   broker after 10 minutes without a consumer, `x-expires`, when the process is gone), a
   correlation id and an expiration of `timeout`; the answer or the handler's error comes back on
   the reply queue. No answer within `timeout`: TimeoutError. Calls, answers and fanouts go on a
-  channel without publisher confirms (a lost one is the caller's timeout; it saves a round trip).
+  channel without publisher confirms (a lost one is the caller's timeout; it saves a round trip);
+  an answer is not even waited for until the connection's writer wrote it (the ack follows at once).
+- Per hop: messages are published with aiormq's publish on the channel (no aio-pika Message
+  object), and a delivery is handled in the task aio-pika runs its callback in (no task of ours).
 - `fanout`: a transient message to the durable fanout exchange `<topic>_fanout`; every consumer of
   the topic binds an exclusive queue of its own to it, so each live consumer gets one copy.
 - Acknowledgement after the handler: a consumer takes at most `prefetch` messages of a topic at
@@ -35,7 +38,7 @@ import asyncio
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import aio_pika
 import aiormq
@@ -44,7 +47,6 @@ from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractRobustConnection,
-    DeliveryMode,
     ExchangeType,
 )
 from yarl import URL
@@ -58,8 +60,30 @@ LOG = logging.getLogger(__name__)
 CONSUMER_CHANNELS = 8
 REPLY_QUEUE_EXPIRES_MS = 600_000
 
+Basic = aiormq.spec.Basic  # pamqp's, as aiormq exports it
+
 _SEND_ERRORS = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, ConnectionError, OSError,
                 RuntimeError)
+
+
+class _Outgoing(NamedTuple):
+    """A message to publish: its body and AMQP properties (aio-pika's Message without its
+    per-attribute bookkeeping, which cost more than the frames: a send is on every hop)."""
+
+    body: bytes
+    properties: Basic.Properties
+
+
+async def _publish(channel: AbstractChannel, exchange: str, routing_key: str, message: _Outgoing, *,
+                   wait: bool = True) -> None:
+    """What aio-pika's Exchange.publish does (mandatory, the channel's confirms when it has them),
+    straight on the channel's aiormq channel. `wait=False`: return once the frames are queued for the
+    socket, not after the connection's writer wrote them (an answer: a lost one is the caller's
+    timeout either way)."""
+    raw = await channel.get_underlay_channel()
+    assert isinstance(raw, aiormq.Channel)
+    await raw.basic_publish(message.body, exchange=exchange, routing_key=routing_key,
+                            properties=message.properties, mandatory=True, wait=wait)
 
 
 def _options(url: str) -> tuple[URL, int, float]:
@@ -206,20 +230,20 @@ class AmqpBus:
         except _SEND_ERRORS as exc:
             raise BusUnavailable(f"message broker unreachable: {what} not sent ({type(exc).__name__})") from exc
 
-    async def _to_queue(self, topic: str, message: aio_pika.Message, *, confirmed: bool) -> None:
+    async def _to_queue(self, topic: str, message: _Outgoing, *, confirmed: bool) -> None:
         async def publish(pub: AbstractChannel) -> None:
             if topic not in self._queues:
                 await pub.declare_queue(topic, durable=True)
                 self._queues.add(topic)
-            await pub.default_exchange.publish(message, routing_key=topic)
+            await _publish(pub, "", topic, message)
 
         await self._send(f"{topic}", publish, confirmed=confirmed)
 
     async def cast(self, topic: str, method: str, **args: Any) -> None:
         body = self._body(method, args)
         control.bus_message(topic, method, "cast")
-        await self._to_queue(topic, aio_pika.Message(body, delivery_mode=DeliveryMode.PERSISTENT,
-                                                      content_type="application/json"), confirmed=True)
+        await self._to_queue(topic, _Outgoing(body, Basic.Properties(content_type="application/json", delivery_mode=2)),
+                             confirmed=True)
 
     async def call(self, topic: str, method: str, *, timeout: float = 60.0, **args: Any) -> Any:
         body = self._body(method, args)
@@ -228,9 +252,9 @@ class AmqpBus:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[corr] = fut
         try:
-            await self._to_queue(topic, aio_pika.Message(
-                body, content_type="application/json", correlation_id=corr, reply_to=self._reply_name,
-                expiration=max(timeout, 0.001)), confirmed=False)
+            await self._to_queue(topic, _Outgoing(body, Basic.Properties(
+                content_type="application/json", delivery_mode=1, correlation_id=corr, reply_to=self._reply_name,
+                expiration=str(max(int(timeout * 1000), 1)))), confirmed=False)
             return await asyncio.wait_for(fut, timeout)
         finally:
             self._pending.pop(corr, None)
@@ -244,7 +268,8 @@ class AmqpBus:
             if exchange is None:
                 exchange = await pub.declare_exchange(f"{topic}_fanout", ExchangeType.FANOUT, durable=True)
                 self._exchanges[topic] = exchange
-            await exchange.publish(aio_pika.Message(body, content_type="application/json"), routing_key="")
+            await _publish(pub, exchange.name, "", _Outgoing(body, Basic.Properties(
+                content_type="application/json", delivery_mode=1)))
 
         await self._send(f"fanout {topic}", publish)
 
@@ -266,9 +291,15 @@ class AmqpBus:
 
     def _receiver(self, topic: str, endpoint: object) -> Any:
         async def on_message(message: AbstractIncomingMessage) -> None:
-            task = asyncio.get_running_loop().create_task(self._handle(topic, endpoint, message))
+            # aio-pika already runs each delivery's callback in a task of its own: the message is
+            # handled in it (no third task per message), tracked so that `stop` can cancel it.
+            task = asyncio.current_task()
+            assert task is not None
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            try:
+                await self._handle(topic, endpoint, message)
+            finally:
+                self._tasks.discard(task)
 
         return on_message
 
@@ -276,10 +307,11 @@ class AmqpBus:
         if not message.reply_to:
             return
         data = json.dumps({"v": self.version, **body}).encode()
+        answer = _Outgoing(data, Basic.Properties(content_type="application/json", delivery_mode=1,
+                                                  correlation_id=message.correlation_id))
+        reply_to = message.reply_to
         try:
-            await self._send(f"reply to {message.reply_to}", lambda pub: pub.default_exchange.publish(
-                aio_pika.Message(data, correlation_id=message.correlation_id, content_type="application/json"),
-                routing_key=message.reply_to))
+            await self._send(f"reply to {reply_to}", lambda pub: _publish(pub, "", reply_to, answer, wait=False))
         except BusUnavailable:
             LOG.warning("the answer to %s was not sent: the broker is unreachable", message.reply_to)
 
