@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,12 +71,28 @@ class Claim:
         return "; ".join(f"{rc}: {why}" for rc, why in self.short.items())
 
 
+@dataclass(frozen=True)
+class Rider:
+    """The caller's write as part of the claim's own statement (PostgreSQL, a first claim: the claim
+    in ONE statement, no transaction around it; service.Placement._claim_in_one_statement), instead
+    of `then` in the claim's transaction. `build(ok)` gives the caller's data-modifying CTEs, made
+    only when `ok` (every compare-and-swap matched), and a boolean expression: the write went in
+    (the allocations are inserted only then). Built once per `key` (its shape), executed with
+    `params`; `done(went_in)` is the claim's result, or raises (nothing was allocated then)."""
+
+    key: Hashable
+    build: Callable[[sa.ColumnElement[bool]], tuple[list[sa.CTE], sa.ColumnElement[bool]]]
+    params: Mapping[str, Any]
+    done: Callable[[bool], Any]
+
+
 @dataclass(eq=False)
 class ClaimRequest:
     consumer_id: str
     provider_uuid: str
     resources: dict[str, int]
     then: Then | None = None
+    rider: Rider | None = None  # `then` in the claim's statement where it can be (a single claim)
 
 
 Single = Callable[[ClaimRequest], Awaitable[Claim]]  # the plain claim (Placement.claim) of one request
@@ -250,9 +266,9 @@ class ClaimBatcher:
         self.largest = 0
 
     async def claim(self, consumer_id: str, provider_uuid: str, resources: Resources, *,
-                    then: Then | None = None) -> Claim:
+                    then: Then | None = None, rider: Rider | None = None) -> Claim:
         fut: asyncio.Future[Claim] = asyncio.get_running_loop().create_future()
-        self._queue.append((ClaimRequest(consumer_id, provider_uuid, dict(resources), then), fut))
+        self._queue.append((ClaimRequest(consumer_id, provider_uuid, dict(resources), then, rider), fut))
         # A runner of a loop that is gone (a test's, a stopped process's) never flushes again.
         if self._runner is None or self._runner.done() or self._runner.get_loop() is not fut.get_loop():
             self._queue = [q for q in self._queue if q[1].get_loop() is fut.get_loop()]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -35,8 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cumulo.conf import Settings
 from cumulo.db import Database, utcnow
 from cumulo.errors import Conflict, NotFound
-from cumulo.placement import pools
-from cumulo.placement.batch import Claim, ClaimBatcher, ClaimRequest
+from cumulo.placement import claim_sql, pools
+from cumulo.placement.batch import Claim, ClaimBatcher, ClaimRequest, Rider
 from cumulo.placement.inventory import (
     DISK_GB,
     MEMORY_MB,
@@ -47,7 +46,7 @@ from cumulo.placement.inventory import (
     inventory_from_row,
     shortfall,
 )
-from cumulo.placement.locking import in_id_order, locked_in_id_order, retryable
+from cumulo.placement.locking import in_id_order, retryable
 from cumulo.placement.models import (
     allocations,
     inventories,
@@ -271,14 +270,20 @@ class Placement:
 
     async def claim(
         self, consumer_id: str, provider_uuid: str, resources: Mapping[str, int],
-        *, then: Callable[[AsyncConnection], Awaitable[Any]] | None = None,
+        *, then: Callable[[AsyncConnection], Awaitable[Any]] | None = None, rider: Rider | None = None,
     ) -> Claim:
         """Allocate `resources` on the provider for the consumer (replacing what it held), if they fit.
 
         `then(conn)` runs after a successful claim inside the same write transaction (its result is
         `Claim.result`): the caller's own write commits with the allocation or not at all, and an
-        exception it raises rolls the claim back and propagates.
+        exception it raises rolls the claim back and propagates. `rider` (batch.Rider): the same
+        write as part of the claim's one statement, where the claim can be one (PostgreSQL, a first
+        claim: `_claim_in_one_statement`); `then` everywhere else.
         """
+        if rider is not None and not self.db.is_sqlite:
+            done = await self._claim_in_one_statement(consumer_id, provider_uuid, dict(resources), rider)
+            if done is not None:
+                return done
         return await self._with_retries(
             lambda conn, lock: self._claim_once(conn, consumer_id, provider_uuid, dict(resources), hold_old=False,
                                               then=then, lock=lock)
@@ -286,15 +291,16 @@ class Placement:
 
     async def claim_batched(
         self, consumer_id: str, provider_uuid: str, resources: Mapping[str, int],
-        *, then: Callable[[AsyncConnection], Awaitable[Any]] | None = None,
+        *, then: Callable[[AsyncConnection], Awaitable[Any]] | None = None, rider: Rider | None = None,
     ) -> Claim:
         """As `claim`, but committed in one write transaction with the other claims made at the same
         moment (the builds of one select turn; batch.py). `then` runs in a savepoint of its own: an
-        exception it raises rolls back its claim alone and propagates to this caller."""
-        return await self.batcher.claim(consumer_id, provider_uuid, dict(resources), then=then)
+        exception it raises rolls back its claim alone and propagates to this caller. A claim alone
+        in its moment is a plain `claim` (with its `rider`)."""
+        return await self.batcher.claim(consumer_id, provider_uuid, dict(resources), then=then, rider=rider)
 
     async def _claim_request(self, r: ClaimRequest) -> Claim:
-        return await self.claim(r.consumer_id, r.provider_uuid, r.resources, then=r.then)
+        return await self.claim(r.consumer_id, r.provider_uuid, r.resources, then=r.then, rider=r.rider)
 
     async def claim_resize(self, consumer_id: str, provider_uuid: str, new_resources: Mapping[str, int]) -> Claim:
         """Same-host resize: keep the old allocation under migration_consumer(), claim the new one too."""
@@ -442,6 +448,42 @@ class Placement:
             await asyncio.sleep(random.uniform(0.001, 0.01) * (n + 1))
         raise Conflict("Placement: the claim lost the generation race too many times; try again")
 
+    async def _claim_in_one_statement(
+        self, consumer_id: str, provider_uuid: str, resources: Resources, rider: Rider
+    ) -> Claim | None:
+        """PostgreSQL: a first claim and the rider's write without a transaction around them (no
+        BEGIN, no COMMIT: two round trips less; issue 14). node_and_pool reads as the first statement
+        of a transaction would (READ COMMITTED: every statement has its own snapshot anyway), then
+        ONE statement, atomic on its own, makes the compare-and-swap, the rider's write and the
+        allocations (`_claim_statement`). None: the claim goes the usual way (the consumer holds
+        something already, or a generation moved: the retries of `_with_retries` take over)."""
+        if not resources:
+            return None
+        async with self.db.read() as conn:
+            if conn.sync_engine.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                return None  # not a connection whose statements commit on their own
+            node = await pools.node_and_pool(conn, provider_uuid, consumer_id, exclude=consumer_id)
+            if node is None:
+                raise NotFound(f"Resource provider {provider_uuid} not found")
+            if node.held:
+                return None
+            pool = node.pool
+            usage = pools.member_usage(pool, node.pool_usage).get(node.provider_id, {}) if pool is not None else node.usage
+            short = shortfall(resources, node.inventory, usage)
+            if pool is not None:
+                short = {**pool.shortfall({rc: n for rc, n in resources.items() if rc not in short}, node.inventory),
+                         **short}
+            if short:
+                return Claim(False, short)
+            cas = [(node.provider_id, node.generation)] + (
+                [(pool.provider_id, pool.generation)] if pool is not None else [])
+            params = {**claim_sql.bump_and_allocate_params(cas, node.provider_id, consumer_id, resources), **rider.params}
+            matched, went_in = (await conn.execute(
+                claim_sql.claim_statement(len(cas), tuple(resources), rider), params)).one()
+        if matched != len(cas):
+            return None  # lost the race: nothing written but harmless generation bumps
+        return Claim(True, result=rider.done(bool(went_in)))
+
     async def _claim_once(
         self, conn: AsyncConnection, consumer_id: str, provider_uuid: str, resources: Resources, *, hold_old: bool,
         then: Callable[[AsyncConnection], Awaitable[Any]] | None = None, lock: bool = False,
@@ -477,8 +519,8 @@ class Placement:
         if resources and not hold_old and not node.held and conn.dialect.name == "postgresql":
             # A first claim on PostgreSQL: the bump and the allocations in one statement (a round
             # trip less), the INSERT made only when every compare-and-swap matched.
-            bumped = await conn.scalar(_bump_and_allocate(len(cas), tuple(resources)),
-                                       _bump_and_allocate_params(cas, pid, consumer_id, resources))
+            bumped = await conn.scalar(claim_sql.bump_and_allocate(len(cas), tuple(resources)),
+                                       claim_sql.bump_and_allocate_params(cas, pid, consumer_id, resources))
             if bumped != len(cas):
                 raise _GenerationMoved  # lost the race: nothing inserted, the rollback undoes a matched bump
             return Claim(True, result=None if then is None else await then(conn))
@@ -554,52 +596,3 @@ class Placement:
 
 class _GenerationMoved(Exception):
     """A provider's (or its pool's) generation changed under a claim; raised to roll it back."""
-
-
-@functools.cache
-def _bump_and_allocate(expected: int, classes: tuple[str, ...]) -> sa.Select[Any]:
-    """PostgreSQL: the compare-and-swap of `expected` generations (bound ba_id_<k>, ba_gen_<k>, in
-    id order) and the consumer's allocations of `classes` on provider ba_pid (ba_consumer, ba_used_<i>,
-    ba_now) as one statement answering how many generations matched; the allocations are inserted
-    only when all `expected` did (data-modifying WITHs run once, from one snapshot). Built once per
-    shape with bound values, so the compiled form is cached (issue 14: it was compiled every call)."""
-    rp = resource_providers
-    ids = [sa.bindparam(f"ba_id_{k}", type_=rp.c.id.type) for k in range(expected)]
-    now = sa.bindparam("ba_now", type_=allocations.c.created_at.type)
-    bumped = (
-        sa.update(rp)
-        .where(sa.or_(*(sa.and_(rp.c.id == ids[k], rp.c.generation == sa.bindparam(f"ba_gen_{k}", type_=rp.c.generation.type))
-                        for k in range(expected))),
-               locked_in_id_order(ids))
-        .values(generation=rp.c.generation + 1, updated_at=now)
-        .returning(rp.c.id)
-        .cte("bumped")
-    )
-    matched = sa.select(sa.func.count()).select_from(bumped).scalar_subquery()
-    names = ("provider_id", "consumer_id", "resource_class", "used", "created_at")
-    rows = [
-        sa.select(sa.bindparam("ba_pid", type_=allocations.c.provider_id.type),
-                  sa.bindparam("ba_consumer", type_=allocations.c.consumer_id.type),
-                  sa.literal(rc, allocations.c.resource_class.type),
-                  sa.bindparam(f"ba_used_{i}", type_=allocations.c.used.type), now).where(matched == expected)
-        for i, rc in enumerate(classes)
-    ]
-    inserted = (
-        sa.insert(allocations)
-        .from_select(list(names), rows[0] if len(rows) == 1 else sa.union_all(*rows))
-        .returning(allocations.c.id)
-        .cte("inserted")
-    )
-    return sa.select(matched).add_cte(inserted)
-
-
-def _bump_and_allocate_params(
-    cas: list[tuple[int, int]], pid: int, consumer_id: str, resources: Resources
-) -> dict[str, Any]:
-    """The values of `_bump_and_allocate(len(cas), tuple(resources))`."""
-    params: dict[str, Any] = {"ba_pid": pid, "ba_consumer": consumer_id, "ba_now": utcnow()}
-    for k, (i, g) in enumerate(cas):
-        params[f"ba_id_{k}"], params[f"ba_gen_{k}"] = i, g
-    for i, n in enumerate(resources.values()):
-        params[f"ba_used_{i}"] = n
-    return params

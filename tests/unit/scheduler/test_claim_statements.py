@@ -6,11 +6,13 @@ building node_and_pool's took 1.6 ms of Python per claim. These tests make eithe
 
 from __future__ import annotations
 
+import datetime as dt
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from cumulo.compute.conductor import manager
-from cumulo.placement import pools, service
+from cumulo.placement import claim_sql, pools
 
 _PG = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
 
@@ -29,10 +31,10 @@ def test_node_and_pool_statement_is_built_once_per_shape_and_cacheable() -> None
 
 
 def test_bump_and_allocate_is_cacheable_with_its_values_bound() -> None:
-    stmt = service._bump_and_allocate(2, ("VCPU", "MEMORY_MB"))
-    assert stmt is service._bump_and_allocate(2, ("VCPU", "MEMORY_MB"))
+    stmt = claim_sql.bump_and_allocate(2, ("VCPU", "MEMORY_MB"))
+    assert stmt is claim_sql.bump_and_allocate(2, ("VCPU", "MEMORY_MB"))
     assert _cacheable(stmt)
-    params = service._bump_and_allocate_params([(7, 3), (9, 4)], 7, "c-1", {"VCPU": 1, "MEMORY_MB": 64})
+    params = claim_sql.bump_and_allocate_params([(7, 3), (9, 4)], 7, "c-1", {"VCPU": 1, "MEMORY_MB": 64})
     assert {params["ba_id_0"], params["ba_gen_0"], params["ba_id_1"], params["ba_gen_1"]} == {7, 3, 9, 4}
     assert (params["ba_used_0"], params["ba_used_1"]) == (1, 64)
     compiled = stmt.compile(dialect=_PG)
@@ -47,3 +49,17 @@ def test_the_placement_statement_is_built_once_per_shape_and_cacheable() -> None
     compiled = manager._placing(True).compile(dialect=_PG)
     assert "recorded_event" in str(compiled)
     assert "recorded_event" not in str(manager._placing(False).compile(dialect=_PG))
+
+
+def test_the_claim_with_the_conductors_placement_is_one_cacheable_statement_built_once() -> None:
+    rider = manager._placing_rider("u" * 36, {"host": "h", "node": "n"}, "nova", "req-1", dt.datetime.now())
+    stmt = claim_sql.claim_statement(2, ("VCPU", "MEMORY_MB"), rider)
+    again = manager._placing_rider("v" * 36, {"host": "g", "node": "m"}, "nova", "req-2", dt.datetime.now())
+    assert stmt is claim_sql.claim_statement(2, ("VCPU", "MEMORY_MB"), again)
+    assert _cacheable(stmt)
+    compiled = str(stmt.compile(dialect=_PG))
+    for cte in ("bumped", "placed", "recorded_event", "inserted"):
+        assert f"{cte} AS" in compiled
+    params = {**claim_sql.bump_and_allocate_params([(1, 2), (3, 4)], 1, "u" * 36, {"VCPU": 1, "MEMORY_MB": 8}),
+              **rider.params}
+    assert set(params) <= set(stmt.compile(dialect=_PG).params)

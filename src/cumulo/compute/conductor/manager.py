@@ -41,6 +41,7 @@ from cumulo.db import Database, utcnow
 from cumulo.errors import CumuloError, NoValidHost
 from cumulo.hosts import servicegroup
 from cumulo.hosts.models import compute_nodes, services
+from cumulo.placement.batch import Rider
 from cumulo.placement.inventory import DISK_GB, MEMORY_MB, VCPU
 from cumulo.placement.service import Placement, resources_from_flavor
 from cumulo.scheduler import groups
@@ -113,6 +114,26 @@ def _placing(with_event: bool) -> sa.Select[Any]:
 def _placing_values(uuid: str, dest: dict[str, Any], az: Any) -> dict[str, Any]:
     return {"pl_uuid": uuid, "pl_host": dest["host"], "pl_node": dest["node"], "pl_az": az,
             "pl_hypervisor": dest.get("hypervisor_type"), "pl_now": utcnow()}
+
+
+def _placing_ctes(with_event: bool, ok: sa.ColumnElement[bool]) -> tuple[list[sa.CTE], sa.ColumnElement[bool]]:
+    placed = _placing_update().where(ok).cte("placed")
+    went_in = sa.select(sa.func.count()).select_from(placed).scalar_subquery() > 0
+    return [placed, *(worker_events.bound_record_ctes(only_if=placed) if with_event else [])], went_in
+
+
+def _placed(went_in: bool) -> None:
+    if not went_in:
+        raise _NotPlaced
+
+
+def _placing_rider(uuid: str, dest: dict[str, Any], az: Any, req: str, started: dt.datetime) -> Rider:
+    """PostgreSQL: `_set_host`'s placement and event as part of the claim's one statement
+    (placement/claim_sql.py: no transaction, two round trips less, and one statement less)."""
+    params = _placing_values(uuid, dest, az)
+    if req:
+        params.update(worker_events.record_values(uuid, req, SCHEDULE_EVENT, None, started))
+    return Rider(("conductor-placing", bool(req)), functools.partial(_placing_ctes, bool(req)), params, _placed)
 
 
 class _NotPlaced(Exception):
@@ -242,6 +263,9 @@ class Conductor:
                 claim = await self.placement.claim_batched(
                     uuid, dest["provider_uuid"], spec["resources"],
                     then=functools.partial(self._set_host, inst=inst, dest=dest, req=req, started=started),
+                    # A server group's member checks its group inside the claim's transaction: no rider.
+                    rider=None if server_groups.in_group(inst.get("request_spec")) else _placing_rider(
+                        inst["uuid"], dest, self._zone(inst, dest), req, started),
                 )
                 if claim:
                     return dict(dest)
@@ -271,9 +295,7 @@ class Conductor:
 
         Runs inside the claim's transaction; raises _NotPlaced (or GroupPolicyViolated) to roll both back.
         """
-        az = inst.get("availability_zone")
-        if not az or ":" in str(az):
-            az = dest.get("availability_zone") or self.conf.default_availability_zone
+        az = self._zone(inst, dest)
         if server_groups.in_group(inst.get("request_spec")):
             # Raises GroupPolicyViolated when a member placed meanwhile makes this host wrong.
             await server_groups.check_late(conn, inst["uuid"], dest["host"])
@@ -305,6 +327,13 @@ class Conductor:
         if not res.rowcount:
             raise _NotPlaced
         await worker_events.record(conn, inst["uuid"], req, SCHEDULE_EVENT, None, started)
+
+    def _zone(self, inst: dict[str, Any], dest: dict[str, Any]) -> Any:
+        """The availability zone the placed instance gets: its own, or its host's."""
+        az = inst.get("availability_zone")
+        if not az or ":" in str(az):
+            az = dest.get("availability_zone") or self.conf.default_availability_zone
+        return az
 
     async def _fail_build(
         self, uuid: str, message: str, *, req: str = "", started: dt.datetime | None = None,

@@ -1,0 +1,106 @@
+"""A single claim on PostgreSQL as few statements as it can be (issue 14: the scaled boot's time).
+
+The claim (service.py) reads the node and its pool in one statement (pools.node_and_pool), checks
+capacity, then writes: here are those writes as ONE statement each, built once per shape with
+their values bound, so that neither building nor compiling them is paid per claim:
+
+- `bump_and_allocate`: the generations' compare-and-swap and the allocations, inserted only when
+  every generation matched (data-modifying WITHs run once, from one snapshot);
+- `claim_statement`: the same with the caller's own write (a batch.Rider: the conductor's
+  placement of the instance and its event) in it, the allocations only when that write went in.
+  Atomic on its own, it needs no transaction around it (service.Placement._claim_in_one_statement).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Hashable
+from typing import Any
+
+import sqlalchemy as sa
+
+from cumulo.db import utcnow
+from cumulo.placement.batch import Rider
+from cumulo.placement.inventory import Resources
+from cumulo.placement.locking import locked_in_id_order
+from cumulo.placement.models import allocations, resource_providers
+
+
+def _bumped(expected: int) -> tuple[sa.CTE, sa.ScalarSelect[Any]]:
+    """PostgreSQL: the compare-and-swap of `expected` generations (bound ba_id_<k>, ba_gen_<k>,
+    locked in id order; ba_now) as a CTE, and how many it matched."""
+    rp = resource_providers
+    ids = [sa.bindparam(f"ba_id_{k}", type_=rp.c.id.type) for k in range(expected)]
+    gens = [sa.bindparam(f"ba_gen_{k}", type_=rp.c.generation.type) for k in range(expected)]
+    bumped = (
+        sa.update(rp)
+        .where(sa.or_(*(sa.and_(rp.c.id == i, rp.c.generation == g) for i, g in zip(ids, gens, strict=True))),
+               locked_in_id_order(ids))
+        .values(generation=rp.c.generation + 1, updated_at=sa.bindparam("ba_now", type_=rp.c.updated_at.type))
+        .returning(rp.c.id)
+        .cte("bumped")
+    )
+    return bumped, sa.select(sa.func.count()).select_from(bumped).scalar_subquery()
+
+
+def _allocating(classes: tuple[str, ...], when: sa.ColumnElement[bool]) -> sa.CTE:
+    """PostgreSQL: the consumer's allocations of `classes` (ba_pid, ba_consumer, ba_used_<i>, ba_now)
+    as a data-modifying CTE, inserted only `when`."""
+    a = allocations.c
+    rows = [
+        sa.select(sa.bindparam("ba_pid", type_=a.provider_id.type), sa.bindparam("ba_consumer", type_=a.consumer_id.type),
+                  sa.literal(rc, a.resource_class.type), sa.bindparam(f"ba_used_{i}", type_=a.used.type),
+                  sa.bindparam("ba_now", type_=a.created_at.type)).where(when)
+        for i, rc in enumerate(classes)
+    ]
+    return (
+        sa.insert(allocations)
+        .from_select(["provider_id", "consumer_id", "resource_class", "used", "created_at"],
+                     rows[0] if len(rows) == 1 else sa.union_all(*rows))
+        .returning(a.id)
+        .cte("inserted")
+    )
+
+
+@functools.cache
+def bump_and_allocate(expected: int, classes: tuple[str, ...]) -> sa.Select[Any]:
+    """PostgreSQL: the compare-and-swap of `expected` generations and the consumer's allocations of
+    `classes` as one statement answering how many generations matched; the allocations are
+    inserted only when all `expected` did (data-modifying WITHs run once, from one snapshot). Built
+    once per shape with bound values, so the compiled form is cached (issue 14: it was compiled
+    every call)."""
+    _, matched = _bumped(expected)
+    return sa.select(matched).add_cte(_allocating(classes, matched == expected))
+
+
+_ONE_STATEMENT: dict[tuple[int, tuple[str, ...], Hashable], sa.Select[Any]] = {}
+
+
+def claim_statement(expected: int, classes: tuple[str, ...], rider: Rider) -> sa.Select[Any]:
+    """PostgreSQL: a whole first claim as one statement (built once per shape): the compare-and-swap,
+    the rider's write when every generation matched, the allocations only when the rider's write
+    went in. It answers (generations matched, the rider's write went in). A compare-and-swap that
+    matched only some generations bumps those alone, which changes nothing but makes concurrent
+    claims read again: placement allows a generation to move without a change."""
+    key = (expected, classes, rider.key)
+    stmt = _ONE_STATEMENT.get(key)
+    if stmt is None:
+        _, matched = _bumped(expected)
+        ctes, went_in = rider.build(matched == expected)
+        stmt = _ONE_STATEMENT[key] = (
+            sa.select(matched.label("matched"), went_in.label("went_in"))
+            .add_cte(*ctes, _allocating(classes, sa.and_(matched == expected, went_in)))
+        )
+    return stmt
+
+
+def bump_and_allocate_params(
+    cas: list[tuple[int, int]], pid: int, consumer_id: str, resources: Resources
+) -> dict[str, Any]:
+    """The values of `bump_and_allocate(len(cas), tuple(resources))`."""
+    params: dict[str, Any] = {"ba_pid": pid, "ba_consumer": consumer_id, "ba_now": utcnow()}
+    for k, (i, g) in enumerate(cas):
+        params[f"ba_id_{k}"], params[f"ba_gen_{k}"] = i, g
+    for i, n in enumerate(resources.values()):
+        params[f"ba_used_{i}"] = n
+    return params
