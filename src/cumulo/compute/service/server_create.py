@@ -9,6 +9,7 @@ Nothing slow runs here: the create returns as soon as the DB says yes and the ca
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -39,13 +40,12 @@ async def create_servers(svc: ComputeService, ctx: RequestContext, req: CreateRe
     `precheck`: a check of the caller's that fails before anything here does (the API's security
     groups): awaited first on SQLite; on PostgreSQL it runs beside the reads below (a round trip
     less deep), and its error still wins over theirs."""
-    pre: asyncio.Future[None] | None = None
-    if precheck is not None:
-        if svc.db.is_sqlite:
-            await precheck
-        else:
-            pre = asyncio.ensure_future(precheck)
+    if precheck is not None and svc.db.is_sqlite:
+        await precheck
+    # The image read first: its two statements (the row, then its properties and tags) are the
+    # longest of the overlapped reads on PostgreSQL.
     image_read = _start_image_read(svc, ctx, req)
+    pre = asyncio.ensure_future(precheck) if precheck is not None and not svc.db.is_sqlite else None
     try:
         return await _create(svc, ctx, req, pre, image_read)
     finally:
@@ -90,75 +90,50 @@ async def _create(svc: ComputeService, ctx: RequestContext, req: CreateRequest, 
     if 0 <= limits["metadata_items"] < len(req.metadata):
         raise errors.OverQuota(f"Maximum number of metadata items exceeds {limits['metadata_items']}")
     first = new_uuid()
+    # Nothing to count when the instances, cores and ram limits are all unlimited (-1) for the
+    # project and the user: headroom() allows max_count whatever the usage. A group's member
+    # count (add_members) still needs the project's lock.
+    bound = user_limits is not None or any(limits[r] >= 0 for r in INSTANCE_RESOURCES)
     await boot_volumes.reserve(svc.volumes, ctx, root.prepared, first)  # existing volumes, as Nova
     try:
-        # Few awaits while holding the write lock: under load each one waits a turn of the event loop.
-        async with svc.db.write() as conn:
-            await svc.quotas.lock(conn, project)
-            fits = headroom(limits, await svc.quotas.instance_usage(conn, project), snap["vcpus"], snap["memory_mb"])
-            if user_limits is not None:
-                user_used = await svc.quotas.instance_usage(conn, project, ctx.user_id)
-                fits = min(fits, headroom(user_limits, user_used, snap["vcpus"], snap["memory_mb"]))
-            count = min(req.max_count, fits)
-            if count < req.min_count:
-                await svc.quotas.check_instances(
-                    conn, project, req.max_count, snap["vcpus"], snap["memory_mb"], user_id=ctx.user_id
-                )
-                raise errors.OverQuota("Quota exceeded for instances: Cannot run any more instances of this type.")
-            uuids = [first, *(new_uuid() for _ in range(count - 1))]
-            spec = {
-                "flavor": snap,
-                "image": root.spec_image,
-                "availability_zone": az,
-                "force_hosts": [force_host] if force_host else [],
-                "force_nodes": [force_node] if force_node else [],
-                "requested_host": req.requested_host,
-                "requested_node": req.requested_node,
-                "scheduler_hints": req.scheduler_hints,
-                "num_instances": count,
-                "instance_uuids": uuids,
-                "project_id": project,
-                "user_id": ctx.user_id,
-            }
-            rows = []
-            for index, uuid in enumerate(uuids):
-                # Nova's multi_instance_display_name_template: "%(name)s-%(count)d".
-                display = f"{req.name}-{index + 1}" if count > 1 else req.name
-                rows.append(
-                    {
-                        "uuid": uuid, "project_id": project, "user_id": ctx.user_id or "", "display_name": display,
-                        "display_description": req.description, "hostname": req.hostname or sanitize_hostname(display, f"Server-{uuid}"),
-                        "image_ref": root.image["id"] if root.image else "", "flavor": snap, "vcpus": snap["vcpus"],
-                        # a volume-backed server holds no local root disk (placement claims none)
-                        "memory_mb": snap["memory_mb"], "root_gb": 0 if root.volume_backed else snap["root_gb"],
-                        "ephemeral_gb": snap["ephemeral_gb"], "key_name": req.key_name,
-                        "key_data": keypair["public_key"] if keypair else req.key_data, "user_data": req.user_data,
-                        "metadata": dict(req.metadata),
-                        "system_metadata": {"auto_disk_config": req.auto_disk_config, "trusted_certs": req.trusted_certs},
-                        "tags": list(req.tags), "vm_state": st.BUILDING, "task_state": st.SCHEDULING,
-                        "power_state": 0, "locked": False, "availability_zone": az, "reservation_id": resv,
-                        "launch_index": index, "access_ip_v4": req.access_ip_v4, "access_ip_v6": req.access_ip_v6,
-                        "config_drive": "True" if req.config_drive else "", "progress": 0, "request_spec": spec,
-                        "security_groups": list(req.security_groups), "requested_networks": req.requested_networks,
-                        "addresses": {}, "created_at": now, "updated_at": now, "deleted": False,
-                    }
-                )
-            await conn.execute(sa.insert(instances), rows)
-            for uuid in uuids:
-                await boot_volumes.write_rows(conn, root.prepared, uuid)
-            if group is not None:
-                await server_groups.add_members(conn, group, uuids, ctx.user_id or "", members_limit)
-            await conn.execute(
-                sa.insert(instance_actions),
-                [
-                    {"action": act.CREATE, "instance_uuid": uuid, "request_id": ctx.request_id, "user_id": ctx.user_id,
-                     "project_id": ctx.project_id, "start_time": now, "updated_at": now}
-                    for uuid in uuids
-                ],
-            )
+        def make_rows(count: int) -> list[dict[str, Any]]:
+            return _instance_rows(ctx, req, root, snap, keypair, (az, force_host, force_node), resv, now,
+                                  [first, *(new_uuid() for _ in range(count - 1))])
+
+        if req.max_count == 1 and not (bound or group is not None or svc.db.is_sqlite or root.prepared.plan.stored_indexed()):
+            # PostgreSQL, nothing to lock or count, no other row to write: the instance row and its
+            # create action are one statement (_insert_rows), its own transaction: one round trip
+            # where BEGIN, the lock, the count, two INSERTs and COMMIT were six.
+            rows = make_rows(req.max_count)
+            async with svc.db.read() as conn:
+                await _insert_rows(conn, rows, ctx, now)
+        else:
+            # Few awaits while holding the write lock: under load each one waits a turn of the event loop.
+            async with svc.db.write() as conn:
+                count = req.max_count
+                if bound or group is not None:
+                    await svc.quotas.lock(conn, project)
+                if bound:
+                    fits = headroom(limits, await svc.quotas.instance_usage(conn, project), snap["vcpus"], snap["memory_mb"])
+                    if user_limits is not None:
+                        user_used = await svc.quotas.instance_usage(conn, project, ctx.user_id)
+                        fits = min(fits, headroom(user_limits, user_used, snap["vcpus"], snap["memory_mb"]))
+                    count = min(req.max_count, fits)
+                    if count < req.min_count:
+                        await svc.quotas.check_instances(
+                            conn, project, req.max_count, snap["vcpus"], snap["memory_mb"], user_id=ctx.user_id
+                        )
+                        raise errors.OverQuota("Quota exceeded for instances: Cannot run any more instances of this type.")
+                rows = make_rows(count)
+                await _insert_rows(conn, rows, ctx, now)
+                for row in rows:
+                    await boot_volumes.write_rows(conn, root.prepared, row["uuid"])
+                if group is not None:
+                    await server_groups.add_members(conn, group, [r["uuid"] for r in rows], ctx.user_id or "", members_limit)
     except BaseException:
         await boot_volumes.unreserve(svc.volumes, ctx, root.prepared)
         raise
+    uuids = [r["uuid"] for r in rows]
     if nets and svc.network is not None:
         await networking.allocate_for_rows(svc.db, svc.network, ctx, rows, nets)
     async def undo() -> None:  # the broker away: no server was made (503, a retry starts clean)
@@ -167,6 +142,89 @@ async def _create(svc: ComputeService, ctx: RequestContext, req: CreateRequest, 
 
     await bus_undo.cast_or_undo(svc.conductor.build_instances(uuids), undo)
     return rows, resv
+
+
+def _instance_rows(ctx: RequestContext, req: CreateRequest, root: boot_volumes.Resolved, snap: dict[str, Any],
+                   keypair: Any, zone: tuple[str | None, str | None, str | None], resv: str, now: Any,
+                   uuids: list[str]) -> list[dict[str, Any]]:
+    """The instances rows of a create (zone: the availability zone, forced host and node)."""
+    az, force_host, force_node = zone
+    count = len(uuids)
+    spec = {
+        "flavor": snap,
+        "image": root.spec_image,
+        "availability_zone": az,
+        "force_hosts": [force_host] if force_host else [],
+        "force_nodes": [force_node] if force_node else [],
+        "requested_host": req.requested_host,
+        "requested_node": req.requested_node,
+        "scheduler_hints": req.scheduler_hints,
+        "num_instances": count,
+        "instance_uuids": uuids,
+        "project_id": ctx.project_id or "",
+        "user_id": ctx.user_id,
+    }
+    rows = []
+    for index, uuid in enumerate(uuids):
+        # Nova's multi_instance_display_name_template: "%(name)s-%(count)d".
+        display = f"{req.name}-{index + 1}" if count > 1 else req.name
+        rows.append(
+            {
+                "uuid": uuid, "project_id": ctx.project_id or "", "user_id": ctx.user_id or "", "display_name": display,
+                "display_description": req.description, "hostname": req.hostname or sanitize_hostname(display, f"Server-{uuid}"),
+                "image_ref": root.image["id"] if root.image else "", "flavor": snap, "vcpus": snap["vcpus"],
+                # a volume-backed server holds no local root disk (placement claims none)
+                "memory_mb": snap["memory_mb"], "root_gb": 0 if root.volume_backed else snap["root_gb"],
+                "ephemeral_gb": snap["ephemeral_gb"], "key_name": req.key_name,
+                "key_data": keypair["public_key"] if keypair else req.key_data, "user_data": req.user_data,
+                "metadata": dict(req.metadata),
+                "system_metadata": {"auto_disk_config": req.auto_disk_config, "trusted_certs": req.trusted_certs},
+                "tags": list(req.tags), "vm_state": st.BUILDING, "task_state": st.SCHEDULING,
+                "power_state": 0, "locked": False, "availability_zone": az, "reservation_id": resv,
+                "launch_index": index, "access_ip_v4": req.access_ip_v4, "access_ip_v6": req.access_ip_v6,
+                "config_drive": "True" if req.config_drive else "", "progress": 0, "request_spec": spec,
+                "security_groups": list(req.security_groups), "requested_networks": req.requested_networks,
+                "addresses": {}, "created_at": now, "updated_at": now, "deleted": False,
+            }
+        )
+    return rows
+
+
+async def _insert_rows(conn: AsyncConnection, rows: list[dict[str, Any]], ctx: RequestContext, now: Any) -> None:
+    """The instances rows and a create action for each. On PostgreSQL one server's are one statement
+    (a data-modifying CTE, built once: `_row_with_action`); else two INSERTs (on SQLite they are
+    library calls, and SQLite has no INSERT inside WITH)."""
+    action = {"action": act.CREATE, "request_id": ctx.request_id, "user_id": ctx.user_id,
+              "project_id": ctx.project_id, "start_time": now, "updated_at": now}
+    if len(rows) == 1 and conn.dialect.name == "postgresql":
+        row = rows[0]
+        params = {f"i_{k}": value for k, value in row.items()}
+        params.update({f"a_{k}": value for k, value in action.items()})
+        await conn.execute(_row_with_action(tuple(row)), params)
+        return
+    await conn.execute(sa.insert(instances), rows)
+    await conn.execute(sa.insert(instance_actions), [{**action, "instance_uuid": r["uuid"]} for r in rows])
+
+
+_ACTION_COLUMNS = ("action", "request_id", "user_id", "project_id", "start_time", "updated_at")
+
+
+@functools.cache
+def _row_with_action(columns: tuple[str, ...]) -> sa.Insert:
+    """`WITH made AS (INSERT INTO instances ... RETURNING uuid) INSERT INTO instance_actions ...
+    SELECT ..., made.uuid FROM made`: the instance's values bound as i_<column>, its action's as
+    a_<column>. Built once per column set (building it costs more than its round trip)."""
+    made = (
+        sa.insert(instances)
+        .values({c: sa.bindparam(f"i_{c}", type_=instances.c[c].type) for c in columns})
+        .returning(instances.c.uuid)
+        .cte("made")
+    )
+    a = instance_actions.c
+    return sa.insert(instance_actions).from_select(
+        [*_ACTION_COLUMNS, "instance_uuid"],
+        sa.select(*(sa.bindparam(f"a_{c}", type_=a[c].type) for c in _ACTION_COLUMNS), made.c.uuid),
+    )
 
 
 async def _read_request(svc: ComputeService, ctx: RequestContext, req: CreateRequest,
