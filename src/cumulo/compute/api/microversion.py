@@ -6,6 +6,7 @@ No header means the minimum; "latest" means the maximum; outside the range is 40
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import NamedTuple
@@ -37,7 +38,9 @@ MAX_VERSION = Version(2, 79)
 SCOPE_KEY = "cumulo.microversion"
 
 
+@functools.lru_cache(maxsize=512)
 def v(text: str) -> Version:
+    """The version a literal names (cached: the handlers compare with a few dozen literals per request)."""
     return Version.parse(text)
 
 

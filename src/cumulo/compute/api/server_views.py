@@ -7,6 +7,7 @@ builders pick the applicable fields once per request, then map plain row dicts: 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,14 +75,14 @@ class Field:
     admin: bool = False
     when: Predicate | None = None
 
-    def applies(self, vc: ViewContext) -> bool:
-        if vc.view not in self.views or vc.version < v(self.since):
+    def applies(self, view: str, version: Version, is_admin: bool) -> bool:
+        if view not in self.views or version < v(self.since):
             return False
-        if self.until is not None and vc.version > v(self.until):
+        if self.until is not None and version > v(self.until):
             return False
-        if self.admin and not vc.is_admin:
+        if self.admin and not is_admin:
             return False
-        if vc.view in (UPDATE, REBUILD) and self.compact_since and vc.version < v(self.compact_since):
+        if view in (UPDATE, REBUILD) and self.compact_since and version < v(self.compact_since):
             return False
         return True
 
@@ -245,11 +246,17 @@ def _links(row: Row, vc: ViewContext) -> list[dict[str, str]]:
     ]
 
 
-def fields_for(vc: ViewContext) -> list[Field]:
-    return [f for f in FIELDS if f.applies(vc)]
+def fields_for(vc: ViewContext) -> tuple[Field, ...]:
+    return _fields(vc.view, vc.version, vc.is_admin)
 
 
-def render(row: Row, vc: ViewContext, fields: list[Field]) -> dict[str, Any]:
+@functools.lru_cache(maxsize=1024)
+def _fields(view: str, version: Version, is_admin: bool) -> tuple[Field, ...]:
+    """The fields a view shows at a version, picked once per (view, version, admin)."""
+    return tuple(f for f in FIELDS if f.applies(view, version, is_admin))
+
+
+def render(row: Row, vc: ViewContext, fields: tuple[Field, ...]) -> dict[str, Any]:
     row["_status"] = status(row)
     return {f.key: f.get(row, vc) for f in fields if f.when is None or f.when(row, vc)}
 
