@@ -7,6 +7,7 @@ extra_specs.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -102,12 +103,26 @@ def _visible(ctx: RequestContext) -> Any:
     return sa.or_(flavors.c.is_public.is_(True), flavors.c.id.in_(granted))
 
 
+@functools.cache
+def _row_query(*, visible_only: bool) -> sa.Select[Any]:
+    """get_row's statement, built once per shape (a server create reads it): the flavorid bound as
+    "flavorid"; visible_only: public ones or those granted to the bound "project_id"."""
+    q = sa.select(flavors).where(flavors.c.flavorid == sa.bindparam("flavorid", type_=flavors.c.flavorid.type))
+    if visible_only:
+        granted = sa.select(flavor_projects.c.flavor_id).where(
+            flavor_projects.c.project_id == sa.bindparam("project_id", type_=flavor_projects.c.project_id.type))
+        q = q.where(sa.or_(flavors.c.is_public.is_(True), flavors.c.id.in_(granted)))
+    return q
+
+
 async def get_row(conn: AsyncConnection, ctx: RequestContext | None, flavorid: str) -> dict[str, Any]:
     """The flavor with this flavorid if ctx may see it (ctx None or admin: any flavor); NotFound otherwise."""
-    q = sa.select(flavors).where(flavors.c.flavorid == flavorid)
-    if ctx is not None and not ctx.is_admin:
-        q = q.where(_visible(ctx))
-    row = (await conn.execute(q)).mappings().first()
+    if ctx is None or ctx.is_admin:
+        params = {"flavorid": flavorid}
+        row = (await conn.execute(_row_query(visible_only=False), params)).mappings().first()
+    else:
+        params = {"flavorid": flavorid, "project_id": ctx.project_id or ""}
+        row = (await conn.execute(_row_query(visible_only=True), params)).mappings().first()
     if row is None:
         raise not_found(flavorid)
     return dict(row)

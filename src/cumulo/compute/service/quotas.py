@@ -13,6 +13,7 @@ the project's limit.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -78,6 +79,27 @@ def headroom(limits: dict[str, int], used: dict[str, int], vcpus: int, ram: int)
     return min(fits) if fits else 1 << 30
 
 
+@functools.cache
+def _levels_query(*, with_user: bool) -> sa.Select[Any]:
+    """The default class's, the project's and (with_user) the user's limit rows, as (level, resource,
+    hard_limit) in level order: built once per shape (building the UNION ALL cost more than its
+    round trip), the ids bound as "project_id" and "user_id"."""
+    project_id = sa.bindparam("project_id", type_=quotas.c.project_id.type)
+    levels: list[sa.Select[Any]] = [
+        sa.select(sa.literal(0).label("level"), quotas.c.resource, quotas.c.hard_limit)
+        .where(quotas.c.project_id == CLASS_PREFIX + DEFAULT_CLASS),
+        sa.select(sa.literal(1).label("level"), quotas.c.resource, quotas.c.hard_limit)
+        .where(quotas.c.project_id == project_id),
+    ]
+    if with_user:
+        t = project_user_quotas
+        levels.append(sa.select(sa.literal(2).label("level"), t.c.resource, t.c.hard_limit)
+                      .where(t.c.project_id == project_id,
+                             t.c.user_id == sa.bindparam("user_id", type_=t.c.user_id.type)))
+    q = sa.union_all(*levels).subquery()
+    return sa.select(q).order_by(q.c.level)
+
+
 class QuotaEngine:
     def __init__(self, conf: Settings) -> None:
         self.conf = conf
@@ -118,18 +140,8 @@ class QuotaEngine:
         create learns both in one round trip."""
         out = self.defaults()
         own: dict[str, int] = {}
-        levels: list[sa.Select[Any]] = [
-            sa.select(sa.literal(0).label("level"), quotas.c.resource, quotas.c.hard_limit)
-            .where(quotas.c.project_id == CLASS_PREFIX + DEFAULT_CLASS),
-            sa.select(sa.literal(1).label("level"), quotas.c.resource, quotas.c.hard_limit)
-            .where(quotas.c.project_id == project_id),
-        ]
-        if user_id:
-            t = project_user_quotas
-            levels.append(sa.select(sa.literal(2).label("level"), t.c.resource, t.c.hard_limit)
-                          .where(t.c.project_id == project_id, t.c.user_id == user_id))
-        q = sa.union_all(*levels).subquery()
-        for level, resource, hard_limit in await conn.execute(sa.select(q).order_by(q.c.level)):
+        params = {"project_id": project_id, **({"user_id": user_id} if user_id else {})}
+        for level, resource, hard_limit in await conn.execute(_levels_query(with_user=bool(user_id)), params):
             if level == 2:
                 own[resource] = int(hard_limit)
             else:
