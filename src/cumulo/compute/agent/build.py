@@ -318,6 +318,9 @@ async def terminate(node: Node, uuid: str, request_id: str | None) -> None:
         if inst.pop(_HAS_MAPPINGS, True):
             await volumes.release(node, inst)  # attachments gone, delete_on_termination volumes deleted
         await node.placement.release(uuid)
+        if not node.db.is_sqlite:
+            await _mark_deleted(node, uuid, event)
+            return
         now = utcnow()
         await node.set_state(
             uuid,
@@ -356,6 +359,30 @@ def _delete_statement(with_event: bool) -> sa.Select[Any]:
     started = worker_events.bound_begin_cte(only_if=loaded)
     return (sa.select(*columns, started.c.id.label("event_id"), started.c.action_id.label("event_action_id"))
             .select_from(loaded.outerjoin(started, sa.true())))
+
+
+@functools.cache
+def _deleted_statement(with_event: bool) -> sa.Update:
+    """PostgreSQL: the terminate's last write (Node.set_state's CAS: soft-deleted, no state left)
+    and its event's end, one statement built once per shape with the values bound."""
+    now = sa.bindparam("gone_now", type_=instances.c.updated_at.type)
+    q = (
+        sa.update(instances)
+        .where(instances.c.uuid == sa.bindparam("gone_uuid", type_=instances.c.uuid.type),
+               instances.c.deleted.is_(False))
+        .values(vm_state=s.DELETED, task_state=None, power_state=int(PowerState.NOSTATE), deleted=True,
+                deleted_at=now, terminated_at=now, updated_at=now)
+    )
+    return q.add_cte(*worker_events.bound_finish_ctes()) if with_event else q
+
+
+async def _mark_deleted(node: Node, uuid: str, event: worker_events.EventHandle | None) -> None:
+    params: dict[str, Any] = {"gone_uuid": uuid, "gone_now": utcnow()}
+    if event is not None:
+        params.update(worker_events.finish_values(event))
+    async with node.db.read() as conn:
+        if not (await conn.execute(_deleted_statement(event is not None), params)).rowcount:
+            LOG.info("instance %s changed under us; not marking it deleted", uuid)
 
 
 async def _load_for_delete(
