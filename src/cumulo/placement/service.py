@@ -278,10 +278,10 @@ class Placement:
         `Claim.result`): the caller's own write commits with the allocation or not at all, and an
         exception it raises rolls the claim back and propagates. `rider` (batch.Rider): the same
         write as part of the claim's one statement, where the claim can be one (PostgreSQL, a first
-        claim: `_claim_in_one_statement`); `then` everywhere else.
+        claim: claim_sql.claim_in_one_statement); `then` everywhere else.
         """
         if rider is not None and not self.db.is_sqlite:
-            done = await self._claim_in_one_statement(consumer_id, provider_uuid, dict(resources), rider)
+            done = await claim_sql.claim_in_one_statement(self.db, consumer_id, provider_uuid, dict(resources), rider)
             if done is not None:
                 return done
         return await self._with_retries(
@@ -447,42 +447,6 @@ class Placement:
                 return result
             await asyncio.sleep(random.uniform(0.001, 0.01) * (n + 1))
         raise Conflict("Placement: the claim lost the generation race too many times; try again")
-
-    async def _claim_in_one_statement(
-        self, consumer_id: str, provider_uuid: str, resources: Resources, rider: Rider
-    ) -> Claim | None:
-        """PostgreSQL: a first claim and the rider's write without a transaction around them (no
-        BEGIN, no COMMIT: two round trips less; issue 14). node_and_pool reads as the first statement
-        of a transaction would (READ COMMITTED: every statement has its own snapshot anyway), then
-        ONE statement, atomic on its own, makes the compare-and-swap, the rider's write and the
-        allocations (`_claim_statement`). None: the claim goes the usual way (the consumer holds
-        something already, or a generation moved: the retries of `_with_retries` take over)."""
-        if not resources:
-            return None
-        async with self.db.read() as conn:
-            if conn.sync_engine.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-                return None  # not a connection whose statements commit on their own
-            node = await pools.node_and_pool(conn, provider_uuid, consumer_id, exclude=consumer_id)
-            if node is None:
-                raise NotFound(f"Resource provider {provider_uuid} not found")
-            if node.held:
-                return None
-            pool = node.pool
-            usage = pools.member_usage(pool, node.pool_usage).get(node.provider_id, {}) if pool is not None else node.usage
-            short = shortfall(resources, node.inventory, usage)
-            if pool is not None:
-                short = {**pool.shortfall({rc: n for rc, n in resources.items() if rc not in short}, node.inventory),
-                         **short}
-            if short:
-                return Claim(False, short)
-            cas = [(node.provider_id, node.generation)] + (
-                [(pool.provider_id, pool.generation)] if pool is not None else [])
-            params = {**claim_sql.bump_and_allocate_params(cas, node.provider_id, consumer_id, resources), **rider.params}
-            matched, went_in = (await conn.execute(
-                claim_sql.claim_statement(len(cas), tuple(resources), rider), params)).one()
-        if matched != len(cas):
-            return None  # lost the race: nothing written but harmless generation bumps
-        return Claim(True, result=rider.done(bool(went_in)))
 
     async def _claim_once(
         self, conn: AsyncConnection, consumer_id: str, provider_uuid: str, resources: Resources, *, hold_old: bool,
