@@ -20,6 +20,7 @@ and the internal backend compute uses (`internal`) build on it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -116,6 +117,23 @@ def render(row: Any, props: dict[str, str], tags: list[str]) -> dict[str, Any]:
     return view
 
 
+@functools.cache
+def _decorations_query() -> sa.Select[Any]:
+    """Properties and tags of the images in the bound list "ids" in one statement (a round trip less
+    on PostgreSQL; a server create reads its image), each kind in its own rows' id order. Built
+    once: building the UNION ALL cost ~0.5 ms a read, more than its round trip."""
+    p, t = image_properties, image_tags
+    ids = sa.bindparam("ids", expanding=True, type_=p.c.image_id.type)
+    u = sa.union_all(
+        sa.select(sa.literal(0).label("kind"), p.c.id, p.c.image_id, p.c.name, sa.cast(p.c.value, sa.Text).label("value"))
+        .where(p.c.image_id.in_(ids)),
+        sa.select(sa.literal(1).label("kind"), t.c.id, t.c.image_id, sa.cast(sa.null(), sa.String(255)).label("name"),
+                  sa.cast(t.c.value, sa.Text).label("value"))
+        .where(t.c.image_id.in_(ids)),
+    ).subquery()
+    return sa.select(u).order_by(u.c.kind, u.c.id)
+
+
 class ImageRecords:
     """Image rows and their visibility, over the DB (and the store, for bytes no row uses any more)."""
 
@@ -172,17 +190,7 @@ class ImageRecords:
         tags: dict[str, list[str]] = {i: [] for i in ids}
         if not ids:
             return props, tags
-        # Properties and tags in one statement (a round trip less on PostgreSQL; a server create
-        # and the agent's build read their image), each kind in its own rows' id order.
-        p, t = image_properties, image_tags
-        u = sa.union_all(
-            sa.select(sa.literal(0).label("kind"), p.c.id, p.c.image_id, p.c.name, sa.cast(p.c.value, sa.Text).label("value"))
-            .where(p.c.image_id.in_(ids)),
-            sa.select(sa.literal(1).label("kind"), t.c.id, t.c.image_id, sa.cast(sa.null(), sa.String(255)).label("name"),
-                      sa.cast(t.c.value, sa.Text).label("value"))
-            .where(t.c.image_id.in_(ids)),
-        ).subquery()
-        for kind, _id, image_id, name, value in await conn.execute(sa.select(u).order_by(u.c.kind, u.c.id)):
+        for kind, _id, image_id, name, value in await conn.execute(_decorations_query(), {"ids": list(ids)}):
             if kind == 0:
                 props[image_id][name] = value
             else:
