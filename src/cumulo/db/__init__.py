@@ -215,7 +215,8 @@ def _column_of(exc: sa.exc.DBAPIError, bad: Any) -> str:
     if not isinstance(params, (tuple, list)) or any(isinstance(p, (tuple, list, dict)) for p in params):
         return ""
     columns: dict[int, str] = {}
-    insert = re.match(r"\s*INSERT INTO \S+ \(([^)]*)\) VALUES \(([^)]*)\)", statement)
+    # (re.search: a data-modifying CTE's INSERT, `WITH made AS (INSERT INTO ...`, names its columns too)
+    insert = re.search(r"INSERT INTO \S+ \(([^)]*)\) VALUES \(([^)]*)\)", statement)
     if insert:
         for name, value in zip(insert.group(1).split(","), insert.group(2).split(","), strict=False):
             if value.strip().startswith("$"):

@@ -123,3 +123,17 @@ def test_row_with_action_is_built_once_and_cacheable() -> None:
     stmt = server_create._row_with_action(columns)
     assert server_create._row_with_action(columns) is stmt
     assert stmt._generate_cache_key() is not None  # compiled once per process, not per create
+
+
+def test_a_bad_value_in_the_cte_insert_names_its_column() -> None:
+    """db._column_of finds the column of a refused value in the create's one-statement form too."""
+    from sqlalchemy.dialects import postgresql
+
+    from cumulo.db import _column_of
+
+    columns = ("uuid", "display_name")
+    sql = str(server_create._row_with_action(columns).compile(dialect=postgresql.asyncpg.dialect()))
+    # asyncpg's positional parameters in the compiled order: the action's six, then the instance's
+    params = ("create", "req-1", "u", "p", None, None, "uuid-1", "x" * 300)
+    exc = sa.exc.DBAPIError(sql, params, Exception("value too long for type character varying(255)"))
+    assert _column_of(exc, lambda v: isinstance(v, str) and len(v) > 255) == ": field display_name"
