@@ -134,6 +134,8 @@ class SchedulerManager:
                     ranked = await self._rank_cached(spec, subsets[i]) if subsets is not None else self.rank(hosts, spec)
                     chosen = ranked[0]
                     chosen.consume(spec.resources)
+                    if subsets is not None and len(ranked) == 1 and not self._fits(chosen, spec):
+                        self.cache.refresh_ahead()
                     dest = chosen.destination()
                     dest["alternates"] = [h.destination() for h in ranked[1 : 1 + MAX_ALTERNATES]]
                     dests.append(dest)
@@ -167,6 +169,14 @@ class SchedulerManager:
                 return ranked
         await self.cache.reload()
         return self.rank(self.cache.states_now(), spec, report=True)
+
+    def _fits(self, host: HostState, spec: RequestSpec) -> bool:
+        """Whether `host` (as cached, after its picks) would still pass for `spec`."""
+        try:
+            self.rank([host], spec, report=False)
+        except NoValidHost:
+            return False
+        return True
 
     def rank(self, hosts: list[HostState], spec: RequestSpec, *, report: bool = True) -> list[HostState]:
         """Filter then weigh; raise NoValidHost naming each filter's toll (logged and counted

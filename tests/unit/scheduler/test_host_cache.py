@@ -136,6 +136,29 @@ async def test_an_admin_service_change_reaches_the_scheduler_before_the_next_req
         assert dest["host"] == names[1] and dest["alternates"] == []
 
 
+async def test_a_view_that_ran_out_is_read_again_ahead_of_the_next_request(
+    db: Database, sched_conf: Settings, placement: Placement, hosts: Hosts
+) -> None:
+    """The pick that leaves the only passing host full starts a full read in the background
+    (after its answer): a delete's freed capacity is then in the view before the next request, which
+    is answered without waiting for a read (the NoValidHost path would read first)."""
+    names = await add_hosts(hosts, 1)
+    sched = SchedulerManager(db, cached(sched_conf, host_cache_seconds=3600.0), placement)
+    consumers = [new_uuid(), new_uuid()]
+    for i, consumer in enumerate(consumers):
+        dest = (await sched.select_destinations({"resources": HALF}, 1))[0]
+        assert await placement.claim(consumer, dest["provider_uuid"], HALF)
+        if i == 0:
+            await placement.release(consumer)  # a delete, which the scheduler is not told of
+    assert sched.cache.reloads == 1  # the cached view says the host is full now; it is not
+    deadline = asyncio.get_running_loop().time() + 30
+    while sched.cache.reloads < 2:  # the read ahead, in the background
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    dest = (await sched.select_destinations({"resources": HALF}, 1))[0]
+    assert dest["host"] == names[0] and sched.cache.reloads == 2
+
+
 async def test_current_services_cost_no_query_per_request(
     db: Database, sched_conf: Settings, placement: Placement, hosts: Hosts
 ) -> None:
