@@ -10,7 +10,9 @@ scheduler keeps the host states in memory instead, as Nova's HostManager does:
 - everything is read again every `host_cache_seconds` (in the background: requests go on from the
   old view meanwhile), when the conductor reselects after a lost claim (`fresh`), and before a
   request is answered NoValidHost; concurrent requests that need a reload share one (`reload`
-  coalesces);
+  coalesces); and, in the background, 50 ms after a pick that left the only host that passed
+  unable to take another such request (`refresh_ahead`: capacity freed by deletes is only seen by
+  a read, and the next request would otherwise wait for the read its NoValidHost makes first);
 - the services (disabled, forced down, last heartbeat, availability zone) come with the cached
   view, and are read again at once when the API says one changed: `compute service set`
   (enable, disable, --down / --up) and `compute service delete` fan `services_changed` out to every
