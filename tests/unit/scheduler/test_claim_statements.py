@@ -63,3 +63,9 @@ def test_the_claim_with_the_conductors_placement_is_one_cacheable_statement_buil
     params = {**claim_sql.bump_and_allocate_params([(1, 2), (3, 4)], 1, "u" * 36, {"VCPU": 1, "MEMORY_MB": 8}),
               **rider.params}
     assert set(params) <= set(stmt.compile(dialect=_PG).params)
+
+
+def test_the_conductors_instance_read_is_built_once_and_cacheable() -> None:
+    stmt = manager._build_row_statement()
+    assert stmt is manager._build_row_statement() and _cacheable(stmt)
+    assert "br_uuid" in stmt.compile(dialect=_PG).params
