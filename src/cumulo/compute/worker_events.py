@@ -76,17 +76,6 @@ def begin_cte(instance_uuid: str, request_id: str, name: str, host: str | None, 
     )
 
 
-def record_ctes(
-    instance_uuid: str, request_id: str, name: str, host: str | None, started: dt.datetime,
-    exc: BaseException | None = None, *, only_if: sa.CTE,
-) -> list[sa.CTE]:
-    """PostgreSQL: `record` as data-modifying CTEs to add to the caller's statement, written only
-    when the CTE `only_if` returns a row (the state change the event times); [] without an action."""
-    if not request_id:
-        return []
-    return _record_ctes(instance_uuid, request_id, name, host, started, exc, only_if)
-
-
 def _record_ctes(
     instance_uuid: str, request_id: str, name: str, host: str | None, started: dt.datetime,
     exc: BaseException | None, only_if: sa.CTE | None,
@@ -118,9 +107,11 @@ def _record_ctes(
 
 
 def bound_record_ctes(*, only_if: sa.CTE) -> list[sa.CTE]:
-    """PostgreSQL: `record_ctes` with every value a bound parameter (ev_uuid, ev_request, ev_name,
-    ev_host, ev_started, ev_now, ev_result, ev_traceback: `record_values`), for a statement built
-    once and compiled once (issue 14: building the CTEs took 0.4 ms per boot)."""
+    """PostgreSQL: `record` as data-modifying CTEs to add to the caller's statement, written only
+    when the CTE `only_if` returns a row (the state change the event times), with every value a
+    bound parameter (ev_uuid, ev_request, ev_event, ev_host, ev_start_time, ev_now, ev_result,
+    ev_traceback: `record_values`), for a statement built and compiled once (issue 14: building
+    the CTEs took 0.4 ms per boot). The caller adds them only when the request recorded an action."""
     t = instance_action_events
     action = (
         sa.select(instance_actions.c.id)
