@@ -15,7 +15,9 @@ URL: `amqp://user:password@host:port/vhost[?prefetch=64&unavailable_after=5&reco
   channel without publisher confirms (a lost one is the caller's timeout; it saves a round trip);
   an answer is not even waited for until the connection's writer wrote it (the ack follows at once).
 - Per hop: messages are published with aiormq's publish on the channel (no aio-pika Message
-  object), and a delivery is handled in the task aio-pika runs its callback in (no task of ours).
+  object; while connected, a publish with nothing to declare first runs under aiormq's own
+  deadline of `unavailable_after`, no timer of ours), and a delivery is handled in the task
+  aio-pika runs its callback in (no task of ours).
 - `fanout`: a transient message to the durable fanout exchange `<topic>_fanout`; every consumer of
   the topic binds an exclusive queue of its own to it, so each live consumer gets one copy.
 - Acknowledgement after the handler: a consumer takes at most `prefetch` messages of a topic at
@@ -75,7 +77,7 @@ class _Outgoing(NamedTuple):
 
 
 async def _publish(channel: AbstractChannel, exchange: str, routing_key: str, message: _Outgoing, *,
-                   wait: bool = True) -> None:
+                   wait: bool = True, timeout: float | None = None) -> None:
     """What aio-pika's Exchange.publish does (mandatory, the channel's confirms when it has them),
     straight on the channel's aiormq channel. `wait=False`: return once the frames are queued for the
     socket, not after the connection's writer wrote them (an answer: a lost one is the caller's
@@ -83,7 +85,7 @@ async def _publish(channel: AbstractChannel, exchange: str, routing_key: str, me
     raw = await channel.get_underlay_channel()
     assert isinstance(raw, aiormq.Channel)
     await raw.basic_publish(message.body, exchange=exchange, routing_key=routing_key,
-                            properties=message.properties, mandatory=True, wait=wait)
+                            properties=message.properties, mandatory=True, wait=wait, timeout=timeout)
 
 
 def _options(url: str) -> tuple[URL, int, float]:
@@ -216,11 +218,19 @@ class AmqpBus:
         # json.dumps first: an argument that is not JSON fails here, before anything is sent.
         return json.dumps({"v": self.version, "method": method, "args": args}).encode()
 
-    async def _send(self, what: str, coro_factory: Any, *, confirmed: bool = False) -> None:
+    async def _send(self, what: str, coro_factory: Any, *, confirmed: bool = False,
+                    ready: tuple[str, str, _Outgoing, bool] | None = None) -> None:
+        """Run `coro_factory(channel)` within unavailable_after, or BusUnavailable. `ready`: the
+        send is that one publish (exchange, routing key, message, wait), nothing to declare first;
+        while connected it runs under aiormq's own deadline for it (no timer of ours per send)."""
         conn, pub = self._conn, (self._pub if confirmed else self._fast)
         if conn is None or pub is None:
             raise BusUnavailable(f"{what}: the bus is not started")
         try:
+            if ready is not None and conn.connected.is_set():
+                exchange, key, message, wait = ready
+                await _publish(pub, exchange, key, message, wait=wait, timeout=self._unavailable_after)
+                return
             async with asyncio.timeout(self._unavailable_after):
                 await conn.connected.wait()
                 await coro_factory(pub)
@@ -237,7 +247,8 @@ class AmqpBus:
                 self._queues.add(topic)
             await _publish(pub, "", topic, message)
 
-        await self._send(f"{topic}", publish, confirmed=confirmed)
+        await self._send(f"{topic}", publish, confirmed=confirmed,
+                         ready=("", topic, message, True) if topic in self._queues else None)
 
     async def cast(self, topic: str, method: str, **args: Any) -> None:
         body = self._body(method, args)
@@ -311,7 +322,8 @@ class AmqpBus:
                                                   correlation_id=message.correlation_id))
         reply_to = message.reply_to
         try:
-            await self._send(f"reply to {reply_to}", lambda pub: _publish(pub, "", reply_to, answer, wait=False))
+            await self._send(f"reply to {reply_to}", lambda pub: _publish(pub, "", reply_to, answer, wait=False),
+                             ready=("", reply_to, answer, False))
         except BusUnavailable:
             LOG.warning("the answer to %s was not sent: the broker is unreachable", message.reply_to)
 
