@@ -10,7 +10,7 @@ scheduler keeps the host states in memory instead, as Nova's HostManager does:
 - everything is read again every `host_cache_seconds` (in the background: requests go on from the
   old view meanwhile), when the conductor reselects after a lost claim (`fresh`), and before a
   request is answered NoValidHost; concurrent requests that need a reload share one (`reload`
-  coalesces); and, in the background, 50 ms after a pick that left the only host that passed
+  coalesces); and, in the background, 5 ms after a pick that left the only host that passed
   unable to take another such request (`refresh_ahead`: capacity freed by deletes is only seen by
   a read, and the next request would otherwise wait for the read its NoValidHost makes first);
 - the services (disabled, forced down, last heartbeat, availability zone) come with the cached
@@ -58,10 +58,11 @@ from cumulo.scheduler.hoststate import HostState, RequestSpec, load_host_states,
 LOG = logging.getLogger(__name__)
 
 # A read ahead of need starts this long after the pick that asked for it: once the answer is
-# written (the read's own Python would otherwise go first on the loop) and the claim the pick
-# leads to has most likely committed (a read before it would offer that capacity once more: a
-# claim lost, a reselect).
-REFRESH_DELAY = 0.05
+# written (the read's own Python would otherwise go first on the loop), and the claim the pick
+# leads to has usually committed (a read before it offers that capacity once more: at worst a
+# claim lost and a reselect, never an overcommit). Short: the next request may come soon (the
+# benchmark's next boot on that host: ~45 ms).
+REFRESH_DELAY = 0.005
 # ... and at most once in this many times the last read's duration (a read at 1,000 hosts costs
 # 50 ms and more: never more than a tenth of the scheduler's time).
 REFRESH_SPACING = 10.0
