@@ -8,6 +8,7 @@ way (`then` in a transaction, the retries holding the locks) and is counted once
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cumulo.conf import Settings
 from cumulo.db import Database
+from cumulo.errors import Conflict
 from cumulo.placement import pools
 from cumulo.placement.batch import Rider
 from cumulo.placement.models import allocations, resource_provider_traits, resource_providers
@@ -160,3 +162,62 @@ async def test_a_claim_that_lost_the_race_goes_again_in_a_transaction_and_counts
     assert won and won.result == "then" and called and len(reads) == 2
     used, ridden, _ = await _state(pdb)
     assert used == {"c-1": 2} and not ridden
+
+
+def _trait_ctes(ok: sa.ColumnElement[bool]) -> tuple[list[sa.CTE], sa.ColumnElement[bool]]:
+    """The rider's write: the consumer's own trait on the node (r_trait), only when `ok`."""
+    t = resource_provider_traits
+    node = sa.select(resource_providers.c.id).where(resource_providers.c.uuid == sa.bindparam("r_node", type_=sa.String))
+    wrote = (
+        sa.insert(t)
+        .from_select(["provider_id", "trait"],
+                     sa.select(node.scalar_subquery(), sa.bindparam("r_trait", type_=sa.String)).where(ok))
+        .returning(t.c.id)
+        .cte("ridden")
+    )
+    return [wrote], sa.select(sa.func.count()).select_from(wrote).scalar_subquery() > 0
+
+
+async def test_concurrent_one_statement_claims_on_two_connections_pools_never_overcommit(
+    pdb: Database, sched_conf: Settings
+) -> None:
+    """Claims from two Database objects (two pools of connections, as two processes have) race on a
+    3-VCPU node: every one ends, won or refused, the usage equals the wins and stays within the
+    capacity, and each win's write went in (by the rider, or by `then` for a claim that lost its
+    one-statement race and went the transaction's way), no loser's did (all or nothing)."""
+    small = "33333333-0000-4000-8000-000000000009"
+    first = Placement(pdb, sched_conf)
+    await first.ensure_provider(small, "small", vcpus=3, memory_mb=1024, disk_gb=10, ratios={"VCPU": 1.0})
+    other = Database(pdb.url)
+    second = Placement(other, sched_conf)
+
+    async def one(i: int) -> str:
+        placement = first if i % 2 else second
+        rider = Rider("test-rider-trait", _trait_ctes, {"r_node": small, "r_trait": f"CUSTOM_R{i}"}, _done)
+
+        async def then(conn: AsyncConnection) -> str:  # the same write where the claim is a transaction
+            node = (await conn.execute(sa.select(resource_providers.c.id)
+                                       .where(resource_providers.c.uuid == small))).scalar_one()
+            await conn.execute(sa.insert(resource_provider_traits).values(provider_id=node, trait=f"CUSTOM_R{i}"))
+            return "then"
+
+        try:
+            got = await placement.claim(f"r-{i}", small, {"VCPU": 1}, then=then, rider=rider)
+        except Conflict:
+            return "conflict"
+        return "ok" if got else "full"
+
+    try:
+        outcomes = await asyncio.gather(*(one(i) for i in range(16)))
+    finally:
+        await other.dispose()
+    assert set(outcomes) <= {"ok", "full", "conflict"}
+    wins = {f"r-{i}" for i, o in enumerate(outcomes) if o == "ok"}
+    async with pdb.read() as conn:
+        used = {str(c) for c, in await conn.execute(sa.select(allocations.c.consumer_id))}
+        traits = {str(t) for t, in await conn.execute(sa.select(resource_provider_traits.c.trait)
+                                                      .where(resource_provider_traits.c.trait.like("CUSTOM_R%")))}
+    assert used == wins and len(wins) <= 3
+    assert traits == {f"CUSTOM_R{c.split('-')[1]}" for c in wins}
+    if "conflict" not in outcomes:
+        assert len(wins) == 3
