@@ -11,7 +11,7 @@ URL: `amqp://user:password@host:port/vhost[?prefetch=64&unavailable_after=5&reco
   answer sent while the process reconnects after a broker restart waits for it, and deleted by the
   broker after 10 minutes without a consumer, `x-expires`, when the process is gone), a
   correlation id and an expiration of `timeout`; the answer or the handler's error comes back on
-  the reply queue. No answer within `timeout`: TimeoutError. Calls, answers and fanouts go on a
+  the reply queue. No answer within `timeout`: TimeoutError. Calls and answers go on a
   channel without publisher confirms (a lost one is the caller's timeout; it saves a round trip);
   an answer is not even waited for until the connection's writer wrote it (the ack follows at once).
 - Per hop: messages are published with aiormq's publish on the channel (no aio-pika Message
@@ -19,7 +19,9 @@ URL: `amqp://user:password@host:port/vhost[?prefetch=64&unavailable_after=5&reco
   deadline of `unavailable_after`, no timer of ours), and a delivery is handled in the task
   aio-pika runs its callback in (no task of ours).
 - `fanout`: a transient message to the durable fanout exchange `<topic>_fanout`; every consumer of
-  the topic binds an exclusive queue of its own to it, so each live consumer gets one copy.
+  the topic binds an exclusive queue of its own to it, so each live consumer gets one copy. It
+  returns once the broker confirmed it, i.e. routed it to those queues: a message sent to the
+  topic after (the scheduler's services_changed, then a build's select) is queued behind it.
 - Acknowledgement after the handler: a consumer takes at most `prefetch` messages of a topic at
   once, runs each in its own task and acks when the handler returned (or raised: its error is the
   answer). A consumer killed mid-message never acks: the broker redelivers the message to a peer
@@ -110,7 +112,7 @@ class AmqpBus:
         self._reply_name = f"reply.{self._id}"
         self._conn: AbstractRobustConnection | None = None
         self._pub: AbstractChannel | None = None  # casts: publisher confirms
-        self._fast: AbstractChannel | None = None  # calls, answers, fanouts: no confirm round trip
+        self._fast: AbstractChannel | None = None  # calls and answers: no confirm round trip
         self._endpoints: list[tuple[str, object]] = []
         self._consuming = 0
         self._channels: list[AbstractChannel] = []
@@ -282,7 +284,7 @@ class AmqpBus:
             await _publish(pub, exchange.name, "", _Outgoing(body, Basic.Properties(
                 content_type="application/json", delivery_mode=1)))
 
-        await self._send(f"fanout {topic}", publish)
+        await self._send(f"fanout {topic}", publish, confirmed=True)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         fut = self._pending.get(message.correlation_id or "")
