@@ -21,7 +21,7 @@ scheduler keeps the host states in memory instead, as Nova's HostManager does:
   request's bounded candidates, or the answer when every host had to be ranked) get their service
   rows read afresh (`recheck`: one query for a whole batch of requests), as they also do while the
   view is older than `host_cache_seconds`. So an admin's `--disable` or `--down` is never answered
-  once the API has answered it (the fanout is published before the API answers), and a change
+  once the API has answered it (the broker confirmed the fanout before the API answers), and a change
   that sends no message (a direct write in the database) is seen within `host_cache_seconds`.
   Liveness (the last heartbeat) is the view's: a cached `last_seen_up` is never later than the
   truth, so staleness can only make a host look down early (at most host_cache_seconds), never up
