@@ -170,13 +170,10 @@ class SchedulerManager:
         await self.cache.reload()
         return self.rank(self.cache.states_now(), spec, report=True)
 
-    def _fits(self, host: HostState, spec: RequestSpec) -> bool:
-        """Whether `host` (as cached, after its picks) would still pass for `spec`."""
-        try:
-            self.rank([host], spec, report=False)
-        except NoValidHost:
-            return False
-        return True
+    @staticmethod
+    def _fits(host: HostState, spec: RequestSpec) -> bool:
+        """Whether `host` (as cached, after its picks) still has room for `spec`'s resources."""
+        return all(host.free(rc) >= n for rc, n in spec.resources.items())
 
     def rank(self, hosts: list[HostState], spec: RequestSpec, *, report: bool = True) -> list[HostState]:
         """Filter then weigh; raise NoValidHost naming each filter's toll (logged and counted
