@@ -267,9 +267,10 @@ class Conductor:
                 claim = await self.placement.claim_batched(
                     uuid, dest["provider_uuid"], spec["resources"],
                     then=functools.partial(self._set_host, inst=inst, dest=dest, req=req, started=started),
-                    # A server group's member checks its group inside the claim's transaction: no rider.
-                    rider=None if server_groups.in_group(inst.get("request_spec")) else _placing_rider(
-                        inst["uuid"], dest, self._zone(inst, dest), req, started),
+                    # A server group's member checks its group inside the claim's transaction: no rider
+                    # (nor on SQLite, whose claims keep their transaction).
+                    rider=None if self.db.is_sqlite or server_groups.in_group(inst.get("request_spec")) else
+                    _placing_rider(inst["uuid"], dest, self._zone(inst, dest), req, started),
                 )
                 if claim:
                     return dict(dest)
