@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import traceback as tb
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -106,6 +107,19 @@ def _record_ctes(
     return [touched, inserted]
 
 
+def _bound_action(prefix: str) -> sa.Select[Any]:
+    """The newest action of an instance and request, both bound (`<prefix>_uuid`,
+    `<prefix>_request`): `actions.action_query` for statements built once."""
+    a = instance_actions.c
+    return (
+        sa.select(a.id)
+        .where(a.instance_uuid == sa.bindparam(f"{prefix}_uuid", type_=a.instance_uuid.type),
+               a.request_id == sa.bindparam(f"{prefix}_request", type_=a.request_id.type))
+        .order_by(a.id.desc())
+        .limit(1)
+    )
+
+
 def bound_record_ctes(*, only_if: sa.CTE) -> list[sa.CTE]:
     """PostgreSQL: `record` as data-modifying CTEs to add to the caller's statement, written only
     when the CTE `only_if` returns a row (the state change the event times), with every value a
@@ -113,14 +127,7 @@ def bound_record_ctes(*, only_if: sa.CTE) -> list[sa.CTE]:
     ev_traceback: `record_values`), for a statement built and compiled once (issue 14: building
     the CTEs took 0.4 ms per boot). The caller adds them only when the request recorded an action."""
     t = instance_action_events
-    action = (
-        sa.select(instance_actions.c.id)
-        .where(instance_actions.c.instance_uuid == sa.bindparam("ev_uuid", type_=instance_actions.c.instance_uuid.type),
-               instance_actions.c.request_id == sa.bindparam("ev_request", type_=instance_actions.c.request_id.type))
-        .order_by(instance_actions.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    action = _bound_action("ev").scalar_subquery()
     now = sa.bindparam("ev_now", type_=instance_actions.c.updated_at.type)
     touched = (
         sa.update(instance_actions)
@@ -226,14 +233,7 @@ def bound_begin_cte(*, only_if: sa.CTE) -> sa.CTE:
     bev_start, bev_host: `begin_values`), for a statement built once per shape and compiled once
     (the agent's take: building it per boot was Python before the build's first round trip)."""
     t = instance_action_events
-    action = (
-        sa.select(instance_actions.c.id)
-        .where(instance_actions.c.instance_uuid == sa.bindparam("bev_uuid", type_=instance_actions.c.instance_uuid.type),
-               instance_actions.c.request_id == sa.bindparam("bev_request", type_=instance_actions.c.request_id.type))
-        .order_by(instance_actions.c.id.desc())
-        .limit(1)
-        .subquery()
-    )
+    action = _bound_action("bev").subquery()
     return (
         sa.insert(t)
         .from_select(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,3 +36,21 @@ def placement(db: Database, sched_conf: Settings) -> Placement:
 @pytest.fixture
 def hosts(db: Database, sched_conf: Settings, placement: Placement) -> Hosts:
     return Hosts(db, sched_conf, placement)
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database on the run's PostgreSQL server, whatever the test mode (tests/_pg.py)."""
+    import _pg
+
+    with _pg.fresh_database(request) as url:
+        yield url
+
+
+@pytest.fixture
+async def pdb(pg_url: str) -> AsyncIterator[Database]:
+    """The schema on `pg_url`: for the tests of real concurrency, which SQLite serialises."""
+    database = Database(pg_url)
+    await database.create_all()
+    yield database
+    await database.dispose()

@@ -9,7 +9,6 @@ way (`then` in a transaction, the retries holding the locks) and is counted once
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -27,22 +26,6 @@ from cumulo.placement.service import Placement
 
 CT = "33333333-0000-4000-8000-000000000001"
 TRAIT = "CUSTOM_RIDDEN"
-
-
-@pytest.fixture
-def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    import _pg
-
-    with _pg.fresh_database(request) as url:
-        yield url
-
-
-@pytest.fixture
-async def pdb(pg_url: str) -> AsyncIterator[Database]:
-    database = Database(pg_url)
-    await database.create_all()
-    yield database
-    await database.dispose()
 
 
 @pytest.fixture

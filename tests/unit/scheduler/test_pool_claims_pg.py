@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -26,22 +25,6 @@ from cumulo.placement.pools import pool_uuid
 from cumulo.placement.service import Placement
 
 CT, VM = "22222222-0000-4000-8000-000000000001", "22222222-0000-4000-8000-000000000002"
-
-
-@pytest.fixture
-def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    import _pg
-
-    with _pg.fresh_database(request) as url:
-        yield url
-
-
-@pytest.fixture
-async def pdb(pg_url: str) -> AsyncIterator[Database]:
-    database = Database(pg_url)
-    await database.create_all()
-    yield database
-    await database.dispose()
 
 
 @pytest.fixture
