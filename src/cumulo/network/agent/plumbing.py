@@ -389,6 +389,10 @@ class RealPlumbing:
             await self.metadata.stop(network_id)  # its socket would keep the namespace alive
         await dhcp.stop(self.run_dir, network_id)
         await physnet.release(ns, self.uplinks)  # the host's interface outlives the namespace
+        # Its VXLAN port first: a namespace's links die with it only when the kernel's cleanup of
+        # the namespace runs (later, in a work queue), and until then the VNI stays taken in the
+        # underlay namespace, where a rejoin of the network makes the port again.
+        await vxlan.remove(ns)
         await netns.delete(ns)
         self._drop_known(ns)
 
@@ -461,6 +465,7 @@ async def remove_registered(owner: str, *, registry: Path = REGISTRY, run_dir: P
         return []
     for ident in ids:
         await dhcp.stop(run_dir, ident)
+        await vxlan.remove(netns.network_ns(ident))  # the VNI free at once (drop_network)
         await netns.delete(netns.network_ns(ident))
         await netns.delete(netns.router_ns(ident))
         await external.delete_host_link(ident)
