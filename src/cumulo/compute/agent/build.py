@@ -61,21 +61,18 @@ async def build_and_run(node: Node, uuid: str, request_id: str | None) -> None:
         if with_volumes:
             await block_devices.complete(node, inst, req)
         power = await node.power_of(uuid)
-        if node.db.is_sqlite:
-            done = await node.set_state(
-                uuid,
-                {
-                    "vm_state": s.ACTIVE,
-                    "task_state": None,
-                    "power_state": int(power),
-                    "launched_at": utcnow(),
-                },
-                expected_task_state=s.SPAWNING,
-                expected_vm_state=s.BUILDING,
-                event=event,
-            )
-        else:
-            done = await _active(node, uuid, power, event)
+        done = await node.set_state(
+            uuid,
+            {
+                "vm_state": s.ACTIVE,
+                "task_state": None,
+                "power_state": int(power),
+                "launched_at": utcnow(),
+            },
+            expected_task_state=s.SPAWNING,
+            expected_vm_state=s.BUILDING,
+            event=event,
+        )
         if not done:
             await _after_lost_race(node, uuid)
 
@@ -155,35 +152,6 @@ async def _take(node: Node, uuid: str, req: str) -> tuple[dict[str, Any] | None,
         if found is None:
             return None, None
         return dict(found), await worker_events.begin(conn, uuid, req, BUILD_EVENT, node.host)
-
-
-@functools.cache
-def _active_statement(with_event: bool) -> sa.Update:
-    """PostgreSQL: spawning -> ACTIVE (Node.set_state's CAS) and the build event's end, one
-    statement built once per shape with the values bound (act_uuid, act_power, act_now)."""
-    now = sa.bindparam("act_now", type_=instances.c.updated_at.type)
-    q = (
-        sa.update(instances)
-        .where(instances.c.uuid == sa.bindparam("act_uuid", type_=instances.c.uuid.type),
-               instances.c.deleted.is_(False), instances.c.task_state == s.SPAWNING,
-               instances.c.vm_state == s.BUILDING)
-        .values(vm_state=s.ACTIVE, task_state=None, power_state=sa.bindparam("act_power", type_=instances.c.power_state.type),
-                launched_at=now, updated_at=now)
-    )
-    return q.add_cte(*worker_events.bound_finish_ctes()) if with_event else q
-
-
-async def _active(node: Node, uuid: str, power: PowerState, event: worker_events.EventHandle | None) -> bool:
-    """PostgreSQL: the build's last step, as Node.set_state(ACTIVE, expected spawning/building,
-    event) writes it: alone in autocommit, one round trip."""
-    params: dict[str, Any] = {"act_uuid": uuid, "act_power": int(power), "act_now": utcnow()}
-    if event is not None:
-        params.update(worker_events.finish_values(event))
-    async with node.db.read() as conn:
-        ok = bool((await conn.execute(_active_statement(event is not None), params)).rowcount)
-    if not ok:
-        LOG.info("instance %s changed under us; not making it ACTIVE", uuid)
-    return ok
 
 
 async def _not_taken(node: Node, uuid: str) -> None:
@@ -318,9 +286,6 @@ async def terminate(node: Node, uuid: str, request_id: str | None) -> None:
         if inst.pop(_HAS_MAPPINGS, True):
             await volumes.release(node, inst)  # attachments gone, delete_on_termination volumes deleted
         await node.placement.release(uuid)
-        if not node.db.is_sqlite:
-            await _mark_deleted(node, uuid, event)
-            return
         now = utcnow()
         await node.set_state(
             uuid,
@@ -359,30 +324,6 @@ def _delete_statement(with_event: bool) -> sa.Select[Any]:
     started = worker_events.bound_begin_cte(only_if=loaded)
     return (sa.select(*columns, started.c.id.label("event_id"), started.c.action_id.label("event_action_id"))
             .select_from(loaded.outerjoin(started, sa.true())))
-
-
-@functools.cache
-def _deleted_statement(with_event: bool) -> sa.Update:
-    """PostgreSQL: the terminate's last write (Node.set_state's CAS: soft-deleted, no state left)
-    and its event's end, one statement built once per shape with the values bound."""
-    now = sa.bindparam("gone_now", type_=instances.c.updated_at.type)
-    q = (
-        sa.update(instances)
-        .where(instances.c.uuid == sa.bindparam("gone_uuid", type_=instances.c.uuid.type),
-               instances.c.deleted.is_(False))
-        .values(vm_state=s.DELETED, task_state=None, power_state=int(PowerState.NOSTATE), deleted=True,
-                deleted_at=now, terminated_at=now, updated_at=now)
-    )
-    return q.add_cte(*worker_events.bound_finish_ctes()) if with_event else q
-
-
-async def _mark_deleted(node: Node, uuid: str, event: worker_events.EventHandle | None) -> None:
-    params: dict[str, Any] = {"gone_uuid": uuid, "gone_now": utcnow()}
-    if event is not None:
-        params.update(worker_events.finish_values(event))
-    async with node.db.read() as conn:
-        if not (await conn.execute(_deleted_statement(event is not None), params)).rowcount:
-            LOG.info("instance %s changed under us; not marking it deleted", uuid)
 
 
 async def _load_for_delete(

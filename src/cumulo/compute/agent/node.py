@@ -133,9 +133,13 @@ class Node:
             # PostgreSQL: the CAS and the event's end in one statement (data-modifying WITH), alone
             # in autocommit (`read()`'s connection: a single statement is its own transaction,
             # all of it or nothing): one round trip where BEGIN, three statements, COMMIT were five.
-            stmt = inst_db.cas_statement(uuid, values, **kwargs).add_cte(*worker_events.finish_ctes(event, event_error))
+            # Built once per shape with the values bound (inst_db.bound_cas), unless a value is an
+            # SQL expression.
+            stmt, params = inst_db.bound_cas(uuid, values, **kwargs, event=event, event_error=event_error) or (
+                inst_db.cas_statement(uuid, values, **kwargs).add_cte(*worker_events.finish_ctes(event, event_error)),
+                None)
             async with self.db.read() as conn:
-                ok = bool((await conn.execute(stmt)).rowcount)
+                ok = bool((await conn.execute(stmt, params)).rowcount)
             if not ok:
                 LOG.info("instance %s changed under us; not applying %s", uuid, sorted(values))
             return ok
